@@ -1,0 +1,50 @@
+/* A compute backend: the scalar host reference or an OpenCL device. The
+ * quantizer calls through this table, so src/ needs no OpenCL header. */
+#ifndef MQ_BACKEND_H
+#define MQ_BACKEND_H
+
+#include "monoquant.h"
+
+typedef struct mq_backend mq_backend;
+
+typedef struct {
+    /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
+     * MQ_STATUS_E_DATA with *bad_row for NaN/Inf; other errors set mq_last_error. */
+    mq_status (*quantize_rows)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                               size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                               size_t *bad_row);
+    /* As mq_ref_cast_f16; the overflow count goes to *overflow. */
+    mq_status (*cast_f16)(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
+                          uint16_t *dst, uint64_t *overflow);
+    /* As mq_ref_dequantize_rows. */
+    mq_status (*dequantize_rows)(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
+                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+    void (*free)(mq_backend *b);
+} mq_backend_ops;
+
+struct mq_backend {
+    const mq_backend_ops *ops;
+    char backend[16];   /* "host" or "opencl" */
+    char platform[256]; /* "" for host */
+    char device[256];   /* device name; "reference" for host */
+};
+
+/*
+ * Opens the backend that cfg->device names (NULL or "auto": first GPU, else
+ * first OpenCL device, else the host reference with a notice on stderr;
+ * "host": the reference). The caller frees it with mq_backend_free.
+ */
+mq_status mq_backend_open(const mq_config *cfg, mq_backend **out);
+mq_status mq_backend_open_host(mq_backend **out);
+void mq_backend_free(mq_backend *b);
+
+/*
+ * Implemented in host/: opens an OpenCL device for `spec` ("auto", "opencl",
+ * "gpu", "cpu", "P:D" or a name substring). For "auto", MQ_STATUS_E_DEVICE
+ * with *none_found = true means no usable OpenCL device exists (not an error
+ * for auto). `max_alloc_override` caps one device buffer (0 = device limit).
+ */
+mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
+                                 mq_backend **out);
+
+#endif

@@ -1,0 +1,14 @@
+/* Thread-local error message behind mq_last_error(). Every failing path sets
+ * it with the file, tensor and cause, and returns the status it passes in. */
+#ifndef MQ_ERROR_H
+#define MQ_ERROR_H
+
+#include "monoquant.h"
+
+/* Formats the message, stores it for mq_last_error() and returns `s`. */
+mq_status mq_set_error(mq_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepends "prefix: " to the current message (adds context on the way up). */
+void mq_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mq_clear_error(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* Plain scalar C versions of every kernel: the numerics of DESIGN.md written
+ * once, the test oracle for the OpenCL kernels and the host fallback.
+ *
+ * Per channel (a contiguous row of `cols` values), all arithmetic in fp32:
+ *   symmetric:  amax = max|w|; scale = max(amax / 127.5f, FLT_EPSILON);
+ *               s = round_to_stored_dtype(scale); q = clamp(rint(w / s), -128, 127)
+ *   asymmetric: lo = min(min w, 0); hi = max(max w, 0);
+ *               scale = max((hi - lo) / 255.0f, FLT_EPSILON), where hi - lo
+ *               overflows to inf it is hi / 255.0f - lo / 255.0f;
+ *               s = round_to_stored_dtype(scale);
+ *               zp = clamp(rint(-128.0f - lo / s), -128, 127);
+ *               q = clamp(rint(w / s) + zp, -128, 127)
+ * rint rounds half to even. The stored dtype is the input dtype (F32/F16/BF16),
+ * rounded to nearest even. */
+#ifndef MQ_REFERENCE_H
+#define MQ_REFERENCE_H
+
+#include "monoquant.h"
+
+/* Exact widening and round-to-nearest-even narrowing. NaN keeps its sign and
+ * top payload bits and becomes quiet. */
+float mq_f16_to_f32(uint16_t h);
+float mq_bf16_to_f32(uint16_t b);
+uint16_t mq_f32_to_f16(float f);  /* overflow gives +-inf */
+uint16_t mq_f64_to_f16(double d); /* one rounding, straight from double */
+uint16_t mq_f32_to_bf16(float f);
+/* Element i of a F32/F16/BF16 array, widened to fp32. */
+float mq_load_f32(const void *src, mq_dtype dt, size_t i);
+
+/* Running statistics of one channel. */
+typedef struct {
+    float lo, hi;    /* min and max of the values seen (+inf/-inf when none) */
+    float amax;      /* max |w| */
+    bool nonfinite;  /* a NaN or Inf was seen */
+} mq_ref_stats;
+
+void mq_ref_stats_init(mq_ref_stats *s);
+/* Folds n values of src (F32/F16/BF16) into s. */
+void mq_ref_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n);
+/* Scale (as fp32, already rounded to `scale_dt`) and zero point from the statistics. */
+void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
+                   int8_t *zp);
+/* q[i] = clamp(rint(w / scale) + zp, -128, 127) for n values. */
+void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                            int8_t *q);
+/* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
+void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
+
+/*
+ * Quantizes `rows` channels of `cols` values each. `scale` receives `rows`
+ * elements of dtype `dt`; `zp` (asymmetric only, else may be NULL) `rows`
+ * int8. Returns MQ_STATUS_E_DATA with *bad_row set when a row holds NaN/Inf
+ * (outputs then undefined); does not set an error message.
+ */
+mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                               bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                               size_t *bad_row);
+
+/* n values of F32/F64/BF16/F16 to F16. Returns the number of finite values
+ * that rounded beyond +-65504; with `saturate` they become +-65504. */
+uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);
+
+/* w = (q - zp) * scale in fp32, stored in `dt` (the scale's dtype). zp may be NULL. */
+void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const void *scale,
+                            const int8_t *zp, mq_dtype dt, void *dst);
+
+#endif
