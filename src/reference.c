@@ -1,0 +1,286 @@
+/* Plain scalar C versions of every kernel (see reference.h for the formulas):
+ * the oracle the OpenCL kernels must match bit for bit, and the host fallback.
+ * Float formats are converted with integer bit operations so no compiler or
+ * FPU half-precision support is involved. */
+#include "reference.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* m >> shift rounded to nearest, ties to even (1 <= shift <= 63). */
+static uint64_t shift_rne(uint64_t m, unsigned shift)
+{
+    uint64_t h = m >> shift;
+    uint64_t rem = m & ((UINT64_C(1) << shift) - 1);
+    uint64_t half = UINT64_C(1) << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return h;
+}
+
+float mq_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu;
+    uint32_t m = h & 0x3ffu;
+    if (e == 0x1f) /* inf, or NaN made quiet as hardware conversions do */
+        return f32_from_bits(sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0));
+    if (e == 0) {
+        if (m == 0) return f32_from_bits(sign);
+        /* Subnormal m * 2^-24: normalise so the leading one becomes implicit. */
+        uint32_t fe = 113; /* biased fp32 exponent of 2^-14 */
+        while (!(m & 0x400u)) {
+            m <<= 1;
+            fe--;
+        }
+        return f32_from_bits(sign | (fe << 23) | ((m & 0x3ffu) << 13));
+    }
+    return f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
+}
+
+float mq_bf16_to_f32(uint16_t b)
+{
+    return f32_from_bits((uint32_t)b << 16);
+}
+
+uint16_t mq_f32_to_f16(float f)
+{
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+    if (ax >= 0x477ff000u) /* >= 65520, the midpoint above 65504: inf (inf included) */
+        return (uint16_t)(sign | 0x7c00u);
+    uint32_t e = ax >> 23;
+    uint64_t m = (ax & 0x7fffffu) | 0x800000u;
+    if (e >= 113) /* normal result; a carry out of the mantissa bumps the exponent */
+        return (uint16_t)(sign | (((e - 112) << 10) + (uint32_t)shift_rne(m, 13) - 0x400u));
+    if (e < 102) /* below 2^-25: rounds to zero (2^-25 itself is a tie to even 0) */
+        return sign;
+    /* Subnormal result in units of 2^-24; rounding up to 0x400 gives the smallest normal. */
+    return (uint16_t)(sign | (uint32_t)shift_rne(m, 126 - e));
+}
+
+uint16_t mq_f64_to_f16(double d)
+{
+    uint64_t x;
+    memcpy(&x, &d, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 48) & 0x8000u);
+    uint64_t ax = x & UINT64_C(0x7fffffffffffffff);
+    if (ax > UINT64_C(0x7ff0000000000000))
+        return (uint16_t)(sign | 0x7e00u | (uint32_t)((ax >> 42) & 0x3ffu));
+    if (ax >= UINT64_C(0x40effe0000000000)) /* >= 65520 */
+        return (uint16_t)(sign | 0x7c00u);
+    uint32_t e = (uint32_t)(ax >> 52);
+    uint64_t m = (ax & UINT64_C(0xfffffffffffff)) | (UINT64_C(1) << 52);
+    if (e >= 1009) /* >= 2^-14 */
+        return (uint16_t)(sign | (((e - 1008) << 10) + (uint32_t)shift_rne(m, 42) - 0x400u));
+    if (e < 998) /* below 2^-25 */
+        return sign;
+    return (uint16_t)(sign | (uint32_t)shift_rne(m, 1051 - e));
+}
+
+uint16_t mq_f32_to_bf16(float f)
+{
+    uint32_t x = f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    /* Adding just under half an ulp (plus the lsb for ties) rounds to nearest even;
+     * the carry turns values above the bf16 maximum into inf. */
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+float mq_load_f32(const void *src, mq_dtype dt, size_t i)
+{
+    const unsigned char *p = src;
+    uint16_t h;
+    float f;
+    switch (dt) {
+    case MQ_DTYPE_F32:
+        memcpy(&f, p + i * 4, sizeof f);
+        return f;
+    case MQ_DTYPE_F16:
+        memcpy(&h, p + i * 2, sizeof h);
+        return mq_f16_to_f32(h);
+    case MQ_DTYPE_BF16:
+        memcpy(&h, p + i * 2, sizeof h);
+        return mq_bf16_to_f32(h);
+    default:
+        return NAN; /* not a quantizable dtype: callers never pass one */
+    }
+}
+
+void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale)
+{
+    unsigned char *p = dst;
+    uint16_t h;
+    switch (dt) {
+    case MQ_DTYPE_F16:
+        h = mq_f32_to_f16(scale);
+        memcpy(p + i * 2, &h, sizeof h);
+        break;
+    case MQ_DTYPE_BF16:
+        h = mq_f32_to_bf16(scale);
+        memcpy(p + i * 2, &h, sizeof h);
+        break;
+    default:
+        memcpy(p + i * 4, &scale, sizeof scale);
+        break;
+    }
+}
+
+void mq_ref_stats_init(mq_ref_stats *s)
+{
+    s->lo = INFINITY;
+    s->hi = -INFINITY;
+    s->amax = 0.0f;
+    s->nonfinite = false;
+}
+
+void mq_ref_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = mq_load_f32(src, dt, i);
+        if (!isfinite(v)) {
+            s->nonfinite = true; /* the row is rejected; its range no longer matters */
+            continue;
+        }
+        if (v < s->lo) s->lo = v;
+        if (v > s->hi) s->hi = v;
+        if (fabsf(v) > s->amax) s->amax = fabsf(v);
+    }
+}
+
+/* The scale as it will be read back from the file. */
+static float round_to_dtype(float v, mq_dtype dt)
+{
+    if (dt == MQ_DTYPE_F16) return mq_f16_to_f32(mq_f32_to_f16(v));
+    if (dt == MQ_DTYPE_BF16) return mq_bf16_to_f32(mq_f32_to_bf16(v));
+    return v;
+}
+
+void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
+                   int8_t *zp)
+{
+    float sc;
+    if (symmetric) {
+        sc = s->amax / 127.5f;
+        if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+        *scale = round_to_dtype(sc, scale_dt);
+        *zp = 0;
+        return;
+    }
+    /* The range always holds 0 so that 0 is exactly representable; an empty
+     * range (+inf/-inf) becomes [0, 0] here as well. */
+    float lo = s->lo < 0.0f ? s->lo : 0.0f;
+    float hi = s->hi > 0.0f ? s->hi : 0.0f;
+    float d = hi - lo;
+    /* Near +-FLT_MAX the difference overflows while the scale itself is finite. */
+    sc = isinf(d) ? hi / 255.0f - lo / 255.0f : d / 255.0f;
+    if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+    sc = round_to_dtype(sc, scale_dt);
+    *scale = sc;
+    /* Rounding the scale down (F16/BF16) can push the zero point past 127. */
+    float z = fminf(fmaxf(rintf(-128.0f - lo / sc), -128.0f), 127.0f);
+    *zp = (int8_t)z;
+}
+
+void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                            int8_t *q)
+{
+    float z = (float)zp;
+    for (size_t i = 0; i < n; i++) {
+        float v = rintf(mq_load_f32(src, dt, i) / scale) + z;
+        /* fmin(fmax()) is OpenCL's clamp, and it keeps the conversion defined
+         * (a NaN becomes -128 rather than undefined behaviour). */
+        v = fminf(fmaxf(v, -128.0f), 127.0f);
+        q[i] = (int8_t)v;
+    }
+}
+
+mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
+{
+    const unsigned char *in = src;
+    size_t row_bytes = cols * mq_dtype_size(dt);
+    for (size_t r = 0; r < rows; r++) {
+        const void *row = in + r * row_bytes;
+        mq_ref_stats st;
+        mq_ref_stats_init(&st);
+        mq_ref_stats_update(&st, row, dt, cols);
+        if (st.nonfinite) {
+            if (bad_row) *bad_row = r;
+            return MQ_STATUS_E_DATA;
+        }
+        float s;
+        int8_t z;
+        mq_ref_params(&st, symmetric, dt, &s, &z);
+        mq_store_scale(scale, dt, r, s);
+        if (!symmetric && zp) zp[r] = z;
+        mq_ref_quantize_values(row, dt, cols, s, z, q + r * cols);
+    }
+    return MQ_OK;
+}
+
+uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)
+{
+    const unsigned char *p = src;
+    uint64_t overflow = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        bool can_overflow;
+        if (dt == MQ_DTYPE_F64) {
+            double d;
+            memcpy(&d, p + i * 8, sizeof d);
+            can_overflow = isfinite(d);
+            h = mq_f64_to_f16(d);
+        } else if (dt == MQ_DTYPE_F16) {
+            memcpy(&h, p + i * 2, sizeof h);
+            can_overflow = false; /* a copy; an inf there was inf before */
+        } else {
+            float f = mq_load_f32(src, dt, i);
+            can_overflow = isfinite(f);
+            h = mq_f32_to_f16(f);
+        }
+        if (can_overflow && (h & 0x7fffu) == 0x7c00u) {
+            overflow++;
+            if (saturate) h = (uint16_t)((h & 0x8000u) | 0x7bffu);
+        }
+        dst[i] = h;
+    }
+    return overflow;
+}
+
+void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const void *scale,
+                            const int8_t *zp, mq_dtype dt, void *dst)
+{
+    unsigned char *out = dst;
+    size_t esz = mq_dtype_size(dt);
+    for (size_t r = 0; r < rows; r++) {
+        float s = mq_load_f32(scale, dt, r);
+        float z = zp ? (float)zp[r] : 0.0f;
+        for (size_t c = 0; c < cols; c++) {
+            size_t i = r * cols + c;
+            float w = ((float)q[i] - z) * s;
+            if (dt == MQ_DTYPE_F32) {
+                memcpy(out + i * esz, &w, sizeof w);
+            } else {
+                uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(w) : mq_f32_to_bf16(w);
+                memcpy(out + i * esz, &h, sizeof h);
+            }
+        }
+    }
+}

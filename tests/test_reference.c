@@ -1,0 +1,764 @@
+/* The scalar reference (src/reference.c) against values worked out by hand
+ * from DESIGN.md's Numerics: fp16/bf16 conversions, symmetric and asymmetric
+ * int8 parameters and codes, the fp16 cast, dequantization, and random rows. */
+#include "testutil.h"
+
+#include "reference.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float ffrom(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Bit equality, so -0.0 and NaN payloads count. */
+#define assert_f32_bits(a, b) assert_int_equal(fbits(a), fbits(b))
+
+/* Quantizes one F32 row; returns the scale as stored. */
+static float quant_row_f32(const float *w, size_t n, bool sym, int8_t *q, int8_t *zp)
+{
+    float s = -1.0f;
+    size_t bad = 99;
+    int8_t z = 55;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 1, n, sym, q, &s, sym ? NULL : &z, &bad),
+                     MQ_OK);
+    assert_int_equal(bad, 99); /* untouched on success */
+    if (zp) *zp = sym ? 0 : z;
+    return s;
+}
+
+static void assert_q(const int8_t *q, const int8_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (q[i] != want[i]) fail_msg("q[%zu] = %d, want %d", i, q[i], want[i]);
+    }
+}
+
+/* ---------------- conversions ---------------- */
+
+static void test_f16_widen_known(void **state)
+{
+    (void)state;
+    assert_f32_bits(mq_f16_to_f32(0x3c00), 1.0f);
+    assert_f32_bits(mq_f16_to_f32(0x0000), 0.0f);
+    assert_int_equal(fbits(mq_f16_to_f32(0x8000)), 0x80000000u);
+    assert_f32_bits(mq_f16_to_f32(0x0001), ldexpf(1.0f, -24));
+    assert_f32_bits(mq_f16_to_f32(0x03ff), ldexpf(1023.0f, -24));
+    assert_f32_bits(mq_f16_to_f32(0x8200), -ldexpf(1.0f, -15));
+    assert_f32_bits(mq_f16_to_f32(0x0400), ldexpf(1.0f, -14));
+    assert_f32_bits(mq_f16_to_f32(0x7bff), 65504.0f);
+    assert_f32_bits(mq_f16_to_f32(0xc100), -2.5f);
+    assert_f32_bits(mq_f16_to_f32(0x7c00), INFINITY);
+    assert_f32_bits(mq_f16_to_f32(0xfc00), -INFINITY);
+    /* NaN: payload moves to the top of the fp32 mantissa and becomes quiet. */
+    assert_int_equal(fbits(mq_f16_to_f32(0x7c01)), 0x7fc02000u);
+    assert_int_equal(fbits(mq_f16_to_f32(0xfe00)), 0xffc00000u);
+    assert_int_equal(fbits(mq_f16_to_f32(0x7fff)), 0x7fffe000u);
+}
+
+static void test_f16_roundtrip_exhaustive(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h <= 0xffff; h++) {
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu)) continue; /* NaN */
+        uint16_t back = mq_f32_to_f16(mq_f16_to_f32((uint16_t)h));
+        if (back != h)
+            fail_msg("0x%04x -> %a -> 0x%04x", h, (double)mq_f16_to_f32((uint16_t)h), back);
+    }
+}
+
+static void test_f32_to_f16_known(void **state)
+{
+    (void)state;
+    assert_int_equal(mq_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(mq_f32_to_f16(-2.5f), 0xc100);
+    assert_int_equal(mq_f32_to_f16(0.1f), 0x2e66);
+    assert_int_equal(mq_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(mq_f32_to_f16(65519.99f), 0x7bff);
+    assert_int_equal(mq_f32_to_f16(65520.0f), 0x7c00); /* tie between 65504 and 2^16: even */
+    assert_int_equal(mq_f32_to_f16(-70000.0f), 0xfc00);
+    assert_int_equal(mq_f32_to_f16(FLT_MAX), 0x7c00);
+    assert_int_equal(mq_f32_to_f16(INFINITY), 0x7c00);
+    assert_int_equal(mq_f32_to_f16(-INFINITY), 0xfc00);
+    assert_int_equal(mq_f32_to_f16(0.0f), 0x0000);
+    assert_int_equal(mq_f32_to_f16(-0.0f), 0x8000);
+    /* Subnormal results, in units of 2^-24. */
+    assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -24)), 0x0001);
+    assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -25)), 0x0000); /* 0.5: tie to even 0 */
+    assert_int_equal(mq_f32_to_f16(-ldexpf(1.0f, -25)), 0x8000);
+    assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -25) + ldexpf(1.0f, -40)), 0x0001);
+    assert_int_equal(mq_f32_to_f16(ldexpf(3.0f, -25)), 0x0002); /* 1.5 -> 2 */
+    assert_int_equal(mq_f32_to_f16(ldexpf(5.0f, -25)), 0x0002); /* 2.5 -> 2 */
+    assert_int_equal(mq_f32_to_f16(ldexpf(3.0f, -26)), 0x0001); /* 0.75 -> 1 */
+    assert_int_equal(mq_f32_to_f16(-2.5e-6f), 0x802a);
+    assert_int_equal(mq_f32_to_f16(1e-10f), 0x0000);
+    assert_int_equal(mq_f32_to_f16(FLT_MIN), 0x0000);
+    assert_int_equal(mq_f32_to_f16(ffrom(0x00000001u)), 0x0000); /* fp32 subnormal */
+    /* 1023.5 units of 2^-24 ties to the even 1024: the smallest normal. */
+    assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -14) - ldexpf(1.0f, -25)), 0x0400);
+    /* 1022.5 units ties to the even 1022. */
+    assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -14) - ldexpf(3.0f, -25)), 0x03fe);
+    /* Ties to even in the normal range (fp16 ulp at 1 is 2^-10). */
+    assert_int_equal(mq_f32_to_f16(1.0f + ldexpf(1.0f, -11)), 0x3c00);
+    assert_int_equal(mq_f32_to_f16(1.0f + ldexpf(3.0f, -11)), 0x3c02);
+    assert_int_equal(mq_f32_to_f16(1.0f + ldexpf(1.0f, -11) + ldexpf(1.0f, -23)), 0x3c01);
+    /* Mantissa carry into the exponent: 2 - 2^-11 rounds to 2.0. */
+    assert_int_equal(mq_f32_to_f16(2.0f - ldexpf(1.0f, -11)), 0x4000);
+    /* NaN: sign | quiet | top 10 payload bits. */
+    assert_int_equal(mq_f32_to_f16(ffrom(0x7fc00000u)), 0x7e00);
+    assert_int_equal(mq_f32_to_f16(ffrom(0xff800001u)), 0xfe00); /* low payload lost, still NaN */
+    assert_int_equal(mq_f32_to_f16(ffrom(0x7fa02000u)), 0x7f01); /* signalling -> quiet */
+}
+
+#ifdef __FLT16_MAX__
+static uint16_t compiler_f16(float f)
+{
+    volatile _Float16 h = (_Float16)f;
+    uint16_t u;
+    memcpy(&u, (const void *)&h, sizeof u);
+    return u;
+}
+
+static uint16_t compiler_f16_from_f64(double d)
+{
+    volatile _Float16 h = (_Float16)d;
+    uint16_t u;
+    memcpy(&u, (const void *)&h, sizeof u);
+    return u;
+}
+
+static void check_against_compiler(uint32_t x)
+{
+    float f = ffrom(x);
+    if (isnan(f)) return;
+    uint16_t want = compiler_f16(f), got = mq_f32_to_f16(f);
+    if (want != got) fail_msg("%a (0x%08x): compiler 0x%04x, ours 0x%04x", (double)f, x, want, got);
+}
+#endif
+
+static void test_f32_to_f16_vs_compiler(void **state)
+{
+    (void)state;
+#ifdef __FLT16_MAX__
+    /* Every exponent, every fp16-visible mantissa, and the low bits that decide rounding. */
+    static const uint32_t low[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff};
+    for (uint32_t e = 0; e < 256; e++)
+        for (uint32_t m = 0; m < 1024; m++)
+            for (size_t k = 0; k < sizeof low / sizeof low[0]; k++) {
+                uint32_t x = (e << 23) | (m << 13) | low[k];
+                check_against_compiler(x);
+                check_against_compiler(x | 0x80000000u);
+            }
+    /* Subnormal results round at coarser positions: sweep all low bits there. */
+    for (uint32_t x = 0x33000000u; x < 0x38800000u; x += 7)
+        check_against_compiler(x);
+    tu_rng r;
+    tu_rng_seed(&r, 12345);
+    for (int i = 0; i < 2000000; i++)
+        check_against_compiler((uint32_t)tu_rng_u64(&r));
+    for (int i = 0; i < 500000; i++) {
+        uint64_t x = tu_rng_u64(&r);
+        double d;
+        /* Half of them near the fp16 range, where double-vs-float rounding differs. */
+        if (i & 1)
+            x = (x & UINT64_C(0x800fffffffffffff)) | ((uint64_t)(990 + (x >> 52) % 50) << 52);
+        memcpy(&d, &x, sizeof d);
+        if (isnan(d)) continue;
+        uint16_t want = compiler_f16_from_f64(d), got = mq_f64_to_f16(d);
+        if (want != got) fail_msg("%a: compiler 0x%04x, ours 0x%04x", d, want, got);
+    }
+#else
+    skip();
+#endif
+}
+
+static void test_f64_to_f16(void **state)
+{
+    (void)state;
+    /* Just above a tie: one rounding goes up; via float it would land on the tie
+     * (1 + 2^-11 exactly) and go to the even 0x3c00. */
+    double d = 1.0 + ldexp(1.0, -11) + ldexp(1.0, -40);
+    assert_int_equal(fbits((float)d), 0x3f801000u);
+    assert_int_equal(mq_f32_to_f16((float)d), 0x3c00);
+    assert_int_equal(mq_f64_to_f16(d), 0x3c01);
+    assert_int_equal(mq_f64_to_f16(1.0 + ldexp(1.0, -11)), 0x3c00);
+    assert_int_equal(mq_f64_to_f16(1.0), 0x3c00);
+    assert_int_equal(mq_f64_to_f16(-0.0), 0x8000);
+    assert_int_equal(mq_f64_to_f16(1.0 / 3.0), 0x3555);
+    assert_int_equal(mq_f64_to_f16(65504.0), 0x7bff);
+    assert_int_equal(mq_f64_to_f16(65519.99999), 0x7bff);
+    assert_int_equal(mq_f64_to_f16(65520.0), 0x7c00);
+    assert_int_equal(mq_f64_to_f16(-1e300), 0xfc00);
+    assert_int_equal(mq_f64_to_f16(ldexp(1.0, -24)), 0x0001);
+    assert_int_equal(mq_f64_to_f16(ldexp(1.0, -25)), 0x0000);
+    assert_int_equal(mq_f64_to_f16(ldexp(1.0, -25) + ldexp(1.0, -60)), 0x0001);
+    assert_int_equal(mq_f64_to_f16(ldexp(3.0, -25)), 0x0002);
+    assert_int_equal(mq_f64_to_f16(1e-7), 0x0002);
+    assert_int_equal(mq_f64_to_f16(1e-300), 0x0000);
+    assert_int_equal(mq_f64_to_f16(INFINITY), 0x7c00);
+    assert_int_equal(mq_f64_to_f16(-NAN) & 0x8000, 0x8000);
+    assert_int_equal(mq_f64_to_f16(NAN) & 0x7e00, 0x7e00);
+    double snan;
+    uint64_t sbits = UINT64_C(0x7ff4000000000000); /* payload 0x4..: top f16 bit 0x100 */
+    memcpy(&snan, &sbits, sizeof snan);
+    assert_int_equal(mq_f64_to_f16(snan), 0x7f00);
+}
+
+static void test_bf16(void **state)
+{
+    (void)state;
+    assert_f32_bits(mq_bf16_to_f32(0x3f80), 1.0f);
+    assert_f32_bits(mq_bf16_to_f32(0xc040), -3.0f);
+    assert_int_equal(fbits(mq_bf16_to_f32(0x7fa1)), 0x7fa10000u); /* bits << 16, as is */
+    assert_int_equal(mq_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(mq_f32_to_bf16(-0.0f), 0x8000);
+    /* bf16 ulp at 1 is 2^-7: ties go to even, anything above a tie goes up. */
+    assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3f80);
+    assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(3.0f, -8)), 0x3f82);
+    assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(1.0f, -8) + ldexpf(1.0f, -23)), 0x3f81);
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x3f80ffffu)), 0x3f81);
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x3f807fffu)), 0x3f80);
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x00008000u)), 0x0000); /* subnormal tie to even */
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x00018000u)), 0x0002);
+    assert_int_equal(mq_f32_to_bf16(FLT_MAX), 0x7f80); /* rounds past the largest bf16 */
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x7f7f7fffu)), 0x7f7f);
+    assert_int_equal(mq_f32_to_bf16(-INFINITY), 0xff80);
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x7fc00000u)), 0x7fc0);
+    assert_int_equal(mq_f32_to_bf16(ffrom(0xff800001u)), 0xffc0); /* payload below bit 16: quiet */
+    assert_int_equal(mq_f32_to_bf16(ffrom(0x7fa1ffffu)), 0x7fe1); /* no rounding into inf */
+}
+
+static void test_load_store(void **state)
+{
+    (void)state;
+    float f[2] = {1.5f, -2.0f};
+    uint16_t h[2] = {0x3e00, 0xc000}; /* 1.5, -2 */
+    uint16_t b[2] = {0x3fc0, 0xc000}; /* 1.5, -2 */
+    assert_f32_bits(mq_load_f32(f, MQ_DTYPE_F32, 1), -2.0f);
+    assert_f32_bits(mq_load_f32(h, MQ_DTYPE_F16, 0), 1.5f);
+    assert_f32_bits(mq_load_f32(h, MQ_DTYPE_F16, 1), -2.0f);
+    assert_f32_bits(mq_load_f32(b, MQ_DTYPE_BF16, 0), 1.5f);
+    assert_f32_bits(mq_load_f32(b, MQ_DTYPE_BF16, 1), -2.0f);
+    float fs[2] = {0};
+    uint16_t hs[2] = {0}, bs[2] = {0};
+    mq_store_scale(fs, MQ_DTYPE_F32, 1, 0.25f);
+    mq_store_scale(hs, MQ_DTYPE_F16, 1, 0.25f);
+    mq_store_scale(bs, MQ_DTYPE_BF16, 1, 0.25f);
+    assert_f32_bits(fs[1], 0.25f);
+    assert_int_equal(hs[1], 0x3400);
+    assert_int_equal(bs[1], 0x3e80);
+    assert_int_equal(hs[0], 0);
+    assert_int_equal(bs[0], 0);
+}
+
+/* ---------------- statistics and parameters ---------------- */
+
+static void test_stats_and_params(void **state)
+{
+    (void)state;
+    mq_ref_stats s;
+    mq_ref_stats_init(&s);
+    assert_f32_bits(s.lo, INFINITY);
+    assert_f32_bits(s.hi, -INFINITY);
+    assert_f32_bits(s.amax, 0.0f);
+    assert_false(s.nonfinite);
+
+    /* No values seen: the range is [0, 0]. */
+    float scale;
+    int8_t zp = 5;
+    mq_ref_params(&s, false, MQ_DTYPE_F32, &scale, &zp);
+    assert_f32_bits(scale, FLT_EPSILON);
+    assert_int_equal(zp, -128);
+    mq_ref_params(&s, true, MQ_DTYPE_F32, &scale, &zp);
+    assert_f32_bits(scale, FLT_EPSILON);
+    assert_int_equal(zp, 0);
+
+    float a[3] = {0.5f, -3.0f, 2.0f};
+    uint16_t b[2] = {0x4080, 0xc000}; /* bf16 4, -2 */
+    mq_ref_stats_update(&s, a, MQ_DTYPE_F32, 3);
+    mq_ref_stats_update(&s, b, MQ_DTYPE_BF16, 2);
+    assert_f32_bits(s.lo, -3.0f);
+    assert_f32_bits(s.hi, 4.0f);
+    assert_f32_bits(s.amax, 4.0f);
+    assert_false(s.nonfinite);
+    /* Asymmetric: (4 - -3) / 255; zp = rint(-128 + 3 / scale) = rint(-128 + 109.28...) = -19 */
+    mq_ref_params(&s, false, MQ_DTYPE_F32, &scale, &zp);
+    assert_f32_bits(scale, 7.0f / 255.0f);
+    assert_int_equal(zp, -19);
+
+    uint16_t h[2] = {0x3c00, 0x7c00}; /* 1, inf */
+    mq_ref_stats_update(&s, h, MQ_DTYPE_F16, 2);
+    assert_true(s.nonfinite);
+}
+
+/* ---------------- symmetric int8 ---------------- */
+
+static void test_sym_basic(void **state)
+{
+    (void)state;
+    /* amax 2, scale 2/127.5 = 0.015686275; w/s in fp32 is 63.749996, -127.49999,
+     * 31.874998, 127.49999: the end points fall just short of the half. */
+    const float w[4] = {1.0f, -2.0f, 0.5f, 2.0f};
+    int8_t q[4];
+    float s = quant_row_f32(w, 4, true, q, NULL);
+    assert_f32_bits(s, 2.0f / 127.5f);
+    assert_q(q, (const int8_t[]){64, -127, 32, 127}, 4);
+}
+
+static void test_sym_ties(void **state)
+{
+    (void)state;
+    /* amax 127.5 makes the scale exactly 1: w/s are exact halves, rounded to even;
+     * 127.5 rounds to 128 and is clamped. */
+    const float w[7] = {127.5f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 3.0f};
+    int8_t q[7];
+    float s = quant_row_f32(w, 7, true, q, NULL);
+    assert_f32_bits(s, 1.0f);
+    assert_q(q, (const int8_t[]){127, 0, 2, 2, 0, -2, 3}, 7);
+    /* -127.5 rounds to the even -128, inside the range. */
+    const float n[3] = {-127.5f, -63.75f, -1.0f};
+    s = quant_row_f32(n, 3, true, q, NULL);
+    assert_f32_bits(s, 1.0f);
+    assert_q(q, (const int8_t[]){-128, -64, -1}, 3);
+}
+
+static void test_sym_zero_and_tiny(void **state)
+{
+    (void)state;
+    int8_t q[4];
+    const float z[4] = {0.0f, -0.0f, 0.0f, 0.0f};
+    assert_f32_bits(quant_row_f32(z, 4, true, q, NULL), FLT_EPSILON);
+    assert_q(q, (const int8_t[]){0, 0, 0, 0}, 4);
+    /* fp32 subnormals: the scale clamps to FLT_EPSILON and every w/s rounds to 0. */
+    const float sub[3] = {ffrom(0x00000001u), -ffrom(0x007fffffu), FLT_MIN};
+    assert_f32_bits(quant_row_f32(sub, 3, true, q, NULL), FLT_EPSILON);
+    assert_q(q, (const int8_t[]){0, 0, 0}, 3);
+    /* amax/127.5 = 7.8e-8 < FLT_EPSILON: q = rint(w / 2^-23) = rint(83.886), rint(-16.777). */
+    const float t[2] = {1e-5f, -2e-6f};
+    assert_f32_bits(quant_row_f32(t, 2, true, q, NULL), FLT_EPSILON);
+    assert_q(q, (const int8_t[]){84, -17}, 2);
+}
+
+static void test_sym_extremes(void **state)
+{
+    (void)state;
+    int8_t q[4];
+    /* FLT_MAX / 127.5 is finite and FLT_MAX / scale is 127.5 exactly. */
+    const float m[4] = {FLT_MAX, -FLT_MAX, 1.0f, 0.0f};
+    assert_f32_bits(quant_row_f32(m, 4, true, q, NULL), FLT_MAX / 127.5f);
+    assert_q(q, (const int8_t[]){127, -128, 0, 0}, 4);
+    /* A huge outlier flattens the rest of the channel to 0. */
+    const float o[3] = {1e30f, 1.0f, -1.0f};
+    assert_f32_bits(quant_row_f32(o, 3, true, q, NULL), 1e30f / 127.5f);
+    assert_q(q, (const int8_t[]){127, 0, 0}, 3);
+    /* scale 7.8431373: 3.9/s = 0.497 -> 0, 4/s = 0.51 -> 1. */
+    const float p[4] = {1000.0f, 1.0f, 3.9f, 4.0f};
+    assert_f32_bits(quant_row_f32(p, 4, true, q, NULL), 1000.0f / 127.5f);
+    assert_q(q, (const int8_t[]){127, 0, 0, 1}, 4);
+}
+
+static void test_sym_f16_scale_rounding(void **state)
+{
+    (void)state;
+    /* amax 1.0009765625 (0x3c01): 1.0009765625/127.5 = 0.0078507969 rounds to the
+     * fp16 0x2005 = 0.0078506470. 0.451416015625 (0x3739) divided by the fp32 scale
+     * is 57.49939 (-> 57), by the rounded one 57.50048 (-> 58): q must use the latter. */
+    const uint16_t w[4] = {0x3c01, 0x3739, 0xbc01, 0x0000};
+    int8_t q[4];
+    uint16_t s = 0;
+    size_t bad = 0;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F16, 1, 4, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(s, 0x2005);
+    assert_q(q, (const int8_t[]){127, 58, -128, 0}, 4);
+}
+
+static void test_sym_bf16_scale_rounding(void **state)
+{
+    (void)state;
+    /* amax 1: 1/127.5 = 0.0078431 = 2^-7 * 1.0039216, above the bf16 midpoint
+     * 1.00390625, so it rounds up to 2^-7 * 1.0078125 = 0.0078735352 (0x3c01).
+     * 0.75 / 0.0078735 = 95.26 -> 95 (the fp32 scale would give 95.625 -> 96). */
+    const uint16_t w[3] = {0x3f80, 0x3f40, 0xbf80}; /* 1, 0.75, -1 */
+    int8_t q[3];
+    uint16_t s = 0;
+    size_t bad = 0;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_BF16, 1, 3, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(s, 0x3c01);
+    assert_q(q, (const int8_t[]){127, 95, -127}, 3);
+}
+
+static void test_nonfinite_rows(void **state)
+{
+    (void)state;
+    float w[3 * 2] = {1.0f, 2.0f, 3.0f, NAN, 5.0f, 6.0f};
+    int8_t q[6];
+    float s[3];
+    int8_t zp[3];
+    size_t bad = 99;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, true, q, s, NULL, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 1);
+    w[3] = 4.0f;
+    w[4] = -INFINITY;
+    bad = 99;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, false, q, s, zp, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 2);
+    w[4] = 5.0f;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, false, q, s, zp, &bad), MQ_OK);
+
+    uint16_t h[4] = {0x3c00, 0x3c00, 0x7c00, 0x3c00}; /* f16 +inf in row 1 */
+    uint16_t hs[2];
+    assert_int_equal(mq_ref_quantize_rows(h, MQ_DTYPE_F16, 2, 2, true, q, hs, NULL, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 1);
+    uint16_t b[4] = {0x7fc0, 0x3f80, 0x3f80, 0x3f80}; /* bf16 NaN in row 0 */
+    assert_int_equal(mq_ref_quantize_rows(b, MQ_DTYPE_BF16, 2, 2, false, q, hs, zp, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 0);
+}
+
+static void test_multi_rows_and_empty(void **state)
+{
+    (void)state;
+    /* Each row has its own scale. */
+    const float w[2 * 3] = {127.5f, 1.5f, -2.5f, 0.0f, 0.0f, 0.0f};
+    int8_t q[6];
+    float s[2];
+    size_t bad = 0;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 2, 3, true, q, s, NULL, &bad), MQ_OK);
+    assert_f32_bits(s[0], 1.0f);
+    assert_f32_bits(s[1], FLT_EPSILON);
+    assert_q(q, (const int8_t[]){127, 2, -2, 0, 0, 0}, 6);
+    /* Rows of no values still get a scale (and asymmetric zero point). */
+    int8_t zp[2] = {0, 0};
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 2, 0, false, q, s, zp, &bad), MQ_OK);
+    assert_f32_bits(s[0], FLT_EPSILON);
+    assert_f32_bits(s[1], FLT_EPSILON);
+    assert_int_equal(zp[0], -128);
+    assert_int_equal(zp[1], -128);
+}
+
+/* ---------------- asymmetric int8 ---------------- */
+
+static void test_asym_basic(void **state)
+{
+    (void)state;
+    int8_t q[4], zp;
+    /* [0, 255]: scale 1, zp = -128, q = w - 128. */
+    const float a[2] = {0.0f, 255.0f};
+    assert_f32_bits(quant_row_f32(a, 2, false, q, &zp), 1.0f);
+    assert_int_equal(zp, -128);
+    assert_q(q, (const int8_t[]){-128, 127}, 2);
+    /* [-1, 1]: scale 2/255; -1/s = -127.49999 in fp32, so zp = rint(-0.50001) = -1
+     * and q(1) = rint(127.49999) - 1 = 126. */
+    const float b[2] = {-1.0f, 1.0f};
+    assert_f32_bits(quant_row_f32(b, 2, false, q, &zp), 2.0f / 255.0f);
+    assert_int_equal(zp, -1);
+    assert_q(q, (const int8_t[]){-128, 126}, 2);
+    /* All positive: lo is 0. scale 20/255; 10/s = 127.49999 -> 127 - 128 = -1. */
+    const float c[3] = {10.0f, 20.0f, 0.0f};
+    assert_f32_bits(quant_row_f32(c, 3, false, q, &zp), 20.0f / 255.0f);
+    assert_int_equal(zp, -128);
+    assert_q(q, (const int8_t[]){-1, 127, -128}, 3);
+    /* All negative: hi is 0. scale 1, zp = rint(-128 + 255) = 127. */
+    const float d[3] = {-255.0f, -100.0f, -0.5f};
+    assert_f32_bits(quant_row_f32(d, 3, false, q, &zp), 1.0f);
+    assert_int_equal(zp, 127);
+    assert_q(q, (const int8_t[]){-128, 27, 127}, 3);
+    /* Exact-half codes round to even before the zero point is added:
+     * [-0.5, 254.5] has scale 1, zp = rint(-127.5) = -128; 254.5 -> 254 - 128,
+     * 1.5 -> 2 - 128, 2.5 -> 2 - 128. */
+    const float e[4] = {-0.5f, 254.5f, 1.5f, 2.5f};
+    assert_f32_bits(quant_row_f32(e, 4, false, q, &zp), 1.0f);
+    assert_int_equal(zp, -128);
+    assert_q(q, (const int8_t[]){-128, 126, -126, -126}, 4);
+}
+
+static void test_asym_flt_max(void **state)
+{
+    (void)state;
+    /* hi - lo overflows; scale = FLT_MAX/255 - (-FLT_MAX/255) = 2.668881e36 (0x7c008080).
+     * lo/s = -127.5 exactly: zp = rint(-0.5) = 0; 1e38/s = 37.47 -> 37. */
+    const float w[4] = {FLT_MAX, -FLT_MAX, 0.0f, 1e38f};
+    int8_t q[4], zp;
+    float s = quant_row_f32(w, 4, false, q, &zp);
+    assert_int_equal(fbits(s), 0x7c008080u);
+    assert_true(isfinite(s));
+    assert_int_equal(zp, 0);
+    assert_q(q, (const int8_t[]){127, -128, 0, 37}, 4);
+}
+
+static void test_asym_zp_clamp(void **state)
+{
+    (void)state;
+    /* F16 row [-612 * 2^-24, 0]: (612 * 2^-24) / 255 = 2.4 * 2^-24 is above FLT_EPSILON
+     * (2 * 2^-24) and rounds to the fp16 subnormal 0x0002 = 2^-23. Then
+     * -128 - lo/s = -128 + 306 = 178, clamped to 127; q(lo) = -306 + 127 -> -128. */
+    const uint16_t w[2] = {0x8264, 0x0000};
+    int8_t q[2], zp = 0;
+    uint16_t s = 0;
+    size_t bad = 0;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F16, 1, 2, false, q, &s, &zp, &bad), MQ_OK);
+    assert_int_equal(s, 0x0002);
+    assert_int_equal(zp, 127);
+    assert_q(q, (const int8_t[]){-128, 127}, 2);
+}
+
+static void test_asym_bf16(void **state)
+{
+    (void)state;
+    /* bf16 [-1, 1, 0.75]: scale 2/255 = 0.0078431 rounds to bf16 0x3c01 = 0.0078735352;
+     * -1/s = -127.007 so zp = rint(-0.992) = -1; 1/s = 127.007 -> 127 - 1 = 126;
+     * 0.75/s = 95.26 -> 95 - 1 = 94. */
+    const uint16_t w[3] = {0xbf80, 0x3f80, 0x3f40};
+    int8_t q[3], zp = 0;
+    uint16_t s = 0;
+    size_t bad = 0;
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_BF16, 1, 3, false, q, &s, &zp, &bad), MQ_OK);
+    assert_int_equal(s, 0x3c01);
+    assert_int_equal(zp, -1);
+    assert_q(q, (const int8_t[]){-128, 126, 94}, 3);
+}
+
+/* ---------------- fp16 cast ---------------- */
+
+static void test_cast_f32(void **state)
+{
+    (void)state;
+    const float w[12] = {1.0f,      65504.0f,  65519.99f,          65520.0f,
+                         -70000.0f, FLT_MAX,   ldexpf(3.0f, -26),  -2.5e-6f,
+                         INFINITY,  -INFINITY, ffrom(0x7fc00000u), 1e-10f};
+    const uint16_t inf_want[12] = {0x3c00, 0x7bff, 0x7bff, 0x7c00, 0xfc00, 0x7c00,
+                                   0x0001, 0x802a, 0x7c00, 0xfc00, 0x7e00, 0x0000};
+    const uint16_t sat_want[12] = {0x3c00, 0x7bff, 0x7bff, 0x7bff, 0xfbff, 0x7bff,
+                                   0x0001, 0x802a, 0x7c00, 0xfc00, 0x7e00, 0x0000};
+    uint16_t h[12];
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F32, 12, false, h), 3);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(h[i], inf_want[i]);
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F32, 12, true, h), 3);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(h[i], sat_want[i]);
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F32, 0, true, h), 0);
+}
+
+static void test_cast_bf16(void **state)
+{
+    (void)state;
+    /* 1, 65280, 65536 (overflows), -3.4e38, -inf, NaN, 2^-24 * 1.5, 1/3 (0x3eab = 0.333984) */
+    const uint16_t w[8] = {0x3f80, 0x477f, 0x4780, 0xff7f, 0xff80, 0x7fc1, 0x33c0, 0x3eab};
+    const uint16_t want[8] = {0x3c00, 0x7bf8, 0x7c00, 0xfc00, 0xfc00, 0x7e08, 0x0002, 0x3558};
+    uint16_t h[8];
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_BF16, 8, false, h), 2);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(h[i], want[i]);
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_BF16, 8, true, h), 2);
+    assert_int_equal(h[2], 0x7bff);
+    assert_int_equal(h[3], 0xfbff);
+    assert_int_equal(h[4], 0xfc00);
+}
+
+static void test_cast_f64(void **state)
+{
+    (void)state;
+    const double w[9] = {1.0 + ldexp(1.0, -11) + ldexp(1.0, -40),
+                         65519.99999,
+                         1e6,
+                         -1e300,
+                         ldexp(1.0, -25) + ldexp(1.0, -60),
+                         1.0 / 3.0,
+                         -INFINITY,
+                         NAN,
+                         -0.0};
+    const uint16_t want[9] = {0x3c01, 0x7bff, 0x7c00, 0xfc00, 0x0001,
+                              0x3555, 0xfc00, 0x7e00, 0x8000};
+    uint16_t h[9];
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F64, 9, false, h), 2);
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(h[i], want[i]);
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F64, 9, true, h), 2);
+    assert_int_equal(h[2], 0x7bff);
+    assert_int_equal(h[3], 0xfbff);
+    assert_int_equal(h[6], 0xfc00);
+}
+
+static void test_cast_f16_copy(void **state)
+{
+    (void)state;
+    const uint16_t w[5] = {0x3c00, 0x7c00, 0xfc00, 0x7d01, 0x0001};
+    uint16_t h[5];
+    assert_int_equal(mq_ref_cast_f16(w, MQ_DTYPE_F16, 5, true, h), 0);
+    assert_memory_equal(h, w, sizeof w); /* even signalling NaNs: a copy */
+}
+
+/* ---------------- dequantize ---------------- */
+
+static void test_dequantize(void **state)
+{
+    (void)state;
+    const int8_t q[2 * 4] = {-128, 0, 127, 5, -128, 0, 127, 5};
+    float f[8];
+    const float fs[2] = {0.5f, 2.0f};
+    mq_ref_dequantize_rows(q, 2, 4, fs, NULL, MQ_DTYPE_F32, f);
+    const float fwant[8] = {-64.0f, 0.0f, 63.5f, 2.5f, -256.0f, 0.0f, 254.0f, 10.0f};
+    for (int i = 0; i < 8; i++)
+        assert_f32_bits(f[i], fwant[i]);
+    /* With zero points: (q - zp) * s. */
+    const int8_t zp[2] = {-128, 3};
+    mq_ref_dequantize_rows(q, 2, 4, fs, zp, MQ_DTYPE_F32, f);
+    const float zwant[8] = {0.0f, 64.0f, 127.5f, 66.5f, -262.0f, -6.0f, 248.0f, 4.0f};
+    for (int i = 0; i < 8; i++)
+        assert_f32_bits(f[i], zwant[i]);
+
+    /* F16: scale 0x3800 (0.5) then 0x2004 (0.0078430176); 127 * 0.0078430176 =
+     * 0.99606323 rounds to 0x3bf8, -128 * s = -1.00390625 (0xbc04), -3 * s =
+     * -0.023529053 (0xa606). */
+    const int8_t q2[2 * 4] = {-128, 0, 127, 5, 127, -128, 1, -3};
+    const uint16_t hs[2] = {0x3800, 0x2004};
+    uint16_t h[8];
+    mq_ref_dequantize_rows(q2, 2, 4, hs, NULL, MQ_DTYPE_F16, h);
+    const uint16_t hwant[8] = {0xd400, 0x0000, 0x53f0, 0x4100, 0x3bf8, 0xbc04, 0x2004, 0xa606};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(h[i], hwant[i]);
+
+    /* BF16: scale 0x3f00 (0.5) then 0x3c01 (0.0078735352); 127 * s = 0.99993896 -> 0x3f80,
+     * -128 * s = -1.0078125 (0xbf81), 1 * s = 0x3c01, -3 * s = -0.023620605 (0xbcc2). */
+    const uint16_t bs[2] = {0x3f00, 0x3c01};
+    uint16_t b[8];
+    mq_ref_dequantize_rows(q2, 2, 4, bs, NULL, MQ_DTYPE_BF16, b);
+    const uint16_t bwant[8] = {0xc280, 0x0000, 0x427e, 0x4020, 0x3f80, 0xbf81, 0x3c01, 0xbcc2};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(b[i], bwant[i]);
+}
+
+/* ---------------- random rows ---------------- */
+
+static void fill_row(tu_rng *r, mq_dtype dt, void *dst, size_t n, float mag)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = tu_rng_normal(r) * mag;
+        if (tu_rng_u64(r) % 17 == 0) v *= 40.0f; /* outliers */
+        if (tu_rng_u64(r) % 23 == 0) v = 0.0f;
+        if (tu_rng_u64(r) % 5 == 0) v = fabsf(v); /* lopsided rows exercise the zero point */
+        if (dt == MQ_DTYPE_F32)
+            ((float *)dst)[i] = v;
+        else if (dt == MQ_DTYPE_F16) /* kept finite: a row with inf is rejected */
+            ((uint16_t *)dst)[i] = mq_f32_to_f16(fmaxf(fminf(v, 65504.0f), -65504.0f));
+        else
+            ((uint16_t *)dst)[i] = mq_f32_to_bf16(v);
+    }
+}
+
+static void test_property_random(void **state)
+{
+    (void)state;
+    enum { ROWS = 24, COLS = 61 };
+    static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+    static const float mags[6] = {1e-9f, 1e-4f, 0.02f, 1.0f, 300.0f, 1e30f};
+    tu_rng r;
+    tu_rng_seed(&r, 2024);
+    float src[ROWS * COLS];
+    unsigned char scale[ROWS * 4];
+    int8_t q[ROWS * COLS], q2[ROWS * COLS], zp[ROWS];
+    float deq[ROWS * COLS];
+    for (int iter = 0; iter < 60; iter++) {
+        mq_dtype dt = dts[iter % 3];
+        bool sym = (iter / 3) % 2 == 0;
+        float mag = mags[(iter / 6) % 6];
+        for (size_t row = 0; row < ROWS; row++)
+            fill_row(&r, dt, (unsigned char *)src + row * COLS * mq_dtype_size(dt), COLS,
+                     mag * (float)(1 + row % 4));
+        size_t bad = 0;
+        memset(zp, 0, sizeof zp);
+        assert_int_equal(
+            mq_ref_quantize_rows(src, dt, ROWS, COLS, sym, q, scale, sym ? NULL : zp, &bad), MQ_OK);
+        for (size_t row = 0; row < ROWS; row++) {
+            float s = mq_load_f32(scale, dt, row);
+            assert_true(s >= FLT_EPSILON && isfinite(s));
+            double z = sym ? 0.0 : zp[row];
+            const void *rp = (unsigned char *)src + row * COLS * mq_dtype_size(dt);
+            for (size_t c = 0; c < COLS; c++) {
+                double w = mq_load_f32(rp, dt, c);
+                int qi = q[row * COLS + c];
+                assert_true(qi >= -128 && qi <= 127);
+                if (w == 0.0) assert_int_equal(qi, (int)z); /* zero is exact */
+                double t = w / s + z;
+                if (t <= -128.5 || t >= 127.5) continue; /* clamped */
+                /* Half a step, plus the fp32 division's rounding (|w/s| < 2^8). */
+                double err = fabs(w - (qi - z) * s);
+                if (err > s * (0.5 + ldexp(1.0, -15)))
+                    fail_msg("dt %d sym %d row %zu col %zu: w %a s %a q %d zp %g", dt, sym, row, c,
+                             w, (double)s, qi, z);
+            }
+        }
+        /* Deterministic, and the per-row pieces compose to the same result. */
+        for (size_t row = 0; row < ROWS; row++) {
+            const void *rp = (unsigned char *)src + row * COLS * mq_dtype_size(dt);
+            mq_ref_stats st;
+            mq_ref_stats_init(&st);
+            mq_ref_stats_update(&st, rp, dt, COLS);
+            float s;
+            int8_t z;
+            mq_ref_params(&st, sym, dt, &s, &z);
+            assert_f32_bits(s, mq_load_f32(scale, dt, row));
+            if (!sym) assert_int_equal(z, zp[row]);
+            mq_ref_quantize_values(rp, dt, COLS, s, z, q2 + row * COLS);
+        }
+        assert_memory_equal(q, q2, sizeof q);
+        if (dt == MQ_DTYPE_F32) {
+            mq_ref_dequantize_rows(q, ROWS, COLS, scale, sym ? NULL : zp, dt, deq);
+            for (size_t i = 0; i < ROWS * COLS; i++) {
+                float s = ((float *)scale)[i / COLS];
+                float z = sym ? 0.0f : (float)zp[i / COLS];
+                assert_f32_bits(deq[i], ((float)q[i] - z) * s);
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f16_widen_known),
+        cmocka_unit_test(test_f16_roundtrip_exhaustive),
+        cmocka_unit_test(test_f32_to_f16_known),
+        cmocka_unit_test(test_f32_to_f16_vs_compiler),
+        cmocka_unit_test(test_f64_to_f16),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_load_store),
+        cmocka_unit_test(test_stats_and_params),
+        cmocka_unit_test(test_sym_basic),
+        cmocka_unit_test(test_sym_ties),
+        cmocka_unit_test(test_sym_zero_and_tiny),
+        cmocka_unit_test(test_sym_extremes),
+        cmocka_unit_test(test_sym_f16_scale_rounding),
+        cmocka_unit_test(test_sym_bf16_scale_rounding),
+        cmocka_unit_test(test_nonfinite_rows),
+        cmocka_unit_test(test_multi_rows_and_empty),
+        cmocka_unit_test(test_asym_basic),
+        cmocka_unit_test(test_asym_flt_max),
+        cmocka_unit_test(test_asym_zp_clamp),
+        cmocka_unit_test(test_asym_bf16),
+        cmocka_unit_test(test_cast_f32),
+        cmocka_unit_test(test_cast_bf16),
+        cmocka_unit_test(test_cast_f64),
+        cmocka_unit_test(test_cast_f16_copy),
+        cmocka_unit_test(test_dequantize),
+        cmocka_unit_test(test_property_random),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
