@@ -30,8 +30,9 @@
 
 /* Parses and validates a header (the N bytes after the length prefix) for a
  * file whose data buffer holds `data_len` bytes. On success appends every
- * tensor (data pointing into `data`, which may be NULL when only validating,
- * and owned by `blob`) and the metadata to `m`. `path` names the file in errors. */
+ * tensor, in data-offset order (data pointing into `data`, owned by `blob`),
+ * then the metadata to `m`; on failure `m` keeps its old tensors. With `data`
+ * or `m` NULL it only validates. `path` names the file in errors (may be NULL). */
 struct mq_blob;
 mq_status mq_st_parse_header(const char *path, const char *header, size_t header_len,
                              const unsigned char *data, uint64_t data_len, struct mq_blob *blob,

@@ -1,0 +1,271 @@
+/* Atomic output files: a temporary beside the target, checked writes, fsync,
+ * rename, directory fsync. Live temporaries sit in a fixed table that
+ * mq_signal_cleanup() can walk from a signal handler without allocating. */
+#include "outfile.h"
+
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SLOT_COUNT 16
+#define SLOT_PATH_CAP 4096
+/* Longest piece of the target's name copied into the temporary's name, so
+ * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
+#define TMP_BASE_MAX 200
+/* One write() call at most; Linux caps a single write near 2 GiB anyway. */
+#define WRITE_CHUNK ((size_t)1 << 30)
+
+/* A signal handler unlinks only SLOT_LIVE paths, which are complete. */
+enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
+static char slot_path[SLOT_COUNT][SLOT_PATH_CAP];
+static volatile sig_atomic_t slot_state[SLOT_COUNT];
+
+struct mq_outfile {
+    int fd;
+    int slot; /* -1: not registered (table full or path too long) */
+    bool failed;
+    char *target, *dir, *tmp;
+};
+
+static int slot_register(const char *path)
+{
+    size_t n = strlen(path);
+    if (n >= SLOT_PATH_CAP) return -1;
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        sig_atomic_t expect = SLOT_FREE;
+        if (!__atomic_compare_exchange_n(&slot_state[i], &expect, SLOT_BUSY, false,
+                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            continue;
+        memcpy(slot_path[i], path, n + 1);
+        __atomic_store_n(&slot_state[i], SLOT_LIVE, __ATOMIC_SEQ_CST);
+        return i;
+    }
+    return -1; /* table full: the write still works, only without signal cleanup */
+}
+
+static void slot_release(int slot)
+{
+    if (slot >= 0) __atomic_store_n(&slot_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
+}
+
+void mq_signal_cleanup(void)
+{
+    /* Only async-signal-safe calls here; the slots stay as they are so a
+     * later mq_outfile_abort() sees a plain ENOENT. */
+    for (int i = 0; i < SLOT_COUNT; i++)
+        if (__atomic_load_n(&slot_state[i], __ATOMIC_SEQ_CST) == SLOT_LIVE) unlink(slot_path[i]);
+}
+
+static void outfile_free(mq_outfile *f)
+{
+    slot_release(f->slot);
+    free(f->target);
+    free(f->dir);
+    free(f->tmp);
+    free(f);
+}
+
+/* Closes and removes the temporary, then frees f. */
+static void outfile_discard(mq_outfile *f)
+{
+    if (f->fd >= 0) close(f->fd);
+    if (f->tmp) unlink(f->tmp);
+    outfile_free(f);
+}
+
+static mq_status out_fail(mq_outfile *f, const char *what, int err)
+{
+    f->failed = true;
+    return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s': %s", what, f->target, strerror(err));
+}
+
+/* Directory part of target ("." when there is none); *base points into target. */
+static char *split_target(const char *target, const char **base)
+{
+    const char *slash = strrchr(target, '/');
+    if (!slash) {
+        *base = target;
+        return strdup(".");
+    }
+    *base = slash + 1;
+    if (slash == target) return strdup("/");
+    size_t n = (size_t)(slash - target);
+    char *dir = malloc(n + 1);
+    if (dir) {
+        memcpy(dir, target, n);
+        dir[n] = '\0';
+    }
+    return dir;
+}
+
+/* Refuses what a rename would wreck or cannot reach; *mode is the new file's mode. */
+static mq_status check_target(const char *target, const char *dir, const char *base, mode_t *mode)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' does not exist", dir);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s': %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' is not a directory", dir);
+    *mode = 0644;
+    if (stat(target, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+        /* Renaming over /dev/null or a FIFO would replace the special file itself. */
+        if (!S_ISREG(st.st_mode))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is not a regular file", target);
+        *mode = st.st_mode & 0777; /* a replaced file keeps its permissions */
+    }
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+    return MQ_OK;
+}
+
+static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
+{
+    size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
+    size_t n = strlen(f->dir) + blen + sizeof "/..mqtmp-XXXXXX";
+    if (!(f->tmp = malloc(n)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", f->target);
+    snprintf(f->tmp, n, "%s/.%.*s.mqtmp-XXXXXX", f->dir, (int)blen, base);
+    f->fd = mkstemp(f->tmp);
+    if (f->fd < 0) {
+        int err = errno;
+        free(f->tmp);
+        f->tmp = NULL;
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for '%s': %s",
+                            f->dir, f->target, strerror(err));
+    }
+    f->slot = slot_register(f->tmp);
+    (void)fcntl(f->fd, F_SETFD, FD_CLOEXEC);
+    /* mkstemp makes 0600; a failed fchmod (e.g. on vfat) only leaves that mode. */
+    (void)fchmod(f->fd, mode);
+    return MQ_OK;
+}
+
+mq_status mq_outfile_open(const char *target, mq_outfile **out)
+{
+    const char *base;
+    mode_t mode = 0644;
+    mq_status st;
+    if (out) *out = NULL;
+    if (!target || !*target || !out)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_open: NULL or empty argument");
+    mq_outfile *f = calloc(1, sizeof *f);
+    if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+    f->fd = -1;
+    f->slot = -1;
+    if (!(f->target = strdup(target)) || !(f->dir = split_target(f->target, &base))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+        goto done;
+    }
+    if ((st = check_target(f->target, f->dir, base, &mode)) != MQ_OK) goto done;
+    if ((st = make_temp(f, base, mode)) != MQ_OK) goto done;
+    *out = f;
+    f = NULL;
+done:
+    if (f) outfile_discard(f);
+    return st;
+}
+
+/* Writes all n bytes at `off`, or at the file position when off < 0. */
+static mq_status write_all(mq_outfile *f, const unsigned char *p, size_t n, int64_t off)
+{
+    if (!f || (n && !p))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "outfile write: NULL argument");
+    if (f->failed)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': an earlier write failed", f->target);
+    while (n > 0) {
+        size_t chunk = n < WRITE_CHUNK ? n : WRITE_CHUNK;
+        ssize_t w = off < 0 ? write(f->fd, p, chunk) : pwrite(f->fd, p, chunk, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        /* A zero-byte write of a non-empty buffer would loop forever. */
+        if (w <= 0) return out_fail(f, "writing", w < 0 ? errno : EIO);
+        p += w;
+        n -= (size_t)w;
+        if (off >= 0) off += w;
+    }
+    return MQ_OK;
+}
+
+mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n)
+{
+    return write_all(f, buf, n, -1);
+}
+
+mq_status mq_outfile_pwrite(mq_outfile *f, const void *buf, size_t n, uint64_t off)
+{
+    uint64_t end;
+    if (f && (__builtin_add_overflow(off, (uint64_t)n, &end) || end > (uint64_t)INT64_MAX))
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': offset %llu + %zu is too large",
+                            f->target, (unsigned long long)off, n);
+    return write_all(f, buf, n, (int64_t)off);
+}
+
+/* After the rename the file is in place; a directory that cannot be opened
+ * or does not support fsync (EINVAL) is left to the filesystem's own flush. */
+static mq_status sync_dir(const mq_outfile *f)
+{
+    int fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return MQ_OK;
+    mq_status st = MQ_OK;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        st = mq_set_error(MQ_STATUS_E_OUTPUT,
+                          "syncing directory '%s' after writing '%s': %s (the file is complete "
+                          "but may not survive a crash)",
+                          f->dir, f->target, strerror(errno));
+    close(fd);
+    return st;
+}
+
+mq_status mq_outfile_commit(mq_outfile *f)
+{
+    mq_status st = MQ_OK;
+    if (!f) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_commit: NULL outfile");
+    if (f->failed) {
+        st = mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': an earlier write failed", f->target);
+    } else if (fsync(f->fd) != 0) {
+        st = out_fail(f, "syncing", errno);
+    } else {
+        int fd = f->fd;
+        f->fd = -1;
+        /* Linux releases the descriptor even when close reports EINTR. */
+        if (close(fd) != 0 && errno != EINTR) st = out_fail(f, "closing", errno);
+    }
+    if (st == MQ_OK && rename(f->tmp, f->target) != 0) st = out_fail(f, "renaming over", errno);
+    if (st != MQ_OK) {
+        outfile_discard(f);
+        return st;
+    }
+    slot_release(f->slot); /* renamed: there is no temporary left to clean up */
+    f->slot = -1;
+    st = sync_dir(f);
+    outfile_free(f);
+    return st;
+}
+
+void mq_outfile_abort(mq_outfile *f)
+{
+    if (f) outfile_discard(f);
+}
+
+mq_status mq_check_not_same_file(const char *input, const char *target)
+{
+    struct stat in, out;
+    if (!input || !target)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_check_not_same_file: NULL argument");
+    if (stat(target, &out) != 0 || stat(input, &in) != 0) return MQ_OK;
+    if (in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input file '%s' (same file)",
+                            target, input);
+    return MQ_OK;
+}

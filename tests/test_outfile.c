@@ -1,0 +1,477 @@
+/* Atomic output files under injected faults: write, pwrite, fsync and rename
+ * are wrapped at link time (test_outfile.cmake) so each step can fail on
+ * demand; after any failure the target must be as it was and no temporary left. */
+#include "testutil.h"
+
+#include "error.h"
+#include "model.h"
+#include "outfile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- fault knobs, reset before every test ---- */
+static int g_write_ok_left = -1; /* writes (fd > 2) that succeed before one fails; -1: none fail */
+static int g_write_errno;
+static bool g_write_short;  /* each write moves <= 7 bytes, after one EINTR */
+static int g_writes;        /* calls to write/pwrite on fds > 2 */
+static int g_fsync_fail_at; /* 1-based fsync call that fails; 0: none */
+static int g_fsync_calls;
+static int g_rename_errno; /* rename fails with this; 0: it works */
+
+ssize_t __real_write(int fd, const void *buf, size_t n);
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t off);
+int __real_fsync(int fd);
+int __real_rename(const char *from, const char *to);
+ssize_t __wrap_write(int fd, const void *buf, size_t n);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off);
+int __wrap_fsync(int fd);
+int __wrap_rename(const char *from, const char *to);
+
+/* Decides the fate of one write: -1 fail (errno set), 0 pass, else a short length. */
+static ssize_t write_fault(int fd, size_t *n)
+{
+    static bool eintr_next = true;
+    if (fd <= 2) return 0; /* never disturb the test runner's own output */
+    g_writes++;
+    if (g_write_ok_left == 0) {
+        errno = g_write_errno;
+        return -1;
+    }
+    if (g_write_ok_left > 0) g_write_ok_left--;
+    if (g_write_short) {
+        eintr_next = !eintr_next;
+        if (!eintr_next) {
+            errno = EINTR;
+            return -1;
+        }
+        if (*n > 7) *n = 7;
+    }
+    return 0;
+}
+
+ssize_t __wrap_write(int fd, const void *buf, size_t n)
+{
+    if (write_fault(fd, &n) < 0) return -1;
+    return __real_write(fd, buf, n);
+}
+
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (write_fault(fd, &n) < 0) return -1;
+    return __real_pwrite(fd, buf, n, off);
+}
+
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    if (write_fault(fd, &n) < 0) return -1;
+    return __real_pwrite64(fd, buf, n, off);
+}
+
+int __wrap_fsync(int fd)
+{
+    if (++g_fsync_calls == g_fsync_fail_at) {
+        errno = EIO;
+        return -1;
+    }
+    return __real_fsync(fd);
+}
+
+int __wrap_rename(const char *from, const char *to)
+{
+    if (g_rename_errno) {
+        errno = g_rename_errno;
+        return -1;
+    }
+    return __real_rename(from, to);
+}
+
+/* ---- fixtures ---- */
+static char *g_dir;
+
+static int reset(void **state)
+{
+    (void)state;
+    g_write_ok_left = -1;
+    g_write_errno = 0;
+    g_write_short = false;
+    g_writes = 0;
+    g_fsync_fail_at = 0;
+    g_fsync_calls = 0;
+    g_rename_errno = 0;
+    g_dir = tu_mkdtemp();
+    return g_dir ? 0 : -1;
+}
+
+static int cleanup(void **state)
+{
+    (void)state;
+    g_write_ok_left = -1;
+    g_fsync_fail_at = 0;
+    g_rename_errno = 0;
+    tu_rmtree(g_dir);
+    free(g_dir);
+    return 0;
+}
+
+static void assert_error_has(const char *word)
+{
+    if (!strstr(mq_last_error(), word))
+        fail_msg("error \"%s\" lacks \"%s\"", mq_last_error(), word);
+}
+
+static void assert_file_is(const char *path, const char *want)
+{
+    size_t n;
+    unsigned char *b = tu_read_file(path, &n);
+    assert_non_null(b);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(b, want, n);
+    free(b);
+}
+
+/* A model whose save issues three writes: length, header, one tensor. */
+static mq_model *model_of(size_t n, unsigned char fill)
+{
+    mq_model *m = NULL;
+    unsigned char *d = malloc(n);
+    assert_non_null(d);
+    memset(d, fill, n);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "w", MQ_DTYPE_U8, 1, (int64_t[]){(int64_t)n}, d),
+                     MQ_OK);
+    free(d);
+    return m;
+}
+
+/* ---- tests ---- */
+
+static void test_success_exact_content(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "out.bin");
+    mq_outfile *f = NULL;
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_false(tu_exists(t)); /* nothing under the final name before commit */
+    assert_int_equal(mq_outfile_write(f, "hello, ", 7), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, "world", 5), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, NULL, 0), MQ_OK);
+    assert_int_equal(mq_outfile_pwrite(f, "W", 1, 7), MQ_OK);
+    assert_int_equal(mq_outfile_commit(f), MQ_OK);
+    assert_file_is(t, "hello, World");
+    assert_int_equal(tu_count_entries(g_dir), 1);
+    assert_int_equal(g_fsync_calls, 2); /* the file, then its directory */
+    struct stat st;
+    assert_int_equal(stat(t, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    free(t);
+}
+
+static void test_short_writes_and_eintr(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "short.bin");
+    const char *text = "The quick brown fox jumps over the lazy dog, twice over.";
+    mq_outfile *f = NULL;
+    g_write_short = true;
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, text, strlen(text)), MQ_OK);
+    assert_int_equal(mq_outfile_pwrite(f, "THE QUICK BROWN", 15, 0), MQ_OK);
+    assert_int_equal(mq_outfile_commit(f), MQ_OK);
+    assert_true(g_writes > 2 * (int)(strlen(text) / 7));
+    assert_file_is(t, "THE QUICK BROWN fox jumps over the lazy dog, twice over.");
+
+    /* A whole model through the same stuttering writes reads back intact. */
+    mq_model *m = model_of(100, 0x5a), *r = NULL;
+    char *p = tu_join(g_dir, "short.st");
+    assert_int_equal(mq_model_save(m, p), MQ_OK);
+    assert_int_equal(mq_model_open(p, &r), MQ_OK);
+    assert_int_equal(mq_model_find(r, "w")->nbytes, 100);
+    assert_memory_equal(mq_model_find(r, "w")->data, mq_model_find(m, "w")->data, 100);
+    mq_model_free(r);
+    mq_model_free(m);
+    free(p);
+    free(t);
+}
+
+/* Saves `m` over a target holding older content, with the current knobs set
+ * to make it fail: the old content and the directory must be untouched. */
+static void expect_failed_save_keeps_old(const mq_model *m, const char *name, const char *word)
+{
+    char *t = tu_join(g_dir, name);
+    assert_true(tu_write_file(t, "old content", 11));
+    uint64_t h = tu_file_hash(t);
+    int before = tu_count_entries(g_dir);
+    assert_int_equal(mq_model_save(m, t), MQ_STATUS_E_OUTPUT);
+    assert_error_has(t);
+    assert_error_has(word);
+    assert_true(tu_file_hash(t) == h);
+    assert_int_equal(tu_count_entries(g_dir), before);
+    free(t);
+}
+
+static void test_enospc_mid_data(void **state)
+{
+    (void)state;
+    mq_model *m = model_of(4096, 1);
+    g_write_ok_left = 2; /* length and header pass; the tensor data hits a full disk */
+    g_write_errno = ENOSPC;
+    expect_failed_save_keeps_old(m, "full.st", "No space left on device");
+    assert_int_equal(g_writes, 3);
+
+    /* Without an old file: nothing at all appears. */
+    char *t = tu_join(g_dir, "fresh.st");
+    int before = tu_count_entries(g_dir);
+    g_write_ok_left = 1;
+    assert_int_equal(mq_model_save(m, t), MQ_STATUS_E_OUTPUT);
+    assert_false(tu_exists(t));
+    assert_int_equal(tu_count_entries(g_dir), before);
+    free(t);
+    mq_model_free(m);
+}
+
+static void test_efbig_and_failed_state(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "big.bin");
+    mq_outfile *f = NULL;
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, "abc", 3), MQ_OK);
+    g_write_ok_left = 0;
+    g_write_errno = EFBIG;
+    assert_int_equal(mq_outfile_pwrite(f, "abc", 3, 1000), MQ_STATUS_E_OUTPUT);
+    assert_error_has("File too large");
+    assert_error_has(t);
+    g_write_ok_left = -1;
+    /* Once a write failed, nothing more is written and commit refuses. */
+    assert_int_equal(mq_outfile_write(f, "d", 1), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_outfile_commit(f), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(tu_count_entries(g_dir), 0);
+    assert_int_equal(g_fsync_calls, 0);
+    free(t);
+}
+
+static void test_fsync_fails(void **state)
+{
+    (void)state;
+    mq_model *m = model_of(64, 2);
+    g_fsync_fail_at = 1;
+    expect_failed_save_keeps_old(m, "fsync.st", "Input/output error");
+    assert_error_has("syncing");
+    mq_model_free(m);
+}
+
+static void test_rename_fails(void **state)
+{
+    (void)state;
+    mq_model *m = model_of(64, 3);
+    g_rename_errno = EACCES;
+    expect_failed_save_keeps_old(m, "rename.st", "Permission denied");
+    assert_int_equal(g_fsync_calls, 1); /* the data was synced before the rename */
+    mq_model_free(m);
+}
+
+static void test_dir_fsync_fails_after_rename(void **state)
+{
+    (void)state;
+    /* After the rename the new file is in place; the caller still learns
+     * that its durability is not guaranteed. */
+    char *t = tu_join(g_dir, "dirsync.bin");
+    mq_outfile *f = NULL;
+    g_fsync_fail_at = 2;
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, "new", 3), MQ_OK);
+    assert_int_equal(mq_outfile_commit(f), MQ_STATUS_E_OUTPUT);
+    assert_error_has("syncing directory");
+    assert_file_is(t, "new");
+    assert_int_equal(tu_count_entries(g_dir), 1);
+    free(t);
+}
+
+static void test_abort_and_mode(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "keep.bin");
+    mq_outfile *f = NULL;
+    assert_true(tu_write_file(t, "old", 3));
+    assert_int_equal(chmod(t, 0600), 0);
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_int_equal(tu_count_entries(g_dir), 2);
+    assert_int_equal(mq_outfile_write(f, "new!", 4), MQ_OK);
+    mq_outfile_abort(f);
+    mq_outfile_abort(NULL);
+    assert_file_is(t, "old");
+    assert_int_equal(tu_count_entries(g_dir), 1);
+
+    /* A replaced file keeps its permission bits. */
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_int_equal(mq_outfile_write(f, "new!", 4), MQ_OK);
+    assert_int_equal(mq_outfile_commit(f), MQ_OK);
+    assert_file_is(t, "new!");
+    struct stat st;
+    assert_int_equal(stat(t, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(t);
+}
+
+/* True when some entry of g_dir starts with `prefix`. */
+static bool has_entry_prefix(const char *prefix)
+{
+    DIR *d = opendir(g_dir);
+    struct dirent *e;
+    bool found = false;
+    assert_non_null(d);
+    while (!found && (e = readdir(d)))
+        found = strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return found;
+}
+
+static void test_signal_cleanup_removes_temps(void **state)
+{
+    (void)state;
+    char *a = tu_join(g_dir, "a.st"), *b = tu_join(g_dir, "b.st"), *c = tu_join(g_dir, "c.st");
+    mq_outfile *fa = NULL, *fb = NULL, *fc = NULL;
+    assert_int_equal(mq_outfile_open(c, &fc), MQ_OK);
+    assert_int_equal(mq_outfile_write(fc, "c", 1), MQ_OK);
+    assert_int_equal(mq_outfile_commit(fc), MQ_OK);
+    assert_int_equal(mq_outfile_open(a, &fa), MQ_OK);
+    assert_int_equal(mq_outfile_open(b, &fb), MQ_OK);
+    assert_int_equal(mq_outfile_write(fa, "partial", 7), MQ_OK);
+    assert_true(has_entry_prefix(".a.st.mqtmp-"));
+    assert_true(has_entry_prefix(".b.st.mqtmp-"));
+    assert_int_equal(tu_count_entries(g_dir), 3);
+
+    mq_signal_cleanup();
+    assert_int_equal(tu_count_entries(g_dir), 1); /* committed c.st stays */
+    assert_file_is(c, "c");
+    /* The interrupted outfiles can still be abandoned (or fail to commit) cleanly. */
+    mq_outfile_abort(fa);
+    assert_int_equal(mq_outfile_commit(fb), MQ_STATUS_E_OUTPUT);
+    assert_false(tu_exists(a));
+    assert_false(tu_exists(b));
+    assert_int_equal(tu_count_entries(g_dir), 1);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void on_sigterm(int sig)
+{
+    mq_signal_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void test_real_signal_in_child(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "killed.st");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mq_outfile *f = NULL;
+        signal(SIGTERM, on_sigterm);
+        if (mq_outfile_open(t, &f) != MQ_OK || mq_outfile_write(f, "half", 4) != MQ_OK) _exit(3);
+        raise(SIGTERM);
+        _exit(4); /* not reached */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGTERM);
+    assert_false(tu_exists(t));
+    assert_int_equal(tu_count_entries(g_dir), 0);
+    free(t);
+}
+
+static void test_bad_targets(void **state)
+{
+    (void)state;
+    mq_outfile *f = (mq_outfile *)1;
+    char *missing = tu_join(g_dir, "no/such/dir/out.st");
+    assert_int_equal(mq_outfile_open(missing, &f), MQ_STATUS_E_OUTPUT);
+    assert_null(f);
+    assert_error_has("output directory");
+    assert_error_has("does not exist");
+
+    char *sub = tu_join(g_dir, "sub");
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(mq_outfile_open(sub, &f), MQ_STATUS_E_OUTPUT);
+    assert_error_has("is a directory");
+    char *slash = tu_join(g_dir, "new/");
+    assert_int_equal(mq_outfile_open(slash, &f), MQ_STATUS_E_OUTPUT);
+
+    char *file_as_dir = tu_join(g_dir, "plain");
+    assert_true(tu_write_file(file_as_dir, "x", 1));
+    char *under = tu_join(file_as_dir, "out.st");
+    assert_int_equal(mq_outfile_open(under, &f), MQ_STATUS_E_OUTPUT);
+
+    /* Renaming over a device node would replace it: refuse. */
+    assert_int_equal(mq_outfile_open("/dev/null", &f), MQ_STATUS_E_OUTPUT);
+    assert_error_has("not a regular file");
+    assert_int_equal(mq_outfile_open("", &f), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(tu_count_entries(g_dir), 2);
+    assert_int_equal(tu_count_entries(sub), 0);
+    free(under);
+    free(file_as_dir);
+    free(slash);
+    free(sub);
+    free(missing);
+}
+
+static void test_check_not_same_file(void **state)
+{
+    (void)state;
+    char *in = tu_join(g_dir, "in.st"), *other = tu_join(g_dir, "other.st");
+    char *sym = tu_join(g_dir, "sym.st"), *hard = tu_join(g_dir, "hard.st");
+    char *absent = tu_join(g_dir, "absent.st");
+    assert_true(tu_write_file(in, "in", 2));
+    assert_true(tu_write_file(other, "in", 2));
+    assert_int_equal(symlink(in, sym), 0);
+    assert_int_equal(link(in, hard), 0);
+    assert_int_equal(mq_check_not_same_file(in, in), MQ_STATUS_E_OUTPUT);
+    assert_error_has("same file");
+    assert_error_has(in);
+    assert_int_equal(mq_check_not_same_file(in, sym), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_check_not_same_file(in, hard), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_check_not_same_file(sym, hard), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_check_not_same_file(in, other), MQ_OK);
+    assert_int_equal(mq_check_not_same_file(in, absent), MQ_OK);
+    free(absent);
+    free(hard);
+    free(sym);
+    free(other);
+    free(in);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, reset, cleanup)
+    const struct CMUnitTest tests[] = {
+        T(test_success_exact_content),
+        T(test_short_writes_and_eintr),
+        T(test_enospc_mid_data),
+        T(test_efbig_and_failed_state),
+        T(test_fsync_fails),
+        T(test_rename_fails),
+        T(test_dir_fsync_fails_after_rename),
+        T(test_abort_and_mode),
+        T(test_signal_cleanup_removes_temps),
+        T(test_real_signal_in_child),
+        T(test_bad_targets),
+        T(test_check_not_same_file),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
