@@ -19,7 +19,12 @@ mq_action mq_planner_decide(const mq_planner *p, const char *name, mq_dtype dtyp
                             const int64_t *shape, char *reason, size_t reason_cap);
 void mq_planner_free(mq_planner *p);
 
-/* Shell glob (fnmatch, '*' crosses '.') or "re:REGEX" (POSIX ERE, whole name). */
+/* Shell glob (fnmatch, '*' crosses '.') or "re:REGEX" (POSIX ERE, whole name).
+ * The planner tries a pattern on the tensor name and on its module name (the
+ * name without its last ".param"), so "lm_head" matches "lm_head.weight". */
 bool mq_pattern_valid(const char *pattern);
+/* As mq_pattern_valid, but returns MQ_STATUS_E_CONFIG with a message naming
+ * the pattern and the cause (regerror's text, or "empty pattern"). */
+mq_status mq_pattern_check(const char *pattern);
 
 #endif

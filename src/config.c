@@ -1,0 +1,245 @@
+/* mq_config: defaults, owned pattern lists and device string, and the JSON
+ * config file. A file that fails to load leaves the config as it was, so a
+ * caller never runs with half of a broken file applied. */
+#include "monoquant.h"
+
+#include "error.h"
+#include "plan.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mq_config_init(mq_config *cfg)
+{
+    if (!cfg) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->dtype = MQ_QINT8;
+    cfg->symmetric = true;
+    cfg->per_channel = true;
+}
+
+static void free_list(char **list, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        free(list[i]);
+        list[i] = NULL;
+    }
+}
+
+void mq_config_free(mq_config *cfg)
+{
+    if (!cfg) return;
+    if (cfg->include) free_list(cfg->include, 0, cfg->n_include);
+    if (cfg->exclude) free_list(cfg->exclude, 0, cfg->n_exclude);
+    free(cfg->include);
+    free(cfg->exclude);
+    free(cfg->device);
+    mq_config_init(cfg);
+}
+
+/* Validates first so a bad pattern is reported when it is given, not at run time. */
+static mq_status list_append(char ***list, size_t *n, const char *pattern)
+{
+    char **grown;
+    char *copy;
+    mq_status st;
+
+    if ((st = mq_pattern_check(pattern)) != MQ_OK) return st;
+    if (*n >= SIZE_MAX / sizeof **list - 1)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "config: too many patterns");
+    if (!(copy = strdup(pattern))) return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
+    if (!(grown = realloc(*list, (*n + 1) * sizeof **list))) {
+        free(copy);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
+    }
+    grown[*n] = copy;
+    *list = grown;
+    (*n)++;
+    return MQ_OK;
+}
+
+mq_status mq_config_add_include(mq_config *cfg, const char *pattern)
+{
+    if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    return list_append(&cfg->include, &cfg->n_include, pattern);
+}
+
+mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern)
+{
+    if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    return list_append(&cfg->exclude, &cfg->n_exclude, pattern);
+}
+
+/* NULL means "auto": the backend then looks at $MQ_DEVICE. */
+mq_status mq_config_set_device(mq_config *cfg, const char *device)
+{
+    char *copy = NULL;
+
+    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if (device && !(copy = strdup(device)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
+    free(cfg->device);
+    cfg->device = copy;
+    return MQ_OK;
+}
+
+/* ---- JSON file ---- */
+
+typedef struct {
+    const char *path;
+    const char *key;
+} json_ctx;
+
+static mq_status key_error(const json_ctx *c, const char *cause)
+{
+    return mq_set_error(MQ_STATUS_E_CONFIG, "%s: key '%s': %s", c->path, c->key, cause);
+}
+
+static mq_status get_bool(const json_ctx *c, json_t *v, bool *out)
+{
+    if (!json_is_boolean(v)) return key_error(c, "expected true or false");
+    *out = json_is_true(v);
+    return MQ_OK;
+}
+
+/* One string out of `n` choices; *index is its position. */
+static mq_status get_choice(const json_ctx *c, json_t *v, const char *const *choices, size_t n,
+                            size_t *index)
+{
+    const char *s;
+
+    if (!json_is_string(v)) return key_error(c, "expected a string");
+    s = json_string_value(v);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, choices[i]) == 0) {
+            *index = i;
+            return MQ_OK;
+        }
+    }
+    return mq_set_error(MQ_STATUS_E_CONFIG, "%s: key '%s': '%s' is not one of %s%s%s", c->path,
+                        c->key, s, choices[0], n > 1 ? ", " : "", n > 1 ? choices[1] : "");
+}
+
+static mq_status add_patterns(const json_ctx *c, json_t *v, mq_config *cfg, bool include)
+{
+    size_t i;
+    json_t *item;
+    mq_status st;
+
+    if (!json_is_array(v)) return key_error(c, "expected an array of strings");
+    json_array_foreach(v, i, item)
+    {
+        if (!json_is_string(item)) {
+            char cause[64];
+            snprintf(cause, sizeof cause, "element %zu is not a string", i);
+            return key_error(c, cause);
+        }
+        st = include ? mq_config_add_include(cfg, json_string_value(item))
+                     : mq_config_add_exclude(cfg, json_string_value(item));
+        if (st != MQ_OK) {
+            mq_error_prefix("%s: key '%s'", c->path, c->key);
+            return st;
+        }
+    }
+    return MQ_OK;
+}
+
+static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
+{
+    static const char *const dtypes[] = {"int8", "fp16"};
+    static const char *const schemes[] = {"sym", "asym"};
+    size_t idx;
+    mq_status st;
+
+    if (strcmp(c->key, "dtype") == 0) {
+        if ((st = get_choice(c, v, dtypes, 2, &idx)) == MQ_OK)
+            cfg->dtype = idx == 0 ? MQ_QINT8 : MQ_FLOAT16;
+        return st;
+    }
+    if (strcmp(c->key, "scheme") == 0) {
+        if ((st = get_choice(c, v, schemes, 2, &idx)) == MQ_OK) cfg->symmetric = idx == 0;
+        return st;
+    }
+    if (strcmp(c->key, "per_channel") == 0) return get_bool(c, v, &cfg->per_channel);
+    if (strcmp(c->key, "skip_nonfinite") == 0) return get_bool(c, v, &cfg->skip_nonfinite);
+    if (strcmp(c->key, "fp16_saturate") == 0) return get_bool(c, v, &cfg->fp16_saturate);
+    if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
+    /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
+    if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)
+        return add_patterns(c, v, cfg, false);
+    if (strcmp(c->key, "device") == 0) {
+        if (!json_is_string(v)) return key_error(c, "expected a string");
+        if (json_string_length(v) == 0) return key_error(c, "empty device name");
+        return mq_config_set_device(cfg, json_string_value(v));
+    }
+    return key_error(c, "unknown key");
+}
+
+/* Undoes a partial load: drops appended patterns and the new device string and
+ * restores the scalars. The arrays may have moved in realloc, so their current
+ * pointers are kept; the extra slots are harmless. */
+static void rollback(mq_config *cfg, const mq_config *saved)
+{
+    char **include = cfg->include, **exclude = cfg->exclude;
+
+    if (include) free_list(include, saved->n_include, cfg->n_include);
+    if (exclude) free_list(exclude, saved->n_exclude, cfg->n_exclude);
+    free(cfg->device);
+    *cfg = *saved;
+    cfg->include = include;
+    cfg->exclude = exclude;
+}
+
+mq_status mq_config_load_json(mq_config *cfg, const char *path)
+{
+    mq_config saved;
+    json_ctx c = {path, NULL};
+    json_error_t jerr;
+    json_t *root = NULL, *v;
+    FILE *f = NULL;
+    mq_status st = MQ_OK;
+
+    if (!cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if (!(f = fopen(path, "rb"))) {
+        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot open config file: %s", path,
+                          strerror(errno));
+        goto done;
+    }
+    root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    /* jansson reports a read error (EISDIR, EIO) as an early end of file. */
+    if (ferror(f)) {
+        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot read config file: %s", path,
+                          strerror(errno));
+        goto done;
+    }
+    if (!root) {
+        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: line %d, column %d: %s", path, jerr.line,
+                          jerr.column, jerr.text);
+        goto done;
+    }
+    if (!json_is_object(root)) {
+        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: expected a JSON object at the top level", path);
+        goto done;
+    }
+    /* The old device string is kept aside, not freed, until the whole file applied. */
+    saved = *cfg;
+    cfg->device = NULL;
+    json_object_foreach(root, c.key, v)
+    {
+        if ((st = apply_key(&c, v, cfg)) != MQ_OK) break;
+    }
+    if (st != MQ_OK) {
+        rollback(cfg, &saved);
+    } else if (json_object_get(root, "device")) {
+        free(saved.device);
+    } else {
+        cfg->device = saved.device;
+    }
+done:
+    json_decref(root);
+    if (f) fclose(f);
+    return st;
+}

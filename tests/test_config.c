@@ -1,0 +1,328 @@
+/* mq_config: defaults, owned pattern lists, and the JSON config file: every
+ * key, every way a file can be wrong, and that a failed load changes nothing. */
+#include "testutil.h"
+
+#include "error.h"
+#include "monoquant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *tmpdir;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tmpdir = tu_mkdtemp();
+    return tmpdir ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(tmpdir);
+    free(tmpdir);
+    return 0;
+}
+
+/* Writes `json` to a file in the group's directory; caller frees the path. */
+static char *write_json(const char *name, const char *json)
+{
+    char *path = tu_join(tmpdir, name);
+    assert_non_null(path);
+    assert_true(tu_write_file(path, json, strlen(json)));
+    return path;
+}
+
+static void assert_error_has(const char *part)
+{
+    if (!strstr(mq_last_error(), part)) fail_msg("error '%s' lacks '%s'", mq_last_error(), part);
+}
+
+static void assert_defaults(const mq_config *cfg)
+{
+    assert_int_equal(cfg->dtype, MQ_QINT8);
+    assert_true(cfg->symmetric);
+    assert_true(cfg->per_channel);
+    assert_null(cfg->include);
+    assert_int_equal(cfg->n_include, 0);
+    assert_null(cfg->exclude);
+    assert_int_equal(cfg->n_exclude, 0);
+    assert_false(cfg->skip_nonfinite);
+    assert_false(cfg->fp16_saturate);
+    assert_null(cfg->device);
+    assert_int_equal(cfg->max_alloc_override, 0);
+}
+
+static void test_init_defaults(void **state)
+{
+    (void)state;
+    mq_config cfg;
+
+    memset(&cfg, 0xa5, sizeof cfg);
+    mq_config_init(&cfg);
+    assert_defaults(&cfg);
+    mq_config_init(NULL);
+    mq_config_free(NULL);
+}
+
+static void test_add_and_free(void **state)
+{
+    (void)state;
+    mq_config cfg;
+    char pat[32];
+
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_add_include(&cfg, "*.q_proj.weight"), MQ_OK);
+    assert_int_equal(mq_config_add_include(&cfg, "re:.*lm_head"), MQ_OK);
+    assert_int_equal(mq_config_add_exclude(&cfg, "model.layers.0.*"), MQ_OK);
+    /* The config owns copies, not the caller's buffers. */
+    strcpy(pat, "*norm*");
+    assert_int_equal(mq_config_add_exclude(&cfg, pat), MQ_OK);
+    strcpy(pat, "overwritten");
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    assert_int_equal(mq_config_set_device(&cfg, "0:1"), MQ_OK);
+
+    assert_int_equal(cfg.n_include, 2);
+    assert_string_equal(cfg.include[0], "*.q_proj.weight");
+    assert_string_equal(cfg.include[1], "re:.*lm_head");
+    assert_int_equal(cfg.n_exclude, 2);
+    assert_string_equal(cfg.exclude[0], "model.layers.0.*");
+    assert_string_equal(cfg.exclude[1], "*norm*");
+    assert_string_equal(cfg.device, "0:1");
+
+    assert_int_equal(mq_config_set_device(&cfg, NULL), MQ_OK);
+    assert_null(cfg.device);
+    assert_int_equal(mq_config_set_device(&cfg, "gpu"), MQ_OK);
+
+    /* Free leaves the defaults (ASan's leak check sees the strings go). */
+    cfg.dtype = MQ_FLOAT16;
+    cfg.symmetric = false;
+    mq_config_free(&cfg);
+    assert_defaults(&cfg);
+    mq_config_free(&cfg);
+    assert_defaults(&cfg);
+}
+
+static void test_add_rejects_bad_patterns(void **state)
+{
+    (void)state;
+    mq_config cfg;
+
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_add_include(&cfg, "ok.*"), MQ_OK);
+    assert_int_equal(mq_config_add_include(&cfg, "re:layers.(0|1"), MQ_STATUS_E_CONFIG);
+    assert_error_has("pattern 're:layers.(0|1'");
+    assert_int_equal(mq_config_add_exclude(&cfg, ""), MQ_STATUS_E_CONFIG);
+    assert_error_has("empty pattern");
+    assert_int_equal(mq_config_add_exclude(&cfg, "re:"), MQ_STATUS_E_CONFIG);
+    assert_int_equal(mq_config_add_exclude(&cfg, "re:+x"), MQ_STATUS_E_CONFIG);
+    assert_error_has("'re:+x'");
+    assert_int_equal(mq_config_add_include(&cfg, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_config_add_exclude(NULL, "x"), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_config_set_device(NULL, "x"), MQ_STATUS_E_INVALID_ARG);
+    /* Nothing bad was kept. */
+    assert_int_equal(cfg.n_include, 1);
+    assert_int_equal(cfg.n_exclude, 0);
+    mq_config_free(&cfg);
+}
+
+static void test_load_full(void **state)
+{
+    (void)state;
+    char *path = write_json("full.json", "{\n"
+                                         "  \"dtype\": \"fp16\",\n"
+                                         "  \"scheme\": \"asym\",\n"
+                                         "  \"per_channel\": false,\n"
+                                         "  \"include\": [\"lm_head.weight\", \"re:.*embed.*\"],\n"
+                                         "  \"exclude\": [\"*norm*\"],\n"
+                                         "  \"ignore\": [\"re:.*mlp\\\\.gate$\"],\n"
+                                         "  \"skip_nonfinite\": true,\n"
+                                         "  \"fp16_saturate\": true,\n"
+                                         "  \"device\": \"cpu\"\n"
+                                         "}\n");
+    mq_config cfg;
+
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_add_include(&cfg, "from_cli"), MQ_OK);
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    assert_int_equal(cfg.dtype, MQ_FLOAT16);
+    assert_false(cfg.symmetric);
+    assert_false(cfg.per_channel);
+    assert_true(cfg.skip_nonfinite);
+    assert_true(cfg.fp16_saturate);
+    assert_string_equal(cfg.device, "cpu");
+    /* Lists are appended to, not replaced. */
+    assert_int_equal(cfg.n_include, 3);
+    assert_string_equal(cfg.include[0], "from_cli");
+    assert_string_equal(cfg.include[1], "lm_head.weight");
+    assert_string_equal(cfg.include[2], "re:.*embed.*");
+    /* "ignore" (compressed-tensors' name) lands in exclude. */
+    assert_int_equal(cfg.n_exclude, 2);
+    assert_string_equal(cfg.exclude[0], "*norm*");
+    assert_string_equal(cfg.exclude[1], "re:.*mlp\\.gate$");
+
+    /* Loading twice appends again and replaces the device without a leak. */
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    assert_int_equal(cfg.n_include, 5);
+    assert_int_equal(cfg.n_exclude, 4);
+    assert_string_equal(cfg.device, "cpu");
+    mq_config_free(&cfg);
+    free(path);
+}
+
+static void test_load_only_overrides_present_keys(void **state)
+{
+    (void)state;
+    char *path = write_json("partial.json", "{\"scheme\": \"sym\", \"per_channel\": true}");
+    char *empty = write_json("empty.json", "{}");
+    mq_config cfg;
+
+    /* A state unlike the defaults, as flags or an earlier file would leave it. */
+    mq_config_init(&cfg);
+    cfg.dtype = MQ_FLOAT16;
+    cfg.symmetric = false;
+    cfg.per_channel = false;
+    cfg.skip_nonfinite = true;
+    cfg.fp16_saturate = true;
+    cfg.max_alloc_override = 4096;
+    assert_int_equal(mq_config_add_exclude(&cfg, "keep.me"), MQ_OK);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    assert_true(cfg.symmetric);
+    assert_true(cfg.per_channel);
+    assert_int_equal(cfg.dtype, MQ_FLOAT16);
+    assert_true(cfg.skip_nonfinite);
+    assert_true(cfg.fp16_saturate);
+    assert_int_equal(cfg.max_alloc_override, 4096);
+    assert_int_equal(cfg.n_include, 0);
+    assert_int_equal(cfg.n_exclude, 1);
+    assert_string_equal(cfg.exclude[0], "keep.me");
+    assert_string_equal(cfg.device, "host");
+
+    assert_int_equal(mq_config_load_json(&cfg, empty), MQ_OK);
+    assert_int_equal(cfg.dtype, MQ_FLOAT16);
+    assert_string_equal(cfg.device, "host");
+    mq_config_free(&cfg);
+    free(path);
+    free(empty);
+}
+
+typedef struct {
+    const char *json;
+    const char *expect[3]; /* substrings of mq_last_error() besides the path */
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    {"{\"dtypes\": \"int8\"}", {"key 'dtypes'", "unknown key"}},
+    {"{\"dtype\": \"int4\"}", {"key 'dtype'", "'int4'", "int8, fp16"}},
+    {"{\"dtype\": 8}", {"key 'dtype'", "expected a string"}},
+    {"{\"scheme\": \"symmetric\"}", {"key 'scheme'", "'symmetric'", "sym, asym"}},
+    {"{\"per_channel\": \"yes\"}", {"key 'per_channel'", "expected true or false"}},
+    {"{\"per_channel\": 1}", {"key 'per_channel'", "true or false"}},
+    {"{\"skip_nonfinite\": null}", {"key 'skip_nonfinite'"}},
+    {"{\"fp16_saturate\": [true]}", {"key 'fp16_saturate'"}},
+    {"{\"include\": \"*.weight\"}", {"key 'include'", "array of strings"}},
+    {"{\"exclude\": [\"ok\", 3]}", {"key 'exclude'", "element 1 is not a string"}},
+    {"{\"exclude\": [\"re:(x\"]}", {"key 'exclude'", "pattern 're:(x'"}},
+    {"{\"ignore\": [\"\"]}", {"key 'ignore'", "empty pattern"}},
+    {"{\"include\": [\"re:\"]}", {"key 'include'", "'re:'"}},
+    {"{\"device\": 0}", {"key 'device'", "expected a string"}},
+    {"{\"device\": \"\"}", {"key 'device'", "empty"}},
+    {"{\"dtype\": \"int8\",\n \"dtype\": \"fp16\"}", {"line 2", "dtype"}},
+    {"{\"dtype\": \"int8\",\n  \"scheme\": }", {"line 2", "column"}},
+    {"", {"line"}},
+    {"[\"int8\"]", {"JSON object"}},
+};
+
+static const struct {
+    const char *name;
+    const char *entry;
+} prefix_keys[] = {
+    {"\"include\"", "\"include\": [\"added\"]"},
+    {"\"dtype\"", "\"dtype\": \"fp16\""},
+    {"\"scheme\"", "\"scheme\": \"asym\""},
+    {"\"device\"", "\"device\": \"gpu\""},
+};
+
+/* Each bad file fails with E_CONFIG, names path and key, and leaves the
+ * config exactly as it was even when earlier keys had been applied. */
+static void test_load_bad_files(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
+        char name[32], json[256];
+        char *path;
+        mq_config cfg;
+
+        snprintf(name, sizeof name, "bad%zu.json", i);
+        /* Valid keys ahead of the bad one are applied first, then rolled back. */
+        snprintf(json, sizeof json, "%s", bad_cases[i].json);
+        if (json[0] == '{') {
+            size_t used = (size_t)snprintf(json, sizeof json, "{");
+            for (size_t k = 0; k < sizeof prefix_keys / sizeof *prefix_keys; k++)
+                if (!strstr(bad_cases[i].json, prefix_keys[k].name))
+                    used += (size_t)snprintf(json + used, sizeof json - used, "%s, ",
+                                             prefix_keys[k].entry);
+            snprintf(json + used, sizeof json - used, "%s", bad_cases[i].json + 1);
+        }
+        path = write_json(name, json);
+
+        mq_config_init(&cfg);
+        assert_int_equal(mq_config_add_include(&cfg, "mine"), MQ_OK);
+        assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+        mq_clear_error();
+        if (mq_config_load_json(&cfg, path) != MQ_STATUS_E_CONFIG)
+            fail_msg("case %zu (%s) did not fail with E_CONFIG", i, json);
+        if (strncmp(mq_last_error(), path, strlen(path)) != 0)
+            fail_msg("case %zu: error '%s' does not start with the path", i, mq_last_error());
+        for (int k = 0; k < 3 && bad_cases[i].expect[k]; k++)
+            if (!strstr(mq_last_error(), bad_cases[i].expect[k]))
+                fail_msg("case %zu: error '%s' lacks '%s'", i, mq_last_error(),
+                         bad_cases[i].expect[k]);
+        assert_int_equal(cfg.dtype, MQ_QINT8);
+        assert_true(cfg.symmetric);
+        assert_int_equal(cfg.n_include, 1);
+        assert_string_equal(cfg.include[0], "mine");
+        assert_int_equal(cfg.n_exclude, 0);
+        assert_string_equal(cfg.device, "host");
+        mq_config_free(&cfg);
+        free(path);
+    }
+}
+
+static void test_load_missing_and_unreadable(void **state)
+{
+    (void)state;
+    char *missing = tu_join(tmpdir, "does-not-exist.json");
+    mq_config cfg;
+
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_load_json(&cfg, missing), MQ_STATUS_E_CONFIG);
+    assert_error_has(missing);
+    assert_error_has("No such file");
+    /* A directory opens but cannot be read as JSON. */
+    assert_int_equal(mq_config_load_json(&cfg, tmpdir), MQ_STATUS_E_CONFIG);
+    assert_error_has(tmpdir);
+    assert_error_has("cannot read");
+    assert_defaults(&cfg);
+    assert_int_equal(mq_config_load_json(&cfg, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_config_load_json(NULL, missing), MQ_STATUS_E_INVALID_ARG);
+    free(missing);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_defaults),
+        cmocka_unit_test(test_add_and_free),
+        cmocka_unit_test(test_add_rejects_bad_patterns),
+        cmocka_unit_test(test_load_full),
+        cmocka_unit_test(test_load_only_overrides_present_keys),
+        cmocka_unit_test(test_load_bad_files),
+        cmocka_unit_test(test_load_missing_and_unreadable),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
