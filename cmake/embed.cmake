@@ -1,6 +1,8 @@
-# Writes OUT, a C file holding each file of SOURCES as a byte array and a table
+# Writes OUT, a C file holding each SRC_DIR/*.cl as a byte array and a table
 # {name, bytes, length}, so kernels ship inside the library.
-set(body "/* Generated from cl_kernels/*.cl by cmake/embed.cmake. Do not edit. */\n#include <stddef.h>\n\n")
+file(GLOB SOURCES ${SRC_DIR}/*.cl)
+list(SORT SOURCES)
+set(body "/* Generated from the OpenCL sources in cl_kernels by cmake/embed.cmake. Do not edit. */\n#include <stddef.h>\n\n")
 set(table "")
 set(count 0)
 foreach(src IN LISTS SOURCES)

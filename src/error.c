@@ -27,7 +27,10 @@ void mq_error_prefix(const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, mq_error_buf, sizeof old);
-    snprintf(mq_error_buf, sizeof mq_error_buf, "%s: %s", prefix, old);
+    /* Truncating a long message is fine: the cause stays at its start. */
+    int n = snprintf(mq_error_buf, sizeof mq_error_buf, "%.*s: %.*s", 500, prefix,
+                     (int)(sizeof mq_error_buf - 504), old);
+    (void)n;
 }
 
 void mq_clear_error(void)

@@ -256,3 +256,12 @@ bool mq_model_maps_file(const mq_model *m, dev_t dev, ino_t ino)
         if (m->blobs[i] && mq_blob_is_file(m->blobs[i], dev, ino)) return true;
     return false;
 }
+
+void mq_model_truncate(mq_model *m, size_t count)
+{
+    while (m->count > count) {
+        m->count--;
+        free((char *)m->tensors[m->count].name);
+        mq_blob_unref(m->blobs[m->count]);
+    }
+}

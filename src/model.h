@@ -42,4 +42,9 @@ long mq_model_index(const mq_model *m, const char *name);
 /* True when any tensor's bytes map the file with this device and inode. */
 bool mq_model_maps_file(const mq_model *m, dev_t dev, ino_t ino);
 
+
+
+/* Drops the tensors from index `count` on (undoes appends). */
+void mq_model_truncate(mq_model *m, size_t count);
+
 #endif

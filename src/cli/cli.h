@@ -1,0 +1,29 @@
+/* The monoquant commands. Each takes argv from its command name on and
+ * returns the process exit code (see MQ_EXIT_*). */
+#ifndef MQ_CLI_H
+#define MQ_CLI_H
+
+#include "monoquant.h"
+
+enum {
+    MQ_EXIT_OK = 0,
+    MQ_EXIT_USAGE = 1,
+    MQ_EXIT_INPUT = 2,
+    MQ_EXIT_OUTPUT = 3,
+    MQ_EXIT_DEVICE = 4,
+    MQ_EXIT_INTERRUPTED = 130,
+};
+
+int mq_cli_quantize(int argc, char **argv);
+int mq_cli_inspect(int argc, char **argv);
+int mq_cli_dequantize(int argc, char **argv);
+int mq_cli_devices(int argc, char **argv);
+
+/* Exit code for a failed status; prints "monoquant: <message>" on stderr. */
+int mq_cli_fail(mq_status st);
+/* Human-readable byte count ("1.50 MiB") into buf. */
+const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
+/* Installs SIGINT/SIGTERM handlers that remove temporary output files. */
+void mq_cli_install_signals(void);
+
+#endif

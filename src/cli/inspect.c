@@ -1,0 +1,109 @@
+/* monoquant inspect and dequantize: look inside a safetensors file, and turn
+ * a quantized one back into float weights. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char inspect_usage[] =
+    "usage: monoquant inspect FILE.safetensors\n"
+    "\n"
+    "Validates the file and prints its tensors (name, dtype, shape, bytes),\n"
+    "its metadata and the totals. Exit code 2 when the file is invalid.\n";
+
+static const char dequantize_usage[] =
+    "usage: monoquant dequantize IN.safetensors -o OUT.safetensors\n"
+    "\n"
+    "Replaces every INT8 weight that has a <name>_scale (and <name>_zero_point)\n"
+    "by (q - zero_point) * scale in the scale's dtype, and drops the scale and\n"
+    "zero-point tensors. Other tensors are copied byte for byte.\n";
+
+static bool wants_help(int argc, char **argv, const char *text)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(text, stdout);
+            return true;
+        }
+    }
+    return false;
+}
+
+int mq_cli_inspect(int argc, char **argv)
+{
+    mq_model *m = NULL;
+    if (wants_help(argc, argv, inspect_usage)) return MQ_EXIT_OK;
+    if (argc != 2 || argv[1][0] == '-') {
+        fputs(inspect_usage, stderr);
+        return MQ_EXIT_USAGE;
+    }
+    mq_status st = mq_model_open(argv[1], &m);
+    if (st != MQ_OK) return mq_cli_fail(st);
+    size_t n = mq_model_count(m), width = 4;
+    uint64_t total = 0, elements = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(mq_model_tensor(m, i)->name);
+        if (len > width) width = len;
+    }
+    printf("%s\n", argv[1]);
+    printf("%-*s  %-7s  %-20s  %s\n", (int)width, "name", "dtype", "shape", "bytes");
+    for (size_t i = 0; i < n; i++) {
+        const mq_tensor *t = mq_model_tensor(m, i);
+        char shape[160];
+        size_t used = (size_t)snprintf(shape, sizeof shape, "[");
+        uint64_t numel = 1;
+        for (int k = 0; k < t->rank && used < sizeof shape; k++) {
+            used += (size_t)snprintf(shape + used, sizeof shape - used, k ? ", %lld" : "%lld",
+                                     (long long)t->shape[k]);
+            numel *= (uint64_t)t->shape[k];
+        }
+        if (used < sizeof shape) snprintf(shape + used, sizeof shape - used, "]");
+        printf("%-*s  %-7s  %-20s  %zu\n", (int)width, t->name, mq_dtype_name(t->dtype), shape,
+               t->nbytes);
+        total += t->nbytes;
+        elements += numel;
+    }
+    if (mq_model_metadata_count(m)) printf("metadata:\n");
+    for (size_t i = 0; i < mq_model_metadata_count(m); i++)
+        printf("  %s: %s\n", mq_model_metadata_key(m, i), mq_model_metadata_value(m, i));
+    char buf[32];
+    printf("%zu tensors, %llu elements, %s of tensor data\n", n, (unsigned long long)elements,
+           mq_cli_bytes(total, buf, sizeof buf));
+    mq_model_free(m);
+    return MQ_EXIT_OK;
+}
+
+int mq_cli_dequantize(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL;
+    mq_model *m = NULL, *d = NULL;
+    int rc = MQ_EXIT_OK;
+    if (wants_help(argc, argv, dequantize_usage)) return MQ_EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
+            out = argv[++i];
+        } else if (argv[i][0] == '-' || in) {
+            fprintf(stderr, "monoquant dequantize: unexpected argument '%s'\n%s", argv[i],
+                    dequantize_usage);
+            return MQ_EXIT_USAGE;
+        } else {
+            in = argv[i];
+        }
+    }
+    if (!in || !out) {
+        fputs(dequantize_usage, stderr);
+        return MQ_EXIT_USAGE;
+    }
+    mq_status st = mq_model_open(in, &m);
+    if (st == MQ_OK) st = mq_dequantize(m, &d);
+    if (st == MQ_OK) st = mq_model_save(d, out);
+    if (st != MQ_OK)
+        rc = mq_cli_fail(st);
+    else
+        printf("wrote %s (%zu tensors)\n", out, mq_model_count(d));
+    mq_model_free(d);
+    mq_model_free(m);
+    return rc;
+}

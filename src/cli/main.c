@@ -1,0 +1,103 @@
+/* monoquant: command dispatch, exit codes, and signal handling shared by
+ * the commands. */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: monoquant <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  quantize IN -o OUT    quantize Linear/Conv weights to INT8 (or cast to FP16)\n"
+    "  inspect FILE          list tensors and metadata of a safetensors file\n"
+    "  dequantize IN -o OUT  turn a quantized file back into float weights\n"
+    "  devices               list OpenCL platforms and devices\n"
+    "\n"
+    "options: --help (also after a command), --version\n"
+    "exit codes: 0 ok, 1 usage, 2 bad input, 3 output failure, 4 device failure\n";
+
+int mq_cli_fail(mq_status st)
+{
+    fprintf(stderr, "monoquant: error: %s\n", mq_last_error());
+    switch (st) {
+    case MQ_OK:
+        return MQ_EXIT_OK;
+    case MQ_STATUS_E_INVALID_ARG:
+        return MQ_EXIT_USAGE;
+    case MQ_STATUS_E_OUTPUT:
+    case MQ_STATUS_E_NOMEM:
+        return MQ_EXIT_OUTPUT;
+    case MQ_STATUS_E_DEVICE:
+        return MQ_EXIT_DEVICE;
+    case MQ_STATUS_E_INTERRUPTED:
+        return MQ_EXIT_INTERRUPTED;
+    default:
+        return MQ_EXIT_INPUT;
+    }
+}
+
+const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, cap, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+static void on_signal(int sig)
+{
+    mq_signal_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void mq_cli_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {
+        {"quantize", mq_cli_quantize},
+        {"inspect", mq_cli_inspect},
+        {"dequantize", mq_cli_dequantize},
+        {"devices", mq_cli_devices},
+    };
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return MQ_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return MQ_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("monoquant %s\n", MQ_VERSION);
+        return MQ_EXIT_OK;
+    }
+    mq_cli_install_signals();
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", argv[1], usage);
+    return MQ_EXIT_USAGE;
+}

@@ -1,0 +1,233 @@
+/* monoquant quantize: settings from flags > --config file > defaults, then the
+ * run, the per-tensor lines, the totals, the skipped list and the report. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char quantize_usage[] =
+    "usage: monoquant quantize IN.safetensors -o OUT.safetensors [options]\n"
+    "\n"
+    "Quantizes every Linear (rank 2) and Conv (rank 3-5) weight per output channel\n"
+    "to INT8, or casts float tensors to FP16. Embeddings, lm_head, biases and norms\n"
+    "stay as they are and are listed with the reason. The input is never modified.\n"
+    "\n"
+    "  -o, --output FILE     output file (required; must not be the input)\n"
+    "      --dtype T         int8 (default) or fp16\n"
+    "      --scheme S        sym (default) or asym (with zero points)\n"
+    "      --per-tensor      one scale per tensor instead of per channel\n"
+    "      --per-channel     one scale per output channel (default)\n"
+    "      --include PAT     also quantize tensors matching PAT (repeatable)\n"
+    "      --exclude PAT     keep tensors matching PAT in float (repeatable, wins)\n"
+    "                        PAT is a shell glob or re:REGEX (whole name)\n"
+    "      --skip-nonfinite  skip tensors holding NaN/Inf instead of failing\n"
+    "      --fp16-saturate   fp16: clamp overflow to +-65504 instead of +-inf\n"
+    "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name\n"
+    "      --config FILE     JSON settings; command-line flags win over it\n"
+    "      --report FILE     write a JSON report of the run\n"
+    "  -q, --quiet           print nothing but errors\n"
+    "  -h, --help            this text\n";
+
+enum { OPT_DTYPE = 256, OPT_SCHEME, OPT_PER_TENSOR, OPT_PER_CHANNEL, OPT_INCLUDE, OPT_EXCLUDE,
+       OPT_SKIP_NONFINITE, OPT_SATURATE, OPT_DEVICE, OPT_CONFIG, OPT_REPORT };
+
+/* Flags as given; applied over the config file so that they win. */
+typedef struct {
+    const char *in, *out, *config, *report, *device;
+    int dtype, symmetric, per_channel, skip_nonfinite, saturate; /* -1: not given */
+    const char **include, **exclude;
+    size_t n_include, n_exclude;
+    bool quiet;
+} quantize_args;
+
+static int usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    fprintf(stderr, "try 'monoquant quantize --help'\n");
+    return MQ_EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, quantize_args *a)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'},
+        {"dtype", required_argument, 0, OPT_DTYPE},
+        {"scheme", required_argument, 0, OPT_SCHEME},
+        {"per-tensor", no_argument, 0, OPT_PER_TENSOR},
+        {"per-channel", no_argument, 0, OPT_PER_CHANNEL},
+        {"include", required_argument, 0, OPT_INCLUDE},
+        {"exclude", required_argument, 0, OPT_EXCLUDE},
+        {"skip-nonfinite", no_argument, 0, OPT_SKIP_NONFINITE},
+        {"fp16-saturate", no_argument, 0, OPT_SATURATE},
+        {"device", required_argument, 0, OPT_DEVICE},
+        {"config", required_argument, 0, OPT_CONFIG},
+        {"report", required_argument, 0, OPT_REPORT},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    memset(a, 0, sizeof *a);
+    a->dtype = a->symmetric = a->per_channel = a->skip_nonfinite = a->saturate = -1;
+    a->include = calloc((size_t)argc, sizeof *a->include);
+    a->exclude = calloc((size_t)argc, sizeof *a->exclude);
+    if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'q': a->quiet = true; break;
+        case 'h': fputs(quantize_usage, stdout); return -1;
+        case OPT_DTYPE:
+            if (!strcmp(optarg, "int8")) a->dtype = MQ_QINT8;
+            else if (!strcmp(optarg, "fp16")) a->dtype = MQ_FLOAT16;
+            else return usage_error("--dtype must be int8 or fp16, not", optarg);
+            break;
+        case OPT_SCHEME:
+            if (!strcmp(optarg, "sym")) a->symmetric = 1;
+            else if (!strcmp(optarg, "asym")) a->symmetric = 0;
+            else return usage_error("--scheme must be sym or asym, not", optarg);
+            break;
+        case OPT_PER_TENSOR: a->per_channel = 0; break;
+        case OPT_PER_CHANNEL: a->per_channel = 1; break;
+        case OPT_INCLUDE: a->include[a->n_include++] = optarg; break;
+        case OPT_EXCLUDE: a->exclude[a->n_exclude++] = optarg; break;
+        case OPT_SKIP_NONFINITE: a->skip_nonfinite = 1; break;
+        case OPT_SATURATE: a->saturate = 1; break;
+        case OPT_DEVICE: a->device = optarg; break;
+        case OPT_CONFIG: a->config = optarg; break;
+        case OPT_REPORT: a->report = optarg; break;
+        case ':': return usage_error("missing value for", argv[optind - 1]);
+        default: return usage_error("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) return usage_error("missing input file", NULL);
+    if (optind + 1 < argc) return usage_error("unexpected argument", argv[optind + 1]);
+    a->in = argv[optind];
+    if (!a->out) return usage_error("missing -o OUTPUT", NULL);
+    return 0;
+}
+
+/* Defaults, then the config file, then the flags given. */
+static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
+{
+    mq_status st = MQ_OK;
+    mq_config_init(cfg);
+    if (a->config && (st = mq_config_load_json(cfg, a->config)) != MQ_OK) return st;
+    if (a->dtype >= 0) cfg->dtype = (mq_qdtype)a->dtype;
+    if (a->symmetric >= 0) cfg->symmetric = a->symmetric;
+    if (a->per_channel >= 0) cfg->per_channel = a->per_channel;
+    if (a->skip_nonfinite >= 0) cfg->skip_nonfinite = a->skip_nonfinite;
+    if (a->saturate >= 0) cfg->fp16_saturate = a->saturate;
+    for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
+        st = mq_config_add_include(cfg, a->include[i]);
+    for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
+        st = mq_config_add_exclude(cfg, a->exclude[i]);
+    if (st == MQ_OK && a->device) st = mq_config_set_device(cfg, a->device);
+    return st;
+}
+
+static void format_shape(const mq_report_entry *e, char *buf, size_t cap)
+{
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (int k = 0; k < e->rank && used < cap; k++)
+        used += (size_t)snprintf(buf + used, cap - used, k ? ", %lld" : "%lld",
+                                 (long long)e->shape[k]);
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+static void print_lines(const mq_report *r)
+{
+    size_t n = mq_report_count(r), width = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(mq_report_entry_at(r, i)->name);
+        if (len > width) width = len;
+    }
+    if (width > 60) width = 60;
+    for (size_t i = 0; i < n; i++) {
+        const mq_report_entry *e = mq_report_entry_at(r, i);
+        char shape[160], bin[32], bout[32];
+        format_shape(e, shape, sizeof shape);
+        printf("[%*zu/%zu] %-*s %-16s %5s -> %-4s %10s -> %-10s", (int)snprintf(NULL, 0, "%zu", n),
+               i + 1, n, (int)width, e->name, shape, mq_dtype_name(e->dtype_in),
+               e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
+               mq_cli_bytes(e->bytes_in, bin, sizeof bin), mq_cli_bytes(e->bytes_out, bout, sizeof bout));
+        if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
+        if (e->fp16_overflow)
+            printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
+        putchar('\n');
+    }
+}
+
+static void print_summary(const mq_report *r, const mq_config *cfg, double seconds)
+{
+    size_t n = mq_report_count(r), done = 0, skipped = 0;
+    char bin[32], bout[32];
+    for (size_t i = 0; i < n; i++) {
+        if (mq_report_entry_at(r, i)->action == MQ_ACTION_SKIP)
+            skipped++;
+        else
+            done++;
+    }
+    uint64_t in = mq_report_bytes_in(r), out = mq_report_bytes_out(r);
+    printf("device: %s%s%s%s%s\n", mq_report_backend(r), *mq_report_platform(r) ? " / " : "",
+           mq_report_platform(r), *mq_report_device(r) ? " / " : "", mq_report_device(r));
+    printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
+           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
+           cfg->dtype == MQ_FLOAT16 ? "fp16"
+                                    : (cfg->symmetric ? (cfg->per_channel ? "int8 sym per-channel" : "int8 sym per-tensor")
+                                                      : (cfg->per_channel ? "int8 asym per-channel" : "int8 asym per-tensor")),
+           mq_cli_bytes(in, bin, sizeof bin), mq_cli_bytes(out, bout, sizeof bout),
+           out ? (double)in / (double)out : 0.0, seconds);
+    if (mq_report_fp16_overflow(r))
+        printf("warning: %llu values beyond +-65504 became %s\n",
+               (unsigned long long)mq_report_fp16_overflow(r),
+               cfg->fp16_saturate ? "+-65504" : "+-inf");
+    printf("skipped %zu tensor%s%s\n", skipped, skipped == 1 ? "" : "s", skipped ? ":" : "");
+    for (size_t i = 0; i < n; i++) {
+        const mq_report_entry *e = mq_report_entry_at(r, i);
+        if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
+    }
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int mq_cli_quantize(int argc, char **argv)
+{
+    quantize_args a;
+    mq_config cfg;
+    mq_report *rep = NULL;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != 0) {
+        free(a.include);
+        free(a.exclude);
+        return rc < 0 ? MQ_EXIT_OK : rc;
+    }
+    double t0 = now_seconds();
+    mq_status st = resolve_config(&a, &cfg);
+    if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);
+    double seconds = now_seconds() - t0;
+    if (st == MQ_OK && a.report)
+        st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
+    if (st != MQ_OK) {
+        rc = mq_cli_fail(st);
+    } else if (!a.quiet) {
+        print_lines(rep);
+        print_summary(rep, &cfg, seconds);
+        printf("wrote %s\n", a.out);
+    }
+    mq_report_free(rep);
+    mq_config_free(&cfg);
+    free(a.include);
+    free(a.exclude);
+    return rc;
+}

@@ -1,0 +1,264 @@
+/* mq_dynamic_quantize: plans every tensor, runs the chosen backend on the
+ * ones to quantize or cast, and assembles the output model (compressed-tensors
+ * layout), the skipped list and the per-tensor report. */
+#include "backend.h"
+#include "dtype.h"
+#include "error.h"
+#include "model.h"
+#include "outfile.h"
+#include "plan.h"
+#include "report.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCALE_SUFFIX "_scale"
+#define ZP_SUFFIX "_zero_point"
+
+static char *name_with_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name) + strlen(suffix) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", name, suffix);
+    return s;
+}
+
+/* Adds a tensor backed by a fresh heap blob of `nbytes`; returns its data. */
+static void *append_new(mq_model *m, const char *name, mq_dtype dt, int rank,
+                        const int64_t *shape, size_t nbytes, mq_status *st)
+{
+    mq_blob *b = mq_blob_new_heap(nbytes);
+    if (!b) {
+        *st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory (%zu bytes)", name,
+                           nbytes);
+        return NULL;
+    }
+    void *data = mq_blob_data(b);
+    *st = mq_model_append(m, name, dt, rank, shape, data, nbytes, b);
+    mq_blob_unref(b);
+    return *st == MQ_OK ? data : NULL;
+}
+
+static mq_status copy_tensor(mq_model *out, const mq_model *in, size_t i)
+{
+    const mq_tensor *t = &in->tensors[i];
+    return mq_model_append(out, t->name, t->dtype, t->rank, t->shape, t->data, t->nbytes,
+                           in->blobs[i]);
+}
+
+/* The names quantization adds must not collide with tensors of the input. */
+static mq_status check_companion_names(const mq_model *in, const char *name, bool symmetric)
+{
+    const char *suffixes[2] = {SCALE_SUFFIX, ZP_SUFFIX};
+    for (int k = 0; k < (symmetric ? 1 : 2); k++) {
+        char *n = name_with_suffix(name, suffixes[k]);
+        if (!n) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
+        bool clash = mq_model_index(in, n) >= 0;
+        free(n);
+        if (clash)
+            return mq_set_error(MQ_STATUS_E_DATA,
+                                "tensor '%s': the input already has '%s%s' (already quantized?)",
+                                name, name, suffixes[k]);
+    }
+    return MQ_OK;
+}
+
+typedef struct {
+    const mq_config *cfg;
+    mq_backend *be;
+    mq_model *out;
+    mq_report *rep;
+    mq_skip_list *skips;
+} run_ctx;
+
+static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const char *reason)
+{
+    const mq_tensor *t = &in->tensors[i];
+    mq_status st = copy_tensor(c->out, in, i);
+    if (st == MQ_OK) st = mq_skip_list_add(c->skips, t->name, reason);
+    if (st == MQ_OK)
+        st = mq_report_add(c->rep, t, MQ_ACTION_SKIP, t->dtype, t->nbytes, 0, reason);
+    return st;
+}
+
+static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)
+{
+    const mq_tensor *t = &in->tensors[i];
+    const bool sym = c->cfg->symmetric;
+    uint64_t numel;
+    mq_status st;
+    char *sname = NULL, *zname = NULL;
+    size_t mark = c->out->count;
+
+    *nonfinite = false;
+    mq_shape_numel(t->rank, t->shape, &numel);
+    size_t rows = c->cfg->per_channel ? (size_t)t->shape[0] : 1;
+    size_t cols = (size_t)(numel / rows);
+    int64_t sshape[2] = {(int64_t)rows, 1};
+    int srank = c->cfg->per_channel ? 2 : 1;
+    size_t ssize = mq_dtype_size(t->dtype);
+
+    st = check_companion_names(in, t->name, sym);
+    if (st != MQ_OK) return st;
+    sname = name_with_suffix(t->name, SCALE_SUFFIX);
+    zname = name_with_suffix(t->name, ZP_SUFFIX);
+    if (!sname || !zname) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
+        goto done;
+    }
+    int8_t *q = append_new(c->out, t->name, MQ_DTYPE_I8, t->rank, t->shape, (size_t)numel, &st);
+    if (!q) goto done;
+    void *scale = append_new(c->out, sname, t->dtype, srank, sshape, rows * ssize, &st);
+    if (!scale) goto done;
+    int8_t *zp = NULL;
+    if (!sym && !(zp = append_new(c->out, zname, MQ_DTYPE_I8, srank, sshape, rows, &st)))
+        goto done;
+
+    size_t bad_row = 0;
+    st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
+                                   &bad_row);
+    if (st == MQ_STATUS_E_DATA) {
+        if (c->cfg->skip_nonfinite) {
+            *nonfinite = true;
+            st = MQ_OK;
+        } else if (c->cfg->per_channel) {
+            st = mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': channel %zu holds NaN or Inf",
+                              t->name, bad_row);
+        } else {
+            st = mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': holds NaN or Inf", t->name);
+        }
+    } else if (st != MQ_OK) {
+        mq_error_prefix("tensor '%s'", t->name);
+    }
+    if (st == MQ_OK && !*nonfinite) {
+        uint64_t out_bytes = numel + rows * ssize + (sym ? 0 : rows);
+        st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out_bytes, 0, NULL);
+    }
+done:
+    if (st != MQ_OK || *nonfinite) mq_model_truncate(c->out, mark);
+    free(sname);
+    free(zname);
+    return st;
+}
+
+static mq_status cast_tensor(run_ctx *c, const mq_model *in, size_t i)
+{
+    const mq_tensor *t = &in->tensors[i];
+    uint64_t numel, overflow = 0;
+    mq_status st;
+    mq_shape_numel(t->rank, t->shape, &numel);
+    uint16_t *dst =
+        append_new(c->out, t->name, MQ_DTYPE_F16, t->rank, t->shape, (size_t)numel * 2, &st);
+    if (!dst) return st;
+    st = c->be->ops->cast_f16(c->be, t->data, t->dtype, (size_t)numel, c->cfg->fp16_saturate,
+                              dst, &overflow);
+    if (st != MQ_OK) {
+        mq_error_prefix("tensor '%s'", t->name);
+        return st;
+    }
+    return mq_report_add(c->rep, t, MQ_ACTION_CAST, MQ_DTYPE_F16, numel * 2, overflow, NULL);
+}
+
+static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq_config *cfg)
+{
+    mq_status st = MQ_OK;
+    for (size_t i = 0; i < in->meta_count && st == MQ_OK; i++)
+        st = mq_model_set_metadata(out, in->meta_keys[i], in->meta_values[i]);
+    if (st == MQ_OK) st = mq_model_set_metadata(out, "quantized_by", "monoquant " MQ_VERSION);
+    if (st == MQ_OK) st = mq_model_set_metadata(out, "quantization_scheme", mq_scheme_name(cfg));
+    return st;
+}
+
+mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in, mq_model **out,
+                                     mq_skip_list **skipped, mq_report **report)
+{
+    mq_config defaults;
+    mq_planner *planner = NULL;
+    run_ctx c = {0};
+    mq_status st;
+
+    if (out) *out = NULL;
+    if (skipped) *skipped = NULL;
+    if (report) *report = NULL;
+    if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL model or out");
+    if (!cfg_in) {
+        mq_config_init(&defaults);
+        cfg_in = &defaults;
+    }
+    c.cfg = cfg_in;
+    if ((st = mq_planner_new(cfg_in, &planner)) != MQ_OK) goto done;
+    if ((st = mq_backend_open(cfg_in, &c.be)) != MQ_OK) goto done;
+    if ((st = mq_model_new(&c.out)) != MQ_OK) goto done;
+    if (!(c.rep = mq_report_new()) || !(c.skips = mq_skip_list_new())) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
+        goto done;
+    }
+    mq_report_set_device(c.rep, c.be->backend, c.be->platform, c.be->device);
+    if ((st = set_output_metadata(c.out, in, cfg_in)) != MQ_OK) goto done;
+
+    for (size_t i = 0; i < in->count && st == MQ_OK; i++) {
+        const mq_tensor *t = &in->tensors[i];
+        char reason[256];
+        mq_action a = mq_planner_decide(planner, t->name, t->dtype, t->rank, t->shape, reason,
+                                        sizeof reason);
+        if (a == MQ_ACTION_QUANTIZE) {
+            bool nonfinite;
+            st = quantize_tensor(&c, in, i, &nonfinite);
+            if (st == MQ_OK && nonfinite) st = skip_tensor(&c, in, i, "holds NaN or Inf");
+        } else if (a == MQ_ACTION_CAST) {
+            st = cast_tensor(&c, in, i);
+        } else {
+            st = skip_tensor(&c, in, i, reason);
+        }
+    }
+done:
+    if (st != MQ_OK && in->path) mq_error_prefix("%s", in->path);
+    if (st == MQ_OK) {
+        *out = c.out;
+        c.out = NULL;
+        if (skipped) {
+            *skipped = c.skips;
+            c.skips = NULL;
+        }
+        if (report) {
+            *report = c.rep;
+            c.rep = NULL;
+        }
+    }
+    mq_model_free(c.out);
+    mq_skip_list_free(c.skips);
+    mq_report_free(c.rep);
+    mq_backend_free(c.be);
+    mq_planner_free(planner);
+    if (cfg_in == &defaults) mq_config_free(&defaults);
+    return st;
+}
+
+mq_status mq_dynamic_quantize(const mq_model *in, const mq_config *cfg, mq_model **out,
+                              mq_skip_list **skipped)
+{
+    return mq_dynamic_quantize_report(in, cfg, out, skipped, NULL);
+}
+
+mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
+                           mq_report **report)
+{
+    mq_model *in = NULL, *out = NULL;
+    mq_status st;
+    if (report) *report = NULL;
+    if (!in_path || !out_path)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
+    if ((st = mq_check_not_same_file(in_path, out_path)) != MQ_OK) return st;
+    if ((st = mq_model_open(in_path, &in)) != MQ_OK) goto done;
+    if ((st = mq_dynamic_quantize_report(in, cfg, &out, NULL, report)) != MQ_OK) goto done;
+    st = mq_model_save(out, out_path);
+    if (st != MQ_OK && report) {
+        mq_report_free(*report);
+        *report = NULL;
+    }
+done:
+    mq_model_free(out);
+    mq_model_free(in);
+    return st;
+}

@@ -1,0 +1,247 @@
+/* The skipped list and the per-tensor report of a run, and the report's JSON. */
+#include "report.h"
+
+#include "dtype.h"
+#include "error.h"
+#include "outfile.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mq_skip_list {
+    char **names, **reasons;
+    size_t count, cap;
+};
+
+struct mq_report {
+    mq_report_entry *entries;
+    size_t count, cap;
+    uint64_t bytes_in, bytes_out, overflow;
+    char backend[16], platform[256], device[256];
+};
+
+mq_skip_list *mq_skip_list_new(void)
+{
+    return calloc(1, sizeof(mq_skip_list));
+}
+
+mq_status mq_skip_list_add(mq_skip_list *s, const char *name, const char *reason)
+{
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **n = realloc(s->names, cap * sizeof *n);
+        if (n) s->names = n;
+        char **r = n ? realloc(s->reasons, cap * sizeof *r) : NULL;
+        if (!r) return mq_set_error(MQ_STATUS_E_NOMEM, "skipped list: out of memory");
+        s->reasons = r;
+        s->cap = cap;
+    }
+    char *n = strdup(name), *r = strdup(reason);
+    if (!n || !r) {
+        free(n);
+        free(r);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "skipped list: out of memory");
+    }
+    s->names[s->count] = n;
+    s->reasons[s->count] = r;
+    s->count++;
+    return MQ_OK;
+}
+
+size_t mq_skip_list_count(const mq_skip_list *s)
+{
+    return s ? s->count : 0;
+}
+
+const char *mq_skip_list_name(const mq_skip_list *s, size_t i)
+{
+    return (s && i < s->count) ? s->names[i] : NULL;
+}
+
+const char *mq_skip_list_reason(const mq_skip_list *s, size_t i)
+{
+    return (s && i < s->count) ? s->reasons[i] : NULL;
+}
+
+void mq_skip_list_free(mq_skip_list *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->count; i++) {
+        free(s->names[i]);
+        free(s->reasons[i]);
+    }
+    free(s->names);
+    free(s->reasons);
+    free(s);
+}
+
+mq_report *mq_report_new(void)
+{
+    mq_report *r = calloc(1, sizeof *r);
+    if (r) snprintf(r->backend, sizeof r->backend, "host");
+    return r;
+}
+
+mq_status mq_report_add(mq_report *r, const mq_tensor *t, mq_action action, mq_dtype dtype_out,
+                        uint64_t bytes_out, uint64_t fp16_overflow, const char *reason)
+{
+    if (r->count == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        mq_report_entry *e = realloc(r->entries, cap * sizeof *e);
+        if (!e) return mq_set_error(MQ_STATUS_E_NOMEM, "report: out of memory");
+        r->entries = e;
+        r->cap = cap;
+    }
+    mq_report_entry *e = &r->entries[r->count];
+    memset(e, 0, sizeof *e);
+    e->name = strdup(t->name);
+    e->reason = reason ? strdup(reason) : NULL;
+    if (!e->name || (reason && !e->reason)) {
+        free((char *)e->name);
+        free((char *)e->reason);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "report: out of memory");
+    }
+    e->action = action;
+    e->rank = t->rank;
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    e->dtype_in = t->dtype;
+    e->dtype_out = dtype_out;
+    e->bytes_in = t->nbytes;
+    e->bytes_out = bytes_out;
+    e->fp16_overflow = fp16_overflow;
+    r->bytes_in += t->nbytes;
+    r->bytes_out += bytes_out;
+    r->overflow += fp16_overflow;
+    r->count++;
+    return MQ_OK;
+}
+
+void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
+                          const char *device)
+{
+    snprintf(r->backend, sizeof r->backend, "%s", backend ? backend : "");
+    snprintf(r->platform, sizeof r->platform, "%s", platform ? platform : "");
+    snprintf(r->device, sizeof r->device, "%s", device ? device : "");
+}
+
+size_t mq_report_count(const mq_report *r)
+{
+    return r ? r->count : 0;
+}
+
+const mq_report_entry *mq_report_entry_at(const mq_report *r, size_t i)
+{
+    return (r && i < r->count) ? &r->entries[i] : NULL;
+}
+
+uint64_t mq_report_bytes_in(const mq_report *r)
+{
+    return r ? r->bytes_in : 0;
+}
+
+uint64_t mq_report_bytes_out(const mq_report *r)
+{
+    return r ? r->bytes_out : 0;
+}
+
+uint64_t mq_report_fp16_overflow(const mq_report *r)
+{
+    return r ? r->overflow : 0;
+}
+
+const char *mq_report_backend(const mq_report *r)
+{
+    return r ? r->backend : "";
+}
+
+const char *mq_report_platform(const mq_report *r)
+{
+    return r ? r->platform : "";
+}
+
+const char *mq_report_device(const mq_report *r)
+{
+    return r ? r->device : "";
+}
+
+void mq_report_free(mq_report *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->count; i++) {
+        free((char *)r->entries[i].name);
+        free((char *)r->entries[i].reason);
+    }
+    free(r->entries);
+    free(r);
+}
+
+const char *mq_scheme_name(const mq_config *cfg)
+{
+    if (cfg->dtype == MQ_FLOAT16) return "fp16";
+    if (cfg->symmetric) return cfg->per_channel ? "int8-sym-channel" : "int8-sym-tensor";
+    return cfg->per_channel ? "int8-asym-channel" : "int8-asym-tensor";
+}
+
+static json_t *shape_json(const mq_report_entry *e)
+{
+    json_t *a = json_array();
+    for (int k = 0; a && k < e->rank; k++) json_array_append_new(a, json_integer(e->shape[k]));
+    return a;
+}
+
+static json_t *report_json(const mq_report *r, const mq_config *cfg, const char *input,
+                           const char *output, double seconds)
+{
+    json_t *q = json_array(), *s = json_array();
+    for (size_t i = 0; i < r->count; i++) {
+        const mq_report_entry *e = &r->entries[i];
+        if (e->action == MQ_ACTION_SKIP) {
+            json_array_append_new(s, json_pack("{s:s, s:s}", "name", e->name, "reason", e->reason));
+            continue;
+        }
+        json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:I}", "name", e->name, "shape",
+                              shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in), "dtype_out",
+                              mq_dtype_name(e->dtype_out), "bytes_in", (json_int_t)e->bytes_in,
+                              "bytes_out", (json_int_t)e->bytes_out);
+        if (o && cfg->dtype == MQ_FLOAT16)
+            json_object_set_new(o, "fp16_overflow", json_integer((json_int_t)e->fp16_overflow));
+        json_array_append_new(q, o);
+    }
+    json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
+                            "name", r->device);
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+                     input ? input : "", "output", output ? output : "", "dtype",
+                     cfg->dtype == MQ_FLOAT16 ? "fp16" : "int8", "scheme",
+                     cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
+                     "per_channel", cfg->per_channel, "device", dev, "quantized", q, "skipped", s,
+                     "bytes_in", (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out,
+                     "fp16_overflow", (json_int_t)r->overflow, "seconds", seconds);
+}
+
+mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
+                               const char *output, double seconds, const char *path)
+{
+    mq_outfile *f = NULL;
+    char *text = NULL;
+    mq_status st;
+    if (!r || !cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "report: NULL argument");
+    json_t *root = report_json(r, cfg, input, output, seconds);
+    if (!root || !(text = json_dumps(root, JSON_INDENT(2)))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
+        goto done;
+    }
+    if ((st = mq_outfile_open(path, &f)) != MQ_OK) goto done;
+    st = mq_outfile_write(f, text, strlen(text));
+    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
+    if (st == MQ_OK) {
+        st = mq_outfile_commit(f);
+    } else {
+        mq_outfile_abort(f);
+    }
+done:
+    free(text);
+    json_decref(root);
+    return st;
+}

@@ -1,0 +1,20 @@
+/* The skipped list and the per-tensor report of a run, and the report's JSON. */
+#ifndef MQ_REPORT_H
+#define MQ_REPORT_H
+
+#include "monoquant.h"
+
+mq_skip_list *mq_skip_list_new(void);
+mq_status mq_skip_list_add(mq_skip_list *s, const char *name, const char *reason);
+
+mq_report *mq_report_new(void);
+/* Records what happened to input tensor t (name, shape and dtype are copied). */
+mq_status mq_report_add(mq_report *r, const mq_tensor *t, mq_action action, mq_dtype dtype_out,
+                        uint64_t bytes_out, uint64_t fp16_overflow, const char *reason);
+void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
+                          const char *device);
+
+/* "int8-sym-channel", "int8-asym-tensor", "fp16", ... */
+const char *mq_scheme_name(const mq_config *cfg);
+
+#endif

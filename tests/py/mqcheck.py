@@ -1,0 +1,45 @@
+"""Shared helpers of the Python checks: run the CLI, and the DESIGN.md numerics
+written independently in numpy, to hold our output against."""
+import os
+import subprocess
+import sys
+
+SKIP = 77
+
+
+def skip(message):
+    print("SKIPPED: " + message)
+    sys.exit(SKIP)
+
+
+def need_numpy_safetensors():
+    try:
+        import numpy  # noqa: F401
+        import safetensors.numpy  # noqa: F401
+    except ImportError as e:
+        skip("the official safetensors package with numpy is not installed (%s)" % e)
+
+
+def cli(*args):
+    """Runs monoquant; returns (exit code, combined output)."""
+    p = subprocess.run([os.environ["MQ_CLI"], *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    return p.returncode, p.stdout
+
+
+def expected_int8(w, symmetric):
+    """Per-row INT8 quantization of a float32 matrix, as DESIGN.md defines it."""
+    import numpy as np
+    w = w.astype(np.float32)
+    eps = np.float32(np.finfo(np.float32).eps)
+    if symmetric:
+        amax = np.max(np.abs(w), axis=1)
+        scale = np.maximum(amax / np.float32(127.5), eps).astype(np.float32)
+        zp = np.zeros_like(scale, dtype=np.float32)
+    else:
+        lo = np.minimum(np.min(w, axis=1), np.float32(0))
+        hi = np.maximum(np.max(w, axis=1), np.float32(0))
+        scale = np.maximum((hi - lo) / np.float32(255), eps).astype(np.float32)
+        zp = np.clip(np.rint(np.float32(-128) - lo / scale), -128, 127).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]) + zp[:, None], -128, 127).astype(np.int8)
+    return q, scale, zp.astype(np.int8)

@@ -1,0 +1,301 @@
+/* The monoquant program end to end: exit codes, output files, the input left
+ * untouched, the report, settings precedence, and clean failures. */
+#include "testutil.h"
+
+#include "monoquant.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXAMPLE MQ_SOURCE_DIR "/examples/tiny_mlp.safetensors"
+
+typedef struct {
+    char *dir;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    *state = f;
+    return f->dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static char *path_in(void **state, const char *name)
+{
+    return tu_join(((fixture *)*state)->dir, name);
+}
+
+/* A model with one NaN in channel 2 of "layer.weight". */
+static void write_nan_model(const char *path)
+{
+    float w[4 * 3] = {0};
+    w[2 * 3 + 1] = NAN;
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "layer.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 3}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_save(m, path), MQ_OK);
+    mq_model_free(m);
+}
+
+static void test_quantize_example(void **state)
+{
+    char *out = path_in(state, "q.safetensors"), *text = NULL;
+    uint64_t before = tu_file_hash(EXAMPLE);
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host", EXAMPLE, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(text, "fc1.weight"));
+    assert_non_null(strstr(text, "F32 -> I8"));
+    assert_non_null(strstr(text, "skipped 5 tensors:"));
+    assert_non_null(strstr(text, "fc1.bias: rank 1"));
+    assert_non_null(strstr(text, "device: host"));
+    assert_int_equal(tu_file_hash(EXAMPLE), before);
+
+    mq_model *m = NULL;
+    assert_int_equal(mq_model_open(out, &m), MQ_OK);
+    assert_int_equal(mq_model_find(m, "fc1.weight")->dtype, MQ_DTYPE_I8);
+    assert_int_equal(mq_model_find(m, "conv.weight")->dtype, MQ_DTYPE_I8);
+    assert_int_equal(mq_model_find(m, "fc2.weight_scale")->shape[0], 10);
+    assert_int_equal(mq_model_find(m, "norm.weight")->dtype, MQ_DTYPE_F32);
+    bool has_scheme = false;
+    for (size_t i = 0; i < mq_model_metadata_count(m); i++)
+        if (!strcmp(mq_model_metadata_key(m, i), "quantization_scheme"))
+            has_scheme = !strcmp(mq_model_metadata_value(m, i), "int8-sym-channel");
+    assert_true(has_scheme);
+    mq_model_free(m);
+    free(text);
+    free(out);
+}
+
+static void test_deterministic_and_device_independent(void **state)
+{
+    char *a = path_in(state, "a.safetensors"), *b = path_in(state, "b.safetensors");
+    char *c = path_in(state, "c.safetensors");
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, a), 0);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, b), 0);
+    assert_int_equal(tu_file_hash(a), tu_file_hash(b));
+    /* The default device (OpenCL where there is one) gives the same bytes. */
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme asym -q", EXAMPLE, c), 0);
+    assert_int_equal(tu_file_hash(a), tu_file_hash(c));
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void test_report_json(void **state)
+{
+    char *out = path_in(state, "r.safetensors"), *rep = path_in(state, "r.json");
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --report %s --device host -q", EXAMPLE,
+                                out, rep), 0);
+    json_error_t err;
+    json_t *j = json_load_file(rep, 0, &err);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "input")), EXAMPLE);
+    assert_string_equal(json_string_value(json_object_get(j, "output")), out);
+    assert_string_equal(json_string_value(json_object_get(j, "dtype")), "int8");
+    assert_string_equal(json_string_value(json_object_get(j, "scheme")), "sym");
+    assert_true(json_is_true(json_object_get(j, "per_channel")));
+    json_t *dev = json_object_get(j, "device");
+    assert_string_equal(json_string_value(json_object_get(dev, "backend")), "host");
+    json_t *q = json_object_get(j, "quantized"), *s = json_object_get(j, "skipped");
+    assert_int_equal(json_array_size(q), 3);
+    assert_int_equal(json_array_size(s), 5);
+    json_t *first = json_array_get(q, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "name")), "conv.weight");
+    assert_int_equal(json_integer_value(json_object_get(first, "bytes_in")), 16 * 27 * 4);
+    assert_int_equal(json_integer_value(json_object_get(first, "bytes_out")), 16 * 27 + 16 * 4);
+    json_t *shape = json_object_get(first, "shape");
+    assert_int_equal(json_array_size(shape), 4);
+    assert_int_equal(json_integer_value(json_array_get(shape, 0)), 16);
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(s); i++) {
+        json_t *e = json_array_get(s, i);
+        if (!strcmp(json_string_value(json_object_get(e, "name")), "norm.weight"))
+            found = strstr(json_string_value(json_object_get(e, "reason")), "rank 1") != NULL;
+    }
+    assert_true(found);
+    assert_true(json_integer_value(json_object_get(j, "bytes_in")) > 140000);
+    assert_true(json_is_number(json_object_get(j, "seconds")));
+    json_decref(j);
+    free(out);
+    free(rep);
+}
+
+static void test_config_precedence(void **state)
+{
+    char *cfg = path_in(state, "cfg.json"), *out = path_in(state, "p.safetensors");
+    const char *text = "{\"scheme\": \"asym\", \"per_channel\": false, \"exclude\": [\"fc2.*\"]}";
+    assert_true(tu_write_file(cfg, text, strlen(text)));
+    /* Config alone: asymmetric, per tensor, fc2 excluded. */
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --config %s --device host -q", EXAMPLE,
+                                out, cfg), 0);
+    mq_model *m = NULL;
+    assert_int_equal(mq_model_open(out, &m), MQ_OK);
+    assert_non_null(mq_model_find(m, "fc1.weight_zero_point"));
+    assert_int_equal(mq_model_find(m, "fc1.weight_scale")->rank, 1);
+    assert_int_equal(mq_model_find(m, "fc2.weight")->dtype, MQ_DTYPE_F32);
+    mq_model_free(m);
+    /* A flag wins over the config; the config's other keys still apply. */
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --config %s --scheme sym --device host -q",
+                                EXAMPLE, out, cfg), 0);
+    assert_int_equal(mq_model_open(out, &m), MQ_OK);
+    assert_null(mq_model_find(m, "fc1.weight_zero_point"));
+    assert_int_equal(mq_model_find(m, "fc1.weight_scale")->rank, 1);
+    assert_int_equal(mq_model_find(m, "fc2.weight")->dtype, MQ_DTYPE_F32);
+    mq_model_free(m);
+    free(cfg);
+    free(out);
+}
+
+static void test_usage_errors(void **state)
+{
+    char *out = path_in(state, "u.safetensors"), *text = NULL;
+    assert_int_equal(tu_run_cli(NULL, "%s", ""), 1);
+    assert_int_equal(tu_run_cli(NULL, "frobnicate"), 1);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s", EXAMPLE), 1);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --dtype int4", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "int4"));
+    free(text);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --bogus", EXAMPLE, out), 1);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme", EXAMPLE, out), 1);
+    assert_false(tu_exists(out));
+    const char *cmds[] = {"quantize", "inspect", "dequantize", "devices"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(tu_run_cli(&text, "%s --help", cmds[i]), 0);
+        assert_non_null(strstr(text, "usage: monoquant"));
+        free(text);
+    }
+    assert_int_equal(tu_run_cli(&text, "--version"), 0);
+    assert_non_null(strstr(text, "monoquant " MQ_VERSION));
+    free(text);
+    free(out);
+}
+
+static void test_bad_input(void **state)
+{
+    char *out = path_in(state, "bad-out.safetensors"), *junk = path_in(state, "junk.safetensors");
+    char *nan = path_in(state, "nan.safetensors"), *missing = path_in(state, "missing.safetensors");
+    char *text = NULL;
+    fixture *f = *state;
+    int entries;
+
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s", missing, out), 2);
+    assert_non_null(strstr(text, missing));
+    free(text);
+    assert_true(tu_write_file(junk, "\x10\0\0\0\0\0\0\0{not json}", 18));
+    entries = tu_count_entries(f->dir);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s", junk, out), 2);
+    assert_non_null(strstr(text, junk));
+    free(text);
+    assert_int_equal(tu_count_entries(f->dir), entries);
+
+    write_nan_model(nan);
+    uint64_t h = tu_file_hash(nan);
+    entries = tu_count_entries(f->dir);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", nan, out), 2);
+    assert_non_null(strstr(text, "layer.weight"));
+    assert_non_null(strstr(text, "channel 2"));
+    assert_non_null(strstr(text, nan));
+    free(text);
+    assert_false(tu_exists(out));
+    assert_int_equal(tu_count_entries(f->dir), entries);
+    assert_int_equal(tu_file_hash(nan), h);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --skip-nonfinite --device host -q", nan, out), 0);
+    assert_true(tu_exists(out));
+    assert_int_equal(tu_run_cli(NULL, "inspect %s", junk), 2);
+    assert_int_equal(tu_run_cli(NULL, "inspect %s", f->dir), 2);
+    free(out);
+    free(junk);
+    free(nan);
+    free(missing);
+}
+
+static void test_output_failures(void **state)
+{
+    fixture *f = *state;
+    char *in = path_in(state, "in.safetensors"), *sym = path_in(state, "link.safetensors");
+    char *hard = path_in(state, "hard.safetensors"), *text = NULL;
+    char *nodir = path_in(state, "no/such/dir/out.safetensors");
+    size_t n;
+    unsigned char *bytes = tu_read_file(EXAMPLE, &n);
+    assert_true(tu_write_file(in, bytes, n));
+    free(bytes);
+    uint64_t h = tu_file_hash(in);
+    assert_int_equal(symlink(in, sym), 0);
+    assert_int_equal(link(in, hard), 0);
+    int entries = tu_count_entries(f->dir);
+
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s", in, in), 3);
+    assert_non_null(strstr(text, "input"));
+    free(text);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, sym), 3);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", sym, hard), 3);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, nodir), 3);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, f->dir), 3);
+    assert_int_equal(tu_file_hash(in), h);
+    assert_int_equal(tu_file_hash(hard), h);
+    assert_int_equal(tu_count_entries(f->dir), entries);
+    free(in);
+    free(sym);
+    free(hard);
+    free(nodir);
+}
+
+static void test_inspect_and_dequantize(void **state)
+{
+    char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
+    char *text = NULL;
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", EXAMPLE, q), 0);
+    assert_int_equal(tu_run_cli(&text, "inspect %s", q), 0);
+    assert_non_null(strstr(text, "fc1.weight_scale"));
+    assert_non_null(strstr(text, "[256, 1]"));
+    assert_non_null(strstr(text, "quantized_by: monoquant"));
+    free(text);
+    assert_int_equal(tu_run_cli(NULL, "dequantize %s -o %s", q, d), 0);
+    mq_model *orig = NULL, *deq = NULL, *qm = NULL;
+    assert_int_equal(mq_model_open(EXAMPLE, &orig), MQ_OK);
+    assert_int_equal(mq_model_open(d, &deq), MQ_OK);
+    assert_int_equal(mq_model_open(q, &qm), MQ_OK);
+    assert_int_equal(mq_model_count(deq), mq_model_count(orig));
+    const mq_tensor *a = mq_model_find(orig, "fc1.weight"), *b = mq_model_find(deq, "fc1.weight");
+    const float *s = mq_model_find(qm, "fc1.weight_scale")->data;
+    assert_int_equal(b->dtype, MQ_DTYPE_F32);
+    for (size_t i = 0; i < 256 * 128; i++) {
+        float err = fabsf(((const float *)a->data)[i] - ((const float *)b->data)[i]);
+        assert_true(err <= 0.5001f * s[i / 128]);
+    }
+    mq_model_free(orig);
+    mq_model_free(deq);
+    mq_model_free(qm);
+    free(q);
+    free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_quantize_example, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deterministic_and_device_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

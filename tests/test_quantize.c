@@ -1,0 +1,364 @@
+/* mq_dynamic_quantize and mq_dequantize on in-memory models: the output
+ * layout, the skipped list, input immutability, errors and determinism. */
+#include "testutil.h"
+
+#include "monoquant.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Linear(4,3) + bias, an embedding, lm_head, a conv, a norm and an int tensor. */
+static mq_model *small_model(void)
+{
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    tu_rng r;
+    tu_rng_seed(&r, 7);
+    float w[3 * 4], b[3], emb[5 * 4], head[5 * 4], conv[2 * 3 * 2 * 2], norm[4];
+    for (size_t i = 0; i < 12; i++) w[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 3; i++) b[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 20; i++) emb[i] = tu_rng_f32(&r), head[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 24; i++) conv[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 4; i++) norm[i] = 1.0f + tu_rng_f32(&r) / 10;
+    int64_t ids[5] = {0, 1, 2, 3, 4};
+    assert_int_equal(mq_model_add_tensor(m, "embed_tokens.weight", MQ_DTYPE_F32, 2,
+                                         (int64_t[]){5, 4}, emb), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){3, 4}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.bias", MQ_DTYPE_F32, 1, (int64_t[]){3}, b), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "conv.weight", MQ_DTYPE_F32, 4,
+                                         (int64_t[]){2, 3, 2, 2}, conv), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "norm.weight", MQ_DTYPE_F32, 1, (int64_t[]){4}, norm),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "position_ids", MQ_DTYPE_I64, 1, (int64_t[]){5}, ids),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "lm_head.weight", MQ_DTYPE_F32, 2,
+                                         (int64_t[]){5, 4}, head), MQ_OK);
+    return m;
+}
+
+static bool skipped_with(const mq_skip_list *s, const char *name, const char *word)
+{
+    for (size_t i = 0; i < mq_skip_list_count(s); i++)
+        if (!strcmp(mq_skip_list_name(s, i), name))
+            return strstr(mq_skip_list_reason(s, i), word) != NULL;
+    return false;
+}
+
+static mq_config host_config(void)
+{
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    return cfg;
+}
+
+static void test_layout_and_skips(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *out = NULL;
+    mq_skip_list *sk = NULL;
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, &sk), MQ_OK);
+
+    const mq_tensor *q = mq_model_find(out, "fc.weight");
+    const mq_tensor *s = mq_model_find(out, "fc.weight_scale");
+    assert_non_null(q);
+    assert_non_null(s);
+    assert_int_equal(q->dtype, MQ_DTYPE_I8);
+    assert_int_equal(q->rank, 2);
+    assert_int_equal(q->shape[0], 3);
+    assert_int_equal(q->shape[1], 4);
+    assert_int_equal(s->dtype, MQ_DTYPE_F32);
+    assert_int_equal(s->rank, 2);
+    assert_int_equal(s->shape[0], 3);
+    assert_int_equal(s->shape[1], 1);
+    assert_null(mq_model_find(out, "fc.weight_zero_point"));
+    const mq_tensor *c = mq_model_find(out, "conv.weight");
+    assert_int_equal(c->dtype, MQ_DTYPE_I8);
+    assert_int_equal(mq_model_find(out, "conv.weight_scale")->shape[0], 2);
+
+    /* Same numbers as the reference on the same rows. */
+    int8_t eq[12];
+    float es[3];
+    size_t bad;
+    const mq_tensor *w = mq_model_find(in, "fc.weight");
+    assert_int_equal(mq_ref_quantize_rows(w->data, MQ_DTYPE_F32, 3, 4, true, eq, es, NULL, &bad),
+                     MQ_OK);
+    assert_memory_equal(q->data, eq, 12);
+    assert_memory_equal(s->data, es, sizeof es);
+
+    assert_int_equal(mq_skip_list_count(sk), 5);
+    assert_true(skipped_with(sk, "embed_tokens.weight", "embedding"));
+    assert_true(skipped_with(sk, "lm_head.weight", "lm_head"));
+    assert_true(skipped_with(sk, "fc.bias", "rank 1"));
+    assert_true(skipped_with(sk, "norm.weight", "rank 1"));
+    assert_true(skipped_with(sk, "position_ids", "rank 1"));
+    /* Skipped tensors are copied byte for byte. */
+    const mq_tensor *a = mq_model_find(in, "lm_head.weight"), *b = mq_model_find(out, "lm_head.weight");
+    assert_int_equal(b->dtype, MQ_DTYPE_F32);
+    assert_memory_equal(a->data, b->data, a->nbytes);
+    /* Output order: each quantized weight is followed by its scale. */
+    assert_string_equal(mq_model_tensor(out, 1)->name, "fc.weight");
+    assert_string_equal(mq_model_tensor(out, 2)->name, "fc.weight_scale");
+    assert_int_equal(mq_model_count(out), mq_model_count(in) + 2);
+
+    mq_skip_list_free(sk);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_input_untouched(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *out = NULL;
+    size_t n = mq_model_count(in);
+    unsigned char *copy[16];
+    for (size_t i = 0; i < n; i++) {
+        const mq_tensor *t = mq_model_tensor(in, i);
+        copy[i] = malloc(t->nbytes);
+        memcpy(copy[i], t->data, t->nbytes);
+    }
+    mq_config cfg = host_config();
+    cfg.symmetric = false;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+    assert_int_equal(mq_model_count(in), n);
+    for (size_t i = 0; i < n; i++) {
+        const mq_tensor *t = mq_model_tensor(in, i);
+        assert_memory_equal(copy[i], t->data, t->nbytes);
+        free(copy[i]);
+    }
+    assert_int_equal(mq_model_find(in, "fc.weight")->dtype, MQ_DTYPE_F32);
+    /* The copy outlives its input. */
+    mq_model_free(in);
+    assert_int_equal(mq_model_find(out, "fc.weight_zero_point")->dtype, MQ_DTYPE_I8);
+    assert_int_equal(mq_model_find(out, "lm_head.weight")->dtype, MQ_DTYPE_F32);
+    mq_model_free(out);
+    mq_config_free(&cfg);
+}
+
+static void test_per_tensor_and_asym(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *out = NULL;
+    mq_config cfg = host_config();
+    cfg.per_channel = false;
+    cfg.symmetric = false;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+    const mq_tensor *s = mq_model_find(out, "fc.weight_scale");
+    const mq_tensor *z = mq_model_find(out, "fc.weight_zero_point");
+    assert_int_equal(s->rank, 1);
+    assert_int_equal(s->shape[0], 1);
+    assert_int_equal(z->rank, 1);
+    assert_int_equal(z->dtype, MQ_DTYPE_I8);
+    int8_t eq[12], ez;
+    float es;
+    size_t bad;
+    assert_int_equal(mq_ref_quantize_rows(mq_model_find(in, "fc.weight")->data, MQ_DTYPE_F32, 1,
+                                          12, false, eq, &es, &ez, &bad), MQ_OK);
+    assert_memory_equal(mq_model_find(out, "fc.weight")->data, eq, 12);
+    assert_memory_equal(s->data, &es, 4);
+    assert_memory_equal(z->data, &ez, 1);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_hand_computed(void **state)
+{
+    (void)state;
+    /* Channel 0: amax 127.5 so the scale is exactly 1 and ties round to even.
+     * Channel 1: all zeros -> scale FLT_EPSILON, q 0. */
+    float w[2 * 4] = {127.5f, 0.5f, 1.5f, -2.5f, 0, 0, 0, 0};
+    mq_model *in, *out;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(in, "l.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 4}, w),
+                     MQ_OK);
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+    const int8_t expect_q[8] = {127, 0, 2, -2, 0, 0, 0, 0};
+    const float expect_s[2] = {1.0f, 1.1920928955078125e-07f};
+    assert_memory_equal(mq_model_find(out, "l.weight")->data, expect_q, 8);
+    assert_memory_equal(mq_model_find(out, "l.weight_scale")->data, expect_s, 8);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_nonfinite(void **state)
+{
+    (void)state;
+    float w[3 * 2] = {1, 2, 3, NAN, 5, 6};
+    mq_model *in, *out = (mq_model *)1;
+    mq_skip_list *sk = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(in, "bad.weight", MQ_DTYPE_F32, 2, (int64_t[]){3, 2}, w),
+                     MQ_OK);
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, &sk), MQ_STATUS_E_DATA);
+    assert_null(out);
+    assert_non_null(strstr(mq_last_error(), "bad.weight"));
+    assert_non_null(strstr(mq_last_error(), "channel 1"));
+    assert_non_null(strstr(mq_last_error(), "NaN"));
+
+    cfg.skip_nonfinite = true;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, &sk), MQ_OK);
+    assert_int_equal(mq_model_find(out, "bad.weight")->dtype, MQ_DTYPE_F32);
+    assert_null(mq_model_find(out, "bad.weight_scale"));
+    assert_true(skipped_with(sk, "bad.weight", "NaN"));
+    mq_skip_list_free(sk);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_name_clash(void **state)
+{
+    (void)state;
+    float w[4] = {1, 2, 3, 4}, s[2] = {1, 1};
+    mq_model *in, *out = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(in, "l.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 2}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(in, "l.weight_scale", MQ_DTYPE_F32, 2,
+                                         (int64_t[]){2, 1}, s), MQ_OK);
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_STATUS_E_DATA);
+    assert_non_null(strstr(mq_last_error(), "l.weight_scale"));
+    assert_null(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_fp16(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *out = NULL;
+    mq_skip_list *sk = NULL;
+    mq_report *rep = NULL;
+    float big[4] = {1.0f, 70000.0f, -1e6f, 65504.0f};
+    assert_int_equal(mq_model_add_tensor(in, "big.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 2}, big),
+                     MQ_OK);
+    mq_config cfg = host_config();
+    cfg.dtype = MQ_FLOAT16;
+    assert_int_equal(mq_dynamic_quantize_report(in, &cfg, &out, &sk, &rep), MQ_OK);
+    for (size_t i = 0; i < mq_model_count(out); i++) {
+        const mq_tensor *t = mq_model_tensor(out, i);
+        const mq_tensor *o = mq_model_find(in, t->name);
+        assert_non_null(o); /* every name kept, none added */
+        assert_int_equal(t->dtype, o->dtype == MQ_DTYPE_F32 ? MQ_DTYPE_F16 : o->dtype);
+    }
+    assert_int_equal(mq_model_count(out), mq_model_count(in));
+    const uint16_t *h = mq_model_find(out, "big.weight")->data;
+    assert_int_equal(h[0], 0x3C00);
+    assert_int_equal(h[1], 0x7C00);
+    assert_int_equal(h[2], 0xFC00);
+    assert_int_equal(h[3], 0x7BFF);
+    assert_int_equal(mq_report_fp16_overflow(rep), 2);
+    assert_true(skipped_with(sk, "position_ids", "I64"));
+    assert_int_equal(mq_skip_list_count(sk), 1);
+    mq_skip_list_free(sk);
+    mq_report_free(rep);
+    mq_model_free(out);
+
+    cfg.fp16_saturate = true;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+    h = mq_model_find(out, "big.weight")->data;
+    assert_int_equal(h[1], 0x7BFF);
+    assert_int_equal(h[2], 0xFBFF);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_dequantize_round_trip(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *q = NULL, *d = NULL;
+    mq_config cfg = host_config();
+    cfg.symmetric = false;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &q, NULL), MQ_OK);
+    assert_int_equal(mq_dequantize(q, &d), MQ_OK);
+    assert_int_equal(mq_model_count(d), mq_model_count(in));
+    assert_null(mq_model_find(d, "fc.weight_scale"));
+    const mq_tensor *w = mq_model_find(in, "fc.weight"), *dw = mq_model_find(d, "fc.weight");
+    const float *s = mq_model_find(q, "fc.weight_scale")->data;
+    assert_int_equal(dw->dtype, MQ_DTYPE_F32);
+    for (size_t i = 0; i < 12; i++) {
+        float err = fabsf(((const float *)w->data)[i] - ((const float *)dw->data)[i]);
+        assert_true(err <= s[i / 4] * 0.5f * 1.0001f);
+    }
+    assert_memory_equal(mq_model_find(in, "lm_head.weight")->data,
+                        mq_model_find(d, "lm_head.weight")->data, 80);
+    mq_model_free(d);
+    mq_model_free(q);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_report(void **state)
+{
+    (void)state;
+    mq_model *in = small_model(), *out = NULL;
+    mq_report *rep = NULL;
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize_report(in, &cfg, &out, NULL, &rep), MQ_OK);
+    assert_int_equal(mq_report_count(rep), mq_model_count(in));
+    assert_string_equal(mq_report_backend(rep), "host");
+    const mq_report_entry *e = mq_report_entry_at(rep, 1);
+    assert_string_equal(e->name, "fc.weight");
+    assert_int_equal(e->action, MQ_ACTION_QUANTIZE);
+    assert_int_equal(e->bytes_in, 48);
+    assert_int_equal(e->bytes_out, 12 + 12);
+    uint64_t in_total = 0;
+    for (size_t i = 0; i < mq_model_count(in); i++) in_total += mq_model_tensor(in, i)->nbytes;
+    assert_int_equal(mq_report_bytes_in(rep), in_total);
+    mq_report_free(rep);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
+static void test_api_misuse(void **state)
+{
+    (void)state;
+    mq_model *m = NULL, *out = NULL;
+    float x = 1;
+    assert_int_equal(mq_dynamic_quantize(NULL, NULL, &out, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "a", MQ_DTYPE_F32, 0, NULL, &x), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "a", MQ_DTYPE_F32, 0, NULL, &x),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_non_null(strstr(mq_last_error(), "duplicate"));
+    assert_int_equal(mq_model_add_tensor(m, "b", MQ_DTYPE_F32, 1, (int64_t[]){-1}, &x),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_model_add_tensor(m, "c", MQ_DTYPE_F32, 9, (int64_t[9]){0}, &x),
+                     MQ_STATUS_E_INVALID_ARG);
+    /* Defaults when cfg is NULL: the scalar is skipped, nothing fails. */
+    assert_int_equal(mq_dynamic_quantize(m, NULL, &out, NULL), MQ_OK);
+    mq_model_free(out);
+    mq_model_free(m);
+    mq_model_free(NULL);
+    mq_skip_list_free(NULL);
+    mq_report_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_and_skips),
+        cmocka_unit_test(test_input_untouched),
+        cmocka_unit_test(test_per_tensor_and_asym),
+        cmocka_unit_test(test_hand_computed),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_name_clash),
+        cmocka_unit_test(test_fp16),
+        cmocka_unit_test(test_dequantize_round_trip),
+        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_api_misuse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
