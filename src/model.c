@@ -97,16 +97,46 @@ void mq_model_free(mq_model *m)
     }
     free(m->tensors);
     free(m->blobs);
+    free(m->index);
     free(m->meta_keys);
     free(m->meta_values);
     free(m->path);
     free(m);
 }
 
+/* FNV-1a: names are short and a header may hold a million of them. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static void index_insert(mq_model *m, size_t pos)
+{
+    size_t mask = m->index_cap - 1, i = name_hash(m->tensors[pos].name) & mask;
+    while (m->index[i]) i = (i + 1) & mask;
+    m->index[i] = pos + 1;
+}
+
+/* Keeps the table at most half full; rebuilt on growth and after truncation. */
+static bool index_rebuild(mq_model *m, size_t cap)
+{
+    size_t *t = calloc(cap, sizeof *t);
+    if (!t) return false;
+    free(m->index);
+    m->index = t;
+    m->index_cap = cap;
+    for (size_t i = 0; i < m->count; i++) index_insert(m, i);
+    return true;
+}
+
 long mq_model_index(const mq_model *m, const char *name)
 {
-    for (size_t i = 0; i < m->count; i++)
-        if (strcmp(m->tensors[i].name, name) == 0) return (long)i;
+    if (!m->index_cap) return -1;
+    size_t mask = m->index_cap - 1;
+    for (size_t i = name_hash(name) & mask; m->index[i]; i = (i + 1) & mask)
+        if (strcmp(m->tensors[m->index[i] - 1].name, name) == 0) return (long)(m->index[i] - 1);
     return -1;
 }
 
@@ -135,6 +165,9 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
     if (mq_model_index(m, name) >= 0)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': duplicate name", name);
+    if (2 * (m->count + 1) > m->index_cap &&
+        !index_rebuild(m, m->index_cap ? 2 * m->index_cap : 32))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
     if (m->count == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
         mq_tensor *t = realloc(m->tensors, cap * sizeof *t);
@@ -157,6 +190,7 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
     t->nbytes = nbytes;
     m->blobs[m->count] = mq_blob_ref(blob);
     m->count++;
+    index_insert(m, m->count - 1);
     return MQ_OK;
 }
 
@@ -263,5 +297,9 @@ void mq_model_truncate(mq_model *m, size_t count)
         m->count--;
         free((char *)m->tensors[m->count].name);
         mq_blob_unref(m->blobs[m->count]);
+    }
+    if (m->index_cap) {
+        memset(m->index, 0, m->index_cap * sizeof *m->index);
+        for (size_t i = 0; i < m->count; i++) index_insert(m, i);
     }
 }

@@ -25,6 +25,8 @@ struct mq_model {
     mq_tensor *tensors;
     mq_blob **blobs; /* blobs[i] holds tensors[i].data; NULL only for zero-byte tensors */
     size_t count, cap;
+    size_t *index;   /* open-addressing hash of names: tensor position + 1, 0 = empty */
+    size_t index_cap;
     char **meta_keys, **meta_values;
     size_t meta_count, meta_cap;
     char *path; /* file it was opened from, or NULL */
