@@ -1,12 +1,354 @@
-/* Placeholder until the OpenCL backend lands: reports that no device exists. */
-#include "backend.h"
+/* The OpenCL backend: opens the device a spec names (context, queue, program
+ * built once with the device's division mode and work-group size), and the
+ * buffer/launch helpers the operations in cl_quantize.c and cl_convert.c use. */
+#include "clbackend.h"
+
+#include "cldevice.h"
+#include "clerror.h"
+#include "clprogram.h"
 #include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const dt_suffix[4] = {"f32", "f16", "bf16", "f64"};
+
+/* ---- helpers ---- */
+
+mq_status mq_cl_buffer(mq_cl_backend *cb, cl_mem_flags flags, size_t bytes, cl_mem *out)
+{
+    cl_int err;
+    *out = clCreateBuffer(cb->ctx, flags, bytes ? bytes : 1, NULL, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        return mq_cl_fail(err, "clCreateBuffer");
+    }
+    return MQ_OK;
+}
+
+mq_status mq_cl_slot_get(mq_cl_backend *cb, int slot, size_t bytes, cl_mem *out)
+{
+    mq_cl_slot *s = &cb->slots[slot];
+    if (!s->mem || s->cap < bytes) {
+        mq_cl_release(&s->mem);
+        s->cap = 0;
+        mq_status st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, bytes, &s->mem);
+        if (st != MQ_OK) return st;
+        s->cap = bytes;
+    }
+    *out = s->mem;
+    return MQ_OK;
+}
+
+mq_status mq_cl_write(mq_cl_backend *cb, cl_mem buf, size_t bytes, const void *src)
+{
+    if (bytes == 0) return MQ_OK;
+    cl_int err = clEnqueueWriteBuffer(cb->queue, buf, CL_FALSE, 0, bytes, src, 0, NULL, NULL);
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueWriteBuffer");
+}
+
+mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst)
+{
+    if (bytes == 0) return MQ_OK;
+    cl_int err = clEnqueueReadBuffer(cb->queue, buf, CL_FALSE, 0, bytes, dst, 0, NULL, NULL);
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueReadBuffer");
+}
+
+mq_status mq_cl_finish(mq_cl_backend *cb)
+{
+    cl_int err = clFinish(cb->queue);
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clFinish");
+}
+
+mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
+                       size_t items, cl_event *ev)
+{
+    char name[64] = "kernel", call[128];
+    cl_int err = CL_SUCCESS;
+    for (size_t i = 0; i < nargs && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
+    const char *what = "clSetKernelArg";
+    if (err == CL_SUCCESS) {
+        size_t global = (items + cb->wg - 1) / cb->wg * cb->wg;
+        if (global == 0) global = cb->wg;
+        err = clEnqueueNDRangeKernel(cb->queue, k, 1, NULL, &global, &cb->wg, 0, NULL, ev);
+        what = "clEnqueueNDRangeKernel";
+    }
+    if (err == CL_SUCCESS) return MQ_OK;
+    if (clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL) != CL_SUCCESS)
+        snprintf(name, sizeof name, "kernel");
+    name[sizeof name - 1] = '\0';
+    snprintf(call, sizeof call, "%s(%s)", what, name);
+    return mq_cl_fail(err, call);
+}
+
+void mq_cl_release(cl_mem *m)
+{
+    if (*m) clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols)
+{
+    size_t want = (cols + cb->per_item - 1) / cb->per_item, tpr = 1;
+    while (tpr < want && tpr < cb->wg)
+        tpr *= 2;
+    return tpr;
+}
+
+/* ---- open / free ---- */
+
+static void release_program(mq_cl_backend *cb)
+{
+    cl_kernel *all[] = {cb->fused, cb->stats, cb->fixed, cb->dequant};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        for (int d = 0; d < 3; d++)
+            if (all[i][d]) clReleaseKernel(all[i][d]);
+    for (int d = 0; d < 4; d++)
+        if (cb->cast[d]) clReleaseKernel(cb->cast[d]);
+    if (cb->div_check) clReleaseKernel(cb->div_check);
+    if (cb->prog) clReleaseProgram(cb->prog);
+    memset(cb->fused, 0, sizeof cb->fused);
+    memset(cb->stats, 0, sizeof cb->stats);
+    memset(cb->fixed, 0, sizeof cb->fixed);
+    memset(cb->dequant, 0, sizeof cb->dequant);
+    memset(cb->cast, 0, sizeof cb->cast);
+    cb->div_check = NULL;
+    cb->prog = NULL;
+}
+
+static void cl_backend_free(mq_backend *b)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    if (!cb) return;
+    release_program(cb);
+    if (cb->queue) clFinish(cb->queue);
+    for (int i = 0; i < MQ_CL_SLOT_COUNT; i++)
+        mq_cl_release(&cb->slots[i].mem);
+    if (cb->queue) clReleaseCommandQueue(cb->queue);
+    if (cb->ctx) clReleaseContext(cb->ctx);
+    free(cb);
+}
+
+static const mq_backend_ops cl_ops = {
+    .quantize_rows = mq_cl_quantize_rows,
+    .cast_f16 = mq_cl_cast_f16,
+    .dequantize_rows = mq_cl_dequantize_rows,
+    .free = cl_backend_free,
+    .reduce = mq_cl_reduce,
+    .quantize_values = mq_cl_quantize_values,
+};
+
+static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
+{
+    cl_int err;
+    *out = clCreateKernel(cb->prog, name, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        char call[96];
+        snprintf(call, sizeof call, "clCreateKernel(%s)", name);
+        return mq_cl_fail(err, call);
+    }
+    size_t wg = 0;
+    err = clGetKernelWorkGroupInfo(*out, cb->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    if (err != CL_SUCCESS) return mq_cl_fail(err, "clGetKernelWorkGroupInfo");
+    if (wg < *min_wg) *min_wg = wg;
+    return MQ_OK;
+}
+
+/* Builds the program with MQ_WG = cb->wg and creates every kernel; *min_wg is the
+ * smallest work-group size the kernels allow. */
+static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra, size_t *min_wg)
+{
+    char opts[512];
+    snprintf(opts, sizeof opts, "-DMQ_WG=%zu -DMQ_DIV_MODE=%d%s %s", cb->wg, cb->div_mode,
+             crdiv ? " -cl-fp32-correctly-rounded-divide-sqrt" : "", extra ? extra : "");
+    mq_status st = mq_cl_program_build(cb->ctx, cb->dev, opts, &cb->prog);
+    char name[64];
+    *min_wg = cb->wg;
+    for (int d = 0; d < 3 && st == MQ_OK; d++) {
+        snprintf(name, sizeof name, "mq_quantize_rows_%s", dt_suffix[d]);
+        st = make_kernel(cb, name, &cb->fused[d], min_wg);
+        snprintf(name, sizeof name, "mq_row_stats_%s", dt_suffix[d]);
+        if (st == MQ_OK) st = make_kernel(cb, name, &cb->stats[d], min_wg);
+        snprintf(name, sizeof name, "mq_quantize_fixed_%s", dt_suffix[d]);
+        if (st == MQ_OK) st = make_kernel(cb, name, &cb->fixed[d], min_wg);
+        snprintf(name, sizeof name, "mq_dequantize_%s", dt_suffix[d]);
+        if (st == MQ_OK) st = make_kernel(cb, name, &cb->dequant[d], min_wg);
+    }
+    for (int d = 0; d < 4 && st == MQ_OK; d++) {
+        if (d == MQ_DTYPE_F16) continue; /* a copy: done on the host */
+        snprintf(name, sizeof name, "mq_cast_f16_%s", dt_suffix[d]);
+        st = make_kernel(cb, name, &cb->cast[d], min_wg);
+    }
+    if (st == MQ_OK) st = make_kernel(cb, "mq_div_check", &cb->div_check, min_wg);
+    return st;
+}
+
+static size_t floor_pow2(size_t v)
+{
+    size_t p = 1;
+    while (p <= v / 2)
+        p *= 2;
+    return p;
+}
+
+/* Context, queue and program on device d. *ctx_failed: the platform gave no
+ * context (the caller moves on to the next candidate). */
+static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const mq_cl_device *d,
+                             const mq_cl_options *o, bool *ctx_failed)
+{
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM,
+                                     (cl_context_properties)list->platforms[d->platform].id, 0};
+    *ctx_failed = false;
+    cb->dev = d->id;
+    cb->compute_units = d->compute_units;
+    cb->ctx = clCreateContext(props, 1, &d->id, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        cb->ctx = NULL;
+        *ctx_failed = true;
+        return mq_cl_fail(err, "clCreateContext");
+    }
+    cl_command_queue_properties qp = o->profiling ? CL_QUEUE_PROFILING_ENABLE : 0;
+    cb->queue = clCreateCommandQueue(cb->ctx, d->id, qp, &err);
+    if (err != CL_SUCCESS) {
+        cb->queue = NULL;
+        *ctx_failed = true;
+        return mq_cl_fail(err, "clCreateCommandQueue");
+    }
+
+    bool crdiv = (d->fp32_config & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    cb->div_mode = o->div_mode;
+    if (cb->div_mode == MQ_CL_DIV_AUTO)
+        cb->div_mode = crdiv ? MQ_CL_DIV_NATIVE : d->fp64 ? MQ_CL_DIV_DOUBLE : MQ_CL_DIV_SOFT;
+    if (cb->div_mode == MQ_CL_DIV_NATIVE && !crdiv)
+        return mq_set_error(MQ_STATUS_E_DEVICE,
+                            "OpenCL device '%s' lacks CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT",
+                            d->name);
+    if (cb->div_mode == MQ_CL_DIV_DOUBLE && !d->fp64)
+        return mq_set_error(MQ_STATUS_E_DEVICE, "OpenCL device '%s' lacks cl_khr_fp64", d->name);
+
+    size_t max_alloc = (size_t)d->max_alloc;
+    cb->limit = o->max_alloc_override ? o->max_alloc_override : MQ_CL_CHUNK_CAP;
+    if (cb->limit > max_alloc) cb->limit = max_alloc;
+    /* A GPU wants many work-items per row; a CPU device (PoCL) runs a work-group as
+     * loops, where barriers and short per-item loops cost more than they give. */
+    bool gpu = (d->type & CL_DEVICE_TYPE_GPU) != 0;
+    cb->per_item = o->per_item ? o->per_item : gpu ? 16 : 1024;
+    size_t want = o->work_group ? o->work_group : gpu ? 256 : 64;
+    cb->wg = floor_pow2(want < d->max_wg ? want : d->max_wg);
+    for (;;) {
+        size_t min_wg;
+        mq_status st =
+            build_kernels(cb, cb->div_mode == MQ_CL_DIV_NATIVE, o->build_options, &min_wg);
+        if (st != MQ_OK) return st;
+        if (min_wg >= cb->wg) return MQ_OK;
+        release_program(cb);
+        cb->wg = floor_pow2(min_wg);
+    }
+}
+
+void mq_cl_options_init(mq_cl_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->div_mode = MQ_CL_DIV_AUTO;
+}
+
+mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,
+                                      mq_backend **out)
+{
+    mq_status st = MQ_OK;
+    mq_cl_devlist list;
+    size_t *order = NULL, n_order = 0;
+    mq_cl_backend *cb = NULL;
+    *none_found = false;
+    if (!spec || !*spec) spec = "auto";
+    if ((st = mq_cl_devlist_get(&list, true)) != MQ_OK) return st;
+    if (list.n_devices == 0) {
+        *none_found = true;
+        st = mq_set_error(MQ_STATUS_E_DEVICE, "device '%s': no OpenCL device found", spec);
+        goto done;
+    }
+    order = calloc(list.n_devices, sizeof *order);
+    if (!order) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL: out of memory");
+        goto done;
+    }
+    if ((st = mq_cl_devlist_match(&list, spec, order, &n_order)) != MQ_OK) goto done;
+    for (size_t i = 0; i < n_order; i++) {
+        const mq_cl_device *d = &list.devices[order[i]];
+        const mq_cl_platform *p = &list.platforms[d->platform];
+        bool ctx_failed = false;
+        cb = calloc(1, sizeof *cb);
+        if (!cb) {
+            st = mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL: out of memory");
+            goto done;
+        }
+        cb->base.ops = &cl_ops;
+        st = open_device(cb, &list, d, o, &ctx_failed);
+        if (st == MQ_OK) {
+            snprintf(cb->base.backend, sizeof cb->base.backend, "opencl");
+            snprintf(cb->base.platform, sizeof cb->base.platform, "%s", p->name);
+            snprintf(cb->base.device, sizeof cb->base.device, "%s", d->name);
+            *out = &cb->base;
+            cb = NULL;
+            goto done;
+        }
+        cl_backend_free(&cb->base);
+        cb = NULL;
+        mq_error_prefix("device %u:%u '%s'", d->pi, d->di, d->name);
+        if (!ctx_failed) goto done;
+        fprintf(stderr, "monoquant: skipping OpenCL platform %u (%s): %s\n", d->pi, p->name,
+                mq_last_error());
+    }
+    *none_found = true; /* every candidate failed to give a context: none is usable */
+done:
+    free(order);
+    mq_cl_devlist_free(&list);
+    return st;
+}
 
 mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
                                  mq_backend **out)
 {
-    (void)max_alloc_override;
-    (void)out;
-    *none_found = true;
-    return mq_set_error(MQ_STATUS_E_DEVICE, "device '%s': OpenCL backend not built", spec);
+    mq_cl_options o;
+    mq_cl_options_init(&o);
+    o.max_alloc_override = max_alloc_override;
+    return mq_opencl_backend_open_opts(spec, &o, none_found, out);
+}
+
+const char *mq_opencl_div_mode_name(const mq_backend *b)
+{
+    static const char *const names[] = {"native", "double", "soft"};
+    const mq_cl_backend *cb = (const mq_cl_backend *)b;
+    return cb->div_mode >= 0 && cb->div_mode <= 2 ? names[cb->div_mode] : "unknown";
+}
+
+size_t mq_opencl_work_group(const mq_backend *b)
+{
+    return ((const mq_cl_backend *)b)->wg;
+}
+
+mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    cl_mem ba = NULL, bd = NULL, bo = NULL;
+    cl_ulong nn = n;
+    mq_status st = mq_cl_buffer(cb, CL_MEM_READ_ONLY, n * sizeof(float), &ba);
+    if (st == MQ_OK) st = mq_cl_buffer(cb, CL_MEM_READ_ONLY, n * sizeof(float), &bd);
+    if (st == MQ_OK) st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, n * sizeof(float), &bo);
+    if (st == MQ_OK) st = mq_cl_write(cb, ba, n * sizeof(float), a);
+    if (st == MQ_OK) st = mq_cl_write(cb, bd, n * sizeof(float), d);
+    if (st == MQ_OK) {
+        mq_cl_arg args[] = {MQ_CL_ARG(ba), MQ_CL_ARG(bd), MQ_CL_ARG(bo), MQ_CL_ARG(nn)};
+        st = mq_cl_launch(cb, cb->div_check, args, 4, n, NULL);
+    }
+    if (st == MQ_OK) st = mq_cl_read(cb, bo, n * sizeof(float), out);
+    if (st == MQ_OK) st = mq_cl_finish(cb);
+    mq_cl_release(&bo);
+    mq_cl_release(&bd);
+    mq_cl_release(&ba);
+    return st;
 }

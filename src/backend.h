@@ -6,6 +6,7 @@
 #include "monoquant.h"
 
 typedef struct mq_backend mq_backend;
+struct mq_ref_stats;
 
 typedef struct {
     /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
@@ -20,6 +21,19 @@ typedef struct {
     mq_status (*dequantize_rows)(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                  const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
     void (*free)(mq_backend *b);
+
+    /* Streaming support (may be NULL in a backend; the caller then uses the
+     * host reference for that step). */
+    /* Folds n values into *st exactly as mq_ref_stats_update. */
+    mq_status (*reduce)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                        struct mq_ref_stats *st);
+    /* As mq_ref_quantize_values with fixed params (per-tensor mode, second pass). */
+    mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                 float scale, int8_t zp, int8_t *q);
+    /* Host memory the device reads and writes fastest (pinned / zero-copy);
+     * NULL from staging_alloc means use plain memory. */
+    void *(*staging_alloc)(mq_backend *b, size_t n);
+    void (*staging_free)(mq_backend *b, void *p);
 } mq_backend_ops;
 
 struct mq_backend {

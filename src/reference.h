@@ -28,7 +28,7 @@ uint16_t mq_f32_to_bf16(float f);
 float mq_load_f32(const void *src, mq_dtype dt, size_t i);
 
 /* Running statistics of one channel. */
-typedef struct {
+typedef struct mq_ref_stats {
     float lo, hi;    /* min and max of the values seen (+inf/-inf when none) */
     float amax;      /* max |w| */
     bool nonfinite;  /* a NaN or Inf was seen */

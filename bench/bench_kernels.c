@@ -1,0 +1,231 @@
+/* bench_kernels: the fused per-channel quantize kernel (OpenCL profiling events,
+ * medians after an untimed warm-up) against a device buffer copy of the same
+ * traffic and against the host reference, for LLM-sized weight shapes. */
+#include "opencl.h"
+#include "reference.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage[] =
+    "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
+    "                     [--iters N] [--host-iters N] [--no-host] [--asym] [--device SPEC]\n"
+    "                     [--wg N]\n"
+    "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n";
+
+typedef struct {
+    size_t rows, cols;
+} shape;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t parse_shapes(const char *s, shape *out, size_t cap)
+{
+    size_t n = 0;
+    while (*s && n < cap) {
+        char *end;
+        unsigned long long r = strtoull(s, &end, 10);
+        if (*end != 'x') return 0;
+        unsigned long long c = strtoull(end + 1, &end, 10);
+        if (r == 0 || c == 0 || (*end && *end != ',')) return 0;
+        out[n++] = (shape){(size_t)r, (size_t)c};
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static void fill(void *p, mq_dtype dt, size_t n)
+{
+    uint64_t s = 0x2545f4914f6cdd1dULL;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        float v = (float)(int32_t)(s >> 32) * (1.0f / 1073741824.0f);
+        if (dt == MQ_DTYPE_F32)
+            ((float *)p)[i] = v;
+        else
+            ((uint16_t *)p)[i] = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
+    }
+}
+
+/* Median wall time of `iters` runs of the reference (be == NULL) or of the
+ * backend's whole quantize_rows call, transfers included. */
+static double time_quantize(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, bool sym,
+                            int iters)
+{
+    size_t es = mq_dtype_size(dt);
+    void *src = malloc(rows * cols * es);
+    int8_t *q = malloc(rows * cols), *zp = malloc(rows);
+    void *scale = malloc(rows * es);
+    double *t = calloc((size_t)iters, sizeof *t), med = -1;
+    if (!src || !q || !zp || !scale || !t) goto done;
+    fill(src, dt, rows * cols);
+    for (int i = -1; i < iters; i++) { /* i == -1: untimed warm-up */
+        size_t bad = 0;
+        double t0 = now();
+        mq_status st = be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, &bad)
+                          : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
+        if (i >= 0) t[i] = now() - t0;
+        if (st != MQ_OK) goto done;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_double);
+    med = t[iters / 2];
+done:
+    free(t);
+    free(scale);
+    free(zp);
+    free(q);
+    free(src);
+    return med;
+}
+
+int main(int argc, char **argv)
+{
+    shape shapes[16] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
+    size_t n_shapes = 4;
+    bool dts_on[3] = {true, true, true};
+    int iters = 10, host_iters = 3;
+    bool host = true, sym = true;
+    const char *device = "opencl";
+    size_t wg = 0;
+    static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
+                                         {"shapes", required_argument, NULL, 's'},
+                                         {"dtypes", required_argument, NULL, 'd'},
+                                         {"iters", required_argument, NULL, 'i'},
+                                         {"host-iters", required_argument, NULL, 'H'},
+                                         {"no-host", no_argument, NULL, 'n'},
+                                         {"asym", no_argument, NULL, 'a'},
+                                         {"device", required_argument, NULL, 'D'},
+                                         {"wg", required_argument, NULL, 'w'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'q':
+            shapes[0] = (shape){1024, 1024};
+            shapes[1] = (shape){4096, 4096};
+            n_shapes = 2;
+            break;
+        case 's':
+            if (!(n_shapes = parse_shapes(optarg, shapes, 16))) {
+                fprintf(stderr, "bench_kernels: bad --shapes '%s'\n", optarg);
+                return 1;
+            }
+            break;
+        case 'd': {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            memset(dts_on, 0, sizeof dts_on);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (!strcmp(t, "f32"))
+                    dts_on[0] = true;
+                else if (!strcmp(t, "f16"))
+                    dts_on[1] = true;
+                else if (!strcmp(t, "bf16"))
+                    dts_on[2] = true;
+                else {
+                    fprintf(stderr, "bench_kernels: unknown dtype '%s'\n", t);
+                    return 1;
+                }
+            }
+            break;
+        }
+        case 'i':
+            iters = atoi(optarg);
+            break;
+        case 'H':
+            host_iters = atoi(optarg);
+            break;
+        case 'n':
+            host = false;
+            break;
+        case 'a':
+            sym = false;
+            break;
+        case 'D':
+            device = optarg;
+            break;
+        case 'w':
+            wg = (size_t)atol(optarg);
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 1;
+        }
+    }
+    if (iters < 1 || host_iters < 1) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    mq_cl_options o;
+    mq_cl_options_init(&o);
+    o.profiling = true;
+    o.work_group = wg;
+    bool none = false;
+    mq_backend *be = NULL;
+    if (mq_opencl_backend_open_opts(device, &o, &none, &be) != MQ_OK) {
+        fprintf(stderr, "bench_kernels: %s\n", mq_last_error());
+        return none ? 77 : 1;
+    }
+    printf("device: %s / %s (division %s, work-group %zu)\n", be->platform, be->device,
+           mq_opencl_div_mode_name(be), mq_opencl_work_group(be));
+    printf("scheme: int8 %s per channel; kernel and copy: median of %d profiled runs; host and "
+           "end-to-end: median of %d wall-clock runs\n\n",
+           sym ? "symmetric" : "asymmetric", iters, host_iters);
+    printf(
+        "| shape | dtype | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | kernel/copy "
+        "| end-to-end GB/s | host ref ms | host ref GB/s | kernel vs host |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+    int rc = 0;
+    for (size_t s = 0; s < n_shapes; s++) {
+        for (int d = 0; d < 3; d++) {
+            if (!dts_on[d]) continue;
+            mq_cl_profile p;
+            if (mq_opencl_profile_quantize(be, dts[d], shapes[s].rows, shapes[s].cols, sym, iters,
+                                           &p) != MQ_OK) {
+                fprintf(stderr, "bench_kernels: %zux%zu %s: %s\n", shapes[s].rows, shapes[s].cols,
+                        mq_dtype_name(dts[d]), mq_last_error());
+                rc = 1;
+                continue;
+            }
+            double gb = (double)p.bytes * 1e-9;
+            double e2e =
+                host ? time_quantize(be, dts[d], shapes[s].rows, shapes[s].cols, sym, host_iters)
+                     : -1;
+            double ref =
+                host ? time_quantize(NULL, dts[d], shapes[s].rows, shapes[s].cols, sym, host_iters)
+                     : -1;
+            printf("| %zux%zu | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | ", shapes[s].rows,
+                   shapes[s].cols, mq_dtype_name(dts[d]), gb * 1e3, p.chunks, p.kernel_s * 1e3,
+                   gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s);
+            if (ref > 0)
+                printf("%.2f | %.1f | %.2f | %.2fx |\n", gb / e2e, ref * 1e3, gb / ref,
+                       ref / p.kernel_s);
+            else
+                printf("- | - | - | - |\n");
+            fflush(stdout);
+        }
+    }
+    mq_backend_free(be);
+    return rc;
+}

@@ -1,0 +1,313 @@
+/* Numerics shared by every kernel: exact fp16/bf16 widening, round-to-nearest-even
+ * narrowing done with integer bit operations (identical to src/reference.c), a
+ * correctly rounded fp32 division, and the per-channel parameter rule. The host
+ * puts this file first in the program and passes MQ_WG and MQ_DIV_MODE as -D. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#ifndef MQ_WG
+#error "MQ_WG (work-group size) must be defined by the host"
+#endif
+#ifndef MQ_DIV_MODE
+#error "MQ_DIV_MODE must be defined by the host"
+#endif
+#ifdef MQ_TEST_BUILD_FAILURE
+#error "build failure requested by the test suite"
+#endif
+
+/* Input dtypes, as in mq_dtype. */
+#define MQ_F32 0
+#define MQ_F16 1
+#define MQ_BF16 2
+
+/* How a/b is computed: 0 = the device's division, built with
+ * -cl-fp32-correctly-rounded-divide-sqrt; 1 = in double (53 >= 2*24 + 2, so the
+ * double rounding is innocuous: Figueroa 1995); 2 = exact integer long division. */
+#define MQ_DIV_NATIVE 0
+#define MQ_DIV_DOUBLE 1
+#define MQ_DIV_SOFT 2
+
+#if MQ_DIV_MODE == MQ_DIV_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+
+/* ---- widening (exact) ---- */
+
+inline uint mq_f16_bits_to_f32(uint h)
+{
+    uint sign = (h & 0x8000u) << 16;
+    uint e = (h >> 10) & 0x1fu;
+    uint m = h & 0x3ffu;
+    if (e == 0x1fu) return sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0u);
+    if (e == 0u) {
+        if (m == 0u) return sign;
+        uint sh = clz(m) - 21u; /* moves the leading one to bit 10 */
+        return sign | ((113u - sh) << 23) | (((m << sh) & 0x3ffu) << 13);
+    }
+    return sign | ((e + 112u) << 23) | (m << 13);
+}
+
+inline uint8 mq_f16x8_bits_to_f32(uint8 h)
+{
+    uint8 sign = (h & 0x8000u) << 16;
+    uint8 e = (h >> 10) & 0x1fu;
+    uint8 m = h & 0x3ffu;
+    uint8 r = ((e + 112u) << 23) | (m << 13);
+    uint8 nan_quiet = select((uint8)0u, (uint8)0x400000u, m != 0u);
+    r = select(r, 0x7f800000u | (m << 13) | nan_quiet, e == 0x1fu);
+    uint8 sh = clz(m) - 21u;
+    uint8 sub = ((113u - sh) << 23) | (((m << sh) & 0x3ffu) << 13);
+    sub = select(sub, (uint8)0u, m == 0u);
+    r = select(r, sub, e == 0u);
+    return r | sign;
+}
+
+/* Values widened to fp32. vload_half is exact for every half (only a NaN's payload
+ * may change, and NaN rows are rejected anyway) and fast where the device has a
+ * half converter. */
+inline float mq_load1(global const void *src, ulong i, const int dt)
+{
+    if (dt == MQ_F32) return ((global const float *)src)[i];
+    if (dt == MQ_F16) return vload_half(0, (global const half *)src + i);
+    return as_float((uint)((global const ushort *)src)[i] << 16);
+}
+
+/* Eight values from element i on; vloadn needs only element alignment. */
+inline float8 mq_load8(global const void *src, ulong i, const int dt)
+{
+    if (dt == MQ_F32) return vload8(0, (global const float *)src + i);
+    if (dt == MQ_F16) return vload_half8(0, (global const half *)src + i);
+    return as_float8(convert_uint8(vload8(0, (global const ushort *)src + i)) << 16);
+}
+
+/* The same as fp32 bit patterns, NaN payloads kept as mq_f16_to_f32 keeps them. */
+inline uint mq_load_bits1(global const void *src, ulong i, const int dt)
+{
+    if (dt == MQ_F16) return mq_f16_bits_to_f32(((global const ushort *)src)[i]);
+    return as_uint(mq_load1(src, i, dt));
+}
+
+inline uint8 mq_load_bits8(global const void *src, ulong i, const int dt)
+{
+    if (dt == MQ_F16)
+        return mq_f16x8_bits_to_f32(convert_uint8(vload8(0, (global const ushort *)src + i)));
+    return as_uint8(mq_load8(src, i, dt));
+}
+
+/* ---- narrowing (round to nearest even; NaN keeps sign and top payload, quiet) ---- */
+
+inline ushort mq_f32_to_f16(float f)
+{
+    uint x = as_uint(f);
+    uint sign = (x >> 16) & 0x8000u;
+    uint ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (ushort)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+    if (ax >= 0x477ff000u) return (ushort)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+    if (ax >= 0x38800000u) {                                 /* normal halfway */
+        uint r = ax - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1u);
+        return (ushort)(sign | (r >> 13));
+    }
+    uint e = ax >> 23;
+    if (e < 102u) return (ushort)sign; /* below 2^-25: rounds to zero */
+    uint m = (ax & 0x7fffffu) | 0x800000u;
+    uint shift = 126u - e; /* 14..24: value in units of 2^-24 is m >> shift */
+    uint h = m >> shift;
+    uint rem = m & ((1u << shift) - 1u);
+    uint halfway = 1u << (shift - 1u);
+    h += (rem > halfway || (rem == halfway && (h & 1u))) ? 1u : 0u;
+    return (ushort)(sign | h);
+}
+
+inline ushort mq_f32_to_bf16(float f)
+{
+    uint x = as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (ushort)((x >> 16) | 0x40u);
+    return (ushort)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* One rounding straight from the double's bits; needs no fp64 support. */
+inline ushort mq_f64_bits_to_f16(ulong x)
+{
+    uint sign = (uint)(x >> 48) & 0x8000u;
+    ulong ax = x & 0x7fffffffffffffffUL;
+    if (ax > 0x7ff0000000000000UL) return (ushort)(sign | 0x7e00u | (uint)((ax >> 42) & 0x3ffu));
+    if (ax >= 0x40effe0000000000UL) return (ushort)(sign | 0x7c00u); /* >= 65520 */
+    if (ax >= 0x3f10000000000000UL) {                                  /* >= 2^-14 */
+        ulong r = ax - 0x3f00000000000000UL;
+        r += 0x1ffffffffffUL + ((r >> 42) & 1UL);
+        return (ushort)(sign | (uint)(r >> 42));
+    }
+    uint e = (uint)(ax >> 52);
+    if (e < 998u) return (ushort)sign; /* below 2^-25 */
+    ulong m = (ax & 0xfffffffffffffUL) | 0x10000000000000UL;
+    uint shift = 1051u - e; /* 43..53 */
+    ulong h = m >> shift;
+    ulong rem = m & ((1UL << shift) - 1UL);
+    ulong halfway = 1UL << (shift - 1u);
+    h += (rem > halfway || (rem == halfway && (h & 1UL))) ? 1UL : 0UL;
+    return (ushort)(sign | (uint)h);
+}
+
+inline float mq_round_to_dtype(float v, const int dt)
+{
+    if (dt == MQ_F16) return as_float(mq_f16_bits_to_f32(mq_f32_to_f16(v)));
+    if (dt == MQ_BF16) return as_float((uint)mq_f32_to_bf16(v) << 16);
+    return v;
+}
+
+/* ---- correctly rounded division ---- */
+
+#if MQ_DIV_MODE == MQ_DIV_SOFT
+/* a / b by integer long division with round to nearest even. Exact for finite a
+ * and a positive normal b (every divisor here: 127.5, 255 and scales that are
+ * clamped to >= FLT_EPSILON); other operands only occur in rows already flagged. */
+inline float mq_div_soft(float a, float b)
+{
+    uint ua = as_uint(a), ub = as_uint(b);
+    uint sign = (ua ^ ub) & 0x80000000u;
+    int ea = (int)((ua >> 23) & 0xffu), eb = (int)((ub >> 23) & 0xffu);
+    if (ea == 0xff || eb == 0xff || eb == 0) return a / b;
+    uint ma = ua & 0x7fffffu, mb = (ub & 0x7fffffu) | 0x800000u;
+    if (ea == 0) {
+        if (ma == 0u) return as_float(sign);
+        int sh = (int)clz(ma) - 8;
+        ma <<= sh;
+        ea = 1 - sh;
+    } else {
+        ma |= 0x800000u;
+    }
+    int e = ea - eb + 127; /* biased exponent of the quotient */
+    if (ma < mb) {
+        ma <<= 1;
+        e -= 1;
+    }
+    ulong num = (ulong)ma << 26;
+    ulong quo = num / mb; /* in [2^26, 2^27): 24 bits and 3 rounding bits */
+    bool sticky = (num % mb) != 0UL;
+    if (e >= 255) return as_float(sign | 0x7f800000u);
+    int shift = e >= 1 ? 3 : 4 - e;
+    if (shift > 28) return as_float(sign);
+    ulong m = quo >> shift;
+    ulong rem = quo & ((1UL << shift) - 1UL);
+    ulong halfway = 1UL << (shift - 1);
+    if (rem > halfway || (rem == halfway && (sticky || (m & 1UL)))) m += 1UL;
+    if (e < 1) return as_float(sign | (uint)m); /* subnormal, or carried to 2^-126 */
+    uint bits = ((uint)(e - 1) << 23) + (uint)m;
+    if (bits >= 0x7f800000u) bits = 0x7f800000u;
+    return as_float(sign | bits);
+}
+#endif
+
+inline float mq_div(float a, float b)
+{
+#if MQ_DIV_MODE == MQ_DIV_NATIVE
+    return a / b;
+#elif MQ_DIV_MODE == MQ_DIV_DOUBLE
+    return (float)((double)a / (double)b);
+#else
+    return mq_div_soft(a, b);
+#endif
+}
+
+inline float8 mq_div8(float8 a, float b)
+{
+#if MQ_DIV_MODE == MQ_DIV_NATIVE
+    return a / b;
+#elif MQ_DIV_MODE == MQ_DIV_DOUBLE
+    return convert_float8(convert_double8(a) / (double)b);
+#else
+    return (float8)(mq_div_soft(a.s0, b), mq_div_soft(a.s1, b), mq_div_soft(a.s2, b),
+                    mq_div_soft(a.s3, b), mq_div_soft(a.s4, b), mq_div_soft(a.s5, b),
+                    mq_div_soft(a.s6, b), mq_div_soft(a.s7, b));
+#endif
+}
+
+/* ---- the parameter rule of mq_ref_params ---- */
+
+/* From a finite channel's min and max: the scale rounded to the stored dtype,
+ * returned as fp32, and the zero point (0 when symmetric). */
+inline float mq_params(float lo, float hi, int symmetric, const int dt, float *zp)
+{
+    float scale;
+    if (symmetric) {
+        float amax = fmax(hi, -lo);
+        scale = fmax(mq_div(amax, 127.5f), FLT_EPSILON);
+    } else {
+        lo = fmin(lo, 0.0f);
+        hi = fmax(hi, 0.0f);
+        float d = hi - lo;
+        if (isinf(d))
+            scale = mq_div(hi, 255.0f) - mq_div(lo, 255.0f);
+        else
+            scale = mq_div(d, 255.0f);
+        scale = fmax(scale, FLT_EPSILON);
+    }
+    float s = mq_round_to_dtype(scale, dt);
+    *zp = symmetric ? 0.0f : clamp(rint(-128.0f - mq_div(lo, s)), -128.0f, 127.0f);
+    return s;
+}
+
+inline void mq_store_scale(global void *dst, ulong i, float s, const int dt)
+{
+    if (dt == MQ_F32)
+        ((global float *)dst)[i] = s;
+    else if (dt == MQ_F16)
+        ((global ushort *)dst)[i] = mq_f32_to_f16(s);
+    else
+        ((global ushort *)dst)[i] = mq_f32_to_bf16(s);
+}
+
+/* q = clamp(rint(w / s) + zp, -128, 127); the saturating conversion is the clamp. */
+inline char8 mq_quant8(float8 w, float s, float zp)
+{
+    return convert_char8_sat(rint(mq_div8(w, s)) + zp);
+}
+
+inline char mq_quant1(float w, float s, float zp)
+{
+    return convert_char_sat(rint(mq_div(w, s)) + zp);
+}
+
+/* Running statistics as mq_ref_stats_update keeps them: min and max of the
+ * finite values, and the largest |w| as bits, which is >= 0x7f800000 exactly
+ * when a NaN or Inf was seen. */
+inline void mq_fold8(float8 x, float8 *lo, float8 *hi, uint8 *abits)
+{
+    uint8 a = as_uint8(x) & 0x7fffffffu;
+    int8 finite = a < 0x7f800000u;
+    *lo = select(*lo, x, finite & (x < *lo));
+    *hi = select(*hi, x, finite & (x > *hi));
+    *abits = max(*abits, a);
+}
+
+inline void mq_fold1(float x, float *lo, float *hi, uint *abits)
+{
+    uint a = as_uint(x) & 0x7fffffffu;
+    if (a < 0x7f800000u) {
+        *lo = x < *lo ? x : *lo;
+        *hi = x > *hi ? x : *hi;
+    }
+    *abits = max(*abits, a);
+}
+
+/* Lanes of the vector statistics folded into the scalar ones. */
+inline void mq_fold_lanes(float8 lo8, float8 hi8, uint8 ab8, float *lo, float *hi, uint *abits)
+{
+    float4 l4 = fmin(lo8.lo, lo8.hi), h4 = fmax(hi8.lo, hi8.hi);
+    float2 l2 = fmin(l4.lo, l4.hi), h2 = fmax(h4.lo, h4.hi);
+    uint4 a4 = max(ab8.lo, ab8.hi);
+    uint2 a2 = max(a4.lo, a4.hi);
+    *lo = fmin(*lo, fmin(l2.x, l2.y));
+    *hi = fmax(*hi, fmax(h2.x, h2.y));
+    *abits = max(*abits, max(a2.x, a2.y));
+}
+
+#define MQ_NONFINITE_BITS 0x7f800000u
+
+/* Test hook: out[i] = a[i] / b[i] as the kernels divide. */
+kernel void mq_div_check(global const float *a, global const float *b, global float *out,
+                         ulong n)
+{
+    ulong i = get_global_id(0);
+    if (i < n) out[i] = mq_div(a[i], b[i]);
+}

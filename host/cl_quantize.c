@@ -1,0 +1,349 @@
+/* quantize_rows on an OpenCL device. Rows are moved in chunks that fit one
+ * buffer; ordinary rows take the fused kernel, long rows the split path
+ * (partial statistics on the device, parameters on the host with mq_ref_params,
+ * then quantization with those parameters), and a row larger than one buffer is
+ * streamed through twice in pieces. */
+#include "clbackend.h"
+
+#include "error.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Device buffers (the backend's kept slots, borrowed) and host staging of one
+ * quantize_rows call. */
+typedef struct {
+    cl_mem in, q, scale, zp, bad; /* fused path */
+    cl_mem lo, hi, pbad, ps, pzp; /* split path: partials and parameters */
+    float *hlo, *hhi, *hs;
+    uint8_t *hbad;
+    int8_t *hzp;
+} qbufs;
+
+static void qbufs_free(mq_cl_backend *cb, qbufs *w)
+{
+    clFinish(cb->queue); /* no transfer may still target host memory we return */
+    free(w->hlo);
+    free(w->hhi);
+    free(w->hs);
+    free(w->hbad);
+    free(w->hzp);
+}
+
+static mq_status nomem(void)
+{
+    return mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL quantize: out of memory");
+}
+
+/* ---- fused path: one kernel per chunk of whole rows ---- */
+
+static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                                size_t cols, bool symmetric, int8_t *q, uint8_t *scale, int8_t *zp,
+                                size_t *bad_row)
+{
+    size_t es = mq_dtype_size(dt), row_bytes = cols * es;
+    size_t rpc = cb->limit / row_bytes;
+    if (rpc > rows) rpc = rows;
+    size_t tpr = mq_cl_threads_per_row(cb, cols);
+    size_t rows_per_group = cb->wg / tpr;
+    cl_uint tpr_arg = (cl_uint)tpr;
+    cl_int sym_arg = symmetric ? 1 : 0;
+    qbufs w = {0};
+    mq_status st = MQ_OK;
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * cols, &w.q)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK)
+        goto done;
+    if (!(w.hbad = malloc(rpc))) {
+        st = nomem();
+        goto done;
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += rpc) {
+        size_t n = rows - r0 < rpc ? rows - r0 : rpc;
+        cl_ulong n_arg = n, cols_arg = cols;
+        mq_cl_arg args[] = {MQ_CL_ARG(w.in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
+                            MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(w.q),
+                            MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),    MQ_CL_ARG(w.bad)};
+        size_t groups = (n + rows_per_group - 1) / rows_per_group;
+        if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
+            (st = mq_cl_launch(cb, cb->fused[dt], args, 9, groups * cb->wg, NULL)) != MQ_OK ||
+            (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK ||
+            (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
+            (!symmetric && zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
+            (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
+            goto done;
+        for (size_t i = 0; i < n; i++) {
+            if (w.hbad[i]) {
+                *bad_row = r0 + i;
+                st = MQ_STATUS_E_DATA;
+                goto done;
+            }
+        }
+    }
+done:
+    qbufs_free(cb, &w);
+    return st;
+}
+
+/* ---- split path ---- */
+
+/* Values one stats work-group reduces (a multiple of 8). */
+static size_t stats_segment(const mq_cl_backend *cb)
+{
+    return cb->wg * 8 * 16;
+}
+
+/* Partial min/max of `n` rows of `cols` values already in w->in, read back into w->h*. */
+static mq_status run_stats(mq_cl_backend *cb, mq_dtype dt, qbufs *w, size_t n, size_t cols)
+{
+    size_t seg = stats_segment(cb), spr = (cols + seg - 1) / seg;
+    cl_ulong cols_arg = cols, seg_arg = seg;
+    cl_uint spr_arg = (cl_uint)spr;
+    mq_cl_arg args[] = {MQ_CL_ARG(w->in),   MQ_CL_ARG(cols_arg), MQ_CL_ARG(seg_arg),
+                        MQ_CL_ARG(spr_arg), MQ_CL_ARG(w->lo),    MQ_CL_ARG(w->hi),
+                        MQ_CL_ARG(w->pbad)};
+    mq_status st;
+    if ((st = mq_cl_launch(cb, cb->stats[dt], args, 7, n * spr * cb->wg, NULL)) != MQ_OK ||
+        (st = mq_cl_read(cb, w->lo, n * spr * sizeof(float), w->hlo)) != MQ_OK ||
+        (st = mq_cl_read(cb, w->hi, n * spr * sizeof(float), w->hhi)) != MQ_OK ||
+        (st = mq_cl_read(cb, w->pbad, n * spr, w->hbad)) != MQ_OK)
+        return st;
+    return mq_cl_finish(cb);
+}
+
+/* Partials hold the min and max of their finite values (+inf/-inf when none), as
+ * mq_ref_stats does; max |w| over [lo, hi] is max(|lo|, |hi|). */
+static void fold_partials(mq_ref_stats *s, const float *lo, const float *hi, const uint8_t *bad,
+                          size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        s->nonfinite = s->nonfinite || bad[i];
+        if (!(lo[i] <= hi[i])) continue; /* no finite value in this segment */
+        s->lo = fminf(s->lo, lo[i]);
+        s->hi = fmaxf(s->hi, hi[i]);
+        s->amax = fmaxf(s->amax, fmaxf(fabsf(lo[i]), fabsf(hi[i])));
+    }
+}
+
+/* q for `n` values in w->in starting at column col0 of the first row, with the
+ * parameters already in w->ps / w->pzp. */
+static mq_status run_fixed(mq_cl_backend *cb, mq_dtype dt, qbufs *w, size_t n, size_t cols,
+                           size_t col0, int8_t *q)
+{
+    cl_ulong n_arg = n, cols_arg = cols, col0_arg = col0;
+    mq_cl_arg args[] = {MQ_CL_ARG(w->in),    MQ_CL_ARG(n_arg), MQ_CL_ARG(cols_arg),
+                        MQ_CL_ARG(col0_arg), MQ_CL_ARG(w->ps), MQ_CL_ARG(w->pzp),
+                        MQ_CL_ARG(w->q)};
+    mq_status st;
+    if ((st = mq_cl_launch(cb, cb->fixed[dt], args, 7, (n + 7) / 8, NULL)) != MQ_OK ||
+        (st = mq_cl_read(cb, w->q, n, q)) != MQ_OK)
+        return st;
+    return mq_cl_finish(cb);
+}
+
+static mq_status split_buffers(mq_cl_backend *cb, qbufs *w, size_t in_bytes, size_t q_bytes,
+                               size_t partials, size_t params)
+{
+    mq_status st;
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, in_bytes, &w->in)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, q_bytes, &w->q)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_LO, partials * sizeof(float), &w->lo)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_HI, partials * sizeof(float), &w->hi)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, partials, &w->pbad)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, params * sizeof(float), &w->ps)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, params, &w->pzp)) != MQ_OK)
+        return st;
+    w->hlo = malloc(partials * sizeof(float));
+    w->hhi = malloc(partials * sizeof(float));
+    w->hbad = malloc(partials);
+    w->hs = malloc(params * sizeof(float));
+    w->hzp = malloc(params);
+    if (!w->hlo || !w->hhi || !w->hbad || !w->hs || !w->hzp) return nomem();
+    return MQ_OK;
+}
+
+/* Long rows that still fit a buffer: chunks of whole rows, two kernels each. */
+static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                                size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                size_t *bad_row)
+{
+    size_t es = mq_dtype_size(dt), row_bytes = cols * es;
+    size_t seg = stats_segment(cb), spr = (cols + seg - 1) / seg;
+    size_t rpc = cb->limit / row_bytes;
+    if (rpc > rows) rpc = rows;
+    qbufs w = {0};
+    mq_status st = split_buffers(cb, &w, rpc * row_bytes, rpc * cols, rpc * spr, rpc);
+    for (size_t r0 = 0; st == MQ_OK && r0 < rows; r0 += rpc) {
+        size_t n = rows - r0 < rpc ? rows - r0 : rpc;
+        if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
+            (st = run_stats(cb, dt, &w, n, cols)) != MQ_OK)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            mq_ref_stats s;
+            mq_ref_stats_init(&s);
+            fold_partials(&s, w.hlo + i * spr, w.hhi + i * spr, w.hbad + i * spr, spr);
+            if (s.nonfinite) {
+                *bad_row = r0 + i;
+                st = MQ_STATUS_E_DATA;
+                goto done;
+            }
+            mq_ref_params(&s, symmetric, dt, &w.hs[i], &w.hzp[i]);
+            if (symmetric) w.hzp[i] = 0;
+            mq_store_scale(scale, dt, r0 + i, w.hs[i]);
+            if (!symmetric && zp) zp[r0 + i] = w.hzp[i];
+        }
+        if ((st = mq_cl_write(cb, w.ps, n * sizeof(float), w.hs)) != MQ_OK ||
+            (st = mq_cl_write(cb, w.pzp, n, w.hzp)) != MQ_OK)
+            break;
+        st = run_fixed(cb, dt, &w, n * cols, cols, 0, q + r0 * cols);
+    }
+done:
+    qbufs_free(cb, &w);
+    return st;
+}
+
+/* Rows larger than one buffer: each row is streamed twice in pieces, once for
+ * its statistics and once to quantize with the parameters they give. */
+static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                                 size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                 size_t *bad_row)
+{
+    size_t es = mq_dtype_size(dt);
+    size_t piece = cb->limit / es;
+    if (piece >= 8) piece -= piece % 8;
+    if (piece == 0)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                            "OpenCL: buffer limit of %zu bytes is too small", cb->limit);
+    size_t seg = stats_segment(cb), spr = (piece + seg - 1) / seg;
+    qbufs w = {0};
+    mq_status st = split_buffers(cb, &w, piece * es, piece, spr, 1);
+    for (size_t r = 0; st == MQ_OK && r < rows; r++) {
+        const uint8_t *row = src + r * cols * es;
+        mq_ref_stats s;
+        mq_ref_stats_init(&s);
+        for (size_t c0 = 0; c0 < cols; c0 += piece) {
+            size_t m = cols - c0 < piece ? cols - c0 : piece;
+            if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
+                (st = run_stats(cb, dt, &w, 1, m)) != MQ_OK)
+                goto done;
+            fold_partials(&s, w.hlo, w.hhi, w.hbad, (m + seg - 1) / seg);
+        }
+        if (s.nonfinite) {
+            *bad_row = r;
+            st = MQ_STATUS_E_DATA;
+            goto done;
+        }
+        mq_ref_params(&s, symmetric, dt, &w.hs[0], &w.hzp[0]);
+        if (symmetric) w.hzp[0] = 0;
+        mq_store_scale(scale, dt, r, w.hs[0]);
+        if (!symmetric && zp) zp[r] = w.hzp[0];
+        if ((st = mq_cl_write(cb, w.ps, sizeof(float), w.hs)) != MQ_OK ||
+            (st = mq_cl_write(cb, w.pzp, 1, w.hzp)) != MQ_OK)
+            goto done;
+        for (size_t c0 = 0; c0 < cols; c0 += piece) {
+            size_t m = cols - c0 < piece ? cols - c0 : piece;
+            if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
+                (st = run_fixed(cb, dt, &w, m, cols, c0, q + r * cols + c0)) != MQ_OK)
+                goto done;
+        }
+    }
+done:
+    qbufs_free(cb, &w);
+    return st;
+}
+
+mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                            "OpenCL quantize: dtype %s is not F32/F16/BF16",
+                            mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
+    size_t es = mq_dtype_size(dt);
+    if (cols != 0 && (rows > SIZE_MAX / cols || rows * cols > SIZE_MAX / es))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize: %zu x %zu is too large",
+                            rows, cols);
+    size_t ignored_bad;
+    if (!bad_row) bad_row = &ignored_bad;
+    if (rows == 0) return MQ_OK;
+    if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
+        return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    if (cols * es > cb->limit)
+        return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    if (cols >= MQ_CL_SPLIT_COLS)
+        return quantize_split(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+}
+
+/* ---- streaming steps: one long run of values at a time ---- */
+
+/* Values per piece of a run that must fit one buffer (a multiple of 8 when possible). */
+static size_t piece_len(const mq_cl_backend *cb, size_t es)
+{
+    size_t piece = cb->limit / es;
+    if (piece >= 8) piece -= piece % 8;
+    return piece;
+}
+
+static mq_status check_dtype(mq_dtype dt, const char *what)
+{
+    if (dt == MQ_DTYPE_F32 || dt == MQ_DTYPE_F16 || dt == MQ_DTYPE_BF16) return MQ_OK;
+    return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL %s: dtype %s is not F32/F16/BF16", what,
+                        mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
+}
+
+mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    mq_status s0 = check_dtype(dt, "reduce");
+    if (s0 != MQ_OK || n == 0) return s0;
+    size_t es = mq_dtype_size(dt), piece = piece_len(cb, es), seg = stats_segment(cb);
+    if (piece == 0 || n > SIZE_MAX / es)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL reduce: %zu values do not fit", n);
+    size_t spr = ((piece < n ? piece : n) + seg - 1) / seg;
+    qbufs w = {0};
+    mq_status st2 = split_buffers(cb, &w, (piece < n ? piece : n) * es, 1, spr, 1);
+    const uint8_t *p = src;
+    for (size_t c0 = 0; st2 == MQ_OK && c0 < n; c0 += piece) {
+        size_t m = n - c0 < piece ? n - c0 : piece;
+        if ((st2 = mq_cl_write(cb, w.in, m * es, p + c0 * es)) != MQ_OK ||
+            (st2 = run_stats(cb, dt, &w, 1, m)) != MQ_OK)
+            break;
+        fold_partials(st, w.hlo, w.hhi, w.hbad, (m + seg - 1) / seg);
+    }
+    qbufs_free(cb, &w);
+    return st2;
+}
+
+mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
+                                int8_t zp, int8_t *q)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    mq_status st = check_dtype(dt, "quantize");
+    if (st != MQ_OK || n == 0) return st;
+    size_t es = mq_dtype_size(dt), piece = piece_len(cb, es);
+    if (piece == 0 || n > SIZE_MAX / es)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize: %zu values do not fit", n);
+    size_t first = piece < n ? piece : n;
+    qbufs w = {0};
+    st = split_buffers(cb, &w, first * es, first, 1, 1);
+    if (st == MQ_OK) {
+        w.hs[0] = scale;
+        w.hzp[0] = zp;
+        if ((st = mq_cl_write(cb, w.ps, sizeof(float), w.hs)) == MQ_OK)
+            st = mq_cl_write(cb, w.pzp, 1, w.hzp);
+    }
+    const uint8_t *p = src;
+    for (size_t c0 = 0; st == MQ_OK && c0 < n; c0 += piece) {
+        size_t m = n - c0 < piece ? n - c0 : piece;
+        if ((st = mq_cl_write(cb, w.in, m * es, p + c0 * es)) == MQ_OK)
+            st = run_fixed(cb, dt, &w, m, n, c0, q + c0);
+    }
+    qbufs_free(cb, &w);
+    return st;
+}

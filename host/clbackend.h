@@ -1,0 +1,92 @@
+/* The OpenCL backend's state and the small helpers its operations share
+ * (buffers, transfers, launches). host/-internal. */
+#ifndef MQ_CLBACKEND_H
+#define MQ_CLBACKEND_H
+
+#include "backend.h"
+#include "opencl.h"
+
+#include <CL/cl.h>
+
+/* Device buffers kept from call to call (each at most `limit` bytes), so that
+ * repeated calls do not pay for allocation and, on CPU devices, first-touch page
+ * faults every time. */
+enum {
+    MQ_CL_SLOT_IN,    /* input values */
+    MQ_CL_SLOT_OUT,   /* int8 values, fp16 bits, dequantized values */
+    MQ_CL_SLOT_SCALE, /* per-row scales */
+    MQ_CL_SLOT_ZP,    /* per-row zero points */
+    MQ_CL_SLOT_FLAGS, /* per-row or per-segment NaN/Inf flags; the fp16 overflow count */
+    MQ_CL_SLOT_LO,    /* split path: partial minima */
+    MQ_CL_SLOT_HI,    /* split path: partial maxima */
+    MQ_CL_SLOT_COUNT
+};
+
+typedef struct {
+    cl_mem mem;
+    size_t cap;
+} mq_cl_slot;
+
+/* Kernels per input dtype are indexed by mq_dtype: F32 = 0, F16 = 1, BF16 = 2 (F64 = 3). */
+typedef struct {
+    mq_backend base; /* first, so the table's mq_backend * is this */
+    cl_context ctx;
+    cl_command_queue queue;
+    cl_device_id dev;
+    cl_program prog;
+    cl_kernel fused[3];   /* mq_quantize_rows_<dt> */
+    cl_kernel stats[3];   /* mq_row_stats_<dt> */
+    cl_kernel fixed[3];   /* mq_quantize_fixed_<dt> */
+    cl_kernel dequant[3]; /* mq_dequantize_<dt> */
+    cl_kernel cast[4];    /* mq_cast_f16_<dt>; none for F16 */
+    cl_kernel div_check;
+    size_t wg;       /* work-group size; MQ_WG in the kernels */
+    size_t limit;    /* bytes of the largest buffer made */
+    size_t per_item; /* values per work-item the fused kernel aims for */
+    int div_mode;
+    cl_uint compute_units;
+    mq_cl_slot slots[MQ_CL_SLOT_COUNT];
+} mq_cl_backend;
+
+/* Rows at least this long go through the split (two-pass) path. */
+#define MQ_CL_SPLIT_COLS ((size_t)1 << 18)
+/* Buffers stay below this many bytes even on devices that allow more. */
+#define MQ_CL_CHUNK_CAP ((size_t)256 << 20)
+
+typedef struct {
+    size_t size;
+    const void *ptr;
+} mq_cl_arg;
+#define MQ_CL_ARG(x)                                                                               \
+    {                                                                                              \
+        sizeof(x), &(x)                                                                            \
+    }
+
+mq_status mq_cl_buffer(mq_cl_backend *cb, cl_mem_flags flags, size_t bytes, cl_mem *out);
+/* The kept buffer of `slot`, grown to hold `bytes`; the backend owns it. */
+mq_status mq_cl_slot_get(mq_cl_backend *cb, int slot, size_t bytes, cl_mem *out);
+/* Non-blocking transfers on the in-order queue; mq_cl_finish waits for them. */
+mq_status mq_cl_write(mq_cl_backend *cb, cl_mem buf, size_t bytes, const void *src);
+mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst);
+mq_status mq_cl_finish(mq_cl_backend *cb);
+/* Sets the arguments and enqueues `items` work-items (rounded up to the work-group). */
+mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
+                       size_t items, cl_event *ev);
+void mq_cl_release(cl_mem *m);
+/* Work-items per row for the fused kernel: a power of two <= wg. */
+size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
+
+mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
+/* The streaming steps (backend.h): statistics of a run of values folded into *st,
+ * and int8 values with given parameters. */
+mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                       struct mq_ref_stats *st);
+mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
+                                int8_t zp, int8_t *q);
+mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
+                         uint16_t *dst, uint64_t *overflow);
+mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
+                                const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+
+#endif

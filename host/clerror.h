@@ -1,0 +1,15 @@
+/* OpenCL error codes as names, and the one way host/ turns a failed OpenCL call
+ * into an mq_status: the call, the code's name and its number in the message. */
+#ifndef MQ_CLERROR_H
+#define MQ_CLERROR_H
+
+#include "monoquant.h"
+
+#include <CL/cl.h>
+
+/* "CL_OUT_OF_RESOURCES" etc.; "CL_UNKNOWN_ERROR" for codes it does not know. */
+const char *mq_cl_error_name(cl_int err);
+/* Sets "OpenCL <call> failed: <NAME> (<code>)" and returns MQ_STATUS_E_DEVICE. */
+mq_status mq_cl_fail(cl_int err, const char *call);
+
+#endif

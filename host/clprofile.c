@@ -1,0 +1,148 @@
+/* Kernel timing for the benchmark: the fused quantize kernel and a buffer copy of
+ * the same traffic, timed with OpenCL profiling events (clpeak's way: untimed
+ * warm-up, then medians). Lives in host/ so bench/ needs no OpenCL header. */
+#include "clbackend.h"
+
+#include "clerror.h"
+#include "error.h"
+#include "reference.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Seconds between the start and end of a finished command. */
+static mq_status event_seconds(cl_event ev, double *s)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    cl_int err = clWaitForEvents(1, &ev);
+    if (err == CL_SUCCESS)
+        err = clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    clReleaseEvent(ev);
+    if (err != CL_SUCCESS) return mq_cl_fail(err, "clGetEventProfilingInfo");
+    *s = (double)(t1 - t0) * 1e-9;
+    return MQ_OK;
+}
+
+/* Random values in [-2, 2) as dtype dt. */
+static void fill_random(uint8_t *p, mq_dtype dt, size_t n)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        float v = (float)(int32_t)(s >> 32) * (1.0f / 1073741824.0f);
+        if (dt == MQ_DTYPE_F32)
+            memcpy(p + 4 * i, &v, 4);
+        else {
+            uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
+            memcpy(p + 2 * i, &h, 2);
+        }
+    }
+}
+
+mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, size_t cols,
+                                     bool symmetric, int iters, mq_cl_profile *out)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    mq_status st = MQ_OK;
+    cl_mem in = NULL, q = NULL, scale = NULL, zp = NULL, bad = NULL, c0 = NULL, c1 = NULL;
+    uint8_t *host = NULL;
+    double *kt = NULL, *ct = NULL;
+    memset(out, 0, sizeof *out);
+    size_t es = mq_dtype_size(dt);
+    if ((dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16) || rows == 0 ||
+        cols == 0 || cols >= MQ_CL_SPLIT_COLS || cols * es > cb->limit || iters < 1)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: unsupported shape or dtype");
+    cl_command_queue_properties qp = 0;
+    clGetCommandQueueInfo(cb->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
+    if (!(qp & CL_QUEUE_PROFILING_ENABLE))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: backend opened without profiling");
+
+    size_t row_bytes = cols * es, rpc = cb->limit / row_bytes;
+    if (rpc > rows) rpc = rows;
+    size_t chunks = (rows + rpc - 1) / rpc;
+    size_t tpr = mq_cl_threads_per_row(cb, cols);
+    cl_uint tpr_arg = (cl_uint)tpr;
+    cl_int sym_arg = symmetric ? 1 : 0;
+    cl_ulong cols_arg = cols;
+    out->bytes = (uint64_t)rows * cols * (es + 1) + (uint64_t)rows * (es + 1 + (symmetric ? 0 : 1));
+    out->chunks = chunks;
+    size_t copy_total = (size_t)(out->bytes / 2),
+           copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;
+
+    kt = calloc((size_t)iters, sizeof *kt);
+    ct = calloc((size_t)iters, sizeof *ct);
+    host = malloc(rpc * row_bytes);
+    if (!kt || !ct || !host) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "profile: out of memory");
+        goto done;
+    }
+    fill_random(host, dt, rpc * cols);
+    if ((st = mq_cl_buffer(cb, CL_MEM_READ_ONLY, rpc * row_bytes, &in)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * cols, &q)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * es, &scale)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &zp)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &bad)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c0)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c1)) != MQ_OK ||
+        (st = mq_cl_write(cb, in, rpc * row_bytes, host)) != MQ_OK ||
+        (st = mq_cl_write(cb, c0, copy_chunk, host)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
+        goto done;
+
+    for (int it = -1; it < iters; it++) { /* it == -1: warm-up */
+        double ksum = 0, csum = 0, s;
+        for (size_t r0 = 0; r0 < rows; r0 += rpc) {
+            cl_ulong n_arg = rows - r0 < rpc ? rows - r0 : rpc;
+            size_t groups = ((size_t)n_arg + cb->wg / tpr - 1) / (cb->wg / tpr);
+            mq_cl_arg args[] = {MQ_CL_ARG(in),      MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
+                                MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(q),
+                                MQ_CL_ARG(scale),   MQ_CL_ARG(zp),      MQ_CL_ARG(bad)};
+            cl_event ev = NULL;
+            if ((st = mq_cl_launch(cb, cb->fused[dt], args, 9, groups * cb->wg, &ev)) != MQ_OK ||
+                (st = event_seconds(ev, &s)) != MQ_OK)
+                goto done;
+            ksum += s;
+        }
+        for (size_t done_bytes = 0; done_bytes < copy_total; done_bytes += copy_chunk) {
+            size_t m = copy_total - done_bytes < copy_chunk ? copy_total - done_bytes : copy_chunk;
+            cl_event ev = NULL;
+            cl_int err = clEnqueueCopyBuffer(cb->queue, c0, c1, 0, 0, m, 0, NULL, &ev);
+            if (err != CL_SUCCESS) {
+                st = mq_cl_fail(err, "clEnqueueCopyBuffer");
+                goto done;
+            }
+            if ((st = event_seconds(ev, &s)) != MQ_OK) goto done;
+            csum += s;
+        }
+        if (it >= 0) {
+            kt[it] = ksum;
+            ct[it] = csum;
+        }
+    }
+    out->kernel_s = median(kt, iters);
+    out->copy_s = median(ct, iters);
+done:
+    clFinish(cb->queue);
+    cl_mem *all[] = {&c1, &c0, &bad, &zp, &scale, &q, &in};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        mq_cl_release(all[i]);
+    free(host);
+    free(ct);
+    free(kt);
+    return st;
+}

@@ -1,0 +1,55 @@
+/* Plain-C entry points of the OpenCL backend beyond the mq_backend table: open
+ * options, a division check for the tests and kernel timing for the benchmark.
+ * No OpenCL types here, so tests and bench/ may include it. */
+#ifndef MQ_OPENCL_H
+#define MQ_OPENCL_H
+
+#include "backend.h"
+
+/* How kernels divide (see cl_kernels/numerics.cl). */
+typedef enum {
+    MQ_CL_DIV_AUTO =
+        -1, /* native if the device divides correctly rounded, else double, else soft */
+    MQ_CL_DIV_NATIVE = 0,
+    MQ_CL_DIV_DOUBLE = 1,
+    MQ_CL_DIV_SOFT = 2,
+} mq_cl_div_mode;
+
+typedef struct {
+    size_t max_alloc_override; /* cap on one device buffer in bytes (0 = device limit) */
+    mq_cl_div_mode div_mode;
+    bool profiling;            /* command queue with profiling (the benchmark) */
+    size_t work_group;         /* 0 = chosen from the device */
+    size_t per_item;           /* values per work-item in the fused kernel (0 = by device) */
+    const char *build_options; /* appended to the program's build options (tests) */
+} mq_cl_options;
+
+void mq_cl_options_init(mq_cl_options *o);
+/* mq_opencl_backend_open with options. A backend serves one thread at a time; it
+ * keeps its device buffers between calls (freed with the backend). */
+mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,
+                                      mq_backend **out);
+/* "native", "double" or "soft". */
+const char *mq_opencl_div_mode_name(const mq_backend *b);
+size_t mq_opencl_work_group(const mq_backend *b);
+
+/* Test hook: out[i] = a[i] / d[i] computed as the kernels divide. */
+mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n);
+
+/* Benchmark: medians over `iters` timed runs (after one untimed warm-up), in
+ * seconds, of the fused quantize kernel on a rows x cols tensor of dtype dt
+ * (random normal values, in row chunks when it exceeds one buffer), and of
+ * clEnqueueCopyBuffer moving the same number of bytes. *bytes is what the kernel
+ * reads and writes (input, int8 values, scales, zero points). The backend must be
+ * opened with profiling. */
+typedef struct {
+    double kernel_s;
+    double copy_s;
+    uint64_t bytes;
+    size_t chunks; /* kernel launches per run */
+} mq_cl_profile;
+
+mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, size_t cols,
+                                     bool symmetric, int iters, mq_cl_profile *out);
+
+#endif

@@ -1,0 +1,826 @@
+/* The OpenCL kernels against the reference (src/reference.c), byte for byte:
+ * quantize (fused, split and piecewise paths, every input dtype, sym/asym),
+ * fp16 cast, dequantize, NaN/Inf rows, chunking, and each division mode. */
+#include "testutil.h"
+
+#include "backend.h"
+#include "opencl.h"
+#include "reference.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* One backend per configuration, opened on first use; NULL when unavailable. */
+enum { BE_DEFAULT, BE_SMALL, BE_DOUBLE, BE_SOFT, BE_WIDE, BE_COUNT };
+static mq_backend *g_be[BE_COUNT];
+static bool g_tried[BE_COUNT];
+static bool g_skip[BE_COUNT];
+static char g_why[BE_COUNT][2048];
+static const char *const g_be_name[BE_COUNT] = {"default", "4096-byte buffers", "double division",
+                                                "soft division", "GPU-like work-groups"};
+
+#define SMALL_LIMIT 4096
+
+static mq_backend *backend(int which)
+{
+    if (!g_tried[which]) {
+        g_tried[which] = true;
+        mq_cl_options o;
+        mq_cl_options_init(&o);
+        if (which == BE_SMALL) o.max_alloc_override = SMALL_LIMIT;
+        if (which == BE_DOUBLE) o.div_mode = MQ_CL_DIV_DOUBLE;
+        if (which == BE_SOFT) o.div_mode = MQ_CL_DIV_SOFT;
+        if (which == BE_WIDE) { /* 256 work-items per group, up to 256 per row */
+            o.work_group = 256;
+            o.per_item = 16;
+        }
+        bool none = false;
+        if (mq_opencl_backend_open_opts("opencl", &o, &none, &g_be[which]) != MQ_OK) {
+            g_be[which] = NULL;
+            snprintf(g_why[which], sizeof g_why[which], "%s", mq_last_error());
+            /* no device, or one without what this mode needs: skip; anything else fails */
+            g_skip[which] = none || (which == BE_DOUBLE && strstr(g_why[which], "cl_khr_fp64"));
+        }
+    }
+    return g_be[which];
+}
+
+#define NEED(which)                                                                                \
+    mq_backend *be = backend(which);                                                               \
+    if (!be) {                                                                                     \
+        if (!g_skip[which]) fail_msg("OpenCL backend (%s): %s", g_be_name[which], g_why[which]);   \
+        print_message("no OpenCL device for '%s': %s\n", g_be_name[which], g_why[which]);          \
+        skip();                                                                                    \
+    }
+
+static int group_setup(void **state)
+{
+    (void)state;
+    mq_backend *be = backend(BE_DEFAULT);
+    if (be)
+        print_message("OpenCL device: %s / %s (division %s, work-group %zu)\n", be->platform,
+                      be->device, mq_opencl_div_mode_name(be), mq_opencl_work_group(be));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < BE_COUNT; i++)
+        mq_backend_free(g_be[i]);
+    return 0;
+}
+
+/* ---- data ---- */
+
+static float as_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* n values of dt from fp32 values (narrowed with the reference's rounding). */
+static void *make_input(const float *v, size_t n, mq_dtype dt)
+{
+    void *p = malloc(n * mq_dtype_size(dt) + 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        if (dt == MQ_DTYPE_F32)
+            ((float *)p)[i] = v[i];
+        else if (dt == MQ_DTYPE_F16) /* saturated, so that big values stay finite */
+            ((uint16_t *)p)[i] =
+                mq_f32_to_f16(isfinite(v[i]) ? fmaxf(fminf(v[i], 65504.0f), -65504.0f) : v[i]);
+        else
+            ((uint16_t *)p)[i] = mq_f32_to_bf16(v[i]);
+    }
+    return p;
+}
+
+/* Values for `rows` x `cols` in one of several patterns. */
+enum { PAT_NORMAL, PAT_EDGES, PAT_OUTLIERS, PAT_NEGATIVE, PAT_TINY, PAT_COUNT };
+
+static float *make_values(tu_rng *r, size_t rows, size_t cols, int pat)
+{
+    size_t n = rows * cols;
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++) {
+        size_t row = cols ? i / cols : 0;
+        float x = tu_rng_normal(r) * ldexpf(1.0f, (int)(row % 13) - 6);
+        switch (pat) {
+        case PAT_EDGES: {
+            uint64_t k = tu_rng_u64(r) % 16;
+            static const float sp[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -0.5f, 127.5f, -127.5f};
+            if (k < 8)
+                x = sp[k];
+            else if (k == 8)
+                x = FLT_MAX;
+            else if (k == 9)
+                x = -FLT_MAX;
+            else if (k == 10)
+                x = as_float((uint32_t)(tu_rng_u64(r) & 0x807fffffu)); /* subnormal */
+            else if (k == 11)
+                x = (float)((int)(tu_rng_u64(r) % 511) - 255) * 0.5f; /* ties */
+            if (row % 5 == 0) x = 0.0f;                               /* all-zero channels */
+            if (row % 5 == 1) x = (float)((int)(tu_rng_u64(r) % 2001) - 1000) * 0.25f;
+            break;
+        }
+        case PAT_OUTLIERS:
+            if (tu_rng_u64(r) % 97 == 0) x *= 1e30f;
+            break;
+        case PAT_NEGATIVE:
+            x = -fabsf(x) - 0.25f;
+            break;
+        case PAT_TINY:
+            x *= 1e-30f;
+            if (row % 3 == 0) x *= 1e-9f; /* f32 subnormals */
+            break;
+        default:
+            break;
+        }
+        v[i] = x;
+    }
+    return v;
+}
+
+/* ---- quantize ---- */
+
+static const mq_dtype k_dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+
+/* Runs backend and reference on the same input and compares every output byte. */
+static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                           bool sym)
+{
+    size_t n = rows * cols, es = mq_dtype_size(dt);
+    int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
+    uint8_t *s1 = malloc(rows * es + 1), *s2 = malloc(rows * es + 1);
+    int8_t *z1 = malloc(rows + 1), *z2 = malloc(rows + 1);
+    assert_true(q1 && q2 && s1 && s2 && z1 && z2);
+    memset(q1, 0x5a, n + 1);
+    memset(q2, 0x5a, n + 1);
+    memset(s1, 0x5a, rows * es + 1);
+    memset(s2, 0x5a, rows * es + 1);
+    memset(z1, 0x5a, rows + 1);
+    memset(z2, 0x5a, rows + 1);
+    size_t bad1 = 12345, bad2 = 54321;
+    mq_status st1 =
+        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad1);
+    mq_status st2 = mq_ref_quantize_rows(src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2, &bad2);
+    if (st1 != st2)
+        fail_msg("%zux%zu %s %s: status %d (%s) vs reference %d", rows, cols, mq_dtype_name(dt),
+                 sym ? "sym" : "asym", st1, mq_last_error(), st2);
+    if (st2 == MQ_STATUS_E_DATA) {
+        assert_int_equal(bad1, bad2);
+    } else {
+        assert_int_equal(st1, MQ_OK);
+        for (size_t r = 0; r < rows; r++) {
+            if (memcmp(s1 + r * es, s2 + r * es, es) != 0)
+                fail_msg("%zux%zu %s %s: scale of row %zu differs", rows, cols, mq_dtype_name(dt),
+                         sym ? "sym" : "asym", r);
+            if (!sym && z1[r] != z2[r])
+                fail_msg("%zux%zu %s asym: zp of row %zu: %d vs %d", rows, cols, mq_dtype_name(dt),
+                         r, z1[r], z2[r]);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (q1[i] != q2[i])
+                fail_msg("%zux%zu %s %s: q[%zu] (row %zu) = %d, reference %d (w = %a)", rows, cols,
+                         mq_dtype_name(dt), sym ? "sym" : "asym", i, i / cols, q1[i], q2[i],
+                         (double)mq_load_f32(src, dt, i));
+        assert_int_equal(q1[n], 0x5a); /* nothing written past the end */
+        assert_memory_equal(s1 + rows * es, s2 + rows * es, 1);
+    }
+    free(q1);
+    free(q2);
+    free(s1);
+    free(s2);
+    free(z1);
+    free(z2);
+}
+
+static void check_shape(mq_backend *be, tu_rng *r, size_t rows, size_t cols, int pat)
+{
+    float *v = make_values(r, rows, cols, pat);
+    for (int d = 0; d < 3; d++) {
+        void *src = make_input(v, rows * cols, k_dts[d]);
+        check_quantize(be, src, k_dts[d], rows, cols, true);
+        check_quantize(be, src, k_dts[d], rows, cols, false);
+        free(src);
+    }
+    free(v);
+}
+
+static const size_t k_shapes[][2] = {
+    {1, 1},     {1, 3},    {3, 1},     {7, 13},  {2, 8},     {5, 16},   {4, 1023},   {3, 4097},
+    {2, 70001}, {3000, 3}, {1000, 17}, {300, 1}, {64, 4096}, {33, 257}, {1, 100003},
+};
+
+static void run_shapes(mq_backend *be, uint64_t seed)
+{
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++)
+        check_shape(be, &r, k_shapes[i][0], k_shapes[i][1], PAT_NORMAL);
+}
+
+static void test_quantize_shapes(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    run_shapes(be, 1);
+}
+
+static void test_quantize_edges(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 2);
+    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++) {
+        check_shape(be, &r, 40, 33, pat);
+        check_shape(be, &r, 10, 4096, pat);
+        check_shape(be, &r, 1, 5000, pat);
+    }
+}
+
+/* Rows whose values sit exactly on the .5 boundaries of w / scale. */
+static void test_quantize_ties(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    size_t rows = 64, cols = 256;
+    float *v = malloc(rows * cols * sizeof *v);
+    assert_non_null(v);
+    for (size_t rr = 0; rr < rows; rr++) {
+        float unit = ldexpf(1.0f, (int)rr % 20 - 10); /* scale = unit when amax = 127.5 unit */
+        for (size_t c = 0; c < cols; c++)
+            v[rr * cols + c] = ((float)c - 128.0f) * 0.5f * unit * (rr % 2 ? 1.0f : 0.99f);
+        v[rr * cols] = -127.5f * unit;
+    }
+    for (int d = 0; d < 3; d++) {
+        void *src = make_input(v, rows * cols, k_dts[d]);
+        check_quantize(be, src, k_dts[d], rows, cols, true);
+        check_quantize(be, src, k_dts[d], rows, cols, false);
+        free(src);
+    }
+    free(v);
+}
+
+/* Long rows: the split path (cols >= 2^18) and per-tensor (rows = 1). */
+static void test_quantize_long_rows(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 3);
+    check_shape(be, &r, 1, 300001, PAT_NORMAL);
+    check_shape(be, &r, 3, 262144, PAT_OUTLIERS);
+    check_shape(be, &r, 1, 1 << 20, PAT_NEGATIVE);
+}
+
+/* A NaN or Inf in some row: E_DATA naming the first such row, on every path. */
+static void test_quantize_nonfinite(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    mq_backend *small = backend(BE_SMALL);
+    static const size_t shapes[][2] = {{9, 13}, {50, 4096}, {4, 300000}, {2000, 3}};
+    const float bad_vals[] = {NAN, INFINITY, -INFINITY, -NAN};
+    tu_rng r;
+    tu_rng_seed(&r, 4);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1];
+        float *v = make_values(&r, rows, cols, PAT_NORMAL);
+        for (size_t k = 0; k < 4; k++) {
+            size_t row1 = (rows * (k + 1)) / 5, row2 = rows - 1;
+            v[row1 * cols + (cols - 1) * (k % 2)] = bad_vals[k];
+            v[row2 * cols + cols / 2] = bad_vals[3 - k];
+            for (int d = 0; d < 3; d++) {
+                void *src = make_input(v, rows * cols, k_dts[d]);
+                size_t bad = 0;
+                int8_t *q = malloc(rows * cols);
+                uint8_t *sc = malloc(rows * 4);
+                int8_t *zp = malloc(rows);
+                mq_status st =
+                    be->ops->quantize_rows(be, src, k_dts[d], rows, cols, k % 2, q, sc, zp, &bad);
+                assert_int_equal(st, MQ_STATUS_E_DATA);
+                assert_int_equal(bad, row1);
+                if (small && rows * cols < 300000) {
+                    bad = 0;
+                    st = small->ops->quantize_rows(small, src, k_dts[d], rows, cols, k % 2, q, sc,
+                                                   zp, &bad);
+                    assert_int_equal(st, MQ_STATUS_E_DATA);
+                    assert_int_equal(bad, row1);
+                }
+                check_quantize(be, src, k_dts[d], rows, cols, true);
+                free(q);
+                free(sc);
+                free(zp);
+                free(src);
+            }
+            v[row1 * cols + (cols - 1) * (k % 2)] = 1.0f;
+            v[row2 * cols + cols / 2] = 1.0f;
+        }
+        free(v);
+    }
+}
+
+/* 4096-byte buffers: row chunks, and rows larger than a buffer (two passes in pieces). */
+static void test_quantize_chunked(void **state)
+{
+    (void)state;
+    NEED(BE_SMALL);
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    static const size_t shapes[][2] = {{100, 1000}, {1000, 3}, {50, 1024}, {5, 1025}, {1, 70001},
+                                       {3, 5000},   {2, 4097}, {7, 2049},  {1, 4096}, {2, 2048}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_shape(be, &r, shapes[i][0], shapes[i][1], PAT_NORMAL);
+        check_shape(be, &r, shapes[i][0], shapes[i][1], PAT_EDGES);
+    }
+}
+
+/* The work-group shape a GPU gets (many work-items per row), run on any device. */
+static void test_quantize_wide_groups(void **state)
+{
+    (void)state;
+    NEED(BE_WIDE);
+    if (mq_opencl_work_group(be) < 256)
+        print_message("work-group only %zu\n", mq_opencl_work_group(be));
+    run_shapes(be, 14);
+    tu_rng r;
+    tu_rng_seed(&r, 140);
+    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
+        check_shape(be, &r, 40, 333, pat);
+    check_shape(be, &r, 2, 300000, PAT_NORMAL);
+}
+
+static void test_quantize_div_double(void **state)
+{
+    (void)state;
+    NEED(BE_DOUBLE);
+    run_shapes(be, 6);
+    tu_rng r;
+    tu_rng_seed(&r, 60);
+    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
+        check_shape(be, &r, 40, 33, pat);
+}
+
+static void test_quantize_div_soft(void **state)
+{
+    (void)state;
+    NEED(BE_SOFT);
+    run_shapes(be, 7);
+    tu_rng r;
+    tu_rng_seed(&r, 70);
+    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
+        check_shape(be, &r, 40, 33, pat);
+}
+
+/* The kernels' division against the host's IEEE division, in every mode, for
+ * random finite dividends and normal divisors (all the kernels divide by). */
+static void check_division(mq_backend *be, uint64_t seed)
+{
+    size_t n = 1 << 18;
+    float *a = malloc(n * sizeof *a), *d = malloc(n * sizeof *d), *o = malloc(n * sizeof *o);
+    assert_true(a && d && o);
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t ua, ud;
+        do
+            ua = (uint32_t)tu_rng_u64(&r);
+        while ((ua & 0x7f800000u) == 0x7f800000u);
+        do
+            ud = (uint32_t)tu_rng_u64(&r);
+        while ((ud & 0x7f800000u) == 0x7f800000u || (ud & 0x7f800000u) == 0);
+        if (i % 4 == 1) ud = (ud & 0x807fffffu) | (127u << 23); /* divisor in [1, 2) */
+        if (i % 4 == 2) ua = (ua & 0x807fffffu) | ((uint32_t)(tu_rng_u64(&r) % 20 + 120) << 23);
+        if (i % 8 == 3) ua &= 0x807fffffu; /* subnormal dividend */
+        if (i % 16 == 5) ud = 0x42ff0000u; /* 127.5 */
+        if (i % 16 == 7) ud = 0x437f0000u; /* 255 */
+        if (i % 16 == 9) ud = 0x34000000u; /* FLT_EPSILON */
+        memcpy(&a[i], &ua, 4);
+        memcpy(&d[i], &ud, 4);
+    }
+    assert_int_equal(mq_opencl_divide(be, a, d, o, n), MQ_OK);
+    for (size_t i = 0; i < n; i++) {
+        volatile float want = a[i] / d[i];
+        if (memcmp((const void *)&want, &o[i], 4) != 0)
+            fail_msg("%s division: %a / %a = %a, IEEE %a", mq_opencl_div_mode_name(be),
+                     (double)a[i], (double)d[i], (double)o[i], (double)want);
+    }
+    free(a);
+    free(d);
+    free(o);
+}
+
+static void test_division(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    check_division(be, 8);
+    if (backend(BE_DOUBLE)) check_division(backend(BE_DOUBLE), 9);
+    if (backend(BE_SOFT)) check_division(backend(BE_SOFT), 10);
+}
+
+/* ---- streaming steps: reduce and quantize_values ---- */
+
+static void check_reduce(mq_backend *be, const void *src, mq_dtype dt, size_t n)
+{
+    mq_ref_stats a, b;
+    mq_ref_stats_init(&a);
+    mq_ref_stats_init(&b);
+    size_t half = n / 3, es = mq_dtype_size(dt);
+    /* in two calls, to fold into statistics that already hold values */
+    assert_int_equal(be->ops->reduce(be, src, dt, half, &a), MQ_OK);
+    assert_int_equal(be->ops->reduce(be, (const uint8_t *)src + half * es, dt, n - half, &a),
+                     MQ_OK);
+    mq_ref_stats_update(&b, src, dt, n);
+    /* == rather than bits: which zero a min or max keeps is left open */
+    if (a.lo != b.lo || a.hi != b.hi || a.amax != b.amax || a.nonfinite != b.nonfinite)
+        fail_msg("reduce %s n=%zu: lo %a hi %a amax %a bad %d; reference %a %a %a %d",
+                 mq_dtype_name(dt), n, (double)a.lo, (double)a.hi, (double)a.amax, a.nonfinite,
+                 (double)b.lo, (double)b.hi, (double)b.amax, b.nonfinite);
+    if (b.nonfinite) return;
+    float s;
+    int8_t zp;
+    mq_ref_params(&b, n % 2 == 0, dt, &s, &zp);
+    int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
+    assert_true(q1 && q2);
+    q1[n] = q2[n] = 0x33;
+    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, q1), MQ_OK);
+    mq_ref_quantize_values(src, dt, n, s, zp, q2);
+    assert_memory_equal(q1, q2, n + 1);
+    /* parameters that saturate most values */
+    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, q1), MQ_OK);
+    mq_ref_quantize_values(src, dt, n, s / 64.0f, -100, q2);
+    assert_memory_equal(q1, q2, n + 1);
+    free(q1);
+    free(q2);
+}
+
+static void test_reduce_and_quantize_values(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    mq_backend *small = backend(BE_SMALL);
+    tu_rng r;
+    tu_rng_seed(&r, 15);
+    static const size_t sizes[] = {1, 2, 7, 9, 1000, 4097, 70001, 300001};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        for (int pat = 0; pat < PAT_COUNT; pat++) {
+            float *v = make_values(&r, 1, n, pat);
+            for (int d = 0; d < 3; d++) {
+                void *src = make_input(v, n, k_dts[d]);
+                check_reduce(be, src, k_dts[d], n);
+                if (small && n < 100000) check_reduce(small, src, k_dts[d], n);
+                free(src);
+            }
+            if (pat == PAT_NORMAL) { /* NaN and Inf: flagged, and left out of lo/hi/amax */
+                v[n / 2] = INFINITY;
+                v[n - 1] = NAN;
+                void *src = make_input(v, n, MQ_DTYPE_F32);
+                check_reduce(be, src, MQ_DTYPE_F32, n);
+                if (small && n < 100000) check_reduce(small, src, MQ_DTYPE_F32, n);
+                free(src);
+            }
+            free(v);
+        }
+    }
+    mq_ref_stats st;
+    mq_ref_stats_init(&st);
+    assert_int_equal(be->ops->reduce(be, NULL, MQ_DTYPE_F32, 0, &st), MQ_OK);
+    assert_true(isinf(st.lo) && st.lo > 0 && st.amax == 0.0f && !st.nonfinite);
+}
+
+/* ---- fp16 cast ---- */
+
+static void check_cast(mq_backend *be, const void *src, mq_dtype dt, size_t n)
+{
+    for (int sat = 0; sat < 2; sat++) {
+        uint16_t *h1 = malloc(n * 2 + 2), *h2 = malloc(n * 2 + 2);
+        assert_true(h1 && h2);
+        memset(h1, 0x5a, n * 2 + 2);
+        memset(h2, 0x5a, n * 2 + 2);
+        uint64_t ov1 = 777, ov2 = mq_ref_cast_f16(src, dt, n, sat, h2);
+        assert_int_equal(be->ops->cast_f16(be, src, dt, n, sat, h1, &ov1), MQ_OK);
+        if (ov1 != ov2)
+            fail_msg("cast %s n=%zu sat=%d: %llu overflows, reference %llu", mq_dtype_name(dt), n,
+                     sat, (unsigned long long)ov1, (unsigned long long)ov2);
+        for (size_t i = 0; i < n + 1; i++)
+            if (h1[i] != h2[i])
+                fail_msg("cast %s n=%zu sat=%d: [%zu] = 0x%04x, reference 0x%04x",
+                         mq_dtype_name(dt), n, sat, i, h1[i], h2[i]);
+        free(h1);
+        free(h2);
+    }
+}
+
+/* fp32 bit patterns across the half range: normals, subnormal results,
+ * overflow, ties, NaN payloads, infinities, zeros. */
+static uint32_t cast_pattern(tu_rng *r, size_t i)
+{
+    static const uint32_t special[] = {
+        0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u,
+        0x7f800001u, 0x7fa00000u, 0xff812345u, 0x7fffffffu, 0x477fe000u, 0x477fefffu,
+        0x477ff000u, 0xc77ff000u, 0x477fffffu, 0x47800000u, 0x7f7fffffu, 0x33000000u,
+        0x33000001u, 0x33800000u, 0x337fffffu, 0x38800000u, 0x387fffffu, 0x38801000u,
+        0x3f801000u, 0x3f803000u, 0x3f802fffu, 0x00000001u, 0x807fffffu, 0x34000000u};
+    uint32_t u = (uint32_t)tu_rng_u64(r);
+    switch (i % 4) {
+    case 0:
+        return special[(tu_rng_u64(r) >> 7) % (sizeof special / sizeof special[0])];
+    case 1: /* exponent within the half range and a little beyond */
+        return (u & 0x807fffffu) | ((uint32_t)(tu_rng_u64(r) % 48 + 96) << 23);
+    case 2: /* ties: the 13 dropped bits are 0x1000 */
+        return (u & 0x807fe000u) | 0x1000u | ((uint32_t)(tu_rng_u64(r) % 48 + 96) << 23);
+    default:
+        return u;
+    }
+}
+
+static void test_cast_f16(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    static const size_t sizes[] = {1, 7, 8, 9, 1000, 4099, 100003};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        uint32_t *f = malloc(n * 4), *b16 = malloc(n * 2), *h16 = malloc(n * 2);
+        uint64_t *f64 = malloc(n * 8);
+        assert_true(f && b16 && h16 && f64);
+        for (size_t i = 0; i < n; i++) {
+            f[i] = cast_pattern(&r, i);
+            ((uint16_t *)b16)[i] = (uint16_t)(cast_pattern(&r, i) >> 16);
+            ((uint16_t *)h16)[i] = (uint16_t)tu_rng_u64(&r);
+            uint64_t u = tu_rng_u64(&r);
+            if (i % 3 == 0) /* near the half range, incl. ties at bit 41 */
+                u = (u & 0x800fffffffffffffULL) | ((uint64_t)(tu_rng_u64(&r) % 48 + 992) << 52);
+            if (i % 6 == 1) u = (u & 0xfffffc0000000000ULL) | 0x20000000000ULL;
+            if (i % 9 == 2) u |= 0x7ff0000000000000ULL; /* inf / NaN payloads */
+            f64[i] = u;
+        }
+        check_cast(be, f, MQ_DTYPE_F32, n);
+        check_cast(be, b16, MQ_DTYPE_BF16, n);
+        check_cast(be, h16, MQ_DTYPE_F16, n);
+        check_cast(be, f64, MQ_DTYPE_F64, n);
+        free(f);
+        free(b16);
+        free(h16);
+        free(f64);
+    }
+}
+
+static void test_cast_chunked(void **state)
+{
+    (void)state;
+    NEED(BE_SMALL);
+    tu_rng r;
+    tu_rng_seed(&r, 12);
+    size_t n = 10007;
+    uint32_t *f = malloc(n * 4);
+    uint64_t *f64 = malloc(n * 8);
+    assert_true(f && f64);
+    for (size_t i = 0; i < n; i++) {
+        f[i] = cast_pattern(&r, i);
+        double d = (double)tu_rng_normal(&r) * 70000.0;
+        memcpy(&f64[i], &d, 8);
+    }
+    check_cast(be, f, MQ_DTYPE_F32, n);
+    check_cast(be, f64, MQ_DTYPE_F64, n);
+    free(f);
+    free(f64);
+}
+
+/* ---- dequantize ---- */
+
+static void check_dequantize(mq_backend *be, tu_rng *r, size_t rows, size_t cols)
+{
+    size_t n = rows * cols;
+    int8_t *q = malloc(n + 1), *zp = malloc(rows + 1);
+    float *sf = malloc(rows * sizeof *sf);
+    assert_true(q && zp && sf);
+    for (size_t i = 0; i < n; i++)
+        q[i] = (int8_t)(tu_rng_u64(r) & 0xff);
+    for (size_t i = 0; i < rows; i++) {
+        zp[i] = (int8_t)(tu_rng_u64(r) & 0xff);
+        sf[i] = fabsf(tu_rng_normal(r)) * ldexpf(1.0f, (int)(tu_rng_u64(r) % 40) - 30);
+        if (i % 7 == 3) sf[i] = 600.0f; /* overflows fp16 for |q - zp| > 109 */
+        if (i % 11 == 4) sf[i] = FLT_EPSILON;
+    }
+    for (int d = 0; d < 3; d++) {
+        mq_dtype dt = k_dts[d];
+        size_t es = mq_dtype_size(dt);
+        void *scale = make_input(sf, rows, dt);
+        uint8_t *o1 = malloc(n * es + 1), *o2 = malloc(n * es + 1);
+        assert_true(o1 && o2);
+        for (int withzp = 0; withzp < 2; withzp++) {
+            memset(o1, 0x5a, n * es + 1);
+            memset(o2, 0x5a, n * es + 1);
+            const int8_t *z = withzp ? zp : NULL;
+            assert_int_equal(be->ops->dequantize_rows(be, q, rows, cols, scale, z, dt, o1), MQ_OK);
+            mq_ref_dequantize_rows(q, rows, cols, scale, z, dt, o2);
+            if (memcmp(o1, o2, n * es + 1) != 0)
+                fail_msg("dequantize %zux%zu %s zp=%d differs", rows, cols, mq_dtype_name(dt),
+                         withzp);
+        }
+        free(o1);
+        free(o2);
+        free(scale);
+    }
+    free(q);
+    free(zp);
+    free(sf);
+}
+
+static void test_dequantize(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 13);
+    for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++)
+        check_dequantize(be, &r, k_shapes[i][0], k_shapes[i][1]);
+    mq_backend *small = backend(BE_SMALL);
+    if (small) {
+        check_dequantize(small, &r, 100, 1000);
+        check_dequantize(small, &r, 3, 5000);
+        check_dequantize(small, &r, 1, 70001);
+        check_dequantize(small, &r, 3000, 3);
+    }
+}
+
+/* ---- device choice and argument errors ---- */
+
+static void test_device_specs(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    assert_string_equal(be->backend, "opencl");
+    assert_true(be->platform[0] != '\0' && be->device[0] != '\0');
+
+    char sub[8] = {0};
+    memcpy(sub, be->device, strlen(be->device) < 4 ? strlen(be->device) : 4);
+    for (char *p = sub; *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A'); /* names match ignoring case */
+    const char *specs[] = {"auto", "opencl", "0:0", sub};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        bool none = true;
+        mq_backend *b = NULL;
+        mq_status st = mq_opencl_backend_open(specs[i], 0, &none, &b);
+        if (st != MQ_OK) fail_msg("spec '%s': %s", specs[i], mq_last_error());
+        assert_false(none);
+        mq_backend_free(b);
+    }
+    bool none = true;
+    mq_backend *b = NULL;
+    assert_int_equal(mq_opencl_backend_open("no-such-device-xyz", 0, &none, &b),
+                     MQ_STATUS_E_DEVICE);
+    assert_false(none);
+    assert_non_null(strstr(mq_last_error(), "available"));
+    assert_non_null(strstr(mq_last_error(), be->device));
+    assert_int_equal(mq_opencl_backend_open("77:3", 0, &none, &b), MQ_STATUS_E_DEVICE);
+    assert_non_null(strstr(mq_last_error(), "0:0"));
+}
+
+/* A program that fails to build: E_DEVICE with the compiler's log in the message. */
+static void test_build_failure(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    mq_cl_options o;
+    mq_cl_options_init(&o);
+    o.build_options = "-DMQ_TEST_BUILD_FAILURE";
+    bool none = true;
+    mq_backend *b = NULL;
+    assert_int_equal(mq_opencl_backend_open_opts("opencl", &o, &none, &b), MQ_STATUS_E_DEVICE);
+    assert_false(none);
+    assert_null(b);
+    assert_non_null(strstr(mq_last_error(), "clBuildProgram failed: CL_BUILD_PROGRAM_FAILURE"));
+    assert_non_null(strstr(mq_last_error(), "requested by the test suite"));
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    int8_t q[4];
+    uint8_t s[8];
+    int8_t zp[2];
+    size_t bad;
+    float src[4] = {1, 2, 3, 4};
+    assert_int_equal(be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, &bad),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, &bad),
+                     MQ_OK);
+    check_quantize(be, src, MQ_DTYPE_F32, 2, 0, false); /* empty rows: reference's parameters */
+    uint16_t h[4];
+    uint64_t ov = 9;
+    assert_int_equal(be->ops->cast_f16(be, src, MQ_DTYPE_I8, 4, false, h, &ov),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(be->ops->cast_f16(be, src, MQ_DTYPE_F32, 0, false, h, &ov), MQ_OK);
+    assert_int_equal(ov, 0);
+    assert_int_equal(be->ops->dequantize_rows(be, q, 1, 4, s, zp, MQ_DTYPE_F64, src),
+                     MQ_STATUS_E_INVALID_ARG);
+}
+
+/* Run in a child process whose ICD loader finds no platform (OCL_ICD_VENDORS
+ * points nowhere): "auto" reports none_found, an explicit spec says so. */
+static int no_platform_child(void)
+{
+    bool none = false;
+    mq_backend *b = NULL;
+    mq_status st = mq_opencl_backend_open("auto", 0, &none, &b);
+    if (st == MQ_OK) {
+        mq_backend_free(b);
+        return 77; /* this loader ignores OCL_ICD_VENDORS */
+    }
+    if (st != MQ_STATUS_E_DEVICE || !none) return 1;
+    st = mq_opencl_backend_open("gpu", 0, &none, &b);
+    if (st != MQ_STATUS_E_DEVICE || !strstr(mq_last_error(), "no OpenCL")) return 2;
+    return 0;
+}
+
+static const char *g_self;
+
+static void test_no_platform(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("OCL_ICD_VENDORS", "/nonexistent-mq-vendors", 1);
+        execl("/proc/self/exe", g_self, "--no-platform-child", (char *)NULL);
+        execl(g_self, g_self, "--no-platform-child", (char *)NULL);
+        _exit(126);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) skip();
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* `monoquant devices`: lists the device and marks the one auto picks; with no
+ * platform it says so and still succeeds. */
+static void test_cli_devices(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    if (access(MQ_CLI_PATH, X_OK) != 0 || strstr(MQ_CLI_PATH, "/bin/false")) skip();
+    char *out = NULL;
+    assert_int_equal(tu_run_cli(&out, "devices"), 0);
+    assert_non_null(strstr(out, be->device));
+    assert_non_null(strstr(out, "Platform #0"));
+    assert_non_null(strstr(out, " * Device #"));
+    assert_non_null(strstr(out, "fp64"));
+    free(out);
+    assert_int_equal(tu_run_cli(&out, "devices --help"), 0);
+    assert_non_null(strstr(out, "usage"));
+    free(out);
+    assert_int_equal(tu_run_cli(&out, "devices --bogus"), 1);
+    free(out);
+    setenv("OCL_ICD_VENDORS", "/nonexistent-mq-vendors", 1);
+    int rc = tu_run_cli(&out, "devices");
+    unsetenv("OCL_ICD_VENDORS");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "no OpenCL platform found"));
+    free(out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--no-platform-child") == 0) return no_platform_child();
+    g_self = argv[0];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_division),
+        cmocka_unit_test(test_quantize_shapes),
+        cmocka_unit_test(test_quantize_edges),
+        cmocka_unit_test(test_quantize_ties),
+        cmocka_unit_test(test_quantize_long_rows),
+        cmocka_unit_test(test_quantize_nonfinite),
+        cmocka_unit_test(test_quantize_chunked),
+        cmocka_unit_test(test_quantize_wide_groups),
+        cmocka_unit_test(test_quantize_div_double),
+        cmocka_unit_test(test_quantize_div_soft),
+        cmocka_unit_test(test_reduce_and_quantize_values),
+        cmocka_unit_test(test_cast_f16),
+        cmocka_unit_test(test_cast_chunked),
+        cmocka_unit_test(test_dequantize),
+        cmocka_unit_test(test_device_specs),
+        cmocka_unit_test(test_build_failure),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_no_platform),
+        cmocka_unit_test(test_cli_devices),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
