@@ -64,6 +64,9 @@ typedef struct {
     size_t nbytes;
 } mq_tensor;
 
+struct mq_progress;
+struct mq_report_entry;
+
 /**
  * Settings of a run. Fill with mq_config_init(), then change fields; free the
  * pattern lists with mq_config_free(). Patterns are shell globs or "re:REGEX"
@@ -81,7 +84,19 @@ typedef struct {
     bool fp16_saturate;   /**< fp16: clamp overflow to +-65504 instead of +-inf */
     char *device;         /**< "auto" (NULL), "host", "opencl", "gpu", "cpu", "P:D" or a name (owned) */
     size_t max_alloc_override; /**< testing: cap on one device buffer in bytes (0 = device limit) */
+    uint64_t memory_limit; /**< peak host memory for staging buffers in bytes (0 = 1 GiB) */
+    /** Called from the calling thread after each tensor and between chunks (may be NULL). */
+    void (*progress)(const struct mq_progress *p, void *user);
+    void *progress_user;
 } mq_config;
+
+/** Where a streaming run stands; handed to mq_config.progress. */
+typedef struct mq_progress {
+    size_t tensors_done, tensors_total;
+    uint64_t bytes_done, bytes_total; /**< input bytes */
+    const char *file;                 /**< input file being processed */
+    const struct mq_report_entry *finished; /**< the tensor just finished, or NULL */
+} mq_progress;
 
 typedef struct mq_model mq_model;
 typedef struct mq_skip_list mq_skip_list;
@@ -142,7 +157,7 @@ void mq_skip_list_free(mq_skip_list *s);
 typedef enum { MQ_ACTION_QUANTIZE = 0, MQ_ACTION_CAST, MQ_ACTION_SKIP } mq_action;
 
 /** One line of the report: an input tensor and what became of it. */
-typedef struct {
+typedef struct mq_report_entry {
     const char *name;
     mq_action action;
     int rank;
@@ -170,8 +185,10 @@ mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const c
 void mq_report_free(mq_report *r);
 
 /**
- * File to file: opens `in_path`, quantizes, writes `out_path` atomically.
- * Refuses an output that is the input. `report` may be NULL.
+ * File to file, or model directory to directory: streams `in_path` through
+ * the device with bounded memory (cfg->memory_limit) and writes `out_path`
+ * atomically (a temporary beside it, renamed when complete). Refuses an
+ * output that is the input. `report` may be NULL.
  */
 mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
                            mq_report **report);

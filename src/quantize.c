@@ -196,6 +196,8 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     }
     mq_report_set_device(c.rep, c.be->backend, c.be->platform, c.be->device);
     if ((st = set_output_metadata(c.out, in, cfg_in)) != MQ_OK) goto done;
+    uint64_t total_bytes = 0, done_bytes = 0;
+    for (size_t i = 0; i < in->count; i++) total_bytes += in->tensors[i].nbytes;
 
     for (size_t i = 0; i < in->count && st == MQ_OK; i++) {
         const mq_tensor *t = &in->tensors[i];
@@ -210,6 +212,12 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
             st = cast_tensor(&c, in, i);
         } else {
             st = skip_tensor(&c, in, i, reason);
+        }
+        if (st == MQ_OK && cfg_in->progress) {
+            done_bytes += t->nbytes;
+            mq_progress p = {i + 1, in->count, done_bytes, total_bytes, in->path,
+                             mq_report_entry_at(c.rep, mq_report_count(c.rep) - 1)};
+            cfg_in->progress(&p, cfg_in->progress_user);
         }
     }
 done:

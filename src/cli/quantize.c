@@ -2,7 +2,9 @@
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +28,18 @@ static const char quantize_usage[] =
     "      --skip-nonfinite  skip tensors holding NaN/Inf instead of failing\n"
     "      --fp16-saturate   fp16: clamp overflow to +-65504 instead of +-inf\n"
     "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name\n"
+    "      --memory-limit N  peak staging memory, e.g. 512M or 2G (default 1G)\n"
     "      --config FILE     JSON settings; command-line flags win over it\n"
     "      --report FILE     write a JSON report of the run\n"
     "  -q, --quiet           print nothing but errors\n"
+    "\n"
+    "IN may also be a Hugging Face model directory (config.json, model.safetensors\n"
+    "or shards with model.safetensors.index.json); OUT is then a new directory.\n"
+    "On a terminal a progress bar runs on stderr; per-tensor lines go to stdout.\n"
     "  -h, --help            this text\n";
 
 enum { OPT_DTYPE = 256, OPT_SCHEME, OPT_PER_TENSOR, OPT_PER_CHANNEL, OPT_INCLUDE, OPT_EXCLUDE,
-       OPT_SKIP_NONFINITE, OPT_SATURATE, OPT_DEVICE, OPT_CONFIG, OPT_REPORT };
+       OPT_SKIP_NONFINITE, OPT_SATURATE, OPT_DEVICE, OPT_CONFIG, OPT_REPORT, OPT_MEMORY };
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
@@ -40,8 +47,29 @@ typedef struct {
     int dtype, symmetric, per_channel, skip_nonfinite, saturate; /* -1: not given */
     const char **include, **exclude;
     size_t n_include, n_exclude;
+    uint64_t memory_limit; /* 0: not given */
     bool quiet;
 } quantize_args;
+
+/* "512M", "2G", "1048576" -> bytes; false when malformed or zero. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = 1;
+    if (end == s || errno || s[0] == '-') return false;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ULL << 10; end++; break;
+    case 'm': case 'M': mul = 1ULL << 20; end++; break;
+    case 'g': case 'G': mul = 1ULL << 30; end++; break;
+    default: break;
+    }
+    if (*end == 'i' && mul > 1) end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v == 0 || __builtin_mul_overflow((uint64_t)v, mul, out)) return false;
+    return true;
+}
 
 static int usage_error(const char *msg, const char *arg)
 {
@@ -65,6 +93,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"device", required_argument, 0, OPT_DEVICE},
         {"config", required_argument, 0, OPT_CONFIG},
         {"report", required_argument, 0, OPT_REPORT},
+        {"memory-limit", required_argument, 0, OPT_MEMORY},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -101,6 +130,10 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         case OPT_DEVICE: a->device = optarg; break;
         case OPT_CONFIG: a->config = optarg; break;
         case OPT_REPORT: a->report = optarg; break;
+        case OPT_MEMORY:
+            if (!parse_size(optarg, &a->memory_limit))
+                return usage_error("--memory-limit wants a size like 512M or 2G, not", optarg);
+            break;
         case ':': return usage_error("missing value for", argv[optind - 1]);
         default: return usage_error("unknown option", argv[optind - 1]);
         }
@@ -128,6 +161,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
         st = mq_config_add_exclude(cfg, a->exclude[i]);
     if (st == MQ_OK && a->device) st = mq_config_set_device(cfg, a->device);
+    if (a->memory_limit) cfg->memory_limit = a->memory_limit;
     return st;
 }
 
@@ -140,27 +174,75 @@ static void format_shape(const mq_report_entry *e, char *buf, size_t cap)
     if (used < cap) snprintf(buf + used, cap - used, "]");
 }
 
-static void print_lines(const mq_report *r)
+static double now_seconds(void)
 {
-    size_t n = mq_report_count(r), width = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(mq_report_entry_at(r, i)->name);
-        if (len > width) width = len;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* What the progress callback needs between calls. */
+typedef struct {
+    bool bar;  /* stderr is a terminal: draw a bar there */
+    bool lines;
+    double t0, last_draw;
+    int bar_drawn;
+} progress_state;
+
+static void print_line(const mq_progress *p)
+{
+    const mq_report_entry *e = p->finished;
+    char shape[160], bin[32], bout[32];
+    format_shape(e, shape, sizeof shape);
+    int digits = snprintf(NULL, 0, "%zu", p->tensors_total);
+    printf("[%*zu/%zu] %-40s %-16s %5s -> %-4s %10s -> %s", digits, p->tensors_done,
+           p->tensors_total, e->name, shape, mq_dtype_name(e->dtype_in),
+           e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
+           mq_cli_bytes(e->bytes_in, bin, sizeof bin), mq_cli_bytes(e->bytes_out, bout, sizeof bout));
+    if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
+    if (e->fp16_overflow)
+        printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
+    putchar('\n');
+}
+
+static void draw_bar(progress_state *s, const mq_progress *p, double now)
+{
+    const int width = 30;
+    double frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 1.0;
+    double secs = now - s->t0, rate = secs > 0 ? (double)p->bytes_done / secs : 0.0;
+    double eta = rate > 0 ? (double)(p->bytes_total - p->bytes_done) / rate : 0.0;
+    char bar[64], done[32], total[32];
+    int fill = (int)(frac * width);
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] %zu/%zu tensors  %s / %s  %.2f GB/s  ETA %.0fs \033[K", bar,
+            p->tensors_done, p->tensors_total, mq_cli_bytes(p->bytes_done, done, sizeof done),
+            mq_cli_bytes(p->bytes_total, total, sizeof total), rate / 1e9, eta);
+    fflush(stderr);
+    s->bar_drawn = 1;
+    s->last_draw = now;
+}
+
+static void on_progress(const mq_progress *p, void *user)
+{
+    progress_state *s = user;
+    double now = now_seconds();
+    if (p->finished && s->lines) {
+        if (s->bar_drawn) {
+            fputs("\r\033[K", stderr);
+            s->bar_drawn = 0;
+        }
+        print_line(p);
+        fflush(stdout);
     }
-    if (width > 60) width = 60;
-    for (size_t i = 0; i < n; i++) {
-        const mq_report_entry *e = mq_report_entry_at(r, i);
-        char shape[160], bin[32], bout[32];
-        format_shape(e, shape, sizeof shape);
-        printf("[%*zu/%zu] %-*s %-16s %5s -> %-4s %10s -> %-10s", (int)snprintf(NULL, 0, "%zu", n),
-               i + 1, n, (int)width, e->name, shape, mq_dtype_name(e->dtype_in),
-               e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
-               mq_cli_bytes(e->bytes_in, bin, sizeof bin), mq_cli_bytes(e->bytes_out, bout, sizeof bout));
-        if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
-        if (e->fp16_overflow)
-            printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
-        putchar('\n');
-    }
+    if (s->bar && (now - s->last_draw >= 0.1 || p->tensors_done == p->tensors_total))
+        draw_bar(s, p, now);
+}
+
+static void end_progress(progress_state *s)
+{
+    if (s->bar_drawn) fputs("\r\033[K", stderr);
+    s->bar_drawn = 0;
 }
 
 static void print_summary(const mq_report *r, const mq_config *cfg, double seconds)
@@ -194,13 +276,6 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
     }
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int mq_cli_quantize(int argc, char **argv)
 {
     quantize_args a;
@@ -213,15 +288,18 @@ int mq_cli_quantize(int argc, char **argv)
         return rc < 0 ? MQ_EXIT_OK : rc;
     }
     double t0 = now_seconds();
+    progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     mq_status st = resolve_config(&a, &cfg);
+    cfg.progress = on_progress;
+    cfg.progress_user = &ps;
     if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);
+    end_progress(&ps);
     double seconds = now_seconds() - t0;
     if (st == MQ_OK && a.report)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
     } else if (!a.quiet) {
-        print_lines(rep);
         print_summary(rep, &cfg, seconds);
         printf("wrote %s\n", a.out);
     }
