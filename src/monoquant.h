@@ -209,6 +209,98 @@ const char *mq_last_error(void);
  */
 void mq_signal_cleanup(void);
 
+/* ---- Quality evaluation: output error of quantized layers ---- */
+
+/**
+ * y[t][o] = sum_i x[t][i] * ((q[o][i] - zp[o]) * scale[o]): a Linear layer
+ * (no bias) with the dequantized weight, for x [tokens, in_features] and y
+ * [tokens, out_features], row-major. The weight is dequantized in fp32 (exact
+ * for F16/BF16 scales). On an OpenCL device (cfg->device; NULL cfg = auto) it
+ * is dequantized there and multiplied with CLBlast SGEMM; on the host backend
+ * each y[t][o] is the float sum of the float products, added in order of i
+ * from 0 (no FMA). `scale` holds out_features values of `scale_dtype`
+ * (F32/F16/BF16); `zp` is NULL for symmetric weights.
+ */
+mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *scale,
+                            const int8_t *zp, mq_dtype scale_dtype, size_t out_features,
+                            size_t in_features, const float *x, size_t tokens, float *y);
+
+/** Where mq_eval_files stands; handed to mq_eval_options.progress. */
+typedef struct mq_eval_progress {
+    const char *note;  /**< a one-line note (e.g. kernels compiling), or NULL */
+    const char *layer; /**< the layer about to be evaluated, or NULL with a note */
+    size_t layers_done, layers_total;
+} mq_eval_progress;
+
+/** Settings of mq_eval_files. Fill with mq_eval_options_init(), then change fields. */
+typedef struct mq_eval_options {
+    /** Rows of X per layer; 0 (default) = 64 generated rows, or every row of the inputs tensor. */
+    size_t tokens;
+    /** Seed of the generated N(0,1) inputs; each layer's stream comes from it and its name. */
+    uint64_t seed;
+    /**
+     * Optional safetensors file of real activations: for each layer, X is the
+     * first float tensor whose last dimension equals the layer's in_features
+     * (leading dimensions are rows). NULL = generated inputs.
+     */
+    const char *inputs;
+    const char *device;        /**< as mq_config.device; NULL = auto */
+    /** Testing: cap in bytes on one device buffer and on the weight rows per GEMM (0 = default). */
+    size_t max_alloc_override;
+    void (*progress)(const mq_eval_progress *p, void *user); /**< may be NULL */
+    void *progress_user;
+} mq_eval_options;
+
+/** One evaluated layer: Y = X W^T (original weight) against X W'^T (dequantized weight). */
+typedef struct mq_eval_layer {
+    const char *name; /**< the weight's name, e.g. "model.layers.0.mlp.up_proj.weight" */
+    int rank;
+    int64_t shape[MQ_MAX_RANK];
+    size_t tokens;        /**< rows of X used */
+    double sqnr_db;       /**< 10 log10(|Y|^2 / |Y - Y'|^2); +inf when Y' == Y */
+    double rel_error;     /**< |Y - Y'|_F / |Y|_F */
+    double max_abs_error; /**< max |Y - Y'| */
+} mq_eval_layer;
+
+typedef struct mq_eval_result mq_eval_result;
+
+/** Defaults: 64 generated tokens, seed 0, no inputs file, device auto. */
+void mq_eval_options_init(mq_eval_options *opt);
+/**
+ * Measures the output error of every quantized layer of `quantized` (an I8
+ * `<layer>.weight` with `<layer>.weight_scale`, optionally
+ * `_weight_zero_point`) against the float weight of the same name and shape in
+ * `original`. Each argument is a safetensors file or a model directory
+ * (model.safetensors or a model.safetensors.index.json with shards). Conv
+ * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
+ * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
+ * on the host backend. `opt` may be NULL (defaults). Layers come out worst
+ * (lowest SQNR) first. Mismatched pairs are MQ_STATUS_E_FORMAT naming both
+ * files and the layer.
+ */
+mq_status mq_eval_files(const char *original, const char *quantized, const mq_eval_options *opt,
+                        mq_eval_result **out);
+size_t mq_eval_result_count(const mq_eval_result *r);
+/** Layer i, worst (lowest SQNR) first. */
+const mq_eval_layer *mq_eval_result_layer(const mq_eval_result *r, size_t i);
+/** Mean of the finite per-layer SQNRs in dB; +inf when every layer is exact. */
+double mq_eval_result_mean_sqnr_db(const mq_eval_result *r);
+/** The layer with the lowest SQNR (NULL when there are none). */
+const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r);
+/** Backend ("host" or "opencl"), platform and device that ran the GEMMs. */
+const char *mq_eval_result_backend(const mq_eval_result *r);
+const char *mq_eval_result_platform(const mq_eval_result *r);
+const char *mq_eval_result_device(const mq_eval_result *r);
+/**
+ * Writes {"original", "quantized", "tokens" (null: every row of the inputs), "seed",
+ * "inputs", "device": {"backend", "platform", "name"}, "layers": [{"name", "shape", "tokens",
+ * "sqnr_db", "rel_error", "max_abs_error"}, ...] (worst first), "summary":
+ * {"layers", "mean_sqnr_db", "worst_layer", "worst_sqnr_db", "max_rel_error"}}
+ * atomically. An infinite SQNR (exact layer) is written as null.
+ */
+mq_status mq_eval_write_json(const mq_eval_result *r, const char *path);
+void mq_eval_result_free(mq_eval_result *r);
+
 #ifdef __cplusplus
 }
 #endif

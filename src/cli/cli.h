@@ -18,6 +18,7 @@ int mq_cli_quantize(int argc, char **argv);
 int mq_cli_inspect(int argc, char **argv);
 int mq_cli_dequantize(int argc, char **argv);
 int mq_cli_devices(int argc, char **argv);
+int mq_cli_eval(int argc, char **argv);
 
 /* Exit code for a failed status; prints "monoquant: <message>" on stderr. */
 int mq_cli_fail(mq_status st);

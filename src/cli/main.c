@@ -10,9 +10,11 @@ static const char usage[] =
     "usage: monoquant <command> [options]\n"
     "\n"
     "commands:\n"
-    "  quantize IN -o OUT    quantize Linear/Conv weights to INT8 (or cast to FP16)\n"
+    "  quantize IN -o OUT    quantize Linear/Conv weights to INT8 (or cast to FP16);\n"
+    "                        IN may be a .safetensors file or a model directory\n"
     "  inspect FILE          list tensors and metadata of a safetensors file\n"
     "  dequantize IN -o OUT  turn a quantized file back into float weights\n"
+    "  eval ORIG QUANT       per-layer output error (SQNR) of a quantized model\n"
     "  devices               list OpenCL platforms and devices\n"
     "\n"
     "options: --help (also after a command), --version\n"
@@ -82,6 +84,7 @@ int main(int argc, char **argv)
         {"inspect", mq_cli_inspect},
         {"dequantize", mq_cli_dequantize},
         {"devices", mq_cli_devices},
+        {"eval", mq_cli_eval},
     };
     if (argc < 2) {
         fputs(usage, stderr);
