@@ -1,41 +1,196 @@
-/* Backend choice and the host reference backend. */
+/* Backend choice and the host backend: the fast host kernels (hostkern.c,
+ * bit-identical to the reference), spread over up to 8 cores for large calls. */
 #include "backend.h"
 
 #include "error.h"
-#include "reference.h"
+#include "hostkern.h"
+#include "pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                    size_t cols, bool symmetric, int8_t *q, void *scale,
-                                    int8_t *zp, size_t *bad_row)
+/* Calls that touch less than this many input bytes stay on one thread: the
+ * hand-off costs tens of microseconds. */
+#define HOST_SPLIT_BYTES ((size_t)1 << 20)
+#define HOST_MAX_THREADS 8u
+#define HOST_ALIGN 64
+
+typedef struct {
+    mq_backend base; /* first, so the table's mq_backend * is this */
+    mq_pool *pool;
+    bool pool_tried;
+} host_backend;
+
+/* The pool, started on first need; NULL runs everything on the caller. */
+static mq_pool *host_pool(mq_backend *b)
 {
-    (void)b;
-    return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    host_backend *h = (host_backend *)b;
+    if (!h->pool_tried) {
+        h->pool_tried = true;
+        h->pool = mq_pool_new(mq_cpu_count(HOST_MAX_THREADS));
+    }
+    return h->pool;
 }
 
-static mq_status host_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                               bool saturate, uint16_t *dst, uint64_t *overflow)
+/* Parts for a call of `rows` rows over `bytes` input bytes: 1 when small. */
+static unsigned host_parts(mq_backend *b, size_t rows, size_t bytes)
 {
-    (void)b;
-    *overflow = mq_ref_cast_f16(src, dt, n, saturate, dst);
+    if (rows < 2 || bytes < HOST_SPLIT_BYTES) return 1;
+    unsigned n = mq_pool_threads(host_pool(b));
+    return rows < n ? (unsigned)rows : n;
+}
+
+/* Rows [first, end) of part k when `rows` are split in `parts`. */
+static void part_range(size_t rows, unsigned parts, unsigned k, size_t *first, size_t *end)
+{
+    *first = rows / parts * k + (k < rows % parts ? k : rows % parts);
+    *end = *first + rows / parts + (k < rows % parts ? 1 : 0);
+}
+
+typedef struct {
+    const unsigned char *src;
+    mq_dtype dt;
+    size_t rows, cols;
+    bool symmetric;
+    int8_t *q;
+    unsigned char *scale;
+    int8_t *zp;
+    unsigned parts;
+    mq_status st[HOST_MAX_THREADS];
+    size_t bad[HOST_MAX_THREADS];
+} quant_job;
+
+static void quant_part(void *arg, unsigned k)
+{
+    quant_job *j = arg;
+    size_t r0, r1, es = mq_dtype_size(j->dt);
+    part_range(j->rows, j->parts, k, &r0, &r1);
+    j->st[k] = mq_hk_quantize_rows(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
+                                   j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
+                                   j->zp ? j->zp + r0 : NULL, &j->bad[k]);
+    j->bad[k] += r0;
+}
+
+static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                    size_t *bad_row)
+{
+    unsigned parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt));
+    if (parts == 1)
+        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    quant_job j = {src,   dt,      rows, cols, symmetric, q, scale, symmetric ? NULL : zp,
+                   parts, {MQ_OK}, {0}};
+    mq_pool_run(host_pool(b), quant_part, &j, parts);
+    /* The first bad row, as a single pass would have found it. */
+    for (unsigned k = 0; k < parts; k++) {
+        if (j.st[k] != MQ_OK) {
+            if (bad_row) *bad_row = j.bad[k];
+            return j.st[k];
+        }
+    }
     return MQ_OK;
+}
+
+typedef struct {
+    const unsigned char *src;
+    mq_dtype dt;
+    size_t n;
+    bool saturate;
+    uint16_t *dst;
+    unsigned parts;
+    uint64_t overflow[HOST_MAX_THREADS];
+} cast_job;
+
+static void cast_part(void *arg, unsigned k)
+{
+    cast_job *j = arg;
+    size_t i0, i1;
+    part_range(j->n, j->parts, k, &i0, &i1);
+    j->overflow[k] = mq_hk_cast_f16(j->src + i0 * mq_dtype_size(j->dt), j->dt, i1 - i0, j->saturate,
+                                    j->dst + i0);
+}
+
+static mq_status host_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
+                               uint16_t *dst, uint64_t *overflow)
+{
+    unsigned parts = host_parts(b, n, n * mq_dtype_size(dt));
+    cast_job j = {src, dt, n, saturate, dst, parts, {0}};
+    if (parts == 1) {
+        *overflow = mq_hk_cast_f16(src, dt, n, saturate, dst);
+        return MQ_OK;
+    }
+    mq_pool_run(host_pool(b), cast_part, &j, parts);
+    *overflow = 0;
+    for (unsigned k = 0; k < parts; k++)
+        *overflow += j.overflow[k];
+    return MQ_OK;
+}
+
+typedef struct {
+    const int8_t *q;
+    size_t rows, cols;
+    const unsigned char *scale;
+    const int8_t *zp;
+    mq_dtype dt;
+    unsigned char *dst;
+    unsigned parts;
+} dequant_job;
+
+static void dequant_part(void *arg, unsigned k)
+{
+    dequant_job *j = arg;
+    size_t r0, r1, es = mq_dtype_size(j->dt);
+    part_range(j->rows, j->parts, k, &r0, &r1);
+    mq_ref_dequantize_rows(j->q + r0 * j->cols, r1 - r0, j->cols, j->scale + r0 * es,
+                           j->zp ? j->zp + r0 : NULL, j->dt, j->dst + r0 * j->cols * es);
 }
 
 static mq_status host_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
-                                      const void *scale, const int8_t *zp, mq_dtype dt,
-                                      void *dst)
+                                      const void *scale, const int8_t *zp, mq_dtype dt, void *dst)
+{
+    dequant_job j = {q, rows, cols, scale, zp, dt, dst, host_parts(b, rows, rows * cols)};
+    mq_pool_run(j.parts > 1 ? host_pool(b) : NULL, dequant_part, &j, j.parts);
+    return MQ_OK;
+}
+
+static mq_status host_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                             mq_ref_stats *st)
 {
     (void)b;
-    mq_ref_dequantize_rows(q, rows, cols, scale, zp, dt, dst);
+    mq_hk_stats_update(st, src, dt, n);
     return MQ_OK;
+}
+
+static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                      float scale, int8_t zp, int8_t *q)
+{
+    (void)b;
+    mq_hk_quantize_values(src, dt, n, scale, zp, q);
+    return MQ_OK;
+}
+
+static void *host_staging_alloc(mq_backend *b, size_t n)
+{
+    void *p = NULL;
+    (void)b;
+    /* Rounded up: aligned_alloc wants a multiple of the alignment. */
+    size_t len = (n + HOST_ALIGN - 1) / HOST_ALIGN * HOST_ALIGN;
+    if (len >= n) p = aligned_alloc(HOST_ALIGN, len ? len : HOST_ALIGN);
+    return p;
+}
+
+static void host_staging_free(mq_backend *b, void *p)
+{
+    (void)b;
+    free(p);
 }
 
 static void host_free(mq_backend *b)
 {
-    free(b);
+    host_backend *h = (host_backend *)b;
+    mq_pool_free(h->pool);
+    free(h);
 }
 
 static const mq_backend_ops host_ops = {
@@ -43,16 +198,20 @@ static const mq_backend_ops host_ops = {
     .cast_f16 = host_cast_f16,
     .dequantize_rows = host_dequantize_rows,
     .free = host_free,
+    .reduce = host_reduce,
+    .quantize_values = host_quantize_values,
+    .staging_alloc = host_staging_alloc,
+    .staging_free = host_staging_free,
 };
 
 mq_status mq_backend_open_host(mq_backend **out)
 {
-    mq_backend *b = calloc(1, sizeof *b);
-    if (!b) return mq_set_error(MQ_STATUS_E_NOMEM, "backend: out of memory");
-    b->ops = &host_ops;
-    snprintf(b->backend, sizeof b->backend, "host");
-    snprintf(b->device, sizeof b->device, "reference");
-    *out = b;
+    host_backend *h = calloc(1, sizeof *h);
+    if (!h) return mq_set_error(MQ_STATUS_E_NOMEM, "backend: out of memory");
+    h->base.ops = &host_ops;
+    snprintf(h->base.backend, sizeof h->base.backend, "host");
+    snprintf(h->base.device, sizeof h->base.device, "reference");
+    *out = &h->base;
     return MQ_OK;
 }
 

@@ -1,6 +1,7 @@
 /* Atomic output files: a temporary beside the target, checked writes, fsync,
  * rename, directory fsync. Live temporaries sit in a fixed table that
  * mq_signal_cleanup() can walk from a signal handler without allocating. */
+#define _GNU_SOURCE /* copy_file_range, sync_file_range */
 #include "outfile.h"
 
 #include "error.h"
@@ -137,15 +138,21 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     if (!(f->tmp = malloc(n)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", f->target);
     snprintf(f->tmp, n, "%s/.%.*s.mqtmp-XXXXXX", f->dir, (int)blen, base);
+    /* A signal between creating the file and registering it would leave the
+     * file behind: the handler runs once both are done. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     f->fd = mkstemp(f->tmp);
+    int err = errno;
+    if (f->fd >= 0) f->slot = slot_register(f->tmp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (f->fd < 0) {
-        int err = errno;
         free(f->tmp);
         f->tmp = NULL;
         return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for '%s': %s",
                             f->dir, f->target, strerror(err));
     }
-    f->slot = slot_register(f->tmp);
     (void)fcntl(f->fd, F_SETFD, FD_CLOEXEC);
     /* mkstemp makes 0600; a failed fchmod (e.g. on vfat) only leaves that mode. */
     (void)fchmod(f->fd, mode);
@@ -209,6 +216,67 @@ mq_status mq_outfile_pwrite(mq_outfile *f, const void *buf, size_t n, uint64_t o
         return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': offset %llu + %zu is too large",
                             f->target, (unsigned long long)off, n);
     return write_all(f, buf, n, (int64_t)off);
+}
+
+/* Reads exactly n bytes at off: 0, an errno, or -1 when the file ends first. */
+static int pread_all(int fd, unsigned char *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return r < 0 ? errno : -1;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64_t n,
+                               uint64_t out_off, void *bounce, size_t cap, const char *what)
+{
+    uint64_t end;
+    if (!f || !bounce || !cap)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "outfile copy: NULL argument");
+    if (__builtin_add_overflow(out_off, n, &end) || end > (uint64_t)INT64_MAX ||
+        __builtin_add_overflow(in_off, n, &end) || end > (uint64_t)INT64_MAX)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': offset too large", f->target);
+    if (f->failed)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': an earlier write failed", f->target);
+    /* The kernel copies page cache to page cache (or shares extents) without
+     * passing the bytes through our memory. */
+    while (n > 0) {
+        loff_t src = (loff_t)in_off, dst = (loff_t)out_off;
+        size_t chunk = n < WRITE_CHUNK ? (size_t)n : WRITE_CHUNK;
+        ssize_t w = copy_file_range(in_fd, &src, f->fd, &dst, chunk, 0);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            break; /* unsupported here (EXDEV, ENOSYS, EINVAL, ...) or a short
+                    * source: the plain loop below tells which */
+        in_off += (uint64_t)w;
+        out_off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    while (n > 0) {
+        size_t chunk = n < cap ? (size_t)n : cap;
+        int err = pread_all(in_fd, bounce, chunk, in_off);
+        if (err)
+            return mq_set_error(MQ_STATUS_E_IO, "reading '%s' at offset %llu: %s", what,
+                                (unsigned long long)in_off,
+                                err < 0 ? "file is shorter than its header says" : strerror(err));
+        mq_status st = write_all(f, bounce, chunk, (int64_t)out_off);
+        if (st != MQ_OK) return st;
+        in_off += chunk;
+        out_off += chunk;
+        n -= chunk;
+    }
+    return MQ_OK;
+}
+
+void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n)
+{
+    if (f && f->fd >= 0 && n && off <= (uint64_t)INT64_MAX && n <= (uint64_t)INT64_MAX - off)
+        (void)sync_file_range(f->fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE);
 }
 
 /* After the rename the file is in place; a directory that cannot be opened

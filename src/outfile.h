@@ -18,6 +18,14 @@ mq_status mq_outfile_open(const char *target, mq_outfile **out);
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */
 mq_status mq_outfile_pwrite(mq_outfile *f, const void *buf, size_t n, uint64_t off);
+/* Copies n bytes of `in_fd` at `in_off` to offset `out_off` of the output,
+ * in the kernel (copy_file_range) where it can, else through `bounce` (cap
+ * bytes, cap > 0). `what` names the source in errors. */
+mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64_t n,
+                               uint64_t out_off, void *bounce, size_t cap, const char *what);
+/* Starts writing [off, off + n) to disk without waiting for it, so the
+ * final fsync has little left to do. Best effort: errors show at commit. */
+void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n);
 /* fsync, rename over the target, fsync the directory, free. On failure the
  * temporary is removed. Always frees f. */
 mq_status mq_outfile_commit(mq_outfile *f);

@@ -1,28 +1,22 @@
 /* mq_dynamic_quantize: plans every tensor, runs the chosen backend on the
  * ones to quantize or cast, and assembles the output model (compressed-tensors
- * layout), the skipped list and the per-tensor report. */
+ * layout), the skipped list and the per-tensor report. mq_quantize_file: the
+ * same on disk, streamed with bounded memory (stream.c, hfdir.c). */
 #include "backend.h"
 #include "dtype.h"
 #include "error.h"
+#include "hfdir.h"
+#include "layout.h"
 #include "model.h"
 #include "outfile.h"
 #include "plan.h"
 #include "report.h"
+#include "stream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define SCALE_SUFFIX "_scale"
-#define ZP_SUFFIX "_zero_point"
-
-static char *name_with_suffix(const char *name, const char *suffix)
-{
-    size_t n = strlen(name) + strlen(suffix) + 1;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s%s", name, suffix);
-    return s;
-}
+#include <sys/stat.h>
 
 /* Adds a tensor backed by a fresh heap blob of `nbytes`; returns its data. */
 static void *append_new(mq_model *m, const char *name, mq_dtype dt, int rank,
@@ -45,23 +39,6 @@ static mq_status copy_tensor(mq_model *out, const mq_model *in, size_t i)
     const mq_tensor *t = &in->tensors[i];
     return mq_model_append(out, t->name, t->dtype, t->rank, t->shape, t->data, t->nbytes,
                            in->blobs[i]);
-}
-
-/* The names quantization adds must not collide with tensors of the input. */
-static mq_status check_companion_names(const mq_model *in, const char *name, bool symmetric)
-{
-    const char *suffixes[2] = {SCALE_SUFFIX, ZP_SUFFIX};
-    for (int k = 0; k < (symmetric ? 1 : 2); k++) {
-        char *n = name_with_suffix(name, suffixes[k]);
-        if (!n) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
-        bool clash = mq_model_index(in, n) >= 0;
-        free(n);
-        if (clash)
-            return mq_set_error(MQ_STATUS_E_DATA,
-                                "tensor '%s': the input already has '%s%s' (already quantized?)",
-                                name, name, suffixes[k]);
-    }
-    return MQ_OK;
 }
 
 typedef struct {
@@ -99,10 +76,10 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     int srank = c->cfg->per_channel ? 2 : 1;
     size_t ssize = mq_dtype_size(t->dtype);
 
-    st = check_companion_names(in, t->name, sym);
+    st = mq_check_companion_names(in, t->name, sym);
     if (st != MQ_OK) return st;
-    sname = name_with_suffix(t->name, SCALE_SUFFIX);
-    zname = name_with_suffix(t->name, ZP_SUFFIX);
+    sname = mq_name_with_suffix(t->name, MQ_SCALE_SUFFIX);
+    zname = mq_name_with_suffix(t->name, MQ_ZP_SUFFIX);
     if (!sname || !zname) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         goto done;
@@ -249,24 +226,39 @@ mq_status mq_dynamic_quantize(const mq_model *in, const mq_config *cfg, mq_model
     return mq_dynamic_quantize_report(in, cfg, out, skipped, NULL);
 }
 
-mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
+mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg_in,
                            mq_report **report)
 {
-    mq_model *in = NULL, *out = NULL;
+    mq_config defaults;
+    mq_backend *be = NULL;
+    mq_report *rep = NULL;
+    struct stat sb;
     mq_status st;
     if (report) *report = NULL;
     if (!in_path || !out_path)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
     if ((st = mq_check_not_same_file(in_path, out_path)) != MQ_OK) return st;
-    if ((st = mq_model_open(in_path, &in)) != MQ_OK) goto done;
-    if ((st = mq_dynamic_quantize_report(in, cfg, &out, NULL, report)) != MQ_OK) goto done;
-    st = mq_model_save(out, out_path);
-    if (st != MQ_OK && report) {
-        mq_report_free(*report);
-        *report = NULL;
+    if (!cfg_in) {
+        mq_config_init(&defaults);
+        cfg_in = &defaults;
+    }
+    if ((st = mq_backend_open(cfg_in, &be)) != MQ_OK) goto done;
+    if (!(rep = mq_report_new())) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
+        goto done;
+    }
+    mq_report_set_device(rep, be->backend, be->platform, be->device);
+    if (stat(in_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        st = mq_hfdir_quantize(in_path, out_path, cfg_in, be, rep);
+    else
+        st = mq_stream_file(in_path, out_path, cfg_in, be, rep, NULL);
+    if (st == MQ_OK && report) {
+        *report = rep;
+        rep = NULL;
     }
 done:
-    mq_model_free(out);
-    mq_model_free(in);
+    mq_report_free(rep);
+    mq_backend_free(be);
+    if (cfg_in == &defaults) mq_config_free(&defaults);
     return st;
 }

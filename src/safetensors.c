@@ -446,23 +446,24 @@ done:
 
 /* ---- writer ---- */
 
-static mq_status build_metadata(const mq_model *m, json_t *root)
+static mq_status build_metadata(const char *const *keys, const char *const *values, size_t n,
+                                json_t *root)
 {
     json_t *meta = json_object();
     if (!meta || json_object_set_new(root, "__metadata__", meta) != 0)
         return mq_set_error(MQ_STATUS_E_NOMEM, "safetensors header: out of memory");
-    for (size_t i = 0; i < m->meta_count; i++) {
-        json_t *v = json_string(m->meta_values[i]);
-        if (!v || json_object_set_new(meta, m->meta_keys[i], v) != 0)
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_string(values[i]);
+        if (!v || json_object_set_new(meta, keys[i], v) != 0)
             return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                                 "metadata '%.*s': key or value is not valid UTF-8 (or out of "
                                 "memory)",
-                                ST_NAME_SHOWN, m->meta_keys[i]);
+                                ST_NAME_SHOWN, keys[i]);
     }
     return MQ_OK;
 }
 
-static json_t *tensor_json(const mq_tensor *t, uint64_t begin)
+static json_t *tensor_json(const mq_st_desc *t, uint64_t begin)
 {
     json_t *shape = json_array(), *offs = json_array();
     json_t *o = json_pack("{s:s, s:o, s:o}", "dtype", mq_dtype_name(t->dtype), "shape", shape,
@@ -479,45 +480,53 @@ static json_t *tensor_json(const mq_tensor *t, uint64_t begin)
     return o;
 }
 
-static mq_status build_tensors(const mq_model *m, json_t *root)
+static mq_status disagree(const char *name)
+{
+    return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                        "tensor '%.*s': shape, dtype, data and byte count disagree or overflow",
+                        ST_NAME_SHOWN, name);
+}
+
+static mq_status build_tensors(const mq_st_desc *t, size_t n, json_t *root)
 {
     uint64_t off = 0, need, end;
-    for (size_t i = 0; i < m->count; i++) {
-        const mq_tensor *t = &m->tensors[i];
-        if (strcmp(t->name, "__metadata__") == 0)
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(t[i].name, "__metadata__") == 0)
             return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                                 "tensor '__metadata__': the name is reserved by safetensors");
-        /* model.h's struct is open to every module: re-check what the header will promise. */
-        bool ok = mq_shape_nbytes(t->rank, t->shape, t->dtype, &need) && need == t->nbytes &&
-                  (need == 0 || t->data) && !__builtin_add_overflow(off, need, &end) &&
+        /* Callers fill descriptors from open structs: re-check what the header will promise. */
+        bool ok = mq_shape_nbytes(t[i].rank, t[i].shape, t[i].dtype, &need) &&
+                  need == t[i].nbytes && !__builtin_add_overflow(off, need, &end) &&
                   end <= (uint64_t)INT64_MAX;
-        if (!ok)
-            return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                                "tensor '%.*s': shape, dtype, data and byte count disagree or "
-                                "overflow",
-                                ST_NAME_SHOWN, t->name);
-        json_t *o = tensor_json(t, off);
-        if (!o || json_object_set_new(root, t->name, o) != 0)
+        if (!ok) return disagree(t[i].name);
+        /* A JSON object would silently keep only the last of two equal names. */
+        if (json_object_get(root, t[i].name))
+            return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%.*s': duplicate name",
+                                ST_NAME_SHOWN, t[i].name);
+        json_t *o = tensor_json(&t[i], off);
+        if (!o || json_object_set_new(root, t[i].name, o) != 0)
             return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                                 "tensor '%.*s': name is not valid UTF-8 (or out of memory)",
-                                ST_NAME_SHOWN, t->name);
+                                ST_NAME_SHOWN, t[i].name);
         off = end;
     }
     return MQ_OK;
 }
 
-mq_status mq_st_build_header(const mq_model *m, char **out, size_t *out_len)
+mq_status mq_st_build_header_desc(const mq_st_desc *t, size_t n, const char *const *meta_keys,
+                                  const char *const *meta_values, size_t n_meta, char **out,
+                                  size_t *out_len)
 {
     mq_status st = MQ_OK;
     char *buf = NULL;
-    if (!m || !out || !out_len)
+    if ((n && !t) || (n_meta && (!meta_keys || !meta_values)) || !out || !out_len)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_st_build_header: NULL argument");
     *out = NULL;
     *out_len = 0;
     json_t *root = json_object();
     if (!root) return mq_set_error(MQ_STATUS_E_NOMEM, "safetensors header: out of memory");
-    if (m->meta_count && (st = build_metadata(m, root)) != MQ_OK) goto done;
-    if ((st = build_tensors(m, root)) != MQ_OK) goto done;
+    if (n_meta && (st = build_metadata(meta_keys, meta_values, n_meta, root)) != MQ_OK) goto done;
+    if ((st = build_tensors(t, n, root)) != MQ_OK) goto done;
     /* Dump into our own buffer, sized by a first pass, then pad so that the
      * data buffer starts 8-byte aligned. */
     size_t len = json_dumpb(root, NULL, 0, JSON_COMPACT);
@@ -535,6 +544,29 @@ mq_status mq_st_build_header(const mq_model *m, char **out, size_t *out_len)
 done:
     free(buf);
     json_decref(root);
+    return st;
+}
+
+mq_status mq_st_build_header(const mq_model *m, char **out, size_t *out_len)
+{
+    mq_st_desc *d = NULL;
+    mq_status st;
+    if (!m || !out || !out_len)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_st_build_header: NULL argument");
+    if (m->count && !(d = malloc(m->count * sizeof *d)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "safetensors header: out of memory");
+    for (size_t i = 0; i < m->count; i++) {
+        const mq_tensor *t = &m->tensors[i];
+        if (t->nbytes && !t->data) {
+            st = disagree(t->name);
+            goto done;
+        }
+        d[i] = (mq_st_desc){t->name, t->dtype, t->rank, t->shape, t->nbytes};
+    }
+    st = mq_st_build_header_desc(d, m->count, (const char *const *)m->meta_keys,
+                                 (const char *const *)m->meta_values, m->meta_count, out, out_len);
+done:
+    free(d);
     return st;
 }
 

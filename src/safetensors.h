@@ -42,4 +42,19 @@ mq_status mq_st_parse_header(const char *path, const char *header, size_t header
  * spaces, without the 8-byte length). Caller frees *out. */
 mq_status mq_st_build_header(const mq_model *m, char **out, size_t *out_len);
 
+/* One tensor of a header built before its bytes exist (streaming writers). */
+typedef struct {
+    const char *name;
+    mq_dtype dtype;
+    int rank;
+    const int64_t *shape;
+    uint64_t nbytes; /* must equal product(shape) * dtype size */
+} mq_st_desc;
+
+/* As mq_st_build_header, for tensors t[0..n) stored back to back in this
+ * order and the metadata meta_keys[i] -> meta_values[i]. */
+mq_status mq_st_build_header_desc(const mq_st_desc *t, size_t n, const char *const *meta_keys,
+                                  const char *const *meta_values, size_t n_meta, char **out,
+                                  size_t *out_len);
+
 #endif

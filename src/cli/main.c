@@ -2,6 +2,8 @@
  * the commands. */
 #include "cli.h"
 
+#include "hfdir.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,7 +60,9 @@ const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap)
 
 static void on_signal(int sig)
 {
-    mq_signal_cleanup();
+    /* Removes the temporary output file and, for a model directory, the
+     * temporary directory with what was written into it. */
+    mq_hfdir_signal_cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
 }

@@ -1,0 +1,664 @@
+/* Model directory to model directory: checks the input, quantizes each shard
+ * with mq_stream_file into a temporary directory beside the target, adds the
+ * rebuilt index and config.json, copies every other file, and renames the
+ * directory into place. A failure or a signal leaves no output and no
+ * temporary behind; the input is only read. */
+#define _GNU_SOURCE /* copy_file_range, realpath, nftw */
+#include "hfdir.h"
+
+#include "error.h"
+#include "hfmeta.h"
+#include "report.h"
+#include "stream.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Longest piece of the target's name copied into the temporary's name, so
+ * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
+#define TMP_BASE_MAX 200
+#define COPY_CHUNK ((size_t)1 << 30)
+#define FALLBACK_BUF ((size_t)1 << 20)
+/* Deeper than any model repository; stops a symbolic-link loop. */
+#define MAX_DEPTH 32
+
+/* ---- Signal cleanup: live temporary directories and what was created in
+ * them, readable from a signal handler (no allocation, no locks, no opendir).
+ * A run appends "<type><path>\0" records to chunks it allocates; the handler
+ * walks them newest first, so files go before the directories holding them. */
+
+#define REG_SLOTS 8
+#define REG_PATH_CAP 4096
+#define REG_CHUNK_BYTES 65536
+
+typedef struct reg_chunk {
+    struct reg_chunk *prev;
+    size_t used; /* bytes of complete records */
+    char buf[REG_CHUNK_BYTES];
+} reg_chunk;
+
+enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
+static volatile sig_atomic_t reg_state[REG_SLOTS];
+static char reg_dir[REG_SLOTS][REG_PATH_CAP];
+static reg_chunk *reg_head[REG_SLOTS];
+static volatile sig_atomic_t reg_cleaning;
+
+static int reg_open(const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n >= REG_PATH_CAP) return -1;
+    for (int i = 0; i < REG_SLOTS; i++) {
+        sig_atomic_t expect = SLOT_FREE;
+        if (!__atomic_compare_exchange_n(&reg_state[i], &expect, SLOT_BUSY, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST))
+            continue;
+        memcpy(reg_dir[i], dir, n + 1);
+        __atomic_store_n(&reg_head[i], NULL, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&reg_state[i], SLOT_LIVE, __ATOMIC_SEQ_CST);
+        return i;
+    }
+    return -1; /* table full: the run still works, only without signal cleanup */
+}
+
+/* Records a path about to be created ('f' file, 'd' directory). Without
+ * memory the path goes unrecorded: a signal would then leave it behind. */
+static void reg_add(int slot, char type, const char *path)
+{
+    if (slot < 0) return;
+    size_t n = strlen(path), need = n + 2;
+    if (need > REG_CHUNK_BYTES) return;
+    reg_chunk *c = __atomic_load_n(&reg_head[slot], __ATOMIC_SEQ_CST);
+    if (!c || REG_CHUNK_BYTES - c->used < need) {
+        reg_chunk *fresh = malloc(sizeof *fresh);
+        if (!fresh) return;
+        fresh->prev = c;
+        fresh->used = 0;
+        __atomic_store_n(&reg_head[slot], fresh, __ATOMIC_SEQ_CST);
+        c = fresh;
+    }
+    c->buf[c->used] = type;
+    memcpy(c->buf + c->used + 1, path, n + 1);
+    __atomic_store_n(&c->used, c->used + need, __ATOMIC_SEQ_CST);
+}
+
+static void reg_close(int slot)
+{
+    if (slot < 0) return;
+    __atomic_store_n(&reg_state[slot], SLOT_BUSY, __ATOMIC_SEQ_CST);
+    reg_chunk *c = __atomic_exchange_n(&reg_head[slot], NULL, __ATOMIC_SEQ_CST);
+    while (c) {
+        reg_chunk *prev = c->prev;
+        free(c);
+        c = prev;
+    }
+    __atomic_store_n(&reg_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
+}
+
+static void reg_remove_records(const reg_chunk *c)
+{
+    for (; c; c = c->prev) {
+        size_t end = __atomic_load_n(&c->used, __ATOMIC_SEQ_CST);
+        while (end > 0) {
+            size_t s = end - 1; /* the record's terminating NUL */
+            while (s > 0 && c->buf[s - 1] != '\0')
+                s--;
+            if (c->buf[s] == 'd')
+                rmdir(c->buf + s + 1);
+            else
+                unlink(c->buf + s + 1);
+            end = s;
+        }
+    }
+}
+
+void mq_hfdir_signal_cleanup(void)
+{
+    /* The guard lets mq_signal_cleanup() call this function too, in either
+     * order: the shard being written has a temporary file of its own inside
+     * the directory, which must go before the directory can. */
+    if (__atomic_exchange_n(&reg_cleaning, 1, __ATOMIC_SEQ_CST)) return;
+    mq_signal_cleanup();
+    for (int i = 0; i < REG_SLOTS; i++) {
+        if (__atomic_load_n(&reg_state[i], __ATOMIC_SEQ_CST) != SLOT_LIVE) continue;
+        reg_remove_records(__atomic_load_n(&reg_head[i], __ATOMIC_SEQ_CST));
+        rmdir(reg_dir[i]);
+    }
+    __atomic_store_n(&reg_cleaning, 0, __ATOMIC_SEQ_CST);
+}
+
+/* ---- One run. */
+
+typedef struct {
+    const char *in_dir;
+    struct stat in_st;
+    const mq_config *cfg;
+    mq_backend *be;
+    mq_report *rep;
+    size_t first_entry; /* rep's entries from here on are this run's */
+    bool sharded;
+    mq_hf_shards shards;
+    json_t *index, *config;
+    char *out;    /* out_dir without trailing slashes */
+    char *parent; /* the directory that holds it */
+    const char *base;
+    char *tmp; /* the temporary directory while it exists */
+    int slot;
+    mq_backend *own_be; /* opened here when the caller passed none */
+} hf_run;
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir), k = strlen(name);
+    char *p = malloc(n + k + 2);
+    if (p) snprintf(p, n + k + 2, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+static mq_status no_memory(const char *what)
+{
+    return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", what);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    struct stat st;
+    char *p = join(dir, name);
+    bool yes = p && stat(p, &st) == 0;
+    free(p);
+    return yes;
+}
+
+static mq_status check_input(hf_run *r)
+{
+    if (stat(r->in_dir, &r->in_st) != 0)
+        return mq_set_error(MQ_STATUS_E_IO, "input directory '%s': %s", r->in_dir, strerror(errno));
+    if (!S_ISDIR(r->in_st.st_mode))
+        return mq_set_error(MQ_STATUS_E_IO, "input '%s' is not a directory", r->in_dir);
+    return MQ_OK;
+}
+
+/* The shard list: from the index when there is one, else model.safetensors. */
+static mq_status load_model_files(hf_run *r)
+{
+    mq_status st = mq_hf_config_load(r->in_dir, &r->config);
+    if (st != MQ_OK) return st;
+    if (exists(r->in_dir, MQ_HF_INDEX)) {
+        r->sharded = true;
+        return mq_hf_index_load(r->in_dir, &r->index, &r->shards);
+    }
+    if (!exists(r->in_dir, MQ_HF_SINGLE))
+        return mq_set_error(MQ_STATUS_E_FORMAT, "%s: no %s or %s", r->in_dir, MQ_HF_SINGLE,
+                            MQ_HF_INDEX);
+    r->shards.names = malloc(sizeof *r->shards.names);
+    if (!r->shards.names || !(r->shards.names[0] = strdup(MQ_HF_SINGLE)))
+        return no_memory(r->in_dir);
+    r->shards.count = 1;
+    return MQ_OK;
+}
+
+static mq_status split_output(hf_run *r, const char *out_dir)
+{
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/')
+        n--;
+    if (!(r->out = strndup(out_dir, n))) return no_memory(out_dir);
+    char *slash = strrchr(r->out, '/');
+    if (!slash) {
+        r->parent = strdup(".");
+        r->base = r->out;
+    } else {
+        r->parent = slash == r->out ? strdup("/") : strndup(r->out, (size_t)(slash - r->out));
+        r->base = slash + 1;
+    }
+    if (!r->parent) return no_memory(out_dir);
+    if (!*r->base || !strcmp(r->base, ".") || !strcmp(r->base, ".."))
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' does not name a new directory",
+                            out_dir);
+    return MQ_OK;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+static mq_status check_empty_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s': %s", path, strerror(errno));
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(d)))
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    if (!empty)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' exists and is not empty",
+                            path);
+    return MQ_OK;
+}
+
+/* The output must not land in the input: walks up from the real path of
+ * the output's parent and compares each directory with the input. */
+static mq_status check_not_inside_input(hf_run *r)
+{
+    struct stat st;
+    char *p = realpath(r->parent, NULL);
+    mq_status rc = MQ_OK;
+    if (!p)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s': %s", r->parent,
+                            strerror(errno));
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc =
+            mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' is not a directory", r->parent);
+        goto done;
+    }
+    for (;;) {
+        if (stat(p, &st) == 0 && same_file(&st, &r->in_st)) {
+            rc = mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is inside the input directory '%s'",
+                              r->out, r->in_dir);
+            break;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash || (slash == p && p[1] == '\0')) break;
+        slash[slash == p ? 1 : 0] = '\0';
+    }
+done:
+    free(p);
+    return rc;
+}
+
+static mq_status check_output(hf_run *r)
+{
+    struct stat st;
+    if (lstat(r->out, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a symbolic link", r->out);
+        if (!S_ISDIR(st.st_mode))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' exists and is not a directory",
+                                r->out);
+        if (same_file(&st, &r->in_st))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input directory", r->out);
+        mq_status rc = check_empty_dir(r->out);
+        if (rc != MQ_OK) return rc;
+    } else if (errno != ENOENT) {
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s': %s", r->out, strerror(errno));
+    }
+    return check_not_inside_input(r);
+}
+
+static mq_status make_temp_dir(hf_run *r)
+{
+    size_t blen = strlen(r->base) < TMP_BASE_MAX ? strlen(r->base) : TMP_BASE_MAX;
+    size_t n = strlen(r->parent) + blen + sizeof "/..mqtmp-XXXXXX";
+    char *t = malloc(n);
+    if (!t) return no_memory(r->out);
+    snprintf(t, n, "%s/.%.*s.mqtmp-XXXXXX", r->parent, (int)blen, r->base);
+    /* A signal between creating the directory and registering it would leave
+     * it behind: the handler runs once both are done. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    bool made = mkdtemp(t) != NULL;
+    int err = errno;
+    if (made) r->slot = reg_open(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!made) {
+        free(t);
+        return mq_set_error(MQ_STATUS_E_OUTPUT,
+                            "creating a temporary directory in '%s' for '%s': %s", r->parent,
+                            r->out, strerror(err));
+    }
+    r->tmp = t;
+    return MQ_OK;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* best effort: keep going */
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Directories cannot always be synced (EINVAL on some filesystems); their
+ * entries then reach the disk with the filesystem's own flush. */
+static mq_status sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return MQ_OK;
+    mq_status rc = MQ_OK;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing directory '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* ---- Copying the files that are not weights. */
+
+static mq_status write_all(int fd, const char *buf, size_t n, const char *path)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': %s", path,
+                                strerror(w < 0 ? errno : EIO));
+        buf += w;
+        n -= (size_t)w;
+    }
+    return MQ_OK;
+}
+
+static mq_status copy_by_read(int in, int out, const char *sp, const char *dp, uint64_t *done)
+{
+    char *buf = malloc(FALLBACK_BUF);
+    mq_status rc = MQ_OK;
+    if (!buf) return no_memory(sp);
+    for (;;) {
+        ssize_t n = read(in, buf, FALLBACK_BUF);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", sp, strerror(errno));
+            break;
+        }
+        if (n == 0 || (rc = write_all(out, buf, (size_t)n, dp)) != MQ_OK) break;
+        *done += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
+}
+
+/* copy_file_range lets the filesystem share or copy the blocks in the kernel;
+ * where it cannot (other filesystem, old kernel), plain reads and writes. */
+static mq_status copy_bytes(int in, int out, const char *sp, const char *dp, uint64_t size)
+{
+    uint64_t done = 0;
+    mq_status rc = MQ_OK;
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, COPY_CHUNK, 0);
+        if (n > 0) {
+            done += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        bool unsupported = n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                                     errno == EOPNOTSUPP || errno == EPERM || errno == EBADF);
+        if (done == 0 && (unsupported || (n == 0 && size > 0))) {
+            rc = copy_by_read(in, out, sp, dp, &done);
+        } else if (n < 0) {
+            rc = mq_set_error(MQ_STATUS_E_IO, "copying '%s' to '%s': %s", sp, dp, strerror(errno));
+        }
+        break;
+    }
+    if (rc == MQ_OK && done != size)
+        rc = mq_set_error(MQ_STATUS_E_IO, "'%s' changed while it was being copied", sp);
+    return rc;
+}
+
+static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const struct stat *st)
+{
+    mq_status rc = MQ_OK;
+    int in = open(sp, O_RDONLY | O_CLOEXEC), out = -1;
+    if (in < 0) return mq_set_error(MQ_STATUS_E_IO, "opening '%s': %s", sp, strerror(errno));
+    reg_add(r->slot, 'f', dp);
+    out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
+        goto done;
+    }
+    if ((rc = copy_bytes(in, out, sp, dp, (uint64_t)st->st_size)) != MQ_OK) goto done;
+    /* The copy keeps the permissions (a script stays executable); a failed
+     * fchmod (e.g. on vfat) only leaves 0600. */
+    (void)fchmod(out, st->st_mode & 0777);
+    if (fsync(out) != 0)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", dp, strerror(errno));
+done:
+    if (out >= 0 && close(out) != 0 && errno != EINTR && rc == MQ_OK)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "closing '%s': %s", dp, strerror(errno));
+    close(in);
+    return rc;
+}
+
+/* Temporaries of a run (ours, or one that was killed) are not model files. */
+static bool is_temp_name(const char *name)
+{
+    return name[0] == '.' && strstr(name, ".mqtmp-") != NULL;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Top-level entries that are written rather than copied, or that describe
+ * the input's own history (a git clone's objects, a download cache). */
+static bool written_not_copied(const hf_run *r, const char *name)
+{
+    if (!strcmp(name, ".git") || !strcmp(name, ".cache")) return true;
+    if (r->config && !strcmp(name, MQ_HF_CONFIG)) return true;
+    if (r->sharded && !strcmp(name, MQ_HF_INDEX)) return true;
+    return bsearch(&name, r->shards.names, r->shards.count, sizeof *r->shards.names, name_cmp) !=
+           NULL;
+}
+
+static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int depth);
+
+static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struct stat *st,
+                          int depth)
+{
+    if (depth >= MAX_DEPTH)
+        return mq_set_error(MQ_STATUS_E_IO, "'%s': nested too deeply (a symbolic link loop?)", sp);
+    reg_add(r->slot, 'd', dp);
+    if (mkdir(dp, 0700) != 0)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
+    mq_status rc = copy_tree(r, sp, dp, depth + 1);
+    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777) | 0700);
+    if (rc == MQ_OK) rc = sync_dir(dp);
+    return rc;
+}
+
+static mq_status copy_entry(hf_run *r, const char *src, const char *dst, const char *name,
+                            int depth)
+{
+    struct stat st;
+    mq_status rc = MQ_OK;
+    char *sp = join(src, name), *dp = join(dst, name);
+    if (!sp || !dp) {
+        rc = no_memory(src);
+    } else if (stat(sp, &st) != 0) {
+        /* A dangling link is a file the copy would silently lack. */
+        rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", sp, strerror(errno));
+    } else if (S_ISDIR(st.st_mode)) {
+        rc = copy_dir(r, sp, dp, &st, depth);
+    } else if (S_ISREG(st.st_mode)) {
+        rc = copy_file(r, sp, dp, &st);
+    } /* sockets, FIFOs and devices have no content to copy */
+    free(sp);
+    free(dp);
+    return rc;
+}
+
+static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int depth)
+{
+    mq_status rc = MQ_OK;
+    DIR *d = opendir(src);
+    if (!d) return mq_set_error(MQ_STATUS_E_IO, "'%s': %s", src, strerror(errno));
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno) rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", src, strerror(errno));
+            break;
+        }
+        const char *name = e->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..") || is_temp_name(name)) continue;
+        if (depth == 0 && written_not_copied(r, name)) continue;
+        if ((rc = copy_entry(r, src, dst, name, depth)) != MQ_OK) break;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ---- Writing the output. */
+
+static mq_status quantize_shards(hf_run *r)
+{
+    mq_stream_totals totals = {0};
+    mq_status rc = MQ_OK;
+    for (size_t pass = 0; pass < 2 && rc == MQ_OK; pass++) {
+        for (size_t i = 0; i < r->shards.count && rc == MQ_OK; i++) {
+            char *sp = join(r->in_dir, r->shards.names[i]);
+            char *dp = join(r->tmp, r->shards.names[i]);
+            if (!sp || !dp) {
+                rc = no_memory(r->in_dir);
+            } else if (pass == 0) { /* totals first, so progress covers the whole model */
+                uint64_t bytes = 0;
+                size_t tensors = 0;
+                rc = mq_stream_measure(sp, &bytes, &tensors);
+                totals.bytes_total += bytes;
+                totals.tensors_total += tensors;
+            } else {
+                reg_add(r->slot, 'f', dp);
+                rc = mq_stream_file(sp, dp, r->cfg, r->be, r->rep, &totals);
+            }
+            free(sp);
+            free(dp);
+        }
+    }
+    return rc;
+}
+
+static mq_status write_text(hf_run *r, const char *name, const char *text, size_t len)
+{
+    mq_status rc = MQ_OK;
+    char *path = join(r->tmp, name);
+    if (!path) return no_memory(name);
+    reg_add(r->slot, 'f', path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
+        goto done;
+    }
+    (void)fchmod(fd, 0644); /* as mq_outfile gives the shards, whatever the umask */
+    rc = write_all(fd, text, len, path);
+    if (rc == MQ_OK && fsync(fd) != 0)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", path, strerror(errno));
+    if (close(fd) != 0 && errno != EINTR && rc == MQ_OK)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "closing '%s': %s", path, strerror(errno));
+done:
+    free(path);
+    return rc;
+}
+
+static mq_status write_index(hf_run *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    mq_status rc = mq_hf_index_render(r->tmp, &r->shards, r->index, &text, &len);
+    if (rc == MQ_OK) rc = write_text(r, MQ_HF_INDEX, text, len);
+    free(text);
+    return rc;
+}
+
+static mq_status write_config(hf_run *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    mq_status rc = mq_hf_config_render(r->config, r->cfg, r->rep, r->first_entry, &text, &len);
+    if (rc == MQ_OK) rc = write_text(r, MQ_HF_CONFIG, text, len);
+    free(text);
+    return rc;
+}
+
+/* rename() replaces an empty directory atomically, and fails when something
+ * appeared in it during the run. */
+static mq_status publish(hf_run *r)
+{
+    mq_status rc;
+    (void)chmod(r->tmp, (r->in_st.st_mode & 0777) | 0700); /* mkdtemp made it 0700 */
+    if ((rc = sync_dir(r->tmp)) != MQ_OK) return rc;
+    if (rename(r->tmp, r->out) != 0) {
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            return mq_set_error(MQ_STATUS_E_OUTPUT,
+                                "output directory '%s' is no longer empty (written by another "
+                                "program during the run)",
+                                r->out);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "renaming '%s' to '%s': %s", r->tmp, r->out,
+                            strerror(errno));
+    }
+    free(r->tmp);
+    r->tmp = NULL;
+    reg_close(r->slot);
+    r->slot = -1;
+    if ((rc = sync_dir(r->parent)) != MQ_OK)
+        mq_error_prefix("'%s' is complete but may not survive a crash", r->out);
+    return rc;
+}
+
+static mq_status run(hf_run *r)
+{
+    mq_status rc;
+    if ((rc = check_input(r)) != MQ_OK) return rc;
+    if ((rc = load_model_files(r)) != MQ_OK) return rc;
+    if ((rc = check_output(r)) != MQ_OK) return rc;
+    /* Only now: opening a device takes time and may print a notice. */
+    if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
+    if (!r->be) r->be = r->own_be;
+    if ((rc = make_temp_dir(r)) != MQ_OK) return rc;
+    if ((rc = copy_tree(r, r->in_dir, r->tmp, 0)) != MQ_OK) return rc;
+    if ((rc = quantize_shards(r)) != MQ_OK) return rc;
+    if (r->sharded && (rc = write_index(r)) != MQ_OK) return rc;
+    if (r->config && (rc = write_config(r)) != MQ_OK) return rc;
+    return publish(r);
+}
+
+mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
+                            mq_backend *be, mq_report *rep)
+{
+    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .slot = -1};
+    mq_config defaults;
+    mq_report *own_rep = NULL;
+    mq_status rc;
+
+    if (!in_dir || !out_dir || !*in_dir || !*out_dir)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize directory: NULL or empty path");
+    if (!cfg) {
+        mq_config_init(&defaults);
+        r.cfg = &defaults;
+    }
+    if ((rc = split_output(&r, out_dir)) != MQ_OK) goto done;
+    /* The config's ignore list comes from the report, so there always is one. */
+    if (!r.rep && !(r.rep = own_rep = mq_report_new())) {
+        rc = no_memory(in_dir);
+        goto done;
+    }
+    r.first_entry = mq_report_count(r.rep);
+    rc = run(&r);
+done:
+    if (r.tmp) remove_tree(r.tmp);
+    reg_close(r.slot);
+    free(r.tmp);
+    free(r.out);
+    free(r.parent);
+    json_decref(r.index);
+    json_decref(r.config);
+    mq_hf_shards_free(&r.shards);
+    mq_backend_free(r.own_be);
+    mq_report_free(own_rep);
+    if (r.cfg == &defaults) mq_config_free(&defaults);
+    return rc;
+}

@@ -1,0 +1,22 @@
+/* Hugging Face model directories: config.json, model.safetensors or shards
+ * listed by model.safetensors.index.json, tokenizer and other files. The
+ * output is a new directory, built beside the target and renamed in place
+ * only when complete. */
+#ifndef MQ_HFDIR_H
+#define MQ_HFDIR_H
+
+#include "backend.h"
+#include "monoquant.h"
+
+/* Quantizes directory `in_dir` into a new directory `out_dir` (must not
+ * exist, or be an empty directory). Shards go through mq_stream_file. */
+mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
+                            mq_backend *be, mq_report *rep);
+
+/* Async-signal-safe: removes the temporary directory of every run in
+ * progress, with what was written into it (it calls mq_signal_cleanup() for
+ * the shard being written, so a SIGINT/SIGTERM handler may call this alone,
+ * or both in any order). */
+void mq_hfdir_signal_cleanup(void);
+
+#endif

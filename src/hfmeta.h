@@ -1,0 +1,59 @@
+/* The JSON files of a Hugging Face model directory: the shard index
+ * (model.safetensors.index.json), checked strictly against the shards on disk
+ * and rebuilt for the output, and config.json with its quantization_config. */
+#ifndef MQ_HFMETA_H
+#define MQ_HFMETA_H
+
+#include "monoquant.h"
+
+#include <jansson.h>
+
+#define MQ_HF_INDEX "model.safetensors.index.json"
+#define MQ_HF_SINGLE "model.safetensors"
+#define MQ_HF_CONFIG "config.json"
+
+/* Shard file names, sorted. */
+typedef struct {
+    char **names;
+    size_t count;
+} mq_hf_shards;
+
+void mq_hf_shards_free(mq_hf_shards *s);
+
+/*
+ * Loads <dir>/model.safetensors.index.json and checks it against the shards:
+ * an object whose "weight_map" is a non-empty object of plain file names; each
+ * listed shard exists and is valid; each tensor of a shard is listed and
+ * mapped to that shard; each listed tensor is in its shard; no *.safetensors
+ * in `dir` is left out of the index. Errors are MQ_STATUS_E_FORMAT naming the
+ * file, the tensor and the rule. *index is the parsed index (json_decref).
+ */
+mq_status mq_hf_index_load(const char *dir, json_t **index, mq_hf_shards *shards);
+
+/*
+ * The index of the output shards already written in `out_dir`: every output
+ * tensor mapped to its shard, "metadata" as in `in_index` with "total_size"
+ * (bytes of tensor data) and, when present, "total_parameters" recomputed.
+ * Keys sorted, as transformers writes it. Caller frees *text.
+ */
+mq_status mq_hf_index_render(const char *out_dir, const mq_hf_shards *shards, json_t *in_index,
+                             char **text, size_t *len);
+
+/* <dir>/config.json, or *config = NULL when there is none. MQ_STATUS_E_FORMAT
+ * when it is not a JSON object or already holds a quantization_config. */
+mq_status mq_hf_config_load(const char *dir, json_t **config);
+
+/*
+ * Updates `config` for the run and renders it: INT8 adds the compressed-tensors
+ * "quantization_config" (its "ignore" lists the Linear modules that report
+ * entries from `first` on left in float); FP16 sets "torch_dtype" to
+ * "float16". Keys keep their order. Caller frees *text.
+ */
+mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_report *rep,
+                              size_t first, char **text, size_t *len);
+
+/* `v` as Python's json.dumps(v, indent=2) writes it (floats in their shortest
+ * round-trip form: 1e-05, 10000.0), plus a final newline. Caller frees *text. */
+mq_status mq_hf_json_dump(json_t *v, bool sort_keys, char **text, size_t *len);
+
+#endif

@@ -1,0 +1,297 @@
+/* Fast host kernels, bit-identical to reference.c. Values are widened to fp32
+ * in fixed-size blocks (F16 with an exact multiply by 2^112, BF16 with a shift)
+ * so every inner loop has a constant trip count and no branch, which GCC
+ * vectorizes at -O2; target_clones picks AVX-512, AVX2 or SSE2 at load time.
+ * Why each trick is exact is said where it is used. */
+#include "hostkern.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#define HK_BIG 512  /* values per block */
+#define HK_SMALL 64 /* block for the end of a row; rows shorter than this stay scalar */
+#define HK_LANES 16 /* independent min/max accumulators: one AVX-512 vector */
+/* 1.5 * 2^23: adding and subtracting it rounds an fp32 of magnitude < 2^22 to
+ * an integer, half to even, under the default rounding mode. */
+#define HK_RINT_MAGIC 12582912.0f
+
+/* clang 14 names the dispatcher of an extern clone "f.ifunc", not "f", so no
+ * other file can link to it: that compiler gets the plain (SSE2) build. */
+#if defined(__clang__) && __clang_major__ < 15
+#define HK_CLONES
+#else
+#define HK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#define HK_INLINE static inline __attribute__((always_inline))
+
+typedef union {
+    float f[HK_BIG];
+    uint32_t u[HK_BIG];
+} hk_block;
+
+typedef struct {
+    float lo[HK_LANES], hi[HK_LANES], amax[HK_LANES];
+    uint32_t bad[HK_LANES];
+} hk_lanes;
+
+HK_INLINE uint32_t bits_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+HK_INLINE float float_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* nb F16 values at p into b, as mq_f16_to_f32: the bits of a finite half,
+ * shifted into fp32 position, read as an fp32 that is the value times 2^-112
+ * (subnormal halves become fp32 subnormals); the product with 2^112 is exact
+ * because every half is a normal fp32. */
+HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, hk_block *restrict b)
+{
+    for (int j = 0; j < nb; j++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * j, sizeof h);
+        uint32_t x = h, em = x & 0x7fffu, m = x & 0x3ffu;
+        uint32_t fin = bits_of(float_of(em << 13) * 0x1p112f);
+        uint32_t special = 0x7f800000u | (m << 13) | ((uint32_t)(m != 0) << 22);
+        uint32_t is_special = -(uint32_t)(em >= 0x7c00u); /* masks keep the loop branch-free */
+        b->u[j] = (special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16);
+    }
+}
+
+HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, hk_block *restrict b)
+{
+    for (int j = 0; j < nb; j++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * j, sizeof h);
+        b->u[j] = (uint32_t)h << 16;
+    }
+}
+
+/* nb values of src starting at element i as fp32: src itself when it is
+ * aligned fp32, else widened into b. */
+HK_INLINE const float *load_block(const void *src, mq_dtype dt, size_t i, int nb,
+                                  hk_block *restrict b)
+{
+    const unsigned char *p = (const unsigned char *)src + i * mq_dtype_size(dt);
+    if (dt == MQ_DTYPE_F16) {
+        widen_f16(p, nb, b);
+    } else if (dt == MQ_DTYPE_BF16) {
+        widen_bf16(p, nb, b);
+    } else {
+        if ((uintptr_t)p % sizeof(float) == 0) return (const float *)(const void *)p;
+        memcpy(b->f, p, (size_t)nb * sizeof(float));
+    }
+    return b->f;
+}
+
+/* The last n < nb values of a run, padded to nb with copies of its first
+ * value: a repeated value changes neither a minimum nor a maximum. */
+HK_INLINE const float *load_tail(const void *src, mq_dtype dt, size_t i, size_t n, int nb,
+                                 hk_block *restrict b)
+{
+    unsigned char raw[HK_SMALL * sizeof(float)];
+    size_t es = mq_dtype_size(dt);
+    memcpy(raw, (const unsigned char *)src + i * es, n * es);
+    for (size_t k = n; k < (size_t)nb; k++)
+        memcpy(raw + k * es, raw, es);
+    if (dt == MQ_DTYPE_F16)
+        widen_f16(raw, nb, b);
+    else if (dt == MQ_DTYPE_BF16)
+        widen_bf16(raw, nb, b);
+    else
+        memcpy(b->f, raw, (size_t)nb * sizeof(float));
+    return b->f;
+}
+
+HK_INLINE void lanes_init(hk_lanes *a)
+{
+    for (int j = 0; j < HK_LANES; j++) {
+        a->lo[j] = INFINITY;
+        a->hi[j] = -INFINITY;
+        a->amax[j] = 0.0f;
+        a->bad[j] = 0;
+    }
+}
+
+/* A non-finite value is flagged and then stands in as a neutral element
+ * (+inf for lo, -inf for hi, 0 for amax), as the reference skips it. v - v is
+ * 0 exactly for finite v and NaN otherwise. */
+HK_INLINE void lanes_update(hk_lanes *restrict a, const float *restrict x, int nb)
+{
+    for (int i = 0; i < nb; i += HK_LANES) {
+        for (int j = 0; j < HK_LANES; j++) {
+            float v = x[i + j];
+            int fin = v - v == 0.0f;
+            float vl = fin ? v : INFINITY, vh = fin ? v : -INFINITY;
+            float av = fin ? fabsf(v) : 0.0f;
+            a->lo[j] = vl < a->lo[j] ? vl : a->lo[j];
+            a->hi[j] = vh > a->hi[j] ? vh : a->hi[j];
+            a->amax[j] = av > a->amax[j] ? av : a->amax[j];
+            a->bad[j] |= (uint32_t)!fin;
+        }
+    }
+}
+
+HK_INLINE void lanes_merge(const hk_lanes *a, mq_ref_stats *s)
+{
+    for (int j = 0; j < HK_LANES; j++) {
+        if (a->bad[j]) s->nonfinite = true;
+        if (a->lo[j] < s->lo) s->lo = a->lo[j];
+        if (a->hi[j] > s->hi) s->hi = a->hi[j];
+        if (a->amax[j] > s->amax) s->amax = a->amax[j];
+    }
+}
+
+HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+{
+    hk_block b;
+    hk_lanes a;
+    size_t i = 0;
+    if (n < HK_SMALL) {
+        mq_ref_stats_update(s, src, dt, n);
+        return;
+    }
+    lanes_init(&a);
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        lanes_update(&a, load_block(src, dt, i, HK_BIG, &b), HK_BIG);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        lanes_update(&a, load_block(src, dt, i, HK_SMALL, &b), HK_SMALL);
+    if (i < n) lanes_update(&a, load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL);
+    lanes_merge(&a, s);
+}
+
+/* q = clamp(rint(x / s) + z, -128, 127) as the reference computes it, with
+ * the clamp moved before the rounding: clamping x / s to the integers
+ * [-128 - z, 127 - z] commutes with rint (both monotonic, integer bounds), and
+ * afterwards rint(v) + z is already in [-128, 127]. A NaN falls to the lower
+ * bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. The small range
+ * makes the magic-number rint exact, and the final conversion defined. */
+HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, int8_t *restrict q)
+{
+    const float lo = -128.0f - z, hi = 127.0f - z;
+    for (int j = 0; j < nb; j++) {
+        float v = x[j] / s;
+        v = v > lo ? v : lo;
+        v = v < hi ? v : hi;
+        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
+        q[j] = (int8_t)(int32_t)(v + z);
+    }
+}
+
+HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, int8_t *q)
+{
+    hk_block b;
+    int8_t qt[HK_SMALL];
+    float z = (float)zp;
+    size_t i = 0;
+    if (n < HK_SMALL) {
+        mq_ref_quantize_values(src, dt, n, s, zp, q);
+        return;
+    }
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        quant_block(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        quant_block(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i);
+    if (i < n) {
+        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, qt);
+        memcpy(q + i, qt, n - i);
+    }
+}
+
+HK_CLONES void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+{
+    stats_run(s, src, dt, n);
+}
+
+HK_CLONES void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                                     int8_t *q)
+{
+    quant_run(src, dt, n, scale, zp, q);
+}
+
+HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                        bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                        size_t *bad_row)
+{
+    const unsigned char *in = src;
+    size_t row_bytes = cols * mq_dtype_size(dt);
+    for (size_t r = 0; r < rows; r++) {
+        const void *row = in + r * row_bytes;
+        mq_ref_stats st;
+        mq_ref_stats_init(&st);
+        stats_run(&st, row, dt, cols);
+        if (st.nonfinite) {
+            if (bad_row) *bad_row = r;
+            return MQ_STATUS_E_DATA;
+        }
+        float s;
+        int8_t z;
+        mq_ref_params(&st, symmetric, dt, &s, &z);
+        mq_store_scale(scale, dt, r, s);
+        if (!symmetric && zp) zp[r] = z;
+        quant_run(row, dt, cols, s, z, q + r * cols);
+    }
+    return MQ_OK;
+}
+
+/* fp32 bits to half bits as mq_f32_to_f16, without branches: normal results
+ * by the rebias-and-round integer trick (a mantissa carry bumps the
+ * exponent), subnormal ones by an fp32 addition of 0.5, whose ulp is the
+ * half's subnormal unit 2^-24, so the hardware rounds half to even for us. */
+HK_INLINE uint32_t f32_to_f16_bits(uint32_t x, bool saturate, uint32_t *ovf)
+{
+    uint32_t ax = x & 0x7fffffffu, sign = (x >> 16) & 0x8000u;
+    uint32_t normal = (ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13; /* ax - (112 << 23) + ... */
+    uint32_t sub = bits_of(float_of(ax) + 0.5f) - 0x3f000000u;
+    /* All-ones masks rather than branches, so the loop vectorizes. */
+    uint32_t tiny = -(uint32_t)(ax < 0x38800000u); /* below 2^-14 */
+    uint32_t big = -(uint32_t)(ax >= 0x477ff000u); /* >= 65520 rounds to inf */
+    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);
+    uint32_t o = big & ~nan & -(uint32_t)(ax != 0x7f800000u); /* finite, too big */
+    uint32_t inf = 0x7c00u - (o & (uint32_t)saturate);        /* 0x7bff when saturating */
+    uint32_t h = (sub & tiny) | (normal & ~tiny);
+    h = (inf & big) | (h & ~big);
+    h = ((0x7e00u | ((ax >> 13) & 0x3ffu)) & nan) | (h & ~nan);
+    *ovf = o & 1u;
+    return h | sign;
+}
+
+HK_INLINE uint32_t cast_block(const float *restrict x, int nb, bool saturate,
+                              uint16_t *restrict dst)
+{
+    uint32_t count = 0;
+    for (int j = 0; j < nb; j++) {
+        uint32_t o;
+        dst[j] = (uint16_t)f32_to_f16_bits(bits_of(x[j]), saturate, &o);
+        count += o;
+    }
+    return count;
+}
+
+HK_CLONES uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate,
+                                  uint16_t *dst)
+{
+    hk_block b;
+    uint64_t overflow = 0;
+    size_t i = 0;
+    if (dt == MQ_DTYPE_F16) { /* a copy; an inf there was inf before */
+        memcpy(dst, src, n * 2);
+        return 0;
+    }
+    if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_BF16)
+        return mq_ref_cast_f16(src, dt, n, saturate, dst);
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        overflow += cast_block(load_block(src, dt, i, HK_BIG, &b), HK_BIG, saturate, dst + i);
+    if (i < n)
+        overflow += mq_ref_cast_f16((const unsigned char *)src + i * mq_dtype_size(dt), dt, n - i,
+                                    saturate, dst + i);
+    return overflow;
+}

@@ -1,0 +1,21 @@
+/* Fast host kernels: the same results as reference.c, bit for bit, from loops
+ * over blocks of widened floats that the compiler vectorizes (AVX-512, AVX2
+ * or plain SSE2, chosen at run time). reference.c stays the oracle. */
+#ifndef MQ_HOSTKERN_H
+#define MQ_HOSTKERN_H
+
+#include "reference.h"
+
+/* As mq_ref_stats_update (lo/hi may differ only in the sign of a zero, which
+ * mq_ref_params never sees). */
+void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n);
+/* As mq_ref_quantize_values. */
+void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                           int8_t *q);
+/* As mq_ref_quantize_rows. */
+mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
+/* As mq_ref_cast_f16. */
+uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);
+
+#endif

@@ -1,0 +1,347 @@
+/* Streaming quantization of one safetensors file (see stream.h). Every
+ * tensor is planned from the header alone, the final header is written
+ * first, then the data moves through the staging ring (ring.c) in chunks and
+ * each result is written at its final offset; untouched tensors are copied
+ * file to file by the kernel. The consumer side of the chunk plan lives in
+ * streamexec.c. */
+#include "stream.h"
+
+#include "dtype.h"
+#include "error.h"
+#include "layout.h"
+#include "model.h"
+#include "outfile.h"
+#include "plan.h"
+#include "report.h"
+#include "safetensors.h"
+#include "streamint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+/* Slot sizes: a device wants long transfers; the host kernels want chunks
+ * that are still in the shared cache when the compute thread reads them. */
+#define SLOT_CAP_DEVICE ((size_t)64 << 20)
+#define SLOT_CAP_HOST ((size_t)4 << 20)
+#define SLOT_MIN ((size_t)64 << 10)
+#define SLOTS_DEVICE 4u
+#define SLOTS_HOST 6u
+
+/* Sizes the pipeline so that the input slots (or mapped windows), the
+ * writer's output buffers with their scale areas and its bounce buffer stay
+ * within half the memory limit; the rest is for the device's own buffers,
+ * the code and the allocator. */
+static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *slots,
+                         size_t *slot_bytes, size_t *run_cap)
+{
+    bool host = strcmp(be->backend, "host") == 0;
+    uint64_t limit = cfg->memory_limit ? cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
+    uint64_t run = limit / 64 < MQ_RUN_CAP ? limit / 64 : MQ_RUN_CAP;
+    *run_cap = run < MQ_RUN_MIN ? MQ_RUN_MIN : (size_t)run;
+    uint64_t half = limit / 2, fixed = (MQ_OUT_BUFFERS + 1) * 2 * (uint64_t)*run_cap;
+    *slots = host ? SLOTS_HOST : SLOTS_DEVICE;
+    /* Input slots, output buffers, and the writer's bounce buffer. */
+    uint64_t per = half > fixed ? (half - fixed) / (*slots + MQ_OUT_BUFFERS + 1) : 0;
+    size_t cap = host ? SLOT_CAP_HOST : SLOT_CAP_DEVICE;
+    if (per > cap) per = cap;
+    per = per / 4096 * 4096; /* whole elements of every dtype, page-sized reads */
+    *slot_bytes = per < SLOT_MIN ? SLOT_MIN : (size_t)per;
+}
+
+static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
+{
+    const mq_tensor *t = tp->t;
+    bool sym = s->cfg->symmetric;
+    uint64_t numel;
+    mq_status st = mq_check_companion_names(s->m, t->name, sym);
+    if (st != MQ_OK) return st;
+    if (!(tp->sname = mq_name_with_suffix(t->name, MQ_SCALE_SUFFIX)) ||
+        !(tp->zname = mq_name_with_suffix(t->name, MQ_ZP_SUFFIX)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
+    mq_shape_numel(t->rank, t->shape, &numel);
+    size_t es = mq_dtype_size(t->dtype);
+    tp->rows = s->cfg->per_channel ? (size_t)t->shape[0] : 1;
+    tp->cols = (size_t)numel / tp->rows;
+    tp->per_chunk = s->slot_bytes / es;
+    if (tp->cols <= tp->per_chunk) {
+        /* Whole rows per chunk, as many as fit the slot and the scale runs. */
+        size_t by_slot = s->slot_bytes / (tp->cols * es), by_run = s->run_cap / es;
+        tp->kind = MQ_KIND_ROWS;
+        tp->rows_per_chunk = by_slot < by_run ? by_slot : by_run;
+    } else {
+        tp->kind = MQ_KIND_SPLIT; /* a group larger than a slot: two passes */
+    }
+    return MQ_OK;
+}
+
+void mq_stream_plan_copy(mq_tplan *tp)
+{
+    tp->action = MQ_ACTION_SKIP;
+    tp->kind = MQ_KIND_COPY;
+}
+
+static mq_status plan_tensors(mq_stream *s, const mq_planner *pl)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        mq_tplan *tp = &s->tp[i];
+        const mq_tensor *t = &s->m->tensors[i];
+        char reason[256];
+        tp->t = t;
+        if (t->nbytes)
+            tp->in_off = (uint64_t)((const unsigned char *)t->data -
+                                    (const unsigned char *)mq_blob_data(s->m->blobs[i]));
+        tp->action =
+            mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
+        if (tp->action == MQ_ACTION_QUANTIZE) {
+            mq_status st = plan_quantize(s, tp);
+            if (st != MQ_OK) return st;
+        } else if (tp->action == MQ_ACTION_CAST) {
+            uint64_t numel;
+            mq_shape_numel(t->rank, t->shape, &numel);
+            tp->kind = MQ_KIND_CAST;
+            tp->rows = 1;
+            tp->cols = (size_t)numel;
+            tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
+        } else {
+            mq_stream_plan_copy(tp);
+            if (!(tp->reason = strdup(reason)))
+                return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
+        }
+    }
+    return MQ_OK;
+}
+
+/* The output's tensors in order, their offsets, and the header bytes. */
+static mq_status build_header(mq_stream *s, char **header, size_t *len)
+{
+    mq_st_desc *d = calloc(s->n ? 3 * s->n : 1, sizeof *d);
+    const char **keys = calloc(s->m->meta_count + 2, sizeof *keys);
+    const char **vals = calloc(s->m->meta_count + 2, sizeof *vals);
+    size_t nd = 0, nm = 0;
+    uint64_t off = 0;
+    mq_status st = MQ_OK;
+    if (!d || !keys || !vals) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "output header: out of memory");
+        goto done;
+    }
+    /* The input's metadata, then ours, replacing a key of the same name in
+     * place as mq_model_set_metadata does for the in-memory path. */
+    const char *ours[2][2] = {{"quantized_by", "monoquant " MQ_VERSION},
+                              {"quantization_scheme", mq_scheme_name(s->cfg)}};
+    for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
+        keys[nm] = s->m->meta_keys[i];
+        vals[nm] = s->m->meta_values[i];
+    }
+    for (int k = 0; k < 2; k++) {
+        size_t j = 0;
+        while (j < nm && strcmp(keys[j], ours[k][0]) != 0)
+            j++;
+        keys[j] = ours[k][0];
+        vals[j] = ours[k][1];
+        if (j == nm) nm++;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        mq_tplan *tp = &s->tp[i];
+        const mq_tensor *t = tp->t;
+        size_t es = mq_dtype_size(t->dtype);
+        tp->out_q = off;
+        if (tp->action == MQ_ACTION_QUANTIZE) {
+            uint64_t numel = (uint64_t)tp->rows * tp->cols;
+            int srank = s->cfg->per_channel ? 2 : 1;
+            tp->sshape[0] = (int64_t)tp->rows;
+            tp->sshape[1] = 1;
+            d[nd++] = (mq_st_desc){t->name, MQ_DTYPE_I8, t->rank, t->shape, numel};
+            tp->out_scale = off += numel;
+            d[nd++] = (mq_st_desc){tp->sname, t->dtype, srank, tp->sshape, tp->rows * es};
+            tp->out_zp = off += tp->rows * es;
+            if (!s->cfg->symmetric) {
+                d[nd++] = (mq_st_desc){tp->zname, MQ_DTYPE_I8, srank, tp->sshape, tp->rows};
+                off += tp->rows;
+            }
+        } else if (tp->action == MQ_ACTION_CAST) {
+            d[nd++] =
+                (mq_st_desc){t->name, MQ_DTYPE_F16, t->rank, t->shape, (uint64_t)tp->cols * 2};
+            off += (uint64_t)tp->cols * 2;
+        } else {
+            d[nd++] = (mq_st_desc){t->name, t->dtype, t->rank, t->shape, t->nbytes};
+            off += t->nbytes;
+        }
+    }
+    st = mq_st_build_header_desc(d, nd, keys, vals, nm, header, len);
+done:
+    free(d);
+    free(keys);
+    free(vals);
+    return st;
+}
+
+/* Filesystems where copy_file_range copies on the server, so the bytes do
+ * not cross the network twice. Locally (ext4, and XFS or btrfs at the
+ * unaligned offsets of a safetensors file) it is a single-threaded
+ * page-cache copy, measured slower than the ring, whose reads run in
+ * parallel with the writes. */
+static bool server_side_fs(long type)
+{
+    return type == 0x6969 /* NFS */ || type == (long)0xfe534d42 /* SMB2 */ ||
+           type == (long)0xff534d42 /* CIFS */ || type == 0x00c36400 /* Ceph */;
+}
+
+static bool kernel_copy_pays(int in_fd, const char *out_path)
+{
+    struct statfs in, out;
+    char *dir = strdup(out_path);
+    if (!dir) return false;
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[slash == dir ? 1 : 0] = '\0';
+    bool ok = fstatfs(in_fd, &in) == 0 && statfs(slash ? dir : ".", &out) == 0 &&
+              server_side_fs((long)in.f_type) && in.f_type == out.f_type;
+    free(dir);
+    return ok;
+}
+
+/* The input file, opened again for pread and copy_file_range, must be the
+ * file the header was mapped from; and the output must not be it. */
+static mq_status open_input(mq_stream *s, const char *out_path)
+{
+    struct stat in, out;
+    s->fd = open(s->in_path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0 || fstat(s->fd, &in) != 0)
+        return mq_set_error(MQ_STATUS_E_IO, "%s: cannot open: %s", s->in_path, strerror(errno));
+    bool any = false;
+    for (size_t i = 0; i < s->n && !any; i++)
+        any = s->m->tensors[i].nbytes > 0;
+    if (any && !mq_model_maps_file(s->m, in.st_dev, in.st_ino))
+        return mq_set_error(MQ_STATUS_E_IO, "%s: the file was replaced while it was being opened",
+                            s->in_path);
+    if (stat(out_path, &out) == 0 && out.st_dev == in.st_dev && out.st_ino == in.st_ino)
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input file '%s' (same file)",
+                            out_path, s->in_path);
+    (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    s->copy_in_kernel = kernel_copy_pays(s->fd, out_path);
+    return MQ_OK;
+}
+
+static mq_status write_header(mq_stream *s, const char *header, size_t len)
+{
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    mq_status st = mq_outfile_pwrite(s->f, len8, sizeof len8, 0);
+    if (st == MQ_OK) st = mq_outfile_pwrite(s->f, header, len, 8);
+    s->data_start = 8 + (uint64_t)len;
+    return st;
+}
+
+static mq_status setup(mq_stream *s)
+{
+    unsigned slots;
+    size_t slot_bytes;
+    const unsigned char *map = NULL;
+    size_t map_len = 0;
+    size_staging(s->cfg, s->be, &slots, &slot_bytes, &s->run_cap);
+    /* The host kernels read the file's mapping in place (one copy less);
+     * a device gets its chunks in staging buffers it can transfer from. */
+    for (size_t i = 0; i < s->n && !map && strcmp(s->be->backend, "host") == 0; i++) {
+        if (s->m->blobs[i]) {
+            map = mq_blob_data(s->m->blobs[i]);
+            map_len = mq_blob_size(s->m->blobs[i]);
+        }
+    }
+    s->map = map;
+    s->map_len = map_len;
+    mq_status st = mq_ring_new(s->be, slots, slot_bytes, map, map_len, &s->ring);
+    if (st != MQ_OK) return st;
+    s->slot_bytes = slot_bytes;
+    for (size_t i = 0; i < s->n; i++)
+        s->bytes_total += s->m->tensors[i].nbytes;
+    return MQ_OK;
+}
+
+static void teardown(mq_stream *s)
+{
+    mq_ring_free(s->ring);
+    mq_outfile_abort(s->f);
+    for (size_t i = 0; s->tp && i < s->n; i++) {
+        free(s->tp[i].reason);
+        free(s->tp[i].sname);
+        free(s->tp[i].zname);
+    }
+    free(s->tp);
+    if (s->fd >= 0) close(s->fd);
+    mq_model_free(s->m);
+}
+
+mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_config *cfg,
+                         mq_backend *be, mq_report *rep, mq_stream_totals *totals)
+{
+    mq_config defaults;
+    mq_planner *pl = NULL;
+    mq_report *own_rep = NULL;
+    char *header = NULL;
+    size_t hlen = 0;
+    mq_status st;
+    mq_stream s = {.fd = -1};
+
+    if (!in_path || !out_path || !be)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_stream_file: NULL argument");
+    if (!cfg) {
+        mq_config_init(&defaults);
+        cfg = &defaults;
+    }
+    if (!rep && !(rep = own_rep = mq_report_new())) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);
+        goto done;
+    }
+    s = (mq_stream){
+        .in_path = in_path, .cfg = cfg, .be = be, .rep = rep, .totals = totals, .fd = -1};
+    mq_report_set_device(rep, be->backend, be->platform, be->device);
+    if ((st = mq_planner_new(cfg, &pl)) != MQ_OK) goto done;
+    if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
+    s.n = s.m->count;
+    if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);
+        goto done;
+    }
+    if ((st = open_input(&s, out_path)) != MQ_OK) goto done;
+    if ((st = setup(&s)) != MQ_OK) goto done;
+    if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
+    /* A NaN found after part of a tensor is written would change the header;
+     * with --skip-nonfinite the tensors to quantize are checked first. */
+    if (cfg->skip_nonfinite && cfg->dtype == MQ_QINT8 && (st = mq_stream_scan(&s)) != MQ_OK)
+        goto prefixed;
+    if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
+    if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
+    if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;
+    if ((st = mq_stream_run(&s)) != MQ_OK) goto prefixed;
+    st = mq_outfile_commit(s.f);
+    s.f = NULL; /* commit frees it, on success or failure */
+    goto done;
+prefixed:
+    mq_error_prefix("%s", in_path);
+done:
+    teardown(&s);
+    free(header);
+    mq_planner_free(pl);
+    mq_report_free(own_rep);
+    if (cfg == &defaults) mq_config_free(&defaults);
+    return st;
+}
+
+mq_status mq_stream_measure(const char *in_path, uint64_t *bytes, size_t *tensors)
+{
+    mq_model *m = NULL;
+    mq_status st = mq_model_open(in_path, &m);
+    if (st != MQ_OK) return st;
+    uint64_t b = 0;
+    for (size_t i = 0; i < m->count; i++)
+        b += m->tensors[i].nbytes;
+    if (bytes) *bytes = b;
+    if (tensors) *tensors = m->count;
+    mq_model_free(m);
+    return MQ_OK;
+}

@@ -1,0 +1,344 @@
+/* The compute side of the streaming quantizer: the chunk sequence of each
+ * planned tensor (generated on the reader thread, walked in the same order
+ * here), the backend calls on each chunk, the output handed to the writer
+ * thread with its final offsets, and progress. Steps a backend leaves NULL
+ * run on the host kernels. */
+#include "streamint.h"
+
+#include "dtype.h"
+#include "error.h"
+#include "hostkern.h"
+#include "model.h"
+#include "report.h"
+#include "writer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PROGRESS_INTERVAL_NS 100000000LL /* at most ten calls a second between tensors */
+#define NONFINITE_REASON "holds NaN or Inf"
+
+/* ---- the chunk sequence ---- */
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+static uint64_t numel_of(const mq_tplan *tp)
+{
+    return (uint64_t)tp->rows * tp->cols;
+}
+
+static uint64_t chunk_count(const mq_tplan *tp, bool scan)
+{
+    if (scan) return tp->action == MQ_ACTION_QUANTIZE ? ceil_div(numel_of(tp), tp->per_chunk) : 0;
+    switch (tp->kind) {
+    case MQ_KIND_ROWS:
+        return ceil_div(tp->rows, tp->rows_per_chunk);
+    case MQ_KIND_SPLIT:
+        return (uint64_t)tp->rows * 2 * ceil_div(tp->cols, tp->per_chunk);
+    case MQ_KIND_CAST:
+        return ceil_div(tp->cols, tp->per_chunk);
+    default: /* a copy goes to the writer whole */
+        return 0;
+    }
+}
+
+static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_chunk *c)
+{
+    size_t es = mq_dtype_size(tp->t->dtype);
+    uint64_t first, count, base = 0;
+    memset(c, 0, sizeof *c);
+    c->tensor = ti;
+    if (!scan && tp->kind == MQ_KIND_ROWS) {
+        first = k * tp->rows_per_chunk;
+        count = tp->rows - first < tp->rows_per_chunk ? tp->rows - first : tp->rows_per_chunk;
+        c->off = tp->in_off + first * tp->cols * es;
+        c->bytes = (size_t)(count * tp->cols * es);
+    } else {
+        /* Element chunks over one group (split) or over the whole tensor. */
+        uint64_t len = scan ? numel_of(tp) : tp->cols, k_in = k;
+        if (!scan && tp->kind == MQ_KIND_SPLIT) {
+            uint64_t per_group = ceil_div(tp->cols, tp->per_chunk);
+            c->group = (size_t)(k / (2 * per_group));
+            c->pass = (int)(k % (2 * per_group) / per_group);
+            k_in = k % per_group;
+            base = (uint64_t)c->group * tp->cols;
+        }
+        first = k_in * tp->per_chunk;
+        count = len - first < tp->per_chunk ? len - first : tp->per_chunk;
+        c->off = tp->in_off + (base + first) * es;
+        c->bytes = (size_t)(count * es);
+    }
+    c->first = (size_t)first;
+    c->count = (size_t)count;
+}
+
+typedef struct {
+    const mq_stream *s;
+    bool scan;
+    size_t ti;
+    uint64_t k;
+} chunk_gen;
+
+static bool gen_next(void *arg, mq_chunk *c)
+{
+    chunk_gen *g = arg;
+    while (g->ti < g->s->n) {
+        const mq_tplan *tp = &g->s->tp[g->ti];
+        if (g->k < chunk_count(tp, g->scan)) {
+            chunk_at(tp, g->scan, g->ti, g->k++, c);
+            return true;
+        }
+        g->ti++;
+        g->k = 0;
+    }
+    return false;
+}
+
+/* The next chunk, which must belong to tensor ti. */
+static mq_status next_chunk(mq_stream *s, size_t ti, const mq_chunk **c, const unsigned char **d)
+{
+    mq_status st = mq_ring_next(s->ring, c, d);
+    if (st == MQ_OK && (!*c || (*c)->tensor != ti))
+        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "internal error: chunk sequence out of step");
+    return st;
+}
+
+/* ---- backend steps, with the host kernels where the backend has none ---- */
+
+static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
+{
+    if (s->be->ops->reduce) return s->be->ops->reduce(s->be, src, dt, n, st);
+    mq_hk_stats_update(st, src, dt, n);
+    return MQ_OK;
+}
+
+static mq_status do_values(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
+                           int8_t zp, int8_t *q)
+{
+    if (s->be->ops->quantize_values)
+        return s->be->ops->quantize_values(s->be, src, dt, n, scale, zp, q);
+    mq_hk_quantize_values(src, dt, n, scale, zp, q);
+    return MQ_OK;
+}
+
+/* ---- progress ---- */
+
+static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *finished)
+{
+    if (!s->cfg->progress) return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!finished) {
+        long long ns = (long long)(now.tv_sec - s->last_progress.tv_sec) * 1000000000LL +
+                       (now.tv_nsec - s->last_progress.tv_nsec);
+        if (ns < PROGRESS_INTERVAL_NS) return;
+    }
+    s->last_progress = now;
+    mq_progress p = {s->tensors_done, s->n,       s->bytes_done + partial,
+                     s->bytes_total,  s->in_path, finished};
+    if (s->totals) {
+        p.tensors_done = s->totals->tensors_done;
+        p.tensors_total = s->totals->tensors_total;
+        p.bytes_done = s->totals->bytes_done + partial;
+        p.bytes_total = s->totals->bytes_total;
+    }
+    s->cfg->progress(&p, s->cfg->progress_user);
+}
+
+static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overflow)
+{
+    const mq_tensor *t = tp->t;
+    mq_status st;
+    if (tp->action == MQ_ACTION_QUANTIZE) {
+        uint64_t out = numel_of(tp) + (uint64_t)tp->rows * mq_dtype_size(t->dtype) +
+                       (s->cfg->symmetric ? 0 : tp->rows);
+        st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out, 0, NULL);
+    } else if (tp->action == MQ_ACTION_CAST) {
+        st = mq_report_add(s->rep, t, MQ_ACTION_CAST, MQ_DTYPE_F16, numel_of(tp) * 2, overflow,
+                           NULL);
+    } else {
+        st = mq_report_add(s->rep, t, MQ_ACTION_SKIP, t->dtype, t->nbytes, 0, tp->reason);
+    }
+    if (st != MQ_OK) return st;
+    s->tensors_done++;
+    s->bytes_done += t->nbytes;
+    if (s->totals) {
+        s->totals->tensors_done++;
+        s->totals->bytes_done += t->nbytes;
+    }
+    progress(s, 0, mq_report_entry_at(s->rep, mq_report_count(s->rep) - 1));
+    return MQ_OK;
+}
+
+/* ---- one chunk ---- */
+
+static mq_status nonfinite_error(mq_stream *s, const mq_tplan *tp, size_t row)
+{
+    if (s->cfg->per_channel)
+        return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': channel %zu holds NaN or Inf",
+                            tp->t->name, row);
+    return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': holds NaN or Inf", tp->t->name);
+}
+
+static void add_piece(mq_stream *s, mq_write_job *j, const void *p, size_t n, uint64_t data_off)
+{
+    j->piece[j->pieces++] = (mq_piece){p, n, s->data_start + data_off};
+}
+
+/* An output buffer holds a chunk's values, then its scales, then its zero
+ * points, each area written at its own offset. */
+static unsigned char *scale_area(const mq_stream *s, unsigned char *buf)
+{
+    return buf + s->slot_bytes;
+}
+
+static unsigned char *zp_area(const mq_stream *s, unsigned char *buf)
+{
+    return buf + s->slot_bytes + s->run_cap;
+}
+
+static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
+                            const unsigned char *d, mq_write_job *j)
+{
+    const mq_tensor *t = tp->t;
+    size_t es = mq_dtype_size(t->dtype), bad = 0;
+    bool sym = s->cfg->symmetric;
+    unsigned char *scale = scale_area(s, j->buf), *zp = zp_area(s, j->buf);
+    mq_status st = s->be->ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym,
+                                             (int8_t *)j->buf, scale, (int8_t *)zp, &bad);
+    if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
+    if (st != MQ_OK) return st;
+    add_piece(s, j, j->buf, c->count * tp->cols, tp->out_q + (uint64_t)c->first * tp->cols);
+    add_piece(s, j, scale, c->count * es, tp->out_scale + (uint64_t)c->first * es);
+    if (!sym) add_piece(s, j, zp, c->count, tp->out_zp + c->first);
+    return MQ_OK;
+}
+
+/* Pass 0 folds the group's statistics chunk by chunk and ends with its
+ * parameters; pass 1 quantizes with them, and its first chunk carries the
+ * group's scale and zero point. */
+static mq_status chunk_split(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
+                             const unsigned char *d, mq_write_job *j, mq_ref_stats *stats,
+                             float *scale, int8_t *zp)
+{
+    mq_dtype dt = tp->t->dtype;
+    size_t es = mq_dtype_size(dt);
+    mq_status st;
+    if (c->pass == 1) {
+        if ((st = do_values(s, d, dt, c->count, *scale, *zp, (int8_t *)j->buf)) != MQ_OK) return st;
+        add_piece(s, j, j->buf, c->count, tp->out_q + (uint64_t)c->group * tp->cols + c->first);
+        if (c->first) return MQ_OK;
+        mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
+        add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
+        if (!s->cfg->symmetric) {
+            *zp_area(s, j->buf) = (unsigned char)*zp;
+            add_piece(s, j, zp_area(s, j->buf), 1, tp->out_zp + c->group);
+        }
+        return MQ_OK;
+    }
+    if (c->first == 0) mq_ref_stats_init(stats);
+    if ((st = do_reduce(s, d, dt, c->count, stats)) != MQ_OK) return st;
+    if (c->first + c->count < tp->cols) return MQ_OK;
+    if (stats->nonfinite) return nonfinite_error(s, tp, c->group);
+    mq_ref_params(stats, s->cfg->symmetric, dt, scale, zp);
+    return MQ_OK;
+}
+
+static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
+                            const unsigned char *d, mq_write_job *j, uint64_t *overflow)
+{
+    uint64_t ov = 0;
+    mq_status st = s->be->ops->cast_f16(s->be, d, tp->t->dtype, c->count, s->cfg->fp16_saturate,
+                                        (uint16_t *)(void *)j->buf, &ov);
+    if (st != MQ_OK) return st;
+    *overflow += ov;
+    add_piece(s, j, j->buf, c->count * 2, tp->out_q + (uint64_t)c->first * 2);
+    return MQ_OK;
+}
+
+/* ---- whole runs ---- */
+
+static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
+{
+    const mq_tplan *tp = &s->tp[ti];
+    const mq_tensor *t = tp->t;
+    mq_ref_stats stats;
+    float scale = 0.0f;
+    int8_t zp = 0;
+    uint64_t overflow = 0, partial = 0, n = chunk_count(tp, false);
+    mq_status st = MQ_OK;
+    if (tp->kind == MQ_KIND_COPY)
+        st = mq_writer_copy(w, tp->in_off, t->nbytes, s->data_start + tp->out_q);
+    mq_ref_stats_init(&stats);
+    for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
+        const mq_chunk *c;
+        const unsigned char *d;
+        mq_write_job j = {.release_input = true};
+        if ((st = next_chunk(s, ti, &c, &d)) != MQ_OK) break;
+        bool out = tp->kind == MQ_KIND_ROWS || tp->kind == MQ_KIND_CAST ||
+                   (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
+        if (out && (st = mq_writer_buffer(w, &j.buf)) != MQ_OK) break;
+        if (tp->kind == MQ_KIND_ROWS)
+            st = chunk_rows(s, tp, c, d, &j);
+        else if (tp->kind == MQ_KIND_SPLIT)
+            st = chunk_split(s, tp, c, d, &j, &stats, &scale, &zp);
+        else
+            st = chunk_cast(s, tp, c, d, &j, &overflow);
+        if (tp->kind != MQ_KIND_SPLIT || c->pass == 1) partial += c->bytes;
+        if (st == MQ_OK) st = mq_writer_submit(w, &j);
+        if (st == MQ_OK) progress(s, partial, NULL);
+    }
+    if (st != MQ_OK) {
+        /* Data errors already name the tensor. */
+        if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);
+        return st;
+    }
+    return finish_tensor(s, tp, overflow);
+}
+
+mq_status mq_stream_run(mq_stream *s)
+{
+    chunk_gen g = {s, false, 0, 0};
+    mq_writer *w = NULL;
+    clock_gettime(CLOCK_MONOTONIC, &s->last_progress);
+    mq_copy_source src = {s->fd, s->map, s->map_len, s->copy_in_kernel, s->in_path};
+    mq_status st = mq_writer_new(s->f, s->ring, s->be, &src, MQ_OUT_BUFFERS,
+                                 s->slot_bytes + 2 * s->run_cap, &w);
+    if (st == MQ_OK) st = mq_ring_start(s->ring, s->fd, s->in_path, gen_next, &g);
+    for (size_t i = 0; i < s->n && st == MQ_OK; i++)
+        st = run_tensor(s, w, i);
+    if (st == MQ_OK) st = mq_writer_finish(w);
+    /* The writer hands chunks back to the ring: it goes first. */
+    mq_writer_free(w);
+    mq_ring_stop(s->ring);
+    return st;
+}
+
+mq_status mq_stream_scan(mq_stream *s)
+{
+    chunk_gen g = {s, true, 0, 0};
+    mq_status st = mq_ring_start(s->ring, s->fd, s->in_path, gen_next, &g);
+    for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
+        mq_tplan *tp = &s->tp[i];
+        uint64_t n = chunk_count(tp, true);
+        mq_ref_stats stats;
+        mq_ref_stats_init(&stats);
+        for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
+            const mq_chunk *c;
+            const unsigned char *d;
+            if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
+            if (!stats.nonfinite) st = do_reduce(s, d, tp->t->dtype, c->count, &stats);
+            mq_ring_release(s->ring);
+        }
+        if (st == MQ_OK && stats.nonfinite) {
+            mq_stream_plan_copy(tp);
+            if (!(tp->reason = strdup(NONFINITE_REASON)))
+                st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
+        }
+    }
+    mq_ring_stop(s->ring);
+    return st;
+}

@@ -1,0 +1,73 @@
+/* State shared by the two halves of the streaming quantizer: planning and
+ * header (stream.c), chunk generation and the compute loop (streamexec.c). */
+#ifndef MQ_STREAMINT_H
+#define MQ_STREAMINT_H
+
+#include "outfile.h"
+#include "reference.h"
+#include "ring.h"
+#include "stream.h"
+
+#include <time.h>
+
+/* Bytes of scales (and of zero points) one chunk may carry: a 64th of the
+ * memory limit, within these bounds. */
+#define MQ_RUN_CAP ((size_t)256 << 10)
+#define MQ_RUN_MIN ((size_t)4 << 10)
+/* Output buffers between the compute and the writer thread. */
+#define MQ_OUT_BUFFERS 3u
+
+typedef enum {
+    MQ_KIND_COPY,  /* kept as it is: copied file to file */
+    MQ_KIND_ROWS,  /* quantized, whole rows per chunk */
+    MQ_KIND_SPLIT, /* quantized, a row (or the whole tensor) larger than a slot: two passes */
+    MQ_KIND_CAST   /* cast to F16 in element chunks */
+} mq_tensor_kind;
+
+/* What becomes of one input tensor, and where its output goes. */
+typedef struct {
+    const mq_tensor *t;
+    uint64_t in_off; /* offset of its bytes in the input file */
+    mq_action action;
+    mq_tensor_kind kind;
+    char *reason;        /* MQ_KIND_COPY: why it is kept (owned) */
+    char *sname, *zname; /* quantize: companion names (owned) */
+    int64_t sshape[2];
+    size_t rows, cols;                 /* groups and values per group; a cast is 1 x numel */
+    size_t rows_per_chunk;             /* MQ_KIND_ROWS */
+    size_t per_chunk;                  /* elements per chunk (split, cast, scan) */
+    uint64_t out_q, out_scale, out_zp; /* offsets in the output's data buffer */
+} mq_tplan;
+
+typedef struct {
+    const char *in_path;
+    const mq_config *cfg;
+    mq_backend *be;
+    mq_report *rep;
+    mq_stream_totals *totals;
+    mq_model *m;
+    int fd;
+    mq_tplan *tp;
+    size_t n;
+    mq_ring *ring;
+    size_t slot_bytes;
+    size_t run_cap; /* bytes of scales (or zero points) one chunk may carry */
+    mq_outfile *f;
+    bool copy_in_kernel;      /* the filesystem copies on the server (see stream.c) */
+    const unsigned char *map; /* host: the input's mapping, read in place; else NULL */
+    size_t map_len;
+    uint64_t data_start;              /* output offset of the data buffer */
+    uint64_t bytes_total, bytes_done; /* this file's input bytes */
+    size_t tensors_done;
+    struct timespec last_progress;
+} mq_stream;
+
+/* Makes tp a tensor kept as it is (reason left to the caller). */
+void mq_stream_plan_copy(mq_tplan *tp);
+/* With skip_nonfinite: reads every tensor to quantize once and turns those
+ * holding NaN/Inf into kept ones (reason "holds NaN or Inf"). */
+mq_status mq_stream_scan(mq_stream *s);
+/* Moves every tensor's data to the output, appending report entries. */
+mq_status mq_stream_run(mq_stream *s);
+
+#endif

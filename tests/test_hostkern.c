@@ -1,0 +1,445 @@
+/* The fast host kernels (src/hostkern.c) and the threaded host backend against
+ * the scalar reference, byte for byte: every half, wide samples of fp32 bit
+ * patterns, random rows of every dtype, ties, zeros, subnormals, +-FLT_MAX,
+ * NaN/Inf, odd lengths and unaligned inputs. */
+#include "testutil.h"
+
+#include "backend.h"
+#include "hostkern.h"
+#include "reference.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const mq_dtype qdtypes[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float ffrom(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Stores fp32 value v as element i of a dtype array (narrowed as the reference does). */
+static void put(void *dst, mq_dtype dt, size_t i, float v)
+{
+    unsigned char *p = dst;
+    uint16_t h;
+    if (dt == MQ_DTYPE_F32) {
+        memcpy(p + i * 4, &v, 4);
+        return;
+    }
+    h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
+    memcpy(p + i * 2, &h, 2);
+}
+
+/* Edge-heavy values: ties of the scale 1 grid, zeros, subnormals, extremes. */
+static float edge_value(tu_rng *r)
+{
+    static const float fixed[] = {0.0f,     -0.0f,    0.5f,      -0.5f,    1.5f,   -1.5f,
+                                  2.5f,     -2.5f,    127.5f,    -127.5f,  128.5f, -128.5f,
+                                  FLT_MAX,  -FLT_MAX, FLT_MIN,   -FLT_MIN, 1e-45f, -1e-45f,
+                                  65504.0f, 65520.0f, -65520.0f, 6e-8f,    3e-8f,  1e-40f};
+    uint64_t k = tu_rng_u64(r);
+    switch (k % 4) {
+    case 0:
+        return fixed[(k >> 8) % (sizeof fixed / sizeof fixed[0])];
+    case 1:
+        return (float)((int)((k >> 8) % 512) - 256) * 0.5f; /* many exact ties */
+    case 2:
+        return ffrom((uint32_t)(k >> 16) & 0x807fffffu); /* fp32 subnormals */
+    default:
+        return tu_rng_normal(r) * ldexpf(1.0f, (int)((k >> 8) % 60) - 30);
+    }
+}
+
+static void fill(void *dst, mq_dtype dt, size_t n, tu_rng *r, bool edges)
+{
+    for (size_t i = 0; i < n; i++)
+        put(dst, dt, i, edges ? edge_value(r) : tu_rng_normal(r));
+}
+
+static void assert_bytes(const void *a, const void *b, size_t n, const char *what)
+{
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i]) fail_msg("%s: byte %zu differs (%d vs %d)", what, i, x[i], y[i]);
+}
+
+static void assert_stats_equal(const mq_ref_stats *a, const mq_ref_stats *b)
+{
+    assert_int_equal(a->nonfinite, b->nonfinite);
+    if (a->nonfinite) return; /* the range of a rejected row is not used */
+    /* == so that -0 and +0 agree: mq_ref_params never sees the difference. */
+    if (!(a->lo == b->lo && a->hi == b->hi && a->amax == b->amax))
+        fail_msg("stats differ: lo %a/%a hi %a/%a amax %a/%a", a->lo, b->lo, a->hi, b->hi, a->amax,
+                 b->amax);
+}
+
+/* Every half, each repeated to fill a block: the block's range is the value. */
+static void test_f16_widen_all(void **state)
+{
+    (void)state;
+    uint16_t blk[600];
+    for (uint32_t h = 0; h < 65536; h++) {
+        for (size_t i = 0; i < 600; i++)
+            blk[i] = (uint16_t)h;
+        mq_ref_stats a, b;
+        mq_ref_stats_init(&a);
+        mq_ref_stats_init(&b);
+        mq_hk_stats_update(&a, blk, MQ_DTYPE_F16, 600);
+        mq_ref_stats_update(&b, blk, MQ_DTYPE_F16, 600);
+        assert_stats_equal(&a, &b);
+        if (!a.nonfinite && fbits(a.lo) != fbits(mq_f16_to_f32((uint16_t)h)))
+            fail_msg("half 0x%04x widened to %a", h, a.lo);
+    }
+}
+
+static void check_stats(const void *src, mq_dtype dt, size_t n)
+{
+    mq_ref_stats a, b;
+    mq_ref_stats_init(&a);
+    mq_ref_stats_init(&b);
+    mq_hk_stats_update(&a, src, dt, n);
+    mq_ref_stats_update(&b, src, dt, n);
+    assert_stats_equal(&a, &b);
+    /* Folding onto an existing state, as the streaming reduce does. */
+    mq_hk_stats_update(&a, src, dt, n / 2);
+    mq_ref_stats_update(&b, src, dt, n / 2);
+    assert_stats_equal(&a, &b);
+}
+
+static void check_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp)
+{
+    int8_t *a = malloc(n + 1), *b = malloc(n + 1);
+    assert_non_null(a);
+    assert_non_null(b);
+    mq_hk_quantize_values(src, dt, n, scale, zp, a);
+    mq_ref_quantize_values(src, dt, n, scale, zp, b);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            fail_msg("dtype %d n %zu scale %a zp %d: q[%zu] = %d, want %d (w = %a)", dt, n, scale,
+                     zp, i, a[i], b[i], mq_load_f32(src, dt, i));
+    free(a);
+    free(b);
+}
+
+static const size_t lengths[] = {0, 1, 7, 63, 64, 65, 127, 511, 512, 513, 600, 1000, 1027, 4099};
+
+static void test_stats_random(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 1);
+    unsigned char *buf = malloc(4100 * 4 + 1);
+    for (int d = 0; d < 3; d++) {
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            for (int edges = 0; edges < 2; edges++) {
+                size_t n = lengths[li];
+                fill(buf, qdtypes[d], n, &r, edges);
+                check_stats(buf, qdtypes[d], n);
+                /* Unaligned source. */
+                memmove(buf + 1, buf, n * mq_dtype_size(qdtypes[d]));
+                check_stats(buf + 1, qdtypes[d], n);
+            }
+        }
+    }
+    free(buf);
+}
+
+static void test_stats_nonfinite(void **state)
+{
+    (void)state;
+    float v[700];
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        for (size_t pos = 0; pos < 700; pos += 97) {
+            for (size_t i = 0; i < 700; i++)
+                v[i] = (float)i - 300.0f;
+            v[pos] = bad[k];
+            check_stats(v, MQ_DTYPE_F32, 700);
+            mq_ref_stats s;
+            mq_ref_stats_init(&s);
+            mq_hk_stats_update(&s, v, MQ_DTYPE_F32, 700);
+            assert_true(s.nonfinite);
+        }
+    }
+}
+
+static void test_values_random(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 2);
+    unsigned char *buf = malloc(4100 * 4 + 1);
+    const float scales[] = {1.0f, 0.5f,        0.25f, 1.0f / 127.5f,    3.1e-3f,
+                            7.0f, FLT_EPSILON, 1e30f, ldexpf(1.0f, -24)};
+    for (int d = 0; d < 3; d++) {
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++) {
+                size_t n = lengths[li];
+                fill(buf, qdtypes[d], n, &r, (si & 1) != 0);
+                int8_t zp = (int8_t)(tu_rng_u64(&r) & 0xff);
+                check_values(buf, qdtypes[d], n, scales[si], 0);
+                check_values(buf, qdtypes[d], n, scales[si], zp);
+                check_values(buf, qdtypes[d], n, scales[si], 127);
+                check_values(buf, qdtypes[d], n, scales[si], -128);
+                memmove(buf + 1, buf, n * mq_dtype_size(qdtypes[d]));
+                check_values(buf + 1, qdtypes[d], n, scales[si], zp);
+            }
+        }
+    }
+    free(buf);
+}
+
+/* NaN and Inf reaching quantize_values (the reference's clamp defines them). */
+static void test_values_nonfinite(void **state)
+{
+    (void)state;
+    float v[100];
+    for (int i = 0; i < 100; i++)
+        v[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+    for (int zp = -128; zp <= 127; zp += 17) {
+        check_values(v, MQ_DTYPE_F32, 100, 0.5f, (int8_t)zp);
+        check_values(v, MQ_DTYPE_F32, 100, FLT_EPSILON, (int8_t)zp);
+    }
+}
+
+/* Every half through quantize_values at scales from the smallest subnormal up. */
+static void test_values_all_halves(void **state)
+{
+    (void)state;
+    uint16_t *h = malloc(65536 * 2);
+    for (uint32_t i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
+    for (int e = -24; e <= 16; e += 2) {
+        check_values(h, MQ_DTYPE_F16, 65536, ldexpf(1.0f, e), 0);
+        check_values(h, MQ_DTYPE_F16, 65536, ldexpf(1.37f, e), -3);
+        check_values(h, MQ_DTYPE_BF16, 65536, ldexpf(1.0f, e * 5), 11);
+    }
+    free(h);
+}
+
+static void check_rows(const void *src, mq_dtype dt, size_t rows, size_t cols, bool sym)
+{
+    size_t es = mq_dtype_size(dt), n = rows * cols;
+    int8_t *qa = malloc(n + 1), *qb = malloc(n + 1), *za = malloc(rows + 1), *zb = malloc(rows + 1);
+    unsigned char *sa = malloc(rows * es + 1), *sb = malloc(rows * es + 1);
+    size_t ba = 7, bb = 7;
+    mq_status a = mq_hk_quantize_rows(src, dt, rows, cols, sym, qa, sa, za, &ba);
+    mq_status b = mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bb);
+    assert_int_equal(a, b);
+    if (a == MQ_OK) {
+        assert_bytes(qa, qb, n, "q");
+        assert_bytes(sa, sb, rows * es, "scale");
+        if (!sym) assert_bytes(za, zb, rows, "zero point");
+    } else {
+        assert_int_equal(ba, bb);
+    }
+    free(qa);
+    free(qb);
+    free(za);
+    free(zb);
+    free(sa);
+    free(sb);
+}
+
+static void test_rows_random(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 3);
+    const size_t shapes[][2] = {{1, 1},    {3, 5},    {4, 64},   {5, 100}, {2, 513},
+                                {7, 1027}, {1, 4099}, {16, 600}, {64, 3},  {3, 2048}};
+    unsigned char *buf = malloc(64 * 4100 * 4 + 1);
+    for (int d = 0; d < 3; d++) {
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+            for (int sym = 0; sym < 2; sym++) {
+                for (int edges = 0; edges < 2; edges++) {
+                    size_t rows = shapes[k][0], cols = shapes[k][1];
+                    fill(buf, qdtypes[d], rows * cols, &r, edges);
+                    check_rows(buf, qdtypes[d], rows, cols, sym);
+                    /* All-positive and all-negative rows move the asymmetric zero point. */
+                    for (size_t i = 0; i < rows * cols; i++)
+                        put(buf, qdtypes[d], i, fabsf(mq_load_f32(buf, qdtypes[d], i)) + 1.0f);
+                    check_rows(buf, qdtypes[d], rows, cols, sym);
+                    for (size_t i = 0; i < rows * cols; i++)
+                        put(buf, qdtypes[d], i, -mq_load_f32(buf, qdtypes[d], i) * 3.0f);
+                    check_rows(buf, qdtypes[d], rows, cols, sym);
+                }
+            }
+        }
+    }
+    /* A NaN in row 2 of 4. */
+    fill(buf, MQ_DTYPE_F32, 4 * 700, &r, false);
+    put(buf, MQ_DTYPE_F32, 2 * 700 + 650, NAN);
+    check_rows(buf, MQ_DTYPE_F32, 4, 700, true);
+    free(buf);
+}
+
+static void check_cast(const void *src, mq_dtype dt, size_t n, bool sat)
+{
+    uint16_t *a = malloc(n * 2 + 2), *b = malloc(n * 2 + 2);
+    uint64_t oa = mq_hk_cast_f16(src, dt, n, sat, a);
+    uint64_t ob = mq_ref_cast_f16(src, dt, n, sat, b);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            fail_msg("cast dtype %d sat %d: [%zu] = 0x%04x, want 0x%04x (from %a)", dt, sat, i,
+                     a[i], b[i], dt == MQ_DTYPE_F64 ? 0.0 : (double)mq_load_f32(src, dt, i));
+    assert_int_equal(oa, ob);
+    free(a);
+    free(b);
+}
+
+/* fp32 bit patterns: a wide stride over all of them plus every pattern near
+ * the boundaries of the conversion (2^-25, 2^-14, 65504..65520, inf). */
+static void test_cast_f32_patterns(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    uint32_t *u = malloc(N * 4);
+    const uint32_t centers[] = {0x33000000u, 0x33800000u, 0x38800000u, 0x387fe000u, 0x477fe000u,
+                                0x477ff000u, 0x7f800000u, 0x7f7fffffu, 0u};
+    for (int sat = 0; sat < 2; sat++) {
+        for (uint64_t base = 0; base < 4099; base += 1024) {
+            for (uint32_t i = 0; i < N; i++)
+                u[i] = (uint32_t)((base + (uint64_t)i * 4099) * 1u);
+            check_cast(u, MQ_DTYPE_F32, N, sat);
+        }
+        for (size_t c = 0; c < sizeof centers / sizeof centers[0]; c++) {
+            for (uint32_t i = 0; i < N; i++) {
+                uint32_t x = centers[c] + i - N / 2;
+                u[i] = (i & 1) ? x | 0x80000000u : x;
+            }
+            check_cast(u, MQ_DTYPE_F32, N, sat);
+        }
+        /* All fp16-subnormal results, sampled. */
+        for (uint32_t i = 0; i < N; i++)
+            u[i] = 0x33000000u + i * 83u;
+        check_cast(u, MQ_DTYPE_F32, N, sat);
+    }
+    free(u);
+}
+
+static void test_cast_dtypes(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 4);
+    uint16_t *h = malloc(65536 * 2);
+    for (uint32_t i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
+    for (int sat = 0; sat < 2; sat++) {
+        check_cast(h, MQ_DTYPE_BF16, 65536, sat); /* every bf16 */
+        check_cast(h, MQ_DTYPE_F16, 65536, sat);
+        check_cast((unsigned char *)h + 1, MQ_DTYPE_BF16, 1000, sat);
+    }
+    double d[777];
+    for (int i = 0; i < 777; i++)
+        d[i] = (double)tu_rng_normal(&r) * ldexp(1.0, i % 40 - 20);
+    check_cast(d, MQ_DTYPE_F64, 777, false);
+    float f[1031];
+    for (int i = 0; i < 1031; i++)
+        f[i] = edge_value(&r) * 1e3f;
+    check_cast(f, MQ_DTYPE_F32, 1031, false);
+    check_cast(f, MQ_DTYPE_F32, 1031, true);
+    check_cast((unsigned char *)f + 2, MQ_DTYPE_F32, 1000, true);
+    free(h);
+}
+
+/* The host backend splits big calls over threads; results must not move. */
+static void test_backend_threads(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    const size_t rows = 301, cols = 2053;
+    for (int d = 0; d < 3; d++) {
+        mq_dtype dt = qdtypes[d];
+        size_t es = mq_dtype_size(dt), n = rows * cols;
+        unsigned char *src = malloc(n * es), *sa = malloc(rows * es), *sb = malloc(rows * es);
+        int8_t *qa = malloc(n), *qb = malloc(n), *za = malloc(rows), *zb = malloc(rows);
+        uint16_t *ha = malloc(n * 2), *hb = malloc(n * 2);
+        unsigned char *da = malloc(n * es), *db = malloc(n * es);
+        fill(src, dt, n, &r, false);
+        for (int sym = 0; sym < 2; sym++) {
+            size_t bad = 0;
+            assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, &bad),
+                             MQ_OK);
+            assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bad),
+                             MQ_OK);
+            assert_bytes(qa, qb, n, "threaded q");
+            assert_bytes(sa, sb, rows * es, "threaded scale");
+            if (!sym) assert_bytes(za, zb, rows, "threaded zp");
+            assert_int_equal(
+                be->ops->dequantize_rows(be, qa, rows, cols, sa, sym ? NULL : za, dt, da), MQ_OK);
+            mq_ref_dequantize_rows(qb, rows, cols, sb, sym ? NULL : zb, dt, db);
+            assert_bytes(da, db, n * es, "threaded dequantize");
+        }
+        for (int sat = 0; sat < 2; sat++) {
+            uint64_t oa = 0, ob;
+            assert_int_equal(be->ops->cast_f16(be, src, dt, n, sat, ha, &oa), MQ_OK);
+            ob = mq_ref_cast_f16(src, dt, n, sat, hb);
+            assert_bytes(ha, hb, n * 2, "threaded cast");
+            assert_int_equal(oa, ob);
+        }
+        mq_ref_stats a, b;
+        mq_ref_stats_init(&a);
+        mq_ref_stats_init(&b);
+        assert_int_equal(be->ops->reduce(be, src, dt, n, &a), MQ_OK);
+        mq_ref_stats_update(&b, src, dt, n);
+        assert_stats_equal(&a, &b);
+        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, qa), MQ_OK);
+        mq_ref_quantize_values(src, dt, n, 0.01f, -5, qb);
+        assert_bytes(qa, qb, n, "quantize_values");
+        /* Bad rows in both halves: the first one is reported. */
+        if (dt == MQ_DTYPE_F32) {
+            put(src, dt, 250 * cols + 3, NAN);
+            put(src, dt, 40 * cols + 2000, -INFINITY);
+            size_t bad = 0;
+            assert_int_equal(
+                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, &bad),
+                MQ_STATUS_E_DATA);
+            assert_int_equal(bad, 40);
+        }
+        free(src);
+        free(sa);
+        free(sb);
+        free(qa);
+        free(qb);
+        free(za);
+        free(zb);
+        free(ha);
+        free(hb);
+        free(da);
+        free(db);
+    }
+    void *p = be->ops->staging_alloc(be, 1000);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 64, 0);
+    be->ops->staging_free(be, p);
+    mq_backend_free(be);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f16_widen_all),    cmocka_unit_test(test_stats_random),
+        cmocka_unit_test(test_stats_nonfinite),  cmocka_unit_test(test_values_random),
+        cmocka_unit_test(test_values_nonfinite), cmocka_unit_test(test_values_all_halves),
+        cmocka_unit_test(test_rows_random),      cmocka_unit_test(test_cast_f32_patterns),
+        cmocka_unit_test(test_cast_dtypes),      cmocka_unit_test(test_backend_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

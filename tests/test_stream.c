@@ -1,0 +1,639 @@
+/* The streaming quantizer (src/stream.c) against the in-memory path:
+ * byte-identical files and equal reports for every setting, on the host
+ * backend and the default device, with staging slots far smaller than the
+ * tensors; NaN errors, progress, and a real run of the CLI for peak memory
+ * and Ctrl-C. */
+#define _DEFAULT_SOURCE /* wait4 */
+#include "testutil.h"
+
+#include "backend.h"
+#include "outfile.h"
+#include "reference.h"
+#include "report.h"
+#include "ring.h"
+#include "safetensors.h"
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char *dir;
+    char *model;     /* every dtype and shape */
+    char *nan_model; /* the same plus a tensor holding a NaN */
+    mq_backend *dev; /* the default device (NULL when it did not open) */
+} fixture;
+
+static fixture fx;
+
+static void put_f(void *dst, mq_dtype dt, size_t i, float v)
+{
+    unsigned char *p = dst;
+    uint16_t h;
+    if (dt == MQ_DTYPE_F32) {
+        memcpy(p + i * 4, &v, 4);
+    } else if (dt == MQ_DTYPE_F64) {
+        double d = v;
+        memcpy(p + i * 8, &d, 8);
+    } else {
+        h = dt == MQ_DTYPE_BF16 ? mq_f32_to_bf16(v) : mq_f32_to_f16(v);
+        memcpy(p + i * 2, &h, 2);
+    }
+}
+
+static void add(mq_model *m, tu_rng *r, const char *name, mq_dtype dt, int rank,
+                const int64_t *shape, float amp)
+{
+    size_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= (size_t)shape[i];
+    size_t es = mq_dtype_size(dt);
+    unsigned char *d = calloc(n ? n * es : 1, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (dt == MQ_DTYPE_I8)
+            d[i] = (unsigned char)tu_rng_u64(r);
+        else
+            put_f(d, dt, i, tu_rng_normal(r) * amp * (1.0f + (float)(i % 7)));
+    }
+    assert_int_equal(mq_model_add_tensor(m, name, dt, rank, shape, d), MQ_OK);
+    free(d);
+}
+
+/* Odd sizes first so later tensors start at unaligned offsets; tensors up to
+ * 4 MiB and rows up to 280 KB, larger than the 64 KiB slots of a 1 MiB limit. */
+static char *write_model(const char *name, bool with_nan)
+{
+    mq_model *m;
+    tu_rng r;
+    tu_rng_seed(&r, 42);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    add(m, &r, "tok.ids", MQ_DTYPE_I8, 1, (int64_t[]){3}, 1);
+    add(m, &r, "a.bias", MQ_DTYPE_F32, 1, (int64_t[]){7}, 1);
+    add(m, &r, "layers.0.q.weight", MQ_DTYPE_F32, 2, (int64_t[]){37, 129}, 0.1f);
+    add(m, &r, "layers.0.k.weight", MQ_DTYPE_F16, 2, (int64_t[]){64, 300}, 0.5f);
+    add(m, &r, "layers.0.v.weight", MQ_DTYPE_BF16, 2, (int64_t[]){17, 1001}, 2.0f);
+    add(m, &r, "conv.weight", MQ_DTYPE_F32, 4, (int64_t[]){8, 3, 3, 3}, 1);
+    add(m, &r, "scalar", MQ_DTYPE_F32, 0, NULL, 1);
+    add(m, &r, "empty.weight", MQ_DTYPE_F32, 2, (int64_t[]){0, 5}, 1);
+    add(m, &r, "big.weight", MQ_DTYPE_F32, 2, (int64_t[]){256, 4096}, 0.02f);
+    add(m, &r, "wide.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 70000}, 3e4f); /* fp16 overflow */
+    add(m, &r, "bfwide.weight", MQ_DTYPE_BF16, 2, (int64_t[]){3, 70001}, 1);
+    add(m, &r, "embed_tokens.weight", MQ_DTYPE_F32, 2, (int64_t[]){100, 64}, 1);
+    add(m, &r, "f64.weight", MQ_DTYPE_F64, 2, (int64_t[]){4, 5}, 1);
+    add(m, &r, "lm_head.weight", MQ_DTYPE_F16, 2, (int64_t[]){10, 64}, 1);
+    add(m, &r, "many.weight", MQ_DTYPE_F32, 2, (int64_t[]){20000, 3}, 1); /* many short rows */
+    if (with_nan) {
+        float v[400];
+        for (int i = 0; i < 400; i++)
+            v[i] = (float)i;
+        v[2 * 100 + 50] = NAN;
+        assert_int_equal(
+            mq_model_add_tensor(m, "nan.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 100}, v), MQ_OK);
+        add(m, &r, "after.weight", MQ_DTYPE_F32, 2, (int64_t[]){5, 9}, 1);
+    }
+    assert_int_equal(mq_model_set_metadata(m, "format", "pt"), MQ_OK);
+    assert_int_equal(mq_model_set_metadata(m, "quantized_by", "someone else"), MQ_OK);
+    char *path = tu_join(fx.dir, name);
+    assert_int_equal(mq_model_save(m, path), MQ_OK);
+    mq_model_free(m);
+    return path;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.dir = tu_mkdtemp();
+    if (!fx.dir) return -1;
+    fx.model = write_model("in.safetensors", false);
+    fx.nan_model = write_model("nan.safetensors", true);
+    mq_config cfg;
+    mq_config_init(&cfg);
+    if (mq_backend_open(&cfg, &fx.dev) != MQ_OK) fx.dev = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mq_backend_free(fx.dev);
+    tu_rmtree(fx.dir);
+    free(fx.dir);
+    free(fx.model);
+    free(fx.nan_model);
+    return 0;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
+    assert_non_null(x);
+    assert_non_null(y);
+    if (na != nb) fail_msg("%s is %zu bytes, %s is %zu", a, na, b, nb);
+    for (size_t i = 0; i < na; i++)
+        if (x[i] != y[i]) fail_msg("%s and %s differ at byte %zu", a, b, i);
+    free(x);
+    free(y);
+}
+
+static void assert_same_report(const mq_report *a, const mq_report *b)
+{
+    assert_int_equal(mq_report_count(a), mq_report_count(b));
+    for (size_t i = 0; i < mq_report_count(a); i++) {
+        const mq_report_entry *x = mq_report_entry_at(a, i), *y = mq_report_entry_at(b, i);
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(x->action, y->action);
+        assert_int_equal(x->dtype_out, y->dtype_out);
+        assert_int_equal(x->bytes_in, y->bytes_in);
+        assert_int_equal(x->bytes_out, y->bytes_out);
+        assert_int_equal(x->fp16_overflow, y->fp16_overflow);
+        if (x->reason || y->reason) assert_string_equal(x->reason, y->reason);
+    }
+    assert_int_equal(mq_report_fp16_overflow(a), mq_report_fp16_overflow(b));
+}
+
+typedef struct {
+    size_t calls, finished, last_done, last_total;
+    uint64_t last_bytes, bytes_total;
+    bool monotonic;
+} progress_log;
+
+static void on_progress(const mq_progress *p, void *user)
+{
+    progress_log *l = user;
+    if (p->bytes_done < l->last_bytes || p->tensors_done < l->last_done) l->monotonic = false;
+    l->calls++;
+    if (p->finished) l->finished++;
+    l->last_done = p->tensors_done;
+    l->last_total = p->tensors_total;
+    l->last_bytes = p->bytes_done;
+    l->bytes_total = p->bytes_total;
+}
+
+/* In-memory reference (host), then the stream on `be`; files and reports must agree. */
+static void check_config(const char *in, mq_config *cfg, mq_backend *be, const char *tag)
+{
+    char *ref = tu_join(fx.dir, "ref.safetensors"), *out = tu_join(fx.dir, "out.safetensors");
+    mq_model *m, *q;
+    mq_report *want, *got = mq_report_new();
+    char *saved_dev = cfg->device;
+    cfg->device = (char *)"host";
+    assert_int_equal(mq_model_open(in, &m), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize_report(m, cfg, &q, NULL, &want), MQ_OK);
+    cfg->device = saved_dev;
+    assert_int_equal(mq_model_save(q, ref), MQ_OK);
+    progress_log log = {.monotonic = true};
+    cfg->progress = on_progress;
+    cfg->progress_user = &log;
+    mq_status st = mq_stream_file(in, out, cfg, be, got, NULL);
+    if (st != MQ_OK) fail_msg("%s: %s", tag, mq_last_error());
+    cfg->progress = NULL;
+    assert_same_file(ref, out);
+    assert_same_report(want, got);
+    assert_string_equal(mq_report_backend(got), be->backend);
+    assert_int_equal(log.finished, mq_model_count(m));
+    assert_true(log.monotonic);
+    assert_int_equal(log.last_done, log.last_total);
+    assert_int_equal(log.last_bytes, log.bytes_total);
+    assert_int_equal(tu_count_entries(fx.dir), 4); /* in, nan, ref, out: no temporaries */
+    unlink(out);
+    unlink(ref);
+    mq_report_free(want);
+    mq_report_free(got);
+    mq_model_free(q);
+    mq_model_free(m);
+    free(ref);
+    free(out);
+}
+
+static void run_configs(mq_backend *be)
+{
+    static const uint64_t limits[] = {0, 1 << 20, 8 << 20};
+    for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
+        for (int k = 0; k < 8; k++) {
+            mq_config cfg;
+            char tag[128];
+            mq_config_init(&cfg);
+            cfg.memory_limit = limits[li];
+            switch (k) {
+            case 0:
+                break;
+            case 1:
+                cfg.symmetric = false;
+                break;
+            case 2:
+                cfg.per_channel = false;
+                break;
+            case 3:
+                cfg.per_channel = false;
+                cfg.symmetric = false;
+                break;
+            case 4:
+                cfg.dtype = MQ_FLOAT16;
+                break;
+            case 5:
+                cfg.dtype = MQ_FLOAT16;
+                cfg.fp16_saturate = true;
+                break;
+            case 6:
+                assert_int_equal(mq_config_add_include(&cfg, "embed_tokens"), MQ_OK);
+                assert_int_equal(mq_config_add_exclude(&cfg, "re:layers\\.0\\.k.*"), MQ_OK);
+                break;
+            default:
+                cfg.symmetric = false;
+                assert_int_equal(mq_config_add_include(&cfg, "lm_head"), MQ_OK);
+                break;
+            }
+            snprintf(tag, sizeof tag, "%s config %d limit %llu", be->backend, k,
+                     (unsigned long long)limits[li]);
+            check_config(fx.model, &cfg, be, tag);
+            mq_config_free(&cfg);
+        }
+    }
+}
+
+static void test_host_matches_memory(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    run_configs(be);
+    mq_backend_free(be);
+}
+
+static void test_device_matches_memory(void **state)
+{
+    (void)state;
+    if (!fx.dev) skip();
+    run_configs(fx.dev);
+}
+
+static void test_skip_nonfinite(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    for (int k = 0; k < 4; k++) {
+        mq_config cfg;
+        mq_config_init(&cfg);
+        cfg.skip_nonfinite = true;
+        cfg.symmetric = k % 2 == 0;
+        cfg.memory_limit = k < 2 ? 0 : 1 << 20;
+        check_config(fx.nan_model, &cfg, k == 3 && fx.dev ? fx.dev : be, "skip_nonfinite");
+        mq_config_free(&cfg);
+    }
+    mq_backend_free(be);
+}
+
+/* Without --skip-nonfinite a NaN fails the run: the message names the file,
+ * the tensor and the channel, and nothing is left in the output directory. */
+static void test_nan_error(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    char *out = tu_join(fx.dir, "nan-out.safetensors");
+    for (int k = 0; k < 4; k++) {
+        mq_config cfg;
+        mq_config_init(&cfg);
+        cfg.per_channel = k < 2;
+        cfg.memory_limit = k % 2 ? 1 << 20 : 0;
+        mq_backend *use = k == 1 && fx.dev ? fx.dev : be;
+        assert_int_equal(mq_stream_file(fx.nan_model, out, &cfg, use, NULL, NULL),
+                         MQ_STATUS_E_DATA);
+        const char *e = mq_last_error();
+        assert_non_null(strstr(e, fx.nan_model));
+        assert_non_null(strstr(e, "nan.weight"));
+        assert_non_null(
+            strstr(e, cfg.per_channel ? "channel 2 holds NaN or Inf" : "holds NaN or Inf"));
+        assert_false(tu_exists(out));
+        assert_int_equal(tu_count_entries(fx.dir), 2);
+        mq_config_free(&cfg);
+    }
+    free(out);
+    mq_backend_free(be);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    assert_int_equal(mq_stream_file(fx.model, fx.model, NULL, be, NULL, NULL), MQ_STATUS_E_OUTPUT);
+    char *missing = tu_join(fx.dir, "missing.safetensors");
+    char *out = tu_join(fx.dir, "o.safetensors");
+    assert_int_equal(mq_stream_file(missing, out, NULL, be, NULL, NULL), MQ_STATUS_E_IO);
+    assert_int_equal(mq_stream_file(NULL, out, NULL, be, NULL, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_false(tu_exists(out));
+    assert_int_equal(tu_count_entries(fx.dir), 2);
+    uint64_t bytes;
+    size_t tensors;
+    assert_int_equal(mq_stream_measure(fx.model, &bytes, &tensors), MQ_OK);
+    assert_int_equal(tensors, 15);
+    free(missing);
+    free(out);
+    mq_backend_free(be);
+}
+
+/* Progress across files: counts continue from the totals handed in. */
+static void test_totals(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    uint64_t bytes;
+    size_t tensors;
+    assert_int_equal(mq_stream_measure(fx.model, &bytes, &tensors), MQ_OK);
+    mq_stream_totals t = {5, 5 + tensors + 3, 1000, 1000 + bytes + 77};
+    progress_log log = {.monotonic = true};
+    mq_config cfg;
+    mq_config_init(&cfg);
+    cfg.progress = on_progress;
+    cfg.progress_user = &log;
+    char *out = tu_join(fx.dir, "t.safetensors");
+    assert_int_equal(mq_stream_file(fx.model, out, &cfg, be, NULL, &t), MQ_OK);
+    assert_int_equal(t.tensors_done, 5 + tensors);
+    assert_int_equal(t.bytes_done, 1000 + bytes);
+    assert_int_equal(log.last_done, 5 + tensors);
+    assert_int_equal(log.last_total, 5 + tensors + 3);
+    assert_int_equal(log.last_bytes, 1000 + bytes);
+    assert_int_equal(log.bytes_total, 1000 + bytes + 77);
+    unlink(out);
+    free(out);
+    mq_backend_free(be);
+}
+
+/* The kernel copy and its fallback (a source on another filesystem, or one
+ * that copy_file_range cannot read). */
+static void test_copy_from(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *want = tu_read_file(fx.model, &n);
+    const char *sources[2] = {fx.model, "/proc/self/status"};
+    for (int k = 0; k < 2; k++) {
+        char *out = tu_join(fx.dir, "copy.bin");
+        mq_outfile *f;
+        unsigned char bounce[1000];
+        int fd = open(sources[k], O_RDONLY);
+        assert_true(fd >= 0);
+        size_t len = k == 0 ? n - 5 : 200;
+        assert_int_equal(mq_outfile_open(out, &f), MQ_OK);
+        assert_int_equal(mq_outfile_pwrite(f, "abc", 3, 0), MQ_OK);
+        assert_int_equal(mq_outfile_copy_from(f, fd, 5, len, 3, bounce, sizeof bounce, "src"),
+                         MQ_OK);
+        assert_int_equal(mq_outfile_commit(f), MQ_OK);
+        size_t got_n;
+        unsigned char *got = tu_read_file(out, &got_n);
+        assert_int_equal(got_n, 3 + len);
+        assert_memory_equal(got, "abc", 3);
+        if (k == 0) assert_memory_equal(got + 3, want + 5, len);
+        free(got);
+        /* A source shorter than asked for is an input error. */
+        assert_int_equal(mq_outfile_open(out, &f), MQ_OK);
+        assert_int_equal(
+            mq_outfile_copy_from(f, fd, 0, (uint64_t)n + 100000, 0, bounce, sizeof bounce, "src"),
+            k == 0 ? MQ_STATUS_E_IO : MQ_STATUS_E_IO);
+        mq_outfile_abort(f);
+        close(fd);
+        unlink(out);
+        free(out);
+    }
+    free(want);
+}
+
+typedef struct {
+    int left;
+    uint64_t off;
+} short_gen;
+
+static bool gen_past_end(void *arg, mq_chunk *c)
+{
+    short_gen *g = arg;
+    if (g->left-- <= 0) return false;
+    memset(c, 0, sizeof *c);
+    c->off = g->off;
+    c->bytes = 100;
+    g->off += 100;
+    return true;
+}
+
+/* A file shorter than the chunks asked of it (truncated after its header
+ * was read): an input error in both ring modes, never a crash. */
+static void test_ring_short_file(void **state)
+{
+    (void)state;
+    char *path = tu_join(fx.dir, "short.bin");
+    unsigned char bytes[150] = {0};
+    assert_true(tu_write_file(path, bytes, sizeof bytes));
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    void *m = mmap(NULL, sizeof bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    assert_true(m != MAP_FAILED);
+    for (int map = 0; map < 2; map++) {
+        mq_ring *r;
+        const mq_chunk *c;
+        const unsigned char *d;
+        short_gen g = {3, 0};
+        assert_int_equal(mq_ring_new(NULL, 3, 4096, map ? m : NULL, sizeof bytes, &r), MQ_OK);
+        assert_int_equal(mq_ring_start(r, fd, path, gen_past_end, &g), MQ_OK);
+        assert_int_equal(mq_ring_next(r, &c, &d), MQ_OK);
+        assert_non_null(c);
+        assert_int_equal(c->bytes, 100);
+        mq_ring_release(r);
+        assert_int_equal(mq_ring_next(r, &c, &d), MQ_STATUS_E_IO);
+        assert_non_null(strstr(mq_last_error(), "shorter than its header says"));
+        assert_non_null(strstr(mq_last_error(), path));
+        mq_ring_free(r);
+    }
+    munmap(m, sizeof bytes);
+    close(fd);
+    unlink(path);
+    free(path);
+}
+
+/* ---- the CLI on a large model ---- */
+
+#define BIG_TENSORS 14
+#define BIG_ROWS 2048
+#define BIG_COLS 2304 /* 18 MiB a tensor, ~250 MiB in all */
+
+/* Writes the model piece by piece so this process never holds it. */
+static char *write_big_model(void)
+{
+    static const char *const kinds[2] = {"mlp.weight", "embed_tokens.weight"};
+    char *path = tu_join(fx.dir, "big.safetensors");
+    mq_st_desc d[BIG_TENSORS];
+    char names[BIG_TENSORS][64];
+    int64_t shape[2] = {BIG_ROWS, BIG_COLS};
+    for (int i = 0; i < BIG_TENSORS; i++) {
+        snprintf(names[i], sizeof names[i], "layers.%d.%s", i, kinds[i == 3]);
+        d[i] = (mq_st_desc){names[i], MQ_DTYPE_F32, 2, shape, (uint64_t)BIG_ROWS * BIG_COLS * 4};
+    }
+    char *header;
+    size_t hlen;
+    assert_int_equal(mq_st_build_header_desc(d, BIG_TENSORS, NULL, NULL, 0, &header, &hlen), MQ_OK);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    assert_int_equal(fwrite(len8, 1, 8, f), 8);
+    assert_int_equal(fwrite(header, 1, hlen, f), hlen);
+    tu_rng r;
+    tu_rng_seed(&r, 7);
+    float *row = malloc(BIG_COLS * sizeof *row);
+    for (long k = 0; k < (long)BIG_TENSORS * BIG_ROWS; k++) {
+        for (int j = 0; j < BIG_COLS; j++)
+            row[j] = (float)(int32_t)tu_rng_u64(&r) * 1e-10f;
+        assert_int_equal(fwrite(row, sizeof *row, BIG_COLS, f), BIG_COLS);
+    }
+    assert_int_equal(fclose(f), 0);
+    free(row);
+    free(header);
+    return path;
+}
+
+static pid_t spawn_cli(const char *in, const char *out, const char *device, const char *limit)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(MQ_CLI_PATH, MQ_CLI_PATH, "quantize", in, "-o", out, "--device", device,
+              "--memory-limit", limit, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Peak resident size (KiB) of one CLI run, and its exit status. */
+static long cli_peak_kib(const char *in, const char *out, const char *device, const char *limit,
+                         int *status)
+{
+    struct rusage ru;
+    pid_t pid = spawn_cli(in, out, device, limit);
+    assert_true(pid > 0);
+    while (wait4(pid, status, 0, &ru) < 0 && errno == EINTR) {
+    }
+    return ru.ru_maxrss;
+}
+
+/*
+ * Peak memory with --memory-limit 32M stays under the limit plus 48 MiB of
+ * code, libraries and allocator. The host backend is the measure: its
+ * baseline is ~8 MiB. PoCL alone takes ~85 MiB (LLVM and its runtime) before
+ * any data moves, so for the default device the bound is its own baseline
+ * (measured on the tiny example) plus the limit plus the same allowance.
+ */
+static void test_cli_memory(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+    skip(); /* ASan's quarantine and shadow memory dwarf what is measured here */
+#elif defined(__has_feature)       /* clang */
+#if __has_feature(address_sanitizer)
+    skip();
+#endif
+#endif
+    char *big = write_big_model();
+    char *out = tu_join(fx.dir, "big-out.safetensors");
+    int status;
+    long host = cli_peak_kib(big, out, "host", "32M", &status);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    print_message("peak RSS, host, 32 MiB limit, 250 MiB model: %ld KiB\n", host);
+    assert_true(host <= (32 + 48) * 1024);
+    unlink(out);
+    if (fx.dev) {
+        char *tiny = tu_join(MQ_SOURCE_DIR, "examples/tiny_mlp.safetensors");
+        long base = cli_peak_kib(tiny, out, "auto", "32M", &status);
+        unlink(out);
+        long dev = cli_peak_kib(big, out, "auto", "32M", &status);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        print_message("peak RSS, default device, 32 MiB limit: %ld KiB (baseline %ld KiB)\n", dev,
+                      base);
+        assert_true(dev <= base + (32 + 48) * 1024);
+        unlink(out);
+        free(tiny);
+    }
+    free(out);
+    /* Left for the Ctrl-C test. */
+    free(big);
+}
+
+/* Has the directory a temporary of ours? */
+static bool has_temp(const char *dir)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q mqtmp", dir);
+    return system(cmd) == 0;
+}
+
+/* Ctrl-C in the middle of a run: no output, no temporary. */
+static void test_cli_sigint(void **state)
+{
+    (void)state;
+    char *big = tu_join(fx.dir, "big.safetensors");
+    char *out = tu_join(fx.dir, "int-out.safetensors");
+    if (!tu_exists(big)) free(write_big_model());
+    /* A small limit and two passes per tensor keep it busy long enough. */
+    pid_t pid = spawn_cli(big, out, "host", "2M");
+    assert_true(pid > 0);
+    struct timespec t0, now, nap = {0, 1000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool seen = false;
+    int status = 0;
+    for (;;) {
+        if ((seen = has_temp(fx.dir))) break;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            fail_msg("the CLI ended before it was interrupted");
+        nanosleep(&nap, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > 20) break;
+    }
+    assert_true(seen);
+    nanosleep(&(struct timespec){0, 30000000}, NULL);
+    kill(pid, SIGINT);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        print_message("the run finished before SIGINT arrived; nothing to check\n");
+    } else {
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT);
+        assert_false(tu_exists(out));
+    }
+    assert_false(has_temp(fx.dir));
+    unlink(out);
+    unlink(big);
+    free(out);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_host_matches_memory),
+        cmocka_unit_test(test_device_matches_memory),
+        cmocka_unit_test(test_skip_nonfinite),
+        cmocka_unit_test(test_nan_error),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_totals),
+        cmocka_unit_test(test_copy_from),
+        cmocka_unit_test(test_ring_short_file),
+        cmocka_unit_test(test_cli_memory),
+        cmocka_unit_test(test_cli_sigint),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
