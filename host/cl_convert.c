@@ -2,6 +2,7 @@
  * buffer (whole rows where they fit, else pieces of a row). */
 #include "clbackend.h"
 
+#include "clerror.h"
 #include "error.h"
 #include "reference.h"
 
@@ -10,8 +11,8 @@
 /* Elements per cast launch, so that one launch's 32-bit overflow count cannot wrap. */
 #define MQ_CL_CAST_MAX ((size_t)1 << 31)
 
-mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
-                         uint16_t *dst, uint64_t *overflow)
+static mq_status cast_f16_once(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
+                               uint16_t *dst, uint64_t *overflow)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     *overflow = 0;
@@ -61,8 +62,8 @@ done:
     return st;
 }
 
-mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
-                                const void *scale, const int8_t *zp, mq_dtype dt, void *dst)
+static mq_status dequantize_rows_once(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
+                                      const void *scale, const int8_t *zp, mq_dtype dt, void *dst)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16)
@@ -116,5 +117,29 @@ mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, siz
     }
 done:
     clFinish(cb->queue);
+    return st;
+}
+
+/* A device out of memory gets the same work again in smaller chunks. */
+mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
+                         uint16_t *dst, uint64_t *overflow)
+{
+    mq_status st;
+    do {
+        mq_cl_clear_code();
+        st = cast_f16_once(b, src, dt, n, saturate, dst, overflow);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
+    return st;
+}
+
+mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
+                                const void *scale, const int8_t *zp, mq_dtype dt, void *dst)
+{
+    mq_status st;
+    do {
+        mq_cl_clear_code();
+        st = dequantize_rows_once(b, q, rows, cols, scale, zp, dt, dst);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
+                                 cols * mq_dtype_size(dt)));
     return st;
 }

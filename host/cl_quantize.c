@@ -5,6 +5,7 @@
  * streamed through twice in pieces. */
 #include "clbackend.h"
 
+#include "clerror.h"
 #include "error.h"
 #include "reference.h"
 
@@ -256,8 +257,9 @@ done:
     return st;
 }
 
-mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
+static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                    size_t *bad_row)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16)
@@ -280,6 +282,20 @@ mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_
     return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
 }
 
+/* A device out of memory gets the same work again in smaller chunks; each
+ * attempt writes every output from scratch. */
+mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
+{
+    mq_status st;
+    do {
+        mq_cl_clear_code();
+        st = quantize_rows_once(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
+                                 cols * mq_dtype_size(dt)));
+    return st;
+}
+
 /* ---- streaming steps: one long run of values at a time ---- */
 
 /* Values per piece of a run that must fit one buffer (a multiple of 8 when possible). */
@@ -297,7 +313,8 @@ static mq_status check_dtype(mq_dtype dt, const char *what)
                         mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
 }
 
-mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
+static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                             mq_ref_stats *st)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status s0 = check_dtype(dt, "reduce");
@@ -320,8 +337,8 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq
     return st2;
 }
 
-mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, int8_t *q)
+static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                      float scale, int8_t zp, int8_t *q)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = check_dtype(dt, "quantize");
@@ -345,5 +362,28 @@ mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, siz
             st = run_fixed(cb, dt, &w, m, n, c0, q + c0);
     }
     qbufs_free(cb, &w);
+    return st;
+}
+
+/* Folding a value twice changes no statistic (min, max, max |w|, a flag), so a
+ * retry may fold what a failed attempt already folded. */
+mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
+{
+    mq_status s;
+    do {
+        mq_cl_clear_code();
+        s = reduce_once(b, src, dt, n, st);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, s, n * mq_dtype_size(dt), 0));
+    return s;
+}
+
+mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
+                                int8_t zp, int8_t *q)
+{
+    mq_status st;
+    do {
+        mq_cl_clear_code();
+        st = quantize_values_once(b, src, dt, n, scale, zp, q);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
     return st;
 }

@@ -73,6 +73,20 @@ mq_status mq_cl_finish(mq_cl_backend *cb);
 mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
                        size_t items, cl_event *ev);
 void mq_cl_release(cl_mem *m);
+
+/* The out-of-memory retry halves the buffers down to one row of the data, or
+ * to pieces of this many bytes of a longer row or of a run of values. */
+#define MQ_CL_OOM_PIECE ((size_t)64 << 10)
+/*
+ * Called after an attempt of an operation on `total` bytes of rows of
+ * `row_bytes` bytes (0: a run of values, which may be split anywhere). When
+ * `st` is an out-of-memory failure of the device (mq_cl_is_oom) and the
+ * buffers can still be halved without going below that floor: waits for the
+ * queue, releases the kept buffers, halves the buffer limit and returns true,
+ * and the caller runs the operation again. Otherwise returns false; an
+ * out-of-memory message then also says how small the buffers were.
+ */
+bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes);
 /* Work-items per row for the fused kernel: a power of two <= wg. */
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
 

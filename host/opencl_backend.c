@@ -89,6 +89,32 @@ void mq_cl_release(cl_mem *m)
     *m = NULL;
 }
 
+bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes)
+{
+    if (st != MQ_STATUS_E_DEVICE || !mq_cl_is_oom(mq_cl_last_code())) return false;
+    size_t floor = row_bytes && row_bytes < MQ_CL_OOM_PIECE ? row_bytes : MQ_CL_OOM_PIECE;
+    /* Buffers never held more than the data: halve from there. */
+    size_t used = total < cb->limit ? total : cb->limit;
+    if (used / 2 < floor) {
+        if (row_bytes && row_bytes <= used)
+            mq_error_prefix("out of device memory with buffers of %zu bytes (one row of %zu bytes)",
+                            used, row_bytes);
+        else
+            mq_error_prefix("out of device memory with buffers of %zu bytes", used);
+        return false;
+    }
+    /* Nothing may still use the buffers, and a failed command may have left
+     * work in the queue. */
+    clFinish(cb->queue);
+    for (int i = 0; i < MQ_CL_SLOT_COUNT; i++) {
+        mq_cl_release(&cb->slots[i].mem);
+        cb->slots[i].cap = 0;
+    }
+    cb->limit = used / 2;
+    mq_cl_clear_code();
+    return true;
+}
+
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols)
 {
     size_t want = (cols + cb->per_item - 1) / cb->per_item, tpr = 1;

@@ -9,9 +9,10 @@
 #include <math.h>
 #include <string.h>
 
-#define HK_BIG 512  /* values per block */
-#define HK_SMALL 64 /* block for the end of a row; rows shorter than this stay scalar */
-#define HK_LANES 16 /* independent min/max accumulators: one AVX-512 vector */
+#define HK_BIG 512        /* values per block */
+#define HK_SMALL 64       /* block for the end of a row; rows shorter than this stay scalar */
+#define HK_LANES 16       /* independent min/max accumulators: one AVX-512 vector */
+#define HK_ROW_CACHE 8192 /* longest F16/BF16 row widened once (32 KiB of stack) */
 /* 1.5 * 2^23: adding and subtracting it rounds an fp32 of magnitude < 2^22 to
  * an integer, half to even, under the default rounding mode. */
 #define HK_RINT_MAGIC 12582912.0f
@@ -29,6 +30,11 @@ typedef union {
     float f[HK_BIG];
     uint32_t u[HK_BIG];
 } hk_block;
+
+typedef union {
+    float f[HK_ROW_CACHE];
+    uint32_t u[HK_ROW_CACHE];
+} hk_row;
 
 typedef struct {
     float lo[HK_LANES], hi[HK_LANES], amax[HK_LANES];
@@ -53,7 +59,7 @@ HK_INLINE float float_of(uint32_t u)
  * shifted into fp32 position, read as an fp32 that is the value times 2^-112
  * (subnormal halves become fp32 subnormals); the product with 2^112 is exact
  * because every half is a normal fp32. */
-HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, hk_block *restrict b)
+HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, uint32_t *restrict u)
 {
     for (int j = 0; j < nb; j++) {
         uint16_t h;
@@ -62,16 +68,16 @@ HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, hk_block *rest
         uint32_t fin = bits_of(float_of(em << 13) * 0x1p112f);
         uint32_t special = 0x7f800000u | (m << 13) | ((uint32_t)(m != 0) << 22);
         uint32_t is_special = -(uint32_t)(em >= 0x7c00u); /* masks keep the loop branch-free */
-        b->u[j] = (special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16);
+        u[j] = (special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16);
     }
 }
 
-HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, hk_block *restrict b)
+HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, uint32_t *restrict u)
 {
     for (int j = 0; j < nb; j++) {
         uint16_t h;
         memcpy(&h, p + 2 * j, sizeof h);
-        b->u[j] = (uint32_t)h << 16;
+        u[j] = (uint32_t)h << 16;
     }
 }
 
@@ -82,9 +88,9 @@ HK_INLINE const float *load_block(const void *src, mq_dtype dt, size_t i, int nb
 {
     const unsigned char *p = (const unsigned char *)src + i * mq_dtype_size(dt);
     if (dt == MQ_DTYPE_F16) {
-        widen_f16(p, nb, b);
+        widen_f16(p, nb, b->u);
     } else if (dt == MQ_DTYPE_BF16) {
-        widen_bf16(p, nb, b);
+        widen_bf16(p, nb, b->u);
     } else {
         if ((uintptr_t)p % sizeof(float) == 0) return (const float *)(const void *)p;
         memcpy(b->f, p, (size_t)nb * sizeof(float));
@@ -103,12 +109,26 @@ HK_INLINE const float *load_tail(const void *src, mq_dtype dt, size_t i, size_t 
     for (size_t k = n; k < (size_t)nb; k++)
         memcpy(raw + k * es, raw, es);
     if (dt == MQ_DTYPE_F16)
-        widen_f16(raw, nb, b);
+        widen_f16(raw, nb, b->u);
     else if (dt == MQ_DTYPE_BF16)
-        widen_bf16(raw, nb, b);
+        widen_bf16(raw, nb, b->u);
     else
         memcpy(b->f, raw, (size_t)nb * sizeof(float));
     return b->f;
+}
+
+/* n (>= HK_SMALL) F16 values as fp32 into row. */
+HK_INLINE void widen_row_f16(const void *src, size_t n, hk_row *restrict row)
+{
+    const unsigned char *p = src;
+    hk_block b;
+    size_t i = 0;
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        widen_f16(p + 2 * i, HK_BIG, row->u + i);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        widen_f16(p + 2 * i, HK_SMALL, row->u + i);
+    if (i < n)
+        memcpy(row->f + i, load_tail(src, MQ_DTYPE_F16, i, n - i, HK_SMALL, &b), (n - i) * 4);
 }
 
 HK_INLINE void lanes_init(hk_lanes *a)
@@ -223,11 +243,21 @@ HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t row
 {
     const unsigned char *in = src;
     size_t row_bytes = cols * mq_dtype_size(dt);
+    /* An F16 row short enough is widened once, not once per pass (BF16's
+     * widening is a shift, cheaper than the copy). */
+    hk_row wide;
+    bool cache = dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     for (size_t r = 0; r < rows; r++) {
         const void *row = in + r * row_bytes;
+        mq_dtype rdt = dt;
         mq_ref_stats st;
+        if (cache) {
+            widen_row_f16(row, cols, &wide);
+            row = wide.f;
+            rdt = MQ_DTYPE_F32;
+        }
         mq_ref_stats_init(&st);
-        stats_run(&st, row, dt, cols);
+        stats_run(&st, row, rdt, cols);
         if (st.nonfinite) {
             if (bad_row) *bad_row = r;
             return MQ_STATUS_E_DATA;
@@ -237,7 +267,7 @@ HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t row
         mq_ref_params(&st, symmetric, dt, &s, &z);
         mq_store_scale(scale, dt, r, s);
         if (!symmetric && zp) zp[r] = z;
-        quant_run(row, dt, cols, s, z, q + r * cols);
+        quant_run(row, rdt, cols, s, z, q + r * cols);
     }
     return MQ_OK;
 }

@@ -1,7 +1,7 @@
 /* Atomic output files: a temporary beside the target, checked writes, fsync,
  * rename, directory fsync. Live temporaries sit in a fixed table that
  * mq_signal_cleanup() can walk from a signal handler without allocating. */
-#define _GNU_SOURCE /* copy_file_range, sync_file_range */
+#define _GNU_SOURCE /* copy_file_range, sync_file_range, fallocate */
 #include "outfile.h"
 
 #include "error.h"
@@ -271,6 +271,20 @@ mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64
         n -= chunk;
     }
     return MQ_OK;
+}
+
+mq_status mq_outfile_reserve(mq_outfile *f, uint64_t size)
+{
+    if (!f || size > (uint64_t)INT64_MAX)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_reserve: bad argument");
+    /* fallocate, not posix_fallocate: where the filesystem cannot, glibc's
+     * emulation would write every block, which is slower than not asking. */
+    int e;
+    do
+        e = size && fallocate(f->fd, 0, 0, (off_t)size) != 0 ? errno : 0;
+    while (e == EINTR);
+    if (e == 0 || e == EOPNOTSUPP || e == EINVAL || e == ENOSYS) return MQ_OK;
+    return out_fail(f, "reserving space for", e);
 }
 
 void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n)

@@ -23,6 +23,10 @@ mq_status mq_outfile_pwrite(mq_outfile *f, const void *buf, size_t n, uint64_t o
  * bytes, cap > 0). `what` names the source in errors. */
 mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64_t n,
                                uint64_t out_off, void *bounce, size_t cap, const char *what);
+/* Reserves the file's final size on disk up front: a full disk fails here
+ * rather than at the end, and the filesystem allocates blocks once instead
+ * of write by write. MQ_OK where the filesystem cannot preallocate. */
+mq_status mq_outfile_reserve(mq_outfile *f, uint64_t size);
 /* Starts writing [off, off + n) to disk without waiting for it, so the
  * final fsync has little left to do. Best effort: errors show at commit. */
 void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n);

@@ -1,8 +1,9 @@
-/* The staging ring: one reader thread, one consumer (the calling thread),
- * slots handed over under a mutex. Input pages never stay mapped into the
- * process: pread copies from the page cache into our buffers, and in map mode
- * each chunk's pages are unmapped again once it is consumed, so the resident
- * size stays at the ring's size whatever the model's. */
+/* The staging ring: a reader thread fills slots, one consumer takes them in
+ * order and one thread (the consumer, or the writer) hands them back in the
+ * same order; they pass between threads under a mutex. Input pages never
+ * stay mapped into the process: pread copies from the page cache into our
+ * buffers, and in map mode a chunk's pages are unmapped when its slot is
+ * reused, so the resident size stays at the ring's size whatever the model's. */
 #define _GNU_SOURCE /* madvise, MADV_POPULATE_READ */
 #include "ring.h"
 

@@ -1,9 +1,8 @@
 /* Streaming quantization of one safetensors file (see stream.h). Every
- * tensor is planned from the header alone, the final header is written
- * first, then the data moves through the staging ring (ring.c) in chunks and
- * each result is written at its final offset; untouched tensors are copied
- * file to file by the kernel. The consumer side of the chunk plan lives in
- * streamexec.c. */
+ * tensor is planned from the header alone and the final header is written
+ * first; then the data moves in chunks through the staging ring (ring.c) to
+ * the compute (streamexec.c) and on to the writer thread (writer.c), which
+ * puts each result at its final offset and copies the untouched tensors. */
 #include "stream.h"
 
 #include "dtype.h"
@@ -33,9 +32,9 @@
 #define SLOTS_HOST 6u
 
 /* Sizes the pipeline so that the input slots (or mapped windows), the
- * writer's output buffers with their scale areas and its bounce buffer stay
+ * writer's output buffers with their scale areas and its copy windows stay
  * within half the memory limit; the rest is for the device's own buffers,
- * the code and the allocator. */
+ * the code, the thread stacks and the allocator. */
 static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *slots,
                          size_t *slot_bytes, size_t *run_cap)
 {
@@ -45,8 +44,9 @@ static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *s
     *run_cap = run < MQ_RUN_MIN ? MQ_RUN_MIN : (size_t)run;
     uint64_t half = limit / 2, fixed = (MQ_OUT_BUFFERS + 1) * 2 * (uint64_t)*run_cap;
     *slots = host ? SLOTS_HOST : SLOTS_DEVICE;
-    /* Input slots, output buffers, and the writer's bounce buffer. */
-    uint64_t per = half > fixed ? (half - fixed) / (*slots + MQ_OUT_BUFFERS + 1) : 0;
+    /* Input slots, output buffers, and the writer's copy windows (two mapped
+     * steps, or one bounce buffer). */
+    uint64_t per = half > fixed ? (half - fixed) / (*slots + MQ_OUT_BUFFERS + 2) : 0;
     size_t cap = host ? SLOT_CAP_HOST : SLOT_CAP_DEVICE;
     if (per > cap) per = cap;
     per = per / 4096 * 4096; /* whole elements of every dtype, page-sized reads */
@@ -172,6 +172,7 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
             off += t->nbytes;
         }
     }
+    s->out_bytes = off;
     st = mq_st_build_header_desc(d, nd, keys, vals, nm, header, len);
 done:
     free(d);
@@ -317,6 +318,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;
+    if ((st = mq_outfile_reserve(s.f, s.data_start + s.out_bytes)) != MQ_OK) goto done;
     if ((st = mq_stream_run(&s)) != MQ_OK) goto prefixed;
     st = mq_outfile_commit(s.f);
     s.f = NULL; /* commit frees it, on success or failure */

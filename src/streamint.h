@@ -57,6 +57,7 @@ typedef struct {
     const unsigned char *map; /* host: the input's mapping, read in place; else NULL */
     size_t map_len;
     uint64_t data_start;              /* output offset of the data buffer */
+    uint64_t out_bytes;               /* size of the output's data buffer */
     uint64_t bytes_total, bytes_done; /* this file's input bytes */
     size_t tensors_done;
     struct timespec last_progress;

@@ -55,12 +55,16 @@ struct mq_writer {
     char *errmsg;
     uint64_t wb_lo, wb_hi, wb_bytes; /* written since writeback was last started */
     size_t page;
-    /* The flusher: starting writeback submits the I/O in the calling thread
-     * and can block on a full device queue, so a second thread does it. */
-    pthread_t flush_tid;
-    bool flush_running, flush_quit;
-    pthread_cond_t flush_cv;
-    uint64_t flush_lo, flush_hi; /* pending range; empty when equal */
+    /* The helper thread: starting writeback submits the I/O in the calling
+     * thread and can block on a full device queue, and mapping the pages of
+     * the next copy step is work the writer need not wait for. */
+    pthread_t helper_tid;
+    bool helper_running, helper_quit;
+    pthread_cond_t helper_cv, mapped_cv;
+    uint64_t flush_lo, flush_hi; /* writeback to start; empty when equal */
+    size_t map_lo, map_hi;       /* pages to map in; empty when equal */
+    size_t busy_lo, busy_hi;     /* being mapped in now */
+    size_t done_lo, done_hi;     /* last mapped in */
 };
 
 /* The disk starts on what is written while we go on, so the final fsync
@@ -77,22 +81,36 @@ static void note_written(mq_writer *w, uint64_t off, uint64_t n)
     if (w->flush_lo == w->flush_hi) {
         w->flush_lo = w->wb_lo;
         w->flush_hi = w->wb_hi;
-    } else { /* the flusher is behind: one range covers both */
+    } else { /* the helper is behind: one range covers both */
         if (w->wb_lo < w->flush_lo) w->flush_lo = w->wb_lo;
         if (w->wb_hi > w->flush_hi) w->flush_hi = w->wb_hi;
     }
-    pthread_cond_signal(&w->flush_cv);
+    pthread_cond_signal(&w->helper_cv);
     pthread_mutex_unlock(&w->mu);
 }
 
-static void *flusher_main(void *arg)
+static void *helper_main(void *arg)
 {
     mq_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->flush_quit && w->flush_lo == w->flush_hi)
-            pthread_cond_wait(&w->flush_cv, &w->mu);
-        if (w->flush_quit) break;
+        while (!w->helper_quit && w->flush_lo == w->flush_hi && w->map_lo == w->map_hi)
+            pthread_cond_wait(&w->helper_cv, &w->mu);
+        if (w->helper_quit) break;
+        if (w->map_lo != w->map_hi) {
+            w->busy_lo = w->map_lo;
+            w->busy_hi = w->map_hi;
+            w->map_lo = w->map_hi = 0;
+            pthread_mutex_unlock(&w->mu);
+            (void)madvise((void *)(uintptr_t)(w->src.map + w->busy_lo), w->busy_hi - w->busy_lo,
+                          MADV_POPULATE_READ);
+            pthread_mutex_lock(&w->mu);
+            w->done_lo = w->busy_lo;
+            w->done_hi = w->busy_hi;
+            w->busy_lo = w->busy_hi = 0;
+            pthread_cond_broadcast(&w->mapped_cv);
+            continue;
+        }
         uint64_t lo = w->flush_lo, hi = w->flush_hi;
         w->flush_lo = w->flush_hi = 0;
         pthread_mutex_unlock(&w->mu);
@@ -101,6 +119,35 @@ static void *flusher_main(void *arg)
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
+}
+
+/* The page range [*lo, *hi) of the mapping that n input bytes at off touch. */
+static void page_range(const mq_writer *w, uint64_t off, uint64_t n, size_t *lo, size_t *hi)
+{
+    *lo = (size_t)off / w->page * w->page;
+    *hi = ((size_t)(off + n) + w->page - 1) / w->page * w->page;
+}
+
+/* Asks the helper to map in the pages of the next copy step. */
+static void prefetch(mq_writer *w, uint64_t in_off, uint64_t n)
+{
+    if (!w->helper_running || !w->src.map || w->src.in_kernel || !n) return;
+    if (in_off > w->src.map_len || n > w->src.map_len - in_off) return;
+    pthread_mutex_lock(&w->mu);
+    page_range(w, in_off, n, &w->map_lo, &w->map_hi);
+    pthread_cond_signal(&w->helper_cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* True when the helper has mapped [lo, hi) in; waits if it is at it. */
+static bool prefetched(mq_writer *w, size_t lo, size_t hi)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->busy_lo == lo && w->busy_hi == hi && lo != hi)
+        pthread_cond_wait(&w->mapped_cv, &w->mu);
+    bool ok = w->done_lo == lo && w->done_hi == hi;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
 }
 
 static mq_status do_job(mq_writer *w, const mq_write_job *j)
@@ -117,7 +164,8 @@ static mq_status do_job(mq_writer *w, const mq_write_job *j)
 /* Up to one buffer's worth of a copy. From the mapping, the pages are
  * unmapped again at once (all that the step touched, shared edges too: a
  * neighbour that needs one faults it back in), so they never pile up in RSS. */
-static mq_status copy_step(mq_writer *w, uint64_t in_off, uint64_t n, uint64_t out_off)
+static mq_status copy_step(mq_writer *w, uint64_t in_off, uint64_t n, uint64_t out_off,
+                           uint64_t next_in, uint64_t next_n)
 {
     const mq_copy_source *s = &w->src;
     mq_status st;
@@ -130,12 +178,13 @@ static mq_status copy_step(mq_writer *w, uint64_t in_off, uint64_t n, uint64_t o
                                 "%s: reading %llu bytes at offset %llu: the file "
                                 "is shorter than its header says",
                                 s->path, (unsigned long long)n, (unsigned long long)in_off);
-        size_t a = (size_t)in_off / w->page * w->page;
-        size_t b = ((size_t)(in_off + n) + w->page - 1) / w->page * w->page;
+        size_t a, b;
+        page_range(w, in_off, n, &a, &b);
         void *pages = (void *)(uintptr_t)(s->map + a);
-        /* Mapped first in one call: a write from unmapped pages takes a
-         * fault and a retry for every page. */
-        (void)madvise(pages, b - a, MADV_POPULATE_READ);
+        /* Mapped first in one call (by the helper, ahead): a write from
+         * unmapped pages takes a fault and a retry for every page. */
+        if (!prefetched(w, a, b)) (void)madvise(pages, b - a, MADV_POPULATE_READ);
+        prefetch(w, next_in, next_n);
         st = mq_outfile_pwrite(w->f, s->map + in_off, (size_t)n, out_off);
         (void)madvise(pages, b - a, MADV_DONTNEED);
         return st;
@@ -191,9 +240,17 @@ static void *writer_main(void *arg)
         } else if (copying) {
             copy_item c = w->copies[w->copy_next];
             uint64_t step = c.n - w->copy_done < w->buf_bytes ? c.n - w->copy_done : w->buf_bytes;
+            /* The step after this one, for the helper to map in meanwhile. */
+            uint64_t next_in = c.in_off + w->copy_done + step, next_n = c.n - w->copy_done - step;
+            if (!next_n && w->copy_next + 1 < w->ncopies) {
+                next_in = w->copies[w->copy_next + 1].in_off;
+                next_n = w->copies[w->copy_next + 1].n;
+            }
+            if (next_n > w->buf_bytes) next_n = w->buf_bytes;
             w->busy = true;
             pthread_mutex_unlock(&w->mu);
-            mq_status st = copy_step(w, c.in_off + w->copy_done, step, c.out_off + w->copy_done);
+            mq_status st = copy_step(w, c.in_off + w->copy_done, step, c.out_off + w->copy_done,
+                                     next_in, next_n);
             if (st == MQ_OK) note_written(w, c.out_off + w->copy_done, step);
             pthread_mutex_lock(&w->mu);
             record_error(w, st);
@@ -220,8 +277,8 @@ static mq_status start_threads(mq_writer *w)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int e = pthread_create(&w->tid, NULL, writer_main, w);
     w->running = e == 0;
-    /* Without a flusher the final fsync just has more to do. */
-    if (e == 0) w->flush_running = pthread_create(&w->flush_tid, NULL, flusher_main, w) == 0;
+    /* Without a helper the writer does its work itself. */
+    if (e == 0) w->helper_running = pthread_create(&w->helper_tid, NULL, helper_main, w) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0)
         return mq_set_error(MQ_STATUS_E_NOMEM, "%s: cannot start the writer thread: %s",
@@ -246,7 +303,8 @@ mq_status mq_writer_new(mq_outfile *f, mq_ring *ring, mq_backend *be, const mq_c
     pthread_cond_init(&w->space, NULL);
     pthread_cond_init(&w->freed, NULL);
     pthread_cond_init(&w->idle, NULL);
-    pthread_cond_init(&w->flush_cv, NULL);
+    pthread_cond_init(&w->helper_cv, NULL);
+    pthread_cond_init(&w->mapped_cv, NULL);
     w->bufs = calloc(nbuf, sizeof *w->bufs);
     w->from_be = calloc(nbuf, sizeof *w->from_be);
     w->free_list = calloc(nbuf, sizeof *w->free_list);
@@ -354,17 +412,18 @@ void mq_writer_free(mq_writer *w)
         pthread_mutex_unlock(&w->mu);
         pthread_join(w->tid, NULL);
     }
-    if (w->flush_running) {
+    if (w->helper_running) {
         pthread_mutex_lock(&w->mu);
-        w->flush_quit = true;
-        pthread_cond_signal(&w->flush_cv);
+        w->helper_quit = true;
+        pthread_cond_signal(&w->helper_cv);
         pthread_mutex_unlock(&w->mu);
-        pthread_join(w->flush_tid, NULL);
+        pthread_join(w->helper_tid, NULL);
     }
     for (unsigned i = 0; w->bufs && i < w->nbuf; i++)
         mq_staging_free(w->be, w->bufs[i], w->from_be[i]);
     mq_staging_free(NULL, w->bounce, false);
-    pthread_cond_destroy(&w->flush_cv);
+    pthread_cond_destroy(&w->mapped_cv);
+    pthread_cond_destroy(&w->helper_cv);
     pthread_cond_destroy(&w->idle);
     pthread_cond_destroy(&w->freed);
     pthread_cond_destroy(&w->space);
