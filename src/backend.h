@@ -28,8 +28,8 @@ typedef struct {
     mq_status (*reduce)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                         struct mq_ref_stats *st);
     /* As mq_ref_quantize_values with fixed params (per-tensor mode, second pass). */
-    mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                 float scale, int8_t zp, int8_t *q);
+    mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
+                                 int8_t zp, int8_t *q);
     /* Host memory the device reads and writes fastest (pinned / zero-copy);
      * NULL from staging_alloc means use plain memory. */
     void *(*staging_alloc)(mq_backend *b, size_t n);

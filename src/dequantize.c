@@ -49,15 +49,15 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, const mq
                             t->name, mq_dtype_name(s->dtype));
     mq_shape_numel(t->rank, t->shape, &numel);
     mq_shape_numel(s->rank, s->shape, &rows);
-    if (rows == 0 || numel % rows != 0 || (rows > 1 && (t->rank == 0 || (uint64_t)t->shape[0] != rows)))
+    if (rows == 0 || numel % rows != 0 ||
+        (rows > 1 && (t->rank == 0 || (uint64_t)t->shape[0] != rows)))
         return mq_set_error(MQ_STATUS_E_FORMAT,
                             "tensor '%s': scale has %llu elements, which fits neither one per "
                             "channel nor one per tensor",
                             t->name, (unsigned long long)rows);
     if (z && (z->dtype != MQ_DTYPE_I8 || z->nbytes != rows))
         return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "tensor '%s_zero_point': must be I8 with one value per scale",
-                            t->name);
+                            "tensor '%s_zero_point': must be I8 with one value per scale", t->name);
     size_t nbytes = (size_t)numel * mq_dtype_size(s->dtype);
     mq_blob *b = mq_blob_new_heap(nbytes);
     if (!b) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);

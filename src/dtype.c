@@ -80,6 +80,7 @@ void mq_shape_format(int rank, const int64_t *shape, char *buf, size_t cap)
     buf[0] = '\0';
     used += (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < rank && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld", (long long)shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (used < cap) snprintf(buf + used, cap - used, "]");
 }

@@ -108,14 +108,16 @@ void mq_model_free(mq_model *m)
 static size_t name_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return (size_t)h;
 }
 
 static void index_insert(mq_model *m, size_t pos)
 {
     size_t mask = m->index_cap - 1, i = name_hash(m->tensors[pos].name) & mask;
-    while (m->index[i]) i = (i + 1) & mask;
+    while (m->index[i])
+        i = (i + 1) & mask;
     m->index[i] = pos + 1;
 }
 
@@ -127,7 +129,8 @@ static bool index_rebuild(mq_model *m, size_t cap)
     free(m->index);
     m->index = t;
     m->index_cap = cap;
-    for (size_t i = 0; i < m->count; i++) index_insert(m, i);
+    for (size_t i = 0; i < m->count; i++)
+        index_insert(m, i);
     return true;
 }
 
@@ -159,8 +162,8 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
                             "tensor '%s': negative dimension or size overflow", name);
     if (expect != nbytes)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                            "tensor '%s': %zu bytes given, shape and dtype need %llu", name,
-                            nbytes, (unsigned long long)expect);
+                            "tensor '%s': %zu bytes given, shape and dtype need %llu", name, nbytes,
+                            (unsigned long long)expect);
     if (nbytes && !data)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
     if (mq_model_index(m, name) >= 0)
@@ -185,7 +188,8 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
     t->name = copy;
     t->dtype = dtype;
     t->rank = rank;
-    for (int i = 0; i < rank; i++) t->shape[i] = shape[i];
+    for (int i = 0; i < rank; i++)
+        t->shape[i] = shape[i];
     t->data = data;
     t->nbytes = nbytes;
     m->blobs[m->count] = mq_blob_ref(blob);
@@ -300,6 +304,7 @@ void mq_model_truncate(mq_model *m, size_t count)
     }
     if (m->index_cap) {
         memset(m->index, 0, m->index_cap * sizeof *m->index);
-        for (size_t i = 0; i < m->count; i++) index_insert(m, i);
+        for (size_t i = 0; i < m->count; i++)
+            index_insert(m, i);
     }
 }

@@ -25,7 +25,7 @@ struct mq_model {
     mq_tensor *tensors;
     mq_blob **blobs; /* blobs[i] holds tensors[i].data; NULL only for zero-byte tensors */
     size_t count, cap;
-    size_t *index;   /* open-addressing hash of names: tensor position + 1, 0 = empty */
+    size_t *index; /* open-addressing hash of names: tensor position + 1, 0 = empty */
     size_t index_cap;
     char **meta_keys, **meta_values;
     size_t meta_count, meta_cap;
@@ -43,8 +43,6 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
 long mq_model_index(const mq_model *m, const char *name);
 /* True when any tensor's bytes map the file with this device and inode. */
 bool mq_model_maps_file(const mq_model *m, dev_t dev, ino_t ino);
-
-
 
 /* Drops the tensors from index `count` on (undoes appends). */
 void mq_model_truncate(mq_model *m, size_t count);

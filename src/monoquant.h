@@ -13,7 +13,8 @@ extern "C" {
 #endif
 
 #define MQ_VERSION "0.1.0"
-/** Highest tensor rank the library handles (safetensors has no limit; 8 covers every real model). */
+/** Highest tensor rank the library handles (safetensors has no limit; 8 covers every real model).
+ */
 #define MQ_MAX_RANK 8
 
 /** Result of every public function that can fail. */
@@ -25,8 +26,8 @@ typedef enum {
     MQ_STATUS_E_FORMAT,      /**< the input is not a valid model (bad header, bad offsets, ...) */
     MQ_STATUS_E_DATA,        /**< tensor data unfit for quantization (NaN/Inf, ...) */
     MQ_STATUS_E_CONFIG,      /**< bad configuration (config file, pattern, option value) */
-    MQ_STATUS_E_OUTPUT,      /**< writing the output failed, or the output would overwrite the input */
-    MQ_STATUS_E_DEVICE,      /**< the compute device failed (OpenCL error, build failure) */
+    MQ_STATUS_E_OUTPUT, /**< writing the output failed, or the output would overwrite the input */
+    MQ_STATUS_E_DEVICE, /**< the compute device failed (OpenCL error, build failure) */
     MQ_STATUS_E_INTERRUPTED, /**< the run was interrupted by a signal */
     MQ_STATUS_COUNT_
 } mq_status;
@@ -73,18 +74,18 @@ struct mq_report_entry;
  * (POSIX extended, anchored at both ends), matched against tensor names.
  */
 typedef struct {
-    mq_qdtype dtype;      /**< MQ_QINT8 (default) or MQ_FLOAT16 */
-    bool symmetric;       /**< int8: symmetric (default) or asymmetric with zero points */
-    bool per_channel;     /**< int8: one scale per output channel (default) or per tensor */
-    char **include;       /**< patterns forced into quantization (owned; mq_config_add_include) */
+    mq_qdtype dtype;  /**< MQ_QINT8 (default) or MQ_FLOAT16 */
+    bool symmetric;   /**< int8: symmetric (default) or asymmetric with zero points */
+    bool per_channel; /**< int8: one scale per output channel (default) or per tensor */
+    char **include;   /**< patterns forced into quantization (owned; mq_config_add_include) */
     size_t n_include;
-    char **exclude;       /**< patterns kept in float; win over include (owned) */
+    char **exclude; /**< patterns kept in float; win over include (owned) */
     size_t n_exclude;
-    bool skip_nonfinite;  /**< int8: skip a tensor holding NaN/Inf instead of failing */
-    bool fp16_saturate;   /**< fp16: clamp overflow to +-65504 instead of +-inf */
-    char *device;         /**< "auto" (NULL), "host", "opencl", "gpu", "cpu", "P:D" or a name (owned) */
+    bool skip_nonfinite; /**< int8: skip a tensor holding NaN/Inf instead of failing */
+    bool fp16_saturate;  /**< fp16: clamp overflow to +-65504 instead of +-inf */
+    char *device; /**< "auto" (NULL), "host", "opencl", "gpu", "cpu", "P:D" or a name (owned) */
     size_t max_alloc_override; /**< testing: cap on one device buffer in bytes (0 = device limit) */
-    uint64_t memory_limit; /**< peak host memory for staging buffers in bytes (0 = 1 GiB) */
+    uint64_t memory_limit;     /**< peak host memory for staging buffers in bytes (0 = 1 GiB) */
     /** Called from the calling thread after each tensor and between chunks (may be NULL). */
     void (*progress)(const struct mq_progress *p, void *user);
     void *progress_user;
@@ -93,8 +94,8 @@ typedef struct {
 /** Where a streaming run stands; handed to mq_config.progress. */
 typedef struct mq_progress {
     size_t tensors_done, tensors_total;
-    uint64_t bytes_done, bytes_total; /**< input bytes */
-    const char *file;                 /**< input file being processed */
+    uint64_t bytes_done, bytes_total;       /**< input bytes */
+    const char *file;                       /**< input file being processed */
     const struct mq_report_entry *finished; /**< the tensor just finished, or NULL */
 } mq_progress;
 
@@ -244,7 +245,7 @@ typedef struct mq_eval_options {
      * (leading dimensions are rows). NULL = generated inputs.
      */
     const char *inputs;
-    const char *device;        /**< as mq_config.device; NULL = auto */
+    const char *device; /**< as mq_config.device; NULL = auto */
     /** Testing: cap in bytes on one device buffer and on the weight rows per GEMM (0 = default). */
     size_t max_alloc_override;
     void (*progress)(const mq_eval_progress *p, void *user); /**< may be NULL */

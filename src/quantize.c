@@ -19,13 +19,13 @@
 #include <sys/stat.h>
 
 /* Adds a tensor backed by a fresh heap blob of `nbytes`; returns its data. */
-static void *append_new(mq_model *m, const char *name, mq_dtype dt, int rank,
-                        const int64_t *shape, size_t nbytes, mq_status *st)
+static void *append_new(mq_model *m, const char *name, mq_dtype dt, int rank, const int64_t *shape,
+                        size_t nbytes, mq_status *st)
 {
     mq_blob *b = mq_blob_new_heap(nbytes);
     if (!b) {
-        *st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory (%zu bytes)", name,
-                           nbytes);
+        *st =
+            mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory (%zu bytes)", name, nbytes);
         return NULL;
     }
     void *data = mq_blob_data(b);
@@ -54,8 +54,7 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
     const mq_tensor *t = &in->tensors[i];
     mq_status st = copy_tensor(c->out, in, i);
     if (st == MQ_OK) st = mq_skip_list_add(c->skips, t->name, reason);
-    if (st == MQ_OK)
-        st = mq_report_add(c->rep, t, MQ_ACTION_SKIP, t->dtype, t->nbytes, 0, reason);
+    if (st == MQ_OK) st = mq_report_add(c->rep, t, MQ_ACTION_SKIP, t->dtype, t->nbytes, 0, reason);
     return st;
 }
 
@@ -89,8 +88,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     void *scale = append_new(c->out, sname, t->dtype, srank, sshape, rows * ssize, &st);
     if (!scale) goto done;
     int8_t *zp = NULL;
-    if (!sym && !(zp = append_new(c->out, zname, MQ_DTYPE_I8, srank, sshape, rows, &st)))
-        goto done;
+    if (!sym && !(zp = append_new(c->out, zname, MQ_DTYPE_I8, srank, sshape, rows, &st))) goto done;
 
     size_t bad_row = 0;
     st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
@@ -128,8 +126,8 @@ static mq_status cast_tensor(run_ctx *c, const mq_model *in, size_t i)
     uint16_t *dst =
         append_new(c->out, t->name, MQ_DTYPE_F16, t->rank, t->shape, (size_t)numel * 2, &st);
     if (!dst) return st;
-    st = c->be->ops->cast_f16(c->be, t->data, t->dtype, (size_t)numel, c->cfg->fp16_saturate,
-                              dst, &overflow);
+    st = c->be->ops->cast_f16(c->be, t->data, t->dtype, (size_t)numel, c->cfg->fp16_saturate, dst,
+                              &overflow);
     if (st != MQ_OK) {
         mq_error_prefix("tensor '%s'", t->name);
         return st;
@@ -174,13 +172,14 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     mq_report_set_device(c.rep, c.be->backend, c.be->platform, c.be->device);
     if ((st = set_output_metadata(c.out, in, cfg_in)) != MQ_OK) goto done;
     uint64_t total_bytes = 0, done_bytes = 0;
-    for (size_t i = 0; i < in->count; i++) total_bytes += in->tensors[i].nbytes;
+    for (size_t i = 0; i < in->count; i++)
+        total_bytes += in->tensors[i].nbytes;
 
     for (size_t i = 0; i < in->count && st == MQ_OK; i++) {
         const mq_tensor *t = &in->tensors[i];
         char reason[256];
-        mq_action a = mq_planner_decide(planner, t->name, t->dtype, t->rank, t->shape, reason,
-                                        sizeof reason);
+        mq_action a =
+            mq_planner_decide(planner, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
         if (a == MQ_ACTION_QUANTIZE) {
             bool nonfinite;
             st = quantize_tensor(&c, in, i, &nonfinite);
@@ -192,8 +191,9 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
         }
         if (st == MQ_OK && cfg_in->progress) {
             done_bytes += t->nbytes;
-            mq_progress p = {i + 1, in->count, done_bytes, total_bytes, in->path,
-                             mq_report_entry_at(c.rep, mq_report_count(c.rep) - 1)};
+            mq_progress p = {i + 1,      in->count,
+                             done_bytes, total_bytes,
+                             in->path,   mq_report_entry_at(c.rep, mq_report_count(c.rep) - 1)};
             cfg_in->progress(&p, cfg_in->progress_user);
         }
     }
@@ -235,8 +235,7 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
     struct stat sb;
     mq_status st;
     if (report) *report = NULL;
-    if (!in_path || !out_path)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
+    if (!in_path || !out_path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
     if ((st = mq_check_not_same_file(in_path, out_path)) != MQ_OK) return st;
     if (!cfg_in) {
         mq_config_init(&defaults);

@@ -29,9 +29,9 @@ float mq_load_f32(const void *src, mq_dtype dt, size_t i);
 
 /* Running statistics of one channel. */
 typedef struct mq_ref_stats {
-    float lo, hi;    /* min and max of the values seen (+inf/-inf when none) */
-    float amax;      /* max |w| */
-    bool nonfinite;  /* a NaN or Inf was seen */
+    float lo, hi;   /* min and max of the values seen (+inf/-inf when none) */
+    float amax;     /* max |w| */
+    bool nonfinite; /* a NaN or Inf was seen */
 } mq_ref_stats;
 
 void mq_ref_stats_init(mq_ref_stats *s);
@@ -53,8 +53,7 @@ void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
  * (outputs then undefined); does not set an error message.
  */
 mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                               bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                               size_t *bad_row);
+                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
 
 /* n values of F32/F64/BF16/F16 to F16. Returns the number of finite values
  * that rounded beyond +-65504; with `saturate` they become +-65504. */

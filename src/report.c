@@ -187,7 +187,8 @@ const char *mq_scheme_name(const mq_config *cfg)
 static json_t *shape_json(const mq_report_entry *e)
 {
     json_t *a = json_array();
-    for (int k = 0; a && k < e->rank; k++) json_array_append_new(a, json_integer(e->shape[k]));
+    for (int k = 0; a && k < e->rank; k++)
+        json_array_append_new(a, json_integer(e->shape[k]));
     return a;
 }
 

@@ -38,8 +38,20 @@ static const char quantize_usage[] =
     "On a terminal a progress bar runs on stderr; per-tensor lines go to stdout.\n"
     "  -h, --help            this text\n";
 
-enum { OPT_DTYPE = 256, OPT_SCHEME, OPT_PER_TENSOR, OPT_PER_CHANNEL, OPT_INCLUDE, OPT_EXCLUDE,
-       OPT_SKIP_NONFINITE, OPT_SATURATE, OPT_DEVICE, OPT_CONFIG, OPT_REPORT, OPT_MEMORY };
+enum {
+    OPT_DTYPE = 256,
+    OPT_SCHEME,
+    OPT_PER_TENSOR,
+    OPT_PER_CHANNEL,
+    OPT_INCLUDE,
+    OPT_EXCLUDE,
+    OPT_SKIP_NONFINITE,
+    OPT_SATURATE,
+    OPT_DEVICE,
+    OPT_CONFIG,
+    OPT_REPORT,
+    OPT_MEMORY
+};
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
@@ -60,10 +72,23 @@ static bool parse_size(const char *s, uint64_t *out)
     uint64_t mul = 1;
     if (end == s || errno || s[0] == '-') return false;
     switch (*end) {
-    case 'k': case 'K': mul = 1ULL << 10; end++; break;
-    case 'm': case 'M': mul = 1ULL << 20; end++; break;
-    case 'g': case 'G': mul = 1ULL << 30; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mul = 1ULL << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ULL << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ULL << 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'i' && mul > 1) end++;
     if (*end == 'B' || *end == 'b') end++;
@@ -108,34 +133,66 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":o:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'q': a->quiet = true; break;
-        case 'h': fputs(quantize_usage, stdout); return -1;
+        case 'o':
+            a->out = optarg;
+            break;
+        case 'q':
+            a->quiet = true;
+            break;
+        case 'h':
+            fputs(quantize_usage, stdout);
+            return -1;
         case OPT_DTYPE:
-            if (!strcmp(optarg, "int8")) a->dtype = MQ_QINT8;
-            else if (!strcmp(optarg, "fp16")) a->dtype = MQ_FLOAT16;
-            else return usage_error("--dtype must be int8 or fp16, not", optarg);
+            if (!strcmp(optarg, "int8"))
+                a->dtype = MQ_QINT8;
+            else if (!strcmp(optarg, "fp16"))
+                a->dtype = MQ_FLOAT16;
+            else
+                return usage_error("--dtype must be int8 or fp16, not", optarg);
             break;
         case OPT_SCHEME:
-            if (!strcmp(optarg, "sym")) a->symmetric = 1;
-            else if (!strcmp(optarg, "asym")) a->symmetric = 0;
-            else return usage_error("--scheme must be sym or asym, not", optarg);
+            if (!strcmp(optarg, "sym"))
+                a->symmetric = 1;
+            else if (!strcmp(optarg, "asym"))
+                a->symmetric = 0;
+            else
+                return usage_error("--scheme must be sym or asym, not", optarg);
             break;
-        case OPT_PER_TENSOR: a->per_channel = 0; break;
-        case OPT_PER_CHANNEL: a->per_channel = 1; break;
-        case OPT_INCLUDE: a->include[a->n_include++] = optarg; break;
-        case OPT_EXCLUDE: a->exclude[a->n_exclude++] = optarg; break;
-        case OPT_SKIP_NONFINITE: a->skip_nonfinite = 1; break;
-        case OPT_SATURATE: a->saturate = 1; break;
-        case OPT_DEVICE: a->device = optarg; break;
-        case OPT_CONFIG: a->config = optarg; break;
-        case OPT_REPORT: a->report = optarg; break;
+        case OPT_PER_TENSOR:
+            a->per_channel = 0;
+            break;
+        case OPT_PER_CHANNEL:
+            a->per_channel = 1;
+            break;
+        case OPT_INCLUDE:
+            a->include[a->n_include++] = optarg;
+            break;
+        case OPT_EXCLUDE:
+            a->exclude[a->n_exclude++] = optarg;
+            break;
+        case OPT_SKIP_NONFINITE:
+            a->skip_nonfinite = 1;
+            break;
+        case OPT_SATURATE:
+            a->saturate = 1;
+            break;
+        case OPT_DEVICE:
+            a->device = optarg;
+            break;
+        case OPT_CONFIG:
+            a->config = optarg;
+            break;
+        case OPT_REPORT:
+            a->report = optarg;
+            break;
         case OPT_MEMORY:
             if (!parse_size(optarg, &a->memory_limit))
                 return usage_error("--memory-limit wants a size like 512M or 2G, not", optarg);
             break;
-        case ':': return usage_error("missing value for", argv[optind - 1]);
-        default: return usage_error("unknown option", argv[optind - 1]);
+        case ':':
+            return usage_error("missing value for", argv[optind - 1]);
+        default:
+            return usage_error("unknown option", argv[optind - 1]);
         }
     }
     if (optind >= argc) return usage_error("missing input file", NULL);
@@ -169,8 +226,8 @@ static void format_shape(const mq_report_entry *e, char *buf, size_t cap)
 {
     size_t used = (size_t)snprintf(buf, cap, "[");
     for (int k = 0; k < e->rank && used < cap; k++)
-        used += (size_t)snprintf(buf + used, cap - used, k ? ", %lld" : "%lld",
-                                 (long long)e->shape[k]);
+        used +=
+            (size_t)snprintf(buf + used, cap - used, k ? ", %lld" : "%lld", (long long)e->shape[k]);
     if (used < cap) snprintf(buf + used, cap - used, "]");
 }
 
@@ -183,7 +240,7 @@ static double now_seconds(void)
 
 /* What the progress callback needs between calls. */
 typedef struct {
-    bool bar;  /* stderr is a terminal: draw a bar there */
+    bool bar; /* stderr is a terminal: draw a bar there */
     bool lines;
     double t0, last_draw;
     int bar_drawn;
@@ -198,7 +255,8 @@ static void print_line(const mq_progress *p)
     printf("[%*zu/%zu] %-40s %-16s %5s -> %-4s %10s -> %s", digits, p->tensors_done,
            p->tensors_total, e->name, shape, mq_dtype_name(e->dtype_in),
            e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
-           mq_cli_bytes(e->bytes_in, bin, sizeof bin), mq_cli_bytes(e->bytes_out, bout, sizeof bout));
+           mq_cli_bytes(e->bytes_in, bin, sizeof bin),
+           mq_cli_bytes(e->bytes_out, bout, sizeof bout));
     if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
@@ -213,7 +271,8 @@ static void draw_bar(progress_state *s, const mq_progress *p, double now)
     double eta = rate > 0 ? (double)(p->bytes_total - p->bytes_done) / rate : 0.0;
     char bar[64], done[32], total[32];
     int fill = (int)(frac * width);
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[width] = '\0';
     fprintf(stderr, "\r[%s] %zu/%zu tensors  %s / %s  %.2f GB/s  ETA %.0fs \033[K", bar,
             p->tensors_done, p->tensors_total, mq_cli_bytes(p->bytes_done, done, sizeof done),
@@ -260,9 +319,11 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
            mq_report_platform(r), *mq_report_device(r) ? " / " : "", mq_report_device(r));
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
            cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
-           cfg->dtype == MQ_FLOAT16 ? "fp16"
-                                    : (cfg->symmetric ? (cfg->per_channel ? "int8 sym per-channel" : "int8 sym per-tensor")
-                                                      : (cfg->per_channel ? "int8 asym per-channel" : "int8 asym per-tensor")),
+           cfg->dtype == MQ_FLOAT16
+               ? "fp16"
+               : (cfg->symmetric
+                      ? (cfg->per_channel ? "int8 sym per-channel" : "int8 sym per-tensor")
+                      : (cfg->per_channel ? "int8 asym per-channel" : "int8 asym per-tensor")),
            mq_cli_bytes(in, bin, sizeof bin), mq_cli_bytes(out, bout, sizeof bout),
            out ? (double)in / (double)out : 0.0, seconds);
     if (mq_report_fp16_overflow(r))
