@@ -85,8 +85,10 @@ static void test_deterministic_and_device_independent(void **state)
 {
     char *a = path_in(state, "a.safetensors"), *b = path_in(state, "b.safetensors");
     char *c = path_in(state, "c.safetensors");
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, a), 0);
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, b), 0);
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, a), 0);
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --scheme asym --device host -q", EXAMPLE, b), 0);
     assert_int_equal(tu_file_hash(a), tu_file_hash(b));
     /* An OpenCL device gives the same bytes (CI has PoCL; skip where none exists). */
     char *text = NULL;
@@ -119,8 +121,8 @@ static void test_deterministic_and_device_independent(void **state)
 static void test_report_json(void **state)
 {
     char *out = path_in(state, "r.safetensors"), *rep = path_in(state, "r.json");
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --report %s --device host -q", EXAMPLE,
-                                out, rep), 0);
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --report %s --device host -q", EXAMPLE, out, rep), 0);
     json_error_t err;
     json_t *j = json_load_file(rep, 0, &err);
     assert_non_null(j);
@@ -161,8 +163,8 @@ static void test_config_precedence(void **state)
     const char *text = "{\"scheme\": \"asym\", \"per_channel\": false, \"exclude\": [\"fc2.*\"]}";
     assert_true(tu_write_file(cfg, text, strlen(text)));
     /* Config alone: asymmetric, per tensor, fc2 excluded. */
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --config %s --device host -q", EXAMPLE,
-                                out, cfg), 0);
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --config %s --device host -q", EXAMPLE, out, cfg), 0);
     mq_model *m = NULL;
     assert_int_equal(mq_model_open(out, &m), MQ_OK);
     assert_non_null(mq_model_find(m, "fc1.weight_zero_point"));
@@ -171,7 +173,8 @@ static void test_config_precedence(void **state)
     mq_model_free(m);
     /* A flag wins over the config; the config's other keys still apply. */
     assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --config %s --scheme sym --device host -q",
-                                EXAMPLE, out, cfg), 0);
+                                EXAMPLE, out, cfg),
+                     0);
     assert_int_equal(mq_model_open(out, &m), MQ_OK);
     assert_null(mq_model_find(m, "fc1.weight_zero_point"));
     assert_int_equal(mq_model_find(m, "fc1.weight_scale")->rank, 1);
@@ -234,7 +237,8 @@ static void test_bad_input(void **state)
     assert_false(tu_exists(out));
     assert_int_equal(tu_count_entries(f->dir), entries);
     assert_int_equal(tu_file_hash(nan), h);
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --skip-nonfinite --device host -q", nan, out), 0);
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --skip-nonfinite --device host -q", nan, out), 0);
     assert_true(tu_exists(out));
     assert_int_equal(tu_run_cli(NULL, "inspect %s", junk), 2);
     assert_int_equal(tu_run_cli(NULL, "inspect %s", f->dir), 2);

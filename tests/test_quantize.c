@@ -17,25 +17,32 @@ static mq_model *small_model(void)
     tu_rng r;
     tu_rng_seed(&r, 7);
     float w[3 * 4], b[3], emb[5 * 4], head[5 * 4], conv[2 * 3 * 2 * 2], norm[4];
-    for (size_t i = 0; i < 12; i++) w[i] = tu_rng_f32(&r);
-    for (size_t i = 0; i < 3; i++) b[i] = tu_rng_f32(&r);
-    for (size_t i = 0; i < 20; i++) emb[i] = tu_rng_f32(&r), head[i] = tu_rng_f32(&r);
-    for (size_t i = 0; i < 24; i++) conv[i] = tu_rng_f32(&r);
-    for (size_t i = 0; i < 4; i++) norm[i] = 1.0f + tu_rng_f32(&r) / 10;
+    for (size_t i = 0; i < 12; i++)
+        w[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 3; i++)
+        b[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 20; i++)
+        emb[i] = tu_rng_f32(&r), head[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 24; i++)
+        conv[i] = tu_rng_f32(&r);
+    for (size_t i = 0; i < 4; i++)
+        norm[i] = 1.0f + tu_rng_f32(&r) / 10;
     int64_t ids[5] = {0, 1, 2, 3, 4};
-    assert_int_equal(mq_model_add_tensor(m, "embed_tokens.weight", MQ_DTYPE_F32, 2,
-                                         (int64_t[]){5, 4}, emb), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(m, "embed_tokens.weight", MQ_DTYPE_F32, 2, (int64_t[]){5, 4}, emb),
+        MQ_OK);
     assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){3, 4}, w),
                      MQ_OK);
     assert_int_equal(mq_model_add_tensor(m, "fc.bias", MQ_DTYPE_F32, 1, (int64_t[]){3}, b), MQ_OK);
-    assert_int_equal(mq_model_add_tensor(m, "conv.weight", MQ_DTYPE_F32, 4,
-                                         (int64_t[]){2, 3, 2, 2}, conv), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(m, "conv.weight", MQ_DTYPE_F32, 4, (int64_t[]){2, 3, 2, 2}, conv),
+        MQ_OK);
     assert_int_equal(mq_model_add_tensor(m, "norm.weight", MQ_DTYPE_F32, 1, (int64_t[]){4}, norm),
                      MQ_OK);
     assert_int_equal(mq_model_add_tensor(m, "position_ids", MQ_DTYPE_I64, 1, (int64_t[]){5}, ids),
                      MQ_OK);
-    assert_int_equal(mq_model_add_tensor(m, "lm_head.weight", MQ_DTYPE_F32, 2,
-                                         (int64_t[]){5, 4}, head), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(m, "lm_head.weight", MQ_DTYPE_F32, 2, (int64_t[]){5, 4}, head), MQ_OK);
     return m;
 }
 
@@ -97,7 +104,8 @@ static void test_layout_and_skips(void **state)
     assert_true(skipped_with(sk, "norm.weight", "rank 1"));
     assert_true(skipped_with(sk, "position_ids", "rank 1"));
     /* Skipped tensors are copied byte for byte. */
-    const mq_tensor *a = mq_model_find(in, "lm_head.weight"), *b = mq_model_find(out, "lm_head.weight");
+    const mq_tensor *a = mq_model_find(in, "lm_head.weight"),
+                    *b = mq_model_find(out, "lm_head.weight");
     assert_int_equal(b->dtype, MQ_DTYPE_F32);
     assert_memory_equal(a->data, b->data, a->nbytes);
     /* Output order: each quantized weight is followed by its scale. */
@@ -157,8 +165,9 @@ static void test_per_tensor_and_asym(void **state)
     int8_t eq[12], ez;
     float es;
     size_t bad;
-    assert_int_equal(mq_ref_quantize_rows(mq_model_find(in, "fc.weight")->data, MQ_DTYPE_F32, 1,
-                                          12, false, eq, &es, &ez, &bad), MQ_OK);
+    assert_int_equal(mq_ref_quantize_rows(mq_model_find(in, "fc.weight")->data, MQ_DTYPE_F32, 1, 12,
+                                          false, eq, &es, &ez, &bad),
+                     MQ_OK);
     assert_memory_equal(mq_model_find(out, "fc.weight")->data, eq, 12);
     assert_memory_equal(s->data, &es, 4);
     assert_memory_equal(z->data, &ez, 1);
@@ -223,8 +232,8 @@ static void test_name_clash(void **state)
     assert_int_equal(mq_model_new(&in), MQ_OK);
     assert_int_equal(mq_model_add_tensor(in, "l.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 2}, w),
                      MQ_OK);
-    assert_int_equal(mq_model_add_tensor(in, "l.weight_scale", MQ_DTYPE_F32, 2,
-                                         (int64_t[]){2, 1}, s), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(in, "l.weight_scale", MQ_DTYPE_F32, 2, (int64_t[]){2, 1}, s), MQ_OK);
     mq_config cfg = host_config();
     assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_STATUS_E_DATA);
     assert_non_null(strstr(mq_last_error(), "l.weight_scale"));
@@ -314,7 +323,8 @@ static void test_report(void **state)
     assert_int_equal(e->bytes_in, 48);
     assert_int_equal(e->bytes_out, 12 + 12);
     uint64_t in_total = 0;
-    for (size_t i = 0; i < mq_model_count(in); i++) in_total += mq_model_tensor(in, i)->nbytes;
+    for (size_t i = 0; i < mq_model_count(in); i++)
+        in_total += mq_model_tensor(in, i)->nbytes;
     assert_int_equal(mq_report_bytes_in(rep), in_total);
     mq_report_free(rep);
     mq_model_free(out);

@@ -112,7 +112,8 @@ uint64_t tu_file_hash(const char *path)
     unsigned char *b = tu_read_file(path, &n);
     if (!b) return 0;
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
     free(b);
     return h;
 }
@@ -153,7 +154,8 @@ int tu_run_cli(char **output, const char *fmt, ...)
     char *argv[256];
     int argc = 0;
     argv[argc++] = (char *)MQ_CLI_PATH;
-    for (char *tok = strtok(args, " "); tok && argc < 255; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    for (char *tok = strtok(args, " "); tok && argc < 255; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
     argv[argc] = NULL;
 
     int pipefd[2];
@@ -198,7 +200,8 @@ bool tu_write_st(const char *path, const char *header, const void *data, size_t 
 {
     size_t hl = strlen(header);
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     FILE *f = fopen(path, "wb");
     if (!f) return false;
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hl, f) == hl &&

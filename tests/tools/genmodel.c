@@ -89,7 +89,7 @@ static int build(const gen_opts *o, gen_tensor **out)
     add(t, &n, "model.embed_tokens.weight", 2, o->vocab, o->hidden);
     for (int64_t l = 0; l < o->layers; l++) {
 #define L(suffix, r, a, b)                                                                         \
-    snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);                             \
+    snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);                            \
     add(t, &n, nm, r, a, b)
         L("input_layernorm.weight", 1, o->hidden, 0);
         L("self_attn.q_proj.weight", 2, o->hidden, o->hidden);
@@ -153,18 +153,21 @@ static int write_shard(const char *dir, const char *file, gen_tensor *t, int n, 
         t[i].begin = off;
         t[i].end = off += nbytes(&t[i], o);
         if (t[i].rank == 2)
-            len += (size_t)snprintf(hdr + len, cap - len,
-                                    ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
-                                    t[i].name, o->dtype, (long long)t[i].shape[0], (long long)t[i].shape[1],
-                                    (unsigned long long)t[i].begin, (unsigned long long)t[i].end);
+            len += (size_t)snprintf(
+                hdr + len, cap - len,
+                ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
+                t[i].name, o->dtype, (long long)t[i].shape[0], (long long)t[i].shape[1],
+                (unsigned long long)t[i].begin, (unsigned long long)t[i].end);
         else
-            len += (size_t)snprintf(hdr + len, cap - len,
-                                    ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}",
-                                    t[i].name, o->dtype, (long long)t[i].shape[0],
-                                    (unsigned long long)t[i].begin, (unsigned long long)t[i].end);
+            len += (size_t)snprintf(
+                hdr + len, cap - len,
+                ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[%llu,%llu]}",
+                t[i].name, o->dtype, (long long)t[i].shape[0], (unsigned long long)t[i].begin,
+                (unsigned long long)t[i].end);
     }
     len += (size_t)snprintf(hdr + len, cap - len, "}");
-    while ((8 + len) % 8) hdr[len++] = ' ';
+    while ((8 + len) % 8)
+        hdr[len++] = ' ';
     snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "wb");
     if (!f) {
@@ -174,7 +177,8 @@ static int write_shard(const char *dir, const char *file, gen_tensor *t, int n, 
     }
     uint64_t hl = len;
     unsigned char le[8];
-    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(hl >> (8 * i));
     int rc = fwrite(le, 1, 8, f) == 8 && fwrite(hdr, 1, len, f) == len ? 0 : -1;
     for (int i = 0; i < n && rc == 0; i++)
         if (t[i].shard == shard) rc = write_values(f, &t[i], o, rng);
@@ -197,8 +201,9 @@ static int write_text(const char *dir, const char *name, const char *text)
 static int write_config(const char *dir, const gen_opts *o)
 {
     char text[2048];
-    const char *td = strcmp(o->dtype, "F32") == 0 ? "float32"
-                     : strcmp(o->dtype, "BF16") == 0 ? "bfloat16" : "float16";
+    const char *td = strcmp(o->dtype, "F32") == 0    ? "float32"
+                     : strcmp(o->dtype, "BF16") == 0 ? "bfloat16"
+                                                     : "float16";
     snprintf(text, sizeof text,
              "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
              "  \"hidden_size\": %lld,\n  \"intermediate_size\": %lld,\n"
@@ -211,8 +216,9 @@ static int write_config(const char *dir, const gen_opts *o)
     int rc = write_text(dir, "config.json", text);
     rc |= write_text(dir, "generation_config.json",
                      "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
-    rc |= write_text(dir, "tokenizer_config.json",
-                     "{\n  \"model_max_length\": 2048,\n  \"tokenizer_class\": \"LlamaTokenizer\"\n}\n");
+    rc |= write_text(
+        dir, "tokenizer_config.json",
+        "{\n  \"model_max_length\": 2048,\n  \"tokenizer_class\": \"LlamaTokenizer\"\n}\n");
     return rc;
 }
 
@@ -220,7 +226,8 @@ static int write_index(const char *dir, const gen_tensor *t, int n, const gen_op
 {
     char path[4096];
     uint64_t total = 0;
-    for (int i = 0; i < n; i++) total += nbytes(&t[i], o);
+    for (int i = 0; i < n; i++)
+        total += nbytes(&t[i], o);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     FILE *f = fopen(path, "w");
     if (!f) return -1;
@@ -266,15 +273,24 @@ int main(int argc, char **argv)
             return 1;
         }
         i++;
-        if (!strcmp(a, "--hidden")) o.hidden = atoll(v);
-        else if (!strcmp(a, "--ffn")) o.ffn = atoll(v);
-        else if (!strcmp(a, "--layers")) o.layers = atoll(v);
-        else if (!strcmp(a, "--vocab")) o.vocab = atoll(v);
-        else if (!strcmp(a, "--heads")) o.heads = atoll(v);
-        else if (!strcmp(a, "--kv-heads")) o.kv_heads = atoll(v);
-        else if (!strcmp(a, "--shards")) o.shards = atoi(v);
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--dtype")) o.dtype = v;
+        if (!strcmp(a, "--hidden"))
+            o.hidden = atoll(v);
+        else if (!strcmp(a, "--ffn"))
+            o.ffn = atoll(v);
+        else if (!strcmp(a, "--layers"))
+            o.layers = atoll(v);
+        else if (!strcmp(a, "--vocab"))
+            o.vocab = atoll(v);
+        else if (!strcmp(a, "--heads"))
+            o.heads = atoll(v);
+        else if (!strcmp(a, "--kv-heads"))
+            o.kv_heads = atoll(v);
+        else if (!strcmp(a, "--shards"))
+            o.shards = atoi(v);
+        else if (!strcmp(a, "--seed"))
+            o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dtype"))
+            o.dtype = v;
         else if (!strcmp(a, "--preset")) {
             if (preset(&o, v)) {
                 fprintf(stderr, "mq-genmodel: unknown preset '%s'\n", v);
@@ -298,7 +314,8 @@ int main(int argc, char **argv)
     gen_tensor *t;
     int n = build(&o, &t);
     uint64_t total = 0, acc = 0;
-    for (int i = 0; i < n; i++) total += nbytes(&t[i], &o);
+    for (int i = 0; i < n; i++)
+        total += nbytes(&t[i], &o);
     if (o.shards > n) o.shards = n;
     for (int i = 0; i < n; i++) { /* fill shards in order, about equal bytes each */
         t[i].shard = (int)(acc * (uint64_t)o.shards / (total ? total : 1));
