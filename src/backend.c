@@ -59,6 +59,8 @@ typedef struct {
     unsigned parts;
     mq_status st[HOST_MAX_THREADS];
     size_t bad[HOST_MAX_THREADS];
+    bool want_err;
+    mq_err_acc err[HOST_MAX_THREADS];
 } quant_job;
 
 static void quant_part(void *arg, unsigned k)
@@ -66,21 +68,36 @@ static void quant_part(void *arg, unsigned k)
     quant_job *j = arg;
     size_t r0, r1, es = mq_dtype_size(j->dt);
     part_range(j->rows, j->parts, k, &r0, &r1);
-    j->st[k] = mq_hk_quantize_rows(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
-                                   j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
-                                   j->zp ? j->zp + r0 : NULL, &j->bad[k]);
+    if (j->want_err)
+        j->st[k] = mq_hk_quantize_rows_err(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
+                                           j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
+                                           j->zp ? j->zp + r0 : NULL, &j->bad[k], &j->err[k]);
+    else
+        j->st[k] = mq_hk_quantize_rows(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
+                                       j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
+                                       j->zp ? j->zp + r0 : NULL, &j->bad[k]);
     j->bad[k] += r0;
 }
 
-static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    size_t *bad_row)
+/* Both quantize_rows ops: err NULL skips the weight error. Each part sums
+ * its own rows; the parts are added in order, so the result does not
+ * depend on timing. */
+static mq_status host_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                               size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                               size_t *bad_row, mq_err_acc *err)
 {
     unsigned parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt));
-    if (parts == 1)
+    if (parts == 1) {
+        if (err)
+            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, bad_row,
+                                           err);
         return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
-    quant_job j = {src,   dt,      rows, cols, symmetric, q, scale, symmetric ? NULL : zp,
-                   parts, {MQ_OK}, {0}};
+    }
+    quant_job j = {
+        src,   dt,      rows, cols,        symmetric,     q, scale, symmetric ? NULL : zp,
+        parts, {MQ_OK}, {0},  err != NULL, {{0, 0, 0, 0}}};
+    for (unsigned k = 0; k < parts; k++)
+        mq_err_acc_init(&j.err[k]);
     mq_pool_run(host_pool(b), quant_part, &j, parts);
     /* The first bad row, as a single pass would have found it. */
     for (unsigned k = 0; k < parts; k++) {
@@ -89,7 +106,27 @@ static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt,
             return j.st[k];
         }
     }
+    for (unsigned k = 0; err && k < parts; k++) {
+        err->sig += j.err[k].sig;
+        err->err2 += j.err[k].err2;
+        if (j.err[k].max_abs > err->max_abs) err->max_abs = j.err[k].max_abs;
+        err->clamped += j.err[k].clamped;
+    }
     return MQ_OK;
+}
+
+static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                    size_t *bad_row)
+{
+    return host_quantize(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
+}
+
+static mq_status host_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                        size_t cols, bool symmetric, int8_t *q, void *scale,
+                                        int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    return host_quantize(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
 }
 
 typedef struct {
@@ -170,6 +207,15 @@ static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype d
     return MQ_OK;
 }
 
+static mq_status host_quantize_values_err(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                          float scale, int8_t zp, bool symmetric, int8_t *q,
+                                          mq_err_acc *err)
+{
+    (void)b;
+    mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, q, err);
+    return MQ_OK;
+}
+
 static void *host_staging_alloc(mq_backend *b, size_t n)
 {
     void *p = NULL;
@@ -202,6 +248,8 @@ static const mq_backend_ops host_ops = {
     .quantize_values = host_quantize_values,
     .staging_alloc = host_staging_alloc,
     .staging_free = host_staging_free,
+    .quantize_rows_err = host_quantize_rows_err,
+    .quantize_values_err = host_quantize_values_err,
 };
 
 mq_status mq_backend_open_host(mq_backend **out)

@@ -7,6 +7,7 @@
 
 typedef struct mq_backend mq_backend;
 struct mq_ref_stats;
+struct mq_err_acc;
 
 typedef struct {
     /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
@@ -34,6 +35,20 @@ typedef struct {
      * NULL from staging_alloc means use plain memory. */
     void *(*staging_alloc)(mq_backend *b, size_t n);
     void (*staging_free)(mq_backend *b, void *p);
+
+    /* Weight error statistics fused into quantizing (host only; NULL in the
+     * OpenCL backend, whose callers run quantize_rows / quantize_values and
+     * then the separate pass mq_hk_error_stats, which costs a second read
+     * of the input). Same outputs as quantize_rows / quantize_values, and
+     * the error of the values is added to *err as mq_hk_quantize_rows_err
+     * does (hostkern.h: fp32 block sums, then double). On an error *err
+     * may hold part of the call. */
+    mq_status (*quantize_rows_err)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                   size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                   size_t *bad_row, struct mq_err_acc *err);
+    mq_status (*quantize_values_err)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                     float scale, int8_t zp, bool symmetric, int8_t *q,
+                                     struct mq_err_acc *err);
 } mq_backend_ops;
 
 struct mq_backend {

@@ -226,6 +226,90 @@ HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t
     }
 }
 
+/* quant_block with the weight error of mq_ref_error_stats folded in while the
+ * block is in registers. The code is first clamped to [-129 - z, 128 - z]:
+ * clamping to integer bounds commutes with rint, so the rounded value r lies
+ * outside [lo, hi] exactly when the reference's rint(x / s) + z lies outside
+ * [-128, 127] (a clamped value), and clamping r to [lo, hi] then gives the
+ * code quant_block stores. w_hat = r * s is the reference's (q - zp) * s.
+ * Sums go to HK_LANES float lanes over the nb (<= HK_BIG) values, then into
+ * the double accumulator: each lane adds at most HK_BIG / HK_LANES = 32
+ * terms in fp32 (relative error under 32 * 2^-24 ~ 2e-6 per block sum),
+ * and w - w_hat is exact in fp32 for an unclamped value (Sterbenz: w_hat is
+ * 0 or within a factor of 2 of w), so max |w - w_hat| matches the reference
+ * except for clamped values (one fp32 rounding). */
+HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z,
+                               int8_t *restrict q, mq_err_acc *restrict acc)
+{
+    const float lo = -128.0f - z, hi = 127.0f - z;
+    float e[HK_BIG];
+    uint32_t c = 0;
+    /* Two loops, so each vectorizes: the codes (as quant_block), the clamp
+     * count (an integer sum) and the errors first, then the fp32 sums over
+     * HK_LANES lanes (all 32-bit types: one AVX-512 vector per lane set). */
+    for (int j = 0; j < nb; j++) {
+        float v = x[j] / s;
+        v = v > lo - 1.0f ? v : lo - 1.0f;
+        v = v < hi + 1.0f ? v : hi + 1.0f;
+        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
+        c += (uint32_t)((v < lo) | (v > hi));
+        v = v > lo ? v : lo;
+        v = v < hi ? v : hi;
+        q[j] = (int8_t)(int32_t)(v + z);
+        e[j] = x[j] - v * s;
+    }
+    float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
+    for (int j = 0; j < HK_LANES; j++)
+        sig[j] = err2[j] = mx[j] = 0.0f;
+    for (int i = 0; i < nb; i += HK_LANES) {
+        for (int j = 0; j < HK_LANES; j++) {
+            float w = x[i + j], d = e[i + j];
+            float ad = fabsf(d);
+            sig[j] += w * w;
+            err2[j] += d * d;
+            mx[j] = ad > mx[j] ? ad : mx[j];
+        }
+    }
+    double ds = 0.0, de = 0.0;
+    float m = 0.0f;
+    for (int j = 0; j < HK_LANES; j++) {
+        ds += (double)sig[j];
+        de += (double)err2[j];
+        m = mx[j] > m ? mx[j] : m;
+    }
+    acc->sig += ds;
+    acc->err2 += de;
+    if ((double)m > acc->max_abs) acc->max_abs = (double)m;
+    acc->clamped += c;
+}
+
+/* quant_run plus the weight error of the n values into acc. Runs shorter
+ * than HK_SMALL and the end of a run (whose block is padded) use the
+ * reference statistics on the codes just written. */
+HK_INLINE void quant_run_err(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, bool asym,
+                             int8_t *q, mq_err_acc *acc)
+{
+    hk_block b;
+    int8_t qt[HK_SMALL];
+    float z = (float)zp;
+    size_t i = 0;
+    if (n < HK_SMALL) {
+        mq_ref_quantize_values(src, dt, n, s, zp, q);
+        mq_ref_error_stats(src, dt, 1, n, q, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+        return;
+    }
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        quant_block_err(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i, acc);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        quant_block_err(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i, acc);
+    if (i < n) {
+        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, qt);
+        memcpy(q + i, qt, n - i);
+        mq_ref_error_stats((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, n - i, q + i,
+                           &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+    }
+}
+
 HK_CLONES void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
 {
     stats_run(s, src, dt, n);
@@ -237,9 +321,9 @@ HK_CLONES void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, flo
     quant_run(src, dt, n, scale, zp, q);
 }
 
-HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                        bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                        size_t *bad_row)
+HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row,
+                               mq_err_acc *err)
 {
     const unsigned char *in = src;
     size_t row_bytes = cols * mq_dtype_size(dt);
@@ -267,9 +351,32 @@ HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t row
         mq_ref_params(&st, symmetric, dt, &s, &z);
         mq_store_scale(scale, dt, r, s);
         if (!symmetric && zp) zp[r] = z;
-        quant_run(row, rdt, cols, s, z, q + r * cols);
+        if (err)
+            quant_run_err(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
+        else
+            quant_run(row, rdt, cols, s, z, q + r * cols);
     }
     return MQ_OK;
+}
+
+HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                        bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                        size_t *bad_row)
+{
+    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
+}
+
+HK_CLONES mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                            bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                            size_t *bad_row, mq_err_acc *err)
+{
+    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
+}
+
+HK_CLONES void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
+                                         int8_t zp, bool symmetric, int8_t *q, mq_err_acc *err)
+{
+    quant_run_err(src, dt, n, scale, zp, !symmetric, q, err);
 }
 
 /* fp32 bits to half bits as mq_f32_to_f16, without branches: normal results
@@ -324,4 +431,91 @@ HK_CLONES uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool s
         overflow += mq_ref_cast_f16((const unsigned char *)src + i * mq_dtype_size(dt), dt, n - i,
                                     saturate, dst + i);
     return overflow;
+}
+
+/* ---- weight error statistics ---- */
+
+#define HK_DLANES 8 /* double accumulators: one AVX-512 vector */
+
+/* The sums of mq_ref_error_stats for nb values into local-style lanes;
+ * returns how many codes sit at a bound (-128 or 127). Only those can have
+ * been clamped (any other stored code is the unclamped one), so the caller
+ * tests such blocks again, keeping the division out of this loop. */
+HK_INLINE uint32_t err_block(const float *restrict x, const int8_t *restrict q, int nb, float s,
+                             float z, double *restrict sig, double *restrict err2,
+                             double *restrict mx)
+{
+    uint32_t edge = 0;
+    for (int i = 0; i < nb; i += HK_DLANES) {
+        for (int j = 0; j < HK_DLANES; j++) {
+            float w = x[i + j];
+            int8_t c = q[i + j];
+            edge += (uint32_t)((c == 127) | (c == -128));
+            float w_hat = ((float)c - z) * s;
+            double e = (double)w - (double)w_hat;
+            double ae = e < 0.0 ? -e : e;
+            sig[j] += (double)w * (double)w;
+            err2[j] += e * e;
+            mx[j] = ae > mx[j] ? ae : mx[j];
+        }
+    }
+    return edge;
+}
+
+/* The clamp test of mq_ref_error_stats for nb values. The code is clamped to
+ * [-129 - z, 128 - z] before the magic-number rint: clamping to integer
+ * bounds commutes with rint, so rint(v) + z is outside [-128, 127] exactly
+ * when the clamped one is, and the small range keeps the rint exact. */
+HK_INLINE uint32_t clamped_block(const float *restrict x, int nb, float s, float z)
+{
+    const float lo = -129.0f - z, hi = 128.0f - z;
+    uint32_t n = 0;
+    for (int j = 0; j < nb; j++) {
+        float v = x[j] / s;
+        v = v > lo ? v : lo;
+        v = v < hi ? v : hi;
+        v = ((v + HK_RINT_MAGIC) - HK_RINT_MAGIC) + z;
+        n += (uint32_t)((v < -128.0f) | (v > 127.0f));
+    }
+    return n;
+}
+
+HK_INLINE void err_row(const void *row, mq_dtype dt, size_t cols, const int8_t *qr, float s,
+                       int8_t zr, bool asym, mq_err_acc *acc)
+{
+    double sig[HK_DLANES] = {0}, err2[HK_DLANES] = {0}, mx[HK_DLANES] = {0};
+    float z = (float)zr;
+    hk_block b;
+    size_t i = 0;
+    uint64_t clamped = 0;
+    for (; i + HK_BIG <= cols; i += HK_BIG) {
+        const float *x = load_block(row, dt, i, HK_BIG, &b);
+        if (err_block(x, qr + i, HK_BIG, s, z, sig, err2, mx))
+            clamped += clamped_block(x, HK_BIG, s, z);
+    }
+    for (; i + HK_SMALL <= cols; i += HK_SMALL) {
+        const float *x = load_block(row, dt, i, HK_SMALL, &b);
+        if (err_block(x, qr + i, HK_SMALL, s, z, sig, err2, mx))
+            clamped += clamped_block(x, HK_SMALL, s, z);
+    }
+    for (int j = 0; j < HK_DLANES; j++) {
+        acc->sig += sig[j];
+        acc->err2 += err2[j];
+        if (mx[j] > acc->max_abs) acc->max_abs = mx[j];
+    }
+    acc->clamped += clamped;
+    if (i < cols)
+        mq_ref_error_stats((const unsigned char *)row + i * mq_dtype_size(dt), dt, 1, cols - i,
+                           qr + i, &s, MQ_DTYPE_F32, asym ? &zr : NULL, acc);
+}
+
+HK_CLONES void mq_hk_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                 const int8_t *q, const void *scale, mq_dtype scale_dt,
+                                 const int8_t *zp, mq_err_acc *acc)
+{
+    const unsigned char *in = src;
+    size_t row_bytes = cols * mq_dtype_size(dt);
+    for (size_t r = 0; r < rows; r++)
+        err_row(in + r * row_bytes, dt, cols, q + r * cols, mq_load_f32(scale, scale_dt, r),
+                zp ? zp[r] : 0, zp != NULL, acc);
 }

@@ -18,4 +18,24 @@ mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t 
 /* As mq_ref_cast_f16. */
 uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);
 
+/*
+ * As mq_hk_quantize_rows / mq_hk_quantize_values (the same bytes), and adds
+ * the weight error of the values to *err as mq_ref_error_stats would, in
+ * the quantize loop itself (nearly free). clamped and max_abs match the
+ * reference (max_abs up to one fp32 rounding where a value was clamped);
+ * sig and err2 are summed in fp32 over blocks of at most 512 values, then
+ * in double, so they agree with the reference to a relative 1e-5.
+ */
+mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                  bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                  size_t *bad_row, mq_err_acc *err);
+void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                               bool symmetric, int8_t *q, mq_err_acc *err);
+
+/* A separate pass (for backends without a fused kernel, e.g. OpenCL): as
+ * mq_ref_error_stats (the sums may differ by double rounding: the terms
+ * are the same, added in another order). */
+void mq_hk_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
+                       const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc);
+
 #endif

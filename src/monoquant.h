@@ -169,6 +169,15 @@ typedef struct mq_report_entry {
     uint64_t bytes_out;     /**< including the scale and zero-point tensors */
     uint64_t fp16_overflow; /**< fp16: finite values that did not fit in half */
     const char *reason;     /**< MQ_ACTION_SKIP: why; else NULL */
+    /* Weight error, MQ_ACTION_QUANTIZE only (else NaN, 0, 0), with w_hat =
+     * (q - zp) * s in fp32 from the stored scale s. */
+    double weight_sqnr_db; /**< 10 log10(sum w^2 / sum (w - w_hat)^2); +inf when exact */
+    double max_abs_error;  /**< max |w - w_hat| */
+    /** Values whose code rint(w / s) + zp lay outside [-128, 127] before the
+     * clamp. Symmetric scales map a group's largest |w| to about +-127.5,
+     * which often rounds to +-128 (depending on the scale's rounding), so a
+     * positive maximum is often counted: expected, not an outlier. */
+    uint64_t clamped;
 } mq_report_entry;
 
 size_t mq_report_count(const mq_report *r);

@@ -235,6 +235,42 @@ mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t
     return MQ_OK;
 }
 
+void mq_err_acc_init(mq_err_acc *a)
+{
+    a->sig = 0.0;
+    a->err2 = 0.0;
+    a->max_abs = 0.0;
+    a->clamped = 0;
+}
+
+double mq_err_acc_sqnr_db(const mq_err_acc *a)
+{
+    if (!(a->err2 > 0.0)) return INFINITY;
+    return 10.0 * log10(a->sig / a->err2);
+}
+
+void mq_ref_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
+                        const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc)
+{
+    const unsigned char *in = src;
+    size_t row_bytes = cols * mq_dtype_size(dt);
+    for (size_t r = 0; r < rows; r++) {
+        float s = mq_load_f32(scale, scale_dt, r);
+        float z = zp ? (float)zp[r] : 0.0f;
+        const void *row = in + r * row_bytes;
+        for (size_t i = 0; i < cols; i++) {
+            float w = mq_load_f32(row, dt, i);
+            float code = rintf(w / s) + z;
+            if (code < -128.0f || code > 127.0f) acc->clamped++;
+            float w_hat = ((float)q[r * cols + i] - z) * s;
+            double e = (double)w - (double)w_hat;
+            acc->sig += (double)w * (double)w;
+            acc->err2 += e * e;
+            if (fabs(e) > acc->max_abs) acc->max_abs = fabs(e);
+        }
+    }
+}
+
 uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)
 {
     const unsigned char *p = src;

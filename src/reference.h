@@ -55,6 +55,42 @@ void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
 mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
                                bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
 
+/*
+ * Weight error of a quantized tensor, accumulated over rows and chunks. For
+ * each value w with the stored scale s (fp32, as read back from the file)
+ * and zero point zp of its group, and the int8 code q that was written:
+ *   w_hat = (float)(q - zp) * s            (fp32, as mq_ref_dequantize_rows)
+ *   err   = (double)w - (double)w_hat      (double)
+ *   sig  += (double)w * (double)w          (exact product in double)
+ *   err2 += err * err;  max_abs = max(max_abs, |err|)
+ *   clamped += 1 when rintf(w / s) + (float)zp, computed in fp32 exactly as
+ *              mq_ref_quantize_values does before its clamp, lies outside
+ *              [-128, 127] (so the stored q is a saturated bound).
+ * Symmetric scales are amax / 127.5, so the largest |w| of a group maps to
+ * about +-127.5; where the rounded scale makes it >= 127.5 it rounds (half
+ * to even) to +-128: +128 is clamped to 127, so a group whose maximum is
+ * positive often counts that element. This is expected, not an outlier. The sums are in double and
+ * the order of terms differs between kernels, so results agree to double rounding only.
+ */
+typedef struct mq_err_acc {
+    double sig;       /* sum of w^2 */
+    double err2;      /* sum of (w - w_hat)^2 */
+    double max_abs;   /* max |w - w_hat| */
+    uint64_t clamped; /* values whose unclamped code was outside [-128, 127] */
+} mq_err_acc;
+
+void mq_err_acc_init(mq_err_acc *a);
+/* 10 log10(sig / err2) in dB; +inf when err2 is 0 (NaN when both are 0 is
+ * avoided: an all-zero tensor is exact, +inf). */
+double mq_err_acc_sqnr_db(const mq_err_acc *a);
+/*
+ * Folds `rows` groups of `cols` values of src (F32/F16/BF16) into acc, with
+ * q the codes (rows * cols), scale `rows` elements of scale_dt (F32/F16/BF16,
+ * widened exactly) and zp `rows` zero points (NULL = symmetric, 0).
+ */
+void mq_ref_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
+                        const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc);
+
 /* n values of F32/F64/BF16/F16 to F16. Returns the number of finite values
  * that rounded beyond +-65504; with `saturate` they become +-65504. */
 uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);

@@ -6,6 +6,7 @@
 #include "outfile.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +112,21 @@ mq_status mq_report_add(mq_report *r, const mq_tensor *t, mq_action action, mq_d
     e->bytes_in = t->nbytes;
     e->bytes_out = bytes_out;
     e->fp16_overflow = fp16_overflow;
+    e->weight_sqnr_db = NAN;
     r->bytes_in += t->nbytes;
     r->bytes_out += bytes_out;
     r->overflow += fp16_overflow;
     r->count++;
     return MQ_OK;
+}
+
+void mq_report_set_error_stats(mq_report *r, double sqnr_db, double max_abs_error, uint64_t clamped)
+{
+    if (!r || !r->count) return;
+    mq_report_entry *e = &r->entries[r->count - 1];
+    e->weight_sqnr_db = sqnr_db;
+    e->max_abs_error = max_abs_error;
+    e->clamped = clamped;
 }
 
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
@@ -208,6 +219,14 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
                               "bytes_out", (json_int_t)e->bytes_out);
         if (o && cfg->dtype == MQ_FLOAT16)
             json_object_set_new(o, "fp16_overflow", json_integer((json_int_t)e->fp16_overflow));
+        if (o && e->action == MQ_ACTION_QUANTIZE) {
+            /* JSON has no infinity: an exact tensor's SQNR is null. */
+            json_object_set_new(o, "weight_sqnr_db",
+                                isfinite(e->weight_sqnr_db) ? json_real(e->weight_sqnr_db)
+                                                            : json_null());
+            json_object_set_new(o, "max_abs_error", json_real(e->max_abs_error));
+            json_object_set_new(o, "clamped", json_integer((json_int_t)e->clamped));
+        }
         json_array_append_new(q, o);
     }
     json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,

@@ -11,6 +11,9 @@ mq_report *mq_report_new(void);
 /* Records what happened to input tensor t (name, shape and dtype are copied). */
 mq_status mq_report_add(mq_report *r, const mq_tensor *t, mq_action action, mq_dtype dtype_out,
                         uint64_t bytes_out, uint64_t fp16_overflow, const char *reason);
+/* Sets the weight error statistics of the entry added last (a quantized tensor). */
+void mq_report_set_error_stats(mq_report *r, double sqnr_db, double max_abs_error,
+                               uint64_t clamped);
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
                           const char *device);
 

@@ -124,6 +124,20 @@ static mq_status do_values(mq_stream *s, const void *src, mq_dtype dt, size_t n,
     return MQ_OK;
 }
 
+/* do_values plus the weight error of the n values into *err: fused where
+ * the backend can, else (OpenCL) a second pass over the input. */
+static mq_status do_values_err(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
+                               int8_t zp, int8_t *q, mq_err_acc *err)
+{
+    bool sym = s->cfg->symmetric;
+    if (s->be->ops->quantize_values_err)
+        return s->be->ops->quantize_values_err(s->be, src, dt, n, scale, zp, sym, q, err);
+    mq_status st = do_values(s, src, dt, n, scale, zp, q);
+    if (st == MQ_OK)
+        mq_hk_error_stats(src, dt, 1, n, q, &scale, MQ_DTYPE_F32, sym ? NULL : &zp, err);
+    return st;
+}
+
 /* ---- progress ---- */
 
 static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *finished)
@@ -148,7 +162,8 @@ static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *fini
     s->cfg->progress(&p, s->cfg->progress_user);
 }
 
-static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overflow)
+static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overflow,
+                               const mq_err_acc *err)
 {
     const mq_tensor *t = tp->t;
     mq_status st;
@@ -156,6 +171,8 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
         uint64_t out = numel_of(tp) + (uint64_t)tp->rows * mq_dtype_size(t->dtype) +
                        (s->cfg->symmetric ? 0 : tp->rows);
         st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out, 0, NULL);
+        if (st == MQ_OK)
+            mq_report_set_error_stats(s->rep, mq_err_acc_sqnr_db(err), err->max_abs, err->clamped);
     } else if (tp->action == MQ_ACTION_CAST) {
         st = mq_report_add(s->rep, t, MQ_ACTION_CAST, MQ_DTYPE_F16, numel_of(tp) * 2, overflow,
                            NULL);
@@ -201,16 +218,27 @@ static unsigned char *zp_area(const mq_stream *s, unsigned char *buf)
 }
 
 static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
-                            const unsigned char *d, mq_write_job *j)
+                            const unsigned char *d, mq_write_job *j, mq_err_acc *err)
 {
     const mq_tensor *t = tp->t;
     size_t es = mq_dtype_size(t->dtype), bad = 0;
     bool sym = s->cfg->symmetric;
     unsigned char *scale = scale_area(s, j->buf), *zp = zp_area(s, j->buf);
-    mq_status st = s->be->ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym,
-                                             (int8_t *)j->buf, scale, (int8_t *)zp, &bad);
+    const mq_backend_ops *ops = s->be->ops;
+    mq_status st;
+    if (ops->quantize_rows_err) /* host: the weight error in the same pass */
+        st = ops->quantize_rows_err(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
+                                    scale, (int8_t *)zp, &bad, err);
+    else
+        st = ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
+                                scale, (int8_t *)zp, &bad);
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
     if (st != MQ_OK) return st;
+    /* Other backends: the input chunk is still in its slot, a second pass
+     * over it gives the weight error of these rows. */
+    if (!ops->quantize_rows_err)
+        mq_hk_error_stats(d, t->dtype, c->count, tp->cols, (const int8_t *)j->buf, scale, t->dtype,
+                          sym ? NULL : (const int8_t *)zp, err);
     add_piece(s, j, j->buf, c->count * tp->cols, tp->out_q + (uint64_t)c->first * tp->cols);
     add_piece(s, j, scale, c->count * es, tp->out_scale + (uint64_t)c->first * es);
     if (!sym) add_piece(s, j, zp, c->count, tp->out_zp + c->first);
@@ -222,13 +250,14 @@ static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
  * group's scale and zero point. */
 static mq_status chunk_split(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
                              const unsigned char *d, mq_write_job *j, mq_ref_stats *stats,
-                             float *scale, int8_t *zp)
+                             float *scale, int8_t *zp, mq_err_acc *err)
 {
     mq_dtype dt = tp->t->dtype;
     size_t es = mq_dtype_size(dt);
     mq_status st;
     if (c->pass == 1) {
-        if ((st = do_values(s, d, dt, c->count, *scale, *zp, (int8_t *)j->buf)) != MQ_OK) return st;
+        if ((st = do_values_err(s, d, dt, c->count, *scale, *zp, (int8_t *)j->buf, err)) != MQ_OK)
+            return st;
         add_piece(s, j, j->buf, c->count, tp->out_q + (uint64_t)c->group * tp->cols + c->first);
         if (c->first) return MQ_OK;
         mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
@@ -266,6 +295,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     const mq_tplan *tp = &s->tp[ti];
     const mq_tensor *t = tp->t;
     mq_ref_stats stats;
+    mq_err_acc err;
     float scale = 0.0f;
     int8_t zp = 0;
     uint64_t overflow = 0, partial = 0, n = chunk_count(tp, false);
@@ -273,6 +303,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     if (tp->kind == MQ_KIND_COPY)
         st = mq_writer_copy(w, tp->in_off, t->nbytes, s->data_start + tp->out_q);
     mq_ref_stats_init(&stats);
+    mq_err_acc_init(&err);
     for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
         const mq_chunk *c;
         const unsigned char *d;
@@ -282,9 +313,9 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
                    (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
         if (out && (st = mq_writer_buffer(w, &j.buf)) != MQ_OK) break;
         if (tp->kind == MQ_KIND_ROWS)
-            st = chunk_rows(s, tp, c, d, &j);
+            st = chunk_rows(s, tp, c, d, &j, &err);
         else if (tp->kind == MQ_KIND_SPLIT)
-            st = chunk_split(s, tp, c, d, &j, &stats, &scale, &zp);
+            st = chunk_split(s, tp, c, d, &j, &stats, &scale, &zp, &err);
         else
             st = chunk_cast(s, tp, c, d, &j, &overflow);
         if (tp->kind != MQ_KIND_SPLIT || c->pass == 1) partial += c->bytes;
@@ -296,7 +327,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);
         return st;
     }
-    return finish_tensor(s, tp, overflow);
+    return finish_tensor(s, tp, overflow, &err);
 }
 
 mq_status mq_stream_run(mq_stream *s)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,13 @@ static void print_line(const mq_progress *p)
     if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
+    if (e->action == MQ_ACTION_QUANTIZE) {
+        if (isinf(e->weight_sqnr_db) && e->weight_sqnr_db > 0)
+            printf("  SQNR inf dB");
+        else
+            printf("  SQNR %.1f dB", e->weight_sqnr_db);
+        if (e->clamped) printf(" clamped %llu", (unsigned long long)e->clamped);
+    }
     putchar('\n');
 }
 
