@@ -2,6 +2,7 @@
  * original for the same inputs, as a table worst first, with the device that
  * ran the GEMMs and an optional JSON copy. */
 #include "cli.h"
+#include "dtype.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -128,15 +129,6 @@ static void on_progress(const mq_eval_progress *p, void *user)
     fflush(stderr);
 }
 
-static void format_shape(const mq_eval_layer *l, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int k = 0; k < l->rank && used < cap; k++)
-        used +=
-            (size_t)snprintf(buf + used, cap - used, k ? ", %lld" : "%lld", (long long)l->shape[k]);
-    if (used < cap) snprintf(buf + used, cap - used, "]");
-}
-
 static void print_table(const mq_eval_result *r, const eval_args *a, double seconds)
 {
     size_t n = mq_eval_result_count(r);
@@ -150,7 +142,7 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
     for (size_t i = 0; i < n; i++) {
         const mq_eval_layer *l = mq_eval_result_layer(r, i);
         char shape[160];
-        format_shape(l, shape, sizeof shape);
+        mq_shape_format(l->rank, l->shape, shape, sizeof shape);
         printf("%-*s  %-20s %9.2f %11.3e %13.3e\n", w, l->name, shape, l->sqnr_db, l->rel_error,
                l->max_abs_error);
     }

@@ -1,6 +1,7 @@
 /* monoquant inspect and dequantize: look inside a safetensors file, and turn
  * a quantized one back into float weights. */
 #include "cli.h"
+#include "dtype.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -52,14 +53,9 @@ int mq_cli_inspect(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         const mq_tensor *t = mq_model_tensor(m, i);
         char shape[160];
-        size_t used = (size_t)snprintf(shape, sizeof shape, "[");
-        uint64_t numel = 1;
-        for (int k = 0; k < t->rank && used < sizeof shape; k++) {
-            used += (size_t)snprintf(shape + used, sizeof shape - used, k ? ", %lld" : "%lld",
-                                     (long long)t->shape[k]);
-            numel *= (uint64_t)t->shape[k];
-        }
-        if (used < sizeof shape) snprintf(shape + used, sizeof shape - used, "]");
+        uint64_t numel = 0;
+        mq_shape_format(t->rank, t->shape, shape, sizeof shape);
+        mq_shape_numel(t->rank, t->shape, &numel); /* validated by mq_model_open */
         printf("%-*s  %-7s  %-20s  %zu\n", (int)width, t->name, mq_dtype_name(t->dtype), shape,
                t->nbytes);
         total += t->nbytes;

@@ -1,6 +1,7 @@
 /* monoquant quantize: settings from flags > --config file > defaults, then the
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
+#include "dtype.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -223,15 +224,6 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     return st;
 }
 
-static void format_shape(const mq_report_entry *e, char *buf, size_t cap)
-{
-    size_t used = (size_t)snprintf(buf, cap, "[");
-    for (int k = 0; k < e->rank && used < cap; k++)
-        used +=
-            (size_t)snprintf(buf + used, cap - used, k ? ", %lld" : "%lld", (long long)e->shape[k]);
-    if (used < cap) snprintf(buf + used, cap - used, "]");
-}
-
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -251,7 +243,7 @@ static void print_line(const mq_progress *p)
 {
     const mq_report_entry *e = p->finished;
     char shape[160], bin[32], bout[32];
-    format_shape(e, shape, sizeof shape);
+    mq_shape_format(e->rank, e->shape, shape, sizeof shape);
     int digits = snprintf(NULL, 0, "%zu", p->tensors_total);
     printf("[%*zu/%zu] %-40s %-16s %5s -> %-4s %10s -> %s", digits, p->tensors_done,
            p->tensors_total, e->name, shape, mq_dtype_name(e->dtype_in),
