@@ -102,7 +102,7 @@ inline ushort mq_f32_to_f16(float f)
     uint ax = x & 0x7fffffffu;
     if (ax > 0x7f800000u) return (ushort)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
     if (ax >= 0x477ff000u) return (ushort)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-    if (ax >= 0x38800000u) {                                 /* normal halfway */
+    if (ax >= 0x38800000u) {                                /* normal halfway */
         uint r = ax - 0x38000000u;
         r += 0xfffu + ((r >> 13) & 1u);
         return (ushort)(sign | (r >> 13));
@@ -132,7 +132,7 @@ inline ushort mq_f64_bits_to_f16(ulong x)
     ulong ax = x & 0x7fffffffffffffffUL;
     if (ax > 0x7ff0000000000000UL) return (ushort)(sign | 0x7e00u | (uint)((ax >> 42) & 0x3ffu));
     if (ax >= 0x40effe0000000000UL) return (ushort)(sign | 0x7c00u); /* >= 65520 */
-    if (ax >= 0x3f10000000000000UL) {                                  /* >= 2^-14 */
+    if (ax >= 0x3f10000000000000UL) {                                /* >= 2^-14 */
         ulong r = ax - 0x3f00000000000000UL;
         r += 0x1ffffffffffUL + ((r >> 42) & 1UL);
         return (ushort)(sign | (uint)(r >> 42));
@@ -268,6 +268,73 @@ inline char mq_quant1(float w, float s, float zp)
     return convert_char_sat(rint(mq_div(w, s)) + zp);
 }
 
+/* ---- weight error statistics ---- */
+
+/* The error sums are taken in units of 2^2k, with k = ilogb(amax) + 1 in
+ * [-126, 126] and amax the largest finite |w| of the values summed: then
+ * |w| 2^-k < 2 and |w - w_hat| 2^-k < 4, so no square overflows (weights near
+ * FLT_MAX) or underflows (subnormal weights), and scaling by a power of two
+ * changes no rounding. The host multiplies the sums back by 2^2k. */
+inline int mq_err_exp(float amax)
+{
+    return clamp(ilogb(amax), -127, 125) + 1;
+}
+
+/* The largest finite |w| of eight values (0 when none is finite). */
+inline float mq_amax8(float8 w)
+{
+    float8 a = select((float8)(0.0f), fabs(w), isfinite(w));
+    float4 a4 = fmax(a.lo, a.hi);
+    float2 a2 = fmax(a4.lo, a4.hi);
+    return fmax(a2.x, a2.y);
+}
+
+inline float mq_pow2(int e) /* 2^e for e in [-126, 127] */
+{
+    return as_float((uint)(e + 127) << 23);
+}
+
+/* Compensated (Kahan) addition of x to the running sum *sum / *comp. */
+inline void mq_kahan8(float8 x, float8 *sum, float8 *comp)
+{
+    float8 y = x - *comp;
+    float8 t = *sum + y;
+    *comp = (t - *sum) - y;
+    *sum = t;
+}
+
+/* Codes of eight values with their error terms: q as mq_quant8; the error
+ * e = w - (q - zp) s (exact in fp32 unless the value was clamped), its square
+ * and that of w in units of 2^k (tk = 2^-k) added to *sig / *err2, |e| folded
+ * into *mx and the values clamped counted in *ncl. */
+inline char8 mq_quant8_err(float8 w, float s, float zp, float tk, float8 *sig, float8 *err2,
+                           float8 *mx, uint8 *ncl)
+{
+    float8 r = rint(mq_div8(w, s)) + zp;
+    float8 rc = clamp(r, -128.0f, 127.0f);
+    float8 e = w - (rc - zp) * s;
+    float8 ws = w * tk, es = e * tk;
+    *sig += ws * ws;
+    *err2 += es * es;
+    *mx = fmax(*mx, fabs(e));
+    *ncl += select((uint8)(0u), (uint8)(1u), isnotequal(r, rc));
+    return convert_char8_sat(r);
+}
+
+inline char mq_quant1_err(float w, float s, float zp, float tk, float *sig, float *err2, float *mx,
+                          uint *ncl)
+{
+    float r = rint(mq_div(w, s)) + zp;
+    float rc = clamp(r, -128.0f, 127.0f);
+    float e = w - (rc - zp) * s;
+    float ws = w * tk, es = e * tk;
+    *sig += ws * ws;
+    *err2 += es * es;
+    *mx = fmax(*mx, fabs(e));
+    *ncl += r != rc ? 1u : 0u;
+    return convert_char_sat(r);
+}
+
 /* Running statistics as mq_ref_stats_update keeps them: min and max of the
  * finite values, and the largest |w| as bits, which is >= 0x7f800000 exactly
  * when a NaN or Inf was seen. */
@@ -305,8 +372,7 @@ inline void mq_fold_lanes(float8 lo8, float8 hi8, uint8 ab8, float *lo, float *h
 #define MQ_NONFINITE_BITS 0x7f800000u
 
 /* Test hook: out[i] = a[i] / b[i] as the kernels divide. */
-kernel void mq_div_check(global const float *a, global const float *b, global float *out,
-                         ulong n)
+kernel void mq_div_check(global const float *a, global const float *b, global float *out, ulong n)
 {
     ulong i = get_global_id(0);
     if (i < n) out[i] = mq_div(a[i], b[i]);

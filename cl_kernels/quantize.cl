@@ -5,11 +5,54 @@
  * parameters. Needs numerics.cl before it. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* Vectors a lane sums in fp32 before the block's sum is added, compensated,
+ * to the running one: the error of a row's sums stays near that of 16 terms
+ * however long the row. */
+#define MQ_ERR_BLOCK 16
+
+inline float mq_sum8(float8 a)
+{
+    float4 h = a.lo + a.hi;
+    float2 g = h.lo + h.hi;
+    return g.x + g.y;
+}
+
+/* Adds up the error terms of the `n` work-items (a power of two) of one group
+ * of work-items that begins at lid - lid % n: the lanes of each, then a tree
+ * in local memory; the first work-item of the group finds the totals at its
+ * index in sig_s, err2_s, mx_s, ncl_s. Every work-item of the work-group must
+ * call it. The local arrays may be in use before the call. */
+inline void mq_err_reduce(float8 sig, float8 err2, float8 mx, uint8 ncl, float ts, float te,
+                          float tm, uint tc, uint lid, uint n, local float *sig_s,
+                          local float *err2_s, local float *mx_s, local uint *ncl_s)
+{
+    uint t = lid & (n - 1u);
+    float4 m4 = fmax(mx.lo, mx.hi);
+    float2 m2 = fmax(m4.lo, m4.hi);
+    uint4 c4 = ncl.lo + ncl.hi;
+    uint2 c2 = c4.lo + c4.hi;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    sig_s[lid] = mq_sum8(sig) + ts;
+    err2_s[lid] = mq_sum8(err2) + te;
+    mx_s[lid] = fmax(fmax(m2.x, m2.y), tm);
+    ncl_s[lid] = c2.x + c2.y + tc;
+    for (uint s = n >> 1; s > 0u; s >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (t < s) {
+            sig_s[lid] += sig_s[lid + s];
+            err2_s[lid] += err2_s[lid + s];
+            mx_s[lid] = fmax(mx_s[lid], mx_s[lid + s]);
+            ncl_s[lid] += ncl_s[lid + s];
+        }
+    }
+}
+
 /* Rows of `cols` values; `tpr` (a power of two dividing MQ_WG) work-items per row,
  * MQ_WG / tpr rows per work-group. */
 inline void mq_quantize_rows_body(global const void *src, const int dt, ulong rows, ulong cols,
                                   uint tpr, int symmetric, global char *q, global void *scale,
-                                  global char *zp, global uchar *bad, local float *lo_s,
+                                  global char *zp, global uchar *bad, const int want_err,
+                                  global float *esum, global uint *ecl, local float *lo_s,
                                   local float *hi_s, local uint *bad_s, local float *s_s,
                                   local float *zp_s)
 {
@@ -54,51 +97,80 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
         zp_s[slot] = z;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (!active) return;
-    float s = s_s[slot], z = zp_s[slot];
-    for (ulong v = t; v < nv; v += tpr)
-        vstore8(mq_quant8(mq_load8(src, base + v * 8, dt), s, z), 0, q + base + v * 8);
-    for (ulong i = nv * 8 + t; i < cols; i += tpr)
-        q[base + i] = mq_quant1(mq_load1(src, base + i, dt), s, z);
+    float s = active ? s_s[slot] : 1.0f, z = active ? zp_s[slot] : 0.0f;
+    if (!want_err) {
+        if (!active) return;
+        for (ulong v = t; v < nv; v += tpr)
+            vstore8(mq_quant8(mq_load8(src, base + v * 8, dt), s, z), 0, q + base + v * 8);
+        for (ulong i = nv * 8 + t; i < cols; i += tpr)
+            q[base + i] = mq_quant1(mq_load1(src, base + i, dt), s, z);
+        return;
+    }
+
+    /* The same codes, and the row's weight error: fp32 sums over blocks of
+     * MQ_ERR_BLOCK vectors per lane, blocks added with compensation, then
+     * the lanes and the row's work-items added pairwise. */
+    int k = active ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr]))) : 0;
+    float tk = mq_pow2(-k);
+    float8 sig = (float8)(0.0f), sigc = sig, err2 = sig, err2c = sig, mx = sig;
+    uint8 ncl = (uint8)(0u);
+    ulong nva = active ? nv : 0;
+    for (ulong v0 = t; v0 < nva; v0 += MQ_ERR_BLOCK * (ulong)tpr) {
+        float8 bs = (float8)(0.0f), be = bs;
+        ulong vend = min(v0 + MQ_ERR_BLOCK * (ulong)tpr, nva);
+        for (ulong v = v0; v < vend; v += tpr)
+            vstore8(mq_quant8_err(mq_load8(src, base + v * 8, dt), s, z, tk, &bs, &be, &mx, &ncl),
+                    0, q + base + v * 8);
+        mq_kahan8(bs, &sig, &sigc);
+        mq_kahan8(be, &err2, &err2c);
+    }
+    float ts = 0.0f, te = 0.0f, tm = 0.0f;
+    uint tc = 0u;
+    for (ulong i = nv * 8 + t; active && i < cols; i += tpr)
+        q[base + i] = mq_quant1_err(mq_load1(src, base + i, dt), s, z, tk, &ts, &te, &tm, &tc);
+    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);
+    if (active && t == 0u) {
+        vstore4((float4)(lo_s[lid], hi_s[lid], zp_s[lid], (float)k), row, esum);
+        ecl[row] = bad_s[lid];
+    }
 }
 
-#define MQ_FUSED_LOCALS                                                                           \
-    local float lo_s[MQ_WG], hi_s[MQ_WG], s_s[MQ_WG], zp_s[MQ_WG];                                \
+#define MQ_FUSED_LOCALS                                                                            \
+    local float lo_s[MQ_WG], hi_s[MQ_WG], s_s[MQ_WG], zp_s[MQ_WG];                                 \
     local uint bad_s[MQ_WG]
 
-kernel void mq_quantize_rows_f32(global const float *src, ulong rows, ulong cols, uint tpr,
-                                 int symmetric, global char *q, global float *scale,
-                                 global char *zp, global uchar *bad)
-{
-    MQ_FUSED_LOCALS;
-    mq_quantize_rows_body(src, MQ_F32, rows, cols, tpr, symmetric, q, scale, zp, bad, lo_s, hi_s,
-                          bad_s, s_s, zp_s);
-}
+/* The fused kernels of one input dtype T (scales are stored as T too):
+ * mq_quantize_rows_<sfx>, and mq_quantize_rows_err_<sfx>, which also puts per
+ * row r esum[4r..4r+3] = the sums of w^2 and (w - w_hat)^2 in units of 2^2k
+ * (k from the row's largest |w|, see mq_err_exp), max |w - w_hat| and k, and
+ * ecl[r] = the values clamped. */
+#define MQ_ROWS_KERNELS(SFX, DT, T)                                                                \
+    kernel void mq_quantize_rows_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,      \
+                                       int symmetric, global char *q, global T *scale,             \
+                                       global char *zp, global uchar *bad)                         \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, q, scale, zp, bad, 0, 0, 0,     \
+                              lo_s, hi_s, bad_s, s_s, zp_s);                                       \
+    }                                                                                              \
+    kernel void mq_quantize_rows_err_##SFX(                                                        \
+        global const T *src, ulong rows, ulong cols, uint tpr, int symmetric, global char *q,      \
+        global T *scale, global char *zp, global uchar *bad, global float *esum, global uint *ecl) \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, q, scale, zp, bad, 1, esum,     \
+                              ecl, lo_s, hi_s, bad_s, s_s, zp_s);                                  \
+    }
 
-kernel void mq_quantize_rows_f16(global const ushort *src, ulong rows, ulong cols, uint tpr,
-                                 int symmetric, global char *q, global ushort *scale,
-                                 global char *zp, global uchar *bad)
-{
-    MQ_FUSED_LOCALS;
-    mq_quantize_rows_body(src, MQ_F16, rows, cols, tpr, symmetric, q, scale, zp, bad, lo_s, hi_s,
-                          bad_s, s_s, zp_s);
-}
-
-kernel void mq_quantize_rows_bf16(global const ushort *src, ulong rows, ulong cols, uint tpr,
-                                  int symmetric, global char *q, global ushort *scale,
-                                  global char *zp, global uchar *bad)
-{
-    MQ_FUSED_LOCALS;
-    mq_quantize_rows_body(src, MQ_BF16, rows, cols, tpr, symmetric, q, scale, zp, bad, lo_s,
-                          hi_s, bad_s, s_s, zp_s);
-}
+MQ_ROWS_KERNELS(f32, MQ_F32, float)
+MQ_ROWS_KERNELS(f16, MQ_F16, ushort)
+MQ_ROWS_KERNELS(bf16, MQ_BF16, ushort)
 
 /* Partial min/max of segment g % spr of row g / spr (segments of `seg` values,
  * a multiple of 8) into lo[g], hi[g], bad[g]. */
-inline void mq_row_stats_body(global const void *src, const int dt, ulong cols, ulong seg,
-                              uint spr, global float *lo_out, global float *hi_out,
-                              global uchar *bad_out, local float *lo_s, local float *hi_s,
-                              local uint *bad_s)
+inline void mq_row_stats_body(global const void *src, const int dt, ulong cols, ulong seg, uint spr,
+                              global float *lo_out, global float *hi_out, global uchar *bad_out,
+                              local float *lo_s, local float *hi_s, local uint *bad_s)
 {
     uint lid = get_local_id(0);
     ulong g = get_group_id(0);
@@ -134,8 +206,8 @@ inline void mq_row_stats_body(global const void *src, const int dt, ulong cols, 
     }
 }
 
-#define MQ_STATS_LOCALS                                                                           \
-    local float lo_s[MQ_WG], hi_s[MQ_WG];                                                         \
+#define MQ_STATS_LOCALS                                                                            \
+    local float lo_s[MQ_WG], hi_s[MQ_WG];                                                          \
     local uint bad_s[MQ_WG]
 
 kernel void mq_row_stats_f32(global const float *src, ulong cols, ulong seg, uint spr,
@@ -195,3 +267,77 @@ kernel void mq_quantize_fixed_bf16(global const ushort *src, ulong n, ulong cols
 {
     mq_quantize_fixed_body(src, MQ_BF16, n, cols, col0, s, zp, q);
 }
+
+/* As mq_quantize_fixed_body, and the weight error of the work-group's values
+ * in units of 2^2k, k from their largest |w|: work-group g puts its sums of
+ * w^2 and (w - w_hat)^2, its max |w - w_hat| and k in esum[4g..4g+3] and its
+ * clamped count in ecl[g]. */
+inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulong n, ulong cols,
+                                       ulong col0, global const float *s, global const char *zp,
+                                       global char *q, global float *esum, global uint *ecl,
+                                       local float *sig_s, local float *err2_s, local float *mx_s,
+                                       local uint *ncl_s)
+{
+    uint lid = get_local_id(0);
+    ulong i = (ulong)get_global_id(0) * 8;
+    ulong end = min(i + 8, n);
+    /* Eight values of one row load as a vector, once; others one by one. */
+    bool whole = i + 8 <= n && (col0 + i) / cols == (col0 + i + 7) / cols;
+    float8 w = (float8)(0.0f);
+    float a = 0.0f;
+    if (whole) {
+        w = mq_load8(src, i, dt);
+        a = mq_amax8(w);
+    } else {
+        for (ulong j = i; j < end; j++) {
+            float x = mq_load1(src, j, dt);
+            a = isfinite(x) ? fmax(a, fabs(x)) : a;
+        }
+    }
+    mx_s[lid] = a;
+    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int k = mq_err_exp(mx_s[0]);
+    float tk = mq_pow2(-k);
+
+    float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
+    uint8 ncl = (uint8)(0u);
+    float ts = 0.0f, te = 0.0f, tm = 0.0f;
+    uint tc = 0u;
+    if (whole) {
+        ulong r = (col0 + i) / cols;
+        vstore8(mq_quant8_err(w, s[r], (float)zp[r], tk, &sig, &err2, &mx, &ncl), 0, q + i);
+    } else {
+        for (ulong j = i; j < end; j++) {
+            ulong r = (col0 + j) / cols;
+            q[j] = mq_quant1_err(mq_load1(src, j, dt), s[r], (float)zp[r], tk, &ts, &te, &tm, &tc);
+        }
+    }
+    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, sig_s, err2_s, mx_s, ncl_s);
+    if (lid == 0u) {
+        ulong g = get_group_id(0);
+        vstore4((float4)(sig_s[0], err2_s[0], mx_s[0], (float)k), g, esum);
+        ecl[g] = ncl_s[0];
+    }
+}
+
+#define MQ_FIXED_ERR_LOCALS                                                                        \
+    local float sig_s[MQ_WG], err2_s[MQ_WG], mx_s[MQ_WG];                                          \
+    local uint ncl_s[MQ_WG]
+
+#define MQ_FIXED_ERR_KERNEL(SFX, DT, T)                                                            \
+    kernel void mq_quantize_fixed_err_##SFX(global const T *src, ulong n, ulong cols, ulong col0,  \
+                                            global const float *s, global const char *zp,          \
+                                            global char *q, global float *esum, global uint *ecl)  \
+    {                                                                                              \
+        MQ_FIXED_ERR_LOCALS;                                                                       \
+        mq_quantize_fixed_err_body(src, DT, n, cols, col0, s, zp, q, esum, ecl, sig_s, err2_s,     \
+                                   mx_s, ncl_s);                                                   \
+    }
+
+MQ_FIXED_ERR_KERNEL(f32, MQ_F32, float)
+MQ_FIXED_ERR_KERNEL(f16, MQ_F16, ushort)
+MQ_FIXED_ERR_KERNEL(bf16, MQ_BF16, ushort)

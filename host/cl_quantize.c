@@ -2,7 +2,9 @@
  * buffer; ordinary rows take the fused kernel, long rows the split path
  * (partial statistics on the device, parameters on the host with mq_ref_params,
  * then quantization with those parameters), and a row larger than one buffer is
- * streamed through twice in pieces. */
+ * streamed through twice in pieces. With an error accumulator the same kernels'
+ * _err variants also sum each row's (fused) or work-group's (split) weight
+ * error in the pass that quantizes; the host adds the partials in double. */
 #include "clbackend.h"
 
 #include "clerror.h"
@@ -18,9 +20,11 @@
 typedef struct {
     cl_mem in, q, scale, zp, bad; /* fused path */
     cl_mem lo, hi, pbad, ps, pzp; /* split path: partials and parameters */
-    float *hlo, *hhi, *hs;
+    cl_mem esum, ecl;             /* weight error partials */
+    float *hlo, *hhi, *hs, *hes;
     uint8_t *hbad;
     int8_t *hzp;
+    cl_uint *hecl;
 } qbufs;
 
 static void qbufs_free(mq_cl_backend *cb, qbufs *w)
@@ -31,6 +35,8 @@ static void qbufs_free(mq_cl_backend *cb, qbufs *w)
     free(w->hs);
     free(w->hbad);
     free(w->hzp);
+    free(w->hes);
+    free(w->hecl);
 }
 
 static mq_status nomem(void)
@@ -38,11 +44,44 @@ static mq_status nomem(void)
     return mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL quantize: out of memory");
 }
 
+/* ---- weight error partials ---- */
+
+/* Room for `parts` partials: four floats (sig, err2, max, k) and a count each. */
+static mq_status err_buffers(mq_cl_backend *cb, qbufs *w, size_t parts)
+{
+    mq_status st;
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_ESUM, parts * 4 * sizeof(float), &w->esum)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ECL, parts * sizeof(cl_uint), &w->ecl)) != MQ_OK)
+        return st;
+    w->hes = malloc(parts * 4 * sizeof(float));
+    w->hecl = malloc(parts * sizeof(cl_uint));
+    return w->hes && w->hecl ? MQ_OK : nomem();
+}
+
+static mq_status read_err(mq_cl_backend *cb, qbufs *w, size_t parts)
+{
+    mq_status st = mq_cl_read(cb, w->esum, parts * 4 * sizeof(float), w->hes);
+    return st == MQ_OK ? mq_cl_read(cb, w->ecl, parts * sizeof(cl_uint), w->hecl) : st;
+}
+
+/* Partials read back (after the queue finished) into *acc, in order. */
+static void fold_err(mq_err_acc *acc, const qbufs *w, size_t parts)
+{
+    for (size_t i = 0; i < parts; i++) {
+        const float *e = w->hes + 4 * i;
+        double unit = ldexp(1.0, 2 * (int)e[3]);
+        acc->sig += (double)e[0] * unit;
+        acc->err2 += (double)e[1] * unit;
+        if ((double)e[2] > acc->max_abs) acc->max_abs = (double)e[2];
+        acc->clamped += w->hecl[i];
+    }
+}
+
 /* ---- fused path: one kernel per chunk of whole rows ---- */
 
 static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                 size_t cols, bool symmetric, int8_t *q, uint8_t *scale, int8_t *zp,
-                                size_t *bad_row)
+                                size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     size_t rpc = cb->limit / row_bytes;
@@ -57,7 +96,8 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * cols, &w.q)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK)
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
+        (err && (st = err_buffers(cb, &w, rpc)) != MQ_OK))
         goto done;
     if (!(w.hbad = malloc(rpc))) {
         st = nomem();
@@ -68,14 +108,17 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         cl_ulong n_arg = n, cols_arg = cols;
         mq_cl_arg args[] = {MQ_CL_ARG(w.in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
                             MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(w.q),
-                            MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),    MQ_CL_ARG(w.bad)};
+                            MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),    MQ_CL_ARG(w.bad),
+                            MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
         size_t groups = (n + rows_per_group - 1) / rows_per_group;
+        cl_kernel k = err ? cb->fused_err[dt] : cb->fused[dt];
         if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
-            (st = mq_cl_launch(cb, cb->fused[dt], args, 9, groups * cb->wg, NULL)) != MQ_OK ||
+            (st = mq_cl_launch(cb, k, args, err ? 11 : 9, groups * cb->wg, NULL)) != MQ_OK ||
             (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK ||
             (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
             (!symmetric && zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
-            (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
+            (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
+            (err && (st = read_err(cb, &w, n)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
             goto done;
         for (size_t i = 0; i < n; i++) {
             if (w.hbad[i]) {
@@ -84,6 +127,7 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
                 goto done;
             }
         }
+        if (err) fold_err(err, &w, n);
     }
 done:
     qbufs_free(cb, &w);
@@ -130,20 +174,30 @@ static void fold_partials(mq_ref_stats *s, const float *lo, const float *hi, con
     }
 }
 
+/* Work-groups of the fixed kernel for n values (the error partials it makes). */
+static size_t fixed_groups(const mq_cl_backend *cb, size_t n)
+{
+    return ((n + 7) / 8 + cb->wg - 1) / cb->wg;
+}
+
 /* q for `n` values in w->in starting at column col0 of the first row, with the
- * parameters already in w->ps / w->pzp. */
+ * parameters already in w->ps / w->pzp; with err, their weight error as well. */
 static mq_status run_fixed(mq_cl_backend *cb, mq_dtype dt, qbufs *w, size_t n, size_t cols,
-                           size_t col0, int8_t *q)
+                           size_t col0, int8_t *q, mq_err_acc *err)
 {
     cl_ulong n_arg = n, cols_arg = cols, col0_arg = col0;
-    mq_cl_arg args[] = {MQ_CL_ARG(w->in),    MQ_CL_ARG(n_arg), MQ_CL_ARG(cols_arg),
-                        MQ_CL_ARG(col0_arg), MQ_CL_ARG(w->ps), MQ_CL_ARG(w->pzp),
-                        MQ_CL_ARG(w->q)};
+    mq_cl_arg args[] = {MQ_CL_ARG(w->in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
+                        MQ_CL_ARG(col0_arg), MQ_CL_ARG(w->ps),   MQ_CL_ARG(w->pzp),
+                        MQ_CL_ARG(w->q),     MQ_CL_ARG(w->esum), MQ_CL_ARG(w->ecl)};
+    size_t groups = fixed_groups(cb, n);
     mq_status st;
-    if ((st = mq_cl_launch(cb, cb->fixed[dt], args, 7, (n + 7) / 8, NULL)) != MQ_OK ||
-        (st = mq_cl_read(cb, w->q, n, q)) != MQ_OK)
+    if ((st = mq_cl_launch(cb, err ? cb->fixed_err[dt] : cb->fixed[dt], args, err ? 9 : 7,
+                           (n + 7) / 8, NULL)) != MQ_OK ||
+        (st = mq_cl_read(cb, w->q, n, q)) != MQ_OK ||
+        (err && (st = read_err(cb, w, groups)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
         return st;
-    return mq_cl_finish(cb);
+    if (err) fold_err(err, w, groups);
+    return MQ_OK;
 }
 
 static mq_status split_buffers(mq_cl_backend *cb, qbufs *w, size_t in_bytes, size_t q_bytes,
@@ -170,7 +224,7 @@ static mq_status split_buffers(mq_cl_backend *cb, qbufs *w, size_t in_bytes, siz
 /* Long rows that still fit a buffer: chunks of whole rows, two kernels each. */
 static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                 size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                size_t *bad_row)
+                                size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     size_t seg = stats_segment(cb), spr = (cols + seg - 1) / seg;
@@ -178,6 +232,7 @@ static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     if (rpc > rows) rpc = rows;
     qbufs w = {0};
     mq_status st = split_buffers(cb, &w, rpc * row_bytes, rpc * cols, rpc * spr, rpc);
+    if (st == MQ_OK && err) st = err_buffers(cb, &w, fixed_groups(cb, rpc * cols));
     for (size_t r0 = 0; st == MQ_OK && r0 < rows; r0 += rpc) {
         size_t n = rows - r0 < rpc ? rows - r0 : rpc;
         if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
@@ -200,7 +255,7 @@ static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         if ((st = mq_cl_write(cb, w.ps, n * sizeof(float), w.hs)) != MQ_OK ||
             (st = mq_cl_write(cb, w.pzp, n, w.hzp)) != MQ_OK)
             break;
-        st = run_fixed(cb, dt, &w, n * cols, cols, 0, q + r0 * cols);
+        st = run_fixed(cb, dt, &w, n * cols, cols, 0, q + r0 * cols, err);
     }
 done:
     qbufs_free(cb, &w);
@@ -211,7 +266,7 @@ done:
  * its statistics and once to quantize with the parameters they give. */
 static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                 size_t *bad_row)
+                                 size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt);
     size_t piece = cb->limit / es;
@@ -222,6 +277,7 @@ static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype
     size_t seg = stats_segment(cb), spr = (piece + seg - 1) / seg;
     qbufs w = {0};
     mq_status st = split_buffers(cb, &w, piece * es, piece, spr, 1);
+    if (st == MQ_OK && err) st = err_buffers(cb, &w, fixed_groups(cb, piece));
     for (size_t r = 0; st == MQ_OK && r < rows; r++) {
         const uint8_t *row = src + r * cols * es;
         mq_ref_stats s;
@@ -248,7 +304,7 @@ static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype
         for (size_t c0 = 0; c0 < cols; c0 += piece) {
             size_t m = cols - c0 < piece ? cols - c0 : piece;
             if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
-                (st = run_fixed(cb, dt, &w, m, cols, c0, q + r * cols + c0)) != MQ_OK)
+                (st = run_fixed(cb, dt, &w, m, cols, c0, q + r * cols + c0, err)) != MQ_OK)
                 goto done;
         }
     }
@@ -259,7 +315,7 @@ done:
 
 static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                     size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    size_t *bad_row)
+                                    size_t *bad_row, mq_err_acc *err)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16)
@@ -276,24 +332,43 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
         return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
     if (cols * es > cb->limit)
-        return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+        return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
     if (cols >= MQ_CL_SPLIT_COLS)
-        return quantize_split(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
-    return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+        return quantize_split(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
+    return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
 }
 
 /* A device out of memory gets the same work again in smaller chunks; each
- * attempt writes every output from scratch. */
+ * attempt writes every output from scratch and sums its own error, which
+ * counts only when the attempt succeeds. */
+static mq_status quantize_rows_retry(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                     size_t cols, bool symmetric, int8_t *q, void *scale,
+                                     int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    mq_status st;
+    mq_err_acc part;
+    do {
+        mq_cl_clear_code();
+        mq_err_acc_init(&part);
+        st = quantize_rows_once(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row,
+                                err ? &part : NULL);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
+                                 cols * mq_dtype_size(dt)));
+    if (st == MQ_OK && err) mq_err_acc_add(err, &part);
+    return st;
+}
+
 mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
 {
-    mq_status st;
-    do {
-        mq_cl_clear_code();
-        st = quantize_rows_once(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
-    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
-                                 cols * mq_dtype_size(dt)));
-    return st;
+    return quantize_rows_retry(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
+}
+
+mq_status mq_cl_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                  size_t *bad_row, mq_err_acc *err)
+{
+    return quantize_rows_retry(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
 }
 
 /* ---- streaming steps: one long run of values at a time ---- */
@@ -338,7 +413,7 @@ static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t
 }
 
 static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                      float scale, int8_t zp, int8_t *q)
+                                      float scale, int8_t zp, int8_t *q, mq_err_acc *err)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = check_dtype(dt, "quantize");
@@ -349,6 +424,7 @@ static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype d
     size_t first = piece < n ? piece : n;
     qbufs w = {0};
     st = split_buffers(cb, &w, first * es, first, 1, 1);
+    if (st == MQ_OK && err) st = err_buffers(cb, &w, fixed_groups(cb, first));
     if (st == MQ_OK) {
         w.hs[0] = scale;
         w.hzp[0] = zp;
@@ -359,7 +435,7 @@ static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype d
     for (size_t c0 = 0; st == MQ_OK && c0 < n; c0 += piece) {
         size_t m = n - c0 < piece ? n - c0 : piece;
         if ((st = mq_cl_write(cb, w.in, m * es, p + c0 * es)) == MQ_OK)
-            st = run_fixed(cb, dt, &w, m, n, c0, q + c0);
+            st = run_fixed(cb, dt, &w, m, n, c0, q + c0, err);
     }
     qbufs_free(cb, &w);
     return st;
@@ -377,13 +453,31 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq
     return s;
 }
 
+static mq_status quantize_values_retry(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                       float scale, int8_t zp, int8_t *q, mq_err_acc *err)
+{
+    mq_status st;
+    mq_err_acc part;
+    do {
+        mq_cl_clear_code();
+        mq_err_acc_init(&part);
+        st = quantize_values_once(b, src, dt, n, scale, zp, q, err ? &part : NULL);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
+    if (st == MQ_OK && err) mq_err_acc_add(err, &part);
+    return st;
+}
+
 mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
                                 int8_t zp, int8_t *q)
 {
-    mq_status st;
-    do {
-        mq_cl_clear_code();
-        st = quantize_values_once(b, src, dt, n, scale, zp, q);
-    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
-    return st;
+    return quantize_values_retry(b, src, dt, n, scale, zp, q, NULL);
+}
+
+/* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
+mq_status mq_cl_quantize_values_err(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                    float scale, int8_t zp, bool symmetric, int8_t *q,
+                                    mq_err_acc *err)
+{
+    (void)symmetric;
+    return quantize_values_retry(b, src, dt, n, scale, zp, q, err);
 }

@@ -19,6 +19,8 @@ enum {
     MQ_CL_SLOT_FLAGS, /* per-row or per-segment NaN/Inf flags; the fp16 overflow count */
     MQ_CL_SLOT_LO,    /* split path: partial minima */
     MQ_CL_SLOT_HI,    /* split path: partial maxima */
+    MQ_CL_SLOT_ESUM,  /* weight error sums per row or per work-group */
+    MQ_CL_SLOT_ECL,   /* clamped counts per row or per work-group */
     MQ_CL_SLOT_COUNT
 };
 
@@ -34,11 +36,13 @@ typedef struct {
     cl_command_queue queue;
     cl_device_id dev;
     cl_program prog;
-    cl_kernel fused[3];   /* mq_quantize_rows_<dt> */
-    cl_kernel stats[3];   /* mq_row_stats_<dt> */
-    cl_kernel fixed[3];   /* mq_quantize_fixed_<dt> */
-    cl_kernel dequant[3]; /* mq_dequantize_<dt> */
-    cl_kernel cast[4];    /* mq_cast_f16_<dt>; none for F16 */
+    cl_kernel fused[3];     /* mq_quantize_rows_<dt> */
+    cl_kernel fused_err[3]; /* mq_quantize_rows_err_<dt> */
+    cl_kernel stats[3];     /* mq_row_stats_<dt> */
+    cl_kernel fixed[3];     /* mq_quantize_fixed_<dt> */
+    cl_kernel fixed_err[3]; /* mq_quantize_fixed_err_<dt> */
+    cl_kernel dequant[3];   /* mq_dequantize_<dt> */
+    cl_kernel cast[4];      /* mq_cast_f16_<dt>; none for F16 */
     cl_kernel div_check;
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
@@ -92,6 +96,14 @@ size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
 
 mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
+/* The same, and the weight error computed by the kernels in the same pass
+ * (backend.h: quantize_rows_err / quantize_values_err). */
+mq_status mq_cl_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                  size_t *bad_row, struct mq_err_acc *err);
+mq_status mq_cl_quantize_values_err(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                    float scale, int8_t zp, bool symmetric, int8_t *q,
+                                    struct mq_err_acc *err);
 /* The streaming steps (backend.h): statistics of a run of values folded into *st,
  * and int8 values with given parameters. */
 mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,

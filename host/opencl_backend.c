@@ -127,7 +127,7 @@ size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols)
 
 static void release_program(mq_cl_backend *cb)
 {
-    cl_kernel *all[] = {cb->fused, cb->stats, cb->fixed, cb->dequant};
+    cl_kernel *all[] = {cb->fused, cb->fused_err, cb->stats, cb->fixed, cb->fixed_err, cb->dequant};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         for (int d = 0; d < 3; d++)
             if (all[i][d]) clReleaseKernel(all[i][d]);
@@ -136,8 +136,10 @@ static void release_program(mq_cl_backend *cb)
     if (cb->div_check) clReleaseKernel(cb->div_check);
     if (cb->prog) clReleaseProgram(cb->prog);
     memset(cb->fused, 0, sizeof cb->fused);
+    memset(cb->fused_err, 0, sizeof cb->fused_err);
     memset(cb->stats, 0, sizeof cb->stats);
     memset(cb->fixed, 0, sizeof cb->fixed);
+    memset(cb->fixed_err, 0, sizeof cb->fixed_err);
     memset(cb->dequant, 0, sizeof cb->dequant);
     memset(cb->cast, 0, sizeof cb->cast);
     cb->div_check = NULL;
@@ -164,6 +166,8 @@ static const mq_backend_ops cl_ops = {
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
     .quantize_values = mq_cl_quantize_values,
+    .quantize_rows_err = mq_cl_quantize_rows_err,
+    .quantize_values_err = mq_cl_quantize_values_err,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
@@ -196,6 +200,10 @@ static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra,
     for (int d = 0; d < 3 && st == MQ_OK; d++) {
         snprintf(name, sizeof name, "mq_quantize_rows_%s", dt_suffix[d]);
         st = make_kernel(cb, name, &cb->fused[d], min_wg);
+        snprintf(name, sizeof name, "mq_quantize_rows_err_%s", dt_suffix[d]);
+        if (st == MQ_OK) st = make_kernel(cb, name, &cb->fused_err[d], min_wg);
+        snprintf(name, sizeof name, "mq_quantize_fixed_err_%s", dt_suffix[d]);
+        if (st == MQ_OK) st = make_kernel(cb, name, &cb->fixed_err[d], min_wg);
         snprintf(name, sizeof name, "mq_row_stats_%s", dt_suffix[d]);
         if (st == MQ_OK) st = make_kernel(cb, name, &cb->stats[d], min_wg);
         snprintf(name, sizeof name, "mq_quantize_fixed_%s", dt_suffix[d]);

@@ -106,12 +106,8 @@ static mq_status host_quantize(mq_backend *b, const void *src, mq_dtype dt, size
             return j.st[k];
         }
     }
-    for (unsigned k = 0; err && k < parts; k++) {
-        err->sig += j.err[k].sig;
-        err->err2 += j.err[k].err2;
-        if (j.err[k].max_abs > err->max_abs) err->max_abs = j.err[k].max_abs;
-        err->clamped += j.err[k].clamped;
-    }
+    for (unsigned k = 0; err && k < parts; k++)
+        mq_err_acc_add(err, &j.err[k]);
     return MQ_OK;
 }
 

@@ -36,13 +36,12 @@ typedef struct {
     void *(*staging_alloc)(mq_backend *b, size_t n);
     void (*staging_free)(mq_backend *b, void *p);
 
-    /* Weight error statistics fused into quantizing (host only; NULL in the
-     * OpenCL backend, whose callers run quantize_rows / quantize_values and
-     * then the separate pass mq_hk_error_stats, which costs a second read
-     * of the input). Same outputs as quantize_rows / quantize_values, and
-     * the error of the values is added to *err as mq_hk_quantize_rows_err
-     * does (hostkern.h: fp32 block sums, then double). On an error *err
-     * may hold part of the call. */
+    /* Quantizing with the weight error computed in the same pass (every
+     * backend has them: the host loop, the OpenCL _err kernels). Same
+     * outputs as quantize_rows / quantize_values, and the error of the
+     * values is added to *err (reference.h: mq_ref_error_stats, whose
+     * double sums these match to a relative 1e-5). On an error *err may
+     * hold part of the call. */
     mq_status (*quantize_rows_err)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
                                    size_t *bad_row, struct mq_err_acc *err);

@@ -32,10 +32,4 @@ mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, siz
 void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
                                bool symmetric, int8_t *q, mq_err_acc *err);
 
-/* A separate pass (for backends without a fused kernel, e.g. OpenCL): as
- * mq_ref_error_stats (the sums may differ by double rounding: the terms
- * are the same, added in another order). */
-void mq_hk_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
-                       const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc);
-
 #endif

@@ -6,11 +6,11 @@
 #include "dtype.h"
 #include "error.h"
 #include "hfdir.h"
-#include "hostkern.h"
 #include "layout.h"
 #include "model.h"
 #include "outfile.h"
 #include "plan.h"
+#include "reference.h"
 #include "report.h"
 #include "stream.h"
 
@@ -94,12 +94,8 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     size_t bad_row = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    if (c->be->ops->quantize_rows_err) /* host: the weight error in the same pass */
-        st = c->be->ops->quantize_rows_err(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
-                                           &bad_row, &acc);
-    else
-        st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
-                                       &bad_row);
+    st = c->be->ops->quantize_rows_err(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
+                                       &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->cfg->skip_nonfinite) {
             *nonfinite = true;
@@ -116,12 +112,8 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     if (st == MQ_OK && !*nonfinite) {
         uint64_t out_bytes = numel + rows * ssize + (sym ? 0 : rows);
         st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out_bytes, 0, NULL);
-        if (st == MQ_OK) {
-            /* Other backends (OpenCL): a second pass over the input. */
-            if (!c->be->ops->quantize_rows_err)
-                mq_hk_error_stats(t->data, t->dtype, rows, cols, q, scale, t->dtype, zp, &acc);
+        if (st == MQ_OK)
             mq_report_set_error_stats(c->rep, mq_err_acc_sqnr_db(&acc), acc.max_abs, acc.clamped);
-        }
     }
 done:
     if (st != MQ_OK || *nonfinite) mq_model_truncate(c->out, mark);

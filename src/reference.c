@@ -243,6 +243,14 @@ void mq_err_acc_init(mq_err_acc *a)
     a->clamped = 0;
 }
 
+void mq_err_acc_add(mq_err_acc *a, const mq_err_acc *b)
+{
+    a->sig += b->sig;
+    a->err2 += b->err2;
+    if (b->max_abs > a->max_abs) a->max_abs = b->max_abs;
+    a->clamped += b->clamped;
+}
+
 double mq_err_acc_sqnr_db(const mq_err_acc *a)
 {
     if (!(a->err2 > 0.0)) return INFINITY;

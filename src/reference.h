@@ -80,6 +80,8 @@ typedef struct mq_err_acc {
 } mq_err_acc;
 
 void mq_err_acc_init(mq_err_acc *a);
+/* Adds b's sums and count to a's, and keeps the larger maximum. */
+void mq_err_acc_add(mq_err_acc *a, const mq_err_acc *b);
 /* 10 log10(sig / err2) in dB; +inf when err2 is 0 (NaN when both are 0 is
  * avoided: an all-zero tensor is exact, +inf). */
 double mq_err_acc_sqnr_db(const mq_err_acc *a);

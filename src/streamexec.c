@@ -115,27 +115,11 @@ static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n,
     return MQ_OK;
 }
 
-static mq_status do_values(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
-                           int8_t zp, int8_t *q)
-{
-    if (s->be->ops->quantize_values)
-        return s->be->ops->quantize_values(s->be, src, dt, n, scale, zp, q);
-    mq_hk_quantize_values(src, dt, n, scale, zp, q);
-    return MQ_OK;
-}
-
-/* do_values plus the weight error of the n values into *err: fused where
- * the backend can, else (OpenCL) a second pass over the input. */
+/* Quantized values with the weight error of the n values into *err, in one pass. */
 static mq_status do_values_err(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
                                int8_t zp, int8_t *q, mq_err_acc *err)
 {
-    bool sym = s->cfg->symmetric;
-    if (s->be->ops->quantize_values_err)
-        return s->be->ops->quantize_values_err(s->be, src, dt, n, scale, zp, sym, q, err);
-    mq_status st = do_values(s, src, dt, n, scale, zp, q);
-    if (st == MQ_OK)
-        mq_hk_error_stats(src, dt, 1, n, q, &scale, MQ_DTYPE_F32, sym ? NULL : &zp, err);
-    return st;
+    return s->be->ops->quantize_values_err(s->be, src, dt, n, scale, zp, s->cfg->symmetric, q, err);
 }
 
 /* ---- progress ---- */
@@ -226,19 +210,10 @@ static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
     unsigned char *scale = scale_area(s, j->buf), *zp = zp_area(s, j->buf);
     const mq_backend_ops *ops = s->be->ops;
     mq_status st;
-    if (ops->quantize_rows_err) /* host: the weight error in the same pass */
-        st = ops->quantize_rows_err(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
-                                    scale, (int8_t *)zp, &bad, err);
-    else
-        st = ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
-                                scale, (int8_t *)zp, &bad);
+    st = ops->quantize_rows_err(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
+                                scale, (int8_t *)zp, &bad, err);
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
     if (st != MQ_OK) return st;
-    /* Other backends: the input chunk is still in its slot, a second pass
-     * over it gives the weight error of these rows. */
-    if (!ops->quantize_rows_err)
-        mq_hk_error_stats(d, t->dtype, c->count, tp->cols, (const int8_t *)j->buf, scale, t->dtype,
-                          sym ? NULL : (const int8_t *)zp, err);
     add_piece(s, j, j->buf, c->count * tp->cols, tp->out_q + (uint64_t)c->first * tp->cols);
     add_piece(s, j, scale, c->count * es, tp->out_scale + (uint64_t)c->first * es);
     if (!sym) add_piece(s, j, zp, c->count, tp->out_zp + c->first);

@@ -1,7 +1,8 @@
 /* Weight error statistics (weight SQNR, max |w - w_hat|, clamped count):
- * the reference against hand-computed values, the host kernel's fused
- * statistics against the reference, streaming against in-memory, and the
- * CLI's per-tensor line and JSON report.
+ * the reference against hand-computed values, the host kernel's and the
+ * OpenCL kernels' fused statistics against the reference (random and edge
+ * data), streaming against in-memory on both, and the CLI's per-tensor line
+ * and JSON report.
  *
  * Tolerances. mq_ref_error_stats sums every term in double. The host kernel
  * (mq_hk_quantize_rows_err) sums w^2 and (w - w_hat)^2 in fp32 over 16 lanes
@@ -11,15 +12,24 @@
  * cancellation), hence REL_SUM = 1e-5 on sig and err2 and 1e-4 dB on the
  * SQNR. w - w_hat is exact in fp32 for an unclamped value (Sterbenz), so
  * max_abs matches the reference up to one fp32 rounding (REL_MAX = 1e-6,
- * only clamped values can differ), and the clamped count is exact. */
+ * only clamped values can differ), and the clamped count is exact.
+ *
+ * The OpenCL kernels sum in fp32 in units of 2^2k (a power of two, which
+ * changes no rounding): per lane blocks of at most 16 terms, blocks added
+ * with Kahan compensation, then 8 lanes and at most log2(256) = 8 levels of
+ * a tree, so each row's or work-group's sum is within about
+ * (16 + 2 + 3 + 8 + 1) * 2^-24 ~ 2e-6 of exact before the host adds them in
+ * double: the same REL_SUM, REL_MAX and DB_TOL hold. */
 #include "testutil.h"
 
 #include "backend.h"
 #include "hostkern.h"
+#include "opencl.h"
 #include "reference.h"
 #include "report.h"
 #include "stream.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +137,17 @@ static void test_symmetric_positive_max_clamped(void **state)
 
 /* ---- the host kernel's fused statistics against the reference ---- */
 
+/* Element i of an F32/F16/BF16 array set to v (rounded to nearest even). */
+static void store_value(unsigned char *p, mq_dtype dt, size_t i, float v)
+{
+    if (dt == MQ_DTYPE_F32) {
+        memcpy(p + i * 4, &v, 4);
+    } else {
+        uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
+        memcpy(p + i * 2, &h, 2);
+    }
+}
+
 /* rows x cols values of dtype dt: normal values, an outlier per row. */
 static void *make_values(mq_dtype dt, size_t rows, size_t cols, uint64_t seed)
 {
@@ -139,12 +160,7 @@ static void *make_values(mq_dtype dt, size_t rows, size_t cols, uint64_t seed)
         float v = tu_rng_normal(&r) * 0.02f;
         if (i % cols == (i / cols * 37) % cols) v = (i & 1 ? -1.0f : 1.0f) * 0.3f;
         if (i % 11 == 0) v += 0.05f; /* asymmetric shift */
-        if (dt == MQ_DTYPE_F32) {
-            memcpy(p + i * 4, &v, 4);
-        } else {
-            uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
-            memcpy(p + i * 2, &h, 2);
-        }
+        store_value(p, dt, i, v);
     }
     return p;
 }
@@ -204,12 +220,6 @@ static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, b
     assert_acc_close(&got1, &want, tag);
     assert_acc_close(&got2, &want, tag);
 
-    /* The separate pass (the OpenCL path's fallback) agrees as well. */
-    mq_err_acc sep;
-    mq_err_acc_init(&sep);
-    mq_hk_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &sep);
-    assert_acc_close(&sep, &want, tag);
-
     /* Per tensor, values path: one group with a fixed scale. */
     if (rows > 1) {
         mq_ref_stats st;
@@ -247,6 +257,135 @@ static void test_fused_matches_reference(void **state)
             for (int sym = 0; sym < 2; sym++)
                 check_fused(be, dts[d], shapes[k][0], shapes[k][1], sym, 1000 + 10 * k + d);
     mq_backend_free(be);
+}
+
+/* ---- the OpenCL kernels' statistics against the reference ---- */
+
+/* The OpenCL backend with default buffers, with 4096-byte buffers (rows
+ * longer than a buffer take the piecewise path) or with GPU-like work-groups;
+ * NULL (and a message) when no device is there, a failure otherwise. */
+enum { CL_DEFAULT, CL_SMALL, CL_WIDE, CL_COUNT };
+
+static mq_backend *cl_open(int which)
+{
+    mq_cl_options o;
+    mq_cl_options_init(&o);
+    if (which == CL_SMALL) o.max_alloc_override = 4096;
+    if (which == CL_WIDE) {
+        o.work_group = 256;
+        o.per_item = 16;
+    }
+    bool none = false;
+    mq_backend *be = NULL;
+    mq_status st = mq_opencl_backend_open_opts("opencl", &o, &none, &be);
+    if (st == MQ_OK) return be;
+    if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
+    print_message("no OpenCL device: %s\n", mq_last_error());
+    return NULL;
+}
+
+static void test_opencl_matches_reference(void **state)
+{
+    (void)state;
+    const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+    /* Short rows, rows with a tail of < 8 values, a call of several row
+     * chunks, and rows of 2^18 + 5 values (the split path). */
+    const size_t shapes[][2] = {{3, 40}, {5, 203}, {4, 1500}, {1, 5000}, {96, 4099}, {2, 262149}};
+    for (int which = 0; which < CL_COUNT; which++) {
+        mq_backend *be = cl_open(which);
+        if (!be) skip();
+        for (int d = 0; d < 3; d++)
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+                if (which != CL_DEFAULT && shapes[k][1] > 5000) continue; /* time */
+                for (int sym = 0; sym < 2; sym++)
+                    check_fused(be, dts[d], shapes[k][0], shapes[k][1], sym,
+                                2000 + 100 * which + 10 * k + d);
+            }
+        mq_backend_free(be);
+    }
+}
+
+/* rows x cols values of one kind: 0 large (|w| up to FLT_MAX / 4 in F32 and
+ * BF16, whose squares overflow fp32), 1 zeros, 2 subnormals (whose squares
+ * underflow fp32), 3 ties (halves with a scale of 1; the last of each row
+ * rounds to 128 and is clamped). */
+static void *make_edge(mq_dtype dt, int kind, size_t rows, size_t cols, uint64_t seed)
+{
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    size_t n = rows * cols, es = mq_dtype_size(dt);
+    unsigned char *p = malloc(n * es);
+    assert_non_null(p);
+    float big = dt == MQ_DTYPE_F16 ? 65504.0f : FLT_MAX / 4;
+    float tiny = dt == MQ_DTYPE_F16 ? 5.9604645e-8f : 1e-39f; /* the smallest halves; fp32 */
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        if (kind == 0)
+            v = big * tu_rng_f32(&r);
+        else if (kind == 1)
+            v = 0.0f;
+        else if (kind == 2)
+            v = tiny * (float)(tu_rng_u64(&r) % 1000) * (i & 1 ? -1.0f : 1.0f);
+        else
+            v = (float)((int)(i % 256) - 128) + 0.5f;
+        if (kind == 0 && i % cols == 0) v = big;
+        if (kind == 3 && i % cols == cols - 1) v = 127.5f; /* clamped, in the scalar tail */
+        store_value(p, dt, i, v);
+    }
+    return p;
+}
+
+/* The reference codes, scales and statistics against the OpenCL op's. */
+static void check_edge(mq_backend *be, mq_dtype dt, int kind, size_t rows, size_t cols, bool sym)
+{
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s kind %d %zux%zu %s", mq_dtype_name(dt), kind, rows, cols,
+             sym ? "sym" : "asym");
+    size_t n = rows * cols, es = mq_dtype_size(dt), bad = 0;
+    void *src = make_edge(dt, kind, rows, cols, 500 + (uint64_t)kind);
+    int8_t *q0 = malloc(n), *q1 = malloc(n), *z0 = calloc(rows, 1), *z1 = calloc(rows, 1);
+    unsigned char *s0 = malloc(rows * es), *s1 = malloc(rows * es);
+    assert_true(q0 && q1 && z0 && z1 && s0 && s1);
+    mq_err_acc want, got;
+    mq_err_acc_init(&want);
+    mq_err_acc_init(&got);
+    assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, q0, s0, z0, &bad), MQ_OK);
+    mq_ref_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
+    assert_int_equal(be->ops->quantize_rows_err(be, src, dt, rows, cols, sym, q1, s1,
+                                                sym ? NULL : z1, &bad, &got),
+                     MQ_OK);
+    assert_memory_equal(q0, q1, n);
+    assert_memory_equal(s0, s1, rows * es);
+    if (!sym) assert_memory_equal(z0, z1, rows);
+    assert_true(isfinite(got.sig) && isfinite(got.err2));
+    if (kind == 1) { /* exact: nothing to compare relatively */
+        assert_true(got.sig == 0.0 && got.err2 == 0.0 && got.max_abs == 0.0 && got.clamped == 0);
+    } else {
+        assert_true(want.sig > 0.0);
+        assert_acc_close(&got, &want, tag);
+    }
+    free(src);
+    free(q0), free(q1), free(z0), free(z1), free(s0), free(s1);
+}
+
+static void test_opencl_edge_values(void **state)
+{
+    (void)state;
+    const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+    for (int which = 0; which < CL_COUNT; which++) {
+        if (which == CL_WIDE) continue;
+        mq_backend *be = cl_open(which);
+        if (!be) skip();
+        for (int d = 0; d < 3; d++)
+            for (int kind = 0; kind < 4; kind++)
+                for (int sym = 0; sym < 2; sym++) {
+                    /* Asymmetric large rows dequantize beyond FLT_MAX (inf in
+                     * the reference too): symmetric only. */
+                    if (kind == 0 && !sym) continue;
+                    check_edge(be, dts[d], kind, 4, 1027, sym);
+                }
+        mq_backend_free(be);
+    }
 }
 
 /* ---- streaming against in-memory ---- */
@@ -296,8 +435,11 @@ static void test_stream_matches_memory(void **state)
     assert_int_equal(mq_model_save(m, in), MQ_OK);
     mq_model_free(m);
 
-    mq_backend *be;
-    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    /* The host's in-memory report is the reference for streaming on the
+     * host and for in-memory and streaming on the OpenCL device (whose
+     * per-tensor mode runs the values kernel with statistics). */
+    mq_backend *host, *cl = cl_open(CL_DEFAULT);
+    assert_int_equal(mq_backend_open_host(&host), MQ_OK);
     for (int k = 0; k < 4; k++) {
         mq_config cfg;
         mq_config_init(&cfg);
@@ -309,20 +451,34 @@ static void test_stream_matches_memory(void **state)
         mq_report *want, *got = mq_report_new();
         assert_int_equal(mq_model_open(in, &mi), MQ_OK);
         assert_int_equal(mq_dynamic_quantize_report(mi, &cfg, &q, NULL, &want), MQ_OK);
-        mq_status st = mq_stream_file(in, out, &cfg, be, got, NULL);
+        mq_model_free(q);
+        mq_status st = mq_stream_file(in, out, &cfg, host, got, NULL);
         if (st != MQ_OK) fail_msg("stream: %s", mq_last_error());
         char tag[64];
         snprintf(tag, sizeof tag, "%s %s", k & 1 ? "sym" : "asym",
                  k & 2 ? "per tensor" : "per channel");
         check_entries(want, got, tag);
-        mq_report_free(want);
         mq_report_free(got);
-        mq_model_free(q);
+        if (cl) {
+            mq_report *mem;
+            cfg.device = (char *)"opencl";
+            assert_int_equal(mq_dynamic_quantize_report(mi, &cfg, &q, NULL, &mem), MQ_OK);
+            mq_model_free(q);
+            check_entries(want, mem, tag);
+            mq_report_free(mem);
+            got = mq_report_new();
+            if ((st = mq_stream_file(in, out, &cfg, cl, got, NULL)) != MQ_OK)
+                fail_msg("stream (OpenCL): %s", mq_last_error());
+            check_entries(want, got, tag);
+            mq_report_free(got);
+        }
+        mq_report_free(want);
         mq_model_free(mi);
         cfg.device = NULL;
         mq_config_free(&cfg);
     }
-    mq_backend_free(be);
+    mq_backend_free(host);
+    mq_backend_free(cl);
     tu_rmtree(dir);
     free(dir), free(in), free(out);
 }
@@ -356,6 +512,8 @@ int main(void)
         cmocka_unit_test(test_reference_by_hand),
         cmocka_unit_test(test_symmetric_positive_max_clamped),
         cmocka_unit_test(test_fused_matches_reference),
+        cmocka_unit_test(test_opencl_matches_reference),
+        cmocka_unit_test(test_opencl_edge_values),
         cmocka_unit_test(test_stream_matches_memory),
         cmocka_unit_test(test_cli_line_and_report),
     };
