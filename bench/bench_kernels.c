@@ -193,8 +193,9 @@ int main(int argc, char **argv)
            sym ? "symmetric" : "asymmetric", iters, host_iters);
     printf(
         "| shape | dtype | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | kernel/copy "
-        "| end-to-end GB/s | host ref ms | host ref GB/s | kernel vs host |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        "| +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host ref GB/s | kernel vs "
+        "host |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
     int rc = 0;
     for (size_t s = 0; s < n_shapes; s++) {
@@ -215,9 +216,10 @@ int main(int argc, char **argv)
             double ref =
                 host ? time_quantize(NULL, dts[d], shapes[s].rows, shapes[s].cols, sym, host_iters)
                      : -1;
-            printf("| %zux%zu | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | ", shapes[s].rows,
-                   shapes[s].cols, mq_dtype_name(dts[d]), gb * 1e3, p.chunks, p.kernel_s * 1e3,
-                   gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s);
+            printf("| %zux%zu | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | ",
+                   shapes[s].rows, shapes[s].cols, mq_dtype_name(dts[d]), gb * 1e3, p.chunks,
+                   p.kernel_s * 1e3, gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s,
+                   p.kernel_err_s * 1e3, p.kernel_err_s / p.kernel_s);
             if (ref > 0)
                 printf("%.2f | %.1f | %.2f | %.2fx |\n", gb / e2e, ref * 1e3, gb / ref,
                        ref / p.kernel_s);

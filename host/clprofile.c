@@ -1,6 +1,7 @@
-/* Kernel timing for the benchmark: the fused quantize kernel and a buffer copy of
- * the same traffic, timed with OpenCL profiling events (clpeak's way: untimed
- * warm-up, then medians). Lives in host/ so bench/ needs no OpenCL header. */
+/* Kernel timing for the benchmark: the fused quantize kernel, its variant with
+ * the weight error statistics, and a buffer copy of the same traffic, timed with OpenCL profiling
+ * events (clpeak's way: untimed warm-up, then medians). Lives in host/ so bench/ needs no OpenCL
+ * header. */
 #include "clbackend.h"
 
 #include "clerror.h"
@@ -61,8 +62,9 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;
     cl_mem in = NULL, q = NULL, scale = NULL, zp = NULL, bad = NULL, c0 = NULL, c1 = NULL;
+    cl_mem esum = NULL, ecl = NULL;
     uint8_t *host = NULL;
-    double *kt = NULL, *ct = NULL;
+    double *kt = NULL, *et = NULL, *ct = NULL;
     memset(out, 0, sizeof *out);
     size_t es = mq_dtype_size(dt);
     if ((dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16) || rows == 0 ||
@@ -86,9 +88,10 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
            copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;
 
     kt = calloc((size_t)iters, sizeof *kt);
+    et = calloc((size_t)iters, sizeof *et);
     ct = calloc((size_t)iters, sizeof *ct);
     host = malloc(rpc * row_bytes);
-    if (!kt || !ct || !host) {
+    if (!kt || !et || !ct || !host) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "profile: out of memory");
         goto done;
     }
@@ -98,6 +101,8 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * es, &scale)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &zp)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &bad)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * 4 * sizeof(float), &esum)) != MQ_OK ||
+        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * sizeof(cl_uint), &ecl)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c0)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c1)) != MQ_OK ||
         (st = mq_cl_write(cb, in, rpc * row_bytes, host)) != MQ_OK ||
@@ -105,18 +110,24 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
         goto done;
 
     for (int it = -1; it < iters; it++) { /* it == -1: warm-up */
-        double ksum = 0, csum = 0, s;
+        double ksum = 0, esum_s = 0, csum = 0, s;
         for (size_t r0 = 0; r0 < rows; r0 += rpc) {
             cl_ulong n_arg = rows - r0 < rpc ? rows - r0 : rpc;
             size_t groups = ((size_t)n_arg + cb->wg / tpr - 1) / (cb->wg / tpr);
             mq_cl_arg args[] = {MQ_CL_ARG(in),      MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
                                 MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(q),
-                                MQ_CL_ARG(scale),   MQ_CL_ARG(zp),      MQ_CL_ARG(bad)};
+                                MQ_CL_ARG(scale),   MQ_CL_ARG(zp),      MQ_CL_ARG(bad),
+                                MQ_CL_ARG(esum),    MQ_CL_ARG(ecl)};
             cl_event ev = NULL;
             if ((st = mq_cl_launch(cb, cb->fused[dt], args, 9, groups * cb->wg, &ev)) != MQ_OK ||
                 (st = event_seconds(ev, &s)) != MQ_OK)
                 goto done;
             ksum += s;
+            if ((st = mq_cl_launch(cb, cb->fused_err[dt], args, 11, groups * cb->wg, &ev)) !=
+                    MQ_OK ||
+                (st = event_seconds(ev, &s)) != MQ_OK)
+                goto done;
+            esum_s += s;
         }
         for (size_t done_bytes = 0; done_bytes < copy_total; done_bytes += copy_chunk) {
             size_t m = copy_total - done_bytes < copy_chunk ? copy_total - done_bytes : copy_chunk;
@@ -131,18 +142,21 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
         }
         if (it >= 0) {
             kt[it] = ksum;
+            et[it] = esum_s;
             ct[it] = csum;
         }
     }
     out->kernel_s = median(kt, iters);
+    out->kernel_err_s = median(et, iters);
     out->copy_s = median(ct, iters);
 done:
     clFinish(cb->queue);
-    cl_mem *all[] = {&c1, &c0, &bad, &zp, &scale, &q, &in};
+    cl_mem *all[] = {&c1, &c0, &ecl, &esum, &bad, &zp, &scale, &q, &in};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         mq_cl_release(all[i]);
     free(host);
     free(ct);
+    free(et);
     free(kt);
     return st;
 }

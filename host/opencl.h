@@ -37,13 +37,15 @@ size_t mq_opencl_work_group(const mq_backend *b);
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n);
 
 /* Benchmark: medians over `iters` timed runs (after one untimed warm-up), in
- * seconds, of the fused quantize kernel on a rows x cols tensor of dtype dt
+ * seconds, of the fused quantize kernel and of its variant that also computes
+ * the weight error statistics (kernel_err_s) on a rows x cols tensor of dtype dt
  * (random normal values, in row chunks when it exceeds one buffer), and of
  * clEnqueueCopyBuffer moving the same number of bytes. *bytes is what the kernel
  * reads and writes (input, int8 values, scales, zero points). The backend must be
  * opened with profiling. */
 typedef struct {
     double kernel_s;
+    double kernel_err_s;
     double copy_s;
     uint64_t bytes;
     size_t chunks; /* kernel launches per run */

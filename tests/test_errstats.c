@@ -485,23 +485,64 @@ static void test_stream_matches_memory(void **state)
 
 /* ---- the CLI ---- */
 
+/* The per-tensor lines of a run on `device` (their "SQNR ... dB [clamped N]" parts
+ * only, one per quantized tensor, in order), or NULL when the run failed. */
+static char *cli_error_lines(const char *device, const char *out, const char *rep)
+{
+    char *text = NULL;
+    int rc =
+        tu_run_cli(&text, "quantize %s -o %s --device %s --report %s", EXAMPLE, out, device, rep);
+    if (rc != 0) {
+        print_message("--device %s: rc %d: %s\n", device, rc, text ? text : "");
+        free(text);
+        return NULL;
+    }
+    size_t cap = strlen(text) + 1, len = 0;
+    char *lines = calloc(cap, 1);
+    assert_non_null(lines);
+    for (const char *p = text; (p = strstr(p, "SQNR ")) != NULL; p++) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        memcpy(lines + len, p, n);
+        len += n;
+        lines[len++] = '\n';
+    }
+    free(text);
+    return lines;
+}
+
 static void test_cli_line_and_report(void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp(), *out = tu_join(dir, "q.safetensors");
-    char *rep = tu_join(dir, "r.json"), *text = NULL;
-    int rc = tu_run_cli(&text, "quantize %s -o %s --device host --report %s", EXAMPLE, out, rep);
-    if (rc != 0) fail_msg("cli: rc %d: %s", rc, text ? text : "");
-    assert_non_null(strstr(text, "SQNR"));
-    assert_non_null(strstr(text, " dB"));
-    size_t n;
-    char *json = (char *)tu_read_file(rep, &n);
+    char *rep = tu_join(dir, "r.json");
+    char *host = cli_error_lines("host", out, rep);
+    assert_non_null(host);
+    /* conv, fc1 and fc2, each with a plausible SQNR for 8 bits */
+    int n = 0;
+    for (const char *p = host; (p = strstr(p, "SQNR ")) != NULL; p++, n++) {
+        double db = atof(p + 5);
+        assert_true(db > 40.0 && db < 60.0);
+        assert_non_null(strstr(p, " dB"));
+    }
+    assert_int_equal(n, 3);
+    size_t len;
+    char *json = (char *)tu_read_file(rep, &len);
     assert_non_null(json);
     assert_non_null(strstr(json, "\"weight_sqnr_db\""));
     assert_non_null(strstr(json, "\"max_abs_error\""));
     assert_non_null(strstr(json, "\"clamped\""));
     free(json);
-    free(text);
+    /* The OpenCL kernels' statistics print the same lines. */
+    mq_backend *cl = cl_open(CL_DEFAULT);
+    if (cl) {
+        mq_backend_free(cl);
+        char *dev = cli_error_lines("opencl", out, rep);
+        assert_non_null(dev);
+        assert_string_equal(dev, host);
+        free(dev);
+    }
+    free(host);
     tu_rmtree(dir);
     free(dir), free(out), free(rep);
 }
