@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "hfmeta.h"
+#include "outfile.h"
 #include "report.h"
 #include "stream.h"
 
@@ -119,13 +120,13 @@ static void reg_remove_records(const reg_chunk *c)
     }
 }
 
-void mq_hfdir_signal_cleanup(void)
+void mq_signal_cleanup(void)
 {
-    /* The guard lets mq_signal_cleanup() call this function too, in either
-     * order: the shard being written has a temporary file of its own inside
-     * the directory, which must go before the directory can. */
+    /* Temporary files first: the shard being written has one inside the
+     * directory, which must go before the directory can. The guard keeps
+     * a second signal's handler from walking the records twice at once. */
     if (__atomic_exchange_n(&reg_cleaning, 1, __ATOMIC_SEQ_CST)) return;
-    mq_signal_cleanup();
+    mq_outfile_signal_cleanup();
     for (int i = 0; i < REG_SLOTS; i++) {
         if (__atomic_load_n(&reg_state[i], __ATOMIC_SEQ_CST) != SLOT_LIVE) continue;
         reg_remove_records(__atomic_load_n(&reg_head[i], __ATOMIC_SEQ_CST));

@@ -13,10 +13,7 @@
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep);
 
-/* Async-signal-safe: removes the temporary directory of every run in
- * progress, with what was written into it (it calls mq_signal_cleanup() for
- * the shard being written, so a SIGINT/SIGTERM handler may call this alone,
- * or both in any order). */
-void mq_hfdir_signal_cleanup(void);
+/* The temporary directories of runs in progress are removed, with what was
+ * written into them, by the public mq_signal_cleanup() (defined in hfdir.c). */
 
 #endif

@@ -214,8 +214,10 @@ size_t mq_dtype_size(mq_dtype d);
 const char *mq_last_error(void);
 
 /**
- * Async-signal-safe: removes the temporary file of a write in progress. A
- * program's SIGINT/SIGTERM handler calls it before re-raising the signal.
+ * Async-signal-safe: removes the temporary file of every write in progress
+ * and the temporary directory (with its contents) of every model-directory
+ * run in progress. A program's SIGINT/SIGTERM handler calls it before
+ * re-raising the signal; the interrupted calls then fail without output.
  */
 void mq_signal_cleanup(void);
 

@@ -1,6 +1,6 @@
 /* Atomic output files: a temporary beside the target, checked writes, fsync,
  * rename, directory fsync. Live temporaries sit in a fixed table that
- * mq_signal_cleanup() can walk from a signal handler without allocating. */
+ * mq_outfile_signal_cleanup() can walk from a signal handler without allocating. */
 #define _GNU_SOURCE /* copy_file_range, sync_file_range, fallocate */
 #include "outfile.h"
 
@@ -56,7 +56,7 @@ static void slot_release(int slot)
     if (slot >= 0) __atomic_store_n(&slot_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
 }
 
-void mq_signal_cleanup(void)
+void mq_outfile_signal_cleanup(void)
 {
     /* Only async-signal-safe calls here; the slots stay as they are so a
      * later mq_outfile_abort() sees a plain ENOENT. */

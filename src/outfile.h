@@ -11,9 +11,12 @@
 typedef struct mq_outfile mq_outfile;
 
 /* Creates the temporary file "<dir>/.<base>.mqtmp-XXXXXX" and registers it
- * for mq_signal_cleanup(). Fails when the directory is missing or the target
- * is a directory. */
+ * for mq_outfile_signal_cleanup(). Fails when the directory is missing or the
+ * target is a directory. */
 mq_status mq_outfile_open(const char *target, mq_outfile **out);
+/* Async-signal-safe: unlinks every registered temporary file (part of the
+ * public mq_signal_cleanup()). */
+void mq_outfile_signal_cleanup(void);
 /* Sequential write of all n bytes (retries short writes, EINTR). */
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */

@@ -873,7 +873,7 @@ static void fire_cleanup(const mq_progress *p, void *user)
     signal_probe *s = user;
     if (s->fired || !p->file || !strstr(p->file, "model-00002-of")) return;
     s->fired = true;
-    mq_hfdir_signal_cleanup();
+    mq_signal_cleanup(); /* the public call alone */
     s->temps_after = count_temps(s->root);
 }
 

@@ -2,7 +2,6 @@
  * the commands. */
 #include "cli.h"
 
-#include "hfdir.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -62,7 +61,7 @@ static void on_signal(int sig)
 {
     /* Removes the temporary output file and, for a model directory, the
      * temporary directory with what was written into it. */
-    mq_hfdir_signal_cleanup();
+    mq_signal_cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
 }
