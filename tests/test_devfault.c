@@ -21,6 +21,7 @@
 static size_t g_fail_above; /* clCreateBuffer of more bytes fails; 0: never */
 static cl_int g_fail_code = CL_MEM_OBJECT_ALLOCATION_FAILURE;
 static int g_launch_failures; /* the next launches to fail with g_fail_code */
+static int g_launch_skip;     /* launches that succeed before those failures */
 static int g_injected;        /* failures injected so far */
 static size_t g_largest;      /* largest buffer created */
 
@@ -54,7 +55,9 @@ cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k, cl_uint di
                                      const size_t *local, cl_uint nwait, const cl_event *wait,
                                      cl_event *ev)
 {
-    if (g_launch_failures > 0) {
+    if (g_launch_skip > 0) {
+        g_launch_skip--;
+    } else if (g_launch_failures > 0) {
         g_launch_failures--;
         g_injected++;
         return g_fail_code;
@@ -67,6 +70,7 @@ static void faults(size_t fail_above, cl_int code, int launch_failures)
     g_fail_above = fail_above;
     g_fail_code = code;
     g_launch_failures = launch_failures;
+    g_launch_skip = 0;
     g_injected = 0;
     g_largest = 0;
 }
@@ -196,6 +200,46 @@ static void test_launch_retry(void **state)
     assert_int_equal(g_launch_failures, 0);
     assert_int_equal(g_injected, 3);
     mq_backend_free(b);
+    free(w);
+}
+
+/* The weight error statistics of an attempt that failed part-way are
+ * dropped: after the retry each value counts once. Buffers of 8 rows make
+ * 12 launches; the 6th fails, after 5 chunks' statistics were summed. */
+static void test_error_stats_retry(void **state)
+{
+    (void)state;
+    bool none = false;
+    mq_backend *b = NULL;
+    if (mq_opencl_backend_open("opencl", 8 * ROW_BYTES, &none, &b) != MQ_OK) {
+        if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
+        skip();
+    }
+    float *w = random_rows(ROWS * COLS, 4);
+    int8_t *q = malloc(ROWS * COLS), *rq = malloc(ROWS * COLS);
+    float s[ROWS], rs[ROWS];
+    size_t bad = 0;
+    assert_true(q && rq);
+    mq_err_acc got, want;
+    mq_err_acc_init(&got);
+    mq_err_acc_init(&want);
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, ROWS, COLS, true, rq, rs, NULL, &bad),
+                     MQ_OK);
+    mq_ref_error_stats(w, MQ_DTYPE_F32, ROWS, COLS, rq, rs, MQ_DTYPE_F32, NULL, &want);
+    faults(0, CL_OUT_OF_RESOURCES, 1);
+    g_launch_skip = 5;
+    mq_status st =
+        b->ops->quantize_rows_err(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, &bad, &got);
+    if (st != MQ_OK) fail_msg("quantize_rows_err: %s", mq_last_error());
+    assert_int_equal(g_injected, 1);
+    assert_memory_equal(q, rq, ROWS * COLS);
+    assert_memory_equal(s, rs, sizeof s);
+    assert_true(fabs(got.sig - want.sig) <= 1e-5 * want.sig);
+    assert_true(fabs(got.err2 - want.err2) <= 1e-5 * want.err2);
+    assert_int_equal(got.clamped, want.clamped);
+    mq_backend_free(b);
+    free(q);
+    free(rq);
     free(w);
 }
 
@@ -356,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup(test_quantize_retry, reset),
         cmocka_unit_test_setup(test_below_one_row, reset),
         cmocka_unit_test_setup(test_launch_retry, reset),
+        cmocka_unit_test_setup(test_error_stats_retry, reset),
         cmocka_unit_test_setup(test_other_error_not_retried, reset),
         cmocka_unit_test_setup(test_other_ops_retry, reset),
         cmocka_unit_test_setup(test_file_run, reset),
