@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,11 @@ static mq_status collect_shards(index_ctx *c)
             return file_error(MQ_STATUS_E_FORMAT, c->dir, MQ_HF_INDEX,
                               "tensor '%s' is in shard '%s', which is not a plain file name",
                               tensor, s);
+        if (strlen(s) > NAME_MAX)
+            return file_error(MQ_STATUS_E_FORMAT, c->dir, MQ_HF_INDEX,
+                              "tensor '%s' is in shard '%.40s...', whose name is longer than %d "
+                              "bytes",
+                              tensor, s, NAME_MAX);
         if (json_object_get(c->where, s)) continue;
         if (json_object_set_new(c->where, s, json_integer(0)) != 0) return no_memory();
         if (c->count == cap) {
