@@ -34,11 +34,16 @@ static mq_status cast_f16_once(mq_backend *b, const void *src, mq_dtype dt, size
     if (chunk == 0)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                             "OpenCL: buffer limit of %zu bytes is too small", cb->limit);
-    cl_mem in = NULL, out = NULL, count = NULL;
+    /* Zero-copy staging memory: the kernel reads and writes in place, in one
+     * launch when the count cannot wrap. */
+    cl_mem in_st = n <= MQ_CL_CAST_MAX ? mq_cl_stage_take(cb, src, n * es) : NULL;
+    if (in_st) chunk = n;
+    cl_mem out_st = chunk == n ? mq_cl_stage_take(cb, dst, n * 2) : NULL;
+    cl_mem in = in_st, out = out_st, count = NULL;
     cl_int sat = saturate ? 1 : 0;
-    mq_status st;
-    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, chunk * es, &in)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, chunk * 2, &out)) != MQ_OK ||
+    mq_status st = MQ_OK;
+    if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, chunk * es, &in)) != MQ_OK) ||
+        (!out_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, chunk * 2, &out)) != MQ_OK) ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, sizeof(cl_uint), &count)) != MQ_OK)
         goto done;
     const uint8_t *s = src;
@@ -48,10 +53,10 @@ static mq_status cast_f16_once(mq_backend *b, const void *src, mq_dtype dt, size
         cl_uint zero = 0, got = 0;
         mq_cl_arg args[] = {MQ_CL_ARG(in), MQ_CL_ARG(m_arg), MQ_CL_ARG(sat), MQ_CL_ARG(out),
                             MQ_CL_ARG(count)};
-        if ((st = mq_cl_write(cb, in, m * es, s + i0 * es)) != MQ_OK ||
+        if ((!in_st && (st = mq_cl_write(cb, in, m * es, s + i0 * es)) != MQ_OK) ||
             (st = mq_cl_write(cb, count, sizeof zero, &zero)) != MQ_OK ||
             (st = mq_cl_launch(cb, cb->cast[dt], args, 5, (m + 7) / 8, NULL)) != MQ_OK ||
-            (st = mq_cl_read(cb, out, m * 2, dst + i0)) != MQ_OK ||
+            (!out_st && (st = mq_cl_read(cb, out, m * 2, dst + i0)) != MQ_OK) ||
             (st = mq_cl_read(cb, count, sizeof got, &got)) != MQ_OK ||
             (st = mq_cl_finish(cb)) != MQ_OK)
             goto done;
@@ -59,6 +64,8 @@ static mq_status cast_f16_once(mq_backend *b, const void *src, mq_dtype dt, size
     }
 done:
     clFinish(cb->queue); /* no transfer may still target the caller's memory */
+    mq_status gi = mq_cl_stage_give(cb, in_st), go = mq_cl_stage_give(cb, out_st);
+    if (st == MQ_OK) st = gi != MQ_OK ? gi : go;
     return st;
 }
 

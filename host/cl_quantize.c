@@ -86,14 +86,19 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     size_t rpc = cb->limit / row_bytes;
     if (rpc > rows) rpc = rows;
+    /* Input and codes in zero-copy staging memory: the kernel reads and
+     * writes them in place, all rows in one launch. */
+    cl_mem in_st = mq_cl_stage_take(cb, src, rows * row_bytes);
+    if (in_st) rpc = rows;
+    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * cols) : NULL;
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     size_t rows_per_group = cb->wg / tpr;
     cl_uint tpr_arg = (cl_uint)tpr;
     cl_int sym_arg = symmetric ? 1 : 0;
-    qbufs w = {0};
+    qbufs w = {.in = in_st, .q = q_st};
     mq_status st = MQ_OK;
-    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * cols, &w.q)) != MQ_OK ||
+    if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
+        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * cols, &w.q)) != MQ_OK) ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
@@ -112,9 +117,10 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
                             MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
         size_t groups = (n + rows_per_group - 1) / rows_per_group;
         cl_kernel k = err ? cb->fused_err[dt] : cb->fused[dt];
-        if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
+        if ((!in_st &&
+             (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
             (st = mq_cl_launch(cb, k, args, err ? 11 : 9, groups * cb->wg, NULL)) != MQ_OK ||
-            (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK ||
+            (!q_st && (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
             (!symmetric && zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
@@ -131,6 +137,8 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     }
 done:
     qbufs_free(cb, &w);
+    mq_status gi = mq_cl_stage_give(cb, in_st), gq = mq_cl_stage_give(cb, q_st);
+    if (st == MQ_OK) st = gi != MQ_OK ? gi : gq;
     return st;
 }
 

@@ -7,6 +7,7 @@
 #include "opencl.h"
 
 #include <CL/cl.h>
+#include <pthread.h>
 
 /* Device buffers kept from call to call (each at most `limit` bytes), so that
  * repeated calls do not pay for allocation and, on CPU devices, first-touch page
@@ -29,6 +30,18 @@ typedef struct {
     size_t cap;
 } mq_cl_slot;
 
+/* A block of staging memory (cl_staging.c): ptr is what the pipeline uses;
+ * host is our own allocation behind a zero-copy buffer (NULL when pinned);
+ * mapped: the host may use it (no kernel may). */
+#define MQ_CL_MAX_STAGES 32
+typedef struct {
+    void *ptr;
+    size_t n;
+    cl_mem mem;
+    void *host;
+    bool mapped;
+} mq_cl_stage;
+
 /* Kernels per input dtype are indexed by mq_dtype: F32 = 0, F16 = 1, BF16 = 2 (F64 = 3). */
 typedef struct {
     mq_backend base; /* first, so the table's mq_backend * is this */
@@ -50,6 +63,11 @@ typedef struct {
     int div_mode;
     cl_uint compute_units;
     mq_cl_slot slots[MQ_CL_SLOT_COUNT];
+    int staging;      /* mq_cl_staging_mode, never AUTO */
+    size_t max_alloc; /* the device's largest buffer */
+    mq_cl_stage stages[MQ_CL_MAX_STAGES];
+    pthread_mutex_t stage_mu;
+    size_t stage_takes; /* buffers handed to kernels in place (for the tests) */
 } mq_cl_backend;
 
 /* Rows at least this long go through the split (two-pass) path. */
@@ -93,6 +111,18 @@ void mq_cl_release(cl_mem *m);
 bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes);
 /* Work-items per row for the fused kernel: a power of two <= wg. */
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
+
+/* Staging memory (backend.h: staging_alloc / staging_free); NULL when none can
+ * be made, and the caller uses plain memory. */
+void *mq_cl_staging_alloc(mq_backend *b, size_t n);
+void mq_cl_staging_free(mq_backend *b, void *p);
+void mq_cl_stages_free(mq_cl_backend *cb);
+/* The zero-copy buffer that starts at p and holds `bytes`, handed to the
+ * device (unmapped) for kernels to use; NULL when p is not such a block (the
+ * caller copies). mq_cl_stage_give(m) maps it back, after the kernels: a
+ * blocking map, so their results are then visible to the host. */
+cl_mem mq_cl_stage_take(mq_cl_backend *cb, const void *p, size_t bytes);
+mq_status mq_cl_stage_give(mq_cl_backend *cb, cl_mem m);
 
 mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);

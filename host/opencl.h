@@ -15,8 +15,17 @@ typedef enum {
     MQ_CL_DIV_SOFT = 2,
 } mq_cl_div_mode;
 
+/* What the streaming pipeline's staging memory is (cl_staging.c). */
+typedef enum {
+    MQ_CL_STAGING_AUTO = -1, /* zero copy where the device shares host memory, else pinned */
+    MQ_CL_STAGING_NONE = 0,  /* plain host memory; every chunk is copied */
+    MQ_CL_STAGING_PINNED = 1,
+    MQ_CL_STAGING_ZERO_COPY = 2,
+} mq_cl_staging_mode;
+
 typedef struct {
     size_t max_alloc_override; /* cap on one device buffer in bytes (0 = device limit) */
+    mq_cl_staging_mode staging;
     mq_cl_div_mode div_mode;
     bool profiling;            /* command queue with profiling (the benchmark) */
     size_t work_group;         /* 0 = chosen from the device */
@@ -32,6 +41,9 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
 /* "native", "double" or "soft". */
 const char *mq_opencl_div_mode_name(const mq_backend *b);
 size_t mq_opencl_work_group(const mq_backend *b);
+
+/* Test hook: how many times a kernel used staging memory in place. */
+size_t mq_opencl_zero_copy_count(const mq_backend *b);
 
 /* Test hook: out[i] = a[i] / d[i] computed as the kernels divide. */
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n);

@@ -151,11 +151,13 @@ static void cl_backend_free(mq_backend *b)
     mq_cl_backend *cb = (mq_cl_backend *)b;
     if (!cb) return;
     release_program(cb);
+    if (cb->queue) mq_cl_stages_free(cb);
     if (cb->queue) clFinish(cb->queue);
     for (int i = 0; i < MQ_CL_SLOT_COUNT; i++)
         mq_cl_release(&cb->slots[i].mem);
     if (cb->queue) clReleaseCommandQueue(cb->queue);
     if (cb->ctx) clReleaseContext(cb->ctx);
+    pthread_mutex_destroy(&cb->stage_mu);
     free(cb);
 }
 
@@ -168,6 +170,8 @@ static const mq_backend_ops cl_ops = {
     .quantize_values = mq_cl_quantize_values,
     .quantize_rows_err = mq_cl_quantize_rows_err,
     .quantize_values_err = mq_cl_quantize_values_err,
+    .staging_alloc = mq_cl_staging_alloc,
+    .staging_free = mq_cl_staging_free,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
@@ -265,6 +269,14 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
         return mq_set_error(MQ_STATUS_E_DEVICE, "OpenCL device '%s' lacks cl_khr_fp64", d->name);
 
     size_t max_alloc = (size_t)d->max_alloc;
+    cl_bool unified = CL_FALSE;
+    if (clGetDeviceInfo(d->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) !=
+        CL_SUCCESS)
+        unified = CL_FALSE;
+    cb->staging = o->staging != MQ_CL_STAGING_AUTO ? (int)o->staging
+                  : unified                        ? MQ_CL_STAGING_ZERO_COPY
+                                                   : MQ_CL_STAGING_PINNED;
+    cb->max_alloc = max_alloc;
     cb->limit = o->max_alloc_override ? o->max_alloc_override : MQ_CL_CHUNK_CAP;
     if (cb->limit > max_alloc) cb->limit = max_alloc;
     /* A GPU wants many work-items per row; a CPU device (PoCL) runs a work-group as
@@ -288,6 +300,7 @@ void mq_cl_options_init(mq_cl_options *o)
 {
     memset(o, 0, sizeof *o);
     o->div_mode = MQ_CL_DIV_AUTO;
+    o->staging = MQ_CL_STAGING_AUTO;
 }
 
 mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,
@@ -321,6 +334,7 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
             goto done;
         }
         cb->base.ops = &cl_ops;
+        pthread_mutex_init(&cb->stage_mu, NULL);
         st = open_device(cb, &list, d, o, &ctx_failed);
         if (st == MQ_OK) {
             snprintf(cb->base.backend, sizeof cb->base.backend, "opencl");

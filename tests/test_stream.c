@@ -1,12 +1,13 @@
 /* The streaming quantizer (src/stream.c) against the in-memory path:
  * byte-identical files and equal reports for every setting, on the host
  * backend and the default device, with staging slots far smaller than the
- * tensors; NaN errors, progress, and a real run of the CLI for peak memory
+ * tensors, in every kind of device staging memory; NaN errors, progress, and a real run of the CLI for peak memory
  * and Ctrl-C. */
 #define _DEFAULT_SOURCE /* wait4 */
 #include "testutil.h"
 
 #include "backend.h"
+#include "opencl.h"
 #include "outfile.h"
 #include "reference.h"
 #include "report.h"
@@ -278,6 +279,33 @@ static void test_device_matches_memory(void **state)
     (void)state;
     if (!fx.dev) skip();
     run_configs(fx.dev);
+}
+
+/* Every kind of staging memory on the device gives the same bytes: plain
+ * memory (copied), pinned buffers, and zero-copy buffers that the kernels
+ * use in place (which they must have done). */
+static void test_staging_modes(void **state)
+{
+    (void)state;
+    static const mq_cl_staging_mode modes[] = {MQ_CL_STAGING_NONE, MQ_CL_STAGING_PINNED,
+                                               MQ_CL_STAGING_ZERO_COPY};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        mq_cl_options o;
+        mq_cl_options_init(&o);
+        o.staging = modes[i];
+        bool none = false;
+        mq_backend *be = NULL;
+        if (mq_opencl_backend_open_opts("opencl", &o, &none, &be) != MQ_OK) {
+            if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
+            skip();
+        }
+        run_configs(be);
+        if (modes[i] == MQ_CL_STAGING_ZERO_COPY)
+            assert_true(mq_opencl_zero_copy_count(be) > 0);
+        else
+            assert_int_equal(mq_opencl_zero_copy_count(be), 0);
+        mq_backend_free(be);
+    }
 }
 
 static void test_skip_nonfinite(void **state)
@@ -667,6 +695,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_host_matches_memory),
         cmocka_unit_test(test_device_matches_memory),
+        cmocka_unit_test(test_staging_modes),
         cmocka_unit_test(test_skip_nonfinite),
         cmocka_unit_test(test_nan_error),
         cmocka_unit_test(test_refusals),
