@@ -65,16 +65,14 @@ static void fill(void *p, mq_dtype dt, size_t n)
 
 /* Median wall time of `iters` runs of the reference (be == NULL) or of the
  * backend's whole quantize_rows call, transfers included. */
-static double time_quantize(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, bool sym,
-                            int iters)
+static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                            bool sym, int iters)
 {
     size_t es = mq_dtype_size(dt);
-    void *src = malloc(rows * cols * es);
     int8_t *q = malloc(rows * cols), *zp = malloc(rows);
     void *scale = malloc(rows * es);
     double *t = calloc((size_t)iters, sizeof *t), med = -1;
-    if (!src || !q || !zp || !scale || !t) goto done;
-    fill(src, dt, rows * cols);
+    if (!q || !zp || !scale || !t) goto done;
     for (int i = -1; i < iters; i++) { /* i == -1: untimed warm-up */
         size_t bad = 0;
         double t0 = now();
@@ -90,7 +88,6 @@ done:
     free(scale);
     free(zp);
     free(q);
-    free(src);
     return med;
 }
 
@@ -201,21 +198,27 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < n_shapes; s++) {
         for (int d = 0; d < 3; d++) {
             if (!dts_on[d]) continue;
+            /* One tensor for every timing, so all of them see the same bytes. */
+            size_t rows = shapes[s].rows, cols = shapes[s].cols;
+            void *src = malloc(rows * cols * mq_dtype_size(dts[d]));
+            if (!src) {
+                fprintf(stderr, "bench_kernels: %zux%zu: out of memory\n", rows, cols);
+                rc = 1;
+                continue;
+            }
+            fill(src, dts[d], rows * cols);
             mq_cl_profile p;
-            if (mq_opencl_profile_quantize(be, dts[d], shapes[s].rows, shapes[s].cols, sym, iters,
-                                           &p) != MQ_OK) {
-                fprintf(stderr, "bench_kernels: %zux%zu %s: %s\n", shapes[s].rows, shapes[s].cols,
+            if (mq_opencl_profile_quantize(be, src, dts[d], rows, cols, sym, iters, &p) != MQ_OK) {
+                fprintf(stderr, "bench_kernels: %zux%zu %s: %s\n", rows, cols,
                         mq_dtype_name(dts[d]), mq_last_error());
+                free(src);
                 rc = 1;
                 continue;
             }
             double gb = (double)p.bytes * 1e-9;
-            double e2e =
-                host ? time_quantize(be, dts[d], shapes[s].rows, shapes[s].cols, sym, host_iters)
-                     : -1;
-            double ref =
-                host ? time_quantize(NULL, dts[d], shapes[s].rows, shapes[s].cols, sym, host_iters)
-                     : -1;
+            double e2e = host ? time_quantize(be, src, dts[d], rows, cols, sym, host_iters) : -1;
+            double ref = host ? time_quantize(NULL, src, dts[d], rows, cols, sym, host_iters) : -1;
+            free(src);
             printf("| %zux%zu | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | ",
                    shapes[s].rows, shapes[s].cols, mq_dtype_name(dts[d]), gb * 1e3, p.chunks,
                    p.kernel_s * 1e3, gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s,

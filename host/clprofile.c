@@ -6,7 +6,6 @@
 
 #include "clerror.h"
 #include "error.h"
-#include "reference.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,32 +37,13 @@ static mq_status event_seconds(cl_event ev, double *s)
     return MQ_OK;
 }
 
-/* Random values in [-2, 2) as dtype dt. */
-static void fill_random(uint8_t *p, mq_dtype dt, size_t n)
-{
-    uint64_t s = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        float v = (float)(int32_t)(s >> 32) * (1.0f / 1073741824.0f);
-        if (dt == MQ_DTYPE_F32)
-            memcpy(p + 4 * i, &v, 4);
-        else {
-            uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(v) : mq_f32_to_bf16(v);
-            memcpy(p + 2 * i, &h, 2);
-        }
-    }
-}
-
-mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, size_t cols,
-                                     bool symmetric, int iters, mq_cl_profile *out)
+mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                     size_t cols, bool symmetric, int iters, mq_cl_profile *out)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;
     cl_mem in = NULL, q = NULL, scale = NULL, zp = NULL, bad = NULL, c0 = NULL, c1 = NULL;
     cl_mem esum = NULL, ecl = NULL;
-    uint8_t *host = NULL;
     double *kt = NULL, *et = NULL, *ct = NULL;
     memset(out, 0, sizeof *out);
     size_t es = mq_dtype_size(dt);
@@ -90,12 +70,10 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
     kt = calloc((size_t)iters, sizeof *kt);
     et = calloc((size_t)iters, sizeof *et);
     ct = calloc((size_t)iters, sizeof *ct);
-    host = malloc(rpc * row_bytes);
-    if (!kt || !et || !ct || !host) {
+    if (!kt || !et || !ct) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "profile: out of memory");
         goto done;
     }
-    fill_random(host, dt, rpc * cols);
     if ((st = mq_cl_buffer(cb, CL_MEM_READ_ONLY, rpc * row_bytes, &in)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * cols, &q)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * es, &scale)) != MQ_OK ||
@@ -105,8 +83,8 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, si
         (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * sizeof(cl_uint), &ecl)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c0)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c1)) != MQ_OK ||
-        (st = mq_cl_write(cb, in, rpc * row_bytes, host)) != MQ_OK ||
-        (st = mq_cl_write(cb, c0, copy_chunk, host)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
+        (st = mq_cl_write(cb, in, rpc * row_bytes, src)) != MQ_OK ||
+        (st = mq_cl_write(cb, c0, copy_chunk, src)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
         goto done;
 
     for (int it = -1; it < iters; it++) { /* it == -1: warm-up */
@@ -154,7 +132,6 @@ done:
     cl_mem *all[] = {&c1, &c0, &ecl, &esum, &bad, &zp, &scale, &q, &in};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         mq_cl_release(all[i]);
-    free(host);
     free(ct);
     free(et);
     free(kt);

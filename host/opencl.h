@@ -50,8 +50,9 @@ mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float 
 
 /* Benchmark: medians over `iters` timed runs (after one untimed warm-up), in
  * seconds, of the fused quantize kernel and of its variant that also computes
- * the weight error statistics (kernel_err_s) on a rows x cols tensor of dtype dt
- * (random normal values, in row chunks when it exceeds one buffer), and of
+ * the weight error statistics (kernel_err_s) on the rows x cols tensor `src` of
+ * dtype dt (in chunks of whole rows when it exceeds one buffer: every chunk
+ * runs over the first chunk's rows, uploaded once), and of
  * clEnqueueCopyBuffer moving the same number of bytes. *bytes is what the kernel
  * reads and writes (input, int8 values, scales, zero points). The backend must be
  * opened with profiling. */
@@ -63,7 +64,7 @@ typedef struct {
     size_t chunks; /* kernel launches per run */
 } mq_cl_profile;
 
-mq_status mq_opencl_profile_quantize(mq_backend *b, mq_dtype dt, size_t rows, size_t cols,
-                                     bool symmetric, int iters, mq_cl_profile *out);
+mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                     size_t cols, bool symmetric, int iters, mq_cl_profile *out);
 
 #endif
