@@ -508,6 +508,16 @@ static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int dept
         const char *name = e->d_name;
         if (!strcmp(name, ".") || !strcmp(name, "..") || is_temp_name(name)) continue;
         if (depth == 0 && written_not_copied(r, name)) continue;
+        if (depth == 0 && mq_hf_is_consolidated(name)) {
+            /* Float weights in another layout: copied, the "quantized" model
+             * would be bigger than the input; quantized, no loader of the
+             * format would know the result. */
+            rc = mq_report_add_left_out(r->rep, name,
+                                        "Mistral's own-format copy of the weights, which "
+                                        "Hugging Face loaders do not read; not quantized");
+            if (rc != MQ_OK) break;
+            continue;
+        }
         if ((rc = copy_entry(r, src, dst, name, depth)) != MQ_OK) break;
     }
     closedir(d);

@@ -81,6 +81,11 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+bool mq_hf_is_consolidated(const char *name)
+{
+    return strncmp(name, "consolidated", 12) == 0 && ends_with(name, ST_SUFFIX);
+}
+
 static mq_status parse_index(const char *dir, json_t **out)
 {
     json_error_t err;
@@ -232,7 +237,9 @@ static mq_status check_stray_shards(const index_ctx *c)
     if (!d) return mq_set_error(MQ_STATUS_E_IO, "%s: %s", c->dir, strerror(errno));
     struct dirent *e;
     while (rc == MQ_OK && (e = readdir(d))) {
-        if (!ends_with(e->d_name, ST_SUFFIX) || json_object_get(c->where, e->d_name)) continue;
+        if (!ends_with(e->d_name, ST_SUFFIX) || json_object_get(c->where, e->d_name) ||
+            mq_hf_is_consolidated(e->d_name))
+            continue;
         struct stat st;
         char *path = join(c->dir, e->d_name);
         if (!path) {

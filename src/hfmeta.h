@@ -20,12 +20,19 @@ typedef struct {
 
 void mq_hf_shards_free(mq_hf_shards *s);
 
+/* Mistral's own-format copy of the weights ("consolidated.safetensors",
+ * "consolidated-00001-of-00002.safetensors"), which some repositories ship
+ * beside the Hugging Face files; transformers and vLLM's Hugging Face loader
+ * do not read it. */
+bool mq_hf_is_consolidated(const char *name);
+
 /*
  * Loads <dir>/model.safetensors.index.json and checks it against the shards:
  * an object whose "weight_map" is a non-empty object of plain file names; each
  * listed shard exists and is valid; each tensor of a shard is listed and
  * mapped to that shard; each listed tensor is in its shard; no *.safetensors
- * in `dir` is left out of the index. Errors are MQ_STATUS_E_FORMAT naming the
+ * in `dir` is left out of the index but Mistral's consolidated copies
+ * (mq_hf_is_consolidated). Errors are MQ_STATUS_E_FORMAT naming the
  * file, the tensor and the rule. *index is the parsed index (json_decref).
  */
 mq_status mq_hf_index_load(const char *dir, json_t **index, mq_hf_shards *shards);

@@ -189,6 +189,11 @@ uint64_t mq_report_fp16_overflow(const mq_report *r);
 const char *mq_report_backend(const mq_report *r);
 const char *mq_report_platform(const mq_report *r);
 const char *mq_report_device(const mq_report *r);
+/** Files of an input model directory that the output directory leaves out
+ * (Mistral's consolidated*.safetensors), with the reason for each. */
+size_t mq_report_left_out_count(const mq_report *r);
+const char *mq_report_left_out_file(const mq_report *r, size_t i);
+const char *mq_report_left_out_reason(const mq_report *r, size_t i);
 /** Writes the run report as JSON (see the README for its fields). */
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
                                const char *output, double seconds, const char *path);

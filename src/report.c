@@ -19,6 +19,7 @@ struct mq_skip_list {
 struct mq_report {
     mq_report_entry *entries;
     size_t count, cap;
+    mq_skip_list left_out; /* files of a model directory not in the output */
     uint64_t bytes_in, bytes_out, overflow;
     char backend[16], platform[256], device[256];
 };
@@ -66,15 +67,20 @@ const char *mq_skip_list_reason(const mq_skip_list *s, size_t i)
     return (s && i < s->count) ? s->reasons[i] : NULL;
 }
 
-void mq_skip_list_free(mq_skip_list *s)
+static void skip_list_clear(mq_skip_list *s)
 {
-    if (!s) return;
     for (size_t i = 0; i < s->count; i++) {
         free(s->names[i]);
         free(s->reasons[i]);
     }
     free(s->names);
     free(s->reasons);
+}
+
+void mq_skip_list_free(mq_skip_list *s)
+{
+    if (!s) return;
+    skip_list_clear(s);
     free(s);
 }
 
@@ -185,7 +191,28 @@ void mq_report_free(mq_report *r)
         free((char *)r->entries[i].reason);
     }
     free(r->entries);
+    skip_list_clear(&r->left_out);
     free(r);
+}
+
+mq_status mq_report_add_left_out(mq_report *r, const char *file, const char *reason)
+{
+    return mq_skip_list_add(&r->left_out, file, reason);
+}
+
+size_t mq_report_left_out_count(const mq_report *r)
+{
+    return r ? mq_skip_list_count(&r->left_out) : 0;
+}
+
+const char *mq_report_left_out_file(const mq_report *r, size_t i)
+{
+    return r ? mq_skip_list_name(&r->left_out, i) : NULL;
+}
+
+const char *mq_report_left_out_reason(const mq_report *r, size_t i)
+{
+    return r ? mq_skip_list_reason(&r->left_out, i) : NULL;
 }
 
 const char *mq_scheme_name(const mq_config *cfg)
@@ -229,15 +256,20 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
         }
         json_array_append_new(q, o);
     }
+    json_t *left = json_array();
+    for (size_t i = 0; i < r->left_out.count; i++)
+        json_array_append_new(left, json_pack("{s:s, s:s}", "file", r->left_out.names[i], "reason",
+                                              r->left_out.reasons[i]));
     json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
                             "name", r->device);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
                      input ? input : "", "output", output ? output : "", "dtype",
                      cfg->dtype == MQ_FLOAT16 ? "fp16" : "int8", "scheme",
                      cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
                      "per_channel", cfg->per_channel, "device", dev, "quantized", q, "skipped", s,
-                     "bytes_in", (json_int_t)r->bytes_in, "bytes_out", (json_int_t)r->bytes_out,
-                     "fp16_overflow", (json_int_t)r->overflow, "seconds", seconds);
+                     "left_out", left, "bytes_in", (json_int_t)r->bytes_in, "bytes_out",
+                     (json_int_t)r->bytes_out, "fp16_overflow", (json_int_t)r->overflow, "seconds",
+                     seconds);
 }
 
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,

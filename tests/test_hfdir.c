@@ -646,6 +646,67 @@ static void test_no_config(void **state)
     fixture_free(&f);
 }
 
+/* Mistral's consolidated*.safetensors beside the Hugging Face files (sharded
+ * or not) is left out of the output and named in the report, in its JSON
+ * and on the command line; any other unlisted shard is still an error. */
+static void check_consolidated(int shards, const char *name)
+{
+    model_opts o = {.shards = shards, .dtype = MQ_DTYPE_F32};
+    fixture f;
+    fixture_make(&f, &o);
+    mq_model *m;
+    float x[4] = {1, 2, 3, 4};
+    char *p = path2(f.in, name);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "layers.0.attention.wq.weight", MQ_DTYPE_F32, 2,
+                                         (int64_t[]){2, 2}, x),
+                     MQ_OK);
+    assert_int_equal(mq_model_save(m, p), MQ_OK);
+    mq_model_free(m);
+    free(p);
+    f.in_digest = digest(f.in);
+
+    mq_report *rep = mq_report_new();
+    assert_int_equal(run_dir(&f, NULL, rep), MQ_OK);
+    p = path2(f.out, name);
+    assert_false(tu_exists(p));
+    free(p);
+    if (shards > 1) assert_index(f.out, shards);
+    assert_int_equal(mq_report_left_out_count(rep), 1);
+    assert_string_equal(mq_report_left_out_file(rep, 0), name);
+    assert_non_null(strstr(mq_report_left_out_reason(rep, 0), "Mistral"));
+    mq_config cfg;
+    mq_config_init(&cfg);
+    char *json = path2(f.root, "r.json");
+    assert_int_equal(mq_report_write_json(rep, &cfg, f.in, f.out, 0.0, json), MQ_OK);
+    json_t *j = json_load_file(json, 0, NULL);
+    json_t *left = json_object_get(j, "left_out");
+    assert_int_equal(json_array_size(left), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(left, 0), "file")), name);
+    json_decref(j);
+    unlink(json);
+    free(json);
+    mq_config_free(&cfg);
+    mq_report_free(rep);
+
+    char *out2 = path2(f.root, "out2"), *text = NULL;
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host", f.in, out2);
+    if (rc != 0) fail_msg("cli: rc %d: %s", rc, text ? text : "");
+    assert_non_null(strstr(text, "left out 1 file of the input directory:"));
+    assert_non_null(strstr(text, name));
+    free(text);
+    tu_rmtree(out2);
+    free(out2);
+    fixture_free(&f);
+}
+
+static void test_consolidated_left_out(void **state)
+{
+    (void)state;
+    check_consolidated(NSHARDS, "consolidated.safetensors");
+    check_consolidated(1, "consolidated-00001-of-00002.safetensors");
+}
+
 /* ---- Broken inputs: each fails with E_FORMAT naming file and tensor, and
  * leaves neither output nor temporary. */
 
@@ -972,10 +1033,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_dump),      cmocka_unit_test(test_sharded_int8),
         cmocka_unit_test(test_fp16),           cmocka_unit_test(test_single_file),
-        cmocka_unit_test(test_no_config),      cmocka_unit_test(test_broken_inputs),
-        cmocka_unit_test(test_error_midway),   cmocka_unit_test(test_output_refused),
-        cmocka_unit_test(test_signal_cleanup), cmocka_unit_test(test_copy_fallback),
-        cmocka_unit_test(test_io_faults),
+        cmocka_unit_test(test_no_config),      cmocka_unit_test(test_consolidated_left_out),
+        cmocka_unit_test(test_broken_inputs),  cmocka_unit_test(test_error_midway),
+        cmocka_unit_test(test_output_refused), cmocka_unit_test(test_signal_cleanup),
+        cmocka_unit_test(test_copy_fallback),  cmocka_unit_test(test_io_faults),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

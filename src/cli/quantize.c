@@ -335,6 +335,10 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
         const mq_report_entry *e = mq_report_entry_at(r, i);
         if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
     }
+    size_t left = mq_report_left_out_count(r);
+    if (left) printf("left out %zu file%s of the input directory:\n", left, left == 1 ? "" : "s");
+    for (size_t i = 0; i < left; i++)
+        printf("  %s: %s\n", mq_report_left_out_file(r, i), mq_report_left_out_reason(r, i));
 }
 
 int mq_cli_quantize(int argc, char **argv)
