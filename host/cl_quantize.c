@@ -22,7 +22,7 @@ typedef struct {
     cl_mem lo, hi, pbad, ps, pzp; /* split path: partials and parameters */
     cl_mem esum, ecl;             /* weight error partials */
     float *hlo, *hhi, *hs, *hes;
-    uint8_t *hbad;
+    uint8_t *hbad, *hscale; /* hscale: scales and zero points read beside a staged block */
     int8_t *hzp;
     cl_uint *hecl;
 } qbufs;
@@ -36,7 +36,7 @@ static void qbufs_free(mq_cl_backend *cb, qbufs *w)
     free(w->hbad);
     free(w->hzp);
     free(w->hes);
-    free(w->hecl);
+    free(w->hecl); /* hscale: the caller's, after its copy */
 }
 
 static mq_status nomem(void)
@@ -84,13 +84,22 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
                                 size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
+    /* The per-row buffers (scales, or 16 bytes of error sums) stay within
+     * the limit too, which matters for very short rows. */
+    size_t max_rows = cb->limit / (err ? 4 * sizeof(float) : es);
     size_t rpc = cb->limit / row_bytes;
+    if (rpc > max_rows) rpc = max_rows;
     if (rpc > rows) rpc = rows;
     /* Input and codes in zero-copy staging memory: the kernel reads and
      * writes them in place, all rows in one launch. */
-    cl_mem in_st = mq_cl_stage_take(cb, src, rows * row_bytes);
+    cl_mem in_st = rows <= max_rows ? mq_cl_stage_take(cb, src, rows * row_bytes) : NULL;
     if (in_st) rpc = rows;
     cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * cols) : NULL;
+    /* The scales and zero points may lie in the block that holds q (the
+     * pipeline's output buffers do), which the host may not write while the
+     * device has it: they are read into host memory and copied after. */
+    uint8_t *scale_out = scale;
+    int8_t *zp_out = zp;
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     size_t rows_per_group = cb->wg / tpr;
     cl_uint tpr_arg = (cl_uint)tpr;
@@ -104,9 +113,13 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
         (err && (st = err_buffers(cb, &w, rpc)) != MQ_OK))
         goto done;
-    if (!(w.hbad = malloc(rpc))) {
+    if (!(w.hbad = malloc(rpc)) || (q_st && !(w.hscale = malloc(rows * (es + 1))))) {
         st = nomem();
         goto done;
+    }
+    if (q_st) {
+        scale = w.hscale;
+        zp = zp ? (int8_t *)w.hscale + rows * es : NULL;
     }
     for (size_t r0 = 0; r0 < rows; r0 += rpc) {
         size_t n = rows - r0 < rpc ? rows - r0 : rpc;
@@ -136,9 +149,14 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         if (err) fold_err(err, &w, n);
     }
 done:
-    qbufs_free(cb, &w);
+    qbufs_free(cb, &w); /* waits for the queue */
     mq_status gi = mq_cl_stage_give(cb, in_st), gq = mq_cl_stage_give(cb, q_st);
     if (st == MQ_OK) st = gi != MQ_OK ? gi : gq;
+    if (st == MQ_OK && q_st) {
+        memcpy(scale_out, w.hscale, rows * es);
+        if (zp_out) memcpy(zp_out, w.hscale + rows * es, rows);
+    }
+    free(w.hscale);
     return st;
 }
 

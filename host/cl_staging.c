@@ -60,8 +60,10 @@ void *mq_cl_staging_alloc(mq_backend *b, size_t n)
     if (s && cb->staging == MQ_CL_STAGING_ZERO_COPY) {
         size_t len = (n + STAGE_ALIGN - 1) / STAGE_ALIGN * STAGE_ALIGN;
         void *host = aligned_alloc(STAGE_ALIGN, len);
-        if (host && (p = make_mapped(cb, CL_MEM_USE_HOST_PTR, n, host, &m)))
-            *s = (mq_cl_stage){p, n, m, host, true};
+        /* The whole pages: some devices share memory only for such sizes. */
+        size_t size = len <= cb->max_alloc ? len : n;
+        if (host && (p = make_mapped(cb, CL_MEM_USE_HOST_PTR, size, host, &m)))
+            *s = (mq_cl_stage){p, size, m, host, true};
         else
             free(host);
     } else if (s && (p = make_mapped(cb, CL_MEM_ALLOC_HOST_PTR, n, NULL, &m))) {

@@ -84,7 +84,9 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c0)) != MQ_OK ||
         (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c1)) != MQ_OK ||
         (st = mq_cl_write(cb, in, rpc * row_bytes, src)) != MQ_OK ||
-        (st = mq_cl_write(cb, c0, copy_chunk, src)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
+        (st = mq_cl_write(cb, c0, copy_chunk < rows * row_bytes ? copy_chunk : rows * row_bytes,
+                          src)) != MQ_OK ||
+        (st = mq_cl_finish(cb)) != MQ_OK)
         goto done;
 
     for (int it = -1; it < iters; it++) { /* it == -1: warm-up */

@@ -243,6 +243,41 @@ static void test_error_stats_retry(void **state)
     free(w);
 }
 
+/* Rows shorter than their 16 bytes of error sums: those buffers keep within
+ * the buffer limit too (a device refusing anything larger sees no request
+ * beyond it). */
+static void test_short_rows_within_limit(void **state)
+{
+    (void)state;
+    bool none = false;
+    mq_backend *b = NULL;
+    if (mq_opencl_backend_open("opencl", 4096, &none, &b) != MQ_OK) {
+        if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
+        skip();
+    }
+    enum { R = 3000, C = 2 };
+    float *w = random_rows(R * C, 5), s[R], rs[R];
+    int8_t q[R * C], rq[R * C];
+    size_t bad = 0;
+    mq_err_acc got, want;
+    mq_err_acc_init(&got);
+    mq_err_acc_init(&want);
+    faults(4096, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
+    mq_status st =
+        b->ops->quantize_rows_err(b, w, MQ_DTYPE_F32, R, C, true, q, s, NULL, &bad, &got);
+    if (st != MQ_OK) fail_msg("quantize_rows_err: %s", mq_last_error());
+    assert_int_equal(g_injected, 0);
+    assert_true(g_largest <= 4096);
+    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, R, C, true, rq, rs, NULL, &bad), MQ_OK);
+    mq_ref_error_stats(w, MQ_DTYPE_F32, R, C, rq, rs, MQ_DTYPE_F32, NULL, &want);
+    assert_memory_equal(q, rq, sizeof q);
+    assert_memory_equal(s, rs, sizeof s);
+    assert_true(fabs(got.sig - want.sig) <= 1e-5 * want.sig);
+    assert_int_equal(got.clamped, want.clamped);
+    mq_backend_free(b);
+    free(w);
+}
+
 /* Any other error is reported at once, without a retry. */
 static void test_other_error_not_retried(void **state)
 {
@@ -401,6 +436,7 @@ int main(void)
         cmocka_unit_test_setup(test_below_one_row, reset),
         cmocka_unit_test_setup(test_launch_retry, reset),
         cmocka_unit_test_setup(test_error_stats_retry, reset),
+        cmocka_unit_test_setup(test_short_rows_within_limit, reset),
         cmocka_unit_test_setup(test_other_error_not_retried, reset),
         cmocka_unit_test_setup(test_other_ops_retry, reset),
         cmocka_unit_test_setup(test_file_run, reset),
