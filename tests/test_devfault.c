@@ -82,12 +82,13 @@ static int reset(void **state)
     return 0;
 }
 
-/* A fresh backend for each test: the retry lowers its buffer limit for good. */
-static mq_backend *open_device(void)
+/* A fresh backend for each test: the retry lowers its buffer limit for good.
+ * `limit` caps its buffers (0: the device's own limit). */
+static mq_backend *open_device(size_t limit)
 {
     bool none = false;
     mq_backend *b = NULL;
-    mq_status st = mq_opencl_backend_open("opencl", 0, &none, &b);
+    mq_status st = mq_opencl_backend_open("opencl", limit, &none, &b);
     if (st != MQ_OK) {
         if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
         print_message("no OpenCL device: %s\n", mq_last_error());
@@ -96,9 +97,10 @@ static mq_backend *open_device(void)
     return b;
 }
 
-#define NEED_DEVICE(b)                                                                             \
-    mq_backend *b = open_device();                                                                 \
+#define NEED_DEVICE_LIMIT(b, limit)                                                                \
+    mq_backend *b = open_device(limit);                                                            \
     if (!b) skip()
+#define NEED_DEVICE(b) NEED_DEVICE_LIMIT(b, 0)
 
 static void assert_error_has(const char *word)
 {
@@ -209,12 +211,7 @@ static void test_launch_retry(void **state)
 static void test_error_stats_retry(void **state)
 {
     (void)state;
-    bool none = false;
-    mq_backend *b = NULL;
-    if (mq_opencl_backend_open("opencl", 8 * ROW_BYTES, &none, &b) != MQ_OK) {
-        if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
-        skip();
-    }
+    NEED_DEVICE_LIMIT(b, 8 * ROW_BYTES);
     float *w = random_rows(ROWS * COLS, 4);
     int8_t *q = malloc(ROWS * COLS), *rq = malloc(ROWS * COLS);
     float s[ROWS], rs[ROWS];
@@ -249,12 +246,7 @@ static void test_error_stats_retry(void **state)
 static void test_short_rows_within_limit(void **state)
 {
     (void)state;
-    bool none = false;
-    mq_backend *b = NULL;
-    if (mq_opencl_backend_open("opencl", 4096, &none, &b) != MQ_OK) {
-        if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
-        skip();
-    }
+    NEED_DEVICE_LIMIT(b, 4096);
     enum { R = 3000, C = 2 };
     float *w = random_rows(R * C, 5), s[R], rs[R];
     int8_t q[R * C], rq[R * C];
@@ -325,7 +317,7 @@ static void test_other_ops_retry(void **state)
     mq_backend_free(b);
 
     /* dequantize: 50 rows of 100 (400-byte rows), F32 scales and zero points */
-    b = open_device();
+    b = open_device(0);
     int8_t q[5000], zp[50];
     float sc[50], out[5000], rout[5000];
     for (int i = 0; i < 5000; i++)
@@ -342,7 +334,7 @@ static void test_other_ops_retry(void **state)
     mq_backend_free(b);
 
     /* the streaming steps, when the backend has them */
-    b = open_device();
+    b = open_device(0);
     if (b->ops->reduce && b->ops->quantize_values) {
         mq_ref_stats st, rst;
         mq_ref_stats_init(&st);
@@ -354,7 +346,7 @@ static void test_other_ops_retry(void **state)
         assert_int_equal(st.nonfinite, rst.nonfinite);
         assert_true(g_injected > 0);
         mq_backend_free(b);
-        b = open_device();
+        b = open_device(0);
         int8_t *v = malloc(N), *rv = malloc(N);
         faults(fail_above, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
         assert_int_equal(b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, v), MQ_OK);
@@ -363,7 +355,7 @@ static void test_other_ops_retry(void **state)
         assert_true(g_injected > 0);
         /* below the 64 KiB floor a run fails cleanly */
         mq_backend_free(b);
-        b = open_device();
+        b = open_device(0);
         faults(1000, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
         assert_int_equal(b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, v),
                          MQ_STATUS_E_DEVICE);
@@ -383,7 +375,7 @@ static void test_other_ops_retry(void **state)
 static void test_file_run(void **state)
 {
     (void)state;
-    mq_backend *probe = open_device();
+    mq_backend *probe = open_device(0);
     if (!probe) skip();
     mq_backend_free(probe);
     char *dir = tu_mkdtemp();
