@@ -57,6 +57,7 @@ mq_status mq_cl_inventory_get(mq_cl_inventory *inv)
         o->max_alloc = d->max_alloc;
         o->fp16 = d->fp16;
         o->fp64 = d->fp64;
+        o->unified = d->unified;
         o->correctly_rounded_div = (d->fp32_config & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
         o->is_auto = j == pick;
     }

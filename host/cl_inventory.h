@@ -15,6 +15,7 @@ typedef struct {
     uint64_t global_mem;
     uint64_t max_alloc;
     bool fp16, fp64;
+    bool unified;               /* shares memory with the host: zero-copy staging */
     bool correctly_rounded_div; /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT */
     bool is_auto;               /* the device "auto" picks */
 } mq_cl_device_info;

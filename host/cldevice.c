@@ -61,6 +61,11 @@ static cl_int describe_device(mq_cl_device *d)
         err = clGetDeviceInfo(d->id, CL_DEVICE_SINGLE_FP_CONFIG, sizeof d->fp32_config,
                               &d->fp32_config, NULL);
     if (err != CL_SUCCESS) return err;
+    cl_bool unified = CL_FALSE; /* deprecated in OpenCL 2.0: absent means no */
+    if (clGetDeviceInfo(d->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) !=
+        CL_SUCCESS)
+        unified = CL_FALSE;
+    d->unified = unified == CL_TRUE;
     get_device_str(d->id, CL_DEVICE_NAME, d->name, sizeof d->name);
     get_device_str(d->id, CL_DEVICE_VERSION, d->version, sizeof d->version);
     get_device_str(d->id, CL_DRIVER_VERSION, d->driver, sizeof d->driver);

@@ -27,6 +27,7 @@ typedef struct {
     size_t max_wg;
     cl_device_fp_config fp32_config;
     bool fp16, fp64;
+    bool unified; /* CL_DEVICE_HOST_UNIFIED_MEMORY: shares memory with the host */
     char name[256];
     char version[256];
     char driver[256];

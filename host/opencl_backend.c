@@ -269,12 +269,8 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
         return mq_set_error(MQ_STATUS_E_DEVICE, "OpenCL device '%s' lacks cl_khr_fp64", d->name);
 
     size_t max_alloc = (size_t)d->max_alloc;
-    cl_bool unified = CL_FALSE;
-    if (clGetDeviceInfo(d->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) !=
-        CL_SUCCESS)
-        unified = CL_FALSE;
     cb->staging = o->staging != MQ_CL_STAGING_AUTO ? (int)o->staging
-                  : unified                        ? MQ_CL_STAGING_ZERO_COPY
+                  : d->unified                     ? MQ_CL_STAGING_ZERO_COPY
                                                    : MQ_CL_STAGING_PINNED;
     cb->max_alloc = max_alloc;
     cb->limit = o->max_alloc_override ? o->max_alloc_override : MQ_CL_CHUNK_CAP;

@@ -783,6 +783,7 @@ static void test_cli_devices(void **state)
     assert_non_null(strstr(out, "Platform #0"));
     assert_non_null(strstr(out, " * Device #"));
     assert_non_null(strstr(out, "fp64"));
+    assert_true(strstr(out, "(zero-copy staging)") || strstr(out, "(pinned staging)"));
     free(out);
     assert_int_equal(tu_run_cli(&out, "devices --help"), 0);
     assert_non_null(strstr(out, "usage"));

@@ -50,11 +50,12 @@ int mq_cli_devices(int argc, char **argv)
             printf("%s%s Device #%u [%u:%u]: %s\n", branch, d->is_auto ? " *" : "  ", d->index,
                    d->platform, d->index, d->name);
             printf("%s        %s, %u compute units, %s global memory, %s max allocation,"
-                   " fp16 %s, fp64 %s\n",
+                   " fp16 %s, fp64 %s, %s\n",
                    k + 1 == pl->count ? "    " : " |  ", d->type, d->compute_units,
                    mq_cli_bytes(d->global_mem, gmem, sizeof gmem),
                    mq_cli_bytes(d->max_alloc, alloc, sizeof alloc), d->fp16 ? "yes" : "no",
-                   d->fp64 ? "yes" : "no");
+                   d->fp64 ? "yes" : "no",
+                   d->unified ? "host memory (zero-copy staging)" : "own memory (pinned staging)");
         }
     }
     if (any_auto)
