@@ -41,20 +41,6 @@ typedef struct {
     uint32_t bad[HK_LANES];
 } hk_lanes;
 
-HK_INLINE uint32_t bits_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-HK_INLINE float float_of(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* nb F16 values at p into b, as mq_f16_to_f32: the bits of a finite half,
  * shifted into fp32 position, read as an fp32 that is the value times 2^-112
  * (subnormal halves become fp32 subnormals); the product with 2^112 is exact
@@ -65,7 +51,7 @@ HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, uint32_t *rest
         uint16_t h;
         memcpy(&h, p + 2 * j, sizeof h);
         uint32_t x = h, em = x & 0x7fffu, m = x & 0x3ffu;
-        uint32_t fin = bits_of(float_of(em << 13) * 0x1p112f);
+        uint32_t fin = mq_f32_bits(mq_f32_from_bits(em << 13) * 0x1p112f);
         uint32_t special = 0x7f800000u | (m << 13) | ((uint32_t)(m != 0) << 22);
         uint32_t is_special = -(uint32_t)(em >= 0x7c00u); /* masks keep the loop branch-free */
         u[j] = (special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16);
@@ -387,7 +373,7 @@ HK_INLINE uint32_t f32_to_f16_bits(uint32_t x, bool saturate, uint32_t *ovf)
 {
     uint32_t ax = x & 0x7fffffffu, sign = (x >> 16) & 0x8000u;
     uint32_t normal = (ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13; /* ax - (112 << 23) + ... */
-    uint32_t sub = bits_of(float_of(ax) + 0.5f) - 0x3f000000u;
+    uint32_t sub = mq_f32_bits(mq_f32_from_bits(ax) + 0.5f) - 0x3f000000u;
     /* All-ones masks rather than branches, so the loop vectorizes. */
     uint32_t tiny = -(uint32_t)(ax < 0x38800000u); /* below 2^-14 */
     uint32_t big = -(uint32_t)(ax >= 0x477ff000u); /* >= 65520 rounds to inf */
@@ -407,7 +393,7 @@ HK_INLINE uint32_t cast_block(const float *restrict x, int nb, bool saturate,
     uint32_t count = 0;
     for (int j = 0; j < nb; j++) {
         uint32_t o;
-        dst[j] = (uint16_t)f32_to_f16_bits(bits_of(x[j]), saturate, &o);
+        dst[j] = (uint16_t)f32_to_f16_bits(mq_f32_bits(x[j]), saturate, &o);
         count += o;
     }
     return count;

@@ -8,20 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* m >> shift rounded to nearest, ties to even (1 <= shift <= 63). */
 static uint64_t shift_rne(uint64_t m, unsigned shift)
 {
@@ -38,28 +24,28 @@ float mq_f16_to_f32(uint16_t h)
     uint32_t e = (h >> 10) & 0x1fu;
     uint32_t m = h & 0x3ffu;
     if (e == 0x1f) /* inf, or NaN made quiet as hardware conversions do */
-        return f32_from_bits(sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0));
+        return mq_f32_from_bits(sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0));
     if (e == 0) {
-        if (m == 0) return f32_from_bits(sign);
+        if (m == 0) return mq_f32_from_bits(sign);
         /* Subnormal m * 2^-24: normalise so the leading one becomes implicit. */
         uint32_t fe = 113; /* biased fp32 exponent of 2^-14 */
         while (!(m & 0x400u)) {
             m <<= 1;
             fe--;
         }
-        return f32_from_bits(sign | (fe << 23) | ((m & 0x3ffu) << 13));
+        return mq_f32_from_bits(sign | (fe << 23) | ((m & 0x3ffu) << 13));
     }
-    return f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
+    return mq_f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
 }
 
 float mq_bf16_to_f32(uint16_t b)
 {
-    return f32_from_bits((uint32_t)b << 16);
+    return mq_f32_from_bits((uint32_t)b << 16);
 }
 
 uint16_t mq_f32_to_f16(float f)
 {
-    uint32_t x = f32_bits(f);
+    uint32_t x = mq_f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t ax = x & 0x7fffffffu;
     if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
@@ -96,7 +82,7 @@ uint16_t mq_f64_to_f16(double d)
 
 uint16_t mq_f32_to_bf16(float f)
 {
-    uint32_t x = f32_bits(f);
+    uint32_t x = mq_f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
     /* Adding just under half an ulp (plus the lsb for ties) rounds to nearest even;
      * the carry turns values above the bf16 maximum into inf. */

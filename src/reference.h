@@ -17,6 +17,23 @@
 
 #include "monoquant.h"
 
+#include <string.h>
+
+/* The bits of an fp32 value, and back. */
+static inline uint32_t mq_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float mq_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Exact widening and round-to-nearest-even narrowing. NaN keeps its sign and
  * top payload bits and becomes quiet. */
 float mq_f16_to_f32(uint16_t h);

@@ -15,20 +15,6 @@
 
 static const mq_dtype qdtypes[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
 
-static uint32_t fbits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float ffrom(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Stores fp32 value v as element i of a dtype array (narrowed as the reference does). */
 static void put(void *dst, mq_dtype dt, size_t i, float v)
 {
@@ -56,7 +42,7 @@ static float edge_value(tu_rng *r)
     case 1:
         return (float)((int)((k >> 8) % 512) - 256) * 0.5f; /* many exact ties */
     case 2:
-        return ffrom((uint32_t)(k >> 16) & 0x807fffffu); /* fp32 subnormals */
+        return mq_f32_from_bits((uint32_t)(k >> 16) & 0x807fffffu); /* fp32 subnormals */
     default:
         return tu_rng_normal(r) * ldexpf(1.0f, (int)((k >> 8) % 60) - 30);
     }
@@ -99,7 +85,7 @@ static void test_f16_widen_all(void **state)
         mq_hk_stats_update(&a, blk, MQ_DTYPE_F16, 600);
         mq_ref_stats_update(&b, blk, MQ_DTYPE_F16, 600);
         assert_stats_equal(&a, &b);
-        if (!a.nonfinite && fbits(a.lo) != fbits(mq_f16_to_f32((uint16_t)h)))
+        if (!a.nonfinite && mq_f32_bits(a.lo) != mq_f32_bits(mq_f16_to_f32((uint16_t)h)))
             fail_msg("half 0x%04x widened to %a", h, a.lo);
     }
 }

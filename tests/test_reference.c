@@ -10,22 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t fbits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float ffrom(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Bit equality, so -0.0 and NaN payloads count. */
-#define assert_f32_bits(a, b) assert_int_equal(fbits(a), fbits(b))
+#define assert_f32_bits(a, b) assert_int_equal(mq_f32_bits(a), mq_f32_bits(b))
 
 /* Quantizes one F32 row; returns the scale as stored. */
 static float quant_row_f32(const float *w, size_t n, bool sym, int8_t *q, int8_t *zp)
@@ -54,7 +40,7 @@ static void test_f16_widen_known(void **state)
     (void)state;
     assert_f32_bits(mq_f16_to_f32(0x3c00), 1.0f);
     assert_f32_bits(mq_f16_to_f32(0x0000), 0.0f);
-    assert_int_equal(fbits(mq_f16_to_f32(0x8000)), 0x80000000u);
+    assert_int_equal(mq_f32_bits(mq_f16_to_f32(0x8000)), 0x80000000u);
     assert_f32_bits(mq_f16_to_f32(0x0001), ldexpf(1.0f, -24));
     assert_f32_bits(mq_f16_to_f32(0x03ff), ldexpf(1023.0f, -24));
     assert_f32_bits(mq_f16_to_f32(0x8200), -ldexpf(1.0f, -15));
@@ -64,9 +50,9 @@ static void test_f16_widen_known(void **state)
     assert_f32_bits(mq_f16_to_f32(0x7c00), INFINITY);
     assert_f32_bits(mq_f16_to_f32(0xfc00), -INFINITY);
     /* NaN: payload moves to the top of the fp32 mantissa and becomes quiet. */
-    assert_int_equal(fbits(mq_f16_to_f32(0x7c01)), 0x7fc02000u);
-    assert_int_equal(fbits(mq_f16_to_f32(0xfe00)), 0xffc00000u);
-    assert_int_equal(fbits(mq_f16_to_f32(0x7fff)), 0x7fffe000u);
+    assert_int_equal(mq_f32_bits(mq_f16_to_f32(0x7c01)), 0x7fc02000u);
+    assert_int_equal(mq_f32_bits(mq_f16_to_f32(0xfe00)), 0xffc00000u);
+    assert_int_equal(mq_f32_bits(mq_f16_to_f32(0x7fff)), 0x7fffe000u);
 }
 
 static void test_f16_roundtrip_exhaustive(void **state)
@@ -106,7 +92,7 @@ static void test_f32_to_f16_known(void **state)
     assert_int_equal(mq_f32_to_f16(-2.5e-6f), 0x802a);
     assert_int_equal(mq_f32_to_f16(1e-10f), 0x0000);
     assert_int_equal(mq_f32_to_f16(FLT_MIN), 0x0000);
-    assert_int_equal(mq_f32_to_f16(ffrom(0x00000001u)), 0x0000); /* fp32 subnormal */
+    assert_int_equal(mq_f32_to_f16(mq_f32_from_bits(0x00000001u)), 0x0000); /* fp32 subnormal */
     /* 1023.5 units of 2^-24 ties to the even 1024: the smallest normal. */
     assert_int_equal(mq_f32_to_f16(ldexpf(1.0f, -14) - ldexpf(1.0f, -25)), 0x0400);
     /* 1022.5 units ties to the even 1022. */
@@ -118,9 +104,11 @@ static void test_f32_to_f16_known(void **state)
     /* Mantissa carry into the exponent: 2 - 2^-11 rounds to 2.0. */
     assert_int_equal(mq_f32_to_f16(2.0f - ldexpf(1.0f, -11)), 0x4000);
     /* NaN: sign | quiet | top 10 payload bits. */
-    assert_int_equal(mq_f32_to_f16(ffrom(0x7fc00000u)), 0x7e00);
-    assert_int_equal(mq_f32_to_f16(ffrom(0xff800001u)), 0xfe00); /* low payload lost, still NaN */
-    assert_int_equal(mq_f32_to_f16(ffrom(0x7fa02000u)), 0x7f01); /* signalling -> quiet */
+    assert_int_equal(mq_f32_to_f16(mq_f32_from_bits(0x7fc00000u)), 0x7e00);
+    assert_int_equal(mq_f32_to_f16(mq_f32_from_bits(0xff800001u)),
+                     0xfe00); /* low payload lost, still NaN */
+    assert_int_equal(mq_f32_to_f16(mq_f32_from_bits(0x7fa02000u)),
+                     0x7f01); /* signalling -> quiet */
 }
 
 #ifdef __FLT16_MAX__
@@ -142,7 +130,7 @@ static uint16_t compiler_f16_from_f64(double d)
 
 static void check_against_compiler(uint32_t x)
 {
-    float f = ffrom(x);
+    float f = mq_f32_from_bits(x);
     if (isnan(f)) return;
     uint16_t want = compiler_f16(f), got = mq_f32_to_f16(f);
     if (want != got) fail_msg("%a (0x%08x): compiler 0x%04x, ours 0x%04x", (double)f, x, want, got);
@@ -191,7 +179,7 @@ static void test_f64_to_f16(void **state)
     /* Just above a tie: one rounding goes up; via float it would land on the tie
      * (1 + 2^-11 exactly) and go to the even 0x3c00. */
     double d = 1.0 + ldexp(1.0, -11) + ldexp(1.0, -40);
-    assert_int_equal(fbits((float)d), 0x3f801000u);
+    assert_int_equal(mq_f32_bits((float)d), 0x3f801000u);
     assert_int_equal(mq_f32_to_f16((float)d), 0x3c00);
     assert_int_equal(mq_f64_to_f16(d), 0x3c01);
     assert_int_equal(mq_f64_to_f16(1.0 + ldexp(1.0, -11)), 0x3c00);
@@ -222,23 +210,26 @@ static void test_bf16(void **state)
     (void)state;
     assert_f32_bits(mq_bf16_to_f32(0x3f80), 1.0f);
     assert_f32_bits(mq_bf16_to_f32(0xc040), -3.0f);
-    assert_int_equal(fbits(mq_bf16_to_f32(0x7fa1)), 0x7fa10000u); /* bits << 16, as is */
+    assert_int_equal(mq_f32_bits(mq_bf16_to_f32(0x7fa1)), 0x7fa10000u); /* bits << 16, as is */
     assert_int_equal(mq_f32_to_bf16(1.0f), 0x3f80);
     assert_int_equal(mq_f32_to_bf16(-0.0f), 0x8000);
     /* bf16 ulp at 1 is 2^-7: ties go to even, anything above a tie goes up. */
     assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(1.0f, -8)), 0x3f80);
     assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(3.0f, -8)), 0x3f82);
     assert_int_equal(mq_f32_to_bf16(1.0f + ldexpf(1.0f, -8) + ldexpf(1.0f, -23)), 0x3f81);
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x3f80ffffu)), 0x3f81);
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x3f807fffu)), 0x3f80);
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x00008000u)), 0x0000); /* subnormal tie to even */
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x00018000u)), 0x0002);
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x3f80ffffu)), 0x3f81);
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x3f807fffu)), 0x3f80);
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x00008000u)),
+                     0x0000); /* subnormal tie to even */
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x00018000u)), 0x0002);
     assert_int_equal(mq_f32_to_bf16(FLT_MAX), 0x7f80); /* rounds past the largest bf16 */
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x7f7f7fffu)), 0x7f7f);
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x7f7f7fffu)), 0x7f7f);
     assert_int_equal(mq_f32_to_bf16(-INFINITY), 0xff80);
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x7fc00000u)), 0x7fc0);
-    assert_int_equal(mq_f32_to_bf16(ffrom(0xff800001u)), 0xffc0); /* payload below bit 16: quiet */
-    assert_int_equal(mq_f32_to_bf16(ffrom(0x7fa1ffffu)), 0x7fe1); /* no rounding into inf */
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x7fc00000u)), 0x7fc0);
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0xff800001u)),
+                     0xffc0); /* payload below bit 16: quiet */
+    assert_int_equal(mq_f32_to_bf16(mq_f32_from_bits(0x7fa1ffffu)),
+                     0x7fe1); /* no rounding into inf */
 }
 
 static void test_load_store(void **state)
@@ -343,7 +334,7 @@ static void test_sym_zero_and_tiny(void **state)
     assert_f32_bits(quant_row_f32(z, 4, true, q, NULL), FLT_EPSILON);
     assert_q(q, (const int8_t[]){0, 0, 0, 0}, 4);
     /* fp32 subnormals: the scale clamps to FLT_EPSILON and every w/s rounds to 0. */
-    const float sub[3] = {ffrom(0x00000001u), -ffrom(0x007fffffu), FLT_MIN};
+    const float sub[3] = {mq_f32_from_bits(0x00000001u), -mq_f32_from_bits(0x007fffffu), FLT_MIN};
     assert_f32_bits(quant_row_f32(sub, 3, true, q, NULL), FLT_EPSILON);
     assert_q(q, (const int8_t[]){0, 0, 0}, 3);
     /* amax/127.5 = 7.8e-8 < FLT_EPSILON: q = rint(w / 2^-23) = rint(83.886), rint(-16.777). */
@@ -496,7 +487,7 @@ static void test_asym_flt_max(void **state)
     const float w[4] = {FLT_MAX, -FLT_MAX, 0.0f, 1e38f};
     int8_t q[4], zp;
     float s = quant_row_f32(w, 4, false, q, &zp);
-    assert_int_equal(fbits(s), 0x7c008080u);
+    assert_int_equal(mq_f32_bits(s), 0x7c008080u);
     assert_true(isfinite(s));
     assert_int_equal(zp, 0);
     assert_q(q, (const int8_t[]){127, -128, 0, 37}, 4);
@@ -539,9 +530,18 @@ static void test_asym_bf16(void **state)
 static void test_cast_f32(void **state)
 {
     (void)state;
-    const float w[12] = {1.0f,      65504.0f,  65519.99f,          65520.0f,
-                         -70000.0f, FLT_MAX,   ldexpf(3.0f, -26),  -2.5e-6f,
-                         INFINITY,  -INFINITY, ffrom(0x7fc00000u), 1e-10f};
+    const float w[12] = {1.0f,
+                         65504.0f,
+                         65519.99f,
+                         65520.0f,
+                         -70000.0f,
+                         FLT_MAX,
+                         ldexpf(3.0f, -26),
+                         -2.5e-6f,
+                         INFINITY,
+                         -INFINITY,
+                         mq_f32_from_bits(0x7fc00000u),
+                         1e-10f};
     const uint16_t inf_want[12] = {0x3c00, 0x7bff, 0x7bff, 0x7c00, 0xfc00, 0x7c00,
                                    0x0001, 0x802a, 0x7c00, 0xfc00, 0x7e00, 0x0000};
     const uint16_t sat_want[12] = {0x3c00, 0x7bff, 0x7bff, 0x7bff, 0xfbff, 0x7bff,
