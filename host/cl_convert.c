@@ -78,9 +78,8 @@ static mq_status dequantize_rows_once(mq_backend *b, const int8_t *q, size_t row
                             "OpenCL dequantize: scale dtype %s is not F32/F16/BF16",
                             mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
     size_t es = mq_dtype_size(dt);
-    if (cols != 0 && (rows > SIZE_MAX / cols || rows * cols > SIZE_MAX / es))
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL dequantize: %zu x %zu is too large",
-                            rows, cols);
+    mq_status st0 = mq_cl_check_rows("dequantize", rows, cols, es);
+    if (st0 != MQ_OK) return st0;
     if (rows == 0 || cols == 0) return MQ_OK;
     /* Whole rows per chunk where a row's output fits a buffer, else pieces of one row. */
     size_t row_out = cols * es;

@@ -44,6 +44,13 @@ static mq_status nomem(void)
     return mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL quantize: out of memory");
 }
 
+static mq_status check_dtype(mq_dtype dt, const char *what)
+{
+    if (dt == MQ_DTYPE_F32 || dt == MQ_DTYPE_F16 || dt == MQ_DTYPE_BF16) return MQ_OK;
+    return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL %s: dtype %s is not F32/F16/BF16", what,
+                        mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
+}
+
 /* ---- weight error partials ---- */
 
 /* Room for `parts` partials: four floats (sig, err2, max, k) and a count each. */
@@ -344,14 +351,10 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
                                     size_t *bad_row, mq_err_acc *err)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
-    if (dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                            "OpenCL quantize: dtype %s is not F32/F16/BF16",
-                            mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
+    mq_status st0 = check_dtype(dt, "quantize");
+    if (st0 != MQ_OK) return st0;
     size_t es = mq_dtype_size(dt);
-    if (cols != 0 && (rows > SIZE_MAX / cols || rows * cols > SIZE_MAX / es))
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize: %zu x %zu is too large",
-                            rows, cols);
+    if ((st0 = mq_cl_check_rows("quantize", rows, cols, es)) != MQ_OK) return st0;
     size_t ignored_bad;
     if (!bad_row) bad_row = &ignored_bad;
     if (rows == 0) return MQ_OK;
@@ -405,13 +408,6 @@ static size_t piece_len(const mq_cl_backend *cb, size_t es)
     size_t piece = cb->limit / es;
     if (piece >= 8) piece -= piece % 8;
     return piece;
-}
-
-static mq_status check_dtype(mq_dtype dt, const char *what)
-{
-    if (dt == MQ_DTYPE_F32 || dt == MQ_DTYPE_F16 || dt == MQ_DTYPE_BF16) return MQ_OK;
-    return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL %s: dtype %s is not F32/F16/BF16", what,
-                        mq_dtype_name(dt) ? mq_dtype_name(dt) : "?");
 }
 
 static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,

@@ -91,6 +91,9 @@ mq_status mq_cl_slot_get(mq_cl_backend *cb, int slot, size_t bytes, cl_mem *out)
 mq_status mq_cl_write(mq_cl_backend *cb, cl_mem buf, size_t bytes, const void *src);
 mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst);
 mq_status mq_cl_finish(mq_cl_backend *cb);
+/* MQ_STATUS_E_INVALID_ARG naming `what` when rows x cols values of es bytes
+ * overflow size_t. */
+mq_status mq_cl_check_rows(const char *what, size_t rows, size_t cols, size_t es);
 /* Sets the arguments and enqueues `items` work-items (rounded up to the work-group). */
 mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
                        size_t items, cl_event *ev);

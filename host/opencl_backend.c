@@ -55,6 +55,14 @@ mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst)
     return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueReadBuffer");
 }
 
+mq_status mq_cl_check_rows(const char *what, size_t rows, size_t cols, size_t es)
+{
+    if (cols != 0 && (rows > SIZE_MAX / cols || rows * cols > SIZE_MAX / es))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL %s: %zu x %zu is too large", what,
+                            rows, cols);
+    return MQ_OK;
+}
+
 mq_status mq_cl_finish(mq_cl_backend *cb)
 {
     cl_int err = clFinish(cb->queue);
