@@ -4,12 +4,12 @@
 #include "clgemm.h"
 #include "monoquant.h"
 #include "reference.h"
+#include "timing.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -25,13 +25,6 @@ typedef struct {
     int iters;
     bool host;
 } bench_opts;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The layer set: per layer an o_proj-like [hidden, hidden] and an up_proj-like
  * [ffn, hidden] weight, N(0, 0.02) values. Returns the bytes of weights. */
@@ -89,12 +82,12 @@ static double time_eval(const char *orig, const char *quant, const bench_opts *o
     mq_eval_options_init(&opt);
     opt.tokens = o->tokens;
     opt.device = device;
-    double t0 = now();
+    double t0 = mq_now_s();
     if (mq_eval_files(orig, quant, &opt, &r) != MQ_OK) {
         fprintf(stderr, "bench_eval: eval failed: %s\n", mq_last_error());
         return -1;
     }
-    double dt = now() - t0;
+    double dt = mq_now_s() - t0;
     snprintf(dev_name, cap, "%s%s%s%s%s (worst layer %.2f dB)", mq_eval_result_backend(r),
              *mq_eval_result_platform(r) ? " / " : "", mq_eval_result_platform(r),
              *mq_eval_result_device(r) ? " / " : "", mq_eval_result_device(r),

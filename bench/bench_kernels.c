@@ -3,12 +3,12 @@
  * traffic and against the host reference, for LLM-sized weight shapes. */
 #include "opencl.h"
 #include "reference.h"
+#include "timing.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage[] =
     "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
@@ -19,19 +19,6 @@ static const char usage[] =
 typedef struct {
     size_t rows, cols;
 } shape;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static size_t parse_shapes(const char *s, shape *out, size_t cap)
 {
@@ -75,14 +62,13 @@ static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t
     if (!q || !zp || !scale || !t) goto done;
     for (int i = -1; i < iters; i++) { /* i == -1: untimed warm-up */
         size_t bad = 0;
-        double t0 = now();
+        double t0 = mq_now_s();
         mq_status st = be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, &bad)
                           : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
-        if (i >= 0) t[i] = now() - t0;
+        if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    med = t[iters / 2];
+    med = mq_median(t, (size_t)iters);
 done:
     free(t);
     free(scale);

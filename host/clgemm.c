@@ -6,12 +6,12 @@
 #include "clbackend.h"
 #include "clerror.h"
 #include "error.h"
+#include "timing.h"
 
 #include <clblast_c.h>
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct mq_clgemm {
     mq_cl_backend *cb;
@@ -281,19 +281,6 @@ void mq_clgemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz, 
     *cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* A device buffer of n floats, all `v` (values do not change GEMM speed; no denormals). */
 static mq_status filled(mq_cl_backend *cb, size_t n, float v, cl_mem *out)
 {
@@ -322,17 +309,16 @@ mq_status mq_clgemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int i
         (st = filled(cb, m * n, 0.0f, &c)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
         goto done;
     for (int i = -1; i < iters; i++) { /* i == -1: the untimed warm-up (and kernel build) */
-        double t0 = now_s();
+        double t0 = mq_now_s();
         if ((st = sgemm(g, m, n, k, a, b, c, n)) != MQ_OK || (st = mq_cl_finish(cb)) != MQ_OK)
             goto done;
-        double dt = now_s() - t0;
+        double dt = mq_now_s() - t0;
         if (i < 0)
             *first_s = dt;
         else
             t[i] = dt;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    *median_s = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+    *median_s = mq_median(t, (size_t)iters);
 done:
     clFinish(cb->queue);
     mq_cl_release(&c);

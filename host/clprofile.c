@@ -6,21 +6,10 @@
 
 #include "clerror.h"
 #include "error.h"
+#include "timing.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Seconds between the start and end of a finished command. */
 static mq_status event_seconds(cl_event ev, double *s)
@@ -126,9 +115,9 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
             ct[it] = csum;
         }
     }
-    out->kernel_s = median(kt, iters);
-    out->kernel_err_s = median(et, iters);
-    out->copy_s = median(ct, iters);
+    out->kernel_s = mq_median(kt, (size_t)iters);
+    out->kernel_err_s = mq_median(et, (size_t)iters);
+    out->copy_s = mq_median(ct, (size_t)iters);
 done:
     clFinish(cb->queue);
     cl_mem *all[] = {&c1, &c0, &ecl, &esum, &bad, &zp, &scale, &q, &in};

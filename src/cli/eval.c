@@ -3,13 +3,13 @@
  * ran the GEMMs and an optional JSON copy. */
 #include "cli.h"
 #include "dtype.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char eval_usage[] =
@@ -159,13 +159,6 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
            *mq_eval_result_device(r) ? " / " : "", mq_eval_result_device(r), seconds);
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Fails before the evaluation, not after it, when the JSON cannot be written. */
 static bool json_dir_ok(const char *path)
 {
@@ -191,14 +184,14 @@ int mq_cli_eval(int argc, char **argv)
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
     a.opt.progress = on_progress;
     a.opt.progress_user = &ps;
-    double t0 = now_seconds();
+    double t0 = mq_now_s();
     mq_status st = mq_eval_files(a.original, a.quantized, &a.opt, &res);
     if (ps.drawn) fputs("\r\033[K", stderr); /* a failed run leaves its progress line */
     if (st == MQ_OK && a.json) st = mq_eval_write_json(res, a.json);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
     } else {
-        print_table(res, &a, now_seconds() - t0);
+        print_table(res, &a, mq_now_s() - t0);
         if (a.json) printf("wrote %s\n", a.json);
     }
     mq_eval_result_free(res);

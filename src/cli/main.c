@@ -2,7 +2,6 @@
  * the commands. */
 #include "cli.h"
 
-
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

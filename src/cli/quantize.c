@@ -2,6 +2,7 @@
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
 #include "dtype.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char quantize_usage[] =
     "usage: monoquant quantize IN.safetensors -o OUT.safetensors [options]\n"
@@ -224,13 +224,6 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     return st;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* What the progress callback needs between calls. */
 typedef struct {
     bool bar; /* stderr is a terminal: draw a bar there */
@@ -285,7 +278,7 @@ static void draw_bar(progress_state *s, const mq_progress *p, double now)
 static void on_progress(const mq_progress *p, void *user)
 {
     progress_state *s = user;
-    double now = now_seconds();
+    double now = mq_now_s();
     if (p->finished && s->lines) {
         if (s->bar_drawn) {
             fputs("\r\033[K", stderr);
@@ -352,14 +345,14 @@ int mq_cli_quantize(int argc, char **argv)
         free(a.exclude);
         return rc < 0 ? MQ_EXIT_OK : rc;
     }
-    double t0 = now_seconds();
+    double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     mq_status st = resolve_config(&a, &cfg);
     cfg.progress = on_progress;
     cfg.progress_user = &ps;
     if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);
     end_progress(&ps);
-    double seconds = now_seconds() - t0;
+    double seconds = mq_now_s() - t0;
     if (st == MQ_OK && a.report)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
