@@ -192,26 +192,6 @@ HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, in
     }
 }
 
-HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, int8_t *q)
-{
-    hk_block b;
-    int8_t qt[HK_SMALL];
-    float z = (float)zp;
-    size_t i = 0;
-    if (n < HK_SMALL) {
-        mq_ref_quantize_values(src, dt, n, s, zp, q);
-        return;
-    }
-    for (; i + HK_BIG <= n; i += HK_BIG)
-        quant_block(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i);
-    for (; i + HK_SMALL <= n; i += HK_SMALL)
-        quant_block(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i);
-    if (i < n) {
-        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, qt);
-        memcpy(q + i, qt, n - i);
-    }
-}
-
 /* quant_block with the weight error of mq_ref_error_stats folded in while the
  * block is in registers. The code is first clamped to [-129 - z, 128 - z]:
  * clamping to integer bounds commutes with rint, so the rounded value r lies
@@ -269,11 +249,23 @@ HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z
     acc->clamped += c;
 }
 
-/* quant_run plus the weight error of the n values into acc. Runs shorter
- * than HK_SMALL and the end of a run (whose block is padded) use the
- * reference statistics on the codes just written. */
-HK_INLINE void quant_run_err(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, bool asym,
-                             int8_t *q, mq_err_acc *acc)
+/* One block's codes, and with acc its weight error too. */
+HK_INLINE void quant_block_acc(const float *restrict x, int nb, float s, float z,
+                               int8_t *restrict q, mq_err_acc *acc)
+{
+    if (acc)
+        quant_block_err(x, nb, s, z, q, acc);
+    else
+        quant_block(x, nb, s, z, q);
+}
+
+/* The codes of n values with fixed parameters; with acc, their weight error
+ * is added to *acc as well (asym: zp is a zero point the statistics
+ * subtract). Runs shorter than HK_SMALL use the reference, and the end of a
+ * run (whose block is padded) the reference statistics on the codes just
+ * written. */
+HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, bool asym,
+                         int8_t *q, mq_err_acc *acc)
 {
     hk_block b;
     int8_t qt[HK_SMALL];
@@ -281,18 +273,19 @@ HK_INLINE void quant_run_err(const void *src, mq_dtype dt, size_t n, float s, in
     size_t i = 0;
     if (n < HK_SMALL) {
         mq_ref_quantize_values(src, dt, n, s, zp, q);
-        mq_ref_error_stats(src, dt, 1, n, q, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+        if (acc) mq_ref_error_stats(src, dt, 1, n, q, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
         return;
     }
     for (; i + HK_BIG <= n; i += HK_BIG)
-        quant_block_err(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i, acc);
+        quant_block_acc(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i, acc);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
-        quant_block_err(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i, acc);
+        quant_block_acc(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i, acc);
     if (i < n) {
         quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, qt);
         memcpy(q + i, qt, n - i);
-        mq_ref_error_stats((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, n - i, q + i,
-                           &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+        if (acc)
+            mq_ref_error_stats((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, n - i,
+                               q + i, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
     }
 }
 
@@ -304,7 +297,7 @@ HK_CLONES void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt,
 HK_CLONES void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
                                      int8_t *q)
 {
-    quant_run(src, dt, n, scale, zp, q);
+    quant_run(src, dt, n, scale, zp, false, q, NULL);
 }
 
 HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
@@ -337,10 +330,7 @@ HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t
         mq_ref_params(&st, symmetric, dt, &s, &z);
         mq_store_scale(scale, dt, r, s);
         if (!symmetric && zp) zp[r] = z;
-        if (err)
-            quant_run_err(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
-        else
-            quant_run(row, rdt, cols, s, z, q + r * cols);
+        quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
     }
     return MQ_OK;
 }
@@ -362,7 +352,7 @@ HK_CLONES mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t
 HK_CLONES void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
                                          int8_t zp, bool symmetric, int8_t *q, mq_err_acc *err)
 {
-    quant_run_err(src, dt, n, scale, zp, !symmetric, q, err);
+    quant_run(src, dt, n, scale, zp, !symmetric, q, err);
 }
 
 /* fp32 bits to half bits as mq_f32_to_f16, without branches: normal results
