@@ -169,6 +169,14 @@ done:
 
 /* ---- split path ---- */
 
+/* Values per piece of a run that must fit one buffer (a multiple of 8 when possible). */
+static size_t piece_len(const mq_cl_backend *cb, size_t es)
+{
+    size_t piece = cb->limit / es;
+    if (piece >= 8) piece -= piece % 8;
+    return piece;
+}
+
 /* Values one stats work-group reduces (a multiple of 8). */
 static size_t stats_segment(const mq_cl_backend *cb)
 {
@@ -302,8 +310,7 @@ static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype
                                  size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt);
-    size_t piece = cb->limit / es;
-    if (piece >= 8) piece -= piece % 8;
+    size_t piece = piece_len(cb, es);
     if (piece == 0)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                             "OpenCL: buffer limit of %zu bytes is too small", cb->limit);
@@ -401,14 +408,6 @@ mq_status mq_cl_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, s
 }
 
 /* ---- streaming steps: one long run of values at a time ---- */
-
-/* Values per piece of a run that must fit one buffer (a multiple of 8 when possible). */
-static size_t piece_len(const mq_cl_backend *cb, size_t es)
-{
-    size_t piece = cb->limit / es;
-    if (piece >= 8) piece -= piece % 8;
-    return piece;
-}
 
 static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                              mq_ref_stats *st)
