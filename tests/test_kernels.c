@@ -345,6 +345,17 @@ static void test_quantize_chunked(void **state)
     }
 }
 
+/* The random shapes, then every edge pattern on 40 rows of `cols` values:
+ * the checks each backend configuration gets. */
+static void run_shapes_and_edges(mq_backend *be, int seed, size_t cols)
+{
+    run_shapes(be, seed);
+    tu_rng r;
+    tu_rng_seed(&r, (uint64_t)seed * 10);
+    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
+        check_shape(be, &r, 40, cols, pat);
+}
+
 /* The work-group shape a GPU gets (many work-items per row), run on any device. */
 static void test_quantize_wide_groups(void **state)
 {
@@ -352,11 +363,9 @@ static void test_quantize_wide_groups(void **state)
     NEED(BE_WIDE);
     if (mq_opencl_work_group(be) < 256)
         print_message("work-group only %zu\n", mq_opencl_work_group(be));
-    run_shapes(be, 14);
+    run_shapes_and_edges(be, 14, 333);
     tu_rng r;
-    tu_rng_seed(&r, 140);
-    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
-        check_shape(be, &r, 40, 333, pat);
+    tu_rng_seed(&r, 141);
     check_shape(be, &r, 2, 300000, PAT_NORMAL);
 }
 
@@ -364,22 +373,14 @@ static void test_quantize_div_double(void **state)
 {
     (void)state;
     NEED(BE_DOUBLE);
-    run_shapes(be, 6);
-    tu_rng r;
-    tu_rng_seed(&r, 60);
-    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
-        check_shape(be, &r, 40, 33, pat);
+    run_shapes_and_edges(be, 6, 33);
 }
 
 static void test_quantize_div_soft(void **state)
 {
     (void)state;
     NEED(BE_SOFT);
-    run_shapes(be, 7);
-    tu_rng r;
-    tu_rng_seed(&r, 70);
-    for (int pat = PAT_EDGES; pat < PAT_COUNT; pat++)
-        check_shape(be, &r, 40, 33, pat);
+    run_shapes_and_edges(be, 7, 33);
 }
 
 /* The kernels' division against the host's IEEE division, in every mode, for
