@@ -63,8 +63,9 @@ static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t
     for (int i = -1; i < iters; i++) { /* i == -1: untimed warm-up */
         size_t bad = 0;
         double t0 = mq_now_s();
-        mq_status st = be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, &bad)
-                          : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
+        mq_status st =
+            be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, &bad, NULL)
+               : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }

@@ -377,9 +377,9 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
 /* A device out of memory gets the same work again in smaller chunks; each
  * attempt writes every output from scratch and sums its own error, which
  * counts only when the attempt succeeds. */
-static mq_status quantize_rows_retry(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                     size_t cols, bool symmetric, int8_t *q, void *scale,
-                                     int8_t *zp, size_t *bad_row, mq_err_acc *err)
+mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row,
+                              mq_err_acc *err)
 {
     mq_status st;
     mq_err_acc part;
@@ -392,19 +392,6 @@ static mq_status quantize_rows_retry(mq_backend *b, const void *src, mq_dtype dt
                                  cols * mq_dtype_size(dt)));
     if (st == MQ_OK && err) mq_err_acc_add(err, &part);
     return st;
-}
-
-mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
-{
-    return quantize_rows_retry(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
-}
-
-mq_status mq_cl_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                  size_t *bad_row, mq_err_acc *err)
-{
-    return quantize_rows_retry(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
 }
 
 /* ---- streaming steps: one long run of values at a time ---- */
@@ -474,9 +461,11 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq
     return s;
 }
 
-static mq_status quantize_values_retry(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                       float scale, int8_t zp, int8_t *q, mq_err_acc *err)
+mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
+                                int8_t zp, bool symmetric, int8_t *q, mq_err_acc *err)
 {
+    /* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
+    (void)symmetric;
     mq_status st;
     mq_err_acc part;
     do {
@@ -486,19 +475,4 @@ static mq_status quantize_values_retry(mq_backend *b, const void *src, mq_dtype 
     } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
     if (st == MQ_OK && err) mq_err_acc_add(err, &part);
     return st;
-}
-
-mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, int8_t *q)
-{
-    return quantize_values_retry(b, src, dt, n, scale, zp, q, NULL);
-}
-
-/* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
-mq_status mq_cl_quantize_values_err(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                    float scale, int8_t zp, bool symmetric, int8_t *q,
-                                    mq_err_acc *err)
-{
-    (void)symmetric;
-    return quantize_values_retry(b, src, dt, n, scale, zp, q, err);
 }

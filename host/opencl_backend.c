@@ -176,8 +176,6 @@ static const mq_backend_ops cl_ops = {
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
     .quantize_values = mq_cl_quantize_values,
-    .quantize_rows_err = mq_cl_quantize_rows_err,
-    .quantize_values_err = mq_cl_quantize_values_err,
     .staging_alloc = mq_cl_staging_alloc,
     .staging_free = mq_cl_staging_free,
 };

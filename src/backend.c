@@ -79,12 +79,11 @@ static void quant_part(void *arg, unsigned k)
     j->bad[k] += r0;
 }
 
-/* Both quantize_rows ops: err NULL skips the weight error. Each part sums
- * its own rows; the parts are added in order, so the result does not
- * depend on timing. */
-static mq_status host_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                               size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                               size_t *bad_row, mq_err_acc *err)
+/* err NULL skips the weight error. Each part sums its own rows; the parts
+ * are added in order, so the result does not depend on timing. */
+static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                    size_t *bad_row, mq_err_acc *err)
 {
     unsigned parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt));
     if (parts == 1) {
@@ -109,20 +108,6 @@ static mq_status host_quantize(mq_backend *b, const void *src, mq_dtype dt, size
     for (unsigned k = 0; err && k < parts; k++)
         mq_err_acc_add(err, &j.err[k]);
     return MQ_OK;
-}
-
-static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    size_t *bad_row)
-{
-    return host_quantize(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
-}
-
-static mq_status host_quantize_rows_err(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                        size_t cols, bool symmetric, int8_t *q, void *scale,
-                                        int8_t *zp, size_t *bad_row, mq_err_acc *err)
-{
-    return host_quantize(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
 }
 
 typedef struct {
@@ -196,19 +181,14 @@ static mq_status host_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t
 }
 
 static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                      float scale, int8_t zp, int8_t *q)
+                                      float scale, int8_t zp, bool symmetric, int8_t *q,
+                                      mq_err_acc *err)
 {
     (void)b;
-    mq_hk_quantize_values(src, dt, n, scale, zp, q);
-    return MQ_OK;
-}
-
-static mq_status host_quantize_values_err(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                          float scale, int8_t zp, bool symmetric, int8_t *q,
-                                          mq_err_acc *err)
-{
-    (void)b;
-    mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, q, err);
+    if (err)
+        mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, q, err);
+    else
+        mq_hk_quantize_values(src, dt, n, scale, zp, q);
     return MQ_OK;
 }
 
@@ -244,8 +224,6 @@ static const mq_backend_ops host_ops = {
     .quantize_values = host_quantize_values,
     .staging_alloc = host_staging_alloc,
     .staging_free = host_staging_free,
-    .quantize_rows_err = host_quantize_rows_err,
-    .quantize_values_err = host_quantize_values_err,
 };
 
 mq_status mq_backend_open_host(mq_backend **out)

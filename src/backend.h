@@ -11,10 +11,14 @@ struct mq_err_acc;
 
 typedef struct {
     /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
-     * MQ_STATUS_E_DATA with *bad_row for NaN/Inf; other errors set mq_last_error. */
+     * MQ_STATUS_E_DATA with *bad_row for NaN/Inf; other errors set mq_last_error.
+     * With err (NULL: none) the weight error of the values is added to *err
+     * in the same pass (the host loop, the OpenCL _err kernels): the sums of
+     * mq_ref_error_stats, matched to a relative 1e-5. On an error *err may
+     * hold part of the call. */
     mq_status (*quantize_rows)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                               size_t *bad_row);
+                               size_t *bad_row, struct mq_err_acc *err);
     /* As mq_ref_cast_f16; the overflow count goes to *overflow. */
     mq_status (*cast_f16)(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                           uint16_t *dst, uint64_t *overflow);
@@ -28,26 +32,16 @@ typedef struct {
     /* Folds n values into *st exactly as mq_ref_stats_update. */
     mq_status (*reduce)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                         struct mq_ref_stats *st);
-    /* As mq_ref_quantize_values with fixed params (per-tensor mode, second pass). */
+    /* As mq_ref_quantize_values with fixed params (per-tensor mode, second
+     * pass); err as for quantize_rows (symmetric: zp is no zero point for
+     * the statistics). */
     mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                 int8_t zp, int8_t *q);
+                                 int8_t zp, bool symmetric, int8_t *q, struct mq_err_acc *err);
     /* Host memory the device reads and writes fastest (pinned / zero-copy);
      * NULL from staging_alloc means use plain memory. */
     void *(*staging_alloc)(mq_backend *b, size_t n);
     void (*staging_free)(mq_backend *b, void *p);
 
-    /* Quantizing with the weight error computed in the same pass (every
-     * backend has them: the host loop, the OpenCL _err kernels). Same
-     * outputs as quantize_rows / quantize_values, and the error of the
-     * values is added to *err (reference.h: mq_ref_error_stats, whose
-     * double sums these match to a relative 1e-5). On an error *err may
-     * hold part of the call. */
-    mq_status (*quantize_rows_err)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                   size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                   size_t *bad_row, struct mq_err_acc *err);
-    mq_status (*quantize_values_err)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                     float scale, int8_t zp, bool symmetric, int8_t *q,
-                                     struct mq_err_acc *err);
 } mq_backend_ops;
 
 struct mq_backend {

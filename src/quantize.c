@@ -94,8 +94,8 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     size_t bad_row = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = c->be->ops->quantize_rows_err(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
-                                       &bad_row, &acc);
+    st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
+                                   &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->cfg->skip_nonfinite) {
             *nonfinite = true;

@@ -119,7 +119,7 @@ static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n,
 static mq_status do_values_err(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
                                int8_t zp, int8_t *q, mq_err_acc *err)
 {
-    return s->be->ops->quantize_values_err(s->be, src, dt, n, scale, zp, s->cfg->symmetric, q, err);
+    return s->be->ops->quantize_values(s->be, src, dt, n, scale, zp, s->cfg->symmetric, q, err);
 }
 
 /* ---- progress ---- */
@@ -210,8 +210,8 @@ static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
     unsigned char *scale = scale_area(s, j->buf), *zp = zp_area(s, j->buf);
     const mq_backend_ops *ops = s->be->ops;
     mq_status st;
-    st = ops->quantize_rows_err(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf,
-                                scale, (int8_t *)zp, &bad, err);
+    st = ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf, scale,
+                            (int8_t *)zp, &bad, err);
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
     if (st != MQ_OK) return st;
     add_piece(s, j, j->buf, c->count * tp->cols, tp->out_q + (uint64_t)c->first * tp->cols);

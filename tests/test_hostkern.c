@@ -361,8 +361,9 @@ static void test_backend_threads(void **state)
         fill(src, dt, n, &r, false);
         for (int sym = 0; sym < 2; sym++) {
             size_t bad = 0;
-            assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, &bad),
-                             MQ_OK);
+            assert_int_equal(
+                be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, &bad, NULL),
+                MQ_OK);
             assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bad),
                              MQ_OK);
             assert_bytes(qa, qb, n, "threaded q");
@@ -386,7 +387,8 @@ static void test_backend_threads(void **state)
         assert_int_equal(be->ops->reduce(be, src, dt, n, &a), MQ_OK);
         mq_ref_stats_update(&b, src, dt, n);
         assert_stats_equal(&a, &b);
-        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, qa), MQ_OK);
+        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, false, qa, NULL),
+                         MQ_OK);
         mq_ref_quantize_values(src, dt, n, 0.01f, -5, qb);
         assert_bytes(qa, qb, n, "quantize_values");
         /* Bad rows in both halves: the first one is reported. */
@@ -395,7 +397,7 @@ static void test_backend_threads(void **state)
             put(src, dt, 40 * cols + 2000, -INFINITY);
             size_t bad = 0;
             assert_int_equal(
-                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, &bad),
+                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, &bad, NULL),
                 MQ_STATUS_E_DATA);
             assert_int_equal(bad, 40);
         }

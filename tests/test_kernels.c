@@ -170,7 +170,7 @@ static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t 
     memset(z2, 0x5a, rows + 1);
     size_t bad1 = 12345, bad2 = 54321;
     mq_status st1 =
-        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad1);
+        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad1, NULL);
     mq_status st2 = mq_ref_quantize_rows(src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2, &bad2);
     if (st1 != st2)
         fail_msg("%zux%zu %s %s: status %d (%s) vs reference %d", rows, cols, mq_dtype_name(dt),
@@ -306,14 +306,14 @@ static void test_quantize_nonfinite(void **state)
                 int8_t *q = malloc(rows * cols);
                 uint8_t *sc = malloc(rows * 4);
                 int8_t *zp = malloc(rows);
-                mq_status st =
-                    be->ops->quantize_rows(be, src, k_dts[d], rows, cols, k % 2, q, sc, zp, &bad);
+                mq_status st = be->ops->quantize_rows(be, src, k_dts[d], rows, cols, k % 2, q, sc,
+                                                      zp, &bad, NULL);
                 assert_int_equal(st, MQ_STATUS_E_DATA);
                 assert_int_equal(bad, row1);
                 if (small && rows * cols < 300000) {
                     bad = 0;
                     st = small->ops->quantize_rows(small, src, k_dts[d], rows, cols, k % 2, q, sc,
-                                                   zp, &bad);
+                                                   zp, &bad, NULL);
                     assert_int_equal(st, MQ_STATUS_E_DATA);
                     assert_int_equal(bad, row1);
                 }
@@ -455,11 +455,12 @@ static void check_reduce(mq_backend *be, const void *src, mq_dtype dt, size_t n)
     int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
     assert_true(q1 && q2);
     q1[n] = q2[n] = 0x33;
-    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, q1), MQ_OK);
+    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, false, q1, NULL), MQ_OK);
     mq_ref_quantize_values(src, dt, n, s, zp, q2);
     assert_memory_equal(q1, q2, n + 1);
     /* parameters that saturate most values */
-    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, q1), MQ_OK);
+    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, false, q1, NULL),
+                     MQ_OK);
     mq_ref_quantize_values(src, dt, n, s / 64.0f, -100, q2);
     assert_memory_equal(q1, q2, n + 1);
     free(q1);
@@ -719,10 +720,11 @@ static void test_bad_arguments(void **state)
     int8_t zp[2];
     size_t bad;
     float src[4] = {1, 2, 3, 4};
-    assert_int_equal(be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, &bad),
-                     MQ_STATUS_E_INVALID_ARG);
-    assert_int_equal(be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, &bad),
-                     MQ_OK);
+    assert_int_equal(
+        be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, &bad, NULL),
+        MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(
+        be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, &bad, NULL), MQ_OK);
     check_quantize(be, src, MQ_DTYPE_F32, 2, 0, false); /* empty rows: reference's parameters */
     uint16_t h[4];
     uint64_t ov = 9;
