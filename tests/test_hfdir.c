@@ -789,6 +789,15 @@ static void break_path_shard(const char *in, const model_opts *o)
     rewrite_index(in, "model.norm.weight", "../model-00003-of-00003.safetensors");
 }
 
+static void break_long_shard_name(const char *in, const model_opts *o)
+{
+    (void)o;
+    char name[320];
+    memset(name, 'm', 300);
+    strcpy(name + 300, ".safetensors");
+    rewrite_index(in, "model.norm.weight", name);
+}
+
 static void break_no_model(const char *in, const model_opts *o)
 {
     for (int k = 0; k < o->shards; k++) {
@@ -839,6 +848,9 @@ static const broken_case broken_cases[] = {
     {"shard outside the directory",
      break_path_shard,
      {MQ_HF_INDEX, "model.norm.weight", "not a plain file name", NULL}},
+    {"shard name too long for a file",
+     break_long_shard_name,
+     {MQ_HF_INDEX, "model.norm.weight", "longer than 255 bytes", NULL}},
     {"no model file",
      break_no_model,
      {"no model.safetensors or model.safetensors.index.json", NULL, NULL, NULL}},
