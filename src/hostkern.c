@@ -330,7 +330,11 @@ HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t
         mq_ref_params(&st, symmetric, dt, &s, &z);
         mq_store_scale(scale, dt, r, s);
         if (!symmetric && zp) zp[r] = z;
-        quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
+        /* Two calls, so that each inlined copy knows whether err is NULL. */
+        if (err)
+            quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
+        else
+            quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, NULL);
     }
     return MQ_OK;
 }
