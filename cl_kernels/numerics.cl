@@ -257,15 +257,16 @@ inline void mq_store_scale(global void *dst, ulong i, float s, const int dt)
         ((global ushort *)dst)[i] = mq_f32_to_bf16(s);
 }
 
-/* q = clamp(rint(w / s) + zp, -128, 127); the saturating conversion is the clamp. */
+/* q = clamp(rint(w / s + zp), -128, 127): the zero point is added before the
+ * rounding, as compressed-tensors does; the saturating conversion is the clamp. */
 inline char8 mq_quant8(float8 w, float s, float zp)
 {
-    return convert_char8_sat(rint(mq_div8(w, s)) + zp);
+    return convert_char8_sat(rint(mq_div8(w, s) + zp));
 }
 
 inline char mq_quant1(float w, float s, float zp)
 {
-    return convert_char_sat(rint(mq_div(w, s)) + zp);
+    return convert_char_sat(rint(mq_div(w, s) + zp));
 }
 
 /* ---- weight error statistics ---- */
@@ -310,7 +311,7 @@ inline void mq_kahan8(float8 x, float8 *sum, float8 *comp)
 inline char8 mq_quant8_err(float8 w, float s, float zp, float tk, float8 *sig, float8 *err2,
                            float8 *mx, uint8 *ncl)
 {
-    float8 r = rint(mq_div8(w, s)) + zp;
+    float8 r = rint(mq_div8(w, s) + zp);
     float8 rc = clamp(r, -128.0f, 127.0f);
     float8 e = w - (rc - zp) * s;
     float8 ws = w * tk, es = e * tk;
@@ -324,7 +325,7 @@ inline char8 mq_quant8_err(float8 w, float s, float zp, float tk, float8 *sig, f
 inline char mq_quant1_err(float w, float s, float zp, float tk, float *sig, float *err2, float *mx,
                           uint *ncl)
 {
-    float r = rint(mq_div(w, s)) + zp;
+    float r = rint(mq_div(w, s) + zp);
     float rc = clamp(r, -128.0f, 127.0f);
     float e = w - (rc - zp) * s;
     float ws = w * tk, es = e * tk;

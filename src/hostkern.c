@@ -174,30 +174,29 @@ HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n
     lanes_merge(&a, s);
 }
 
-/* q = clamp(rint(x / s) + z, -128, 127) as the reference computes it, with
- * the clamp moved before the rounding: clamping x / s to the integers
- * [-128 - z, 127 - z] commutes with rint (both monotonic, integer bounds), and
- * afterwards rint(v) + z is already in [-128, 127]. A NaN falls to the lower
- * bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. The small range
- * makes the magic-number rint exact, and the final conversion defined. */
+/* q = clamp(rint(x / s + z), -128, 127) as the reference computes it, with
+ * the clamp moved before the rounding: clamping to the integers [-128, 127]
+ * commutes with rint (both monotonic, integer bounds). A NaN falls to the
+ * lower bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. The small
+ * range makes the magic-number rint exact, and the final conversion defined. */
 HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, int8_t *restrict q)
 {
-    const float lo = -128.0f - z, hi = 127.0f - z;
     for (int j = 0; j < nb; j++) {
-        float v = x[j] / s;
-        v = v > lo ? v : lo;
-        v = v < hi ? v : hi;
+        float v = x[j] / s + z;
+        v = v > -128.0f ? v : -128.0f;
+        v = v < 127.0f ? v : 127.0f;
         v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        q[j] = (int8_t)(int32_t)(v + z);
+        q[j] = (int8_t)(int32_t)v;
     }
 }
 
 /* quant_block with the weight error of mq_ref_error_stats folded in while the
- * block is in registers. The code is first clamped to [-129 - z, 128 - z]:
- * clamping to integer bounds commutes with rint, so the rounded value r lies
- * outside [lo, hi] exactly when the reference's rint(x / s) + z lies outside
- * [-128, 127] (a clamped value), and clamping r to [lo, hi] then gives the
- * code quant_block stores. w_hat = r * s is the reference's (q - zp) * s.
+ * block is in registers. The code is first clamped to [-129, 128]: clamping
+ * to integer bounds commutes with rint, so the rounded value r lies outside
+ * [-128, 127] exactly when the reference's rint(x / s + z) does (a clamped
+ * value), and clamping r to [-128, 127] then gives the code quant_block
+ * stores. w_hat = (r - z) * s is the reference's (q - zp) * s (r - z is an
+ * exact small integer).
  * Sums go to HK_LANES float lanes over the nb (<= HK_BIG) values, then into
  * the double accumulator: each lane adds at most HK_BIG / HK_LANES = 32
  * terms in fp32 (relative error under 32 * 2^-24 ~ 2e-6 per block sum),
@@ -207,22 +206,21 @@ HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, in
 HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z,
                                int8_t *restrict q, mq_err_acc *restrict acc)
 {
-    const float lo = -128.0f - z, hi = 127.0f - z;
     float e[HK_BIG];
     uint32_t c = 0;
     /* Two loops, so each vectorizes: the codes (as quant_block), the clamp
      * count (an integer sum) and the errors first, then the fp32 sums over
      * HK_LANES lanes (all 32-bit types: one AVX-512 vector per lane set). */
     for (int j = 0; j < nb; j++) {
-        float v = x[j] / s;
-        v = v > lo - 1.0f ? v : lo - 1.0f;
-        v = v < hi + 1.0f ? v : hi + 1.0f;
+        float v = x[j] / s + z;
+        v = v > -129.0f ? v : -129.0f;
+        v = v < 128.0f ? v : 128.0f;
         v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        c += (uint32_t)((v < lo) | (v > hi));
-        v = v > lo ? v : lo;
-        v = v < hi ? v : hi;
-        q[j] = (int8_t)(int32_t)(v + z);
-        e[j] = x[j] - v * s;
+        c += (uint32_t)((v < -128.0f) | (v > 127.0f));
+        v = v > -128.0f ? v : -128.0f;
+        v = v < 127.0f ? v : 127.0f;
+        q[j] = (int8_t)(int32_t)v;
+        e[j] = x[j] - (v - z) * s;
     }
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
     for (int j = 0; j < HK_LANES; j++)

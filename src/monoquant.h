@@ -173,7 +173,7 @@ typedef struct mq_report_entry {
      * (q - zp) * s in fp32 from the stored scale s. */
     double weight_sqnr_db; /**< 10 log10(sum w^2 / sum (w - w_hat)^2); +inf when exact */
     double max_abs_error;  /**< max |w - w_hat| */
-    /** Values whose code rint(w / s) + zp lay outside [-128, 127] before the
+    /** Values whose code rint(w / s + zp) lay outside [-128, 127] before the
      * clamp. Symmetric scales map a group's largest |w| to about +-127.5,
      * which often rounds to +-128 (depending on the scale's rounding), so a
      * positive maximum is often counted: expected, not an outlier. */

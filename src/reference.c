@@ -189,7 +189,8 @@ void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale,
 {
     float z = (float)zp;
     for (size_t i = 0; i < n; i++) {
-        float v = rintf(mq_load_f32(src, dt, i) / scale) + z;
+        /* The zero point is added before rounding, as compressed-tensors does. */
+        float v = rintf(mq_load_f32(src, dt, i) / scale + z);
         /* fmin(fmax()) is OpenCL's clamp, and it keeps the conversion defined
          * (a NaN becomes -128 rather than undefined behaviour). */
         v = fminf(fmaxf(v, -128.0f), 127.0f);
@@ -254,7 +255,7 @@ void mq_ref_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, 
         const void *row = in + r * row_bytes;
         for (size_t i = 0; i < cols; i++) {
             float w = mq_load_f32(row, dt, i);
-            float code = rintf(w / s) + z;
+            float code = rintf(w / s + z);
             if (code < -128.0f || code > 127.0f) acc->clamped++;
             float w_hat = ((float)q[r * cols + i] - z) * s;
             double e = (double)w - (double)w_hat;

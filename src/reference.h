@@ -9,7 +9,7 @@
  *               overflows to inf it is hi / 255.0f - lo / 255.0f;
  *               s = round_to_stored_dtype(scale);
  *               zp = clamp(rint(-128.0f - lo / s), -128, 127);
- *               q = clamp(rint(w / s) + zp, -128, 127)
+ *               q = clamp(rint(w / s + zp), -128, 127)  (zp added before rounding)
  * rint rounds half to even. The stored dtype is the input dtype (F32/F16/BF16),
  * rounded to nearest even. */
 #ifndef MQ_REFERENCE_H
@@ -57,7 +57,7 @@ void mq_ref_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n
 /* Scale (as fp32, already rounded to `scale_dt`) and zero point from the statistics. */
 void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
                    int8_t *zp);
-/* q[i] = clamp(rint(w / scale) + zp, -128, 127) for n values. */
+/* q[i] = clamp(rint(w / scale + zp), -128, 127) for n values. */
 void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
                             int8_t *q);
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */

@@ -465,14 +465,16 @@ static void test_asym_basic(void **state)
     assert_f32_bits(quant_row_f32(c, 3, false, q, &zp), 20.0f / 255.0f);
     assert_int_equal(zp, -128);
     assert_q(q, (const int8_t[]){-1, 127, -128}, 3);
-    /* All negative: hi is 0. scale 1, zp = rint(-128 + 255) = 127. */
+    /* All negative: hi is 0. scale 1, zp = rint(-128 + 255) = 127. The zero
+     * point is added before rounding: -0.5 + 127 = 126.5 rounds to even, 126
+     * (rounding first would give rint(-0.5) + 127 = 127). */
     const float d[3] = {-255.0f, -100.0f, -0.5f};
     assert_f32_bits(quant_row_f32(d, 3, false, q, &zp), 1.0f);
     assert_int_equal(zp, 127);
-    assert_q(q, (const int8_t[]){-128, 27, 127}, 3);
-    /* Exact-half codes round to even before the zero point is added:
-     * [-0.5, 254.5] has scale 1, zp = rint(-127.5) = -128; 254.5 -> 254 - 128,
-     * 1.5 -> 2 - 128, 2.5 -> 2 - 128. */
+    assert_q(q, (const int8_t[]){-128, 27, 126}, 3);
+    /* Exact-half codes round to even after the (even) zero point is added:
+     * [-0.5, 254.5] has scale 1, zp = rint(-127.5) = -128; 254.5 - 128 -> 126,
+     * 1.5 - 128 -> -126, 2.5 - 128 -> -126. */
     const float e[4] = {-0.5f, 254.5f, 1.5f, 2.5f};
     assert_f32_bits(quant_row_f32(e, 4, false, q, &zp), 1.0f);
     assert_int_equal(zp, -128);

@@ -41,5 +41,6 @@ def expected_int8(w, symmetric):
         hi = np.maximum(np.max(w, axis=1), np.float32(0))
         scale = np.maximum((hi - lo) / np.float32(255), eps).astype(np.float32)
         zp = np.clip(np.rint(np.float32(-128) - lo / scale), -128, 127).astype(np.float32)
-    q = np.clip(np.rint(w / scale[:, None]) + zp[:, None], -128, 127).astype(np.int8)
+    # The zero point is added before rounding (compressed-tensors' order).
+    q = np.clip(np.rint(w / scale[:, None] + zp[:, None]), -128, 127).astype(np.int8)
     return q, scale, zp.astype(np.int8)
