@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "layout.h"
 #include "reference.h"
 
 #include <errno.h>
@@ -163,18 +164,6 @@ static mq_status source_find(source *s, const char *name, const mq_tensor **t, c
     return MQ_OK;
 }
 
-static const mq_tensor *companion(const mq_model *m, const char *name, const char *suffix)
-{
-    char buf[4096];
-    if ((size_t)snprintf(buf, sizeof buf, "%s%s", name, suffix) >= sizeof buf) return NULL;
-    return mq_model_find(m, buf);
-}
-
-static bool is_layer(const mq_model *m, const mq_tensor *t)
-{
-    return t->dtype == MQ_DTYPE_I8 && companion(m, t->name, "_scale") != NULL;
-}
-
 typedef struct {
     const mq_eval_options *opt;
     const char *orig_path, *quant_path;
@@ -285,32 +274,18 @@ static mq_status find_original(eval_ctx *c, const char *qfile, const mq_tensor *
 }
 
 /* Scales (and zero points) widened to one per output row. */
-static mq_status load_params(eval_ctx *c, const mq_model *qm, const char *qfile, const mq_tensor *t,
-                             size_t out)
+static mq_status load_params(eval_ctx *c, const mq_qlayer *ql, size_t out)
 {
-    const mq_tensor *s = companion(qm, t->name, "_scale");
-    const mq_tensor *z = companion(qm, t->name, "_zero_point");
-    uint64_t ns = 0;
-    mq_shape_numel(s->rank, s->shape, &ns);
-    if (!mq_dtype_is_quantizable(s->dtype) || (ns != out && ns != 1))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "'%s': layer '%s': the scale must be F32/F16/BF16 with one value per "
-                            "output channel (%zu) or one in all",
-                            qfile, t->name, out);
-    if (z && (z->dtype != MQ_DTYPE_I8 || z->nbytes != ns))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "'%s': layer '%s': the zero point must be I8 with one value per scale",
-                            qfile, t->name);
     mq_status st = grow(&c->scale, &c->s_cap, out);
     if (st != MQ_OK) return st;
     free(c->zp);
     c->zp = NULL;
-    if (z && !(c->zp = malloc(out ? out : 1)))
+    if (ql->zp && !(c->zp = malloc(out ? out : 1)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "evaluation: out of memory");
     for (size_t o = 0; o < out; o++) {
-        size_t k = ns == 1 ? 0 : o;
-        c->scale[o] = mq_load_f32(s->data, s->dtype, k);
-        if (z) c->zp[o] = ((const int8_t *)z->data)[k];
+        size_t k = ql->n_scale == 1 ? 0 : o;
+        c->scale[o] = mq_load_f32(ql->scale->data, ql->scale->dtype, k);
+        if (ql->zp) c->zp[o] = ql->zp[k];
     }
     return MQ_OK;
 }
@@ -361,26 +336,33 @@ static mq_status run_chunks(eval_ctx *c, const mq_tensor *o, const mq_tensor *t,
     return MQ_OK;
 }
 
-static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile, const mq_tensor *t,
-                            mq_eval_layer *l)
+static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile,
+                            const mq_tensor *codes, mq_eval_result *res)
 {
+    mq_eval_layer layer, *l = &layer;
     const mq_tensor *o;
     const char *ofile = NULL;
     uint64_t numel = 0;
     size_t tokens = 0;
     err_sums e = {0, 0, 0};
-    mq_status st = find_original(c, qfile, t, &o, &ofile);
-    if (st != MQ_OK) return st;
+    mq_qlayer ql;
+    mq_status st = mq_qlayer_open(qm, codes, &ql);
+    if (st != MQ_OK) {
+        mq_error_prefix("'%s'", qfile);
+        return st;
+    }
+    const mq_tensor *t = &ql.w;
+    if ((st = find_original(c, qfile, t, &o, &ofile)) != MQ_OK) goto done;
     mq_shape_numel(t->rank, t->shape, &numel);
     size_t out = t->rank >= 1 ? (size_t)t->shape[0] : 1; /* Conv: [out, in * k...] */
     size_t in = out ? (size_t)numel / out : 0;
-    if ((st = load_params(c, qm, qfile, t, out)) != MQ_OK ||
+    if ((st = load_params(c, &ql, out)) != MQ_OK ||
         (st = make_input(c, t->name, in, &tokens)) != MQ_OK)
-        return st;
+        goto done;
     if ((st = mq_fwd_set_input(c->fwd, c->x, tokens, in)) != MQ_OK ||
         (st = run_chunks(c, o, t, out, in, tokens, &e)) != MQ_OK) {
         mq_error_prefix("layer '%s'", t->name);
-        return st;
+        goto done;
     }
     memset(l, 0, sizeof *l);
     l->name = t->name;
@@ -390,7 +372,10 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile, 
     l->sqnr_db = e.se == 0.0 ? INFINITY : 10.0 * log10(e.sy / e.se);
     l->rel_error = e.se == 0.0 ? 0.0 : e.sy == 0.0 ? INFINITY : sqrt(e.se / e.sy);
     l->max_abs_error = e.max_abs;
-    return MQ_OK;
+    st = mq_eval_result_add(res, l);
+done:
+    mq_qlayer_free(&ql);
+    return st;
 }
 
 static void progress(eval_ctx *c, const char *note, const char *layer)
@@ -412,14 +397,13 @@ static mq_status eval_shard(eval_ctx *c, const char *qfile, bool count_only, mq_
     mq_status st = mq_model_open(qfile, &qm);
     for (size_t i = 0; st == MQ_OK && i < mq_model_count(qm); i++) {
         const mq_tensor *t = mq_model_tensor(qm, i);
-        if (!is_layer(qm, t)) continue;
+        if (!mq_qlayer_is_codes(qm, t)) continue;
         if (count_only) {
             c->total++;
             continue;
         }
-        mq_eval_layer l;
         progress(c, NULL, t->name);
-        if ((st = eval_layer(c, qm, qfile, t, &l)) == MQ_OK) st = mq_eval_result_add(res, &l);
+        st = eval_layer(c, qm, qfile, t, res);
         c->done++;
     }
     mq_model_free(qm);
@@ -476,7 +460,8 @@ mq_status mq_eval_files(const char *original, const char *quantized, const mq_ev
         for (size_t i = 0; i < c.orig.n_shards && st == MQ_OK; i++)
             st = eval_shard(&c, c.orig.shards[i], true, NULL);
         st = mq_set_error(
-            MQ_STATUS_E_FORMAT, "'%s': no quantized layers (an I8 tensor NAME with NAME_scale)%s",
+            MQ_STATUS_E_FORMAT,
+            "'%s': no quantized layers (an I8 tensor NAME with NAME_scale, or NAME_packed)%s",
             quantized, st == MQ_OK && c.total ? "; ORIGINAL has some: are the two swapped?" : "");
         goto done;
     }

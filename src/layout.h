@@ -1,6 +1,24 @@
-/* Names of the tensors that quantization adds beside a weight, in the
- * compressed-tensors layout: "<name>_scale" and "<name>_zero_point". Shared
- * by the in-memory and the streaming quantizer so both write the same file. */
+/* The output plan of one quantized weight: which tensors it becomes in the
+ * compressed-tensors layout (names, dtypes, shapes, sizes), where each code
+ * lands, and how codes and zero points are packed. The in-memory quantizer,
+ * the streaming quantizer, the config.json writer, dequantize and eval all
+ * take the layout from here, so they cannot disagree.
+ *
+ * Formats (compressed-tensors' names):
+ *   int-quantized  (W8A8: int8 symmetric weights, dynamic int8 activations)
+ *     <w>             I8   the weight's shape
+ *     <w>_scale       dtype of the weight, [rows, 1] per channel or [1] per tensor
+ *   pack-quantized (int8 weights only: asymmetric, or symmetric with weights_only)
+ *     <w>_packed      I32  the weight's shape with the last dimension d turned
+ *                          into ceil(d / 4) words; each word holds four codes as
+ *                          unsigned bytes (code + 128 = code XOR 0x80), the first
+ *                          in the low byte; a row's last word is padded with 0
+ *     <w>_shape       I64  [rank]: the weight's shape
+ *     <w>_scale       as above
+ *     <w>_zero_point  asymmetric only: per channel I32 [ceil(rows / 4), 1], the
+ *                     zero points packed as the codes along dimension 0; per
+ *                     tensor I8 [1], unpacked
+ * rows is the weight's first dimension per channel, 1 per tensor. */
 #ifndef MQ_LAYOUT_H
 #define MQ_LAYOUT_H
 
@@ -8,10 +26,89 @@
 
 #define MQ_SCALE_SUFFIX "_scale"
 #define MQ_ZP_SUFFIX "_zero_point"
+#define MQ_PACKED_SUFFIX "_packed"
+#define MQ_SHAPE_SUFFIX "_shape"
+/* compressed-tensors release whose layout and config block we write. */
+#define MQ_CT_VERSION "0.20.1"
 
-/* name + suffix, malloc'd; NULL when out of memory. */
-char *mq_name_with_suffix(const char *name, const char *suffix);
-/* MQ_STATUS_E_DATA when `in` already holds a name quantizing `name` would add. */
-mq_status mq_check_companion_names(const mq_model *in, const char *name, bool symmetric);
+typedef enum { MQ_FORMAT_INT_QUANTIZED = 0, MQ_FORMAT_PACK_QUANTIZED } mq_qformat;
+
+/* The output tensors of one quantized weight, in file order. */
+enum { MQ_QOUT_CODES = 0, MQ_QOUT_SCALE, MQ_QOUT_ZP, MQ_QOUT_SHAPE, MQ_QOUT_COUNT };
+
+typedef struct {
+    char *name; /* NULL: not written in this format */
+    mq_dtype dtype;
+    int rank;
+    int64_t shape[MQ_MAX_RANK];
+    uint64_t nbytes;
+} mq_qout;
+
+typedef struct {
+    mq_qformat format;
+    bool symmetric;
+    size_t rows, cols;  /* quantization groups (channels, or 1) x values per group */
+    size_t inner;       /* values per row of the last dimension */
+    size_t inner_bytes; /* bytes such a row takes in the output (packed: whole words) */
+    mq_qout out[MQ_QOUT_COUNT];
+} mq_qlayout;
+
+/* The format a config writes: int-quantized for symmetric int8 unless
+ * weights_only, else pack-quantized. */
+mq_qformat mq_qformat_of(const mq_config *cfg);
+const char *mq_qformat_name(mq_qformat f);
+
+/* The __metadata__ entries a run adds to each output file (replacing entries
+ * of the same key in place): the tool, the scheme and, for int8, the format.
+ * Fills kv and returns the count (at most MQ_OUTPUT_META). */
+#define MQ_OUTPUT_META 3
+int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2]);
+
+/* Plans the output of quantizing t (rank >= 2, non-empty) with cfg. */
+mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cfg);
+void mq_qlayout_free(mq_qlayout *l);
+
+/* MQ_STATUS_E_DATA naming both when `in` already holds a name the layout adds. */
+mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in);
+
+/* Byte offset, within the codes tensor, of the code of value e (row-major). */
+uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e);
+/* Output bytes of the codes of values [first, first + count), count > 0:
+ * from the first code to the last, with the padding after each row end. */
+size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count);
+/* Turns the int8 codes of values [first, first + count) at buf into their
+ * output bytes in place (buf holds mq_qlayout_code_span bytes); returns that
+ * span. For int-quantized nothing changes. */
+size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, size_t count);
+/* The stored form of n zero points (rows from 0 or a later row) in place:
+ * packed per channel, unchanged otherwise. */
+void mq_qlayout_pack_zp(const mq_qlayout *l, int8_t *zp, size_t n);
+/* The bytes of the weight_shape tensor (pack-quantized). */
+void mq_qlayout_shape_bytes(const mq_qlayout *l, unsigned char *dst);
+/* Bytes of every output tensor together. */
+uint64_t mq_qlayout_bytes(const mq_qlayout *l);
+
+/* ---- reading a quantized layer back (dequantize, eval) ---- */
+
+/* One quantized layer of a model, in either format, as int8 codes. */
+typedef struct {
+    mq_tensor w;            /* the weight's name and shape, I8 codes (unpacked if packed) */
+    const mq_tensor *scale; /* n_scale values: one per channel (w.shape[0]) or one */
+    size_t n_scale;
+    const int8_t *zp; /* n_scale zero points (unpacked), or NULL when symmetric */
+    void *own_codes, *own_zp;
+    char *own_name;
+} mq_qlayer;
+
+/* Whether t holds the codes of a quantized layer: an I8 tensor NAME with a
+ * NAME_scale, or an I32 W_packed with W_shape and W_scale. */
+bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t);
+/* Whether t is a scale, zero point or shape of such a layer. */
+bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t);
+/* Reads the layer whose codes are t, checking every tensor's dtype and shape
+ * and that every scale is finite and positive; MQ_STATUS_E_FORMAT naming the
+ * tensor and the cause (the caller adds the file). */
+mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l);
+void mq_qlayer_free(mq_qlayer *l);
 
 #endif

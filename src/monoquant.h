@@ -77,7 +77,11 @@ typedef struct {
     mq_qdtype dtype;  /**< MQ_QINT8 (default) or MQ_FLOAT16 */
     bool symmetric;   /**< int8: symmetric (default) or asymmetric with zero points */
     bool per_channel; /**< int8: one scale per output channel (default) or per tensor */
-    char **include;   /**< patterns forced into quantization (owned; mq_config_add_include) */
+    /** int8 symmetric: quantize the weights only (compressed-tensors "pack-quantized",
+     * vLLM's WNA16 kernels) instead of W8A8 with dynamic int8 activations
+     * ("int-quantized", the default). Asymmetric weights are always weights only. */
+    bool weights_only;
+    char **include; /**< patterns forced into quantization (owned; mq_config_add_include) */
     size_t n_include;
     char **exclude; /**< patterns kept in float; win over include (owned) */
     size_t n_exclude;
@@ -113,7 +117,8 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device);
 /**
  * Applies a JSON config file over `cfg`. Keys: "dtype" ("int8"|"fp16"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
- * arrays, appended), "skip_nonfinite", "fp16_saturate" (bool), "device" (string).
+ * arrays, appended), "skip_nonfinite", "fp16_saturate", "weights_only" (bool), "device"
+ * (string).
  * Unknown keys are an error.
  */
 mq_status mq_config_load_json(mq_config *cfg, const char *path);

@@ -63,38 +63,27 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
 {
     const mq_tensor *t = &in->tensors[i];
     const bool sym = c->cfg->symmetric;
-    uint64_t numel;
+    mq_qlayout l;
     mq_status st;
-    char *sname = NULL, *zname = NULL;
     size_t mark = c->out->count;
+    void *data[MQ_QOUT_COUNT] = {0};
 
     *nonfinite = false;
-    mq_shape_numel(t->rank, t->shape, &numel);
-    size_t rows = c->cfg->per_channel ? (size_t)t->shape[0] : 1;
-    size_t cols = (size_t)(numel / rows);
-    int64_t sshape[2] = {(int64_t)rows, 1};
-    int srank = c->cfg->per_channel ? 2 : 1;
-    size_t ssize = mq_dtype_size(t->dtype);
-
-    st = mq_check_companion_names(in, t->name, sym);
-    if (st != MQ_OK) return st;
-    sname = mq_name_with_suffix(t->name, MQ_SCALE_SUFFIX);
-    zname = mq_name_with_suffix(t->name, MQ_ZP_SUFFIX);
-    if (!sname || !zname) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
-        goto done;
+    if ((st = mq_qlayout_init(&l, t, c->cfg)) != MQ_OK) return st;
+    if ((st = mq_qlayout_check_names(&l, in)) != MQ_OK) goto done;
+    for (int k = 0; k < MQ_QOUT_COUNT; k++) {
+        const mq_qout *o = &l.out[k];
+        if (o->name && !(data[k] = append_new(c->out, o->name, o->dtype, o->rank, o->shape,
+                                              (size_t)o->nbytes, &st)))
+            goto done;
     }
-    int8_t *q = append_new(c->out, t->name, MQ_DTYPE_I8, t->rank, t->shape, (size_t)numel, &st);
-    if (!q) goto done;
-    void *scale = append_new(c->out, sname, t->dtype, srank, sshape, rows * ssize, &st);
-    if (!scale) goto done;
-    int8_t *zp = NULL;
-    if (!sym && !(zp = append_new(c->out, zname, MQ_DTYPE_I8, srank, sshape, rows, &st))) goto done;
-
+    /* The codes are computed into the codes tensor and packed there in place;
+     * a packed zero-point tensor is at least as large as the rows. */
     size_t bad_row = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, rows, cols, sym, q, scale, zp,
+    st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, l.rows, l.cols, sym,
+                                   data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], data[MQ_QOUT_ZP],
                                    &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->cfg->skip_nonfinite) {
@@ -110,15 +99,17 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         mq_error_prefix("tensor '%s'", t->name);
     }
     if (st == MQ_OK && !*nonfinite) {
-        uint64_t out_bytes = numel + rows * ssize + (sym ? 0 : rows);
-        st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out_bytes, 0, NULL);
+        mq_qlayout_pack_codes(&l, data[MQ_QOUT_CODES], 0, l.rows * l.cols);
+        if (data[MQ_QOUT_ZP]) mq_qlayout_pack_zp(&l, data[MQ_QOUT_ZP], l.rows);
+        if (data[MQ_QOUT_SHAPE]) mq_qlayout_shape_bytes(&l, data[MQ_QOUT_SHAPE]);
+        st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, mq_qlayout_bytes(&l), 0,
+                           NULL);
         if (st == MQ_OK)
             mq_report_set_error_stats(c->rep, mq_err_acc_sqnr_db(&acc), acc.max_abs, acc.clamped);
     }
 done:
     if (st != MQ_OK || *nonfinite) mq_model_truncate(c->out, mark);
-    free(sname);
-    free(zname);
+    mq_qlayout_free(&l);
     return st;
 }
 
@@ -145,8 +136,10 @@ static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq
     mq_status st = MQ_OK;
     for (size_t i = 0; i < in->meta_count && st == MQ_OK; i++)
         st = mq_model_set_metadata(out, in->meta_keys[i], in->meta_values[i]);
-    if (st == MQ_OK) st = mq_model_set_metadata(out, "quantized_by", "monoquant " MQ_VERSION);
-    if (st == MQ_OK) st = mq_model_set_metadata(out, "quantization_scheme", mq_scheme_name(cfg));
+    const char *ours[MQ_OUTPUT_META][2];
+    int n = mq_output_metadata(cfg, ours);
+    for (int k = 0; k < n && st == MQ_OK; k++)
+        st = mq_model_set_metadata(out, ours[k][0], ours[k][1]);
     return st;
 }
 

@@ -218,6 +218,8 @@ const char *mq_report_left_out_reason(const mq_report *r, size_t i)
 const char *mq_scheme_name(const mq_config *cfg)
 {
     if (cfg->dtype == MQ_FLOAT16) return "fp16";
+    if (cfg->symmetric && cfg->weights_only)
+        return cfg->per_channel ? "int8-sym-channel-weights-only" : "int8-sym-tensor-weights-only";
     if (cfg->symmetric) return cfg->per_channel ? "int8-sym-channel" : "int8-sym-tensor";
     return cfg->per_channel ? "int8-asym-channel" : "int8-asym-tensor";
 }

@@ -56,23 +56,28 @@ static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *s
 static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
 {
     const mq_tensor *t = tp->t;
-    bool sym = s->cfg->symmetric;
-    uint64_t numel;
-    mq_status st = mq_check_companion_names(s->m, t->name, sym);
+    mq_status st = mq_qlayout_init(&tp->lay, t, s->cfg);
     if (st != MQ_OK) return st;
-    if (!(tp->sname = mq_name_with_suffix(t->name, MQ_SCALE_SUFFIX)) ||
-        !(tp->zname = mq_name_with_suffix(t->name, MQ_ZP_SUFFIX)))
-        return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
-    mq_shape_numel(t->rank, t->shape, &numel);
+    if ((st = mq_qlayout_check_names(&tp->lay, s->m)) != MQ_OK) return st;
+    const mq_qlayout *l = &tp->lay;
     size_t es = mq_dtype_size(t->dtype);
-    tp->rows = s->cfg->per_channel ? (size_t)t->shape[0] : 1;
-    tp->cols = (size_t)numel / tp->rows;
+    tp->rows = l->rows;
+    tp->cols = l->cols;
+    /* A chunk's packed codes, with their padding, must fit the output
+     * buffer's slot_bytes as its input fits a slot. */
     tp->per_chunk = s->slot_bytes / es;
+    if (l->inner_bytes > l->inner) {
+        uint64_t by_pack = (uint64_t)(s->slot_bytes - 4) * l->inner / l->inner_bytes;
+        if (by_pack < tp->per_chunk) tp->per_chunk = (size_t)by_pack;
+    }
+    size_t row_out = l->cols / l->inner * l->inner_bytes;
     if (tp->cols <= tp->per_chunk) {
         /* Whole rows per chunk, as many as fit the slot and the scale runs. */
         size_t by_slot = s->slot_bytes / (tp->cols * es), by_run = s->run_cap / es;
+        size_t by_out = s->slot_bytes / row_out;
         tp->kind = MQ_KIND_ROWS;
         tp->rows_per_chunk = by_slot < by_run ? by_slot : by_run;
+        if (by_out < tp->rows_per_chunk) tp->rows_per_chunk = by_out;
     } else {
         tp->kind = MQ_KIND_SPLIT; /* a group larger than a slot: two passes */
     }
@@ -119,9 +124,9 @@ static mq_status plan_tensors(mq_stream *s, const mq_planner *pl)
 /* The output's tensors in order, their offsets, and the header bytes. */
 static mq_status build_header(mq_stream *s, char **header, size_t *len)
 {
-    mq_st_desc *d = calloc(s->n ? 3 * s->n : 1, sizeof *d);
-    const char **keys = calloc(s->m->meta_count + 2, sizeof *keys);
-    const char **vals = calloc(s->m->meta_count + 2, sizeof *vals);
+    mq_st_desc *d = calloc(s->n ? MQ_QOUT_COUNT * s->n : 1, sizeof *d);
+    const char **keys = calloc(s->m->meta_count + MQ_OUTPUT_META, sizeof *keys);
+    const char **vals = calloc(s->m->meta_count + MQ_OUTPUT_META, sizeof *vals);
     size_t nd = 0, nm = 0;
     uint64_t off = 0;
     mq_status st = MQ_OK;
@@ -131,13 +136,13 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     }
     /* The input's metadata, then ours, replacing a key of the same name in
      * place as mq_model_set_metadata does for the in-memory path. */
-    const char *ours[2][2] = {{"quantized_by", "monoquant " MQ_VERSION},
-                              {"quantization_scheme", mq_scheme_name(s->cfg)}};
+    const char *ours[MQ_OUTPUT_META][2];
+    int n_ours = mq_output_metadata(s->cfg, ours);
     for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
         keys[nm] = s->m->meta_keys[i];
         vals[nm] = s->m->meta_values[i];
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < n_ours; k++) {
         size_t j = 0;
         while (j < nm && strcmp(keys[j], ours[k][0]) != 0)
             j++;
@@ -148,20 +153,16 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     for (size_t i = 0; i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
         const mq_tensor *t = tp->t;
-        size_t es = mq_dtype_size(t->dtype);
         tp->out_q = off;
         if (tp->action == MQ_ACTION_QUANTIZE) {
-            uint64_t numel = (uint64_t)tp->rows * tp->cols;
-            int srank = s->cfg->per_channel ? 2 : 1;
-            tp->sshape[0] = (int64_t)tp->rows;
-            tp->sshape[1] = 1;
-            d[nd++] = (mq_st_desc){t->name, MQ_DTYPE_I8, t->rank, t->shape, numel};
-            tp->out_scale = off += numel;
-            d[nd++] = (mq_st_desc){tp->sname, t->dtype, srank, tp->sshape, tp->rows * es};
-            tp->out_zp = off += tp->rows * es;
-            if (!s->cfg->symmetric) {
-                d[nd++] = (mq_st_desc){tp->zname, MQ_DTYPE_I8, srank, tp->sshape, tp->rows};
-                off += tp->rows;
+            uint64_t *offs[MQ_QOUT_COUNT] = {&tp->out_q, &tp->out_scale, &tp->out_zp,
+                                             &tp->out_shape};
+            for (int k = 0; k < MQ_QOUT_COUNT; k++) {
+                const mq_qout *o = &tp->lay.out[k];
+                if (!o->name) continue;
+                *offs[k] = off;
+                d[nd++] = (mq_st_desc){o->name, o->dtype, o->rank, o->shape, o->nbytes};
+                off += o->nbytes;
             }
         } else if (tp->action == MQ_ACTION_CAST) {
             d[nd++] =
@@ -238,6 +239,28 @@ static mq_status write_header(mq_stream *s, const char *header, size_t len)
     return st;
 }
 
+/* The output bytes that depend on no weight: the shape tensor of a packed
+ * weight, and the zero padding after its packed zero points. */
+static mq_status write_constants(mq_stream *s)
+{
+    static const unsigned char zeros[4];
+    mq_status st = MQ_OK;
+    for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
+        const mq_qlayout *l = &s->tp[i].lay;
+        if (s->tp[i].action != MQ_ACTION_QUANTIZE || l->format != MQ_FORMAT_PACK_QUANTIZED)
+            continue;
+        unsigned char shape[8 * MQ_MAX_RANK];
+        mq_qlayout_shape_bytes(l, shape);
+        st = mq_outfile_pwrite(s->f, shape, (size_t)l->out[MQ_QOUT_SHAPE].nbytes,
+                               s->data_start + s->tp[i].out_shape);
+        const mq_qout *z = &l->out[MQ_QOUT_ZP];
+        if (st == MQ_OK && z->name && z->nbytes > l->rows)
+            st = mq_outfile_pwrite(s->f, zeros, (size_t)(z->nbytes - l->rows),
+                                   s->data_start + s->tp[i].out_zp + l->rows);
+    }
+    return st;
+}
+
 static mq_status setup(mq_stream *s)
 {
     unsigned slots;
@@ -269,8 +292,7 @@ static void teardown(mq_stream *s)
     mq_outfile_abort(s->f);
     for (size_t i = 0; s->tp && i < s->n; i++) {
         free(s->tp[i].reason);
-        free(s->tp[i].sname);
-        free(s->tp[i].zname);
+        mq_qlayout_free(&s->tp[i].lay);
     }
     free(s->tp);
     if (s->fd >= 0) close(s->fd);
@@ -319,6 +341,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;
     if ((st = mq_outfile_reserve(s.f, s.data_start + s.out_bytes)) != MQ_OK) goto done;
+    if ((st = write_constants(&s)) != MQ_OK) goto done;
     if ((st = mq_stream_run(&s)) != MQ_OK) goto prefixed;
     st = mq_outfile_commit(s.f);
     s.f = NULL; /* commit frees it, on success or failure */

@@ -152,9 +152,8 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
     const mq_tensor *t = tp->t;
     mq_status st;
     if (tp->action == MQ_ACTION_QUANTIZE) {
-        uint64_t out = numel_of(tp) + (uint64_t)tp->rows * mq_dtype_size(t->dtype) +
-                       (s->cfg->symmetric ? 0 : tp->rows);
-        st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, out, 0, NULL);
+        st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, mq_qlayout_bytes(&tp->lay),
+                           0, NULL);
         if (st == MQ_OK)
             mq_report_set_error_stats(s->rep, mq_err_acc_sqnr_db(err), err->max_abs, err->clamped);
     } else if (tp->action == MQ_ACTION_CAST) {
@@ -214,9 +213,14 @@ static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
                             (int8_t *)zp, &bad, err);
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
     if (st != MQ_OK) return st;
-    add_piece(s, j, j->buf, c->count * tp->cols, tp->out_q + (uint64_t)c->first * tp->cols);
+    uint64_t e0 = (uint64_t)c->first * tp->cols;
+    size_t nq = mq_qlayout_pack_codes(&tp->lay, j->buf, e0, c->count * tp->cols);
+    add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(&tp->lay, e0));
     add_piece(s, j, scale, c->count * es, tp->out_scale + (uint64_t)c->first * es);
-    if (!sym) add_piece(s, j, zp, c->count, tp->out_zp + c->first);
+    if (!sym) {
+        mq_qlayout_pack_zp(&tp->lay, (int8_t *)zp, c->count);
+        add_piece(s, j, zp, c->count, tp->out_zp + c->first);
+    }
     return MQ_OK;
 }
 
@@ -233,13 +237,17 @@ static mq_status chunk_split(mq_stream *s, const mq_tplan *tp, const mq_chunk *c
     if (c->pass == 1) {
         if ((st = do_values_err(s, d, dt, c->count, *scale, *zp, (int8_t *)j->buf, err)) != MQ_OK)
             return st;
-        add_piece(s, j, j->buf, c->count, tp->out_q + (uint64_t)c->group * tp->cols + c->first);
+        uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
+        size_t nq = mq_qlayout_pack_codes(&tp->lay, j->buf, e0, c->count);
+        add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(&tp->lay, e0));
         if (c->first) return MQ_OK;
         mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
         add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
         if (!s->cfg->symmetric) {
-            *zp_area(s, j->buf) = (unsigned char)*zp;
-            add_piece(s, j, zp_area(s, j->buf), 1, tp->out_zp + c->group);
+            int8_t *z = (int8_t *)zp_area(s, j->buf);
+            *z = *zp;
+            mq_qlayout_pack_zp(&tp->lay, z, 1);
+            add_piece(s, j, z, 1, tp->out_zp + c->group);
         }
         return MQ_OK;
     }

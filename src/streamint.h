@@ -3,6 +3,7 @@
 #ifndef MQ_STREAMINT_H
 #define MQ_STREAMINT_H
 
+#include "layout.h"
 #include "outfile.h"
 #include "reference.h"
 #include "ring.h"
@@ -30,13 +31,14 @@ typedef struct {
     uint64_t in_off; /* offset of its bytes in the input file */
     mq_action action;
     mq_tensor_kind kind;
-    char *reason;        /* MQ_KIND_COPY: why it is kept (owned) */
-    char *sname, *zname; /* quantize: companion names (owned) */
-    int64_t sshape[2];
-    size_t rows, cols;                 /* groups and values per group; a cast is 1 x numel */
-    size_t rows_per_chunk;             /* MQ_KIND_ROWS */
-    size_t per_chunk;                  /* elements per chunk (split, cast, scan) */
-    uint64_t out_q, out_scale, out_zp; /* offsets in the output's data buffer */
+    char *reason;          /* MQ_KIND_COPY: why it is kept (owned) */
+    mq_qlayout lay;        /* quantize: the output tensors (owned) */
+    size_t rows, cols;     /* groups and values per group; a cast is 1 x numel */
+    size_t rows_per_chunk; /* MQ_KIND_ROWS */
+    size_t per_chunk;      /* elements per chunk (split, cast, scan) */
+    /* Offsets in the output's data buffer: the codes (or the cast or copied
+     * tensor), the scales, the zero points and the packed shape. */
+    uint64_t out_q, out_scale, out_zp, out_shape;
 } mq_tplan;
 
 typedef struct {

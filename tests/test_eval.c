@@ -277,30 +277,25 @@ static void quantize_to(const char *in, const char *out, int scheme)
     mq_config_free(&cfg);
 }
 
-/* 10 log10(|W|^2 / |W - Ŵ|^2) on the host, from the two files. */
+/* 10 log10(|W|^2 / |W - Ŵ|^2) on the host, from the two files (Ŵ by
+ * mq_dequantize, so every output layout is read the same way). */
 static double weight_sqnr(const char *orig, const char *quant, const char *name)
 {
-    mq_model *o, *q;
-    char sn[256], zn[256];
+    mq_model *o, *q, *d;
     assert_int_equal(mq_model_open(orig, &o), MQ_OK);
     assert_int_equal(mq_model_open(quant, &q), MQ_OK);
-    snprintf(sn, sizeof sn, "%s_scale", name);
-    snprintf(zn, sizeof zn, "%s_zero_point", name);
-    const mq_tensor *w = mq_model_find(o, name), *t = mq_model_find(q, name);
-    const mq_tensor *sc = mq_model_find(q, sn), *z = mq_model_find(q, zn);
-    size_t out = (size_t)t->shape[0], in = t->nbytes / out;
+    assert_int_equal(mq_dequantize(q, &d), MQ_OK);
+    const mq_tensor *w = mq_model_find(o, name), *wh = mq_model_find(d, name);
+    assert_non_null(wh);
+    uint64_t n = w->nbytes / mq_dtype_size(w->dtype);
     double sw = 0, se = 0;
-    for (size_t r = 0; r < out; r++) {
-        size_t k = sc->rank >= 1 && sc->shape[0] > 1 ? r : 0; /* per channel or per tensor */
-        float s = mq_load_f32(sc->data, sc->dtype, k);
-        int zp = z ? ((const int8_t *)z->data)[k] : 0;
-        for (size_t i = 0; i < in; i++) {
-            double wv = mq_load_f32(w->data, w->dtype, r * in + i);
-            double wh = (float)(((const int8_t *)t->data)[r * in + i] - zp) * s;
-            sw += wv * wv;
-            se += (wv - wh) * (wv - wh);
-        }
+    for (uint64_t i = 0; i < n; i++) {
+        double wv = mq_load_f32(w->data, w->dtype, i);
+        double hv = mq_load_f32(wh->data, wh->dtype, i);
+        sw += wv * wv;
+        se += (wv - hv) * (wv - hv);
     }
+    mq_model_free(d);
     mq_model_free(o);
     mq_model_free(q);
     return 10.0 * log10(sw / se);

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Linear(4,3) + bias, an embedding, lm_head, a conv, a norm and an int tensor. */
@@ -142,10 +143,74 @@ static void test_input_untouched(void **state)
     assert_int_equal(mq_model_find(in, "fc.weight")->dtype, MQ_DTYPE_F32);
     /* The copy outlives its input. */
     mq_model_free(in);
-    assert_int_equal(mq_model_find(out, "fc.weight_zero_point")->dtype, MQ_DTYPE_I8);
+    /* Asymmetric weights are written pack-quantized, zero points packed too. */
+    assert_int_equal(mq_model_find(out, "fc.weight_packed")->dtype, MQ_DTYPE_I32);
+    assert_int_equal(mq_model_find(out, "fc.weight_zero_point")->dtype, MQ_DTYPE_I32);
+    assert_null(mq_model_find(out, "fc.weight"));
     assert_int_equal(mq_model_find(out, "lm_head.weight")->dtype, MQ_DTYPE_F32);
     mq_model_free(out);
     mq_config_free(&cfg);
+}
+
+/* The packed bytes of int8 codes as compressed-tensors' pack_to_int32 lays
+ * them out, written here independently: along the last dimension (length
+ * inner), four codes + 128 per little-endian int32, a row's last word padded
+ * with zeros. */
+static size_t expect_packed(const int8_t *q, size_t numel, size_t inner, unsigned char *out)
+{
+    size_t words = (inner + 3) / 4, n = 0;
+    for (size_t r = 0; r < numel / inner; r++)
+        for (size_t i = 0; i < 4 * words; i++)
+            out[n++] = i < inner ? (unsigned char)(q[r * inner + i] + 128) : 0;
+    return n;
+}
+
+static void check_packed(const mq_model *in, const mq_model *out, const char *name, size_t rows,
+                         size_t cols, bool sym, bool per_channel)
+{
+    char buf[128];
+    const mq_tensor *w = mq_model_find(in, name);
+    int8_t q[64], zp[8];
+    float sc[8];
+    unsigned char expect[256];
+    size_t bad;
+    assert_int_equal(mq_ref_quantize_rows(w->data, MQ_DTYPE_F32, rows, cols, sym, q, sc, zp, &bad),
+                     MQ_OK);
+    snprintf(buf, sizeof buf, "%s_packed", name);
+    const mq_tensor *p = mq_model_find(out, buf);
+    assert_non_null(p);
+    assert_int_equal(p->dtype, MQ_DTYPE_I32);
+    assert_int_equal(p->rank, w->rank);
+    size_t inner = (size_t)w->shape[w->rank - 1];
+    assert_int_equal(p->shape[w->rank - 1], (int64_t)((inner + 3) / 4));
+    size_t n = expect_packed(q, rows * cols, inner, expect);
+    assert_int_equal(p->nbytes, n);
+    assert_memory_equal(p->data, expect, n);
+    snprintf(buf, sizeof buf, "%s_shape", name);
+    const mq_tensor *sh = mq_model_find(out, buf);
+    assert_int_equal(sh->dtype, MQ_DTYPE_I64);
+    assert_int_equal(sh->shape[0], w->rank);
+    for (int k = 0; k < w->rank; k++)
+        assert_int_equal(((const int64_t *)sh->data)[k], w->shape[k]);
+    snprintf(buf, sizeof buf, "%s_scale", name);
+    assert_memory_equal(mq_model_find(out, buf)->data, sc, rows * 4);
+    snprintf(buf, sizeof buf, "%s_zero_point", name);
+    const mq_tensor *z = mq_model_find(out, buf);
+    if (sym) {
+        assert_null(z);
+    } else if (per_channel) {
+        /* Packed along dimension 0: [ceil(rows / 4), 1]. */
+        assert_int_equal(z->dtype, MQ_DTYPE_I32);
+        assert_int_equal(z->shape[0], (int64_t)((rows + 3) / 4));
+        assert_int_equal(z->shape[1], 1);
+        n = expect_packed(zp, rows, rows, expect);
+        assert_memory_equal(z->data, expect, n);
+    } else {
+        assert_int_equal(z->dtype, MQ_DTYPE_I8);
+        assert_memory_equal(z->data, zp, 1);
+    }
+    snprintf(buf, sizeof buf, "%s", name);
+    assert_null(mq_model_find(out, buf));
 }
 
 static void test_per_tensor_and_asym(void **state)
@@ -157,23 +222,32 @@ static void test_per_tensor_and_asym(void **state)
     cfg.symmetric = false;
     assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
     const mq_tensor *s = mq_model_find(out, "fc.weight_scale");
-    const mq_tensor *z = mq_model_find(out, "fc.weight_zero_point");
     assert_int_equal(s->rank, 1);
     assert_int_equal(s->shape[0], 1);
-    assert_int_equal(z->rank, 1);
-    assert_int_equal(z->dtype, MQ_DTYPE_I8);
-    int8_t eq[12], ez;
-    float es;
-    size_t bad;
-    assert_int_equal(mq_ref_quantize_rows(mq_model_find(in, "fc.weight")->data, MQ_DTYPE_F32, 1, 12,
-                                          false, eq, &es, &ez, &bad),
-                     MQ_OK);
-    assert_memory_equal(mq_model_find(out, "fc.weight")->data, eq, 12);
-    assert_memory_equal(s->data, &es, 4);
-    assert_memory_equal(z->data, &ez, 1);
+    check_packed(in, out, "fc.weight", 1, 12, false, false);
     mq_model_free(out);
     mq_model_free(in);
     mq_config_free(&cfg);
+}
+
+/* Pack-quantized layouts: asymmetric per channel (zero points packed) and
+ * symmetric weights only, on a Linear weight whose rows fill whole words and
+ * a Conv weight whose last dimension (2) leaves half of each word padding. */
+static void test_pack_quantized(void **state)
+{
+    (void)state;
+    for (int sym = 0; sym < 2; sym++) {
+        mq_model *in = small_model(), *out = NULL;
+        mq_config cfg = host_config();
+        cfg.symmetric = sym;
+        cfg.weights_only = true;
+        assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+        check_packed(in, out, "fc.weight", 3, 4, sym, true);
+        check_packed(in, out, "conv.weight", 2, 12, sym, true);
+        mq_model_free(out);
+        mq_model_free(in);
+        mq_config_free(&cfg);
+    }
 }
 
 static void test_hand_computed(void **state)
@@ -362,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_layout_and_skips),
         cmocka_unit_test(test_input_untouched),
         cmocka_unit_test(test_per_tensor_and_asym),
+        cmocka_unit_test(test_pack_quantized),
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_name_clash),

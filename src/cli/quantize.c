@@ -24,6 +24,8 @@ static const char quantize_usage[] =
     "      --scheme S        sym (default) or asym (with zero points)\n"
     "      --per-tensor      one scale per tensor instead of per channel\n"
     "      --per-channel     one scale per output channel (default)\n"
+    "      --weights-only    int8 sym: weights only (pack-quantized, vLLM WNA16)\n"
+    "                        instead of W8A8 with dynamic int8 activations\n"
     "      --include PAT     also quantize tensors matching PAT (repeatable)\n"
     "      --exclude PAT     keep tensors matching PAT in float (repeatable, wins)\n"
     "                        PAT is a shell glob or re:REGEX (whole name)\n"
@@ -45,6 +47,7 @@ enum {
     OPT_SCHEME,
     OPT_PER_TENSOR,
     OPT_PER_CHANNEL,
+    OPT_WEIGHTS_ONLY,
     OPT_INCLUDE,
     OPT_EXCLUDE,
     OPT_SKIP_NONFINITE,
@@ -58,7 +61,7 @@ enum {
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
     const char *in, *out, *config, *report, *device;
-    int dtype, symmetric, per_channel, skip_nonfinite, saturate; /* -1: not given */
+    int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate; /* -1: not given */
     const char **include, **exclude;
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
@@ -113,6 +116,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"scheme", required_argument, 0, OPT_SCHEME},
         {"per-tensor", no_argument, 0, OPT_PER_TENSOR},
         {"per-channel", no_argument, 0, OPT_PER_CHANNEL},
+        {"weights-only", no_argument, 0, OPT_WEIGHTS_ONLY},
         {"include", required_argument, 0, OPT_INCLUDE},
         {"exclude", required_argument, 0, OPT_EXCLUDE},
         {"skip-nonfinite", no_argument, 0, OPT_SKIP_NONFINITE},
@@ -127,7 +131,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     };
     int c;
     memset(a, 0, sizeof *a);
-    a->dtype = a->symmetric = a->per_channel = a->skip_nonfinite = a->saturate = -1;
+    a->dtype = a->symmetric = a->per_channel = a->weights_only = a->skip_nonfinite = a->saturate =
+        -1;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
@@ -165,6 +170,9 @@ static int parse_args(int argc, char **argv, quantize_args *a)
             break;
         case OPT_PER_CHANNEL:
             a->per_channel = 1;
+            break;
+        case OPT_WEIGHTS_ONLY:
+            a->weights_only = 1;
             break;
         case OPT_INCLUDE:
             a->include[a->n_include++] = optarg;
@@ -213,6 +221,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (a->dtype >= 0) cfg->dtype = (mq_qdtype)a->dtype;
     if (a->symmetric >= 0) cfg->symmetric = a->symmetric;
     if (a->per_channel >= 0) cfg->per_channel = a->per_channel;
+    if (a->weights_only >= 0) cfg->weights_only = a->weights_only;
     if (a->skip_nonfinite >= 0) cfg->skip_nonfinite = a->skip_nonfinite;
     if (a->saturate >= 0) cfg->fp16_saturate = a->saturate;
     for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
@@ -297,6 +306,19 @@ static void end_progress(progress_state *s)
     s->bar_drawn = 0;
 }
 
+/* The scheme in words, with the compressed-tensors scheme a loader sees. */
+static const char *scheme_label(const mq_config *cfg)
+{
+    if (cfg->dtype == MQ_FLOAT16) return "fp16";
+    if (cfg->symmetric && !cfg->weights_only)
+        return cfg->per_channel ? "int8 sym per-channel, W8A8" : "int8 sym per-tensor, W8A8";
+    if (cfg->symmetric)
+        return cfg->per_channel ? "int8 sym per-channel, weights only"
+                                : "int8 sym per-tensor, weights only";
+    return cfg->per_channel ? "int8 asym per-channel, weights only"
+                            : "int8 asym per-tensor, weights only";
+}
+
 static void print_summary(const mq_report *r, const mq_config *cfg, double seconds)
 {
     size_t n = mq_report_count(r), done = 0, skipped = 0;
@@ -311,12 +333,7 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
     printf("device: %s%s%s%s%s\n", mq_report_backend(r), *mq_report_platform(r) ? " / " : "",
            mq_report_platform(r), *mq_report_device(r) ? " / " : "", mq_report_device(r));
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
-           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
-           cfg->dtype == MQ_FLOAT16
-               ? "fp16"
-               : (cfg->symmetric
-                      ? (cfg->per_channel ? "int8 sym per-channel" : "int8 sym per-tensor")
-                      : (cfg->per_channel ? "int8 asym per-channel" : "int8 asym per-tensor")),
+           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n, scheme_label(cfg),
            mq_cli_bytes(in, bin, sizeof bin), mq_cli_bytes(out, bout, sizeof bout),
            out ? (double)in / (double)out : 0.0, seconds);
     if (mq_report_fp16_overflow(r))
@@ -348,6 +365,11 @@ int mq_cli_quantize(int argc, char **argv)
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     mq_status st = resolve_config(&a, &cfg);
+    if (st == MQ_OK && cfg.dtype == MQ_QINT8 && !cfg.per_channel &&
+        (!cfg.symmetric || cfg.weights_only))
+        fprintf(stderr, "monoquant: warning: vLLM has no kernel for int8 weights-only per-tensor "
+                        "quantization (its WNA16 kernels take per-channel or grouped scales); "
+                        "transformers loads the output\n");
     cfg.progress = on_progress;
     cfg.progress_user = &ps;
     if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);

@@ -44,3 +44,20 @@ def expected_int8(w, symmetric):
     # The zero point is added before rounding (compressed-tensors' order).
     q = np.clip(np.rint(w / scale[:, None] + zp[:, None]), -128, 127).astype(np.int8)
     return q, scale, zp.astype(np.int8)
+
+
+def unpack_int8(packed, shape):
+    """int8 codes from compressed-tensors' pack-quantized int32 words (8 bits
+    per code): along the last dimension, four codes + 128 per little-endian
+    word, a row's last word padded."""
+    import numpy as np
+    inner = shape[-1]
+    b = np.ascontiguousarray(packed).view(np.uint8).reshape(-1, packed.shape[-1] * 4)
+    return (b[:, :inner].astype(np.int16) - 128).astype(np.int8).reshape(shape)
+
+
+def unpack_zero_points(packed, rows):
+    """Zero points packed along dimension 0 ([ceil(rows / 4), 1] int32)."""
+    import numpy as np
+    b = np.ascontiguousarray(packed).view(np.uint8).reshape(-1)
+    return (b[:rows].astype(np.int16) - 128).astype(np.int8)

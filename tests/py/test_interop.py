@@ -38,9 +38,21 @@ def run_scheme(tmp, args, symmetric, per_channel):
             check(got[name].dtype == w.dtype and np.array_equal(got[name], w),
                   "%s copied byte for byte" % name)
             continue
-        q, s = got[name], got[name + "_scale"]
-        check(q.dtype == np.int8 and q.shape == w.shape, "%s: int8 of shape %s" % (name, w.shape))
+        s = got[name + "_scale"]
         rows = w.shape[0] if per_channel else 1
+        packed = not symmetric or "--weights-only" in args
+        if packed:
+            # pack-quantized: int32 words, the original shape beside them.
+            check(name not in got, "%s: only the packed form is written" % name)
+            p = got[name + "_packed"]
+            check(p.dtype == np.int32 and p.shape == w.shape[:-1] + ((w.shape[-1] + 3) // 4,),
+                  "%s_packed: int32 of shape %s" % (name, p.shape))
+            check(np.array_equal(got[name + "_shape"], np.array(w.shape, dtype=np.int64)),
+                  "%s_shape holds the shape" % name)
+            q = mqcheck.unpack_int8(p, w.shape)
+        else:
+            q = got[name]
+            check(q.dtype == np.int8 and q.shape == w.shape, "%s: int8 of shape %s" % (name, w.shape))
         check(s.dtype == np.float32, "%s_scale dtype" % name)
         check(s.shape == ((rows, 1) if per_channel else (1,)), "%s_scale shape %s" % (name, s.shape))
         eq, es, ez = mqcheck.expected_int8(w.reshape(rows, -1), symmetric)
@@ -49,6 +61,11 @@ def run_scheme(tmp, args, symmetric, per_channel):
         zp = got.get(name + "_zero_point")
         if symmetric:
             check(zp is None, "%s: no zero point when symmetric" % name)
+        elif per_channel:
+            check(zp is not None and zp.dtype == np.int32 and zp.shape == ((rows + 3) // 4, 1),
+                  "%s: zero points packed along dimension 0" % name)
+            zp = mqcheck.unpack_zero_points(zp, rows)
+            check(np.array_equal(zp, ez), "%s: zero points match numpy" % name)
         else:
             check(zp is not None and zp.dtype == np.int8 and np.array_equal(zp.reshape(-1), ez),
                   "%s: zero points match numpy" % name)
@@ -74,6 +91,7 @@ def main():
         run_scheme(tmp, [], True, True)
         run_scheme(tmp, ["--scheme", "asym"], False, True)
         run_scheme(tmp, ["--per-tensor"], True, False)
+        run_scheme(tmp, ["--weights-only"], True, True)
         run_scheme(tmp, ["--scheme", "asym", "--per-tensor"], False, False)
         run_fp16(tmp)
     if failures:
