@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "layout.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,10 +14,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Substrings that mark an embedding (as the planner's list): an Embedding
- * module is no Linear target, so it needs no "ignore" entry. */
-static const char *const embedding_markers[] = {
-    "embed", "wte", "wpe", "word_embeddings", "position_embeddings",
+/* model_type values of the GPT-2 family, whose Linear layers are Conv1D
+ * modules stored [in, out]. */
+static const char *const conv1d_model_types[] = {"gpt2", "openai-gpt", "imagegpt",
+                                                 "decision_transformer"};
+
+/* The output head a model class builds when the checkpoint holds no tensor
+ * for it (tied to the embeddings): (suffix of the architecture, module). */
+static const char *const tied_heads[][2] = {
+    {"WhisperForConditionalGeneration", "proj_out"},
+    {"ForCausalLM", "lm_head"},
+    {"LMHeadModel", "lm_head"},
+    {"ForConditionalGeneration", "lm_head"},
 };
 
 static mq_status no_memory(void)
@@ -66,19 +75,13 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static bool is_embedding(const char *name)
+void mq_hf_plan_hints(json_t *config, mq_plan_hints *h)
 {
-    for (size_t i = 0; i < sizeof embedding_markers / sizeof *embedding_markers; i++)
-        if (strstr(name, embedding_markers[i])) return true;
-    return false;
-}
-
-/* compressed-tensors matches targets by module class; a weight's rank tells
- * which class it came from (Linear 2, ConvNd N+2). */
-static const char *module_class(int rank)
-{
-    static const char *const names[] = {NULL, NULL, "Linear", "Conv1d", "Conv2d", "Conv3d"};
-    return rank >= 2 && rank <= 5 ? names[rank] : NULL;
+    memset(h, 0, sizeof *h);
+    h->linear_only = true;
+    const char *type = json_string_value(json_object_get(config, "model_type"));
+    for (size_t i = 0; type && i < sizeof conv1d_model_types / sizeof *conv1d_model_types; i++)
+        if (strcmp(type, conv1d_model_types[i]) == 0) h->conv1d_family = true;
 }
 
 /* Module name of a parameter: the name without its last ".param". */
@@ -103,74 +106,81 @@ static int add_unique(json_t *list, json_t *module)
     return json_array_append_new(list, module);
 }
 
-/* Module classes that hold a quantized weight ("Linear" always: an empty
- * target list would make loaders quantize nothing, or everything). */
-static json_t *build_targets(const mq_report *rep, size_t first, bool targeted[6])
+/* The head module the architecture builds, or NULL. */
+static const char *head_module(json_t *config)
 {
-    json_t *t = json_array();
-    memset(targeted, 0, 6 * sizeof *targeted);
-    targeted[2] = true;
-    for (size_t i = first; i < mq_report_count(rep); i++) {
-        const mq_report_entry *e = mq_report_entry_at(rep, i);
-        if (e->action == MQ_ACTION_QUANTIZE && module_class(e->rank)) targeted[e->rank] = true;
-    }
-    for (int r = 2; t && r <= 5; r++)
-        if (targeted[r] && json_array_append_new(t, json_string(module_class(r))) != 0) {
-            json_decref(t);
-            return NULL;
-        }
-    return t;
+    json_t *archs = json_object_get(config, "architectures");
+    const char *arch = json_string_value(json_array_get(archs, 0));
+    for (size_t i = 0; arch && i < sizeof tied_heads / sizeof *tied_heads; i++)
+        if (ends_with(arch, tied_heads[i][0])) return tied_heads[i][1];
+    return NULL;
 }
 
 /*
- * Modules of a targeted class whose weight stayed in float: a loader would
- * otherwise expect a weight_scale for them. A tied lm_head has no tensor of
- * its own but is still a Linear module, so it is listed as llm-compressor does.
+ * The Linear modules (as the loaders build them) whose weight stayed in
+ * float: lm_head, router gates, GPT-2 Conv1D modules, excluded and non-finite
+ * layers. An output head tied to the embeddings has no tensor of its own but
+ * is still a Linear module, so it is listed too (as llm-compressor does).
  */
-static json_t *build_ignore(const mq_report *rep, size_t first, const bool targeted[6], bool tied)
+static json_t *build_ignore(json_t *config, const mq_planner *pl, const mq_report *rep,
+                            size_t first)
 {
     json_t *ig = json_array();
-    bool has_head = false;
+    const char *head = head_module(config);
+    bool head_seen = false;
+    size_t head_len = head ? strlen(head) : 0;
     for (size_t i = first; ig && i < mq_report_count(rep); i++) {
         const mq_report_entry *e = mq_report_entry_at(rep, i);
-        if (strncmp(e->name, "lm_head.", 8) == 0) has_head = true;
-        if (e->action != MQ_ACTION_SKIP || !mq_dtype_is_float(e->dtype_in) || e->rank < 2 ||
-            e->rank > 5 || !targeted[e->rank] || !ends_with(e->name, "weight") ||
-            is_embedding(e->name))
+        if (head && strncmp(e->name, head, head_len) == 0 && e->name[head_len] == '.')
+            head_seen = true;
+        if (e->action != MQ_ACTION_SKIP || !mq_planner_is_linear(pl, e->name, e->dtype_in, e->rank))
             continue;
         json_t *m = module_of(e->name);
         if (m && add_unique(ig, m) != 0) goto fail;
     }
-    if (ig && tied && !has_head && add_unique(ig, json_string("lm_head")) != 0) goto fail;
+    if (ig && head && !head_seen && add_unique(ig, json_string(head)) != 0) goto fail;
     return ig;
 fail:
     json_decref(ig);
     return NULL;
 }
 
-static json_t *build_quantization_config(const mq_config *cfg, const mq_report *rep, size_t first,
-                                         bool tied)
+/* compressed-tensors' QuantizationArgs of 8-bit integers, as it dumps them. */
+static json_t *int8_args(bool symmetric, const char *strategy, bool dynamic)
 {
-    bool targeted[6];
-    json_t *targets = build_targets(rep, first, targeted);
-    json_t *ignore = targets ? build_ignore(rep, first, targeted, tied) : NULL;
-    if (!targets || !ignore) {
-        json_decref(targets);
-        return NULL;
-    }
-    /* json_pack's "o" takes the references, also when it fails. */
-    return json_pack("{s:s, s:s, s:s, s:{s:{s:o, s:{s:i, s:s, s:b, s:s, s:b, s:n, s:s}, s:n, "
-                     "s:n}}, s:o, s:n}",
-                     "quant_method", "compressed-tensors", "format", "int-quantized",
-                     "quantization_status", "compressed", "config_groups", "group_0", "targets",
-                     targets, "weights", "num_bits", 8, "type", "int", "symmetric",
-                     (int)cfg->symmetric, "strategy", cfg->per_channel ? "channel" : "tensor",
-                     "dynamic", 0, "group_size", "observer", "minmax", "input_activations",
-                     "output_activations", "ignore", ignore, "kv_cache_scheme");
+    return json_pack("{s:b, s:n, s:i, s:s, s:b, s:s}", "dynamic", (int)dynamic, "group_size",
+                     "num_bits", 8, "strategy", strategy, "symmetric", (int)symmetric, "type",
+                     "int");
 }
 
-mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_report *rep,
-                              size_t first, char **text, size_t *len)
+/*
+ * The block compressed-tensors' ModelCompressor.update_config writes for the
+ * same scheme: W8A8 (int8 channel/tensor weights, dynamic per-token int8
+ * activations, int-quantized) or int8 weights only (pack-quantized). The
+ * format is in the group as well as at the top: loaders read the group's.
+ */
+static json_t *build_quantization_config(json_t *config, const mq_config *cfg, const mq_planner *pl,
+                                         const mq_report *rep, size_t first)
+{
+    json_t *ignore = build_ignore(config, pl, rep, first);
+    if (!ignore) return NULL;
+    mq_qformat f = mq_qformat_of(cfg);
+    const char *fmt = mq_qformat_name(f);
+    json_t *weights = int8_args(cfg->symmetric, cfg->per_channel ? "channel" : "tensor", false);
+    json_t *acts = f == MQ_FORMAT_INT_QUANTIZED ? int8_args(true, "token", true) : json_null();
+    /* json_pack's "o" takes the references, also when it fails. */
+    return json_pack("{s:{s:{s:s, s:o, s:n, s:[s], s:o}}, s:s, s:n, s:o, s:n, s:n, s:s, s:s, "
+                     "s:{}, s:{}, s:s}",
+                     "config_groups", "group_0", "format", fmt, "input_activations", acts,
+                     "output_activations", "targets", "Linear", "weights", weights, "format", fmt,
+                     "global_compression_ratio", "ignore", ignore, "kv_cache_scheme",
+                     "moe_sparsity_config", "quant_method", "compressed-tensors",
+                     "quantization_status", "compressed", "sparsity_config", "transform_config",
+                     "version", MQ_CT_VERSION);
+}
+
+mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_planner *pl,
+                              const mq_report *rep, size_t first, char **text, size_t *len)
 {
     *text = NULL;
     if (cfg->dtype == MQ_FLOAT16) {
@@ -180,8 +190,7 @@ mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_rep
              json_object_set_new(config, "dtype", json_string("float16")) != 0))
             return no_memory();
     } else {
-        bool tied = json_is_true(json_object_get(config, "tie_word_embeddings"));
-        json_t *qc = build_quantization_config(cfg, rep, first, tied);
+        json_t *qc = build_quantization_config(config, cfg, pl, rep, first);
         if (!qc || json_object_set_new(config, "quantization_config", qc) != 0) return no_memory();
     }
     return mq_hf_json_dump(config, false, text, len);

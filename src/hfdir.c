@@ -152,7 +152,8 @@ typedef struct {
     const char *base;
     char *tmp; /* the temporary directory while it exists */
     int slot;
-    mq_backend *own_be; /* opened here when the caller passed none */
+    mq_backend *own_be;  /* opened here when the caller passed none */
+    mq_planner *planner; /* one for every shard, with config.json's hints */
 } hf_run;
 
 static char *join(const char *dir, const char *name)
@@ -544,7 +545,7 @@ static mq_status quantize_shards(hf_run *r)
                 totals.tensors_total += tensors;
             } else {
                 reg_add(r->slot, 'f', dp);
-                rc = mq_stream_file(sp, dp, r->cfg, r->be, r->rep, &totals);
+                rc = mq_stream_file(sp, dp, r->cfg, r->planner, r->be, r->rep, &totals);
             }
             free(sp);
             free(dp);
@@ -589,7 +590,8 @@ static mq_status write_config(hf_run *r)
 {
     char *text = NULL;
     size_t len = 0;
-    mq_status rc = mq_hf_config_render(r->config, r->cfg, r->rep, r->first_entry, &text, &len);
+    mq_status rc =
+        mq_hf_config_render(r->config, r->cfg, r->planner, r->rep, r->first_entry, &text, &len);
     if (rc == MQ_OK) rc = write_text(r, MQ_HF_CONFIG, text, len);
     free(text);
     return rc;
@@ -626,6 +628,10 @@ static mq_status run(hf_run *r)
     if ((rc = check_input(r)) != MQ_OK) return rc;
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
     if ((rc = check_output(r)) != MQ_OK) return rc;
+    mq_plan_hints hints;
+    mq_hf_plan_hints(r->config, &hints);
+    if ((rc = mq_planner_new(r->cfg, &r->planner)) != MQ_OK) return rc;
+    mq_planner_set_hints(r->planner, &hints);
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;
@@ -669,6 +675,7 @@ done:
     json_decref(r.config);
     mq_hf_shards_free(&r.shards);
     mq_backend_free(r.own_be);
+    mq_planner_free(r.planner);
     mq_report_free(own_rep);
     if (r.cfg == &defaults) mq_config_free(&defaults);
     return rc;

@@ -5,6 +5,7 @@
 #define MQ_HFMETA_H
 
 #include "monoquant.h"
+#include "plan.h"
 
 #include <jansson.h>
 
@@ -50,14 +51,19 @@ mq_status mq_hf_index_render(const char *out_dir, const mq_hf_shards *shards, js
  * when it is not a JSON object or already holds a quantization_config. */
 mq_status mq_hf_config_load(const char *dir, json_t **config);
 
+/* What config.json tells the planner (model directories quantize Linear
+ * layers only; GPT-2-family Conv1D modules are recognised by model_type). */
+void mq_hf_plan_hints(json_t *config, mq_plan_hints *h);
+
 /*
  * Updates `config` for the run and renders it: INT8 adds the compressed-tensors
- * "quantization_config" (its "ignore" lists the Linear modules that report
- * entries from `first` on left in float); FP16 sets "torch_dtype" to
- * "float16". Keys keep their order. Caller frees *text.
+ * "quantization_config" (its "ignore" lists the Linear modules, by `pl`'s
+ * judgement, that report entries from `first` on left in float, and a tied
+ * output head); FP16 sets "torch_dtype" to "float16". Keys keep their order.
+ * Caller frees *text.
  */
-mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_report *rep,
-                              size_t first, char **text, size_t *len);
+mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_planner *pl,
+                              const mq_report *rep, size_t first, char **text, size_t *len);
 
 /* `v` as Python's json.dumps(v, indent=2) writes it (floats in their shortest
  * round-trip form: 1e-05, 10000.0), plus a final newline. Caller frees *text. */

@@ -1,13 +1,17 @@
-/* The planner: which tensors become int8 (Linear and Conv weights), which are
- * cast to fp16, and which stay as they are, with a reason a user can act on.
- * Also owns pattern matching (shell globs and "re:" POSIX regexes). */
+/* The planner: which tensors become int8 (Linear and Conv weights; in a model
+ * directory the Linear layers the loaders build quantized), which are cast to
+ * fp16, and which stay as they are, with a reason a user can act on. Also
+ * owns pattern matching: shell globs, and "re:" regexes with Python's re
+ * syntax and re.match anchoring (PCRE2, with bounded matching), as
+ * compressed-tensors matches its targets and ignore lists. */
 #include "plan.h"
 
 #include "dtype.h"
 #include "error.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <fnmatch.h>
-#include <regex.h>
+#include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +20,15 @@
 #define RE_PREFIX "re:"
 #define RE_PREFIX_LEN 3
 
+/* Bounds on one regex match: a pattern that needs more (catastrophic
+ * backtracking, as "(a+)+$" on a long name) is an error, not a hang. */
+#define RE_MATCH_LIMIT 1000000u
+#define RE_DEPTH_LIMIT 10000u
+
 typedef struct {
     char *text; /* as the user wrote it, for reasons and messages */
     bool is_re;
-    regex_t re; /* compiled once; valid when is_re */
+    pcre2_code *re; /* compiled once; valid when is_re */
 } pattern;
 
 typedef struct {
@@ -31,77 +40,97 @@ struct mq_planner {
     mq_qdtype dtype;
     pattern_set include;
     pattern_set exclude;
+    mq_plan_hints hints;
+    pcre2_match_context *mctx;
+    pcre2_match_data *md;
+    mq_status error; /* a pattern that hit the match limits */
 };
 
-/* Substrings that mark a token or position embedding (GPT-2, BERT, Llama). */
+/* Substrings that mark an embedding (GPT-2, BERT, Llama, T5's relative
+ * position buckets); T5's and BART's shared token embedding is the module
+ * "shared" (see is_embedding). */
 static const char *const embedding_markers[] = {
-    "embed", "wte", "wpe", "word_embeddings", "position_embeddings",
+    "embed", "wte", "wpe", "word_embeddings", "position_embeddings", "relative_attention_bias",
 };
+
+/* Suffixes of the parameters quantization adds beside a weight: never a
+ * weight to quantize, whatever a pattern says. */
+static const char *const param_suffixes[] = {
+    "_scale", "_zero_point", "_packed", "_shape", "_g_idx",
+};
+
+/* GPT-2-family Conv1D modules: Linear layers stored [in, out]. */
+static const char *const conv1d_modules[] = {"c_attn", "c_proj", "c_fc", "q_attn"};
+/* MoE router gates, which vLLM builds unquantized: Mixtral's
+ * block_sparse_moe.gate, Qwen-MoE's mlp.gate and shared_expert_gate. */
+static const char *const router_modules[] = {"gate", "shared_expert_gate"};
 
 static bool is_regex(const char *p)
 {
     return strncmp(p, RE_PREFIX, RE_PREFIX_LEN) == 0;
 }
 
-/* Compiles the regex of an "re:" pattern. Without REG_NOSUB: matching asks
- * for the span of the whole match to require it to cover the whole name. */
-static mq_status compile_regex(const char *pat, regex_t *re)
+/* Compiles the regex of an "re:" pattern with Python re's meaning for the
+ * common syntax; anchoring at the start only happens at match time. */
+static mq_status compile_regex(const char *pat, pcre2_code **re)
 {
     const char *body = pat + RE_PREFIX_LEN;
-    char msg[256];
-    int rc;
-
+    int code;
+    PCRE2_SIZE at;
+    *re = NULL;
     if (*body == '\0') return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '%s': empty regex", pat);
-    rc = regcomp(re, body, REG_EXTENDED);
-    if (rc != 0) {
-        /* No regfree: after a failed regcomp there is nothing to free, and
-         * some C libraries would free twice. */
-        regerror(rc, re, msg, sizeof msg);
-        return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '%s': %s", pat, msg);
+    *re = pcre2_compile((PCRE2_SPTR)body, PCRE2_ZERO_TERMINATED, 0, &code, &at, NULL);
+    if (!*re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '%s': %s at offset %zu", pat,
+                            (const char *)msg, (size_t)at);
     }
     return MQ_OK;
 }
 
 mq_status mq_pattern_check(const char *pat)
 {
-    regex_t re;
+    pcre2_code *re;
     mq_status st;
 
     if (!pat) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "pattern: NULL");
     if (*pat == '\0') return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '': empty pattern");
     if (!is_regex(pat)) return MQ_OK;
     if ((st = compile_regex(pat, &re)) != MQ_OK) return st;
-    regfree(&re);
+    pcre2_code_free(re);
     return MQ_OK;
 }
 
 /* Unlike mq_pattern_check, leaves the last error alone: a query is not a failure. */
 bool mq_pattern_valid(const char *pat)
 {
-    regex_t re;
-
+    int code;
+    PCRE2_SIZE at;
     if (!pat || *pat == '\0') return false;
     if (!is_regex(pat)) return true;
     if (pat[RE_PREFIX_LEN] == '\0') return false;
-    if (regcomp(&re, pat + RE_PREFIX_LEN, REG_EXTENDED | REG_NOSUB) != 0) return false;
-    regfree(&re);
-    return true;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat + RE_PREFIX_LEN), PCRE2_ZERO_TERMINATED, 0,
+                                   &code, &at, NULL);
+    pcre2_code_free(re);
+    return re != NULL;
 }
 
-/*
- * Whole-name match. The regex is not wrapped in "^(...)$": an unmatched ')'
- * is a literal in glibc's ERE, so "a)|b" would become "^(a)|b)$" and match
- * any name starting with "a". POSIX regexec reports the leftmost-longest
- * match, so a match covering [0, len) exists exactly when the reported one
- * starts at 0 and ends at len.
- */
-static bool pattern_matches(const pattern *p, const char *name)
+/* re.match: anchored at the start of the name, not at its end (a "$" in the
+ * pattern does that). A match that exceeds the limits is recorded as the
+ * planner's error and counts as no match. */
+static bool pattern_matches(mq_planner *pl, const pattern *p, const char *name)
 {
-    regmatch_t m[1];
-
     if (!p->is_re) return fnmatch(p->text, name, 0) == 0;
-    if (regexec(&p->re, name, 1, m, 0) != 0) return false;
-    return m[0].rm_so == 0 && (size_t)m[0].rm_eo == strlen(name);
+    int rc =
+        pcre2_match(p->re, (PCRE2_SPTR)name, strlen(name), 0, PCRE2_ANCHORED, pl->md, pl->mctx);
+    if (rc >= 0) return true;
+    if (rc != PCRE2_ERROR_NOMATCH && pl->error == MQ_OK)
+        pl->error = mq_set_error(MQ_STATUS_E_CONFIG,
+                                 "pattern '%s' on tensor '%s': the match took too many steps "
+                                 "(nested repetition such as (a+)+?); simplify the pattern",
+                                 p->text, name);
+    return false;
 }
 
 /*
@@ -109,11 +138,12 @@ static bool pattern_matches(const pattern *p, const char *name)
  * last ".param"): compressed-tensors and llm-compressor ignore lists name
  * modules ("lm_head", "re:.*mlp.gate$"), so those work unchanged.
  */
-static const pattern *set_match(const pattern_set *s, const char *name, const char *module)
+static const pattern *set_match(mq_planner *pl, const pattern_set *s, const char *name,
+                                const char *module)
 {
     for (size_t i = 0; i < s->count; i++)
-        if (pattern_matches(&s->items[i], name) ||
-            (module && pattern_matches(&s->items[i], module)))
+        if (pattern_matches(pl, &s->items[i], name) ||
+            (module && pattern_matches(pl, &s->items[i], module)))
             return &s->items[i];
     return NULL;
 }
@@ -121,7 +151,7 @@ static const pattern *set_match(const pattern_set *s, const char *name, const ch
 static void set_free(pattern_set *s)
 {
     for (size_t i = 0; i < s->count; i++) {
-        if (s->items[i].is_re) regfree(&s->items[i].re);
+        if (s->items[i].is_re) pcre2_code_free(s->items[i].re);
         free(s->items[i].text);
     }
     free(s->items);
@@ -163,6 +193,14 @@ mq_status mq_planner_new(const mq_config *cfg, mq_planner **out)
     if (!(p = calloc(1, sizeof *p)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "planner: out of memory");
     p->dtype = cfg->dtype;
+    p->mctx = pcre2_match_context_create(NULL);
+    p->md = pcre2_match_data_create(1, NULL);
+    if (!p->mctx || !p->md) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "planner: out of memory");
+        goto done;
+    }
+    pcre2_set_match_limit(p->mctx, RE_MATCH_LIMIT);
+    pcre2_set_depth_limit(p->mctx, RE_DEPTH_LIMIT);
     if ((st = set_build(&p->include, cfg->include, cfg->n_include)) != MQ_OK) goto done;
     if ((st = set_build(&p->exclude, cfg->exclude, cfg->n_exclude)) != MQ_OK) goto done;
     *out = p;
@@ -177,6 +215,8 @@ void mq_planner_free(mq_planner *p)
     if (!p) return;
     set_free(&p->include);
     set_free(&p->exclude);
+    pcre2_match_data_free(p->md);
+    pcre2_match_context_free(p->mctx);
     free(p);
 }
 
@@ -230,14 +270,49 @@ static mq_action decide_fp16(mq_dtype dtype, char *reason, size_t cap)
     }
 }
 
+/* The last component of a module name ("model.layers.0.mlp.gate" -> "gate"). */
+static const char *last_component(const char *module)
+{
+    const char *dot = module ? strrchr(module, '.') : NULL;
+    return dot ? dot + 1 : module ? module : "";
+}
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0) return true;
+    return false;
+}
+
+#define IN_LIST(s, list) in_list((s), (list), sizeof(list) / sizeof *(list))
+
+static bool is_embedding(const char *name, const char *module)
+{
+    for (size_t i = 0; i < sizeof embedding_markers / sizeof *embedding_markers; i++)
+        if (strstr(name, embedding_markers[i])) return true;
+    return module && strcmp(last_component(module), "shared") == 0;
+}
+
+static bool is_param(const char *name)
+{
+    for (size_t i = 0; i < sizeof param_suffixes / sizeof *param_suffixes; i++)
+        if (ends_with(name, param_suffixes[i])) return true;
+    return false;
+}
+
+static bool is_conv1d(const mq_planner *p, const char *module)
+{
+    return p->hints.conv1d_family && IN_LIST(last_component(module), conv1d_modules);
+}
+
 /*
- * The int8 rules. Structural checks (empty, rank, dtype) come before include
- * because no pattern can make a bias or an I64 buffer quantizable; include
- * only overrides the name-based defaults that follow it.
+ * The int8 rules. Structural checks (empty, rank, dtype, and in a model
+ * directory the module kinds the loaders never build as quantized Linear
+ * layers) come before include because no pattern can make them loadable;
+ * include only overrides the name-based defaults that follow it.
  */
-static mq_action decide_int8(const mq_planner *p, const char *name, const char *module,
-                             mq_dtype dtype, int rank, const int64_t *shape, char *reason,
-                             size_t cap)
+static mq_action decide_int8(mq_planner *p, const char *name, const char *module, mq_dtype dtype,
+                             int rank, const int64_t *shape, char *reason, size_t cap)
 {
     if (shape && rank > 0 && rank <= MQ_MAX_RANK)
         for (int i = 0; i < rank; i++)
@@ -250,22 +325,31 @@ static mq_action decide_int8(const mq_planner *p, const char *name, const char *
     if (!mq_dtype_is_quantizable(dtype))
         return skip(reason, cap, "dtype %s is not a float type to quantize", dtype_label(dtype));
     if (rank > 5) return skip(reason, cap, "rank %d is neither Linear (2) nor Conv (3-5)", rank);
-    if (set_match(&p->include, name, module)) {
+    if (is_param(name)) return skip(reason, cap, "a quantization parameter, not a weight");
+    if (p->hints.linear_only && rank > 2)
+        return skip(reason, cap,
+                    "Conv weight (the loaders quantize Linear layers only; kept in float)");
+    if (p->hints.linear_only && is_conv1d(p, module))
+        return skip(reason, cap,
+                    "GPT-2 Conv1D weight (stored [in, out]; the loaders quantize no Conv1D; kept "
+                    "in float and listed in ignore)");
+    if (set_match(p, &p->include, name, module)) {
         clear_reason(reason, cap);
         return MQ_ACTION_QUANTIZE;
     }
     if (!ends_with(name, "weight"))
         return skip(reason, cap, "not a weight (name does not end in 'weight')");
-    for (size_t i = 0; i < sizeof embedding_markers / sizeof *embedding_markers; i++)
-        if (strstr(name, embedding_markers[i]))
-            return skip(reason, cap, "embedding (kept in float by default)");
+    if (is_embedding(name, module))
+        return skip(reason, cap, "embedding (kept in float by default)");
     if (strstr(name, "lm_head"))
         return skip(reason, cap, "lm_head (kept in float by default, as llm-compressor's ignore)");
+    if (p->hints.linear_only && IN_LIST(last_component(module), router_modules))
+        return skip(reason, cap, "MoE router gate (vLLM builds it unquantized; listed in ignore)");
     clear_reason(reason, cap);
     return MQ_ACTION_QUANTIZE;
 }
 
-mq_action mq_planner_decide(const mq_planner *p, const char *name, mq_dtype dtype, int rank,
+mq_action mq_planner_decide(mq_planner *p, const char *name, mq_dtype dtype, int rank,
                             const int64_t *shape, char *reason, size_t cap)
 {
     const pattern *ex;
@@ -277,10 +361,9 @@ mq_action mq_planner_decide(const mq_planner *p, const char *name, mq_dtype dtyp
     if (!name) name = "";
     /* Without memory for the module name, patterns still see the full name. */
     dot = strrchr(name, '.');
-    if (dot && p->include.count + p->exclude.count > 0)
-        module = strndup(name, (size_t)(dot - name));
+    if (dot) module = strndup(name, (size_t)(dot - name));
     /* Exclude wins over everything, in both modes. */
-    if ((ex = set_match(&p->exclude, name, module)))
+    if ((ex = set_match(p, &p->exclude, name, module)))
         a = skip(reason, cap, "excluded by pattern '%s'", ex->text);
     else if (p->dtype == MQ_FLOAT16)
         a = decide_fp16(dtype, reason, cap);
@@ -288,4 +371,26 @@ mq_action mq_planner_decide(const mq_planner *p, const char *name, mq_dtype dtyp
         a = decide_int8(p, name, module, dtype, rank, shape, reason, cap);
     free(module);
     return a;
+}
+
+void mq_planner_set_hints(mq_planner *p, const mq_plan_hints *h)
+{
+    if (p && h) p->hints = *h;
+}
+
+mq_status mq_planner_error(const mq_planner *p)
+{
+    return p ? p->error : MQ_OK;
+}
+
+bool mq_planner_is_linear(const mq_planner *p, const char *name, mq_dtype dtype, int rank)
+{
+    (void)p;
+    if (rank != 2 || !mq_dtype_is_float(dtype) || !ends_with(name, ".weight") || is_param(name))
+        return false;
+    const char *dot = strrchr(name, '.');
+    char *module = strndup(name, (size_t)(dot - name));
+    bool emb = !module || is_embedding(name, module);
+    free(module);
+    return !emb;
 }

@@ -178,6 +178,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
         char reason[256];
         mq_action a =
             mq_planner_decide(planner, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
+        if ((st = mq_planner_error(planner)) != MQ_OK) break;
         if (a == MQ_ACTION_QUANTIZE) {
             bool nonfinite;
             st = quantize_tensor(&c, in, i, &nonfinite);
@@ -248,7 +249,7 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
     if (stat(in_path, &sb) == 0 && S_ISDIR(sb.st_mode))
         st = mq_hfdir_quantize(in_path, out_path, cfg_in, be, rep);
     else
-        st = mq_stream_file(in_path, out_path, cfg_in, be, rep, NULL);
+        st = mq_stream_file(in_path, out_path, cfg_in, NULL, be, rep, NULL);
     if (st == MQ_OK && report) {
         *report = rep;
         rep = NULL;

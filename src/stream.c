@@ -90,7 +90,7 @@ void mq_stream_plan_copy(mq_tplan *tp)
     tp->kind = MQ_KIND_COPY;
 }
 
-static mq_status plan_tensors(mq_stream *s, const mq_planner *pl)
+static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
 {
     for (size_t i = 0; i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
@@ -102,6 +102,7 @@ static mq_status plan_tensors(mq_stream *s, const mq_planner *pl)
                                     (const unsigned char *)mq_blob_data(s->m->blobs[i]));
         tp->action =
             mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
+        if (mq_planner_error(pl) != MQ_OK) return mq_planner_error(pl);
         if (tp->action == MQ_ACTION_QUANTIZE) {
             mq_status st = plan_quantize(s, tp);
             if (st != MQ_OK) return st;
@@ -300,10 +301,11 @@ static void teardown(mq_stream *s)
 }
 
 mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_config *cfg,
-                         mq_backend *be, mq_report *rep, mq_stream_totals *totals)
+                         mq_planner *planner, mq_backend *be, mq_report *rep,
+                         mq_stream_totals *totals)
 {
     mq_config defaults;
-    mq_planner *pl = NULL;
+    mq_planner *pl = planner, *own_pl = NULL;
     mq_report *own_rep = NULL;
     char *header = NULL;
     size_t hlen = 0;
@@ -323,7 +325,8 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     s = (mq_stream){
         .in_path = in_path, .cfg = cfg, .be = be, .rep = rep, .totals = totals, .fd = -1};
     mq_report_set_device(rep, be->backend, be->platform, be->device);
-    if ((st = mq_planner_new(cfg, &pl)) != MQ_OK) goto done;
+    if (!pl && (st = mq_planner_new(cfg, &pl)) != MQ_OK) goto done;
+    if (!planner) own_pl = pl;
     if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
     s.n = s.m->count;
     if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
@@ -351,7 +354,7 @@ prefixed:
 done:
     teardown(&s);
     free(header);
-    mq_planner_free(pl);
+    mq_planner_free(own_pl);
     mq_report_free(own_rep);
     if (cfg == &defaults) mq_config_free(&defaults);
     return st;

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "monoquant.h"
+#include "plan.h"
 
 #define MQ_DEFAULT_MEMORY_LIMIT (1ULL << 30)
 
@@ -23,10 +24,12 @@ typedef struct {
  * mq_outfile), appending one entry per input tensor to `rep` (which also gets
  * the device). Output bytes are identical to mq_dynamic_quantize followed by
  * mq_model_save. Errors name the file, the tensor and the cause; on error no
- * file exists under out_path.
+ * file exists under out_path. `planner` decides what is quantized (NULL: one
+ * made from cfg, as for a single file).
  */
 mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_config *cfg,
-                         mq_backend *be, mq_report *rep, mq_stream_totals *totals);
+                         mq_planner *planner, mq_backend *be, mq_report *rep,
+                         mq_stream_totals *totals);
 
 /* Input bytes and tensor count of a file's header, for progress totals. */
 mq_status mq_stream_measure(const char *in_path, uint64_t *bytes, size_t *tensors);

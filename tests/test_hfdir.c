@@ -411,13 +411,19 @@ static void assert_index(const char *out, int shards)
     json_decref(idx);
 }
 
+/* The block compressed-tensors 0.20.1 writes for the same scheme (its
+ * ModelCompressor.update_config output, keys as it dumps them): W8A8 for
+ * symmetric int8, int8 weights only (pack-quantized) otherwise. */
 static const char expected_qc[] =
-    "{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\","
-    " \"quantization_status\": \"compressed\", \"config_groups\": {\"group_0\": {"
-    "\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 8, \"type\": \"int\","
-    " \"symmetric\": %s, \"strategy\": \"%s\", \"dynamic\": false, \"group_size\": null,"
-    " \"observer\": \"minmax\"}, \"input_activations\": null, \"output_activations\": null}},"
-    " \"ignore\": [\"lm_head\"], \"kv_cache_scheme\": null}";
+    "{\"config_groups\": {\"group_0\": {\"format\": \"%s\", \"input_activations\": %s,"
+    " \"output_activations\": null, \"targets\": [\"Linear\"], \"weights\": {\"dynamic\": false,"
+    " \"group_size\": null, \"num_bits\": 8, \"strategy\": \"%s\", \"symmetric\": %s,"
+    " \"type\": \"int\"}}}, \"format\": \"%s\", \"global_compression_ratio\": null,"
+    " \"ignore\": [\"lm_head\"], \"kv_cache_scheme\": null, \"moe_sparsity_config\": null,"
+    " \"quant_method\": \"compressed-tensors\", \"quantization_status\": \"compressed\","
+    " \"sparsity_config\": {}, \"transform_config\": {}, \"version\": \"0.20.1\"}";
+static const char w8a8_acts[] = "{\"dynamic\": true, \"group_size\": null, \"num_bits\": 8,"
+                                " \"strategy\": \"token\", \"symmetric\": true, \"type\": \"int\"}";
 
 /* The output config: the input's keys, values and order, then the block. */
 static void assert_config(const char *in, const char *out, const mq_config *cfg)
@@ -439,8 +445,10 @@ static void assert_config(const char *in, const char *out, const mq_config *cfg)
         assert_string_equal(json_string_value(json_object_get(jo, "torch_dtype")), "float16");
     } else {
         char want[2048];
-        snprintf(want, sizeof want, expected_qc, cfg->symmetric ? "true" : "false",
-                 cfg->per_channel ? "channel" : "tensor");
+        bool w8a8 = cfg->symmetric && !cfg->weights_only;
+        const char *fmt = w8a8 ? "int-quantized" : "pack-quantized";
+        snprintf(want, sizeof want, expected_qc, fmt, w8a8 ? w8a8_acts : "null",
+                 cfg->per_channel ? "channel" : "tensor", cfg->symmetric ? "true" : "false", fmt);
         json_t *jw = json_loads(want, 0, NULL);
         assert_non_null(jw);
         assert_non_null(it);

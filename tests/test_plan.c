@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "plan.h"
+#include "timing.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,8 @@ static void test_include_forces_defaults(void **state)
     assert_int_equal(DECIDE(p, "lm_head.weight", MQ_DTYPE_BF16, 100, 8), MQ_ACTION_QUANTIZE);
     assert_int_equal(DECIDE(p, "model.embed_tokens.weight", MQ_DTYPE_BF16, 100, 8),
                      MQ_ACTION_QUANTIZE);
-    assert_int_equal(DECIDE(p, "x.weight_scale", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
+    /* No pattern selects a quantization parameter. */
+    assert_skip(DECIDE(p, "x.weight_scale", MQ_DTYPE_F32, 8, 8), "quantization parameter");
     /* Include adds; what it does not name keeps the defaults. */
     assert_int_equal(DECIDE(p, "model.layers.0.mlp.up_proj.weight", MQ_DTYPE_BF16, 8, 8),
                      MQ_ACTION_QUANTIZE);
@@ -209,20 +211,21 @@ static void test_glob_and_regex(void **state)
     mq_planner_free(p);
 }
 
+/* "re:" patterns mean what Python's re.match means, as compressed-tensors
+ * matches its ignore lists: anchored at the start, not at the end. */
 static void test_regex_anchoring(void **state)
 {
     (void)state;
     const char *bare[] = {"re:q_proj"};
     const char *wide[] = {"re:.*q_proj.*"};
     const char *head[] = {"re:.*lm_head"};
-    /* An unmatched ')' is literal in glibc's ERE; wrapping in ^(...)$ would
-     * turn this into "^(a)|b)$" and match every name starting with 'a'. */
-    const char *paren[] = {"re:a)|b"};
+    const char *end[] = {"re:.*mlp\\.gate$"};
     mq_planner *p;
 
     p = planner_with(MQ_QINT8, NULL, 0, bare, 1);
     assert_int_equal(DECIDE(p, "a.q_proj.weight", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
     assert_skip(DECIDE(p, "q_proj", MQ_DTYPE_F32, 8, 8), "excluded");
+    assert_skip(DECIDE(p, "q_proj_extra.weight", MQ_DTYPE_F32, 8, 8), "excluded");
     mq_planner_free(p);
 
     p = planner_with(MQ_QINT8, NULL, 0, wide, 1);
@@ -234,14 +237,54 @@ static void test_regex_anchoring(void **state)
     assert_int_equal(DECIDE(p, "lm_head", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
     assert_int_equal(DECIDE(p, "model.lm_head", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
     assert_int_equal(DECIDE(p, "lm_head.weight", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
-    assert_skip(DECIDE(p, "model.lm_head_extra.weight", MQ_DTYPE_F32, 8, 8), "lm_head");
+    /* re.match needs no match to the end. */
+    assert_int_equal(DECIDE(p, "model.lm_head_extra.weight", MQ_DTYPE_F32, 8, 8),
+                     MQ_ACTION_QUANTIZE);
     mq_planner_free(p);
 
-    p = planner_with(MQ_QINT8, NULL, 0, paren, 1);
-    assert_int_equal(DECIDE(p, "abc.weight", MQ_DTYPE_F32, 8, 8), MQ_ACTION_QUANTIZE);
-    assert_skip(DECIDE(p, "b.weight", MQ_DTYPE_F32, 8, 8), "excluded");
-    assert_skip(DECIDE(p, "a).weight", MQ_DTYPE_F32, 8, 8), "excluded");
+    /* "$" anchors the end: the gate module, not gate_proj. */
+    p = planner_with(MQ_QINT8, NULL, 0, end, 1);
+    assert_skip(DECIDE(p, "model.layers.1.mlp.gate.weight", MQ_DTYPE_F32, 8, 8), "excluded");
+    assert_int_equal(DECIDE(p, "model.layers.1.mlp.gate_proj.weight", MQ_DTYPE_F32, 8, 8),
+                     MQ_ACTION_QUANTIZE);
     mq_planner_free(p);
+}
+
+/* Matching is bounded: a pattern with nested repetition on a long name is a
+ * clear error, quickly, not a hang; a plain one on a long name still works. */
+static void test_regex_bounded(void **state)
+{
+    (void)state;
+    const char *nested[] = {"re:(a+)+$"};
+    const char *gate[] = {"re:.*mlp.gate$"};
+    size_t n = 100000;
+    char *name = malloc(n + 16);
+    char why[256];
+    assert_non_null(name);
+    memset(name, 'a', n);
+    strcpy(name + n, "b.weight");
+    mq_planner *p = planner_with(MQ_QINT8, NULL, 0, nested, 1);
+    double t0 = mq_now_s();
+    assert_int_equal(
+        mq_planner_decide(p, name, MQ_DTYPE_F32, 2, SHAPE(4, 4), why, sizeof why),
+        MQ_ACTION_QUANTIZE);
+    assert_int_equal(mq_planner_error(p), MQ_STATUS_E_CONFIG);
+    assert_non_null(strstr(mq_last_error(), "(a+)+$"));
+    assert_true(mq_now_s() - t0 < 5.0);
+    mq_planner_free(p);
+
+    p = planner_with(MQ_QINT8, NULL, 0, gate, 1);
+    t0 = mq_now_s();
+    (void)mq_planner_decide(p, name, MQ_DTYPE_F32, 2, SHAPE(4, 4), why, sizeof why);
+    assert_true(mq_now_s() - t0 < 5.0);
+    mq_status err = mq_planner_error(p);
+    assert_true(err == MQ_OK || err == MQ_STATUS_E_CONFIG);
+    mq_planner_free(p);
+    p = planner_with(MQ_QINT8, NULL, 0, gate, 1);
+    assert_skip(DECIDE(p, "model.layers.2.mlp.gate.weight", MQ_DTYPE_F32, 8, 8), "excluded");
+    assert_int_equal(mq_planner_error(p), MQ_OK);
+    mq_planner_free(p);
+    free(name);
 }
 
 static void test_module_name_match(void **state)
@@ -310,7 +353,9 @@ static void test_pattern_valid(void **state)
     assert_false(mq_pattern_valid("re:"));
     assert_false(mq_pattern_valid("re:("));
     assert_false(mq_pattern_valid("re:*x"));
-    assert_false(mq_pattern_valid("re:a{"));
+    /* Python's re syntax: an unbalanced ')' is an error, "a{" a literal. */
+    assert_false(mq_pattern_valid("re:a)|b"));
+    assert_true(mq_pattern_valid("re:a{"));
 
     /* A query leaves the last error alone; a check sets it. */
     mq_set_error(MQ_STATUS_E_IO, "earlier");
@@ -384,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_exclude_wins),
         cmocka_unit_test(test_glob_and_regex),
         cmocka_unit_test(test_regex_anchoring),
+        cmocka_unit_test(test_regex_bounded),
         cmocka_unit_test(test_module_name_match),
         cmocka_unit_test(test_bad_patterns),
         cmocka_unit_test(test_pattern_valid),

@@ -1,8 +1,8 @@
 /* The streaming quantizer (src/stream.c) against the in-memory path:
  * byte-identical files and equal reports for every setting, on the host
  * backend and the default device, with staging slots far smaller than the
- * tensors, in every kind of device staging memory; NaN errors, progress, and a real run of the CLI for peak memory
- * and Ctrl-C. */
+ * tensors, in every kind of device staging memory; NaN errors, progress, and a real run of the CLI
+ * for peak memory and Ctrl-C. */
 #define _DEFAULT_SOURCE /* wait4 */
 #include "testutil.h"
 
@@ -198,7 +198,7 @@ static void check_config(const char *in, mq_config *cfg, mq_backend *be, const c
     progress_log log = {.monotonic = true};
     cfg->progress = on_progress;
     cfg->progress_user = &log;
-    mq_status st = mq_stream_file(in, out, cfg, be, got, NULL);
+    mq_status st = mq_stream_file(in, out, cfg, NULL, be, got, NULL);
     if (st != MQ_OK) fail_msg("%s: %s", tag, mq_last_error());
     cfg->progress = NULL;
     assert_same_file(ref, out);
@@ -339,7 +339,7 @@ static void test_nan_error(void **state)
         cfg.per_channel = k < 2;
         cfg.memory_limit = k % 2 ? 1 << 20 : 0;
         mq_backend *use = k == 1 && fx.dev ? fx.dev : be;
-        assert_int_equal(mq_stream_file(fx.nan_model, out, &cfg, use, NULL, NULL),
+        assert_int_equal(mq_stream_file(fx.nan_model, out, &cfg, NULL, use, NULL, NULL),
                          MQ_STATUS_E_DATA);
         const char *e = mq_last_error();
         assert_non_null(strstr(e, fx.nan_model));
@@ -359,11 +359,13 @@ static void test_refusals(void **state)
     (void)state;
     mq_backend *be;
     assert_int_equal(mq_backend_open_host(&be), MQ_OK);
-    assert_int_equal(mq_stream_file(fx.model, fx.model, NULL, be, NULL, NULL), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_stream_file(fx.model, fx.model, NULL, NULL, be, NULL, NULL),
+                     MQ_STATUS_E_OUTPUT);
     char *missing = tu_join(fx.dir, "missing.safetensors");
     char *out = tu_join(fx.dir, "o.safetensors");
-    assert_int_equal(mq_stream_file(missing, out, NULL, be, NULL, NULL), MQ_STATUS_E_IO);
-    assert_int_equal(mq_stream_file(NULL, out, NULL, be, NULL, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(mq_stream_file(missing, out, NULL, NULL, be, NULL, NULL), MQ_STATUS_E_IO);
+    assert_int_equal(mq_stream_file(NULL, out, NULL, NULL, be, NULL, NULL),
+                     MQ_STATUS_E_INVALID_ARG);
     assert_false(tu_exists(out));
     assert_int_equal(tu_count_entries(fx.dir), 2);
     uint64_t bytes;
@@ -389,7 +391,7 @@ static void test_output_too_big(void **state)
         signal(SIGXFSZ, SIG_IGN);
         struct rlimit rl = {1 << 20, 1 << 20};
         if (setrlimit(RLIMIT_FSIZE, &rl) != 0 || mq_backend_open_host(&be) != MQ_OK) _exit(2);
-        mq_status st = mq_stream_file(fx.model, out, NULL, be, NULL, NULL);
+        mq_status st = mq_stream_file(fx.model, out, NULL, NULL, be, NULL, NULL);
         bool named = strstr(mq_last_error(), out) != NULL;
         mq_backend_free(be);
         _exit(st == MQ_STATUS_E_OUTPUT && named ? 0 : 1);
@@ -420,7 +422,7 @@ static void test_totals(void **state)
     cfg.progress = on_progress;
     cfg.progress_user = &log;
     char *out = tu_join(fx.dir, "t.safetensors");
-    assert_int_equal(mq_stream_file(fx.model, out, &cfg, be, NULL, &t), MQ_OK);
+    assert_int_equal(mq_stream_file(fx.model, out, &cfg, NULL, be, NULL, &t), MQ_OK);
     assert_int_equal(t.tensors_done, 5 + tensors);
     assert_int_equal(t.bytes_done, 1000 + bytes);
     assert_int_equal(log.last_done, 5 + tensors);
@@ -693,18 +695,12 @@ static void test_cli_sigint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_host_matches_memory),
-        cmocka_unit_test(test_device_matches_memory),
-        cmocka_unit_test(test_staging_modes),
-        cmocka_unit_test(test_skip_nonfinite),
-        cmocka_unit_test(test_nan_error),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_output_too_big),
-        cmocka_unit_test(test_totals),
-        cmocka_unit_test(test_copy_from),
-        cmocka_unit_test(test_ring_short_file),
-        cmocka_unit_test(test_cli_memory),
-        cmocka_unit_test(test_cli_sigint),
+        cmocka_unit_test(test_host_matches_memory), cmocka_unit_test(test_device_matches_memory),
+        cmocka_unit_test(test_staging_modes),       cmocka_unit_test(test_skip_nonfinite),
+        cmocka_unit_test(test_nan_error),           cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_output_too_big),      cmocka_unit_test(test_totals),
+        cmocka_unit_test(test_copy_from),           cmocka_unit_test(test_ring_short_file),
+        cmocka_unit_test(test_cli_memory),          cmocka_unit_test(test_cli_sigint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -162,7 +162,7 @@ static int fuzz_config(void)
         char *text = NULL;
         size_t len = 0;
         if (!copy) fuzz_fail("out of memory");
-        if (mq_hf_config_render(copy, &g.cfg[c], g.rep, 0, &text, &len) != MQ_OK)
+        if (mq_hf_config_render(copy, &g.cfg[c], NULL, g.rep, 0, &text, &len) != MQ_OK)
             fuzz_fail("config_render: %s", mq_last_error());
         json_t *out = reparse(text, len, "rendered config.json");
         check_kept(config, out);
