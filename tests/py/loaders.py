@@ -1,0 +1,227 @@
+"""The loader contract's tools: tiny seeded Hugging Face models built from
+configs, compressed-tensors' own compression of the same weights (the
+byte-level oracle), vLLM's scheme-selection rules restated, and a plain
+from_pretrained that records missing/unexpected keys and warnings."""
+import json
+import logging
+import os
+import warnings
+
+import torch
+
+# Schemes: the CLI flags, and what the output must be.
+SCHEMES = {
+    "w8a8": {"args": [], "format": "int-quantized", "symmetric": True, "strategy": "channel",
+             "acts": True, "vllm": "CompressedTensorsW8A8Int8", "min_cos": 0.999},
+    "w8a8-tensor": {"args": ["--per-tensor"], "format": "int-quantized", "symmetric": True,
+                    "strategy": "tensor", "acts": True, "vllm": "CompressedTensorsW8A8Int8",
+                    "min_cos": 0.998},
+    "asym": {"args": ["--scheme", "asym"], "format": "pack-quantized", "symmetric": False,
+             "strategy": "channel", "acts": False, "vllm": "CompressedTensorsWNA16",
+             "min_cos": 0.999},
+    "weights-only": {"args": ["--weights-only"], "format": "pack-quantized", "symmetric": True,
+                     "strategy": "channel", "acts": False, "vllm": "CompressedTensorsWNA16",
+                     "min_cos": 0.999},
+    "asym-tensor": {"args": ["--scheme", "asym", "--per-tensor"], "format": "pack-quantized",
+                    "symmetric": False, "strategy": "tensor", "acts": False, "vllm": None,
+                    "min_cos": 0.998},
+}
+
+
+def _seeded(build):
+    torch.manual_seed(1234)
+    return build()
+
+
+def build_models():
+    """name -> (builder of the model, loader class, dtype, shard size or None)."""
+    import transformers as tf
+    tiny = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=128, initializer_range=0.1,
+                max_position_embeddings=64)
+    return {
+        "llama-f32": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),
+                      tf.AutoModelForCausalLM, torch.float32, None),
+        "llama-bf16": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),
+                       tf.AutoModelForCausalLM, torch.bfloat16, None),
+        "llama-sharded": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),
+                          tf.AutoModelForCausalLM, torch.float32, "100KB"),
+        "qwen2": (lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**tiny)),
+                  tf.AutoModelForCausalLM, torch.float32, None),
+        "bert": (lambda: tf.BertModel(tf.BertConfig(
+                     hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                     num_attention_heads=4, vocab_size=128, initializer_range=0.1,
+                     max_position_embeddings=64), add_pooling_layer=True),
+                 tf.AutoModel, torch.float32, None),
+        "gpt2": (lambda: tf.GPT2LMHeadModel(tf.GPT2Config(
+                     n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64,
+                     initializer_range=0.1, bos_token_id=0, eos_token_id=1)),
+                 tf.AutoModelForCausalLM, torch.float32, None),
+        "t5": (lambda: tf.T5ForConditionalGeneration(tf.T5Config(
+                   d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4, vocab_size=128,
+                   initializer_factor=1.0)),
+               tf.AutoModelForSeq2SeqLM, torch.float32, None),
+        "whisper": (lambda: tf.WhisperForConditionalGeneration(tf.WhisperConfig(
+                        d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                        vocab_size=128, num_mel_bins=16, max_source_positions=32,
+                        max_target_positions=32, init_std=0.1, pad_token_id=0, bos_token_id=1,
+                        eos_token_id=2, decoder_start_token_id=3, suppress_tokens=[],
+                        begin_suppress_tokens=[])),
+                    tf.AutoModelForSpeechSeq2Seq, torch.float32, None),
+        "mixtral": (lambda: tf.MixtralForCausalLM(tf.MixtralConfig(
+                        num_local_experts=4, num_experts_per_tok=2, **tiny)),
+                    tf.AutoModelForCausalLM, torch.float32, None),
+    }
+
+
+def save_model(name, path):
+    builder, _, dtype, shard = build_models()[name]
+    model = _seeded(builder).to(dtype)
+    kw = {"max_shard_size": shard} if shard else {}
+    model.save_pretrained(path, **kw)
+    return model
+
+
+def model_inputs(name, model):
+    g = torch.Generator().manual_seed(99)
+    ids = torch.randint(0, 128, (2, 12), generator=g)
+    if name == "whisper":
+        feats = torch.randn(2, 16, 64, generator=g).to(model.dtype)
+        return {"input_features": feats, "decoder_input_ids": ids[:, :6]}
+    if name == "t5":
+        return {"input_ids": ids, "decoder_input_ids": ids[:, :6]}
+    return {"input_ids": ids}
+
+
+def outputs(model, inputs):
+    with torch.no_grad():
+        out = model(**inputs)
+    t = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+    return t.float()
+
+
+def cosine_per_row(a, b):
+    """Cosine similarity of the two outputs over all positions and logits."""
+    a = a.reshape(-1).double()
+    b = b.reshape(-1).double()
+    return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def plain_load(name, path):
+    """from_pretrained(path) as a user writes it: (model, loading info, warnings)."""
+    import transformers as tf
+    _, cls, _, _ = build_models()[name]
+    handler = _Collect()
+    roots = [logging.getLogger("transformers"), logging.getLogger("compressed_tensors")]
+    for r in roots:
+        r.addHandler(handler)
+    tf.logging.set_verbosity_warning()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model, info = cls.from_pretrained(path, output_loading_info=True)
+    finally:
+        for r in roots:
+            r.removeHandler(handler)
+    msgs = handler.records + [str(w.message) for w in caught]
+    return model.eval(), info, msgs
+
+
+def quantizable_linears(model):
+    """Qualified names of the modules compressed-tensors targets with "Linear"."""
+    return {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def ct_oracle(name, src, dst, scheme, ignore):
+    """compressed-tensors quantizing and compressing the weights of `src` with
+    `scheme` (min/max per channel or per tensor, its own calculate_qparams and
+    compressor), saved to `dst` as llm-compressor saves a model."""
+    from compressed_tensors.compressors import ModelCompressor
+    from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig,
+                                                 QuantizationScheme, apply_quantization_config)
+    from compressed_tensors.quantization.utils import calculate_qparams
+    _, cls, _, _ = build_models()[name]
+    s = SCHEMES[scheme]
+    model = cls.from_pretrained(src).eval()
+    weights = QuantizationArgs(num_bits=8, type="int", symmetric=s["symmetric"],
+                               strategy=s["strategy"], dynamic=False)
+    acts = (QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+            if s["acts"] else None)
+    qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
+    apply_quantization_config(model, QuantizationConfig(config_groups={"group_0": qs},
+                                                        ignore=list(ignore)))
+    for _, m in model.named_modules():
+        if not hasattr(m, "weight_scale"):
+            continue
+        w = m.weight.data
+        if s["strategy"] == "channel":
+            lo, hi = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
+        else:
+            lo, hi = w.amin().reshape(1), w.amax().reshape(1)
+        sc, zp = calculate_qparams(lo, hi, m.quantization_scheme.weights)
+        m.weight_scale.data.copy_(sc.reshape(m.weight_scale.shape))
+        if hasattr(m, "weight_zero_point"):
+            m.weight_zero_point.data.copy_(zp.reshape(m.weight_zero_point.shape))
+    comp = ModelCompressor.from_pretrained_model(model, s["format"])
+    comp.compress_model(model)
+    model.save_pretrained(dst)
+    comp.update_config(dst)
+
+
+def load_tensors(path):
+    from safetensors.torch import load_file
+    out = {}
+    for f in sorted(os.listdir(path)):
+        if f.endswith(".safetensors"):
+            out.update(load_file(os.path.join(path, f)))
+    return out
+
+
+def quantization_config(path):
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f).get("quantization_config")
+
+
+# ---- vLLM 0.33's rules (compressed_tensors.py), restated ----
+
+def vllm_scheme(qc):
+    """The Linear scheme class vLLM 0.33 picks for each config group, or raises
+    as vLLM does. Facts from vLLM 0.33's compressed-tensors config parser:
+    a group's own format wins over the top-level one; int-quantized/naive/
+    float-quantized with no input activations must have float weights
+    (AssertionError); WNA16 = pack-quantized, channel or group strategy,
+    static weights of 2-8 bits, no input activations; W8A8Int8 = an
+    activation-quantized format with symmetric static 8-bit int weights per
+    tensor or channel and 8-bit int activations that are static per tensor or
+    dynamic per token."""
+    picked = {}
+    for gname, g in qc["config_groups"].items():
+        fmt = g.get("format") or qc.get("format")
+        w, a = g.get("weights"), g.get("input_activations")
+        if fmt in ("int-quantized", "naive-quantized", "float-quantized") and a is None:
+            if w["type"] != "float":
+                raise AssertionError("vLLM: %s needs input_activations for int weights" % fmt)
+        if (fmt == "pack-quantized" and a is None and w["type"] == "int"
+                and w["strategy"] in ("channel", "group") and not w["dynamic"]
+                and 2 <= w["num_bits"] <= 8):
+            picked[gname] = "CompressedTensorsWNA16"
+            continue
+        if (a is not None and fmt in ("int-quantized", "naive-quantized") and w["type"] == "int"
+                and a["type"] == "int" and w["num_bits"] == 8 and a["num_bits"] == 8
+                and w["symmetric"] and not w["dynamic"] and w["strategy"] in ("tensor", "channel")
+                and ((a["strategy"] == "tensor" and not a["dynamic"])
+                     or (a["strategy"] == "token" and a["dynamic"]))):
+            picked[gname] = "CompressedTensorsW8A8Int8"
+            continue
+        raise NotImplementedError("vLLM: no compressed-tensors compatible scheme was found")
+    return picked
