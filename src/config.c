@@ -166,6 +166,7 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
     if (strcmp(c->key, "per_channel") == 0) return get_bool(c, v, &cfg->per_channel);
     if (strcmp(c->key, "skip_nonfinite") == 0) return get_bool(c, v, &cfg->skip_nonfinite);
     if (strcmp(c->key, "fp16_saturate") == 0) return get_bool(c, v, &cfg->fp16_saturate);
+    if (strcmp(c->key, "follow_symlinks") == 0) return get_bool(c, v, &cfg->follow_symlinks);
     if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
     /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
     if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)

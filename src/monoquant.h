@@ -89,6 +89,16 @@ typedef struct {
     /** Called from the calling thread after each tensor and between chunks (may be NULL). */
     void (*progress)(const struct mq_progress *p, void *user);
     void *progress_user;
+    /**
+     * Model directories: follow symbolic links wherever they lead. By default
+     * (false) a link is followed only when its target lies inside the input
+     * directory, or inside the blobs/ folder of the Hugging Face cache
+     * repository that holds it (models--ORG--NAME/snapshots/REV/x ->
+     * ../../blobs/HASH); any other link, or a dangling one, is an error
+     * naming the link and its target, so that no file from elsewhere on the
+     * machine lands in the output.
+     */
+    bool follow_symlinks;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -113,7 +123,8 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device);
 /**
  * Applies a JSON config file over `cfg`. Keys: "dtype" ("int8"|"fp16"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
- * arrays, appended), "skip_nonfinite", "fp16_saturate" (bool), "device" (string).
+ * arrays, appended), "skip_nonfinite", "fp16_saturate", "follow_symlinks"
+ * (bool), "device" (string).
  * Unknown keys are an error.
  */
 mq_status mq_config_load_json(mq_config *cfg, const char *path);

@@ -29,6 +29,9 @@ static const char quantize_usage[] =
     "                        PAT is a shell glob or re:REGEX (whole name)\n"
     "      --skip-nonfinite  skip tensors holding NaN/Inf instead of failing\n"
     "      --fp16-saturate   fp16: clamp overflow to +-65504 instead of +-inf\n"
+    "      --follow-symlinks follow symbolic links out of a model directory (by\n"
+    "                        default only links inside it, or into the Hugging\n"
+    "                        Face cache's blobs/, are followed; others are errors)\n"
     "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name\n"
     "      --memory-limit N  peak staging memory, e.g. 512M or 2G (default 1G)\n"
     "      --config FILE     JSON settings; command-line flags win over it\n"
@@ -52,13 +55,14 @@ enum {
     OPT_DEVICE,
     OPT_CONFIG,
     OPT_REPORT,
-    OPT_MEMORY
+    OPT_MEMORY,
+    OPT_FOLLOW_SYMLINKS
 };
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
     const char *in, *out, *config, *report, *device;
-    int dtype, symmetric, per_channel, skip_nonfinite, saturate; /* -1: not given */
+    int dtype, symmetric, per_channel, skip_nonfinite, saturate, follow; /* -1: not given */
     const char **include, **exclude;
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
@@ -121,13 +125,14 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"config", required_argument, 0, OPT_CONFIG},
         {"report", required_argument, 0, OPT_REPORT},
         {"memory-limit", required_argument, 0, OPT_MEMORY},
+        {"follow-symlinks", no_argument, 0, OPT_FOLLOW_SYMLINKS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
     memset(a, 0, sizeof *a);
-    a->dtype = a->symmetric = a->per_channel = a->skip_nonfinite = a->saturate = -1;
+    a->dtype = a->symmetric = a->per_channel = a->skip_nonfinite = a->saturate = a->follow = -1;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
@@ -178,6 +183,9 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         case OPT_SATURATE:
             a->saturate = 1;
             break;
+        case OPT_FOLLOW_SYMLINKS:
+            a->follow = 1;
+            break;
         case OPT_DEVICE:
             a->device = optarg;
             break;
@@ -215,6 +223,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (a->per_channel >= 0) cfg->per_channel = a->per_channel;
     if (a->skip_nonfinite >= 0) cfg->skip_nonfinite = a->skip_nonfinite;
     if (a->saturate >= 0) cfg->fp16_saturate = a->saturate;
+    if (a->follow >= 0) cfg->follow_symlinks = a->follow;
     for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
         st = mq_config_add_include(cfg, a->include[i]);
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
