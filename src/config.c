@@ -4,6 +4,7 @@
 #include "monoquant.h"
 
 #include "error.h"
+#include "infile.h"
 #include "plan.h"
 
 #include <errno.h>
@@ -200,20 +201,12 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     json_ctx c = {path, NULL};
     json_error_t jerr;
     json_t *root = NULL, *v;
-    FILE *f = NULL;
     mq_status st = MQ_OK;
 
     if (!cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
-    if (!(f = fopen(path, "rb"))) {
-        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot open config file: %s", path,
-                          strerror(errno));
-        goto done;
-    }
-    root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    /* jansson reports a read error (EISDIR, EIO) as an early end of file. */
-    if (ferror(f)) {
-        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot read config file: %s", path,
-                          strerror(errno));
+    if ((st = mq_infile_json(path, JSON_REJECT_DUPLICATES, MQ_STATUS_E_CONFIG, &root, &jerr)) !=
+        MQ_OK) {
+        mq_error_prefix("config file");
         goto done;
     }
     if (!root) {
@@ -241,6 +234,5 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     }
 done:
     json_decref(root);
-    if (f) fclose(f);
     return st;
 }

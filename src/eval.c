@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "reference.h"
 
 #include <errno.h>
@@ -70,8 +71,9 @@ static mq_status add_shard(source *s, char *path)
 static mq_status load_index(source *s, const char *index_path)
 {
     json_error_t jerr;
-    json_t *root = json_load_file(index_path, 0, &jerr);
-    mq_status st = MQ_OK;
+    json_t *root = NULL;
+    mq_status st = mq_infile_json(index_path, 0, MQ_STATUS_E_IO, &root, &jerr);
+    if (st != MQ_OK) return st;
     if (!root)
         return mq_set_error(MQ_STATUS_E_FORMAT, "'%s': %s (line %d)", index_path, jerr.text,
                             jerr.line);

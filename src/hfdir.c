@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "hfmeta.h"
+#include "infile.h"
 #include "outfile.h"
 #include "report.h"
 #include "stream.h"
@@ -419,9 +420,9 @@ static mq_status copy_bytes(int in, int out, const char *sp, const char *dp, uin
 
 static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const struct stat *st)
 {
-    mq_status rc = MQ_OK;
-    int in = open(sp, O_RDONLY | O_CLOEXEC), out = -1;
-    if (in < 0) return mq_set_error(MQ_STATUS_E_IO, "opening '%s': %s", sp, strerror(errno));
+    int in, out = -1;
+    mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
+    if (rc != MQ_OK) return rc;
     reg_add(r->slot, 'f', dp);
     out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0) {
@@ -498,7 +499,17 @@ static mq_status copy_entry(hf_run *r, const char *src, const char *dst, const c
         rc = copy_dir(r, sp, dp, &st, depth);
     } else if (S_ISREG(st.st_mode)) {
         rc = copy_file(r, sp, dp, &st);
-    } /* sockets, FIFOs and devices have no content to copy */
+    } else {
+        /* A FIFO, socket or device has no content to copy (and reading a FIFO
+         * would wait for a writer): named, never silently missing. */
+        const char *rel = sp + strlen(r->in_dir);
+        while (*rel == '/')
+            rel++;
+        char reason[96];
+        snprintf(reason, sizeof reason, "%s, not a regular file: nothing to copy",
+                 mq_infile_kind(st.st_mode));
+        rc = mq_report_add_left_out(r->rep, rel, reason);
+    }
 done:
     free(sp);
     free(dp);

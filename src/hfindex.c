@@ -5,6 +5,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -99,11 +100,11 @@ static mq_status parse_index(const mq_hf_root *root, json_t **out)
         return st;
     }
     /* Duplicate keys would hide a tensor listed twice with different shards. */
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    json_t *j = NULL;
+    st = mq_infile_json(path, JSON_REJECT_DUPLICATES, MQ_STATUS_E_IO, &j, &err);
     free(path);
+    if (st != MQ_OK) return st;
     if (!j) {
-        if (json_error_code(&err) == json_error_cannot_open_file)
-            return file_error(MQ_STATUS_E_IO, dir, MQ_HF_INDEX, "%s", err.text);
         return file_error(MQ_STATUS_E_FORMAT, dir, MQ_HF_INDEX,
                           "not valid JSON: %s (line %d, column %d)", err.text, err.line,
                           err.column);
@@ -181,8 +182,8 @@ static mq_status open_shard(index_ctx *c, shard_info *s)
             rc = mq_set_error(MQ_STATUS_E_IO, "%s: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
         rc = file_error(MQ_STATUS_E_FORMAT, c->dir, MQ_HF_INDEX,
-                        "tensor '%s' is in shard '%s', which is not a regular file", s->first,
-                        s->name);
+                        "tensor '%s' is in shard '%s', which is %s, not a regular file", s->first,
+                        s->name, mq_infile_kind(st.st_mode));
     } else {
         rc = mq_model_open(path, &s->model);
     }

@@ -7,6 +7,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "layout.h"
 #include "model.h"
 #include "outfile.h"
@@ -210,9 +211,8 @@ static bool kernel_copy_pays(int in_fd, const char *out_path)
 static mq_status open_input(mq_stream *s, const char *out_path)
 {
     struct stat in, out;
-    s->fd = open(s->in_path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0 || fstat(s->fd, &in) != 0)
-        return mq_set_error(MQ_STATUS_E_IO, "%s: cannot open: %s", s->in_path, strerror(errno));
+    mq_status st = mq_infile_open(s->in_path, MQ_STATUS_E_IO, &s->fd, &in);
+    if (st != MQ_OK) return st;
     bool any = false;
     for (size_t i = 0; i < s->n && !any; i++)
         any = s->m->tensors[i].nbytes > 0;

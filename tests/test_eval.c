@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
@@ -677,6 +678,38 @@ static void test_inputs_file(void **state)
     free(narrow);
 }
 
+/* A FIFO as a directory's index or as the inputs file: an error naming it,
+ * not a hang (the alarm fails the test if it hangs). */
+static void test_fifos(void **state)
+{
+    suite *s = *state;
+    char *orig = path_in(s, "fifo.safetensors"), *quant = path_in(s, "fifo-q.safetensors");
+    char *dir = path_in(s, "fifo-dir"), *pipe = path_in(s, "inputs.fifo");
+    char *index = tu_join(dir, "model.safetensors.index.json");
+    gaussian_model(orig, 15);
+    quantize_to(orig, quant, SYM);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkfifo(index, 0644), 0);
+    assert_int_equal(mkfifo(pipe, 0644), 0);
+    alarm(20);
+    expect_error(orig, dir, MQ_STATUS_E_IO, (const char *const[]){index, "a FIFO", NULL});
+    mq_eval_options opt;
+    mq_eval_options_init(&opt);
+    opt.device = "host";
+    opt.inputs = pipe;
+    mq_eval_result *res = NULL;
+    assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_STATUS_E_IO);
+    alarm(0);
+    assert_null(res);
+    assert_non_null(strstr(mq_last_error(), pipe));
+    assert_non_null(strstr(mq_last_error(), "a FIFO"));
+    free(orig);
+    free(quant);
+    free(dir);
+    free(pipe);
+    free(index);
+}
+
 static void test_json(void **state)
 {
     suite *s = *state;
@@ -783,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_bad_pairs),
         cmocka_unit_test(test_directories),
         cmocka_unit_test(test_inputs_file),
+        cmocka_unit_test(test_fifos),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_clblast_names),
         cmocka_unit_test(test_cli),

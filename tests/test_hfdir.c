@@ -311,7 +311,7 @@ static void tree_digest(const char *path, uint64_t *h)
                 digest_add(h, link, strlen(link));
             } else if (S_ISDIR(st.st_mode)) {
                 tree_digest(p, h);
-            } else {
+            } else if (S_ISREG(st.st_mode)) { /* a FIFO would wait for a writer */
                 uint64_t f = tu_file_hash(p);
                 digest_add(h, &f, sizeof f);
             }
@@ -1232,6 +1232,88 @@ static void test_symlinks_followed(void **state)
     fixture_free(&f);
 }
 
+/* ---- FIFOs: never a hang. One that the run must read is an error naming
+ * it; one among the other files is left out, in the report and on stderr.
+ * The alarm turns a hang into a failure. */
+
+static void make_fifo(const char *dir, const char *name)
+{
+    char *p = path2(dir, name);
+    (void)unlink(p);
+    assert_int_equal(mkfifo(p, 0644), 0);
+    free(p);
+}
+
+static void test_fifos_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        int shards;
+        const char *name;
+    } cases[] = {
+        {NSHARDS, "config.json"},
+        {NSHARDS, MQ_HF_INDEX},
+        {NSHARDS, "model-00002-of-00003.safetensors"},
+        {1, MQ_HF_SINGLE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model_opts o = {.shards = cases[i].shards, .dtype = MQ_DTYPE_F32};
+        fixture f;
+        fixture_make(&f, &o);
+        make_fifo(f.in, cases[i].name);
+        f.in_digest = digest(f.in);
+        alarm(20);
+        mq_status st = run_dir(&f, NULL, NULL);
+        alarm(0);
+        const char *msg = mq_last_error();
+        if (st == MQ_OK || !strstr(msg, cases[i].name) || !strstr(msg, "FIFO"))
+            fail_msg("%s: status %s: %s", cases[i].name, mq_status_str(st), msg);
+        assert_false(tu_exists(f.out));
+        assert_int_equal(count_temps(f.root), 0);
+        fixture_free(&f);
+    }
+}
+
+static void test_fifos_left_out(void **state)
+{
+    (void)state;
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
+    fixture f;
+    fixture_make(&f, &o);
+    make_fifo(f.in, "tokenizer.json");
+    char *sub = path2(f.in, "1_Pooling");
+    make_fifo(sub, "pipe");
+    free(sub);
+    f.in_digest = digest(f.in);
+    mq_report *rep = mq_report_new();
+    alarm(20);
+    mq_status st = run_dir(&f, NULL, rep);
+    alarm(0);
+    if (st != MQ_OK) fail_msg("%s", mq_last_error());
+    char *p = path2(f.out, "tokenizer.json");
+    assert_false(tu_exists(p));
+    free(p);
+    assert_int_equal(mq_report_left_out_count(rep), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const char *file = mq_report_left_out_file(rep, i);
+        assert_true(!strcmp(file, "tokenizer.json") || !strcmp(file, "1_Pooling/pipe"));
+        assert_string_equal(mq_report_left_out_reason(rep, i),
+                            "a FIFO, not a regular file: nothing to copy");
+    }
+    mq_report_free(rep);
+    tu_rmtree(f.out);
+
+    char *text = NULL;
+    alarm(20);
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q", f.in, f.out);
+    alarm(0);
+    if (rc != 0) fail_msg("cli: rc %d: %s", rc, text ? text : "");
+    assert_non_null(strstr(text, "warning: left out 2 files of the input directory:"));
+    assert_non_null(strstr(text, "tokenizer.json: a FIFO"));
+    free(text);
+    fixture_free(&f);
+}
+
 /* Numbers come out as Python's json.dumps(indent=2) writes them. */
 static void test_json_dump(void **state)
 {
@@ -1276,6 +1358,8 @@ int main(void)
         cmocka_unit_test(test_cache_snapshot),
         cmocka_unit_test(test_symlinks_refused),
         cmocka_unit_test(test_symlinks_followed),
+        cmocka_unit_test(test_fifos_refused),
+        cmocka_unit_test(test_fifos_left_out),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -337,10 +337,19 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
         const mq_report_entry *e = mq_report_entry_at(r, i);
         if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
     }
+}
+
+/* Files of the input directory missing from the output: on stderr, even with
+ * --quiet, as the output is not the whole input. */
+static void warn_left_out(const mq_report *r)
+{
     size_t left = mq_report_left_out_count(r);
-    if (left) printf("left out %zu file%s of the input directory:\n", left, left == 1 ? "" : "s");
+    if (left)
+        fprintf(stderr, "monoquant: warning: left out %zu file%s of the input directory:\n", left,
+                left == 1 ? "" : "s");
     for (size_t i = 0; i < left; i++)
-        printf("  %s: %s\n", mq_report_left_out_file(r, i), mq_report_left_out_reason(r, i));
+        fprintf(stderr, "  %s: %s\n", mq_report_left_out_file(r, i),
+                mq_report_left_out_reason(r, i));
 }
 
 int mq_cli_quantize(int argc, char **argv)
@@ -366,9 +375,10 @@ int mq_cli_quantize(int argc, char **argv)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
-    } else if (!a.quiet) {
-        print_summary(rep, &cfg, seconds);
-        printf("wrote %s\n", a.out);
+    } else {
+        if (!a.quiet) print_summary(rep, &cfg, seconds);
+        warn_left_out(rep);
+        if (!a.quiet) printf("wrote %s\n", a.out);
     }
     mq_report_free(rep);
     mq_config_free(&cfg);
