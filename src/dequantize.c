@@ -3,6 +3,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "model.h"
+#include "qparams.h"
 #include "reference.h"
 
 #include <stdio.h>
@@ -43,28 +44,18 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, const mq
                                 mq_model *out)
 {
     const mq_tensor *z = companion(in, t->name, "_zero_point");
-    uint64_t numel, rows;
-    if (!mq_dtype_is_quantizable(s->dtype))
-        return mq_set_error(MQ_STATUS_E_FORMAT, "tensor '%s_scale': dtype %s is not F32/F16/BF16",
-                            t->name, mq_dtype_name(s->dtype));
+    uint64_t numel;
+    size_t rows;
+    /* The file's path is added by the caller. */
+    mq_status st = mq_qparams_check(NULL, t, s, z, &rows);
+    if (st != MQ_OK) return st;
     mq_shape_numel(t->rank, t->shape, &numel);
-    mq_shape_numel(s->rank, s->shape, &rows);
-    if (rows == 0 || numel % rows != 0 ||
-        (rows > 1 && (t->rank == 0 || (uint64_t)t->shape[0] != rows)))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "tensor '%s': scale has %llu elements, which fits neither one per "
-                            "channel nor one per tensor",
-                            t->name, (unsigned long long)rows);
-    if (z && (z->dtype != MQ_DTYPE_I8 || z->nbytes != rows))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "tensor '%s_zero_point': must be I8 with one value per scale", t->name);
     size_t nbytes = (size_t)numel * mq_dtype_size(s->dtype);
     mq_blob *b = mq_blob_new_heap(nbytes);
     if (!b) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
-    mq_ref_dequantize_rows(t->data, (size_t)rows, (size_t)(numel / rows), s->data,
-                           z ? z->data : NULL, s->dtype, mq_blob_data(b));
-    mq_status st =
-        mq_model_append(out, t->name, s->dtype, t->rank, t->shape, mq_blob_data(b), nbytes, b);
+    mq_ref_dequantize_rows(t->data, rows, (size_t)(numel / rows), s->data, z ? z->data : NULL,
+                           s->dtype, mq_blob_data(b));
+    st = mq_model_append(out, t->name, s->dtype, t->rank, t->shape, mq_blob_data(b), nbytes, b);
     mq_blob_unref(b);
     return st;
 }

@@ -7,6 +7,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "infile.h"
+#include "qparams.h"
 #include "reference.h"
 
 #include <errno.h>
@@ -292,18 +293,10 @@ static mq_status load_params(eval_ctx *c, const mq_model *qm, const char *qfile,
 {
     const mq_tensor *s = companion(qm, t->name, "_scale");
     const mq_tensor *z = companion(qm, t->name, "_zero_point");
-    uint64_t ns = 0;
-    mq_shape_numel(s->rank, s->shape, &ns);
-    if (!mq_dtype_is_quantizable(s->dtype) || (ns != out && ns != 1))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "'%s': layer '%s': the scale must be F32/F16/BF16 with one value per "
-                            "output channel (%zu) or one in all",
-                            qfile, t->name, out);
-    if (z && (z->dtype != MQ_DTYPE_I8 || z->nbytes != ns))
-        return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "'%s': layer '%s': the zero point must be I8 with one value per scale",
-                            qfile, t->name);
-    mq_status st = grow(&c->scale, &c->s_cap, out);
+    size_t ns = 0;
+    mq_status st = mq_qparams_check(qfile, t, s, z, &ns);
+    if (st != MQ_OK) return st;
+    st = grow(&c->scale, &c->s_cap, out);
     if (st != MQ_OK) return st;
     free(c->zp);
     c->zp = NULL;
@@ -384,6 +377,12 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile, 
         mq_error_prefix("layer '%s'", t->name);
         return st;
     }
+    /* NaN would read as "no error" where infinity means exact: no verdict. */
+    if (!isfinite(e.sy) || !isfinite(e.se))
+        return mq_set_error(MQ_STATUS_E_DATA,
+                            "layer '%s': the outputs are not finite (NaN or Inf in the weight in "
+                            "'%s' or '%s', or in the inputs), so no SQNR can be given",
+                            t->name, ofile, qfile);
     memset(l, 0, sizeof *l);
     l->name = t->name;
     l->rank = t->rank;
