@@ -4,6 +4,7 @@
 #include "monoquant.h"
 
 #include "error.h"
+#include "infile.h"
 #include "plan.h"
 
 #include <errno.h>
@@ -167,6 +168,7 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
     if (strcmp(c->key, "skip_nonfinite") == 0) return get_bool(c, v, &cfg->skip_nonfinite);
     if (strcmp(c->key, "fp16_saturate") == 0) return get_bool(c, v, &cfg->fp16_saturate);
     if (strcmp(c->key, "weights_only") == 0) return get_bool(c, v, &cfg->weights_only);
+    if (strcmp(c->key, "follow_symlinks") == 0) return get_bool(c, v, &cfg->follow_symlinks);
     if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
     /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
     if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)
@@ -200,20 +202,12 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     json_ctx c = {path, NULL};
     json_error_t jerr;
     json_t *root = NULL, *v;
-    FILE *f = NULL;
     mq_status st = MQ_OK;
 
     if (!cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
-    if (!(f = fopen(path, "rb"))) {
-        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot open config file: %s", path,
-                          strerror(errno));
-        goto done;
-    }
-    root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    /* jansson reports a read error (EISDIR, EIO) as an early end of file. */
-    if (ferror(f)) {
-        st = mq_set_error(MQ_STATUS_E_CONFIG, "%s: cannot read config file: %s", path,
-                          strerror(errno));
+    if ((st = mq_infile_json(path, JSON_REJECT_DUPLICATES, MQ_STATUS_E_CONFIG, &root, &jerr)) !=
+        MQ_OK) {
+        mq_error_prefix("config file");
         goto done;
     }
     if (!root) {
@@ -241,6 +235,5 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     }
 done:
     json_decref(root);
-    if (f) fclose(f);
     return st;
 }

@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "layout.h"
 #include "reference.h"
 
@@ -71,8 +72,9 @@ static mq_status add_shard(source *s, char *path)
 static mq_status load_index(source *s, const char *index_path)
 {
     json_error_t jerr;
-    json_t *root = json_load_file(index_path, 0, &jerr);
-    mq_status st = MQ_OK;
+    json_t *root = NULL;
+    mq_status st = mq_infile_json(index_path, 0, MQ_STATUS_E_IO, &root, &jerr);
+    if (st != MQ_OK) return st;
     if (!root)
         return mq_set_error(MQ_STATUS_E_FORMAT, "'%s': %s (line %d)", index_path, jerr.text,
                             jerr.line);
@@ -364,6 +366,12 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile,
         mq_error_prefix("layer '%s'", t->name);
         goto done;
     }
+    /* NaN would read as "no error" where infinity means exact: no verdict. */
+    if (!isfinite(e.sy) || !isfinite(e.se))
+        return mq_set_error(MQ_STATUS_E_DATA,
+                            "layer '%s': the outputs are not finite (NaN or Inf in the weight in "
+                            "'%s' or '%s', or in the inputs), so no SQNR can be given",
+                            t->name, ofile, qfile);
     memset(l, 0, sizeof *l);
     l->name = t->name;
     l->rank = t->rank;

@@ -84,6 +84,8 @@ double mq_eval_result_mean_sqnr_db(const mq_eval_result *r)
     double sum = 0.0;
     size_t n = 0;
     for (size_t i = 0; r && i < r->count; i++) {
+        /* A NaN layer is a failure: it must not vanish from the mean. */
+        if (isnan(r->layers[i].sqnr_db)) return NAN;
         if (!isfinite(r->layers[i].sqnr_db)) continue;
         sum += r->layers[i].sqnr_db;
         n++;

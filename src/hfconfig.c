@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "layout.h"
 
 #include <errno.h>
@@ -33,8 +34,9 @@ static mq_status no_memory(void)
     return mq_set_error(MQ_STATUS_E_NOMEM, "config.json: out of memory");
 }
 
-mq_status mq_hf_config_load(const char *dir, json_t **config)
+mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
 {
+    const char *dir = root->dir;
     size_t n = strlen(dir) + sizeof "/" MQ_HF_CONFIG;
     char *path = malloc(n);
     json_error_t err;
@@ -44,12 +46,14 @@ mq_status mq_hf_config_load(const char *dir, json_t **config)
     *config = NULL;
     if (!path) return no_memory();
     snprintf(path, n, "%s/%s", dir, MQ_HF_CONFIG);
-    if (stat(path, &st) != 0 && errno == ENOENT) goto done; /* optional */
-    json_t *j = json_load_file(path, 0, &err);
+    /* lstat: a dangling link is no missing file, but one the output would lack. */
+    if (lstat(path, &st) != 0 && errno == ENOENT) goto done; /* optional */
+    if ((rc = mq_hf_root_check(root, path)) != MQ_OK) goto done;
+    json_t *j = NULL;
+    if ((rc = mq_infile_json(path, 0, MQ_STATUS_E_IO, &j, &err)) != MQ_OK) goto done;
     if (!j) {
-        rc = mq_set_error(json_error_code(&err) == json_error_cannot_open_file ? MQ_STATUS_E_IO
-                                                                               : MQ_STATUS_E_FORMAT,
-                          "%s: %s (line %d, column %d)", path, err.text, err.line, err.column);
+        rc = mq_set_error(MQ_STATUS_E_FORMAT, "%s: %s (line %d, column %d)", path, err.text,
+                          err.line, err.column);
     } else if (!json_is_object(j)) {
         rc = mq_set_error(MQ_STATUS_E_FORMAT, "%s: not a JSON object", path);
     } else if (!json_is_null(json_object_get(j, "quantization_config")) &&

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "hfmeta.h"
+#include "infile.h"
 #include "outfile.h"
 #include "report.h"
 #include "stream.h"
@@ -140,6 +141,7 @@ void mq_signal_cleanup(void)
 typedef struct {
     const char *in_dir;
     struct stat in_st;
+    mq_hf_root root; /* where the input's symbolic links may lead */
     const mq_config *cfg;
     mq_backend *be;
     mq_report *rep;
@@ -169,11 +171,12 @@ static mq_status no_memory(const char *what)
     return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", what);
 }
 
+/* lstat: a dangling link is there, and its reader says where it points. */
 static bool exists(const char *dir, const char *name)
 {
     struct stat st;
     char *p = join(dir, name);
-    bool yes = p && stat(p, &st) == 0;
+    bool yes = p && lstat(p, &st) == 0;
     free(p);
     return yes;
 }
@@ -184,21 +187,26 @@ static mq_status check_input(hf_run *r)
         return mq_set_error(MQ_STATUS_E_IO, "input directory '%s': %s", r->in_dir, strerror(errno));
     if (!S_ISDIR(r->in_st.st_mode))
         return mq_set_error(MQ_STATUS_E_IO, "input '%s' is not a directory", r->in_dir);
-    return MQ_OK;
+    return mq_hf_root_init(&r->root, r->in_dir, r->cfg->follow_symlinks);
 }
 
 /* The shard list: from the index when there is one, else model.safetensors. */
 static mq_status load_model_files(hf_run *r)
 {
-    mq_status st = mq_hf_config_load(r->in_dir, &r->config);
+    mq_status st = mq_hf_config_load(&r->root, &r->config);
     if (st != MQ_OK) return st;
     if (exists(r->in_dir, MQ_HF_INDEX)) {
         r->sharded = true;
-        return mq_hf_index_load(r->in_dir, &r->index, &r->shards);
+        return mq_hf_index_load(&r->root, &r->index, &r->shards);
     }
     if (!exists(r->in_dir, MQ_HF_SINGLE))
         return mq_set_error(MQ_STATUS_E_FORMAT, "%s: no %s or %s", r->in_dir, MQ_HF_SINGLE,
                             MQ_HF_INDEX);
+    char *single = join(r->in_dir, MQ_HF_SINGLE);
+    if (!single) return no_memory(r->in_dir);
+    st = mq_hf_root_check(&r->root, single);
+    free(single);
+    if (st != MQ_OK) return st;
     r->shards.names = malloc(sizeof *r->shards.names);
     if (!r->shards.names || !(r->shards.names[0] = strdup(MQ_HF_SINGLE)))
         return no_memory(r->in_dir);
@@ -413,9 +421,9 @@ static mq_status copy_bytes(int in, int out, const char *sp, const char *dp, uin
 
 static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const struct stat *st)
 {
-    mq_status rc = MQ_OK;
-    int in = open(sp, O_RDONLY | O_CLOEXEC), out = -1;
-    if (in < 0) return mq_set_error(MQ_STATUS_E_IO, "opening '%s': %s", sp, strerror(errno));
+    int in, out = -1;
+    mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
+    if (rc != MQ_OK) return rc;
     reg_add(r->slot, 'f', dp);
     out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0) {
@@ -481,14 +489,29 @@ static mq_status copy_entry(hf_run *r, const char *src, const char *dst, const c
     char *sp = join(src, name), *dp = join(dst, name);
     if (!sp || !dp) {
         rc = no_memory(src);
-    } else if (stat(sp, &st) != 0) {
+        goto done;
+    }
+    /* A link out of the directory, or a dangling one, is an error naming it. */
+    if ((rc = mq_hf_root_check(&r->root, sp)) != MQ_OK) goto done;
+    if (stat(sp, &st) != 0) {
         /* A dangling link is a file the copy would silently lack. */
         rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", sp, strerror(errno));
     } else if (S_ISDIR(st.st_mode)) {
         rc = copy_dir(r, sp, dp, &st, depth);
     } else if (S_ISREG(st.st_mode)) {
         rc = copy_file(r, sp, dp, &st);
-    } /* sockets, FIFOs and devices have no content to copy */
+    } else {
+        /* A FIFO, socket or device has no content to copy (and reading a FIFO
+         * would wait for a writer): named, never silently missing. */
+        const char *rel = sp + strlen(r->in_dir);
+        while (*rel == '/')
+            rel++;
+        char reason[96];
+        snprintf(reason, sizeof reason, "%s, not a regular file: nothing to copy",
+                 mq_infile_kind(st.st_mode));
+        rc = mq_report_add_left_out(r->rep, rel, reason);
+    }
+done:
     free(sp);
     free(dp);
     return rc;
@@ -673,6 +696,7 @@ done:
     free(r.parent);
     json_decref(r.index);
     json_decref(r.config);
+    mq_hf_root_free(&r.root);
     mq_hf_shards_free(&r.shards);
     mq_backend_free(r.own_be);
     mq_planner_free(r.planner);

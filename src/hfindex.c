@@ -5,6 +5,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +26,7 @@ typedef struct {
 
 typedef struct {
     const char *dir;
+    const mq_hf_root *root;
     json_t *map;   /* the index's weight_map */
     json_t *where; /* shard name -> position in shards[] */
     shard_info *shards;
@@ -86,17 +88,23 @@ bool mq_hf_is_consolidated(const char *name)
     return strncmp(name, "consolidated", 12) == 0 && ends_with(name, ST_SUFFIX);
 }
 
-static mq_status parse_index(const char *dir, json_t **out)
+static mq_status parse_index(const mq_hf_root *root, json_t **out)
 {
     json_error_t err;
+    const char *dir = root->dir;
     char *path = join(dir, MQ_HF_INDEX);
     if (!path) return no_memory();
+    mq_status st = mq_hf_root_check(root, path);
+    if (st != MQ_OK) {
+        free(path);
+        return st;
+    }
     /* Duplicate keys would hide a tensor listed twice with different shards. */
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    json_t *j = NULL;
+    st = mq_infile_json(path, JSON_REJECT_DUPLICATES, MQ_STATUS_E_IO, &j, &err);
     free(path);
+    if (st != MQ_OK) return st;
     if (!j) {
-        if (json_error_code(&err) == json_error_cannot_open_file)
-            return file_error(MQ_STATUS_E_IO, dir, MQ_HF_INDEX, "%s", err.text);
         return file_error(MQ_STATUS_E_FORMAT, dir, MQ_HF_INDEX,
                           "not valid JSON: %s (line %d, column %d)", err.text, err.line,
                           err.column);
@@ -164,6 +172,7 @@ static mq_status open_shard(index_ctx *c, shard_info *s)
     mq_status rc = MQ_OK;
     char *path = join(c->dir, s->name);
     if (!path) return no_memory();
+    if ((rc = mq_hf_root_check(c->root, path)) != MQ_OK) goto done;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             rc =
@@ -173,11 +182,12 @@ static mq_status open_shard(index_ctx *c, shard_info *s)
             rc = mq_set_error(MQ_STATUS_E_IO, "%s: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
         rc = file_error(MQ_STATUS_E_FORMAT, c->dir, MQ_HF_INDEX,
-                        "tensor '%s' is in shard '%s', which is not a regular file", s->first,
-                        s->name);
+                        "tensor '%s' is in shard '%s', which is %s, not a regular file", s->first,
+                        s->name, mq_infile_kind(st.st_mode));
     } else {
         rc = mq_model_open(path, &s->model);
     }
+done:
     free(path);
     return rc;
 }
@@ -265,15 +275,15 @@ static mq_status export_names(const index_ctx *c, mq_hf_shards *out)
     return MQ_OK;
 }
 
-mq_status mq_hf_index_load(const char *dir, json_t **index, mq_hf_shards *shards)
+mq_status mq_hf_index_load(const mq_hf_root *root, json_t **index, mq_hf_shards *shards)
 {
-    index_ctx c = {.dir = dir};
+    index_ctx c = {.dir = root->dir, .root = root};
     json_t *j = NULL;
     mq_status st;
 
     *index = NULL;
     *shards = (mq_hf_shards){0};
-    if ((st = parse_index(dir, &j)) != MQ_OK) goto done;
+    if ((st = parse_index(root, &j)) != MQ_OK) goto done;
     c.map = json_object_get(j, "weight_map");
     if (!(c.where = json_object())) {
         st = no_memory();

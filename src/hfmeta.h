@@ -4,6 +4,7 @@
 #ifndef MQ_HFMETA_H
 #define MQ_HFMETA_H
 
+#include "hfroot.h"
 #include "monoquant.h"
 #include "plan.h"
 
@@ -28,7 +29,8 @@ void mq_hf_shards_free(mq_hf_shards *s);
 bool mq_hf_is_consolidated(const char *name);
 
 /*
- * Loads <dir>/model.safetensors.index.json and checks it against the shards:
+ * Loads <dir>/model.safetensors.index.json of root->dir and checks it against
+ * the shards (the index and each shard under mq_hf_root_check's rule):
  * an object whose "weight_map" is a non-empty object of plain file names; each
  * listed shard exists and is valid; each tensor of a shard is listed and
  * mapped to that shard; each listed tensor is in its shard; no *.safetensors
@@ -36,7 +38,7 @@ bool mq_hf_is_consolidated(const char *name);
  * (mq_hf_is_consolidated). Errors are MQ_STATUS_E_FORMAT naming the
  * file, the tensor and the rule. *index is the parsed index (json_decref).
  */
-mq_status mq_hf_index_load(const char *dir, json_t **index, mq_hf_shards *shards);
+mq_status mq_hf_index_load(const mq_hf_root *root, json_t **index, mq_hf_shards *shards);
 
 /*
  * The index of the output shards already written in `out_dir`: every output
@@ -47,9 +49,11 @@ mq_status mq_hf_index_load(const char *dir, json_t **index, mq_hf_shards *shards
 mq_status mq_hf_index_render(const char *out_dir, const mq_hf_shards *shards, json_t *in_index,
                              char **text, size_t *len);
 
-/* <dir>/config.json, or *config = NULL when there is none. MQ_STATUS_E_FORMAT
- * when it is not a JSON object or already holds a quantization_config. */
-mq_status mq_hf_config_load(const char *dir, json_t **config);
+/* config.json of root->dir, or *config = NULL when there is none (a dangling
+ * link is an error, as is one that mq_hf_root_check refuses).
+ * MQ_STATUS_E_FORMAT when it is not a JSON object or already holds a
+ * quantization_config. */
+mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config);
 
 /* What config.json tells the planner (model directories quantize Linear
  * layers only; GPT-2-family Conv1D modules are recognised by model_type). */

@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "qparams.h"
 #include "dtype.h"
 #include "reference.h"
 #include "report.h"
@@ -314,8 +315,16 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
         ((st = read_shape(t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), &l->w)) != MQ_OK ||
          (st = unpack_codes(t, l)) != MQ_OK))
         goto fail;
-    st = MQ_STATUS_E_FORMAT;
     l->scale = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
+    if (!packed) {
+        /* int-quantized: the shared checks of a scale and I8 zero point. */
+        if ((st = mq_qparams_check(NULL, t, l->scale, find_with(m, t->name, n, MQ_ZP_SUFFIX),
+                                   &l->n_scale)) != MQ_OK ||
+            (st = read_zp(m, t->name, n, false, l)) != MQ_OK)
+            goto fail;
+        return MQ_OK;
+    }
+    st = MQ_STATUS_E_FORMAT;
     uint64_t ns = 1;
     for (int k = 0; k < l->scale->rank; k++)
         ns *= (uint64_t)l->scale->shape[k];

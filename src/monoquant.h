@@ -93,6 +93,16 @@ typedef struct {
     /** Called from the calling thread after each tensor and between chunks (may be NULL). */
     void (*progress)(const struct mq_progress *p, void *user);
     void *progress_user;
+    /**
+     * Model directories: follow symbolic links wherever they lead. By default
+     * (false) a link is followed only when its target lies inside the input
+     * directory, or inside the blobs/ folder of the Hugging Face cache
+     * repository that holds it (models--ORG--NAME/snapshots/REV/x ->
+     * ../../blobs/HASH); any other link, or a dangling one, is an error
+     * naming the link and its target, so that no file from elsewhere on the
+     * machine lands in the output.
+     */
+    bool follow_symlinks;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -117,8 +127,8 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device);
 /**
  * Applies a JSON config file over `cfg`. Keys: "dtype" ("int8"|"fp16"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
- * arrays, appended), "skip_nonfinite", "fp16_saturate", "weights_only" (bool), "device"
- * (string).
+ * arrays, appended), "skip_nonfinite", "fp16_saturate", "weights_only", "follow_symlinks"
+ * (bool), "device" (string).
  * Unknown keys are an error.
  */
 mq_status mq_config_load_json(mq_config *cfg, const char *path);
@@ -212,7 +222,9 @@ void mq_report_free(mq_report *r);
  */
 mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
                            mq_report **report);
-/** Turns a quantized model back into float weights of the scale's dtype. */
+/** Turns a quantized model back into float weights of the scale's dtype. Scales
+ * must be finite and positive, one per output channel or one in all, and zero
+ * points I8 of the scale's shape: else MQ_STATUS_E_FORMAT naming the tensor. */
 mq_status mq_dequantize(const mq_model *in, mq_model **out);
 
 const char *mq_status_str(mq_status s);
@@ -297,17 +309,21 @@ void mq_eval_options_init(mq_eval_options *opt);
  * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
  * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
  * on the host backend. `opt` may be NULL (defaults). Layers come out worst
- * (lowest SQNR) first. Mismatched pairs are MQ_STATUS_E_FORMAT naming both
- * files and the layer.
+ * (lowest SQNR) first. Mismatched pairs, and scales or zero points that are
+ * not valid (not finite and positive, shapes that do not fit the weight), are
+ * MQ_STATUS_E_FORMAT naming the files and the layer; outputs that are not
+ * finite (NaN or Inf in a weight or the inputs) are MQ_STATUS_E_DATA.
  */
 mq_status mq_eval_files(const char *original, const char *quantized, const mq_eval_options *opt,
                         mq_eval_result **out);
 size_t mq_eval_result_count(const mq_eval_result *r);
 /** Layer i, worst (lowest SQNR) first. */
 const mq_eval_layer *mq_eval_result_layer(const mq_eval_result *r, size_t i);
-/** Mean of the finite per-layer SQNRs in dB; +inf when every layer is exact. */
+/** Mean of the finite per-layer SQNRs in dB; +inf when every layer is exact;
+ * NaN when any layer's SQNR is NaN (a failure; mq_eval_files does not return
+ * such layers, it fails naming them). */
 double mq_eval_result_mean_sqnr_db(const mq_eval_result *r);
-/** The layer with the lowest SQNR (NULL when there are none). */
+/** The layer with the lowest SQNR, a NaN one first (NULL when there are none). */
 const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r);
 /** Backend ("host" or "opencl"), platform and device that ran the GEMMs. */
 const char *mq_eval_result_backend(const mq_eval_result *r);

@@ -233,10 +233,14 @@ mq_status mq_ring_next(mq_ring *r, const mq_chunk **c, const unsigned char **dat
     pthread_mutex_unlock(&r->mu);
     if (!ready) return MQ_OK; /* the generator ended */
     if (s->err)
-        return mq_set_error(MQ_STATUS_E_IO, "%s: reading %zu bytes at offset %llu: %s", r->path,
-                            s->c.bytes, (unsigned long long)s->c.off,
-                            s->err < 0 ? "the file is shorter than its header says"
-                                       : strerror(s->err));
+        return s->err < 0 ? mq_set_error(MQ_STATUS_E_IO,
+                                         "input '%s' changed while being read: it ends before "
+                                         "the %zu bytes at offset %llu (shorter than its header "
+                                         "says)",
+                                         r->path, s->c.bytes, (unsigned long long)s->c.off)
+                          : mq_set_error(MQ_STATUS_E_IO, "%s: reading %zu bytes at offset %llu: %s",
+                                         r->path, s->c.bytes, (unsigned long long)s->c.off,
+                                         strerror(s->err));
     *c = &s->c;
     *data = r->map ? r->map + s->c.off : s->buf;
     return MQ_OK;

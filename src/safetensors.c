@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "model.h"
 #include "outfile.h"
 
@@ -365,17 +366,10 @@ done:
 /* Maps a regular file of at least 8 bytes read-only; *st gets its identity. */
 static mq_status map_file(const char *path, void **addr, size_t *len, struct stat *st)
 {
-    mq_status s = MQ_OK;
-    /* O_NONBLOCK: opening a FIFO must not hang before fstat can reject it. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return st_fail(MQ_STATUS_E_IO, path, NULL, "cannot open: %s", strerror(errno));
-    if (fstat(fd, st) != 0) {
-        s = st_fail(MQ_STATUS_E_IO, path, NULL, "cannot stat: %s", strerror(errno));
-    } else if (S_ISDIR(st->st_mode)) {
-        s = st_fail(MQ_STATUS_E_IO, path, NULL, "is a directory, not a safetensors file");
-    } else if (!S_ISREG(st->st_mode)) {
-        s = st_fail(MQ_STATUS_E_IO, path, NULL, "is not a regular file");
-    } else if (st->st_size < ST_LEN_BYTES) {
+    int fd;
+    mq_status s = mq_infile_open(path, MQ_STATUS_E_IO, &fd, st);
+    if (s != MQ_OK) return s;
+    if (st->st_size < ST_LEN_BYTES) {
         s = st_fail(MQ_STATUS_E_FORMAT, path, NULL,
                     "file is %lld bytes, too small for the 8-byte header length",
                     (long long)st->st_size);

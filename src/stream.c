@@ -7,6 +7,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "infile.h"
 #include "layout.h"
 #include "model.h"
 #include "outfile.h"
@@ -212,21 +213,32 @@ static bool kernel_copy_pays(int in_fd, const char *out_path)
 static mq_status open_input(mq_stream *s, const char *out_path)
 {
     struct stat in, out;
-    s->fd = open(s->in_path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0 || fstat(s->fd, &in) != 0)
-        return mq_set_error(MQ_STATUS_E_IO, "%s: cannot open: %s", s->in_path, strerror(errno));
+    mq_status st = mq_infile_open(s->in_path, MQ_STATUS_E_IO, &s->fd, &in);
+    if (st != MQ_OK) return st;
     bool any = false;
     for (size_t i = 0; i < s->n && !any; i++)
         any = s->m->tensors[i].nbytes > 0;
     if (any && !mq_model_maps_file(s->m, in.st_dev, in.st_ino))
         return mq_set_error(MQ_STATUS_E_IO, "%s: the file was replaced while it was being opened",
                             s->in_path);
+    s->in_st = in;
     if (stat(out_path, &out) == 0 && out.st_dev == in.st_dev && out.st_ino == in.st_ino)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input file '%s' (same file)",
                             out_path, s->in_path);
     (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     s->copy_in_kernel = kernel_copy_pays(s->fd, out_path);
     return MQ_OK;
+}
+
+/* Truncated, extended or rewritten since open_input: the chunks read may
+ * mix old and new contents, or stop short. */
+static bool changed_while_read(mq_stream *s)
+{
+    struct stat now;
+    if (fstat(s->fd, &now) != 0) return false;
+    s->now_size = now.st_size;
+    return now.st_size != s->in_st.st_size || now.st_mtim.tv_sec != s->in_st.st_mtim.tv_sec ||
+           now.st_mtim.tv_nsec != s->in_st.st_mtim.tv_nsec;
 }
 
 static mq_status write_header(mq_stream *s, const char *header, size_t len)
@@ -266,20 +278,15 @@ static mq_status setup(mq_stream *s)
 {
     unsigned slots;
     size_t slot_bytes;
-    const unsigned char *map = NULL;
-    size_t map_len = 0;
     size_staging(s->cfg, s->be, &slots, &slot_bytes, &s->run_cap);
-    /* The host kernels read the file's mapping in place (one copy less);
-     * a device gets its chunks in staging buffers it can transfer from. */
-    for (size_t i = 0; i < s->n && !map && strcmp(s->be->backend, "host") == 0; i++) {
-        if (s->m->blobs[i]) {
-            map = mq_blob_data(s->m->blobs[i]);
-            map_len = mq_blob_size(s->m->blobs[i]);
-        }
-    }
-    s->map = map;
-    s->map_len = map_len;
-    mq_status st = mq_ring_new(s->be, slots, slot_bytes, map, map_len, &s->ring);
+    /* Every backend, the host's too, gets its chunks by pread into the ring's
+     * buffers, and kept tensors are copied the same way: a page of the
+     * mapping read in place after another program truncates the input raises
+     * SIGBUS, which a library cannot catch. The copy costs little next to
+     * the quantization and the writing (bench/RESULTS.md). */
+    s->map = NULL;
+    s->map_len = 0;
+    mq_status st = mq_ring_new(s->be, slots, slot_bytes, NULL, 0, &s->ring);
     if (st != MQ_OK) return st;
     s->slot_bytes = slot_bytes;
     for (size_t i = 0; i < s->n; i++)
@@ -345,7 +352,15 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;
     if ((st = mq_outfile_reserve(s.f, s.data_start + s.out_bytes)) != MQ_OK) goto done;
     if ((st = write_constants(&s)) != MQ_OK) goto done;
-    if ((st = mq_stream_run(&s)) != MQ_OK) goto prefixed;
+    st = mq_stream_run(&s);
+    /* Checked on failure too: it tells an input fault from the output's. */
+    if (changed_while_read(&s)) {
+        st = mq_set_error(MQ_STATUS_E_IO,
+                          "input '%s' changed while being read (%lld bytes at the start, %lld now)",
+                          in_path, (long long)s.in_st.st_size, (long long)s.now_size);
+        goto done;
+    }
+    if (st != MQ_OK) goto prefixed;
     st = mq_outfile_commit(s.f);
     s.f = NULL; /* commit frees it, on success or failure */
     goto done;

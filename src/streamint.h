@@ -9,6 +9,7 @@
 #include "ring.h"
 #include "stream.h"
 
+#include <sys/stat.h>
 #include <time.h>
 
 /* Bytes of scales (and of zero points) one chunk may carry: a 64th of the
@@ -49,6 +50,8 @@ typedef struct {
     mq_stream_totals *totals;
     mq_model *m;
     int fd;
+    struct stat in_st; /* the input when opened, to notice a change during the run */
+    off_t now_size;    /* its size at the end, for the message */
     mq_tplan *tp;
     size_t n;
     mq_ring *ring;
@@ -56,7 +59,7 @@ typedef struct {
     size_t run_cap; /* bytes of scales (or zero points) one chunk may carry */
     mq_outfile *f;
     bool copy_in_kernel;      /* the filesystem copies on the server (see stream.c) */
-    const unsigned char *map; /* host: the input's mapping, read in place; else NULL */
+    const unsigned char *map; /* the input's mapping to read in place, or NULL (pread) */
     size_t map_len;
     uint64_t data_start;              /* output offset of the data buffer */
     uint64_t out_bytes;               /* size of the output's data buffer */

@@ -194,10 +194,13 @@ static mq_status copy_step(mq_writer *w, uint64_t in_off, uint64_t n, uint64_t o
         ssize_t r = pread(s->fd, w->bounce + got, (size_t)n - got, (off_t)(in_off + got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0)
-            return mq_set_error(MQ_STATUS_E_IO, "%s: reading %llu bytes at offset %llu: %s",
-                                s->path, (unsigned long long)n, (unsigned long long)in_off,
-                                r < 0 ? strerror(errno)
-                                      : "the file is shorter than its header says");
+            return r < 0 ? mq_set_error(MQ_STATUS_E_IO, "%s: reading %llu bytes at offset %llu: %s",
+                                        s->path, (unsigned long long)n, (unsigned long long)in_off,
+                                        strerror(errno))
+                         : mq_set_error(MQ_STATUS_E_IO,
+                                        "input '%s' changed while being read: it ends before the "
+                                        "%llu bytes at offset %llu (shorter than its header says)",
+                                        s->path, (unsigned long long)n, (unsigned long long)in_off);
         got += (size_t)r;
     }
     return mq_outfile_pwrite(w->f, w->bounce, (size_t)n, out_off);

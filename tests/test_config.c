@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char *tmpdir;
 
@@ -303,11 +305,22 @@ static void test_load_missing_and_unreadable(void **state)
     assert_int_equal(mq_config_load_json(&cfg, missing), MQ_STATUS_E_CONFIG);
     assert_error_has(missing);
     assert_error_has("No such file");
-    /* A directory opens but cannot be read as JSON. */
+    /* A directory, and a FIFO, which must not hang the run (the alarm fails
+     * the test if it does). */
     assert_int_equal(mq_config_load_json(&cfg, tmpdir), MQ_STATUS_E_CONFIG);
     assert_error_has(tmpdir);
-    assert_error_has("cannot read");
+    assert_error_has("is a directory, not a regular file");
     assert_defaults(&cfg);
+    char *fifo = tu_join(tmpdir, "fifo.json");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20);
+    assert_int_equal(mq_config_load_json(&cfg, fifo), MQ_STATUS_E_CONFIG);
+    alarm(0);
+    assert_error_has(fifo);
+    assert_error_has("is a FIFO, not a regular file");
+    assert_defaults(&cfg);
+    unlink(fifo);
+    free(fifo);
     assert_int_equal(mq_config_load_json(&cfg, NULL), MQ_STATUS_E_INVALID_ARG);
     assert_int_equal(mq_config_load_json(NULL, missing), MQ_STATUS_E_INVALID_ARG);
     free(missing);

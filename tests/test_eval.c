@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
@@ -536,6 +537,199 @@ static void test_bad_pairs(void **state)
     free(extra);
 }
 
+/* A quantized fc.weight [4, 8] whose scale (and zero point) is given. */
+typedef struct {
+    const char *label;
+    mq_dtype sdt;
+    int srank;
+    int64_t sshape[2];
+    float scale[8];
+    mq_dtype zdt; /* MQ_DTYPE_COUNT_: no zero point */
+    int zrank;
+    int64_t zshape[2];
+    const char *needle;
+} params_case;
+
+static void write_params(const char *path, const params_case *c)
+{
+    int8_t q[32], zp[8] = {0};
+    int32_t zwide[8] = {0};
+    uint16_t sh[8];
+    for (int i = 0; i < 32; i++)
+        q[i] = (int8_t)(i * 7 % 255 - 127);
+    for (int i = 0; i < 8; i++)
+        sh[i] = mq_f32_to_f16(c->scale[i]);
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_I8, 2, (int64_t[]){4, 8}, q),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight_scale", c->sdt, c->srank, c->sshape,
+                                         c->sdt == MQ_DTYPE_F16 ? (const void *)sh : c->scale),
+                     MQ_OK);
+    if (c->zdt != MQ_DTYPE_COUNT_)
+        assert_int_equal(mq_model_add_tensor(m, "fc.weight_zero_point", c->zdt, c->zrank, c->zshape,
+                                             c->zdt == MQ_DTYPE_I8 ? (const void *)zp : zwide),
+                         MQ_OK);
+    save(m, path);
+}
+
+#define NOZP                                                                                       \
+    MQ_DTYPE_COUNT_, 0,                                                                            \
+    {                                                                                              \
+        0, 0                                                                                       \
+    }
+static const params_case params_cases[] = {
+    {"NaN scale", MQ_DTYPE_F32, 2, {4, 1}, {0.01f, NAN, 0.01f, 0.01f}, NOZP, "value 1 is nan"},
+    {"infinite scale",
+     MQ_DTYPE_F32,
+     2,
+     {4, 1},
+     {0.01f, 0.01f, INFINITY, 0.01f},
+     NOZP,
+     "value 2 is inf"},
+    {"zero scale", MQ_DTYPE_F16, 2, {4, 1}, {0.01f, 0.01f, 0.01f, 0.0f}, NOZP, "value 3 is 0"},
+    {"negative scale", MQ_DTYPE_F32, 1, {1, 0}, {-0.5f}, NOZP, "value 0 is -0.5"},
+    {"too few scales", MQ_DTYPE_F32, 2, {3, 1}, {0.1f, 0.1f, 0.1f}, NOZP, "[3, 1] fits neither"},
+    {"scales of the wrong shape",
+     MQ_DTYPE_F32,
+     2,
+     {2, 2},
+     {0.1f, 0.1f, 0.1f, 0.1f},
+     NOZP,
+     "[2, 2] fits neither"},
+    {"integer scale", MQ_DTYPE_I32, 2, {4, 1}, {0}, NOZP, "I32 is not F32"},
+    {"zero point of another shape",
+     MQ_DTYPE_F32,
+     2,
+     {4, 1},
+     {0.1f, 0.1f, 0.1f, 0.1f},
+     MQ_DTYPE_I8,
+     1,
+     {1, 0},
+     "weight_zero_point"},
+    {"zero point not I8",
+     MQ_DTYPE_F32,
+     2,
+     {4, 1},
+     {0.1f, 0.1f, 0.1f, 0.1f},
+     MQ_DTYPE_I32,
+     2,
+     {4, 1},
+     "I32 of shape [4, 1]"},
+};
+
+/* Scales and zero points that no quantizer writes: eval and dequantize fail
+ * naming the file, tensor and cause (exit 2), never a verdict. */
+static void test_bad_params(void **state)
+{
+    suite *s = *state;
+    char *orig = path_in(s, "params.safetensors"), *quant = path_in(s, "params-q.safetensors");
+    char *deq = path_in(s, "params-d.safetensors");
+    float w[32];
+    for (int i = 0; i < 32; i++)
+        w[i] = (float)i / 32.0f - 0.5f;
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 8}, w),
+                     MQ_OK);
+    save(m, orig);
+    for (size_t i = 0; i < sizeof params_cases / sizeof *params_cases; i++) {
+        const params_case *c = &params_cases[i];
+        write_params(quant, c);
+        mq_eval_options opt;
+        mq_eval_options_init(&opt);
+        opt.device = "host";
+        mq_eval_result *res = NULL;
+        mq_status st = mq_eval_files(orig, quant, &opt, &res);
+        const char *msg = mq_last_error();
+        if (st != MQ_STATUS_E_FORMAT || !strstr(msg, quant) || !strstr(msg, "fc.weight") ||
+            !strstr(msg, c->needle))
+            fail_msg("%s: eval: status %s: %s", c->label, mq_status_str(st), msg);
+        assert_null(res);
+        mq_model *qm, *d = NULL;
+        assert_int_equal(mq_model_open(quant, &qm), MQ_OK);
+        st = mq_dequantize(qm, &d);
+        msg = mq_last_error();
+        if (st != MQ_STATUS_E_FORMAT || !strstr(msg, quant) || !strstr(msg, c->needle))
+            fail_msg("%s: dequantize: status %s: %s", c->label, mq_status_str(st), msg);
+        assert_null(d);
+        mq_model_free(qm);
+    }
+    /* The command line: exit 2 and the cause, no output file. */
+    write_params(quant, &params_cases[0]);
+    char *out = NULL;
+    int rc = tu_run_cli(&out, "eval %s %s --device host", orig, quant);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "fc.weight_scale"));
+    assert_null(strstr(out, "mean SQNR"));
+    free(out);
+    rc = tu_run_cli(&out, "dequantize %s -o %s", quant, deq);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "value 1 is nan"));
+    assert_false(tu_exists(deq));
+    free(out);
+    free(orig);
+    free(quant);
+    free(deq);
+}
+
+/* NaN or Inf in the original weight or the inputs gives no SQNR: an error
+ * naming the layer, not a NaN that reads as a result. A NaN layer in a
+ * result is its worst and makes the mean NaN. */
+static void test_nonfinite_outputs(void **state)
+{
+    suite *s = *state;
+    char *orig = path_in(s, "nf.safetensors"), *quant = path_in(s, "nf-q.safetensors");
+    char *bad = path_in(s, "nf-bad.safetensors"), *inputs = path_in(s, "nf-in.safetensors");
+    float w[32], x[2 * 8];
+    for (int i = 0; i < 32; i++)
+        w[i] = (float)i / 32.0f - 0.5f;
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)i;
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 8}, w),
+                     MQ_OK);
+    save(m, orig);
+    quantize_to(orig, quant, SYM);
+    w[5] = NAN;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 8}, w),
+                     MQ_OK);
+    save(m, bad);
+    expect_error(bad, quant, MQ_STATUS_E_DATA,
+                 (const char *const[]){"fc.weight", bad, "not finite", NULL});
+    x[3] = INFINITY;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "x", MQ_DTYPE_F32, 2, (int64_t[]){2, 8}, x), MQ_OK);
+    save(m, inputs);
+    mq_eval_options opt;
+    mq_eval_options_init(&opt);
+    opt.device = "host";
+    opt.inputs = inputs;
+    mq_eval_result *res = NULL;
+    assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_STATUS_E_DATA);
+    assert_null(res);
+    assert_non_null(strstr(mq_last_error(), "not finite"));
+
+    mq_eval_options_init(&opt);
+    assert_int_equal(mq_eval_result_new(orig, quant, &opt, &res), MQ_OK);
+    mq_eval_layer a = {.name = "a.weight", .sqnr_db = 40.0}, b = {.name = "b.weight"};
+    b.sqnr_db = NAN;
+    mq_eval_layer c = {.name = "c.weight", .sqnr_db = INFINITY};
+    assert_int_equal(mq_eval_result_add(res, &a), MQ_OK);
+    assert_int_equal(mq_eval_result_add(res, &b), MQ_OK);
+    assert_int_equal(mq_eval_result_add(res, &c), MQ_OK);
+    mq_eval_result_sort(res);
+    assert_string_equal(mq_eval_result_worst(res)->name, "b.weight");
+    assert_true(isnan(mq_eval_result_mean_sqnr_db(res)));
+    mq_eval_result_free(res);
+    free(orig);
+    free(quant);
+    free(bad);
+    free(inputs);
+}
+
 /* Writes <dir>/model.safetensors.index.json mapping each name to its shard. */
 static void write_index(const char *dir, const char *const *names, const char *const *shards,
                         size_t n)
@@ -672,6 +866,38 @@ static void test_inputs_file(void **state)
     free(narrow);
 }
 
+/* A FIFO as a directory's index or as the inputs file: an error naming it,
+ * not a hang (the alarm fails the test if it hangs). */
+static void test_fifos(void **state)
+{
+    suite *s = *state;
+    char *orig = path_in(s, "fifo.safetensors"), *quant = path_in(s, "fifo-q.safetensors");
+    char *dir = path_in(s, "fifo-dir"), *pipe = path_in(s, "inputs.fifo");
+    char *index = tu_join(dir, "model.safetensors.index.json");
+    gaussian_model(orig, 15);
+    quantize_to(orig, quant, SYM);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkfifo(index, 0644), 0);
+    assert_int_equal(mkfifo(pipe, 0644), 0);
+    alarm(20);
+    expect_error(orig, dir, MQ_STATUS_E_IO, (const char *const[]){index, "a FIFO", NULL});
+    mq_eval_options opt;
+    mq_eval_options_init(&opt);
+    opt.device = "host";
+    opt.inputs = pipe;
+    mq_eval_result *res = NULL;
+    assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_STATUS_E_IO);
+    alarm(0);
+    assert_null(res);
+    assert_non_null(strstr(mq_last_error(), pipe));
+    assert_non_null(strstr(mq_last_error(), "a FIFO"));
+    free(orig);
+    free(quant);
+    free(dir);
+    free(pipe);
+    free(index);
+}
+
 static void test_json(void **state)
 {
     suite *s = *state;
@@ -778,6 +1004,9 @@ int main(void)
         cmocka_unit_test(test_bad_pairs),
         cmocka_unit_test(test_directories),
         cmocka_unit_test(test_inputs_file),
+        cmocka_unit_test(test_fifos),
+        cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_nonfinite_outputs),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_clblast_names),
         cmocka_unit_test(test_cli),

@@ -69,7 +69,12 @@ typedef struct {
     bool tied;      /* no lm_head.weight, tie_word_embeddings true */
     bool no_config; /* no config.json */
     const char *nan_tensor;
+    bool all_blobs; /* every top-level file a link into the cache's blobs/ */
 } model_opts;
+
+/* The input sits where the Hugging Face cache puts a snapshot. */
+#define CACHE_REPO "models--org--tiny"
+#define IN_REL CACHE_REPO "/snapshots/0123abcd"
 
 static mq_backend *g_be;
 
@@ -211,13 +216,29 @@ static void write_text(const char *dir, const char *name, const char *text, mode
     free(p);
 }
 
-/* A model directory at <root>/in as the Hub has them: weights, config,
- * tokenizer files (one a symbolic link into a blob store, as in the Hugging
- * Face cache) and a sentence-transformers style subdirectory. */
+/* <blobs>/<name>.blob in place of <in>/<name>, which becomes a link to it,
+ * as the Hugging Face cache stores every file of a snapshot. */
+static void move_to_blob(const char *in, const char *blobs, const char *name)
+{
+    char blob[512], target[512];
+    snprintf(blob, sizeof blob, "%s/%s.blob", blobs, name);
+    snprintf(target, sizeof target, "../../blobs/%s.blob", name);
+    char *p = path2(in, name);
+    assert_int_equal(rename(p, blob), 0);
+    assert_int_equal(symlink(target, p), 0);
+    free(p);
+}
+
+/* A model directory at <root>/IN_REL as the Hub has them: weights, config,
+ * tokenizer files (one a symbolic link into the cache's blobs/, or all with
+ * all_blobs) and a sentence-transformers style subdirectory. */
 static char *make_model(const char *root, const model_opts *o)
 {
-    char *in = path2(root, "in"), *blobs = path2(root, "blobs");
+    char *repo = path2(root, CACHE_REPO), *snaps = path2(repo, "snapshots");
+    char *in = path2(root, IN_REL), *blobs = path2(repo, "blobs");
     char cfg[1024];
+    assert_int_equal(mkdir(repo, 0755), 0);
+    assert_int_equal(mkdir(snaps, 0755), 0);
     assert_int_equal(mkdir(in, 0755), 0);
     assert_int_equal(mkdir(blobs, 0755), 0);
     for (int k = 0; k < o->shards; k++)
@@ -236,13 +257,25 @@ static char *make_model(const char *root, const model_opts *o)
     write_text(in, "generation_config.json", "{\"do_sample\": false}\n", 0644);
     write_text(blobs, "a1b2c3", "[PAD]\n[UNK]\nhello\n", 0644);
     char *link = path2(in, "vocab.txt");
-    assert_int_equal(symlink("../blobs/a1b2c3", link), 0);
+    assert_int_equal(symlink("../../blobs/a1b2c3", link), 0);
     free(link);
     char *sub = path2(in, "1_Pooling");
     assert_int_equal(mkdir(sub, 0750), 0);
     write_text(sub, "config.json", "{\"word_embedding_dimension\": 8}\n", 0644);
     free(sub);
+    if (o->all_blobs) {
+        for (int k = 0; k < o->shards; k++) {
+            char *s = shard_name(k, o->shards);
+            move_to_blob(in, blobs, s);
+            free(s);
+        }
+        if (o->shards > 1) move_to_blob(in, blobs, MQ_HF_INDEX);
+        if (!o->no_config) move_to_blob(in, blobs, "config.json");
+        move_to_blob(in, blobs, "tokenizer.json");
+    }
     free(blobs);
+    free(snaps);
+    free(repo);
     return in;
 }
 
@@ -255,7 +288,8 @@ static void digest_add(uint64_t *h, const void *p, size_t n)
         *h = (*h ^ b[i]) * 1099511628211ULL;
 }
 
-/* Names, kinds, modes and contents of a tree (links followed). */
+/* Names, kinds, modes and contents of a tree (links followed; a dangling
+ * one by its text). */
 static void tree_digest(const char *path, uint64_t *h)
 {
     struct dirent **list;
@@ -266,12 +300,18 @@ static void tree_digest(const char *path, uint64_t *h)
         if (strcmp(name, ".") && strcmp(name, "..")) {
             char *p = path2(path, name);
             struct stat st;
-            assert_int_equal(stat(p, &st), 0);
+            char link[1024] = "";
+            if (stat(p, &st) != 0) { /* a dangling link: its text */
+                assert_int_equal(lstat(p, &st), 0);
+                assert_true(readlink(p, link, sizeof link - 1) > 0);
+            }
             digest_add(h, name, strlen(name) + 1);
             digest_add(h, &st.st_mode, sizeof st.st_mode);
-            if (S_ISDIR(st.st_mode)) {
+            if (*link) {
+                digest_add(h, link, strlen(link));
+            } else if (S_ISDIR(st.st_mode)) {
                 tree_digest(p, h);
-            } else {
+            } else if (S_ISREG(st.st_mode)) { /* a FIFO would wait for a writer */
                 uint64_t f = tu_file_hash(p);
                 digest_add(h, &f, sizeof f);
             }
@@ -649,7 +689,7 @@ static void test_no_config(void **state)
     /* Relative names: the output's parent is ".". */
     char *cwd = getcwd(NULL, 0);
     assert_int_equal(chdir(f.root), 0);
-    mq_status st = mq_hfdir_quantize("in", "out", NULL, g_be, NULL);
+    mq_status st = mq_hfdir_quantize(IN_REL, "out", NULL, g_be, NULL);
     assert_int_equal(chdir(cwd), 0);
     free(cwd);
     assert_int_equal(st, MQ_OK);
@@ -1028,6 +1068,266 @@ static void test_io_faults(void **state)
     fixture_free(&f);
 }
 
+/* ---- Symbolic links: followed inside the directory and into the cache's
+ * blobs/, refused elsewhere (unless follow_symlinks) and when dangling. */
+
+/* The real Hugging Face cache: every file of the snapshot is a link. */
+static void test_cache_snapshot(void **state)
+{
+    (void)state;
+    for (int shards = 1; shards <= NSHARDS; shards += NSHARDS - 1) {
+        model_opts o = {.shards = shards, .dtype = MQ_DTYPE_F32, .all_blobs = true};
+        fixture f;
+        mq_config cfg;
+        fixture_make(&f, &o);
+        mq_config_init(&cfg);
+        mq_status st = run_dir(&f, &cfg, NULL);
+        if (st != MQ_OK) fail_msg("%d shards: %s", shards, mq_last_error());
+        for (int k = 0; k < shards; k++) {
+            char *s = shard_name(k, shards);
+            assert_shard_matches(f.in, f.out, s, &cfg);
+            free(s);
+        }
+        if (shards > 1) assert_index(f.out, shards);
+        assert_config(f.in, f.out, &cfg);
+        assert_other_files(f.in, f.out);
+        mq_config_free(&cfg);
+        fixture_free(&f);
+    }
+}
+
+typedef struct {
+    const char *label;
+    const char *name;   /* the link, in the input directory */
+    const char *target; /* its text; "@" stands for the fixture's root */
+    mq_status status;
+    const char *needle; /* besides the link's name and target */
+    bool no_cache;      /* the repository renamed: no longer models--ORG--NAME */
+} link_case;
+
+static const link_case link_cases[] = {
+    {"directory out of the input", "extras", "../../../outside", MQ_STATUS_E_FORMAT,
+     "outside the model directory", false},
+    {"absolute path", "tokenizer.json", "@/passwd", MQ_STATUS_E_FORMAT,
+     "outside the model directory", false},
+    {"config.json out of the input", "config.json", "@/outside/config.json", MQ_STATUS_E_FORMAT,
+     "outside the model directory", false},
+    {"shard out of the input", "model-00002-of-00003.safetensors",
+     "@/outside/model-00002-of-00003.safetensors", MQ_STATUS_E_FORMAT,
+     "outside the model directory", false},
+    {"index out of the input", MQ_HF_INDEX, "@/outside/" MQ_HF_INDEX, MQ_STATUS_E_FORMAT,
+     "outside the model directory", false},
+    {"blobs/ of a directory that is no cache snapshot", "vocab.txt", "../../blobs/a1b2c3",
+     MQ_STATUS_E_FORMAT, "outside the model directory", true},
+    {"dangling extra file", "special_tokens_map.json", "gone.json", MQ_STATUS_E_IO, "No such file",
+     false},
+    {"dangling config.json", "config.json", "../../blobs/gone", MQ_STATUS_E_IO, "No such file",
+     false},
+    {"dangling index", MQ_HF_INDEX, "../../blobs/gone", MQ_STATUS_E_IO, "No such file", false},
+};
+
+/* <root>/outside/secret/id_rsa, <root>/passwd, and outside copies of the
+ * files the cases link to. */
+static void write_outside(const fixture *f)
+{
+    char *out = path2(f->root, "outside"), *secret = path2(out, "secret");
+    assert_int_equal(mkdir(out, 0755), 0);
+    assert_int_equal(mkdir(secret, 0755), 0);
+    write_text(secret, "id_rsa", "PRIVATE KEY\n", 0600);
+    write_text(f->root, "passwd", "root:x:0:0\n", 0644);
+    const char *copies[] = {"config.json", "model-00002-of-00003.safetensors", MQ_HF_INDEX};
+    for (size_t i = 0; i < 3; i++) {
+        char *from = path2(f->in, copies[i]), *to = path2(out, copies[i]);
+        size_t n;
+        unsigned char *b = tu_read_file(from, &n);
+        assert_non_null(b);
+        assert_true(tu_write_file(to, b, n));
+        free(b);
+        free(from);
+        free(to);
+    }
+    free(secret);
+    free(out);
+}
+
+static void make_link(const fixture *f, const link_case *c, char *target, size_t cap)
+{
+    if (c->target[0] == '@')
+        snprintf(target, cap, "%s%s", f->root, c->target + 1);
+    else
+        snprintf(target, cap, "%s", c->target);
+    char *p = path2(f->in, c->name);
+    (void)unlink(p);
+    assert_int_equal(symlink(target, p), 0);
+    free(p);
+}
+
+static void test_symlinks_refused(void **state)
+{
+    (void)state;
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
+    for (size_t i = 0; i < sizeof link_cases / sizeof *link_cases; i++) {
+        const link_case *c = &link_cases[i];
+        fixture f;
+        char target[1024];
+        fixture_make(&f, &o);
+        write_outside(&f);
+        make_link(&f, c, target, sizeof target);
+        if (c->no_cache) {
+            char *repo = path2(f.root, CACHE_REPO), *mirror = path2(f.root, "mirror");
+            assert_int_equal(rename(repo, mirror), 0);
+            free(f.in);
+            f.in = path2(mirror, "snapshots/0123abcd");
+            free(repo);
+            free(mirror);
+        }
+        f.in_digest = digest(f.in);
+        mq_status st = run_dir(&f, NULL, NULL);
+        const char *msg = mq_last_error();
+        if (st != c->status) fail_msg("%s: status %s: %s", c->label, mq_status_str(st), msg);
+        if (!strstr(msg, c->name) || !strstr(msg, target) || !strstr(msg, c->needle))
+            fail_msg("%s: message lacks '%s', '%s' or '%s': %s", c->label, c->name, target,
+                     c->needle, msg);
+        assert_false(tu_exists(f.out));
+        assert_int_equal(count_temps(f.root), 0);
+        fixture_free(&f);
+    }
+}
+
+/* Links that stay inside are followed; with follow_symlinks (the library's
+ * field, the CLI's flag, the config file's key) so are the others. */
+static void test_symlinks_followed(void **state)
+{
+    (void)state;
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
+    fixture f;
+    char target[1024];
+    fixture_make(&f, &o);
+    write_outside(&f);
+    char *alias = path2(f.in, "tokenizer.model");
+    assert_int_equal(symlink("./1_Pooling/../tokenizer.json", alias), 0);
+    free(alias);
+    f.in_digest = digest(f.in);
+    assert_int_equal(run_dir(&f, NULL, NULL), MQ_OK);
+    assert_same_file(f.in, f.out, "tokenizer.model");
+    tu_rmtree(f.out);
+
+    make_link(&f, &link_cases[0], target, sizeof target); /* extras -> ../../../outside */
+    make_link(&f, &link_cases[1], target, sizeof target); /* tokenizer.json -> <root>/passwd */
+    f.in_digest = digest(f.in);
+    mq_config cfg;
+    mq_config_init(&cfg);
+    cfg.follow_symlinks = true;
+    assert_int_equal(run_dir(&f, &cfg, NULL), MQ_OK);
+    char *copied = path2(f.out, "extras/secret/id_rsa");
+    assert_true(tu_exists(copied));
+    free(copied);
+    assert_same_file(f.in, f.out, "tokenizer.json");
+    tu_rmtree(f.out);
+    mq_config_free(&cfg);
+
+    /* The command line: exit 2 naming the link, then the flag, then the key. */
+    char *text = NULL, *json = path2(f.root, "follow.json");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q", f.in, f.out);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(text, "outside the model directory"));
+    assert_non_null(strstr(text, "--follow-symlinks"));
+    free(text);
+    assert_false(tu_exists(f.out));
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --follow-symlinks", f.in, f.out);
+    if (rc != 0) fail_msg("--follow-symlinks: rc %d: %s", rc, text);
+    free(text);
+    tu_rmtree(f.out);
+    write_text(f.root, "follow.json", "{\"follow_symlinks\": true}\n", 0644);
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --config %s", f.in, f.out, json);
+    if (rc != 0) fail_msg("follow_symlinks key: rc %d: %s", rc, text);
+    free(text);
+    free(json);
+    fixture_free(&f);
+}
+
+/* ---- FIFOs: never a hang. One that the run must read is an error naming
+ * it; one among the other files is left out, in the report and on stderr.
+ * The alarm turns a hang into a failure. */
+
+static void make_fifo(const char *dir, const char *name)
+{
+    char *p = path2(dir, name);
+    (void)unlink(p);
+    assert_int_equal(mkfifo(p, 0644), 0);
+    free(p);
+}
+
+static void test_fifos_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        int shards;
+        const char *name;
+    } cases[] = {
+        {NSHARDS, "config.json"},
+        {NSHARDS, MQ_HF_INDEX},
+        {NSHARDS, "model-00002-of-00003.safetensors"},
+        {1, MQ_HF_SINGLE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model_opts o = {.shards = cases[i].shards, .dtype = MQ_DTYPE_F32};
+        fixture f;
+        fixture_make(&f, &o);
+        make_fifo(f.in, cases[i].name);
+        f.in_digest = digest(f.in);
+        alarm(20);
+        mq_status st = run_dir(&f, NULL, NULL);
+        alarm(0);
+        const char *msg = mq_last_error();
+        if (st == MQ_OK || !strstr(msg, cases[i].name) || !strstr(msg, "FIFO"))
+            fail_msg("%s: status %s: %s", cases[i].name, mq_status_str(st), msg);
+        assert_false(tu_exists(f.out));
+        assert_int_equal(count_temps(f.root), 0);
+        fixture_free(&f);
+    }
+}
+
+static void test_fifos_left_out(void **state)
+{
+    (void)state;
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
+    fixture f;
+    fixture_make(&f, &o);
+    make_fifo(f.in, "tokenizer.json");
+    char *sub = path2(f.in, "1_Pooling");
+    make_fifo(sub, "pipe");
+    free(sub);
+    f.in_digest = digest(f.in);
+    mq_report *rep = mq_report_new();
+    alarm(20);
+    mq_status st = run_dir(&f, NULL, rep);
+    alarm(0);
+    if (st != MQ_OK) fail_msg("%s", mq_last_error());
+    char *p = path2(f.out, "tokenizer.json");
+    assert_false(tu_exists(p));
+    free(p);
+    assert_int_equal(mq_report_left_out_count(rep), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const char *file = mq_report_left_out_file(rep, i);
+        assert_true(!strcmp(file, "tokenizer.json") || !strcmp(file, "1_Pooling/pipe"));
+        assert_string_equal(mq_report_left_out_reason(rep, i),
+                            "a FIFO, not a regular file: nothing to copy");
+    }
+    mq_report_free(rep);
+    tu_rmtree(f.out);
+
+    char *text = NULL;
+    alarm(20);
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q", f.in, f.out);
+    alarm(0);
+    if (rc != 0) fail_msg("cli: rc %d: %s", rc, text ? text : "");
+    assert_non_null(strstr(text, "warning: left out 2 files of the input directory:"));
+    assert_non_null(strstr(text, "tokenizer.json: a FIFO"));
+    free(text);
+    fixture_free(&f);
+}
+
 /* Numbers come out as Python's json.dumps(indent=2) writes them. */
 static void test_json_dump(void **state)
 {
@@ -1057,12 +1357,23 @@ static void test_json_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_dump),      cmocka_unit_test(test_sharded_int8),
-        cmocka_unit_test(test_fp16),           cmocka_unit_test(test_single_file),
-        cmocka_unit_test(test_no_config),      cmocka_unit_test(test_consolidated_left_out),
-        cmocka_unit_test(test_broken_inputs),  cmocka_unit_test(test_error_midway),
-        cmocka_unit_test(test_output_refused), cmocka_unit_test(test_signal_cleanup),
-        cmocka_unit_test(test_copy_fallback),  cmocka_unit_test(test_io_faults),
+        cmocka_unit_test(test_json_dump),
+        cmocka_unit_test(test_sharded_int8),
+        cmocka_unit_test(test_fp16),
+        cmocka_unit_test(test_single_file),
+        cmocka_unit_test(test_no_config),
+        cmocka_unit_test(test_consolidated_left_out),
+        cmocka_unit_test(test_broken_inputs),
+        cmocka_unit_test(test_error_midway),
+        cmocka_unit_test(test_output_refused),
+        cmocka_unit_test(test_signal_cleanup),
+        cmocka_unit_test(test_copy_fallback),
+        cmocka_unit_test(test_io_faults),
+        cmocka_unit_test(test_cache_snapshot),
+        cmocka_unit_test(test_symlinks_refused),
+        cmocka_unit_test(test_symlinks_followed),
+        cmocka_unit_test(test_fifos_refused),
+        cmocka_unit_test(test_fifos_left_out),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

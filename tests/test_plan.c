@@ -265,9 +265,8 @@ static void test_regex_bounded(void **state)
     strcpy(name + n, "b.weight");
     mq_planner *p = planner_with(MQ_QINT8, NULL, 0, nested, 1);
     double t0 = mq_now_s();
-    assert_int_equal(
-        mq_planner_decide(p, name, MQ_DTYPE_F32, 2, SHAPE(4, 4), why, sizeof why),
-        MQ_ACTION_QUANTIZE);
+    assert_int_equal(mq_planner_decide(p, name, MQ_DTYPE_F32, 2, SHAPE(4, 4), why, sizeof why),
+                     MQ_ACTION_QUANTIZE);
     assert_int_equal(mq_planner_error(p), MQ_STATUS_E_CONFIG);
     assert_non_null(strstr(mq_last_error(), "(a+)+$"));
     assert_true(mq_now_s() - t0 < 5.0);

@@ -523,6 +523,72 @@ static void test_ring_short_file(void **state)
     free(path);
 }
 
+/* Another program truncates or rewrites the input during the run: never
+ * SIGBUS, and never an error that blames the output; "input ... changed
+ * while being read", and no output or temporary left. */
+typedef struct {
+    const char *path;
+    int how; /* 0 truncate to half, 1 truncate to 8 bytes, 2 rewrite one byte in place */
+    size_t after;
+    bool done;
+} change_probe;
+
+static void change_midway(const mq_progress *p, void *user)
+{
+    change_probe *c = user;
+    if (c->done || p->tensors_done < c->after) return;
+    c->done = true;
+    struct stat st;
+    assert_int_equal(stat(c->path, &st), 0);
+    if (c->how < 2) {
+        assert_int_equal(truncate(c->path, c->how == 0 ? st.st_size / 2 : 8), 0);
+    } else {
+        int fd = open(c->path, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "x", 1, st.st_size - 1), 1);
+        close(fd);
+    }
+}
+
+static void test_input_changed(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *bytes = tu_read_file(fx.model, &n);
+    char *in = tu_join(fx.dir, "changing.safetensors"), *out = tu_join(fx.dir, "changed-out.st");
+    assert_non_null(bytes);
+    for (int dev = 0; dev < 2; dev++) {
+        mq_backend *be = fx.dev;
+        if (!dev) assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+        if (!be) continue;
+        for (int how = 0; how < 3; how++) {
+            for (size_t after = 1; after <= 9; after += 8) {
+                assert_true(tu_write_file(in, bytes, n));
+                change_probe c = {in, how, after, false};
+                mq_config cfg;
+                mq_config_init(&cfg);
+                cfg.progress = change_midway;
+                cfg.progress_user = &c;
+                mq_status st = mq_stream_file(in, out, &cfg, NULL, be, NULL, NULL);
+                const char *msg = mq_last_error();
+                assert_true(c.done);
+                if (st != MQ_STATUS_E_IO || !strstr(msg, in) ||
+                    !strstr(msg, "changed while being read"))
+                    fail_msg("%s, change %d after %zu tensors: %s: %s", be->backend, how, after,
+                             mq_status_str(st), msg);
+                assert_false(tu_exists(out));
+                assert_int_equal(tu_count_entries(fx.dir), 3); /* no temporary either */
+                mq_config_free(&cfg);
+            }
+        }
+        if (!dev) mq_backend_free(be);
+    }
+    unlink(in);
+    free(in);
+    free(out);
+    free(bytes);
+}
+
 /* ---- the CLI on a large model ---- */
 
 #define BIG_TENSORS 14
@@ -700,7 +766,8 @@ int main(void)
         cmocka_unit_test(test_nan_error),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_output_too_big),      cmocka_unit_test(test_totals),
         cmocka_unit_test(test_copy_from),           cmocka_unit_test(test_ring_short_file),
-        cmocka_unit_test(test_cli_memory),          cmocka_unit_test(test_cli_sigint),
+        cmocka_unit_test(test_input_changed),       cmocka_unit_test(test_cli_memory),
+        cmocka_unit_test(test_cli_sigint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -31,6 +31,9 @@ static const char quantize_usage[] =
     "                        PAT is a shell glob or re:REGEX (whole name)\n"
     "      --skip-nonfinite  skip tensors holding NaN/Inf instead of failing\n"
     "      --fp16-saturate   fp16: clamp overflow to +-65504 instead of +-inf\n"
+    "      --follow-symlinks follow symbolic links out of a model directory (by\n"
+    "                        default only links inside it, or into the Hugging\n"
+    "                        Face cache's blobs/, are followed; others are errors)\n"
     "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name\n"
     "      --memory-limit N  peak staging memory, e.g. 512M or 2G (default 1G)\n"
     "      --config FILE     JSON settings; command-line flags win over it\n"
@@ -55,13 +58,15 @@ enum {
     OPT_DEVICE,
     OPT_CONFIG,
     OPT_REPORT,
-    OPT_MEMORY
+    OPT_MEMORY,
+    OPT_FOLLOW_SYMLINKS
 };
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
     const char *in, *out, *config, *report, *device;
-    int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate; /* -1: not given */
+    int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate,
+        follow; /* -1: not given */
     const char **include, **exclude;
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
@@ -125,6 +130,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"config", required_argument, 0, OPT_CONFIG},
         {"report", required_argument, 0, OPT_REPORT},
         {"memory-limit", required_argument, 0, OPT_MEMORY},
+        {"follow-symlinks", no_argument, 0, OPT_FOLLOW_SYMLINKS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -132,7 +138,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     int c;
     memset(a, 0, sizeof *a);
     a->dtype = a->symmetric = a->per_channel = a->weights_only = a->skip_nonfinite = a->saturate =
-        -1;
+        a->follow = -1;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
@@ -186,6 +192,9 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         case OPT_SATURATE:
             a->saturate = 1;
             break;
+        case OPT_FOLLOW_SYMLINKS:
+            a->follow = 1;
+            break;
         case OPT_DEVICE:
             a->device = optarg;
             break;
@@ -224,6 +233,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (a->weights_only >= 0) cfg->weights_only = a->weights_only;
     if (a->skip_nonfinite >= 0) cfg->skip_nonfinite = a->skip_nonfinite;
     if (a->saturate >= 0) cfg->fp16_saturate = a->saturate;
+    if (a->follow >= 0) cfg->follow_symlinks = a->follow;
     for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
         st = mq_config_add_include(cfg, a->include[i]);
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
@@ -345,10 +355,19 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
         const mq_report_entry *e = mq_report_entry_at(r, i);
         if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
     }
+}
+
+/* Files of the input directory missing from the output: on stderr, even with
+ * --quiet, as the output is not the whole input. */
+static void warn_left_out(const mq_report *r)
+{
     size_t left = mq_report_left_out_count(r);
-    if (left) printf("left out %zu file%s of the input directory:\n", left, left == 1 ? "" : "s");
+    if (left)
+        fprintf(stderr, "monoquant: warning: left out %zu file%s of the input directory:\n", left,
+                left == 1 ? "" : "s");
     for (size_t i = 0; i < left; i++)
-        printf("  %s: %s\n", mq_report_left_out_file(r, i), mq_report_left_out_reason(r, i));
+        fprintf(stderr, "  %s: %s\n", mq_report_left_out_file(r, i),
+                mq_report_left_out_reason(r, i));
 }
 
 int mq_cli_quantize(int argc, char **argv)
@@ -379,9 +398,10 @@ int mq_cli_quantize(int argc, char **argv)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
-    } else if (!a.quiet) {
-        print_summary(rep, &cfg, seconds);
-        printf("wrote %s\n", a.out);
+    } else {
+        if (!a.quiet) print_summary(rep, &cfg, seconds);
+        warn_left_out(rep);
+        if (!a.quiet) printf("wrote %s\n", a.out);
     }
     mq_report_free(rep);
     mq_config_free(&cfg);

@@ -26,6 +26,7 @@ static struct {
     char config_path[4200], index_path[4200];
     mq_config cfg[2]; /* int8 defaults, fp16 */
     mq_report *rep;
+    mq_hf_root root;
 } g;
 
 static void remove_dir(void)
@@ -62,6 +63,7 @@ static void setup(void)
     snprintf(g.dir, sizeof g.dir, "%s/mqfuzz-hf-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(g.dir)) fuzz_fail("mkdtemp %s failed", g.dir);
     atexit(remove_dir);
+    if (mq_hf_root_init(&g.root, g.dir, false) != MQ_OK) fuzz_fail("%s", mq_last_error());
     snprintf(g.config_path, sizeof g.config_path, "%s/%s", g.dir, MQ_HF_CONFIG);
     snprintf(g.index_path, sizeof g.index_path, "%s/%s", g.dir, MQ_HF_INDEX);
 
@@ -148,7 +150,7 @@ static void check_kept(json_t *in, json_t *out)
 static int fuzz_config(void)
 {
     json_t *config = NULL;
-    mq_status st = mq_hf_config_load(g.dir, &config);
+    mq_status st = mq_hf_config_load(&g.root, &config);
     if (st != MQ_OK) {
         if (config) fuzz_fail("config_load failed but returned a config");
         if (st != MQ_STATUS_E_FORMAT) fuzz_fail("config_load: status %s", mq_status_str(st));
@@ -182,7 +184,7 @@ static int fuzz_index(void)
 {
     json_t *index = NULL;
     mq_hf_shards shards = {0};
-    mq_status st = mq_hf_index_load(g.dir, &index, &shards);
+    mq_status st = mq_hf_index_load(&g.root, &index, &shards);
     if (st != MQ_OK) {
         if (index || shards.count) fuzz_fail("index_load failed but returned results");
         if (st != MQ_STATUS_E_FORMAT) fuzz_fail("index_load: status %s", mq_status_str(st));

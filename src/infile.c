@@ -1,0 +1,58 @@
+/* Input files: opened with O_NONBLOCK so that a FIFO cannot hang the open,
+ * refused unless regular, then read blocking as usual. */
+#include "infile.h"
+
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *mq_infile_kind(mode_t mode)
+{
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a file";
+}
+
+mq_status mq_infile_open(const char *path, mq_status fail, int *fd, struct stat *st)
+{
+    struct stat own;
+    if (!st) st = &own;
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (*fd < 0) return mq_set_error(fail, "%s: cannot open: %s", path, strerror(errno));
+    mq_status rc = MQ_OK;
+    int flags;
+    if (fstat(*fd, st) != 0)
+        rc = mq_set_error(fail, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st->st_mode))
+        rc = mq_set_error(fail, "%s: is %s, not a regular file", path, mq_infile_kind(st->st_mode));
+    else if ((flags = fcntl(*fd, F_GETFL)) < 0 || fcntl(*fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        rc = mq_set_error(fail, "%s: cannot open: %s", path, strerror(errno));
+    if (rc != MQ_OK) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
+mq_status mq_infile_json(const char *path, size_t flags, mq_status fail, json_t **out,
+                         json_error_t *err)
+{
+    int fd;
+    *out = NULL;
+    mq_status rc = mq_infile_open(path, fail, &fd, NULL);
+    if (rc != MQ_OK) return rc;
+    errno = 0;
+    *out = json_loadfd(fd, flags, err);
+    /* jansson reports a read error (EIO) as an early end of the text. */
+    if (!*out && errno != 0 && json_error_code(err) == json_error_premature_end_of_input)
+        rc = mq_set_error(fail, "%s: cannot read: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
