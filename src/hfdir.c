@@ -9,6 +9,8 @@
 #include "error.h"
 #include "hfmeta.h"
 #include "infile.h"
+#include "layout.h"
+#include "model.h"
 #include "outfile.h"
 #include "report.h"
 #include "stream.h"
@@ -548,6 +550,46 @@ static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int dept
     return rc;
 }
 
+/* ---- Planning across shards. */
+
+/* A name quantizing a tensor adds may already be a tensor of another shard
+ * (a.weight in one, a.weight_scale in the next): found from the headers and
+ * the index before anything is written, naming both shards. */
+static mq_status check_shard_names(hf_run *r)
+{
+    json_t *map = json_object_get(r->index, "weight_map");
+    mq_status rc = MQ_OK;
+    for (size_t i = 0; map && i < r->shards.count && rc == MQ_OK; i++) {
+        char *sp = join(r->in_dir, r->shards.names[i]);
+        mq_model *m = NULL;
+        if (!sp) return no_memory(r->in_dir);
+        rc = mq_model_open(sp, &m);
+        for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
+            const mq_tensor *t = mq_model_tensor(m, k);
+            char reason[256];
+            mq_action a = mq_planner_decide(r->planner, t->name, t->dtype, t->rank, t->shape,
+                                            reason, sizeof reason);
+            if ((rc = mq_planner_error(r->planner)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;
+            mq_qlayout l;
+            if ((rc = mq_qlayout_init(&l, t, r->cfg)) != MQ_OK) break;
+            for (int o = 0; o < MQ_QOUT_COUNT && rc == MQ_OK; o++) {
+                const char *n = l.out[o].name;
+                json_t *where = n && strcmp(n, t->name) != 0 ? json_object_get(map, n) : NULL;
+                if (where)
+                    rc = mq_set_error(MQ_STATUS_E_DATA,
+                                      "%s: tensor '%s' in '%s': quantizing it adds '%s', which "
+                                      "'%s' already holds (already quantized?)",
+                                      r->in_dir, t->name, r->shards.names[i], n,
+                                      json_string_value(where));
+            }
+            mq_qlayout_free(&l);
+        }
+        mq_model_free(m);
+        free(sp);
+    }
+    return rc;
+}
+
 /* ---- Writing the output. */
 
 static mq_status quantize_shards(hf_run *r)
@@ -655,6 +697,7 @@ static mq_status run(hf_run *r)
     mq_hf_plan_hints(r->config, &hints);
     if ((rc = mq_planner_new(r->cfg, &r->planner)) != MQ_OK) return rc;
     mq_planner_set_hints(r->planner, &hints);
+    if (r->cfg->dtype == MQ_QINT8 && (rc = check_shard_names(r)) != MQ_OK) return rc;
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;

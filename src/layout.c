@@ -359,3 +359,14 @@ void mq_qlayer_free(mq_qlayer *l)
     free(l->own_name);
     memset(l, 0, sizeof *l);
 }
+
+mq_status mq_check_not_quantized(const mq_model *m)
+{
+    for (size_t i = 0; i < m->count; i++)
+        if (mq_qlayer_is_codes(m, &m->tensors[i]))
+            return mq_set_error(MQ_STATUS_E_FORMAT,
+                                "tensor '%s' is already quantized (it has a scale beside it); "
+                                "start from the float model",
+                                m->tensors[i].name);
+    return MQ_OK;
+}

@@ -111,4 +111,9 @@ bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t);
 mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l);
 void mq_qlayer_free(mq_qlayer *l);
 
+/* MQ_STATUS_E_FORMAT when `m` already holds a quantized layer (ours or any
+ * compressed-tensors checkpoint): quantizing it again would describe packed
+ * codes as weights. The message names the layer; the caller adds the file. */
+mq_status mq_check_not_quantized(const mq_model *m);
+
 #endif

@@ -160,6 +160,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
         cfg_in = &defaults;
     }
     c.cfg = cfg_in;
+    if ((st = mq_check_not_quantized(in)) != MQ_OK) goto done;
     if ((st = mq_planner_new(cfg_in, &planner)) != MQ_OK) goto done;
     if ((st = mq_backend_open(cfg_in, &c.be)) != MQ_OK) goto done;
     if ((st = mq_model_new(&c.out)) != MQ_OK) goto done;

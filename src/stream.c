@@ -335,6 +335,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if (!pl && (st = mq_planner_new(cfg, &pl)) != MQ_OK) goto done;
     if (!planner) own_pl = pl;
     if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
+    if ((st = mq_check_not_quantized(s.m)) != MQ_OK) goto prefixed;
     s.n = s.m->count;
     if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);

@@ -1354,6 +1354,54 @@ static void test_json_dump(void **state)
     json_decref(v);
 }
 
+/* A name quantizing adds that another shard already holds (a.weight in one
+ * shard, a.weight_scale in the next) is found while planning, before any
+ * output, and the message names both shards. */
+static void test_shard_name_clash(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *in = tu_join(root, "in"), *out = tu_join(root, "out");
+    assert_int_equal(mkdir(in, 0755), 0);
+    float w[4 * 4] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}, sc[4] = {1, 1, 1, 1};
+    mq_model *a, *b;
+    assert_int_equal(mq_model_new(&a), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(a, "a.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 4}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_new(&b), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(b, "a.weight_scale", MQ_DTYPE_F32, 2, (int64_t[]){4, 1}, sc), MQ_OK);
+    char *s1 = tu_join(in, "model-00001-of-00002.safetensors");
+    char *s2 = tu_join(in, "model-00002-of-00002.safetensors");
+    assert_int_equal(mq_model_save(a, s1), MQ_OK);
+    assert_int_equal(mq_model_save(b, s2), MQ_OK);
+    const char idx[] = "{\"metadata\": {}, \"weight_map\": {"
+                       "\"a.weight\": \"model-00001-of-00002.safetensors\", "
+                       "\"a.weight_scale\": \"model-00002-of-00002.safetensors\"}}";
+    char *ip = tu_join(in, "model.safetensors.index.json");
+    assert_true(tu_write_file(ip, idx, strlen(idx)));
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    assert_int_equal(mq_quantize_file(in, out, &cfg, NULL), MQ_STATUS_E_DATA);
+    const char *msg = mq_last_error();
+    assert_non_null(strstr(msg, "'a.weight'"));
+    assert_non_null(strstr(msg, "model-00001-of-00002.safetensors"));
+    assert_non_null(strstr(msg, "model-00002-of-00002.safetensors"));
+    assert_non_null(strstr(msg, "a.weight_scale"));
+    assert_false(tu_exists(out));
+    assert_int_equal(tu_count_entries(root), 1); /* no temporary left */
+    mq_config_free(&cfg);
+    mq_model_free(a);
+    mq_model_free(b);
+    free(s1);
+    free(s2);
+    free(ip);
+    tu_rmtree(root);
+    free(in);
+    free(out);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1374,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_symlinks_followed),
         cmocka_unit_test(test_fifos_refused),
         cmocka_unit_test(test_fifos_left_out),
+        cmocka_unit_test(test_shard_name_clash),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -430,6 +430,42 @@ static void test_api_misuse(void **state)
     mq_report_free(NULL);
 }
 
+/* A quantized input (ours, int-quantized or packed) is refused, in memory
+ * and file to file, whatever the settings; it is never quantized again. */
+static void test_quantized_input_refused(void **state)
+{
+    (void)state;
+    for (int sym = 0; sym < 2; sym++) {
+        mq_model *in = small_model(), *q = NULL, *again = (mq_model *)1;
+        mq_config cfg = host_config();
+        cfg.symmetric = sym;
+        assert_int_equal(mq_dynamic_quantize(in, &cfg, &q, NULL), MQ_OK);
+        for (int dt = 0; dt < 2; dt++) {
+            mq_config c2 = host_config();
+            c2.dtype = dt ? MQ_FLOAT16 : MQ_QINT8;
+            assert_int_equal(mq_config_add_include(&c2, "re:.*"), MQ_OK);
+            assert_int_equal(mq_dynamic_quantize(q, &c2, &again, NULL), MQ_STATUS_E_FORMAT);
+            assert_null(again);
+            assert_non_null(strstr(mq_last_error(), "already quantized"));
+            assert_non_null(strstr(mq_last_error(), "fc.weight"));
+            again = (mq_model *)1;
+            mq_config_free(&c2);
+        }
+        char *dir = tu_mkdtemp(), *qp = tu_join(dir, "q.safetensors"), *o = tu_join(dir, "o.st");
+        assert_int_equal(mq_model_save(q, qp), MQ_OK);
+        assert_int_equal(mq_quantize_file(qp, o, &cfg, NULL), MQ_STATUS_E_FORMAT);
+        assert_non_null(strstr(mq_last_error(), "q.safetensors"));
+        assert_false(tu_exists(o));
+        tu_rmtree(dir);
+        free(dir);
+        free(qp);
+        free(o);
+        mq_model_free(q);
+        mq_model_free(in);
+        mq_config_free(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_input_untouched),
         cmocka_unit_test(test_per_tensor_and_asym),
         cmocka_unit_test(test_pack_quantized),
+        cmocka_unit_test(test_quantized_input_refused),
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_name_clash),
