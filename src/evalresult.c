@@ -160,25 +160,13 @@ static json_t *result_json(const mq_eval_result *r)
 
 mq_status mq_eval_write_json(const mq_eval_result *r, const char *path)
 {
-    mq_outfile *f = NULL;
-    char *text = NULL;
-    json_t *root = NULL;
     mq_status st;
     if (!r || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "evaluation: NULL argument");
-    root = result_json(r);
-    if (!root || !(text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10)))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "evaluation report '%s': out of memory", path);
-        goto done;
-    }
-    if ((st = mq_outfile_open(path, &f)) != MQ_OK) goto done;
-    st = mq_outfile_write(f, text, strlen(text));
-    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
-    if (st == MQ_OK)
-        st = mq_outfile_commit(f);
-    else
-        mq_outfile_abort(f);
-done:
-    free(text);
+    json_t *root = result_json(r);
+    if (!root)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "evaluation report '%s': out of memory", path);
+    st = mq_outfile_write_json(path, root, JSON_INDENT(2) | JSON_REAL_PRECISION(10),
+                               "evaluation report");
     json_decref(root);
     return st;
 }

@@ -33,6 +33,7 @@ struct mq_outfile {
     int slot; /* -1: not registered (table full or path too long) */
     bool failed;
     char *target, *dir, *tmp;
+    const char *what; /* "output", "report", ... */
 };
 
 static int slot_register(const char *path)
@@ -84,7 +85,8 @@ static void outfile_discard(mq_outfile *f)
 static mq_status out_fail(mq_outfile *f, const char *what, int err)
 {
     f->failed = true;
-    return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s': %s", what, f->target, strerror(err));
+    return mq_set_error(MQ_STATUS_E_OUTPUT, "%s %s '%s': %s", what, f->what, f->target,
+                        strerror(err));
 }
 
 /* Directory part of target ("." when there is none); *base points into target. */
@@ -107,27 +109,29 @@ static char *split_target(const char *target, const char **base)
 }
 
 /* Refuses what a rename would wreck or cannot reach; *mode is the new file's mode. */
-static mq_status check_target(const char *target, const char *dir, const char *base, mode_t *mode)
+static mq_status check_target(const char *target, const char *dir, const char *base,
+                              const char *what, mode_t *mode)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' does not exist", dir);
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s': %s", dir, strerror(errno));
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s' does not exist", what, dir);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s': %s", what, dir,
+                            strerror(errno));
     }
     if (!S_ISDIR(st.st_mode))
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' is not a directory", dir);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s' is not a directory", what, dir);
     *mode = 0644;
     if (stat(target, &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is a directory", what, target);
         /* Renaming over /dev/null or a FIFO would replace the special file itself. */
         if (!S_ISREG(st.st_mode))
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is not a regular file", target);
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is not a regular file", what, target);
         *mode = st.st_mode & 0777; /* a replaced file keeps its permissions */
     }
     if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is a directory", what, target);
     return MQ_OK;
 }
 
@@ -136,7 +140,7 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
     size_t n = strlen(f->dir) + blen + sizeof "/..mqtmp-XXXXXX";
     if (!(f->tmp = malloc(n)))
-        return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", f->target);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", f->what, f->target);
     snprintf(f->tmp, n, "%s/.%.*s.mqtmp-XXXXXX", f->dir, (int)blen, base);
     /* A signal between creating the file and registering it would leave the
      * file behind: the handler runs once both are done. */
@@ -150,8 +154,8 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     if (f->fd < 0) {
         free(f->tmp);
         f->tmp = NULL;
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for '%s': %s",
-                            f->dir, f->target, strerror(err));
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for %s '%s': %s",
+                            f->dir, f->what, f->target, strerror(err));
     }
     (void)fcntl(f->fd, F_SETFD, FD_CLOEXEC);
     /* mkstemp makes 0600; a failed fchmod (e.g. on vfat) only leaves that mode. */
@@ -159,29 +163,35 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     return MQ_OK;
 }
 
-mq_status mq_outfile_open(const char *target, mq_outfile **out)
+mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out)
 {
     const char *base;
     mode_t mode = 0644;
     mq_status st;
     if (out) *out = NULL;
-    if (!target || !*target || !out)
+    if (!target || !*target || !what || !out)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_open: NULL or empty argument");
     mq_outfile *f = calloc(1, sizeof *f);
-    if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+    if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
     f->fd = -1;
     f->slot = -1;
+    f->what = what;
     if (!(f->target = strdup(target)) || !(f->dir = split_target(f->target, &base))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
         goto done;
     }
-    if ((st = check_target(f->target, f->dir, base, &mode)) != MQ_OK) goto done;
+    if ((st = check_target(f->target, f->dir, base, what, &mode)) != MQ_OK) goto done;
     if ((st = make_temp(f, base, mode)) != MQ_OK) goto done;
     *out = f;
     f = NULL;
 done:
     if (f) outfile_discard(f);
     return st;
+}
+
+mq_status mq_outfile_open(const char *target, mq_outfile **out)
+{
+    return mq_outfile_open_as(target, "output", out);
 }
 
 /* Writes all n bytes at `off`, or at the file position when off < 0. */
@@ -350,4 +360,28 @@ mq_status mq_check_not_same_file(const char *input, const char *target)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input file '%s' (same file)",
                             target, input);
     return MQ_OK;
+}
+
+mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,
+                                const char *what)
+{
+    mq_outfile *f = NULL;
+    char *text = NULL;
+    mq_status st;
+    if (!path || !root || !what)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_write_json: NULL argument");
+    if (!(text = json_dumps(root, flags))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, path);
+        goto done;
+    }
+    if ((st = mq_outfile_open_as(path, what, &f)) != MQ_OK) goto done;
+    st = mq_outfile_write(f, text, strlen(text));
+    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
+    if (st == MQ_OK)
+        st = mq_outfile_commit(f);
+    else
+        mq_outfile_abort(f);
+done:
+    free(text);
+    return st;
 }

@@ -6,6 +6,8 @@
 
 #include "monoquant.h"
 
+#include <jansson.h>
+
 #include <sys/types.h>
 
 typedef struct mq_outfile mq_outfile;
@@ -17,6 +19,13 @@ mq_status mq_outfile_open(const char *target, mq_outfile **out);
 /* Async-signal-safe: unlinks every registered temporary file (part of the
  * public mq_signal_cleanup()). */
 void mq_outfile_signal_cleanup(void);
+/* As mq_outfile_open; `what` names the file in errors ("report": "report
+ * directory 'x' does not exist"). */
+mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out);
+/* Writes `root` as JSON text (json_dumps flags) and a newline to `path`
+ * atomically; `what` names the file in errors. */
+mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,
+                                const char *what);
 /* Sequential write of all n bytes (retries short writes, EINTR). */
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */

@@ -275,25 +275,11 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
                                const char *output, double seconds, const char *path)
 {
-    mq_outfile *f = NULL;
-    char *text = NULL;
     mq_status st;
     if (!r || !cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "report: NULL argument");
     json_t *root = report_json(r, cfg, input, output, seconds);
-    if (!root || !(text = json_dumps(root, JSON_INDENT(2)))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
-        goto done;
-    }
-    if ((st = mq_outfile_open(path, &f)) != MQ_OK) goto done;
-    st = mq_outfile_write(f, text, strlen(text));
-    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
-    if (st == MQ_OK) {
-        st = mq_outfile_commit(f);
-    } else {
-        mq_outfile_abort(f);
-    }
-done:
-    free(text);
+    if (!root) return mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
+    st = mq_outfile_write_json(path, root, JSON_INDENT(2), "report");
     json_decref(root);
     return st;
 }

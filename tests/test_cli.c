@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define EXAMPLE MQ_SOURCE_DIR "/examples/tiny_mlp.safetensors"
@@ -263,11 +264,11 @@ static void test_output_failures(void **state)
     assert_int_equal(link(in, hard), 0);
     int entries = tu_count_entries(f->dir);
 
-    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s", in, in), 3);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s", in, in), 1);
     assert_non_null(strstr(text, "input"));
     free(text);
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, sym), 3);
-    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", sym, hard), 3);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, sym), 1);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", sym, hard), 1);
     assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, nodir), 3);
     assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s", in, f->dir), 3);
     assert_int_equal(tu_file_hash(in), h);
@@ -277,6 +278,82 @@ static void test_output_failures(void **state)
     free(sym);
     free(hard);
     free(nodir);
+}
+
+/* Exit 1 before any work, with a message naming both paths. */
+static void expect_clash(const char *a, const char *b, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void expect_clash(const char *a, const char *b, const char *fmt, ...)
+{
+    char cmd[8192], *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = tu_run_cli(&text, "%s", cmd);
+    if (rc != 1 || !strstr(text, a) || !strstr(text, b))
+        fail_msg("%s: exit %d, want 1 naming '%s' and '%s':\n%s", cmd, rc, a, b, text);
+    free(text);
+}
+
+/* No file a run writes may be one it reads, lie inside an input directory, or
+ * be another of its outputs: the input, the config, the model just written
+ * and eval's models all survive a report or JSON path that names them. */
+static void test_output_collisions(void **state)
+{
+    fixture *f = *state;
+    char *in = path_in(state, "in.safetensors"), *out = path_in(state, "out.safetensors");
+    char *cfg = path_in(state, "cfg.json"), *md = path_in(state, "md");
+    char *mdw = path_in(state, "md/model.safetensors"), *mdc = path_in(state, "md/config.json");
+    char *mdnew = path_in(state, "md/report.json"), *od = path_in(state, "od");
+    char *odr = path_in(state, "od/r.json"), *link = path_in(state, "link.safetensors");
+    char *dot = path_in(state, "./fresh.json"), *fresh = path_in(state, "fresh.json");
+    char *q = path_in(state, "q.safetensors");
+    size_t n;
+    unsigned char *bytes = tu_read_file(EXAMPLE, &n);
+    assert_true(tu_write_file(in, bytes, n));
+    assert_int_equal(mkdir(md, 0755), 0);
+    assert_true(tu_write_file(mdw, bytes, n));
+    free(bytes);
+    assert_true(tu_write_file(mdc, "{}\n", 3));
+    assert_true(tu_write_file(cfg, "{}\n", 3));
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", in, out), 0);
+    assert_int_equal(symlink(out, link), 0);
+    assert_int_equal(mkdir(od, 0755), 0);
+    uint64_t h_in = tu_file_hash(in), h_out = tu_file_hash(out), h_cfg = tu_file_hash(cfg);
+    uint64_t h_mdw = tu_file_hash(mdw);
+    int entries = tu_count_entries(f->dir);
+
+    expect_clash(in, "--report", "quantize %s -o %s --report %s --device host", in, q, in);
+    expect_clash(out, "--report", "quantize %s -o %s --report %s --device host", in, out, out);
+    expect_clash(link, out, "quantize %s -o %s --report %s --device host", in, out, link);
+    expect_clash(cfg, "--config", "quantize %s -o %s --config %s --device host", in, cfg, cfg);
+    expect_clash(cfg, "--report", "quantize %s -o %s --config %s --report %s --device host", in, q,
+                 cfg, cfg);
+    /* Not there yet: the same directory and name. */
+    expect_clash(dot, fresh, "quantize %s -o %s --report %s --device host", in, fresh, dot);
+    /* Directory runs: anything inside the input directory is the input. */
+    expect_clash(mdw, md, "quantize %s -o %s --report %s --device host", md, od, mdw);
+    expect_clash(mdnew, md, "quantize %s -o %s --report %s --device host", md, od, mdnew);
+    expect_clash(odr, od, "quantize %s -o %s --report %s --device host", md, od, odr);
+    /* eval's JSON and dequantize's output. */
+    expect_clash(in, "--json", "eval %s %s --json %s --device host", in, out, in);
+    expect_clash(out, "--json", "eval %s %s --json %s --device host", in, out, out);
+    expect_clash(link, out, "eval %s %s --json %s --device host", in, out, link);
+    expect_clash(cfg, "--inputs", "eval %s %s --inputs %s --json %s", in, out, cfg, cfg);
+    expect_clash(out, "-o", "dequantize %s -o %s", out, out);
+    expect_clash(link, out, "dequantize %s -o %s", out, link);
+
+    assert_int_equal(tu_file_hash(in), h_in);
+    assert_int_equal(tu_file_hash(out), h_out);
+    assert_int_equal(tu_file_hash(cfg), h_cfg);
+    assert_int_equal(tu_file_hash(mdw), h_mdw);
+    assert_int_equal(tu_count_entries(md), 2);
+    assert_int_equal(tu_count_entries(od), 0);
+    assert_int_equal(tu_count_entries(f->dir), entries);
+    char *paths[] = {in, out, cfg, md, mdw, mdc, mdnew, od, odr, link, dot, fresh, q};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        free(paths[i]);
 }
 
 static void test_inspect_and_dequantize(void **state)
@@ -319,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

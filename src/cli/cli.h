@@ -27,4 +27,20 @@ const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
 /* Installs SIGINT/SIGTERM handlers that remove temporary output files. */
 void mq_cli_install_signals(void);
 
+/* A file a command reads (output false) or writes (output true). */
+typedef struct {
+    const char *label; /* how the user gave it: "-o", "--report", "the input", ... */
+    const char *path;  /* NULL: not given, ignored */
+    bool output;
+    bool dir; /* an output that will be a directory: files inside it count as it */
+} mq_cli_path;
+
+#define MQ_CLI_MAX_PATHS 8
+/* Before any work: every output must differ from every input and every other
+ * output (device and inode through links; for a path not there yet, the
+ * resolved parent directory and name) and must not lie inside an input
+ * directory or an output directory. Prints why and returns MQ_EXIT_USAGE on a
+ * clash, else MQ_EXIT_OK. */
+int mq_cli_check_paths(const char *cmd, const mq_cli_path *p, size_t n);
+
 #endif

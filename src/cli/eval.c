@@ -180,6 +180,13 @@ int mq_cli_eval(int argc, char **argv)
     mq_eval_result *res = NULL;
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) return rc < 0 ? MQ_EXIT_OK : rc;
+    const mq_cli_path paths[] = {
+        {"ORIGINAL", a.original, false, false},
+        {"QUANTIZED", a.quantized, false, false},
+        {"--inputs", a.opt.inputs, false, false},
+        {"--json", a.json, true, false},
+    };
+    if ((rc = mq_cli_check_paths("eval", paths, 4)) != MQ_EXIT_OK) return rc;
     if (a.json && !json_dir_ok(a.json)) return MQ_EXIT_OUTPUT;
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
     a.opt.progress = on_progress;

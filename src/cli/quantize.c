@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char quantize_usage[] =
     "usage: monoquant quantize IN.safetensors -o OUT.safetensors [options]\n"
@@ -344,6 +345,19 @@ int mq_cli_quantize(int argc, char **argv)
         free(a.include);
         free(a.exclude);
         return rc < 0 ? MQ_EXIT_OK : rc;
+    }
+    struct stat in_st;
+    bool dir_run = stat(a.in, &in_st) == 0 && S_ISDIR(in_st.st_mode);
+    const mq_cli_path paths[] = {
+        {"the input", a.in, false, false},
+        {"--config", a.config, false, false},
+        {"-o", a.out, true, dir_run},
+        {"--report", a.report, true, false},
+    };
+    if ((rc = mq_cli_check_paths("quantize", paths, 4)) != MQ_EXIT_OK) {
+        free(a.include);
+        free(a.exclude);
+        return rc;
     }
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
