@@ -4,12 +4,14 @@
 
 #include "monoquant.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define EXAMPLE MQ_SOURCE_DIR "/examples/tiny_mlp.safetensors"
@@ -356,6 +358,72 @@ static void test_output_collisions(void **state)
         free(paths[i]);
 }
 
+/* Runs the CLI with the descriptors in `closed` (0-2, -1 ends) closed, the
+ * rest on /dev/null; returns the exit code. */
+static int run_closed(const int *closed, const char *const *args)
+{
+    const char *argv[16] = {MQ_CLI_PATH};
+    for (int i = 0; args[i] && i < 14; i++)
+        argv[i + 1] = args[i];
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        for (int fd = 0; fd <= 2; fd++)
+            dup2(null, fd);
+        if (null > 2) close(null);
+        for (; *closed >= 0; closed++)
+            close(*closed);
+        execv(MQ_CLI_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Started with stdin, stdout (and stderr) closed, the program must not write
+ * its lines into the first file it opens: the output is the same as usual. */
+static void test_closed_std_fds(void **state)
+{
+    char *ref = path_in(state, "ref.safetensors"), *out = path_in(state, "closed.safetensors");
+    char *rep = path_in(state, "closed.json"), *json = path_in(state, "eval.json");
+    char *deq = path_in(state, "deq.safetensors"), *missing = path_in(state, "missing");
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", EXAMPLE, ref), 0);
+    const int sets[][4] = {{0, 1, -1}, {1, -1}, {0, 1, 2, -1}, {1, 2, -1}};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        const char *q[] = {"quantize", EXAMPLE,    "-o", out, "--device",
+                           "host",     "--report", rep,  NULL};
+        assert_int_equal(run_closed(sets[i], q), 0);
+        assert_int_equal(tu_file_hash(out), tu_file_hash(ref));
+        json_t *j = json_load_file(rep, 0, NULL);
+        assert_non_null(j);
+        json_decref(j);
+        const char *e[] = {"eval", EXAMPLE, ref, "--device", "host", "--json", json, NULL};
+        assert_int_equal(run_closed(sets[i], e), 0);
+        assert_non_null(j = json_load_file(json, 0, NULL));
+        json_decref(j);
+        const char *d[] = {"dequantize", ref, "-o", deq, NULL};
+        assert_int_equal(run_closed(sets[i], d), 0);
+        mq_model *m = NULL;
+        assert_int_equal(mq_model_open(deq, &m), MQ_OK);
+        mq_model_free(m);
+        const char *bad[] = {"quantize", missing, "-o", out, NULL};
+        assert_int_equal(run_closed(sets[i], bad), 2);
+        unlink(out);
+        unlink(rep);
+        unlink(json);
+        unlink(deq);
+    }
+    free(ref);
+    free(out);
+    free(rep);
+    free(json);
+    free(deq);
+    free(missing);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -397,6 +465,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

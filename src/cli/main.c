@@ -2,9 +2,12 @@
  * the commands. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: monoquant <command> [options]\n"
@@ -76,6 +79,21 @@ void mq_cli_install_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+/* A descriptor 0-2 that the caller left closed would go to the first file
+ * the run opens (the output), and the per-tensor lines would land in it. */
+static bool open_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (got != fd) {
+            if (got >= 0) close(got);
+            return false;
+        }
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -88,6 +106,7 @@ int main(int argc, char **argv)
         {"devices", mq_cli_devices},
         {"eval", mq_cli_eval},
     };
+    if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     if (argc < 2) {
         fputs(usage, stderr);
         return MQ_EXIT_USAGE;
