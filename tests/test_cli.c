@@ -424,6 +424,74 @@ static void test_closed_std_fds(void **state)
     free(missing);
 }
 
+/* Runs the CLI with stdout on `stdout_path`; its stderr into *err. Returns
+ * the exit code. */
+static int run_stdout_to(const char *stdout_path, char **err, const char *const *args)
+{
+    const char *argv[16] = {MQ_CLI_PATH};
+    for (int i = 0; args[i] && i < 14; i++)
+        argv[i + 1] = args[i];
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(stdout_path, O_WRONLY);
+        if (o < 0) _exit(126);
+        dup2(o, 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(MQ_CLI_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ssize_t got;
+    while ((got = read(fds[0], buf + len, cap - len - 1)) > 0)
+        if ((len += (size_t)got) + 1 >= cap) buf = realloc(buf, cap *= 2);
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    *err = buf;
+    return WEXITSTATUS(status);
+}
+
+/* Standard output on a full disk: every command that prints fails with exit
+ * 3 and says so, instead of losing the summary and exiting 0. */
+static void test_stdout_full(void **state)
+{
+    char *q = path_in(state, "full-q.safetensors"), *d = path_in(state, "full-d.safetensors");
+    char *text = NULL;
+    if (access("/dev/full", W_OK) != 0) skip();
+    const char *const runs[][10] = {
+        {"quantize", EXAMPLE, "-o", q, "--device", "host", NULL},
+        {"inspect", q, NULL},
+        {"dequantize", q, "-o", d, NULL},
+        {"eval", EXAMPLE, q, "--device", "host", NULL},
+        {"devices", NULL},
+        {"--help", NULL},
+        {"--version", NULL},
+        {"quantize", "--help", NULL},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        int rc = run_stdout_to("/dev/full", &text, runs[i]);
+        if (rc != 3 || !strstr(text, "standard output"))
+            fail_msg("%s %s: exit %d, want 3 naming standard output:\n%s", runs[i][0],
+                     runs[i][1] ? runs[i][1] : "", rc, text);
+        free(text);
+    }
+    /* quiet prints nothing, so nothing is lost */
+    const char *const quiet[] = {"quantize", EXAMPLE, "-o", q, "--device", "host", "-q", NULL};
+    assert_int_equal(run_stdout_to("/dev/full", &text, quiet), 0);
+    free(text);
+    free(q);
+    free(d);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -466,6 +534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

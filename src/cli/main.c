@@ -94,7 +94,30 @@ static bool open_std_fds(void)
     return true;
 }
 
-int main(int argc, char **argv)
+/* What a command printed is lost when stdout is a full disk or a closed
+ * pipe; a run that looks successful must not hide that. */
+static int finish_stdout(int rc)
+{
+    bool failed = ferror(stdout) != 0;
+    int err = 0;
+    if (fflush(stdout) != 0) {
+        failed = true;
+        err = errno;
+    }
+    if (fclose(stdout) != 0 && !err) {
+        failed = true;
+        err = errno;
+    }
+    if (!failed) return rc;
+    if (err)
+        fprintf(stderr, "monoquant: error: writing standard output: %s\n", strerror(err));
+    else
+        fprintf(stderr, "monoquant: error: writing standard output failed; what it showed is "
+                        "incomplete\n");
+    return rc == MQ_EXIT_OK ? MQ_EXIT_OUTPUT : rc;
+}
+
+static int run_command(int argc, char **argv)
 {
     static const struct {
         const char *name;
@@ -106,7 +129,6 @@ int main(int argc, char **argv)
         {"devices", mq_cli_devices},
         {"eval", mq_cli_eval},
     };
-    if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     if (argc < 2) {
         fputs(usage, stderr);
         return MQ_EXIT_USAGE;
@@ -124,4 +146,10 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", argv[1], usage);
     return MQ_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
+    return finish_stdout(run_command(argc, argv));
 }
