@@ -1,7 +1,7 @@
 /* Output failures through the monoquant program: a missing output directory,
  * an output that is a directory or is the input (by symlink or hard link), a
  * full disk (RLIMIT_FSIZE in the child, so writes fail with EFBIG), and
- * SIGINT/SIGTERM in the middle of a write, for a file and for a model
+ * every terminating signal in the middle of a write, for a file and for a model
  * directory. Every case must end with exit 3 (or death by the signal), no
  * file under the target name, no temporary (.mqtmp) anywhere, a target that
  * existed before left as it was, and the input unchanged. */
@@ -157,6 +157,8 @@ static uint64_t digest(const char *path)
 
 typedef struct {
     rlim_t fsize;      /* RLIMIT_FSIZE for the child; 0: unlimited */
+    bool xfsz_default; /* leave SIGXFSZ at its default: the program must ignore it */
+    bool stdout_gone;  /* stdout a pipe whose reader has already gone */
     int sig;           /* sent 150 ms into the write; 0: none */
     const char *watch; /* the write has begun when `temps` temporaries show under it */
     int temps;
@@ -195,25 +197,34 @@ static bool drain(int fd, char **buf, size_t *len, size_t *cap)
  */
 static int run_cli(const run_opts *o, const char **argv)
 {
-    int fds[2];
+    int fds[2], gone[2];
     argv[0] = MQ_CLI_PATH;
     assert_int_equal(pipe(fds), 0);
+    assert_int_equal(pipe(gone), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        dup2(fds[1], 1);
+        dup2(o && o->stdout_gone ? gone[1] : fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
         close(fds[1]);
+        close(gone[0]);
+        close(gone[1]);
+        struct rlimit no_core = {0, 0}; /* SIGQUIT and SIGXCPU would dump one */
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGXFSZ, SIG_DFL);
         if (o && o->fsize) {
             struct rlimit rl = {o->fsize, o->fsize};
-            signal(SIGXFSZ, SIG_IGN);
+            if (!o->xfsz_default) signal(SIGXFSZ, SIG_IGN);
             if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(125);
         }
         execv(MQ_CLI_PATH, (char *const *)argv);
         _exit(127);
     }
     close(fds[1]);
+    close(gone[0]);
+    close(gone[1]);
     size_t len = 0, cap = 0;
     free(g_log);
     g_log = NULL;
@@ -485,8 +496,10 @@ static void test_signals_file(void **state)
     (void)state;
     make_slow_inputs();
     char *target = tu_join(fx.out, "sig.safetensors");
-    interrupt_run(g_slow_file, target, false, SIGINT);
-    interrupt_run(g_slow_file, target, false, SIGTERM);
+    /* Every signal whose default action ends the process. */
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGXCPU, SIGALRM, SIGUSR1, SIGRTMIN};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        interrupt_run(g_slow_file, target, false, sigs[i]);
     free(target);
 }
 
@@ -495,9 +508,46 @@ static void test_signals_dir(void **state)
     (void)state;
     make_slow_inputs();
     char *target = tu_join(fx.out, "sigmodel");
-    interrupt_run(g_slow_dir, target, true, SIGINT);
-    interrupt_run(g_slow_dir, target, true, SIGTERM);
+    const int sigs[] = {SIGINT, SIGTERM, SIGQUIT, SIGXCPU};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        interrupt_run(g_slow_dir, target, true, sigs[i]);
     free(target);
+}
+
+/* Past RLIMIT_FSIZE with SIGXFSZ left at its default, the program gets EFBIG
+ * and fails cleanly instead of dying of the signal with its temporary left. */
+static void test_xfsz_default(void **state)
+{
+    (void)state;
+    char *target = tu_join(fx.out, "xfsz.safetensors"), *model = tu_join(fx.out, "xfszmodel");
+    const char *ins[] = {fx.in_file, fx.in_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.fsize = 4096, .xfsz_default = true};
+        const char *argv[] = {NULL,       "quantize", ins[i], "-o", outs[i],
+                              "--device", "host",     "-q",   NULL};
+        expect_exit3(run_cli(&o, argv), (const char *[]){"File too large", NULL});
+        assert_entries(fx.out, 0);
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(target);
+    free(model);
+}
+
+/* `quantize ... | head -1`: stdout's reader gone. The program gets EPIPE,
+ * says so and exits 3; no temporary is left behind. */
+static void test_stdout_pipe_closed(void **state)
+{
+    (void)state;
+    char *target = tu_join(fx.out, "pipe.safetensors"), *model = tu_join(fx.out, "pipemodel");
+    const char *ins[] = {fx.in_file, fx.in_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.stdout_gone = true};
+        const char *argv[] = {NULL, "quantize", ins[i], "-o", outs[i], "--device", "host", NULL};
+        expect_exit3(run_cli(&o, argv), (const char *[]){"standard output", "Broken pipe", NULL});
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(target);
+    free(model);
 }
 
 int main(void)
@@ -510,6 +560,8 @@ int main(void)
         cmocka_unit_test_setup(test_disk_full_dir, case_setup),
         cmocka_unit_test_setup(test_signals_file, case_setup),
         cmocka_unit_test_setup(test_signals_dir, case_setup),
+        cmocka_unit_test_setup(test_xfsz_default, case_setup),
+        cmocka_unit_test_setup(test_stdout_pipe_closed, case_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -24,7 +24,8 @@ int mq_cli_eval(int argc, char **argv);
 int mq_cli_fail(mq_status st);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
-/* Installs SIGINT/SIGTERM handlers that remove temporary output files. */
+/* Handlers that remove temporary outputs for every terminating signal (then
+ * re-raise it); SIGPIPE and SIGXFSZ ignored, so EPIPE and EFBIG are errors. */
 void mq_cli_install_signals(void);
 
 /* A file a command reads (output false) or writes (output true). */

@@ -70,13 +70,25 @@ static void on_signal(int sig)
 
 void mq_cli_install_signals(void)
 {
-    struct sigaction sa;
+    /* Every signal whose default action ends the process, but for the faults
+     * (SIGSEGV, SIGBUS, ...) a program causes itself. */
+    static const int fatal[] = {SIGINT,  SIGTERM, SIGHUP,    SIGQUIT, SIGXCPU, SIGALRM,  SIGUSR1,
+                                SIGUSR2, SIGPOLL, SIGVTALRM, SIGPROF, SIGPWR,  SIGSTKFLT};
+    struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    sigfillset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+        /* One the caller ignores (nohup's SIGHUP) stays ignored. */
+        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            sigaction(fatal[i], &sa, NULL);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sig, &sa, NULL);
+    /* Writing into a closed pipe or past RLIMIT_FSIZE then fails with EPIPE
+     * or EFBIG, which the run reports and cleans up after, instead of dying
+     * with its temporary left behind. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* A descriptor 0-2 that the caller left closed would go to the first file
@@ -141,7 +153,6 @@ static int run_command(int argc, char **argv)
         printf("monoquant %s\n", MQ_VERSION);
         return MQ_EXIT_OK;
     }
-    mq_cli_install_signals();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", argv[1], usage);
@@ -151,5 +162,6 @@ static int run_command(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
+    mq_cli_install_signals();
     return finish_stdout(run_command(argc, argv));
 }
