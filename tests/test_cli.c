@@ -492,6 +492,83 @@ static void test_stdout_full(void **state)
     free(d);
 }
 
+/* No byte a terminal acts on: C0 controls but the line breaks, DEL, or a C1
+ * control (U+009B, the one-byte CSI, is C2 9B in UTF-8). */
+static void assert_no_raw_controls(const char *what, const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f ||
+            (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+            fail_msg("%s: raw control byte 0x%02x at offset %zu:\n%s", what, *p,
+                     (size_t)(p - (const unsigned char *)text), text);
+}
+
+/* Tensor names, metadata and file names are untrusted: their escape
+ * sequences and newlines reach the terminal escaped, from every command and
+ * from error messages; the JSON report escapes them as JSON does. */
+static void test_terminal_escapes(void **state)
+{
+    char *in = path_in(state, "evil.safetensors"), *q = path_in(state, "evil-q.safetensors");
+    char *rep = path_in(state, "evil.json"), *nan = path_in(state, "evilnan.safetensors");
+    char *missing = path_in(state, "no\x1b[2Jsuch\n.safetensors"), *text = NULL;
+    const char *hdr =
+        "{\"__metadata__\": {\"k\\u001b[1m\": \"v\\n\\u001b]0;title\\u0007\"},"
+        " \"evil\\u001b[31m\\n\\t\\u009b2J\\u202e.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3],"
+        " \"data_offsets\": [0, 48]},"
+        " \"bias\\u001b[2J\\u007f\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [48, "
+        "64]}}";
+    float data[16];
+    for (int i = 0; i < 16; i++)
+        data[i] = (float)i / 7.0f - 1.0f;
+    assert_true(tu_write_st(in, hdr, data, sizeof data));
+    const char *nan_hdr = "{\"x\\u001b[2J.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3],"
+                          " \"data_offsets\": [0, 48]}}";
+    data[5] = NAN;
+    assert_true(tu_write_st(nan, nan_hdr, data, 48));
+
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --report %s --device host", in, q, rep),
+                     0);
+    assert_no_raw_controls("quantize", text);
+    assert_non_null(strstr(text, "evil\\x1b[31m\\n\\t\\xc2\\x9b2J\\xe2\\x80\\xae.weight"));
+    assert_non_null(strstr(text, "bias\\x1b[2J\\x7f"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "inspect %s", q), 0);
+    assert_no_raw_controls("inspect", text);
+    assert_non_null(strstr(text, "k\\x1b[1m: v\\n\\x1b]0;title\\x07"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host", in, q), 0);
+    assert_no_raw_controls("eval", text);
+    assert_non_null(strstr(text, "evil\\x1b[31m"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", nan, q), 2);
+    assert_no_raw_controls("error", text);
+    assert_non_null(strstr(text, "x\\x1b[2J.weight"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "inspect %s", missing), 2);
+    assert_no_raw_controls("missing file", text);
+    assert_non_null(strstr(text, "no\\x1b[2Jsuch\\n.safetensors"));
+    free(text);
+    /* The JSON report: valid, with the names intact and the controls escaped. */
+    size_t n;
+    char *raw = (char *)tu_read_file(rep, &n);
+    assert_non_null(raw);
+    assert_null(memchr(raw, 0x1b, n));
+    assert_non_null(strstr(raw, "evil\\u001B[31m\\n\\t"));
+    free(raw);
+    json_t *j = json_load_file(rep, 0, NULL);
+    assert_non_null(j);
+    const char *name = json_string_value(
+        json_object_get(json_array_get(json_object_get(j, "quantized"), 0), "name"));
+    assert_string_equal(name, "evil\x1b[31m\n\t\xc2\x9b"
+                              "2J\xe2\x80\xae.weight");
+    json_decref(j);
+    free(in);
+    free(q);
+    free(rep);
+    free(nan);
+    free(missing);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -535,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,13 @@ int mq_cli_eval(int argc, char **argv);
 
 /* Exit code for a failed status; prints "monoquant: <message>" on stderr. */
 int mq_cli_fail(mq_status st);
+/* `s` with control characters escaped for a terminal: \n, \t, and \xNN for
+ * other C0/C1 controls, DEL, bytes outside UTF-8 and bidirectional overrides;
+ * printable UTF-8 stays. Every name, path, reason and error message the CLI
+ * prints goes through it. The result lives until eight more calls. */
+const char *mq_cli_esc(const char *s);
+/* Frees the buffers behind mq_cli_esc (at exit). */
+void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
 /* Handlers that remove temporary outputs for every terminating signal (then

@@ -45,10 +45,10 @@ int mq_cli_inspect(int argc, char **argv)
     size_t n = mq_model_count(m), width = 4;
     uint64_t total = 0, elements = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(mq_model_tensor(m, i)->name);
+        size_t len = strlen(mq_cli_esc(mq_model_tensor(m, i)->name));
         if (len > width) width = len;
     }
-    printf("%s\n", argv[1]);
+    printf("%s\n", mq_cli_esc(argv[1]));
     printf("%-*s  %-7s  %-20s  %s\n", (int)width, "name", "dtype", "shape", "bytes");
     for (size_t i = 0; i < n; i++) {
         const mq_tensor *t = mq_model_tensor(m, i);
@@ -56,14 +56,15 @@ int mq_cli_inspect(int argc, char **argv)
         uint64_t numel = 0;
         mq_shape_format(t->rank, t->shape, shape, sizeof shape);
         mq_shape_numel(t->rank, t->shape, &numel); /* validated by mq_model_open */
-        printf("%-*s  %-7s  %-20s  %zu\n", (int)width, t->name, mq_dtype_name(t->dtype), shape,
-               t->nbytes);
+        printf("%-*s  %-7s  %-20s  %zu\n", (int)width, mq_cli_esc(t->name), mq_dtype_name(t->dtype),
+               shape, t->nbytes);
         total += t->nbytes;
         elements += numel;
     }
     if (mq_model_metadata_count(m)) printf("metadata:\n");
     for (size_t i = 0; i < mq_model_metadata_count(m); i++)
-        printf("  %s: %s\n", mq_model_metadata_key(m, i), mq_model_metadata_value(m, i));
+        printf("  %s: %s\n", mq_cli_esc(mq_model_metadata_key(m, i)),
+               mq_cli_esc(mq_model_metadata_value(m, i)));
     char buf[32];
     printf("%zu tensors, %llu elements, %s of tensor data\n", n, (unsigned long long)elements,
            mq_cli_bytes(total, buf, sizeof buf));
@@ -81,8 +82,8 @@ int mq_cli_dequantize(int argc, char **argv)
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
             out = argv[++i];
         } else if (argv[i][0] == '-' || in) {
-            fprintf(stderr, "monoquant dequantize: unexpected argument '%s'\n%s", argv[i],
-                    dequantize_usage);
+            fprintf(stderr, "monoquant dequantize: unexpected argument '%s'\n%s",
+                    mq_cli_esc(argv[i]), dequantize_usage);
             return MQ_EXIT_USAGE;
         } else {
             in = argv[i];
@@ -100,7 +101,7 @@ int mq_cli_dequantize(int argc, char **argv)
     if (st != MQ_OK)
         rc = mq_cli_fail(st);
     else
-        printf("wrote %s (%zu tensors)\n", out, mq_model_count(d));
+        printf("wrote %s (%zu tensors)\n", mq_cli_esc(out), mq_model_count(d));
     mq_model_free(d);
     mq_model_free(m);
     return rc;

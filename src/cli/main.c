@@ -25,7 +25,7 @@ static const char usage[] =
 
 int mq_cli_fail(mq_status st)
 {
-    fprintf(stderr, "monoquant: error: %s\n", mq_last_error());
+    fprintf(stderr, "monoquant: error: %s\n", mq_cli_esc(mq_last_error()));
     switch (st) {
     case MQ_OK:
         return MQ_EXIT_OK;
@@ -155,7 +155,7 @@ static int run_command(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", argv[1], usage);
+    fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", mq_cli_esc(argv[1]), usage);
     return MQ_EXIT_USAGE;
 }
 
@@ -163,5 +163,7 @@ int main(int argc, char **argv)
 {
     if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     mq_cli_install_signals();
-    return finish_stdout(run_command(argc, argv));
+    int rc = finish_stdout(run_command(argc, argv));
+    mq_cli_esc_release();
+    return rc;
 }

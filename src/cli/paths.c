@@ -91,7 +91,7 @@ static int refuse(const char *cmd, const mq_cli_path *o, const mq_cli_path *othe
                   const char *relation, const char *why)
 {
     fprintf(stderr, "monoquant %s: %s '%s' %s %s '%s'%s; write to another path\n", cmd, o->label,
-            o->path, relation, other->label, other->path, why);
+            mq_cli_esc(o->path), relation, other->label, mq_cli_esc(other->path), why);
     return MQ_EXIT_USAGE;
 }
 

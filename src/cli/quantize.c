@@ -101,7 +101,8 @@ static bool parse_size(const char *s, uint64_t *out)
 
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "",
+            arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant quantize --help'\n");
     return MQ_EXIT_USAGE;
 }
@@ -240,11 +241,11 @@ static void print_line(const mq_progress *p)
     mq_shape_format(e->rank, e->shape, shape, sizeof shape);
     int digits = snprintf(NULL, 0, "%zu", p->tensors_total);
     printf("[%*zu/%zu] %-40s %-16s %5s -> %-4s %10s -> %s", digits, p->tensors_done,
-           p->tensors_total, e->name, shape, mq_dtype_name(e->dtype_in),
+           p->tensors_total, mq_cli_esc(e->name), shape, mq_dtype_name(e->dtype_in),
            e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
            mq_cli_bytes(e->bytes_in, bin, sizeof bin),
            mq_cli_bytes(e->bytes_out, bout, sizeof bout));
-    if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
+    if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", mq_cli_esc(e->reason));
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
     if (e->action == MQ_ACTION_QUANTIZE) {
@@ -309,8 +310,9 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
             done++;
     }
     uint64_t in = mq_report_bytes_in(r), out = mq_report_bytes_out(r);
-    printf("device: %s%s%s%s%s\n", mq_report_backend(r), *mq_report_platform(r) ? " / " : "",
-           mq_report_platform(r), *mq_report_device(r) ? " / " : "", mq_report_device(r));
+    printf("device: %s%s%s%s%s\n", mq_cli_esc(mq_report_backend(r)),
+           *mq_report_platform(r) ? " / " : "", mq_cli_esc(mq_report_platform(r)),
+           *mq_report_device(r) ? " / " : "", mq_cli_esc(mq_report_device(r)));
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
            cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
            cfg->dtype == MQ_FLOAT16
@@ -327,12 +329,14 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
     printf("skipped %zu tensor%s%s\n", skipped, skipped == 1 ? "" : "s", skipped ? ":" : "");
     for (size_t i = 0; i < n; i++) {
         const mq_report_entry *e = mq_report_entry_at(r, i);
-        if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
+        if (e->action == MQ_ACTION_SKIP)
+            printf("  %s: %s\n", mq_cli_esc(e->name), mq_cli_esc(e->reason));
     }
     size_t left = mq_report_left_out_count(r);
     if (left) printf("left out %zu file%s of the input directory:\n", left, left == 1 ? "" : "s");
     for (size_t i = 0; i < left; i++)
-        printf("  %s: %s\n", mq_report_left_out_file(r, i), mq_report_left_out_reason(r, i));
+        printf("  %s: %s\n", mq_cli_esc(mq_report_left_out_file(r, i)),
+               mq_cli_esc(mq_report_left_out_reason(r, i)));
 }
 
 int mq_cli_quantize(int argc, char **argv)
@@ -373,7 +377,7 @@ int mq_cli_quantize(int argc, char **argv)
         rc = mq_cli_fail(st);
     } else if (!a.quiet) {
         print_summary(rep, &cfg, seconds);
-        printf("wrote %s\n", a.out);
+        printf("wrote %s\n", mq_cli_esc(a.out));
     }
     mq_report_free(rep);
     mq_config_free(&cfg);
