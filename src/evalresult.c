@@ -129,9 +129,10 @@ static json_t *layer_json(const mq_eval_layer *l)
     json_t *shape = json_array();
     for (int k = 0; shape && k < l->rank; k++)
         json_array_append_new(shape, json_integer(l->shape[k]));
-    return json_pack("{s:s, s:o, s:I, s:o, s:o, s:o}", "name", l->name, "shape", shape, "tokens",
-                     (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db), "rel_error",
-                     real_or_null(l->rel_error), "max_abs_error", real_or_null(l->max_abs_error));
+    return json_pack("{s:o, s:o, s:I, s:o, s:o, s:o}", "name", mq_json_str(l->name), "shape", shape,
+                     "tokens", (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db),
+                     "rel_error", real_or_null(l->rel_error), "max_abs_error",
+                     real_or_null(l->max_abs_error));
 }
 
 static json_t *result_json(const mq_eval_result *r)
@@ -146,16 +147,17 @@ static json_t *result_json(const mq_eval_result *r)
     const mq_eval_layer *w = mq_eval_result_worst(r);
     json_t *summary = json_pack("{s:I, s:o, s:o, s:o, s:o}", "layers", (json_int_t)r->count,
                                 "mean_sqnr_db", real_or_null(mq_eval_result_mean_sqnr_db(r)),
-                                "worst_layer", w ? json_string(w->name) : json_null(),
+                                "worst_layer", w ? mq_json_str(w->name) : json_null(),
                                 "worst_sqnr_db", w ? real_or_null(w->sqnr_db) : json_null(),
                                 "max_rel_error", real_or_null(max_rel));
-    json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
-                            "name", r->device);
-    return json_pack(
-        "{s:s, s:s, s:o, s:I, s:o, s:o, s:o, s:o}", "original", r->original, "quantized",
-        r->quantized, "tokens", r->tokens ? json_integer((json_int_t)r->tokens) : json_null(),
-        "seed", (json_int_t)r->seed, "inputs", r->inputs ? json_string(r->inputs) : json_null(),
-        "device", dev, "layers", layers, "summary", summary);
+    json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
+                            mq_json_str(r->platform), "name", mq_json_str(r->device));
+    return json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "original",
+                     mq_json_str(r->original), "quantized", mq_json_str(r->quantized), "tokens",
+                     r->tokens ? json_integer((json_int_t)r->tokens) : json_null(), "seed",
+                     (json_int_t)r->seed, "inputs",
+                     r->inputs ? mq_json_str(r->inputs) : json_null(), "device", dev, "layers",
+                     layers, "summary", summary);
 }
 
 mq_status mq_eval_write_json(const mq_eval_result *r, const char *path)

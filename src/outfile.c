@@ -385,3 +385,46 @@ done:
     free(text);
     return st;
 }
+
+/* Length of the valid UTF-8 sequence at p, 0 when there is none. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    for (size_t i = 1; i < n; i++)
+        if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xBF)) return 0;
+    return n;
+}
+
+json_t *mq_json_str(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+    if (j) return j;
+    size_t n = strlen(s);
+    char *fixed = malloc(3 * n + 1), *o = fixed;
+    if (!fixed) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len = utf8_len(p);
+        if (len) {
+            memcpy(o, p, len);
+            o += len;
+            p += len;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        }
+    }
+    *o = '\0';
+    j = json_string(fixed);
+    free(fixed);
+    return j;
+}

@@ -26,6 +26,9 @@ mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **
  * atomically; `what` names the file in errors. */
 mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,
                                 const char *what);
+/* A JSON string of `s` (NULL: ""). Bytes that are not UTF-8 (a file name can
+ * hold any) become U+FFFD instead of failing the whole document. */
+json_t *mq_json_str(const char *s);
 /* Sequential write of all n bytes (retries short writes, EINTR). */
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */

@@ -237,13 +237,14 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
     for (size_t i = 0; i < r->count; i++) {
         const mq_report_entry *e = &r->entries[i];
         if (e->action == MQ_ACTION_SKIP) {
-            json_array_append_new(s, json_pack("{s:s, s:s}", "name", e->name, "reason", e->reason));
+            json_array_append_new(s, json_pack("{s:o, s:o}", "name", mq_json_str(e->name), "reason",
+                                               mq_json_str(e->reason)));
             continue;
         }
-        json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:I}", "name", e->name, "shape",
-                              shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in), "dtype_out",
-                              mq_dtype_name(e->dtype_out), "bytes_in", (json_int_t)e->bytes_in,
-                              "bytes_out", (json_int_t)e->bytes_out);
+        json_t *o = json_pack("{s:o, s:o, s:s, s:s, s:I, s:I}", "name", mq_json_str(e->name),
+                              "shape", shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in),
+                              "dtype_out", mq_dtype_name(e->dtype_out), "bytes_in",
+                              (json_int_t)e->bytes_in, "bytes_out", (json_int_t)e->bytes_out);
         if (o && cfg->dtype == MQ_FLOAT16)
             json_object_set_new(o, "fp16_overflow", json_integer((json_int_t)e->fp16_overflow));
         if (o && e->action == MQ_ACTION_QUANTIZE) {
@@ -258,12 +259,13 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
     }
     json_t *left = json_array();
     for (size_t i = 0; i < r->left_out.count; i++)
-        json_array_append_new(left, json_pack("{s:s, s:s}", "file", r->left_out.names[i], "reason",
-                                              r->left_out.reasons[i]));
-    json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
-                            "name", r->device);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
-                     input ? input : "", "output", output ? output : "", "dtype",
+        json_array_append_new(left,
+                              json_pack("{s:o, s:o}", "file", mq_json_str(r->left_out.names[i]),
+                                        "reason", mq_json_str(r->left_out.reasons[i])));
+    json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
+                            mq_json_str(r->platform), "name", mq_json_str(r->device));
+    return json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+                     mq_json_str(input), "output", mq_json_str(output), "dtype",
                      cfg->dtype == MQ_FLOAT16 ? "fp16" : "int8", "scheme",
                      cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
                      "per_channel", cfg->per_channel, "device", dev, "quantized", q, "skipped", s,

@@ -569,6 +569,28 @@ static void test_terminal_escapes(void **state)
     free(missing);
 }
 
+/* A file name need not be UTF-8; the JSON report and eval JSON name it with
+ * U+FFFD for the stray bytes instead of failing with "out of memory". */
+static void test_json_non_utf8_paths(void **state)
+{
+    char *q = path_in(state, "\xff\x1b-q.safetensors"), *rep = path_in(state, "u.json");
+    char *ej = path_in(state, "e.json");
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --report %s --device host -q", EXAMPLE, q, rep), 0);
+    assert_int_equal(tu_run_cli(NULL, "eval %s %s --json %s --device host", EXAMPLE, q, ej), 0);
+    json_t *j = json_load_file(rep, 0, NULL);
+    assert_non_null(j);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "output")), "\xef\xbf\xbd\x1b-q"));
+    json_decref(j);
+    assert_non_null(j = json_load_file(ej, 0, NULL));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(j, "quantized")), "\xef\xbf\xbd\x1b-q"));
+    json_decref(j);
+    free(q);
+    free(rep);
+    free(ej);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -613,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_non_utf8_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
