@@ -189,6 +189,22 @@ done:
     return st;
 }
 
+mq_status mq_outfile_check(const char *target, const char *what)
+{
+    const char *base;
+    mode_t mode;
+    mq_status st;
+    if (!target || !*target || !what)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_check: NULL or empty argument");
+    char *dir = split_target(target, &base);
+    if (!dir) return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
+    if ((st = check_target(target, dir, base, what, &mode)) == MQ_OK &&
+        access(dir, W_OK | X_OK) != 0)
+        st = mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s': %s", what, dir, strerror(errno));
+    free(dir);
+    return st;
+}
+
 mq_status mq_outfile_open(const char *target, mq_outfile **out)
 {
     return mq_outfile_open_as(target, "output", out);

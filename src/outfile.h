@@ -22,6 +22,10 @@ void mq_outfile_signal_cleanup(void);
 /* As mq_outfile_open; `what` names the file in errors ("report": "report
  * directory 'x' does not exist"). */
 mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out);
+/* The checks of mq_outfile_open without creating anything, plus a writable
+ * directory: lets a caller refuse a path before hours of work rather than
+ * after. `what` names the file in errors. */
+mq_status mq_outfile_check(const char *target, const char *what);
 /* Writes `root` as JSON text (json_dumps flags) and a newline to `path`
  * atomically; `what` names the file in errors. */
 mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,

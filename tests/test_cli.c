@@ -591,6 +591,58 @@ static void test_json_non_utf8_paths(void **state)
     free(ej);
 }
 
+/* Exit 3 naming `a` and `b`, and no output at `out`: the run stopped before
+ * writing anything. */
+static void expect_refused(const char *out, const char *a, const char *b, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void expect_refused(const char *out, const char *a, const char *b, const char *fmt, ...)
+{
+    char cmd[8192], *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = tu_run_cli(&text, "%s", cmd);
+    if (rc != 3 || !strstr(text, a) || !strstr(text, b) || tu_exists(out))
+        fail_msg("%s: exit %d (want 3 naming '%s' and '%s'), output %s:\n%s", cmd, rc, a, b,
+                 tu_exists(out) ? "written" : "absent", text);
+    free(text);
+}
+
+/* A report (or eval JSON, or dequantize output) that cannot be written is
+ * found before the run, not after the model was written. */
+static void test_report_checked_first(void **state)
+{
+    char *q = path_in(state, "q.safetensors"), *ref = path_in(state, "ref.safetensors");
+    char *nodir = path_in(state, "nodir/r.json"), *md = path_in(state, "md");
+    char *mdw = path_in(state, "md/model.safetensors"), *od = path_in(state, "od");
+    char *sub = path_in(state, "sub");
+    size_t n;
+    unsigned char *bytes = tu_read_file(EXAMPLE, &n);
+    assert_int_equal(mkdir(md, 0755), 0);
+    assert_true(tu_write_file(mdw, bytes, n));
+    free(bytes);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", EXAMPLE, ref), 0);
+    if (access("/dev/full", F_OK) == 0) {
+        expect_refused(q, "report", "/dev/full", "quantize %s -o %s --report /dev/full", EXAMPLE,
+                       q);
+        expect_refused(od, "report", "/dev/full", "quantize %s -o %s --report /dev/full", md, od);
+        expect_refused(q, "evaluation report", "/dev/full", "eval %s %s --json /dev/full", EXAMPLE,
+                       ref);
+        expect_refused(q, "output", "/dev/full", "dequantize %s -o /dev/full", ref);
+    }
+    expect_refused(q, "report directory", "nodir", "quantize %s -o %s --report %s", EXAMPLE, q,
+                   nodir);
+    expect_refused(od, "report directory", "nodir", "quantize %s -o %s --report %s", md, od, nodir);
+    expect_refused(q, "report", "is a directory", "quantize %s -o %s --report %s", EXAMPLE, q, sub);
+    expect_refused(q, "output directory", "nodir", "dequantize %s -o %s", ref, nodir);
+    assert_int_equal(tu_count_entries(sub), 0);
+    char *paths[] = {q, ref, nodir, md, mdw, od, sub};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        free(paths[i]);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -636,6 +688,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_non_utf8_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_checked_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -160,6 +160,7 @@ typedef struct {
     bool xfsz_default; /* leave SIGXFSZ at its default: the program must ignore it */
     bool stdout_gone;  /* stdout a pipe whose reader has already gone */
     int sig;           /* sent 150 ms into the write; 0: none */
+    const char *rmdir; /* or: this empty directory removed 150 ms into the write */
     const char *watch; /* the write has begun when `temps` temporaries show under it */
     int temps;
 } run_opts;
@@ -234,13 +235,16 @@ static int run_cli(const run_opts *o, const char **argv)
         struct pollfd p = {fds[0], POLLIN, 0};
         int ready = poll(&p, 1, 2);
         if (ready > 0) open = drain(fds[0], &g_log, &len, &cap);
-        if (o && o->sig && !sent && !writing && count_temps(o->watch) >= o->temps) {
+        if (o && (o->sig || o->rmdir) && !sent && !writing && count_temps(o->watch) >= o->temps) {
             writing = true;
             clock_gettime(CLOCK_MONOTONIC, &t_write);
         }
         /* Planning takes most of a second; the signal lands 150 ms into the write. */
         if (writing && !sent && seconds_since(&t_write) >= 0.15) {
-            assert_int_equal(kill(pid, o->sig), 0);
+            if (o->sig)
+                assert_int_equal(kill(pid, o->sig), 0);
+            else
+                assert_int_equal(rmdir(o->rmdir), 0);
             sent = true;
         }
     }
@@ -249,7 +253,7 @@ static int run_cli(const run_opts *o, const char **argv)
     while (waitpid(pid, &status, 0) < 0)
         assert_int_equal(errno, EINTR);
     if (!g_log) g_log = strdup("");
-    if (o && o->sig && !sent)
+    if (o && (o->sig || o->rmdir) && !sent)
         fail_msg("the run ended (status 0x%x) before it could be interrupted:\n%s", status, g_log);
     return status;
 }
@@ -550,6 +554,33 @@ static void test_stdout_pipe_closed(void **state)
     free(model);
 }
 
+/* The report's directory checked before the run can still vanish during it:
+ * the model just written is then removed, so that the run leaves everything
+ * it was asked for or nothing, and the message names the report. */
+static void test_report_fails_at_end(void **state)
+{
+    (void)state;
+    make_slow_inputs();
+    char *repdir = tu_join(fx.root, "repdir"), *rep = tu_join(repdir, "r.json");
+    char *target = tu_join(fx.out, "rep.safetensors"), *model = tu_join(fx.out, "repmodel");
+    const char *ins[] = {g_slow_file, g_slow_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mkdir(repdir, 0755), 0);
+        run_opts o = {.rmdir = repdir, .watch = fx.out, .temps = i ? 2 : 1};
+        const char *argv[] = {NULL,   "quantize",       ins[i], "-o",       outs[i], "--device",
+                              "host", "--memory-limit", "1M",   "--report", rep,     "-q",
+                              NULL};
+        expect_exit3(run_cli(&o, argv),
+                     (const char *[]){"report directory", repdir, "removed the output", NULL});
+        assert_entries(fx.out, 0);
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(repdir);
+    free(rep);
+    free(target);
+    free(model);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup(test_signals_dir, case_setup),
         cmocka_unit_test_setup(test_xfsz_default, case_setup),
         cmocka_unit_test_setup(test_stdout_pipe_closed, case_setup),
+        cmocka_unit_test_setup(test_report_fails_at_end, case_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

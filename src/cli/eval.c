@@ -3,6 +3,7 @@
  * ran the GEMMs and an optional JSON copy. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 #include "timing.h"
 
 #include <errno.h>
@@ -160,21 +161,6 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
            *mq_eval_result_device(r) ? " / " : "", mq_cli_esc(mq_eval_result_device(r)), seconds);
 }
 
-/* Fails before the evaluation, not after it, when the JSON cannot be written. */
-static bool json_dir_ok(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
-    if (access(dir, W_OK | X_OK) == 0) return true;
-    fprintf(stderr, "monoquant: error: --json %s: directory '%s': %s\n", mq_cli_esc(path),
-            mq_cli_esc(dir), strerror(errno));
-    return false;
-}
-
 int mq_cli_eval(int argc, char **argv)
 {
     eval_args a;
@@ -188,12 +174,14 @@ int mq_cli_eval(int argc, char **argv)
         {"--json", a.json, true, false},
     };
     if ((rc = mq_cli_check_paths("eval", paths, 4)) != MQ_EXIT_OK) return rc;
-    if (a.json && !json_dir_ok(a.json)) return MQ_EXIT_OUTPUT;
+    mq_status st = MQ_OK;
+    if (a.json && (st = mq_outfile_check(a.json, "evaluation report")) != MQ_OK)
+        return mq_cli_fail(st);
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
     a.opt.progress = on_progress;
     a.opt.progress_user = &ps;
     double t0 = mq_now_s();
-    mq_status st = mq_eval_files(a.original, a.quantized, &a.opt, &res);
+    st = mq_eval_files(a.original, a.quantized, &a.opt, &res);
     if (ps.drawn) fputs("\r\033[K", stderr); /* a failed run leaves its progress line */
     if (st == MQ_OK && a.json) st = mq_eval_write_json(res, a.json);
     if (st != MQ_OK) {

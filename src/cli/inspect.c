@@ -2,6 +2,7 @@
  * a quantized one back into float weights. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -95,7 +96,8 @@ int mq_cli_dequantize(int argc, char **argv)
     }
     const mq_cli_path paths[] = {{"the input", in, false, false}, {"-o", out, true, false}};
     if ((rc = mq_cli_check_paths("dequantize", paths, 2)) != MQ_EXIT_OK) return rc;
-    mq_status st = mq_model_open(in, &m);
+    mq_status st = mq_outfile_check(out, "output");
+    if (st == MQ_OK) st = mq_model_open(in, &m);
     if (st == MQ_OK) st = mq_dequantize(m, &d);
     if (st == MQ_OK) st = mq_model_save(d, out);
     if (st != MQ_OK)

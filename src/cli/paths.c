@@ -5,11 +5,13 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* What a path will name once written: the file itself when it exists (links
  * followed), else the entry `name` in the resolved parent directory. */
@@ -126,4 +128,22 @@ done:
     for (size_t i = 0; i < made; i++)
         if (p[i].path) id_free(&ids[i]);
     return rc;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* best effort: keep going */
+}
+
+void mq_cli_remove_output(const char *path, bool dir, const char *why)
+{
+    if (dir)
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        unlink(path);
+    fprintf(stderr, "monoquant: removed the output '%s': %s\n", mq_cli_esc(path), why);
 }

@@ -2,6 +2,7 @@
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 #include "timing.h"
 
 #include <errno.h>
@@ -363,18 +364,25 @@ int mq_cli_quantize(int argc, char **argv)
         free(a.exclude);
         return rc;
     }
+    mq_status st = resolve_config(&a, &cfg);
+    /* What the run will write is checked now, not after the work (a model
+     * directory's output is checked by the library before it starts). */
+    if (st == MQ_OK && !dir_run) st = mq_outfile_check(a.out, "output");
+    if (st == MQ_OK && a.report) st = mq_outfile_check(a.report, "report");
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
-    mq_status st = resolve_config(&a, &cfg);
     cfg.progress = on_progress;
     cfg.progress_user = &ps;
     if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);
     end_progress(&ps);
     double seconds = mq_now_s() - t0;
+    bool written = st == MQ_OK;
     if (st == MQ_OK && a.report)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
+        /* All or nothing: a model without the report asked for is removed. */
+        if (written) mq_cli_remove_output(a.out, dir_run, "its report could not be written");
     } else if (!a.quiet) {
         print_summary(rep, &cfg, seconds);
         printf("wrote %s\n", mq_cli_esc(a.out));
