@@ -422,9 +422,9 @@ static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const stru
         goto done;
     }
     if ((rc = copy_bytes(in, out, sp, dp, (uint64_t)st->st_size)) != MQ_OK) goto done;
-    /* The copy keeps the permissions (a script stays executable); a failed
-     * fchmod (e.g. on vfat) only leaves 0600. */
-    (void)fchmod(out, st->st_mode & 0777);
+    /* The copy keeps the permissions (a script stays executable) less the
+     * umask, as cp does; a failed fchmod (e.g. on vfat) only leaves 0600. */
+    (void)fchmod(out, st->st_mode & 0777 & ~mq_umask());
     if (fsync(out) != 0)
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", dp, strerror(errno));
 done:
@@ -467,7 +467,7 @@ static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struc
     if (mkdir(dp, 0700) != 0)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
     mq_status rc = copy_tree(r, sp, dp, depth + 1);
-    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777) | 0700);
+    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777 & ~mq_umask()) | 0700);
     if (rc == MQ_OK) rc = sync_dir(dp);
     return rc;
 }
@@ -559,12 +559,12 @@ static mq_status write_text(hf_run *r, const char *name, const char *text, size_
     char *path = join(r->tmp, name);
     if (!path) return no_memory(name);
     reg_add(r->slot, 'f', path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* 0666 less the umask, as mq_outfile gives the shards. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
         goto done;
     }
-    (void)fchmod(fd, 0644); /* as mq_outfile gives the shards, whatever the umask */
     rc = write_all(fd, text, len, path);
     if (rc == MQ_OK && fsync(fd) != 0)
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", path, strerror(errno));
@@ -600,7 +600,9 @@ static mq_status write_config(hf_run *r)
 static mq_status publish(hf_run *r)
 {
     mq_status rc;
-    (void)chmod(r->tmp, (r->in_st.st_mode & 0777) | 0700); /* mkdtemp made it 0700 */
+    /* mkdtemp made it 0700; a new directory is 0777 less the umask, as mkdir
+     * gives (copied subdirectories keep their own mode less the umask). */
+    (void)chmod(r->tmp, (0777 & ~mq_umask()) | 0700);
     if ((rc = sync_dir(r->tmp)) != MQ_OK) return rc;
     if (rename(r->tmp, r->out) != 0) {
         if (errno == ENOTEMPTY || errno == EEXIST)

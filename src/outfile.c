@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,34 @@ static void outfile_discard(mq_outfile *f)
     outfile_free(f);
 }
 
+static mode_t g_umask;
+static pthread_once_t g_umask_once = PTHREAD_ONCE_INIT;
+
+static void read_umask(void)
+{
+    /* umask() both reads and sets, so a thread creating a file meanwhile
+     * would see 022 for a moment; /proc tells it without that. */
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    unsigned mask = 0;
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "Umask: %o", &mask) == 1;
+    if (f) fclose(f);
+    if (!found) {
+        mode_t old = umask(022);
+        umask(old);
+        mask = old;
+    }
+    g_umask = (mode_t)(mask & 0777);
+}
+
+mode_t mq_umask(void)
+{
+    pthread_once(&g_umask_once, read_umask);
+    return g_umask;
+}
+
 static mq_status out_fail(mq_outfile *f, const char *what, int err)
 {
     f->failed = true;
@@ -121,7 +150,7 @@ static mq_status check_target(const char *target, const char *dir, const char *b
     }
     if (!S_ISDIR(st.st_mode))
         return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s' is not a directory", what, dir);
-    *mode = 0644;
+    *mode = 0666 & ~mq_umask();
     if (stat(target, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is a directory", what, target);
@@ -166,7 +195,7 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
 mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out)
 {
     const char *base;
-    mode_t mode = 0644;
+    mode_t mode = 0;
     mq_status st;
     if (out) *out = NULL;
     if (!target || !*target || !what || !out)

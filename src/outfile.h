@@ -55,6 +55,11 @@ mq_status mq_outfile_commit(mq_outfile *f);
 /* Removes the temporary and frees f. NULL is a no-op. */
 void mq_outfile_abort(mq_outfile *f);
 
+/* The process's umask, read once on first use without changing it (from
+ * /proc/self/status; where that is missing, umask() twice under a once-guard).
+ * New files get 0666 & ~umask and new directories 0777 & ~umask, as cp gives. */
+mode_t mq_umask(void);
+
 /* MQ_STATUS_E_OUTPUT when `target` exists and is the same file (device and
  * inode, so symlinks and hard links count) as `input`. */
 mq_status mq_check_not_same_file(const char *input, const char *target);

@@ -643,6 +643,88 @@ static void test_report_checked_first(void **state)
         free(paths[i]);
 }
 
+static unsigned mode_of(const char *dir, const char *name)
+{
+    char *p = tu_join(dir, name);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    free(p);
+    return st.st_mode & 07777;
+}
+
+/* New files get 0666 and new directories 0777 less the umask, as cp gives;
+ * copied files keep their mode less the umask; a replaced file keeps its own. */
+static void test_umask(void **state)
+{
+    fixture *f = *state;
+    char *md = path_in(state, "md"), *mdw = path_in(state, "md/model.safetensors");
+    char *sub = path_in(state, "md/extra"), *tok = path_in(state, "md/tokenizer.json");
+    char *sh = path_in(state, "md/run.sh"), *cfg = path_in(state, "md/config.json");
+    char *nested = path_in(state, "md/extra/notes.txt");
+    size_t n;
+    unsigned char *bytes = tu_read_file(EXAMPLE, &n);
+    assert_int_equal(mkdir(md, 0755), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_true(tu_write_file(mdw, bytes, n));
+    free(bytes);
+    assert_true(tu_write_file(cfg, "{}\n", 3));
+    assert_true(tu_write_file(tok, "{}\n", 3));
+    assert_true(tu_write_file(nested, "x\n", 2));
+    assert_true(tu_write_file(sh, "#!/bin/sh\n", 10));
+    assert_int_equal(chmod(md, 0755), 0);
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(chmod(mdw, 0644), 0);
+    assert_int_equal(chmod(cfg, 0644), 0);
+    assert_int_equal(chmod(tok, 0644), 0);
+    assert_int_equal(chmod(nested, 0644), 0);
+    assert_int_equal(chmod(sh, 0755), 0);
+    const struct {
+        mode_t mask;
+        unsigned file, dir, script;
+    } cases[] = {{077, 0600, 0700, 0700}, {002, 0664, 0775, 0755}, {027, 0640, 0750, 0750}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mode_t old = umask(cases[i].mask);
+        int rc = tu_run_cli(NULL, "quantize %s -o %s/q.safetensors --report %s/q.json -q", EXAMPLE,
+                            f->dir, f->dir);
+        int rc2 = tu_run_cli(NULL, "quantize %s -o %s/od -q", md, f->dir);
+        int rc3 =
+            tu_run_cli(NULL, "dequantize %s/q.safetensors -o %s/d.safetensors", f->dir, f->dir);
+        umask(old);
+        assert_int_equal(rc, 0);
+        assert_int_equal(rc2, 0);
+        assert_int_equal(rc3, 0);
+        assert_int_equal(mode_of(f->dir, "q.safetensors"), cases[i].file);
+        assert_int_equal(mode_of(f->dir, "q.json"), cases[i].file);
+        assert_int_equal(mode_of(f->dir, "d.safetensors"), cases[i].file);
+        assert_int_equal(mode_of(f->dir, "od"), cases[i].dir);
+        assert_int_equal(mode_of(f->dir, "od/model.safetensors"), cases[i].file);
+        assert_int_equal(mode_of(f->dir, "od/config.json"), cases[i].file);
+        assert_int_equal(mode_of(f->dir, "od/tokenizer.json"), cases[i].file & 0644);
+        assert_int_equal(mode_of(f->dir, "od/run.sh"), cases[i].script);
+        assert_int_equal(mode_of(f->dir, "od/extra"), cases[i].dir & 0755);
+        assert_int_equal(mode_of(f->dir, "od/extra/notes.txt"), cases[i].file & 0644);
+        /* A file that is replaced keeps its own mode. */
+        char *q = tu_join(f->dir, "q.safetensors");
+        assert_int_equal(chmod(q, 0604), 0);
+        assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s -q", EXAMPLE, q), 0);
+        assert_int_equal(mode_of(f->dir, "q.safetensors"), 0604);
+        unlink(q);
+        free(q);
+        const char *made[] = {"q.json", "d.safetensors"};
+        for (int k = 0; k < 2; k++) {
+            char *p = tu_join(f->dir, made[k]);
+            unlink(p);
+            free(p);
+        }
+        char *od = tu_join(f->dir, "od");
+        tu_rmtree(od);
+        free(od);
+    }
+    char *paths[] = {md, mdw, sub, tok, sh, cfg, nested};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        free(paths[i]);
+}
+
 static void test_inspect_and_dequantize(void **state)
 {
     char *q = path_in(state, "iq.safetensors"), *d = path_in(state, "id.safetensors");
@@ -689,6 +771,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_non_utf8_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_checked_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_umask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inspect_and_dequantize, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
