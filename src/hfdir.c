@@ -3,7 +3,7 @@
  * rebuilt index and config.json, copies every other file, and renames the
  * directory into place. A failure or a signal leaves no output and no
  * temporary behind; the input is only read. */
-#define _GNU_SOURCE /* copy_file_range, realpath, nftw */
+#define _GNU_SOURCE /* copy_file_range, realpath */
 #include "hfdir.h"
 
 #include "error.h"
@@ -15,17 +15,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Longest piece of the target's name copied into the temporary's name, so
- * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
-#define TMP_BASE_MAX 200
 #define COPY_CHUNK ((size_t)1 << 30)
 #define FALLBACK_BUF ((size_t)1 << 20)
 /* Deeper than any model repository; stops a symbolic-link loop. */
@@ -150,7 +147,8 @@ typedef struct {
     char *out;    /* out_dir without trailing slashes */
     char *parent; /* the directory that holds it */
     const char *base;
-    char *tmp; /* the temporary directory while it exists */
+    char *tmp;   /* the temporary directory while it exists */
+    int lock_fd; /* holds flock LOCK_EX on tmp: marks it as a live run's */
     int slot;
     mq_backend *own_be; /* opened here when the caller passed none */
 } hf_run;
@@ -297,11 +295,9 @@ static mq_status check_output(hf_run *r)
 
 static mq_status make_temp_dir(hf_run *r)
 {
-    size_t blen = strlen(r->base) < TMP_BASE_MAX ? strlen(r->base) : TMP_BASE_MAX;
-    size_t n = strlen(r->parent) + blen + sizeof "/..mqtmp-XXXXXX";
-    char *t = malloc(n);
+    (void)mq_remove_stale_temps(r->out, NULL, NULL);
+    char *t = mq_temp_template(r->parent, r->base);
     if (!t) return no_memory(r->out);
-    snprintf(t, n, "%s/.%.*s.mqtmp-XXXXXX", r->parent, (int)blen, r->base);
     /* A signal between creating the directory and registering it would leave
      * it behind: the handler runs once both are done. */
     sigset_t all, old;
@@ -318,21 +314,11 @@ static mq_status make_temp_dir(hf_run *r)
                             r->out, strerror(err));
     }
     r->tmp = t;
+    /* Without the lock (no support for it here) the pid in the name still
+     * keeps a later run from removing it while this one lives. */
+    if ((r->lock_fd = open(t, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+        (void)flock(r->lock_fd, LOCK_EX | LOCK_NB);
     return MQ_OK;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0; /* best effort: keep going */
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Directories cannot always be synced (EINVAL on some filesystems); their
@@ -642,7 +628,7 @@ static mq_status run(hf_run *r)
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep)
 {
-    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .slot = -1};
+    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .lock_fd = -1, .slot = -1};
     mq_config defaults;
     mq_report *own_rep = NULL;
     mq_status rc;
@@ -662,7 +648,8 @@ mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_co
     r.first_entry = mq_report_count(r.rep);
     rc = run(&r);
 done:
-    if (r.tmp) remove_tree(r.tmp);
+    if (r.tmp) mq_remove_tree(r.tmp);
+    if (r.lock_fd >= 0) close(r.lock_fd);
     reg_close(r.slot);
     free(r.tmp);
     free(r.out);

@@ -6,21 +6,25 @@
 
 #include "error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SLOT_COUNT 16
 #define SLOT_PATH_CAP 4096
 /* Longest piece of the target's name copied into the temporary's name, so
- * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
+ * that ".<base>.mqtmp-<pid>-XXXXXX" stays under NAME_MAX. */
 #define TMP_BASE_MAX 200
+#define TMP_TAG ".mqtmp-"
 /* One write() call at most; Linux caps a single write near 2 GiB anyway. */
 #define WRITE_CHUNK ((size_t)1 << 30)
 
@@ -164,13 +168,19 @@ static mq_status check_target(const char *target, const char *dir, const char *b
     return MQ_OK;
 }
 
-static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
+char *mq_temp_template(const char *dir, const char *base)
 {
     size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
-    size_t n = strlen(f->dir) + blen + sizeof "/..mqtmp-XXXXXX";
-    if (!(f->tmp = malloc(n)))
+    size_t n = strlen(dir) + blen + sizeof "/." TMP_TAG "-XXXXXX" + 20;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s/.%.*s" TMP_TAG "%ld-XXXXXX", dir, (int)blen, base, (long)getpid());
+    return t;
+}
+
+static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
+{
+    if (!(f->tmp = mq_temp_template(f->dir, base)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", f->what, f->target);
-    snprintf(f->tmp, n, "%s/.%.*s.mqtmp-XXXXXX", f->dir, (int)blen, base);
     /* A signal between creating the file and registering it would leave the
      * file behind: the handler runs once both are done. */
     sigset_t all, old;
@@ -187,6 +197,9 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
                             f->dir, f->what, f->target, strerror(err));
     }
     (void)fcntl(f->fd, F_SETFD, FD_CLOEXEC);
+    /* Held until the descriptor closes: a later run that can take it knows
+     * the owner is gone. Without lock support the pid alone tells. */
+    (void)flock(f->fd, LOCK_EX | LOCK_NB);
     /* mkstemp makes 0600; a failed fchmod (e.g. on vfat) only leaves that mode. */
     (void)fchmod(f->fd, mode);
     return MQ_OK;
@@ -210,6 +223,7 @@ mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **
         goto done;
     }
     if ((st = check_target(f->target, f->dir, base, what, &mode)) != MQ_OK) goto done;
+    (void)mq_remove_stale_temps(f->target, NULL, NULL);
     if ((st = make_temp(f, base, mode)) != MQ_OK) goto done;
     *out = f;
     f = NULL;
@@ -472,4 +486,94 @@ json_t *mq_json_str(const char *s)
     j = json_string(fixed);
     free(fixed);
     return j;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* best effort: keep going */
+}
+
+void mq_remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The pid in "<prefix><pid>-XXXXXX", or 0 when `name` is not such a name. */
+static long temp_owner(const char *name, const char *prefix, size_t plen)
+{
+    if (strncmp(name, prefix, plen) != 0) return 0;
+    const char *p = name + plen;
+    long pid = 0;
+    for (; *p >= '0' && *p <= '9' && pid < 1000000000L; p++)
+        pid = pid * 10 + (*p - '0');
+    if (*p++ != '-' || strlen(p) != 6) return 0;
+    for (; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    return pid;
+}
+
+/* A temporary whose process is gone and whose lock nobody holds: a run that
+ * was killed (SIGKILL, power loss) before it could remove it. A live pid is
+ * never touched, even one reused by another program, nor a locked file. */
+static bool is_stale(int dfd, const char *name, long pid, bool *is_dir)
+{
+    if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return false;
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    bool stale = fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+                 st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (stale) *is_dir = S_ISDIR(st.st_mode);
+    close(fd);
+    return stale;
+}
+
+mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *path, void *user),
+                                void *user)
+{
+    mq_status st = MQ_OK;
+    char *prefix = NULL, *dir = NULL, *copy = NULL;
+    const char *base;
+    DIR *d = NULL;
+    if (!target || !*target)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_remove_stale_temps: NULL or empty path");
+    size_t n = strlen(target);
+    while (n > 1 && target[n - 1] == '/')
+        n--;
+    if (!(copy = strndup(target, n)) || !(dir = split_target(copy, &base))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", target);
+        goto done;
+    }
+    size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
+    if (!*base || !(prefix = malloc(blen + sizeof "." TMP_TAG))) goto done;
+    snprintf(prefix, blen + sizeof "." TMP_TAG, ".%.*s" TMP_TAG, (int)blen, base);
+    if (!(d = opendir(dir))) goto done; /* nothing to clean; the write says what is wrong */
+    size_t plen = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d));) {
+        bool is_dir = false;
+        long pid = temp_owner(e->d_name, prefix, plen);
+        if (!pid || !is_stale(dirfd(d), e->d_name, pid, &is_dir)) continue;
+        char *path = malloc(strlen(dir) + strlen(e->d_name) + 2);
+        if (!path) continue;
+        sprintf(path, "%s/%s", dir, e->d_name);
+        const char *shown = copy == base ? path + 2 : path; /* no "./" the user did not write */
+        if (is_dir)
+            mq_remove_tree(path);
+        else
+            unlink(path);
+        if (removed && faccessat(dirfd(d), e->d_name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+            removed(shown, user);
+        free(path);
+    }
+done:
+    if (d) closedir(d);
+    free(prefix);
+    free(dir);
+    free(copy);
+    return st;
 }

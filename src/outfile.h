@@ -12,7 +12,8 @@
 
 typedef struct mq_outfile mq_outfile;
 
-/* Creates the temporary file "<dir>/.<base>.mqtmp-XXXXXX" and registers it
+/* Creates the temporary file "<dir>/.<base>.mqtmp-<pid>-XXXXXX", locked while
+ * it lives, after removing dead runs' ones (mq_remove_stale_temps); registers it
  * for mq_outfile_signal_cleanup(). Fails when the directory is missing or the
  * target is a directory. */
 mq_status mq_outfile_open(const char *target, mq_outfile **out);
@@ -54,6 +55,14 @@ void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n);
 mq_status mq_outfile_commit(mq_outfile *f);
 /* Removes the temporary and frees f. NULL is a no-op. */
 void mq_outfile_abort(mq_outfile *f);
+
+/* "<dir>/.<base>.mqtmp-<pid>-XXXXXX" (malloc'd; base cut to 200 bytes), the
+ * template for mkstemp/mkdtemp of a temporary beside target <dir>/<base>. The
+ * pid and a lock (flock LOCK_EX) the live run holds on the temporary let
+ * mq_remove_stale_temps() tell a dead run's leftovers from a live run's. */
+char *mq_temp_template(const char *dir, const char *base);
+/* Removes a directory tree without following links (best effort). */
+void mq_remove_tree(const char *path);
 
 /* The process's umask, read once on first use without changing it (from
  * /proc/self/status; where that is missing, umask() twice under a once-guard).

@@ -581,6 +581,37 @@ static void test_report_fails_at_end(void **state)
     free(model);
 }
 
+/* `kill -9` leaves a run's temporary behind (nothing can catch SIGKILL); the
+ * next run to the same target removes it and says so. */
+static void test_killed_run_leftovers(void **state)
+{
+    (void)state;
+    make_slow_inputs();
+    char *target = tu_join(fx.out, "killed.safetensors"), *model = tu_join(fx.out, "killedmodel");
+    const char *slow[] = {g_slow_file, g_slow_dir}, *fast[] = {fx.in_file, fx.in_dir};
+    const char *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.sig = SIGKILL, .watch = fx.out, .temps = i ? 2 : 1};
+        const char *argv[] = {NULL,   "quantize",       slow[i], "-o", outs[i], "--device",
+                              "host", "--memory-limit", "1M",    "-q", NULL};
+        int status = run_cli(&o, argv);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        assert_true(count_temps(fx.out) >= 1);
+        const char *again[] = {NULL, "quantize", fast[i], "-o", outs[i], "--device", "host", NULL};
+        status = run_cli(NULL, again);
+        char *text = read_log();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !strstr(text, "removed") ||
+            !strstr(text, ".mqtmp-"))
+            fail_msg("status 0x%x, want exit 0 and a note on the removed temporary:\n%s", status,
+                     text);
+        free(text);
+        assert_int_equal(count_temps(fx.root), 0);
+        assert_true(tu_exists(outs[i]));
+    }
+    free(target);
+    free(model);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +625,7 @@ int main(void)
         cmocka_unit_test_setup(test_xfsz_default, case_setup),
         cmocka_unit_test_setup(test_stdout_pipe_closed, case_setup),
         cmocka_unit_test_setup(test_report_fails_at_end, case_setup),
+        cmocka_unit_test_setup(test_killed_run_leftovers, case_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

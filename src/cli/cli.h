@@ -50,6 +50,9 @@ typedef struct {
  * directory or an output directory. Prints why and returns MQ_EXIT_USAGE on a
  * clash, else MQ_EXIT_OK. */
 int mq_cli_check_paths(const char *cmd, const mq_cli_path *p, size_t n);
+/* Removes the temporaries that killed runs left beside `path` (see
+ * mq_remove_stale_temps), with a note on stderr for each. */
+void mq_cli_remove_stale(const char *path);
 /* Removes an output the run has just written (a file, or a directory tree)
  * and says so on stderr with `why`. */
 void mq_cli_remove_output(const char *path, bool dir, const char *why);

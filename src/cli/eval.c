@@ -177,6 +177,7 @@ int mq_cli_eval(int argc, char **argv)
     mq_status st = MQ_OK;
     if (a.json && (st = mq_outfile_check(a.json, "evaluation report")) != MQ_OK)
         return mq_cli_fail(st);
+    mq_cli_remove_stale(a.json);
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
     a.opt.progress = on_progress;
     a.opt.progress_user = &ps;

@@ -97,6 +97,7 @@ int mq_cli_dequantize(int argc, char **argv)
     const mq_cli_path paths[] = {{"the input", in, false, false}, {"-o", out, true, false}};
     if ((rc = mq_cli_check_paths("dequantize", paths, 2)) != MQ_EXIT_OK) return rc;
     mq_status st = mq_outfile_check(out, "output");
+    if (st == MQ_OK) mq_cli_remove_stale(out);
     if (st == MQ_OK) st = mq_model_open(in, &m);
     if (st == MQ_OK) st = mq_dequantize(m, &d);
     if (st == MQ_OK) st = mq_model_save(d, out);

@@ -147,3 +147,15 @@ void mq_cli_remove_output(const char *path, bool dir, const char *why)
         unlink(path);
     fprintf(stderr, "monoquant: removed the output '%s': %s\n", mq_cli_esc(path), why);
 }
+
+static void note_removed(const char *path, void *user)
+{
+    (void)user;
+    fprintf(stderr, "monoquant: removed '%s', left behind by a run that was killed\n",
+            mq_cli_esc(path));
+}
+
+void mq_cli_remove_stale(const char *path)
+{
+    if (path) (void)mq_remove_stale_temps(path, note_removed, NULL);
+}

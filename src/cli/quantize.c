@@ -369,6 +369,10 @@ int mq_cli_quantize(int argc, char **argv)
      * directory's output is checked by the library before it starts). */
     if (st == MQ_OK && !dir_run) st = mq_outfile_check(a.out, "output");
     if (st == MQ_OK && a.report) st = mq_outfile_check(a.report, "report");
+    if (st == MQ_OK) {
+        mq_cli_remove_stale(a.out);
+        mq_cli_remove_stale(a.report);
+    }
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     cfg.progress = on_progress;
