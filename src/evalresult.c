@@ -131,9 +131,10 @@ static json_t *layer_json(const mq_eval_layer *l)
     json_t *shape = json_array();
     for (int k = 0; shape && k < l->rank; k++)
         json_array_append_new(shape, json_integer(l->shape[k]));
-    return json_pack("{s:s, s:o, s:I, s:o, s:o, s:o}", "name", l->name, "shape", shape, "tokens",
-                     (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db), "rel_error",
-                     real_or_null(l->rel_error), "max_abs_error", real_or_null(l->max_abs_error));
+    return json_pack("{s:o, s:o, s:I, s:o, s:o, s:o}", "name", mq_json_str(l->name), "shape", shape,
+                     "tokens", (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db),
+                     "rel_error", real_or_null(l->rel_error), "max_abs_error",
+                     real_or_null(l->max_abs_error));
 }
 
 static json_t *result_json(const mq_eval_result *r)
@@ -148,39 +149,28 @@ static json_t *result_json(const mq_eval_result *r)
     const mq_eval_layer *w = mq_eval_result_worst(r);
     json_t *summary = json_pack("{s:I, s:o, s:o, s:o, s:o}", "layers", (json_int_t)r->count,
                                 "mean_sqnr_db", real_or_null(mq_eval_result_mean_sqnr_db(r)),
-                                "worst_layer", w ? json_string(w->name) : json_null(),
+                                "worst_layer", w ? mq_json_str(w->name) : json_null(),
                                 "worst_sqnr_db", w ? real_or_null(w->sqnr_db) : json_null(),
                                 "max_rel_error", real_or_null(max_rel));
-    json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
-                            "name", r->device);
-    return json_pack(
-        "{s:s, s:s, s:o, s:I, s:o, s:o, s:o, s:o}", "original", r->original, "quantized",
-        r->quantized, "tokens", r->tokens ? json_integer((json_int_t)r->tokens) : json_null(),
-        "seed", (json_int_t)r->seed, "inputs", r->inputs ? json_string(r->inputs) : json_null(),
-        "device", dev, "layers", layers, "summary", summary);
+    json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
+                            mq_json_str(r->platform), "name", mq_json_str(r->device));
+    return json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "original",
+                     mq_json_str(r->original), "quantized", mq_json_str(r->quantized), "tokens",
+                     r->tokens ? json_integer((json_int_t)r->tokens) : json_null(), "seed",
+                     (json_int_t)r->seed, "inputs",
+                     r->inputs ? mq_json_str(r->inputs) : json_null(), "device", dev, "layers",
+                     layers, "summary", summary);
 }
 
 mq_status mq_eval_write_json(const mq_eval_result *r, const char *path)
 {
-    mq_outfile *f = NULL;
-    char *text = NULL;
-    json_t *root = NULL;
     mq_status st;
     if (!r || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "evaluation: NULL argument");
-    root = result_json(r);
-    if (!root || !(text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10)))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "evaluation report '%s': out of memory", path);
-        goto done;
-    }
-    if ((st = mq_outfile_open(path, &f)) != MQ_OK) goto done;
-    st = mq_outfile_write(f, text, strlen(text));
-    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
-    if (st == MQ_OK)
-        st = mq_outfile_commit(f);
-    else
-        mq_outfile_abort(f);
-done:
-    free(text);
+    json_t *root = result_json(r);
+    if (!root)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "evaluation report '%s': out of memory", path);
+    st = mq_outfile_write_json(path, root, JSON_INDENT(2) | JSON_REAL_PRECISION(10),
+                               "evaluation report");
     json_decref(root);
     return st;
 }

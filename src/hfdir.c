@@ -3,7 +3,7 @@
  * rebuilt index and config.json, copies every other file, and renames the
  * directory into place. A failure or a signal leaves no output and no
  * temporary behind; the input is only read. */
-#define _GNU_SOURCE /* copy_file_range, realpath, nftw */
+#define _GNU_SOURCE /* copy_file_range, realpath */
 #include "hfdir.h"
 
 #include "error.h"
@@ -18,17 +18,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Longest piece of the target's name copied into the temporary's name, so
- * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
-#define TMP_BASE_MAX 200
 #define COPY_CHUNK ((size_t)1 << 30)
 #define FALLBACK_BUF ((size_t)1 << 20)
 /* Deeper than any model repository; stops a symbolic-link loop. */
@@ -154,7 +151,8 @@ typedef struct {
     char *out;    /* out_dir without trailing slashes */
     char *parent; /* the directory that holds it */
     const char *base;
-    char *tmp; /* the temporary directory while it exists */
+    char *tmp;   /* the temporary directory while it exists */
+    int lock_fd; /* holds flock LOCK_EX on tmp: marks it as a live run's */
     int slot;
     mq_backend *own_be;  /* opened here when the caller passed none */
     mq_planner *planner; /* one for every shard, with config.json's hints */
@@ -308,11 +306,9 @@ static mq_status check_output(hf_run *r)
 
 static mq_status make_temp_dir(hf_run *r)
 {
-    size_t blen = strlen(r->base) < TMP_BASE_MAX ? strlen(r->base) : TMP_BASE_MAX;
-    size_t n = strlen(r->parent) + blen + sizeof "/..mqtmp-XXXXXX";
-    char *t = malloc(n);
+    (void)mq_remove_stale_temps(r->out, NULL, NULL);
+    char *t = mq_temp_template(r->parent, r->base);
     if (!t) return no_memory(r->out);
-    snprintf(t, n, "%s/.%.*s.mqtmp-XXXXXX", r->parent, (int)blen, r->base);
     /* A signal between creating the directory and registering it would leave
      * it behind: the handler runs once both are done. */
     sigset_t all, old;
@@ -329,21 +325,11 @@ static mq_status make_temp_dir(hf_run *r)
                             r->out, strerror(err));
     }
     r->tmp = t;
+    /* Without the lock (no support for it here) the pid in the name still
+     * keeps a later run from removing it while this one lives. */
+    if ((r->lock_fd = open(t, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+        (void)flock(r->lock_fd, LOCK_EX | LOCK_NB);
     return MQ_OK;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0; /* best effort: keep going */
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Directories cannot always be synced (EINVAL on some filesystems); their
@@ -433,9 +419,9 @@ static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const stru
         goto done;
     }
     if ((rc = copy_bytes(in, out, sp, dp, (uint64_t)st->st_size)) != MQ_OK) goto done;
-    /* The copy keeps the permissions (a script stays executable); a failed
-     * fchmod (e.g. on vfat) only leaves 0600. */
-    (void)fchmod(out, st->st_mode & 0777);
+    /* The copy keeps the permissions (a script stays executable) less the
+     * umask, as cp does; a failed fchmod (e.g. on vfat) only leaves 0600. */
+    (void)fchmod(out, st->st_mode & 0777 & ~mq_umask());
     if (fsync(out) != 0)
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", dp, strerror(errno));
 done:
@@ -478,7 +464,7 @@ static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struc
     if (mkdir(dp, 0700) != 0)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
     mq_status rc = copy_tree(r, sp, dp, depth + 1);
-    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777) | 0700);
+    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777 & ~mq_umask()) | 0700);
     if (rc == MQ_OK) rc = sync_dir(dp);
     return rc;
 }
@@ -625,12 +611,12 @@ static mq_status write_text(hf_run *r, const char *name, const char *text, size_
     char *path = join(r->tmp, name);
     if (!path) return no_memory(name);
     reg_add(r->slot, 'f', path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* 0666 less the umask, as mq_outfile gives the shards. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
         goto done;
     }
-    (void)fchmod(fd, 0644); /* as mq_outfile gives the shards, whatever the umask */
     rc = write_all(fd, text, len, path);
     if (rc == MQ_OK && fsync(fd) != 0)
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", path, strerror(errno));
@@ -667,7 +653,9 @@ static mq_status write_config(hf_run *r)
 static mq_status publish(hf_run *r)
 {
     mq_status rc;
-    (void)chmod(r->tmp, (r->in_st.st_mode & 0777) | 0700); /* mkdtemp made it 0700 */
+    /* mkdtemp made it 0700; a new directory is 0777 less the umask, as mkdir
+     * gives (copied subdirectories keep their own mode less the umask). */
+    (void)chmod(r->tmp, (0777 & ~mq_umask()) | 0700);
     if ((rc = sync_dir(r->tmp)) != MQ_OK) return rc;
     if (rename(r->tmp, r->out) != 0) {
         if (errno == ENOTEMPTY || errno == EEXIST)
@@ -712,7 +700,7 @@ static mq_status run(hf_run *r)
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep)
 {
-    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .slot = -1};
+    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .lock_fd = -1, .slot = -1};
     mq_config defaults;
     mq_report *own_rep = NULL;
     mq_status rc;
@@ -732,7 +720,8 @@ mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_co
     r.first_entry = mq_report_count(r.rep);
     rc = run(&r);
 done:
-    if (r.tmp) remove_tree(r.tmp);
+    if (r.tmp) mq_remove_tree(r.tmp);
+    if (r.lock_fd >= 0) close(r.lock_fd);
     reg_close(r.slot);
     free(r.tmp);
     free(r.out);

@@ -15,6 +15,7 @@ struct mq_blob {
     bool mapped;
     dev_t dev;
     ino_t ino;
+    char *path; /* mapped: the file's path as opened */
 };
 
 mq_blob *mq_blob_new_heap(size_t n)
@@ -31,10 +32,14 @@ mq_blob *mq_blob_new_heap(size_t n)
     return b;
 }
 
-mq_blob *mq_blob_new_map(void *addr, size_t len, dev_t dev, ino_t ino)
+mq_blob *mq_blob_new_map(void *addr, size_t len, dev_t dev, ino_t ino, const char *path)
 {
     mq_blob *b = calloc(1, sizeof *b);
     if (!b) return NULL;
+    if (!(b->path = strdup(path ? path : ""))) {
+        free(b);
+        return NULL;
+    }
     b->refs = 1;
     b->data = addr;
     b->size = len;
@@ -73,6 +78,7 @@ void mq_blob_unref(mq_blob *b)
     } else {
         free(b->data);
     }
+    free(b->path);
     free(b);
 }
 
@@ -290,9 +296,14 @@ mq_status mq_model_set_metadata(mq_model *m, const char *key, const char *value)
 
 bool mq_model_maps_file(const mq_model *m, dev_t dev, ino_t ino)
 {
+    return mq_model_mapped_path(m, dev, ino) != NULL;
+}
+
+const char *mq_model_mapped_path(const mq_model *m, dev_t dev, ino_t ino)
+{
     for (size_t i = 0; i < m->count; i++)
-        if (m->blobs[i] && mq_blob_is_file(m->blobs[i], dev, ino)) return true;
-    return false;
+        if (m->blobs[i] && mq_blob_is_file(m->blobs[i], dev, ino)) return m->blobs[i]->path;
+    return NULL;
 }
 
 void mq_model_truncate(mq_model *m, size_t count)

@@ -12,8 +12,9 @@ typedef struct mq_blob mq_blob;
 
 /* Zeroed heap memory of n bytes (n may be 0). */
 mq_blob *mq_blob_new_heap(size_t n);
-/* Takes ownership of a read-only mapping of `path` (munmap on last unref). */
-mq_blob *mq_blob_new_map(void *addr, size_t len, dev_t dev, ino_t ino);
+/* Takes ownership of a read-only mapping of `path` (munmap on last unref);
+ * the path is copied, to name the file in errors. */
+mq_blob *mq_blob_new_map(void *addr, size_t len, dev_t dev, ino_t ino, const char *path);
 void *mq_blob_data(mq_blob *b);
 size_t mq_blob_size(const mq_blob *b);
 /* True when the blob maps the file with this device and inode. */
@@ -43,6 +44,9 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
 long mq_model_index(const mq_model *m, const char *name);
 /* True when any tensor's bytes map the file with this device and inode. */
 bool mq_model_maps_file(const mq_model *m, dev_t dev, ino_t ino);
+/* The path that file was opened by, or NULL when no tensor maps it (a model
+ * derived from another one shares its mappings, not its path). */
+const char *mq_model_mapped_path(const mq_model *m, dev_t dev, ino_t ino);
 
 /* Drops the tensors from index `count` on (undoes appends). */
 void mq_model_truncate(mq_model *m, size_t count);

@@ -243,6 +243,19 @@ const char *mq_last_error(void);
  */
 void mq_signal_cleanup(void);
 
+/**
+ * Removes what runs killed before they could clean up (SIGKILL, a crash, a
+ * power cut) left beside `target`: hidden temporaries named
+ * ".<name>.mqtmp-<pid>-XXXXXX" (files, or directories of model-directory runs)
+ * in target's directory, for target's name only, whose process is gone and
+ * whose lock (a live run holds flock LOCK_EX on its temporary) is free.
+ * `removed` (may be NULL) is called with the path of each one removed. Every
+ * write of a file or directory calls it first without a callback; a program
+ * calls it itself to tell the user.
+ */
+mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *path, void *user),
+                                void *user);
+
 /* ---- Quality evaluation: output error of quantized layers ---- */
 
 /**

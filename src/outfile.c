@@ -6,20 +6,25 @@
 
 #include "error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SLOT_COUNT 16
 #define SLOT_PATH_CAP 4096
 /* Longest piece of the target's name copied into the temporary's name, so
- * that ".<base>.mqtmp-XXXXXX" stays under NAME_MAX. */
+ * that ".<base>.mqtmp-<pid>-XXXXXX" stays under NAME_MAX. */
 #define TMP_BASE_MAX 200
+#define TMP_TAG ".mqtmp-"
 /* One write() call at most; Linux caps a single write near 2 GiB anyway. */
 #define WRITE_CHUNK ((size_t)1 << 30)
 
@@ -33,6 +38,7 @@ struct mq_outfile {
     int slot; /* -1: not registered (table full or path too long) */
     bool failed;
     char *target, *dir, *tmp;
+    const char *what; /* "output", "report", ... */
 };
 
 static int slot_register(const char *path)
@@ -81,10 +87,39 @@ static void outfile_discard(mq_outfile *f)
     outfile_free(f);
 }
 
+static mode_t g_umask;
+static pthread_once_t g_umask_once = PTHREAD_ONCE_INIT;
+
+static void read_umask(void)
+{
+    /* umask() both reads and sets, so a thread creating a file meanwhile
+     * would see 022 for a moment; /proc tells it without that. */
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    unsigned mask = 0;
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "Umask: %o", &mask) == 1;
+    if (f) fclose(f);
+    if (!found) {
+        mode_t old = umask(022);
+        umask(old);
+        mask = old;
+    }
+    g_umask = (mode_t)(mask & 0777);
+}
+
+mode_t mq_umask(void)
+{
+    pthread_once(&g_umask_once, read_umask);
+    return g_umask;
+}
+
 static mq_status out_fail(mq_outfile *f, const char *what, int err)
 {
     f->failed = true;
-    return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s': %s", what, f->target, strerror(err));
+    return mq_set_error(MQ_STATUS_E_OUTPUT, "%s %s '%s': %s", what, f->what, f->target,
+                        strerror(err));
 }
 
 /* Directory part of target ("." when there is none); *base points into target. */
@@ -107,37 +142,45 @@ static char *split_target(const char *target, const char **base)
 }
 
 /* Refuses what a rename would wreck or cannot reach; *mode is the new file's mode. */
-static mq_status check_target(const char *target, const char *dir, const char *base, mode_t *mode)
+static mq_status check_target(const char *target, const char *dir, const char *base,
+                              const char *what, mode_t *mode)
 {
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' does not exist", dir);
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s': %s", dir, strerror(errno));
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s' does not exist", what, dir);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s': %s", what, dir,
+                            strerror(errno));
     }
     if (!S_ISDIR(st.st_mode))
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output directory '%s' is not a directory", dir);
-    *mode = 0644;
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s' is not a directory", what, dir);
+    *mode = 0666 & ~mq_umask();
     if (stat(target, &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is a directory", what, target);
         /* Renaming over /dev/null or a FIFO would replace the special file itself. */
         if (!S_ISREG(st.st_mode))
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is not a regular file", target);
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is not a regular file", what, target);
         *mode = st.st_mode & 0777; /* a replaced file keeps its permissions */
     }
     if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is a directory", target);
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "%s '%s' is a directory", what, target);
     return MQ_OK;
+}
+
+char *mq_temp_template(const char *dir, const char *base)
+{
+    size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
+    size_t n = strlen(dir) + blen + sizeof "/." TMP_TAG "-XXXXXX" + 20;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s/.%.*s" TMP_TAG "%ld-XXXXXX", dir, (int)blen, base, (long)getpid());
+    return t;
 }
 
 static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
 {
-    size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
-    size_t n = strlen(f->dir) + blen + sizeof "/..mqtmp-XXXXXX";
-    if (!(f->tmp = malloc(n)))
-        return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", f->target);
-    snprintf(f->tmp, n, "%s/.%.*s.mqtmp-XXXXXX", f->dir, (int)blen, base);
+    if (!(f->tmp = mq_temp_template(f->dir, base)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", f->what, f->target);
     /* A signal between creating the file and registering it would leave the
      * file behind: the handler runs once both are done. */
     sigset_t all, old;
@@ -150,38 +193,64 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     if (f->fd < 0) {
         free(f->tmp);
         f->tmp = NULL;
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for '%s': %s",
-                            f->dir, f->target, strerror(err));
+        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating a temporary file in '%s' for %s '%s': %s",
+                            f->dir, f->what, f->target, strerror(err));
     }
     (void)fcntl(f->fd, F_SETFD, FD_CLOEXEC);
+    /* Held until the descriptor closes: a later run that can take it knows
+     * the owner is gone. Without lock support the pid alone tells. */
+    (void)flock(f->fd, LOCK_EX | LOCK_NB);
     /* mkstemp makes 0600; a failed fchmod (e.g. on vfat) only leaves that mode. */
     (void)fchmod(f->fd, mode);
     return MQ_OK;
 }
 
-mq_status mq_outfile_open(const char *target, mq_outfile **out)
+mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out)
 {
     const char *base;
-    mode_t mode = 0644;
+    mode_t mode = 0;
     mq_status st;
     if (out) *out = NULL;
-    if (!target || !*target || !out)
+    if (!target || !*target || !what || !out)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_open: NULL or empty argument");
     mq_outfile *f = calloc(1, sizeof *f);
-    if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+    if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
     f->fd = -1;
     f->slot = -1;
+    f->what = what;
     if (!(f->target = strdup(target)) || !(f->dir = split_target(f->target, &base))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "output '%s': out of memory", target);
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
         goto done;
     }
-    if ((st = check_target(f->target, f->dir, base, &mode)) != MQ_OK) goto done;
+    if ((st = check_target(f->target, f->dir, base, what, &mode)) != MQ_OK) goto done;
+    (void)mq_remove_stale_temps(f->target, NULL, NULL);
     if ((st = make_temp(f, base, mode)) != MQ_OK) goto done;
     *out = f;
     f = NULL;
 done:
     if (f) outfile_discard(f);
     return st;
+}
+
+mq_status mq_outfile_check(const char *target, const char *what)
+{
+    const char *base;
+    mode_t mode;
+    mq_status st;
+    if (!target || !*target || !what)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_check: NULL or empty argument");
+    char *dir = split_target(target, &base);
+    if (!dir) return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, target);
+    if ((st = check_target(target, dir, base, what, &mode)) == MQ_OK &&
+        access(dir, W_OK | X_OK) != 0)
+        st = mq_set_error(MQ_STATUS_E_OUTPUT, "%s directory '%s': %s", what, dir, strerror(errno));
+    free(dir);
+    return st;
+}
+
+mq_status mq_outfile_open(const char *target, mq_outfile **out)
+{
+    return mq_outfile_open_as(target, "output", out);
 }
 
 /* Writes all n bytes at `off`, or at the file position when off < 0. */
@@ -350,4 +419,161 @@ mq_status mq_check_not_same_file(const char *input, const char *target)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "output '%s' is the input file '%s' (same file)",
                             target, input);
     return MQ_OK;
+}
+
+mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,
+                                const char *what)
+{
+    mq_outfile *f = NULL;
+    char *text = NULL;
+    mq_status st;
+    if (!path || !root || !what)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_outfile_write_json: NULL argument");
+    if (!(text = json_dumps(root, flags))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", what, path);
+        goto done;
+    }
+    if ((st = mq_outfile_open_as(path, what, &f)) != MQ_OK) goto done;
+    st = mq_outfile_write(f, text, strlen(text));
+    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
+    if (st == MQ_OK)
+        st = mq_outfile_commit(f);
+    else
+        mq_outfile_abort(f);
+done:
+    free(text);
+    return st;
+}
+
+/* Length of the valid UTF-8 sequence at p, 0 when there is none. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    for (size_t i = 1; i < n; i++)
+        if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xBF)) return 0;
+    return n;
+}
+
+json_t *mq_json_str(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+    if (j) return j;
+    size_t n = strlen(s);
+    char *fixed = malloc(3 * n + 1), *o = fixed;
+    if (!fixed) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t len = utf8_len(p);
+        if (len) {
+            memcpy(o, p, len);
+            o += len;
+            p += len;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        }
+    }
+    *o = '\0';
+    j = json_string(fixed);
+    free(fixed);
+    return j;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* best effort: keep going */
+}
+
+void mq_remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The pid in "<prefix><pid>-XXXXXX", or 0 when `name` is not such a name. */
+static long temp_owner(const char *name, const char *prefix, size_t plen)
+{
+    if (strncmp(name, prefix, plen) != 0) return 0;
+    const char *p = name + plen;
+    long pid = 0;
+    for (; *p >= '0' && *p <= '9' && pid < 1000000000L; p++)
+        pid = pid * 10 + (*p - '0');
+    if (*p++ != '-' || strlen(p) != 6) return 0;
+    for (; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    return pid;
+}
+
+/* A temporary whose process is gone and whose lock nobody holds: a run that
+ * was killed (SIGKILL, power loss) before it could remove it. A live pid is
+ * never touched, even one reused by another program, nor a locked file. */
+static bool is_stale(int dfd, const char *name, long pid, bool *is_dir)
+{
+    if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return false;
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    bool stale = fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+                 st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (stale) *is_dir = S_ISDIR(st.st_mode);
+    close(fd);
+    return stale;
+}
+
+mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *path, void *user),
+                                void *user)
+{
+    mq_status st = MQ_OK;
+    char *prefix = NULL, *dir = NULL, *copy = NULL;
+    const char *base;
+    DIR *d = NULL;
+    if (!target || !*target)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_remove_stale_temps: NULL or empty path");
+    size_t n = strlen(target);
+    while (n > 1 && target[n - 1] == '/')
+        n--;
+    if (!(copy = strndup(target, n)) || !(dir = split_target(copy, &base))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", target);
+        goto done;
+    }
+    size_t blen = strlen(base) < TMP_BASE_MAX ? strlen(base) : TMP_BASE_MAX;
+    if (!*base || !(prefix = malloc(blen + sizeof "." TMP_TAG))) goto done;
+    snprintf(prefix, blen + sizeof "." TMP_TAG, ".%.*s" TMP_TAG, (int)blen, base);
+    if (!(d = opendir(dir))) goto done; /* nothing to clean; the write says what is wrong */
+    size_t plen = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d));) {
+        bool is_dir = false;
+        long pid = temp_owner(e->d_name, prefix, plen);
+        if (!pid || !is_stale(dirfd(d), e->d_name, pid, &is_dir)) continue;
+        char *path = malloc(strlen(dir) + strlen(e->d_name) + 2);
+        if (!path) continue;
+        sprintf(path, "%s/%s", dir, e->d_name);
+        const char *shown = copy == base ? path + 2 : path; /* no "./" the user did not write */
+        if (is_dir)
+            mq_remove_tree(path);
+        else
+            unlink(path);
+        if (removed && faccessat(dirfd(d), e->d_name, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+            removed(shown, user);
+        free(path);
+    }
+done:
+    if (d) closedir(d);
+    free(prefix);
+    free(dir);
+    free(copy);
+    return st;
 }

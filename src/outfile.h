@@ -6,17 +6,34 @@
 
 #include "monoquant.h"
 
+#include <jansson.h>
+
 #include <sys/types.h>
 
 typedef struct mq_outfile mq_outfile;
 
-/* Creates the temporary file "<dir>/.<base>.mqtmp-XXXXXX" and registers it
+/* Creates the temporary file "<dir>/.<base>.mqtmp-<pid>-XXXXXX", locked while
+ * it lives, after removing dead runs' ones (mq_remove_stale_temps); registers it
  * for mq_outfile_signal_cleanup(). Fails when the directory is missing or the
  * target is a directory. */
 mq_status mq_outfile_open(const char *target, mq_outfile **out);
 /* Async-signal-safe: unlinks every registered temporary file (part of the
  * public mq_signal_cleanup()). */
 void mq_outfile_signal_cleanup(void);
+/* As mq_outfile_open; `what` names the file in errors ("report": "report
+ * directory 'x' does not exist"). */
+mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out);
+/* The checks of mq_outfile_open without creating anything, plus a writable
+ * directory: lets a caller refuse a path before hours of work rather than
+ * after. `what` names the file in errors. */
+mq_status mq_outfile_check(const char *target, const char *what);
+/* Writes `root` as JSON text (json_dumps flags) and a newline to `path`
+ * atomically; `what` names the file in errors. */
+mq_status mq_outfile_write_json(const char *path, const json_t *root, size_t flags,
+                                const char *what);
+/* A JSON string of `s` (NULL: ""). Bytes that are not UTF-8 (a file name can
+ * hold any) become U+FFFD instead of failing the whole document. */
+json_t *mq_json_str(const char *s);
 /* Sequential write of all n bytes (retries short writes, EINTR). */
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */
@@ -38,6 +55,19 @@ void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n);
 mq_status mq_outfile_commit(mq_outfile *f);
 /* Removes the temporary and frees f. NULL is a no-op. */
 void mq_outfile_abort(mq_outfile *f);
+
+/* "<dir>/.<base>.mqtmp-<pid>-XXXXXX" (malloc'd; base cut to 200 bytes), the
+ * template for mkstemp/mkdtemp of a temporary beside target <dir>/<base>. The
+ * pid and a lock (flock LOCK_EX) the live run holds on the temporary let
+ * mq_remove_stale_temps() tell a dead run's leftovers from a live run's. */
+char *mq_temp_template(const char *dir, const char *base);
+/* Removes a directory tree without following links (best effort). */
+void mq_remove_tree(const char *path);
+
+/* The process's umask, read once on first use without changing it (from
+ * /proc/self/status; where that is missing, umask() twice under a once-guard).
+ * New files get 0666 & ~umask and new directories 0777 & ~umask, as cp gives. */
+mode_t mq_umask(void);
 
 /* MQ_STATUS_E_OUTPUT when `target` exists and is the same file (device and
  * inode, so symlinks and hard links count) as `input`. */

@@ -239,13 +239,14 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
     for (size_t i = 0; i < r->count; i++) {
         const mq_report_entry *e = &r->entries[i];
         if (e->action == MQ_ACTION_SKIP) {
-            json_array_append_new(s, json_pack("{s:s, s:s}", "name", e->name, "reason", e->reason));
+            json_array_append_new(s, json_pack("{s:o, s:o}", "name", mq_json_str(e->name), "reason",
+                                               mq_json_str(e->reason)));
             continue;
         }
-        json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:I}", "name", e->name, "shape",
-                              shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in), "dtype_out",
-                              mq_dtype_name(e->dtype_out), "bytes_in", (json_int_t)e->bytes_in,
-                              "bytes_out", (json_int_t)e->bytes_out);
+        json_t *o = json_pack("{s:o, s:o, s:s, s:s, s:I, s:I}", "name", mq_json_str(e->name),
+                              "shape", shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in),
+                              "dtype_out", mq_dtype_name(e->dtype_out), "bytes_in",
+                              (json_int_t)e->bytes_in, "bytes_out", (json_int_t)e->bytes_out);
         if (o && cfg->dtype == MQ_FLOAT16)
             json_object_set_new(o, "fp16_overflow", json_integer((json_int_t)e->fp16_overflow));
         if (o && e->action == MQ_ACTION_QUANTIZE) {
@@ -260,12 +261,13 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
     }
     json_t *left = json_array();
     for (size_t i = 0; i < r->left_out.count; i++)
-        json_array_append_new(left, json_pack("{s:s, s:s}", "file", r->left_out.names[i], "reason",
-                                              r->left_out.reasons[i]));
-    json_t *dev = json_pack("{s:s, s:s, s:s}", "backend", r->backend, "platform", r->platform,
-                            "name", r->device);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
-                     input ? input : "", "output", output ? output : "", "dtype",
+        json_array_append_new(left,
+                              json_pack("{s:o, s:o}", "file", mq_json_str(r->left_out.names[i]),
+                                        "reason", mq_json_str(r->left_out.reasons[i])));
+    json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
+                            mq_json_str(r->platform), "name", mq_json_str(r->device));
+    return json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+                     mq_json_str(input), "output", mq_json_str(output), "dtype",
                      cfg->dtype == MQ_FLOAT16 ? "fp16" : "int8", "scheme",
                      cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
                      "per_channel", cfg->per_channel, "device", dev, "quantized", q, "skipped", s,
@@ -277,25 +279,11 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
                                const char *output, double seconds, const char *path)
 {
-    mq_outfile *f = NULL;
-    char *text = NULL;
     mq_status st;
     if (!r || !cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "report: NULL argument");
     json_t *root = report_json(r, cfg, input, output, seconds);
-    if (!root || !(text = json_dumps(root, JSON_INDENT(2)))) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
-        goto done;
-    }
-    if ((st = mq_outfile_open(path, &f)) != MQ_OK) goto done;
-    st = mq_outfile_write(f, text, strlen(text));
-    if (st == MQ_OK) st = mq_outfile_write(f, "\n", 1);
-    if (st == MQ_OK) {
-        st = mq_outfile_commit(f);
-    } else {
-        mq_outfile_abort(f);
-    }
-done:
-    free(text);
+    if (!root) return mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
+    st = mq_outfile_write_json(path, root, JSON_INDENT(2), "report");
     json_decref(root);
     return st;
 }

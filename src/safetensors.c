@@ -416,7 +416,7 @@ mq_status mq_model_open(const char *path, mq_model **out)
     if (out) *out = NULL;
     if (!path || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_model_open: NULL argument");
     if ((st = map_file(path, &addr, &len, &sb)) != MQ_OK) return st;
-    if (!(blob = mq_blob_new_map(addr, len, sb.st_dev, sb.st_ino))) {
+    if (!(blob = mq_blob_new_map(addr, len, sb.st_dev, sb.st_ino, path))) {
         munmap(addr, len);
         return st_fail(MQ_STATUS_E_NOMEM, path, NULL, "out of memory");
     }
@@ -569,13 +569,16 @@ static mq_status refuse_own_input(const mq_model *m, const char *path)
 {
     struct stat out, in;
     if (stat(path, &out) != 0) return MQ_OK;
-    bool same = mq_model_maps_file(m, out.st_dev, out.st_ino);
-    if (!same && m->path && stat(m->path, &in) == 0)
-        same = in.st_dev == out.st_dev && in.st_ino == out.st_ino;
-    if (!same) return MQ_OK;
+    /* A model made from another (dequantized, quantized) maps that one's
+     * file without being opened from it: name the file it maps. */
+    const char *input = mq_model_mapped_path(m, out.st_dev, out.st_ino);
+    if (!input && m->path && stat(m->path, &in) == 0 && in.st_dev == out.st_dev &&
+        in.st_ino == out.st_ino)
+        input = m->path;
+    if (!input) return MQ_OK;
     return mq_set_error(MQ_STATUS_E_OUTPUT,
                         "output '%s' is the input file '%s' (same file); write to another path",
-                        path, m->path ? m->path : "(the file the model was read from)");
+                        path, input);
 }
 
 static mq_status write_body(const mq_model *m, mq_outfile *f, const char *header, size_t n)

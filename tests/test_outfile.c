@@ -9,10 +9,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -455,6 +457,101 @@ static void test_check_not_same_file(void **state)
     free(in);
 }
 
+static void note_removed(const char *path, void *user)
+{
+    int *count = user;
+    assert_non_null(strstr(path, ".t.bin.mqtmp-99999999-"));
+    (*count)++;
+}
+
+static bool exists_in(const char *name)
+{
+    char *p = tu_join(g_dir, name);
+    bool yes = tu_exists(p);
+    free(p);
+    return yes;
+}
+
+static void make_in(const char *name, bool dir)
+{
+    char *p = tu_join(g_dir, name);
+    if (dir) {
+        assert_int_equal(mkdir(p, 0700), 0);
+        char *inner = tu_join(p, ".model.safetensors.mqtmp-99999999-aaaaaa");
+        assert_true(tu_write_file(inner, "x", 1));
+        free(inner);
+    } else {
+        assert_true(tu_write_file(p, "x", 1));
+    }
+    free(p);
+}
+
+/* Temporaries of runs that died (pid gone, lock free) are removed, for this
+ * target's name only, and reported; a locked one or a live pid's is kept. */
+static void test_stale_temps(void **state)
+{
+    (void)state;
+    char *t = tu_join(g_dir, "t.bin"), live[64],
+         *locked = tu_join(g_dir, ".t.bin.mqtmp-99999998-lockd1");
+    snprintf(live, sizeof live, ".t.bin.mqtmp-%ld-live01", (long)getpid());
+    make_in(".t.bin.mqtmp-99999999-abc123", false); /* a killed file run */
+    make_in(".t.bin.mqtmp-99999999-dirABC", true);  /* a killed directory run */
+    make_in(live, false);
+    make_in(".t.bin.mqtmp-99999998-lockd1", false);
+    make_in(".u.bin.mqtmp-99999999-abc123", false); /* another target's */
+    make_in(".t.bin.mqtmp-abc123", false);          /* no pid: cannot tell */
+    make_in(".t.bin.mqtmp-99999999-abc", false);    /* not our name */
+    make_in("t.bin.mqtmp-99999999-abc123", false);  /* not hidden: not ours */
+    int fd = open(locked, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0); /* as a live run holds it */
+    int count = 0;
+    assert_int_equal(mq_remove_stale_temps(t, note_removed, &count), MQ_OK);
+    assert_int_equal(count, 2);
+    assert_false(exists_in(".t.bin.mqtmp-99999999-abc123"));
+    assert_false(exists_in(".t.bin.mqtmp-99999999-dirABC"));
+    assert_true(exists_in(live));
+    assert_true(exists_in(".t.bin.mqtmp-99999998-lockd1"));
+    assert_true(exists_in(".u.bin.mqtmp-99999999-abc123"));
+    assert_true(exists_in(".t.bin.mqtmp-abc123"));
+    assert_true(exists_in(".t.bin.mqtmp-99999999-abc"));
+    assert_true(exists_in("t.bin.mqtmp-99999999-abc123"));
+    /* Unlocked, it goes too; a trailing slash names the same target. */
+    close(fd);
+    char *slash = tu_join(g_dir, "t.bin/");
+    assert_int_equal(mq_remove_stale_temps(slash, NULL, NULL), MQ_OK);
+    assert_false(exists_in(".t.bin.mqtmp-99999998-lockd1"));
+    free(slash);
+
+    /* Opening an output cleans up on its own; its temporary carries the pid
+     * and is locked while it lives. */
+    make_in(".t.bin.mqtmp-99999999-again1", false);
+    char *lp = tu_join(g_dir, live);
+    assert_int_equal(unlink(lp), 0); /* its name would pass for the temporary's below */
+    free(lp);
+    mq_outfile *f = NULL;
+    assert_int_equal(mq_outfile_open(t, &f), MQ_OK);
+    assert_false(exists_in(".t.bin.mqtmp-99999999-again1"));
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, ".t.bin.mqtmp-%ld-", (long)getpid());
+    DIR *d = opendir(g_dir);
+    struct dirent *e;
+    char *tmp = NULL;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) tmp = tu_join(g_dir, e->d_name);
+    closedir(d);
+    assert_non_null(tmp);
+    fd = open(tmp, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), -1);
+    close(fd);
+    mq_outfile_abort(f);
+    assert_false(tu_exists(tmp));
+    free(tmp);
+    free(locked);
+    free(t);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, reset, cleanup)
@@ -471,6 +568,7 @@ int main(void)
         T(test_real_signal_in_child),
         T(test_bad_targets),
         T(test_check_not_same_file),
+        T(test_stale_temps),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -577,6 +577,20 @@ static void test_refuse_output_is_input(void **state)
     expect_refused(in, hard, p, h);
     assert_models_equal(m, in); /* the mapping still reads the original bytes */
 
+    /* A model made from the input (as dequantize makes one) has no path of
+     * its own but shares the input's mapping: the error names the input. */
+    mq_model *derived = NULL;
+    assert_int_equal(mq_model_new(&derived), MQ_OK);
+    const mq_tensor *t = mq_model_tensor(in, 0);
+    assert_int_equal(mq_model_append(derived, t->name, t->dtype, t->rank, t->shape, t->data,
+                                     t->nbytes, in->blobs[0]),
+                     MQ_OK);
+    expect_refused(derived, hard, p, h);
+    assert_error_has(p);
+    expect_refused(derived, sym, p, h);
+    assert_error_has(p);
+    mq_model_free(derived);
+
     /* No tensor maps a zero-tensor file, but its path still names it. */
     assert_int_equal(mq_model_new(&empty), MQ_OK);
     assert_int_equal(mq_model_save(empty, pe), MQ_OK);

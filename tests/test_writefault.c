@@ -1,7 +1,7 @@
 /* Output failures through the monoquant program: a missing output directory,
  * an output that is a directory or is the input (by symlink or hard link), a
  * full disk (RLIMIT_FSIZE in the child, so writes fail with EFBIG), and
- * SIGINT/SIGTERM in the middle of a write, for a file and for a model
+ * every terminating signal in the middle of a write, for a file and for a model
  * directory. Every case must end with exit 3 (or death by the signal), no
  * file under the target name, no temporary (.mqtmp) anywhere, a target that
  * existed before left as it was, and the input unchanged. */
@@ -157,7 +157,10 @@ static uint64_t digest(const char *path)
 
 typedef struct {
     rlim_t fsize;      /* RLIMIT_FSIZE for the child; 0: unlimited */
+    bool xfsz_default; /* leave SIGXFSZ at its default: the program must ignore it */
+    bool stdout_gone;  /* stdout a pipe whose reader has already gone */
     int sig;           /* sent 150 ms into the write; 0: none */
+    const char *rmdir; /* or: this empty directory removed 150 ms into the write */
     const char *watch; /* the write has begun when `temps` temporaries show under it */
     int temps;
 } run_opts;
@@ -195,25 +198,34 @@ static bool drain(int fd, char **buf, size_t *len, size_t *cap)
  */
 static int run_cli(const run_opts *o, const char **argv)
 {
-    int fds[2];
+    int fds[2], gone[2];
     argv[0] = MQ_CLI_PATH;
     assert_int_equal(pipe(fds), 0);
+    assert_int_equal(pipe(gone), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        dup2(fds[1], 1);
+        dup2(o && o->stdout_gone ? gone[1] : fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
         close(fds[1]);
+        close(gone[0]);
+        close(gone[1]);
+        struct rlimit no_core = {0, 0}; /* SIGQUIT and SIGXCPU would dump one */
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGXFSZ, SIG_DFL);
         if (o && o->fsize) {
             struct rlimit rl = {o->fsize, o->fsize};
-            signal(SIGXFSZ, SIG_IGN);
+            if (!o->xfsz_default) signal(SIGXFSZ, SIG_IGN);
             if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(125);
         }
         execv(MQ_CLI_PATH, (char *const *)argv);
         _exit(127);
     }
     close(fds[1]);
+    close(gone[0]);
+    close(gone[1]);
     size_t len = 0, cap = 0;
     free(g_log);
     g_log = NULL;
@@ -223,13 +235,16 @@ static int run_cli(const run_opts *o, const char **argv)
         struct pollfd p = {fds[0], POLLIN, 0};
         int ready = poll(&p, 1, 2);
         if (ready > 0) open = drain(fds[0], &g_log, &len, &cap);
-        if (o && o->sig && !sent && !writing && count_temps(o->watch) >= o->temps) {
+        if (o && (o->sig || o->rmdir) && !sent && !writing && count_temps(o->watch) >= o->temps) {
             writing = true;
             clock_gettime(CLOCK_MONOTONIC, &t_write);
         }
         /* Planning takes most of a second; the signal lands 150 ms into the write. */
         if (writing && !sent && seconds_since(&t_write) >= 0.15) {
-            assert_int_equal(kill(pid, o->sig), 0);
+            if (o->sig)
+                assert_int_equal(kill(pid, o->sig), 0);
+            else
+                assert_int_equal(rmdir(o->rmdir), 0);
             sent = true;
         }
     }
@@ -238,7 +253,7 @@ static int run_cli(const run_opts *o, const char **argv)
     while (waitpid(pid, &status, 0) < 0)
         assert_int_equal(errno, EINTR);
     if (!g_log) g_log = strdup("");
-    if (o && o->sig && !sent)
+    if (o && (o->sig || o->rmdir) && !sent)
         fail_msg("the run ended (status 0x%x) before it could be interrupted:\n%s", status, g_log);
     return status;
 }
@@ -250,15 +265,20 @@ static char *read_log(void)
     return t;
 }
 
-/* Exit 3 and every word of `words` (NULL-terminated) in the output. */
-static void expect_exit3(int status, const char *const *words)
+/* Exit `code` and every word of `words` (NULL-terminated) in the output. */
+static void expect_exit(int status, int code, const char *const *words)
 {
     char *text = read_log();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 3)
-        fail_msg("status 0x%x, want exit 3; output:\n%s", status, text);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != code)
+        fail_msg("status 0x%x, want exit %d; output:\n%s", status, code, text);
     for (; *words; words++)
         if (!strstr(text, *words)) fail_msg("output lacks \"%s\":\n%s", *words, text);
     free(text);
+}
+
+static void expect_exit3(int status, const char *const *words)
+{
+    expect_exit(status, 3, words);
 }
 
 static void make_target_file(const char *path)
@@ -320,14 +340,15 @@ static void test_output_is_input(void **state)
     for (int i = 0; i < 2; i++) {
         const char *argv[] = {NULL,       "quantize", fx.in_file, "-o",
                               targets[i], "--device", "host",     NULL};
-        expect_exit3(run_cli(NULL, argv), (const char *[]){"same file", fx.in_file, NULL});
+        expect_exit(run_cli(NULL, argv), 1,
+                    (const char *[]){"same file", fx.in_file, targets[i], NULL});
         /* and the other way round: the link as input, the file as output */
         const char *argv2[] = {NULL,       "quantize", targets[i], "-o",
                                fx.in_file, "--device", "host",     NULL};
-        expect_exit3(run_cli(NULL, argv2), (const char *[]){"same file", NULL});
+        expect_exit(run_cli(NULL, argv2), 1, (const char *[]){"same file", NULL});
     }
     const char *argv3[] = {NULL, "quantize", fx.in_dir, "-o", dsym, "--device", "host", NULL};
-    expect_exit3(run_cli(NULL, argv3), (const char *[]){dsym, NULL});
+    expect_exit(run_cli(NULL, argv3), 1, (const char *[]){dsym, fx.in_dir, NULL});
     assert_int_equal(digest(fx.in_file), in);
     assert_int_equal(digest(fx.in_dir), ind);
     assert_entries(fx.out, 3);
@@ -479,8 +500,10 @@ static void test_signals_file(void **state)
     (void)state;
     make_slow_inputs();
     char *target = tu_join(fx.out, "sig.safetensors");
-    interrupt_run(g_slow_file, target, false, SIGINT);
-    interrupt_run(g_slow_file, target, false, SIGTERM);
+    /* Every signal whose default action ends the process. */
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGXCPU, SIGALRM, SIGUSR1, SIGRTMIN};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        interrupt_run(g_slow_file, target, false, sigs[i]);
     free(target);
 }
 
@@ -489,9 +512,104 @@ static void test_signals_dir(void **state)
     (void)state;
     make_slow_inputs();
     char *target = tu_join(fx.out, "sigmodel");
-    interrupt_run(g_slow_dir, target, true, SIGINT);
-    interrupt_run(g_slow_dir, target, true, SIGTERM);
+    const int sigs[] = {SIGINT, SIGTERM, SIGQUIT, SIGXCPU};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        interrupt_run(g_slow_dir, target, true, sigs[i]);
     free(target);
+}
+
+/* Past RLIMIT_FSIZE with SIGXFSZ left at its default, the program gets EFBIG
+ * and fails cleanly instead of dying of the signal with its temporary left. */
+static void test_xfsz_default(void **state)
+{
+    (void)state;
+    char *target = tu_join(fx.out, "xfsz.safetensors"), *model = tu_join(fx.out, "xfszmodel");
+    const char *ins[] = {fx.in_file, fx.in_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.fsize = 4096, .xfsz_default = true};
+        const char *argv[] = {NULL,       "quantize", ins[i], "-o", outs[i],
+                              "--device", "host",     "-q",   NULL};
+        expect_exit3(run_cli(&o, argv), (const char *[]){"File too large", NULL});
+        assert_entries(fx.out, 0);
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(target);
+    free(model);
+}
+
+/* `quantize ... | head -1`: stdout's reader gone. The program gets EPIPE,
+ * says so and exits 3; no temporary is left behind. */
+static void test_stdout_pipe_closed(void **state)
+{
+    (void)state;
+    char *target = tu_join(fx.out, "pipe.safetensors"), *model = tu_join(fx.out, "pipemodel");
+    const char *ins[] = {fx.in_file, fx.in_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.stdout_gone = true};
+        const char *argv[] = {NULL, "quantize", ins[i], "-o", outs[i], "--device", "host", NULL};
+        expect_exit3(run_cli(&o, argv), (const char *[]){"standard output", "Broken pipe", NULL});
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(target);
+    free(model);
+}
+
+/* The report's directory checked before the run can still vanish during it:
+ * the model just written is then removed, so that the run leaves everything
+ * it was asked for or nothing, and the message names the report. */
+static void test_report_fails_at_end(void **state)
+{
+    (void)state;
+    make_slow_inputs();
+    char *repdir = tu_join(fx.root, "repdir"), *rep = tu_join(repdir, "r.json");
+    char *target = tu_join(fx.out, "rep.safetensors"), *model = tu_join(fx.out, "repmodel");
+    const char *ins[] = {g_slow_file, g_slow_dir}, *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mkdir(repdir, 0755), 0);
+        run_opts o = {.rmdir = repdir, .watch = fx.out, .temps = i ? 2 : 1};
+        const char *argv[] = {NULL,   "quantize",       ins[i], "-o",       outs[i], "--device",
+                              "host", "--memory-limit", "1M",   "--report", rep,     "-q",
+                              NULL};
+        expect_exit3(run_cli(&o, argv),
+                     (const char *[]){"report directory", repdir, "removed the output", NULL});
+        assert_entries(fx.out, 0);
+        assert_int_equal(count_temps(fx.root), 0);
+    }
+    free(repdir);
+    free(rep);
+    free(target);
+    free(model);
+}
+
+/* `kill -9` leaves a run's temporary behind (nothing can catch SIGKILL); the
+ * next run to the same target removes it and says so. */
+static void test_killed_run_leftovers(void **state)
+{
+    (void)state;
+    make_slow_inputs();
+    char *target = tu_join(fx.out, "killed.safetensors"), *model = tu_join(fx.out, "killedmodel");
+    const char *slow[] = {g_slow_file, g_slow_dir}, *fast[] = {fx.in_file, fx.in_dir};
+    const char *outs[] = {target, model};
+    for (int i = 0; i < 2; i++) {
+        run_opts o = {.sig = SIGKILL, .watch = fx.out, .temps = i ? 2 : 1};
+        const char *argv[] = {NULL,   "quantize",       slow[i], "-o", outs[i], "--device",
+                              "host", "--memory-limit", "1M",    "-q", NULL};
+        int status = run_cli(&o, argv);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        assert_true(count_temps(fx.out) >= 1);
+        const char *again[] = {NULL, "quantize", fast[i], "-o", outs[i], "--device", "host", NULL};
+        status = run_cli(NULL, again);
+        char *text = read_log();
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !strstr(text, "removed") ||
+            !strstr(text, ".mqtmp-"))
+            fail_msg("status 0x%x, want exit 0 and a note on the removed temporary:\n%s", status,
+                     text);
+        free(text);
+        assert_int_equal(count_temps(fx.root), 0);
+        assert_true(tu_exists(outs[i]));
+    }
+    free(target);
+    free(model);
 }
 
 int main(void)
@@ -504,6 +622,10 @@ int main(void)
         cmocka_unit_test_setup(test_disk_full_dir, case_setup),
         cmocka_unit_test_setup(test_signals_file, case_setup),
         cmocka_unit_test_setup(test_signals_dir, case_setup),
+        cmocka_unit_test_setup(test_xfsz_default, case_setup),
+        cmocka_unit_test_setup(test_stdout_pipe_closed, case_setup),
+        cmocka_unit_test_setup(test_report_fails_at_end, case_setup),
+        cmocka_unit_test_setup(test_killed_run_leftovers, case_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

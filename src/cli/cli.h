@@ -22,9 +22,39 @@ int mq_cli_eval(int argc, char **argv);
 
 /* Exit code for a failed status; prints "monoquant: <message>" on stderr. */
 int mq_cli_fail(mq_status st);
+/* `s` with control characters escaped for a terminal: \n, \t, and \xNN for
+ * other C0/C1 controls, DEL, bytes outside UTF-8 and bidirectional overrides;
+ * printable UTF-8 stays. Every name, path, reason and error message the CLI
+ * prints goes through it. The result lives until eight more calls. */
+const char *mq_cli_esc(const char *s);
+/* Frees the buffers behind mq_cli_esc (at exit). */
+void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
-/* Installs SIGINT/SIGTERM handlers that remove temporary output files. */
+/* Handlers that remove temporary outputs for every terminating signal (then
+ * re-raise it); SIGPIPE and SIGXFSZ ignored, so EPIPE and EFBIG are errors. */
 void mq_cli_install_signals(void);
+
+/* A file a command reads (output false) or writes (output true). */
+typedef struct {
+    const char *label; /* how the user gave it: "-o", "--report", "the input", ... */
+    const char *path;  /* NULL: not given, ignored */
+    bool output;
+    bool dir; /* an output that will be a directory: files inside it count as it */
+} mq_cli_path;
+
+#define MQ_CLI_MAX_PATHS 8
+/* Before any work: every output must differ from every input and every other
+ * output (device and inode through links; for a path not there yet, the
+ * resolved parent directory and name) and must not lie inside an input
+ * directory or an output directory. Prints why and returns MQ_EXIT_USAGE on a
+ * clash, else MQ_EXIT_OK. */
+int mq_cli_check_paths(const char *cmd, const mq_cli_path *p, size_t n);
+/* Removes the temporaries that killed runs left beside `path` (see
+ * mq_remove_stale_temps), with a note on stderr for each. */
+void mq_cli_remove_stale(const char *path);
+/* Removes an output the run has just written (a file, or a directory tree)
+ * and says so on stderr with `why`. */
+void mq_cli_remove_output(const char *path, bool dir, const char *why);
 
 #endif

@@ -22,7 +22,7 @@ int mq_cli_devices(int argc, char **argv)
             fputs(devices_usage, stdout);
             return MQ_EXIT_OK;
         }
-        fprintf(stderr, "monoquant devices: unexpected argument '%s'\n", argv[i]);
+        fprintf(stderr, "monoquant devices: unexpected argument '%s'\n", mq_cli_esc(argv[i]));
         fputs(devices_usage, stderr);
         return MQ_EXIT_USAGE;
     }
@@ -37,9 +37,9 @@ int mq_cli_devices(int argc, char **argv)
     bool any_auto = false;
     for (size_t p = 0; p < inv.n_platforms; p++) {
         const mq_cl_platform_info *pl = &inv.platforms[p];
-        printf("Platform #%zu: %s (%s)\n", p, pl->name, pl->version);
+        printf("Platform #%zu: %s (%s)\n", p, mq_cli_esc(pl->name), mq_cli_esc(pl->version));
         if (pl->error[0])
-            printf(" `-- skipped: %s\n", pl->error);
+            printf(" `-- skipped: %s\n", mq_cli_esc(pl->error));
         else if (pl->count == 0)
             printf(" `-- no devices\n");
         for (size_t k = 0; k < pl->count; k++) {
@@ -48,10 +48,10 @@ int mq_cli_devices(int argc, char **argv)
             char gmem[32], alloc[32];
             any_auto = any_auto || d->is_auto;
             printf("%s%s Device #%u [%u:%u]: %s\n", branch, d->is_auto ? " *" : "  ", d->index,
-                   d->platform, d->index, d->name);
+                   d->platform, d->index, mq_cli_esc(d->name));
             printf("%s        %s, %u compute units, %s global memory, %s max allocation,"
                    " fp16 %s, fp64 %s, %s\n",
-                   k + 1 == pl->count ? "    " : " |  ", d->type, d->compute_units,
+                   k + 1 == pl->count ? "    " : " |  ", mq_cli_esc(d->type), d->compute_units,
                    mq_cli_bytes(d->global_mem, gmem, sizeof gmem),
                    mq_cli_bytes(d->max_alloc, alloc, sizeof alloc), d->fp16 ? "yes" : "no",
                    d->fp64 ? "yes" : "no",

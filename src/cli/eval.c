@@ -3,6 +3,7 @@
  * ran the GEMMs and an optional JSON copy. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 #include "timing.h"
 
 #include <errno.h>
@@ -40,7 +41,7 @@ typedef struct {
 
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant eval: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    fprintf(stderr, "monoquant eval: %s%s%s\n", msg, arg ? " " : "", arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant eval --help'\n");
     return MQ_EXIT_USAGE;
 }
@@ -121,9 +122,9 @@ static void on_progress(const mq_eval_progress *p, void *user)
         s->drawn = false;
     }
     if (p->note) {
-        fprintf(stderr, "monoquant: %s\n", p->note);
+        fprintf(stderr, "monoquant: %s\n", mq_cli_esc(p->note));
     } else if (p->layer && s->tty) {
-        fprintf(stderr, "[%zu/%zu] %s", p->layers_done + 1, p->layers_total, p->layer);
+        fprintf(stderr, "[%zu/%zu] %s", p->layers_done + 1, p->layers_total, mq_cli_esc(p->layer));
         s->drawn = true;
     }
     fflush(stderr);
@@ -134,7 +135,7 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
     size_t n = mq_eval_result_count(r);
     int w = 5;
     for (size_t i = 0; i < n; i++) {
-        int len = (int)strlen(mq_eval_result_layer(r, i)->name);
+        int len = (int)strlen(mq_cli_esc(mq_eval_result_layer(r, i)->name));
         if (len > w) w = len < 72 ? len : 72;
     }
     printf("%-*s  %-20s %9s %11s %13s\n", w, "layer", "shape", "SQNR dB", "rel error",
@@ -143,35 +144,21 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
         const mq_eval_layer *l = mq_eval_result_layer(r, i);
         char shape[160];
         mq_shape_format(l->rank, l->shape, shape, sizeof shape);
-        printf("%-*s  %-20s %9.2f %11.3e %13.3e\n", w, l->name, shape, l->sqnr_db, l->rel_error,
-               l->max_abs_error);
+        printf("%-*s  %-20s %9.2f %11.3e %13.3e\n", w, mq_cli_esc(l->name), shape, l->sqnr_db,
+               l->rel_error, l->max_abs_error);
     }
     const mq_eval_layer *worst = mq_eval_result_worst(r);
     printf("%zu layer%s: mean SQNR %.2f dB, worst %s (%.2f dB)\n", n, n == 1 ? "" : "s",
-           mq_eval_result_mean_sqnr_db(r), worst->name, worst->sqnr_db);
+           mq_eval_result_mean_sqnr_db(r), mq_cli_esc(worst->name), worst->sqnr_db);
     if (a->opt.inputs)
-        printf("inputs: rows of %s (%zu for the worst layer)\n", a->opt.inputs, worst->tokens);
+        printf("inputs: rows of %s (%zu for the worst layer)\n", mq_cli_esc(a->opt.inputs),
+               worst->tokens);
     else
         printf("inputs: %zu tokens per layer, N(0,1), seed %llu\n", worst->tokens,
                (unsigned long long)a->opt.seed);
-    printf("device: %s%s%s%s%s; %.2f s\n", mq_eval_result_backend(r),
-           *mq_eval_result_platform(r) ? " / " : "", mq_eval_result_platform(r),
-           *mq_eval_result_device(r) ? " / " : "", mq_eval_result_device(r), seconds);
-}
-
-/* Fails before the evaluation, not after it, when the JSON cannot be written. */
-static bool json_dir_ok(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
-    if (access(dir, W_OK | X_OK) == 0) return true;
-    fprintf(stderr, "monoquant: error: --json %s: directory '%s': %s\n", path, dir,
-            strerror(errno));
-    return false;
+    printf("device: %s%s%s%s%s; %.2f s\n", mq_cli_esc(mq_eval_result_backend(r)),
+           *mq_eval_result_platform(r) ? " / " : "", mq_cli_esc(mq_eval_result_platform(r)),
+           *mq_eval_result_device(r) ? " / " : "", mq_cli_esc(mq_eval_result_device(r)), seconds);
 }
 
 int mq_cli_eval(int argc, char **argv)
@@ -180,19 +167,29 @@ int mq_cli_eval(int argc, char **argv)
     mq_eval_result *res = NULL;
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) return rc < 0 ? MQ_EXIT_OK : rc;
-    if (a.json && !json_dir_ok(a.json)) return MQ_EXIT_OUTPUT;
+    const mq_cli_path paths[] = {
+        {"ORIGINAL", a.original, false, false},
+        {"QUANTIZED", a.quantized, false, false},
+        {"--inputs", a.opt.inputs, false, false},
+        {"--json", a.json, true, false},
+    };
+    if ((rc = mq_cli_check_paths("eval", paths, 4)) != MQ_EXIT_OK) return rc;
+    mq_status st = MQ_OK;
+    if (a.json && (st = mq_outfile_check(a.json, "evaluation report")) != MQ_OK)
+        return mq_cli_fail(st);
+    mq_cli_remove_stale(a.json);
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
     a.opt.progress = on_progress;
     a.opt.progress_user = &ps;
     double t0 = mq_now_s();
-    mq_status st = mq_eval_files(a.original, a.quantized, &a.opt, &res);
+    st = mq_eval_files(a.original, a.quantized, &a.opt, &res);
     if (ps.drawn) fputs("\r\033[K", stderr); /* a failed run leaves its progress line */
     if (st == MQ_OK && a.json) st = mq_eval_write_json(res, a.json);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
     } else {
         print_table(res, &a, mq_now_s() - t0);
-        if (a.json) printf("wrote %s\n", a.json);
+        if (a.json) printf("wrote %s\n", mq_cli_esc(a.json));
     }
     mq_eval_result_free(res);
     return rc;

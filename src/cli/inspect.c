@@ -2,6 +2,7 @@
  * a quantized one back into float weights. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -45,10 +46,10 @@ int mq_cli_inspect(int argc, char **argv)
     size_t n = mq_model_count(m), width = 4;
     uint64_t total = 0, elements = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(mq_model_tensor(m, i)->name);
+        size_t len = strlen(mq_cli_esc(mq_model_tensor(m, i)->name));
         if (len > width) width = len;
     }
-    printf("%s\n", argv[1]);
+    printf("%s\n", mq_cli_esc(argv[1]));
     printf("%-*s  %-7s  %-20s  %s\n", (int)width, "name", "dtype", "shape", "bytes");
     for (size_t i = 0; i < n; i++) {
         const mq_tensor *t = mq_model_tensor(m, i);
@@ -56,14 +57,15 @@ int mq_cli_inspect(int argc, char **argv)
         uint64_t numel = 0;
         mq_shape_format(t->rank, t->shape, shape, sizeof shape);
         mq_shape_numel(t->rank, t->shape, &numel); /* validated by mq_model_open */
-        printf("%-*s  %-7s  %-20s  %zu\n", (int)width, t->name, mq_dtype_name(t->dtype), shape,
-               t->nbytes);
+        printf("%-*s  %-7s  %-20s  %zu\n", (int)width, mq_cli_esc(t->name), mq_dtype_name(t->dtype),
+               shape, t->nbytes);
         total += t->nbytes;
         elements += numel;
     }
     if (mq_model_metadata_count(m)) printf("metadata:\n");
     for (size_t i = 0; i < mq_model_metadata_count(m); i++)
-        printf("  %s: %s\n", mq_model_metadata_key(m, i), mq_model_metadata_value(m, i));
+        printf("  %s: %s\n", mq_cli_esc(mq_model_metadata_key(m, i)),
+               mq_cli_esc(mq_model_metadata_value(m, i)));
     char buf[32];
     printf("%zu tensors, %llu elements, %s of tensor data\n", n, (unsigned long long)elements,
            mq_cli_bytes(total, buf, sizeof buf));
@@ -81,8 +83,8 @@ int mq_cli_dequantize(int argc, char **argv)
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
             out = argv[++i];
         } else if (argv[i][0] == '-' || in) {
-            fprintf(stderr, "monoquant dequantize: unexpected argument '%s'\n%s", argv[i],
-                    dequantize_usage);
+            fprintf(stderr, "monoquant dequantize: unexpected argument '%s'\n%s",
+                    mq_cli_esc(argv[i]), dequantize_usage);
             return MQ_EXIT_USAGE;
         } else {
             in = argv[i];
@@ -92,13 +94,17 @@ int mq_cli_dequantize(int argc, char **argv)
         fputs(dequantize_usage, stderr);
         return MQ_EXIT_USAGE;
     }
-    mq_status st = mq_model_open(in, &m);
+    const mq_cli_path paths[] = {{"the input", in, false, false}, {"-o", out, true, false}};
+    if ((rc = mq_cli_check_paths("dequantize", paths, 2)) != MQ_EXIT_OK) return rc;
+    mq_status st = mq_outfile_check(out, "output");
+    if (st == MQ_OK) mq_cli_remove_stale(out);
+    if (st == MQ_OK) st = mq_model_open(in, &m);
     if (st == MQ_OK) st = mq_dequantize(m, &d);
     if (st == MQ_OK) st = mq_model_save(d, out);
     if (st != MQ_OK)
         rc = mq_cli_fail(st);
     else
-        printf("wrote %s (%zu tensors)\n", out, mq_model_count(d));
+        printf("wrote %s (%zu tensors)\n", mq_cli_esc(out), mq_model_count(d));
     mq_model_free(d);
     mq_model_free(m);
     return rc;

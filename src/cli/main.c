@@ -2,9 +2,12 @@
  * the commands. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: monoquant <command> [options]\n"
@@ -22,7 +25,7 @@ static const char usage[] =
 
 int mq_cli_fail(mq_status st)
 {
-    fprintf(stderr, "monoquant: error: %s\n", mq_last_error());
+    fprintf(stderr, "monoquant: error: %s\n", mq_cli_esc(mq_last_error()));
     switch (st) {
     case MQ_OK:
         return MQ_EXIT_OK;
@@ -67,16 +70,66 @@ static void on_signal(int sig)
 
 void mq_cli_install_signals(void)
 {
-    struct sigaction sa;
+    /* Every signal whose default action ends the process, but for the faults
+     * (SIGSEGV, SIGBUS, ...) a program causes itself. */
+    static const int fatal[] = {SIGINT,  SIGTERM, SIGHUP,    SIGQUIT, SIGXCPU, SIGALRM,  SIGUSR1,
+                                SIGUSR2, SIGPOLL, SIGVTALRM, SIGPROF, SIGPWR,  SIGSTKFLT};
+    struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    sigfillset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+        /* One the caller ignores (nohup's SIGHUP) stays ignored. */
+        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            sigaction(fatal[i], &sa, NULL);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sig, &sa, NULL);
+    /* Writing into a closed pipe or past RLIMIT_FSIZE then fails with EPIPE
+     * or EFBIG, which the run reports and cleans up after, instead of dying
+     * with its temporary left behind. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
 }
 
-int main(int argc, char **argv)
+/* A descriptor 0-2 that the caller left closed would go to the first file
+ * the run opens (the output), and the per-tensor lines would land in it. */
+static bool open_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (got != fd) {
+            if (got >= 0) close(got);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* What a command printed is lost when stdout is a full disk or a closed
+ * pipe; a run that looks successful must not hide that. */
+static int finish_stdout(int rc)
+{
+    bool failed = ferror(stdout) != 0;
+    int err = 0;
+    if (fflush(stdout) != 0) {
+        failed = true;
+        err = errno;
+    }
+    if (fclose(stdout) != 0 && !err) {
+        failed = true;
+        err = errno;
+    }
+    if (!failed) return rc;
+    if (err)
+        fprintf(stderr, "monoquant: error: writing standard output: %s\n", strerror(err));
+    else
+        fprintf(stderr, "monoquant: error: writing standard output failed; what it showed is "
+                        "incomplete\n");
+    return rc == MQ_EXIT_OK ? MQ_EXIT_OUTPUT : rc;
+}
+
+static int run_command(int argc, char **argv)
 {
     static const struct {
         const char *name;
@@ -100,9 +153,17 @@ int main(int argc, char **argv)
         printf("monoquant %s\n", MQ_VERSION);
         return MQ_EXIT_OK;
     }
-    mq_cli_install_signals();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", argv[1], usage);
+    fprintf(stderr, "monoquant: unknown command '%s'\n\n%s", mq_cli_esc(argv[1]), usage);
     return MQ_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
+    mq_cli_install_signals();
+    int rc = finish_stdout(run_command(argc, argv));
+    mq_cli_esc_release();
+    return rc;
 }

@@ -2,6 +2,7 @@
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
 #include "dtype.h"
+#include "outfile.h"
 #include "timing.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char quantize_usage[] =
     "usage: monoquant quantize IN.safetensors -o OUT.safetensors [options]\n"
@@ -108,7 +110,8 @@ static bool parse_size(const char *s, uint64_t *out)
 
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
+    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "",
+            arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant quantize --help'\n");
     return MQ_EXIT_USAGE;
 }
@@ -258,11 +261,11 @@ static void print_line(const mq_progress *p)
     mq_shape_format(e->rank, e->shape, shape, sizeof shape);
     int digits = snprintf(NULL, 0, "%zu", p->tensors_total);
     printf("[%*zu/%zu] %-40s %-16s %5s -> %-4s %10s -> %s", digits, p->tensors_done,
-           p->tensors_total, e->name, shape, mq_dtype_name(e->dtype_in),
+           p->tensors_total, mq_cli_esc(e->name), shape, mq_dtype_name(e->dtype_in),
            e->action == MQ_ACTION_SKIP ? mq_dtype_name(e->dtype_in) : mq_dtype_name(e->dtype_out),
            mq_cli_bytes(e->bytes_in, bin, sizeof bin),
            mq_cli_bytes(e->bytes_out, bout, sizeof bout));
-    if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", e->reason);
+    if (e->action == MQ_ACTION_SKIP) printf("  kept: %s", mq_cli_esc(e->reason));
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
     if (e->action == MQ_ACTION_QUANTIZE) {
@@ -340,8 +343,9 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
             done++;
     }
     uint64_t in = mq_report_bytes_in(r), out = mq_report_bytes_out(r);
-    printf("device: %s%s%s%s%s\n", mq_report_backend(r), *mq_report_platform(r) ? " / " : "",
-           mq_report_platform(r), *mq_report_device(r) ? " / " : "", mq_report_device(r));
+    printf("device: %s%s%s%s%s\n", mq_cli_esc(mq_report_backend(r)),
+           *mq_report_platform(r) ? " / " : "", mq_cli_esc(mq_report_platform(r)),
+           *mq_report_device(r) ? " / " : "", mq_cli_esc(mq_report_device(r)));
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
            cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n, scheme_label(cfg),
            mq_cli_bytes(in, bin, sizeof bin), mq_cli_bytes(out, bout, sizeof bout),
@@ -353,7 +357,8 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
     printf("skipped %zu tensor%s%s\n", skipped, skipped == 1 ? "" : "s", skipped ? ":" : "");
     for (size_t i = 0; i < n; i++) {
         const mq_report_entry *e = mq_report_entry_at(r, i);
-        if (e->action == MQ_ACTION_SKIP) printf("  %s: %s\n", e->name, e->reason);
+        if (e->action == MQ_ACTION_SKIP)
+            printf("  %s: %s\n", mq_cli_esc(e->name), mq_cli_esc(e->reason));
     }
 }
 
@@ -366,8 +371,8 @@ static void warn_left_out(const mq_report *r)
         fprintf(stderr, "monoquant: warning: left out %zu file%s of the input directory:\n", left,
                 left == 1 ? "" : "s");
     for (size_t i = 0; i < left; i++)
-        fprintf(stderr, "  %s: %s\n", mq_report_left_out_file(r, i),
-                mq_report_left_out_reason(r, i));
+        fprintf(stderr, "  %s: %s\n", mq_cli_esc(mq_report_left_out_file(r, i)),
+                mq_cli_esc(mq_report_left_out_reason(r, i)));
 }
 
 int mq_cli_quantize(int argc, char **argv)
@@ -381,9 +386,30 @@ int mq_cli_quantize(int argc, char **argv)
         free(a.exclude);
         return rc < 0 ? MQ_EXIT_OK : rc;
     }
+    struct stat in_st;
+    bool dir_run = stat(a.in, &in_st) == 0 && S_ISDIR(in_st.st_mode);
+    const mq_cli_path paths[] = {
+        {"the input", a.in, false, false},
+        {"--config", a.config, false, false},
+        {"-o", a.out, true, dir_run},
+        {"--report", a.report, true, false},
+    };
+    if ((rc = mq_cli_check_paths("quantize", paths, 4)) != MQ_EXIT_OK) {
+        free(a.include);
+        free(a.exclude);
+        return rc;
+    }
+    mq_status st = resolve_config(&a, &cfg);
+    /* What the run will write is checked now, not after the work (a model
+     * directory's output is checked by the library before it starts). */
+    if (st == MQ_OK && !dir_run) st = mq_outfile_check(a.out, "output");
+    if (st == MQ_OK && a.report) st = mq_outfile_check(a.report, "report");
+    if (st == MQ_OK) {
+        mq_cli_remove_stale(a.out);
+        mq_cli_remove_stale(a.report);
+    }
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
-    mq_status st = resolve_config(&a, &cfg);
     if (st == MQ_OK && cfg.dtype == MQ_QINT8 && !cfg.per_channel &&
         (!cfg.symmetric || cfg.weights_only))
         fprintf(stderr, "monoquant: warning: vLLM has no kernel for int8 weights-only per-tensor "
@@ -394,14 +420,17 @@ int mq_cli_quantize(int argc, char **argv)
     if (st == MQ_OK) st = mq_quantize_file(a.in, a.out, &cfg, &rep);
     end_progress(&ps);
     double seconds = mq_now_s() - t0;
+    bool written = st == MQ_OK;
     if (st == MQ_OK && a.report)
         st = mq_report_write_json(rep, &cfg, a.in, a.out, seconds, a.report);
     if (st != MQ_OK) {
         rc = mq_cli_fail(st);
+        /* All or nothing: a model without the report asked for is removed. */
+        if (written) mq_cli_remove_output(a.out, dir_run, "its report could not be written");
     } else {
         if (!a.quiet) print_summary(rep, &cfg, seconds);
         warn_left_out(rep);
-        if (!a.quiet) printf("wrote %s\n", a.out);
+        if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
     }
     mq_report_free(rep);
     mq_config_free(&cfg);
