@@ -64,7 +64,7 @@ static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t
         size_t bad = 0;
         double t0 = mq_now_s();
         mq_status st =
-            be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, &bad, NULL)
+            be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, 0, &bad, NULL)
                : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;

@@ -5,6 +5,18 @@
  * parameters. Needs numerics.cl before it. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* Codes as stored: XOR cx, 0 or 0x80 (the unsigned bytes of compressed-tensors'
+ * packed int32 words: packing 8-bit codes is this relabelling, done here). */
+inline char8 mq_x8(char8 v, uchar cx)
+{
+    return as_char8(as_uchar8(v) ^ (uchar8)(cx));
+}
+
+inline char mq_x1(char v, uchar cx)
+{
+    return as_char((uchar)(as_uchar(v) ^ cx));
+}
+
 /* Vectors a lane sums in fp32 before the block's sum is added, compensated,
  * to the running one: the error of a row's sums stays near that of 16 terms
  * however long the row. */
@@ -50,7 +62,8 @@ inline void mq_err_reduce(float8 sig, float8 err2, float8 mx, uint8 ncl, float t
 /* Rows of `cols` values; `tpr` (a power of two dividing MQ_WG) work-items per row,
  * MQ_WG / tpr rows per work-group. */
 inline void mq_quantize_rows_body(global const void *src, const int dt, ulong rows, ulong cols,
-                                  uint tpr, int symmetric, global char *q, global void *scale,
+                                  uint tpr, int symmetric, uchar cx, global char *q,
+                                  global void *scale,
                                   global char *zp, global uchar *bad, const int want_err,
                                   global float *esum, global uint *ecl, local float *lo_s,
                                   local float *hi_s, local uint *bad_s, local float *s_s,
@@ -101,9 +114,10 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     if (!want_err) {
         if (!active) return;
         for (ulong v = t; v < nv; v += tpr)
-            vstore8(mq_quant8(mq_load8(src, base + v * 8, dt), s, z), 0, q + base + v * 8);
+            vstore8(mq_x8(mq_quant8(mq_load8(src, base + v * 8, dt), s, z), cx), 0,
+                    q + base + v * 8);
         for (ulong i = nv * 8 + t; i < cols; i += tpr)
-            q[base + i] = mq_quant1(mq_load1(src, base + i, dt), s, z);
+            q[base + i] = mq_x1(mq_quant1(mq_load1(src, base + i, dt), s, z), cx);
         return;
     }
 
@@ -119,7 +133,9 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
         float8 bs = (float8)(0.0f), be = bs;
         ulong vend = min(v0 + MQ_ERR_BLOCK * (ulong)tpr, nva);
         for (ulong v = v0; v < vend; v += tpr)
-            vstore8(mq_quant8_err(mq_load8(src, base + v * 8, dt), s, z, tk, &bs, &be, &mx, &ncl),
+            vstore8(mq_x8(mq_quant8_err(mq_load8(src, base + v * 8, dt), s, z, tk, &bs, &be, &mx,
+                                        &ncl),
+                          cx),
                     0, q + base + v * 8);
         mq_kahan8(bs, &sig, &sigc);
         mq_kahan8(be, &err2, &err2c);
@@ -127,7 +143,8 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     float ts = 0.0f, te = 0.0f, tm = 0.0f;
     uint tc = 0u;
     for (ulong i = nv * 8 + t; active && i < cols; i += tpr)
-        q[base + i] = mq_quant1_err(mq_load1(src, base + i, dt), s, z, tk, &ts, &te, &tm, &tc);
+        q[base + i] =
+            mq_x1(mq_quant1_err(mq_load1(src, base + i, dt), s, z, tk, &ts, &te, &tm, &tc), cx);
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);
     if (active && t == 0u) {
         vstore4((float4)(lo_s[lid], hi_s[lid], zp_s[lid], (float)k), row, esum);
@@ -146,19 +163,20 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
  * ecl[r] = the values clamped. */
 #define MQ_ROWS_KERNELS(SFX, DT, T)                                                                \
     kernel void mq_quantize_rows_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,      \
-                                       int symmetric, global char *q, global T *scale,             \
+                                       int symmetric, uchar cx, global char *q, global T *scale,   \
                                        global char *zp, global uchar *bad)                         \
     {                                                                                              \
         MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, q, scale, zp, bad, 0, 0, 0,     \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, cx, q, scale, zp, bad, 0, 0, 0, \
                               lo_s, hi_s, bad_s, s_s, zp_s);                                       \
     }                                                                                              \
-    kernel void mq_quantize_rows_err_##SFX(                                                        \
-        global const T *src, ulong rows, ulong cols, uint tpr, int symmetric, global char *q,      \
-        global T *scale, global char *zp, global uchar *bad, global float *esum, global uint *ecl) \
+    kernel void mq_quantize_rows_err_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,  \
+                                           int symmetric, uchar cx, global char *q,                \
+                                           global T *scale, global char *zp, global uchar *bad,    \
+                                           global float *esum, global uint *ecl)                   \
     {                                                                                              \
         MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, q, scale, zp, bad, 1, esum,     \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, cx, q, scale, zp, bad, 1, esum, \
                               ecl, lo_s, hi_s, bad_s, s_s, zp_s);                                  \
     }
 
@@ -235,37 +253,37 @@ kernel void mq_row_stats_bf16(global const ushort *src, ulong cols, ulong seg, u
  * the scale s[r] and zero point zp[r] of each row r. Eight values per work-item. */
 inline void mq_quantize_fixed_body(global const void *src, const int dt, ulong n, ulong cols,
                                    ulong col0, global const float *s, global const char *zp,
-                                   global char *q)
+                                   uchar cx, global char *q)
 {
     ulong i = (ulong)get_global_id(0) * 8;
     if (i >= n) return;
     ulong r = (col0 + i) / cols;
     if (i + 8 <= n && (col0 + i + 7) / cols == r) {
-        vstore8(mq_quant8(mq_load8(src, i, dt), s[r], (float)zp[r]), 0, q + i);
+        vstore8(mq_x8(mq_quant8(mq_load8(src, i, dt), s[r], (float)zp[r]), cx), 0, q + i);
         return;
     }
     for (ulong j = i; j < min(i + 8, n); j++) {
         r = (col0 + j) / cols;
-        q[j] = mq_quant1(mq_load1(src, j, dt), s[r], (float)zp[r]);
+        q[j] = mq_x1(mq_quant1(mq_load1(src, j, dt), s[r], (float)zp[r]), cx);
     }
 }
 
 kernel void mq_quantize_fixed_f32(global const float *src, ulong n, ulong cols, ulong col0,
-                                  global const float *s, global const char *zp, global char *q)
+        global const float *s, global const char *zp, uchar cx, global char *q)
 {
-    mq_quantize_fixed_body(src, MQ_F32, n, cols, col0, s, zp, q);
+    mq_quantize_fixed_body(src, MQ_F32, n, cols, col0, s, zp, cx, q);
 }
 
 kernel void mq_quantize_fixed_f16(global const ushort *src, ulong n, ulong cols, ulong col0,
-                                  global const float *s, global const char *zp, global char *q)
+        global const float *s, global const char *zp, uchar cx, global char *q)
 {
-    mq_quantize_fixed_body(src, MQ_F16, n, cols, col0, s, zp, q);
+    mq_quantize_fixed_body(src, MQ_F16, n, cols, col0, s, zp, cx, q);
 }
 
 kernel void mq_quantize_fixed_bf16(global const ushort *src, ulong n, ulong cols, ulong col0,
-                                   global const float *s, global const char *zp, global char *q)
+        global const float *s, global const char *zp, uchar cx, global char *q)
 {
-    mq_quantize_fixed_body(src, MQ_BF16, n, cols, col0, s, zp, q);
+    mq_quantize_fixed_body(src, MQ_BF16, n, cols, col0, s, zp, cx, q);
 }
 
 /* As mq_quantize_fixed_body, and the weight error of the work-group's values
@@ -274,7 +292,8 @@ kernel void mq_quantize_fixed_bf16(global const ushort *src, ulong n, ulong cols
  * clamped count in ecl[g]. */
 inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulong n, ulong cols,
                                        ulong col0, global const float *s, global const char *zp,
-                                       global char *q, global float *esum, global uint *ecl,
+                                       uchar cx, global char *q, global float *esum,
+                                       global uint *ecl,
                                        local float *sig_s, local float *err2_s, local float *mx_s,
                                        local uint *ncl_s)
 {
@@ -309,11 +328,13 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
     uint tc = 0u;
     if (whole) {
         ulong r = (col0 + i) / cols;
-        vstore8(mq_quant8_err(w, s[r], (float)zp[r], tk, &sig, &err2, &mx, &ncl), 0, q + i);
+        vstore8(mq_x8(mq_quant8_err(w, s[r], (float)zp[r], tk, &sig, &err2, &mx, &ncl), cx), 0,
+                q + i);
     } else {
         for (ulong j = i; j < end; j++) {
             ulong r = (col0 + j) / cols;
-            q[j] = mq_quant1_err(mq_load1(src, j, dt), s[r], (float)zp[r], tk, &ts, &te, &tm, &tc);
+            q[j] = mq_x1(
+                mq_quant1_err(mq_load1(src, j, dt), s[r], (float)zp[r], tk, &ts, &te, &tm, &tc), cx);
         }
     }
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, sig_s, err2_s, mx_s, ncl_s);
@@ -329,12 +350,12 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
     local uint ncl_s[MQ_WG]
 
 #define MQ_FIXED_ERR_KERNEL(SFX, DT, T)                                                            \
-    kernel void mq_quantize_fixed_err_##SFX(global const T *src, ulong n, ulong cols, ulong col0,  \
-                                            global const float *s, global const char *zp,          \
-                                            global char *q, global float *esum, global uint *ecl)  \
+    kernel void mq_quantize_fixed_err_##SFX(                                                       \
+        global const T *src, ulong n, ulong cols, ulong col0, global const float *s,               \
+        global const char *zp, uchar cx, global char *q, global float *esum, global uint *ecl)     \
     {                                                                                              \
         MQ_FIXED_ERR_LOCALS;                                                                       \
-        mq_quantize_fixed_err_body(src, DT, n, cols, col0, s, zp, q, esum, ecl, sig_s, err2_s,     \
+        mq_quantize_fixed_err_body(src, DT, n, cols, col0, s, zp, cx, q, esum, ecl, sig_s, err2_s, \
                                    mx_s, ncl_s);                                                   \
     }
 

@@ -88,7 +88,7 @@ static void fold_err(mq_err_acc *acc, const qbufs *w, size_t parts)
 
 static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                 size_t cols, bool symmetric, int8_t *q, uint8_t *scale, int8_t *zp,
-                                size_t *bad_row, mq_err_acc *err)
+                                uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     /* The per-row buffers (scales, or 16 bytes of error sums) stay within
@@ -111,6 +111,7 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     size_t rows_per_group = cb->wg / tpr;
     cl_uint tpr_arg = (cl_uint)tpr;
     cl_int sym_arg = symmetric ? 1 : 0;
+    cl_uchar cx_arg = code_xor;
     qbufs w = {.in = in_st, .q = q_st};
     mq_status st = MQ_OK;
     if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
@@ -132,14 +133,14 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         size_t n = rows - r0 < rpc ? rows - r0 : rpc;
         cl_ulong n_arg = n, cols_arg = cols;
         mq_cl_arg args[] = {MQ_CL_ARG(w.in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
-                            MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(w.q),
-                            MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),    MQ_CL_ARG(w.bad),
-                            MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
+                            MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(cx_arg),
+                            MQ_CL_ARG(w.q),     MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),
+                            MQ_CL_ARG(w.bad),   MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
         size_t groups = (n + rows_per_group - 1) / rows_per_group;
         cl_kernel k = err ? cb->fused_err[dt] : cb->fused[dt];
         if ((!in_st &&
              (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
-            (st = mq_cl_launch(cb, k, args, err ? 11 : 9, groups * cb->wg, NULL)) != MQ_OK ||
+            (st = mq_cl_launch(cb, k, args, err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
             (!q_st && (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
             (!symmetric && zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
@@ -224,15 +225,17 @@ static size_t fixed_groups(const mq_cl_backend *cb, size_t n)
 /* q for `n` values in w->in starting at column col0 of the first row, with the
  * parameters already in w->ps / w->pzp; with err, their weight error as well. */
 static mq_status run_fixed(mq_cl_backend *cb, mq_dtype dt, qbufs *w, size_t n, size_t cols,
-                           size_t col0, int8_t *q, mq_err_acc *err)
+                           size_t col0, uint8_t code_xor, int8_t *q, mq_err_acc *err)
 {
     cl_ulong n_arg = n, cols_arg = cols, col0_arg = col0;
-    mq_cl_arg args[] = {MQ_CL_ARG(w->in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
-                        MQ_CL_ARG(col0_arg), MQ_CL_ARG(w->ps),   MQ_CL_ARG(w->pzp),
-                        MQ_CL_ARG(w->q),     MQ_CL_ARG(w->esum), MQ_CL_ARG(w->ecl)};
+    cl_uchar cx_arg = code_xor;
+    mq_cl_arg args[] = {MQ_CL_ARG(w->in),    MQ_CL_ARG(n_arg), MQ_CL_ARG(cols_arg),
+                        MQ_CL_ARG(col0_arg), MQ_CL_ARG(w->ps), MQ_CL_ARG(w->pzp),
+                        MQ_CL_ARG(cx_arg),   MQ_CL_ARG(w->q),  MQ_CL_ARG(w->esum),
+                        MQ_CL_ARG(w->ecl)};
     size_t groups = fixed_groups(cb, n);
     mq_status st;
-    if ((st = mq_cl_launch(cb, err ? cb->fixed_err[dt] : cb->fixed[dt], args, err ? 9 : 7,
+    if ((st = mq_cl_launch(cb, err ? cb->fixed_err[dt] : cb->fixed[dt], args, err ? 10 : 8,
                            (n + 7) / 8, NULL)) != MQ_OK ||
         (st = mq_cl_read(cb, w->q, n, q)) != MQ_OK ||
         (err && (st = read_err(cb, w, groups)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
@@ -265,7 +268,7 @@ static mq_status split_buffers(mq_cl_backend *cb, qbufs *w, size_t in_bytes, siz
 /* Long rows that still fit a buffer: chunks of whole rows, two kernels each. */
 static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                 size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                size_t *bad_row, mq_err_acc *err)
+                                uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     size_t seg = stats_segment(cb), spr = (cols + seg - 1) / seg;
@@ -296,7 +299,7 @@ static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
         if ((st = mq_cl_write(cb, w.ps, n * sizeof(float), w.hs)) != MQ_OK ||
             (st = mq_cl_write(cb, w.pzp, n, w.hzp)) != MQ_OK)
             break;
-        st = run_fixed(cb, dt, &w, n * cols, cols, 0, q + r0 * cols, err);
+        st = run_fixed(cb, dt, &w, n * cols, cols, 0, code_xor, q + r0 * cols, err);
     }
 done:
     qbufs_free(cb, &w);
@@ -307,7 +310,7 @@ done:
  * its statistics and once to quantize with the parameters they give. */
 static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                 size_t *bad_row, mq_err_acc *err)
+                                 uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt);
     size_t piece = piece_len(cb, es);
@@ -344,7 +347,8 @@ static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype
         for (size_t c0 = 0; c0 < cols; c0 += piece) {
             size_t m = cols - c0 < piece ? cols - c0 : piece;
             if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
-                (st = run_fixed(cb, dt, &w, m, cols, c0, q + r * cols + c0, err)) != MQ_OK)
+                (st = run_fixed(cb, dt, &w, m, cols, c0, code_xor, q + r * cols + c0, err)) !=
+                    MQ_OK)
                 goto done;
         }
     }
@@ -355,7 +359,7 @@ done:
 
 static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                     size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    size_t *bad_row, mq_err_acc *err)
+                                    uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st0 = check_dtype(dt, "quantize");
@@ -368,25 +372,27 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
         return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
     if (cols * es > cb->limit)
-        return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
+        return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
+                               err);
     if (cols >= MQ_CL_SPLIT_COLS)
-        return quantize_split(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
-    return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
+        return quantize_split(cb, src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
+                              err);
+    return quantize_fused(cb, src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, err);
 }
 
 /* A device out of memory gets the same work again in smaller chunks; each
  * attempt writes every output from scratch and sums its own error, which
  * counts only when the attempt succeeds. */
 mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row,
-                              mq_err_acc *err)
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
+                              size_t *bad_row, mq_err_acc *err)
 {
     mq_status st;
     mq_err_acc part;
     do {
         mq_cl_clear_code();
         mq_err_acc_init(&part);
-        st = quantize_rows_once(b, src, dt, rows, cols, symmetric, q, scale, zp, bad_row,
+        st = quantize_rows_once(b, src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
                                 err ? &part : NULL);
     } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
                                  cols * mq_dtype_size(dt)));
@@ -421,7 +427,8 @@ static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t
 }
 
 static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                      float scale, int8_t zp, int8_t *q, mq_err_acc *err)
+                                      float scale, int8_t zp, uint8_t code_xor, int8_t *q,
+                                      mq_err_acc *err)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = check_dtype(dt, "quantize");
@@ -443,7 +450,7 @@ static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype d
     for (size_t c0 = 0; st == MQ_OK && c0 < n; c0 += piece) {
         size_t m = n - c0 < piece ? n - c0 : piece;
         if ((st = mq_cl_write(cb, w.in, m * es, p + c0 * es)) == MQ_OK)
-            st = run_fixed(cb, dt, &w, m, n, c0, q + c0, err);
+            st = run_fixed(cb, dt, &w, m, n, c0, code_xor, q + c0, err);
     }
     qbufs_free(cb, &w);
     return st;
@@ -462,7 +469,8 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq
 }
 
 mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, bool symmetric, int8_t *q, mq_err_acc *err)
+                                int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                mq_err_acc *err)
 {
     /* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
     (void)symmetric;
@@ -471,7 +479,7 @@ mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, siz
     do {
         mq_cl_clear_code();
         mq_err_acc_init(&part);
-        st = quantize_values_once(b, src, dt, n, scale, zp, q, err ? &part : NULL);
+        st = quantize_values_once(b, src, dt, n, scale, zp, code_xor, q, err ? &part : NULL);
     } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
     if (st == MQ_OK && err) mq_err_acc_add(err, &part);
     return st;

@@ -130,14 +130,15 @@ mq_status mq_cl_stage_give(mq_cl_backend *cb, cl_mem m);
 /* backend.h: quantize_rows, the weight error (err) computed by the _err
  * kernels in the same pass. */
 mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row,
-                              struct mq_err_acc *err);
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
+                              size_t *bad_row, struct mq_err_acc *err);
 /* The streaming steps (backend.h): statistics of a run of values folded into *st,
  * and int8 values with given parameters. */
 mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                        struct mq_ref_stats *st);
 mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, bool symmetric, int8_t *q, struct mq_err_acc *err);
+                                int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                struct mq_err_acc *err);
 mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,

@@ -56,6 +56,7 @@ typedef struct {
     int8_t *q;
     unsigned char *scale;
     int8_t *zp;
+    uint8_t code_xor;
     unsigned parts;
     mq_status st[HOST_MAX_THREADS];
     size_t bad[HOST_MAX_THREADS];
@@ -69,13 +70,13 @@ static void quant_part(void *arg, unsigned k)
     size_t r0, r1, es = mq_dtype_size(j->dt);
     part_range(j->rows, j->parts, k, &r0, &r1);
     if (j->want_err)
-        j->st[k] = mq_hk_quantize_rows_err(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
-                                           j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
-                                           j->zp ? j->zp + r0 : NULL, &j->bad[k], &j->err[k]);
+        j->st[k] = mq_hk_quantize_rows_err(
+            j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols, j->symmetric, j->q + r0 * j->cols,
+            j->scale + r0 * es, j->zp ? j->zp + r0 : NULL, j->code_xor, &j->bad[k], &j->err[k]);
     else
         j->st[k] = mq_hk_quantize_rows(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
                                        j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
-                                       j->zp ? j->zp + r0 : NULL, &j->bad[k]);
+                                       j->zp ? j->zp + r0 : NULL, j->code_xor, &j->bad[k]);
     j->bad[k] += r0;
 }
 
@@ -83,17 +84,17 @@ static void quant_part(void *arg, unsigned k)
  * are added in order, so the result does not depend on timing. */
 static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                     size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    size_t *bad_row, mq_err_acc *err)
+                                    uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     unsigned parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt));
     if (parts == 1) {
         if (err)
-            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, bad_row,
-                                           err);
-        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, code_xor,
+                                           bad_row, err);
+        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row);
     }
     quant_job j = {
-        src,   dt,      rows, cols,        symmetric,     q, scale, symmetric ? NULL : zp,
+        src,   dt,      rows, cols,        symmetric,     q, scale, symmetric ? NULL : zp, code_xor,
         parts, {MQ_OK}, {0},  err != NULL, {{0, 0, 0, 0}}};
     for (unsigned k = 0; k < parts; k++)
         mq_err_acc_init(&j.err[k]);
@@ -181,14 +182,14 @@ static mq_status host_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t
 }
 
 static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                      float scale, int8_t zp, bool symmetric, int8_t *q,
-                                      mq_err_acc *err)
+                                      float scale, int8_t zp, bool symmetric, uint8_t code_xor,
+                                      int8_t *q, mq_err_acc *err)
 {
     (void)b;
     if (err)
-        mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, q, err);
+        mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, code_xor, q, err);
     else
-        mq_hk_quantize_values(src, dt, n, scale, zp, q);
+        mq_hk_quantize_values(src, dt, n, scale, zp, code_xor, q);
     return MQ_OK;
 }
 

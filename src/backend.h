@@ -15,10 +15,12 @@ typedef struct {
      * With err (NULL: none) the weight error of the values is added to *err
      * in the same pass (the host loop, the OpenCL _err kernels): the sums of
      * mq_ref_error_stats, matched to a relative 1e-5. On an error *err may
-     * hold part of the call. */
+     * hold part of the call. Each code is stored XOR code_xor: 0, or 0x80
+     * for the unsigned bytes of compressed-tensors' packed words (the
+     * packing done where the codes are made; see layout.h). */
     mq_status (*quantize_rows)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                               size_t *bad_row, struct mq_err_acc *err);
+                               uint8_t code_xor, size_t *bad_row, struct mq_err_acc *err);
     /* As mq_ref_cast_f16; the overflow count goes to *overflow. */
     mq_status (*cast_f16)(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                           uint16_t *dst, uint64_t *overflow);
@@ -36,7 +38,8 @@ typedef struct {
      * pass); err as for quantize_rows (symmetric: zp is no zero point for
      * the statistics). */
     mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                 int8_t zp, bool symmetric, int8_t *q, struct mq_err_acc *err);
+                                 int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                 struct mq_err_acc *err);
     /* Host memory the device reads and writes fastest (pinned / zero-copy);
      * NULL from staging_alloc means use plain memory. */
     void *(*staging_alloc)(mq_backend *b, size_t n);

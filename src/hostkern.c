@@ -179,14 +179,15 @@ HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n
  * commutes with rint (both monotonic, integer bounds). A NaN falls to the
  * lower bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. The small
  * range makes the magic-number rint exact, and the final conversion defined. */
-HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, int8_t *restrict q)
+HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, uint8_t cx,
+                           int8_t *restrict q)
 {
     for (int j = 0; j < nb; j++) {
         float v = x[j] / s + z;
         v = v > -128.0f ? v : -128.0f;
         v = v < 127.0f ? v : 127.0f;
         v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        q[j] = (int8_t)(int32_t)v;
+        q[j] = (int8_t)((uint8_t)(int32_t)v ^ cx);
     }
 }
 
@@ -203,7 +204,7 @@ HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, in
  * and w - w_hat is exact in fp32 for an unclamped value (Sterbenz: w_hat is
  * 0 or within a factor of 2 of w), so max |w - w_hat| matches the reference
  * except for clamped values (one fp32 rounding). */
-HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z,
+HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z, uint8_t cx,
                                int8_t *restrict q, mq_err_acc *restrict acc)
 {
     float e[HK_BIG];
@@ -219,7 +220,7 @@ HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z
         c += (uint32_t)((v < -128.0f) | (v > 127.0f));
         v = v > -128.0f ? v : -128.0f;
         v = v < 127.0f ? v : 127.0f;
-        q[j] = (int8_t)(int32_t)v;
+        q[j] = (int8_t)((uint8_t)(int32_t)v ^ cx);
         e[j] = x[j] - (v - z) * s;
     }
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
@@ -248,13 +249,20 @@ HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z
 }
 
 /* One block's codes, and with acc its weight error too. */
-HK_INLINE void quant_block_acc(const float *restrict x, int nb, float s, float z,
+HK_INLINE void quant_block_acc(const float *restrict x, int nb, float s, float z, uint8_t cx,
                                int8_t *restrict q, mq_err_acc *acc)
 {
     if (acc)
-        quant_block_err(x, nb, s, z, q, acc);
+        quant_block_err(x, nb, s, z, cx, q, acc);
     else
-        quant_block(x, nb, s, z, q);
+        quant_block(x, nb, s, z, cx, q);
+}
+
+/* Relabels n codes already written (the reference's, in the short runs). */
+HK_INLINE void xor_codes(int8_t *q, size_t n, uint8_t cx)
+{
+    for (size_t i = 0; cx && i < n; i++)
+        q[i] = (int8_t)((uint8_t)q[i] ^ cx);
 }
 
 /* The codes of n values with fixed parameters; with acc, their weight error
@@ -263,7 +271,7 @@ HK_INLINE void quant_block_acc(const float *restrict x, int nb, float s, float z
  * run (whose block is padded) the reference statistics on the codes just
  * written. */
 HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, bool asym,
-                         int8_t *q, mq_err_acc *acc)
+                         uint8_t cx, int8_t *q, mq_err_acc *acc)
 {
     hk_block b;
     int8_t qt[HK_SMALL];
@@ -272,18 +280,20 @@ HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t
     if (n < HK_SMALL) {
         mq_ref_quantize_values(src, dt, n, s, zp, q);
         if (acc) mq_ref_error_stats(src, dt, 1, n, q, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+        xor_codes(q, n, cx);
         return;
     }
     for (; i + HK_BIG <= n; i += HK_BIG)
-        quant_block_acc(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, q + i, acc);
+        quant_block_acc(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, cx, q + i, acc);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
-        quant_block_acc(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, q + i, acc);
+        quant_block_acc(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, cx, q + i, acc);
     if (i < n) {
-        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, qt);
+        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, 0, qt);
         memcpy(q + i, qt, n - i);
         if (acc)
             mq_ref_error_stats((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, n - i,
                                q + i, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
+        xor_codes(q + i, n - i, cx);
     }
 }
 
@@ -293,14 +303,14 @@ HK_CLONES void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt,
 }
 
 HK_CLONES void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                                     int8_t *q)
+                                     uint8_t code_xor, int8_t *q)
 {
-    quant_run(src, dt, n, scale, zp, false, q, NULL);
+    quant_run(src, dt, n, scale, zp, false, code_xor, q, NULL);
 }
 
 HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row,
-                               mq_err_acc *err)
+                               bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t cx,
+                               size_t *bad_row, mq_err_acc *err)
 {
     const unsigned char *in = src;
     size_t row_bytes = cols * mq_dtype_size(dt);
@@ -330,31 +340,32 @@ HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t
         if (!symmetric && zp) zp[r] = z;
         /* Two calls, so that each inlined copy knows whether err is NULL. */
         if (err)
-            quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, err);
+            quant_run(row, rdt, cols, s, z, !symmetric, cx, q + r * cols, err);
         else
-            quant_run(row, rdt, cols, s, z, !symmetric, q + r * cols, NULL);
+            quant_run(row, rdt, cols, s, z, !symmetric, cx, q + r * cols, NULL);
     }
     return MQ_OK;
 }
 
 HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
                                         bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                        size_t *bad_row)
+                                        uint8_t code_xor, size_t *bad_row)
 {
-    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row, NULL);
+    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, NULL);
 }
 
 HK_CLONES mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
                                             bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                            size_t *bad_row, mq_err_acc *err)
+                                            uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
-    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row, err);
+    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, err);
 }
 
 HK_CLONES void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
-                                         int8_t zp, bool symmetric, int8_t *q, mq_err_acc *err)
+                                         int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                         mq_err_acc *err)
 {
-    quant_run(src, dt, n, scale, zp, !symmetric, q, err);
+    quant_run(src, dt, n, scale, zp, !symmetric, code_xor, q, err);
 }
 
 /* fp32 bits to half bits as mq_f32_to_f16, without branches: normal results

@@ -9,12 +9,14 @@
 /* As mq_ref_stats_update (lo/hi may differ only in the sign of a zero, which
  * mq_ref_params never sees). */
 void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n);
-/* As mq_ref_quantize_values. */
+/* As mq_ref_quantize_values, each code stored XOR code_xor (0, or 0x80 for
+ * compressed-tensors' packed unsigned bytes, see layout.h). */
 void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                           int8_t *q);
-/* As mq_ref_quantize_rows. */
+                           uint8_t code_xor, int8_t *q);
+/* As mq_ref_quantize_rows, codes stored XOR code_xor. */
 mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
+                              size_t *bad_row);
 /* As mq_ref_cast_f16. */
 uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);
 
@@ -28,8 +30,8 @@ uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, u
  */
 mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
                                   bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                  size_t *bad_row, mq_err_acc *err);
+                                  uint8_t code_xor, size_t *bad_row, mq_err_acc *err);
 void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                               bool symmetric, int8_t *q, mq_err_acc *err);
+                               bool symmetric, uint8_t code_xor, int8_t *q, mq_err_acc *err);
 
 #endif

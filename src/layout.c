@@ -138,15 +138,15 @@ size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count)
     return (size_t)(end - mq_qlayout_code_pos(l, first));
 }
 
+uint8_t mq_qlayout_code_xor(const mq_qlayout *l)
+{
+    return l->format == MQ_FORMAT_PACK_QUANTIZED ? PACK_OFFSET8 : 0;
+}
+
 size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, size_t count)
 {
     unsigned char *b = buf;
-    if (l->format != MQ_FORMAT_PACK_QUANTIZED || count == 0) return count;
-    if (l->inner_bytes == l->inner) {
-        for (size_t k = 0; k < count; k++)
-            b[k] ^= PACK_OFFSET8;
-        return count;
-    }
+    if (l->inner_bytes == l->inner || count == 0) return count;
     /* Back to front: a code moves only forward (by the padding before it), so
      * nothing is overwritten before it is read. */
     uint64_t base = mq_qlayout_code_pos(l, first);
@@ -155,7 +155,7 @@ size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, siz
         uint64_t e = first + k;
         size_t o = (size_t)(mq_qlayout_code_pos(l, e) - base);
         if ((e + 1) % l->inner == 0) memset(b + o + 1, 0, pad);
-        b[o] = (unsigned char)(b[k] ^ PACK_OFFSET8);
+        b[o] = b[k];
     }
     return mq_qlayout_code_span(l, first, count);
 }

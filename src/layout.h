@@ -76,9 +76,14 @@ uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e);
 /* Output bytes of the codes of values [first, first + count), count > 0:
  * from the first code to the last, with the padding after each row end. */
 size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count);
-/* Turns the int8 codes of values [first, first + count) at buf into their
- * output bytes in place (buf holds mq_qlayout_code_span bytes); returns that
- * span. For int-quantized nothing changes. */
+/* The XOR the backend applies to each code as it stores it (0x80 when
+ * packed: a packed word's bytes are the codes + 128), so the packing is done
+ * where the codes are made, on the device or the host kernels. */
+uint8_t mq_qlayout_code_xor(const mq_qlayout *l);
+/* Moves the stored codes of values [first, first + count) at buf (already
+ * XORed by the backend) to their output positions in place, zeroing the
+ * padding after each row end (buf holds mq_qlayout_code_span bytes); returns
+ * that span. Nothing moves unless the last dimension leaves padding. */
 size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, size_t count);
 /* The stored form of n zero points (rows from 0 or a later row) in place:
  * packed per channel, unchanged otherwise. */

@@ -84,7 +84,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     mq_err_acc_init(&acc);
     st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, l.rows, l.cols, sym,
                                    data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], data[MQ_QOUT_ZP],
-                                   &bad_row, &acc);
+                                   mq_qlayout_code_xor(&l), &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->cfg->skip_nonfinite) {
             *nonfinite = true;

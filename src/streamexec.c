@@ -116,10 +116,11 @@ static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n,
 }
 
 /* Quantized values with the weight error of the n values into *err, in one pass. */
-static mq_status do_values_err(mq_stream *s, const void *src, mq_dtype dt, size_t n, float scale,
-                               int8_t zp, int8_t *q, mq_err_acc *err)
+static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src, size_t n,
+                               float scale, int8_t zp, int8_t *q, mq_err_acc *err)
 {
-    return s->be->ops->quantize_values(s->be, src, dt, n, scale, zp, s->cfg->symmetric, q, err);
+    return s->be->ops->quantize_values(s->be, src, tp->t->dtype, n, scale, zp, s->cfg->symmetric,
+                                       mq_qlayout_code_xor(&tp->lay), q, err);
 }
 
 /* ---- progress ---- */
@@ -210,7 +211,7 @@ static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
     const mq_backend_ops *ops = s->be->ops;
     mq_status st;
     st = ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf, scale,
-                            (int8_t *)zp, &bad, err);
+                            (int8_t *)zp, mq_qlayout_code_xor(&tp->lay), &bad, err);
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
     if (st != MQ_OK) return st;
     uint64_t e0 = (uint64_t)c->first * tp->cols;
@@ -235,7 +236,7 @@ static mq_status chunk_split(mq_stream *s, const mq_tplan *tp, const mq_chunk *c
     size_t es = mq_dtype_size(dt);
     mq_status st;
     if (c->pass == 1) {
-        if ((st = do_values_err(s, d, dt, c->count, *scale, *zp, (int8_t *)j->buf, err)) != MQ_OK)
+        if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, (int8_t *)j->buf, err)) != MQ_OK)
             return st;
         uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
         size_t nq = mq_qlayout_pack_codes(&tp->lay, j->buf, e0, c->count);

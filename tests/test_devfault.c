@@ -133,7 +133,7 @@ static void check_quantize(mq_backend *b, const float *w)
         memset(q, 0x55, sizeof q);
         memset(zp, 0x55, sizeof zp);
         mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, sym, q, s,
-                                             sym ? NULL : zp, &bad, NULL);
+                                             sym ? NULL : zp, 0, &bad, NULL);
         if (st != MQ_OK) fail_msg("quantize_rows: %s", mq_last_error());
         assert_int_equal(
             mq_ref_quantize_rows(w, MQ_DTYPE_F32, ROWS, COLS, sym, rq, rs, sym ? NULL : rzp, &bad),
@@ -177,7 +177,7 @@ static void test_below_one_row(void **state)
     size_t bad = 0;
     faults(ROW_BYTES - 1, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
     mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, &bad, NULL);
+        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_error_has("out of device memory");
     assert_error_has("one row of 1200 bytes");
@@ -227,7 +227,7 @@ static void test_error_stats_retry(void **state)
     faults(0, CL_OUT_OF_RESOURCES, 1);
     g_launch_skip = 5;
     mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, &bad, &got);
+        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, &got);
     if (st != MQ_OK) fail_msg("quantize_rows with statistics: %s", mq_last_error());
     assert_int_equal(g_injected, 1);
     assert_memory_equal(q, rq, ROWS * COLS);
@@ -256,7 +256,7 @@ static void test_short_rows_within_limit(void **state)
     mq_err_acc_init(&got);
     mq_err_acc_init(&want);
     faults(4096, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-    mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, R, C, true, q, s, NULL, &bad, &got);
+    mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, R, C, true, q, s, NULL, 0, &bad, &got);
     if (st != MQ_OK) fail_msg("quantize_rows with statistics: %s", mq_last_error());
     assert_int_equal(g_injected, 0);
     assert_true(g_largest <= 4096);
@@ -281,13 +281,13 @@ static void test_other_error_not_retried(void **state)
     size_t bad = 0;
     faults(1, CL_INVALID_VALUE, 0);
     mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, &bad, NULL);
+        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_int_equal(g_injected, 1);
     assert_error_has("CL_INVALID_VALUE");
     assert_null(strstr(mq_last_error(), "out of device memory"));
     faults(0, CL_INVALID_VALUE, 1);
-    st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, &bad, NULL);
+    st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_int_equal(g_injected, 1);
     assert_error_has("clEnqueueNDRangeKernel");
@@ -350,8 +350,8 @@ static void test_other_ops_retry(void **state)
         b = open_device(0);
         int8_t *v = malloc(N), *rv = malloc(N);
         faults(fail_above, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-        assert_int_equal(b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, v, NULL),
-                         MQ_OK);
+        assert_int_equal(
+            b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, 0, v, NULL), MQ_OK);
         mq_ref_quantize_values(w, MQ_DTYPE_F32, N, 0.05f, 3, rv);
         assert_memory_equal(v, rv, N);
         assert_true(g_injected > 0);
@@ -359,8 +359,9 @@ static void test_other_ops_retry(void **state)
         mq_backend_free(b);
         b = open_device(0);
         faults(1000, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-        assert_int_equal(b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, v, NULL),
-                         MQ_STATUS_E_DEVICE);
+        assert_int_equal(
+            b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, 0, v, NULL),
+            MQ_STATUS_E_DEVICE);
         assert_error_has("out of device memory with buffers of");
         assert_error_has("CL_MEM_OBJECT_ALLOCATION_FAILURE");
         free(v);

@@ -131,7 +131,7 @@ static void test_symmetric_positive_max_clamped(void **state)
     row[10] = 3.0f;
     mq_err_acc_init(&a);
     assert_int_equal(
-        mq_hk_quantize_rows_err(row, MQ_DTYPE_F32, 1, 64, true, q64, &s, NULL, &bad, &a), MQ_OK);
+        mq_hk_quantize_rows_err(row, MQ_DTYPE_F32, 1, 64, true, q64, &s, NULL, 0, &bad, &a), MQ_OK);
     assert_int_equal(a.clamped, 1);
 }
 
@@ -202,12 +202,12 @@ static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, b
     assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, q0, s0, z0, &bad), MQ_OK);
     mq_ref_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
     assert_int_equal(
-        mq_hk_quantize_rows_err(src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad, &got1),
+        mq_hk_quantize_rows_err(src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, 0, &bad, &got1),
         MQ_OK);
     assert_non_null(be->ops->quantize_rows);
-    assert_int_equal(
-        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2, &bad, &got2),
-        MQ_OK);
+    assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2,
+                                            0, &bad, &got2),
+                     MQ_OK);
     /* Output bytes unchanged by the statistics. */
     assert_memory_equal(q0, q1, n);
     assert_memory_equal(q0, q2, n);
@@ -233,7 +233,8 @@ static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, b
         mq_ref_error_stats(src, dt, 1, n, q0, &sc, MQ_DTYPE_F32, sym ? NULL : &zp, &want);
         mq_err_acc_init(&got1);
         assert_non_null(be->ops->quantize_values);
-        assert_int_equal(be->ops->quantize_values(be, src, dt, n, sc, zp, sym, q1, &got1), MQ_OK);
+        assert_int_equal(be->ops->quantize_values(be, src, dt, n, sc, zp, sym, 0, q1, &got1),
+                         MQ_OK);
         assert_memory_equal(q0, q1, n);
         snprintf(tag, sizeof tag, "%s %zu values %s", mq_dtype_name(dt), n, sym ? "sym" : "asym");
         assert_acc_close(&got1, &want, tag);
@@ -350,9 +351,9 @@ static void check_edge(mq_backend *be, mq_dtype dt, int kind, size_t rows, size_
     mq_err_acc_init(&got);
     assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, q0, s0, z0, &bad), MQ_OK);
     mq_ref_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
-    assert_int_equal(
-        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad, &got),
-        MQ_OK);
+    assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1,
+                                            0, &bad, &got),
+                     MQ_OK);
     assert_memory_equal(q0, q1, n);
     assert_memory_equal(s0, s1, rows * es);
     if (!sym) assert_memory_equal(z0, z1, rows);

@@ -104,13 +104,24 @@ static void check_stats(const void *src, mq_dtype dt, size_t n)
     assert_stats_equal(&a, &b);
 }
 
+/* Every other call asks for packed codes (XOR 0x80): the block loop, the
+ * reference run for short inputs and the padded tail each run both ways. */
+static uint8_t next_xor(void)
+{
+    static unsigned calls;
+    return (calls++ & 1u) ? 0x80 : 0;
+}
+
 static void check_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp)
 {
     int8_t *a = malloc(n + 1), *b = malloc(n + 1);
+    uint8_t cx = next_xor();
     assert_non_null(a);
     assert_non_null(b);
-    mq_hk_quantize_values(src, dt, n, scale, zp, a);
+    mq_hk_quantize_values(src, dt, n, scale, zp, cx, a);
     mq_ref_quantize_values(src, dt, n, scale, zp, b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (int8_t)((uint8_t)b[i] ^ cx);
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i])
             fail_msg("dtype %d n %zu scale %a zp %d: q[%zu] = %d, want %d (w = %a)", dt, n, scale,
@@ -221,10 +232,13 @@ static void check_rows(const void *src, mq_dtype dt, size_t rows, size_t cols, b
     int8_t *qa = malloc(n + 1), *qb = malloc(n + 1), *za = malloc(rows + 1), *zb = malloc(rows + 1);
     unsigned char *sa = malloc(rows * es + 1), *sb = malloc(rows * es + 1);
     size_t ba = 7, bb = 7;
-    mq_status a = mq_hk_quantize_rows(src, dt, rows, cols, sym, qa, sa, za, &ba);
+    uint8_t cx = next_xor();
+    mq_status a = mq_hk_quantize_rows(src, dt, rows, cols, sym, qa, sa, za, cx, &ba);
     mq_status b = mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bb);
     assert_int_equal(a, b);
     if (a == MQ_OK) {
+        for (size_t i = 0; i < n; i++)
+            qb[i] = (int8_t)((uint8_t)qb[i] ^ cx);
         assert_bytes(qa, qb, n, "q");
         assert_bytes(sa, sb, rows * es, "scale");
         if (!sym) assert_bytes(za, zb, rows, "zero point");
@@ -362,7 +376,7 @@ static void test_backend_threads(void **state)
         for (int sym = 0; sym < 2; sym++) {
             size_t bad = 0;
             assert_int_equal(
-                be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, &bad, NULL),
+                be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, 0, &bad, NULL),
                 MQ_OK);
             assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bad),
                              MQ_OK);
@@ -387,7 +401,7 @@ static void test_backend_threads(void **state)
         assert_int_equal(be->ops->reduce(be, src, dt, n, &a), MQ_OK);
         mq_ref_stats_update(&b, src, dt, n);
         assert_stats_equal(&a, &b);
-        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, false, qa, NULL),
+        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, false, 0, qa, NULL),
                          MQ_OK);
         mq_ref_quantize_values(src, dt, n, 0.01f, -5, qb);
         assert_bytes(qa, qb, n, "quantize_values");
@@ -397,7 +411,7 @@ static void test_backend_threads(void **state)
             put(src, dt, 40 * cols + 2000, -INFINITY);
             size_t bad = 0;
             assert_int_equal(
-                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, &bad, NULL),
+                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, 0, &bad, NULL),
                 MQ_STATUS_E_DATA);
             assert_int_equal(bad, 40);
         }

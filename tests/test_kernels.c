@@ -153,10 +153,14 @@ static float *make_values(tu_rng *r, size_t rows, size_t cols, int pat)
 
 static const mq_dtype k_dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
 
-/* Runs backend and reference on the same input and compares every output byte. */
+/* Runs backend and reference on the same input and compares every output byte.
+ * Every other call asks for the codes of compressed-tensors' packed words
+ * (code XOR 0x80), so each shape and path runs both ways. */
 static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
                            bool sym)
 {
+    static unsigned calls;
+    uint8_t cx = (calls++ & 1u) ? 0x80 : 0;
     size_t n = rows * cols, es = mq_dtype_size(dt);
     int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
     uint8_t *s1 = malloc(rows * es + 1), *s2 = malloc(rows * es + 1);
@@ -169,8 +173,8 @@ static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t 
     memset(z1, 0x5a, rows + 1);
     memset(z2, 0x5a, rows + 1);
     size_t bad1 = 12345, bad2 = 54321;
-    mq_status st1 =
-        be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, &bad1, NULL);
+    mq_status st1 = be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1,
+                                           cx, &bad1, NULL);
     mq_status st2 = mq_ref_quantize_rows(src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2, &bad2);
     if (st1 != st2)
         fail_msg("%zux%zu %s %s: status %d (%s) vs reference %d", rows, cols, mq_dtype_name(dt),
@@ -188,10 +192,10 @@ static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t 
                          r, z1[r], z2[r]);
         }
         for (size_t i = 0; i < n; i++)
-            if (q1[i] != q2[i])
-                fail_msg("%zux%zu %s %s: q[%zu] (row %zu) = %d, reference %d (w = %a)", rows, cols,
-                         mq_dtype_name(dt), sym ? "sym" : "asym", i, i / cols, q1[i], q2[i],
-                         (double)mq_load_f32(src, dt, i));
+            if ((uint8_t)q1[i] != ((uint8_t)q2[i] ^ cx))
+                fail_msg("%zux%zu %s %s: q[%zu] (row %zu) = %d, reference %d XOR %d (w = %a)", rows,
+                         cols, mq_dtype_name(dt), sym ? "sym" : "asym", i, i / cols, q1[i], q2[i],
+                         cx, (double)mq_load_f32(src, dt, i));
         assert_int_equal(q1[n], 0x5a); /* nothing written past the end */
         assert_memory_equal(s1 + rows * es, s2 + rows * es, 1);
     }
@@ -307,13 +311,13 @@ static void test_quantize_nonfinite(void **state)
                 uint8_t *sc = malloc(rows * 4);
                 int8_t *zp = malloc(rows);
                 mq_status st = be->ops->quantize_rows(be, src, k_dts[d], rows, cols, k % 2, q, sc,
-                                                      zp, &bad, NULL);
+                                                      zp, 0, &bad, NULL);
                 assert_int_equal(st, MQ_STATUS_E_DATA);
                 assert_int_equal(bad, row1);
                 if (small && rows * cols < 300000) {
                     bad = 0;
                     st = small->ops->quantize_rows(small, src, k_dts[d], rows, cols, k % 2, q, sc,
-                                                   zp, &bad, NULL);
+                                                   zp, 0, &bad, NULL);
                     assert_int_equal(st, MQ_STATUS_E_DATA);
                     assert_int_equal(bad, row1);
                 }
@@ -455,13 +459,15 @@ static void check_reduce(mq_backend *be, const void *src, mq_dtype dt, size_t n)
     int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
     assert_true(q1 && q2);
     q1[n] = q2[n] = 0x33;
-    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, false, q1, NULL), MQ_OK);
+    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, false, 0, q1, NULL), MQ_OK);
     mq_ref_quantize_values(src, dt, n, s, zp, q2);
     assert_memory_equal(q1, q2, n + 1);
-    /* parameters that saturate most values */
-    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, false, q1, NULL),
-                     MQ_OK);
+    /* parameters that saturate most values, codes as packed bytes (XOR 0x80) */
+    assert_int_equal(
+        be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, false, 0x80, q1, NULL), MQ_OK);
     mq_ref_quantize_values(src, dt, n, s / 64.0f, -100, q2);
+    for (size_t i = 0; i < n; i++)
+        q2[i] = (int8_t)((uint8_t)q2[i] ^ 0x80);
     assert_memory_equal(q1, q2, n + 1);
     free(q1);
     free(q2);
@@ -721,10 +727,11 @@ static void test_bad_arguments(void **state)
     size_t bad;
     float src[4] = {1, 2, 3, 4};
     assert_int_equal(
-        be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, &bad, NULL),
+        be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, 0, &bad, NULL),
         MQ_STATUS_E_INVALID_ARG);
     assert_int_equal(
-        be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, &bad, NULL), MQ_OK);
+        be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, 0, &bad, NULL),
+        MQ_OK);
     check_quantize(be, src, MQ_DTYPE_F32, 2, 0, false); /* empty rows: reference's parameters */
     uint16_t h[4];
     uint64_t ov = 9;

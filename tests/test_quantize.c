@@ -244,6 +244,29 @@ static void test_pack_quantized(void **state)
         assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
         check_packed(in, out, "fc.weight", 3, 4, sym, true);
         check_packed(in, out, "conv.weight", 2, 12, sym, true);
+        /* The weight error, measured as the packed codes are made, is the
+         * unpacked codes' error (W8A8 has the same codes when symmetric). */
+        if (sym) {
+            mq_model *o2 = NULL;
+            mq_report *r1 = NULL, *r2 = NULL;
+            mq_config c2 = host_config();
+            assert_int_equal(mq_dynamic_quantize_report(in, &cfg, &o2, NULL, &r1), MQ_OK);
+            mq_model_free(o2);
+            assert_int_equal(mq_dynamic_quantize_report(in, &c2, &o2, NULL, &r2), MQ_OK);
+            assert_int_equal(mq_report_count(r1), mq_report_count(r2));
+            for (size_t i = 0; i < mq_report_count(r1); i++) {
+                const mq_report_entry *a = mq_report_entry_at(r1, i),
+                                      *b = mq_report_entry_at(r2, i);
+                if (a->action != MQ_ACTION_QUANTIZE) continue;
+                assert_true(a->weight_sqnr_db == b->weight_sqnr_db);
+                assert_true(a->max_abs_error == b->max_abs_error);
+                assert_int_equal(a->clamped, b->clamped);
+            }
+            mq_report_free(r1);
+            mq_report_free(r2);
+            mq_model_free(o2);
+            mq_config_free(&c2);
+        }
         mq_model_free(out);
         mq_model_free(in);
         mq_config_free(&cfg);
