@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,18 +43,51 @@ mq_status mq_infile_open(const char *path, mq_status fail, int *fd, struct stat 
     return rc;
 }
 
+/* The whole file into a malloc'd buffer; a read error is the caller's
+ * `fail`, so that a file that cannot be read is never mistaken for JSON that
+ * ends early. */
+static mq_status read_all(int fd, const char *path, mq_status fail, char **buf, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    if (!b) return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", path);
+    for (;;) {
+        if (n == cap) {
+            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", path);
+            }
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(b);
+            return mq_set_error(fail, "%s: cannot read: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    *buf = b;
+    *len = n;
+    return MQ_OK;
+}
+
 mq_status mq_infile_json(const char *path, size_t flags, mq_status fail, json_t **out,
                          json_error_t *err)
 {
     int fd;
+    char *text = NULL;
+    size_t len = 0;
     *out = NULL;
     mq_status rc = mq_infile_open(path, fail, &fd, NULL);
     if (rc != MQ_OK) return rc;
-    errno = 0;
-    *out = json_loadfd(fd, flags, err);
-    /* jansson reports a read error (EIO) as an early end of the text. */
-    if (!*out && errno != 0 && json_error_code(err) == json_error_premature_end_of_input)
-        rc = mq_set_error(fail, "%s: cannot read: %s", path, strerror(errno));
+    rc = read_all(fd, path, fail, &text, &len);
     close(fd);
+    if (rc == MQ_OK) *out = json_loadb(text, len, flags, err);
+    free(text);
     return rc;
 }
