@@ -218,12 +218,51 @@ def run_model(tmp, name):
         check(cos >= want, "%s: logits cosine %.5f < %.4f" % (tag, cos, want))
 
 
+def run_fp16(tmp, name):
+    """--dtype fp16: no quantization_config, torch_dtype float16, every float
+    tensor F16; a plain from_pretrained runs it."""
+    import json
+    src = os.path.join(tmp, name)
+    out = os.path.join(tmp, name + "-fp16")
+    tag = name + " fp16"
+    p = subprocess.run([os.environ["MQ_CLI"], "quantize", src, "-o", out, "-q", "--device", "host",
+                        "--dtype", "fp16"], capture_output=True, text=True)
+    check(p.returncode == 0, "%s: exit %d: %s" % (tag, p.returncode, p.stderr))
+    if p.returncode:
+        return
+    with open(os.path.join(out, "config.json")) as f:
+        cfg = json.load(f)
+    check("quantization_config" not in cfg, "%s: no quantization_config" % tag)
+    check(cfg.get("torch_dtype", cfg.get("dtype")) == "float16", "%s: torch_dtype float16" % tag)
+    tensors = loaders.load_tensors(out)
+    check(all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point()),
+          "%s: every float tensor is F16" % tag)
+    ref, _, _ = loaders.plain_load(name, src)
+    inputs = loaders.model_inputs(name, ref)
+    y = loaders.outputs(ref, inputs)
+    err, loaded = plain_load_error(name, out)
+    check(err is None, "%s: from_pretrained failed: %s" % (tag, err))
+    if err:
+        return
+    model, info, msgs = loaded
+    check(not info["missing_keys"] and not info["unexpected_keys"],
+          "%s: missing or unexpected keys" % tag)
+    check(not msgs, "%s: warnings while loading: %s" % (tag, msgs[:3]))
+    # Run in float32: the comparison is of the stored weights, not of CPU half arithmetic.
+    model = model.float()
+    fin = {k: (v.float() if v.is_floating_point() else v) for k, v in inputs.items()}
+    cos = loaders.cosine_per_row(y, loaders.outputs(model, fin))
+    print("%s: logits cosine %.6f" % (tag, cos))
+    check(cos >= 0.999, "%s: logits cosine %.5f < 0.999" % (tag, cos))
+
+
 def main():
     torch.set_num_threads(2)
     tmp = tempfile.mkdtemp(prefix="mq-loaders-", dir=os.environ.get("TMPDIR"))
     try:
         for name in MODELS:
             run_model(tmp, name)
+            run_fp16(tmp, name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
