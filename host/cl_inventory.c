@@ -14,7 +14,7 @@ mq_status mq_cl_inventory_get(mq_cl_inventory *inv)
 {
     mq_cl_devlist list;
     memset(inv, 0, sizeof *inv);
-    mq_status st = mq_cl_devlist_get(&list, false);
+    mq_status st = mq_cl_devlist_get(&list);
     if (st != MQ_OK) return st;
     if (list.n_platforms == 0) goto done;
     inv->platforms = calloc(list.n_platforms, sizeof *inv->platforms);

@@ -1,5 +1,6 @@
-/* Enumerates OpenCL platforms and devices (skipping, with a note, any platform
- * that fails) and ranks the devices that a device spec names. */
+/* Enumerates OpenCL platforms and devices (skipping any platform that fails,
+ * with the failure kept for `monoquant devices`) and ranks the devices that a
+ * device spec names. The library prints nothing. */
 #include "cldevice.h"
 
 #include "clerror.h"
@@ -10,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void platform_note(const mq_cl_platform *p, size_t i)
-{
-    fprintf(stderr, "monoquant: skipping OpenCL platform %zu (%s): %s failed: %s (%d)\n", i,
-            p->name[0] ? p->name : "unnamed", p->failed_call, mq_cl_error_name(p->error),
-            (int)p->error);
-}
 
 static void get_platform_str(cl_platform_id p, cl_platform_info what, char *buf, size_t cap)
 {
@@ -83,7 +77,7 @@ static cl_int describe_device(mq_cl_device *d)
 }
 
 /* Appends the devices of platform `pi`; a failure marks the platform. */
-static mq_status add_platform_devices(mq_cl_devlist *list, size_t pi, bool notes)
+static mq_status add_platform_devices(mq_cl_devlist *list, size_t pi)
 {
     mq_cl_platform *p = &list->platforms[pi];
     cl_uint n = 0;
@@ -92,7 +86,6 @@ static mq_status add_platform_devices(mq_cl_devlist *list, size_t pi, bool notes
     if (err != CL_SUCCESS) {
         p->error = err;
         p->failed_call = "clGetDeviceIDs";
-        if (notes) platform_note(p, pi);
         return MQ_OK;
     }
     cl_device_id *ids = calloc(n, sizeof *ids);
@@ -117,7 +110,6 @@ static mq_status add_platform_devices(mq_cl_devlist *list, size_t pi, bool notes
     if (err != CL_SUCCESS) {
         p->error = err;
         p->failed_call = "clGetDeviceInfo";
-        if (notes) platform_note(p, pi);
         /* keep none of a platform that cannot describe its devices */
         while (list->n_devices > 0 && list->devices[list->n_devices - 1].platform == pi)
             list->n_devices--;
@@ -125,17 +117,12 @@ static mq_status add_platform_devices(mq_cl_devlist *list, size_t pi, bool notes
     return MQ_OK;
 }
 
-mq_status mq_cl_devlist_get(mq_cl_devlist *list, bool notes)
+mq_status mq_cl_devlist_get(mq_cl_devlist *list)
 {
     memset(list, 0, sizeof *list);
     cl_uint n = 0;
     cl_int err = clGetPlatformIDs(0, NULL, &n);
-    if (err != CL_SUCCESS || n == 0) {
-        if (err != CL_SUCCESS && err != -1001 && notes) /* -1001: no ICD installed */
-            fprintf(stderr, "monoquant: clGetPlatformIDs failed: %s (%d)\n", mq_cl_error_name(err),
-                    (int)err);
-        return MQ_OK;
-    }
+    if (err != CL_SUCCESS || n == 0) return MQ_OK; /* no platform: no device to offer */
     cl_platform_id *ids = calloc(n, sizeof *ids);
     list->platforms = calloc(n, sizeof *list->platforms);
     if (!ids || !list->platforms) {
@@ -147,9 +134,6 @@ mq_status mq_cl_devlist_get(mq_cl_devlist *list, bool notes)
     if (err != CL_SUCCESS) {
         free(ids);
         mq_cl_devlist_free(list);
-        if (notes)
-            fprintf(stderr, "monoquant: clGetPlatformIDs failed: %s (%d)\n", mq_cl_error_name(err),
-                    (int)err);
         return MQ_OK;
     }
     list->n_platforms = n;
@@ -160,7 +144,7 @@ mq_status mq_cl_devlist_get(mq_cl_devlist *list, bool notes)
         get_platform_str(p->id, CL_PLATFORM_NAME, p->name, sizeof p->name);
         get_platform_str(p->id, CL_PLATFORM_VENDOR, p->vendor, sizeof p->vendor);
         get_platform_str(p->id, CL_PLATFORM_VERSION, p->version, sizeof p->version);
-        st = add_platform_devices(list, i, notes);
+        st = add_platform_devices(list, i);
     }
     free(ids);
     if (st != MQ_OK) mq_cl_devlist_free(list);
@@ -174,11 +158,20 @@ void mq_cl_devlist_free(mq_cl_devlist *list)
     memset(list, 0, sizeof *list);
 }
 
+/* "auto" takes a GPU, else an accelerator: on a CPU OpenCL device (PoCL) the
+ * host path is faster and lighter, so a CPU device runs only when asked. */
+static bool auto_kind(const mq_cl_device *d, cl_device_type want)
+{
+    return (d->type & want) != 0;
+}
+
 size_t mq_cl_devlist_auto(const mq_cl_devlist *list)
 {
     for (size_t i = 0; i < list->n_devices; i++)
-        if (list->devices[i].type & CL_DEVICE_TYPE_GPU) return i;
-    return list->n_devices > 0 ? 0 : SIZE_MAX;
+        if (auto_kind(&list->devices[i], CL_DEVICE_TYPE_GPU)) return i;
+    for (size_t i = 0; i < list->n_devices; i++)
+        if (auto_kind(&list->devices[i], CL_DEVICE_TYPE_ACCELERATOR)) return i;
+    return SIZE_MAX;
 }
 
 const char *mq_cl_device_type_name(cl_device_type t)
@@ -242,9 +235,11 @@ mq_status mq_cl_devlist_match(const mq_cl_devlist *list, const char *spec, size_
     unsigned long pp, dd;
     if (strcasecmp(spec, "auto") == 0) {
         for (size_t i = 0; i < list->n_devices; i++)
-            if (list->devices[i].type & CL_DEVICE_TYPE_GPU) order[n++] = i;
+            if (auto_kind(&list->devices[i], CL_DEVICE_TYPE_GPU)) order[n++] = i;
         for (size_t i = 0; i < list->n_devices; i++)
-            if (!(list->devices[i].type & CL_DEVICE_TYPE_GPU)) order[n++] = i;
+            if (auto_kind(&list->devices[i], CL_DEVICE_TYPE_ACCELERATOR)) order[n++] = i;
+        *n_order = n;
+        return MQ_OK; /* none: the caller takes the host path */
     } else if (strcasecmp(spec, "opencl") == 0) {
         for (size_t i = 0; i < list->n_devices; i++) {
             size_t j = n++;

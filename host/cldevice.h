@@ -41,13 +41,15 @@ typedef struct {
 } mq_cl_devlist;
 
 /* Every device of every platform. A platform that fails is kept with its error
- * and, when `notes`, reported in one line on stderr. No platform is not an error. */
-mq_status mq_cl_devlist_get(mq_cl_devlist *list, bool notes);
+ * (`monoquant devices` shows it). No platform is not an error. */
+mq_status mq_cl_devlist_get(mq_cl_devlist *list);
 void mq_cl_devlist_free(mq_cl_devlist *list);
 /* The device "auto" picks: first GPU, else first device; SIZE_MAX when none. */
 size_t mq_cl_devlist_auto(const mq_cl_devlist *list);
 /* Indices of the devices that match `spec`, best first (later ones are fallbacks
- * when a context cannot be made). MQ_STATUS_E_DEVICE, with the available devices
+ * when a context cannot be made); "auto" matches GPUs, then accelerators, and
+ * may match none (*n_order = 0, MQ_OK). Otherwise
+ * MQ_STATUS_E_DEVICE, with the available devices
  * listed in the message, when none matches. `order` holds n_devices entries. */
 mq_status mq_cl_devlist_match(const mq_cl_devlist *list, const char *spec, size_t *order,
                               size_t *n_order);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mq_clgemm {
+struct mq_gemm {
     mq_cl_backend *cb;
     mq_clgemm_note_fn note;
     void *user;
@@ -93,10 +93,11 @@ const char *mq_clblast_status_name(int code)
 
 bool mq_clgemm_supported(const mq_backend *b)
 {
-    return b && strcmp(b->backend, "opencl") == 0;
+    return b && b->ops->gemm_new == mq_clgemm_new;
 }
 
-mq_status mq_clgemm_new(mq_backend *b, mq_clgemm_note_fn note, void *user, mq_clgemm **out)
+mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                        mq_clgemm **out)
 {
     if (!mq_clgemm_supported(b) || !out)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "CLBlast GEMM needs an OpenCL backend");

@@ -6,7 +6,8 @@
 
 #include "backend.h"
 
-typedef struct mq_clgemm mq_clgemm;
+/* The OpenCL backend's mq_gemm (backend.h), reached through its table. */
+typedef mq_gemm mq_clgemm;
 
 /* Called with a one-line note before a step that can take long (CLBlast
  * compiles its kernels at the first GEMM of a context). */
@@ -15,7 +16,8 @@ typedef void (*mq_clgemm_note_fn)(const char *note, void *user);
 /* True when `b` is an OpenCL backend (mq_clgemm_new accepts it). */
 bool mq_clgemm_supported(const mq_backend *b);
 /* A GEMM context on b's context and queue; `b` must outlive it. */
-mq_status mq_clgemm_new(mq_backend *b, mq_clgemm_note_fn note, void *user, mq_clgemm **out);
+mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                        mq_clgemm **out);
 /* Releases the device buffers; NULL does nothing. */
 void mq_clgemm_free(mq_clgemm *g);
 

@@ -2,6 +2,7 @@
  * built once with the device's division mode and work-group size), and the
  * buffer/launch helpers the operations in cl_quantize.c and cl_convert.c use. */
 #include "clbackend.h"
+#include "clgemm.h"
 
 #include "cldevice.h"
 #include "clerror.h"
@@ -178,6 +179,11 @@ static const mq_backend_ops cl_ops = {
     .quantize_values = mq_cl_quantize_values,
     .staging_alloc = mq_cl_staging_alloc,
     .staging_free = mq_cl_staging_free,
+    .gemm_new = mq_clgemm_new,
+    .gemm_free = mq_clgemm_free,
+    .gemm_set_input = mq_clgemm_set_input,
+    .gemm_linear = mq_clgemm_linear,
+    .gemm_linear_q8 = mq_clgemm_linear_q8,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
@@ -314,7 +320,7 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
     mq_cl_backend *cb = NULL;
     *none_found = false;
     if (!spec || !*spec) spec = "auto";
-    if ((st = mq_cl_devlist_get(&list, true)) != MQ_OK) return st;
+    if ((st = mq_cl_devlist_get(&list)) != MQ_OK) return st;
     if (list.n_devices == 0) {
         *none_found = true;
         st = mq_set_error(MQ_STATUS_E_DEVICE, "device '%s': no OpenCL device found", spec);
@@ -326,6 +332,11 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
         goto done;
     }
     if ((st = mq_cl_devlist_match(&list, spec, order, &n_order)) != MQ_OK) goto done;
+    if (n_order == 0) { /* "auto" and no GPU or accelerator */
+        *none_found = true;
+        st = mq_set_error(MQ_STATUS_E_DEVICE, "device 'auto': no OpenCL GPU or accelerator");
+        goto done;
+    }
     for (size_t i = 0; i < n_order; i++) {
         const mq_cl_device *d = &list.devices[order[i]];
         const mq_cl_platform *p = &list.platforms[d->platform];
@@ -342,6 +353,10 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
             snprintf(cb->base.backend, sizeof cb->base.backend, "opencl");
             snprintf(cb->base.platform, sizeof cb->base.platform, "%s", p->name);
             snprintf(cb->base.device, sizeof cb->base.device, "%s", d->name);
+            cb->base.caps = (mq_backend_caps){.host_threads = false,
+                                              .shares_host_memory = d->unified,
+                                              .has_gemm = true,
+                                              .max_buffer = cb->limit};
             *out = &cb->base;
             cb = NULL;
             goto done;
@@ -350,8 +365,7 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
         cb = NULL;
         mq_error_prefix("device %u:%u '%s'", d->pi, d->di, d->name);
         if (!ctx_failed) goto done;
-        fprintf(stderr, "monoquant: skipping OpenCL platform %u (%s): %s\n", d->pi, p->name,
-                mq_last_error());
+        /* A platform that gives no context is skipped: the next candidate. */
     }
     *none_found = true; /* every candidate failed to give a context: none is usable */
 done:

@@ -234,24 +234,84 @@ mq_status mq_backend_open_host(mq_backend **out)
     h->base.ops = &host_ops;
     snprintf(h->base.backend, sizeof h->base.backend, "host");
     snprintf(h->base.device, sizeof h->base.device, "reference");
+    h->base.caps = (mq_backend_caps){
+        .host_threads = true, .shares_host_memory = true, .has_gemm = false, .max_buffer = 0};
     *out = &h->base;
     return MQ_OK;
 }
 
 mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
 {
-    const char *spec = cfg->device;
-    if (!spec || !*spec) spec = getenv("MQ_DEVICE");
-    if (!spec || !*spec) spec = "auto";
+    if (cfg->device_handle) {
+        *out = mq_device_backend(cfg->device_handle);
+        return MQ_OK;
+    }
+    const char *spec = cfg->device && *cfg->device ? cfg->device : "auto";
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
     bool none = false;
     mq_status st = mq_opencl_backend_open(spec, cfg->max_alloc_override, &none, out);
     if (st == MQ_OK || strcmp(spec, "auto") != 0 || !none) return st;
-    fprintf(stderr, "monoquant: no OpenCL device found; using the host reference\n");
+    /* auto without a GPU or accelerator: the host path (the report says so). */
     return mq_backend_open_host(out);
 }
 
 void mq_backend_free(mq_backend *b)
 {
-    if (b) b->ops->free(b);
+    if (b && !b->borrowed) b->ops->free(b);
+}
+
+/* ---- the public device handle: one backend opened once, lent to calls ---- */
+
+struct mq_device {
+    mq_backend *be;
+};
+
+mq_status mq_device_open(const char *spec, mq_device **out)
+{
+    mq_config cfg;
+    mq_backend *be = NULL;
+    if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_device_open: NULL out");
+    *out = NULL;
+    mq_clear_error();
+    mq_config_init(&cfg);
+    mq_status st = spec ? mq_config_set_device(&cfg, spec) : MQ_OK;
+    if (st == MQ_OK) st = mq_backend_open(&cfg, &be);
+    mq_config_free(&cfg);
+    if (st != MQ_OK) return st;
+    mq_device *d = calloc(1, sizeof *d);
+    if (!d) {
+        be->ops->free(be);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "mq_device_open: out of memory");
+    }
+    be->borrowed = true;
+    d->be = be;
+    *out = d;
+    return MQ_OK;
+}
+
+void mq_device_close(mq_device *d)
+{
+    if (!d) return;
+    d->be->ops->free(d->be);
+    free(d);
+}
+
+mq_backend *mq_device_backend(mq_device *d)
+{
+    return d->be;
+}
+
+const char *mq_device_kind(const mq_device *d)
+{
+    return d ? d->be->backend : "";
+}
+
+const char *mq_device_platform(const mq_device *d)
+{
+    return d ? d->be->platform : "";
+}
+
+const char *mq_device_name(const mq_device *d)
+{
+    return d ? d->be->device : "";
 }

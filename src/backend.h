@@ -8,6 +8,7 @@
 typedef struct mq_backend mq_backend;
 struct mq_ref_stats;
 struct mq_err_acc;
+typedef struct mq_gemm mq_gemm;
 
 typedef struct {
     /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
@@ -45,21 +46,56 @@ typedef struct {
     void *(*staging_alloc)(mq_backend *b, size_t n);
     void (*staging_free)(mq_backend *b, void *p);
 
+    /* Linear forward passes for evaluation (optional: NULL gemm_new means the
+     * caller dequantizes with dequantize_rows and multiplies on the host).
+     * note, when not NULL, hears of a step that may take long. */
+    mq_status (*gemm_new)(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                          mq_gemm **out);
+    void (*gemm_free)(mq_gemm *g);
+    /* Uploads X [tokens, in] (row-major) for the calls that follow. */
+    mq_status (*gemm_set_input)(mq_gemm *g, const float *x, size_t tokens, size_t in);
+    /* y[t][o] = sum_i x[t][i] * w[o][i] for w [out, in]; y is [tokens, out]. */
+    mq_status (*gemm_linear)(mq_gemm *g, const float *w, size_t out, float *y);
+    /* The same for w[o][i] = (q[o][i] - zp[o]) * scale[o] (zp may be NULL). */
+    mq_status (*gemm_linear_q8)(mq_gemm *g, const int8_t *q, const float *scale, const int8_t *zp,
+                                size_t out, float *y);
+
 } mq_backend_ops;
+
+/* What a backend can do, so that callers ask instead of comparing names. */
+typedef struct {
+    /* Computes on the host's own CPU threads: chunks sized for its caches. */
+    bool host_threads;
+    /* The device reads and writes host memory in place (zero-copy staging). */
+    bool shares_host_memory;
+    /* gemm_* are there. */
+    bool has_gemm;
+    /* Largest buffer one call hands the device, in bytes (0: no limit). */
+    size_t max_buffer;
+} mq_backend_caps;
 
 struct mq_backend {
     const mq_backend_ops *ops;
-    char backend[16];   /* "host" or "opencl" */
+    char backend[16];   /* "host" or "opencl": for reports, never for decisions */
     char platform[256]; /* "" for host */
     char device[256];   /* device name; "reference" for host */
+    mq_backend_caps caps;
+    /* Opened by the caller (mq_device_open) and lent to this call:
+     * mq_backend_free leaves it open. */
+    bool borrowed;
 };
 
 /*
- * Opens the backend that cfg->device names (NULL or "auto": first GPU, else
- * first OpenCL device, else the host reference with a notice on stderr;
- * "host": the reference). The caller frees it with mq_backend_free.
+ * Opens the backend that cfg->device names (NULL or "auto": the first GPU or
+ * accelerator OpenCL device, else the host path; "host": the host path;
+ * "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device), or lends the
+ * device cfg->device_handle holds. The caller frees it with mq_backend_free.
+ * The library reads no environment variable and prints nothing here.
  */
 mq_status mq_backend_open(const mq_config *cfg, mq_backend **out);
+/* The backend behind a public device handle (borrowed: mq_backend_free
+ * leaves it open). */
+mq_backend *mq_device_backend(mq_device *d);
 mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 

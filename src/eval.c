@@ -429,6 +429,7 @@ static mq_status open_backend(const mq_eval_options *opt, mq_backend **be)
     mq_config_init(&cfg);
     mq_status st = opt->device ? mq_config_set_device(&cfg, opt->device) : MQ_OK;
     cfg.max_alloc_override = opt->max_alloc_override;
+    cfg.device_handle = opt->device_handle;
     if (st == MQ_OK) st = mq_backend_open(&cfg, be);
     mq_config_free(&cfg);
     return st;

@@ -1,9 +1,9 @@
-/* Linear forward passes for the evaluation: CLBlast SGEMM on an OpenCL
- * backend (host/clgemm.c), else the backend's dequantize and a plain GEMM with
- * a fixed summation order; mq_linear_forward; the seeded normal inputs. */
+/* Linear forward passes for the evaluation: the backend's GEMM where it has
+ * one (CLBlast SGEMM on OpenCL devices), else the backend's dequantize and a
+ * plain GEMM with a fixed summation order; mq_linear_forward; the seeded
+ * normal inputs. */
 #include "eval.h"
 
-#include "clgemm.h"
 #include "dtype.h"
 #include "error.h"
 #include "reference.h"
@@ -14,8 +14,8 @@
 
 struct mq_fwd {
     mq_backend *be;
-    mq_clgemm *gemm; /* NULL: the host GEMM */
-    const float *x;  /* host path: borrowed input */
+    mq_gemm *gemm;  /* the backend's GEMM; NULL: the host GEMM */
+    const float *x; /* host path: borrowed input */
     size_t tokens, in;
     float *w; /* host path: dequantized rows */
     size_t w_cap;
@@ -27,8 +27,8 @@ mq_status mq_fwd_new(mq_backend *be, void (*note)(const char *note, void *user),
     mq_fwd *f = calloc(1, sizeof *f);
     if (!f) return mq_set_error(MQ_STATUS_E_NOMEM, "evaluation: out of memory");
     f->be = be;
-    if (mq_clgemm_supported(be)) {
-        mq_status st = mq_clgemm_new(be, note, user, &f->gemm);
+    if (be->caps.has_gemm && be->ops->gemm_new) {
+        mq_status st = be->ops->gemm_new(be, note, user, &f->gemm);
         if (st != MQ_OK) {
             free(f);
             return st;
@@ -41,14 +41,14 @@ mq_status mq_fwd_new(mq_backend *be, void (*note)(const char *note, void *user),
 void mq_fwd_free(mq_fwd *f)
 {
     if (!f) return;
-    mq_clgemm_free(f->gemm);
+    if (f->gemm) f->be->ops->gemm_free(f->gemm);
     free(f->w);
     free(f);
 }
 
 mq_status mq_fwd_set_input(mq_fwd *f, const float *x, size_t tokens, size_t in)
 {
-    if (f->gemm) return mq_clgemm_set_input(f->gemm, x, tokens, in);
+    if (f->gemm) return f->be->ops->gemm_set_input(f->gemm, x, tokens, in);
     f->x = x;
     f->tokens = tokens;
     f->in = in;
@@ -57,7 +57,7 @@ mq_status mq_fwd_set_input(mq_fwd *f, const float *x, size_t tokens, size_t in)
 
 mq_status mq_fwd_linear(mq_fwd *f, const float *w, size_t out, float *y)
 {
-    if (f->gemm) return mq_clgemm_linear(f->gemm, w, out, y);
+    if (f->gemm) return f->be->ops->gemm_linear(f->gemm, w, out, y);
     mq_ref_gemm_nt(f->x, f->tokens, f->in, w, out, y);
     return MQ_OK;
 }
@@ -65,7 +65,7 @@ mq_status mq_fwd_linear(mq_fwd *f, const float *w, size_t out, float *y)
 mq_status mq_fwd_linear_q8(mq_fwd *f, const int8_t *q, const float *scale, const int8_t *zp,
                            size_t out, float *y)
 {
-    if (f->gemm) return mq_clgemm_linear_q8(f->gemm, q, scale, zp, out, y);
+    if (f->gemm) return f->be->ops->gemm_linear_q8(f->gemm, q, scale, zp, out, y);
     size_t n = out * f->in; /* the caller checked the product */
     if (n > f->w_cap) {
         float *w = realloc(f->w, n * sizeof *w);

@@ -67,6 +67,10 @@ typedef struct {
 
 struct mq_progress;
 struct mq_report_entry;
+/** A compute device opened once (mq_device_open) and lent to any number of
+ * calls through mq_config.device_handle, so that OpenCL kernels are built
+ * once. One call at a time may use a device. */
+typedef struct mq_device mq_device;
 
 /**
  * Settings of a run. Fill with mq_config_init(), then change fields; free the
@@ -87,7 +91,12 @@ typedef struct {
     size_t n_exclude;
     bool skip_nonfinite; /**< int8: skip a tensor holding NaN/Inf instead of failing */
     bool fp16_saturate;  /**< fp16: clamp overflow to +-65504 instead of +-inf */
-    char *device; /**< "auto" (NULL), "host", "opencl", "gpu", "cpu", "P:D" or a name (owned) */
+    /** "auto" (NULL: the first GPU or accelerator OpenCL device, else the host
+     * path; a CPU OpenCL device only when named), "host", "opencl", "gpu", "cpu",
+     * "P:D" or a name (owned). The library reads no environment variable. */
+    char *device;
+    /** An opened device to use instead of opening `device` (borrowed; NULL: none). */
+    mq_device *device_handle;
     size_t max_alloc_override; /**< testing: cap on one device buffer in bytes (0 = device limit) */
     uint64_t memory_limit;     /**< peak host memory for staging buffers in bytes (0 = 1 GiB) */
     /** Called from the calling thread after each tensor and between chunks (may be NULL). */
@@ -116,6 +125,18 @@ typedef struct mq_progress {
 typedef struct mq_model mq_model;
 typedef struct mq_skip_list mq_skip_list;
 typedef struct mq_report mq_report;
+
+/**
+ * Opens a device as mq_config.device names it (NULL: "auto"). The handle is
+ * used by setting mq_config.device_handle; close it with mq_device_close after
+ * the last call that uses it.
+ */
+mq_status mq_device_open(const char *spec, mq_device **out);
+void mq_device_close(mq_device *d);
+/** "host" or "opencl", the platform ("" for host) and the device name. */
+const char *mq_device_kind(const mq_device *d);
+const char *mq_device_platform(const mq_device *d);
+const char *mq_device_name(const mq_device *d);
 
 /** Defaults: QINT8, symmetric, per channel, no patterns, device auto. */
 void mq_config_init(mq_config *cfg);
@@ -291,7 +312,8 @@ typedef struct mq_eval_options {
      * (leading dimensions are rows). NULL = generated inputs.
      */
     const char *inputs;
-    const char *device; /**< as mq_config.device; NULL = auto */
+    const char *device;       /**< as mq_config.device; NULL = auto */
+    mq_device *device_handle; /**< as mq_config.device_handle (borrowed; NULL: none) */
     /** Testing: cap in bytes on one device buffer and on the weight rows per GEMM (0 = default). */
     size_t max_alloc_override;
     void (*progress)(const mq_eval_progress *p, void *user); /**< may be NULL */

@@ -39,7 +39,7 @@
 static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *slots,
                          size_t *slot_bytes, size_t *run_cap)
 {
-    bool host = strcmp(be->backend, "host") == 0;
+    bool host = be->caps.host_threads;
     uint64_t limit = cfg->memory_limit ? cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
     uint64_t run = limit / 64 < MQ_RUN_CAP ? limit / 64 : MQ_RUN_CAP;
     *run_cap = run < MQ_RUN_MIN ? MQ_RUN_MIN : (size_t)run;

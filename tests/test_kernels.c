@@ -680,7 +680,7 @@ static void test_device_specs(void **state)
     memcpy(sub, be->device, strlen(be->device) < 4 ? strlen(be->device) : 4);
     for (char *p = sub; *p; p++)
         if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A'); /* names match ignoring case */
-    const char *specs[] = {"auto", "opencl", "0:0", sub};
+    const char *specs[] = {"opencl", "0:0", sub};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         bool none = true;
         mq_backend *b = NULL;
@@ -689,8 +689,29 @@ static void test_device_specs(void **state)
         assert_false(none);
         mq_backend_free(b);
     }
-    bool none = true;
+    /* "auto" takes a GPU or an accelerator, never a CPU device: without one,
+     * mq_backend_open gives the host path. */
+    bool none = true, gpu_none = true;
     mq_backend *b = NULL;
+    bool gpu = mq_opencl_backend_open("gpu", 0, &gpu_none, &b) == MQ_OK;
+    mq_backend_free(b);
+    b = NULL;
+    mq_status st = mq_opencl_backend_open("auto", 0, &none, &b);
+    if (gpu) {
+        assert_int_equal(st, MQ_OK);
+        mq_backend_free(b);
+    } else {
+        assert_int_equal(st, MQ_STATUS_E_DEVICE);
+        assert_true(none);
+        mq_config cfg;
+        mq_config_init(&cfg);
+        assert_int_equal(mq_backend_open(&cfg, &b), MQ_OK);
+        assert_string_equal(b->backend, "host");
+        assert_true(b->caps.host_threads);
+        mq_backend_free(b);
+    }
+    none = true;
+    b = NULL;
     assert_int_equal(mq_opencl_backend_open("no-such-device-xyz", 0, &none, &b),
                      MQ_STATUS_E_DEVICE);
     assert_false(none);
@@ -791,7 +812,16 @@ static void test_cli_devices(void **state)
     assert_int_equal(tu_run_cli(&out, "devices"), 0);
     assert_non_null(strstr(out, be->device));
     assert_non_null(strstr(out, "Platform #0"));
-    assert_non_null(strstr(out, " * Device #"));
+    /* A CPU OpenCL device is listed but not what auto takes. */
+    bool none = true;
+    mq_backend *g = NULL;
+    if (mq_opencl_backend_open("gpu", 0, &none, &g) == MQ_OK) {
+        mq_backend_free(g);
+        assert_non_null(strstr(out, " * Device #"));
+    } else {
+        assert_null(strstr(out, " * Device #"));
+        assert_non_null(strstr(out, "--device auto uses the host path"));
+    }
     assert_non_null(strstr(out, "fp64"));
     assert_true(strstr(out, "(zero-copy staging)") || strstr(out, "(pinned staging)"));
     free(out);

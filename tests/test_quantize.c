@@ -489,6 +489,50 @@ static void test_quantized_input_refused(void **state)
     }
 }
 
+/* A device opened once serves several calls (its kernels built once) and is
+ * closed by its owner only; the results are those of a per-call device. */
+static void test_device_handle(void **state)
+{
+    (void)state;
+    const char *specs[] = {"host", "opencl"};
+    mq_model *in = small_model(), *ref = NULL;
+    mq_config base = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &base, &ref, NULL), MQ_OK);
+    for (int k = 0; k < 2; k++) {
+        mq_device *dev = NULL;
+        if (mq_device_open(specs[k], &dev) != MQ_OK) {
+            assert_int_equal(k, 1); /* no OpenCL device here: the host part ran */
+            break;
+        }
+        assert_string_equal(mq_device_kind(dev), specs[k]);
+        mq_config cfg;
+        mq_config_init(&cfg);
+        cfg.device_handle = dev;
+        for (int run = 0; run < 2; run++) {
+            mq_model *out = NULL;
+            mq_report *rep = NULL;
+            assert_int_equal(mq_dynamic_quantize_report(in, &cfg, &out, NULL, &rep), MQ_OK);
+            assert_string_equal(mq_report_backend(rep), specs[k]);
+            assert_int_equal(mq_model_count(out), mq_model_count(ref));
+            for (size_t i = 0; i < mq_model_count(ref); i++) {
+                const mq_tensor *a = mq_model_tensor(ref, i);
+                const mq_tensor *b = mq_model_find(out, a->name);
+                assert_non_null(b);
+                assert_int_equal(a->nbytes, b->nbytes);
+                assert_memory_equal(a->data, b->data, a->nbytes);
+            }
+            mq_report_free(rep);
+            mq_model_free(out);
+        }
+        mq_config_free(&cfg);
+        mq_device_close(dev);
+    }
+    mq_device_close(NULL);
+    mq_model_free(ref);
+    mq_model_free(in);
+    mq_config_free(&base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_per_tensor_and_asym),
         cmocka_unit_test(test_pack_quantized),
         cmocka_unit_test(test_quantized_input_refused),
+        cmocka_unit_test(test_device_handle),
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_name_clash),

@@ -12,8 +12,9 @@ static const char devices_usage[] =
     "\n"
     "Lists the OpenCL platforms and devices: type, compute units, global memory,\n"
     "largest buffer, fp16/fp64 support. '*' marks the device that --device auto\n"
-    "picks (the first GPU, else the first device). Select one with --device P:D,\n"
-    "gpu, cpu, opencl (the best one) or part of its name.\n";
+    "picks: the first GPU, else the first accelerator, else none and the host path\n"
+    "(on a CPU the host path is faster than a CPU OpenCL device). Select one with\n"
+    "--device P:D, gpu, cpu, opencl (the best one) or part of its name.\n";
 
 int mq_cli_devices(int argc, char **argv)
 {
@@ -30,7 +31,7 @@ int mq_cli_devices(int argc, char **argv)
     mq_status st = mq_cl_inventory_get(&inv);
     if (st != MQ_OK) return mq_cli_fail(st);
     if (inv.n_platforms == 0) {
-        puts("no OpenCL platform found");
+        puts("no OpenCL platform found: --device auto uses the host path");
         mq_cl_inventory_free(&inv);
         return MQ_EXIT_OK;
     }
@@ -59,9 +60,10 @@ int mq_cli_devices(int argc, char **argv)
         }
     }
     if (any_auto)
-        puts("* = the device --device auto uses");
+        puts("* = the device --device auto uses (the first GPU, else the first accelerator)");
     else
-        puts("no usable OpenCL device: --device auto uses the host reference");
+        puts("no OpenCL GPU or accelerator: --device auto uses the host path, which on a CPU is\n"
+             "faster than a CPU OpenCL device (run one with --device cpu, opencl or P:D)");
     mq_cl_inventory_free(&inv);
     return MQ_EXIT_OK;
 }

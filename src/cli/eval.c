@@ -179,6 +179,9 @@ int mq_cli_eval(int argc, char **argv)
         return mq_cli_fail(st);
     mq_cli_remove_stale(a.json);
     progress_state ps = {.tty = isatty(2) != 0, .drawn = false};
+    /* MQ_DEVICE sets the device when no flag does. */
+    if (!a.opt.device && getenv("MQ_DEVICE") && *getenv("MQ_DEVICE"))
+        a.opt.device = getenv("MQ_DEVICE");
     a.opt.progress = on_progress;
     a.opt.progress_user = &ps;
     double t0 = mq_now_s();

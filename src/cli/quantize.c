@@ -242,6 +242,9 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
         st = mq_config_add_exclude(cfg, a->exclude[i]);
     if (st == MQ_OK && a->device) st = mq_config_set_device(cfg, a->device);
+    /* MQ_DEVICE sets the device when neither a flag nor the config file does. */
+    if (st == MQ_OK && !cfg->device && getenv("MQ_DEVICE") && *getenv("MQ_DEVICE"))
+        st = mq_config_set_device(cfg, getenv("MQ_DEVICE"));
     if (a->memory_limit) cfg->memory_limit = a->memory_limit;
     return st;
 }
