@@ -8,6 +8,7 @@
 #include "error.h"
 #include "infile.h"
 #include "layout.h"
+#include "path.h"
 #include "reference.h"
 
 #include <errno.h>
@@ -41,14 +42,6 @@ static void source_free(source *s)
     mq_model_free(s->open);
     json_decref(s->weight_map);
     memset(s, 0, sizeof *s);
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -105,7 +98,7 @@ static mq_status load_index(source *s, const char *index_path)
     if (st == MQ_OK) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && st == MQ_OK; i++)
         if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-            st = add_shard(s, join(s->path, names[i]));
+            st = add_shard(s, mq_path_join(s->path, names[i]));
     free(names);
 done:
     json_decref(root);
@@ -121,7 +114,7 @@ static mq_status source_open(const char *path, source *s)
     if (stat(path, &sb) != 0)
         return mq_set_error(MQ_STATUS_E_IO, "'%s': %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return add_shard(s, strdup(path));
-    char *index = join(path, INDEX_NAME), *single = join(path, SINGLE_NAME);
+    char *index = mq_path_join(path, INDEX_NAME), *single = mq_path_join(path, SINGLE_NAME);
     mq_status st;
     if (!index || !single)
         st = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", path);
@@ -146,7 +139,7 @@ static mq_status source_find(source *s, const char *name, const mq_tensor **t, c
     if (s->weight_map) {
         const char *f = json_string_value(json_object_get(s->weight_map, name));
         if (!f) return MQ_OK;
-        char *want = join(s->path, f);
+        char *want = mq_path_join(s->path, f);
         if (!want) return mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", s->path);
         for (i = 0; i < s->n_shards && strcmp(s->shards[i], want) != 0; i++) {
         }

@@ -12,6 +12,7 @@
 #include "layout.h"
 #include "model.h"
 #include "outfile.h"
+#include "path.h"
 #include "report.h"
 #include "stream.h"
 
@@ -158,14 +159,6 @@ typedef struct {
     mq_planner *planner; /* one for every shard, with config.json's hints */
 } hf_run;
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir), k = strlen(name);
-    char *p = malloc(n + k + 2);
-    if (p) snprintf(p, n + k + 2, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
-    return p;
-}
-
 static mq_status no_memory(const char *what)
 {
     return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", what);
@@ -175,7 +168,7 @@ static mq_status no_memory(const char *what)
 static bool exists(const char *dir, const char *name)
 {
     struct stat st;
-    char *p = join(dir, name);
+    char *p = mq_path_join(dir, name);
     bool yes = p && lstat(p, &st) == 0;
     free(p);
     return yes;
@@ -202,7 +195,7 @@ static mq_status load_model_files(hf_run *r)
     if (!exists(r->in_dir, MQ_HF_SINGLE))
         return mq_set_error(MQ_STATUS_E_FORMAT, "%s: no %s or %s", r->in_dir, MQ_HF_SINGLE,
                             MQ_HF_INDEX);
-    char *single = join(r->in_dir, MQ_HF_SINGLE);
+    char *single = mq_path_join(r->in_dir, MQ_HF_SINGLE);
     if (!single) return no_memory(r->in_dir);
     st = mq_hf_root_check(&r->root, single);
     free(single);
@@ -474,7 +467,7 @@ static mq_status copy_entry(hf_run *r, const char *src, const char *dst, const c
 {
     struct stat st;
     mq_status rc = MQ_OK;
-    char *sp = join(src, name), *dp = join(dst, name);
+    char *sp = mq_path_join(src, name), *dp = mq_path_join(dst, name);
     if (!sp || !dp) {
         rc = no_memory(src);
         goto done;
@@ -546,7 +539,7 @@ static mq_status check_shard_names(hf_run *r)
     json_t *map = json_object_get(r->index, "weight_map");
     mq_status rc = MQ_OK;
     for (size_t i = 0; map && i < r->shards.count && rc == MQ_OK; i++) {
-        char *sp = join(r->in_dir, r->shards.names[i]);
+        char *sp = mq_path_join(r->in_dir, r->shards.names[i]);
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
         rc = mq_model_open(sp, &m);
@@ -584,8 +577,8 @@ static mq_status quantize_shards(hf_run *r)
     mq_status rc = MQ_OK;
     for (size_t pass = 0; pass < 2 && rc == MQ_OK; pass++) {
         for (size_t i = 0; i < r->shards.count && rc == MQ_OK; i++) {
-            char *sp = join(r->in_dir, r->shards.names[i]);
-            char *dp = join(r->tmp, r->shards.names[i]);
+            char *sp = mq_path_join(r->in_dir, r->shards.names[i]);
+            char *dp = mq_path_join(r->tmp, r->shards.names[i]);
             if (!sp || !dp) {
                 rc = no_memory(r->in_dir);
             } else if (pass == 0) { /* totals first, so progress covers the whole model */
@@ -608,7 +601,7 @@ static mq_status quantize_shards(hf_run *r)
 static mq_status write_text(hf_run *r, const char *name, const char *text, size_t len)
 {
     mq_status rc = MQ_OK;
-    char *path = join(r->tmp, name);
+    char *path = mq_path_join(r->tmp, name);
     if (!path) return no_memory(name);
     reg_add(r->slot, 'f', path);
     /* 0666 less the umask, as mq_outfile gives the shards. */

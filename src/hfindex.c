@@ -6,6 +6,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "infile.h"
+#include "path.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -47,14 +48,6 @@ static mq_status file_error(mq_status s, const char *dir, const char *file, cons
     return mq_set_error(s, "%s%s%s: %s", dir, n && dir[n - 1] == '/' ? "" : "/", file, msg);
 }
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir), k = strlen(name);
-    char *p = malloc(n + k + 2);
-    if (p) snprintf(p, n + k + 2, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
-    return p;
-}
-
 static mq_status no_memory(void)
 {
     return mq_set_error(MQ_STATUS_E_NOMEM, "model index: out of memory");
@@ -92,7 +85,7 @@ static mq_status parse_index(const mq_hf_root *root, json_t **out)
 {
     json_error_t err;
     const char *dir = root->dir;
-    char *path = join(dir, MQ_HF_INDEX);
+    char *path = mq_path_join(dir, MQ_HF_INDEX);
     if (!path) return no_memory();
     mq_status st = mq_hf_root_check(root, path);
     if (st != MQ_OK) {
@@ -170,7 +163,7 @@ static mq_status open_shard(index_ctx *c, shard_info *s)
 {
     struct stat st;
     mq_status rc = MQ_OK;
-    char *path = join(c->dir, s->name);
+    char *path = mq_path_join(c->dir, s->name);
     if (!path) return no_memory();
     if ((rc = mq_hf_root_check(c->root, path)) != MQ_OK) goto done;
     if (stat(path, &st) != 0) {
@@ -251,7 +244,7 @@ static mq_status check_stray_shards(const index_ctx *c)
             mq_hf_is_consolidated(e->d_name))
             continue;
         struct stat st;
-        char *path = join(c->dir, e->d_name);
+        char *path = mq_path_join(c->dir, e->d_name);
         if (!path) {
             rc = no_memory();
             break;
@@ -314,7 +307,7 @@ static mq_status add_output_shard(const char *out_dir, const char *shard, json_t
                                   uint64_t *bytes, uint64_t *params)
 {
     mq_model *m = NULL;
-    char *path = join(out_dir, shard);
+    char *path = mq_path_join(out_dir, shard);
     mq_status st = path ? mq_model_open(path, &m) : no_memory();
     for (size_t i = 0; st == MQ_OK && i < mq_model_count(m); i++) {
         const mq_tensor *t = mq_model_tensor(m, i);

@@ -85,7 +85,7 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     return MQ_OK;
 }
 
-void mq_stream_plan_copy(mq_tplan *tp)
+static void plan_copy(mq_tplan *tp)
 {
     tp->action = MQ_ACTION_SKIP;
     tp->kind = MQ_KIND_COPY;
@@ -115,12 +115,27 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
             tp->cols = (size_t)numel;
             tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
         } else {
-            mq_stream_plan_copy(tp);
+            plan_copy(tp);
             if (!(tp->reason = strdup(reason)))
                 return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         }
     }
     return MQ_OK;
+}
+
+/* With --skip-nonfinite: the tensors the scan found holding NaN/Inf are kept
+ * as they are, planned before the header is. */
+static mq_status keep_nonfinite(mq_stream *s)
+{
+    mq_status st = mq_stream_scan(s);
+    for (size_t i = 0; st == MQ_OK && i < s->n; i++) {
+        mq_tplan *tp = &s->tp[i];
+        if (!tp->nonfinite) continue;
+        plan_copy(tp);
+        if (!(tp->reason = strdup("holds NaN or Inf")))
+            st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
+    }
+    return st;
 }
 
 /* The output's tensors in order, their offsets, and the header bytes. */
@@ -346,7 +361,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
      * with --skip-nonfinite the tensors to quantize are checked first. */
-    if (cfg->skip_nonfinite && cfg->dtype == MQ_QINT8 && (st = mq_stream_scan(&s)) != MQ_OK)
+    if (cfg->skip_nonfinite && cfg->dtype == MQ_QINT8 && (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;

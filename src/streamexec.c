@@ -16,7 +16,6 @@
 #include <string.h>
 
 #define PROGRESS_INTERVAL_NS 100000000LL /* at most ten calls a second between tensors */
-#define NONFINITE_REASON "holds NaN or Inf"
 
 /* ---- the chunk sequence ---- */
 
@@ -348,11 +347,7 @@ mq_status mq_stream_scan(mq_stream *s)
             if (!stats.nonfinite) st = do_reduce(s, d, tp->t->dtype, c->count, &stats);
             mq_ring_release(s->ring);
         }
-        if (st == MQ_OK && stats.nonfinite) {
-            mq_stream_plan_copy(tp);
-            if (!(tp->reason = strdup(NONFINITE_REASON)))
-                st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
-        }
+        if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
     }
     mq_ring_stop(s->ring);
     return st;

@@ -34,6 +34,7 @@ typedef struct {
     mq_tensor_kind kind;
     char *reason;          /* MQ_KIND_COPY: why it is kept (owned) */
     mq_qlayout lay;        /* quantize: the output tensors (owned) */
+    bool nonfinite;        /* the scan found NaN or Inf in it */
     size_t rows, cols;     /* groups and values per group; a cast is 1 x numel */
     size_t rows_per_chunk; /* MQ_KIND_ROWS */
     size_t per_chunk;      /* elements per chunk (split, cast, scan) */
@@ -68,10 +69,8 @@ typedef struct {
     struct timespec last_progress;
 } mq_stream;
 
-/* Makes tp a tensor kept as it is (reason left to the caller). */
-void mq_stream_plan_copy(mq_tplan *tp);
-/* With skip_nonfinite: reads every tensor to quantize once and turns those
- * holding NaN/Inf into kept ones (reason "holds NaN or Inf"). */
+/* With skip_nonfinite: reads every tensor to quantize once and marks those
+ * holding NaN/Inf (mq_tplan.nonfinite), for the plan to keep them as they are. */
 mq_status mq_stream_scan(mq_stream *s);
 /* Moves every tensor's data to the output, appending report entries. */
 mq_status mq_stream_run(mq_stream *s);
