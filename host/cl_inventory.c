@@ -1,6 +1,6 @@
-/* Copies the device list of cldevice.c into plain C data for callers that must
- * not see OpenCL types (the CLI's `devices` command). */
-#include "cl_inventory.h"
+/* mq_device_list_get: the device list of cldevice.c as the public header's
+ * plain C data (no OpenCL types), for `monoquant devices` and any caller. */
+#include "monoquant.h"
 
 #include "cldevice.h"
 #include "clerror.h"
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-mq_status mq_cl_inventory_get(mq_cl_inventory *inv)
+mq_status mq_device_list_get(mq_device_list *inv)
 {
     mq_cl_devlist list;
     memset(inv, 0, sizeof *inv);
@@ -21,14 +21,14 @@ mq_status mq_cl_inventory_get(mq_cl_inventory *inv)
     inv->devices = calloc(list.n_devices ? list.n_devices : 1, sizeof *inv->devices);
     if (!inv->platforms || !inv->devices) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL device list: out of memory");
-        mq_cl_inventory_free(inv);
+        mq_device_list_free(inv);
         goto done;
     }
     inv->n_platforms = list.n_platforms;
     inv->n_devices = list.n_devices;
     for (size_t i = 0; i < list.n_platforms; i++) {
         const mq_cl_platform *p = &list.platforms[i];
-        mq_cl_platform_info *o = &inv->platforms[i];
+        mq_platform_info *o = &inv->platforms[i];
         snprintf(o->name, sizeof o->name, "%s", p->name);
         snprintf(o->vendor, sizeof o->vendor, "%s", p->vendor);
         snprintf(o->version, sizeof o->version, "%s", p->version);
@@ -45,7 +45,7 @@ mq_status mq_cl_inventory_get(mq_cl_inventory *inv)
     size_t pick = mq_cl_devlist_auto(&list);
     for (size_t j = 0; j < list.n_devices; j++) {
         const mq_cl_device *d = &list.devices[j];
-        mq_cl_device_info *o = &inv->devices[j];
+        mq_device_info *o = &inv->devices[j];
         o->platform = d->pi;
         o->index = d->di;
         snprintf(o->name, sizeof o->name, "%s", d->name);
@@ -66,7 +66,7 @@ done:
     return st;
 }
 
-void mq_cl_inventory_free(mq_cl_inventory *inv)
+void mq_device_list_free(mq_device_list *inv)
 {
     free(inv->platforms);
     free(inv->devices);

@@ -138,6 +138,44 @@ const char *mq_device_kind(const mq_device *d);
 const char *mq_device_platform(const mq_device *d);
 const char *mq_device_name(const mq_device *d);
 
+/** One OpenCL device, as `monoquant devices` lists it. */
+typedef struct mq_device_info {
+    unsigned platform, index; /**< the "P:D" spec that selects it */
+    char name[256];
+    char version[256];
+    char driver[256];
+    const char *type; /**< "GPU", "CPU", "ACCELERATOR", ... (static) */
+    unsigned compute_units;
+    uint64_t global_mem;
+    uint64_t max_alloc;
+    bool fp16, fp64;
+    bool unified;               /**< shares memory with the host: zero-copy staging */
+    bool correctly_rounded_div; /**< CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT */
+    bool is_auto;               /**< the device "auto" picks (a GPU, else an accelerator) */
+} mq_device_info;
+
+/** One OpenCL platform and the range of its devices in mq_device_list.devices. */
+typedef struct mq_platform_info {
+    char name[256];
+    char vendor[256];
+    char version[256];
+    char error[192]; /**< "" or why the platform was skipped */
+    size_t first;    /**< its devices: devices[first .. first + count) */
+    size_t count;
+} mq_platform_info;
+
+typedef struct mq_device_list {
+    mq_platform_info *platforms;
+    size_t n_platforms;
+    mq_device_info *devices;
+    size_t n_devices;
+} mq_device_list;
+
+/** Every OpenCL platform and device (empty when there is none: not an error;
+ * the host path is always there as "host"). Free with mq_device_list_free. */
+mq_status mq_device_list_get(mq_device_list *out);
+void mq_device_list_free(mq_device_list *l);
+
 /** Defaults: QINT8, symmetric, per channel, no patterns, device auto. */
 void mq_config_init(mq_config *cfg);
 /** Frees the pattern lists and device string; the config is then as after mq_config_init(). */

@@ -2,8 +2,6 @@
  * `clinfo -l`, with what matters for quantizing, and marks the one "auto" picks. */
 #include "cli.h"
 
-#include "cl_inventory.h"
-
 #include <stdio.h>
 #include <string.h>
 
@@ -27,24 +25,24 @@ int mq_cli_devices(int argc, char **argv)
         fputs(devices_usage, stderr);
         return MQ_EXIT_USAGE;
     }
-    mq_cl_inventory inv;
-    mq_status st = mq_cl_inventory_get(&inv);
+    mq_device_list inv;
+    mq_status st = mq_device_list_get(&inv);
     if (st != MQ_OK) return mq_cli_fail(st);
     if (inv.n_platforms == 0) {
         puts("no OpenCL platform found: --device auto uses the host path");
-        mq_cl_inventory_free(&inv);
+        mq_device_list_free(&inv);
         return MQ_EXIT_OK;
     }
     bool any_auto = false;
     for (size_t p = 0; p < inv.n_platforms; p++) {
-        const mq_cl_platform_info *pl = &inv.platforms[p];
+        const mq_platform_info *pl = &inv.platforms[p];
         printf("Platform #%zu: %s (%s)\n", p, mq_cli_esc(pl->name), mq_cli_esc(pl->version));
         if (pl->error[0])
             printf(" `-- skipped: %s\n", mq_cli_esc(pl->error));
         else if (pl->count == 0)
             printf(" `-- no devices\n");
         for (size_t k = 0; k < pl->count; k++) {
-            const mq_cl_device_info *d = &inv.devices[pl->first + k];
+            const mq_device_info *d = &inv.devices[pl->first + k];
             const char *branch = k + 1 == pl->count ? " `--" : " +--";
             char gmem[32], alloc[32];
             any_auto = any_auto || d->is_auto;
@@ -64,6 +62,6 @@ int mq_cli_devices(int argc, char **argv)
     else
         puts("no OpenCL GPU or accelerator: --device auto uses the host path, which on a CPU is\n"
              "faster than a CPU OpenCL device (run one with --device cpu, opencl or P:D)");
-    mq_cl_inventory_free(&inv);
+    mq_device_list_free(&inv);
     return MQ_EXIT_OK;
 }
