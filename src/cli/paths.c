@@ -4,8 +4,9 @@
 #define _GNU_SOURCE /* realpath */
 #include "cli.h"
 
+#include "outfile.h"
+
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,19 +131,10 @@ done:
     return rc;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0; /* best effort: keep going */
-}
-
 void mq_cli_remove_output(const char *path, bool dir, const char *why)
 {
     if (dir)
-        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        mq_remove_tree(path);
     else
         unlink(path);
     fprintf(stderr, "monoquant: removed the output '%s': %s\n", mq_cli_esc(path), why);
