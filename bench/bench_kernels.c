@@ -12,9 +12,11 @@
 
 static const char usage[] =
     "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
-    "                     [--iters N] [--host-iters N] [--no-host] [--asym] [--device SPEC]\n"
-    "                     [--wg N]\n"
-    "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n";
+    "                     [--schemes sym,asym] [--iters N] [--host-iters N] [--no-host]\n"
+    "                     [--no-ref] [--asym] [--device SPEC] [--wg N]\n"
+    "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n"
+    "Default scheme: sym (--asym: asym only). --no-host: neither end-to-end nor host reference;\n"
+    "--no-ref: end-to-end but no host reference.\n";
 
 typedef struct {
     size_t rows, cols;
@@ -84,7 +86,7 @@ int main(int argc, char **argv)
     size_t n_shapes = 4;
     bool dts_on[3] = {true, true, true};
     int iters = 10, host_iters = 3;
-    bool host = true, sym = true;
+    bool host = true, ref = true, schemes_on[2] = {true, false}; /* sym, asym */
     const char *device = "opencl";
     size_t wg = 0;
     static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
@@ -94,6 +96,8 @@ int main(int argc, char **argv)
                                          {"host-iters", required_argument, NULL, 'H'},
                                          {"no-host", no_argument, NULL, 'n'},
                                          {"asym", no_argument, NULL, 'a'},
+                                         {"schemes", required_argument, NULL, 'S'},
+                                         {"no-ref", no_argument, NULL, 'r'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"wg", required_argument, NULL, 'w'},
                                          {"help", no_argument, NULL, 'h'},
@@ -140,7 +144,27 @@ int main(int argc, char **argv)
             host = false;
             break;
         case 'a':
-            sym = false;
+            schemes_on[0] = false;
+            schemes_on[1] = true;
+            break;
+        case 'S': {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            memset(schemes_on, 0, sizeof schemes_on);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (!strcmp(t, "sym"))
+                    schemes_on[0] = true;
+                else if (!strcmp(t, "asym"))
+                    schemes_on[1] = true;
+                else {
+                    fprintf(stderr, "bench_kernels: unknown scheme '%s'\n", t);
+                    return 1;
+                }
+            }
+            break;
+        }
+        case 'r':
+            ref = false;
             break;
         case 'D':
             device = optarg;
@@ -172,14 +196,13 @@ int main(int argc, char **argv)
     }
     printf("device: %s / %s (division %s, work-group %zu)\n", be->platform, be->device,
            mq_opencl_div_mode_name(be), mq_opencl_work_group(be));
-    printf("scheme: int8 %s per channel; kernel and copy: median of %d profiled runs; host and "
-           "end-to-end: median of %d wall-clock runs\n\n",
-           sym ? "symmetric" : "asymmetric", iters, host_iters);
-    printf(
-        "| shape | dtype | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | kernel/copy "
-        "| +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host ref GB/s | kernel vs "
-        "host |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("int8 per channel; kernel and copy: median of %d profiled runs; host and end-to-end: "
+           "median of %d wall-clock runs\n\n",
+           iters, host_iters);
+    printf("| shape | dtype | scheme | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | "
+           "kernel/copy | +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host ref "
+           "GB/s | kernel vs host |\n");
+    printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
     int rc = 0;
     for (size_t s = 0; s < n_shapes; s++) {
@@ -194,28 +217,39 @@ int main(int argc, char **argv)
                 continue;
             }
             fill(src, dts[d], rows * cols);
-            mq_cl_profile p;
-            if (mq_opencl_profile_quantize(be, src, dts[d], rows, cols, sym, iters, &p) != MQ_OK) {
-                fprintf(stderr, "bench_kernels: %zux%zu %s: %s\n", rows, cols,
-                        mq_dtype_name(dts[d]), mq_last_error());
-                free(src);
-                rc = 1;
-                continue;
+            for (int k = 0; k < 2; k++) {
+                if (!schemes_on[k]) continue;
+                bool sym = k == 0;
+                mq_cl_profile p;
+                if (mq_opencl_profile_quantize(be, src, dts[d], rows, cols, sym, iters, &p) !=
+                    MQ_OK) {
+                    fprintf(stderr, "bench_kernels: %zux%zu %s %s: %s\n", rows, cols,
+                            mq_dtype_name(dts[d]), sym ? "sym" : "asym", mq_last_error());
+                    rc = 1;
+                    continue;
+                }
+                double gb = (double)p.bytes * 1e-9;
+                double e2e =
+                    host ? time_quantize(be, src, dts[d], rows, cols, sym, host_iters) : -1;
+                double hr = host && ref
+                                ? time_quantize(NULL, src, dts[d], rows, cols, sym, host_iters)
+                                : -1;
+                printf("| %zux%zu | %s | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f "
+                       "| ",
+                       rows, cols, mq_dtype_name(dts[d]), sym ? "sym" : "asym", gb * 1e3, p.chunks,
+                       p.kernel_s * 1e3, gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s,
+                       p.kernel_err_s * 1e3, p.kernel_err_s / p.kernel_s);
+                if (e2e > 0)
+                    printf("%.2f | ", gb / e2e);
+                else
+                    printf("- | ");
+                if (hr > 0)
+                    printf("%.1f | %.2f | %.2fx |\n", hr * 1e3, gb / hr, hr / p.kernel_s);
+                else
+                    printf("- | - | - |\n");
+                fflush(stdout);
             }
-            double gb = (double)p.bytes * 1e-9;
-            double e2e = host ? time_quantize(be, src, dts[d], rows, cols, sym, host_iters) : -1;
-            double ref = host ? time_quantize(NULL, src, dts[d], rows, cols, sym, host_iters) : -1;
             free(src);
-            printf("| %zux%zu | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | ",
-                   shapes[s].rows, shapes[s].cols, mq_dtype_name(dts[d]), gb * 1e3, p.chunks,
-                   p.kernel_s * 1e3, gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s,
-                   p.kernel_err_s * 1e3, p.kernel_err_s / p.kernel_s);
-            if (ref > 0)
-                printf("%.2f | %.1f | %.2f | %.2fx |\n", gb / e2e, ref * 1e3, gb / ref,
-                       ref / p.kernel_s);
-            else
-                printf("- | - | - | - |\n");
-            fflush(stdout);
         }
     }
     mq_backend_free(be);

@@ -2,18 +2,21 @@
 """End-to-end benchmark of `monoquant quantize` on a generated llama-shaped
 model directory, side by side in one run with the I/O bound (`cp -r` + sync):
 medians of alternating runs, GB/s of input, ratio to the copy, peak RSS.
+Python's standard library only.
 
 usage: bench/bench_pipeline.py [--build build] [--work DIR] [--runs 3]
                                [--dtypes F32,BF16] [--preset 1b] [--devices auto,host]
+                               [--json FILE]
 """
 import argparse
+import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -36,28 +39,17 @@ def warm(path):
 
 def timed(cmd):
     """Runs cmd in a child; returns (seconds, peak RSS in bytes of that child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr))
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far; run the copy,
-    # which is small, after the quantizer so the figure stays that of the run.
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return dt, max(after, before) * 1024
-
-
-def peak_rss(cmd):
-    """Peak RSS of one command through /usr/bin/time when present."""
-    if not os.path.exists("/usr/bin/time"):
-        return None
-    p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
-    try:
-        return int(p.stderr.strip().splitlines()[-1]) * 1024
-    except (ValueError, IndexError):
-        return None
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            sys.exit("failed (exit %d): %s\n%s" % (p.returncode, " ".join(cmd),
+                                                   err.read().decode(errors="replace")))
+    return dt, ru.ru_maxrss * 1024
 
 
 def copy_cmd(src, dst):
@@ -73,6 +65,7 @@ def main():
     ap.add_argument("--preset", default="1b")
     ap.add_argument("--devices", default="auto,host")
     ap.add_argument("--memory-limit", default="1G")
+    ap.add_argument("--json", help="also write the rows and the machine to this JSON file")
     a = ap.parse_args()
     mq = os.path.join(a.build, "monoquant")
     gen = os.path.join(a.build, "mq-genmodel")
@@ -80,7 +73,8 @@ def main():
     dev = subprocess.run([mq, "devices"], stdout=subprocess.PIPE, text=True).stdout
     auto_line = next((l.strip() for l in dev.splitlines() if "* Device" in l), "none")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print("machine: %s, %d cores, %s" % (cpu, os.cpu_count(), platform.platform()))
+    machine = "%s, %d cores, %s" % (cpu, os.cpu_count(), platform.platform())
+    print("machine: %s" % machine)
     print("auto device: %s" % auto_line)
     rows = []
     for dt in a.dtypes.split(","):
@@ -99,11 +93,9 @@ def main():
                 cmd = [mq, "quantize", src, "-o", out, "-q", "--device", d,
                        "--memory-limit", a.memory_limit]
                 sh("sync")
-                t, _ = timed(cmd)
+                t, r = timed(cmd)
                 times[d].append(t)
-                if run == 0:
-                    shutil.rmtree(out, ignore_errors=True)
-                    rss[d] = peak_rss(cmd)
+                rss[d] = max(rss.get(d, 0), r)
                 shutil.rmtree(out, ignore_errors=True)
             sh("sync")
             t, _ = timed(copy_cmd(src, os.path.join(a.work, "copy")))
@@ -112,15 +104,28 @@ def main():
         cp = statistics.median(times["cp -r + sync"])
         for name, ts in times.items():
             med = statistics.median(ts)
-            rows.append((dt, name, size / 1e9, med, size / med / 1e9, med / cp, rss.get(name)))
+            rows.append((dt, name, size / 1e9, med, size / med / 1e9, med / cp, rss.get(name), ts))
     print()
     print("| input | run | input GB | median s | GB/s | time / (cp -r + sync) | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for dt, name, gb, med, rate, ratio, r in rows:
+    for dt, name, gb, med, rate, ratio, r, _ in rows:
         print("| %s | %s | %.2f | %.2f | %.2f | %.2f | %s |" % (
             dt, name if name.startswith("cp") else "monoquant --device " + name, gb, med, rate,
             ratio, "%.0f" % (r / 2**20) if r else "-"))
-    print("\nmedians of %d alternating runs; input in page cache; output written and synced by each run" % a.runs)
+    note = ("medians of %d alternating runs; input in page cache; output written and synced by "
+            "each run; peak RSS the largest of the timed runs" % a.runs)
+    print("\n" + note)
+    if a.json:
+        doc = {"machine": machine, "auto_device": auto_line, "preset": a.preset, "runs": a.runs,
+               "memory_limit": a.memory_limit, "note": note,
+               "rows": [{"input": dt, "run": name if name.startswith("cp") else
+                         "monoquant --device " + name, "input_gb": gb, "median_s": med,
+                         "gb_per_s": rate, "time_over_copy": ratio,
+                         "peak_rss_mib": r / 2**20 if r else None, "seconds": ts}
+                        for dt, name, gb, med, rate, ratio, r, ts in rows]}
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
 
 
 main()

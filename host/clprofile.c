@@ -50,6 +50,7 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     cl_uint tpr_arg = (cl_uint)tpr;
     cl_int sym_arg = symmetric ? 1 : 0;
+    cl_uchar cx_arg = 0; /* codes as they are (int-quantized layout) */
     cl_ulong cols_arg = cols;
     out->bytes = (uint64_t)rows * cols * (es + 1) + (uint64_t)rows * (es + 1 + (symmetric ? 0 : 1));
     out->chunks = chunks;
@@ -84,15 +85,15 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
             cl_ulong n_arg = rows - r0 < rpc ? rows - r0 : rpc;
             size_t groups = ((size_t)n_arg + cb->wg / tpr - 1) / (cb->wg / tpr);
             mq_cl_arg args[] = {MQ_CL_ARG(in),      MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
-                                MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(q),
-                                MQ_CL_ARG(scale),   MQ_CL_ARG(zp),      MQ_CL_ARG(bad),
-                                MQ_CL_ARG(esum),    MQ_CL_ARG(ecl)};
+                                MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(cx_arg),
+                                MQ_CL_ARG(q),       MQ_CL_ARG(scale),   MQ_CL_ARG(zp),
+                                MQ_CL_ARG(bad),     MQ_CL_ARG(esum),    MQ_CL_ARG(ecl)};
             cl_event ev = NULL;
-            if ((st = mq_cl_launch(cb, cb->fused[dt], args, 9, groups * cb->wg, &ev)) != MQ_OK ||
+            if ((st = mq_cl_launch(cb, cb->fused[dt], args, 10, groups * cb->wg, &ev)) != MQ_OK ||
                 (st = event_seconds(ev, &s)) != MQ_OK)
                 goto done;
             ksum += s;
-            if ((st = mq_cl_launch(cb, cb->fused_err[dt], args, 11, groups * cb->wg, &ev)) !=
+            if ((st = mq_cl_launch(cb, cb->fused_err[dt], args, 12, groups * cb->wg, &ev)) !=
                     MQ_OK ||
                 (st = event_seconds(ev, &s)) != MQ_OK)
                 goto done;

@@ -277,7 +277,7 @@ static mq_backend *cl_open(int which)
     }
     bool none = false;
     mq_backend *be = NULL;
-    mq_status st = mq_opencl_backend_open_opts("opencl", &o, &none, &be);
+    mq_status st = mq_opencl_backend_open_opts(tu_cl_device(), &o, &none, &be);
     if (st == MQ_OK) return be;
     if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
     print_message("no OpenCL device: %s\n", mq_last_error());
@@ -461,7 +461,7 @@ static void test_stream_matches_memory(void **state)
         mq_report_free(got);
         if (cl) {
             mq_report *mem;
-            cfg.device = (char *)"opencl";
+            cfg.device = (char *)tu_cl_device();
             assert_int_equal(mq_dynamic_quantize_report(mi, &cfg, &q, NULL, &mem), MQ_OK);
             mq_model_free(q);
             check_entries(want, mem, tag);
@@ -537,7 +537,7 @@ static void test_cli_line_and_report(void **state)
     mq_backend *cl = cl_open(CL_DEFAULT);
     if (cl) {
         mq_backend_free(cl);
-        char *dev = cli_error_lines("opencl", out, rep);
+        char *dev = cli_error_lines(tu_cl_device(), out, rep);
         assert_non_null(dev);
         assert_string_equal(dev, host);
         free(dev);

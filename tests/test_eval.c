@@ -26,7 +26,7 @@ static int group_setup(void **state)
     suite *s = calloc(1, sizeof *s);
     bool none = false;
     s->dir = tu_mkdtemp();
-    if (mq_opencl_backend_open("auto", 0, &none, &s->dev) != MQ_OK) {
+    if (mq_opencl_backend_open(tu_cl_device(), 0, &none, &s->dev) != MQ_OK) {
         fprintf(stderr, "no OpenCL device (%s): device tests will skip\n", mq_last_error());
         s->dev = NULL;
     }
@@ -231,8 +231,8 @@ static void test_linear_forward_device(void **state)
 {
     suite *s = *state;
     NEED_DEVICE(s);
-    linear_forward_cases(s, "opencl", 0);
-    linear_forward_cases(s, "opencl", 4096); /* 4 rows of 64 floats per chunk */
+    linear_forward_cases(s, tu_cl_device(), 0);
+    linear_forward_cases(s, tu_cl_device(), 4096); /* 4 rows of 64 floats per chunk */
 }
 
 static void test_linear_forward_errors(void **state)
@@ -381,7 +381,7 @@ static void test_sqnr_device(void **state)
 {
     suite *s = *state;
     NEED_DEVICE(s);
-    sqnr_matches_weights(s, "opencl");
+    sqnr_matches_weights(s, tu_cl_device());
 }
 
 /* Host and device agree on the metrics (they differ only in float summation order),
@@ -400,7 +400,7 @@ static void test_host_device_agree(void **state)
     assert_int_equal(mq_eval_files(orig, quant, &opt, &rh), MQ_OK);
     opt.max_alloc_override = 4096; /* 4 weight rows per chunk */
     assert_int_equal(mq_eval_files(orig, quant, &opt, &rc), MQ_OK);
-    opt.device = "opencl";
+    opt.device = tu_cl_device();
     opt.max_alloc_override = 65536; /* X fits; 64 weight rows per chunk */
     assert_int_equal(mq_eval_files(orig, quant, &opt, &rd), MQ_OK);
     for (size_t i = 0; i < 2; i++) {
@@ -450,7 +450,7 @@ static void test_exact_pair(void **state)
         if (dev && !s->dev) continue;
         mq_eval_options opt;
         mq_eval_options_init(&opt);
-        opt.device = dev ? "opencl" : "host";
+        opt.device = dev ? tu_cl_device() : "host";
         mq_eval_result *res;
         assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_OK);
         const mq_eval_layer *l = mq_eval_result_layer(res, 0);

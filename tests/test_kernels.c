@@ -40,7 +40,7 @@ static mq_backend *backend(int which)
             o.per_item = 16;
         }
         bool none = false;
-        if (mq_opencl_backend_open_opts("opencl", &o, &none, &g_be[which]) != MQ_OK) {
+        if (mq_opencl_backend_open_opts(tu_cl_device(), &o, &none, &g_be[which]) != MQ_OK) {
             g_be[which] = NULL;
             snprintf(g_why[which], sizeof g_why[which], "%s", mq_last_error());
             /* no device, or one without what this mode needs: skip; anything else fails */

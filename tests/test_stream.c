@@ -295,7 +295,7 @@ static void test_staging_modes(void **state)
         o.staging = modes[i];
         bool none = false;
         mq_backend *be = NULL;
-        if (mq_opencl_backend_open_opts("opencl", &o, &none, &be) != MQ_OK) {
+        if (mq_opencl_backend_open_opts(tu_cl_device(), &o, &none, &be) != MQ_OK) {
             if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
             skip();
         }

@@ -144,6 +144,12 @@ float tu_rng_normal(tu_rng *r)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
+const char *tu_cl_device(void)
+{
+    const char *d = getenv("MQ_DEVICE");
+    return d && *d && strcmp(d, "host") && strcmp(d, "auto") ? d : "opencl";
+}
+
 int tu_run_cli(char **output, const char *fmt, ...)
 {
     char args[8192];

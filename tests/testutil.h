@@ -41,6 +41,11 @@ float tu_rng_normal(tu_rng *r);
  */
 int tu_run_cli(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The OpenCL device spec for suites that test the kernels: $MQ_DEVICE when it
+ * names one (bench/gpu_check.sh runs them with MQ_DEVICE=gpu), else "opencl"
+ * (a GPU first, else any device: PoCL in CI). */
+const char *tu_cl_device(void);
+
 /* Builds a safetensors file from a raw header string and data bytes. */
 bool tu_write_st(const char *path, const char *header, const void *data, size_t data_len);
 
