@@ -80,13 +80,18 @@ def test_schemes_and_int_mm():
         qs, _ = dynamic_quantize(model)
         qw, _ = dynamic_quantize(model, config=QuantizationConfig(weights_only=True))
         assert torch.equal(qs[0].weight_int8, qw[0].weight_int8)
+        # Both forward paths of a symmetric Linear: W8A8 with _int_mm (the
+        # default) and dequantize on the fly.
         L = monoquant.nn.QuantizedLinear
+        assert L.use_int_mm
+        y_int = qs(xs)
         try:
-            L.use_int_mm = True
-            y = qs(xs)
-        finally:
             L.use_int_mm = False
-        assert cos(ref, y, dim=1).min() >= 0.999
+            y_deq = qs(xs)
+        finally:
+            L.use_int_mm = True
+        assert not torch.equal(y_int, y_deq)
+        assert cos(ref, y_int, dim=1).min() >= 0.999 and cos(ref, y_deq, dim=1).min() >= 0.9999
 
 
 def test_conv():
