@@ -6,7 +6,8 @@
 # ${CMAKE_BINARY_DIR}/python, so that the tests import the package from the tree.
 if(MQ_PYTHON_EXT)
   find_package(Python 3.8 REQUIRED COMPONENTS Interpreter Development.Module)
-elseif(MQ_BUILD_TESTS AND MQ_PYTHON)
+elseif(MQ_BUILD_TESTS AND MQ_PYTHON AND NOT MQ_SANITIZE)
+  # (A sanitized module cannot load into an uninstrumented interpreter.)
   set(Python_EXECUTABLE ${MQ_PYTHON})
   find_package(Python 3.8 QUIET COMPONENTS Interpreter Development.Module)
   if(NOT Python_Development.Module_FOUND)
