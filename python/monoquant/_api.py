@@ -180,16 +180,16 @@ def _cast_module_fp16(model: Any, settings: Dict[str, Any]):
     torch = _torch()
     q = copy.deepcopy(model)
     targets: Dict[str, Tuple[Any, str, bool]] = {}
-    rows = []
+    rows, seen = [], set()
     for mod_name, mod in q.named_modules():
         for kind, table in ((True, mod._parameters), (False, mod._buffers)):
             for key, t in table.items():
                 if t is None or not t.is_floating_point() or t.dtype == torch.float16:
                     continue
-                full = "%s.%s" % (mod_name, key) if mod_name else key
-                if any(t is other[0]._parameters.get(other[1]) if other[2]
-                       else t is other[0]._buffers.get(other[1]) for other in targets.values()):
+                if id(t) in seen:
                     continue  # shared (tied) tensors are cast once
+                seen.add(id(t))
+                full = "%s.%s" % (mod_name, key) if mod_name else key
                 targets[full] = (mod, key, kind)
                 rows.append(_tensors.to_row(full, t))
     outs, skipped, _ = _run(rows, settings)

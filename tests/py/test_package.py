@@ -300,6 +300,24 @@ def test_files():
         pkgtest.expect_error(lambda: monoquant.quantize_dir(example, dst), "not a model directory")
 
 
+def test_fp16_tied_and_buffers():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.head = nn.Linear(8, 10, bias=False)
+            self.head.weight = self.emb.weight
+            self.norm = nn.BatchNorm1d(8)
+            self.register_buffer("steps", torch.tensor(3))
+
+    m = Tied()
+    h, skipped = dynamic_quantize(m, dtype=torch.float16)
+    assert skipped == [] and h.head.weight is h.emb.weight
+    assert h.emb.weight.dtype == torch.float16 and h.norm.running_mean.dtype == torch.float16
+    assert h.steps.dtype == torch.int64 and m.emb.weight.dtype == torch.float32
+    assert torch.equal(h.emb.weight, m.emb.weight.half())
+
+
 def test_version_and_alias():
     with open(os.path.join(SRC, "src", "monoquant.h")) as f:
         version = re.search(r'#define MQ_VERSION "([^"]+)"', f.read()).group(1)
