@@ -52,10 +52,13 @@ static void progress_cb(const mq_progress *p, void *user)
     progress_ctx *ctx = user;
     PyGILState_STATE g = PyGILState_Ensure();
     if (!ctx->error_type) {
-        PyObject *r =
-            PyObject_CallFunction(ctx->callable, "nnKKs", (Py_ssize_t)p->tensors_done,
-                                  (Py_ssize_t)p->tensors_total, (unsigned long long)p->bytes_done,
-                                  (unsigned long long)p->bytes_total, p->file ? p->file : "");
+        /* Paths are bytes: decoded as os.fsdecode does, so that any name passes. */
+        PyObject *file = PyUnicode_DecodeFSDefault(p->file ? p->file : "");
+        PyObject *r = file ? PyObject_CallFunction(
+                                 ctx->callable, "nnKKN", (Py_ssize_t)p->tensors_done,
+                                 (Py_ssize_t)p->tensors_total, (unsigned long long)p->bytes_done,
+                                 (unsigned long long)p->bytes_total, file)
+                           : NULL;
         if (r)
             Py_DECREF(r);
         else
