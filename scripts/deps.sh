@@ -17,7 +17,7 @@ for arg in "$@"; do
 done
 
 packages=(cmake make gcc pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
-          libclblast-dev libcmocka-dev libjansson-dev libpcre2-dev python3 python3-venv)
+          libclblast-dev libcmocka-dev libjansson-dev libpcre2-dev python3 python3-venv python3-dev)
 [ "$hardening" = 1 ] && packages+=(clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do

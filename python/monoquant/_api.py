@@ -1,0 +1,315 @@
+"""dynamic_quantize (nn.Module or state_dict), quantize_file / quantize_dir
+(the streaming C path) and devices(). The arithmetic runs in libmonoquant."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core, _tensors
+from ._config import QuantizationConfig, resolve
+from ._core import QuantizationError
+
+__all__ = ["dynamic_quantize", "quantize_file", "quantize_dir", "devices"]
+
+ProgressArg = Union[None, bool, Callable[[int, int, int, int, str], Any]]
+
+
+def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = None,
+                     per_channel: Optional[bool] = None,
+                     config: Union[QuantizationConfig, Mapping[str, Any], None] = None,
+                     device: Optional[str] = None) -> Tuple[Any, List[str]]:
+    """Quantizes a copy of `model`; returns ``(quantized_copy, skipped)``.
+
+    `model` is an ``nn.Module`` (any, including nested containers and Hugging
+    Face models) or a state_dict (``dict[str, Tensor]``; numpy arrays work
+    too). It is never modified: modules are deep-copied first, tensors are read.
+
+    * ``dtype=torch.qint8``: every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (exact
+      types; subclasses such as MultiheadAttention's ``out_proj`` stay float)
+      becomes a :mod:`monoquant.nn` module holding int8 weights with
+      per-output-channel scales (and zero points when asymmetric) and a float
+      bias. `skipped` lists, by qualified name, the leaf modules left alone
+      (e.g. ``"1"`` for the ReLU of ``Sequential(Linear, ReLU, Linear)``).
+    * ``dtype=torch.float16``: every floating parameter and buffer is cast to
+      float16; `skipped` is empty (unless ``exclude`` kept tensors in float,
+      which it then names).
+    * A state_dict gives a state_dict in the library's file layout (``X.weight``
+      int8 + ``X.weight_scale``; asymmetric or ``weights_only`` is
+      pack-quantized: ``X.weight_packed``, ``X.weight_shape``, packed
+      ``X.weight_zero_point``), the same bytes as the ``monoquant`` CLI on the
+      same tensors; `skipped` names the tensors left as they were.
+
+    Settings resolve as explicit arguments (not None) > `config` > defaults.
+    The defaults are the library's: int8, **symmetric**, per channel, device
+    "auto". The original design defaulted to ``symmetric=False``; symmetric
+    per-channel int8 is what vLLM runs fast (its W8A8 int8 kernels) and what
+    compressed-tensors' INT8 preset is, while asymmetric weights have no W8A8
+    kernel (only weight-only ones), so symmetric is the default here as in the
+    C library and the CLI.
+
+    The quantization runs in libmonoquant, on the host path or an OpenCL device
+    (`device`, see :func:`devices`); CUDA tensors are copied to the host first
+    and the results put back on their device.
+
+    Raises:
+        QuantizationError: NaN/Inf weights, an unsupported dtype, a bad config or
+            device; the message names the module or tensor and the cause.
+    """
+    settings = resolve(config, dtype=dtype, symmetric=symmetric, per_channel=per_channel,
+                       device=device)
+    if isinstance(model, Mapping):
+        return _quantize_state_dict(model, settings)
+    torch = _torch()
+    if isinstance(model, torch.nn.Module):
+        if settings["dtype"] == "fp16":
+            return _cast_module_fp16(model, settings)
+        return _quantize_module(model, settings)
+    raise QuantizationError("model must be an nn.Module or a state_dict (dict of tensors), got %s"
+                            % type(model).__name__)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - numpy-only installs
+        raise QuantizationError("quantizing an nn.Module needs torch (%s)" % e) from None
+    return torch
+
+
+def _run(rows: List[tuple], settings: Dict[str, Any]):
+    return _core.quantize(rows, settings)
+
+
+def _quantize_state_dict(state: Mapping[str, Any], settings: Dict[str, Any]):
+    rows, as_torch = _tensors.rows_of(state)
+    outs, skipped, _ = _run(rows, settings)
+    return _tensors.outputs_dict(outs, as_torch), [name for name, _ in skipped]
+
+
+def _exact_pattern(name: str) -> str:
+    if any(c in name for c in "*?["):
+        import re
+        return "re:" + re.escape(name) + "$"
+    return name
+
+
+def _replace(root: Any, replacements: Dict[int, Any]) -> Any:
+    """Puts each new module wherever its old one is registered (shared modules too)."""
+    if id(root) in replacements:
+        return replacements[id(root)]
+    for parent in root.modules():
+        for key, child in list(parent._modules.items()):
+            if child is not None and id(child) in replacements:
+                parent._modules[key] = replacements[id(child)]
+    return root
+
+
+def _module_error(e: QuantizationError, names: Dict[str, str]) -> QuantizationError:
+    msg = str(e)
+    hits = [m for w, m in names.items() if "'%s'" % w in msg or w in msg]
+    if hits:
+        mod = max(hits, key=len)
+        err = QuantizationError("module '%s': %s" % (mod or "(root)", msg))
+    else:
+        err = QuantizationError(msg)
+    err.status = getattr(e, "status", None)
+    return err
+
+
+def _quantize_module(model: Any, settings: Dict[str, Any]):
+    torch = _torch()
+    from .nn import QUANTIZABLE
+    q = copy.deepcopy(model)
+    candidates: Dict[str, Any] = {}
+    weight_names: Dict[str, str] = {}
+    rows = []
+    for name, m in q.named_modules():
+        if type(m) in QUANTIZABLE and isinstance(getattr(m, "weight", None), torch.Tensor):
+            w = name + ".weight" if name else "weight"
+            candidates[name] = m
+            weight_names[w] = name
+            rows.append(_tensors.to_row(w, m.weight))
+    run = dict(settings)
+    # Every Linear/Conv is asked for, whatever its name (the library's name rules
+    # keep lm_head and embeddings in float); exclude still wins.
+    run["include"] = list(settings["include"]) + [_exact_pattern(w) for w in weight_names]
+    try:
+        outs, skipped, _ = _run(rows, run)
+    except QuantizationError as e:
+        raise _module_error(e, weight_names) from None
+    out = {name: (dtype, shape, data) for name, dtype, shape, data in outs}
+    left = {name for name, _ in skipped}
+    replacements: Dict[int, Any] = {}
+    for w, name in weight_names.items():
+        if w in left or w not in out and w + "_packed" not in out:
+            continue
+        m = candidates[name]
+        dev = m.weight.device
+
+        def get(key):
+            dtype_, shape_, data_ = out[key]
+            return _tensors.from_row(dtype_, shape_, data_, True)
+
+        zp = None
+        if w in out:
+            codes = get(w)
+        else:
+            shape = tuple(int(v) for v in get(w + "_shape").tolist())
+            codes = torch.from_numpy(_tensors.unpack_int8(get(w + "_packed").numpy(), shape))
+            if w + "_zero_point" in out:
+                zp = torch.from_numpy(
+                    _tensors.unpack_zero_point(get(w + "_zero_point").numpy(), shape[0]).copy())
+        scale = get(w + "_scale")
+        new = QUANTIZABLE[type(m)](m, codes.to(dev), scale.to(dev),
+                                   None if zp is None else zp.to(dev))
+        new.train(m.training)
+        replacements[id(m)] = new
+    leaves = [n for n, m in q.named_modules()
+              if not m._modules and id(m) not in replacements]
+    return _replace(q, replacements), leaves
+
+
+def _cast_module_fp16(model: Any, settings: Dict[str, Any]):
+    torch = _torch()
+    q = copy.deepcopy(model)
+    targets: Dict[str, Tuple[Any, str, bool]] = {}
+    rows, seen = [], set()
+    for mod_name, mod in q.named_modules():
+        for kind, table in ((True, mod._parameters), (False, mod._buffers)):
+            for key, t in table.items():
+                if t is None or not t.is_floating_point() or t.dtype == torch.float16:
+                    continue
+                if id(t) in seen:
+                    continue  # shared (tied) tensors are cast once
+                seen.add(id(t))
+                full = "%s.%s" % (mod_name, key) if mod_name else key
+                targets[full] = (mod, key, kind)
+                rows.append(_tensors.to_row(full, t))
+    outs, skipped, _ = _run(rows, settings)
+    new = {name: _tensors.from_row(dtype, shape, data, True) for name, dtype, shape, data in outs}
+    cast: Dict[int, Any] = {}
+    for full, (mod, key, is_param) in targets.items():
+        if full not in new or new[full].dtype != torch.float16:
+            continue
+        old = mod._parameters[key] if is_param else mod._buffers[key]
+        value = new[full].to(old.device)
+        if is_param:
+            old.data = value
+        else:
+            mod._buffers[key] = value
+        cast[id(old)] = value
+    # Tied tensors registered under other names point at the same objects;
+    # buffers are replaced, so repoint the other registrations of a shared buffer.
+    for mod in q.modules():
+        for key, t in list(mod._buffers.items()):
+            if t is not None and id(t) in cast and mod._buffers[key] is not cast[id(t)]:
+                mod._buffers[key] = cast[id(t)]
+    return q, [name for name, _ in skipped]
+
+
+# ---- files ------------------------------------------------------------------
+
+def _progress_callback(progress: ProgressArg, src: str):
+    if progress is False:
+        return None, None
+    if callable(progress) and progress is not True:
+        return progress, None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, None
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None, None
+    # delay: the bar appears only on runs longer than a second.
+    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, delay=1.0,
+               desc=os.path.basename(os.path.normpath(src)), leave=False)
+
+    def update(done: int, total: int, bytes_done: int, bytes_total: int, file: str) -> None:
+        if bar.total != bytes_total:
+            bar.total = bytes_total
+        bar.update(bytes_done - bar.n)
+
+    return update, bar
+
+
+def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool) -> Dict[str, Any]:
+    progress = settings.pop("progress", None)
+    config = settings.pop("config", None)
+    known = {"dtype", "symmetric", "per_channel", "include", "exclude", "device", "weights_only",
+             "skip_nonfinite", "fp16_saturate", "memory_limit", "follow_symlinks"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise QuantizationError("bad config: unknown setting(s) %s" % ", ".join(unknown))
+    cfg = resolve(config, **settings)
+    src, dst = os.fspath(src), os.fspath(dst)
+    if want_dir and not os.path.isdir(src):
+        raise QuantizationError("'%s' is not a model directory" % src)
+    if not want_dir and os.path.isdir(src):
+        raise QuantizationError("'%s' is a directory: use quantize_dir" % src)
+    callback, bar = _progress_callback(progress, src)
+    cfg["progress"] = callback
+    tmp = tempfile.mkdtemp(prefix="monoquant-report-")
+    try:
+        report = os.path.join(tmp, "report.json")
+        _core.quantize_file(src, dst, cfg, report)
+        with open(report, encoding="utf-8") as f:
+            return json.load(f)
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
+                  **settings: Any) -> Dict[str, Any]:
+    """Quantizes the safetensors file `src` into `dst`, streaming with bounded
+    memory (mq_quantize_file), and returns the run's report as a dict (the
+    ``--report`` JSON of the CLI: quantized, skipped, bytes, device, seconds).
+
+    Settings: the fields of :class:`QuantizationConfig` as keywords, ``config=``
+    (explicit keywords win over it), ``memory_limit`` (bytes of staging
+    memory), ``follow_symlinks``, and ``progress``: None (default) shows a tqdm
+    bar on a terminal for runs over a second when tqdm is installed, True
+    always when tqdm is installed, False never, or a callable
+    ``f(tensors_done, tensors_total, bytes_done, bytes_total, file)``.
+    `dst` appears only when complete. Raises QuantizationError.
+    """
+    return _quantize_path(src, dst, dict(settings), want_dir=False)
+
+
+def quantize_dir(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
+                 **settings: Any) -> Dict[str, Any]:
+    """Quantizes a Hugging Face model directory into a new directory `dst` (same
+    shards, rewritten index, a compressed-tensors ``quantization_config`` in
+    config.json, other files copied), as :func:`quantize_file` does a file."""
+    return _quantize_path(src, dst, dict(settings), want_dir=True)
+
+
+def devices() -> List[Dict[str, Any]]:
+    """The devices the library can run on, as dicts ``{"spec", "kind",
+    "platform", "name", "auto"}``: the host path (``"host"``), the first OpenCL
+    device (``"opencl"``) and the first GPU (``"gpu"``) when there are such, each
+    given once; ``auto`` marks the one ``device="auto"`` (the default) picks: a
+    GPU or accelerator, else the host path (a CPU OpenCL device such as PoCL runs
+    only when named). Pass ``spec`` as ``device=``. ``monoquant devices`` (CLI)
+    lists every OpenCL platform and device."""
+    auto = _core.device_info("auto")
+    seen, out = set(), []
+    for spec in ("host", "opencl", "gpu"):
+        try:
+            info = _core.device_info(spec)
+        except QuantizationError:
+            continue
+        if info in seen:
+            continue
+        seen.add(info)
+        out.append({"spec": spec, "kind": info[0], "platform": info[1], "name": info[2],
+                    "auto": info == auto})
+    return out
