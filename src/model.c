@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 
 struct mq_blob {
-    long refs;
+    long refs; /* atomic: models that share a blob may be used and freed from several threads */
     void *data;
     size_t size;
     bool mapped;
@@ -66,13 +66,13 @@ bool mq_blob_is_file(const mq_blob *b, dev_t dev, ino_t ino)
 
 mq_blob *mq_blob_ref(mq_blob *b)
 {
-    if (b) b->refs++;
+    if (b) __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
     return b;
 }
 
 void mq_blob_unref(mq_blob *b)
 {
-    if (!b || --b->refs > 0) return;
+    if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
     if (b->mapped) {
         if (b->size) munmap(b->data, b->size);
     } else {
