@@ -12,7 +12,12 @@
 extern "C" {
 #endif
 
-#define MQ_VERSION "0.1.0"
+/* MQ_VERSION_MAJOR/MINOR/PATCH, MQ_VERSION_NUMBER and MQ_VERSION_STRING,
+ * generated from the build's project version. */
+#include "monoquant_version.h"
+
+/** The version as a string literal: MQ_VERSION_STRING, under its older name. */
+#define MQ_VERSION MQ_VERSION_STRING
 
 /* MQ_API marks every function of this header: the library is built with
  * hidden visibility, so nothing else is exported from the shared library. */
@@ -238,6 +243,12 @@ MQ_API mq_status mq_quantize_file(const char *in_path, const char *out_path, con
  * must be finite and positive, one per output channel or one in all, and zero
  * points I8 of the scale's shape: else MQ_STATUS_E_FORMAT naming the tensor. */
 MQ_API mq_status mq_dequantize(const mq_model *in, mq_model **out);
+
+/** Version of the library linked at run time, "MAJOR.MINOR.PATCH": MQ_VERSION_STRING of
+ * its build, which may differ from the header a program was compiled with. */
+MQ_API const char *mq_version(void);
+/** MQ_VERSION_NUMBER of the linked library's build (MAJOR * 10000 + MINOR * 100 + PATCH). */
+MQ_API unsigned mq_version_number(void);
 
 MQ_API const char *mq_status_str(mq_status s);
 /** Safetensors dtype string ("F32", ...) or NULL. */
