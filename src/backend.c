@@ -248,6 +248,7 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
     mq_status st = mq_opencl_backend_open(spec, cfg->max_alloc_override, &none, out);
     if (st == MQ_OK || strcmp(spec, "auto") != 0 || !none) return st;
     fprintf(stderr, "monoquant: no OpenCL device found; using the host reference\n");
+    mq_clear_error(); /* no device is no failure for auto */
     return mq_backend_open_host(out);
 }
 
