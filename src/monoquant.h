@@ -1,6 +1,35 @@
 /* libmonoquant: per-channel INT8 / FP16 quantization of neural-network weights.
  * This is the whole public interface; every other header under src/ and host/
- * is internal. */
+ * is internal.
+ *
+ * Errors: a function that returns mq_status empties mq_last_error() when it
+ * starts, and on failure leaves a message there naming the file, tensor and
+ * cause; functions without a status leave the message as it is.
+ *
+ * Threads: any function may be called from several threads at once, within
+ * these rules.
+ * - mq_last_error() is per thread: each thread reads its own calls' message.
+ * - A model, skip list, report or eval result is read-only once the call that
+ *   made it has returned: any number of threads may read it or pass it as an
+ *   input at once (mq_dynamic_quantize, mq_model_save, mq_dequantize, ...).
+ *   Changing a model (mq_model_add_tensor, mq_model_set_metadata) or freeing
+ *   any of them must not overlap another thread's use of it. A model and the
+ *   models made from it share tensor data, counted atomically, so each may be
+ *   freed on any thread whenever its own users are done.
+ * - Concurrent calls may share a config as long as no thread changes it
+ *   (its fields, mq_config_add_*, mq_config_set_device, mq_config_load_json,
+ *   mq_config_free); its progress callback then runs on each calling thread.
+ * - Each call opens its own device and ends every thread it starts before it
+ *   returns (on the host path up to 7 workers, plus the streaming pipeline's
+ *   reader and writer threads); an OpenCL device gets a context of its own.
+ *   CLBlast before 1.6.1 can fail when two threads build the same GEMM kernel
+ *   at once (CLBlast issue #486): with it, run mq_eval_files and
+ *   mq_linear_forward on OpenCL devices one thread at a time.
+ * - Process-wide state: the temporaries that mq_signal_cleanup() removes, in
+ *   lock-free tables (16 files and 8 model directories at a time have signal
+ *   cleanup; writes beyond those still work without it); the umask, read once
+ *   at the first write; the MQ_DEVICE environment variable, read when a
+ *   config's device is auto (do not setenv() it while calls run). */
 #ifndef MONOQUANT_H
 #define MONOQUANT_H
 
@@ -255,7 +284,9 @@ MQ_API const char *mq_status_str(mq_status s);
 MQ_API const char *mq_dtype_name(mq_dtype d);
 /** Bytes per element. */
 MQ_API size_t mq_dtype_size(mq_dtype d);
-/** Message of the last failure in this thread: file, tensor and cause. */
+/** Message of the last failure in this thread: file, tensor and cause; "" after a
+ * call that returned MQ_OK. The text changes with this thread's next call that returns
+ * mq_status. */
 MQ_API const char *mq_last_error(void);
 
 /**

@@ -1,10 +1,12 @@
 /* The public interface as a whole: the version the library reports agrees
- * with its header and its build, and every call that returns a status starts
- * with an empty mq_last_error(), so a success never shows an old message. */
+ * with its header and its build, every call that returns a status starts
+ * with an empty mq_last_error(), so a success never shows an old message,
+ * and threads may share a model and a config as the header says. */
 #include "testutil.h"
 
 #include "monoquant.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,11 +130,83 @@ static void test_success_clears_error(void **state)
     free(dir);
 }
 
+#define THREADS 4
+#define ROUNDS 8
+
+typedef struct {
+    const mq_model *in;
+    const mq_config *cfg;
+    const mq_model *expect;
+    bool fail; /* this thread's runs fail (a missing file) instead */
+    const char *problem;
+    char message[256];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < ROUNDS && !w->problem; i++) {
+        if (w->fail) {
+            mq_model *m = NULL;
+            if (mq_model_open("/nonexistent-mq-dir/thread.safetensors", &m) != MQ_STATUS_E_IO ||
+                !strstr(mq_last_error(), "thread.safetensors"))
+                w->problem = "failure without its own message";
+            continue;
+        }
+        mq_model *out = NULL;
+        mq_report *r = NULL;
+        if (mq_dynamic_quantize_report(w->in, w->cfg, &out, NULL, &r) != MQ_OK) {
+            snprintf(w->message, sizeof w->message, "%s", mq_last_error());
+            w->problem = "quantize failed";
+        } else if (mq_last_error()[0]) {
+            w->problem = "a success shows another thread's message";
+        } else {
+            for (size_t t = 0; t < mq_model_count(out); t++) {
+                const mq_tensor *a = mq_model_tensor(out, t);
+                const mq_tensor *b = mq_model_find(w->expect, a->name);
+                if (!b || a->nbytes != b->nbytes || memcmp(a->data, b->data, a->nbytes) != 0)
+                    w->problem = "output differs from the single-thread run";
+            }
+        }
+        mq_report_free(r);
+        mq_model_free(out);
+    }
+    return NULL;
+}
+
+/* Threads quantize one model with one config at once (sharing the input's
+ * tensors with their outputs), while another thread fails: every output is
+ * the single-thread one and each thread sees only its own messages. */
+static void test_threads_share_model_and_config(void **state)
+{
+    (void)state;
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    mq_model *in = small_model(), *expect = NULL;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &expect, NULL), MQ_OK);
+
+    pthread_t tid[THREADS + 1];
+    worker w[THREADS + 1];
+    for (int i = 0; i <= THREADS; i++) {
+        w[i] = (worker){in, &cfg, expect, i == THREADS, NULL, ""};
+        assert_int_equal(pthread_create(&tid[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i <= THREADS; i++) {
+        pthread_join(tid[i], NULL);
+        if (w[i].problem) fail_msg("thread %d: %s %s", i, w[i].problem, w[i].message);
+    }
+    mq_model_free(expect);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_success_clears_error),
+        cmocka_unit_test(test_threads_share_model_and_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
