@@ -244,6 +244,10 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
     if (!spec || !*spec) spec = getenv("MQ_DEVICE");
     if (!spec || !*spec) spec = "auto";
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
+#ifndef MQ_HAVE_OPENCL
+    /* Built without OpenCL: the host path is what auto means, no fallback. */
+    if (strcmp(spec, "auto") == 0) return mq_backend_open_host(out);
+#endif
     bool none = false;
     mq_status st = mq_opencl_backend_open(spec, cfg->max_alloc_override, &none, out);
     if (st == MQ_OK || strcmp(spec, "auto") != 0 || !none) return st;

@@ -26,6 +26,10 @@ int mq_cli_devices(int argc, char **argv)
         fputs(devices_usage, stderr);
         return MQ_EXIT_USAGE;
     }
+#ifndef MQ_HAVE_OPENCL
+    puts("built without OpenCL (MQ_OPENCL=OFF): --device auto and host use the host reference");
+    return MQ_EXIT_OK;
+#endif
     mq_cl_inventory inv;
     mq_status st = mq_cl_inventory_get(&inv);
     if (st != MQ_OK) return mq_cli_fail(st);
