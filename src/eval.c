@@ -367,11 +367,13 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile,
         goto done;
     }
     /* NaN would read as "no error" where infinity means exact: no verdict. */
-    if (!isfinite(e.sy) || !isfinite(e.se))
-        return mq_set_error(MQ_STATUS_E_DATA,
-                            "layer '%s': the outputs are not finite (NaN or Inf in the weight in "
-                            "'%s' or '%s', or in the inputs), so no SQNR can be given",
-                            t->name, ofile, qfile);
+    if (!isfinite(e.sy) || !isfinite(e.se)) {
+        st = mq_set_error(MQ_STATUS_E_DATA,
+                          "layer '%s': the outputs are not finite (NaN or Inf in the weight in "
+                          "'%s' or '%s', or in the inputs), so no SQNR can be given",
+                          t->name, ofile, qfile);
+        goto done;
+    }
     memset(l, 0, sizeof *l);
     l->name = t->name;
     l->rank = t->rank;
