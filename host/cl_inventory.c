@@ -13,6 +13,7 @@
 mq_status mq_device_list_get(mq_device_list *inv)
 {
     mq_cl_devlist list;
+    mq_clear_error();
     memset(inv, 0, sizeof *inv);
     mq_status st = mq_cl_devlist_get(&list);
     if (st != MQ_OK) return st;

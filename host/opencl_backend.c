@@ -121,6 +121,7 @@ bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t r
     }
     cb->limit = used / 2;
     mq_cl_clear_code();
+    mq_clear_error(); /* handled: the caller tries again */
     return true;
 }
 
@@ -353,6 +354,7 @@ mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, 
             snprintf(cb->base.backend, sizeof cb->base.backend, "opencl");
             snprintf(cb->base.platform, sizeof cb->base.platform, "%s", p->name);
             snprintf(cb->base.device, sizeof cb->base.device, "%s", d->name);
+            mq_clear_error(); /* of platforms skipped on the way */
             cb->base.caps = (mq_backend_caps){.host_threads = false,
                                               .shares_host_memory = d->unified,
                                               .has_gemm = true,

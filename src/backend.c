@@ -248,10 +248,15 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
     }
     const char *spec = cfg->device && *cfg->device ? cfg->device : "auto";
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
+#ifndef MQ_HAVE_OPENCL
+    /* Built without OpenCL: the host path is what auto means, no fallback. */
+    if (strcmp(spec, "auto") == 0) return mq_backend_open_host(out);
+#endif
     bool none = false;
     mq_status st = mq_opencl_backend_open(spec, cfg->max_alloc_override, &none, out);
     if (st == MQ_OK || strcmp(spec, "auto") != 0 || !none) return st;
     /* auto without a GPU or accelerator: the host path (the report says so). */
+    mq_clear_error(); /* no device is no failure for auto */
     return mq_backend_open_host(out);
 }
 

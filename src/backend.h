@@ -100,7 +100,8 @@ mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
 /*
- * Implemented in host/: opens an OpenCL device for `spec` ("auto", "opencl",
+ * Implemented in host/ (in a build without OpenCL, src/noopencl.c fails every
+ * spec with *none_found = true): opens an OpenCL device for `spec` ("auto", "opencl",
  * "gpu", "cpu", "P:D" or a name substring). For "auto", MQ_STATUS_E_DEVICE
  * with *none_found = true means no usable OpenCL device exists (not an error
  * for auto). `max_alloc_override` caps one device buffer (0 = device limit).

@@ -64,12 +64,14 @@ static mq_status list_append(char ***list, size_t *n, const char *pattern)
 
 mq_status mq_config_add_include(mq_config *cfg, const char *pattern)
 {
+    mq_clear_error();
     if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     return list_append(&cfg->include, &cfg->n_include, pattern);
 }
 
 mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern)
 {
+    mq_clear_error();
     if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     return list_append(&cfg->exclude, &cfg->n_exclude, pattern);
 }
@@ -77,6 +79,7 @@ mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern)
 /* NULL means "auto": the backend then looks at $MQ_DEVICE. */
 mq_status mq_config_set_device(mq_config *cfg, const char *device)
 {
+    mq_clear_error();
     char *copy = NULL;
 
     if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
@@ -198,6 +201,7 @@ static void rollback(mq_config *cfg, const mq_config *saved)
 
 mq_status mq_config_load_json(mq_config *cfg, const char *path)
 {
+    mq_clear_error();
     mq_config saved;
     json_ctx c = {path, NULL};
     json_error_t jerr;

@@ -36,6 +36,7 @@ done:
 
 mq_status mq_dequantize(const mq_model *in, mq_model **out)
 {
+    mq_clear_error();
     mq_model *m = NULL;
     mq_status st;
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "dequantize: NULL argument");

@@ -9,6 +9,9 @@
 mq_status mq_set_error(mq_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepends "prefix: " to the current message (adds context on the way up). */
 void mq_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Empties the message. Every MQ_API function that returns mq_status calls it
+ * first, so a success leaves no message behind; so does code that handles a
+ * failure itself (a fallback, a retry, a best-effort step). */
 void mq_clear_error(void);
 
 #endif

@@ -433,6 +433,7 @@ static mq_status open_backend(const mq_eval_options *opt, mq_backend **be)
 mq_status mq_eval_files(const char *original, const char *quantized, const mq_eval_options *opt,
                         mq_eval_result **out)
 {
+    mq_clear_error();
     mq_eval_options defaults;
     source quant;
     mq_backend *be = NULL;

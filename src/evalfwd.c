@@ -156,6 +156,7 @@ mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *s
                             const int8_t *zp, mq_dtype scale_dtype, size_t out_features,
                             size_t in_features, const float *x, size_t tokens, float *y)
 {
+    mq_clear_error();
     mq_config def;
     mq_backend *be = NULL;
     mq_fwd *f = NULL;

@@ -164,6 +164,7 @@ static json_t *result_json(const mq_eval_result *r)
 
 mq_status mq_eval_write_json(const mq_eval_result *r, const char *path)
 {
+    mq_clear_error();
     mq_status st;
     if (!r || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "evaluation: NULL argument");
     json_t *root = result_json(r);

@@ -299,7 +299,8 @@ static mq_status check_output(hf_run *r)
 
 static mq_status make_temp_dir(hf_run *r)
 {
-    (void)mq_remove_stale_temps(r->out, NULL, NULL);
+    /* Best effort: a leftover that cannot be removed does not stop the run. */
+    if (mq_remove_stale_temps(r->out, NULL, NULL) != MQ_OK) mq_clear_error();
     char *t = mq_temp_template(r->parent, r->base);
     if (!t) return no_memory(r->out);
     /* A signal between creating the directory and registering it would leave

@@ -19,10 +19,13 @@
 
 /* clang 14 names the dispatcher of an extern clone "f.ifunc", not "f", so no
  * other file can link to it: that compiler gets the plain (SSE2) build. */
+/* The clones are static, called by the plain mq_hk_* functions at the end:
+ * GCC 12 exports an extern clone's dispatcher and resolver from a shared
+ * library whatever -fvisibility says, a static one's stay local. */
 #if defined(__clang__) && __clang_major__ < 15
-#define HK_CLONES
+#define HK_CLONES static
 #else
-#define HK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define HK_CLONES static __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 #define HK_INLINE static inline __attribute__((always_inline))
 
@@ -297,13 +300,13 @@ HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t
     }
 }
 
-HK_CLONES void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+HK_CLONES void hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
 {
     stats_run(s, src, dt, n);
 }
 
-HK_CLONES void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                                     uint8_t code_xor, int8_t *q)
+HK_CLONES void hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                                  uint8_t code_xor, int8_t *q)
 {
     quant_run(src, dt, n, scale, zp, false, code_xor, q, NULL);
 }
@@ -347,23 +350,23 @@ HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t
     return MQ_OK;
 }
 
-HK_CLONES mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                        bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                        uint8_t code_xor, size_t *bad_row)
+HK_CLONES mq_status hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                     bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                     uint8_t code_xor, size_t *bad_row)
 {
     return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, NULL);
 }
 
-HK_CLONES mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                            bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                            uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+HK_CLONES mq_status hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                         bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                         uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, err);
 }
 
-HK_CLONES void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
-                                         int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                         mq_err_acc *err)
+HK_CLONES void hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
+                                      int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                      mq_err_acc *err)
 {
     quant_run(src, dt, n, scale, zp, !symmetric, code_xor, q, err);
 }
@@ -402,8 +405,7 @@ HK_INLINE uint32_t cast_block(const float *restrict x, int nb, bool saturate,
     return count;
 }
 
-HK_CLONES uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate,
-                                  uint16_t *dst)
+HK_CLONES uint64_t hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)
 {
     hk_block b;
     uint64_t overflow = 0;
@@ -420,4 +422,41 @@ HK_CLONES uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool s
         overflow += mq_ref_cast_f16((const unsigned char *)src + i * mq_dtype_size(dt), dt, n - i,
                                     saturate, dst + i);
     return overflow;
+}
+
+void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+{
+    hk_stats_update(s, src, dt, n);
+}
+
+void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                           uint8_t code_xor, int8_t *q)
+{
+    hk_quantize_values(src, dt, n, scale, zp, code_xor, q);
+}
+
+mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
+                              size_t *bad_row)
+{
+    return hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row);
+}
+
+mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                  bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                  uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+{
+    return hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
+                                err);
+}
+
+void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
+                               bool symmetric, uint8_t code_xor, int8_t *q, mq_err_acc *err)
+{
+    hk_quantize_values_err(src, dt, n, scale, zp, symmetric, code_xor, q, err);
+}
+
+uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)
+{
+    return hk_cast_f16(src, dt, n, saturate, dst);
 }

@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 
 struct mq_blob {
-    long refs;
+    long refs; /* atomic: models that share a blob may be used and freed from several threads */
     void *data;
     size_t size;
     bool mapped;
@@ -66,13 +66,13 @@ bool mq_blob_is_file(const mq_blob *b, dev_t dev, ino_t ino)
 
 mq_blob *mq_blob_ref(mq_blob *b)
 {
-    if (b) b->refs++;
+    if (b) __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
     return b;
 }
 
 void mq_blob_unref(mq_blob *b)
 {
-    if (!b || --b->refs > 0) return;
+    if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
     if (b->mapped) {
         if (b->size) munmap(b->data, b->size);
     } else {
@@ -84,6 +84,7 @@ void mq_blob_unref(mq_blob *b)
 
 mq_status mq_model_new(mq_model **out)
 {
+    mq_clear_error();
     if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_model_new: out is NULL");
     *out = calloc(1, sizeof **out);
     if (!*out) return mq_set_error(MQ_STATUS_E_NOMEM, "mq_model_new: out of memory");
@@ -207,6 +208,7 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
 mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int rank,
                               const int64_t *shape, const void *data)
 {
+    mq_clear_error();
     uint64_t nbytes;
     mq_status st;
     if (!m || !name)
@@ -260,6 +262,7 @@ const char *mq_model_metadata_value(const mq_model *m, size_t i)
 
 mq_status mq_model_set_metadata(mq_model *m, const char *key, const char *value)
 {
+    mq_clear_error();
     if (!m || !key || !value)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "set metadata: NULL argument");
     char *v = strdup(value);

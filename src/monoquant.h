@@ -1,6 +1,35 @@
 /* libmonoquant: per-channel INT8 / FP16 quantization of neural-network weights.
  * This is the whole public interface; every other header under src/ and host/
- * is internal. */
+ * is internal.
+ *
+ * Errors: a function that returns mq_status empties mq_last_error() when it
+ * starts, and on failure leaves a message there naming the file, tensor and
+ * cause; functions without a status leave the message as it is.
+ *
+ * Threads: any function may be called from several threads at once, within
+ * these rules.
+ * - mq_last_error() is per thread: each thread reads its own calls' message.
+ * - A model, skip list, report or eval result is read-only once the call that
+ *   made it has returned: any number of threads may read it or pass it as an
+ *   input at once (mq_dynamic_quantize, mq_model_save, mq_dequantize, ...).
+ *   Changing a model (mq_model_add_tensor, mq_model_set_metadata) or freeing
+ *   any of them must not overlap another thread's use of it. A model and the
+ *   models made from it share tensor data, counted atomically, so each may be
+ *   freed on any thread whenever its own users are done.
+ * - Concurrent calls may share a config as long as no thread changes it
+ *   (its fields, mq_config_add_*, mq_config_set_device, mq_config_load_json,
+ *   mq_config_free); its progress callback then runs on each calling thread.
+ * - Each call opens its own device and ends every thread it starts before it
+ *   returns (on the host path up to 7 workers, plus the streaming pipeline's
+ *   reader and writer threads); an OpenCL device gets a context of its own.
+ *   CLBlast before 1.6.1 can fail when two threads build the same GEMM kernel
+ *   at once (CLBlast issue #486): with it, run mq_eval_files and
+ *   mq_linear_forward on OpenCL devices one thread at a time.
+ * - Process-wide state: the temporaries that mq_signal_cleanup() removes, in
+ *   lock-free tables (16 files and 8 model directories at a time have signal
+ *   cleanup; writes beyond those still work without it); the umask, read once
+ *   at the first write; the MQ_DEVICE environment variable, read when a
+ *   config's device is auto (do not setenv() it while calls run). */
 #ifndef MONOQUANT_H
 #define MONOQUANT_H
 
@@ -12,7 +41,23 @@
 extern "C" {
 #endif
 
-#define MQ_VERSION "0.1.0"
+/* MQ_VERSION_MAJOR/MINOR/PATCH, MQ_VERSION_NUMBER and MQ_VERSION_STRING,
+ * generated from the build's project version. */
+#include "monoquant_version.h"
+
+/** The version as a string literal: MQ_VERSION_STRING, under its older name. */
+#define MQ_VERSION MQ_VERSION_STRING
+
+/* MQ_API marks every function of this header: the library is built with
+ * hidden visibility, so nothing else is exported from the shared library. */
+#ifndef MQ_API
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define MQ_API __attribute__((visibility("default")))
+#else
+#define MQ_API
+#endif
+#endif
+
 /** Highest tensor rank the library handles (safetensors has no limit; 8 covers every real model).
  */
 #define MQ_MAX_RANK 8
@@ -131,12 +176,12 @@ typedef struct mq_report mq_report;
  * used by setting mq_config.device_handle; close it with mq_device_close after
  * the last call that uses it.
  */
-mq_status mq_device_open(const char *spec, mq_device **out);
-void mq_device_close(mq_device *d);
+MQ_API mq_status mq_device_open(const char *spec, mq_device **out);
+MQ_API void mq_device_close(mq_device *d);
 /** "host" or "opencl", the platform ("" for host) and the device name. */
-const char *mq_device_kind(const mq_device *d);
-const char *mq_device_platform(const mq_device *d);
-const char *mq_device_name(const mq_device *d);
+MQ_API const char *mq_device_kind(const mq_device *d);
+MQ_API const char *mq_device_platform(const mq_device *d);
+MQ_API const char *mq_device_name(const mq_device *d);
 
 /** One OpenCL device, as `monoquant devices` lists it. */
 typedef struct mq_device_info {
@@ -173,16 +218,16 @@ typedef struct mq_device_list {
 
 /** Every OpenCL platform and device (empty when there is none: not an error;
  * the host path is always there as "host"). Free with mq_device_list_free. */
-mq_status mq_device_list_get(mq_device_list *out);
-void mq_device_list_free(mq_device_list *l);
+MQ_API mq_status mq_device_list_get(mq_device_list *out);
+MQ_API void mq_device_list_free(mq_device_list *l);
 
 /** Defaults: QINT8, symmetric, per channel, no patterns, device auto. */
-void mq_config_init(mq_config *cfg);
+MQ_API void mq_config_init(mq_config *cfg);
 /** Frees the pattern lists and device string; the config is then as after mq_config_init(). */
-void mq_config_free(mq_config *cfg);
-mq_status mq_config_add_include(mq_config *cfg, const char *pattern);
-mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern);
-mq_status mq_config_set_device(mq_config *cfg, const char *device);
+MQ_API void mq_config_free(mq_config *cfg);
+MQ_API mq_status mq_config_add_include(mq_config *cfg, const char *pattern);
+MQ_API mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern);
+MQ_API mq_status mq_config_set_device(mq_config *cfg, const char *device);
 /**
  * Applies a JSON config file over `cfg`. Keys: "dtype" ("int8"|"fp16"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
@@ -190,43 +235,44 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device);
  * (bool), "device" (string).
  * Unknown keys are an error.
  */
-mq_status mq_config_load_json(mq_config *cfg, const char *path);
+MQ_API mq_status mq_config_load_json(mq_config *cfg, const char *path);
 
-mq_status mq_model_new(mq_model **out);
+MQ_API mq_status mq_model_new(mq_model **out);
 /** Copies name, shape and data. nbytes is derived from shape and dtype. */
-mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int rank,
-                              const int64_t *shape, const void *data);
-size_t mq_model_count(const mq_model *m);
-const mq_tensor *mq_model_tensor(const mq_model *m, size_t i);
+MQ_API mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int rank,
+                                     const int64_t *shape, const void *data);
+MQ_API size_t mq_model_count(const mq_model *m);
+MQ_API const mq_tensor *mq_model_tensor(const mq_model *m, size_t i);
 /** NULL when absent. */
-const mq_tensor *mq_model_find(const mq_model *m, const char *name);
+MQ_API const mq_tensor *mq_model_find(const mq_model *m, const char *name);
 /** `__metadata__` entries (string -> string), in file order. */
-size_t mq_model_metadata_count(const mq_model *m);
-const char *mq_model_metadata_key(const mq_model *m, size_t i);
-const char *mq_model_metadata_value(const mq_model *m, size_t i);
+MQ_API size_t mq_model_metadata_count(const mq_model *m);
+MQ_API const char *mq_model_metadata_key(const mq_model *m, size_t i);
+MQ_API const char *mq_model_metadata_value(const mq_model *m, size_t i);
 /** Adds or replaces one metadata entry. */
-mq_status mq_model_set_metadata(mq_model *m, const char *key, const char *value);
+MQ_API mq_status mq_model_set_metadata(mq_model *m, const char *key, const char *value);
 /** Opens and validates a safetensors file; data is memory-mapped read-only. */
-mq_status mq_model_open(const char *path, mq_model **out);
+MQ_API mq_status mq_model_open(const char *path, mq_model **out);
 /** Writes a safetensors file atomically (temporary file, fsync, rename). */
-mq_status mq_model_save(const mq_model *m, const char *path);
-void mq_model_free(mq_model *m);
+MQ_API mq_status mq_model_save(const mq_model *m, const char *path);
+MQ_API void mq_model_free(mq_model *m);
 
 /**
  * Quantizes (or casts) a copy of `in`. `in` is never modified. On success
  * `*out` is a new model and `*skipped` the tensors left as they were, with
  * reasons. `skipped` may be NULL.
  */
-mq_status mq_dynamic_quantize(const mq_model *in, const mq_config *cfg, mq_model **out,
-                              mq_skip_list **skipped);
+MQ_API mq_status mq_dynamic_quantize(const mq_model *in, const mq_config *cfg, mq_model **out,
+                                     mq_skip_list **skipped);
 /** As mq_dynamic_quantize, and also returns the per-tensor report (may be NULL). */
-mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg, mq_model **out,
-                                     mq_skip_list **skipped, mq_report **report);
+MQ_API mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg,
+                                            mq_model **out, mq_skip_list **skipped,
+                                            mq_report **report);
 
-size_t mq_skip_list_count(const mq_skip_list *s);
-const char *mq_skip_list_name(const mq_skip_list *s, size_t i);
-const char *mq_skip_list_reason(const mq_skip_list *s, size_t i);
-void mq_skip_list_free(mq_skip_list *s);
+MQ_API size_t mq_skip_list_count(const mq_skip_list *s);
+MQ_API const char *mq_skip_list_name(const mq_skip_list *s, size_t i);
+MQ_API const char *mq_skip_list_reason(const mq_skip_list *s, size_t i);
+MQ_API void mq_skip_list_free(mq_skip_list *s);
 
 /** What happened to one input tensor. */
 typedef enum { MQ_ACTION_QUANTIZE = 0, MQ_ACTION_CAST, MQ_ACTION_SKIP } mq_action;
@@ -254,24 +300,24 @@ typedef struct mq_report_entry {
     uint64_t clamped;
 } mq_report_entry;
 
-size_t mq_report_count(const mq_report *r);
-const mq_report_entry *mq_report_entry_at(const mq_report *r, size_t i);
-uint64_t mq_report_bytes_in(const mq_report *r);
-uint64_t mq_report_bytes_out(const mq_report *r);
-uint64_t mq_report_fp16_overflow(const mq_report *r);
+MQ_API size_t mq_report_count(const mq_report *r);
+MQ_API const mq_report_entry *mq_report_entry_at(const mq_report *r, size_t i);
+MQ_API uint64_t mq_report_bytes_in(const mq_report *r);
+MQ_API uint64_t mq_report_bytes_out(const mq_report *r);
+MQ_API uint64_t mq_report_fp16_overflow(const mq_report *r);
 /** Backend and device that did the work: "host" or "opencl", platform and device names. */
-const char *mq_report_backend(const mq_report *r);
-const char *mq_report_platform(const mq_report *r);
-const char *mq_report_device(const mq_report *r);
+MQ_API const char *mq_report_backend(const mq_report *r);
+MQ_API const char *mq_report_platform(const mq_report *r);
+MQ_API const char *mq_report_device(const mq_report *r);
 /** Files of an input model directory that the output directory leaves out
  * (Mistral's consolidated*.safetensors), with the reason for each. */
-size_t mq_report_left_out_count(const mq_report *r);
-const char *mq_report_left_out_file(const mq_report *r, size_t i);
-const char *mq_report_left_out_reason(const mq_report *r, size_t i);
+MQ_API size_t mq_report_left_out_count(const mq_report *r);
+MQ_API const char *mq_report_left_out_file(const mq_report *r, size_t i);
+MQ_API const char *mq_report_left_out_reason(const mq_report *r, size_t i);
 /** Writes the run report as JSON (see the README for its fields). */
-mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
-                               const char *output, double seconds, const char *path);
-void mq_report_free(mq_report *r);
+MQ_API mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
+                                      const char *output, double seconds, const char *path);
+MQ_API void mq_report_free(mq_report *r);
 
 /**
  * File to file, or model directory to directory: streams `in_path` through
@@ -279,20 +325,28 @@ void mq_report_free(mq_report *r);
  * atomically (a temporary beside it, renamed when complete). Refuses an
  * output that is the input. `report` may be NULL.
  */
-mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
-                           mq_report **report);
+MQ_API mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg,
+                                  mq_report **report);
 /** Turns a quantized model back into float weights of the scale's dtype. Scales
  * must be finite and positive, one per output channel or one in all, and zero
  * points I8 of the scale's shape: else MQ_STATUS_E_FORMAT naming the tensor. */
-mq_status mq_dequantize(const mq_model *in, mq_model **out);
+MQ_API mq_status mq_dequantize(const mq_model *in, mq_model **out);
 
-const char *mq_status_str(mq_status s);
+/** Version of the library linked at run time, "MAJOR.MINOR.PATCH": MQ_VERSION_STRING of
+ * its build, which may differ from the header a program was compiled with. */
+MQ_API const char *mq_version(void);
+/** MQ_VERSION_NUMBER of the linked library's build (MAJOR * 10000 + MINOR * 100 + PATCH). */
+MQ_API unsigned mq_version_number(void);
+
+MQ_API const char *mq_status_str(mq_status s);
 /** Safetensors dtype string ("F32", ...) or NULL. */
-const char *mq_dtype_name(mq_dtype d);
+MQ_API const char *mq_dtype_name(mq_dtype d);
 /** Bytes per element. */
-size_t mq_dtype_size(mq_dtype d);
-/** Message of the last failure in this thread: file, tensor and cause. */
-const char *mq_last_error(void);
+MQ_API size_t mq_dtype_size(mq_dtype d);
+/** Message of the last failure in this thread: file, tensor and cause; "" after a
+ * call that returned MQ_OK. The text changes with this thread's next call that returns
+ * mq_status. */
+MQ_API const char *mq_last_error(void);
 
 /**
  * Async-signal-safe: removes the temporary file of every write in progress
@@ -300,7 +354,7 @@ const char *mq_last_error(void);
  * run in progress. A program's SIGINT/SIGTERM handler calls it before
  * re-raising the signal; the interrupted calls then fail without output.
  */
-void mq_signal_cleanup(void);
+MQ_API void mq_signal_cleanup(void);
 
 /**
  * Removes what runs killed before they could clean up (SIGKILL, a crash, a
@@ -312,8 +366,8 @@ void mq_signal_cleanup(void);
  * write of a file or directory calls it first without a callback; a program
  * calls it itself to tell the user.
  */
-mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *path, void *user),
-                                void *user);
+MQ_API mq_status mq_remove_stale_temps(const char *target,
+                                       void (*removed)(const char *path, void *user), void *user);
 
 /* ---- Quality evaluation: output error of quantized layers ---- */
 
@@ -327,9 +381,9 @@ mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *
  * from 0 (no FMA). `scale` holds out_features values of `scale_dtype`
  * (F32/F16/BF16); `zp` is NULL for symmetric weights.
  */
-mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *scale,
-                            const int8_t *zp, mq_dtype scale_dtype, size_t out_features,
-                            size_t in_features, const float *x, size_t tokens, float *y);
+MQ_API mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *scale,
+                                   const int8_t *zp, mq_dtype scale_dtype, size_t out_features,
+                                   size_t in_features, const float *x, size_t tokens, float *y);
 
 /** Where mq_eval_files stands; handed to mq_eval_options.progress. */
 typedef struct mq_eval_progress {
@@ -372,7 +426,7 @@ typedef struct mq_eval_layer {
 typedef struct mq_eval_result mq_eval_result;
 
 /** Defaults: 64 generated tokens, seed 0, no inputs file, device auto. */
-void mq_eval_options_init(mq_eval_options *opt);
+MQ_API void mq_eval_options_init(mq_eval_options *opt);
 /**
  * Measures the output error of every quantized layer of `quantized` (an I8
  * `<layer>.weight` with `<layer>.weight_scale`, optionally
@@ -387,21 +441,21 @@ void mq_eval_options_init(mq_eval_options *opt);
  * MQ_STATUS_E_FORMAT naming the files and the layer; outputs that are not
  * finite (NaN or Inf in a weight or the inputs) are MQ_STATUS_E_DATA.
  */
-mq_status mq_eval_files(const char *original, const char *quantized, const mq_eval_options *opt,
-                        mq_eval_result **out);
-size_t mq_eval_result_count(const mq_eval_result *r);
+MQ_API mq_status mq_eval_files(const char *original, const char *quantized,
+                               const mq_eval_options *opt, mq_eval_result **out);
+MQ_API size_t mq_eval_result_count(const mq_eval_result *r);
 /** Layer i, worst (lowest SQNR) first. */
-const mq_eval_layer *mq_eval_result_layer(const mq_eval_result *r, size_t i);
+MQ_API const mq_eval_layer *mq_eval_result_layer(const mq_eval_result *r, size_t i);
 /** Mean of the finite per-layer SQNRs in dB; +inf when every layer is exact;
  * NaN when any layer's SQNR is NaN (a failure; mq_eval_files does not return
  * such layers, it fails naming them). */
-double mq_eval_result_mean_sqnr_db(const mq_eval_result *r);
+MQ_API double mq_eval_result_mean_sqnr_db(const mq_eval_result *r);
 /** The layer with the lowest SQNR, a NaN one first (NULL when there are none). */
-const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r);
+MQ_API const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r);
 /** Backend ("host" or "opencl"), platform and device that ran the GEMMs. */
-const char *mq_eval_result_backend(const mq_eval_result *r);
-const char *mq_eval_result_platform(const mq_eval_result *r);
-const char *mq_eval_result_device(const mq_eval_result *r);
+MQ_API const char *mq_eval_result_backend(const mq_eval_result *r);
+MQ_API const char *mq_eval_result_platform(const mq_eval_result *r);
+MQ_API const char *mq_eval_result_device(const mq_eval_result *r);
 /**
  * Writes {"original", "quantized", "tokens" (null: every row of the inputs), "seed",
  * "inputs", "device": {"backend", "platform", "name"}, "layers": [{"name", "shape", "tokens",
@@ -409,8 +463,8 @@ const char *mq_eval_result_device(const mq_eval_result *r);
  * {"layers", "mean_sqnr_db", "worst_layer", "worst_sqnr_db", "max_rel_error"}}
  * atomically. An infinite SQNR (exact layer) is written as null.
  */
-mq_status mq_eval_write_json(const mq_eval_result *r, const char *path);
-void mq_eval_result_free(mq_eval_result *r);
+MQ_API mq_status mq_eval_write_json(const mq_eval_result *r, const char *path);
+MQ_API void mq_eval_result_free(mq_eval_result *r);
 
 #ifdef __cplusplus
 }

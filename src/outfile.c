@@ -223,7 +223,8 @@ mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **
         goto done;
     }
     if ((st = check_target(f->target, f->dir, base, what, &mode)) != MQ_OK) goto done;
-    (void)mq_remove_stale_temps(f->target, NULL, NULL);
+    /* Best effort: a leftover that cannot be removed does not stop the write. */
+    if (mq_remove_stale_temps(f->target, NULL, NULL) != MQ_OK) mq_clear_error();
     if ((st = make_temp(f, base, mode)) != MQ_OK) goto done;
     *out = f;
     f = NULL;
@@ -536,6 +537,7 @@ static bool is_stale(int dfd, const char *name, long pid, bool *is_dir)
 mq_status mq_remove_stale_temps(const char *target, void (*removed)(const char *path, void *user),
                                 void *user)
 {
+    mq_clear_error();
     mq_status st = MQ_OK;
     char *prefix = NULL, *dir = NULL, *copy = NULL;
     const char *base;

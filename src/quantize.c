@@ -146,6 +146,7 @@ static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq
 mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in, mq_model **out,
                                      mq_skip_list **skipped, mq_report **report)
 {
+    mq_clear_error();
     mq_config defaults;
     mq_planner *planner = NULL;
     run_ctx c = {0};
@@ -223,12 +224,14 @@ done:
 mq_status mq_dynamic_quantize(const mq_model *in, const mq_config *cfg, mq_model **out,
                               mq_skip_list **skipped)
 {
+    mq_clear_error();
     return mq_dynamic_quantize_report(in, cfg, out, skipped, NULL);
 }
 
 mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_config *cfg_in,
                            mq_report **report)
 {
+    mq_clear_error();
     mq_config defaults;
     mq_backend *be = NULL;
     mq_report *rep = NULL;

@@ -279,6 +279,7 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,
                                const char *output, double seconds, const char *path)
 {
+    mq_clear_error();
     mq_status st;
     if (!r || !cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "report: NULL argument");
     json_t *root = report_json(r, cfg, input, output, seconds);

@@ -406,6 +406,7 @@ static mq_status header_bounds(const char *path, const unsigned char *p, size_t 
 
 mq_status mq_model_open(const char *path, mq_model **out)
 {
+    mq_clear_error();
     void *addr = NULL;
     size_t len = 0;
     struct stat sb;
@@ -598,6 +599,7 @@ static mq_status write_body(const mq_model *m, mq_outfile *f, const char *header
 
 mq_status mq_model_save(const mq_model *m, const char *path)
 {
+    mq_clear_error();
     char *header = NULL;
     size_t n = 0;
     mq_outfile *f = NULL;

@@ -947,6 +947,9 @@ static void test_json(void **state)
 static void test_clblast_names(void **state)
 {
     (void)state;
+#ifndef MQ_HAVE_OPENCL
+    skip(); /* built without OpenCL: no CLBlast */
+#endif
     assert_string_equal(mq_clblast_status_name(-1017), "kInvalidDimension");
     assert_string_equal(mq_clblast_status_name(-2046), "kInvalidLocalMemUsage");
     assert_string_equal(mq_clblast_status_name(-5), "kOpenCLOutOfResources");

@@ -25,6 +25,10 @@ int mq_cli_devices(int argc, char **argv)
         fputs(devices_usage, stderr);
         return MQ_EXIT_USAGE;
     }
+#ifndef MQ_HAVE_OPENCL
+    puts("built without OpenCL (MQ_OPENCL=OFF): --device auto and host use the host reference");
+    return MQ_EXIT_OK;
+#endif
     mq_device_list inv;
     mq_status st = mq_device_list_get(&inv);
     if (st != MQ_OK) return mq_cli_fail(st);

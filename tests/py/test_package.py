@@ -319,8 +319,8 @@ def test_fp16_tied_and_buffers():
 
 
 def test_version_and_alias():
-    with open(os.path.join(SRC, "src", "monoquant.h")) as f:
-        version = re.search(r'#define MQ_VERSION "([^"]+)"', f.read()).group(1)
+    with open(os.path.join(SRC, "CMakeLists.txt")) as f:
+        version = re.search(r"project\(monoquant VERSION ([0-9.]+)", f.read()).group(1)
     assert monoquant.__version__ == version
     import mono_quant
     from mono_quant import QuantizationConfig as QC, dynamic_quantize as dq  # noqa: F401

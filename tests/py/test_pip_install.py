@@ -36,8 +36,8 @@ print("installed package ok")
 def main():
     if os.environ.get("MQ_OFFLINE") == "1":
         mqcheck.skip("MQ_OFFLINE=1: no package index for the clean-venv install")
-    with open(os.path.join(SRC, "src", "monoquant.h")) as f:
-        version = f.read().split('#define MQ_VERSION "')[1].split('"')[0]
+    with open(os.path.join(SRC, "CMakeLists.txt")) as f:
+        version = f.read().split("project(monoquant VERSION ")[1].split()[0]
     tmp = tempfile.mkdtemp(prefix="pip-install-")
     try:
         env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL="2", PIP_DISABLE_PIP_VERSION_CHECK="1")
