@@ -1,7 +1,7 @@
 /* bench_eval: time of `monoquant eval` per GB of weights for a generated
  * llama-ish layer set (device and host), and CLBlast SGEMM throughput (median
  * after an untimed warm-up) beside an estimate of the device's peak. */
-#include "clgemm.h"
+#include "cl_gemm.h"
 #include "monoquant.h"
 #include "reference.h"
 #include "timing.h"

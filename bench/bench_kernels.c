@@ -1,7 +1,7 @@
 /* bench_kernels: the fused per-channel quantize kernel (OpenCL profiling events,
  * medians after an untimed warm-up) against a device buffer copy of the same
  * traffic and against the host reference, for LLM-sized weight shapes. */
-#include "opencl.h"
+#include "cl_api.h"
 #include "reference.h"
 #include "timing.h"
 

@@ -245,7 +245,7 @@ def main():
                       "%.1f" % s["seconds"], s["timeout_s"], "`%s`" % esc(s["command"])]
                      for s in st], ["---", "---", "---:", "---:", "---:", "---"])]
     md += ["", "## Test suites on the device (MQ_DEVICE=%s)" % a.device, "",
-           "Every kernel result compared bit for bit with the reference (src/reference.c).", "",
+           "Every kernel result compared bit for bit with the reference (src/numerics/reference.c).", "",
            md_table(["suite", "passed", "failed", "skipped", "device"],
                     [[t["suite"], t["passed"], t["failed"], t["skipped"],
                       esc(t["device_line"] or "")] for t in doc["tests"]],

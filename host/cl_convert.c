@@ -1,8 +1,8 @@
 /* cast_f16 and dequantize_rows on an OpenCL device, in chunks that fit one
  * buffer (whole rows where they fit, else pieces of a row). */
-#include "clbackend.h"
+#include "cl_state.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 #include "reference.h"
 

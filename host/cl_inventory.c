@@ -1,9 +1,9 @@
-/* mq_device_list_get: the device list of cldevice.c as the public header's
+/* mq_device_list_get: the device list of cl_device.c as the public header's
  * plain C data (no OpenCL types), for `monoquant devices` and any caller. */
 #include "monoquant.h"
 
-#include "cldevice.h"
-#include "clerror.h"
+#include "cl_device.h"
+#include "cl_error.h"
 #include "error.h"
 
 #include <stdio.h>

@@ -5,9 +5,9 @@
  * streamed through twice in pieces. With an error accumulator the same kernels'
  * _err variants also sum each row's (fused) or work-group's (split) weight
  * error in the pass that quantizes; the host adds the partials in double. */
-#include "clbackend.h"
+#include "cl_state.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 #include "reference.h"
 

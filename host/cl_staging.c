@@ -10,9 +10,9 @@
  * and mq_cl_stage_give, when a kernel may use it: the map and unmap are the
  * synchronisation OpenCL requires, and for a USE_HOST_PTR buffer the map
  * returns the same pointer every time. */
-#include "clbackend.h"
+#include "cl_state.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 
 #include <stdlib.h>

@@ -23,8 +23,8 @@
 #include "testutil.h"
 
 #include "backend.h"
-#include "hostkern.h"
-#include "opencl.h"
+#include "cpukern.h"
+#include "cl_api.h"
 #include "reference.h"
 #include "report.h"
 #include "stream.h"

@@ -3,7 +3,7 @@
  * weight SQNR, exact pairs, bad pairs, inputs files), the JSON and the CLI. */
 #include "testutil.h"
 
-#include "clgemm.h"
+#include "cl_gemm.h"
 #include "eval.h"
 #include "monoquant.h"
 #include "reference.h"

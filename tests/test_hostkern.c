@@ -1,11 +1,11 @@
-/* The fast host kernels (src/hostkern.c) and the threaded host backend against
+/* The fast host kernels (src/backend/cpukern.c) and the threaded host backend against
  * the scalar reference, byte for byte: every half, wide samples of fp32 bit
  * patterns, random rows of every dtype, ties, zeros, subnormals, +-FLT_MAX,
  * NaN/Inf, odd lengths and unaligned inputs. */
 #include "testutil.h"
 
 #include "backend.h"
-#include "hostkern.h"
+#include "cpukern.h"
 #include "reference.h"
 
 #include <float.h>

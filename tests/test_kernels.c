@@ -1,10 +1,10 @@
-/* The OpenCL kernels against the reference (src/reference.c), byte for byte:
+/* The OpenCL kernels against the reference (src/numerics/reference.c), byte for byte:
  * quantize (fused, split and piecewise paths, every input dtype, sym/asym),
  * fp16 cast, dequantize, NaN/Inf rows, chunking, and each division mode. */
 #include "testutil.h"
 
 #include "backend.h"
-#include "opencl.h"
+#include "cl_api.h"
 #include "reference.h"
 
 #include <float.h>

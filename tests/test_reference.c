@@ -1,4 +1,4 @@
-/* The scalar reference (src/reference.c) against values worked out by hand
+/* The scalar reference (src/numerics/reference.c) against values worked out by hand
  * from DESIGN.md's Numerics: fp16/bf16 conversions, symmetric and asymmetric
  * int8 parameters and codes, the fp16 cast, dequantization, and random rows. */
 #include "testutil.h"

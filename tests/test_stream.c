@@ -1,4 +1,4 @@
-/* The streaming quantizer (src/stream.c) against the in-memory path:
+/* The streaming quantizer (src/stream/stream.c) against the in-memory path:
  * byte-identical files and equal reports for every setting, on the host
  * backend and the default device, with staging slots far smaller than the
  * tensors, in every kind of device staging memory; NaN errors, progress, and a real run of the CLI
@@ -7,7 +7,7 @@
 #include "testutil.h"
 
 #include "backend.h"
-#include "opencl.h"
+#include "cl_api.h"
 #include "outfile.h"
 #include "reference.h"
 #include "report.h"

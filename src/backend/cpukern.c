@@ -3,7 +3,7 @@
  * so every inner loop has a constant trip count and no branch, which GCC
  * vectorizes at -O2; target_clones picks AVX-512, AVX2 or SSE2 at load time.
  * Why each trick is exact is said where it is used. */
-#include "hostkern.h"
+#include "cpukern.h"
 
 #include <float.h>
 #include <math.h>

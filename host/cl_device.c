@@ -1,9 +1,9 @@
 /* Enumerates OpenCL platforms and devices (skipping any platform that fails,
  * with the failure kept for `monoquant devices`) and ranks the devices that a
  * device spec names. The library prints nothing. */
-#include "cldevice.h"
+#include "cl_device.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 
 #include <ctype.h>

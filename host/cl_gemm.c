@@ -1,10 +1,10 @@
 /* CLBlast SGEMMs on the OpenCL backend's queue: Y = X * W^T in row chunks of W
  * small enough for one device buffer, W uploaded as floats or dequantized on
  * the device by the backend's mq_dequantize_f32 kernel. */
-#include "clgemm.h"
+#include "cl_gemm.h"
 
-#include "clbackend.h"
-#include "clerror.h"
+#include "cl_state.h"
+#include "cl_error.h"
 #include "error.h"
 #include "timing.h"
 

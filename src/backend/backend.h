@@ -100,7 +100,7 @@ mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
 /*
- * Implemented in host/ (in a build without OpenCL, src/noopencl.c fails every
+ * Implemented in host/ (in a build without OpenCL, src/backend/noopencl.c fails every
  * spec with *none_found = true): opens an OpenCL device for `spec` ("auto", "opencl",
  * "gpu", "cpu", "P:D" or a name substring). For "auto", MQ_STATUS_E_DEVICE
  * with *none_found = true means no usable OpenCL device exists (not an error

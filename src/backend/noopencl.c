@@ -1,9 +1,9 @@
 /* Stand-ins for host/'s plain-C entry points in a build without OpenCL
  * (MQ_OPENCL=OFF): no device opens, none is listed, and the host path does
  * all the work. Only that build compiles this file. */
-#include "clgemm.h"
+#include "cl_gemm.h"
 #include "error.h"
-#include "opencl.h"
+#include "cl_api.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* Names of the OpenCL 1.2 error codes (and the ICD loader's), so every device
  * failure reaches the user as e.g. "clEnqueueNDRangeKernel failed: CL_OUT_OF_RESOURCES". */
-#include "clerror.h"
+#include "cl_error.h"
 
 #include "error.h"
 

@@ -7,7 +7,7 @@
 
 #include "dtype.h"
 #include "error.h"
-#include "hostkern.h"
+#include "cpukern.h"
 #include "model.h"
 #include "report.h"
 #include "writer.h"

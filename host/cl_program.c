@@ -1,8 +1,8 @@
 /* Program build from the embedded kernel sources. The sources are joined in one
  * program, numerics.cl first since every other file uses its helpers. */
-#include "clprogram.h"
+#include "cl_program.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 
 #include <stdlib.h>

@@ -2,9 +2,9 @@
  * the weight error statistics, and a buffer copy of the same traffic, timed with OpenCL profiling
  * events (clpeak's way: untimed warm-up, then medians). Lives in host/ so bench/ needs no OpenCL
  * header. */
-#include "clbackend.h"
+#include "cl_state.h"
 
-#include "clerror.h"
+#include "cl_error.h"
 #include "error.h"
 #include "timing.h"
 

@@ -1,10 +1,10 @@
 /* The OpenCL backend's state and the small helpers its operations share
- * (buffers, transfers, launches). host/-internal. */
-#ifndef MQ_CLBACKEND_H
-#define MQ_CLBACKEND_H
+ * (buffers, transfers, launches: cl_buffers.c). host/-internal. */
+#ifndef MQ_CL_STATE_H
+#define MQ_CL_STATE_H
 
 #include "backend.h"
-#include "opencl.h"
+#include "cl_api.h"
 
 #include <CL/cl.h>
 #include <pthread.h>

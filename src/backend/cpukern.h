@@ -1,8 +1,9 @@
-/* Fast host kernels: the same results as reference.c, bit for bit, from loops
- * over blocks of widened floats that the compiler vectorizes (AVX-512, AVX2
- * or plain SSE2, chosen at run time). reference.c stays the oracle. */
-#ifndef MQ_HOSTKERN_H
-#define MQ_HOSTKERN_H
+/* The CPU kernels (the host path, `--device host`): the same results as
+ * reference.c, bit for bit, from loops over blocks of widened floats that the
+ * compiler vectorizes (AVX-512, AVX2 or plain SSE2, chosen at run time).
+ * reference.c stays the oracle. */
+#ifndef MQ_CPUKERN_H
+#define MQ_CPUKERN_H
 
 #include "reference.h"
 

@@ -1,9 +1,9 @@
-/* Backend choice and the host backend: the fast host kernels (hostkern.c,
+/* Backend choice and the CPU backend ("host"): the CPU kernels (cpukern.c,
  * bit-identical to the reference), spread over up to 8 cores for large calls. */
 #include "backend.h"
 
 #include "error.h"
-#include "hostkern.h"
+#include "cpukern.h"
 #include "pool.h"
 
 #include <stdio.h>
