@@ -268,6 +268,9 @@ mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bo
     return mq_opencl_backend_open_opts(spec, &o, none_found, out);
 }
 
+/* The OpenCL back end in the core's registry (src/backend/backend.c). */
+const mq_backend_reg mq_opencl_reg = {"opencl", mq_opencl_backend_open, mq_cl_device_list};
+
 const char *mq_opencl_div_mode_name(const mq_backend *b)
 {
     static const char *const names[] = {"native", "double", "soft"};

@@ -1,6 +1,6 @@
-/* mq_device_list_get: the device list of cl_device.c as the public header's
- * plain C data (no OpenCL types), for `monoquant devices` and any caller. */
-#include "monoquant.h"
+/* The OpenCL back end's device list (its reg's `list`): cl_device.c's list as
+ * the public header's plain C data (mq_device_list_get, `monoquant devices`). */
+#include "cl_state.h"
 
 #include "cl_device.h"
 #include "cl_error.h"
@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-mq_status mq_device_list_get(mq_device_list *inv)
+mq_status mq_cl_device_list(mq_device_list *inv)
 {
     mq_cl_devlist list;
-    mq_clear_error();
     memset(inv, 0, sizeof *inv);
     mq_status st = mq_cl_devlist_get(&list);
     if (st != MQ_OK) return st;
@@ -65,11 +64,4 @@ mq_status mq_device_list_get(mq_device_list *inv)
 done:
     mq_cl_devlist_free(&list);
     return st;
-}
-
-void mq_device_list_free(mq_device_list *inv)
-{
-    free(inv->platforms);
-    free(inv->devices);
-    memset(inv, 0, sizeof *inv);
 }

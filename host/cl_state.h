@@ -144,4 +144,7 @@ mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, 
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
 
+/* The devices of every platform as the public mq_device_list (cl_inventory.c). */
+mq_status mq_cl_device_list(mq_device_list *out);
+
 #endif

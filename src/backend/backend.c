@@ -240,6 +240,26 @@ mq_status mq_backend_open_host(mq_backend **out)
     return MQ_OK;
 }
 
+/* ---- the registry of back ends besides the CPU one ---- */
+
+#ifdef MQ_HAVE_OPENCL
+extern const mq_backend_reg mq_opencl_reg;
+static const mq_backend_reg *const regs[] = {&mq_opencl_reg};
+#else
+static const mq_backend_reg *const regs[] = {NULL};
+#endif
+#define N_REGS (sizeof regs / sizeof *regs)
+
+size_t mq_backend_reg_count(void)
+{
+    return regs[0] ? N_REGS : 0;
+}
+
+const mq_backend_reg *mq_backend_reg_at(size_t i)
+{
+    return i < mq_backend_reg_count() ? regs[i] : NULL;
+}
+
 mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
 {
     if (cfg->device_handle) {
@@ -248,16 +268,39 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
     }
     const char *spec = cfg->device && *cfg->device ? cfg->device : "auto";
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
-#ifndef MQ_HAVE_OPENCL
-    /* Built without OpenCL: the host path is what auto means, no fallback. */
-    if (strcmp(spec, "auto") == 0) return mq_backend_open_host(out);
-#endif
-    bool none = false;
-    mq_status st = mq_opencl_backend_open(spec, cfg->max_alloc_override, &none, out);
-    if (st == MQ_OK || strcmp(spec, "auto") != 0 || !none) return st;
+    bool is_auto = strcmp(spec, "auto") == 0;
+    mq_status st = MQ_OK;
+    for (size_t i = 0; i < mq_backend_reg_count(); i++) {
+        bool none = false;
+        st = regs[i]->open(spec, cfg->max_alloc_override, &none, out);
+        if (st == MQ_OK || !is_auto || !none) return st;
+    }
+    if (!is_auto)
+        return mq_set_error(MQ_STATUS_E_DEVICE,
+                            "device '%s': this libmonoquant was built without a device back end "
+                            "(MQ_OPENCL=OFF); only the host device is available",
+                            spec);
     /* auto without a GPU or accelerator: the host path (the report says so). */
     mq_clear_error(); /* no device is no failure for auto */
     return mq_backend_open_host(out);
+}
+
+mq_status mq_device_list_get(mq_device_list *out)
+{
+    mq_clear_error();
+    if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_device_list_get: NULL out");
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < mq_backend_reg_count(); i++)
+        if (regs[i]->list) return regs[i]->list(out);
+    return MQ_OK;
+}
+
+void mq_device_list_free(mq_device_list *l)
+{
+    if (!l) return;
+    free(l->platforms);
+    free(l->devices);
+    memset(l, 0, sizeof *l);
 }
 
 void mq_backend_free(mq_backend *b)

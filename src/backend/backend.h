@@ -100,12 +100,28 @@ mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
 /*
- * Implemented in host/ (in a build without OpenCL, src/backend/noopencl.c fails every
- * spec with *none_found = true): opens an OpenCL device for `spec` ("auto", "opencl",
- * "gpu", "cpu", "P:D" or a name substring). For "auto", MQ_STATUS_E_DEVICE
- * with *none_found = true means no usable OpenCL device exists (not an error
- * for auto). `max_alloc_override` caps one device buffer (0 = device limit).
+ * A back end besides the CPU one, as the core knows it (ggml-backend's "reg"):
+ * its name, how to open one of its devices and how to list them. Back ends
+ * register in backend.c's table when they are built (the OpenCL one in
+ * host/cl_backend.c); nothing else of a back end is visible to src/.
+ * open: the device `spec` names ("auto", "opencl", "gpu", "cpu", "P:D" or a
+ * name substring). For "auto", MQ_STATUS_E_DEVICE with *none_found = true
+ * means it has no device auto may take (not an error for auto).
+ * `max_alloc_override` caps one device buffer (0 = device limit).
  */
+typedef struct {
+    const char *name;
+    mq_status (*open)(const char *spec, size_t max_alloc_override, bool *none_found,
+                      mq_backend **out);
+    mq_status (*list)(mq_device_list *out); /* (optional) */
+} mq_backend_reg;
+
+/* The registered back ends, in the order "auto" tries them. */
+size_t mq_backend_reg_count(void);
+const mq_backend_reg *mq_backend_reg_at(size_t i);
+
+/* Implemented in host/: the OpenCL back end's entry points (its reg uses them;
+ * the tests and benchmarks call them directly). */
 mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
                                  mq_backend **out);
 

@@ -129,15 +129,3 @@ mq_status mq_clgemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int i
     (void)g, (void)m, (void)n, (void)k, (void)iters, (void)first_s, (void)median_s;
     return no_opencl("opencl");
 }
-
-mq_status mq_device_list_get(mq_device_list *out)
-{
-    mq_clear_error();
-    memset(out, 0, sizeof *out);
-    return MQ_OK;
-}
-
-void mq_device_list_free(mq_device_list *l)
-{
-    if (l) memset(l, 0, sizeof *l);
-}
