@@ -225,3 +225,52 @@ def vllm_scheme(qc):
             continue
         raise NotImplementedError("vLLM: no compressed-tensors compatible scheme was found")
     return picked
+
+
+def ct_oracle_tensors(src, dst, scheme, modules, qc):
+    """compressed-tensors' own compression of the same weights, tensor by
+    tensor, for checkpoints whose modules transformers does not build as
+    Linear layers (MoE experts, which transformers 5 fuses): for each module
+    in `modules`, min/max per channel or per tensor, calculate_qparams and the
+    format's compressor; every other tensor copied; config.json with the
+    quantization_config block `qc`."""
+    import shutil
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from compressed_tensors.quantization.utils import calculate_qparams
+    from safetensors.torch import load_file, save_file
+    s = SCHEMES[scheme]
+    weights = QuantizationArgs(num_bits=8, type="int", symmetric=s["symmetric"],
+                               strategy=s["strategy"], dynamic=False)
+    acts = (QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+            if s["acts"] else None)
+    qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
+    comp = BaseCompressor.get_value_from_registry(s["format"])
+    os.makedirs(dst, exist_ok=True)
+    for f in sorted(os.listdir(src)):
+        p = os.path.join(src, f)
+        if not f.endswith(".safetensors"):
+            if os.path.isfile(p):
+                shutil.copy(p, os.path.join(dst, f))
+            continue
+        t = load_file(p)
+        out = {}
+        for k, v in t.items():
+            m = k[:-len(".weight")] if k.endswith(".weight") else None
+            if m not in modules:
+                out[k] = v
+                continue
+            if s["strategy"] == "channel":
+                lo, hi = v.amin(dim=1, keepdim=True), v.amax(dim=1, keepdim=True)
+            else:
+                lo, hi = v.amin().reshape(1), v.amax().reshape(1)
+            sc, zp = calculate_qparams(lo, hi, weights)
+            local = {"weight": v, "weight_scale": sc.to(v.dtype), "weight_zero_point": zp}
+            for name, tensor in comp.compress(local, qs).items():
+                out[m + "." + name] = tensor.contiguous()
+        save_file(out, os.path.join(dst, f), metadata={"format": "pt"})
+    with open(os.path.join(dst, "config.json")) as fh:
+        cfg = json.load(fh)
+    cfg["quantization_config"] = qc
+    with open(os.path.join(dst, "config.json"), "w") as fh:
+        json.dump(cfg, fh, indent=2)
