@@ -306,55 +306,39 @@ done:
     return st;
 }
 
-/* Rows larger than one buffer: each row is streamed twice in pieces, once for
- * its statistics and once to quantize with the parameters they give. */
+static mq_status reduce_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                             mq_ref_stats *st);
+static mq_status quantize_values_once(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                      float scale, int8_t zp, uint8_t code_xor, int8_t *q,
+                                      mq_err_acc *err);
+
+/* Rows larger than one buffer: each row takes the two steps the streaming
+ * quantizer takes for a row larger than its slots, each in pieces of a
+ * buffer: its statistics, then its codes with the parameters they give. */
 static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
                                  size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
                                  uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt);
-    size_t piece = piece_len(cb, es);
-    if (piece == 0)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                            "OpenCL: buffer limit of %zu bytes is too small", cb->limit);
-    size_t seg = stats_segment(cb), spr = (piece + seg - 1) / seg;
-    qbufs w = {0};
-    mq_status st = split_buffers(cb, &w, piece * es, piece, spr, 1);
-    if (st == MQ_OK && err) st = err_buffers(cb, &w, fixed_groups(cb, piece));
-    for (size_t r = 0; st == MQ_OK && r < rows; r++) {
+    for (size_t r = 0; r < rows; r++) {
         const uint8_t *row = src + r * cols * es;
         mq_ref_stats s;
+        float sc;
+        int8_t z;
         mq_ref_stats_init(&s);
-        for (size_t c0 = 0; c0 < cols; c0 += piece) {
-            size_t m = cols - c0 < piece ? cols - c0 : piece;
-            if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
-                (st = run_stats(cb, dt, &w, 1, m)) != MQ_OK)
-                goto done;
-            fold_partials(&s, w.hlo, w.hhi, w.hbad, (m + seg - 1) / seg);
-        }
+        mq_status st = reduce_once(&cb->base, row, dt, cols, &s);
+        if (st != MQ_OK) return st;
         if (s.nonfinite) {
             *bad_row = r;
-            st = MQ_STATUS_E_DATA;
-            goto done;
+            return MQ_STATUS_E_DATA;
         }
-        mq_ref_params(&s, symmetric, dt, &w.hs[0], &w.hzp[0]);
-        if (symmetric) w.hzp[0] = 0;
-        mq_store_scale(scale, dt, r, w.hs[0]);
-        if (!symmetric && zp) zp[r] = w.hzp[0];
-        if ((st = mq_cl_write(cb, w.ps, sizeof(float), w.hs)) != MQ_OK ||
-            (st = mq_cl_write(cb, w.pzp, 1, w.hzp)) != MQ_OK)
-            goto done;
-        for (size_t c0 = 0; c0 < cols; c0 += piece) {
-            size_t m = cols - c0 < piece ? cols - c0 : piece;
-            if ((st = mq_cl_write(cb, w.in, m * es, row + c0 * es)) != MQ_OK ||
-                (st = run_fixed(cb, dt, &w, m, cols, c0, code_xor, q + r * cols + c0, err)) !=
-                    MQ_OK)
-                goto done;
-        }
+        mq_ref_params(&s, symmetric, dt, &sc, &z);
+        mq_store_scale(scale, dt, r, sc);
+        if (!symmetric && zp) zp[r] = z;
+        st = quantize_values_once(&cb->base, row, dt, cols, sc, z, code_xor, q + r * cols, err);
+        if (st != MQ_OK) return st;
     }
-done:
-    qbufs_free(cb, &w);
-    return st;
+    return MQ_OK;
 }
 
 static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
