@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define COPY_CHUNK ((size_t)1 << 30)
 #define FALLBACK_BUF ((size_t)1 << 20)
 /* Deeper than any model repository; stops a symbolic-link loop. */
 #define MAX_DEPTH 32
@@ -355,52 +354,6 @@ static mq_status write_all(int fd, const char *buf, size_t n, const char *path)
     return MQ_OK;
 }
 
-static mq_status copy_by_read(int in, int out, const char *sp, const char *dp, uint64_t *done)
-{
-    char *buf = malloc(FALLBACK_BUF);
-    mq_status rc = MQ_OK;
-    if (!buf) return no_memory(sp);
-    for (;;) {
-        ssize_t n = read(in, buf, FALLBACK_BUF);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", sp, strerror(errno));
-            break;
-        }
-        if (n == 0 || (rc = write_all(out, buf, (size_t)n, dp)) != MQ_OK) break;
-        *done += (uint64_t)n;
-    }
-    free(buf);
-    return rc;
-}
-
-/* copy_file_range lets the filesystem share or copy the blocks in the kernel;
- * where it cannot (other filesystem, old kernel), plain reads and writes. */
-static mq_status copy_bytes(int in, int out, const char *sp, const char *dp, uint64_t size)
-{
-    uint64_t done = 0;
-    mq_status rc = MQ_OK;
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, COPY_CHUNK, 0);
-        if (n > 0) {
-            done += (uint64_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        bool unsupported = n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-                                     errno == EOPNOTSUPP || errno == EPERM || errno == EBADF);
-        if (done == 0 && (unsupported || (n == 0 && size > 0))) {
-            rc = copy_by_read(in, out, sp, dp, &done);
-        } else if (n < 0) {
-            rc = mq_set_error(MQ_STATUS_E_IO, "copying '%s' to '%s': %s", sp, dp, strerror(errno));
-        }
-        break;
-    }
-    if (rc == MQ_OK && done != size)
-        rc = mq_set_error(MQ_STATUS_E_IO, "'%s' changed while it was being copied", sp);
-    return rc;
-}
-
 static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const struct stat *st)
 {
     int in, out = -1;
@@ -412,7 +365,14 @@ static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const stru
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
         goto done;
     }
-    if ((rc = copy_bytes(in, out, sp, dp, (uint64_t)st->st_size)) != MQ_OK) goto done;
+    void *buf = malloc(FALLBACK_BUF);
+    if (!buf) {
+        rc = no_memory(sp);
+        goto done;
+    }
+    rc = mq_copy_range(in, 0, out, 0, (uint64_t)st->st_size, buf, FALLBACK_BUF, sp, dp);
+    free(buf);
+    if (rc != MQ_OK) goto done;
     /* The copy keeps the permissions (a script stays executable) less the
      * umask, as cp does; a failed fchmod (e.g. on vfat) only leaves 0600. */
     (void)fchmod(out, st->st_mode & 0777 & ~mq_umask());

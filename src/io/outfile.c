@@ -302,6 +302,53 @@ static int pread_all(int fd, unsigned char *p, size_t n, uint64_t off)
     return 0;
 }
 
+mq_status mq_copy_range(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t n,
+                        void *bounce, size_t cap, const char *in_name, const char *out_name)
+{
+    /* The kernel copies page cache to page cache (or shares extents) without
+     * passing the bytes through our memory. */
+    while (n > 0) {
+        loff_t src = (loff_t)in_off, dst = (loff_t)out_off;
+        size_t chunk = n < WRITE_CHUNK ? (size_t)n : WRITE_CHUNK;
+        ssize_t w = copy_file_range(in_fd, &src, out_fd, &dst, chunk, 0);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == ENOSPC || errno == EFBIG || errno == EDQUOT))
+            return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': %s", out_name, strerror(errno));
+        if (w < 0 && !(errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                       errno == EOPNOTSUPP || errno == EPERM || errno == EBADF))
+            return mq_set_error(MQ_STATUS_E_IO, "copying '%s' to '%s': %s", in_name, out_name,
+                                strerror(errno));
+        if (w <= 0)
+            break; /* unsupported here, or a short source: the plain loop below
+                    * tells which */
+        in_off += (uint64_t)w;
+        out_off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    while (n > 0) {
+        size_t chunk = n < cap ? (size_t)n : cap;
+        int err = pread_all(in_fd, bounce, chunk, in_off);
+        if (err)
+            return mq_set_error(MQ_STATUS_E_IO, "reading '%s' at offset %llu: %s", in_name,
+                                (unsigned long long)in_off,
+                                err < 0 ? "file is shorter than its header says" : strerror(err));
+        const unsigned char *p = bounce;
+        for (size_t left = chunk; left > 0;) {
+            ssize_t w = pwrite(out_fd, p, left, (off_t)out_off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0)
+                return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': %s", out_name,
+                                    strerror(w < 0 ? errno : EIO));
+            p += w;
+            left -= (size_t)w;
+            out_off += (uint64_t)w;
+        }
+        in_off += chunk;
+        n -= chunk;
+    }
+    return MQ_OK;
+}
+
 mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64_t n,
                                uint64_t out_off, void *bounce, size_t cap, const char *what)
 {
@@ -313,34 +360,9 @@ mq_status mq_outfile_copy_from(mq_outfile *f, int in_fd, uint64_t in_off, uint64
         return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': offset too large", f->target);
     if (f->failed)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': an earlier write failed", f->target);
-    /* The kernel copies page cache to page cache (or shares extents) without
-     * passing the bytes through our memory. */
-    while (n > 0) {
-        loff_t src = (loff_t)in_off, dst = (loff_t)out_off;
-        size_t chunk = n < WRITE_CHUNK ? (size_t)n : WRITE_CHUNK;
-        ssize_t w = copy_file_range(in_fd, &src, f->fd, &dst, chunk, 0);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            break; /* unsupported here (EXDEV, ENOSYS, EINVAL, ...) or a short
-                    * source: the plain loop below tells which */
-        in_off += (uint64_t)w;
-        out_off += (uint64_t)w;
-        n -= (uint64_t)w;
-    }
-    while (n > 0) {
-        size_t chunk = n < cap ? (size_t)n : cap;
-        int err = pread_all(in_fd, bounce, chunk, in_off);
-        if (err)
-            return mq_set_error(MQ_STATUS_E_IO, "reading '%s' at offset %llu: %s", what,
-                                (unsigned long long)in_off,
-                                err < 0 ? "file is shorter than its header says" : strerror(err));
-        mq_status st = write_all(f, bounce, chunk, (int64_t)out_off);
-        if (st != MQ_OK) return st;
-        in_off += chunk;
-        out_off += chunk;
-        n -= chunk;
-    }
-    return MQ_OK;
+    mq_status st = mq_copy_range(in_fd, in_off, f->fd, out_off, n, bounce, cap, what, f->target);
+    if (st == MQ_STATUS_E_OUTPUT) f->failed = true;
+    return st;
 }
 
 mq_status mq_outfile_reserve(mq_outfile *f, uint64_t size)

@@ -38,6 +38,13 @@ json_t *mq_json_str(const char *s);
 mq_status mq_outfile_write(mq_outfile *f, const void *buf, size_t n);
 /* Positioned write of all n bytes. */
 mq_status mq_outfile_pwrite(mq_outfile *f, const void *buf, size_t n, uint64_t off);
+/* Copies n bytes of in_fd at in_off to out_fd at out_off: in the kernel
+ * (copy_file_range: shared or copied blocks) where the filesystems allow,
+ * else pread/pwrite through `bounce` (cap bytes, cap > 0). Input that ends
+ * early is MQ_STATUS_E_IO naming in_name; a failed write MQ_STATUS_E_OUTPUT
+ * naming out_name. */
+mq_status mq_copy_range(int in_fd, uint64_t in_off, int out_fd, uint64_t out_off, uint64_t n,
+                        void *bounce, size_t cap, const char *in_name, const char *out_name);
 /* Copies n bytes of `in_fd` at `in_off` to offset `out_off` of the output,
  * in the kernel (copy_file_range) where it can, else through `bounce` (cap
  * bytes, cap > 0). `what` names the source in errors. */
