@@ -6,6 +6,8 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "hfmeta.h"
+#include "hfroot.h"
 #include "infile.h"
 #include "layout.h"
 #include "path.h"
@@ -21,8 +23,6 @@
 
 /* Weight rows (as floats) handled per GEMM call: bounds host and device memory. */
 #define EVAL_CHUNK_BYTES ((size_t)64 << 20)
-#define INDEX_NAME "model.safetensors.index.json"
-#define SINGLE_NAME "model.safetensors"
 
 /* A safetensors file, or a model directory with one file or indexed shards. */
 typedef struct {
@@ -44,11 +44,6 @@ static void source_free(source *s)
     memset(s, 0, sizeof *s);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static mq_status add_shard(source *s, char *path)
 {
     char **n = path ? realloc(s->shards, (s->n_shards + 1) * sizeof *n) : NULL;
@@ -61,72 +56,44 @@ static mq_status add_shard(source *s, char *path)
     return MQ_OK;
 }
 
-/* The shards the index names (each once, sorted), as paths inside the directory. */
-static mq_status load_index(source *s, const char *index_path)
-{
-    json_error_t jerr;
-    json_t *root = NULL;
-    mq_status st = mq_infile_json(index_path, 0, MQ_STATUS_E_IO, &root, &jerr);
-    if (st != MQ_OK) return st;
-    if (!root)
-        return mq_set_error(MQ_STATUS_E_FORMAT, "'%s': %s (line %d)", index_path, jerr.text,
-                            jerr.line);
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map) || json_object_size(map) == 0) {
-        st = mq_set_error(MQ_STATUS_E_FORMAT, "'%s': no \"weight_map\" object", index_path);
-        goto done;
-    }
-    s->weight_map = json_incref(map);
-    const char **names = calloc(json_object_size(map), sizeof *names);
-    size_t n = 0;
-    if (!names) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", index_path);
-        goto done;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(map, key, v)
-    {
-        const char *f = json_string_value(v);
-        if (!f || !*f || strchr(f, '/') || !strcmp(f, "..") || !strcmp(f, ".")) {
-            st = mq_set_error(MQ_STATUS_E_FORMAT, "'%s': tensor '%s' maps to an invalid file name",
-                              index_path, key);
-            break;
-        }
-        names[n++] = f;
-    }
-    if (st == MQ_OK) qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n && st == MQ_OK; i++)
-        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-            st = add_shard(s, mq_path_join(s->path, names[i]));
-    free(names);
-done:
-    json_decref(root);
-    return st;
-}
-
+/* A file, or a model directory found and checked as quantize finds one
+ * (src/hf: its index, with every shard it names, or model.safetensors).
+ * Reading only, so links are followed wherever they lead. */
 static mq_status source_open(const char *path, source *s)
 {
     struct stat sb;
+    mq_hf_root root;
+    mq_hf_shards shards = {0};
+    json_t *index = NULL;
     memset(s, 0, sizeof *s);
     s->path = path;
     s->open_i = SIZE_MAX;
     if (stat(path, &sb) != 0)
         return mq_set_error(MQ_STATUS_E_IO, "'%s': %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return add_shard(s, strdup(path));
-    char *index = mq_path_join(path, INDEX_NAME), *single = mq_path_join(path, SINGLE_NAME);
-    mq_status st;
-    if (!index || !single)
+    mq_status st = mq_hf_root_init(&root, path, true);
+    if (st != MQ_OK) return st;
+    char *index_path = mq_path_join(path, MQ_HF_INDEX);
+    char *single = mq_path_join(path, MQ_HF_SINGLE);
+    if (!index_path || !single) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", path);
-    else if (stat(index, &sb) == 0)
-        st = load_index(s, index);
-    else if (stat(single, &sb) == 0)
-        st = add_shard(s, single), single = NULL;
-    else
+    } else if (stat(index_path, &sb) == 0) {
+        if ((st = mq_hf_index_load(&root, &index, &shards)) == MQ_OK)
+            s->weight_map = json_incref(json_object_get(index, "weight_map"));
+        for (size_t i = 0; i < shards.count && st == MQ_OK; i++)
+            st = add_shard(s, mq_path_join(path, shards.names[i]));
+    } else if (stat(single, &sb) == 0) {
+        st = add_shard(s, single);
+        single = NULL;
+    } else {
         st = mq_set_error(MQ_STATUS_E_IO,
-                          "'%s': a model directory needs " SINGLE_NAME " or " INDEX_NAME, path);
-    free(index);
+                          "'%s': a model directory needs " MQ_HF_SINGLE " or " MQ_HF_INDEX, path);
+    }
+    free(index_path);
     free(single);
+    json_decref(index);
+    mq_hf_shards_free(&shards);
+    mq_hf_root_free(&root);
     return st;
 }
 
