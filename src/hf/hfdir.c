@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* copy_file_range, realpath */
 #include "hfdir.h"
 
+#include "cleanup.h"
 #include "error.h"
 #include "hfmeta.h"
 #include "infile.h"
@@ -30,110 +31,6 @@
 #define FALLBACK_BUF ((size_t)1 << 20)
 /* Deeper than any model repository; stops a symbolic-link loop. */
 #define MAX_DEPTH 32
-
-/* ---- Signal cleanup: live temporary directories and what was created in
- * them, readable from a signal handler (no allocation, no locks, no opendir).
- * A run appends "<type><path>\0" records to chunks it allocates; the handler
- * walks them newest first, so files go before the directories holding them. */
-
-#define REG_SLOTS 8
-#define REG_PATH_CAP 4096
-#define REG_CHUNK_BYTES 65536
-
-typedef struct reg_chunk {
-    struct reg_chunk *prev;
-    size_t used; /* bytes of complete records */
-    char buf[REG_CHUNK_BYTES];
-} reg_chunk;
-
-enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
-static volatile sig_atomic_t reg_state[REG_SLOTS];
-static char reg_dir[REG_SLOTS][REG_PATH_CAP];
-static reg_chunk *reg_head[REG_SLOTS];
-static volatile sig_atomic_t reg_cleaning;
-
-static int reg_open(const char *dir)
-{
-    size_t n = strlen(dir);
-    if (n >= REG_PATH_CAP) return -1;
-    for (int i = 0; i < REG_SLOTS; i++) {
-        sig_atomic_t expect = SLOT_FREE;
-        if (!__atomic_compare_exchange_n(&reg_state[i], &expect, SLOT_BUSY, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST))
-            continue;
-        memcpy(reg_dir[i], dir, n + 1);
-        __atomic_store_n(&reg_head[i], NULL, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&reg_state[i], SLOT_LIVE, __ATOMIC_SEQ_CST);
-        return i;
-    }
-    return -1; /* table full: the run still works, only without signal cleanup */
-}
-
-/* Records a path about to be created ('f' file, 'd' directory). Without
- * memory the path goes unrecorded: a signal would then leave it behind. */
-static void reg_add(int slot, char type, const char *path)
-{
-    if (slot < 0) return;
-    size_t n = strlen(path), need = n + 2;
-    if (need > REG_CHUNK_BYTES) return;
-    reg_chunk *c = __atomic_load_n(&reg_head[slot], __ATOMIC_SEQ_CST);
-    if (!c || REG_CHUNK_BYTES - c->used < need) {
-        reg_chunk *fresh = malloc(sizeof *fresh);
-        if (!fresh) return;
-        fresh->prev = c;
-        fresh->used = 0;
-        __atomic_store_n(&reg_head[slot], fresh, __ATOMIC_SEQ_CST);
-        c = fresh;
-    }
-    c->buf[c->used] = type;
-    memcpy(c->buf + c->used + 1, path, n + 1);
-    __atomic_store_n(&c->used, c->used + need, __ATOMIC_SEQ_CST);
-}
-
-static void reg_close(int slot)
-{
-    if (slot < 0) return;
-    __atomic_store_n(&reg_state[slot], SLOT_BUSY, __ATOMIC_SEQ_CST);
-    reg_chunk *c = __atomic_exchange_n(&reg_head[slot], NULL, __ATOMIC_SEQ_CST);
-    while (c) {
-        reg_chunk *prev = c->prev;
-        free(c);
-        c = prev;
-    }
-    __atomic_store_n(&reg_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
-}
-
-static void reg_remove_records(const reg_chunk *c)
-{
-    for (; c; c = c->prev) {
-        size_t end = __atomic_load_n(&c->used, __ATOMIC_SEQ_CST);
-        while (end > 0) {
-            size_t s = end - 1; /* the record's terminating NUL */
-            while (s > 0 && c->buf[s - 1] != '\0')
-                s--;
-            if (c->buf[s] == 'd')
-                rmdir(c->buf + s + 1);
-            else
-                unlink(c->buf + s + 1);
-            end = s;
-        }
-    }
-}
-
-void mq_signal_cleanup(void)
-{
-    /* Temporary files first: the shard being written has one inside the
-     * directory, which must go before the directory can. The guard keeps
-     * a second signal's handler from walking the records twice at once. */
-    if (__atomic_exchange_n(&reg_cleaning, 1, __ATOMIC_SEQ_CST)) return;
-    mq_outfile_signal_cleanup();
-    for (int i = 0; i < REG_SLOTS; i++) {
-        if (__atomic_load_n(&reg_state[i], __ATOMIC_SEQ_CST) != SLOT_LIVE) continue;
-        reg_remove_records(__atomic_load_n(&reg_head[i], __ATOMIC_SEQ_CST));
-        rmdir(reg_dir[i]);
-    }
-    __atomic_store_n(&reg_cleaning, 0, __ATOMIC_SEQ_CST);
-}
 
 /* ---- One run. */
 
@@ -309,7 +206,7 @@ static mq_status make_temp_dir(hf_run *r)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     bool made = mkdtemp(t) != NULL;
     int err = errno;
-    if (made) r->slot = reg_open(t);
+    if (made) r->slot = mq_cleanup_open(t, true);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!made) {
         free(t);
@@ -359,7 +256,7 @@ static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const stru
     int in, out = -1;
     mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
     if (rc != MQ_OK) return rc;
-    reg_add(r->slot, 'f', dp);
+    mq_cleanup_add(r->slot, 'f', dp);
     out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0) {
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
@@ -414,7 +311,7 @@ static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struc
 {
     if (depth >= MAX_DEPTH)
         return mq_set_error(MQ_STATUS_E_IO, "'%s': nested too deeply (a symbolic link loop?)", sp);
-    reg_add(r->slot, 'd', dp);
+    mq_cleanup_add(r->slot, 'd', dp);
     if (mkdir(dp, 0700) != 0)
         return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
     mq_status rc = copy_tree(r, sp, dp, depth + 1);
@@ -549,7 +446,7 @@ static mq_status quantize_shards(hf_run *r)
                 totals.bytes_total += bytes;
                 totals.tensors_total += tensors;
             } else {
-                reg_add(r->slot, 'f', dp);
+                mq_cleanup_add(r->slot, 'f', dp);
                 rc = mq_stream_file(sp, dp, r->cfg, r->planner, r->be, r->rep, &totals);
             }
             free(sp);
@@ -564,7 +461,7 @@ static mq_status write_text(hf_run *r, const char *name, const char *text, size_
     mq_status rc = MQ_OK;
     char *path = mq_path_join(r->tmp, name);
     if (!path) return no_memory(name);
-    reg_add(r->slot, 'f', path);
+    mq_cleanup_add(r->slot, 'f', path);
     /* 0666 less the umask, as mq_outfile gives the shards. */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {
@@ -622,7 +519,7 @@ static mq_status publish(hf_run *r)
     }
     free(r->tmp);
     r->tmp = NULL;
-    reg_close(r->slot);
+    mq_cleanup_close(r->slot);
     r->slot = -1;
     if ((rc = sync_dir(r->parent)) != MQ_OK)
         mq_error_prefix("'%s' is complete but may not survive a crash", r->out);
@@ -676,7 +573,7 @@ mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_co
 done:
     if (r.tmp) mq_remove_tree(r.tmp);
     if (r.lock_fd >= 0) close(r.lock_fd);
-    reg_close(r.slot);
+    mq_cleanup_close(r.slot);
     free(r.tmp);
     free(r.out);
     free(r.parent);

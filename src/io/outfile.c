@@ -1,9 +1,10 @@
 /* Atomic output files: a temporary beside the target, checked writes, fsync,
- * rename, directory fsync. Live temporaries sit in a fixed table that
- * mq_outfile_signal_cleanup() can walk from a signal handler without allocating. */
+ * rename, directory fsync. Live temporaries are registered for
+ * mq_signal_cleanup() (cleanup.c). */
 #define _GNU_SOURCE /* copy_file_range, sync_file_range, fallocate */
 #include "outfile.h"
 
+#include "cleanup.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -19,19 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SLOT_COUNT 16
-#define SLOT_PATH_CAP 4096
 /* Longest piece of the target's name copied into the temporary's name, so
  * that ".<base>.mqtmp-<pid>-XXXXXX" stays under NAME_MAX. */
 #define TMP_BASE_MAX 200
 #define TMP_TAG ".mqtmp-"
 /* One write() call at most; Linux caps a single write near 2 GiB anyway. */
 #define WRITE_CHUNK ((size_t)1 << 30)
-
-/* A signal handler unlinks only SLOT_LIVE paths, which are complete. */
-enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
-static char slot_path[SLOT_COUNT][SLOT_PATH_CAP];
-static volatile sig_atomic_t slot_state[SLOT_COUNT];
 
 struct mq_outfile {
     int fd;
@@ -41,38 +35,9 @@ struct mq_outfile {
     const char *what; /* "output", "report", ... */
 };
 
-static int slot_register(const char *path)
-{
-    size_t n = strlen(path);
-    if (n >= SLOT_PATH_CAP) return -1;
-    for (int i = 0; i < SLOT_COUNT; i++) {
-        sig_atomic_t expect = SLOT_FREE;
-        if (!__atomic_compare_exchange_n(&slot_state[i], &expect, SLOT_BUSY, false,
-                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-            continue;
-        memcpy(slot_path[i], path, n + 1);
-        __atomic_store_n(&slot_state[i], SLOT_LIVE, __ATOMIC_SEQ_CST);
-        return i;
-    }
-    return -1; /* table full: the write still works, only without signal cleanup */
-}
-
-static void slot_release(int slot)
-{
-    if (slot >= 0) __atomic_store_n(&slot_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
-}
-
-void mq_outfile_signal_cleanup(void)
-{
-    /* Only async-signal-safe calls here; the slots stay as they are so a
-     * later mq_outfile_abort() sees a plain ENOENT. */
-    for (int i = 0; i < SLOT_COUNT; i++)
-        if (__atomic_load_n(&slot_state[i], __ATOMIC_SEQ_CST) == SLOT_LIVE) unlink(slot_path[i]);
-}
-
 static void outfile_free(mq_outfile *f)
 {
-    slot_release(f->slot);
+    mq_cleanup_close(f->slot);
     free(f->target);
     free(f->dir);
     free(f->tmp);
@@ -188,7 +153,7 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     f->fd = mkstemp(f->tmp);
     int err = errno;
-    if (f->fd >= 0) f->slot = slot_register(f->tmp);
+    if (f->fd >= 0) f->slot = mq_cleanup_open(f->tmp, false);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (f->fd < 0) {
         free(f->tmp);
@@ -420,7 +385,7 @@ mq_status mq_outfile_commit(mq_outfile *f)
         outfile_discard(f);
         return st;
     }
-    slot_release(f->slot); /* renamed: there is no temporary left to clean up */
+    mq_cleanup_close(f->slot); /* renamed: there is no temporary left to clean up */
     f->slot = -1;
     st = sync_dir(f);
     outfile_free(f);

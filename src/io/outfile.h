@@ -14,12 +14,9 @@ typedef struct mq_outfile mq_outfile;
 
 /* Creates the temporary file "<dir>/.<base>.mqtmp-<pid>-XXXXXX", locked while
  * it lives, after removing dead runs' ones (mq_remove_stale_temps); registers it
- * for mq_outfile_signal_cleanup(). Fails when the directory is missing or the
- * target is a directory. */
+ * for mq_signal_cleanup() (cleanup.h). Fails when the directory is missing or
+ * the target is a directory. */
 mq_status mq_outfile_open(const char *target, mq_outfile **out);
-/* Async-signal-safe: unlinks every registered temporary file (part of the
- * public mq_signal_cleanup()). */
-void mq_outfile_signal_cleanup(void);
 /* As mq_outfile_open; `what` names the file in errors ("report": "report
  * directory 'x' does not exist"). */
 mq_status mq_outfile_open_as(const char *target, const char *what, mq_outfile **out);
