@@ -19,17 +19,19 @@
  * - Concurrent calls may share a config as long as no thread changes it
  *   (its fields, mq_config_add_*, mq_config_set_device, mq_config_load_json,
  *   mq_config_free); its progress callback then runs on each calling thread.
- * - Each call opens its own device and ends every thread it starts before it
- *   returns (on the host path up to 7 workers, plus the streaming pipeline's
- *   reader and writer threads); an OpenCL device gets a context of its own.
+ * - Each call opens its own device, unless the config lends it one opened with
+ *   mq_device_open (mq_config.device_handle), and ends every thread it starts
+ *   before it returns (on the host path up to 7 workers, plus the streaming
+ *   pipeline's reader and writer threads); an OpenCL device gets a context of
+ *   its own. A device handle serves one call at a time.
  *   CLBlast before 1.6.1 can fail when two threads build the same GEMM kernel
  *   at once (CLBlast issue #486): with it, run mq_eval_files and
  *   mq_linear_forward on OpenCL devices one thread at a time.
  * - Process-wide state: the temporaries that mq_signal_cleanup() removes, in
- *   lock-free tables (16 files and 8 model directories at a time have signal
- *   cleanup; writes beyond those still work without it); the umask, read once
- *   at the first write; the MQ_DEVICE environment variable, read when a
- *   config's device is auto (do not setenv() it while calls run). */
+ *   one lock-free table (24 temporary files or model directories at a time
+ *   have signal cleanup; writes beyond those still work without it); the
+ *   umask, read once at the first write. The library reads no environment
+ *   variable and prints nothing (the monoquant program reads MQ_DEVICE). */
 #ifndef MONOQUANT_H
 #define MONOQUANT_H
 
