@@ -3,7 +3,8 @@
 # bounded time (scripts/fuzz.sh), the suite under clang with AddressSanitizer,
 # UndefinedBehaviorSanitizer and LeakSanitizer (build-asan), then the normal
 # build's suite (cmocka suites, CLI, interop and real-model tests, valgrind over
-# the CLI). Installs missing dependencies first.
+# the CLI), after the shared-library and host-only builds' suites. Installs
+# missing dependencies first.
 # MQ_QUICK=1 runs only the normal build's suite; MQ_FUZZ_SECONDS sets the fuzz time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,20 @@ if [ "$quick" != 1 ]; then
   LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+fi
+
+if [ "$quick" != 1 ]; then
+  # The library as others build it: shared (only the public API exported) and
+  # without OpenCL (the host path alone). Their suites, less the Python and
+  # valgrind tests that the main build runs.
+  echo "== shared library build (BUILD_SHARED_LIBS=ON) in build-shared =="
+  cmake -S . -B build-shared -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_SHARED_LIBS=ON >/dev/null
+  cmake --build build-shared -j"$(nproc)"
+  ctest --test-dir build-shared --output-on-failure -j"$(nproc)" -E "^(py_|valgrind_|gpu_check)"
+  echo "== host-only build (MQ_OPENCL=OFF) in build-nocl =="
+  cmake -S . -B build-nocl -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQ_OPENCL=OFF >/dev/null
+  cmake --build build-nocl -j"$(nproc)"
+  ctest --test-dir build-nocl --output-on-failure -j"$(nproc)" -E "^(py_|valgrind_|gpu_check)"
 fi
 
 echo "== test suite (gcc, RelWithDebInfo) in build =="
