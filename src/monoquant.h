@@ -243,6 +243,16 @@ MQ_API mq_status mq_model_new(mq_model **out);
 /** Copies name, shape and data. nbytes is derived from shape and dtype. */
 MQ_API mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int rank,
                                      const int64_t *shape, const void *data);
+/**
+ * As mq_model_add_tensor, without the copy: the model (and every model made
+ * from it that keeps the tensor) reads `data` in place. The memory must stay
+ * valid and unchanged until release(user) is called, once, when the last of
+ * those models lets go of it (release may be NULL). Also called when adding
+ * fails.
+ */
+MQ_API mq_status mq_model_add_tensor_ref(mq_model *m, const char *name, mq_dtype dtype, int rank,
+                                         const int64_t *shape, const void *data,
+                                         void (*release)(void *user), void *user);
 MQ_API size_t mq_model_count(const mq_model *m);
 MQ_API const mq_tensor *mq_model_tensor(const mq_model *m, size_t i);
 /** NULL when absent. */

@@ -533,6 +533,59 @@ static void test_device_handle(void **state)
     mq_config_free(&base);
 }
 
+static void count_release(void *user)
+{
+    (*(int *)user)++;
+}
+
+/* A tensor added by reference is read in place: the input model and the
+ * tensors its output keeps point at the caller's memory, and the release
+ * callback runs once, when the last model lets go of it (and on failure). */
+static void test_add_tensor_ref(void **state)
+{
+    (void)state;
+    float w[4 * 8], bias[4];
+    for (int i = 0; i < 32; i++)
+        w[i] = (float)(i - 16) / 8.0f;
+    for (int i = 0; i < 4; i++)
+        bias[i] = (float)i;
+    int released_w = 0, released_b = 0, released_bad = 0;
+    mq_model *in, *out = NULL, *copy_ref = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_model_add_tensor_ref(in, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 8}, w,
+                                             count_release, &released_w),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor_ref(in, "fc.bias", MQ_DTYPE_F32, 1, (int64_t[]){4}, bias,
+                                             count_release, &released_b),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor_ref(in, "bad", MQ_DTYPE_F32, 1, (int64_t[]){-1}, bias,
+                                             count_release, &released_bad),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(released_bad, 1);
+    assert_ptr_equal(mq_model_find(in, "fc.weight")->data, w);
+    /* The same bytes as a copied input. */
+    assert_int_equal(mq_model_new(&copy_ref), MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(copy_ref, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 8}, w), MQ_OK);
+    mq_config cfg = host_config();
+    mq_model *o2 = NULL;
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize(copy_ref, &cfg, &o2, NULL), MQ_OK);
+    assert_memory_equal(mq_model_find(out, "fc.weight")->data, mq_model_find(o2, "fc.weight")->data,
+                        32);
+    /* The kept bias is shared with the input, not copied. */
+    assert_ptr_equal(mq_model_find(out, "fc.bias")->data, bias);
+    mq_model_free(in);
+    assert_int_equal(released_w, 1); /* no model keeps the weight: out has its codes */
+    assert_int_equal(released_b, 0); /* out still reads the bias in place */
+    mq_model_free(out);
+    assert_int_equal(released_w, 1);
+    assert_int_equal(released_b, 1);
+    mq_model_free(o2);
+    mq_model_free(copy_ref);
+    mq_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_pack_quantized),
         cmocka_unit_test(test_quantized_input_refused),
         cmocka_unit_test(test_device_handle),
+        cmocka_unit_test(test_add_tensor_ref),
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_name_clash),

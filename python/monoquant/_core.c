@@ -199,8 +199,20 @@ static PyObject *shape_tuple(const mq_tensor *t)
     return shape;
 }
 
-/* Adds one (name, dtype, shape, buffer) to m. The library copies the bytes
- * (mq_model_add_tensor owns its data), so the buffer is released at once. */
+/* A Python buffer the library reads in place: released (under the GIL) when
+ * the last model that holds the tensor lets go of it. */
+static void release_view(void *user)
+{
+    Py_buffer *view = user;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyBuffer_Release(view);
+    PyGILState_Release(g);
+    PyMem_RawFree(view);
+}
+
+/* Adds one (name, dtype, shape, buffer) to m without copying: a contiguous
+ * CPU tensor or array is read where it is (mq_model_add_tensor_ref), its
+ * buffer held until the models let go of it. */
 static int add_input(mq_model *m, PyObject *item)
 {
     const char *name, *dtype_name;
@@ -238,25 +250,32 @@ static int add_input(mq_model *m, PyObject *item)
         count *= (size_t)v;
     }
     Py_DECREF(seq);
-    Py_buffer view;
-    if (PyObject_GetBuffer(buf_obj, &view, PyBUF_C_CONTIGUOUS) < 0) return -1;
-    size_t esize = mq_dtype_size(dtype);
-    int rc = 0;
-    if (count > SIZE_MAX / esize || (size_t)view.len != count * esize) {
-        PyErr_Format(quantization_error, "tensor '%s': buffer holds %zd bytes, shape needs %zu",
-                     name, view.len, count > SIZE_MAX / esize ? SIZE_MAX : count * esize);
-        rc = -1;
-    } else {
-        PyThreadState *ts = PyEval_SaveThread();
-        mq_status st = mq_model_add_tensor(m, name, dtype, (int)rank, shape, view.buf);
-        PyEval_RestoreThread(ts);
-        if (st != MQ_OK) {
-            raise_status(st, NULL);
-            rc = -1;
-        }
+    Py_buffer *view = PyMem_RawMalloc(sizeof *view);
+    if (!view) {
+        PyErr_NoMemory();
+        return -1;
     }
-    PyBuffer_Release(&view);
-    return rc;
+    if (PyObject_GetBuffer(buf_obj, view, PyBUF_C_CONTIGUOUS) < 0) {
+        PyMem_RawFree(view);
+        return -1;
+    }
+    size_t esize = mq_dtype_size(dtype);
+    if (count > SIZE_MAX / esize || (size_t)view->len != count * esize) {
+        PyErr_Format(quantization_error, "tensor '%s': buffer holds %zd bytes, shape needs %zu",
+                     name, view->len, count > SIZE_MAX / esize ? SIZE_MAX : count * esize);
+        PyBuffer_Release(view);
+        PyMem_RawFree(view);
+        return -1;
+    }
+    /* With the GIL held: the release callback of a failed add takes it too,
+     * which PyGILState_Ensure allows from the thread that holds it. */
+    mq_status st =
+        mq_model_add_tensor_ref(m, name, dtype, (int)rank, shape, view->buf, release_view, view);
+    if (st != MQ_OK) {
+        raise_status(st, NULL);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *output_list(const mq_model *out)

@@ -13,6 +13,10 @@ struct mq_blob {
     void *data;
     size_t size;
     bool mapped;
+    /* The caller's memory (mq_model_add_tensor_ref): release(user) instead of free. */
+    bool borrowed;
+    void (*release)(void *user);
+    void *user;
     dev_t dev;
     ino_t ino;
     char *path; /* mapped: the file's path as opened */
@@ -75,6 +79,8 @@ void mq_blob_unref(mq_blob *b)
     if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
     if (b->mapped) {
         if (b->size) munmap(b->data, b->size);
+    } else if (b->borrowed) {
+        if (b->release) b->release(b->user);
     } else {
         free(b->data);
     }
@@ -225,6 +231,39 @@ mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int
     if (nbytes) memcpy(mq_blob_data(b), data, (size_t)nbytes);
     st = mq_model_append(m, name, dtype, rank, shape, mq_blob_data(b), (size_t)nbytes, b);
     mq_blob_unref(b);
+    return st;
+}
+
+mq_status mq_model_add_tensor_ref(mq_model *m, const char *name, mq_dtype dtype, int rank,
+                                  const int64_t *shape, const void *data,
+                                  void (*release)(void *user), void *user)
+{
+    mq_clear_error();
+    uint64_t nbytes = 0;
+    mq_status st = MQ_OK;
+    mq_blob *b = NULL;
+    if (!m || !name)
+        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "add tensor: model or name is NULL");
+    else if (rank < 0 || rank > MQ_MAX_RANK || (rank > 0 && !shape) ||
+             !mq_shape_nbytes(rank, shape, dtype, &nbytes))
+        st = mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                          "tensor '%s': bad rank, shape or dtype (negative dim or overflow)", name);
+    else if (nbytes && !data)
+        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
+    else if (!(b = calloc(1, sizeof *b)))
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
+    if (st != MQ_OK) {
+        if (release) release(user); /* the caller's memory is let go of on failure too */
+        return st;
+    }
+    b->refs = 1;
+    b->data = (void *)data; /* read only, as every input tensor */
+    b->size = (size_t)nbytes;
+    b->borrowed = true;
+    b->release = release;
+    b->user = user;
+    st = mq_model_append(m, name, dtype, rank, shape, data, (size_t)nbytes, b);
+    mq_blob_unref(b); /* the model's reference, if it took one, keeps it */
     return st;
 }
 
