@@ -294,22 +294,16 @@ def quantize_dir(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
 
 def devices() -> List[Dict[str, Any]]:
     """The devices the library can run on, as dicts ``{"spec", "kind",
-    "platform", "name", "auto"}``: the host path (``"host"``), the first OpenCL
-    device (``"opencl"``) and the first GPU (``"gpu"``) when there are such, each
-    given once; ``auto`` marks the one ``device="auto"`` (the default) picks: a
-    GPU or accelerator, else the host path (a CPU OpenCL device such as PoCL runs
-    only when named). Pass ``spec`` as ``device=``. ``monoquant devices`` (CLI)
-    lists every OpenCL platform and device."""
-    auto = _core.device_info("auto")
-    seen, out = set(), []
-    for spec in ("host", "opencl", "gpu"):
-        try:
-            info = _core.device_info(spec)
-        except QuantizationError:
-            continue
-        if info in seen:
-            continue
-        seen.add(info)
-        out.append({"spec": spec, "kind": info[0], "platform": info[1], "name": info[2],
-                    "auto": info == auto})
+    "platform", "name", "type", "auto"}``: the host path (``spec`` ``"host"``)
+    and every OpenCL device (``spec`` ``"P:D"``), as ``monoquant devices``
+    lists them. ``auto`` marks the one ``device="auto"`` (the default) picks:
+    the first GPU, else the first accelerator, else the host path (a CPU
+    OpenCL device such as PoCL runs only when named). Pass ``spec`` as
+    ``device=``."""
+    listed = _core.device_list()
+    out = [{"spec": "host", "kind": "host", "platform": "", "name": "reference", "type": "CPU",
+            "auto": not any(d["auto"] for d in listed)}]
+    for d in listed:
+        out.append({"spec": d["spec"], "kind": "opencl", "platform": d["platform"],
+                    "name": d["name"], "type": d["type"], "auto": d["auto"]})
     return out

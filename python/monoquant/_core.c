@@ -438,10 +438,44 @@ static PyObject *py_device_info(PyObject *self, PyObject *args)
     return r;
 }
 
+PyDoc_STRVAR(device_list_doc,
+             "device_list() -> [dict]\n\n"
+             "Every OpenCL device mq_device_list_get lists: spec (\"P:D\"), platform, name,\n"
+             "type, compute_units, global_mem, max_alloc, unified, auto.");
+
+static PyObject *py_device_list(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    mq_device_list l;
+    mq_status st = mq_device_list_get(&l);
+    if (st != MQ_OK) return raise_status(st, NULL);
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && i < l.n_devices; i++) {
+        const mq_device_info *d = &l.devices[i];
+        const mq_platform_info *p = NULL;
+        for (size_t k = 0; k < l.n_platforms; k++)
+            if (i >= l.platforms[k].first && i < l.platforms[k].first + l.platforms[k].count)
+                p = &l.platforms[k];
+        char spec[32];
+        snprintf(spec, sizeof spec, "%u:%u", d->platform, d->index);
+        PyObject *row = Py_BuildValue(
+            "{sssssssssIsKsKsOsO}", "spec", spec, "platform", p ? p->name : "", "name", d->name,
+            "type", d->type ? d->type : "", "compute_units", d->compute_units, "global_mem",
+            (unsigned long long)d->global_mem, "max_alloc", (unsigned long long)d->max_alloc,
+            "unified", d->unified ? Py_True : Py_False, "auto", d->is_auto ? Py_True : Py_False);
+        if (!row || PyList_Append(out, row) < 0) Py_CLEAR(out);
+        Py_XDECREF(row);
+    }
+    mq_device_list_free(&l);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"quantize", py_quantize, METH_VARARGS, quantize_doc},
     {"quantize_file", py_quantize_file, METH_VARARGS, quantize_file_doc},
     {"device_info", py_device_info, METH_VARARGS, device_info_doc},
+    {"device_list", py_device_list, METH_NOARGS, device_list_doc},
     {NULL, NULL, 0, NULL},
 };
 
