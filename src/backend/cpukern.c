@@ -177,29 +177,31 @@ HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n
     lanes_merge(&a, s);
 }
 
-/* q = clamp(rint(x / s + z), -128, 127) as the reference computes it, with
- * the clamp moved before the rounding: clamping to the integers [-128, 127]
- * commutes with rint (both monotonic, integer bounds). A NaN falls to the
- * lower bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. The small
- * range makes the magic-number rint exact, and the final conversion defined. */
+/* q = clamp(rint(x / s + z), -128, 127) as the reference computes it: the
+ * magic-number rint is exact for |v| < 2^22, and beyond that the clamp gives
+ * the bound whatever the rounding, so rounding first and clamping after (the
+ * two commute: monotonic, integer bounds) is the same. A NaN falls to the lower
+ * bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. Rounding before the
+ * clamp, with the clamp written as two selects, is the form GCC vectorizes for
+ * SSE2, AVX2 and AVX-512 alike (a clamp first, against constants, left a branch
+ * in the loop on some targets). */
 HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, uint8_t cx,
                            int8_t *restrict q)
 {
     for (int j = 0; j < nb; j++) {
         float v = x[j] / s + z;
+        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
         v = v > -128.0f ? v : -128.0f;
         v = v < 127.0f ? v : 127.0f;
-        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
         q[j] = (int8_t)((uint8_t)(int32_t)v ^ cx);
     }
 }
 
 /* quant_block with the weight error of mq_ref_error_stats folded in while the
- * block is in registers. The code is first clamped to [-129, 128]: clamping
- * to integer bounds commutes with rint, so the rounded value r lies outside
- * [-128, 127] exactly when the reference's rint(x / s + z) does (a clamped
- * value), and clamping r to [-128, 127] then gives the code quant_block
- * stores. w_hat = (r - z) * s is the reference's (q - zp) * s (r - z is an
+ * block is in registers. r, the rounded value clamped to [-128, 127], differs
+ * from the rounded value exactly when the reference's rint(x / s + z) lies
+ * outside [-128, 127] (a clamped value, counted); r is the code quant_block
+ * stores, and w_hat = (r - z) * s is the reference's (q - zp) * s (r - z is an
  * exact small integer).
  * Sums go to HK_LANES float lanes over the nb (<= HK_BIG) values, then into
  * the double accumulator: each lane adds at most HK_BIG / HK_LANES = 32
@@ -217,14 +219,12 @@ HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z
      * HK_LANES lanes (all 32-bit types: one AVX-512 vector per lane set). */
     for (int j = 0; j < nb; j++) {
         float v = x[j] / s + z;
-        v = v > -129.0f ? v : -129.0f;
-        v = v < 128.0f ? v : 128.0f;
         v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        c += (uint32_t)((v < -128.0f) | (v > 127.0f));
-        v = v > -128.0f ? v : -128.0f;
-        v = v < 127.0f ? v : 127.0f;
-        q[j] = (int8_t)((uint8_t)(int32_t)v ^ cx);
-        e[j] = x[j] - (v - z) * s;
+        float r = v > -128.0f ? v : -128.0f;
+        r = r < 127.0f ? r : 127.0f;
+        c += (uint32_t)(r != v);
+        q[j] = (int8_t)((uint8_t)(int32_t)r ^ cx);
+        e[j] = x[j] - (r - z) * s;
     }
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
     for (int j = 0; j < HK_LANES; j++)
