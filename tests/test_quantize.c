@@ -586,6 +586,36 @@ static void test_add_tensor_ref(void **state)
     mq_config_free(&cfg);
 }
 
+/* A float weight whose scale name is already taken: an error naming the
+ * weight and the name, in memory and file to file, and no output. */
+static void test_companion_clash(void **state)
+{
+    (void)state;
+    float w[4 * 4] = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}, sc[4] = {1, 1, 1, 1};
+    mq_model *in, *out = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(in, "a.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 4}, w),
+                     MQ_OK);
+    assert_int_equal(
+        mq_model_add_tensor(in, "a.weight_scale", MQ_DTYPE_F32, 2, (int64_t[]){4, 1}, sc), MQ_OK);
+    mq_config cfg = host_config();
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, NULL), MQ_STATUS_E_DATA);
+    assert_null(out);
+    assert_non_null(strstr(mq_last_error(), "tensor 'a.weight'"));
+    assert_non_null(strstr(mq_last_error(), "'a.weight_scale'"));
+    char *dir = tu_mkdtemp(), *ip = tu_join(dir, "in.safetensors"), *op = tu_join(dir, "o.st");
+    assert_int_equal(mq_model_save(in, ip), MQ_OK);
+    assert_int_equal(mq_quantize_file(ip, op, &cfg, NULL), MQ_STATUS_E_DATA);
+    assert_non_null(strstr(mq_last_error(), "tensor 'a.weight'"));
+    assert_false(tu_exists(op));
+    tu_rmtree(dir);
+    free(dir);
+    free(ip);
+    free(op);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_quantized_input_refused),
         cmocka_unit_test(test_device_handle),
         cmocka_unit_test(test_add_tensor_ref),
+        cmocka_unit_test(test_companion_clash),
         cmocka_unit_test(test_hand_computed),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_name_clash),

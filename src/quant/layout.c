@@ -110,7 +110,7 @@ void mq_qlayout_free(mq_qlayout *l)
     }
 }
 
-mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in)
+mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight)
 {
     /* int-quantized codes replace the weight under its own name. */
     for (int k = l->format == MQ_FORMAT_INT_QUANTIZED ? 1 : 0; k < MQ_QOUT_COUNT; k++) {
@@ -119,7 +119,7 @@ mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in)
             return mq_set_error(MQ_STATUS_E_DATA,
                                 "tensor '%s': the input already has '%s', a name quantizing "
                                 "it would add (already quantized?)",
-                                l->out[MQ_QOUT_SCALE].name, n);
+                                weight, n);
     }
     return MQ_OK;
 }

@@ -68,8 +68,9 @@ int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2]);
 mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cfg);
 void mq_qlayout_free(mq_qlayout *l);
 
-/* MQ_STATUS_E_DATA naming both when `in` already holds a name the layout adds. */
-mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in);
+/* MQ_STATUS_E_DATA naming the weight and the name when `in` already holds a
+ * name the layout adds. */
+mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight);
 
 /* Byte offset, within the codes tensor, of the code of value e (row-major). */
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e);

@@ -70,7 +70,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
 
     *nonfinite = false;
     if ((st = mq_qlayout_init(&l, t, c->cfg)) != MQ_OK) return st;
-    if ((st = mq_qlayout_check_names(&l, in)) != MQ_OK) goto done;
+    if ((st = mq_qlayout_check_names(&l, in, t->name)) != MQ_OK) goto done;
     for (int k = 0; k < MQ_QOUT_COUNT; k++) {
         const mq_qout *o = &l.out[k];
         if (o->name && !(data[k] = append_new(c->out, o->name, o->dtype, o->rank, o->shape,

@@ -59,7 +59,7 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     const mq_tensor *t = tp->t;
     mq_status st = mq_qlayout_init(&tp->lay, t, s->cfg);
     if (st != MQ_OK) return st;
-    if ((st = mq_qlayout_check_names(&tp->lay, s->m)) != MQ_OK) return st;
+    if ((st = mq_qlayout_check_names(&tp->lay, s->m, t->name)) != MQ_OK) return st;
     const mq_qlayout *l = &tp->lay;
     size_t es = mq_dtype_size(t->dtype);
     tp->rows = l->rows;
