@@ -211,21 +211,29 @@ mq_status mq_model_append(mq_model *m, const char *name, mq_dtype dtype, int ran
     return MQ_OK;
 }
 
+/* The argument checks both ways of adding a tensor make; *nbytes its size. */
+static mq_status check_new_tensor(const mq_model *m, const char *name, mq_dtype dtype, int rank,
+                                  const int64_t *shape, const void *data, uint64_t *nbytes)
+{
+    if (!m || !name)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "add tensor: model or name is NULL");
+    if (rank < 0 || rank > MQ_MAX_RANK || (rank > 0 && !shape) ||
+        !mq_shape_nbytes(rank, shape, dtype, nbytes))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                            "tensor '%s': bad rank, shape or dtype (negative dim or overflow)",
+                            name);
+    if (*nbytes && !data)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
+    return MQ_OK;
+}
+
 mq_status mq_model_add_tensor(mq_model *m, const char *name, mq_dtype dtype, int rank,
                               const int64_t *shape, const void *data)
 {
     mq_clear_error();
-    uint64_t nbytes;
-    mq_status st;
-    if (!m || !name)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "add tensor: model or name is NULL");
-    if (rank < 0 || rank > MQ_MAX_RANK || (rank > 0 && !shape) ||
-        !mq_shape_nbytes(rank, shape, dtype, &nbytes))
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                            "tensor '%s': bad rank, shape or dtype (negative dim or overflow)",
-                            name);
-    if (nbytes && !data)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
+    uint64_t nbytes = 0;
+    mq_status st = check_new_tensor(m, name, dtype, rank, shape, data, &nbytes);
+    if (st != MQ_OK) return st;
     mq_blob *b = mq_blob_new_heap((size_t)nbytes);
     if (!b) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
     if (nbytes) memcpy(mq_blob_data(b), data, (size_t)nbytes);
@@ -240,17 +248,9 @@ mq_status mq_model_add_tensor_ref(mq_model *m, const char *name, mq_dtype dtype,
 {
     mq_clear_error();
     uint64_t nbytes = 0;
-    mq_status st = MQ_OK;
     mq_blob *b = NULL;
-    if (!m || !name)
-        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "add tensor: model or name is NULL");
-    else if (rank < 0 || rank > MQ_MAX_RANK || (rank > 0 && !shape) ||
-             !mq_shape_nbytes(rank, shape, dtype, &nbytes))
-        st = mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                          "tensor '%s': bad rank, shape or dtype (negative dim or overflow)", name);
-    else if (nbytes && !data)
-        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "tensor '%s': data is NULL", name);
-    else if (!(b = calloc(1, sizeof *b)))
+    mq_status st = check_new_tensor(m, name, dtype, rank, shape, data, &nbytes);
+    if (st == MQ_OK && !(b = calloc(1, sizeof *b)))
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
     if (st != MQ_OK) {
         if (release) release(user); /* the caller's memory is let go of on failure too */
