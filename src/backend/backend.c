@@ -193,6 +193,58 @@ static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype d
     return MQ_OK;
 }
 
+/* ---- the int4 and float8 kinds ---- */
+
+mq_status mq_be_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
+                              uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+{
+    if (kind == MQ_QK_INT8)
+        return b->ops->quantize_rows(b, src, dt, rows, cols, symmetric, q, scale, zp, code_xor,
+                                     bad_row, err);
+    if (b->ops->quantize_rows_k)
+        return b->ops->quantize_rows_k(b, src, dt, rows, cols, kind, symmetric, q, scale, zp,
+                                       bad_row, err);
+    mq_status st =
+        mq_ref_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row);
+    if (st == MQ_OK && err)
+        mq_ref_error_stats_k(src, dt, rows, cols, kind, q, scale, dt, symmetric ? NULL : zp, err);
+    return st;
+}
+
+mq_status mq_be_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                mq_qkind kind, float scale, int8_t zp, bool symmetric,
+                                uint8_t code_xor, void *q, mq_err_acc *err)
+{
+    if (kind == MQ_QK_INT8)
+        return b->ops->quantize_values(b, src, dt, n, scale, zp, symmetric, code_xor, q, err);
+    if (b->ops->quantize_values_k)
+        return b->ops->quantize_values_k(b, src, dt, n, kind, scale, zp, symmetric, q, err);
+    mq_ref_quantize_values_k(src, dt, n, kind, scale, zp, q);
+    if (err) {
+        /* The error statistics take stored rows: int4 codes packed. */
+        for (size_t i = 0; i < n; i++) {
+            uint8_t c = ((uint8_t *)q)[i], packed[4];
+            if (kind == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&c, 1, packed);
+            mq_ref_error_stats_k((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, 1, kind,
+                                 kind == MQ_QK_INT4 ? packed : &c, &scale, MQ_DTYPE_F32,
+                                 symmetric ? NULL : &zp, err);
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_be_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                                mq_err_acc *err)
+{
+    if (b->ops->quantize_blocks)
+        return b->ops->quantize_blocks(b, src, dt, rows, cols, bs, q, scale, bad_block, err);
+    mq_status st = mq_ref_quantize_blocks(src, dt, rows, cols, bs, q, scale, bad_block);
+    if (st == MQ_OK && err) mq_ref_error_stats_blocks(src, dt, rows, cols, bs, q, scale, dt, err);
+    return st;
+}
+
 static void *host_staging_alloc(mq_backend *b, size_t n)
 {
     void *p = NULL;

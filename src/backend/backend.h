@@ -4,10 +4,9 @@
 #define MQ_BACKEND_H
 
 #include "monoquant.h"
+#include "reference.h"
 
 typedef struct mq_backend mq_backend;
-struct mq_ref_stats;
-struct mq_err_acc;
 typedef struct mq_gemm mq_gemm;
 
 typedef struct {
@@ -40,6 +39,21 @@ typedef struct {
      * the statistics). */
     mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
                                  int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                 struct mq_err_acc *err);
+    /* The int4 and float8 codes (reference.h), optional (NULL: the caller
+     * uses the host kernels). As mq_ref_quantize_rows_k for kind INT4 or FP8,
+     * with err as for quantize_rows (added as mq_ref_error_stats_k would). */
+    mq_status (*quantize_rows_k)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
+                                 int8_t *zp, size_t *bad_row, struct mq_err_acc *err);
+    /* As mq_ref_quantize_values_k for INT4 or FP8 (one code per byte, int4
+     * unpacked), err as for quantize_values. */
+    mq_status (*quantize_values_k)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                   mq_qkind kind, float scale, int8_t zp, bool symmetric,
+                                   uint8_t *q, struct mq_err_acc *err);
+    /* As mq_ref_quantize_blocks, err as mq_ref_error_stats_blocks. */
+    mq_status (*quantize_blocks)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
                                  struct mq_err_acc *err);
     /* Host memory the device reads and writes fastest (pinned / zero-copy);
      * NULL from staging_alloc means use plain memory. */
@@ -98,6 +112,19 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out);
 mq_backend *mq_device_backend(mq_device *d);
 mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
+
+/* The quantizer's entry points: kind INT8 through quantize_rows /
+ * quantize_values (code_xor applies to INT8 only), the other kinds through
+ * the backend's _k entries, or the host kernels where it has none. */
+mq_status mq_be_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
+                              uint8_t code_xor, size_t *bad_row, struct mq_err_acc *err);
+mq_status mq_be_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                mq_qkind kind, float scale, int8_t zp, bool symmetric,
+                                uint8_t code_xor, void *q, struct mq_err_acc *err);
+mq_status mq_be_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                                struct mq_err_acc *err);
 
 /*
  * A back end besides the CPU one, as the core knows it (ggml-backend's "reg"):

@@ -158,12 +158,59 @@ static float round_to_dtype(float v, mq_dtype dt)
     return v;
 }
 
-void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
-                   int8_t *zp)
+size_t mq_qkind_row_bytes(mq_qkind k, size_t cols)
 {
+    return k == MQ_QK_INT4 ? (cols / 8 + (cols % 8 != 0)) * 4 : cols;
+}
+
+float mq_qkind_qmin(mq_qkind k)
+{
+    return k == MQ_QK_INT4 ? -8.0f : k == MQ_QK_FP8 ? -448.0f : -128.0f;
+}
+
+float mq_qkind_qmax(mq_qkind k)
+{
+    return k == MQ_QK_INT4 ? 7.0f : k == MQ_QK_FP8 ? 448.0f : 127.0f;
+}
+
+uint8_t mq_f32_to_e4m3(float f)
+{
+    uint32_t x = mq_f32_bits(f);
+    uint8_t sign = (uint8_t)((x >> 24) & 0x80u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (uint8_t)(sign | 0x7fu);
+    if (ax >= 0x43e80000u) /* >= 464, the midpoint above 448 (ties go to 448, even) */
+        return (uint8_t)(sign | 0x7eu);
+    int e = (int)(ax >> 23) - 127;
+    uint64_t m = (ax & 0x7fffffu) | 0x800000u;
+    if (e >= -6) /* normal; a carry out of the mantissa bumps the exponent */
+        return (uint8_t)(sign | ((((uint32_t)(e + 7)) << 3) + (uint32_t)shift_rne(m, 20) - 8u));
+    if (e < -10) /* below 2^-10: rounds to zero (2^-10 itself is a tie to even 0) */
+        return sign;
+    /* Subnormal result in units of 2^-9; rounding up to 8 gives the smallest normal. */
+    return (uint8_t)(sign | (uint32_t)shift_rne(m, (unsigned)(14 - e)));
+}
+
+float mq_e4m3_to_f32(uint8_t b)
+{
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
+    uint32_t e = (b >> 3) & 15u, m = b & 7u;
+    if (e == 15 && m == 7) return mq_f32_from_bits(sign | 0x7fc00000u);
+    if (e == 0) return mq_f32_from_bits(mq_f32_bits((float)m * 0x1p-9f) | sign);
+    return mq_f32_from_bits(sign | ((e + 120) << 23) | (m << 20));
+}
+
+void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype scale_dt,
+                     float *scale, int8_t *zp)
+{
+    const float qmin = mq_qkind_qmin(k), qmax = mq_qkind_qmax(k);
+    /* compressed-tensors' (qmax - qmin) / 2 and qmax - qmin: 127.5 and 255 for
+     * int8, 7.5 and 15 for int4, 448 for FP8 (symmetric only). */
+    const float half = k == MQ_QK_INT4 ? 7.5f : k == MQ_QK_FP8 ? 448.0f : 127.5f;
+    const float range = k == MQ_QK_INT4 ? 15.0f : 255.0f;
     float sc;
-    if (symmetric) {
-        sc = s->amax / 127.5f;
+    if (symmetric || k == MQ_QK_FP8) {
+        sc = s->amax / half;
         if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
         *scale = round_to_dtype(sc, scale_dt);
         *zp = 0;
@@ -175,13 +222,19 @@ void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, flo
     float hi = s->hi > 0.0f ? s->hi : 0.0f;
     float d = hi - lo;
     /* Near +-FLT_MAX the difference overflows while the scale itself is finite. */
-    sc = isinf(d) ? hi / 255.0f - lo / 255.0f : d / 255.0f;
+    sc = isinf(d) ? hi / range - lo / range : d / range;
     if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
     sc = round_to_dtype(sc, scale_dt);
     *scale = sc;
-    /* Rounding the scale down (F16/BF16) can push the zero point past 127. */
-    float z = fminf(fmaxf(rintf(-128.0f - lo / sc), -128.0f), 127.0f);
+    /* Rounding the scale down (F16/BF16) can push the zero point past qmax. */
+    float z = fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
     *zp = (int8_t)z;
+}
+
+void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
+                   int8_t *zp)
+{
+    mq_ref_params_k(s, MQ_QK_INT8, symmetric, scale_dt, scale, zp);
 }
 
 void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
@@ -314,4 +367,154 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
             }
         }
     }
+}
+
+/* ---- int4 and float8 ---- */
+
+void mq_ref_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
+                              int8_t zp, uint8_t *q)
+{
+    const float qmin = mq_qkind_qmin(k), qmax = mq_qkind_qmax(k), z = (float)zp;
+    for (size_t i = 0; i < n; i++) {
+        float w = mq_load_f32(src, dt, i);
+        if (k == MQ_QK_FP8) {
+            /* compressed-tensors clamps w / s to +-448, then casts to e4m3. */
+            q[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale, qmin), qmax));
+        } else {
+            float v = fminf(fmaxf(rintf(w / scale + z), qmin), qmax);
+            q[i] = (uint8_t)(int8_t)v;
+        }
+    }
+}
+
+void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
+{
+    size_t nb = mq_qkind_row_bytes(MQ_QK_INT4, n);
+    memset(dst, 0, nb);
+    for (size_t i = 0; i < n; i++)
+        dst[i / 2] |= (uint8_t)(((unsigned)(codes[i] + 8) & 15u) << (4 * (i & 1)));
+}
+
+mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                                 bool symmetric, void *q, void *scale, int8_t *zp, size_t *bad_row)
+{
+    if (k == MQ_QK_INT8)
+        return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+    const unsigned char *in = src;
+    unsigned char *out = q;
+    size_t row_bytes = cols * mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
+    for (size_t r = 0; r < rows; r++) {
+        const void *row = in + r * row_bytes;
+        mq_ref_stats st;
+        mq_ref_stats_init(&st);
+        mq_ref_stats_update(&st, row, dt, cols);
+        if (st.nonfinite) {
+            if (bad_row) *bad_row = r;
+            return MQ_STATUS_E_DATA;
+        }
+        float s;
+        int8_t z;
+        mq_ref_params_k(&st, k, symmetric, dt, &s, &z);
+        mq_store_scale(scale, dt, r, s);
+        if (!symmetric && zp && k != MQ_QK_FP8) zp[r] = z;
+        uint8_t *dst = out + r * qb;
+        if (k == MQ_QK_FP8) {
+            mq_ref_quantize_values_k(row, dt, cols, k, s, z, dst);
+            continue;
+        }
+        memset(dst, 0, qb);
+        for (size_t i = 0; i < cols; i++) {
+            uint8_t c;
+            mq_ref_quantize_values_k((const unsigned char *)row + i * mq_dtype_size(dt), dt, 1, k,
+                                     s, z, &c);
+            dst[i / 2] |= (uint8_t)(((unsigned)((int8_t)c + 8) & 15u) << (4 * (i & 1)));
+        }
+    }
+    return MQ_OK;
+}
+
+/* Folds the values of block (bi, bj) into st. */
+static void block_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                        size_t bi, size_t bj, mq_ref_stats *st)
+{
+    size_t es = mq_dtype_size(dt), c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
+    mq_ref_stats_init(st);
+    for (size_t r = bi * bs; r < rows && r < (bi + 1) * bs; r++)
+        mq_ref_stats_update(st, (const unsigned char *)src + (r * cols + c0) * es, dt, nc);
+}
+
+mq_status mq_ref_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                                 uint8_t *q, void *scale, size_t *bad_block)
+{
+    size_t nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs, es = mq_dtype_size(dt);
+    for (size_t bi = 0; bi < nbr; bi++)
+        for (size_t bj = 0; bj < nbc; bj++) {
+            mq_ref_stats st;
+            block_stats(src, dt, rows, cols, bs, bi, bj, &st);
+            if (st.nonfinite) {
+                if (bad_block) *bad_block = bi * nbc + bj;
+                return MQ_STATUS_E_DATA;
+            }
+            float s;
+            int8_t z;
+            mq_ref_params_k(&st, MQ_QK_FP8, true, dt, &s, &z);
+            mq_store_scale(scale, dt, bi * nbc + bj, s);
+            size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
+            for (size_t r = bi * bs; r < rows && r < (bi + 1) * bs; r++)
+                mq_ref_quantize_values_k((const unsigned char *)src + (r * cols + c0) * es, dt, nc,
+                                         MQ_QK_FP8, s, 0, q + r * cols + c0);
+        }
+    return MQ_OK;
+}
+
+/* The error terms of one value w with code c (as an int or e4m3 byte). */
+static void err_term(float w, mq_qkind k, uint8_t c, float s, float z, mq_err_acc *acc)
+{
+    float w_hat;
+    if (k == MQ_QK_FP8) {
+        float v = w / s;
+        if (v < -448.0f || v > 448.0f) acc->clamped++;
+        w_hat = mq_e4m3_to_f32(c) * s;
+    } else {
+        float code = rintf(w / s + z);
+        if (code < mq_qkind_qmin(k) || code > mq_qkind_qmax(k)) acc->clamped++;
+        w_hat = ((float)(int8_t)c - z) * s;
+    }
+    double e = (double)w - (double)w_hat;
+    acc->sig += (double)w * (double)w;
+    acc->err2 += e * e;
+    if (fabs(e) > acc->max_abs) acc->max_abs = fabs(e);
+}
+
+void mq_ref_error_stats_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                          const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
+                          mq_err_acc *acc)
+{
+    if (k == MQ_QK_INT8) {
+        mq_ref_error_stats(src, dt, rows, cols, q, scale, scale_dt, zp, acc);
+        return;
+    }
+    const unsigned char *qb = q;
+    size_t rb = mq_qkind_row_bytes(k, cols);
+    for (size_t r = 0; r < rows; r++) {
+        float s = mq_load_f32(scale, scale_dt, r);
+        float z = zp && k != MQ_QK_FP8 ? (float)zp[r] : 0.0f;
+        const uint8_t *row = qb + r * rb;
+        for (size_t i = 0; i < cols; i++) {
+            uint8_t c = k == MQ_QK_INT4 ? (uint8_t)mq_unpack4(row, i) : row[i];
+            err_term(mq_load_f32(src, dt, r * cols + i), k, c, s, z, acc);
+        }
+    }
+}
+
+void mq_ref_error_stats_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                               const uint8_t *q, const void *scale, mq_dtype scale_dt,
+                               mq_err_acc *acc)
+{
+    size_t nbc = (cols + bs - 1) / bs;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < cols; i++) {
+            float s = mq_load_f32(scale, scale_dt, r / bs * nbc + i / bs);
+            err_term(mq_load_f32(src, dt, r * cols + i), MQ_QK_FP8, q[r * cols + i], s, 0.0f, acc);
+        }
 }

@@ -118,4 +118,70 @@ uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, 
 void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const void *scale,
                             const int8_t *zp, mq_dtype dt, void *dst);
 
+/* ---- the other code formats: int4 and float8 e4m3 (compressed-tensors' numerics) ----
+ *
+ * Per group of values (a row of the call, or a 2-D block), all in fp32:
+ *   INT4 symmetric:  scale = max(amax / 7.5f, FLT_EPSILON), rounded to the stored
+ *                    dtype; q = clamp(rint(w / s), -8, 7)
+ *   INT4 asymmetric: scale = max((hi - lo) / 15.0f, FLT_EPSILON) (lo <= 0 <= hi as
+ *                    for int8), rounded; zp = clamp(rint(-8.0f - lo / s), -8, 7);
+ *                    q = clamp(rint(w / s + zp), -8, 7)
+ *   FP8 (symmetric only): scale = max(amax / 448.0f, FLT_EPSILON), rounded;
+ *                    q = e4m3(clamp(w / s, -448, 448)), rounded to nearest even
+ * Stored codes: INT4 packed as compressed-tensors' pack_to_int32 does, code + 8
+ * in nibble i % 8 of the little-endian int32 word i / 8 (so two codes per byte,
+ * the even one in the low nibble), each row of a call padded to whole words with
+ * zero nibbles; FP8 one e4m3fn byte per value. */
+typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8 } mq_qkind;
+
+/* Bytes one row of `cols` codes takes as stored. */
+size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
+/* Smallest and largest code (the FP8 bounds are +-448). */
+float mq_qkind_qmin(mq_qkind k);
+float mq_qkind_qmax(mq_qkind k);
+
+/* float8 e4m3fn (bias 7, no infinities, 0x7f/0xff NaN, largest 448): round to
+ * nearest even with integer operations; magnitudes from 464 up saturate to
+ * +-448 (callers clamp first), NaN becomes 0x7f with its sign. */
+uint8_t mq_f32_to_e4m3(float f);
+float mq_e4m3_to_f32(uint8_t b); /* exact */
+
+/* Scale and zero point of kind k from the statistics (INT8: mq_ref_params). */
+void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype scale_dt,
+                     float *scale, int8_t *zp);
+/* One code per byte: INT8/INT4 the int8 code clamp(rint(w / scale + zp)), FP8
+ * the e4m3 byte of clamp(w / scale, -448, 448) (zp unused). NaN gives the
+ * lower bound, as for int8. */
+void mq_ref_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
+                              int8_t zp, uint8_t *q);
+/* n int4 codes (int8 in [-8, 7]) packed into mq_qkind_row_bytes(MQ_QK_INT4, n) bytes. */
+void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst);
+/* Code i of a packed int4 row. */
+static inline int8_t mq_unpack4(const uint8_t *row, size_t i)
+{
+    return (int8_t)(((row[i / 2] >> (4 * (i & 1))) & 15) - 8);
+}
+/* As mq_ref_quantize_rows for kind k: `q` receives rows * mq_qkind_row_bytes(k, cols)
+ * bytes; zp (asymmetric int only) one int8 per row. */
+mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                                 bool symmetric, void *q, void *scale, int8_t *zp, size_t *bad_row);
+/*
+ * FP8 in 2-D blocks of bs x bs values (the last blocks of each dimension may be
+ * partial): one scale per block, scale[bi * ceil(cols / bs) + bj] in dt, from
+ * the block's amax as above; q one e4m3 byte per value, row-major. NaN/Inf in
+ * a block: MQ_STATUS_E_DATA with *bad_block its index.
+ */
+mq_status mq_ref_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                                 uint8_t *q, void *scale, size_t *bad_block);
+/* The weight error of kind k's stored codes q (rows of mq_qkind_row_bytes),
+ * as mq_ref_error_stats: w_hat = (q - zp) * s for int, e4m3(q) * s for FP8;
+ * clamped counts codes outside [qmin, qmax] before the clamp (FP8: |w / s| > 448). */
+void mq_ref_error_stats_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                          const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
+                          mq_err_acc *acc);
+/* The same for mq_ref_quantize_blocks' output. */
+void mq_ref_error_stats_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                               const uint8_t *q, const void *scale, mq_dtype scale_dt,
+                               mq_err_acc *acc);
+
 #endif
