@@ -99,8 +99,10 @@ typedef enum {
     MQ_DTYPE_COUNT_
 } mq_dtype;
 
-/** Target of a quantization run. */
-typedef enum { MQ_QINT8 = 0, MQ_FLOAT16 } mq_qdtype;
+/** Target of a quantization run: int8 codes, a cast to fp16, int4 codes
+ * (weights only, packed 8 per int32) or float8 e4m3 codes (with dynamic fp8
+ * activations). */
+typedef enum { MQ_QINT8 = 0, MQ_FLOAT16, MQ_QINT4, MQ_QFP8 } mq_qdtype;
 
 /** A named tensor. `data` points at `nbytes` bytes, row-major, little-endian. */
 typedef struct {
@@ -159,6 +161,19 @@ typedef struct {
      * machine lands in the output.
      */
     bool follow_symlinks;
+    /**
+     * Int8 weights only and int4: groups of this many consecutive values along
+     * the input (last) dimension of a 2-D weight, each with its own scale (and
+     * zero point); 0: per channel or per tensor as per_channel says. A multiple
+     * of 8 for int4. A weight whose last dimension it does not divide, or one
+     * of another rank, is kept in float (listed in the skipped list and in
+     * config.json's ignore), since no loader runs ragged groups.
+     */
+    size_t group_size;
+    /** FP8: square blocks of block_size x block_size values of a 2-D weight,
+     * one scale each (FP8_BLOCK: 128); 0: per channel. Weights with partial
+     * blocks are kept in float. */
+    size_t block_size;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -225,13 +240,33 @@ MQ_API void mq_device_list_free(mq_device_list *l);
 
 /** Defaults: QINT8, symmetric, per channel, no patterns, device auto. */
 MQ_API void mq_config_init(mq_config *cfg);
+/**
+ * Sets the scheme fields of `cfg` (dtype, symmetric, per_channel, weights_only,
+ * group_size, block_size) to a compressed-tensors preset: "W8A8" (or "INT8";
+ * the default), "W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK",
+ * or "W8A16_ASYM" (ours: int8 asymmetric weights only, groups of 128) and
+ * "FP16" (a cast). Case-insensitive. An unknown name is MQ_STATUS_E_CONFIG with a
+ * message listing the valid names; other fields are left as they are.
+ */
+MQ_API mq_status mq_config_set_preset(mq_config *cfg, const char *name);
+/** The preset name that describes cfg's scheme fields ("W8A8", "W4A16", ...:
+ * the family, whatever its group size), or NULL when they are not a valid
+ * combination. */
+MQ_API const char *mq_config_preset(const mq_config *cfg);
+/** The valid preset names, comma-separated (static). */
+MQ_API const char *mq_preset_names(void);
+/** MQ_OK when cfg's scheme fields form a scheme the library writes, else
+ * MQ_STATUS_E_CONFIG saying why (e.g. groups with W8A8, asymmetric FP8). */
+MQ_API mq_status mq_config_check(const mq_config *cfg);
 /** Frees the pattern lists and device string; the config is then as after mq_config_init(). */
 MQ_API void mq_config_free(mq_config *cfg);
 MQ_API mq_status mq_config_add_include(mq_config *cfg, const char *pattern);
 MQ_API mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern);
 MQ_API mq_status mq_config_set_device(mq_config *cfg, const char *device);
 /**
- * Applies a JSON config file over `cfg`. Keys: "dtype" ("int8"|"fp16"),
+ * Applies a JSON config file over `cfg`. Keys: "preset" (a name as for
+ * mq_config_set_preset, applied before the other keys whatever their order),
+ * "group_size" (an integer, or "channel"), "dtype" ("int8"|"fp16"|"int4"|"fp8"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
  * arrays, appended), "skip_nonfinite", "fp16_saturate", "weights_only", "follow_symlinks"
  * (bool), "device" (string).

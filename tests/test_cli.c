@@ -199,9 +199,28 @@ static void test_usage_errors(void **state)
     assert_int_equal(tu_run_cli(NULL, "%s", ""), 1);
     assert_int_equal(tu_run_cli(NULL, "frobnicate"), 1);
     assert_int_equal(tu_run_cli(NULL, "quantize %s", EXAMPLE), 1);
-    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --dtype int4", EXAMPLE, out), 1);
-    assert_non_null(strstr(text, "int4"));
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --dtype int2", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "int2"));
     free(text);
+    /* An unknown preset lists the valid names; a scheme the flags cannot form
+     * says why; both are usage errors that write nothing. */
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --preset W3A5", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "W3A5"));
+    assert_non_null(strstr(text, "FP8_BLOCK"));
+    assert_non_null(strstr(text, "W4A16_ASYM"));
+    free(text);
+    assert_int_equal(
+        tu_run_cli(&text, "quantize %s -o %s --preset FP8_DYNAMIC --scheme asym", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "symmetric"));
+    free(text);
+    assert_int_equal(
+        tu_run_cli(&text, "quantize %s -o %s --preset W4A16 --group-size 100", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "multiple of 8"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --group-size 128", EXAMPLE, out), 1);
+    assert_non_null(strstr(text, "W8A16"));
+    free(text);
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --group-size x", EXAMPLE, out), 1);
     assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --bogus", EXAMPLE, out), 1);
     assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --scheme", EXAMPLE, out), 1);
     assert_false(tu_exists(out));

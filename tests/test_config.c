@@ -219,7 +219,11 @@ typedef struct {
 
 static const bad_case bad_cases[] = {
     {"{\"dtypes\": \"int8\"}", {"key 'dtypes'", "unknown key"}},
-    {"{\"dtype\": \"int4\"}", {"key 'dtype'", "'int4'", "int8, fp16"}},
+    {"{\"dtype\": \"int2\"}", {"key 'dtype'", "'int2'", "int8, fp16, int4, fp8"}},
+    {"{\"preset\": \"W9A9\"}", {"key 'preset'", "'W9A9'", "FP8_BLOCK"}},
+    {"{\"preset\": 4}", {"key 'preset'", "expected a string"}},
+    {"{\"group_size\": 0}", {"key 'group_size'", "positive integer"}},
+    {"{\"group_size\": \"big\"}", {"key 'group_size'", "channel"}},
     {"{\"dtype\": 8}", {"key 'dtype'", "expected a string"}},
     {"{\"scheme\": \"symmetric\"}", {"key 'scheme'", "'symmetric'", "sym, asym"}},
     {"{\"per_channel\": \"yes\"}", {"key 'per_channel'", "expected true or false"}},
@@ -326,6 +330,102 @@ static void test_load_missing_and_unreadable(void **state)
     free(missing);
 }
 
+/* Each preset sets the scheme fields compressed-tensors' preset of that name
+ * means, reads back under its first name, and passes the check. */
+static void test_presets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *back;
+        mq_qdtype dtype;
+        bool sym, weights_only;
+        size_t group, block;
+    } want[] = {
+        {"W8A8", "W8A8", MQ_QINT8, true, false, 0, 0},
+        {"int8", "W8A8", MQ_QINT8, true, false, 0, 0},
+        {"W8A16", "W8A16", MQ_QINT8, true, true, 128, 0},
+        {"W8A16_ASYM", "W8A16_ASYM", MQ_QINT8, false, true, 128, 0},
+        {"w4a16", "W4A16", MQ_QINT4, true, true, 128, 0},
+        {"W4A16_ASYM", "W4A16_ASYM", MQ_QINT4, false, true, 128, 0},
+        {"FP8_DYNAMIC", "FP8_DYNAMIC", MQ_QFP8, true, false, 0, 0},
+        {"FP8_BLOCK", "FP8_BLOCK", MQ_QFP8, true, false, 0, 128},
+        {"FP16", "FP16", MQ_FLOAT16, true, false, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        mq_config cfg;
+        mq_config_init(&cfg);
+        cfg.per_channel = false;
+        assert_int_equal(mq_config_set_preset(&cfg, want[i].name), MQ_OK);
+        assert_int_equal(cfg.dtype, want[i].dtype);
+        assert_int_equal(cfg.symmetric, want[i].sym);
+        assert_true(cfg.per_channel);
+        assert_int_equal(cfg.weights_only, want[i].weights_only);
+        assert_int_equal(cfg.group_size, want[i].group);
+        assert_int_equal(cfg.block_size, want[i].block);
+        assert_int_equal(mq_config_check(&cfg), MQ_OK);
+        assert_string_equal(mq_config_preset(&cfg), want[i].back);
+    }
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_string_equal(mq_config_preset(&cfg), "W8A8");
+    assert_int_equal(mq_config_set_preset(&cfg, "W4A4"), MQ_STATUS_E_CONFIG);
+    assert_error_has("W4A4");
+    assert_error_has(mq_preset_names());
+    assert_int_equal(cfg.dtype, MQ_QINT8); /* unchanged */
+    /* The old flags are presets too. */
+    cfg.weights_only = true;
+    assert_string_equal(mq_config_preset(&cfg), "W8A16");
+    cfg.symmetric = false;
+    assert_string_equal(mq_config_preset(&cfg), "W8A16_ASYM");
+    /* Combinations no loader runs are refused, with the reason. */
+    static const struct {
+        mq_qdtype dtype;
+        bool sym, per_channel, weights_only;
+        size_t group, block;
+        const char *why;
+    } bad[] = {
+        {MQ_QINT8, true, true, false, 128, 0, "W8A16"},
+        {MQ_QINT8, true, true, true, 0, 128, "FP8"},
+        {MQ_QINT4, true, false, true, 0, 0, "per-channel"},
+        {MQ_QINT4, true, true, true, 100, 0, "multiple of 8"},
+        {MQ_QFP8, false, true, false, 0, 0, "symmetric"},
+        {MQ_QFP8, true, true, true, 0, 0, "weights only"},
+        {MQ_QFP8, true, true, false, 64, 0, "groups"},
+        {MQ_QINT8, false, false, true, 128, 0, "per-tensor"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mq_config c;
+        mq_config_init(&c);
+        c.dtype = bad[i].dtype;
+        c.symmetric = bad[i].sym;
+        c.per_channel = bad[i].per_channel;
+        c.weights_only = bad[i].weights_only;
+        c.group_size = bad[i].group;
+        c.block_size = bad[i].block;
+        assert_int_equal(mq_config_check(&c), MQ_STATUS_E_CONFIG);
+        assert_error_has(bad[i].why);
+        assert_null(mq_config_preset(&c));
+    }
+    /* In a file the preset applies first, whatever the key order; the other
+     * keys refine it. */
+    char *path = write_json("preset.json", "{\"scheme\": \"asym\", \"preset\": \"W4A16\", "
+                                           "\"group_size\": 64}");
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    assert_int_equal(cfg.dtype, MQ_QINT4);
+    assert_false(cfg.symmetric);
+    assert_int_equal(cfg.group_size, 64);
+    assert_string_equal(mq_config_preset(&cfg), "W4A16_ASYM");
+    mq_config_free(&cfg);
+    free(path);
+    path = write_json("channel.json", "{\"preset\": \"W8A16\", \"group_size\": \"channel\"}");
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    assert_int_equal(cfg.group_size, 0);
+    assert_true(cfg.weights_only);
+    mq_config_free(&cfg);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_load_only_overrides_present_keys),
         cmocka_unit_test(test_load_bad_files),
         cmocka_unit_test(test_load_missing_and_unreadable),
+        cmocka_unit_test(test_presets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -18,11 +18,17 @@ static const char quantize_usage[] =
     "usage: monoquant quantize IN.safetensors -o OUT.safetensors [options]\n"
     "\n"
     "Quantizes every Linear (rank 2) and Conv (rank 3-5) weight per output channel\n"
-    "to INT8, or casts float tensors to FP16. Embeddings, lm_head, biases and norms\n"
-    "stay as they are and are listed with the reason. The input is never modified.\n"
+    "to INT8 (or as --preset says), or casts float tensors to FP16. Embeddings,\n"
+    "lm_head, biases and norms stay as they are and are listed with the reason.\n"
+    "The input is never modified.\n"
     "\n"
     "  -o, --output FILE     output file (required; must not be the input)\n"
-    "      --dtype T         int8 (default) or fp16\n"
+    "      --preset NAME     a compressed-tensors preset: W8A8 (= INT8, default),\n"
+    "                        W8A16, W4A16, W4A16_ASYM, FP8_DYNAMIC, FP8_BLOCK;\n"
+    "                        also W8A16_ASYM and FP16 (flags below refine it)\n"
+    "      --group-size N    values per group along the input dimension (W8A16,\n"
+    "                        W4A16: 128); -1 or 'channel' for per channel\n"
+    "      --dtype T         int8 (default), int4, fp8 or fp16\n"
     "      --scheme S        sym (default) or asym (with zero points)\n"
     "      --per-tensor      one scale per tensor instead of per channel\n"
     "      --per-channel     one scale per output channel (default)\n"
@@ -61,12 +67,15 @@ enum {
     OPT_CONFIG,
     OPT_REPORT,
     OPT_MEMORY,
-    OPT_FOLLOW_SYMLINKS
+    OPT_FOLLOW_SYMLINKS,
+    OPT_PRESET,
+    OPT_GROUP_SIZE
 };
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
-    const char *in, *out, *config, *report, *device;
+    const char *in, *out, *config, *report, *device, *preset;
+    long long group_size; /* -2: not given; 0: per channel */
     int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate,
         follow; /* -1: not given */
     const char **include, **exclude;
@@ -134,6 +143,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"report", required_argument, 0, OPT_REPORT},
         {"memory-limit", required_argument, 0, OPT_MEMORY},
         {"follow-symlinks", no_argument, 0, OPT_FOLLOW_SYMLINKS},
+        {"preset", required_argument, 0, OPT_PRESET},
+        {"group-size", required_argument, 0, OPT_GROUP_SIZE},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -142,6 +153,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     memset(a, 0, sizeof *a);
     a->dtype = a->symmetric = a->per_channel = a->weights_only = a->skip_nonfinite = a->saturate =
         a->follow = -1;
+    a->group_size = -2;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
@@ -163,9 +175,34 @@ static int parse_args(int argc, char **argv, quantize_args *a)
                 a->dtype = MQ_QINT8;
             else if (!strcmp(optarg, "fp16"))
                 a->dtype = MQ_FLOAT16;
+            else if (!strcmp(optarg, "int4"))
+                a->dtype = MQ_QINT4;
+            else if (!strcmp(optarg, "fp8"))
+                a->dtype = MQ_QFP8;
             else
-                return usage_error("--dtype must be int8 or fp16, not", optarg);
+                return usage_error("--dtype must be int8, int4, fp8 or fp16, not", optarg);
             break;
+        case OPT_PRESET: {
+            mq_config probe;
+            mq_config_init(&probe);
+            if (mq_config_set_preset(&probe, optarg) != MQ_OK)
+                return usage_error(mq_last_error(), NULL);
+            a->preset = optarg;
+            break;
+        }
+        case OPT_GROUP_SIZE: {
+            char *end;
+            errno = 0;
+            long long g = strtoll(optarg, &end, 10);
+            if (!strcmp(optarg, "channel"))
+                a->group_size = 0;
+            else if (end == optarg || *end || errno || g == 0 || g < -1)
+                return usage_error("--group-size wants a positive number, -1 or 'channel', not",
+                                   optarg);
+            else
+                a->group_size = g < 0 ? 0 : g;
+            break;
+        }
         case OPT_SCHEME:
             if (!strcmp(optarg, "sym"))
                 a->symmetric = 1;
@@ -230,7 +267,10 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     mq_status st = MQ_OK;
     mq_config_init(cfg);
     if (a->config && (st = mq_config_load_json(cfg, a->config)) != MQ_OK) return st;
+    /* The preset sets the scheme; the scheme flags given refine it. */
+    if (a->preset && (st = mq_config_set_preset(cfg, a->preset)) != MQ_OK) return st;
     if (a->dtype >= 0) cfg->dtype = (mq_qdtype)a->dtype;
+    if (a->group_size >= 0) cfg->group_size = (size_t)a->group_size;
     if (a->symmetric >= 0) cfg->symmetric = a->symmetric;
     if (a->per_channel >= 0) cfg->per_channel = a->per_channel;
     if (a->weights_only >= 0) cfg->weights_only = a->weights_only;
@@ -246,6 +286,8 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (st == MQ_OK && !cfg->device && getenv("MQ_DEVICE") && *getenv("MQ_DEVICE"))
         st = mq_config_set_device(cfg, getenv("MQ_DEVICE"));
     if (a->memory_limit) cfg->memory_limit = a->memory_limit;
+    /* A scheme the flags cannot form is a usage error, as a bad flag is. */
+    if (st == MQ_OK && mq_config_check(cfg) != MQ_OK) st = MQ_STATUS_E_INVALID_ARG;
     return st;
 }
 
@@ -322,23 +364,28 @@ static void end_progress(progress_state *s)
     s->bar_drawn = 0;
 }
 
-/* The scheme in words, with the compressed-tensors scheme a loader sees. */
-static const char *scheme_label(const mq_config *cfg)
+/* The scheme in words, with the compressed-tensors preset a loader sees. */
+static const char *scheme_label(const mq_config *cfg, char *buf, size_t cap)
 {
+    static const char *const dt[] = {"int8", "fp16", "int4", "fp8 e4m3"};
+    char strat[64];
     if (cfg->dtype == MQ_FLOAT16) return "fp16";
-    if (cfg->symmetric && !cfg->weights_only)
-        return cfg->per_channel ? "int8 sym per-channel, W8A8" : "int8 sym per-tensor, W8A8";
-    if (cfg->symmetric)
-        return cfg->per_channel ? "int8 sym per-channel, weights only"
-                                : "int8 sym per-tensor, weights only";
-    return cfg->per_channel ? "int8 asym per-channel, weights only"
-                            : "int8 asym per-tensor, weights only";
+    if (cfg->block_size)
+        snprintf(strat, sizeof strat, "%zux%zu blocks", cfg->block_size, cfg->block_size);
+    else if (cfg->group_size)
+        snprintf(strat, sizeof strat, "groups of %zu", cfg->group_size);
+    else
+        snprintf(strat, sizeof strat, "per-%s", cfg->per_channel ? "channel" : "tensor");
+    const char *preset = mq_config_preset(cfg);
+    snprintf(buf, cap, "%s %s %s, %s", dt[cfg->dtype], cfg->symmetric ? "sym" : "asym", strat,
+             preset ? preset : "?");
+    return buf;
 }
 
 static void print_summary(const mq_report *r, const mq_config *cfg, double seconds)
 {
     size_t n = mq_report_count(r), done = 0, skipped = 0;
-    char bin[32], bout[32];
+    char bin[32], bout[32], label[128];
     for (size_t i = 0; i < n; i++) {
         if (mq_report_entry_at(r, i)->action == MQ_ACTION_SKIP)
             skipped++;
@@ -350,9 +397,9 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
            *mq_report_platform(r) ? " / " : "", mq_cli_esc(mq_report_platform(r)),
            *mq_report_device(r) ? " / " : "", mq_cli_esc(mq_report_device(r)));
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
-           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n, scheme_label(cfg),
-           mq_cli_bytes(in, bin, sizeof bin), mq_cli_bytes(out, bout, sizeof bout),
-           out ? (double)in / (double)out : 0.0, seconds);
+           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
+           scheme_label(cfg, label, sizeof label), mq_cli_bytes(in, bin, sizeof bin),
+           mq_cli_bytes(out, bout, sizeof bout), out ? (double)in / (double)out : 0.0, seconds);
     if (mq_report_fp16_overflow(r))
         printf("warning: %llu values beyond +-65504 became %s\n",
                (unsigned long long)mq_report_fp16_overflow(r),
@@ -413,7 +460,7 @@ int mq_cli_quantize(int argc, char **argv)
     }
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
-    if (st == MQ_OK && cfg.dtype == MQ_QINT8 && !cfg.per_channel &&
+    if (st == MQ_OK && cfg.dtype != MQ_FLOAT16 && !cfg.per_channel &&
         (!cfg.symmetric || cfg.weights_only))
         fprintf(stderr, "monoquant: warning: vLLM has no kernel for int8 weights-only per-tensor "
                         "quantization (its WNA16 kernels take per-channel or grouped scales); "

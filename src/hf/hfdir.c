@@ -536,7 +536,7 @@ static mq_status run(hf_run *r)
     mq_hf_plan_hints(r->config, &hints);
     if ((rc = mq_planner_new(r->cfg, &r->planner)) != MQ_OK) return rc;
     mq_planner_set_hints(r->planner, &hints);
-    if (r->cfg->dtype == MQ_QINT8 && (rc = check_shard_names(r)) != MQ_OK) return rc;
+    if (mq_config_quantizes(r->cfg) && (rc = check_shard_names(r)) != MQ_OK) return rc;
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void mq_config_init(mq_config *cfg)
 {
@@ -90,6 +91,103 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device)
     return MQ_OK;
 }
 
+/* ---- presets ---- */
+
+typedef struct {
+    const char *name;
+    mq_qdtype dtype;
+    bool symmetric, weights_only;
+    size_t group_size, block_size;
+} preset;
+
+/* compressed-tensors' PRESET_SCHEMES of the same names (W8A16_ASYM and FP16
+ * are ours); the first name of each scheme is the one mq_config_preset gives. */
+static const preset presets[] = {
+    {"W8A8", MQ_QINT8, true, false, 0, 0},       {"INT8", MQ_QINT8, true, false, 0, 0},
+    {"W8A16", MQ_QINT8, true, true, 128, 0},     {"W8A16_ASYM", MQ_QINT8, false, true, 128, 0},
+    {"W4A16", MQ_QINT4, true, true, 128, 0},     {"W4A16_ASYM", MQ_QINT4, false, true, 128, 0},
+    {"FP8_DYNAMIC", MQ_QFP8, true, false, 0, 0}, {"FP8_BLOCK", MQ_QFP8, true, false, 0, 128},
+    {"FP16", MQ_FLOAT16, true, false, 0, 0},
+};
+
+const char *mq_preset_names(void)
+{
+    return "W8A8, INT8, W8A16, W8A16_ASYM, W4A16, W4A16_ASYM, FP8_DYNAMIC, FP8_BLOCK, FP16";
+}
+
+mq_status mq_config_set_preset(mq_config *cfg, const char *name)
+{
+    mq_clear_error();
+    if (!cfg || !name) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) {
+        const preset *p = &presets[i];
+        if (strcasecmp(name, p->name) != 0) continue;
+        cfg->dtype = p->dtype;
+        cfg->symmetric = p->symmetric;
+        cfg->per_channel = true;
+        cfg->weights_only = p->weights_only;
+        cfg->group_size = p->group_size;
+        cfg->block_size = p->block_size;
+        return MQ_OK;
+    }
+    return mq_set_error(MQ_STATUS_E_CONFIG, "unknown preset '%s'; valid presets: %s", name,
+                        mq_preset_names());
+}
+
+mq_status mq_config_check(const mq_config *cfg)
+{
+    mq_clear_error();
+    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+#define BAD(...) return mq_set_error(MQ_STATUS_E_CONFIG, __VA_ARGS__)
+    switch (cfg->dtype) {
+    case MQ_FLOAT16:
+        return MQ_OK;
+    case MQ_QINT8:
+        if (cfg->block_size) BAD("blocks are for FP8 (FP8_BLOCK), not int8");
+        if (cfg->group_size && cfg->symmetric && !cfg->weights_only)
+            BAD("groups need int8 weights only (W8A16): vLLM's W8A8 int8 kernels take per-channel "
+                "or per-tensor weights");
+        break;
+    case MQ_QINT4:
+        if (cfg->block_size) BAD("blocks are for FP8 (FP8_BLOCK), not int4");
+        if (!cfg->per_channel) BAD("int4 takes groups or per-channel scales, not one per tensor");
+        if (cfg->group_size % 8 != 0)
+            BAD("the int4 group size must be a multiple of 8 (a group packs into whole int32 "
+                "words), not %zu",
+                cfg->group_size);
+        break;
+    case MQ_QFP8:
+        if (!cfg->symmetric) BAD("FP8 is symmetric (no zero points)");
+        if (cfg->weights_only) BAD("the FP8 presets quantize activations too; weights only is int");
+        if (cfg->group_size) BAD("FP8 takes per-channel scales or 128x128 blocks, not groups");
+        if (cfg->block_size && !cfg->per_channel) BAD("blocks and per-tensor exclude each other");
+        break;
+    default:
+        BAD("unknown dtype %d", (int)cfg->dtype);
+    }
+    if (cfg->group_size && !cfg->per_channel) BAD("groups and per-tensor exclude each other");
+#undef BAD
+    return MQ_OK;
+}
+
+const char *mq_config_preset(const mq_config *cfg)
+{
+    mq_status st = mq_config_check(cfg);
+    mq_clear_error();
+    if (st != MQ_OK) return NULL;
+    switch (cfg->dtype) {
+    case MQ_FLOAT16:
+        return "FP16";
+    case MQ_QFP8:
+        return cfg->block_size ? "FP8_BLOCK" : "FP8_DYNAMIC";
+    case MQ_QINT4:
+        return cfg->symmetric ? "W4A16" : "W4A16_ASYM";
+    default:
+        if (!cfg->symmetric) return "W8A16_ASYM";
+        return cfg->weights_only ? "W8A16" : "W8A8";
+    }
+}
+
 /* ---- JSON file ---- */
 
 typedef struct {
@@ -123,8 +221,13 @@ static mq_status get_choice(const json_ctx *c, json_t *v, const char *const *cho
             return MQ_OK;
         }
     }
-    return mq_set_error(MQ_STATUS_E_CONFIG, "%s: key '%s': '%s' is not one of %s%s%s", c->path,
-                        c->key, s, choices[0], n > 1 ? ", " : "", n > 1 ? choices[1] : "");
+    char list[128] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", choices[i]);
+    }
+    return mq_set_error(MQ_STATUS_E_CONFIG, "%s: key '%s': '%s' is not one of %s", c->path, c->key,
+                        s, list);
 }
 
 static mq_status add_patterns(const json_ctx *c, json_t *v, mq_config *cfg, bool include)
@@ -153,19 +256,30 @@ static mq_status add_patterns(const json_ctx *c, json_t *v, mq_config *cfg, bool
 
 static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
 {
-    static const char *const dtypes[] = {"int8", "fp16"};
+    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
+    static const mq_qdtype dtype_values[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8};
     static const char *const schemes[] = {"sym", "asym"};
     size_t idx;
     mq_status st;
 
     if (strcmp(c->key, "dtype") == 0) {
-        if ((st = get_choice(c, v, dtypes, 2, &idx)) == MQ_OK)
-            cfg->dtype = idx == 0 ? MQ_QINT8 : MQ_FLOAT16;
+        if ((st = get_choice(c, v, dtypes, 4, &idx)) == MQ_OK) cfg->dtype = dtype_values[idx];
         return st;
     }
     if (strcmp(c->key, "scheme") == 0) {
         if ((st = get_choice(c, v, schemes, 2, &idx)) == MQ_OK) cfg->symmetric = idx == 0;
         return st;
+    }
+    if (strcmp(c->key, "preset") == 0) return MQ_OK; /* applied first, see mq_config_load_json */
+    if (strcmp(c->key, "group_size") == 0) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "channel") == 0) {
+            cfg->group_size = 0;
+            return MQ_OK;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) == 0)
+            return key_error(c, "expected a positive integer, -1 or \"channel\"");
+        cfg->group_size = json_integer_value(v) < 0 ? 0 : (size_t)json_integer_value(v);
+        return MQ_OK;
     }
     if (strcmp(c->key, "per_channel") == 0) return get_bool(c, v, &cfg->per_channel);
     if (strcmp(c->key, "skip_nonfinite") == 0) return get_bool(c, v, &cfg->skip_nonfinite);
@@ -226,6 +340,18 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     /* The old device string is kept aside, not freed, until the whole file applied. */
     saved = *cfg;
     cfg->device = NULL;
+    if ((v = json_object_get(root, "preset"))) {
+        c.key = "preset";
+        if (!json_is_string(v)) {
+            st = key_error(&c, "expected a string");
+        } else if ((st = mq_config_set_preset(cfg, json_string_value(v))) != MQ_OK) {
+            mq_error_prefix("%s: key 'preset'", path);
+        }
+        if (st != MQ_OK) {
+            rollback(cfg, &saved);
+            goto done;
+        }
+    }
     json_object_foreach(root, c.key, v)
     {
         if ((st = apply_key(&c, v, cfg)) != MQ_OK) break;

@@ -16,36 +16,55 @@
 /* An unsigned byte of a packed word: the code plus 2^(bits - 1), for 8 bits
  * the sign bit flipped. */
 #define PACK_OFFSET8 0x80u
-#define CODES_PER_WORD 4u
+
+bool mq_config_quantizes(const mq_config *cfg)
+{
+    return cfg->dtype != MQ_FLOAT16;
+}
+
+mq_qkind mq_qkind_of(const mq_config *cfg)
+{
+    return cfg->dtype == MQ_QINT4 ? MQ_QK_INT4 : cfg->dtype == MQ_QFP8 ? MQ_QK_FP8 : MQ_QK_INT8;
+}
 
 mq_qformat mq_qformat_of(const mq_config *cfg)
 {
-    return cfg->symmetric && !cfg->weights_only ? MQ_FORMAT_INT_QUANTIZED
-                                                : MQ_FORMAT_PACK_QUANTIZED;
+    if (cfg->dtype == MQ_QFP8) return MQ_FORMAT_FLOAT_QUANTIZED;
+    if (cfg->dtype == MQ_QINT8 && cfg->symmetric && !cfg->weights_only && !cfg->group_size)
+        return MQ_FORMAT_INT_QUANTIZED;
+    return MQ_FORMAT_PACK_QUANTIZED;
 }
 
 const char *mq_qformat_name(mq_qformat f)
 {
-    return f == MQ_FORMAT_INT_QUANTIZED ? "int-quantized" : "pack-quantized";
+    return f == MQ_FORMAT_INT_QUANTIZED     ? "int-quantized"
+           : f == MQ_FORMAT_FLOAT_QUANTIZED ? "float-quantized"
+                                            : "pack-quantized";
 }
 
-int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2])
+int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2], char buf[64])
 {
     int n = 0;
     kv[n][0] = "quantized_by";
     kv[n++][1] = "monoquant " MQ_VERSION;
     kv[n][0] = "quantization_scheme";
-    kv[n++][1] = mq_scheme_name(cfg);
-    if (cfg->dtype == MQ_QINT8) {
+    kv[n++][1] = mq_scheme_name(cfg, buf, 64);
+    if (mq_config_quantizes(cfg)) {
         kv[n][0] = "quantization_format";
         kv[n++][1] = mq_qformat_name(mq_qformat_of(cfg));
     }
     return n;
 }
 
-static size_t words_for(size_t n)
+/* Codes per int32 word of a packed tensor. */
+static size_t per_word(mq_qkind k)
 {
-    return n / CODES_PER_WORD + (n % CODES_PER_WORD != 0);
+    return k == MQ_QK_INT4 ? 8 : 4;
+}
+
+static size_t ceil_div(size_t a, size_t b)
+{
+    return a / b + (a % b != 0);
 }
 
 static mq_status set_out(mq_qout *o, const char *name, const char *suffix, mq_dtype dt, int rank,
@@ -73,24 +92,49 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cf
     for (int k = 0; k < t->rank; k++)
         numel *= (uint64_t)t->shape[k];
     l->format = mq_qformat_of(cfg);
-    l->symmetric = cfg->symmetric;
-    l->rows = cfg->per_channel ? (size_t)t->shape[0] : 1;
-    l->cols = (size_t)(numel / l->rows);
+    l->kind = mq_qkind_of(cfg);
+    l->symmetric = cfg->symmetric || l->kind == MQ_QK_FP8;
+    l->out_rows = (size_t)t->shape[0];
     l->inner = (size_t)t->shape[t->rank - 1];
+    /* The planner keeps groups and blocks to 2-D weights they divide. */
+    l->group = cfg->group_size && t->rank == 2 ? cfg->group_size : 0;
+    l->block = l->kind == MQ_QK_FP8 && cfg->block_size && t->rank == 2 ? cfg->block_size : 0;
+    if (l->block) {
+        l->rows = l->out_rows;
+        l->cols = l->inner;
+        l->scale_cols = ceil_div(l->inner, l->block);
+    } else if (l->group) {
+        l->cols = l->group;
+        l->rows = (size_t)(numel / l->cols);
+        l->scale_cols = l->inner / l->group;
+    } else {
+        l->rows = cfg->per_channel ? l->out_rows : 1;
+        l->cols = (size_t)(numel / l->rows);
+        l->scale_cols = 1;
+    }
     bool packed = l->format == MQ_FORMAT_PACK_QUANTIZED;
-    l->inner_bytes = packed ? words_for(l->inner) * CODES_PER_WORD : l->inner;
+    size_t pw = per_word(l->kind);
+    l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : l->inner;
 
-    int64_t sshape[2] = {(int64_t)l->rows, 1}, zshape[2] = {(int64_t)words_for(l->rows), 1};
+    int64_t sshape[2] = {(int64_t)l->out_rows, (int64_t)l->scale_cols};
+    int64_t zshape[2] = {(int64_t)ceil_div(l->out_rows, pw), (int64_t)l->scale_cols};
     int64_t cshape[MQ_MAX_RANK], rshape[1] = {t->rank};
     int srank = cfg->per_channel ? 2 : 1;
     mq_status st;
+    if (l->block) sshape[0] = (int64_t)ceil_div(l->out_rows, l->block);
+    if (!cfg->per_channel) sshape[0] = 1;
     memcpy(cshape, t->shape, sizeof cshape);
-    if (packed) cshape[t->rank - 1] = (int64_t)words_for(l->inner);
-    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed ? MQ_PACKED_SUFFIX : "",
-                 packed ? MQ_DTYPE_I32 : MQ_DTYPE_I8, t->rank, cshape);
+    if (packed) cshape[t->rank - 1] = (int64_t)ceil_div(l->inner, pw);
+    mq_dtype cdt = packed                                   ? MQ_DTYPE_I32
+                   : l->format == MQ_FORMAT_FLOAT_QUANTIZED ? MQ_DTYPE_F8_E4M3
+                                                            : MQ_DTYPE_I8;
+    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed ? MQ_PACKED_SUFFIX : "", cdt, t->rank,
+                 cshape);
     if (st == MQ_OK)
         st = set_out(&l->out[MQ_QOUT_SCALE], t->name, MQ_SCALE_SUFFIX, t->dtype, srank, sshape);
-    if (st == MQ_OK && !cfg->symmetric) {
+    if (st == MQ_OK && !l->symmetric) {
+        /* Per tensor the zero point stays one I8 (compressed-tensors packs it
+         * for channel and group strategies only). */
         bool pack_zp = packed && cfg->per_channel;
         st = set_out(&l->out[MQ_QOUT_ZP], t->name, MQ_ZP_SUFFIX,
                      pack_zp ? MQ_DTYPE_I32 : MQ_DTYPE_I8, srank, pack_zp ? zshape : sshape);
@@ -112,8 +156,8 @@ void mq_qlayout_free(mq_qlayout *l)
 
 mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight)
 {
-    /* int-quantized codes replace the weight under its own name. */
-    for (int k = l->format == MQ_FORMAT_INT_QUANTIZED ? 1 : 0; k < MQ_QOUT_COUNT; k++) {
+    /* int- and float-quantized codes replace the weight under its own name. */
+    for (int k = l->format == MQ_FORMAT_PACK_QUANTIZED ? 0 : 1; k < MQ_QOUT_COUNT; k++) {
         const char *n = l->out[k].name;
         if (n && mq_model_index(in, n) >= 0)
             return mq_set_error(MQ_STATUS_E_DATA,
@@ -124,29 +168,73 @@ mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const 
     return MQ_OK;
 }
 
+mq_dtype mq_qlayout_code_dtype(const mq_qlayout *l)
+{
+    return l->kind == MQ_QK_FP8    ? MQ_DTYPE_F8_E4M3
+           : l->kind == MQ_QK_INT4 ? MQ_DTYPE_I32
+                                   : MQ_DTYPE_I8;
+}
+
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e)
 {
+    if (l->kind == MQ_QK_INT4) return e / l->inner * l->inner_bytes + e % l->inner / 2;
     if (l->inner_bytes == l->inner) return e;
     return e / l->inner * l->inner_bytes + e % l->inner;
 }
 
 size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count)
 {
-    uint64_t last = first + count - 1;
-    uint64_t end = mq_qlayout_code_pos(l, last) + 1;
-    if ((last + 1) % l->inner == 0) end += l->inner_bytes - l->inner;
+    uint64_t last = first + count - 1, end;
+    if ((last + 1) % l->inner == 0)
+        end = (last / l->inner + 1) * l->inner_bytes;
+    else
+        end = mq_qlayout_code_pos(l, last) + 1;
     return (size_t)(end - mq_qlayout_code_pos(l, first));
+}
+
+size_t mq_qlayout_rows_bytes(const mq_qlayout *l, size_t groups)
+{
+    if (l->cols >= l->inner) return groups * (l->cols / l->inner) * l->inner_bytes;
+    return groups * mq_qkind_row_bytes(l->kind, l->cols);
 }
 
 uint8_t mq_qlayout_code_xor(const mq_qlayout *l)
 {
-    return l->format == MQ_FORMAT_PACK_QUANTIZED ? PACK_OFFSET8 : 0;
+    return l->format == MQ_FORMAT_PACK_QUANTIZED && l->kind == MQ_QK_INT8 ? PACK_OFFSET8 : 0;
+}
+
+/* int4: codes (one per byte) to nibbles in place, front to back (the byte
+ * for codes 2j and 2j + 1 lands at or before code 2j, both already read),
+ * then each row end's padding. */
+static size_t pack_codes4(const mq_qlayout *l, unsigned char *b, uint64_t first, size_t count)
+{
+    uint64_t base = mq_qlayout_code_pos(l, first);
+    size_t k = 0;
+    while (k < count) {
+        uint64_t e = first + k;
+        size_t in_row = (size_t)(l->inner - e % l->inner),
+               n = count - k < in_row ? count - k : in_row;
+        size_t o = (size_t)(mq_qlayout_code_pos(l, e) - base);
+        for (size_t j = 0; j < n; j += 2) {
+            unsigned lo = ((unsigned)b[k + j] + 8u) & 15u;
+            unsigned hi = j + 1 < n ? ((unsigned)b[k + j + 1] + 8u) & 15u : 0u;
+            b[o + j / 2] = (unsigned char)(lo | hi << 4);
+        }
+        if (n == in_row) {
+            size_t used = (n + 1) / 2, row_end = o + (size_t)(l->inner_bytes - (e % l->inner) / 2);
+            memset(b + o + used, 0, row_end - (o + used));
+        }
+        k += n;
+    }
+    return mq_qlayout_code_span(l, first, count);
 }
 
 size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, size_t count)
 {
     unsigned char *b = buf;
-    if (l->inner_bytes == l->inner || count == 0) return count;
+    if (count == 0) return 0;
+    if (l->kind == MQ_QK_INT4) return pack_codes4(l, b, first, count);
+    if (l->inner_bytes == l->inner) return count;
     /* Back to front: a code moves only forward (by the padding before it), so
      * nothing is overwritten before it is read. */
     uint64_t base = mq_qlayout_code_pos(l, first);
@@ -160,13 +248,23 @@ size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, siz
     return mq_qlayout_code_span(l, first, count);
 }
 
-void mq_qlayout_pack_zp(const mq_qlayout *l, int8_t *zp, size_t n)
+void mq_qlayout_store_zp(const mq_qlayout *l, const int8_t *zp, unsigned char *dst)
 {
-    if (l->format != MQ_FORMAT_PACK_QUANTIZED || !l->out[MQ_QOUT_ZP].name ||
-        l->out[MQ_QOUT_ZP].dtype != MQ_DTYPE_I32)
+    const mq_qout *z = &l->out[MQ_QOUT_ZP];
+    if (!z->name) return;
+    if (z->dtype != MQ_DTYPE_I32) {
+        memcpy(dst, zp, (size_t)z->nbytes);
         return;
-    for (size_t i = 0; i < n; i++)
-        zp[i] = (int8_t)((unsigned char)zp[i] ^ PACK_OFFSET8);
+    }
+    /* pack_to_int32 along dimension 0: the zero point of row r, group j in
+     * word (r / per_word) * groups + j, at position r % per_word. */
+    size_t pw = per_word(l->kind), bits = 32 / pw, g = l->scale_cols;
+    memset(dst, 0, (size_t)z->nbytes);
+    for (size_t i = 0; i < l->rows; i++) {
+        size_t r = i / g, j = i % g, w = r / pw * g + j, at = (r % pw) * bits;
+        unsigned v = ((unsigned)(zp[i] + (1 << (bits - 1)))) & ((1u << bits) - 1u);
+        dst[w * 4 + at / 8] |= (unsigned char)(v << (at % 8));
+    }
 }
 
 void mq_qlayout_shape_bytes(const mq_qlayout *l, unsigned char *dst)
@@ -187,6 +285,21 @@ uint64_t mq_qlayout_bytes(const mq_qlayout *l)
     for (int k = 0; k < MQ_QOUT_COUNT; k++)
         if (l->out[k].name) n += l->out[k].nbytes;
     return n;
+}
+
+mq_status mq_nonfinite_error(const mq_qlayout *l, const char *tensor, size_t bad)
+{
+    if (l->block)
+        return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': block %zu,%zu holds NaN or Inf", tensor,
+                            bad / l->scale_cols, bad % l->scale_cols);
+    if (l->group)
+        return mq_set_error(MQ_STATUS_E_DATA,
+                            "tensor '%s': channel %zu (group %zu) holds NaN or Inf", tensor,
+                            bad / l->scale_cols, bad % l->scale_cols);
+    if (l->rows > 1)
+        return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': channel %zu holds NaN or Inf", tensor,
+                            bad);
+    return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': holds NaN or Inf", tensor);
 }
 
 /* ---- reading a quantized layer back ---- */
@@ -219,7 +332,8 @@ static size_t packed_base(const mq_model *m, const mq_tensor *t)
 
 bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t)
 {
-    if (t->dtype == MQ_DTYPE_I8) return find_with(m, t->name, strlen(t->name), MQ_SCALE_SUFFIX);
+    if (t->dtype == MQ_DTYPE_I8 || t->dtype == MQ_DTYPE_F8_E4M3)
+        return find_with(m, t->name, strlen(t->name), MQ_SCALE_SUFFIX);
     return packed_base(m, t) > 0;
 }
 
@@ -241,9 +355,26 @@ static mq_status bad(const char *name, const char *what)
     return mq_set_error(MQ_STATUS_E_FORMAT, "layer '%s': %s", name, what);
 }
 
-/* The weight's shape from W_shape, checked against the packed codes. */
-static mq_status read_shape(const mq_tensor *c, const mq_tensor *sh, mq_tensor *w)
+/* The bits of a packed layer: the file's quantization_scheme when it says
+ * (ours: "int4-..."), else what the packed width allows (8 unless only 4 fits). */
+static size_t packed_bits(const mq_model *m, const mq_tensor *c, int64_t inner)
 {
+    const char *scheme = NULL;
+    for (size_t i = 0; i < mq_model_metadata_count(m); i++)
+        if (strcmp(mq_model_metadata_key(m, i), "quantization_scheme") == 0)
+            scheme = mq_model_metadata_value(m, i);
+    if (scheme && strncmp(scheme, "int4", 4) == 0) return 4;
+    if (scheme && strncmp(scheme, "int8", 4) == 0) return 8;
+    int64_t words = c->shape[c->rank - 1];
+    if (words == (int64_t)ceil_div((size_t)inner, 4)) return 8;
+    return words == (int64_t)ceil_div((size_t)inner, 8) ? 4 : 0;
+}
+
+/* The weight's shape from W_shape, checked against the packed codes. */
+static mq_status read_shape(const mq_model *m, const mq_tensor *c, const mq_tensor *sh,
+                            mq_qlayer *l)
+{
+    mq_tensor *w = &l->w;
     if (sh->dtype != MQ_DTYPE_I64 || sh->rank != 1 || sh->shape[0] != c->rank)
         return bad(w->name, "the _shape tensor must be I64 with one value per dimension of the "
                             "packed weight");
@@ -251,12 +382,15 @@ static mq_status read_shape(const mq_tensor *c, const mq_tensor *sh, mq_tensor *
     for (int k = 0; k < c->rank; k++) {
         int64_t v = 0;
         memcpy(&v, (const unsigned char *)sh->data + 8 * k, 8);
-        bool last = k + 1 == c->rank;
-        if (v <= 0 || (!last && v != c->shape[k]) ||
-            (last && (uint64_t)c->shape[k] != words_for((size_t)v)))
+        if (v <= 0 || (k + 1 < c->rank && v != c->shape[k]))
             return bad(w->name, "the _shape tensor does not match the packed weight's shape");
         w->shape[k] = v;
     }
+    size_t bits = packed_bits(m, c, w->shape[w->rank - 1]);
+    if (!bits)
+        return bad(w->name, "the _shape tensor does not match the packed weight's width (8 or 4 "
+                            "bits per code)");
+    l->kind = bits == 4 ? MQ_QK_INT4 : MQ_QK_INT8;
     return MQ_OK;
 }
 
@@ -265,13 +399,15 @@ static mq_status unpack_codes(const mq_tensor *c, mq_qlayer *l)
     uint64_t numel = 1;
     for (int k = 0; k < l->w.rank; k++)
         numel *= (uint64_t)l->w.shape[k];
-    size_t inner = (size_t)l->w.shape[l->w.rank - 1], stride = words_for(inner) * CODES_PER_WORD;
+    size_t inner = (size_t)l->w.shape[l->w.rank - 1];
+    size_t stride = (size_t)c->shape[c->rank - 1] * 4;
     int8_t *q = malloc(numel ? (size_t)numel : 1);
     if (!q) return mq_set_error(MQ_STATUS_E_NOMEM, "layer '%s': out of memory", l->w.name);
     const unsigned char *src = c->data;
     for (uint64_t r = 0; r < numel / inner; r++)
         for (size_t i = 0; i < inner; i++)
-            q[r * inner + i] = (int8_t)(src[r * stride + i] ^ PACK_OFFSET8);
+            q[r * inner + i] = l->kind == MQ_QK_INT4 ? mq_unpack4(src + r * stride, i)
+                                                     : (int8_t)(src[r * stride + i] ^ PACK_OFFSET8);
     l->own_codes = q;
     l->w.data = q;
     l->w.nbytes = (size_t)numel;
@@ -283,12 +419,18 @@ static mq_status read_zp(const mq_model *m, const char *base, size_t n, bool pac
     const mq_tensor *z = find_with(m, base, n, MQ_ZP_SUFFIX);
     if (!z) return MQ_OK;
     if (packed && z->dtype == MQ_DTYPE_I32) {
-        if (z->nbytes != words_for(l->n_scale) * CODES_PER_WORD)
+        size_t pw = per_word(l->kind), bits = 32 / pw, g = l->scale_cols;
+        size_t rows = l->n_scale / g;
+        if (z->nbytes != ceil_div(rows, pw) * g * 4)
             return bad(l->w.name, "the packed zero point must hold one value per scale");
         int8_t *zp = malloc(l->n_scale);
         if (!zp) return mq_set_error(MQ_STATUS_E_NOMEM, "layer '%s': out of memory", l->w.name);
-        for (size_t i = 0; i < l->n_scale; i++)
-            zp[i] = (int8_t)(((const unsigned char *)z->data)[i] ^ PACK_OFFSET8);
+        const unsigned char *d = z->data;
+        for (size_t i = 0; i < l->n_scale; i++) {
+            size_t r = i / g, j = i % g, w = r / pw * g + j, at = (r % pw) * bits;
+            unsigned v = (d[w * 4 + at / 8] >> (at % 8)) & ((1u << bits) - 1u);
+            zp[i] = (int8_t)((int)v - (1 << (bits - 1)));
+        }
         l->own_zp = zp;
         l->zp = zp;
         return MQ_OK;
@@ -297,6 +439,39 @@ static mq_status read_zp(const mq_model *m, const char *base, size_t n, bool pac
         return bad(l->w.name, "the zero point must be I8 with one value per scale");
     l->zp = z->data;
     return MQ_OK;
+}
+
+/* The scale's layout against the weight: one in all, one per output row, per
+ * group of the last dimension, or (FP8) per square block. */
+static mq_status read_scale_layout(mq_qlayer *l)
+{
+    const mq_tensor *s = l->scale;
+    uint64_t ns = 1;
+    for (int k = 0; k < s->rank; k++)
+        ns *= (uint64_t)s->shape[k];
+    size_t out = (size_t)l->w.shape[0], inner = (size_t)l->w.shape[l->w.rank - 1];
+    l->n_scale = (size_t)ns;
+    l->scale_cols = 1;
+    if (!mq_dtype_is_quantizable(s->dtype))
+        return bad(l->w.name, "the scale must be F32, F16 or BF16");
+    if (ns == 1 || (ns == out && (s->rank == 1 || s->shape[s->rank - 1] == 1))) return MQ_OK;
+    if (l->w.rank == 2 && s->rank == 2 && (size_t)s->shape[0] == out && s->shape[1] > 1 &&
+        inner % (size_t)s->shape[1] == 0) {
+        l->scale_cols = (size_t)s->shape[1];
+        l->group = inner / l->scale_cols;
+        return MQ_OK;
+    }
+    if (l->kind == MQ_QK_FP8 && l->w.rank == 2 && s->rank == 2) {
+        size_t b = ceil_div(inner, (size_t)s->shape[1]);
+        if (b > 0 && ceil_div(out, b) == (size_t)s->shape[0] &&
+            ceil_div(inner, b) == (size_t)s->shape[1]) {
+            l->scale_cols = (size_t)s->shape[1];
+            l->block = b;
+            return MQ_OK;
+        }
+    }
+    return bad(l->w.name, "the scale must hold one value per output channel, per group of the "
+                          "input dimension, per block, or one in all");
 }
 
 mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
@@ -310,13 +485,13 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
         return mq_set_error(MQ_STATUS_E_NOMEM, "layer '%s': out of memory", t->name);
     l->w = *t;
     l->w.name = l->own_name;
-    l->w.dtype = MQ_DTYPE_I8;
-    if (packed &&
-        ((st = read_shape(t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), &l->w)) != MQ_OK ||
-         (st = unpack_codes(t, l)) != MQ_OK))
+    l->w.dtype = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_DTYPE_F8_E4M3 : MQ_DTYPE_I8;
+    l->kind = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_QK_FP8 : MQ_QK_INT8;
+    if (packed && ((st = read_shape(m, t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), l)) != MQ_OK ||
+                   (st = unpack_codes(t, l)) != MQ_OK))
         goto fail;
     l->scale = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
-    if (!packed) {
+    if (!packed && l->kind == MQ_QK_INT8) {
         /* int-quantized: the shared checks of a scale and I8 zero point. */
         if ((st = mq_qparams_check(NULL, t, l->scale, find_with(m, t->name, n, MQ_ZP_SUFFIX),
                                    &l->n_scale)) != MQ_OK ||
@@ -324,17 +499,11 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
             goto fail;
         return MQ_OK;
     }
-    st = MQ_STATUS_E_FORMAT;
-    uint64_t ns = 1;
-    for (int k = 0; k < l->scale->rank; k++)
-        ns *= (uint64_t)l->scale->shape[k];
-    size_t out = l->w.rank >= 1 ? (size_t)l->w.shape[0] : 1;
-    l->n_scale = (size_t)ns;
-    if (!mq_dtype_is_quantizable(l->scale->dtype) || (ns != out && ns != 1)) {
-        st = bad(l->w.name, "the scale must be F32/F16/BF16 with one value per output channel "
-                            "or one in all");
+    if (l->w.rank < 1) {
+        st = bad(l->w.name, "a quantized weight has at least one dimension");
         goto fail;
     }
+    if ((st = read_scale_layout(l)) != MQ_OK) goto fail;
     for (size_t i = 0; i < l->n_scale; i++) {
         float s = mq_load_f32(l->scale->data, l->scale->dtype, i);
         if (!(s > 0.0f) || isinf(s)) {
@@ -343,6 +512,10 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
                               l->w.name, i, (double)s);
             goto fail;
         }
+    }
+    if (l->kind == MQ_QK_FP8 && find_with(m, t->name, n, MQ_ZP_SUFFIX)) {
+        st = bad(l->w.name, "an FP8 weight has no zero point");
+        goto fail;
     }
     if ((st = read_zp(m, t->name, n, packed, l)) != MQ_OK) goto fail;
     return MQ_OK;
@@ -358,6 +531,33 @@ void mq_qlayer_free(mq_qlayer *l)
     free(l->own_zp);
     free(l->own_name);
     memset(l, 0, sizeof *l);
+}
+
+bool mq_qlayer_is_simple(const mq_qlayer *l)
+{
+    return l->kind == MQ_QK_INT8 && !l->group && !l->block;
+}
+
+void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
+{
+    uint64_t numel = 1;
+    for (int k = 0; k < l->w.rank; k++)
+        numel *= (uint64_t)l->w.shape[k];
+    size_t out = (size_t)l->w.shape[0], cols = (size_t)(numel / out);
+    const uint8_t *q = (const uint8_t *)l->w.data + r * cols;
+    for (size_t c = 0; c < cols; c++) {
+        size_t k = l->n_scale == 1 ? 0
+                   : l->block      ? r / l->block * l->scale_cols + c / l->block
+                   : l->group      ? r * l->scale_cols + c / l->group
+                                   : r;
+        float s = mq_load_f32(l->scale->data, l->scale->dtype, k);
+        if (l->kind == MQ_QK_FP8) {
+            dst[c] = mq_e4m3_to_f32(q[c]) * s;
+        } else {
+            float z = l->zp ? (float)l->zp[k] : 0.0f;
+            dst[c] = ((float)(int8_t)q[c] - z) * s;
+        }
+    }
 }
 
 mq_status mq_check_not_quantized(const mq_model *m)

@@ -18,11 +18,20 @@
  *     <w>_zero_point  asymmetric only: per channel I32 [ceil(rows / 4), 1], the
  *                     zero points packed as the codes along dimension 0; per
  *                     tensor I8 [1], unpacked
+ *   The int4 presets (W4A16, W4A16_ASYM) are pack-quantized with eight codes per
+ *   word (code + 8 in nibble i % 8 of word i / 8), zero points packed likewise
+ *   along dimension 0; int8 and int4 groups (W8A16, W4A16) have scales
+ *   [rows, in / group] and zero points [ceil(rows / (32 / bits)), in / group].
+ *   float-quantized (FP8_DYNAMIC, FP8_BLOCK)
+ *     <w>             F8_E4M3 the weight's shape
+ *     <w>_scale       dtype of the weight, [rows, 1] per channel, or
+ *                     [ceil(rows / 128), ceil(in / 128)] for 128x128 blocks
  * rows is the weight's first dimension per channel, 1 per tensor. */
 #ifndef MQ_LAYOUT_H
 #define MQ_LAYOUT_H
 
 #include "monoquant.h"
+#include "reference.h"
 
 #define MQ_SCALE_SUFFIX "_scale"
 #define MQ_ZP_SUFFIX "_zero_point"
@@ -31,7 +40,11 @@
 /* compressed-tensors release whose layout and config block we write. */
 #define MQ_CT_VERSION "0.20.1"
 
-typedef enum { MQ_FORMAT_INT_QUANTIZED = 0, MQ_FORMAT_PACK_QUANTIZED } mq_qformat;
+typedef enum {
+    MQ_FORMAT_INT_QUANTIZED = 0,
+    MQ_FORMAT_PACK_QUANTIZED,
+    MQ_FORMAT_FLOAT_QUANTIZED
+} mq_qformat;
 
 /* The output tensors of one quantized weight, in file order. */
 enum { MQ_QOUT_CODES = 0, MQ_QOUT_SCALE, MQ_QOUT_ZP, MQ_QOUT_SHAPE, MQ_QOUT_COUNT };
@@ -46,23 +59,34 @@ typedef struct {
 
 typedef struct {
     mq_qformat format;
+    mq_qkind kind;
     bool symmetric;
-    size_t rows, cols;  /* quantization groups (channels, or 1) x values per group */
+    size_t group;      /* values per group along the last dimension (0: channel or tensor) */
+    size_t block;      /* FP8 blocks of block x block values (0: none) */
+    size_t out_rows;   /* the weight's first dimension */
+    size_t scale_cols; /* scales per weight row: groups, blocks across, or 1 */
+    /* Quantization groups (channels, groups, or 1) x values per group; for
+     * blocks the weight's rows x its last dimension. */
+    size_t rows, cols;
     size_t inner;       /* values per row of the last dimension */
     size_t inner_bytes; /* bytes such a row takes in the output (packed: whole words) */
     mq_qout out[MQ_QOUT_COUNT];
 } mq_qlayout;
 
-/* The format a config writes: int-quantized for symmetric int8 unless
- * weights_only, else pack-quantized. */
+/* The format a config writes: float-quantized for FP8, int-quantized for
+ * symmetric int8 per channel or tensor unless weights_only, else pack-quantized. */
 mq_qformat mq_qformat_of(const mq_config *cfg);
+mq_qkind mq_qkind_of(const mq_config *cfg);
+/* Whether the config quantizes (int8, int4, FP8) rather than casts to fp16. */
+bool mq_config_quantizes(const mq_config *cfg);
 const char *mq_qformat_name(mq_qformat f);
 
 /* The __metadata__ entries a run adds to each output file (replacing entries
- * of the same key in place): the tool, the scheme and, for int8, the format.
- * Fills kv and returns the count (at most MQ_OUTPUT_META). */
+ * of the same key in place): the tool, the scheme and, when quantizing, the
+ * format. Fills kv (strings in buf, which must outlive them) and returns the
+ * count (at most MQ_OUTPUT_META). */
 #define MQ_OUTPUT_META 3
-int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2]);
+int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2], char buf[64]);
 
 /* Plans the output of quantizing t (rank >= 2, non-empty) with cfg. */
 mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cfg);
@@ -72,7 +96,10 @@ void mq_qlayout_free(mq_qlayout *l);
  * name the layout adds. */
 mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight);
 
-/* Byte offset, within the codes tensor, of the code of value e (row-major). */
+/* The dtype of the codes as the report gives it: I8, F8_E4M3 or (int4) I32. */
+mq_dtype mq_qlayout_code_dtype(const mq_qlayout *l);
+/* Byte offset, within the codes tensor, of the code of value e (row-major;
+ * for int4, e even). */
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e);
 /* Output bytes of the codes of values [first, first + count), count > 0:
  * from the first code to the last, with the padding after each row end. */
@@ -82,25 +109,39 @@ size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count);
  * where the codes are made, on the device or the host kernels. */
 uint8_t mq_qlayout_code_xor(const mq_qlayout *l);
 /* Moves the stored codes of values [first, first + count) at buf (already
- * XORed by the backend) to their output positions in place, zeroing the
+ * XORed by the backend; int4: one unpacked code per byte, first even, within
+ * one row or ending rows) to their output positions in place, zeroing the
  * padding after each row end (buf holds mq_qlayout_code_span bytes); returns
- * that span. Nothing moves unless the last dimension leaves padding. */
+ * that span. Nothing moves for int8 unless the last dimension leaves padding. */
 size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, size_t count);
-/* The stored form of n zero points (rows from 0 or a later row) in place:
- * packed per channel, unchanged otherwise. */
-void mq_qlayout_pack_zp(const mq_qlayout *l, int8_t *zp, size_t n);
+/* Bytes of the whole int4 rows of codes that quantize_rows writes for `groups`
+ * groups (or rows): the output bytes of those values, already packed. */
+size_t mq_qlayout_rows_bytes(const mq_qlayout *l, size_t groups);
+/* The zero-point tensor's bytes (nbytes of out[MQ_QOUT_ZP]) from the zero
+ * points of every group (l->rows int8 values, in group order) into dst. */
+void mq_qlayout_store_zp(const mq_qlayout *l, const int8_t *zp, unsigned char *dst);
 /* The bytes of the weight_shape tensor (pack-quantized). */
 void mq_qlayout_shape_bytes(const mq_qlayout *l, unsigned char *dst);
 /* Bytes of every output tensor together. */
 uint64_t mq_qlayout_bytes(const mq_qlayout *l);
 
+/* MQ_STATUS_E_DATA for NaN/Inf in group `bad` of a layout (a channel, a
+ * group of a channel, a block, or the tensor), naming the tensor. */
+mq_status mq_nonfinite_error(const mq_qlayout *l, const char *tensor, size_t bad);
+
 /* ---- reading a quantized layer back (dequantize, eval) ---- */
 
-/* One quantized layer of a model, in either format, as int8 codes. */
+/* One quantized layer of a model, in any of the formats. */
 typedef struct {
-    mq_tensor w;            /* the weight's name and shape, I8 codes (unpacked if packed) */
-    const mq_tensor *scale; /* n_scale values: one per channel (w.shape[0]) or one */
-    size_t n_scale;
+    /* The weight's name and shape, with one code per byte: I8 (int8 or int4,
+     * unpacked) or F8_E4M3. */
+    mq_tensor w;
+    mq_qkind kind;
+    /* n_scale values: one per channel (w.shape[0]) or one in all, or per group
+     * (w.shape[0] x scale_cols, `group` values each along the last dimension),
+     * or per block (block x block values, scale_cols blocks across). */
+    const mq_tensor *scale;
+    size_t n_scale, scale_cols, group, block;
     const int8_t *zp; /* n_scale zero points (unpacked), or NULL when symmetric */
     void *own_codes, *own_zp;
     char *own_name;
@@ -116,6 +157,12 @@ bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t);
  * tensor and the cause (the caller adds the file). */
 mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l);
 void mq_qlayer_free(mq_qlayer *l);
+/* Whether the layer is int8 with one scale per output channel or one in all
+ * (what mq_ref_dequantize_rows and the int8 GEMM take directly). */
+bool mq_qlayer_is_simple(const mq_qlayer *l);
+/* Row r of the weight (its first dimension) dequantized in fp32:
+ * (q - zp) * s, or e4m3(q) * s for FP8, with the scale of each value's group. */
+void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst);
 
 /* MQ_STATUS_E_FORMAT when `m` already holds a quantized layer (ours or any
  * compressed-tensors checkpoint): quantizing it again would describe packed

@@ -38,6 +38,7 @@ typedef struct {
 
 struct mq_planner {
     mq_qdtype dtype;
+    size_t group_size, block_size;
     pattern_set include;
     pattern_set exclude;
     mq_plan_hints hints;
@@ -193,6 +194,8 @@ mq_status mq_planner_new(const mq_config *cfg, mq_planner **out)
     if (!(p = calloc(1, sizeof *p)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "planner: out of memory");
     p->dtype = cfg->dtype;
+    p->group_size = cfg->group_size;
+    p->block_size = cfg->block_size;
     p->mctx = pcre2_match_context_create(NULL);
     p->md = pcre2_match_data_create(1, NULL);
     if (!p->mctx || !p->md) {
@@ -349,6 +352,31 @@ static mq_action decide_int8(mq_planner *p, const char *name, const char *module
     return MQ_ACTION_QUANTIZE;
 }
 
+/* Groups and blocks split a 2-D weight's input dimension (and, for blocks,
+ * its output dimension) evenly, or the layer stays in float: compressed-tensors
+ * refuses ragged groups, vLLM's WNA16 allocates floor(in / group) scales, and
+ * partial FP8 blocks run neither in transformers nor in vLLM's merged layers. */
+static mq_action check_fit(const mq_planner *p, int rank, const int64_t *shape, char *reason,
+                           size_t cap)
+{
+    size_t g = p->group_size, b = p->block_size;
+    if (!g && !b) return MQ_ACTION_QUANTIZE;
+    if (rank != 2)
+        return skip(reason, cap, "rank %d: %s apply to 2-D (Linear) weights; kept in float", rank,
+                    g ? "groups" : "blocks");
+    if (g && (uint64_t)shape[1] % g != 0)
+        return skip(reason, cap,
+                    "in-features %lld not a multiple of the group size %zu (no loader runs "
+                    "ragged groups); kept in float",
+                    (long long)shape[1], g);
+    if (b && ((uint64_t)shape[0] % b != 0 || (uint64_t)shape[1] % b != 0))
+        return skip(reason, cap,
+                    "shape %lldx%lld leaves partial %zux%zu blocks (they run neither in "
+                    "transformers nor in vLLM); kept in float",
+                    (long long)shape[0], (long long)shape[1], b, b);
+    return MQ_ACTION_QUANTIZE;
+}
+
 mq_action mq_planner_decide(mq_planner *p, const char *name, mq_dtype dtype, int rank,
                             const int64_t *shape, char *reason, size_t cap)
 {
@@ -369,6 +397,7 @@ mq_action mq_planner_decide(mq_planner *p, const char *name, mq_dtype dtype, int
         a = decide_fp16(dtype, reason, cap);
     else
         a = decide_int8(p, name, module, dtype, rank, shape, reason, cap);
+    if (a == MQ_ACTION_QUANTIZE) a = check_fit(p, rank, shape, reason, cap);
     free(module);
     return a;
 }

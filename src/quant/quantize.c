@@ -59,14 +59,26 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
     return st;
 }
 
+/* The codes, scales and zero points of one tensor into the output tensors
+ * (zero points of every group into zp, packed by the caller). */
+static mq_status run_kernel(run_ctx *c, const mq_tensor *t, const mq_qlayout *l, void *codes,
+                            void *scale, int8_t *zp, size_t *bad, mq_err_acc *acc)
+{
+    if (l->block)
+        return mq_be_quantize_blocks(c->be, t->data, t->dtype, l->rows, l->cols, l->block, codes,
+                                     scale, bad, acc);
+    return mq_be_quantize_rows(c->be, t->data, t->dtype, l->rows, l->cols, l->kind, l->symmetric,
+                               codes, scale, zp, mq_qlayout_code_xor(l), bad, acc);
+}
+
 static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)
 {
     const mq_tensor *t = &in->tensors[i];
-    const bool sym = c->cfg->symmetric;
     mq_qlayout l;
     mq_status st;
     size_t mark = c->out->count;
     void *data[MQ_QOUT_COUNT] = {0};
+    int8_t *zp = NULL;
 
     *nonfinite = false;
     if ((st = mq_qlayout_init(&l, t, c->cfg)) != MQ_OK) return st;
@@ -77,38 +89,39 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
                                               (size_t)o->nbytes, &st)))
             goto done;
     }
-    /* The codes are computed into the codes tensor and packed there in place;
-     * a packed zero-point tensor is at least as large as the rows. */
+    if (!l.symmetric && !(zp = malloc(l.rows))) {
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
+        goto done;
+    }
+    /* The codes are computed into the codes tensor (int4 already packed) and,
+     * for packed int8, packed there in place. */
     size_t bad_row = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = c->be->ops->quantize_rows(c->be, t->data, t->dtype, l.rows, l.cols, sym,
-                                   data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], data[MQ_QOUT_ZP],
-                                   mq_qlayout_code_xor(&l), &bad_row, &acc);
+    st = run_kernel(c, t, &l, data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], zp, &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->cfg->skip_nonfinite) {
             *nonfinite = true;
             st = MQ_OK;
-        } else if (c->cfg->per_channel) {
-            st = mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': channel %zu holds NaN or Inf",
-                              t->name, bad_row);
         } else {
-            st = mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': holds NaN or Inf", t->name);
+            st = mq_nonfinite_error(&l, t->name, bad_row);
         }
     } else if (st != MQ_OK) {
         mq_error_prefix("tensor '%s'", t->name);
     }
     if (st == MQ_OK && !*nonfinite) {
-        mq_qlayout_pack_codes(&l, data[MQ_QOUT_CODES], 0, l.rows * l.cols);
-        if (data[MQ_QOUT_ZP]) mq_qlayout_pack_zp(&l, data[MQ_QOUT_ZP], l.rows);
+        if (l.kind != MQ_QK_INT4)
+            mq_qlayout_pack_codes(&l, data[MQ_QOUT_CODES], 0, l.rows * l.cols);
+        if (data[MQ_QOUT_ZP]) mq_qlayout_store_zp(&l, zp, data[MQ_QOUT_ZP]);
         if (data[MQ_QOUT_SHAPE]) mq_qlayout_shape_bytes(&l, data[MQ_QOUT_SHAPE]);
-        st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, mq_qlayout_bytes(&l), 0,
-                           NULL);
+        st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, mq_qlayout_code_dtype(&l),
+                           mq_qlayout_bytes(&l), 0, NULL);
         if (st == MQ_OK)
             mq_report_set_error_stats(c->rep, mq_err_acc_sqnr_db(&acc), acc.max_abs, acc.clamped);
     }
 done:
     if (st != MQ_OK || *nonfinite) mq_model_truncate(c->out, mark);
+    free(zp);
     mq_qlayout_free(&l);
     return st;
 }
@@ -137,7 +150,8 @@ static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq
     for (size_t i = 0; i < in->meta_count && st == MQ_OK; i++)
         st = mq_model_set_metadata(out, in->meta_keys[i], in->meta_values[i]);
     const char *ours[MQ_OUTPUT_META][2];
-    int n = mq_output_metadata(cfg, ours);
+    char buf[64];
+    int n = mq_output_metadata(cfg, ours, buf);
     for (int k = 0; k < n && st == MQ_OK; k++)
         st = mq_model_set_metadata(out, ours[k][0], ours[k][1]);
     return st;
@@ -161,6 +175,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
         cfg_in = &defaults;
     }
     c.cfg = cfg_in;
+    if ((st = mq_config_check(cfg_in)) != MQ_OK) goto done;
     if ((st = mq_check_not_quantized(in)) != MQ_OK) goto done;
     if ((st = mq_planner_new(cfg_in, &planner)) != MQ_OK) goto done;
     if ((st = mq_backend_open(cfg_in, &c.be)) != MQ_OK) goto done;
@@ -244,6 +259,7 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
         mq_config_init(&defaults);
         cfg_in = &defaults;
     }
+    if ((st = mq_config_check(cfg_in)) != MQ_OK) goto done;
     if ((st = mq_backend_open(cfg_in, &be)) != MQ_OK) goto done;
     if (!(rep = mq_report_new())) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");

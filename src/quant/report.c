@@ -215,13 +215,24 @@ const char *mq_report_left_out_reason(const mq_report *r, size_t i)
     return r ? mq_skip_list_reason(&r->left_out, i) : NULL;
 }
 
-const char *mq_scheme_name(const mq_config *cfg)
+const char *mq_scheme_name(const mq_config *cfg, char *buf, size_t cap)
 {
+    char strat[48];
     if (cfg->dtype == MQ_FLOAT16) return "fp16";
-    if (cfg->symmetric && cfg->weights_only)
-        return cfg->per_channel ? "int8-sym-channel-weights-only" : "int8-sym-tensor-weights-only";
-    if (cfg->symmetric) return cfg->per_channel ? "int8-sym-channel" : "int8-sym-tensor";
-    return cfg->per_channel ? "int8-asym-channel" : "int8-asym-tensor";
+    if (cfg->block_size)
+        snprintf(strat, sizeof strat, "block%zu", cfg->block_size);
+    else if (cfg->group_size)
+        snprintf(strat, sizeof strat, "group%zu", cfg->group_size);
+    else
+        snprintf(strat, sizeof strat, "%s", cfg->per_channel ? "channel" : "tensor");
+    if (cfg->dtype == MQ_QFP8)
+        snprintf(buf, cap, "fp8-e4m3-%s", strat);
+    else
+        snprintf(buf, cap, "%s-%s-%s%s", cfg->dtype == MQ_QINT4 ? "int4" : "int8",
+                 cfg->symmetric ? "sym" : "asym", strat,
+                 cfg->dtype == MQ_QINT8 && cfg->symmetric && cfg->weights_only ? "-weights-only"
+                                                                               : "");
+    return buf;
 }
 
 static json_t *shape_json(const mq_report_entry *e)
@@ -266,14 +277,29 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
                                         "reason", mq_json_str(r->left_out.reasons[i])));
     json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
                             mq_json_str(r->platform), "name", mq_json_str(r->device));
-    return json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
-                     mq_json_str(input), "output", mq_json_str(output), "dtype",
-                     cfg->dtype == MQ_FLOAT16 ? "fp16" : "int8", "scheme",
-                     cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
-                     "per_channel", cfg->per_channel, "device", dev, "quantized", q, "skipped", s,
-                     "left_out", left, "bytes_in", (json_int_t)r->bytes_in, "bytes_out",
-                     (json_int_t)r->bytes_out, "fp16_overflow", (json_int_t)r->overflow, "seconds",
-                     seconds);
+    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
+    const char *preset = mq_config_preset(cfg);
+    char sname[64];
+    json_t *root = json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}",
+                             "input", mq_json_str(input), "output", mq_json_str(output), "dtype",
+                             (unsigned)cfg->dtype < 4 ? dtypes[cfg->dtype] : "?", "scheme",
+                             cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
+                             "per_channel", cfg->per_channel, "device", dev, "quantized", q,
+                             "skipped", s, "left_out", left, "bytes_in", (json_int_t)r->bytes_in,
+                             "bytes_out", (json_int_t)r->bytes_out, "fp16_overflow",
+                             (json_int_t)r->overflow, "seconds", seconds);
+    if (root) {
+        json_object_set_new(root, "preset", preset ? json_string(preset) : json_null());
+        json_object_set_new(root, "quantization_scheme",
+                            json_string(mq_scheme_name(cfg, sname, sizeof sname)));
+        json_object_set_new(root, "group_size",
+                            cfg->group_size ? json_integer((json_int_t)cfg->group_size)
+                                            : json_null());
+        json_object_set_new(root, "block_size",
+                            cfg->block_size ? json_integer((json_int_t)cfg->block_size)
+                                            : json_null());
+    }
+    return root;
 }
 
 mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const char *input,

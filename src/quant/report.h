@@ -19,7 +19,8 @@ mq_status mq_report_add_left_out(mq_report *r, const char *file, const char *rea
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
                           const char *device);
 
-/* "int8-sym-channel", "int8-asym-tensor", "fp16", ... */
-const char *mq_scheme_name(const mq_config *cfg);
+/* "int8-sym-channel", "int8-asym-tensor", "int4-sym-group128",
+ * "fp8-e4m3-block128", "fp16", ...: written into buf (cap >= 64), returned. */
+const char *mq_scheme_name(const mq_config *cfg, char *buf, size_t cap);
 
 #endif

@@ -64,6 +64,20 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     size_t es = mq_dtype_size(t->dtype);
     tp->rows = l->rows;
     tp->cols = l->cols;
+    if (l->block) {
+        /* Whole bands of block rows per chunk; setup sized the slots for one. */
+        size_t band = s->slot_bytes / (tp->cols * es) / l->block;
+        size_t nbc = l->scale_cols, by_run = s->run_cap / (nbc * es);
+        if (by_run < band) band = by_run;
+        if (band == 0)
+            return mq_set_error(MQ_STATUS_E_CONFIG,
+                                "tensor '%s': %zu rows of %zu values do not fit one chunk "
+                                "under the memory limit; raise it",
+                                t->name, l->block, tp->cols);
+        tp->kind = MQ_KIND_ROWS;
+        tp->rows_per_chunk = band * l->block;
+        return MQ_OK;
+    }
     /* A chunk's packed codes, with their padding, must fit the output
      * buffer's slot_bytes as its input fits a slot. */
     tp->per_chunk = s->slot_bytes / es;
@@ -71,7 +85,9 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
         uint64_t by_pack = (uint64_t)(s->slot_bytes - 4) * l->inner / l->inner_bytes;
         if (by_pack < tp->per_chunk) tp->per_chunk = (size_t)by_pack;
     }
-    size_t row_out = l->cols / l->inner * l->inner_bytes;
+    /* int4 codes pack two to a byte: split chunks start on whole bytes. */
+    if (l->kind == MQ_QK_INT4) tp->per_chunk -= tp->per_chunk % 8;
+    size_t row_out = mq_qlayout_rows_bytes(l, 1) + 4;
     if (tp->cols <= tp->per_chunk) {
         /* Whole rows per chunk, as many as fit the slot and the scale runs. */
         size_t by_slot = s->slot_bytes / (tp->cols * es), by_run = s->run_cap / es;
@@ -79,6 +95,7 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
         tp->kind = MQ_KIND_ROWS;
         tp->rows_per_chunk = by_slot < by_run ? by_slot : by_run;
         if (by_out < tp->rows_per_chunk) tp->rows_per_chunk = by_out;
+        if (tp->rows_per_chunk == 0) tp->rows_per_chunk = 1;
     } else {
         tp->kind = MQ_KIND_SPLIT; /* a group larger than a slot: two passes */
     }
@@ -154,7 +171,8 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     /* The input's metadata, then ours, replacing a key of the same name in
      * place as mq_model_set_metadata does for the in-memory path. */
     const char *ours[MQ_OUTPUT_META][2];
-    int n_ours = mq_output_metadata(s->cfg, ours);
+    char sname[64];
+    int n_ours = mq_output_metadata(s->cfg, ours, sname);
     for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
         keys[nm] = s->m->meta_keys[i];
         vals[nm] = s->m->meta_values[i];
@@ -268,10 +286,9 @@ static mq_status write_header(mq_stream *s, const char *header, size_t len)
 }
 
 /* The output bytes that depend on no weight: the shape tensor of a packed
- * weight, and the zero padding after its packed zero points. */
+ * weight. */
 static mq_status write_constants(mq_stream *s)
 {
-    static const unsigned char zeros[4];
     mq_status st = MQ_OK;
     for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
         const mq_qlayout *l = &s->tp[i].lay;
@@ -281,12 +298,25 @@ static mq_status write_constants(mq_stream *s)
         mq_qlayout_shape_bytes(l, shape);
         st = mq_outfile_pwrite(s->f, shape, (size_t)l->out[MQ_QOUT_SHAPE].nbytes,
                                s->data_start + s->tp[i].out_shape);
-        const mq_qout *z = &l->out[MQ_QOUT_ZP];
-        if (st == MQ_OK && z->name && z->nbytes > l->rows)
-            st = mq_outfile_pwrite(s->f, zeros, (size_t)(z->nbytes - l->rows),
-                                   s->data_start + s->tp[i].out_zp + l->rows);
     }
     return st;
+}
+
+/* FP8 blocks: the input bytes of one band of block rows of the widest 2-D
+ * weight they divide (what one chunk must hold at least), or 0. */
+static uint64_t widest_band(const mq_stream *s)
+{
+    size_t b = s->cfg->dtype == MQ_QFP8 ? s->cfg->block_size : 0;
+    uint64_t widest = 0;
+    for (size_t i = 0; b && i < s->n; i++) {
+        const mq_tensor *t = &s->m->tensors[i];
+        if (t->rank != 2 || !mq_dtype_is_quantizable(t->dtype) || t->shape[0] % (int64_t)b ||
+            t->shape[1] % (int64_t)b)
+            continue;
+        uint64_t band = (uint64_t)b * (uint64_t)t->shape[1] * mq_dtype_size(t->dtype);
+        if (band > widest) widest = band;
+    }
+    return widest;
 }
 
 static mq_status setup(mq_stream *s)
@@ -294,6 +324,19 @@ static mq_status setup(mq_stream *s)
     unsigned slots;
     size_t slot_bytes;
     size_staging(s->cfg, s->be, &slots, &slot_bytes, &s->run_cap);
+    uint64_t band = widest_band(s);
+    if (band > slot_bytes) {
+        uint64_t limit = s->cfg->memory_limit ? s->cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
+        uint64_t need = (band + 4095) / 4096 * 4096;
+        if (need * (slots + MQ_OUT_BUFFERS + 2) > limit || need > SIZE_MAX / 2)
+            return mq_set_error(MQ_STATUS_E_CONFIG,
+                                "%s: FP8 blocks need %llu bytes of input per chunk (%zu rows of "
+                                "the widest weight), more than the memory limit of %llu bytes "
+                                "allows; raise it",
+                                s->in_path, (unsigned long long)need, s->cfg->block_size,
+                                (unsigned long long)limit);
+        slot_bytes = (size_t)need;
+    }
     /* Every backend, the host's too, gets its chunks by pread into the ring's
      * buffers, and kept tensors are copied the same way: a page of the
      * mapping read in place after another program truncates the input raises
@@ -361,7 +404,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
      * with --skip-nonfinite the tensors to quantize are checked first. */
-    if (cfg->skip_nonfinite && cfg->dtype == MQ_QINT8 && (st = keep_nonfinite(&s)) != MQ_OK)
+    if (cfg->skip_nonfinite && mq_config_quantizes(cfg) && (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;

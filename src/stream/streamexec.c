@@ -114,12 +114,14 @@ static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n,
     return MQ_OK;
 }
 
-/* Quantized values with the weight error of the n values into *err, in one pass. */
+/* Quantized values with the weight error of the n values into *err, in one
+ * pass (int4: one code per byte, packed afterwards). */
 static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src, size_t n,
-                               float scale, int8_t zp, int8_t *q, mq_err_acc *err)
+                               float scale, int8_t zp, void *q, mq_err_acc *err)
 {
-    return s->be->ops->quantize_values(s->be, src, tp->t->dtype, n, scale, zp, s->cfg->symmetric,
-                                       mq_qlayout_code_xor(&tp->lay), q, err);
+    const mq_qlayout *l = &tp->lay;
+    return mq_be_quantize_values(s->be, src, tp->t->dtype, n, l->kind, scale, zp, l->symmetric,
+                                 mq_qlayout_code_xor(l), q, err);
 }
 
 /* ---- progress ---- */
@@ -152,8 +154,8 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
     const mq_tensor *t = tp->t;
     mq_status st;
     if (tp->action == MQ_ACTION_QUANTIZE) {
-        st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, MQ_DTYPE_I8, mq_qlayout_bytes(&tp->lay),
-                           0, NULL);
+        st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, mq_qlayout_code_dtype(&tp->lay),
+                           mq_qlayout_bytes(&tp->lay), 0, NULL);
         if (st == MQ_OK)
             mq_report_set_error_stats(s->rep, mq_err_acc_sqnr_db(err), err->max_abs, err->clamped);
     } else if (tp->action == MQ_ACTION_CAST) {
@@ -175,12 +177,9 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
 
 /* ---- one chunk ---- */
 
-static mq_status nonfinite_error(mq_stream *s, const mq_tplan *tp, size_t row)
+static mq_status nonfinite_error(const mq_tplan *tp, size_t group)
 {
-    if (s->cfg->per_channel)
-        return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': channel %zu holds NaN or Inf",
-                            tp->t->name, row);
-    return mq_set_error(MQ_STATUS_E_DATA, "tensor '%s': holds NaN or Inf", tp->t->name);
+    return mq_nonfinite_error(&tp->lay, tp->t->name, group);
 }
 
 static void add_piece(mq_stream *s, mq_write_job *j, const void *p, size_t n, uint64_t data_off)
@@ -188,75 +187,90 @@ static void add_piece(mq_stream *s, mq_write_job *j, const void *p, size_t n, ui
     j->piece[j->pieces++] = (mq_piece){p, n, s->data_start + data_off};
 }
 
-/* An output buffer holds a chunk's values, then its scales, then its zero
- * points, each area written at its own offset. */
+/* An output buffer holds a chunk's values, then its scales, each area written
+ * at its own offset. */
 static unsigned char *scale_area(const mq_stream *s, unsigned char *buf)
 {
     return buf + s->slot_bytes;
 }
 
-static unsigned char *zp_area(const mq_stream *s, unsigned char *buf)
-{
-    return buf + s->slot_bytes + s->run_cap;
-}
-
-static mq_status chunk_rows(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
-                            const unsigned char *d, mq_write_job *j, mq_err_acc *err)
+static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const unsigned char *d,
+                            mq_write_job *j, mq_err_acc *err)
 {
     const mq_tensor *t = tp->t;
-    size_t es = mq_dtype_size(t->dtype), bad = 0;
-    bool sym = s->cfg->symmetric;
-    unsigned char *scale = scale_area(s, j->buf), *zp = zp_area(s, j->buf);
-    const mq_backend_ops *ops = s->be->ops;
+    const mq_qlayout *l = &tp->lay;
+    size_t es = mq_dtype_size(t->dtype), bad = 0, nq, ns;
+    unsigned char *scale = scale_area(s, j->buf);
     mq_status st;
-    st = ops->quantize_rows(s->be, d, t->dtype, c->count, tp->cols, sym, (int8_t *)j->buf, scale,
-                            (int8_t *)zp, mq_qlayout_code_xor(&tp->lay), &bad, err);
-    if (st == MQ_STATUS_E_DATA) return nonfinite_error(s, tp, c->first + bad);
-    if (st != MQ_OK) return st;
-    uint64_t e0 = (uint64_t)c->first * tp->cols;
-    size_t nq = mq_qlayout_pack_codes(&tp->lay, j->buf, e0, c->count * tp->cols);
-    add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(&tp->lay, e0));
-    add_piece(s, j, scale, c->count * es, tp->out_scale + (uint64_t)c->first * es);
-    if (!sym) {
-        mq_qlayout_pack_zp(&tp->lay, (int8_t *)zp, c->count);
-        add_piece(s, j, zp, c->count, tp->out_zp + c->first);
+    uint64_t e0 = (uint64_t)c->first * tp->cols, s0;
+    if (l->block) {
+        /* Bands of block rows: the codes in place, a row of scales per band. */
+        st = mq_be_quantize_blocks(s->be, d, t->dtype, c->count, tp->cols, l->block, j->buf, scale,
+                                   &bad, err);
+        if (st == MQ_STATUS_E_DATA)
+            return nonfinite_error(tp, c->first / l->block * l->scale_cols + bad);
+        nq = c->count * tp->cols;
+        ns = c->count / l->block * l->scale_cols;
+        s0 = (uint64_t)c->first / l->block * l->scale_cols;
+    } else {
+        int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
+        st = mq_be_quantize_rows(s->be, d, t->dtype, c->count, tp->cols, l->kind, l->symmetric,
+                                 j->buf, scale, zp, mq_qlayout_code_xor(l), &bad, err);
+        if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, c->first + bad);
+        /* int4 rows come back packed; int8 rows are packed here. */
+        nq = l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, c->count)
+                                   : mq_qlayout_pack_codes(l, j->buf, e0, c->count * tp->cols);
+        ns = c->count;
+        s0 = c->first;
     }
+    if (st != MQ_OK) return st;
+    add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
+    add_piece(s, j, scale, ns * es, tp->out_scale + s0 * es);
     return MQ_OK;
 }
 
 /* Pass 0 folds the group's statistics chunk by chunk and ends with its
  * parameters; pass 1 quantizes with them, and its first chunk carries the
- * group's scale and zero point. */
-static mq_status chunk_split(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
-                             const unsigned char *d, mq_write_job *j, mq_ref_stats *stats,
-                             float *scale, int8_t *zp, mq_err_acc *err)
+ * group's scale. */
+static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const unsigned char *d,
+                             mq_write_job *j, mq_ref_stats *stats, float *scale, int8_t *zp,
+                             mq_err_acc *err)
 {
+    const mq_qlayout *l = &tp->lay;
     mq_dtype dt = tp->t->dtype;
     size_t es = mq_dtype_size(dt);
     mq_status st;
     if (c->pass == 1) {
-        if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, (int8_t *)j->buf, err)) != MQ_OK)
-            return st;
+        if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, j->buf, err)) != MQ_OK) return st;
         uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
-        size_t nq = mq_qlayout_pack_codes(&tp->lay, j->buf, e0, c->count);
-        add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(&tp->lay, e0));
+        size_t nq = mq_qlayout_pack_codes(l, j->buf, e0, c->count);
+        add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
         if (c->first) return MQ_OK;
         mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
         add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
-        if (!s->cfg->symmetric) {
-            int8_t *z = (int8_t *)zp_area(s, j->buf);
-            *z = *zp;
-            mq_qlayout_pack_zp(&tp->lay, z, 1);
-            add_piece(s, j, z, 1, tp->out_zp + c->group);
-        }
+        if (tp->zp_all) tp->zp_all[c->group] = *zp;
         return MQ_OK;
     }
     if (c->first == 0) mq_ref_stats_init(stats);
     if ((st = do_reduce(s, d, dt, c->count, stats)) != MQ_OK) return st;
     if (c->first + c->count < tp->cols) return MQ_OK;
-    if (stats->nonfinite) return nonfinite_error(s, tp, c->group);
-    mq_ref_params(stats, s->cfg->symmetric, dt, scale, zp);
+    if (stats->nonfinite) return nonfinite_error(tp, c->group);
+    mq_ref_params_k(stats, l->kind, l->symmetric, dt, scale, zp);
     return MQ_OK;
+}
+
+/* The zero points of a finished tensor, packed as the layout says. */
+static mq_status write_zero_points(mq_stream *s, const mq_tplan *tp)
+{
+    const mq_qout *z = &tp->lay.out[MQ_QOUT_ZP];
+    unsigned char *buf = malloc(z->nbytes ? (size_t)z->nbytes : 1);
+    if (!buf)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%llu bytes of zero points)",
+                            (unsigned long long)z->nbytes);
+    mq_qlayout_store_zp(&tp->lay, tp->zp_all, buf);
+    mq_status st = mq_outfile_pwrite(s->f, buf, (size_t)z->nbytes, s->data_start + tp->out_zp);
+    free(buf);
+    return st;
 }
 
 static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
@@ -275,7 +289,7 @@ static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
 
 static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
 {
-    const mq_tplan *tp = &s->tp[ti];
+    mq_tplan *tp = &s->tp[ti];
     const mq_tensor *t = tp->t;
     mq_ref_stats stats;
     mq_err_acc err;
@@ -287,6 +301,11 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         st = mq_writer_copy(w, tp->in_off, t->nbytes, s->data_start + tp->out_q);
     mq_ref_stats_init(&stats);
     mq_err_acc_init(&err);
+    /* Zero points are kept for the whole tensor (one byte per group) and
+     * written packed at its end: a chunk need not hold whole packed words. */
+    if (tp->action == MQ_ACTION_QUANTIZE && tp->lay.out[MQ_QOUT_ZP].name &&
+        !(tp->zp_all = calloc(tp->rows ? tp->rows : 1, 1)))
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%zu zero points)", tp->rows);
     for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
         const mq_chunk *c;
         const unsigned char *d;
@@ -305,6 +324,9 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         if (st == MQ_OK) st = mq_writer_submit(w, &j);
         if (st == MQ_OK) progress(s, partial, NULL);
     }
+    if (st == MQ_OK && tp->zp_all) st = write_zero_points(s, tp);
+    free(tp->zp_all);
+    tp->zp_all = NULL;
     if (st != MQ_OK) {
         /* Data errors already name the tensor. */
         if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);

@@ -41,6 +41,7 @@ typedef struct {
     /* Offsets in the output's data buffer: the codes (or the cast or copied
      * tensor), the scales, the zero points and the packed shape. */
     uint64_t out_q, out_scale, out_zp, out_shape;
+    int8_t *zp_all; /* asymmetric: every group's zero point, stored at the end */
 } mq_tplan;
 
 typedef struct {
