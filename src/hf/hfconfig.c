@@ -149,19 +149,50 @@ fail:
     return NULL;
 }
 
-/* compressed-tensors' QuantizationArgs of 8-bit integers, as it dumps them. */
-static json_t *int8_args(bool symmetric, const char *strategy, bool dynamic)
+/* compressed-tensors' QuantizationArgs as it dumps them: group_size null
+ * unless grouped, block_structure only for blocks. */
+static json_t *qargs(int bits, const char *type, bool symmetric, const char *strategy, size_t group,
+                     size_t block, bool dynamic)
 {
-    return json_pack("{s:b, s:n, s:i, s:s, s:b, s:s}", "dynamic", (int)dynamic, "group_size",
-                     "num_bits", 8, "strategy", strategy, "symmetric", (int)symmetric, "type",
-                     "int");
+    json_t *a = json_pack("{s:b, s:o, s:i, s:s, s:b, s:s}", "dynamic", (int)dynamic, "group_size",
+                          group ? json_integer((json_int_t)group) : json_null(), "num_bits", bits,
+                          "strategy", strategy, "symmetric", (int)symmetric, "type", type);
+    if (a && block &&
+        json_object_set_new(a, "block_structure",
+                            json_pack("[I, I]", (json_int_t)block, (json_int_t)block)) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* The weights' arguments of cfg's scheme. */
+static json_t *weight_args(const mq_config *cfg)
+{
+    const char *strategy = cfg->block_size    ? "block"
+                           : cfg->group_size  ? "group"
+                           : cfg->per_channel ? "channel"
+                                              : "tensor";
+    if (cfg->dtype == MQ_QFP8) return qargs(8, "float", true, strategy, 0, cfg->block_size, false);
+    return qargs(cfg->dtype == MQ_QINT4 ? 4 : 8, "int", cfg->symmetric, strategy, cfg->group_size,
+                 0, false);
+}
+
+/* The input activations' arguments: dynamic per-token int8 for W8A8, dynamic
+ * per-token fp8 for FP8_DYNAMIC, dynamic fp8 groups of 128 for FP8_BLOCK,
+ * none (JSON null) for the weights-only schemes. */
+static json_t *activation_args(const mq_config *cfg, mq_qformat f)
+{
+    if (cfg->dtype == MQ_QFP8)
+        return cfg->block_size ? qargs(8, "float", true, "group", 128, 0, true)
+                               : qargs(8, "float", true, "token", 0, 0, true);
+    return f == MQ_FORMAT_INT_QUANTIZED ? qargs(8, "int", true, "token", 0, 0, true) : json_null();
 }
 
 /*
  * The block compressed-tensors' ModelCompressor.update_config writes for the
- * same scheme: W8A8 (int8 channel/tensor weights, dynamic per-token int8
- * activations, int-quantized) or int8 weights only (pack-quantized). The
- * format is in the group as well as at the top: loaders read the group's.
+ * same preset. The format is in the group as well as at the top: loaders
+ * read the group's.
  */
 static json_t *build_quantization_config(json_t *config, const mq_config *cfg, const mq_planner *pl,
                                          const mq_report *rep, size_t first)
@@ -170,8 +201,8 @@ static json_t *build_quantization_config(json_t *config, const mq_config *cfg, c
     if (!ignore) return NULL;
     mq_qformat f = mq_qformat_of(cfg);
     const char *fmt = mq_qformat_name(f);
-    json_t *weights = int8_args(cfg->symmetric, cfg->per_channel ? "channel" : "tensor", false);
-    json_t *acts = f == MQ_FORMAT_INT_QUANTIZED ? int8_args(true, "token", true) : json_null();
+    json_t *weights = weight_args(cfg);
+    json_t *acts = activation_args(cfg, f);
     /* json_pack's "o" takes the references, also when it fails. */
     return json_pack("{s:{s:{s:s, s:o, s:n, s:[s], s:o}}, s:s, s:n, s:o, s:n, s:n, s:s, s:s, "
                      "s:{}, s:{}, s:s}",
@@ -187,7 +218,7 @@ mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_pla
                               const mq_report *rep, size_t first, char **text, size_t *len)
 {
     *text = NULL;
-    if (cfg->dtype == MQ_FLOAT16) {
+    if (!mq_config_quantizes(cfg)) {
         /* transformers 4.56 renamed torch_dtype to dtype; keep both in step. */
         if (json_object_set_new(config, "torch_dtype", json_string("float16")) != 0 ||
             (json_is_string(json_object_get(config, "dtype")) &&

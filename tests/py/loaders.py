@@ -28,6 +28,63 @@ SCHEMES = {
 }
 
 
+# The compressed-tensors presets (--preset NAME), on models whose Linear
+# layers divide into groups and 128x128 blocks. min_cos None: never below
+# compressed-tensors' own output of the same preset on the same model.
+PRESETS = {
+    "W8A8": {"args": ["--preset", "W8A8"], "format": "int-quantized", "symmetric": True,
+             "strategy": "channel", "acts": True, "vllm": "CompressedTensorsW8A8Int8",
+             "min_cos": 0.999, "preset": "W8A8"},
+    "W8A16": {"args": ["--preset", "W8A16"], "format": "pack-quantized", "symmetric": True,
+              "strategy": "group", "acts": False, "vllm": "CompressedTensorsWNA16",
+              "min_cos": 0.999, "preset": "W8A16"},
+    "W4A16": {"args": ["--preset", "W4A16"], "format": "pack-quantized", "symmetric": True,
+              "strategy": "group", "acts": False, "vllm": "CompressedTensorsWNA16",
+              "min_cos": None, "preset": "W4A16"},
+    "W4A16_ASYM": {"args": ["--preset", "W4A16_ASYM"], "format": "pack-quantized",
+                   "symmetric": False, "strategy": "group", "acts": False,
+                   "vllm": "CompressedTensorsWNA16", "min_cos": None, "preset": "W4A16_ASYM"},
+    "FP8_DYNAMIC": {"args": ["--preset", "FP8_DYNAMIC"], "format": "float-quantized",
+                    "symmetric": True, "strategy": "channel", "acts": True,
+                    "vllm": "CompressedTensorsW8A8Fp8", "min_cos": None, "preset": "FP8_DYNAMIC"},
+    "FP8_BLOCK": {"args": ["--preset", "FP8_BLOCK"], "format": "float-quantized",
+                  "symmetric": True, "strategy": "block", "acts": True,
+                  "vllm": "CompressedTensorsW8A8Fp8", "min_cos": None, "preset": "FP8_BLOCK"},
+}
+
+
+def scheme_info(scheme):
+    return SCHEMES[scheme] if scheme in SCHEMES else PRESETS[scheme]
+
+
+def weight_args(s):
+    """compressed-tensors' (weights, input_activations) QuantizationArgs of a scheme."""
+    from compressed_tensors.quantization import QuantizationArgs, preset_name_to_scheme
+    if "preset" in s:
+        qs = preset_name_to_scheme(s["preset"], ["Linear"])
+        return qs.weights, qs.input_activations
+    weights = QuantizationArgs(num_bits=8, type="int", symmetric=s["symmetric"],
+                               strategy=s["strategy"], dynamic=False)
+    acts = (QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+            if s["acts"] else None)
+    return weights, acts
+
+
+def observe(w, args):
+    """The min and max an observer gives calculate_qparams for each scale."""
+    rows, cols = w.shape[0], w.shape[-1]
+    if args.strategy == "channel":
+        return w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
+    if args.strategy == "group":
+        v = w.reshape(rows, cols // args.group_size, args.group_size)
+        return v.amin(-1), v.amax(-1)
+    if args.strategy == "block":
+        b0, b1 = args.block_structure
+        v = w.reshape(rows // b0, b0, cols // b1, b1)
+        return v.amin((1, 3)), v.amax((1, 3))
+    return w.amin().reshape(1), w.amax().reshape(1)
+
+
 def _seeded(build):
     torch.manual_seed(1234)
     return build()
@@ -39,7 +96,15 @@ def build_models():
     tiny = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, vocab_size=128, initializer_range=0.1,
                 max_position_embeddings=64)
+    wide = dict(tiny, hidden_size=256, intermediate_size=512, initializer_range=0.02)
+    ragged = dict(tiny, hidden_size=256, intermediate_size=320, initializer_range=0.02)
     return {
+        "llama256-f32": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**wide)),
+                         tf.AutoModelForCausalLM, torch.float32, None),
+        "llama256-bf16": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**wide)),
+                          tf.AutoModelForCausalLM, torch.bfloat16, None),
+        "llama-ragged": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**ragged)),
+                         tf.AutoModelForCausalLM, torch.float32, None),
         "llama-f32": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),
                       tf.AutoModelForCausalLM, torch.float32, None),
         "llama-bf16": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),
@@ -147,27 +212,20 @@ def ct_oracle(name, src, dst, scheme, ignore):
     `scheme` (min/max per channel or per tensor, its own calculate_qparams and
     compressor), saved to `dst` as llm-compressor saves a model."""
     from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import (QuantizationArgs, QuantizationConfig,
-                                                 QuantizationScheme, apply_quantization_config)
+    from compressed_tensors.quantization import (QuantizationConfig, QuantizationScheme,
+                                                 apply_quantization_config)
     from compressed_tensors.quantization.utils import calculate_qparams
     _, cls, _, _ = build_models()[name]
-    s = SCHEMES[scheme]
+    s = scheme_info(scheme)
     model = cls.from_pretrained(src).eval()
-    weights = QuantizationArgs(num_bits=8, type="int", symmetric=s["symmetric"],
-                               strategy=s["strategy"], dynamic=False)
-    acts = (QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
-            if s["acts"] else None)
+    weights, acts = weight_args(s)
     qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
     apply_quantization_config(model, QuantizationConfig(config_groups={"group_0": qs},
                                                         ignore=list(ignore)))
     for _, m in model.named_modules():
         if not hasattr(m, "weight_scale"):
             continue
-        w = m.weight.data
-        if s["strategy"] == "channel":
-            lo, hi = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
-        else:
-            lo, hi = w.amin().reshape(1), w.amax().reshape(1)
+        lo, hi = observe(m.weight.data, m.quantization_scheme.weights)
         sc, zp = calculate_qparams(lo, hi, m.quantization_scheme.weights)
         m.weight_scale.data.copy_(sc.reshape(m.weight_scale.shape))
         if hasattr(m, "weight_zero_point"):
@@ -203,7 +261,9 @@ def vllm_scheme(qc):
     static weights of 2-8 bits, no input activations; W8A8Int8 = an
     activation-quantized format with symmetric static 8-bit int weights per
     tensor or channel and 8-bit int activations that are static per tensor or
-    dynamic per token."""
+    dynamic per token; W8A8Fp8 = an activation-quantized format with
+    symmetric static 8-bit float weights per tensor, channel or block and
+    8-bit float activations, dynamic (per token or group) or static per tensor."""
     picked = {}
     for gname, g in qc["config_groups"].items():
         fmt = g.get("format") or qc.get("format")
@@ -223,6 +283,13 @@ def vllm_scheme(qc):
                      or (a["strategy"] == "token" and a["dynamic"]))):
             picked[gname] = "CompressedTensorsW8A8Int8"
             continue
+        if (a is not None and fmt in ("float-quantized", "naive-quantized")
+                and w["type"] == "float" and a["type"] == "float" and w["num_bits"] == 8
+                and a["num_bits"] == 8 and w["symmetric"] and not w["dynamic"]
+                and w["strategy"] in ("tensor", "channel", "block")
+                and (a["dynamic"] or a["strategy"] == "tensor")):
+            picked[gname] = "CompressedTensorsW8A8Fp8"
+            continue
         raise NotImplementedError("vLLM: no compressed-tensors compatible scheme was found")
     return picked
 
@@ -236,14 +303,11 @@ def ct_oracle_tensors(src, dst, scheme, modules, qc):
     quantization_config block `qc`."""
     import shutil
     from compressed_tensors.compressors import BaseCompressor
-    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from compressed_tensors.quantization import QuantizationScheme
     from compressed_tensors.quantization.utils import calculate_qparams
     from safetensors.torch import load_file, save_file
-    s = SCHEMES[scheme]
-    weights = QuantizationArgs(num_bits=8, type="int", symmetric=s["symmetric"],
-                               strategy=s["strategy"], dynamic=False)
-    acts = (QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
-            if s["acts"] else None)
+    s = scheme_info(scheme)
+    weights, acts = weight_args(s)
     qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
     comp = BaseCompressor.get_value_from_registry(s["format"])
     os.makedirs(dst, exist_ok=True)
@@ -260,10 +324,7 @@ def ct_oracle_tensors(src, dst, scheme, modules, qc):
             if m not in modules:
                 out[k] = v
                 continue
-            if s["strategy"] == "channel":
-                lo, hi = v.amin(dim=1, keepdim=True), v.amax(dim=1, keepdim=True)
-            else:
-                lo, hi = v.amin().reshape(1), v.amax().reshape(1)
+            lo, hi = observe(v, weights)
             sc, zp = calculate_qparams(lo, hi, weights)
             local = {"weight": v, "weight_scale": sc.to(v.dtype), "weight_zero_point": zp}
             for name, tensor in comp.compress(local, qs).items():
