@@ -758,15 +758,184 @@ static void test_cli_sigint(void **state)
     free(big);
 }
 
+/* ---- the presets ---- */
+
+/* Layers that divide into groups of 128 and 128x128 blocks, ones that do not
+ * (kept in float), odd row lengths for int4, rows larger than a slot, and
+ * edge values: a zero row, subnormals, huge values, ties. */
+static char *write_preset_model(const char *dir)
+{
+    mq_model *m;
+    tu_rng r;
+    tu_rng_seed(&r, 7);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    add(m, &r, "p.k.weight", MQ_DTYPE_BF16, 2, (int64_t[]){128, 256}, 0.3f);
+    add(m, &r, "p.v.weight", MQ_DTYPE_F16, 2, (int64_t[]){130, 203}, 0.5f);
+    add(m, &r, "p.wide.weight", MQ_DTYPE_F32, 2, (int64_t[]){3, 70016}, 0.01f);
+    add(m, &r, "p.band.weight", MQ_DTYPE_F32, 2, (int64_t[]){256, 1024}, 0.02f);
+    add(m, &r, "conv.weight", MQ_DTYPE_F32, 4, (int64_t[]){8, 3, 3, 3}, 1);
+    add(m, &r, "embed_tokens.weight", MQ_DTYPE_F32, 2, (int64_t[]){100, 64}, 1);
+    float *q = calloc(256 * 384, sizeof *q);
+    for (size_t i = 0; i < 256 * 384; i++)
+        q[i] = tu_rng_normal(&r) * 0.1f;
+    for (size_t c = 0; c < 384; c++) {
+        q[1 * 384 + c] = 0.0f;                              /* a zero row */
+        q[2 * 384 + c] = (float)(c % 5) * 1e-40f;           /* subnormals */
+        q[3 * 384 + c] = (c % 2 ? 1.0f : -1.0f) * 3.0e38f;  /* near FLT_MAX */
+        q[4 * 384 + c] = (float)((int)(c % 17) - 8) * 0.5f; /* ties at half codes */
+        q[5 * 384 + c] = c < 128 ? 448.0f * (float)(c % 9) / 8.0f : 1e-3f;
+    }
+    assert_int_equal(
+        mq_model_add_tensor(m, "p.q.weight", MQ_DTYPE_F32, 2, (int64_t[]){256, 384}, q), MQ_OK);
+    free(q);
+    char *path = tu_join(dir, "presets.safetensors");
+    assert_int_equal(mq_model_save(m, path), MQ_OK);
+    mq_model_free(m);
+    return path;
+}
+
+/* The scheme of case k: every preset, and the variations of each knob. */
+static bool preset_case(int k, mq_config *cfg, char *tag, size_t cap)
+{
+    static const char *const names[] = {"W8A8",       "W8A16",       "W8A16_ASYM", "W4A16",
+                                        "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK"};
+    mq_config_init(cfg);
+    if (k < 7) {
+        assert_int_equal(mq_config_set_preset(cfg, names[k]), MQ_OK);
+        snprintf(tag, cap, "%s", names[k]);
+        return true;
+    }
+    switch (k) {
+    case 7: /* int4 per channel: odd rows, padded words, rows over a slot */
+        assert_int_equal(mq_config_set_preset(cfg, "W4A16_ASYM"), MQ_OK);
+        cfg->group_size = 0;
+        break;
+    case 8:
+        assert_int_equal(mq_config_set_preset(cfg, "W8A16"), MQ_OK);
+        cfg->group_size = 32;
+        break;
+    case 9:
+        assert_int_equal(mq_config_set_preset(cfg, "FP8_DYNAMIC"), MQ_OK);
+        cfg->per_channel = false;
+        break;
+    case 10:
+        assert_int_equal(mq_config_set_preset(cfg, "W4A16"), MQ_OK);
+        cfg->group_size = 64;
+        break;
+    default:
+        return false;
+    }
+    snprintf(tag, cap, "case %d", k);
+    return true;
+}
+
+/* Every preset: the stream on the host and on the device writes the bytes of
+ * the in-memory path on the host, at every memory limit, and the in-memory
+ * path on the device writes the same model. */
+static void test_presets(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *in = write_preset_model(dir);
+    mq_backend *host;
+    assert_int_equal(mq_backend_open_host(&host), MQ_OK);
+    static const uint64_t limits[] = {0, 1 << 20, 8 << 20};
+    mq_config cfg;
+    char tag[160], name[64];
+    for (int k = 0; preset_case(k, &cfg, name, sizeof name); k++) {
+        mq_model *m, *qh, *qd;
+        assert_int_equal(mq_model_open(in, &m), MQ_OK);
+        assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+        assert_int_equal(mq_dynamic_quantize(m, &cfg, &qh, NULL), MQ_OK);
+        if (fx.dev) {
+            assert_int_equal(mq_config_set_device(&cfg, tu_cl_device()), MQ_OK);
+            if (mq_dynamic_quantize(m, &cfg, &qd, NULL) != MQ_OK)
+                fail_msg("%s on the device: %s", name, mq_last_error());
+            assert_int_equal(mq_model_count(qd), mq_model_count(qh));
+            for (size_t i = 0; i < mq_model_count(qh); i++) {
+                const mq_tensor *a = mq_model_tensor(qh, i), *b = mq_model_tensor(qd, i);
+                assert_string_equal(a->name, b->name);
+                assert_int_equal(a->dtype, b->dtype);
+                assert_int_equal(a->nbytes, b->nbytes);
+                if (memcmp(a->data, b->data, a->nbytes) != 0)
+                    fail_msg("%s: %s differs between host and device", name, a->name);
+            }
+            mq_model_free(qd);
+        }
+        mq_model_free(qh);
+        mq_model_free(m);
+        for (size_t li = 0; li < sizeof limits / sizeof *limits; li++) {
+            /* One band of 128 rows of the widest layer needs more than 1 MiB in all. */
+            if (cfg.block_size && limits[li] == 1 << 20) continue;
+            cfg.memory_limit = limits[li];
+            for (int d = 0; d < 2; d++) {
+                mq_backend *be = d ? fx.dev : host;
+                if (!be) continue;
+                snprintf(tag, sizeof tag, "%s %s limit %llu", name, be->backend,
+                         (unsigned long long)limits[li]);
+                check_config(in, &cfg, be, tag);
+            }
+        }
+        mq_config_free(&cfg);
+    }
+    /* FP8 blocks that cannot fit the memory limit: an error saying so, no output. */
+    assert_int_equal(mq_config_set_preset(&cfg, "FP8_BLOCK"), MQ_OK);
+    cfg.memory_limit = 1 << 20;
+    char *out = tu_join(dir, "out.safetensors");
+    assert_int_equal(mq_quantize_file(in, out, &cfg, NULL), MQ_STATUS_E_CONFIG);
+    assert_non_null(strstr(mq_last_error(), "memory limit"));
+    assert_false(tu_exists(out));
+    mq_config_free(&cfg);
+    free(out);
+    mq_backend_free(host);
+    tu_rmtree(dir);
+    free(dir);
+    free(in);
+}
+
+/* NaN in a group or a block: the error names the tensor, channel and group
+ * (or block). */
+static void test_preset_nan(void **state)
+{
+    (void)state;
+    mq_model *m, *q = NULL;
+    float *w = calloc(256 * 256, sizeof *w);
+    w[130 * 256 + 200] = NAN;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "x.weight", MQ_DTYPE_F32, 2, (int64_t[]){256, 256}, w),
+                     MQ_OK);
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_preset(&cfg, "W4A16"), MQ_OK);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize(m, &cfg, &q, NULL), MQ_STATUS_E_DATA);
+    assert_non_null(strstr(mq_last_error(), "'x.weight': channel 130 (group 1)"));
+    assert_int_equal(mq_config_set_preset(&cfg, "FP8_BLOCK"), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize(m, &cfg, &q, NULL), MQ_STATUS_E_DATA);
+    assert_non_null(strstr(mq_last_error(), "'x.weight': block 1,1"));
+    assert_null(q);
+    mq_config_free(&cfg);
+    mq_model_free(m);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_host_matches_memory), cmocka_unit_test(test_device_matches_memory),
-        cmocka_unit_test(test_staging_modes),       cmocka_unit_test(test_skip_nonfinite),
-        cmocka_unit_test(test_nan_error),           cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_output_too_big),      cmocka_unit_test(test_totals),
-        cmocka_unit_test(test_copy_from),           cmocka_unit_test(test_ring_short_file),
-        cmocka_unit_test(test_input_changed),       cmocka_unit_test(test_cli_memory),
+        cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_preset_nan),
+        cmocka_unit_test(test_host_matches_memory),
+        cmocka_unit_test(test_device_matches_memory),
+        cmocka_unit_test(test_staging_modes),
+        cmocka_unit_test(test_skip_nonfinite),
+        cmocka_unit_test(test_nan_error),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_output_too_big),
+        cmocka_unit_test(test_totals),
+        cmocka_unit_test(test_copy_from),
+        cmocka_unit_test(test_ring_short_file),
+        cmocka_unit_test(test_input_changed),
+        cmocka_unit_test(test_cli_memory),
         cmocka_unit_test(test_cli_sigint),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -360,6 +360,9 @@ static mq_action check_fit(const mq_planner *p, int rank, const int64_t *shape, 
                            size_t cap)
 {
     size_t g = p->group_size, b = p->block_size;
+    if (!shape) return MQ_ACTION_QUANTIZE;
+    if (p->dtype == MQ_QINT4 && rank != 2)
+        return skip(reason, cap, "rank %d: int4 packs 2-D (Linear) weights; kept in float", rank);
     if (!g && !b) return MQ_ACTION_QUANTIZE;
     if (rank != 2)
         return skip(reason, cap, "rank %d: %s apply to 2-D (Linear) weights; kept in float", rank,
