@@ -267,8 +267,8 @@ static void fold(err_sums *e, const float *y, const float *yq, size_t n)
 }
 
 /* Y and Ŷ row chunk by row chunk of the weight, folded into the error sums. */
-static mq_status run_chunks(eval_ctx *c, const mq_tensor *o, const mq_tensor *t, size_t out,
-                            size_t in, size_t tokens, err_sums *e)
+static mq_status run_chunks(eval_ctx *c, const mq_tensor *o, const mq_tensor *t,
+                            const mq_qlayer *ql, size_t out, size_t in, size_t tokens, err_sums *e)
 {
     size_t wide = in > tokens ? in : tokens;
     size_t rpc = wide ? c->chunk_bytes / sizeof(float) / wide : out;
@@ -289,10 +289,18 @@ static mq_status run_chunks(eval_ctx *c, const mq_tensor *o, const mq_tensor *t,
             widen(wsrc, o->dtype, nr * in, c->w);
             w = c->w;
         }
-        if ((st = mq_fwd_linear(c->fwd, w, nr, c->y)) != MQ_OK ||
-            (st = mq_fwd_linear_q8(c->fwd, (const int8_t *)t->data + o0 * in, c->scale + o0,
-                                   c->zp ? c->zp + o0 : NULL, nr, c->yq)) != MQ_OK)
-            return st;
+        if ((st = mq_fwd_linear(c->fwd, w, nr, c->y)) != MQ_OK) return st;
+        if (ql && !mq_qlayer_is_simple(ql)) {
+            /* Groups, blocks, int4 and FP8: the weight dequantized here. */
+            if ((st = grow(&c->w, &c->w_cap, rpc * in)) != MQ_OK) return st;
+            for (size_t r = 0; r < nr; r++)
+                mq_qlayer_row_f32(ql, o0 + r, c->w + r * in);
+            st = mq_fwd_linear(c->fwd, c->w, nr, c->yq);
+        } else {
+            st = mq_fwd_linear_q8(c->fwd, (const int8_t *)t->data + o0 * in, c->scale + o0,
+                                  c->zp ? c->zp + o0 : NULL, nr, c->yq);
+        }
+        if (st != MQ_OK) return st;
         fold(e, c->y, c->yq, nr * tokens);
     }
     return MQ_OK;
@@ -318,11 +326,11 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile,
     mq_shape_numel(t->rank, t->shape, &numel);
     size_t out = t->rank >= 1 ? (size_t)t->shape[0] : 1; /* Conv: [out, in * k...] */
     size_t in = out ? (size_t)numel / out : 0;
-    if ((st = load_params(c, &ql, out)) != MQ_OK ||
+    if ((mq_qlayer_is_simple(&ql) && (st = load_params(c, &ql, out)) != MQ_OK) ||
         (st = make_input(c, t->name, in, &tokens)) != MQ_OK)
         goto done;
     if ((st = mq_fwd_set_input(c->fwd, c->x, tokens, in)) != MQ_OK ||
-        (st = run_chunks(c, o, t, out, in, tokens, &e)) != MQ_OK) {
+        (st = run_chunks(c, o, t, &ql, out, in, tokens, &e)) != MQ_OK) {
         mq_error_prefix("layer '%s'", t->name);
         goto done;
     }

@@ -1,4 +1,4 @@
-/* mq_dequantize: turns a compressed-tensors INT8 model back into float
+/* mq_dequantize: turns a compressed-tensors model (int8, int4, FP8) back into float
  * weights of the scale's dtype, for round-trip checks and evaluation. */
 #include "dtype.h"
 #include "error.h"
@@ -24,8 +24,26 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, mq_model
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", l.w.name);
         goto done;
     }
-    mq_ref_dequantize_rows(l.w.data, rows, (size_t)(numel / rows), l.scale->data, l.zp,
-                           l.scale->dtype, mq_blob_data(b));
+    if (mq_qlayer_is_simple(&l)) {
+        mq_ref_dequantize_rows(l.w.data, rows, (size_t)(numel / rows), l.scale->data, l.zp,
+                               l.scale->dtype, mq_blob_data(b));
+    } else {
+        /* Groups, blocks, int4 and FP8: row by row in fp32, stored in the
+         * scale's dtype. */
+        size_t out_rows = (size_t)l.w.shape[0], cols = (size_t)(numel / out_rows);
+        float *row = malloc(cols ? cols * sizeof *row : 1);
+        if (!row) {
+            mq_blob_unref(b);
+            st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", l.w.name);
+            goto done;
+        }
+        for (size_t r = 0; r < out_rows; r++) {
+            mq_qlayer_row_f32(&l, r, row);
+            for (size_t c = 0; c < cols; c++)
+                mq_store_scale(mq_blob_data(b), l.scale->dtype, r * cols + c, row[c]);
+        }
+        free(row);
+    }
     st = mq_model_append(out, l.w.name, l.scale->dtype, l.w.rank, l.w.shape, mq_blob_data(b),
                          nbytes, b);
     mq_blob_unref(b);

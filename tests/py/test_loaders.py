@@ -155,6 +155,33 @@ def weight_error_ct(tensors, ref_tensors, scheme):
     return err
 
 
+def check_dequantize(tag, out, tensors, scheme):
+    """`monoquant dequantize` gives exactly what compressed-tensors' own
+    decompressor of the format gives."""
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationScheme
+    from safetensors.torch import load_file
+    shard = os.path.join(out, "model.safetensors")
+    deq = shard + ".deq"
+    p = subprocess.run([os.environ["MQ_CLI"], "dequantize", shard, "-o", deq],
+                       capture_output=True, text=True)
+    check(p.returncode == 0, "%s: dequantize: exit %d: %s" % (tag, p.returncode, p.stderr))
+    if p.returncode:
+        return
+    d = load_file(deq)
+    os.unlink(deq)
+    s = loaders.scheme_info(scheme)
+    weights, acts = loaders.weight_args(s)
+    qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
+    comp = BaseCompressor.get_value_from_registry(s["format"])
+    for m in quantized_modules(tensors):
+        local = {k[len(m) + 1:]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == m}
+        want = comp.decompress(local, qs)["weight"]
+        got = d.get(m + ".weight")
+        check(got is not None and torch.equal(want.to(got.dtype), got),
+              "%s: dequantize of %s differs from compressed-tensors' decompress" % (tag, m))
+
+
 def plain_load_error(name, path):
     try:
         m, info, msgs = loaders.plain_load(name, path)
@@ -203,6 +230,8 @@ def run_model(tmp, name, schemes):
                 ragged = set()
             check(ragged <= set(qc["ignore"]) and not ragged & quantized_modules(tensors),
                   "%s: the layers that do not divide are not kept in float and ignored" % tag)
+        if f32 and scheme in loaders.PRESETS:
+            check_dequantize(tag, out, tensors, scheme)
         if not f32:
             werr = weight_error_ct if scheme in loaders.PRESETS else weight_error
             e_ours = werr(tensors, ref_tensors, scheme) if werr is weight_error_ct else werr(
