@@ -22,7 +22,8 @@
  * - Each call opens its own device, unless the config lends it one opened with
  *   mq_device_open (mq_config.device_handle), and ends every thread it starts
  *   before it returns (on the host path up to 7 workers, plus the streaming
- *   pipeline's reader and writer threads); an OpenCL device gets a context of
+ *   pipeline's reader and writer threads; with a device list, one thread per
+ *   device, each running such a pipeline); an OpenCL device gets a context of
  *   its own. A device handle serves one call at a time.
  *   CLBlast before 1.6.1 can fail when two threads build the same GEMM kernel
  *   at once (CLBlast issue #486): with it, run mq_eval_files and
@@ -142,13 +143,22 @@ typedef struct {
     bool fp16_saturate;  /**< fp16: clamp overflow to +-65504 instead of +-inf */
     /** "auto" (NULL: the first GPU or accelerator OpenCL device, else the host
      * path; a CPU OpenCL device only when named), "host", "opencl", "gpu", "cpu",
-     * "P:D" or a name (owned). The library reads no environment variable. */
+     * "P:D" or a name (owned). The library reads no environment variable.
+     * Or several devices: a comma-separated list of those ("0:0,0:1"; a device
+     * named twice gets two contexts), "gpu:all", "cpu:all", "opencl:all" or
+     * "all" (every GPU and accelerator, else the host path). mq_quantize_file
+     * opens every device of a list first, then spreads a model directory's
+     * shards over them, one pipeline each, with memory_limit shared and the
+     * output identical to a one-device run; a single file, and every other
+     * call (mq_dynamic_quantize, mq_eval_files, mq_device_open, ...), use the
+     * list's first device. */
     char *device;
     /** An opened device to use instead of opening `device` (borrowed; NULL: none). */
     mq_device *device_handle;
     size_t max_alloc_override; /**< testing: cap on one device buffer in bytes (0 = device limit) */
     uint64_t memory_limit;     /**< peak host memory for staging buffers in bytes (0 = 1 GiB) */
-    /** Called from the calling thread after each tensor and between chunks (may be NULL). */
+    /** Called from the calling thread after each tensor and between chunks (may be NULL);
+     * with a device list too, one call at a time, totals over every device. */
     void (*progress)(const struct mq_progress *p, void *user);
     void *progress_user;
     /**
@@ -356,6 +366,15 @@ MQ_API uint64_t mq_report_fp16_overflow(const mq_report *r);
 MQ_API const char *mq_report_backend(const mq_report *r);
 MQ_API const char *mq_report_platform(const mq_report *r);
 MQ_API const char *mq_report_device(const mq_report *r);
+/** Every device that ran: one, or with a device list ("0:0,0:1", "gpu:all")
+ * the devices that shared the run, device 0 being the one above. For each its
+ * backend, platform and name (NULL past the count) and the files (shards) it
+ * quantized (0 when not recorded, as for mq_dynamic_quantize_report). */
+MQ_API size_t mq_report_device_count(const mq_report *r);
+MQ_API const char *mq_report_device_backend_at(const mq_report *r, size_t i);
+MQ_API const char *mq_report_device_platform_at(const mq_report *r, size_t i);
+MQ_API const char *mq_report_device_name_at(const mq_report *r, size_t i);
+MQ_API size_t mq_report_device_files_at(const mq_report *r, size_t i);
 /** Files of an input model directory that the output directory leaves out
  * (Mistral's consolidated*.safetensors), with the reason for each. */
 MQ_API size_t mq_report_left_out_count(const mq_report *r);

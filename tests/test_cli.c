@@ -127,6 +127,66 @@ static void test_deterministic_and_device_independent(void **state)
     free(c);
 }
 
+/* --device with a list: a single file runs on the first device; a model
+ * directory's shards are spread (here one shard, so one device works); a
+ * device of the list that does not exist fails before any output. */
+static void test_device_list(void **state)
+{
+    char *a = path_in(state, "a.safetensors"), *b = path_in(state, "b.safetensors");
+    char *rep = path_in(state, "l.json"), *dir = path_in(state, "ldir");
+    char *out = path_in(state, "lout"), *bad = path_in(state, "lbad"), *text = NULL;
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", EXAMPLE, a), 0);
+    assert_int_equal(
+        tu_run_cli(&text, "quantize %s -o %s --device host,host --report %s", EXAMPLE, b, rep), 0);
+    assert_non_null(strstr(text, "device: host / reference\n"));
+    free(text);
+    assert_int_equal(tu_file_hash(a), tu_file_hash(b));
+    json_t *j = json_load_file(rep, 0, NULL);
+    assert_non_null(j);
+    json_t *devs = json_object_get(j, "devices");
+    assert_int_equal(json_array_size(devs), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(devs, 0), "files")), 1);
+    json_decref(j);
+
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char *shard = tu_join(dir, "model.safetensors");
+    size_t n = 0;
+    unsigned char *bytes = tu_read_file(EXAMPLE, &n);
+    assert_true(tu_write_file(shard, bytes, n));
+    free(bytes);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host,host", dir, out), 0);
+    assert_non_null(strstr(text, "devices: host / reference (1 file), host / reference (0 files)"));
+    free(text);
+    /* A model directory plans differently (no Conv weight is quantized there):
+     * compared with a one-device run of the directory. */
+    char *q = tu_join(out, "model.safetensors"), *one = path_in(state, "lone");
+    char *q1 = tu_join(one, "model.safetensors");
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", dir, one), 0);
+    assert_int_equal(tu_file_hash(q1), tu_file_hash(q));
+    free(q1);
+    free(one);
+
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host,no-such-device", dir, bad),
+                     4);
+    assert_non_null(strstr(text, "entry 2: device 'no-such-device'"));
+    assert_false(tu_exists(bad));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device gpu:all,host", EXAMPLE, bad), 4);
+    free(text);
+    assert_false(tu_exists(bad));
+    assert_int_equal(tu_run_cli(&text, "quantize --help"), 0);
+    assert_non_null(strstr(text, "gpu:all"));
+    free(text);
+    free(q);
+    free(shard);
+    free(a);
+    free(b);
+    free(rep);
+    free(dir);
+    free(out);
+    free(bad);
+}
+
 static void test_report_json(void **state)
 {
     char *out = path_in(state, "r.safetensors"), *rep = path_in(state, "r.json");
@@ -785,6 +845,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_quantize_example, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic_and_device_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),

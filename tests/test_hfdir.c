@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1402,6 +1403,201 @@ static void test_shard_name_clash(void **state)
     free(root);
 }
 
+/* ---- Several devices: shards spread over a device list. */
+
+typedef struct {
+    pthread_t caller;
+    bool other_thread;
+    size_t calls, last_done, finished;
+    uint64_t last_bytes;
+    bool backwards;
+} progress_seen;
+
+static void note_progress(const mq_progress *p, void *user)
+{
+    progress_seen *s = user;
+    if (!pthread_equal(pthread_self(), s->caller)) s->other_thread = true;
+    if (p->tensors_done < s->last_done || p->bytes_done < s->last_bytes) s->backwards = true;
+    s->last_done = p->tensors_done;
+    s->last_bytes = p->bytes_done;
+    s->calls++;
+    if (p->finished) s->finished++;
+}
+
+/* mq_quantize_file of f->in into root/name on `device`: the output's digest. */
+static uint64_t run_on(const fixture *f, const char *name, const char *device, mq_report **rep,
+                       progress_seen *seen)
+{
+    mq_config cfg;
+    mq_config_init(&cfg);
+    cfg.symmetric = false; /* zero points too */
+    assert_int_equal(mq_config_set_device(&cfg, device), MQ_OK);
+    if (seen) {
+        cfg.progress = note_progress;
+        cfg.progress_user = seen;
+    }
+    char *out = path2(f->root, name);
+    mq_status st = mq_quantize_file(f->in, out, &cfg, rep);
+    if (st != MQ_OK) fail_msg("--device %s: %s", device, mq_last_error());
+    uint64_t h = digest(out);
+    free(out);
+    mq_config_free(&cfg);
+    return h;
+}
+
+/* The reports of two runs list the same tensors with the same results. */
+static void assert_same_entries(const mq_report *a, const mq_report *b)
+{
+    assert_int_equal(mq_report_count(a), mq_report_count(b));
+    for (size_t i = 0; i < mq_report_count(a); i++) {
+        const mq_report_entry *x = mq_report_entry_at(a, i), *y = mq_report_entry_at(b, i);
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(x->action, y->action);
+        assert_int_equal(x->bytes_out, y->bytes_out);
+        assert_true(memcmp(&x->weight_sqnr_db, &y->weight_sqnr_db, sizeof(double)) == 0);
+        assert_int_equal(x->clamped, y->clamped);
+    }
+}
+
+static size_t files_run(const mq_report *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mq_report_device_count(r); i++)
+        n += mq_report_device_files_at(r, i);
+    return n;
+}
+
+/* The host path twice, three times: one pipeline per entry, on worker
+ * threads, gives a one-device run's bytes; progress comes on the calling
+ * thread with totals over every device. Runs in every build. */
+static void test_multi_device_host(void **state)
+{
+    (void)state;
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_BF16};
+    fixture f;
+    mq_report *one = NULL, *two = NULL, *three = NULL;
+    progress_seen seen = {.caller = pthread_self()};
+    fixture_make(&f, &o);
+    uint64_t h1 = run_on(&f, "one", "host", &one, NULL);
+    assert_true(run_on(&f, "two", "host,host", &two, &seen) == h1);
+    assert_true(run_on(&f, "three", " host , host,host", &three, NULL) == h1);
+    assert_same_entries(one, two);
+    assert_same_entries(one, three);
+    assert_int_equal(mq_report_device_count(one), 1);
+    assert_int_equal(mq_report_device_files_at(one, 0), NSHARDS);
+    assert_int_equal(mq_report_device_count(two), 2);
+    assert_int_equal(mq_report_device_count(three), 3);
+    assert_int_equal(files_run(two), NSHARDS);
+    assert_int_equal(files_run(three), NSHARDS);
+    assert_string_equal(mq_report_device_backend_at(two, 1), "host");
+    assert_null(mq_report_device_name_at(two, 2));
+    assert_false(seen.other_thread);
+    assert_false(seen.backwards);
+    assert_int_equal(seen.finished, NSPECS);
+    assert_int_equal(seen.last_done, NSPECS);
+    assert_int_equal(count_temps(f.root), 0);
+
+    /* A failure on one device fails the run: no output, no temporary. */
+    char *bad = path2(f.root, "bad");
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, "host,,host"), MQ_OK);
+    assert_int_equal(mq_quantize_file(f.in, bad, &cfg, NULL), MQ_STATUS_E_CONFIG);
+    assert_non_null(strstr(mq_last_error(), "empty entry"));
+    assert_false(tu_exists(bad));
+    mq_config_free(&cfg);
+    free(bad);
+    mq_report_free(one);
+    mq_report_free(two);
+    mq_report_free(three);
+    fixture_free(&f);
+
+    model_opts nan = {.shards = NSHARDS,
+                      .dtype = MQ_DTYPE_F32,
+                      .nan_tensor = "model.layers.1.mlp.gate_proj.weight"};
+    fixture_make(&f, &nan);
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, "host,host"), MQ_OK);
+    assert_int_equal(mq_quantize_file(f.in, f.out, &cfg, NULL), MQ_STATUS_E_DATA);
+    assert_non_null(strstr(mq_last_error(), "model.layers.1.mlp.gate_proj.weight"));
+    assert_false(tu_exists(f.out));
+    assert_int_equal(count_temps(f.root), 0);
+    mq_config_free(&cfg);
+    fixture_free(&f);
+}
+
+/* The OpenCL device (PoCL in CI) opened twice, and beside the host path:
+ * every file of the output is byte for byte the one-device run's. */
+static void test_multi_device_opencl(void **state)
+{
+    (void)state;
+    const char *cl = tu_cl_device();
+    mq_backend *probe = NULL;
+    mq_config pc;
+    mq_config_init(&pc);
+    assert_int_equal(mq_config_set_device(&pc, cl), MQ_OK);
+    if (mq_backend_open(&pc, &probe) != MQ_OK) {
+        /* As the kernel suites: no OpenCL device (or a build without OpenCL) skips. */
+        print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
+        mq_config_free(&pc);
+        skip();
+    }
+    mq_backend_free(probe);
+    mq_config_free(&pc);
+
+    model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
+    fixture f;
+    mq_report *one = NULL, *two = NULL, *mixed = NULL;
+    char twice[256], mix[256], bad_list[256];
+    snprintf(twice, sizeof twice, "%s,%s", cl, cl);
+    snprintf(mix, sizeof mix, "host, %s", cl);
+    snprintf(bad_list, sizeof bad_list, "%s,99:99", cl);
+    fixture_make(&f, &o);
+    uint64_t h = run_on(&f, "host", "host", NULL, NULL);
+    assert_true(run_on(&f, "one", cl, &one, NULL) == h);
+    assert_true(run_on(&f, "two", twice, &two, NULL) == h);
+    assert_true(run_on(&f, "mixed", mix, &mixed, NULL) == h);
+    assert_same_entries(one, two);
+    assert_int_equal(mq_report_device_count(two), 2);
+    assert_int_equal(files_run(two), NSHARDS);
+    assert_int_equal(files_run(mixed), NSHARDS);
+    assert_string_equal(mq_report_device_backend_at(two, 0), "opencl");
+    assert_string_equal(mq_report_device_backend_at(two, 1), "opencl");
+    assert_string_equal(mq_report_device_backend_at(mixed, 0), "host");
+    assert_string_equal(mq_report_backend(two), "opencl");
+
+    /* A device of the list that does not exist: an error naming it, no output. */
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_set_device(&cfg, bad_list), MQ_OK);
+    assert_int_equal(mq_quantize_file(f.in, f.out, &cfg, NULL), MQ_STATUS_E_DEVICE);
+    assert_non_null(strstr(mq_last_error(), "99:99"));
+    assert_false(tu_exists(f.out));
+    assert_int_equal(count_temps(f.root), 0);
+
+    /* A single file runs on the list's first device, with the same bytes. */
+    char *shard = shard_name(1, NSHARDS), *in = path2(f.in, shard);
+    char *a = path2(f.root, "a.safetensors"), *b = path2(f.root, "b.safetensors");
+    mq_report *rep = NULL;
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    assert_int_equal(mq_quantize_file(in, a, &cfg, NULL), MQ_OK);
+    assert_int_equal(mq_config_set_device(&cfg, twice), MQ_OK);
+    assert_int_equal(mq_quantize_file(in, b, &cfg, &rep), MQ_OK);
+    assert_true(tu_file_hash(a) == tu_file_hash(b));
+    assert_int_equal(mq_report_device_count(rep), 1);
+    assert_int_equal(mq_report_device_files_at(rep, 0), 1);
+    mq_report_free(rep);
+    free(shard);
+    free(in);
+    free(a);
+    free(b);
+    mq_config_free(&cfg);
+    mq_report_free(one);
+    mq_report_free(two);
+    mq_report_free(mixed);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1423,6 +1619,8 @@ int main(void)
         cmocka_unit_test(test_fifos_refused),
         cmocka_unit_test(test_fifos_left_out),
         cmocka_unit_test(test_shard_name_clash),
+        cmocka_unit_test(test_multi_device_host),
+        cmocka_unit_test(test_multi_device_opencl),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

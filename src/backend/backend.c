@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "cpukern.h"
+#include "devset.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -318,13 +319,23 @@ mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
         *out = mq_device_backend(cfg->device_handle);
         return MQ_OK;
     }
-    const char *spec = cfg->device && *cfg->device ? cfg->device : "auto";
+    /* A list: its first device (mq_backend_set_open opens them all). */
+    mq_spec_list specs;
+    mq_status st = mq_spec_list_parse(cfg->device, &specs);
+    if (st != MQ_OK) return st;
+    st = mq_backend_open_spec(specs.spec[0], cfg->max_alloc_override, out);
+    mq_spec_list_free(&specs);
+    return st;
+}
+
+mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out)
+{
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
     bool is_auto = strcmp(spec, "auto") == 0;
     mq_status st = MQ_OK;
     for (size_t i = 0; i < mq_backend_reg_count(); i++) {
         bool none = false;
-        st = regs[i]->open(spec, cfg->max_alloc_override, &none, out);
+        st = regs[i]->open(spec, max_alloc_override, &none, out);
         if (st == MQ_OK || !is_auto || !none) return st;
     }
     if (!is_auto)

@@ -102,11 +102,14 @@ struct mq_backend {
 /*
  * Opens the backend that cfg->device names (NULL or "auto": the first GPU or
  * accelerator OpenCL device, else the host path; "host": the host path;
- * "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device), or lends the
- * device cfg->device_handle holds. The caller frees it with mq_backend_free.
- * The library reads no environment variable and prints nothing here.
+ * "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device; a list, see
+ * devset.h: its first device), or lends the device cfg->device_handle holds.
+ * The caller frees it with mq_backend_free. The library reads no environment
+ * variable and prints nothing here.
  */
 mq_status mq_backend_open(const mq_config *cfg, mq_backend **out);
+/* One single spec (not a list): what mq_backend_open opens for it. */
+mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out);
 /* The backend behind a public device handle (borrowed: mq_backend_free
  * leaves it open). */
 mq_backend *mq_device_backend(mq_device *d);

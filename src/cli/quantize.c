@@ -42,7 +42,12 @@ static const char quantize_usage[] =
     "      --follow-symlinks follow symbolic links out of a model directory (by\n"
     "                        default only links inside it, or into the Hugging\n"
     "                        Face cache's blobs/, are followed; others are errors)\n"
-    "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name\n"
+    "      --device D        auto (default), host, opencl, gpu, cpu, P:D or a name;\n"
+    "                        or several, comma-separated (0:0,0:1), or gpu:all,\n"
+    "                        cpu:all, opencl:all, all (every GPU and accelerator):\n"
+    "                        a model directory's shards are spread over them (the\n"
+    "                        memory limit is shared); a single file runs on the\n"
+    "                        first of them\n"
     "      --memory-limit N  peak staging memory, e.g. 512M or 2G (default 1G)\n"
     "      --config FILE     JSON settings; command-line flags win over it\n"
     "      --report FILE     write a JSON report of the run\n"
@@ -393,9 +398,17 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
             done++;
     }
     uint64_t in = mq_report_bytes_in(r), out = mq_report_bytes_out(r);
-    printf("device: %s%s%s%s%s\n", mq_cli_esc(mq_report_backend(r)),
-           *mq_report_platform(r) ? " / " : "", mq_cli_esc(mq_report_platform(r)),
-           *mq_report_device(r) ? " / " : "", mq_cli_esc(mq_report_device(r)));
+    size_t n_dev = mq_report_device_count(r);
+    for (size_t i = 0; i < n_dev; i++) {
+        const char *plat = mq_report_device_platform_at(r, i),
+                   *dev = mq_report_device_name_at(r, i);
+        size_t files = mq_report_device_files_at(r, i);
+        printf("%s%s%s%s%s%s", i ? ", " : (n_dev > 1 ? "devices: " : "device: "),
+               mq_cli_esc(mq_report_device_backend_at(r, i)), *plat ? " / " : "", mq_cli_esc(plat),
+               *dev ? " / " : "", mq_cli_esc(dev));
+        if (n_dev > 1) printf(" (%zu file%s)", files, files == 1 ? "" : "s");
+    }
+    putchar('\n');
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
            cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
            scheme_label(cfg, label, sizeof label), mq_cli_bytes(in, bin, sizeof bin),

@@ -1,5 +1,6 @@
 /* Model directory to model directory: checks the input, quantizes each shard
- * with mq_stream_file into a temporary directory beside the target, adds the
+ * with mq_stream_file (shards spread over the devices of a device list by
+ * mq_stream_files) into a temporary directory beside the target, adds the
  * rebuilt index and config.json, copies every other file, and renames the
  * directory into place. A failure or a signal leaves no output and no
  * temporary behind; the input is only read. */
@@ -12,6 +13,7 @@
 #include "infile.h"
 #include "layout.h"
 #include "model.h"
+#include "multidev.h"
 #include "outfile.h"
 #include "path.h"
 #include "report.h"
@@ -40,6 +42,8 @@ typedef struct {
     mq_hf_root root; /* where the input's symbolic links may lead */
     const mq_config *cfg;
     mq_backend *be;
+    mq_backend *const *bes; /* with a device list: every device, be the first */
+    size_t n_be;
     mq_report *rep;
     size_t first_entry; /* rep's entries from here on are this run's */
     bool sharded;
@@ -53,6 +57,7 @@ typedef struct {
     int slot;
     mq_backend *own_be;  /* opened here when the caller passed none */
     mq_planner *planner; /* one for every shard, with config.json's hints */
+    mq_plan_hints hints;
 } hf_run;
 
 static mq_status no_memory(const char *what)
@@ -429,11 +434,39 @@ static mq_status check_shard_names(hf_run *r)
 
 /* ---- Writing the output. */
 
+/* Shards are independent files: each device takes the next one. */
+static mq_status quantize_on_devices(hf_run *r, mq_stream_totals *totals)
+{
+    size_t n = r->shards.count;
+    char **sp = calloc(n, sizeof *sp), **dp = calloc(n, sizeof *dp);
+    mq_status rc = sp && dp ? MQ_OK : no_memory(r->in_dir);
+    for (size_t i = 0; rc == MQ_OK && i < n; i++) {
+        sp[i] = mq_path_join(r->in_dir, r->shards.names[i]);
+        dp[i] = mq_path_join(r->tmp, r->shards.names[i]);
+        if (!sp[i] || !dp[i])
+            rc = no_memory(r->in_dir);
+        else
+            mq_cleanup_add(r->slot, 'f', dp[i]); /* here: the table takes one writer */
+    }
+    mq_report_set_device(r->rep, r->be->backend, r->be->platform, r->be->device);
+    if (rc == MQ_OK)
+        rc = mq_stream_files((const char *const *)sp, (const char *const *)dp, n, r->cfg, &r->hints,
+                             r->bes, r->n_be, r->rep, totals);
+    for (size_t i = 0; i < n && sp && dp; i++) {
+        free(sp[i]);
+        free(dp[i]);
+    }
+    free(sp);
+    free(dp);
+    return rc;
+}
+
 static mq_status quantize_shards(hf_run *r)
 {
     mq_stream_totals totals = {0};
     mq_status rc = MQ_OK;
     for (size_t pass = 0; pass < 2 && rc == MQ_OK; pass++) {
+        if (pass == 1 && r->n_be > 1) return quantize_on_devices(r, &totals);
         for (size_t i = 0; i < r->shards.count && rc == MQ_OK; i++) {
             char *sp = mq_path_join(r->in_dir, r->shards.names[i]);
             char *dp = mq_path_join(r->tmp, r->shards.names[i]);
@@ -453,6 +486,9 @@ static mq_status quantize_shards(hf_run *r)
             free(dp);
         }
     }
+    if (rc == MQ_OK)
+        rc = mq_report_add_device(r->rep, r->be->backend, r->be->platform, r->be->device,
+                                  r->shards.count);
     return rc;
 }
 
@@ -532,10 +568,9 @@ static mq_status run(hf_run *r)
     if ((rc = check_input(r)) != MQ_OK) return rc;
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
     if ((rc = check_output(r)) != MQ_OK) return rc;
-    mq_plan_hints hints;
-    mq_hf_plan_hints(r->config, &hints);
+    mq_hf_plan_hints(r->config, &r->hints);
     if ((rc = mq_planner_new(r->cfg, &r->planner)) != MQ_OK) return rc;
-    mq_planner_set_hints(r->planner, &hints);
+    mq_planner_set_hints(r->planner, &r->hints);
     if (mq_config_quantizes(r->cfg) && (rc = check_shard_names(r)) != MQ_OK) return rc;
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
@@ -551,7 +586,20 @@ static mq_status run(hf_run *r)
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep)
 {
-    hf_run r = {.in_dir = in_dir, .cfg = cfg, .be = be, .rep = rep, .lock_fd = -1, .slot = -1};
+    return mq_hfdir_quantize_on(in_dir, out_dir, cfg, be ? &be : NULL, be ? 1 : 0, rep);
+}
+
+mq_status mq_hfdir_quantize_on(const char *in_dir, const char *out_dir, const mq_config *cfg,
+                               mq_backend *const *bes, size_t n_be, mq_report *rep)
+{
+    hf_run r = {.in_dir = in_dir,
+                .cfg = cfg,
+                .be = n_be ? bes[0] : NULL,
+                .bes = bes,
+                .n_be = n_be,
+                .rep = rep,
+                .lock_fd = -1,
+                .slot = -1};
     mq_config defaults;
     mq_report *own_rep = NULL;
     mq_status rc;

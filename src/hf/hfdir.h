@@ -12,6 +12,11 @@
  * exist, or be an empty directory). Shards go through mq_stream_file. */
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep);
+/* The same on n_be devices (bes[0] alone when n_be is 1; none: one opened
+ * from cfg): with several, each shard goes to the next free device
+ * (mq_stream_files), and the output is byte for byte a one-device run's. */
+mq_status mq_hfdir_quantize_on(const char *in_dir, const char *out_dir, const mq_config *cfg,
+                               mq_backend *const *bes, size_t n_be, mq_report *rep);
 
 /* The temporary directories of runs in progress are removed, with what was
  * written into them, by the public mq_signal_cleanup() (defined in hfdir.c). */

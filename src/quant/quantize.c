@@ -3,6 +3,7 @@
  * layout), the skipped list and the per-tensor report. mq_quantize_file: the
  * same on disk, streamed with bounded memory (stream.c, hfdir.c). */
 #include "backend.h"
+#include "devset.h"
 #include "dtype.h"
 #include "error.h"
 #include "hfdir.h"
@@ -248,7 +249,7 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
 {
     mq_clear_error();
     mq_config defaults;
-    mq_backend *be = NULL;
+    mq_backend_set set = {0};
     mq_report *rep = NULL;
     struct stat sb;
     mq_status st;
@@ -260,23 +261,28 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
         cfg_in = &defaults;
     }
     if ((st = mq_config_check(cfg_in)) != MQ_OK) goto done;
-    if ((st = mq_backend_open(cfg_in, &be)) != MQ_OK) goto done;
+    /* Every device of a list is opened first: a bad entry fails before any output. */
+    if ((st = mq_backend_set_open(cfg_in, &set)) != MQ_OK) goto done;
+    mq_backend *be = set.be[0];
     if (!(rep = mq_report_new())) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
         goto done;
     }
     mq_report_set_device(rep, be->backend, be->platform, be->device);
-    if (stat(in_path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        st = mq_hfdir_quantize(in_path, out_path, cfg_in, be, rep);
-    else
+    if (stat(in_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        st = mq_hfdir_quantize_on(in_path, out_path, cfg_in, set.be, set.count, rep);
+    } else {
+        /* One file runs on the first device of a list. */
         st = mq_stream_file(in_path, out_path, cfg_in, NULL, be, rep, NULL);
+        if (st == MQ_OK) st = mq_report_add_device(rep, be->backend, be->platform, be->device, 1);
+    }
     if (st == MQ_OK && report) {
         *report = rep;
         rep = NULL;
     }
 done:
     mq_report_free(rep);
-    mq_backend_free(be);
+    mq_backend_set_free(&set);
     if (cfg_in == &defaults) mq_config_free(&defaults);
     return st;
 }

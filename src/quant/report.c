@@ -16,12 +16,20 @@ struct mq_skip_list {
     size_t count, cap;
 };
 
+/* One device of a run and the files it quantized. */
+typedef struct {
+    char backend[16], platform[256], device[256];
+    size_t files;
+} report_device;
+
 struct mq_report {
     mq_report_entry *entries;
     size_t count, cap;
     mq_skip_list left_out; /* files of a model directory not in the output */
     uint64_t bytes_in, bytes_out, overflow;
     char backend[16], platform[256], device[256];
+    report_device *devices; /* the devices that ran, when recorded */
+    size_t n_devices;
 };
 
 mq_skip_list *mq_skip_list_new(void)
@@ -143,6 +151,75 @@ void mq_report_set_device(mq_report *r, const char *backend, const char *platfor
     snprintf(r->device, sizeof r->device, "%s", device ? device : "");
 }
 
+mq_status mq_report_add_device(mq_report *r, const char *backend, const char *platform,
+                               const char *device, size_t files)
+{
+    report_device *d = realloc(r->devices, (r->n_devices + 1) * sizeof *d);
+    if (!d) return mq_set_error(MQ_STATUS_E_NOMEM, "report: out of memory");
+    r->devices = d;
+    d += r->n_devices++;
+    snprintf(d->backend, sizeof d->backend, "%s", backend ? backend : "");
+    snprintf(d->platform, sizeof d->platform, "%s", platform ? platform : "");
+    snprintf(d->device, sizeof d->device, "%s", device ? device : "");
+    d->files = files;
+    return MQ_OK;
+}
+
+mq_status mq_report_append(mq_report *dst, const mq_report *src)
+{
+    for (size_t i = 0; i < src->count; i++) {
+        const mq_report_entry *e = &src->entries[i];
+        mq_tensor t = {
+            .name = e->name, .dtype = e->dtype_in, .rank = e->rank, .nbytes = e->bytes_in};
+        memcpy(t.shape, e->shape, sizeof t.shape);
+        mq_status st = mq_report_add(dst, &t, e->action, e->dtype_out, e->bytes_out,
+                                     e->fp16_overflow, e->reason);
+        if (st != MQ_OK) return st;
+        mq_report_set_error_stats(dst, e->weight_sqnr_db, e->max_abs_error, e->clamped);
+    }
+    for (size_t i = 0; i < src->left_out.count; i++) {
+        mq_status st =
+            mq_skip_list_add(&dst->left_out, src->left_out.names[i], src->left_out.reasons[i]);
+        if (st != MQ_OK) return st;
+    }
+    return MQ_OK;
+}
+
+size_t mq_report_device_count(const mq_report *r)
+{
+    return r ? (r->n_devices ? r->n_devices : 1) : 0;
+}
+
+/* Without a recorded list, device 0 is the one of mq_report_set_device. */
+static const report_device *device_at(const mq_report *r, size_t i)
+{
+    return r && i < r->n_devices ? &r->devices[i] : NULL;
+}
+
+const char *mq_report_device_backend_at(const mq_report *r, size_t i)
+{
+    const report_device *d = device_at(r, i);
+    return d ? d->backend : (r && i == 0 ? r->backend : NULL);
+}
+
+const char *mq_report_device_platform_at(const mq_report *r, size_t i)
+{
+    const report_device *d = device_at(r, i);
+    return d ? d->platform : (r && i == 0 ? r->platform : NULL);
+}
+
+const char *mq_report_device_name_at(const mq_report *r, size_t i)
+{
+    const report_device *d = device_at(r, i);
+    return d ? d->device : (r && i == 0 ? r->device : NULL);
+}
+
+size_t mq_report_device_files_at(const mq_report *r, size_t i)
+{
+    const report_device *d = device_at(r, i);
+    return d ? d->files : 0;
+}
+
 size_t mq_report_count(const mq_report *r)
 {
     return r ? r->count : 0;
@@ -191,6 +268,7 @@ void mq_report_free(mq_report *r)
         free((char *)r->entries[i].reason);
     }
     free(r->entries);
+    free(r->devices);
     skip_list_clear(&r->left_out);
     free(r);
 }
@@ -277,17 +355,27 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
                                         "reason", mq_json_str(r->left_out.reasons[i])));
     json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
                             mq_json_str(r->platform), "name", mq_json_str(r->device));
+    /* Every device that ran, with the files (shards) each quantized. */
+    json_t *devs = json_array();
+    for (size_t i = 0; i < mq_report_device_count(r); i++)
+        json_array_append_new(devs,
+                              json_pack("{s:o, s:o, s:o, s:I}", "backend",
+                                        mq_json_str(mq_report_device_backend_at(r, i)), "platform",
+                                        mq_json_str(mq_report_device_platform_at(r, i)), "name",
+                                        mq_json_str(mq_report_device_name_at(r, i)), "files",
+                                        (json_int_t)mq_report_device_files_at(r, i)));
     static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
     const char *preset = mq_config_preset(cfg);
     char sname[64];
-    json_t *root = json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}",
-                             "input", mq_json_str(input), "output", mq_json_str(output), "dtype",
-                             (unsigned)cfg->dtype < 4 ? dtypes[cfg->dtype] : "?", "scheme",
-                             cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
-                             "per_channel", cfg->per_channel, "device", dev, "quantized", q,
-                             "skipped", s, "left_out", left, "bytes_in", (json_int_t)r->bytes_in,
-                             "bytes_out", (json_int_t)r->bytes_out, "fp16_overflow",
-                             (json_int_t)r->overflow, "seconds", seconds);
+    json_t *root =
+        json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+                  mq_json_str(input), "output", mq_json_str(output), "dtype",
+                  (unsigned)cfg->dtype < 4 ? dtypes[cfg->dtype] : "?", "scheme",
+                  cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
+                  "per_channel", cfg->per_channel, "device", dev, "devices", devs, "quantized", q,
+                  "skipped", s, "left_out", left, "bytes_in", (json_int_t)r->bytes_in,
+                  "bytes_out", (json_int_t)r->bytes_out, "fp16_overflow", (json_int_t)r->overflow,
+                  "seconds", seconds);
     if (root) {
         json_object_set_new(root, "preset", preset ? json_string(preset) : json_null());
         json_object_set_new(root, "quantization_scheme",

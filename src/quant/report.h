@@ -18,6 +18,13 @@ void mq_report_set_error_stats(mq_report *r, double sqnr_db, double max_abs_erro
 mq_status mq_report_add_left_out(mq_report *r, const char *file, const char *reason);
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
                           const char *device);
+/* Adds a device that ran `files` files of the run to the report's list of
+ * devices (without one, the list is the device of mq_report_set_device). */
+mq_status mq_report_add_device(mq_report *r, const char *backend, const char *platform,
+                               const char *device, size_t files);
+/* Appends src's entries and left-out files to dst (a file's report, run on
+ * another thread, into the run's in file order). */
+mq_status mq_report_append(mq_report *dst, const mq_report *src);
 
 /* "int8-sym-channel", "int8-asym-tensor", "int4-sym-group128",
  * "fp8-e4m3-block128", "fp16", ...: written into buf (cap >= 64), returned. */
