@@ -13,10 +13,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _core, _tensors
-from ._config import QuantizationConfig, resolve
+from ._config import SETTINGS, QuantizationConfig, resolve
 from ._core import QuantizationError
 
-__all__ = ["dynamic_quantize", "quantize_file", "quantize_dir", "devices"]
+__all__ = ["dynamic_quantize", "quantize_file", "quantize_dir", "devices", "presets"]
 
 ProgressArg = Union[None, bool, Callable[[int, int, int, int, str], Any]]
 
@@ -24,7 +24,8 @@ ProgressArg = Union[None, bool, Callable[[int, int, int, int, str], Any]]
 def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = None,
                      per_channel: Optional[bool] = None,
                      config: Union[QuantizationConfig, Mapping[str, Any], None] = None,
-                     device: Optional[str] = None) -> Tuple[Any, List[str]]:
+                     device: Optional[str] = None, *, preset: Optional[str] = None,
+                     group_size: Union[int, str, None] = None) -> Tuple[Any, List[str]]:
     """Quantizes a copy of `model`; returns ``(quantized_copy, skipped)``.
 
     `model` is an ``nn.Module`` (any, including nested containers and Hugging
@@ -44,7 +45,18 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       int8 + ``X.weight_scale``; asymmetric or ``weights_only`` is
       pack-quantized: ``X.weight_packed``, ``X.weight_shape``, packed
       ``X.weight_zero_point``), the same bytes as the ``monoquant`` CLI on the
-      same tensors; `skipped` names the tensors left as they were.
+      same tensors; `skipped` names the tensors left as they were. Every
+      preset works here: int4 is pack-quantized (``X.weight_packed`` eight
+      codes per int32), fp8 gives ``torch.float8_e4m3fn`` weights (torch
+      inputs only: numpy has no fp8 dtype).
+    * ``preset=`` (see :func:`presets`) sets the scheme first, and the scheme
+      arguments given refine it, as with the CLI's ``--preset``; ``group_size``
+      sets groups along the input dimension (``-1`` or ``"channel"``: per
+      channel). A module is quantized into :mod:`monoquant.nn` modules in the
+      per-channel or per-tensor int8 schemes (W8A8, and W8A16 /
+      W8A16_ASYM with ``group_size=-1``) and FP16; there are no int4, fp8 or
+      grouped modules, so those presets need a state_dict, :func:`quantize_file`
+      or :func:`quantize_dir`.
 
     Settings resolve as explicit arguments (not None) > `config` > defaults.
     The defaults are the library's: int8, **symmetric**, per channel, device
@@ -59,17 +71,27 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
     and the results put back on their device.
 
     Raises:
-        QuantizationError: NaN/Inf weights, an unsupported dtype, a bad config or
+        QuantizationError: NaN/Inf weights, an unsupported dtype, an unknown
+            preset (the message lists the valid ones), a bad config, scheme or
             device; the message names the module or tensor and the cause.
     """
     settings = resolve(config, dtype=dtype, symmetric=symmetric, per_channel=per_channel,
-                       device=device)
+                       device=device, preset=preset, group_size=group_size)
     if isinstance(model, Mapping):
         return _quantize_state_dict(model, settings)
     torch = _torch()
     if isinstance(model, torch.nn.Module):
-        if settings["dtype"] == "fp16":
+        scheme = _core.scheme(settings)
+        if scheme["dtype"] == "fp16":
             return _cast_module_fp16(model, settings)
+        if scheme["dtype"] != "int8" or scheme["group_size"] or scheme["block_size"]:
+            what = scheme["preset"] or scheme["dtype"]
+            if scheme["group_size"]:
+                what += " with groups of %d" % scheme["group_size"]
+            raise QuantizationError(
+                "%s cannot quantize an nn.Module: monoquant.nn has int8 per-channel and "
+                "per-tensor modules only; quantize its state_dict(), or save it and use "
+                "quantize_file or quantize_dir" % what)
         return _quantize_module(model, settings)
     raise QuantizationError("model must be an nn.Module or a state_dict (dict of tensors), got %s"
                             % type(model).__name__)
@@ -242,9 +264,7 @@ def _progress_callback(progress: ProgressArg, src: str):
 def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool) -> Dict[str, Any]:
     progress = settings.pop("progress", None)
     config = settings.pop("config", None)
-    known = {"dtype", "symmetric", "per_channel", "include", "exclude", "device", "weights_only",
-             "skip_nonfinite", "fp16_saturate", "memory_limit", "follow_symlinks"}
-    unknown = sorted(set(settings) - known)
+    unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise QuantizationError("bad config: unknown setting(s) %s" % ", ".join(unknown))
     cfg = resolve(config, **settings)
@@ -273,8 +293,10 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     memory (mq_quantize_file), and returns the run's report as a dict (the
     ``--report`` JSON of the CLI: quantized, skipped, bytes, device, seconds).
 
-    Settings: the fields of :class:`QuantizationConfig` as keywords, ``config=``
-    (explicit keywords win over it), ``memory_limit`` (bytes of staging
+    Settings: the fields of :class:`QuantizationConfig` as keywords (``preset=``,
+    ``group_size=``, ``dtype=``, ...; a preset is applied first and the scheme
+    keywords refine it, as the CLI does), ``config=`` (explicit keywords win
+    over it), ``memory_limit`` (bytes of staging
     memory), ``follow_symlinks``, and ``progress``: None (default) shows a tqdm
     bar on a terminal for runs over a second when tqdm is installed, True
     always when tqdm is installed, False never, or a callable
@@ -290,6 +312,12 @@ def quantize_dir(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     shards, rewritten index, a compressed-tensors ``quantization_config`` in
     config.json, other files copied), as :func:`quantize_file` does a file."""
     return _quantize_path(src, dst, dict(settings), want_dir=True)
+
+
+def presets() -> List[str]:
+    """The valid preset names (``preset=``), as the library lists them:
+    ``["W8A8", "INT8", "W8A16", ...]``; names are matched case-insensitively."""
+    return [n.strip() for n in _core.preset_names().split(",") if n.strip()]
 
 
 def devices() -> List[Dict[str, Any]]:

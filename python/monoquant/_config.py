@@ -19,10 +19,24 @@ class QuantizationConfig:
     it, and the library's default (int8, symmetric, per channel, W8A8, device
     "auto") applies when neither sets it.
 
+    A `preset` sets the scheme fields (dtype, symmetric, per_channel,
+    weights_only, group_size and FP8 blocks) first; the scheme fields given
+    beside it refine it, as the CLI's flags refine ``--preset``. A preset given
+    as an argument of the call replaces the config's preset and scheme fields.
+
     Attributes:
-        dtype: ``torch.qint8`` / ``"int8"`` or ``torch.float16`` / ``"fp16"``.
-        symmetric: int8 symmetric (no zero point) or asymmetric (zero points).
+        preset: a compressed-tensors preset name, case-insensitive: ``"W8A8"``
+            (= ``"INT8"``, the default), ``"W8A16"``, ``"W8A16_ASYM"``,
+            ``"W4A16"``, ``"W4A16_ASYM"``, ``"FP8_DYNAMIC"``, ``"FP8_BLOCK"``,
+            ``"FP16"`` (see :func:`monoquant.presets`).
+        dtype: ``torch.qint8`` / ``"int8"``, ``torch.float16`` / ``"fp16"``,
+            ``"int4"`` (weights only, packed) or ``torch.float8_e4m3fn`` /
+            ``"fp8"`` (e4m3 weights, dynamic fp8 activations).
+        symmetric: symmetric (no zero point) or asymmetric (zero points; int only).
         per_channel: one scale per output channel, or one per tensor.
+        group_size: values per group along the input dimension, each group with
+            its own scale (int8 weights only and int4); ``-1`` or ``"channel"``:
+            per channel.
         include: patterns forced into quantization (shell globs, exact names, or
             ``"re:REGEX"`` with Python ``re.match`` semantics).
         exclude: patterns kept in float; they win over ``include``.
@@ -43,18 +57,28 @@ class QuantizationConfig:
     weights_only: Optional[bool] = None
     skip_nonfinite: Optional[bool] = None
     fp16_saturate: Optional[bool] = None
+    # Last, so that the fields before them keep their positions.
+    preset: Optional[str] = None
+    group_size: Union[int, str, None] = None
 
 
 _INT8 = {"int8", "qint8", "i8", "torch.qint8", "torch.int8"}
 _FP16 = {"fp16", "float16", "half", "f16", "torch.float16", "torch.half"}
+_INT4 = {"int4", "qint4", "i4"}
+_FP8 = {"fp8", "float8", "float8_e4m3", "float8_e4m3fn", "f8_e4m3", "torch.float8_e4m3fn"}
+# The settings a preset sets; an explicit preset replaces the config's.
+_SCHEME = ("preset", "dtype", "symmetric", "per_channel", "weights_only", "group_size")
 _BOOLS = ("symmetric", "per_channel", "weights_only", "skip_nonfinite", "fp16_saturate",
           "follow_symlinks")
 # Settings of the file calls beyond QuantizationConfig's fields.
 FILE_ONLY = ("memory_limit", "follow_symlinks")
+# Every setting the file calls take as a keyword.
+SETTINGS = tuple(f.name for f in fields(QuantizationConfig)) + FILE_ONLY
 
 
 def dtype_name(dtype: Any) -> Optional[str]:
-    """"int8", "fp16" or None for a dtype given as torch/numpy dtype or string."""
+    """"int8", "fp16", "int4", "fp8" or None for a dtype given as torch/numpy
+    dtype or string."""
     if dtype is None:
         return None
     if isinstance(dtype, str):
@@ -63,7 +87,8 @@ def dtype_name(dtype: Any) -> Optional[str]:
         key = None
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(dtype, torch.dtype):
-            key = {torch.qint8: "int8", torch.int8: "int8", torch.float16: "fp16"}.get(dtype, "")
+            key = {torch.qint8: "int8", torch.int8: "int8", torch.float16: "fp16",
+                   getattr(torch, "float8_e4m3fn", None): "fp8"}.get(dtype, "")
         else:
             np = sys.modules.get("numpy")
             try:
@@ -75,8 +100,24 @@ def dtype_name(dtype: Any) -> Optional[str]:
         return "int8"
     if key in _FP16:
         return "fp16"
-    raise QuantizationError("unsupported dtype %r: use torch.qint8 (int8) or torch.float16 (fp16)"
-                            % (dtype,))
+    if key in _INT4:
+        return "int4"
+    if key in _FP8:
+        return "fp8"
+    raise QuantizationError("unsupported dtype %r: use torch.qint8 (int8), torch.float16 (fp16), "
+                            "\"int4\" or torch.float8_e4m3fn (\"fp8\"), or a preset" % (dtype,))
+
+
+def _group_size(value: Any) -> Optional[int]:
+    """The library's group_size (0: per channel) of -1, "channel" or a count."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() == "channel":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1:
+        raise QuantizationError("bad config: group_size must be a positive count, -1 or "
+                                "\"channel\" (per channel), got %r" % (value,))
+    return 0 if value == -1 else value
 
 
 def _check_patterns(key: str, value: Any) -> List[str]:
@@ -94,9 +135,12 @@ def resolve(config: Union[QuantizationConfig, Mapping[str, Any], None],
             **explicit: Any) -> Dict[str, Any]:
     """Explicit arguments (not None) > config fields (not None) > defaults.
 
-    Returns the dict _core reads (dtype "int8"/"fp16", booleans, patterns,
-    device); None leaves the library's default. Raises QuantizationError on a
-    bad config or value.
+    A preset among the explicit arguments replaces the config's preset and
+    scheme fields (the others given refine whichever preset applies; _core
+    applies it first). Returns the dict _core reads (preset, dtype
+    "int8"/"fp16"/"int4"/"fp8", group_size with 0 for per channel, booleans,
+    patterns, device); None leaves the library's default. Raises
+    QuantizationError on a bad config or value.
     """
     if config is None:
         base: Dict[str, Any] = {}
@@ -112,10 +156,17 @@ def resolve(config: Union[QuantizationConfig, Mapping[str, Any], None],
         raise QuantizationError("bad config: expected a QuantizationConfig or a dict, got %s"
                                 % type(config).__name__)
     settings = dict(base)
+    if explicit.get("preset") is not None:
+        for key in _SCHEME:
+            settings.pop(key, None)
     for key, value in explicit.items():
         if value is not None:
             settings[key] = value
-    out: Dict[str, Any] = {"dtype": dtype_name(settings.get("dtype"))}
+    preset = settings.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        raise QuantizationError("bad config: preset must be a string, got %r" % (preset,))
+    out: Dict[str, Any] = {"preset": preset, "dtype": dtype_name(settings.get("dtype")),
+                           "group_size": _group_size(settings.get("group_size"))}
     for key in _BOOLS:
         v = settings.get(key)
         if v is not None and not isinstance(v, bool):

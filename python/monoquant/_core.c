@@ -111,18 +111,50 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
         PyErr_SetString(PyExc_TypeError, "config must be a dict");
         return -1;
     }
-    PyObject *dtype = PyDict_GetItemString(d, "dtype");
-    if (dtype && dtype != Py_None) {
-        const char *s = PyUnicode_Check(dtype) ? PyUnicode_AsUTF8(dtype) : NULL;
-        if (s && strcmp(s, "int8") == 0)
-            cfg->dtype = MQ_QINT8;
-        else if (s && strcmp(s, "fp16") == 0)
-            cfg->dtype = MQ_FLOAT16;
-        else {
+    /* The preset sets the scheme; the scheme fields given refine it (as the CLI). */
+    PyObject *preset = PyDict_GetItemString(d, "preset");
+    if (preset && preset != Py_None) {
+        const char *s = PyUnicode_Check(preset) ? PyUnicode_AsUTF8(preset) : NULL;
+        if (!s) {
             PyErr_Clear();
-            config_error("unsupported dtype %s (int8 or fp16)", s ? s : "(not a string)");
+            config_error("%s must be a string", "preset");
             return -1;
         }
+        mq_status st = mq_config_set_preset(cfg, s);
+        if (st != MQ_OK) {
+            raise_status(st, NULL);
+            return -1;
+        }
+    }
+    PyObject *dtype = PyDict_GetItemString(d, "dtype");
+    if (dtype && dtype != Py_None) {
+        static const struct {
+            const char *name;
+            mq_qdtype dtype;
+        } dtypes[] = {
+            {"int8", MQ_QINT8}, {"fp16", MQ_FLOAT16}, {"int4", MQ_QINT4}, {"fp8", MQ_QFP8}};
+        const char *s = PyUnicode_Check(dtype) ? PyUnicode_AsUTF8(dtype) : NULL;
+        size_t i = 0;
+        while (s && i < sizeof dtypes / sizeof *dtypes && strcmp(s, dtypes[i].name) != 0)
+            i++;
+        if (!s || i == sizeof dtypes / sizeof *dtypes) {
+            PyErr_Clear();
+            config_error("unsupported dtype %s (int8, int4, fp8 or fp16)",
+                         s ? s : "(not a string)");
+            return -1;
+        }
+        cfg->dtype = dtypes[i].dtype;
+    }
+    /* group_size: a positive count, or 0 for per channel (Python's -1 / "channel"). */
+    PyObject *group = PyDict_GetItemString(d, "group_size");
+    if (group && group != Py_None) {
+        Py_ssize_t g = PyLong_AsSsize_t(group);
+        if (g == -1 && PyErr_Occurred()) return -1;
+        if (g < 0) {
+            config_error("%s must be a positive count, or 0 for per channel", "group_size");
+            return -1;
+        }
+        cfg->group_size = (size_t)g;
     }
     if (get_bool(d, "symmetric", &cfg->symmetric) ||
         get_bool(d, "per_channel", &cfg->per_channel) ||
@@ -161,6 +193,12 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
         progress->callable = cb;
         cfg->progress = progress_cb;
         cfg->progress_user = progress;
+    }
+    /* A scheme the settings cannot form (asymmetric FP8, groups with W8A8, ...). */
+    mq_status st = mq_config_check(cfg);
+    if (st != MQ_OK) {
+        raise_status(st, NULL);
+        return -1;
     }
     return 0;
 }
@@ -418,6 +456,43 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(scheme_doc,
+             "scheme(config) -> dict\n\n"
+             "The scheme fields of the mq_config a settings dict gives (preset applied\n"
+             "first, then checked): preset, dtype, symmetric, per_channel, weights_only,\n"
+             "group_size, block_size.");
+
+static PyObject *py_scheme(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cfg_dict, *result = NULL;
+    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &cfg_dict)) return NULL;
+    mq_config cfg;
+    mq_config_init(&cfg);
+    if (config_from_dict(cfg_dict, &cfg, NULL)) goto done;
+    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
+    const char *preset = mq_config_preset(&cfg);
+    result = Py_BuildValue(
+        "{szsssOsOsOsnsn}", "preset", preset, "dtype",
+        (unsigned)cfg.dtype < sizeof dtypes / sizeof *dtypes ? dtypes[cfg.dtype] : "?", "symmetric",
+        cfg.symmetric ? Py_True : Py_False, "per_channel", cfg.per_channel ? Py_True : Py_False,
+        "weights_only", cfg.weights_only ? Py_True : Py_False, "group_size",
+        (Py_ssize_t)cfg.group_size, "block_size", (Py_ssize_t)cfg.block_size);
+done:
+    mq_config_free(&cfg);
+    return result;
+}
+
+PyDoc_STRVAR(preset_names_doc, "preset_names() -> str\n\n"
+                               "The valid preset names, comma-separated (mq_preset_names).");
+
+static PyObject *py_preset_names(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(mq_preset_names());
+}
+
 PyDoc_STRVAR(device_info_doc, "device_info(spec) -> (kind, platform, name)\n\n"
                               "Opens the device mq_device_open(spec) gives, and closes it.");
 
@@ -474,6 +549,8 @@ static PyObject *py_device_list(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"quantize", py_quantize, METH_VARARGS, quantize_doc},
     {"quantize_file", py_quantize_file, METH_VARARGS, quantize_file_doc},
+    {"scheme", py_scheme, METH_VARARGS, scheme_doc},
+    {"preset_names", py_preset_names, METH_NOARGS, preset_names_doc},
     {"device_info", py_device_info, METH_VARARGS, device_info_doc},
     {"device_list", py_device_list, METH_NOARGS, device_list_doc},
     {NULL, NULL, 0, NULL},
