@@ -519,27 +519,39 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
             e[j] = in ? x[j] - (r - z) * s : 0.0f;
         }
     }
+    /* The squares are summed in units of 2^2k, k from the block's largest
+     * |w| (as the OpenCL kernels do, see mq_err_exp): no square overflows
+     * (weights near FLT_MAX) or underflows (subnormal weights), and a power
+     * of two changes no rounding. */
+    float am = 0.0f;
+    for (int j = 0; j < nb; j++) {
+        float a = fabsf(w[j]);
+        am = a > am ? a : am;
+    }
+    int ke = (int)(mq_f32_bits(am) >> 23) - 127; /* ilogb for normal am; -127 below */
+    int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
+    float tk = mq_f32_from_bits((uint32_t)(127 - ex) << 23);
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
     for (int j = 0; j < HK_LANES; j++)
         sig[j] = err2[j] = mx[j] = 0.0f;
     for (int i = 0; i < nb; i += HK_LANES) {
         for (int j = 0; j < HK_LANES; j++) {
-            float a = w[i + j], d = e[i + j];
-            float ad = fabsf(d);
+            float a = w[i + j] * tk, d = e[i + j];
+            float ad = fabsf(d), ds = d * tk;
             sig[j] += a * a;
-            err2[j] += d * d;
+            err2[j] += ds * ds;
             mx[j] = ad > mx[j] ? ad : mx[j];
         }
     }
-    double ds = 0.0, de = 0.0;
+    double ds = 0.0, de = 0.0, unit = ldexp(1.0, 2 * ex);
     float mm = 0.0f;
     for (int j = 0; j < HK_LANES; j++) {
         ds += (double)sig[j];
         de += (double)err2[j];
         mm = mx[j] > mm ? mx[j] : mm;
     }
-    acc->sig += ds;
-    acc->err2 += de;
+    acc->sig += ds * unit;
+    acc->err2 += de * unit;
     if ((double)mm > acc->max_abs) acc->max_abs = (double)mm;
     acc->clamped += c;
 }
