@@ -437,17 +437,29 @@ HK_CLONES uint64_t hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool satu
  * subnormal step, rounded half to even by the hardware. */
 #define HK_E4M3_SUB 16384.0f
 
-/* The e4m3fn byte of v, finite and within +-448 (the kernels clamp first), as
- * mq_f32_to_e4m3: normal results by the rebias-and-round integer trick (a
- * mantissa carry bumps the exponent), subnormal ones by the addition above;
- * masks instead of branches. */
-HK_INLINE uint32_t e4m3_bits(float v)
+/* The e4m3fn byte of fminf(fmaxf(v, -448), 448), as the reference computes
+ * it, with integer operations only (a float clamp first left a branch in
+ * the loop): the magnitude clamped as bits, normal results by the
+ * rebias-and-round trick (a mantissa carry bumps the exponent), subnormal
+ * ones by the addition above, a NaN to -448 (0xfe) as fmaxf gives; masks
+ * instead of branches. */
+HK_INLINE uint32_t e4m3_code(float v)
 {
     uint32_t x = mq_f32_bits(v), ax = x & 0x7fffffffu;
-    uint32_t normal = (ax - 0x3c000000u + 0x7ffffu + ((ax >> 20) & 1u)) >> 20;
-    uint32_t sub = mq_f32_bits(fabsf(v) + HK_E4M3_SUB) - 0x46800000u;
-    uint32_t tiny = -(uint32_t)(ax < 0x3c800000u); /* below 2^-6 */
-    return (sub & tiny) | (normal & ~tiny) | ((x >> 24) & 0x80u);
+    uint32_t a = ax < 0x43e00000u ? ax : 0x43e00000u; /* 448 */
+    uint32_t normal = (a - 0x3c000000u + 0x7ffffu + ((a >> 20) & 1u)) >> 20;
+    uint32_t sub = mq_f32_bits(mq_f32_from_bits(a) + HK_E4M3_SUB) - 0x46800000u;
+    uint32_t tiny = -(uint32_t)(a < 0x3c800000u); /* below 2^-6 */
+    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);
+    uint32_t c = (sub & tiny) | (normal & ~tiny) | ((x >> 24) & 0x80u);
+    return (0xfeu & nan) | (c & ~nan);
+}
+
+/* 1 where |v| > 448 (the reference's clamped count: not a NaN). */
+HK_INLINE uint32_t e4m3_over(float v)
+{
+    uint32_t ax = mq_f32_bits(v) & 0x7fffffffu;
+    return (uint32_t)(ax > 0x43e00000u) & (uint32_t)(ax <= 0x7f800000u);
 }
 
 /* The value of an e4m3fn byte other than NaN, exactly (mq_e4m3_to_f32). */
@@ -467,12 +479,8 @@ HK_INLINE void kq_block(const float *restrict x, int nb, mq_qkind k, float s, fl
                         uint8_t *restrict q)
 {
     if (k == MQ_QK_FP8) {
-        for (int j = 0; j < nb; j++) {
-            float v = x[j] / s;
-            v = v > -448.0f ? v : -448.0f;
-            v = v < 448.0f ? v : 448.0f;
-            q[j] = (uint8_t)e4m3_bits(v);
-        }
+        for (int j = 0; j < nb; j++)
+            q[j] = (uint8_t)e4m3_code(x[j] / s);
         return;
     }
     for (int j = 0; j < nb; j++) {
@@ -497,12 +505,10 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
     if (k == MQ_QK_FP8) {
         for (int j = 0; j < nb; j++) {
             float v = x[j] / s;
-            float r = v > -448.0f ? v : -448.0f;
-            r = r < 448.0f ? r : 448.0f;
-            uint32_t b = e4m3_bits(r);
+            uint32_t b = e4m3_code(v);
             q[j] = (uint8_t)b;
             int in = j < m;
-            c += (uint32_t)(in & ((v < -448.0f) | (v > 448.0f)));
+            c += (uint32_t)in & e4m3_over(v);
             w[j] = in ? x[j] : 0.0f;
             e[j] = in ? x[j] - e4m3_value(b) * s : 0.0f;
         }
@@ -523,12 +529,12 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
      * |w| (as the OpenCL kernels do, see mq_err_exp): no square overflows
      * (weights near FLT_MAX) or underflows (subnormal weights), and a power
      * of two changes no rounding. */
-    float am = 0.0f;
+    uint32_t am = 0; /* as bits: an integer maximum vectorizes */
     for (int j = 0; j < nb; j++) {
-        float a = fabsf(w[j]);
+        uint32_t a = mq_f32_bits(w[j]) & 0x7fffffffu;
         am = a > am ? a : am;
     }
-    int ke = (int)(mq_f32_bits(am) >> 23) - 127; /* ilogb for normal am; -127 below */
+    int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
     int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
     float tk = mq_f32_from_bits((uint32_t)(127 - ex) << 23);
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
@@ -556,19 +562,21 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
     acc->clamped += c;
 }
 
-/* The first m codes of a block to their place: byte i of out, or with pack
- * (INT4) nibble i of the packed row, code + 8, i even. */
-HK_INLINE void kq_put(const uint8_t *restrict c, int m, bool pack, size_t i, uint8_t *restrict out)
+/* The first m codes of a block of nb to their place: byte i of out, or with
+ * pack (INT4) nibble i of the packed row, code + 8, i even; the pairs are
+ * packed over the whole block (a constant trip count), then copied. */
+HK_INLINE void kq_put(const uint8_t *restrict c, int nb, int m, bool pack, size_t i,
+                      uint8_t *restrict out)
 {
     if (!pack) {
         memcpy(out + i, c, (size_t)m);
         return;
     }
-    uint8_t *o = out + i / 2;
-    for (int j = 0; j + 1 < m; j += 2)
-        o[j / 2] =
-            (uint8_t)((((unsigned)c[j] + 8u) & 15u) | ((((unsigned)c[j + 1] + 8u) & 15u) << 4));
-    if (m & 1) o[m / 2] = (uint8_t)(((unsigned)c[m - 1] + 8u) & 15u);
+    uint8_t pk[HK_BIG / 2];
+    for (int j = 0; j < nb / 2; j++)
+        pk[j] = (uint8_t)(((c[2 * j] + 8u) & 15u) | (((c[2 * j + 1] + 8u) & 15u) << 4));
+    if (m & 1) pk[m / 2] &= 0x0fu; /* an odd end: its high nibble is padding */
+    memcpy(out + i / 2, pk, (size_t)(m + 1) / 2);
 }
 
 /* One block of nb values at element i: codes, placed, and with acc the error
@@ -581,7 +589,7 @@ HK_INLINE void kq_step(const float *restrict x, int nb, int m, mq_qkind k, float
         kq_block_err(x, nb, m, k, s, z, c, acc);
     else
         kq_block(x, nb, k, s, z, c);
-    kq_put(c, m, pack, i, out);
+    kq_put(c, nb, m, pack, i, out);
 }
 
 /* The codes of n values with fixed parameters into out (one byte each, or
