@@ -566,24 +566,36 @@ static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt
     size_t rpc = cb->limit / row_bytes;
     if (rpc > max_rows) rpc = max_rows;
     if (rpc > rows) rpc = rows;
-    if (rpc == 0) rpc = 1;
+    /* Input and codes in zero-copy staging memory: the kernel reads and
+     * writes them in place, all rows in one launch (as quantize_fused). */
+    cl_mem in_st = rows <= max_rows ? mq_cl_stage_take(cb, src, rows * row_bytes) : NULL;
+    if (in_st) rpc = rows;
+    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * rb) : NULL;
+    /* Scales and zero points may lie in the block that holds q: read into
+     * host memory, copied after the block is given back. */
+    uint8_t *scale_out = scale;
+    int8_t *zp_out = zp;
     size_t tpr = mq_cl_threads_per_row(cb, cols), rows_per_group = cb->wg / tpr;
     cl_uint tpr_a = (cl_uint)tpr;
     cl_int kind_a = kind_arg(kind), sym_a = symmetric ? 1 : 0;
-    qbufs w = {0};
-    mq_status st;
-    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * rb, &w.q)) != MQ_OK ||
+    bool want_zp = !symmetric && zp && kind == MQ_QK_INT4;
+    qbufs w = {.in = in_st, .q = q_st};
+    mq_status st = MQ_OK;
+    if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
+        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * rb, &w.q)) != MQ_OK) ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
         (err && (st = err_buffers(cb, &w, rpc)) != MQ_OK))
         goto done;
-    if (!(w.hbad = malloc(rpc))) {
+    if (!(w.hbad = malloc(rpc)) || (q_st && !(w.hscale = malloc(rows * (es + 1))))) {
         st = nomem();
         goto done;
     }
-    bool want_zp = !symmetric && zp && kind == MQ_QK_INT4;
+    if (q_st) {
+        scale = w.hscale;
+        zp = want_zp ? (int8_t *)w.hscale + rows * es : NULL;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += rpc) {
         size_t n = rows - r0 < rpc ? rows - r0 : rpc;
         cl_ulong n_a = n, cols_a = cols;
@@ -593,9 +605,10 @@ static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt
                             MQ_CL_ARG(w.bad), MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
         size_t groups = (n + rows_per_group - 1) / rows_per_group;
         cl_kernel k = err ? cb->rows_k_err[dt] : cb->rows_k[dt];
-        if ((st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK ||
+        if ((!in_st &&
+             (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
             (st = mq_cl_launch(cb, k, args, err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
-            (st = mq_cl_read(cb, w.q, n * rb, q + r0 * rb)) != MQ_OK ||
+            (!q_st && (st = mq_cl_read(cb, w.q, n * rb, q + r0 * rb)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
             (want_zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
@@ -611,7 +624,14 @@ static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt
         if (err) fold_err(err, &w, n);
     }
 done:
-    qbufs_free(cb, &w);
+    qbufs_free(cb, &w); /* waits for the queue */
+    mq_status gi = mq_cl_stage_give(cb, in_st), gq = mq_cl_stage_give(cb, q_st);
+    if (st == MQ_OK) st = gi != MQ_OK ? gi : gq;
+    if (st == MQ_OK && q_st) {
+        memcpy(scale_out, w.hscale, rows * es);
+        if (want_zp) memcpy(zp_out, w.hscale + rows * es, rows);
+    }
+    free(w.hscale);
     return st;
 }
 

@@ -718,6 +718,58 @@ static void test_kinds_values(void **state)
     }
 }
 
+/* Input and codes in the backend's staging memory (zero-copy on a device that
+ * shares host memory: the kernel works in place), the scales and zero points
+ * in the codes' block after them, as the streaming pipeline lays them out. */
+static void test_kinds_staging(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 78);
+    const size_t rows = 96, cols = 203;
+    float *v = make_kind_values(&r, rows, cols);
+    for (size_t i = 0; i < rows * cols; i++) /* finite in BF16 too: every row quantizes */
+        v[i] = fmaxf(fminf(v[i], 1e30f), -1e30f);
+    for (int d = 0; d < 3; d++) {
+        size_t es = mq_dtype_size(k_dts[d]);
+        void *host = make_input(v, rows * cols, k_dts[d]);
+        for (int kk = 0; kk < 3; kk++) {
+            size_t qn = rows * mq_qkind_row_bytes(k_kinds[kk], cols), bad = 0;
+            size_t before = mq_opencl_zero_copy_count(be);
+            void *in = be->ops->staging_alloc(be, rows * cols * es);
+            uint8_t *out = be->ops->staging_alloc(be, qn + rows * (es + 1));
+            if (!in || !out) {
+                be->ops->staging_free(be, in);
+                be->ops->staging_free(be, out);
+                skip();
+            }
+            memcpy(in, host, rows * cols * es);
+            uint8_t *q2 = malloc(qn), *s2 = malloc(rows * es);
+            int8_t *z2 = calloc(rows, 1);
+            mq_err_acc e;
+            mq_err_acc_init(&e);
+            assert_int_equal(be->ops->quantize_rows_k(be, in, k_dts[d], rows, cols, k_kinds[kk],
+                                                      k_kind_sym[kk], out, out + qn,
+                                                      (int8_t *)out + qn + rows * es, &bad, &e),
+                             MQ_OK);
+            assert_int_equal(mq_ref_quantize_rows_k(host, k_dts[d], rows, cols, k_kinds[kk],
+                                                    k_kind_sym[kk], q2, s2, z2, &bad),
+                             MQ_OK);
+            assert_memory_equal(out, q2, qn);
+            assert_memory_equal(out + qn, s2, rows * es);
+            if (!k_kind_sym[kk]) assert_memory_equal(out + qn + rows * es, z2, rows);
+            if (be->caps.shares_host_memory)
+                assert_true(mq_opencl_zero_copy_count(be) >= before + 2);
+            be->ops->staging_free(be, in);
+            be->ops->staging_free(be, out);
+            free(q2), free(s2), free(z2);
+        }
+        free(host);
+    }
+    free(v);
+}
+
 static void check_blocks(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
                          size_t bs)
 {
@@ -1134,6 +1186,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kinds_rows_large),
         cmocka_unit_test(test_kinds_nonfinite),
         cmocka_unit_test(test_kinds_values),
+        cmocka_unit_test(test_kinds_staging),
         cmocka_unit_test(test_kinds_blocks),
         cmocka_unit_test(test_cast_f16),
         cmocka_unit_test(test_cast_chunked),
