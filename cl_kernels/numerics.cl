@@ -159,15 +159,22 @@ inline float mq_round_to_dtype(float v, const int dt)
 
 #if MQ_DIV_MODE == MQ_DIV_SOFT
 /* a / b by integer long division with round to nearest even. Exact for finite a
- * and a positive normal b (every divisor here: 127.5, 255 and scales that are
- * clamped to >= FLT_EPSILON); other operands only occur in rows already flagged. */
+ * and a positive b, normal or subnormal (every divisor here: 127.5, 255, 7.5,
+ * 15, 448 and scales); other operands only occur in rows already flagged. */
 inline float mq_div_soft(float a, float b)
 {
     uint ua = as_uint(a), ub = as_uint(b);
     uint sign = (ua ^ ub) & 0x80000000u;
     int ea = (int)((ua >> 23) & 0xffu), eb = (int)((ub >> 23) & 0xffu);
-    if (ea == 0xff || eb == 0xff || eb == 0) return a / b;
-    uint ma = ua & 0x7fffffu, mb = (ub & 0x7fffffu) | 0x800000u;
+    if (ea == 0xff || eb == 0xff || (ub & 0x7fffffffu) == 0u) return a / b;
+    uint ma = ua & 0x7fffffu, mb = ub & 0x7fffffu;
+    if (eb == 0) { /* a subnormal divisor (int4/fp8 scales may be): normalised */
+        int sh = (int)clz(mb) - 8;
+        mb <<= sh;
+        eb = 1 - sh;
+    } else {
+        mb |= 0x800000u;
+    }
     if (ea == 0) {
         if (ma == 0u) return as_float(sign);
         int sh = (int)clz(ma) - 8;
@@ -384,24 +391,31 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
 #define MQ_QK_INT4 1
 #define MQ_QK_FP8 2
 
-/* The parameter rule of mq_ref_params_k for INT4 and FP8 (symmetric only). */
+/* The parameter rule of mq_ref_params_k for INT4 and FP8 (symmetric only):
+ * compressed-tensors' (a scale that rounds to 0 becomes the dtype's epsilon,
+ * the zero point taken from the zero scale first). */
 inline float mq_params_k(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
 {
-    float scale;
+    float eps = dt == MQ_F16 ? 0x1p-10f : dt == MQ_BF16 ? 0x1p-7f : FLT_EPSILON;
+    float s;
     if (symmetric || kind == MQ_QK_FP8) {
         float amax = fmax(hi, -lo);
-        scale = fmax(mq_div(amax, kind == MQ_QK_FP8 ? 448.0f : 7.5f), FLT_EPSILON);
+        s = mq_round_to_dtype(mq_div(amax, kind == MQ_QK_FP8 ? 448.0f : 7.5f), dt);
         *zp = 0.0f;
-        return mq_round_to_dtype(scale, dt);
+        return s == 0.0f ? eps : s;
     }
     lo = fmin(lo, 0.0f);
     hi = fmax(hi, 0.0f);
     float d = hi - lo;
     if (isinf(d))
-        scale = mq_div(hi, 15.0f) - mq_div(lo, 15.0f);
+        s = mq_div(hi, 15.0f) - mq_div(lo, 15.0f);
     else
-        scale = mq_div(d, 15.0f);
-    float s = mq_round_to_dtype(fmax(scale, FLT_EPSILON), dt);
+        s = mq_div(d, 15.0f);
+    s = mq_round_to_dtype(s, dt);
+    if (s == 0.0f) {
+        *zp = lo < 0.0f ? 7.0f : 0.0f;
+        return eps;
+    }
     *zp = fmin(fmax(rint(-8.0f - mq_div(lo, s)), -8.0f), 7.0f);
     return s;
 }

@@ -1,8 +1,10 @@
-/* INT8 quantization. The fused kernels do one channel (row) per `tpr` work-items:
+/* Quantization. The fused kernels do one channel (row) per `tpr` work-items:
  * min/max reduction in local memory, the parameters, then the int8 values. The
  * split kernels serve rows too long for one work-group (or one buffer): partial
  * statistics per segment, combined on the host, then quantization with given
- * parameters. Needs numerics.cl before it. */
+ * parameters. The int4 and float8 kernels at the end do the same for those
+ * codes (int4 packed here), and float8 in 2-D blocks, one work-group a block.
+ * Needs numerics.cl before it. */
 #pragma OPENCL FP_CONTRACT OFF
 
 /* Codes as stored: XOR cx, 0 or 0x80 (the unsigned bytes of compressed-tensors'

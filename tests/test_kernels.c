@@ -410,6 +410,10 @@ static void check_division(mq_backend *be, uint64_t seed)
         if (i % 16 == 5) ud = 0x42ff0000u; /* 127.5 */
         if (i % 16 == 7) ud = 0x437f0000u; /* 255 */
         if (i % 16 == 9) ud = 0x34000000u; /* FLT_EPSILON */
+        if (i % 16 == 11) /* a subnormal divisor (int4/fp8 scales of tiny groups) */
+            ud = ((uint32_t)tu_rng_u64(&r) & 0x807fffffu) | 1u;
+        if (i % 16 == 13) ud = 0x40f00000u; /* 7.5 */
+        if (i % 16 == 15) ud = 0x43e00000u; /* 448 */
         memcpy(&a[i], &ua, 4);
         memcpy(&d[i], &ud, 4);
     }

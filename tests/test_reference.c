@@ -941,12 +941,39 @@ static void test_kind_params(void **state)
     mq_ref_quantize_values_k(w, MQ_DTYPE_F32, 4, MQ_QK_FP8, s, 0, q);
     assert_int_equal(q[1], 0x7e);
     assert_int_equal(q[3], 0xfe);
-    /* An all-zero group: the FLT_EPSILON scale, codes 0. */
+    /* An all-zero group: compressed-tensors' zero scale becomes the dtype's
+     * epsilon; the asymmetric zero point is 0 (its 0 / 0). */
     mq_ref_stats_init(&st);
     const float zero[2] = {0.0f, -0.0f};
     mq_ref_stats_update(&st, zero, MQ_DTYPE_F32, 2);
     mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, FLT_EPSILON);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, FLT_EPSILON);
+    assert_int_equal(z, 0);
+    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_BF16, &s, &z);
+    assert_f32_bits(s, 0x1p-7f);
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F16, &s, &z);
+    assert_f32_bits(s, 0x1p-10f);
+    /* Tiny groups keep their tiny scales (compressed-tensors 0.20.1 gives
+     * 1.33e-10 and 2.23e-12 for amax 1e-9), unlike int8's FLT_EPSILON floor. */
+    const float tiny[2] = {-1e-9f, 1e-9f};
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, tiny, MQ_DTYPE_F32, 2);
+    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 1e-9f / 7.5f);
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 1e-9f / 448.0f);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 2e-9f / 15.0f);
+    assert_int_equal(z, 0); /* rint(-8 + 7.5) */
+    /* A range whose scale underflows to 0 with lo < 0: zero point 7 (lo / 0 = -inf). */
+    const float sub[1] = {-0x1p-149f};
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, sub, MQ_DTYPE_F32, 1);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, FLT_EPSILON);
+    assert_int_equal(z, 7);
 }
 
 int main(void)
