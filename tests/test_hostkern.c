@@ -444,9 +444,10 @@ static const mq_qkind kinds[2] = {MQ_QK_INT4, MQ_QK_FP8};
 static float kind_edge_value(tu_rng *r)
 {
     static const float fixed[] = {
-        7.5f,   -7.5f,     6.5f,           -6.5f,           0.5f,       448.0f,     -448.0f,
-        464.0f, 1.0625f,   -1.1875f,       0x1p-10f,        -0x1p-10f,  0x1.8p-9f,  0x1.4p-7f,
-        240.0f, 0x1p-126f, 0x1.fffffep-1f, 3.0f * 0x1p-10f, 0x1.08p+3f, -0x1.18p+8f};
+        7.5f,       -7.5f,       6.5f,        -6.5f,        0.5f,           448.0f,
+        -448.0f,    464.0f,      1.0625f,     -1.1875f,     0x1p-10f,       -0x1p-10f,
+        0x1.8p-9f,  0x1.4p-7f,   240.0f,      0x1p-126f,    0x1.fffffep-1f, 3.0f * 0x1p-10f,
+        0x1.08p+3f, -0x1.18p+8f, 0x1.fep127f, -0x1.fep127f, 0x1p-24f,       -0x1.ff8p-15f};
     uint64_t k = tu_rng_u64(r);
     if (k % 3 == 0) return fixed[(k >> 8) % (sizeof fixed / sizeof fixed[0])];
     return edge_value(r);

@@ -521,7 +521,8 @@ static const bool k_kind_sym[3] = {true, false, true};
 
 /* Rows at the rounding boundaries of the kinds: int4 halves with a row
  * maximum of 7.5 (scale 1), e4m3 values and midpoints with a maximum of 448
- * (scale 1), e4m3 subnormal steps; other rows as make_values' edges. */
+ * (scale 1), e4m3 subnormal steps, F16 subnormals, the BF16 maximum; other
+ * rows as make_values' edges. */
 static float *make_kind_values(tu_rng *r, size_t rows, size_t cols)
 {
     float *v = make_values(r, rows, cols, PAT_EDGES);
@@ -529,6 +530,10 @@ static float *make_kind_values(tu_rng *r, size_t rows, size_t cols)
         size_t row = i / cols, c = i % cols;
         uint64_t k = tu_rng_u64(r);
         if (row % 4 == 2) v[i] = c == 0 ? 7.5f : (float)((int)(k % 31) - 15) * 0.5f;
+        if (row % 8 == 1) /* F16 subnormals (exact in every dtype's range) */
+            v[i] = (float)((int)(k % 2047) - 1023) * 0x1p-24f;
+        if (row % 8 == 5 && c == 1) /* the BF16 maximum (F16: saturated to 65504) */
+            v[i] = (k >> 10) & 1 ? 0x1.fep127f : -0x1.fep127f;
         if (row % 4 == 3) {
             float lo = mq_e4m3_to_f32((uint8_t)(k % 126)),
                   hi = mq_e4m3_to_f32((uint8_t)(k % 126 + 1));
