@@ -4,7 +4,9 @@
  * then quantization with those parameters), and a row larger than one buffer is
  * streamed through twice in pieces. With an error accumulator the same kernels'
  * _err variants also sum each row's (fused) or work-group's (split) weight
- * error in the pass that quantizes; the host adds the partials in double. */
+ * error in the pass that quantizes; the host adds the partials in double.
+ * The int4 and float8 operations (quantize_rows_k, quantize_values_k,
+ * quantize_blocks) are at the end, in the same manner. */
 #include "cl_state.h"
 
 #include "cl_error.h"
