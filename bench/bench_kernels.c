@@ -1,6 +1,8 @@
 /* bench_kernels: the fused per-channel quantize kernel (OpenCL profiling events,
  * medians after an untimed warm-up) against a device buffer copy of the same
- * traffic and against the host reference, for LLM-sized weight shapes. */
+ * traffic and against the host reference, for LLM-sized weight shapes; with
+ * --kinds, the int4 (groups), float8 (per channel and 128 x 128 blocks)
+ * kernels the same way, against the host backend's CPU kernels. */
 #include "cl_api.h"
 #include "reference.h"
 #include "timing.h"
@@ -14,9 +16,11 @@ static const char usage[] =
     "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
     "                     [--schemes sym,asym] [--iters N] [--host-iters N] [--no-host]\n"
     "                     [--no-ref] [--asym] [--device SPEC] [--wg N]\n"
+    "                     [--kinds int8,int4,int4-asym,fp8,fp8-block] [--group N]\n"
     "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n"
     "Default scheme: sym (--asym: asym only). --no-host: neither end-to-end nor host reference;\n"
-    "--no-ref: end-to-end but no host reference.\n";
+    "--no-ref: end-to-end but no host reference. --kinds: which code kinds (default int8);\n"
+    "int4 in groups of --group values (default 128), fp8 per channel and in 128x128 blocks.\n";
 
 typedef struct {
     size_t rows, cols;
@@ -80,6 +84,76 @@ done:
     return med;
 }
 
+enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_COUNT };
+static const char *const kind_names[K_COUNT] = {"int8", "int4", "int4-asym", "fp8", "fp8-block"};
+
+/* Median wall time of the host backend's call for kind k (its CPU kernels,
+ * threaded): rows x cols as the kind groups them (bs > 0: blocks). */
+static double time_host_kind(mq_backend *host, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, int k, size_t bs, int iters)
+{
+    size_t es = mq_dtype_size(dt),
+           nsc = bs ? ((rows + bs - 1) / bs) * ((cols + bs - 1) / bs) : rows;
+    mq_qkind kind = k == K_FP8 || k == K_FP8_BLOCK ? MQ_QK_FP8 : MQ_QK_INT4;
+    uint8_t *q = malloc(rows * cols);
+    int8_t *zp = malloc(nsc);
+    void *scale = malloc(nsc * es);
+    double *t = calloc((size_t)iters, sizeof *t), med = -1;
+    if (!q || !zp || !scale || !t) goto done;
+    for (int i = -1; i < iters; i++) {
+        size_t bad = 0;
+        double t0 = mq_now_s();
+        mq_status st =
+            bs ? mq_be_quantize_blocks(host, src, dt, rows, cols, bs, q, scale, &bad, NULL)
+               : mq_be_quantize_rows(host, src, dt, rows, cols, kind, k != K_INT4_ASYM, q, scale,
+                                     zp, 0, &bad, NULL);
+        if (i >= 0) t[i] = mq_now_s() - t0;
+        if (st != MQ_OK) goto done;
+    }
+    med = mq_median(t, (size_t)iters);
+done:
+    free(t);
+    free(scale);
+    free(zp);
+    free(q);
+    return med;
+}
+
+/* One line of the kinds table for a weight [out, in] = rows x cols. */
+static int bench_kind(mq_backend *be, mq_backend *host, const void *src, mq_dtype dt, size_t rows,
+                      size_t cols, int k, size_t group, int iters, int host_iters)
+{
+    size_t r = rows, c = cols, bs = 0;
+    if (k == K_INT4 || k == K_INT4_ASYM) {
+        if (cols % group) {
+            fprintf(stderr, "bench_kernels: %zu columns are not groups of %zu\n", cols, group);
+            return 1;
+        }
+        r = rows * (cols / group); /* a row of the call is a group */
+        c = group;
+    }
+    if (k == K_FP8_BLOCK) bs = 128;
+    mq_cl_profile p;
+    mq_qkind kind = k == K_FP8 || k == K_FP8_BLOCK ? MQ_QK_FP8 : MQ_QK_INT4;
+    if (mq_opencl_profile_kind(be, src, dt, r, c, kind, k != K_INT4_ASYM, bs, iters, &p) != MQ_OK) {
+        fprintf(stderr, "bench_kernels: %zux%zu %s %s: %s\n", rows, cols, mq_dtype_name(dt),
+                kind_names[k], mq_last_error());
+        return 1;
+    }
+    double gb = (double)p.bytes * 1e-9;
+    double ht = host ? time_host_kind(host, src, dt, r, c, k, bs, host_iters) : -1;
+    printf("| %zux%zu | %s | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | ", rows,
+           cols, mq_dtype_name(dt), kind_names[k], gb * 1e3, p.chunks, p.kernel_s * 1e3,
+           gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s, p.kernel_err_s * 1e3,
+           p.kernel_err_s / p.kernel_s);
+    if (ht > 0)
+        printf("%.1f | %.2f | %.2fx |\n", ht * 1e3, gb / ht, ht / p.kernel_s);
+    else
+        printf("- | - | - |\n");
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     shape shapes[16] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
@@ -88,7 +162,8 @@ int main(int argc, char **argv)
     int iters = 10, host_iters = 3;
     bool host = true, ref = true, schemes_on[2] = {true, false}; /* sym, asym */
     const char *device = "opencl";
-    size_t wg = 0;
+    size_t wg = 0, group = 128;
+    bool kinds_on[K_COUNT] = {true};
     static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
                                          {"shapes", required_argument, NULL, 's'},
                                          {"dtypes", required_argument, NULL, 'd'},
@@ -100,6 +175,8 @@ int main(int argc, char **argv)
                                          {"no-ref", no_argument, NULL, 'r'},
                                          {"device", required_argument, NULL, 'D'},
                                          {"wg", required_argument, NULL, 'w'},
+                                         {"kinds", required_argument, NULL, 'k'},
+                                         {"group", required_argument, NULL, 'g'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -172,6 +249,25 @@ int main(int argc, char **argv)
         case 'w':
             wg = (size_t)atol(optarg);
             break;
+        case 'k': {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            memset(kinds_on, 0, sizeof kinds_on);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                int f = -1;
+                for (int i = 0; i < K_COUNT; i++)
+                    if (!strcmp(t, kind_names[i])) f = i;
+                if (f < 0) {
+                    fprintf(stderr, "bench_kernels: unknown kind '%s'\n", t);
+                    return 1;
+                }
+                kinds_on[f] = true;
+            }
+            break;
+        }
+        case 'g':
+            group = (size_t)strtoull(optarg, NULL, 10);
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -196,16 +292,18 @@ int main(int argc, char **argv)
     }
     printf("device: %s / %s (division %s, work-group %zu)\n", be->platform, be->device,
            mq_opencl_div_mode_name(be), mq_opencl_work_group(be));
-    printf("int8 per channel; kernel and copy: median of %d profiled runs; host and end-to-end: "
-           "median of %d wall-clock runs\n\n",
-           iters, host_iters);
-    printf("| shape | dtype | scheme | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | "
-           "kernel/copy | +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host ref "
-           "GB/s | kernel vs host |\n");
-    printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    if (kinds_on[K_INT8]) {
+        printf("int8 per channel; kernel and copy: median of %d profiled runs; host and "
+               "end-to-end: median of %d wall-clock runs\n\n",
+               iters, host_iters);
+        printf("| shape | dtype | scheme | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s "
+               "| kernel/copy | +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host "
+               "ref GB/s | kernel vs host |\n");
+        printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
     int rc = 0;
-    for (size_t s = 0; s < n_shapes; s++) {
+    for (size_t s = 0; kinds_on[K_INT8] && s < n_shapes; s++) {
         for (int d = 0; d < 3; d++) {
             if (!dts_on[d]) continue;
             /* One tensor for every timing, so all of them see the same bytes. */
@@ -251,6 +349,39 @@ int main(int argc, char **argv)
             }
             free(src);
         }
+    }
+    bool other = false;
+    for (int k = K_INT4; k < K_COUNT; k++)
+        other = other || kinds_on[k];
+    if (other) {
+        mq_backend *hb = NULL;
+        if (host && mq_backend_open_host(&hb) != MQ_OK) hb = NULL;
+        printf("\nint4 (groups of %zu) and fp8 (per channel, 128x128 blocks); kernel and copy: "
+               "median of %d profiled runs; host: the host backend's CPU kernels, median of %d "
+               "wall-clock runs\n\n",
+               group, iters, host_iters);
+        printf("| shape | dtype | kind | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s | "
+               "kernel/copy | +stats ms | +stats/kernel | host ms | host GB/s | kernel vs host "
+               "|\n");
+        printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (size_t s = 0; s < n_shapes; s++)
+            for (int d = 0; d < 3; d++) {
+                if (!dts_on[d]) continue;
+                size_t rows = shapes[s].rows, cols = shapes[s].cols;
+                void *src = malloc(rows * cols * mq_dtype_size(dts[d]));
+                if (!src) {
+                    fprintf(stderr, "bench_kernels: %zux%zu: out of memory\n", rows, cols);
+                    rc = 1;
+                    continue;
+                }
+                fill(src, dts[d], rows * cols);
+                for (int k = K_INT4; k < K_COUNT; k++)
+                    if (kinds_on[k] &&
+                        bench_kind(be, hb, src, dts[d], rows, cols, k, group, iters, host_iters))
+                        rc = 1;
+                free(src);
+            }
+        mq_backend_free(hb);
     }
     mq_backend_free(be);
     return rc;

@@ -159,15 +159,22 @@ inline float mq_round_to_dtype(float v, const int dt)
 
 #if MQ_DIV_MODE == MQ_DIV_SOFT
 /* a / b by integer long division with round to nearest even. Exact for finite a
- * and a positive normal b (every divisor here: 127.5, 255 and scales that are
- * clamped to >= FLT_EPSILON); other operands only occur in rows already flagged. */
+ * and a positive b, normal or subnormal (every divisor here: 127.5, 255, 7.5,
+ * 15, 448 and scales); other operands only occur in rows already flagged. */
 inline float mq_div_soft(float a, float b)
 {
     uint ua = as_uint(a), ub = as_uint(b);
     uint sign = (ua ^ ub) & 0x80000000u;
     int ea = (int)((ua >> 23) & 0xffu), eb = (int)((ub >> 23) & 0xffu);
-    if (ea == 0xff || eb == 0xff || eb == 0) return a / b;
-    uint ma = ua & 0x7fffffu, mb = (ub & 0x7fffffu) | 0x800000u;
+    if (ea == 0xff || eb == 0xff || (ub & 0x7fffffffu) == 0u) return a / b;
+    uint ma = ua & 0x7fffffu, mb = ub & 0x7fffffu;
+    if (eb == 0) { /* a subnormal divisor (int4/fp8 scales may be): normalised */
+        int sh = (int)clz(mb) - 8;
+        mb <<= sh;
+        eb = 1 - sh;
+    } else {
+        mb |= 0x800000u;
+    }
     if (ea == 0) {
         if (ma == 0u) return as_float(sign);
         int sh = (int)clz(ma) - 8;
@@ -377,4 +384,167 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
 {
     ulong i = get_global_id(0);
     if (i < n) out[i] = mq_div(a[i], b[i]);
+}
+
+/* ---- int4 and float8 e4m3 (reference.h's kinds) ---- */
+
+#define MQ_QK_INT4 1
+#define MQ_QK_FP8 2
+
+/* The parameter rule of mq_ref_params_k for INT4 and FP8 (symmetric only):
+ * compressed-tensors' (a scale that rounds to 0 becomes the dtype's epsilon,
+ * the zero point taken from the zero scale first). */
+inline float mq_params_k(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
+{
+    float eps = dt == MQ_F16 ? 0x1p-10f : dt == MQ_BF16 ? 0x1p-7f : FLT_EPSILON;
+    float s;
+    if (symmetric || kind == MQ_QK_FP8) {
+        float amax = fmax(hi, -lo);
+        s = mq_round_to_dtype(mq_div(amax, kind == MQ_QK_FP8 ? 448.0f : 7.5f), dt);
+        *zp = 0.0f;
+        return s == 0.0f ? eps : s;
+    }
+    lo = fmin(lo, 0.0f);
+    hi = fmax(hi, 0.0f);
+    float d = hi - lo;
+    if (isinf(d))
+        s = mq_div(hi, 15.0f) - mq_div(lo, 15.0f);
+    else
+        s = mq_div(d, 15.0f);
+    s = mq_round_to_dtype(s, dt);
+    if (s == 0.0f) {
+        *zp = lo < 0.0f ? 7.0f : 0.0f;
+        return eps;
+    }
+    *zp = fmin(fmax(rint(-8.0f - mq_div(lo, s)), -8.0f), 7.0f);
+    return s;
+}
+
+/* The e4m3fn byte of v as mq_f32_to_e4m3, with integer operations (OpenCL C
+ * has no fp8 type): normal results by rebias-and-round (a mantissa carry
+ * bumps the exponent), subnormal ones (below 2^-6) by a shift rounded half to
+ * even, magnitudes from 464 up saturated, NaN 0x7f. Shift counts past 31 only
+ * occur in lanes another case selects; OpenCL takes them modulo 32. */
+inline uint mq_e4m3(float v)
+{
+    uint x = as_uint(v), ax = x & 0x7fffffffu;
+    uint normal = (ax - 0x3c000000u + 0x7ffffu + ((ax >> 20) & 1u)) >> 20;
+    uint m = (ax & 0x7fffffu) | 0x800000u;
+    uint sh = min(141u - (ax >> 23), 25u);
+    uint h = m >> sh, rem = m & ((1u << sh) - 1u), hw = 1u << (sh - 1u);
+    h += (rem > hw || (rem == hw && (h & 1u))) ? 1u : 0u;
+    uint r = ax < 0x3c800000u ? h : normal;
+    r = ax >= 0x43e80000u ? 0x7eu : r;
+    r = ax > 0x7f800000u ? 0x7fu : r;
+    return r | ((x >> 24) & 0x80u);
+}
+
+inline uint8 mq_e4m3_8(float8 v)
+{
+    uint8 x = as_uint8(v), ax = x & 0x7fffffffu;
+    uint8 normal = (ax - 0x3c000000u + 0x7ffffu + ((ax >> 20) & 1u)) >> 20;
+    uint8 m = (ax & 0x7fffffu) | 0x800000u;
+    uint8 sh = min((uint8)(141u) - (ax >> 23), (uint8)(25u));
+    uint8 h = m >> sh, rem = m & (((uint8)(1u) << sh) - 1u), hw = (uint8)(1u) << (sh - 1u);
+    h += select((uint8)(0u), (uint8)(1u), (rem > hw) | ((rem == hw) & ((h & 1u) != 0u)));
+    uint8 r = select(normal, h, ax < 0x3c800000u);
+    r = select(r, (uint8)(0x7eu), ax >= 0x43e80000u);
+    r = select(r, (uint8)(0x7fu), ax > 0x7f800000u);
+    return r | ((x >> 24) & 0x80u);
+}
+
+/* The value of an e4m3fn byte other than NaN, exactly. */
+inline float mq_e4m3_value(uint c)
+{
+    uint e = (c >> 3) & 15u, m = c & 7u;
+    uint v = e == 0u ? as_uint((float)m * 0x1p-9f) : ((e + 120u) << 23) | (m << 20);
+    return as_float(v | ((c & 0x80u) << 24));
+}
+
+inline float8 mq_e4m3_value8(uint8 c)
+{
+    uint8 e = (c >> 3) & 15u, m = c & 7u;
+    uint8 sub = as_uint8(convert_float8(m) * 0x1p-9f);
+    uint8 v = select(((e + 120u) << 23) | (m << 20), sub, e == 0u);
+    return as_float8(v | ((c & 0x80u) << 24));
+}
+
+/* Codes of kind INT4 (the int8 code's byte) or FP8 (the e4m3 byte), as
+ * mq_ref_quantize_values_k: fmin(fmax()) is the reference's clamp, a NaN
+ * falling to the lower bound. */
+inline uint8 mq_quant8_k(float8 w, float s, float zp, int kind)
+{
+    if (kind == MQ_QK_FP8) return mq_e4m3_8(fmin(fmax(mq_div8(w, s), -448.0f), 448.0f));
+    float8 r = fmin(fmax(rint(mq_div8(w, s) + zp), -8.0f), 7.0f);
+    return as_uint8(convert_int8(r)) & 0xffu;
+}
+
+inline uint mq_quant1_k(float w, float s, float zp, int kind)
+{
+    if (kind == MQ_QK_FP8) return mq_e4m3(fmin(fmax(mq_div(w, s), -448.0f), 448.0f));
+    float r = fmin(fmax(rint(mq_div(w, s) + zp), -8.0f), 7.0f);
+    return as_uint(convert_int(r)) & 0xffu;
+}
+
+/* The same with the error terms of mq_ref_error_stats_k, as mq_quant8_err:
+ * clamped counts values outside the bounds before the clamp (not a NaN). */
+inline uint8 mq_quant8_k_err(float8 w, float s, float zp, int kind, float tk, float8 *sig,
+                             float8 *err2, float8 *mx, uint8 *ncl)
+{
+    uint8 c;
+    float8 e;
+    int8 out;
+    if (kind == MQ_QK_FP8) {
+        float8 v = mq_div8(w, s);
+        c = mq_e4m3_8(fmin(fmax(v, -448.0f), 448.0f));
+        e = w - mq_e4m3_value8(c) * s;
+        out = isless(v, -448.0f) | isgreater(v, 448.0f);
+    } else {
+        float8 r = rint(mq_div8(w, s) + zp);
+        float8 rc = fmin(fmax(r, -8.0f), 7.0f);
+        c = as_uint8(convert_int8(rc)) & 0xffu;
+        e = w - (rc - zp) * s;
+        out = isless(r, -8.0f) | isgreater(r, 7.0f);
+    }
+    float8 ws = w * tk, es = e * tk;
+    *sig += ws * ws;
+    *err2 += es * es;
+    *mx = fmax(*mx, fabs(e));
+    *ncl += select((uint8)(0u), (uint8)(1u), out);
+    return c;
+}
+
+inline uint mq_quant1_k_err(float w, float s, float zp, int kind, float tk, float *sig, float *err2,
+                            float *mx, uint *ncl)
+{
+    uint c;
+    float e;
+    bool out;
+    if (kind == MQ_QK_FP8) {
+        float v = mq_div(w, s);
+        c = mq_e4m3(fmin(fmax(v, -448.0f), 448.0f));
+        e = w - mq_e4m3_value(c) * s;
+        out = v < -448.0f || v > 448.0f;
+    } else {
+        float r = rint(mq_div(w, s) + zp);
+        float rc = fmin(fmax(r, -8.0f), 7.0f);
+        c = as_uint(convert_int(rc)) & 0xffu;
+        e = w - (rc - zp) * s;
+        out = r < -8.0f || r > 7.0f;
+    }
+    float ws = w * tk, es = e * tk;
+    *sig += ws * ws;
+    *err2 += es * es;
+    *mx = fmax(*mx, fabs(e));
+    *ncl += out ? 1u : 0u;
+    return c;
+}
+
+/* Eight int4 code bytes packed as compressed-tensors' pack_to_int32 does:
+ * code + 8 in nibble i of a little-endian word, written as its four bytes. */
+inline uchar4 mq_pack4(uint8 c)
+{
+    uint8 n = (c + 8u) & 15u;
+    return (uchar4)((uchar)(n.s0 | (n.s1 << 4)), (uchar)(n.s2 | (n.s3 << 4)),
+                    (uchar)(n.s4 | (n.s5 << 4)), (uchar)(n.s6 | (n.s7 << 4)));
 }

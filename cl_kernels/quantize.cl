@@ -1,8 +1,10 @@
-/* INT8 quantization. The fused kernels do one channel (row) per `tpr` work-items:
+/* Quantization. The fused kernels do one channel (row) per `tpr` work-items:
  * min/max reduction in local memory, the parameters, then the int8 values. The
  * split kernels serve rows too long for one work-group (or one buffer): partial
  * statistics per segment, combined on the host, then quantization with given
- * parameters. Needs numerics.cl before it. */
+ * parameters. The int4 and float8 kernels at the end do the same for those
+ * codes (int4 packed here), and float8 in 2-D blocks, one work-group a block.
+ * Needs numerics.cl before it. */
 #pragma OPENCL FP_CONTRACT OFF
 
 /* Codes as stored: XOR cx, 0 or 0x80 (the unsigned bytes of compressed-tensors'
@@ -362,3 +364,336 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
 MQ_FIXED_ERR_KERNEL(f32, MQ_F32, float)
 MQ_FIXED_ERR_KERNEL(f16, MQ_F16, ushort)
 MQ_FIXED_ERR_KERNEL(bf16, MQ_BF16, ushort)
+
+/* ---- int4 and float8 e4m3 (kind MQ_QK_INT4 or MQ_QK_FP8) ----
+ * Rows as the fused kernels do them, one row per `tpr` work-items; codes
+ * stored as the reference stores them: FP8 one byte per value, INT4 packed
+ * eight to a word (mq_pack4), each row padded to whole words. A work-item's
+ * eight values make exactly one word; the last, short word of a row is made
+ * by the row's first work-item. */
+
+/* The codes of a row's last cols % 8 values (from i0), one word for INT4. */
+inline void mq_tail_k(global const void *src, const int dt, ulong base, ulong i0, ulong cols,
+                      float s, float z, int kind, global uchar *out, const int want_err, float tk,
+                      float *ts, float *te, float *tm, uint *tc)
+{
+    uchar4 word = (uchar4)(0);
+    for (ulong i = i0; i < cols; i++) {
+        float w = mq_load1(src, base + i, dt);
+        uint c = want_err ? mq_quant1_k_err(w, s, z, kind, tk, ts, te, tm, tc)
+                          : mq_quant1_k(w, s, z, kind);
+        if (kind == MQ_QK_FP8) {
+            out[i - i0] = (uchar)c;
+        } else {
+            uint j = (uint)(i - i0);
+            uchar n = (uchar)((c + 8u) & 15u) << (4u * (j & 1u));
+            if (j / 2u == 0u) word.s0 |= n;
+            else if (j / 2u == 1u) word.s1 |= n;
+            else if (j / 2u == 2u) word.s2 |= n;
+            else word.s3 |= n;
+        }
+    }
+    if (kind != MQ_QK_FP8) vstore4(word, 0, out);
+}
+
+inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong rows, ulong cols,
+                                    uint tpr, int kind, int symmetric, global uchar *q,
+                                    global void *scale, global char *zp, global uchar *bad,
+                                    const int want_err, global float *esum, global uint *ecl,
+                                    local float *lo_s, local float *hi_s, local uint *bad_s,
+                                    local float *s_s, local float *zp_s)
+{
+    uint lid = get_local_id(0);
+    uint slot = lid / tpr;
+    uint t = lid - slot * tpr;
+    ulong row = (ulong)get_group_id(0) * (MQ_WG / tpr) + slot;
+    bool active = row < rows;
+    ulong base = row * cols;
+    ulong nv = cols / 8;
+    ulong rb = kind == MQ_QK_INT4 ? (cols + 7) / 8 * 4 : cols; /* bytes of a stored row */
+    global uchar *qrow = q + row * rb;
+
+    float lo = INFINITY, hi = -INFINITY;
+    uint abits = 0u;
+    if (active) {
+        float8 lo8 = (float8)(INFINITY), hi8 = (float8)(-INFINITY);
+        uint8 ab8 = (uint8)(0u);
+        for (ulong v = t; v < nv; v += tpr)
+            mq_fold8(mq_load8(src, base + v * 8, dt), &lo8, &hi8, &ab8);
+        mq_fold_lanes(lo8, hi8, ab8, &lo, &hi, &abits);
+        for (ulong i = nv * 8 + t; i < cols; i += tpr)
+            mq_fold1(mq_load1(src, base + i, dt), &lo, &hi, &abits);
+    }
+    lo_s[lid] = lo;
+    hi_s[lid] = hi;
+    bad_s[lid] = abits;
+    for (uint s = tpr >> 1; s > 0u; s >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (t < s) {
+            lo_s[lid] = fmin(lo_s[lid], lo_s[lid + s]);
+            hi_s[lid] = fmax(hi_s[lid], hi_s[lid + s]);
+            bad_s[lid] = max(bad_s[lid], bad_s[lid + s]);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active && t == 0u) {
+        float z;
+        float s = mq_params_k(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
+        mq_store_scale(scale, row, s, dt);
+        zp[row] = (char)z;
+        bad[row] = bad_s[lid] >= MQ_NONFINITE_BITS ? 1 : 0;
+        s_s[slot] = s;
+        zp_s[slot] = z;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s = active ? s_s[slot] : 1.0f, z = active ? zp_s[slot] : 0.0f;
+    int k = active ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr]))) : 0;
+    float tk = mq_pow2(-k);
+    float8 sig = (float8)(0.0f), sigc = sig, err2 = sig, err2c = sig, mx = sig;
+    uint8 ncl = (uint8)(0u);
+    ulong nva = active ? nv : 0;
+    for (ulong v0 = t; v0 < nva; v0 += MQ_ERR_BLOCK * (ulong)tpr) {
+        float8 bs = (float8)(0.0f), be = bs;
+        ulong vend = min(v0 + MQ_ERR_BLOCK * (ulong)tpr, nva);
+        for (ulong v = v0; v < vend; v += tpr) {
+            float8 w = mq_load8(src, base + v * 8, dt);
+            uint8 c = want_err ? mq_quant8_k_err(w, s, z, kind, tk, &bs, &be, &mx, &ncl)
+                               : mq_quant8_k(w, s, z, kind);
+            if (kind == MQ_QK_FP8)
+                vstore8(convert_uchar8(c), 0, qrow + v * 8);
+            else
+                vstore4(mq_pack4(c), 0, qrow + v * 4);
+        }
+        mq_kahan8(bs, &sig, &sigc);
+        mq_kahan8(be, &err2, &err2c);
+    }
+    float ts = 0.0f, te = 0.0f, tm = 0.0f;
+    uint tc = 0u;
+    if (active && t == 0u && nv * 8 < cols)
+        mq_tail_k(src, dt, base, nv * 8, cols, s, z, kind,
+                  qrow + (kind == MQ_QK_FP8 ? nv * 8 : nv * 4), want_err, tk, &ts, &te, &tm, &tc);
+    if (!want_err) return;
+    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);
+    if (active && t == 0u) {
+        vstore4((float4)(lo_s[lid], hi_s[lid], zp_s[lid], (float)k), row, esum);
+        ecl[row] = bad_s[lid];
+    }
+}
+
+/* mq_quantize_rows_k_<sfx> and its _err variant (esum and ecl as for the
+ * int8 _err kernels). */
+#define MQ_ROWS_K_KERNELS(SFX, DT, T)                                                              \
+    kernel void mq_quantize_rows_k_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,    \
+                                         int kind, int symmetric, global uchar *q,                 \
+                                         global T *scale, global char *zp, global uchar *bad)      \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_k_body(src, DT, rows, cols, tpr, kind, symmetric, q, scale, zp, bad, 0,   \
+                                0, 0, lo_s, hi_s, bad_s, s_s, zp_s);                               \
+    }                                                                                              \
+    kernel void mq_quantize_rows_k_err_##SFX(                                                      \
+        global const T *src, ulong rows, ulong cols, uint tpr, int kind, int symmetric,            \
+        global uchar *q, global T *scale, global char *zp, global uchar *bad, global float *esum,  \
+        global uint *ecl)                                                                          \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_k_body(src, DT, rows, cols, tpr, kind, symmetric, q, scale, zp, bad, 1,   \
+                                esum, ecl, lo_s, hi_s, bad_s, s_s, zp_s);                          \
+    }
+
+MQ_ROWS_K_KERNELS(f32, MQ_F32, float)
+MQ_ROWS_K_KERNELS(f16, MQ_F16, ushort)
+MQ_ROWS_K_KERNELS(bf16, MQ_BF16, ushort)
+
+/* n values with fixed parameters, eight per work-item: one code byte each,
+ * or with `pack` (INT4) packed words from word 0 on, the last one padded. With
+ * want_err the work-group's error sums go to esum[4g..4g+3] and ecl[g] as
+ * in mq_quantize_fixed_err_body. */
+inline void mq_quantize_values_k_body(global const void *src, const int dt, ulong n, int kind,
+                                      int pack, float s, float z, global uchar *q,
+                                      const int want_err, global float *esum, global uint *ecl,
+                                      local float *sig_s, local float *err2_s, local float *mx_s,
+                                      local uint *ncl_s)
+{
+    uint lid = get_local_id(0);
+    ulong i = (ulong)get_global_id(0) * 8;
+    bool whole = i + 8 <= n;
+    int k = 0;
+    float tk = 1.0f;
+    float8 w = (float8)(0.0f);
+    if (whole) w = mq_load8(src, i, dt);
+    if (want_err) {
+        float a = 0.0f;
+        if (whole) {
+            a = mq_amax8(w);
+        } else {
+            for (ulong j = i; j < n; j++) {
+                float x = mq_load1(src, j, dt);
+                a = isfinite(x) ? fmax(a, fabs(x)) : a;
+            }
+        }
+        mx_s[lid] = a;
+        for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        k = mq_err_exp(mx_s[0]);
+        tk = mq_pow2(-k);
+    }
+    float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
+    uint8 ncl = (uint8)(0u);
+    float ts = 0.0f, te = 0.0f, tm = 0.0f;
+    uint tc = 0u;
+    if (whole) {
+        uint8 c = want_err ? mq_quant8_k_err(w, s, z, kind, tk, &sig, &err2, &mx, &ncl)
+                           : mq_quant8_k(w, s, z, kind);
+        if (pack)
+            vstore4(mq_pack4(c), 0, q + i / 2);
+        else
+            vstore8(convert_uchar8(c), 0, q + i);
+    } else if (i < n) {
+        if (pack) {
+            mq_tail_k(src, dt, 0, i, n, s, z, kind, q + i / 2, want_err, tk, &ts, &te, &tm, &tc);
+        } else {
+            for (ulong j = i; j < n; j++) {
+                float x = mq_load1(src, j, dt);
+                q[j] = (uchar)(want_err ? mq_quant1_k_err(x, s, z, kind, tk, &ts, &te, &tm, &tc)
+                                        : mq_quant1_k(x, s, z, kind));
+            }
+        }
+    }
+    if (!want_err) return;
+    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, sig_s, err2_s, mx_s, ncl_s);
+    if (lid == 0u) {
+        ulong g = get_group_id(0);
+        vstore4((float4)(sig_s[0], err2_s[0], mx_s[0], (float)k), g, esum);
+        ecl[g] = ncl_s[0];
+    }
+}
+
+#define MQ_VALUES_K_KERNELS(SFX, DT, T)                                                            \
+    kernel void mq_quantize_values_k_##SFX(global const T *src, ulong n, int kind, int pack,       \
+                                           float s, float z, global uchar *q)                      \
+    {                                                                                              \
+        mq_quantize_values_k_body(src, DT, n, kind, pack, s, z, q, 0, 0, 0, 0, 0, 0, 0);           \
+    }                                                                                              \
+    kernel void mq_quantize_values_k_err_##SFX(global const T *src, ulong n, int kind, int pack,   \
+                                               float s, float z, global uchar *q,                  \
+                                               global float *esum, global uint *ecl)               \
+    {                                                                                              \
+        MQ_FIXED_ERR_LOCALS;                                                                       \
+        mq_quantize_values_k_body(src, DT, n, kind, pack, s, z, q, 1, esum, ecl, sig_s, err2_s,    \
+                                  mx_s, ncl_s);                                                    \
+    }
+
+MQ_VALUES_K_KERNELS(f32, MQ_F32, float)
+MQ_VALUES_K_KERNELS(f16, MQ_F16, ushort)
+MQ_VALUES_K_KERNELS(bf16, MQ_BF16, ushort)
+
+/* FP8 in bs x bs blocks of a rows x cols matrix whose rows lie `ld` values
+ * apart (the codes too, one byte each): work-group g takes block
+ * (g / nbc, g % nbc), reduces its min/max in local memory, puts its scale in
+ * scale[g] and its NaN/Inf flag in bad[g], then its codes; the _err variant
+ * its error sums in esum[4g..4g+3] and ecl[g]. */
+inline void mq_quantize_blocks_body(global const void *src, const int dt, ulong rows, ulong cols,
+                                    ulong ld, uint bs, ulong nbc, global uchar *q,
+                                    global void *scale, global uchar *bad, const int want_err,
+                                    global float *esum, global uint *ecl, local float *lo_s,
+                                    local float *hi_s, local uint *bad_s, local float *s_s,
+                                    local float *zp_s)
+{
+    uint lid = get_local_id(0);
+    ulong g = get_group_id(0);
+    ulong r0 = g / nbc * bs, c0 = g % nbc * bs;
+    ulong nr = min((ulong)bs, rows - r0), nc = min((ulong)bs, cols - c0);
+    ulong nv = nc / 8, nt = nc - nv * 8;
+    float lo = INFINITY, hi = -INFINITY;
+    uint abits = 0u;
+    float8 lo8 = (float8)(INFINITY), hi8 = (float8)(-INFINITY);
+    uint8 ab8 = (uint8)(0u);
+    for (ulong j = lid; j < nr * nv; j += MQ_WG)
+        mq_fold8(mq_load8(src, (r0 + j / nv) * ld + c0 + j % nv * 8, dt), &lo8, &hi8, &ab8);
+    mq_fold_lanes(lo8, hi8, ab8, &lo, &hi, &abits);
+    for (ulong j = lid; j < nr * nt; j += MQ_WG)
+        mq_fold1(mq_load1(src, (r0 + j / nt) * ld + c0 + nv * 8 + j % nt, dt), &lo, &hi, &abits);
+    lo_s[lid] = lo;
+    hi_s[lid] = hi;
+    bad_s[lid] = abits;
+    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < h) {
+            lo_s[lid] = fmin(lo_s[lid], lo_s[lid + h]);
+            hi_s[lid] = fmax(hi_s[lid], hi_s[lid + h]);
+            bad_s[lid] = max(bad_s[lid], bad_s[lid + h]);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0u) {
+        float z;
+        float s = mq_params_k(lo_s[0], hi_s[0], MQ_QK_FP8, 1, dt, &z);
+        mq_store_scale(scale, g, s, dt);
+        bad[g] = bad_s[0] >= MQ_NONFINITE_BITS ? 1 : 0;
+        s_s[0] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s = s_s[0];
+    int k = mq_err_exp(fmax(fabs(lo_s[0]), fabs(hi_s[0])));
+    float tk = mq_pow2(-k);
+    float8 sig = (float8)(0.0f), sigc = sig, err2 = sig, err2c = sig, mx = sig;
+    uint8 ncl = (uint8)(0u);
+    float8 bsig = sig, berr = sig;
+    uint nb = 0u;
+    for (ulong j = lid; j < nr * nv; j += MQ_WG) {
+        ulong at = (r0 + j / nv) * ld + c0 + j % nv * 8;
+        float8 w = mq_load8(src, at, dt);
+        uint8 c = want_err ? mq_quant8_k_err(w, s, 0.0f, MQ_QK_FP8, tk, &bsig, &berr, &mx, &ncl)
+                           : mq_quant8_k(w, s, 0.0f, MQ_QK_FP8);
+        vstore8(convert_uchar8(c), 0, q + at);
+        if (++nb == MQ_ERR_BLOCK) {
+            mq_kahan8(bsig, &sig, &sigc);
+            mq_kahan8(berr, &err2, &err2c);
+            bsig = berr = (float8)(0.0f);
+            nb = 0u;
+        }
+    }
+    mq_kahan8(bsig, &sig, &sigc);
+    mq_kahan8(berr, &err2, &err2c);
+    float ts = 0.0f, te = 0.0f, tm = 0.0f;
+    uint tc = 0u;
+    for (ulong j = lid; j < nr * nt; j += MQ_WG) {
+        ulong at = (r0 + j / nt) * ld + c0 + nv * 8 + j % nt;
+        float x = mq_load1(src, at, dt);
+        q[at] = (uchar)(want_err ? mq_quant1_k_err(x, s, 0.0f, MQ_QK_FP8, tk, &ts, &te, &tm, &tc)
+                                 : mq_quant1_k(x, s, 0.0f, MQ_QK_FP8));
+    }
+    if (!want_err) return;
+    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, lo_s, hi_s, zp_s, bad_s);
+    if (lid == 0u) {
+        vstore4((float4)(lo_s[0], hi_s[0], zp_s[0], (float)k), g, esum);
+        ecl[g] = bad_s[0];
+    }
+}
+
+#define MQ_BLOCKS_KERNELS(SFX, DT, T)                                                              \
+    kernel void mq_quantize_blocks_##SFX(global const T *src, ulong rows, ulong cols, ulong ld,    \
+                                         uint bs, ulong nbc, global uchar *q, global T *scale,     \
+                                         global uchar *bad)                                        \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_blocks_body(src, DT, rows, cols, ld, bs, nbc, q, scale, bad, 0, 0, 0, lo_s,    \
+                                hi_s, bad_s, s_s, zp_s);                                           \
+    }                                                                                              \
+    kernel void mq_quantize_blocks_err_##SFX(global const T *src, ulong rows, ulong cols,          \
+                                             ulong ld, uint bs, ulong nbc, global uchar *q,        \
+                                             global T *scale, global uchar *bad,                   \
+                                             global float *esum, global uint *ecl)                 \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_blocks_body(src, DT, rows, cols, ld, bs, nbc, q, scale, bad, 1, esum, ecl,     \
+                                lo_s, hi_s, bad_s, s_s, zp_s);                                     \
+    }
+
+MQ_BLOCKS_KERNELS(f32, MQ_F32, float)
+MQ_BLOCKS_KERNELS(f16, MQ_F16, ushort)
+MQ_BLOCKS_KERNELS(bf16, MQ_BF16, ushort)

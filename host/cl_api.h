@@ -66,5 +66,12 @@ typedef struct {
 
 mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                      size_t cols, bool symmetric, int iters, mq_cl_profile *out);
+/* The same for the int4 and float8 kernels: kind INT4 or FP8 over rows of
+ * `cols` values (a row is a group), or with bs > 0 the FP8 kernel over bs x bs
+ * blocks of the rows x cols matrix (whose band of bs rows must fit a buffer).
+ * *bytes: input, codes as stored, scales and zero points. */
+mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
+                                 mq_cl_profile *out);
 
 #endif

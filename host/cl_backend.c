@@ -20,7 +20,9 @@ static const char *const dt_suffix[4] = {"f32", "f16", "bf16", "f64"};
 
 static void release_program(mq_cl_backend *cb)
 {
-    cl_kernel *all[] = {cb->fused, cb->fused_err, cb->stats, cb->fixed, cb->fixed_err, cb->dequant};
+    cl_kernel *all[] = {cb->fused,     cb->fused_err,    cb->stats,  cb->fixed,
+                        cb->fixed_err, cb->dequant,      cb->rows_k, cb->rows_k_err,
+                        cb->values_k,  cb->values_k_err, cb->blocks, cb->blocks_err};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         for (int d = 0; d < 3; d++)
             if (all[i][d]) clReleaseKernel(all[i][d]);
@@ -34,6 +36,12 @@ static void release_program(mq_cl_backend *cb)
     memset(cb->fixed, 0, sizeof cb->fixed);
     memset(cb->fixed_err, 0, sizeof cb->fixed_err);
     memset(cb->dequant, 0, sizeof cb->dequant);
+    memset(cb->rows_k, 0, sizeof cb->rows_k);
+    memset(cb->rows_k_err, 0, sizeof cb->rows_k_err);
+    memset(cb->values_k, 0, sizeof cb->values_k);
+    memset(cb->values_k_err, 0, sizeof cb->values_k_err);
+    memset(cb->blocks, 0, sizeof cb->blocks);
+    memset(cb->blocks_err, 0, sizeof cb->blocks_err);
     memset(cb->cast, 0, sizeof cb->cast);
     cb->div_check = NULL;
     cb->prog = NULL;
@@ -61,6 +69,9 @@ static const mq_backend_ops cl_ops = {
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
     .quantize_values = mq_cl_quantize_values,
+    .quantize_rows_k = mq_cl_quantize_rows_k,
+    .quantize_values_k = mq_cl_quantize_values_k,
+    .quantize_blocks = mq_cl_quantize_blocks,
     .staging_alloc = mq_cl_staging_alloc,
     .staging_free = mq_cl_staging_free,
     .gemm_new = mq_clgemm_new,
@@ -110,6 +121,15 @@ static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra,
         if (st == MQ_OK) st = make_kernel(cb, name, &cb->fixed[d], min_wg);
         snprintf(name, sizeof name, "mq_dequantize_%s", dt_suffix[d]);
         if (st == MQ_OK) st = make_kernel(cb, name, &cb->dequant[d], min_wg);
+        static const char *const kind_kernels[6] = {
+            "mq_quantize_rows_k",       "mq_quantize_rows_k_err", "mq_quantize_values_k",
+            "mq_quantize_values_k_err", "mq_quantize_blocks",     "mq_quantize_blocks_err"};
+        cl_kernel *kind_slots[6] = {&cb->rows_k[d],       &cb->rows_k_err[d], &cb->values_k[d],
+                                    &cb->values_k_err[d], &cb->blocks[d],     &cb->blocks_err[d]};
+        for (int k = 0; k < 6 && st == MQ_OK; k++) {
+            snprintf(name, sizeof name, "%s_%s", kind_kernels[k], dt_suffix[d]);
+            st = make_kernel(cb, name, kind_slots[k], min_wg);
+        }
     }
     for (int d = 0; d < 4 && st == MQ_OK; d++) {
         if (d == MQ_DTYPE_F16) continue; /* a copy: done on the host */

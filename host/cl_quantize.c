@@ -4,7 +4,9 @@
  * then quantization with those parameters), and a row larger than one buffer is
  * streamed through twice in pieces. With an error accumulator the same kernels'
  * _err variants also sum each row's (fused) or work-group's (split) weight
- * error in the pass that quantizes; the host adds the partials in double. */
+ * error in the pass that quantizes; the host adds the partials in double.
+ * The int4 and float8 operations (quantize_rows_k, quantize_values_k,
+ * quantize_blocks) are at the end, in the same manner. */
 #include "cl_state.h"
 
 #include "cl_error.h"
@@ -465,6 +467,372 @@ mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, siz
         mq_err_acc_init(&part);
         st = quantize_values_once(b, src, dt, n, scale, zp, code_xor, q, err ? &part : NULL);
     } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
+    if (st == MQ_OK && err) mq_err_acc_add(err, &part);
+    return st;
+}
+
+/* ---- int4 and float8 e4m3 ----
+ * Rows that fit a buffer take the fused kind kernel (statistics, parameters,
+ * codes and the int4 packing on the device); longer rows take the statistics
+ * kernel in pieces, the parameters on the host, then the values kernel in
+ * pieces (multiples of 8 values, so every piece starts on a packed word).
+ * 2-D blocks go a band of block rows at a time; a band wider than a buffer
+ * in slabs of whole blocks, copied as rectangles; a block larger than a
+ * buffer row segment by row segment. */
+
+static mq_status check_kind(mq_qkind kind)
+{
+    if (kind == MQ_QK_INT4 || kind == MQ_QK_FP8) return MQ_OK;
+    return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize: code kind %d is not int4/fp8",
+                        (int)kind);
+}
+
+static cl_int kind_arg(mq_qkind kind)
+{
+    return kind == MQ_QK_INT4 ? 1 : 2; /* MQ_QK_INT4 / MQ_QK_FP8 in numerics.cl */
+}
+
+/* n values with fixed parameters, in pieces of a buffer: one code byte each
+ * into q, or with pack (INT4) packed words, the last one padded. */
+static mq_status values_k_once(mq_cl_backend *cb, const void *src, mq_dtype dt, size_t n,
+                               mq_qkind kind, bool pack, float scale, int8_t zp, uint8_t *q,
+                               mq_err_acc *err)
+{
+    mq_status st = check_dtype(dt, "quantize");
+    if (st != MQ_OK || n == 0) return st;
+    size_t es = mq_dtype_size(dt), piece = piece_len(cb, es);
+    if (piece < 8 || n > SIZE_MAX / es)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize: %zu values do not fit", n);
+    size_t first = piece < n ? piece : n;
+    qbufs w = {0};
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, first * es, &w.in)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, (first + 7) / 8 * 8, &w.q)) != MQ_OK ||
+        (err && (st = err_buffers(cb, &w, fixed_groups(cb, first))) != MQ_OK))
+        goto done;
+    cl_int kind_a = kind_arg(kind), pack_a = pack ? 1 : 0;
+    cl_float s_a = scale, z_a = (float)zp;
+    const uint8_t *p = src;
+    for (size_t c0 = 0; c0 < n; c0 += piece) {
+        size_t m = n - c0 < piece ? n - c0 : piece, groups = fixed_groups(cb, m);
+        size_t out = pack ? (m + 7) / 8 * 4 : m;
+        cl_ulong m_a = m;
+        mq_cl_arg args[] = {MQ_CL_ARG(w.in),   MQ_CL_ARG(m_a),    MQ_CL_ARG(kind_a),
+                            MQ_CL_ARG(pack_a), MQ_CL_ARG(s_a),    MQ_CL_ARG(z_a),
+                            MQ_CL_ARG(w.q),    MQ_CL_ARG(w.esum), MQ_CL_ARG(w.ecl)};
+        cl_kernel k = err ? cb->values_k_err[dt] : cb->values_k[dt];
+        if ((st = mq_cl_write(cb, w.in, m * es, p + c0 * es)) != MQ_OK ||
+            (st = mq_cl_launch(cb, k, args, err ? 9 : 7, (m + 7) / 8, NULL)) != MQ_OK ||
+            (st = mq_cl_read(cb, w.q, out, q + (pack ? c0 / 2 : c0))) != MQ_OK ||
+            (err && (st = read_err(cb, &w, groups)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
+            goto done;
+        if (err) fold_err(err, &w, groups);
+    }
+done:
+    qbufs_free(cb, &w);
+    return st;
+}
+
+/* Rows longer than the fused kernel takes: statistics, parameters, codes. */
+static mq_status rows_k_long(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                             size_t cols, mq_qkind kind, bool symmetric, uint8_t *q, void *scale,
+                             int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    size_t es = mq_dtype_size(dt), rb = mq_qkind_row_bytes(kind, cols);
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *row = src + r * cols * es;
+        mq_ref_stats s;
+        float sc;
+        int8_t z;
+        mq_ref_stats_init(&s);
+        mq_status st = reduce_once(&cb->base, row, dt, cols, &s);
+        if (st != MQ_OK) return st;
+        if (s.nonfinite) {
+            *bad_row = r;
+            return MQ_STATUS_E_DATA;
+        }
+        mq_ref_params_k(&s, kind, symmetric, dt, &sc, &z);
+        mq_store_scale(scale, dt, r, sc);
+        if (!symmetric && zp && kind == MQ_QK_INT4) zp[r] = z;
+        st = values_k_once(cb, row, dt, cols, kind, kind == MQ_QK_INT4, sc, z, q + r * rb, err);
+        if (st != MQ_OK) return st;
+    }
+    return MQ_OK;
+}
+
+static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                              size_t cols, mq_qkind kind, bool symmetric, uint8_t *q,
+                              uint8_t *scale, int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    size_t es = mq_dtype_size(dt), row_bytes = cols * es, rb = mq_qkind_row_bytes(kind, cols);
+    size_t max_rows = cb->limit / (err ? 4 * sizeof(float) : es);
+    size_t rpc = cb->limit / row_bytes;
+    if (rpc > max_rows) rpc = max_rows;
+    if (rpc > rows) rpc = rows;
+    /* Input and codes in zero-copy staging memory: the kernel reads and
+     * writes them in place, all rows in one launch (as quantize_fused). */
+    cl_mem in_st = rows <= max_rows ? mq_cl_stage_take(cb, src, rows * row_bytes) : NULL;
+    if (in_st) rpc = rows;
+    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * rb) : NULL;
+    /* Scales and zero points may lie in the block that holds q: read into
+     * host memory, copied after the block is given back. */
+    uint8_t *scale_out = scale;
+    int8_t *zp_out = zp;
+    size_t tpr = mq_cl_threads_per_row(cb, cols), rows_per_group = cb->wg / tpr;
+    cl_uint tpr_a = (cl_uint)tpr;
+    cl_int kind_a = kind_arg(kind), sym_a = symmetric ? 1 : 0;
+    bool want_zp = !symmetric && zp && kind == MQ_QK_INT4;
+    qbufs w = {.in = in_st, .q = q_st};
+    mq_status st = MQ_OK;
+    if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
+        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * rb, &w.q)) != MQ_OK) ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
+        (err && (st = err_buffers(cb, &w, rpc)) != MQ_OK))
+        goto done;
+    if (!(w.hbad = malloc(rpc)) || (q_st && !(w.hscale = malloc(rows * (es + 1))))) {
+        st = nomem();
+        goto done;
+    }
+    if (q_st) {
+        scale = w.hscale;
+        zp = want_zp ? (int8_t *)w.hscale + rows * es : NULL;
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += rpc) {
+        size_t n = rows - r0 < rpc ? rows - r0 : rpc;
+        cl_ulong n_a = n, cols_a = cols;
+        mq_cl_arg args[] = {MQ_CL_ARG(w.in),  MQ_CL_ARG(n_a),     MQ_CL_ARG(cols_a),
+                            MQ_CL_ARG(tpr_a), MQ_CL_ARG(kind_a),  MQ_CL_ARG(sym_a),
+                            MQ_CL_ARG(w.q),   MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),
+                            MQ_CL_ARG(w.bad), MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
+        size_t groups = (n + rows_per_group - 1) / rows_per_group;
+        cl_kernel k = err ? cb->rows_k_err[dt] : cb->rows_k[dt];
+        if ((!in_st &&
+             (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
+            (st = mq_cl_launch(cb, k, args, err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
+            (!q_st && (st = mq_cl_read(cb, w.q, n * rb, q + r0 * rb)) != MQ_OK) ||
+            (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
+            (want_zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
+            (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
+            (err && (st = read_err(cb, &w, n)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
+            goto done;
+        for (size_t i = 0; i < n; i++) {
+            if (w.hbad[i]) {
+                *bad_row = r0 + i;
+                st = MQ_STATUS_E_DATA;
+                goto done;
+            }
+        }
+        if (err) fold_err(err, &w, n);
+    }
+done:
+    qbufs_free(cb, &w); /* waits for the queue */
+    mq_status gi = mq_cl_stage_give(cb, in_st), gq = mq_cl_stage_give(cb, q_st);
+    if (st == MQ_OK) st = gi != MQ_OK ? gi : gq;
+    if (st == MQ_OK && q_st) {
+        memcpy(scale_out, w.hscale, rows * es);
+        if (want_zp) memcpy(zp_out, w.hscale + rows * es, rows);
+    }
+    free(w.hscale);
+    return st;
+}
+
+static mq_status rows_k_once(mq_cl_backend *cb, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
+                             int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    mq_status st = check_dtype(dt, "quantize");
+    size_t es = mq_dtype_size(dt);
+    if (st == MQ_OK) st = check_kind(kind);
+    if (st == MQ_OK) st = mq_cl_check_rows("quantize", rows, cols, es);
+    if (st != MQ_OK) return st;
+    if (rows == 0) return MQ_OK;
+    if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
+        return mq_ref_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row);
+    if (cols * es > cb->limit || cols >= MQ_CL_SPLIT_COLS)
+        return rows_k_long(cb, src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
+    return rows_k_fused(cb, src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
+}
+
+mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
+                                int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    if (kind == MQ_QK_INT8)
+        return mq_cl_quantize_rows(b, src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row,
+                                   err);
+    mq_status st;
+    mq_err_acc part;
+    size_t ignored_bad;
+    if (!bad_row) bad_row = &ignored_bad;
+    do {
+        mq_cl_clear_code();
+        mq_err_acc_init(&part);
+        st = rows_k_once((mq_cl_backend *)b, src, dt, rows, cols, kind, symmetric, q, scale, zp,
+                         bad_row, err ? &part : NULL);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
+                                 cols * mq_dtype_size(dt)));
+    if (st == MQ_OK && err) mq_err_acc_add(err, &part);
+    return st;
+}
+
+mq_status mq_cl_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                  mq_qkind kind, float scale, int8_t zp, bool symmetric, uint8_t *q,
+                                  mq_err_acc *err)
+{
+    /* The zero point decides alone: a symmetric call passes 0. */
+    (void)symmetric;
+    mq_status st = check_kind(kind);
+    mq_err_acc part;
+    if (st != MQ_OK) return st;
+    do {
+        mq_cl_clear_code();
+        mq_err_acc_init(&part);
+        st = values_k_once((mq_cl_backend *)b, src, dt, n, kind, false, scale, zp, q,
+                           err ? &part : NULL);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
+    if (st == MQ_OK && err) mq_err_acc_add(err, &part);
+    return st;
+}
+
+/* Blocks larger than a buffer: each block's row segments through the
+ * statistics kernel, then through the values kernel. */
+static mq_status blocks_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                               size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                               mq_err_acc *err)
+{
+    size_t es = mq_dtype_size(dt), nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs;
+    for (size_t bi = 0; bi < nbr; bi++)
+        for (size_t bj = 0; bj < nbc; bj++) {
+            size_t r0 = bi * bs, r1 = r0 + bs < rows ? r0 + bs : rows;
+            size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
+            mq_ref_stats s;
+            float sc;
+            int8_t z;
+            mq_status st;
+            mq_ref_stats_init(&s);
+            for (size_t r = r0; r < r1; r++)
+                if ((st = reduce_once(&cb->base, src + (r * cols + c0) * es, dt, nc, &s)) != MQ_OK)
+                    return st;
+            if (s.nonfinite) {
+                *bad_block = bi * nbc + bj;
+                return MQ_STATUS_E_DATA;
+            }
+            mq_ref_params_k(&s, MQ_QK_FP8, true, dt, &sc, &z);
+            mq_store_scale(scale, dt, bi * nbc + bj, sc);
+            for (size_t r = r0; r < r1; r++)
+                if ((st = values_k_once(cb, src + (r * cols + c0) * es, dt, nc, MQ_QK_FP8, false,
+                                        sc, 0, q + r * cols + c0, err)) != MQ_OK)
+                    return st;
+        }
+    return MQ_OK;
+}
+
+/* A rectangle of nr rows x `width` bytes between host memory (rows `pitch`
+ * bytes apart, starting at byte x of row y) and a buffer that holds it densely. */
+static mq_status rect(mq_cl_backend *cb, bool write, cl_mem buf, uint8_t *host, size_t pitch,
+                      size_t x, size_t y, size_t width, size_t nr)
+{
+    size_t bo[3] = {0, 0, 0}, ho[3] = {x, y, 0}, region[3] = {width, nr, 1};
+    cl_int e = write ? clEnqueueWriteBufferRect(cb->queue, buf, CL_FALSE, bo, ho, region, width, 0,
+                                                pitch, 0, host, 0, NULL, NULL)
+                     : clEnqueueReadBufferRect(cb->queue, buf, CL_FALSE, bo, ho, region, width, 0,
+                                               pitch, 0, host, 0, NULL, NULL);
+    if (e == CL_SUCCESS) return MQ_OK;
+    return mq_cl_fail(e, write ? "clEnqueueWriteBufferRect" : "clEnqueueReadBufferRect");
+}
+
+static mq_status blocks_once(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                             size_t cols, size_t bs, uint8_t *q, uint8_t *scale, size_t *bad_block,
+                             mq_err_acc *err)
+{
+    size_t es = mq_dtype_size(dt);
+    mq_status st = check_dtype(dt, "quantize blocks");
+    if (st == MQ_OK && (bs == 0 || bs > UINT32_MAX))
+        st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "OpenCL quantize blocks: block size %zu", bs);
+    if (st == MQ_OK) st = mq_cl_check_rows("quantize blocks", rows, cols, es);
+    if (st != MQ_OK || rows == 0 || cols == 0) return st;
+    if (bs > cb->limit / es / bs) /* a block larger than a buffer */
+        return blocks_pieces(cb, src, dt, rows, cols, bs, q, scale, bad_block, err);
+    size_t nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs;
+    /* Slab width: every column when a band fits, else as many whole blocks as do. */
+    size_t width = cols, bands = 1;
+    if (cols > cb->limit / es / bs)
+        width = cb->limit / es / bs / bs * bs;
+    else
+        bands = cb->limit / (cols * es * bs);
+    if (bands > nbr) bands = nbr;
+    size_t wbc = (width + bs - 1) / bs, chunk_blocks = bands * wbc;
+    cl_uint bs_a = (cl_uint)bs;
+    qbufs w = {0};
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, bands * bs * width * es, &w.in)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, bands * bs * width, &w.q)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, chunk_blocks * es, &w.scale)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, chunk_blocks, &w.bad)) != MQ_OK ||
+        (err && (st = err_buffers(cb, &w, chunk_blocks)) != MQ_OK))
+        goto done;
+    if (!(w.hbad = malloc(chunk_blocks)) || !(w.hscale = malloc(chunk_blocks * es))) {
+        st = nomem();
+        goto done;
+    }
+    for (size_t b0 = 0; b0 < nbr; b0 += bands) {
+        size_t r0 = b0 * bs, r1 = (b0 + bands) * bs < rows ? (b0 + bands) * bs : rows;
+        size_t nr = r1 - r0, cbr = (nr + bs - 1) / bs;
+        for (size_t c0 = 0; c0 < cols; c0 += width) {
+            size_t nc = cols - c0 < width ? cols - c0 : width, cbc = (nc + bs - 1) / bs;
+            size_t blocks = cbr * cbc;
+            cl_ulong nr_a = nr, nc_a = nc, ld_a = nc, nbc_a = cbc;
+            mq_cl_arg args[] = {MQ_CL_ARG(w.in),   MQ_CL_ARG(nr_a),    MQ_CL_ARG(nc_a),
+                                MQ_CL_ARG(ld_a),   MQ_CL_ARG(bs_a),    MQ_CL_ARG(nbc_a),
+                                MQ_CL_ARG(w.q),    MQ_CL_ARG(w.scale), MQ_CL_ARG(w.bad),
+                                MQ_CL_ARG(w.esum), MQ_CL_ARG(w.ecl)};
+            cl_kernel k = err ? cb->blocks_err[dt] : cb->blocks[dt];
+            bool dense = nc == cols;
+            if ((st = dense ? mq_cl_write(cb, w.in, nr * cols * es, src + r0 * cols * es)
+                            : rect(cb, true, w.in, (uint8_t *)src, cols * es, c0 * es, r0, nc * es,
+                                   nr)) != MQ_OK ||
+                (st = mq_cl_launch(cb, k, args, err ? 11 : 9, blocks * cb->wg, NULL)) != MQ_OK ||
+                (st = dense ? mq_cl_read(cb, w.q, nr * cols, q + r0 * cols)
+                            : rect(cb, false, w.q, q, cols, c0, r0, nc, nr)) != MQ_OK ||
+                (st = mq_cl_read(cb, w.scale, blocks * es, w.hscale)) != MQ_OK ||
+                (st = mq_cl_read(cb, w.bad, blocks, w.hbad)) != MQ_OK ||
+                (err && (st = read_err(cb, &w, blocks)) != MQ_OK) ||
+                (st = mq_cl_finish(cb)) != MQ_OK)
+                goto done;
+            /* Flags in block order: a chunk is whole bands, or one band. */
+            for (size_t i = 0; i < blocks; i++) {
+                if (w.hbad[i]) {
+                    *bad_block = (b0 + i / cbc) * nbc + c0 / bs + i % cbc;
+                    st = MQ_STATUS_E_DATA;
+                    goto done;
+                }
+            }
+            for (size_t i = 0; i < cbr; i++)
+                memcpy(scale + ((b0 + i) * nbc + c0 / bs) * es, w.hscale + i * cbc * es, cbc * es);
+            if (err) fold_err(err, &w, blocks);
+        }
+    }
+done:
+    qbufs_free(cb, &w);
+    free(w.hscale);
+    return st;
+}
+
+mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                                mq_err_acc *err)
+{
+    mq_status st;
+    mq_err_acc part;
+    size_t ignored_bad;
+    if (!bad_block) bad_block = &ignored_bad;
+    do {
+        mq_cl_clear_code();
+        mq_err_acc_init(&part);
+        st = blocks_once((mq_cl_backend *)b, src, dt, rows, cols, bs, q, scale, bad_block,
+                         err ? &part : NULL);
+    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
+                                 bs * bs * mq_dtype_size(dt)));
     if (st == MQ_OK && err) mq_err_acc_add(err, &part);
     return st;
 }

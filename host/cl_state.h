@@ -56,6 +56,12 @@ typedef struct {
     cl_kernel fixed_err[3]; /* mq_quantize_fixed_err_<dt> */
     cl_kernel dequant[3];   /* mq_dequantize_<dt> */
     cl_kernel cast[4];      /* mq_cast_f16_<dt>; none for F16 */
+    cl_kernel rows_k[3];    /* mq_quantize_rows_k_<dt>: int4 and float8 rows */
+    cl_kernel rows_k_err[3];
+    cl_kernel values_k[3]; /* mq_quantize_values_k_<dt> */
+    cl_kernel values_k_err[3];
+    cl_kernel blocks[3]; /* mq_quantize_blocks_<dt>: float8 2-D blocks */
+    cl_kernel blocks_err[3];
     cl_kernel div_check;
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
@@ -138,6 +144,17 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                        struct mq_ref_stats *st);
 mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
                                 int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
+                                struct mq_err_acc *err);
+/* backend.h: quantize_rows_k, quantize_values_k and quantize_blocks (the int4
+ * and float8 kinds), err as for quantize_rows. */
+mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
+                                int8_t *zp, size_t *bad_row, struct mq_err_acc *err);
+mq_status mq_cl_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                  mq_qkind kind, float scale, int8_t zp, bool symmetric, uint8_t *q,
+                                  struct mq_err_acc *err);
+mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
                                 struct mq_err_acc *err);
 mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                          uint16_t *dst, uint64_t *overflow);

@@ -388,6 +388,133 @@ static void test_opencl_edge_values(void **state)
     }
 }
 
+/* ---- int4 and float8: the _k ops' statistics against mq_ref_error_stats_k / _blocks ---- */
+
+/* data: 0 make_values, else make_edge's kind data - 1 (large, zeros, subnormals, ties). */
+static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, size_t rows,
+                           size_t cols, int data)
+{
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s %s %s %zux%zu data %d on %s", mq_dtype_name(dt),
+             k == MQ_QK_INT4 ? "int4" : "fp8", sym ? "sym" : "asym", rows, cols, data, be->backend);
+    size_t n = rows * cols, es = mq_dtype_size(dt), bad = 0,
+           qn = rows * mq_qkind_row_bytes(k, cols);
+    void *src = data ? make_edge(dt, data - 1, rows, cols, 700 + (uint64_t)data)
+                     : make_values(dt, rows, cols, 800 + rows);
+    uint8_t *q0 = malloc(qn), *q1 = malloc(qn), *v0 = malloc(n), *v1 = malloc(n);
+    int8_t *z0 = calloc(rows, 1), *z1 = calloc(rows, 1);
+    unsigned char *s0 = malloc(rows * es), *s1 = malloc(rows * es);
+    assert_true(q0 && q1 && v0 && v1 && z0 && z1 && s0 && s1);
+    mq_err_acc want, got;
+    mq_err_acc_init(&want);
+    mq_err_acc_init(&got);
+    assert_int_equal(mq_ref_quantize_rows_k(src, dt, rows, cols, k, sym, q0, s0, z0, &bad), MQ_OK);
+    mq_ref_error_stats_k(src, dt, rows, cols, k, q0, s0, dt, sym ? NULL : z0, &want);
+    assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, k, sym, q1, s1, sym ? NULL : z1,
+                                         0, &bad, &got),
+                     MQ_OK);
+    assert_memory_equal(q0, q1, qn);
+    assert_memory_equal(s0, s1, rows * es);
+    if (data == 2) {
+        assert_true(got.sig == 0.0 && got.err2 == 0.0 && got.max_abs == 0.0 && got.clamped == 0);
+    } else {
+        assert_acc_close(&got, &want, tag);
+    }
+
+    /* One group, fixed parameters (the values op). */
+    mq_ref_stats st;
+    float sc;
+    int8_t zp;
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, src, dt, n);
+    mq_ref_params_k(&st, k, sym, MQ_DTYPE_F32, &sc, &zp);
+    mq_ref_quantize_values_k(src, dt, n, k, sc, zp, v0);
+    mq_err_acc_init(&want);
+    mq_err_acc_init(&got);
+    for (size_t i = 0; i < n; i++) { /* stored form: int4 packed one code a row */
+        uint8_t c[4] = {v0[i], 0, 0, 0};
+        if (k == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&v0[i], 1, c);
+        mq_ref_error_stats_k((const unsigned char *)src + i * es, dt, 1, 1, k, c, &sc, MQ_DTYPE_F32,
+                             sym ? NULL : &zp, &want);
+    }
+    assert_int_equal(mq_be_quantize_values(be, src, dt, n, k, sc, zp, sym, 0, v1, &got), MQ_OK);
+    assert_memory_equal(v0, v1, n);
+    if (data != 2) assert_acc_close(&got, &want, tag);
+    free(src);
+    free(q0), free(q1), free(v0), free(v1), free(z0), free(z1), free(s0), free(s1);
+}
+
+static void check_blocks_err(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                             int data)
+{
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s blocks %zux%zu/%zu data %d on %s", mq_dtype_name(dt), rows, cols,
+             bs, data, be->backend);
+    size_t n = rows * cols, es = mq_dtype_size(dt), bad = 0;
+    size_t nb = ((rows + bs - 1) / bs) * ((cols + bs - 1) / bs);
+    void *src = data ? make_edge(dt, data - 1, rows, cols, 900 + (uint64_t)data)
+                     : make_values(dt, rows, cols, 950 + rows);
+    uint8_t *q0 = malloc(n), *q1 = malloc(n);
+    unsigned char *s0 = malloc(nb * es), *s1 = malloc(nb * es);
+    mq_err_acc want, got;
+    mq_err_acc_init(&want);
+    mq_err_acc_init(&got);
+    assert_int_equal(mq_ref_quantize_blocks(src, dt, rows, cols, bs, q0, s0, &bad), MQ_OK);
+    mq_ref_error_stats_blocks(src, dt, rows, cols, bs, q0, s0, dt, &want);
+    assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, q1, s1, &bad, &got), MQ_OK);
+    assert_memory_equal(q0, q1, n);
+    assert_memory_equal(s0, s1, nb * es);
+    if (data == 2)
+        assert_true(got.sig == 0.0 && got.err2 == 0.0 && got.max_abs == 0.0 && got.clamped == 0);
+    else
+        assert_acc_close(&got, &want, tag);
+    free(src);
+    free(q0), free(q1), free(s0), free(s1);
+}
+
+static void run_kind_err(mq_backend *be, bool small)
+{
+    const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
+    /* Groups of 32 and 128, odd lengths, long rows (over a small buffer). */
+    const size_t shapes[][2] = {{64, 32}, {24, 128}, {5, 203}, {3, 1500}};
+    for (int d = 0; d < 3; d++) {
+        for (size_t sh = 0; sh < 4; sh++)
+            for (int data = 0; data < 5; data++)
+                for (int kk = 0; kk < 3; kk++) {
+                    mq_qkind k = kk == 2 ? MQ_QK_FP8 : MQ_QK_INT4;
+                    bool sym = kk != 1;
+                    /* Large asymmetric groups dequantize beyond FLT_MAX: symmetric only. */
+                    if (data == 1 && !sym) continue;
+                    if (small && data > 0 && sh < 2) continue; /* time */
+                    check_kind_err(be, dts[d], k, sym, shapes[sh][0], shapes[sh][1], data);
+                }
+        for (int data = 0; data < 5; data++) {
+            check_blocks_err(be, dts[d], 130, 300, 128, data);
+            check_blocks_err(be, dts[d], 33, 65, 16, data);
+        }
+    }
+}
+
+static void test_kinds_host(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    run_kind_err(be, false);
+    mq_backend_free(be);
+}
+
+static void test_kinds_opencl(void **state)
+{
+    (void)state;
+    for (int which = 0; which < CL_COUNT; which++) {
+        mq_backend *be = cl_open(which);
+        if (!be) skip();
+        run_kind_err(be, which != CL_DEFAULT);
+        mq_backend_free(be);
+    }
+}
+
 /* ---- streaming against in-memory ---- */
 
 static void check_entries(const mq_report *want, const mq_report *got, const char *tag)
@@ -555,6 +682,8 @@ int main(void)
         cmocka_unit_test(test_fused_matches_reference),
         cmocka_unit_test(test_opencl_matches_reference),
         cmocka_unit_test(test_opencl_edge_values),
+        cmocka_unit_test(test_kinds_host),
+        cmocka_unit_test(test_kinds_opencl),
         cmocka_unit_test(test_stream_matches_memory),
         cmocka_unit_test(test_cli_line_and_report),
     };

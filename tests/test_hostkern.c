@@ -434,6 +434,279 @@ static void test_backend_threads(void **state)
     mq_backend_free(be);
 }
 
+/* ---- int4 and float8 ---- */
+
+static const mq_qkind kinds[2] = {MQ_QK_INT4, MQ_QK_FP8};
+
+/* Edge values of the new kinds besides edge_value's: ties of the int4 grid
+ * (scale 1 where a row's amax is 7.5) and e4m3 midpoints (scale 1 where amax
+ * is 448), subnormal e4m3 steps. */
+static float kind_edge_value(tu_rng *r)
+{
+    static const float fixed[] = {
+        7.5f,       -7.5f,       6.5f,        -6.5f,        0.5f,           448.0f,
+        -448.0f,    464.0f,      1.0625f,     -1.1875f,     0x1p-10f,       -0x1p-10f,
+        0x1.8p-9f,  0x1.4p-7f,   240.0f,      0x1p-126f,    0x1.fffffep-1f, 3.0f * 0x1p-10f,
+        0x1.08p+3f, -0x1.18p+8f, 0x1.fep127f, -0x1.fep127f, 0x1p-24f,       -0x1.ff8p-15f};
+    uint64_t k = tu_rng_u64(r);
+    if (k % 3 == 0) return fixed[(k >> 8) % (sizeof fixed / sizeof fixed[0])];
+    return edge_value(r);
+}
+
+/* n codes of one byte each against the reference's, naming the value on a difference. */
+static void assert_codes(const uint8_t *a, const uint8_t *b, size_t n, const void *src, mq_dtype dt,
+                         float scale, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            fail_msg("%s: dtype %d n %zu [%zu] of %a (scale %a) is 0x%02x, want 0x%02x", what,
+                     (int)dt, n, i, (double)mq_load_f32(src, dt, i), (double)scale, a[i], b[i]);
+}
+
+static void fill_k(void *dst, mq_dtype dt, size_t n, tu_rng *r, int mode)
+{
+    for (size_t i = 0; i < n; i++)
+        put(dst, dt, i, mode == 0 ? tu_rng_normal(r) : mode == 1 ? kind_edge_value(r) : 0.0f);
+}
+
+/* mq_hk_quantize_rows_k (and its err form) against mq_ref_quantize_rows_k. */
+static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                         bool sym)
+{
+    size_t es = mq_dtype_size(dt), qb = rows * mq_qkind_row_bytes(k, cols);
+    uint8_t *qa = malloc(qb + 1), *qr = malloc(qb + 1);
+    int8_t *za = calloc(rows + 1, 1), *zr = calloc(rows + 1, 1);
+    unsigned char *sa = malloc(rows * es + 1), *sr = malloc(rows * es + 1);
+    assert_true(qa && qr && za && zr && sa && sr);
+    for (int with_err = 0; with_err < 2; with_err++) {
+        size_t ba = 7, br = 7;
+        mq_err_acc e;
+        mq_err_acc_init(&e);
+        memset(qa, 0x5a, qb);
+        mq_status a = mq_hk_quantize_rows_k(src, dt, rows, cols, k, sym, qa, sa, za, &ba,
+                                            with_err ? &e : NULL);
+        mq_status b = mq_ref_quantize_rows_k(src, dt, rows, cols, k, sym, qr, sr, zr, &br);
+        assert_int_equal(a, b);
+        if (a != MQ_OK) {
+            assert_int_equal(ba, br);
+            continue;
+        }
+        assert_bytes(qa, qr, qb, k == MQ_QK_INT4 ? "int4 packed q" : "fp8 q");
+        assert_bytes(sa, sr, rows * es, "scale");
+        if (!sym && k == MQ_QK_INT4) assert_bytes(za, zr, rows, "zero point");
+    }
+    free(qa);
+    free(qr);
+    free(za);
+    free(zr);
+    free(sa);
+    free(sr);
+}
+
+/* Group sizes 32 and 128 (rows of a call are groups), odd lengths for the
+ * int4 padding, lengths around each block size; random, edge and zero data,
+ * all-positive and all-negative rows. */
+static void test_rows_k(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 13);
+    const size_t shapes[][2] = {{1, 1},    {3, 5},   {4, 7},   {2, 8},    {5, 9},    {3, 15},
+                                {4, 16},   {6, 17},  {64, 32}, {8, 33},   {5, 63},   {3, 65},
+                                {32, 128}, {4, 130}, {2, 513}, {3, 1029}, {1, 4099}, {40, 256}};
+    unsigned char *buf = malloc(64 * 4100 * 4 + 1);
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int kk = 0; kk < 2; kk++)
+                for (int sym = 0; sym < 2; sym++) {
+                    if (kinds[kk] == MQ_QK_FP8 && !sym) continue;
+                    for (int mode = 0; mode < 3; mode++) {
+                        size_t rows = shapes[s][0], cols = shapes[s][1];
+                        fill_k(buf, qdtypes[d], rows * cols, &r, mode);
+                        check_rows_k(buf, qdtypes[d], rows, cols, kinds[kk], sym);
+                        if (mode == 2) continue;
+                        for (size_t i = 0; i < rows * cols; i++)
+                            put(buf, qdtypes[d], i, fabsf(mq_load_f32(buf, qdtypes[d], i)) + 1.0f);
+                        check_rows_k(buf, qdtypes[d], rows, cols, kinds[kk], sym);
+                        for (size_t i = 0; i < rows * cols; i++)
+                            put(buf, qdtypes[d], i, -mq_load_f32(buf, qdtypes[d], i) * 3.0f);
+                        check_rows_k(buf, qdtypes[d], rows, cols, kinds[kk], sym);
+                    }
+                }
+    /* NaN or Inf in row 2 of 4 (in the vector part, then in the tail). */
+    for (int kk = 0; kk < 2; kk++) {
+        fill_k(buf, MQ_DTYPE_F32, 4 * 700, &r, 0);
+        put(buf, MQ_DTYPE_F32, 2 * 700 + 650, NAN);
+        check_rows_k(buf, MQ_DTYPE_F32, 4, 700, kinds[kk], true);
+        fill_k(buf, MQ_DTYPE_F16, 4 * 37, &r, 0);
+        put(buf, MQ_DTYPE_F16, 2 * 37 + 36, INFINITY);
+        check_rows_k(buf, MQ_DTYPE_F16, 4, 37, kinds[kk], true);
+    }
+    free(buf);
+}
+
+/* Fixed parameters: every FP8 code through a sweep of fp32 bit patterns with
+ * scale 1 (every rounding case of the e4m3 conversion, saturation, NaN), and
+ * int4 codes with zero points. */
+static void test_values_k(void **state)
+{
+    (void)state;
+    size_t n = 1u << 20;
+    float *x = malloc(n * 4);
+    uint8_t *a = malloc(n), *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = mq_f32_from_bits((uint32_t)(i * 4099u + (i >> 7)));
+    mq_hk_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, a, NULL);
+    mq_ref_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, b);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) fail_msg("fp8 of %a: 0x%02x, want 0x%02x", x[i], a[i], b[i]);
+    /* Every e4m3 value and every midpoint, scaled. */
+    for (size_t i = 0; i < 512; i++) {
+        float lo = mq_e4m3_to_f32((uint8_t)(i / 2)), hi = mq_e4m3_to_f32((uint8_t)(i / 2 + 1));
+        x[i] = i & 1 && (i / 2) % 128 < 126 ? (lo + hi) / 2 : lo;
+        if (x[i] != x[i]) x[i] = 0.0f;
+    }
+    const float scales[] = {1.0f, 0.5f, 0x1p-20f, 3.0f};
+    for (size_t k = 0; k < 4; k++) {
+        mq_hk_quantize_values_k(x, MQ_DTYPE_F32, 512, MQ_QK_FP8, scales[k], 0, a, NULL);
+        mq_ref_quantize_values_k(x, MQ_DTYPE_F32, 512, MQ_QK_FP8, scales[k], 0, b);
+        assert_bytes(a, b, 512, "fp8 grid");
+    }
+    tu_rng r;
+    tu_rng_seed(&r, 17);
+    for (int d = 0; d < 3; d++) {
+        unsigned char *src = malloc(5000 * 4);
+        fill_k(src, qdtypes[d], 5000, &r, 1);
+        const int8_t zps[] = {0, -8, 7, 3};
+        for (size_t z = 0; z < 4; z++)
+            for (size_t len = 1; len < 5000; len = len * 3 + 1) {
+                mq_hk_quantize_values_k(src, qdtypes[d], len, MQ_QK_INT4, 0.37f, zps[z], a, NULL);
+                mq_ref_quantize_values_k(src, qdtypes[d], len, MQ_QK_INT4, 0.37f, zps[z], b);
+                assert_codes(a, b, len, src, qdtypes[d], 0.37f, "int4 values");
+                mq_hk_quantize_values_k(src, qdtypes[d], len, MQ_QK_FP8, 0.01f, 0, a, NULL);
+                mq_ref_quantize_values_k(src, qdtypes[d], len, MQ_QK_FP8, 0.01f, 0, b);
+                assert_codes(a, b, len, src, qdtypes[d], 0.01f, "fp8 values");
+            }
+        free(src);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
+static void check_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs)
+{
+    size_t es = mq_dtype_size(dt), nb = ((rows + bs - 1) / bs) * ((cols + bs - 1) / bs);
+    uint8_t *qa = malloc(rows * cols + 1), *qr = malloc(rows * cols + 1);
+    unsigned char *sa = malloc(nb * es + 1), *sr = malloc(nb * es + 1);
+    size_t ba = 7, br = 7;
+    mq_status a = mq_hk_quantize_blocks(src, dt, rows, cols, bs, qa, sa, &ba, NULL);
+    mq_status b = mq_ref_quantize_blocks(src, dt, rows, cols, bs, qr, sr, &br);
+    assert_int_equal(a, b);
+    if (a == MQ_OK) {
+        assert_bytes(qa, qr, rows * cols, "block q");
+        assert_bytes(sa, sr, nb * es, "block scale");
+    } else {
+        assert_int_equal(ba, br);
+    }
+    free(qa);
+    free(qr);
+    free(sa);
+    free(sr);
+}
+
+/* 2-D blocks, whole and partial in either dimension. */
+static void test_blocks(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 19);
+    const size_t shapes[][3] = {{128, 256, 128}, {130, 300, 128}, {5, 7, 4},
+                                {33, 65, 16},    {1, 1, 128},     {40, 1000, 32}};
+    unsigned char *buf = malloc(130 * 1000 * 4);
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int mode = 0; mode < 3; mode++) {
+                size_t rows = shapes[s][0], cols = shapes[s][1], bs = shapes[s][2];
+                fill_k(buf, qdtypes[d], rows * cols, &r, mode);
+                check_blocks(buf, qdtypes[d], rows, cols, bs);
+            }
+    /* NaN in block (1, 2) and Inf in block (2, 0): the first is reported. */
+    fill_k(buf, MQ_DTYPE_F32, 40 * 100, &r, 0);
+    put(buf, MQ_DTYPE_F32, 20 * 100 + 70, NAN);
+    put(buf, MQ_DTYPE_F32, 35 * 100 + 3, -INFINITY);
+    check_blocks(buf, MQ_DTYPE_F32, 40, 100, 16);
+    free(buf);
+}
+
+/* The host backend's ops (threaded for large calls) and the mq_be_* wrappers. */
+static void test_backend_kinds(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    assert_non_null(be->ops->quantize_rows_k);
+    assert_non_null(be->ops->quantize_blocks);
+    const size_t rows = 2000, cols = 384, bs = 128;
+    for (int d = 0; d < 3; d++) {
+        mq_dtype dt = qdtypes[d];
+        size_t es = mq_dtype_size(dt), n = rows * cols;
+        unsigned char *src = malloc(n * es), *sa = malloc(rows * es), *sr = malloc(rows * es);
+        uint8_t *qa = malloc(n), *qr = malloc(n);
+        int8_t *za = malloc(rows), *zr = malloc(rows);
+        fill_k(src, dt, n, &r, 0);
+        for (int kk = 0; kk < 2; kk++)
+            for (int sym = 0; sym < 2; sym++) {
+                size_t bad = 0, qb = rows * mq_qkind_row_bytes(kinds[kk], cols);
+                if (kinds[kk] == MQ_QK_FP8 && !sym) continue;
+                assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, kinds[kk], sym, qa,
+                                                     sa, za, 0, &bad, NULL),
+                                 MQ_OK);
+                assert_int_equal(
+                    mq_ref_quantize_rows_k(src, dt, rows, cols, kinds[kk], sym, qr, sr, zr, &bad),
+                    MQ_OK);
+                assert_bytes(qa, qr, qb, "threaded kind q");
+                assert_bytes(sa, sr, rows * es, "threaded kind scale");
+                if (!sym && kinds[kk] == MQ_QK_INT4) assert_bytes(za, zr, rows, "threaded kind zp");
+                assert_int_equal(mq_be_quantize_values(be, src, dt, n, kinds[kk], 0.02f,
+                                                       sym ? 0 : -3, sym, 0, qa, NULL),
+                                 MQ_OK);
+                mq_ref_quantize_values_k(src, dt, n, kinds[kk], 0.02f, sym ? 0 : -3, qr);
+                assert_bytes(qa, qr, n, "kind values");
+            }
+        size_t nbk = (rows / bs + 1) * (cols / bs), bad = 0;
+        unsigned char *ba = malloc(nbk * es), *br = malloc(nbk * es);
+        assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, qa, ba, &bad, NULL),
+                         MQ_OK);
+        assert_int_equal(mq_ref_quantize_blocks(src, dt, rows, cols, bs, qr, br, &bad), MQ_OK);
+        assert_bytes(qa, qr, n, "threaded block q");
+        assert_bytes(ba, br, nbk * es, "threaded block scale");
+        if (dt == MQ_DTYPE_F32) { /* bad rows and blocks in two parts: the first */
+            put(src, dt, 1500 * cols + 3, NAN);
+            put(src, dt, 300 * cols + 200, -INFINITY);
+            assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, MQ_QK_INT4, true, qa, sa,
+                                                 NULL, 0, &bad, NULL),
+                             MQ_STATUS_E_DATA);
+            assert_int_equal(bad, 300);
+            assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, qa, ba, &bad, NULL),
+                             MQ_STATUS_E_DATA);
+            assert_int_equal(bad, 300 / bs * 3 + 1);
+        }
+        free(ba);
+        free(br);
+        free(src);
+        free(sa);
+        free(sr);
+        free(qa);
+        free(qr);
+        free(za);
+        free(zr);
+    }
+    mq_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +715,8 @@ int main(void)
         cmocka_unit_test(test_values_nonfinite), cmocka_unit_test(test_values_all_halves),
         cmocka_unit_test(test_rows_random),      cmocka_unit_test(test_cast_f32_patterns),
         cmocka_unit_test(test_cast_dtypes),      cmocka_unit_test(test_backend_threads),
+        cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
+        cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -410,6 +410,10 @@ static void check_division(mq_backend *be, uint64_t seed)
         if (i % 16 == 5) ud = 0x42ff0000u; /* 127.5 */
         if (i % 16 == 7) ud = 0x437f0000u; /* 255 */
         if (i % 16 == 9) ud = 0x34000000u; /* FLT_EPSILON */
+        if (i % 16 == 11) /* a subnormal divisor (int4/fp8 scales of tiny groups) */
+            ud = ((uint32_t)tu_rng_u64(&r) & 0x807fffffu) | 1u;
+        if (i % 16 == 13) ud = 0x40f00000u; /* 7.5 */
+        if (i % 16 == 15) ud = 0x43e00000u; /* 448 */
         memcpy(&a[i], &ua, 4);
         memcpy(&d[i], &ud, 4);
     }
@@ -509,6 +513,340 @@ static void test_reduce_and_quantize_values(void **state)
 }
 
 /* ---- fp16 cast ---- */
+
+/* ---- int4 and float8 e4m3 ---- */
+
+static const mq_qkind k_kinds[3] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8};
+static const bool k_kind_sym[3] = {true, false, true};
+
+/* Rows at the rounding boundaries of the kinds: int4 halves with a row
+ * maximum of 7.5 (scale 1), e4m3 values and midpoints with a maximum of 448
+ * (scale 1), e4m3 subnormal steps, F16 subnormals, the BF16 maximum; other
+ * rows as make_values' edges. */
+static float *make_kind_values(tu_rng *r, size_t rows, size_t cols)
+{
+    float *v = make_values(r, rows, cols, PAT_EDGES);
+    for (size_t i = 0; i < rows * cols; i++) {
+        size_t row = i / cols, c = i % cols;
+        uint64_t k = tu_rng_u64(r);
+        if (row % 4 == 2) v[i] = c == 0 ? 7.5f : (float)((int)(k % 31) - 15) * 0.5f;
+        if (row % 8 == 1) /* F16 subnormals (exact in every dtype's range) */
+            v[i] = (float)((int)(k % 2047) - 1023) * 0x1p-24f;
+        if (row % 8 == 5 && c == 1) /* the BF16 maximum (F16: saturated to 65504) */
+            v[i] = (k >> 10) & 1 ? 0x1.fep127f : -0x1.fep127f;
+        if (row % 4 == 3) {
+            float lo = mq_e4m3_to_f32((uint8_t)(k % 126)),
+                  hi = mq_e4m3_to_f32((uint8_t)(k % 126 + 1));
+            v[i] = c == 0 ? 448.0f : ((k >> 8) & 1 ? (lo + hi) / 2 : lo) * ((k >> 9) & 1 ? -1 : 1);
+        }
+    }
+    return v;
+}
+
+static void check_rows_k(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                         int kk)
+{
+    mq_qkind kind = k_kinds[kk];
+    bool sym = k_kind_sym[kk];
+    size_t es = mq_dtype_size(dt), qn = rows * mq_qkind_row_bytes(kind, cols);
+    uint8_t *q1 = malloc(qn + 1), *q2 = malloc(qn + 1);
+    unsigned char *s1 = malloc(rows * es + 1), *s2 = malloc(rows * es + 1);
+    int8_t *z1 = calloc(rows + 1, 1), *z2 = calloc(rows + 1, 1);
+    assert_true(q1 && q2 && s1 && s2 && z1 && z2);
+    size_t b2 = 0;
+    mq_status want = mq_ref_quantize_rows_k(src, dt, rows, cols, kind, sym, q2, s2, z2, &b2);
+    for (int with_err = 0; with_err < 2; with_err++) {
+        size_t b1 = 0;
+        mq_err_acc e;
+        mq_err_acc_init(&e);
+        memset(q1, 0xa5, qn);
+        mq_status got = be->ops->quantize_rows_k(be, src, dt, rows, cols, kind, sym, q1, s1, z1,
+                                                 &b1, with_err ? &e : NULL);
+        if (got != want)
+            fail_msg("kind %d dt %d %zux%zu: status %d, want %d (%s)", kk, dt, rows, cols, got,
+                     want, mq_last_error());
+        if (want != MQ_OK) {
+            assert_int_equal(b1, b2);
+            continue;
+        }
+        for (size_t i = 0; i < qn; i++)
+            if (q1[i] != q2[i])
+                fail_msg("kind %d dt %d %zux%zu err %d: code byte %zu is 0x%02x, want 0x%02x", kk,
+                         dt, rows, cols, with_err, i, q1[i], q2[i]);
+        assert_memory_equal(s1, s2, rows * es);
+        if (!sym) assert_memory_equal(z1, z2, rows);
+    }
+    free(q1), free(q2), free(s1), free(s2), free(z1), free(z2);
+}
+
+/* Group sizes 32 and 128, odd lengths (int4 padding), tails of < 8 values. */
+static const size_t k_kind_shapes[][2] = {{3, 5},   {4, 7},    {64, 32},  {8, 33}, {32, 128},
+                                          {5, 203}, {4, 1500}, {2, 4099}, {1, 1},  {300, 16}};
+
+static void run_kind_rows(mq_backend *be, uint64_t seed, size_t max_cols, int n_dts)
+{
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    for (size_t k = 0; k < sizeof k_kind_shapes / sizeof *k_kind_shapes; k++) {
+        size_t rows = k_kind_shapes[k][0], cols = k_kind_shapes[k][1];
+        if (cols > max_cols) continue;
+        for (int pat = 0; pat <= PAT_COUNT; pat++) {
+            float *v = pat == PAT_COUNT ? make_kind_values(&r, rows, cols)
+                                        : make_values(&r, rows, cols, pat);
+            for (int d = 0; d < n_dts; d++) {
+                void *src = make_input(v, rows * cols, k_dts[d]);
+                for (int kk = 0; kk < 3; kk++)
+                    check_rows_k(be, src, k_dts[d], rows, cols, kk);
+                free(src);
+            }
+            free(v);
+        }
+    }
+}
+
+static void test_kinds_rows(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    run_kind_rows(be, 71, SIZE_MAX, 3);
+}
+
+/* GPU-like work-groups (many work-items per row) and the soft division, on
+ * F32 (and F16) only: each kernel of another build costs a compile, and the
+ * dtypes take the same paths there (the soft division itself: test_division). */
+static void test_kinds_rows_wide_soft(void **state)
+{
+    (void)state;
+    {
+        NEED(BE_WIDE);
+        run_kind_rows(be, 72, 1500, 2);
+    }
+    NEED(BE_SOFT);
+    run_kind_rows(be, 73, 1500, 1);
+}
+
+/* 4096-byte buffers: many chunks of short rows, rows longer than a buffer
+ * (statistics and codes in pieces, int4 words across pieces), and on the
+ * default device a row of the split length. */
+static void test_kinds_rows_large(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 74);
+    {
+        NEED(BE_SMALL);
+        const size_t shapes[][2] = {{700, 32}, {3, 1029}, {2, 2003}, {1, 5000}};
+        for (size_t k = 0; k < 4; k++) {
+            size_t rows = shapes[k][0], cols = shapes[k][1];
+            float *v = make_kind_values(&r, rows, cols);
+            for (int d = 0; d < 3; d++) {
+                void *src = make_input(v, rows * cols, k_dts[d]);
+                for (int kk = 0; kk < 3; kk++)
+                    check_rows_k(be, src, k_dts[d], rows, cols, kk);
+                free(src);
+            }
+            free(v);
+        }
+    }
+    NEED(BE_DEFAULT);
+    size_t cols = ((size_t)1 << 18) + 5;
+    float *v = make_values(&r, 1, cols, PAT_NORMAL);
+    void *src = make_input(v, cols, MQ_DTYPE_BF16);
+    for (int kk = 0; kk < 3; kk++)
+        check_rows_k(be, src, MQ_DTYPE_BF16, 1, cols, kk);
+    free(src);
+    free(v);
+}
+
+/* NaN/Inf: E_DATA naming the first bad row, on the fused and piecewise paths. */
+static void test_kinds_nonfinite(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 75);
+    for (int which = BE_DEFAULT; which <= BE_SMALL; which++) {
+        NEED(which);
+        const size_t shapes[][2] = {{6, 37}, {5, 1500}};
+        for (size_t k = 0; k < 2; k++) {
+            size_t rows = shapes[k][0], cols = shapes[k][1];
+            float *v = make_values(&r, rows, cols, PAT_NORMAL);
+            v[3 * cols + cols - 1] = NAN;
+            v[4 * cols + 2] = -INFINITY;
+            for (int d = 0; d < 3; d++) {
+                void *src = make_input(v, rows * cols, k_dts[d]);
+                for (int kk = 0; kk < 3; kk++)
+                    check_rows_k(be, src, k_dts[d], rows, cols, kk);
+                free(src);
+            }
+            free(v);
+        }
+    }
+}
+
+/* Fixed parameters: every e4m3 rounding case over a sweep of fp32 bit
+ * patterns (scale 1), int4 codes with zero points, runs over the buffer. */
+static void test_kinds_values(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 76);
+    for (int which = BE_DEFAULT; which <= BE_SMALL; which++) {
+        NEED(which);
+        size_t n = which == BE_DEFAULT ? (size_t)1 << 20 : 20000;
+        float *x = malloc(n * sizeof *x);
+        uint8_t *a = malloc(n), *b = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = as_float((uint32_t)(i * 4099u + (i >> 7)));
+        assert_int_equal(
+            be->ops->quantize_values_k(be, x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, true, a, NULL),
+            MQ_OK);
+        mq_ref_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, b);
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i]) fail_msg("fp8 of %a: 0x%02x, want 0x%02x", x[i], a[i], b[i]);
+        float *v = make_kind_values(&r, 4, 3001);
+        for (int d = 0; d < 3; d++) {
+            void *src = make_input(v, 4 * 3001, k_dts[d]);
+            const size_t lens[] = {1, 7, 8, 9, 1000, 12004};
+            for (size_t li = 0; li < 6; li++)
+                for (int kk = 0; kk < 3; kk++) {
+                    int8_t zp = k_kind_sym[kk] ? 0 : -3;
+                    float sc = k_kinds[kk] == MQ_QK_FP8 ? 0.013f : 0.37f;
+                    mq_err_acc e;
+                    mq_err_acc_init(&e);
+                    assert_int_equal(be->ops->quantize_values_k(be, src, k_dts[d], lens[li],
+                                                                k_kinds[kk], sc, zp, k_kind_sym[kk],
+                                                                a, kk == 1 ? &e : NULL),
+                                     MQ_OK);
+                    mq_ref_quantize_values_k(src, k_dts[d], lens[li], k_kinds[kk], sc, zp, b);
+                    assert_memory_equal(a, b, lens[li]);
+                }
+            free(src);
+        }
+        free(v);
+        free(x);
+        free(a);
+        free(b);
+    }
+}
+
+/* Input and codes in the backend's staging memory (zero-copy on a device that
+ * shares host memory: the kernel works in place), the scales and zero points
+ * in the codes' block after them, as the streaming pipeline lays them out. */
+static void test_kinds_staging(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    tu_rng r;
+    tu_rng_seed(&r, 78);
+    const size_t rows = 96, cols = 203;
+    float *v = make_kind_values(&r, rows, cols);
+    for (size_t i = 0; i < rows * cols; i++) /* finite in BF16 too: every row quantizes */
+        v[i] = fmaxf(fminf(v[i], 1e30f), -1e30f);
+    for (int d = 0; d < 3; d++) {
+        size_t es = mq_dtype_size(k_dts[d]);
+        void *host = make_input(v, rows * cols, k_dts[d]);
+        for (int kk = 0; kk < 3; kk++) {
+            size_t qn = rows * mq_qkind_row_bytes(k_kinds[kk], cols), bad = 0;
+            size_t before = mq_opencl_zero_copy_count(be);
+            void *in = be->ops->staging_alloc(be, rows * cols * es);
+            uint8_t *out = be->ops->staging_alloc(be, qn + rows * (es + 1));
+            if (!in || !out) {
+                be->ops->staging_free(be, in);
+                be->ops->staging_free(be, out);
+                skip();
+            }
+            memcpy(in, host, rows * cols * es);
+            uint8_t *q2 = malloc(qn), *s2 = malloc(rows * es);
+            int8_t *z2 = calloc(rows, 1);
+            mq_err_acc e;
+            mq_err_acc_init(&e);
+            assert_int_equal(be->ops->quantize_rows_k(be, in, k_dts[d], rows, cols, k_kinds[kk],
+                                                      k_kind_sym[kk], out, out + qn,
+                                                      (int8_t *)out + qn + rows * es, &bad, &e),
+                             MQ_OK);
+            assert_int_equal(mq_ref_quantize_rows_k(host, k_dts[d], rows, cols, k_kinds[kk],
+                                                    k_kind_sym[kk], q2, s2, z2, &bad),
+                             MQ_OK);
+            assert_memory_equal(out, q2, qn);
+            assert_memory_equal(out + qn, s2, rows * es);
+            if (!k_kind_sym[kk]) assert_memory_equal(out + qn + rows * es, z2, rows);
+            if (be->caps.shares_host_memory)
+                assert_true(mq_opencl_zero_copy_count(be) >= before + 2);
+            be->ops->staging_free(be, in);
+            be->ops->staging_free(be, out);
+            free(q2), free(s2), free(z2);
+        }
+        free(host);
+    }
+    free(v);
+}
+
+static void check_blocks(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                         size_t bs)
+{
+    size_t es = mq_dtype_size(dt), nb = ((rows + bs - 1) / bs) * ((cols + bs - 1) / bs);
+    uint8_t *q1 = malloc(rows * cols + 1), *q2 = malloc(rows * cols + 1);
+    unsigned char *s1 = malloc(nb * es + 1), *s2 = malloc(nb * es + 1);
+    size_t b2 = 0;
+    mq_status want = mq_ref_quantize_blocks(src, dt, rows, cols, bs, q2, s2, &b2);
+    for (int with_err = 0; with_err < 2; with_err++) {
+        size_t b1 = 0;
+        mq_err_acc e;
+        mq_err_acc_init(&e);
+        mq_status got = be->ops->quantize_blocks(be, src, dt, rows, cols, bs, q1, s1, &b1,
+                                                 with_err ? &e : NULL);
+        if (got != want)
+            fail_msg("blocks dt %d %zux%zu/%zu: status %d, want %d (%s)", dt, rows, cols, bs, got,
+                     want, mq_last_error());
+        if (want != MQ_OK) {
+            assert_int_equal(b1, b2);
+            continue;
+        }
+        for (size_t i = 0; i < rows * cols; i++)
+            if (q1[i] != q2[i])
+                fail_msg("blocks dt %d %zux%zu/%zu: code %zu is 0x%02x, want 0x%02x", dt, rows,
+                         cols, bs, i, q1[i], q2[i]);
+        assert_memory_equal(s1, s2, nb * es);
+    }
+    free(q1), free(q2), free(s1), free(s2);
+}
+
+/* FP8 2-D blocks: whole and partial, bands wider than a 4096-byte buffer
+ * (slabs), blocks larger than it (row segments), NaN/Inf in a block. */
+static void test_kinds_blocks(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 77);
+    const size_t shapes[][3] = {{128, 256, 128}, {130, 300, 128}, {5, 7, 4},
+                                {33, 65, 16},    {40, 1000, 32},  {20, 300, 16}};
+    for (int which = BE_DEFAULT; which <= BE_SMALL; which++) {
+        NEED(which);
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            size_t rows = shapes[k][0], cols = shapes[k][1], bs = shapes[k][2];
+            for (int pat = 0; pat < 2; pat++) {
+                float *v = pat ? make_kind_values(&r, rows, cols)
+                               : make_values(&r, rows, cols, PAT_NORMAL);
+                for (int d = 0; d < 3; d++) {
+                    void *src = make_input(v, rows * cols, k_dts[d]);
+                    check_blocks(be, src, k_dts[d], rows, cols, bs);
+                    free(src);
+                }
+                free(v);
+            }
+        }
+        float *v = make_values(&r, 40, 100, PAT_NORMAL);
+        v[20 * 100 + 70] = NAN;
+        v[35 * 100 + 3] = -INFINITY;
+        for (int d = 0; d < 3; d++) {
+            void *src = make_input(v, 40 * 100, k_dts[d]);
+            check_blocks(be, src, k_dts[d], 40, 100, 16);
+            check_blocks(be, src, k_dts[d], 40, 100, 64);
+            free(src);
+        }
+        free(v);
+    }
+}
 
 static void check_cast(mq_backend *be, const void *src, mq_dtype dt, size_t n)
 {
@@ -854,6 +1192,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_quantize_div_double),
         cmocka_unit_test(test_quantize_div_soft),
         cmocka_unit_test(test_reduce_and_quantize_values),
+        cmocka_unit_test(test_kinds_rows),
+        cmocka_unit_test(test_kinds_rows_wide_soft),
+        cmocka_unit_test(test_kinds_rows_large),
+        cmocka_unit_test(test_kinds_nonfinite),
+        cmocka_unit_test(test_kinds_values),
+        cmocka_unit_test(test_kinds_staging),
+        cmocka_unit_test(test_kinds_blocks),
         cmocka_unit_test(test_cast_f16),
         cmocka_unit_test(test_cast_chunked),
         cmocka_unit_test(test_dequantize),

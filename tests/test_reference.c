@@ -732,6 +732,250 @@ static void test_property_random(void **state)
     }
 }
 
+/* ---- float8 e4m3fn and int4 ---- */
+
+/* Every code but NaN converts to a value that converts back to it. */
+static void test_e4m3_round_trip(void **state)
+{
+    (void)state;
+    for (unsigned c = 0; c < 256; c++) {
+        float v = mq_e4m3_to_f32((uint8_t)c);
+        if ((c & 0x7fu) == 0x7fu) {
+            assert_true(isnan(v));
+            assert_int_equal(mq_f32_to_e4m3(v), c); /* NaN keeps its sign */
+            continue;
+        }
+        if (mq_f32_to_e4m3(v) != c)
+            fail_msg("code 0x%02x -> %a -> 0x%02x", c, v, mq_f32_to_e4m3(v));
+    }
+    assert_f32_bits(mq_e4m3_to_f32(0x7e), 448.0f);
+    assert_f32_bits(mq_e4m3_to_f32(0x01), 0x1p-9f);
+    assert_f32_bits(mq_e4m3_to_f32(0x08), 0x1p-6f);
+    assert_f32_bits(mq_e4m3_to_f32(0x80), -0.0f);
+}
+
+/* The midpoint of two consecutive codes rounds to the even one; a hair
+ * above or below it to the nearer. */
+static void test_e4m3_midpoints(void **state)
+{
+    (void)state;
+    for (unsigned c = 0; c < 126; c++) {
+        for (unsigned sign = 0; sign < 2; sign++) {
+            float lo = mq_e4m3_to_f32((uint8_t)c), hi = mq_e4m3_to_f32((uint8_t)(c + 1));
+            float mid = (lo + hi) / 2; /* exact: both have few bits */
+            unsigned even = (c & 1u) ? c + 1 : c, s = sign << 7;
+            float m = sign ? -mid : mid;
+            assert_int_equal(mq_f32_to_e4m3(m), even | s);
+            assert_int_equal(mq_f32_to_e4m3(nextafterf(m, sign ? -INFINITY : INFINITY)),
+                             (c + 1) | s);
+            if (mid > 0x1p-126f) assert_int_equal(mq_f32_to_e4m3(nextafterf(m, 0.0f)), c | s);
+        }
+    }
+}
+
+/* Saturation above 448 (464, the midpoint to the next binade, ties to 448
+ * too), the subnormal boundary at 2^-10 (half the smallest subnormal: a tie
+ * to 0), fp32 subnormals, NaN. */
+static void test_e4m3_edges(void **state)
+{
+    (void)state;
+    assert_int_equal(mq_f32_to_e4m3(448.0f), 0x7e);
+    assert_int_equal(mq_f32_to_e4m3(463.99f), 0x7e);
+    assert_int_equal(mq_f32_to_e4m3(464.0f), 0x7e);
+    assert_int_equal(mq_f32_to_e4m3(1e30f), 0x7e);
+    assert_int_equal(mq_f32_to_e4m3(INFINITY), 0x7e);
+    assert_int_equal(mq_f32_to_e4m3(-464.0f), 0xfe);
+    assert_int_equal(mq_f32_to_e4m3(0x1p-10f), 0x00);
+    assert_int_equal(mq_f32_to_e4m3(nextafterf(0x1p-10f, 1.0f)), 0x01);
+    assert_int_equal(mq_f32_to_e4m3(-0x1p-10f), 0x80);
+    assert_int_equal(mq_f32_to_e4m3(3 * 0x1p-10f), 0x02); /* 1.5 units: even */
+    assert_int_equal(mq_f32_to_e4m3(0x1p-149f), 0x00);
+    assert_int_equal(mq_f32_to_e4m3(-0.0f), 0x80);
+    assert_int_equal(mq_f32_to_e4m3(0x1.ep-7f),
+                     0x08); /* 7.5 units rounds up to the smallest normal */
+    assert_int_equal(mq_f32_to_e4m3(NAN), 0x7f);
+    assert_int_equal(mq_f32_to_e4m3(-NAN), 0xff);
+}
+
+/* fp32 bits and the byte torch 2.x's .to(torch.float8_e4m3fn) gives them:
+ * midpoints of consecutive codes and their neighbours, the 2^-10 and 464
+ * boundaries, random values in every binade (all |x| <= 464, where torch
+ * rounds as well as saturates the way the reference does). */
+static const struct {
+    uint32_t bits;
+    uint8_t code;
+} torch_e4m3[] = {
+    {0x3a800000u, 0x00}, {0x3a800001u, 0x01}, {0x3a7fffffu, 0x00}, {0x3b400000u, 0x02},
+    {0x3b400001u, 0x02}, {0x3b3fffffu, 0x01}, {0x3ba00000u, 0x02}, {0x3ba00001u, 0x03},
+    {0x3b9fffffu, 0x02}, {0x3be00000u, 0x04}, {0x3be00001u, 0x04}, {0x3bdfffffu, 0x03},
+    {0x3c100000u, 0x04}, {0x3c100001u, 0x05}, {0x3c0fffffu, 0x04}, {0x3c300000u, 0x06},
+    {0x3c300001u, 0x06}, {0x3c2fffffu, 0x05}, {0x3c500000u, 0x06}, {0x3c500001u, 0x07},
+    {0x3c4fffffu, 0x06}, {0x3c700000u, 0x08}, {0x3c700001u, 0x08}, {0x3c6fffffu, 0x07},
+    {0x3c880000u, 0x08}, {0x3c880001u, 0x09}, {0x3c87ffffu, 0x08}, {0x3c980000u, 0x0a},
+    {0x3c980001u, 0x0a}, {0x3c97ffffu, 0x09}, {0x3ca80000u, 0x0a}, {0x3ca80001u, 0x0b},
+    {0x3ca7ffffu, 0x0a}, {0x3cb80000u, 0x0c}, {0x3cb80001u, 0x0c}, {0x3cb7ffffu, 0x0b},
+    {0x3cc80000u, 0x0c}, {0x3cc80001u, 0x0d}, {0x3cc7ffffu, 0x0c}, {0x3cd80000u, 0x0e},
+    {0x3cd80001u, 0x0e}, {0x3cd7ffffu, 0x0d}, {0x3ce80000u, 0x0e}, {0x3ce80001u, 0x0f},
+    {0x3ce7ffffu, 0x0e}, {0x3cf80000u, 0x10}, {0x3cf80001u, 0x10}, {0x3cf7ffffu, 0x0f},
+    {0x3d080000u, 0x10}, {0x3d080001u, 0x11}, {0x3d07ffffu, 0x10}, {0x3d180000u, 0x12},
+    {0x3d180001u, 0x12}, {0x3d17ffffu, 0x11}, {0x3d280000u, 0x12}, {0x3d280001u, 0x13},
+    {0x3d27ffffu, 0x12}, {0x3d380000u, 0x14}, {0x3d380001u, 0x14}, {0x3d37ffffu, 0x13},
+    {0x3d480000u, 0x14}, {0x3d480001u, 0x15}, {0x3d47ffffu, 0x14}, {0x3d580000u, 0x16},
+    {0x3d580001u, 0x16}, {0x3d57ffffu, 0x15}, {0x3d680000u, 0x16}, {0x3d680001u, 0x17},
+    {0x3d67ffffu, 0x16}, {0x3d780000u, 0x18}, {0x3d780001u, 0x18}, {0x3d77ffffu, 0x17},
+    {0x3d880000u, 0x18}, {0x3d880001u, 0x19}, {0x3d87ffffu, 0x18}, {0x3d980000u, 0x1a},
+    {0x3d980001u, 0x1a}, {0x3d97ffffu, 0x19}, {0x3da80000u, 0x1a}, {0x3da80001u, 0x1b},
+    {0x3da7ffffu, 0x1a}, {0x3db80000u, 0x1c}, {0x3db80001u, 0x1c}, {0x3db7ffffu, 0x1b},
+    {0x3dc80000u, 0x1c}, {0x3dc80001u, 0x1d}, {0x3dc7ffffu, 0x1c}, {0x3dd80000u, 0x1e},
+    {0x3dd80001u, 0x1e}, {0x3dd7ffffu, 0x1d}, {0x3de80000u, 0x1e}, {0x3de80001u, 0x1f},
+    {0x3de7ffffu, 0x1e}, {0x3df80000u, 0x20}, {0x3df80001u, 0x20}, {0x3df7ffffu, 0x1f},
+    {0x3e080000u, 0x20}, {0x3e080001u, 0x21}, {0x3e07ffffu, 0x20}, {0x3e180000u, 0x22},
+    {0x3e180001u, 0x22}, {0x3e17ffffu, 0x21}, {0x3e280000u, 0x22}, {0x3e280001u, 0x23},
+    {0x3e27ffffu, 0x22}, {0x3e380000u, 0x24}, {0x3e380001u, 0x24}, {0x3e37ffffu, 0x23},
+    {0x3e480000u, 0x24}, {0x3e480001u, 0x25}, {0x3e47ffffu, 0x24}, {0x3e580000u, 0x26},
+    {0x3e580001u, 0x26}, {0x3e57ffffu, 0x25}, {0x3e680000u, 0x26}, {0x3e680001u, 0x27},
+    {0x3e67ffffu, 0x26}, {0x3e780000u, 0x28}, {0x3e780001u, 0x28}, {0x3e77ffffu, 0x27},
+    {0x3e880000u, 0x28}, {0x3e880001u, 0x29}, {0x3e87ffffu, 0x28}, {0x3e980000u, 0x2a},
+    {0x3e980001u, 0x2a}, {0x3e97ffffu, 0x29}, {0x3ea80000u, 0x2a}, {0x3ea80001u, 0x2b},
+    {0x3ea7ffffu, 0x2a}, {0x3eb80000u, 0x2c}, {0x3eb80001u, 0x2c}, {0x3eb7ffffu, 0x2b},
+    {0x3ec80000u, 0x2c}, {0x3ec80001u, 0x2d}, {0x3ec7ffffu, 0x2c}, {0x3ed80000u, 0x2e},
+    {0x3ed80001u, 0x2e}, {0x3ed7ffffu, 0x2d}, {0x3ee80000u, 0x2e}, {0x3ee80001u, 0x2f},
+    {0x3ee7ffffu, 0x2e}, {0x3ef80000u, 0x30}, {0x3ef80001u, 0x30}, {0x3ef7ffffu, 0x2f},
+    {0x3f080000u, 0x30}, {0x3f080001u, 0x31}, {0x3f07ffffu, 0x30}, {0x3f180000u, 0x32},
+    {0x3f180001u, 0x32}, {0x3f17ffffu, 0x31}, {0x3f280000u, 0x32}, {0x3f280001u, 0x33},
+    {0x3f27ffffu, 0x32}, {0x3f380000u, 0x34}, {0x3f380001u, 0x34}, {0x3f37ffffu, 0x33},
+    {0x3f480000u, 0x34}, {0x3f480001u, 0x35}, {0x3f47ffffu, 0x34}, {0x3f580000u, 0x36},
+    {0x3f580001u, 0x36}, {0x3f57ffffu, 0x35}, {0x3f680000u, 0x36}, {0x3f680001u, 0x37},
+    {0x3f67ffffu, 0x36}, {0x3f780000u, 0x38}, {0x3f780001u, 0x38}, {0x3f77ffffu, 0x37},
+    {0x3f880000u, 0x38}, {0x3f880001u, 0x39}, {0x3f87ffffu, 0x38}, {0x3f980000u, 0x3a},
+    {0x3f980001u, 0x3a}, {0x3f97ffffu, 0x39}, {0x3fa80000u, 0x3a}, {0x3fa80001u, 0x3b},
+    {0x3fa7ffffu, 0x3a}, {0x3fb80000u, 0x3c}, {0x3fb80001u, 0x3c}, {0x3fb7ffffu, 0x3b},
+    {0x3fc80000u, 0x3c}, {0x3fc80001u, 0x3d}, {0x3fc7ffffu, 0x3c}, {0x3fd80000u, 0x3e},
+    {0x3fd80001u, 0x3e}, {0x3fd7ffffu, 0x3d}, {0x3fe80000u, 0x3e}, {0x3fe80001u, 0x3f},
+    {0x3fe7ffffu, 0x3e}, {0x3ff80000u, 0x40}, {0x3ff80001u, 0x40}, {0x3ff7ffffu, 0x3f},
+    {0x40080000u, 0x40}, {0x40080001u, 0x41}, {0x4007ffffu, 0x40}, {0x40180000u, 0x42},
+    {0x40180001u, 0x42}, {0x4017ffffu, 0x41}, {0x40280000u, 0x42}, {0x40280001u, 0x43},
+    {0x4027ffffu, 0x42}, {0x40380000u, 0x44}, {0x40380001u, 0x44}, {0x4037ffffu, 0x43},
+    {0x40480000u, 0x44}, {0x40480001u, 0x45}, {0x4047ffffu, 0x44}, {0x40580000u, 0x46},
+    {0x40580001u, 0x46}, {0x4057ffffu, 0x45}, {0x40680000u, 0x46}, {0x40680001u, 0x47},
+    {0x4067ffffu, 0x46}, {0x40780000u, 0x48}, {0x40780001u, 0x48}, {0x4077ffffu, 0x47},
+    {0x40880000u, 0x48}, {0x40880001u, 0x49}, {0x4087ffffu, 0x48}, {0x40980000u, 0x4a},
+    {0x40980001u, 0x4a}, {0x4097ffffu, 0x49}, {0x40a80000u, 0x4a}, {0x40a80001u, 0x4b},
+    {0x40a7ffffu, 0x4a}, {0x40b80000u, 0x4c}, {0x40b80001u, 0x4c}, {0x40b7ffffu, 0x4b},
+    {0x40c80000u, 0x4c}, {0x40c80001u, 0x4d}, {0x40c7ffffu, 0x4c}, {0x40d80000u, 0x4e},
+    {0x40d80001u, 0x4e}, {0x40d7ffffu, 0x4d}, {0x40e80000u, 0x4e}, {0x40e80001u, 0x4f},
+    {0x40e7ffffu, 0x4e}, {0x40f80000u, 0x50}, {0x40f80001u, 0x50}, {0x40f7ffffu, 0x4f},
+    {0x41080000u, 0x50}, {0x41080001u, 0x51}, {0x4107ffffu, 0x50}, {0x41180000u, 0x52},
+    {0x41180001u, 0x52}, {0x4117ffffu, 0x51}, {0x41280000u, 0x52}, {0x41280001u, 0x53},
+    {0x4127ffffu, 0x52}, {0x41380000u, 0x54}, {0x41380001u, 0x54}, {0x4137ffffu, 0x53},
+    {0x41480000u, 0x54}, {0x41480001u, 0x55}, {0x4147ffffu, 0x54}, {0x41580000u, 0x56},
+    {0x41580001u, 0x56}, {0x4157ffffu, 0x55}, {0x41680000u, 0x56}, {0x41680001u, 0x57},
+    {0x4167ffffu, 0x56}, {0x41780000u, 0x58}, {0x41780001u, 0x58}, {0x4177ffffu, 0x57},
+    {0x41880000u, 0x58}, {0x41880001u, 0x59}, {0x4187ffffu, 0x58}, {0x41980000u, 0x5a},
+    {0x41980001u, 0x5a}, {0x4197ffffu, 0x59}, {0x41a80000u, 0x5a}, {0x41a80001u, 0x5b},
+    {0x41a7ffffu, 0x5a}, {0x41b80000u, 0x5c}, {0x41b80001u, 0x5c}, {0x41b7ffffu, 0x5b},
+    {0x41c80000u, 0x5c}, {0x41c80001u, 0x5d}, {0x41c7ffffu, 0x5c}, {0x41d80000u, 0x5e},
+    {0x41d80001u, 0x5e}, {0x41d7ffffu, 0x5d}, {0x41e80000u, 0x5e}, {0x41e80001u, 0x5f},
+    {0x41e7ffffu, 0x5e}, {0x41f80000u, 0x60}, {0x41f80001u, 0x60}, {0x41f7ffffu, 0x5f},
+    {0x42080000u, 0x60}, {0x42080001u, 0x61}, {0x4207ffffu, 0x60}, {0x42180000u, 0x62},
+    {0x42180001u, 0x62}, {0x4217ffffu, 0x61}, {0x42280000u, 0x62}, {0x42280001u, 0x63},
+    {0x4227ffffu, 0x62}, {0x42380000u, 0x64}, {0x42380001u, 0x64}, {0x4237ffffu, 0x63},
+    {0x42480000u, 0x64}, {0x42480001u, 0x65}, {0x4247ffffu, 0x64}, {0x42580000u, 0x66},
+    {0x42580001u, 0x66}, {0x4257ffffu, 0x65}, {0x42680000u, 0x66}, {0x42680001u, 0x67},
+    {0x4267ffffu, 0x66}, {0x42780000u, 0x68}, {0x42780001u, 0x68}, {0x4277ffffu, 0x67},
+    {0x42880000u, 0x68}, {0x42880001u, 0x69}, {0x4287ffffu, 0x68}, {0x42980000u, 0x6a},
+    {0x42980001u, 0x6a}, {0x4297ffffu, 0x69}, {0x42a80000u, 0x6a}, {0x42a80001u, 0x6b},
+};
+
+static void test_e4m3_torch(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof torch_e4m3 / sizeof *torch_e4m3; i++) {
+        float x = mq_f32_from_bits(torch_e4m3[i].bits);
+        if (mq_f32_to_e4m3(x) != torch_e4m3[i].code)
+            fail_msg("e4m3 of %a: 0x%02x, torch gives 0x%02x", x, mq_f32_to_e4m3(x),
+                     torch_e4m3[i].code);
+    }
+}
+
+/* Parameters and codes of the new kinds, by hand. */
+static void test_kind_params(void **state)
+{
+    (void)state;
+    mq_ref_stats st;
+    float s;
+    int8_t z;
+    mq_ref_stats_init(&st);
+    const float w[4] = {-1.5f, 7.5f, 0.5f, -7.5f};
+    mq_ref_stats_update(&st, w, MQ_DTYPE_F32, 4);
+    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 1.0f);
+    uint8_t q[4];
+    mq_ref_quantize_values_k(w, MQ_DTYPE_F32, 4, MQ_QK_INT4, s, 0, q);
+    /* -1.5 -> -2 (even), 7.5 -> 8 clamped to 7, 0.5 -> 0, -7.5 -> -8 */
+    assert_int_equal((int8_t)q[0], -2);
+    assert_int_equal((int8_t)q[1], 7);
+    assert_int_equal((int8_t)q[2], 0);
+    assert_int_equal((int8_t)q[3], -8);
+    uint8_t packed[4];
+    const int8_t codes[3] = {-8, 7, 1};
+    mq_ref_pack4(codes, 3, packed);
+    assert_int_equal(packed[0], 0xf0);
+    assert_int_equal(packed[1], 0x09);
+    assert_int_equal(packed[2], 0);
+    assert_int_equal(packed[3], 0);
+    assert_int_equal(mq_qkind_row_bytes(MQ_QK_INT4, 9), 8);
+    assert_int_equal(mq_qkind_row_bytes(MQ_QK_INT4, 8), 4);
+    /* asymmetric int4: lo = -1.5, hi = 7.5, scale 9 / 15, zp = rint(-8 + 1.5 / s) */
+    mq_ref_stats a;
+    const float w2[3] = {-1.5f, 7.5f, 3.0f};
+    mq_ref_stats_init(&a);
+    mq_ref_stats_update(&a, w2, MQ_DTYPE_F32, 3);
+    mq_ref_params_k(&a, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 9.0f / 15.0f);
+    assert_int_equal(z, (int8_t)rintf(-8.0f + 1.5f / s));
+    assert_true(z == -5 || z == -6);
+    /* FP8: amax / 448, so the largest value maps to 448 exactly. */
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 7.5f / 448.0f);
+    mq_ref_quantize_values_k(w, MQ_DTYPE_F32, 4, MQ_QK_FP8, s, 0, q);
+    assert_int_equal(q[1], 0x7e);
+    assert_int_equal(q[3], 0xfe);
+    /* An all-zero group: compressed-tensors' zero scale becomes the dtype's
+     * epsilon; the asymmetric zero point is 0 (its 0 / 0). */
+    mq_ref_stats_init(&st);
+    const float zero[2] = {0.0f, -0.0f};
+    mq_ref_stats_update(&st, zero, MQ_DTYPE_F32, 2);
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, FLT_EPSILON);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, FLT_EPSILON);
+    assert_int_equal(z, 0);
+    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_BF16, &s, &z);
+    assert_f32_bits(s, 0x1p-7f);
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F16, &s, &z);
+    assert_f32_bits(s, 0x1p-10f);
+    /* Tiny groups keep their tiny scales (compressed-tensors 0.20.1 gives
+     * 1.33e-10 and 2.23e-12 for amax 1e-9), unlike int8's FLT_EPSILON floor. */
+    const float tiny[2] = {-1e-9f, 1e-9f};
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, tiny, MQ_DTYPE_F32, 2);
+    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 1e-9f / 7.5f);
+    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 1e-9f / 448.0f);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, 2e-9f / 15.0f);
+    assert_int_equal(z, 0); /* rint(-8 + 7.5) */
+    /* A range whose scale underflows to 0 with lo < 0: zero point 7 (lo / 0 = -inf). */
+    const float sub[1] = {-0x1p-149f};
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, sub, MQ_DTYPE_F32, 1);
+    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    assert_f32_bits(s, FLT_EPSILON);
+    assert_int_equal(z, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -761,6 +1005,11 @@ int main(void)
         cmocka_unit_test(test_cast_f16_copy),
         cmocka_unit_test(test_dequantize),
         cmocka_unit_test(test_property_random),
+        cmocka_unit_test(test_e4m3_round_trip),
+        cmocka_unit_test(test_e4m3_midpoints),
+        cmocka_unit_test(test_e4m3_edges),
+        cmocka_unit_test(test_e4m3_torch),
+        cmocka_unit_test(test_kind_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

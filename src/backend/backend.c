@@ -196,6 +196,115 @@ static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype d
 
 /* ---- the int4 and float8 kinds ---- */
 
+typedef struct {
+    const unsigned char *src;
+    mq_dtype dt;
+    size_t rows, cols;
+    size_t bs; /* blocks: the call is split in bands of bs rows; 0: in rows */
+    mq_qkind kind;
+    bool symmetric;
+    unsigned char *q, *scale;
+    int8_t *zp;
+    unsigned parts;
+    mq_status st[HOST_MAX_THREADS];
+    size_t bad[HOST_MAX_THREADS];
+    bool want_err;
+    mq_err_acc err[HOST_MAX_THREADS];
+} kind_job;
+
+static void kind_part(void *arg, unsigned k)
+{
+    kind_job *j = arg;
+    size_t u0, u1, es = mq_dtype_size(j->dt);
+    mq_err_acc *e = j->want_err ? &j->err[k] : NULL;
+    if (j->bs) {
+        size_t nbr = (j->rows + j->bs - 1) / j->bs, nbc = (j->cols + j->bs - 1) / j->bs;
+        part_range(nbr, j->parts, k, &u0, &u1);
+        size_t r0 = u0 * j->bs, r1 = u1 * j->bs < j->rows ? u1 * j->bs : j->rows;
+        j->st[k] =
+            mq_hk_quantize_blocks(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols, j->bs,
+                                  j->q + r0 * j->cols, j->scale + u0 * nbc * es, &j->bad[k], e);
+        j->bad[k] += u0 * nbc;
+        return;
+    }
+    size_t qb = mq_qkind_row_bytes(j->kind, j->cols);
+    part_range(j->rows, j->parts, k, &u0, &u1);
+    j->st[k] = mq_hk_quantize_rows_k(j->src + u0 * j->cols * es, j->dt, u1 - u0, j->cols, j->kind,
+                                     j->symmetric, j->q + u0 * qb, j->scale + u0 * es,
+                                     j->zp ? j->zp + u0 : NULL, &j->bad[k], e);
+    j->bad[k] += u0;
+}
+
+/* Runs a kind job over its parts: the first failing part's status and bad
+ * index, as one pass would find them; the error sums added in order. */
+static mq_status kind_run(mq_backend *b, kind_job *j, size_t *bad, mq_err_acc *err)
+{
+    for (unsigned k = 0; k < j->parts; k++) {
+        j->st[k] = MQ_OK;
+        j->bad[k] = 0;
+        mq_err_acc_init(&j->err[k]);
+    }
+    mq_pool_run(j->parts > 1 ? host_pool(b) : NULL, kind_part, j, j->parts);
+    for (unsigned k = 0; k < j->parts; k++) {
+        if (j->st[k] != MQ_OK) {
+            if (bad) *bad = j->bad[k];
+            return j->st[k];
+        }
+    }
+    for (unsigned k = 0; err && k < j->parts; k++)
+        mq_err_acc_add(err, &j->err[k]);
+    return MQ_OK;
+}
+
+static mq_status host_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                      size_t cols, mq_qkind kind, bool symmetric, void *q,
+                                      void *scale, int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    kind_job j = {.src = src,
+                  .dt = dt,
+                  .rows = rows,
+                  .cols = cols,
+                  .kind = kind,
+                  .symmetric = symmetric,
+                  .q = q,
+                  .scale = scale,
+                  .zp = symmetric || kind == MQ_QK_FP8 ? NULL : zp,
+                  .parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt)),
+                  .want_err = err != NULL};
+    return kind_run(b, &j, bad_row, err);
+}
+
+static mq_status host_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                        mq_qkind kind, float scale, int8_t zp, bool symmetric,
+                                        uint8_t *q, mq_err_acc *err)
+{
+    (void)b;
+    /* The zero point decides alone: a symmetric call passes 0. */
+    (void)symmetric;
+    mq_hk_quantize_values_k(src, dt, n, kind, scale, zp, q, err);
+    return MQ_OK;
+}
+
+static mq_status host_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                      size_t cols, size_t bs, uint8_t *q, void *scale,
+                                      size_t *bad_block, mq_err_acc *err)
+{
+    if (bs == 0) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize blocks: block size 0");
+    size_t nbr = (rows + bs - 1) / bs;
+    kind_job j = {.src = src,
+                  .dt = dt,
+                  .rows = rows,
+                  .cols = cols,
+                  .bs = bs,
+                  .kind = MQ_QK_FP8,
+                  .symmetric = true,
+                  .q = q,
+                  .scale = scale,
+                  .parts = host_parts(b, nbr, rows * cols * mq_dtype_size(dt)),
+                  .want_err = err != NULL};
+    return kind_run(b, &j, bad_block, err);
+}
+
 mq_status mq_be_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
                               mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
                               uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
@@ -276,6 +385,9 @@ static const mq_backend_ops host_ops = {
     .free = host_free,
     .reduce = host_reduce,
     .quantize_values = host_quantize_values,
+    .quantize_rows_k = host_quantize_rows_k,
+    .quantize_values_k = host_quantize_values_k,
+    .quantize_blocks = host_quantize_blocks,
     .staging_alloc = host_staging_alloc,
     .staging_free = host_staging_free,
 };

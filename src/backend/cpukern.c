@@ -48,7 +48,7 @@ typedef struct {
  * shifted into fp32 position, read as an fp32 that is the value times 2^-112
  * (subnormal halves become fp32 subnormals); the product with 2^112 is exact
  * because every half is a normal fp32. */
-HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, uint32_t *restrict u)
+HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, float *restrict f)
 {
     for (int j = 0; j < nb; j++) {
         uint16_t h;
@@ -57,16 +57,20 @@ HK_INLINE void widen_f16(const unsigned char *restrict p, int nb, uint32_t *rest
         uint32_t fin = mq_f32_bits(mq_f32_from_bits(em << 13) * 0x1p112f);
         uint32_t special = 0x7f800000u | (m << 13) | ((uint32_t)(m != 0) << 22);
         uint32_t is_special = -(uint32_t)(em >= 0x7c00u); /* masks keep the loop branch-free */
-        u[j] = (special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16);
+        /* Stored as float (a bit copy): the blocks are read as float, and a
+         * uint32_t store there would be another type to the aliasing rules,
+         * free to move past those reads. */
+        f[j] =
+            mq_f32_from_bits((special & is_special) | (fin & ~is_special) | ((x & 0x8000u) << 16));
     }
 }
 
-HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, uint32_t *restrict u)
+HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, float *restrict f)
 {
     for (int j = 0; j < nb; j++) {
         uint16_t h;
         memcpy(&h, p + 2 * j, sizeof h);
-        u[j] = (uint32_t)h << 16;
+        f[j] = mq_f32_from_bits((uint32_t)h << 16);
     }
 }
 
@@ -77,9 +81,9 @@ HK_INLINE const float *load_block(const void *src, mq_dtype dt, size_t i, int nb
 {
     const unsigned char *p = (const unsigned char *)src + i * mq_dtype_size(dt);
     if (dt == MQ_DTYPE_F16) {
-        widen_f16(p, nb, b->u);
+        widen_f16(p, nb, b->f);
     } else if (dt == MQ_DTYPE_BF16) {
-        widen_bf16(p, nb, b->u);
+        widen_bf16(p, nb, b->f);
     } else {
         if ((uintptr_t)p % sizeof(float) == 0) return (const float *)(const void *)p;
         memcpy(b->f, p, (size_t)nb * sizeof(float));
@@ -98,9 +102,9 @@ HK_INLINE const float *load_tail(const void *src, mq_dtype dt, size_t i, size_t 
     for (size_t k = n; k < (size_t)nb; k++)
         memcpy(raw + k * es, raw, es);
     if (dt == MQ_DTYPE_F16)
-        widen_f16(raw, nb, b->u);
+        widen_f16(raw, nb, b->f);
     else if (dt == MQ_DTYPE_BF16)
-        widen_bf16(raw, nb, b->u);
+        widen_bf16(raw, nb, b->f);
     else
         memcpy(b->f, raw, (size_t)nb * sizeof(float));
     return b->f;
@@ -113,9 +117,9 @@ HK_INLINE void widen_row_f16(const void *src, size_t n, hk_row *restrict row)
     hk_block b;
     size_t i = 0;
     for (; i + HK_BIG <= n; i += HK_BIG)
-        widen_f16(p + 2 * i, HK_BIG, row->u + i);
+        widen_f16(p + 2 * i, HK_BIG, row->f + i);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
-        widen_f16(p + 2 * i, HK_SMALL, row->u + i);
+        widen_f16(p + 2 * i, HK_SMALL, row->f + i);
     if (i < n)
         memcpy(row->f + i, load_tail(src, MQ_DTYPE_F16, i, n - i, HK_SMALL, &b), (n - i) * 4);
 }
@@ -422,6 +426,341 @@ HK_CLONES uint64_t hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool satu
         overflow += mq_ref_cast_f16((const unsigned char *)src + i * mq_dtype_size(dt), dt, n - i,
                                     saturate, dst + i);
     return overflow;
+}
+
+/* ---- int4 and float8 (reference.h's kinds) ----
+ * The same block structure with one more, shorter block (HK_LANES values), so
+ * groups of 32 vectorize too; the end of a run is padded to that block. */
+
+#define HK_TINY HK_LANES
+/* 2^14: adding it to |v| < 2^-6 leaves v in units of 2^-9, the e4m3
+ * subnormal step, rounded half to even by the hardware. */
+#define HK_E4M3_SUB 16384.0f
+
+/* The e4m3fn byte of fminf(fmaxf(v, -448), 448), as the reference computes
+ * it, with integer operations only (a float clamp first left a branch in
+ * the loop): the magnitude clamped as bits, normal results by the
+ * rebias-and-round trick (a mantissa carry bumps the exponent), subnormal
+ * ones by the addition above, a NaN to -448 (0xfe) as fmaxf gives; masks
+ * instead of branches. */
+HK_INLINE uint32_t e4m3_code(float v)
+{
+    uint32_t x = mq_f32_bits(v), ax = x & 0x7fffffffu;
+    uint32_t a = ax < 0x43e00000u ? ax : 0x43e00000u; /* 448 */
+    uint32_t normal = (a - 0x3c000000u + 0x7ffffu + ((a >> 20) & 1u)) >> 20;
+    uint32_t sub = mq_f32_bits(mq_f32_from_bits(a) + HK_E4M3_SUB) - 0x46800000u;
+    uint32_t tiny = -(uint32_t)(a < 0x3c800000u); /* below 2^-6 */
+    uint32_t nan = -(uint32_t)(ax > 0x7f800000u);
+    uint32_t c = (sub & tiny) | (normal & ~tiny) | ((x >> 24) & 0x80u);
+    return (0xfeu & nan) | (c & ~nan);
+}
+
+/* 1 where |v| > 448 (the reference's clamped count: not a NaN). */
+HK_INLINE uint32_t e4m3_over(float v)
+{
+    uint32_t ax = mq_f32_bits(v) & 0x7fffffffu;
+    return (uint32_t)(ax > 0x43e00000u) & (uint32_t)(ax <= 0x7f800000u);
+}
+
+/* The value of an e4m3fn byte other than NaN, exactly (mq_e4m3_to_f32). */
+HK_INLINE float e4m3_value(uint32_t c)
+{
+    uint32_t e = (c >> 3) & 15u, m = c & 7u;
+    uint32_t sub = mq_f32_bits((float)(int32_t)m * 0x1p-9f);
+    uint32_t normal = ((e + 120u) << 23) | (m << 20);
+    uint32_t is_sub = -(uint32_t)(e == 0u);
+    return mq_f32_from_bits((sub & is_sub) | (normal & ~is_sub) | ((c & 0x80u) << 24));
+}
+
+/* Codes of kind k (INT4 or FP8, a constant after inlining) for nb values, one
+ * byte each: INT4 as quant_block with bounds -8 and 7; FP8 the e4m3 byte of
+ * w / s clamped to +-448 (a NaN falls to -448, as fminf(fmaxf()) gives). */
+HK_INLINE void kq_block(const float *restrict x, int nb, mq_qkind k, float s, float z,
+                        uint8_t *restrict q)
+{
+    if (k == MQ_QK_FP8) {
+        for (int j = 0; j < nb; j++)
+            q[j] = (uint8_t)e4m3_code(x[j] / s);
+        return;
+    }
+    for (int j = 0; j < nb; j++) {
+        float v = x[j] / s + z;
+        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
+        v = v > -8.0f ? v : -8.0f;
+        v = v < 7.0f ? v : 7.0f;
+        q[j] = (uint8_t)(int32_t)v;
+    }
+}
+
+/* kq_block with the weight error of the first m (<= nb) values added to acc
+ * as mq_ref_error_stats_k counts it: clamped when the value before the clamp
+ * lies outside the bounds (a NaN is not counted), w_hat = (q - z) s or
+ * e4m3(q) s. The error w - w_hat is exact in fp32 (Sterbenz) except for a
+ * clamped value; sums as quant_block_err. */
+HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
+                            uint8_t *restrict q, mq_err_acc *restrict acc)
+{
+    float w[HK_BIG], e[HK_BIG];
+    uint32_t c = 0;
+    if (k == MQ_QK_FP8) {
+        for (int j = 0; j < nb; j++) {
+            float v = x[j] / s;
+            uint32_t b = e4m3_code(v);
+            q[j] = (uint8_t)b;
+            int in = j < m;
+            c += (uint32_t)in & e4m3_over(v);
+            w[j] = in ? x[j] : 0.0f;
+            e[j] = in ? x[j] - e4m3_value(b) * s : 0.0f;
+        }
+    } else {
+        for (int j = 0; j < nb; j++) {
+            float v = x[j] / s + z;
+            v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
+            float r = v > -8.0f ? v : -8.0f;
+            r = r < 7.0f ? r : 7.0f;
+            q[j] = (uint8_t)(int32_t)r;
+            int in = j < m;
+            c += (uint32_t)(in & ((v < -8.0f) | (v > 7.0f)));
+            w[j] = in ? x[j] : 0.0f;
+            e[j] = in ? x[j] - (r - z) * s : 0.0f;
+        }
+    }
+    /* The squares are summed in units of 2^2k, k from the block's largest
+     * |w| (as the OpenCL kernels do, see mq_err_exp): no square overflows
+     * (weights near FLT_MAX) or underflows (subnormal weights), and a power
+     * of two changes no rounding. */
+    uint32_t am = 0; /* as bits: an integer maximum vectorizes */
+    for (int j = 0; j < nb; j++) {
+        uint32_t a = mq_f32_bits(w[j]) & 0x7fffffffu;
+        am = a > am ? a : am;
+    }
+    int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
+    int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
+    float tk = mq_f32_from_bits((uint32_t)(127 - ex) << 23);
+    float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
+    for (int j = 0; j < HK_LANES; j++)
+        sig[j] = err2[j] = mx[j] = 0.0f;
+    for (int i = 0; i < nb; i += HK_LANES) {
+        for (int j = 0; j < HK_LANES; j++) {
+            float a = w[i + j] * tk, d = e[i + j];
+            float ad = fabsf(d), ds = d * tk;
+            sig[j] += a * a;
+            err2[j] += ds * ds;
+            mx[j] = ad > mx[j] ? ad : mx[j];
+        }
+    }
+    double ds = 0.0, de = 0.0, unit = ldexp(1.0, 2 * ex);
+    float mm = 0.0f;
+    for (int j = 0; j < HK_LANES; j++) {
+        ds += (double)sig[j];
+        de += (double)err2[j];
+        mm = mx[j] > mm ? mx[j] : mm;
+    }
+    acc->sig += ds * unit;
+    acc->err2 += de * unit;
+    if ((double)mm > acc->max_abs) acc->max_abs = (double)mm;
+    acc->clamped += c;
+}
+
+/* The first m codes of a block of nb to their place: byte i of out, or with
+ * pack (INT4) nibble i of the packed row, code + 8, i even; the pairs are
+ * packed over the whole block (a constant trip count), then copied. */
+HK_INLINE void kq_put(const uint8_t *restrict c, int nb, int m, bool pack, size_t i,
+                      uint8_t *restrict out)
+{
+    if (!pack) {
+        memcpy(out + i, c, (size_t)m);
+        return;
+    }
+    uint8_t pk[HK_BIG / 2];
+    for (int j = 0; j < nb / 2; j++)
+        pk[j] = (uint8_t)(((c[2 * j] + 8u) & 15u) | (((c[2 * j + 1] + 8u) & 15u) << 4));
+    if (m & 1) pk[m / 2] &= 0x0fu; /* an odd end: its high nibble is padding */
+    memcpy(out + i / 2, pk, (size_t)(m + 1) / 2);
+}
+
+/* One block of nb values at element i: codes, placed, and with acc the error
+ * of its first m values. */
+HK_INLINE void kq_step(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
+                       bool pack, size_t i, uint8_t *restrict out, mq_err_acc *acc)
+{
+    uint8_t c[HK_BIG];
+    if (acc)
+        kq_block_err(x, nb, m, k, s, z, c, acc);
+    else
+        kq_block(x, nb, k, s, z, c);
+    kq_put(c, nb, m, pack, i, out);
+}
+
+/* The codes of n values with fixed parameters into out (one byte each, or
+ * INT4 packed with pack), and with acc their weight error. The padding of a
+ * packed row is the caller's. */
+HK_INLINE void kq_run(const void *src, mq_dtype dt, size_t n, mq_qkind k, float s, int8_t zp,
+                      bool pack, uint8_t *out, mq_err_acc *acc)
+{
+    hk_block b;
+    float z = (float)zp;
+    size_t i = 0;
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        kq_step(load_block(src, dt, i, HK_BIG, &b), HK_BIG, HK_BIG, k, s, z, pack, i, out, acc);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        kq_step(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, HK_SMALL, k, s, z, pack, i, out,
+                acc);
+    for (; i + HK_TINY <= n; i += HK_TINY)
+        kq_step(load_block(src, dt, i, HK_TINY, &b), HK_TINY, HK_TINY, k, s, z, pack, i, out, acc);
+    if (i < n)
+        kq_step(load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY, (int)(n - i), k, s, z, pack, i,
+                out, acc);
+}
+
+/* stats_run with the HK_TINY block as well. */
+HK_INLINE void kstats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+{
+    hk_block b;
+    hk_lanes a;
+    size_t i = 0;
+    if (n < HK_TINY) {
+        mq_ref_stats_update(s, src, dt, n);
+        return;
+    }
+    lanes_init(&a);
+    for (; i + HK_BIG <= n; i += HK_BIG)
+        lanes_update(&a, load_block(src, dt, i, HK_BIG, &b), HK_BIG);
+    for (; i + HK_SMALL <= n; i += HK_SMALL)
+        lanes_update(&a, load_block(src, dt, i, HK_SMALL, &b), HK_SMALL);
+    for (; i + HK_TINY <= n; i += HK_TINY)
+        lanes_update(&a, load_block(src, dt, i, HK_TINY, &b), HK_TINY);
+    if (i < n) lanes_update(&a, load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY);
+    lanes_merge(&a, s);
+}
+
+HK_INLINE mq_status kq_rows(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                            bool symmetric, uint8_t *q, void *scale, int8_t *zp, size_t *bad_row,
+                            mq_err_acc *err)
+{
+    const unsigned char *in = src;
+    size_t row_bytes = cols * mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
+    bool pack = k == MQ_QK_INT4;
+    hk_row wide;
+    bool cache = dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
+    for (size_t r = 0; r < rows; r++) {
+        const void *row = in + r * row_bytes;
+        mq_dtype rdt = dt;
+        mq_ref_stats st;
+        if (cache) {
+            widen_row_f16(row, cols, &wide);
+            row = wide.f;
+            rdt = MQ_DTYPE_F32;
+        }
+        mq_ref_stats_init(&st);
+        kstats_run(&st, row, rdt, cols);
+        if (st.nonfinite) {
+            if (bad_row) *bad_row = r;
+            return MQ_STATUS_E_DATA;
+        }
+        float s;
+        int8_t z;
+        mq_ref_params_k(&st, k, symmetric, dt, &s, &z);
+        mq_store_scale(scale, dt, r, s);
+        if (!symmetric && zp && k != MQ_QK_FP8) zp[r] = z;
+        uint8_t *out = q + r * qb;
+        if (pack) memset(out + cols / 2, 0, qb - cols / 2); /* the padding, and an odd last byte */
+        kq_run(row, rdt, cols, k, s, z, pack, out, err);
+    }
+    return MQ_OK;
+}
+
+/* FP8 blocks: each block's statistics over its rows, then its codes. */
+HK_INLINE mq_status kq_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                              uint8_t *q, void *scale, size_t *bad_block, mq_err_acc *err)
+{
+    const unsigned char *in = src;
+    size_t es = mq_dtype_size(dt), nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs;
+    for (size_t bi = 0; bi < nbr; bi++) {
+        size_t r0 = bi * bs, r1 = r0 + bs < rows ? r0 + bs : rows;
+        for (size_t bj = 0; bj < nbc; bj++) {
+            size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
+            mq_ref_stats st;
+            mq_ref_stats_init(&st);
+            for (size_t r = r0; r < r1; r++)
+                kstats_run(&st, in + (r * cols + c0) * es, dt, nc);
+            if (st.nonfinite) {
+                if (bad_block) *bad_block = bi * nbc + bj;
+                return MQ_STATUS_E_DATA;
+            }
+            float s;
+            int8_t z;
+            mq_ref_params_k(&st, MQ_QK_FP8, true, dt, &s, &z);
+            mq_store_scale(scale, dt, bi * nbc + bj, s);
+            for (size_t r = r0; r < r1; r++)
+                kq_run(in + (r * cols + c0) * es, dt, nc, MQ_QK_FP8, s, 0, false, q + r * cols + c0,
+                       err);
+        }
+    }
+    return MQ_OK;
+}
+
+/* One inlined copy per kind and per err NULL or not. */
+HK_CLONES mq_status hk_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                       mq_qkind k, bool symmetric, uint8_t *q, void *scale,
+                                       int8_t *zp, size_t *bad_row, mq_err_acc *err)
+{
+    if (k == MQ_QK_FP8)
+        return err ? kq_rows(src, dt, rows, cols, MQ_QK_FP8, symmetric, q, scale, zp, bad_row, err)
+                   : kq_rows(src, dt, rows, cols, MQ_QK_FP8, symmetric, q, scale, zp, bad_row,
+                             NULL);
+    return err ? kq_rows(src, dt, rows, cols, MQ_QK_INT4, symmetric, q, scale, zp, bad_row, err)
+               : kq_rows(src, dt, rows, cols, MQ_QK_INT4, symmetric, q, scale, zp, bad_row, NULL);
+}
+
+HK_CLONES void hk_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
+                                    int8_t zp, uint8_t *q, mq_err_acc *err)
+{
+    if (k == MQ_QK_FP8) {
+        if (err)
+            kq_run(src, dt, n, MQ_QK_FP8, scale, zp, false, q, err);
+        else
+            kq_run(src, dt, n, MQ_QK_FP8, scale, zp, false, q, NULL);
+    } else {
+        if (err)
+            kq_run(src, dt, n, MQ_QK_INT4, scale, zp, false, q, err);
+        else
+            kq_run(src, dt, n, MQ_QK_INT4, scale, zp, false, q, NULL);
+    }
+}
+
+HK_CLONES mq_status hk_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                       size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                                       mq_err_acc *err)
+{
+    if (err) return kq_blocks(src, dt, rows, cols, bs, q, scale, bad_block, err);
+    return kq_blocks(src, dt, rows, cols, bs, q, scale, bad_block, NULL);
+}
+
+mq_status mq_hk_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
+                                size_t *bad_row, mq_err_acc *err)
+{
+    if (kind == MQ_QK_INT8) {
+        if (err)
+            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row,
+                                           err);
+        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row);
+    }
+    return hk_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
+}
+
+void mq_hk_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind kind, float scale,
+                             int8_t zp, uint8_t *q, mq_err_acc *err)
+{
+    hk_quantize_values_k(src, dt, n, kind, scale, zp, q, err);
+}
+
+mq_status mq_hk_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                                uint8_t *q, void *scale, size_t *bad_block, mq_err_acc *err)
+{
+    if (bs == 0) return MQ_STATUS_E_INVALID_ARG;
+    return hk_quantize_blocks(src, dt, rows, cols, bs, q, scale, bad_block, err);
 }
 
 void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)

@@ -35,4 +35,19 @@ mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, siz
 void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
                                bool symmetric, uint8_t code_xor, int8_t *q, mq_err_acc *err);
 
+/*
+ * The int4 and float8 kinds (reference.h), bit-identical to mq_ref_quantize_rows_k,
+ * mq_ref_quantize_values_k and mq_ref_quantize_blocks; with err (NULL: none)
+ * the weight error is added as mq_ref_error_stats_k / _blocks would, to the
+ * tolerances of the int8 _err kernels above. Rows of kind INT8 go to those;
+ * values take INT4 (one code per byte) or FP8 only.
+ */
+mq_status mq_hk_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
+                                size_t *bad_row, mq_err_acc *err);
+void mq_hk_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind kind, float scale,
+                             int8_t zp, uint8_t *q, mq_err_acc *err);
+mq_status mq_hk_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
+                                uint8_t *q, void *scale, size_t *bad_block, mq_err_acc *err);
+
 #endif

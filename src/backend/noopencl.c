@@ -72,6 +72,15 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
     return no_opencl("opencl");
 }
 
+mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
+                                 mq_cl_profile *out)
+{
+    (void)b, (void)src, (void)dt, (void)rows, (void)cols, (void)kind, (void)symmetric, (void)bs;
+    (void)iters, (void)out;
+    return no_opencl("opencl");
+}
+
 bool mq_clgemm_supported(const mq_backend *b)
 {
     (void)b;

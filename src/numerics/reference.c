@@ -200,19 +200,45 @@ float mq_e4m3_to_f32(uint8_t b)
     return mq_f32_from_bits(sign | ((e + 120) << 23) | (m << 20));
 }
 
+/* compressed-tensors' stand-in for a zero scale: the scale dtype's epsilon. */
+static float dtype_eps(mq_dtype dt)
+{
+    return dt == MQ_DTYPE_F16 ? 0x1p-10f : dt == MQ_DTYPE_BF16 ? 0x1p-7f : FLT_EPSILON;
+}
+
 void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype scale_dt,
                      float *scale, int8_t *zp)
 {
+    if (k == MQ_QK_INT8) { /* DESIGN.md's int8 rule: the scale clamped below by FLT_EPSILON */
+        const float qmin = -128.0f, qmax = 127.0f;
+        float sc;
+        if (symmetric) {
+            sc = s->amax / 127.5f;
+            if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+            *scale = round_to_dtype(sc, scale_dt);
+            *zp = 0;
+            return;
+        }
+        float lo = s->lo < 0.0f ? s->lo : 0.0f;
+        float hi = s->hi > 0.0f ? s->hi : 0.0f;
+        float d = hi - lo;
+        sc = isinf(d) ? hi / 255.0f - lo / 255.0f : d / 255.0f;
+        if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+        sc = round_to_dtype(sc, scale_dt);
+        *scale = sc;
+        *zp = (int8_t)fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
+        return;
+    }
+    /* int4 and float8 follow compressed-tensors' calculate_qparams exactly: only
+     * a scale that is 0 (as stored) becomes the dtype's epsilon, and the zero
+     * point is taken before that, from the zero scale: 0 / 0 is NaN, which
+     * becomes 0, and lo / 0 = -inf clamps to qmax. */
     const float qmin = mq_qkind_qmin(k), qmax = mq_qkind_qmax(k);
-    /* compressed-tensors' (qmax - qmin) / 2 and qmax - qmin: 127.5 and 255 for
-     * int8, 7.5 and 15 for int4, 448 for FP8 (symmetric only). */
-    const float half = k == MQ_QK_INT4 ? 7.5f : k == MQ_QK_FP8 ? 448.0f : 127.5f;
-    const float range = k == MQ_QK_INT4 ? 15.0f : 255.0f;
+    const float half = k == MQ_QK_INT4 ? 7.5f : 448.0f; /* (qmax - qmin) / 2 */
     float sc;
     if (symmetric || k == MQ_QK_FP8) {
-        sc = s->amax / half;
-        if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
-        *scale = round_to_dtype(sc, scale_dt);
+        sc = round_to_dtype(s->amax / half, scale_dt);
+        *scale = sc == 0.0f ? dtype_eps(scale_dt) : sc;
         *zp = 0;
         return;
     }
@@ -222,13 +248,16 @@ void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype
     float hi = s->hi > 0.0f ? s->hi : 0.0f;
     float d = hi - lo;
     /* Near +-FLT_MAX the difference overflows while the scale itself is finite. */
-    sc = isinf(d) ? hi / range - lo / range : d / range;
-    if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+    sc = isinf(d) ? hi / 15.0f - lo / 15.0f : d / 15.0f;
     sc = round_to_dtype(sc, scale_dt);
+    if (sc == 0.0f) {
+        *scale = dtype_eps(scale_dt);
+        *zp = (int8_t)(lo < 0.0f ? qmax : 0.0f);
+        return;
+    }
     *scale = sc;
     /* Rounding the scale down (F16/BF16) can push the zero point past qmax. */
-    float z = fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
-    *zp = (int8_t)z;
+    *zp = (int8_t)fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
 }
 
 void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,

@@ -120,14 +120,19 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
 
 /* ---- the other code formats: int4 and float8 e4m3 (compressed-tensors' numerics) ----
  *
- * Per group of values (a row of the call, or a 2-D block), all in fp32:
- *   INT4 symmetric:  scale = max(amax / 7.5f, FLT_EPSILON), rounded to the stored
- *                    dtype; q = clamp(rint(w / s), -8, 7)
- *   INT4 asymmetric: scale = max((hi - lo) / 15.0f, FLT_EPSILON) (lo <= 0 <= hi as
- *                    for int8), rounded; zp = clamp(rint(-8.0f - lo / s), -8, 7);
+ * Per group of values (a row of the call, or a 2-D block), all in fp32, as
+ * compressed-tensors 0.20.1's calculate_qparams (not int8's FLT_EPSILON floor):
+ *   INT4 symmetric:  s = amax / 7.5f rounded to the stored dtype;
+ *                    q = clamp(rint(w / s), -8, 7)
+ *   INT4 asymmetric: s = (hi - lo) / 15.0f (lo <= 0 <= hi as for int8), rounded;
+ *                    zp = clamp(rint(-8.0f - lo / s), -8, 7);
  *                    q = clamp(rint(w / s + zp), -8, 7)
- *   FP8 (symmetric only): scale = max(amax / 448.0f, FLT_EPSILON), rounded;
+ *   FP8 (symmetric only): s = amax / 448.0f, rounded;
  *                    q = e4m3(clamp(w / s, -448, 448)), rounded to nearest even
+ *   A scale that rounds to 0 becomes the stored dtype's epsilon (FLT_EPSILON,
+ *   2^-10 for F16, 2^-7 for BF16), after the zero point was taken from the
+ *   zero scale: 0 when lo is 0 (compressed-tensors' NaN cast to an integer),
+ *   7 when lo < 0. Tiny nonzero scales stay as they are.
  * Stored codes: INT4 packed as compressed-tensors' pack_to_int32 does, code + 8
  * in nibble i % 8 of the little-endian int32 word i / 8 (so two codes per byte,
  * the even one in the low nibble), each row of a call padded to whole words with
