@@ -155,7 +155,9 @@ static void test_device_list(void **state)
     assert_true(tu_write_file(shard, bytes, n));
     free(bytes);
     assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host,host", dir, out), 0);
-    assert_non_null(strstr(text, "devices: host / reference (1 file), host / reference (0 files)"));
+    /* Whichever pipeline takes the one shard first quantizes it. */
+    assert_true(strstr(text, "devices: host / reference (1 file), host / reference (0 files)") ||
+                strstr(text, "devices: host / reference (0 files), host / reference (1 file)"));
     free(text);
     /* A model directory plans differently (no Conv weight is quantized there):
      * compared with a one-device run of the directory. */
