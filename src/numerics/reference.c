@@ -283,25 +283,8 @@ void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale,
 mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
                                bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
 {
-    const unsigned char *in = src;
-    size_t row_bytes = cols * mq_dtype_size(dt);
-    for (size_t r = 0; r < rows; r++) {
-        const void *row = in + r * row_bytes;
-        mq_ref_stats st;
-        mq_ref_stats_init(&st);
-        mq_ref_stats_update(&st, row, dt, cols);
-        if (st.nonfinite) {
-            if (bad_row) *bad_row = r;
-            return MQ_STATUS_E_DATA;
-        }
-        float s;
-        int8_t z;
-        mq_ref_params(&st, symmetric, dt, &s, &z);
-        mq_store_scale(scale, dt, r, s);
-        if (!symmetric && zp) zp[r] = z;
-        mq_ref_quantize_values(row, dt, cols, s, z, q + r * cols);
-    }
-    return MQ_OK;
+    return mq_ref_quantize_rows_k(src, dt, rows, cols, MQ_QK_INT8, symmetric, q, scale, zp,
+                                  bad_row);
 }
 
 void mq_err_acc_init(mq_err_acc *a)
@@ -427,8 +410,6 @@ void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
 mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
                                  bool symmetric, void *q, void *scale, int8_t *zp, size_t *bad_row)
 {
-    if (k == MQ_QK_INT8)
-        return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
     const unsigned char *in = src;
     unsigned char *out = q;
     size_t row_bytes = cols * mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
@@ -447,7 +428,7 @@ mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size
         mq_store_scale(scale, dt, r, s);
         if (!symmetric && zp && k != MQ_QK_FP8) zp[r] = z;
         uint8_t *dst = out + r * qb;
-        if (k == MQ_QK_FP8) {
+        if (k != MQ_QK_INT4) { /* one byte per code */
             mq_ref_quantize_values_k(row, dt, cols, k, s, z, dst);
             continue;
         }
