@@ -302,9 +302,11 @@ typedef struct {
     bool lines;
     double t0, last_draw;
     int bar_drawn;
+    const char *preset; /* named on each quantized tensor's line */
+    bool fp8;           /* clamped codes are saturated ones */
 } progress_state;
 
-static void print_line(const mq_progress *p)
+static void print_line(const mq_progress *p, const progress_state *ps)
 {
     const mq_report_entry *e = p->finished;
     char shape[160], bin[32], bout[32];
@@ -319,11 +321,13 @@ static void print_line(const mq_progress *p)
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
     if (e->action == MQ_ACTION_QUANTIZE) {
+        printf("  %s", ps->preset ? ps->preset : "");
         if (isinf(e->weight_sqnr_db) && e->weight_sqnr_db > 0)
-            printf("  SQNR inf dB");
+            printf(" SQNR inf dB");
         else
-            printf("  SQNR %.1f dB", e->weight_sqnr_db);
-        if (e->clamped) printf(" clamped %llu", (unsigned long long)e->clamped);
+            printf(" SQNR %.1f dB", e->weight_sqnr_db);
+        if (e->clamped)
+            printf(" %s %llu", ps->fp8 ? "saturated" : "clamped", (unsigned long long)e->clamped);
     }
     putchar('\n');
 }
@@ -356,7 +360,7 @@ static void on_progress(const mq_progress *p, void *user)
             fputs("\r\033[K", stderr);
             s->bar_drawn = 0;
         }
-        print_line(p);
+        print_line(p, s);
         fflush(stdout);
     }
     if (s->bar && (now - s->last_draw >= 0.1 || p->tensors_done == p->tensors_total))
@@ -473,6 +477,8 @@ int mq_cli_quantize(int argc, char **argv)
     }
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
+    ps.preset = mq_config_preset(&cfg);
+    ps.fp8 = cfg.dtype == MQ_QFP8;
     if (st == MQ_OK && cfg.dtype != MQ_FLOAT16 && !cfg.per_channel &&
         (!cfg.symmetric || cfg.weights_only))
         fprintf(stderr, "monoquant: warning: vLLM has no kernel for int8 weights-only per-tensor "

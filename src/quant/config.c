@@ -134,14 +134,14 @@ mq_status mq_config_set_preset(mq_config *cfg, const char *name)
                         mq_preset_names());
 }
 
-mq_status mq_config_check(const mq_config *cfg)
+/* Why cfg's scheme fields are no scheme the library writes, or NULL. The
+ * reason is written into buf. */
+static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
 {
-    mq_clear_error();
-    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
-#define BAD(...) return mq_set_error(MQ_STATUS_E_CONFIG, __VA_ARGS__)
+#define BAD(...) return snprintf(buf, cap, __VA_ARGS__), buf
     switch (cfg->dtype) {
     case MQ_FLOAT16:
-        return MQ_OK;
+        return NULL;
     case MQ_QINT8:
         if (cfg->block_size) BAD("blocks are for FP8 (FP8_BLOCK), not int8");
         if (cfg->group_size && cfg->symmetric && !cfg->weights_only)
@@ -167,14 +167,22 @@ mq_status mq_config_check(const mq_config *cfg)
     }
     if (cfg->group_size && !cfg->per_channel) BAD("groups and per-tensor exclude each other");
 #undef BAD
-    return MQ_OK;
+    return NULL;
+}
+
+mq_status mq_config_check(const mq_config *cfg)
+{
+    mq_clear_error();
+    char why[192];
+    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    const char *problem = scheme_problem(cfg, why, sizeof why);
+    return problem ? mq_set_error(MQ_STATUS_E_CONFIG, "%s", problem) : MQ_OK;
 }
 
 const char *mq_config_preset(const mq_config *cfg)
 {
-    mq_status st = mq_config_check(cfg);
-    mq_clear_error();
-    if (st != MQ_OK) return NULL;
+    char why[192];
+    if (!cfg || scheme_problem(cfg, why, sizeof why)) return NULL;
     switch (cfg->dtype) {
     case MQ_FLOAT16:
         return "FP16";
