@@ -387,7 +387,8 @@ static mq_status read_shape(const mq_model *m, const mq_tensor *c, const mq_tens
         w->shape[k] = v;
     }
     size_t bits = packed_bits(m, c, w->shape[w->rank - 1]);
-    if (!bits)
+    if (!bits ||
+        c->shape[c->rank - 1] != (int64_t)ceil_div((size_t)w->shape[w->rank - 1], 32 / bits))
         return bad(w->name, "the _shape tensor does not match the packed weight's width (8 or 4 "
                             "bits per code)");
     l->kind = bits == 4 ? MQ_QK_INT4 : MQ_QK_INT8;

@@ -21,12 +21,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NCFG 3
+#define NCFG 5
 
 /* Configs and planners built once: the fuzzer runs the entry millions of times. */
 static struct {
     bool ready;
-    mq_config cfg[NCFG]; /* int8 defaults, fp16, int8 asym per tensor */
+    /* int8 defaults, fp16, int8 asym per tensor, int4 asym in groups of 8,
+     * FP8 in 2x2 blocks (small enough that fuzzed shapes divide) */
+    mq_config cfg[NCFG];
     mq_planner *plan[NCFG];
     char dir[256]; /* outputs of the two paths (tmpfs where there is one) */
     char mem_out[300], stream_out[300];
@@ -50,6 +52,11 @@ static void setup(void)
     g.cfg[1].dtype = MQ_FLOAT16;
     g.cfg[2].symmetric = false;
     g.cfg[2].per_channel = false;
+    if (mq_config_set_preset(&g.cfg[3], "W4A16_ASYM") != MQ_OK ||
+        mq_config_set_preset(&g.cfg[4], "FP8_BLOCK") != MQ_OK)
+        fuzz_fail("set_preset: %s", mq_last_error());
+    g.cfg[3].group_size = 8;
+    g.cfg[4].block_size = 2;
     for (int i = 0; i < NCFG; i++)
         if (mq_planner_new(&g.cfg[i], &g.plan[i]) != MQ_OK)
             fuzz_fail("planner_new: %s", mq_last_error());
@@ -92,7 +99,7 @@ static void check_plan(const mq_model *m)
             /* With no patterns, int8 quantizes only non-empty F32/F16/BF16 Linear/Conv
              * weights and casts nothing; fp16 casts F32/F64/BF16 and quantizes nothing. */
             bool fits =
-                g.cfg[c].dtype == MQ_QINT8
+                g.cfg[c].dtype != MQ_FLOAT16
                     ? (a != MQ_ACTION_CAST &&
                        (a != MQ_ACTION_QUANTIZE || (t->rank >= 2 && t->rank <= 5 && t->nbytes > 0 &&
                                                     mq_dtype_is_quantizable(t->dtype))))
@@ -101,7 +108,7 @@ static void check_plan(const mq_model *m)
                         t->dtype == MQ_DTYPE_F64 || t->dtype == MQ_DTYPE_BF16));
             if (!fits)
                 fuzz_fail("%s planner: action %d for '%s' (%s, rank %d, %zu bytes)",
-                          g.cfg[c].dtype == MQ_QINT8 ? "int8" : "fp16", (int)a, t->name,
+                          g.cfg[c].dtype != MQ_FLOAT16 ? "quantize" : "fp16", (int)a, t->name,
                           mq_dtype_name(t->dtype), t->rank, t->nbytes);
         }
     }
