@@ -23,6 +23,18 @@ typedef enum {
     MQ_CL_STAGING_ZERO_COPY = 2,
 } mq_cl_staging_mode;
 
+/* Whether fused row quantization overlaps its transfers with its kernels
+ * (cl_pipeline.c): chunks of rows on three queues linked by events. */
+typedef enum {
+    MQ_CL_OVERLAP_AUTO = -1, /* on for devices with memory of their own (not CPU, not unified) */
+    MQ_CL_OVERLAP_OFF = 0,
+    MQ_CL_OVERLAP_ON = 1, /* also on CPU devices (the tests force it on PoCL) */
+} mq_cl_overlap_mode;
+
+/* Input bytes per overlapped chunk when mq_cl_options.overlap_chunk is 0: large
+ * enough for PCIe transfers to run near their peak. */
+#define MQ_CL_OVERLAP_CHUNK ((size_t)16 << 20)
+
 typedef struct {
     size_t max_alloc_override; /* cap on one device buffer in bytes (0 = device limit) */
     mq_cl_staging_mode staging;
@@ -31,6 +43,9 @@ typedef struct {
     size_t work_group;         /* 0 = chosen from the device */
     size_t per_item;           /* values per work-item in the fused kernel (0 = by device) */
     const char *build_options; /* appended to the program's build options (tests) */
+    mq_cl_overlap_mode overlap;
+    size_t
+        overlap_chunk; /* input bytes per overlapped chunk, whole rows (0 = MQ_CL_OVERLAP_CHUNK) */
 } mq_cl_options;
 
 void mq_cl_options_init(mq_cl_options *o);
@@ -44,6 +59,9 @@ size_t mq_opencl_work_group(const mq_backend *b);
 
 /* Test hook: how many times a kernel used staging memory in place. */
 size_t mq_opencl_zero_copy_count(const mq_backend *b);
+/* Test hook: overlapped calls made, and the chunks they ran. */
+size_t mq_opencl_overlap_calls(const mq_backend *b);
+size_t mq_opencl_overlap_chunks(const mq_backend *b);
 
 /* Test hook: out[i] = a[i] / d[i] computed as the kernels divide. */
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n);

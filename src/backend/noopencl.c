@@ -59,6 +59,18 @@ size_t mq_opencl_zero_copy_count(const mq_backend *b)
     return 0;
 }
 
+size_t mq_opencl_overlap_calls(const mq_backend *b)
+{
+    (void)b;
+    return 0;
+}
+
+size_t mq_opencl_overlap_chunks(const mq_backend *b)
+{
+    (void)b;
+    return 0;
+}
+
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n)
 {
     (void)b, (void)a, (void)d, (void)out, (void)n;
