@@ -59,6 +59,8 @@ size_t mq_opencl_work_group(const mq_backend *b);
 
 /* Test hook: how many times a kernel used staging memory in place. */
 size_t mq_opencl_zero_copy_count(const mq_backend *b);
+/* Whether fused rows overlap transfers with kernels (mq_cl_options.overlap). */
+bool mq_opencl_overlaps(const mq_backend *b);
 /* Test hook: overlapped calls made, and the chunks they ran. */
 size_t mq_opencl_overlap_calls(const mq_backend *b);
 size_t mq_opencl_overlap_chunks(const mq_backend *b);
@@ -91,5 +93,12 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
 mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                  size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
                                  mq_cl_profile *out);
+
+/* Benchmark: medians over `iters` wall-clock runs (after a warm-up) of a
+ * blocking upload of in_bytes from `in` and of a blocking download of
+ * out_bytes into `out`, one after the other on the backend's queue, in chunks
+ * of one buffer: the transfers of a quantize call without the overlap. */
+mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s);
 
 #endif

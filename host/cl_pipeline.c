@@ -207,6 +207,11 @@ void mq_cl_pipeline_free(mq_cl_backend *cb)
     }
 }
 
+bool mq_opencl_overlaps(const mq_backend *b)
+{
+    return ((const mq_cl_backend *)b)->overlap;
+}
+
 size_t mq_opencl_overlap_calls(const mq_backend *b)
 {
     return ((const mq_cl_backend *)b)->overlap_calls;
