@@ -84,6 +84,57 @@ done:
     return med;
 }
 
+/* Host memory as the streaming pipeline gets it: the backend's staging
+ * memory (pinned, or zero-copy) when it has any, else plain. */
+static void *stage(mq_backend *be, size_t n, bool *staged)
+{
+    void *p = be->ops->staging_alloc ? be->ops->staging_alloc(be, n) : NULL;
+    *staged = p != NULL;
+    return p ? p : malloc(n);
+}
+
+static void unstage(mq_backend *be, void *p, bool staged)
+{
+    if (staged)
+        be->ops->staging_free(be, p);
+    else
+        free(p);
+}
+
+/* Median wall time of the device's whole quantize_rows call with input and
+ * outputs in staging memory, as the pipeline runs it (on a discrete device:
+ * transfers overlapped with the kernel), and in *copies_s that of the blocking
+ * upload of its input plus the download of its outputs from and to the same
+ * memory, without the kernel; -1 on failure. */
+static double time_e2e(mq_backend *be, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                       bool sym, int iters, double *copies_s)
+{
+    size_t es = mq_dtype_size(dt), n_in = rows * cols * es, n_out = rows * cols + rows * (es + 1);
+    bool si = false, so = false;
+    uint8_t *in = stage(be, n_in, &si), *out = stage(be, n_out, &so);
+    double *t = calloc((size_t)iters, sizeof *t), med = -1, h2d = 0, d2h = 0;
+    *copies_s = -1;
+    if (!in || !out || !t) goto done;
+    memcpy(in, src, n_in);
+    for (int i = -1; i < iters; i++) { /* i == -1: untimed warm-up */
+        size_t bad = 0;
+        double t0 = mq_now_s();
+        mq_status st =
+            be->ops->quantize_rows(be, in, dt, rows, cols, sym, (int8_t *)out, out + rows * cols,
+                                   (int8_t *)out + rows * (cols + es), 0, &bad, NULL);
+        if (i >= 0) t[i] = mq_now_s() - t0;
+        if (st != MQ_OK) goto done;
+    }
+    med = mq_median(t, (size_t)iters);
+    if (mq_opencl_profile_transfer(be, in, n_in, out, n_out, iters, &h2d, &d2h) == MQ_OK)
+        *copies_s = h2d + d2h;
+done:
+    free(t);
+    if (in) unstage(be, in, si);
+    if (out) unstage(be, out, so);
+    return med;
+}
+
 enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_COUNT };
 static const char *const kind_names[K_COUNT] = {"int8", "int4", "int4-asym", "fp8", "fp8-block"};
 
@@ -294,12 +345,18 @@ int main(int argc, char **argv)
            mq_opencl_div_mode_name(be), mq_opencl_work_group(be));
     if (kinds_on[K_INT8]) {
         printf("int8 per channel; kernel and copy: median of %d profiled runs; host and "
-               "end-to-end: median of %d wall-clock runs\n\n",
+               "end-to-end: median of %d wall-clock runs\n",
                iters, host_iters);
+        printf(
+            "end-to-end: quantize_rows from and to staging memory (%s); H2D+D2H: blocking "
+            "upload of its input, then download of its outputs, same memory (target: kernel/copy "
+            ">= 0.85; end-to-end/(H2D+D2H) < 1 when transfers overlap)\n\n",
+            mq_opencl_overlaps(be) ? "transfers overlapped with kernels" : "no overlap");
         printf("| shape | dtype | scheme | MB moved | chunks | kernel ms | kernel GB/s | copy GB/s "
-               "| kernel/copy | +stats ms | +stats/kernel | end-to-end GB/s | host ref ms | host "
-               "ref GB/s | kernel vs host |\n");
-        printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+               "| kernel/copy | +stats ms | +stats/kernel | end-to-end GB/s | H2D+D2H ms | "
+               "end-to-end/(H2D+D2H) | host ref ms | host ref GB/s | kernel vs host |\n");
+        printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+               "|\n");
     }
     static const mq_dtype dts[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
     int rc = 0;
@@ -327,8 +384,9 @@ int main(int argc, char **argv)
                     continue;
                 }
                 double gb = (double)p.bytes * 1e-9;
+                double copies = -1;
                 double e2e =
-                    host ? time_quantize(be, src, dts[d], rows, cols, sym, host_iters) : -1;
+                    host ? time_e2e(be, src, dts[d], rows, cols, sym, host_iters, &copies) : -1;
                 double hr = host && ref
                                 ? time_quantize(NULL, src, dts[d], rows, cols, sym, host_iters)
                                 : -1;
@@ -341,6 +399,10 @@ int main(int argc, char **argv)
                     printf("%.2f | ", gb / e2e);
                 else
                     printf("- | ");
+                if (e2e > 0 && copies > 0)
+                    printf("%.2f | %.2f | ", copies * 1e3, e2e / copies);
+                else
+                    printf("- | - | ");
                 if (hr > 0)
                     printf("%.1f | %.2f | %.2fx |\n", hr * 1e3, gb / hr, hr / p.kernel_s);
                 else

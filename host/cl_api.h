@@ -23,6 +23,18 @@ typedef enum {
     MQ_CL_STAGING_ZERO_COPY = 2,
 } mq_cl_staging_mode;
 
+/* Whether fused row quantization overlaps its transfers with its kernels
+ * (cl_pipeline.c): chunks of rows on three queues linked by events. */
+typedef enum {
+    MQ_CL_OVERLAP_AUTO = -1, /* on for devices with memory of their own (not CPU, not unified) */
+    MQ_CL_OVERLAP_OFF = 0,
+    MQ_CL_OVERLAP_ON = 1, /* also on CPU devices (the tests force it on PoCL) */
+} mq_cl_overlap_mode;
+
+/* Input bytes per overlapped chunk when mq_cl_options.overlap_chunk is 0: large
+ * enough for PCIe transfers to run near their peak. */
+#define MQ_CL_OVERLAP_CHUNK ((size_t)16 << 20)
+
 typedef struct {
     size_t max_alloc_override; /* cap on one device buffer in bytes (0 = device limit) */
     mq_cl_staging_mode staging;
@@ -31,6 +43,9 @@ typedef struct {
     size_t work_group;         /* 0 = chosen from the device */
     size_t per_item;           /* values per work-item in the fused kernel (0 = by device) */
     const char *build_options; /* appended to the program's build options (tests) */
+    mq_cl_overlap_mode overlap;
+    size_t
+        overlap_chunk; /* input bytes per overlapped chunk, whole rows (0 = MQ_CL_OVERLAP_CHUNK) */
 } mq_cl_options;
 
 void mq_cl_options_init(mq_cl_options *o);
@@ -44,6 +59,11 @@ size_t mq_opencl_work_group(const mq_backend *b);
 
 /* Test hook: how many times a kernel used staging memory in place. */
 size_t mq_opencl_zero_copy_count(const mq_backend *b);
+/* Whether fused rows overlap transfers with kernels (mq_cl_options.overlap). */
+bool mq_opencl_overlaps(const mq_backend *b);
+/* Test hook: overlapped calls made, and the chunks they ran. */
+size_t mq_opencl_overlap_calls(const mq_backend *b);
+size_t mq_opencl_overlap_chunks(const mq_backend *b);
 
 /* Test hook: out[i] = a[i] / d[i] computed as the kernels divide. */
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n);
@@ -73,5 +93,12 @@ mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt
 mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
                                  size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
                                  mq_cl_profile *out);
+
+/* Benchmark: medians over `iters` wall-clock runs (after a warm-up) of a
+ * blocking upload of in_bytes from `in` and of a blocking download of
+ * out_bytes into `out`, one after the other on the backend's queue, in chunks
+ * of one buffer: the transfers of a quantize call without the overlap. */
+mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s);
 
 #endif

@@ -54,6 +54,7 @@ static void cl_backend_free(mq_backend *b)
     release_program(cb);
     if (cb->queue) mq_cl_stages_free(cb);
     if (cb->queue) clFinish(cb->queue);
+    mq_cl_pipeline_free(cb);
     for (int i = 0; i < MQ_CL_SLOT_COUNT; i++)
         mq_cl_release(&cb->slots[i].mem);
     if (cb->queue) clReleaseCommandQueue(cb->queue);
@@ -166,6 +167,7 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
         return mq_cl_fail(err, "clCreateContext");
     }
     cl_command_queue_properties qp = o->profiling ? CL_QUEUE_PROFILING_ENABLE : 0;
+    cb->qprops = qp;
     cb->queue = clCreateCommandQueue(cb->ctx, d->id, qp, &err);
     if (err != CL_SUCCESS) {
         cb->queue = NULL;
@@ -195,6 +197,11 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
      * loops, where barriers and short per-item loops cost more than they give. */
     bool gpu = (d->type & CL_DEVICE_TYPE_GPU) != 0;
     cb->per_item = o->per_item ? o->per_item : gpu ? 16 : 1024;
+    /* Overlapped transfers pay where transfers are real copies over a bus. */
+    cb->overlap = o->overlap != MQ_CL_OVERLAP_AUTO
+                      ? o->overlap == MQ_CL_OVERLAP_ON
+                      : !d->unified && (d->type & CL_DEVICE_TYPE_CPU) == 0;
+    cb->overlap_chunk = o->overlap_chunk ? o->overlap_chunk : MQ_CL_OVERLAP_CHUNK;
     size_t want = o->work_group ? o->work_group : gpu ? 256 : 64;
     cb->wg = floor_pow2(want < d->max_wg ? want : d->max_wg);
     for (;;) {
@@ -213,6 +220,7 @@ void mq_cl_options_init(mq_cl_options *o)
     memset(o, 0, sizeof *o);
     o->div_mode = MQ_CL_DIV_AUTO;
     o->staging = MQ_CL_STAGING_AUTO;
+    o->overlap = MQ_CL_OVERLAP_AUTO;
 }
 
 mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,

@@ -62,8 +62,9 @@ mq_status mq_cl_finish(mq_cl_backend *cb)
     return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clFinish");
 }
 
-mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
-                       size_t items, cl_event *ev)
+mq_status mq_cl_launch_on(mq_cl_backend *cb, cl_command_queue q, cl_kernel k, const mq_cl_arg *args,
+                          size_t nargs, size_t items, cl_uint nwait, const cl_event *wait,
+                          cl_event *ev)
 {
     char name[64] = "kernel", call[128];
     cl_int err = CL_SUCCESS;
@@ -73,7 +74,7 @@ mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, si
     if (err == CL_SUCCESS) {
         size_t global = (items + cb->wg - 1) / cb->wg * cb->wg;
         if (global == 0) global = cb->wg;
-        err = clEnqueueNDRangeKernel(cb->queue, k, 1, NULL, &global, &cb->wg, 0, NULL, ev);
+        err = clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &cb->wg, nwait, wait, ev);
         what = "clEnqueueNDRangeKernel";
     }
     if (err == CL_SUCCESS) return MQ_OK;
@@ -82,6 +83,12 @@ mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, si
     name[sizeof name - 1] = '\0';
     snprintf(call, sizeof call, "%s(%s)", what, name);
     return mq_cl_fail(err, call);
+}
+
+mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
+                       size_t items, cl_event *ev)
+{
+    return mq_cl_launch_on(cb, cb->queue, k, args, nargs, items, 0, NULL, ev);
 }
 
 void mq_cl_release(cl_mem *m)
@@ -107,6 +114,7 @@ bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t r
     /* Nothing may still use the buffers, and a failed command may have left
      * work in the queue. */
     clFinish(cb->queue);
+    mq_cl_pipeline_release(cb);
     for (int i = 0; i < MQ_CL_SLOT_COUNT; i++) {
         mq_cl_release(&cb->slots[i].mem);
         cb->slots[i].cap = 0;

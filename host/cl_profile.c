@@ -259,3 +259,53 @@ done:
     free(kt);
     return st;
 }
+
+/* Wall time of the blocking upload of in_bytes from `in` into a device buffer,
+ * then of the download of out_bytes into `out`, in chunks of one buffer. */
+static mq_status transfer_once(mq_cl_backend *cb, cl_mem m, const uint8_t *in, size_t in_bytes,
+                               uint8_t *out, size_t out_bytes, double *h2d, double *d2h)
+{
+    size_t chunk = cb->limit;
+    double t0 = mq_now_s();
+    for (size_t o = 0; o < in_bytes; o += chunk) {
+        size_t n = in_bytes - o < chunk ? in_bytes - o : chunk;
+        cl_int e = clEnqueueWriteBuffer(cb->queue, m, CL_TRUE, 0, n, in + o, 0, NULL, NULL);
+        if (e != CL_SUCCESS) return mq_cl_fail(e, "clEnqueueWriteBuffer");
+    }
+    double t1 = mq_now_s();
+    for (size_t o = 0; o < out_bytes; o += chunk) {
+        size_t n = out_bytes - o < chunk ? out_bytes - o : chunk;
+        cl_int e = clEnqueueReadBuffer(cb->queue, m, CL_TRUE, 0, n, out + o, 0, NULL, NULL);
+        if (e != CL_SUCCESS) return mq_cl_fail(e, "clEnqueueReadBuffer");
+    }
+    *h2d = t1 - t0;
+    *d2h = mq_now_s() - t1;
+    return MQ_OK;
+}
+
+mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    size_t big = in_bytes > out_bytes ? in_bytes : out_bytes;
+    cl_mem m = NULL;
+    double *h = calloc((size_t)(iters > 0 ? iters : 1), sizeof *h);
+    double *d = calloc((size_t)(iters > 0 ? iters : 1), sizeof *d);
+    mq_status st = h && d ? MQ_OK : mq_set_error(MQ_STATUS_E_NOMEM, "profile: out of memory");
+    if (st == MQ_OK && iters < 1) st = mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: iters");
+    if (st == MQ_OK)
+        st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, big < cb->limit ? big : cb->limit, &m);
+    for (int i = -1; st == MQ_OK && i < iters; i++) { /* i == -1: untimed warm-up */
+        double a = 0, c = 0;
+        st = transfer_once(cb, m, in, in_bytes, out, out_bytes, &a, &c);
+        if (st == MQ_OK && i >= 0) h[i] = a, d[i] = c;
+    }
+    if (st == MQ_OK) {
+        *h2d_s = mq_median(h, (size_t)iters);
+        *d2h_s = mq_median(d, (size_t)iters);
+    }
+    mq_cl_release(&m);
+    free(h);
+    free(d);
+    return st;
+}

@@ -73,17 +73,31 @@ static mq_status read_err(mq_cl_backend *cb, qbufs *w, size_t parts)
     return st == MQ_OK ? mq_cl_read(cb, w->ecl, parts * sizeof(cl_uint), w->hecl) : st;
 }
 
-/* Partials read back (after the queue finished) into *acc, in order. */
-static void fold_err(mq_err_acc *acc, const qbufs *w, size_t parts)
+void mq_cl_fold_err(mq_err_acc *acc, const float *es, const cl_uint *ecl, size_t parts)
 {
     for (size_t i = 0; i < parts; i++) {
-        const float *e = w->hes + 4 * i;
+        const float *e = es + 4 * i;
         double unit = ldexp(1.0, 2 * (int)e[3]);
         acc->sig += (double)e[0] * unit;
         acc->err2 += (double)e[1] * unit;
         if ((double)e[2] > acc->max_abs) acc->max_abs = (double)e[2];
-        acc->clamped += w->hecl[i];
+        acc->clamped += ecl[i];
     }
+}
+
+/* Partials read back (after the queue finished) into *acc, in order. */
+static void fold_err(mq_err_acc *acc, const qbufs *w, size_t parts)
+{
+    mq_cl_fold_err(acc, w->hes, w->hecl, parts);
+}
+
+/* Rows of an overlapped call: at most `rpc` (what one buffer holds), whole
+ * rows of about the backend's overlap chunk. */
+static size_t overlap_rows(const mq_cl_backend *cb, size_t rpc, size_t row_bytes)
+{
+    size_t n = cb->overlap_chunk / row_bytes;
+    if (n == 0) n = 1;
+    return n < rpc ? n : rpc;
 }
 
 /* ---- fused path: one kernel per chunk of whole rows ---- */
@@ -114,6 +128,23 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     cl_uint tpr_arg = (cl_uint)tpr;
     cl_int sym_arg = symmetric ? 1 : 0;
     cl_uchar cx_arg = code_xor;
+    if (cb->overlap && !in_st && !q_st) {
+        mq_cl_rows_job j = {.k = err ? cb->fused_err[dt] : cb->fused[dt],
+                            .a4 = MQ_CL_ARG(sym_arg),
+                            .a5 = MQ_CL_ARG(cx_arg),
+                            .tpr = tpr,
+                            .rows = rows,
+                            .cols = cols,
+                            .rpc = overlap_rows(cb, rpc, row_bytes),
+                            .in_row = row_bytes,
+                            .q_row = cols,
+                            .scale_row = es,
+                            .src = src,
+                            .q = (uint8_t *)q,
+                            .scale = scale,
+                            .zp = !symmetric ? zp : NULL};
+        return mq_cl_rows_overlapped(cb, &j, bad_row, err);
+    }
     qbufs w = {.in = in_st, .q = q_st};
     mq_status st = MQ_OK;
     if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
@@ -581,6 +612,23 @@ static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt
     cl_uint tpr_a = (cl_uint)tpr;
     cl_int kind_a = kind_arg(kind), sym_a = symmetric ? 1 : 0;
     bool want_zp = !symmetric && zp && kind == MQ_QK_INT4;
+    if (cb->overlap && !in_st && !q_st) {
+        mq_cl_rows_job j = {.k = err ? cb->rows_k_err[dt] : cb->rows_k[dt],
+                            .a4 = MQ_CL_ARG(kind_a),
+                            .a5 = MQ_CL_ARG(sym_a),
+                            .tpr = tpr,
+                            .rows = rows,
+                            .cols = cols,
+                            .rpc = overlap_rows(cb, rpc, row_bytes),
+                            .in_row = row_bytes,
+                            .q_row = rb,
+                            .scale_row = es,
+                            .src = src,
+                            .q = q,
+                            .scale = scale,
+                            .zp = want_zp ? zp : NULL};
+        return mq_cl_rows_overlapped(cb, &j, bad_row, err);
+    }
     qbufs w = {.in = in_st, .q = q_st};
     mq_status st = MQ_OK;
     if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||

@@ -42,6 +42,18 @@ typedef struct {
     bool mapped;
 } mq_cl_stage;
 
+/* Device buffers of one overlapped chunk (cl_pipeline.c); two sets. */
+enum {
+    MQ_CL_PIPE_IN,
+    MQ_CL_PIPE_Q,
+    MQ_CL_PIPE_SCALE,
+    MQ_CL_PIPE_ZP,
+    MQ_CL_PIPE_BAD,
+    MQ_CL_PIPE_ESUM,
+    MQ_CL_PIPE_ECL,
+    MQ_CL_PIPE_COUNT
+};
+
 /* Kernels per input dtype are indexed by mq_dtype: F32 = 0, F16 = 1, BF16 = 2 (F64 = 3). */
 typedef struct {
     mq_backend base; /* first, so the table's mq_backend * is this */
@@ -74,6 +86,12 @@ typedef struct {
     mq_cl_stage stages[MQ_CL_MAX_STAGES];
     pthread_mutex_t stage_mu;
     size_t stage_takes; /* buffers handed to kernels in place (for the tests) */
+    cl_command_queue_properties qprops;
+    bool overlap;                         /* fused rows go through cl_pipeline.c */
+    size_t overlap_chunk;                 /* input bytes per overlapped chunk */
+    cl_command_queue pq[3];               /* upload, kernels, download (made when first used) */
+    mq_cl_slot pipe[2][MQ_CL_PIPE_COUNT]; /* double-buffered chunk buffers */
+    size_t overlap_calls, overlap_chunks; /* for the tests */
 } mq_cl_backend;
 
 /* Rows at least this long go through the split (two-pass) path. */
@@ -103,6 +121,10 @@ mq_status mq_cl_check_rows(const char *what, size_t rows, size_t cols, size_t es
 /* Sets the arguments and enqueues `items` work-items (rounded up to the work-group). */
 mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
                        size_t items, cl_event *ev);
+/* The same on queue `q` after the nwait events of `wait`. */
+mq_status mq_cl_launch_on(mq_cl_backend *cb, cl_command_queue q, cl_kernel k, const mq_cl_arg *args,
+                          size_t nargs, size_t items, cl_uint nwait, const cl_event *wait,
+                          cl_event *ev);
 void mq_cl_release(cl_mem *m);
 
 /* The out-of-memory retry halves the buffers down to one row of the data, or
@@ -120,6 +142,34 @@ void mq_cl_release(cl_mem *m);
 bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes);
 /* Work-items per row for the fused kernel: a power of two <= wg. */
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
+
+/* Weight error partials (four floats and a count each, as the _err kernels
+ * write them) added to *acc in order. */
+void mq_cl_fold_err(struct mq_err_acc *acc, const float *es, const cl_uint *ecl, size_t parts);
+
+/*
+ * One fused rows call with overlapped transfers (cl_pipeline.c): the rows in
+ * chunks of `rpc` rows, each uploaded on one queue, quantized by kernel `k`
+ * on a second and downloaded on a third, with two sets of device buffers, so
+ * that the upload of chunk c+1, the kernel of chunk c and the download of
+ * chunk c-1 can run at once. The kernel's arguments are those of the fused
+ * kernels: (in, rows, cols, tpr, a4, a5, q, scale, zp, bad[, esum, ecl]).
+ */
+typedef struct {
+    cl_kernel k;
+    mq_cl_arg a4, a5; /* the kind's or scheme's two arguments after tpr */
+    size_t tpr, rows, cols, rpc;
+    size_t in_row, q_row, scale_row; /* bytes per row of input, codes, scale */
+    const uint8_t *src;
+    uint8_t *q, *scale;
+    int8_t *zp; /* NULL: zero points not read */
+} mq_cl_rows_job;
+mq_status mq_cl_rows_overlapped(mq_cl_backend *cb, const mq_cl_rows_job *j, size_t *bad_row,
+                                struct mq_err_acc *err);
+/* Waits for and releases the overlap queues' buffers (queues stay). */
+void mq_cl_pipeline_release(mq_cl_backend *cb);
+/* mq_cl_pipeline_release, then the queues. */
+void mq_cl_pipeline_free(mq_cl_backend *cb);
 
 /* Staging memory (backend.h: staging_alloc / staging_free); NULL when none can
  * be made, and the caller uses plain memory. */

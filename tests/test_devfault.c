@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include "backend.h"
+#include "cl_api.h"
 #include "reference.h"
 
 #include <CL/cl.h>
@@ -425,6 +426,56 @@ static void test_file_run(void **state)
     free(w);
 }
 
+/* The overlapped path (forced on): a launch failing mid-pipeline, after
+ * chunks already on their way, returns the error at once (no retry, no hang),
+ * and the backend then quantizes correctly; an out-of-memory retry of the
+ * pipeline gives the same bytes. */
+static void test_overlap_fault(void **state)
+{
+    (void)state;
+    mq_cl_options o;
+    mq_cl_options_init(&o);
+    o.staging = MQ_CL_STAGING_PINNED;
+    o.overlap = MQ_CL_OVERLAP_ON;
+    o.overlap_chunk = 4 * ROW_BYTES; /* 24 chunks */
+    bool none = false;
+    mq_backend *b = NULL;
+    if (mq_opencl_backend_open_opts("opencl", &o, &none, &b) != MQ_OK) {
+        if (!none) fail_msg("OpenCL backend: %s", mq_last_error());
+        skip();
+    }
+    float *w = random_rows(ROWS * COLS, 6);
+    int8_t *q = malloc(ROWS * COLS);
+    float s[ROWS];
+    size_t bad = 0;
+    for (int with_err = 0; with_err < 2; with_err++) {
+        mq_err_acc e;
+        mq_err_acc_init(&e);
+        size_t chunks = mq_opencl_overlap_chunks(b);
+        faults(0, CL_INVALID_VALUE, 1);
+        g_launch_skip = 5;
+        mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0,
+                                             &bad, with_err ? &e : NULL);
+        assert_int_equal(st, MQ_STATUS_E_DEVICE);
+        assert_int_equal(g_injected, 1);
+        assert_error_has("clEnqueueNDRangeKernel");
+        assert_int_equal(mq_opencl_overlap_chunks(b) - chunks, 5);
+        faults(0, CL_INVALID_VALUE, 0);
+        check_quantize(b, w);
+    }
+    faults(16 * ROW_BYTES, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
+    o.overlap_chunk = 32 * ROW_BYTES; /* buffers past the limit: the retry halves them */
+    mq_backend_free(b);
+    assert_int_equal(mq_opencl_backend_open_opts("opencl", &o, &none, &b), MQ_OK);
+    check_quantize(b, w);
+    assert_true(g_injected > 0);
+    assert_true(g_largest <= 16 * ROW_BYTES);
+    assert_true(mq_opencl_overlap_calls(b) > 0);
+    mq_backend_free(b);
+    free(q);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup(test_other_error_not_retried, reset),
         cmocka_unit_test_setup(test_other_ops_retry, reset),
         cmocka_unit_test_setup(test_file_run, reset),
+        cmocka_unit_test_setup(test_overlap_fault, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

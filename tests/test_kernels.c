@@ -16,13 +16,21 @@
 #include <unistd.h>
 
 /* One backend per configuration, opened on first use; NULL when unavailable. */
-enum { BE_DEFAULT, BE_SMALL, BE_DOUBLE, BE_SOFT, BE_WIDE, BE_COUNT };
+enum { BE_DEFAULT, BE_SMALL, BE_DOUBLE, BE_SOFT, BE_WIDE, BE_OVERLAP, BE_OVERLAP_WIDE, BE_COUNT };
 static mq_backend *g_be[BE_COUNT];
 static bool g_tried[BE_COUNT];
 static bool g_skip[BE_COUNT];
 static char g_why[BE_COUNT][2048];
-static const char *const g_be_name[BE_COUNT] = {"default", "4096-byte buffers", "double division",
-                                                "soft division", "GPU-like work-groups"};
+static const char *const g_be_name[BE_COUNT] = {"default",
+                                                "4096-byte buffers",
+                                                "double division",
+                                                "soft division",
+                                                "GPU-like work-groups",
+                                                "overlapped transfers",
+                                                "overlapped transfers, GPU-like work-groups"};
+
+/* Input bytes per overlapped chunk in the tests: many chunks from little data. */
+#define OVERLAP_CHUNK 2048
 
 #define SMALL_LIMIT 4096
 
@@ -35,9 +43,14 @@ static mq_backend *backend(int which)
         if (which == BE_SMALL) o.max_alloc_override = SMALL_LIMIT;
         if (which == BE_DOUBLE) o.div_mode = MQ_CL_DIV_DOUBLE;
         if (which == BE_SOFT) o.div_mode = MQ_CL_DIV_SOFT;
-        if (which == BE_WIDE) { /* 256 work-items per group, up to 256 per row */
+        if (which == BE_WIDE || which == BE_OVERLAP_WIDE) { /* 256 per group, up to 256 a row */
             o.work_group = 256;
             o.per_item = 16;
+        }
+        if (which == BE_OVERLAP || which == BE_OVERLAP_WIDE) { /* the discrete-GPU path */
+            o.staging = MQ_CL_STAGING_PINNED;
+            o.overlap = MQ_CL_OVERLAP_ON;
+            o.overlap_chunk = OVERLAP_CHUNK;
         }
         bool none = false;
         if (mq_opencl_backend_open_opts(tu_cl_device(), &o, &none, &g_be[which]) != MQ_OK) {
@@ -685,6 +698,123 @@ static void test_kinds_nonfinite(void **state)
 
 /* Fixed parameters: every e4m3 rounding case over a sweep of fp32 bit
  * patterns (scale 1), int4 codes with zero points, runs over the buffer. */
+/* ---- overlapped transfers (cl_pipeline.c) ---- */
+
+/* Weight error sums of quantize_rows (kind INT8) or quantize_rows_k on be. */
+static mq_status quantize_err(mq_backend *be, const void *src, mq_dtype dt, size_t rows,
+                              size_t cols, mq_qkind kind, bool sym, uint8_t *q, void *scale,
+                              int8_t *zp, mq_err_acc *e)
+{
+    size_t bad = 0;
+    mq_err_acc_init(e);
+    if (kind == MQ_QK_INT8)
+        return be->ops->quantize_rows(be, src, dt, rows, cols, sym, (int8_t *)q, scale,
+                                      sym ? NULL : zp, 0, &bad, e);
+    return be->ops->quantize_rows_k(be, src, dt, rows, cols, kind, sym, q, scale, zp, &bad, e);
+}
+
+/* The overlapped path against the chunk-by-chunk one (whose error sums the
+ * errstats tests hold to the reference): the same codes, scales, zero points
+ * and error sums, bit for bit. */
+static void check_overlap_err(mq_backend *ov, mq_backend *plain, const void *src, mq_dtype dt,
+                              size_t rows, size_t cols, mq_qkind kind, bool sym)
+{
+    size_t es = mq_dtype_size(dt), qn = rows * mq_qkind_row_bytes(kind, cols);
+    uint8_t *q1 = malloc(qn), *q2 = malloc(qn), *s1 = malloc(rows * es), *s2 = malloc(rows * es);
+    int8_t *z1 = calloc(rows, 1), *z2 = calloc(rows, 1);
+    assert_true(q1 && q2 && s1 && s2 && z1 && z2);
+    mq_err_acc e1, e2;
+    mq_status st1 = quantize_err(ov, src, dt, rows, cols, kind, sym, q1, s1, z1, &e1);
+    mq_status st2 = quantize_err(plain, src, dt, rows, cols, kind, sym, q2, s2, z2, &e2);
+    if (st1 != MQ_OK || st2 != MQ_OK)
+        fail_msg("%zux%zu kind %d: status %d / %d (%s)", rows, cols, kind, st1, st2,
+                 mq_last_error());
+    assert_memory_equal(q1, q2, qn);
+    assert_memory_equal(s1, s2, rows * es);
+    assert_memory_equal(z1, z2, rows);
+    if (e1.sig != e2.sig || e1.err2 != e2.err2 || e1.max_abs != e2.max_abs ||
+        e1.clamped != e2.clamped)
+        fail_msg("%zux%zu %s kind %d %s: error sums %a %a %a %llu, chunk by chunk %a %a %a %llu",
+                 rows, cols, mq_dtype_name(dt), kind, sym ? "sym" : "asym", e1.sig, e1.err2,
+                 e1.max_abs, (unsigned long long)e1.clamped, e2.sig, e2.err2, e2.max_abs,
+                 (unsigned long long)e2.clamped);
+    free(q1), free(q2), free(s1), free(s2), free(z1), free(z2);
+}
+
+/* Shapes of one chunk and of many (OVERLAP_CHUNK input bytes each: odd row
+ * counts, a last chunk shorter than the others, rows larger than a chunk). */
+static const size_t k_overlap_shapes[][2] = {{1, 3},    {7, 13},   {40, 256}, {1000, 17},
+                                             {300, 1},  {33, 257}, {5, 1025}, {64, 4096},
+                                             {3000, 3}, {2, 70001}};
+
+static void run_overlap(int which, uint64_t seed)
+{
+    NEED(which);
+    /* The same work-group shape, so the same order of summation. */
+    mq_backend *plain = backend(which == BE_OVERLAP_WIDE ? BE_WIDE : BE_DEFAULT);
+    assert_non_null(plain);
+    size_t calls = mq_opencl_overlap_calls(be), chunks = mq_opencl_overlap_chunks(be);
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    for (size_t i = 0; i < sizeof k_overlap_shapes / sizeof *k_overlap_shapes; i++) {
+        size_t rows = k_overlap_shapes[i][0], cols = k_overlap_shapes[i][1];
+        check_shape(be, &r, rows, cols, PAT_NORMAL);
+        if (cols < ((size_t)1 << 18)) {
+            float *v = make_values(&r, rows, cols, PAT_OUTLIERS);
+            for (int d = 0; d < 3; d++) {
+                void *src = make_input(v, rows * cols, k_dts[d]);
+                for (int sym = 0; sym < 2; sym++)
+                    check_overlap_err(be, plain, src, k_dts[d], rows, cols, MQ_QK_INT8, sym);
+                check_overlap_err(be, plain, src, k_dts[d], rows, cols, MQ_QK_INT4, true);
+                check_overlap_err(be, plain, src, k_dts[d], rows, cols, MQ_QK_INT4, false);
+                check_overlap_err(be, plain, src, k_dts[d], rows, cols, MQ_QK_FP8, true);
+                free(src);
+            }
+            free(v);
+        }
+    }
+    run_kind_rows(be, seed + 1, SIZE_MAX, 3);
+    /* The fused rows went through the pipeline, most of them in several chunks. */
+    size_t dc = mq_opencl_overlap_calls(be) - calls, dk = mq_opencl_overlap_chunks(be) - chunks;
+    print_message("overlapped (%s): %zu calls, %zu chunks\n", g_be_name[which], dc, dk);
+    assert_true(dc > 0);
+    assert_true(dk > 2 * dc);
+}
+
+static void test_overlap_rows(void **state)
+{
+    (void)state;
+    run_overlap(BE_OVERLAP, 91);
+}
+
+static void test_overlap_rows_wide(void **state)
+{
+    (void)state;
+    run_overlap(BE_OVERLAP_WIDE, 92);
+}
+
+/* A NaN or Inf in a later chunk: E_DATA naming the first such row, all
+ * chunks having run. */
+static void test_overlap_nonfinite(void **state)
+{
+    (void)state;
+    NEED(BE_OVERLAP);
+    size_t rows = 500, cols = 37;
+    tu_rng r;
+    tu_rng_seed(&r, 93);
+    float *v = make_values(&r, rows, cols, PAT_NORMAL);
+    v[431 * cols + 5] = NAN;
+    v[477 * cols] = INFINITY;
+    for (int d = 0; d < 3; d++) {
+        void *src = make_input(v, rows * cols, k_dts[d]);
+        check_quantize(be, src, k_dts[d], rows, cols, false);
+        for (int kk = 0; kk < 3; kk++)
+            check_rows_k(be, src, k_dts[d], rows, cols, kk);
+        free(src);
+    }
+    free(v);
+}
+
 static void test_kinds_values(void **state)
 {
     (void)state;
@@ -1198,6 +1328,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kinds_nonfinite),
         cmocka_unit_test(test_kinds_values),
         cmocka_unit_test(test_kinds_staging),
+        cmocka_unit_test(test_overlap_rows),
+        cmocka_unit_test(test_overlap_rows_wide),
+        cmocka_unit_test(test_overlap_nonfinite),
         cmocka_unit_test(test_kinds_blocks),
         cmocka_unit_test(test_cast_f16),
         cmocka_unit_test(test_cast_chunked),

@@ -287,12 +287,17 @@ static void test_device_matches_memory(void **state)
 static void test_staging_modes(void **state)
 {
     (void)state;
+    /* The last: pinned memory with transfers overlapped with the kernels in
+     * small chunks, the path of a discrete GPU. */
     static const mq_cl_staging_mode modes[] = {MQ_CL_STAGING_NONE, MQ_CL_STAGING_PINNED,
-                                               MQ_CL_STAGING_ZERO_COPY};
+                                               MQ_CL_STAGING_ZERO_COPY, MQ_CL_STAGING_PINNED};
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        bool overlap = i == 3;
         mq_cl_options o;
         mq_cl_options_init(&o);
         o.staging = modes[i];
+        o.overlap = overlap ? MQ_CL_OVERLAP_ON : MQ_CL_OVERLAP_OFF;
+        o.overlap_chunk = 4096;
         bool none = false;
         mq_backend *be = NULL;
         if (mq_opencl_backend_open_opts(tu_cl_device(), &o, &none, &be) != MQ_OK) {
@@ -304,6 +309,10 @@ static void test_staging_modes(void **state)
             assert_true(mq_opencl_zero_copy_count(be) > 0);
         else
             assert_int_equal(mq_opencl_zero_copy_count(be), 0);
+        if (overlap)
+            assert_true(mq_opencl_overlap_chunks(be) > mq_opencl_overlap_calls(be));
+        else
+            assert_int_equal(mq_opencl_overlap_calls(be), 0);
         mq_backend_free(be);
     }
 }

@@ -59,9 +59,35 @@ size_t mq_opencl_zero_copy_count(const mq_backend *b)
     return 0;
 }
 
+bool mq_opencl_overlaps(const mq_backend *b)
+{
+    (void)b;
+    return false;
+}
+
+size_t mq_opencl_overlap_calls(const mq_backend *b)
+{
+    (void)b;
+    return 0;
+}
+
+size_t mq_opencl_overlap_chunks(const mq_backend *b)
+{
+    (void)b;
+    return 0;
+}
+
 mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n)
 {
     (void)b, (void)a, (void)d, (void)out, (void)n;
+    return no_opencl("opencl");
+}
+
+mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
+{
+    (void)b, (void)in, (void)in_bytes, (void)out, (void)out_bytes, (void)iters, (void)h2d_s;
+    (void)d2h_s;
     return no_opencl("opencl");
 }
 
