@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check in one unattended command: the kernel and CLI suites on the GPU
 # (MQ_DEVICE=gpu, bit for bit against the reference), bench_kernels (every dtype
-# x scheme, kernel against clEnqueueCopyBuffer on the same device), bench_eval
+# x scheme, and the presets' int4/fp8 kinds, kernel against clEnqueueCopyBuffer
+# on the same device), bench_eval
 # (eval and CLBlast SGEMM) and bench_pipeline.py (the generated 1b model, F32 and
 # BF16: --device gpu, --device host, cp -r + sync). Each step runs under a
 # timeout inside one time budget (450 s); a failed step is recorded and the
@@ -188,6 +189,17 @@ else
   step bench_kernels 150 "$build/bench/bench_kernels" --device "$device" \
     --shapes 4096x4096,14336x4096,4096x14336,128256x4096 --dtypes f32,f16,bf16 \
     --schemes sym,asym --iters 20 --host-iters 3 --no-ref
+fi
+# The presets' code kinds: int4 groups (sym, asym), fp8 per channel and in blocks.
+if [ "$device" != host ]; then
+  if [ $dry = 1 ]; then
+    step bench_kinds 60 "$build/bench/bench_kernels" --device "$device" --shapes 256x256 \
+      --dtypes f32,bf16 --kinds int4,int4-asym,fp8,fp8-block --iters 2 --host-iters 1
+  else
+    step bench_kinds 90 "$build/bench/bench_kernels" --device "$device" \
+      --shapes 4096x4096,14336x4096 --dtypes f32,bf16 --kinds int4,int4-asym,fp8,fp8-block \
+      --iters 10 --host-iters 2 --no-ref
+  fi
 fi
 
 # ---- (d) eval and CLBlast ----

@@ -128,8 +128,8 @@ def suite(logs, name):
     return r
 
 
-def kernels(logs):
-    text = read(os.path.join(logs, "bench_kernels.log"))
+def kernels(logs, name="bench_kernels"):
+    text = read(os.path.join(logs, name + ".log"))
     t = md_tables(text)
     head = [l for l in text.splitlines()[:3] if l and not l.startswith("|")]
     return {"notes": head, "header": t[0][0] if t else [],
@@ -191,6 +191,7 @@ def main():
     version = subprocess.run([os.path.join(a.build, "monoquant"), "--version"],
                              capture_output=True, text=True).stdout.strip() or None
     kern, kern_text = kernels(logs)
+    kinds, kinds_text = kernels(logs, "bench_kinds")
     pipeline = {}
     for dt in ("F32", "BF16"):
         try:
@@ -214,6 +215,7 @@ def main():
         "steps": st,
         "tests": [suite(logs, s) for s in SUITES],
         "kernels": kern,
+        "kinds": kinds,
         "eval": evals(logs),
         "pipeline": pipeline,
         "devices_listing": read(os.path.join(logs, "devices.log")),
@@ -261,6 +263,10 @@ def main():
         md += [l for l in kern_text.splitlines() if l.startswith("|")]
     else:
         md.append("no figures (see the steps)")
+    md += ["", "## Preset kinds: int4 groups, fp8 per channel and in blocks "
+           "(bench_kernels --kinds)", ""]
+    kind_lines = [l for l in kinds_text.splitlines() if l.startswith("|")]
+    md += kind_lines if kind_lines else ["no figures (see the steps)"]
     ev = doc["eval"]
     md += ["", "## Eval and CLBlast SGEMM (bench_eval)", ""]
     if ev["runs"]:
