@@ -258,6 +258,7 @@ def main():
                     c.times.append(t)
                     c.rss = max(c.rss, r)
                     c.out_bytes = dir_bytes(out)
+                    print("%s %s %s run %d: %.2f s" % (dt, p, c.label, run + 1, t), file=sys.stderr)
                     if last and a.check and c is cols[0]:
                         keep["ours"] = out
                     else:
@@ -276,6 +277,8 @@ def main():
                         shutil.rmtree(out, ignore_errors=True)
                     else:
                         llmc.times.append(t)
+                        print("%s %s %s run %d: %.2f s" % (dt, p, llmc.label, run + 1, t),
+                              file=sys.stderr)
                         with open(tfile) as f:
                             llmc.extra.append(json.load(f))
                         llmc.rss = max(llmc.rss, r)
@@ -292,6 +295,7 @@ def main():
                     if rc != 0:
                         sys.exit("cp -r failed: %s" % err)
                     cp.times.append(t)
+                    print("%s %s cp -r + sync run %d: %.2f s" % (dt, p, run + 1, t), file=sys.stderr)
                     shutil.rmtree(dst, ignore_errors=True)
             if a.check and "ours" in keep and "llmc" in keep:
                 res = os.path.join(helpers, "check.json")
