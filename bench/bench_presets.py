@@ -93,8 +93,22 @@ for name in sorted(set(fa) & set(fb)):
     if a.dtype == b.dtype and a.shape == b.shape:
         row["identical"] = int((raw(a) == raw(b)).sum())
     tensors.append(row)
-qa = json.load(open(os.path.join(a_dir, "config.json"))).get("quantization_config", {})
-qb = json.load(open(os.path.join(b_dir, "config.json"))).get("quantization_config", {})
+def norm(x):
+    """Leaves out null, empty and default-valued fields, and the config groups' names
+    (ours "group_0", llm-compressor's the preset's name), so that only differences
+    in meaning remain."""
+    if isinstance(x, dict):
+        d = {k: norm(v) for k, v in x.items()}
+        if isinstance(d.get("config_groups"), dict):
+            d["config_groups"] = {"group %d" % i: v
+                                  for i, (_, v) in enumerate(sorted(d["config_groups"].items()))}
+        return {k: v for k, v in d.items() if v not in (None, {}, [])}
+    if isinstance(x, list):
+        return [norm(v) for v in x]
+    return x
+
+qa = norm(json.load(open(os.path.join(a_dir, "config.json"))).get("quantization_config", {}))
+qb = norm(json.load(open(os.path.join(b_dir, "config.json"))).get("quantization_config", {}))
 json.dump({"tensors": tensors, "only_a": sorted(set(fa) - set(fb)),
            "only_b": sorted(set(fb) - set(fa)),
            "config_diff": diff(qa, qb, "quantization_config", [])}, open(out, "w"))
@@ -359,7 +373,7 @@ def main():
         print("\nByte identity, our output (--device %s) against llm-compressor's, last run of each:"
               % (checks[0].get("device") or "?"))
         print("\n| input | preset | tensors in both | only ours | only llmc | dtype/shape differ "
-              "| byte-identical tensors | identical bytes | lowest tensor | config block |")
+              "| byte-identical tensors | identical bytes | lowest tensor | config block (normalized) |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
         for c in checks:
             if "error" in c:
@@ -370,7 +384,8 @@ def main():
             same = [t for t in ts if "identical" in t]
             nbytes = sum(t["bytes"] for t in same)
             ident = sum(t["identical"] for t in same)
-            worst = min(same, key=lambda t: t["identical"] / max(t["bytes"], 1), default=None)
+            worst = min((t for t in same if t["identical"] < t["bytes"]),
+                        key=lambda t: t["identical"] / max(t["bytes"], 1), default=None)
             print("| %s | %s | %d | %d | %d | %d | %d | %s | %s | %s |" % (
                 c["input"], c["preset"], len(ts), len(c["only_a"]), len(c["only_b"]),
                 len(ts) - len(same), sum(1 for t in same if t["identical"] == t["bytes"]),
