@@ -682,8 +682,22 @@ HK_INLINE mq_status kq_blocks(const void *src, mq_dtype dt, size_t rows, size_t 
             size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
             mq_ref_stats st;
             mq_ref_stats_init(&st);
-            for (size_t r = r0; r < r1; r++)
-                kstats_run(&st, in + (r * cols + c0) * es, dt, nc);
+            if (nc % HK_SMALL == 0) {
+                /* Whole blocks of HK_SMALL in every row: one set of lanes for
+                 * the block, merged once (a merge per row costs as much as the
+                 * row's 128 values). */
+                hk_lanes a;
+                hk_block b;
+                lanes_init(&a);
+                for (size_t r = r0; r < r1; r++)
+                    for (size_t i = 0; i < nc; i += HK_SMALL)
+                        lanes_update(&a, load_block(in, dt, r * cols + c0 + i, HK_SMALL, &b),
+                                     HK_SMALL);
+                lanes_merge(&a, &st);
+            } else {
+                for (size_t r = r0; r < r1; r++)
+                    kstats_run(&st, in + (r * cols + c0) * es, dt, nc);
+            }
             if (st.nonfinite) {
                 if (bad_block) *bad_block = bi * nbc + bj;
                 return MQ_STATUS_E_DATA;
