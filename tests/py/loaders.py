@@ -103,6 +103,8 @@ def build_models():
                          tf.AutoModelForCausalLM, torch.float32, None),
         "llama256-bf16": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**wide)),
                           tf.AutoModelForCausalLM, torch.bfloat16, None),
+        "llama256-sharded": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**wide)),
+                             tf.AutoModelForCausalLM, torch.float32, "400KB"),
         "llama-ragged": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**ragged)),
                          tf.AutoModelForCausalLM, torch.float32, None),
         "llama-f32": (lambda: tf.LlamaForCausalLM(tf.LlamaConfig(**tiny)),

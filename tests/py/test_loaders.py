@@ -37,7 +37,7 @@ MODELS = ["llama-f32", "llama-bf16", "llama-sharded", "qwen2", "bert", "gpt2", "
           "mixtral"]
 # The presets, on Llamas whose layers divide into groups of 128 and 128x128
 # blocks, and on one whose MLP does not (those layers stay in float, in ignore).
-PRESET_MODELS = ["llama256-f32", "llama256-bf16", "llama-ragged"]
+PRESET_MODELS = ["llama256-f32", "llama256-bf16", "llama256-sharded", "llama-ragged"]
 EXPERT = re.compile(r"\.experts\.\d+\.(w1|w2|w3|gate_proj|up_proj|down_proj)$")
 
 failures = []
@@ -161,15 +161,20 @@ def check_dequantize(tag, out, tensors, scheme):
     from compressed_tensors.compressors import BaseCompressor
     from compressed_tensors.quantization import QuantizationScheme
     from safetensors.torch import load_file
-    shard = os.path.join(out, "model.safetensors")
-    deq = shard + ".deq"
-    p = subprocess.run([os.environ["MQ_CLI"], "dequantize", shard, "-o", deq],
-                       capture_output=True, text=True)
-    check(p.returncode == 0, "%s: dequantize: exit %d: %s" % (tag, p.returncode, p.stderr))
-    if p.returncode:
-        return
-    d = load_file(deq)
-    os.unlink(deq)
+    d = {}
+    for f in sorted(os.listdir(out)):
+        if not f.endswith(".safetensors"):
+            continue
+        shard = os.path.join(out, f)
+        deq = shard + ".deq"
+        p = subprocess.run([os.environ["MQ_CLI"], "dequantize", shard, "-o", deq],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "%s: dequantize %s: exit %d: %s" % (tag, f, p.returncode,
+                                                                      p.stderr))
+        if p.returncode:
+            return
+        d.update(load_file(deq))
+        os.unlink(deq)
     s = loaders.scheme_info(scheme)
     weights, acts = loaders.weight_args(s)
     qs = QuantizationScheme(targets=["Linear"], weights=weights, input_activations=acts)
