@@ -29,7 +29,7 @@
  *   at once (CLBlast issue #486): with it, run mq_eval_files and
  *   mq_linear_forward on OpenCL devices one thread at a time.
  * - Process-wide state: the temporaries that mq_signal_cleanup() removes, in
- *   one lock-free table (24 temporary files or model directories at a time
+ *   one lock-free table (80 temporary files or model directories at a time
  *   have signal cleanup; writes beyond those still work without it); the
  *   umask, read once at the first write. The library reads no environment
  *   variable and prints nothing (the monoquant program reads MQ_DEVICE). */

@@ -992,6 +992,71 @@ static void test_cli(void **state)
     free(json);
 }
 
+/* Crafted int4/FP8 layers: an error naming the layer and the cause, never a
+ * crash (empty weights or scales, a rank-0 packed tensor, a width that does
+ * not fit the claimed shape, a zero point beside FP8, a zero point of the
+ * wrong size). */
+static void test_bad_kind_layers(void **state)
+{
+    (void)state;
+    static const unsigned char codes[64] = {0x38, 0x40, 0xb8, 0x00};
+    static const float one[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    static const int64_t shape_100[2] = {2, 100}, shape_16[2] = {2, 16}, shape_0[1] = {0};
+    static const int32_t words[8] = {0};
+    static const struct {
+        const char *label, *needle;
+        int kind; /* 0: FP8 codes, 1: packed */
+        int crank;
+        int64_t cshape[2];
+        int srank;
+        int64_t sshape[2];
+        const int64_t *wshape; /* packed: the _shape tensor's values */
+        int wrank;
+        int zp; /* 0: none; 1: F32 [1] beside FP8; 2: I32 of the wrong size */
+    } cases[] = {
+        {"fp8 empty scale", "must not be empty", 0, 2, {2, 4}, 2, {1, 0}, NULL, 0, 0},
+        {"fp8 no rows", "must not be empty", 0, 2, {0, 4}, 1, {1, 0}, NULL, 0, 0},
+        {"fp8 zero point", "no zero point", 0, 2, {2, 4}, 2, {2, 1}, NULL, 0, 1},
+        {"packed rank 0", "at least one dimension", 1, 0, {0, 0}, 1, {1, 0}, shape_0, 1, 0},
+        {"packed too narrow", "width", 1, 2, {2, 1}, 2, {2, 1}, shape_100, 2, 0},
+        {"packed zero point size", "zero point", 1, 2, {2, 2}, 2, {2, 1}, shape_16, 2, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mq_model *m, *d = NULL;
+        assert_int_equal(mq_model_new(&m), MQ_OK);
+        if (cases[i].kind == 0) {
+            assert_int_equal(mq_model_add_tensor(m, "l.weight", MQ_DTYPE_F8_E4M3, cases[i].crank,
+                                                 cases[i].cshape, codes),
+                             MQ_OK);
+        } else {
+            assert_int_equal(mq_model_add_tensor(m, "l.weight_packed", MQ_DTYPE_I32, cases[i].crank,
+                                                 cases[i].cshape, words),
+                             MQ_OK);
+            int64_t n = cases[i].wrank;
+            assert_int_equal(
+                mq_model_add_tensor(m, "l.weight_shape", MQ_DTYPE_I64, 1, &n, cases[i].wshape),
+                MQ_OK);
+        }
+        assert_int_equal(mq_model_add_tensor(m, "l.weight_scale", MQ_DTYPE_F32, cases[i].srank,
+                                             cases[i].sshape, one),
+                         MQ_OK);
+        if (cases[i].zp == 1)
+            assert_int_equal(
+                mq_model_add_tensor(m, "l.weight_zero_point", MQ_DTYPE_F32, 1, (int64_t[]){1}, one),
+                MQ_OK);
+        if (cases[i].zp == 2)
+            assert_int_equal(mq_model_add_tensor(m, "l.weight_zero_point", MQ_DTYPE_I32, 2,
+                                                 (int64_t[]){2, 1}, words),
+                             MQ_OK);
+        mq_status st = mq_dequantize(m, &d);
+        const char *msg = mq_last_error();
+        if (st != MQ_STATUS_E_FORMAT || !strstr(msg, "'l.weight'") || !strstr(msg, cases[i].needle))
+            fail_msg("%s: status %s: %s", cases[i].label, mq_status_str(st), msg);
+        assert_null(d);
+        mq_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1009,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_inputs_file),
         cmocka_unit_test(test_fifos),
         cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_bad_kind_layers),
         cmocka_unit_test(test_nonfinite_outputs),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_clblast_names),

@@ -907,6 +907,21 @@ static void test_presets(void **state)
         }
         mq_config_free(&cfg);
     }
+    /* --skip-nonfinite reads every tensor to quantize first (in element
+     * chunks, whatever the scheme's own chunks are). */
+    static const char *const scanned[] = {"FP8_BLOCK", "W4A16_ASYM", "W8A16"};
+    for (size_t k = 0; k < sizeof scanned / sizeof *scanned; k++) {
+        mq_config_init(&cfg);
+        assert_int_equal(mq_config_set_preset(&cfg, scanned[k]), MQ_OK);
+        cfg.skip_nonfinite = true;
+        for (int d = 0; d < 2; d++) {
+            mq_backend *be = d ? dev : host;
+            if (!be) continue;
+            snprintf(tag, sizeof tag, "%s skip_nonfinite %s", scanned[k], be->backend);
+            check_config(in, &cfg, be, tag);
+        }
+        mq_config_free(&cfg);
+    }
     /* FP8 blocks that cannot fit the memory limit: an error saying so, no output. */
     assert_int_equal(mq_config_set_preset(&cfg, "FP8_BLOCK"), MQ_OK);
     cfg.memory_limit = 1 << 20;

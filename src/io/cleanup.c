@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLOTS 24
+#define SLOTS 80 /* more than a run of MQ_MAX_DEVICES pipelines holds at once */
 #define PATH_CAP 4096
 #define CHUNK_BYTES 65536
 

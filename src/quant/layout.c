@@ -375,6 +375,7 @@ static mq_status read_shape(const mq_model *m, const mq_tensor *c, const mq_tens
                             mq_qlayer *l)
 {
     mq_tensor *w = &l->w;
+    if (c->rank < 1) return bad(w->name, "the packed weight must have at least one dimension");
     if (sh->dtype != MQ_DTYPE_I64 || sh->rank != 1 || sh->shape[0] != c->rank)
         return bad(w->name, "the _shape tensor must be I64 with one value per dimension of the "
                             "packed weight");
@@ -455,6 +456,8 @@ static mq_status read_scale_layout(mq_qlayer *l)
     l->scale_cols = 1;
     if (!mq_dtype_is_quantizable(s->dtype))
         return bad(l->w.name, "the scale must be F32, F16 or BF16");
+    if (ns == 0 || out == 0 || inner == 0)
+        return bad(l->w.name, "a quantized weight and its scale must not be empty");
     if (ns == 1 || (ns == out && (s->rank == 1 || s->shape[s->rank - 1] == 1))) return MQ_OK;
     if (l->w.rank == 2 && s->rank == 2 && (size_t)s->shape[0] == out && s->shape[1] > 1 &&
         inner % (size_t)s->shape[1] == 0) {
@@ -463,7 +466,13 @@ static mq_status read_scale_layout(mq_qlayer *l)
         return MQ_OK;
     }
     if (l->kind == MQ_QK_FP8 && l->w.rank == 2 && s->rank == 2) {
-        size_t b = ceil_div(inner, (size_t)s->shape[1]);
+        /* compressed-tensors' 128x128 blocks first; another edge only when
+         * the shapes leave no doubt (both dimensions whole blocks). */
+        size_t b = 128;
+        if (ceil_div(out, b) != (size_t)s->shape[0] || ceil_div(inner, b) != (size_t)s->shape[1]) {
+            b = inner / (size_t)s->shape[1];
+            if (!b || inner % b || out % b || out / b != (size_t)s->shape[0]) b = 0;
+        }
         if (b > 0 && ceil_div(out, b) == (size_t)s->shape[0] &&
             ceil_div(inner, b) == (size_t)s->shape[1]) {
             l->scale_cols = (size_t)s->shape[1];

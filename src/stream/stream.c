@@ -64,6 +64,8 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     size_t es = mq_dtype_size(t->dtype);
     tp->rows = l->rows;
     tp->cols = l->cols;
+    /* Element chunks of the scan (--skip-nonfinite) and of the split path. */
+    tp->per_chunk = s->slot_bytes / es;
     if (l->block) {
         /* Whole bands of block rows per chunk; setup sized the slots for one. */
         size_t band = s->slot_bytes / (tp->cols * es) / l->block;
@@ -80,7 +82,6 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     }
     /* A chunk's packed codes, with their padding, must fit the output
      * buffer's slot_bytes as its input fits a slot. */
-    tp->per_chunk = s->slot_bytes / es;
     if (l->inner_bytes > l->inner) {
         uint64_t by_pack = (uint64_t)(s->slot_bytes - 4) * l->inner / l->inner_bytes;
         if (by_pack < tp->per_chunk) tp->per_chunk = (size_t)by_pack;
@@ -302,16 +303,18 @@ static mq_status write_constants(mq_stream *s)
     return st;
 }
 
-/* FP8 blocks: the input bytes of one band of block rows of the widest 2-D
- * weight they divide (what one chunk must hold at least), or 0. */
-static uint64_t widest_band(const mq_stream *s)
+/* FP8 blocks: the input bytes of one band of block rows of the widest weight
+ * the planner quantizes (what one chunk must hold at least), or 0. */
+static uint64_t widest_band(const mq_stream *s, mq_planner *pl)
 {
     size_t b = s->cfg->dtype == MQ_QFP8 ? s->cfg->block_size : 0;
     uint64_t widest = 0;
+    char reason[256];
     for (size_t i = 0; b && i < s->n; i++) {
         const mq_tensor *t = &s->m->tensors[i];
-        if (t->rank != 2 || !mq_dtype_is_quantizable(t->dtype) || t->shape[0] % (int64_t)b ||
-            t->shape[1] % (int64_t)b)
+        if (t->rank != 2 || !mq_dtype_is_quantizable(t->dtype) ||
+            mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason) !=
+                MQ_ACTION_QUANTIZE)
             continue;
         uint64_t band = (uint64_t)b * (uint64_t)t->shape[1] * mq_dtype_size(t->dtype);
         if (band > widest) widest = band;
@@ -319,12 +322,12 @@ static uint64_t widest_band(const mq_stream *s)
     return widest;
 }
 
-static mq_status setup(mq_stream *s)
+static mq_status setup(mq_stream *s, mq_planner *pl)
 {
     unsigned slots;
     size_t slot_bytes;
     size_staging(s->cfg, s->be, &slots, &slot_bytes, &s->run_cap);
-    uint64_t band = widest_band(s);
+    uint64_t band = widest_band(s, pl);
     if (band > slot_bytes) {
         uint64_t limit = s->cfg->memory_limit ? s->cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
         uint64_t need = (band + 4095) / 4096 * 4096;
@@ -400,7 +403,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
         goto done;
     }
     if ((st = open_input(&s, out_path)) != MQ_OK) goto done;
-    if ((st = setup(&s)) != MQ_OK) goto done;
+    if ((st = setup(&s, pl)) != MQ_OK) goto done;
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
      * with --skip-nonfinite the tensors to quantize are checked first. */

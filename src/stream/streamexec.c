@@ -259,17 +259,26 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
     return MQ_OK;
 }
 
-/* The zero points of a finished tensor, packed as the layout says. */
-static mq_status write_zero_points(mq_stream *s, const mq_tplan *tp)
+/* The zero points of a finished tensor, packed as the layout says, handed to
+ * the writer in output buffers like every other computed byte. */
+static mq_status write_zero_points(mq_stream *s, mq_writer *w, const mq_tplan *tp)
 {
     const mq_qout *z = &tp->lay.out[MQ_QOUT_ZP];
-    unsigned char *buf = malloc(z->nbytes ? (size_t)z->nbytes : 1);
-    if (!buf)
-        return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%llu bytes of zero points)",
-                            (unsigned long long)z->nbytes);
-    mq_qlayout_store_zp(&tp->lay, tp->zp_all, buf);
-    mq_status st = mq_outfile_pwrite(s->f, buf, (size_t)z->nbytes, s->data_start + tp->out_zp);
-    free(buf);
+    size_t n = (size_t)z->nbytes, cap = s->slot_bytes;
+    unsigned char *packed = malloc(n ? n : 1);
+    mq_status st = MQ_OK;
+    if (!packed)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%zu bytes of zero points)", n);
+    mq_qlayout_store_zp(&tp->lay, tp->zp_all, packed);
+    for (size_t off = 0; off < n && st == MQ_OK; off += cap) {
+        mq_write_job j = {0};
+        size_t len = n - off < cap ? n - off : cap;
+        if ((st = mq_writer_buffer(w, &j.buf)) != MQ_OK) break;
+        memcpy(j.buf, packed + off, len);
+        add_piece(s, &j, j.buf, len, tp->out_zp + off);
+        st = mq_writer_submit(w, &j);
+    }
+    free(packed);
     return st;
 }
 
@@ -324,7 +333,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         if (st == MQ_OK) st = mq_writer_submit(w, &j);
         if (st == MQ_OK) progress(s, partial, NULL);
     }
-    if (st == MQ_OK && tp->zp_all) st = write_zero_points(s, tp);
+    if (st == MQ_OK && tp->zp_all) st = write_zero_points(s, w, tp);
     free(tp->zp_all);
     tp->zp_all = NULL;
     if (st != MQ_OK) {
