@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_pipeline import dir_bytes, sh, warm  # noqa: E402  (the same helpers)
+
 PRESETS = "W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK"
 
 # Runs in the llm-compressor interpreter: quantizes IN into OUT with a preset and
@@ -113,23 +116,6 @@ json.dump({"tensors": tensors, "only_a": sorted(set(fa) - set(fb)),
            "only_b": sorted(set(fb) - set(fa)),
            "config_diff": diff(qa, qb, "quantization_config", [])}, open(out, "w"))
 '''
-
-
-def sh(*args, **kw):
-    return subprocess.run(list(args), check=True, **kw)
-
-
-def dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
-
-
-def warm(path):
-    """Reads every file once so the input sits in the page cache."""
-    for r, _, fs in os.walk(path):
-        for f in fs:
-            with open(os.path.join(r, f), "rb") as fh:
-                while fh.read(1 << 24):
-                    pass
 
 
 def timed(cmd):
