@@ -102,14 +102,19 @@ static size_t overlap_rows(const mq_cl_backend *cb, size_t rpc, size_t row_bytes
 
 /* ---- fused path: one kernel per chunk of whole rows ---- */
 
-static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
-                                size_t cols, bool symmetric, int8_t *q, uint8_t *scale, int8_t *zp,
-                                uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+/* The fused kernel `k` of any kind over chunks of whole rows: arguments 4 and
+ * 5 (the scheme's: symmetric and code_xor for int8, kind and symmetric for
+ * int4/fp8) differ, the rest are the same. `rb` bytes of codes per row; `zp`
+ * NULL when there are no zero points to keep. */
+static mq_status rows_fused(mq_cl_backend *cb, cl_kernel k, bool k_err, mq_cl_arg a4, mq_cl_arg a5,
+                            const uint8_t *src, mq_dtype dt, size_t rows, size_t cols, size_t rb,
+                            uint8_t *q, uint8_t *scale, int8_t *zp, size_t *bad_row,
+                            mq_err_acc *err)
 {
     size_t es = mq_dtype_size(dt), row_bytes = cols * es;
     /* The per-row buffers (scales, or 16 bytes of error sums) stay within
      * the limit too, which matters for very short rows. */
-    size_t max_rows = cb->limit / (err ? 4 * sizeof(float) : es);
+    size_t max_rows = cb->limit / (k_err ? 4 * sizeof(float) : es);
     size_t rpc = cb->limit / row_bytes;
     if (rpc > max_rows) rpc = max_rows;
     if (rpc > rows) rpc = rows;
@@ -117,7 +122,7 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
      * writes them in place, all rows in one launch. */
     cl_mem in_st = rows <= max_rows ? mq_cl_stage_take(cb, src, rows * row_bytes) : NULL;
     if (in_st) rpc = rows;
-    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * cols) : NULL;
+    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * rb) : NULL;
     /* The scales and zero points may lie in the block that holds q (the
      * pipeline's output buffers do), which the host may not write while the
      * device has it: they are read into host memory and copied after. */
@@ -126,29 +131,27 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     size_t rows_per_group = cb->wg / tpr;
     cl_uint tpr_arg = (cl_uint)tpr;
-    cl_int sym_arg = symmetric ? 1 : 0;
-    cl_uchar cx_arg = code_xor;
     if (cb->overlap && !in_st && !q_st) {
-        mq_cl_rows_job j = {.k = err ? cb->fused_err[dt] : cb->fused[dt],
-                            .a4 = MQ_CL_ARG(sym_arg),
-                            .a5 = MQ_CL_ARG(cx_arg),
+        mq_cl_rows_job j = {.k = k,
+                            .a4 = a4,
+                            .a5 = a5,
                             .tpr = tpr,
                             .rows = rows,
                             .cols = cols,
                             .rpc = overlap_rows(cb, rpc, row_bytes),
                             .in_row = row_bytes,
-                            .q_row = cols,
+                            .q_row = rb,
                             .scale_row = es,
                             .src = src,
-                            .q = (uint8_t *)q,
+                            .q = q,
                             .scale = scale,
-                            .zp = !symmetric ? zp : NULL};
+                            .zp = zp};
         return mq_cl_rows_overlapped(cb, &j, bad_row, err);
     }
     qbufs w = {.in = in_st, .q = q_st};
     mq_status st = MQ_OK;
     if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
-        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * cols, &w.q)) != MQ_OK) ||
+        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * rb, &w.q)) != MQ_OK) ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
@@ -165,18 +168,25 @@ static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
     for (size_t r0 = 0; r0 < rows; r0 += rpc) {
         size_t n = rows - r0 < rpc ? rows - r0 : rpc;
         cl_ulong n_arg = n, cols_arg = cols;
-        mq_cl_arg args[] = {MQ_CL_ARG(w.in),    MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
-                            MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(cx_arg),
-                            MQ_CL_ARG(w.q),     MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),
-                            MQ_CL_ARG(w.bad),   MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
+        mq_cl_arg args[] = {MQ_CL_ARG(w.in),
+                            MQ_CL_ARG(n_arg),
+                            MQ_CL_ARG(cols_arg),
+                            MQ_CL_ARG(tpr_arg),
+                            a4,
+                            a5,
+                            MQ_CL_ARG(w.q),
+                            MQ_CL_ARG(w.scale),
+                            MQ_CL_ARG(w.zp),
+                            MQ_CL_ARG(w.bad),
+                            MQ_CL_ARG(w.esum),
+                            MQ_CL_ARG(w.ecl)};
         size_t groups = (n + rows_per_group - 1) / rows_per_group;
-        cl_kernel k = err ? cb->fused_err[dt] : cb->fused[dt];
         if ((!in_st &&
              (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
-            (st = mq_cl_launch(cb, k, args, err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
-            (!q_st && (st = mq_cl_read(cb, w.q, n * cols, q + r0 * cols)) != MQ_OK) ||
+            (st = mq_cl_launch(cb, k, args, k_err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
+            (!q_st && (st = mq_cl_read(cb, w.q, n * rb, q + r0 * rb)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
-            (!symmetric && zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
+            (zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
             (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
             (err && (st = read_err(cb, &w, n)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
             goto done;
@@ -199,6 +209,19 @@ done:
     }
     free(w.hscale);
     return st;
+}
+
+/* ---- fused path: one kernel per chunk of whole rows ---- */
+
+static mq_status quantize_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt, size_t rows,
+                                size_t cols, bool symmetric, int8_t *q, uint8_t *scale, int8_t *zp,
+                                uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+{
+    cl_int sym_arg = symmetric ? 1 : 0;
+    cl_uchar cx_arg = code_xor;
+    return rows_fused(cb, err ? cb->fused_err[dt] : cb->fused[dt], err != NULL,
+                      (mq_cl_arg)MQ_CL_ARG(sym_arg), (mq_cl_arg)MQ_CL_ARG(cx_arg), src, dt, rows,
+                      cols, cols, (uint8_t *)q, scale, symmetric ? NULL : zp, bad_row, err);
 }
 
 /* ---- split path ---- */
@@ -594,95 +617,12 @@ static mq_status rows_k_fused(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt
                               size_t cols, mq_qkind kind, bool symmetric, uint8_t *q,
                               uint8_t *scale, int8_t *zp, size_t *bad_row, mq_err_acc *err)
 {
-    size_t es = mq_dtype_size(dt), row_bytes = cols * es, rb = mq_qkind_row_bytes(kind, cols);
-    size_t max_rows = cb->limit / (err ? 4 * sizeof(float) : es);
-    size_t rpc = cb->limit / row_bytes;
-    if (rpc > max_rows) rpc = max_rows;
-    if (rpc > rows) rpc = rows;
-    /* Input and codes in zero-copy staging memory: the kernel reads and
-     * writes them in place, all rows in one launch (as quantize_fused). */
-    cl_mem in_st = rows <= max_rows ? mq_cl_stage_take(cb, src, rows * row_bytes) : NULL;
-    if (in_st) rpc = rows;
-    cl_mem q_st = rpc == rows ? mq_cl_stage_take(cb, q, rows * rb) : NULL;
-    /* Scales and zero points may lie in the block that holds q: read into
-     * host memory, copied after the block is given back. */
-    uint8_t *scale_out = scale;
-    int8_t *zp_out = zp;
-    size_t tpr = mq_cl_threads_per_row(cb, cols), rows_per_group = cb->wg / tpr;
-    cl_uint tpr_a = (cl_uint)tpr;
     cl_int kind_a = kind_arg(kind), sym_a = symmetric ? 1 : 0;
     bool want_zp = !symmetric && zp && kind == MQ_QK_INT4;
-    if (cb->overlap && !in_st && !q_st) {
-        mq_cl_rows_job j = {.k = err ? cb->rows_k_err[dt] : cb->rows_k[dt],
-                            .a4 = MQ_CL_ARG(kind_a),
-                            .a5 = MQ_CL_ARG(sym_a),
-                            .tpr = tpr,
-                            .rows = rows,
-                            .cols = cols,
-                            .rpc = overlap_rows(cb, rpc, row_bytes),
-                            .in_row = row_bytes,
-                            .q_row = rb,
-                            .scale_row = es,
-                            .src = src,
-                            .q = q,
-                            .scale = scale,
-                            .zp = want_zp ? zp : NULL};
-        return mq_cl_rows_overlapped(cb, &j, bad_row, err);
-    }
-    qbufs w = {.in = in_st, .q = q_st};
-    mq_status st = MQ_OK;
-    if ((!in_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rpc * row_bytes, &w.in)) != MQ_OK) ||
-        (!q_st && (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, rpc * rb, &w.q)) != MQ_OK) ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, rpc * es, &w.scale)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ZP, rpc, &w.zp)) != MQ_OK ||
-        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_FLAGS, rpc, &w.bad)) != MQ_OK ||
-        (err && (st = err_buffers(cb, &w, rpc)) != MQ_OK))
-        goto done;
-    if (!(w.hbad = malloc(rpc)) || (q_st && !(w.hscale = malloc(rows * (es + 1))))) {
-        st = nomem();
-        goto done;
-    }
-    if (q_st) {
-        scale = w.hscale;
-        zp = want_zp ? (int8_t *)w.hscale + rows * es : NULL;
-    }
-    for (size_t r0 = 0; r0 < rows; r0 += rpc) {
-        size_t n = rows - r0 < rpc ? rows - r0 : rpc;
-        cl_ulong n_a = n, cols_a = cols;
-        mq_cl_arg args[] = {MQ_CL_ARG(w.in),  MQ_CL_ARG(n_a),     MQ_CL_ARG(cols_a),
-                            MQ_CL_ARG(tpr_a), MQ_CL_ARG(kind_a),  MQ_CL_ARG(sym_a),
-                            MQ_CL_ARG(w.q),   MQ_CL_ARG(w.scale), MQ_CL_ARG(w.zp),
-                            MQ_CL_ARG(w.bad), MQ_CL_ARG(w.esum),  MQ_CL_ARG(w.ecl)};
-        size_t groups = (n + rows_per_group - 1) / rows_per_group;
-        cl_kernel k = err ? cb->rows_k_err[dt] : cb->rows_k[dt];
-        if ((!in_st &&
-             (st = mq_cl_write(cb, w.in, n * row_bytes, src + r0 * row_bytes)) != MQ_OK) ||
-            (st = mq_cl_launch(cb, k, args, err ? 12 : 10, groups * cb->wg, NULL)) != MQ_OK ||
-            (!q_st && (st = mq_cl_read(cb, w.q, n * rb, q + r0 * rb)) != MQ_OK) ||
-            (st = mq_cl_read(cb, w.scale, n * es, scale + r0 * es)) != MQ_OK ||
-            (want_zp && (st = mq_cl_read(cb, w.zp, n, zp + r0)) != MQ_OK) ||
-            (st = mq_cl_read(cb, w.bad, n, w.hbad)) != MQ_OK ||
-            (err && (st = read_err(cb, &w, n)) != MQ_OK) || (st = mq_cl_finish(cb)) != MQ_OK)
-            goto done;
-        for (size_t i = 0; i < n; i++) {
-            if (w.hbad[i]) {
-                *bad_row = r0 + i;
-                st = MQ_STATUS_E_DATA;
-                goto done;
-            }
-        }
-        if (err) fold_err(err, &w, n);
-    }
-done:
-    qbufs_free(cb, &w); /* waits for the queue */
-    mq_status gi = mq_cl_stage_give(cb, in_st), gq = mq_cl_stage_give(cb, q_st);
-    if (st == MQ_OK) st = gi != MQ_OK ? gi : gq;
-    if (st == MQ_OK && q_st) {
-        memcpy(scale_out, w.hscale, rows * es);
-        if (want_zp) memcpy(zp_out, w.hscale + rows * es, rows);
-    }
-    free(w.hscale);
-    return st;
+    return rows_fused(cb, err ? cb->rows_k_err[dt] : cb->rows_k[dt], err != NULL,
+                      (mq_cl_arg)MQ_CL_ARG(kind_a), (mq_cl_arg)MQ_CL_ARG(sym_a), src, dt, rows,
+                      cols, mq_qkind_row_bytes(kind, cols), q, scale, want_zp ? zp : NULL, bad_row,
+                      err);
 }
 
 static mq_status rows_k_once(mq_cl_backend *cb, const void *src, mq_dtype dt, size_t rows,
