@@ -274,7 +274,8 @@ int main(int argc, char **argv)
                           : "host reference",
                t, t / gb, flops / t / 1e9, name);
     }
-    if (mq_backend_open(&cfg, &be) == MQ_OK && mq_clgemm_supported(be))
+    const mq_device_sel sel = {.spec = cfg.device};
+    if (mq_backend_open(&sel, &be) == MQ_OK && mq_clgemm_supported(be))
         sgemm_table(be, &o);
     else
         printf("\nno OpenCL device: no SGEMM table\n");

@@ -1,4 +1,4 @@
-/* libmonoquant: per-channel INT8 / FP16 quantization of neural-network weights.
+/* libmonoquant: INT8, INT4 and FP8 quantization (or an FP16 cast) of neural-network weights.
  * This is the whole public interface; every other header under src/ and host/
  * is internal.
  *
@@ -126,9 +126,18 @@ typedef struct mq_device mq_device;
  * Settings of a run. Fill with mq_config_init(), then change fields; free the
  * pattern lists with mq_config_free(). Patterns are shell globs or "re:REGEX"
  * (POSIX extended, anchored at both ends), matched against tensor names.
+ *
+ * What stays stable: struct_size comes first in every version, and new fields
+ * are only ever added at the end. mq_config_init() records the size of the
+ * struct as the caller's header declares it, and every call that takes a
+ * config checks it: a config from a header the linked library does not know
+ * (or one never initialized) is MQ_STATUS_E_INVALID_ARG naming both sizes,
+ * never a read past the caller's struct.
  */
 typedef struct {
-    mq_qdtype dtype;  /**< MQ_QINT8 (default) or MQ_FLOAT16 */
+    /** sizeof(mq_config) of the caller's header; set by mq_config_init(), never by hand. */
+    size_t struct_size;
+    mq_qdtype dtype;  /**< MQ_QINT8 (default), MQ_FLOAT16, MQ_QINT4 or MQ_QFP8 */
     bool symmetric;   /**< int8: symmetric (default) or asymmetric with zero points */
     bool per_channel; /**< int8: one scale per output channel (default) or per tensor */
     /** int8 symmetric: quantize the weights only (compressed-tensors "pack-quantized",
@@ -248,8 +257,19 @@ typedef struct mq_device_list {
 MQ_API mq_status mq_device_list_get(mq_device_list *out);
 MQ_API void mq_device_list_free(mq_device_list *l);
 
-/** Defaults: QINT8, symmetric, per channel, no patterns, device auto. */
-MQ_API void mq_config_init(mq_config *cfg);
+/**
+ * Defaults: QINT8, symmetric, per channel, no patterns, device auto; and
+ * cfg->struct_size set to `struct_size`. Programs call mq_config_init(), which
+ * passes the size of their header's mq_config. When the linked library does
+ * not know that size it writes only cfg->struct_size, so that every later
+ * call fails naming it. Does nothing when cfg is NULL or struct_size is
+ * smaller than a size_t.
+ */
+MQ_API void mq_config_init_sized(mq_config *cfg, size_t struct_size);
+static inline void mq_config_init(mq_config *cfg)
+{
+    mq_config_init_sized(cfg, sizeof *cfg);
+}
 /**
  * Sets the scheme fields of `cfg` (dtype, symmetric, per_channel, weights_only,
  * group_size, block_size) to a compressed-tensors preset: "W8A8" (or "INT8";
@@ -405,6 +425,15 @@ MQ_API const char *mq_version(void);
 MQ_API unsigned mq_version_number(void);
 
 MQ_API const char *mq_status_str(mq_status s);
+/** The name of a quantization target: "int8", "fp16", "int4" or "fp8", as the
+ * config file's "dtype" key, the monoquant program's --dtype and the Python
+ * package take it; NULL for a value out of range. */
+MQ_API const char *mq_qdtype_name(mq_qdtype d);
+/** The target of a name mq_qdtype_name gives (case-sensitive); false, with
+ * *out unchanged, for any other string or NULL. */
+MQ_API bool mq_qdtype_parse(const char *name, mq_qdtype *out);
+/** The valid names, comma-separated ("int8, fp16, int4, fp8"; static). */
+MQ_API const char *mq_qdtype_names(void);
 /** Safetensors dtype string ("F32", ...) or NULL. */
 MQ_API const char *mq_dtype_name(mq_dtype d);
 /** Bytes per element. */

@@ -65,6 +65,7 @@ static void test_init_defaults(void **state)
     memset(&cfg, 0xa5, sizeof cfg);
     mq_config_init(&cfg);
     assert_defaults(&cfg);
+    assert_int_equal(cfg.struct_size, sizeof cfg);
     mq_config_init(NULL);
     mq_config_free(NULL);
 }
@@ -426,6 +427,90 @@ static void test_presets(void **state)
     free(path);
 }
 
+/* Every call that takes a config refuses one whose struct_size this library
+ * does not know (a header of another version, or no mq_config_init at all),
+ * naming both sizes, and touches nothing of it. */
+static void test_struct_size_checked(void **state)
+{
+    (void)state;
+    char *path = write_json("size.json", "{\"dtype\": \"fp16\"}");
+    const size_t sizes[] = {0, sizeof(size_t), sizeof(mq_config) - 1, sizeof(mq_config) + 8};
+    mq_model *in = NULL, *out = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        mq_config cfg;
+        mq_config_init(&cfg);
+        cfg.struct_size = sizes[i];
+        char want[32];
+        snprintf(want, sizeof want, "struct_size is %zu", sizes[i]);
+#define REFUSED(call)                                                                              \
+    do {                                                                                           \
+        assert_int_equal((call), MQ_STATUS_E_INVALID_ARG);                                         \
+        assert_error_has(want);                                                                    \
+    } while (0)
+        REFUSED(mq_config_check(&cfg));
+        REFUSED(mq_config_set_preset(&cfg, "W4A16"));
+        REFUSED(mq_config_add_include(&cfg, "*"));
+        REFUSED(mq_config_add_exclude(&cfg, "*"));
+        REFUSED(mq_config_set_device(&cfg, "host"));
+        REFUSED(mq_config_load_json(&cfg, path));
+        REFUSED(mq_dynamic_quantize(in, &cfg, &out, NULL));
+        REFUSED(mq_quantize_file(path, "unused.safetensors", &cfg, NULL));
+        float y = 0, x = 1;
+        int8_t q = 1;
+        REFUSED(mq_linear_forward(&cfg, &q, &x, NULL, MQ_DTYPE_F32, 1, 1, &x, 1, &y));
+#undef REFUSED
+        assert_null(out);
+        assert_null(mq_config_preset(&cfg));
+        assert_int_equal(cfg.dtype, MQ_QINT8);
+        assert_null(cfg.include);
+        assert_null(cfg.device);
+        mq_config_free(&cfg); /* refused too: nothing was allocated, and nothing is freed */
+        assert_int_equal(cfg.struct_size, sizes[i]);
+    }
+    /* A size the library does not know: only struct_size is written, so the
+     * first call fails instead of running on uninitialized fields. */
+    mq_config cfg;
+    memset(&cfg, 0xa5, sizeof cfg);
+    mq_config_init_sized(&cfg, sizeof cfg + 16);
+    assert_int_equal(cfg.struct_size, sizeof cfg + 16);
+    assert_int_not_equal(cfg.dtype, MQ_QINT8);
+    assert_int_equal(mq_config_check(&cfg), MQ_STATUS_E_INVALID_ARG);
+    char took[32];
+    snprintf(took, sizeof took, "of %zu bytes", sizeof cfg);
+    assert_error_has(took);
+    mq_config_init_sized(&cfg, 1); /* smaller than struct_size itself: nothing written */
+    assert_int_equal(cfg.struct_size, sizeof cfg + 16);
+    mq_model_free(in);
+    free(path);
+}
+
+/* The one table of target names, in both directions. */
+static void test_qdtype_names(void **state)
+{
+    (void)state;
+    const mq_qdtype all[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8};
+    char list[64] = "";
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        const char *name = mq_qdtype_name(all[i]);
+        mq_qdtype back = MQ_QINT8;
+        assert_non_null(name);
+        assert_true(mq_qdtype_parse(name, &back));
+        assert_int_equal(back, all[i]);
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", name);
+    }
+    assert_string_equal(list, mq_qdtype_names());
+    assert_string_equal(mq_qdtype_name(MQ_QFP8), "fp8");
+    assert_null(mq_qdtype_name((mq_qdtype)4));
+    assert_null(mq_qdtype_name((mq_qdtype)-1));
+    mq_qdtype d = MQ_QFP8;
+    assert_false(mq_qdtype_parse("INT8", &d));
+    assert_false(mq_qdtype_parse("int2", &d));
+    assert_false(mq_qdtype_parse(NULL, &d));
+    assert_int_equal(d, MQ_QFP8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +522,8 @@ int main(void)
         cmocka_unit_test(test_load_bad_files),
         cmocka_unit_test(test_load_missing_and_unreadable),
         cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_struct_size_checked),
+        cmocka_unit_test(test_qdtype_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -579,7 +579,9 @@ static void test_stream_matches_memory(void **state)
         assert_int_equal(mq_model_open(in, &mi), MQ_OK);
         assert_int_equal(mq_dynamic_quantize_report(mi, &cfg, &q, NULL, &want), MQ_OK);
         mq_model_free(q);
-        mq_status st = mq_stream_file(in, out, &cfg, NULL, host, got, NULL);
+        mq_settings set;
+        assert_int_equal(mq_settings_init(&set, &cfg), MQ_OK);
+        mq_status st = mq_stream_file(in, out, &set, NULL, host, got, NULL);
         if (st != MQ_OK) fail_msg("stream: %s", mq_last_error());
         char tag[64];
         snprintf(tag, sizeof tag, "%s %s", k & 1 ? "sym" : "asym",
@@ -594,7 +596,8 @@ static void test_stream_matches_memory(void **state)
             check_entries(want, mem, tag);
             mq_report_free(mem);
             got = mq_report_new();
-            if ((st = mq_stream_file(in, out, &cfg, NULL, cl, got, NULL)) != MQ_OK)
+            assert_int_equal(mq_settings_init(&set, &cfg), MQ_OK);
+            if ((st = mq_stream_file(in, out, &set, NULL, cl, got, NULL)) != MQ_OK)
                 fail_msg("stream (OpenCL): %s", mq_last_error());
             check_entries(want, got, tag);
             mq_report_free(got);

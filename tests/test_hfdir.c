@@ -1533,17 +1533,13 @@ static void test_multi_device_opencl(void **state)
     (void)state;
     const char *cl = tu_cl_device();
     mq_backend *probe = NULL;
-    mq_config pc;
-    mq_config_init(&pc);
-    assert_int_equal(mq_config_set_device(&pc, cl), MQ_OK);
+    const mq_device_sel pc = {.spec = cl};
     if (mq_backend_open(&pc, &probe) != MQ_OK) {
         /* As the kernel suites: no OpenCL device (or a build without OpenCL) skips. */
         print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
-        mq_config_free(&pc);
         skip();
     }
     mq_backend_free(probe);
-    mq_config_free(&pc);
 
     model_opts o = {.shards = NSHARDS, .dtype = MQ_DTYPE_F32};
     fixture f;

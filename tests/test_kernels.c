@@ -1171,9 +1171,8 @@ static void test_device_specs(void **state)
     } else {
         assert_int_equal(st, MQ_STATUS_E_DEVICE);
         assert_true(none);
-        mq_config cfg;
-        mq_config_init(&cfg);
-        assert_int_equal(mq_backend_open(&cfg, &b), MQ_OK);
+        const mq_device_sel auto_sel = {0};
+        assert_int_equal(mq_backend_open(&auto_sel, &b), MQ_OK);
         assert_string_equal(b->backend, "host");
         assert_true(b->caps.host_threads);
         mq_backend_free(b);

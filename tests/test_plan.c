@@ -27,6 +27,14 @@ static void assert_skip(mq_action a, const char *expect_in_reason)
         fail_msg("reason '%s' lacks '%s'", reason, expect_in_reason);
 }
 
+/* mq_planner_new with the settings of cfg, as the quantizers build them. */
+static mq_status planner_new_cfg(const mq_config *cfg, mq_planner **out)
+{
+    mq_settings set;
+    mq_status st = mq_settings_init(&set, cfg);
+    return st == MQ_OK ? mq_planner_new(&set, out) : st;
+}
+
 static mq_planner *planner_with(mq_qdtype dt, const char *const *inc, size_t n_inc,
                                 const char *const *exc, size_t n_exc)
 {
@@ -39,7 +47,7 @@ static mq_planner *planner_with(mq_qdtype dt, const char *const *inc, size_t n_i
         assert_int_equal(mq_config_add_include(&cfg, inc[i]), MQ_OK);
     for (size_t i = 0; i < n_exc; i++)
         assert_int_equal(mq_config_add_exclude(&cfg, exc[i]), MQ_OK);
-    assert_int_equal(mq_planner_new(&cfg, &p), MQ_OK);
+    assert_int_equal(planner_new_cfg(&cfg, &p), MQ_OK);
     /* The planner must not keep pointers into the config. */
     mq_config_free(&cfg);
     return p;
@@ -316,7 +324,7 @@ static void test_bad_patterns(void **state)
     cfg.exclude = bad_re;
     cfg.n_exclude = 2;
     mq_clear_error();
-    assert_int_equal(mq_planner_new(&cfg, &p), MQ_STATUS_E_CONFIG);
+    assert_int_equal(planner_new_cfg(&cfg, &p), MQ_STATUS_E_CONFIG);
     assert_null(p);
     assert_non_null(strstr(mq_last_error(), "pattern 're:model.(layers'"));
     /* regerror's text follows the pattern. */
@@ -325,18 +333,18 @@ static void test_bad_patterns(void **state)
     mq_config_init(&cfg);
     cfg.include = empty;
     cfg.n_include = 1;
-    assert_int_equal(mq_planner_new(&cfg, &p), MQ_STATUS_E_CONFIG);
+    assert_int_equal(planner_new_cfg(&cfg, &p), MQ_STATUS_E_CONFIG);
     assert_non_null(strstr(mq_last_error(), "empty pattern"));
 
     mq_config_init(&cfg);
     cfg.include = empty_re;
     cfg.n_include = 1;
-    assert_int_equal(mq_planner_new(&cfg, &p), MQ_STATUS_E_CONFIG);
+    assert_int_equal(planner_new_cfg(&cfg, &p), MQ_STATUS_E_CONFIG);
     assert_non_null(strstr(mq_last_error(), "'re:'"));
 
     assert_int_equal(mq_planner_new(NULL, &p), MQ_STATUS_E_INVALID_ARG);
     mq_config_init(&cfg);
-    assert_int_equal(mq_planner_new(&cfg, NULL), MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(planner_new_cfg(&cfg, NULL), MQ_STATUS_E_INVALID_ARG);
     mq_planner_free(NULL);
 }
 

@@ -42,6 +42,15 @@ typedef struct {
 
 static fixture fx;
 
+/* mq_stream_file with the settings of cfg, as mq_quantize_file builds them. */
+static mq_status stream_cfg(const char *in, const char *out, const mq_config *cfg, mq_backend *be,
+                            mq_stream_totals *totals)
+{
+    mq_settings set;
+    mq_status st = mq_settings_init(&set, cfg);
+    return st == MQ_OK ? mq_stream_file(in, out, &set, NULL, be, NULL, totals) : st;
+}
+
 static void put_f(void *dst, mq_dtype dt, size_t i, float v)
 {
     unsigned char *p = dst;
@@ -122,9 +131,8 @@ static int setup(void **state)
     if (!fx.dir) return -1;
     fx.model = write_model("in.safetensors", false);
     fx.nan_model = write_model("nan.safetensors", true);
-    mq_config cfg;
-    mq_config_init(&cfg);
-    if (mq_backend_open(&cfg, &fx.dev) != MQ_OK) fx.dev = NULL;
+    const mq_device_sel auto_sel = {0};
+    if (mq_backend_open(&auto_sel, &fx.dev) != MQ_OK) fx.dev = NULL;
     return 0;
 }
 
@@ -201,7 +209,9 @@ static void check_config(const char *in, mq_config *cfg, mq_backend *be, const c
     progress_log log = {.monotonic = true};
     cfg->progress = on_progress;
     cfg->progress_user = &log;
-    mq_status st = mq_stream_file(in, out, cfg, NULL, be, got, NULL);
+    mq_settings set;
+    assert_int_equal(mq_settings_init(&set, cfg), MQ_OK);
+    mq_status st = mq_stream_file(in, out, &set, NULL, be, got, NULL);
     if (st != MQ_OK) fail_msg("%s: %s", tag, mq_last_error());
     cfg->progress = NULL;
     assert_same_file(ref, out);
@@ -351,8 +361,7 @@ static void test_nan_error(void **state)
         cfg.per_channel = k < 2;
         cfg.memory_limit = k % 2 ? 1 << 20 : 0;
         mq_backend *use = k == 1 && fx.dev ? fx.dev : be;
-        assert_int_equal(mq_stream_file(fx.nan_model, out, &cfg, NULL, use, NULL, NULL),
-                         MQ_STATUS_E_DATA);
+        assert_int_equal(stream_cfg(fx.nan_model, out, &cfg, use, NULL), MQ_STATUS_E_DATA);
         const char *e = mq_last_error();
         assert_non_null(strstr(e, fx.nan_model));
         assert_non_null(strstr(e, "nan.weight"));
@@ -434,7 +443,7 @@ static void test_totals(void **state)
     cfg.progress = on_progress;
     cfg.progress_user = &log;
     char *out = tu_join(fx.dir, "t.safetensors");
-    assert_int_equal(mq_stream_file(fx.model, out, &cfg, NULL, be, NULL, &t), MQ_OK);
+    assert_int_equal(stream_cfg(fx.model, out, &cfg, be, &t), MQ_OK);
     assert_int_equal(t.tensors_done, 5 + tensors);
     assert_int_equal(t.bytes_done, 1000 + bytes);
     assert_int_equal(log.last_done, 5 + tensors);
@@ -581,7 +590,7 @@ static void test_input_changed(void **state)
                 mq_config_init(&cfg);
                 cfg.progress = change_midway;
                 cfg.progress_user = &c;
-                mq_status st = mq_stream_file(in, out, &cfg, NULL, be, NULL, NULL);
+                mq_status st = stream_cfg(in, out, &cfg, be, NULL);
                 const char *msg = mq_last_error();
                 assert_true(c.done);
                 if (st != MQ_STATUS_E_IO || !strstr(msg, in) ||
@@ -859,14 +868,11 @@ static void test_presets(void **state)
     assert_int_equal(mq_backend_open_host(&host), MQ_OK);
     /* The OpenCL device (PoCL in CI; the default device is the host path
      * where there is no GPU). A build without OpenCL tests the host alone. */
-    mq_config dc;
-    mq_config_init(&dc);
-    assert_int_equal(mq_config_set_device(&dc, tu_cl_device()), MQ_OK);
+    const mq_device_sel dc = {.spec = tu_cl_device()};
     if (mq_backend_open(&dc, &dev) != MQ_OK) {
         print_message("presets: no OpenCL device (%s): host only\n", mq_last_error());
         dev = NULL;
     }
-    mq_config_free(&dc);
     static const uint64_t limits[] = {0, 1 << 20, 8 << 20};
     mq_config cfg;
     char tag[160], name[64];

@@ -128,22 +128,13 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
     }
     PyObject *dtype = PyDict_GetItemString(d, "dtype");
     if (dtype && dtype != Py_None) {
-        static const struct {
-            const char *name;
-            mq_qdtype dtype;
-        } dtypes[] = {
-            {"int8", MQ_QINT8}, {"fp16", MQ_FLOAT16}, {"int4", MQ_QINT4}, {"fp8", MQ_QFP8}};
         const char *s = PyUnicode_Check(dtype) ? PyUnicode_AsUTF8(dtype) : NULL;
-        size_t i = 0;
-        while (s && i < sizeof dtypes / sizeof *dtypes && strcmp(s, dtypes[i].name) != 0)
-            i++;
-        if (!s || i == sizeof dtypes / sizeof *dtypes) {
+        if (!mq_qdtype_parse(s, &cfg->dtype)) {
             PyErr_Clear();
-            config_error("unsupported dtype %s (int8, int4, fp8 or fp16)",
-                         s ? s : "(not a string)");
+            PyErr_Format(quantization_error, "unsupported dtype %s (%s)", s ? s : "(not a string)",
+                         mq_qdtype_names());
             return -1;
         }
-        cfg->dtype = dtypes[i].dtype;
     }
     /* group_size: a positive count, or 0 for per channel (Python's -1 / "channel"). */
     PyObject *group = PyDict_GetItemString(d, "group_size");
@@ -470,14 +461,12 @@ static PyObject *py_scheme(PyObject *self, PyObject *args)
     mq_config cfg;
     mq_config_init(&cfg);
     if (config_from_dict(cfg_dict, &cfg, NULL)) goto done;
-    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
-    const char *preset = mq_config_preset(&cfg);
-    result = Py_BuildValue(
-        "{szsssOsOsOsnsn}", "preset", preset, "dtype",
-        (unsigned)cfg.dtype < sizeof dtypes / sizeof *dtypes ? dtypes[cfg.dtype] : "?", "symmetric",
-        cfg.symmetric ? Py_True : Py_False, "per_channel", cfg.per_channel ? Py_True : Py_False,
-        "weights_only", cfg.weights_only ? Py_True : Py_False, "group_size",
-        (Py_ssize_t)cfg.group_size, "block_size", (Py_ssize_t)cfg.block_size);
+    const char *preset = mq_config_preset(&cfg), *dtype = mq_qdtype_name(cfg.dtype);
+    result = Py_BuildValue("{szsssOsOsOsnsn}", "preset", preset, "dtype", dtype ? dtype : "?",
+                           "symmetric", cfg.symmetric ? Py_True : Py_False, "per_channel",
+                           cfg.per_channel ? Py_True : Py_False, "weights_only",
+                           cfg.weights_only ? Py_True : Py_False, "group_size",
+                           (Py_ssize_t)cfg.group_size, "block_size", (Py_ssize_t)cfg.block_size);
 done:
     mq_config_free(&cfg);
     return result;

@@ -425,17 +425,17 @@ const mq_backend_reg *mq_backend_reg_at(size_t i)
     return i < mq_backend_reg_count() ? regs[i] : NULL;
 }
 
-mq_status mq_backend_open(const mq_config *cfg, mq_backend **out)
+mq_status mq_backend_open(const mq_device_sel *sel, mq_backend **out)
 {
-    if (cfg->device_handle) {
-        *out = mq_device_backend(cfg->device_handle);
+    if (sel->handle) {
+        *out = mq_device_backend(sel->handle);
         return MQ_OK;
     }
     /* A list: its first device (mq_backend_set_open opens them all). */
     mq_spec_list specs;
-    mq_status st = mq_spec_list_parse(cfg->device, &specs);
+    mq_status st = mq_spec_list_parse(sel->spec, &specs);
     if (st != MQ_OK) return st;
-    st = mq_backend_open_spec(specs.spec[0], cfg->max_alloc_override, out);
+    st = mq_backend_open_spec(specs.spec[0], sel->max_alloc_override, out);
     mq_spec_list_free(&specs);
     return st;
 }
@@ -491,15 +491,12 @@ struct mq_device {
 
 mq_status mq_device_open(const char *spec, mq_device **out)
 {
-    mq_config cfg;
+    const mq_device_sel sel = {.spec = spec};
     mq_backend *be = NULL;
     if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_device_open: NULL out");
     *out = NULL;
     mq_clear_error();
-    mq_config_init(&cfg);
-    mq_status st = spec ? mq_config_set_device(&cfg, spec) : MQ_OK;
-    if (st == MQ_OK) st = mq_backend_open(&cfg, &be);
-    mq_config_free(&cfg);
+    mq_status st = mq_backend_open(&sel, &be);
     if (st != MQ_OK) return st;
     mq_device *d = calloc(1, sizeof *d);
     if (!d) {

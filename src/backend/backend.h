@@ -99,15 +99,23 @@ struct mq_backend {
     bool borrowed;
 };
 
+/* Which device a call runs on: the part of the public settings (mq_config,
+ * mq_eval_options) that the back ends read. */
+typedef struct {
+    const char *spec;          /* as mq_config.device; NULL: "auto" */
+    mq_device *handle;         /* an opened device to lend instead (NULL: none) */
+    size_t max_alloc_override; /* testing: cap on one device buffer (0: the device's) */
+} mq_device_sel;
+
 /*
- * Opens the backend that cfg->device names (NULL or "auto": the first GPU or
+ * Opens the backend that sel->spec names (NULL or "auto": the first GPU or
  * accelerator OpenCL device, else the host path; "host": the host path;
  * "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device; a list, see
- * devset.h: its first device), or lends the device cfg->device_handle holds.
+ * devset.h: its first device), or lends the device sel->handle holds.
  * The caller frees it with mq_backend_free. The library reads no environment
  * variable and prints nothing here.
  */
-mq_status mq_backend_open(const mq_config *cfg, mq_backend **out);
+mq_status mq_backend_open(const mq_device_sel *sel, mq_backend **out);
 /* One single spec (not a list): what mq_backend_open opens for it. */
 mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out);
 /* The backend behind a public device handle (borrowed: mq_backend_free

@@ -99,18 +99,18 @@ void mq_spec_list_free(mq_spec_list *l)
     memset(l, 0, sizeof *l);
 }
 
-mq_status mq_backend_set_open(const mq_config *cfg, mq_backend_set *out)
+mq_status mq_backend_set_open(const mq_device_sel *sel, mq_backend_set *out)
 {
     mq_spec_list specs;
     memset(out, 0, sizeof *out);
-    if (cfg->device_handle) return mq_backend_open(cfg, &out->be[out->count++]);
-    mq_status st = mq_spec_list_parse(cfg->device, &specs);
+    if (sel->handle) return mq_backend_open(sel, &out->be[out->count++]);
+    mq_status st = mq_spec_list_parse(sel->spec, &specs);
     for (size_t i = 0; st == MQ_OK && i < specs.count; i++) {
-        st = mq_backend_open_spec(specs.spec[i], cfg->max_alloc_override, &out->be[i]);
+        st = mq_backend_open_spec(specs.spec[i], sel->max_alloc_override, &out->be[i]);
         if (st == MQ_OK)
             out->count++;
         else if (specs.count > 1)
-            mq_error_prefix("device list '%s', entry %zu", cfg->device, i + 1);
+            mq_error_prefix("device list '%s', entry %zu", sel->spec, i + 1);
     }
     mq_spec_list_free(&specs);
     if (st != MQ_OK) mq_backend_set_free(out);

@@ -31,10 +31,10 @@ typedef struct {
 mq_status mq_spec_list_parse(const char *spec, mq_spec_list *out);
 void mq_spec_list_free(mq_spec_list *l);
 
-/* Opens a backend for every entry of cfg->device (cfg->device_handle, when
- * set, is the one device). On failure none stays open and the error names
- * the entry. Free with mq_backend_set_free. */
-mq_status mq_backend_set_open(const mq_config *cfg, mq_backend_set *out);
+/* Opens a backend for every entry of sel->spec (sel->handle, when set, is
+ * the one device). On failure none stays open and the error names the entry.
+ * Free with mq_backend_set_free. */
+mq_status mq_backend_set_open(const mq_device_sel *sel, mq_backend_set *out);
 void mq_backend_set_free(mq_backend_set *s);
 
 #endif

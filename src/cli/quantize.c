@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "dtype.h"
 #include "outfile.h"
+#include "scheme.h"
 #include "timing.h"
 
 #include <errno.h>
@@ -175,18 +176,13 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         case 'h':
             fputs(quantize_usage, stdout);
             return -1;
-        case OPT_DTYPE:
-            if (!strcmp(optarg, "int8"))
-                a->dtype = MQ_QINT8;
-            else if (!strcmp(optarg, "fp16"))
-                a->dtype = MQ_FLOAT16;
-            else if (!strcmp(optarg, "int4"))
-                a->dtype = MQ_QINT4;
-            else if (!strcmp(optarg, "fp8"))
-                a->dtype = MQ_QFP8;
-            else
+        case OPT_DTYPE: {
+            mq_qdtype d;
+            if (!mq_qdtype_parse(optarg, &d))
                 return usage_error("--dtype must be int8, int4, fp8 or fp16, not", optarg);
+            a->dtype = (int)d;
             break;
+        }
         case OPT_PRESET: {
             mq_config probe;
             mq_config_init(&probe);
@@ -374,24 +370,23 @@ static void end_progress(progress_state *s)
 }
 
 /* The scheme in words, with the compressed-tensors preset a loader sees. */
-static const char *scheme_label(const mq_config *cfg, char *buf, size_t cap)
+static const char *scheme_label(const mq_scheme *s, char *buf, size_t cap)
 {
-    static const char *const dt[] = {"int8", "fp16", "int4", "fp8 e4m3"};
     char strat[64];
-    if (cfg->dtype == MQ_FLOAT16) return "fp16";
-    if (cfg->block_size)
-        snprintf(strat, sizeof strat, "%zux%zu blocks", cfg->block_size, cfg->block_size);
-    else if (cfg->group_size)
-        snprintf(strat, sizeof strat, "groups of %zu", cfg->group_size);
+    if (!mq_scheme_quantizes(s)) return "fp16";
+    if (s->gran == MQ_GRAN_BLOCK)
+        snprintf(strat, sizeof strat, "%zux%zu blocks", s->block, s->block);
+    else if (s->gran == MQ_GRAN_GROUP)
+        snprintf(strat, sizeof strat, "groups of %zu", s->group);
     else
-        snprintf(strat, sizeof strat, "per-%s", cfg->per_channel ? "channel" : "tensor");
-    const char *preset = mq_config_preset(cfg);
-    snprintf(buf, cap, "%s %s %s, %s", dt[cfg->dtype], cfg->symmetric ? "sym" : "asym", strat,
-             preset ? preset : "?");
+        snprintf(strat, sizeof strat, "per-%s", s->gran == MQ_GRAN_CHANNEL ? "channel" : "tensor");
+    snprintf(buf, cap, "%s%s %s %s, %s", mq_qdtype_name(s->target),
+             s->kind == MQ_SCHEME_FP8_E4M3 ? " e4m3" : "", s->symmetric ? "sym" : "asym", strat,
+             s->preset);
     return buf;
 }
 
-static void print_summary(const mq_report *r, const mq_config *cfg, double seconds)
+static void print_summary(const mq_report *r, const mq_scheme *sc, bool saturate, double seconds)
 {
     size_t n = mq_report_count(r), done = 0, skipped = 0;
     char bin[32], bout[32], label[128];
@@ -414,13 +409,12 @@ static void print_summary(const mq_report *r, const mq_config *cfg, double secon
     }
     putchar('\n');
     printf("%s %zu of %zu tensors (%s); size %s -> %s (%.2fx) in %.2f s\n",
-           cfg->dtype == MQ_FLOAT16 ? "cast" : "quantized", done, n,
-           scheme_label(cfg, label, sizeof label), mq_cli_bytes(in, bin, sizeof bin),
+           mq_scheme_quantizes(sc) ? "quantized" : "cast", done, n,
+           scheme_label(sc, label, sizeof label), mq_cli_bytes(in, bin, sizeof bin),
            mq_cli_bytes(out, bout, sizeof bout), out ? (double)in / (double)out : 0.0, seconds);
     if (mq_report_fp16_overflow(r))
         printf("warning: %llu values beyond +-65504 became %s\n",
-               (unsigned long long)mq_report_fp16_overflow(r),
-               cfg->fp16_saturate ? "+-65504" : "+-inf");
+               (unsigned long long)mq_report_fp16_overflow(r), saturate ? "+-65504" : "+-inf");
     printf("skipped %zu tensor%s%s\n", skipped, skipped == 1 ? "" : "s", skipped ? ":" : "");
     for (size_t i = 0; i < n; i++) {
         const mq_report_entry *e = mq_report_entry_at(r, i);
@@ -497,7 +491,10 @@ int mq_cli_quantize(int argc, char **argv)
         /* All or nothing: a model without the report asked for is removed. */
         if (written) mq_cli_remove_output(a.out, dir_run, "its report could not be written");
     } else {
-        if (!a.quiet) print_summary(rep, &cfg, seconds);
+        mq_scheme sc;
+        /* The run checked the config: this cannot fail. */
+        if (!a.quiet && mq_scheme_init(&sc, &cfg) == MQ_OK)
+            print_summary(rep, &sc, cfg.fp16_saturate, seconds);
         warn_left_out(rep);
         if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
     }

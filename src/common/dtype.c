@@ -1,4 +1,5 @@
-/* Element types: safetensors names, sizes, and overflow-checked shape arithmetic. */
+/* Element types: safetensors names, sizes, and overflow-checked shape
+ * arithmetic; and the names of the quantization targets. */
 #include "dtype.h"
 
 #include <stdio.h>
@@ -39,6 +40,37 @@ bool mq_dtype_from_name(const char *name, mq_dtype *out)
         }
     }
     return false;
+}
+
+/* The one table of target names: the config file, the monoquant program and
+ * the Python package all parse and print these. */
+static const char *const qdtype_names[] = {
+    [MQ_QINT8] = "int8",
+    [MQ_FLOAT16] = "fp16",
+    [MQ_QINT4] = "int4",
+    [MQ_QFP8] = "fp8",
+};
+#define N_QDTYPES (sizeof qdtype_names / sizeof *qdtype_names)
+
+const char *mq_qdtype_name(mq_qdtype d)
+{
+    return (unsigned)d < N_QDTYPES ? qdtype_names[d] : NULL;
+}
+
+bool mq_qdtype_parse(const char *name, mq_qdtype *out)
+{
+    for (size_t i = 0; name && i < N_QDTYPES; i++) {
+        if (strcmp(name, qdtype_names[i]) == 0) {
+            *out = (mq_qdtype)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *mq_qdtype_names(void)
+{
+    return "int8, fp16, int4, fp8";
 }
 
 bool mq_dtype_is_quantizable(mq_dtype d)

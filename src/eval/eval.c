@@ -395,14 +395,10 @@ void mq_eval_options_init(mq_eval_options *opt)
 
 static mq_status open_backend(const mq_eval_options *opt, mq_backend **be)
 {
-    mq_config cfg;
-    mq_config_init(&cfg);
-    mq_status st = opt->device ? mq_config_set_device(&cfg, opt->device) : MQ_OK;
-    cfg.max_alloc_override = opt->max_alloc_override;
-    cfg.device_handle = opt->device_handle;
-    if (st == MQ_OK) st = mq_backend_open(&cfg, be);
-    mq_config_free(&cfg);
-    return st;
+    const mq_device_sel sel = {.spec = opt->device,
+                               .handle = opt->device_handle,
+                               .max_alloc_override = opt->max_alloc_override};
+    return mq_backend_open(&sel, be);
 }
 
 mq_status mq_eval_files(const char *original, const char *quantized, const mq_eval_options *opt,

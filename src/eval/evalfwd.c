@@ -7,6 +7,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "reference.h"
+#include "scheme.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -157,11 +158,16 @@ mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *s
                             size_t in_features, const float *x, size_t tokens, float *y)
 {
     mq_clear_error();
-    mq_config def;
+    mq_device_sel sel = {0};
     mq_backend *be = NULL;
     mq_fwd *f = NULL;
     float *sf = NULL;
     mq_status st = MQ_OK;
+    if (cfg && (st = mq_config_usable(cfg)) != MQ_OK) return st;
+    if (cfg)
+        sel = (mq_device_sel){.spec = cfg->device,
+                              .handle = cfg->device_handle,
+                              .max_alloc_override = cfg->max_alloc_override};
     if (!mq_dtype_is_quantizable(scale_dtype))
         return mq_set_error(MQ_STATUS_E_INVALID_ARG,
                             "linear forward: scale dtype %s is not F32/F16/BF16",
@@ -176,8 +182,7 @@ mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *s
         return mq_set_error(MQ_STATUS_E_NOMEM, "linear forward: out of memory");
     for (size_t o = 0; o < out_features; o++)
         sf[o] = mq_load_f32(scale, scale_dtype, o);
-    if (!cfg) mq_config_init(&def);
-    if ((st = mq_backend_open(cfg ? cfg : &def, &be)) != MQ_OK ||
+    if ((st = mq_backend_open(&sel, &be)) != MQ_OK ||
         (st = mq_fwd_new(be, NULL, NULL, &f)) != MQ_OK ||
         (st = mq_fwd_set_input(f, x, tokens, in_features)) != MQ_OK)
         goto done;
@@ -185,7 +190,6 @@ mq_status mq_linear_forward(const mq_config *cfg, const int8_t *q, const void *s
 done:
     mq_fwd_free(f);
     mq_backend_free(be);
-    if (!cfg) mq_config_free(&def);
     free(sf);
     return st;
 }

@@ -166,27 +166,34 @@ static json_t *qargs(int bits, const char *type, bool symmetric, const char *str
     return a;
 }
 
-/* The weights' arguments of cfg's scheme. */
-static json_t *weight_args(const mq_config *cfg)
+/* The weights' arguments of the scheme. */
+static json_t *weight_args(const mq_scheme *s)
 {
-    const char *strategy = cfg->block_size    ? "block"
-                           : cfg->group_size  ? "group"
-                           : cfg->per_channel ? "channel"
-                                              : "tensor";
-    if (cfg->dtype == MQ_QFP8) return qargs(8, "float", true, strategy, 0, cfg->block_size, false);
-    return qargs(cfg->dtype == MQ_QINT4 ? 4 : 8, "int", cfg->symmetric, strategy, cfg->group_size,
-                 0, false);
+    static const char *const strategies[] = {
+        [MQ_GRAN_TENSOR] = "tensor",
+        [MQ_GRAN_CHANNEL] = "channel",
+        [MQ_GRAN_GROUP] = "group",
+        [MQ_GRAN_BLOCK] = "block",
+    };
+    return qargs((int)s->bits, s->float_codes ? "float" : "int", s->symmetric, strategies[s->gran],
+                 s->group, s->block, false);
 }
 
 /* The input activations' arguments: dynamic per-token int8 for W8A8, dynamic
  * per-token fp8 for FP8_DYNAMIC, dynamic fp8 groups of 128 for FP8_BLOCK,
  * none (JSON null) for the weights-only schemes. */
-static json_t *activation_args(const mq_config *cfg, mq_qformat f)
+static json_t *activation_args(const mq_scheme *s)
 {
-    if (cfg->dtype == MQ_QFP8)
-        return cfg->block_size ? qargs(8, "float", true, "group", 128, 0, true)
-                               : qargs(8, "float", true, "token", 0, 0, true);
-    return f == MQ_FORMAT_INT_QUANTIZED ? qargs(8, "int", true, "token", 0, 0, true) : json_null();
+    switch (s->acts) {
+    case MQ_ACT_INT8_TOKEN:
+        return qargs(8, "int", true, "token", 0, 0, true);
+    case MQ_ACT_FP8_TOKEN:
+        return qargs(8, "float", true, "token", 0, 0, true);
+    case MQ_ACT_FP8_GROUP_128:
+        return qargs(8, "float", true, "group", 128, 0, true);
+    default:
+        return json_null();
+    }
 }
 
 /*
@@ -194,15 +201,14 @@ static json_t *activation_args(const mq_config *cfg, mq_qformat f)
  * same preset. The format is in the group as well as at the top: loaders
  * read the group's.
  */
-static json_t *build_quantization_config(json_t *config, const mq_config *cfg, const mq_planner *pl,
+static json_t *build_quantization_config(json_t *config, const mq_scheme *s, const mq_planner *pl,
                                          const mq_report *rep, size_t first)
 {
     json_t *ignore = build_ignore(config, pl, rep, first);
     if (!ignore) return NULL;
-    mq_qformat f = mq_qformat_of(cfg);
-    const char *fmt = mq_qformat_name(f);
-    json_t *weights = weight_args(cfg);
-    json_t *acts = activation_args(cfg, f);
+    const char *fmt = mq_qformat_name(s->format);
+    json_t *weights = weight_args(s);
+    json_t *acts = activation_args(s);
     /* json_pack's "o" takes the references, also when it fails. */
     return json_pack("{s:{s:{s:s, s:o, s:n, s:[s], s:o}}, s:s, s:n, s:o, s:n, s:n, s:s, s:s, "
                      "s:{}, s:{}, s:s}",
@@ -214,18 +220,18 @@ static json_t *build_quantization_config(json_t *config, const mq_config *cfg, c
                      "version", MQ_CT_VERSION);
 }
 
-mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_planner *pl,
+mq_status mq_hf_config_render(json_t *config, const mq_scheme *s, const mq_planner *pl,
                               const mq_report *rep, size_t first, char **text, size_t *len)
 {
     *text = NULL;
-    if (!mq_config_quantizes(cfg)) {
+    if (!mq_scheme_quantizes(s)) {
         /* transformers 4.56 renamed torch_dtype to dtype; keep both in step. */
         if (json_object_set_new(config, "torch_dtype", json_string("float16")) != 0 ||
             (json_is_string(json_object_get(config, "dtype")) &&
              json_object_set_new(config, "dtype", json_string("float16")) != 0))
             return no_memory();
     } else {
-        json_t *qc = build_quantization_config(config, cfg, pl, rep, first);
+        json_t *qc = build_quantization_config(config, s, pl, rep, first);
         if (!qc || json_object_set_new(config, "quantization_config", qc) != 0) return no_memory();
     }
     return mq_hf_json_dump(config, false, text, len);

@@ -40,7 +40,7 @@ typedef struct {
     const char *in_dir;
     struct stat in_st;
     mq_hf_root root; /* where the input's symbolic links may lead */
-    const mq_config *cfg;
+    const mq_settings *set;
     mq_backend *be;
     mq_backend *const *bes; /* with a device list: every device, be the first */
     size_t n_be;
@@ -81,7 +81,7 @@ static mq_status check_input(hf_run *r)
         return mq_set_error(MQ_STATUS_E_IO, "input directory '%s': %s", r->in_dir, strerror(errno));
     if (!S_ISDIR(r->in_st.st_mode))
         return mq_set_error(MQ_STATUS_E_IO, "input '%s' is not a directory", r->in_dir);
-    return mq_hf_root_init(&r->root, r->in_dir, r->cfg->follow_symlinks);
+    return mq_hf_root_init(&r->root, r->in_dir, r->set->follow_symlinks);
 }
 
 /* The shard list: from the index when there is one, else model.safetensors. */
@@ -413,7 +413,7 @@ static mq_status check_shard_names(hf_run *r)
                                             reason, sizeof reason);
             if ((rc = mq_planner_error(r->planner)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;
             mq_qlayout l;
-            if ((rc = mq_qlayout_init(&l, t, r->cfg)) != MQ_OK) break;
+            if ((rc = mq_qlayout_init(&l, t, &r->set->scheme)) != MQ_OK) break;
             for (int o = 0; o < MQ_QOUT_COUNT && rc == MQ_OK; o++) {
                 const char *n = l.out[o].name;
                 json_t *where = n && strcmp(n, t->name) != 0 ? json_object_get(map, n) : NULL;
@@ -450,7 +450,7 @@ static mq_status quantize_on_devices(hf_run *r, mq_stream_totals *totals)
     }
     mq_report_set_device(r->rep, r->be->backend, r->be->platform, r->be->device);
     if (rc == MQ_OK)
-        rc = mq_stream_files((const char *const *)sp, (const char *const *)dp, n, r->cfg, &r->hints,
+        rc = mq_stream_files((const char *const *)sp, (const char *const *)dp, n, r->set, &r->hints,
                              r->bes, r->n_be, r->rep, totals);
     for (size_t i = 0; i < n && sp && dp; i++) {
         free(sp[i]);
@@ -480,7 +480,7 @@ static mq_status quantize_shards(hf_run *r)
                 totals.tensors_total += tensors;
             } else {
                 mq_cleanup_add(r->slot, 'f', dp);
-                rc = mq_stream_file(sp, dp, r->cfg, r->planner, r->be, r->rep, &totals);
+                rc = mq_stream_file(sp, dp, r->set, r->planner, r->be, r->rep, &totals);
             }
             free(sp);
             free(dp);
@@ -528,8 +528,8 @@ static mq_status write_config(hf_run *r)
 {
     char *text = NULL;
     size_t len = 0;
-    mq_status rc =
-        mq_hf_config_render(r->config, r->cfg, r->planner, r->rep, r->first_entry, &text, &len);
+    mq_status rc = mq_hf_config_render(r->config, &r->set->scheme, r->planner, r->rep,
+                                       r->first_entry, &text, &len);
     if (rc == MQ_OK) rc = write_text(r, MQ_HF_CONFIG, text, len);
     free(text);
     return rc;
@@ -569,11 +569,11 @@ static mq_status run(hf_run *r)
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
     if ((rc = check_output(r)) != MQ_OK) return rc;
     mq_hf_plan_hints(r->config, &r->hints);
-    if ((rc = mq_planner_new(r->cfg, &r->planner)) != MQ_OK) return rc;
+    if ((rc = mq_planner_new(r->set, &r->planner)) != MQ_OK) return rc;
     mq_planner_set_hints(r->planner, &r->hints);
-    if (mq_config_quantizes(r->cfg) && (rc = check_shard_names(r)) != MQ_OK) return rc;
+    if (mq_scheme_quantizes(&r->set->scheme) && (rc = check_shard_names(r)) != MQ_OK) return rc;
     /* Only now: opening a device takes time and may print a notice. */
-    if (!r->be && (rc = mq_backend_open(r->cfg, &r->own_be)) != MQ_OK) return rc;
+    if (!r->be && (rc = mq_backend_open(&r->set->device, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;
     if ((rc = make_temp_dir(r)) != MQ_OK) return rc;
     if ((rc = copy_tree(r, r->in_dir, r->tmp, 0)) != MQ_OK) return rc;
@@ -586,29 +586,32 @@ static mq_status run(hf_run *r)
 mq_status mq_hfdir_quantize(const char *in_dir, const char *out_dir, const mq_config *cfg,
                             mq_backend *be, mq_report *rep)
 {
-    return mq_hfdir_quantize_on(in_dir, out_dir, cfg, be ? &be : NULL, be ? 1 : 0, rep);
+    mq_settings set;
+    mq_status rc = mq_settings_init(&set, cfg);
+    if (rc != MQ_OK) return rc;
+    return mq_hfdir_quantize_on(in_dir, out_dir, &set, be ? &be : NULL, be ? 1 : 0, rep);
 }
 
-mq_status mq_hfdir_quantize_on(const char *in_dir, const char *out_dir, const mq_config *cfg,
+mq_status mq_hfdir_quantize_on(const char *in_dir, const char *out_dir, const mq_settings *set,
                                mq_backend *const *bes, size_t n_be, mq_report *rep)
 {
+    mq_settings defaults;
     hf_run r = {.in_dir = in_dir,
-                .cfg = cfg,
+                .set = set,
                 .be = n_be ? bes[0] : NULL,
                 .bes = bes,
                 .n_be = n_be,
                 .rep = rep,
                 .lock_fd = -1,
                 .slot = -1};
-    mq_config defaults;
     mq_report *own_rep = NULL;
     mq_status rc;
 
     if (!in_dir || !out_dir || !*in_dir || !*out_dir)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize directory: NULL or empty path");
-    if (!cfg) {
-        mq_config_init(&defaults);
-        r.cfg = &defaults;
+    if (!set) {
+        if ((rc = mq_settings_init(&defaults, NULL)) != MQ_OK) return rc;
+        r.set = &defaults;
     }
     if ((rc = split_output(&r, out_dir)) != MQ_OK) goto done;
     /* The config's ignore list comes from the report, so there always is one. */
@@ -632,6 +635,5 @@ done:
     mq_backend_free(r.own_be);
     mq_planner_free(r.planner);
     mq_report_free(own_rep);
-    if (r.cfg == &defaults) mq_config_free(&defaults);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "hfroot.h"
 #include "monoquant.h"
 #include "plan.h"
+#include "scheme.h"
 
 #include <jansson.h>
 
@@ -60,13 +61,13 @@ mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config);
 void mq_hf_plan_hints(json_t *config, mq_plan_hints *h);
 
 /*
- * Updates `config` for the run and renders it: INT8 adds the compressed-tensors
+ * Updates `config` for the run and renders it: a quantizing scheme adds the compressed-tensors
  * "quantization_config" (its "ignore" lists the Linear modules, by `pl`'s
  * judgement, that report entries from `first` on left in float, and a tied
  * output head); FP16 sets "torch_dtype" to "float16". Keys keep their order.
  * Caller frees *text.
  */
-mq_status mq_hf_config_render(json_t *config, const mq_config *cfg, const mq_planner *pl,
+mq_status mq_hf_config_render(json_t *config, const mq_scheme *s, const mq_planner *pl,
                               const mq_report *rep, size_t first, char **text, size_t *len);
 
 /* `v` as Python's json.dumps(v, indent=2) writes it (floats in their shortest

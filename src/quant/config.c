@@ -6,6 +6,7 @@
 #include "error.h"
 #include "infile.h"
 #include "plan.h"
+#include "scheme.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,10 +15,32 @@
 #include <string.h>
 #include <strings.h>
 
-void mq_config_init(mq_config *cfg)
+/* The size of the first mq_config that had struct_size (0.2.0). A later
+ * library accepts every size from this one to its own, giving the fields a
+ * smaller config lacks their defaults; today the two are the same. */
+#define CONFIG_SIZE_0_2 sizeof(mq_config)
+
+static bool known_size(size_t size)
 {
-    if (!cfg) return;
-    memset(cfg, 0, sizeof *cfg);
+    return size >= CONFIG_SIZE_0_2 && size <= sizeof(mq_config);
+}
+
+bool mq_config_size_ok(const mq_config *cfg)
+{
+    return cfg && known_size(cfg->struct_size);
+}
+
+void mq_config_init_sized(mq_config *cfg, size_t struct_size)
+{
+    if (!cfg || struct_size < sizeof cfg->struct_size) return;
+    if (!known_size(struct_size)) {
+        /* Only the first member is common to every version: the rest of the
+         * caller's struct may be smaller than ours. */
+        cfg->struct_size = struct_size;
+        return;
+    }
+    memset(cfg, 0, struct_size);
+    cfg->struct_size = struct_size;
     cfg->dtype = MQ_QINT8;
     cfg->symmetric = true;
     cfg->per_channel = true;
@@ -31,9 +54,21 @@ static void free_list(char **list, size_t from, size_t to)
     }
 }
 
+mq_status mq_config_usable(const mq_config *cfg)
+{
+    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if (!known_size(cfg->struct_size))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                            "config: struct_size is %zu, but libmonoquant %s takes a mq_config of "
+                            "%zu bytes (was it filled by mq_config_init() from another version's "
+                            "header, or not at all?)",
+                            cfg->struct_size, MQ_VERSION_STRING, sizeof(mq_config));
+    return MQ_OK;
+}
+
 void mq_config_free(mq_config *cfg)
 {
-    if (!cfg) return;
+    if (!cfg || !known_size(cfg->struct_size)) return;
     if (cfg->include) free_list(cfg->include, 0, cfg->n_include);
     if (cfg->exclude) free_list(cfg->exclude, 0, cfg->n_exclude);
     free(cfg->include);
@@ -66,14 +101,18 @@ static mq_status list_append(char ***list, size_t *n, const char *pattern)
 mq_status mq_config_add_include(mq_config *cfg, const char *pattern)
 {
     mq_clear_error();
-    if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    mq_status st = mq_config_usable(cfg);
+    if (st != MQ_OK) return st;
+    if (!pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     return list_append(&cfg->include, &cfg->n_include, pattern);
 }
 
 mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern)
 {
     mq_clear_error();
-    if (!cfg || !pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    mq_status st = mq_config_usable(cfg);
+    if (st != MQ_OK) return st;
+    if (!pattern) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     return list_append(&cfg->exclude, &cfg->n_exclude, pattern);
 }
 
@@ -82,8 +121,9 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device)
 {
     mq_clear_error();
     char *copy = NULL;
+    mq_status st = mq_config_usable(cfg);
 
-    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if (st != MQ_OK) return st;
     if (device && !(copy = strdup(device)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
     free(cfg->device);
@@ -118,7 +158,9 @@ const char *mq_preset_names(void)
 mq_status mq_config_set_preset(mq_config *cfg, const char *name)
 {
     mq_clear_error();
-    if (!cfg || !name) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    mq_status st = mq_config_usable(cfg);
+    if (st != MQ_OK) return st;
+    if (!name) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) {
         const preset *p = &presets[i];
         if (strcasecmp(name, p->name) != 0) continue;
@@ -132,68 +174,6 @@ mq_status mq_config_set_preset(mq_config *cfg, const char *name)
     }
     return mq_set_error(MQ_STATUS_E_CONFIG, "unknown preset '%s'; valid presets: %s", name,
                         mq_preset_names());
-}
-
-/* Why cfg's scheme fields are no scheme the library writes, or NULL. The
- * reason is written into buf. */
-static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
-{
-#define BAD(...) return snprintf(buf, cap, __VA_ARGS__), buf
-    switch (cfg->dtype) {
-    case MQ_FLOAT16:
-        return NULL;
-    case MQ_QINT8:
-        if (cfg->block_size) BAD("blocks are for FP8 (FP8_BLOCK), not int8");
-        if (cfg->group_size && cfg->symmetric && !cfg->weights_only)
-            BAD("groups need int8 weights only (W8A16): vLLM's W8A8 int8 kernels take per-channel "
-                "or per-tensor weights");
-        break;
-    case MQ_QINT4:
-        if (cfg->block_size) BAD("blocks are for FP8 (FP8_BLOCK), not int4");
-        if (!cfg->per_channel) BAD("int4 takes groups or per-channel scales, not one per tensor");
-        if (cfg->group_size % 8 != 0)
-            BAD("the int4 group size must be a multiple of 8 (a group packs into whole int32 "
-                "words), not %zu",
-                cfg->group_size);
-        break;
-    case MQ_QFP8:
-        if (!cfg->symmetric) BAD("FP8 is symmetric (no zero points)");
-        if (cfg->weights_only) BAD("the FP8 presets quantize activations too; weights only is int");
-        if (cfg->group_size) BAD("FP8 takes per-channel scales or 128x128 blocks, not groups");
-        if (cfg->block_size && !cfg->per_channel) BAD("blocks and per-tensor exclude each other");
-        break;
-    default:
-        BAD("unknown dtype %d", (int)cfg->dtype);
-    }
-    if (cfg->group_size && !cfg->per_channel) BAD("groups and per-tensor exclude each other");
-#undef BAD
-    return NULL;
-}
-
-mq_status mq_config_check(const mq_config *cfg)
-{
-    mq_clear_error();
-    char why[192];
-    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
-    const char *problem = scheme_problem(cfg, why, sizeof why);
-    return problem ? mq_set_error(MQ_STATUS_E_CONFIG, "%s", problem) : MQ_OK;
-}
-
-const char *mq_config_preset(const mq_config *cfg)
-{
-    char why[192];
-    if (!cfg || scheme_problem(cfg, why, sizeof why)) return NULL;
-    switch (cfg->dtype) {
-    case MQ_FLOAT16:
-        return "FP16";
-    case MQ_QFP8:
-        return cfg->block_size ? "FP8_BLOCK" : "FP8_DYNAMIC";
-    case MQ_QINT4:
-        return cfg->symmetric ? "W4A16" : "W4A16_ASYM";
-    default:
-        if (!cfg->symmetric) return "W8A16_ASYM";
-        return cfg->weights_only ? "W8A16" : "W8A8";
-    }
 }
 
 /* ---- JSON file ---- */
@@ -264,15 +244,16 @@ static mq_status add_patterns(const json_ctx *c, json_t *v, mq_config *cfg, bool
 
 static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
 {
-    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
-    static const mq_qdtype dtype_values[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8};
     static const char *const schemes[] = {"sym", "asym"};
-    size_t idx;
+    size_t idx = 0;
     mq_status st;
 
     if (strcmp(c->key, "dtype") == 0) {
-        if ((st = get_choice(c, v, dtypes, 4, &idx)) == MQ_OK) cfg->dtype = dtype_values[idx];
-        return st;
+        if (!json_is_string(v)) return key_error(c, "expected a string");
+        if (!mq_qdtype_parse(json_string_value(v), &cfg->dtype))
+            return mq_set_error(MQ_STATUS_E_CONFIG, "%s: key '%s': '%s' is not one of %s", c->path,
+                                c->key, json_string_value(v), mq_qdtype_names());
+        return MQ_OK;
     }
     if (strcmp(c->key, "scheme") == 0) {
         if ((st = get_choice(c, v, schemes, 2, &idx)) == MQ_OK) cfg->symmetric = idx == 0;
@@ -330,7 +311,8 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     json_t *root = NULL, *v;
     mq_status st = MQ_OK;
 
-    if (!cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if ((st = mq_config_usable(cfg)) != MQ_OK) return st;
+    if (!path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
     if ((st = mq_infile_json(path, JSON_REJECT_DUPLICATES, MQ_STATUS_E_CONFIG, &root, &jerr)) !=
         MQ_OK) {
         mq_error_prefix("config file");

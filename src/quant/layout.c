@@ -17,41 +17,16 @@
  * the sign bit flipped. */
 #define PACK_OFFSET8 0x80u
 
-bool mq_config_quantizes(const mq_config *cfg)
-{
-    return cfg->dtype != MQ_FLOAT16;
-}
-
-mq_qkind mq_qkind_of(const mq_config *cfg)
-{
-    return cfg->dtype == MQ_QINT4 ? MQ_QK_INT4 : cfg->dtype == MQ_QFP8 ? MQ_QK_FP8 : MQ_QK_INT8;
-}
-
-mq_qformat mq_qformat_of(const mq_config *cfg)
-{
-    if (cfg->dtype == MQ_QFP8) return MQ_FORMAT_FLOAT_QUANTIZED;
-    if (cfg->dtype == MQ_QINT8 && cfg->symmetric && !cfg->weights_only && !cfg->group_size)
-        return MQ_FORMAT_INT_QUANTIZED;
-    return MQ_FORMAT_PACK_QUANTIZED;
-}
-
-const char *mq_qformat_name(mq_qformat f)
-{
-    return f == MQ_FORMAT_INT_QUANTIZED     ? "int-quantized"
-           : f == MQ_FORMAT_FLOAT_QUANTIZED ? "float-quantized"
-                                            : "pack-quantized";
-}
-
-int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2], char buf[64])
+int mq_output_metadata(const mq_scheme *s, const char *kv[MQ_OUTPUT_META][2])
 {
     int n = 0;
     kv[n][0] = "quantized_by";
     kv[n++][1] = "monoquant " MQ_VERSION;
     kv[n][0] = "quantization_scheme";
-    kv[n++][1] = mq_scheme_name(cfg, buf, 64);
-    if (mq_config_quantizes(cfg)) {
+    kv[n++][1] = s->label;
+    if (mq_scheme_quantizes(s)) {
         kv[n][0] = "quantization_format";
-        kv[n++][1] = mq_qformat_name(mq_qformat_of(cfg));
+        kv[n++][1] = mq_qformat_name(s->format);
     }
     return n;
 }
@@ -85,20 +60,21 @@ static mq_status set_out(mq_qout *o, const char *name, const char *suffix, mq_dt
     return MQ_OK;
 }
 
-mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cfg)
+mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
 {
     uint64_t numel = 1;
+    bool per_channel = s->gran != MQ_GRAN_TENSOR;
     memset(l, 0, sizeof *l);
     for (int k = 0; k < t->rank; k++)
         numel *= (uint64_t)t->shape[k];
-    l->format = mq_qformat_of(cfg);
-    l->kind = mq_qkind_of(cfg);
-    l->symmetric = cfg->symmetric || l->kind == MQ_QK_FP8;
+    l->format = s->format;
+    l->kind = s->qkind;
+    l->symmetric = s->symmetric;
     l->out_rows = (size_t)t->shape[0];
     l->inner = (size_t)t->shape[t->rank - 1];
     /* The planner keeps groups and blocks to 2-D weights they divide. */
-    l->group = cfg->group_size && t->rank == 2 ? cfg->group_size : 0;
-    l->block = l->kind == MQ_QK_FP8 && cfg->block_size && t->rank == 2 ? cfg->block_size : 0;
+    l->group = s->gran == MQ_GRAN_GROUP && t->rank == 2 ? s->group : 0;
+    l->block = s->gran == MQ_GRAN_BLOCK && t->rank == 2 ? s->block : 0;
     if (l->block) {
         l->rows = l->out_rows;
         l->cols = l->inner;
@@ -108,34 +84,33 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cf
         l->rows = (size_t)(numel / l->cols);
         l->scale_cols = l->inner / l->group;
     } else {
-        l->rows = cfg->per_channel ? l->out_rows : 1;
+        l->rows = per_channel ? l->out_rows : 1;
         l->cols = (size_t)(numel / l->rows);
         l->scale_cols = 1;
     }
-    bool packed = l->format == MQ_FORMAT_PACK_QUANTIZED;
-    size_t pw = per_word(l->kind);
+    bool packed = s->codes_per_word != 0;
+    size_t pw = packed ? s->codes_per_word : per_word(l->kind);
     l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : l->inner;
 
     int64_t sshape[2] = {(int64_t)l->out_rows, (int64_t)l->scale_cols};
     int64_t zshape[2] = {(int64_t)ceil_div(l->out_rows, pw), (int64_t)l->scale_cols};
     int64_t cshape[MQ_MAX_RANK], rshape[1] = {t->rank};
-    int srank = cfg->per_channel ? 2 : 1;
+    int srank = per_channel ? 2 : 1;
     mq_status st;
     if (l->block) sshape[0] = (int64_t)ceil_div(l->out_rows, l->block);
-    if (!cfg->per_channel) sshape[0] = 1;
+    if (!per_channel) sshape[0] = 1;
     memcpy(cshape, t->shape, sizeof cshape);
     if (packed) cshape[t->rank - 1] = (int64_t)ceil_div(l->inner, pw);
-    mq_dtype cdt = packed                                   ? MQ_DTYPE_I32
-                   : l->format == MQ_FORMAT_FLOAT_QUANTIZED ? MQ_DTYPE_F8_E4M3
-                                                            : MQ_DTYPE_I8;
+    mq_dtype cdt = packed ? MQ_DTYPE_I32 : s->code_dtype;
     st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed ? MQ_PACKED_SUFFIX : "", cdt, t->rank,
                  cshape);
     if (st == MQ_OK)
-        st = set_out(&l->out[MQ_QOUT_SCALE], t->name, MQ_SCALE_SUFFIX, t->dtype, srank, sshape);
+        st = set_out(&l->out[MQ_QOUT_SCALE], t->name, MQ_SCALE_SUFFIX,
+                     mq_scheme_scale_dtype(s, t->dtype), srank, sshape);
     if (st == MQ_OK && !l->symmetric) {
         /* Per tensor the zero point stays one I8 (compressed-tensors packs it
          * for channel and group strategies only). */
-        bool pack_zp = packed && cfg->per_channel;
+        bool pack_zp = packed && per_channel;
         st = set_out(&l->out[MQ_QOUT_ZP], t->name, MQ_ZP_SUFFIX,
                      pack_zp ? MQ_DTYPE_I32 : MQ_DTYPE_I8, srank, pack_zp ? zshape : sshape);
     }

@@ -32,6 +32,7 @@
 
 #include "monoquant.h"
 #include "reference.h"
+#include "scheme.h"
 
 #define MQ_SCALE_SUFFIX "_scale"
 #define MQ_ZP_SUFFIX "_zero_point"
@@ -39,12 +40,6 @@
 #define MQ_SHAPE_SUFFIX "_shape"
 /* compressed-tensors release whose layout and config block we write. */
 #define MQ_CT_VERSION "0.20.1"
-
-typedef enum {
-    MQ_FORMAT_INT_QUANTIZED = 0,
-    MQ_FORMAT_PACK_QUANTIZED,
-    MQ_FORMAT_FLOAT_QUANTIZED
-} mq_qformat;
 
 /* The output tensors of one quantized weight, in file order. */
 enum { MQ_QOUT_CODES = 0, MQ_QOUT_SCALE, MQ_QOUT_ZP, MQ_QOUT_SHAPE, MQ_QOUT_COUNT };
@@ -73,23 +68,15 @@ typedef struct {
     mq_qout out[MQ_QOUT_COUNT];
 } mq_qlayout;
 
-/* The format a config writes: float-quantized for FP8, int-quantized for
- * symmetric int8 per channel or tensor unless weights_only, else pack-quantized. */
-mq_qformat mq_qformat_of(const mq_config *cfg);
-mq_qkind mq_qkind_of(const mq_config *cfg);
-/* Whether the config quantizes (int8, int4, FP8) rather than casts to fp16. */
-bool mq_config_quantizes(const mq_config *cfg);
-const char *mq_qformat_name(mq_qformat f);
-
 /* The __metadata__ entries a run adds to each output file (replacing entries
- * of the same key in place): the tool, the scheme and, when quantizing, the
- * format. Fills kv (strings in buf, which must outlive them) and returns the
- * count (at most MQ_OUTPUT_META). */
+ * of the same key in place): the tool, the scheme's label and, when
+ * quantizing, the format. Fills kv (the strings live as long as the scheme)
+ * and returns the count (at most MQ_OUTPUT_META). */
 #define MQ_OUTPUT_META 3
-int mq_output_metadata(const mq_config *cfg, const char *kv[MQ_OUTPUT_META][2], char buf[64]);
+int mq_output_metadata(const mq_scheme *s, const char *kv[MQ_OUTPUT_META][2]);
 
-/* Plans the output of quantizing t (rank >= 2, non-empty) with cfg. */
-mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_config *cfg);
+/* Plans the output of quantizing t (rank >= 2, non-empty) with scheme s. */
+mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s);
 void mq_qlayout_free(mq_qlayout *l);
 
 /* MQ_STATUS_E_DATA naming the weight and the name when `in` already holds a

@@ -37,7 +37,7 @@ typedef struct {
 } pattern_set;
 
 struct mq_planner {
-    mq_qdtype dtype;
+    mq_scheme_kind kind;
     size_t group_size, block_size;
     pattern_set include;
     pattern_set exclude;
@@ -161,7 +161,7 @@ static void set_free(pattern_set *s)
 }
 
 /* Copies and compiles `n` patterns; on failure `s` holds what was built, for set_free. */
-static mq_status set_build(pattern_set *s, char *const *pats, size_t n)
+static mq_status set_build(pattern_set *s, const char *const *pats, size_t n)
 {
     if (n == 0) return MQ_OK;
     if (!pats) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "planner: NULL pattern list");
@@ -183,19 +183,19 @@ static mq_status set_build(pattern_set *s, char *const *pats, size_t n)
     return MQ_OK;
 }
 
-mq_status mq_planner_new(const mq_config *cfg, mq_planner **out)
+mq_status mq_planner_new(const mq_settings *set, mq_planner **out)
 {
     mq_planner *p = NULL;
     mq_status st;
 
     if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "planner: NULL out");
     *out = NULL;
-    if (!cfg) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "planner: NULL config");
+    if (!set) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "planner: NULL settings");
     if (!(p = calloc(1, sizeof *p)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "planner: out of memory");
-    p->dtype = cfg->dtype;
-    p->group_size = cfg->group_size;
-    p->block_size = cfg->block_size;
+    p->kind = set->scheme.kind;
+    p->group_size = set->scheme.group;
+    p->block_size = set->scheme.block;
     p->mctx = pcre2_match_context_create(NULL);
     p->md = pcre2_match_data_create(1, NULL);
     if (!p->mctx || !p->md) {
@@ -204,8 +204,8 @@ mq_status mq_planner_new(const mq_config *cfg, mq_planner **out)
     }
     pcre2_set_match_limit(p->mctx, RE_MATCH_LIMIT);
     pcre2_set_depth_limit(p->mctx, RE_DEPTH_LIMIT);
-    if ((st = set_build(&p->include, cfg->include, cfg->n_include)) != MQ_OK) goto done;
-    if ((st = set_build(&p->exclude, cfg->exclude, cfg->n_exclude)) != MQ_OK) goto done;
+    if ((st = set_build(&p->include, set->include, set->n_include)) != MQ_OK) goto done;
+    if ((st = set_build(&p->exclude, set->exclude, set->n_exclude)) != MQ_OK) goto done;
     *out = p;
     p = NULL;
 done:
@@ -361,7 +361,7 @@ static mq_action check_fit(const mq_planner *p, int rank, const int64_t *shape, 
 {
     size_t g = p->group_size, b = p->block_size;
     if (!shape) return MQ_ACTION_QUANTIZE;
-    if (p->dtype == MQ_QINT4 && rank != 2)
+    if (p->kind == MQ_SCHEME_INT4 && rank != 2)
         return skip(reason, cap, "rank %d: int4 packs 2-D (Linear) weights; kept in float", rank);
     if (!g && !b) return MQ_ACTION_QUANTIZE;
     if (rank != 2)
@@ -396,7 +396,7 @@ mq_action mq_planner_decide(mq_planner *p, const char *name, mq_dtype dtype, int
     /* Exclude wins over everything, in both modes. */
     if ((ex = set_match(p, &p->exclude, name, module)))
         a = skip(reason, cap, "excluded by pattern '%s'", ex->text);
-    else if (p->dtype == MQ_FLOAT16)
+    else if (p->kind == MQ_SCHEME_FP16)
         a = decide_fp16(dtype, reason, cap);
     else
         a = decide_int8(p, name, module, dtype, rank, shape, reason, cap);

@@ -4,6 +4,7 @@
 #define MQ_PLAN_H
 
 #include "monoquant.h"
+#include "scheme.h"
 
 typedef struct mq_planner mq_planner;
 
@@ -17,9 +18,9 @@ typedef struct {
     bool conv1d_family;
 } mq_plan_hints;
 
-/* Compiles the config's include/exclude patterns; a bad regex is
- * MQ_STATUS_E_CONFIG naming the pattern. */
-mq_status mq_planner_new(const mq_config *cfg, mq_planner **out);
+/* A planner for the scheme of `set` that compiles its include/exclude
+ * patterns; a bad regex is MQ_STATUS_E_CONFIG naming the pattern. */
+mq_status mq_planner_new(const mq_settings *set, mq_planner **out);
 void mq_planner_set_hints(mq_planner *p, const mq_plan_hints *h);
 /*
  * Decides for one tensor. For MQ_ACTION_SKIP a reason is written to `reason`

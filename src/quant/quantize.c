@@ -13,6 +13,7 @@
 #include "plan.h"
 #include "reference.h"
 #include "report.h"
+#include "scheme.h"
 #include "stream.h"
 
 #include <stdio.h>
@@ -44,7 +45,7 @@ static mq_status copy_tensor(mq_model *out, const mq_model *in, size_t i)
 }
 
 typedef struct {
-    const mq_config *cfg;
+    const mq_settings *set;
     mq_backend *be;
     mq_model *out;
     mq_report *rep;
@@ -82,7 +83,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     int8_t *zp = NULL;
 
     *nonfinite = false;
-    if ((st = mq_qlayout_init(&l, t, c->cfg)) != MQ_OK) return st;
+    if ((st = mq_qlayout_init(&l, t, &c->set->scheme)) != MQ_OK) return st;
     if ((st = mq_qlayout_check_names(&l, in, t->name)) != MQ_OK) goto done;
     for (int k = 0; k < MQ_QOUT_COUNT; k++) {
         const mq_qout *o = &l.out[k];
@@ -101,7 +102,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     mq_err_acc_init(&acc);
     st = run_kernel(c, t, &l, data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], zp, &bad_row, &acc);
     if (st == MQ_STATUS_E_DATA) {
-        if (c->cfg->skip_nonfinite) {
+        if (c->set->skip_nonfinite) {
             *nonfinite = true;
             st = MQ_OK;
         } else {
@@ -136,7 +137,7 @@ static mq_status cast_tensor(run_ctx *c, const mq_model *in, size_t i)
     uint16_t *dst =
         append_new(c->out, t->name, MQ_DTYPE_F16, t->rank, t->shape, (size_t)numel * 2, &st);
     if (!dst) return st;
-    st = c->be->ops->cast_f16(c->be, t->data, t->dtype, (size_t)numel, c->cfg->fp16_saturate, dst,
+    st = c->be->ops->cast_f16(c->be, t->data, t->dtype, (size_t)numel, c->set->fp16_saturate, dst,
                               &overflow);
     if (st != MQ_OK) {
         mq_error_prefix("tensor '%s'", t->name);
@@ -145,14 +146,13 @@ static mq_status cast_tensor(run_ctx *c, const mq_model *in, size_t i)
     return mq_report_add(c->rep, t, MQ_ACTION_CAST, MQ_DTYPE_F16, numel * 2, overflow, NULL);
 }
 
-static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq_config *cfg)
+static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq_scheme *s)
 {
     mq_status st = MQ_OK;
     for (size_t i = 0; i < in->meta_count && st == MQ_OK; i++)
         st = mq_model_set_metadata(out, in->meta_keys[i], in->meta_values[i]);
     const char *ours[MQ_OUTPUT_META][2];
-    char buf[64];
-    int n = mq_output_metadata(cfg, ours, buf);
+    int n = mq_output_metadata(s, ours);
     for (int k = 0; k < n && st == MQ_OK; k++)
         st = mq_model_set_metadata(out, ours[k][0], ours[k][1]);
     return st;
@@ -162,31 +162,26 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
                                      mq_skip_list **skipped, mq_report **report)
 {
     mq_clear_error();
-    mq_config defaults;
+    mq_settings set;
     mq_planner *planner = NULL;
-    run_ctx c = {0};
+    run_ctx c = {.set = &set};
     mq_status st;
 
     if (out) *out = NULL;
     if (skipped) *skipped = NULL;
     if (report) *report = NULL;
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL model or out");
-    if (!cfg_in) {
-        mq_config_init(&defaults);
-        cfg_in = &defaults;
-    }
-    c.cfg = cfg_in;
-    if ((st = mq_config_check(cfg_in)) != MQ_OK) goto done;
+    if ((st = mq_settings_init(&set, cfg_in)) != MQ_OK) goto done;
     if ((st = mq_check_not_quantized(in)) != MQ_OK) goto done;
-    if ((st = mq_planner_new(cfg_in, &planner)) != MQ_OK) goto done;
-    if ((st = mq_backend_open(cfg_in, &c.be)) != MQ_OK) goto done;
+    if ((st = mq_planner_new(&set, &planner)) != MQ_OK) goto done;
+    if ((st = mq_backend_open(&set.device, &c.be)) != MQ_OK) goto done;
     if ((st = mq_model_new(&c.out)) != MQ_OK) goto done;
     if (!(c.rep = mq_report_new()) || !(c.skips = mq_skip_list_new())) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
         goto done;
     }
     mq_report_set_device(c.rep, c.be->backend, c.be->platform, c.be->device);
-    if ((st = set_output_metadata(c.out, in, cfg_in)) != MQ_OK) goto done;
+    if ((st = set_output_metadata(c.out, in, &set.scheme)) != MQ_OK) goto done;
     uint64_t total_bytes = 0, done_bytes = 0;
     for (size_t i = 0; i < in->count; i++)
         total_bytes += in->tensors[i].nbytes;
@@ -206,12 +201,12 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
         } else {
             st = skip_tensor(&c, in, i, reason);
         }
-        if (st == MQ_OK && cfg_in->progress) {
+        if (st == MQ_OK && set.progress) {
             done_bytes += t->nbytes;
             mq_progress p = {i + 1,      in->count,
                              done_bytes, total_bytes,
                              in->path,   mq_report_entry_at(c.rep, mq_report_count(c.rep) - 1)};
-            cfg_in->progress(&p, cfg_in->progress_user);
+            set.progress(&p, set.progress_user);
         }
     }
 done:
@@ -233,7 +228,6 @@ done:
     mq_report_free(c.rep);
     mq_backend_free(c.be);
     mq_planner_free(planner);
-    if (cfg_in == &defaults) mq_config_free(&defaults);
     return st;
 }
 
@@ -248,7 +242,7 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
                            mq_report **report)
 {
     mq_clear_error();
-    mq_config defaults;
+    mq_settings settings;
     mq_backend_set set = {0};
     mq_report *rep = NULL;
     struct stat sb;
@@ -256,13 +250,9 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
     if (report) *report = NULL;
     if (!in_path || !out_path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
     if ((st = mq_check_not_same_file(in_path, out_path)) != MQ_OK) return st;
-    if (!cfg_in) {
-        mq_config_init(&defaults);
-        cfg_in = &defaults;
-    }
-    if ((st = mq_config_check(cfg_in)) != MQ_OK) goto done;
+    if ((st = mq_settings_init(&settings, cfg_in)) != MQ_OK) goto done;
     /* Every device of a list is opened first: a bad entry fails before any output. */
-    if ((st = mq_backend_set_open(cfg_in, &set)) != MQ_OK) goto done;
+    if ((st = mq_backend_set_open(&settings.device, &set)) != MQ_OK) goto done;
     mq_backend *be = set.be[0];
     if (!(rep = mq_report_new())) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
@@ -270,10 +260,10 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
     }
     mq_report_set_device(rep, be->backend, be->platform, be->device);
     if (stat(in_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        st = mq_hfdir_quantize_on(in_path, out_path, cfg_in, set.be, set.count, rep);
+        st = mq_hfdir_quantize_on(in_path, out_path, &settings, set.be, set.count, rep);
     } else {
         /* One file runs on the first device of a list. */
-        st = mq_stream_file(in_path, out_path, cfg_in, NULL, be, rep, NULL);
+        st = mq_stream_file(in_path, out_path, &settings, NULL, be, rep, NULL);
         if (st == MQ_OK) st = mq_report_add_device(rep, be->backend, be->platform, be->device, 1);
     }
     if (st == MQ_OK && report) {
@@ -283,6 +273,5 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
 done:
     mq_report_free(rep);
     mq_backend_set_free(&set);
-    if (cfg_in == &defaults) mq_config_free(&defaults);
     return st;
 }

@@ -1,5 +1,6 @@
 /* The skipped list and the per-tensor report of a run, and the report's JSON. */
 #include "report.h"
+#include "scheme.h"
 
 #include "dtype.h"
 #include "error.h"
@@ -293,26 +294,6 @@ const char *mq_report_left_out_reason(const mq_report *r, size_t i)
     return r ? mq_skip_list_reason(&r->left_out, i) : NULL;
 }
 
-const char *mq_scheme_name(const mq_config *cfg, char *buf, size_t cap)
-{
-    char strat[48];
-    if (cfg->dtype == MQ_FLOAT16) return "fp16";
-    if (cfg->block_size)
-        snprintf(strat, sizeof strat, "block%zu", cfg->block_size);
-    else if (cfg->group_size)
-        snprintf(strat, sizeof strat, "group%zu", cfg->group_size);
-    else
-        snprintf(strat, sizeof strat, "%s", cfg->per_channel ? "channel" : "tensor");
-    if (cfg->dtype == MQ_QFP8)
-        snprintf(buf, cap, "fp8-e4m3-%s", strat);
-    else
-        snprintf(buf, cap, "%s-%s-%s%s", cfg->dtype == MQ_QINT4 ? "int4" : "int8",
-                 cfg->symmetric ? "sym" : "asym", strat,
-                 cfg->dtype == MQ_QINT8 && cfg->symmetric && cfg->weights_only ? "-weights-only"
-                                                                               : "");
-    return buf;
-}
-
 static json_t *shape_json(const mq_report_entry *e)
 {
     json_t *a = json_array();
@@ -321,7 +302,7 @@ static json_t *shape_json(const mq_report_entry *e)
     return a;
 }
 
-static json_t *report_json(const mq_report *r, const mq_config *cfg, const char *input,
+static json_t *report_json(const mq_report *r, const mq_scheme *sc, const char *input,
                            const char *output, double seconds)
 {
     json_t *q = json_array(), *s = json_array();
@@ -336,7 +317,7 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
                               "shape", shape_json(e), "dtype_in", mq_dtype_name(e->dtype_in),
                               "dtype_out", mq_dtype_name(e->dtype_out), "bytes_in",
                               (json_int_t)e->bytes_in, "bytes_out", (json_int_t)e->bytes_out);
-        if (o && cfg->dtype == MQ_FLOAT16)
+        if (o && !mq_scheme_quantizes(sc))
             json_object_set_new(o, "fp16_overflow", json_integer((json_int_t)e->fp16_overflow));
         if (o && e->action == MQ_ACTION_QUANTIZE) {
             /* JSON has no infinity: an exact tensor's SQNR is null. */
@@ -364,28 +345,21 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
                                         mq_json_str(mq_report_device_platform_at(r, i)), "name",
                                         mq_json_str(mq_report_device_name_at(r, i)), "files",
                                         (json_int_t)mq_report_device_files_at(r, i)));
-    static const char *const dtypes[] = {"int8", "fp16", "int4", "fp8"};
-    const char *preset = mq_config_preset(cfg);
-    char sname[64];
-    json_t *root =
-        json_pack("{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
-                  mq_json_str(input), "output", mq_json_str(output), "dtype",
-                  (unsigned)cfg->dtype < 4 ? dtypes[cfg->dtype] : "?", "scheme",
-                  cfg->dtype == MQ_FLOAT16 ? "none" : (cfg->symmetric ? "sym" : "asym"),
-                  "per_channel", cfg->per_channel, "device", dev, "devices", devs, "quantized", q,
-                  "skipped", s, "left_out", left, "bytes_in", (json_int_t)r->bytes_in,
-                  "bytes_out", (json_int_t)r->bytes_out, "fp16_overflow", (json_int_t)r->overflow,
-                  "seconds", seconds);
+    const char *dtype = mq_qdtype_name(sc->target);
+    json_t *root = json_pack(
+        "{s:o, s:o, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:f}", "input",
+        mq_json_str(input), "output", mq_json_str(output), "dtype", dtype ? dtype : "?", "scheme",
+        !mq_scheme_quantizes(sc) ? "none" : (sc->symmetric ? "sym" : "asym"), "per_channel",
+        sc->gran != MQ_GRAN_TENSOR, "device", dev, "devices", devs, "quantized", q, "skipped", s,
+        "left_out", left, "bytes_in", (json_int_t)r->bytes_in, "bytes_out",
+        (json_int_t)r->bytes_out, "fp16_overflow", (json_int_t)r->overflow, "seconds", seconds);
     if (root) {
-        json_object_set_new(root, "preset", preset ? json_string(preset) : json_null());
-        json_object_set_new(root, "quantization_scheme",
-                            json_string(mq_scheme_name(cfg, sname, sizeof sname)));
+        json_object_set_new(root, "preset", json_string(sc->preset));
+        json_object_set_new(root, "quantization_scheme", json_string(sc->label));
         json_object_set_new(root, "group_size",
-                            cfg->group_size ? json_integer((json_int_t)cfg->group_size)
-                                            : json_null());
+                            sc->group ? json_integer((json_int_t)sc->group) : json_null());
         json_object_set_new(root, "block_size",
-                            cfg->block_size ? json_integer((json_int_t)cfg->block_size)
-                                            : json_null());
+                            sc->block ? json_integer((json_int_t)sc->block) : json_null());
     }
     return root;
 }
@@ -395,8 +369,10 @@ mq_status mq_report_write_json(const mq_report *r, const mq_config *cfg, const c
 {
     mq_clear_error();
     mq_status st;
+    mq_scheme sc;
     if (!r || !cfg || !path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "report: NULL argument");
-    json_t *root = report_json(r, cfg, input, output, seconds);
+    if ((st = mq_scheme_init(&sc, cfg)) != MQ_OK) return st;
+    json_t *root = report_json(r, &sc, input, output, seconds);
     if (!root) return mq_set_error(MQ_STATUS_E_NOMEM, "report '%s': out of memory", path);
     st = mq_outfile_write_json(path, root, JSON_INDENT(2), "report");
     json_decref(root);

@@ -26,8 +26,4 @@ mq_status mq_report_add_device(mq_report *r, const char *backend, const char *pl
  * another thread, into the run's in file order). */
 mq_status mq_report_append(mq_report *dst, const mq_report *src);
 
-/* "int8-sym-channel", "int8-asym-tensor", "int4-sym-group128",
- * "fp8-e4m3-block128", "fp16", ...: written into buf (cap >= 64), returned. */
-const char *mq_scheme_name(const mq_config *cfg, char *buf, size_t cap);
-
 #endif

@@ -16,7 +16,7 @@ typedef struct multi multi;
 typedef struct {
     multi *m;
     mq_backend *be;
-    mq_config cfg; /* the caller's, with this worker's memory share and progress hook */
+    mq_settings set; /* the caller's, with this worker's memory share and progress hook */
     mq_planner *planner;
     mq_stream_totals totals; /* this worker's files only, with the run's totals */
     size_t done_tensors;     /* as its last progress call said */
@@ -29,7 +29,7 @@ typedef struct {
 struct multi {
     const char *const *in, *const *out;
     size_t n, next; /* files, and the next one to take */
-    const mq_config *cfg;
+    const mq_settings *set;
     mq_report **reps; /* one per file */
     worker *w;
     size_t n_w, running;
@@ -80,7 +80,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&m->mu);
         if (i == m->n) break;
         mq_status st =
-            mq_stream_file(m->in[i], m->out[i], &w->cfg, w->planner, w->be, m->reps[i], &w->totals);
+            mq_stream_file(m->in[i], m->out[i], &w->set, w->planner, w->be, m->reps[i], &w->totals);
         if (st != MQ_OK) {
             fail(m, st);
             break;
@@ -114,7 +114,7 @@ static void relay_progress(multi *m)
         p.tensors_total = m->tensors_total;
         p.bytes_total = m->bytes_total;
         pthread_mutex_unlock(&m->mu);
-        m->cfg->progress(&p, m->cfg->progress_user);
+        m->set->progress(&p, m->set->progress_user);
         pthread_mutex_lock(&m->mu);
         m->event = NULL;
         pthread_cond_broadcast(&m->consumed);
@@ -125,19 +125,19 @@ static void relay_progress(multi *m)
 static mq_status setup_workers(multi *m, const mq_plan_hints *hints, mq_backend *const *bes,
                                size_t n_be, const mq_stream_totals *totals)
 {
-    uint64_t limit = m->cfg->memory_limit ? m->cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
+    uint64_t limit = m->set->memory_limit ? m->set->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
     for (size_t k = 0; k < n_be; k++) {
         worker *w = &m->w[k];
         w->m = m;
         w->be = bes[k];
-        w->cfg = *m->cfg;
-        w->cfg.device_handle = NULL;
-        w->cfg.memory_limit = limit / n_be ? limit / n_be : 1;
-        w->cfg.progress = m->cfg->progress ? progress_hook : NULL;
-        w->cfg.progress_user = w;
+        w->set = *m->set;
+        w->set.device.handle = NULL;
+        w->set.memory_limit = limit / n_be ? limit / n_be : 1;
+        w->set.progress = m->set->progress ? progress_hook : NULL;
+        w->set.progress_user = w;
         w->totals.tensors_total = totals->tensors_total;
         w->totals.bytes_total = totals->bytes_total;
-        mq_status st = mq_planner_new(m->cfg, &w->planner);
+        mq_status st = mq_planner_new(m->set, &w->planner);
         if (st != MQ_OK) return st;
         if (hints) mq_planner_set_hints(w->planner, hints);
     }
@@ -170,10 +170,11 @@ static mq_status start_workers(multi *m)
 }
 
 mq_status mq_stream_files(const char *const *in_paths, const char *const *out_paths, size_t n,
-                          const mq_config *cfg, const mq_plan_hints *hints, mq_backend *const *bes,
-                          size_t n_be, mq_report *rep, mq_stream_totals *totals)
+                          const mq_settings *set, const mq_plan_hints *hints,
+                          mq_backend *const *bes, size_t n_be, mq_report *rep,
+                          mq_stream_totals *totals)
 {
-    multi m = {.in = in_paths, .out = out_paths, .n = n, .cfg = cfg, .n_w = n_be, .st = MQ_OK};
+    multi m = {.in = in_paths, .out = out_paths, .n = n, .set = set, .n_w = n_be, .st = MQ_OK};
     mq_status st = MQ_OK;
     if (!n_be || !totals)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_stream_files: no device or totals");
@@ -196,7 +197,7 @@ mq_status mq_stream_files(const char *const *in_paths, const char *const *out_pa
     }
     if ((st = setup_workers(&m, hints, bes, n_be, totals)) != MQ_OK) goto done;
     st = start_workers(&m);
-    if (cfg->progress) relay_progress(&m);
+    if (set->progress) relay_progress(&m);
     for (size_t k = 0; k < n_be; k++)
         if (m.w[k].started) pthread_join(m.w[k].tid, NULL);
     if (m.st != MQ_OK) {

@@ -1,7 +1,7 @@
 /* Several files on several devices: one pipeline (mq_stream_file) per
  * backend, each on a worker thread taking the next file from a shared queue,
  * with its own planner and an equal share of the memory limit, so the run's
- * staging memory stays within cfg->memory_limit. Each file's output is what
+ * staging memory stays within the settings' memory_limit. Each file's output is what
  * a one-device run writes, so the result does not depend on which device
  * took which file. */
 #ifndef MQ_MULTIDEV_H
@@ -21,7 +21,8 @@
  * that error (the files already written are the caller's to remove).
  */
 mq_status mq_stream_files(const char *const *in_paths, const char *const *out_paths, size_t n,
-                          const mq_config *cfg, const mq_plan_hints *hints, mq_backend *const *bes,
-                          size_t n_be, mq_report *rep, mq_stream_totals *totals);
+                          const mq_settings *set, const mq_plan_hints *hints,
+                          mq_backend *const *bes, size_t n_be, mq_report *rep,
+                          mq_stream_totals *totals);
 
 #endif

@@ -36,11 +36,11 @@
  * writer's output buffers with their scale areas and its copy windows stay
  * within half the memory limit; the rest is for the device's own buffers,
  * the code, the thread stacks and the allocator. */
-static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *slots,
+static void size_staging(const mq_settings *set, const mq_backend *be, unsigned *slots,
                          size_t *slot_bytes, size_t *run_cap)
 {
     bool host = be->caps.host_threads;
-    uint64_t limit = cfg->memory_limit ? cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
+    uint64_t limit = set->memory_limit ? set->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
     uint64_t run = limit / 64 < MQ_RUN_CAP ? limit / 64 : MQ_RUN_CAP;
     *run_cap = run < MQ_RUN_MIN ? MQ_RUN_MIN : (size_t)run;
     uint64_t half = limit / 2, fixed = (MQ_OUT_BUFFERS + 1) * 2 * (uint64_t)*run_cap;
@@ -57,7 +57,7 @@ static void size_staging(const mq_config *cfg, const mq_backend *be, unsigned *s
 static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
 {
     const mq_tensor *t = tp->t;
-    mq_status st = mq_qlayout_init(&tp->lay, t, s->cfg);
+    mq_status st = mq_qlayout_init(&tp->lay, t, &s->set->scheme);
     if (st != MQ_OK) return st;
     if ((st = mq_qlayout_check_names(&tp->lay, s->m, t->name)) != MQ_OK) return st;
     const mq_qlayout *l = &tp->lay;
@@ -172,8 +172,7 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     /* The input's metadata, then ours, replacing a key of the same name in
      * place as mq_model_set_metadata does for the in-memory path. */
     const char *ours[MQ_OUTPUT_META][2];
-    char sname[64];
-    int n_ours = mq_output_metadata(s->cfg, ours, sname);
+    int n_ours = mq_output_metadata(&s->set->scheme, ours);
     for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
         keys[nm] = s->m->meta_keys[i];
         vals[nm] = s->m->meta_values[i];
@@ -307,7 +306,7 @@ static mq_status write_constants(mq_stream *s)
  * the planner quantizes (what one chunk must hold at least), or 0. */
 static uint64_t widest_band(const mq_stream *s, mq_planner *pl)
 {
-    size_t b = s->cfg->dtype == MQ_QFP8 ? s->cfg->block_size : 0;
+    size_t b = s->set->scheme.block;
     uint64_t widest = 0;
     char reason[256];
     for (size_t i = 0; b && i < s->n; i++) {
@@ -326,17 +325,17 @@ static mq_status setup(mq_stream *s, mq_planner *pl)
 {
     unsigned slots;
     size_t slot_bytes;
-    size_staging(s->cfg, s->be, &slots, &slot_bytes, &s->run_cap);
+    size_staging(s->set, s->be, &slots, &slot_bytes, &s->run_cap);
     uint64_t band = widest_band(s, pl);
     if (band > slot_bytes) {
-        uint64_t limit = s->cfg->memory_limit ? s->cfg->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
+        uint64_t limit = s->set->memory_limit ? s->set->memory_limit : MQ_DEFAULT_MEMORY_LIMIT;
         uint64_t need = (band + 4095) / 4096 * 4096;
         if (need * (slots + MQ_OUT_BUFFERS + 2) > limit || need > SIZE_MAX / 2)
             return mq_set_error(MQ_STATUS_E_CONFIG,
                                 "%s: FP8 blocks need %llu bytes of input per chunk (%zu rows of "
                                 "the widest weight), more than the memory limit of %llu bytes "
                                 "allows; raise it",
-                                s->in_path, (unsigned long long)need, s->cfg->block_size,
+                                s->in_path, (unsigned long long)need, s->set->scheme.block,
                                 (unsigned long long)limit);
         slot_bytes = (size_t)need;
     }
@@ -368,11 +367,11 @@ static void teardown(mq_stream *s)
     mq_model_free(s->m);
 }
 
-mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_config *cfg,
+mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_settings *set,
                          mq_planner *planner, mq_backend *be, mq_report *rep,
                          mq_stream_totals *totals)
 {
-    mq_config defaults;
+    mq_settings defaults;
     mq_planner *pl = planner, *own_pl = NULL;
     mq_report *own_rep = NULL;
     char *header = NULL;
@@ -382,18 +381,18 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
 
     if (!in_path || !out_path || !be)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_stream_file: NULL argument");
-    if (!cfg) {
-        mq_config_init(&defaults);
-        cfg = &defaults;
+    if (!set) {
+        if ((st = mq_settings_init(&defaults, NULL)) != MQ_OK) return st;
+        set = &defaults;
     }
     if (!rep && !(rep = own_rep = mq_report_new())) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);
         goto done;
     }
     s = (mq_stream){
-        .in_path = in_path, .cfg = cfg, .be = be, .rep = rep, .totals = totals, .fd = -1};
+        .in_path = in_path, .set = set, .be = be, .rep = rep, .totals = totals, .fd = -1};
     mq_report_set_device(rep, be->backend, be->platform, be->device);
-    if (!pl && (st = mq_planner_new(cfg, &pl)) != MQ_OK) goto done;
+    if (!pl && (st = mq_planner_new(set, &pl)) != MQ_OK) goto done;
     if (!planner) own_pl = pl;
     if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
     if ((st = mq_check_not_quantized(s.m)) != MQ_OK) goto prefixed;
@@ -407,7 +406,8 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_con
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
      * with --skip-nonfinite the tensors to quantize are checked first. */
-    if (cfg->skip_nonfinite && mq_config_quantizes(cfg) && (st = keep_nonfinite(&s)) != MQ_OK)
+    if (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme) &&
+        (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
@@ -433,7 +433,6 @@ done:
     free(header);
     mq_planner_free(own_pl);
     mq_report_free(own_rep);
-    if (cfg == &defaults) mq_config_free(&defaults);
     return st;
 }
 

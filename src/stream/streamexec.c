@@ -128,7 +128,7 @@ static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src
 
 static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *finished)
 {
-    if (!s->cfg->progress) return;
+    if (!s->set->progress) return;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (!finished) {
@@ -145,7 +145,7 @@ static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *fini
         p.bytes_done = s->totals->bytes_done + partial;
         p.bytes_total = s->totals->bytes_total;
     }
-    s->cfg->progress(&p, s->cfg->progress_user);
+    s->set->progress(&p, s->set->progress_user);
 }
 
 static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overflow,
@@ -286,7 +286,7 @@ static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
                             const unsigned char *d, mq_write_job *j, uint64_t *overflow)
 {
     uint64_t ov = 0;
-    mq_status st = s->be->ops->cast_f16(s->be, d, tp->t->dtype, c->count, s->cfg->fp16_saturate,
+    mq_status st = s->be->ops->cast_f16(s->be, d, tp->t->dtype, c->count, s->set->fp16_saturate,
                                         (uint16_t *)(void *)j->buf, &ov);
     if (st != MQ_OK) return st;
     *overflow += ov;

@@ -46,7 +46,7 @@ typedef struct {
 
 typedef struct {
     const char *in_path;
-    const mq_config *cfg;
+    const mq_settings *set;
     mq_backend *be;
     mq_report *rep;
     mq_stream_totals *totals;

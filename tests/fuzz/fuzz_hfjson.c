@@ -24,7 +24,8 @@ static struct {
     bool ready;
     char dir[4096];
     char config_path[4200], index_path[4200];
-    mq_config cfg[2]; /* int8 defaults, fp16 */
+    mq_config cfg[2];    /* int8 defaults, fp16 */
+    mq_scheme scheme[2]; /* theirs */
     mq_report *rep;
     mq_hf_root root;
 } g;
@@ -77,6 +78,9 @@ static void setup(void)
     for (int i = 0; i < 2; i++)
         mq_config_init(&g.cfg[i]);
     g.cfg[1].dtype = MQ_FLOAT16;
+    for (int i = 0; i < 2; i++)
+        if (mq_scheme_init(&g.scheme[i], &g.cfg[i]) != MQ_OK)
+            fuzz_fail("scheme_init: %s", mq_last_error());
     if (!(g.rep = mq_report_new())) fuzz_fail("out of memory");
     mq_tensor up = {.name = t1[0], .dtype = MQ_DTYPE_F32, .rank = 2, .shape = {4, 8}};
     mq_tensor bias = {.name = t1[1], .dtype = MQ_DTYPE_F32, .rank = 1, .shape = {4}};
@@ -164,7 +168,7 @@ static int fuzz_config(void)
         char *text = NULL;
         size_t len = 0;
         if (!copy) fuzz_fail("out of memory");
-        if (mq_hf_config_render(copy, &g.cfg[c], NULL, g.rep, 0, &text, &len) != MQ_OK)
+        if (mq_hf_config_render(copy, &g.scheme[c], NULL, g.rep, 0, &text, &len) != MQ_OK)
             fuzz_fail("config_render: %s", mq_last_error());
         json_t *out = reparse(text, len, "rendered config.json");
         check_kept(config, out);

@@ -57,9 +57,11 @@ static void setup(void)
         fuzz_fail("set_preset: %s", mq_last_error());
     g.cfg[3].group_size = 8;
     g.cfg[4].block_size = 2;
-    for (int i = 0; i < NCFG; i++)
-        if (mq_planner_new(&g.cfg[i], &g.plan[i]) != MQ_OK)
+    for (int i = 0; i < NCFG; i++) {
+        mq_settings set;
+        if (mq_settings_init(&set, &g.cfg[i]) != MQ_OK || mq_planner_new(&set, &g.plan[i]) != MQ_OK)
             fuzz_fail("planner_new: %s", mq_last_error());
+    }
     struct stat st;
     const char *base = getenv("TMPDIR");
     if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)

@@ -1,0 +1,114 @@
+/* The quantization scheme as one value, built once from the public mq_config
+ * and checked there, and the settings of a run around it. Everything below
+ * the public API (layout, planner, stream, multi-device, config.json, report,
+ * eval) takes these, never the config, so a new kind of code is a new row of
+ * the scheme table rather than a new test of mq_config's fields everywhere. */
+#ifndef MQ_SCHEME_H
+#define MQ_SCHEME_H
+
+#include "backend.h"
+#include "monoquant.h"
+#include "reference.h"
+
+/* What the codes are. The FP16 cast writes no codes and no scales. Room is
+ * left for fp4 e2m1 (NVFP4) and the MX kinds (MXFP4, MXFP8). */
+typedef enum {
+    MQ_SCHEME_INT8 = 0,
+    MQ_SCHEME_INT4,
+    MQ_SCHEME_FP8_E4M3,
+    MQ_SCHEME_FP16,
+} mq_scheme_kind;
+
+/* How many values share one scale (and zero point). */
+typedef enum {
+    MQ_GRAN_TENSOR = 0, /* one in all */
+    MQ_GRAN_CHANNEL,    /* one per output channel (the first dimension) */
+    MQ_GRAN_GROUP,      /* `group` consecutive values of the last dimension */
+    MQ_GRAN_BLOCK,      /* `block` x `block` squares of a 2-D weight */
+} mq_granularity;
+
+/* compressed-tensors' format of the output; NONE for the cast. */
+typedef enum {
+    MQ_FORMAT_INT_QUANTIZED = 0,
+    MQ_FORMAT_PACK_QUANTIZED,
+    MQ_FORMAT_FLOAT_QUANTIZED,
+    MQ_FORMAT_NONE,
+} mq_qformat;
+
+/* How a stored scale becomes a multiplier: a plain float today; the MX kinds
+ * will add power-of-two exponents (e8m0). */
+typedef enum { MQ_SCALE_LINEAR = 0 } mq_scale_encoding;
+
+/* The input activations a loader quantizes at run time (config.json). */
+typedef enum {
+    MQ_ACT_NONE = 0,      /* weights only */
+    MQ_ACT_INT8_TOKEN,    /* dynamic int8, one scale per token (W8A8) */
+    MQ_ACT_FP8_TOKEN,     /* dynamic fp8, one scale per token (FP8_DYNAMIC) */
+    MQ_ACT_FP8_GROUP_128, /* dynamic fp8, groups of 128 (FP8_BLOCK) */
+} mq_act;
+
+/* mq_scheme.scale_dtype: the scales take the dtype of the weight they scale. */
+#define MQ_SCALE_LIKE_WEIGHT MQ_DTYPE_COUNT_
+
+typedef struct {
+    mq_qdtype target; /* the public target it was built from (its name is the report's dtype) */
+    mq_scheme_kind kind;
+    mq_qkind qkind; /* the kernels' kind (quantizing kinds only) */
+    unsigned bits;  /* code width: 8 or 4; 16 for the cast */
+    bool float_codes;
+    bool symmetric; /* no zero points */
+    mq_granularity gran;
+    size_t group;        /* MQ_GRAN_GROUP: values per group, else 0 */
+    size_t block;        /* MQ_GRAN_BLOCK: the edge of a block, else 0 */
+    mq_dtype code_dtype; /* one unpacked code: I8 or F8_E4M3 (F16 for the cast) */
+    /* Codes per I32 word of the output (pack-quantized); 0: one code per
+     * element of code_dtype. */
+    unsigned codes_per_word;
+    mq_dtype scale_dtype; /* MQ_SCALE_LIKE_WEIGHT today */
+    mq_scale_encoding scale_enc;
+    mq_qformat format;
+    mq_act acts;
+    const char *preset; /* the compressed-tensors preset family: "W8A8", "W4A16", ... */
+    /* "int8-sym-channel", "int4-sym-group128", "fp8-e4m3-block128", "fp16",
+     * ...: the output's quantization_scheme metadata and the report's. */
+    char label[48];
+} mq_scheme;
+
+/* The settings of one run below the public API: the scheme and what else the
+ * layers need of mq_config. Strings and lists are borrowed from the config,
+ * which outlives the run. */
+typedef struct {
+    mq_scheme scheme;
+    const char *const *include;
+    size_t n_include;
+    const char *const *exclude;
+    size_t n_exclude;
+    bool skip_nonfinite, fp16_saturate, follow_symlinks;
+    uint64_t memory_limit; /* 0: MQ_DEFAULT_MEMORY_LIMIT */
+    void (*progress)(const mq_progress *p, void *user);
+    void *progress_user;
+    mq_device_sel device;
+} mq_settings;
+
+/* MQ_OK when cfg is a config this library can read: not NULL, and filled by
+ * mq_config_init() from a header whose mq_config it knows (struct_size);
+ * else MQ_STATUS_E_INVALID_ARG saying which. Every public call that takes a
+ * config checks it first. */
+mq_status mq_config_usable(const mq_config *cfg);
+/* The same test without a message. */
+bool mq_config_size_ok(const mq_config *cfg);
+
+/* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why
+ * when they form no scheme the library writes (e.g. groups with W8A8). */
+mq_status mq_scheme_init(mq_scheme *s, const mq_config *cfg);
+/* Whether the scheme writes codes (int8, int4, fp8) rather than casting. */
+bool mq_scheme_quantizes(const mq_scheme *s);
+/* The scale dtype for a weight of dtype w. */
+mq_dtype mq_scheme_scale_dtype(const mq_scheme *s, mq_dtype w);
+const char *mq_qformat_name(mq_qformat f);
+
+/* The scheme of cfg (checked) and the rest of the settings, borrowing cfg's
+ * strings; NULL cfg: the defaults (then nothing is borrowed). */
+mq_status mq_settings_init(mq_settings *s, const mq_config *cfg);
+
+#endif
