@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "monoquant.h"
+#include "scheme.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,8 +436,14 @@ static void test_struct_size_checked(void **state)
     (void)state;
     char *path = write_json("size.json", "{\"dtype\": \"fp16\"}");
     const size_t sizes[] = {0, sizeof(size_t), sizeof(mq_config) - 1, sizeof(mq_config) + 8};
-    mq_model *in = NULL, *out = NULL;
+    char *report_path = tu_join(tmpdir, "size-report.json");
+    mq_model *in = NULL, *out = NULL, *empty = NULL;
+    mq_report *rep = NULL;
+    mq_config host;
+    mq_config_init(&host);
+    assert_int_equal(mq_config_set_device(&host, "host"), MQ_OK);
     assert_int_equal(mq_model_new(&in), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize_report(in, &host, &empty, NULL, &rep), MQ_OK);
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         mq_config cfg;
         mq_config_init(&cfg);
@@ -456,6 +463,7 @@ static void test_struct_size_checked(void **state)
         REFUSED(mq_config_load_json(&cfg, path));
         REFUSED(mq_dynamic_quantize(in, &cfg, &out, NULL));
         REFUSED(mq_quantize_file(path, "unused.safetensors", &cfg, NULL));
+        REFUSED(mq_report_write_json(rep, &cfg, "in", "out", 0, report_path));
         float y = 0, x = 1;
         int8_t q = 1;
         REFUSED(mq_linear_forward(&cfg, &q, &x, NULL, MQ_DTYPE_F32, 1, 1, &x, 1, &y));
@@ -481,8 +489,110 @@ static void test_struct_size_checked(void **state)
     assert_error_has(took);
     mq_config_init_sized(&cfg, 1); /* smaller than struct_size itself: nothing written */
     assert_int_equal(cfg.struct_size, sizeof cfg + 16);
+    assert_false(tu_exists(report_path));
+    assert_int_equal(mq_report_write_json(rep, &host, "in", "out", 0, report_path), MQ_OK);
+    assert_true(tu_exists(report_path));
+    mq_report_free(rep);
+    mq_model_free(empty);
     mq_model_free(in);
+    mq_config_free(&host);
+    free(report_path);
     free(path);
+}
+
+/* The scheme each preset (and a few refinements of one) builds: every field
+ * the layers below read instead of the config. */
+static void test_scheme_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *preset;
+        bool per_tensor;
+        size_t group; /* a group size set after the preset (0: the preset's) */
+        mq_scheme_kind kind;
+        unsigned bits, per_word;
+        bool sym;
+        mq_granularity gran;
+        size_t g, b;
+        mq_dtype code;
+        mq_qformat format;
+        mq_act acts;
+        const char *label;
+    } want[] = {
+        {"W8A8", false, 0, MQ_SCHEME_INT8, 8, 0, true, MQ_GRAN_CHANNEL, 0, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_INT_QUANTIZED, MQ_ACT_INT8_TOKEN, "int8-sym-channel"},
+        {"W8A8", true, 0, MQ_SCHEME_INT8, 8, 0, true, MQ_GRAN_TENSOR, 0, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_INT_QUANTIZED, MQ_ACT_INT8_TOKEN, "int8-sym-tensor"},
+        {"W8A16", false, 0, MQ_SCHEME_INT8, 8, 4, true, MQ_GRAN_GROUP, 128, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_PACK_QUANTIZED, MQ_ACT_NONE, "int8-sym-group128-weights-only"},
+        {"W8A16_ASYM", false, 64, MQ_SCHEME_INT8, 8, 4, false, MQ_GRAN_GROUP, 64, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_PACK_QUANTIZED, MQ_ACT_NONE, "int8-asym-group64"},
+        {"W4A16", false, 0, MQ_SCHEME_INT4, 4, 8, true, MQ_GRAN_GROUP, 128, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_PACK_QUANTIZED, MQ_ACT_NONE, "int4-sym-group128"},
+        {"W4A16_ASYM", false, 0, MQ_SCHEME_INT4, 4, 8, false, MQ_GRAN_GROUP, 128, 0, MQ_DTYPE_I8,
+         MQ_FORMAT_PACK_QUANTIZED, MQ_ACT_NONE, "int4-asym-group128"},
+        {"FP8_DYNAMIC", false, 0, MQ_SCHEME_FP8_E4M3, 8, 0, true, MQ_GRAN_CHANNEL, 0, 0,
+         MQ_DTYPE_F8_E4M3, MQ_FORMAT_FLOAT_QUANTIZED, MQ_ACT_FP8_TOKEN, "fp8-e4m3-channel"},
+        {"FP8_BLOCK", false, 0, MQ_SCHEME_FP8_E4M3, 8, 0, true, MQ_GRAN_BLOCK, 0, 128,
+         MQ_DTYPE_F8_E4M3, MQ_FORMAT_FLOAT_QUANTIZED, MQ_ACT_FP8_GROUP_128, "fp8-e4m3-block128"},
+        /* The cast has no groups, whatever group_size says. */
+        {"FP16", false, 32, MQ_SCHEME_FP16, 16, 0, true, MQ_GRAN_CHANNEL, 0, 0, MQ_DTYPE_F16,
+         MQ_FORMAT_NONE, MQ_ACT_NONE, "fp16"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        mq_config cfg;
+        mq_scheme s;
+        mq_config_init(&cfg);
+        assert_int_equal(mq_config_set_preset(&cfg, want[i].preset), MQ_OK);
+        if (want[i].per_tensor) cfg.per_channel = false;
+        if (want[i].group) cfg.group_size = want[i].group;
+        assert_int_equal(mq_scheme_init(&s, &cfg), MQ_OK);
+        assert_int_equal(s.target, cfg.dtype);
+        assert_int_equal(s.kind, want[i].kind);
+        assert_int_equal(mq_scheme_quantizes(&s), want[i].kind != MQ_SCHEME_FP16);
+        assert_int_equal(s.bits, want[i].bits);
+        assert_int_equal(s.codes_per_word, want[i].per_word);
+        assert_int_equal(s.symmetric, want[i].sym);
+        assert_int_equal(s.gran, want[i].gran);
+        assert_int_equal(s.group, want[i].g);
+        assert_int_equal(s.block, want[i].b);
+        assert_int_equal(s.code_dtype, want[i].code);
+        assert_int_equal(s.format, want[i].format);
+        assert_int_equal(s.acts, want[i].acts);
+        assert_string_equal(s.label, want[i].label);
+        assert_string_equal(s.preset, mq_config_preset(&cfg));
+        assert_int_equal(mq_scheme_scale_dtype(&s, MQ_DTYPE_BF16), MQ_DTYPE_BF16);
+        assert_int_equal(s.scale_enc, MQ_SCALE_LINEAR);
+    }
+    /* A refused scheme is refused here too, with the public check's reason;
+     * the settings borrow the config's strings and copy its other fields. */
+    mq_config cfg;
+    mq_scheme s;
+    mq_settings set;
+    mq_config_init(&cfg);
+    cfg.dtype = MQ_QFP8;
+    cfg.symmetric = false;
+    assert_int_equal(mq_scheme_init(&s, &cfg), MQ_STATUS_E_CONFIG);
+    assert_error_has("symmetric");
+    assert_int_equal(mq_settings_init(&set, &cfg), MQ_STATUS_E_CONFIG);
+    mq_config_init(&cfg);
+    assert_int_equal(mq_config_add_exclude(&cfg, "lm_head"), MQ_OK);
+    assert_int_equal(mq_config_set_device(&cfg, "host"), MQ_OK);
+    cfg.memory_limit = 12345;
+    cfg.skip_nonfinite = true;
+    assert_int_equal(mq_settings_init(&set, &cfg), MQ_OK);
+    assert_int_equal(set.n_exclude, 1);
+    assert_ptr_equal(set.exclude[0], cfg.exclude[0]);
+    assert_int_equal(set.n_include, 0);
+    assert_ptr_equal(set.device.spec, cfg.device);
+    assert_int_equal(set.memory_limit, 12345);
+    assert_true(set.skip_nonfinite);
+    assert_false(set.fp16_saturate);
+    assert_string_equal(set.scheme.label, "int8-sym-channel");
+    mq_config_free(&cfg);
+    assert_int_equal(mq_settings_init(&set, NULL), MQ_OK);
+    assert_string_equal(set.scheme.preset, "W8A8");
+    assert_null(set.device.spec);
 }
 
 /* The one table of target names, in both directions. */
@@ -523,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_and_unreadable),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_struct_size_checked),
+        cmocka_unit_test(test_scheme_fields),
         cmocka_unit_test(test_qdtype_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
