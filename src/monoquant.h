@@ -131,15 +131,15 @@ typedef struct mq_device mq_device;
  * are only ever added at the end. mq_config_init() records the size of the
  * struct as the caller's header declares it, and every call that takes a
  * config checks it: a config from a header the linked library does not know
- * (or one never initialized) is MQ_STATUS_E_INVALID_ARG naming both sizes,
- * never a read past the caller's struct.
+ * (or, almost always, one never initialized) is MQ_STATUS_E_INVALID_ARG naming
+ * both sizes, never a read past the caller's struct.
  */
 typedef struct {
     /** sizeof(mq_config) of the caller's header; set by mq_config_init(), never by hand. */
     size_t struct_size;
     mq_qdtype dtype;  /**< MQ_QINT8 (default), MQ_FLOAT16, MQ_QINT4 or MQ_QFP8 */
-    bool symmetric;   /**< int8: symmetric (default) or asymmetric with zero points */
-    bool per_channel; /**< int8: one scale per output channel (default) or per tensor */
+    bool symmetric;   /**< symmetric (default) or asymmetric with zero points (int only) */
+    bool per_channel; /**< one scale per output channel (default) or per tensor (not int4) */
     /** int8 symmetric: quantize the weights only (compressed-tensors "pack-quantized",
      * vLLM's WNA16 kernels) instead of W8A8 with dynamic int8 activations
      * ("int-quantized", the default). Asymmetric weights are always weights only. */
@@ -288,7 +288,8 @@ MQ_API const char *mq_preset_names(void);
 /** MQ_OK when cfg's scheme fields form a scheme the library writes, else
  * MQ_STATUS_E_CONFIG saying why (e.g. groups with W8A8, asymmetric FP8). */
 MQ_API mq_status mq_config_check(const mq_config *cfg);
-/** Frees the pattern lists and device string; the config is then as after mq_config_init(). */
+/** Frees the pattern lists and device string; the config is then as after mq_config_init().
+ * A config whose struct_size the library does not know is left alone. */
 MQ_API void mq_config_free(mq_config *cfg);
 MQ_API mq_status mq_config_add_include(mq_config *cfg, const char *pattern);
 MQ_API mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern);
