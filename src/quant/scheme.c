@@ -125,9 +125,8 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     s->target = cfg->dtype;
     set_kind(s, cfg->dtype);
     bool cast = s->kind == MQ_SCHEME_FP16;
-    /* FP8 is symmetric by the check above; the cast has no zero points. */
-    s->symmetric = cfg->symmetric;
-    /* The cast keeps per_channel only for the report, which gives it as set. */
+    s->symmetric = cfg->symmetric; /* FP8's is true: the check above says so */
+    /* The cast has no groups or blocks; its per_channel reaches only the report. */
     if (!cast && s->kind == MQ_SCHEME_FP8_E4M3 && cfg->block_size) {
         s->gran = MQ_GRAN_BLOCK;
         s->block = cfg->block_size;

@@ -35,8 +35,9 @@ typedef enum {
     MQ_FORMAT_NONE,
 } mq_qformat;
 
-/* How a stored scale becomes a multiplier: a plain float today; the MX kinds
- * will add power-of-two exponents (e8m0). */
+/* How a stored scale becomes a multiplier: a plain float of scale_dtype
+ * today; NVFP4 will add e4m3 scales under a global scale, the MX kinds
+ * power-of-two exponents (e8m0). */
 typedef enum { MQ_SCALE_LINEAR = 0 } mq_scale_encoding;
 
 /* The input activations a loader quantizes at run time (config.json). */
