@@ -17,7 +17,9 @@
 
 /* The size of the first mq_config that had struct_size (0.2.0). A later
  * library accepts every size from this one to its own, giving the fields a
- * smaller config lacks their defaults; today the two are the same. */
+ * smaller config lacks their defaults; today the two are the same. When they
+ * differ, the whole-struct copies in mq_config_load_json (saved, rollback)
+ * must copy struct_size bytes, not sizeof(mq_config). */
 #define CONFIG_SIZE_0_2 sizeof(mq_config)
 
 static bool known_size(size_t size)
@@ -74,7 +76,7 @@ void mq_config_free(mq_config *cfg)
     free(cfg->include);
     free(cfg->exclude);
     free(cfg->device);
-    mq_config_init(cfg);
+    mq_config_init_sized(cfg, cfg->struct_size);
 }
 
 /* Validates first so a bad pattern is reported when it is given, not at run time. */
