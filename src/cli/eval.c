@@ -39,19 +39,14 @@ typedef struct {
     mq_eval_options opt;
 } eval_args;
 
+/* msg may echo what the user typed (a library message naming a bad value):
+ * escaped like arg. */
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant eval: %s%s%s\n", msg, arg ? " " : "", arg ? mq_cli_esc(arg) : "");
+    fprintf(stderr, "monoquant eval: %s%s%s\n", mq_cli_esc(msg), arg ? " " : "",
+            arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant eval --help'\n");
     return MQ_EXIT_USAGE;
-}
-
-static bool parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return end != s && !*end && !errno && s[0] != '-';
 }
 
 /* 0 to run, -1 after --help, else the exit code. */
@@ -66,7 +61,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    unsigned long long v;
+    uint64_t v;
     int c;
     memset(a, 0, sizeof *a);
     mq_eval_options_init(&a->opt);
@@ -78,12 +73,12 @@ static int parse_args(int argc, char **argv, eval_args *a)
             fputs(eval_usage, stdout);
             return -1;
         case OPT_TOKENS:
-            if (!parse_u64(optarg, &v) || v == 0 || v > (1ULL << 30))
+            if (!mq_cli_parse_u64(optarg, &v, NULL) || v == 0 || v > (1ULL << 30))
                 return usage_error("--tokens wants a whole number from 1 to 2^30, not", optarg);
             a->opt.tokens = (size_t)v;
             break;
         case OPT_SEED:
-            if (!parse_u64(optarg, &v))
+            if (!mq_cli_parse_u64(optarg, &v, NULL))
                 return usage_error("--seed wants a whole number, not", optarg);
             a->opt.seed = v;
             break;
