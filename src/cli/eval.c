@@ -135,16 +135,33 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
     }
     printf("%-*s  %-20s %9s %11s %13s\n", w, "layer", "shape", "SQNR dB", "rel error",
            "max abs err");
+    size_t undefined = 0;
     for (size_t i = 0; i < n; i++) {
         const mq_eval_layer *l = mq_eval_result_layer(r, i);
         char shape[160];
         mq_shape_format(l->rank, l->shape, shape, sizeof shape);
+        if (l->sqnr_undefined) {
+            undefined++;
+            printf("%-*s  %-20s %9s %11s %13.3e\n", w, mq_cli_esc(l->name), shape, "undefined", "-",
+                   l->max_abs_error);
+            continue;
+        }
         printf("%-*s  %-20s %9.2f %11.3e %13.3e\n", w, mq_cli_esc(l->name), shape, l->sqnr_db,
                l->rel_error, l->max_abs_error);
     }
     const mq_eval_layer *worst = mq_eval_result_worst(r);
-    printf("%zu layer%s: mean SQNR %.2f dB, worst %s (%.2f dB)\n", n, n == 1 ? "" : "s",
-           mq_eval_result_mean_sqnr_db(r), mq_cli_esc(worst->name), worst->sqnr_db);
+    if (undefined == n) {
+        /* 0/0 everywhere: no mean and no worst layer, said in words. */
+        printf("%zu layer%s: SQNR undefined for every layer: %s\n", n, n == 1 ? "" : "s",
+               mq_cli_esc(worst->sqnr_undefined));
+    } else {
+        printf("%zu layer%s: mean SQNR %.2f dB, worst %s (%.2f dB)\n", n, n == 1 ? "" : "s",
+               mq_eval_result_mean_sqnr_db(r), mq_cli_esc(worst->name), worst->sqnr_db);
+        if (undefined)
+            printf("SQNR undefined for %zu layer%s, left out of the mean: %s\n", undefined,
+                   undefined == 1 ? "" : "s",
+                   mq_cli_esc(mq_eval_result_layer(r, n - 1)->sqnr_undefined));
+    }
     if (a->opt.inputs)
         printf("inputs: rows of %s (%zu for the worst layer)\n", mq_cli_esc(a->opt.inputs),
                worst->tokens);
