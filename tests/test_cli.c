@@ -593,6 +593,76 @@ static void assert_no_raw_controls(const char *what, const char *text)
 /* Tensor names, metadata and file names are untrusted: their escape
  * sequences and newlines reach the terminal escaped, from every command and
  * from error messages; the JSON report escapes them as JSON does. */
+/* Tensor names of 5000+ characters: no fixed buffer drops them. The
+ * quantized layer is found as such by dequantize (which must leave no codes
+ * or scale behind), by quantize (which must refuse it, --dtype fp16 too) and
+ * by eval; a stray companion is still a clash; and each message keeps its
+ * cause after the name. */
+static void test_long_names(void **state)
+{
+    char *orig = path_in(state, "long.safetensors"), *q = path_in(state, "long-q.safetensors");
+    char *d = path_in(state, "long-d.safetensors"), *x = path_in(state, "long-x.safetensors");
+    char *stray = path_in(state, "long-stray.safetensors"), *text = NULL;
+    size_t n = 5000;
+    char *name = malloc(n + 32), *zp = malloc(n + 64), *sc = malloc(n + 64);
+    strcpy(name, "model.layers.0.");
+    memset(name + 15, 'a', n);
+    strcpy(name + 15 + n, ".weight");
+    sprintf(zp, "%s_zero_point", name);
+    sprintf(sc, "%s_scale", name);
+    float w[8 * 16];
+    int8_t z[8] = {0};
+    for (int i = 0; i < 8 * 16; i++)
+        w[i] = (float)(i % 13) / 7.0f - 0.9f;
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, name, MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, w), MQ_OK);
+    assert_int_equal(mq_model_save(m, orig), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, zp, MQ_DTYPE_I8, 2, (int64_t[]){8, 1}, z), MQ_OK);
+    assert_int_equal(mq_model_save(m, stray), MQ_OK);
+    mq_model_free(m);
+
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", orig, q), 0);
+    assert_int_equal(mq_model_open(q, &m), MQ_OK);
+    assert_int_equal(mq_model_find(m, name)->dtype, MQ_DTYPE_I8);
+    assert_non_null(mq_model_find(m, sc));
+    mq_model_free(m);
+
+    assert_int_equal(tu_run_cli(&text, "dequantize %s -o %s", q, d), 0);
+    free(text);
+    assert_int_equal(mq_model_open(d, &m), MQ_OK);
+    assert_int_equal(mq_model_count(m), 1);
+    assert_true(mq_model_find(m, name)->dtype == MQ_DTYPE_F32);
+    assert_null(mq_model_find(m, sc));
+    mq_model_free(m);
+
+    for (int fp16 = 0; fp16 < 2; fp16++) {
+        assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host%s", q, x,
+                                    fp16 ? " --dtype fp16" : ""),
+                         2);
+        assert_non_null(strstr(text, "aaaa.weight' is already quantized"));
+        assert_non_null(strstr(text, "start from the float model"));
+        free(text);
+        assert_false(tu_exists(x));
+    }
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host", orig, q), 0);
+    assert_non_null(strstr(text, "1 layer: mean SQNR"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", stray, x), 2);
+    assert_non_null(strstr(text, "aaaa.weight_zero_point'"));
+    assert_non_null(strstr(text, "remove it or leave the weight out"));
+    free(text);
+    assert_false(tu_exists(x));
+    free(name);
+    free(zp);
+    free(sc);
+    free(orig);
+    free(q);
+    free(d);
+    free(x);
+    free(stray);
+}
+
 /* Numbers on the command line are digits only: strtoull alone would read
  * " -1" (a leading blank) as 2^64 - 1, and " 5" or "+5" as 5. */
 static void test_strict_numbers(void **state)
@@ -949,6 +1019,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_strict_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage_echoes_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
