@@ -93,6 +93,7 @@ const char *mq_last_error(void)
     if (!mq_error_msg) return mq_error_lost ? no_memory_msg : "";
     return mq_error_msg;
 }
+
 const char *mq_status_str(mq_status s)
 {
     static const char *const names[MQ_STATUS_COUNT_] = {

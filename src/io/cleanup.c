@@ -27,8 +27,11 @@ typedef struct chunk {
 enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
 static volatile sig_atomic_t slot_state[SLOTS];
 static bool slot_dir[SLOTS];
-/* Copied when the slot opens, before it is live: paths of any length. */
+/* Copied when the slot opens, before it is live: paths of any length. A
+ * slot keeps its buffer when closed (grown when a longer path needs it), so a
+ * handler racing a close reads a stale path, never freed memory. */
 static char *slot_path[SLOTS];
+static size_t slot_cap[SLOTS];
 static chunk *slot_head[SLOTS];
 static volatile sig_atomic_t cleaning;
 
@@ -40,9 +43,15 @@ int mq_cleanup_open(const char *path, bool dir)
         if (!__atomic_compare_exchange_n(&slot_state[i], &expect, SLOT_BUSY, false,
                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             continue;
-        if (!(slot_path[i] = malloc(n + 1))) {
-            __atomic_store_n(&slot_state[i], SLOT_FREE, __ATOMIC_SEQ_CST);
-            return -1;
+        if (slot_cap[i] < n + 1) {
+            char *grown = malloc(n + 1);
+            if (!grown) {
+                __atomic_store_n(&slot_state[i], SLOT_FREE, __ATOMIC_SEQ_CST);
+                return -1;
+            }
+            free(slot_path[i]);
+            slot_path[i] = grown;
+            slot_cap[i] = n + 1;
         }
         memcpy(slot_path[i], path, n + 1);
         slot_dir[i] = dir;
@@ -83,8 +92,6 @@ void mq_cleanup_close(int slot)
         free(c);
         c = prev;
     }
-    free(slot_path[slot]);
-    slot_path[slot] = NULL;
     __atomic_store_n(&slot_state[slot], SLOT_FREE, __ATOMIC_SEQ_CST);
 }
 
