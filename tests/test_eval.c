@@ -951,6 +951,32 @@ static void test_undefined_sqnr(void **state)
     json_decref(root);
     mq_eval_result_free(res);
 
+    /* A layer whose weight is all zero beside a normal one: the normal one
+     * gives the mean and the worst, the zero one is listed last, undefined. */
+    char *mixed = path_in(s, "u-mixed.safetensors"), *mixed_q = path_in(s, "u-mixed-q.safetensors");
+    static float wz[8 * 16], wn[8 * 16];
+    for (int i = 0; i < 8 * 16; i++)
+        wn[i] = (float)(i % 11) / 5.0f - 1.0f;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "a.weight", MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, wz),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "b.weight", MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, wn),
+                     MQ_OK);
+    save(m, mixed);
+    quantize_to(mixed, mixed_q, SYM);
+    assert_int_equal(mq_eval_files(mixed, mixed_q, &opt, &res), MQ_OK);
+    assert_string_equal(mq_eval_result_worst(res)->name, "b.weight");
+    assert_non_null(mq_eval_result_layer(res, 1)->sqnr_undefined);
+    assert_true(mq_eval_result_mean_sqnr_db(res) == mq_eval_result_worst(res)->sqnr_db);
+    mq_eval_result_free(res);
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host", mixed, mixed_q), 0);
+    assert_non_null(strstr(text, "undefined"));
+    assert_non_null(strstr(text, "worst b.weight"));
+    assert_non_null(strstr(text, "SQNR undefined for 1 layer, left out of the mean"));
+    free(text);
+    free(mixed);
+    free(mixed_q);
+
     /* The CLI: no "inf" verdict; the word "undefined", and exit 2 for no rows. */
     assert_int_equal(tu_run_cli(&text, "eval %s %s --device host --inputs %s", orig, quant, zeros),
                      0);
