@@ -7,6 +7,7 @@
 #include "error.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,15 +192,17 @@ static bool contains_nocase(const char *hay, const char *needle)
     return n == 0;
 }
 
-/* "P:D" with two decimal indices. */
+/* "P:D" with two decimal indices (digits only: strtoul alone would skip
+ * blanks and take a sign; an index past ULONG_MAX is no index). */
 static bool parse_pd(const char *spec, unsigned long *p, unsigned long *d)
 {
     char *end;
     if (!isdigit((unsigned char)spec[0])) return false;
+    errno = 0;
     *p = strtoul(spec, &end, 10);
-    if (*end != ':' || !isdigit((unsigned char)end[1])) return false;
+    if (errno || *end != ':' || !isdigit((unsigned char)end[1])) return false;
     *d = strtoul(end + 1, &end, 10);
-    return *end == '\0';
+    return !errno && *end == '\0';
 }
 
 /* Better first for "opencl": a GPU, then more compute units, then list order. */

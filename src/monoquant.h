@@ -514,9 +514,12 @@ typedef struct mq_eval_layer {
     int rank;
     int64_t shape[MQ_MAX_RANK];
     size_t tokens;        /**< rows of X used */
-    double sqnr_db;       /**< 10 log10(|Y|^2 / |Y - Y'|^2); +inf when Y' == Y */
+    double sqnr_db;       /**< 10 log10(|Y|^2 / |Y - Y'|^2); +inf when Y' == Y != 0 */
     double rel_error;     /**< |Y - Y'|_F / |Y|_F */
     double max_abs_error; /**< max |Y - Y'| */
+    /** NULL, or why the SQNR is undefined (sqnr_db and rel_error are NaN then):
+     * Y is all zero (all-zero inputs or weight), so 0/0 is no verdict. */
+    const char *sqnr_undefined;
 } mq_eval_layer;
 
 typedef struct mq_eval_result mq_eval_result;
@@ -532,8 +535,9 @@ MQ_API void mq_eval_options_init(mq_eval_options *opt);
  * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
  * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
  * on the host backend. `opt` may be NULL (defaults). Layers come out worst
- * (lowest SQNR) first. Mismatched pairs, and scales or zero points that are
- * not valid (not finite and positive, shapes that do not fit the weight), are
+ * (lowest SQNR) first, layers whose SQNR is undefined last. An inputs file
+ * whose tensor has no rows is MQ_STATUS_E_FORMAT. Mismatched pairs, and scales or zero points that
+ * are not valid (not finite and positive, shapes that do not fit the weight), are
  * MQ_STATUS_E_FORMAT naming the files and the layer; outputs that are not
  * finite (NaN or Inf in a weight or the inputs) are MQ_STATUS_E_DATA.
  */
@@ -542,9 +546,10 @@ MQ_API mq_status mq_eval_files(const char *original, const char *quantized,
 MQ_API size_t mq_eval_result_count(const mq_eval_result *r);
 /** Layer i, worst (lowest SQNR) first. */
 MQ_API const mq_eval_layer *mq_eval_result_layer(const mq_eval_result *r, size_t i);
-/** Mean of the finite per-layer SQNRs in dB; +inf when every layer is exact;
- * NaN when any layer's SQNR is NaN (a failure; mq_eval_files does not return
- * such layers, it fails naming them). */
+/** Mean of the finite per-layer SQNRs in dB, layers whose SQNR is undefined
+ * (sqnr_undefined) left out; +inf when every other layer is exact; NaN when
+ * no layer has a defined SQNR, or when a defined layer's SQNR is NaN (a
+ * failure; mq_eval_files does not return such layers, it fails naming them). */
 MQ_API double mq_eval_result_mean_sqnr_db(const mq_eval_result *r);
 /** The layer with the lowest SQNR, a NaN one first (NULL when there are none). */
 MQ_API const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r);
@@ -557,7 +562,11 @@ MQ_API const char *mq_eval_result_device(const mq_eval_result *r);
  * "inputs", "device": {"backend", "platform", "name"}, "layers": [{"name", "shape", "tokens",
  * "sqnr_db", "rel_error", "max_abs_error"}, ...] (worst first), "summary":
  * {"layers", "mean_sqnr_db", "worst_layer", "worst_sqnr_db", "max_rel_error"}}
- * atomically. An infinite SQNR (exact layer) is written as null.
+ * atomically. An infinite SQNR (exact layer) is written as null. A layer whose
+ * SQNR is undefined has "sqnr_db" and "rel_error" null and its reason in
+ * "sqnr_undefined" (null for the others); the summary adds "undefined_layers"
+ * and, when no layer has a defined SQNR, the reason in "mean_sqnr_undefined"
+ * (else null); the mean and max_rel_error leave undefined layers out.
  */
 MQ_API mq_status mq_eval_write_json(const mq_eval_result *r, const char *path);
 MQ_API void mq_eval_result_free(mq_eval_result *r);

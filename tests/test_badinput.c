@@ -409,6 +409,182 @@ static void test_broken_index(void **state)
     free(ok);
 }
 
+/* ---- companions of a weight we quantize ---- */
+
+static const char *const presets[] = {"W8A8",       "W8A16",       "W8A16_ASYM", "W4A16",
+                                      "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK"};
+
+/* A stray tensor under a name the quantized layer has (x.weight_zero_point
+ * beside a float x.weight, and so on): `extra` holds one or two of them. */
+typedef struct {
+    const char *names[2];
+    mq_dtype dtypes[2];
+    int64_t shapes[2][2];
+    int ranks[2];
+} stray;
+
+static const stray strays[] = {
+    {{"x.weight_zero_point"}, {MQ_DTYPE_I8}, {{128, 1}}, {2}},
+    {{"x.weight_scale"}, {MQ_DTYPE_F32}, {{128, 1}}, {2}},
+    {{"x.weight_packed", "x.weight_shape"}, {MQ_DTYPE_I32, MQ_DTYPE_I64}, {{128, 32}, {2}}, {2, 1}},
+    {{"x.weight_global_scale"}, {MQ_DTYPE_F32}, {{1}}, {1}},
+    {{"x.weight_g_idx"}, {MQ_DTYPE_I32}, {{128}}, {1}},
+};
+
+/* x.weight F32 [128, 128] (every preset quantizes it) and, when s is given,
+ * its stray companions; without the weight, the companions alone. */
+static void save_layer(const char *path, const stray *s, bool with_weight)
+{
+    static float w[128 * 128];
+    static unsigned char zeros[128 * 128 * 4];
+    for (size_t i = 0; i < 128 * 128; i++)
+        w[i] = (float)((int)(i * 37 % 201) - 100) / 100.0f;
+    mq_model *m = NULL;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    if (with_weight)
+        assert_int_equal(
+            mq_model_add_tensor(m, "x.weight", MQ_DTYPE_F32, 2, (int64_t[]){128, 128}, w), MQ_OK);
+    for (int k = 0; s && k < 2 && s->names[k]; k++) {
+        void *data = zeros;
+        if (s->dtypes[k] == MQ_DTYPE_I64) data = (int64_t[]){128, 128};
+        if (s->dtypes[k] == MQ_DTYPE_I8) memset(zeros, 100, 128); /* the issue's zero point */
+        assert_int_equal(
+            mq_model_add_tensor(m, s->names[k], s->dtypes[k], s->ranks[k], s->shapes[k], data),
+            MQ_OK);
+        memset(zeros, 0, 128);
+    }
+    assert_int_equal(mq_model_save(m, path), MQ_OK);
+    mq_model_free(m);
+}
+
+static void expect_bad_preset(const fixture *f, const char *in, const char *preset,
+                              const char *const words[MAX_WORDS + 1])
+{
+    char device[64];
+    snprintf(device, sizeof device, "host --preset %s", preset);
+    expect_bad_dev(f, in, device, words);
+}
+
+/* A tensor the output would give a quantized layer, already in the input
+ * beside its float weight, is a clash for every preset: refused before any
+ * work (exit 2) naming both tensors, in a file, in a one-file model
+ * directory and across shards. The same file without the stray quantizes. */
+static void test_stray_companions(void **state)
+{
+    fixture *f = *state;
+    char *p = tu_join(f->in, "plain.safetensors");
+    save_layer(p, NULL, true);
+    for (size_t k = 0; k < sizeof presets / sizeof *presets; k++) {
+        char *out = tu_join(f->out, "plain-q.safetensors");
+        assert_int_equal(
+            tu_run_cli(NULL, "quantize %s -o %s --device host -q --preset %s", p, out, presets[k]),
+            0);
+        unlink(out);
+        free(out);
+    }
+    unlink(p);
+    free(p);
+
+    for (size_t s = 0; s < sizeof strays / sizeof *strays; s++) {
+        const char *name = strays[s].names[0];
+        char *file = tu_join(f->in, "stray.safetensors");
+        save_layer(file, &strays[s], true);
+        char *dir = tu_join(f->in, "stray-dir"), *single = tu_join(dir, "model.safetensors");
+        assert_int_equal(mkdir(dir, 0755), 0);
+        save_layer(single, &strays[s], true);
+        char *sharded = tu_join(f->in, "stray-shards");
+        char *a = tu_join(sharded, "a.safetensors"), *b = tu_join(sharded, "b.safetensors");
+        assert_int_equal(mkdir(sharded, 0755), 0);
+        save_layer(a, NULL, true);
+        save_layer(b, &strays[s], false);
+        char map[512];
+        snprintf(map, sizeof map, "\"x.weight\": \"a.safetensors\"%s%s%s%s%s", ", \"", name,
+                 "\": \"b.safetensors\"", strays[s].names[1] ? ", \"" : "",
+                 strays[s].names[1] ? strays[s].names[1] : "");
+        if (strays[s].names[1]) strncat(map, "\": \"b.safetensors\"", sizeof map - strlen(map) - 1);
+        write_index(sharded, map);
+        for (size_t k = 0; k < sizeof presets / sizeof *presets; k++) {
+            expect_bad_preset(f, file, presets[k], WORDS(file, "'x.weight'", name));
+            expect_bad_preset(f, dir, presets[k],
+                              WORDS(dir, "'x.weight'", name, "model.safetensors"));
+            expect_bad_preset(f, sharded, presets[k],
+                              WORDS("'x.weight' in 'a.safetensors'", name, "'b.safetensors'"));
+        }
+        tu_rmtree(dir);
+        tu_rmtree(sharded);
+        unlink(file);
+        free(file);
+        free(dir);
+        free(single);
+        free(sharded);
+        free(a);
+        free(b);
+    }
+}
+
+/* A layer quantized across shards (codes in one, the scale in the next) is
+ * refused before any output even when config.json has no
+ * quantization_config, whatever the flags (--dtype fp16 too), naming both
+ * tensors and shards. */
+static void test_quantized_across_shards(void **state)
+{
+    fixture *f = *state;
+    static const int8_t codes[8 * 8];
+    static const int32_t packed[8 * 2];
+    static const int64_t shape[2] = {8, 8};
+    static const float scale[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int kind = 0; kind < 3; kind++) {
+        char *d = tu_join(f->in, "q-shards");
+        char *a = tu_join(d, "a.safetensors"), *b = tu_join(d, "b.safetensors");
+        char *cfg = tu_join(d, "config.json");
+        assert_int_equal(mkdir(d, 0755), 0);
+        assert_true(tu_write_file(cfg, "{\"model_type\": \"llama\"}", 23));
+        mq_model *ma, *mb;
+        assert_int_equal(mq_model_new(&ma), MQ_OK);
+        assert_int_equal(mq_model_new(&mb), MQ_OK);
+        const char *codes_name = "layers.1.weight", *codes_shard = "a.safetensors";
+        if (kind == 0) { /* int-quantized: I8 codes, the scale elsewhere */
+            assert_int_equal(mq_model_add_tensor(ma, "layers.1.weight", MQ_DTYPE_I8, 2,
+                                                 (int64_t[]){8, 8}, codes),
+                             MQ_OK);
+            write_index(d, "\"layers.1.weight\": \"a.safetensors\", "
+                           "\"layers.1.weight_scale\": \"b.safetensors\"");
+        } else { /* packed, with its shape beside it (1) or beside the scale (2) */
+            codes_name = "layers.1.weight_packed";
+            assert_int_equal(mq_model_add_tensor(ma, "layers.1.weight_packed", MQ_DTYPE_I32, 2,
+                                                 (int64_t[]){8, 2}, packed),
+                             MQ_OK);
+            assert_int_equal(mq_model_add_tensor(kind == 1 ? ma : mb, "layers.1.weight_shape",
+                                                 MQ_DTYPE_I64, 1, (int64_t[]){2}, shape),
+                             MQ_OK);
+            write_index(d, kind == 1 ? "\"layers.1.weight_packed\": \"a.safetensors\", "
+                                       "\"layers.1.weight_shape\": \"a.safetensors\", "
+                                       "\"layers.1.weight_scale\": \"b.safetensors\""
+                                     : "\"layers.1.weight_packed\": \"a.safetensors\", "
+                                       "\"layers.1.weight_shape\": \"b.safetensors\", "
+                                       "\"layers.1.weight_scale\": \"b.safetensors\"");
+        }
+        assert_int_equal(mq_model_add_tensor(mb, "layers.1.weight_scale", MQ_DTYPE_F32, 2,
+                                             (int64_t[]){8, 1}, scale),
+                         MQ_OK);
+        assert_int_equal(mq_model_save(ma, a), MQ_OK);
+        assert_int_equal(mq_model_save(mb, b), MQ_OK);
+        mq_model_free(ma);
+        mq_model_free(mb);
+        expect_bad_dev(f, d, "host --dtype fp16",
+                       WORDS(codes_name, codes_shard,
+                             "'layers.1.weight_scale' is in 'b.safetensors'", "already quantized"));
+        for (size_t k = 0; k < sizeof presets / sizeof *presets; k++)
+            expect_bad_preset(f, d, presets[k],
+                              WORDS(codes_name, "b.safetensors", "already quantized"));
+        tu_rmtree(d);
+        free(d);
+        free(a);
+        free(b);
+        free(cfg);
+    }
+}
+
 /* ---- valid edge cases ---- */
 
 /* Quantizes `in` (exit 0) and opens the output; the caller frees it. */
@@ -508,6 +684,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nonfinite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stray_companions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quantized_across_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_edges, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -593,6 +593,169 @@ static void assert_no_raw_controls(const char *what, const char *text)
 /* Tensor names, metadata and file names are untrusted: their escape
  * sequences and newlines reach the terminal escaped, from every command and
  * from error messages; the JSON report escapes them as JSON does. */
+/* Tensor names of 5000+ characters: no fixed buffer drops them. The
+ * quantized layer is found as such by dequantize (which must leave no codes
+ * or scale behind), by quantize (which must refuse it, --dtype fp16 too) and
+ * by eval; a stray companion is still a clash; and each message keeps its
+ * cause after the name. */
+static void test_long_names(void **state)
+{
+    char *orig = path_in(state, "long.safetensors"), *q = path_in(state, "long-q.safetensors");
+    char *d = path_in(state, "long-d.safetensors"), *x = path_in(state, "long-x.safetensors");
+    char *stray = path_in(state, "long-stray.safetensors"), *text = NULL;
+    size_t n = 5000;
+    char *name = malloc(n + 32), *zp = malloc(n + 64), *sc = malloc(n + 64);
+    strcpy(name, "model.layers.0.");
+    memset(name + 15, 'a', n);
+    strcpy(name + 15 + n, ".weight");
+    sprintf(zp, "%s_zero_point", name);
+    sprintf(sc, "%s_scale", name);
+    float w[8 * 16];
+    int8_t z[8] = {0};
+    for (int i = 0; i < 8 * 16; i++)
+        w[i] = (float)(i % 13) / 7.0f - 0.9f;
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, name, MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, w), MQ_OK);
+    assert_int_equal(mq_model_save(m, orig), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, zp, MQ_DTYPE_I8, 2, (int64_t[]){8, 1}, z), MQ_OK);
+    assert_int_equal(mq_model_save(m, stray), MQ_OK);
+    mq_model_free(m);
+
+    assert_int_equal(tu_run_cli(NULL, "quantize %s -o %s --device host -q", orig, q), 0);
+    assert_int_equal(mq_model_open(q, &m), MQ_OK);
+    assert_int_equal(mq_model_find(m, name)->dtype, MQ_DTYPE_I8);
+    assert_non_null(mq_model_find(m, sc));
+    mq_model_free(m);
+
+    assert_int_equal(tu_run_cli(&text, "dequantize %s -o %s", q, d), 0);
+    free(text);
+    assert_int_equal(mq_model_open(d, &m), MQ_OK);
+    assert_int_equal(mq_model_count(m), 1);
+    assert_true(mq_model_find(m, name)->dtype == MQ_DTYPE_F32);
+    assert_null(mq_model_find(m, sc));
+    mq_model_free(m);
+
+    for (int fp16 = 0; fp16 < 2; fp16++) {
+        assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host%s", q, x,
+                                    fp16 ? " --dtype fp16" : ""),
+                         2);
+        assert_non_null(strstr(text, "aaaa.weight' is already quantized"));
+        assert_non_null(strstr(text, "start from the float model"));
+        free(text);
+        assert_false(tu_exists(x));
+    }
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host", orig, q), 0);
+    assert_non_null(strstr(text, "1 layer: mean SQNR"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", stray, x), 2);
+    assert_non_null(strstr(text, "aaaa.weight_zero_point'"));
+    assert_non_null(strstr(text, "remove it or leave the weight out"));
+    free(text);
+    assert_false(tu_exists(x));
+    free(name);
+    free(zp);
+    free(sc);
+    free(orig);
+    free(q);
+    free(d);
+    free(x);
+    free(stray);
+}
+
+/* Numbers on the command line are digits only: strtoull alone would read
+ * " -1" (a leading blank) as 2^64 - 1, and " 5" or "+5" as 5. */
+static void test_strict_numbers(void **state)
+{
+    char *out = path_in(state, "n.safetensors"), *text = NULL;
+    static const char *const bad_sizes[] = {
+        " -1",          "-1", " 512M", "+512M", "\t1G", "0x100", "18446744073709551616",
+        "17179869184G", "",   "1 G"};
+    for (size_t i = 0; i < sizeof bad_sizes / sizeof *bad_sizes; i++) {
+        char *argv[] = {
+            "monoquant",      "quantize",           EXAMPLE, "-o", out, "--device", "host",
+            "--memory-limit", (char *)bad_sizes[i], NULL};
+        assert_int_equal(tu_run_cli_argv(&text, argv), 1);
+        assert_non_null(strstr(text, "--memory-limit wants a size"));
+        free(text);
+    }
+    static const char *const bad_groups[] = {
+        " 128", "+128", " -1", "-2", "0", "1e3", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_groups / sizeof *bad_groups; i++) {
+        char *argv[] = {"monoquant",
+                        "quantize",
+                        EXAMPLE,
+                        "-o",
+                        out,
+                        "--preset",
+                        "W8A16",
+                        "--group-size",
+                        (char *)bad_groups[i],
+                        NULL};
+        assert_int_equal(tu_run_cli_argv(&text, argv), 1);
+        assert_non_null(strstr(text, "--group-size wants"));
+        free(text);
+    }
+    static const char *const bad_counts[] = {" 5", "+5", " -1", "-1", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof bad_counts / sizeof *bad_counts; i++) {
+        for (int seed = 0; seed < 2; seed++) {
+            char *argv[] = {
+                "monoquant",           "eval", EXAMPLE, EXAMPLE, seed ? "--seed" : "--tokens",
+                (char *)bad_counts[i], NULL};
+            assert_int_equal(tu_run_cli_argv(&text, argv), 1);
+            assert_non_null(strstr(text, "wants a whole number"));
+            free(text);
+        }
+    }
+    assert_false(tu_exists(out));
+    /* What stays valid: units, -1 and 'channel' for groups, the largest seed. */
+    assert_int_equal(
+        tu_run_cli(NULL, "quantize %s -o %s --device host -q --memory-limit 64MiB", EXAMPLE, out),
+        0);
+    assert_int_equal(tu_run_cli(NULL,
+                                "quantize %s -o %s --device host -q --group-size -1 "
+                                "--memory-limit 1073741824",
+                                EXAMPLE, out),
+                     0);
+    assert_int_equal(tu_run_cli(&text,
+                                "eval --seed 18446744073709551615 --tokens 8 --device host"
+                                " %s %s",
+                                EXAMPLE, out),
+                     0);
+    free(text);
+    free(out);
+}
+
+/* Every usage error that echoes what was typed escapes it: presets, dtypes,
+ * schemes, group sizes, devices and sizes with terminal escape sequences. */
+static void test_usage_echoes_escaped(void **state)
+{
+    char *out = path_in(state, "e.safetensors"), *text = NULL;
+    static const char *const opts[][2] = {
+        {"--preset", "W4\x1b]0;x\aA16"}, {"--dtype", "int\x1b[2J8"},
+        {"--scheme", "sym\x1b[31m"},     {"--group-size", "12\x1b[2J8"},
+        {"--device", "gpu\x1b[2J:9"},    {"--memory-limit", "1\x1b[2JG"},
+        {"--bogus\x1b[2J", NULL},
+    };
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+        char *argv[] = {"monoquant",        "quantize",         EXAMPLE, "-o", out,
+                        (char *)opts[i][0], (char *)opts[i][1], NULL};
+        int rc = tu_run_cli_argv(&text, argv);
+        assert_true(rc == 1 || rc == 4);
+        assert_null(strchr(text, 0x1b));
+        assert_null(strchr(text, '\a'));
+        assert_non_null(strstr(text, "\\x1b"));
+        free(text);
+    }
+    char *argv[] = {"monoquant", "eval", EXAMPLE, EXAMPLE, "--tokens", "\x1b[2J", NULL};
+    assert_int_equal(tu_run_cli_argv(&text, argv), 1);
+    assert_null(strchr(text, 0x1b));
+    assert_non_null(strstr(text, "\\x1b[2J"));
+    free(text);
+    assert_false(tu_exists(out));
+    free(out);
+}
+
 static void test_terminal_escapes(void **state)
 {
     char *in = path_in(state, "evil.safetensors"), *q = path_in(state, "evil-q.safetensors");
@@ -856,6 +1019,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_std_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strict_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_echoes_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terminal_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_non_utf8_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_checked_first, setup, teardown),

@@ -226,6 +226,12 @@ static const bad_case bad_cases[] = {
     {"{\"preset\": 4}", {"key 'preset'", "expected a string"}},
     {"{\"group_size\": 0}", {"key 'group_size'", "positive integer"}},
     {"{\"group_size\": \"big\"}", {"key 'group_size'", "channel"}},
+    /* Numbers are JSON integers, read strictly: no sign but -1, no real, no
+     * string holding digits, nothing past int64. */
+    {"{\"group_size\": -2}", {"key 'group_size'", "positive integer"}},
+    {"{\"group_size\": 128.0}", {"key 'group_size'", "positive integer"}},
+    {"{\"group_size\": \" 128\"}", {"key 'group_size'", "channel"}},
+    {"{\"group_size\": 18446744073709551615}", {"too big"}},
     {"{\"dtype\": 8}", {"key 'dtype'", "expected a string"}},
     {"{\"scheme\": \"symmetric\"}", {"key 'scheme'", "'symmetric'", "sym, asym"}},
     {"{\"per_channel\": \"yes\"}", {"key 'per_channel'", "expected true or false"}},

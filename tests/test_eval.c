@@ -866,6 +866,134 @@ static void test_inputs_file(void **state)
     free(narrow);
 }
 
+/* Inputs with no rows, or all zero, give Y = 0: an SQNR of 0/0, which is no
+ * verdict. No rows is an error naming the inputs; all-zero rows make the
+ * layer's SQNR undefined (NaN with a reason), written as such in the JSON and
+ * the text, and left out of the mean. */
+static void test_undefined_sqnr(void **state)
+{
+    suite *s = *state;
+    char *orig = path_in(s, "u.safetensors"), *quant = path_in(s, "u-q.safetensors");
+    char *empty = path_in(s, "u-empty.safetensors"), *zeros = path_in(s, "u-zeros.safetensors");
+    char *json = path_in(s, "u.json"), *text = NULL;
+    float z[3 * 10] = {0};
+    exact_pair(orig, quant);
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "x", MQ_DTYPE_F32, 2, (int64_t[]){0, 10}, z), MQ_OK);
+    save(m, empty);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "x", MQ_DTYPE_F32, 2, (int64_t[]){3, 10}, z), MQ_OK);
+    save(m, zeros);
+
+    for (int dev = 0; dev < 2; dev++) {
+        if (dev && !s->dev) continue;
+        mq_eval_options opt;
+        mq_eval_options_init(&opt);
+        opt.device = dev ? tu_cl_device() : "host";
+        opt.inputs = empty;
+        mq_eval_result *res = NULL;
+        assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_STATUS_E_FORMAT);
+        assert_null(res);
+        assert_non_null(strstr(mq_last_error(), "no rows"));
+        assert_non_null(strstr(mq_last_error(), empty));
+        opt.inputs = zeros;
+        assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_OK);
+        const mq_eval_layer *l = mq_eval_result_layer(res, 0);
+        assert_true(isnan(l->sqnr_db) && isnan(l->rel_error));
+        assert_non_null(l->sqnr_undefined);
+        assert_non_null(strstr(l->sqnr_undefined, "all zero"));
+        assert_true(isnan(mq_eval_result_mean_sqnr_db(res)));
+        assert_int_equal(mq_eval_write_json(res, json), MQ_OK);
+        json_t *root = json_load_file(json, 0, NULL);
+        assert_non_null(root);
+        json_t *jl = json_array_get(json_object_get(root, "layers"), 0);
+        json_t *sum = json_object_get(root, "summary");
+        assert_true(json_is_null(json_object_get(jl, "sqnr_db")));
+        assert_true(json_is_null(json_object_get(jl, "rel_error")));
+        assert_non_null(strstr(json_string_value(json_object_get(jl, "sqnr_undefined")), "zero"));
+        assert_true(json_is_null(json_object_get(sum, "mean_sqnr_db")));
+        assert_true(json_is_string(json_object_get(sum, "mean_sqnr_undefined")));
+        assert_int_equal(json_integer_value(json_object_get(sum, "undefined_layers")), 1);
+        json_decref(root);
+        mq_eval_result_free(res);
+    }
+    /* An exact layer with real inputs stays +inf, with no reason. */
+    mq_eval_result *res = NULL;
+    mq_eval_options opt;
+    mq_eval_options_init(&opt);
+    opt.device = "host";
+    assert_int_equal(mq_eval_files(orig, quant, &opt, &res), MQ_OK);
+    assert_null(mq_eval_result_layer(res, 0)->sqnr_undefined);
+    assert_true(isinf(mq_eval_result_layer(res, 0)->sqnr_db));
+    mq_eval_result_free(res);
+
+    /* Mixed: the mean and the worst layer come from the defined layers. */
+    assert_int_equal(mq_eval_result_new(orig, quant, &opt, &res), MQ_OK);
+    mq_eval_layer a = {.name = "a.weight", .sqnr_db = 40.0, .rel_error = 0.01};
+    mq_eval_layer b = {.name = "b.weight", .sqnr_db = NAN, .rel_error = NAN};
+    mq_eval_layer c = {.name = "c.weight", .sqnr_db = 20.0, .rel_error = 0.1};
+    b.sqnr_undefined = "no signal";
+    assert_int_equal(mq_eval_result_add(res, &a), MQ_OK);
+    assert_int_equal(mq_eval_result_add(res, &b), MQ_OK);
+    assert_int_equal(mq_eval_result_add(res, &c), MQ_OK);
+    mq_eval_result_sort(res);
+    assert_string_equal(mq_eval_result_worst(res)->name, "c.weight");
+    assert_string_equal(mq_eval_result_layer(res, 2)->name, "b.weight");
+    assert_true(fabs(mq_eval_result_mean_sqnr_db(res) - 30.0) < 1e-12);
+    assert_int_equal(mq_eval_write_json(res, json), MQ_OK);
+    json_t *root = json_load_file(json, 0, NULL);
+    json_t *sum = json_object_get(root, "summary");
+    assert_true(fabs(json_real_value(json_object_get(sum, "mean_sqnr_db")) - 30.0) < 1e-9);
+    assert_true(fabs(json_real_value(json_object_get(sum, "max_rel_error")) - 0.1) < 1e-9);
+    assert_true(json_is_null(json_object_get(sum, "mean_sqnr_undefined")));
+    assert_int_equal(json_integer_value(json_object_get(sum, "undefined_layers")), 1);
+    json_decref(root);
+    mq_eval_result_free(res);
+
+    /* A layer whose weight is all zero beside a normal one: the normal one
+     * gives the mean and the worst, the zero one is listed last, undefined. */
+    char *mixed = path_in(s, "u-mixed.safetensors"), *mixed_q = path_in(s, "u-mixed-q.safetensors");
+    static float wz[8 * 16], wn[8 * 16];
+    for (int i = 0; i < 8 * 16; i++)
+        wn[i] = (float)(i % 11) / 5.0f - 1.0f;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "a.weight", MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, wz),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "b.weight", MQ_DTYPE_F32, 2, (int64_t[]){8, 16}, wn),
+                     MQ_OK);
+    save(m, mixed);
+    quantize_to(mixed, mixed_q, SYM);
+    assert_int_equal(mq_eval_files(mixed, mixed_q, &opt, &res), MQ_OK);
+    assert_string_equal(mq_eval_result_worst(res)->name, "b.weight");
+    assert_non_null(mq_eval_result_layer(res, 1)->sqnr_undefined);
+    assert_true(mq_eval_result_mean_sqnr_db(res) == mq_eval_result_worst(res)->sqnr_db);
+    mq_eval_result_free(res);
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host", mixed, mixed_q), 0);
+    assert_non_null(strstr(text, "undefined"));
+    assert_non_null(strstr(text, "worst b.weight"));
+    assert_non_null(strstr(text, "SQNR undefined for 1 layer, left out of the mean"));
+    free(text);
+    free(mixed);
+    free(mixed_q);
+
+    /* The CLI: no "inf" verdict; the word "undefined", and exit 2 for no rows. */
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host --inputs %s", orig, quant, zeros),
+                     0);
+    assert_null(strstr(text, "inf"));
+    assert_non_null(strstr(text, "undefined for every layer"));
+    free(text);
+    assert_int_equal(tu_run_cli(&text, "eval %s %s --device host --inputs %s", orig, quant, empty),
+                     2);
+    assert_non_null(strstr(text, "no rows"));
+    free(text);
+    free(orig);
+    free(quant);
+    free(empty);
+    free(zeros);
+    free(json);
+}
+
 /* A FIFO as a directory's index or as the inputs file: an error naming it,
  * not a hang (the alarm fails the test if it hangs). */
 static void test_fifos(void **state)
@@ -1072,6 +1200,7 @@ int main(void)
         cmocka_unit_test(test_bad_pairs),
         cmocka_unit_test(test_directories),
         cmocka_unit_test(test_inputs_file),
+        cmocka_unit_test(test_undefined_sqnr),
         cmocka_unit_test(test_fifos),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_bad_kind_layers),

@@ -163,7 +163,11 @@ int tu_run_cli(char **output, const char *fmt, ...)
     for (char *tok = strtok(args, " "); tok && argc < 255; tok = strtok(NULL, " "))
         argv[argc++] = tok;
     argv[argc] = NULL;
+    return tu_run_cli_argv(output, argv);
+}
 
+int tu_run_cli_argv(char **output, char *const argv[])
+{
     int pipefd[2];
     if (pipe(pipefd) != 0) return -1;
     pid_t pid = fork();

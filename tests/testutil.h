@@ -40,6 +40,9 @@ float tu_rng_normal(tu_rng *r);
  * string at *output (may be NULL). Returns the exit code, or -1.
  */
 int tu_run_cli(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with the arguments as given (argv[0] is only the name the
+ * program sees; NULL-terminated): for arguments with blanks or control bytes. */
+int tu_run_cli_argv(char **output, char *const argv[]);
 
 /* The OpenCL device spec for suites that test the kernels: $MQ_DEVICE when it
  * names one (bench/gpu_check.sh runs them with MQ_DEVICE=gpu), else "opencl"

@@ -27,6 +27,10 @@ int mq_cli_fail(mq_status st);
  * printable UTF-8 stays. Every name, path, reason and error message the CLI
  * prints goes through it. The result lives until eight more calls. */
 const char *mq_cli_esc(const char *s);
+/* A decimal number of digits only (no blank, sign or base prefix), at most
+ * 2^64 - 1. With rest NULL the whole string must be the number; else *rest
+ * points past the digits (a unit may follow). False when malformed. */
+bool mq_cli_parse_u64(const char *s, uint64_t *out, const char **rest);
 /* Frees the buffers behind mq_cli_esc (at exit). */
 void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */

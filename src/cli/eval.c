@@ -39,19 +39,14 @@ typedef struct {
     mq_eval_options opt;
 } eval_args;
 
+/* msg may echo what the user typed (a library message naming a bad value):
+ * escaped like arg. */
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant eval: %s%s%s\n", msg, arg ? " " : "", arg ? mq_cli_esc(arg) : "");
+    fprintf(stderr, "monoquant eval: %s%s%s\n", mq_cli_esc(msg), arg ? " " : "",
+            arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant eval --help'\n");
     return MQ_EXIT_USAGE;
-}
-
-static bool parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return end != s && !*end && !errno && s[0] != '-';
 }
 
 /* 0 to run, -1 after --help, else the exit code. */
@@ -66,7 +61,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    unsigned long long v;
+    uint64_t v;
     int c;
     memset(a, 0, sizeof *a);
     mq_eval_options_init(&a->opt);
@@ -78,12 +73,12 @@ static int parse_args(int argc, char **argv, eval_args *a)
             fputs(eval_usage, stdout);
             return -1;
         case OPT_TOKENS:
-            if (!parse_u64(optarg, &v) || v == 0 || v > (1ULL << 30))
+            if (!mq_cli_parse_u64(optarg, &v, NULL) || v == 0 || v > (1ULL << 30))
                 return usage_error("--tokens wants a whole number from 1 to 2^30, not", optarg);
             a->opt.tokens = (size_t)v;
             break;
         case OPT_SEED:
-            if (!parse_u64(optarg, &v))
+            if (!mq_cli_parse_u64(optarg, &v, NULL))
                 return usage_error("--seed wants a whole number, not", optarg);
             a->opt.seed = v;
             break;
@@ -140,16 +135,33 @@ static void print_table(const mq_eval_result *r, const eval_args *a, double seco
     }
     printf("%-*s  %-20s %9s %11s %13s\n", w, "layer", "shape", "SQNR dB", "rel error",
            "max abs err");
+    size_t undefined = 0;
     for (size_t i = 0; i < n; i++) {
         const mq_eval_layer *l = mq_eval_result_layer(r, i);
         char shape[160];
         mq_shape_format(l->rank, l->shape, shape, sizeof shape);
+        if (l->sqnr_undefined) {
+            undefined++;
+            printf("%-*s  %-20s %9s %11s %13.3e\n", w, mq_cli_esc(l->name), shape, "undefined", "-",
+                   l->max_abs_error);
+            continue;
+        }
         printf("%-*s  %-20s %9.2f %11.3e %13.3e\n", w, mq_cli_esc(l->name), shape, l->sqnr_db,
                l->rel_error, l->max_abs_error);
     }
     const mq_eval_layer *worst = mq_eval_result_worst(r);
-    printf("%zu layer%s: mean SQNR %.2f dB, worst %s (%.2f dB)\n", n, n == 1 ? "" : "s",
-           mq_eval_result_mean_sqnr_db(r), mq_cli_esc(worst->name), worst->sqnr_db);
+    if (undefined == n) {
+        /* 0/0 everywhere: no mean and no worst layer, said in words. */
+        printf("%zu layer%s: SQNR undefined for every layer: %s\n", n, n == 1 ? "" : "s",
+               mq_cli_esc(worst->sqnr_undefined));
+    } else {
+        printf("%zu layer%s: mean SQNR %.2f dB, worst %s (%.2f dB)\n", n, n == 1 ? "" : "s",
+               mq_eval_result_mean_sqnr_db(r), mq_cli_esc(worst->name), worst->sqnr_db);
+        if (undefined)
+            printf("SQNR undefined for %zu layer%s, left out of the mean: %s\n", undefined,
+                   undefined == 1 ? "" : "s",
+                   mq_cli_esc(mq_eval_result_layer(r, n - 1)->sqnr_undefined));
+    }
     if (a->opt.inputs)
         printf("inputs: rows of %s (%zu for the worst layer)\n", mq_cli_esc(a->opt.inputs),
                worst->tokens);

@@ -93,11 +93,9 @@ typedef struct {
 /* "512M", "2G", "1048576" -> bytes; false when malformed or zero. */
 static bool parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    uint64_t mul = 1;
-    if (end == s || errno || s[0] == '-') return false;
+    const char *end;
+    uint64_t v, mul = 1;
+    if (!mq_cli_parse_u64(s, &v, &end)) return false;
     switch (*end) {
     case 'k':
     case 'K':
@@ -119,13 +117,15 @@ static bool parse_size(const char *s, uint64_t *out)
     }
     if (*end == 'i' && mul > 1) end++;
     if (*end == 'B' || *end == 'b') end++;
-    if (*end || v == 0 || __builtin_mul_overflow((uint64_t)v, mul, out)) return false;
+    if (*end || v == 0 || __builtin_mul_overflow(v, mul, out)) return false;
     return true;
 }
 
+/* msg may echo what the user typed (a library message naming a bad value):
+ * escaped like arg. */
 static int usage_error(const char *msg, const char *arg)
 {
-    fprintf(stderr, "monoquant quantize: %s%s%s\n", msg, arg ? " " : "",
+    fprintf(stderr, "monoquant quantize: %s%s%s\n", mq_cli_esc(msg), arg ? " " : "",
             arg ? mq_cli_esc(arg) : "");
     fprintf(stderr, "try 'monoquant quantize --help'\n");
     return MQ_EXIT_USAGE;
@@ -192,16 +192,14 @@ static int parse_args(int argc, char **argv, quantize_args *a)
             break;
         }
         case OPT_GROUP_SIZE: {
-            char *end;
-            errno = 0;
-            long long g = strtoll(optarg, &end, 10);
-            if (!strcmp(optarg, "channel"))
+            uint64_t g = 0;
+            if (!strcmp(optarg, "channel") || !strcmp(optarg, "-1"))
                 a->group_size = 0;
-            else if (end == optarg || *end || errno || g == 0 || g < -1)
+            else if (mq_cli_parse_u64(optarg, &g, NULL) && g > 0 && g <= INT64_MAX)
+                a->group_size = (long long)g;
+            else
                 return usage_error("--group-size wants a positive number, -1 or 'channel', not",
                                    optarg);
-            else
-                a->group_size = g < 0 ? 0 : g;
             break;
         }
         case OPT_SCHEME:

@@ -5,8 +5,12 @@
 
 #include "monoquant.h"
 
+#include <stdarg.h>
+
 /* Formats the message, stores it for mq_last_error() and returns `s`. */
 mq_status mq_set_error(mq_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a va_list (for functions that add context with mq_error_prefix). */
+mq_status mq_set_error_va(mq_status s, const char *fmt, va_list ap);
 /* Prepends "prefix: " to the current message (adds context on the way up). */
 void mq_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Empties the message. Every MQ_API function that returns mq_status calls it

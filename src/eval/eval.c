@@ -193,6 +193,11 @@ static mq_status make_input(eval_ctx *c, const char *name, size_t in, size_t *to
                                 "layer '%s' needs",
                                 c->opt->inputs, in, name);
         size_t rows = in ? src->nbytes / mq_dtype_size(src->dtype) / in : 0;
+        if (rows == 0)
+            return mq_set_error(MQ_STATUS_E_FORMAT,
+                                "inputs '%s': tensor '%s' has no rows, so layer '%s' has no "
+                                "outputs to compare (an SQNR of 0/0)",
+                                c->opt->inputs, src->name, name);
         n = c->opt->tokens && c->opt->tokens < rows ? c->opt->tokens : rows;
     }
     if (in && n > SIZE_MAX / sizeof(float) / in)
@@ -347,8 +352,16 @@ static mq_status eval_layer(eval_ctx *c, const mq_model *qm, const char *qfile,
     l->rank = t->rank;
     memcpy(l->shape, t->shape, sizeof l->shape);
     l->tokens = tokens;
-    l->sqnr_db = e.se == 0.0 ? INFINITY : 10.0 * log10(e.sy / e.se);
-    l->rel_error = e.se == 0.0 ? 0.0 : e.sy == 0.0 ? INFINITY : sqrt(e.se / e.sy);
+    if (e.sy == 0.0) {
+        /* No signal: 0/0 when exact, and no scale for an error otherwise.
+         * Neither is a verdict, least of all "infinitely good". */
+        l->sqnr_db = NAN;
+        l->rel_error = NAN;
+        l->sqnr_undefined = "the original outputs are all zero (all-zero inputs or weight)";
+    } else {
+        l->sqnr_db = e.se == 0.0 ? INFINITY : 10.0 * log10(e.sy / e.se);
+        l->rel_error = sqrt(e.se / e.sy);
+    }
     l->max_abs_error = e.max_abs;
     st = mq_eval_result_add(res, l);
 done:

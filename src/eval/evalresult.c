@@ -53,6 +53,9 @@ mq_status mq_eval_result_add(mq_eval_result *r, const mq_eval_layer *l)
 static int cmp_layer(const void *pa, const void *pb)
 {
     const mq_eval_layer *a = pa, *b = pb;
+    bool ua = a->sqnr_undefined != NULL, ub = b->sqnr_undefined != NULL;
+    if (ua != ub) return ua ? 1 : -1; /* no verdict: after every layer that has one */
+    if (ua) return strcmp(a->name, b->name);
     bool na = isnan(a->sqnr_db), nb = isnan(b->sqnr_db);
     if (na != nb) return na ? -1 : 1; /* NaN: something is badly wrong; show it first */
     if (!na && a->sqnr_db != b->sqnr_db) return a->sqnr_db < b->sqnr_db ? -1 : 1;
@@ -82,15 +85,20 @@ const mq_eval_layer *mq_eval_result_worst(const mq_eval_result *r)
 double mq_eval_result_mean_sqnr_db(const mq_eval_result *r)
 {
     double sum = 0.0;
-    size_t n = 0;
+    size_t n = 0, undefined = 0;
     for (size_t i = 0; r && i < r->count; i++) {
+        if (r->layers[i].sqnr_undefined) {
+            undefined++;
+            continue;
+        }
         /* A NaN layer is a failure: it must not vanish from the mean. */
         if (isnan(r->layers[i].sqnr_db)) return NAN;
         if (!isfinite(r->layers[i].sqnr_db)) continue;
         sum += r->layers[i].sqnr_db;
         n++;
     }
-    return n ? sum / (double)n : INFINITY;
+    if (n) return sum / (double)n;
+    return undefined && undefined == (r ? r->count : 0) ? NAN : INFINITY;
 }
 
 const char *mq_eval_result_backend(const mq_eval_result *r)
@@ -131,27 +139,35 @@ static json_t *layer_json(const mq_eval_layer *l)
     json_t *shape = json_array();
     for (int k = 0; shape && k < l->rank; k++)
         json_array_append_new(shape, json_integer(l->shape[k]));
-    return json_pack("{s:o, s:o, s:I, s:o, s:o, s:o}", "name", mq_json_str(l->name), "shape", shape,
-                     "tokens", (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db),
-                     "rel_error", real_or_null(l->rel_error), "max_abs_error",
-                     real_or_null(l->max_abs_error));
+    return json_pack("{s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "name", mq_json_str(l->name), "shape",
+                     shape, "tokens", (json_int_t)l->tokens, "sqnr_db", real_or_null(l->sqnr_db),
+                     "sqnr_undefined",
+                     l->sqnr_undefined ? mq_json_str(l->sqnr_undefined) : json_null(), "rel_error",
+                     real_or_null(l->rel_error), "max_abs_error", real_or_null(l->max_abs_error));
 }
 
 static json_t *result_json(const mq_eval_result *r)
 {
     json_t *layers = json_array();
     double max_rel = 0.0;
+    size_t undefined = 0;
     for (size_t i = 0; layers && i < r->count; i++) {
         json_array_append_new(layers, layer_json(&r->layers[i]));
-        if (r->layers[i].rel_error > max_rel || isnan(r->layers[i].rel_error))
+        if (r->layers[i].sqnr_undefined)
+            undefined++;
+        else if (r->layers[i].rel_error > max_rel || isnan(r->layers[i].rel_error))
             max_rel = r->layers[i].rel_error;
     }
     const mq_eval_layer *w = mq_eval_result_worst(r);
-    json_t *summary = json_pack("{s:I, s:o, s:o, s:o, s:o}", "layers", (json_int_t)r->count,
-                                "mean_sqnr_db", real_or_null(mq_eval_result_mean_sqnr_db(r)),
-                                "worst_layer", w ? mq_json_str(w->name) : json_null(),
-                                "worst_sqnr_db", w ? real_or_null(w->sqnr_db) : json_null(),
-                                "max_rel_error", real_or_null(max_rel));
+    /* Sorted last, an undefined layer is the worst only when all are. */
+    bool none_defined = r->count && undefined == r->count;
+    json_t *summary = json_pack(
+        "{s:I, s:o, s:o, s:I, s:o, s:o, s:o}", "layers", (json_int_t)r->count, "mean_sqnr_db",
+        real_or_null(mq_eval_result_mean_sqnr_db(r)), "mean_sqnr_undefined",
+        none_defined ? mq_json_str(w->sqnr_undefined) : json_null(), "undefined_layers",
+        (json_int_t)undefined, "worst_layer", w ? mq_json_str(w->name) : json_null(),
+        "worst_sqnr_db", w ? real_or_null(w->sqnr_db) : json_null(), "max_rel_error",
+        none_defined ? json_null() : real_or_null(max_rel));
     json_t *dev = json_pack("{s:o, s:o, s:o}", "backend", mq_json_str(r->backend), "platform",
                             mq_json_str(r->platform), "name", mq_json_str(r->device));
     return json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "original",

@@ -44,14 +44,15 @@ static const char *show_path(const char *path)
 __attribute__((format(printf, 4, 5))) static mq_status
 st_fail(mq_status s, const char *path, const char *name, const char *fmt, ...)
 {
-    char rule[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rule, sizeof rule, fmt, ap);
+    mq_set_error_va(s, fmt, ap);
     va_end(ap);
     if (name)
-        return mq_set_error(s, "%s: tensor '%.*s': %s", show_path(path), ST_NAME_SHOWN, name, rule);
-    return mq_set_error(s, "%s: %s", show_path(path), rule);
+        mq_error_prefix("%s: tensor '%.*s'", show_path(path), ST_NAME_SHOWN, name);
+    else
+        mq_error_prefix("%s", show_path(path));
+    return s;
 }
 
 /* Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and

@@ -394,14 +394,58 @@ static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int dept
 
 /* ---- Planning across shards. */
 
-/* A name quantizing a tensor adds may already be a tensor of another shard
- * (a.weight in one, a.weight_scale in the next): found from the headers and
- * the index before anything is written, naming both shards. */
+/* The shard holding tensor `name`, or NULL: the index's weight_map (checked
+ * against the shards when loaded), or the one file `m` when unsharded. */
+static const char *holder(const hf_run *r, const mq_model *m, const char *base, size_t n,
+                          const char *suffix, mq_status *rc)
+{
+    char *name = mq_name_with(base, n, suffix);
+    const char *where = NULL;
+    if (!name) {
+        *rc = no_memory(r->in_dir);
+        return NULL;
+    }
+    json_t *map = json_object_get(r->index, "weight_map");
+    if (map)
+        where = json_string_value(json_object_get(map, name));
+    else if (mq_model_find(m, name))
+        where = r->shards.names[0];
+    free(name);
+    return where;
+}
+
+/* A quantized layer split over shards (its codes in one, the scale in the
+ * next) passes each shard's own check: found here from the index, whatever
+ * config.json says, naming both tensors and shards. */
+static mq_status check_quantized_across(const hf_run *r, const mq_model *m, const mq_tensor *t,
+                                        const char *shard)
+{
+    mq_status rc = MQ_OK;
+    size_t n = strlen(t->name), np = strlen(MQ_PACKED_SUFFIX);
+    const char *scale = NULL;
+    if (t->dtype == MQ_DTYPE_I8 || t->dtype == MQ_DTYPE_F8_E4M3) {
+        scale = holder(r, m, t->name, n, MQ_SCALE_SUFFIX, &rc);
+    } else if (t->dtype == MQ_DTYPE_I32 && n > np && !strcmp(t->name + n - np, MQ_PACKED_SUFFIX)) {
+        n -= np;
+        if (holder(r, m, t->name, n, MQ_SHAPE_SUFFIX, &rc))
+            scale = holder(r, m, t->name, n, MQ_SCALE_SUFFIX, &rc);
+    }
+    if (rc != MQ_OK || !scale) return rc;
+    return mq_set_error(MQ_STATUS_E_FORMAT,
+                        "%s: tensor '%s' in '%s' is already quantized (its scale '%.*s%s' is in "
+                        "'%s'); start from the float model",
+                        r->in_dir, t->name, shard, (int)n, t->name, MQ_SCALE_SUFFIX, scale);
+}
+
+/* A tensor beside a weight we quantize under a name compressed-tensors gives
+ * the layer's tensors (a.weight in one shard, a.weight_scale or a stray
+ * a.weight_zero_point in the next) is found from the headers and the index
+ * before anything is written, naming both tensors and shards. So is a layer
+ * already quantized across shards. */
 static mq_status check_shard_names(hf_run *r)
 {
-    json_t *map = json_object_get(r->index, "weight_map");
     mq_status rc = MQ_OK;
-    for (size_t i = 0; map && i < r->shards.count && rc == MQ_OK; i++) {
+    for (size_t i = 0; i < r->shards.count && rc == MQ_OK; i++) {
         char *sp = mq_path_join(r->in_dir, r->shards.names[i]);
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
@@ -409,22 +453,22 @@ static mq_status check_shard_names(hf_run *r)
         for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
             const mq_tensor *t = mq_model_tensor(m, k);
             char reason[256];
+            if ((rc = check_quantized_across(r, m, t, r->shards.names[i])) != MQ_OK) break;
+            if (!mq_scheme_quantizes(&r->set->scheme)) continue;
             mq_action a = mq_planner_decide(r->planner, t->name, t->dtype, t->rank, t->shape,
                                             reason, sizeof reason);
             if ((rc = mq_planner_error(r->planner)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;
-            mq_qlayout l;
-            if ((rc = mq_qlayout_init(&l, t, &r->set->scheme)) != MQ_OK) break;
-            for (int o = 0; o < MQ_QOUT_COUNT && rc == MQ_OK; o++) {
-                const char *n = l.out[o].name;
-                json_t *where = n && strcmp(n, t->name) != 0 ? json_object_get(map, n) : NULL;
+            for (size_t c = 0; c < mq_companion_count() && rc == MQ_OK; c++) {
+                const char *suffix = mq_companion_suffix(c);
+                const char *where = holder(r, m, t->name, strlen(t->name), suffix, &rc);
                 if (where)
                     rc = mq_set_error(MQ_STATUS_E_DATA,
-                                      "%s: tensor '%s' in '%s': quantizing it adds '%s', which "
-                                      "'%s' already holds (already quantized?)",
-                                      r->in_dir, t->name, r->shards.names[i], n,
-                                      json_string_value(where));
+                                      "%s: tensor '%s' in '%s': '%s%s' in '%s' is a name the "
+                                      "quantized layer has (already quantized, or a stray "
+                                      "tensor?); remove it or leave the weight out",
+                                      r->in_dir, t->name, r->shards.names[i], t->name, suffix,
+                                      where);
             }
-            mq_qlayout_free(&l);
         }
         mq_model_free(m);
         free(sp);
@@ -571,7 +615,7 @@ static mq_status run(hf_run *r)
     mq_hf_plan_hints(r->config, &r->hints);
     if ((rc = mq_planner_new(r->set, &r->planner)) != MQ_OK) return rc;
     mq_planner_set_hints(r->planner, &r->hints);
-    if (mq_scheme_quantizes(&r->set->scheme) && (rc = check_shard_names(r)) != MQ_OK) return rc;
+    if ((rc = check_shard_names(r)) != MQ_OK) return rc;
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(&r->set->device, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;

@@ -39,13 +39,13 @@ static mq_status file_error(mq_status s, const char *dir, const char *file, cons
 
 static mq_status file_error(mq_status s, const char *dir, const char *file, const char *fmt, ...)
 {
-    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mq_set_error_va(s, fmt, ap);
     va_end(ap);
     size_t n = strlen(dir);
-    return mq_set_error(s, "%s%s%s: %s", dir, n && dir[n - 1] == '/' ? "" : "/", file, msg);
+    mq_error_prefix("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", file);
+    return s;
 }
 
 static mq_status no_memory(void)

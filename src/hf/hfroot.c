@@ -67,30 +67,45 @@ static bool inside(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
-/* The link's own text when `path` is a link, else "" (a folder above it is). */
-static void link_text(const char *path, char *buf, size_t cap)
+/* The link's own text when `path` is a link, else "" (a folder above it is);
+ * NULL when out of memory. Any length: the buffer grows until it fits. */
+static char *link_text(const char *path)
 {
-    ssize_t n = readlink(path, buf, cap - 1);
-    buf[n > 0 ? (size_t)n : 0] = '\0';
+    for (size_t cap = 256;; cap *= 2) {
+        char *buf = malloc(cap);
+        if (!buf) return NULL;
+        ssize_t n = readlink(path, buf, cap);
+        if (n < 0 || (size_t)n < cap) {
+            buf[n > 0 ? (size_t)n : 0] = '\0';
+            return buf;
+        }
+        free(buf);
+    }
 }
 
 mq_status mq_hf_root_check(const mq_hf_root *r, const char *path)
 {
     struct stat st;
-    char target[PATH_MAX];
+    char *target = NULL;
     mq_status rc = MQ_OK;
     char *real = realpath(path, NULL);
     if (!real) {
         int err = errno;
         if (lstat(path, &st) != 0) return MQ_OK; /* missing: the caller's message */
-        link_text(path, target, sizeof target);
+        if (!(target = link_text(path)))
+            return mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", path);
         if (*target)
-            return mq_set_error(MQ_STATUS_E_IO, "symbolic link '%s' points to '%s': %s", path,
-                                target, strerror(err));
-        return mq_set_error(MQ_STATUS_E_IO, "'%s': %s", path, strerror(err));
+            rc = mq_set_error(MQ_STATUS_E_IO, "symbolic link '%s' points to '%s': %s", path, target,
+                              strerror(err));
+        else
+            rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", path, strerror(err));
+        goto done;
     }
     if (r->follow || inside(real, r->real) || (r->blobs && inside(real, r->blobs))) goto done;
-    link_text(path, target, sizeof target);
+    if (!(target = link_text(path))) {
+        rc = mq_set_error(MQ_STATUS_E_NOMEM, "'%s': out of memory", path);
+        goto done;
+    }
     if (*target)
         rc = mq_set_error(MQ_STATUS_E_FORMAT,
                           "symbolic link '%s' points to '%s' (%s), outside the model directory "
@@ -104,6 +119,7 @@ mq_status mq_hf_root_check(const mq_hf_root *r, const char *path)
                           "(--follow-symlinks) is set",
                           path, real, r->dir);
 done:
+    free(target);
     free(real);
     return rc;
 }

@@ -14,32 +14,45 @@
 #include <unistd.h>
 
 #define SLOTS 80 /* more than a run of MQ_MAX_DEVICES pipelines holds at once */
-#define PATH_CAP 4096
 #define CHUNK_BYTES 65536
 
 typedef struct chunk {
     struct chunk *prev;
     size_t used; /* bytes of complete records */
-    char buf[CHUNK_BYTES];
+    size_t cap;  /* CHUNK_BYTES, or one longer record */
+    char buf[];
 } chunk;
 
 /* A signal handler touches only SLOT_LIVE slots, which are complete. */
 enum { SLOT_FREE = 0, SLOT_BUSY, SLOT_LIVE };
 static volatile sig_atomic_t slot_state[SLOTS];
 static bool slot_dir[SLOTS];
-static char slot_path[SLOTS][PATH_CAP];
+/* Copied when the slot opens, before it is live: paths of any length. A
+ * slot keeps its buffer when closed (grown when a longer path needs it), so a
+ * handler racing a close reads a stale path, never freed memory. */
+static char *slot_path[SLOTS];
+static size_t slot_cap[SLOTS];
 static chunk *slot_head[SLOTS];
 static volatile sig_atomic_t cleaning;
 
 int mq_cleanup_open(const char *path, bool dir)
 {
     size_t n = strlen(path);
-    if (n >= PATH_CAP) return -1;
     for (int i = 0; i < SLOTS; i++) {
         sig_atomic_t expect = SLOT_FREE;
         if (!__atomic_compare_exchange_n(&slot_state[i], &expect, SLOT_BUSY, false,
                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             continue;
+        if (slot_cap[i] < n + 1) {
+            char *grown = malloc(n + 1);
+            if (!grown) {
+                __atomic_store_n(&slot_state[i], SLOT_FREE, __ATOMIC_SEQ_CST);
+                return -1;
+            }
+            free(slot_path[i]);
+            slot_path[i] = grown;
+            slot_cap[i] = n + 1;
+        }
         memcpy(slot_path[i], path, n + 1);
         slot_dir[i] = dir;
         __atomic_store_n(&slot_head[i], NULL, __ATOMIC_SEQ_CST);
@@ -53,13 +66,14 @@ void mq_cleanup_add(int slot, char type, const char *path)
 {
     if (slot < 0 || !slot_dir[slot]) return;
     size_t n = strlen(path), need = n + 2;
-    if (need > CHUNK_BYTES) return;
     chunk *c = __atomic_load_n(&slot_head[slot], __ATOMIC_SEQ_CST);
-    if (!c || CHUNK_BYTES - c->used < need) {
-        chunk *fresh = malloc(sizeof *fresh);
+    if (!c || c->cap - c->used < need) {
+        size_t cap = need > CHUNK_BYTES ? need : CHUNK_BYTES;
+        chunk *fresh = malloc(sizeof *fresh + cap);
         if (!fresh) return;
         fresh->prev = c;
         fresh->used = 0;
+        fresh->cap = cap;
         __atomic_store_n(&slot_head[slot], fresh, __ATOMIC_SEQ_CST);
         c = fresh;
     }

@@ -7,9 +7,9 @@
 
 #include <stdbool.h>
 
-/* Registers the temporary file or directory `path`; the returned slot is
- * passed to mq_cleanup_add/close. -1 when the table is full or the path too
- * long: the run still works, only without signal cleanup. */
+/* Registers the temporary file or directory `path` (any length); the returned
+ * slot is passed to mq_cleanup_add/close. -1 when the table is full or out of
+ * memory: the run still works, only without signal cleanup. */
 int mq_cleanup_open(const char *path, bool dir);
 /* Records a file ('f') or directory ('d') about to be created inside a
  * registered directory. Without memory the path goes unrecorded: a signal

@@ -129,16 +129,48 @@ void mq_qlayout_free(mq_qlayout *l)
     }
 }
 
+static const char *const companions[] = {MQ_SCALE_SUFFIX, MQ_ZP_SUFFIX,    MQ_PACKED_SUFFIX,
+                                         MQ_SHAPE_SUFFIX, "_global_scale", "_g_idx"};
+
+size_t mq_companion_count(void)
+{
+    return sizeof companions / sizeof *companions;
+}
+
+const char *mq_companion_suffix(size_t k)
+{
+    return k < mq_companion_count() ? companions[k] : NULL;
+}
+
+char *mq_name_with(const char *base, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    char *s = malloc(n + k + 1);
+    if (!s) return NULL;
+    memcpy(s, base, n);
+    memcpy(s + n, suffix, k + 1);
+    return s;
+}
+
 mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight)
 {
-    /* int- and float-quantized codes replace the weight under its own name. */
-    for (int k = l->format == MQ_FORMAT_PACK_QUANTIZED ? 0 : 1; k < MQ_QOUT_COUNT; k++) {
-        const char *n = l->out[k].name;
-        if (n && mq_model_index(in, n) >= 0)
-            return mq_set_error(MQ_STATUS_E_DATA,
-                                "tensor '%s': the input already has '%s', a name quantizing "
-                                "it would add (already quantized?)",
-                                weight, n);
+    for (size_t k = 0; k < mq_companion_count(); k++) {
+        char *n = mq_name_with(weight, strlen(weight), companions[k]);
+        if (!n) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", weight);
+        bool writes = false;
+        for (int o = 0; o < MQ_QOUT_COUNT; o++)
+            writes = writes || (l->out[o].name && strcmp(l->out[o].name, n) == 0);
+        mq_status st =
+            mq_model_index(in, n) < 0
+                ? MQ_OK
+                : mq_set_error(MQ_STATUS_E_DATA,
+                               "tensor '%s': the input already has '%s', %s (already quantized, "
+                               "or a stray tensor?); remove it or leave the weight out",
+                               weight, n,
+                               writes ? "a name quantizing it would write"
+                                      : "which loaders would take as part of the quantized layer");
+        free(n);
+        if (st != MQ_OK) return st;
     }
     return MQ_OK;
 }
@@ -285,14 +317,14 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* The tensor base + suffix, or NULL. */
+/* The tensor base + suffix, or NULL (also when a name's few bytes cannot be
+ * allocated, after the model's own copy of a longer name was). */
 static const mq_tensor *find_with(const mq_model *m, const char *base, size_t n, const char *suffix)
 {
-    char buf[4096];
-    if (n + strlen(suffix) >= sizeof buf) return NULL;
-    memcpy(buf, base, n);
-    strcpy(buf + n, suffix);
-    return mq_model_find(m, buf);
+    char *name = mq_name_with(base, n, suffix);
+    const mq_tensor *t = name ? mq_model_find(m, name) : NULL;
+    free(name);
+    return t;
 }
 
 /* For W_packed: the length of W, else 0. */

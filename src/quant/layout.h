@@ -79,8 +79,21 @@ int mq_output_metadata(const mq_scheme *s, const char *kv[MQ_OUTPUT_META][2]);
 mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s);
 void mq_qlayout_free(mq_qlayout *l);
 
-/* MQ_STATUS_E_DATA naming the weight and the name when `in` already holds a
- * name the layout adds. */
+/* The suffixes compressed-tensors gives the tensors beside a quantized weight
+ * W (W_scale, W_zero_point, W_packed, W_shape, W_global_scale, W_g_idx): a
+ * loader attaches any of them to W's layer, whichever format the layer has.
+ * mq_companion_suffix(k) for k < mq_companion_count(). */
+size_t mq_companion_count(void);
+const char *mq_companion_suffix(size_t k);
+/* The first n bytes of base, then suffix, in a new string (NULL when out of
+ * memory): names of any length, never a fixed buffer. */
+char *mq_name_with(const char *base, size_t n, const char *suffix);
+
+/* MQ_STATUS_E_DATA naming the weight and the other tensor when `in` already
+ * holds a companion of the weight (any of the suffixes above, whether the
+ * layout writes it or not: a stray W_zero_point beside a symmetric layer
+ * would be read as its zero point, a stray W_packed as a second copy of its
+ * codes); MQ_STATUS_E_NOMEM. */
 mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const char *weight);
 
 /* The dtype of the codes as the report gives it: I8, F8_E4M3 or (int4) I32. */

@@ -12,13 +12,12 @@
 __attribute__((format(printf, 4, 5))) static mq_status bad(const char *file, const char *tensor,
                                                            const char *suffix, const char *fmt, ...)
 {
-    char rule[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rule, sizeof rule, fmt, ap);
+    mq_set_error_va(MQ_STATUS_E_FORMAT, fmt, ap);
     va_end(ap);
-    return mq_set_error(MQ_STATUS_E_FORMAT, "%s%stensor '%s%s': %s", file ? file : "",
-                        file ? ": " : "", tensor, suffix, rule);
+    mq_error_prefix("%s%stensor '%s%s'", file ? file : "", file ? ": " : "", tensor, suffix);
+    return MQ_STATUS_E_FORMAT;
 }
 
 static bool same_shape(const mq_tensor *a, const mq_tensor *b)

@@ -40,7 +40,7 @@ struct multi {
     size_t tensors_total;
     uint64_t bytes_total;
     mq_status st; /* the first failure, with its message */
-    char msg[2048];
+    char *msg;    /* its message (NULL: out of memory) */
 };
 
 /* On a worker: waits until the calling thread has passed the call on. */
@@ -65,7 +65,7 @@ static void fail(multi *m, mq_status st)
     pthread_mutex_lock(&m->mu);
     if (m->st == MQ_OK) {
         m->st = st;
-        snprintf(m->msg, sizeof m->msg, "%s", mq_last_error());
+        m->msg = strdup(mq_last_error());
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -201,7 +201,7 @@ mq_status mq_stream_files(const char *const *in_paths, const char *const *out_pa
     for (size_t k = 0; k < n_be; k++)
         if (m.w[k].started) pthread_join(m.w[k].tid, NULL);
     if (m.st != MQ_OK) {
-        st = mq_set_error(m.st, "%s", m.msg);
+        st = mq_set_error(m.st, "%s", m.msg ? m.msg : mq_status_str(m.st));
         goto done;
     }
     for (size_t i = 0; i < n && st == MQ_OK; i++)
@@ -222,5 +222,6 @@ done:
     pthread_cond_destroy(&m.consumed);
     pthread_cond_destroy(&m.posted);
     pthread_mutex_destroy(&m.mu);
+    free(m.msg);
     return st;
 }
