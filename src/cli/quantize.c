@@ -1,6 +1,7 @@
 /* monoquant quantize: settings from flags > --config file > defaults, then the
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
+#include "coverage.h"
 #include "dtype.h"
 #include "outfile.h"
 #include "timing.h"
@@ -442,6 +443,15 @@ static void warn_left_out(const mq_report *r)
                 mq_cli_esc(mq_report_left_out_reason(r, i)));
 }
 
+/* A scheme that took under half of the Linear layers: on stderr, even with
+ * --quiet, as the run is not what the user asked for. */
+static void warn_coverage(const mq_report *r, const mq_config *cfg)
+{
+    char *w = mq_coverage_warning(r, cfg);
+    if (w) fprintf(stderr, "monoquant: warning: %s\n", mq_cli_esc(w));
+    free(w);
+}
+
 int mq_cli_quantize(int argc, char **argv)
 {
     quantize_args a;
@@ -499,6 +509,7 @@ int mq_cli_quantize(int argc, char **argv)
     } else {
         if (!a.quiet) print_summary(rep, &cfg, seconds);
         warn_left_out(rep);
+        warn_coverage(rep, &cfg);
         if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
     }
     mq_report_free(rep);

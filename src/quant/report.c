@@ -1,6 +1,7 @@
 /* The skipped list and the per-tensor report of a run, and the report's JSON. */
 #include "report.h"
 
+#include "coverage.h"
 #include "dtype.h"
 #include "error.h"
 #include "outfile.h"
@@ -321,6 +322,20 @@ static json_t *shape_json(const mq_report_entry *e)
     return a;
 }
 
+/* The Linear layers and how many the run quantized, with the warning when
+ * under half of them took the scheme (null otherwise). */
+static json_t *coverage_json(const mq_report *r, const mq_config *cfg)
+{
+    mq_coverage c;
+    mq_coverage_of(r, cfg, &c);
+    char *warning = mq_coverage_warning(r, cfg);
+    json_t *o =
+        json_pack("{s:I, s:I, s:o}", "linear_layers", (json_int_t)c.linear, "quantized",
+                  (json_int_t)c.quantized, "warning", warning ? mq_json_str(warning) : json_null());
+    free(warning);
+    return o;
+}
+
 static json_t *report_json(const mq_report *r, const mq_config *cfg, const char *input,
                            const char *output, double seconds)
 {
@@ -386,6 +401,7 @@ static json_t *report_json(const mq_report *r, const mq_config *cfg, const char 
         json_object_set_new(root, "block_size",
                             cfg->block_size ? json_integer((json_int_t)cfg->block_size)
                                             : json_null());
+        json_object_set_new(root, "coverage", coverage_json(r, cfg));
     }
     return root;
 }
