@@ -27,8 +27,9 @@ typedef struct {
 struct mq_hf_renames {
     compiled_rule *items;
     size_t count;
-    pcre2_match_data *md;
+    pcre2_match_data *md; /* room for the groups of every rule */
     pcre2_match_context *mctx;
+    uint32_t max_groups;
 };
 
 static const mq_hf_rename_set *find_set(const char *name)
@@ -63,6 +64,9 @@ static mq_status add_set(mq_hf_renames *r, const mq_hf_rename_set *s, const char
                                 "module renames of '%s': regex '%s': %s at offset %zu", s->name,
                                 s->rules[i].regex, (const char *)msg, (size_t)at);
         }
+        uint32_t groups = 0;
+        pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups);
+        if (groups > r->max_groups) r->max_groups = groups;
         r->items[r->count++] = (compiled_rule){&s->rules[i], re, prefix};
     }
     return MQ_OK;
@@ -82,9 +86,8 @@ mq_status mq_hf_renames_new(json_t *config, mq_hf_renames **out)
 
     *out = NULL;
     if (!(r = calloc(1, sizeof *r))) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
-    r->md = pcre2_match_data_create(32, NULL);
     r->mctx = pcre2_match_context_create(NULL);
-    if (!r->md || !r->mctx) {
+    if (!r->mctx) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "config.json: out of memory");
         goto done;
     }
@@ -102,7 +105,9 @@ mq_status mq_hf_renames_new(json_t *config, mq_hf_renames **out)
         if (!bs && by_class) bs = find_set(type);
         if ((st = add_set(r, bs, base->prefix)) != MQ_OK) goto done;
     }
-    st = add_set(r, find_set("legacy"), NULL);
+    if ((st = add_set(r, find_set("legacy"), NULL)) != MQ_OK) goto done;
+    if (!(r->md = pcre2_match_data_create(r->max_groups + 1, NULL)))
+        st = mq_set_error(MQ_STATUS_E_NOMEM, "config.json: out of memory");
 done:
     if (st == MQ_OK)
         *out = r;
