@@ -170,7 +170,8 @@ static mq_status rename_one(const mq_hf_renames *r, const compiled_rule *c, int 
                             "tensor '%s': matching transformers' rename regex '%s' failed (%d)",
                             key, c->rule->regex, rc);
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
-    uint32_t n_ov = pcre2_get_ovector_count(r->md);
+    /* rc is one more than the highest group set; pairs past it are not written. */
+    uint32_t n_ov = (uint32_t)rc;
     /* The one branch (g0, g1, ...) that matched; "\1" is the group after it. */
     const char *group = "";
     size_t group_len = 0;
