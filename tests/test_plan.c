@@ -110,6 +110,43 @@ static void test_bert_gpt2_defaults(void **state)
     mq_planner_free(p);
 }
 
+/* In a model directory, MoE routers of every family stay in float, whatever
+ * class transformers builds them with (gpt-oss's mlp.router is no nn.Linear:
+ * quantized, the output does not load); their experts and a dense MLP's
+ * gate_proj are quantized. A single file keeps the name-based defaults. */
+static void test_moe_routers(void **state)
+{
+    (void)state;
+    mq_planner *p = default_planner();
+    const char *routers[] = {
+        "model.layers.0.mlp.router.weight",                     /* gpt-oss */
+        "model.layers.0.block_sparse_moe.gate.weight",          /* Mixtral, PhiMoE */
+        "model.layers.0.mlp.gate.weight",                       /* Qwen-MoE, DeepSeek, OLMoE */
+        "model.layers.0.mlp.shared_expert_gate.weight",         /* Qwen2-MoE, Qwen3-Next */
+        "model.layers.0.feed_forward.router.weight",            /* Jamba, Llama 4 */
+        "model.layers.0.block_sparse_moe.router.layer.weight",  /* GraniteMoE, JetMoE */
+        "transformer.blocks.0.ffn.router.layer.weight",         /* DBRX */
+        "encoder.block.1.layer.1.mlp.router.classifier.weight", /* Switch */
+        "model.layers.0.mlp.gate.wg.weight",                    /* Hunyuan */
+    };
+    const mq_plan_hints dir = {.linear_only = true};
+    mq_planner_set_hints(p, &dir);
+    for (size_t i = 0; i < sizeof routers / sizeof *routers; i++)
+        assert_skip(DECIDE(p, routers[i], MQ_DTYPE_BF16, 8, 64), "MoE router");
+    assert_int_equal(DECIDE(p, "model.layers.0.mlp.gate_proj.weight", MQ_DTYPE_BF16, 8, 64),
+                     MQ_ACTION_QUANTIZE);
+    assert_int_equal(DECIDE(p, "model.layers.0.mlp.experts.3.w1.weight", MQ_DTYPE_BF16, 8, 64),
+                     MQ_ACTION_QUANTIZE);
+    assert_int_equal(DECIDE(p, "model.layers.0.self_attn.o_proj.weight", MQ_DTYPE_BF16, 8, 64),
+                     MQ_ACTION_QUANTIZE);
+    assert_int_equal(DECIDE(p, "model.layers.0.mlp.forget_gate.proj.weight", MQ_DTYPE_BF16, 8, 64),
+                     MQ_ACTION_QUANTIZE);
+    const mq_plan_hints file = {.linear_only = false};
+    mq_planner_set_hints(p, &file);
+    assert_int_equal(DECIDE(p, routers[0], MQ_DTYPE_BF16, 8, 64), MQ_ACTION_QUANTIZE);
+    mq_planner_free(p);
+}
+
 static void test_conv_ranks(void **state)
 {
     (void)state;
@@ -429,6 +466,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_defaults),
         cmocka_unit_test(test_bert_gpt2_defaults),
+        cmocka_unit_test(test_moe_routers),
         cmocka_unit_test(test_conv_ranks),
         cmocka_unit_test(test_dtypes_and_shapes),
         cmocka_unit_test(test_include_forces_defaults),

@@ -1,6 +1,7 @@
 /* monoquant quantize: settings from flags > --config file > defaults, then the
  * run, the per-tensor lines, the totals, the skipped list and the report. */
 #include "cli.h"
+#include "coverage.h"
 #include "dtype.h"
 #include "outfile.h"
 #include "scheme.h"
@@ -434,6 +435,15 @@ static void warn_left_out(const mq_report *r)
                 mq_cli_esc(mq_report_left_out_reason(r, i)));
 }
 
+/* A scheme that took under half of the Linear layers: on stderr, even with
+ * --quiet, as the run is not what the user asked for. */
+static void warn_coverage(const mq_report *r, const mq_scheme *sc)
+{
+    char *w = mq_coverage_warning(r, sc);
+    if (w) fprintf(stderr, "monoquant: warning: %s\n", mq_cli_esc(w));
+    free(w);
+}
+
 int mq_cli_quantize(int argc, char **argv)
 {
     quantize_args a;
@@ -491,9 +501,10 @@ int mq_cli_quantize(int argc, char **argv)
     } else {
         mq_scheme sc;
         /* The run checked the config: this cannot fail. */
-        if (!a.quiet && mq_scheme_init(&sc, &cfg) == MQ_OK)
-            print_summary(rep, &sc, cfg.fp16_saturate, seconds);
+        bool have_sc = mq_scheme_init(&sc, &cfg) == MQ_OK;
+        if (!a.quiet && have_sc) print_summary(rep, &sc, cfg.fp16_saturate, seconds);
         warn_left_out(rep);
+        if (have_sc) warn_coverage(rep, &sc);
         if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
     }
     mq_report_free(rep);

@@ -6,6 +6,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "hfrenames.h"
 #include "infile.h"
 #include "layout.h"
 
@@ -120,14 +121,38 @@ static const char *head_module(json_t *config)
     return NULL;
 }
 
+/* Adds the module of the checkpoint tensor `name` and the modules transformers
+ * builds from it (renamed on load, or split by a converter). */
+static int add_modules(json_t *ig, const mq_hf_renames *rn, const char *name)
+{
+    json_t *built = json_array();
+    size_t i;
+    json_t *v;
+    int rc = -1;
+    json_t *own = module_of(name);
+    if (!built || !own || add_unique(ig, own) != 0) goto done;
+    if (mq_hf_renames_apply(rn, name, built) != MQ_OK) goto done;
+    json_array_foreach(built, i, v)
+    {
+        json_t *m = module_of(json_string_value(v));
+        if (m && add_unique(ig, m) != 0) goto done;
+    }
+    rc = 0;
+done:
+    json_decref(built);
+    return rc;
+}
+
 /*
- * The Linear modules (as the loaders build them) whose weight stayed in
- * float: lm_head, router gates, GPT-2 Conv1D modules, excluded and non-finite
- * layers. An output head tied to the embeddings has no tensor of its own but
- * is still a Linear module, so it is listed too (as llm-compressor does).
+ * The Linear modules whose weight stayed in float: lm_head, router gates,
+ * GPT-2 Conv1D modules, excluded and non-finite layers, under their
+ * checkpoint names and the names transformers builds them under (which
+ * compressed-tensors matches). An output head tied to the embeddings has no
+ * tensor of its own but is still a Linear module, so it is listed too (as
+ * llm-compressor does).
  */
 static json_t *build_ignore(json_t *config, const mq_planner *pl, const mq_report *rep,
-                            size_t first)
+                            size_t first, const mq_hf_renames *rn)
 {
     json_t *ig = json_array();
     const char *head = head_module(config);
@@ -139,8 +164,7 @@ static json_t *build_ignore(json_t *config, const mq_planner *pl, const mq_repor
             head_seen = true;
         if (e->action != MQ_ACTION_SKIP || !mq_planner_is_linear(pl, e->name, e->dtype_in, e->rank))
             continue;
-        json_t *m = module_of(e->name);
-        if (m && add_unique(ig, m) != 0) goto fail;
+        if (add_modules(ig, rn, e->name) != 0) goto fail;
     }
     if (ig && head && !head_seen && add_unique(ig, json_string(head)) != 0) goto fail;
     return ig;
@@ -202,9 +226,10 @@ static json_t *activation_args(const mq_scheme *s)
  * read the group's.
  */
 static json_t *build_quantization_config(json_t *config, const mq_scheme *s, const mq_planner *pl,
-                                         const mq_report *rep, size_t first)
+                                         const mq_report *rep, size_t first,
+                                         const mq_hf_renames *rn)
 {
-    json_t *ignore = build_ignore(config, pl, rep, first);
+    json_t *ignore = build_ignore(config, pl, rep, first, rn);
     if (!ignore) return NULL;
     const char *fmt = mq_qformat_name(s->format);
     json_t *weights = weight_args(s);
@@ -231,7 +256,11 @@ mq_status mq_hf_config_render(json_t *config, const mq_scheme *s, const mq_plann
              json_object_set_new(config, "dtype", json_string("float16")) != 0))
             return no_memory();
     } else {
-        json_t *qc = build_quantization_config(config, s, pl, rep, first);
+        mq_hf_renames *rn = NULL;
+        mq_status st = mq_hf_renames_new(config, &rn);
+        if (st != MQ_OK) return st;
+        json_t *qc = build_quantization_config(config, s, pl, rep, first, rn);
+        mq_hf_renames_free(rn);
         if (!qc || json_object_set_new(config, "quantization_config", qc) != 0) return no_memory();
     }
     return mq_hf_json_dump(config, false, text, len);

@@ -62,9 +62,16 @@ static const char *const param_suffixes[] = {
 
 /* GPT-2-family Conv1D modules: Linear layers stored [in, out]. */
 static const char *const conv1d_modules[] = {"c_attn", "c_proj", "c_fc", "q_attn"};
-/* MoE router gates, which vLLM builds unquantized: Mixtral's
- * block_sparse_moe.gate, Qwen-MoE's mlp.gate and shared_expert_gate. */
-static const char *const router_modules[] = {"gate", "shared_expert_gate"};
+/* MoE routers, which transformers and vLLM build unquantized (often not as
+ * an nn.Linear, so a quantized one does not load), by the module's last
+ * component: Mixtral's block_sparse_moe.gate, Qwen-MoE's and DeepSeek's
+ * mlp.gate and shared_expert_gate, gpt-oss's mlp.router, Jamba's and
+ * Llama 4's feed_forward.router. */
+static const char *const router_modules[] = {"gate", "router", "shared_expert_gate"};
+/* Routers that hold their Linear one level down, by the parent component:
+ * DBRX's and JetMoE's router.layer, Switch's and NLLB-MoE's
+ * router.classifier, Hunyuan's gate.wg. */
+static const char *const router_parents[] = {"gate", "router"};
 
 static bool is_regex(const char *p)
 {
@@ -303,6 +310,27 @@ static bool is_param(const char *name)
     return false;
 }
 
+/* The component before the last ("model.layers.0.ffn.router.layer" -> "router"). */
+static bool parent_in(const char *module, const char *const *list, size_t n)
+{
+    const char *last = module ? strrchr(module, '.') : NULL;
+    if (!last) return false;
+    const char *start = last;
+    while (start > module && start[-1] != '.')
+        start--;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(list[i]) == (size_t)(last - start) &&
+            strncmp(start, list[i], (size_t)(last - start)) == 0)
+            return true;
+    return false;
+}
+
+static bool is_router(const char *module)
+{
+    return IN_LIST(last_component(module), router_modules) ||
+           parent_in(module, router_parents, sizeof router_parents / sizeof *router_parents);
+}
+
 static bool is_conv1d(const mq_planner *p, const char *module)
 {
     return p->hints.conv1d_family && IN_LIST(last_component(module), conv1d_modules);
@@ -346,8 +374,9 @@ static mq_action decide_int8(mq_planner *p, const char *name, const char *module
         return skip(reason, cap, "embedding (kept in float by default)");
     if (strstr(name, "lm_head"))
         return skip(reason, cap, "lm_head (kept in float by default, as llm-compressor's ignore)");
-    if (p->hints.linear_only && IN_LIST(last_component(module), router_modules))
-        return skip(reason, cap, "MoE router gate (vLLM builds it unquantized; listed in ignore)");
+    if (p->hints.linear_only && is_router(module))
+        return skip(reason, cap,
+                    "MoE router (transformers and vLLM build it unquantized; listed in ignore)");
     clear_reason(reason, cap);
     return MQ_ACTION_QUANTIZE;
 }

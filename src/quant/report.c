@@ -2,6 +2,7 @@
 #include "report.h"
 #include "scheme.h"
 
+#include "coverage.h"
 #include "dtype.h"
 #include "error.h"
 #include "outfile.h"
@@ -302,6 +303,20 @@ static json_t *shape_json(const mq_report_entry *e)
     return a;
 }
 
+/* The Linear layers and how many the run quantized, with the warning when
+ * under half of them took the scheme (null otherwise). */
+static json_t *coverage_json(const mq_report *r, const mq_scheme *sc)
+{
+    mq_coverage c;
+    mq_coverage_of(r, sc, &c);
+    char *warning = mq_coverage_warning(r, sc);
+    json_t *o =
+        json_pack("{s:I, s:I, s:o}", "linear_layers", (json_int_t)c.linear, "quantized",
+                  (json_int_t)c.quantized, "warning", warning ? mq_json_str(warning) : json_null());
+    free(warning);
+    return o;
+}
+
 static json_t *report_json(const mq_report *r, const mq_scheme *sc, const char *input,
                            const char *output, double seconds)
 {
@@ -360,6 +375,8 @@ static json_t *report_json(const mq_report *r, const mq_scheme *sc, const char *
                             sc->group ? json_integer((json_int_t)sc->group) : json_null());
         json_object_set_new(root, "block_size",
                             sc->block ? json_integer((json_int_t)sc->block) : json_null());
+
+        json_object_set_new(root, "coverage", coverage_json(r, sc));
     }
     return root;
 }

@@ -139,6 +139,29 @@ def build_models():
         "mixtral": (lambda: tf.MixtralForCausalLM(tf.MixtralConfig(
                         num_local_experts=4, num_experts_per_tok=2, **tiny)),
                     tf.AutoModelForCausalLM, torch.float32, None),
+        # Experts of 512x256: more than one 128x128 block each.
+        "mixtral256": (lambda: tf.MixtralForCausalLM(tf.MixtralConfig(
+                           num_local_experts=4, num_experts_per_tok=2, **wide)),
+                       tf.AutoModelForCausalLM, torch.float32, None),
+        # A router that is no nn.Linear (mlp.router) and fused 3-D experts.
+        "gpt-oss": (lambda: tf.GptOssForCausalLM(tf.GptOssConfig(
+                        num_local_experts=4, num_experts_per_tok=2, head_dim=16,
+                        layer_types=["sliding_attention", "full_attention"], sliding_window=16,
+                        rope_parameters={"rope_type": "default", "rope_theta": 150000.0},
+                        **tiny)),
+                    tf.AutoModelForCausalLM, torch.float32, None),
+        "falcon": (lambda: tf.FalconForCausalLM(tf.FalconConfig(
+                       hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       vocab_size=128, initializer_range=0.1)),
+                   tf.AutoModelForCausalLM, torch.float32, None),
+        # transformers 5 builds ViT's checkpoint modules under other names
+        # (encoder.layer.N.output.dense -> layers.N.mlp.fc2); an MLP of 320
+        # leaves ragged groups and partial blocks, kept in float.
+        "vit-ragged": (lambda: tf.ViTForImageClassification(tf.ViTConfig(
+                           hidden_size=128, intermediate_size=320, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=32, patch_size=8, num_labels=10,
+                           initializer_range=0.02)),
+                       tf.AutoModelForImageClassification, torch.float32, None),
     }
 
 
@@ -158,6 +181,8 @@ def model_inputs(name, model):
         return {"input_features": feats, "decoder_input_ids": ids[:, :6]}
     if name == "t5":
         return {"input_ids": ids, "decoder_input_ids": ids[:, :6]}
+    if name.startswith("vit"):
+        return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g).to(model.dtype)}
     return {"input_ids": ids}
 
 
@@ -204,6 +229,24 @@ def plain_load(name, path):
     return model.eval(), info, msgs
 
 
+def built_modules(model, modules):
+    """Checkpoint module -> the module transformers builds from it, by its own
+    rename_source_key and the model's conversion mapping, where the model has a
+    module of that name; else the name itself (fused MoE experts)."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, rename_source_key
+    conv = get_model_conversion_mapping(model)
+    renamings = [t for t in conv if not isinstance(t, WeightConverter)]
+    converters = [t for t in conv if isinstance(t, WeightConverter)]
+    built = {n for n, _ in model.named_modules()}
+    out = {}
+    for m in modules:
+        key, _ = rename_source_key(m + ".weight", renamings, converters)
+        b = key[:-len(".weight")] if key.endswith(".weight") else key
+        out[m] = b if b in built else m
+    return out
+
+
 def quantizable_linears(model):
     """Qualified names of the modules compressed-tensors targets with "Linear"."""
     return {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
@@ -245,6 +288,14 @@ def load_tensors(path):
         if f.endswith(".safetensors"):
             out.update(load_file(os.path.join(path, f)))
     return out
+
+
+def set_ignore(path, ignore):
+    with open(os.path.join(path, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"]["ignore"] = list(ignore)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
 
 
 def quantization_config(path):
