@@ -8,6 +8,7 @@
 #include "hfdir.h"
 
 #include "cleanup.h"
+#include "devset.h"
 #include "error.h"
 #include "hfmeta.h"
 #include "infile.h"
