@@ -142,6 +142,11 @@ char *mq_temp_template(const char *dir, const char *base)
     return t;
 }
 
+bool mq_is_temp_name(const char *name)
+{
+    return name[0] == '.' && strstr(name, TMP_TAG) != NULL;
+}
+
 static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
 {
     if (!(f->tmp = mq_temp_template(f->dir, base)))
