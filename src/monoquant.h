@@ -1,4 +1,6 @@
-/* libmonoquant: per-channel INT8 / FP16 quantization of neural-network weights.
+/* libmonoquant: quantization of neural-network weights to INT8, INT4 or FP8
+ * (per channel, tensor, group or block) or a cast to FP16, in the
+ * compressed-tensors layout.
  * This is the whole public interface; every other header under src/ and host/
  * is internal.
  *
@@ -128,7 +130,7 @@ typedef struct mq_device mq_device;
  * (POSIX extended, anchored at both ends), matched against tensor names.
  */
 typedef struct {
-    mq_qdtype dtype;  /**< MQ_QINT8 (default) or MQ_FLOAT16 */
+    mq_qdtype dtype;  /**< MQ_QINT8 (default), MQ_QINT4, MQ_QFP8 or MQ_FLOAT16 */
     bool symmetric;   /**< int8: symmetric (default) or asymmetric with zero points */
     bool per_channel; /**< int8: one scale per output channel (default) or per tensor */
     /** int8 symmetric: quantize the weights only (compressed-tensors "pack-quantized",
@@ -494,10 +496,11 @@ typedef struct mq_eval_result mq_eval_result;
 /** Defaults: 64 generated tokens, seed 0, no inputs file, device auto. */
 MQ_API void mq_eval_options_init(mq_eval_options *opt);
 /**
- * Measures the output error of every quantized layer of `quantized` (an I8
- * `<layer>.weight` with `<layer>.weight_scale`, optionally
- * `_weight_zero_point`) against the float weight of the same name and shape in
- * `original`. Each argument is a safetensors file or a model directory
+ * Measures the output error of every quantized layer of `quantized` (as
+ * mq_quantize_file writes them: an I8 or F8_E4M3 `<layer>.weight`, or an INT4
+ * `<layer>.weight_packed` with `weight_shape`, with `<layer>.weight_scale` per
+ * channel, tensor, group or block, optionally `_weight_zero_point`) against
+ * the float weight of the same name and shape in `original`. Each argument is a safetensors file or a model directory
  * (model.safetensors or a model.safetensors.index.json with shards). Conv
  * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
  * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
