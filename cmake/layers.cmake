@@ -50,8 +50,8 @@ set(MQ_LAYER_SOURCES_format src/format/model.c src/format/safetensors.c)
 set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/layout.c
                            src/quant/plan.c src/quant/qparams.c src/quant/report.c)
 set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpukern.c src/backend/devset.c)
-set(MQ_LAYER_SOURCES_stream src/stream/ring.c src/stream/stream.c src/stream/streamexec.c
-                            src/stream/writer.c)
+set(MQ_LAYER_SOURCES_stream src/stream/quantrows.c src/stream/ring.c src/stream/stream.c
+                            src/stream/streamexec.c src/stream/writer.c)
 set(MQ_LAYER_SOURCES_hf src/hf/hfconfig.c src/hf/hfindex.c src/hf/hfroot.c)
 set(MQ_LAYER_SOURCES_eval src/eval/eval.c src/eval/evalfwd.c src/eval/evalresult.c)
 set(MQ_LAYER_SOURCES_run src/run/hfdir.c src/run/multidev.c src/run/quantize.c)
