@@ -499,16 +499,17 @@ MQ_API void mq_eval_options_init(mq_eval_options *opt);
  * Measures the output error of every quantized layer of `quantized` (as
  * mq_quantize_file writes them: an I8 or F8_E4M3 `<layer>.weight`, or an INT4
  * `<layer>.weight_packed` with `weight_shape`, with `<layer>.weight_scale` per
- * channel, tensor, group or block, optionally `_weight_zero_point`) against
- * the float weight of the same name and shape in `original`. Each argument is a safetensors file or a model directory
- * (model.safetensors or a model.safetensors.index.json with shards). Conv
- * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
- * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
- * on the host backend. `opt` may be NULL (defaults). Layers come out worst
- * (lowest SQNR) first. Mismatched pairs, and scales or zero points that are
- * not valid (not finite and positive, shapes that do not fit the weight), are
- * MQ_STATUS_E_FORMAT naming the files and the layer; outputs that are not
- * finite (NaN or Inf in a weight or the inputs) are MQ_STATUS_E_DATA.
+ * channel, tensor, group or block, optionally `_weight_zero_point`) against the
+ * float weight of the same name and shape in `original`. Each argument is a
+ * safetensors file or a model directory (model.safetensors or a
+ * model.safetensors.index.json with shards). Conv weights [out, in, k...] count
+ * as [out, in*k...] matrices. Layers are read one at a time from the mapped
+ * files, and the GEMMs run on the device (CLBlast) or on the host backend.
+ * `opt` may be NULL (defaults). Layers come out worst (lowest SQNR) first.
+ * Mismatched pairs, and scales or zero points that are not valid (not finite
+ * and positive, shapes that do not fit the weight), are MQ_STATUS_E_FORMAT
+ * naming the files and the layer; outputs that are not finite (NaN or Inf in a
+ * weight or the inputs) are MQ_STATUS_E_DATA.
  */
 MQ_API mq_status mq_eval_files(const char *original, const char *quantized,
                                const mq_eval_options *opt, mq_eval_result **out);

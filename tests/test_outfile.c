@@ -595,7 +595,8 @@ static void test_copy_tree(void **state)
     assert_int_equal(mkfifo(pipe, 0600), 0);
 
     g_specials = 0;
-    mq_tree_copy c = {.slot = -1, .filter = skip_named, .special = count_special, .user = "skip.me"};
+    mq_tree_copy c = {
+        .slot = -1, .filter = skip_named, .special = count_special, .user = "skip.me"};
     assert_int_equal(mq_copy_tree(&c, src, dst), MQ_OK);
     assert_int_equal(g_specials, 1);
     assert_int_equal(g_fsync_calls, 3); /* two files and the subdirectory */
@@ -604,7 +605,7 @@ static void test_copy_tree(void **state)
     assert_file_is(cb, "BB");
     struct stat st;
     assert_int_equal(stat(ca, &st), 0);
-    assert_int_equal(st.st_mode & 0100, 0100); /* still executable */
+    assert_int_equal(st.st_mode & 0100, 0100);   /* still executable */
     assert_int_equal(tu_count_entries(dst), 2);  /* a.sh, sub */
     assert_int_equal(tu_count_entries(csub), 1); /* b.txt: the FIFO went to the callback */
 

@@ -246,8 +246,7 @@ static bool written_not_copied(const hf_run *r, const char *name)
 /* The copy's rules for a model directory: at the top, what the run writes
  * itself and Mistral's own-format weights are left out; below, every link must
  * stay inside the input. */
-static mq_status copy_filter(void *user, const char *path, const char *name, int depth,
-                             bool *skip)
+static mq_status copy_filter(void *user, const char *path, const char *name, int depth, bool *skip)
 {
     hf_run *r = user;
     if (depth == 0 && written_not_copied(r, name)) {
