@@ -23,17 +23,6 @@ static mq_status no_memory(const char *what)
     return mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", what);
 }
 
-mq_status mq_sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return MQ_OK;
-    mq_status rc = MQ_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing directory '%s': %s", path, strerror(errno));
-    close(fd);
-    return rc;
-}
-
 static mq_status write_all(int fd, const char *buf, size_t n, const char *path)
 {
     while (n > 0) {

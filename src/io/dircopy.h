@@ -1,7 +1,7 @@
 /* Durable directory output: copying a directory tree file by file (each file
- * and directory synced), writing a new file whole, and syncing a directory so
- * that the entries created in it survive a crash. What is created is recorded
- * in a cleanup slot (cleanup.h), so that a signal removes it. */
+ * and directory synced, mq_sync_dir) and writing a new file whole. What is
+ * created is recorded in a cleanup slot (cleanup.h), so that a signal removes
+ * it. */
 #ifndef MQ_DIRCOPY_H
 #define MQ_DIRCOPY_H
 
@@ -9,10 +9,6 @@
 
 #include <stdbool.h>
 #include <sys/stat.h>
-
-/* fsyncs directory `path`. A directory that cannot be opened, or cannot be
- * synced (EINVAL on some filesystems), is left to the filesystem's own flush. */
-mq_status mq_sync_dir(const char *path);
 
 /* Creates `path` (which must not exist; 0666 less the umask) holding the n
  * bytes of `data`, synced. The caller records it for cleanup first. */

@@ -5,7 +5,6 @@
 #include "outfile.h"
 
 #include "cleanup.h"
-#include "dircopy.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -354,6 +353,17 @@ void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n)
 {
     if (f && f->fd >= 0 && n && off <= (uint64_t)INT64_MAX && n <= (uint64_t)INT64_MAX - off)
         (void)sync_file_range(f->fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE);
+}
+
+mq_status mq_sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return MQ_OK;
+    mq_status rc = MQ_OK;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing directory '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
 }
 
 /* After the rename the file is in place; the caller still learns that its
