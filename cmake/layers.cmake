@@ -34,7 +34,6 @@ function(mq_layer name)
   # are linked into libmonoquant and monoquant_obj's users below.
   target_link_libraries(${target} PRIVATE ${MQ_DEPS})
   set(MQ_LAYER_TARGETS ${MQ_LAYER_TARGETS} ${target} PARENT_SCOPE)
-  set(MQ_LAYER_${name}_DIRS ${L_DIR} ${L_SEES} PARENT_SCOPE)
 endfunction()
 
 # Bottom to top; each layer sees every one listed before it. host/ (the OpenCL
