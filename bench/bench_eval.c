@@ -2,6 +2,7 @@
  * llama-ish layer set (device and host), and CLBlast SGEMM throughput (median
  * after an untimed warm-up) beside an estimate of the device's peak. */
 #include "cl_gemm.h"
+#include "devset.h"
 #include "monoquant.h"
 #include "reference.h"
 #include "timing.h"

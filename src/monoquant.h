@@ -1,4 +1,6 @@
-/* libmonoquant: INT8, INT4 and FP8 quantization (or an FP16 cast) of neural-network weights.
+/* libmonoquant: quantization of neural-network weights to INT8, INT4 or FP8
+ * (per channel, tensor, group or block) or a cast to FP16, in the
+ * compressed-tensors layout.
  * This is the whole public interface; every other header under src/ and host/
  * is internal.
  *
@@ -137,7 +139,7 @@ typedef struct mq_device mq_device;
 typedef struct {
     /** sizeof(mq_config) of the caller's header; set by mq_config_init(), never by hand. */
     size_t struct_size;
-    mq_qdtype dtype;  /**< MQ_QINT8 (default), MQ_FLOAT16, MQ_QINT4 or MQ_QFP8 */
+    mq_qdtype dtype;  /**< MQ_QINT8 (default), MQ_QINT4, MQ_QFP8 or MQ_FLOAT16 */
     bool symmetric;   /**< symmetric (default) or asymmetric with zero points (int only) */
     bool per_channel; /**< one scale per output channel (default) or per tensor (not int4) */
     /** int8 symmetric: quantize the weights only (compressed-tensors "pack-quantized",
@@ -527,19 +529,22 @@ typedef struct mq_eval_result mq_eval_result;
 /** Defaults: 64 generated tokens, seed 0, no inputs file, device auto. */
 MQ_API void mq_eval_options_init(mq_eval_options *opt);
 /**
- * Measures the output error of every quantized layer of `quantized` (an I8
- * `<layer>.weight` with `<layer>.weight_scale`, optionally
- * `_weight_zero_point`) against the float weight of the same name and shape in
- * `original`. Each argument is a safetensors file or a model directory
- * (model.safetensors or a model.safetensors.index.json with shards). Conv
- * weights [out, in, k...] count as [out, in*k...] matrices. Layers are read one
- * at a time from the mapped files, and the GEMMs run on the device (CLBlast) or
- * on the host backend. `opt` may be NULL (defaults). Layers come out worst
- * (lowest SQNR) first, layers whose SQNR is undefined last. An inputs file
- * whose tensor has no rows is MQ_STATUS_E_FORMAT. Mismatched pairs, and scales or zero points that
- * are not valid (not finite and positive, shapes that do not fit the weight), are
- * MQ_STATUS_E_FORMAT naming the files and the layer; outputs that are not
- * finite (NaN or Inf in a weight or the inputs) are MQ_STATUS_E_DATA.
+ * Measures the output error of every quantized layer of `quantized` (as
+ * mq_quantize_file writes them: an I8 or F8_E4M3 `<layer>.weight`, or an INT4
+ * `<layer>.weight_packed` with `weight_shape`, with `<layer>.weight_scale` per
+ * channel, tensor, group or block, optionally `_weight_zero_point`) against the
+ * float weight of the same name and shape in `original`. Each argument is a
+ * safetensors file or a model directory (model.safetensors or a
+ * model.safetensors.index.json with shards). Conv weights [out, in, k...] count
+ * as [out, in*k...] matrices. Layers are read one at a time from the mapped
+ * files, and the GEMMs run on the device (CLBlast) or on the host backend.
+ * `opt` may be NULL (defaults). Layers come out worst (lowest SQNR) first,
+ * layers whose SQNR is undefined (all-zero original outputs) last. An inputs
+ * file whose tensor has no rows is MQ_STATUS_E_FORMAT.
+ * Mismatched pairs, and scales or zero points that are not valid (not finite
+ * and positive, shapes that do not fit the weight), are MQ_STATUS_E_FORMAT
+ * naming the files and the layer; outputs that are not finite (NaN or Inf in a
+ * weight or the inputs) are MQ_STATUS_E_DATA.
  */
 MQ_API mq_status mq_eval_files(const char *original, const char *quantized,
                                const mq_eval_options *opt, mq_eval_result **out);

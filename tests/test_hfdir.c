@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include "backend.h"
+#include "devset.h"
 #include "hfdir.h"
 #include "hfmeta.h"
 #include "monoquant.h"

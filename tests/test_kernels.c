@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "cl_api.h"
+#include "devset.h"
 #include "reference.h"
 
 #include <float.h>

@@ -3,6 +3,7 @@
  * demand; after any failure the target must be as it was and no temporary left. */
 #include "testutil.h"
 
+#include "dircopy.h"
 #include "error.h"
 #include "model.h"
 #include "outfile.h"
@@ -295,6 +296,7 @@ static void test_dir_fsync_fails_after_rename(void **state)
     assert_int_equal(mq_outfile_write(f, "new", 3), MQ_OK);
     assert_int_equal(mq_outfile_commit(f), MQ_STATUS_E_OUTPUT);
     assert_error_has("syncing directory");
+    assert_error_has("dirsync.bin' is complete but may not survive a crash");
     assert_file_is(t, "new");
     assert_int_equal(tu_count_entries(g_dir), 1);
     free(t);
@@ -552,6 +554,96 @@ static void test_stale_temps(void **state)
     free(t);
 }
 
+/* ---- directory output (dircopy.h) ---- */
+
+static int g_specials;
+
+static mq_status skip_named(void *user, const char *path, const char *name, int depth, bool *skip)
+{
+    (void)path;
+    *skip = depth == 0 && !strcmp(name, (const char *)user);
+    return MQ_OK;
+}
+
+static mq_status count_special(void *user, const char *path, const struct stat *st)
+{
+    (void)user;
+    assert_true(S_ISFIFO(st->st_mode));
+    assert_non_null(strstr(path, "pipe"));
+    g_specials++;
+    return MQ_OK;
+}
+
+/* Files and directories are copied with their content and permissions (less
+ * the umask), each synced; run temporaries, filtered entries and special
+ * files are not copied, and a special file without a callback is an error. */
+static void test_copy_tree(void **state)
+{
+    (void)state;
+    char *src = tu_join(g_dir, "src"), *dst = tu_join(g_dir, "dst"), *dst2 = tu_join(g_dir, "d2");
+    char *sub = tu_join(src, "sub"), *a = tu_join(src, "a.sh"), *b = tu_join(sub, "b.txt");
+    char *tmp = tu_join(src, ".x.mqtmp-1-abc"), *skip = tu_join(src, "skip.me");
+    char *pipe = tu_join(sub, "pipe");
+    assert_int_equal(mkdir(src, 0700), 0);
+    assert_int_equal(mkdir(sub, 0750), 0);
+    assert_int_equal(mkdir(dst, 0700), 0);
+    assert_int_equal(mkdir(dst2, 0700), 0);
+    assert_true(tu_write_file(a, "A", 1));
+    assert_int_equal(chmod(a, 0700), 0);
+    assert_true(tu_write_file(b, "BB", 2));
+    assert_true(tu_write_file(tmp, "T", 1));
+    assert_true(tu_write_file(skip, "S", 1));
+    assert_int_equal(mkfifo(pipe, 0600), 0);
+
+    g_specials = 0;
+    mq_tree_copy c = {
+        .slot = -1, .filter = skip_named, .special = count_special, .user = "skip.me"};
+    assert_int_equal(mq_copy_tree(&c, src, dst), MQ_OK);
+    assert_int_equal(g_specials, 1);
+    assert_int_equal(g_fsync_calls, 3); /* two files and the subdirectory */
+    char *ca = tu_join(dst, "a.sh"), *csub = tu_join(dst, "sub"), *cb = tu_join(csub, "b.txt");
+    assert_file_is(ca, "A");
+    assert_file_is(cb, "BB");
+    struct stat st;
+    assert_int_equal(stat(ca, &st), 0);
+    assert_int_equal(st.st_mode & 0100, 0100);   /* still executable */
+    assert_int_equal(tu_count_entries(dst), 2);  /* a.sh, sub */
+    assert_int_equal(tu_count_entries(csub), 1); /* b.txt: the FIFO went to the callback */
+
+    c.special = NULL;
+    assert_int_equal(mq_copy_tree(&c, src, dst2), MQ_STATUS_E_IO);
+    assert_error_has("a FIFO, not a regular file");
+    assert_error_has("pipe");
+
+    char *nf = tu_join(g_dir, "new.json");
+    assert_int_equal(mq_write_new_file(nf, "{}\n", 3), MQ_OK);
+    assert_file_is(nf, "{}\n");
+    assert_int_equal(mq_write_new_file(nf, "x", 1), MQ_STATUS_E_OUTPUT); /* never overwrites */
+    assert_error_has("creating");
+    assert_file_is(nf, "{}\n");
+    assert_int_equal(unlink(nf), 0);
+    g_fsync_fail_at = g_fsync_calls + 1;
+    assert_int_equal(mq_write_new_file(nf, "y", 1), MQ_STATUS_E_OUTPUT);
+    assert_error_has("syncing");
+    g_fsync_fail_at = g_fsync_calls + 1;
+    assert_int_equal(mq_sync_dir(g_dir), MQ_STATUS_E_OUTPUT);
+    assert_error_has("syncing directory");
+
+    free(nf);
+    free(ca);
+    free(csub);
+    free(cb);
+    free(src);
+    free(dst);
+    free(dst2);
+    free(sub);
+    free(a);
+    free(b);
+    free(tmp);
+    free(skip);
+    free(pipe);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, reset, cleanup)
@@ -569,6 +661,7 @@ int main(void)
         T(test_bad_targets),
         T(test_check_not_same_file),
         T(test_stale_temps),
+        T(test_copy_tree),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

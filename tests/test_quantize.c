@@ -533,6 +533,22 @@ static void test_device_handle(void **state)
     mq_config_free(&base);
 }
 
+/* mq_device_open takes a spec as the device setting does: a list opens its
+ * first entry, and a malformed list fails naming it. */
+static void test_device_open_spec(void **state)
+{
+    (void)state;
+    mq_device *dev = NULL;
+    assert_int_equal(mq_device_open(" host , host", &dev), MQ_OK);
+    assert_string_equal(mq_device_kind(dev), "host");
+    mq_device_close(dev);
+    dev = (mq_device *)&dev;
+    assert_int_equal(mq_device_open("host,,host", &dev), MQ_STATUS_E_CONFIG);
+    assert_null(dev);
+    assert_non_null(strstr(mq_last_error(), "device list 'host,,host': an empty entry"));
+    assert_int_equal(mq_device_open("host", NULL), MQ_STATUS_E_INVALID_ARG);
+}
+
 static void count_release(void *user)
 {
     (*(int *)user)++;
@@ -625,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_pack_quantized),
         cmocka_unit_test(test_quantized_input_refused),
         cmocka_unit_test(test_device_handle),
+        cmocka_unit_test(test_device_open_spec),
         cmocka_unit_test(test_add_tensor_ref),
         cmocka_unit_test(test_companion_clash),
         cmocka_unit_test(test_hand_computed),

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "cl_api.h"
+#include "devset.h"
 #include "outfile.h"
 #include "reference.h"
 #include "report.h"

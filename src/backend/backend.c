@@ -4,7 +4,6 @@
 
 #include "error.h"
 #include "cpukern.h"
-#include "devset.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -420,26 +419,6 @@ size_t mq_backend_reg_count(void)
     return regs[0] ? N_REGS : 0;
 }
 
-const mq_backend_reg *mq_backend_reg_at(size_t i)
-{
-    return i < mq_backend_reg_count() ? regs[i] : NULL;
-}
-
-mq_status mq_backend_open(const mq_device_sel *sel, mq_backend **out)
-{
-    if (sel->handle) {
-        *out = mq_device_backend(sel->handle);
-        return MQ_OK;
-    }
-    /* A list: its first device (mq_backend_set_open opens them all). */
-    mq_spec_list specs;
-    mq_status st = mq_spec_list_parse(sel->spec, &specs);
-    if (st != MQ_OK) return st;
-    st = mq_backend_open_spec(specs.spec[0], sel->max_alloc_override, out);
-    mq_spec_list_free(&specs);
-    return st;
-}
-
 mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out)
 {
     if (strcmp(spec, "host") == 0) return mq_backend_open_host(out);
@@ -481,57 +460,4 @@ void mq_device_list_free(mq_device_list *l)
 void mq_backend_free(mq_backend *b)
 {
     if (b && !b->borrowed) b->ops->free(b);
-}
-
-/* ---- the public device handle: one backend opened once, lent to calls ---- */
-
-struct mq_device {
-    mq_backend *be;
-};
-
-mq_status mq_device_open(const char *spec, mq_device **out)
-{
-    const mq_device_sel sel = {.spec = spec};
-    mq_backend *be = NULL;
-    if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_device_open: NULL out");
-    *out = NULL;
-    mq_clear_error();
-    mq_status st = mq_backend_open(&sel, &be);
-    if (st != MQ_OK) return st;
-    mq_device *d = calloc(1, sizeof *d);
-    if (!d) {
-        be->ops->free(be);
-        return mq_set_error(MQ_STATUS_E_NOMEM, "mq_device_open: out of memory");
-    }
-    be->borrowed = true;
-    d->be = be;
-    *out = d;
-    return MQ_OK;
-}
-
-void mq_device_close(mq_device *d)
-{
-    if (!d) return;
-    d->be->ops->free(d->be);
-    free(d);
-}
-
-mq_backend *mq_device_backend(mq_device *d)
-{
-    return d->be;
-}
-
-const char *mq_device_kind(const mq_device *d)
-{
-    return d ? d->be->backend : "";
-}
-
-const char *mq_device_platform(const mq_device *d)
-{
-    return d ? d->be->platform : "";
-}
-
-const char *mq_device_name(const mq_device *d)
-{
-    return d ? d->be->device : "";
 }

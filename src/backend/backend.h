@@ -108,19 +108,14 @@ typedef struct {
 } mq_device_sel;
 
 /*
- * Opens the backend that sel->spec names (NULL or "auto": the first GPU or
- * accelerator OpenCL device, else the host path; "host": the host path;
- * "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device; a list, see
- * devset.h: its first device), or lends the device sel->handle holds.
- * The caller frees it with mq_backend_free. The library reads no environment
- * variable and prints nothing here.
+ * Opens the backend one single spec names (not a list: devset.h): "auto" the
+ * first GPU or accelerator OpenCL device, else the host path; "host" the host
+ * path; "opencl", "gpu", "cpu", "P:D" or a name: that OpenCL device.
+ * `max_alloc_override` caps one device buffer (0 = device limit). The caller
+ * frees it with mq_backend_free. The library reads no environment variable
+ * and prints nothing here.
  */
-mq_status mq_backend_open(const mq_device_sel *sel, mq_backend **out);
-/* One single spec (not a list): what mq_backend_open opens for it. */
 mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out);
-/* The backend behind a public device handle (borrowed: mq_backend_free
- * leaves it open). */
-mq_backend *mq_device_backend(mq_device *d);
 mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
@@ -156,7 +151,6 @@ typedef struct {
 
 /* The registered back ends, in the order "auto" tries them. */
 size_t mq_backend_reg_count(void);
-const mq_backend_reg *mq_backend_reg_at(size_t i);
 
 /* Implemented in host/: the OpenCL back end's entry points (its reg uses them;
  * the tests and benchmarks call them directly). */

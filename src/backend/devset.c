@@ -1,5 +1,7 @@
-/* Device lists: parsing "A,B,..." and the ":all" forms into single specs, and
- * opening one backend per entry (see devset.h). */
+/* Device specs as the configuration and the public API give them: parsing
+ * "A,B,..." and the ":all" forms into single specs, opening one backend per
+ * entry or the first one, and the public device handle (see devset.h). Above
+ * backend.c, which opens one single spec and knows nothing of lists. */
 #include "devset.h"
 
 #include "error.h"
@@ -97,6 +99,75 @@ void mq_spec_list_free(mq_spec_list *l)
     for (size_t i = 0; i < l->count; i++)
         free(l->spec[i]);
     memset(l, 0, sizeof *l);
+}
+
+/* A list opens its first device (mq_backend_set_open opens them all). */
+static mq_status open_first(const char *spec, size_t max_alloc_override, mq_backend **out)
+{
+    mq_spec_list specs;
+    mq_status st = mq_spec_list_parse(spec, &specs);
+    if (st != MQ_OK) return st;
+    st = mq_backend_open_spec(specs.spec[0], max_alloc_override, out);
+    mq_spec_list_free(&specs);
+    return st;
+}
+
+/* ---- the public device handle: one backend opened once, lent to calls ---- */
+
+struct mq_device {
+    mq_backend *be;
+};
+
+mq_status mq_device_open(const char *spec, mq_device **out)
+{
+    mq_backend *be = NULL;
+    if (!out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "mq_device_open: NULL out");
+    *out = NULL;
+    mq_clear_error();
+    mq_status st = open_first(spec, 0, &be);
+    if (st != MQ_OK) return st;
+    mq_device *d = calloc(1, sizeof *d);
+    if (!d) {
+        be->ops->free(be);
+        return mq_set_error(MQ_STATUS_E_NOMEM, "mq_device_open: out of memory");
+    }
+    be->borrowed = true;
+    d->be = be;
+    *out = d;
+    return MQ_OK;
+}
+
+void mq_device_close(mq_device *d)
+{
+    if (!d) return;
+    d->be->ops->free(d->be);
+    free(d);
+}
+
+const char *mq_device_kind(const mq_device *d)
+{
+    return d ? d->be->backend : "";
+}
+
+const char *mq_device_platform(const mq_device *d)
+{
+    return d ? d->be->platform : "";
+}
+
+const char *mq_device_name(const mq_device *d)
+{
+    return d ? d->be->device : "";
+}
+
+/* ---- a run's devices ---- */
+
+mq_status mq_backend_open(const mq_device_sel *sel, mq_backend **out)
+{
+    if (sel->handle) {
+        *out = sel->handle->be;
+        return MQ_OK;
+    }
+    return open_first(sel->spec, sel->max_alloc_override, out);
 }
 
 mq_status mq_backend_set_open(const mq_device_sel *sel, mq_backend_set *out)

@@ -4,6 +4,7 @@
  * chunks, so memory stays bounded whatever the model size. */
 #include "eval.h"
 
+#include "devset.h"
 #include "dtype.h"
 #include "error.h"
 #include "hfmeta.h"

@@ -4,6 +4,7 @@
  * normal inputs. */
 #include "eval.h"
 
+#include "devset.h"
 #include "dtype.h"
 #include "error.h"
 #include "reference.h"

@@ -58,11 +58,6 @@ void *mq_blob_data(mq_blob *b)
     return b->data;
 }
 
-size_t mq_blob_size(const mq_blob *b)
-{
-    return b->size;
-}
-
 bool mq_blob_is_file(const mq_blob *b, dev_t dev, ino_t ino)
 {
     return b->mapped && b->dev == dev && b->ino == ino;

@@ -16,7 +16,6 @@ mq_blob *mq_blob_new_heap(size_t n);
  * the path is copied, to name the file in errors. */
 mq_blob *mq_blob_new_map(void *addr, size_t len, dev_t dev, ino_t ino, const char *path);
 void *mq_blob_data(mq_blob *b);
-size_t mq_blob_size(const mq_blob *b);
 /* True when the blob maps the file with this device and inode. */
 bool mq_blob_is_file(const mq_blob *b, dev_t dev, ino_t ino);
 mq_blob *mq_blob_ref(mq_blob *b);

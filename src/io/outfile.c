@@ -142,6 +142,11 @@ char *mq_temp_template(const char *dir, const char *base)
     return t;
 }
 
+bool mq_is_temp_name(const char *name)
+{
+    return name[0] == '.' && strstr(name, TMP_TAG) != NULL;
+}
+
 static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
 {
     if (!(f->tmp = mq_temp_template(f->dir, base)))
@@ -350,19 +355,23 @@ void mq_outfile_writeback(mq_outfile *f, uint64_t off, uint64_t n)
         (void)sync_file_range(f->fd, (off_t)off, (off_t)n, SYNC_FILE_RANGE_WRITE);
 }
 
-/* After the rename the file is in place; a directory that cannot be opened
- * or does not support fsync (EINVAL) is left to the filesystem's own flush. */
+mq_status mq_sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return MQ_OK;
+    mq_status rc = MQ_OK;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing directory '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* After the rename the file is in place; the caller still learns that its
+ * durability is not guaranteed. */
 static mq_status sync_dir(const mq_outfile *f)
 {
-    int fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return MQ_OK;
-    mq_status st = MQ_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        st = mq_set_error(MQ_STATUS_E_OUTPUT,
-                          "syncing directory '%s' after writing '%s': %s (the file is complete "
-                          "but may not survive a crash)",
-                          f->dir, f->target, strerror(errno));
-    close(fd);
+    mq_status st = mq_sync_dir(f->dir);
+    if (st != MQ_OK) mq_error_prefix("'%s' is complete but may not survive a crash", f->target);
     return st;
 }
 

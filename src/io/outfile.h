@@ -65,6 +65,13 @@ void mq_outfile_abort(mq_outfile *f);
  * pid and a lock (flock LOCK_EX) the live run holds on the temporary let
  * mq_remove_stale_temps() tell a dead run's leftovers from a live run's. */
 char *mq_temp_template(const char *dir, const char *base);
+/* Whether a directory entry's name is such a temporary (a live run's or a
+ * dead one's): never part of a model. */
+bool mq_is_temp_name(const char *name);
+/* fsyncs directory `path`, so that the entries made in it survive a crash. A
+ * directory that cannot be opened, or cannot be synced (EINVAL on some
+ * filesystems), is left to the filesystem's own flush. */
+mq_status mq_sync_dir(const char *path);
 /* Removes a directory tree without following links (best effort). */
 void mq_remove_tree(const char *path);
 

@@ -246,11 +246,6 @@ mq_status mq_ring_next(mq_ring *r, const mq_chunk **c, const unsigned char **dat
     return MQ_OK;
 }
 
-size_t mq_ring_slot_bytes(const mq_ring *r)
-{
-    return r->slot_bytes;
-}
-
 void mq_ring_release(mq_ring *r)
 {
     ring_slot *s = &r->slots[r->tail % r->n];

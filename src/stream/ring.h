@@ -42,7 +42,6 @@ mq_status mq_ring_next(mq_ring *r, const mq_chunk **c, const unsigned char **dat
 /* Hands the oldest chunk mq_ring_next returned back to the reader; chunks
  * go back in the order they came, from one thread at a time. */
 void mq_ring_release(mq_ring *r);
-size_t mq_ring_slot_bytes(const mq_ring *r);
 /* Stops the reader (at once, whatever it was doing) and joins it. */
 void mq_ring_stop(mq_ring *r);
 /* Stops the reader if needed and frees the buffers. NULL is a no-op. */

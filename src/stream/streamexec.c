@@ -9,6 +9,7 @@
 #include "error.h"
 #include "cpukern.h"
 #include "model.h"
+#include "quantrows.h"
 #include "report.h"
 #include "writer.h"
 
@@ -197,33 +198,16 @@ static unsigned char *scale_area(const mq_stream *s, unsigned char *buf)
 static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const unsigned char *d,
                             mq_write_job *j, mq_err_acc *err)
 {
-    const mq_tensor *t = tp->t;
     const mq_qlayout *l = &tp->lay;
-    size_t es = mq_dtype_size(t->dtype), bad = 0, nq, ns;
+    size_t es = mq_dtype_size(tp->t->dtype), bad = 0, nq, ns;
     unsigned char *scale = scale_area(s, j->buf);
-    mq_status st;
-    uint64_t e0 = (uint64_t)c->first * tp->cols, s0;
-    if (l->block) {
-        /* Bands of block rows: the codes in place, a row of scales per band. */
-        st = mq_be_quantize_blocks(s->be, d, t->dtype, c->count, tp->cols, l->block, j->buf, scale,
-                                   &bad, err);
-        if (st == MQ_STATUS_E_DATA)
-            return nonfinite_error(tp, c->first / l->block * l->scale_cols + bad);
-        nq = c->count * tp->cols;
-        ns = c->count / l->block * l->scale_cols;
-        s0 = (uint64_t)c->first / l->block * l->scale_cols;
-    } else {
-        int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
-        st = mq_be_quantize_rows(s->be, d, t->dtype, c->count, tp->cols, l->kind, l->symmetric,
-                                 j->buf, scale, zp, mq_qlayout_code_xor(l), &bad, err);
-        if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, c->first + bad);
-        /* int4 rows come back packed; int8 rows are packed here. */
-        nq = l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, c->count)
-                                   : mq_qlayout_pack_codes(l, j->buf, e0, c->count * tp->cols);
-        ns = c->count;
-        s0 = c->first;
-    }
+    int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
+    mq_status st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale,
+                                    zp, &nq, &ns, &bad, err);
+    if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, bad);
     if (st != MQ_OK) return st;
+    uint64_t e0 = (uint64_t)c->first * tp->cols;
+    uint64_t s0 = l->block ? (uint64_t)c->first / l->block * l->scale_cols : c->first;
     add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
     add_piece(s, j, scale, ns * es, tp->out_scale + s0 * es);
     return MQ_OK;

@@ -4,10 +4,12 @@
  * rebuilt index and config.json, copies every other file, and renames the
  * directory into place. A failure or a signal leaves no output and no
  * temporary behind; the input is only read. */
-#define _GNU_SOURCE /* copy_file_range, realpath */
+#define _GNU_SOURCE /* realpath, flock */
 #include "hfdir.h"
 
 #include "cleanup.h"
+#include "devset.h"
+#include "dircopy.h"
 #include "error.h"
 #include "hfmeta.h"
 #include "infile.h"
@@ -29,10 +31,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define FALLBACK_BUF ((size_t)1 << 20)
-/* Deeper than any model repository; stops a symbolic-link loop. */
-#define MAX_DEPTH 32
 
 /* ---- One run. */
 
@@ -227,71 +225,7 @@ static mq_status make_temp_dir(hf_run *r)
     return MQ_OK;
 }
 
-/* Directories cannot always be synced (EINVAL on some filesystems); their
- * entries then reach the disk with the filesystem's own flush. */
-static mq_status sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return MQ_OK;
-    mq_status rc = MQ_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing directory '%s': %s", path, strerror(errno));
-    close(fd);
-    return rc;
-}
-
 /* ---- Copying the files that are not weights. */
-
-static mq_status write_all(int fd, const char *buf, size_t n, const char *path)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return mq_set_error(MQ_STATUS_E_OUTPUT, "writing '%s': %s", path,
-                                strerror(w < 0 ? errno : EIO));
-        buf += w;
-        n -= (size_t)w;
-    }
-    return MQ_OK;
-}
-
-static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const struct stat *st)
-{
-    int in, out = -1;
-    mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
-    if (rc != MQ_OK) return rc;
-    mq_cleanup_add(r->slot, 'f', dp);
-    out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0) {
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
-        goto done;
-    }
-    void *buf = malloc(FALLBACK_BUF);
-    if (!buf) {
-        rc = no_memory(sp);
-        goto done;
-    }
-    rc = mq_copy_range(in, 0, out, 0, (uint64_t)st->st_size, buf, FALLBACK_BUF, sp, dp);
-    free(buf);
-    if (rc != MQ_OK) goto done;
-    /* The copy keeps the permissions (a script stays executable) less the
-     * umask, as cp does; a failed fchmod (e.g. on vfat) only leaves 0600. */
-    (void)fchmod(out, st->st_mode & 0777 & ~mq_umask());
-    if (fsync(out) != 0)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", dp, strerror(errno));
-done:
-    if (out >= 0 && close(out) != 0 && errno != EINTR && rc == MQ_OK)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "closing '%s': %s", dp, strerror(errno));
-    close(in);
-    return rc;
-}
-
-/* Temporaries of a run (ours, or one that was killed) are not model files. */
-static bool is_temp_name(const char *name)
-{
-    return name[0] == '.' && strstr(name, ".mqtmp-") != NULL;
-}
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -309,87 +243,46 @@ static bool written_not_copied(const hf_run *r, const char *name)
            NULL;
 }
 
-static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int depth);
-
-static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struct stat *st,
-                          int depth)
+/* The copy's rules for a model directory: at the top, what the run writes
+ * itself and Mistral's own-format weights are left out; below, every link must
+ * stay inside the input. */
+static mq_status copy_filter(void *user, const char *path, const char *name, int depth, bool *skip)
 {
-    if (depth >= MAX_DEPTH)
-        return mq_set_error(MQ_STATUS_E_IO, "'%s': nested too deeply (a symbolic link loop?)", sp);
-    mq_cleanup_add(r->slot, 'd', dp);
-    if (mkdir(dp, 0700) != 0)
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
-    mq_status rc = copy_tree(r, sp, dp, depth + 1);
-    if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777 & ~mq_umask()) | 0700);
-    if (rc == MQ_OK) rc = sync_dir(dp);
-    return rc;
-}
-
-static mq_status copy_entry(hf_run *r, const char *src, const char *dst, const char *name,
-                            int depth)
-{
-    struct stat st;
-    mq_status rc = MQ_OK;
-    char *sp = mq_path_join(src, name), *dp = mq_path_join(dst, name);
-    if (!sp || !dp) {
-        rc = no_memory(src);
-        goto done;
+    hf_run *r = user;
+    if (depth == 0 && written_not_copied(r, name)) {
+        *skip = true;
+        return MQ_OK;
+    }
+    if (depth == 0 && mq_hf_is_consolidated(name)) {
+        /* Float weights in another layout: copied, the "quantized" model
+         * would be bigger than the input; quantized, no loader of the
+         * format would know the result. */
+        *skip = true;
+        return mq_report_add_left_out(r->rep, name,
+                                      "Mistral's own-format copy of the weights, which "
+                                      "Hugging Face loaders do not read; not quantized");
     }
     /* A link out of the directory, or a dangling one, is an error naming it. */
-    if ((rc = mq_hf_root_check(&r->root, sp)) != MQ_OK) goto done;
-    if (stat(sp, &st) != 0) {
-        /* A dangling link is a file the copy would silently lack. */
-        rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", sp, strerror(errno));
-    } else if (S_ISDIR(st.st_mode)) {
-        rc = copy_dir(r, sp, dp, &st, depth);
-    } else if (S_ISREG(st.st_mode)) {
-        rc = copy_file(r, sp, dp, &st);
-    } else {
-        /* A FIFO, socket or device has no content to copy (and reading a FIFO
-         * would wait for a writer): named, never silently missing. */
-        const char *rel = sp + strlen(r->in_dir);
-        while (*rel == '/')
-            rel++;
-        char reason[96];
-        snprintf(reason, sizeof reason, "%s, not a regular file: nothing to copy",
-                 mq_infile_kind(st.st_mode));
-        rc = mq_report_add_left_out(r->rep, rel, reason);
-    }
-done:
-    free(sp);
-    free(dp);
-    return rc;
+    return mq_hf_root_check(&r->root, path);
 }
 
-static mq_status copy_tree(hf_run *r, const char *src, const char *dst, int depth)
+/* A FIFO, socket or device: named in the report, never silently missing. */
+static mq_status copy_special(void *user, const char *path, const struct stat *st)
 {
-    mq_status rc = MQ_OK;
-    DIR *d = opendir(src);
-    if (!d) return mq_set_error(MQ_STATUS_E_IO, "'%s': %s", src, strerror(errno));
-    for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            if (errno) rc = mq_set_error(MQ_STATUS_E_IO, "'%s': %s", src, strerror(errno));
-            break;
-        }
-        const char *name = e->d_name;
-        if (!strcmp(name, ".") || !strcmp(name, "..") || is_temp_name(name)) continue;
-        if (depth == 0 && written_not_copied(r, name)) continue;
-        if (depth == 0 && mq_hf_is_consolidated(name)) {
-            /* Float weights in another layout: copied, the "quantized" model
-             * would be bigger than the input; quantized, no loader of the
-             * format would know the result. */
-            rc = mq_report_add_left_out(r->rep, name,
-                                        "Mistral's own-format copy of the weights, which "
-                                        "Hugging Face loaders do not read; not quantized");
-            if (rc != MQ_OK) break;
-            continue;
-        }
-        if ((rc = copy_entry(r, src, dst, name, depth)) != MQ_OK) break;
-    }
-    closedir(d);
-    return rc;
+    hf_run *r = user;
+    const char *rel = path + strlen(r->in_dir);
+    while (*rel == '/')
+        rel++;
+    char reason[96];
+    snprintf(reason, sizeof reason, "%s, not a regular file: nothing to copy",
+             mq_infile_kind(st->st_mode));
+    return mq_report_add_left_out(r->rep, rel, reason);
+}
+
+static mq_status copy_files(hf_run *r)
+{
+    mq_tree_copy c = {.slot = r->slot, .filter = copy_filter, .special = copy_special, .user = r};
+    return mq_copy_tree(&c, r->in_dir, r->tmp);
 }
 
 /* ---- Planning across shards. */
@@ -538,22 +431,10 @@ static mq_status quantize_shards(hf_run *r)
 
 static mq_status write_text(hf_run *r, const char *name, const char *text, size_t len)
 {
-    mq_status rc = MQ_OK;
     char *path = mq_path_join(r->tmp, name);
     if (!path) return no_memory(name);
     mq_cleanup_add(r->slot, 'f', path);
-    /* 0666 less the umask, as mq_outfile gives the shards. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
-        goto done;
-    }
-    rc = write_all(fd, text, len, path);
-    if (rc == MQ_OK && fsync(fd) != 0)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", path, strerror(errno));
-    if (close(fd) != 0 && errno != EINTR && rc == MQ_OK)
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "closing '%s': %s", path, strerror(errno));
-done:
+    mq_status rc = mq_write_new_file(path, text, len);
     free(path);
     return rc;
 }
@@ -587,7 +468,7 @@ static mq_status publish(hf_run *r)
     /* mkdtemp made it 0700; a new directory is 0777 less the umask, as mkdir
      * gives (copied subdirectories keep their own mode less the umask). */
     (void)chmod(r->tmp, (0777 & ~mq_umask()) | 0700);
-    if ((rc = sync_dir(r->tmp)) != MQ_OK) return rc;
+    if ((rc = mq_sync_dir(r->tmp)) != MQ_OK) return rc;
     if (rename(r->tmp, r->out) != 0) {
         if (errno == ENOTEMPTY || errno == EEXIST)
             return mq_set_error(MQ_STATUS_E_OUTPUT,
@@ -601,7 +482,7 @@ static mq_status publish(hf_run *r)
     r->tmp = NULL;
     mq_cleanup_close(r->slot);
     r->slot = -1;
-    if ((rc = sync_dir(r->parent)) != MQ_OK)
+    if ((rc = mq_sync_dir(r->parent)) != MQ_OK)
         mq_error_prefix("'%s' is complete but may not survive a crash", r->out);
     return rc;
 }
@@ -620,7 +501,7 @@ static mq_status run(hf_run *r)
     if (!r->be && (rc = mq_backend_open(&r->set->device, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;
     if ((rc = make_temp_dir(r)) != MQ_OK) return rc;
-    if ((rc = copy_tree(r, r->in_dir, r->tmp, 0)) != MQ_OK) return rc;
+    if ((rc = copy_files(r)) != MQ_OK) return rc;
     if ((rc = quantize_shards(r)) != MQ_OK) return rc;
     if (r->sharded && (rc = write_index(r)) != MQ_OK) return rc;
     if (r->config && (rc = write_config(r)) != MQ_OK) return rc;

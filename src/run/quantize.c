@@ -11,6 +11,7 @@
 #include "model.h"
 #include "outfile.h"
 #include "plan.h"
+#include "quantrows.h"
 #include "reference.h"
 #include "report.h"
 #include "scheme.h"
@@ -61,18 +62,6 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
     return st;
 }
 
-/* The codes, scales and zero points of one tensor into the output tensors
- * (zero points of every group into zp, packed by the caller). */
-static mq_status run_kernel(run_ctx *c, const mq_tensor *t, const mq_qlayout *l, void *codes,
-                            void *scale, int8_t *zp, size_t *bad, mq_err_acc *acc)
-{
-    if (l->block)
-        return mq_be_quantize_blocks(c->be, t->data, t->dtype, l->rows, l->cols, l->block, codes,
-                                     scale, bad, acc);
-    return mq_be_quantize_rows(c->be, t->data, t->dtype, l->rows, l->cols, l->kind, l->symmetric,
-                               codes, scale, zp, mq_qlayout_code_xor(l), bad, acc);
-}
-
 static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)
 {
     const mq_tensor *t = &in->tensors[i];
@@ -95,25 +84,23 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         goto done;
     }
-    /* The codes are computed into the codes tensor (int4 already packed) and,
-     * for packed int8, packed there in place. */
-    size_t bad_row = 0;
+    /* The codes are computed into the codes tensor and packed there. */
+    size_t bad = 0, code_bytes, scales;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = run_kernel(c, t, &l, data[MQ_QOUT_CODES], data[MQ_QOUT_SCALE], zp, &bad_row, &acc);
+    st = mq_quantize_band(c->be, &l, t->data, t->dtype, 0, l.rows, data[MQ_QOUT_CODES],
+                          data[MQ_QOUT_SCALE], zp, &code_bytes, &scales, &bad, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->set->skip_nonfinite) {
             *nonfinite = true;
             st = MQ_OK;
         } else {
-            st = mq_nonfinite_error(&l, t->name, bad_row);
+            st = mq_nonfinite_error(&l, t->name, bad);
         }
     } else if (st != MQ_OK) {
         mq_error_prefix("tensor '%s'", t->name);
     }
     if (st == MQ_OK && !*nonfinite) {
-        if (l.kind != MQ_QK_INT4)
-            mq_qlayout_pack_codes(&l, data[MQ_QOUT_CODES], 0, l.rows * l.cols);
         if (data[MQ_QOUT_ZP]) mq_qlayout_store_zp(&l, zp, data[MQ_QOUT_ZP]);
         if (data[MQ_QOUT_SHAPE]) mq_qlayout_shape_bytes(&l, data[MQ_QOUT_SHAPE]);
         st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, mq_qlayout_code_dtype(&l),

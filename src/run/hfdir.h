@@ -22,6 +22,6 @@ mq_status mq_hfdir_quantize_on(const char *in_dir, const char *out_dir, const mq
                                mq_backend *const *bes, size_t n_be, mq_report *rep);
 
 /* The temporary directories of runs in progress are removed, with what was
- * written into them, by the public mq_signal_cleanup() (defined in hfdir.c). */
+ * written into them, by the public mq_signal_cleanup() (io/cleanup.c). */
 
 #endif
