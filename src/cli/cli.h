@@ -31,9 +31,13 @@ const char *mq_cli_esc(const char *s);
 void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
-/* Handlers that remove temporary outputs for every terminating signal (then
- * re-raise it); SIGPIPE and SIGXFSZ ignored, so EPIPE and EFBIG are errors. */
+/* Every terminating signal removes the temporary outputs, then ends the
+ * process with that signal (signals.c); SIGPIPE and SIGXFSZ ignored, so EPIPE
+ * and EFBIG are errors. Called before any thread starts. */
 void mq_cli_install_signals(void);
+/* Before exiting: when a signal is being handled, waits for it to end the
+ * process (a run it interrupted fails early, and must not exit first). */
+void mq_cli_signals_settle(void);
 
 /* A file a command reads (output false) or writes (output true). */
 typedef struct {

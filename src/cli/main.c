@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -57,38 +56,6 @@ const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap)
     else
         snprintf(buf, cap, "%.2f %s", v, units[u]);
     return buf;
-}
-
-static void on_signal(int sig)
-{
-    /* Removes the temporary output file and, for a model directory, the
-     * temporary directory with what was written into it. */
-    mq_signal_cleanup();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-void mq_cli_install_signals(void)
-{
-    /* Every signal whose default action ends the process, but for the faults
-     * (SIGSEGV, SIGBUS, ...) a program causes itself. */
-    static const int fatal[] = {SIGINT,  SIGTERM, SIGHUP,    SIGQUIT, SIGXCPU, SIGALRM,  SIGUSR1,
-                                SIGUSR2, SIGPOLL, SIGVTALRM, SIGPROF, SIGPWR,  SIGSTKFLT};
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigfillset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
-        /* One the caller ignores (nohup's SIGHUP) stays ignored. */
-        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
-            sigaction(fatal[i], &sa, NULL);
-    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sig, &sa, NULL);
-    /* Writing into a closed pipe or past RLIMIT_FSIZE then fails with EPIPE
-     * or EFBIG, which the run reports and cleans up after, instead of dying
-     * with its temporary left behind. */
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* A descriptor 0-2 that the caller left closed would go to the first file
@@ -163,7 +130,9 @@ int main(int argc, char **argv)
 {
     if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     mq_cli_install_signals();
-    int rc = finish_stdout(run_command(argc, argv));
+    int rc = run_command(argc, argv);
+    mq_cli_signals_settle();
+    rc = finish_stdout(rc);
     mq_cli_esc_release();
     return rc;
 }

@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,14 +204,16 @@ static mq_status make_temp_dir(hf_run *r)
     char *t = mq_temp_template(r->parent, r->base);
     if (!t) return no_memory(r->out);
     /* A signal between creating the directory and registering it would leave
-     * it behind: the handler runs once both are done. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+     * it behind: the cleanup waits until both are done. */
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, -1, NULL)) {
+        free(t);
+        return mq_cleanup_interrupted(r->out);
+    }
     bool made = mkdtemp(t) != NULL;
     int err = errno;
     if (made) r->slot = mq_cleanup_open(t, true);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mq_cleanup_leave(&sec);
     if (!made) {
         free(t);
         return mq_set_error(MQ_STATUS_E_OUTPUT,
@@ -261,10 +262,17 @@ static mq_status copy_file(hf_run *r, const char *sp, const char *dp, const stru
     int in, out = -1;
     mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
     if (rc != MQ_OK) return rc;
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, r->slot, dp)) {
+        rc = mq_cleanup_interrupted(r->out);
+        goto done;
+    }
     mq_cleanup_add(r->slot, 'f', dp);
     out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int err = errno;
+    mq_cleanup_leave(&sec);
     if (out < 0) {
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(err));
         goto done;
     }
     void *buf = malloc(FALLBACK_BUF);
@@ -316,9 +324,12 @@ static mq_status copy_dir(hf_run *r, const char *sp, const char *dp, const struc
 {
     if (depth >= MAX_DEPTH)
         return mq_set_error(MQ_STATUS_E_IO, "'%s': nested too deeply (a symbolic link loop?)", sp);
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, r->slot, dp)) return mq_cleanup_interrupted(r->out);
     mq_cleanup_add(r->slot, 'd', dp);
-    if (mkdir(dp, 0700) != 0)
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
+    int made = mkdir(dp, 0700), err = errno;
+    mq_cleanup_leave(&sec);
+    if (made != 0) return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(err));
     mq_status rc = copy_tree(r, sp, dp, depth + 1);
     if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777 & ~mq_umask()) | 0700);
     if (rc == MQ_OK) rc = sync_dir(dp);
@@ -497,11 +508,17 @@ static mq_status write_text(hf_run *r, const char *name, const char *text, size_
     mq_status rc = MQ_OK;
     char *path = mq_path_join(r->tmp, name);
     if (!path) return no_memory(name);
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, r->slot, path)) {
+        rc = mq_cleanup_interrupted(r->out);
+        goto done;
+    }
     mq_cleanup_add(r->slot, 'f', path);
     /* 0666 less the umask, as mq_outfile gives the shards. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666), err = errno;
+    mq_cleanup_leave(&sec);
     if (fd < 0) {
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
+        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(err));
         goto done;
     }
     rc = write_all(fd, text, len, path);
@@ -544,7 +561,14 @@ static mq_status publish(hf_run *r)
      * gives (copied subdirectories keep their own mode less the umask). */
     (void)chmod(r->tmp, (0777 & ~mq_umask()) | 0700);
     if ((rc = sync_dir(r->tmp)) != MQ_OK) return rc;
-    if (rename(r->tmp, r->out) != 0) {
+    /* Not once the signal cleanup has begun: the directory may be half
+     * removed already. */
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, -1, NULL)) return mq_cleanup_interrupted(r->out);
+    int moved = rename(r->tmp, r->out), err = errno;
+    mq_cleanup_leave(&sec);
+    if (moved != 0) {
+        errno = err;
         if (errno == ENOTEMPTY || errno == EEXIST)
             return mq_set_error(MQ_STATUS_E_OUTPUT,
                                 "output directory '%s' is no longer empty (written by another "
