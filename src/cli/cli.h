@@ -31,6 +31,13 @@ const char *mq_cli_esc(const char *s);
 void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
+/* Standard output as the log of a command whose product is a file (quantize,
+ * dequantize): flushes it and returns whether it still works. At its first
+ * failure (a closed pipe, a full disk) the log stops for good (stdout goes to
+ * /dev/null), a note says so on stderr, and the command goes on: the file is
+ * what was asked for, and a run that writes it completely exits 0. Other
+ * commands, whose product is what they print, fail with exit 3 instead. */
+bool mq_cli_log_check(void);
 /* Every terminating signal removes the temporary outputs, then ends the
  * process with that signal (signals.c); SIGPIPE and SIGXFSZ ignored, so EPIPE
  * and EFBIG are errors. Called before any thread starts. */

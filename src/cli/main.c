@@ -73,6 +73,26 @@ static bool open_std_fds(void)
     return true;
 }
 
+bool mq_cli_log_check(void)
+{
+    static bool lost;
+    if (lost) return false;
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return true;
+    int err = errno;
+    lost = true;
+    /* What is still buffered, and whatever a later call prints, goes
+     * nowhere instead of failing again at exit. */
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && dup2(fd, 1) == 1) clearerr(stdout);
+    if (fd > 1) close(fd);
+    fprintf(stderr,
+            "monoquant: note: writing standard output failed%s%s; the log stops here, the "
+            "run goes on\n",
+            err ? ": " : "", err ? strerror(err) : "");
+    return false;
+}
+
 /* What a command printed is lost when stdout is a full disk or a closed
  * pipe; a run that looks successful must not hide that. */
 static int finish_stdout(int rc)

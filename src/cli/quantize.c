@@ -361,7 +361,7 @@ static void on_progress(const mq_progress *p, void *user)
             s->bar_drawn = 0;
         }
         print_line(p, s);
-        fflush(stdout);
+        if (!mq_cli_log_check()) s->lines = false;
     }
     if (s->bar && (now - s->last_draw >= 0.1 || p->tensors_done == p->tensors_total))
         draw_bar(s, p, now);
@@ -497,9 +497,10 @@ int mq_cli_quantize(int argc, char **argv)
         /* All or nothing: a model without the report asked for is removed. */
         if (written) mq_cli_remove_output(a.out, dir_run, "its report could not be written");
     } else {
-        if (!a.quiet) print_summary(rep, &cfg, seconds);
+        if (!a.quiet && mq_cli_log_check()) print_summary(rep, &cfg, seconds);
         warn_left_out(rep);
-        if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
+        if (!a.quiet && mq_cli_log_check()) printf("wrote %s\n", mq_cli_esc(a.out));
+        mq_cli_log_check();
     }
     mq_report_free(rep);
     mq_config_free(&cfg);
