@@ -11,7 +11,9 @@
  * thread directly: abort()'s SIGABRT, a SIGSYS or SIGTRAP a call raises. */
 #include "cli.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,9 +49,9 @@ static void on_signal(int sig)
     die_of(sig);
 }
 
-static void *wait_for_signals(void *unused)
+static void *wait_for_signals(void *arg)
 {
-    (void)unused;
+    sem_post(arg);
     for (;;) {
         int sig = 0;
         if (sigwait(&g_caught, &sig) == 0) die_of(sig);
@@ -91,12 +93,21 @@ void mq_cli_install_signals(void)
     pthread_sigmask(SIG_BLOCK, &g_caught, NULL);
     pthread_attr_t attr;
     pthread_t t;
-    bool started = pthread_attr_init(&attr) == 0 &&
-                   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-                   pthread_create(&t, &attr, wait_for_signals, NULL) == 0;
-    pthread_attr_destroy(&attr);
-    /* Without the thread the handlers alone take the signals. */
-    if (!started) pthread_sigmask(SIG_UNBLOCK, &g_caught, NULL);
+    static sem_t running;
+    bool started = sem_init(&running, 0, 0) == 0 && pthread_attr_init(&attr) == 0;
+    if (started) {
+        started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+                  pthread_create(&t, &attr, wait_for_signals, &running) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    /* Without the thread the handlers alone take the signals. Until it runs,
+     * its start-up is not done: a command as short as --help would exit in
+     * the middle of it (where a leak checker sees the half-made thread). */
+    if (!started)
+        pthread_sigmask(SIG_UNBLOCK, &g_caught, NULL);
+    else
+        while (sem_wait(&running) != 0 && errno == EINTR)
+            ;
 }
 
 void mq_cli_signals_settle(void)
