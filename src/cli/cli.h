@@ -43,8 +43,9 @@ bool mq_cli_log_check(void);
  * and EFBIG are errors. Called before any thread starts. */
 void mq_cli_install_signals(void);
 /* Before exiting: when a signal is being handled, waits for it to end the
- * process (a run it interrupted fails early, and must not exit first). */
-void mq_cli_signals_settle(void);
+ * process (a run it interrupted fails early, and must not exit first); else
+ * stops the thread that waits for signals. */
+void mq_cli_signals_finish(void);
 
 /* A file a command reads (output false) or writes (output true). */
 typedef struct {

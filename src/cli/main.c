@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     mq_cli_install_signals();
     int rc = run_command(argc, argv);
-    mq_cli_signals_settle();
+    mq_cli_signals_finish();
     rc = finish_stdout(rc);
     mq_cli_esc_release();
     return rc;

@@ -20,6 +20,8 @@
 
 static sigset_t g_caught;
 static volatile sig_atomic_t g_dying;
+static pthread_t g_waiter;
+static bool g_waiting; /* g_waiter runs */
 
 /* Async-signal-safe: runs in the waiting thread or in a handler. */
 static void die_of(int sig)
@@ -91,26 +93,20 @@ void mq_cli_install_signals(void)
     signal(SIGXFSZ, SIG_IGN);
 
     pthread_sigmask(SIG_BLOCK, &g_caught, NULL);
-    pthread_attr_t attr;
-    pthread_t t;
     static sem_t running;
-    bool started = sem_init(&running, 0, 0) == 0 && pthread_attr_init(&attr) == 0;
-    if (started) {
-        started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-                  pthread_create(&t, &attr, wait_for_signals, &running) == 0;
-        pthread_attr_destroy(&attr);
-    }
+    g_waiting = sem_init(&running, 0, 0) == 0 &&
+                pthread_create(&g_waiter, NULL, wait_for_signals, &running) == 0;
     /* Without the thread the handlers alone take the signals. Until it runs,
      * its start-up is not done: a command as short as --help would exit in
      * the middle of it (where a leak checker sees the half-made thread). */
-    if (!started)
+    if (!g_waiting)
         pthread_sigmask(SIG_UNBLOCK, &g_caught, NULL);
     else
         while (sem_wait(&running) != 0 && errno == EINTR)
             ;
 }
 
-void mq_cli_signals_settle(void)
+void mq_cli_signals_finish(void)
 {
     /* The run failed because the cleanup took its temporaries (or its input
      * copy, its output directory): returning would end the process while the
@@ -118,4 +114,14 @@ void mq_cli_signals_settle(void)
      * took the signal ends it. */
     while (g_dying)
         pause();
+    if (!g_waiting) return;
+    /* sigwait is a cancellation point, and the signal handling that is not
+     * (die_of) ends the process before the join could return. The thread is
+     * gone at exit, so a leak checker sees nothing of it. */
+    pthread_cancel(g_waiter);
+    pthread_join(g_waiter, NULL);
+    g_waiting = false;
+    /* The command is done and its temporaries are gone: a signal still
+     * pending, or arriving now, ends the process through the handler. */
+    pthread_sigmask(SIG_UNBLOCK, &g_caught, NULL);
 }
