@@ -81,6 +81,7 @@ typedef struct {
     int sig;
     bool after;
     const char *count; /* the shim writes its number of calls here */
+    bool ignored;      /* the caller ignores the signal, as nohup does SIGHUP */
 } run_opts;
 
 static int wait_bounded(pid_t pid, const run_opts *o)
@@ -121,6 +122,10 @@ static int run(const run_opts *o)
         setenv("MQ_SHIM_SIG", sig, 1);
         setenv("MQ_SHIM_AFTER", o->after ? "1" : "0", 1);
         if (o->count) setenv("MQ_SHIM_COUNT", o->count, 1);
+        if (o->ignored) {
+            setenv("MQ_SHIM_STALL", "0", 1); /* the run goes on to its end */
+            signal(o->sig, SIG_IGN);         /* kept across exec */
+        }
         /* The sanitizer pass: its runtime is in the program, the shim has none. */
         setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
         execl(MQ_CLI_PATH, MQ_CLI_PATH, "quantize", o->in, "-o", g_out, "--device", o->device, "-q",
@@ -303,13 +308,39 @@ static void test_every_signal_pocl(void **state)
         interrupt(g_dir, "cpu,cpu", SIGTERM, at, at % 2 == 0, calls, want);
 }
 
+/* A signal the caller ignores (nohup's SIGHUP) stays ignored: the run
+ * finishes as if nothing came, on the host path and with PoCL's handlers. */
+static void test_ignored_signal(void **state)
+{
+    (void)state;
+    const char *devices[] = {"host,host", "cpu"};
+    for (size_t d = 0; d < 2; d++) {
+        uint64_t want;
+        long calls = reference(g_dir, devices[d], &want);
+        if (calls < 0) continue; /* no OpenCL CPU device here */
+        run_opts o = {.in = g_dir,
+                      .device = devices[d],
+                      .at = calls / 2,
+                      .sig = SIGHUP,
+                      .after = true,
+                      .ignored = true};
+        tu_rmtree(g_out);
+        int status = run(&o);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || digest(g_out) != want ||
+            count_temps(g_root) != 0) {
+            char *text = read_log();
+            fail_msg("ignored SIGHUP on %s: status 0x%x\n%s", devices[d], status, text);
+        }
+        tu_rmtree(g_out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_point_four_devices),
-        cmocka_unit_test(test_every_signal_file),
-        cmocka_unit_test(test_every_signal_dir),
-        cmocka_unit_test(test_every_signal_pocl),
+        cmocka_unit_test(test_every_point_four_devices), cmocka_unit_test(test_every_signal_file),
+        cmocka_unit_test(test_every_signal_dir),         cmocka_unit_test(test_every_signal_pocl),
+        cmocka_unit_test(test_ignored_signal),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

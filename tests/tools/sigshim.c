@@ -9,6 +9,7 @@
  *   MQ_SHIM_SIG=S         the signal number
  *   MQ_SHIM_AFTER=1       after the call rather than before
  *   MQ_SHIM_COUNT=FILE    at a normal exit, the number of calls goes there
+ *   MQ_SHIM_STALL=0       no stall after the signal (one the program ignores)
  *
  * Once the signal is sent, every thread that syncs a file waits there for
  * ever. Each temporary is synced before it is renamed into place, so the run
@@ -49,7 +50,8 @@ static volatile int g_sent;
 
 static void send(void)
 {
-    g_sent = 1;
+    const char *stall = getenv("MQ_SHIM_STALL");
+    g_sent = !stall || strcmp(stall, "0") != 0;
     kill(getpid(), (int)g_sig);
 }
 
