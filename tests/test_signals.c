@@ -126,8 +126,13 @@ static int run(const run_opts *o)
             setenv("MQ_SHIM_STALL", "0", 1); /* the run goes on to its end */
             signal(o->sig, SIG_IGN);         /* kept across exec */
         }
-        /* The sanitizer pass: its runtime is in the program, the shim has none. */
-        setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+        /* A sanitizer build whose runtime is a shared library wants it first
+         * in the list of libraries; the shim has none, so the order is fine. */
+        const char *asan = getenv("ASAN_OPTIONS");
+        char opts[2048];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+                 asan && *asan ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
         execl(MQ_CLI_PATH, MQ_CLI_PATH, "quantize", o->in, "-o", g_out, "--device", o->device, "-q",
               (char *)NULL);
         _exit(127);
