@@ -9,6 +9,7 @@
  * process, and the cleanup runs in an ordinary thread, never inside another
  * thread's half-done call. Our handlers stay installed for what reaches a
  * thread directly: abort()'s SIGABRT, a SIGSYS or SIGTRAP a call raises. */
+#define _GNU_SOURCE /* pthread_sigqueue */
 #include "cli.h"
 
 #include <errno.h>
@@ -22,6 +23,9 @@ static sigset_t g_caught;
 static volatile sig_atomic_t g_dying;
 static pthread_t g_waiter;
 static bool g_waiting; /* g_waiter runs */
+/* The signal that tells g_waiter to return, once g_stopping is set. */
+static int g_wake;
+static volatile sig_atomic_t g_stopping;
 
 /* Async-signal-safe: runs in the waiting thread or in a handler. */
 static void die_of(int sig)
@@ -55,10 +59,16 @@ static void *wait_for_signals(void *arg)
 {
     sem_post(arg);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&g_caught, &sig) == 0) die_of(sig);
+        siginfo_t info;
+        int sig = sigwaitinfo(&g_caught, &info);
+        if (sig < 0) continue; /* EINTR: stopped and continued */
+        /* Only this process can send a signal with its pid as the sender,
+         * and only mq_cli_signals_finish queues this value with it. */
+        if (g_stopping && sig == g_wake && info.si_code == SI_QUEUE && info.si_pid == getpid() &&
+            info.si_value.sival_ptr == &g_wake)
+            return NULL;
+        die_of(sig);
     }
-    return NULL;
 }
 
 static void take(int sig, const struct sigaction *sa)
@@ -92,6 +102,9 @@ void mq_cli_install_signals(void)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
 
+    for (int sig = 1; sig <= SIGRTMAX && !g_wake; sig++)
+        if (sigismember(&g_caught, sig) == 1) g_wake = sig;
+    if (!g_wake) return; /* the caller ignores them all */
     pthread_sigmask(SIG_BLOCK, &g_caught, NULL);
     static sem_t running;
     g_waiting = sem_init(&running, 0, 0) == 0 &&
@@ -115,10 +128,12 @@ void mq_cli_signals_finish(void)
     while (g_dying)
         pause();
     if (!g_waiting) return;
-    /* sigwait is a cancellation point, and the signal handling that is not
-     * (die_of) ends the process before the join could return. The thread is
-     * gone at exit, so a leak checker sees nothing of it. */
-    pthread_cancel(g_waiter);
+    /* Woken by a signal of its own set, which it tells from a real one, and
+     * joined, so that a leak checker sees no thread at exit. A real signal
+     * taken meanwhile ends the process before the join returns. (Not
+     * pthread_cancel: its unwinding loads libgcc_s, which may be missing.) */
+    g_stopping = 1;
+    if (pthread_sigqueue(g_waiter, g_wake, (union sigval){.sival_ptr = &g_wake}) != 0) return;
     pthread_join(g_waiter, NULL);
     g_waiting = false;
     /* The command is done and its temporaries are gone: a signal still
