@@ -92,7 +92,8 @@ mq_layer(host DIR host SOURCES ${MQ_HOST_SOURCES} SEES ${MQ_HOST_SEES})
 
 # The tool's own sources: on top, they see every layer of src/ but not host/.
 mq_layer(cli DIR src/cli SOURCES src/cli/devices.c src/cli/esc.c src/cli/eval.c src/cli/inspect.c
-         src/cli/main.c src/cli/numarg.c src/cli/paths.c src/cli/quantize.c SEES ${MQ_SRC_LAYER_DIRS})
+         src/cli/main.c src/cli/numarg.c src/cli/paths.c src/cli/quantize.c
+         src/cli/signals.c SEES ${MQ_SRC_LAYER_DIRS})
 list(REMOVE_ITEM MQ_LAYER_TARGETS mq_layer_cli)
 
 # monoquant_obj: the library's objects with every internal header, for what

@@ -449,8 +449,14 @@ MQ_API const char *mq_last_error(void);
 /**
  * Async-signal-safe: removes the temporary file of every write in progress
  * and the temporary directory (with its contents) of every model-directory
- * run in progress. A program's SIGINT/SIGTERM handler calls it before
- * re-raising the signal; the interrupted calls then fail without output.
+ * run in progress. A program's SIGINT/SIGTERM handler (or the thread that
+ * waits for its signals) calls it before re-raising the signal. It may run
+ * while other threads write: it first stops every run from creating or
+ * renaming a temporary, waits for those creations and renames in progress,
+ * then removes. The stop is for good, as the process is expected to end:
+ * the interrupted calls, and every later write, fail with
+ * MQ_STATUS_E_INTERRUPTED (or another error) without output. A second call,
+ * from another thread, returns once the first one's removal is done.
  */
 MQ_API void mq_signal_cleanup(void);
 

@@ -547,22 +547,43 @@ static int run_stdout_to(const char *stdout_path, char **err, const char *const 
     return WEXITSTATUS(status);
 }
 
-/* Standard output on a full disk: every command that prints fails with exit
- * 3 and says so, instead of losing the summary and exiting 0. */
+/* Standard output on a full disk: every command whose product is what it
+ * prints fails with exit 3 and says so, instead of exiting 0 with it lost;
+ * quantize and dequantize, whose product is a file, note the lost log on
+ * stderr and write their file completely (exit 0). */
 static void test_stdout_full(void **state)
 {
     char *q = path_in(state, "full-q.safetensors"), *d = path_in(state, "full-d.safetensors");
     char *text = NULL;
     if (access("/dev/full", W_OK) != 0) skip();
-    const char *const runs[][10] = {
+    const char *const writers[][10] = {
         {"quantize", EXAMPLE, "-o", q, "--device", "host", NULL},
-        {"inspect", q, NULL},
         {"dequantize", q, "-o", d, NULL},
-        {"eval", EXAMPLE, q, "--device", "host", NULL},
-        {"devices", NULL},
-        {"--help", NULL},
-        {"--version", NULL},
-        {"quantize", "--help", NULL},
+    };
+    const char *outs[] = {q, d};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = run_stdout_to("/dev/full", &text, writers[i]);
+        if (rc != 0 || !strstr(text, "standard output") || !strstr(text, "the run goes on"))
+            fail_msg("%s: exit %d, want 0 with a note on standard output:\n%s", writers[i][0], rc,
+                     text);
+        free(text);
+        char *listing = NULL;
+        assert_int_equal(tu_run_cli(&listing, "inspect %s", outs[i]), 0);
+        free(listing);
+    }
+    /* eval --json: the file is the product, the table a log. */
+    char *json = path_in(state, "full-eval.json");
+    const char *const eval_json[] = {"eval", EXAMPLE, q, "--device", "host", "--json", json, NULL};
+    int erc = run_stdout_to("/dev/full", &text, eval_json);
+    if (erc != 0 || !strstr(text, "the run goes on"))
+        fail_msg("eval --json: exit %d, want 0 with a note on standard output:\n%s", erc, text);
+    free(text);
+    assert_true(tu_exists(json));
+    free(json);
+    const char *const runs[][10] = {
+        {"inspect", q, NULL}, {"eval", EXAMPLE, q, "--device", "host", NULL},
+        {"devices", NULL},    {"--help", NULL},
+        {"--version", NULL},  {"quantize", "--help", NULL},
     };
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
         int rc = run_stdout_to("/dev/full", &text, runs[i]);

@@ -341,29 +341,51 @@ static bool has_entry_prefix(const char *prefix)
     return found;
 }
 
+/* The cleanup closes the table for good (the process is on its way out), so
+ * each check runs in a child of its own; the child's exit code is the first
+ * check that failed. */
+#define CHILD_CHECK(n, cond)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) _exit(n);                                                                     \
+    } while (0)
+
+static void signal_cleanup_child(const char *a, const char *b, const char *c)
+{
+    mq_outfile *fa = NULL, *fb = NULL, *fc = NULL;
+    CHILD_CHECK(10, mq_outfile_open(c, &fc) == MQ_OK);
+    CHILD_CHECK(11, mq_outfile_write(fc, "c", 1) == MQ_OK);
+    CHILD_CHECK(12, mq_outfile_commit(fc) == MQ_OK);
+    CHILD_CHECK(13, mq_outfile_open(a, &fa) == MQ_OK);
+    CHILD_CHECK(14, mq_outfile_open(b, &fb) == MQ_OK);
+    CHILD_CHECK(15, mq_outfile_write(fa, "partial", 7) == MQ_OK);
+    CHILD_CHECK(16, has_entry_prefix(".a.st.mqtmp-") && has_entry_prefix(".b.st.mqtmp-"));
+    CHILD_CHECK(17, tu_count_entries(g_dir) == 3);
+
+    mq_signal_cleanup();
+    CHILD_CHECK(20, tu_count_entries(g_dir) == 1); /* committed c.st stays */
+    /* The interrupted outfiles can still be abandoned (or fail to commit)
+     * cleanly, and no new one can start: the process is about to end. */
+    mq_outfile_abort(fa);
+    CHILD_CHECK(21, mq_outfile_commit(fb) == MQ_STATUS_E_INTERRUPTED);
+    CHILD_CHECK(22, mq_outfile_open(a, &fa) == MQ_STATUS_E_INTERRUPTED && !fa);
+    CHILD_CHECK(23, strstr(mq_last_error(), "interrupted by a signal") != NULL);
+    CHILD_CHECK(24, !tu_exists(a) && !tu_exists(b));
+    CHILD_CHECK(25, tu_count_entries(g_dir) == 1);
+    _exit(0);
+}
+
 static void test_signal_cleanup_removes_temps(void **state)
 {
     (void)state;
     char *a = tu_join(g_dir, "a.st"), *b = tu_join(g_dir, "b.st"), *c = tu_join(g_dir, "c.st");
-    mq_outfile *fa = NULL, *fb = NULL, *fc = NULL;
-    assert_int_equal(mq_outfile_open(c, &fc), MQ_OK);
-    assert_int_equal(mq_outfile_write(fc, "c", 1), MQ_OK);
-    assert_int_equal(mq_outfile_commit(fc), MQ_OK);
-    assert_int_equal(mq_outfile_open(a, &fa), MQ_OK);
-    assert_int_equal(mq_outfile_open(b, &fb), MQ_OK);
-    assert_int_equal(mq_outfile_write(fa, "partial", 7), MQ_OK);
-    assert_true(has_entry_prefix(".a.st.mqtmp-"));
-    assert_true(has_entry_prefix(".b.st.mqtmp-"));
-    assert_int_equal(tu_count_entries(g_dir), 3);
-
-    mq_signal_cleanup();
-    assert_int_equal(tu_count_entries(g_dir), 1); /* committed c.st stays */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) signal_cleanup_child(a, b, c);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     assert_file_is(c, "c");
-    /* The interrupted outfiles can still be abandoned (or fail to commit) cleanly. */
-    mq_outfile_abort(fa);
-    assert_int_equal(mq_outfile_commit(fb), MQ_STATUS_E_OUTPUT);
-    assert_false(tu_exists(a));
-    assert_false(tu_exists(b));
     assert_int_equal(tu_count_entries(g_dir), 1);
     free(a);
     free(b);
@@ -616,14 +638,14 @@ static void test_copy_tree(void **state)
     assert_error_has("pipe");
 
     char *nf = tu_join(g_dir, "new.json");
-    assert_int_equal(mq_write_new_file(nf, "{}\n", 3), MQ_OK);
+    assert_int_equal(mq_write_new_file(-1, nf, "{}\n", 3), MQ_OK);
     assert_file_is(nf, "{}\n");
-    assert_int_equal(mq_write_new_file(nf, "x", 1), MQ_STATUS_E_OUTPUT); /* never overwrites */
+    assert_int_equal(mq_write_new_file(-1, nf, "x", 1), MQ_STATUS_E_OUTPUT); /* never overwrites */
     assert_error_has("creating");
     assert_file_is(nf, "{}\n");
     assert_int_equal(unlink(nf), 0);
     g_fsync_fail_at = g_fsync_calls + 1;
-    assert_int_equal(mq_write_new_file(nf, "y", 1), MQ_STATUS_E_OUTPUT);
+    assert_int_equal(mq_write_new_file(-1, nf, "y", 1), MQ_STATUS_E_OUTPUT);
     assert_error_has("syncing");
     g_fsync_fail_at = g_fsync_calls + 1;
     assert_int_equal(mq_sync_dir(g_dir), MQ_STATUS_E_OUTPUT);

@@ -35,9 +35,21 @@ bool mq_cli_parse_u64(const char *s, uint64_t *out, const char **rest);
 void mq_cli_esc_release(void);
 /* Human-readable byte count ("1.50 MiB") into buf. */
 const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap);
-/* Handlers that remove temporary outputs for every terminating signal (then
- * re-raise it); SIGPIPE and SIGXFSZ ignored, so EPIPE and EFBIG are errors. */
+/* Standard output as the log of a command whose product is a file (quantize,
+ * dequantize): flushes it and returns whether it still works. At its first
+ * failure (a closed pipe, a full disk) the log stops for good (stdout goes to
+ * /dev/null), a note says so on stderr, and the command goes on: the file is
+ * what was asked for, and a run that writes it completely exits 0. Other
+ * commands, whose product is what they print, fail with exit 3 instead. */
+bool mq_cli_log_check(void);
+/* Every terminating signal removes the temporary outputs, then ends the
+ * process with that signal (signals.c); SIGPIPE and SIGXFSZ ignored, so EPIPE
+ * and EFBIG are errors. Called before any thread starts. */
 void mq_cli_install_signals(void);
+/* Before exiting: when a signal is being handled, waits for it to end the
+ * process (a run it interrupted fails early, and must not exit first); else
+ * stops the thread that waits for signals. */
+void mq_cli_signals_finish(void);
 
 /* A file a command reads (output false) or writes (output true). */
 typedef struct {

@@ -204,7 +204,10 @@ int mq_cli_eval(int argc, char **argv)
         rc = mq_cli_fail(st);
     } else {
         print_table(res, &a, mq_now_s() - t0);
-        if (a.json) printf("wrote %s\n", mq_cli_esc(a.json));
+        if (a.json) {
+            printf("wrote %s\n", mq_cli_esc(a.json));
+            mq_cli_log_check(); /* the file is the product, the table only a log */
+        }
     }
     mq_eval_result_free(res);
     return rc;

@@ -103,8 +103,10 @@ int mq_cli_dequantize(int argc, char **argv)
     if (st == MQ_OK) st = mq_model_save(d, out);
     if (st != MQ_OK)
         rc = mq_cli_fail(st);
-    else
+    else {
         printf("wrote %s (%zu tensors)\n", mq_cli_esc(out), mq_model_count(d));
+        mq_cli_log_check(); /* the file is written: a lost line is only a note */
+    }
     mq_model_free(d);
     mq_model_free(m);
     return rc;

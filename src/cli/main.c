@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,38 +58,6 @@ const char *mq_cli_bytes(uint64_t n, char *buf, size_t cap)
     return buf;
 }
 
-static void on_signal(int sig)
-{
-    /* Removes the temporary output file and, for a model directory, the
-     * temporary directory with what was written into it. */
-    mq_signal_cleanup();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-void mq_cli_install_signals(void)
-{
-    /* Every signal whose default action ends the process, but for the faults
-     * (SIGSEGV, SIGBUS, ...) a program causes itself. */
-    static const int fatal[] = {SIGINT,  SIGTERM, SIGHUP,    SIGQUIT, SIGXCPU, SIGALRM,  SIGUSR1,
-                                SIGUSR2, SIGPOLL, SIGVTALRM, SIGPROF, SIGPWR,  SIGSTKFLT};
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigfillset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
-        /* One the caller ignores (nohup's SIGHUP) stays ignored. */
-        if (sigaction(fatal[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
-            sigaction(fatal[i], &sa, NULL);
-    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sig, &sa, NULL);
-    /* Writing into a closed pipe or past RLIMIT_FSIZE then fails with EPIPE
-     * or EFBIG, which the run reports and cleans up after, instead of dying
-     * with its temporary left behind. */
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGXFSZ, SIG_IGN);
-}
-
 /* A descriptor 0-2 that the caller left closed would go to the first file
  * the run opens (the output), and the per-tensor lines would land in it. */
 static bool open_std_fds(void)
@@ -104,6 +71,26 @@ static bool open_std_fds(void)
         }
     }
     return true;
+}
+
+bool mq_cli_log_check(void)
+{
+    static bool lost;
+    if (lost) return false;
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return true;
+    int err = errno;
+    lost = true;
+    /* What is still buffered, and whatever a later call prints, goes
+     * nowhere instead of failing again at exit. */
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && dup2(fd, 1) == 1) clearerr(stdout);
+    if (fd > 1) close(fd);
+    fprintf(stderr,
+            "monoquant: note: writing standard output failed%s%s; the log stops here, the "
+            "run goes on\n",
+            err ? ": " : "", err ? strerror(err) : "");
+    return false;
 }
 
 /* What a command printed is lost when stdout is a full disk or a closed
@@ -163,7 +150,9 @@ int main(int argc, char **argv)
 {
     if (!open_std_fds()) return MQ_EXIT_OUTPUT; /* nowhere safe to say so */
     mq_cli_install_signals();
-    int rc = finish_stdout(run_command(argc, argv));
+    int rc = run_command(argc, argv);
+    mq_cli_signals_finish();
+    rc = finish_stdout(rc);
     mq_cli_esc_release();
     return rc;
 }

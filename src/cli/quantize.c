@@ -356,7 +356,7 @@ static void on_progress(const mq_progress *p, void *user)
             s->bar_drawn = 0;
         }
         print_line(p, s);
-        fflush(stdout);
+        if (!mq_cli_log_check()) s->lines = false;
     }
     if (s->bar && (now - s->last_draw >= 0.1 || p->tensors_done == p->tensors_total))
         draw_bar(s, p, now);
@@ -502,10 +502,12 @@ int mq_cli_quantize(int argc, char **argv)
         mq_scheme sc;
         /* The run checked the config: this cannot fail. */
         bool have_sc = mq_scheme_init(&sc, &cfg) == MQ_OK;
-        if (!a.quiet && have_sc) print_summary(rep, &sc, cfg.fp16_saturate, seconds);
+        if (!a.quiet && have_sc && mq_cli_log_check())
+            print_summary(rep, &sc, cfg.fp16_saturate, seconds);
         warn_left_out(rep);
         if (have_sc) warn_coverage(rep, &sc);
-        if (!a.quiet) printf("wrote %s\n", mq_cli_esc(a.out));
+        if (!a.quiet && mq_cli_log_check()) printf("wrote %s\n", mq_cli_esc(a.out));
+        mq_cli_log_check();
     }
     mq_report_free(rep);
     mq_config_free(&cfg);

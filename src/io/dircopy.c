@@ -37,12 +37,31 @@ static mq_status write_all(int fd, const char *buf, size_t n, const char *path)
     return MQ_OK;
 }
 
-mq_status mq_write_new_file(const char *path, const void *data, size_t n)
+/* Records `path` in the cleanup slot and creates it (type 'f': a new file
+ * opened for writing, *fd its descriptor; 'd': a directory) in one section,
+ * so that the signal cleanup sees both or neither. Once the cleanup has
+ * begun nothing is created: MQ_STATUS_E_INTERRUPTED. */
+static mq_status create_recorded(int slot, char type, const char *path, mode_t mode, int *fd)
 {
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, slot, path)) return mq_cleanup_interrupted(path);
+    mq_cleanup_add(slot, type, path);
+    int made = type == 'd' ? mkdir(path, mode)
+                           : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int err = errno;
+    mq_cleanup_leave(&sec);
+    if (made < 0) return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(err));
+    if (fd) *fd = made;
+    return MQ_OK;
+}
+
+mq_status mq_write_new_file(int slot, const char *path, const void *data, size_t n)
+{
+    int fd;
     /* 0666 less the umask, as mq_outfile gives its files. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", path, strerror(errno));
-    mq_status rc = write_all(fd, data, n, path);
+    mq_status rc = create_recorded(slot, 'f', path, 0666, &fd);
+    if (rc != MQ_OK) return rc;
+    rc = write_all(fd, data, n, path);
     if (rc == MQ_OK && fsync(fd) != 0)
         rc = mq_set_error(MQ_STATUS_E_OUTPUT, "syncing '%s': %s", path, strerror(errno));
     if (close(fd) != 0 && errno != EINTR && rc == MQ_OK)
@@ -56,10 +75,8 @@ static mq_status copy_file(const mq_tree_copy *c, const char *sp, const char *dp
     int in, out = -1;
     mq_status rc = mq_infile_open(sp, MQ_STATUS_E_IO, &in, NULL);
     if (rc != MQ_OK) return rc;
-    mq_cleanup_add(c->slot, 'f', dp);
-    out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0) {
-        rc = mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
+    if ((rc = create_recorded(c->slot, 'f', dp, 0600, &out)) != MQ_OK) {
+        out = -1;
         goto done;
     }
     void *buf = malloc(FALLBACK_BUF);
@@ -89,10 +106,9 @@ static mq_status copy_dir(const mq_tree_copy *c, const char *sp, const char *dp,
 {
     if (depth >= MAX_DEPTH)
         return mq_set_error(MQ_STATUS_E_IO, "'%s': nested too deeply (a symbolic link loop?)", sp);
-    mq_cleanup_add(c->slot, 'd', dp);
-    if (mkdir(dp, 0700) != 0)
-        return mq_set_error(MQ_STATUS_E_OUTPUT, "creating '%s': %s", dp, strerror(errno));
-    mq_status rc = copy_tree(c, sp, dp, depth + 1);
+    mq_status rc = create_recorded(c->slot, 'd', dp, 0700, NULL);
+    if (rc != MQ_OK) return rc;
+    rc = copy_tree(c, sp, dp, depth + 1);
     if (rc == MQ_OK) (void)chmod(dp, (st->st_mode & 0777 & ~mq_umask()) | 0700);
     if (rc == MQ_OK) rc = mq_sync_dir(dp);
     return rc;

@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 
 /* Creates `path` (which must not exist; 0666 less the umask) holding the n
- * bytes of `data`, synced. The caller records it for cleanup first. */
-mq_status mq_write_new_file(const char *path, const void *data, size_t n);
+ * bytes of `data`, synced, recorded in cleanup slot `slot` (-1: none) as it
+ * is created. */
+mq_status mq_write_new_file(int slot, const char *path, const void *data, size_t n);
 
 /* How mq_copy_tree treats the entries of the source. */
 typedef struct {

@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,14 +151,17 @@ static mq_status make_temp(mq_outfile *f, const char *base, mode_t mode)
     if (!(f->tmp = mq_temp_template(f->dir, base)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "%s '%s': out of memory", f->what, f->target);
     /* A signal between creating the file and registering it would leave the
-     * file behind: the handler runs once both are done. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+     * file behind: the cleanup waits until both are done. */
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, -1, NULL)) {
+        free(f->tmp);
+        f->tmp = NULL;
+        return mq_cleanup_interrupted(f->target);
+    }
     f->fd = mkstemp(f->tmp);
     int err = errno;
     if (f->fd >= 0) f->slot = mq_cleanup_open(f->tmp, false);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mq_cleanup_leave(&sec);
     if (f->fd < 0) {
         free(f->tmp);
         f->tmp = NULL;
@@ -389,7 +391,15 @@ mq_status mq_outfile_commit(mq_outfile *f)
         /* Linux releases the descriptor even when close reports EINTR. */
         if (close(fd) != 0 && errno != EINTR) st = out_fail(f, "closing", errno);
     }
-    if (st == MQ_OK && rename(f->tmp, f->target) != 0) st = out_fail(f, "renaming over", errno);
+    /* Once the signal cleanup has begun, a temporary is no longer renamed into
+     * place: it may already be half removed (a shard inside a temporary
+     * directory), and the process is about to end. */
+    mq_cleanup_section sec;
+    if (st == MQ_OK && !mq_cleanup_enter(&sec, -1, NULL)) st = mq_cleanup_interrupted(f->target);
+    if (st == MQ_OK) {
+        if (rename(f->tmp, f->target) != 0) st = out_fail(f, "renaming over", errno);
+        mq_cleanup_leave(&sec);
+    }
     if (st != MQ_OK) {
         outfile_discard(f);
         return st;

@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,14 +202,16 @@ static mq_status make_temp_dir(hf_run *r)
     char *t = mq_temp_template(r->parent, r->base);
     if (!t) return no_memory(r->out);
     /* A signal between creating the directory and registering it would leave
-     * it behind: the handler runs once both are done. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+     * it behind: the cleanup waits until both are done. */
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, -1, NULL)) {
+        free(t);
+        return mq_cleanup_interrupted(r->out);
+    }
     bool made = mkdtemp(t) != NULL;
     int err = errno;
     if (made) r->slot = mq_cleanup_open(t, true);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mq_cleanup_leave(&sec);
     if (!made) {
         free(t);
         return mq_set_error(MQ_STATUS_E_OUTPUT,
@@ -433,8 +434,7 @@ static mq_status write_text(hf_run *r, const char *name, const char *text, size_
 {
     char *path = mq_path_join(r->tmp, name);
     if (!path) return no_memory(name);
-    mq_cleanup_add(r->slot, 'f', path);
-    mq_status rc = mq_write_new_file(path, text, len);
+    mq_status rc = mq_write_new_file(r->slot, path, text, len);
     free(path);
     return rc;
 }
@@ -469,7 +469,14 @@ static mq_status publish(hf_run *r)
      * gives (copied subdirectories keep their own mode less the umask). */
     (void)chmod(r->tmp, (0777 & ~mq_umask()) | 0700);
     if ((rc = mq_sync_dir(r->tmp)) != MQ_OK) return rc;
-    if (rename(r->tmp, r->out) != 0) {
+    /* Not once the signal cleanup has begun: the directory may be half
+     * removed already. */
+    mq_cleanup_section sec;
+    if (!mq_cleanup_enter(&sec, -1, NULL)) return mq_cleanup_interrupted(r->out);
+    int moved = rename(r->tmp, r->out), err = errno;
+    mq_cleanup_leave(&sec);
+    if (moved != 0) {
+        errno = err;
         if (errno == ENOTEMPTY || errno == EEXIST)
             return mq_set_error(MQ_STATUS_E_OUTPUT,
                                 "output directory '%s' is no longer empty (written by another "
