@@ -70,8 +70,9 @@ static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t
         size_t bad = 0;
         double t0 = mq_now_s();
         mq_status st =
-            be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, 0, &bad, NULL)
-               : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
+            be ? be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q, scale, zp,
+                                   &bad, NULL)
+               : mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q, scale, zp, &bad);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
@@ -120,8 +121,8 @@ static double time_e2e(mq_backend *be, const void *src, mq_dtype dt, size_t rows
         size_t bad = 0;
         double t0 = mq_now_s();
         mq_status st =
-            be->ops->quantize_rows(be, in, dt, rows, cols, sym, (int8_t *)out, out + rows * cols,
-                                   (int8_t *)out + rows * (cols + es), 0, &bad, NULL);
+            be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), in, dt, rows, cols, (int8_t *)out,
+                              out + rows * cols, (int8_t *)out + rows * (cols + es), &bad, NULL);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
@@ -154,10 +155,10 @@ static double time_host_kind(mq_backend *host, const void *src, mq_dtype dt, siz
     for (int i = -1; i < iters; i++) {
         size_t bad = 0;
         double t0 = mq_now_s();
-        mq_status st =
-            bs ? mq_be_quantize_blocks(host, src, dt, rows, cols, bs, q, scale, &bad, NULL)
-               : mq_be_quantize_rows(host, src, dt, rows, cols, kind, k != K_INT4_ASYM, q, scale,
-                                     zp, 0, &bad, NULL);
+        mq_status st = bs ? mq_be_quantize(host, mq_qd_blocks(bs), src, dt, rows, cols, q, scale,
+                                           NULL, &bad, NULL)
+                          : mq_be_quantize(host, mq_qd(kind, k != K_INT4_ASYM), src, dt, rows, cols,
+                                           q, scale, zp, &bad, NULL);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }

@@ -391,7 +391,7 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
 #define MQ_QK_INT4 1
 #define MQ_QK_FP8 2
 
-/* The parameter rule of mq_ref_params_k for INT4 and FP8 (symmetric only):
+/* The parameter rule of mq_ref_params for INT4 and FP8 (symmetric only):
  * compressed-tensors' (a scale that rounds to 0 becomes the dtype's epsilon,
  * the zero point taken from the zero scale first). */
 inline float mq_params_k(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
@@ -470,7 +470,7 @@ inline float8 mq_e4m3_value8(uint8 c)
 }
 
 /* Codes of kind INT4 (the int8 code's byte) or FP8 (the e4m3 byte), as
- * mq_ref_quantize_values_k: fmin(fmax()) is the reference's clamp, a NaN
+ * mq_ref_quantize_values: fmin(fmax()) is the reference's clamp, a NaN
  * falling to the lower bound. */
 inline uint8 mq_quant8_k(float8 w, float s, float zp, int kind)
 {
@@ -486,7 +486,7 @@ inline uint mq_quant1_k(float w, float s, float zp, int kind)
     return as_uint(convert_int(r)) & 0xffu;
 }
 
-/* The same with the error terms of mq_ref_error_stats_k, as mq_quant8_err:
+/* The same with the error terms of mq_ref_error_stats, as mq_quant8_err:
  * clamped counts values outside the bounds before the clamp (not a NaN). */
 inline uint8 mq_quant8_k_err(float8 w, float s, float zp, int kind, float tk, float8 *sig,
                              float8 *err2, float8 *mx, uint8 *ncl)

@@ -64,15 +64,12 @@ static void cl_backend_free(mq_backend *b)
 }
 
 static const mq_backend_ops cl_ops = {
-    .quantize_rows = mq_cl_quantize_rows,
+    .quantize = mq_cl_quantize,
+    .quantize_values = mq_cl_quantize_values,
     .cast_f16 = mq_cl_cast_f16,
     .dequantize_rows = mq_cl_dequantize_rows,
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
-    .quantize_values = mq_cl_quantize_values,
-    .quantize_rows_k = mq_cl_quantize_rows_k,
-    .quantize_values_k = mq_cl_quantize_values_k,
-    .quantize_blocks = mq_cl_quantize_blocks,
     .staging_alloc = mq_cl_staging_alloc,
     .staging_free = mq_cl_staging_free,
     .gemm_new = mq_clgemm_new,

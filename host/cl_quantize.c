@@ -347,7 +347,7 @@ static mq_status quantize_split(mq_cl_backend *cb, const uint8_t *src, mq_dtype 
                 st = MQ_STATUS_E_DATA;
                 goto done;
             }
-            mq_ref_params(&s, symmetric, dt, &w.hs[i], &w.hzp[i]);
+            mq_ref_params(mq_qd(MQ_QK_INT8, symmetric), &s, dt, &w.hs[i], &w.hzp[i]);
             if (symmetric) w.hzp[i] = 0;
             mq_store_scale(scale, dt, r0 + i, w.hs[i]);
             if (!symmetric && zp) zp[r0 + i] = w.hzp[i];
@@ -388,7 +388,7 @@ static mq_status quantize_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype
             *bad_row = r;
             return MQ_STATUS_E_DATA;
         }
-        mq_ref_params(&s, symmetric, dt, &sc, &z);
+        mq_ref_params(mq_qd(MQ_QK_INT8, symmetric), &s, dt, &sc, &z);
         mq_store_scale(scale, dt, r, sc);
         if (!symmetric && zp) zp[r] = z;
         st = quantize_values_once(&cb->base, row, dt, cols, sc, z, code_xor, q + r * cols, err);
@@ -410,7 +410,8 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
     if (!bad_row) bad_row = &ignored_bad;
     if (rows == 0) return MQ_OK;
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
-        return mq_ref_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, bad_row);
+        return mq_ref_quantize(mq_qd(MQ_QK_INT8, symmetric), src, dt, rows, cols, q, scale, zp,
+                               bad_row);
     if (cols * es > cb->limit)
         return quantize_pieces(cb, src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
                                err);
@@ -423,9 +424,9 @@ static mq_status quantize_rows_once(mq_backend *b, const void *src, mq_dtype dt,
 /* A device out of memory gets the same work again in smaller chunks; each
  * attempt writes every output from scratch and sums its own error, which
  * counts only when the attempt succeeds. */
-mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
-                              size_t *bad_row, mq_err_acc *err)
+static mq_status quantize_rows_int8(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
+                                    uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
 {
     mq_status st;
     mq_err_acc part;
@@ -508,9 +509,9 @@ mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n, mq
     return s;
 }
 
-mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                mq_err_acc *err)
+static mq_status quantize_values_int8(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                      float scale, int8_t zp, bool symmetric, uint8_t code_xor,
+                                      int8_t *q, mq_err_acc *err)
 {
     /* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
     (void)symmetric;
@@ -604,7 +605,7 @@ static mq_status rows_k_long(mq_cl_backend *cb, const uint8_t *src, mq_dtype dt,
             *bad_row = r;
             return MQ_STATUS_E_DATA;
         }
-        mq_ref_params_k(&s, kind, symmetric, dt, &sc, &z);
+        mq_ref_params(mq_qd(kind, symmetric), &s, dt, &sc, &z);
         mq_store_scale(scale, dt, r, sc);
         if (!symmetric && zp && kind == MQ_QK_INT4) zp[r] = z;
         st = values_k_once(cb, row, dt, cols, kind, kind == MQ_QK_INT4, sc, z, q + r * rb, err);
@@ -636,19 +637,18 @@ static mq_status rows_k_once(mq_cl_backend *cb, const void *src, mq_dtype dt, si
     if (st != MQ_OK) return st;
     if (rows == 0) return MQ_OK;
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
-        return mq_ref_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row);
+        return mq_ref_quantize(mq_qd(kind, symmetric), src, dt, rows, cols, q, scale, zp, bad_row);
     if (cols * es > cb->limit || cols >= MQ_CL_SPLIT_COLS)
         return rows_k_long(cb, src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
     return rows_k_fused(cb, src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
 }
 
-mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
-                                int8_t *zp, size_t *bad_row, mq_err_acc *err)
+static mq_status quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
+                                 int8_t *zp, size_t *bad_row, mq_err_acc *err)
 {
     if (kind == MQ_QK_INT8)
-        return mq_cl_quantize_rows(b, src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row,
-                                   err);
+        return quantize_rows_int8(b, src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row, err);
     mq_status st;
     mq_err_acc part;
     size_t ignored_bad;
@@ -664,9 +664,9 @@ mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, siz
     return st;
 }
 
-mq_status mq_cl_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                  mq_qkind kind, float scale, int8_t zp, bool symmetric, uint8_t *q,
-                                  mq_err_acc *err)
+static mq_status quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
+                                   mq_qkind kind, float scale, int8_t zp, bool symmetric,
+                                   uint8_t *q, mq_err_acc *err)
 {
     /* The zero point decides alone: a symmetric call passes 0. */
     (void)symmetric;
@@ -706,7 +706,7 @@ static mq_status blocks_pieces(mq_cl_backend *cb, const uint8_t *src, mq_dtype d
                 *bad_block = bi * nbc + bj;
                 return MQ_STATUS_E_DATA;
             }
-            mq_ref_params_k(&s, MQ_QK_FP8, true, dt, &sc, &z);
+            mq_ref_params(mq_qd(MQ_QK_FP8, true), &s, dt, &sc, &z);
             mq_store_scale(scale, dt, bi * nbc + bj, sc);
             for (size_t r = r0; r < r1; r++)
                 if ((st = values_k_once(cb, src + (r * cols + c0) * es, dt, nc, MQ_QK_FP8, false,
@@ -806,9 +806,9 @@ done:
     return st;
 }
 
-mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                mq_err_acc *err)
+static mq_status quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
+                                 size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
+                                 mq_err_acc *err)
 {
     mq_status st;
     mq_err_acc part;
@@ -823,4 +823,28 @@ mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, siz
                                  bs * bs * mq_dtype_size(dt)));
     if (st == MQ_OK && err) mq_err_acc_add(err, &part);
     return st;
+}
+
+mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
+                         size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                         mq_err_acc *err)
+{
+    if (d.block) {
+        if (d.kind != MQ_QK_FP8)
+            return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                                "OpenCL quantize: blocks of a kind other than FP8");
+        return quantize_blocks(b, src, dt, rows, cols, d.block, q, scale, bad, err);
+    }
+    if (d.kind == MQ_QK_INT8)
+        return quantize_rows_int8(b, src, dt, rows, cols, d.symmetric, q, scale, zp, d.code_xor,
+                                  bad, err);
+    return quantize_rows_k(b, src, dt, rows, cols, d.kind, d.symmetric, q, scale, zp, bad, err);
+}
+
+mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
+                                float scale, int8_t zp, void *q, mq_err_acc *err)
+{
+    if (d.kind == MQ_QK_INT8)
+        return quantize_values_int8(b, src, dt, n, scale, zp, d.symmetric, d.code_xor, q, err);
+    return quantize_values_k(b, src, dt, n, d.kind, scale, zp, d.symmetric, q, err);
 }

@@ -183,29 +183,17 @@ void mq_cl_stages_free(mq_cl_backend *cb);
 cl_mem mq_cl_stage_take(mq_cl_backend *cb, const void *p, size_t bytes);
 mq_status mq_cl_stage_give(mq_cl_backend *cb, cl_mem m);
 
-/* backend.h: quantize_rows, the weight error (err) computed by the _err
- * kernels in the same pass. */
-mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
-                              size_t *bad_row, struct mq_err_acc *err);
-/* The streaming steps (backend.h): statistics of a run of values folded into *st,
- * and int8 values with given parameters. */
+/* backend.h: quantize and quantize_values, every kind; the weight error
+ * (err) computed by the _err kernels in the same pass. */
+mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
+                         size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                         struct mq_err_acc *err);
+mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
+                                float scale, int8_t zp, void *q, struct mq_err_acc *err);
+/* The first pass of a row longer than one call: statistics of a run of
+ * values folded into *st. */
 mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                        struct mq_ref_stats *st);
-mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                struct mq_err_acc *err);
-/* backend.h: quantize_rows_k, quantize_values_k and quantize_blocks (the int4
- * and float8 kinds), err as for quantize_rows. */
-mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
-                                int8_t *zp, size_t *bad_row, struct mq_err_acc *err);
-mq_status mq_cl_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                  mq_qkind kind, float scale, int8_t zp, bool symmetric, uint8_t *q,
-                                  struct mq_err_acc *err);
-mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                struct mq_err_acc *err);
 mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,

@@ -49,15 +49,15 @@ static void part_range(size_t rows, unsigned parts, unsigned k, size_t *first, s
     *end = *first + rows / parts + (k < rows % parts ? 1 : 0);
 }
 
+/* One quantize call split in parts of whole bands (a row, or a band of
+ * block rows), one per thread. */
 typedef struct {
+    mq_qdesc d;
     const unsigned char *src;
     mq_dtype dt;
     size_t rows, cols;
-    bool symmetric;
-    int8_t *q;
-    unsigned char *scale;
+    unsigned char *q, *scale;
     int8_t *zp;
-    uint8_t code_xor;
     unsigned parts;
     mq_status st[HOST_MAX_THREADS];
     size_t bad[HOST_MAX_THREADS];
@@ -68,46 +68,53 @@ typedef struct {
 static void quant_part(void *arg, unsigned k)
 {
     quant_job *j = arg;
-    size_t r0, r1, es = mq_dtype_size(j->dt);
-    part_range(j->rows, j->parts, k, &r0, &r1);
-    if (j->want_err)
-        j->st[k] = mq_hk_quantize_rows_err(
-            j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols, j->symmetric, j->q + r0 * j->cols,
-            j->scale + r0 * es, j->zp ? j->zp + r0 : NULL, j->code_xor, &j->bad[k], &j->err[k]);
-    else
-        j->st[k] = mq_hk_quantize_rows(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
-                                       j->symmetric, j->q + r0 * j->cols, j->scale + r0 * es,
-                                       j->zp ? j->zp + r0 : NULL, j->code_xor, &j->bad[k]);
-    j->bad[k] += r0;
+    size_t gr = j->d.block ? j->d.block : 1, nbr = (j->rows + gr - 1) / gr;
+    size_t per_band = mq_qdesc_scales(j->d, gr, j->cols); /* scales in one band */
+    size_t es = mq_dtype_size(j->dt), qb = mq_qkind_row_bytes(j->d.kind, j->cols), u0, u1;
+    part_range(nbr, j->parts, k, &u0, &u1);
+    size_t r0 = u0 * gr, r1 = u1 * gr < j->rows ? u1 * gr : j->rows, g0 = u0 * per_band;
+    j->st[k] = mq_hk_quantize(j->d, j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
+                              j->q + r0 * qb, j->scale + g0 * es, j->zp ? j->zp + g0 : NULL,
+                              &j->bad[k], j->want_err ? &j->err[k] : NULL);
+    j->bad[k] += g0;
 }
 
 /* err NULL skips the weight error. Each part sums its own rows; the parts
- * are added in order, so the result does not depend on timing. */
-static mq_status host_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                    size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                    uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
+ * are added in order, so the result does not depend on timing, and the first
+ * failing part gives the bad row or block, as a single pass would find it. */
+static mq_status host_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
+                               size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                               mq_err_acc *err)
 {
-    unsigned parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt));
-    if (parts == 1) {
-        if (err)
-            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, code_xor,
-                                           bad_row, err);
-        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row);
-    }
-    quant_job j = {
-        src,   dt,      rows, cols,        symmetric,     q, scale, symmetric ? NULL : zp, code_xor,
-        parts, {MQ_OK}, {0},  err != NULL, {{0, 0, 0, 0}}};
-    for (unsigned k = 0; k < parts; k++)
+    if (d.block && d.kind != MQ_QK_FP8)
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: blocks of a kind other than FP8");
+    size_t gr = d.block ? d.block : 1;
+    quant_job j = {.d = d,
+                   .src = src,
+                   .dt = dt,
+                   .rows = rows,
+                   .cols = cols,
+                   .q = q,
+                   .scale = scale,
+                   .zp = d.symmetric || d.kind == MQ_QK_FP8 ? NULL : zp,
+                   .parts = host_parts(b, (rows + gr - 1) / gr, rows * cols * mq_dtype_size(dt)),
+                   .want_err = err != NULL};
+    for (unsigned k = 0; k < j.parts; k++) {
+        j.st[k] = MQ_OK;
+        j.bad[k] = 0;
         mq_err_acc_init(&j.err[k]);
-    mq_pool_run(host_pool(b), quant_part, &j, parts);
-    /* The first bad row, as a single pass would have found it. */
-    for (unsigned k = 0; k < parts; k++) {
+    }
+    if (j.parts == 1)
+        quant_part(&j, 0);
+    else
+        mq_pool_run(host_pool(b), quant_part, &j, j.parts);
+    for (unsigned k = 0; k < j.parts; k++) {
         if (j.st[k] != MQ_OK) {
-            if (bad_row) *bad_row = j.bad[k];
+            if (bad) *bad = j.bad[k];
             return j.st[k];
         }
     }
-    for (unsigned k = 0; err && k < parts; k++)
+    for (unsigned k = 0; err && k < j.parts; k++)
         mq_err_acc_add(err, &j.err[k]);
     return MQ_OK;
 }
@@ -182,177 +189,12 @@ static mq_status host_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t
     return MQ_OK;
 }
 
-static mq_status host_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                      float scale, int8_t zp, bool symmetric, uint8_t code_xor,
-                                      int8_t *q, mq_err_acc *err)
+static mq_status host_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                      size_t n, float scale, int8_t zp, void *q, mq_err_acc *err)
 {
     (void)b;
-    if (err)
-        mq_hk_quantize_values_err(src, dt, n, scale, zp, symmetric, code_xor, q, err);
-    else
-        mq_hk_quantize_values(src, dt, n, scale, zp, code_xor, q);
+    mq_hk_quantize_values(d, src, dt, n, scale, zp, q, err);
     return MQ_OK;
-}
-
-/* ---- the int4 and float8 kinds ---- */
-
-typedef struct {
-    const unsigned char *src;
-    mq_dtype dt;
-    size_t rows, cols;
-    size_t bs; /* blocks: the call is split in bands of bs rows; 0: in rows */
-    mq_qkind kind;
-    bool symmetric;
-    unsigned char *q, *scale;
-    int8_t *zp;
-    unsigned parts;
-    mq_status st[HOST_MAX_THREADS];
-    size_t bad[HOST_MAX_THREADS];
-    bool want_err;
-    mq_err_acc err[HOST_MAX_THREADS];
-} kind_job;
-
-static void kind_part(void *arg, unsigned k)
-{
-    kind_job *j = arg;
-    size_t u0, u1, es = mq_dtype_size(j->dt);
-    mq_err_acc *e = j->want_err ? &j->err[k] : NULL;
-    if (j->bs) {
-        size_t nbr = (j->rows + j->bs - 1) / j->bs, nbc = (j->cols + j->bs - 1) / j->bs;
-        part_range(nbr, j->parts, k, &u0, &u1);
-        size_t r0 = u0 * j->bs, r1 = u1 * j->bs < j->rows ? u1 * j->bs : j->rows;
-        j->st[k] =
-            mq_hk_quantize_blocks(j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols, j->bs,
-                                  j->q + r0 * j->cols, j->scale + u0 * nbc * es, &j->bad[k], e);
-        j->bad[k] += u0 * nbc;
-        return;
-    }
-    size_t qb = mq_qkind_row_bytes(j->kind, j->cols);
-    part_range(j->rows, j->parts, k, &u0, &u1);
-    j->st[k] = mq_hk_quantize_rows_k(j->src + u0 * j->cols * es, j->dt, u1 - u0, j->cols, j->kind,
-                                     j->symmetric, j->q + u0 * qb, j->scale + u0 * es,
-                                     j->zp ? j->zp + u0 : NULL, &j->bad[k], e);
-    j->bad[k] += u0;
-}
-
-/* Runs a kind job over its parts: the first failing part's status and bad
- * index, as one pass would find them; the error sums added in order. */
-static mq_status kind_run(mq_backend *b, kind_job *j, size_t *bad, mq_err_acc *err)
-{
-    for (unsigned k = 0; k < j->parts; k++) {
-        j->st[k] = MQ_OK;
-        j->bad[k] = 0;
-        mq_err_acc_init(&j->err[k]);
-    }
-    mq_pool_run(j->parts > 1 ? host_pool(b) : NULL, kind_part, j, j->parts);
-    for (unsigned k = 0; k < j->parts; k++) {
-        if (j->st[k] != MQ_OK) {
-            if (bad) *bad = j->bad[k];
-            return j->st[k];
-        }
-    }
-    for (unsigned k = 0; err && k < j->parts; k++)
-        mq_err_acc_add(err, &j->err[k]);
-    return MQ_OK;
-}
-
-static mq_status host_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                      size_t cols, mq_qkind kind, bool symmetric, void *q,
-                                      void *scale, int8_t *zp, size_t *bad_row, mq_err_acc *err)
-{
-    kind_job j = {.src = src,
-                  .dt = dt,
-                  .rows = rows,
-                  .cols = cols,
-                  .kind = kind,
-                  .symmetric = symmetric,
-                  .q = q,
-                  .scale = scale,
-                  .zp = symmetric || kind == MQ_QK_FP8 ? NULL : zp,
-                  .parts = host_parts(b, rows, rows * cols * mq_dtype_size(dt)),
-                  .want_err = err != NULL};
-    return kind_run(b, &j, bad_row, err);
-}
-
-static mq_status host_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                        mq_qkind kind, float scale, int8_t zp, bool symmetric,
-                                        uint8_t *q, mq_err_acc *err)
-{
-    (void)b;
-    /* The zero point decides alone: a symmetric call passes 0. */
-    (void)symmetric;
-    mq_hk_quantize_values_k(src, dt, n, kind, scale, zp, q, err);
-    return MQ_OK;
-}
-
-static mq_status host_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                      size_t cols, size_t bs, uint8_t *q, void *scale,
-                                      size_t *bad_block, mq_err_acc *err)
-{
-    if (bs == 0) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize blocks: block size 0");
-    size_t nbr = (rows + bs - 1) / bs;
-    kind_job j = {.src = src,
-                  .dt = dt,
-                  .rows = rows,
-                  .cols = cols,
-                  .bs = bs,
-                  .kind = MQ_QK_FP8,
-                  .symmetric = true,
-                  .q = q,
-                  .scale = scale,
-                  .parts = host_parts(b, nbr, rows * cols * mq_dtype_size(dt)),
-                  .want_err = err != NULL};
-    return kind_run(b, &j, bad_block, err);
-}
-
-mq_status mq_be_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
-                              uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
-{
-    if (kind == MQ_QK_INT8)
-        return b->ops->quantize_rows(b, src, dt, rows, cols, symmetric, q, scale, zp, code_xor,
-                                     bad_row, err);
-    if (b->ops->quantize_rows_k)
-        return b->ops->quantize_rows_k(b, src, dt, rows, cols, kind, symmetric, q, scale, zp,
-                                       bad_row, err);
-    mq_status st =
-        mq_ref_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row);
-    if (st == MQ_OK && err)
-        mq_ref_error_stats_k(src, dt, rows, cols, kind, q, scale, dt, symmetric ? NULL : zp, err);
-    return st;
-}
-
-mq_status mq_be_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                mq_qkind kind, float scale, int8_t zp, bool symmetric,
-                                uint8_t code_xor, void *q, mq_err_acc *err)
-{
-    if (kind == MQ_QK_INT8)
-        return b->ops->quantize_values(b, src, dt, n, scale, zp, symmetric, code_xor, q, err);
-    if (b->ops->quantize_values_k)
-        return b->ops->quantize_values_k(b, src, dt, n, kind, scale, zp, symmetric, q, err);
-    mq_ref_quantize_values_k(src, dt, n, kind, scale, zp, q);
-    if (err) {
-        /* The error statistics take stored rows: int4 codes packed. */
-        for (size_t i = 0; i < n; i++) {
-            uint8_t c = ((uint8_t *)q)[i], packed[4];
-            if (kind == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&c, 1, packed);
-            mq_ref_error_stats_k((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, 1, kind,
-                                 kind == MQ_QK_INT4 ? packed : &c, &scale, MQ_DTYPE_F32,
-                                 symmetric ? NULL : &zp, err);
-        }
-    }
-    return MQ_OK;
-}
-
-mq_status mq_be_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                mq_err_acc *err)
-{
-    if (b->ops->quantize_blocks)
-        return b->ops->quantize_blocks(b, src, dt, rows, cols, bs, q, scale, bad_block, err);
-    mq_status st = mq_ref_quantize_blocks(src, dt, rows, cols, bs, q, scale, bad_block);
-    if (st == MQ_OK && err) mq_ref_error_stats_blocks(src, dt, rows, cols, bs, q, scale, dt, err);
-    return st;
 }
 
 static void *host_staging_alloc(mq_backend *b, size_t n)
@@ -379,15 +221,12 @@ static void host_free(mq_backend *b)
 }
 
 static const mq_backend_ops host_ops = {
-    .quantize_rows = host_quantize_rows,
+    .quantize = host_quantize,
+    .quantize_values = host_quantize_values,
     .cast_f16 = host_cast_f16,
     .dequantize_rows = host_dequantize_rows,
     .free = host_free,
     .reduce = host_reduce,
-    .quantize_values = host_quantize_values,
-    .quantize_rows_k = host_quantize_rows_k,
-    .quantize_values_k = host_quantize_values_k,
-    .quantize_blocks = host_quantize_blocks,
     .staging_alloc = host_staging_alloc,
     .staging_free = host_staging_free,
 };

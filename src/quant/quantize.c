@@ -65,11 +65,8 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
 static mq_status run_kernel(run_ctx *c, const mq_tensor *t, const mq_qlayout *l, void *codes,
                             void *scale, int8_t *zp, size_t *bad, mq_err_acc *acc)
 {
-    if (l->block)
-        return mq_be_quantize_blocks(c->be, t->data, t->dtype, l->rows, l->cols, l->block, codes,
-                                     scale, bad, acc);
-    return mq_be_quantize_rows(c->be, t->data, t->dtype, l->rows, l->cols, l->kind, l->symmetric,
-                               codes, scale, zp, mq_qlayout_code_xor(l), bad, acc);
+    return mq_be_quantize(c->be, mq_qlayout_desc(l), t->data, t->dtype, l->rows, l->cols, codes,
+                          scale, zp, bad, acc);
 }
 
 static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)

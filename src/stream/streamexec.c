@@ -7,7 +7,6 @@
 
 #include "dtype.h"
 #include "error.h"
-#include "cpukern.h"
 #include "model.h"
 #include "report.h"
 #include "writer.h"
@@ -105,13 +104,11 @@ static mq_status next_chunk(mq_stream *s, size_t ti, const mq_chunk **c, const u
     return st;
 }
 
-/* ---- backend steps, with the host kernels where the backend has none ---- */
+/* ---- backend steps ---- */
 
 static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
 {
-    if (s->be->ops->reduce) return s->be->ops->reduce(s->be, src, dt, n, st);
-    mq_hk_stats_update(st, src, dt, n);
-    return MQ_OK;
+    return s->be->ops->reduce(s->be, src, dt, n, st);
 }
 
 /* Quantized values with the weight error of the n values into *err, in one
@@ -120,8 +117,8 @@ static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src
                                float scale, int8_t zp, void *q, mq_err_acc *err)
 {
     const mq_qlayout *l = &tp->lay;
-    return mq_be_quantize_values(s->be, src, tp->t->dtype, n, l->kind, scale, zp, l->symmetric,
-                                 mq_qlayout_code_xor(l), q, err);
+    return mq_be_quantize_values(s->be, mq_qlayout_desc(l), src, tp->t->dtype, n, scale, zp, q,
+                                 err);
 }
 
 /* ---- progress ---- */
@@ -201,21 +198,18 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     const mq_qlayout *l = &tp->lay;
     size_t es = mq_dtype_size(t->dtype), bad = 0, nq, ns;
     unsigned char *scale = scale_area(s, j->buf);
-    mq_status st;
     uint64_t e0 = (uint64_t)c->first * tp->cols, s0;
+    int8_t *zp = tp->zp_all && !l->block ? tp->zp_all + c->first : NULL;
+    mq_status st = mq_be_quantize(s->be, mq_qlayout_desc(l), d, t->dtype, c->count, tp->cols,
+                                  j->buf, scale, zp, &bad, err);
     if (l->block) {
         /* Bands of block rows: the codes in place, a row of scales per band. */
-        st = mq_be_quantize_blocks(s->be, d, t->dtype, c->count, tp->cols, l->block, j->buf, scale,
-                                   &bad, err);
         if (st == MQ_STATUS_E_DATA)
             return nonfinite_error(tp, c->first / l->block * l->scale_cols + bad);
         nq = c->count * tp->cols;
         ns = c->count / l->block * l->scale_cols;
         s0 = (uint64_t)c->first / l->block * l->scale_cols;
     } else {
-        int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
-        st = mq_be_quantize_rows(s->be, d, t->dtype, c->count, tp->cols, l->kind, l->symmetric,
-                                 j->buf, scale, zp, mq_qlayout_code_xor(l), &bad, err);
         if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, c->first + bad);
         /* int4 rows come back packed; int8 rows are packed here. */
         nq = l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, c->count)
@@ -255,7 +249,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
     if ((st = do_reduce(s, d, dt, c->count, stats)) != MQ_OK) return st;
     if (c->first + c->count < tp->cols) return MQ_OK;
     if (stats->nonfinite) return nonfinite_error(tp, c->group);
-    mq_ref_params_k(stats, l->kind, l->symmetric, dt, scale, zp);
+    mq_ref_params(mq_qlayout_desc(l), stats, dt, scale, zp);
     return MQ_OK;
 }
 
