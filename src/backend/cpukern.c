@@ -314,6 +314,36 @@ HK_INLINE void code_block(const float *restrict x, int nb, mq_qkind k, float s, 
     }
 }
 
+/* The fp32 sums of (w tk)^2 and (e tk)^2 over HK_LANES lanes, at most
+ * HK_BIG / HK_LANES = 32 terms a lane (relative error under 2e-6 per block),
+ * then in double; and the largest |e|. tk is a power of two. */
+HK_INLINE void err_sums(const float *restrict w, const float *restrict e, int nb, float tk,
+                        double *sig_out, double *err2_out, float *max_out)
+{
+    float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
+    for (int j = 0; j < HK_LANES; j++)
+        sig[j] = err2[j] = mx[j] = 0.0f;
+    for (int i = 0; i < nb; i += HK_LANES) {
+        for (int j = 0; j < HK_LANES; j++) {
+            float a = w[i + j] * tk, d = e[i + j];
+            float ad = fabsf(d), ds = d * tk;
+            sig[j] += a * a;
+            err2[j] += ds * ds;
+            mx[j] = ad > mx[j] ? ad : mx[j];
+        }
+    }
+    double ds = 0.0, de = 0.0;
+    float mm = 0.0f;
+    for (int j = 0; j < HK_LANES; j++) {
+        ds += (double)sig[j];
+        de += (double)err2[j];
+        mm = mx[j] > mm ? mx[j] : mm;
+    }
+    *sig_out = ds;
+    *err2_out = de;
+    *max_out = mm;
+}
+
 /* code_block with the weight error of the first m (<= nb) values added to
  * acc as mq_ref_error_stats counts it, while the block is in registers:
  * clamped when the value before the clamp lies outside the bounds (a NaN is
@@ -321,19 +351,18 @@ HK_INLINE void code_block(const float *restrict x, int nb, mq_qkind k, float s, 
  * XOR: r - z is an exact small integer) or e4m3(q) s. The error w - w_hat is
  * exact in fp32 (Sterbenz: w_hat is 0 or within a factor of 2 of w) except
  * for a clamped value (one fp32 rounding). Two passes, so each vectorizes:
- * the codes, the clamp count (an integer sum), the errors and the largest
- * |w| first, then the fp32 sums over HK_LANES lanes, at most
- * HK_BIG / HK_LANES = 32 terms a lane (relative error under 2e-6 per block),
- * then in double. */
+ * the codes, the clamp count (an integer sum) and the errors, then the sums. */
 HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
                               uint8_t cx, uint8_t *restrict q, mq_err_acc *restrict acc)
 {
-    float w[HK_BIG], e[HK_BIG];
-    uint32_t c = 0, am = 0; /* am: the largest |w| as bits (an integer maximum vectorizes) */
+    /* w: the values counted (a whole block counts x itself, no copy) */
+    float wpart[HK_BIG], e[HK_BIG];
+    const float *w = m == nb ? x : wpart;
+    uint32_t c = 0;
     const float lo = k == MQ_QK_INT4 ? -8.0f : -128.0f, hi = k == MQ_QK_INT4 ? 7.0f : 127.0f;
     for (int j = 0; j < nb; j++) {
         int in = j < m;
-        float wj = in ? x[j] : 0.0f;
+        if (m != nb) wpart[j] = in ? x[j] : 0.0f;
         if (k == MQ_QK_FP8) {
             float v = x[j] / s;
             uint32_t b = e4m3_code(v);
@@ -349,38 +378,30 @@ HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k
             c += (uint32_t)(in & ((v < lo) | (v > hi)));
             e[j] = in ? x[j] - (r - z) * s : 0.0f;
         }
-        w[j] = wj;
-        uint32_t a = mq_f32_bits(wj) & 0x7fffffffu;
-        am = a > am ? a : am;
     }
-    /* The squares are summed in units of 2^2k, k from the block's largest
-     * |w| (as the OpenCL kernels do, see mq_err_exp): no square overflows
-     * (weights near FLT_MAX) or underflows (subnormal weights), and a power
-     * of two changes no rounding. */
-    int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
-    int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
-    float tk = mq_f32_from_bits((uint32_t)(127 - ex) << 23);
-    float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
-    for (int j = 0; j < HK_LANES; j++)
-        sig[j] = err2[j] = mx[j] = 0.0f;
-    for (int i = 0; i < nb; i += HK_LANES) {
-        for (int j = 0; j < HK_LANES; j++) {
-            float a = w[i + j] * tk, d = e[i + j];
-            float ad = fabsf(d), ds = d * tk;
-            sig[j] += a * a;
-            err2[j] += ds * ds;
-            mx[j] = ad > mx[j] ? ad : mx[j];
+    double ds, de;
+    float mm;
+    err_sums(w, e, nb, 1.0f, &ds, &de, &mm);
+    if (!(ds >= 0x1p-90) || !(ds + de < (double)INFINITY)) {
+        /* Tiny or huge weights: summed again in units of 2^2k, k from the
+         * block's largest |w| (as the OpenCL kernels do, see mq_err_exp), so
+         * that no square underflows (subnormal weights) or overflows
+         * (weights near FLT_MAX); a power of two changes no other rounding,
+         * so elsewhere the plain sums above are the same numbers. */
+        uint32_t am = 0; /* as bits: an integer maximum vectorizes */
+        for (int j = 0; j < nb; j++) {
+            uint32_t a = mq_f32_bits(w[j]) & 0x7fffffffu;
+            am = a > am ? a : am;
         }
+        int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
+        int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
+        err_sums(w, e, nb, mq_f32_from_bits((uint32_t)(127 - ex) << 23), &ds, &de, &mm);
+        double unit = ldexp(1.0, 2 * ex);
+        ds *= unit;
+        de *= unit;
     }
-    double ds = 0.0, de = 0.0, unit = ldexp(1.0, 2 * ex);
-    float mm = 0.0f;
-    for (int j = 0; j < HK_LANES; j++) {
-        ds += (double)sig[j];
-        de += (double)err2[j];
-        mm = mx[j] > mm ? mx[j] : mm;
-    }
-    acc->sig += ds * unit;
-    acc->err2 += de * unit;
+    acc->sig += ds;
+    acc->err2 += de;
     if ((double)mm > acc->max_abs) acc->max_abs = (double)mm;
     acc->clamped += c;
 }
@@ -515,22 +536,22 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     return MQ_OK;
 }
 
-/* One inlined copy per kind and per err NULL or not. */
-HK_CLONES mq_status hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                uint8_t *q, void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)
-{
-    switch (d.kind) {
-    case MQ_QK_INT8:
-        if (err) return quantize_groups(MQ_QK_INT8, d, src, dt, rows, cols, q, scale, zp, bad, err);
-        return quantize_groups(MQ_QK_INT8, d, src, dt, rows, cols, q, scale, zp, bad, NULL);
-    case MQ_QK_INT4:
-        if (err) return quantize_groups(MQ_QK_INT4, d, src, dt, rows, cols, q, scale, zp, bad, err);
-        return quantize_groups(MQ_QK_INT4, d, src, dt, rows, cols, q, scale, zp, bad, NULL);
-    default:
-        if (err) return quantize_groups(MQ_QK_FP8, d, src, dt, rows, cols, q, scale, zp, bad, err);
-        return quantize_groups(MQ_QK_FP8, d, src, dt, rows, cols, q, scale, zp, bad, NULL);
+/* One function (and one set of clones) per kind and per err NULL or not:
+ * each is small enough for the compiler to keep its loop constants in
+ * registers, which one function holding all six copies did not. */
+#define HK_QUANTIZE(NAME, K, ERR)                                                                  \
+    HK_CLONES mq_status NAME(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,   \
+                             uint8_t *q, void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)    \
+    {                                                                                              \
+        (void)err;                                                                                 \
+        return quantize_groups(K, d, src, dt, rows, cols, q, scale, zp, bad, ERR);                 \
     }
-}
+HK_QUANTIZE(hk_quantize_int8, MQ_QK_INT8, NULL)
+HK_QUANTIZE(hk_quantize_int8_err, MQ_QK_INT8, err)
+HK_QUANTIZE(hk_quantize_int4, MQ_QK_INT4, NULL)
+HK_QUANTIZE(hk_quantize_int4_err, MQ_QK_INT4, err)
+HK_QUANTIZE(hk_quantize_fp8, MQ_QK_FP8, NULL)
+HK_QUANTIZE(hk_quantize_fp8_err, MQ_QK_FP8, err)
 
 HK_CLONES void hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                                   int8_t zp, uint8_t *q, mq_err_acc *err)
@@ -561,7 +582,17 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
                          void *q, void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)
 {
     if (d.block && d.kind != MQ_QK_FP8) return MQ_STATUS_E_INVALID_ARG;
-    return hk_quantize(d, src, dt, rows, cols, q, scale, zp, bad, err);
+    switch (d.kind) {
+    case MQ_QK_INT8:
+        return (err ? hk_quantize_int8_err : hk_quantize_int8)(d, src, dt, rows, cols, q, scale, zp,
+                                                               bad, err);
+    case MQ_QK_INT4:
+        return (err ? hk_quantize_int4_err : hk_quantize_int4)(d, src, dt, rows, cols, q, scale, zp,
+                                                               bad, err);
+    default:
+        return (err ? hk_quantize_fp8_err : hk_quantize_fp8)(d, src, dt, rows, cols, q, scale, zp,
+                                                             bad, err);
+    }
 }
 
 void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
