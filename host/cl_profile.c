@@ -27,8 +27,8 @@ static mq_status event_seconds(cl_event ev, double *s)
     return MQ_OK;
 }
 
-mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                     size_t cols, bool symmetric, int iters, mq_cl_profile *out)
+static mq_status profile_int8(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              bool symmetric, int iters, mq_cl_profile *out)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;
@@ -131,9 +131,9 @@ done:
     return st;
 }
 
-mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                 size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
-                                 mq_cl_profile *out)
+static mq_status profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                              mq_qkind kind, bool symmetric, size_t bs, int iters,
+                              mq_cl_profile *out)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;
@@ -283,8 +283,16 @@ static mq_status transfer_once(mq_cl_backend *cb, cl_mem m, const uint8_t *in, s
     return MQ_OK;
 }
 
-mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
-                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
+mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                 size_t rows, size_t cols, int iters, mq_cl_profile *out)
+{
+    if (d.kind == MQ_QK_INT8 && !d.block)
+        return profile_int8(b, src, dt, rows, cols, d.symmetric, iters, out);
+    return profile_kind(b, src, dt, rows, cols, d.kind, d.symmetric, d.block, iters, out);
+}
+
+mq_status mq_cl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                 size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     size_t big = in_bytes > out_bytes ? in_bytes : out_bytes;

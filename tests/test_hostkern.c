@@ -765,6 +765,43 @@ static void test_int8_code_xor(void **state)
     mq_backend_free(be);
 }
 
+/* The CPU back end is a registry entry like the OpenCL one: "host" opens it
+ * by name, it has no hooks beyond its table, and the OpenCL hooks are there
+ * exactly when OpenCL was built. */
+static void test_registry(void **state)
+{
+    (void)state;
+    const mq_backend_reg *cpu = mq_backend_reg_by_name("host");
+    assert_non_null(cpu);
+    assert_null(mq_backend_reg_by_name("no-such-back-end"));
+    assert_null(mq_backend_get_proc("host", "mq_opencl_hooks"));
+    assert_null(mq_backend_get_proc("no-such-back-end", "mq_opencl_hooks"));
+    mq_backend *be = NULL;
+    bool none = true;
+    assert_int_equal(cpu->open("host", 0, &none, &be), MQ_OK);
+    assert_false(none);
+    assert_string_equal(be->backend, "host");
+    assert_true(be->caps.host_threads);
+    mq_backend_free(be);
+    assert_int_equal(cpu->open("gpu", 0, &none, &be), MQ_STATUS_E_DEVICE);
+    assert_true(none);
+    assert_int_equal(mq_backend_open_spec("host", 0, &be), MQ_OK);
+    assert_string_equal(be->backend, "host");
+    mq_backend_free(be);
+#ifdef MQ_HAVE_OPENCL
+    assert_non_null(mq_backend_get_proc("opencl", "mq_opencl_hooks"));
+    assert_non_null(mq_backend_get_proc("opencl", "mq_clgemm_hooks"));
+    assert_null(mq_backend_get_proc("opencl", "no-such-hook"));
+#else
+    assert_null(mq_backend_reg_by_name("opencl"));
+    /* auto has only the CPU to take, and an OpenCL spec names nothing. */
+    assert_int_equal(mq_backend_open_spec("auto", 0, &be), MQ_OK);
+    assert_string_equal(be->backend, "host");
+    mq_backend_free(be);
+    assert_int_equal(mq_backend_open_spec("gpu", 0, &be), MQ_STATUS_E_DEVICE);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,7 +812,7 @@ int main(void)
         cmocka_unit_test(test_cast_dtypes),      cmocka_unit_test(test_backend_threads),
         cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
         cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
-        cmocka_unit_test(test_int8_code_xor),
+        cmocka_unit_test(test_int8_code_xor),    cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,7 @@ mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_b
 /* The backend behind a public device handle (borrowed: mq_backend_free
  * leaves it open). */
 mq_backend *mq_device_backend(mq_device *d);
+/* The CPU back end (cpu_backend.c), as spec "host" opens it. */
 mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
@@ -116,29 +117,44 @@ static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const v
 }
 
 /*
- * A back end besides the CPU one, as the core knows it (ggml-backend's "reg"):
- * its name, how to open one of its devices and how to list them. Back ends
- * register in backend.c's table when they are built (the OpenCL one in
- * host/cl_backend.c); nothing else of a back end is visible to src/.
- * open: the device `spec` names ("auto", "opencl", "gpu", "cpu", "P:D" or a
- * name substring). For "auto", MQ_STATUS_E_DEVICE with *none_found = true
- * means it has no device auto may take (not an error for auto).
- * `max_alloc_override` caps one device buffer (0 = device limit).
+ * The two-pass path (twopass.c) for groups larger than one call of b: the
+ * statistics of each group through b's reduce, the parameters on the host,
+ * the codes through b's quantize_values, each in pieces; the same inputs
+ * and outputs as quantize. A back end calls it for what its buffers cannot
+ * hold, so that path exists once.
+ */
+mq_status mq_be_quantize_two_pass(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                  size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                                  size_t *bad, struct mq_err_acc *err);
+
+/*
+ * A back end as the core knows it (ggml-backend's "reg"): its name, how to
+ * open one of its devices, how to list them and its entry points beyond the
+ * ops table. Back ends register in backend.c's table when they are built
+ * (the CPU one in cpu_backend.c, the OpenCL one in host/cl_backend.c);
+ * nothing else of a back end is visible to src/.
+ * open: the device `spec` names (the back end's own name, "auto", or for
+ * OpenCL "gpu", "cpu", "P:D" or a name substring). MQ_STATUS_E_DEVICE with
+ * *none_found = true means it has no such device (for "auto", not an
+ * error: the next back end is asked). `max_alloc_override` caps one device
+ * buffer (0 = device limit).
  */
 typedef struct {
     const char *name;
     mq_status (*open)(const char *spec, size_t max_alloc_override, bool *none_found,
                       mq_backend **out);
     mq_status (*list)(mq_device_list *out); /* (optional) */
+    /* (optional) A named table of entry points beyond the ops (the test and
+     * benchmark hooks of host/cl_api.h and cl_gemm.h), as ggml-backend's
+     * get_proc_address; NULL for a name it does not know. */
+    const void *(*get_proc_address)(const char *name);
 } mq_backend_reg;
 
-/* The registered back ends, in the order "auto" tries them. */
-size_t mq_backend_reg_count(void);
-const mq_backend_reg *mq_backend_reg_at(size_t i);
-
-/* Implemented in host/: the OpenCL back end's entry points (its reg uses them;
- * the tests and benchmarks call them directly). */
-mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
-                                 mq_backend **out);
+/* The registered back end called `name` ("host", "opencl"), or NULL when
+ * this library was built without it. */
+const mq_backend_reg *mq_backend_reg_by_name(const char *name);
+/* get_proc_address(name) of back end `reg`; NULL when it is not built or
+ * has no such entry. */
+const void *mq_backend_get_proc(const char *reg, const char *name);
 
 #endif

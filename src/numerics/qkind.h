@@ -48,5 +48,9 @@ float mq_qkind_qmin(mq_qkind k);
 float mq_qkind_qmax(mq_qkind k);
 /* Scale values a call of rows x cols writes (one per row, or per block). */
 size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols);
+/* Group g (g < mq_qdesc_scales) of such a call: rows [*r0, *r1), columns
+ * [*c0, *c0 + *nc). */
+void mq_qdesc_group(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, size_t *r1,
+                    size_t *c0, size_t *nc);
 
 #endif

@@ -370,9 +370,8 @@ static void put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float 
     }
 }
 
-/* Group g of a call: rows [*r0, *r1), columns [*c0, *c0 + *nc). */
-static void group_at(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, size_t *r1,
-                     size_t *c0, size_t *nc)
+void mq_qdesc_group(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, size_t *r1,
+                    size_t *c0, size_t *nc)
 {
     if (!d.block) {
         *r0 = g, *r1 = g + 1, *c0 = 0, *nc = cols;
@@ -394,7 +393,7 @@ mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
     size_t groups = mq_qdesc_scales(d, rows, cols);
     for (size_t g = 0; g < groups; g++) {
         size_t r0, r1, c0, nc;
-        group_at(d, rows, cols, g, &r0, &r1, &c0, &nc);
+        mq_qdesc_group(d, rows, cols, g, &r0, &r1, &c0, &nc);
         mq_ref_stats st;
         mq_ref_stats_init(&st);
         for (size_t r = r0; r < r1; r++)
