@@ -68,8 +68,8 @@ static inline void mq_cl_options_init(mq_cl_options *o)
  * dtype dt (in chunks of whole rows when it exceeds one buffer: every chunk
  * runs over the first chunk's rows, uploaded once), and of
  * clEnqueueCopyBuffer moving the same number of bytes. *bytes is what the kernel
- * reads and writes (input, int8 values, scales, zero points). The backend must be
- * opened with profiling. */
+ * reads and writes (input, codes as stored, scales, zero points, and for int8 the per-row NaN
+ * flags). The backend must be opened with profiling. */
 typedef struct {
     double kernel_s;
     double kernel_err_s;

@@ -515,15 +515,10 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
             size_t g = bi * nbc + bj, c0 = bj * gc, nc = cols - c0 < gc ? cols - c0 : gc;
             mq_ref_stats st;
             group_stats(&st, band, bdt, nr, cols, c0, nc);
-            if (st.nonfinite) {
-                if (bad) *bad = g;
-                return MQ_STATUS_E_DATA;
-            }
             float s;
             int8_t z;
-            mq_ref_params(d, &st, dt, &s, &z);
-            mq_store_scale(scale, dt, g, s);
-            if (!d.symmetric && zp && k != MQ_QK_FP8) zp[g] = z;
+            mq_status ps = mq_ref_group_params(d, &st, dt, g, scale, zp, bad, &s, &z);
+            if (ps != MQ_OK) return ps;
             for (size_t r = 0; r < nr; r++) {
                 uint8_t *out = q + (r0 + r) * qb;
                 /* the padding, and an odd last byte */

@@ -51,17 +51,9 @@ mq_status mq_be_quantize_two_pass(mq_backend *b, mq_qdesc d, const void *src, mq
         mq_ref_stats_init(&stats);
         for (size_t r = r0; r < r1 && st == MQ_OK; r++)
             st = b->ops->reduce(b, in + (r * cols + c0) * es, dt, nc, &stats);
-        if (st != MQ_OK) break;
-        if (stats.nonfinite) {
-            if (bad) *bad = g;
-            st = MQ_STATUS_E_DATA;
-            break;
-        }
         float s;
         int8_t z;
-        mq_ref_params(d, &stats, dt, &s, &z);
-        mq_store_scale(scale, dt, g, s);
-        if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = z;
+        if (st == MQ_OK) st = mq_ref_group_params(d, &stats, dt, g, scale, zp, bad, &s, &z);
         for (size_t r = r0; r < r1 && st == MQ_OK; r++)
             st = row_codes(b, d, in + (r * cols + c0) * es, dt, nc, s, z, out + r * qb, c0, tmp,
                            err);

@@ -384,6 +384,19 @@ void mq_qdesc_group(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, 
     *nc = cols - *c0 < d.block ? cols - *c0 : d.block;
 }
 
+mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, size_t g,
+                              void *scale, int8_t *zp, size_t *bad, float *s, int8_t *z)
+{
+    if (st->nonfinite) {
+        if (bad) *bad = g;
+        return MQ_STATUS_E_DATA;
+    }
+    mq_ref_params(d, st, dt, s, z);
+    mq_store_scale(scale, dt, g, *s);
+    if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = *z;
+    return MQ_OK;
+}
+
 mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
                           void *q, void *scale, int8_t *zp, size_t *bad)
 {
@@ -398,15 +411,10 @@ mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
         mq_ref_stats_init(&st);
         for (size_t r = r0; r < r1; r++)
             mq_ref_stats_update(&st, in + (r * cols + c0) * es, dt, nc);
-        if (st.nonfinite) {
-            if (bad) *bad = g;
-            return MQ_STATUS_E_DATA;
-        }
         float s;
         int8_t z;
-        mq_ref_params(d, &st, dt, &s, &z);
-        mq_store_scale(scale, dt, g, s);
-        if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = z;
+        mq_status ps = mq_ref_group_params(d, &st, dt, g, scale, zp, bad, &s, &z);
+        if (ps != MQ_OK) return ps;
         for (size_t r = r0; r < r1; r++)
             put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, out + r * qb, c0, cols);
     }

@@ -64,6 +64,13 @@ void mq_ref_params(mq_qdesc d, const mq_ref_stats *s, mq_dtype scale_dt, float *
  * lower bound. */
 void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                             int8_t zp, void *q);
+/* The end of a group's statistics, the same in every back end: NaN/Inf seen
+ * gives MQ_STATUS_E_DATA with *bad = g (bad may be NULL); else the group's
+ * scale and zero point (mq_ref_params, scale dtype dt) into *s and *z and
+ * stored as group g of a call: scale[g] in dt, zp[g] where d has zero
+ * points and zp is not NULL. */
+mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, size_t g,
+                              void *scale, int8_t *zp, size_t *bad, float *s, int8_t *z);
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
 void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
 
