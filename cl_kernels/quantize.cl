@@ -69,6 +69,31 @@ inline void mq_err_reduce(float8 sig, float8 err2, float8 mx, uint8 ncl, float t
     local uint bad_s[MQ_WG]
 
 
+/* The error exponent (mq_err_exp) of a work-group's values, eight a
+ * work-item: the largest finite |w| of w when whole, else of values
+ * [i, end) one by one, reduced in local memory mx_s. Every work-item of the
+ * work-group calls it. */
+inline int mq_group_err_exp(global const void *src, const int dt, bool whole, float8 w, ulong i,
+                            ulong end, uint lid, local float *mx_s)
+{
+    float a = 0.0f;
+    if (whole) {
+        a = mq_amax8(w);
+    } else {
+        for (ulong j = i; j < end; j++) {
+            float x = mq_load1(src, j, dt);
+            a = isfinite(x) ? fmax(a, fabs(x)) : a;
+        }
+    }
+    mx_s[lid] = a;
+    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return mq_err_exp(mx_s[0]);
+}
+
 /* Partial min/max of segment g % spr of row g / spr (segments of `seg` values,
  * a multiple of 8) into lo[g], hi[g], bad[g]. */
 inline void mq_row_stats_body(global const void *src, const int dt, ulong cols, ulong seg, uint spr,
@@ -187,24 +212,8 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
     ulong end = min(i + 8, n);
     /* Eight values of one row load as a vector, once; others one by one. */
     bool whole = i + 8 <= n && (col0 + i) / cols == (col0 + i + 7) / cols;
-    float8 w = (float8)(0.0f);
-    float a = 0.0f;
-    if (whole) {
-        w = mq_load8(src, i, dt);
-        a = mq_amax8(w);
-    } else {
-        for (ulong j = i; j < end; j++) {
-            float x = mq_load1(src, j, dt);
-            a = isfinite(x) ? fmax(a, fabs(x)) : a;
-        }
-    }
-    mx_s[lid] = a;
-    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    int k = mq_err_exp(mx_s[0]);
+    float8 w = whole ? mq_load8(src, i, dt) : (float8)(0.0f);
+    int k = mq_group_err_exp(src, dt, whole, w, i, end, lid, mx_s);
     float tk = mq_pow2(-k);
 
     float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
@@ -458,22 +467,7 @@ inline void mq_quantize_values_k_body(global const void *src, const int dt, ulon
     float8 w = (float8)(0.0f);
     if (whole) w = mq_load8(src, i, dt);
     if (want_err) {
-        float a = 0.0f;
-        if (whole) {
-            a = mq_amax8(w);
-        } else {
-            for (ulong j = i; j < n; j++) {
-                float x = mq_load1(src, j, dt);
-                a = isfinite(x) ? fmax(a, fabs(x)) : a;
-            }
-        }
-        mx_s[lid] = a;
-        for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        k = mq_err_exp(mx_s[0]);
+        k = mq_group_err_exp(src, dt, whole, w, i, n, lid, mx_s);
         tk = mq_pow2(-k);
     }
     float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
