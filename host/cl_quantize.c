@@ -22,25 +22,25 @@ typedef struct {
     size_t *bad;
 } quant_job;
 
-static mq_status attempt_rows(mq_cl_backend *cb, const void *job, mq_err_acc *err)
+/* One attempt: the path is chosen again each time, as an out-of-memory
+ * retry may have made the buffers smaller than a row or a block. */
+static mq_status attempt_quantize(mq_cl_backend *cb, const void *job, mq_err_acc *err)
 {
     const quant_job *j = job;
+    size_t es = mq_dtype_size(j->dt), bs = j->d.block;
+    bool long_rows = j->cols >= MQ_CL_SPLIT_COLS;
+    if (bs ? bs > cb->limit / es / bs /* a block larger than a buffer */
+           : j->cols * es > cb->limit || (long_rows && j->d.kind != MQ_QK_INT8))
+        return mq_be_quantize_two_pass(&cb->base, j->d, j->src, j->dt, j->rows, j->cols, j->q,
+                                       j->scale, j->zp, j->bad, err);
+    if (bs)
+        return mq_cl_blocks_once(cb, j->src, j->dt, j->rows, j->cols, bs, j->q, j->scale, j->bad,
+                                 err);
+    if (long_rows)
+        return mq_cl_quantize_split(cb, j->src, j->dt, j->rows, j->cols, j->d.symmetric,
+                                    (int8_t *)j->q, j->scale, j->zp, j->d.code_xor, j->bad, err);
     return mq_cl_rows_fused(cb, j->d, j->src, j->dt, j->rows, j->cols, j->q, j->scale, j->zp,
                             j->bad, err);
-}
-
-static mq_status attempt_split(mq_cl_backend *cb, const void *job, mq_err_acc *err)
-{
-    const quant_job *j = job;
-    return mq_cl_quantize_split(cb, j->src, j->dt, j->rows, j->cols, j->d.symmetric, (int8_t *)j->q,
-                                j->scale, j->zp, j->d.code_xor, j->bad, err);
-}
-
-static mq_status attempt_blocks(mq_cl_backend *cb, const void *job, mq_err_acc *err)
-{
-    const quant_job *j = job;
-    return mq_cl_blocks_once(cb, j->src, j->dt, j->rows, j->cols, j->d.block, j->q, j->scale,
-                             j->bad, err);
 }
 
 mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
@@ -56,21 +56,11 @@ mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt
     if (st == MQ_OK) st = mq_cl_check_rows("quantize", rows, cols, es);
     if (st != MQ_OK || rows == 0) return st;
     if (!bad) bad = &ignored_bad;
-    quant_job j = {d, src, dt, rows, cols, q, scale, d.symmetric ? NULL : zp, bad};
-    if (d.block) {
-        if (cols == 0) return MQ_OK;
-        if (d.block > cb->limit / es / d.block) /* a block larger than a buffer */
-            return mq_be_quantize_two_pass(b, d, src, dt, rows, cols, q, scale, zp, bad, err);
-        return mq_cl_retry(cb, attempt_blocks, &j, rows * cols * es, d.block * d.block * es, err,
-                           NULL);
-    }
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
-        return mq_ref_quantize(d, src, dt, rows, cols, q, scale, zp, bad);
-    bool long_rows = cols >= MQ_CL_SPLIT_COLS;
-    if (cols * es > cb->limit || (long_rows && d.kind != MQ_QK_INT8))
-        return mq_be_quantize_two_pass(b, d, src, dt, rows, cols, q, scale, zp, bad, err);
-    return mq_cl_retry(cb, long_rows ? attempt_split : attempt_rows, &j, rows * cols * es,
-                       cols * es, err, NULL);
+        return d.block ? MQ_OK : mq_ref_quantize(d, src, dt, rows, cols, q, scale, zp, bad);
+    quant_job j = {d, src, dt, rows, cols, q, scale, d.symmetric ? NULL : zp, bad};
+    return mq_cl_retry(cb, attempt_quantize, &j, rows * cols * es,
+                       d.block ? d.block * d.block * es : cols * es, err, NULL);
 }
 
 /* ---- runs of values: the steps of the two-pass paths ---- */

@@ -194,6 +194,45 @@ static void test_below_one_row(void **state)
     free(w);
 }
 
+/* Rows longer than the retry's floor (64 KiB): halving the buffers below one
+ * row sends the next attempt through the two-pass path, which gives the same
+ * bytes, int8 and int4 alike (with the weight error summed once). */
+static void test_retry_below_a_long_row(void **state)
+{
+    (void)state;
+    enum { LR = 3, LC = 32768 }; /* rows of 128 KiB */
+    float *w = random_rows((size_t)LR * LC, 5);
+    uint8_t *q = malloc((size_t)LR * LC), *rq = malloc((size_t)LR * LC);
+    assert_true(q && rq);
+    static const mq_qkind kinds[] = {MQ_QK_INT8, MQ_QK_INT4};
+    for (size_t k = 0; k < 2; k++) {
+        NEED_DEVICE(b);
+        mq_qdesc d = mq_qd(kinds[k], false);
+        float s[LR], rs[LR];
+        int8_t zp[LR], rzp[LR];
+        size_t bad = 0, qb = mq_qkind_row_bytes(d.kind, LC) * LR;
+        mq_err_acc e, re;
+        mq_err_acc_init(&e);
+        mq_err_acc_init(&re);
+        faults(96 << 10, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
+        mq_status st = b->ops->quantize(b, d, w, MQ_DTYPE_F32, LR, LC, q, s, zp, &bad, &e);
+        if (st != MQ_OK) fail_msg("quantize: %s", mq_last_error());
+        assert_true(g_injected > 0);
+        assert_true(g_largest <= 96 << 10);
+        assert_int_equal(mq_ref_quantize(d, w, MQ_DTYPE_F32, LR, LC, rq, rs, rzp, &bad), MQ_OK);
+        assert_memory_equal(q, rq, qb);
+        assert_memory_equal(s, rs, sizeof s);
+        assert_memory_equal(zp, rzp, sizeof zp);
+        mq_ref_error_stats(d, w, MQ_DTYPE_F32, LR, LC, rq, rs, MQ_DTYPE_F32, rzp, &re);
+        assert_true(fabs(e.err2 - re.err2) <= 1e-5 * re.err2);
+        assert_int_equal(e.clamped, re.clamped);
+        mq_backend_free(b);
+    }
+    free(rq);
+    free(q);
+    free(w);
+}
+
 /* A launch that fails for want of resources is retried as well. */
 static void test_launch_retry(void **state)
 {
@@ -488,6 +527,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_quantize_retry, reset),
         cmocka_unit_test_setup(test_below_one_row, reset),
+        cmocka_unit_test_setup(test_retry_below_a_long_row, reset),
         cmocka_unit_test_setup(test_launch_retry, reset),
         cmocka_unit_test_setup(test_error_stats_retry, reset),
         cmocka_unit_test_setup(test_short_rows_within_limit, reset),
