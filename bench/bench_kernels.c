@@ -70,8 +70,9 @@ static double time_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t
         size_t bad = 0;
         double t0 = mq_now_s();
         mq_status st =
-            be ? be->ops->quantize_rows(be, src, dt, rows, cols, sym, q, scale, zp, 0, &bad, NULL)
-               : mq_ref_quantize_rows(src, dt, rows, cols, sym, q, scale, zp, &bad);
+            be ? be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q, scale, zp,
+                                   &bad, NULL)
+               : mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q, scale, zp, &bad);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
@@ -120,8 +121,8 @@ static double time_e2e(mq_backend *be, const void *src, mq_dtype dt, size_t rows
         size_t bad = 0;
         double t0 = mq_now_s();
         mq_status st =
-            be->ops->quantize_rows(be, in, dt, rows, cols, sym, (int8_t *)out, out + rows * cols,
-                                   (int8_t *)out + rows * (cols + es), 0, &bad, NULL);
+            be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), in, dt, rows, cols, (int8_t *)out,
+                              out + rows * cols, (int8_t *)out + rows * (cols + es), &bad, NULL);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
@@ -138,14 +139,29 @@ done:
 enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_COUNT };
 static const char *const kind_names[K_COUNT] = {"int8", "int4", "int4-asym", "fp8", "fp8-block"};
 
-/* Median wall time of the host backend's call for kind k (its CPU kernels,
- * threaded): rows x cols as the kind groups them (bs > 0: blocks). */
-static double time_host_kind(mq_backend *host, const void *src, mq_dtype dt, size_t rows,
-                             size_t cols, int k, size_t bs, int iters)
+/* What the table's kind k quantizes (FP8 blocks: 128 x 128). */
+static mq_qdesc kind_desc(int k)
 {
-    size_t es = mq_dtype_size(dt),
-           nsc = bs ? ((rows + bs - 1) / bs) * ((cols + bs - 1) / bs) : rows;
-    mq_qkind kind = k == K_FP8 || k == K_FP8_BLOCK ? MQ_QK_FP8 : MQ_QK_INT4;
+    switch (k) {
+    case K_INT8:
+        return mq_qd(MQ_QK_INT8, true);
+    case K_INT4:
+        return mq_qd(MQ_QK_INT4, true);
+    case K_INT4_ASYM:
+        return mq_qd(MQ_QK_INT4, false);
+    case K_FP8:
+        return mq_qd(MQ_QK_FP8, true);
+    default:
+        return mq_qd_blocks(128);
+    }
+}
+
+/* Median wall time of the host backend's call for d (its CPU kernels,
+ * threaded) over rows x cols. */
+static double time_host_kind(mq_backend *host, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, mq_qdesc d, int iters)
+{
+    size_t es = mq_dtype_size(dt), nsc = mq_qdesc_scales(d, rows, cols);
     uint8_t *q = malloc(rows * cols);
     int8_t *zp = malloc(nsc);
     void *scale = malloc(nsc * es);
@@ -154,10 +170,7 @@ static double time_host_kind(mq_backend *host, const void *src, mq_dtype dt, siz
     for (int i = -1; i < iters; i++) {
         size_t bad = 0;
         double t0 = mq_now_s();
-        mq_status st =
-            bs ? mq_be_quantize_blocks(host, src, dt, rows, cols, bs, q, scale, &bad, NULL)
-               : mq_be_quantize_rows(host, src, dt, rows, cols, kind, k != K_INT4_ASYM, q, scale,
-                                     zp, 0, &bad, NULL);
+        mq_status st = mq_be_quantize(host, d, src, dt, rows, cols, q, scale, zp, &bad, NULL);
         if (i >= 0) t[i] = mq_now_s() - t0;
         if (st != MQ_OK) goto done;
     }
@@ -174,7 +187,8 @@ done:
 static int bench_kind(mq_backend *be, mq_backend *host, const void *src, mq_dtype dt, size_t rows,
                       size_t cols, int k, size_t group, int iters, int host_iters)
 {
-    size_t r = rows, c = cols, bs = 0;
+    size_t r = rows, c = cols;
+    mq_qdesc d = kind_desc(k);
     if (k == K_INT4 || k == K_INT4_ASYM) {
         if (cols % group) {
             fprintf(stderr, "bench_kernels: %zu columns are not groups of %zu\n", cols, group);
@@ -183,16 +197,14 @@ static int bench_kind(mq_backend *be, mq_backend *host, const void *src, mq_dtyp
         r = rows * (cols / group); /* a row of the call is a group */
         c = group;
     }
-    if (k == K_FP8_BLOCK) bs = 128;
     mq_cl_profile p;
-    mq_qkind kind = k == K_FP8 || k == K_FP8_BLOCK ? MQ_QK_FP8 : MQ_QK_INT4;
-    if (mq_opencl_profile_kind(be, src, dt, r, c, kind, k != K_INT4_ASYM, bs, iters, &p) != MQ_OK) {
+    if (mq_opencl_profile_quantize(be, d, src, dt, r, c, iters, &p) != MQ_OK) {
         fprintf(stderr, "bench_kernels: %zux%zu %s %s: %s\n", rows, cols, mq_dtype_name(dt),
                 kind_names[k], mq_last_error());
         return 1;
     }
     double gb = (double)p.bytes * 1e-9;
-    double ht = host ? time_host_kind(host, src, dt, r, c, k, bs, host_iters) : -1;
+    double ht = host ? time_host_kind(host, src, dt, r, c, d, host_iters) : -1;
     printf("| %zux%zu | %s | %s | %.0f | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | ", rows,
            cols, mq_dtype_name(dt), kind_names[k], gb * 1e3, p.chunks, p.kernel_s * 1e3,
            gb / p.kernel_s, gb / p.copy_s, p.copy_s / p.kernel_s, p.kernel_err_s * 1e3,
@@ -376,8 +388,8 @@ int main(int argc, char **argv)
                 if (!schemes_on[k]) continue;
                 bool sym = k == 0;
                 mq_cl_profile p;
-                if (mq_opencl_profile_quantize(be, src, dts[d], rows, cols, sym, iters, &p) !=
-                    MQ_OK) {
+                if (mq_opencl_profile_quantize(be, mq_qd(MQ_QK_INT8, sym), src, dts[d], rows, cols,
+                                               iters, &p) != MQ_OK) {
                     fprintf(stderr, "bench_kernels: %zux%zu %s %s: %s\n", rows, cols,
                             mq_dtype_name(dts[d]), sym ? "sym" : "asym", mq_last_error());
                     rc = 1;

@@ -229,31 +229,6 @@ inline float8 mq_div8(float8 a, float b)
 #endif
 }
 
-/* ---- the parameter rule of mq_ref_params ---- */
-
-/* From a finite channel's min and max: the scale rounded to the stored dtype,
- * returned as fp32, and the zero point (0 when symmetric). */
-inline float mq_params(float lo, float hi, int symmetric, const int dt, float *zp)
-{
-    float scale;
-    if (symmetric) {
-        float amax = fmax(hi, -lo);
-        scale = fmax(mq_div(amax, 127.5f), FLT_EPSILON);
-    } else {
-        lo = fmin(lo, 0.0f);
-        hi = fmax(hi, 0.0f);
-        float d = hi - lo;
-        if (isinf(d))
-            scale = mq_div(hi, 255.0f) - mq_div(lo, 255.0f);
-        else
-            scale = mq_div(d, 255.0f);
-        scale = fmax(scale, FLT_EPSILON);
-    }
-    float s = mq_round_to_dtype(scale, dt);
-    *zp = symmetric ? 0.0f : clamp(rint(-128.0f - mq_div(lo, s)), -128.0f, 127.0f);
-    return s;
-}
-
 inline void mq_store_scale(global void *dst, ulong i, float s, const int dt)
 {
     if (dt == MQ_F32)
@@ -262,18 +237,6 @@ inline void mq_store_scale(global void *dst, ulong i, float s, const int dt)
         ((global ushort *)dst)[i] = mq_f32_to_f16(s);
     else
         ((global ushort *)dst)[i] = mq_f32_to_bf16(s);
-}
-
-/* q = clamp(rint(w / s + zp), -128, 127): the zero point is added before the
- * rounding, as compressed-tensors does; the saturating conversion is the clamp. */
-inline char8 mq_quant8(float8 w, float s, float zp)
-{
-    return convert_char8_sat(rint(mq_div8(w, s) + zp));
-}
-
-inline char mq_quant1(float w, float s, float zp)
-{
-    return convert_char_sat(rint(mq_div(w, s) + zp));
 }
 
 /* ---- weight error statistics ---- */
@@ -309,38 +272,6 @@ inline void mq_kahan8(float8 x, float8 *sum, float8 *comp)
     float8 t = *sum + y;
     *comp = (t - *sum) - y;
     *sum = t;
-}
-
-/* Codes of eight values with their error terms: q as mq_quant8; the error
- * e = w - (q - zp) s (exact in fp32 unless the value was clamped), its square
- * and that of w in units of 2^k (tk = 2^-k) added to *sig / *err2, |e| folded
- * into *mx and the values clamped counted in *ncl. */
-inline char8 mq_quant8_err(float8 w, float s, float zp, float tk, float8 *sig, float8 *err2,
-                           float8 *mx, uint8 *ncl)
-{
-    float8 r = rint(mq_div8(w, s) + zp);
-    float8 rc = clamp(r, -128.0f, 127.0f);
-    float8 e = w - (rc - zp) * s;
-    float8 ws = w * tk, es = e * tk;
-    *sig += ws * ws;
-    *err2 += es * es;
-    *mx = fmax(*mx, fabs(e));
-    *ncl += select((uint8)(0u), (uint8)(1u), isnotequal(r, rc));
-    return convert_char8_sat(r);
-}
-
-inline char mq_quant1_err(float w, float s, float zp, float tk, float *sig, float *err2, float *mx,
-                          uint *ncl)
-{
-    float r = rint(mq_div(w, s) + zp);
-    float rc = clamp(r, -128.0f, 127.0f);
-    float e = w - (rc - zp) * s;
-    float ws = w * tk, es = e * tk;
-    *sig += ws * ws;
-    *err2 += es * es;
-    *mx = fmax(*mx, fabs(e));
-    *ncl += r != rc ? 1u : 0u;
-    return convert_char_sat(r);
 }
 
 /* Running statistics as mq_ref_stats_update keeps them: min and max of the
@@ -386,21 +317,33 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
     if (i < n) out[i] = mq_div(a[i], b[i]);
 }
 
-/* ---- int4 and float8 e4m3 (reference.h's kinds) ---- */
+/* ---- the codes: every kind of qkind.h, as reference.c makes them ---- */
 
+#define MQ_QK_INT8 0
 #define MQ_QK_INT4 1
 #define MQ_QK_FP8 2
 
-/* The parameter rule of mq_ref_params_k for INT4 and FP8 (symmetric only):
- * compressed-tensors' (a scale that rounds to 0 becomes the dtype's epsilon,
- * the zero point taken from the zero scale first). */
-inline float mq_params_k(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
+/* The smallest and largest integer code (FP8 clamps w / s to +-448). */
+#define MQ_QMIN(kind) ((kind) == MQ_QK_INT4 ? -8.0f : -128.0f)
+#define MQ_QMAX(kind) ((kind) == MQ_QK_INT4 ? 7.0f : 127.0f)
+
+/* The parameter rule of mq_ref_params, from a finite group's min and max:
+ * the scale rounded to the stored dtype, returned as fp32, and the zero point
+ * (0 when symmetric; FP8 is). INT8 clamps the scale below by FLT_EPSILON
+ * before rounding (DESIGN.md); INT4 and FP8 follow compressed-tensors (a
+ * scale that rounds to 0 becomes the dtype's epsilon, the zero point taken
+ * from the zero scale first). */
+inline float mq_params(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
 {
     float eps = dt == MQ_F16 ? 0x1p-10f : dt == MQ_BF16 ? 0x1p-7f : FLT_EPSILON;
+    float qmin = kind == MQ_QK_FP8 ? -448.0f : MQ_QMIN(kind);
+    float qmax = kind == MQ_QK_FP8 ? 448.0f : MQ_QMAX(kind), span = qmax - qmin;
     float s;
     if (symmetric || kind == MQ_QK_FP8) {
         float amax = fmax(hi, -lo);
-        s = mq_round_to_dtype(mq_div(amax, kind == MQ_QK_FP8 ? 448.0f : 7.5f), dt);
+        s = mq_div(amax, span / 2.0f); /* 127.5, 7.5 or 448 */
+        if (kind == MQ_QK_INT8) s = fmax(s, FLT_EPSILON);
+        s = mq_round_to_dtype(s, dt);
         *zp = 0.0f;
         return s == 0.0f ? eps : s;
     }
@@ -408,15 +351,16 @@ inline float mq_params_k(float lo, float hi, int kind, int symmetric, const int 
     hi = fmax(hi, 0.0f);
     float d = hi - lo;
     if (isinf(d))
-        s = mq_div(hi, 15.0f) - mq_div(lo, 15.0f);
+        s = mq_div(hi, span) - mq_div(lo, span);
     else
-        s = mq_div(d, 15.0f);
+        s = mq_div(d, span);
+    if (kind == MQ_QK_INT8) s = fmax(s, FLT_EPSILON);
     s = mq_round_to_dtype(s, dt);
     if (s == 0.0f) {
-        *zp = lo < 0.0f ? 7.0f : 0.0f;
+        *zp = lo < 0.0f ? qmax : 0.0f;
         return eps;
     }
-    *zp = fmin(fmax(rint(-8.0f - mq_div(lo, s)), -8.0f), 7.0f);
+    *zp = fmin(fmax(rint(qmin - mq_div(lo, s)), qmin), qmax);
     return s;
 }
 
@@ -469,26 +413,30 @@ inline float8 mq_e4m3_value8(uint8 c)
     return as_float8(v | ((c & 0x80u) << 24));
 }
 
-/* Codes of kind INT4 (the int8 code's byte) or FP8 (the e4m3 byte), as
- * mq_ref_quantize_values_k: fmin(fmax()) is the reference's clamp, a NaN
- * falling to the lower bound. */
-inline uint8 mq_quant8_k(float8 w, float s, float zp, int kind)
+/* Codes of kind INT8 or INT4 (the integer code's byte) or FP8 (the e4m3
+ * byte), as mq_ref_quantize_values: the zero point is added before the
+ * rounding, as compressed-tensors does; fmin(fmax()) is the reference's
+ * clamp, a NaN falling to the lower bound. */
+inline uint8 mq_quant8(float8 w, float s, float zp, int kind)
 {
     if (kind == MQ_QK_FP8) return mq_e4m3_8(fmin(fmax(mq_div8(w, s), -448.0f), 448.0f));
-    float8 r = fmin(fmax(rint(mq_div8(w, s) + zp), -8.0f), 7.0f);
+    float8 r = fmin(fmax(rint(mq_div8(w, s) + zp), MQ_QMIN(kind)), MQ_QMAX(kind));
     return as_uint8(convert_int8(r)) & 0xffu;
 }
 
-inline uint mq_quant1_k(float w, float s, float zp, int kind)
+inline uint mq_quant1(float w, float s, float zp, int kind)
 {
     if (kind == MQ_QK_FP8) return mq_e4m3(fmin(fmax(mq_div(w, s), -448.0f), 448.0f));
-    float r = fmin(fmax(rint(mq_div(w, s) + zp), -8.0f), 7.0f);
+    float r = fmin(fmax(rint(mq_div(w, s) + zp), MQ_QMIN(kind)), MQ_QMAX(kind));
     return as_uint(convert_int(r)) & 0xffu;
 }
 
-/* The same with the error terms of mq_ref_error_stats_k, as mq_quant8_err:
- * clamped counts values outside the bounds before the clamp (not a NaN). */
-inline uint8 mq_quant8_k_err(float8 w, float s, float zp, int kind, float tk, float8 *sig,
+/* The same with the error terms: the error e = w - w_hat (w_hat = (q - zp) s
+ * or e4m3(q) s; exact in fp32 unless the value was clamped), its square and
+ * that of w in units of 2^k (tk = 2^-k) added to *sig / *err2, |e| folded
+ * into *mx and the values clamped (outside the bounds before the clamp, not
+ * a NaN) counted in *ncl, as mq_ref_error_stats counts them. */
+inline uint8 mq_quant8_err(float8 w, float s, float zp, int kind, float tk, float8 *sig,
                              float8 *err2, float8 *mx, uint8 *ncl)
 {
     uint8 c;
@@ -501,10 +449,10 @@ inline uint8 mq_quant8_k_err(float8 w, float s, float zp, int kind, float tk, fl
         out = isless(v, -448.0f) | isgreater(v, 448.0f);
     } else {
         float8 r = rint(mq_div8(w, s) + zp);
-        float8 rc = fmin(fmax(r, -8.0f), 7.0f);
+        float8 rc = fmin(fmax(r, MQ_QMIN(kind)), MQ_QMAX(kind));
         c = as_uint8(convert_int8(rc)) & 0xffu;
         e = w - (rc - zp) * s;
-        out = isless(r, -8.0f) | isgreater(r, 7.0f);
+        out = isless(r, MQ_QMIN(kind)) | isgreater(r, MQ_QMAX(kind));
     }
     float8 ws = w * tk, es = e * tk;
     *sig += ws * ws;
@@ -514,7 +462,7 @@ inline uint8 mq_quant8_k_err(float8 w, float s, float zp, int kind, float tk, fl
     return c;
 }
 
-inline uint mq_quant1_k_err(float w, float s, float zp, int kind, float tk, float *sig, float *err2,
+inline uint mq_quant1_err(float w, float s, float zp, int kind, float tk, float *sig, float *err2,
                             float *mx, uint *ncl)
 {
     uint c;
@@ -527,10 +475,10 @@ inline uint mq_quant1_k_err(float w, float s, float zp, int kind, float tk, floa
         out = v < -448.0f || v > 448.0f;
     } else {
         float r = rint(mq_div(w, s) + zp);
-        float rc = fmin(fmax(r, -8.0f), 7.0f);
+        float rc = fmin(fmax(r, MQ_QMIN(kind)), MQ_QMAX(kind));
         c = as_uint(convert_int(rc)) & 0xffu;
         e = w - (rc - zp) * s;
-        out = r < -8.0f || r > 7.0f;
+        out = r < MQ_QMIN(kind) || r > MQ_QMAX(kind);
     }
     float ws = w * tk, es = e * tk;
     *sig += ws * ws;

@@ -1,22 +1,25 @@
-/* Quantization. The fused kernels do one channel (row) per `tpr` work-items:
- * min/max reduction in local memory, the parameters, then the int8 values. The
- * split kernels serve rows too long for one work-group (or one buffer): partial
- * statistics per segment, combined on the host, then quantization with given
- * parameters. The int4 and float8 kernels at the end do the same for those
- * codes (int4 packed here), and float8 in 2-D blocks, one work-group a block.
- * Needs numerics.cl before it. */
+/* Quantization. One fused body (mq_quantize_rows_body) does one row per `tpr`
+ * work-items for every kind: min/max reduction in local memory, the
+ * parameters, then the codes (int4 packed here); the int8 kernels pass the
+ * kind as a constant, the int4/fp8 kernels as an argument. The split kernels
+ * serve int8 rows too long for one work-group: partial statistics per
+ * segment, combined on the host, then quantization with given parameters;
+ * the values kernels take runs with fixed parameters for the other kinds, and
+ * float8 also comes in 2-D blocks, one work-group a block. Needs numerics.cl
+ * before it. */
 #pragma OPENCL FP_CONTRACT OFF
 
-/* Codes as stored: XOR cx, 0 or 0x80 (the unsigned bytes of compressed-tensors'
- * packed int32 words: packing 8-bit codes is this relabelling, done here). */
-inline char8 mq_x8(char8 v, uchar cx)
+/* Code bytes as stored: XOR cx, 0 or 0x80 (the unsigned bytes of
+ * compressed-tensors' packed int32 words: packing 8-bit codes is this
+ * relabelling, done here). */
+inline char8 mq_x8(uint8 c, uchar cx)
 {
-    return as_char8(as_uchar8(v) ^ (uchar8)(cx));
+    return as_char8(convert_uchar8(c) ^ (uchar8)(cx));
 }
 
-inline char mq_x1(char v, uchar cx)
+inline char mq_x1(uint c, uchar cx)
 {
-    return as_char((uchar)(as_uchar(v) ^ cx));
+    return as_char((uchar)(c ^ cx));
 }
 
 /* Vectors a lane sums in fp32 before the block's sum is added, compensated,
@@ -61,130 +64,35 @@ inline void mq_err_reduce(float8 sig, float8 err2, float8 mx, uint8 ncl, float t
     }
 }
 
-/* Rows of `cols` values; `tpr` (a power of two dividing MQ_WG) work-items per row,
- * MQ_WG / tpr rows per work-group. */
-inline void mq_quantize_rows_body(global const void *src, const int dt, ulong rows, ulong cols,
-                                  uint tpr, int symmetric, uchar cx, global char *q,
-                                  global void *scale,
-                                  global char *zp, global uchar *bad, const int want_err,
-                                  global float *esum, global uint *ecl, local float *lo_s,
-                                  local float *hi_s, local uint *bad_s, local float *s_s,
-                                  local float *zp_s)
-{
-    uint lid = get_local_id(0);
-    uint slot = lid / tpr;
-    uint t = lid - slot * tpr;
-    ulong row = (ulong)get_group_id(0) * (MQ_WG / tpr) + slot;
-    bool active = row < rows;
-    ulong base = row * cols;
-    ulong nv = cols / 8;
-
-    float lo = INFINITY, hi = -INFINITY;
-    uint abits = 0u;
-    if (active) {
-        float8 lo8 = (float8)(INFINITY), hi8 = (float8)(-INFINITY);
-        uint8 ab8 = (uint8)(0u);
-        for (ulong v = t; v < nv; v += tpr)
-            mq_fold8(mq_load8(src, base + v * 8, dt), &lo8, &hi8, &ab8);
-        mq_fold_lanes(lo8, hi8, ab8, &lo, &hi, &abits);
-        for (ulong i = nv * 8 + t; i < cols; i += tpr)
-            mq_fold1(mq_load1(src, base + i, dt), &lo, &hi, &abits);
-    }
-    lo_s[lid] = lo;
-    hi_s[lid] = hi;
-    bad_s[lid] = abits;
-    for (uint s = tpr >> 1; s > 0u; s >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (t < s) {
-            lo_s[lid] = fmin(lo_s[lid], lo_s[lid + s]);
-            hi_s[lid] = fmax(hi_s[lid], hi_s[lid + s]);
-            bad_s[lid] = max(bad_s[lid], bad_s[lid + s]);
-        }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (active && t == 0u) {
-        float z;
-        float s = mq_params(lo_s[lid], hi_s[lid], symmetric, dt, &z);
-        mq_store_scale(scale, row, s, dt);
-        zp[row] = (char)z;
-        bad[row] = bad_s[lid] >= MQ_NONFINITE_BITS ? 1 : 0;
-        s_s[slot] = s;
-        zp_s[slot] = z;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float s = active ? s_s[slot] : 1.0f, z = active ? zp_s[slot] : 0.0f;
-    if (!want_err) {
-        if (!active) return;
-        for (ulong v = t; v < nv; v += tpr)
-            vstore8(mq_x8(mq_quant8(mq_load8(src, base + v * 8, dt), s, z), cx), 0,
-                    q + base + v * 8);
-        for (ulong i = nv * 8 + t; i < cols; i += tpr)
-            q[base + i] = mq_x1(mq_quant1(mq_load1(src, base + i, dt), s, z), cx);
-        return;
-    }
-
-    /* The same codes, and the row's weight error: fp32 sums over blocks of
-     * MQ_ERR_BLOCK vectors per lane, blocks added with compensation, then
-     * the lanes and the row's work-items added pairwise. */
-    int k = active ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr]))) : 0;
-    float tk = mq_pow2(-k);
-    float8 sig = (float8)(0.0f), sigc = sig, err2 = sig, err2c = sig, mx = sig;
-    uint8 ncl = (uint8)(0u);
-    ulong nva = active ? nv : 0;
-    for (ulong v0 = t; v0 < nva; v0 += MQ_ERR_BLOCK * (ulong)tpr) {
-        float8 bs = (float8)(0.0f), be = bs;
-        ulong vend = min(v0 + MQ_ERR_BLOCK * (ulong)tpr, nva);
-        for (ulong v = v0; v < vend; v += tpr)
-            vstore8(mq_x8(mq_quant8_err(mq_load8(src, base + v * 8, dt), s, z, tk, &bs, &be, &mx,
-                                        &ncl),
-                          cx),
-                    0, q + base + v * 8);
-        mq_kahan8(bs, &sig, &sigc);
-        mq_kahan8(be, &err2, &err2c);
-    }
-    float ts = 0.0f, te = 0.0f, tm = 0.0f;
-    uint tc = 0u;
-    for (ulong i = nv * 8 + t; active && i < cols; i += tpr)
-        q[base + i] =
-            mq_x1(mq_quant1_err(mq_load1(src, base + i, dt), s, z, tk, &ts, &te, &tm, &tc), cx);
-    mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);
-    if (active && t == 0u) {
-        vstore4((float4)(lo_s[lid], hi_s[lid], zp_s[lid], (float)k), row, esum);
-        ecl[row] = bad_s[lid];
-    }
-}
-
 #define MQ_FUSED_LOCALS                                                                            \
     local float lo_s[MQ_WG], hi_s[MQ_WG], s_s[MQ_WG], zp_s[MQ_WG];                                 \
     local uint bad_s[MQ_WG]
 
-/* The fused kernels of one input dtype T (scales are stored as T too):
- * mq_quantize_rows_<sfx>, and mq_quantize_rows_err_<sfx>, which also puts per
- * row r esum[4r..4r+3] = the sums of w^2 and (w - w_hat)^2 in units of 2^2k
- * (k from the row's largest |w|, see mq_err_exp), max |w - w_hat| and k, and
- * ecl[r] = the values clamped. */
-#define MQ_ROWS_KERNELS(SFX, DT, T)                                                                \
-    kernel void mq_quantize_rows_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,      \
-                                       int symmetric, uchar cx, global char *q, global T *scale,   \
-                                       global char *zp, global uchar *bad)                         \
-    {                                                                                              \
-        MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, cx, q, scale, zp, bad, 0, 0, 0, \
-                              lo_s, hi_s, bad_s, s_s, zp_s);                                       \
-    }                                                                                              \
-    kernel void mq_quantize_rows_err_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,  \
-                                           int symmetric, uchar cx, global char *q,                \
-                                           global T *scale, global char *zp, global uchar *bad,    \
-                                           global float *esum, global uint *ecl)                   \
-    {                                                                                              \
-        MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_body(src, DT, rows, cols, tpr, symmetric, cx, q, scale, zp, bad, 1, esum, \
-                              ecl, lo_s, hi_s, bad_s, s_s, zp_s);                                  \
-    }
 
-MQ_ROWS_KERNELS(f32, MQ_F32, float)
-MQ_ROWS_KERNELS(f16, MQ_F16, ushort)
-MQ_ROWS_KERNELS(bf16, MQ_BF16, ushort)
+/* The error exponent (mq_err_exp) of a work-group's values, eight a
+ * work-item: the largest finite |w| of w when whole, else of values
+ * [i, end) one by one, reduced in local memory mx_s. Every work-item of the
+ * work-group calls it. */
+inline int mq_group_err_exp(global const void *src, const int dt, bool whole, float8 w, ulong i,
+                            ulong end, uint lid, local float *mx_s)
+{
+    float a = 0.0f;
+    if (whole) {
+        a = mq_amax8(w);
+    } else {
+        for (ulong j = i; j < end; j++) {
+            float x = mq_load1(src, j, dt);
+            a = isfinite(x) ? fmax(a, fabs(x)) : a;
+        }
+    }
+    mx_s[lid] = a;
+    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return mq_err_exp(mx_s[0]);
+}
 
 /* Partial min/max of segment g % spr of row g / spr (segments of `seg` values,
  * a multiple of 8) into lo[g], hi[g], bad[g]. */
@@ -261,12 +169,12 @@ inline void mq_quantize_fixed_body(global const void *src, const int dt, ulong n
     if (i >= n) return;
     ulong r = (col0 + i) / cols;
     if (i + 8 <= n && (col0 + i + 7) / cols == r) {
-        vstore8(mq_x8(mq_quant8(mq_load8(src, i, dt), s[r], (float)zp[r]), cx), 0, q + i);
+        vstore8(mq_x8(mq_quant8(mq_load8(src, i, dt), s[r], (float)zp[r], MQ_QK_INT8), cx), 0, q + i);
         return;
     }
     for (ulong j = i; j < min(i + 8, n); j++) {
         r = (col0 + j) / cols;
-        q[j] = mq_x1(mq_quant1(mq_load1(src, j, dt), s[r], (float)zp[r]), cx);
+        q[j] = mq_x1(mq_quant1(mq_load1(src, j, dt), s[r], (float)zp[r], MQ_QK_INT8), cx);
     }
 }
 
@@ -304,24 +212,8 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
     ulong end = min(i + 8, n);
     /* Eight values of one row load as a vector, once; others one by one. */
     bool whole = i + 8 <= n && (col0 + i) / cols == (col0 + i + 7) / cols;
-    float8 w = (float8)(0.0f);
-    float a = 0.0f;
-    if (whole) {
-        w = mq_load8(src, i, dt);
-        a = mq_amax8(w);
-    } else {
-        for (ulong j = i; j < end; j++) {
-            float x = mq_load1(src, j, dt);
-            a = isfinite(x) ? fmax(a, fabs(x)) : a;
-        }
-    }
-    mx_s[lid] = a;
-    for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    int k = mq_err_exp(mx_s[0]);
+    float8 w = whole ? mq_load8(src, i, dt) : (float8)(0.0f);
+    int k = mq_group_err_exp(src, dt, whole, w, i, end, lid, mx_s);
     float tk = mq_pow2(-k);
 
     float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
@@ -330,13 +222,13 @@ inline void mq_quantize_fixed_err_body(global const void *src, const int dt, ulo
     uint tc = 0u;
     if (whole) {
         ulong r = (col0 + i) / cols;
-        vstore8(mq_x8(mq_quant8_err(w, s[r], (float)zp[r], tk, &sig, &err2, &mx, &ncl), cx), 0,
+        vstore8(mq_x8(mq_quant8_err(w, s[r], (float)zp[r], MQ_QK_INT8, tk, &sig, &err2, &mx, &ncl), cx), 0,
                 q + i);
     } else {
         for (ulong j = i; j < end; j++) {
             ulong r = (col0 + j) / cols;
             q[j] = mq_x1(
-                mq_quant1_err(mq_load1(src, j, dt), s[r], (float)zp[r], tk, &ts, &te, &tm, &tc), cx);
+                mq_quant1_err(mq_load1(src, j, dt), s[r], (float)zp[r], MQ_QK_INT8, tk, &ts, &te, &tm, &tc), cx);
         }
     }
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, sig_s, err2_s, mx_s, ncl_s);
@@ -380,8 +272,8 @@ inline void mq_tail_k(global const void *src, const int dt, ulong base, ulong i0
     uchar4 word = (uchar4)(0);
     for (ulong i = i0; i < cols; i++) {
         float w = mq_load1(src, base + i, dt);
-        uint c = want_err ? mq_quant1_k_err(w, s, z, kind, tk, ts, te, tm, tc)
-                          : mq_quant1_k(w, s, z, kind);
+        uint c = want_err ? mq_quant1_err(w, s, z, kind, tk, ts, te, tm, tc)
+                          : mq_quant1(w, s, z, kind);
         if (kind == MQ_QK_FP8) {
             out[i - i0] = (uchar)c;
         } else {
@@ -396,12 +288,18 @@ inline void mq_tail_k(global const void *src, const int dt, ulong base, ulong i0
     if (kind != MQ_QK_FP8) vstore4(word, 0, out);
 }
 
-inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong rows, ulong cols,
-                                    uint tpr, int kind, int symmetric, global uchar *q,
-                                    global void *scale, global char *zp, global uchar *bad,
-                                    const int want_err, global float *esum, global uint *ecl,
-                                    local float *lo_s, local float *hi_s, local uint *bad_s,
-                                    local float *s_s, local float *zp_s)
+/* Rows of `cols` values of kind `kind` (a constant in the int8 kernels),
+ * `tpr` (a power of two dividing MQ_WG) work-items per row, MQ_WG / tpr rows
+ * per work-group: min/max reduction in local memory, the parameters, then the
+ * codes (int8 XOR cx), and with want_err the row's weight error: fp32 sums
+ * over blocks of MQ_ERR_BLOCK vectors per lane, blocks added with
+ * compensation, then the lanes and the row's work-items added pairwise. */
+inline void mq_quantize_rows_body(global const void *src, const int dt, ulong rows, ulong cols,
+                                  uint tpr, const int kind, int symmetric, uchar cx,
+                                  global uchar *q, global void *scale, global char *zp,
+                                  global uchar *bad, const int want_err, global float *esum,
+                                  global uint *ecl, local float *lo_s, local float *hi_s,
+                                  local uint *bad_s, local float *s_s, local float *zp_s)
 {
     uint lid = get_local_id(0);
     uint slot = lid / tpr;
@@ -438,7 +336,7 @@ inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong 
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active && t == 0u) {
         float z;
-        float s = mq_params_k(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
+        float s = mq_params(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
         mq_store_scale(scale, row, s, dt);
         zp[row] = (char)z;
         bad[row] = bad_s[lid] >= MQ_NONFINITE_BITS ? 1 : 0;
@@ -447,31 +345,47 @@ inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong 
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float s = active ? s_s[slot] : 1.0f, z = active ? zp_s[slot] : 0.0f;
-    int k = active ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr]))) : 0;
+    int k = active && want_err ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr])))
+                               : 0;
     float tk = mq_pow2(-k);
     float8 sig = (float8)(0.0f), sigc = sig, err2 = sig, err2c = sig, mx = sig;
     uint8 ncl = (uint8)(0u);
     ulong nva = active ? nv : 0;
-    for (ulong v0 = t; v0 < nva; v0 += MQ_ERR_BLOCK * (ulong)tpr) {
+    /* Without want_err one block spans the row (the sums are not kept). */
+    ulong block = want_err ? MQ_ERR_BLOCK * (ulong)tpr : nva + tpr;
+    for (ulong v0 = t; v0 < nva; v0 += block) {
         float8 bs = (float8)(0.0f), be = bs;
-        ulong vend = min(v0 + MQ_ERR_BLOCK * (ulong)tpr, nva);
+        ulong vend = min(v0 + block, nva);
         for (ulong v = v0; v < vend; v += tpr) {
             float8 w = mq_load8(src, base + v * 8, dt);
-            uint8 c = want_err ? mq_quant8_k_err(w, s, z, kind, tk, &bs, &be, &mx, &ncl)
-                               : mq_quant8_k(w, s, z, kind);
-            if (kind == MQ_QK_FP8)
-                vstore8(convert_uchar8(c), 0, qrow + v * 8);
-            else
+            uint8 c = want_err ? mq_quant8_err(w, s, z, kind, tk, &bs, &be, &mx, &ncl)
+                               : mq_quant8(w, s, z, kind);
+            if (kind == MQ_QK_INT4)
                 vstore4(mq_pack4(c), 0, qrow + v * 4);
+            else
+                vstore8(as_uchar8(mq_x8(c, kind == MQ_QK_INT8 ? cx : 0)), 0, qrow + v * 8);
         }
-        mq_kahan8(bs, &sig, &sigc);
-        mq_kahan8(be, &err2, &err2c);
+        if (want_err) {
+            mq_kahan8(bs, &sig, &sigc);
+            mq_kahan8(be, &err2, &err2c);
+        }
     }
+    /* The row's last cols % 8 values: spread over the work-items for byte
+     * codes, one word made by the first work-item for INT4 (and for FP8,
+     * whose error sums have always been taken that way). */
     float ts = 0.0f, te = 0.0f, tm = 0.0f;
     uint tc = 0u;
-    if (active && t == 0u && nv * 8 < cols)
+    if (kind == MQ_QK_INT8) {
+        for (ulong i = nv * 8 + t; active && i < cols; i += tpr) {
+            float w = mq_load1(src, base + i, dt);
+            uint c = want_err ? mq_quant1_err(w, s, z, kind, tk, &ts, &te, &tm, &tc)
+                              : mq_quant1(w, s, z, kind);
+            qrow[i] = (uchar)(c ^ cx);
+        }
+    } else if (active && t == 0u && nv * 8 < cols) {
         mq_tail_k(src, dt, base, nv * 8, cols, s, z, kind,
                   qrow + (kind == MQ_QK_FP8 ? nv * 8 : nv * 4), want_err, tk, &ts, &te, &tm, &tc);
+    }
     if (!want_err) return;
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);
     if (active && t == 0u) {
@@ -479,6 +393,36 @@ inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong 
         ecl[row] = bad_s[lid];
     }
 }
+
+/* The fused kernels of one input dtype T (scales are stored as T too):
+ * mq_quantize_rows_<sfx>, and mq_quantize_rows_err_<sfx>, which also puts per
+ * row r esum[4r..4r+3] = the sums of w^2 and (w - w_hat)^2 in units of 2^2k
+ * (k from the row's largest |w|, see mq_err_exp), max |w - w_hat| and k, and
+ * ecl[r] = the values clamped. */
+#define MQ_ROWS_KERNELS(SFX, DT, T)                                                                \
+    kernel void mq_quantize_rows_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,      \
+                                       int symmetric, uchar cx, global char *q, global T *scale,   \
+                                       global char *zp, global uchar *bad)                         \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, MQ_QK_INT8, symmetric, cx,                 \
+                              (global uchar *)q, scale, zp, bad, 0, 0, 0, lo_s, hi_s, bad_s, s_s,  \
+                              zp_s);                                                               \
+    }                                                                                              \
+    kernel void mq_quantize_rows_err_##SFX(global const T *src, ulong rows, ulong cols, uint tpr,  \
+                                           int symmetric, uchar cx, global char *q,                \
+                                           global T *scale, global char *zp, global uchar *bad,    \
+                                           global float *esum, global uint *ecl)                   \
+    {                                                                                              \
+        MQ_FUSED_LOCALS;                                                                           \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, MQ_QK_INT8, symmetric, cx,                 \
+                              (global uchar *)q, scale, zp, bad, 1, esum, ecl, lo_s, hi_s, bad_s,  \
+                              s_s, zp_s);                                                          \
+    }
+
+MQ_ROWS_KERNELS(f32, MQ_F32, float)
+MQ_ROWS_KERNELS(f16, MQ_F16, ushort)
+MQ_ROWS_KERNELS(bf16, MQ_BF16, ushort)
 
 /* mq_quantize_rows_k_<sfx> and its _err variant (esum and ecl as for the
  * int8 _err kernels). */
@@ -488,8 +432,8 @@ inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong 
                                          global T *scale, global char *zp, global uchar *bad)      \
     {                                                                                              \
         MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_k_body(src, DT, rows, cols, tpr, kind, symmetric, q, scale, zp, bad, 0,   \
-                                0, 0, lo_s, hi_s, bad_s, s_s, zp_s);                               \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, kind, symmetric, 0, q, scale, zp, bad, 0,  \
+                              0, 0, lo_s, hi_s, bad_s, s_s, zp_s);                                 \
     }                                                                                              \
     kernel void mq_quantize_rows_k_err_##SFX(                                                      \
         global const T *src, ulong rows, ulong cols, uint tpr, int kind, int symmetric,            \
@@ -497,8 +441,8 @@ inline void mq_quantize_rows_k_body(global const void *src, const int dt, ulong 
         global uint *ecl)                                                                          \
     {                                                                                              \
         MQ_FUSED_LOCALS;                                                                           \
-        mq_quantize_rows_k_body(src, DT, rows, cols, tpr, kind, symmetric, q, scale, zp, bad, 1,   \
-                                esum, ecl, lo_s, hi_s, bad_s, s_s, zp_s);                          \
+        mq_quantize_rows_body(src, DT, rows, cols, tpr, kind, symmetric, 0, q, scale, zp, bad, 1,  \
+                              esum, ecl, lo_s, hi_s, bad_s, s_s, zp_s);                            \
     }
 
 MQ_ROWS_K_KERNELS(f32, MQ_F32, float)
@@ -523,22 +467,7 @@ inline void mq_quantize_values_k_body(global const void *src, const int dt, ulon
     float8 w = (float8)(0.0f);
     if (whole) w = mq_load8(src, i, dt);
     if (want_err) {
-        float a = 0.0f;
-        if (whole) {
-            a = mq_amax8(w);
-        } else {
-            for (ulong j = i; j < n; j++) {
-                float x = mq_load1(src, j, dt);
-                a = isfinite(x) ? fmax(a, fabs(x)) : a;
-            }
-        }
-        mx_s[lid] = a;
-        for (uint h = MQ_WG >> 1; h > 0u; h >>= 1) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (lid < h) mx_s[lid] = fmax(mx_s[lid], mx_s[lid + h]);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        k = mq_err_exp(mx_s[0]);
+        k = mq_group_err_exp(src, dt, whole, w, i, n, lid, mx_s);
         tk = mq_pow2(-k);
     }
     float8 sig = (float8)(0.0f), err2 = sig, mx = sig;
@@ -546,8 +475,8 @@ inline void mq_quantize_values_k_body(global const void *src, const int dt, ulon
     float ts = 0.0f, te = 0.0f, tm = 0.0f;
     uint tc = 0u;
     if (whole) {
-        uint8 c = want_err ? mq_quant8_k_err(w, s, z, kind, tk, &sig, &err2, &mx, &ncl)
-                           : mq_quant8_k(w, s, z, kind);
+        uint8 c = want_err ? mq_quant8_err(w, s, z, kind, tk, &sig, &err2, &mx, &ncl)
+                           : mq_quant8(w, s, z, kind);
         if (pack)
             vstore4(mq_pack4(c), 0, q + i / 2);
         else
@@ -558,8 +487,8 @@ inline void mq_quantize_values_k_body(global const void *src, const int dt, ulon
         } else {
             for (ulong j = i; j < n; j++) {
                 float x = mq_load1(src, j, dt);
-                q[j] = (uchar)(want_err ? mq_quant1_k_err(x, s, z, kind, tk, &ts, &te, &tm, &tc)
-                                        : mq_quant1_k(x, s, z, kind));
+                q[j] = (uchar)(want_err ? mq_quant1_err(x, s, z, kind, tk, &ts, &te, &tm, &tc)
+                                        : mq_quant1(x, s, z, kind));
             }
         }
     }
@@ -631,7 +560,7 @@ inline void mq_quantize_blocks_body(global const void *src, const int dt, ulong 
     barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0u) {
         float z;
-        float s = mq_params_k(lo_s[0], hi_s[0], MQ_QK_FP8, 1, dt, &z);
+        float s = mq_params(lo_s[0], hi_s[0], MQ_QK_FP8, 1, dt, &z);
         mq_store_scale(scale, g, s, dt);
         bad[g] = bad_s[0] >= MQ_NONFINITE_BITS ? 1 : 0;
         s_s[0] = s;
@@ -647,8 +576,8 @@ inline void mq_quantize_blocks_body(global const void *src, const int dt, ulong 
     for (ulong j = lid; j < nr * nv; j += MQ_WG) {
         ulong at = (r0 + j / nv) * ld + c0 + j % nv * 8;
         float8 w = mq_load8(src, at, dt);
-        uint8 c = want_err ? mq_quant8_k_err(w, s, 0.0f, MQ_QK_FP8, tk, &bsig, &berr, &mx, &ncl)
-                           : mq_quant8_k(w, s, 0.0f, MQ_QK_FP8);
+        uint8 c = want_err ? mq_quant8_err(w, s, 0.0f, MQ_QK_FP8, tk, &bsig, &berr, &mx, &ncl)
+                           : mq_quant8(w, s, 0.0f, MQ_QK_FP8);
         vstore8(convert_uchar8(c), 0, q + at);
         if (++nb == MQ_ERR_BLOCK) {
             mq_kahan8(bsig, &sig, &sigc);
@@ -664,8 +593,8 @@ inline void mq_quantize_blocks_body(global const void *src, const int dt, ulong 
     for (ulong j = lid; j < nr * nt; j += MQ_WG) {
         ulong at = (r0 + j / nt) * ld + c0 + nv * 8 + j % nt;
         float x = mq_load1(src, at, dt);
-        q[at] = (uchar)(want_err ? mq_quant1_k_err(x, s, 0.0f, MQ_QK_FP8, tk, &ts, &te, &tm, &tc)
-                                 : mq_quant1_k(x, s, 0.0f, MQ_QK_FP8));
+        q[at] = (uchar)(want_err ? mq_quant1_err(x, s, 0.0f, MQ_QK_FP8, tk, &ts, &te, &tm, &tc)
+                                 : mq_quant1(x, s, 0.0f, MQ_QK_FP8));
     }
     if (!want_err) return;
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, MQ_WG, lo_s, hi_s, zp_s, bad_s);

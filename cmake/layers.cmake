@@ -37,7 +37,7 @@ function(mq_layer name)
 endfunction()
 
 # Bottom to top; each layer sees every one listed before it. host/ (the OpenCL
-# back end, or src/backend/noopencl.c standing in for it) sees the layers up
+# back end, built with MQ_OPENCL) sees the layers up
 # to backend/ and is seen by none: nothing in src/ knows a back end by name.
 set(MQ_LAYER_ORDER common numerics io format backend quant stream hf eval run)
 set(MQ_LAYER_SOURCES_common src/common/dtype.c src/common/error.c src/common/pool.c
@@ -49,7 +49,8 @@ set(MQ_LAYER_SOURCES_format src/format/model.c src/format/safetensors.c)
 set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/layout.c
                            src/quant/plan.c src/quant/qparams.c src/quant/report.c
                            src/quant/scheme.c src/quant/coverage.c)
-set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpukern.c src/backend/devset.c)
+set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpu_backend.c src/backend/cpukern.c
+                             src/backend/devset.c src/backend/twopass.c)
 set(MQ_LAYER_SOURCES_stream src/stream/quantrows.c src/stream/ring.c src/stream/stream.c
                             src/stream/streamexec.c src/stream/writer.c)
 set(MQ_LAYER_SOURCES_hf src/hf/hfconfig.c src/hf/hfindex.c src/hf/hfroot.c src/hf/hfrenames.c
@@ -68,8 +69,9 @@ endforeach()
 set(MQ_SRC_LAYER_DIRS ${below})
 
 # The OpenCL back end is host/ plus the kernels, embedded as byte arrays so the
-# tool needs no .cl files at run time; without it, src/backend/noopencl.c
-# stands in for host/'s plain-C entry points.
+# tool needs no .cl files at run time. Without it only the CPU back end
+# registers; the tests and benchmarks reach host/'s hooks through the
+# registry, so they link either way.
 if(MQ_OPENCL)
   set(MQ_CL_SOURCES cl_kernels/convert.cl cl_kernels/numerics.cl cl_kernels/quantize.cl)
   list(TRANSFORM MQ_CL_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)
@@ -80,15 +82,14 @@ if(MQ_OPENCL)
             -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/embed.cmake
     DEPENDS ${MQ_CL_SOURCES} ${CMAKE_CURRENT_SOURCE_DIR}/cmake/embed.cmake
     COMMENT "Embedding OpenCL kernel sources")
-  set(MQ_HOST_SOURCES
-      host/cl_backend.c host/cl_buffers.c host/cl_convert.c host/cl_device.c host/cl_error.c
-      host/cl_gemm.c host/cl_inventory.c host/cl_pipeline.c host/cl_profile.c host/cl_program.c
-      host/cl_quantize.c
-      host/cl_staging.c ${MQ_EMBED_C})
-else()
-  set(MQ_HOST_SOURCES src/backend/noopencl.c)
+  mq_layer(host DIR host SOURCES
+           host/cl_backend.c host/cl_buffers.c host/cl_convert.c host/cl_device.c
+           host/cl_error.c host/cl_gemm.c host/cl_inventory.c host/cl_pipeline.c
+           host/cl_profile.c host/cl_program.c host/cl_qblocks.c host/cl_qbufs.c
+           host/cl_qrows.c host/cl_qsplit.c host/cl_quantize.c host/cl_retry.c
+           host/cl_staging.c ${MQ_EMBED_C}
+           SEES ${MQ_HOST_SEES})
 endif()
-mq_layer(host DIR host SOURCES ${MQ_HOST_SOURCES} SEES ${MQ_HOST_SEES})
 
 # The tool's own sources: on top, they see every layer of src/ but not host/.
 mq_layer(cli DIR src/cli SOURCES src/cli/devices.c src/cli/esc.c src/cli/eval.c src/cli/inspect.c

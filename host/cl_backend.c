@@ -64,22 +64,19 @@ static void cl_backend_free(mq_backend *b)
 }
 
 static const mq_backend_ops cl_ops = {
-    .quantize_rows = mq_cl_quantize_rows,
+    .quantize = mq_cl_quantize,
+    .quantize_values = mq_cl_quantize_values,
     .cast_f16 = mq_cl_cast_f16,
     .dequantize_rows = mq_cl_dequantize_rows,
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
-    .quantize_values = mq_cl_quantize_values,
-    .quantize_rows_k = mq_cl_quantize_rows_k,
-    .quantize_values_k = mq_cl_quantize_values_k,
-    .quantize_blocks = mq_cl_quantize_blocks,
     .staging_alloc = mq_cl_staging_alloc,
     .staging_free = mq_cl_staging_free,
-    .gemm_new = mq_clgemm_new,
-    .gemm_free = mq_clgemm_free,
-    .gemm_set_input = mq_clgemm_set_input,
-    .gemm_linear = mq_clgemm_linear,
-    .gemm_linear_q8 = mq_clgemm_linear_q8,
+    .gemm_new = mq_cl_gemm_new,
+    .gemm_free = mq_cl_gemm_free,
+    .gemm_set_input = mq_cl_gemm_set_input,
+    .gemm_linear = mq_cl_gemm_linear,
+    .gemm_linear_q8 = mq_cl_gemm_linear_q8,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
@@ -215,16 +212,8 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
     }
 }
 
-void mq_cl_options_init(mq_cl_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->div_mode = MQ_CL_DIV_AUTO;
-    o->staging = MQ_CL_STAGING_AUTO;
-    o->overlap = MQ_CL_OVERLAP_AUTO;
-}
-
-mq_status mq_opencl_backend_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,
-                                      mq_backend **out)
+static mq_status cl_open_opts(const char *spec, const mq_cl_options *o, bool *none_found,
+                              mq_backend **out)
 {
     mq_status st = MQ_OK;
     mq_cl_devlist list;
@@ -287,31 +276,28 @@ done:
     return st;
 }
 
-mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
-                                 mq_backend **out)
+static mq_status cl_open(const char *spec, size_t max_alloc_override, bool *none_found,
+                         mq_backend **out)
 {
     mq_cl_options o;
     mq_cl_options_init(&o);
     o.max_alloc_override = max_alloc_override;
-    return mq_opencl_backend_open_opts(spec, &o, none_found, out);
+    return cl_open_opts(spec, &o, none_found, out);
 }
 
-/* The OpenCL back end in the core's registry (src/backend/backend.c). */
-const mq_backend_reg mq_opencl_reg = {"opencl", mq_opencl_backend_open, mq_cl_device_list};
-
-const char *mq_opencl_div_mode_name(const mq_backend *b)
+static const char *cl_div_mode_name(const mq_backend *b)
 {
     static const char *const names[] = {"native", "double", "soft"};
     const mq_cl_backend *cb = (const mq_cl_backend *)b;
     return cb->div_mode >= 0 && cb->div_mode <= 2 ? names[cb->div_mode] : "unknown";
 }
 
-size_t mq_opencl_work_group(const mq_backend *b)
+static size_t cl_work_group(const mq_backend *b)
 {
     return ((const mq_cl_backend *)b)->wg;
 }
 
-mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n)
+static mq_status cl_divide(mq_backend *b, const float *a, const float *d, float *out, size_t n)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     cl_mem ba = NULL, bd = NULL, bo = NULL;
@@ -332,3 +318,41 @@ mq_status mq_opencl_divide(mq_backend *b, const float *a, const float *d, float 
     mq_cl_release(&ba);
     return st;
 }
+
+/* ---- the registry entry: open, list, and the hooks by name ---- */
+
+static const mq_opencl_hooks cl_hooks = {
+    .open = cl_open,
+    .open_opts = cl_open_opts,
+    .div_mode_name = cl_div_mode_name,
+    .work_group = cl_work_group,
+    .zero_copy_count = mq_cl_zero_copy_count,
+    .overlaps = mq_cl_overlaps,
+    .overlap_calls = mq_cl_overlap_calls,
+    .overlap_chunks = mq_cl_overlap_chunks,
+    .divide = cl_divide,
+    .profile_quantize = mq_cl_profile_quantize,
+    .profile_transfer = mq_cl_profile_transfer,
+};
+
+static const mq_clgemm_hooks gemm_hooks = {
+    .supported = mq_cl_gemm_supported,
+    .create = mq_cl_gemm_new,
+    .free = mq_cl_gemm_free,
+    .status_name = mq_cl_blast_status_name,
+    .device_info = mq_cl_gemm_device_info,
+    .time_sgemm = mq_cl_gemm_time_sgemm,
+};
+
+static const void *cl_get_proc_address(const char *name)
+{
+    if (strcmp(name, MQ_OPENCL_HOOKS) == 0) return &cl_hooks;
+    if (strcmp(name, MQ_CLGEMM_HOOKS) == 0) return &gemm_hooks;
+    return NULL;
+}
+
+/* The OpenCL back end in the core's registry (src/backend/backend.c). */
+const mq_backend_reg mq_opencl_reg = {.name = "opencl",
+                                      .open = cl_open,
+                                      .list = mq_cl_device_list,
+                                      .get_proc_address = cl_get_proc_address};

@@ -4,7 +4,9 @@
 
 #include "cl_error.h"
 #include "error.h"
+#include "reference.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,7 @@ mq_status mq_cl_buffer(mq_cl_backend *cb, cl_mem_flags flags, size_t bytes, cl_m
     *out = clCreateBuffer(cb->ctx, flags, bytes ? bytes : 1, NULL, &err);
     if (err != CL_SUCCESS) {
         *out = NULL;
-        return mq_cl_fail(err, "clCreateBuffer");
+        return mq_cl_failed(cb, err, "clCreateBuffer");
     }
     return MQ_OK;
 }
@@ -38,14 +40,14 @@ mq_status mq_cl_write(mq_cl_backend *cb, cl_mem buf, size_t bytes, const void *s
 {
     if (bytes == 0) return MQ_OK;
     cl_int err = clEnqueueWriteBuffer(cb->queue, buf, CL_FALSE, 0, bytes, src, 0, NULL, NULL);
-    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueWriteBuffer");
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_failed(cb, err, "clEnqueueWriteBuffer");
 }
 
 mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst)
 {
     if (bytes == 0) return MQ_OK;
     cl_int err = clEnqueueReadBuffer(cb->queue, buf, CL_FALSE, 0, bytes, dst, 0, NULL, NULL);
-    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueReadBuffer");
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_failed(cb, err, "clEnqueueReadBuffer");
 }
 
 mq_status mq_cl_check_rows(const char *what, size_t rows, size_t cols, size_t es)
@@ -59,7 +61,7 @@ mq_status mq_cl_check_rows(const char *what, size_t rows, size_t cols, size_t es
 mq_status mq_cl_finish(mq_cl_backend *cb)
 {
     cl_int err = clFinish(cb->queue);
-    return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clFinish");
+    return err == CL_SUCCESS ? MQ_OK : mq_cl_failed(cb, err, "clFinish");
 }
 
 mq_status mq_cl_launch_on(mq_cl_backend *cb, cl_command_queue q, cl_kernel k, const mq_cl_arg *args,
@@ -82,7 +84,7 @@ mq_status mq_cl_launch_on(mq_cl_backend *cb, cl_command_queue q, cl_kernel k, co
         snprintf(name, sizeof name, "kernel");
     name[sizeof name - 1] = '\0';
     snprintf(call, sizeof call, "%s(%s)", what, name);
-    return mq_cl_fail(err, call);
+    return mq_cl_failed(cb, err, call);
 }
 
 mq_status mq_cl_launch(mq_cl_backend *cb, cl_kernel k, const mq_cl_arg *args, size_t nargs,
@@ -97,32 +99,22 @@ void mq_cl_release(cl_mem *m)
     *m = NULL;
 }
 
-bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes)
+mq_status mq_cl_failed(mq_cl_backend *cb, cl_int err, const char *call)
 {
-    if (st != MQ_STATUS_E_DEVICE || !mq_cl_is_oom(mq_cl_last_code())) return false;
-    size_t floor = row_bytes && row_bytes < MQ_CL_OOM_PIECE ? row_bytes : MQ_CL_OOM_PIECE;
-    /* Buffers never held more than the data: halve from there. */
-    size_t used = total < cb->limit ? total : cb->limit;
-    if (used / 2 < floor) {
-        if (row_bytes && row_bytes <= used)
-            mq_error_prefix("out of device memory with buffers of %zu bytes (one row of %zu bytes)",
-                            used, row_bytes);
-        else
-            mq_error_prefix("out of device memory with buffers of %zu bytes", used);
-        return false;
+    cb->fail_code = err;
+    return mq_cl_fail(err, call);
+}
+
+void mq_cl_fold_err(mq_err_acc *acc, const float *es, const cl_uint *ecl, size_t parts)
+{
+    for (size_t i = 0; i < parts; i++) {
+        const float *e = es + 4 * i;
+        double unit = ldexp(1.0, 2 * (int)e[3]);
+        acc->sig += (double)e[0] * unit;
+        acc->err2 += (double)e[1] * unit;
+        if ((double)e[2] > acc->max_abs) acc->max_abs = (double)e[2];
+        acc->clamped += ecl[i];
     }
-    /* Nothing may still use the buffers, and a failed command may have left
-     * work in the queue. */
-    clFinish(cb->queue);
-    mq_cl_pipeline_release(cb);
-    for (int i = 0; i < MQ_CL_SLOT_COUNT; i++) {
-        mq_cl_release(&cb->slots[i].mem);
-        cb->slots[i].cap = 0;
-    }
-    cb->limit = used / 2;
-    mq_cl_clear_code();
-    mq_clear_error(); /* handled: the caller tries again */
-    return true;
 }
 
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols)

@@ -126,26 +126,50 @@ done:
     return st;
 }
 
+typedef struct {
+    const void *src;
+    mq_dtype dt;
+    size_t n;
+    bool saturate;
+    uint16_t *dst;
+    uint64_t *overflow;
+} cast_job;
+
+static mq_status attempt_cast(mq_cl_backend *cb, const void *job, mq_err_acc *err)
+{
+    const cast_job *j = job;
+    (void)err;
+    return cast_f16_once(&cb->base, j->src, j->dt, j->n, j->saturate, j->dst, j->overflow);
+}
+
+typedef struct {
+    const int8_t *q;
+    size_t rows, cols;
+    const void *scale;
+    const int8_t *zp;
+    mq_dtype dt;
+    void *dst;
+} dequant_job;
+
+static mq_status attempt_dequantize(mq_cl_backend *cb, const void *job, mq_err_acc *err)
+{
+    const dequant_job *j = job;
+    (void)err;
+    return dequantize_rows_once(&cb->base, j->q, j->rows, j->cols, j->scale, j->zp, j->dt, j->dst);
+}
+
 /* A device out of memory gets the same work again in smaller chunks. */
 mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                          uint16_t *dst, uint64_t *overflow)
 {
-    mq_status st;
-    do {
-        mq_cl_clear_code();
-        st = cast_f16_once(b, src, dt, n, saturate, dst, overflow);
-    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, n * mq_dtype_size(dt), 0));
-    return st;
+    cast_job j = {src, dt, n, saturate, dst, overflow};
+    return mq_cl_retry((mq_cl_backend *)b, attempt_cast, &j, n * mq_dtype_size(dt), 0, NULL, NULL);
 }
 
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst)
 {
-    mq_status st;
-    do {
-        mq_cl_clear_code();
-        st = dequantize_rows_once(b, q, rows, cols, scale, zp, dt, dst);
-    } while (mq_cl_retry_smaller((mq_cl_backend *)b, st, rows * cols * mq_dtype_size(dt),
-                                 cols * mq_dtype_size(dt)));
-    return st;
+    dequant_job j = {q, rows, cols, scale, zp, dt, dst};
+    return mq_cl_retry((mq_cl_backend *)b, attempt_dequantize, &j, rows * cols * mq_dtype_size(dt),
+                       cols * mq_dtype_size(dt), NULL, NULL);
 }

@@ -77,20 +77,6 @@ const char *mq_cl_error_name(cl_int err)
     }
 }
 
-/* The code behind the last mq_cl_fail of this thread, so that a caller can
- * tell an allocation failure (worth a retry with smaller buffers) from others. */
-static _Thread_local cl_int last_code = CL_SUCCESS;
-
-cl_int mq_cl_last_code(void)
-{
-    return last_code;
-}
-
-void mq_cl_clear_code(void)
-{
-    last_code = CL_SUCCESS;
-}
-
 bool mq_cl_is_oom(cl_int err)
 {
     return err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
@@ -99,7 +85,6 @@ bool mq_cl_is_oom(cl_int err)
 
 mq_status mq_cl_fail(cl_int err, const char *call)
 {
-    last_code = err;
     return mq_set_error(MQ_STATUS_E_DEVICE, "OpenCL %s failed: %s (%d)", call,
                         mq_cl_error_name(err), (int)err);
 }

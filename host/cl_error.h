@@ -9,12 +9,10 @@
 
 /* "CL_OUT_OF_RESOURCES" etc.; "CL_UNKNOWN_ERROR" for codes it does not know. */
 const char *mq_cl_error_name(cl_int err);
-/* Sets "OpenCL <call> failed: <NAME> (<code>)" and returns MQ_STATUS_E_DEVICE;
- * the code is kept for mq_cl_last_code. */
+/* Sets "OpenCL <call> failed: <NAME> (<code>)" and returns MQ_STATUS_E_DEVICE
+ * (mq_cl_failed in cl_state.h also keeps the code with the backend, for the
+ * out-of-memory retry). */
 mq_status mq_cl_fail(cl_int err, const char *call);
-/* The code of this thread's last mq_cl_fail (CL_SUCCESS after mq_cl_clear_code). */
-cl_int mq_cl_last_code(void);
-void mq_cl_clear_code(void);
 /* The device (or the host serving it) ran out of memory: CL_MEM_OBJECT_ALLOCATION_FAILURE,
  * CL_OUT_OF_RESOURCES or CL_OUT_OF_HOST_MEMORY. */
 bool mq_cl_is_oom(cl_int err);

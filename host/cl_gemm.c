@@ -15,7 +15,7 @@
 
 struct mq_gemm {
     mq_cl_backend *cb;
-    mq_clgemm_note_fn note;
+    void (*note)(const char *note, void *user);
     void *user;
     bool ran; /* an SGEMM has run, so CLBlast has built its kernels for this context */
     cl_mem x;
@@ -26,7 +26,7 @@ struct mq_gemm {
     case CLBlast##name:                                                                            \
         return "k" #name
 
-const char *mq_clblast_status_name(int code)
+const char *mq_cl_blast_status_name(int code)
 {
     switch ((CLBlastStatusCode)code) {
         MQ_CLB_NAME(Success);
@@ -91,15 +91,15 @@ const char *mq_clblast_status_name(int code)
     return "kUnknownStatus";
 }
 
-bool mq_clgemm_supported(const mq_backend *b)
+bool mq_cl_gemm_supported(const mq_backend *b)
 {
-    return b && b->ops->gemm_new == mq_clgemm_new;
+    return b && b->ops->gemm_new == mq_cl_gemm_new;
 }
 
-mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
-                        mq_clgemm **out)
+mq_status mq_cl_gemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                         mq_clgemm **out)
 {
-    if (!mq_clgemm_supported(b) || !out)
+    if (!mq_cl_gemm_supported(b) || !out)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "CLBlast GEMM needs an OpenCL backend");
     mq_clgemm *g = calloc(1, sizeof *g);
     if (!g) return mq_set_error(MQ_STATUS_E_NOMEM, "CLBlast GEMM: out of memory");
@@ -110,7 +110,7 @@ mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user
     return MQ_OK;
 }
 
-void mq_clgemm_free(mq_clgemm *g)
+void mq_cl_gemm_free(mq_clgemm *g)
 {
     if (!g) return;
     clFinish(g->cb->queue);
@@ -131,12 +131,12 @@ static mq_status sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, cl_mem a, cl_
     if (s != CLBlastSuccess)
         return mq_set_error(MQ_STATUS_E_DEVICE,
                             "device '%s': SGEMM %zu x %zu x %zu failed: CLBlast %s (%d)",
-                            g->cb->base.device, m, n, k, mq_clblast_status_name(s), (int)s);
+                            g->cb->base.device, m, n, k, mq_cl_blast_status_name(s), (int)s);
     g->ran = true;
     return MQ_OK;
 }
 
-mq_status mq_clgemm_set_input(mq_clgemm *g, const float *x, size_t tokens, size_t in)
+mq_status mq_cl_gemm_set_input(mq_clgemm *g, const float *x, size_t tokens, size_t in)
 {
     mq_status st;
     mq_cl_release(&g->x);
@@ -247,7 +247,7 @@ static bool fits(size_t out, size_t in)
     return in == 0 || out <= SIZE_MAX / sizeof(float) / in;
 }
 
-mq_status mq_clgemm_linear(mq_clgemm *g, const float *w, size_t out, float *y)
+mq_status mq_cl_gemm_linear(mq_clgemm *g, const float *w, size_t out, float *y)
 {
     if (!fits(out, g->in) || !fits(out, g->tokens))
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "CLBlast GEMM: %zu rows are too many", out);
@@ -255,8 +255,8 @@ mq_status mq_clgemm_linear(mq_clgemm *g, const float *w, size_t out, float *y)
     return linear(g, &src, out, y);
 }
 
-mq_status mq_clgemm_linear_q8(mq_clgemm *g, const int8_t *q, const float *scale, const int8_t *zp,
-                              size_t out, float *y)
+mq_status mq_cl_gemm_linear_q8(mq_clgemm *g, const int8_t *q, const float *scale, const int8_t *zp,
+                               size_t out, float *y)
 {
     if (!fits(out, g->in) || !fits(out, g->tokens))
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "CLBlast GEMM: %zu rows are too many", out);
@@ -264,11 +264,11 @@ mq_status mq_clgemm_linear_q8(mq_clgemm *g, const int8_t *q, const float *scale,
     return linear(g, &src, out, y);
 }
 
-void mq_clgemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz, bool *cpu)
+void mq_cl_gemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz, bool *cpu)
 {
     cl_uint cu = 0, clock = 0;
     cl_device_type type = 0;
-    if (mq_clgemm_supported(b)) {
+    if (mq_cl_gemm_supported(b)) {
         cl_device_id d = ((const mq_cl_backend *)b)->dev;
         if (clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL) != CL_SUCCESS)
             cu = 0;
@@ -292,8 +292,8 @@ static mq_status filled(mq_cl_backend *cb, size_t n, float v, cl_mem *out)
     return err == CL_SUCCESS ? MQ_OK : mq_cl_fail(err, "clEnqueueFillBuffer");
 }
 
-mq_status mq_clgemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int iters,
-                               double *first_s, double *median_s)
+mq_status mq_cl_gemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int iters,
+                                double *first_s, double *median_s)
 {
     mq_cl_backend *cb = g->cb;
     cl_mem a = NULL, b = NULL, c = NULL;

@@ -1,6 +1,9 @@
 /* Linear-layer forward passes on an OpenCL backend through CLBlast SGEMM, for
- * measuring a quantized layer's output error on the device. Plain C (no
- * OpenCL types), so src/, tests and bench/ may include it. */
+ * measuring a quantized layer's output error on the device. The evaluation
+ * reaches them through the backend's table (backend.h: gemm_*); the tests and
+ * the benchmark reach the rest through the OpenCL registry entry
+ * (get_proc_address), so they link without OpenCL too. Plain C (no OpenCL
+ * types). */
 #ifndef MQ_CLGEMM_H
 #define MQ_CLGEMM_H
 
@@ -9,38 +12,72 @@
 /* The OpenCL backend's mq_gemm (backend.h), reached through its table. */
 typedef mq_gemm mq_clgemm;
 
-/* Called with a one-line note before a step that can take long (CLBlast
- * compiles its kernels at the first GEMM of a context). */
-typedef void (*mq_clgemm_note_fn)(const char *note, void *user);
+#define MQ_CLGEMM_HOOKS "mq_clgemm_hooks"
+typedef struct {
+    bool (*supported)(const mq_backend *b);
+    mq_status (*create)(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                        mq_clgemm **out);
+    void (*free)(mq_clgemm *g);
+    const char *(*status_name)(int code);
+    void (*device_info)(const mq_backend *b, unsigned *units, unsigned *mhz, bool *cpu);
+    mq_status (*time_sgemm)(mq_clgemm *g, size_t m, size_t n, size_t k, int iters, double *first_s,
+                            double *median_s);
+} mq_clgemm_hooks;
+
+/* The hooks, or NULL in a build without OpenCL. */
+static inline const mq_clgemm_hooks *mq_clgemm_hooks_get(void)
+{
+    return (const mq_clgemm_hooks *)mq_backend_get_proc("opencl", MQ_CLGEMM_HOOKS);
+}
 
 /* True when `b` is an OpenCL backend (mq_clgemm_new accepts it). */
-bool mq_clgemm_supported(const mq_backend *b);
-/* A GEMM context on b's context and queue; `b` must outlive it. */
-mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
-                        mq_clgemm **out);
-/* Releases the device buffers; NULL does nothing. */
-void mq_clgemm_free(mq_clgemm *g);
+static inline bool mq_clgemm_supported(const mq_backend *b)
+{
+    const mq_clgemm_hooks *h = mq_clgemm_hooks_get();
+    return h && h->supported(b);
+}
 
-/* Uploads X [tokens, in] (row-major) for the calls that follow. */
-mq_status mq_clgemm_set_input(mq_clgemm *g, const float *x, size_t tokens, size_t in);
-/* y[t][o] = sum_i x[t][i] * w[o][i] for w [out, in]; y is [tokens, out]. */
-mq_status mq_clgemm_linear(mq_clgemm *g, const float *w, size_t out, float *y);
-/* The same for w[o][i] = (q[o][i] - zp[o]) * scale[o], computed in fp32 on
- * the device by the backend's dequantize kernel. zp may be NULL. */
-mq_status mq_clgemm_linear_q8(mq_clgemm *g, const int8_t *q, const float *scale, const int8_t *zp,
-                              size_t out, float *y);
+/* A GEMM context on b's context and queue (b must be supported and outlive
+ * it); `note` hears of a step that can take long (CLBlast compiles its
+ * kernels at the first GEMM of a context). */
+static inline mq_status mq_clgemm_new(mq_backend *b, void (*note)(const char *note, void *user),
+                                      void *user, mq_clgemm **out)
+{
+    return mq_clgemm_hooks_get()->create(b, note, user, out);
+}
+
+/* Releases the device buffers; NULL does nothing. */
+static inline void mq_clgemm_free(mq_clgemm *g)
+{
+    if (g) mq_clgemm_hooks_get()->free(g);
+}
 
 /* "kInvalidDimension" etc. for a CLBlastStatusCode; "kUnknownStatus" otherwise. */
-const char *mq_clblast_status_name(int code);
+static inline const char *mq_clblast_status_name(int code)
+{
+    const mq_clgemm_hooks *h = mq_clgemm_hooks_get();
+    return h ? h->status_name(code) : "kUnknownStatus";
+}
 
 /* Compute units, maximum clock in MHz and whether the device is a CPU, for
  * peak-throughput estimates; zeros when `b` is not an OpenCL backend. */
-void mq_clgemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz, bool *cpu);
+static inline void mq_clgemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz,
+                                         bool *cpu)
+{
+    const mq_clgemm_hooks *h = mq_clgemm_hooks_get();
+    *units = 0;
+    *mhz = 0;
+    *cpu = false;
+    if (h) h->device_info(b, units, mhz, cpu);
+}
 
 /* Benchmark: seconds of one C[m,n] = A[m,k] * B[n,k]^T SGEMM on device
  * buffers: *first_s the first (untimed warm-up) call, *median_s the median of
  * `iters` more, each waited for with clFinish. */
-mq_status mq_clgemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int iters,
-                               double *first_s, double *median_s);
+static inline mq_status mq_clgemm_time_sgemm(mq_clgemm *g, size_t m, size_t n, size_t k, int iters,
+                                             double *first_s, double *median_s)
+{
+    return mq_clgemm_hooks_get()->time_sgemm(g, m, n, k, iters, first_s, median_s);
+}
 
 #endif

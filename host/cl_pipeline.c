@@ -35,7 +35,7 @@ static mq_status queues(mq_cl_backend *cb)
         cb->pq[i] = clCreateCommandQueue(cb->ctx, cb->dev, cb->qprops, &e);
         if (e != CL_SUCCESS) {
             cb->pq[i] = NULL;
-            return mq_cl_fail(e, "clCreateCommandQueue");
+            return mq_cl_failed(cb, e, "clCreateCommandQueue");
         }
     }
     return MQ_OK;
@@ -68,7 +68,7 @@ static mq_status read_on(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst,
 {
     cl_event e = NULL;
     cl_int r = clEnqueueReadBuffer(cb->pq[2], buf, CL_FALSE, 0, bytes, dst, nwait, wait, &e);
-    if (r != CL_SUCCESS) return mq_cl_fail(r, "clEnqueueReadBuffer");
+    if (r != CL_SUCCESS) return mq_cl_failed(cb, r, "clEnqueueReadBuffer");
     release_event(ev);
     *ev = e;
     return MQ_OK;
@@ -76,13 +76,13 @@ static mq_status read_on(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst,
 
 /* A command of the chain failed as it ran (the implementation marks the
  * commands after it failed too). */
-static mq_status check_event(cl_event e)
+static mq_status check_event(mq_cl_backend *cb, cl_event e)
 {
     cl_int s = CL_COMPLETE;
     if (!e) return MQ_OK;
     cl_int r = clGetEventInfo(e, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof s, &s, NULL);
-    if (r != CL_SUCCESS) return mq_cl_fail(r, "clGetEventInfo");
-    return s < 0 ? mq_cl_fail(s, "overlapped quantize (a transfer or kernel)") : MQ_OK;
+    if (r != CL_SUCCESS) return mq_cl_failed(cb, r, "clGetEventInfo");
+    return s < 0 ? mq_cl_failed(cb, s, "overlapped quantize (a transfer or kernel)") : MQ_OK;
 }
 
 mq_status mq_cl_rows_overlapped(mq_cl_backend *cb, const mq_cl_rows_job *j, size_t *bad_row,
@@ -118,7 +118,7 @@ mq_status mq_cl_rows_overlapped(mq_cl_backend *cb, const mq_cl_rows_job *j, size
             clEnqueueWriteBuffer(cb->pq[0], mb[MQ_CL_PIPE_IN], CL_FALSE, 0, n * j->in_row,
                                  j->src + r0 * j->in_row, kr[b] ? 1 : 0, kr[b] ? &kr[b] : NULL, &e);
         if (r != CL_SUCCESS) {
-            st = mq_cl_fail(r, "clEnqueueWriteBuffer");
+            st = mq_cl_failed(cb, r, "clEnqueueWriteBuffer");
             break;
         }
         release_event(&up[b]);
@@ -165,9 +165,9 @@ mq_status mq_cl_rows_overlapped(mq_cl_backend *cb, const mq_cl_rows_job *j, size
     for (int i = 0; i < 3; i++)
         if (cb->pq[i]) clFinish(cb->pq[i]);
     for (int b = 0; b < 2; b++) {
-        mq_status se = check_event(down[b]);
-        if (se == MQ_OK) se = check_event(kr[b]);
-        if (se == MQ_OK) se = check_event(up[b]);
+        mq_status se = check_event(cb, down[b]);
+        if (se == MQ_OK) se = check_event(cb, kr[b]);
+        if (se == MQ_OK) se = check_event(cb, up[b]);
         if (st == MQ_OK) st = se;
         release_event(&up[b]);
         release_event(&kr[b]);
@@ -207,17 +207,17 @@ void mq_cl_pipeline_free(mq_cl_backend *cb)
     }
 }
 
-bool mq_opencl_overlaps(const mq_backend *b)
+bool mq_cl_overlaps(const mq_backend *b)
 {
     return ((const mq_cl_backend *)b)->overlap;
 }
 
-size_t mq_opencl_overlap_calls(const mq_backend *b)
+size_t mq_cl_overlap_calls(const mq_backend *b)
 {
     return ((const mq_cl_backend *)b)->overlap_calls;
 }
 
-size_t mq_opencl_overlap_chunks(const mq_backend *b)
+size_t mq_cl_overlap_chunks(const mq_backend *b)
 {
     return ((const mq_cl_backend *)b)->overlap_chunks;
 }

@@ -27,114 +27,12 @@ static mq_status event_seconds(cl_event ev, double *s)
     return MQ_OK;
 }
 
-mq_status mq_opencl_profile_quantize(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                     size_t cols, bool symmetric, int iters, mq_cl_profile *out)
+mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                 size_t rows, size_t cols, int iters, mq_cl_profile *out)
 {
-    mq_cl_backend *cb = (mq_cl_backend *)b;
-    mq_status st = MQ_OK;
-    cl_mem in = NULL, q = NULL, scale = NULL, zp = NULL, bad = NULL, c0 = NULL, c1 = NULL;
-    cl_mem esum = NULL, ecl = NULL;
-    double *kt = NULL, *et = NULL, *ct = NULL;
-    memset(out, 0, sizeof *out);
-    size_t es = mq_dtype_size(dt);
-    if ((dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16) || rows == 0 ||
-        cols == 0 || cols >= MQ_CL_SPLIT_COLS || cols * es > cb->limit || iters < 1)
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: unsupported shape or dtype");
-    cl_command_queue_properties qp = 0;
-    clGetCommandQueueInfo(cb->queue, CL_QUEUE_PROPERTIES, sizeof qp, &qp, NULL);
-    if (!(qp & CL_QUEUE_PROFILING_ENABLE))
-        return mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: backend opened without profiling");
-
-    size_t row_bytes = cols * es, rpc = cb->limit / row_bytes;
-    if (rpc > rows) rpc = rows;
-    size_t chunks = (rows + rpc - 1) / rpc;
-    size_t tpr = mq_cl_threads_per_row(cb, cols);
-    cl_uint tpr_arg = (cl_uint)tpr;
-    cl_int sym_arg = symmetric ? 1 : 0;
-    cl_uchar cx_arg = 0; /* codes as they are (int-quantized layout) */
-    cl_ulong cols_arg = cols;
-    out->bytes = (uint64_t)rows * cols * (es + 1) + (uint64_t)rows * (es + 1 + (symmetric ? 0 : 1));
-    out->chunks = chunks;
-    size_t copy_total = (size_t)(out->bytes / 2),
-           copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;
-
-    kt = calloc((size_t)iters, sizeof *kt);
-    et = calloc((size_t)iters, sizeof *et);
-    ct = calloc((size_t)iters, sizeof *ct);
-    if (!kt || !et || !ct) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "profile: out of memory");
-        goto done;
-    }
-    if ((st = mq_cl_buffer(cb, CL_MEM_READ_ONLY, rpc * row_bytes, &in)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * cols, &q)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * es, &scale)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &zp)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc, &bad)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * 4 * sizeof(float), &esum)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_WRITE_ONLY, rpc * sizeof(cl_uint), &ecl)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c0)) != MQ_OK ||
-        (st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, copy_chunk, &c1)) != MQ_OK ||
-        (st = mq_cl_write(cb, in, rpc * row_bytes, src)) != MQ_OK ||
-        (st = mq_cl_write(cb, c0, copy_chunk < rows * row_bytes ? copy_chunk : rows * row_bytes,
-                          src)) != MQ_OK ||
-        (st = mq_cl_finish(cb)) != MQ_OK)
-        goto done;
-
-    for (int it = -1; it < iters; it++) { /* it == -1: warm-up */
-        double ksum = 0, esum_s = 0, csum = 0, s;
-        for (size_t r0 = 0; r0 < rows; r0 += rpc) {
-            cl_ulong n_arg = rows - r0 < rpc ? rows - r0 : rpc;
-            size_t groups = ((size_t)n_arg + cb->wg / tpr - 1) / (cb->wg / tpr);
-            mq_cl_arg args[] = {MQ_CL_ARG(in),      MQ_CL_ARG(n_arg),   MQ_CL_ARG(cols_arg),
-                                MQ_CL_ARG(tpr_arg), MQ_CL_ARG(sym_arg), MQ_CL_ARG(cx_arg),
-                                MQ_CL_ARG(q),       MQ_CL_ARG(scale),   MQ_CL_ARG(zp),
-                                MQ_CL_ARG(bad),     MQ_CL_ARG(esum),    MQ_CL_ARG(ecl)};
-            cl_event ev = NULL;
-            if ((st = mq_cl_launch(cb, cb->fused[dt], args, 10, groups * cb->wg, &ev)) != MQ_OK ||
-                (st = event_seconds(ev, &s)) != MQ_OK)
-                goto done;
-            ksum += s;
-            if ((st = mq_cl_launch(cb, cb->fused_err[dt], args, 12, groups * cb->wg, &ev)) !=
-                    MQ_OK ||
-                (st = event_seconds(ev, &s)) != MQ_OK)
-                goto done;
-            esum_s += s;
-        }
-        for (size_t done_bytes = 0; done_bytes < copy_total; done_bytes += copy_chunk) {
-            size_t m = copy_total - done_bytes < copy_chunk ? copy_total - done_bytes : copy_chunk;
-            cl_event ev = NULL;
-            cl_int err = clEnqueueCopyBuffer(cb->queue, c0, c1, 0, 0, m, 0, NULL, &ev);
-            if (err != CL_SUCCESS) {
-                st = mq_cl_fail(err, "clEnqueueCopyBuffer");
-                goto done;
-            }
-            if ((st = event_seconds(ev, &s)) != MQ_OK) goto done;
-            csum += s;
-        }
-        if (it >= 0) {
-            kt[it] = ksum;
-            et[it] = esum_s;
-            ct[it] = csum;
-        }
-    }
-    out->kernel_s = mq_median(kt, (size_t)iters);
-    out->kernel_err_s = mq_median(et, (size_t)iters);
-    out->copy_s = mq_median(ct, (size_t)iters);
-done:
-    clFinish(cb->queue);
-    cl_mem *all[] = {&c1, &c0, &ecl, &esum, &bad, &zp, &scale, &q, &in};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        mq_cl_release(all[i]);
-    free(ct);
-    free(et);
-    free(kt);
-    return st;
-}
-
-mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                 size_t cols, mq_qkind kind, bool symmetric, size_t bs, int iters,
-                                 mq_cl_profile *out)
-{
+    const mq_qkind kind = d.kind;
+    const bool symmetric = d.symmetric || kind == MQ_QK_FP8, int8 = kind == MQ_QK_INT8;
+    const size_t bs = d.block;
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;
     cl_mem in = NULL, q = NULL, scale = NULL, zp = NULL, bad = NULL, c0 = NULL, c1 = NULL;
@@ -144,8 +42,7 @@ mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, si
     size_t es = mq_dtype_size(dt);
     bool blocks = bs > 0;
     if ((dt != MQ_DTYPE_F32 && dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16) || rows == 0 ||
-        cols == 0 || cols >= MQ_CL_SPLIT_COLS || iters < 1 ||
-        (kind != MQ_QK_INT4 && kind != MQ_QK_FP8) || (blocks && kind != MQ_QK_FP8) ||
+        cols == 0 || cols >= MQ_CL_SPLIT_COLS || iters < 1 || (blocks && kind != MQ_QK_FP8) ||
         (blocks ? bs > UINT32_MAX || cols * es > cb->limit / bs : cols * es > cb->limit))
         return mq_set_error(MQ_STATUS_E_INVALID_ARG, "profile: unsupported shape, kind or dtype");
     cl_command_queue_properties qp = 0;
@@ -162,11 +59,19 @@ mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, si
     size_t chunks = (rows + rpc - 1) / rpc;
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     cl_uint tpr_a = (cl_uint)tpr, bs_a = (cl_uint)bs;
+    /* The fused kernel's two scheme arguments (cl_qrows.c): symmetric and
+     * code_xor for int8 (codes as they are), kind and symmetric for the
+     * others (numerics.cl's MQ_QK_INT4 = 1, MQ_QK_FP8 = 2). */
     cl_int kind_a = kind == MQ_QK_INT4 ? 1 : 2, sym_a = symmetric ? 1 : 0;
+    cl_uchar cx_a = 0;
+    mq_cl_arg a4 = int8 ? (mq_cl_arg)MQ_CL_ARG(sym_a) : (mq_cl_arg)MQ_CL_ARG(kind_a);
+    mq_cl_arg a5 = int8 ? (mq_cl_arg)MQ_CL_ARG(cx_a) : (mq_cl_arg)MQ_CL_ARG(sym_a);
     cl_ulong cols_a = cols, nbc_a = nbc;
     size_t n_scales = blocks ? (rows + bs - 1) / bs * nbc : rows;
+    /* Input, codes, scales and zero points; the int8 figures have always
+     * counted the per-row NaN flags as well (bench/RESULTS.md). */
     out->bytes = (uint64_t)rows * cols * es + (uint64_t)rows * rb +
-                 (uint64_t)n_scales * (es + (symmetric ? 0 : 1));
+                 (uint64_t)n_scales * (es + (symmetric ? 0 : 1) + (int8 ? 1 : 0));
     out->chunks = chunks;
     size_t copy_total = (size_t)(out->bytes / 2),
            copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;
@@ -200,10 +105,18 @@ mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, si
             cl_ulong n_a = rows - r0 < rpc ? rows - r0 : rpc;
             size_t items;
             cl_kernel k, ke;
-            mq_cl_arg rargs[] = {MQ_CL_ARG(in),    MQ_CL_ARG(n_a),    MQ_CL_ARG(cols_a),
-                                 MQ_CL_ARG(tpr_a), MQ_CL_ARG(kind_a), MQ_CL_ARG(sym_a),
-                                 MQ_CL_ARG(q),     MQ_CL_ARG(scale),  MQ_CL_ARG(zp),
-                                 MQ_CL_ARG(bad),   MQ_CL_ARG(esum),   MQ_CL_ARG(ecl)};
+            mq_cl_arg rargs[] = {MQ_CL_ARG(in),
+                                 MQ_CL_ARG(n_a),
+                                 MQ_CL_ARG(cols_a),
+                                 MQ_CL_ARG(tpr_a),
+                                 a4,
+                                 a5,
+                                 MQ_CL_ARG(q),
+                                 MQ_CL_ARG(scale),
+                                 MQ_CL_ARG(zp),
+                                 MQ_CL_ARG(bad),
+                                 MQ_CL_ARG(esum),
+                                 MQ_CL_ARG(ecl)};
             mq_cl_arg bargs[] = {MQ_CL_ARG(in),     MQ_CL_ARG(n_a),   MQ_CL_ARG(cols_a),
                                  MQ_CL_ARG(cols_a), MQ_CL_ARG(bs_a),  MQ_CL_ARG(nbc_a),
                                  MQ_CL_ARG(q),      MQ_CL_ARG(scale), MQ_CL_ARG(bad),
@@ -216,8 +129,8 @@ mq_status mq_opencl_profile_kind(mq_backend *b, const void *src, mq_dtype dt, si
                 ke = cb->blocks_err[dt];
             } else {
                 items = ((size_t)n_a + cb->wg / tpr - 1) / (cb->wg / tpr) * cb->wg;
-                k = cb->rows_k[dt];
-                ke = cb->rows_k_err[dt];
+                k = int8 ? cb->fused[dt] : cb->rows_k[dt];
+                ke = int8 ? cb->fused_err[dt] : cb->rows_k_err[dt];
             }
             cl_event ev = NULL;
             if ((st = mq_cl_launch(cb, k, args, na, items, &ev)) != MQ_OK ||
@@ -283,8 +196,8 @@ static mq_status transfer_once(mq_cl_backend *cb, cl_mem m, const uint8_t *in, s
     return MQ_OK;
 }
 
-mq_status mq_opencl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
-                                     size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
+mq_status mq_cl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                 size_t out_bytes, int iters, double *h2d_s, double *d2h_s)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
     size_t big = in_bytes > out_bytes ? in_bytes : out_bytes;

@@ -118,7 +118,7 @@ mq_status mq_cl_stage_give(mq_cl_backend *cb, cl_mem m)
         if (p == s->ptr) {
             s->mapped = true;
         } else {
-            st = err != CL_SUCCESS ? mq_cl_fail(err, "clEnqueueMapBuffer")
+            st = err != CL_SUCCESS ? mq_cl_failed(cb, err, "clEnqueueMapBuffer")
                                    : mq_set_error(MQ_STATUS_E_DEVICE,
                                                   "OpenCL: a staging buffer mapped elsewhere");
         }
@@ -134,7 +134,7 @@ void mq_cl_stages_free(mq_cl_backend *cb)
         if (cb->stages[i].ptr) mq_cl_staging_free(&cb->base, cb->stages[i].ptr);
 }
 
-size_t mq_opencl_zero_copy_count(const mq_backend *b)
+size_t mq_cl_zero_copy_count(const mq_backend *b)
 {
     const mq_cl_backend *cb = (const mq_cl_backend *)b;
     return cb->stage_takes;

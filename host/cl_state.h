@@ -92,6 +92,7 @@ typedef struct {
     cl_command_queue pq[3];               /* upload, kernels, download (made when first used) */
     mq_cl_slot pipe[2][MQ_CL_PIPE_COUNT]; /* double-buffered chunk buffers */
     size_t overlap_calls, overlap_chunks; /* for the tests */
+    cl_int fail_code;                     /* of the last mq_cl_failed: what the retry looks at */
 } mq_cl_backend;
 
 /* Rows at least this long go through the split (two-pass) path. */
@@ -127,19 +128,31 @@ mq_status mq_cl_launch_on(mq_cl_backend *cb, cl_command_queue q, cl_kernel k, co
                           cl_event *ev);
 void mq_cl_release(cl_mem *m);
 
+/* mq_cl_fail for a call made for cb's operations; the code is kept in
+ * cb->fail_code, where the out-of-memory retry reads it. */
+mq_status mq_cl_failed(mq_cl_backend *cb, cl_int err, const char *call);
+
 /* The out-of-memory retry halves the buffers down to one row of the data, or
  * to pieces of this many bytes of a longer row or of a run of values. */
 #define MQ_CL_OOM_PIECE ((size_t)64 << 10)
+/* One attempt of an operation (cl_retry.c): writes every output from scratch
+ * and adds its weight error (if any) to err. */
+typedef mq_status (*mq_cl_attempt)(mq_cl_backend *cb, const void *job, struct mq_err_acc *err);
 /*
- * Called after an attempt of an operation on `total` bytes of rows of
- * `row_bytes` bytes (0: a run of values, which may be split anywhere). When
- * `st` is an out-of-memory failure of the device (mq_cl_is_oom) and the
- * buffers can still be halved without going below that floor: waits for the
- * queue, releases the kept buffers, halves the buffer limit and returns true,
- * and the caller runs the operation again. Otherwise returns false; an
- * out-of-memory message then also says how small the buffers were.
+ * The one out-of-memory retry (cl_retry.c): runs attempt on an operation of
+ * `total` bytes of rows of `row_bytes` bytes (0: a run of values, which may
+ * be split anywhere). While an attempt fails because the device ran out of
+ * memory (the code it failed with, kept by mq_cl_failed) and the buffers can
+ * be halved without going below that floor, it waits for the queue, releases
+ * the kept buffers, halves the buffer limit and runs the attempt again. Each
+ * attempt sums its own weight error, which is added to *err (NULL: none) only
+ * when it succeeds. Returns the last attempt's status; an out-of-memory
+ * failure that is not retried also says how small the buffers were. With
+ * retried_on (NULL: not wanted) the code of the last failure retried on, or
+ * CL_SUCCESS.
  */
-bool mq_cl_retry_smaller(mq_cl_backend *cb, mq_status st, size_t total, size_t row_bytes);
+mq_status mq_cl_retry(mq_cl_backend *cb, mq_cl_attempt attempt, const void *job, size_t total,
+                      size_t row_bytes, struct mq_err_acc *err, cl_int *retried_on);
 /* Work-items per row for the fused kernel: a power of two <= wg. */
 size_t mq_cl_threads_per_row(const mq_cl_backend *cb, size_t cols);
 
@@ -183,33 +196,44 @@ void mq_cl_stages_free(mq_cl_backend *cb);
 cl_mem mq_cl_stage_take(mq_cl_backend *cb, const void *p, size_t bytes);
 mq_status mq_cl_stage_give(mq_cl_backend *cb, cl_mem m);
 
-/* backend.h: quantize_rows, the weight error (err) computed by the _err
- * kernels in the same pass. */
-mq_status mq_cl_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
-                              size_t *bad_row, struct mq_err_acc *err);
-/* The streaming steps (backend.h): statistics of a run of values folded into *st,
- * and int8 values with given parameters. */
+/* backend.h: quantize and quantize_values, every kind; the weight error
+ * (err) computed by the _err kernels in the same pass. */
+mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
+                         size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                         struct mq_err_acc *err);
+mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
+                                float scale, int8_t zp, void *q, struct mq_err_acc *err);
+/* The first pass of a row longer than one call: statistics of a run of
+ * values folded into *st. */
 mq_status mq_cl_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                        struct mq_ref_stats *st);
-mq_status mq_cl_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                struct mq_err_acc *err);
-/* backend.h: quantize_rows_k, quantize_values_k and quantize_blocks (the int4
- * and float8 kinds), err as for quantize_rows. */
-mq_status mq_cl_quantize_rows_k(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
-                                int8_t *zp, size_t *bad_row, struct mq_err_acc *err);
-mq_status mq_cl_quantize_values_k(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                  mq_qkind kind, float scale, int8_t zp, bool symmetric, uint8_t *q,
-                                  struct mq_err_acc *err);
-mq_status mq_cl_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                struct mq_err_acc *err);
 mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+
+/* The hooks of cl_api.h and cl_gemm.h (the registry entry in cl_backend.c
+ * hands them out): cl_staging.c, cl_pipeline.c, cl_profile.c, cl_gemm.c. */
+size_t mq_cl_zero_copy_count(const mq_backend *b);
+bool mq_cl_overlaps(const mq_backend *b);
+size_t mq_cl_overlap_calls(const mq_backend *b);
+size_t mq_cl_overlap_chunks(const mq_backend *b);
+mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                 size_t rows, size_t cols, int iters, mq_cl_profile *out);
+mq_status mq_cl_profile_transfer(mq_backend *b, const void *in, size_t in_bytes, void *out,
+                                 size_t out_bytes, int iters, double *h2d_s, double *d2h_s);
+bool mq_cl_gemm_supported(const mq_backend *b);
+mq_status mq_cl_gemm_new(mq_backend *b, void (*note)(const char *note, void *user), void *user,
+                         mq_gemm **out);
+void mq_cl_gemm_free(mq_gemm *g);
+mq_status mq_cl_gemm_set_input(mq_gemm *g, const float *x, size_t tokens, size_t in);
+mq_status mq_cl_gemm_linear(mq_gemm *g, const float *w, size_t out, float *y);
+mq_status mq_cl_gemm_linear_q8(mq_gemm *g, const int8_t *q, const float *scale, const int8_t *zp,
+                               size_t out, float *y);
+const char *mq_cl_blast_status_name(int code);
+void mq_cl_gemm_device_info(const mq_backend *b, unsigned *units, unsigned *mhz, bool *cpu);
+mq_status mq_cl_gemm_time_sgemm(mq_gemm *g, size_t m, size_t n, size_t k, int iters,
+                                double *first_s, double *median_s);
 
 /* The devices of every platform as the public mq_device_list (cl_inventory.c). */
 mq_status mq_cl_device_list(mq_device_list *out);

@@ -133,12 +133,12 @@ static void check_quantize(mq_backend *b, const float *w)
         size_t bad = 0;
         memset(q, 0x55, sizeof q);
         memset(zp, 0x55, sizeof zp);
-        mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, sym, q, s,
-                                             sym ? NULL : zp, 0, &bad, NULL);
+        mq_status st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, sym), w, MQ_DTYPE_F32, ROWS, COLS, q,
+                                        s, sym ? NULL : zp, &bad, NULL);
         if (st != MQ_OK) fail_msg("quantize_rows: %s", mq_last_error());
-        assert_int_equal(
-            mq_ref_quantize_rows(w, MQ_DTYPE_F32, ROWS, COLS, sym, rq, rs, sym ? NULL : rzp, &bad),
-            MQ_OK);
+        assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), w, MQ_DTYPE_F32, ROWS, COLS, rq,
+                                         rs, sym ? NULL : rzp, &bad),
+                         MQ_OK);
         assert_memory_equal(q, rq, sizeof q);
         assert_memory_equal(s, rs, sizeof s);
         if (!sym) assert_memory_equal(zp, rzp, sizeof zp);
@@ -178,8 +178,8 @@ static void test_below_one_row(void **state)
     float s[ROWS];
     size_t bad = 0;
     faults(ROW_BYTES - 1, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-    mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
+    mq_status st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, q, s,
+                                    NULL, &bad, NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_error_has("out of device memory");
     assert_error_has("one row of 1200 bytes");
@@ -190,6 +190,45 @@ static void test_below_one_row(void **state)
     faults(0, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
     check_quantize(b, w);
     mq_backend_free(b);
+    free(q);
+    free(w);
+}
+
+/* Rows longer than the retry's floor (64 KiB): halving the buffers below one
+ * row sends the next attempt through the two-pass path, which gives the same
+ * bytes, int8 and int4 alike (with the weight error summed once). */
+static void test_retry_below_a_long_row(void **state)
+{
+    (void)state;
+    enum { LR = 3, LC = 32768 }; /* rows of 128 KiB */
+    float *w = random_rows((size_t)LR * LC, 5);
+    uint8_t *q = malloc((size_t)LR * LC), *rq = malloc((size_t)LR * LC);
+    assert_true(q && rq);
+    static const mq_qkind kinds[] = {MQ_QK_INT8, MQ_QK_INT4};
+    for (size_t k = 0; k < 2; k++) {
+        NEED_DEVICE(b);
+        mq_qdesc d = mq_qd(kinds[k], false);
+        float s[LR], rs[LR];
+        int8_t zp[LR], rzp[LR];
+        size_t bad = 0, qb = mq_qkind_row_bytes(d.kind, LC) * LR;
+        mq_err_acc e, re;
+        mq_err_acc_init(&e);
+        mq_err_acc_init(&re);
+        faults(96 << 10, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
+        mq_status st = b->ops->quantize(b, d, w, MQ_DTYPE_F32, LR, LC, q, s, zp, &bad, &e);
+        if (st != MQ_OK) fail_msg("quantize: %s", mq_last_error());
+        assert_true(g_injected > 0);
+        assert_true(g_largest <= 96 << 10);
+        assert_int_equal(mq_ref_quantize(d, w, MQ_DTYPE_F32, LR, LC, rq, rs, rzp, &bad), MQ_OK);
+        assert_memory_equal(q, rq, qb);
+        assert_memory_equal(s, rs, sizeof s);
+        assert_memory_equal(zp, rzp, sizeof zp);
+        mq_ref_error_stats(d, w, MQ_DTYPE_F32, LR, LC, rq, rs, MQ_DTYPE_F32, rzp, &re);
+        assert_true(fabs(e.err2 - re.err2) <= 1e-5 * re.err2);
+        assert_int_equal(e.clamped, re.clamped);
+        mq_backend_free(b);
+    }
+    free(rq);
     free(q);
     free(w);
 }
@@ -223,13 +262,15 @@ static void test_error_stats_retry(void **state)
     mq_err_acc got, want;
     mq_err_acc_init(&got);
     mq_err_acc_init(&want);
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, ROWS, COLS, true, rq, rs, NULL, &bad),
-                     MQ_OK);
-    mq_ref_error_stats(w, MQ_DTYPE_F32, ROWS, COLS, rq, rs, MQ_DTYPE_F32, NULL, &want);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, rq, rs, NULL, &bad),
+        MQ_OK);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, rq, rs, MQ_DTYPE_F32,
+                       NULL, &want);
     faults(0, CL_OUT_OF_RESOURCES, 1);
     g_launch_skip = 5;
-    mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, &got);
+    mq_status st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, q, s,
+                                    NULL, &bad, &got);
     if (st != MQ_OK) fail_msg("quantize_rows with statistics: %s", mq_last_error());
     assert_int_equal(g_injected, 1);
     assert_memory_equal(q, rq, ROWS * COLS);
@@ -258,12 +299,15 @@ static void test_short_rows_within_limit(void **state)
     mq_err_acc_init(&got);
     mq_err_acc_init(&want);
     faults(4096, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-    mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, R, C, true, q, s, NULL, 0, &bad, &got);
+    mq_status st =
+        b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, R, C, q, s, NULL, &bad, &got);
     if (st != MQ_OK) fail_msg("quantize_rows with statistics: %s", mq_last_error());
     assert_int_equal(g_injected, 0);
     assert_true(g_largest <= 4096);
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, R, C, true, rq, rs, NULL, &bad), MQ_OK);
-    mq_ref_error_stats(w, MQ_DTYPE_F32, R, C, rq, rs, MQ_DTYPE_F32, NULL, &want);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, R, C, rq, rs, NULL, &bad), MQ_OK);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, R, C, rq, rs, MQ_DTYPE_F32, NULL,
+                       &want);
     assert_memory_equal(q, rq, sizeof q);
     assert_memory_equal(s, rs, sizeof s);
     assert_true(fabs(got.sig - want.sig) <= 1e-5 * want.sig);
@@ -282,14 +326,15 @@ static void test_other_error_not_retried(void **state)
     float s[ROWS];
     size_t bad = 0;
     faults(1, CL_INVALID_VALUE, 0);
-    mq_status st =
-        b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
+    mq_status st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, q, s,
+                                    NULL, &bad, NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_int_equal(g_injected, 1);
     assert_error_has("CL_INVALID_VALUE");
     assert_null(strstr(mq_last_error(), "out of device memory"));
     faults(0, CL_INVALID_VALUE, 1);
-    st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0, &bad, NULL);
+    st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, q, s, NULL, &bad,
+                          NULL);
     assert_int_equal(st, MQ_STATUS_E_DEVICE);
     assert_int_equal(g_injected, 1);
     assert_error_has("clEnqueueNDRangeKernel");
@@ -352,18 +397,19 @@ static void test_other_ops_retry(void **state)
         b = open_device(0);
         int8_t *v = malloc(N), *rv = malloc(N);
         faults(fail_above, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-        assert_int_equal(
-            b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, 0, v, NULL), MQ_OK);
-        mq_ref_quantize_values(w, MQ_DTYPE_F32, N, 0.05f, 3, rv);
+        assert_int_equal(b->ops->quantize_values(b, mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F32, N,
+                                                 0.05f, 3, v, NULL),
+                         MQ_OK);
+        mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, N, 0.05f, 3, rv);
         assert_memory_equal(v, rv, N);
         assert_true(g_injected > 0);
         /* below the 64 KiB floor a run fails cleanly */
         mq_backend_free(b);
         b = open_device(0);
         faults(1000, CL_MEM_OBJECT_ALLOCATION_FAILURE, 0);
-        assert_int_equal(
-            b->ops->quantize_values(b, w, MQ_DTYPE_F32, N, 0.05f, 3, false, 0, v, NULL),
-            MQ_STATUS_E_DEVICE);
+        assert_int_equal(b->ops->quantize_values(b, mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F32, N,
+                                                 0.05f, 3, v, NULL),
+                         MQ_STATUS_E_DEVICE);
         assert_error_has("out of device memory with buffers of");
         assert_error_has("CL_MEM_OBJECT_ALLOCATION_FAILURE");
         free(v);
@@ -454,8 +500,8 @@ static void test_overlap_fault(void **state)
         size_t chunks = mq_opencl_overlap_chunks(b);
         faults(0, CL_INVALID_VALUE, 1);
         g_launch_skip = 5;
-        mq_status st = b->ops->quantize_rows(b, w, MQ_DTYPE_F32, ROWS, COLS, true, q, s, NULL, 0,
-                                             &bad, with_err ? &e : NULL);
+        mq_status st = b->ops->quantize(b, mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, ROWS, COLS, q,
+                                        s, NULL, &bad, with_err ? &e : NULL);
         assert_int_equal(st, MQ_STATUS_E_DEVICE);
         assert_int_equal(g_injected, 1);
         assert_error_has("clEnqueueNDRangeKernel");
@@ -481,6 +527,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_quantize_retry, reset),
         cmocka_unit_test_setup(test_below_one_row, reset),
+        cmocka_unit_test_setup(test_retry_below_a_long_row, reset),
         cmocka_unit_test_setup(test_launch_retry, reset),
         cmocka_unit_test_setup(test_error_stats_retry, reset),
         cmocka_unit_test_setup(test_short_rows_within_limit, reset),

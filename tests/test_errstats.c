@@ -5,7 +5,7 @@
  * and JSON report.
  *
  * Tolerances. mq_ref_error_stats sums every term in double. The host kernel
- * (mq_hk_quantize_rows_err) sums w^2 and (w - w_hat)^2 in fp32 over 16 lanes
+ * (mq_hk_quantize with err) sums w^2 and (w - w_hat)^2 in fp32 over 16 lanes
  * for one block of at most 512 values (32 terms a lane), then adds the lane
  * sums to double accumulators. Each fp32 product and lane sum is within a
  * relative 33 * 2^-24 ~ 2e-6 of exact (all terms are non-negative, so no
@@ -59,7 +59,8 @@ static void test_reference_by_hand(void **state)
     float s = 1.0f;
     mq_err_acc a;
     mq_err_acc_init(&a);
-    mq_ref_error_stats(w, MQ_DTYPE_F32, 1, 5, q, &s, MQ_DTYPE_F32, NULL, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, 1, 5, q, &s, MQ_DTYPE_F32, NULL,
+                       &a);
     assert_true(a.sig == 1.0 + 4.0 + 0.25 + 9.0 + 40000.0);
     assert_true(a.err2 == 0.25 + 73.0 * 73.0);
     assert_true(a.max_abs == 73.0);
@@ -73,7 +74,8 @@ static void test_reference_by_hand(void **state)
     const int8_t zp = -10;
     s = 0.5f;
     mq_err_acc_init(&a);
-    mq_ref_error_stats(w2, MQ_DTYPE_F32, 1, 3, q2, &s, MQ_DTYPE_F32, &zp, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), w2, MQ_DTYPE_F32, 1, 3, q2, &s, MQ_DTYPE_F32, &zp,
+                       &a);
     assert_true(a.sig == 4901.0);
     assert_true(a.err2 == 121.0);
     assert_true(a.max_abs == 11.0);
@@ -84,7 +86,8 @@ static void test_reference_by_hand(void **state)
     const int8_t q3[2] = {2, -1};
     s = 1.0f;
     mq_err_acc_init(&a);
-    mq_ref_error_stats(w3, MQ_DTYPE_F32, 1, 2, q3, &s, MQ_DTYPE_F32, NULL, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), w3, MQ_DTYPE_F32, 1, 2, q3, &s, MQ_DTYPE_F32, NULL,
+                       &a);
     assert_true(isinf(mq_err_acc_sqnr_db(&a)) && mq_err_acc_sqnr_db(&a) > 0);
     mq_err_acc_init(&a);
     assert_true(isinf(mq_err_acc_sqnr_db(&a)) && mq_err_acc_sqnr_db(&a) > 0);
@@ -107,21 +110,29 @@ static void test_symmetric_positive_max_clamped(void **state)
     float s;
     size_t bad = 0;
     mq_err_acc a;
-    assert_int_equal(mq_ref_quantize_rows(pos, MQ_DTYPE_F32, 1, 4, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), pos, MQ_DTYPE_F32, 1, 4, q, &s, NULL, &bad),
+        MQ_OK);
     assert_int_equal(q[2], 127);
     mq_err_acc_init(&a);
-    mq_ref_error_stats(pos, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), pos, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL,
+                       &a);
     assert_int_equal(a.clamped, 1);
-    assert_int_equal(mq_ref_quantize_rows(neg, MQ_DTYPE_F32, 1, 4, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), neg, MQ_DTYPE_F32, 1, 4, q, &s, NULL, &bad),
+        MQ_OK);
     assert_int_equal(q[2], -128);
     mq_err_acc_init(&a);
-    mq_ref_error_stats(neg, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), neg, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL,
+                       &a);
     assert_int_equal(a.clamped, 0);
-    assert_int_equal(mq_ref_quantize_rows(pos2, MQ_DTYPE_F32, 1, 4, true, q, &s, NULL, &bad),
-                     MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), pos2, MQ_DTYPE_F32, 1, 4, q, &s, NULL, &bad),
+        MQ_OK);
     assert_int_equal(q[2], 127);
     mq_err_acc_init(&a);
-    mq_ref_error_stats(pos2, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL, &a);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), pos2, MQ_DTYPE_F32, 1, 4, q, &s, MQ_DTYPE_F32, NULL,
+                       &a);
     assert_int_equal(a.clamped, 0);
     /* The fused host kernel counts the same (a row of 64 runs the blocks). */
     float row[64];
@@ -131,7 +142,8 @@ static void test_symmetric_positive_max_clamped(void **state)
     row[10] = 3.0f;
     mq_err_acc_init(&a);
     assert_int_equal(
-        mq_hk_quantize_rows_err(row, MQ_DTYPE_F32, 1, 64, true, q64, &s, NULL, 0, &bad, &a), MQ_OK);
+        mq_hk_quantize(mq_qd(MQ_QK_INT8, true), row, MQ_DTYPE_F32, 1, 64, q64, &s, NULL, &bad, &a),
+        MQ_OK);
     assert_int_equal(a.clamped, 1);
 }
 
@@ -182,7 +194,7 @@ static void assert_acc_close(const mq_err_acc *got, const mq_err_acc *want, cons
 }
 
 /* Reference quantize + reference stats against the host backend's fused
- * op (threaded for large calls) and mq_hk_quantize_rows_err itself. */
+ * op (threaded for large calls) and mq_hk_quantize itself. */
 static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, bool sym,
                         uint64_t seed)
 {
@@ -199,14 +211,16 @@ static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, b
     mq_err_acc_init(&got1);
     mq_err_acc_init(&got2);
 
-    assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, q0, s0, z0, &bad), MQ_OK);
-    mq_ref_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
-    assert_int_equal(
-        mq_hk_quantize_rows_err(src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1, 0, &bad, &got1),
-        MQ_OK);
-    assert_non_null(be->ops->quantize_rows);
-    assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2,
-                                            0, &bad, &got2),
+    assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q0, s0, z0, &bad),
+                     MQ_OK);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0,
+                       &want);
+    assert_int_equal(mq_hk_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q1, s1,
+                                    sym ? NULL : z1, &bad, &got1),
+                     MQ_OK);
+    assert_non_null(be->ops->quantize);
+    assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q2, s2,
+                                       sym ? NULL : z2, &bad, &got2),
                      MQ_OK);
     /* Output bytes unchanged by the statistics. */
     assert_memory_equal(q0, q1, n);
@@ -227,14 +241,16 @@ static void check_fused(mq_backend *be, mq_dtype dt, size_t rows, size_t cols, b
         int8_t zp;
         mq_ref_stats_init(&st);
         mq_ref_stats_update(&st, src, dt, n);
-        mq_ref_params(&st, sym, MQ_DTYPE_F32, &sc, &zp);
-        mq_ref_quantize_values(src, dt, n, sc, zp, q0);
+        mq_ref_params(mq_qd(MQ_QK_INT8, sym), &st, MQ_DTYPE_F32, &sc, &zp);
+        mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), src, dt, n, sc, zp, q0);
         mq_err_acc_init(&want);
-        mq_ref_error_stats(src, dt, 1, n, q0, &sc, MQ_DTYPE_F32, sym ? NULL : &zp, &want);
+        mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), src, dt, 1, n, q0, &sc, MQ_DTYPE_F32,
+                           sym ? NULL : &zp, &want);
         mq_err_acc_init(&got1);
         assert_non_null(be->ops->quantize_values);
-        assert_int_equal(be->ops->quantize_values(be, src, dt, n, sc, zp, sym, 0, q1, &got1),
-                         MQ_OK);
+        assert_int_equal(
+            be->ops->quantize_values(be, mq_qd(MQ_QK_INT8, sym), src, dt, n, sc, zp, q1, &got1),
+            MQ_OK);
         assert_memory_equal(q0, q1, n);
         snprintf(tag, sizeof tag, "%s %zu values %s", mq_dtype_name(dt), n, sym ? "sym" : "asym");
         assert_acc_close(&got1, &want, tag);
@@ -349,10 +365,12 @@ static void check_edge(mq_backend *be, mq_dtype dt, int kind, size_t rows, size_
     mq_err_acc want, got;
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
-    assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, q0, s0, z0, &bad), MQ_OK);
-    mq_ref_error_stats(src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
-    assert_int_equal(be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1,
-                                            0, &bad, &got),
+    assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q0, s0, z0, &bad),
+                     MQ_OK);
+    mq_ref_error_stats(mq_qd(MQ_QK_INT8, true), src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0,
+                       &want);
+    assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q1, s1,
+                                       sym ? NULL : z1, &bad, &got),
                      MQ_OK);
     assert_memory_equal(q0, q1, n);
     assert_memory_equal(s0, s1, rows * es);
@@ -388,7 +406,7 @@ static void test_opencl_edge_values(void **state)
     }
 }
 
-/* ---- int4 and float8: the _k ops' statistics against mq_ref_error_stats_k / _blocks ---- */
+/* ---- int4 and float8: the statistics of the one quantize op against mq_ref_error_stats ---- */
 
 /* data: 0 make_values, else make_edge's kind data - 1 (large, zeros, subnormals, ties). */
 static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, size_t rows,
@@ -408,11 +426,11 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
     mq_err_acc want, got;
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
-    assert_int_equal(mq_ref_quantize_rows_k(src, dt, rows, cols, k, sym, q0, s0, z0, &bad), MQ_OK);
-    mq_ref_error_stats_k(src, dt, rows, cols, k, q0, s0, dt, sym ? NULL : z0, &want);
-    assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, k, sym, q1, s1, sym ? NULL : z1,
-                                         0, &bad, &got),
-                     MQ_OK);
+    assert_int_equal(mq_ref_quantize(mq_qd(k, sym), src, dt, rows, cols, q0, s0, z0, &bad), MQ_OK);
+    mq_ref_error_stats(mq_qd(k, true), src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
+    assert_int_equal(
+        mq_be_quantize(be, mq_qd(k, sym), src, dt, rows, cols, q1, s1, sym ? NULL : z1, &bad, &got),
+        MQ_OK);
     assert_memory_equal(q0, q1, qn);
     assert_memory_equal(s0, s1, rows * es);
     if (data == 2) {
@@ -427,17 +445,17 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
     int8_t zp;
     mq_ref_stats_init(&st);
     mq_ref_stats_update(&st, src, dt, n);
-    mq_ref_params_k(&st, k, sym, MQ_DTYPE_F32, &sc, &zp);
-    mq_ref_quantize_values_k(src, dt, n, k, sc, zp, v0);
+    mq_ref_params(mq_qd(k, sym), &st, MQ_DTYPE_F32, &sc, &zp);
+    mq_ref_quantize_values(mq_qd(k, true), src, dt, n, sc, zp, v0);
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
     for (size_t i = 0; i < n; i++) { /* stored form: int4 packed one code a row */
         uint8_t c[4] = {v0[i], 0, 0, 0};
         if (k == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&v0[i], 1, c);
-        mq_ref_error_stats_k((const unsigned char *)src + i * es, dt, 1, 1, k, c, &sc, MQ_DTYPE_F32,
-                             sym ? NULL : &zp, &want);
+        mq_ref_error_stats(mq_qd(k, true), (const unsigned char *)src + i * es, dt, 1, 1, c, &sc,
+                           MQ_DTYPE_F32, sym ? NULL : &zp, &want);
     }
-    assert_int_equal(mq_be_quantize_values(be, src, dt, n, k, sc, zp, sym, 0, v1, &got), MQ_OK);
+    assert_int_equal(mq_be_quantize_values(be, mq_qd(k, sym), src, dt, n, sc, zp, v1, &got), MQ_OK);
     assert_memory_equal(v0, v1, n);
     if (data != 2) assert_acc_close(&got, &want, tag);
     free(src);
@@ -459,9 +477,11 @@ static void check_blocks_err(mq_backend *be, mq_dtype dt, size_t rows, size_t co
     mq_err_acc want, got;
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
-    assert_int_equal(mq_ref_quantize_blocks(src, dt, rows, cols, bs, q0, s0, &bad), MQ_OK);
-    mq_ref_error_stats_blocks(src, dt, rows, cols, bs, q0, s0, dt, &want);
-    assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, q1, s1, &bad, &got), MQ_OK);
+    assert_int_equal(mq_ref_quantize(mq_qd_blocks(bs), src, dt, rows, cols, q0, s0, NULL, &bad),
+                     MQ_OK);
+    mq_ref_error_stats(mq_qd_blocks(bs), src, dt, rows, cols, q0, s0, dt, NULL, &want);
+    assert_int_equal(
+        mq_be_quantize(be, mq_qd_blocks(bs), src, dt, rows, cols, q1, s1, NULL, &bad, &got), MQ_OK);
     assert_memory_equal(q0, q1, n);
     assert_memory_equal(s0, s1, nb * es);
     if (data == 2)

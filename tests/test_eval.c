@@ -3,6 +3,7 @@
  * weight SQNR, exact pairs, bad pairs, inputs files), the JSON and the CLI. */
 #include "testutil.h"
 
+#include "cl_api.h"
 #include "cl_gemm.h"
 #include "eval.h"
 #include "monoquant.h"

@@ -118,8 +118,9 @@ static void check_values(const void *src, mq_dtype dt, size_t n, float scale, in
     uint8_t cx = next_xor();
     assert_non_null(a);
     assert_non_null(b);
-    mq_hk_quantize_values(src, dt, n, scale, zp, cx, a);
-    mq_ref_quantize_values(src, dt, n, scale, zp, b);
+    mq_hk_quantize_values((mq_qdesc){.kind = MQ_QK_INT8, .symmetric = true, .code_xor = cx}, src,
+                          dt, n, scale, zp, a, NULL);
+    mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), src, dt, n, scale, zp, b);
     for (size_t i = 0; i < n; i++)
         b[i] = (int8_t)((uint8_t)b[i] ^ cx);
     for (size_t i = 0; i < n; i++)
@@ -233,8 +234,9 @@ static void check_rows(const void *src, mq_dtype dt, size_t rows, size_t cols, b
     unsigned char *sa = malloc(rows * es + 1), *sb = malloc(rows * es + 1);
     size_t ba = 7, bb = 7;
     uint8_t cx = next_xor();
-    mq_status a = mq_hk_quantize_rows(src, dt, rows, cols, sym, qa, sa, za, cx, &ba);
-    mq_status b = mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bb);
+    mq_status a = mq_hk_quantize((mq_qdesc){.kind = MQ_QK_INT8, .symmetric = sym, .code_xor = cx},
+                                 src, dt, rows, cols, qa, sa, za, &ba, NULL);
+    mq_status b = mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, qb, sb, zb, &bb);
     assert_int_equal(a, b);
     if (a == MQ_OK) {
         for (size_t i = 0; i < n; i++)
@@ -375,11 +377,12 @@ static void test_backend_threads(void **state)
         fill(src, dt, n, &r, false);
         for (int sym = 0; sym < 2; sym++) {
             size_t bad = 0;
-            assert_int_equal(
-                be->ops->quantize_rows(be, src, dt, rows, cols, sym, qa, sa, za, 0, &bad, NULL),
-                MQ_OK);
-            assert_int_equal(mq_ref_quantize_rows(src, dt, rows, cols, sym, qb, sb, zb, &bad),
+            assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, qa,
+                                               sa, za, &bad, NULL),
                              MQ_OK);
+            assert_int_equal(
+                mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, qb, sb, zb, &bad),
+                MQ_OK);
             assert_bytes(qa, qb, n, "threaded q");
             assert_bytes(sa, sb, rows * es, "threaded scale");
             if (!sym) assert_bytes(za, zb, rows, "threaded zp");
@@ -401,18 +404,19 @@ static void test_backend_threads(void **state)
         assert_int_equal(be->ops->reduce(be, src, dt, n, &a), MQ_OK);
         mq_ref_stats_update(&b, src, dt, n);
         assert_stats_equal(&a, &b);
-        assert_int_equal(be->ops->quantize_values(be, src, dt, n, 0.01f, -5, false, 0, qa, NULL),
-                         MQ_OK);
-        mq_ref_quantize_values(src, dt, n, 0.01f, -5, qb);
+        assert_int_equal(
+            be->ops->quantize_values(be, mq_qd(MQ_QK_INT8, false), src, dt, n, 0.01f, -5, qa, NULL),
+            MQ_OK);
+        mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), src, dt, n, 0.01f, -5, qb);
         assert_bytes(qa, qb, n, "quantize_values");
         /* Bad rows in both halves: the first one is reported. */
         if (dt == MQ_DTYPE_F32) {
             put(src, dt, 250 * cols + 3, NAN);
             put(src, dt, 40 * cols + 2000, -INFINITY);
             size_t bad = 0;
-            assert_int_equal(
-                be->ops->quantize_rows(be, src, dt, rows, cols, true, qa, sa, NULL, 0, &bad, NULL),
-                MQ_STATUS_E_DATA);
+            assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, true), src, dt, rows, cols, qa,
+                                               sa, NULL, &bad, NULL),
+                             MQ_STATUS_E_DATA);
             assert_int_equal(bad, 40);
         }
         free(src);
@@ -469,7 +473,7 @@ static void fill_k(void *dst, mq_dtype dt, size_t n, tu_rng *r, int mode)
         put(dst, dt, i, mode == 0 ? tu_rng_normal(r) : mode == 1 ? kind_edge_value(r) : 0.0f);
 }
 
-/* mq_hk_quantize_rows_k (and its err form) against mq_ref_quantize_rows_k. */
+/* mq_hk_quantize of kind k, with and without its weight error, against mq_ref_quantize. */
 static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
                          bool sym)
 {
@@ -483,9 +487,9 @@ static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
         mq_err_acc e;
         mq_err_acc_init(&e);
         memset(qa, 0x5a, qb);
-        mq_status a = mq_hk_quantize_rows_k(src, dt, rows, cols, k, sym, qa, sa, za, &ba,
-                                            with_err ? &e : NULL);
-        mq_status b = mq_ref_quantize_rows_k(src, dt, rows, cols, k, sym, qr, sr, zr, &br);
+        mq_status a = mq_hk_quantize(mq_qd(k, sym), src, dt, rows, cols, qa, sa, za, &ba,
+                                     with_err ? &e : NULL);
+        mq_status b = mq_ref_quantize(mq_qd(k, sym), src, dt, rows, cols, qr, sr, zr, &br);
         assert_int_equal(a, b);
         if (a != MQ_OK) {
             assert_int_equal(ba, br);
@@ -556,8 +560,8 @@ static void test_values_k(void **state)
     uint8_t *a = malloc(n), *b = malloc(n);
     for (size_t i = 0; i < n; i++)
         x[i] = mq_f32_from_bits((uint32_t)(i * 4099u + (i >> 7)));
-    mq_hk_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, a, NULL);
-    mq_ref_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, b);
+    mq_hk_quantize_values(mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, n, 1.0f, 0, a, NULL);
+    mq_ref_quantize_values(mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, n, 1.0f, 0, b);
     for (size_t i = 0; i < n; i++)
         if (a[i] != b[i]) fail_msg("fp8 of %a: 0x%02x, want 0x%02x", x[i], a[i], b[i]);
     /* Every e4m3 value and every midpoint, scaled. */
@@ -568,8 +572,8 @@ static void test_values_k(void **state)
     }
     const float scales[] = {1.0f, 0.5f, 0x1p-20f, 3.0f};
     for (size_t k = 0; k < 4; k++) {
-        mq_hk_quantize_values_k(x, MQ_DTYPE_F32, 512, MQ_QK_FP8, scales[k], 0, a, NULL);
-        mq_ref_quantize_values_k(x, MQ_DTYPE_F32, 512, MQ_QK_FP8, scales[k], 0, b);
+        mq_hk_quantize_values(mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, 512, scales[k], 0, a, NULL);
+        mq_ref_quantize_values(mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, 512, scales[k], 0, b);
         assert_bytes(a, b, 512, "fp8 grid");
     }
     tu_rng r;
@@ -580,11 +584,14 @@ static void test_values_k(void **state)
         const int8_t zps[] = {0, -8, 7, 3};
         for (size_t z = 0; z < 4; z++)
             for (size_t len = 1; len < 5000; len = len * 3 + 1) {
-                mq_hk_quantize_values_k(src, qdtypes[d], len, MQ_QK_INT4, 0.37f, zps[z], a, NULL);
-                mq_ref_quantize_values_k(src, qdtypes[d], len, MQ_QK_INT4, 0.37f, zps[z], b);
+                mq_hk_quantize_values(mq_qd(MQ_QK_INT4, true), src, qdtypes[d], len, 0.37f, zps[z],
+                                      a, NULL);
+                mq_ref_quantize_values(mq_qd(MQ_QK_INT4, true), src, qdtypes[d], len, 0.37f, zps[z],
+                                       b);
                 assert_codes(a, b, len, src, qdtypes[d], 0.37f, "int4 values");
-                mq_hk_quantize_values_k(src, qdtypes[d], len, MQ_QK_FP8, 0.01f, 0, a, NULL);
-                mq_ref_quantize_values_k(src, qdtypes[d], len, MQ_QK_FP8, 0.01f, 0, b);
+                mq_hk_quantize_values(mq_qd(MQ_QK_FP8, true), src, qdtypes[d], len, 0.01f, 0, a,
+                                      NULL);
+                mq_ref_quantize_values(mq_qd(MQ_QK_FP8, true), src, qdtypes[d], len, 0.01f, 0, b);
                 assert_codes(a, b, len, src, qdtypes[d], 0.01f, "fp8 values");
             }
         free(src);
@@ -600,8 +607,8 @@ static void check_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols,
     uint8_t *qa = malloc(rows * cols + 1), *qr = malloc(rows * cols + 1);
     unsigned char *sa = malloc(nb * es + 1), *sr = malloc(nb * es + 1);
     size_t ba = 7, br = 7;
-    mq_status a = mq_hk_quantize_blocks(src, dt, rows, cols, bs, qa, sa, &ba, NULL);
-    mq_status b = mq_ref_quantize_blocks(src, dt, rows, cols, bs, qr, sr, &br);
+    mq_status a = mq_hk_quantize(mq_qd_blocks(bs), src, dt, rows, cols, qa, sa, NULL, &ba, NULL);
+    mq_status b = mq_ref_quantize(mq_qd_blocks(bs), src, dt, rows, cols, qr, sr, NULL, &br);
     assert_int_equal(a, b);
     if (a == MQ_OK) {
         assert_bytes(qa, qr, rows * cols, "block q");
@@ -647,8 +654,6 @@ static void test_backend_kinds(void **state)
     tu_rng r;
     tu_rng_seed(&r, 23);
     assert_int_equal(mq_backend_open_host(&be), MQ_OK);
-    assert_non_null(be->ops->quantize_rows_k);
-    assert_non_null(be->ops->quantize_blocks);
     const size_t rows = 2000, cols = 384, bs = 128;
     for (int d = 0; d < 3; d++) {
         mq_dtype dt = qdtypes[d];
@@ -661,37 +666,40 @@ static void test_backend_kinds(void **state)
             for (int sym = 0; sym < 2; sym++) {
                 size_t bad = 0, qb = rows * mq_qkind_row_bytes(kinds[kk], cols);
                 if (kinds[kk] == MQ_QK_FP8 && !sym) continue;
-                assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, kinds[kk], sym, qa,
-                                                     sa, za, 0, &bad, NULL),
+                assert_int_equal(mq_be_quantize(be, mq_qd(kinds[kk], sym), src, dt, rows, cols, qa,
+                                                sa, za, &bad, NULL),
                                  MQ_OK);
                 assert_int_equal(
-                    mq_ref_quantize_rows_k(src, dt, rows, cols, kinds[kk], sym, qr, sr, zr, &bad),
+                    mq_ref_quantize(mq_qd(kinds[kk], sym), src, dt, rows, cols, qr, sr, zr, &bad),
                     MQ_OK);
                 assert_bytes(qa, qr, qb, "threaded kind q");
                 assert_bytes(sa, sr, rows * es, "threaded kind scale");
                 if (!sym && kinds[kk] == MQ_QK_INT4) assert_bytes(za, zr, rows, "threaded kind zp");
-                assert_int_equal(mq_be_quantize_values(be, src, dt, n, kinds[kk], 0.02f,
-                                                       sym ? 0 : -3, sym, 0, qa, NULL),
+                assert_int_equal(mq_be_quantize_values(be, mq_qd(kinds[kk], sym), src, dt, n, 0.02f,
+                                                       sym ? 0 : -3, qa, NULL),
                                  MQ_OK);
-                mq_ref_quantize_values_k(src, dt, n, kinds[kk], 0.02f, sym ? 0 : -3, qr);
+                mq_ref_quantize_values(mq_qd(kinds[kk], true), src, dt, n, 0.02f, sym ? 0 : -3, qr);
                 assert_bytes(qa, qr, n, "kind values");
             }
         size_t nbk = (rows / bs + 1) * (cols / bs), bad = 0;
         unsigned char *ba = malloc(nbk * es), *br = malloc(nbk * es);
-        assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, qa, ba, &bad, NULL),
+        assert_int_equal(
+            mq_be_quantize(be, mq_qd_blocks(bs), src, dt, rows, cols, qa, ba, NULL, &bad, NULL),
+            MQ_OK);
+        assert_int_equal(mq_ref_quantize(mq_qd_blocks(bs), src, dt, rows, cols, qr, br, NULL, &bad),
                          MQ_OK);
-        assert_int_equal(mq_ref_quantize_blocks(src, dt, rows, cols, bs, qr, br, &bad), MQ_OK);
         assert_bytes(qa, qr, n, "threaded block q");
         assert_bytes(ba, br, nbk * es, "threaded block scale");
         if (dt == MQ_DTYPE_F32) { /* bad rows and blocks in two parts: the first */
             put(src, dt, 1500 * cols + 3, NAN);
             put(src, dt, 300 * cols + 200, -INFINITY);
-            assert_int_equal(mq_be_quantize_rows(be, src, dt, rows, cols, MQ_QK_INT4, true, qa, sa,
-                                                 NULL, 0, &bad, NULL),
+            assert_int_equal(mq_be_quantize(be, mq_qd(MQ_QK_INT4, true), src, dt, rows, cols, qa,
+                                            sa, NULL, &bad, NULL),
                              MQ_STATUS_E_DATA);
             assert_int_equal(bad, 300);
-            assert_int_equal(mq_be_quantize_blocks(be, src, dt, rows, cols, bs, qa, ba, &bad, NULL),
-                             MQ_STATUS_E_DATA);
+            assert_int_equal(
+                mq_be_quantize(be, mq_qd_blocks(bs), src, dt, rows, cols, qa, ba, NULL, &bad, NULL),
+                MQ_STATUS_E_DATA);
             assert_int_equal(bad, 300 / bs * 3 + 1);
         }
         free(ba);
@@ -707,6 +715,93 @@ static void test_backend_kinds(void **state)
     mq_backend_free(be);
 }
 
+/* INT8 with compressed-tensors' relabelled bytes (code_xor 0x80) through the
+ * one loop: every run length (whole blocks written in place, the short end
+ * packed from a scratch block) gives the reference's codes XOR 0x80, with and
+ * without the weight error; blocks of a kind other than FP8 are refused. */
+static void test_int8_code_xor(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    static const size_t lens[] = {1, 15, 16, 17, 63, 64, 65, 511, 512, 700, 1100};
+    mq_qdesc flip = {.kind = MQ_QK_INT8, .symmetric = false, .code_xor = 0x80};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        size_t cols = lens[li], rows = 3, n = rows * cols;
+        float *w = malloc(n * sizeof *w), s0[3], s1[3];
+        int8_t *q0 = malloc(n), *q1 = malloc(n), z0[3], z1[3];
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            w[i] = tu_rng_normal(&r);
+        assert_int_equal(mq_ref_quantize(flip, w, MQ_DTYPE_F32, rows, cols, q0, s0, z0, &bad),
+                         MQ_OK);
+        for (int e = 0; e < 2; e++) {
+            mq_err_acc acc;
+            mq_err_acc_init(&acc);
+            assert_int_equal(mq_hk_quantize(flip, w, MQ_DTYPE_F32, rows, cols, q1, s1, z1, &bad,
+                                            e ? &acc : NULL),
+                             MQ_OK);
+            assert_memory_equal(q0, q1, n);
+            assert_memory_equal(s0, s1, sizeof s0);
+            assert_memory_equal(z0, z1, sizeof z0);
+        }
+        memset(q1, 0, n);
+        mq_hk_quantize_values(flip, w, MQ_DTYPE_F32, cols, s0[0], z0[0], q1, NULL);
+        assert_memory_equal(q0, q1, cols);
+        free(w);
+        free(q0);
+        free(q1);
+    }
+    float x[4] = {1, 2, 3, 4}, sc[4];
+    uint8_t q[4];
+    mq_qdesc int4_blocks = {.kind = MQ_QK_INT4, .symmetric = true, .block = 2};
+    assert_int_equal(mq_hk_quantize(int4_blocks, x, MQ_DTYPE_F32, 2, 2, q, sc, NULL, NULL, NULL),
+                     MQ_STATUS_E_INVALID_ARG);
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    assert_int_equal(
+        be->ops->quantize(be, int4_blocks, x, MQ_DTYPE_F32, 2, 2, q, sc, NULL, NULL, NULL),
+        MQ_STATUS_E_INVALID_ARG);
+    mq_backend_free(be);
+}
+
+/* The CPU back end is a registry entry like the OpenCL one: "host" opens it
+ * by name, it has no hooks beyond its table, and the OpenCL hooks are there
+ * exactly when OpenCL was built. */
+static void test_registry(void **state)
+{
+    (void)state;
+    const mq_backend_reg *cpu = mq_backend_reg_by_name("host");
+    assert_non_null(cpu);
+    assert_null(mq_backend_reg_by_name("no-such-back-end"));
+    assert_null(mq_backend_get_proc("host", "mq_opencl_hooks"));
+    assert_null(mq_backend_get_proc("no-such-back-end", "mq_opencl_hooks"));
+    mq_backend *be = NULL;
+    bool none = true;
+    assert_int_equal(cpu->open("host", 0, &none, &be), MQ_OK);
+    assert_false(none);
+    assert_string_equal(be->backend, "host");
+    assert_true(be->caps.host_threads);
+    mq_backend_free(be);
+    assert_int_equal(cpu->open("gpu", 0, &none, &be), MQ_STATUS_E_DEVICE);
+    assert_true(none);
+    assert_int_equal(mq_backend_open_spec("host", 0, &be), MQ_OK);
+    assert_string_equal(be->backend, "host");
+    mq_backend_free(be);
+#ifdef MQ_HAVE_OPENCL
+    assert_non_null(mq_backend_get_proc("opencl", "mq_opencl_hooks"));
+    assert_non_null(mq_backend_get_proc("opencl", "mq_clgemm_hooks"));
+    assert_null(mq_backend_get_proc("opencl", "no-such-hook"));
+#else
+    assert_null(mq_backend_reg_by_name("opencl"));
+    /* auto has only the CPU to take, and an OpenCL spec names nothing. */
+    assert_int_equal(mq_backend_open_spec("auto", 0, &be), MQ_OK);
+    assert_string_equal(be->backend, "host");
+    mq_backend_free(be);
+    assert_int_equal(mq_backend_open_spec("gpu", 0, &be), MQ_STATUS_E_DEVICE);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_cast_dtypes),      cmocka_unit_test(test_backend_threads),
         cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
         cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
+        cmocka_unit_test(test_int8_code_xor),    cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

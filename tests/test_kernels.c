@@ -187,9 +187,11 @@ static void check_quantize(mq_backend *be, const void *src, mq_dtype dt, size_t 
     memset(z1, 0x5a, rows + 1);
     memset(z2, 0x5a, rows + 1);
     size_t bad1 = 12345, bad2 = 54321;
-    mq_status st1 = be->ops->quantize_rows(be, src, dt, rows, cols, sym, q1, s1, sym ? NULL : z1,
-                                           cx, &bad1, NULL);
-    mq_status st2 = mq_ref_quantize_rows(src, dt, rows, cols, sym, q2, s2, sym ? NULL : z2, &bad2);
+    mq_status st1 =
+        be->ops->quantize(be, (mq_qdesc){.kind = MQ_QK_INT8, .symmetric = sym, .code_xor = cx}, src,
+                          dt, rows, cols, q1, s1, sym ? NULL : z1, &bad1, NULL);
+    mq_status st2 = mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, q2, s2,
+                                    sym ? NULL : z2, &bad2);
     if (st1 != st2)
         fail_msg("%zux%zu %s %s: status %d (%s) vs reference %d", rows, cols, mq_dtype_name(dt),
                  sym ? "sym" : "asym", st1, mq_last_error(), st2);
@@ -324,14 +326,14 @@ static void test_quantize_nonfinite(void **state)
                 int8_t *q = malloc(rows * cols);
                 uint8_t *sc = malloc(rows * 4);
                 int8_t *zp = malloc(rows);
-                mq_status st = be->ops->quantize_rows(be, src, k_dts[d], rows, cols, k % 2, q, sc,
-                                                      zp, 0, &bad, NULL);
+                mq_status st = be->ops->quantize(be, mq_qd(MQ_QK_INT8, k % 2), src, k_dts[d], rows,
+                                                 cols, q, sc, zp, &bad, NULL);
                 assert_int_equal(st, MQ_STATUS_E_DATA);
                 assert_int_equal(bad, row1);
                 if (small && rows * cols < 300000) {
                     bad = 0;
-                    st = small->ops->quantize_rows(small, src, k_dts[d], rows, cols, k % 2, q, sc,
-                                                   zp, 0, &bad, NULL);
+                    st = small->ops->quantize(small, mq_qd(MQ_QK_INT8, k % 2), src, k_dts[d], rows,
+                                              cols, q, sc, zp, &bad, NULL);
                     assert_int_equal(st, MQ_STATUS_E_DATA);
                     assert_int_equal(bad, row1);
                 }
@@ -473,17 +475,20 @@ static void check_reduce(mq_backend *be, const void *src, mq_dtype dt, size_t n)
     if (b.nonfinite) return;
     float s;
     int8_t zp;
-    mq_ref_params(&b, n % 2 == 0, dt, &s, &zp);
+    mq_ref_params(mq_qd(MQ_QK_INT8, n % 2 == 0), &b, dt, &s, &zp);
     int8_t *q1 = malloc(n + 1), *q2 = malloc(n + 1);
     assert_true(q1 && q2);
     q1[n] = q2[n] = 0x33;
-    assert_int_equal(be->ops->quantize_values(be, src, dt, n, s, zp, false, 0, q1, NULL), MQ_OK);
-    mq_ref_quantize_values(src, dt, n, s, zp, q2);
+    assert_int_equal(
+        be->ops->quantize_values(be, mq_qd(MQ_QK_INT8, false), src, dt, n, s, zp, q1, NULL), MQ_OK);
+    mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), src, dt, n, s, zp, q2);
     assert_memory_equal(q1, q2, n + 1);
     /* parameters that saturate most values, codes as packed bytes (XOR 0x80) */
-    assert_int_equal(
-        be->ops->quantize_values(be, src, dt, n, s / 64.0f, -100, false, 0x80, q1, NULL), MQ_OK);
-    mq_ref_quantize_values(src, dt, n, s / 64.0f, -100, q2);
+    assert_int_equal(be->ops->quantize_values(
+                         be, (mq_qdesc){.kind = MQ_QK_INT8, .symmetric = false, .code_xor = 0x80},
+                         src, dt, n, s / 64.0f, -100, q1, NULL),
+                     MQ_OK);
+    mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), src, dt, n, s / 64.0f, -100, q2);
     for (size_t i = 0; i < n; i++)
         q2[i] = (int8_t)((uint8_t)q2[i] ^ 0x80);
     assert_memory_equal(q1, q2, n + 1);
@@ -568,14 +573,14 @@ static void check_rows_k(mq_backend *be, const void *src, mq_dtype dt, size_t ro
     int8_t *z1 = calloc(rows + 1, 1), *z2 = calloc(rows + 1, 1);
     assert_true(q1 && q2 && s1 && s2 && z1 && z2);
     size_t b2 = 0;
-    mq_status want = mq_ref_quantize_rows_k(src, dt, rows, cols, kind, sym, q2, s2, z2, &b2);
+    mq_status want = mq_ref_quantize(mq_qd(kind, sym), src, dt, rows, cols, q2, s2, z2, &b2);
     for (int with_err = 0; with_err < 2; with_err++) {
         size_t b1 = 0;
         mq_err_acc e;
         mq_err_acc_init(&e);
         memset(q1, 0xa5, qn);
-        mq_status got = be->ops->quantize_rows_k(be, src, dt, rows, cols, kind, sym, q1, s1, z1,
-                                                 &b1, with_err ? &e : NULL);
+        mq_status got = be->ops->quantize(be, mq_qd(kind, sym), src, dt, rows, cols, q1, s1, z1,
+                                          &b1, with_err ? &e : NULL);
         if (got != want)
             fail_msg("kind %d dt %d %zux%zu: status %d, want %d (%s)", kk, dt, rows, cols, got,
                      want, mq_last_error());
@@ -701,7 +706,7 @@ static void test_kinds_nonfinite(void **state)
  * patterns (scale 1), int4 codes with zero points, runs over the buffer. */
 /* ---- overlapped transfers (cl_pipeline.c) ---- */
 
-/* Weight error sums of quantize_rows (kind INT8) or quantize_rows_k on be. */
+/* Weight error sums of the quantize op on be, kind INT8 or another. */
 static mq_status quantize_err(mq_backend *be, const void *src, mq_dtype dt, size_t rows,
                               size_t cols, mq_qkind kind, bool sym, uint8_t *q, void *scale,
                               int8_t *zp, mq_err_acc *e)
@@ -709,9 +714,9 @@ static mq_status quantize_err(mq_backend *be, const void *src, mq_dtype dt, size
     size_t bad = 0;
     mq_err_acc_init(e);
     if (kind == MQ_QK_INT8)
-        return be->ops->quantize_rows(be, src, dt, rows, cols, sym, (int8_t *)q, scale,
-                                      sym ? NULL : zp, 0, &bad, e);
-    return be->ops->quantize_rows_k(be, src, dt, rows, cols, kind, sym, q, scale, zp, &bad, e);
+        return be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, (int8_t *)q,
+                                 scale, sym ? NULL : zp, &bad, e);
+    return be->ops->quantize(be, mq_qd(kind, sym), src, dt, rows, cols, q, scale, zp, &bad, e);
 }
 
 /* The overlapped path against the chunk-by-chunk one (whose error sums the
@@ -828,10 +833,10 @@ static void test_kinds_values(void **state)
         uint8_t *a = malloc(n), *b = malloc(n);
         for (size_t i = 0; i < n; i++)
             x[i] = as_float((uint32_t)(i * 4099u + (i >> 7)));
-        assert_int_equal(
-            be->ops->quantize_values_k(be, x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, true, a, NULL),
-            MQ_OK);
-        mq_ref_quantize_values_k(x, MQ_DTYPE_F32, n, MQ_QK_FP8, 1.0f, 0, b);
+        assert_int_equal(be->ops->quantize_values(be, mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, n,
+                                                  1.0f, 0, a, NULL),
+                         MQ_OK);
+        mq_ref_quantize_values(mq_qd(MQ_QK_FP8, true), x, MQ_DTYPE_F32, n, 1.0f, 0, b);
         for (size_t i = 0; i < n; i++)
             if (a[i] != b[i]) fail_msg("fp8 of %a: 0x%02x, want 0x%02x", x[i], a[i], b[i]);
         float *v = make_kind_values(&r, 4, 3001);
@@ -844,11 +849,12 @@ static void test_kinds_values(void **state)
                     float sc = k_kinds[kk] == MQ_QK_FP8 ? 0.013f : 0.37f;
                     mq_err_acc e;
                     mq_err_acc_init(&e);
-                    assert_int_equal(be->ops->quantize_values_k(be, src, k_dts[d], lens[li],
-                                                                k_kinds[kk], sc, zp, k_kind_sym[kk],
-                                                                a, kk == 1 ? &e : NULL),
+                    assert_int_equal(be->ops->quantize_values(
+                                         be, mq_qd(k_kinds[kk], k_kind_sym[kk]), src, k_dts[d],
+                                         lens[li], sc, zp, a, kk == 1 ? &e : NULL),
                                      MQ_OK);
-                    mq_ref_quantize_values_k(src, k_dts[d], lens[li], k_kinds[kk], sc, zp, b);
+                    mq_ref_quantize_values(mq_qd(k_kinds[kk], true), src, k_dts[d], lens[li], sc,
+                                           zp, b);
                     assert_memory_equal(a, b, lens[li]);
                 }
             free(src);
@@ -891,12 +897,12 @@ static void test_kinds_staging(void **state)
             int8_t *z2 = calloc(rows, 1);
             mq_err_acc e;
             mq_err_acc_init(&e);
-            assert_int_equal(be->ops->quantize_rows_k(be, in, k_dts[d], rows, cols, k_kinds[kk],
-                                                      k_kind_sym[kk], out, out + qn,
-                                                      (int8_t *)out + qn + rows * es, &bad, &e),
+            assert_int_equal(be->ops->quantize(be, mq_qd(k_kinds[kk], k_kind_sym[kk]), in, k_dts[d],
+                                               rows, cols, out, out + qn,
+                                               (int8_t *)out + qn + rows * es, &bad, &e),
                              MQ_OK);
-            assert_int_equal(mq_ref_quantize_rows_k(host, k_dts[d], rows, cols, k_kinds[kk],
-                                                    k_kind_sym[kk], q2, s2, z2, &bad),
+            assert_int_equal(mq_ref_quantize(mq_qd(k_kinds[kk], k_kind_sym[kk]), host, k_dts[d],
+                                             rows, cols, q2, s2, z2, &bad),
                              MQ_OK);
             assert_memory_equal(out, q2, qn);
             assert_memory_equal(out + qn, s2, rows * es);
@@ -919,13 +925,13 @@ static void check_blocks(mq_backend *be, const void *src, mq_dtype dt, size_t ro
     uint8_t *q1 = malloc(rows * cols + 1), *q2 = malloc(rows * cols + 1);
     unsigned char *s1 = malloc(nb * es + 1), *s2 = malloc(nb * es + 1);
     size_t b2 = 0;
-    mq_status want = mq_ref_quantize_blocks(src, dt, rows, cols, bs, q2, s2, &b2);
+    mq_status want = mq_ref_quantize(mq_qd_blocks(bs), src, dt, rows, cols, q2, s2, NULL, &b2);
     for (int with_err = 0; with_err < 2; with_err++) {
         size_t b1 = 0;
         mq_err_acc e;
         mq_err_acc_init(&e);
-        mq_status got = be->ops->quantize_blocks(be, src, dt, rows, cols, bs, q1, s1, &b1,
-                                                 with_err ? &e : NULL);
+        mq_status got = be->ops->quantize(be, mq_qd_blocks(bs), src, dt, rows, cols, q1, s1, NULL,
+                                          &b1, with_err ? &e : NULL);
         if (got != want)
             fail_msg("blocks dt %d %zux%zu/%zu: status %d, want %d (%s)", dt, rows, cols, bs, got,
                      want, mq_last_error());
@@ -1215,12 +1221,12 @@ static void test_bad_arguments(void **state)
     int8_t zp[2];
     size_t bad;
     float src[4] = {1, 2, 3, 4};
-    assert_int_equal(
-        be->ops->quantize_rows(be, src, MQ_DTYPE_I32, 1, 4, true, q, s, NULL, 0, &bad, NULL),
-        MQ_STATUS_E_INVALID_ARG);
-    assert_int_equal(
-        be->ops->quantize_rows(be, src, MQ_DTYPE_F32, 0, 4, true, q, s, NULL, 0, &bad, NULL),
-        MQ_OK);
+    assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, true), src, MQ_DTYPE_I32, 1, 4, q, s,
+                                       NULL, &bad, NULL),
+                     MQ_STATUS_E_INVALID_ARG);
+    assert_int_equal(be->ops->quantize(be, mq_qd(MQ_QK_INT8, true), src, MQ_DTYPE_F32, 0, 4, q, s,
+                                       NULL, &bad, NULL),
+                     MQ_OK);
     check_quantize(be, src, MQ_DTYPE_F32, 2, 0, false); /* empty rows: reference's parameters */
     uint16_t h[4];
     uint64_t ov = 9;

@@ -93,8 +93,9 @@ static void test_layout_and_skips(void **state)
     float es[3];
     size_t bad;
     const mq_tensor *w = mq_model_find(in, "fc.weight");
-    assert_int_equal(mq_ref_quantize_rows(w->data, MQ_DTYPE_F32, 3, 4, true, eq, es, NULL, &bad),
-                     MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w->data, MQ_DTYPE_F32, 3, 4, eq, es, NULL, &bad),
+        MQ_OK);
     assert_memory_equal(q->data, eq, 12);
     assert_memory_equal(s->data, es, sizeof es);
 
@@ -174,8 +175,9 @@ static void check_packed(const mq_model *in, const mq_model *out, const char *na
     float sc[8];
     unsigned char expect[256];
     size_t bad;
-    assert_int_equal(mq_ref_quantize_rows(w->data, MQ_DTYPE_F32, rows, cols, sym, q, sc, zp, &bad),
-                     MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), w->data, MQ_DTYPE_F32, rows, cols, q, sc, zp, &bad),
+        MQ_OK);
     snprintf(buf, sizeof buf, "%s_packed", name);
     const mq_tensor *p = mq_model_find(out, buf);
     assert_non_null(p);

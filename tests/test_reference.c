@@ -19,7 +19,8 @@ static float quant_row_f32(const float *w, size_t n, bool sym, int8_t *q, int8_t
     float s = -1.0f;
     size_t bad = 99;
     int8_t z = 55;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 1, n, sym, q, &s, sym ? NULL : &z, &bad),
+    assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), w, MQ_DTYPE_F32, 1, n, q, &s,
+                                     sym ? NULL : &z, &bad),
                      MQ_OK);
     assert_int_equal(bad, 99); /* untouched on success */
     if (zp) *zp = sym ? 0 : z;
@@ -270,10 +271,10 @@ static void test_stats_and_params(void **state)
     /* No values seen: the range is [0, 0]. */
     float scale;
     int8_t zp = 5;
-    mq_ref_params(&s, false, MQ_DTYPE_F32, &scale, &zp);
+    mq_ref_params(mq_qd(MQ_QK_INT8, false), &s, MQ_DTYPE_F32, &scale, &zp);
     assert_f32_bits(scale, FLT_EPSILON);
     assert_int_equal(zp, -128);
-    mq_ref_params(&s, true, MQ_DTYPE_F32, &scale, &zp);
+    mq_ref_params(mq_qd(MQ_QK_INT8, true), &s, MQ_DTYPE_F32, &scale, &zp);
     assert_f32_bits(scale, FLT_EPSILON);
     assert_int_equal(zp, 0);
 
@@ -286,7 +287,7 @@ static void test_stats_and_params(void **state)
     assert_f32_bits(s.amax, 4.0f);
     assert_false(s.nonfinite);
     /* Asymmetric: (4 - -3) / 255; zp = rint(-128 + 3 / scale) = rint(-128 + 109.28...) = -19 */
-    mq_ref_params(&s, false, MQ_DTYPE_F32, &scale, &zp);
+    mq_ref_params(mq_qd(MQ_QK_INT8, false), &s, MQ_DTYPE_F32, &scale, &zp);
     assert_f32_bits(scale, 7.0f / 255.0f);
     assert_int_equal(zp, -19);
 
@@ -371,7 +372,8 @@ static void test_sym_f16_scale_rounding(void **state)
     int8_t q[4];
     uint16_t s = 0;
     size_t bad = 0;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F16, 1, 4, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F16, 1, 4, q, &s, NULL, &bad), MQ_OK);
     assert_int_equal(s, 0x2005);
     assert_q(q, (const int8_t[]){127, 58, -128, 0}, 4);
 }
@@ -386,7 +388,8 @@ static void test_sym_bf16_scale_rounding(void **state)
     int8_t q[3];
     uint16_t s = 0;
     size_t bad = 0;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_BF16, 1, 3, true, q, &s, NULL, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_BF16, 1, 3, q, &s, NULL, &bad), MQ_OK);
     assert_int_equal(s, 0x3c01);
     assert_q(q, (const int8_t[]){127, 95, -127}, 3);
 }
@@ -399,26 +402,31 @@ static void test_nonfinite_rows(void **state)
     float s[3];
     int8_t zp[3];
     size_t bad = 99;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, true, q, s, NULL, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, 3, 2, q, s, NULL, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 1);
     w[3] = 4.0f;
     w[4] = -INFINITY;
     bad = 99;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, false, q, s, zp, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F32, 3, 2, q, s, zp, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 2);
     w[4] = 5.0f;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 3, 2, false, q, s, zp, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F32, 3, 2, q, s, zp, &bad), MQ_OK);
 
     uint16_t h[4] = {0x3c00, 0x3c00, 0x7c00, 0x3c00}; /* f16 +inf in row 1 */
     uint16_t hs[2];
-    assert_int_equal(mq_ref_quantize_rows(h, MQ_DTYPE_F16, 2, 2, true, q, hs, NULL, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), h, MQ_DTYPE_F16, 2, 2, q, hs, NULL, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 1);
     uint16_t b[4] = {0x7fc0, 0x3f80, 0x3f80, 0x3f80}; /* bf16 NaN in row 0 */
-    assert_int_equal(mq_ref_quantize_rows(b, MQ_DTYPE_BF16, 2, 2, false, q, hs, zp, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), b, MQ_DTYPE_BF16, 2, 2, q, hs, zp, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 0);
 }
 
@@ -430,13 +438,15 @@ static void test_multi_rows_and_empty(void **state)
     int8_t q[6];
     float s[2];
     size_t bad = 0;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 2, 3, true, q, s, NULL, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, true), w, MQ_DTYPE_F32, 2, 3, q, s, NULL, &bad), MQ_OK);
     assert_f32_bits(s[0], 1.0f);
     assert_f32_bits(s[1], FLT_EPSILON);
     assert_q(q, (const int8_t[]){127, 2, -2, 0, 0, 0}, 6);
     /* Rows of no values still get a scale (and asymmetric zero point). */
     int8_t zp[2] = {0, 0};
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F32, 2, 0, false, q, s, zp, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F32, 2, 0, q, s, zp, &bad), MQ_OK);
     assert_f32_bits(s[0], FLT_EPSILON);
     assert_f32_bits(s[1], FLT_EPSILON);
     assert_int_equal(zp[0], -128);
@@ -505,7 +515,8 @@ static void test_asym_zp_clamp(void **state)
     int8_t q[2], zp = 0;
     uint16_t s = 0;
     size_t bad = 0;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_F16, 1, 2, false, q, &s, &zp, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_F16, 1, 2, q, &s, &zp, &bad), MQ_OK);
     assert_int_equal(s, 0x0002);
     assert_int_equal(zp, 127);
     assert_q(q, (const int8_t[]){-128, 127}, 2);
@@ -521,7 +532,8 @@ static void test_asym_bf16(void **state)
     int8_t q[3], zp = 0;
     uint16_t s = 0;
     size_t bad = 0;
-    assert_int_equal(mq_ref_quantize_rows(w, MQ_DTYPE_BF16, 1, 3, false, q, &s, &zp, &bad), MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_INT8, false), w, MQ_DTYPE_BF16, 1, 3, q, &s, &zp, &bad), MQ_OK);
     assert_int_equal(s, 0x3c01);
     assert_int_equal(zp, -1);
     assert_q(q, (const int8_t[]){-128, 126, 94}, 3);
@@ -686,8 +698,9 @@ static void test_property_random(void **state)
                      mag * (float)(1 + row % 4));
         size_t bad = 0;
         memset(zp, 0, sizeof zp);
-        assert_int_equal(
-            mq_ref_quantize_rows(src, dt, ROWS, COLS, sym, q, scale, sym ? NULL : zp, &bad), MQ_OK);
+        assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_INT8, sym), src, dt, ROWS, COLS, q, scale,
+                                         sym ? NULL : zp, &bad),
+                         MQ_OK);
         for (size_t row = 0; row < ROWS; row++) {
             float s = mq_load_f32(scale, dt, row);
             assert_true(s >= FLT_EPSILON && isfinite(s));
@@ -715,10 +728,10 @@ static void test_property_random(void **state)
             mq_ref_stats_update(&st, rp, dt, COLS);
             float s;
             int8_t z;
-            mq_ref_params(&st, sym, dt, &s, &z);
+            mq_ref_params(mq_qd(MQ_QK_INT8, sym), &st, dt, &s, &z);
             assert_f32_bits(s, mq_load_f32(scale, dt, row));
             if (!sym) assert_int_equal(z, zp[row]);
-            mq_ref_quantize_values(rp, dt, COLS, s, z, q2 + row * COLS);
+            mq_ref_quantize_values(mq_qd(MQ_QK_INT8, true), rp, dt, COLS, s, z, q2 + row * COLS);
         }
         assert_memory_equal(q, q2, sizeof q);
         if (dt == MQ_DTYPE_F32) {
@@ -908,10 +921,10 @@ static void test_kind_params(void **state)
     mq_ref_stats_init(&st);
     const float w[4] = {-1.5f, 7.5f, 0.5f, -7.5f};
     mq_ref_stats_update(&st, w, MQ_DTYPE_F32, 4);
-    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, true), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 1.0f);
     uint8_t q[4];
-    mq_ref_quantize_values_k(w, MQ_DTYPE_F32, 4, MQ_QK_INT4, s, 0, q);
+    mq_ref_quantize_values(mq_qd(MQ_QK_INT4, true), w, MQ_DTYPE_F32, 4, s, 0, q);
     /* -1.5 -> -2 (even), 7.5 -> 8 clamped to 7, 0.5 -> 0, -7.5 -> -8 */
     assert_int_equal((int8_t)q[0], -2);
     assert_int_equal((int8_t)q[1], 7);
@@ -931,14 +944,14 @@ static void test_kind_params(void **state)
     const float w2[3] = {-1.5f, 7.5f, 3.0f};
     mq_ref_stats_init(&a);
     mq_ref_stats_update(&a, w2, MQ_DTYPE_F32, 3);
-    mq_ref_params_k(&a, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, false), &a, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 9.0f / 15.0f);
     assert_int_equal(z, (int8_t)rintf(-8.0f + 1.5f / s));
     assert_true(z == -5 || z == -6);
     /* FP8: amax / 448, so the largest value maps to 448 exactly. */
-    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_FP8, true), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 7.5f / 448.0f);
-    mq_ref_quantize_values_k(w, MQ_DTYPE_F32, 4, MQ_QK_FP8, s, 0, q);
+    mq_ref_quantize_values(mq_qd(MQ_QK_FP8, true), w, MQ_DTYPE_F32, 4, s, 0, q);
     assert_int_equal(q[1], 0x7e);
     assert_int_equal(q[3], 0xfe);
     /* An all-zero group: compressed-tensors' zero scale becomes the dtype's
@@ -946,34 +959,86 @@ static void test_kind_params(void **state)
     mq_ref_stats_init(&st);
     const float zero[2] = {0.0f, -0.0f};
     mq_ref_stats_update(&st, zero, MQ_DTYPE_F32, 2);
-    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_FP8, true), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, FLT_EPSILON);
-    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, false), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, FLT_EPSILON);
     assert_int_equal(z, 0);
-    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_BF16, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, true), &st, MQ_DTYPE_BF16, &s, &z);
     assert_f32_bits(s, 0x1p-7f);
-    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F16, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_FP8, true), &st, MQ_DTYPE_F16, &s, &z);
     assert_f32_bits(s, 0x1p-10f);
     /* Tiny groups keep their tiny scales (compressed-tensors 0.20.1 gives
      * 1.33e-10 and 2.23e-12 for amax 1e-9), unlike int8's FLT_EPSILON floor. */
     const float tiny[2] = {-1e-9f, 1e-9f};
     mq_ref_stats_init(&st);
     mq_ref_stats_update(&st, tiny, MQ_DTYPE_F32, 2);
-    mq_ref_params_k(&st, MQ_QK_INT4, true, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, true), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 1e-9f / 7.5f);
-    mq_ref_params_k(&st, MQ_QK_FP8, true, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_FP8, true), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 1e-9f / 448.0f);
-    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, false), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, 2e-9f / 15.0f);
     assert_int_equal(z, 0); /* rint(-8 + 7.5) */
     /* A range whose scale underflows to 0 with lo < 0: zero point 7 (lo / 0 = -inf). */
     const float sub[1] = {-0x1p-149f};
     mq_ref_stats_init(&st);
     mq_ref_stats_update(&st, sub, MQ_DTYPE_F32, 1);
-    mq_ref_params_k(&st, MQ_QK_INT4, false, MQ_DTYPE_F32, &s, &z);
+    mq_ref_params(mq_qd(MQ_QK_INT4, false), &st, MQ_DTYPE_F32, &s, &z);
     assert_f32_bits(s, FLT_EPSILON);
     assert_int_equal(z, 7);
+}
+
+/* One loop for every kind: INT8's code_xor relabels the stored bytes and
+ * nothing else (the error statistics undo it), blocks group 2-D, and a row
+ * group is a block of one row. */
+static void test_one_loop_desc(void **state)
+{
+    (void)state;
+    enum { R = 5, C = 7 };
+    float w[R * C];
+    for (int i = 0; i < R * C; i++)
+        w[i] = (float)((i * 37) % 23 - 11) * 0.173f;
+    int8_t q0[R * C], q1[R * C], z0[R], z1[R];
+    float s0[R], s1[R];
+    size_t bad = 99;
+    mq_qdesc plain = mq_qd(MQ_QK_INT8, false);
+    mq_qdesc flip = {.kind = MQ_QK_INT8, .symmetric = false, .code_xor = 0x80};
+    assert_int_equal(mq_ref_quantize(plain, w, MQ_DTYPE_F32, R, C, q0, s0, z0, &bad), MQ_OK);
+    assert_int_equal(mq_ref_quantize(flip, w, MQ_DTYPE_F32, R, C, q1, s1, z1, &bad), MQ_OK);
+    for (int i = 0; i < R * C; i++)
+        assert_int_equal((uint8_t)q1[i], (uint8_t)q0[i] ^ 0x80u);
+    assert_memory_equal(s0, s1, sizeof s0);
+    assert_memory_equal(z0, z1, sizeof z0);
+    mq_err_acc e0, e1;
+    mq_err_acc_init(&e0);
+    mq_err_acc_init(&e1);
+    mq_ref_error_stats(plain, w, MQ_DTYPE_F32, R, C, q0, s0, MQ_DTYPE_F32, z0, &e0);
+    mq_ref_error_stats(flip, w, MQ_DTYPE_F32, R, C, q1, s1, MQ_DTYPE_F32, z1, &e1);
+    assert_true(e0.err2 == e1.err2 && e0.sig == e1.sig && e0.clamped == e1.clamped);
+    assert_true(e0.err2 > 0.0);
+
+    /* FP8 blocks of 3 x 3 over 5 x 7: 2 x 3 blocks, the last of each
+     * dimension partial; each block's scale is that of its values alone. */
+    uint8_t qb[R * C], qr[C];
+    float sb[6], sr[1];
+    mq_qdesc blocks = mq_qd_blocks(3);
+    assert_int_equal(mq_qdesc_scales(blocks, R, C), 6);
+    assert_int_equal(mq_qdesc_scales(plain, R, C), R);
+    assert_int_equal(mq_ref_quantize(blocks, w, MQ_DTYPE_F32, R, C, qb, sb, NULL, &bad), MQ_OK);
+    /* Block (1, 2): rows 3-4, column 6, as one row-group call of 2 values. */
+    float blk[2] = {w[3 * C + 6], w[4 * C + 6]};
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_FP8, true), blk, MQ_DTYPE_F32, 1, 2, qr, sr, NULL, &bad),
+        MQ_OK);
+    assert_true(sb[5] == sr[0]);
+    assert_int_equal(qb[3 * C + 6], qr[0]);
+    assert_int_equal(qb[4 * C + 6], qr[1]);
+    /* A NaN names its block. */
+    w[4 * C + 4] = NAN;
+    assert_int_equal(mq_ref_quantize(blocks, w, MQ_DTYPE_F32, R, C, qb, sb, NULL, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 4);
 }
 
 int main(void)
@@ -1010,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_e4m3_edges),
         cmocka_unit_test(test_e4m3_torch),
         cmocka_unit_test(test_kind_params),
+        cmocka_unit_test(test_one_loop_desc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

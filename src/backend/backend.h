@@ -10,17 +10,22 @@ typedef struct mq_backend mq_backend;
 typedef struct mq_gemm mq_gemm;
 
 typedef struct {
-    /* As mq_ref_quantize_rows (reference.h): same inputs, byte-identical outputs.
-     * MQ_STATUS_E_DATA with *bad_row for NaN/Inf; other errors set mq_last_error.
-     * With err (NULL: none) the weight error of the values is added to *err
-     * in the same pass (the host loop, the OpenCL _err kernels): the sums of
-     * mq_ref_error_stats, matched to a relative 1e-5. On an error *err may
-     * hold part of the call. Each code is stored XOR code_xor: 0, or 0x80
-     * for the unsigned bytes of compressed-tensors' packed words (the
-     * packing done where the codes are made; see layout.h). */
-    mq_status (*quantize_rows)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                               size_t cols, bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                               uint8_t code_xor, size_t *bad_row, struct mq_err_acc *err);
+    /* As mq_ref_quantize(d, ...) (reference.h): same inputs, byte-identical
+     * outputs, for every kind and grouping. MQ_STATUS_E_DATA with *bad (the
+     * row or block) for NaN/Inf; other errors set mq_last_error. With err
+     * (NULL: none) the weight error of the values is added to *err in the
+     * same pass: the sums of mq_ref_error_stats, matched to a relative 1e-5.
+     * On an error *err may hold part of the call. A back end that lacks a
+     * kernel for some d runs its own fallback. */
+    mq_status (*quantize)(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
+                          size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                          struct mq_err_acc *err);
+    /* As mq_ref_quantize_values(d, ...) with fixed params (per-tensor mode,
+     * the second pass of a row longer than one call): one code per byte,
+     * int4 unpacked; err as for quantize (zp is the zero point the statistics
+     * subtract: a symmetric call passes 0). */
+    mq_status (*quantize_values)(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
+                                 float scale, int8_t zp, void *q, struct mq_err_acc *err);
     /* As mq_ref_cast_f16; the overflow count goes to *overflow. */
     mq_status (*cast_f16)(mq_backend *b, const void *src, mq_dtype dt, size_t n, bool saturate,
                           uint16_t *dst, uint64_t *overflow);
@@ -29,32 +34,10 @@ typedef struct {
                                  const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
     void (*free)(mq_backend *b);
 
-    /* Streaming support (may be NULL in a backend; the caller then uses the
-     * host reference for that step). */
-    /* Folds n values into *st exactly as mq_ref_stats_update. */
+    /* Folds n values into *st exactly as mq_ref_stats_update (the first pass
+     * of a row longer than one call). */
     mq_status (*reduce)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                         struct mq_ref_stats *st);
-    /* As mq_ref_quantize_values with fixed params (per-tensor mode, second
-     * pass); err as for quantize_rows (symmetric: zp is no zero point for
-     * the statistics). */
-    mq_status (*quantize_values)(mq_backend *b, const void *src, mq_dtype dt, size_t n, float scale,
-                                 int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                 struct mq_err_acc *err);
-    /* The int4 and float8 codes (reference.h), optional (NULL: the caller
-     * uses the host kernels). As mq_ref_quantize_rows_k for kind INT4 or FP8,
-     * with err as for quantize_rows (added as mq_ref_error_stats_k would). */
-    mq_status (*quantize_rows_k)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                 size_t cols, mq_qkind kind, bool symmetric, void *q, void *scale,
-                                 int8_t *zp, size_t *bad_row, struct mq_err_acc *err);
-    /* As mq_ref_quantize_values_k for INT4 or FP8 (one code per byte, int4
-     * unpacked), err as for quantize_values. */
-    mq_status (*quantize_values_k)(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                   mq_qkind kind, float scale, int8_t zp, bool symmetric,
-                                   uint8_t *q, struct mq_err_acc *err);
-    /* As mq_ref_quantize_blocks, err as mq_ref_error_stats_blocks. */
-    mq_status (*quantize_blocks)(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                 size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                 struct mq_err_acc *err);
     /* Host memory the device reads and writes fastest (pinned / zero-copy);
      * NULL from staging_alloc means use plain memory. */
     void *(*staging_alloc)(mq_backend *b, size_t n);
@@ -116,45 +99,65 @@ typedef struct {
  * and prints nothing here.
  */
 mq_status mq_backend_open_spec(const char *spec, size_t max_alloc_override, mq_backend **out);
+/* The CPU back end (cpu_backend.c), as spec "host" opens it. */
 mq_status mq_backend_open_host(mq_backend **out);
 void mq_backend_free(mq_backend *b);
 
-/* The quantizer's entry points: kind INT8 through quantize_rows /
- * quantize_values (code_xor applies to INT8 only), the other kinds through
- * the backend's _k entries, or the host kernels where it has none. */
-mq_status mq_be_quantize_rows(mq_backend *b, const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
-                              uint8_t code_xor, size_t *bad_row, struct mq_err_acc *err);
-mq_status mq_be_quantize_values(mq_backend *b, const void *src, mq_dtype dt, size_t n,
-                                mq_qkind kind, float scale, int8_t zp, bool symmetric,
-                                uint8_t code_xor, void *q, struct mq_err_acc *err);
-mq_status mq_be_quantize_blocks(mq_backend *b, const void *src, mq_dtype dt, size_t rows,
-                                size_t cols, size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                struct mq_err_acc *err);
+/* The quantizer's entry points: every kind through the back end's one
+ * quantize path (see the ops above). */
+static inline mq_status mq_be_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                       size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                                       size_t *bad, struct mq_err_acc *err)
+{
+    return b->ops->quantize(b, d, src, dt, rows, cols, q, scale, zp, bad, err);
+}
+
+static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const void *src,
+                                              mq_dtype dt, size_t n, float scale, int8_t zp,
+                                              void *q, struct mq_err_acc *err)
+{
+    return b->ops->quantize_values(b, d, src, dt, n, scale, zp, q, err);
+}
 
 /*
- * A back end besides the CPU one, as the core knows it (ggml-backend's "reg"):
- * its name, how to open one of its devices and how to list them. Back ends
- * register in backend.c's table when they are built (the OpenCL one in
- * host/cl_backend.c); nothing else of a back end is visible to src/.
- * open: the device `spec` names ("auto", "opencl", "gpu", "cpu", "P:D" or a
- * name substring). For "auto", MQ_STATUS_E_DEVICE with *none_found = true
- * means it has no device auto may take (not an error for auto).
- * `max_alloc_override` caps one device buffer (0 = device limit).
+ * The two-pass path (twopass.c) for groups larger than one call of b: the
+ * statistics of each group through b's reduce, the parameters on the host,
+ * the codes through b's quantize_values, each in pieces; the same inputs
+ * and outputs as quantize. A back end calls it for what its buffers cannot
+ * hold, so that path exists once.
+ */
+mq_status mq_be_quantize_two_pass(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
+                                  size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                                  size_t *bad, struct mq_err_acc *err);
+
+/*
+ * A back end as the core knows it (ggml-backend's "reg"): its name, how to
+ * open one of its devices, how to list them and its entry points beyond the
+ * ops table. Back ends register in backend.c's table when they are built
+ * (the CPU one in cpu_backend.c, the OpenCL one in host/cl_backend.c);
+ * nothing else of a back end is visible to src/.
+ * open: the device `spec` names (the back end's own name, "auto", or for
+ * OpenCL "gpu", "cpu", "P:D" or a name substring). MQ_STATUS_E_DEVICE with
+ * *none_found = true means it has no such device (for "auto", not an
+ * error: the next back end is asked). `max_alloc_override` caps one device
+ * buffer (0 = device limit).
  */
 typedef struct {
     const char *name;
     mq_status (*open)(const char *spec, size_t max_alloc_override, bool *none_found,
                       mq_backend **out);
     mq_status (*list)(mq_device_list *out); /* (optional) */
+    /* (optional) A named table of entry points beyond the ops (the test and
+     * benchmark hooks of host/cl_api.h and cl_gemm.h), as ggml-backend's
+     * get_proc_address; NULL for a name it does not know. */
+    const void *(*get_proc_address)(const char *name);
 } mq_backend_reg;
 
-/* The registered back ends, in the order "auto" tries them. */
-size_t mq_backend_reg_count(void);
-
-/* Implemented in host/: the OpenCL back end's entry points (its reg uses them;
- * the tests and benchmarks call them directly). */
-mq_status mq_opencl_backend_open(const char *spec, size_t max_alloc_override, bool *none_found,
-                                 mq_backend **out);
+/* The registered back end called `name` ("host", "opencl"), or NULL when
+ * this library was built without it. */
+const mq_backend_reg *mq_backend_reg_by_name(const char *name);
+/* get_proc_address(name) of back end `reg`; NULL when it is not built or
+ * has no such entry. */
+const void *mq_backend_get_proc(const char *reg, const char *name);
 
 #endif

@@ -10,9 +10,11 @@
 #include <string.h>
 
 #define HK_BIG 512        /* values per block */
-#define HK_SMALL 64       /* block for the end of a row; rows shorter than this stay scalar */
+#define HK_SMALL 64       /* block for the end of a row */
 #define HK_LANES 16       /* independent min/max accumulators: one AVX-512 vector */
 #define HK_ROW_CACHE 8192 /* longest F16/BF16 row widened once (32 KiB of stack) */
+#define HK_TINY                                                                                    \
+    HK_LANES /* the last block of a run: groups of 32 vectorize too; shorter runs stay scalar */
 /* 1.5 * 2^23: adding and subtracting it rounds an fp32 of magnitude < 2^22 to
  * an integer, half to even, under the default rounding mode. */
 #define HK_RINT_MAGIC 12582912.0f
@@ -163,12 +165,14 @@ HK_INLINE void lanes_merge(const hk_lanes *a, mq_ref_stats *s)
     }
 }
 
+/* The statistics of n values: blocks of HK_BIG, HK_SMALL and HK_TINY values,
+ * the end padded to HK_TINY. */
 HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
 {
     hk_block b;
     hk_lanes a;
     size_t i = 0;
-    if (n < HK_SMALL) {
+    if (n < HK_TINY) {
         mq_ref_stats_update(s, src, dt, n);
         return;
     }
@@ -177,202 +181,15 @@ HK_INLINE void stats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n
         lanes_update(&a, load_block(src, dt, i, HK_BIG, &b), HK_BIG);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
         lanes_update(&a, load_block(src, dt, i, HK_SMALL, &b), HK_SMALL);
-    if (i < n) lanes_update(&a, load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL);
+    for (; i + HK_TINY <= n; i += HK_TINY)
+        lanes_update(&a, load_block(src, dt, i, HK_TINY, &b), HK_TINY);
+    if (i < n) lanes_update(&a, load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY);
     lanes_merge(&a, s);
-}
-
-/* q = clamp(rint(x / s + z), -128, 127) as the reference computes it: the
- * magic-number rint is exact for |v| < 2^22, and beyond that the clamp gives
- * the bound whatever the rounding, so rounding first and clamping after (the
- * two commute: monotonic, integer bounds) is the same. A NaN falls to the lower
- * bound, giving -128 as fminf(fmaxf(NaN, -128), 127) does. Rounding before the
- * clamp, with the clamp written as two selects, is the form GCC vectorizes for
- * SSE2, AVX2 and AVX-512 alike (a clamp first, against constants, left a branch
- * in the loop on some targets). */
-HK_INLINE void quant_block(const float *restrict x, int nb, float s, float z, uint8_t cx,
-                           int8_t *restrict q)
-{
-    for (int j = 0; j < nb; j++) {
-        float v = x[j] / s + z;
-        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        v = v > -128.0f ? v : -128.0f;
-        v = v < 127.0f ? v : 127.0f;
-        q[j] = (int8_t)((uint8_t)(int32_t)v ^ cx);
-    }
-}
-
-/* quant_block with the weight error of mq_ref_error_stats folded in while the
- * block is in registers. r, the rounded value clamped to [-128, 127], differs
- * from the rounded value exactly when the reference's rint(x / s + z) lies
- * outside [-128, 127] (a clamped value, counted); r is the code quant_block
- * stores, and w_hat = (r - z) * s is the reference's (q - zp) * s (r - z is an
- * exact small integer).
- * Sums go to HK_LANES float lanes over the nb (<= HK_BIG) values, then into
- * the double accumulator: each lane adds at most HK_BIG / HK_LANES = 32
- * terms in fp32 (relative error under 32 * 2^-24 ~ 2e-6 per block sum),
- * and w - w_hat is exact in fp32 for an unclamped value (Sterbenz: w_hat is
- * 0 or within a factor of 2 of w), so max |w - w_hat| matches the reference
- * except for clamped values (one fp32 rounding). */
-HK_INLINE void quant_block_err(const float *restrict x, int nb, float s, float z, uint8_t cx,
-                               int8_t *restrict q, mq_err_acc *restrict acc)
-{
-    float e[HK_BIG];
-    uint32_t c = 0;
-    /* Two loops, so each vectorizes: the codes (as quant_block), the clamp
-     * count (an integer sum) and the errors first, then the fp32 sums over
-     * HK_LANES lanes (all 32-bit types: one AVX-512 vector per lane set). */
-    for (int j = 0; j < nb; j++) {
-        float v = x[j] / s + z;
-        v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        float r = v > -128.0f ? v : -128.0f;
-        r = r < 127.0f ? r : 127.0f;
-        c += (uint32_t)(r != v);
-        q[j] = (int8_t)((uint8_t)(int32_t)r ^ cx);
-        e[j] = x[j] - (r - z) * s;
-    }
-    float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
-    for (int j = 0; j < HK_LANES; j++)
-        sig[j] = err2[j] = mx[j] = 0.0f;
-    for (int i = 0; i < nb; i += HK_LANES) {
-        for (int j = 0; j < HK_LANES; j++) {
-            float w = x[i + j], d = e[i + j];
-            float ad = fabsf(d);
-            sig[j] += w * w;
-            err2[j] += d * d;
-            mx[j] = ad > mx[j] ? ad : mx[j];
-        }
-    }
-    double ds = 0.0, de = 0.0;
-    float m = 0.0f;
-    for (int j = 0; j < HK_LANES; j++) {
-        ds += (double)sig[j];
-        de += (double)err2[j];
-        m = mx[j] > m ? mx[j] : m;
-    }
-    acc->sig += ds;
-    acc->err2 += de;
-    if ((double)m > acc->max_abs) acc->max_abs = (double)m;
-    acc->clamped += c;
-}
-
-/* One block's codes, and with acc its weight error too. */
-HK_INLINE void quant_block_acc(const float *restrict x, int nb, float s, float z, uint8_t cx,
-                               int8_t *restrict q, mq_err_acc *acc)
-{
-    if (acc)
-        quant_block_err(x, nb, s, z, cx, q, acc);
-    else
-        quant_block(x, nb, s, z, cx, q);
-}
-
-/* Relabels n codes already written (the reference's, in the short runs). */
-HK_INLINE void xor_codes(int8_t *q, size_t n, uint8_t cx)
-{
-    for (size_t i = 0; cx && i < n; i++)
-        q[i] = (int8_t)((uint8_t)q[i] ^ cx);
-}
-
-/* The codes of n values with fixed parameters; with acc, their weight error
- * is added to *acc as well (asym: zp is a zero point the statistics
- * subtract). Runs shorter than HK_SMALL use the reference, and the end of a
- * run (whose block is padded) the reference statistics on the codes just
- * written. */
-HK_INLINE void quant_run(const void *src, mq_dtype dt, size_t n, float s, int8_t zp, bool asym,
-                         uint8_t cx, int8_t *q, mq_err_acc *acc)
-{
-    hk_block b;
-    int8_t qt[HK_SMALL];
-    float z = (float)zp;
-    size_t i = 0;
-    if (n < HK_SMALL) {
-        mq_ref_quantize_values(src, dt, n, s, zp, q);
-        if (acc) mq_ref_error_stats(src, dt, 1, n, q, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
-        xor_codes(q, n, cx);
-        return;
-    }
-    for (; i + HK_BIG <= n; i += HK_BIG)
-        quant_block_acc(load_block(src, dt, i, HK_BIG, &b), HK_BIG, s, z, cx, q + i, acc);
-    for (; i + HK_SMALL <= n; i += HK_SMALL)
-        quant_block_acc(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, s, z, cx, q + i, acc);
-    if (i < n) {
-        quant_block(load_tail(src, dt, i, n - i, HK_SMALL, &b), HK_SMALL, s, z, 0, qt);
-        memcpy(q + i, qt, n - i);
-        if (acc)
-            mq_ref_error_stats((const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, n - i,
-                               q + i, &s, MQ_DTYPE_F32, asym ? &zp : NULL, acc);
-        xor_codes(q + i, n - i, cx);
-    }
 }
 
 HK_CLONES void hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
 {
     stats_run(s, src, dt, n);
-}
-
-HK_CLONES void hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                                  uint8_t code_xor, int8_t *q)
-{
-    quant_run(src, dt, n, scale, zp, false, code_xor, q, NULL);
-}
-
-HK_INLINE mq_status quant_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                               bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t cx,
-                               size_t *bad_row, mq_err_acc *err)
-{
-    const unsigned char *in = src;
-    size_t row_bytes = cols * mq_dtype_size(dt);
-    /* An F16 row short enough is widened once, not once per pass (BF16's
-     * widening is a shift, cheaper than the copy). */
-    hk_row wide;
-    bool cache = dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
-    for (size_t r = 0; r < rows; r++) {
-        const void *row = in + r * row_bytes;
-        mq_dtype rdt = dt;
-        mq_ref_stats st;
-        if (cache) {
-            widen_row_f16(row, cols, &wide);
-            row = wide.f;
-            rdt = MQ_DTYPE_F32;
-        }
-        mq_ref_stats_init(&st);
-        stats_run(&st, row, rdt, cols);
-        if (st.nonfinite) {
-            if (bad_row) *bad_row = r;
-            return MQ_STATUS_E_DATA;
-        }
-        float s;
-        int8_t z;
-        mq_ref_params(&st, symmetric, dt, &s, &z);
-        mq_store_scale(scale, dt, r, s);
-        if (!symmetric && zp) zp[r] = z;
-        /* Two calls, so that each inlined copy knows whether err is NULL. */
-        if (err)
-            quant_run(row, rdt, cols, s, z, !symmetric, cx, q + r * cols, err);
-        else
-            quant_run(row, rdt, cols, s, z, !symmetric, cx, q + r * cols, NULL);
-    }
-    return MQ_OK;
-}
-
-HK_CLONES mq_status hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                     bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                     uint8_t code_xor, size_t *bad_row)
-{
-    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, NULL);
-}
-
-HK_CLONES mq_status hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                         bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                         uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
-{
-    return quant_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row, err);
-}
-
-HK_CLONES void hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale,
-                                      int8_t zp, bool symmetric, uint8_t code_xor, int8_t *q,
-                                      mq_err_acc *err)
-{
-    quant_run(src, dt, n, scale, zp, !symmetric, code_xor, q, err);
 }
 
 /* fp32 bits to half bits as mq_f32_to_f16, without branches: normal results
@@ -428,11 +245,8 @@ HK_CLONES uint64_t hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool satu
     return overflow;
 }
 
-/* ---- int4 and float8 (reference.h's kinds) ----
- * The same block structure with one more, shorter block (HK_LANES values), so
- * groups of 32 vectorize too; the end of a run is padded to that block. */
+/* ---- the codes: one loop for every kind (qkind.h) ---- */
 
-#define HK_TINY HK_LANES
 /* 2^14: adding it to |v| < 2^-6 leaves v in units of 2^-9, the e4m3
  * subnormal step, rounded half to even by the hardware. */
 #define HK_E4M3_SUB 16384.0f
@@ -472,71 +286,40 @@ HK_INLINE float e4m3_value(uint32_t c)
     return mq_f32_from_bits((sub & is_sub) | (normal & ~is_sub) | ((c & 0x80u) << 24));
 }
 
-/* Codes of kind k (INT4 or FP8, a constant after inlining) for nb values, one
- * byte each: INT4 as quant_block with bounds -8 and 7; FP8 the e4m3 byte of
- * w / s clamped to +-448 (a NaN falls to -448, as fminf(fmaxf()) gives). */
-HK_INLINE void kq_block(const float *restrict x, int nb, mq_qkind k, float s, float z,
-                        uint8_t *restrict q)
+/* Codes of kind k (a constant after inlining) for nb values, one byte each.
+ * INT8 and INT4: clamp(rint(x / s + z), qmin, qmax) as the reference computes
+ * it: the magic-number rint is exact for |v| < 2^22, and beyond that the clamp
+ * gives the bound whatever the rounding, so rounding first and clamping after
+ * (the two commute: monotonic, integer bounds) is the same. A NaN falls to the
+ * lower bound, as fminf(fmaxf(NaN, qmin), qmax) gives. Rounding before the
+ * clamp, with the clamp written as two selects, is the form GCC vectorizes for
+ * SSE2, AVX2 and AVX-512 alike (a clamp first, against constants, left a
+ * branch in the loop on some targets). Stored XOR cx. FP8: the e4m3 byte of
+ * x / s clamped to +-448 (a NaN falls to -448). */
+HK_INLINE void code_block(const float *restrict x, int nb, mq_qkind k, float s, float z, uint8_t cx,
+                          uint8_t *restrict q)
 {
     if (k == MQ_QK_FP8) {
         for (int j = 0; j < nb; j++)
             q[j] = (uint8_t)e4m3_code(x[j] / s);
         return;
     }
+    const float lo = k == MQ_QK_INT4 ? -8.0f : -128.0f, hi = k == MQ_QK_INT4 ? 7.0f : 127.0f;
     for (int j = 0; j < nb; j++) {
         float v = x[j] / s + z;
         v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-        v = v > -8.0f ? v : -8.0f;
-        v = v < 7.0f ? v : 7.0f;
-        q[j] = (uint8_t)(int32_t)v;
+        v = v > lo ? v : lo;
+        v = v < hi ? v : hi;
+        q[j] = (uint8_t)((uint8_t)(int32_t)v ^ cx);
     }
 }
 
-/* kq_block with the weight error of the first m (<= nb) values added to acc
- * as mq_ref_error_stats_k counts it: clamped when the value before the clamp
- * lies outside the bounds (a NaN is not counted), w_hat = (q - z) s or
- * e4m3(q) s. The error w - w_hat is exact in fp32 (Sterbenz) except for a
- * clamped value; sums as quant_block_err. */
-HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
-                            uint8_t *restrict q, mq_err_acc *restrict acc)
+/* The fp32 sums of (w tk)^2 and (e tk)^2 over HK_LANES lanes, at most
+ * HK_BIG / HK_LANES = 32 terms a lane (relative error under 2e-6 per block),
+ * then in double; and the largest |e|. tk is a power of two. */
+HK_INLINE void err_sums(const float *restrict w, const float *restrict e, int nb, float tk,
+                        double *sig_out, double *err2_out, float *max_out)
 {
-    float w[HK_BIG], e[HK_BIG];
-    uint32_t c = 0;
-    if (k == MQ_QK_FP8) {
-        for (int j = 0; j < nb; j++) {
-            float v = x[j] / s;
-            uint32_t b = e4m3_code(v);
-            q[j] = (uint8_t)b;
-            int in = j < m;
-            c += (uint32_t)in & e4m3_over(v);
-            w[j] = in ? x[j] : 0.0f;
-            e[j] = in ? x[j] - e4m3_value(b) * s : 0.0f;
-        }
-    } else {
-        for (int j = 0; j < nb; j++) {
-            float v = x[j] / s + z;
-            v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
-            float r = v > -8.0f ? v : -8.0f;
-            r = r < 7.0f ? r : 7.0f;
-            q[j] = (uint8_t)(int32_t)r;
-            int in = j < m;
-            c += (uint32_t)(in & ((v < -8.0f) | (v > 7.0f)));
-            w[j] = in ? x[j] : 0.0f;
-            e[j] = in ? x[j] - (r - z) * s : 0.0f;
-        }
-    }
-    /* The squares are summed in units of 2^2k, k from the block's largest
-     * |w| (as the OpenCL kernels do, see mq_err_exp): no square overflows
-     * (weights near FLT_MAX) or underflows (subnormal weights), and a power
-     * of two changes no rounding. */
-    uint32_t am = 0; /* as bits: an integer maximum vectorizes */
-    for (int j = 0; j < nb; j++) {
-        uint32_t a = mq_f32_bits(w[j]) & 0x7fffffffu;
-        am = a > am ? a : am;
-    }
-    int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
-    int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
-    float tk = mq_f32_from_bits((uint32_t)(127 - ex) << 23);
     float sig[HK_LANES], err2[HK_LANES], mx[HK_LANES];
     for (int j = 0; j < HK_LANES; j++)
         sig[j] = err2[j] = mx[j] = 0.0f;
@@ -549,15 +332,79 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
             mx[j] = ad > mx[j] ? ad : mx[j];
         }
     }
-    double ds = 0.0, de = 0.0, unit = ldexp(1.0, 2 * ex);
+    double ds = 0.0, de = 0.0;
     float mm = 0.0f;
     for (int j = 0; j < HK_LANES; j++) {
         ds += (double)sig[j];
         de += (double)err2[j];
         mm = mx[j] > mm ? mx[j] : mm;
     }
-    acc->sig += ds * unit;
-    acc->err2 += de * unit;
+    *sig_out = ds;
+    *err2_out = de;
+    *max_out = mm;
+}
+
+/* code_block with the weight error of the first m (<= nb) values added to
+ * acc as mq_ref_error_stats counts it, while the block is in registers:
+ * clamped when the value before the clamp lies outside the bounds (a NaN is
+ * not counted), w_hat = (r - z) s for the int kinds (r the code before the
+ * XOR: r - z is an exact small integer) or e4m3(q) s. The error w - w_hat is
+ * exact in fp32 (Sterbenz: w_hat is 0 or within a factor of 2 of w) except
+ * for a clamped value (one fp32 rounding). Two passes, so each vectorizes:
+ * the codes, the clamp count (an integer sum) and the errors, then the sums. */
+HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
+                              uint8_t cx, uint8_t *restrict q, mq_err_acc *restrict acc)
+{
+    /* w: the values counted (a whole block counts x itself, no copy) */
+    float wpart[HK_BIG], e[HK_BIG];
+    const float *w = m == nb ? x : wpart;
+    uint32_t c = 0;
+    const float lo = k == MQ_QK_INT4 ? -8.0f : -128.0f, hi = k == MQ_QK_INT4 ? 7.0f : 127.0f;
+    for (int j = 0; j < nb; j++) {
+        int in = j < m;
+        if (m != nb) wpart[j] = in ? x[j] : 0.0f;
+        if (k == MQ_QK_FP8) {
+            float v = x[j] / s;
+            uint32_t b = e4m3_code(v);
+            q[j] = (uint8_t)b;
+            c += (uint32_t)in & e4m3_over(v);
+            e[j] = in ? x[j] - e4m3_value(b) * s : 0.0f;
+        } else {
+            float v = x[j] / s + z;
+            v = (v + HK_RINT_MAGIC) - HK_RINT_MAGIC;
+            float r = v > lo ? v : lo;
+            r = r < hi ? r : hi;
+            q[j] = (uint8_t)((uint8_t)(int32_t)r ^ cx);
+            /* INT8 counts r != v, as its kernel always has (the same count
+             * for every value but a NaN, which never gets here with err:
+             * such rows and runs are rejected first); one compare less. */
+            c += (uint32_t)(in & (k == MQ_QK_INT8 ? r != v : (v < lo) | (v > hi)));
+            e[j] = in ? x[j] - (r - z) * s : 0.0f;
+        }
+    }
+    double ds, de;
+    float mm;
+    err_sums(w, e, nb, 1.0f, &ds, &de, &mm);
+    if (!(ds >= 0x1p-90) || !(ds + de < (double)INFINITY)) {
+        /* Tiny or huge weights: summed again in units of 2^2k, k from the
+         * block's largest |w| (as the OpenCL kernels do, see mq_err_exp), so
+         * that no square underflows (subnormal weights) or overflows
+         * (weights near FLT_MAX); a power of two changes no other rounding,
+         * so elsewhere the plain sums above are the same numbers. */
+        uint32_t am = 0; /* as bits: an integer maximum vectorizes */
+        for (int j = 0; j < nb; j++) {
+            uint32_t a = mq_f32_bits(w[j]) & 0x7fffffffu;
+            am = a > am ? a : am;
+        }
+        int ke = (int)(am >> 23) - 127; /* ilogb for a normal maximum; -127 below */
+        int ex = (ke < -127 ? -127 : ke > 125 ? 125 : ke) + 1;
+        err_sums(w, e, nb, mq_f32_from_bits((uint32_t)(127 - ex) << 23), &ds, &de, &mm);
+        double unit = ldexp(1.0, 2 * ex);
+        ds *= unit;
+        de *= unit;
+    }
+    acc->sig += ds;
+    acc->err2 += de;
     if ((double)mm > acc->max_abs) acc->max_abs = (double)mm;
     acc->clamped += c;
 }
@@ -565,8 +412,8 @@ HK_INLINE void kq_block_err(const float *restrict x, int nb, int m, mq_qkind k, 
 /* The first m codes of a block of nb to their place: byte i of out, or with
  * pack (INT4) nibble i of the packed row, code + 8, i even; the pairs are
  * packed over the whole block (a constant trip count), then copied. */
-HK_INLINE void kq_put(const uint8_t *restrict c, int nb, int m, bool pack, size_t i,
-                      uint8_t *restrict out)
+HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, size_t i,
+                        uint8_t *restrict out)
 {
     if (!pack) {
         memcpy(out + i, c, (size_t)m);
@@ -580,233 +427,181 @@ HK_INLINE void kq_put(const uint8_t *restrict c, int nb, int m, bool pack, size_
 }
 
 /* One block of nb values at element i: codes, placed, and with acc the error
- * of its first m values. */
-HK_INLINE void kq_step(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
-                       bool pack, size_t i, uint8_t *restrict out, mq_err_acc *acc)
+ * of its first m values. A whole block of byte codes is written in place. */
+HK_INLINE void code_step(const float *restrict x, int nb, int m, mq_qkind k, float s, float z,
+                         uint8_t cx, bool pack, size_t i, uint8_t *restrict out, mq_err_acc *acc)
 {
     uint8_t c[HK_BIG];
+    bool direct = !pack && m == nb;
+    uint8_t *dst = direct ? out + i : c;
     if (acc)
-        kq_block_err(x, nb, m, k, s, z, c, acc);
+        code_block_err(x, nb, m, k, s, z, cx, dst, acc);
     else
-        kq_block(x, nb, k, s, z, c);
-    kq_put(c, nb, m, pack, i, out);
+        code_block(x, nb, k, s, z, cx, dst);
+    if (!direct) code_put(c, nb, m, pack, i, out);
 }
 
 /* The codes of n values with fixed parameters into out (one byte each, or
  * INT4 packed with pack), and with acc their weight error. The padding of a
  * packed row is the caller's. */
-HK_INLINE void kq_run(const void *src, mq_dtype dt, size_t n, mq_qkind k, float s, int8_t zp,
-                      bool pack, uint8_t *out, mq_err_acc *acc)
+HK_INLINE void code_run(const void *src, mq_dtype dt, size_t n, mq_qkind k, float s, int8_t zp,
+                        uint8_t cx, bool pack, uint8_t *out, mq_err_acc *acc)
 {
     hk_block b;
     float z = (float)zp;
     size_t i = 0;
     for (; i + HK_BIG <= n; i += HK_BIG)
-        kq_step(load_block(src, dt, i, HK_BIG, &b), HK_BIG, HK_BIG, k, s, z, pack, i, out, acc);
+        code_step(load_block(src, dt, i, HK_BIG, &b), HK_BIG, HK_BIG, k, s, z, cx, pack, i, out,
+                  acc);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
-        kq_step(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, HK_SMALL, k, s, z, pack, i, out,
-                acc);
+        code_step(load_block(src, dt, i, HK_SMALL, &b), HK_SMALL, HK_SMALL, k, s, z, cx, pack, i,
+                  out, acc);
     for (; i + HK_TINY <= n; i += HK_TINY)
-        kq_step(load_block(src, dt, i, HK_TINY, &b), HK_TINY, HK_TINY, k, s, z, pack, i, out, acc);
+        code_step(load_block(src, dt, i, HK_TINY, &b), HK_TINY, HK_TINY, k, s, z, cx, pack, i, out,
+                  acc);
     if (i < n)
-        kq_step(load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY, (int)(n - i), k, s, z, pack, i,
-                out, acc);
+        code_step(load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY, (int)(n - i), k, s, z, cx,
+                  pack, i, out, acc);
 }
 
-/* stats_run with the HK_TINY block as well. */
-HK_INLINE void kstats_run(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
+/* The statistics of a group: rows [0, nr) of columns [c0, c0 + nc) of src,
+ * whose rows are `cols` values long. A band of rows whose runs are whole
+ * blocks of HK_SMALL shares one set of lanes, merged once (a merge per row
+ * costs as much as a 128-value row). */
+HK_INLINE void group_stats(mq_ref_stats *st, const unsigned char *src, mq_dtype dt, size_t nr,
+                           size_t cols, size_t c0, size_t nc)
 {
-    hk_block b;
-    hk_lanes a;
-    size_t i = 0;
-    if (n < HK_TINY) {
-        mq_ref_stats_update(s, src, dt, n);
+    size_t es = mq_dtype_size(dt);
+    mq_ref_stats_init(st);
+    if (nr > 1 && nc % HK_SMALL == 0) {
+        hk_lanes a;
+        hk_block b;
+        lanes_init(&a);
+        for (size_t r = 0; r < nr; r++)
+            for (size_t i = 0; i < nc; i += HK_SMALL)
+                lanes_update(&a, load_block(src, dt, r * cols + c0 + i, HK_SMALL, &b), HK_SMALL);
+        lanes_merge(&a, st);
         return;
     }
-    lanes_init(&a);
-    for (; i + HK_BIG <= n; i += HK_BIG)
-        lanes_update(&a, load_block(src, dt, i, HK_BIG, &b), HK_BIG);
-    for (; i + HK_SMALL <= n; i += HK_SMALL)
-        lanes_update(&a, load_block(src, dt, i, HK_SMALL, &b), HK_SMALL);
-    for (; i + HK_TINY <= n; i += HK_TINY)
-        lanes_update(&a, load_block(src, dt, i, HK_TINY, &b), HK_TINY);
-    if (i < n) lanes_update(&a, load_tail(src, dt, i, n - i, HK_TINY, &b), HK_TINY);
-    lanes_merge(&a, s);
+    for (size_t r = 0; r < nr; r++)
+        stats_run(st, src + (r * cols + c0) * es, dt, nc);
 }
 
-HK_INLINE mq_status kq_rows(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
-                            bool symmetric, uint8_t *q, void *scale, int8_t *zp, size_t *bad_row,
-                            mq_err_acc *err)
+/* The one quantize loop (mq_hk_quantize): bands of rows (one row, or bs of
+ * them), each cut into groups (the row, or bs-column blocks); per group its
+ * statistics, scale and zero point, then its codes row by row. k is a
+ * constant after inlining. */
+HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_dtype dt,
+                                    size_t rows, size_t cols, uint8_t *q, void *scale, int8_t *zp,
+                                    size_t *bad, mq_err_acc *err)
 {
     const unsigned char *in = src;
-    size_t row_bytes = cols * mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
+    size_t es = mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
+    size_t gr = d.block ? d.block : 1, gc = d.block ? d.block : cols;
+    size_t nbr = (rows + gr - 1) / gr, nbc = d.block ? (cols + gc - 1) / gc : 1;
     bool pack = k == MQ_QK_INT4;
+    /* An F16 row short enough is widened once, not once per pass (BF16's
+     * widening is a shift, cheaper than the copy). */
     hk_row wide;
-    bool cache = dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
-    for (size_t r = 0; r < rows; r++) {
-        const void *row = in + r * row_bytes;
-        mq_dtype rdt = dt;
-        mq_ref_stats st;
-        if (cache) {
-            widen_row_f16(row, cols, &wide);
-            row = wide.f;
-            rdt = MQ_DTYPE_F32;
-        }
-        mq_ref_stats_init(&st);
-        kstats_run(&st, row, rdt, cols);
-        if (st.nonfinite) {
-            if (bad_row) *bad_row = r;
-            return MQ_STATUS_E_DATA;
-        }
-        float s;
-        int8_t z;
-        mq_ref_params_k(&st, k, symmetric, dt, &s, &z);
-        mq_store_scale(scale, dt, r, s);
-        if (!symmetric && zp && k != MQ_QK_FP8) zp[r] = z;
-        uint8_t *out = q + r * qb;
-        if (pack) memset(out + cols / 2, 0, qb - cols / 2); /* the padding, and an odd last byte */
-        kq_run(row, rdt, cols, k, s, z, pack, out, err);
-    }
-    return MQ_OK;
-}
-
-/* FP8 blocks: each block's statistics over its rows, then its codes. */
-HK_INLINE mq_status kq_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                              uint8_t *q, void *scale, size_t *bad_block, mq_err_acc *err)
-{
-    const unsigned char *in = src;
-    size_t es = mq_dtype_size(dt), nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs;
+    bool cache = !d.block && dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     for (size_t bi = 0; bi < nbr; bi++) {
-        size_t r0 = bi * bs, r1 = r0 + bs < rows ? r0 + bs : rows;
+        size_t r0 = bi * gr, nr = rows - r0 < gr ? rows - r0 : gr;
+        const unsigned char *band = in + r0 * cols * es;
+        mq_dtype bdt = dt;
+        if (cache) {
+            widen_row_f16(band, cols, &wide);
+            band = (const unsigned char *)wide.f;
+            bdt = MQ_DTYPE_F32;
+        }
+        size_t bes = mq_dtype_size(bdt);
         for (size_t bj = 0; bj < nbc; bj++) {
-            size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
+            size_t g = bi * nbc + bj, c0 = bj * gc, nc = cols - c0 < gc ? cols - c0 : gc;
             mq_ref_stats st;
-            mq_ref_stats_init(&st);
-            if (nc % HK_SMALL == 0) {
-                /* Whole blocks of HK_SMALL in every row: one set of lanes for
-                 * the block, merged once (a merge per row costs as much as the
-                 * row's 128 values). */
-                hk_lanes a;
-                hk_block b;
-                lanes_init(&a);
-                for (size_t r = r0; r < r1; r++)
-                    for (size_t i = 0; i < nc; i += HK_SMALL)
-                        lanes_update(&a, load_block(in, dt, r * cols + c0 + i, HK_SMALL, &b),
-                                     HK_SMALL);
-                lanes_merge(&a, &st);
-            } else {
-                for (size_t r = r0; r < r1; r++)
-                    kstats_run(&st, in + (r * cols + c0) * es, dt, nc);
-            }
-            if (st.nonfinite) {
-                if (bad_block) *bad_block = bi * nbc + bj;
-                return MQ_STATUS_E_DATA;
-            }
+            group_stats(&st, band, bdt, nr, cols, c0, nc);
             float s;
             int8_t z;
-            mq_ref_params_k(&st, MQ_QK_FP8, true, dt, &s, &z);
-            mq_store_scale(scale, dt, bi * nbc + bj, s);
-            for (size_t r = r0; r < r1; r++)
-                kq_run(in + (r * cols + c0) * es, dt, nc, MQ_QK_FP8, s, 0, false, q + r * cols + c0,
-                       err);
+            mq_status ps = mq_ref_group_params(d, &st, dt, g, scale, zp, bad, &s, &z);
+            if (ps != MQ_OK) return ps;
+            for (size_t r = 0; r < nr; r++) {
+                uint8_t *out = q + (r0 + r) * qb;
+                /* the padding, and an odd last byte */
+                if (pack && c0 == 0) memset(out + cols / 2, 0, qb - cols / 2);
+                code_run(band + (r * cols + c0) * bes, bdt, nc, k, s, z, d.code_xor, pack,
+                         out + (pack ? c0 / 2 : c0), err);
+            }
         }
     }
     return MQ_OK;
 }
 
-/* One inlined copy per kind and per err NULL or not. */
-HK_CLONES mq_status hk_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                       mq_qkind k, bool symmetric, uint8_t *q, void *scale,
-                                       int8_t *zp, size_t *bad_row, mq_err_acc *err)
-{
-    if (k == MQ_QK_FP8)
-        return err ? kq_rows(src, dt, rows, cols, MQ_QK_FP8, symmetric, q, scale, zp, bad_row, err)
-                   : kq_rows(src, dt, rows, cols, MQ_QK_FP8, symmetric, q, scale, zp, bad_row,
-                             NULL);
-    return err ? kq_rows(src, dt, rows, cols, MQ_QK_INT4, symmetric, q, scale, zp, bad_row, err)
-               : kq_rows(src, dt, rows, cols, MQ_QK_INT4, symmetric, q, scale, zp, bad_row, NULL);
-}
+/* One function (and one set of clones) per kind and per err NULL or not:
+ * each is small enough for the compiler to keep its loop constants in
+ * registers, which one function holding all six copies did not. */
+#define HK_QUANTIZE(NAME, K, ERR)                                                                  \
+    HK_CLONES mq_status NAME(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,   \
+                             uint8_t *q, void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)    \
+    {                                                                                              \
+        (void)err;                                                                                 \
+        return quantize_groups(K, d, src, dt, rows, cols, q, scale, zp, bad, ERR);                 \
+    }
+HK_QUANTIZE(hk_quantize_int8, MQ_QK_INT8, NULL)
+HK_QUANTIZE(hk_quantize_int8_err, MQ_QK_INT8, err)
+HK_QUANTIZE(hk_quantize_int4, MQ_QK_INT4, NULL)
+HK_QUANTIZE(hk_quantize_int4_err, MQ_QK_INT4, err)
+HK_QUANTIZE(hk_quantize_fp8, MQ_QK_FP8, NULL)
+HK_QUANTIZE(hk_quantize_fp8_err, MQ_QK_FP8, err)
 
-HK_CLONES void hk_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
-                                    int8_t zp, uint8_t *q, mq_err_acc *err)
+HK_CLONES void hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
+                                  int8_t zp, uint8_t *q, mq_err_acc *err)
 {
-    if (k == MQ_QK_FP8) {
+    switch (d.kind) {
+    case MQ_QK_INT8:
         if (err)
-            kq_run(src, dt, n, MQ_QK_FP8, scale, zp, false, q, err);
+            code_run(src, dt, n, MQ_QK_INT8, scale, zp, d.code_xor, false, q, err);
         else
-            kq_run(src, dt, n, MQ_QK_FP8, scale, zp, false, q, NULL);
-    } else {
+            code_run(src, dt, n, MQ_QK_INT8, scale, zp, d.code_xor, false, q, NULL);
+        break;
+    case MQ_QK_INT4:
         if (err)
-            kq_run(src, dt, n, MQ_QK_INT4, scale, zp, false, q, err);
+            code_run(src, dt, n, MQ_QK_INT4, scale, zp, 0, false, q, err);
         else
-            kq_run(src, dt, n, MQ_QK_INT4, scale, zp, false, q, NULL);
+            code_run(src, dt, n, MQ_QK_INT4, scale, zp, 0, false, q, NULL);
+        break;
+    default:
+        if (err)
+            code_run(src, dt, n, MQ_QK_FP8, scale, zp, 0, false, q, err);
+        else
+            code_run(src, dt, n, MQ_QK_FP8, scale, zp, 0, false, q, NULL);
+        break;
     }
 }
 
-HK_CLONES mq_status hk_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                       size_t bs, uint8_t *q, void *scale, size_t *bad_block,
-                                       mq_err_acc *err)
+mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                         void *q, void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)
 {
-    if (err) return kq_blocks(src, dt, rows, cols, bs, q, scale, bad_block, err);
-    return kq_blocks(src, dt, rows, cols, bs, q, scale, bad_block, NULL);
-}
-
-mq_status mq_hk_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                mq_qkind kind, bool symmetric, void *q, void *scale, int8_t *zp,
-                                size_t *bad_row, mq_err_acc *err)
-{
-    if (kind == MQ_QK_INT8) {
-        if (err)
-            return mq_hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row,
-                                           err);
-        return mq_hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, 0, bad_row);
+    if (d.block && d.kind != MQ_QK_FP8) return MQ_STATUS_E_INVALID_ARG;
+    switch (d.kind) {
+    case MQ_QK_INT8:
+        return (err ? hk_quantize_int8_err : hk_quantize_int8)(d, src, dt, rows, cols, q, scale, zp,
+                                                               bad, err);
+    case MQ_QK_INT4:
+        return (err ? hk_quantize_int4_err : hk_quantize_int4)(d, src, dt, rows, cols, q, scale, zp,
+                                                               bad, err);
+    default:
+        return (err ? hk_quantize_fp8_err : hk_quantize_fp8)(d, src, dt, rows, cols, q, scale, zp,
+                                                             bad, err);
     }
-    return hk_quantize_rows_k(src, dt, rows, cols, kind, symmetric, q, scale, zp, bad_row, err);
 }
 
-void mq_hk_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind kind, float scale,
-                             int8_t zp, uint8_t *q, mq_err_acc *err)
+void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
+                           int8_t zp, void *q, mq_err_acc *err)
 {
-    hk_quantize_values_k(src, dt, n, kind, scale, zp, q, err);
-}
-
-mq_status mq_hk_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                                uint8_t *q, void *scale, size_t *bad_block, mq_err_acc *err)
-{
-    if (bs == 0) return MQ_STATUS_E_INVALID_ARG;
-    return hk_quantize_blocks(src, dt, rows, cols, bs, q, scale, bad_block, err);
+    hk_quantize_values(d, src, dt, n, scale, zp, q, err);
 }
 
 void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n)
 {
     hk_stats_update(s, src, dt, n);
-}
-
-void mq_hk_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                           uint8_t code_xor, int8_t *q)
-{
-    hk_quantize_values(src, dt, n, scale, zp, code_xor, q);
-}
-
-mq_status mq_hk_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                              bool symmetric, int8_t *q, void *scale, int8_t *zp, uint8_t code_xor,
-                              size_t *bad_row)
-{
-    return hk_quantize_rows(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row);
-}
-
-mq_status mq_hk_quantize_rows_err(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                                  bool symmetric, int8_t *q, void *scale, int8_t *zp,
-                                  uint8_t code_xor, size_t *bad_row, mq_err_acc *err)
-{
-    return hk_quantize_rows_err(src, dt, rows, cols, symmetric, q, scale, zp, code_xor, bad_row,
-                                err);
-}
-
-void mq_hk_quantize_values_err(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                               bool symmetric, uint8_t code_xor, int8_t *q, mq_err_acc *err)
-{
-    hk_quantize_values_err(src, dt, n, scale, zp, symmetric, code_xor, q, err);
 }
 
 uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)

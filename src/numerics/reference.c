@@ -206,38 +206,27 @@ static float dtype_eps(mq_dtype dt)
     return dt == MQ_DTYPE_F16 ? 0x1p-10f : dt == MQ_DTYPE_BF16 ? 0x1p-7f : FLT_EPSILON;
 }
 
-void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype scale_dt,
-                     float *scale, int8_t *zp)
+size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols)
 {
-    if (k == MQ_QK_INT8) { /* DESIGN.md's int8 rule: the scale clamped below by FLT_EPSILON */
-        const float qmin = -128.0f, qmax = 127.0f;
-        float sc;
-        if (symmetric) {
-            sc = s->amax / 127.5f;
-            if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
-            *scale = round_to_dtype(sc, scale_dt);
-            *zp = 0;
-            return;
-        }
-        float lo = s->lo < 0.0f ? s->lo : 0.0f;
-        float hi = s->hi > 0.0f ? s->hi : 0.0f;
-        float d = hi - lo;
-        sc = isinf(d) ? hi / 255.0f - lo / 255.0f : d / 255.0f;
-        if (!(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
-        sc = round_to_dtype(sc, scale_dt);
-        *scale = sc;
-        *zp = (int8_t)fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
-        return;
-    }
-    /* int4 and float8 follow compressed-tensors' calculate_qparams exactly: only
-     * a scale that is 0 (as stored) becomes the dtype's epsilon, and the zero
-     * point is taken before that, from the zero scale: 0 / 0 is NaN, which
-     * becomes 0, and lo / 0 = -inf clamps to qmax. */
-    const float qmin = mq_qkind_qmin(k), qmax = mq_qkind_qmax(k);
-    const float half = k == MQ_QK_INT4 ? 7.5f : 448.0f; /* (qmax - qmin) / 2 */
+    if (!d.block) return rows;
+    return ((rows + d.block - 1) / d.block) * ((cols + d.block - 1) / d.block);
+}
+
+void mq_ref_params(mq_qdesc d, const mq_ref_stats *s, mq_dtype scale_dt, float *scale, int8_t *zp)
+{
+    const float qmin = mq_qkind_qmin(d.kind), qmax = mq_qkind_qmax(d.kind), span = qmax - qmin;
+    /* INT8 follows DESIGN.md: the scale is clamped below by FLT_EPSILON
+     * before it is rounded (so it never rounds to 0). INT4 and FP8 follow
+     * compressed-tensors' calculate_qparams exactly: only a scale that is 0
+     * as stored becomes the dtype's epsilon, and the zero point is taken
+     * before that, from the zero scale: 0 / 0 is NaN, which becomes 0, and
+     * lo / 0 = -inf clamps to qmax. */
+    const bool eps_floor = d.kind == MQ_QK_INT8;
     float sc;
-    if (symmetric || k == MQ_QK_FP8) {
-        sc = round_to_dtype(s->amax / half, scale_dt);
+    if (d.symmetric || d.kind == MQ_QK_FP8) {
+        sc = s->amax / (span / 2.0f); /* 127.5, 7.5 or 448 */
+        if (eps_floor && !(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
+        sc = round_to_dtype(sc, scale_dt);
         *scale = sc == 0.0f ? dtype_eps(scale_dt) : sc;
         *zp = 0;
         return;
@@ -246,9 +235,10 @@ void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype
      * range (+inf/-inf) becomes [0, 0] here as well. */
     float lo = s->lo < 0.0f ? s->lo : 0.0f;
     float hi = s->hi > 0.0f ? s->hi : 0.0f;
-    float d = hi - lo;
+    float range = hi - lo;
     /* Near +-FLT_MAX the difference overflows while the scale itself is finite. */
-    sc = isinf(d) ? hi / 15.0f - lo / 15.0f : d / 15.0f;
+    sc = isinf(range) ? hi / span - lo / span : range / span;
+    if (eps_floor && !(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
     sc = round_to_dtype(sc, scale_dt);
     if (sc == 0.0f) {
         *scale = dtype_eps(scale_dt);
@@ -258,33 +248,6 @@ void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype
     *scale = sc;
     /* Rounding the scale down (F16/BF16) can push the zero point past qmax. */
     *zp = (int8_t)fminf(fmaxf(rintf(qmin - lo / sc), qmin), qmax);
-}
-
-void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
-                   int8_t *zp)
-{
-    mq_ref_params_k(s, MQ_QK_INT8, symmetric, scale_dt, scale, zp);
-}
-
-void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                            int8_t *q)
-{
-    float z = (float)zp;
-    for (size_t i = 0; i < n; i++) {
-        /* The zero point is added before rounding, as compressed-tensors does. */
-        float v = rintf(mq_load_f32(src, dt, i) / scale + z);
-        /* fmin(fmax()) is OpenCL's clamp, and it keeps the conversion defined
-         * (a NaN becomes -128 rather than undefined behaviour). */
-        v = fminf(fmaxf(v, -128.0f), 127.0f);
-        q[i] = (int8_t)v;
-    }
-}
-
-mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row)
-{
-    return mq_ref_quantize_rows_k(src, dt, rows, cols, MQ_QK_INT8, symmetric, q, scale, zp,
-                                  bad_row);
 }
 
 void mq_err_acc_init(mq_err_acc *a)
@@ -307,28 +270,6 @@ double mq_err_acc_sqnr_db(const mq_err_acc *a)
 {
     if (!(a->err2 > 0.0)) return INFINITY;
     return 10.0 * log10(a->sig / a->err2);
-}
-
-void mq_ref_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
-                        const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc)
-{
-    const unsigned char *in = src;
-    size_t row_bytes = cols * mq_dtype_size(dt);
-    for (size_t r = 0; r < rows; r++) {
-        float s = mq_load_f32(scale, scale_dt, r);
-        float z = zp ? (float)zp[r] : 0.0f;
-        const void *row = in + r * row_bytes;
-        for (size_t i = 0; i < cols; i++) {
-            float w = mq_load_f32(row, dt, i);
-            float code = rintf(w / s + z);
-            if (code < -128.0f || code > 127.0f) acc->clamped++;
-            float w_hat = ((float)q[r * cols + i] - z) * s;
-            double e = (double)w - (double)w_hat;
-            acc->sig += (double)w * (double)w;
-            acc->err2 += e * e;
-            if (fabs(e) > acc->max_abs) acc->max_abs = fabs(e);
-        }
-    }
 }
 
 uint64_t mq_ref_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst)
@@ -381,21 +322,25 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
     }
 }
 
-/* ---- int4 and float8 ---- */
+/* ---- the one quantize loop ---- */
 
-void mq_ref_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
-                              int8_t zp, uint8_t *q)
+void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
+                            int8_t zp, void *q)
 {
-    const float qmin = mq_qkind_qmin(k), qmax = mq_qkind_qmax(k), z = (float)zp;
+    const float qmin = mq_qkind_qmin(d.kind), qmax = mq_qkind_qmax(d.kind), z = (float)zp;
+    uint8_t *out = q;
     for (size_t i = 0; i < n; i++) {
         float w = mq_load_f32(src, dt, i);
-        if (k == MQ_QK_FP8) {
+        if (d.kind == MQ_QK_FP8) {
             /* compressed-tensors clamps w / s to +-448, then casts to e4m3. */
-            q[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale, qmin), qmax));
-        } else {
-            float v = fminf(fmaxf(rintf(w / scale + z), qmin), qmax);
-            q[i] = (uint8_t)(int8_t)v;
+            out[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale, qmin), qmax));
+            continue;
         }
+        /* The zero point is added before rounding, as compressed-tensors
+         * does; fmin(fmax()) is OpenCL's clamp, and it keeps the conversion
+         * defined (a NaN becomes qmin rather than undefined behaviour). */
+        float v = fminf(fmaxf(rintf(w / scale + z), qmin), qmax);
+        out[i] = (uint8_t)((uint8_t)(int8_t)v ^ d.code_xor);
     }
 }
 
@@ -407,124 +352,105 @@ void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
         dst[i / 2] |= (uint8_t)(((unsigned)(codes[i] + 8) & 15u) << (4 * (i & 1)));
 }
 
-mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
-                                 bool symmetric, void *q, void *scale, int8_t *zp, size_t *bad_row)
+/* The codes of the n values of one row of a group, columns c0.., into the
+ * stored row `row` (INT4: nibbles, the row zeroed where its first group starts). */
+static void put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
+                      unsigned char *row, size_t c0, size_t cols)
+{
+    if (d.kind != MQ_QK_INT4) {
+        mq_ref_quantize_values(d, src, dt, n, s, z, row + c0);
+        return;
+    }
+    if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(MQ_QK_INT4, cols));
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c;
+        mq_ref_quantize_values(d, (const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, s, z,
+                               &c);
+        row[(c0 + i) / 2] |= (uint8_t)(((unsigned)((int8_t)c + 8) & 15u) << (4 * ((c0 + i) & 1)));
+    }
+}
+
+void mq_qdesc_group(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, size_t *r1,
+                    size_t *c0, size_t *nc)
+{
+    if (!d.block) {
+        *r0 = g, *r1 = g + 1, *c0 = 0, *nc = cols;
+        return;
+    }
+    size_t nbc = (cols + d.block - 1) / d.block, bi = g / nbc, bj = g % nbc;
+    *r0 = bi * d.block;
+    *r1 = rows - *r0 < d.block ? rows : *r0 + d.block;
+    *c0 = bj * d.block;
+    *nc = cols - *c0 < d.block ? cols - *c0 : d.block;
+}
+
+mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, size_t g,
+                              void *scale, int8_t *zp, size_t *bad, float *s, int8_t *z)
+{
+    if (st->nonfinite) {
+        if (bad) *bad = g;
+        return MQ_STATUS_E_DATA;
+    }
+    mq_ref_params(d, st, dt, s, z);
+    mq_store_scale(scale, dt, g, *s);
+    if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = *z;
+    return MQ_OK;
+}
+
+mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                          void *q, void *scale, int8_t *zp, size_t *bad)
 {
     const unsigned char *in = src;
     unsigned char *out = q;
-    size_t row_bytes = cols * mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
-    for (size_t r = 0; r < rows; r++) {
-        const void *row = in + r * row_bytes;
+    size_t es = mq_dtype_size(dt), qb = mq_qkind_row_bytes(d.kind, cols);
+    size_t groups = mq_qdesc_scales(d, rows, cols);
+    for (size_t g = 0; g < groups; g++) {
+        size_t r0, r1, c0, nc;
+        mq_qdesc_group(d, rows, cols, g, &r0, &r1, &c0, &nc);
         mq_ref_stats st;
         mq_ref_stats_init(&st);
-        mq_ref_stats_update(&st, row, dt, cols);
-        if (st.nonfinite) {
-            if (bad_row) *bad_row = r;
-            return MQ_STATUS_E_DATA;
-        }
+        for (size_t r = r0; r < r1; r++)
+            mq_ref_stats_update(&st, in + (r * cols + c0) * es, dt, nc);
         float s;
         int8_t z;
-        mq_ref_params_k(&st, k, symmetric, dt, &s, &z);
-        mq_store_scale(scale, dt, r, s);
-        if (!symmetric && zp && k != MQ_QK_FP8) zp[r] = z;
-        uint8_t *dst = out + r * qb;
-        if (k != MQ_QK_INT4) { /* one byte per code */
-            mq_ref_quantize_values_k(row, dt, cols, k, s, z, dst);
-            continue;
-        }
-        memset(dst, 0, qb);
-        for (size_t i = 0; i < cols; i++) {
-            uint8_t c;
-            mq_ref_quantize_values_k((const unsigned char *)row + i * mq_dtype_size(dt), dt, 1, k,
-                                     s, z, &c);
-            dst[i / 2] |= (uint8_t)(((unsigned)((int8_t)c + 8) & 15u) << (4 * (i & 1)));
-        }
+        mq_status ps = mq_ref_group_params(d, &st, dt, g, scale, zp, bad, &s, &z);
+        if (ps != MQ_OK) return ps;
+        for (size_t r = r0; r < r1; r++)
+            put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, out + r * qb, c0, cols);
     }
     return MQ_OK;
 }
 
-/* Folds the values of block (bi, bj) into st. */
-static void block_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                        size_t bi, size_t bj, mq_ref_stats *st)
+void mq_ref_error_stats(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                        const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
+                        mq_err_acc *acc)
 {
-    size_t es = mq_dtype_size(dt), c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
-    mq_ref_stats_init(st);
-    for (size_t r = bi * bs; r < rows && r < (bi + 1) * bs; r++)
-        mq_ref_stats_update(st, (const unsigned char *)src + (r * cols + c0) * es, dt, nc);
-}
-
-mq_status mq_ref_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                                 uint8_t *q, void *scale, size_t *bad_block)
-{
-    size_t nbr = (rows + bs - 1) / bs, nbc = (cols + bs - 1) / bs, es = mq_dtype_size(dt);
-    for (size_t bi = 0; bi < nbr; bi++)
-        for (size_t bj = 0; bj < nbc; bj++) {
-            mq_ref_stats st;
-            block_stats(src, dt, rows, cols, bs, bi, bj, &st);
-            if (st.nonfinite) {
-                if (bad_block) *bad_block = bi * nbc + bj;
-                return MQ_STATUS_E_DATA;
-            }
-            float s;
-            int8_t z;
-            mq_ref_params_k(&st, MQ_QK_FP8, true, dt, &s, &z);
-            mq_store_scale(scale, dt, bi * nbc + bj, s);
-            size_t c0 = bj * bs, nc = cols - c0 < bs ? cols - c0 : bs;
-            for (size_t r = bi * bs; r < rows && r < (bi + 1) * bs; r++)
-                mq_ref_quantize_values_k((const unsigned char *)src + (r * cols + c0) * es, dt, nc,
-                                         MQ_QK_FP8, s, 0, q + r * cols + c0);
-        }
-    return MQ_OK;
-}
-
-/* The error terms of one value w with code c (as an int or e4m3 byte). */
-static void err_term(float w, mq_qkind k, uint8_t c, float s, float z, mq_err_acc *acc)
-{
-    float w_hat;
-    if (k == MQ_QK_FP8) {
-        float v = w / s;
-        if (v < -448.0f || v > 448.0f) acc->clamped++;
-        w_hat = mq_e4m3_to_f32(c) * s;
-    } else {
-        float code = rintf(w / s + z);
-        if (code < mq_qkind_qmin(k) || code > mq_qkind_qmax(k)) acc->clamped++;
-        w_hat = ((float)(int8_t)c - z) * s;
-    }
-    double e = (double)w - (double)w_hat;
-    acc->sig += (double)w * (double)w;
-    acc->err2 += e * e;
-    if (fabs(e) > acc->max_abs) acc->max_abs = fabs(e);
-}
-
-void mq_ref_error_stats_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
-                          const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
-                          mq_err_acc *acc)
-{
-    if (k == MQ_QK_INT8) {
-        mq_ref_error_stats(src, dt, rows, cols, q, scale, scale_dt, zp, acc);
-        return;
-    }
     const unsigned char *qb = q;
-    size_t rb = mq_qkind_row_bytes(k, cols);
+    size_t rb = mq_qkind_row_bytes(d.kind, cols);
+    size_t nbc = d.block ? (cols + d.block - 1) / d.block : 1;
+    const float qmin = mq_qkind_qmin(d.kind), qmax = mq_qkind_qmax(d.kind);
     for (size_t r = 0; r < rows; r++) {
-        float s = mq_load_f32(scale, scale_dt, r);
-        float z = zp && k != MQ_QK_FP8 ? (float)zp[r] : 0.0f;
         const uint8_t *row = qb + r * rb;
         for (size_t i = 0; i < cols; i++) {
-            uint8_t c = k == MQ_QK_INT4 ? (uint8_t)mq_unpack4(row, i) : row[i];
-            err_term(mq_load_f32(src, dt, r * cols + i), k, c, s, z, acc);
+            size_t g = d.block ? r / d.block * nbc + i / d.block : r;
+            float s = mq_load_f32(scale, scale_dt, g);
+            float z = zp && d.kind != MQ_QK_FP8 ? (float)zp[g] : 0.0f;
+            float w = mq_load_f32(src, dt, r * cols + i), w_hat;
+            if (d.kind == MQ_QK_FP8) {
+                float v = w / s;
+                if (v < -448.0f || v > 448.0f) acc->clamped++;
+                w_hat = mq_e4m3_to_f32(row[i]) * s;
+            } else {
+                int8_t c = d.kind == MQ_QK_INT4 ? mq_unpack4(row, i)
+                                                : (int8_t)(uint8_t)(row[i] ^ d.code_xor);
+                float code = rintf(w / s + z);
+                if (code < qmin || code > qmax) acc->clamped++;
+                w_hat = ((float)c - z) * s;
+            }
+            double e = (double)w - (double)w_hat;
+            acc->sig += (double)w * (double)w;
+            acc->err2 += e * e;
+            if (fabs(e) > acc->max_abs) acc->max_abs = fabs(e);
         }
     }
-}
-
-void mq_ref_error_stats_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                               const uint8_t *q, const void *scale, mq_dtype scale_dt,
-                               mq_err_acc *acc)
-{
-    size_t nbc = (cols + bs - 1) / bs;
-    for (size_t r = 0; r < rows; r++)
-        for (size_t i = 0; i < cols; i++) {
-            float s = mq_load_f32(scale, scale_dt, r / bs * nbc + i / bs);
-            err_term(mq_load_f32(src, dt, r * cols + i), MQ_QK_FP8, q[r * cols + i], s, 0.0f, acc);
-        }
 }

@@ -16,6 +16,7 @@
 #define MQ_REFERENCE_H
 
 #include "monoquant.h"
+#include "qkind.h"
 
 #include <string.h>
 
@@ -54,23 +55,37 @@ typedef struct mq_ref_stats {
 void mq_ref_stats_init(mq_ref_stats *s);
 /* Folds n values of src (F32/F16/BF16) into s. */
 void mq_ref_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n);
-/* Scale (as fp32, already rounded to `scale_dt`) and zero point from the statistics. */
-void mq_ref_params(const mq_ref_stats *s, bool symmetric, mq_dtype scale_dt, float *scale,
-                   int8_t *zp);
-/* q[i] = clamp(rint(w / scale + zp), -128, 127) for n values. */
-void mq_ref_quantize_values(const void *src, mq_dtype dt, size_t n, float scale, int8_t zp,
-                            int8_t *q);
+/* Scale (as fp32, already rounded to `scale_dt`) and zero point of kind d.kind
+ * from the statistics (INT8: DESIGN.md's rule; the others below). */
+void mq_ref_params(mq_qdesc d, const mq_ref_stats *s, mq_dtype scale_dt, float *scale, int8_t *zp);
+/* One code per byte for n values with fixed parameters: INT8/INT4 the int8
+ * code clamp(rint(w / scale + zp), qmin, qmax) (INT8 stored XOR d.code_xor),
+ * FP8 the e4m3 byte of clamp(w / scale, -448, 448) (zp unused). NaN gives the
+ * lower bound. */
+void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
+                            int8_t zp, void *q);
+/* The end of a group's statistics, the same in every back end: NaN/Inf seen
+ * gives MQ_STATUS_E_DATA with *bad = g (bad may be NULL); else the group's
+ * scale and zero point (mq_ref_params, scale dtype dt) into *s and *z and
+ * stored as group g of a call: scale[g] in dt, zp[g] where d has zero
+ * points and zp is not NULL. */
+mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, size_t g,
+                              void *scale, int8_t *zp, size_t *bad, float *s, int8_t *z);
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
 void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
 
 /*
- * Quantizes `rows` channels of `cols` values each. `scale` receives `rows`
- * elements of dtype `dt`; `zp` (asymmetric only, else may be NULL) `rows`
- * int8. Returns MQ_STATUS_E_DATA with *bad_row set when a row holds NaN/Inf
- * (outputs then undefined); does not set an error message.
+ * Quantizes `rows` x `cols` values as d says: with d.block 0 each row is a
+ * group (a channel, or a group the caller made a row), else each d.block x
+ * d.block block (the last of each dimension may be partial). One scale per
+ * group in dtype `dt`, group g at scale[g] (blocks: g = bi * ceil(cols / b)
+ * + bj); `zp` (asymmetric int kinds only, else may be NULL) one int8 per
+ * group; `q` rows of mq_qkind_row_bytes(d.kind, cols) bytes. NaN/Inf in a
+ * group: MQ_STATUS_E_DATA with *bad its index (outputs then undefined); no
+ * error message is set.
  */
-mq_status mq_ref_quantize_rows(const void *src, mq_dtype dt, size_t rows, size_t cols,
-                               bool symmetric, int8_t *q, void *scale, int8_t *zp, size_t *bad_row);
+mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                          void *q, void *scale, int8_t *zp, size_t *bad);
 
 /*
  * Weight error of a quantized tensor, accumulated over rows and chunks. For
@@ -103,12 +118,15 @@ void mq_err_acc_add(mq_err_acc *a, const mq_err_acc *b);
  * avoided: an all-zero tensor is exact, +inf). */
 double mq_err_acc_sqnr_db(const mq_err_acc *a);
 /*
- * Folds `rows` groups of `cols` values of src (F32/F16/BF16) into acc, with
- * q the codes (rows * cols), scale `rows` elements of scale_dt (F32/F16/BF16,
- * widened exactly) and zp `rows` zero points (NULL = symmetric, 0).
+ * Folds the rows x cols values of src (F32/F16/BF16) into acc, with q the
+ * stored codes of mq_ref_quantize(d, ...) (INT8 XOR d.code_xor), scale its
+ * scales in scale_dt (widened exactly) and zp its zero points (NULL: 0).
+ * INT4/FP8: w_hat = (q - zp) * s for int, e4m3(q) * s for FP8; clamped counts
+ * codes outside [qmin, qmax] before the clamp (FP8: |w / s| > 448).
  */
-void mq_ref_error_stats(const void *src, mq_dtype dt, size_t rows, size_t cols, const int8_t *q,
-                        const void *scale, mq_dtype scale_dt, const int8_t *zp, mq_err_acc *acc);
+void mq_ref_error_stats(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                        const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
+                        mq_err_acc *acc);
 
 /* n values of F32/F64/BF16/F16 to F16. Returns the number of finite values
  * that rounded beyond +-65504; with `saturate` they become +-65504. */
@@ -136,29 +154,14 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
  * Stored codes: INT4 packed as compressed-tensors' pack_to_int32 does, code + 8
  * in nibble i % 8 of the little-endian int32 word i / 8 (so two codes per byte,
  * the even one in the low nibble), each row of a call padded to whole words with
- * zero nibbles; FP8 one e4m3fn byte per value. */
-typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8 } mq_qkind;
-
-/* Bytes one row of `cols` codes takes as stored. */
-size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
-/* Smallest and largest code (the FP8 bounds are +-448). */
-float mq_qkind_qmin(mq_qkind k);
-float mq_qkind_qmax(mq_qkind k);
-
+ * zero nibbles; FP8 one e4m3fn byte per value; FP8 may also be grouped in 2-D
+ * blocks (mq_qdesc.block). */
 /* float8 e4m3fn (bias 7, no infinities, 0x7f/0xff NaN, largest 448): round to
  * nearest even with integer operations; magnitudes from 464 up saturate to
  * +-448 (callers clamp first), NaN becomes 0x7f with its sign. */
 uint8_t mq_f32_to_e4m3(float f);
 float mq_e4m3_to_f32(uint8_t b); /* exact */
 
-/* Scale and zero point of kind k from the statistics (INT8: mq_ref_params). */
-void mq_ref_params_k(const mq_ref_stats *s, mq_qkind k, bool symmetric, mq_dtype scale_dt,
-                     float *scale, int8_t *zp);
-/* One code per byte: INT8/INT4 the int8 code clamp(rint(w / scale + zp)), FP8
- * the e4m3 byte of clamp(w / scale, -448, 448) (zp unused). NaN gives the
- * lower bound, as for int8. */
-void mq_ref_quantize_values_k(const void *src, mq_dtype dt, size_t n, mq_qkind k, float scale,
-                              int8_t zp, uint8_t *q);
 /* n int4 codes (int8 in [-8, 7]) packed into mq_qkind_row_bytes(MQ_QK_INT4, n) bytes. */
 void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst);
 /* Code i of a packed int4 row. */
@@ -166,27 +169,5 @@ static inline int8_t mq_unpack4(const uint8_t *row, size_t i)
 {
     return (int8_t)(((row[i / 2] >> (4 * (i & 1))) & 15) - 8);
 }
-/* As mq_ref_quantize_rows for kind k: `q` receives rows * mq_qkind_row_bytes(k, cols)
- * bytes; zp (asymmetric int only) one int8 per row. */
-mq_status mq_ref_quantize_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
-                                 bool symmetric, void *q, void *scale, int8_t *zp, size_t *bad_row);
-/*
- * FP8 in 2-D blocks of bs x bs values (the last blocks of each dimension may be
- * partial): one scale per block, scale[bi * ceil(cols / bs) + bj] in dt, from
- * the block's amax as above; q one e4m3 byte per value, row-major. NaN/Inf in
- * a block: MQ_STATUS_E_DATA with *bad_block its index.
- */
-mq_status mq_ref_quantize_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                                 uint8_t *q, void *scale, size_t *bad_block);
-/* The weight error of kind k's stored codes q (rows of mq_qkind_row_bytes),
- * as mq_ref_error_stats: w_hat = (q - zp) * s for int, e4m3(q) * s for FP8;
- * clamped counts codes outside [qmin, qmax] before the clamp (FP8: |w / s| > 448). */
-void mq_ref_error_stats_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
-                          const void *q, const void *scale, mq_dtype scale_dt, const int8_t *zp,
-                          mq_err_acc *acc);
-/* The same for mq_ref_quantize_blocks' output. */
-void mq_ref_error_stats_blocks(const void *src, mq_dtype dt, size_t rows, size_t cols, size_t bs,
-                               const uint8_t *q, const void *scale, mq_dtype scale_dt,
-                               mq_err_acc *acc);
 
 #endif

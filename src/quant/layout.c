@@ -210,6 +210,14 @@ uint8_t mq_qlayout_code_xor(const mq_qlayout *l)
     return l->format == MQ_FORMAT_PACK_QUANTIZED && l->kind == MQ_QK_INT8 ? PACK_OFFSET8 : 0;
 }
 
+mq_qdesc mq_qlayout_desc(const mq_qlayout *l)
+{
+    return (mq_qdesc){.kind = l->kind,
+                      .symmetric = l->symmetric || l->kind == MQ_QK_FP8,
+                      .code_xor = mq_qlayout_code_xor(l),
+                      .block = l->block};
+}
+
 /* int4: codes (one per byte) to nibbles in place, front to back (the byte
  * for codes 2j and 2j + 1 lands at or before code 2j, both already read),
  * then each row end's padding. */

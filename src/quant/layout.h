@@ -108,6 +108,9 @@ size_t mq_qlayout_code_span(const mq_qlayout *l, uint64_t first, size_t count);
  * packed: a packed word's bytes are the codes + 128), so the packing is done
  * where the codes are made, on the device or the host kernels. */
 uint8_t mq_qlayout_code_xor(const mq_qlayout *l);
+/* What the back ends make for l, as one value (qkind.h): its kind,
+ * symmetry, blocks and code relabelling. */
+mq_qdesc mq_qlayout_desc(const mq_qlayout *l);
 /* Moves the stored codes of values [first, first + count) at buf (already
  * XORed by the backend; int4: one unpacked code per byte, first even, within
  * one row or ending rows) to their output positions in place, zeroing the

@@ -6,16 +6,14 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
                            size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
 {
     size_t b = 0;
-    mq_status st;
     *code_bytes = *scales = 0;
+    mq_status st = mq_be_quantize(be, mq_qlayout_desc(l), src, dt, rows, l->cols, codes, scale,
+                                  l->block ? NULL : zp, &b, err);
     if (l->block) {
         /* Bands of block rows: a row of scales per band. */
-        st = mq_be_quantize_blocks(be, src, dt, rows, l->cols, l->block, codes, scale, &b, err);
         *bad = first / l->block * l->scale_cols + b;
         *scales = rows / l->block * l->scale_cols;
     } else {
-        st = mq_be_quantize_rows(be, src, dt, rows, l->cols, l->kind, l->symmetric, codes, scale,
-                                 zp, mq_qlayout_code_xor(l), &b, err);
         *bad = first + b;
         *scales = rows;
     }

@@ -7,7 +7,6 @@
 
 #include "dtype.h"
 #include "error.h"
-#include "cpukern.h"
 #include "model.h"
 #include "quantrows.h"
 #include "report.h"
@@ -106,13 +105,11 @@ static mq_status next_chunk(mq_stream *s, size_t ti, const mq_chunk **c, const u
     return st;
 }
 
-/* ---- backend steps, with the host kernels where the backend has none ---- */
+/* ---- backend steps ---- */
 
 static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
 {
-    if (s->be->ops->reduce) return s->be->ops->reduce(s->be, src, dt, n, st);
-    mq_hk_stats_update(st, src, dt, n);
-    return MQ_OK;
+    return s->be->ops->reduce(s->be, src, dt, n, st);
 }
 
 /* Quantized values with the weight error of the n values into *err, in one
@@ -121,8 +118,8 @@ static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src
                                float scale, int8_t zp, void *q, mq_err_acc *err)
 {
     const mq_qlayout *l = &tp->lay;
-    return mq_be_quantize_values(s->be, src, tp->t->dtype, n, l->kind, scale, zp, l->symmetric,
-                                 mq_qlayout_code_xor(l), q, err);
+    return mq_be_quantize_values(s->be, mq_qlayout_desc(l), src, tp->t->dtype, n, scale, zp, q,
+                                 err);
 }
 
 /* ---- progress ---- */
@@ -239,7 +236,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
     if ((st = do_reduce(s, d, dt, c->count, stats)) != MQ_OK) return st;
     if (c->first + c->count < tp->cols) return MQ_OK;
     if (stats->nonfinite) return nonfinite_error(tp, c->group);
-    mq_ref_params_k(stats, l->kind, l->symmetric, dt, scale, zp);
+    mq_ref_params(mq_qlayout_desc(l), stats, dt, scale, zp);
     return MQ_OK;
 }
 

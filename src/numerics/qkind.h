@@ -1,0 +1,56 @@
+/* What a quantize call makes, as one small value every back end takes: the
+ * kind of code, symmetric or not, the grouping (rows of the call, or 2-D
+ * blocks) and the stored code bytes' relabelling. INT8 is one kind among the
+ * others; a new kind is a new enum value here and a case in each back end's
+ * one quantize loop. */
+#ifndef MQ_QKIND_H
+#define MQ_QKIND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The codes (reference.h gives each kind's formulas):
+ *   INT8  one int8 code per value, DESIGN.md's scale rule;
+ *   INT4  codes in [-8, 7], packed eight to a little-endian int32 word as
+ *         compressed-tensors' pack_to_int32 does;
+ *   FP8   one float8 e4m3fn byte per value (symmetric only). */
+typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8 } mq_qkind;
+
+typedef struct {
+    mq_qkind kind;
+    /* No zero point (FP8 is always symmetric, whatever this says). */
+    bool symmetric;
+    /* Each stored INT8 code XOR this: 0, or 0x80 for the unsigned bytes of
+     * compressed-tensors' packed words (layout.h); the other kinds take 0. */
+    uint8_t code_xor;
+    /* 0: one scale per row of the call (a channel, or a group the caller
+     * made a row); b > 0: one per 2-D block of b x b values (FP8 only). */
+    size_t block;
+} mq_qdesc;
+
+/* The plain descriptor of kind k: rows, no relabelling. */
+static inline mq_qdesc mq_qd(mq_qkind k, bool symmetric)
+{
+    return (mq_qdesc){.kind = k, .symmetric = symmetric || k == MQ_QK_FP8};
+}
+
+/* FP8 in bs x bs blocks. */
+static inline mq_qdesc mq_qd_blocks(size_t bs)
+{
+    return (mq_qdesc){.kind = MQ_QK_FP8, .symmetric = true, .block = bs};
+}
+
+/* Bytes one row of `cols` codes takes as stored. */
+size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
+/* Smallest and largest code (the FP8 bounds are +-448). */
+float mq_qkind_qmin(mq_qkind k);
+float mq_qkind_qmax(mq_qkind k);
+/* Scale values a call of rows x cols writes (one per row, or per block). */
+size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols);
+/* Group g (g < mq_qdesc_scales) of such a call: rows [*r0, *r1), columns
+ * [*c0, *c0 + *nc). */
+void mq_qdesc_group(mq_qdesc d, size_t rows, size_t cols, size_t g, size_t *r0, size_t *r1,
+                    size_t *c0, size_t *nc);
+
+#endif
