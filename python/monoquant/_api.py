@@ -36,11 +36,22 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       types; subclasses such as MultiheadAttention's ``out_proj`` stay float)
       becomes a :mod:`monoquant.nn` module holding int8 weights with
       per-output-channel scales (and zero points when asymmetric) and a float
-      bias. `skipped` lists, by qualified name, the leaf modules left alone
-      (e.g. ``"1"`` for the ReLU of ``Sequential(Linear, ReLU, Linear)``).
-    * ``dtype=torch.float16``: every floating parameter and buffer is cast to
-      float16; `skipped` is empty (unless ``exclude`` kept tensors in float,
-      which it then names).
+      bias; on CPU a Linear runs PyTorch's packed quantized kernels on those
+      codes (see :mod:`monoquant.nn`). `skipped` lists, by qualified name, the
+      leaf modules left alone (e.g. ``"1"`` for the ReLU of
+      ``Sequential(Linear, ReLU, Linear)``; ``"(root)"`` for a root module
+      left alone that holds tensors).
+    * A Hugging Face model (``transformers.PreTrainedModel``) follows the
+      file path's rules (:mod:`monoquant._policy`): ``lm_head``, heads tied to
+      another module's weight, router gates (``gate``, ``shared_expert_gate``)
+      and convolutions stay in float, as :func:`quantize_dir` keeps them;
+      ``include`` patterns override this, ``exclude`` wins.
+    * ``dtype=torch.float16``: as torch.ao's float16 dynamic quantization,
+      every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` becomes a ``Float16*``
+      module with an fp16 weight that takes and returns the input's dtype
+      (fp32 in, fp32 out); embeddings, norms and buffers are left as they
+      were. Values beyond the fp16 range warn (``fp16_saturate=True`` clamps
+      them to +-65504).
     * A state_dict gives a state_dict in the library's file layout (``X.weight``
       int8 + ``X.weight_scale``; asymmetric or ``weights_only`` is
       pack-quantized: ``X.weight_packed``, ``X.weight_shape``, packed
@@ -83,7 +94,7 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
     if isinstance(model, torch.nn.Module):
         scheme = _core.scheme(settings)
         if scheme["dtype"] == "fp16":
-            return _cast_module_fp16(model, settings)
+            return _quantize_module(model, settings, fp16=True)
         if scheme["dtype"] != "int8" or scheme["group_size"] or scheme["block_size"]:
             what = scheme["preset"] or scheme["dtype"]
             if scheme["group_size"]:
@@ -111,7 +122,8 @@ def _run(rows: List[tuple], settings: Dict[str, Any]):
 
 def _quantize_state_dict(state: Mapping[str, Any], settings: Dict[str, Any]):
     rows, as_torch = _tensors.rows_of(state)
-    outs, skipped, _ = _run(rows, settings)
+    outs, skipped, info = _run(rows, settings)
+    _warn_fp16_overflow(info, settings)
     return _tensors.outputs_dict(outs, as_torch), [name for name, _ in skipped]
 
 
@@ -145,27 +157,34 @@ def _module_error(e: QuantizationError, names: Dict[str, str]) -> QuantizationEr
     return err
 
 
-def _quantize_module(model: Any, settings: Dict[str, Any]):
+def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False):
     torch = _torch()
-    from .nn import QUANTIZABLE
+    from . import _policy
+    from .nn import FLOAT16, QUANTIZABLE
+    table = FLOAT16 if fp16 else QUANTIZABLE
+    _policy.check_materialized(model)
     q = copy.deepcopy(model)
     candidates: Dict[str, Any] = {}
     weight_names: Dict[str, str] = {}
     rows = []
+    kept = _policy.kept_in_float(q, settings["include"])
     for name, m in q.named_modules():
-        if type(m) in QUANTIZABLE and isinstance(getattr(m, "weight", None), torch.Tensor):
+        if name in kept:
+            continue
+        if type(m) in table and isinstance(getattr(m, "weight", None), torch.Tensor):
             w = name + ".weight" if name else "weight"
             candidates[name] = m
             weight_names[w] = name
             rows.append(_tensors.to_row(w, m.weight))
     run = dict(settings)
-    # Every Linear/Conv is asked for, whatever its name (the library's name rules
-    # keep lm_head and embeddings in float); exclude still wins.
+    # Every candidate is asked for, whatever its name: the library's name rules
+    # are for files, the module rules are _policy's; exclude still wins.
     run["include"] = list(settings["include"]) + [_exact_pattern(w) for w in weight_names]
     try:
-        outs, skipped, _ = _run(rows, run)
+        outs, skipped, info = _run(rows, run)
     except QuantizationError as e:
         raise _module_error(e, weight_names) from None
+    _warn_fp16_overflow(info, settings)
     out = {name: (dtype, shape, data) for name, dtype, shape, data in outs}
     left = {name for name, _ in skipped}
     replacements: Dict[int, Any] = {}
@@ -179,61 +198,48 @@ def _quantize_module(model: Any, settings: Dict[str, Any]):
             dtype_, shape_, data_ = out[key]
             return _tensors.from_row(dtype_, shape_, data_, True)
 
-        zp = None
-        if w in out:
-            codes = get(w)
+        if fp16:
+            if out[w][0] != "F16":
+                continue
+            new = table[type(m)](m, get(w).to(dev))
         else:
-            shape = tuple(int(v) for v in get(w + "_shape").tolist())
-            codes = torch.from_numpy(_tensors.unpack_int8(get(w + "_packed").numpy(), shape))
-            if w + "_zero_point" in out:
-                zp = torch.from_numpy(
-                    _tensors.unpack_zero_point(get(w + "_zero_point").numpy(), shape[0]).copy())
-        scale = get(w + "_scale")
-        new = QUANTIZABLE[type(m)](m, codes.to(dev), scale.to(dev),
-                                   None if zp is None else zp.to(dev))
+            codes, scale, zp = _codes_of(get, w, out)
+            new = table[type(m)](m, codes.to(dev), scale.to(dev),
+                                 None if zp is None else zp.to(dev))
         new.train(m.training)
         replacements[id(m)] = new
-    leaves = [n for n, m in q.named_modules()
-              if not m._modules and id(m) not in replacements]
+    leaves = [n or "(root)" for n, m in q.named_modules()
+              if not m._modules and id(m) not in replacements and _holds_tensors(m, n)]
     return _replace(q, replacements), leaves
 
 
-def _cast_module_fp16(model: Any, settings: Dict[str, Any]):
+def _holds_tensors(m: Any, name: str) -> bool:
+    """A leaf worth naming as skipped: any module below the root, or a root
+    that holds tensors (an empty container holds nothing to skip)."""
+    return bool(name) or any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+
+
+def _codes_of(get: Callable[[str], Any], w: str, out: Mapping[str, Any]):
+    """(codes, scale, zero point or None) of a weight in the file layout."""
     torch = _torch()
-    q = copy.deepcopy(model)
-    targets: Dict[str, Tuple[Any, str, bool]] = {}
-    rows, seen = [], set()
-    for mod_name, mod in q.named_modules():
-        for kind, table in ((True, mod._parameters), (False, mod._buffers)):
-            for key, t in table.items():
-                if t is None or not t.is_floating_point() or t.dtype == torch.float16:
-                    continue
-                if id(t) in seen:
-                    continue  # shared (tied) tensors are cast once
-                seen.add(id(t))
-                full = "%s.%s" % (mod_name, key) if mod_name else key
-                targets[full] = (mod, key, kind)
-                rows.append(_tensors.to_row(full, t))
-    outs, skipped, _ = _run(rows, settings)
-    new = {name: _tensors.from_row(dtype, shape, data, True) for name, dtype, shape, data in outs}
-    cast: Dict[int, Any] = {}
-    for full, (mod, key, is_param) in targets.items():
-        if full not in new or new[full].dtype != torch.float16:
-            continue
-        old = mod._parameters[key] if is_param else mod._buffers[key]
-        value = new[full].to(old.device)
-        if is_param:
-            old.data = value
-        else:
-            mod._buffers[key] = value
-        cast[id(old)] = value
-    # Tied tensors registered under other names point at the same objects;
-    # buffers are replaced, so repoint the other registrations of a shared buffer.
-    for mod in q.modules():
-        for key, t in list(mod._buffers.items()):
-            if t is not None and id(t) in cast and mod._buffers[key] is not cast[id(t)]:
-                mod._buffers[key] = cast[id(t)]
-    return q, [name for name, _ in skipped]
+    zp = None
+    if w in out:
+        codes = get(w)
+    else:
+        shape = tuple(int(v) for v in get(w + "_shape").tolist())
+        codes = torch.from_numpy(_tensors.unpack_int8(get(w + "_packed").numpy(), shape))
+        if w + "_zero_point" in out:
+            zp = torch.from_numpy(
+                _tensors.unpack_zero_point(get(w + "_zero_point").numpy(), shape[0]).copy())
+    return codes, get(w + "_scale"), zp
+
+
+def _warn_fp16_overflow(info: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    n = int(info.get("fp16_overflow", 0) or 0)
+    if n and not settings.get("fp16_saturate"):
+        import warnings
+        warnings.warn("%d value(s) beyond the fp16 range became +-inf; pass fp16_saturate=True "
+                      "to saturate them to +-65504 instead" % n, RuntimeWarning, stacklevel=3)
 
 
 # ---- files ------------------------------------------------------------------
