@@ -34,10 +34,22 @@ def _engine_ok() -> Optional[str]:
     return None
 
 
-def _reduce_range() -> bool:
-    # As torch.ao's dynamic Linear: 7-bit activations on the x86 engines, whose
-    # AVX2 path sums pairs of u8*s8 products in saturating int16.
-    return torch.backends.quantized.engine != "qnnpack"
+# The ops themselves (resolved once: the per-call lookup costs as much as a
+# small layer's GEMM).
+LINEAR_DYNAMIC: Any = None
+LINEAR_DYNAMIC_FP16: Any = None
+# reduce_range of the int8 op, set when a weight is packed: as torch.ao's
+# dynamic Linear, 7-bit activations on the x86 engines, whose AVX2 path sums
+# pairs of u8*s8 products in saturating int16; full range on qnnpack.
+REDUCE_RANGE = [True]
+
+
+def _resolve_ops() -> None:
+    global LINEAR_DYNAMIC, LINEAR_DYNAMIC_FP16
+    ops = _quantized_ops()
+    LINEAR_DYNAMIC = ops.linear_dynamic.default
+    LINEAR_DYNAMIC_FP16 = ops.linear_dynamic_fp16.default
+    REDUCE_RANGE[0] = torch.backends.quantized.engine != "qnnpack"
 
 
 def prepack_int8(codes: torch.Tensor, scale: torch.Tensor, zero_point: Optional[torch.Tensor],
@@ -71,6 +83,7 @@ def prepack_int8(codes: torch.Tensor, scale: torch.Tensor, zero_point: Optional[
         return None, "linear_prepack refused the weight (%s)" % str(e).splitlines()[0]
     if not torch.equal(back.int_repr(), codes):
         return None, "the packed weight holds other codes than ours"
+    _resolve_ops()
     return packed, ""
 
 
@@ -88,15 +101,8 @@ def prepack_fp16(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> Tuple[An
         packed = ops.linear_prepack_fp16(weight.detach().to(torch.float32), b)
     except (RuntimeError, TypeError) as e:
         return None, "linear_prepack_fp16 refused the weight (%s)" % str(e).splitlines()[0]
+    _resolve_ops()
     return packed, ""
-
-
-def run_packed(x2: torch.Tensor, packed: Any) -> torch.Tensor:
-    return torch.ops.quantized.linear_dynamic(x2, packed, _reduce_range())
-
-
-def run_packed_fp16(x2: torch.Tensor, packed: Any) -> torch.Tensor:
-    return torch.ops.quantized.linear_dynamic_fp16(x2, packed)
 
 
 def int_mm_refusal(x2: torch.Tensor, out_features: int) -> Optional[str]:

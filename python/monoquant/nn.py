@@ -127,37 +127,55 @@ class _LinearForward:
     kernel_choice: Optional[str] = None
     in_features: int
     out_features: int
-
-    def _stored(self) -> tuple:
-        raise NotImplementedError
+    _STORED: tuple = ()
 
     def _prepare(self, x2: torch.Tensor) -> tuple:
         """(kernel, packed weight or None, reason) for this device."""
         raise NotImplementedError
 
-    def _plan(self, x2: torch.Tensor) -> tuple:
-        forced = self.kernel_choice if self.use_int_mm else K.DEQUANTIZE
-        key = (x2.device, forced) + tuple((t.data_ptr(), t._version) for t in self._stored()
-                                          if t is not None)
-        if self._cache is None or self._cache[0] != key:
-            if forced == K.DEQUANTIZE:
-                plan = (K.DEQUANTIZE, None, "chosen by the caller")
-            else:
-                plan = self._prepare(x2)
-                if forced is not None and plan[0] != forced:
-                    raise RuntimeError("kernel_choice %r is not available here: %s"
-                                       % (forced, plan[2]))
-            self._cache = (key,) + plan
-            self.kernel, self.kernel_reason = plan[0], plan[2]
-        return self._cache[1], self._cache[2]
+    def _stamp(self) -> tuple:
+        # Which tensors the plan was built from, and their in-place versions
+        # (load_state_dict copies into them), read from the module's own
+        # dicts: this runs on every call.
+        p, b = self._parameters, self._buffers
+        out = [self.kernel_choice if self.use_int_mm else K.DEQUANTIZE]
+        for name in self._STORED:
+            t = p.get(name) if name in p else b.get(name)
+            if t is not None:
+                out.append(id(t))
+                out.append(t._version)
+        return tuple(out)
+
+    def _plan(self, x: torch.Tensor) -> tuple:
+        """The cache (device, stamp, kernel, packed weight, reason)."""
+        c = self._cache
+        stamp = self._stamp()
+        if c is not None and c[0] == x.device and c[1] == stamp:
+            return c
+        forced = stamp[0]
+        if forced == K.DEQUANTIZE:
+            plan = (K.DEQUANTIZE, None, "chosen by the caller")
+        else:
+            plan = self._prepare(x)
+            if forced is not None and plan[0] != forced:
+                raise RuntimeError("kernel_choice %r is not available here: %s"
+                                   % (forced, plan[2]))
+        self._cache = (x.device, stamp) + plan
+        self.kernel, self.kernel_reason = plan[0], plan[2]
+        return self._cache
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, packed = self._plan(x)[2:4]
+        if kernel == K.PACKED or kernel == K.PACKED_FP16:
+            # The packed ops take fp32 of any rank (leading dimensions are rows).
+            xf = x if x.dtype == torch.float32 else x.to(torch.float32)
+            if kernel == K.PACKED:
+                y = K.LINEAR_DYNAMIC(xf, packed, K.REDUCE_RANGE[0])
+            else:
+                y = K.LINEAR_DYNAMIC_FP16(xf, packed)
+            return y if y.dtype == x.dtype else y.to(x.dtype)
         x2 = x.reshape(-1, self.in_features)
-        kernel, packed = self._plan(x2)
-        if kernel in (K.PACKED, K.PACKED_FP16):
-            run = K.run_packed if kernel == K.PACKED else K.run_packed_fp16
-            y = run(x2.to(torch.float32).contiguous(), packed)
-        elif kernel == K.INT_MM and K.int_mm_refusal(x2, self.out_features) is None:
+        if kernel == K.INT_MM and K.int_mm_refusal(x2, self.out_features) is None:
             y = K.run_int_mm(x2, self.weight_int8, self.weight_scale)
             if self.bias is not None:
                 y = y + self.bias.to(torch.float32)
@@ -169,14 +187,14 @@ class _LinearForward:
         if not x.is_floating_point():
             raise TypeError("%s takes a floating-point input, got %s"
                             % (type(self).__name__, x.dtype))
-        x2 = x.reshape(-1, self.in_features)
-        kernel, _ = self._plan(x2)
+        kernel = self._plan(x)[2]
+        bias = self._parameters.get("bias")
         if kernel == K.DEQUANTIZE:
             return F.linear(x, self.dequantize_weight(x.dtype),
-                            None if self.bias is None else self.bias.to(x.dtype))
+                            None if bias is None else bias.to(x.dtype))
         if torch.is_grad_enabled() and (x.requires_grad or (
-                self.bias is not None and self.bias.requires_grad)):
-            return K.LinearFunction.apply(x, self.bias, self)
+                bias is not None and bias.requires_grad)):
+            return K.LinearFunction.apply(x, bias, self)
         return self._run_kernel(x)
 
 
@@ -190,8 +208,7 @@ class QuantizedLinear(_LinearForward, _Int8Weight):
         self.out_features = linear.out_features
         self._set_weight(q, scale, zero_point, linear.bias, linear.weight.dtype)
 
-    def _stored(self) -> tuple:
-        return (self.weight_int8, self.weight_scale, self.weight_zero_point, self.bias)
+    _STORED = ("weight_int8", "weight_scale", "weight_zero_point", "bias")
 
     def _prepare(self, x2: torch.Tensor) -> tuple:
         if x2.device.type == "cpu":
@@ -212,7 +229,7 @@ class QuantizedLinear(_LinearForward, _Int8Weight):
                                    else self.weight_zero_point.cpu(), self.bias)
         if packed is None:
             return _float_linear(self)
-        return _ScriptedPacked(packed, self.out_features, K._reduce_range(), False)
+        return _ScriptedPacked(packed, self.out_features, K.REDUCE_RANGE[0], False)
 
 
 class Float16Linear(_LinearForward, _Float16Weight):
@@ -224,8 +241,7 @@ class Float16Linear(_LinearForward, _Float16Weight):
         self.out_features = linear.out_features
         self._set_weight(w16, linear.bias, linear.weight.dtype)
 
-    def _stored(self) -> tuple:
-        return (self.weight_fp16, self.bias)
+    _STORED = ("weight_fp16", "bias")
 
     def _prepare(self, x2: torch.Tensor) -> tuple:
         if x2.device.type != "cpu":

@@ -40,7 +40,7 @@ def test_packed_kernel_holds_our_codes():
         layer = q[0]
         assert layer.kernel == "packed" and layer.kernel_reason == "", repr(layer)
         assert "kernel=packed" in repr(layer)
-        packed = layer._cache[2]
+        packed = layer._cache[3]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             w, b = torch.ops.quantized.linear_unpack(packed)
