@@ -206,11 +206,17 @@ def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False):
             codes, scale, zp = _codes_of(get, w, out)
             new = table[type(m)](m, codes.to(dev), scale.to(dev),
                                  None if zp is None else zp.to(dev))
+            if w + "_packed" in out:
+                new.weight_format = "pack-quantized"
         new.train(m.training)
         replacements[id(m)] = new
     leaves = [n or "(root)" for n, m in q.named_modules()
               if not m._modules and id(m) not in replacements and _holds_tensors(m, n)]
-    return _replace(q, replacements), leaves
+    q = _replace(q, replacements)
+    if not fp16 and replacements and _policy.is_hf_model(q):
+        from . import _hf
+        _hf.set_quantization_config(q)
+    return q, leaves
 
 
 def _holds_tensors(m: Any, name: str) -> bool:

@@ -32,9 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _kernels as K
+from . import _layout
 
 __all__ = ["QuantizedLinear", "QuantizedConv1d", "QuantizedConv2d", "QuantizedConv3d",
            "Float16Linear", "Float16Conv1d", "Float16Conv2d", "Float16Conv3d"]
+
+
+INT, PACK = "int-quantized", "pack-quantized"
 
 
 def _frozen(t: torch.Tensor) -> nn.Parameter:
@@ -86,6 +90,9 @@ class _Int8Weight(_Weighted):
         self.register_buffer("weight_scale", scale.reshape(-1))
         self.register_buffer("weight_zero_point",
                              None if zero_point is None else zero_point.reshape(-1))
+        # compressed-tensors' format of the file layout (state_dict, saves):
+        # pack-quantized for asymmetric and weights-only weights.
+        self.weight_format = PACK if zero_point is not None else INT
         self._set_bias(bias, dtype)
 
     def _shape_per_channel(self, v: torch.Tensor) -> torch.Tensor:
@@ -98,6 +105,35 @@ class _Int8Weight(_Weighted):
             w = w - self._shape_per_channel(self.weight_zero_point.to(torch.float32))
         w = w * self._shape_per_channel(self.weight_scale.to(torch.float32))
         return w.to(dtype or self.float_dtype)
+
+    # state_dict in the file layout (monoquant._layout): what save_pretrained
+    # and torch.save write, and what load_state_dict takes back (the
+    # in-memory names weight_int8 / flat weight_scale are accepted too).
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        q = destination.pop(prefix + "weight_int8")
+        s = destination.pop(prefix + "weight_scale")
+        zp = destination.pop(prefix + "weight_zero_point", None)
+        for key, t in _layout.to_file(q, s, zp, self.weight_format == PACK).items():
+            destination[prefix + key] = t
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        if prefix + "weight_int8" not in state_dict and (
+                prefix + "weight" in state_dict or prefix + "weight_packed" in state_dict):
+            found = {k: state_dict.pop(prefix + k) for k in _layout.FILE_KEYS
+                     if prefix + k in state_dict}
+            if "weight_scale" in found:
+                codes, scale, zp = _layout.from_file(found)
+                self.weight_format = PACK if "weight_packed" in found else INT
+                state_dict[prefix + "weight_int8"] = codes
+                state_dict[prefix + "weight_scale"] = scale
+                if zp is not None:
+                    state_dict[prefix + "weight_zero_point"] = zp
+            else:
+                state_dict.update({prefix + k: v for k, v in found.items()})
+        elif prefix + "weight_scale" in state_dict:
+            state_dict[prefix + "weight_scale"] = state_dict[prefix + "weight_scale"].reshape(-1)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def extra_repr(self) -> str:
         kind = "asymmetric" if self.weight_zero_point is not None else "symmetric"
@@ -114,6 +150,16 @@ class _Float16Weight(_Weighted):
 
     def dequantize_weight(self, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         return self.weight_fp16.detach().to(dtype or self.float_dtype)
+
+    # state_dict: the fp16 weight as "weight", as an fp16 checkpoint holds it.
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = destination.pop(prefix + "weight_fp16")
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        if prefix + "weight_fp16" not in state_dict and prefix + "weight" in state_dict:
+            state_dict[prefix + "weight_fp16"] = state_dict.pop(prefix + "weight")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def extra_repr(self) -> str:
         return "%s, fp16, bias=%s, %s" % (tuple(self.weight_fp16.shape), self.bias is not None,
