@@ -285,6 +285,12 @@ def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool)
         raise QuantizationError("'%s' is not a model directory" % src)
     if not want_dir and os.path.isdir(src):
         raise QuantizationError("'%s' is a directory: use quantize_dir" % src)
+    if not want_dir:
+        _check_safetensors(src)
+        if os.path.lexists(dst):
+            # One rule for both calls: quantize_dir refuses an existing output.
+            raise QuantizationError("output file '%s' exists: remove it or name another "
+                                    "(an existing output is never overwritten)" % dst)
     callback, bar = _progress_callback(progress, src)
     cfg["progress"] = callback
     tmp = tempfile.mkdtemp(prefix="monoquant-report-")
@@ -297,6 +303,25 @@ def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool)
         if bar is not None:
             bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_safetensors(path: str) -> None:
+    """A file that cannot be safetensors (a PyTorch .pt/.bin pickle or zip,
+    anything whose header length exceeds the file) is named as such, rather
+    than by the header length its first bytes happen to spell."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return  # the library reports a missing or unreadable file
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else None
+    if n is None or n > size - 8 or (len(head) > 8 and head[8:9] != b"{"):
+        kind = ""
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            kind = " (it looks like a PyTorch checkpoint: torch.load it and pass its state_dict " \
+                   "to dynamic_quantize, or save it with safetensors first)"
+        raise QuantizationError("'%s' is not a safetensors file%s" % (path, kind))
 
 
 def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
@@ -313,7 +338,9 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     bar on a terminal for runs over a second when tqdm is installed, True
     always when tqdm is installed, False never, or a callable
     ``f(tensors_done, tensors_total, bytes_done, bytes_total, file)``.
-    `dst` appears only when complete. Raises QuantizationError.
+    `dst` appears only when complete; an existing `dst` is refused, as
+    quantize_dir refuses an existing output. Raises QuantizationError (a
+    file that is not safetensors, such as a ``.pt``, is named as such).
     """
     return _quantize_path(src, dst, dict(settings), want_dir=False)
 

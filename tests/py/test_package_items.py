@@ -1,0 +1,140 @@
+"""Smaller behaviours of the package: one policy with the file path for
+Hugging Face models, fp16 overflow warnings, refusals (a .pt given as
+safetensors, an existing output, a meta-device model, bad configs at
+construction), what skipped names, typing files, parameter counts."""
+import os
+import sys
+import tempfile
+import warnings
+
+sys.path.insert(0, os.path.dirname(__file__))
+import pkgtest  # noqa: E402
+
+if __name__ == "__main__":
+    pkgtest.need_package()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import monoquant  # noqa: E402
+from monoquant import QuantizationConfig, dynamic_quantize  # noqa: E402
+
+SRC = os.environ.get("MQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def test_hf_policy_tied_head_and_routers():
+    try:
+        from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+    except ImportError as e:
+        pkgtest.skip_test("transformers: %s" % e)
+    torch.manual_seed(0)
+    cfg = Qwen2MoeConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                         moe_intermediate_size=16, shared_expert_intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         num_experts=4, num_experts_per_tok=2, tie_word_embeddings=True)
+    model = Qwen2MoeForCausalLM(cfg).eval()
+    q, skipped = dynamic_quantize(model)
+    # As quantize_dir: the tied head, the router gates stay float; the tie holds.
+    assert q.lm_head.weight is q.model.embed_tokens.weight
+    assert {"lm_head", "model.layers.0.mlp.shared_expert_gate"} <= set(skipped), skipped
+    assert type(q.model.layers[0].mlp.shared_expert_gate) is nn.Linear
+    assert isinstance(q.model.layers[0].mlp.shared_expert.up_proj, monoquant.nn.QuantizedLinear)
+    assert q.config.quantization_config["ignore"] == ["lm_head",
+                                                      "model.layers.0.mlp.shared_expert_gate"]
+    # include overrides the rule, as --include does.
+    q2, _ = dynamic_quantize(model, config={"include": ["lm_head"]})
+    assert isinstance(q2.lm_head, monoquant.nn.QuantizedLinear)
+    # A plain module keeps the original design's rule: every Linear, tied or not.
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.lm_head = nn.Linear(8, 10)
+            self.lm_head.weight = self.emb.weight
+
+    qp, _ = dynamic_quantize(Plain())
+    assert isinstance(qp.lm_head, monoquant.nn.QuantizedLinear)
+
+
+def test_fp16_overflow_warns():
+    big = {"w.weight": torch.tensor([[1e6, 1.0], [-7e4, 2.0]])}
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        out, _ = dynamic_quantize(big, dtype=torch.float16)
+        lin = nn.Linear(2, 2)
+        with torch.no_grad():
+            lin.weight.fill_(1e5)
+        dynamic_quantize(lin, dtype=torch.float16)
+    msgs = [str(w.message) for w in got if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 2 and "2 value(s)" in msgs[0] and "fp16_saturate=True" in msgs[0], msgs
+    assert torch.isinf(out["w.weight"]).sum() == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sat, _ = dynamic_quantize(big, dtype=torch.float16, config={"fp16_saturate": True})
+    assert float(sat["w.weight"].abs().max()) == 65504.0
+
+
+def test_file_refusals():
+    example = os.path.join(SRC, "examples", "tiny_mlp.safetensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        pt = os.path.join(tmp, "model.pt")
+        torch.save({"fc.weight": torch.ones(4, 4)}, pt)
+        pkgtest.expect_error(lambda: monoquant.quantize_file(pt, pt + ".out"),
+                             "'%s' is not a safetensors file" % pt, "torch.load")
+        out = os.path.join(tmp, "q.safetensors")
+        monoquant.quantize_file(example, out)
+        before = os.path.getmtime(out), os.path.getsize(out)
+        pkgtest.expect_error(lambda: monoquant.quantize_file(example, out), "exists")
+        assert (os.path.getmtime(out), os.path.getsize(out)) == before
+
+
+def test_meta_device_and_empty_models():
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Linear(4, 4))
+    e = pkgtest.expect_error(lambda: dynamic_quantize(meta), "'0.weight'", "meta device")
+    assert isinstance(e, monoquant.QuantizationError)
+    assert dynamic_quantize(nn.Sequential())[1] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        empty = nn.Linear(8, 0)
+    q, skipped = dynamic_quantize(empty)
+    assert skipped == ["(root)"] and q is not empty
+    assert dynamic_quantize(nn.Linear(4, 4))[1] == []
+
+
+def test_config_validated_at_construction():
+    pkgtest.expect_error(lambda: QuantizationConfig(dtype="bogus"), "bogus")
+    pkgtest.expect_error(lambda: QuantizationConfig(preset="nope"), "nope", "W8A8")
+    pkgtest.expect_error(lambda: QuantizationConfig(symmetric="yes"), "symmetric")
+    pkgtest.expect_error(lambda: QuantizationConfig(group_size=0), "group_size")
+    pkgtest.expect_error(lambda: QuantizationConfig(preset="FP8_DYNAMIC", symmetric=False),
+                         "FP8")
+    assert QuantizationConfig(preset="W4A16").preset == "W4A16"
+
+
+def test_typing_files():
+    import mono_quant
+    import monoquant._core as core
+    pkg = os.path.dirname(monoquant.__file__)
+    assert os.path.exists(os.path.join(pkg, "py.typed"))
+    assert os.path.exists(os.path.join(os.path.dirname(mono_quant.__file__), "py.typed"))
+    with open(os.path.join(pkg, "_core.pyi")) as f:
+        stub = f.read()
+    for name in (n for n in dir(core) if not n.startswith("__")):
+        assert ("def %s(" % name) in stub or ("%s:" % name) in stub or \
+            ("class %s(" % name) in stub, name
+
+
+def test_parameter_counts():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8))
+    q, _ = dynamic_quantize(model)
+    n = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in q.parameters()) == n
+    size = sum(p.numel() * p.element_size() for p in q.parameters())
+    assert size == 64 * 32 + 32 * 8 + 4 * (32 + 8)
+    assert all(not p.requires_grad for n_, p in q.named_parameters() if "weight" in n_)
+
+
+if __name__ == "__main__":
+    pkgtest.main(__file__, dict(globals()))
