@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +25,8 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
                      per_channel: Optional[bool] = None,
                      config: Union[QuantizationConfig, Mapping[str, Any], None] = None,
                      device: Optional[str] = None, *, preset: Optional[str] = None,
-                     group_size: Union[int, str, None] = None) -> Tuple[Any, List[str]]:
+                     group_size: Union[int, str, None] = None,
+                     modules: Optional[Iterable[Any]] = None) -> Tuple[Any, List[str]]:
     """Quantizes a copy of `model`; returns ``(quantized_copy, skipped)``.
 
     `model` is an ``nn.Module`` (any, including nested containers and Hugging
@@ -60,6 +61,10 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       preset works here: int4 is pack-quantized (``X.weight_packed`` eight
       codes per int32), fp8 gives ``torch.float8_e4m3fn`` weights (torch
       inputs only: numpy has no fp8 dtype).
+    * ``modules=`` (an nn.Module only), as torch.ao's ``qconfig_spec``: a set
+      of module types (``{nn.Linear}``) and/or qualified names
+      (``{"0", "encoder.fc1"}``); only the Linear/Conv modules it selects are
+      quantized (the file rules for Hugging Face models still apply).
     * ``preset=`` (see :func:`presets`) sets the scheme first, and the scheme
       arguments given refine it, as with the CLI's ``--preset``; ``group_size``
       sets groups along the input dimension (``-1`` or ``"channel"``: per
@@ -89,12 +94,15 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
     settings = resolve(config, dtype=dtype, symmetric=symmetric, per_channel=per_channel,
                        device=device, preset=preset, group_size=group_size)
     if isinstance(model, Mapping):
+        if modules is not None:
+            raise QuantizationError("modules= selects modules of an nn.Module; a state_dict "
+                                    "takes include/exclude patterns")
         return _quantize_state_dict(model, settings)
     torch = _torch()
     if isinstance(model, torch.nn.Module):
         scheme = _core.scheme(settings)
         if scheme["dtype"] == "fp16":
-            return _quantize_module(model, settings, fp16=True)
+            return _quantize_module(model, settings, fp16=True, modules=modules)
         if scheme["dtype"] != "int8" or scheme["group_size"] or scheme["block_size"]:
             what = scheme["preset"] or scheme["dtype"]
             if scheme["group_size"]:
@@ -103,7 +111,7 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
                 "%s cannot quantize an nn.Module: monoquant.nn has int8 per-channel and "
                 "per-tensor modules only; quantize its state_dict(), or save it and use "
                 "quantize_file or quantize_dir" % what)
-        return _quantize_module(model, settings)
+        return _quantize_module(model, settings, modules=modules)
     raise QuantizationError("model must be an nn.Module or a state_dict (dict of tensors), got %s"
                             % type(model).__name__)
 
@@ -157,7 +165,26 @@ def _module_error(e: QuantizationError, names: Dict[str, str]) -> QuantizationEr
     return err
 
 
-def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False):
+def _selector(modules: Optional[Iterable[Any]]) -> Callable[[str, Any], bool]:
+    """qconfig_spec-style selection: module types and qualified names."""
+    if modules is None:
+        return lambda name, m: True
+    if isinstance(modules, (str, type)):
+        modules = [modules]
+    types, names = set(), set()
+    for item in modules:
+        if isinstance(item, type):
+            types.add(item)
+        elif isinstance(item, str):
+            names.add(item)
+        else:
+            raise QuantizationError("modules= takes module types and qualified names, got %r"
+                                    % (item,))
+    return lambda name, m: type(m) in types or name in names
+
+
+def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False,
+                     modules: Optional[Iterable[Any]] = None):
     torch = _torch()
     from . import _policy
     from .nn import FLOAT16, QUANTIZABLE
@@ -168,8 +195,9 @@ def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False):
     weight_names: Dict[str, str] = {}
     rows = []
     kept = _policy.kept_in_float(q, settings["include"])
+    selected = _selector(modules)
     for name, m in q.named_modules():
-        if name in kept:
+        if name in kept or not selected(name, m):
             continue
         if type(m) in table and isinstance(getattr(m, "weight", None), torch.Tensor):
             w = name + ".weight" if name else "weight"

@@ -10,6 +10,25 @@ import warnings
 sys.path.insert(0, os.path.dirname(__file__))
 import pkgtest  # noqa: E402
 
+def test_module_selection():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv1d(2, 4, 1), nn.Flatten(), nn.Linear(12, 6), nn.ReLU(),
+                          nn.Linear(6, 3))
+    q, skipped = dynamic_quantize(model, modules={nn.Linear})
+    assert type(q[0]) is nn.Conv1d and "0" in skipped
+    assert isinstance(q[2], monoquant.nn.QuantizedLinear) and isinstance(q[4],
+                                                                          monoquant.nn.QuantizedLinear)
+    q, skipped = dynamic_quantize(model, modules={"4"})
+    assert type(q[2]) is nn.Linear and isinstance(q[4], monoquant.nn.QuantizedLinear)
+    assert {"0", "2"} <= set(skipped)
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        assert torch.nn.functional.cosine_similarity(q(x), model(x), dim=1).min() >= 0.999
+    pkgtest.expect_error(lambda: dynamic_quantize(model, modules=[3]), "modules=")
+    pkgtest.expect_error(lambda: dynamic_quantize(model.state_dict(), modules={nn.Linear}),
+                         "modules=")
+
+
 if __name__ == "__main__":
     pkgtest.need_package()
 
@@ -134,6 +153,25 @@ def test_parameter_counts():
     size = sum(p.numel() * p.element_size() for p in q.parameters())
     assert size == 64 * 32 + 32 * 8 + 4 * (32 + 8)
     assert all(not p.requires_grad for n_, p in q.named_parameters() if "weight" in n_)
+
+
+def test_module_selection():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv1d(2, 4, 1), nn.Flatten(), nn.Linear(12, 6), nn.ReLU(),
+                          nn.Linear(6, 3))
+    q, skipped = dynamic_quantize(model, modules={nn.Linear})
+    assert type(q[0]) is nn.Conv1d and "0" in skipped
+    assert isinstance(q[2], monoquant.nn.QuantizedLinear) and isinstance(q[4],
+                                                                          monoquant.nn.QuantizedLinear)
+    q, skipped = dynamic_quantize(model, modules={"4"})
+    assert type(q[2]) is nn.Linear and isinstance(q[4], monoquant.nn.QuantizedLinear)
+    assert {"0", "2"} <= set(skipped)
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        assert torch.nn.functional.cosine_similarity(q(x), model(x), dim=1).min() >= 0.999
+    pkgtest.expect_error(lambda: dynamic_quantize(model, modules=[3]), "modules=")
+    pkgtest.expect_error(lambda: dynamic_quantize(model.state_dict(), modules={nn.Linear}),
+                         "modules=")
 
 
 if __name__ == "__main__":
