@@ -186,10 +186,11 @@ class _LinearForward:
         p, b = self._parameters, self._buffers
         out = [self.kernel_choice if self.use_int_mm else K.DEQUANTIZE]
         for name in self._STORED:
-            t = p.get(name) if name in p else b.get(name)
+            t = p.get(name)
+            if t is None:
+                t = b.get(name)
             if t is not None:
-                out.append(id(t))
-                out.append(t._version)
+                out += (id(t), t._version)
         return tuple(out)
 
     def _plan(self, x: torch.Tensor) -> tuple:
@@ -210,8 +211,8 @@ class _LinearForward:
         self.kernel, self.kernel_reason = plan[0], plan[2]
         return self._cache
 
-    def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
-        kernel, packed = self._plan(x)[2:4]
+    def _run_kernel(self, x: torch.Tensor, plan: Optional[tuple] = None) -> torch.Tensor:
+        kernel, packed = (plan or self._plan(x))[2:4]
         if kernel == K.PACKED or kernel == K.PACKED_FP16:
             # The packed ops take fp32 of any rank (leading dimensions are rows).
             xf = x if x.dtype == torch.float32 else x.to(torch.float32)
@@ -233,7 +234,8 @@ class _LinearForward:
         if not x.is_floating_point():
             raise TypeError("%s takes a floating-point input, got %s"
                             % (type(self).__name__, x.dtype))
-        kernel = self._plan(x)[2]
+        plan = self._plan(x)
+        kernel = plan[2]
         bias = self._parameters.get("bias")
         if kernel == K.DEQUANTIZE:
             return F.linear(x, self.dequantize_weight(x.dtype),
@@ -241,7 +243,7 @@ class _LinearForward:
         if torch.is_grad_enabled() and (x.requires_grad or (
                 bias is not None and bias.requires_grad)):
             return K.LinearFunction.apply(x, bias, self)
-        return self._run_kernel(x)
+        return self._run_kernel(x, plan)
 
 
 class QuantizedLinear(_LinearForward, _Int8Weight):

@@ -57,6 +57,8 @@ def test_hf_policy_tied_head_and_routers():
     assert q.lm_head.weight is q.model.embed_tokens.weight
     assert {"lm_head", "model.layers.0.mlp.shared_expert_gate"} <= set(skipped), skipped
     assert type(q.model.layers[0].mlp.shared_expert_gate) is nn.Linear
+    # int8 weights are (frozen) parameters: the count is the float model's.
+    assert q.num_parameters() == model.num_parameters()
     assert isinstance(q.model.layers[0].mlp.shared_expert.up_proj, monoquant.nn.QuantizedLinear)
     assert q.config.quantization_config["ignore"] == ["lm_head",
                                                       "model.layers.0.mlp.shared_expert_gate"]
