@@ -4,7 +4,8 @@ dynamic quantization and the float model, on CPU: an MLP of 4 x
 Linear(4096) and a small Llama built from a config (hidden 512, 4 layers,
 sequence 32), batch 1 and 32, 1 and 2 threads.
 
-Each case runs every variant once per round, in an order that alternates
+Each case runs every variant once per round (a sample: as many calls as
+take torch.ao int8 about 50 ms, timed together), in an order that alternates
 from round to round, so that load from other jobs falls on all of them
 alike; the table gives medians over the rounds and each variant's ratio to
 torch.ao int8 measured in the same rounds. Accuracy is the cosine of each
@@ -105,13 +106,19 @@ def case(name: str, models: dict, x: torch.Tensor, hf: bool, rounds: int) -> lis
     with torch.inference_mode():
         ref = run(models["float"], x, hf).flatten(0, -2).float()
         outs = {n: run(m, x, hf).flatten(0, -2).float() for n, m in models.items()}  # warm-up
+        # A sample is enough calls to take about 50 ms of the fastest
+        # variant, so that one preemption by another job weighs less.
+        t0 = time.perf_counter()
+        run(models["torch.ao int8"], x, hf)
+        reps = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-6)))
         for r in range(rounds):
             order = names if r % 2 == 0 else names[::-1]
             got = {}
             for n in order:
                 t0 = time.perf_counter()
-                run(models[n], x, hf)
-                got[n] = time.perf_counter() - t0
+                for _ in range(reps):
+                    run(models[n], x, hf)
+                got[n] = (time.perf_counter() - t0) / reps
             for n in names:
                 times[n].append(got[n])
                 ratios[n].append(got[n] / got["torch.ao int8"])
