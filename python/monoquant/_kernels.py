@@ -131,7 +131,8 @@ class LinearFunction(torch.autograd.Function):
     they get none; a trainable bias gets its usual gradient)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, bias: Optional[torch.Tensor], module: Any) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, bias: Optional[torch.Tensor],
+                module: Any) -> torch.Tensor:
         ctx.module = module
         ctx.x_dtype = x.dtype
         ctx.bias_dtype = None if bias is None else bias.dtype

@@ -353,7 +353,8 @@ class _ConvForward:
     def _copy_conv(self, conv: nn.Module) -> None:
         for attr in _CONV_ATTRS:
             setattr(self, attr, getattr(conv, attr))
-        self.kernel, self.kernel_reason = K.DEQUANTIZE, "PyTorch's dynamic convolution is too inexact"
+        self.kernel = K.DEQUANTIZE
+        self.kernel_reason = "PyTorch's dynamic convolution is too inexact"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.dequantize_weight(x.dtype)

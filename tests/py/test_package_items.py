@@ -16,10 +16,9 @@ def test_module_selection():
                           nn.Linear(6, 3))
     q, skipped = dynamic_quantize(model, modules={nn.Linear})
     assert type(q[0]) is nn.Conv1d and "0" in skipped
-    assert isinstance(q[2], monoquant.nn.QuantizedLinear) and isinstance(q[4],
-                                                                          monoquant.nn.QuantizedLinear)
+    assert isinstance(q[2], QuantizedLinear) and isinstance(q[4], QuantizedLinear)
     q, skipped = dynamic_quantize(model, modules={"4"})
-    assert type(q[2]) is nn.Linear and isinstance(q[4], monoquant.nn.QuantizedLinear)
+    assert type(q[2]) is nn.Linear and isinstance(q[4], QuantizedLinear)
     assert {"0", "2"} <= set(skipped)
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
@@ -37,6 +36,7 @@ from torch import nn  # noqa: E402
 
 import monoquant  # noqa: E402
 from monoquant import QuantizationConfig, dynamic_quantize  # noqa: E402
+from monoquant.nn import QuantizedLinear  # noqa: E402
 
 SRC = os.environ.get("MQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -163,10 +163,9 @@ def test_module_selection():
                           nn.Linear(6, 3))
     q, skipped = dynamic_quantize(model, modules={nn.Linear})
     assert type(q[0]) is nn.Conv1d and "0" in skipped
-    assert isinstance(q[2], monoquant.nn.QuantizedLinear) and isinstance(q[4],
-                                                                          monoquant.nn.QuantizedLinear)
+    assert isinstance(q[2], QuantizedLinear) and isinstance(q[4], QuantizedLinear)
     q, skipped = dynamic_quantize(model, modules={"4"})
-    assert type(q[2]) is nn.Linear and isinstance(q[4], monoquant.nn.QuantizedLinear)
+    assert type(q[2]) is nn.Linear and isinstance(q[4], QuantizedLinear)
     assert {"0", "2"} <= set(skipped)
     x = torch.randn(5, 2, 3)
     with torch.no_grad():
