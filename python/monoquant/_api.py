@@ -313,7 +313,7 @@ def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool)
         raise QuantizationError("'%s' is not a model directory" % src)
     if not want_dir and os.path.isdir(src):
         raise QuantizationError("'%s' is a directory: use quantize_dir" % src)
-    if not want_dir:
+    if not want_dir and os.path.exists(src):  # a missing src: the library's message
         _check_safetensors(src)
         if os.path.lexists(dst):
             # One rule for both calls: quantize_dir refuses an existing output.
