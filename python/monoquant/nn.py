@@ -206,8 +206,9 @@ class _LinearForward:
         else:
             plan = self._prepare(x)
             if forced is not None and plan[0] != forced:
-                raise RuntimeError("kernel_choice %r is not available here: %s"
-                                   % (forced, plan[2]))
+                raise RuntimeError("kernel_choice %r is not available here (this input's "
+                                   "device runs %r%s)" % (forced, plan[0], ": " + plan[2]
+                                                          if plan[2] else ""))
         self._cache = (x.device, stamp) + plan
         self.kernel, self.kernel_reason = plan[0], plan[2]
         return self._cache

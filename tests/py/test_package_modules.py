@@ -75,19 +75,35 @@ def test_dequantize_fallback_and_forcing():
     with torch.no_grad():
         layer(x)
     assert layer.kernel == ("packed" if PACKED else "dequantize")
-    # An engine with no quantized kernels falls back, with the reason recorded.
-    old = torch.backends.quantized.engine
+    # A torch without the packed ops falls back, with the reason recorded.
+    from monoquant import _kernels
+    real = _kernels._quantized_ops
     try:
-        torch.backends.quantized.engine = "none" if "none" in \
-            torch.backends.quantized.supported_engines else old
-        if torch.backends.quantized.engine == "none":
-            q2, _ = dynamic_quantize(model)
-            with torch.no_grad():
-                q2(x)
-            assert q2[0].kernel == "dequantize" and "engine" in q2[0].kernel_reason
-            assert q2[0].kernel_reason in repr(q2[0])
+        _kernels._quantized_ops = lambda: None
+        q2, _ = dynamic_quantize(model)
+        with torch.no_grad():
+            y2 = q2(x)
+        assert q2[0].kernel == "dequantize", repr(q2[0])
+        assert "no quantized::linear_prepack" in q2[0].kernel_reason
+        assert q2[0].kernel_reason in repr(q2[0])
+        h2, _ = dynamic_quantize(model, dtype=torch.float16)
+        with torch.no_grad():
+            h2(x)
+        assert h2[0].kernel == "dequantize" and "linear_prepack_fp16" in h2[0].kernel_reason
     finally:
-        torch.backends.quantized.engine = old
+        _kernels._quantized_ops = real
+    with torch.no_grad():
+        q2[0].kernel_choice = q2[2].kernel_choice = "dequantize"
+        assert torch.equal(y2, q2(x))
+        q2[0].kernel_choice = q2[2].kernel_choice = None
+    # Forcing a kernel that is not available is an error that says why.
+    q2[0].kernel_choice = "int_mm"
+    try:
+        q2[0](x)
+        raise AssertionError("int_mm on CPU was not refused")
+    except RuntimeError as e:
+        assert "int_mm" in str(e) and "not available" in str(e)
+    q2[0].kernel_choice = None
     # Changing the codes in place (load_state_dict) repacks at the next call.
     q3, _ = dynamic_quantize(mlp(2))
     with torch.no_grad():
