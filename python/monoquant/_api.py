@@ -65,6 +65,9 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       of module types (``{nn.Linear}``) and/or qualified names
       (``{"0", "encoder.fc1"}``); only the Linear/Conv modules it selects are
       quantized (the file rules for Hugging Face models still apply).
+      ``nn.LSTM`` / ``nn.GRU`` are quantized only when selected here: they
+      become torch.ao's dynamic LSTM / GRU holding our codes (int8 only; an
+      LSTM with ``proj_size`` stays float).
     * ``preset=`` (see :func:`presets`) sets the scheme first, and the scheme
       arguments given refine it, as with the CLI's ``--preset``; ``group_size``
       sets groups along the input dimension (``-1`` or ``"channel"``: per
@@ -191,7 +194,9 @@ def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False,
     table = FLOAT16 if fp16 else QUANTIZABLE
     _policy.check_materialized(model)
     q = copy.deepcopy(model)
+    from . import _rnn
     candidates: Dict[str, Any] = {}
+    rnns: Dict[str, Any] = {}
     weight_names: Dict[str, str] = {}
     rows = []
     kept = _policy.kept_in_float(q, settings["include"])
@@ -204,6 +209,12 @@ def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False,
             candidates[name] = m
             weight_names[w] = name
             rows.append(_tensors.to_row(w, m.weight))
+        elif modules is not None and not fp16 and _rnn.supported(m):
+            rnns[name] = m
+            for param in _rnn.weight_params(m):
+                w = _rnn.row_name(name, param)
+                weight_names[w] = name
+                rows.append(_tensors.to_row(w, getattr(m, param)))
     run = dict(settings)
     # Every candidate is asked for, whatever its name: the library's name rules
     # are for files, the module rules are _policy's; exclude still wins.
@@ -216,15 +227,25 @@ def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False,
     out = {name: (dtype, shape, data) for name, dtype, shape, data in outs}
     left = {name for name, _ in skipped}
     replacements: Dict[int, Any] = {}
+
+    def get(key):
+        dtype_, shape_, data_ = out[key]
+        return _tensors.from_row(dtype_, shape_, data_, True)
+
+    for name, m in rnns.items():
+        params = {p: _rnn.row_name(name, p) for p in _rnn.weight_params(m)}
+        if any(w in left or w not in out and w + "_packed" not in out
+               for w in params.values()):
+            continue  # all of a module's weights quantized, or none
+        new = _rnn.build(m, {p: _codes_of(get, w, out) for p, w in params.items()})
+        if new is not None:
+            new.train(m.training)
+            replacements[id(m)] = new
     for w, name in weight_names.items():
-        if w in left or w not in out and w + "_packed" not in out:
+        if name not in candidates or w in left or w not in out and w + "_packed" not in out:
             continue
         m = candidates[name]
         dev = m.weight.device
-
-        def get(key):
-            dtype_, shape_, data_ = out[key]
-            return _tensors.from_row(dtype_, shape_, data_, True)
 
         if fp16:
             if out[w][0] != "F16":

@@ -28,6 +28,45 @@ def test_module_selection():
                          "modules=")
 
 
+def test_lstm_gru_opt_in():
+    torch.manual_seed(3)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
+            self.gru = nn.GRU(32, 12, batch_first=True)
+            self.proj = nn.LSTM(12, 10, proj_size=4, batch_first=True)
+
+        def forward(self, x):
+            return self.proj(self.gru(self.lstm(x)[0])[0])[0]
+
+    model = Net().eval()
+    x = torch.randn(3, 5, 8)
+    q, skipped = dynamic_quantize(model)
+    assert type(q.lstm) is nn.LSTM and "lstm" in skipped  # the default is unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.nn.quantized import dynamic as nnqd
+        for kw in ({}, {"symmetric": False}, {"per_channel": False}):
+            q, skipped = dynamic_quantize(model, modules={nn.LSTM, nn.GRU}, **kw)
+            assert isinstance(q.lstm, nnqd.LSTM) and isinstance(q.gru, nnqd.GRU), kw
+            assert type(q.proj) is nn.LSTM and "proj" in skipped  # proj_size: no kernel
+            weights = q.lstm._weight_bias()["weight"]
+            for name in ("weight_ih_l1_reverse", "weight_hh_l0"):
+                lib, _ = dynamic_quantize({"w.weight": getattr(model.lstm, name).detach()}, **kw)
+                if "w.weight" in lib:
+                    codes = lib["w.weight"]
+                else:
+                    from monoquant import _layout
+                    codes = _layout.from_file({k[2:]: v for k, v in lib.items()})[0]
+                assert torch.equal(weights[name].int_repr(), codes), (kw, name)
+            with torch.no_grad():
+                c = torch.nn.functional.cosine_similarity(q(x).flatten(0, 1),
+                                                          model(x).flatten(0, 1), dim=1)
+            assert c.min() >= 0.999, (kw, float(c.min()))
+
+
 if __name__ == "__main__":
     pkgtest.need_package()
 
@@ -173,6 +212,45 @@ def test_module_selection():
     pkgtest.expect_error(lambda: dynamic_quantize(model, modules=[3]), "modules=")
     pkgtest.expect_error(lambda: dynamic_quantize(model.state_dict(), modules={nn.Linear}),
                          "modules=")
+
+
+def test_lstm_gru_opt_in():
+    torch.manual_seed(3)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
+            self.gru = nn.GRU(32, 12, batch_first=True)
+            self.proj = nn.LSTM(12, 10, proj_size=4, batch_first=True)
+
+        def forward(self, x):
+            return self.proj(self.gru(self.lstm(x)[0])[0])[0]
+
+    model = Net().eval()
+    x = torch.randn(3, 5, 8)
+    q, skipped = dynamic_quantize(model)
+    assert type(q.lstm) is nn.LSTM and "lstm" in skipped  # the default is unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.nn.quantized import dynamic as nnqd
+        for kw in ({}, {"symmetric": False}, {"per_channel": False}):
+            q, skipped = dynamic_quantize(model, modules={nn.LSTM, nn.GRU}, **kw)
+            assert isinstance(q.lstm, nnqd.LSTM) and isinstance(q.gru, nnqd.GRU), kw
+            assert type(q.proj) is nn.LSTM and "proj" in skipped  # proj_size: no kernel
+            weights = q.lstm._weight_bias()["weight"]
+            for name in ("weight_ih_l1_reverse", "weight_hh_l0"):
+                lib, _ = dynamic_quantize({"w.weight": getattr(model.lstm, name).detach()}, **kw)
+                if "w.weight" in lib:
+                    codes = lib["w.weight"]
+                else:
+                    from monoquant import _layout
+                    codes = _layout.from_file({k[2:]: v for k, v in lib.items()})[0]
+                assert torch.equal(weights[name].int_repr(), codes), (kw, name)
+            with torch.no_grad():
+                c = torch.nn.functional.cosine_similarity(q(x).flatten(0, 1),
+                                                          model(x).flatten(0, 1), dim=1)
+            assert c.min() >= 0.999, (kw, float(c.min()))
 
 
 if __name__ == "__main__":
