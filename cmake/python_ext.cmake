@@ -31,7 +31,7 @@ install(TARGETS monoquant_py LIBRARY DESTINATION monoquant COMPONENT python)
 
 get_filename_component(MQ_PY_SRC ${CMAKE_CURRENT_LIST_DIR}/../python ABSOLUTE)
 file(GLOB MQ_PY_FILES CONFIGURE_DEPENDS RELATIVE ${MQ_PY_SRC} ${MQ_PY_SRC}/*/*.py
-     ${MQ_PY_SRC}/*/py.typed)
+     ${MQ_PY_SRC}/*/py.typed ${MQ_PY_SRC}/*/*.pyi)
 set(MQ_PY_COPIES)
 foreach(f IN LISTS MQ_PY_FILES)
   add_custom_command(OUTPUT ${MQ_PY_DIR}/${f}

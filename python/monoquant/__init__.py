@@ -6,13 +6,16 @@ and FP16 presets) with libmonoquant (C11, OpenCL kernels and a host path).
     q_model, skipped = monoquant.dynamic_quantize(model, dtype=torch.qint8)
     report = monoquant.quantize_dir("model", "model-int8")
     report = monoquant.quantize_dir("model", "model-w4a16", preset="W4A16")
+    model = monoquant.load_quantized("model-int8", model_skeleton)
 
 torch is needed only for nn.Modules and torch tensors, and imported lazily.
 """
 from ._api import devices, dynamic_quantize, presets, quantize_dir, quantize_file
 from ._config import QuantizationConfig
+from ._hf import load_quantized, save_pretrained
 from ._core import VERSION as __version__
 from ._core import QuantizationError
 
 __all__ = ["QuantizationConfig", "QuantizationError", "__version__", "devices",
-           "dynamic_quantize", "presets", "quantize_dir", "quantize_file"]
+           "dynamic_quantize", "load_quantized", "presets", "quantize_dir", "quantize_file",
+           "save_pretrained"]

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +25,8 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
                      per_channel: Optional[bool] = None,
                      config: Union[QuantizationConfig, Mapping[str, Any], None] = None,
                      device: Optional[str] = None, *, preset: Optional[str] = None,
-                     group_size: Union[int, str, None] = None) -> Tuple[Any, List[str]]:
+                     group_size: Union[int, str, None] = None,
+                     modules: Optional[Iterable[Any]] = None) -> Tuple[Any, List[str]]:
     """Quantizes a copy of `model`; returns ``(quantized_copy, skipped)``.
 
     `model` is an ``nn.Module`` (any, including nested containers and Hugging
@@ -36,11 +37,22 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       types; subclasses such as MultiheadAttention's ``out_proj`` stay float)
       becomes a :mod:`monoquant.nn` module holding int8 weights with
       per-output-channel scales (and zero points when asymmetric) and a float
-      bias. `skipped` lists, by qualified name, the leaf modules left alone
-      (e.g. ``"1"`` for the ReLU of ``Sequential(Linear, ReLU, Linear)``).
-    * ``dtype=torch.float16``: every floating parameter and buffer is cast to
-      float16; `skipped` is empty (unless ``exclude`` kept tensors in float,
-      which it then names).
+      bias; on CPU a Linear runs PyTorch's packed quantized kernels on those
+      codes (see :mod:`monoquant.nn`). `skipped` lists, by qualified name, the
+      leaf modules left alone (e.g. ``"1"`` for the ReLU of
+      ``Sequential(Linear, ReLU, Linear)``; ``"(root)"`` for a root module
+      left alone that holds tensors).
+    * A Hugging Face model (``transformers.PreTrainedModel``) follows the
+      file path's rules (:mod:`monoquant._policy`): ``lm_head``, heads tied to
+      another module's weight, router gates (``gate``, ``shared_expert_gate``)
+      and convolutions stay in float, as :func:`quantize_dir` keeps them;
+      ``include`` patterns override this, ``exclude`` wins.
+    * ``dtype=torch.float16``: as torch.ao's float16 dynamic quantization,
+      every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` becomes a ``Float16*``
+      module with an fp16 weight that takes and returns the input's dtype
+      (fp32 in, fp32 out); embeddings, norms and buffers are left as they
+      were. Values beyond the fp16 range warn (``fp16_saturate=True`` clamps
+      them to +-65504).
     * A state_dict gives a state_dict in the library's file layout (``X.weight``
       int8 + ``X.weight_scale``; asymmetric or ``weights_only`` is
       pack-quantized: ``X.weight_packed``, ``X.weight_shape``, packed
@@ -49,6 +61,13 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
       preset works here: int4 is pack-quantized (``X.weight_packed`` eight
       codes per int32), fp8 gives ``torch.float8_e4m3fn`` weights (torch
       inputs only: numpy has no fp8 dtype).
+    * ``modules=`` (an nn.Module only), as torch.ao's ``qconfig_spec``: a set
+      of module types (``{nn.Linear}``) and/or qualified names
+      (``{"0", "encoder.fc1"}``); only the Linear/Conv modules it selects are
+      quantized (the file rules for Hugging Face models still apply).
+      ``nn.LSTM`` / ``nn.GRU`` are quantized only when selected here: they
+      become torch.ao's dynamic LSTM / GRU holding our codes (int8 only; an
+      LSTM with ``proj_size`` stays float).
     * ``preset=`` (see :func:`presets`) sets the scheme first, and the scheme
       arguments given refine it, as with the CLI's ``--preset``; ``group_size``
       sets groups along the input dimension (``-1`` or ``"channel"``: per
@@ -78,12 +97,15 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
     settings = resolve(config, dtype=dtype, symmetric=symmetric, per_channel=per_channel,
                        device=device, preset=preset, group_size=group_size)
     if isinstance(model, Mapping):
+        if modules is not None:
+            raise QuantizationError("modules= selects modules of an nn.Module; a state_dict "
+                                    "takes include/exclude patterns")
         return _quantize_state_dict(model, settings)
     torch = _torch()
     if isinstance(model, torch.nn.Module):
         scheme = _core.scheme(settings)
         if scheme["dtype"] == "fp16":
-            return _cast_module_fp16(model, settings)
+            return _quantize_module(model, settings, fp16=True, modules=modules)
         if scheme["dtype"] != "int8" or scheme["group_size"] or scheme["block_size"]:
             what = scheme["preset"] or scheme["dtype"]
             if scheme["group_size"]:
@@ -92,7 +114,7 @@ def dynamic_quantize(model: Any, dtype: Any = None, symmetric: Optional[bool] = 
                 "%s cannot quantize an nn.Module: monoquant.nn has int8 per-channel and "
                 "per-tensor modules only; quantize its state_dict(), or save it and use "
                 "quantize_file or quantize_dir" % what)
-        return _quantize_module(model, settings)
+        return _quantize_module(model, settings, modules=modules)
     raise QuantizationError("model must be an nn.Module or a state_dict (dict of tensors), got %s"
                             % type(model).__name__)
 
@@ -111,7 +133,8 @@ def _run(rows: List[tuple], settings: Dict[str, Any]):
 
 def _quantize_state_dict(state: Mapping[str, Any], settings: Dict[str, Any]):
     rows, as_torch = _tensors.rows_of(state)
-    outs, skipped, _ = _run(rows, settings)
+    outs, skipped, info = _run(rows, settings)
+    _warn_fp16_overflow(info, settings)
     return _tensors.outputs_dict(outs, as_torch), [name for name, _ in skipped]
 
 
@@ -145,95 +168,133 @@ def _module_error(e: QuantizationError, names: Dict[str, str]) -> QuantizationEr
     return err
 
 
-def _quantize_module(model: Any, settings: Dict[str, Any]):
+def _selector(modules: Optional[Iterable[Any]]) -> Callable[[str, Any], bool]:
+    """qconfig_spec-style selection: module types and qualified names."""
+    if modules is None:
+        return lambda name, m: True
+    if isinstance(modules, (str, type)):
+        modules = [modules]
+    types, names = set(), set()
+    for item in modules:
+        if isinstance(item, type):
+            types.add(item)
+        elif isinstance(item, str):
+            names.add(item)
+        else:
+            raise QuantizationError("modules= takes module types and qualified names, got %r"
+                                    % (item,))
+    return lambda name, m: type(m) in types or name in names
+
+
+def _quantize_module(model: Any, settings: Dict[str, Any], fp16: bool = False,
+                     modules: Optional[Iterable[Any]] = None):
     torch = _torch()
-    from .nn import QUANTIZABLE
+    from . import _policy
+    from .nn import FLOAT16, QUANTIZABLE
+    table = FLOAT16 if fp16 else QUANTIZABLE
+    _policy.check_materialized(model)
     q = copy.deepcopy(model)
+    from . import _rnn
     candidates: Dict[str, Any] = {}
+    rnns: Dict[str, Any] = {}
     weight_names: Dict[str, str] = {}
     rows = []
+    kept = _policy.kept_in_float(q, settings["include"])
+    selected = _selector(modules)
     for name, m in q.named_modules():
-        if type(m) in QUANTIZABLE and isinstance(getattr(m, "weight", None), torch.Tensor):
+        if name in kept or not selected(name, m):
+            continue
+        if type(m) in table and isinstance(getattr(m, "weight", None), torch.Tensor):
             w = name + ".weight" if name else "weight"
             candidates[name] = m
             weight_names[w] = name
             rows.append(_tensors.to_row(w, m.weight))
+        elif modules is not None and not fp16 and _rnn.supported(m):
+            rnns[name] = m
+            for param in _rnn.weight_params(m):
+                w = _rnn.row_name(name, param)
+                weight_names[w] = name
+                rows.append(_tensors.to_row(w, getattr(m, param)))
     run = dict(settings)
-    # Every Linear/Conv is asked for, whatever its name (the library's name rules
-    # keep lm_head and embeddings in float); exclude still wins.
+    # Every candidate is asked for, whatever its name: the library's name rules
+    # are for files, the module rules are _policy's; exclude still wins.
     run["include"] = list(settings["include"]) + [_exact_pattern(w) for w in weight_names]
     try:
-        outs, skipped, _ = _run(rows, run)
+        outs, skipped, info = _run(rows, run)
     except QuantizationError as e:
         raise _module_error(e, weight_names) from None
+    _warn_fp16_overflow(info, settings)
     out = {name: (dtype, shape, data) for name, dtype, shape, data in outs}
     left = {name for name, _ in skipped}
     replacements: Dict[int, Any] = {}
+
+    def get(key):
+        dtype_, shape_, data_ = out[key]
+        return _tensors.from_row(dtype_, shape_, data_, True)
+
+    for name, m in rnns.items():
+        params = {p: _rnn.row_name(name, p) for p in _rnn.weight_params(m)}
+        if any(w in left or w not in out and w + "_packed" not in out
+               for w in params.values()):
+            continue  # all of a module's weights quantized, or none
+        new = _rnn.build(m, {p: _codes_of(get, w, out) for p, w in params.items()})
+        if new is not None:
+            new.train(m.training)
+            replacements[id(m)] = new
     for w, name in weight_names.items():
-        if w in left or w not in out and w + "_packed" not in out:
+        if name not in candidates or w in left or w not in out and w + "_packed" not in out:
             continue
         m = candidates[name]
         dev = m.weight.device
 
-        def get(key):
-            dtype_, shape_, data_ = out[key]
-            return _tensors.from_row(dtype_, shape_, data_, True)
-
-        zp = None
-        if w in out:
-            codes = get(w)
+        if fp16:
+            if out[w][0] != "F16":
+                continue
+            new = table[type(m)](m, get(w).to(dev))
         else:
-            shape = tuple(int(v) for v in get(w + "_shape").tolist())
-            codes = torch.from_numpy(_tensors.unpack_int8(get(w + "_packed").numpy(), shape))
-            if w + "_zero_point" in out:
-                zp = torch.from_numpy(
-                    _tensors.unpack_zero_point(get(w + "_zero_point").numpy(), shape[0]).copy())
-        scale = get(w + "_scale")
-        new = QUANTIZABLE[type(m)](m, codes.to(dev), scale.to(dev),
-                                   None if zp is None else zp.to(dev))
+            codes, scale, zp = _codes_of(get, w, out)
+            new = table[type(m)](m, codes.to(dev), scale.to(dev),
+                                 None if zp is None else zp.to(dev))
+            if w + "_packed" in out:
+                new.weight_format = "pack-quantized"
         new.train(m.training)
         replacements[id(m)] = new
-    leaves = [n for n, m in q.named_modules()
-              if not m._modules and id(m) not in replacements]
-    return _replace(q, replacements), leaves
+    leaves = [n or "(root)" for n, m in q.named_modules()
+              if not m._modules and id(m) not in replacements and _holds_tensors(m, n)]
+    q = _replace(q, replacements)
+    if not fp16 and replacements and _policy.is_hf_model(q):
+        from . import _hf
+        _hf.set_quantization_config(q)
+    return q, leaves
 
 
-def _cast_module_fp16(model: Any, settings: Dict[str, Any]):
+def _holds_tensors(m: Any, name: str) -> bool:
+    """A leaf worth naming as skipped: any module below the root, or a root
+    that holds tensors (an empty container holds nothing to skip)."""
+    return bool(name) or any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+
+
+def _codes_of(get: Callable[[str], Any], w: str, out: Mapping[str, Any]):
+    """(codes, scale, zero point or None) of a weight in the file layout."""
     torch = _torch()
-    q = copy.deepcopy(model)
-    targets: Dict[str, Tuple[Any, str, bool]] = {}
-    rows, seen = [], set()
-    for mod_name, mod in q.named_modules():
-        for kind, table in ((True, mod._parameters), (False, mod._buffers)):
-            for key, t in table.items():
-                if t is None or not t.is_floating_point() or t.dtype == torch.float16:
-                    continue
-                if id(t) in seen:
-                    continue  # shared (tied) tensors are cast once
-                seen.add(id(t))
-                full = "%s.%s" % (mod_name, key) if mod_name else key
-                targets[full] = (mod, key, kind)
-                rows.append(_tensors.to_row(full, t))
-    outs, skipped, _ = _run(rows, settings)
-    new = {name: _tensors.from_row(dtype, shape, data, True) for name, dtype, shape, data in outs}
-    cast: Dict[int, Any] = {}
-    for full, (mod, key, is_param) in targets.items():
-        if full not in new or new[full].dtype != torch.float16:
-            continue
-        old = mod._parameters[key] if is_param else mod._buffers[key]
-        value = new[full].to(old.device)
-        if is_param:
-            old.data = value
-        else:
-            mod._buffers[key] = value
-        cast[id(old)] = value
-    # Tied tensors registered under other names point at the same objects;
-    # buffers are replaced, so repoint the other registrations of a shared buffer.
-    for mod in q.modules():
-        for key, t in list(mod._buffers.items()):
-            if t is not None and id(t) in cast and mod._buffers[key] is not cast[id(t)]:
-                mod._buffers[key] = cast[id(t)]
-    return q, [name for name, _ in skipped]
+    zp = None
+    if w in out:
+        codes = get(w)
+    else:
+        shape = tuple(int(v) for v in get(w + "_shape").tolist())
+        codes = torch.from_numpy(_tensors.unpack_int8(get(w + "_packed").numpy(), shape))
+        if w + "_zero_point" in out:
+            zp = torch.from_numpy(
+                _tensors.unpack_zero_point(get(w + "_zero_point").numpy(), shape[0]).copy())
+    return codes, get(w + "_scale"), zp
+
+
+def _warn_fp16_overflow(info: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    n = int(info.get("fp16_overflow", 0) or 0)
+    if n and not settings.get("fp16_saturate"):
+        import warnings
+        warnings.warn("%d value(s) beyond the fp16 range became +-inf; pass fp16_saturate=True "
+                      "to saturate them to +-65504 instead" % n, RuntimeWarning, stacklevel=3)
 
 
 # ---- files ------------------------------------------------------------------
@@ -273,6 +334,12 @@ def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool)
         raise QuantizationError("'%s' is not a model directory" % src)
     if not want_dir and os.path.isdir(src):
         raise QuantizationError("'%s' is a directory: use quantize_dir" % src)
+    if not want_dir and os.path.exists(src):  # a missing src: the library's message
+        _check_safetensors(src)
+        if os.path.lexists(dst):
+            # One rule for both calls: quantize_dir refuses an existing output.
+            raise QuantizationError("output file '%s' exists: remove it or name another "
+                                    "(an existing output is never overwritten)" % dst)
     callback, bar = _progress_callback(progress, src)
     cfg["progress"] = callback
     tmp = tempfile.mkdtemp(prefix="monoquant-report-")
@@ -285,6 +352,25 @@ def _quantize_path(src: Any, dst: Any, settings: Dict[str, Any], want_dir: bool)
         if bar is not None:
             bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_safetensors(path: str) -> None:
+    """A file that cannot be safetensors (a PyTorch .pt/.bin pickle or zip,
+    anything whose header length exceeds the file) is named as such, rather
+    than by the header length its first bytes happen to spell."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return  # the library reports a missing or unreadable file
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else None
+    if n is None or n > size - 8 or (len(head) > 8 and head[8:9] != b"{"):
+        kind = ""
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            kind = " (it looks like a PyTorch checkpoint: torch.load it and pass its state_dict " \
+                   "to dynamic_quantize, or save it with safetensors first)"
+        raise QuantizationError("'%s' is not a safetensors file%s" % (path, kind))
 
 
 def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
@@ -301,7 +387,9 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     bar on a terminal for runs over a second when tqdm is installed, True
     always when tqdm is installed, False never, or a callable
     ``f(tensors_done, tensors_total, bytes_done, bytes_total, file)``.
-    `dst` appears only when complete. Raises QuantizationError.
+    `dst` appears only when complete; an existing `dst` is refused, as
+    quantize_dir refuses an existing output. Raises QuantizationError (a
+    file that is not safetensors, such as a ``.pt``, is named as such).
     """
     return _quantize_path(src, dst, dict(settings), want_dir=False)
 

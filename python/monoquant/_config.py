@@ -61,6 +61,12 @@ class QuantizationConfig:
     preset: Optional[str] = None
     group_size: Union[int, str, None] = None
 
+    def __post_init__(self) -> None:
+        # A bad value (dtype, preset, an impossible scheme) fails here, at
+        # construction, not at the first call.
+        from . import _core
+        _core.scheme(resolve(self))
+
 
 _INT8 = {"int8", "qint8", "i8", "torch.qint8", "torch.int8"}
 _FP16 = {"fp16", "float16", "half", "f16", "torch.float16", "torch.half"}

@@ -47,17 +47,20 @@ def test_seed_model():
     assert same_state(model, before), "the original changed"
     assert q8 is not model and q16 is not model
     assert "1" in skipped8 and "0" not in skipped8 and "2" not in skipped8, skipped8
-    assert skipped16 == []
+    # fp16 as torch.ao's float16 dynamic quantization: fp16 Linear weights,
+    # the rest as it was, fp32 in and out (fp16 in works too).
+    assert skipped16 == ["1"], skipped16
     x = torch.randn(1, 128)
     assert q8(x).shape == (1, 10)
-    assert q16(x.half()).shape == (1, 10)
-    assert all(p.dtype == torch.float16 for p in q16.parameters())
+    assert q16(x.half()).shape == (1, 10) and q16(x.half()).dtype == torch.float16
+    assert q16(x).dtype == torch.float32
+    assert q16[0].weight_fp16.dtype == torch.float16 and q16[0].bias.dtype == torch.float32
     ratio = nbytes(q8) / nbytes(model)
     assert ratio < 0.35, ratio
     xs = torch.randn(64, 128)
     with torch.no_grad():
         c8 = cos(model(xs), q8(xs), dim=1)
-        c16 = cos(model(xs), q16(xs.half()).float(), dim=1)
+        c16 = cos(model(xs), q16(xs), dim=1)
     assert c8.min() >= 0.999 and c16.min() >= 0.999, (c8.min(), c16.min())
     assert isinstance(q8[0], monoquant.nn.QuantizedLinear)
     assert q8[0].weight_int8.dtype == torch.int8 and q8[0].bias.dtype == torch.float32
@@ -109,7 +112,7 @@ def test_conv():
         assert cos(model(xs), q(xs), dim=1).min() >= 0.999
         for m, x in ((conv1d, torch.randn(5, 4, 9)), (conv3d, torch.randn(2, 2, 3, 4, 4))):
             qm, sk = dynamic_quantize(m)
-            assert sk == [] and isinstance(qm, monoquant.nn.QuantizedLinear.__mro__[1])
+            assert sk == [] and isinstance(qm, monoquant.nn._Int8Weight)
             assert cos(m(x).flatten(1), qm(x).flatten(1), dim=1).min() >= 0.999
 
 
@@ -128,7 +131,9 @@ def test_llama():
     h, _ = dynamic_quantize(model, dtype=torch.float16)
     assert same_state(model, before)
     lin = [n for n, m in model.named_modules() if type(m) is nn.Linear]
-    assert "lm_head" in lin and not set(lin) & set(skipped), skipped
+    # The file path's rule: lm_head stays in float (and is named as skipped).
+    assert "lm_head" in lin and set(lin) & set(skipped) == {"lm_head"}, skipped
+    assert type(q.lm_head) is nn.Linear and torch.equal(q.lm_head.weight, model.lm_head.weight)
     assert "model.embed_tokens" in skipped and "model.norm" in skipped
     with torch.no_grad():
         ref = model(ids).logits.flatten(0, 1)
@@ -300,7 +305,10 @@ def test_files():
         pkgtest.expect_error(lambda: monoquant.quantize_dir(example, dst), "not a model directory")
 
 
-def test_fp16_tied_and_buffers():
+def test_fp16_modules():
+    """fp16 as torch.ao's float16 dynamic quantization: Linear and Conv get
+    fp16 weights, everything else (embeddings, norms, buffers) stays as it
+    was, and fp32 goes in and out."""
     class Tied(nn.Module):
         def __init__(self):
             super().__init__()
@@ -310,12 +318,30 @@ def test_fp16_tied_and_buffers():
             self.norm = nn.BatchNorm1d(8)
             self.register_buffer("steps", torch.tensor(3))
 
-    m = Tied()
+        def forward(self, ids):
+            return self.head(self.norm(self.emb(ids).transpose(1, 2)).transpose(1, 2))
+
+    m = Tied().eval()
     h, skipped = dynamic_quantize(m, dtype=torch.float16)
-    assert skipped == [] and h.head.weight is h.emb.weight
-    assert h.emb.weight.dtype == torch.float16 and h.norm.running_mean.dtype == torch.float16
-    assert h.steps.dtype == torch.int64 and m.emb.weight.dtype == torch.float32
-    assert torch.equal(h.emb.weight, m.emb.weight.half())
+    assert skipped == ["emb", "norm"], skipped
+    assert isinstance(h.head, monoquant.nn.Float16Linear)
+    assert h.head.weight_fp16.dtype == torch.float16 and h.emb.weight.dtype == torch.float32
+    assert h.norm.running_mean.dtype == torch.float32 and h.steps.dtype == torch.int64
+    assert torch.equal(h.head.weight_fp16, m.emb.weight.half())
+    ids = torch.randint(0, 10, (4, 5))
+    with torch.no_grad():
+        y = h(ids)
+        assert y.dtype == torch.float32
+        assert cos(y.flatten(0, 1), m(ids).flatten(0, 1), dim=1).min() >= 0.999
+    if "fbgemm" in torch.backends.quantized.supported_engines:
+        assert h.head.kernel == "packed_fp16", repr(h.head)
+    assert "kernel=" in repr(h.head)
+    conv = nn.Conv2d(3, 4, 3)
+    hc, _ = dynamic_quantize(conv, dtype=torch.float16)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert hc(x).dtype == torch.float32
+        assert cos(hc(x).flatten(1), conv(x).flatten(1), dim=1).min() >= 0.999
 
 
 def test_version_and_alias():

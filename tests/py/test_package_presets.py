@@ -228,7 +228,8 @@ def test_modules():
     assert torch.equal(q[0].weight_int8, asym[0].weight_int8)
     assert torch.equal(q[0].weight_zero_point, asym[0].weight_zero_point)
     h, skipped = dynamic_quantize(model, preset="FP16")
-    assert skipped == [] and all(p.dtype == torch.float16 for p in h.parameters())
+    assert skipped == ["1"] and h[0].weight_fp16.dtype == torch.float16
+    assert isinstance(h[2], monoquant.nn.Float16Linear)
 
 
 if __name__ == "__main__":
