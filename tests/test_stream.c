@@ -195,14 +195,15 @@ static void on_progress(const mq_progress *p, void *user)
     l->bytes_total = p->bytes_total;
 }
 
-/* In-memory reference (host), then the stream on `be`; files and reports must agree. */
-static void check_config(const char *in, mq_config *cfg, mq_backend *be, const char *tag)
+/* In-memory reference on ref_dev, then the stream on `be`; files and reports must agree. */
+static void check_config_ref(const char *in, mq_config *cfg, mq_backend *be, const char *tag,
+                             const char *ref_dev)
 {
     char *ref = tu_join(fx.dir, "ref.safetensors"), *out = tu_join(fx.dir, "out.safetensors");
     mq_model *m, *q;
     mq_report *want, *got = mq_report_new();
     char *saved_dev = cfg->device;
-    cfg->device = (char *)"host";
+    cfg->device = (char *)ref_dev;
     assert_int_equal(mq_model_open(in, &m), MQ_OK);
     assert_int_equal(mq_dynamic_quantize_report(m, cfg, &q, NULL, &want), MQ_OK);
     cfg->device = saved_dev;
@@ -231,6 +232,11 @@ static void check_config(const char *in, mq_config *cfg, mq_backend *be, const c
     mq_model_free(m);
     free(ref);
     free(out);
+}
+
+static void check_config(const char *in, mq_config *cfg, mq_backend *be, const char *tag)
+{
+    check_config_ref(in, cfg, be, tag, "host");
 }
 
 static void run_configs(mq_backend *be)
@@ -944,6 +950,51 @@ static void test_presets(void **state)
     free(in);
 }
 
+/* A row larger than one device buffer: the in-memory path on a device whose
+ * buffers are capped below one row (backend.h, mq_be_quantize_two_pass) and
+ * the stream whose slots are smaller than one row (its split chunks) take the
+ * same two passes, and write the same bytes, for every kind and both
+ * symmetries. */
+static void test_long_rows_two_pass(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *in = write_preset_model(dir);
+    mq_backend *host, *dev = NULL;
+    assert_int_equal(mq_backend_open_host(&host), MQ_OK);
+    const mq_device_sel dc = {.spec = tu_cl_device()};
+    if (mq_backend_open(&dc, &dev) != MQ_OK || strcmp(dev->backend, "opencl") != 0) {
+        mq_backend_free(dev);
+        mq_backend_free(host);
+        tu_rmtree(dir);
+        free(dir);
+        free(in);
+        skip();
+    }
+    /* W8A16, W8A16_ASYM, FP8_DYNAMIC, int4 per channel. */
+    static const int cases[] = {1, 2, 5, 7};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        mq_config cfg;
+        char tag[160], name[64];
+        assert_true(preset_case(cases[k], &cfg, name, sizeof name));
+        /* p.wide.weight's rows are 280 KB: over 16 KiB buffers and the
+         * 64 KiB slots of a 1 MiB limit. */
+        cfg.max_alloc_override = 16384;
+        cfg.memory_limit = 1 << 20;
+        for (int d = 0; d < 2; d++) {
+            mq_backend *be = d ? dev : host;
+            snprintf(tag, sizeof tag, "%s two-pass, stream on %s", name, be->backend);
+            check_config_ref(in, &cfg, be, tag, tu_cl_device());
+        }
+        mq_config_free(&cfg);
+    }
+    mq_backend_free(dev);
+    mq_backend_free(host);
+    tu_rmtree(dir);
+    free(dir);
+    free(in);
+}
+
 /* NaN in a group or a block: the error names the tensor, channel and group
  * (or block). */
 static void test_preset_nan(void **state)
@@ -975,6 +1026,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_preset_nan),
+        cmocka_unit_test(test_long_rows_two_pass),
         cmocka_unit_test(test_host_matches_memory),
         cmocka_unit_test(test_device_matches_memory),
         cmocka_unit_test(test_staging_modes),

@@ -124,11 +124,34 @@ static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const v
  * statistics of each group through b's reduce, the parameters on the host,
  * the codes through b's quantize_values, each in pieces; the same inputs
  * and outputs as quantize. A back end calls it for what its buffers cannot
- * hold, so that path exists once.
+ * hold, and the streaming driver takes the same steps (mq_twopass_*) chunk by
+ * chunk for a group larger than its staging slots, so that path exists once.
  */
 mq_status mq_be_quantize_two_pass(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt,
                                   size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
                                   size_t *bad, struct mq_err_acc *err);
+
+/* One group in two passes, fed a piece at a time: mq_twopass_begin, then
+ * mq_twopass_reduce over every piece of the group, mq_twopass_params once,
+ * then mq_twopass_codes over every piece again. */
+typedef struct {
+    mq_qdesc d;
+    mq_dtype dt;
+    mq_ref_stats stats;
+    float scale; /* set by mq_twopass_params */
+    int8_t zp;
+} mq_twopass;
+
+void mq_twopass_begin(mq_twopass *t, mq_qdesc d, mq_dtype dt);
+/* Folds n more values of the group into its statistics. */
+mq_status mq_twopass_reduce(mq_backend *b, mq_twopass *t, const void *src, size_t n);
+/* The group's scale and zero point from its statistics; MQ_STATUS_E_DATA with
+ * *bad = g when the group holds a NaN or an infinity (the caller names it). */
+mq_status mq_twopass_params(mq_twopass *t, size_t g, size_t *bad);
+/* The codes of n values of the group, one per byte (int4 unpacked), with
+ * their weight error into *err. */
+mq_status mq_twopass_codes(mq_backend *b, const mq_twopass *t, const void *src, size_t n,
+                           void *codes, struct mq_err_acc *err);
 
 /*
  * A back end as the core knows it (ggml-backend's "reg"): its name, how to

@@ -105,23 +105,6 @@ static mq_status next_chunk(mq_stream *s, size_t ti, const mq_chunk **c, const u
     return st;
 }
 
-/* ---- backend steps ---- */
-
-static mq_status do_reduce(mq_stream *s, const void *src, mq_dtype dt, size_t n, mq_ref_stats *st)
-{
-    return s->be->ops->reduce(s->be, src, dt, n, st);
-}
-
-/* Quantized values with the weight error of the n values into *err, in one
- * pass (int4: one code per byte, packed afterwards). */
-static mq_status do_values_err(mq_stream *s, const mq_tplan *tp, const void *src, size_t n,
-                               float scale, int8_t zp, void *q, mq_err_acc *err)
-{
-    const mq_qlayout *l = &tp->lay;
-    return mq_be_quantize_values(s->be, mq_qlayout_desc(l), src, tp->t->dtype, n, scale, zp, q,
-                                 err);
-}
-
 /* ---- progress ---- */
 
 static void progress(mq_stream *s, uint64_t partial, const mq_report_entry *finished)
@@ -210,34 +193,32 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     return MQ_OK;
 }
 
-/* Pass 0 folds the group's statistics chunk by chunk and ends with its
- * parameters; pass 1 quantizes with them, and its first chunk carries the
- * group's scale. */
+/* The two passes of backend.h's mq_twopass over one group, a chunk at a time:
+ * pass 0 folds the group's statistics and ends with its parameters; pass 1
+ * quantizes with them, and its first chunk carries the group's scale. */
 static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const unsigned char *d,
-                             mq_write_job *j, mq_ref_stats *stats, float *scale, int8_t *zp,
-                             mq_err_acc *err)
+                             mq_write_job *j, mq_twopass *tw, mq_err_acc *err)
 {
     const mq_qlayout *l = &tp->lay;
     mq_dtype dt = tp->t->dtype;
-    size_t es = mq_dtype_size(dt);
+    size_t es = mq_dtype_size(dt), bad = 0;
     mq_status st;
     if (c->pass == 1) {
-        if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, j->buf, err)) != MQ_OK) return st;
+        if ((st = mq_twopass_codes(s->be, tw, d, c->count, j->buf, err)) != MQ_OK) return st;
         uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
         size_t nq = mq_qlayout_pack_codes(l, j->buf, e0, c->count);
         add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
         if (c->first) return MQ_OK;
-        mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
+        mq_store_scale(scale_area(s, j->buf), dt, 0, tw->scale);
         add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
-        if (tp->zp_all) tp->zp_all[c->group] = *zp;
+        if (tp->zp_all) tp->zp_all[c->group] = tw->zp;
         return MQ_OK;
     }
-    if (c->first == 0) mq_ref_stats_init(stats);
-    if ((st = do_reduce(s, d, dt, c->count, stats)) != MQ_OK) return st;
+    if (c->first == 0) mq_twopass_begin(tw, mq_qlayout_desc(l), dt);
+    if ((st = mq_twopass_reduce(s->be, tw, d, c->count)) != MQ_OK) return st;
     if (c->first + c->count < tp->cols) return MQ_OK;
-    if (stats->nonfinite) return nonfinite_error(tp, c->group);
-    mq_ref_params(mq_qlayout_desc(l), stats, dt, scale, zp);
-    return MQ_OK;
+    st = mq_twopass_params(tw, c->group, &bad);
+    return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
 }
 
 /* The zero points of a finished tensor, packed as the layout says, handed to
@@ -281,15 +262,12 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
 {
     mq_tplan *tp = &s->tp[ti];
     const mq_tensor *t = tp->t;
-    mq_ref_stats stats;
+    mq_twopass tw = {0}; /* begun by the first chunk of each split group */
     mq_err_acc err;
-    float scale = 0.0f;
-    int8_t zp = 0;
     uint64_t overflow = 0, partial = 0, n = chunk_count(tp, false);
     mq_status st = MQ_OK;
     if (tp->kind == MQ_KIND_COPY)
         st = mq_writer_copy(w, tp->in_off, t->nbytes, s->data_start + tp->out_q);
-    mq_ref_stats_init(&stats);
     mq_err_acc_init(&err);
     /* Zero points are kept for the whole tensor (one byte per group) and
      * written packed at its end: a chunk need not hold whole packed words. */
@@ -307,7 +285,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         if (tp->kind == MQ_KIND_ROWS)
             st = chunk_rows(s, tp, c, d, &j, &err);
         else if (tp->kind == MQ_KIND_SPLIT)
-            st = chunk_split(s, tp, c, d, &j, &stats, &scale, &zp, &err);
+            st = chunk_split(s, tp, c, d, &j, &tw, &err);
         else
             st = chunk_cast(s, tp, c, d, &j, &overflow);
         if (tp->kind != MQ_KIND_SPLIT || c->pass == 1) partial += c->bytes;
@@ -356,7 +334,7 @@ mq_status mq_stream_scan(mq_stream *s)
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
-            if (!stats.nonfinite) st = do_reduce(s, d, tp->t->dtype, c->count, &stats);
+            if (!stats.nonfinite) st = s->be->ops->reduce(s->be, d, tp->t->dtype, c->count, &stats);
             mq_ring_release(s->ring);
         }
         if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
