@@ -24,7 +24,11 @@ mq_status mq_cl_buffer(mq_cl_backend *cb, cl_mem_flags flags, size_t bytes, cl_m
 
 mq_status mq_cl_slot_get(mq_cl_backend *cb, int slot, size_t bytes, cl_mem *out)
 {
-    mq_cl_slot *s = &cb->slots[slot];
+    return mq_cl_slot_grow(cb, &cb->slots[slot], bytes, out);
+}
+
+mq_status mq_cl_slot_grow(mq_cl_backend *cb, mq_cl_slot *s, size_t bytes, cl_mem *out)
+{
     if (!s->mem || s->cap < bytes) {
         mq_cl_release(&s->mem);
         s->cap = 0;

@@ -43,16 +43,7 @@ static mq_status queues(mq_cl_backend *cb)
 
 static mq_status pipe_buffer(mq_cl_backend *cb, int set, int slot, size_t bytes, cl_mem *out)
 {
-    mq_cl_slot *s = &cb->pipe[set][slot];
-    if (!s->mem || s->cap < bytes) {
-        mq_cl_release(&s->mem);
-        s->cap = 0;
-        mq_status st = mq_cl_buffer(cb, CL_MEM_READ_WRITE, bytes, &s->mem);
-        if (st != MQ_OK) return st;
-        s->cap = bytes;
-    }
-    *out = s->mem;
-    return MQ_OK;
+    return mq_cl_slot_grow(cb, &cb->pipe[set][slot], bytes, out);
 }
 
 static void release_event(cl_event *e)

@@ -59,13 +59,11 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
     size_t chunks = (rows + rpc - 1) / rpc;
     size_t tpr = mq_cl_threads_per_row(cb, cols);
     cl_uint tpr_a = (cl_uint)tpr, bs_a = (cl_uint)bs;
-    /* The fused kernel's two scheme arguments (cl_qrows.c): symmetric and
-     * code_xor for int8 (codes as they are), kind and symmetric for the
-     * others (numerics.cl's MQ_QK_INT4 = 1, MQ_QK_FP8 = 2). */
-    cl_int kind_a = kind == MQ_QK_INT4 ? 1 : 2, sym_a = symmetric ? 1 : 0;
-    cl_uchar cx_a = 0;
-    mq_cl_arg a4 = int8 ? (mq_cl_arg)MQ_CL_ARG(sym_a) : (mq_cl_arg)MQ_CL_ARG(kind_a);
-    mq_cl_arg a5 = int8 ? (mq_cl_arg)MQ_CL_ARG(cx_a) : (mq_cl_arg)MQ_CL_ARG(sym_a);
+    /* The fused kernel's two scheme arguments, as cl_qrows.c passes them
+     * (codes as they are). */
+    mq_qdesc kd = mq_qd(kind, symmetric);
+    mq_cl_kind_args ka;
+    mq_cl_kind_args_init(&ka, kd);
     cl_ulong cols_a = cols, nbc_a = nbc;
     size_t n_scales = blocks ? (rows + bs - 1) / bs * nbc : rows;
     /* Input, codes, scales and zero points; the int8 figures have always
@@ -105,18 +103,9 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
             cl_ulong n_a = rows - r0 < rpc ? rows - r0 : rpc;
             size_t items;
             cl_kernel k, ke;
-            mq_cl_arg rargs[] = {MQ_CL_ARG(in),
-                                 MQ_CL_ARG(n_a),
-                                 MQ_CL_ARG(cols_a),
-                                 MQ_CL_ARG(tpr_a),
-                                 a4,
-                                 a5,
-                                 MQ_CL_ARG(q),
-                                 MQ_CL_ARG(scale),
-                                 MQ_CL_ARG(zp),
-                                 MQ_CL_ARG(bad),
-                                 MQ_CL_ARG(esum),
-                                 MQ_CL_ARG(ecl)};
+            mq_cl_arg rargs[] = {MQ_CL_ARG(in), MQ_CL_ARG(n_a), MQ_CL_ARG(cols_a), MQ_CL_ARG(tpr_a),
+                                 ka.a4,         ka.a5,          MQ_CL_ARG(q),      MQ_CL_ARG(scale),
+                                 MQ_CL_ARG(zp), MQ_CL_ARG(bad), MQ_CL_ARG(esum),   MQ_CL_ARG(ecl)};
             mq_cl_arg bargs[] = {MQ_CL_ARG(in),     MQ_CL_ARG(n_a),   MQ_CL_ARG(cols_a),
                                  MQ_CL_ARG(cols_a), MQ_CL_ARG(bs_a),  MQ_CL_ARG(nbc_a),
                                  MQ_CL_ARG(q),      MQ_CL_ARG(scale), MQ_CL_ARG(bad),

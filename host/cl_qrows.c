@@ -131,21 +131,19 @@ done:
     return st;
 }
 
-/* The kernel and its two scheme arguments for kind d: symmetric and
- * code_xor for int8, kind and symmetric for int4/fp8 (numerics.cl's
- * MQ_QK_INT4 = 1, MQ_QK_FP8 = 2). */
+/* The fused kernel of kind d: int8's own (its codes relabelled in place) or
+ * the one of every other kind, with the scheme arguments of
+ * mq_cl_kind_args. */
 mq_status mq_cl_rows_fused(mq_cl_backend *cb, mq_qdesc d, const uint8_t *src, mq_dtype dt,
                            size_t rows, size_t cols, uint8_t *q, uint8_t *scale, int8_t *zp,
                            size_t *bad_row, mq_err_acc *err)
 {
-    bool int8 = d.kind == MQ_QK_INT8, want_zp = !d.symmetric && d.kind != MQ_QK_FP8;
-    cl_int sym_a = d.symmetric ? 1 : 0, kind_a = d.kind == MQ_QK_INT4 ? 1 : 2;
-    cl_uchar cx_a = d.code_xor;
-    cl_kernel k = int8 ? (err ? cb->fused_err[dt] : cb->fused[dt])
-                       : (err ? cb->rows_k_err[dt] : cb->rows_k[dt]);
-    mq_cl_arg a4 = int8 ? (mq_cl_arg)MQ_CL_ARG(sym_a) : (mq_cl_arg)MQ_CL_ARG(kind_a);
-    mq_cl_arg a5 = int8 ? (mq_cl_arg)MQ_CL_ARG(cx_a) : (mq_cl_arg)MQ_CL_ARG(sym_a);
-    return rows_fused(cb, k, err != NULL, a4, a5, src, dt, rows, cols,
+    bool want_zp = !d.symmetric && d.kind != MQ_QK_FP8;
+    mq_cl_kind_args ka;
+    mq_cl_kind_args_init(&ka, d);
+    cl_kernel k = d.kind == MQ_QK_INT8 ? (err ? cb->fused_err[dt] : cb->fused[dt])
+                                       : (err ? cb->rows_k_err[dt] : cb->rows_k[dt]);
+    return rows_fused(cb, k, err != NULL, ka.a4, ka.a5, src, dt, rows, cols,
                       mq_qkind_row_bytes(d.kind, cols), q, scale, want_zp ? zp : NULL, bad_row,
                       err);
 }

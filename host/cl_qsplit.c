@@ -124,7 +124,7 @@ static mq_status values_k_once(mq_cl_backend *cb, const void *src, mq_dtype dt, 
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, (first + 7) / 8 * 8, &w.q)) != MQ_OK ||
         (err && (st = mq_cl_err_buffers(cb, &w, mq_cl_fixed_groups(cb, first))) != MQ_OK))
         goto done;
-    cl_int kind_a = kind == MQ_QK_INT4 ? 1 : 2, pack_a = 0; /* numerics.cl's kinds */
+    cl_int kind_a = (cl_int)kind, pack_a = 0; /* numerics.cl numbers kinds as qkind.h */
     cl_float s_a = scale, z_a = (float)zp;
     const uint8_t *p = src;
     for (size_t c0 = 0; c0 < n; c0 += piece) {

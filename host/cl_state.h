@@ -109,9 +109,40 @@ typedef struct {
         sizeof(x), &(x)                                                                            \
     }
 
+/* The fused rows kernel's two scheme arguments (arguments 4 and 5 of
+ * quantize.cl's rows kernels): symmetric and code_xor for int8, kind and
+ * symmetric for the other kinds. a4 and a5 point into the struct itself, so
+ * it is filled where it is used and never copied. */
+typedef struct {
+    cl_int sym, kind;
+    cl_uchar code_xor;
+    mq_cl_arg a4, a5;
+} mq_cl_kind_args;
+
+/* numerics.cl numbers the kinds as qkind.h does: the descriptor's kind is
+ * the kernel's kind argument as it is. */
+_Static_assert(MQ_QK_INT8 == 0 && MQ_QK_INT4 == 1 && MQ_QK_FP8 == 2,
+               "qkind.h and numerics.cl number the kinds alike");
+
+static inline void mq_cl_kind_args_init(mq_cl_kind_args *k, mq_qdesc d)
+{
+    k->sym = d.symmetric ? 1 : 0;
+    k->kind = (cl_int)d.kind;
+    k->code_xor = d.code_xor;
+    if (d.kind == MQ_QK_INT8) {
+        k->a4 = (mq_cl_arg)MQ_CL_ARG(k->sym);
+        k->a5 = (mq_cl_arg)MQ_CL_ARG(k->code_xor);
+    } else {
+        k->a4 = (mq_cl_arg)MQ_CL_ARG(k->kind);
+        k->a5 = (mq_cl_arg)MQ_CL_ARG(k->sym);
+    }
+}
+
 mq_status mq_cl_buffer(mq_cl_backend *cb, cl_mem_flags flags, size_t bytes, cl_mem *out);
 /* The kept buffer of `slot`, grown to hold `bytes`; the backend owns it. */
 mq_status mq_cl_slot_get(mq_cl_backend *cb, int slot, size_t bytes, cl_mem *out);
+/* Kept buffer s (a slot or a pipeline buffer), grown to hold `bytes`. */
+mq_status mq_cl_slot_grow(mq_cl_backend *cb, mq_cl_slot *s, size_t bytes, cl_mem *out);
 /* Non-blocking transfers on the in-order queue; mq_cl_finish waits for them. */
 mq_status mq_cl_write(mq_cl_backend *cb, cl_mem buf, size_t bytes, const void *src);
 mq_status mq_cl_read(mq_cl_backend *cb, cl_mem buf, size_t bytes, void *dst);
