@@ -1,12 +1,12 @@
 /* mq_config: defaults, owned pattern lists and device string, and the JSON
  * config file. A file that fails to load leaves the config as it was, so a
  * caller never runs with half of a broken file applied. */
+#include "config.h"
 #include "monoquant.h"
 
 #include "error.h"
 #include "infile.h"
-#include "plan.h"
-#include "scheme.h"
+#include "pattern.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -9,16 +9,12 @@
 #include "dtype.h"
 #include "error.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <fnmatch.h>
 #include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RE_PREFIX "re:"
-#define RE_PREFIX_LEN 3
 
 /* Bounds on one regex match: a pattern that needs more (catastrophic
  * backtracking, as "(a+)+$" on a long name) is an error, not a hang. */
@@ -72,57 +68,6 @@ static const char *const router_modules[] = {"gate", "router", "shared_expert_ga
  * DBRX's and JetMoE's router.layer, Switch's and NLLB-MoE's
  * router.classifier, Hunyuan's gate.wg. */
 static const char *const router_parents[] = {"gate", "router"};
-
-static bool is_regex(const char *p)
-{
-    return strncmp(p, RE_PREFIX, RE_PREFIX_LEN) == 0;
-}
-
-/* Compiles the regex of an "re:" pattern with Python re's meaning for the
- * common syntax; anchoring at the start only happens at match time. */
-static mq_status compile_regex(const char *pat, pcre2_code **re)
-{
-    const char *body = pat + RE_PREFIX_LEN;
-    int code;
-    PCRE2_SIZE at;
-    *re = NULL;
-    if (*body == '\0') return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '%s': empty regex", pat);
-    *re = pcre2_compile((PCRE2_SPTR)body, PCRE2_ZERO_TERMINATED, 0, &code, &at, NULL);
-    if (!*re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '%s': %s at offset %zu", pat,
-                            (const char *)msg, (size_t)at);
-    }
-    return MQ_OK;
-}
-
-mq_status mq_pattern_check(const char *pat)
-{
-    pcre2_code *re;
-    mq_status st;
-
-    if (!pat) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "pattern: NULL");
-    if (*pat == '\0') return mq_set_error(MQ_STATUS_E_CONFIG, "pattern '': empty pattern");
-    if (!is_regex(pat)) return MQ_OK;
-    if ((st = compile_regex(pat, &re)) != MQ_OK) return st;
-    pcre2_code_free(re);
-    return MQ_OK;
-}
-
-/* Unlike mq_pattern_check, leaves the last error alone: a query is not a failure. */
-bool mq_pattern_valid(const char *pat)
-{
-    int code;
-    PCRE2_SIZE at;
-    if (!pat || *pat == '\0') return false;
-    if (!is_regex(pat)) return true;
-    if (pat[RE_PREFIX_LEN] == '\0') return false;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat + RE_PREFIX_LEN), PCRE2_ZERO_TERMINATED, 0,
-                                   &code, &at, NULL);
-    pcre2_code_free(re);
-    return re != NULL;
-}
 
 /* re.match: anchored at the start of the name, not at its end (a "$" in the
  * pattern does that). A match that exceeds the limits is recorded as the
@@ -180,8 +125,8 @@ static mq_status set_build(pattern_set *s, const char *const *pats, size_t n)
         if (st != MQ_OK) return st;
         if (!(p->text = strdup(pats[i])))
             return mq_set_error(MQ_STATUS_E_NOMEM, "planner: out of memory");
-        p->is_re = is_regex(p->text);
-        if (p->is_re && (st = compile_regex(p->text, &p->re)) != MQ_OK) {
+        p->is_re = mq_pattern_is_regex(p->text);
+        if (p->is_re && (st = mq_pattern_compile(p->text, &p->re)) != MQ_OK) {
             free(p->text);
             return st;
         }

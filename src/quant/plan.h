@@ -4,6 +4,7 @@
 #define MQ_PLAN_H
 
 #include "monoquant.h"
+#include "pattern.h"
 #include "scheme.h"
 
 typedef struct mq_planner mq_planner;
@@ -37,15 +38,5 @@ mq_status mq_planner_error(const mq_planner *p);
  * listed in compressed-tensors' ignore when it stays in float. */
 bool mq_planner_is_linear(const mq_planner *p, const char *name, mq_dtype dtype, int rank);
 void mq_planner_free(mq_planner *p);
-
-/* Shell glob (fnmatch, '*' crosses '.'; a name without wildcards matches
- * exactly) or "re:REGEX" (Python re syntax through PCRE2, anchored at the
- * start as re.match, as compressed-tensors matches). The planner tries a
- * pattern on the tensor name and on its module name (the name without its
- * last ".param"), so "lm_head" matches "lm_head.weight". */
-bool mq_pattern_valid(const char *pattern);
-/* As mq_pattern_valid, but returns MQ_STATUS_E_CONFIG with a message naming
- * the pattern and the cause (regerror's text, or "empty pattern"). */
-mq_status mq_pattern_check(const char *pattern);
 
 #endif

@@ -7,6 +7,7 @@
 #define MQ_SCHEME_H
 
 #include "backend.h"
+#include "config.h"
 #include "monoquant.h"
 #include "reference.h"
 
@@ -90,14 +91,6 @@ typedef struct {
     void *progress_user;
     mq_device_sel device;
 } mq_settings;
-
-/* MQ_OK when cfg is a config this library can read: not NULL, and filled by
- * mq_config_init() from a header whose mq_config it knows (struct_size);
- * else MQ_STATUS_E_INVALID_ARG saying which. Every public call that takes a
- * config checks it first. */
-mq_status mq_config_usable(const mq_config *cfg);
-/* The same test without a message. */
-bool mq_config_size_ok(const mq_config *cfg);
 
 /* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why
  * when they form no scheme the library writes (e.g. groups with W8A8). */
