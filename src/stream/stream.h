@@ -10,15 +10,10 @@
 #include "monoquant.h"
 #include "plan.h"
 #include "scheme.h"
+#include "totals.h"
 
 #define MQ_DEFAULT_MEMORY_LIMIT (1ULL << 30)
 
-/* Totals handed to the progress callback across several files (a sharded
- * directory); NULL for a single file. */
-typedef struct {
-    size_t tensors_done, tensors_total;
-    uint64_t bytes_done, bytes_total;
-} mq_stream_totals;
 
 /*
  * Quantizes `in_path` into `out_path` (written atomically through

@@ -7,7 +7,8 @@
 #include "outfile.h"
 #include "reference.h"
 #include "ring.h"
-#include "stream.h"
+#include "scheme.h"
+#include "totals.h"
 
 #include <sys/stat.h>
 #include <time.h>
