@@ -2,7 +2,7 @@
  * one (CLBlast SGEMM on OpenCL devices), else the backend's dequantize and a
  * plain GEMM with a fixed summation order; mq_linear_forward; the seeded
  * normal inputs. */
-#include "eval.h"
+#include "evalfwd.h"
 
 #include "devset.h"
 #include "dtype.h"

@@ -1,6 +1,6 @@
 /* The result of mq_eval_files: per-layer output errors, worst first, their
  * summary, the device that ran the GEMMs, and the JSON report. */
-#include "eval.h"
+#include "evalresult.h"
 
 #include "error.h"
 #include "outfile.h"
