@@ -23,26 +23,18 @@ static void release_program(mq_cl_backend *cb)
     cl_kernel *all[] = {cb->fused,     cb->fused_err,    cb->stats,  cb->fixed,
                         cb->fixed_err, cb->dequant,      cb->rows_k, cb->rows_k_err,
                         cb->values_k,  cb->values_k_err, cb->blocks, cb->blocks_err};
+    /* Every table holds one kernel per dtype of dt_suffix but F64 (3). */
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        for (int d = 0; d < 3; d++)
+        for (int d = 0; d < 3; d++) {
             if (all[i][d]) clReleaseKernel(all[i][d]);
-    for (int d = 0; d < 4; d++)
+            all[i][d] = NULL;
+        }
+    for (int d = 0; d < 4; d++) {
         if (cb->cast[d]) clReleaseKernel(cb->cast[d]);
+        cb->cast[d] = NULL;
+    }
     if (cb->div_check) clReleaseKernel(cb->div_check);
     if (cb->prog) clReleaseProgram(cb->prog);
-    memset(cb->fused, 0, sizeof cb->fused);
-    memset(cb->fused_err, 0, sizeof cb->fused_err);
-    memset(cb->stats, 0, sizeof cb->stats);
-    memset(cb->fixed, 0, sizeof cb->fixed);
-    memset(cb->fixed_err, 0, sizeof cb->fixed_err);
-    memset(cb->dequant, 0, sizeof cb->dequant);
-    memset(cb->rows_k, 0, sizeof cb->rows_k);
-    memset(cb->rows_k_err, 0, sizeof cb->rows_k_err);
-    memset(cb->values_k, 0, sizeof cb->values_k);
-    memset(cb->values_k_err, 0, sizeof cb->values_k_err);
-    memset(cb->blocks, 0, sizeof cb->blocks);
-    memset(cb->blocks_err, 0, sizeof cb->blocks_err);
-    memset(cb->cast, 0, sizeof cb->cast);
     cb->div_check = NULL;
     cb->prog = NULL;
 }
