@@ -31,7 +31,7 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
                                  size_t rows, size_t cols, int iters, mq_cl_profile *out)
 {
     const mq_qkind kind = d.kind;
-    const bool symmetric = d.symmetric || kind == MQ_QK_FP8, int8 = kind == MQ_QK_INT8;
+    const bool symmetric = !mq_qdesc_has_zp(d), int8 = kind == MQ_QK_INT8;
     const size_t bs = d.block;
     mq_cl_backend *cb = (mq_cl_backend *)b;
     mq_status st = MQ_OK;

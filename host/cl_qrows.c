@@ -138,7 +138,7 @@ mq_status mq_cl_rows_fused(mq_cl_backend *cb, mq_qdesc d, const uint8_t *src, mq
                            size_t rows, size_t cols, uint8_t *q, uint8_t *scale, int8_t *zp,
                            size_t *bad_row, mq_err_acc *err)
 {
-    bool want_zp = !d.symmetric && d.kind != MQ_QK_FP8;
+    bool want_zp = mq_qdesc_has_zp(d);
     mq_cl_kind_args ka;
     mq_cl_kind_args_init(&ka, d);
     cl_kernel k = d.kind == MQ_QK_INT8 ? (err ? cb->fused_err[dt] : cb->fused[dt])

@@ -97,7 +97,7 @@ static mq_status host_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dt
                    .cols = cols,
                    .q = q,
                    .scale = scale,
-                   .zp = d.symmetric || d.kind == MQ_QK_FP8 ? NULL : zp,
+                   .zp = mq_qdesc_has_zp(d) ? zp : NULL,
                    .parts = host_parts(b, (rows + gr - 1) / gr, rows * cols * mq_dtype_size(dt)),
                    .want_err = err != NULL};
     for (unsigned k = 0; k < j.parts; k++) {

@@ -84,7 +84,7 @@ mq_status mq_be_quantize_two_pass(mq_backend *b, mq_qdesc d, const void *src, mq
         if (st == MQ_OK) st = mq_twopass_params(&t, g, bad);
         if (st != MQ_OK) break;
         mq_store_scale(scale, dt, g, t.scale);
-        if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = t.zp;
+        if (zp && mq_qdesc_has_zp(d)) zp[g] = t.zp;
         for (size_t r = r0; r < r1 && st == MQ_OK; r++)
             st = row_codes(b, &t, in + (r * cols + c0) * es, nc, out + r * qb, c0, tmp, err);
     }

@@ -29,10 +29,22 @@ typedef struct {
     size_t block;
 } mq_qdesc;
 
+/* Whether kind k has zero points when asymmetric (FP8 is symmetric only). */
+static inline bool mq_qkind_has_zp(mq_qkind k)
+{
+    return k != MQ_QK_FP8;
+}
+
+/* Whether a call of d writes zero points. */
+static inline bool mq_qdesc_has_zp(mq_qdesc d)
+{
+    return !d.symmetric && mq_qkind_has_zp(d.kind);
+}
+
 /* The plain descriptor of kind k: rows, no relabelling. */
 static inline mq_qdesc mq_qd(mq_qkind k, bool symmetric)
 {
-    return (mq_qdesc){.kind = k, .symmetric = symmetric || k == MQ_QK_FP8};
+    return (mq_qdesc){.kind = k, .symmetric = symmetric || !mq_qkind_has_zp(k)};
 }
 
 /* FP8 in bs x bs blocks. */

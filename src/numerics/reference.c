@@ -393,7 +393,7 @@ mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, s
     }
     mq_ref_params(d, st, dt, s, z);
     mq_store_scale(scale, dt, g, *s);
-    if (!d.symmetric && zp && d.kind != MQ_QK_FP8) zp[g] = *z;
+    if (zp && mq_qdesc_has_zp(d)) zp[g] = *z;
     return MQ_OK;
 }
 
