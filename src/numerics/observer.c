@@ -1,0 +1,177 @@
+/* The MSE observer's search (see observer.h for the exact rule). */
+#include "observer.h"
+
+#include "reference.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+mq_obs_mse mq_obs_mse_defaults(void)
+{
+    return (mq_obs_mse){.maxshrink = 0.2, .grid = 100.0, .norm = 2.4, .patience = 5};
+}
+
+size_t mq_obs_mse_steps(const mq_obs_mse *o)
+{
+    double n = o->maxshrink * o->grid; /* Python's int() of the same double */
+    return n >= 1.0 ? (size_t)n : 0;
+}
+
+float mq_obs_mse_factor(const mq_obs_mse *o, size_t i)
+{
+    return (float)(1.0 - (double)i / o->grid);
+}
+
+/* The statistics of a group shrunk by p, as torch multiplies an fp32 tensor
+ * by a scalar: one fp32 product each. */
+static mq_ref_stats shrink(const mq_ref_stats *st, float p)
+{
+    mq_ref_stats c = *st;
+    c.lo = st->lo * p;
+    c.hi = st->hi * p;
+    c.amax = st->amax * p;
+    return c;
+}
+
+/* compressed-tensors' fake_quantize of one value with fixed parameters. */
+static float fake_quant(mq_qdesc d, float w, float s, float z)
+{
+    const float qmin = mq_qkind_qmin(d.kind), qmax = mq_qkind_qmax(d.kind);
+    if (d.kind == MQ_QK_FP8) return mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w / s, qmin), qmax))) * s;
+    float q = fminf(fmaxf(rintf(w / s + z), qmin), qmax);
+    return (q - z) * s;
+}
+
+typedef struct {
+    mq_qdesc d;
+    const unsigned char *in;
+    mq_dtype dt;
+    size_t rows, cols, r0, r1, c0, nc;
+} group_view;
+
+static void view_group(group_view *v, size_t g)
+{
+    mq_qdesc_group(v->d, v->rows, v->cols, g, &v->r0, &v->r1, &v->c0, &v->nc);
+}
+
+static const unsigned char *row_at(const group_view *v, size_t r)
+{
+    return v->in + (r * v->cols + v->c0) * mq_dtype_size(v->dt);
+}
+
+static bool group_stats(const group_view *v, mq_ref_stats *st)
+{
+    mq_ref_stats_init(st);
+    for (size_t r = v->r0; r < v->r1; r++) mq_ref_stats_update(st, row_at(v, r), v->dt, v->nc);
+    return !st->nonfinite;
+}
+
+/* Sum of |fake_quantize(w) - w|^norm over the group, in fp32. */
+static float group_error(const group_view *v, float s, int8_t zp, float norm)
+{
+    float sum = 0.0f, z = (float)zp;
+    for (size_t r = v->r0; r < v->r1; r++) {
+        const unsigned char *row = row_at(v, r);
+        for (size_t i = 0; i < v->nc; i++) {
+            float w = mq_load_f32(row, v->dt, i);
+            sum += powf(fabsf(fake_quant(v->d, w, s, z) - w), norm);
+        }
+    }
+    return sum;
+}
+
+size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o)
+{
+    return (mq_obs_mse_steps(o) + 7) / 8;
+}
+
+/* Searches every step of one group; sets bit i of mask (mask_bytes of them)
+ * and improved[i] where its error fell below its best so far. */
+static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats *st, mq_dtype sdt,
+                   uint8_t *mask, bool *improved)
+{
+    float best = FLT_MAX, norm = (float)o->norm;
+    size_t steps = mq_obs_mse_steps(o);
+    for (size_t i = 0; i < steps; i++) {
+        mq_ref_stats c = shrink(st, mq_obs_mse_factor(o, i));
+        float s;
+        int8_t z;
+        mq_ref_params(v->d, &c, sdt, &s, &z);
+        float e = group_error(v, s, z, norm);
+        if (e < best) {
+            best = e;
+            mask[i / 8] |= (uint8_t)(1u << (i % 8));
+            if (improved) improved[i] = true;
+        }
+    }
+}
+
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
+                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+{
+    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
+    size_t groups = mq_qdesc_scales(d, rows, cols), mb = mq_obs_mse_mask_bytes(o);
+    memset(mask, 0, groups * mb);
+    for (size_t g = 0; g < groups; g++) {
+        mq_ref_stats st;
+        view_group(&v, g);
+        if (!group_stats(&v, &st)) {
+            if (bad) *bad = g;
+            return MQ_STATUS_E_DATA;
+        }
+        search(&v, o, &st, dt, mask + g * mb, improved);
+    }
+    return MQ_OK;
+}
+
+size_t mq_obs_mse_limit(const mq_obs_mse *o, const bool *improved)
+{
+    size_t steps = mq_obs_mse_steps(o);
+    unsigned idle = 0;
+    for (size_t i = 0; i < steps; i++) {
+        if (improved[i]) {
+            idle = 0;
+        } else if (++idle >= o->patience) {
+            return i + 1; /* step i ran; the loop breaks after it */
+        }
+    }
+    return steps;
+}
+
+size_t mq_obs_mse_best(const mq_obs_mse *o, const uint8_t *mask, size_t limit)
+{
+    (void)o;
+    /* The last improvement before the stop is the group's smallest error;
+     * none (every error inf or NaN) keeps the unshrunk range, step 0. */
+    for (size_t i = limit; i-- > 0;)
+        if (mask[i / 8] & (1u << (i % 8))) return i;
+    return 0;
+}
+
+mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, const uint8_t *mask,
+                              const void *src, mq_dtype dt, size_t rows, size_t cols, void *q,
+                              void *scale, int8_t *zp, size_t *bad)
+{
+    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
+    unsigned char *out = q;
+    size_t groups = mq_qdesc_scales(d, rows, cols), qb = mq_qkind_row_bytes(d.kind, cols);
+    size_t mb = mq_obs_mse_mask_bytes(o);
+    for (size_t g = 0; g < groups; g++) {
+        mq_ref_stats st;
+        view_group(&v, g);
+        if (!group_stats(&v, &st)) {
+            if (bad) *bad = g;
+            return MQ_STATUS_E_DATA;
+        }
+        /* The observer keeps the best (p lo, p hi); the compressor takes
+         * calculate_qparams of them again, which is the candidate's own. */
+        mq_ref_stats c = shrink(&st, mq_obs_mse_factor(o, mq_obs_mse_best(o, mask + g * mb, limit)));
+        float s;
+        int8_t z;
+        mq_ref_group_params(d, &c, dt, g, scale, zp, bad, &s, &z);
+        for (size_t r = v.r0; r < v.r1; r++)
+            mq_ref_put_codes(d, row_at(&v, r), dt, v.nc, s, z, out + r * qb, v.c0, cols);
+    }
+    return MQ_OK;
+}
