@@ -18,15 +18,16 @@
 #include <strings.h>
 
 /* The size of the first mq_config that had struct_size (0.2.0): everything
- * up to the observer fields. A later library accepts every size from this one
- * to its own, giving the fields a smaller config lacks their defaults (all of
- * them 0), so the whole-struct copies in mq_config_load_json (saved, rollback)
- * copy struct_size bytes, not sizeof(mq_config). */
+ * up to the observer fields. The library accepts that size and its own (no
+ * size in between was ever released), giving the fields a smaller config
+ * lacks their defaults (all of them 0), so the whole-struct copies in
+ * mq_config_load_json (saved, rollback) copy struct_size bytes, not
+ * sizeof(mq_config). */
 #define CONFIG_SIZE_0_2 offsetof(mq_config, observer)
 
 static bool known_size(size_t size)
 {
-    return size >= CONFIG_SIZE_0_2 && size <= sizeof(mq_config);
+    return size == CONFIG_SIZE_0_2 || size == sizeof(mq_config);
 }
 
 bool mq_config_size_ok(const mq_config *cfg)
