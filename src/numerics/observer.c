@@ -5,6 +5,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 mq_obs_mse mq_obs_mse_defaults(void)
@@ -34,20 +35,13 @@ static mq_ref_stats shrink(const mq_ref_stats *st, float p)
     return c;
 }
 
-/* compressed-tensors' fake_quantize of one value with fixed parameters. */
-static float fake_quant(mq_qdesc d, float w, float s, float z)
-{
-    const float qmin = mq_qkind_qmin(d.kind), qmax = mq_qkind_qmax(d.kind);
-    if (d.kind == MQ_QK_FP8) return mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w / s, qmin), qmax))) * s;
-    float q = fminf(fmaxf(rintf(w / s + z), qmin), qmax);
-    return (q - z) * s;
-}
-
 typedef struct {
     mq_qdesc d;
     const unsigned char *in;
     mq_dtype dt;
     size_t rows, cols, r0, r1, c0, nc;
+    float *vals; /* the group's values in fp32, gathered once for every step */
+    size_t n;
 } group_view;
 
 static void view_group(group_view *v, size_t g)
@@ -60,23 +54,44 @@ static const unsigned char *row_at(const group_view *v, size_t r)
     return v->in + (r * v->cols + v->c0) * mq_dtype_size(v->dt);
 }
 
-static bool group_stats(const group_view *v, mq_ref_stats *st)
+/* The largest group of a call, for the gathered values. */
+static size_t max_group(mq_qdesc d, size_t cols)
+{
+    return d.block ? d.block * d.block : cols;
+}
+
+/* The group's statistics and its values gathered; false on NaN/Inf. */
+static bool group_stats(group_view *v, mq_ref_stats *st)
 {
     mq_ref_stats_init(st);
-    for (size_t r = v->r0; r < v->r1; r++) mq_ref_stats_update(st, row_at(v, r), v->dt, v->nc);
+    v->n = 0;
+    for (size_t r = v->r0; r < v->r1; r++) {
+        const unsigned char *row = row_at(v, r);
+        mq_ref_stats_update(st, row, v->dt, v->nc);
+        for (size_t i = 0; i < v->nc; i++) v->vals[v->n++] = mq_load_f32(row, v->dt, i);
+    }
     return !st->nonfinite;
 }
 
-/* Sum of |fake_quantize(w) - w|^norm over the group, in fp32. */
+/* Sum of |fake_quantize(w) - w|^norm over the group, in fp32, in value order:
+ * compressed-tensors' fake_quantize with fixed parameters (int: the code
+ * clamp(rint(w / s + zp)) back to (q - zp) * s; FP8: the e4m3 value of
+ * clamp(w / s, +-448) times s). */
 static float group_error(const group_view *v, float s, int8_t zp, float norm)
 {
-    float sum = 0.0f, z = (float)zp;
-    for (size_t r = v->r0; r < v->r1; r++) {
-        const unsigned char *row = row_at(v, r);
-        for (size_t i = 0; i < v->nc; i++) {
-            float w = mq_load_f32(row, v->dt, i);
-            sum += powf(fabsf(fake_quant(v->d, w, s, z) - w), norm);
+    const float qmin = mq_qkind_qmin(v->d.kind), qmax = mq_qkind_qmax(v->d.kind), z = (float)zp;
+    const float *w = v->vals;
+    float sum = 0.0f;
+    if (v->d.kind == MQ_QK_FP8) {
+        for (size_t i = 0; i < v->n; i++) {
+            float q = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w[i] / s, qmin), qmax)));
+            sum += powf(fabsf(q * s - w[i]), norm);
         }
+        return sum;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        float q = fminf(fmaxf(rintf(w[i] / s + z), qmin), qmax);
+        sum += powf(fabsf((q - z) * s - w[i]), norm);
     }
     return sum;
 }
@@ -112,17 +127,21 @@ mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_d
 {
     group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
     size_t groups = mq_qdesc_scales(d, rows, cols), mb = mq_obs_mse_mask_bytes(o);
+    mq_status st = MQ_OK;
     memset(mask, 0, groups * mb);
+    if (!(v.vals = malloc(max_group(d, cols) * sizeof *v.vals + 1))) return MQ_STATUS_E_NOMEM;
     for (size_t g = 0; g < groups; g++) {
-        mq_ref_stats st;
+        mq_ref_stats gs;
         view_group(&v, g);
-        if (!group_stats(&v, &st)) {
+        if (!group_stats(&v, &gs)) {
             if (bad) *bad = g;
-            return MQ_STATUS_E_DATA;
+            st = MQ_STATUS_E_DATA;
+            break;
         }
-        search(&v, o, &st, dt, mask + g * mb, improved);
+        search(&v, o, &gs, dt, mask + g * mb, improved);
     }
-    return MQ_OK;
+    free(v.vals);
+    return st;
 }
 
 size_t mq_obs_mse_limit(const mq_obs_mse *o, const bool *improved)
@@ -157,12 +176,15 @@ mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, con
     unsigned char *out = q;
     size_t groups = mq_qdesc_scales(d, rows, cols), qb = mq_qkind_row_bytes(d.kind, cols);
     size_t mb = mq_obs_mse_mask_bytes(o);
+    mq_status ret = MQ_OK;
+    if (!(v.vals = malloc(max_group(d, cols) * sizeof *v.vals + 1))) return MQ_STATUS_E_NOMEM;
     for (size_t g = 0; g < groups; g++) {
         mq_ref_stats st;
         view_group(&v, g);
         if (!group_stats(&v, &st)) {
             if (bad) *bad = g;
-            return MQ_STATUS_E_DATA;
+            ret = MQ_STATUS_E_DATA;
+            break;
         }
         /* The observer keeps the best (p lo, p hi); the compressor takes
          * calculate_qparams of them again, which is the candidate's own. */
@@ -173,5 +195,6 @@ mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, con
         for (size_t r = v.r0; r < v.r1; r++)
             mq_ref_put_codes(d, row_at(&v, r), dt, v.nc, s, z, out + r * qb, v.c0, cols);
     }
-    return MQ_OK;
+    free(v.vals);
+    return ret;
 }

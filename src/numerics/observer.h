@@ -54,7 +54,8 @@ size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o);
  * mq_ref_quantize takes them from d): group g's record of improving steps
  * into mask + g * mq_obs_mse_mask_bytes(o) (bit i % 8 of byte i / 8), and
  * improved[i] set (never cleared) where some group improved at step i, for
- * the whole tensor's stop. NaN/Inf: MQ_STATUS_E_DATA with *bad the group. */
+ * the whole tensor's stop. NaN/Inf: MQ_STATUS_E_DATA with *bad the group;
+ * MQ_STATUS_E_NOMEM (no message) when a group's copy cannot be allocated. */
 mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
                           size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad);
 /* The number of steps the search runs, given the whole tensor's improved[]. */

@@ -38,6 +38,12 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
     return MQ_OK;
 }
 
+static mq_status search_nomem(const mq_qlayout *l)
+{
+    return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search's copy of a group of %zu values)",
+                        l->block ? l->block * l->block : l->cols);
+}
+
 mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void *src, mq_dtype dt,
                            size_t first, size_t rows, uint8_t *mask, bool *improved, size_t *bad)
 {
@@ -46,7 +52,7 @@ mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void 
     mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, src, dt, rows, l->cols,
                                    mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
     *bad = g0 + b;
-    return st;
+    return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
 }
 
 mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t limit,
@@ -64,7 +70,7 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
     *bad = g0 + b;
     if (st != MQ_OK) {
         *scales = 0;
-        return st;
+        return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
     }
     if (err) mq_ref_error_stats(d, src, dt, rows, l->cols, codes, scale, dt, z, err);
     *code_bytes = pack_band(l, codes, first, rows);
