@@ -175,6 +175,39 @@ static void test_one_step_is_minmax(void **state)
     }
 }
 
+/* A large call is split over threads: the records are those of scanning
+ * each row alone, and a NaN is reported at its group whatever part saw it. */
+static void test_scan_threads(void **state)
+{
+    (void)state;
+    enum { ROWS = 600, COLS = 160 };
+    float *w = malloc(sizeof(float) * ROWS * COLS);
+    tu_rng r;
+    tu_rng_seed(&r, 3);
+    for (size_t i = 0; i < ROWS * COLS; i++)
+        w[i] = tu_rng_normal(&r) * (i % 41 == 0 ? 5.0f : 1.0f);
+    mq_obs_mse o = mq_obs_mse_defaults();
+    size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0;
+    uint8_t *mask = malloc(ROWS * mb), *one = malloc(ROWS * mb);
+    bool imp[20] = {0}, imp_one[20] = {0};
+    mq_qdesc d = mq_qd(MQ_QK_INT4, false);
+    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad), MQ_OK);
+    for (size_t g = 0; g < ROWS; g++)
+        assert_int_equal(mq_obs_mse_scan(d, &o, w + g * COLS, MQ_DTYPE_F32, 1, COLS, one + g * mb,
+                                         imp_one, &bad),
+                         MQ_OK);
+    assert_memory_equal(mask, one, ROWS * mb);
+    assert_memory_equal(imp, imp_one, sizeof imp);
+    w[417 * COLS + 3] = INFINITY;
+    w[590 * COLS + 3] = NAN;
+    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 417);
+    free(mask);
+    free(one);
+    free(w);
+}
+
 static void test_nonfinite(void **state)
 {
     (void)state;
@@ -283,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_best),
         cmocka_unit_test(test_search_all_kinds),
         cmocka_unit_test(test_one_step_is_minmax),
+        cmocka_unit_test(test_scan_threads),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_cli),

@@ -1,10 +1,12 @@
 /* The MSE observer's search (see observer.h for the exact rule). */
 #include "observer.h"
 
+#include "pool.h"
 #include "reference.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,25 +124,80 @@ static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats 
     }
 }
 
-mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+/* One part of a scan: groups [g0, g1), with its own copy buffer and its
+ * own record of the tensor's improving steps (ORed afterwards, so the result
+ * does not depend on how the groups were split). */
+typedef struct {
+    group_view v;
+    const mq_obs_mse *o;
+    uint8_t *mask;
+    size_t mb, groups, parts;
+    bool *improved; /* parts x steps */
+    size_t *bad;    /* per part: the first bad group, or SIZE_MAX */
+    float *vals;    /* parts x the largest group */
+    size_t vals_per_part;
+} scan_job;
+
+static void scan_part(void *arg, unsigned part)
 {
-    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
-    size_t groups = mq_qdesc_scales(d, rows, cols), mb = mq_obs_mse_mask_bytes(o);
-    mq_status st = MQ_OK;
-    memset(mask, 0, groups * mb);
-    if (!(v.vals = malloc(max_group(d, cols) * sizeof *v.vals + 1))) return MQ_STATUS_E_NOMEM;
-    for (size_t g = 0; g < groups; g++) {
+    scan_job *j = arg;
+    group_view v = j->v;
+    size_t steps = mq_obs_mse_steps(j->o);
+    size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
+    v.vals = j->vals + part * j->vals_per_part;
+    j->bad[part] = SIZE_MAX;
+    for (size_t g = g0; g < g1; g++) {
         mq_ref_stats gs;
         view_group(&v, g);
         if (!group_stats(&v, &gs)) {
-            if (bad) *bad = g;
-            st = MQ_STATUS_E_DATA;
-            break;
+            j->bad[part] = g;
+            return;
         }
-        search(&v, o, &gs, dt, mask + g * mb, improved);
+        search(&v, j->o, &gs, v.dt, j->mask + g * j->mb, j->improved + part * steps);
     }
-    free(v.vals);
+}
+
+/* Values below which a scan runs on the calling thread alone. */
+#define SCAN_PARALLEL_MIN 65536
+
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
+                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+{
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    scan_job j = {.v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols},
+                  .o = o,
+                  .mask = mask,
+                  .mb = mq_obs_mse_mask_bytes(o),
+                  .groups = groups,
+                  .vals_per_part = max_group(d, cols)};
+    mq_pool *pool = NULL;
+    mq_status st = MQ_OK;
+    memset(mask, 0, groups * j.mb);
+    if ((uint64_t)rows * cols >= SCAN_PARALLEL_MIN) pool = mq_pool_new(mq_cpu_count(64));
+    j.parts = mq_pool_threads(pool);
+    if (j.parts > groups) j.parts = groups ? groups : 1;
+    j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
+    j.bad = calloc(j.parts, sizeof *j.bad);
+    j.vals = malloc(j.parts * j.vals_per_part * sizeof *j.vals + 1);
+    if (!j.improved || !j.bad || !j.vals) {
+        st = MQ_STATUS_E_NOMEM;
+        goto done;
+    }
+    mq_pool_run(pool, scan_part, &j, (unsigned)j.parts);
+    for (size_t p = 0; p < j.parts; p++) {
+        if (j.bad[p] != SIZE_MAX) {
+            if (bad) *bad = j.bad[p]; /* parts in group order: the first bad group */
+            st = MQ_STATUS_E_DATA;
+            goto done;
+        }
+        for (size_t i = 0; i < steps; i++)
+            if (j.improved[p * steps + i]) improved[i] = true;
+    }
+done:
+    mq_pool_free(pool);
+    free(j.improved);
+    free(j.bad);
+    free(j.vals);
     return st;
 }
 
