@@ -207,9 +207,9 @@ typedef struct {
      * improved. The parameters below are its options; 0 takes the default.
      */
     mq_observer observer;
-    double observer_maxshrink; /**< 0: 0.2 */
-    double observer_grid;      /**< 0: 100 */
-    double observer_norm;      /**< 0: 2.4 */
+    double observer_maxshrink;  /**< 0: 0.2 */
+    double observer_grid;       /**< 0: 100 */
+    double observer_norm;       /**< 0: 2.4 */
     unsigned observer_patience; /**< 0: 5 */
 } mq_config;
 

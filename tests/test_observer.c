@@ -111,9 +111,9 @@ static void test_search_all_kinds(void **state)
         assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
                          MQ_OK);
         size_t limit = mq_obs_mse_limit(&o, imp);
-        assert_int_equal(mq_obs_mse_quantize(d, &o, limit, mask, w, MQ_DTYPE_F32, ROWS, COLS, q,
-                                             sc, zp, &bad),
-                         MQ_OK);
+        assert_int_equal(
+            mq_obs_mse_quantize(d, &o, limit, mask, w, MQ_DTYPE_F32, ROWS, COLS, q, sc, zp, &bad),
+            MQ_OK);
         for (size_t g = 0; g < ROWS; g++) {
             size_t want = brute_step(d, w + g * COLS, COLS, &o);
             /* With every step run, the record's last improvement is the brute force's. */
@@ -219,9 +219,9 @@ static void test_nonfinite(void **state)
     uint8_t mask[4 * 3];
     bool imp[20] = {0};
     size_t bad = 0;
-    assert_int_equal(mq_obs_mse_scan(mq_qd(MQ_QK_INT8, true), &o, w, MQ_DTYPE_F32, 4, 8, mask,
-                                     imp, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_obs_mse_scan(mq_qd(MQ_QK_INT8, true), &o, w, MQ_DTYPE_F32, 4, 8, mask, imp, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 2);
 }
 
@@ -229,8 +229,9 @@ static void test_config(void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp(), *path = tu_join(dir, "c.json");
-    const char *good = "{\"preset\": \"W4A16\", \"observer\": \"mse\", \"observer_grid\": 50,"
-                       " \"observer_maxshrink\": 0.5, \"observer_norm\": 2, \"observer_patience\": 3}";
+    const char *good =
+        "{\"preset\": \"W4A16\", \"observer\": \"mse\", \"observer_grid\": 50,"
+        " \"observer_maxshrink\": 0.5, \"observer_norm\": 2, \"observer_patience\": 3}";
     mq_config cfg;
     mq_config_init(&cfg);
     assert_int_equal(cfg.observer, MQ_OBSERVER_MINMAX);
@@ -286,8 +287,9 @@ static void test_cli(void **state)
     assert_int_equal(mq_model_save(m, in), MQ_OK);
     mq_model_free(m);
     char *log = NULL;
-    assert_int_equal(tu_run_cli(&log, "quantize %s -o %s --preset W4A16 --group-size 32 "
-                                      "--observer mse --observer-grid 50 --device host --report %s",
+    assert_int_equal(tu_run_cli(&log,
+                                "quantize %s -o %s --preset W4A16 --group-size 32 "
+                                "--observer mse --observer-grid 50 --device host --report %s",
                                 in, out, rep),
                      0);
     assert_non_null(strstr(log, "W4A16 mse SQNR"));

@@ -98,9 +98,9 @@ typedef struct {
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
     bool quiet;
-    int observer;                           /* -1: not given */
+    int observer;                             /* -1: not given */
     double obs_maxshrink, obs_grid, obs_norm; /* 0: not given */
-    long long obs_patience;                 /* 0: not given */
+    long long obs_patience;                   /* 0: not given */
 } quantize_args;
 
 /* A positive finite number; false when malformed. */
@@ -360,7 +360,7 @@ typedef struct {
     int bar_drawn;
     const char *preset;   /* named on each quantized tensor's line */
     const char *observer; /* likewise */
-    bool fp8;           /* clamped codes are saturated ones */
+    bool fp8;             /* clamped codes are saturated ones */
 } progress_state;
 
 static void print_line(const mq_progress *p, const progress_state *ps)

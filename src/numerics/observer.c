@@ -70,7 +70,8 @@ static bool group_stats(group_view *v, mq_ref_stats *st)
     for (size_t r = v->r0; r < v->r1; r++) {
         const unsigned char *row = row_at(v, r);
         mq_ref_stats_update(st, row, v->dt, v->nc);
-        for (size_t i = 0; i < v->nc; i++) v->vals[v->n++] = mq_load_f32(row, v->dt, i);
+        for (size_t i = 0; i < v->nc; i++)
+            v->vals[v->n++] = mq_load_f32(row, v->dt, i);
     }
     return !st->nonfinite;
 }
@@ -245,7 +246,8 @@ mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, con
         }
         /* The observer keeps the best (p lo, p hi); the compressor takes
          * calculate_qparams of them again, which is the candidate's own. */
-        mq_ref_stats c = shrink(&st, mq_obs_mse_factor(o, mq_obs_mse_best(o, mask + g * mb, limit)));
+        mq_ref_stats c =
+            shrink(&st, mq_obs_mse_factor(o, mq_obs_mse_best(o, mask + g * mb, limit)));
         float s;
         int8_t z;
         mq_ref_group_params(d, &c, dt, g, scale, zp, bad, &s, &z);

@@ -23,9 +23,9 @@
  * keeping each group's steps of improvement (a few bits) and the steps at
  * which some group improved; mq_obs_mse_limit turns the latter into the
  * number of steps run, and mq_obs_mse_quantize over every piece takes each
- * group's last improvement before it and writes the codes. The fp32 sum runs in value order; torch sums in another
- * order and its pow may differ in the last bit, so the two can disagree only
- * where two candidates' errors agree to an ulp or so. */
+ * group's last improvement before it and writes the codes. The fp32 sum runs in value order; torch
+ * sums in another order and its pow may differ in the last bit, so the two can disagree only where
+ * two candidates' errors agree to an ulp or so. */
 #ifndef MQ_OBSERVER_H
 #define MQ_OBSERVER_H
 
@@ -35,9 +35,9 @@
 #include <stdbool.h>
 
 typedef struct {
-    double maxshrink; /* 0.2: the search reaches p > 1 - maxshrink */
-    double grid;      /* 100: p falls by 1/grid a step */
-    double norm;      /* 2.4: the error exponent (used as fp32) */
+    double maxshrink;  /* 0.2: the search reaches p > 1 - maxshrink */
+    double grid;       /* 100: p falls by 1/grid a step */
+    double norm;       /* 2.4: the error exponent (used as fp32) */
     unsigned patience; /* 5: steps without any improvement before stopping */
 } mq_obs_mse;
 

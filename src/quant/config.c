@@ -263,7 +263,8 @@ static mq_status apply_observer(const json_ctx *c, json_t *v, mq_config *cfg)
     static const char *const observers[] = {"minmax", "mse"};
     size_t idx = 0;
     mq_status st;
-    if (cfg->struct_size < sizeof(mq_config)) return key_error(c, "not known to this caller's mq_config");
+    if (cfg->struct_size < sizeof(mq_config))
+        return key_error(c, "not known to this caller's mq_config");
     if (strcmp(c->key, "observer") == 0) {
         if ((st = get_choice(c, v, observers, 2, &idx)) == MQ_OK)
             cfg->observer = idx ? MQ_OBSERVER_MSE : MQ_OBSERVER_MINMAX;

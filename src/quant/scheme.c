@@ -63,7 +63,8 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
     }
     if (cfg->group_size && !cfg->per_channel) BAD("groups and per-tensor exclude each other");
     if (has_observer(cfg) && cfg->observer == MQ_OBSERVER_MSE && cfg->dtype != MQ_FLOAT16) {
-        if (!cfg->per_channel) BAD("the mse observer takes per-channel, group or block scales, not one per tensor");
+        if (!cfg->per_channel)
+            BAD("the mse observer takes per-channel, group or block scales, not one per tensor");
         if (cfg->observer_maxshrink < 0.0 || cfg->observer_maxshrink > 1.0 ||
             cfg->observer_grid < 0.0 || cfg->observer_norm < 0.0 || !isfinite(cfg->observer_grid) ||
             !isfinite(cfg->observer_norm))

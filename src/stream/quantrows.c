@@ -40,7 +40,8 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
 
 static mq_status search_nomem(const mq_qlayout *l)
 {
-    return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search's copy of a group of %zu values)",
+    return mq_set_error(MQ_STATUS_E_NOMEM,
+                        "out of memory (the mse search's copy of a group of %zu values)",
                         l->block ? l->block * l->block : l->cols);
 }
 
@@ -91,7 +92,8 @@ mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme
     bool *improved = calloc(steps + 1, sizeof *improved);
     mq_status st;
     if (!mask || !improved) {
-        st = mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
+        st =
+            mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
         goto done;
     }
     st = mq_scan_band_mse(l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);

@@ -216,8 +216,8 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
         st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
                                   c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
     } else {
-        st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale, zp,
-                              &nq, &ns, &bad, err);
+        st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale, zp, &nq,
+                              &ns, &bad, err);
     }
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, bad);
     if (st != MQ_OK) return st;
