@@ -2,8 +2,9 @@
 scales, zero points and codes must be the bytes that llm-compressor 0.14's
 memoryless MSE observer (observers/mse_quant.py, _grid_search_mse, its CPU
 path) and compressed-tensors' calculate_qparams and compressor give, for every
-int preset per channel and per group and for FP8_DYNAMIC; and the OpenCL
-back end (where a device is found) must write the same bytes as the host path.
+int preset per channel and per group, for FP8_DYNAMIC and for FP8_BLOCK's
+128x128 blocks; and the OpenCL back end (where a device is found) must write
+the same bytes as the host path.
 
 llm-compressor is not installed: its wheel is unpacked (scripts/deps.sh
 downloads it into build/llmc) and only the observer's two modules are loaded,
@@ -72,6 +73,11 @@ def flatten(w, args):
     """helpers.flatten_for_calibration of a weight."""
     if args.strategy == "channel":
         return w.unsqueeze(-2).unsqueeze(0)
+    if args.strategy == "block":
+        bh, bw = args.block_structure
+        rows, cols = w.shape
+        return (w.reshape(rows // bh, bh, cols // bw, bw).transpose(1, 2).flatten(-2, -1)
+                .unsqueeze(0))
     return w.unflatten(-1, (-1, args.group_size)).unsqueeze(0)
 
 
@@ -104,6 +110,7 @@ CASES = [
     ("W4A16_ASYM", ["--group-size", "16"]),
     ("W4A16_ASYM", ["--group-size", "channel"]),
     ("FP8_DYNAMIC", []),
+    ("FP8_BLOCK", []),
 ]
 
 
@@ -113,7 +120,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mq_obs_")
     model = os.path.join(tmp, "in")
     genmodel = os.path.join(os.environ["MQ_BUILD_DIR"], "mq-genmodel")
-    subprocess.run([genmodel, model, "--preset", "tiny", "--dtype", "F32", "--seed", "7"],
+    # Hidden size 128: the attention weights also make whole 128x128 blocks.
+    subprocess.run([genmodel, model, "--preset", "tiny", "--hidden", "128", "--heads", "4",
+                    "--kv-heads", "2", "--dtype", "F32", "--seed", "7"],
                    check=True, stdout=subprocess.DEVNULL)
     src = tensors(model)
     # Outliers make the search clip: some groups take a shrunk range.
