@@ -136,6 +136,9 @@ typedef struct mq_device mq_device;
  * (or, almost always, one never initialized) is MQ_STATUS_E_INVALID_ARG naming
  * both sizes, never a read past the caller's struct.
  */
+/** How a group's scale range is chosen (mq_config.observer). */
+typedef enum { MQ_OBSERVER_MINMAX = 0, MQ_OBSERVER_MSE = 1 } mq_observer;
+
 typedef struct {
     /** sizeof(mq_config) of the caller's header; set by mq_config_init(), never by hand. */
     size_t struct_size;
@@ -195,6 +198,19 @@ typedef struct {
      * one scale each (FP8_BLOCK: 128); 0: per channel. Weights with partial
      * blocks are kept in float. */
     size_t block_size;
+    /**
+     * How each group's range is chosen: MQ_OBSERVER_MINMAX (default) or
+     * MQ_OBSERVER_MSE, llm-compressor's memoryless MSE observer: a search
+     * over the clipping factors p = 1 - i / grid (i = 0, 1, ... while
+     * i < (int)(maxshrink * grid)) for the smallest sum |q(w) - w|^norm per
+     * group, stopping after `patience` steps in which no group of the weight
+     * improved. The parameters below are its options; 0 takes the default.
+     */
+    mq_observer observer;
+    double observer_maxshrink;  /**< 0: 0.2 */
+    double observer_grid;       /**< 0: 100 */
+    double observer_norm;       /**< 0: 2.4 */
+    unsigned observer_patience; /**< 0: 5 */
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -302,7 +318,9 @@ MQ_API mq_status mq_config_set_device(mq_config *cfg, const char *device);
  * "group_size" (an integer, or "channel"), "dtype" ("int8"|"fp16"|"int4"|"fp8"),
  * "scheme" ("sym"|"asym"), "per_channel" (bool), "include"/"exclude" (string
  * arrays, appended), "skip_nonfinite", "fp16_saturate", "weights_only", "follow_symlinks"
- * (bool), "device" (string).
+ * (bool), "device" (string), "observer" ("minmax"|"mse"), "observer_maxshrink",
+ * "observer_grid", "observer_norm" (positive numbers), "observer_patience" (a
+ * positive integer).
  * Unknown keys are an error.
  */
 MQ_API mq_status mq_config_load_json(mq_config *cfg, const char *path);

@@ -243,7 +243,7 @@ static void run_configs(mq_backend *be)
 {
     static const uint64_t limits[] = {0, 1 << 20, 8 << 20};
     for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 11; k++) {
             mq_config cfg;
             char tag[128];
             mq_config_init(&cfg);
@@ -272,9 +272,26 @@ static void run_configs(mq_backend *be)
                 assert_int_equal(mq_config_add_include(&cfg, "embed_tokens"), MQ_OK);
                 assert_int_equal(mq_config_add_exclude(&cfg, "re:layers\\.0\\.k.*"), MQ_OK);
                 break;
-            default:
+            case 7:
                 cfg.symmetric = false;
                 assert_int_equal(mq_config_add_include(&cfg, "lm_head"), MQ_OK);
+                break;
+            default:
+                /* The mse observer: two passes over each tensor's chunks,
+                 * one stop for the whole tensor, as the in-memory path. Its
+                 * groups must fit a chunk: the wide rows stay out. */
+                cfg.observer = MQ_OBSERVER_MSE;
+                assert_int_equal(mq_config_add_exclude(&cfg, "re:.*wide\\.weight"), MQ_OK);
+                if (k == 9) {
+                    cfg.dtype = MQ_QINT4;
+                    cfg.symmetric = false;
+                    cfg.group_size = 16;
+                } else if (k == 10) {
+                    cfg.dtype = MQ_QFP8;
+                    cfg.observer_maxshrink = 0.5;
+                    cfg.observer_grid = 40;
+                    cfg.observer_patience = 2;
+                }
                 break;
             }
             snprintf(tag, sizeof tag, "%s config %d limit %llu", be->backend, k,
@@ -335,6 +352,27 @@ static void test_staging_modes(void **state)
             assert_int_equal(mq_opencl_overlap_calls(be), 0);
         mq_backend_free(be);
     }
+}
+
+/* The mse search needs each group in memory: a row wider than a chunk is a
+ * config error naming the tensor, not a silent fall back to min-max. */
+static void test_mse_whole_groups(void **state)
+{
+    (void)state;
+    char *out = tu_join(fx.dir, "out.safetensors");
+    mq_config cfg;
+    mq_backend *be;
+    mq_config_init(&cfg);
+    cfg.observer = MQ_OBSERVER_MSE;
+    cfg.memory_limit = 1 << 20;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    assert_int_equal(stream_cfg(fx.model, out, &cfg, be, NULL), MQ_STATUS_E_CONFIG);
+    assert_non_null(strstr(mq_last_error(), "wide.weight"));
+    assert_non_null(strstr(mq_last_error(), "mse observer"));
+    assert_false(tu_exists(out));
+    mq_backend_free(be);
+    mq_config_free(&cfg);
+    free(out);
 }
 
 static void test_skip_nonfinite(void **state)
@@ -1030,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_host_matches_memory),
         cmocka_unit_test(test_device_matches_memory),
         cmocka_unit_test(test_staging_modes),
+        cmocka_unit_test(test_mse_whole_groups),
         cmocka_unit_test(test_skip_nonfinite),
         cmocka_unit_test(test_nan_error),
         cmocka_unit_test(test_refusals),

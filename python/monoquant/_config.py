@@ -46,6 +46,9 @@ class QuantizationConfig:
             (compressed-tensors ``pack-quantized``) instead of W8A8.
         skip_nonfinite: leave a weight holding NaN/Inf in float instead of failing.
         fp16_saturate: fp16 overflow becomes +-65504 instead of +-inf.
+        observer: how each group's range is chosen: ``"minmax"`` (the default)
+            or ``"mse"``, llm-compressor's memoryless MSE search of the
+            clipping range with its default options (the CLI's ``--observer``).
     """
 
     dtype: Any = None
@@ -60,6 +63,7 @@ class QuantizationConfig:
     # Last, so that the fields before them keep their positions.
     preset: Optional[str] = None
     group_size: Union[int, str, None] = None
+    observer: Optional[str] = None
 
     def __post_init__(self) -> None:
         # A bad value (dtype, preset, an impossible scheme) fails here, at
@@ -190,4 +194,9 @@ def resolve(config: Union[QuantizationConfig, Mapping[str, Any], None],
         raise QuantizationError("bad config: memory_limit must be bytes (an int >= 0), got %r"
                                 % (limit,))
     out["memory_limit"] = limit
+    observer = settings.get("observer")
+    if observer is not None and observer not in ("minmax", "mse"):
+        raise QuantizationError("bad config: observer must be \"minmax\" or \"mse\", got %r"
+                                % (observer,))
+    out["observer"] = observer
     return out

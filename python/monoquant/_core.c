@@ -155,6 +155,19 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
         get_bool(d, "follow_symlinks", &cfg->follow_symlinks))
         return -1;
     if (add_patterns(d, "include", cfg, true) || add_patterns(d, "exclude", cfg, false)) return -1;
+    PyObject *obs = PyDict_GetItemString(d, "observer");
+    if (obs && obs != Py_None) {
+        const char *s = PyUnicode_Check(obs) ? PyUnicode_AsUTF8(obs) : NULL;
+        if (s && strcmp(s, "mse") == 0) {
+            cfg->observer = MQ_OBSERVER_MSE;
+        } else if (s && strcmp(s, "minmax") == 0) {
+            cfg->observer = MQ_OBSERVER_MINMAX;
+        } else {
+            PyErr_Clear();
+            config_error("%s must be \"minmax\" or \"mse\"", "observer");
+            return -1;
+        }
+    }
     PyObject *dev = PyDict_GetItemString(d, "device");
     if (dev && dev != Py_None) {
         const char *s = PyUnicode_Check(dev) ? PyUnicode_AsUTF8(dev) : NULL;

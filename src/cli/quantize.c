@@ -31,6 +31,10 @@ static const char quantize_usage[] =
     "      --group-size N    values per group along the input dimension (W8A16,\n"
     "                        W4A16: 128); -1 or 'channel' for per channel\n"
     "      --dtype T         int8 (default), int4, fp8 or fp16\n"
+    "      --observer O      how each group's range is chosen: minmax (default) or\n"
+    "                        mse (llm-compressor's MSE search of the clipping range)\n"
+    "      --observer-maxshrink X, --observer-grid N, --observer-norm X,\n"
+    "      --observer-patience N  the mse search's options (0.2, 100, 2.4, 5)\n"
     "      --scheme S        sym (default) or asym (with zero points)\n"
     "      --per-tensor      one scale per tensor instead of per channel\n"
     "      --per-channel     one scale per output channel (default)\n"
@@ -76,7 +80,12 @@ enum {
     OPT_MEMORY,
     OPT_FOLLOW_SYMLINKS,
     OPT_PRESET,
-    OPT_GROUP_SIZE
+    OPT_GROUP_SIZE,
+    OPT_OBSERVER,
+    OPT_OBS_MAXSHRINK,
+    OPT_OBS_GRID,
+    OPT_OBS_NORM,
+    OPT_OBS_PATIENCE
 };
 
 /* Flags as given; applied over the config file so that they win. */
@@ -89,7 +98,21 @@ typedef struct {
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
     bool quiet;
+    int observer;                             /* -1: not given */
+    double obs_maxshrink, obs_grid, obs_norm; /* 0: not given */
+    long long obs_patience;                   /* 0: not given */
 } quantize_args;
+
+/* A positive finite number; false when malformed. */
+static bool parse_positive(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v > 0.0) || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
 
 /* "512M", "2G", "1048576" -> bytes; false when malformed or zero. */
 static bool parse_size(const char *s, uint64_t *out)
@@ -152,6 +175,11 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"follow-symlinks", no_argument, 0, OPT_FOLLOW_SYMLINKS},
         {"preset", required_argument, 0, OPT_PRESET},
         {"group-size", required_argument, 0, OPT_GROUP_SIZE},
+        {"observer", required_argument, 0, OPT_OBSERVER},
+        {"observer-maxshrink", required_argument, 0, OPT_OBS_MAXSHRINK},
+        {"observer-grid", required_argument, 0, OPT_OBS_GRID},
+        {"observer-norm", required_argument, 0, OPT_OBS_NORM},
+        {"observer-patience", required_argument, 0, OPT_OBS_PATIENCE},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -161,6 +189,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     a->dtype = a->symmetric = a->per_channel = a->weights_only = a->skip_nonfinite = a->saturate =
         a->follow = -1;
     a->group_size = -2;
+    a->observer = -1;
     a->include = calloc((size_t)argc, sizeof *a->include);
     a->exclude = calloc((size_t)argc, sizeof *a->exclude);
     if (!a->include || !a->exclude) return usage_error("out of memory", NULL);
@@ -248,6 +277,33 @@ static int parse_args(int argc, char **argv, quantize_args *a)
             if (!parse_size(optarg, &a->memory_limit))
                 return usage_error("--memory-limit wants a size like 512M or 2G, not", optarg);
             break;
+        case OPT_OBSERVER:
+            if (!strcmp(optarg, "minmax"))
+                a->observer = MQ_OBSERVER_MINMAX;
+            else if (!strcmp(optarg, "mse"))
+                a->observer = MQ_OBSERVER_MSE;
+            else
+                return usage_error("--observer must be minmax or mse, not", optarg);
+            break;
+        case OPT_OBS_MAXSHRINK:
+            if (!parse_positive(optarg, &a->obs_maxshrink) || a->obs_maxshrink > 1.0)
+                return usage_error("--observer-maxshrink wants a number in (0, 1], not", optarg);
+            break;
+        case OPT_OBS_GRID:
+            if (!parse_positive(optarg, &a->obs_grid))
+                return usage_error("--observer-grid wants a positive number, not", optarg);
+            break;
+        case OPT_OBS_NORM:
+            if (!parse_positive(optarg, &a->obs_norm))
+                return usage_error("--observer-norm wants a positive number, not", optarg);
+            break;
+        case OPT_OBS_PATIENCE: {
+            uint64_t p = 0;
+            if (!mq_cli_parse_u64(optarg, &p, NULL) || p == 0 || p > 1000000)
+                return usage_error("--observer-patience wants a positive integer, not", optarg);
+            a->obs_patience = (long long)p;
+            break;
+        }
         case ':':
             return usage_error("missing value for", argv[optind - 1]);
         default:
@@ -277,6 +333,11 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (a->skip_nonfinite >= 0) cfg->skip_nonfinite = a->skip_nonfinite;
     if (a->saturate >= 0) cfg->fp16_saturate = a->saturate;
     if (a->follow >= 0) cfg->follow_symlinks = a->follow;
+    if (a->observer >= 0) cfg->observer = (mq_observer)a->observer;
+    if (a->obs_maxshrink > 0.0) cfg->observer_maxshrink = a->obs_maxshrink;
+    if (a->obs_grid > 0.0) cfg->observer_grid = a->obs_grid;
+    if (a->obs_norm > 0.0) cfg->observer_norm = a->obs_norm;
+    if (a->obs_patience > 0) cfg->observer_patience = (unsigned)a->obs_patience;
     for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
         st = mq_config_add_include(cfg, a->include[i]);
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
@@ -297,8 +358,9 @@ typedef struct {
     bool lines;
     double t0, last_draw;
     int bar_drawn;
-    const char *preset; /* named on each quantized tensor's line */
-    bool fp8;           /* clamped codes are saturated ones */
+    const char *preset;   /* named on each quantized tensor's line */
+    const char *observer; /* likewise */
+    bool fp8;             /* clamped codes are saturated ones */
 } progress_state;
 
 static void print_line(const mq_progress *p, const progress_state *ps)
@@ -316,7 +378,7 @@ static void print_line(const mq_progress *p, const progress_state *ps)
     if (e->fp16_overflow)
         printf("  %llu values overflowed fp16", (unsigned long long)e->fp16_overflow);
     if (e->action == MQ_ACTION_QUANTIZE) {
-        printf("  %s", ps->preset ? ps->preset : "");
+        printf("  %s %s", ps->preset ? ps->preset : "", ps->observer ? ps->observer : "");
         if (isinf(e->weight_sqnr_db) && e->weight_sqnr_db > 0)
             printf(" SQNR inf dB");
         else
@@ -379,9 +441,9 @@ static const char *scheme_label(const mq_scheme *s, char *buf, size_t cap)
         snprintf(strat, sizeof strat, "groups of %zu", s->group);
     else
         snprintf(strat, sizeof strat, "per-%s", s->gran == MQ_GRAN_CHANNEL ? "channel" : "tensor");
-    snprintf(buf, cap, "%s%s %s %s, %s", mq_qdtype_name(s->target),
+    snprintf(buf, cap, "%s%s %s %s, %s%s", mq_qdtype_name(s->target),
              s->kind == MQ_SCHEME_FP8_E4M3 ? " e4m3" : "", s->symmetric ? "sym" : "asym", strat,
-             s->preset);
+             s->preset, s->observer == MQ_OBSERVER_MSE ? ", mse observer" : "");
     return buf;
 }
 
@@ -480,6 +542,7 @@ int mq_cli_quantize(int argc, char **argv)
     double t0 = mq_now_s();
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     ps.preset = mq_config_preset(&cfg);
+    ps.observer = mq_observer_name(cfg.observer);
     ps.fp8 = cfg.dtype == MQ_QFP8;
     if (st == MQ_OK && cfg.dtype != MQ_FLOAT16 && !cfg.per_channel &&
         (!cfg.symmetric || cfg.weights_only))

@@ -352,9 +352,7 @@ void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
         dst[i / 2] |= (uint8_t)(((unsigned)(codes[i] + 8) & 15u) << (4 * (i & 1)));
 }
 
-/* The codes of the n values of one row of a group, columns c0.., into the
- * stored row `row` (INT4: nibbles, the row zeroed where its first group starts). */
-static void put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
+void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
                       unsigned char *row, size_t c0, size_t cols)
 {
     if (d.kind != MQ_QK_INT4) {
@@ -416,7 +414,7 @@ mq_status mq_ref_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows,
         mq_status ps = mq_ref_group_params(d, &st, dt, g, scale, zp, bad, &s, &z);
         if (ps != MQ_OK) return ps;
         for (size_t r = r0; r < r1; r++)
-            put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, out + r * qb, c0, cols);
+            mq_ref_put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, out + r * qb, c0, cols);
     }
     return MQ_OK;
 }

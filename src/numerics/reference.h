@@ -71,6 +71,11 @@ void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, 
  * points and zp is not NULL. */
 mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, size_t g,
                               void *scale, int8_t *zp, size_t *bad, float *s, int8_t *z);
+/* The codes of the n values of one row of a group (columns c0.. of a row of
+ * `cols`) with fixed parameters into the stored row `row` (INT4: nibbles, the
+ * row zeroed where its first group starts). */
+void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
+                      unsigned char *row, size_t c0, size_t cols);
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
 void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
 

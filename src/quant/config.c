@@ -9,22 +9,25 @@
 #include "pattern.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* The size of the first mq_config that had struct_size (0.2.0). A later
- * library accepts every size from this one to its own, giving the fields a
- * smaller config lacks their defaults; today the two are the same. When they
- * differ, the whole-struct copies in mq_config_load_json (saved, rollback)
- * must copy struct_size bytes, not sizeof(mq_config). */
-#define CONFIG_SIZE_0_2 sizeof(mq_config)
+/* The size of the first mq_config that had struct_size (0.2.0): everything
+ * up to the observer fields. The library accepts that size and its own (no
+ * size in between was ever released), giving the fields a smaller config
+ * lacks their defaults (all of them 0), so the whole-struct copies in
+ * mq_config_load_json (saved, rollback) copy struct_size bytes, not
+ * sizeof(mq_config). */
+#define CONFIG_SIZE_0_2 offsetof(mq_config, observer)
 
 static bool known_size(size_t size)
 {
-    return size >= CONFIG_SIZE_0_2 && size <= sizeof(mq_config);
+    return size == CONFIG_SIZE_0_2 || size == sizeof(mq_config);
 }
 
 bool mq_config_size_ok(const mq_config *cfg)
@@ -244,6 +247,46 @@ static mq_status add_patterns(const json_ctx *c, json_t *v, mq_config *cfg, bool
     return MQ_OK;
 }
 
+/* A positive finite number of a key. */
+static mq_status get_positive(const json_ctx *c, json_t *v, double *out)
+{
+    double x = json_is_number(v) ? json_number_value(v) : -1.0;
+    if (!(x > 0.0) || !isfinite(x)) return key_error(c, "expected a positive number");
+    *out = x;
+    return MQ_OK;
+}
+
+/* "observer" and its options; each option needs the field in the caller's
+ * struct (a smaller, older config lacks them). */
+static mq_status apply_observer(const json_ctx *c, json_t *v, mq_config *cfg)
+{
+    static const char *const observers[] = {"minmax", "mse"};
+    size_t idx = 0;
+    mq_status st;
+    if (cfg->struct_size < sizeof(mq_config))
+        return key_error(c, "not known to this caller's mq_config");
+    if (strcmp(c->key, "observer") == 0) {
+        if ((st = get_choice(c, v, observers, 2, &idx)) == MQ_OK)
+            cfg->observer = idx ? MQ_OBSERVER_MSE : MQ_OBSERVER_MINMAX;
+        return st;
+    }
+    if (strcmp(c->key, "observer_maxshrink") == 0) {
+        if ((st = get_positive(c, v, &cfg->observer_maxshrink)) == MQ_OK &&
+            cfg->observer_maxshrink > 1.0)
+            return key_error(c, "expected a number in (0, 1]");
+        return st;
+    }
+    if (strcmp(c->key, "observer_grid") == 0) return get_positive(c, v, &cfg->observer_grid);
+    if (strcmp(c->key, "observer_norm") == 0) return get_positive(c, v, &cfg->observer_norm);
+    if (strcmp(c->key, "observer_patience") == 0) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+            return key_error(c, "expected a positive integer");
+        cfg->observer_patience = (unsigned)json_integer_value(v);
+        return MQ_OK;
+    }
+    return key_error(c, "unknown key");
+}
+
 static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
 {
     static const char *const schemes[] = {"sym", "asym"};
@@ -277,6 +320,7 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
     if (strcmp(c->key, "fp16_saturate") == 0) return get_bool(c, v, &cfg->fp16_saturate);
     if (strcmp(c->key, "weights_only") == 0) return get_bool(c, v, &cfg->weights_only);
     if (strcmp(c->key, "follow_symlinks") == 0) return get_bool(c, v, &cfg->follow_symlinks);
+    if (strncmp(c->key, "observer", 8) == 0) return apply_observer(c, v, cfg);
     if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
     /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
     if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)
@@ -299,7 +343,7 @@ static void rollback(mq_config *cfg, const mq_config *saved)
     if (include) free_list(include, saved->n_include, cfg->n_include);
     if (exclude) free_list(exclude, saved->n_exclude, cfg->n_exclude);
     free(cfg->device);
-    *cfg = *saved;
+    memcpy(cfg, saved, saved->struct_size);
     cfg->include = include;
     cfg->exclude = exclude;
 }
@@ -330,7 +374,8 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
         goto done;
     }
     /* The old device string is kept aside, not freed, until the whole file applied. */
-    saved = *cfg;
+    memset(&saved, 0, sizeof saved);
+    memcpy(&saved, cfg, cfg->struct_size);
     cfg->device = NULL;
     if ((v = json_object_get(root, "preset"))) {
         c.key = "preset";

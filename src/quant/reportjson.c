@@ -91,6 +91,12 @@ static json_t *report_json(const mq_report *r, const mq_scheme *sc, const char *
     if (root) {
         json_object_set_new(root, "preset", json_string(sc->preset));
         json_object_set_new(root, "quantization_scheme", json_string(sc->label));
+        json_object_set_new(root, "observer", json_string(mq_observer_name(sc->observer)));
+        if (sc->observer == MQ_OBSERVER_MSE)
+            json_object_set_new(root, "observer_options",
+                                json_pack("{s:f, s:f, s:f, s:i}", "maxshrink", sc->mse.maxshrink,
+                                          "grid", sc->mse.grid, "norm", sc->mse.norm, "patience",
+                                          (int)sc->mse.patience));
         json_object_set_new(root, "group_size",
                             sc->group ? json_integer((json_int_t)sc->group) : json_null());
         json_object_set_new(root, "block_size",

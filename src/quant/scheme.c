@@ -5,8 +5,30 @@
 
 #include "error.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Whether the caller's config has the observer fields (a smaller, older one
+ * lacks them: min-max). */
+static bool has_observer(const mq_config *cfg)
+{
+    return cfg->struct_size >= offsetof(mq_config, observer_patience) + sizeof(unsigned);
+}
+
+/* The observer of cfg and its options, 0 taking the defaults. */
+static void set_observer(mq_scheme *s, const mq_config *cfg)
+{
+    s->mse = mq_obs_mse_defaults();
+    s->observer = MQ_OBSERVER_MINMAX;
+    if (!has_observer(cfg) || cfg->observer != MQ_OBSERVER_MSE || s->kind == MQ_SCHEME_FP16) return;
+    s->observer = MQ_OBSERVER_MSE;
+    if (cfg->observer_maxshrink > 0.0) s->mse.maxshrink = cfg->observer_maxshrink;
+    if (cfg->observer_grid > 0.0) s->mse.grid = cfg->observer_grid;
+    if (cfg->observer_norm > 0.0) s->mse.norm = cfg->observer_norm;
+    if (cfg->observer_patience > 0) s->mse.patience = cfg->observer_patience;
+}
 
 /* Why cfg's scheme fields are no scheme the library writes, or NULL. The
  * reason is written into buf. */
@@ -40,6 +62,17 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
         BAD("unknown dtype %d", (int)cfg->dtype);
     }
     if (cfg->group_size && !cfg->per_channel) BAD("groups and per-tensor exclude each other");
+    if (has_observer(cfg) && cfg->observer == MQ_OBSERVER_MSE && cfg->dtype != MQ_FLOAT16) {
+        if (!cfg->per_channel)
+            BAD("the mse observer takes per-channel, group or block scales, not one per tensor");
+        if (cfg->observer_maxshrink < 0.0 || cfg->observer_maxshrink > 1.0 ||
+            cfg->observer_grid < 0.0 || cfg->observer_norm < 0.0 || !isfinite(cfg->observer_grid) ||
+            !isfinite(cfg->observer_norm))
+            BAD("observer options: maxshrink in (0, 1], grid and norm positive");
+    } else if (has_observer(cfg) && cfg->observer != MQ_OBSERVER_MINMAX &&
+               cfg->observer != MQ_OBSERVER_MSE) {
+        BAD("unknown observer %d", (int)cfg->observer);
+    }
 #undef BAD
     return NULL;
 }
@@ -153,6 +186,7 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
         s->acts = s->format == MQ_FORMAT_INT_QUANTIZED ? MQ_ACT_INT8_TOKEN : MQ_ACT_NONE;
     s->preset = preset_of(s, cfg->weights_only);
     set_label(s, cfg->weights_only);
+    set_observer(s, cfg);
     return NULL;
 }
 
@@ -228,4 +262,9 @@ mq_status mq_settings_init(mq_settings *s, const mq_config *cfg)
     s->device.handle = cfg->device_handle;
     s->device.max_alloc_override = cfg->max_alloc_override;
     return MQ_OK;
+}
+
+const char *mq_observer_name(mq_observer o)
+{
+    return o == MQ_OBSERVER_MSE ? "mse" : "minmax";
 }

@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "config.h"
 #include "monoquant.h"
+#include "observer.h"
 #include "reference.h"
 
 /* What the codes are. The FP16 cast writes no codes and no scales. Room is
@@ -74,6 +75,10 @@ typedef struct {
     /* "int8-sym-channel", "int4-sym-group128", "fp8-e4m3-block128", "fp16",
      * ...: the output's quantization_scheme metadata and the report's. */
     char label[48];
+    /* How each group's range is chosen; the MSE search's options (the
+     * defaults under min-max). */
+    mq_observer observer;
+    mq_obs_mse mse;
 } mq_scheme;
 
 /* The settings of one run below the public API: the scheme and what else the
@@ -99,6 +104,8 @@ mq_status mq_scheme_init(mq_scheme *s, const mq_config *cfg);
 bool mq_scheme_quantizes(const mq_scheme *s);
 /* The scale dtype for a weight of dtype w. */
 mq_dtype mq_scheme_scale_dtype(const mq_scheme *s, mq_dtype w);
+/* "minmax" or "mse". */
+const char *mq_observer_name(mq_observer o);
 const char *mq_qformat_name(mq_qformat f);
 
 /* The scheme of cfg (checked) and the rest of the settings, borrowing cfg's

@@ -85,11 +85,11 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         goto done;
     }
     /* The codes are computed into the codes tensor and packed there. */
-    size_t bad = 0, code_bytes, scales;
+    size_t bad = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = mq_quantize_band(c->be, &l, t->data, t->dtype, 0, l.rows, data[MQ_QOUT_CODES],
-                          data[MQ_QOUT_SCALE], zp, &code_bytes, &scales, &bad, &acc);
+    st = mq_quantize_whole(c->be, &l, &c->set->scheme, t->data, t->dtype, data[MQ_QOUT_CODES],
+                           data[MQ_QOUT_SCALE], zp, &bad, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->set->skip_nonfinite) {
             *nonfinite = true;

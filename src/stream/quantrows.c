@@ -1,26 +1,107 @@
 /* Whole rows of one weight quantized as its layout says (see quantrows.h). */
 #include "quantrows.h"
 
+#include "error.h"
+
+#include <stdlib.h>
+
+/* The band's first group in the whole tensor, and its number of scales. */
+static void band_groups(const mq_qlayout *l, size_t first, size_t rows, size_t *g0, size_t *n)
+{
+    *g0 = l->block ? first / l->block * l->scale_cols : first;
+    *n = l->block ? (rows + l->block - 1) / l->block * l->scale_cols : rows;
+}
+
+/* Packs the band's codes in place (int4 rows come back packed). */
+static size_t pack_band(const mq_qlayout *l, void *codes, size_t first, size_t rows)
+{
+    uint64_t e0 = (uint64_t)first * l->cols;
+    return l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, rows)
+                                 : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
+}
+
 mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src, mq_dtype dt,
                            size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
                            size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
 {
-    size_t b = 0;
+    size_t b = 0, g0;
     *code_bytes = *scales = 0;
     mq_status st = mq_be_quantize(be, mq_qlayout_desc(l), src, dt, rows, l->cols, codes, scale,
                                   l->block ? NULL : zp, &b, err);
-    if (l->block) {
-        /* Bands of block rows: a row of scales per band. */
-        *bad = first / l->block * l->scale_cols + b;
-        *scales = rows / l->block * l->scale_cols;
-    } else {
-        *bad = first + b;
-        *scales = rows;
+    band_groups(l, first, rows, &g0, scales);
+    *bad = g0 + b;
+    if (st != MQ_OK) {
+        *scales = 0;
+        return st;
     }
-    if (st != MQ_OK) return st;
-    /* int4 rows come back packed; the other codes are packed here, in place. */
-    uint64_t e0 = (uint64_t)first * l->cols;
-    *code_bytes = l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, rows)
-                                        : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
+    *code_bytes = pack_band(l, codes, first, rows);
     return MQ_OK;
+}
+
+static mq_status search_nomem(const mq_qlayout *l)
+{
+    return mq_set_error(MQ_STATUS_E_NOMEM,
+                        "out of memory (the mse search's copy of a group of %zu values)",
+                        l->block ? l->block * l->block : l->cols);
+}
+
+mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void *src, mq_dtype dt,
+                           size_t first, size_t rows, uint8_t *mask, bool *improved, size_t *bad)
+{
+    size_t b = 0, g0, n;
+    band_groups(l, first, rows, &g0, &n);
+    mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, src, dt, rows, l->cols,
+                                   mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
+    *bad = g0 + b;
+    return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
+}
+
+mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t limit,
+                               const uint8_t *mask, const void *src, mq_dtype dt, size_t first,
+                               size_t rows, void *codes, void *scale, int8_t *zp,
+                               size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
+{
+    size_t b = 0, g0;
+    mq_qdesc d = mq_qlayout_desc(l);
+    *code_bytes = *scales = 0;
+    band_groups(l, first, rows, &g0, scales);
+    int8_t *z = l->block ? NULL : zp;
+    mq_status st = mq_obs_mse_quantize(d, o, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src, dt,
+                                       rows, l->cols, codes, scale, z, &b);
+    *bad = g0 + b;
+    if (st != MQ_OK) {
+        *scales = 0;
+        return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
+    }
+    if (err) mq_ref_error_stats(d, src, dt, rows, l->cols, codes, scale, dt, z, err);
+    *code_bytes = pack_band(l, codes, first, rows);
+    return MQ_OK;
+}
+
+mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme *sc,
+                            const void *src, mq_dtype dt, void *codes, void *scale, int8_t *zp,
+                            size_t *bad, mq_err_acc *err)
+{
+    size_t code_bytes, scales;
+    if (sc->observer != MQ_OBSERVER_MSE)
+        return mq_quantize_band(be, l, src, dt, 0, l->rows, codes, scale, zp, &code_bytes, &scales,
+                                bad, err);
+    size_t groups = mq_qdesc_scales(mq_qlayout_desc(l), l->rows, l->cols);
+    size_t steps = mq_obs_mse_steps(&sc->mse);
+    uint8_t *mask = malloc(groups * mq_obs_mse_mask_bytes(&sc->mse) + 1);
+    bool *improved = calloc(steps + 1, sizeof *improved);
+    mq_status st;
+    if (!mask || !improved) {
+        st =
+            mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
+        goto done;
+    }
+    st = mq_scan_band_mse(l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
+    if (st == MQ_OK)
+        st = mq_quantize_band_mse(l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src, dt,
+                                  0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
+done:
+    free(mask);
+    free(improved);
+    return st;
 }

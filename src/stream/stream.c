@@ -64,6 +64,7 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     size_t es = mq_dtype_size(t->dtype);
     tp->rows = l->rows;
     tp->cols = l->cols;
+    tp->mse = s->set->scheme.observer == MQ_OBSERVER_MSE;
     /* Element chunks of the scan (--skip-nonfinite) and of the split path. */
     tp->per_chunk = s->slot_bytes / es;
     if (l->block) {
@@ -97,6 +98,12 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
         tp->rows_per_chunk = by_slot < by_run ? by_slot : by_run;
         if (by_out < tp->rows_per_chunk) tp->rows_per_chunk = by_out;
         if (tp->rows_per_chunk == 0) tp->rows_per_chunk = 1;
+    } else if (tp->mse) {
+        /* The search goes over a group many times: it must be in memory whole. */
+        return mq_set_error(MQ_STATUS_E_CONFIG,
+                            "tensor '%s': a group of %zu values does not fit one chunk under the "
+                            "memory limit, and the mse observer needs whole groups; raise it",
+                            t->name, tp->cols);
     } else {
         tp->kind = MQ_KIND_SPLIT; /* a group larger than a slot: two passes */
     }

@@ -34,7 +34,7 @@ static uint64_t chunk_count(const mq_tplan *tp, bool scan)
     if (scan) return tp->action == MQ_ACTION_QUANTIZE ? ceil_div(numel_of(tp), tp->per_chunk) : 0;
     switch (tp->kind) {
     case MQ_KIND_ROWS:
-        return ceil_div(tp->rows, tp->rows_per_chunk);
+        return ceil_div(tp->rows, tp->rows_per_chunk) * (tp->mse ? 2 : 1);
     case MQ_KIND_SPLIT:
         return (uint64_t)tp->rows * 2 * ceil_div(tp->cols, tp->per_chunk);
     case MQ_KIND_CAST:
@@ -51,6 +51,11 @@ static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_ch
     memset(c, 0, sizeof *c);
     c->tensor = ti;
     if (!scan && tp->kind == MQ_KIND_ROWS) {
+        if (tp->mse) {
+            uint64_t per_pass = ceil_div(tp->rows, tp->rows_per_chunk);
+            c->pass = (int)(k / per_pass);
+            k %= per_pass;
+        }
         first = k * tp->rows_per_chunk;
         count = tp->rows - first < tp->rows_per_chunk ? tp->rows - first : tp->rows_per_chunk;
         c->off = tp->in_off + first * tp->cols * es;
@@ -182,8 +187,21 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     size_t es = mq_dtype_size(tp->t->dtype), bad = 0, nq, ns;
     unsigned char *scale = scale_area(s, j->buf);
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
-    mq_status st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale,
-                                    zp, &nq, &ns, &bad, err);
+    const mq_obs_mse *o = &s->set->scheme.mse;
+    mq_status st;
+    if (tp->mse && c->pass == 0) {
+        st = mq_scan_band_mse(l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
+                              tp->obs_improved, &bad);
+        return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
+    }
+    if (tp->mse) {
+        if (c->first == 0) tp->obs_limit = mq_obs_mse_limit(o, tp->obs_improved);
+        st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
+                                  c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
+    } else {
+        st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale, zp, &nq,
+                              &ns, &bad, err);
+    }
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, bad);
     if (st != MQ_OK) return st;
     uint64_t e0 = (uint64_t)c->first * tp->cols;
@@ -258,6 +276,19 @@ static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
 
 /* ---- whole runs ---- */
 
+/* The mse search's records for the whole tensor: a few bits per group. */
+static mq_status obs_alloc(const mq_stream *s, mq_tplan *tp)
+{
+    const mq_obs_mse *o = &s->set->scheme.mse;
+    size_t groups = mq_qdesc_scales(mq_qlayout_desc(&tp->lay), tp->rows, tp->cols);
+    tp->obs_mask = malloc(groups * mq_obs_mse_mask_bytes(o) + 1);
+    tp->obs_improved = calloc(mq_obs_mse_steps(o) + 1, sizeof *tp->obs_improved);
+    if (!tp->obs_mask || !tp->obs_improved)
+        return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)",
+                            groups);
+    return MQ_OK;
+}
+
 static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
 {
     mq_tplan *tp = &s->tp[ti];
@@ -274,13 +305,14 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     if (tp->action == MQ_ACTION_QUANTIZE && tp->lay.out[MQ_QOUT_ZP].name &&
         !(tp->zp_all = calloc(tp->rows ? tp->rows : 1, 1)))
         st = mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%zu zero points)", tp->rows);
+    if (st == MQ_OK && tp->mse && tp->kind == MQ_KIND_ROWS) st = obs_alloc(s, tp);
     for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
         const mq_chunk *c;
         const unsigned char *d;
         mq_write_job j = {.release_input = true};
         if ((st = next_chunk(s, ti, &c, &d)) != MQ_OK) break;
-        bool out = tp->kind == MQ_KIND_ROWS || tp->kind == MQ_KIND_CAST ||
-                   (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
+        bool out = (tp->kind == MQ_KIND_ROWS && (!tp->mse || c->pass == 1)) ||
+                   tp->kind == MQ_KIND_CAST || (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
         if (out && (st = mq_writer_buffer(w, &j.buf)) != MQ_OK) break;
         if (tp->kind == MQ_KIND_ROWS)
             st = chunk_rows(s, tp, c, d, &j, &err);
@@ -288,13 +320,18 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
             st = chunk_split(s, tp, c, d, &j, &tw, &err);
         else
             st = chunk_cast(s, tp, c, d, &j, &overflow);
-        if (tp->kind != MQ_KIND_SPLIT || c->pass == 1) partial += c->bytes;
+        bool two_pass = tp->kind == MQ_KIND_SPLIT || (tp->kind == MQ_KIND_ROWS && tp->mse);
+        if (!two_pass || c->pass == 1) partial += c->bytes;
         if (st == MQ_OK) st = mq_writer_submit(w, &j);
         if (st == MQ_OK) progress(s, partial, NULL);
     }
     if (st == MQ_OK && tp->zp_all) st = write_zero_points(s, w, tp);
     free(tp->zp_all);
     tp->zp_all = NULL;
+    free(tp->obs_mask);
+    free(tp->obs_improved);
+    tp->obs_mask = NULL;
+    tp->obs_improved = NULL;
     if (st != MQ_OK) {
         /* Data errors already name the tensor. */
         if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);

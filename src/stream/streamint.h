@@ -43,6 +43,13 @@ typedef struct {
      * tensor), the scales, the zero points and the packed shape. */
     uint64_t out_q, out_scale, out_zp, out_shape;
     int8_t *zp_all; /* asymmetric: every group's zero point, stored at the end */
+    /* The mse observer: MQ_KIND_ROWS reads the tensor twice, pass 0 searching
+     * (each group's record of improving steps into obs_mask, the tensor's
+     * into obs_improved), pass 1 writing with obs_limit steps. */
+    bool mse;
+    uint8_t *obs_mask;
+    bool *obs_improved;
+    size_t obs_limit;
 } mq_tplan;
 
 typedef struct {

@@ -1,0 +1,327 @@
+/* The mse observer's search (numerics/observer.c): the stop rule of one
+ * patience counter per tensor, the step each group takes, the search written
+ * again here from its definition for every kind, a one-step search being
+ * min-max, and the config, CLI and report that reach it. Byte identity with
+ * llm-compressor's own observer is tests/py/test_observer_llmc.py. */
+#include "testutil.h"
+
+#include "observer.h"
+#include "reference.h"
+#include "scheme.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_limit(void **state)
+{
+    (void)state;
+    mq_obs_mse o = mq_obs_mse_defaults();
+    assert_int_equal(mq_obs_mse_steps(&o), 20); /* int(0.2 * 100) = int(20.000000000000004) */
+    bool imp[20] = {0};
+    /* No step improved anywhere: steps 0..4 ran, the fifth idle one stops it. */
+    assert_int_equal(mq_obs_mse_limit(&o, imp), 5);
+    imp[0] = imp[3] = true;
+    assert_int_equal(mq_obs_mse_limit(&o, imp), 9);
+    for (int i = 0; i < 20; i++)
+        imp[i] = i % 5 == 0; /* four idle steps between improvements never stop it */
+    assert_int_equal(mq_obs_mse_limit(&o, imp), 20);
+    o.patience = 1;
+    assert_int_equal(mq_obs_mse_limit(&o, imp), 2);
+    o.maxshrink = 0.5;
+    o.grid = 10;
+    assert_int_equal(mq_obs_mse_steps(&o), 5);
+    o.maxshrink = 0.001;
+    assert_int_equal(mq_obs_mse_steps(&o), 0);
+    /* torch multiplies by the factor rounded to fp32 first. */
+    o = mq_obs_mse_defaults();
+    assert_true(mq_obs_mse_factor(&o, 3) == (float)(1.0 - 3.0 / 100.0));
+}
+
+static void test_best(void **state)
+{
+    (void)state;
+    mq_obs_mse o = mq_obs_mse_defaults();
+    uint8_t mask[3] = {0x0b, 0x10, 0x01}; /* steps 0, 1, 3, 12, 16 */
+    assert_int_equal(mq_obs_mse_best(&o, mask, 20), 16);
+    assert_int_equal(mq_obs_mse_best(&o, mask, 16), 12);
+    assert_int_equal(mq_obs_mse_best(&o, mask, 12), 3);
+    assert_int_equal(mq_obs_mse_best(&o, mask, 1), 0);
+    uint8_t none[3] = {0};
+    assert_int_equal(mq_obs_mse_best(&o, none, 20), 0);
+}
+
+/* The search of one group written out from the definition. */
+static size_t brute_step(mq_qdesc d, const float *w, size_t n, const mq_obs_mse *o)
+{
+    mq_ref_stats st;
+    mq_ref_stats_init(&st);
+    mq_ref_stats_update(&st, w, MQ_DTYPE_F32, n);
+    float best = FLT_MAX;
+    size_t best_i = 0;
+    for (size_t i = 0; i < mq_obs_mse_steps(o); i++) {
+        float p = (float)(1.0 - (double)i / o->grid);
+        mq_ref_stats c = st;
+        c.lo = st.lo * p;
+        c.hi = st.hi * p;
+        c.amax = st.amax * p;
+        float s;
+        int8_t z;
+        mq_ref_params(d, &c, MQ_DTYPE_F32, &s, &z);
+        float e = 0.0f;
+        for (size_t j = 0; j < n; j++) {
+            float wh;
+            if (d.kind == MQ_QK_FP8) {
+                float v = fminf(fmaxf(w[j] / s, -448.0f), 448.0f);
+                wh = mq_e4m3_to_f32(mq_f32_to_e4m3(v)) * s;
+            } else {
+                float q = fminf(fmaxf(rintf(w[j] / s + (float)z), mq_qkind_qmin(d.kind)),
+                                mq_qkind_qmax(d.kind));
+                wh = (q - (float)z) * s;
+            }
+            e += powf(fabsf(wh - w[j]), (float)o->norm);
+        }
+        if (e < best) best = e, best_i = i;
+    }
+    return best_i;
+}
+
+static void test_search_all_kinds(void **state)
+{
+    (void)state;
+    const mq_qdesc kinds[] = {mq_qd(MQ_QK_INT8, true), mq_qd(MQ_QK_INT8, false),
+                              mq_qd(MQ_QK_INT4, true), mq_qd(MQ_QK_INT4, false),
+                              mq_qd(MQ_QK_FP8, true)};
+    enum { ROWS = 40, COLS = 64 };
+    float *w = malloc(sizeof(float) * ROWS * COLS);
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    for (size_t i = 0; i < ROWS * COLS; i++)
+        w[i] = tu_rng_normal(&r) * (i % 53 == 0 ? 8.0f : 1.0f) + (i / COLS % 3 == 0 ? 0.7f : 0.0f);
+    mq_obs_mse o = mq_obs_mse_defaults();
+    size_t mb = mq_obs_mse_mask_bytes(&o), clipped = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        mq_qdesc d = kinds[k];
+        uint8_t *mask = malloc(ROWS * mb), q[ROWS * COLS], q_ref[ROWS * COLS];
+        bool imp[20] = {0};
+        float sc[ROWS], sc_ref[ROWS];
+        int8_t zp[ROWS], zp_ref[ROWS];
+        size_t bad = 0;
+        assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+                         MQ_OK);
+        size_t limit = mq_obs_mse_limit(&o, imp);
+        assert_int_equal(
+            mq_obs_mse_quantize(d, &o, limit, mask, w, MQ_DTYPE_F32, ROWS, COLS, q, sc, zp, &bad),
+            MQ_OK);
+        for (size_t g = 0; g < ROWS; g++) {
+            size_t want = brute_step(d, w + g * COLS, COLS, &o);
+            /* With every step run, the record's last improvement is the brute force's. */
+            if (limit == mq_obs_mse_steps(&o))
+                assert_int_equal(mq_obs_mse_best(&o, mask + g * mb, limit), want);
+            clipped += want > 0;
+            /* Its codes are those of min-max's formulas on the shrunk range. */
+            mq_ref_stats st;
+            mq_ref_stats_init(&st);
+            mq_ref_stats_update(&st, w + g * COLS, MQ_DTYPE_F32, COLS);
+            float p = mq_obs_mse_factor(&o, mq_obs_mse_best(&o, mask + g * mb, limit));
+            st.lo *= p, st.hi *= p, st.amax *= p;
+            mq_ref_params(d, &st, MQ_DTYPE_F32, &sc_ref[g], &zp_ref[g]);
+            size_t rb = mq_qkind_row_bytes(d.kind, COLS);
+            mq_ref_put_codes(d, w + g * COLS, MQ_DTYPE_F32, COLS, sc_ref[g], zp_ref[g],
+                             q_ref + g * rb, 0, COLS);
+            assert_memory_equal(&sc[g], &sc_ref[g], sizeof(float));
+            if (!d.symmetric && d.kind != MQ_QK_FP8) assert_int_equal(zp[g], zp_ref[g]);
+        }
+        assert_memory_equal(q, q_ref, ROWS * mq_qkind_row_bytes(d.kind, COLS));
+        free(mask);
+    }
+    assert_true(clipped > 0); /* the data makes the search clip somewhere */
+    free(w);
+}
+
+/* One step (p = 1 only) is min-max: the bytes of mq_ref_quantize. */
+static void test_one_step_is_minmax(void **state)
+{
+    (void)state;
+    const mq_qdesc kinds[] = {mq_qd(MQ_QK_INT8, true), mq_qd(MQ_QK_INT4, false),
+                              mq_qd(MQ_QK_FP8, true), mq_qd_blocks(8)};
+    enum { ROWS = 16, COLS = 24 };
+    float w[ROWS * COLS];
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    for (size_t i = 0; i < ROWS * COLS; i++)
+        w[i] = tu_rng_normal(&r);
+    mq_obs_mse o = {.maxshrink = 0.01, .grid = 100, .norm = 2.4, .patience = 5};
+    assert_int_equal(mq_obs_mse_steps(&o), 1);
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        mq_qdesc d = kinds[k];
+        size_t groups = mq_qdesc_scales(d, ROWS, COLS);
+        uint8_t mask[ROWS * 8], q[ROWS * COLS], q_ref[ROWS * COLS];
+        float sc[ROWS * 8], sc_ref[ROWS * 8];
+        int8_t zp[ROWS * 8], zp_ref[ROWS * 8];
+        bool imp[1] = {0};
+        size_t bad;
+        assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+                         MQ_OK);
+        assert_int_equal(mq_obs_mse_quantize(d, &o, mq_obs_mse_limit(&o, imp), mask, w,
+                                             MQ_DTYPE_F32, ROWS, COLS, q, sc, zp, &bad),
+                         MQ_OK);
+        assert_int_equal(
+            mq_ref_quantize(d, w, MQ_DTYPE_F32, ROWS, COLS, q_ref, sc_ref, zp_ref, &bad), MQ_OK);
+        assert_memory_equal(sc, sc_ref, groups * sizeof(float));
+        assert_memory_equal(q, q_ref, ROWS * mq_qkind_row_bytes(d.kind, COLS));
+        if (!d.symmetric) assert_memory_equal(zp, zp_ref, groups);
+    }
+}
+
+/* A large call is split over threads: the records are those of scanning
+ * each row alone, and a NaN is reported at its group whatever part saw it. */
+static void test_scan_threads(void **state)
+{
+    (void)state;
+    enum { ROWS = 600, COLS = 160 };
+    float *w = malloc(sizeof(float) * ROWS * COLS);
+    tu_rng r;
+    tu_rng_seed(&r, 3);
+    for (size_t i = 0; i < ROWS * COLS; i++)
+        w[i] = tu_rng_normal(&r) * (i % 41 == 0 ? 5.0f : 1.0f);
+    mq_obs_mse o = mq_obs_mse_defaults();
+    size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0;
+    uint8_t *mask = malloc(ROWS * mb), *one = malloc(ROWS * mb);
+    bool imp[20] = {0}, imp_one[20] = {0};
+    mq_qdesc d = mq_qd(MQ_QK_INT4, false);
+    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad), MQ_OK);
+    for (size_t g = 0; g < ROWS; g++)
+        assert_int_equal(mq_obs_mse_scan(d, &o, w + g * COLS, MQ_DTYPE_F32, 1, COLS, one + g * mb,
+                                         imp_one, &bad),
+                         MQ_OK);
+    assert_memory_equal(mask, one, ROWS * mb);
+    assert_memory_equal(imp, imp_one, sizeof imp);
+    w[417 * COLS + 3] = INFINITY;
+    w[590 * COLS + 3] = NAN;
+    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+                     MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 417);
+    free(mask);
+    free(one);
+    free(w);
+}
+
+static void test_nonfinite(void **state)
+{
+    (void)state;
+    float w[4 * 8];
+    for (int i = 0; i < 32; i++)
+        w[i] = (float)i;
+    w[2 * 8 + 5] = NAN;
+    mq_obs_mse o = mq_obs_mse_defaults();
+    uint8_t mask[4 * 3];
+    bool imp[20] = {0};
+    size_t bad = 0;
+    assert_int_equal(
+        mq_obs_mse_scan(mq_qd(MQ_QK_INT8, true), &o, w, MQ_DTYPE_F32, 4, 8, mask, imp, &bad),
+        MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 2);
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), *path = tu_join(dir, "c.json");
+    const char *good =
+        "{\"preset\": \"W4A16\", \"observer\": \"mse\", \"observer_grid\": 50,"
+        " \"observer_maxshrink\": 0.5, \"observer_norm\": 2, \"observer_patience\": 3}";
+    mq_config cfg;
+    mq_config_init(&cfg);
+    assert_int_equal(cfg.observer, MQ_OBSERVER_MINMAX);
+    assert_true(tu_write_file(path, good, strlen(good)));
+    assert_int_equal(mq_config_load_json(&cfg, path), MQ_OK);
+    mq_scheme sc;
+    assert_int_equal(mq_scheme_init(&sc, &cfg), MQ_OK);
+    assert_int_equal(sc.observer, MQ_OBSERVER_MSE);
+    assert_true(sc.mse.grid == 50 && sc.mse.maxshrink == 0.5 && sc.mse.norm == 2);
+    assert_int_equal(sc.mse.patience, 3);
+    assert_string_equal(mq_observer_name(sc.observer), "mse");
+    const char *bad[] = {"{\"observer\": \"gptq\"}", "{\"observer_grid\": -1}",
+                         "{\"observer_maxshrink\": 1.5}", "{\"observer_patience\": 0}",
+                         "{\"observer_foo\": 1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_true(tu_write_file(path, bad[i], strlen(bad[i])));
+        assert_int_equal(mq_config_load_json(&cfg, path), MQ_STATUS_E_CONFIG);
+        assert_int_equal(cfg.observer, MQ_OBSERVER_MSE); /* left as it was */
+        assert_true(cfg.observer_grid == 50);
+    }
+    /* Per tensor has no groups to search. */
+    cfg.per_channel = false;
+    cfg.dtype = MQ_QINT8;
+    cfg.group_size = 0;
+    assert_int_equal(mq_config_check(&cfg), MQ_STATUS_E_CONFIG);
+    assert_non_null(strstr(mq_last_error(), "mse"));
+    mq_config_free(&cfg);
+    /* A config of the size before the observer fields is min-max. */
+    mq_config old;
+    mq_config_init_sized(&old, offsetof(mq_config, observer));
+    assert_int_equal(mq_scheme_init(&sc, &old), MQ_OK);
+    assert_int_equal(sc.observer, MQ_OBSERVER_MINMAX);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+/* The CLI: the flag, the per-tensor lines naming the observer, the report. */
+static void test_cli(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), *in = tu_join(dir, "in.safetensors");
+    char *out = tu_join(dir, "out.safetensors"), *rep = tu_join(dir, "r.json");
+    mq_model *m;
+    float w[32 * 64];
+    tu_rng r;
+    tu_rng_seed(&r, 9);
+    for (int i = 0; i < 32 * 64; i++)
+        w[i] = tu_rng_normal(&r);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "l.weight", MQ_DTYPE_F32, 2, (int64_t[]){32, 64}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_save(m, in), MQ_OK);
+    mq_model_free(m);
+    char *log = NULL;
+    assert_int_equal(tu_run_cli(&log,
+                                "quantize %s -o %s --preset W4A16 --group-size 32 "
+                                "--observer mse --observer-grid 50 --device host --report %s",
+                                in, out, rep),
+                     0);
+    assert_non_null(strstr(log, "W4A16 mse SQNR"));
+    free(log);
+    size_t n;
+    char *json = (char *)tu_read_file(rep, &n);
+    assert_non_null(strstr(json, "\"observer\": \"mse\""));
+    assert_non_null(strstr(json, "\"grid\": 50"));
+    free(json);
+    assert_int_equal(tu_run_cli(&log, "quantize %s -o %s --observer kmeans", in, out), 1);
+    assert_non_null(strstr(log, "--observer must be minmax or mse"));
+    free(log);
+    assert_int_equal(tu_run_cli(&log, "quantize %s -o %s --observer-maxshrink 2", in, out), 1);
+    free(log);
+    tu_rmtree(dir);
+    free(in);
+    free(out);
+    free(rep);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_best),
+        cmocka_unit_test(test_search_all_kinds),
+        cmocka_unit_test(test_one_step_is_minmax),
+        cmocka_unit_test(test_scan_threads),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
