@@ -10,12 +10,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "monoquant.h"
+
 /* The codes (reference.h gives each kind's formulas):
  *   INT8  one int8 code per value, DESIGN.md's scale rule;
  *   INT4  codes in [-8, 7], packed eight to a little-endian int32 word as
  *         compressed-tensors' pack_to_int32 does;
- *   FP8   one float8 e4m3fn byte per value (symmetric only). */
-typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8 } mq_qkind;
+ *   FP8   one float8 e4m3fn byte per value (symmetric only);
+ *   MXFP4 fp4 e2m1 codes, two to a byte (the even one in the low nibble),
+ *         one e8m0 scale byte (a power of two) per group;
+ *   MXFP8 one e4m3fn byte per value, one e8m0 scale byte per group.
+ * The MX kinds are symmetric and their groups are rows of the call. */
+typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8 } mq_qkind;
+
+/* The kinds whose scales are e8m0 bytes rather than the weight's dtype. */
+static inline bool mq_qkind_is_mx(mq_qkind k)
+{
+    return k == MQ_QK_MXFP4 || k == MQ_QK_MXFP8;
+}
 
 typedef struct {
     mq_qkind kind;
@@ -32,7 +44,7 @@ typedef struct {
 /* The plain descriptor of kind k: rows, no relabelling. */
 static inline mq_qdesc mq_qd(mq_qkind k, bool symmetric)
 {
-    return (mq_qdesc){.kind = k, .symmetric = symmetric || k == MQ_QK_FP8};
+    return (mq_qdesc){.kind = k, .symmetric = symmetric || k >= MQ_QK_FP8};
 }
 
 /* FP8 in bs x bs blocks. */
@@ -46,6 +58,8 @@ size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
 /* Smallest and largest code (the FP8 bounds are +-448). */
 float mq_qkind_qmin(mq_qkind k);
 float mq_qkind_qmax(mq_qkind k);
+/* Bytes one stored scale takes: one for the MX kinds, else the dtype's. */
+size_t mq_qkind_scale_size(mq_qkind k, mq_dtype dt);
 /* Scale values a call of rows x cols writes (one per row, or per block). */
 size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols);
 /* Group g (g < mq_qdesc_scales) of such a call: rows [*r0, *r1), columns
