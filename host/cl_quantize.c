@@ -8,6 +8,7 @@
  * (mq_be_quantize_two_pass). */
 #include "cl_qparts.h"
 
+#include "cpukern.h"
 #include "error.h"
 #include "reference.h"
 
@@ -56,6 +57,10 @@ mq_status mq_cl_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt
     if (st == MQ_OK) st = mq_cl_check_rows("quantize", rows, cols, es);
     if (st != MQ_OK || rows == 0) return st;
     if (!bad) bad = &ignored_bad;
+    /* The MX kinds have no device kernel yet: the host kernels compute them,
+     * so the output is the same bytes whichever back end was chosen. */
+    if (mq_qkind_is_mx(d.kind))
+        return mq_hk_quantize(d, src, dt, rows, cols, q, scale, zp, bad, err);
     if (cols == 0) /* nothing for a device to do: every row gets the empty-row parameters */
         return d.block ? MQ_OK : mq_ref_quantize(d, src, dt, rows, cols, q, scale, zp, bad);
     quant_job j = {d, src, dt, rows, cols, q, scale, d.symmetric ? NULL : zp, bad};
@@ -94,6 +99,10 @@ static mq_status attempt_reduce(mq_cl_backend *cb, const void *job, mq_err_acc *
 mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
                                 float scale, int8_t zp, void *q, mq_err_acc *err)
 {
+    if (mq_qkind_is_mx(d.kind)) { /* on the host, as mq_cl_quantize */
+        mq_hk_quantize_values(d, src, dt, n, scale, zp, q, err);
+        return MQ_OK;
+    }
     /* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
     run_job j = {.d = d, .src = src, .dt = dt, .n = n, .scale = scale, .zp = zp, .q = q};
     return mq_cl_retry((mq_cl_backend *)b, attempt_values, &j, n * mq_dtype_size(dt), 0, err, NULL);

@@ -551,10 +551,43 @@ HK_QUANTIZE(hk_quantize_int4_err, MQ_QK_INT4, err)
 HK_QUANTIZE(hk_quantize_fp8, MQ_QK_FP8, NULL)
 HK_QUANTIZE(hk_quantize_fp8_err, MQ_QK_FP8, err)
 
+/* The MX kinds: the reference's scalar loop, so bit-identical by
+ * construction (not yet vectorized); the weight error as the reference
+ * counts it, on the codes just written (MXFP4 rows packed, n values one
+ * code a byte for quantize_values). */
+static void mx_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale, uint8_t *q,
+                      mq_err_acc *err)
+{
+    mq_ref_quantize_values(d, src, dt, n, scale, 0, q);
+    if (!err) return;
+    const float qmax = mq_qkind_qmax(d.kind);
+    for (size_t i = 0; i < n; i++) {
+        float w = mq_load_f32(src, dt, i), v = w / scale;
+        float code = d.kind == MQ_QK_MXFP4 ? mq_e2m1_to_f32(q[i]) : mq_e4m3_to_f32(q[i]);
+        double e = (double)w - (double)(code * scale);
+        if (v < -qmax || v > qmax) err->clamped++;
+        err->sig += (double)w * (double)w;
+        err->err2 += e * e;
+        if (fabs(e) > err->max_abs) err->max_abs = fabs(e);
+    }
+}
+
+static mq_status mx_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, size_t cols,
+                             void *q, void *scale, size_t *bad, mq_err_acc *err)
+{
+    mq_status st = mq_ref_quantize(d, src, dt, rows, cols, q, scale, NULL, bad);
+    if (st == MQ_OK && err) mq_ref_error_stats(d, src, dt, rows, cols, q, scale, dt, NULL, err);
+    return st;
+}
+
 HK_CLONES void hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                                   int8_t zp, uint8_t *q, mq_err_acc *err)
 {
     switch (d.kind) {
+    case MQ_QK_MXFP4:
+    case MQ_QK_MXFP8:
+        mx_values(d, src, dt, n, scale, q, err);
+        break;
     case MQ_QK_INT8:
         if (err)
             code_run(src, dt, n, MQ_QK_INT8, scale, zp, d.code_xor, false, q, err);
@@ -581,6 +614,9 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
 {
     if (d.block && d.kind != MQ_QK_FP8) return MQ_STATUS_E_INVALID_ARG;
     switch (d.kind) {
+    case MQ_QK_MXFP4:
+    case MQ_QK_MXFP8:
+        return mx_quantize(d, src, dt, rows, cols, q, scale, bad, err);
     case MQ_QK_INT8:
         return (err ? hk_quantize_int8_err : hk_quantize_int8)(d, src, dt, rows, cols, q, scale, zp,
                                                                bad, err);

@@ -196,7 +196,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
                             mq_write_job *j, mq_err_acc *err)
 {
     const mq_qlayout *l = &tp->lay;
-    size_t es = mq_dtype_size(tp->t->dtype), bad = 0, nq, ns;
+    size_t es = mq_qkind_scale_size(l->kind, tp->t->dtype), bad = 0, nq, ns;
     unsigned char *scale = scale_area(s, j->buf);
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     mq_status st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale,
@@ -219,7 +219,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
 {
     const mq_qlayout *l = &tp->lay;
     mq_dtype dt = tp->t->dtype;
-    size_t es = mq_dtype_size(dt);
+    size_t es = mq_qkind_scale_size(l->kind, dt);
     mq_status st;
     if (c->pass == 1) {
         if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, j->buf, err)) != MQ_OK) return st;
@@ -227,7 +227,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
         size_t nq = mq_qlayout_pack_codes(l, j->buf, e0, c->count);
         add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
         if (c->first) return MQ_OK;
-        mq_store_scale(scale_area(s, j->buf), dt, 0, *scale);
+        mq_store_group_scale(mq_qlayout_desc(l), scale_area(s, j->buf), dt, 0, *scale);
         add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
         if (tp->zp_all) tp->zp_all[c->group] = *zp;
         return MQ_OK;
