@@ -49,6 +49,8 @@ static const char *const qdtype_names[] = {
     [MQ_FLOAT16] = "fp16",
     [MQ_QINT4] = "int4",
     [MQ_QFP8] = "fp8",
+    [MQ_QMXFP4] = "mxfp4",
+    [MQ_QMXFP8] = "mxfp8",
 };
 #define N_QDTYPES (sizeof qdtype_names / sizeof *qdtype_names)
 
@@ -70,7 +72,7 @@ bool mq_qdtype_parse(const char *name, mq_qdtype *out)
 
 const char *mq_qdtype_names(void)
 {
-    return "int8, fp16, int4, fp8";
+    return "int8, fp16, int4, fp8, mxfp4, mxfp8";
 }
 
 bool mq_dtype_is_quantizable(mq_dtype d)

@@ -89,8 +89,10 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
         l->scale_cols = 1;
     }
     bool packed = s->codes_per_word != 0;
+    /* MXFP4: two e2m1 codes a byte (uint8 weight_packed), no shape tensor. */
+    bool fp4 = l->kind == MQ_QK_MXFP4;
     size_t pw = packed ? s->codes_per_word : per_word(l->kind);
-    l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : l->inner;
+    l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : fp4 ? ceil_div(l->inner, 2) : l->inner;
 
     int64_t sshape[2] = {(int64_t)l->out_rows, (int64_t)l->scale_cols};
     int64_t zshape[2] = {(int64_t)ceil_div(l->out_rows, pw), (int64_t)l->scale_cols};
@@ -101,9 +103,10 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
     if (!per_channel) sshape[0] = 1;
     memcpy(cshape, t->shape, sizeof cshape);
     if (packed) cshape[t->rank - 1] = (int64_t)ceil_div(l->inner, pw);
+    if (fp4) cshape[t->rank - 1] = (int64_t)l->inner_bytes;
     mq_dtype cdt = packed ? MQ_DTYPE_I32 : s->code_dtype;
-    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed ? MQ_PACKED_SUFFIX : "", cdt, t->rank,
-                 cshape);
+    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed || fp4 ? MQ_PACKED_SUFFIX : "", cdt,
+                 t->rank, cshape);
     if (st == MQ_OK)
         st = set_out(&l->out[MQ_QOUT_SCALE], t->name, MQ_SCALE_SUFFIX,
                      mq_scheme_scale_dtype(s, t->dtype), srank, sshape);
@@ -177,14 +180,16 @@ mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const 
 
 mq_dtype mq_qlayout_code_dtype(const mq_qlayout *l)
 {
-    return l->kind == MQ_QK_FP8    ? MQ_DTYPE_F8_E4M3
-           : l->kind == MQ_QK_INT4 ? MQ_DTYPE_I32
-                                   : MQ_DTYPE_I8;
+    return l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8 ? MQ_DTYPE_F8_E4M3
+           : l->kind == MQ_QK_INT4                        ? MQ_DTYPE_I32
+           : l->kind == MQ_QK_MXFP4                       ? MQ_DTYPE_U8
+                                                          : MQ_DTYPE_I8;
 }
 
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e)
 {
-    if (l->kind == MQ_QK_INT4) return e / l->inner * l->inner_bytes + e % l->inner / 2;
+    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4)
+        return e / l->inner * l->inner_bytes + e % l->inner / 2;
     if (l->inner_bytes == l->inner) return e;
     return e / l->inner * l->inner_bytes + e % l->inner;
 }
@@ -213,16 +218,18 @@ uint8_t mq_qlayout_code_xor(const mq_qlayout *l)
 mq_qdesc mq_qlayout_desc(const mq_qlayout *l)
 {
     return (mq_qdesc){.kind = l->kind,
-                      .symmetric = l->symmetric || l->kind == MQ_QK_FP8,
+                      .symmetric = l->symmetric || l->kind >= MQ_QK_FP8,
                       .code_xor = mq_qlayout_code_xor(l),
                       .block = l->block};
 }
 
-/* int4: codes (one per byte) to nibbles in place, front to back (the byte
- * for codes 2j and 2j + 1 lands at or before code 2j, both already read),
- * then each row end's padding. */
+/* int4 and e2m1: codes (one per byte) to nibbles in place, front to back
+ * (the byte for codes 2j and 2j + 1 lands at or before code 2j, both already
+ * read), then each row end's padding. int4 nibbles are code + 8, e2m1's the
+ * code itself. */
 static size_t pack_codes4(const mq_qlayout *l, unsigned char *b, uint64_t first, size_t count)
 {
+    const unsigned off = l->kind == MQ_QK_INT4 ? 8u : 0u;
     uint64_t base = mq_qlayout_code_pos(l, first);
     size_t k = 0;
     while (k < count) {
@@ -231,8 +238,8 @@ static size_t pack_codes4(const mq_qlayout *l, unsigned char *b, uint64_t first,
                n = count - k < in_row ? count - k : in_row;
         size_t o = (size_t)(mq_qlayout_code_pos(l, e) - base);
         for (size_t j = 0; j < n; j += 2) {
-            unsigned lo = ((unsigned)b[k + j] + 8u) & 15u;
-            unsigned hi = j + 1 < n ? ((unsigned)b[k + j + 1] + 8u) & 15u : 0u;
+            unsigned lo = ((unsigned)b[k + j] + off) & 15u;
+            unsigned hi = j + 1 < n ? ((unsigned)b[k + j + 1] + off) & 15u : 0u;
             b[o + j / 2] = (unsigned char)(lo | hi << 4);
         }
         if (n == in_row) {
@@ -248,7 +255,7 @@ size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, siz
 {
     unsigned char *b = buf;
     if (count == 0) return 0;
-    if (l->kind == MQ_QK_INT4) return pack_codes4(l, b, first, count);
+    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4) return pack_codes4(l, b, first, count);
     if (l->inner_bytes == l->inner) return count;
     /* Back to front: a code moves only forward (by the padding before it), so
      * nothing is overwritten before it is read. */
