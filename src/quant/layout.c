@@ -326,6 +326,11 @@ mq_status mq_nonfinite_error(const mq_qlayout *l, const char *tensor, size_t bad
 
 /* ---- reading a quantized layer back ---- */
 
+static mq_status bad(const char *name, const char *what)
+{
+    return mq_set_error(MQ_STATUS_E_FORMAT, "layer '%s': %s", name, what);
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -342,14 +347,37 @@ static const mq_tensor *find_with(const mq_model *m, const char *base, size_t n,
     return t;
 }
 
-/* For W_packed: the length of W, else 0. */
+/* For W_packed: the length of W, else 0. I32 words of int codes come with
+ * W_shape; U8 bytes of two e2m1 codes (MXFP4) with a U8 (e8m0) scale. */
 static size_t packed_base(const mq_model *m, const mq_tensor *t)
 {
-    if (t->dtype != MQ_DTYPE_I32 || !ends_with(t->name, MQ_PACKED_SUFFIX)) return 0;
+    if ((t->dtype != MQ_DTYPE_I32 && t->dtype != MQ_DTYPE_U8) ||
+        !ends_with(t->name, MQ_PACKED_SUFFIX))
+        return 0;
     size_t n = strlen(t->name) - strlen(MQ_PACKED_SUFFIX);
-    return find_with(m, t->name, n, MQ_SHAPE_SUFFIX) && find_with(m, t->name, n, MQ_SCALE_SUFFIX)
-               ? n
-               : 0;
+    const mq_tensor *s = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
+    if (t->dtype == MQ_DTYPE_U8) return s && s->dtype == MQ_DTYPE_U8 ? n : 0;
+    return find_with(m, t->name, n, MQ_SHAPE_SUFFIX) && s ? n : 0;
+}
+
+/* MXFP4's weight_packed: two e2m1 codes a byte (even in the low nibble), one
+ * code a byte into own_codes; the weight's last dimension twice the bytes. */
+static mq_status unpack_fp4(const mq_tensor *c, mq_qlayer *l)
+{
+    if (c->rank < 1) return bad(l->w.name, "the packed weight must have at least one dimension");
+    l->kind = MQ_QK_MXFP4;
+    l->w.dtype = MQ_DTYPE_U8;
+    l->w.shape[c->rank - 1] = c->shape[c->rank - 1] * 2;
+    size_t n = c->nbytes * 2;
+    uint8_t *q = malloc(n ? n : 1);
+    if (!q) return mq_set_error(MQ_STATUS_E_NOMEM, "layer '%s': out of memory", l->w.name);
+    const uint8_t *src = c->data;
+    for (size_t i = 0; i < n; i++)
+        q[i] = (uint8_t)((src[i / 2] >> (4 * (i & 1))) & 15u);
+    l->own_codes = q;
+    l->w.data = q;
+    l->w.nbytes = n;
+    return MQ_OK;
 }
 
 bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t)
@@ -372,10 +400,6 @@ bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t)
     return false;
 }
 
-static mq_status bad(const char *name, const char *what)
-{
-    return mq_set_error(MQ_STATUS_E_FORMAT, "layer '%s': %s", name, what);
-}
 
 /* The bits of a packed layer: the file's quantization_scheme when it says
  * (ours: "int4-..."), else what the packed width allows (8 unless only 4 fits). */
@@ -476,8 +500,10 @@ static mq_status read_scale_layout(mq_qlayer *l)
     size_t out = (size_t)l->w.shape[0], inner = (size_t)l->w.shape[l->w.rank - 1];
     l->n_scale = (size_t)ns;
     l->scale_cols = 1;
-    if (!mq_dtype_is_quantizable(s->dtype))
-        return bad(l->w.name, "the scale must be F32, F16 or BF16");
+    if (mq_qkind_is_mx(l->kind) != (s->dtype == MQ_DTYPE_U8) ||
+        (!mq_qkind_is_mx(l->kind) && !mq_dtype_is_quantizable(s->dtype)))
+        return bad(l->w.name, "the scale must be F32, F16 or BF16 (U8 e8m0 exponents for the MX "
+                              "formats: e4m3 weight or uint8 weight_packed)");
     if (ns == 0 || out == 0 || inner == 0)
         return bad(l->w.name, "a quantized weight and its scale must not be empty");
     if (ns == 1 || (ns == out && (s->rank == 1 || s->shape[s->rank - 1] == 1))) return MQ_OK;
@@ -519,10 +545,16 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     l->w.name = l->own_name;
     l->w.dtype = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_DTYPE_F8_E4M3 : MQ_DTYPE_I8;
     l->kind = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_QK_FP8 : MQ_QK_INT8;
-    if (packed && ((st = read_shape(m, t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), l)) != MQ_OK ||
-                   (st = unpack_codes(t, l)) != MQ_OK))
+    if (packed && t->dtype == MQ_DTYPE_U8) {
+        if ((st = unpack_fp4(t, l)) != MQ_OK) goto fail;
+    } else if (packed &&
+               ((st = read_shape(m, t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), l)) != MQ_OK ||
+                (st = unpack_codes(t, l)) != MQ_OK)) {
         goto fail;
+    }
     l->scale = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
+    /* e4m3 codes under e8m0 (U8) scales: MXFP8. */
+    if (l->kind == MQ_QK_FP8 && l->scale && l->scale->dtype == MQ_DTYPE_U8) l->kind = MQ_QK_MXFP8;
     if (!packed && l->kind == MQ_QK_INT8) {
         /* int-quantized: the shared checks of a scale and I8 zero point. */
         if ((st = mq_qparams_check(NULL, t, l->scale, find_with(m, t->name, n, MQ_ZP_SUFFIX),
@@ -537,7 +569,7 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     }
     if ((st = read_scale_layout(l)) != MQ_OK) goto fail;
     for (size_t i = 0; i < l->n_scale; i++) {
-        float s = mq_load_f32(l->scale->data, l->scale->dtype, i);
+        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, i);
         if (!(s > 0.0f) || isinf(s)) {
             st = mq_set_error(MQ_STATUS_E_FORMAT,
                               "layer '%s': scale %zu is %g; a scale must be finite and positive",
@@ -545,8 +577,8 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
             goto fail;
         }
     }
-    if (l->kind == MQ_QK_FP8 && find_with(m, t->name, n, MQ_ZP_SUFFIX)) {
-        st = bad(l->w.name, "an FP8 weight has no zero point");
+    if (l->kind >= MQ_QK_FP8 && find_with(m, t->name, n, MQ_ZP_SUFFIX)) {
+        st = bad(l->w.name, "an FP8 or MX weight has no zero point");
         goto fail;
     }
     if ((st = read_zp(m, t->name, n, packed, l)) != MQ_OK) goto fail;
@@ -563,6 +595,11 @@ void mq_qlayer_free(mq_qlayer *l)
     free(l->own_zp);
     free(l->own_name);
     memset(l, 0, sizeof *l);
+}
+
+mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l)
+{
+    return mq_qkind_is_mx(l->kind) ? MQ_DTYPE_BF16 : l->scale->dtype;
 }
 
 bool mq_qlayer_is_simple(const mq_qlayer *l)
@@ -582,9 +619,11 @@ void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
                    : l->block      ? r / l->block * l->scale_cols + c / l->block
                    : l->group      ? r * l->scale_cols + c / l->group
                                    : r;
-        float s = mq_load_f32(l->scale->data, l->scale->dtype, k);
-        if (l->kind == MQ_QK_FP8) {
+        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, k);
+        if (l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8) {
             dst[c] = mq_e4m3_to_f32(q[c]) * s;
+        } else if (l->kind == MQ_QK_MXFP4) {
+            dst[c] = mq_e2m1_to_f32(q[c]) * s;
         } else {
             float z = l->zp ? (float)l->zp[k] : 0.0f;
             dst[c] = ((float)(int8_t)q[c] - z) * s;
