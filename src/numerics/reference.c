@@ -425,7 +425,13 @@ void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, 
             out[i] = mq_f32_to_e2m1(fminf(fmaxf(w / scale, qmin), qmax));
             continue;
         }
-        if (d.kind == MQ_QK_FP8 || d.kind == MQ_QK_MXFP8) {
+        if (d.kind == MQ_QK_MXFP8) {
+            /* Its compressor adds the zero point (0) before the cast, which
+             * makes -0 (a negative zero weight, or a BF16 one flushed) +0. */
+            out[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale + 0.0f, qmin), qmax));
+            continue;
+        }
+        if (d.kind == MQ_QK_FP8) {
             /* compressed-tensors clamps w / s to +-448, then casts to e4m3. */
             out[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale, qmin), qmax));
             continue;
