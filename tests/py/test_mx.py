@@ -136,6 +136,9 @@ def check_model(tmp, name, preset):
     out = os.path.join(tmp, "%s-%s" % (name, preset))
     if not run_cli(src, out, preset):
         return
+    shards = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))
+    check(sorted(f for f in os.listdir(out) if f.endswith(".safetensors")) == shards,
+          "%s: the output's shards differ from the input's %s" % (tag, shards))
     qc = loaders.quantization_config(out)
     fmt = FORMATS[preset]
     check(qc["format"] == fmt and qc["config_groups"]["group_0"]["format"] == fmt,
@@ -201,15 +204,19 @@ def decompress(path):
 
 
 def check_dequantize(tag, out, oracle, preset):
-    """monoquant dequantize: compressed-tensors' decompression of the same file."""
-    deq = out + ".deq.safetensors"
-    p = subprocess.run([os.environ["MQ_CLI"], "dequantize", os.path.join(out, "model.safetensors"),
-                        "-o", deq], capture_output=True, text=True)
-    check(p.returncode == 0, "%s: dequantize: %s" % (tag, p.stderr))
-    if p.returncode != 0:
-        return
+    """monoquant dequantize of each shard: compressed-tensors' decompression of the same files."""
     from safetensors.torch import load_file
-    ours = load_file(deq)
+    ours = {}
+    for f in sorted(os.listdir(out)):
+        if not f.endswith(".safetensors"):
+            continue
+        deq = os.path.join(out + ".deq-" + f)
+        p = subprocess.run([os.environ["MQ_CLI"], "dequantize", os.path.join(out, f), "-o", deq],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "%s: dequantize %s: %s" % (tag, f, p.stderr))
+        if p.returncode != 0:
+            return
+        ours.update(load_file(deq))
     for m, w in decompress(out).items():
         a = ours.get(m + ".weight")
         ok = a is not None and a.shape == w.shape and torch.equal(a.float(), w.float())
@@ -271,6 +278,8 @@ def main():
         for name in ("llama256-f32", "llama256-bf16"):
             for preset in ("MXFP4A16", "MXFP4", "MXFP8A16", "MXFP8"):
                 check_model(tmp, name, preset)
+        # A model directory in several shards (index rewritten).
+        check_model(tmp, "llama256-sharded", "MXFP4A16")
     if failures:
         print("%d failure(s)" % len(failures))
         sys.exit(1)
