@@ -61,8 +61,8 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
     cl_uint tpr_a = (cl_uint)tpr, bs_a = (cl_uint)bs;
     /* The fused kernel's two scheme arguments (cl_qrows.c): symmetric and
      * code_xor for int8 (codes as they are), kind and symmetric for the
-     * others (numerics.cl's MQ_QK_INT4 = 1, MQ_QK_FP8 = 2). */
-    cl_int kind_a = kind == MQ_QK_INT4 ? 1 : 2, sym_a = symmetric ? 1 : 0;
+     * others (numerics.cl's MQ_QK_* are qkind.h's values). */
+    cl_int kind_a = (cl_int)kind, sym_a = symmetric ? 1 : 0;
     cl_uchar cx_a = 0;
     mq_cl_arg a4 = int8 ? (mq_cl_arg)MQ_CL_ARG(sym_a) : (mq_cl_arg)MQ_CL_ARG(kind_a);
     mq_cl_arg a5 = int8 ? (mq_cl_arg)MQ_CL_ARG(cx_a) : (mq_cl_arg)MQ_CL_ARG(sym_a);
@@ -71,7 +71,8 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
     /* Input, codes, scales and zero points; the int8 figures have always
      * counted the per-row NaN flags as well (bench/RESULTS.md). */
     out->bytes = (uint64_t)rows * cols * es + (uint64_t)rows * rb +
-                 (uint64_t)n_scales * (es + (symmetric ? 0 : 1) + (int8 ? 1 : 0));
+                 (uint64_t)n_scales *
+                     (mq_qkind_scale_size(kind, dt) + (symmetric ? 0 : 1) + (int8 ? 1 : 0));
     out->chunks = chunks;
     size_t copy_total = (size_t)(out->bytes / 2),
            copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;
