@@ -445,23 +445,20 @@ inline uint mq_e8m0_byte(float s)
  * compressed-tensors' thresholds, the sign bit only below zero. */
 inline uint mq_e2m1(float v)
 {
+    /* The magnitude code counts the thresholds passed (a NaN passes none). */
     float a = fabs(v);
-    uint m = a <= 0.25f  ? 0u
-             : a < 0.75f ? 1u
-             : a <= 1.25f ? 2u
-             : a < 1.75f  ? 3u
-             : a <= 2.5f  ? 4u
-             : a < 3.5f   ? 5u
-             : a <= 5.0f  ? 6u
-             : a > 5.0f   ? 7u
-                          : 0u;
+    uint m = (uint)(a > 0.25f) + (uint)(a >= 0.75f) + (uint)(a > 1.25f) + (uint)(a >= 1.75f) +
+             (uint)(a > 2.5f) + (uint)(a >= 3.5f) + (uint)(a > 5.0f);
     return m | (v < 0.0f ? 8u : 0u);
 }
 
 inline uint8 mq_e2m1_8(float8 v)
 {
-    return (uint8)(mq_e2m1(v.s0), mq_e2m1(v.s1), mq_e2m1(v.s2), mq_e2m1(v.s3), mq_e2m1(v.s4),
-                   mq_e2m1(v.s5), mq_e2m1(v.s6), mq_e2m1(v.s7));
+    /* Vector comparisons give -1 for true. */
+    float8 a = fabs(v);
+    int8 m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) +
+             (a >= 3.5f) + (a > 5.0f);
+    return as_uint8(-m) | as_uint8((v < 0.0f) & 8);
 }
 
 inline float mq_e2m1_value(uint c)
@@ -473,9 +470,11 @@ inline float mq_e2m1_value(uint c)
 
 inline float8 mq_e2m1_value8(uint8 c)
 {
-    return (float8)(mq_e2m1_value(c.s0), mq_e2m1_value(c.s1), mq_e2m1_value(c.s2),
-                    mq_e2m1_value(c.s3), mq_e2m1_value(c.s4), mq_e2m1_value(c.s5),
-                    mq_e2m1_value(c.s6), mq_e2m1_value(c.s7));
+    /* 0, 0.5, 1, 1.5 are i / 2; 2, 3, 4 are i - 2; 7 is 6. */
+    float8 i = convert_float8(c & 7u);
+    float8 m = select(i - 2.0f, i * 0.5f, isless(i, 4.0f));
+    m = select(m, (float8)(6.0f), isequal(i, 7.0f));
+    return as_float8(as_uint8(m) | ((c & 8u) << 28));
 }
 
 /* Codes of kind INT8 or INT4 (the integer code's byte) or FP8 (the e4m3
