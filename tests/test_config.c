@@ -549,8 +549,8 @@ static void test_scheme_fields(void **state)
          MQ_FORMAT_MXFP4_PACK_QUANTIZED, MQ_ACT_NONE, "mxfp4-group32-weights-only"},
         {"MXFP4", false, 0, MQ_SCHEME_MXFP4, 4, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_U8,
          MQ_FORMAT_MXFP4_PACK_QUANTIZED, MQ_ACT_MXFP4_GROUP_32, "mxfp4-group32"},
-        {"MXFP8A16", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0,
-         MQ_DTYPE_F8_E4M3, MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_NONE, "mxfp8-group32-weights-only"},
+        {"MXFP8A16", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_F8_E4M3,
+         MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_NONE, "mxfp8-group32-weights-only"},
         {"MXFP8", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_F8_E4M3,
          MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_MXFP8_GROUP_32, "mxfp8-group32"},
         /* The cast has no groups, whatever group_size says. */

@@ -449,9 +449,8 @@ static void test_mx_presets(void **state)
         assert_int_equal(sc->shape[1], 2);
         /* Groups of 32 are rows of the reference's call. */
         uint8_t q[8 * 32], s[8];
-        assert_int_equal(mq_ref_quantize(mq_qd(kind, true), w, MQ_DTYPE_F32, 8, 32, q, s, NULL,
-                                         NULL),
-                         MQ_OK);
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(kind, true), w, MQ_DTYPE_F32, 8, 32, q, s, NULL, NULL), MQ_OK);
         assert_memory_equal(c->data, q, fp4 ? 4 * 32 : 4 * 64);
         assert_memory_equal(sc->data, s, 8);
         assert_int_equal(mq_dequantize(out, &d), MQ_OK);

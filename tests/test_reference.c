@@ -760,11 +760,14 @@ static void test_e2m1_codes_and_midpoints(void **state)
         }
         assert_int_equal(mq_f32_to_e2m1(v), c);
     }
-    static const struct { float v; uint8_t c; } mid[] = {
-        {0.25f, 0}, {0.75f, 2}, {1.25f, 2}, {1.75f, 4}, {2.5f, 4}, {3.5f, 6}, {5.0f, 6},
-        {-0.25f, 8}, {-0.75f, 10}, {-1.25f, 10}, {-1.75f, 12}, {-2.5f, 12}, {-3.5f, 14},
-        {-5.0f, 14}, {-0.1f, 8}, {0.1f, 0}, {-0.0f, 0}, {6.0f, 7}, {-6.0f, 15},
-        {0x1p-149f, 0}, {-0x1p-149f, 8}, {0.2500001f, 1}, {5.0000005f, 7},
+    static const struct {
+        float v;
+        uint8_t c;
+    } mid[] = {
+        {0.25f, 0},  {0.75f, 2},     {1.25f, 2},      {1.75f, 4},      {2.5f, 4},       {3.5f, 6},
+        {5.0f, 6},   {-0.25f, 8},    {-0.75f, 10},    {-1.25f, 10},    {-1.75f, 12},    {-2.5f, 12},
+        {-3.5f, 14}, {-5.0f, 14},    {-0.1f, 8},      {0.1f, 0},       {-0.0f, 0},      {6.0f, 7},
+        {-6.0f, 15}, {0x1p-149f, 0}, {-0x1p-149f, 8}, {0.2500001f, 1}, {5.0000005f, 7},
     };
     for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
         assert_int_equal(mq_f32_to_e2m1(mid[i].v), mid[i].c);
@@ -776,21 +779,25 @@ static void test_e2m1_codes_and_midpoints(void **state)
 static void test_mx_scales(void **state)
 {
     (void)state;
-    static const struct { float amax; uint8_t x4, x8; } cases[] = {
-        {1.0f, 125, 119}, {1.5f, 125, 119}, {1.74f, 125, 119}, {1.75f, 126, 120}, {6.0f, 127, 121},
-        {0.0f, 0, 0}, {0x1p-140f, 0, 0}, {448.0f, 134, 128}, {1.0e38f, 251, 245}, {3.0e38f, 255, 255},
+    static const struct {
+        float amax;
+        uint8_t x4, x8;
+    } cases[] = {
+        {1.0f, 125, 119},    {1.5f, 125, 119},    {1.74f, 125, 119}, {1.75f, 126, 120},
+        {6.0f, 127, 121},    {0.0f, 0, 0},        {0x1p-140f, 0, 0}, {448.0f, 134, 128},
+        {1.0e38f, 251, 245}, {3.0e38f, 255, 255},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         float w[32] = {0};
         w[5] = -cases[i].amax;
         uint8_t q[32], sc;
-        assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q,
-                                         &sc, NULL, NULL),
-                         MQ_OK);
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+            MQ_OK);
         assert_int_equal(sc, cases[i].x4);
-        assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q,
-                                         &sc, NULL, NULL),
-                         MQ_OK);
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+            MQ_OK);
         assert_int_equal(sc, cases[i].x8);
     }
     /* MXFP4: 16 bytes a row, the even code in the low nibble. */
@@ -798,9 +805,9 @@ static void test_mx_scales(void **state)
     for (int i = 0; i < 32; i++)
         w[i] = (float)(i - 16) * 0.25f; /* amax 4: byte 127 + 2 - 2, scale 1 */
     uint8_t q[16], sc;
-    assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q, &sc,
-                                     NULL, NULL),
-                     MQ_OK);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+        MQ_OK);
     assert_int_equal(sc, 127);
     for (int i = 0; i < 32; i++) {
         uint8_t c = (uint8_t)((q[i / 2] >> (4 * (i & 1))) & 15u);
@@ -809,9 +816,9 @@ static void test_mx_scales(void **state)
     /* NaN is the data error, as for the other kinds. */
     w[3] = NAN;
     size_t bad = 9;
-    assert_int_equal(mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q, &sc,
-                                     NULL, &bad),
-                     MQ_STATUS_E_DATA);
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, &bad),
+        MQ_STATUS_E_DATA);
     assert_int_equal(bad, 0);
 }
 

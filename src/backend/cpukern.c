@@ -445,8 +445,8 @@ HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k
 /* The first m codes of a block of nb to their place: byte i of out, or with
  * pack (INT4) nibble i of the packed row, code + 8, i even; the pairs are
  * packed over the whole block (a constant trip count), then copied. */
-HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, unsigned off,
-                        size_t i, uint8_t *restrict out)
+HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, unsigned off, size_t i,
+                        uint8_t *restrict out)
 {
     if (!pack) {
         memcpy(out + i, c, (size_t)m);

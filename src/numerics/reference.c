@@ -189,8 +189,15 @@ float mq_qkind_qmax(mq_qkind k)
 uint8_t mq_f32_to_e2m1(float v)
 {
     float a = fabsf(v);
-    uint8_t m = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3
-              : a <= 2.5f  ? 4 : a < 3.5f  ? 5 : a <= 5.0f  ? 6 : a > 5.0f ? 7 : 0;
+    uint8_t m = a <= 0.25f   ? 0
+                : a < 0.75f  ? 1
+                : a <= 1.25f ? 2
+                : a < 1.75f  ? 3
+                : a <= 2.5f  ? 4
+                : a < 3.5f   ? 5
+                : a <= 5.0f  ? 6
+                : a > 5.0f   ? 7
+                             : 0;
     return (uint8_t)(m | (v < 0.0f ? 8u : 0u));
 }
 

@@ -45,8 +45,7 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, mq_model
         }
         free(row);
     }
-    st = mq_model_append(out, l.w.name, vdt, l.w.rank, l.w.shape, mq_blob_data(b),
-                         nbytes, b);
+    st = mq_model_append(out, l.w.name, vdt, l.w.rank, l.w.shape, mq_blob_data(b), nbytes, b);
     mq_blob_unref(b);
 done:
     mq_qlayer_free(&l);

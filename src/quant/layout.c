@@ -400,7 +400,6 @@ bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t)
     return false;
 }
 
-
 /* The bits of a packed layer: the file's quantization_scheme when it says
  * (ours: "int4-..."), else what the packed width allows (8 unless only 4 fits). */
 static size_t packed_bits(const mq_model *m, const mq_tensor *c, int64_t inner)

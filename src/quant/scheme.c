@@ -137,8 +137,9 @@ static void set_label(mq_scheme *s, bool weights_only)
     if (s->kind == MQ_SCHEME_FP8_E4M3)
         snprintf(s->label, sizeof s->label, "fp8-e4m3-%s", strat);
     else if (s->kind == MQ_SCHEME_MXFP4 || s->kind == MQ_SCHEME_MXFP8)
-        snprintf(s->label, sizeof s->label, "%s-%s%s", s->kind == MQ_SCHEME_MXFP4 ? "mxfp4" : "mxfp8",
-                 strat, weights_only ? "-weights-only" : "");
+        snprintf(s->label, sizeof s->label, "%s-%s%s",
+                 s->kind == MQ_SCHEME_MXFP4 ? "mxfp4" : "mxfp8", strat,
+                 weights_only ? "-weights-only" : "");
     else
         snprintf(s->label, sizeof s->label, "%s-%s-%s%s",
                  s->kind == MQ_SCHEME_INT4 ? "int4" : "int8", s->symmetric ? "sym" : "asym", strat,
@@ -170,8 +171,8 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     if (cast)
         s->format = MQ_FORMAT_NONE;
     else if (mx)
-        s->format = s->kind == MQ_SCHEME_MXFP4 ? MQ_FORMAT_MXFP4_PACK_QUANTIZED
-                                               : MQ_FORMAT_MXFP8_QUANTIZED;
+        s->format =
+            s->kind == MQ_SCHEME_MXFP4 ? MQ_FORMAT_MXFP4_PACK_QUANTIZED : MQ_FORMAT_MXFP8_QUANTIZED;
     else if (s->kind == MQ_SCHEME_FP8_E4M3)
         s->format = MQ_FORMAT_FLOAT_QUANTIZED;
     else if (s->kind == MQ_SCHEME_INT8 && s->symmetric && !cfg->weights_only && !s->group)
@@ -182,7 +183,7 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     s->scale_dtype = mx ? MQ_DTYPE_U8 : MQ_SCALE_LIKE_WEIGHT;
     s->scale_enc = mx ? MQ_SCALE_E8M0 : MQ_SCALE_LINEAR;
     if (mx)
-        s->acts = cfg->weights_only ? MQ_ACT_NONE
+        s->acts = cfg->weights_only            ? MQ_ACT_NONE
                   : s->kind == MQ_SCHEME_MXFP4 ? MQ_ACT_MXFP4_GROUP_32
                                                : MQ_ACT_MXFP8_GROUP_32;
     else if (s->kind == MQ_SCHEME_FP8_E4M3)

@@ -46,10 +46,10 @@ typedef enum { MQ_SCALE_LINEAR = 0, MQ_SCALE_E8M0 } mq_scale_encoding;
 
 /* The input activations a loader quantizes at run time (config.json). */
 typedef enum {
-    MQ_ACT_NONE = 0,      /* weights only */
-    MQ_ACT_INT8_TOKEN,    /* dynamic int8, one scale per token (W8A8) */
-    MQ_ACT_FP8_TOKEN,     /* dynamic fp8, one scale per token (FP8_DYNAMIC) */
-    MQ_ACT_FP8_GROUP_128, /* dynamic fp8, groups of 128 (FP8_BLOCK) */
+    MQ_ACT_NONE = 0,       /* weights only */
+    MQ_ACT_INT8_TOKEN,     /* dynamic int8, one scale per token (W8A8) */
+    MQ_ACT_FP8_TOKEN,      /* dynamic fp8, one scale per token (FP8_DYNAMIC) */
+    MQ_ACT_FP8_GROUP_128,  /* dynamic fp8, groups of 128 (FP8_BLOCK) */
     MQ_ACT_MXFP4_GROUP_32, /* dynamic MX fp4, groups of 32 with e8m0 scales (MXFP4) */
     MQ_ACT_MXFP8_GROUP_32, /* dynamic MX fp8, groups of 32 with e8m0 scales (MXFP8) */
 } mq_act;

@@ -20,7 +20,8 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
     if (st != MQ_OK) return st;
     /* int4 and e2m1 rows come back packed; the other codes are packed here, in place. */
     uint64_t e0 = (uint64_t)first * l->cols;
-    *code_bytes = l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4 ? mq_qlayout_rows_bytes(l, rows)
-                                        : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
+    *code_bytes = l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4
+                      ? mq_qlayout_rows_bytes(l, rows)
+                      : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
     return MQ_OK;
 }
