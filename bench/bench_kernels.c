@@ -1,8 +1,9 @@
 /* bench_kernels: the fused per-channel quantize kernel (OpenCL profiling events,
  * medians after an untimed warm-up) against a device buffer copy of the same
  * traffic and against the host reference, for LLM-sized weight shapes; with
- * --kinds, the int4 (groups), float8 (per channel and 128 x 128 blocks)
- * kernels the same way, against the host backend's CPU kernels. */
+ * --kinds, the int4 (groups), float8 (per channel and 128 x 128 blocks) and
+ * MX (groups of 32) kernels the same way, against the host backend's CPU
+ * kernels. */
 #include "cl_api.h"
 #include "reference.h"
 #include "timing.h"
@@ -16,7 +17,7 @@ static const char usage[] =
     "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
     "                     [--schemes sym,asym] [--iters N] [--host-iters N] [--no-host]\n"
     "                     [--no-ref] [--asym] [--device SPEC] [--wg N]\n"
-    "                     [--kinds int8,int4,int4-asym,fp8,fp8-block] [--group N]\n"
+    "                     [--kinds int8,int4,int4-asym,fp8,fp8-block,mxfp4,mxfp8] [--group N]\n"
     "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n"
     "Default scheme: sym (--asym: asym only). --no-host: neither end-to-end nor host reference;\n"
     "--no-ref: end-to-end but no host reference. --kinds: which code kinds (default int8);\n"
@@ -136,8 +137,9 @@ done:
     return med;
 }
 
-enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_COUNT };
-static const char *const kind_names[K_COUNT] = {"int8", "int4", "int4-asym", "fp8", "fp8-block"};
+enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_MXFP4, K_MXFP8, K_COUNT };
+static const char *const kind_names[K_COUNT] = {"int8",      "int4",  "int4-asym", "fp8",
+                                                "fp8-block", "mxfp4", "mxfp8"};
 
 /* What the table's kind k quantizes (FP8 blocks: 128 x 128). */
 static mq_qdesc kind_desc(int k)
@@ -151,6 +153,10 @@ static mq_qdesc kind_desc(int k)
         return mq_qd(MQ_QK_INT4, false);
     case K_FP8:
         return mq_qd(MQ_QK_FP8, true);
+    case K_MXFP4:
+        return mq_qd(MQ_QK_MXFP4, true);
+    case K_MXFP8:
+        return mq_qd(MQ_QK_MXFP8, true);
     default:
         return mq_qd_blocks(128);
     }
@@ -196,6 +202,14 @@ static int bench_kind(mq_backend *be, mq_backend *host, const void *src, mq_dtyp
         }
         r = rows * (cols / group); /* a row of the call is a group */
         c = group;
+    }
+    if (k == K_MXFP4 || k == K_MXFP8) { /* groups of 32, whatever --group says */
+        if (cols % 32) {
+            fprintf(stderr, "bench_kernels: %zu columns are not groups of 32\n", cols);
+            return 1;
+        }
+        r = rows * (cols / 32);
+        c = 32;
     }
     mq_cl_profile p;
     if (mq_opencl_profile_quantize(be, d, src, dt, r, c, iters, &p) != MQ_OK) {
@@ -430,7 +444,8 @@ int main(int argc, char **argv)
     if (other) {
         mq_backend *hb = NULL;
         if (host && mq_backend_open_host(&hb) != MQ_OK) hb = NULL;
-        printf("\nint4 (groups of %zu) and fp8 (per channel, 128x128 blocks); kernel and copy: "
+        printf("\nint4 (groups of %zu), fp8 (per channel, 128x128 blocks) and MX (groups of 32); "
+               "kernel and copy: "
                "median of %d profiled runs; host: the host backend's CPU kernels, median of %d "
                "wall-clock runs\n\n",
                group, iters, host_iters);

@@ -322,6 +322,8 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
 #define MQ_QK_INT8 0
 #define MQ_QK_INT4 1
 #define MQ_QK_FP8 2
+#define MQ_QK_MXFP4 3
+#define MQ_QK_MXFP8 4
 
 /* The smallest and largest integer code (FP8 clamps w / s to +-448). */
 #define MQ_QMIN(kind) ((kind) == MQ_QK_INT4 ? -8.0f : -128.0f)
@@ -335,6 +337,25 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
  * from the zero scale first). */
 inline float mq_params(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
 {
+    if (kind >= MQ_QK_MXFP4) {
+        /* reference.c's mx_exponent: the max rounded to a power of two on
+         * the weight dtype's bits, the e8m0 exponent x, then 2^(x - 127) as
+         * the weight's dtype holds it (an F16 zero becomes 1). */
+        float amax = fabs(fmax(hi, -lo));
+        int e;
+        if (dt == MQ_F16) {
+            uint p = ((uint)mq_f32_to_f16(amax) + 0x100u) & 0xfc00u;
+            e = p == 0u ? -1000 : (p >> 10) == 31u ? 1000 : (int)(p >> 10) - 15;
+        } else {
+            uint p = (as_uint(amax) + 0x200000u) & 0xff800000u;
+            e = p == 0u ? -1000 : (p >> 23) == 255u ? 1000 : (int)(p >> 23) - 127;
+        }
+        int x = clamp(127 + e - (kind == MQ_QK_MXFP4 ? 2 : 8), 0, 255);
+        float s = x == 255 ? INFINITY : x == 0 ? as_float(0x00400000u) : as_float((uint)x << 23);
+        s = mq_round_to_dtype(s, dt);
+        *zp = 0.0f;
+        return s == 0.0f ? 1.0f : s;
+    }
     float eps = dt == MQ_F16 ? 0x1p-10f : dt == MQ_BF16 ? 0x1p-7f : FLT_EPSILON;
     float qmin = kind == MQ_QK_FP8 ? -448.0f : MQ_QMIN(kind);
     float qmax = kind == MQ_QK_FP8 ? 448.0f : MQ_QMAX(kind), span = qmax - qmin;
@@ -413,12 +434,59 @@ inline float8 mq_e4m3_value8(uint8 c)
     return as_float8(v | ((c & 0x80u) << 24));
 }
 
+/* The e8m0 byte of an MX scale (a power of two, or +inf): its exponent
+ * field (2^-127, the one subnormal, gives 0). */
+inline uint mq_e8m0_byte(float s)
+{
+    return isinf(s) ? 255u : as_uint(s) >> 23;
+}
+
+/* The e2m1 code of v (clamped to +-6) as reference.c's mq_f32_to_e2m1:
+ * compressed-tensors' thresholds, the sign bit only below zero. */
+inline uint mq_e2m1(float v)
+{
+    /* The magnitude code counts the thresholds passed (a NaN passes none). */
+    float a = fabs(v);
+    uint m = (uint)(a > 0.25f) + (uint)(a >= 0.75f) + (uint)(a > 1.25f) + (uint)(a >= 1.75f) +
+             (uint)(a > 2.5f) + (uint)(a >= 3.5f) + (uint)(a > 5.0f);
+    return m | (v < 0.0f ? 8u : 0u);
+}
+
+inline uint8 mq_e2m1_8(float8 v)
+{
+    /* Vector comparisons give -1 for true. */
+    float8 a = fabs(v);
+    int8 m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) +
+             (a >= 3.5f) + (a > 5.0f);
+    return as_uint8(-m) | as_uint8((v < 0.0f) & 8);
+}
+
+inline float mq_e2m1_value(uint c)
+{
+    uint i = c & 7u;
+    float m = i < 4u ? (float)i * 0.5f : i == 4u ? 2.0f : i == 5u ? 3.0f : i == 6u ? 4.0f : 6.0f;
+    return (c & 8u) ? -m : m;
+}
+
+inline float8 mq_e2m1_value8(uint8 c)
+{
+    /* 0, 0.5, 1, 1.5 are i / 2; 2, 3, 4 are i - 2; 7 is 6. */
+    float8 i = convert_float8(c & 7u);
+    float8 m = select(i - 2.0f, i * 0.5f, isless(i, 4.0f));
+    m = select(m, (float8)(6.0f), isequal(i, 7.0f));
+    return as_float8(as_uint8(m) | ((c & 8u) << 28));
+}
+
 /* Codes of kind INT8 or INT4 (the integer code's byte) or FP8 (the e4m3
  * byte), as mq_ref_quantize_values: the zero point is added before the
  * rounding, as compressed-tensors does; fmin(fmax()) is the reference's
  * clamp, a NaN falling to the lower bound. */
 inline uint8 mq_quant8(float8 w, float s, float zp, int kind)
 {
+    if (kind == MQ_QK_MXFP4) return mq_e2m1_8(fmin(fmax(mq_div8(w, s), -6.0f), 6.0f));
+    /* + 0 as compressed-tensors' compressor adds the zero point: -0 becomes +0. */
+    if (kind == MQ_QK_MXFP8)
+        return mq_e4m3_8(fmin(fmax(mq_div8(w, s) + 0.0f, -448.0f), 448.0f));
     if (kind == MQ_QK_FP8) return mq_e4m3_8(fmin(fmax(mq_div8(w, s), -448.0f), 448.0f));
     float8 r = fmin(fmax(rint(mq_div8(w, s) + zp), MQ_QMIN(kind)), MQ_QMAX(kind));
     return as_uint8(convert_int8(r)) & 0xffu;
@@ -426,6 +494,8 @@ inline uint8 mq_quant8(float8 w, float s, float zp, int kind)
 
 inline uint mq_quant1(float w, float s, float zp, int kind)
 {
+    if (kind == MQ_QK_MXFP4) return mq_e2m1(fmin(fmax(mq_div(w, s), -6.0f), 6.0f));
+    if (kind == MQ_QK_MXFP8) return mq_e4m3(fmin(fmax(mq_div(w, s) + 0.0f, -448.0f), 448.0f));
     if (kind == MQ_QK_FP8) return mq_e4m3(fmin(fmax(mq_div(w, s), -448.0f), 448.0f));
     float r = fmin(fmax(rint(mq_div(w, s) + zp), MQ_QMIN(kind)), MQ_QMAX(kind));
     return as_uint(convert_int(r)) & 0xffu;
@@ -442,8 +512,13 @@ inline uint8 mq_quant8_err(float8 w, float s, float zp, int kind, float tk, floa
     uint8 c;
     float8 e;
     int8 out;
-    if (kind == MQ_QK_FP8) {
+    if (kind == MQ_QK_MXFP4) {
         float8 v = mq_div8(w, s);
+        c = mq_e2m1_8(fmin(fmax(v, -6.0f), 6.0f));
+        e = w - mq_e2m1_value8(c) * s;
+        out = isless(v, -6.0f) | isgreater(v, 6.0f);
+    } else if (kind == MQ_QK_FP8 || kind == MQ_QK_MXFP8) {
+        float8 v = mq_div8(w, s) + (kind == MQ_QK_MXFP8 ? 0.0f : -0.0f);
         c = mq_e4m3_8(fmin(fmax(v, -448.0f), 448.0f));
         e = w - mq_e4m3_value8(c) * s;
         out = isless(v, -448.0f) | isgreater(v, 448.0f);
@@ -468,8 +543,13 @@ inline uint mq_quant1_err(float w, float s, float zp, int kind, float tk, float 
     uint c;
     float e;
     bool out;
-    if (kind == MQ_QK_FP8) {
+    if (kind == MQ_QK_MXFP4) {
         float v = mq_div(w, s);
+        c = mq_e2m1(fmin(fmax(v, -6.0f), 6.0f));
+        e = w - mq_e2m1_value(c) * s;
+        out = v < -6.0f || v > 6.0f;
+    } else if (kind == MQ_QK_FP8 || kind == MQ_QK_MXFP8) {
+        float v = mq_div(w, s) + (kind == MQ_QK_MXFP8 ? 0.0f : -0.0f);
         c = mq_e4m3(fmin(fmax(v, -448.0f), 448.0f));
         e = w - mq_e4m3_value(c) * s;
         out = v < -448.0f || v > 448.0f;
@@ -490,6 +570,14 @@ inline uint mq_quant1_err(float w, float s, float zp, int kind, float tk, float 
 
 /* Eight int4 code bytes packed as compressed-tensors' pack_to_int32 does:
  * code + 8 in nibble i of a little-endian word, written as its four bytes. */
+/* Eight e2m1 codes, two a byte, the even one in the low nibble (MXFP4). */
+inline uchar4 mq_pack_e2m1(uint8 c)
+{
+    uint8 n = c & 15u;
+    return (uchar4)((uchar)(n.s0 | (n.s1 << 4)), (uchar)(n.s2 | (n.s3 << 4)),
+                    (uchar)(n.s4 | (n.s5 << 4)), (uchar)(n.s6 | (n.s7 << 4)));
+}
+
 inline uchar4 mq_pack4(uint8 c)
 {
     uint8 n = (c + 8u) & 15u;

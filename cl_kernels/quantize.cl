@@ -270,22 +270,33 @@ inline void mq_tail_k(global const void *src, const int dt, ulong base, ulong i0
                       float *ts, float *te, float *tm, uint *tc)
 {
     uchar4 word = (uchar4)(0);
+    /* int4 nibbles are code + 8, e2m1's the code */
+    uint off = kind == MQ_QK_INT4 ? 8u : 0u;
     for (ulong i = i0; i < cols; i++) {
         float w = mq_load1(src, base + i, dt);
         uint c = want_err ? mq_quant1_err(w, s, z, kind, tk, ts, te, tm, tc)
                           : mq_quant1(w, s, z, kind);
-        if (kind == MQ_QK_FP8) {
+        if (kind == MQ_QK_FP8 || kind == MQ_QK_MXFP8) {
             out[i - i0] = (uchar)c;
         } else {
             uint j = (uint)(i - i0);
-            uchar n = (uchar)((c + 8u) & 15u) << (4u * (j & 1u));
+            uchar n = (uchar)((c + off) & 15u) << (4u * (j & 1u));
             if (j / 2u == 0u) word.s0 |= n;
             else if (j / 2u == 1u) word.s1 |= n;
             else if (j / 2u == 2u) word.s2 |= n;
             else word.s3 |= n;
         }
     }
-    if (kind != MQ_QK_FP8) vstore4(word, 0, out);
+    if (kind == MQ_QK_INT4) {
+        vstore4(word, 0, out);
+    } else if (kind == MQ_QK_MXFP4) {
+        /* A row of e2m1 codes ends at its last byte, not a word. */
+        uint nb = (uint)((cols - i0 + 1) / 2);
+        out[0] = word.s0;
+        if (nb > 1u) out[1] = word.s1;
+        if (nb > 2u) out[2] = word.s2;
+        if (nb > 3u) out[3] = word.s3;
+    }
 }
 
 /* Rows of `cols` values of kind `kind` (a constant in the int8 kernels),
@@ -308,7 +319,9 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     bool active = row < rows;
     ulong base = row * cols;
     ulong nv = cols / 8;
-    ulong rb = kind == MQ_QK_INT4 ? (cols + 7) / 8 * 4 : cols; /* bytes of a stored row */
+    ulong rb = kind == MQ_QK_INT4    ? (cols + 7) / 8 * 4
+               : kind == MQ_QK_MXFP4 ? (cols + 1) / 2
+                                     : cols; /* bytes of a stored row */
     global uchar *qrow = q + row * rb;
 
     float lo = INFINITY, hi = -INFINITY;
@@ -337,7 +350,10 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     if (active && t == 0u) {
         float z;
         float s = mq_params(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
-        mq_store_scale(scale, row, s, dt);
+        if (kind >= MQ_QK_MXFP4) /* one e8m0 byte */
+            ((global uchar *)scale)[row] = (uchar)mq_e8m0_byte(s);
+        else
+            mq_store_scale(scale, row, s, dt);
         zp[row] = (char)z;
         bad[row] = bad_s[lid] >= MQ_NONFINITE_BITS ? 1 : 0;
         s_s[slot] = s;
@@ -362,6 +378,8 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
                                : mq_quant8(w, s, z, kind);
             if (kind == MQ_QK_INT4)
                 vstore4(mq_pack4(c), 0, qrow + v * 4);
+            else if (kind == MQ_QK_MXFP4)
+                vstore4(mq_pack_e2m1(c), 0, qrow + v * 4);
             else
                 vstore8(as_uchar8(mq_x8(c, kind == MQ_QK_INT8 ? cx : 0)), 0, qrow + v * 8);
         }
@@ -384,7 +402,8 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
         }
     } else if (active && t == 0u && nv * 8 < cols) {
         mq_tail_k(src, dt, base, nv * 8, cols, s, z, kind,
-                  qrow + (kind == MQ_QK_FP8 ? nv * 8 : nv * 4), want_err, tk, &ts, &te, &tm, &tc);
+                  qrow + (kind == MQ_QK_FP8 || kind == MQ_QK_MXFP8 ? nv * 8 : nv * 4), want_err, tk,
+                  &ts, &te, &tm, &tc);
     }
     if (!want_err) return;
     mq_err_reduce(sig, err2, mx, ncl, ts, te, tm, tc, lid, tpr, lo_s, hi_s, zp_s, bad_s);

@@ -68,8 +68,9 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
     size_t n_scales = blocks ? (rows + bs - 1) / bs * nbc : rows;
     /* Input, codes, scales and zero points; the int8 figures have always
      * counted the per-row NaN flags as well (bench/RESULTS.md). */
-    out->bytes = (uint64_t)rows * cols * es + (uint64_t)rows * rb +
-                 (uint64_t)n_scales * (es + (symmetric ? 0 : 1) + (int8 ? 1 : 0));
+    out->bytes =
+        (uint64_t)rows * cols * es + (uint64_t)rows * rb +
+        (uint64_t)n_scales * (mq_qkind_scale_size(kind, dt) + (symmetric ? 0 : 1) + (int8 ? 1 : 0));
     out->chunks = chunks;
     size_t copy_total = (size_t)(out->bytes / 2),
            copy_chunk = copy_total < cb->limit ? copy_total : cb->limit;

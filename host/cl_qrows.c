@@ -28,10 +28,11 @@ static size_t overlap_rows(const mq_cl_backend *cb, size_t rpc, size_t row_bytes
  * NULL when there are no zero points to keep. */
 static mq_status rows_fused(mq_cl_backend *cb, cl_kernel k, bool k_err, mq_cl_arg a4, mq_cl_arg a5,
                             const uint8_t *src, mq_dtype dt, size_t rows, size_t cols, size_t rb,
-                            uint8_t *q, uint8_t *scale, int8_t *zp, size_t *bad_row,
+                            size_t es, uint8_t *q, uint8_t *scale, int8_t *zp, size_t *bad_row,
                             mq_err_acc *err)
 {
-    size_t es = mq_dtype_size(dt), row_bytes = cols * es;
+    /* es: bytes of one scale (one e8m0 byte for the MX kinds) */
+    size_t row_bytes = cols * mq_dtype_size(dt);
     /* The per-row buffers (scales, or 16 bytes of error sums) stay within
      * the limit too, which matters for very short rows. */
     size_t max_rows = cb->limit / (k_err ? 4 * sizeof(float) : es);
@@ -144,6 +145,6 @@ mq_status mq_cl_rows_fused(mq_cl_backend *cb, mq_qdesc d, const uint8_t *src, mq
     cl_kernel k = d.kind == MQ_QK_INT8 ? (err ? cb->fused_err[dt] : cb->fused[dt])
                                        : (err ? cb->rows_k_err[dt] : cb->rows_k[dt]);
     return rows_fused(cb, k, err != NULL, ka.a4, ka.a5, src, dt, rows, cols,
-                      mq_qkind_row_bytes(d.kind, cols), q, scale, want_zp ? zp : NULL, bad_row,
-                      err);
+                      mq_qkind_row_bytes(d.kind, cols), mq_qkind_scale_size(d.kind, dt), q, scale,
+                      want_zp ? zp : NULL, bad_row, err);
 }

@@ -8,6 +8,7 @@
  * (mq_be_quantize_two_pass). */
 #include "cl_qparts.h"
 
+#include "cpukern.h"
 #include "error.h"
 #include "reference.h"
 
@@ -30,9 +31,14 @@ static mq_status attempt_quantize(mq_cl_backend *cb, const void *job, mq_err_acc
     size_t es = mq_dtype_size(j->dt), bs = j->d.block;
     bool long_rows = j->cols >= MQ_CL_SPLIT_COLS;
     if (bs ? bs > cb->limit / es / bs /* a block larger than a buffer */
-           : j->cols * es > cb->limit || (long_rows && j->d.kind != MQ_QK_INT8))
+           : j->cols * es > cb->limit || (long_rows && j->d.kind != MQ_QK_INT8)) {
+        /* The two passes pack int4 only: MX rows that long run on the host. */
+        if (mq_qkind_is_mx(j->d.kind))
+            return mq_hk_quantize(j->d, j->src, j->dt, j->rows, j->cols, j->q, j->scale, j->zp,
+                                  j->bad, err);
         return mq_be_quantize_two_pass(&cb->base, j->d, j->src, j->dt, j->rows, j->cols, j->q,
                                        j->scale, j->zp, j->bad, err);
+    }
     if (bs)
         return mq_cl_blocks_once(cb, j->src, j->dt, j->rows, j->cols, bs, j->q, j->scale, j->bad,
                                  err);
@@ -94,6 +100,10 @@ static mq_status attempt_reduce(mq_cl_backend *cb, const void *job, mq_err_acc *
 mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
                                 float scale, int8_t zp, void *q, mq_err_acc *err)
 {
+    if (mq_qkind_is_mx(d.kind)) { /* fixed MX parameters (long rows): on the host */
+        mq_hk_quantize_values(d, src, dt, n, scale, zp, q, err);
+        return MQ_OK;
+    }
     /* The zero point decides alone: a symmetric call passes 0, which subtracts nothing. */
     run_job j = {.d = d, .src = src, .dt = dt, .n = n, .scale = scale, .zp = zp, .q = q};
     return mq_cl_retry((mq_cl_backend *)b, attempt_values, &j, n * mq_dtype_size(dt), 0, err, NULL);

@@ -121,7 +121,8 @@ typedef struct {
 
 /* numerics.cl numbers the kinds as qkind.h does: the descriptor's kind is
  * the kernel's kind argument as it is. */
-_Static_assert(MQ_QK_INT8 == 0 && MQ_QK_INT4 == 1 && MQ_QK_FP8 == 2,
+_Static_assert(MQ_QK_INT8 == 0 && MQ_QK_INT4 == 1 && MQ_QK_FP8 == 2 && MQ_QK_MXFP4 == 3 &&
+                   MQ_QK_MXFP8 == 4,
                "qkind.h and numerics.cl number the kinds alike");
 
 static inline void mq_cl_kind_args_init(mq_cl_kind_args *k, mq_qdesc d)

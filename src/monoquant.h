@@ -103,9 +103,10 @@ typedef enum {
 } mq_dtype;
 
 /** Target of a quantization run: int8 codes, a cast to fp16, int4 codes
- * (weights only, packed 8 per int32) or float8 e4m3 codes (with dynamic fp8
- * activations). */
-typedef enum { MQ_QINT8 = 0, MQ_FLOAT16, MQ_QINT4, MQ_QFP8 } mq_qdtype;
+ * (weights only, packed 8 per int32), float8 e4m3 codes (with dynamic fp8
+ * activations), or the microscaling formats: fp4 e2m1 (MXFP4) or float8
+ * e4m3 (MXFP8) codes with a power-of-two (e8m0) scale per 32 values. */
+typedef enum { MQ_QINT8 = 0, MQ_FLOAT16, MQ_QINT4, MQ_QFP8, MQ_QMXFP4, MQ_QMXFP8 } mq_qdtype;
 
 /** A named tensor. `data` points at `nbytes` bytes, row-major, little-endian. */
 typedef struct {

@@ -357,6 +357,10 @@ static void test_presets(void **state)
         {"W4A16_ASYM", "W4A16_ASYM", MQ_QINT4, false, true, 128, 0},
         {"FP8_DYNAMIC", "FP8_DYNAMIC", MQ_QFP8, true, false, 0, 0},
         {"FP8_BLOCK", "FP8_BLOCK", MQ_QFP8, true, false, 0, 128},
+        {"MXFP4A16", "MXFP4A16", MQ_QMXFP4, true, true, 32, 0},
+        {"mxfp4", "MXFP4", MQ_QMXFP4, true, false, 32, 0},
+        {"MXFP8A16", "MXFP8A16", MQ_QMXFP8, true, true, 32, 0},
+        {"MXFP8", "MXFP8", MQ_QMXFP8, true, false, 32, 0},
         {"FP16", "FP16", MQ_FLOAT16, true, false, 0, 0},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
@@ -541,6 +545,14 @@ static void test_scheme_fields(void **state)
          MQ_DTYPE_F8_E4M3, MQ_FORMAT_FLOAT_QUANTIZED, MQ_ACT_FP8_TOKEN, "fp8-e4m3-channel"},
         {"FP8_BLOCK", false, 0, MQ_SCHEME_FP8_E4M3, 8, 0, true, MQ_GRAN_BLOCK, 0, 128,
          MQ_DTYPE_F8_E4M3, MQ_FORMAT_FLOAT_QUANTIZED, MQ_ACT_FP8_GROUP_128, "fp8-e4m3-block128"},
+        {"MXFP4A16", false, 0, MQ_SCHEME_MXFP4, 4, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_U8,
+         MQ_FORMAT_MXFP4_PACK_QUANTIZED, MQ_ACT_NONE, "mxfp4-group32-weights-only"},
+        {"MXFP4", false, 0, MQ_SCHEME_MXFP4, 4, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_U8,
+         MQ_FORMAT_MXFP4_PACK_QUANTIZED, MQ_ACT_MXFP4_GROUP_32, "mxfp4-group32"},
+        {"MXFP8A16", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_F8_E4M3,
+         MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_NONE, "mxfp8-group32-weights-only"},
+        {"MXFP8", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_F8_E4M3,
+         MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_MXFP8_GROUP_32, "mxfp8-group32"},
         /* The cast has no groups, whatever group_size says. */
         {"FP16", false, 32, MQ_SCHEME_FP16, 16, 0, true, MQ_GRAN_CHANNEL, 0, 0, MQ_DTYPE_F16,
          MQ_FORMAT_NONE, MQ_ACT_NONE, "fp16"},
@@ -567,8 +579,23 @@ static void test_scheme_fields(void **state)
         assert_int_equal(s.acts, want[i].acts);
         assert_string_equal(s.label, want[i].label);
         assert_string_equal(s.preset, mq_config_preset(&cfg));
-        assert_int_equal(mq_scheme_scale_dtype(&s, MQ_DTYPE_BF16), MQ_DTYPE_BF16);
-        assert_int_equal(s.scale_enc, MQ_SCALE_LINEAR);
+        bool mx = s.kind == MQ_SCHEME_MXFP4 || s.kind == MQ_SCHEME_MXFP8;
+        assert_int_equal(mq_scheme_scale_dtype(&s, MQ_DTYPE_BF16),
+                         mx ? MQ_DTYPE_U8 : MQ_DTYPE_BF16);
+        assert_int_equal(s.scale_enc, mx ? MQ_SCALE_E8M0 : MQ_SCALE_LINEAR);
+    }
+    /* The MX formats are groups of 32, symmetric. */
+    {
+        mq_config cfg;
+        mq_config_init(&cfg);
+        assert_int_equal(mq_config_set_preset(&cfg, "MXFP4A16"), MQ_OK);
+        cfg.group_size = 64;
+        assert_int_equal(mq_config_check(&cfg), MQ_STATUS_E_CONFIG);
+        assert_error_has("groups of 32");
+        cfg.group_size = 32;
+        cfg.symmetric = false;
+        assert_int_equal(mq_config_check(&cfg), MQ_STATUS_E_CONFIG);
+        assert_error_has("symmetric");
     }
     /* A refused scheme is refused here too, with the public check's reason;
      * the settings borrow the config's strings and copy its other fields. */
@@ -605,7 +632,7 @@ static void test_scheme_fields(void **state)
 static void test_qdtype_names(void **state)
 {
     (void)state;
-    const mq_qdtype all[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8};
+    const mq_qdtype all[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8, MQ_QMXFP4, MQ_QMXFP8};
     char list[64] = "";
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         const char *name = mq_qdtype_name(all[i]);
@@ -618,7 +645,8 @@ static void test_qdtype_names(void **state)
     }
     assert_string_equal(list, mq_qdtype_names());
     assert_string_equal(mq_qdtype_name(MQ_QFP8), "fp8");
-    assert_null(mq_qdtype_name((mq_qdtype)4));
+    assert_string_equal(mq_qdtype_name(MQ_QMXFP4), "mxfp4");
+    assert_null(mq_qdtype_name((mq_qdtype)6));
     assert_null(mq_qdtype_name((mq_qdtype)-1));
     mq_qdtype d = MQ_QFP8;
     assert_false(mq_qdtype_parse("INT8", &d));

@@ -414,14 +414,18 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
 {
     char tag[128];
     snprintf(tag, sizeof tag, "%s %s %s %zux%zu data %d on %s", mq_dtype_name(dt),
-             k == MQ_QK_INT4 ? "int4" : "fp8", sym ? "sym" : "asym", rows, cols, data, be->backend);
+             k == MQ_QK_INT4    ? "int4"
+             : k == MQ_QK_FP8   ? "fp8"
+             : k == MQ_QK_MXFP4 ? "mxfp4"
+                                : "mxfp8",
+             sym ? "sym" : "asym", rows, cols, data, be->backend);
     size_t n = rows * cols, es = mq_dtype_size(dt), bad = 0,
-           qn = rows * mq_qkind_row_bytes(k, cols);
+           qn = rows * mq_qkind_row_bytes(k, cols), ss = mq_qkind_scale_size(k, dt);
     void *src = data ? make_edge(dt, data - 1, rows, cols, 700 + (uint64_t)data)
                      : make_values(dt, rows, cols, 800 + rows);
     uint8_t *q0 = malloc(qn), *q1 = malloc(qn), *v0 = malloc(n), *v1 = malloc(n);
     int8_t *z0 = calloc(rows, 1), *z1 = calloc(rows, 1);
-    unsigned char *s0 = malloc(rows * es), *s1 = malloc(rows * es);
+    unsigned char *s0 = malloc(rows * ss), *s1 = malloc(rows * ss);
     assert_true(q0 && q1 && v0 && v1 && z0 && z1 && s0 && s1);
     mq_err_acc want, got;
     mq_err_acc_init(&want);
@@ -432,7 +436,7 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
         mq_be_quantize(be, mq_qd(k, sym), src, dt, rows, cols, q1, s1, sym ? NULL : z1, &bad, &got),
         MQ_OK);
     assert_memory_equal(q0, q1, qn);
-    assert_memory_equal(s0, s1, rows * es);
+    assert_memory_equal(s0, s1, rows * ss);
     if (data == 2) {
         assert_true(got.sig == 0.0 && got.err2 == 0.0 && got.max_abs == 0.0 && got.clamped == 0);
     } else {
@@ -449,10 +453,13 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
     mq_ref_quantize_values(mq_qd(k, true), src, dt, n, sc, zp, v0);
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
+    /* The scale as stored: an F32, or the MX kinds' e8m0 byte. */
+    unsigned char sst[4];
+    mq_store_group_scale(mq_qd(k, true), sst, MQ_DTYPE_F32, 0, sc);
     for (size_t i = 0; i < n; i++) { /* stored form: int4 packed one code a row */
         uint8_t c[4] = {v0[i], 0, 0, 0};
         if (k == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&v0[i], 1, c);
-        mq_ref_error_stats(mq_qd(k, true), (const unsigned char *)src + i * es, dt, 1, 1, c, &sc,
+        mq_ref_error_stats(mq_qd(k, true), (const unsigned char *)src + i * es, dt, 1, 1, c, sst,
                            MQ_DTYPE_F32, sym ? NULL : &zp, &want);
     }
     assert_int_equal(mq_be_quantize_values(be, mq_qd(k, sym), src, dt, n, sc, zp, v1, &got), MQ_OK);
@@ -500,11 +507,15 @@ static void run_kind_err(mq_backend *be, bool small)
     for (int d = 0; d < 3; d++) {
         for (size_t sh = 0; sh < 4; sh++)
             for (int data = 0; data < 5; data++)
-                for (int kk = 0; kk < 3; kk++) {
-                    mq_qkind k = kk == 2 ? MQ_QK_FP8 : MQ_QK_INT4;
+                for (int kk = 0; kk < 5; kk++) {
+                    static const mq_qkind kinds[5] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8,
+                                                      MQ_QK_MXFP4, MQ_QK_MXFP8};
+                    mq_qkind k = kinds[kk];
                     bool sym = kk != 1;
                     /* Large asymmetric groups dequantize beyond FLT_MAX: symmetric only. */
                     if (data == 1 && !sym) continue;
+                    /* F16 maxima from 57344 up give MX an infinite scale (README). */
+                    if (data == 1 && kk >= 3 && dts[d] == MQ_DTYPE_F16) continue;
                     if (small && data > 0 && sh < 2) continue; /* time */
                     check_kind_err(be, dts[d], k, sym, shapes[sh][0], shapes[sh][1], data);
                 }

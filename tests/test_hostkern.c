@@ -440,7 +440,8 @@ static void test_backend_threads(void **state)
 
 /* ---- int4 and float8 ---- */
 
-static const mq_qkind kinds[2] = {MQ_QK_INT4, MQ_QK_FP8};
+static const mq_qkind kinds[4] = {MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8};
+#define N_KINDS 4
 
 /* Edge values of the new kinds besides edge_value's: ties of the int4 grid
  * (scale 1 where a row's amax is 7.5) and e4m3 midpoints (scale 1 where amax
@@ -477,7 +478,7 @@ static void fill_k(void *dst, mq_dtype dt, size_t n, tu_rng *r, int mode)
 static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
                          bool sym)
 {
-    size_t es = mq_dtype_size(dt), qb = rows * mq_qkind_row_bytes(k, cols);
+    size_t es = mq_qkind_scale_size(k, dt), qb = rows * mq_qkind_row_bytes(k, cols);
     uint8_t *qa = malloc(qb + 1), *qr = malloc(qb + 1);
     int8_t *za = calloc(rows + 1, 1), *zr = calloc(rows + 1, 1);
     unsigned char *sa = malloc(rows * es + 1), *sr = malloc(rows * es + 1);
@@ -495,7 +496,7 @@ static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
             assert_int_equal(ba, br);
             continue;
         }
-        assert_bytes(qa, qr, qb, k == MQ_QK_INT4 ? "int4 packed q" : "fp8 q");
+        assert_bytes(qa, qr, qb, k == MQ_QK_INT4 ? "int4 packed q" : "fp8 or mx q");
         assert_bytes(sa, sr, rows * es, "scale");
         if (!sym && k == MQ_QK_INT4) assert_bytes(za, zr, rows, "zero point");
     }
@@ -521,9 +522,9 @@ static void test_rows_k(void **state)
     unsigned char *buf = malloc(64 * 4100 * 4 + 1);
     for (int d = 0; d < 3; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            for (int kk = 0; kk < 2; kk++)
+            for (int kk = 0; kk < N_KINDS; kk++)
                 for (int sym = 0; sym < 2; sym++) {
-                    if (kinds[kk] == MQ_QK_FP8 && !sym) continue;
+                    if (kinds[kk] >= MQ_QK_FP8 && !sym) continue;
                     for (int mode = 0; mode < 3; mode++) {
                         size_t rows = shapes[s][0], cols = shapes[s][1];
                         fill_k(buf, qdtypes[d], rows * cols, &r, mode);
@@ -538,7 +539,7 @@ static void test_rows_k(void **state)
                     }
                 }
     /* NaN or Inf in row 2 of 4 (in the vector part, then in the tail). */
-    for (int kk = 0; kk < 2; kk++) {
+    for (int kk = 0; kk < N_KINDS; kk++) {
         fill_k(buf, MQ_DTYPE_F32, 4 * 700, &r, 0);
         put(buf, MQ_DTYPE_F32, 2 * 700 + 650, NAN);
         check_rows_k(buf, MQ_DTYPE_F32, 4, 700, kinds[kk], true);
@@ -662,10 +663,10 @@ static void test_backend_kinds(void **state)
         uint8_t *qa = malloc(n), *qr = malloc(n);
         int8_t *za = malloc(rows), *zr = malloc(rows);
         fill_k(src, dt, n, &r, 0);
-        for (int kk = 0; kk < 2; kk++)
+        for (int kk = 0; kk < N_KINDS; kk++)
             for (int sym = 0; sym < 2; sym++) {
                 size_t bad = 0, qb = rows * mq_qkind_row_bytes(kinds[kk], cols);
-                if (kinds[kk] == MQ_QK_FP8 && !sym) continue;
+                if (kinds[kk] >= MQ_QK_FP8 && !sym) continue;
                 assert_int_equal(mq_be_quantize(be, mq_qd(kinds[kk], sym), src, dt, rows, cols, qa,
                                                 sa, za, &bad, NULL),
                                  MQ_OK);
@@ -673,7 +674,8 @@ static void test_backend_kinds(void **state)
                     mq_ref_quantize(mq_qd(kinds[kk], sym), src, dt, rows, cols, qr, sr, zr, &bad),
                     MQ_OK);
                 assert_bytes(qa, qr, qb, "threaded kind q");
-                assert_bytes(sa, sr, rows * es, "threaded kind scale");
+                assert_bytes(sa, sr, rows * mq_qkind_scale_size(kinds[kk], dt),
+                             "threaded kind scale");
                 if (!sym && kinds[kk] == MQ_QK_INT4) assert_bytes(za, zr, rows, "threaded kind zp");
                 assert_int_equal(mq_be_quantize_values(be, mq_qd(kinds[kk], sym), src, dt, n, 0.02f,
                                                        sym ? 0 : -3, qa, NULL),

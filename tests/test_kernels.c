@@ -535,8 +535,11 @@ static void test_reduce_and_quantize_values(void **state)
 
 /* ---- int4 and float8 e4m3 ---- */
 
-static const mq_qkind k_kinds[3] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8};
-static const bool k_kind_sym[3] = {true, false, true};
+/* The first three in every kind test; the MX kinds (groups of the call's
+ * rows, e8m0 scale bytes) in the row tests. */
+static const mq_qkind k_kinds[5] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8};
+static const bool k_kind_sym[5] = {true, false, true, true, true};
+#define K_ROW_KINDS 5
 
 /* Rows at the rounding boundaries of the kinds: int4 halves with a row
  * maximum of 7.5 (scale 1), e4m3 values and midpoints with a maximum of 448
@@ -567,7 +570,7 @@ static void check_rows_k(mq_backend *be, const void *src, mq_dtype dt, size_t ro
 {
     mq_qkind kind = k_kinds[kk];
     bool sym = k_kind_sym[kk];
-    size_t es = mq_dtype_size(dt), qn = rows * mq_qkind_row_bytes(kind, cols);
+    size_t es = mq_qkind_scale_size(kind, dt), qn = rows * mq_qkind_row_bytes(kind, cols);
     uint8_t *q1 = malloc(qn + 1), *q2 = malloc(qn + 1);
     unsigned char *s1 = malloc(rows * es + 1), *s2 = malloc(rows * es + 1);
     int8_t *z1 = calloc(rows + 1, 1), *z2 = calloc(rows + 1, 1);
@@ -614,7 +617,7 @@ static void run_kind_rows(mq_backend *be, uint64_t seed, size_t max_cols, int n_
                                         : make_values(&r, rows, cols, pat);
             for (int d = 0; d < n_dts; d++) {
                 void *src = make_input(v, rows * cols, k_dts[d]);
-                for (int kk = 0; kk < 3; kk++)
+                for (int kk = 0; kk < K_ROW_KINDS; kk++)
                     check_rows_k(be, src, k_dts[d], rows, cols, kk);
                 free(src);
             }
@@ -660,7 +663,7 @@ static void test_kinds_rows_large(void **state)
             float *v = make_kind_values(&r, rows, cols);
             for (int d = 0; d < 3; d++) {
                 void *src = make_input(v, rows * cols, k_dts[d]);
-                for (int kk = 0; kk < 3; kk++)
+                for (int kk = 0; kk < K_ROW_KINDS; kk++)
                     check_rows_k(be, src, k_dts[d], rows, cols, kk);
                 free(src);
             }
@@ -671,7 +674,7 @@ static void test_kinds_rows_large(void **state)
     size_t cols = ((size_t)1 << 18) + 5;
     float *v = make_values(&r, 1, cols, PAT_NORMAL);
     void *src = make_input(v, cols, MQ_DTYPE_BF16);
-    for (int kk = 0; kk < 3; kk++)
+    for (int kk = 0; kk < K_ROW_KINDS; kk++)
         check_rows_k(be, src, MQ_DTYPE_BF16, 1, cols, kk);
     free(src);
     free(v);
@@ -693,7 +696,7 @@ static void test_kinds_nonfinite(void **state)
             v[4 * cols + 2] = -INFINITY;
             for (int d = 0; d < 3; d++) {
                 void *src = make_input(v, rows * cols, k_dts[d]);
-                for (int kk = 0; kk < 3; kk++)
+                for (int kk = 0; kk < K_ROW_KINDS; kk++)
                     check_rows_k(be, src, k_dts[d], rows, cols, kk);
                 free(src);
             }

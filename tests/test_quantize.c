@@ -407,6 +407,70 @@ static void test_dequantize_round_trip(void **state)
     mq_config_free(&cfg);
 }
 
+/* The MX presets: codes and e8m0 scales as the reference makes them, in
+ * compressed-tensors' tensors (MXFP4: uint8 weight_packed, no shape tensor;
+ * MXFP8: an e4m3 weight), ragged groups kept in float, and dequantize giving
+ * code x 2^(x - 127) in BF16. */
+static void test_mx_presets(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 31);
+    float w[4 * 64], rag[2 * 40];
+    for (size_t i = 0; i < 4 * 64; i++)
+        w[i] = tu_rng_f32(&r) * (i % 64 == 3 ? 40.0f : 1.0f);
+    for (size_t i = 0; i < 2 * 40; i++)
+        rag[i] = tu_rng_f32(&r);
+    for (int k = 0; k < 2; k++) {
+        bool fp4 = k == 0;
+        mq_qkind kind = fp4 ? MQ_QK_MXFP4 : MQ_QK_MXFP8;
+        mq_model *in, *out = NULL, *d = NULL;
+        mq_skip_list *sk = NULL;
+        assert_int_equal(mq_model_new(&in), MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(in, "fc.weight", MQ_DTYPE_F32, 2, (int64_t[]){4, 64}, w), MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(in, "r.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 40}, rag), MQ_OK);
+        mq_config cfg = host_config();
+        assert_int_equal(mq_config_set_preset(&cfg, fp4 ? "MXFP4A16" : "MXFP8"), MQ_OK);
+        assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, &sk), MQ_OK);
+        assert_true(skipped_with(sk, "r.weight", "group size"));
+        assert_non_null(mq_model_find(out, "r.weight"));
+        const mq_tensor *c = mq_model_find(out, fp4 ? "fc.weight_packed" : "fc.weight");
+        const mq_tensor *sc = mq_model_find(out, "fc.weight_scale");
+        assert_non_null(c);
+        assert_non_null(sc);
+        assert_null(mq_model_find(out, "fc.weight_shape"));
+        assert_null(mq_model_find(out, "fc.weight_zero_point"));
+        assert_int_equal(c->dtype, fp4 ? MQ_DTYPE_U8 : MQ_DTYPE_F8_E4M3);
+        assert_int_equal(c->shape[1], fp4 ? 32 : 64);
+        assert_int_equal(sc->dtype, MQ_DTYPE_U8);
+        assert_int_equal(sc->shape[0], 4);
+        assert_int_equal(sc->shape[1], 2);
+        /* Groups of 32 are rows of the reference's call. */
+        uint8_t q[8 * 32], s[8];
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(kind, true), w, MQ_DTYPE_F32, 8, 32, q, s, NULL, NULL), MQ_OK);
+        assert_memory_equal(c->data, q, fp4 ? 4 * 32 : 4 * 64);
+        assert_memory_equal(sc->data, s, 8);
+        assert_int_equal(mq_dequantize(out, &d), MQ_OK);
+        const mq_tensor *dw = mq_model_find(d, "fc.weight");
+        assert_non_null(dw);
+        assert_int_equal(dw->dtype, MQ_DTYPE_BF16);
+        for (size_t i = 0; i < 4 * 64; i++) {
+            float m = ldexpf(1.0f, (int)s[i / 32] - 127);
+            float v = fp4 ? mq_e2m1_to_f32((uint8_t)((q[i / 2] >> (4 * (i & 1))) & 15u)) * m
+                          : mq_e4m3_to_f32(q[i]) * m;
+            assert_int_equal(((const uint16_t *)dw->data)[i], mq_f32_to_bf16(v));
+        }
+        mq_model_free(d);
+        mq_skip_list_free(sk);
+        mq_model_free(out);
+        mq_model_free(in);
+        mq_config_free(&cfg);
+    }
+}
+
 static void test_report(void **state)
 {
     (void)state;
@@ -651,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_name_clash),
         cmocka_unit_test(test_fp16),
         cmocka_unit_test(test_dequantize_round_trip),
+        cmocka_unit_test(test_mx_presets),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_api_misuse),
     };

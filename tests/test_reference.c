@@ -745,6 +745,83 @@ static void test_property_random(void **state)
     }
 }
 
+/* ---- MX kinds: e2m1 codes and e8m0 scales ---- */
+
+/* Every e2m1 value maps to its code; the thresholds between them (ties go to
+ * the even code) and the sign rule of compressed-tensors' cast_to_fp4. */
+static void test_e2m1_codes_and_midpoints(void **state)
+{
+    (void)state;
+    for (unsigned c = 0; c < 16; c++) {
+        float v = mq_e2m1_to_f32((uint8_t)c);
+        if (c == 8) { /* -0: compressed-tensors packs it as +0 */
+            assert_int_equal(mq_f32_to_e2m1(v), 0);
+            continue;
+        }
+        assert_int_equal(mq_f32_to_e2m1(v), c);
+    }
+    static const struct {
+        float v;
+        uint8_t c;
+    } mid[] = {
+        {0.25f, 0},  {0.75f, 2},     {1.25f, 2},      {1.75f, 4},      {2.5f, 4},       {3.5f, 6},
+        {5.0f, 6},   {-0.25f, 8},    {-0.75f, 10},    {-1.25f, 10},    {-1.75f, 12},    {-2.5f, 12},
+        {-3.5f, 14}, {-5.0f, 14},    {-0.1f, 8},      {0.1f, 0},       {-0.0f, 0},      {6.0f, 7},
+        {-6.0f, 15}, {0x1p-149f, 0}, {-0x1p-149f, 8}, {0.2500001f, 1}, {5.0000005f, 7},
+    };
+    for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
+        assert_int_equal(mq_f32_to_e2m1(mid[i].v), mid[i].c);
+}
+
+/* The e8m0 scale of a group: amax rounded up to the next power of two from
+ * 1.75 times a power on (half a unit of e2m1's mantissa bit), minus 2 (MXFP4) or 8
+ * (MXFP8); zero gives byte 0 (2^-127); the codes divide by it. */
+static void test_mx_scales(void **state)
+{
+    (void)state;
+    static const struct {
+        float amax;
+        uint8_t x4, x8;
+    } cases[] = {
+        {1.0f, 125, 119},    {1.5f, 125, 119},    {1.74f, 125, 119}, {1.75f, 126, 120},
+        {6.0f, 127, 121},    {0.0f, 0, 0},        {0x1p-140f, 0, 0}, {448.0f, 134, 128},
+        {1.0e38f, 251, 245}, {3.0e38f, 255, 255},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        float w[32] = {0};
+        w[5] = -cases[i].amax;
+        uint8_t q[32], sc;
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+            MQ_OK);
+        assert_int_equal(sc, cases[i].x4);
+        assert_int_equal(
+            mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+            MQ_OK);
+        assert_int_equal(sc, cases[i].x8);
+    }
+    /* MXFP4: 16 bytes a row, the even code in the low nibble. */
+    float w[32];
+    for (int i = 0; i < 32; i++)
+        w[i] = (float)(i - 16) * 0.25f; /* amax 4: byte 127 + 2 - 2, scale 1 */
+    uint8_t q[16], sc;
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_MXFP4, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, NULL),
+        MQ_OK);
+    assert_int_equal(sc, 127);
+    for (int i = 0; i < 32; i++) {
+        uint8_t c = (uint8_t)((q[i / 2] >> (4 * (i & 1))) & 15u);
+        assert_int_equal(c, mq_f32_to_e2m1(w[i]));
+    }
+    /* NaN is the data error, as for the other kinds. */
+    w[3] = NAN;
+    size_t bad = 9;
+    assert_int_equal(
+        mq_ref_quantize(mq_qd(MQ_QK_MXFP8, true), w, MQ_DTYPE_F32, 1, 32, q, &sc, NULL, &bad),
+        MQ_STATUS_E_DATA);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- float8 e4m3fn and int4 ---- */
 
 /* Every code but NaN converts to a value that converts back to it. */
@@ -1070,6 +1147,8 @@ int main(void)
         cmocka_unit_test(test_cast_f16_copy),
         cmocka_unit_test(test_dequantize),
         cmocka_unit_test(test_property_random),
+        cmocka_unit_test(test_e2m1_codes_and_midpoints),
+        cmocka_unit_test(test_mx_scales),
         cmocka_unit_test(test_e4m3_round_trip),
         cmocka_unit_test(test_e4m3_midpoints),
         cmocka_unit_test(test_e4m3_edges),

@@ -72,10 +72,11 @@ static void quant_part(void *arg, unsigned k)
     size_t gr = j->d.block ? j->d.block : 1, nbr = (j->rows + gr - 1) / gr;
     size_t per_band = mq_qdesc_scales(j->d, gr, j->cols); /* scales in one band */
     size_t es = mq_dtype_size(j->dt), qb = mq_qkind_row_bytes(j->d.kind, j->cols), u0, u1;
+    size_t ss = mq_qkind_scale_size(j->d.kind, j->dt); /* one e8m0 byte for the MX kinds */
     part_range(nbr, j->parts, k, &u0, &u1);
     size_t r0 = u0 * gr, r1 = u1 * gr < j->rows ? u1 * gr : j->rows, g0 = u0 * per_band;
     j->st[k] = mq_hk_quantize(j->d, j->src + r0 * j->cols * es, j->dt, r1 - r0, j->cols,
-                              j->q + r0 * qb, j->scale + g0 * es, j->zp ? j->zp + g0 : NULL,
+                              j->q + r0 * qb, j->scale + g0 * ss, j->zp ? j->zp + g0 : NULL,
                               &j->bad[k], j->want_err ? &j->err[k] : NULL);
     j->bad[k] += g0;
 }

@@ -286,6 +286,27 @@ HK_INLINE float e4m3_value(uint32_t c)
     return mq_f32_from_bits((sub & is_sub) | (normal & ~is_sub) | ((c & 0x80u) << 24));
 }
 
+/* The e2m1 code of v as mq_f32_to_e2m1 after the reference's clamp to +-6
+ * (a NaN clamps to -6): the magnitude code counts the thresholds passed. */
+HK_INLINE uint32_t e2m1_code(float v)
+{
+    v = v > -6.0f ? v : -6.0f;
+    v = v < 6.0f ? v : 6.0f;
+    float a = fabsf(v);
+    uint32_t m = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f) + (uint32_t)(a > 1.25f) +
+                 (uint32_t)(a >= 1.75f) + (uint32_t)(a > 2.5f) + (uint32_t)(a >= 3.5f) +
+                 (uint32_t)(a > 5.0f);
+    return m | ((uint32_t)(v < 0.0f) << 3);
+}
+
+/* The value of an e2m1 code (0, 0.5, 1, 1.5 are i / 2; 2, 3, 4 are i - 2; 7 is 6). */
+HK_INLINE float e2m1_value(uint32_t c)
+{
+    float i = (float)(int32_t)(c & 7u);
+    float m = i < 4.0f ? i * 0.5f : i == 7.0f ? 6.0f : i - 2.0f;
+    return (c & 8u) ? -m : m;
+}
+
 /* Codes of kind k (a constant after inlining) for nb values, one byte each.
  * INT8 and INT4: clamp(rint(x / s + z), qmin, qmax) as the reference computes
  * it: the magic-number rint is exact for |v| < 2^22, and beyond that the clamp
@@ -299,9 +320,15 @@ HK_INLINE float e4m3_value(uint32_t c)
 HK_INLINE void code_block(const float *restrict x, int nb, mq_qkind k, float s, float z, uint8_t cx,
                           uint8_t *restrict q)
 {
-    if (k == MQ_QK_FP8) {
+    if (k == MQ_QK_MXFP4) {
         for (int j = 0; j < nb; j++)
-            q[j] = (uint8_t)e4m3_code(x[j] / s);
+            q[j] = (uint8_t)e2m1_code(x[j] / s);
+        return;
+    }
+    if (k == MQ_QK_FP8 || k == MQ_QK_MXFP8) {
+        /* MXFP8 adds compressed-tensors' zero point: -0 becomes +0. */
+        for (int j = 0; j < nb; j++)
+            q[j] = (uint8_t)e4m3_code(k == MQ_QK_MXFP8 ? x[j] / s + 0.0f : x[j] / s);
         return;
     }
     const float lo = k == MQ_QK_INT4 ? -8.0f : -128.0f, hi = k == MQ_QK_INT4 ? 7.0f : 127.0f;
@@ -363,8 +390,14 @@ HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k
     for (int j = 0; j < nb; j++) {
         int in = j < m;
         if (m != nb) wpart[j] = in ? x[j] : 0.0f;
-        if (k == MQ_QK_FP8) {
+        if (k == MQ_QK_MXFP4) {
             float v = x[j] / s;
+            uint32_t b = e2m1_code(v);
+            q[j] = (uint8_t)b;
+            c += (uint32_t)(in & ((v < -6.0f) | (v > 6.0f)));
+            e[j] = in ? x[j] - e2m1_value(b) * s : 0.0f;
+        } else if (k == MQ_QK_FP8 || k == MQ_QK_MXFP8) {
+            float v = k == MQ_QK_MXFP8 ? x[j] / s + 0.0f : x[j] / s;
             uint32_t b = e4m3_code(v);
             q[j] = (uint8_t)b;
             c += (uint32_t)in & e4m3_over(v);
@@ -412,7 +445,7 @@ HK_INLINE void code_block_err(const float *restrict x, int nb, int m, mq_qkind k
 /* The first m codes of a block of nb to their place: byte i of out, or with
  * pack (INT4) nibble i of the packed row, code + 8, i even; the pairs are
  * packed over the whole block (a constant trip count), then copied. */
-HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, size_t i,
+HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, unsigned off, size_t i,
                         uint8_t *restrict out)
 {
     if (!pack) {
@@ -421,7 +454,7 @@ HK_INLINE void code_put(const uint8_t *restrict c, int nb, int m, bool pack, siz
     }
     uint8_t pk[HK_BIG / 2];
     for (int j = 0; j < nb / 2; j++)
-        pk[j] = (uint8_t)(((c[2 * j] + 8u) & 15u) | (((c[2 * j + 1] + 8u) & 15u) << 4));
+        pk[j] = (uint8_t)(((c[2 * j] + off) & 15u) | (((c[2 * j + 1] + off) & 15u) << 4));
     if (m & 1) pk[m / 2] &= 0x0fu; /* an odd end: its high nibble is padding */
     memcpy(out + i / 2, pk, (size_t)(m + 1) / 2);
 }
@@ -438,7 +471,8 @@ HK_INLINE void code_step(const float *restrict x, int nb, int m, mq_qkind k, flo
         code_block_err(x, nb, m, k, s, z, cx, dst, acc);
     else
         code_block(x, nb, k, s, z, cx, dst);
-    if (!direct) code_put(c, nb, m, pack, i, out);
+    /* int4 nibbles are code + 8, e2m1's the code */
+    if (!direct) code_put(c, nb, m, pack, k == MQ_QK_INT4 ? 8u : 0u, i, out);
 }
 
 /* The codes of n values with fixed parameters into out (one byte each, or
@@ -499,7 +533,7 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     size_t es = mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
     size_t gr = d.block ? d.block : 1, gc = d.block ? d.block : cols;
     size_t nbr = (rows + gr - 1) / gr, nbc = d.block ? (cols + gc - 1) / gc : 1;
-    bool pack = k == MQ_QK_INT4;
+    bool pack = k == MQ_QK_INT4 || k == MQ_QK_MXFP4;
     /* An F16 row short enough is widened once, not once per pass (BF16's
      * widening is a shift, cheaper than the copy). */
     hk_row wide;
@@ -550,11 +584,39 @@ HK_QUANTIZE(hk_quantize_int4, MQ_QK_INT4, NULL)
 HK_QUANTIZE(hk_quantize_int4_err, MQ_QK_INT4, err)
 HK_QUANTIZE(hk_quantize_fp8, MQ_QK_FP8, NULL)
 HK_QUANTIZE(hk_quantize_fp8_err, MQ_QK_FP8, err)
+HK_QUANTIZE(hk_quantize_mxfp4, MQ_QK_MXFP4, NULL)
+HK_QUANTIZE(hk_quantize_mxfp4_err, MQ_QK_MXFP4, err)
+HK_QUANTIZE(hk_quantize_mxfp8, MQ_QK_MXFP8, NULL)
+HK_QUANTIZE(hk_quantize_mxfp8_err, MQ_QK_MXFP8, err)
+
+/* Fixed MX parameters (quantize_values, for the two-pass paths): the
+ * reference's scalar codes, one a byte, and the weight error as the
+ * reference counts it. */
+static void mx_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale, uint8_t *q,
+                      mq_err_acc *err)
+{
+    mq_ref_quantize_values(d, src, dt, n, scale, 0, q);
+    if (!err) return;
+    const float qmax = mq_qkind_qmax(d.kind);
+    for (size_t i = 0; i < n; i++) {
+        float w = mq_load_f32(src, dt, i), v = w / scale;
+        float code = d.kind == MQ_QK_MXFP4 ? mq_e2m1_to_f32(q[i]) : mq_e4m3_to_f32(q[i]);
+        double e = (double)w - (double)(code * scale);
+        if (v < -qmax || v > qmax) err->clamped++;
+        err->sig += (double)w * (double)w;
+        err->err2 += e * e;
+        if (fabs(e) > err->max_abs) err->max_abs = fabs(e);
+    }
+}
 
 HK_CLONES void hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                                   int8_t zp, uint8_t *q, mq_err_acc *err)
 {
     switch (d.kind) {
+    case MQ_QK_MXFP4:
+    case MQ_QK_MXFP8:
+        mx_values(d, src, dt, n, scale, q, err);
+        break;
     case MQ_QK_INT8:
         if (err)
             code_run(src, dt, n, MQ_QK_INT8, scale, zp, d.code_xor, false, q, err);
@@ -581,6 +643,12 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
 {
     if (d.block && d.kind != MQ_QK_FP8) return MQ_STATUS_E_INVALID_ARG;
     switch (d.kind) {
+    case MQ_QK_MXFP4:
+        return (err ? hk_quantize_mxfp4_err : hk_quantize_mxfp4)(d, src, dt, rows, cols, q, scale,
+                                                                 zp, bad, err);
+    case MQ_QK_MXFP8:
+        return (err ? hk_quantize_mxfp8_err : hk_quantize_mxfp8)(d, src, dt, rows, cols, q, scale,
+                                                                 zp, bad, err);
     case MQ_QK_INT8:
         return (err ? hk_quantize_int8_err : hk_quantize_int8)(d, src, dt, rows, cols, q, scale, zp,
                                                                bad, err);

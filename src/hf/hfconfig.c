@@ -190,6 +190,16 @@ static json_t *qargs(int bits, const char *type, bool symmetric, const char *str
     return a;
 }
 
+/* The MX arguments name their e8m0 scales as compressed-tensors dumps them. */
+static json_t *with_e8m0(json_t *a)
+{
+    if (a && json_object_set_new(a, "scale_dtype", json_string("torch.uint8")) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
 /* The weights' arguments of the scheme. */
 static json_t *weight_args(const mq_scheme *s)
 {
@@ -199,8 +209,9 @@ static json_t *weight_args(const mq_scheme *s)
         [MQ_GRAN_GROUP] = "group",
         [MQ_GRAN_BLOCK] = "block",
     };
-    return qargs((int)s->bits, s->float_codes ? "float" : "int", s->symmetric, strategies[s->gran],
-                 s->group, s->block, false);
+    json_t *a = qargs((int)s->bits, s->float_codes ? "float" : "int", s->symmetric,
+                      strategies[s->gran], s->group, s->block, false);
+    return s->scale_enc == MQ_SCALE_E8M0 ? with_e8m0(a) : a;
 }
 
 /* The input activations' arguments: dynamic per-token int8 for W8A8, dynamic
@@ -215,6 +226,10 @@ static json_t *activation_args(const mq_scheme *s)
         return qargs(8, "float", true, "token", 0, 0, true);
     case MQ_ACT_FP8_GROUP_128:
         return qargs(8, "float", true, "group", 128, 0, true);
+    case MQ_ACT_MXFP4_GROUP_32:
+        return with_e8m0(qargs(4, "float", true, "group", 32, 0, true));
+    case MQ_ACT_MXFP8_GROUP_32:
+        return with_e8m0(qargs(8, "float", true, "group", 32, 0, true));
     default:
         return json_null();
     }

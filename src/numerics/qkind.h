@@ -10,16 +10,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "monoquant.h"
+
 /* The codes (reference.h gives each kind's formulas):
  *   INT8  one int8 code per value, DESIGN.md's scale rule;
  *   INT4  codes in [-8, 7], packed eight to a little-endian int32 word as
  *         compressed-tensors' pack_to_int32 does;
- *   FP8   one float8 e4m3fn byte per value (symmetric only). */
-typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8 } mq_qkind;
+ *   FP8   one float8 e4m3fn byte per value (symmetric only);
+ *   MXFP4 fp4 e2m1 codes, two to a byte (the even one in the low nibble),
+ *         one e8m0 scale byte (a power of two) per group;
+ *   MXFP8 one e4m3fn byte per value, one e8m0 scale byte per group.
+ * The MX kinds are symmetric and their groups are rows of the call. */
+typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8 } mq_qkind;
+
+/* The kinds whose scales are e8m0 bytes rather than the weight's dtype. */
+static inline bool mq_qkind_is_mx(mq_qkind k)
+{
+    return k == MQ_QK_MXFP4 || k == MQ_QK_MXFP8;
+}
 
 typedef struct {
     mq_qkind kind;
-    /* No zero point (FP8 is always symmetric, whatever this says). */
+    /* No zero point (FP8 and the MX kinds are always symmetric, whatever
+     * this says). */
     bool symmetric;
     /* Each stored INT8 code XOR this: 0, or 0x80 for the unsigned bytes of
      * compressed-tensors' packed words (layout.h); the other kinds take 0. */
@@ -29,10 +42,11 @@ typedef struct {
     size_t block;
 } mq_qdesc;
 
-/* Whether kind k has zero points when asymmetric (FP8 is symmetric only). */
+/* Whether kind k has zero points when asymmetric (FP8 and the MX kinds are
+ * symmetric only). */
 static inline bool mq_qkind_has_zp(mq_qkind k)
 {
-    return k != MQ_QK_FP8;
+    return k == MQ_QK_INT8 || k == MQ_QK_INT4;
 }
 
 /* Whether a call of d writes zero points. */
@@ -58,6 +72,8 @@ size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
 /* Smallest and largest code (the FP8 bounds are +-448). */
 float mq_qkind_qmin(mq_qkind k);
 float mq_qkind_qmax(mq_qkind k);
+/* Bytes one stored scale takes: one for the MX kinds, else the dtype's. */
+size_t mq_qkind_scale_size(mq_qkind k, mq_dtype dt);
 /* Scale values a call of rows x cols writes (one per row, or per block). */
 size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols);
 /* Group g (g < mq_qdesc_scales) of such a call: rows [*r0, *r1), columns

@@ -160,17 +160,91 @@ static float round_to_dtype(float v, mq_dtype dt)
 
 size_t mq_qkind_row_bytes(mq_qkind k, size_t cols)
 {
+    if (k == MQ_QK_MXFP4) return cols / 2 + (cols % 2);
     return k == MQ_QK_INT4 ? (cols / 8 + (cols % 8 != 0)) * 4 : cols;
+}
+
+size_t mq_qkind_scale_size(mq_qkind k, mq_dtype dt)
+{
+    return mq_qkind_is_mx(k) ? 1 : mq_dtype_size(dt);
 }
 
 float mq_qkind_qmin(mq_qkind k)
 {
-    return k == MQ_QK_INT4 ? -8.0f : k == MQ_QK_FP8 ? -448.0f : -128.0f;
+    return k == MQ_QK_INT8 ? -128.0f : k == MQ_QK_INT4 ? -8.0f : -mq_qkind_qmax(k);
 }
 
 float mq_qkind_qmax(mq_qkind k)
 {
-    return k == MQ_QK_INT4 ? 7.0f : k == MQ_QK_FP8 ? 448.0f : 127.0f;
+    if (k == MQ_QK_INT8) return 127.0f;
+    if (k == MQ_QK_INT4) return 7.0f;
+    return k == MQ_QK_MXFP4 ? 6.0f : 448.0f;
+}
+
+/* The e2m1 code of v (already clamped to +-6) as compressed-tensors'
+ * cast_to_fp4 and pack_fp4_to_uint8 give it: magnitudes by its thresholds
+ * (ties 0.25, 1.25, 2.5 and 5 go down, 0.75, 1.75 and 3.5 up: to the even
+ * code), the sign bit only for a value below zero (so -0 and a negative that
+ * rounds to zero differ: -0 gives 0, -0.1 gives 8). A NaN gives 0. */
+uint8_t mq_f32_to_e2m1(float v)
+{
+    float a = fabsf(v);
+    uint8_t m = a <= 0.25f   ? 0
+                : a < 0.75f  ? 1
+                : a <= 1.25f ? 2
+                : a < 1.75f  ? 3
+                : a <= 2.5f  ? 4
+                : a < 3.5f   ? 5
+                : a <= 5.0f  ? 6
+                : a > 5.0f   ? 7
+                             : 0;
+    return (uint8_t)(m | (v < 0.0f ? 8u : 0u));
+}
+
+float mq_e2m1_to_f32(uint8_t c)
+{
+    static const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    return (c & 8u) ? -mag[c & 7u] : mag[c & 7u];
+}
+
+/* The e8m0 exponent compressed-tensors' generate_mx_scales gives a group
+ * whose max |w| is amax, in the weight's dtype dt: amax rounded to a power
+ * of two by adding half a unit of e2m1's one mantissa bit below the
+ * exponent field and keeping sign and exponent (its round_to_power_2, done
+ * on dt's bits), then 127 + log2 of it - floor(log2(qmax)) (2 for e2m1, 8
+ * for e4m3), clamped to [0, 255] (a zero power, log2 = -inf, gives 0;
+ * infinity 255). */
+static int mx_exponent(float amax, mq_dtype dt, int offset)
+{
+    int e; /* log2 of the power of two; INT_MIN for zero, INT_MAX for inf */
+    if (dt == MQ_DTYPE_F16) {
+        uint32_t p = ((uint32_t)mq_f32_to_f16(amax) + (1u << 8)) & 0xfc00u;
+        e = p == 0 ? -1000 : (p >> 10) == 31 ? 1000 : (int)(p >> 10) - 15;
+    } else {
+        /* BF16's bits are the top half of F32's: the same sum and mask. */
+        uint32_t p = (mq_f32_bits(amax) + (1u << 21)) & 0xff800000u;
+        e = p == 0 ? -1000 : (p >> 23) == 255 ? 1000 : (int)(p >> 23) - 127;
+    }
+    int x = 127 + e - offset;
+    return x < 0 ? 0 : x > 255 ? 255 : x;
+}
+
+/* 2^(x - 127) in fp32 (x = 255: +inf; x = 0: the subnormal 2^-127). */
+static float e8m0_value(int x)
+{
+    if (x >= 255) return INFINITY;
+    return ldexpf(1.0f, x - 127);
+}
+
+/* The e8m0 byte of a stored MX scale s (a power of two, or +inf): 127 +
+ * floor(log2(s)), as compressed-tensors' compress_mx_scale. */
+static uint8_t e8m0_byte(float s)
+{
+    if (isinf(s)) return 255;
+    int e;
+    (void)frexpf(s, &e);
+    int x = 127 + e - 1;
+    return (uint8_t)(x < 0 ? 0 : x > 255 ? 255 : x);
 }
 
 uint8_t mq_f32_to_e4m3(float f)
@@ -223,6 +297,15 @@ void mq_ref_params(mq_qdesc d, const mq_ref_stats *s, mq_dtype scale_dt, float *
      * lo / 0 = -inf clamps to qmax. */
     const bool eps_floor = d.kind == MQ_QK_INT8;
     float sc;
+    if (mq_qkind_is_mx(d.kind)) {
+        /* The power of two as the weight's dtype holds it (F16 loses the
+         * smallest to 0, which becomes the e8m0 byte's epsilon, 1). */
+        int x = mx_exponent(s->amax, scale_dt, d.kind == MQ_QK_MXFP4 ? 2 : 8);
+        sc = round_to_dtype(e8m0_value(x), scale_dt);
+        *scale = sc == 0.0f ? 1.0f : sc;
+        *zp = 0;
+        return;
+    }
     if (d.symmetric || d.kind == MQ_QK_FP8) {
         sc = s->amax / (span / 2.0f); /* 127.5, 7.5 or 448 */
         if (eps_floor && !(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
@@ -322,6 +405,20 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
     }
 }
 
+void mq_store_group_scale(mq_qdesc d, void *dst, mq_dtype dt, size_t i, float scale)
+{
+    if (mq_qkind_is_mx(d.kind))
+        ((uint8_t *)dst)[i] = e8m0_byte(scale);
+    else
+        mq_store_scale(dst, dt, i, scale);
+}
+
+float mq_load_group_scale(mq_qdesc d, const void *src, mq_dtype dt, size_t i)
+{
+    if (mq_qkind_is_mx(d.kind)) return e8m0_value(((const uint8_t *)src)[i]);
+    return mq_load_f32(src, dt, i);
+}
+
 /* ---- the one quantize loop ---- */
 
 void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
@@ -331,6 +428,16 @@ void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, 
     uint8_t *out = q;
     for (size_t i = 0; i < n; i++) {
         float w = mq_load_f32(src, dt, i);
+        if (d.kind == MQ_QK_MXFP4) {
+            out[i] = mq_f32_to_e2m1(fminf(fmaxf(w / scale, qmin), qmax));
+            continue;
+        }
+        if (d.kind == MQ_QK_MXFP8) {
+            /* Its compressor adds the zero point (0) before the cast, which
+             * makes -0 (a negative zero weight, or a BF16 one flushed) +0. */
+            out[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale + 0.0f, qmin), qmax));
+            continue;
+        }
         if (d.kind == MQ_QK_FP8) {
             /* compressed-tensors clamps w / s to +-448, then casts to e4m3. */
             out[i] = mq_f32_to_e4m3(fminf(fmaxf(w / scale, qmin), qmax));
@@ -355,11 +462,20 @@ void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
 void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
                       unsigned char *row, size_t c0, size_t cols)
 {
-    if (d.kind != MQ_QK_INT4) {
+    if (d.kind != MQ_QK_INT4 && d.kind != MQ_QK_MXFP4) {
         mq_ref_quantize_values(d, src, dt, n, s, z, row + c0);
         return;
     }
-    if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(MQ_QK_INT4, cols));
+    if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(d.kind, cols));
+    if (d.kind == MQ_QK_MXFP4) {
+        for (size_t i = 0; i < n; i++) {
+            uint8_t c;
+            mq_ref_quantize_values(d, (const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, s,
+                                   z, &c);
+            row[(c0 + i) / 2] |= (uint8_t)(c << (4 * ((c0 + i) & 1)));
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint8_t c;
         mq_ref_quantize_values(d, (const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, s, z,
@@ -390,7 +506,7 @@ mq_status mq_ref_group_params(mq_qdesc d, const mq_ref_stats *st, mq_dtype dt, s
         return MQ_STATUS_E_DATA;
     }
     mq_ref_params(d, st, dt, s, z);
-    mq_store_scale(scale, dt, g, *s);
+    mq_store_group_scale(d, scale, dt, g, *s);
     if (zp && mq_qdesc_has_zp(d)) zp[g] = *z;
     return MQ_OK;
 }
@@ -431,10 +547,14 @@ void mq_ref_error_stats(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, s
         const uint8_t *row = qb + r * rb;
         for (size_t i = 0; i < cols; i++) {
             size_t g = d.block ? r / d.block * nbc + i / d.block : r;
-            float s = mq_load_f32(scale, scale_dt, g);
-            float z = zp && d.kind != MQ_QK_FP8 ? (float)zp[g] : 0.0f;
+            float s = mq_load_group_scale(d, scale, scale_dt, g);
+            float z = zp && d.kind < MQ_QK_FP8 ? (float)zp[g] : 0.0f;
             float w = mq_load_f32(src, dt, r * cols + i), w_hat;
-            if (d.kind == MQ_QK_FP8) {
+            if (d.kind == MQ_QK_MXFP4) {
+                float v = w / s;
+                if (v < -6.0f || v > 6.0f) acc->clamped++;
+                w_hat = mq_e2m1_to_f32((uint8_t)(row[i / 2] >> (4 * (i & 1)))) * s;
+            } else if (d.kind == MQ_QK_FP8 || d.kind == MQ_QK_MXFP8) {
                 float v = w / s;
                 if (v < -448.0f || v > 448.0f) acc->clamped++;
                 w_hat = mq_e4m3_to_f32(row[i]) * s;

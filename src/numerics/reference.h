@@ -78,6 +78,11 @@ void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float 
                       unsigned char *row, size_t c0, size_t cols);
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
 void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
+/* The same for a group of kind d: the MX kinds store the e8m0 byte of their
+ * power-of-two scale (127 + log2 s); the others mq_store_scale. */
+void mq_store_group_scale(mq_qdesc d, void *dst, mq_dtype dt, size_t i, float scale);
+/* Scale i as a multiplier (e8m0 byte x: 2^(x - 127), 255 +inf). */
+float mq_load_group_scale(mq_qdesc d, const void *src, mq_dtype dt, size_t i);
 
 /*
  * Quantizes `rows` x `cols` values as d says: with d.block 0 each row is a
@@ -166,6 +171,16 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
  * +-448 (callers clamp first), NaN becomes 0x7f with its sign. */
 uint8_t mq_f32_to_e4m3(float f);
 float mq_e4m3_to_f32(uint8_t b); /* exact */
+/* fp4 e2m1 (0, 0.5, 1, 1.5, 2, 3, 4, 6 and the sign bit 8), rounded as
+ * compressed-tensors' cast_to_fp4 (reference.c). MX kinds (MXFP4, MXFP8), as
+ * compressed-tensors 0.20.1's generate_mx_scales: the scale of a group is
+ * 2^(x - 127), x = clamp(127 + log2(p) - floor(log2(qmax)), 0, 255), p the
+ * group's amax rounded to a power of two on the weight dtype's bits (half a
+ * unit of e2m1's mantissa bit added, the mantissa dropped), held in the
+ * weight's dtype (an F16 zero becomes 1); codes e2m1(clamp(w / s, +-6)) or
+ * e4m3(clamp(w / s, +-448)); the file holds the byte x. */
+uint8_t mq_f32_to_e2m1(float v);
+float mq_e2m1_to_f32(uint8_t c);
 
 /* n int4 codes (int8 in [-8, 7]) packed into mq_qkind_row_bytes(MQ_QK_INT4, n) bytes. */
 void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst);

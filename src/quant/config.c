@@ -152,12 +152,15 @@ static const preset presets[] = {
     {"W8A16", MQ_QINT8, true, true, 128, 0},     {"W8A16_ASYM", MQ_QINT8, false, true, 128, 0},
     {"W4A16", MQ_QINT4, true, true, 128, 0},     {"W4A16_ASYM", MQ_QINT4, false, true, 128, 0},
     {"FP8_DYNAMIC", MQ_QFP8, true, false, 0, 0}, {"FP8_BLOCK", MQ_QFP8, true, false, 0, 128},
+    {"MXFP4A16", MQ_QMXFP4, true, true, 32, 0},  {"MXFP4", MQ_QMXFP4, true, false, 32, 0},
+    {"MXFP8A16", MQ_QMXFP8, true, true, 32, 0},  {"MXFP8", MQ_QMXFP8, true, false, 32, 0},
     {"FP16", MQ_FLOAT16, true, false, 0, 0},
 };
 
 const char *mq_preset_names(void)
 {
-    return "W8A8, INT8, W8A16, W8A16_ASYM, W4A16, W4A16_ASYM, FP8_DYNAMIC, FP8_BLOCK, FP16";
+    return "W8A8, INT8, W8A16, W8A16_ASYM, W4A16, W4A16_ASYM, FP8_DYNAMIC, FP8_BLOCK, MXFP4A16, "
+           "MXFP4, MXFP8A16, MXFP8, FP16";
 }
 
 mq_status mq_config_set_preset(mq_config *cfg, const char *name)

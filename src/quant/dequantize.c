@@ -18,7 +18,8 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, mq_model
     uint64_t numel;
     mq_shape_numel(l.w.rank, l.w.shape, &numel);
     size_t rows = l.n_scale;
-    size_t nbytes = (size_t)numel * mq_dtype_size(l.scale->dtype);
+    mq_dtype vdt = mq_qlayer_value_dtype(&l);
+    size_t nbytes = (size_t)numel * mq_dtype_size(vdt);
     mq_blob *b = mq_blob_new_heap(nbytes);
     if (!b) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", l.w.name);
@@ -28,8 +29,8 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, mq_model
         mq_ref_dequantize_rows(l.w.data, rows, (size_t)(numel / rows), l.scale->data, l.zp,
                                l.scale->dtype, mq_blob_data(b));
     } else {
-        /* Groups, blocks, int4 and FP8: row by row in fp32, stored in the
-         * scale's dtype. */
+        /* Groups, blocks, int4, FP8 and MX: row by row in fp32, stored in
+         * the value dtype. */
         size_t out_rows = (size_t)l.w.shape[0], cols = (size_t)(numel / out_rows);
         float *row = malloc(cols ? cols * sizeof *row : 1);
         if (!row) {
@@ -40,12 +41,11 @@ static mq_status dequantize_one(const mq_model *in, const mq_tensor *t, mq_model
         for (size_t r = 0; r < out_rows; r++) {
             mq_qlayer_row_f32(&l, r, row);
             for (size_t c = 0; c < cols; c++)
-                mq_store_scale(mq_blob_data(b), l.scale->dtype, r * cols + c, row[c]);
+                mq_store_scale(mq_blob_data(b), vdt, r * cols + c, row[c]);
         }
         free(row);
     }
-    st = mq_model_append(out, l.w.name, l.scale->dtype, l.w.rank, l.w.shape, mq_blob_data(b),
-                         nbytes, b);
+    st = mq_model_append(out, l.w.name, vdt, l.w.rank, l.w.shape, mq_blob_data(b), nbytes, b);
     mq_blob_unref(b);
 done:
     mq_qlayer_free(&l);

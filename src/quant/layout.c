@@ -89,8 +89,10 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
         l->scale_cols = 1;
     }
     bool packed = s->codes_per_word != 0;
+    /* MXFP4: two e2m1 codes a byte (uint8 weight_packed), no shape tensor. */
+    bool fp4 = l->kind == MQ_QK_MXFP4;
     size_t pw = packed ? s->codes_per_word : per_word(l->kind);
-    l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : l->inner;
+    l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : fp4 ? ceil_div(l->inner, 2) : l->inner;
 
     int64_t sshape[2] = {(int64_t)l->out_rows, (int64_t)l->scale_cols};
     int64_t zshape[2] = {(int64_t)ceil_div(l->out_rows, pw), (int64_t)l->scale_cols};
@@ -101,9 +103,10 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
     if (!per_channel) sshape[0] = 1;
     memcpy(cshape, t->shape, sizeof cshape);
     if (packed) cshape[t->rank - 1] = (int64_t)ceil_div(l->inner, pw);
+    if (fp4) cshape[t->rank - 1] = (int64_t)l->inner_bytes;
     mq_dtype cdt = packed ? MQ_DTYPE_I32 : s->code_dtype;
-    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed ? MQ_PACKED_SUFFIX : "", cdt, t->rank,
-                 cshape);
+    st = set_out(&l->out[MQ_QOUT_CODES], t->name, packed || fp4 ? MQ_PACKED_SUFFIX : "", cdt,
+                 t->rank, cshape);
     if (st == MQ_OK)
         st = set_out(&l->out[MQ_QOUT_SCALE], t->name, MQ_SCALE_SUFFIX,
                      mq_scheme_scale_dtype(s, t->dtype), srank, sshape);
@@ -177,14 +180,16 @@ mq_status mq_qlayout_check_names(const mq_qlayout *l, const mq_model *in, const 
 
 mq_dtype mq_qlayout_code_dtype(const mq_qlayout *l)
 {
-    return l->kind == MQ_QK_FP8    ? MQ_DTYPE_F8_E4M3
-           : l->kind == MQ_QK_INT4 ? MQ_DTYPE_I32
-                                   : MQ_DTYPE_I8;
+    return l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8 ? MQ_DTYPE_F8_E4M3
+           : l->kind == MQ_QK_INT4                        ? MQ_DTYPE_I32
+           : l->kind == MQ_QK_MXFP4                       ? MQ_DTYPE_U8
+                                                          : MQ_DTYPE_I8;
 }
 
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e)
 {
-    if (l->kind == MQ_QK_INT4) return e / l->inner * l->inner_bytes + e % l->inner / 2;
+    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4)
+        return e / l->inner * l->inner_bytes + e % l->inner / 2;
     if (l->inner_bytes == l->inner) return e;
     return e / l->inner * l->inner_bytes + e % l->inner;
 }
@@ -213,16 +218,18 @@ uint8_t mq_qlayout_code_xor(const mq_qlayout *l)
 mq_qdesc mq_qlayout_desc(const mq_qlayout *l)
 {
     return (mq_qdesc){.kind = l->kind,
-                      .symmetric = l->symmetric || l->kind == MQ_QK_FP8,
+                      .symmetric = l->symmetric || l->kind >= MQ_QK_FP8,
                       .code_xor = mq_qlayout_code_xor(l),
                       .block = l->block};
 }
 
-/* int4: codes (one per byte) to nibbles in place, front to back (the byte
- * for codes 2j and 2j + 1 lands at or before code 2j, both already read),
- * then each row end's padding. */
+/* int4 and e2m1: codes (one per byte) to nibbles in place, front to back
+ * (the byte for codes 2j and 2j + 1 lands at or before code 2j, both already
+ * read), then each row end's padding. int4 nibbles are code + 8, e2m1's the
+ * code itself. */
 static size_t pack_codes4(const mq_qlayout *l, unsigned char *b, uint64_t first, size_t count)
 {
+    const unsigned off = l->kind == MQ_QK_INT4 ? 8u : 0u;
     uint64_t base = mq_qlayout_code_pos(l, first);
     size_t k = 0;
     while (k < count) {
@@ -231,8 +238,8 @@ static size_t pack_codes4(const mq_qlayout *l, unsigned char *b, uint64_t first,
                n = count - k < in_row ? count - k : in_row;
         size_t o = (size_t)(mq_qlayout_code_pos(l, e) - base);
         for (size_t j = 0; j < n; j += 2) {
-            unsigned lo = ((unsigned)b[k + j] + 8u) & 15u;
-            unsigned hi = j + 1 < n ? ((unsigned)b[k + j + 1] + 8u) & 15u : 0u;
+            unsigned lo = ((unsigned)b[k + j] + off) & 15u;
+            unsigned hi = j + 1 < n ? ((unsigned)b[k + j + 1] + off) & 15u : 0u;
             b[o + j / 2] = (unsigned char)(lo | hi << 4);
         }
         if (n == in_row) {
@@ -248,7 +255,7 @@ size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, siz
 {
     unsigned char *b = buf;
     if (count == 0) return 0;
-    if (l->kind == MQ_QK_INT4) return pack_codes4(l, b, first, count);
+    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4) return pack_codes4(l, b, first, count);
     if (l->inner_bytes == l->inner) return count;
     /* Back to front: a code moves only forward (by the padding before it), so
      * nothing is overwritten before it is read. */
@@ -319,6 +326,11 @@ mq_status mq_nonfinite_error(const mq_qlayout *l, const char *tensor, size_t bad
 
 /* ---- reading a quantized layer back ---- */
 
+static mq_status bad(const char *name, const char *what)
+{
+    return mq_set_error(MQ_STATUS_E_FORMAT, "layer '%s': %s", name, what);
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -335,14 +347,37 @@ static const mq_tensor *find_with(const mq_model *m, const char *base, size_t n,
     return t;
 }
 
-/* For W_packed: the length of W, else 0. */
+/* For W_packed: the length of W, else 0. I32 words of int codes come with
+ * W_shape; U8 bytes of two e2m1 codes (MXFP4) with a U8 (e8m0) scale. */
 static size_t packed_base(const mq_model *m, const mq_tensor *t)
 {
-    if (t->dtype != MQ_DTYPE_I32 || !ends_with(t->name, MQ_PACKED_SUFFIX)) return 0;
+    if ((t->dtype != MQ_DTYPE_I32 && t->dtype != MQ_DTYPE_U8) ||
+        !ends_with(t->name, MQ_PACKED_SUFFIX))
+        return 0;
     size_t n = strlen(t->name) - strlen(MQ_PACKED_SUFFIX);
-    return find_with(m, t->name, n, MQ_SHAPE_SUFFIX) && find_with(m, t->name, n, MQ_SCALE_SUFFIX)
-               ? n
-               : 0;
+    const mq_tensor *s = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
+    if (t->dtype == MQ_DTYPE_U8) return s && s->dtype == MQ_DTYPE_U8 ? n : 0;
+    return find_with(m, t->name, n, MQ_SHAPE_SUFFIX) && s ? n : 0;
+}
+
+/* MXFP4's weight_packed: two e2m1 codes a byte (even in the low nibble), one
+ * code a byte into own_codes; the weight's last dimension twice the bytes. */
+static mq_status unpack_fp4(const mq_tensor *c, mq_qlayer *l)
+{
+    if (c->rank < 1) return bad(l->w.name, "the packed weight must have at least one dimension");
+    l->kind = MQ_QK_MXFP4;
+    l->w.dtype = MQ_DTYPE_U8;
+    l->w.shape[c->rank - 1] = c->shape[c->rank - 1] * 2;
+    size_t n = c->nbytes * 2;
+    uint8_t *q = malloc(n ? n : 1);
+    if (!q) return mq_set_error(MQ_STATUS_E_NOMEM, "layer '%s': out of memory", l->w.name);
+    const uint8_t *src = c->data;
+    for (size_t i = 0; i < n; i++)
+        q[i] = (uint8_t)((src[i / 2] >> (4 * (i & 1))) & 15u);
+    l->own_codes = q;
+    l->w.data = q;
+    l->w.nbytes = n;
+    return MQ_OK;
 }
 
 bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t)
@@ -363,11 +398,6 @@ bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t)
         if ((w && mq_qlayer_is_codes(m, w)) || (p && mq_qlayer_is_codes(m, p))) return true;
     }
     return false;
-}
-
-static mq_status bad(const char *name, const char *what)
-{
-    return mq_set_error(MQ_STATUS_E_FORMAT, "layer '%s': %s", name, what);
 }
 
 /* The bits of a packed layer: the file's quantization_scheme when it says
@@ -469,8 +499,10 @@ static mq_status read_scale_layout(mq_qlayer *l)
     size_t out = (size_t)l->w.shape[0], inner = (size_t)l->w.shape[l->w.rank - 1];
     l->n_scale = (size_t)ns;
     l->scale_cols = 1;
-    if (!mq_dtype_is_quantizable(s->dtype))
-        return bad(l->w.name, "the scale must be F32, F16 or BF16");
+    if (mq_qkind_is_mx(l->kind) != (s->dtype == MQ_DTYPE_U8) ||
+        (!mq_qkind_is_mx(l->kind) && !mq_dtype_is_quantizable(s->dtype)))
+        return bad(l->w.name, "the scale must be F32, F16 or BF16 (U8 e8m0 exponents for the MX "
+                              "formats: e4m3 weight or uint8 weight_packed)");
     if (ns == 0 || out == 0 || inner == 0)
         return bad(l->w.name, "a quantized weight and its scale must not be empty");
     if (ns == 1 || (ns == out && (s->rank == 1 || s->shape[s->rank - 1] == 1))) return MQ_OK;
@@ -512,10 +544,16 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     l->w.name = l->own_name;
     l->w.dtype = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_DTYPE_F8_E4M3 : MQ_DTYPE_I8;
     l->kind = t->dtype == MQ_DTYPE_F8_E4M3 ? MQ_QK_FP8 : MQ_QK_INT8;
-    if (packed && ((st = read_shape(m, t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), l)) != MQ_OK ||
-                   (st = unpack_codes(t, l)) != MQ_OK))
+    if (packed && t->dtype == MQ_DTYPE_U8) {
+        if ((st = unpack_fp4(t, l)) != MQ_OK) goto fail;
+    } else if (packed &&
+               ((st = read_shape(m, t, find_with(m, t->name, n, MQ_SHAPE_SUFFIX), l)) != MQ_OK ||
+                (st = unpack_codes(t, l)) != MQ_OK)) {
         goto fail;
+    }
     l->scale = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
+    /* e4m3 codes under e8m0 (U8) scales: MXFP8. */
+    if (l->kind == MQ_QK_FP8 && l->scale && l->scale->dtype == MQ_DTYPE_U8) l->kind = MQ_QK_MXFP8;
     if (!packed && l->kind == MQ_QK_INT8) {
         /* int-quantized: the shared checks of a scale and I8 zero point. */
         if ((st = mq_qparams_check(NULL, t, l->scale, find_with(m, t->name, n, MQ_ZP_SUFFIX),
@@ -530,7 +568,7 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     }
     if ((st = read_scale_layout(l)) != MQ_OK) goto fail;
     for (size_t i = 0; i < l->n_scale; i++) {
-        float s = mq_load_f32(l->scale->data, l->scale->dtype, i);
+        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, i);
         if (!(s > 0.0f) || isinf(s)) {
             st = mq_set_error(MQ_STATUS_E_FORMAT,
                               "layer '%s': scale %zu is %g; a scale must be finite and positive",
@@ -538,8 +576,8 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
             goto fail;
         }
     }
-    if (l->kind == MQ_QK_FP8 && find_with(m, t->name, n, MQ_ZP_SUFFIX)) {
-        st = bad(l->w.name, "an FP8 weight has no zero point");
+    if (l->kind >= MQ_QK_FP8 && find_with(m, t->name, n, MQ_ZP_SUFFIX)) {
+        st = bad(l->w.name, "an FP8 or MX weight has no zero point");
         goto fail;
     }
     if ((st = read_zp(m, t->name, n, packed, l)) != MQ_OK) goto fail;
@@ -556,6 +594,11 @@ void mq_qlayer_free(mq_qlayer *l)
     free(l->own_zp);
     free(l->own_name);
     memset(l, 0, sizeof *l);
+}
+
+mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l)
+{
+    return mq_qkind_is_mx(l->kind) ? MQ_DTYPE_BF16 : l->scale->dtype;
 }
 
 bool mq_qlayer_is_simple(const mq_qlayer *l)
@@ -575,9 +618,11 @@ void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
                    : l->block      ? r / l->block * l->scale_cols + c / l->block
                    : l->group      ? r * l->scale_cols + c / l->group
                                    : r;
-        float s = mq_load_f32(l->scale->data, l->scale->dtype, k);
-        if (l->kind == MQ_QK_FP8) {
+        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, k);
+        if (l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8) {
             dst[c] = mq_e4m3_to_f32(q[c]) * s;
+        } else if (l->kind == MQ_QK_MXFP4) {
+            dst[c] = mq_e2m1_to_f32(q[c]) * s;
         } else {
             float z = l->zp ? (float)l->zp[k] : 0.0f;
             dst[c] = ((float)(int8_t)q[c] - z) * s;

@@ -163,6 +163,9 @@ void mq_qlayer_free(mq_qlayer *l);
 /* Whether the layer is int8 with one scale per output channel or one in all
  * (what mq_ref_dequantize_rows and the int8 GEMM take directly). */
 bool mq_qlayer_is_simple(const mq_qlayer *l);
+/* The dtype a dequantized weight takes: its scale's, or BF16 under e8m0
+ * scales (the MX formats; compressed-tensors decompresses them to BF16). */
+mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l);
 /* Row r of the weight (its first dimension) dequantized in fp32:
  * (q - zp) * s, or e4m3(q) * s for FP8, with the scale of each value's group. */
 void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst);

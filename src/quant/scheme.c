@@ -58,6 +58,15 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
         if (cfg->group_size) BAD("FP8 takes per-channel scales or 128x128 blocks, not groups");
         if (cfg->block_size && !cfg->per_channel) BAD("blocks and per-tensor exclude each other");
         break;
+    case MQ_QMXFP4:
+    case MQ_QMXFP8:
+        /* The MX formats are defined by their groups of 32 with e8m0 scales. */
+        if (!cfg->symmetric) BAD("the MX formats are symmetric (no zero points)");
+        if (cfg->block_size) BAD("the MX formats take groups of 32, not blocks");
+        if (cfg->group_size != 32 || !cfg->per_channel)
+            BAD("the MX formats take groups of 32 values, not %s",
+                cfg->per_channel ? "another group size" : "one scale per tensor");
+        break;
     default:
         BAD("unknown dtype %d", (int)cfg->dtype);
     }
@@ -94,6 +103,20 @@ static void set_kind(mq_scheme *s, mq_qdtype d)
         s->float_codes = true;
         s->code_dtype = MQ_DTYPE_F8_E4M3;
         break;
+    case MQ_QMXFP4:
+        s->kind = MQ_SCHEME_MXFP4;
+        s->qkind = MQ_QK_MXFP4;
+        s->bits = 4;
+        s->float_codes = true;
+        s->code_dtype = MQ_DTYPE_U8;
+        break;
+    case MQ_QMXFP8:
+        s->kind = MQ_SCHEME_MXFP8;
+        s->qkind = MQ_QK_MXFP8;
+        s->bits = 8;
+        s->float_codes = true;
+        s->code_dtype = MQ_DTYPE_F8_E4M3;
+        break;
     case MQ_FLOAT16:
         s->kind = MQ_SCHEME_FP16;
         s->qkind = MQ_QK_INT8; /* unused: the cast runs no quantize kernel */
@@ -121,6 +144,10 @@ static const char *preset_of(const mq_scheme *s, bool weights_only)
         return s->block ? "FP8_BLOCK" : "FP8_DYNAMIC";
     case MQ_SCHEME_INT4:
         return s->symmetric ? "W4A16" : "W4A16_ASYM";
+    case MQ_SCHEME_MXFP4:
+        return weights_only ? "MXFP4A16" : "MXFP4";
+    case MQ_SCHEME_MXFP8:
+        return weights_only ? "MXFP8A16" : "MXFP8";
     default:
         if (!s->symmetric) return "W8A16_ASYM";
         return weights_only ? "W8A16" : "W8A8";
@@ -142,6 +169,10 @@ static void set_label(mq_scheme *s, bool weights_only)
         snprintf(strat, sizeof strat, "%s", s->gran == MQ_GRAN_CHANNEL ? "channel" : "tensor");
     if (s->kind == MQ_SCHEME_FP8_E4M3)
         snprintf(s->label, sizeof s->label, "fp8-e4m3-%s", strat);
+    else if (s->kind == MQ_SCHEME_MXFP4 || s->kind == MQ_SCHEME_MXFP8)
+        snprintf(s->label, sizeof s->label, "%s-%s%s",
+                 s->kind == MQ_SCHEME_MXFP4 ? "mxfp4" : "mxfp8", strat,
+                 weights_only ? "-weights-only" : "");
     else
         snprintf(s->label, sizeof s->label, "%s-%s-%s%s",
                  s->kind == MQ_SCHEME_INT4 ? "int4" : "int8", s->symmetric ? "sym" : "asym", strat,
@@ -169,8 +200,12 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     } else {
         s->gran = cfg->per_channel ? MQ_GRAN_CHANNEL : MQ_GRAN_TENSOR;
     }
+    bool mx = s->kind == MQ_SCHEME_MXFP4 || s->kind == MQ_SCHEME_MXFP8;
     if (cast)
         s->format = MQ_FORMAT_NONE;
+    else if (mx)
+        s->format =
+            s->kind == MQ_SCHEME_MXFP4 ? MQ_FORMAT_MXFP4_PACK_QUANTIZED : MQ_FORMAT_MXFP8_QUANTIZED;
     else if (s->kind == MQ_SCHEME_FP8_E4M3)
         s->format = MQ_FORMAT_FLOAT_QUANTIZED;
     else if (s->kind == MQ_SCHEME_INT8 && s->symmetric && !cfg->weights_only && !s->group)
@@ -178,9 +213,13 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     else
         s->format = MQ_FORMAT_PACK_QUANTIZED;
     s->codes_per_word = s->format == MQ_FORMAT_PACK_QUANTIZED ? 32 / s->bits : 0;
-    s->scale_dtype = MQ_SCALE_LIKE_WEIGHT;
-    s->scale_enc = MQ_SCALE_LINEAR;
-    if (s->kind == MQ_SCHEME_FP8_E4M3)
+    s->scale_dtype = mx ? MQ_DTYPE_U8 : MQ_SCALE_LIKE_WEIGHT;
+    s->scale_enc = mx ? MQ_SCALE_E8M0 : MQ_SCALE_LINEAR;
+    if (mx)
+        s->acts = cfg->weights_only            ? MQ_ACT_NONE
+                  : s->kind == MQ_SCHEME_MXFP4 ? MQ_ACT_MXFP4_GROUP_32
+                                               : MQ_ACT_MXFP8_GROUP_32;
+    else if (s->kind == MQ_SCHEME_FP8_E4M3)
         s->acts = s->block ? MQ_ACT_FP8_GROUP_128 : MQ_ACT_FP8_TOKEN;
     else
         s->acts = s->format == MQ_FORMAT_INT_QUANTIZED ? MQ_ACT_INT8_TOKEN : MQ_ACT_NONE;
@@ -233,6 +272,10 @@ const char *mq_qformat_name(mq_qformat f)
         return "float-quantized";
     case MQ_FORMAT_PACK_QUANTIZED:
         return "pack-quantized";
+    case MQ_FORMAT_MXFP4_PACK_QUANTIZED:
+        return "mxfp4-pack-quantized";
+    case MQ_FORMAT_MXFP8_QUANTIZED:
+        return "mxfp8-quantized";
     default:
         return "none";
     }

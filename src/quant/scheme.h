@@ -13,12 +13,14 @@
 #include "reference.h"
 
 /* What the codes are. The FP16 cast writes no codes and no scales. Room is
- * left for fp4 e2m1 (NVFP4) and the MX kinds (MXFP4, MXFP8). */
+ * left for fp4 e2m1 under e4m3 scales (NVFP4). */
 typedef enum {
     MQ_SCHEME_INT8 = 0,
     MQ_SCHEME_INT4,
     MQ_SCHEME_FP8_E4M3,
     MQ_SCHEME_FP16,
+    MQ_SCHEME_MXFP4, /* e2m1 codes, e8m0 scales per 32 */
+    MQ_SCHEME_MXFP8, /* e4m3 codes, e8m0 scales per 32 */
 } mq_scheme_kind;
 
 /* How many values share one scale (and zero point). */
@@ -35,19 +37,23 @@ typedef enum {
     MQ_FORMAT_PACK_QUANTIZED,
     MQ_FORMAT_FLOAT_QUANTIZED,
     MQ_FORMAT_NONE,
+    MQ_FORMAT_MXFP4_PACK_QUANTIZED, /* two e2m1 codes a byte in weight_packed */
+    MQ_FORMAT_MXFP8_QUANTIZED,      /* e4m3 codes in weight */
 } mq_qformat;
 
-/* How a stored scale becomes a multiplier: a plain float of scale_dtype
- * today; NVFP4 will add e4m3 scales under a global scale, the MX kinds
- * power-of-two exponents (e8m0). */
-typedef enum { MQ_SCALE_LINEAR = 0 } mq_scale_encoding;
+/* How a stored scale becomes a multiplier: a plain float of scale_dtype, or
+ * (the MX kinds) a U8 power-of-two exponent x, 2^(x - 127) (e8m0). NVFP4
+ * will add e4m3 scales under a global scale. */
+typedef enum { MQ_SCALE_LINEAR = 0, MQ_SCALE_E8M0 } mq_scale_encoding;
 
 /* The input activations a loader quantizes at run time (config.json). */
 typedef enum {
-    MQ_ACT_NONE = 0,      /* weights only */
-    MQ_ACT_INT8_TOKEN,    /* dynamic int8, one scale per token (W8A8) */
-    MQ_ACT_FP8_TOKEN,     /* dynamic fp8, one scale per token (FP8_DYNAMIC) */
-    MQ_ACT_FP8_GROUP_128, /* dynamic fp8, groups of 128 (FP8_BLOCK) */
+    MQ_ACT_NONE = 0,       /* weights only */
+    MQ_ACT_INT8_TOKEN,     /* dynamic int8, one scale per token (W8A8) */
+    MQ_ACT_FP8_TOKEN,      /* dynamic fp8, one scale per token (FP8_DYNAMIC) */
+    MQ_ACT_FP8_GROUP_128,  /* dynamic fp8, groups of 128 (FP8_BLOCK) */
+    MQ_ACT_MXFP4_GROUP_32, /* dynamic MX fp4, groups of 32 with e8m0 scales (MXFP4) */
+    MQ_ACT_MXFP8_GROUP_32, /* dynamic MX fp8, groups of 32 with e8m0 scales (MXFP8) */
 } mq_act;
 
 /* mq_scheme.scale_dtype: the scales take the dtype of the weight they scale. */

@@ -16,8 +16,10 @@ static void band_groups(const mq_qlayout *l, size_t first, size_t rows, size_t *
 static size_t pack_band(const mq_qlayout *l, void *codes, size_t first, size_t rows)
 {
     uint64_t e0 = (uint64_t)first * l->cols;
-    return l->kind == MQ_QK_INT4 ? mq_qlayout_rows_bytes(l, rows)
-                                 : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
+    /* int4 and e2m1 rows come back packed; the other codes are packed here, in place. */
+    return l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4
+               ? mq_qlayout_rows_bytes(l, rows)
+               : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
 }
 
 mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src, mq_dtype dt,

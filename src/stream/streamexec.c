@@ -184,7 +184,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
                             mq_write_job *j, mq_err_acc *err)
 {
     const mq_qlayout *l = &tp->lay;
-    size_t es = mq_dtype_size(tp->t->dtype), bad = 0, nq, ns;
+    size_t es = mq_qkind_scale_size(l->kind, tp->t->dtype), bad = 0, nq, ns;
     unsigned char *scale = scale_area(s, j->buf);
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     const mq_obs_mse *o = &s->set->scheme.mse;
@@ -219,7 +219,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
 {
     const mq_qlayout *l = &tp->lay;
     mq_dtype dt = tp->t->dtype;
-    size_t es = mq_dtype_size(dt), bad = 0;
+    size_t es = mq_qkind_scale_size(l->kind, dt), bad = 0;
     mq_status st;
     if (c->pass == 1) {
         if ((st = mq_twopass_codes(s->be, tw, d, c->count, j->buf, err)) != MQ_OK) return st;
@@ -227,7 +227,7 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
         size_t nq = mq_qlayout_pack_codes(l, j->buf, e0, c->count);
         add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
         if (c->first) return MQ_OK;
-        mq_store_scale(scale_area(s, j->buf), dt, 0, tw->scale);
+        mq_store_group_scale(mq_qlayout_desc(l), scale_area(s, j->buf), dt, 0, tw->scale);
         add_piece(s, j, scale_area(s, j->buf), es, tp->out_scale + (uint64_t)c->group * es);
         if (tp->zp_all) tp->zp_all[c->group] = tw->zp;
         return MQ_OK;

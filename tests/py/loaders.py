@@ -53,8 +53,22 @@ PRESETS = {
 }
 
 
+# The microscaling presets (e8m0 scales per 32 values), checked by
+# test_mx.py: byte identity, config.json and loading, not vLLM's selection.
+MX_PRESETS = {
+    p: {"args": ["--preset", p], "format": fmt, "symmetric": True, "strategy": "group",
+        "acts": acts, "vllm": None, "min_cos": None, "preset": p}
+    for p, fmt, acts in [("MXFP4A16", "mxfp4-pack-quantized", False),
+                         ("MXFP4", "mxfp4-pack-quantized", True),
+                         ("MXFP8A16", "mxfp8-quantized", False),
+                         ("MXFP8", "mxfp8-quantized", True)]
+}
+
+
 def scheme_info(scheme):
-    return SCHEMES[scheme] if scheme in SCHEMES else PRESETS[scheme]
+    if scheme in SCHEMES:
+        return SCHEMES[scheme]
+    return PRESETS[scheme] if scheme in PRESETS else MX_PRESETS[scheme]
 
 
 def weight_args(s):
