@@ -185,15 +185,16 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
 {
     const mq_qlayout *l = &tp->lay;
     size_t es = mq_qkind_scale_size(l->kind, tp->t->dtype), bad = 0, nq, ns;
-    unsigned char *scale = scale_area(s, j->buf);
-    int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     const mq_obs_mse *o = &s->set->scheme.mse;
     mq_status st;
     if (tp->mse && c->pass == 0) {
+        /* The search's first pass writes nothing: there is no output buffer. */
         st = mq_scan_band_mse(l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
                               tp->obs_improved, &bad);
         return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
     }
+    unsigned char *scale = scale_area(s, j->buf);
+    int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     if (tp->mse) {
         if (c->first == 0) tp->obs_limit = mq_obs_mse_limit(o, tp->obs_improved);
         st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
