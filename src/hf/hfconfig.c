@@ -35,6 +35,74 @@ static mq_status no_memory(void)
     return mq_set_error(MQ_STATUS_E_NOMEM, "config.json: out of memory");
 }
 
+/* The tool behind a quant_method, as users know it. */
+static const char *const quant_methods[][2] = {
+    {"gptq", "AutoGPTQ"},
+    {"awq", "AutoAWQ"},
+    {"bitsandbytes", "bitsandbytes"},
+    {"compressed-tensors", NULL},
+    {"fp8", "FP8"},
+    {"mxfp4", "MXFP4"},
+    {"gguf", "GGUF"},
+    {"hqq", "HQQ"},
+    {"quanto", "Quanto"},
+    {"eetq", "EETQ"},
+    {"aqlm", "AQLM"},
+    {"modelopt", "ModelOpt"},
+    {"torchao", "torchao"},
+    {"fbgemm_fp8", "FBGEMM FP8"},
+    {"higgs", "HIGGS"},
+};
+
+/* A native AutoGPTQ directory describes its packing only in
+ * quantize_config.json, so config.json alone looks like a float model's. */
+static mq_status refuse_autogptq(const mq_hf_root *root)
+{
+    size_t n = strlen(root->dir) + sizeof "/" MQ_HF_GPTQ_CONFIG;
+    char *p = malloc(n);
+    struct stat st;
+    if (!p) return no_memory();
+    snprintf(p, n, "%s/%s", root->dir, MQ_HF_GPTQ_CONFIG);
+    bool there = lstat(p, &st) == 0;
+    mq_status rc = there ? mq_set_error(MQ_STATUS_E_FORMAT,
+                                        "%s: the model is already quantized in the AutoGPTQ "
+                                        "layout, which is not read; start from the float model",
+                                        p)
+                         : MQ_OK;
+    free(p);
+    return rc;
+}
+
+/* The refusal of a config.json that says its model is already quantized:
+ * naming the layout, and whether it is one we know at all. */
+static mq_status refuse_quantized(const char *path, json_t *qc)
+{
+    const char *method = json_string_value(json_object_get(qc, "quant_method"));
+    if (!method)
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: the model is already quantized (it has a \"quantization_config\" "
+                            "with no \"quant_method\": an unknown layout); start from the float "
+                            "model",
+                            path);
+    for (size_t i = 0; i < sizeof quant_methods / sizeof *quant_methods; i++) {
+        if (strcmp(method, quant_methods[i][0]) != 0) continue;
+        if (!quant_methods[i][1])
+            return mq_set_error(MQ_STATUS_E_FORMAT,
+                                "%s: the model is already quantized (it has a "
+                                "\"quantization_config\"); start from the float model",
+                                path);
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: the model is already quantized in the %s layout "
+                            "(\"quant_method\": \"%s\"), which is not read; start from the "
+                            "float model",
+                            path, quant_methods[i][1], method);
+    }
+    return mq_set_error(MQ_STATUS_E_FORMAT,
+                        "%s: the model is already quantized in a layout that is not known "
+                        "(\"quant_method\": \"%s\"); start from the float model",
+                        path, method);
+}
+
 mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
 {
     const char *dir = root->dir;
@@ -46,6 +114,7 @@ mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
 
     *config = NULL;
     if (!path) return no_memory();
+    if ((rc = refuse_autogptq(root)) != MQ_OK) goto done;
     snprintf(path, n, "%s/%s", dir, MQ_HF_CONFIG);
     /* lstat: a dangling link is no missing file, but one the output would lack. */
     if (lstat(path, &st) != 0 && errno == ENOENT) goto done; /* optional */
@@ -60,10 +129,7 @@ mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
     } else if (!json_is_null(json_object_get(j, "quantization_config")) &&
                json_object_get(j, "quantization_config")) {
         /* Its tensors are already packed; re-quantizing would describe them wrongly. */
-        rc = mq_set_error(MQ_STATUS_E_FORMAT,
-                          "%s: the model is already quantized (it has a \"quantization_config\"); "
-                          "start from the float model",
-                          path);
+        rc = refuse_quantized(path, json_object_get(j, "quantization_config"));
     }
     if (rc == MQ_OK)
         *config = j;

@@ -14,6 +14,7 @@
 #define MQ_HF_INDEX "model.safetensors.index.json"
 #define MQ_HF_SINGLE "model.safetensors"
 #define MQ_HF_CONFIG "config.json"
+#define MQ_HF_GPTQ_CONFIG "quantize_config.json" /* native AutoGPTQ */
 
 /* Shard file names, sorted. */
 typedef struct {
