@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include "model.h"
+#include "reference.h"
 
 #include <monoquant.h>
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define FLOAT_CONFIG                                                                               \
     "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"torch_dtype\": "            \
@@ -240,12 +242,196 @@ static void test_plain_names_kept(void **state)
     free(root);
 }
 
+/* ---- FP8 block sources ---- */
+
+#define FP8_QC                                                                                     \
+    ", \"quantization_config\": {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\", "          \
+    "\"quant_method\": \"fp8\", \"weight_block_size\": [4, 4]}"
+#define BF16_CONFIG                                                                                \
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"torch_dtype\": "            \
+    "\"bfloat16\"%s}"
+
+typedef struct {
+    const char *name;
+    int64_t rows, cols;
+    mq_dtype scale_dt; /* F32 or BF16: an FP8 block weight; else a BF16 tensor */
+} srcspec;
+
+/* Partial blocks at the bottom and right edges (10 x 6 in blocks of 4 x 4),
+ * whole ones, BF16 scales, and float tensors the source kept. */
+static const srcspec src_tensors[] = {
+    {"lm_head.weight", 24, 8, MQ_DTYPE_COUNT_},
+    {"model.layers.0.mlp.down_proj.weight", 10, 6, MQ_DTYPE_F32},
+    {"model.layers.0.mlp.up_proj.weight", 8, 8, MQ_DTYPE_BF16},
+    {"model.layers.0.self_attn.q_proj.weight", 8, 12, MQ_DTYPE_F32},
+    {"model.norm.weight", 1, 8, MQ_DTYPE_COUNT_},
+};
+
+/* Two model directories under root: "fp8" (the FP8 block source) and "bf16",
+ * the same model with every FP8 weight dequantized by the reference, as the
+ * float checkpoint the source stands for. */
+static void make_fp8_pair(const char *root)
+{
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+    mq_model *a, *b;
+    tu_rng r;
+    tu_rng_seed(&r, 2222);
+    assert_int_equal(mkdir(fp8, 0755), 0);
+    assert_int_equal(mkdir(bf, 0755), 0);
+    assert_int_equal(mq_model_new(&a), MQ_OK);
+    assert_int_equal(mq_model_new(&b), MQ_OK);
+    for (size_t i = 0; i < N(src_tensors); i++) {
+        const srcspec *t = &src_tensors[i];
+        size_t n = (size_t)(t->rows * t->cols);
+        int64_t shape[2] = {t->rows, t->cols};
+        uint16_t *vals = malloc(n * 2);
+        if (t->scale_dt == MQ_DTYPE_COUNT_) {
+            for (size_t k = 0; k < n; k++)
+                vals[k] = mq_f32_to_bf16(tu_rng_f32(&r) / 4);
+            assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
+        } else {
+            uint8_t *q = malloc(n);
+            int64_t sshape[2] = {(t->rows + 3) / 4, (t->cols + 3) / 4};
+            size_t ns = (size_t)(sshape[0] * sshape[1]);
+            float *sf = malloc(ns * 4);
+            uint16_t *sb = malloc(ns * 2);
+            for (size_t k = 0; k < n; k++) {
+                q[k] = (uint8_t)(tu_rng_u64(&r) & 0xff);
+                if ((q[k] & 0x7f) == 0x7f) q[k] ^= 1; /* no NaN */
+            }
+            for (size_t k = 0; k < ns; k++) {
+                sf[k] = 1e-3f + (tu_rng_f32(&r) + 1) * 1e-3f;
+                sb[k] = mq_f32_to_bf16(sf[k]);
+            }
+            const void *scale = t->scale_dt == MQ_DTYPE_F32 ? (const void *)sf : (const void *)sb;
+            char sname[128];
+            snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+            assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_F8_E4M3, 2, shape, q), MQ_OK);
+            assert_int_equal(mq_model_add_tensor(a, sname, t->scale_dt, 2, sshape, scale), MQ_OK);
+            mq_ref_fp8_block_dequant(q, 0, (size_t)t->rows, (size_t)t->cols, 4, 4, scale,
+                                     t->scale_dt, MQ_DTYPE_BF16, vals);
+            free(q);
+            free(sf);
+            free(sb);
+        }
+        assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
+        free(vals);
+    }
+    char *pa = tu_join(fp8, "model.safetensors"), *pb = tu_join(bf, "model.safetensors");
+    assert_int_equal(mq_model_save(a, pa), MQ_OK);
+    assert_int_equal(mq_model_save(b, pb), MQ_OK);
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, BF16_CONFIG, FP8_QC);
+    write_text(fp8, "config.json", cfg);
+    snprintf(cfg, sizeof cfg, BF16_CONFIG, "");
+    write_text(bf, "config.json", cfg);
+    mq_model_free(a);
+    mq_model_free(b);
+    free(pa);
+    free(pb);
+    free(fp8);
+    free(bf);
+}
+
+static void assert_same_bytes(const char *a_dir, const char *b_dir, const char *name,
+                              const char *label)
+{
+    char *a = tu_join(a_dir, name), *b = tu_join(b_dir, name);
+    size_t na = 0, nb = 0;
+    unsigned char *da = tu_read_file(a, &na), *db = tu_read_file(b, &nb);
+    if (!da || !db || na != nb || memcmp(da, db, na) != 0)
+        fail_msg("%s: %s differs from the float source's output", label, name);
+    free(da);
+    free(db);
+    free(a);
+    free(b);
+}
+
+/* Each FP8 weight is dequantized exactly and quantized in the same pass: the
+ * output is byte for byte the one of the float model it stands for, for
+ * every preset, the cast, and a layer left out (written dequantized); the
+ * scales are not written and config.json's quantization_config is ours. */
+static void test_fp8_blocks_as_float(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {
+        "--preset W8A8",
+        "--preset W4A16",
+        "--preset FP8_DYNAMIC",
+        "--preset FP8_BLOCK",
+        "--dtype fp16",
+        "--preset W8A8 --exclude .*down_proj.*",
+        "--preset W4A16 --memory-limit 64K",
+    };
+    for (size_t i = 0; i < N(flags); i++) {
+        char *root = tu_mkdtemp(), *text = NULL;
+        make_fp8_pair(root);
+        char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+        char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", bf, o2, flags[i]);
+        if (rc != 0) fail_msg("%s (float): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        if (rc != 0) fail_msg("%s (FP8 blocks): exit %d: %s", flags[i], rc, text);
+        free(text);
+        assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        assert_same_bytes(o1, o2, "config.json", flags[i]);
+        char *st = tu_join(o1, "model.safetensors");
+        mq_model *m = NULL;
+        assert_int_equal(mq_model_open(st, &m), MQ_OK);
+        for (size_t k = 0; k < mq_model_count(m); k++)
+            assert_null(strstr(mq_model_tensor(m, k)->name, "_scale_inv"));
+        mq_model_free(m);
+        free(st);
+        tu_rmtree(root);
+        free(fp8);
+        free(bf);
+        free(o1);
+        free(o2);
+        free(root);
+    }
+}
+
+/* Scales of the wrong grid for config.json's block size, and FP8 blocks
+ * with no config.json to give it, are refused before any work. */
+static void test_fp8_blocks_refused(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *out = tu_join(root, "out");
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, BF16_CONFIG,
+             ", \"quantization_config\": {\"quant_method\": \"fp8\", \"weight_block_size\": [2, "
+             "4]}");
+    write_text(fp8, "config.json", cfg);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.down_proj.weight_scale_inv"));
+    assert_non_null(strstr(text, "blocks of 2 x 4"));
+    assert_false(tu_exists(out));
+    free(text);
+    char *c = tu_join(fp8, "config.json");
+    assert_int_equal(unlink(c), 0);
+    free(c);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "FP8 block"));
+    assert_non_null(strstr(text, "weight_block_size"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(out);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_dequantize_refused),
         cmocka_unit_test(test_plain_names_kept),
+        cmocka_unit_test(test_fp8_blocks_as_float),
+        cmocka_unit_test(test_fp8_blocks_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,39 @@ static mq_status refuse_autogptq(const mq_hf_root *root)
     return rc;
 }
 
+/* Whether qc describes FP8 E4M3 block weights as DeepSeek-V3 and
+ * transformers' fine-grained FP8 write them: quant_method "fp8" (fmt "e4m3"
+ * when given) with a weight_block_size of two positive integers. */
+static bool fp8_blocks(json_t *qc, size_t block[2])
+{
+    const char *method = json_string_value(json_object_get(qc, "quant_method"));
+    const char *fmt = json_string_value(json_object_get(qc, "fmt"));
+    json_t *bs = json_object_get(qc, "weight_block_size");
+    if (!method || strcmp(method, "fp8") != 0 || (fmt && strcmp(fmt, "e4m3") != 0) ||
+        !json_is_array(bs) || json_array_size(bs) != 2)
+        return false;
+    for (size_t k = 0; k < 2; k++) {
+        json_t *v = json_array_get(bs, k);
+        if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 20))
+            return false;
+        block[k] = (size_t)json_integer_value(v);
+    }
+    return true;
+}
+
+bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt)
+{
+    json_t *qc = json_object_get(config, "quantization_config");
+    block[0] = block[1] = 0;
+    if (!qc || !fp8_blocks(qc, block)) return false;
+    const char *td = json_string_value(json_object_get(config, "torch_dtype"));
+    if (!td) td = json_string_value(json_object_get(config, "dtype"));
+    *dt = td && !strcmp(td, "float16")   ? MQ_DTYPE_F16
+          : td && !strcmp(td, "float32") ? MQ_DTYPE_F32
+                                         : MQ_DTYPE_BF16;
+    return true;
+}
+
 /* The refusal of a config.json that says its model is already quantized:
  * naming the layout, and whether it is one we know at all. */
 static mq_status refuse_quantized(const char *path, json_t *qc)
@@ -84,6 +117,8 @@ static mq_status refuse_quantized(const char *path, json_t *qc)
                             "with no \"quant_method\": an unknown layout); start from the float "
                             "model",
                             path);
+    size_t block[2];
+    if (fp8_blocks(qc, block)) return MQ_OK; /* read: see mq_hf_fp8_source */
     for (size_t i = 0; i < sizeof quant_methods / sizeof *quant_methods; i++) {
         if (strcmp(method, quant_methods[i][0]) != 0) continue;
         if (!quant_methods[i][1])
@@ -315,6 +350,9 @@ mq_status mq_hf_config_render(json_t *config, const mq_scheme *s, const mq_plann
                               const mq_report *rep, size_t first, char **text, size_t *len)
 {
     *text = NULL;
+    /* A quantized source's own description goes: its weights are dequantized
+     * (and, quantizing, ours is written last, where a float source has it). */
+    json_object_del(config, "quantization_config");
     if (!mq_scheme_quantizes(s)) {
         /* transformers 4.56 renamed torch_dtype to dtype; keep both in step. */
         if (json_object_set_new(config, "torch_dtype", json_string("float16")) != 0 ||

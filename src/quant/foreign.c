@@ -40,9 +40,36 @@ static bool sibling(const mq_model *m, const char *name, const char *leaf2)
     return yes;
 }
 
-const char *mq_foreign_layout(const mq_model *m, const mq_tensor *t)
+const mq_tensor *mq_fp8_block_scale(const mq_model *m, const mq_tensor *t)
+{
+    if (t->dtype != MQ_DTYPE_F8_E4M3) return NULL;
+    size_t n = strlen(t->name), k = strlen(MQ_SCALE_INV_SUFFIX);
+    char *s = malloc(n + k + 1);
+    if (!s) return NULL;
+    memcpy(s, t->name, n);
+    memcpy(s + n, MQ_SCALE_INV_SUFFIX, k + 1);
+    const mq_tensor *sc = mq_model_find(m, s);
+    free(s);
+    return sc;
+}
+
+/* Whether t is the weight_scale_inv of an FP8 weight. */
+static bool is_block_scale(const mq_model *m, const mq_tensor *t)
+{
+    size_t n = strlen(t->name), k = strlen(MQ_SCALE_INV_SUFFIX);
+    if (!ends_with(t->name, MQ_SCALE_INV_SUFFIX)) return false;
+    char *w = strndup(t->name, n - k);
+    const mq_tensor *wt = w ? mq_model_find(m, w) : NULL;
+    free(w);
+    return wt && wt->dtype == MQ_DTYPE_F8_E4M3;
+}
+
+const char *mq_foreign_layout(const mq_model *m, const mq_tensor *t, bool fp8_blocks)
 {
     const char *l = leaf(t->name);
+    if (!fp8_blocks && (mq_fp8_block_scale(m, t) || is_block_scale(m, t)))
+        return "FP8 block (weight_scale_inv; read only in a model directory whose config.json "
+               "gives its weight_block_size)";
     if (!strcmp(l, "qweight") || !strcmp(l, "qzeros")) return "AutoGPTQ/AutoAWQ";
     /* scales and g_idx are ordinary names alone; beside packed words they are GPTQ's. */
     if ((!strcmp(l, "scales") || !strcmp(l, "g_idx")) &&
@@ -57,10 +84,10 @@ const char *mq_foreign_layout(const mq_model *m, const mq_tensor *t)
     return NULL;
 }
 
-mq_status mq_check_no_foreign(const mq_model *m)
+mq_status mq_check_no_foreign(const mq_model *m, bool fp8_blocks)
 {
     for (size_t i = 0; i < m->count; i++) {
-        const char *what = mq_foreign_layout(m, &m->tensors[i]);
+        const char *what = mq_foreign_layout(m, &m->tensors[i], fp8_blocks);
         if (what)
             return mq_set_error(MQ_STATUS_E_FORMAT,
                                 "tensor '%s' is stored in the %s quantized layout, which is not "

@@ -89,6 +89,12 @@ typedef struct {
     void (*progress)(const mq_progress *p, void *user);
     void *progress_user;
     mq_device_sel device;
+    /* A model directory whose config.json says its Linear weights are FP8
+     * E4M3 blocks (quant_method "fp8", weight_block_size): the block's rows
+     * and columns, 0 when the source is float; and the dtype the values are
+     * dequantized to before the scheme quantizes them (the model's). */
+    size_t src_block[2];
+    mq_dtype src_dtype;
 } mq_settings;
 
 /* MQ_OK when cfg is a config this library can read: not NULL, and filled by

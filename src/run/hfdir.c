@@ -56,6 +56,7 @@ typedef struct {
     mq_backend *own_be;  /* opened here when the caller passed none */
     mq_planner *planner; /* one for every shard, with config.json's hints */
     mq_plan_hints hints;
+    mq_settings with_source; /* *set, with an FP8 block source's description */
 } hf_run;
 
 static mq_status no_memory(const char *what)
@@ -345,7 +346,7 @@ static mq_status check_shard_names(hf_run *r)
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
         rc = mq_model_open(sp, &m);
-        if (rc == MQ_OK && (rc = mq_check_no_foreign(m)) != MQ_OK)
+        if (rc == MQ_OK && (rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK)
             mq_error_prefix("%s: %s", r->in_dir, r->shards.names[i]);
         for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
             const mq_tensor *t = mq_model_tensor(m, k);
@@ -502,6 +503,11 @@ static mq_status run(hf_run *r)
     mq_status rc;
     if ((rc = check_input(r)) != MQ_OK) return rc;
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
+    if (r->config) {
+        r->with_source = *r->set;
+        if (mq_hf_fp8_source(r->config, r->with_source.src_block, &r->with_source.src_dtype))
+            r->set = &r->with_source;
+    }
     if ((rc = check_output(r)) != MQ_OK) return rc;
     mq_hf_plan_hints(r->config, &r->hints);
     if ((rc = mq_planner_new(r->set, &r->planner)) != MQ_OK) return rc;

@@ -20,11 +20,24 @@
 #define MQ_OUT_BUFFERS 3u
 
 typedef enum {
-    MQ_KIND_COPY,  /* kept as it is: copied file to file */
-    MQ_KIND_ROWS,  /* quantized, whole rows per chunk */
-    MQ_KIND_SPLIT, /* quantized, a row (or the whole tensor) larger than a slot: two passes */
-    MQ_KIND_CAST   /* cast to F16 in element chunks */
+    MQ_KIND_COPY,    /* kept as it is: copied file to file */
+    MQ_KIND_ROWS,    /* quantized, whole rows per chunk */
+    MQ_KIND_SPLIT,   /* quantized, a row (or the whole tensor) larger than a slot: two passes */
+    MQ_KIND_CAST,    /* cast to F16 in element chunks */
+    MQ_KIND_DEQUANT, /* an FP8 block source kept: dequantized in whole rows */
+    MQ_KIND_DROP     /* an FP8 block source's weight_scale_inv: not written */
 } mq_tensor_kind;
+
+/* An FP8 block weight read as the float weight it stands for: the tensor the
+ * plan sees (its values' dtype), its scales, and the staging of one chunk. */
+typedef struct {
+    mq_tensor vt;           /* the weight as the model's dtype (src_dtype) */
+    const mq_tensor *scale; /* weight_scale_inv, [ceil(out / br), ceil(in / bc)] */
+    uint64_t scale_off;     /* its offset in the input file */
+    size_t br, bc;          /* the block */
+    unsigned char *vals;    /* one chunk's rows dequantized */
+    unsigned char *scales;  /* the scale rows of one chunk */
+} mq_fp8src;
 
 /* What becomes of one input tensor, and where its output goes. */
 typedef struct {
@@ -41,7 +54,9 @@ typedef struct {
     /* Offsets in the output's data buffer: the codes (or the cast or copied
      * tensor), the scales, the zero points and the packed shape. */
     uint64_t out_q, out_scale, out_zp, out_shape;
-    int8_t *zp_all; /* asymmetric: every group's zero point, stored at the end */
+    int8_t *zp_all;    /* asymmetric: every group's zero point, stored at the end */
+    mq_dtype in_dtype; /* the stored elements' dtype (t's, but F8_E4M3 for a source) */
+    mq_fp8src *src;    /* an FP8 block source (t is src->vt), else NULL */
 } mq_tplan;
 
 typedef struct {
