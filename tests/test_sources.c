@@ -8,6 +8,8 @@
 
 #include <monoquant.h>
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +426,82 @@ static void test_fp8_blocks_refused(void **state)
     free(root);
 }
 
+/* The source's model.safetensors in two shards with an index: the tensors
+ * whose name holds `second` go to the second. */
+static void shard_source(const char *dir, const char *second)
+{
+    char *p = tu_join(dir, "model.safetensors");
+    mq_model *in = NULL, *part[2];
+    assert_int_equal(mq_model_open(p, &in), MQ_OK);
+    assert_int_equal(mq_model_new(&part[0]), MQ_OK);
+    assert_int_equal(mq_model_new(&part[1]), MQ_OK);
+    json_t *map = json_object();
+    static const char *const names[2] = {"model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors"};
+    for (size_t i = 0; i < mq_model_count(in); i++) {
+        const mq_tensor *t = mq_model_tensor(in, i);
+        int k = strstr(t->name, second) != NULL;
+        assert_int_equal(
+            mq_model_add_tensor(part[k], t->name, t->dtype, t->rank, t->shape, t->data), MQ_OK);
+        json_object_set_new(map, t->name, json_string(names[k]));
+    }
+    for (int k = 0; k < 2; k++) {
+        char *sp = tu_join(dir, names[k]);
+        assert_int_equal(mq_model_save(part[k], sp), MQ_OK);
+        mq_model_free(part[k]);
+        free(sp);
+    }
+    mq_model_free(in);
+    assert_int_equal(unlink(p), 0);
+    free(p);
+    json_t *idx = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
+    char *ip = tu_join(dir, "model.safetensors.index.json");
+    assert_int_equal(json_dump_file(idx, ip, 0), 0);
+    json_decref(idx);
+    free(ip);
+}
+
+/* Shards: a weight and its scales in one shard are read as in one file, the
+ * index rebuilt without the scales; a pair split over two is refused. */
+static void test_fp8_blocks_sharded(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *out = tu_join(root, "out");
+    shard_source(fp8, "up_proj");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", fp8, out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, text);
+    free(text);
+    char *ip = tu_join(out, "model.safetensors.index.json");
+    size_t n = 0;
+    char *idx = (char *)tu_read_file(ip, &n);
+    assert_non_null(idx);
+    assert_null(strstr(idx, "_scale_inv"));
+    assert_non_null(strstr(idx, "\"model.layers.0.mlp.up_proj.weight_scale\""));
+    free(idx);
+    free(ip);
+    tu_rmtree(root);
+    free(root);
+    free(fp8);
+    free(out);
+
+    root = tu_mkdtemp();
+    make_fp8_pair(root);
+    fp8 = tu_join(root, "fp8");
+    out = tu_join(root, "out");
+    shard_source(fp8, "up_proj.weight_scale_inv");
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.up_proj.weight"));
+    assert_non_null(strstr(text, "different shards"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(root);
+    free(fp8);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_plain_names_kept),
         cmocka_unit_test(test_fp8_blocks_as_float),
         cmocka_unit_test(test_fp8_blocks_refused),
+        cmocka_unit_test(test_fp8_blocks_sharded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

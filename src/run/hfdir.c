@@ -333,6 +333,39 @@ static mq_status check_quantized_across(const hf_run *r, const mq_model *m, cons
                         r->in_dir, t->name, shard, (int)n, t->name, MQ_SCALE_SUFFIX, scale);
 }
 
+/* An FP8 block weight and its weight_scale_inv are read from one file: a pair
+ * split over shards would leave codes without scales (or scales without
+ * codes) in the output, so it is refused, naming both tensors and shards. */
+static mq_status check_fp8_pair(const hf_run *r, const mq_model *m, const mq_tensor *t,
+                                const char *shard)
+{
+    size_t n = strlen(t->name), k = strlen(MQ_SCALE_INV_SUFFIX);
+    bool is_scale = n > k && !strcmp(t->name + n - k, MQ_SCALE_INV_SUFFIX);
+    if (t->dtype != MQ_DTYPE_F8_E4M3 && !is_scale) return MQ_OK;
+    if (t->dtype == MQ_DTYPE_F8_E4M3 && mq_fp8_block_scale(m, t)) return MQ_OK;
+    mq_status rc = MQ_OK;
+    const char *where = is_scale ? holder(r, m, t->name, n - k, "", &rc)
+                                 : holder(r, m, t->name, n, MQ_SCALE_INV_SUFFIX, &rc);
+    if (rc != MQ_OK || (where && !strcmp(where, shard))) return rc;
+    if (is_scale) {
+        char *w = strndup(t->name, n - k);
+        const mq_tensor *wt = w ? mq_model_find(m, w) : NULL;
+        free(w);
+        if (wt && wt->dtype == MQ_DTYPE_F8_E4M3) return MQ_OK;
+    }
+    if (!where) {
+        if (is_scale) return MQ_OK; /* a float model's tensor of that name */
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: tensor '%s' in '%s' is FP8 with no '%s%s' beside it: not an "
+                            "FP8 block weight",
+                            r->in_dir, t->name, shard, t->name, MQ_SCALE_INV_SUFFIX);
+    }
+    return mq_set_error(MQ_STATUS_E_FORMAT,
+                        "%s: tensor '%s' in '%s' and its FP8 block pair in '%s' are in "
+                        "different shards, which is not read",
+                        r->in_dir, t->name, shard, where);
+}
+
 /* A tensor beside a weight we quantize under a name compressed-tensors gives
  * the layer's tensors (a.weight in one shard, a.weight_scale or a stray
  * a.weight_zero_point in the next) is found from the headers and the index
@@ -352,6 +385,8 @@ static mq_status check_shard_names(hf_run *r)
             const mq_tensor *t = mq_model_tensor(m, k);
             char reason[256];
             if ((rc = check_quantized_across(r, m, t, r->shards.names[i])) != MQ_OK) break;
+            if (r->set->src_block[0] && (rc = check_fp8_pair(r, m, t, r->shards.names[i])) != MQ_OK)
+                break;
             if (!mq_scheme_quantizes(&r->set->scheme)) continue;
             mq_action a = mq_planner_decide(r->planner, t->name, t->dtype, t->rank, t->shape,
                                             reason, sizeof reason);
