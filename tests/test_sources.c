@@ -3,6 +3,8 @@
  * work, naming the layout and the tensor or file that shows it. */
 #include "testutil.h"
 
+#include "backend.h"
+#include "devset.h"
 #include "model.h"
 #include "reference.h"
 
@@ -502,6 +504,40 @@ static void test_fp8_blocks_sharded(void **state)
     free(out);
 }
 
+/* On an OpenCL device the output is the host's: the band is dequantized on
+ * the host and the device quantizes those values, bit-identical by the
+ * kernels' own tests. */
+static void test_fp8_blocks_opencl(void **state)
+{
+    (void)state;
+    const char *cl = tu_cl_device();
+    mq_backend *probe = NULL;
+    const mq_device_sel pc = {.spec = cl};
+    if (mq_backend_open(&pc, &probe) != MQ_OK) {
+        print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
+        skip();
+    }
+    mq_backend_free(probe);
+    static const char *const flags[] = {"--preset W8A8", "--preset FP8_BLOCK"};
+    for (size_t i = 0; i < N(flags); i++) {
+        char *root = tu_mkdtemp(), *text = NULL;
+        make_fp8_pair(root);
+        char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        if (rc != 0) fail_msg("%s (host): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device %s -q %s", fp8, o2, cl, flags[i]);
+        if (rc != 0) fail_msg("%s (%s): exit %d: %s", flags[i], cl, rc, text);
+        free(text);
+        assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        tu_rmtree(root);
+        free(fp8);
+        free(o1);
+        free(o2);
+        free(root);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_as_float),
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
+        cmocka_unit_test(test_fp8_blocks_opencl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
