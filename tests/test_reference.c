@@ -1058,7 +1058,7 @@ static void test_fp8_block_dequant(void **state)
     for (size_t i = 0; i < SR * SC; i++)
         sc[i] = (float)(i + 1) * 0.0137f;
     float full[R * C];
-    mq_ref_fp8_block_dequant(q, 0, R, C, BR, BC, sc, MQ_DTYPE_F32, MQ_DTYPE_F32, full);
+    mq_ref_fp8_block_dequant(q, 0, R * C, C, BR, BC, sc, MQ_DTYPE_F32, MQ_DTYPE_F32, full);
     for (size_t r = 0; r < R; r++) {
         for (size_t c = 0; c < C; c++) {
             /* The block found by walking the block edges, not by division. */
@@ -1076,19 +1076,25 @@ static void test_fp8_block_dequant(void **state)
     }
     /* Rows 3..4: the scale pointer at block row 1, the band starting mid-block. */
     float band[2 * C];
-    mq_ref_fp8_block_dequant(q + 3 * C, 3, 2, C, BR, BC, sc + 1 * SC, MQ_DTYPE_F32, MQ_DTYPE_F32,
-                             band);
+    mq_ref_fp8_block_dequant(q + 3 * C, 3 * C, 2 * C, C, BR, BC, sc + 1 * SC, MQ_DTYPE_F32,
+                             MQ_DTYPE_F32, band);
     assert_memory_equal(band + C, full + 4 * C, C * sizeof(float)); /* row 4: block row 2 */
     for (size_t c = 0; c < C; c++)
         if (!isnan(full[3 * C + c]))
             assert_int_equal(mq_f32_bits(band[c]), mq_f32_bits(full[3 * C + c]));
+
+    /* Values 9..25: starting and ending inside rows, the scale pointer at row 1's block row 0. */
+    float mid[17];
+    mq_ref_fp8_block_dequant(q + 9, 9, 17, C, BR, BC, sc, MQ_DTYPE_F32, MQ_DTYPE_F32, mid);
+    for (size_t i = 0; i < 17; i++)
+        if (!isnan(full[9 + i])) assert_int_equal(mq_f32_bits(mid[i]), mq_f32_bits(full[9 + i]));
 
     /* BF16 output and BF16 scales: 1.0 * (1 + 2^-8) ties to 1.0; 1.0 * (1 + 3 * 2^-8)
      * ties up to the even 1 + 2^-6. */
     uint8_t one[2] = {0x38, 0x38};
     float s2[2] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f};
     uint16_t b[2];
-    mq_ref_fp8_block_dequant(one, 0, 1, 2, 128, 1, s2, MQ_DTYPE_F32, MQ_DTYPE_BF16, b);
+    mq_ref_fp8_block_dequant(one, 0, 2, 2, 128, 1, s2, MQ_DTYPE_F32, MQ_DTYPE_BF16, b);
     assert_int_equal(b[0], 0x3F80);
     assert_int_equal(b[1], 0x3F82);
     uint16_t sb[1] = {0x4000}; /* 2.0 in BF16 */

@@ -262,12 +262,15 @@ typedef struct {
 } srcspec;
 
 /* Partial blocks at the bottom and right edges (10 x 6 in blocks of 4 x 4),
- * whole ones, BF16 scales, and float tensors the source kept. */
+ * whole ones, BF16 scales, a weight W4A16 quantizes in groups, and float
+ * tensors the source kept. */
 static const srcspec src_tensors[] = {
     {"lm_head.weight", 24, 8, MQ_DTYPE_COUNT_},
     {"model.layers.0.mlp.down_proj.weight", 10, 6, MQ_DTYPE_F32},
     {"model.layers.0.mlp.up_proj.weight", 8, 8, MQ_DTYPE_BF16},
     {"model.layers.0.self_attn.q_proj.weight", 8, 12, MQ_DTYPE_F32},
+    /* Groups of 128 (W4A16) three to a row: chunks of groups start mid-row. */
+    {"model.layers.0.mlp.gate_proj.weight", 100, 384, MQ_DTYPE_BF16},
     {"model.norm.weight", 1, 8, MQ_DTYPE_COUNT_},
 };
 
@@ -312,8 +315,8 @@ static void make_fp8_pair(const char *root)
             snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
             assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_F8_E4M3, 2, shape, q), MQ_OK);
             assert_int_equal(mq_model_add_tensor(a, sname, t->scale_dt, 2, sshape, scale), MQ_OK);
-            mq_ref_fp8_block_dequant(q, 0, (size_t)t->rows, (size_t)t->cols, 4, 4, scale,
-                                     t->scale_dt, MQ_DTYPE_BF16, vals);
+            mq_ref_fp8_block_dequant(q, 0, n, (size_t)t->cols, 4, 4, scale, t->scale_dt,
+                                     MQ_DTYPE_BF16, vals);
             free(q);
             free(sf);
             free(sb);

@@ -322,24 +322,23 @@ void mq_ref_dequantize_rows(const int8_t *q, size_t rows, size_t cols, const voi
     }
 }
 
-void mq_ref_fp8_block_dequant(const uint8_t *q, size_t r0, size_t rows, size_t cols, size_t block_r,
+void mq_ref_fp8_block_dequant(const uint8_t *q, uint64_t e0, size_t n, size_t cols, size_t block_r,
                               size_t block_c, const void *scale, mq_dtype scale_dt, mq_dtype dt,
                               void *dst)
 {
     unsigned char *out = dst;
     size_t esz = mq_dtype_size(dt), scols = (cols + block_c - 1) / block_c;
-    for (size_t r = 0; r < rows; r++) {
-        size_t srow = (r0 + r) / block_r - r0 / block_r;
-        for (size_t c = 0; c < cols; c++) {
-            size_t i = r * cols + c;
-            float w =
-                mq_e4m3_to_f32(q[i]) * mq_load_f32(scale, scale_dt, srow * scols + c / block_c);
-            if (dt == MQ_DTYPE_F32) {
-                memcpy(out + i * esz, &w, sizeof w);
-            } else {
-                uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(w) : mq_f32_to_bf16(w);
-                memcpy(out + i * esz, &h, sizeof h);
-            }
+    uint64_t first_srow = e0 / cols / block_r;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = (e0 + i) / cols;
+        size_t c = (size_t)((e0 + i) % cols);
+        size_t k = (size_t)(r / block_r - first_srow) * scols + c / block_c;
+        float w = mq_e4m3_to_f32(q[i]) * mq_load_f32(scale, scale_dt, k);
+        if (dt == MQ_DTYPE_F32) {
+            memcpy(out + i * esz, &w, sizeof w);
+        } else {
+            uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(w) : mq_f32_to_bf16(w);
+            memcpy(out + i * esz, &h, sizeof h);
         }
     }
 }

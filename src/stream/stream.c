@@ -153,21 +153,6 @@ static mq_status plan_fp8_source(mq_stream *s, size_t i, const mq_tensor *sc)
     return MQ_OK;
 }
 
-/* Element chunks of whole rows of an FP8 block source (cast or kept):
- * dequantizing needs each value's row. */
-static mq_status plan_source_rows(mq_stream *s, mq_tplan *tp)
-{
-    size_t cols = (size_t)tp->t->shape[1],
-           rows = s->slot_bytes / (cols * mq_dtype_size(tp->t->dtype));
-    if (rows == 0)
-        return mq_set_error(MQ_STATUS_E_CONFIG,
-                            "tensor '%s': a row of %zu values does not fit one chunk under the "
-                            "memory limit; raise it",
-                            tp->t->name, cols);
-    tp->per_chunk = rows * cols;
-    return MQ_OK;
-}
-
 static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
 {
     mq_status st;
@@ -191,11 +176,6 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
         if (mq_planner_error(pl) != MQ_OK) return mq_planner_error(pl);
         if (tp->action == MQ_ACTION_QUANTIZE) {
             if ((st = plan_quantize(s, tp)) != MQ_OK) return st;
-            if (tp->src && tp->kind == MQ_KIND_SPLIT)
-                return mq_set_error(MQ_STATUS_E_CONFIG,
-                                    "tensor '%s': a row of %zu values does not fit one chunk "
-                                    "under the memory limit; raise it",
-                                    t->name, tp->cols);
         } else if (tp->action == MQ_ACTION_CAST) {
             uint64_t numel;
             mq_shape_numel(t->rank, t->shape, &numel);
@@ -203,7 +183,6 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
             tp->rows = 1;
             tp->cols = (size_t)numel;
             tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
-            if (tp->src && (st = plan_source_rows(s, tp)) != MQ_OK) return st;
         } else if (tp->src) {
             /* Kept, as its float values: no one reads our FP8 blocks. */
             uint64_t numel;
@@ -211,7 +190,7 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
             tp->kind = MQ_KIND_DEQUANT;
             tp->rows = 1;
             tp->cols = (size_t)numel;
-            if ((st = plan_source_rows(s, tp)) != MQ_OK) return st;
+            tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
             if (!(tp->reason = strdup(reason)))
                 return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         } else {
@@ -240,7 +219,7 @@ static mq_status keep_nonfinite(mq_stream *s)
             tp->kind = MQ_KIND_DEQUANT;
             tp->rows = 1;
             tp->cols = (size_t)numel;
-            if ((st = plan_source_rows(s, tp)) != MQ_OK) break;
+            tp->per_chunk = s->slot_bytes / mq_dtype_size(tp->t->dtype);
         } else {
             plan_copy(tp);
         }

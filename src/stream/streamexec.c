@@ -216,39 +216,40 @@ static mq_status read_input(const mq_stream *s, unsigned char *p, size_t n, uint
 }
 
 /* The staging of one source tensor: a chunk's values in the model's dtype
- * (no larger than a slot, as planned) and the scale rows of its band. */
+ * (no larger than a slot, as planned) and the scale rows of its values. */
 static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
 {
     mq_fp8src *f = tp->src;
-    size_t cols = (size_t)f->vt.shape[1],
-           rows = s->slot_bytes / (cols * mq_dtype_size(f->vt.dtype));
+    size_t cols = (size_t)f->vt.shape[1];
+    size_t rows = s->slot_bytes / (cols * mq_dtype_size(f->vt.dtype)) + 2;
     size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
     if (!(f->vals = malloc(s->slot_bytes)) || !(f->scales = malloc((rows / f->br + 2) * srow)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (staging of an FP8 block source)");
     return MQ_OK;
 }
 
-/* Rows [first, first + count) of the FP8 codes at d, dequantized into the
- * tensor's staging in the model's dtype. */
-static mq_status dequant_rows(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
-                              size_t first, size_t count)
+/* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
+ * into the tensor's staging in the model's dtype, with the scale rows they
+ * need read from the input. */
+static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
+                                uint64_t e0, size_t n)
 {
     const mq_fp8src *f = tp->src;
     size_t cols = (size_t)f->vt.shape[1], es = mq_dtype_size(f->scale->dtype);
-    size_t srow = (size_t)f->scale->shape[1] * es, r0 = first / f->br;
-    size_t nrows = (first + count - 1) / f->br - r0 + 1;
-    mq_status st = read_input(s, f->scales, nrows * srow, f->scale_off + (uint64_t)r0 * srow);
+    size_t srow = (size_t)f->scale->shape[1] * es;
+    uint64_t r0 = e0 / cols / f->br, r1 = (e0 + n - 1) / cols / f->br;
+    mq_status st = read_input(s, f->scales, (size_t)(r1 - r0 + 1) * srow, f->scale_off + r0 * srow);
     if (st != MQ_OK) return st;
-    mq_ref_fp8_block_dequant(d, first, count, cols, f->br, f->bc, f->scales, f->scale->dtype,
-                             f->vt.dtype, f->vals);
+    mq_ref_fp8_block_dequant(d, e0, n, cols, f->br, f->bc, f->scales, f->scale->dtype, f->vt.dtype,
+                             f->vals);
     return MQ_OK;
 }
 
 static mq_status chunk_dequant(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
                                const unsigned char *d, mq_write_job *j)
 {
-    size_t cols = (size_t)tp->src->vt.shape[1], es = mq_dtype_size(tp->t->dtype);
-    mq_status st = dequant_rows(s, tp, d, c->first / cols, c->count / cols);
+    size_t es = mq_dtype_size(tp->t->dtype);
+    mq_status st = dequant_values(s, tp, d, c->first, c->count);
     if (st != MQ_OK) return st;
     memcpy(j->buf, tp->src->vals, c->count * es);
     add_piece(s, j, j->buf, c->count * es, tp->out_q + (uint64_t)c->first * es);
@@ -263,7 +264,8 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     unsigned char *scale = scale_area(s, j->buf);
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     if (tp->src) {
-        mq_status st = dequant_rows(s, tp, d, c->first, c->count);
+        /* Groups (or rows, or bands) of tp->cols values: whole rows or not. */
+        mq_status st = dequant_values(s, tp, d, (uint64_t)c->first * tp->cols, c->count * tp->cols);
         if (st != MQ_OK) return st;
         d = tp->src->vals;
     }
@@ -289,6 +291,11 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
     mq_dtype dt = tp->t->dtype;
     size_t es = mq_dtype_size(dt);
     mq_status st;
+    if (tp->src) {
+        st = dequant_values(s, tp, d, (uint64_t)c->group * tp->cols + c->first, c->count);
+        if (st != MQ_OK) return st;
+        d = tp->src->vals;
+    }
     if (c->pass == 1) {
         if ((st = do_values_err(s, tp, d, c->count, *scale, *zp, j->buf, err)) != MQ_OK) return st;
         uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
@@ -336,8 +343,7 @@ static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
 {
     uint64_t ov = 0;
     if (tp->src) {
-        size_t cols = (size_t)tp->src->vt.shape[1];
-        mq_status st = dequant_rows(s, tp, d, c->first / cols, c->count / cols);
+        mq_status st = dequant_values(s, tp, d, c->first, c->count);
         if (st != MQ_OK) return st;
         d = tp->src->vals;
     }
