@@ -277,6 +277,8 @@ static const srcspec src_tensors[] = {
 /* Two model directories under root: "fp8" (the FP8 block source) and "bf16",
  * the same model with every FP8 weight dequantized by the reference, as the
  * float checkpoint the source stands for. */
+static bool g_nan; /* a NaN code in the first FP8 weight */
+
 static void make_fp8_pair(const char *root)
 {
     char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
@@ -306,6 +308,7 @@ static void make_fp8_pair(const char *root)
                 q[k] = (uint8_t)(tu_rng_u64(&r) & 0xff);
                 if ((q[k] & 0x7f) == 0x7f) q[k] ^= 1; /* no NaN */
             }
+            if (g_nan && i == 1) q[n / 2] = 0x7f;
             for (size_t k = 0; k < ns; k++) {
                 sf[k] = 1e-3f + (tu_rng_f32(&r) + 1) * 1e-3f;
                 sb[k] = mq_f32_to_bf16(sf[k]);
@@ -397,6 +400,39 @@ static void test_fp8_blocks_as_float(void **state)
         free(o2);
         free(root);
     }
+}
+
+/* With --skip-nonfinite a source weight holding a NaN code is kept, written
+ * as its dequantized values as the float model's copy has them. */
+static void test_fp8_blocks_nonfinite(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    g_nan = true;
+    make_fp8_pair(root);
+    g_nan = false;
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+    char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --skip-nonfinite", bf, o2);
+    if (rc != 0) fail_msg("float: exit %d: %s", rc, text);
+    free(text);
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --skip-nonfinite", fp8, o1);
+    if (rc != 0) fail_msg("FP8 blocks: exit %d: %s", rc, text);
+    free(text);
+    assert_same_bytes(o1, o2, "model.safetensors", "--skip-nonfinite");
+    /* Without it, the NaN is an error naming the weight, as for a float model. */
+    char *o3 = tu_join(root, "o3");
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host -q", fp8, o3), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.down_proj.weight"));
+    assert_false(tu_exists(o3));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(bf);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(root);
 }
 
 /* Scales of the wrong grid for config.json's block size, and FP8 blocks
@@ -548,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_dequantize_refused),
         cmocka_unit_test(test_plain_names_kept),
         cmocka_unit_test(test_fp8_blocks_as_float),
+        cmocka_unit_test(test_fp8_blocks_nonfinite),
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),
