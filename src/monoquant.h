@@ -195,6 +195,11 @@ typedef struct {
      * one scale each (FP8_BLOCK: 128); 0: per channel. Weights with partial
      * blocks are kept in float. */
     size_t block_size;
+    /** A quantized source (a model directory of FP8 blocks): its values are
+     * dequantized to F32 before they are quantized, instead of to the model's
+     * torch_dtype (the default, as llm-compressor's converters do). Layers
+     * kept in float are written in the model's dtype either way. */
+    bool dequant_f32;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */

@@ -278,6 +278,7 @@ static const srcspec src_tensors[] = {
  * the same model with every FP8 weight dequantized by the reference, as the
  * float checkpoint the source stands for. */
 static bool g_nan; /* a NaN code in the first FP8 weight */
+static bool g_f32; /* the float model holds the FP8 weights dequantized to F32 */
 
 static void make_fp8_pair(const char *root)
 {
@@ -318,13 +319,21 @@ static void make_fp8_pair(const char *root)
             snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
             assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_F8_E4M3, 2, shape, q), MQ_OK);
             assert_int_equal(mq_model_add_tensor(a, sname, t->scale_dt, 2, sshape, scale), MQ_OK);
+            float *f32 = malloc(n * 4);
             mq_ref_fp8_block_dequant(q, 0, n, (size_t)t->cols, 4, 4, scale, t->scale_dt,
                                      MQ_DTYPE_BF16, vals);
+            mq_ref_fp8_block_dequant(q, 0, n, (size_t)t->cols, 4, 4, scale, t->scale_dt,
+                                     MQ_DTYPE_F32, f32);
+            if (g_f32)
+                assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_F32, 2, shape, f32),
+                                 MQ_OK);
+            free(f32);
             free(q);
             free(sf);
             free(sb);
         }
-        assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
+        if (!g_f32 || t->scale_dt == MQ_DTYPE_COUNT_)
+            assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
         free(vals);
     }
     char *pa = tu_join(fp8, "model.safetensors"), *pb = tu_join(bf, "model.safetensors");
@@ -370,7 +379,7 @@ static void test_fp8_blocks_as_float(void **state)
         "--preset FP8_DYNAMIC",
         "--preset FP8_BLOCK",
         "--dtype fp16",
-        "--preset W8A8 --exclude .*down_proj.*",
+        "--preset W8A8 --exclude *down_proj*",
         "--preset W4A16 --memory-limit 64K",
     };
     for (size_t i = 0; i < N(flags); i++) {
@@ -429,6 +438,52 @@ static void test_fp8_blocks_nonfinite(void **state)
     tu_rmtree(root);
     free(fp8);
     free(bf);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(root);
+}
+
+/* --dequant-dtype f32: the values are quantized from F32 (the output is the
+ * one of a model holding them in F32), and a weight kept in float is still
+ * written in the model's BF16. */
+static void test_fp8_blocks_dequant_f32(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    g_f32 = true;
+    make_fp8_pair(root);
+    g_f32 = false;
+    char *fp8 = tu_join(root, "fp8"), *f32 = tu_join(root, "bf16");
+    char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2"), *o3 = tu_join(root, "o3");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", f32, o2);
+    if (rc != 0) fail_msg("float: exit %d: %s", rc, text);
+    free(text);
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8 --dequant-dtype f32",
+                    fp8, o1);
+    if (rc != 0) fail_msg("FP8 blocks: exit %d: %s", rc, text);
+    free(text);
+    assert_same_bytes(o1, o2, "model.safetensors", "--dequant-dtype f32");
+    rc = tu_run_cli(&text,
+                    "quantize %s -o %s --device host -q --dequant-dtype f32 --exclude "
+                    "*down_proj*",
+                    fp8, o3);
+    if (rc != 0) fail_msg("FP8 blocks, excluded: exit %d: %s", rc, text);
+    free(text);
+    char *st = tu_join(o3, "model.safetensors");
+    mq_model *m = NULL;
+    assert_int_equal(mq_model_open(st, &m), MQ_OK);
+    const mq_tensor *t = mq_model_find(m, "model.layers.0.mlp.down_proj.weight");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, MQ_DTYPE_BF16);
+    mq_model_free(m);
+    free(st);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --dequant-dtype f16", fp8, o3), 1);
+    assert_non_null(strstr(text, "--dequant-dtype"));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(f32);
     free(o1);
     free(o2);
     free(o3);
@@ -585,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_plain_names_kept),
         cmocka_unit_test(test_fp8_blocks_as_float),
         cmocka_unit_test(test_fp8_blocks_nonfinite),
+        cmocka_unit_test(test_fp8_blocks_dequant_f32),
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),

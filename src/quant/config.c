@@ -277,6 +277,13 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
     if (strcmp(c->key, "fp16_saturate") == 0) return get_bool(c, v, &cfg->fp16_saturate);
     if (strcmp(c->key, "weights_only") == 0) return get_bool(c, v, &cfg->weights_only);
     if (strcmp(c->key, "follow_symlinks") == 0) return get_bool(c, v, &cfg->follow_symlinks);
+    if (strcmp(c->key, "dequant_dtype") == 0) {
+        const char *d = json_string_value(v);
+        if (!d || (strcmp(d, "f32") != 0 && strcmp(d, "model") != 0))
+            return key_error(c, "expected \"f32\" or \"model\"");
+        cfg->dequant_f32 = strcmp(d, "f32") == 0;
+        return MQ_OK;
+    }
     if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
     /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
     if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)

@@ -221,6 +221,7 @@ mq_status mq_settings_init(mq_settings *s, const mq_config *cfg)
     s->skip_nonfinite = cfg->skip_nonfinite;
     s->fp16_saturate = cfg->fp16_saturate;
     s->follow_symlinks = cfg->follow_symlinks;
+    s->dequant_f32 = cfg->dequant_f32;
     s->memory_limit = cfg->memory_limit;
     s->progress = cfg->progress;
     s->progress_user = cfg->progress_user;

@@ -95,6 +95,8 @@ typedef struct {
      * dequantized to before the scheme quantizes them (the model's). */
     size_t src_block[2];
     mq_dtype src_dtype;
+    mq_dtype src_model_dtype; /* the model's: what a kept source weight is written in */
+    bool dequant_f32;         /* src_dtype F32 rather than the model's */
 } mq_settings;
 
 /* MQ_OK when cfg is a config this library can read: not NULL, and filled by

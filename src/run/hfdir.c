@@ -540,8 +540,11 @@ static mq_status run(hf_run *r)
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
     if (r->config) {
         r->with_source = *r->set;
-        if (mq_hf_fp8_source(r->config, r->with_source.src_block, &r->with_source.src_dtype))
-            r->set = &r->with_source;
+        mq_settings *w = &r->with_source;
+        if (mq_hf_fp8_source(r->config, w->src_block, &w->src_model_dtype)) {
+            w->src_dtype = w->dequant_f32 ? MQ_DTYPE_F32 : w->src_model_dtype;
+            r->set = w;
+        }
     }
     if ((rc = check_output(r)) != MQ_OK) return rc;
     mq_hf_plan_hints(r->config, &r->hints);

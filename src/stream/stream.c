@@ -153,6 +153,16 @@ static mq_status plan_fp8_source(mq_stream *s, size_t i, const mq_tensor *sc)
     return MQ_OK;
 }
 
+/* A source weight left in float is written in the model's dtype, whatever
+ * the values are dequantized to for quantizing. */
+static void keep_in_model_dtype(const mq_stream *s, mq_tplan *tp)
+{
+    mq_fp8src *f = tp->src;
+    f->vt.nbytes =
+        f->vt.nbytes / mq_dtype_size(f->vt.dtype) * mq_dtype_size(s->set->src_model_dtype);
+    f->vt.dtype = s->set->src_model_dtype;
+}
+
 static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
 {
     mq_status st;
@@ -184,7 +194,9 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
             tp->cols = (size_t)numel;
             tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
         } else if (tp->src) {
-            /* Kept, as its float values: no one reads our FP8 blocks. */
+            /* Kept, as its float values in the model's dtype. */
+            keep_in_model_dtype(s, tp);
+            t = tp->t;
             uint64_t numel;
             mq_shape_numel(t->rank, t->shape, &numel);
             tp->kind = MQ_KIND_DEQUANT;
@@ -213,6 +225,7 @@ static mq_status keep_nonfinite(mq_stream *s)
         if (tp->src) {
             /* Kept as its float values, NaN and all. */
             mq_qlayout_free(&tp->lay);
+            keep_in_model_dtype(s, tp);
             uint64_t numel;
             mq_shape_numel(tp->t->rank, tp->t->shape, &numel);
             tp->action = MQ_ACTION_SKIP;
