@@ -3,7 +3,9 @@ weight_scale_inv, quantization_config {quant_method: fp8, weight_block_size})
 read by the streaming pass. The fixture is a tiny seeded Llama whose Linear
 weights our FP8_BLOCK preset turns into 128x128 blocks, relabelled as such a
 checkpoint. Checked: its values, dequantized, are torch's e4m3 * scale rounded
-to the model's BF16 bit for bit (cast to FP16 by --dtype fp16); re-quantized
+to the model's BF16 bit for bit, and what transformers' own fine-grained FP8
+loader gives (when accelerate, which it needs, is installed), cast to FP16 by
+--dtype fp16 bit for bit too; re-quantized
 to W8A8, W4A16 and FP8_DYNAMIC it gives the same bytes as the float model it
 stands for, loads with a plain from_pretrained and runs, its logits close to
 the source's."""
@@ -100,6 +102,31 @@ def main():
         check(not any(k.endswith("_scale_inv") for k in got), "scales written by --dtype fp16")
         cfg = json.load(open(os.path.join(f16, "config.json")))
         check("quantization_config" not in cfg, "--dtype fp16 kept a quantization_config")
+        # Every weight kept: written as our BF16 dequantization, which must be
+        # what transformers' own fine-grained FP8 loader gives (it needs accelerate).
+        kept = os.path.join(tmp, "kept")
+        run("quantize", src, "-o", kept, "--exclude", "*_proj.weight", "--device", "host", "-q")
+        ours = load_file(os.path.join(kept, "model.safetensors"))
+        for k, v in deq.items():
+            check(ours[k].dtype == torch.bfloat16 and torch.equal(ours[k].view(torch.int16),
+                                                                  v.view(torch.int16)),
+                  "%s: kept weight differs from torch's dequantization" % k)
+        try:
+            import accelerate  # noqa: F401
+            have_accelerate = True
+        except ImportError:
+            have_accelerate = False
+            print("note: accelerate is not installed: transformers' FP8 loader not compared")
+        if have_accelerate:
+            tm = transformers.AutoModelForCausalLM.from_pretrained(
+                src, dtype=torch.bfloat16,
+                quantization_config=transformers.FineGrainedFP8Config(dequantize=True))
+            sd = tm.state_dict()
+            for k in deq:
+                check(sd[k].dtype == torch.bfloat16 and torch.equal(sd[k].view(torch.int16),
+                                                                    ours[k].view(torch.int16)),
+                      "%s: transformers' FP8 loader disagrees with our dequantization" % k)
+            print("transformers' FP8 loader: %d weights bit for bit" % len(deq))
         model, _, _ = loaders.plain_load(NAME, f16)
         ref, _, _ = loaders.plain_load(NAME, flt)
         inputs = loaders.model_inputs(NAME, ref)
