@@ -490,6 +490,50 @@ static void test_fp8_blocks_dequant_f32(void **state)
     free(root);
 }
 
+/* dequantize of the directory: the float model, tensor for tensor, and a
+ * config.json without the quantization_config. */
+static void test_fp8_blocks_dequantize_dir(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16"), *out = tu_join(root, "out");
+    int rc = tu_run_cli(&text, "dequantize %s -o %s", fp8, out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, text);
+    free(text);
+    char *pa = tu_join(out, "model.safetensors"), *pb = tu_join(bf, "model.safetensors");
+    mq_model *a = NULL, *b = NULL;
+    assert_int_equal(mq_model_open(pa, &a), MQ_OK);
+    assert_int_equal(mq_model_open(pb, &b), MQ_OK);
+    assert_int_equal(mq_model_count(a), mq_model_count(b));
+    for (size_t i = 0; i < mq_model_count(b); i++) {
+        const mq_tensor *tb = mq_model_tensor(b, i), *ta = mq_model_find(a, tb->name);
+        assert_non_null(ta);
+        assert_int_equal(ta->dtype, tb->dtype);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        assert_memory_equal(ta->data, tb->data, tb->nbytes);
+    }
+    for (size_t i = 0; i < mq_model_metadata_count(a); i++)
+        assert_null(strstr(mq_model_metadata_key(a, i), "quantiz"));
+    mq_model_free(a);
+    mq_model_free(b);
+    char *cp = tu_join(out, "config.json");
+    size_t n = 0;
+    char *cfg = (char *)tu_read_file(cp, &n);
+    assert_non_null(cfg);
+    assert_null(strstr(cfg, "quantization_config"));
+    assert_non_null(strstr(cfg, "\"torch_dtype\": \"bfloat16\""));
+    free(cfg);
+    free(cp);
+    free(pa);
+    free(pb);
+    tu_rmtree(root);
+    free(fp8);
+    free(bf);
+    free(out);
+    free(root);
+}
+
 /* Scales of the wrong grid for config.json's block size, and FP8 blocks
  * with no config.json to give it, are refused before any work. */
 static void test_fp8_blocks_refused(void **state)
@@ -641,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_as_float),
         cmocka_unit_test(test_fp8_blocks_nonfinite),
         cmocka_unit_test(test_fp8_blocks_dequant_f32),
+        cmocka_unit_test(test_fp8_blocks_dequantize_dir),
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),

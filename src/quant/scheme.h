@@ -97,6 +97,9 @@ typedef struct {
     mq_dtype src_dtype;
     mq_dtype src_model_dtype; /* the model's: what a kept source weight is written in */
     bool dequant_f32;         /* src_dtype F32 rather than the model's */
+    /* dequantize of a model directory: every tensor kept (a source weight as
+     * its float values) and config.json without a quantization_config. */
+    bool plain_float;
 } mq_settings;
 
 /* MQ_OK when cfg is a config this library can read: not NULL, and filled by

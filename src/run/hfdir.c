@@ -492,8 +492,14 @@ static mq_status write_config(hf_run *r)
 {
     char *text = NULL;
     size_t len = 0;
-    mq_status rc = mq_hf_config_render(r->config, &r->set->scheme, r->planner, r->rep,
-                                       r->first_entry, &text, &len);
+    mq_status rc;
+    if (r->set->plain_float) {
+        json_object_del(r->config, "quantization_config");
+        rc = mq_hf_json_dump(r->config, false, &text, &len);
+    } else {
+        rc = mq_hf_config_render(r->config, &r->set->scheme, r->planner, r->rep, r->first_entry,
+                                 &text, &len);
+    }
     if (rc == MQ_OK) rc = write_text(r, MQ_HF_CONFIG, text, len);
     free(text);
     return rc;
@@ -615,4 +621,22 @@ done:
     mq_planner_free(r.planner);
     mq_report_free(own_rep);
     return rc;
+}
+
+mq_status mq_dequantize_dir(const char *in_dir, const char *out_dir, const mq_config *cfg)
+{
+    mq_clear_error();
+    mq_settings set;
+    mq_status rc = cfg ? mq_config_usable(cfg) : MQ_OK;
+    if (rc == MQ_OK) rc = mq_settings_init(&set, cfg);
+    if (rc != MQ_OK) return rc;
+    /* Every tensor kept: the planner's exclusions win over everything. */
+    static const char *const all[] = {"*"};
+    set.exclude = all;
+    set.n_exclude = 1;
+    set.include = NULL;
+    set.n_include = 0;
+    set.plain_float = true;
+    set.dequant_f32 = false;
+    return mq_hfdir_quantize_on(in_dir, out_dir, &set, NULL, 0, NULL);
 }

@@ -258,7 +258,8 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     /* The input's metadata, then ours, replacing a key of the same name in
      * place as mq_model_set_metadata does for the in-memory path. */
     const char *ours[MQ_OUTPUT_META][2];
-    int n_ours = mq_output_metadata(&s->set->scheme, ours);
+    /* A plain float output (dequantize) says nothing of a scheme. */
+    int n_ours = s->set->plain_float ? 0 : mq_output_metadata(&s->set->scheme, ours);
     for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
         keys[nm] = s->m->meta_keys[i];
         vals[nm] = s->m->meta_values[i];
