@@ -5,7 +5,8 @@ weights our FP8_BLOCK preset turns into 128x128 blocks, relabelled as such a
 checkpoint. Checked: its values, dequantized, are torch's e4m3 * scale rounded
 to the model's BF16 bit for bit, and what transformers' own fine-grained FP8
 loader gives (when accelerate, which it needs, is installed), cast to FP16 by
---dtype fp16 bit for bit too; re-quantized
+--dtype fp16 bit for bit too, and `dequantize DIR` gives the float model
+itself (the same logits); re-quantized
 to W8A8, W4A16 and FP8_DYNAMIC it gives the same bytes as the float model it
 stands for, loads with a plain from_pretrained and runs, its logits close to
 the source's."""
@@ -132,6 +133,15 @@ def main():
         inputs = loaders.model_inputs(NAME, ref)
         y = loaders.outputs(ref, inputs)
         print("fp16: logits cosine %.6f" % loaders.cosine_per_row(y, loaders.outputs(model, inputs)))
+        # dequantize of the directory: the float model itself, loaded as such.
+        dq = os.path.join(tmp, "dequantized")
+        run("dequantize", src, "-o", dq)
+        cfg = json.load(open(os.path.join(dq, "config.json")))
+        check("quantization_config" not in cfg, "dequantize kept a quantization_config")
+        model, info, _ = loaders.plain_load(NAME, dq)
+        check(not info["missing_keys"] and not info["unexpected_keys"], "dequantize: keys %s" % info)
+        check(torch.equal(loaders.outputs(model, inputs), y),
+              "dequantize: logits differ from the float model's")
         for preset, want in MIN_COS.items():
             a, b = os.path.join(tmp, "a-" + preset), os.path.join(tmp, "b-" + preset)
             run("quantize", src, "-o", a, "--preset", preset, "--device", "host", "-q")
