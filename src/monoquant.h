@@ -212,6 +212,11 @@ typedef struct {
     double observer_grid;       /**< 0: 100 */
     double observer_norm;       /**< 0: 2.4 */
     unsigned observer_patience; /**< 0: 5 */
+    /** A quantized source (a model directory of FP8 blocks): its values are
+     * dequantized to F32 before they are quantized, instead of to the model's
+     * torch_dtype (the default, as llm-compressor's converters do). Layers
+     * kept in float are written in the model's dtype either way. */
+    bool dequant_f32;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -439,6 +444,15 @@ MQ_API mq_status mq_quantize_file(const char *in_path, const char *out_path, con
  * must be finite and positive, one per output channel or one in all, and zero
  * points I8 of the scale's shape: else MQ_STATUS_E_FORMAT naming the tensor. */
 MQ_API mq_status mq_dequantize(const mq_model *in, mq_model **out);
+/**
+ * A model directory of FP8 blocks (config.json quant_method "fp8" with a
+ * weight_block_size) to a plain float one: every FP8 weight dequantized to
+ * the model's torch_dtype, its weight_scale_inv left out, every other file
+ * and tensor copied, config.json without its quantization_config. A float
+ * model directory is copied as it is. cfg: the device, memory limit and
+ * links (NULL: the defaults).
+ */
+MQ_API mq_status mq_dequantize_dir(const char *in_dir, const char *out_dir, const mq_config *cfg);
 
 /** Version of the library linked at run time, "MAJOR.MINOR.PATCH": MQ_VERSION_STRING of
  * its build, which may differ from the header a program was compiled with. */

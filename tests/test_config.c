@@ -6,6 +6,7 @@
 #include "monoquant.h"
 #include "scheme.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,6 +439,50 @@ static void test_presets(void **state)
     free(path);
 }
 
+/* Configs of every released size: 0.2.0's (up to the observer fields), the
+ * observer's (up to observer_patience, padded) and ours (dequant_f32 last).
+ * Each is usable; a key whose field the caller's struct lacks is refused,
+ * and nothing past struct_size is written. */
+static void test_earlier_sizes(void **state)
+{
+    (void)state;
+    const size_t align = _Alignof(mq_config);
+    const size_t obs_end = offsetof(mq_config, observer_patience) + sizeof(unsigned);
+    const size_t sizes[] = {offsetof(mq_config, observer), (obs_end + align - 1) / align * align,
+                            sizeof(mq_config)};
+    char *plain = write_json("sized-plain.json", "{\"dtype\": \"fp16\"}");
+    char *obs = write_json("sized-obs.json", "{\"observer\": \"minmax\"}");
+    char *deq = write_json("sized-deq.json", "{\"dequant_dtype\": \"f32\"}");
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        union {
+            mq_config c;
+            unsigned char b[sizeof(mq_config) + 16];
+        } u;
+        unsigned char *raw = u.b;
+        mq_config *cfg = &u.c;
+        memset(raw, 0xa5, sizeof u);
+        mq_config_init_sized(cfg, sizes[i]);
+        assert_int_equal(cfg->struct_size, sizes[i]);
+        assert_int_equal(cfg->dtype, MQ_QINT8);
+        assert_int_equal(mq_config_check(cfg), MQ_OK);
+        assert_int_equal(mq_config_load_json(cfg, plain), MQ_OK);
+        assert_int_equal(cfg->dtype, MQ_FLOAT16);
+        bool has_obs = sizes[i] >= obs_end;
+        bool has_deq = sizes[i] >= offsetof(mq_config, dequant_f32) + sizeof(bool);
+        assert_int_equal(mq_config_load_json(cfg, obs), has_obs ? MQ_OK : MQ_STATUS_E_CONFIG);
+        if (!has_obs) assert_error_has("not known to this caller's mq_config");
+        assert_int_equal(mq_config_load_json(cfg, deq), has_deq ? MQ_OK : MQ_STATUS_E_CONFIG);
+        if (!has_deq) assert_error_has("not known to this caller's mq_config");
+        if (has_deq) assert_true(cfg->dequant_f32);
+        for (size_t k = sizes[i]; k < sizeof u; k++)
+            assert_int_equal(raw[k], 0xa5);
+        mq_config_free(cfg);
+    }
+    free(plain);
+    free(obs);
+    free(deq);
+}
+
 /* Every call that takes a config refuses one whose struct_size this library
  * does not know (a header of another version, or no mq_config_init at all),
  * naming both sizes, and touches nothing of it. */
@@ -667,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_and_unreadable),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_struct_size_checked),
+        cmocka_unit_test(test_earlier_sizes),
         cmocka_unit_test(test_scheme_fields),
         cmocka_unit_test(test_qdtype_names),
     };

@@ -1118,6 +1118,69 @@ static void test_one_loop_desc(void **state)
     assert_int_equal(bad, 4);
 }
 
+/* FP8 block sources: every value times its own block's scale, partial blocks at
+ * the right and bottom edges, a band starting inside a block row, the BF16
+ * rounding (ties to even) after the one fp32 product, and NaN codes. */
+static void test_fp8_block_dequant(void **state)
+{
+    (void)state;
+    enum { R = 5, C = 7, BR = 2, BC = 3, SR = 3, SC = 3 };
+    uint8_t q[R * C];
+    float sc[SR * SC];
+    tu_rng rng;
+    tu_rng_seed(&rng, 22);
+    for (size_t i = 0; i < R * C; i++)
+        q[i] = (uint8_t)(tu_rng_u64(&rng) & 0xff);
+    q[3] = 0x7f; /* NaN */
+    for (size_t i = 0; i < SR * SC; i++)
+        sc[i] = (float)(i + 1) * 0.0137f;
+    float full[R * C];
+    mq_ref_fp8_block_dequant(q, 0, R * C, C, BR, BC, sc, MQ_DTYPE_F32, MQ_DTYPE_F32, full);
+    for (size_t r = 0; r < R; r++) {
+        for (size_t c = 0; c < C; c++) {
+            /* The block found by walking the block edges, not by division. */
+            size_t bi = 0, bj = 0;
+            while ((bi + 1) * BR <= r)
+                bi++;
+            while ((bj + 1) * BC <= c)
+                bj++;
+            float want = mq_e4m3_to_f32(q[r * C + c]) * sc[bi * SC + bj];
+            if (isnan(want))
+                assert_true(isnan(full[r * C + c]));
+            else
+                assert_int_equal(mq_f32_bits(full[r * C + c]), mq_f32_bits(want));
+        }
+    }
+    /* Rows 3..4: the scale pointer at block row 1, the band starting mid-block. */
+    float band[2 * C];
+    mq_ref_fp8_block_dequant(q + 3 * C, 3 * C, 2 * C, C, BR, BC, sc + 1 * SC, MQ_DTYPE_F32,
+                             MQ_DTYPE_F32, band);
+    assert_memory_equal(band + C, full + 4 * C, C * sizeof(float)); /* row 4: block row 2 */
+    for (size_t c = 0; c < C; c++)
+        if (!isnan(full[3 * C + c]))
+            assert_int_equal(mq_f32_bits(band[c]), mq_f32_bits(full[3 * C + c]));
+
+    /* Values 9..25: starting and ending inside rows, the scale pointer at row 1's block row 0. */
+    float mid[17];
+    mq_ref_fp8_block_dequant(q + 9, 9, 17, C, BR, BC, sc, MQ_DTYPE_F32, MQ_DTYPE_F32, mid);
+    for (size_t i = 0; i < 17; i++)
+        if (!isnan(full[9 + i])) assert_int_equal(mq_f32_bits(mid[i]), mq_f32_bits(full[9 + i]));
+
+    /* BF16 output and BF16 scales: 1.0 * (1 + 2^-8) ties to 1.0; 1.0 * (1 + 3 * 2^-8)
+     * ties up to the even 1 + 2^-6. */
+    uint8_t one[2] = {0x38, 0x38};
+    float s2[2] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f};
+    uint16_t b[2];
+    mq_ref_fp8_block_dequant(one, 0, 2, 2, 128, 1, s2, MQ_DTYPE_F32, MQ_DTYPE_BF16, b);
+    assert_int_equal(b[0], 0x3F80);
+    assert_int_equal(b[1], 0x3F82);
+    uint16_t sb[1] = {0x4000}; /* 2.0 in BF16 */
+    uint8_t half[1] = {0x30};  /* 0.5 */
+    float f;
+    mq_ref_fp8_block_dequant(half, 0, 1, 1, 128, 128, sb, MQ_DTYPE_BF16, MQ_DTYPE_F32, &f);
+    assert_true(f == 1.0f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1155,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_e4m3_torch),
         cmocka_unit_test(test_kind_params),
         cmocka_unit_test(test_one_loop_desc),
+        cmocka_unit_test(test_fp8_block_dequant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

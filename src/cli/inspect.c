@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char inspect_usage[] =
     "usage: monoquant inspect FILE.safetensors\n"
@@ -16,10 +17,15 @@ static const char inspect_usage[] =
 
 static const char dequantize_usage[] =
     "usage: monoquant dequantize IN.safetensors -o OUT.safetensors\n"
+    "       monoquant dequantize MODEL_DIR -o OUT_DIR\n"
     "\n"
     "Replaces every INT8 weight that has a <name>_scale (and <name>_zero_point)\n"
     "by (q - zero_point) * scale in the scale's dtype, and drops the scale and\n"
-    "zero-point tensors. Other tensors are copied byte for byte.\n";
+    "zero-point tensors. Other tensors are copied byte for byte.\n"
+    "A model directory of FP8 blocks (config.json quant_method \"fp8\" with a\n"
+    "weight_block_size) becomes a plain float one: each FP8 weight as its\n"
+    "values in the model's dtype, without its weight_scale_inv or the\n"
+    "quantization_config.\n";
 
 static bool wants_help(int argc, char **argv, const char *text)
 {
@@ -94,8 +100,22 @@ int mq_cli_dequantize(int argc, char **argv)
         fputs(dequantize_usage, stderr);
         return MQ_EXIT_USAGE;
     }
-    const mq_cli_path paths[] = {{"the input", in, false, false}, {"-o", out, true, false}};
+    struct stat in_st;
+    bool dir_run = stat(in, &in_st) == 0 && S_ISDIR(in_st.st_mode);
+    const mq_cli_path paths[] = {{"the input", in, false, false}, {"-o", out, true, dir_run}};
     if ((rc = mq_cli_check_paths("dequantize", paths, 2)) != MQ_EXIT_OK) return rc;
+    if (dir_run) {
+        /* A model directory: its FP8 block weights as plain float, on the host. */
+        mq_config cfg;
+        mq_config_init(&cfg);
+        mq_status st = mq_config_set_device(&cfg, "host");
+        if (st == MQ_OK) st = mq_dequantize_dir(in, out, &cfg);
+        mq_config_free(&cfg);
+        if (st != MQ_OK) return mq_cli_fail(st);
+        printf("wrote %s\n", mq_cli_esc(out));
+        mq_cli_log_check();
+        return MQ_EXIT_OK;
+    }
     mq_status st = mq_outfile_check(out, "output");
     if (st == MQ_OK) mq_cli_remove_stale(out);
     if (st == MQ_OK) st = mq_model_open(in, &m);

@@ -46,6 +46,8 @@ static const char quantize_usage[] =
     "                        PAT is a shell glob or re:REGEX (whole name)\n"
     "      --skip-nonfinite  skip tensors holding NaN/Inf instead of failing\n"
     "      --fp16-saturate   fp16: clamp overflow to +-65504 instead of +-inf\n"
+    "      --dequant-dtype T an FP8 block source's values before quantizing: model\n"
+    "                        (its torch_dtype, default) or f32\n"
     "      --follow-symlinks follow symbolic links out of a model directory (by\n"
     "                        default only links inside it, or into the Hugging\n"
     "                        Face cache's blobs/, are followed; others are errors)\n"
@@ -80,6 +82,7 @@ enum {
     OPT_REPORT,
     OPT_MEMORY,
     OPT_FOLLOW_SYMLINKS,
+    OPT_DEQUANT_DTYPE,
     OPT_PRESET,
     OPT_GROUP_SIZE,
     OPT_OBSERVER,
@@ -93,8 +96,8 @@ enum {
 typedef struct {
     const char *in, *out, *config, *report, *device, *preset;
     long long group_size; /* -2: not given; 0: per channel */
-    int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate,
-        follow; /* -1: not given */
+    int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate, follow,
+        dequant_f32; /* -1: not given */
     const char **include, **exclude;
     size_t n_include, n_exclude;
     uint64_t memory_limit; /* 0: not given */
@@ -174,6 +177,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"report", required_argument, 0, OPT_REPORT},
         {"memory-limit", required_argument, 0, OPT_MEMORY},
         {"follow-symlinks", no_argument, 0, OPT_FOLLOW_SYMLINKS},
+        {"dequant-dtype", required_argument, 0, OPT_DEQUANT_DTYPE},
         {"preset", required_argument, 0, OPT_PRESET},
         {"group-size", required_argument, 0, OPT_GROUP_SIZE},
         {"observer", required_argument, 0, OPT_OBSERVER},
@@ -188,7 +192,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
     int c;
     memset(a, 0, sizeof *a);
     a->dtype = a->symmetric = a->per_channel = a->weights_only = a->skip_nonfinite = a->saturate =
-        a->follow = -1;
+        a->follow = a->dequant_f32 = -1;
     a->group_size = -2;
     a->observer = -1;
     a->include = calloc((size_t)argc, sizeof *a->include);
@@ -265,6 +269,11 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         case OPT_FOLLOW_SYMLINKS:
             a->follow = 1;
             break;
+        case OPT_DEQUANT_DTYPE:
+            if (strcmp(optarg, "f32") != 0 && strcmp(optarg, "model") != 0)
+                return usage_error("--dequant-dtype takes model or f32, not", optarg);
+            a->dequant_f32 = strcmp(optarg, "f32") == 0;
+            break;
         case OPT_DEVICE:
             a->device = optarg;
             break;
@@ -339,6 +348,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     if (a->obs_grid > 0.0) cfg->observer_grid = a->obs_grid;
     if (a->obs_norm > 0.0) cfg->observer_norm = a->obs_norm;
     if (a->obs_patience > 0) cfg->observer_patience = (unsigned)a->obs_patience;
+    if (a->dequant_f32 >= 0) cfg->dequant_f32 = a->dequant_f32;
     for (size_t i = 0; i < a->n_include && st == MQ_OK; i++)
         st = mq_config_add_include(cfg, a->include[i]);
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)

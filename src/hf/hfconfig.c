@@ -35,6 +35,109 @@ static mq_status no_memory(void)
     return mq_set_error(MQ_STATUS_E_NOMEM, "config.json: out of memory");
 }
 
+/* The tool behind a quant_method, as users know it. */
+static const char *const quant_methods[][2] = {
+    {"gptq", "AutoGPTQ"},
+    {"awq", "AutoAWQ"},
+    {"bitsandbytes", "bitsandbytes"},
+    {"compressed-tensors", NULL},
+    {"fp8", "FP8"},
+    {"mxfp4", "MXFP4"},
+    {"gguf", "GGUF"},
+    {"hqq", "HQQ"},
+    {"quanto", "Quanto"},
+    {"eetq", "EETQ"},
+    {"aqlm", "AQLM"},
+    {"modelopt", "ModelOpt"},
+    {"torchao", "torchao"},
+    {"fbgemm_fp8", "FBGEMM FP8"},
+    {"higgs", "HIGGS"},
+};
+
+/* A native AutoGPTQ directory describes its packing only in
+ * quantize_config.json, so config.json alone looks like a float model's. */
+static mq_status refuse_autogptq(const mq_hf_root *root)
+{
+    size_t n = strlen(root->dir) + sizeof "/" MQ_HF_GPTQ_CONFIG;
+    char *p = malloc(n);
+    struct stat st;
+    if (!p) return no_memory();
+    snprintf(p, n, "%s/%s", root->dir, MQ_HF_GPTQ_CONFIG);
+    bool there = lstat(p, &st) == 0;
+    mq_status rc = there ? mq_set_error(MQ_STATUS_E_FORMAT,
+                                        "%s: the model is already quantized in the AutoGPTQ "
+                                        "layout, which is not read; start from the float model",
+                                        p)
+                         : MQ_OK;
+    free(p);
+    return rc;
+}
+
+/* Whether qc describes FP8 E4M3 block weights as DeepSeek-V3 and
+ * transformers' fine-grained FP8 write them: quant_method "fp8" (fmt "e4m3"
+ * when given) with a weight_block_size of two positive integers. */
+static bool fp8_blocks(json_t *qc, size_t block[2])
+{
+    const char *method = json_string_value(json_object_get(qc, "quant_method"));
+    const char *fmt = json_string_value(json_object_get(qc, "fmt"));
+    json_t *bs = json_object_get(qc, "weight_block_size");
+    if (!method || strcmp(method, "fp8") != 0 || (fmt && strcmp(fmt, "e4m3") != 0) ||
+        !json_is_array(bs) || json_array_size(bs) != 2)
+        return false;
+    for (size_t k = 0; k < 2; k++) {
+        json_t *v = json_array_get(bs, k);
+        if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 20))
+            return false;
+        block[k] = (size_t)json_integer_value(v);
+    }
+    return true;
+}
+
+bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt)
+{
+    json_t *qc = json_object_get(config, "quantization_config");
+    block[0] = block[1] = 0;
+    if (!qc || !fp8_blocks(qc, block)) return false;
+    const char *td = json_string_value(json_object_get(config, "torch_dtype"));
+    if (!td) td = json_string_value(json_object_get(config, "dtype"));
+    *dt = td && !strcmp(td, "float16")   ? MQ_DTYPE_F16
+          : td && !strcmp(td, "float32") ? MQ_DTYPE_F32
+                                         : MQ_DTYPE_BF16;
+    return true;
+}
+
+/* The refusal of a config.json that says its model is already quantized:
+ * naming the layout, and whether it is one we know at all. */
+static mq_status refuse_quantized(const char *path, json_t *qc)
+{
+    const char *method = json_string_value(json_object_get(qc, "quant_method"));
+    if (!method)
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: the model is already quantized (it has a \"quantization_config\" "
+                            "with no \"quant_method\": an unknown layout); start from the float "
+                            "model",
+                            path);
+    size_t block[2];
+    if (fp8_blocks(qc, block)) return MQ_OK; /* read: see mq_hf_fp8_source */
+    for (size_t i = 0; i < sizeof quant_methods / sizeof *quant_methods; i++) {
+        if (strcmp(method, quant_methods[i][0]) != 0) continue;
+        if (!quant_methods[i][1])
+            return mq_set_error(MQ_STATUS_E_FORMAT,
+                                "%s: the model is already quantized (it has a "
+                                "\"quantization_config\"); start from the float model",
+                                path);
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: the model is already quantized in the %s layout "
+                            "(\"quant_method\": \"%s\"), which is not read; start from the "
+                            "float model",
+                            path, quant_methods[i][1], method);
+    }
+    return mq_set_error(MQ_STATUS_E_FORMAT,
+                        "%s: the model is already quantized in a layout that is not known "
+                        "(\"quant_method\": \"%s\"); start from the float model",
+                        path, method);
+}
+
 mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
 {
     const char *dir = root->dir;
@@ -46,6 +149,7 @@ mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
 
     *config = NULL;
     if (!path) return no_memory();
+    if ((rc = refuse_autogptq(root)) != MQ_OK) goto done;
     snprintf(path, n, "%s/%s", dir, MQ_HF_CONFIG);
     /* lstat: a dangling link is no missing file, but one the output would lack. */
     if (lstat(path, &st) != 0 && errno == ENOENT) goto done; /* optional */
@@ -60,10 +164,7 @@ mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config)
     } else if (!json_is_null(json_object_get(j, "quantization_config")) &&
                json_object_get(j, "quantization_config")) {
         /* Its tensors are already packed; re-quantizing would describe them wrongly. */
-        rc = mq_set_error(MQ_STATUS_E_FORMAT,
-                          "%s: the model is already quantized (it has a \"quantization_config\"); "
-                          "start from the float model",
-                          path);
+        rc = refuse_quantized(path, json_object_get(j, "quantization_config"));
     }
     if (rc == MQ_OK)
         *config = j;
@@ -264,6 +365,9 @@ mq_status mq_hf_config_render(json_t *config, const mq_scheme *s, const mq_plann
                               const mq_report *rep, size_t first, char **text, size_t *len)
 {
     *text = NULL;
+    /* A quantized source's own description goes: its weights are dequantized
+     * (and, quantizing, ours is written last, where a float source has it). */
+    json_object_del(config, "quantization_config");
     if (!mq_scheme_quantizes(s)) {
         /* transformers 4.56 renamed torch_dtype to dtype; keep both in step. */
         if (json_object_set_new(config, "torch_dtype", json_string("float16")) != 0 ||

@@ -14,6 +14,7 @@
 #define MQ_HF_INDEX "model.safetensors.index.json"
 #define MQ_HF_SINGLE "model.safetensors"
 #define MQ_HF_CONFIG "config.json"
+#define MQ_HF_GPTQ_CONFIG "quantize_config.json" /* native AutoGPTQ */
 
 /* Shard file names, sorted. */
 typedef struct {
@@ -55,6 +56,11 @@ mq_status mq_hf_index_render(const char *out_dir, const mq_hf_shards *shards, js
  * MQ_STATUS_E_FORMAT when it is not a JSON object or already holds a
  * quantization_config. */
 mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config);
+/* Whether config.json describes FP8 E4M3 block weights (quant_method "fp8"
+ * with a weight_block_size), the only quantized source read: the block's
+ * rows and columns, and the model's dtype (torch_dtype; BF16 when absent),
+ * which the values are dequantized to. */
+bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt);
 
 /* What config.json tells the planner (model directories quantize Linear
  * layers only; GPT-2-family Conv1D modules are recognised by model_type). */

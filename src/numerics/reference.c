@@ -419,6 +419,42 @@ float mq_load_group_scale(mq_qdesc d, const void *src, mq_dtype dt, size_t i)
     return mq_load_f32(src, dt, i);
 }
 
+static void store_value(unsigned char *out, mq_dtype dt, size_t i, float w)
+{
+    if (dt == MQ_DTYPE_F32) {
+        memcpy(out + i * 4, &w, sizeof w);
+    } else {
+        uint16_t h = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(w) : mq_f32_to_bf16(w);
+        memcpy(out + i * 2, &h, sizeof h);
+    }
+}
+
+void mq_ref_fp8_block_dequant(const uint8_t *q, uint64_t e0, size_t n, size_t cols, size_t block_r,
+                              size_t block_c, const void *scale, mq_dtype scale_dt, mq_dtype dt,
+                              void *dst)
+{
+    /* The same products as value by value, walked by row segments and blocks
+     * so that each scale is loaded once and no value needs a division. */
+    float lut[256];
+    for (unsigned b = 0; b < 256; b++)
+        lut[b] = mq_e4m3_to_f32((uint8_t)b);
+    size_t scols = (cols + block_c - 1) / block_c;
+    uint64_t first_srow = e0 / cols / block_r;
+    for (size_t i = 0; i < n;) {
+        uint64_t r = (e0 + i) / cols;
+        size_t c = (size_t)((e0 + i) % cols), len = cols - c < n - i ? cols - c : n - i;
+        size_t base = (size_t)(r / block_r - first_srow) * scols;
+        for (size_t k = 0; k < len;) {
+            size_t bj = (c + k) / block_c, end = (bj + 1) * block_c - c;
+            if (end > len) end = len;
+            float s = mq_load_f32(scale, scale_dt, base + bj);
+            for (; k < end; k++)
+                store_value(dst, dt, i + k, lut[q[i + k]] * s);
+        }
+        i += len;
+    }
+}
+
 /* ---- the one quantize loop ---- */
 
 void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,

@@ -182,6 +182,21 @@ float mq_e4m3_to_f32(uint8_t b); /* exact */
 uint8_t mq_f32_to_e2m1(float v);
 float mq_e2m1_to_f32(uint8_t c);
 
+/* ---- FP8 block sources (DeepSeek-V3's layout: weight_scale_inv) ----
+ *
+ * Values [e0, e0 + n) (row-major) of a weight of `cols` columns stored as
+ * e4m3fn bytes (q: those values), dequantized as DeepSeek's reference
+ * weight_dequant and transformers' fine-grained FP8 integration do:
+ * w = e4m3(q) * s in fp32 (one rounding), s the scale of the value's
+ * block_r x block_c block, then stored in `dt` (F32 as it is; BF16 or F16
+ * rounded to nearest even). The last block of a row or column may be partial:
+ * block (i, j) covers rows i * block_r up to min((i + 1) * block_r, out) and
+ * likewise columns. `scale` points at scale row (e0 / cols) / block_r of the
+ * [ceil(out / block_r), ceil(cols / block_c)] grid, in scale_dt (F32 or BF16). */
+void mq_ref_fp8_block_dequant(const uint8_t *q, uint64_t e0, size_t n, size_t cols, size_t block_r,
+                              size_t block_c, const void *scale, mq_dtype scale_dt, mq_dtype dt,
+                              void *dst);
+
 /* n int4 codes (int8 in [-8, 7]) packed into mq_qkind_row_bytes(MQ_QK_INT4, n) bytes. */
 void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst);
 /* Code i of a packed int4 row. */

@@ -17,17 +17,27 @@
 #include <string.h>
 #include <strings.h>
 
-/* The size of the first mq_config that had struct_size (0.2.0): everything
- * up to the observer fields. The library accepts that size and its own (no
- * size in between was ever released), giving the fields a smaller config
- * lacks their defaults (all of them 0), so the whole-struct copies in
- * mq_config_load_json (saved, rollback) copy struct_size bytes, not
- * sizeof(mq_config). */
+/* The sizes of every released mq_config, each a prefix of ours, the fields
+ * a smaller config lacks taking their defaults (all of them 0); so the
+ * whole-struct copies in mq_config_load_json (saved, rollback) copy
+ * struct_size bytes, not sizeof(mq_config), and a key whose field the
+ * caller's struct lacks is refused (MQ_CONFIG_HAS).
+ *   0.2.0: everything up to the observer fields (block_size, a size_t, ends
+ *          it, so no tail padding);
+ *   the observer: up to observer_patience, padded to the struct's alignment
+ *          (the same as ours: dequant_f32 adds no stricter member);
+ *   ours: with dequant_f32 last. On an ABI where dequant_f32 fits in the
+ *          observer config's tail padding the two sizes are equal; that
+ *          padding was zeroed by that caller's mq_config_init(), so it reads
+ *          as dequant_f32 = false, the default. */
 #define CONFIG_SIZE_0_2 offsetof(mq_config, observer)
+#define CONFIG_END_OBSERVER (offsetof(mq_config, observer_patience) + sizeof(unsigned))
+#define CONFIG_SIZE_OBSERVER                                                                       \
+    ((CONFIG_END_OBSERVER + _Alignof(mq_config) - 1) / _Alignof(mq_config) * _Alignof(mq_config))
 
 static bool known_size(size_t size)
 {
-    return size == CONFIG_SIZE_0_2 || size == sizeof(mq_config);
+    return size == CONFIG_SIZE_0_2 || size == CONFIG_SIZE_OBSERVER || size == sizeof(mq_config);
 }
 
 bool mq_config_size_ok(const mq_config *cfg)
@@ -266,7 +276,7 @@ static mq_status apply_observer(const json_ctx *c, json_t *v, mq_config *cfg)
     static const char *const observers[] = {"minmax", "mse"};
     size_t idx = 0;
     mq_status st;
-    if (cfg->struct_size < sizeof(mq_config))
+    if (!MQ_CONFIG_HAS(cfg, observer_patience))
         return key_error(c, "not known to this caller's mq_config");
     if (strcmp(c->key, "observer") == 0) {
         if ((st = get_choice(c, v, observers, 2, &idx)) == MQ_OK)
@@ -324,6 +334,15 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
     if (strcmp(c->key, "weights_only") == 0) return get_bool(c, v, &cfg->weights_only);
     if (strcmp(c->key, "follow_symlinks") == 0) return get_bool(c, v, &cfg->follow_symlinks);
     if (strncmp(c->key, "observer", 8) == 0) return apply_observer(c, v, cfg);
+    if (strcmp(c->key, "dequant_dtype") == 0) {
+        const char *d = json_string_value(v);
+        if (!MQ_CONFIG_HAS(cfg, dequant_f32))
+            return key_error(c, "not known to this caller's mq_config");
+        if (!d || (strcmp(d, "f32") != 0 && strcmp(d, "model") != 0))
+            return key_error(c, "expected \"f32\" or \"model\"");
+        cfg->dequant_f32 = strcmp(d, "f32") == 0;
+        return MQ_OK;
+    }
     if (strcmp(c->key, "include") == 0) return add_patterns(c, v, cfg, true);
     /* "ignore" is what compressed-tensors' quantization_config calls exclude. */
     if (strcmp(c->key, "exclude") == 0 || strcmp(c->key, "ignore") == 0)

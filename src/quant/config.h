@@ -6,6 +6,13 @@
 #include "monoquant.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+
+/* Whether the caller's config (struct_size bytes, an earlier version's
+ * smaller struct maybe) holds `field`; a field it lacks reads as its
+ * default, 0. */
+#define MQ_CONFIG_HAS(cfg, field)                                                                  \
+    ((cfg)->struct_size >= offsetof(mq_config, field) + sizeof((cfg)->field))
 
 /* MQ_OK when cfg is a config this library can read: not NULL, and filled by
  * mq_config_init() from a header whose mq_config it knows (struct_size);

@@ -2,6 +2,7 @@
  * weights of the scale's dtype, for round-trip checks and evaluation. */
 #include "dtype.h"
 #include "error.h"
+#include "foreign.h"
 #include "layout.h"
 #include "model.h"
 #include "reference.h"
@@ -59,6 +60,11 @@ mq_status mq_dequantize(const mq_model *in, mq_model **out)
     mq_status st;
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "dequantize: NULL argument");
     *out = NULL;
+    /* A foreign layout's packed words would be copied as if they were weights. */
+    if ((st = mq_check_no_foreign(in, false)) != MQ_OK) {
+        if (in->path) mq_error_prefix("%s", in->path);
+        return st;
+    }
     if ((st = mq_model_new(&m)) != MQ_OK) return st;
     for (size_t i = 0; i < in->meta_count && st == MQ_OK; i++) {
         if (strcmp(in->meta_keys[i], "quantized_by") == 0 ||

@@ -2,6 +2,7 @@
 #include "layout.h"
 
 #include "error.h"
+#include "foreign.h"
 #include "model.h"
 #include "qparams.h"
 #include "dtype.h"
@@ -630,8 +631,10 @@ void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
     }
 }
 
-mq_status mq_check_not_quantized(const mq_model *m)
+mq_status mq_check_not_quantized(const mq_model *m, bool fp8_blocks)
 {
+    mq_status st = mq_check_no_foreign(m, fp8_blocks);
+    if (st != MQ_OK) return st;
     for (size_t i = 0; i < m->count; i++)
         if (mq_qlayer_is_codes(m, &m->tensors[i]))
             return mq_set_error(MQ_STATUS_E_FORMAT,

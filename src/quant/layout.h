@@ -170,9 +170,10 @@ mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l);
  * (q - zp) * s, or e4m3(q) * s for FP8, with the scale of each value's group. */
 void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst);
 
-/* MQ_STATUS_E_FORMAT when `m` already holds a quantized layer (ours or any
- * compressed-tensors checkpoint): quantizing it again would describe packed
+/* MQ_STATUS_E_FORMAT when `m` already holds a quantized layer (ours, any
+ * compressed-tensors checkpoint or a foreign layout, FP8 blocks unless
+ * fp8_blocks): quantizing it again would describe packed
  * codes as weights. The message names the layer; the caller adds the file. */
-mq_status mq_check_not_quantized(const mq_model *m);
+mq_status mq_check_not_quantized(const mq_model *m, bool fp8_blocks);
 
 #endif

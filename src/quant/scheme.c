@@ -3,6 +3,7 @@
  * derives the format, packing, activations, preset and label from them. */
 #include "scheme.h"
 
+#include "config.h"
 #include "error.h"
 
 #include <math.h>
@@ -14,7 +15,7 @@
  * lacks them: min-max). */
 static bool has_observer(const mq_config *cfg)
 {
-    return cfg->struct_size >= offsetof(mq_config, observer_patience) + sizeof(unsigned);
+    return MQ_CONFIG_HAS(cfg, observer_patience);
 }
 
 /* The observer of cfg and its options, 0 taking the defaults. */
@@ -298,6 +299,7 @@ mq_status mq_settings_init(mq_settings *s, const mq_config *cfg)
     s->skip_nonfinite = cfg->skip_nonfinite;
     s->fp16_saturate = cfg->fp16_saturate;
     s->follow_symlinks = cfg->follow_symlinks;
+    s->dequant_f32 = MQ_CONFIG_HAS(cfg, dequant_f32) && cfg->dequant_f32;
     s->memory_limit = cfg->memory_limit;
     s->progress = cfg->progress;
     s->progress_user = cfg->progress_user;

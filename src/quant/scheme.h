@@ -101,6 +101,17 @@ typedef struct {
     void (*progress)(const mq_progress *p, void *user);
     void *progress_user;
     mq_device_sel device;
+    /* A model directory whose config.json says its Linear weights are FP8
+     * E4M3 blocks (quant_method "fp8", weight_block_size): the block's rows
+     * and columns, 0 when the source is float; and the dtype the values are
+     * dequantized to before the scheme quantizes them (the model's). */
+    size_t src_block[2];
+    mq_dtype src_dtype;
+    mq_dtype src_model_dtype; /* the model's: what a kept source weight is written in */
+    bool dequant_f32;         /* src_dtype F32 rather than the model's */
+    /* dequantize of a model directory: every tensor kept (a source weight as
+     * its float values) and config.json without a quantization_config. */
+    bool plain_float;
 } mq_settings;
 
 /* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why

@@ -11,6 +11,7 @@
 #include "devset.h"
 #include "dircopy.h"
 #include "error.h"
+#include "foreign.h"
 #include "hfmeta.h"
 #include "infile.h"
 #include "layout.h"
@@ -55,6 +56,7 @@ typedef struct {
     mq_backend *own_be;  /* opened here when the caller passed none */
     mq_planner *planner; /* one for every shard, with config.json's hints */
     mq_plan_hints hints;
+    mq_settings with_source; /* *set, with an FP8 block source's description */
 } hf_run;
 
 static mq_status no_memory(const char *what)
@@ -331,6 +333,39 @@ static mq_status check_quantized_across(const hf_run *r, const mq_model *m, cons
                         r->in_dir, t->name, shard, (int)n, t->name, MQ_SCALE_SUFFIX, scale);
 }
 
+/* An FP8 block weight and its weight_scale_inv are read from one file: a pair
+ * split over shards would leave codes without scales (or scales without
+ * codes) in the output, so it is refused, naming both tensors and shards. */
+static mq_status check_fp8_pair(const hf_run *r, const mq_model *m, const mq_tensor *t,
+                                const char *shard)
+{
+    size_t n = strlen(t->name), k = strlen(MQ_SCALE_INV_SUFFIX);
+    bool is_scale = n > k && !strcmp(t->name + n - k, MQ_SCALE_INV_SUFFIX);
+    if (t->dtype != MQ_DTYPE_F8_E4M3 && !is_scale) return MQ_OK;
+    if (t->dtype == MQ_DTYPE_F8_E4M3 && mq_fp8_block_scale(m, t)) return MQ_OK;
+    mq_status rc = MQ_OK;
+    const char *where = is_scale ? holder(r, m, t->name, n - k, "", &rc)
+                                 : holder(r, m, t->name, n, MQ_SCALE_INV_SUFFIX, &rc);
+    if (rc != MQ_OK || (where && !strcmp(where, shard))) return rc;
+    if (is_scale) {
+        char *w = strndup(t->name, n - k);
+        const mq_tensor *wt = w ? mq_model_find(m, w) : NULL;
+        free(w);
+        if (wt && wt->dtype == MQ_DTYPE_F8_E4M3) return MQ_OK;
+    }
+    if (!where) {
+        if (is_scale) return MQ_OK; /* a float model's tensor of that name */
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: tensor '%s' in '%s' is FP8 with no '%s%s' beside it: not an "
+                            "FP8 block weight",
+                            r->in_dir, t->name, shard, t->name, MQ_SCALE_INV_SUFFIX);
+    }
+    return mq_set_error(MQ_STATUS_E_FORMAT,
+                        "%s: tensor '%s' in '%s' and its FP8 block pair in '%s' are in "
+                        "different shards, which is not read",
+                        r->in_dir, t->name, shard, where);
+}
+
 /* A tensor beside a weight we quantize under a name compressed-tensors gives
  * the layer's tensors (a.weight in one shard, a.weight_scale or a stray
  * a.weight_zero_point in the next) is found from the headers and the index
@@ -344,10 +379,14 @@ static mq_status check_shard_names(hf_run *r)
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
         rc = mq_model_open(sp, &m);
+        if (rc == MQ_OK && (rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK)
+            mq_error_prefix("%s: %s", r->in_dir, r->shards.names[i]);
         for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
             const mq_tensor *t = mq_model_tensor(m, k);
             char reason[256];
             if ((rc = check_quantized_across(r, m, t, r->shards.names[i])) != MQ_OK) break;
+            if (r->set->src_block[0] && (rc = check_fp8_pair(r, m, t, r->shards.names[i])) != MQ_OK)
+                break;
             if (!mq_scheme_quantizes(&r->set->scheme)) continue;
             mq_action a = mq_planner_decide(r->planner, t->name, t->dtype, t->rank, t->shape,
                                             reason, sizeof reason);
@@ -453,8 +492,14 @@ static mq_status write_config(hf_run *r)
 {
     char *text = NULL;
     size_t len = 0;
-    mq_status rc = mq_hf_config_render(r->config, &r->set->scheme, r->planner, r->rep,
-                                       r->first_entry, &text, &len);
+    mq_status rc;
+    if (r->set->plain_float) {
+        json_object_del(r->config, "quantization_config");
+        rc = mq_hf_json_dump(r->config, false, &text, &len);
+    } else {
+        rc = mq_hf_config_render(r->config, &r->set->scheme, r->planner, r->rep, r->first_entry,
+                                 &text, &len);
+    }
     if (rc == MQ_OK) rc = write_text(r, MQ_HF_CONFIG, text, len);
     free(text);
     return rc;
@@ -499,6 +544,14 @@ static mq_status run(hf_run *r)
     mq_status rc;
     if ((rc = check_input(r)) != MQ_OK) return rc;
     if ((rc = load_model_files(r)) != MQ_OK) return rc;
+    if (r->config) {
+        r->with_source = *r->set;
+        mq_settings *w = &r->with_source;
+        if (mq_hf_fp8_source(r->config, w->src_block, &w->src_model_dtype)) {
+            w->src_dtype = w->dequant_f32 ? MQ_DTYPE_F32 : w->src_model_dtype;
+            r->set = w;
+        }
+    }
     if ((rc = check_output(r)) != MQ_OK) return rc;
     mq_hf_plan_hints(r->config, &r->hints);
     if ((rc = mq_planner_new(r->set, &r->planner)) != MQ_OK) return rc;
@@ -568,4 +621,22 @@ done:
     mq_planner_free(r.planner);
     mq_report_free(own_rep);
     return rc;
+}
+
+mq_status mq_dequantize_dir(const char *in_dir, const char *out_dir, const mq_config *cfg)
+{
+    mq_clear_error();
+    mq_settings set;
+    mq_status rc = cfg ? mq_config_usable(cfg) : MQ_OK;
+    if (rc == MQ_OK) rc = mq_settings_init(&set, cfg);
+    if (rc != MQ_OK) return rc;
+    /* Every tensor kept: the planner's exclusions win over everything. */
+    static const char *const all[] = {"*"};
+    set.exclude = all;
+    set.n_exclude = 1;
+    set.include = NULL;
+    set.n_include = 0;
+    set.plain_float = true;
+    set.dequant_f32 = false;
+    return mq_hfdir_quantize_on(in_dir, out_dir, &set, NULL, 0, NULL);
 }

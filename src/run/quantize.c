@@ -159,7 +159,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     if (report) *report = NULL;
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL model or out");
     if ((st = mq_settings_init(&set, cfg_in)) != MQ_OK) goto done;
-    if ((st = mq_check_not_quantized(in)) != MQ_OK) goto done;
+    if ((st = mq_check_not_quantized(in, false)) != MQ_OK) goto done;
     if ((st = mq_planner_new(&set, &planner)) != MQ_OK) goto done;
     if ((st = mq_backend_open(&set.device, &c.be)) != MQ_OK) goto done;
     if ((st = mq_model_new(&c.out)) != MQ_OK) goto done;

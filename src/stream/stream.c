@@ -7,6 +7,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "foreign.h"
 #include "infile.h"
 #include "layout.h"
 #include "model.h"
@@ -116,22 +117,82 @@ static void plan_copy(mq_tplan *tp)
     tp->kind = MQ_KIND_COPY;
 }
 
+static uint64_t file_offset(const mq_stream *s, size_t i)
+{
+    const mq_tensor *t = &s->m->tensors[i];
+    return t->nbytes ? (uint64_t)((const unsigned char *)t->data -
+                                  (const unsigned char *)mq_blob_data(s->m->blobs[i]))
+                     : 0;
+}
+
+/* An F8_E4M3 weight with its weight_scale_inv, in a run that reads FP8 block
+ * sources: planned as the float weight it stands for, its scales checked
+ * against the block size of config.json and left out of the output. */
+static mq_status plan_fp8_source(mq_stream *s, size_t i, const mq_tensor *sc)
+{
+    const mq_tensor *t = &s->m->tensors[i];
+    size_t br = s->set->src_block[0], bc = s->set->src_block[1];
+    if (t->rank != 2)
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "tensor '%s': an FP8 block weight must have 2 dimensions, not %d",
+                            t->name, t->rank);
+    uint64_t sr = ((uint64_t)t->shape[0] + br - 1) / br,
+             scn = ((uint64_t)t->shape[1] + bc - 1) / bc;
+    if ((sc->dtype != MQ_DTYPE_F32 && sc->dtype != MQ_DTYPE_BF16) || sc->rank != 2 ||
+        (uint64_t)sc->shape[0] != sr || (uint64_t)sc->shape[1] != scn)
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "tensor '%s': its scales '%s' must be F32 or BF16 [%llu, %llu] "
+                            "(blocks of %zu x %zu, config.json's weight_block_size)",
+                            t->name, sc->name, (unsigned long long)sr, (unsigned long long)scn, br,
+                            bc);
+    mq_tplan *tp = &s->tp[i];
+    long k = mq_model_index(s->m, sc->name);
+    if (!(tp->src = calloc(1, sizeof *tp->src)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
+    tp->src->vt = *t;
+    tp->src->vt.dtype = s->set->src_dtype;
+    tp->src->vt.nbytes = t->nbytes * mq_dtype_size(s->set->src_dtype);
+    tp->src->scale = sc;
+    tp->src->scale_off = file_offset(s, (size_t)k);
+    tp->src->br = br;
+    tp->src->bc = bc;
+    s->tp[k].kind = MQ_KIND_DROP;
+    return MQ_OK;
+}
+
+/* A source weight left in float is written in the model's dtype, whatever
+ * the values are dequantized to for quantizing. */
+static void keep_in_model_dtype(const mq_stream *s, mq_tplan *tp)
+{
+    mq_fp8src *f = tp->src;
+    f->vt.nbytes =
+        f->vt.nbytes / mq_dtype_size(f->vt.dtype) * mq_dtype_size(s->set->src_model_dtype);
+    f->vt.dtype = s->set->src_model_dtype;
+}
+
 static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
 {
+    mq_status st;
+    for (size_t i = 0; s->set->src_block[0] && i < s->n; i++) {
+        const mq_tensor *sc = mq_fp8_block_scale(s->m, &s->m->tensors[i]);
+        if (sc && (st = plan_fp8_source(s, i, sc)) != MQ_OK) return st;
+    }
     for (size_t i = 0; i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
-        const mq_tensor *t = &s->m->tensors[i];
+        const mq_tensor *t = tp->src ? &tp->src->vt : &s->m->tensors[i];
         char reason[256];
         tp->t = t;
-        if (t->nbytes)
-            tp->in_off = (uint64_t)((const unsigned char *)t->data -
-                                    (const unsigned char *)mq_blob_data(s->m->blobs[i]));
+        tp->in_dtype = s->m->tensors[i].dtype;
+        tp->in_off = file_offset(s, i);
+        if (tp->kind == MQ_KIND_DROP) {
+            tp->action = MQ_ACTION_SKIP;
+            continue;
+        }
         tp->action =
             mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
         if (mq_planner_error(pl) != MQ_OK) return mq_planner_error(pl);
         if (tp->action == MQ_ACTION_QUANTIZE) {
-            mq_status st = plan_quantize(s, tp);
-            if (st != MQ_OK) return st;
+            if ((st = plan_quantize(s, tp)) != MQ_OK) return st;
         } else if (tp->action == MQ_ACTION_CAST) {
             uint64_t numel;
             mq_shape_numel(t->rank, t->shape, &numel);
@@ -139,6 +200,18 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
             tp->rows = 1;
             tp->cols = (size_t)numel;
             tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
+        } else if (tp->src) {
+            /* Kept, as its float values in the model's dtype. */
+            keep_in_model_dtype(s, tp);
+            t = tp->t;
+            uint64_t numel;
+            mq_shape_numel(t->rank, t->shape, &numel);
+            tp->kind = MQ_KIND_DEQUANT;
+            tp->rows = 1;
+            tp->cols = (size_t)numel;
+            tp->per_chunk = s->slot_bytes / mq_dtype_size(t->dtype);
+            if (!(tp->reason = strdup(reason)))
+                return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         } else {
             plan_copy(tp);
             if (!(tp->reason = strdup(reason)))
@@ -156,7 +229,20 @@ static mq_status keep_nonfinite(mq_stream *s)
     for (size_t i = 0; st == MQ_OK && i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
         if (!tp->nonfinite) continue;
-        plan_copy(tp);
+        if (tp->src) {
+            /* Kept as its float values, NaN and all. */
+            mq_qlayout_free(&tp->lay);
+            keep_in_model_dtype(s, tp);
+            uint64_t numel;
+            mq_shape_numel(tp->t->rank, tp->t->shape, &numel);
+            tp->action = MQ_ACTION_SKIP;
+            tp->kind = MQ_KIND_DEQUANT;
+            tp->rows = 1;
+            tp->cols = (size_t)numel;
+            tp->per_chunk = s->slot_bytes / mq_dtype_size(tp->t->dtype);
+        } else {
+            plan_copy(tp);
+        }
         if (!(tp->reason = strdup("holds NaN or Inf")))
             st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
     }
@@ -179,7 +265,8 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
     /* The input's metadata, then ours, replacing a key of the same name in
      * place as mq_model_set_metadata does for the in-memory path. */
     const char *ours[MQ_OUTPUT_META][2];
-    int n_ours = mq_output_metadata(&s->set->scheme, ours);
+    /* A plain float output (dequantize) says nothing of a scheme. */
+    int n_ours = s->set->plain_float ? 0 : mq_output_metadata(&s->set->scheme, ours);
     for (size_t i = 0; i < s->m->meta_count; i++, nm++) {
         keys[nm] = s->m->meta_keys[i];
         vals[nm] = s->m->meta_values[i];
@@ -196,6 +283,7 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
         mq_tplan *tp = &s->tp[i];
         const mq_tensor *t = tp->t;
         tp->out_q = off;
+        if (tp->kind == MQ_KIND_DROP) continue;
         if (tp->action == MQ_ACTION_QUANTIZE) {
             uint64_t *offs[MQ_QOUT_COUNT] = {&tp->out_q, &tp->out_scale, &tp->out_zp,
                                              &tp->out_shape};
@@ -318,11 +406,13 @@ static uint64_t widest_band(const mq_stream *s, mq_planner *pl)
     char reason[256];
     for (size_t i = 0; b && i < s->n; i++) {
         const mq_tensor *t = &s->m->tensors[i];
-        if (t->rank != 2 || !mq_dtype_is_quantizable(t->dtype) ||
-            mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason) !=
+        mq_dtype dt = t->dtype;
+        if (s->set->src_block[0] && mq_fp8_block_scale(s->m, t)) dt = s->set->src_dtype;
+        if (t->rank != 2 || !mq_dtype_is_quantizable(dt) ||
+            mq_planner_decide(pl, t->name, dt, t->rank, t->shape, reason, sizeof reason) !=
                 MQ_ACTION_QUANTIZE)
             continue;
-        uint64_t band = (uint64_t)b * (uint64_t)t->shape[1] * mq_dtype_size(t->dtype);
+        uint64_t band = (uint64_t)b * (uint64_t)t->shape[1] * mq_dtype_size(dt);
         if (band > widest) widest = band;
     }
     return widest;
@@ -368,6 +458,11 @@ static void teardown(mq_stream *s)
     for (size_t i = 0; s->tp && i < s->n; i++) {
         free(s->tp[i].reason);
         mq_qlayout_free(&s->tp[i].lay);
+        if (s->tp[i].src) {
+            free(s->tp[i].src->vals);
+            free(s->tp[i].src->scales);
+            free(s->tp[i].src);
+        }
     }
     free(s->tp);
     if (s->fd >= 0) close(s->fd);
@@ -402,7 +497,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
     if (!pl && (st = mq_planner_new(set, &pl)) != MQ_OK) goto done;
     if (!planner) own_pl = pl;
     if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
-    if ((st = mq_check_not_quantized(s.m)) != MQ_OK) goto prefixed;
+    if ((st = mq_check_not_quantized(s.m, set->src_block[0] != 0)) != MQ_OK) goto prefixed;
     s.n = s.m->count;
     if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);

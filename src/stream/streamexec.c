@@ -12,8 +12,10 @@
 #include "report.h"
 #include "writer.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROGRESS_INTERVAL_NS 100000000LL /* at most ten calls a second between tensors */
 
@@ -38,6 +40,7 @@ static uint64_t chunk_count(const mq_tplan *tp, bool scan)
     case MQ_KIND_SPLIT:
         return (uint64_t)tp->rows * 2 * ceil_div(tp->cols, tp->per_chunk);
     case MQ_KIND_CAST:
+    case MQ_KIND_DEQUANT:
         return ceil_div(tp->cols, tp->per_chunk);
     default: /* a copy goes to the writer whole */
         return 0;
@@ -46,7 +49,7 @@ static uint64_t chunk_count(const mq_tplan *tp, bool scan)
 
 static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_chunk *c)
 {
-    size_t es = mq_dtype_size(tp->t->dtype);
+    size_t es = mq_dtype_size(tp->in_dtype);
     uint64_t first, count, base = 0;
     memset(c, 0, sizeof *c);
     c->tensor = ti;
@@ -151,11 +154,13 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
         st = mq_report_add(s->rep, t, MQ_ACTION_SKIP, t->dtype, t->nbytes, 0, tp->reason);
     }
     if (st != MQ_OK) return st;
+    /* Progress counts input bytes: a source's codes, not its float values. */
+    uint64_t in_bytes = tp->src ? t->nbytes / mq_dtype_size(t->dtype) : t->nbytes;
     s->tensors_done++;
-    s->bytes_done += t->nbytes;
+    s->bytes_done += in_bytes;
     if (s->totals) {
         s->totals->tensors_done++;
-        s->totals->bytes_done += t->nbytes;
+        s->totals->bytes_done += in_bytes;
     }
     progress(s, 0, mq_report_entry_at(s->rep, mq_report_count(s->rep) - 1));
     return MQ_OK;
@@ -180,6 +185,65 @@ static unsigned char *scale_area(const mq_stream *s, unsigned char *buf)
     return buf + s->slot_bytes;
 }
 
+/* ---- FP8 block sources ---- */
+
+/* Exactly n bytes at off of the input. */
+static mq_status read_input(const mq_stream *s, unsigned char *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t got = pread(s->fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+            return mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", s->in_path,
+                                got < 0 ? strerror(errno) : "the file ends early");
+        p += got;
+        n -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return MQ_OK;
+}
+
+/* The staging of one source tensor: a chunk's values in the model's dtype
+ * (no larger than a slot, as planned) and the scale rows of its values. */
+static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
+{
+    mq_fp8src *f = tp->src;
+    size_t cols = (size_t)f->vt.shape[1];
+    size_t rows = s->slot_bytes / (cols * mq_dtype_size(f->vt.dtype)) + 2;
+    size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
+    if (!(f->vals = malloc(s->slot_bytes)) || !(f->scales = malloc((rows / f->br + 2) * srow)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (staging of an FP8 block source)");
+    return MQ_OK;
+}
+
+/* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
+ * into the tensor's staging in the model's dtype, with the scale rows they
+ * need read from the input. */
+static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
+                                uint64_t e0, size_t n)
+{
+    const mq_fp8src *f = tp->src;
+    size_t cols = (size_t)f->vt.shape[1], es = mq_dtype_size(f->scale->dtype);
+    size_t srow = (size_t)f->scale->shape[1] * es;
+    uint64_t r0 = e0 / cols / f->br, r1 = (e0 + n - 1) / cols / f->br;
+    mq_status st = read_input(s, f->scales, (size_t)(r1 - r0 + 1) * srow, f->scale_off + r0 * srow);
+    if (st != MQ_OK) return st;
+    mq_ref_fp8_block_dequant(d, e0, n, cols, f->br, f->bc, f->scales, f->scale->dtype, f->vt.dtype,
+                             f->vals);
+    return MQ_OK;
+}
+
+static mq_status chunk_dequant(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
+                               const unsigned char *d, mq_write_job *j)
+{
+    size_t es = mq_dtype_size(tp->t->dtype);
+    mq_status st = dequant_values(s, tp, d, c->first, c->count);
+    if (st != MQ_OK) return st;
+    memcpy(j->buf, tp->src->vals, c->count * es);
+    add_piece(s, j, j->buf, c->count * es, tp->out_q + (uint64_t)c->first * es);
+    return MQ_OK;
+}
+
 static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const unsigned char *d,
                             mq_write_job *j, mq_err_acc *err)
 {
@@ -187,6 +251,13 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     size_t es = mq_qkind_scale_size(l->kind, tp->t->dtype), bad = 0, nq, ns;
     const mq_obs_mse *o = &s->set->scheme.mse;
     mq_status st;
+    if (tp->src) {
+        /* Groups (or rows, or bands) of tp->cols values: whole rows or not;
+         * both of the mse observer's passes read them dequantized. */
+        st = dequant_values(s, tp, d, (uint64_t)c->first * tp->cols, c->count * tp->cols);
+        if (st != MQ_OK) return st;
+        d = tp->src->vals;
+    }
     if (tp->mse && c->pass == 0) {
         /* The search's first pass writes nothing: there is no output buffer. */
         st = mq_scan_band_mse(l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
@@ -222,6 +293,11 @@ static mq_status chunk_split(mq_stream *s, mq_tplan *tp, const mq_chunk *c, cons
     mq_dtype dt = tp->t->dtype;
     size_t es = mq_qkind_scale_size(l->kind, dt), bad = 0;
     mq_status st;
+    if (tp->src) {
+        st = dequant_values(s, tp, d, (uint64_t)c->group * tp->cols + c->first, c->count);
+        if (st != MQ_OK) return st;
+        d = tp->src->vals;
+    }
     if (c->pass == 1) {
         if ((st = mq_twopass_codes(s->be, tw, d, c->count, j->buf, err)) != MQ_OK) return st;
         uint64_t e0 = (uint64_t)c->group * tp->cols + c->first;
@@ -267,6 +343,11 @@ static mq_status chunk_cast(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
                             const unsigned char *d, mq_write_job *j, uint64_t *overflow)
 {
     uint64_t ov = 0;
+    if (tp->src) {
+        mq_status st = dequant_values(s, tp, d, c->first, c->count);
+        if (st != MQ_OK) return st;
+        d = tp->src->vals;
+    }
     mq_status st = s->be->ops->cast_f16(s->be, d, tp->t->dtype, c->count, s->set->fp16_saturate,
                                         (uint16_t *)(void *)j->buf, &ov);
     if (st != MQ_OK) return st;
@@ -298,8 +379,15 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     mq_err_acc err;
     uint64_t overflow = 0, partial = 0, n = chunk_count(tp, false);
     mq_status st = MQ_OK;
+    if (tp->kind == MQ_KIND_DROP) {
+        /* Its values are in the weight's output; it counts as read. */
+        s->bytes_done += s->m->tensors[ti].nbytes;
+        if (s->totals) s->totals->bytes_done += s->m->tensors[ti].nbytes;
+        return MQ_OK;
+    }
     if (tp->kind == MQ_KIND_COPY)
         st = mq_writer_copy(w, tp->in_off, t->nbytes, s->data_start + tp->out_q);
+    if (st == MQ_OK && tp->src) st = source_buffers(s, tp);
     mq_err_acc_init(&err);
     /* Zero points are kept for the whole tensor (one byte per group) and
      * written packed at its end: a chunk need not hold whole packed words. */
@@ -313,10 +401,13 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
         mq_write_job j = {.release_input = true};
         if ((st = next_chunk(s, ti, &c, &d)) != MQ_OK) break;
         bool out = (tp->kind == MQ_KIND_ROWS && (!tp->mse || c->pass == 1)) ||
-                   tp->kind == MQ_KIND_CAST || (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
+                   tp->kind == MQ_KIND_CAST || tp->kind == MQ_KIND_DEQUANT ||
+                   (tp->kind == MQ_KIND_SPLIT && c->pass == 1);
         if (out && (st = mq_writer_buffer(w, &j.buf)) != MQ_OK) break;
         if (tp->kind == MQ_KIND_ROWS)
             st = chunk_rows(s, tp, c, d, &j, &err);
+        else if (tp->kind == MQ_KIND_DEQUANT)
+            st = chunk_dequant(s, tp, c, d, &j);
         else if (tp->kind == MQ_KIND_SPLIT)
             st = chunk_split(s, tp, c, d, &j, &tw, &err);
         else
@@ -333,6 +424,11 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     free(tp->obs_improved);
     tp->obs_mask = NULL;
     tp->obs_improved = NULL;
+    if (tp->src) {
+        free(tp->src->vals);
+        free(tp->src->scales);
+        tp->src->vals = tp->src->scales = NULL;
+    }
     if (st != MQ_OK) {
         /* Data errors already name the tensor. */
         if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);
@@ -372,7 +468,13 @@ mq_status mq_stream_scan(mq_stream *s)
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
-            if (!stats.nonfinite) st = s->be->ops->reduce(s->be, d, tp->t->dtype, c->count, &stats);
+            if (tp->src) {
+                /* e4m3fn's NaN: S.1111.111; the codes hold no infinity. */
+                for (size_t e = 0; e < c->count && !stats.nonfinite; e++)
+                    stats.nonfinite = (d[e] & 0x7f) == 0x7f;
+            } else if (!stats.nonfinite) {
+                st = s->be->ops->reduce(s->be, d, tp->t->dtype, c->count, &stats);
+            }
             mq_ring_release(s->ring);
         }
         if (st == MQ_OK) tp->nonfinite = stats.nonfinite;

@@ -21,11 +21,24 @@
 #define MQ_OUT_BUFFERS 3u
 
 typedef enum {
-    MQ_KIND_COPY,  /* kept as it is: copied file to file */
-    MQ_KIND_ROWS,  /* quantized, whole rows per chunk */
-    MQ_KIND_SPLIT, /* quantized, a row (or the whole tensor) larger than a slot: two passes */
-    MQ_KIND_CAST   /* cast to F16 in element chunks */
+    MQ_KIND_COPY,    /* kept as it is: copied file to file */
+    MQ_KIND_ROWS,    /* quantized, whole rows per chunk */
+    MQ_KIND_SPLIT,   /* quantized, a row (or the whole tensor) larger than a slot: two passes */
+    MQ_KIND_CAST,    /* cast to F16 in element chunks */
+    MQ_KIND_DEQUANT, /* an FP8 block source kept: dequantized in whole rows */
+    MQ_KIND_DROP     /* an FP8 block source's weight_scale_inv: not written */
 } mq_tensor_kind;
+
+/* An FP8 block weight read as the float weight it stands for: the tensor the
+ * plan sees (its values' dtype), its scales, and the staging of one chunk. */
+typedef struct {
+    mq_tensor vt;           /* the weight as the model's dtype (src_dtype) */
+    const mq_tensor *scale; /* weight_scale_inv, [ceil(out / br), ceil(in / bc)] */
+    uint64_t scale_off;     /* its offset in the input file */
+    size_t br, bc;          /* the block */
+    unsigned char *vals;    /* one chunk's rows dequantized */
+    unsigned char *scales;  /* the scale rows of one chunk */
+} mq_fp8src;
 
 /* What becomes of one input tensor, and where its output goes. */
 typedef struct {
@@ -50,6 +63,8 @@ typedef struct {
     uint8_t *obs_mask;
     bool *obs_improved;
     size_t obs_limit;
+    mq_dtype in_dtype; /* the stored elements' dtype (t's, but F8_E4M3 for a source) */
+    mq_fp8src *src;    /* an FP8 block source (t is src->vt), else NULL */
 } mq_tplan;
 
 typedef struct {

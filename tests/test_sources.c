@@ -1,0 +1,746 @@
+/* Quantized sources: checkpoints in a layout that is not read (AutoGPTQ,
+ * AutoAWQ, bitsandbytes, an unknown quant_method) are refused before any
+ * work, naming the layout and the tensor or file that shows it. */
+#include "testutil.h"
+
+#include "backend.h"
+#include "devset.h"
+#include "model.h"
+#include "reference.h"
+
+#include <monoquant.h>
+
+#include <jansson.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FLOAT_CONFIG                                                                               \
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"torch_dtype\": "            \
+    "\"float32\"%s}"
+
+typedef struct {
+    const char *name;
+    mq_dtype dtype;
+    int64_t rows, cols;
+} tspec;
+
+/* Writes the tensors (values from a fixed seed) to `path`. */
+static void write_tensors(const char *path, const tspec *t, size_t n)
+{
+    mq_model *m;
+    tu_rng r;
+    tu_rng_seed(&r, 7);
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes = (size_t)(t[i].rows * t[i].cols) * 4;
+        float *d = malloc(bytes);
+        for (size_t k = 0; k < bytes / 4; k++)
+            d[k] = tu_rng_f32(&r) / 8;
+        int64_t shape[2] = {t[i].rows, t[i].cols};
+        assert_int_equal(mq_model_add_tensor(m, t[i].name, t[i].dtype, 2, shape, d), MQ_OK);
+        free(d);
+    }
+    assert_int_equal(mq_model_save(m, path), MQ_OK);
+    mq_model_free(m);
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char *p = tu_join(dir, name);
+    assert_true(tu_write_file(p, text, strlen(text)));
+    free(p);
+}
+
+static const tspec gptq[] = {
+    {"model.layers.0.mlp.down_proj.qweight", MQ_DTYPE_I32, 4, 16},
+    {"model.layers.0.mlp.down_proj.qzeros", MQ_DTYPE_I32, 1, 2},
+    {"model.layers.0.mlp.down_proj.scales", MQ_DTYPE_F16, 1, 16},
+    {"model.layers.0.mlp.down_proj.g_idx", MQ_DTYPE_I32, 1, 32},
+    {"model.norm.weight", MQ_DTYPE_F32, 1, 8},
+    {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+};
+static const tspec bnb4[] = {
+    {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_U8, 64, 1},
+    {"model.layers.0.mlp.up_proj.weight.absmax", MQ_DTYPE_F32, 1, 2},
+    {"model.layers.0.mlp.up_proj.weight.quant_map", MQ_DTYPE_F32, 1, 16},
+    {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+};
+static const tspec bnb8[] = {
+    {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_I8, 16, 8},
+    {"model.layers.0.mlp.up_proj.SCB", MQ_DTYPE_F32, 1, 16},
+};
+
+typedef struct {
+    const char *label;
+    const tspec *tensors;
+    size_t count;
+    bool dir;         /* a model directory, else one .safetensors file */
+    const char *qc;   /* config.json's extra keys; NULL: no config.json */
+    bool gptq_config; /* a quantize_config.json beside it */
+    const char *needles[3];
+} refusal;
+
+#define N(a) (sizeof a / sizeof *a)
+
+static const refusal refusals[] = {
+    {"GPTQ config",
+     gptq,
+     N(gptq),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}",
+     false,
+     {"config.json", "AutoGPTQ", "\"gptq\""}},
+    {"AWQ config",
+     gptq,
+     N(gptq),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"awq\"}",
+     false,
+     {"config.json", "AutoAWQ", NULL}},
+    {"native AutoGPTQ", gptq, N(gptq), true, "", true, {"quantize_config.json", "AutoGPTQ", NULL}},
+    {"GPTQ tensors, no config",
+     gptq,
+     N(gptq),
+     true,
+     NULL,
+     false,
+     {"model.safetensors", "model.layers.0.mlp.down_proj.qweight", "AutoGPTQ/AutoAWQ"}},
+    {"GPTQ tensors in a file",
+     gptq,
+     N(gptq),
+     false,
+     NULL,
+     false,
+     {"model.layers.0.mlp.down_proj.qweight", "AutoGPTQ/AutoAWQ", NULL}},
+    {"bitsandbytes 4-bit",
+     bnb4,
+     N(bnb4),
+     false,
+     NULL,
+     false,
+     {"model.layers.0.mlp.up_proj.weight.absmax", "bitsandbytes", NULL}},
+    {"bitsandbytes 8-bit",
+     bnb8,
+     N(bnb8),
+     true,
+     "",
+     false,
+     {"model.layers.0.mlp.up_proj.SCB", "bitsandbytes", NULL}},
+    {"bitsandbytes config",
+     bnb4,
+     N(bnb4),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": true}",
+     false,
+     {"config.json", "bitsandbytes", NULL}},
+    {"unknown quant_method",
+     bnb8,
+     N(bnb8),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"zq-7\"}",
+     false,
+     {"config.json", "not known", "\"zq-7\""}},
+    {"no quant_method",
+     bnb8,
+     N(bnb8),
+     true,
+     ", \"quantization_config\": {\"bits\": 4}",
+     false,
+     {"config.json", "no \"quant_method\"", "unknown layout"}},
+};
+
+/* The input of case c under `root`: a directory "in" or a file "in.safetensors". */
+static char *make_input(const char *root, const refusal *c)
+{
+    if (!c->dir) {
+        char *p = tu_join(root, "in.safetensors");
+        write_tensors(p, c->tensors, c->count);
+        return p;
+    }
+    char *in = tu_join(root, "in"), *st = NULL;
+    assert_int_equal(mkdir(in, 0755), 0);
+    st = tu_join(in, "model.safetensors");
+    write_tensors(st, c->tensors, c->count);
+    free(st);
+    if (c->qc) {
+        char cfg[512];
+        snprintf(cfg, sizeof cfg, FLOAT_CONFIG, c->qc);
+        write_text(in, "config.json", cfg);
+    }
+    if (c->gptq_config)
+        write_text(in, "quantize_config.json", "{\"bits\": 4, \"group_size\": 128}");
+    return in;
+}
+
+static const char *const runs[] = {"quantize %s -o %s --device host",
+                                   "quantize %s -o %s --device host --preset W4A16",
+                                   "quantize %s -o %s --device host --dtype fp16"};
+
+static void test_refused(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N(refusals); i++) {
+        const refusal *c = &refusals[i];
+        for (size_t k = 0; k < N(runs); k++) {
+            char *root = tu_mkdtemp(), *in = make_input(root, c);
+            char *out = tu_join(root, c->dir ? "out" : "out.safetensors"), *text = NULL;
+            int rc = tu_run_cli(&text, runs[k], in, out);
+            if (rc != 2) fail_msg("%s (%s): exit %d: %s", c->label, runs[k], rc, text);
+            for (int n = 0; n < 3 && c->needles[n]; n++)
+                if (!strstr(text, c->needles[n]))
+                    fail_msg("%s: '%s' not in: %s", c->label, c->needles[n], text);
+            assert_non_null(strstr(text, "start from the float model"));
+            assert_false(tu_exists(out));
+            assert_int_equal(tu_count_entries(root), 1); /* no temporary left */
+            free(text);
+            tu_rmtree(root);
+            free(out);
+            free(in);
+            free(root);
+        }
+    }
+}
+
+/* dequantize reads our layout only: a GPTQ file is refused, not copied. */
+static void test_dequantize_refused(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *in = tu_join(root, "in.safetensors");
+    char *out = tu_join(root, "out.safetensors"), *text = NULL;
+    write_tensors(in, gptq, N(gptq));
+    assert_int_equal(tu_run_cli(&text, "dequantize %s -o %s", in, out), 2);
+    assert_non_null(strstr(text, "AutoGPTQ/AutoAWQ"));
+    assert_non_null(strstr(text, "down_proj.qweight"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(in);
+    free(out);
+    free(root);
+}
+
+/* "scales" and "g_idx" are ordinary names without GPTQ's packed words beside them. */
+static void test_plain_names_kept(void **state)
+{
+    (void)state;
+    static const tspec plain[] = {
+        {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_F32, 16, 8},
+        {"model.layers.0.mlp.up_proj.scales", MQ_DTYPE_F32, 1, 16},
+        {"model.layers.0.attn.g_idx", MQ_DTYPE_F32, 1, 4},
+    };
+    char *root = tu_mkdtemp(), *in = tu_join(root, "in.safetensors");
+    char *out = tu_join(root, "out.safetensors"), *text = NULL;
+    write_tensors(in, plain, N(plain));
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host", in, out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, text);
+    assert_true(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(in);
+    free(out);
+    free(root);
+}
+
+/* ---- FP8 block sources ---- */
+
+#define FP8_QC                                                                                     \
+    ", \"quantization_config\": {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\", "          \
+    "\"quant_method\": \"fp8\", \"weight_block_size\": [4, 4]}"
+#define BF16_CONFIG                                                                                \
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"torch_dtype\": "            \
+    "\"bfloat16\"%s}"
+
+typedef struct {
+    const char *name;
+    int64_t rows, cols;
+    mq_dtype scale_dt; /* F32 or BF16: an FP8 block weight; else a BF16 tensor */
+} srcspec;
+
+/* Partial blocks at the bottom and right edges (10 x 6 in blocks of 4 x 4),
+ * whole ones, BF16 scales, a weight W4A16 quantizes in groups, and float
+ * tensors the source kept. */
+static const srcspec src_tensors[] = {
+    {"lm_head.weight", 24, 8, MQ_DTYPE_COUNT_},
+    {"model.layers.0.mlp.down_proj.weight", 10, 6, MQ_DTYPE_F32},
+    {"model.layers.0.mlp.up_proj.weight", 8, 8, MQ_DTYPE_BF16},
+    {"model.layers.0.self_attn.q_proj.weight", 8, 12, MQ_DTYPE_F32},
+    /* Groups of 128 (W4A16) three to a row: chunks of groups start mid-row. */
+    {"model.layers.0.mlp.gate_proj.weight", 100, 384, MQ_DTYPE_BF16},
+    {"model.norm.weight", 1, 8, MQ_DTYPE_COUNT_},
+};
+
+/* Rows longer than a slot of --memory-limit 1M (64 KiB: 32768 BF16 values),
+ * quantized per channel in the two passes of the split path. */
+static const srcspec wide_tensors[] = {
+    {"lm_head.weight", 24, 8, MQ_DTYPE_COUNT_},
+    {"model.layers.0.mlp.down_proj.weight", 6, 40002, MQ_DTYPE_BF16},
+    {"model.layers.0.mlp.up_proj.weight", 10, 6, MQ_DTYPE_F32},
+};
+
+/* Two model directories under root: "fp8" (the FP8 block source) and "bf16",
+ * the same model with every FP8 weight dequantized by the reference, as the
+ * float checkpoint the source stands for. */
+static bool g_nan; /* a NaN code in the first FP8 weight */
+static bool g_f32; /* the float model holds the FP8 weights dequantized to F32 */
+static const srcspec *g_spec = src_tensors; /* the tensors of the pair */
+static size_t g_nspec = N(src_tensors);
+
+static void make_fp8_pair(const char *root)
+{
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+    mq_model *a, *b;
+    tu_rng r;
+    tu_rng_seed(&r, 2222);
+    assert_int_equal(mkdir(fp8, 0755), 0);
+    assert_int_equal(mkdir(bf, 0755), 0);
+    assert_int_equal(mq_model_new(&a), MQ_OK);
+    assert_int_equal(mq_model_new(&b), MQ_OK);
+    for (size_t i = 0; i < g_nspec; i++) {
+        const srcspec *t = &g_spec[i];
+        size_t n = (size_t)(t->rows * t->cols);
+        int64_t shape[2] = {t->rows, t->cols};
+        uint16_t *vals = malloc(n * 2);
+        if (t->scale_dt == MQ_DTYPE_COUNT_) {
+            for (size_t k = 0; k < n; k++)
+                vals[k] = mq_f32_to_bf16(tu_rng_f32(&r) / 4);
+            assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
+        } else {
+            uint8_t *q = malloc(n);
+            int64_t sshape[2] = {(t->rows + 3) / 4, (t->cols + 3) / 4};
+            size_t ns = (size_t)(sshape[0] * sshape[1]);
+            float *sf = malloc(ns * 4);
+            uint16_t *sb = malloc(ns * 2);
+            for (size_t k = 0; k < n; k++) {
+                q[k] = (uint8_t)(tu_rng_u64(&r) & 0xff);
+                if ((q[k] & 0x7f) == 0x7f) q[k] ^= 1; /* no NaN */
+            }
+            if (g_nan && i == 1) q[n / 2] = 0x7f;
+            for (size_t k = 0; k < ns; k++) {
+                sf[k] = 1e-3f + (tu_rng_f32(&r) + 1) * 1e-3f;
+                sb[k] = mq_f32_to_bf16(sf[k]);
+            }
+            const void *scale = t->scale_dt == MQ_DTYPE_F32 ? (const void *)sf : (const void *)sb;
+            char sname[128];
+            snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+            assert_int_equal(mq_model_add_tensor(a, t->name, MQ_DTYPE_F8_E4M3, 2, shape, q), MQ_OK);
+            assert_int_equal(mq_model_add_tensor(a, sname, t->scale_dt, 2, sshape, scale), MQ_OK);
+            float *f32 = malloc(n * 4);
+            mq_ref_fp8_block_dequant(q, 0, n, (size_t)t->cols, 4, 4, scale, t->scale_dt,
+                                     MQ_DTYPE_BF16, vals);
+            mq_ref_fp8_block_dequant(q, 0, n, (size_t)t->cols, 4, 4, scale, t->scale_dt,
+                                     MQ_DTYPE_F32, f32);
+            if (g_f32)
+                assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_F32, 2, shape, f32),
+                                 MQ_OK);
+            free(f32);
+            free(q);
+            free(sf);
+            free(sb);
+        }
+        if (!g_f32 || t->scale_dt == MQ_DTYPE_COUNT_)
+            assert_int_equal(mq_model_add_tensor(b, t->name, MQ_DTYPE_BF16, 2, shape, vals), MQ_OK);
+        free(vals);
+    }
+    char *pa = tu_join(fp8, "model.safetensors"), *pb = tu_join(bf, "model.safetensors");
+    assert_int_equal(mq_model_save(a, pa), MQ_OK);
+    assert_int_equal(mq_model_save(b, pb), MQ_OK);
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, BF16_CONFIG, FP8_QC);
+    write_text(fp8, "config.json", cfg);
+    snprintf(cfg, sizeof cfg, BF16_CONFIG, "");
+    write_text(bf, "config.json", cfg);
+    mq_model_free(a);
+    mq_model_free(b);
+    free(pa);
+    free(pb);
+    free(fp8);
+    free(bf);
+}
+
+static void assert_same_bytes(const char *a_dir, const char *b_dir, const char *name,
+                              const char *label)
+{
+    char *a = tu_join(a_dir, name), *b = tu_join(b_dir, name);
+    size_t na = 0, nb = 0;
+    unsigned char *da = tu_read_file(a, &na), *db = tu_read_file(b, &nb);
+    if (!da || !db || na != nb || memcmp(da, db, na) != 0)
+        fail_msg("%s: %s differs from the float source's output", label, name);
+    free(da);
+    free(db);
+    free(a);
+    free(b);
+}
+
+/* Each FP8 weight is dequantized exactly and quantized in the same pass: the
+ * output is byte for byte the one of the float model it stands for, for
+ * every preset, the cast, and a layer left out (written dequantized); the
+ * scales are not written and config.json's quantization_config is ours. */
+static void test_fp8_blocks_as_float(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {
+        "--preset W8A8",
+        "--preset W4A16",
+        "--preset FP8_DYNAMIC",
+        "--preset FP8_BLOCK",
+        "--dtype fp16",
+        "--preset W8A8 --exclude *down_proj*",
+        "--preset W4A16 --memory-limit 64K",
+        "--preset W4A16 --observer mse",
+        "--preset W8A8 --observer mse --memory-limit 64K",
+    };
+    for (size_t i = 0; i < N(flags); i++) {
+        char *root = tu_mkdtemp(), *text = NULL;
+        make_fp8_pair(root);
+        char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+        char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", bf, o2, flags[i]);
+        if (rc != 0) fail_msg("%s (float): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        if (rc != 0) fail_msg("%s (FP8 blocks): exit %d: %s", flags[i], rc, text);
+        free(text);
+        assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        assert_same_bytes(o1, o2, "config.json", flags[i]);
+        char *st = tu_join(o1, "model.safetensors");
+        mq_model *m = NULL;
+        assert_int_equal(mq_model_open(st, &m), MQ_OK);
+        for (size_t k = 0; k < mq_model_count(m); k++)
+            assert_null(strstr(mq_model_tensor(m, k)->name, "_scale_inv"));
+        mq_model_free(m);
+        free(st);
+        tu_rmtree(root);
+        free(fp8);
+        free(bf);
+        free(o1);
+        free(o2);
+        free(root);
+    }
+}
+
+/* Rows longer than a slot: each chunk of codes is dequantized into the
+ * staging and fed to the split path's two passes (statistics, then codes),
+ * giving the float model's output byte for byte. */
+static void test_fp8_blocks_split(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {
+        "--preset W8A8 --memory-limit 1M",
+        "--preset W8A8 --memory-limit 1M --scheme asym",
+        "--preset W8A8 --memory-limit 1M --dequant-dtype f32",
+    };
+    g_spec = wide_tensors;
+    g_nspec = N(wide_tensors);
+    for (size_t i = 0; i < N(flags); i++) {
+        char *root = tu_mkdtemp(), *text = NULL;
+        g_f32 = strstr(flags[i], "f32") != NULL;
+        make_fp8_pair(root);
+        char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+        char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+        const char *fl = g_f32 ? "--preset W8A8 --memory-limit 1M" : flags[i];
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", bf, o2, fl);
+        if (rc != 0) fail_msg("%s (float): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        if (rc != 0) fail_msg("%s (FP8 blocks): exit %d: %s", flags[i], rc, text);
+        free(text);
+        assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        tu_rmtree(root);
+        free(fp8);
+        free(bf);
+        free(o1);
+        free(o2);
+        free(root);
+    }
+    g_f32 = false;
+    g_spec = src_tensors;
+    g_nspec = N(src_tensors);
+}
+
+/* With --skip-nonfinite a source weight holding a NaN code is kept, written
+ * as its dequantized values as the float model's copy has them. */
+static void test_fp8_blocks_nonfinite(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    g_nan = true;
+    make_fp8_pair(root);
+    g_nan = false;
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+    char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --skip-nonfinite", bf, o2);
+    if (rc != 0) fail_msg("float: exit %d: %s", rc, text);
+    free(text);
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --skip-nonfinite", fp8, o1);
+    if (rc != 0) fail_msg("FP8 blocks: exit %d: %s", rc, text);
+    free(text);
+    assert_same_bytes(o1, o2, "model.safetensors", "--skip-nonfinite");
+    /* Without it, the NaN is an error naming the weight, as for a float model. */
+    char *o3 = tu_join(root, "o3");
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host -q", fp8, o3), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.down_proj.weight"));
+    assert_false(tu_exists(o3));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(bf);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(root);
+}
+
+/* --dequant-dtype f32: the values are quantized from F32 (the output is the
+ * one of a model holding them in F32), and a weight kept in float is still
+ * written in the model's BF16. */
+static void test_fp8_blocks_dequant_f32(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    g_f32 = true;
+    make_fp8_pair(root);
+    g_f32 = false;
+    char *fp8 = tu_join(root, "fp8"), *f32 = tu_join(root, "bf16");
+    char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2"), *o3 = tu_join(root, "o3");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", f32, o2);
+    if (rc != 0) fail_msg("float: exit %d: %s", rc, text);
+    free(text);
+    rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8 --dequant-dtype f32",
+                    fp8, o1);
+    if (rc != 0) fail_msg("FP8 blocks: exit %d: %s", rc, text);
+    free(text);
+    assert_same_bytes(o1, o2, "model.safetensors", "--dequant-dtype f32");
+    rc = tu_run_cli(&text,
+                    "quantize %s -o %s --device host -q --dequant-dtype f32 --exclude "
+                    "*down_proj*",
+                    fp8, o3);
+    if (rc != 0) fail_msg("FP8 blocks, excluded: exit %d: %s", rc, text);
+    free(text);
+    char *st = tu_join(o3, "model.safetensors");
+    mq_model *m = NULL;
+    assert_int_equal(mq_model_open(st, &m), MQ_OK);
+    const mq_tensor *t = mq_model_find(m, "model.layers.0.mlp.down_proj.weight");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, MQ_DTYPE_BF16);
+    mq_model_free(m);
+    free(st);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --dequant-dtype f16", fp8, o3), 1);
+    assert_non_null(strstr(text, "--dequant-dtype"));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(f32);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(root);
+}
+
+/* dequantize of the directory: the float model, tensor for tensor, and a
+ * config.json without the quantization_config. */
+static void test_fp8_blocks_dequantize_dir(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16"), *out = tu_join(root, "out");
+    int rc = tu_run_cli(&text, "dequantize %s -o %s", fp8, out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, text);
+    free(text);
+    char *pa = tu_join(out, "model.safetensors"), *pb = tu_join(bf, "model.safetensors");
+    mq_model *a = NULL, *b = NULL;
+    assert_int_equal(mq_model_open(pa, &a), MQ_OK);
+    assert_int_equal(mq_model_open(pb, &b), MQ_OK);
+    assert_int_equal(mq_model_count(a), mq_model_count(b));
+    for (size_t i = 0; i < mq_model_count(b); i++) {
+        const mq_tensor *tb = mq_model_tensor(b, i), *ta = mq_model_find(a, tb->name);
+        assert_non_null(ta);
+        assert_int_equal(ta->dtype, tb->dtype);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        assert_memory_equal(ta->data, tb->data, tb->nbytes);
+    }
+    for (size_t i = 0; i < mq_model_metadata_count(a); i++)
+        assert_null(strstr(mq_model_metadata_key(a, i), "quantiz"));
+    mq_model_free(a);
+    mq_model_free(b);
+    char *cp = tu_join(out, "config.json");
+    size_t n = 0;
+    char *cfg = (char *)tu_read_file(cp, &n);
+    assert_non_null(cfg);
+    assert_null(strstr(cfg, "quantization_config"));
+    assert_non_null(strstr(cfg, "\"torch_dtype\": \"bfloat16\""));
+    free(cfg);
+    free(cp);
+    free(pa);
+    free(pb);
+    tu_rmtree(root);
+    free(fp8);
+    free(bf);
+    free(out);
+    free(root);
+}
+
+/* Scales of the wrong grid for config.json's block size, and FP8 blocks
+ * with no config.json to give it, are refused before any work. */
+static void test_fp8_blocks_refused(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *out = tu_join(root, "out");
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, BF16_CONFIG,
+             ", \"quantization_config\": {\"quant_method\": \"fp8\", \"weight_block_size\": [2, "
+             "4]}");
+    write_text(fp8, "config.json", cfg);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.down_proj.weight_scale_inv"));
+    assert_non_null(strstr(text, "blocks of 2 x 4"));
+    assert_false(tu_exists(out));
+    free(text);
+    char *c = tu_join(fp8, "config.json");
+    assert_int_equal(unlink(c), 0);
+    free(c);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "FP8 block"));
+    assert_non_null(strstr(text, "weight_block_size"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(fp8);
+    free(out);
+    free(root);
+}
+
+/* The source's model.safetensors in two shards with an index: the tensors
+ * whose name holds `second` go to the second. */
+static void shard_source(const char *dir, const char *second)
+{
+    char *p = tu_join(dir, "model.safetensors");
+    mq_model *in = NULL, *part[2];
+    assert_int_equal(mq_model_open(p, &in), MQ_OK);
+    assert_int_equal(mq_model_new(&part[0]), MQ_OK);
+    assert_int_equal(mq_model_new(&part[1]), MQ_OK);
+    json_t *map = json_object();
+    static const char *const names[2] = {"model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors"};
+    for (size_t i = 0; i < mq_model_count(in); i++) {
+        const mq_tensor *t = mq_model_tensor(in, i);
+        int k = strstr(t->name, second) != NULL;
+        assert_int_equal(
+            mq_model_add_tensor(part[k], t->name, t->dtype, t->rank, t->shape, t->data), MQ_OK);
+        json_object_set_new(map, t->name, json_string(names[k]));
+    }
+    for (int k = 0; k < 2; k++) {
+        char *sp = tu_join(dir, names[k]);
+        assert_int_equal(mq_model_save(part[k], sp), MQ_OK);
+        mq_model_free(part[k]);
+        free(sp);
+    }
+    mq_model_free(in);
+    assert_int_equal(unlink(p), 0);
+    free(p);
+    json_t *idx = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
+    char *ip = tu_join(dir, "model.safetensors.index.json");
+    assert_int_equal(json_dump_file(idx, ip, 0), 0);
+    json_decref(idx);
+    free(ip);
+}
+
+/* Shards: a weight and its scales in one shard are read as in one file, the
+ * index rebuilt without the scales; a pair split over two is refused. */
+static void test_fp8_blocks_sharded(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *fp8 = tu_join(root, "fp8"), *out = tu_join(root, "out");
+    shard_source(fp8, "up_proj");
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", fp8, out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, text);
+    free(text);
+    char *ip = tu_join(out, "model.safetensors.index.json");
+    size_t n = 0;
+    char *idx = (char *)tu_read_file(ip, &n);
+    assert_non_null(idx);
+    assert_null(strstr(idx, "_scale_inv"));
+    assert_non_null(strstr(idx, "\"model.layers.0.mlp.up_proj.weight_scale\""));
+    free(idx);
+    free(ip);
+    tu_rmtree(root);
+    free(root);
+    free(fp8);
+    free(out);
+
+    root = tu_mkdtemp();
+    make_fp8_pair(root);
+    fp8 = tu_join(root, "fp8");
+    out = tu_join(root, "out");
+    shard_source(fp8, "up_proj.weight_scale_inv");
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", fp8, out), 2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.up_proj.weight"));
+    assert_non_null(strstr(text, "different shards"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(root);
+    free(fp8);
+    free(out);
+}
+
+/* On an OpenCL device the output is the host's: the band is dequantized on
+ * the host and the device quantizes those values, bit-identical by the
+ * kernels' own tests. */
+static void test_fp8_blocks_opencl(void **state)
+{
+    (void)state;
+    const char *cl = tu_cl_device();
+    mq_backend *probe = NULL;
+    const mq_device_sel pc = {.spec = cl};
+    if (mq_backend_open(&pc, &probe) != MQ_OK) {
+        print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
+        skip();
+    }
+    mq_backend_free(probe);
+    static const char *const flags[] = {"--preset W8A8", "--preset FP8_BLOCK"};
+    for (size_t i = 0; i < N(flags); i++) {
+        char *root = tu_mkdtemp(), *text = NULL;
+        make_fp8_pair(root);
+        char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        if (rc != 0) fail_msg("%s (host): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device %s -q %s", fp8, o2, cl, flags[i]);
+        if (rc != 0) fail_msg("%s (%s): exit %d: %s", flags[i], cl, rc, text);
+        free(text);
+        assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        tu_rmtree(root);
+        free(fp8);
+        free(o1);
+        free(o2);
+        free(root);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_dequantize_refused),
+        cmocka_unit_test(test_plain_names_kept),
+        cmocka_unit_test(test_fp8_blocks_as_float),
+        cmocka_unit_test(test_fp8_blocks_split),
+        cmocka_unit_test(test_fp8_blocks_nonfinite),
+        cmocka_unit_test(test_fp8_blocks_dequant_f32),
+        cmocka_unit_test(test_fp8_blocks_dequantize_dir),
+        cmocka_unit_test(test_fp8_blocks_refused),
+        cmocka_unit_test(test_fp8_blocks_sharded),
+        cmocka_unit_test(test_fp8_blocks_opencl),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
