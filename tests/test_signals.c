@@ -50,29 +50,6 @@ static int count_temps(const char *dir)
     return n;
 }
 
-/* Names and bytes of a file or a tree; 0 when absent. */
-static uint64_t digest(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return 0;
-    if (!S_ISDIR(st.st_mode)) return tu_file_hash(path) + 1;
-    uint64_t h = 7;
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = tu_join(path, e->d_name);
-        uint64_t name = 1469598103934665603ULL;
-        for (const char *c = e->d_name; *c; c++)
-            name = (name ^ (unsigned char)*c) * 1099511628211ULL;
-        h += name * 31 + digest(p);
-        free(p);
-    }
-    closedir(d);
-    return h;
-}
-
 /* ---- running the program ---- */
 
 typedef struct {
@@ -173,7 +150,7 @@ static long reference(const char *in, const char *device, uint64_t *out_digest)
     long calls = atol(text);
     free(text);
     free(count);
-    *out_digest = digest(g_out);
+    *out_digest = tu_tree_digest(g_out);
     assert_true(calls >= 2); /* a temporary, and its rename into place */
     assert_int_equal(count_temps(g_root), 0);
     tu_rmtree(g_out);
@@ -189,7 +166,7 @@ static void interrupt(const char *in, const char *device, int sig, long at, bool
     int status = run(&o);
     const char *when = after ? "after" : "before";
     int temps = count_temps(g_root);
-    uint64_t got = digest(g_out);
+    uint64_t got = tu_tree_digest(g_out);
     if (!WIFSIGNALED(status) || WTERMSIG(status) != sig || temps != 0 ||
         (got != 0 && (at < calls || got != want))) {
         char *text = read_log();
@@ -331,7 +308,7 @@ static void test_ignored_signal(void **state)
                       .ignored = true};
         tu_rmtree(g_out);
         int status = run(&o);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || digest(g_out) != want ||
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || tu_tree_digest(g_out) != want ||
             count_temps(g_root) != 0) {
             char *text = read_log();
             fail_msg("ignored SIGHUP on %s: status 0x%x\n%s", devices[d], status, text);

@@ -129,30 +129,6 @@ static void assert_entries(const char *dir, int n)
     fail_msg("%s holds %d entries, want %d:%s", dir, tu_count_entries(dir), n, names);
 }
 
-/* Names and bytes of a file, or of a directory tree (summed, so the order
- * readdir gives does not matter); 0 when nothing is there. */
-static uint64_t digest(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return 0;
-    if (!S_ISDIR(st.st_mode)) return tu_file_hash(path) + 1;
-    uint64_t h = 7;
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = tu_join(path, e->d_name);
-        uint64_t name = 1469598103934665603ULL;
-        for (const char *c = e->d_name; *c; c++)
-            name = (name ^ (unsigned char)*c) * 1099511628211ULL;
-        h += name * 31 + digest(p);
-        free(p);
-    }
-    closedir(d);
-    return h;
-}
-
 /* ---- running the program ---- */
 
 typedef struct {
@@ -291,7 +267,7 @@ static void make_target_file(const char *path)
 static void test_missing_directory(void **state)
 {
     (void)state;
-    uint64_t in = digest(fx.in_file), ind = digest(fx.in_dir);
+    uint64_t in = tu_tree_digest(fx.in_file), ind = tu_tree_digest(fx.in_dir);
     char *target = tu_join(fx.out, "nope/out.safetensors");
     const char *argv[] = {NULL, "quantize", fx.in_file, "-o", target, "--device", "host", NULL};
     expect_exit3(run_cli(NULL, argv), (const char *[]){"does not exist", "nope", NULL});
@@ -301,8 +277,8 @@ static void test_missing_directory(void **state)
     expect_exit3(run_cli(NULL, argv2), (const char *[]){"nope", NULL});
     assert_entries(fx.out, 0);
     assert_int_equal(count_temps(fx.root), 0);
-    assert_int_equal(digest(fx.in_file), in);
-    assert_int_equal(digest(fx.in_dir), ind);
+    assert_int_equal(tu_tree_digest(fx.in_file), in);
+    assert_int_equal(tu_tree_digest(fx.in_dir), ind);
     free(target);
 }
 
@@ -312,17 +288,17 @@ static void test_output_is_directory(void **state)
     char *target = tu_join(fx.out, "taken"), *inside = tu_join(target, "keep.txt");
     assert_int_equal(mkdir(target, 0755), 0);
     make_target_file(inside);
-    uint64_t before = digest(target), in = digest(fx.in_file), ind = digest(fx.in_dir);
+    uint64_t before = tu_tree_digest(target), in = tu_tree_digest(fx.in_file), ind = tu_tree_digest(fx.in_dir);
     const char *argv[] = {NULL, "quantize", fx.in_file, "-o", target, "--device", "host", NULL};
     expect_exit3(run_cli(NULL, argv), (const char *[]){target, "is a directory", NULL});
     /* A model directory may only go to a new or empty directory. */
     const char *argv2[] = {NULL, "quantize", fx.in_dir, "-o", target, "--device", "host", NULL};
     expect_exit3(run_cli(NULL, argv2), (const char *[]){target, NULL});
-    assert_int_equal(digest(target), before);
+    assert_int_equal(tu_tree_digest(target), before);
     assert_entries(fx.out, 1);
     assert_int_equal(count_temps(fx.root), 0);
-    assert_int_equal(digest(fx.in_file), in);
-    assert_int_equal(digest(fx.in_dir), ind);
+    assert_int_equal(tu_tree_digest(fx.in_file), in);
+    assert_int_equal(tu_tree_digest(fx.in_dir), ind);
     free(inside);
     free(target);
 }
@@ -335,7 +311,7 @@ static void test_output_is_input(void **state)
     assert_int_equal(symlink(fx.in_file, sym), 0);
     assert_int_equal(link(fx.in_file, hard), 0);
     assert_int_equal(symlink(fx.in_dir, dsym), 0);
-    uint64_t in = digest(fx.in_file), ind = digest(fx.in_dir);
+    uint64_t in = tu_tree_digest(fx.in_file), ind = tu_tree_digest(fx.in_dir);
     const char *targets[] = {sym, hard};
     for (int i = 0; i < 2; i++) {
         const char *argv[] = {NULL,       "quantize", fx.in_file, "-o",
@@ -349,8 +325,8 @@ static void test_output_is_input(void **state)
     }
     const char *argv3[] = {NULL, "quantize", fx.in_dir, "-o", dsym, "--device", "host", NULL};
     expect_exit(run_cli(NULL, argv3), 1, (const char *[]){dsym, fx.in_dir, NULL});
-    assert_int_equal(digest(fx.in_file), in);
-    assert_int_equal(digest(fx.in_dir), ind);
+    assert_int_equal(tu_tree_digest(fx.in_file), in);
+    assert_int_equal(tu_tree_digest(fx.in_dir), ind);
     assert_entries(fx.out, 3);
     assert_int_equal(count_temps(fx.root), 0);
     free(sym);
@@ -367,16 +343,16 @@ static void test_disk_full_file(void **state)
 {
     (void)state;
     char *target = tu_join(fx.out, "full.safetensors");
-    uint64_t in = digest(fx.in_file);
+    uint64_t in = tu_tree_digest(fx.in_file);
     for (size_t i = 0; i < sizeof fsize_limits / sizeof *fsize_limits; i++) {
         for (int pre = 0; pre < 2; pre++) {
             if (pre) make_target_file(target);
-            uint64_t before = digest(target);
+            uint64_t before = tu_tree_digest(target);
             run_opts o = {.fsize = fsize_limits[i]};
             const char *argv[] = {NULL,       "quantize", fx.in_file, "-o", target,
                                   "--device", "host",     "-q",       NULL};
             expect_exit3(run_cli(&o, argv), (const char *[]){"File too large", target, NULL});
-            assert_int_equal(digest(target), before);
+            assert_int_equal(tu_tree_digest(target), before);
             assert_entries(fx.out, pre);
             assert_int_equal(count_temps(fx.root), 0);
             unlink(target);
@@ -388,7 +364,7 @@ static void test_disk_full_file(void **state)
     int st = run_cli(NULL, argv);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_true(tu_exists(target));
-    assert_int_equal(digest(fx.in_file), in);
+    assert_int_equal(tu_tree_digest(fx.in_file), in);
     free(target);
 }
 
@@ -396,7 +372,7 @@ static void test_disk_full_dir(void **state)
 {
     (void)state;
     char *target = tu_join(fx.out, "fullmodel");
-    uint64_t ind = digest(fx.in_dir);
+    uint64_t ind = tu_tree_digest(fx.in_dir);
     for (size_t i = 0; i < sizeof fsize_limits / sizeof *fsize_limits; i++) {
         for (int pre = 0; pre < 2; pre++) {
             if (pre) assert_int_equal(mkdir(target, 0755), 0); /* an empty target is allowed */
@@ -411,7 +387,7 @@ static void test_disk_full_dir(void **state)
             rmdir(target);
         }
     }
-    assert_int_equal(digest(fx.in_dir), ind);
+    assert_int_equal(tu_tree_digest(fx.in_dir), ind);
     free(target);
 }
 
@@ -472,11 +448,11 @@ static void interrupt_run(const char *in, const char *target, bool dir_target, i
     /* A file run writes one temporary; a directory run, a temporary directory
      * and the shard's temporary inside it. */
     int temps = dir_target ? 2 : 1;
-    uint64_t in_before = digest(in);
+    uint64_t in_before = tu_tree_digest(in);
     for (int pre = 0; pre < 2; pre++) {
         if (pre && dir_target) assert_int_equal(mkdir(target, 0755), 0);
         if (pre && !dir_target) make_target_file(target);
-        uint64_t before = digest(target);
+        uint64_t before = tu_tree_digest(target);
         run_opts o = {.sig = sig, .watch = fx.out, .temps = temps};
         const char *argv[] = {NULL,   "quantize",       in,   "-o", target, "--device",
                               "host", "--memory-limit", "1M", "-q", NULL};
@@ -487,12 +463,12 @@ static void interrupt_run(const char *in, const char *target, bool dir_target, i
                      text);
         }
         assert_int_equal(tu_exists(target), pre);
-        assert_int_equal(digest(target), before);
+        assert_int_equal(tu_tree_digest(target), before);
         assert_entries(fx.out, pre);
         assert_int_equal(count_temps(fx.root), 0);
         tu_rmtree(target);
     }
-    assert_int_equal(digest(in), in_before);
+    assert_int_equal(tu_tree_digest(in), in_before);
 }
 
 static void test_signals_file(void **state)
@@ -548,12 +524,12 @@ static void test_stdout_pipe_closed(void **state)
     for (int i = 0; i < 2; i++) {
         const char *argv[] = {NULL, "quantize", ins[i], "-o", outs[i], "--device", "host", NULL};
         expect_exit(run_cli(NULL, argv), 0, (const char *[]){NULL});
-        uint64_t want = digest(outs[i]);
+        uint64_t want = tu_tree_digest(outs[i]);
         tu_rmtree(outs[i]);
         run_opts o = {.stdout_gone = true};
         expect_exit(run_cli(&o, argv), 0,
                     (const char *[]){"standard output", "Broken pipe", "the run goes on", NULL});
-        assert_int_equal(digest(outs[i]), want);
+        assert_int_equal(tu_tree_digest(outs[i]), want);
         assert_int_equal(count_temps(fx.root), 0);
     }
     free(target);

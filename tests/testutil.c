@@ -118,6 +118,30 @@ uint64_t tu_file_hash(const char *path)
     return h;
 }
 
+/* Names and bytes of a file, or of a directory tree (summed, so the order
+ * readdir gives does not matter); 0 when nothing is there. */
+uint64_t tu_tree_digest(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return tu_file_hash(path) + 1;
+    uint64_t h = 7;
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *p = tu_join(path, e->d_name);
+        uint64_t name = 1469598103934665603ULL;
+        for (const char *c = e->d_name; *c; c++)
+            name = (name ^ (unsigned char)*c) * 1099511628211ULL;
+        h += name * 31 + tu_tree_digest(p);
+        free(p);
+    }
+    closedir(d);
+    return h;
+}
+
 void tu_rng_seed(tu_rng *r, uint64_t seed)
 {
     r->s = seed * 2654435761ULL + 0x9E3779B97F4A7C15ULL;

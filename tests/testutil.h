@@ -24,6 +24,9 @@ bool tu_exists(const char *path);
 int tu_count_entries(const char *dir);
 /* FNV-1a 64 of a file's bytes (0 when unreadable). */
 uint64_t tu_file_hash(const char *path);
+/* Names and bytes of a file, or of a directory tree (summed, so the order
+ * readdir gives does not matter); 0 when nothing is there. */
+uint64_t tu_tree_digest(const char *path);
 
 /* xorshift64* stream. */
 typedef struct { uint64_t s; } tu_rng;
