@@ -74,6 +74,7 @@ typedef struct {
     cl_kernel values_k_err[3];
     cl_kernel blocks[3]; /* mq_quantize_blocks_<dt>: float8 2-D blocks */
     cl_kernel blocks_err[3];
+    cl_kernel source_fp8; /* mq_src_fp8_block (source.cl) */
     cl_kernel div_check;
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
@@ -243,6 +244,10 @@ mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, 
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+
+/* backend.h: dequantize_source (cl_source.c). */
+mq_status mq_cl_dequantize_source(mq_backend *b, mq_srcdesc d, const void *codes, uint64_t e0,
+                                  size_t n, size_t cols, const void *scale, void *dst);
 
 /* The hooks of cl_api.h and cl_gemm.h (the registry entry in cl_backend.c
  * hands them out): cl_staging.c, cl_pipeline.c, cl_profile.c, cl_gemm.c. */

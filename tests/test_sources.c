@@ -693,9 +693,11 @@ static void test_fp8_blocks_sharded(void **state)
     free(out);
 }
 
-/* On an OpenCL device the output is the host's: the band is dequantized on
- * the host and the device quantizes those values, bit-identical by the
- * kernels' own tests. */
+/* On an OpenCL device the band's codes are dequantized by the device's
+ * dequantize_source and quantized there: the output is byte for byte the
+ * host's and the float model's (today's), for every path a source weight
+ * takes (rows, groups from mid-row, blocks, the cast, a weight kept and
+ * written dequantized, F32 values, rows longer than a slot). */
 static void test_fp8_blocks_opencl(void **state)
 {
     (void)state;
@@ -707,24 +709,48 @@ static void test_fp8_blocks_opencl(void **state)
         skip();
     }
     mq_backend_free(probe);
-    static const char *const flags[] = {"--preset W8A8", "--preset FP8_BLOCK"};
+    static const char *const flags[] = {
+        "--preset W8A8",
+        "--preset W4A16",
+        "--preset FP8_BLOCK",
+        "--dtype fp16",
+        "--preset W8A8 --exclude *down_proj*",
+        "--preset W4A16 --memory-limit 64K",
+        "--preset W8A8 --dequant-dtype f32",
+        "--preset W8A8 --memory-limit 1M",
+    };
     for (size_t i = 0; i < N(flags); i++) {
         char *root = tu_mkdtemp(), *text = NULL;
+        bool wide = strstr(flags[i], "1M") != NULL;
+        g_spec = wide ? wide_tensors : src_tensors;
+        g_nspec = wide ? N(wide_tensors) : N(src_tensors);
+        g_f32 = strstr(flags[i], "f32") != NULL;
         make_fp8_pair(root);
-        char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
-        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+        char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2"), *o3 = tu_join(root, "o3");
+        const char *ffl = g_f32 ? "--preset W8A8" : flags[i];
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", bf, o3, ffl);
+        if (rc != 0) fail_msg("%s (float): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
         if (rc != 0) fail_msg("%s (host): exit %d: %s", flags[i], rc, text);
         free(text);
         rc = tu_run_cli(&text, "quantize %s -o %s --device %s -q %s", fp8, o2, cl, flags[i]);
         if (rc != 0) fail_msg("%s (%s): exit %d: %s", flags[i], cl, rc, text);
         free(text);
         assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        assert_same_bytes(o3, o2, "model.safetensors", flags[i]);
         tu_rmtree(root);
         free(fp8);
+        free(bf);
         free(o1);
         free(o2);
+        free(o3);
         free(root);
     }
+    g_f32 = false;
+    g_spec = src_tensors;
+    g_nspec = N(src_tensors);
 }
 
 int main(void)

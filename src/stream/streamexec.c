@@ -217,8 +217,9 @@ static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
 }
 
 /* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
- * into the tensor's staging in the model's dtype, with the scale rows they
- * need read from the input. */
+ * by the back end into the tensor's staging in the model's dtype, with the
+ * scale rows they need read from the input (staged with the band: a few
+ * rows of the scale grid, planned within the memory limit). */
 static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
                                 uint64_t e0, size_t n)
 {
@@ -228,9 +229,8 @@ static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const un
     uint64_t r0 = e0 / cols / f->br, r1 = (e0 + n - 1) / cols / f->br;
     mq_status st = read_input(s, f->scales, (size_t)(r1 - r0 + 1) * srow, f->scale_off + r0 * srow);
     if (st != MQ_OK) return st;
-    mq_ref_fp8_block_dequant(d, e0, n, cols, f->br, f->bc, f->scales, f->scale->dtype, f->vt.dtype,
-                             f->vals);
-    return MQ_OK;
+    mq_srcdesc sd = mq_sd_fp8_block(f->br, f->bc, f->scale->dtype, f->vt.dtype);
+    return mq_be_dequantize_source(s->be, sd, d, e0, n, cols, f->scales, f->vals);
 }
 
 static mq_status chunk_dequant(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
