@@ -89,7 +89,8 @@ if(MQ_OPENCL)
            host/cl_backend.c host/cl_buffers.c host/cl_convert.c host/cl_device.c
            host/cl_error.c host/cl_gemm.c host/cl_inventory.c host/cl_pipeline.c
            host/cl_profile.c host/cl_program.c host/cl_qblocks.c host/cl_qbufs.c
-           host/cl_qrows.c host/cl_qsplit.c host/cl_quantize.c host/cl_retry.c host/cl_source.c
+           host/cl_qrows.c host/cl_qsplit.c host/cl_quantize.c host/cl_qsource.c host/cl_retry.c
+           host/cl_source.c
            host/cl_staging.c ${MQ_EMBED_C}
            SEES ${MQ_HOST_SEES})
 endif()

@@ -62,6 +62,7 @@ static const mq_backend_ops cl_ops = {
     .cast_f16 = mq_cl_cast_f16,
     .dequantize_rows = mq_cl_dequantize_rows,
     .dequantize_source = mq_cl_dequantize_source,
+    .quantize_source = mq_cl_quantize_source,
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
     .staging_alloc = mq_cl_staging_alloc,

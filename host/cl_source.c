@@ -5,15 +5,34 @@
 
 #include "error.h"
 
-static mq_status source_once(mq_cl_backend *cb, mq_srcdesc d, const uint8_t *codes, uint64_t e0,
-                             size_t n, size_t cols, const uint8_t *scale, void *dst)
+mq_status mq_cl_check_source(mq_srcdesc d, size_t cols)
 {
     if (d.kind != MQ_SRC_FP8_BLOCK || (d.scale_dt != MQ_DTYPE_F32 && d.scale_dt != MQ_DTYPE_BF16) ||
         (d.dt != MQ_DTYPE_F32 && d.dt != MQ_DTYPE_F16 && d.dt != MQ_DTYPE_BF16) || !d.block_r ||
         !d.block_c || !cols)
         return mq_set_error(MQ_STATUS_E_INVALID_ARG,
-                            "OpenCL dequantize_source: not an FP8 block source of F32/BF16 "
-                            "scales into F32/F16/BF16 values");
+                            "OpenCL: a source must be FP8 blocks with F32/BF16 scales, read as "
+                            "F32/F16/BF16 values");
+    return MQ_OK;
+}
+
+mq_status mq_cl_source_launch(mq_cl_backend *cb, mq_srcdesc d, cl_mem codes, uint64_t e0, size_t n,
+                              size_t cols, cl_mem scale, uint64_t first_srow, cl_mem out)
+{
+    cl_int sdt = (cl_int)d.scale_dt, dt = (cl_int)d.dt;
+    cl_ulong e_a = e0, n_a = n, cols_a = cols, br_a = d.block_r, bc_a = d.block_c;
+    cl_ulong scols_a = (cols + d.block_c - 1) / d.block_c, first_a = first_srow;
+    mq_cl_arg args[] = {MQ_CL_ARG(codes), MQ_CL_ARG(e_a),  MQ_CL_ARG(n_a),     MQ_CL_ARG(cols_a),
+                        MQ_CL_ARG(br_a),  MQ_CL_ARG(bc_a), MQ_CL_ARG(scols_a), MQ_CL_ARG(first_a),
+                        MQ_CL_ARG(scale), MQ_CL_ARG(sdt),  MQ_CL_ARG(dt),      MQ_CL_ARG(out)};
+    return mq_cl_launch(cb, cb->source_fp8, args, 12, n, NULL);
+}
+
+static mq_status source_once(mq_cl_backend *cb, mq_srcdesc d, const uint8_t *codes, uint64_t e0,
+                             size_t n, size_t cols, const uint8_t *scale, void *dst)
+{
+    mq_status st = mq_cl_check_source(d, cols);
+    if (st != MQ_OK) return st;
     size_t es = mq_dtype_size(d.dt), ses = mq_dtype_size(d.scale_dt);
     size_t scols = (cols + d.block_c - 1) / d.block_c, srow = scols * ses;
     size_t chunk = cb->limit / es;
@@ -28,10 +47,7 @@ static mq_status source_once(mq_cl_backend *cb, mq_srcdesc d, const uint8_t *cod
     size_t brows = cb->limit / srow;
     if (brows > s_end - s_first) brows = (size_t)(s_end - s_first);
     cl_mem bq = NULL, bs = NULL, bo = NULL;
-    cl_int sdt = (cl_int)d.scale_dt, dt = (cl_int)d.dt;
-    cl_ulong cols_a = cols, br_a = d.block_r, bc_a = d.block_c, scols_a = scols;
     uint8_t *out = dst;
-    mq_status st;
     if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, chunk, &bq)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, brows * srow, &bs)) != MQ_OK ||
         (st = mq_cl_slot_get(cb, MQ_CL_SLOT_OUT, chunk * es, &bo)) != MQ_OK)
@@ -43,15 +59,10 @@ static mq_status source_once(mq_cl_backend *cb, mq_srcdesc d, const uint8_t *cod
             m = (size_t)((p0 + brows) * d.block_r * cols - (e0 + i0));
             p1 = p0 + brows;
         }
-        cl_ulong e_a = e0 + i0, m_a = m, first_a = p0;
-        mq_cl_arg args[] = {MQ_CL_ARG(bq),      MQ_CL_ARG(e_a),     MQ_CL_ARG(m_a),
-                            MQ_CL_ARG(cols_a),  MQ_CL_ARG(br_a),    MQ_CL_ARG(bc_a),
-                            MQ_CL_ARG(scols_a), MQ_CL_ARG(first_a), MQ_CL_ARG(bs),
-                            MQ_CL_ARG(sdt),     MQ_CL_ARG(dt),      MQ_CL_ARG(bo)};
         if ((st = mq_cl_write(cb, bq, m, codes + i0)) != MQ_OK ||
             (st = mq_cl_write(cb, bs, (size_t)(p1 - p0) * srow,
                               scale + (size_t)(p0 - s_first) * srow)) != MQ_OK ||
-            (st = mq_cl_launch(cb, cb->source_fp8, args, 12, m, NULL)) != MQ_OK ||
+            (st = mq_cl_source_launch(cb, d, bq, e0 + i0, m, cols, bs, p0, bo)) != MQ_OK ||
             (st = mq_cl_read(cb, bo, m * es, out + i0 * es)) != MQ_OK ||
             (st = mq_cl_finish(cb)) != MQ_OK)
             goto done;

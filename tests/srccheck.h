@@ -16,4 +16,13 @@ void sc_check_fp8_block(mq_backend *be, uint64_t seed, size_t rows, size_t cols,
  * codes, NaN/Inf/zero/subnormal-producing scales. */
 void sc_check_fp8_block_suite(mq_backend *be, uint64_t seed);
 
+/* be's quantize_source against the reference's two steps (dequantize the
+ * source, quantize the values), byte for byte in codes, scales and zero
+ * points, and the weight error within a relative 1e-4: a band of `rows`
+ * groups of `cols` values (src_cols a multiple of cols, or cols a multiple
+ * of src_cols: groups from mid-row, or bands of whole rows) from group
+ * `first`, for the kinds of every preset that reads rows, and 2-D blocks. */
+void sc_check_quantize_source(mq_backend *be, uint64_t seed, size_t src_rows, size_t src_cols,
+                              size_t cols, size_t first, size_t rows);
+
 #endif

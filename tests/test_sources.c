@@ -753,6 +753,48 @@ static void test_fp8_blocks_opencl(void **state)
     g_nspec = N(src_tensors);
 }
 
+/* A NaN code met on the device: the same error as the host's, naming the
+ * weight and its channel; kept with --skip-nonfinite, as on the host. */
+static void test_fp8_blocks_opencl_nonfinite(void **state)
+{
+    (void)state;
+    const char *cl = tu_cl_device();
+    mq_backend *probe = NULL;
+    const mq_device_sel pc = {.spec = cl};
+    if (mq_backend_open(&pc, &probe) != MQ_OK) {
+        print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
+        skip();
+    }
+    mq_backend_free(probe);
+    char *root = tu_mkdtemp(), *t1 = NULL, *t2 = NULL;
+    g_nan = true;
+    make_fp8_pair(root);
+    g_nan = false;
+    char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+    assert_int_equal(tu_run_cli(&t1, "quantize %s -o %s --device host -q", fp8, o1), 2);
+    assert_int_equal(tu_run_cli(&t2, "quantize %s -o %s --device %s -q", fp8, o2, cl), 2);
+    const char *m1 = strstr(t1, "model.layers.0.mlp.down_proj.weight");
+    const char *m2 = strstr(t2, "model.layers.0.mlp.down_proj.weight");
+    assert_non_null(m1);
+    assert_non_null(m2);
+    assert_string_equal(m1, m2);
+    assert_false(tu_exists(o2));
+    free(t1);
+    free(t2);
+    int rc = tu_run_cli(&t1, "quantize %s -o %s --device host -q --skip-nonfinite", fp8, o1);
+    if (rc != 0) fail_msg("host: exit %d: %s", rc, t1);
+    rc = tu_run_cli(&t2, "quantize %s -o %s --device %s -q --skip-nonfinite", fp8, o2, cl);
+    if (rc != 0) fail_msg("%s: exit %d: %s", cl, rc, t2);
+    assert_same_bytes(o1, o2, "model.safetensors", "--skip-nonfinite");
+    free(t1);
+    free(t2);
+    tu_rmtree(root);
+    free(fp8);
+    free(o1);
+    free(o2);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -767,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),
+        cmocka_unit_test(test_fp8_blocks_opencl_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

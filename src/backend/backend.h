@@ -38,6 +38,17 @@ typedef struct {
      * scale), into dst in d.dt. Every kind of mq_srckind. */
     mq_status (*dequantize_source)(mq_backend *b, mq_srcdesc d, const void *codes, uint64_t e0,
                                    size_t n, size_t cols, const void *scale, void *dst);
+    /* (optional) dequantize_source of values [e0, e0 + rows * cols) (of a
+     * source weight of src_cols columns; scale: its grid rows from e0's on)
+     * followed by quantize(d, those values in sd.dt, rows, cols, ...), with
+     * the same bytes as the two calls, the values kept on the device where
+     * it can (one read of the source codes, one write of ours). scratch
+     * holds rows * cols values of sd.dt for a back end that needs them on
+     * the host. NULL: the caller takes the two steps. */
+    mq_status (*quantize_source)(mq_backend *b, mq_qdesc d, mq_srcdesc sd, const void *codes,
+                                 uint64_t e0, size_t src_cols, const void *scale, size_t rows,
+                                 size_t cols, void *q, void *qscale, int8_t *zp, size_t *bad,
+                                 struct mq_err_acc *err, void *scratch);
     void (*free)(mq_backend *b);
 
     /* Folds n values into *st exactly as mq_ref_stats_update (the first pass
