@@ -25,7 +25,7 @@ mq_status mq_cl_source_launch(mq_cl_backend *cb, mq_srcdesc d, cl_mem codes, uin
     mq_cl_arg args[] = {MQ_CL_ARG(codes), MQ_CL_ARG(e_a),  MQ_CL_ARG(n_a),     MQ_CL_ARG(cols_a),
                         MQ_CL_ARG(br_a),  MQ_CL_ARG(bc_a), MQ_CL_ARG(scols_a), MQ_CL_ARG(first_a),
                         MQ_CL_ARG(scale), MQ_CL_ARG(sdt),  MQ_CL_ARG(dt),      MQ_CL_ARG(out)};
-    return mq_cl_launch(cb, cb->source_fp8, args, 12, n, NULL);
+    return mq_cl_launch(cb, cb->source_fp8, args, 12, (n + 7) / 8, NULL);
 }
 
 static mq_status source_once(mq_cl_backend *cb, mq_srcdesc d, const uint8_t *codes, uint64_t e0,
