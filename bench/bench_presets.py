@@ -12,10 +12,16 @@ llmcompressor`); without it that column is left out, with a note.
 
 usage: bench/bench_presets.py [--build build] [--work DIR] [--runs 3]
                               [--presets W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK]
-                              [--dtypes F32,BF16] [--model 1b] [--devices host]
+                              [--dtypes F32,BF16,FP8B] [--model 1b] [--devices host]
                               [--group-size N] [--llmc-python PY] [--llmc-workers 1]
                               [--llmc-ignore lm_head,re:.*embed_tokens$] [--no-ours]
-                              [--check] [--json FILE]
+                              [--llmc-wheel DIR] [--check] [--json FILE]
+
+Input FP8B is the model as an FP8 block source (mq-genmodel --fp8-blocks:
+BF16 model, its layers' Linear weights F8_E4M3 with 128 x 128 block scales);
+llm-compressor reads it through compressed-tensors' FP8BlockDequantizer
+(model_free_ptq's converter). Peak RSS and CPU seconds (user + system) are
+those of the child and everything it waited for.
 """
 import argparse
 import json
@@ -40,7 +46,12 @@ import json, sys, time
 t0 = time.perf_counter()
 from llmcompressor import model_free_ptq
 t1 = time.perf_counter()
-src, out, preset, times, workers, ignore, group = sys.argv[1:8]
+src, out, preset, times, workers, ignore, group, source = sys.argv[1:9]
+converter = None
+if source == "fp8b":
+    from compressed_tensors.entrypoints.convert.converters.fp8block_dequantizer import (
+        FP8BlockDequantizer)
+    converter = FP8BlockDequantizer.from_pretrained(src)
 scheme = preset
 if group:
     from compressed_tensors.quantization import preset_name_to_scheme
@@ -51,7 +62,7 @@ if group:
     else:
         scheme.weights.group_size = g
 model_free_ptq(src, out, scheme=scheme, ignore=[p for p in ignore.split(",") if p],
-               max_workers=int(workers), device="cpu")
+               max_workers=int(workers), device="cpu", converter=converter)
 t2 = time.perf_counter()
 with open(times, "w") as f:
     json.dump({"import_s": t1 - t0, "quantize_s": t2 - t1}, f)
@@ -118,18 +129,23 @@ json.dump({"tensors": tensors, "only_a": sorted(set(fa) - set(fb)),
 '''
 
 
-def timed(cmd):
+def timed(cmd, env=None):
     """Runs cmd in a child; returns (seconds, peak RSS in bytes of the child and the
-    descendants it waited for, exit code, end of stderr)."""
+    descendants it waited for, exit code, end of stderr, CPU seconds of them)."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        before = os.times()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
         _, status, ru = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
         rc = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read().decode(errors="replace")[-4000:] if rc else ""
-    return dt, ru.ru_maxrss * 1024, rc, tail
+        after = os.times()
+        # the child's own rusage, plus what it waited for (sync's children, llm-compressor's)
+        cpu = (after.children_user - before.children_user) + \
+              (after.children_system - before.children_system)
+    return dt, ru.ru_maxrss * 1024, rc, tail, max(cpu, ru.ru_utime + ru.ru_stime)
 
 
 def last_line(text):
@@ -143,6 +159,7 @@ class Column:
     def __init__(self, key, label):
         self.key, self.label = key, label
         self.times, self.extra, self.rss, self.out_bytes = [], [], 0, None
+        self.cpu = []
         self.status = None  # None: ran; else a short reason shown in the table
 
 
@@ -160,6 +177,9 @@ def main():
                     "scheme with this group size; -1 per channel)")
     ap.add_argument("--llmc-python", help="python of a venv with llmcompressor installed")
     ap.add_argument("--llmc-workers", type=int, default=1, help="model_free_ptq max_workers")
+    ap.add_argument("--llmc-wheel", help="an unpacked llmcompressor wheel to import instead of an "
+                    "installed one (with a stand-in for the datasets package, which "
+                    "model_free_ptq never calls)")
     ap.add_argument("--llmc-ignore", default="lm_head,re:.*embed_tokens$",
                     help="model_free_ptq ignore list (what monoquant keeps in float)")
     ap.add_argument("--no-ours", action="store_true", help="time only llm-compressor and cp")
@@ -191,12 +211,29 @@ def main():
     with open(llmc_check, "w") as f:
         f.write(LLMC_CHECK)
 
+    llmc_env = None
+    if a.llmc_wheel:
+        stub = os.path.join(helpers, "stubs", "datasets")
+        os.makedirs(os.path.join(stub, "formatting"))
+        with open(os.path.join(stub, "__init__.py"), "w") as f:
+            f.write("class Dataset: pass\nclass DatasetDict(dict): pass\n"
+                    "class IterableDataset: pass\nclass IterableDatasetDict(dict): pass\n"
+                    "def load_dataset(*args, **kwargs):\n"
+                    "    raise RuntimeError('datasets is not installed')\n")
+        open(os.path.join(stub, "formatting", "__init__.py"), "w").close()
+        with open(os.path.join(stub, "formatting", "formatting.py"), "w") as f:
+            f.write("class LazyRow: pass\n")
+        path = [os.path.abspath(a.llmc_wheel), os.path.join(helpers, "stubs")]
+        if os.environ.get("PYTHONPATH"):
+            path.append(os.environ["PYTHONPATH"])
+        llmc_env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     llmc_version = None
     if a.llmc_python:
         v = subprocess.run([a.llmc_python, "-c",
                             "import importlib.metadata as m; print(' '.join('%s %s' % (p, m.version(p)) "
-                            "for p in ('llmcompressor', 'compressed-tensors', 'torch')))"],
-                           stdout=subprocess.PIPE, text=True)
+                            "for p in ('compressed-tensors', 'torch')) + "
+                            "' llmcompressor ' + __import__('llmcompressor').__version__)"],
+                           stdout=subprocess.PIPE, text=True, env=llmc_env)
         if v.returncode != 0:
             sys.exit("--llmc-python %s cannot report llmcompressor's version" % a.llmc_python)
         llmc_version = v.stdout.strip()
@@ -226,8 +263,9 @@ def main():
     rows, checks = [], []
     for dt in [d for d in a.dtypes.split(",") if d]:
         src = os.path.join(work, "llama-%s-%s" % (a.model, dt))
+        gen_dt = ["--dtype", "BF16", "--fp8-blocks"] if dt == "FP8B" else ["--dtype", dt]
         if not os.path.isdir(src):
-            sh(gen, src, "--preset", a.model, "--dtype", dt, "--shards", "4", stdout=subprocess.DEVNULL)
+            sh(gen, src, "--preset", a.model, *gen_dt, "--shards", "4", stdout=subprocess.DEVNULL)
         size = dir_bytes(src)
         warm(src)
         for p in presets:
@@ -250,12 +288,13 @@ def main():
                     if a.group_size:
                         cmd += ["--group-size", a.group_size]
                     sh("sync")
-                    t, r, rc, err = timed(cmd)
+                    t, r, rc, err, cpu = timed(cmd)
                     if rc != 0:
                         c.status = "failed (exit %d): %s" % (rc, last_line(err))
                         shutil.rmtree(out, ignore_errors=True)
                         continue
                     c.times.append(t)
+                    c.cpu.append(cpu)
                     c.rss = max(c.rss, r)
                     c.out_bytes = dir_bytes(out)
                     print("%s %s %s run %d: %.2f s" % (dt, p, c.label, run + 1, t), file=sys.stderr)
@@ -268,15 +307,17 @@ def main():
                     tfile = os.path.join(helpers, "times.json")
                     shutil.rmtree(out, ignore_errors=True)
                     cmd = ["sh", "-c", '"$0" "$@" && sync', a.llmc_python, llmc_run, src, out, p,
-                           tfile, str(a.llmc_workers), a.llmc_ignore, a.group_size or ""]
+                           tfile, str(a.llmc_workers), a.llmc_ignore, a.group_size or "",
+                           "fp8b" if dt == "FP8B" else ""]
                     sh("sync")
-                    t, r, rc, err = timed(cmd)
+                    t, r, rc, err, cpu = timed(cmd, llmc_env)
                     if rc != 0:
                         llmc.status = "failed (exit %d): %s" % (rc, last_line(err))
                         notes.append("llm-compressor %s %s failed:\n%s" % (dt, p, err[-1500:]))
                         shutil.rmtree(out, ignore_errors=True)
                     else:
                         llmc.times.append(t)
+                        llmc.cpu.append(cpu)
                         print("%s %s %s run %d: %.2f s" % (dt, p, llmc.label, run + 1, t),
                               file=sys.stderr)
                         with open(tfile) as f:
@@ -290,17 +331,19 @@ def main():
                 if cp:
                     dst = os.path.join(work, "copy")
                     sh("sync")
-                    t, _, rc, err = timed(["sh", "-c", 'rm -rf "$1" && cp -r "$0" "$1" && sync',
-                                           src, dst])
+                    t, _, rc, err, cpu = timed(["sh", "-c",
+                                                'rm -rf "$1" && cp -r "$0" "$1" && sync', src, dst])
                     if rc != 0:
                         sys.exit("cp -r failed: %s" % err)
                     cp.times.append(t)
+                    cp.cpu.append(cpu)
                     print("%s %s cp -r + sync run %d: %.2f s" % (dt, p, run + 1, t), file=sys.stderr)
                     shutil.rmtree(dst, ignore_errors=True)
             if a.check and "ours" in keep and "llmc" in keep:
                 res = os.path.join(helpers, "check.json")
                 r = subprocess.run([a.llmc_python, llmc_check, keep["ours"], keep["llmc"], res],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env=llmc_env)
                 if r.returncode != 0:
                     checks.append({"input": dt, "preset": p, "error": last_line(r.stderr)})
                 else:
@@ -316,6 +359,8 @@ def main():
                 med = statistics.median(c.times) if c.times else None
                 row = {"input": dt, "preset": p, "run": c.label, "input_gb": size / 1e9,
                        "status": c.status, "seconds": c.times, "median_s": med,
+                       "cpu_seconds": c.cpu,
+                       "median_cpu_s": statistics.median(c.cpu) if c.cpu else None,
                        "gb_per_s": size / med / 1e9 if med else None,
                        "time_over_copy": med / cp_med if med and cp_med else None,
                        "llmc_over_ours": med / ours_med if c is llmc and med and ours_med else None,
@@ -332,16 +377,17 @@ def main():
         return fmt % v if v is not None else "-"
 
     print()
-    print("| input | preset | run | input GB | median s | GB/s | time / (cp -r + sync) "
-          "| llmc / ours | peak RSS MiB | output GB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | preset | run | input GB | median s | median CPU s | GB/s "
+          "| time / (cp -r + sync) | llmc / ours | peak RSS MiB | output GB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["status"]:
-            print("| %s | %s | %s | %.2f | %s | | | | | |" % (r["input"], r["preset"], r["run"],
-                                                           r["input_gb"], r["status"]))
+            print("| %s | %s | %s | %.2f | %s | | | | | | |" % (r["input"], r["preset"], r["run"],
+                                                             r["input_gb"], r["status"]))
             continue
-        print("| %s | %s | %s | %.2f | %.2f | %.2f | %s | %s | %s | %s |" % (
-            r["input"], r["preset"], r["run"], r["input_gb"], r["median_s"], r["gb_per_s"],
+        print("| %s | %s | %s | %.2f | %.2f | %s | %.2f | %s | %s | %s | %s |" % (
+            r["input"], r["preset"], r["run"], r["input_gb"], r["median_s"],
+            f(r["median_cpu_s"], "%.2f"), r["gb_per_s"],
             f(r["time_over_copy"], "%.2f"), f(r["llmc_over_ours"], "%.1fx"),
             f(r["peak_rss_mib"], "%.0f"), f(r["output_gb"], "%.2f")))
     llmc_rows = [r for r in rows if r["run"].startswith("llm") and r.get("import_s_median")]

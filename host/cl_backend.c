@@ -34,8 +34,9 @@ static void release_program(mq_cl_backend *cb)
         cb->cast[d] = NULL;
     }
     if (cb->div_check) clReleaseKernel(cb->div_check);
+    if (cb->source_fp8) clReleaseKernel(cb->source_fp8);
     if (cb->prog) clReleaseProgram(cb->prog);
-    cb->div_check = NULL;
+    cb->div_check = cb->source_fp8 = NULL;
     cb->prog = NULL;
 }
 
@@ -60,6 +61,8 @@ static const mq_backend_ops cl_ops = {
     .quantize_values = mq_cl_quantize_values,
     .cast_f16 = mq_cl_cast_f16,
     .dequantize_rows = mq_cl_dequantize_rows,
+    .dequantize_source = mq_cl_dequantize_source,
+    .quantize_source = mq_cl_quantize_source,
     .free = cl_backend_free,
     .reduce = mq_cl_reduce,
     .staging_alloc = mq_cl_staging_alloc,
@@ -127,6 +130,7 @@ static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra,
         st = make_kernel(cb, name, &cb->cast[d], min_wg);
     }
     if (st == MQ_OK) st = make_kernel(cb, "mq_div_check", &cb->div_check, min_wg);
+    if (st == MQ_OK) st = make_kernel(cb, "mq_src_fp8_block", &cb->source_fp8, min_wg);
     return st;
 }
 

@@ -22,6 +22,8 @@ enum {
     MQ_CL_SLOT_HI,    /* split path: partial maxima */
     MQ_CL_SLOT_ESUM,  /* weight error sums per row or per work-group */
     MQ_CL_SLOT_ECL,   /* clamped counts per row or per work-group */
+    MQ_CL_SLOT_SRC,   /* a quantized source's codes */
+    MQ_CL_SLOT_SRCSC, /* a quantized source's scale rows */
     MQ_CL_SLOT_COUNT
 };
 
@@ -74,6 +76,7 @@ typedef struct {
     cl_kernel values_k_err[3];
     cl_kernel blocks[3]; /* mq_quantize_blocks_<dt>: float8 2-D blocks */
     cl_kernel blocks_err[3];
+    cl_kernel source_fp8; /* mq_src_fp8_block (source.cl) */
     cl_kernel div_check;
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
@@ -243,6 +246,21 @@ mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, 
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+
+/* backend.h: dequantize_source (cl_source.c) and quantize_source
+ * (cl_qsource.c). mq_cl_source_launch enqueues the source kernel on values
+ * [e0, e0 + n) whose codes and scale rows (from grid row first_srow) are in
+ * device buffers, into `out` (no wait). */
+mq_status mq_cl_dequantize_source(mq_backend *b, mq_srcdesc d, const void *codes, uint64_t e0,
+                                  size_t n, size_t cols, const void *scale, void *dst);
+/* MQ_STATUS_E_INVALID_ARG for a source the kernel does not read. */
+mq_status mq_cl_check_source(mq_srcdesc d, size_t cols);
+mq_status mq_cl_source_launch(mq_cl_backend *cb, mq_srcdesc d, cl_mem codes, uint64_t e0, size_t n,
+                              size_t cols, cl_mem scale, uint64_t first_srow, cl_mem out);
+mq_status mq_cl_quantize_source(mq_backend *b, mq_qdesc d, mq_srcdesc sd, const void *codes,
+                                uint64_t e0, size_t src_cols, const void *scale, size_t rows,
+                                size_t cols, void *q, void *qscale, int8_t *zp, size_t *bad,
+                                struct mq_err_acc *err, void *scratch);
 
 /* The hooks of cl_api.h and cl_gemm.h (the registry entry in cl_backend.c
  * hands them out): cl_staging.c, cl_pipeline.c, cl_profile.c, cl_gemm.c. */

@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "cpukern.h"
 #include "reference.h"
+#include "srccheck.h"
 
 #include <float.h>
 #include <math.h>
@@ -770,6 +771,22 @@ static void test_int8_code_xor(void **state)
 /* The CPU back end is a registry entry like the OpenCL one: "host" opens it
  * by name, it has no hooks beyond its table, and the OpenCL hooks are there
  * exactly when OpenCL was built. */
+/* dequantize_source: the host back end's kernel, alone and across its
+ * threads (calls above the split size), against the reference. */
+static void test_source_fp8_block(void **state)
+{
+    (void)state;
+    mq_backend *be;
+    assert_int_equal(mq_backend_open_host(&be), MQ_OK);
+    sc_check_fp8_block_suite(be, 71);
+    /* 2 M values: split over the threads in runs of rows, each part with its
+     * own first scale row; a band from an odd row, a range inside rows. */
+    sc_check_fp8_block(be, 72, 1030, 2050, 128, 128, 0, 1030 * 2050, false);
+    sc_check_fp8_block(be, 73, 1030, 2050, 128, 128, 129 * 2050, 800 * 2050, true);
+    sc_check_fp8_block(be, 74, 1030, 2050, 128, 128, 77 * 2050 + 5, 900 * 2050 + 3, false);
+    mq_backend_free(be);
+}
+
 static void test_registry(void **state)
 {
     (void)state;
@@ -815,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
         cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
         cmocka_unit_test(test_int8_code_xor),    cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_source_fp8_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

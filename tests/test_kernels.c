@@ -7,6 +7,7 @@
 #include "cl_api.h"
 #include "devset.h"
 #include "reference.h"
+#include "srccheck.h"
 
 #include <float.h>
 #include <math.h>
@@ -1145,6 +1146,46 @@ static void test_dequantize(void **state)
     }
 }
 
+/* dequantize_source (source.cl) against the reference; with 4096-byte
+ * buffers in many chunks, some cut where their scale rows fill the buffer. */
+static void test_source_fp8_block(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    sc_check_fp8_block_suite(be, 81);
+    sc_check_fp8_block(be, 82, 300, 1100, 128, 128, 128 * 1100 + 7, 170 * 1100, true);
+    mq_backend *small = backend(BE_SMALL);
+    if (small) {
+        sc_check_fp8_block_suite(small, 83);
+        sc_check_fp8_block(small, 84, 3000, 3, 1, 1, 0, 9000, false);
+        sc_check_fp8_block(small, 85, 20, 5000, 2, 128, 1234, 80000, true);
+    }
+    mq_backend *wide = backend(BE_WIDE);
+    if (wide) sc_check_fp8_block_suite(wide, 86);
+}
+
+/* quantize_source: the source kernel into the buffer the fused rows kernel
+ * reads, the same bytes as the reference's two steps; groups of 128 from
+ * mid-row, bands of whole rows, bands whose groups are whole rows; in many
+ * chunks with 4096-byte buffers; blocks and rows too long for the fused
+ * kernel through the host buffer. */
+static void test_quantize_source(void **state)
+{
+    (void)state;
+    NEED(BE_DEFAULT);
+    sc_check_quantize_source(be, 91, 40, 384, 128, 7, 60);
+    sc_check_quantize_source(be, 92, 40, 384, 384, 5, 30);
+    sc_check_quantize_source(be, 93, 24, 20, 20, 0, 24);
+    sc_check_quantize_source(be, 94, 2, (size_t)1 << 18, (size_t)1 << 18, 1, 1);
+    mq_backend *small = backend(BE_SMALL);
+    if (small) {
+        sc_check_quantize_source(small, 95, 40, 384, 128, 7, 100);
+        sc_check_quantize_source(small, 96, 300, 8, 8, 3, 290);
+    }
+    mq_backend *wide = backend(BE_WIDE);
+    if (wide) sc_check_quantize_source(wide, 97, 40, 384, 128, 2, 100);
+}
+
 /* ---- device choice and argument errors ---- */
 
 static void test_device_specs(void **state)
@@ -1344,6 +1385,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cast_f16),
         cmocka_unit_test(test_cast_chunked),
         cmocka_unit_test(test_dequantize),
+        cmocka_unit_test(test_source_fp8_block),
+        cmocka_unit_test(test_quantize_source),
         cmocka_unit_test(test_device_specs),
         cmocka_unit_test(test_build_failure),
         cmocka_unit_test(test_bad_arguments),

@@ -693,9 +693,11 @@ static void test_fp8_blocks_sharded(void **state)
     free(out);
 }
 
-/* On an OpenCL device the output is the host's: the band is dequantized on
- * the host and the device quantizes those values, bit-identical by the
- * kernels' own tests. */
+/* On an OpenCL device the band's codes are dequantized by the device's
+ * dequantize_source and quantized there: the output is byte for byte the
+ * host's and the float model's (today's), for every path a source weight
+ * takes (rows, groups from mid-row, blocks, the cast, a weight kept and
+ * written dequantized, F32 values, rows longer than a slot). */
 static void test_fp8_blocks_opencl(void **state)
 {
     (void)state;
@@ -707,24 +709,90 @@ static void test_fp8_blocks_opencl(void **state)
         skip();
     }
     mq_backend_free(probe);
-    static const char *const flags[] = {"--preset W8A8", "--preset FP8_BLOCK"};
+    static const char *const flags[] = {
+        "--preset W8A8",
+        "--preset W4A16",
+        "--preset FP8_BLOCK",
+        "--dtype fp16",
+        "--preset W8A8 --exclude *down_proj*",
+        "--preset W4A16 --memory-limit 64K",
+        "--preset W8A8 --dequant-dtype f32",
+        "--preset W8A8 --memory-limit 1M",
+    };
     for (size_t i = 0; i < N(flags); i++) {
         char *root = tu_mkdtemp(), *text = NULL;
+        bool wide = strstr(flags[i], "1M") != NULL;
+        g_spec = wide ? wide_tensors : src_tensors;
+        g_nspec = wide ? N(wide_tensors) : N(src_tensors);
+        g_f32 = strstr(flags[i], "f32") != NULL;
         make_fp8_pair(root);
-        char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
-        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
+        char *fp8 = tu_join(root, "fp8"), *bf = tu_join(root, "bf16");
+        char *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2"), *o3 = tu_join(root, "o3");
+        const char *ffl = g_f32 ? "--preset W8A8" : flags[i];
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", bf, o3, ffl);
+        if (rc != 0) fail_msg("%s (float): exit %d: %s", flags[i], rc, text);
+        free(text);
+        rc = tu_run_cli(&text, "quantize %s -o %s --device host -q %s", fp8, o1, flags[i]);
         if (rc != 0) fail_msg("%s (host): exit %d: %s", flags[i], rc, text);
         free(text);
         rc = tu_run_cli(&text, "quantize %s -o %s --device %s -q %s", fp8, o2, cl, flags[i]);
         if (rc != 0) fail_msg("%s (%s): exit %d: %s", flags[i], cl, rc, text);
         free(text);
         assert_same_bytes(o1, o2, "model.safetensors", flags[i]);
+        assert_same_bytes(o3, o2, "model.safetensors", flags[i]);
         tu_rmtree(root);
         free(fp8);
+        free(bf);
         free(o1);
         free(o2);
+        free(o3);
         free(root);
     }
+    g_f32 = false;
+    g_spec = src_tensors;
+    g_nspec = N(src_tensors);
+}
+
+/* A NaN code met on the device: the same error as the host's, naming the
+ * weight and its channel; kept with --skip-nonfinite, as on the host. */
+static void test_fp8_blocks_opencl_nonfinite(void **state)
+{
+    (void)state;
+    const char *cl = tu_cl_device();
+    mq_backend *probe = NULL;
+    const mq_device_sel pc = {.spec = cl};
+    if (mq_backend_open(&pc, &probe) != MQ_OK) {
+        print_message("no OpenCL device '%s': %s\n", cl, mq_last_error());
+        skip();
+    }
+    mq_backend_free(probe);
+    char *root = tu_mkdtemp(), *t1 = NULL, *t2 = NULL;
+    g_nan = true;
+    make_fp8_pair(root);
+    g_nan = false;
+    char *fp8 = tu_join(root, "fp8"), *o1 = tu_join(root, "o1"), *o2 = tu_join(root, "o2");
+    assert_int_equal(tu_run_cli(&t1, "quantize %s -o %s --device host -q", fp8, o1), 2);
+    assert_int_equal(tu_run_cli(&t2, "quantize %s -o %s --device %s -q", fp8, o2, cl), 2);
+    const char *m1 = strstr(t1, "model.layers.0.mlp.down_proj.weight");
+    const char *m2 = strstr(t2, "model.layers.0.mlp.down_proj.weight");
+    assert_non_null(m1);
+    assert_non_null(m2);
+    assert_string_equal(m1, m2);
+    assert_false(tu_exists(o2));
+    free(t1);
+    free(t2);
+    int rc = tu_run_cli(&t1, "quantize %s -o %s --device host -q --skip-nonfinite", fp8, o1);
+    if (rc != 0) fail_msg("host: exit %d: %s", rc, t1);
+    rc = tu_run_cli(&t2, "quantize %s -o %s --device %s -q --skip-nonfinite", fp8, o2, cl);
+    if (rc != 0) fail_msg("%s: exit %d: %s", cl, rc, t2);
+    assert_same_bytes(o1, o2, "model.safetensors", "--skip-nonfinite");
+    free(t1);
+    free(t2);
+    tu_rmtree(root);
+    free(fp8);
+    free(o1);
+    free(o2);
+    free(root);
 }
 
 int main(void)
@@ -741,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),
+        cmocka_unit_test(test_fp8_blocks_opencl_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

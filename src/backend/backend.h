@@ -32,6 +32,23 @@ typedef struct {
     /* As mq_ref_dequantize_rows. */
     mq_status (*dequantize_rows)(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                  const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+    /* As mq_ref_src_dequant(d, ...) (reference.h), byte-identical: values
+     * [e0, e0 + n) of a source weight of `cols` columns, from their codes and
+     * the scale-grid rows they need (mq_srcdesc_scale_rows, the first at
+     * scale), into dst in d.dt. Every kind of mq_srckind. */
+    mq_status (*dequantize_source)(mq_backend *b, mq_srcdesc d, const void *codes, uint64_t e0,
+                                   size_t n, size_t cols, const void *scale, void *dst);
+    /* (optional) dequantize_source of values [e0, e0 + rows * cols) (of a
+     * source weight of src_cols columns; scale: its grid rows from e0's on)
+     * followed by quantize(d, those values in sd.dt, rows, cols, ...), with
+     * the same bytes as the two calls, the values kept on the device where
+     * it can (one read of the source codes, one write of ours). scratch
+     * holds rows * cols values of sd.dt for a back end that needs them on
+     * the host. NULL: the caller takes the two steps. */
+    mq_status (*quantize_source)(mq_backend *b, mq_qdesc d, mq_srcdesc sd, const void *codes,
+                                 uint64_t e0, size_t src_cols, const void *scale, size_t rows,
+                                 size_t cols, void *q, void *qscale, int8_t *zp, size_t *bad,
+                                 struct mq_err_acc *err, void *scratch);
     void (*free)(mq_backend *b);
 
     /* Folds n values into *st exactly as mq_ref_stats_update (the first pass
@@ -110,6 +127,13 @@ static inline mq_status mq_be_quantize(mq_backend *b, mq_qdesc d, const void *sr
                                        size_t *bad, struct mq_err_acc *err)
 {
     return b->ops->quantize(b, d, src, dt, rows, cols, q, scale, zp, bad, err);
+}
+
+static inline mq_status mq_be_dequantize_source(mq_backend *b, mq_srcdesc d, const void *codes,
+                                                uint64_t e0, size_t n, size_t cols,
+                                                const void *scale, void *dst)
+{
+    return b->ops->dequantize_source(b, d, codes, e0, n, cols, scale, dst);
 }
 
 static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const void *src,

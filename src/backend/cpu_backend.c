@@ -183,6 +183,47 @@ static mq_status host_dequantize_rows(mq_backend *b, const int8_t *q, size_t row
     return MQ_OK;
 }
 
+/* A source dequantization split in runs of whole rows, one per thread; each
+ * part's scale rows start at its own first value's. */
+typedef struct {
+    mq_srcdesc d;
+    const unsigned char *codes;
+    uint64_t e0;
+    size_t n, cols;
+    const unsigned char *scale;
+    unsigned char *dst;
+    unsigned parts;
+} source_job;
+
+static void source_part(void *arg, unsigned k)
+{
+    source_job *j = arg;
+    uint64_t r_first = j->e0 / j->cols, r_last = (j->e0 + j->n - 1) / j->cols;
+    size_t a, b;
+    part_range((size_t)(r_last - r_first + 1), j->parts, k, &a, &b);
+    uint64_t lo = (r_first + a) * j->cols, hi = (r_first + b) * j->cols;
+    if (lo < j->e0) lo = j->e0;
+    if (hi > j->e0 + j->n) hi = j->e0 + j->n;
+    if (lo >= hi) return;
+    uint64_t s0, s1, p0, p1;
+    mq_srcdesc_scale_rows(j->d, j->e0, j->n, j->cols, &s0, &s1);
+    mq_srcdesc_scale_rows(j->d, lo, (size_t)(hi - lo), j->cols, &p0, &p1);
+    size_t srow = (j->cols + j->d.block_c - 1) / j->d.block_c * mq_dtype_size(j->d.scale_dt);
+    size_t off = (size_t)(lo - j->e0);
+    mq_hk_src_dequant(j->d, j->codes + off, lo, (size_t)(hi - lo), j->cols,
+                      j->scale + (size_t)(p0 - s0) * srow, j->dst + off * mq_dtype_size(j->d.dt));
+}
+
+static mq_status host_dequantize_source(mq_backend *b, mq_srcdesc d, const void *codes, uint64_t e0,
+                                        size_t n, size_t cols, const void *scale, void *dst)
+{
+    if (n == 0) return MQ_OK;
+    uint64_t rows = (e0 + n - 1) / cols - e0 / cols + 1;
+    source_job j = {d, codes, e0, n, cols, scale, dst, host_parts(b, (size_t)rows, n)};
+    mq_pool_run(j.parts > 1 ? host_pool(b) : NULL, source_part, &j, j.parts);
+    return MQ_OK;
+}
+
 static mq_status host_reduce(mq_backend *b, const void *src, mq_dtype dt, size_t n,
                              mq_ref_stats *st)
 {
@@ -227,6 +268,7 @@ static const mq_backend_ops host_ops = {
     .quantize_values = host_quantize_values,
     .cast_f16 = host_cast_f16,
     .dequantize_rows = host_dequantize_rows,
+    .dequantize_source = host_dequantize_source,
     .free = host_free,
     .reduce = host_reduce,
     .staging_alloc = host_staging_alloc,

@@ -29,4 +29,8 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
 void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                            int8_t zp, void *q, mq_err_acc *err);
 
+/* As mq_ref_src_dequant, byte for byte (cpusrc.c). */
+void mq_hk_src_dequant(mq_srcdesc d, const void *codes, uint64_t e0, size_t n, size_t cols,
+                       const void *scale, void *dst);
+
 #endif

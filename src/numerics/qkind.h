@@ -67,6 +67,40 @@ static inline mq_qdesc mq_qd_blocks(size_t bs)
     return (mq_qdesc){.kind = MQ_QK_FP8, .symmetric = true, .block = bs};
 }
 
+/* ---- sources: a quantized input read as the float weight it stands for ----
+ *
+ * The kinds of source weight (reference.h gives each one's formula):
+ *   FP8_BLOCK  one e4m3fn byte per value, one scale per block_r x block_c
+ *              block of a 2-D weight ([ceil(out / block_r), ceil(in /
+ *              block_c)] in scale_dt, F32 or BF16; the last block of a row
+ *              or column may be partial).
+ * A new source kind is a new enum value here and a case in the reference's
+ * and each back end's dequantize_source. */
+typedef enum { MQ_SRC_FP8_BLOCK = 0 } mq_srckind;
+
+typedef struct {
+    mq_srckind kind;
+    size_t block_r, block_c; /* the scale block */
+    mq_dtype scale_dt;       /* the stored scales' dtype */
+    mq_dtype dt;             /* the values' dtype once dequantized (F32, F16, BF16) */
+} mq_srcdesc;
+
+/* An FP8 block source of br x bc blocks, scales in scale_dt, values as dt. */
+static inline mq_srcdesc mq_sd_fp8_block(size_t br, size_t bc, mq_dtype scale_dt, mq_dtype dt)
+{
+    return (mq_srcdesc){
+        .kind = MQ_SRC_FP8_BLOCK, .block_r = br, .block_c = bc, .scale_dt = scale_dt, .dt = dt};
+}
+
+/* The scale-grid rows [*r0, *r1) that values [e0, e0 + n) (n > 0) of a
+ * weight of `cols` columns need. */
+static inline void mq_srcdesc_scale_rows(mq_srcdesc d, uint64_t e0, size_t n, size_t cols,
+                                         uint64_t *r0, uint64_t *r1)
+{
+    *r0 = e0 / cols / d.block_r;
+    *r1 = (e0 + n - 1) / cols / d.block_r + 1;
+}
+
 /* Bytes one row of `cols` codes takes as stored. */
 size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
 /* Smallest and largest code (the FP8 bounds are +-448). */

@@ -455,6 +455,17 @@ void mq_ref_fp8_block_dequant(const uint8_t *q, uint64_t e0, size_t n, size_t co
     }
 }
 
+void mq_ref_src_dequant(mq_srcdesc d, const void *codes, uint64_t e0, size_t n, size_t cols,
+                        const void *scale, void *dst)
+{
+    switch (d.kind) {
+    case MQ_SRC_FP8_BLOCK:
+        mq_ref_fp8_block_dequant(codes, e0, n, cols, d.block_r, d.block_c, scale, d.scale_dt, d.dt,
+                                 dst);
+        break;
+    }
+}
+
 /* ---- the one quantize loop ---- */
 
 void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,

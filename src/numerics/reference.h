@@ -197,6 +197,14 @@ void mq_ref_fp8_block_dequant(const uint8_t *q, uint64_t e0, size_t n, size_t co
                               size_t block_c, const void *scale, mq_dtype scale_dt, mq_dtype dt,
                               void *dst);
 
+/* Values [e0, e0 + n) of a source weight of kind d and `cols` columns
+ * dequantized into dst (d.dt): FP8_BLOCK as mq_ref_fp8_block_dequant. codes
+ * are those values' stored bytes, scale the grid rows they need
+ * (mq_srcdesc_scale_rows), from the first. The oracle of every back end's
+ * dequantize_source. */
+void mq_ref_src_dequant(mq_srcdesc d, const void *codes, uint64_t e0, size_t n, size_t cols,
+                        const void *scale, void *dst);
+
 /* n int4 codes (int8 in [-8, 7]) packed into mq_qkind_row_bytes(MQ_QK_INT4, n) bytes. */
 void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst);
 /* Code i of a packed int4 row. */

@@ -22,14 +22,13 @@ static size_t pack_band(const mq_qlayout *l, void *codes, size_t first, size_t r
                : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
 }
 
-mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src, mq_dtype dt,
-                           size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
-                           size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
+/* A band's quantize call done: where its scales go, its bad group in the
+ * whole tensor, its codes packed. */
+static mq_status band_done(const mq_qlayout *l, mq_status st, size_t b, size_t first, size_t rows,
+                           void *codes, size_t *code_bytes, size_t *scales, size_t *bad)
 {
-    size_t b = 0, g0;
-    *code_bytes = *scales = 0;
-    mq_status st = mq_be_quantize(be, mq_qlayout_desc(l), src, dt, rows, l->cols, codes, scale,
-                                  l->block ? NULL : zp, &b, err);
+    size_t g0;
+    *code_bytes = 0;
     band_groups(l, first, rows, &g0, scales);
     *bad = g0 + b;
     if (st != MQ_OK) {
@@ -38,6 +37,29 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
     }
     *code_bytes = pack_band(l, codes, first, rows);
     return MQ_OK;
+}
+
+mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src, mq_dtype dt,
+                           size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
+                           size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
+{
+    size_t b = 0;
+    mq_status st = mq_be_quantize(be, mq_qlayout_desc(l), src, dt, rows, l->cols, codes, scale,
+                                  l->block ? NULL : zp, &b, err);
+    return band_done(l, st, b, first, rows, codes, code_bytes, scales, bad);
+}
+
+mq_status mq_quantize_band_source(mq_backend *be, const mq_qlayout *l, mq_srcdesc sd,
+                                  const void *codes, size_t src_cols, const void *src_scale,
+                                  void *scratch, size_t first, size_t rows, void *q, void *scale,
+                                  int8_t *zp, size_t *code_bytes, size_t *scales, size_t *bad,
+                                  mq_err_acc *err)
+{
+    size_t b = 0;
+    mq_status st = be->ops->quantize_source(
+        be, mq_qlayout_desc(l), sd, codes, (uint64_t)first * l->cols, src_cols, src_scale, rows,
+        l->cols, q, scale, l->block ? NULL : zp, &b, err, scratch);
+    return band_done(l, st, b, first, rows, q, code_bytes, scales, bad);
 }
 
 static mq_status search_nomem(const mq_qlayout *l)

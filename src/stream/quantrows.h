@@ -24,6 +24,18 @@ mq_status mq_quantize_band(mq_backend *be, const mq_qlayout *l, const void *src,
                            size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
                            size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err);
 
+/* mq_quantize_band of the band whose values are a quantized source's (sd):
+ * the band's codes at `codes` (values [first * l->cols, ...) of a weight of
+ * src_cols columns), the scale rows they need at `src_scale`, through the
+ * back end's quantize_source (which b must have); `scratch` holds the band
+ * as values for a back end that needs them on the host. The same bytes as
+ * dequantizing the band and mq_quantize_band. */
+mq_status mq_quantize_band_source(mq_backend *be, const mq_qlayout *l, mq_srcdesc sd,
+                                  const void *codes, size_t src_cols, const void *src_scale,
+                                  void *scratch, size_t first, size_t rows, void *q, void *scale,
+                                  int8_t *zp, size_t *code_bytes, size_t *scales, size_t *bad,
+                                  mq_err_acc *err);
+
 /*
  * The mse observer on the same band (see observer.h): mq_scan_band_mse
  * searches every step of the band's groups, their records into `mask` (the

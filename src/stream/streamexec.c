@@ -216,21 +216,35 @@ static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
     return MQ_OK;
 }
 
+/* The source's description as the back ends take it: its values in the
+ * dtype the plan reads them in. */
+static mq_srcdesc source_desc(const mq_fp8src *f)
+{
+    return mq_sd_fp8_block(f->br, f->bc, f->scale->dtype, f->vt.dtype);
+}
+
+/* The scale rows values [e0, e0 + n) of the weight need, read from the input
+ * into the tensor's staging (a few rows of the scale grid, staged with the
+ * band within the memory limit). */
+static mq_status stage_scales(const mq_stream *s, const mq_tplan *tp, uint64_t e0, size_t n)
+{
+    const mq_fp8src *f = tp->src;
+    size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
+    uint64_t r0, r1;
+    mq_srcdesc_scale_rows(source_desc(f), e0, n, (size_t)f->vt.shape[1], &r0, &r1);
+    return read_input(s, f->scales, (size_t)(r1 - r0) * srow, f->scale_off + r0 * srow);
+}
+
 /* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
- * into the tensor's staging in the model's dtype, with the scale rows they
- * need read from the input. */
+ * by the back end into the tensor's staging in the model's dtype. */
 static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
                                 uint64_t e0, size_t n)
 {
     const mq_fp8src *f = tp->src;
-    size_t cols = (size_t)f->vt.shape[1], es = mq_dtype_size(f->scale->dtype);
-    size_t srow = (size_t)f->scale->shape[1] * es;
-    uint64_t r0 = e0 / cols / f->br, r1 = (e0 + n - 1) / cols / f->br;
-    mq_status st = read_input(s, f->scales, (size_t)(r1 - r0 + 1) * srow, f->scale_off + r0 * srow);
+    mq_status st = stage_scales(s, tp, e0, n);
     if (st != MQ_OK) return st;
-    mq_ref_fp8_block_dequant(d, e0, n, cols, f->br, f->bc, f->scales, f->scale->dtype, f->vt.dtype,
-                             f->vals);
-    return MQ_OK;
+    return mq_be_dequantize_source(s->be, source_desc(f), d, e0, n, (size_t)f->vt.shape[1],
+                                   f->scales, f->vals);
 }
 
 static mq_status chunk_dequant(mq_stream *s, const mq_tplan *tp, const mq_chunk *c,
@@ -251,10 +265,12 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     size_t es = mq_qkind_scale_size(l->kind, tp->t->dtype), bad = 0, nq, ns;
     const mq_obs_mse *o = &s->set->scheme.mse;
     mq_status st;
-    if (tp->src) {
+    uint64_t e0 = (uint64_t)c->first * tp->cols;
+    bool fused = tp->src && !tp->mse && s->be->ops->quantize_source;
+    if (tp->src && !fused) {
         /* Groups (or rows, or bands) of tp->cols values: whole rows or not;
          * both of the mse observer's passes read them dequantized. */
-        st = dequant_values(s, tp, d, (uint64_t)c->first * tp->cols, c->count * tp->cols);
+        st = dequant_values(s, tp, d, e0, c->count * tp->cols);
         if (st != MQ_OK) return st;
         d = tp->src->vals;
     }
@@ -270,13 +286,19 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
         if (c->first == 0) tp->obs_limit = mq_obs_mse_limit(o, tp->obs_improved);
         st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
                                   c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
+    } else if (fused) {
+        /* The back end reads the codes and writes ours: the values stay on
+         * its device. */
+        if ((st = stage_scales(s, tp, e0, c->count * tp->cols)) != MQ_OK) return st;
+        st = mq_quantize_band_source(s->be, l, source_desc(tp->src), d,
+                                     (size_t)tp->src->vt.shape[1], tp->src->scales, tp->src->vals,
+                                     c->first, c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
     } else {
         st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale, zp, &nq,
                               &ns, &bad, err);
     }
     if (st == MQ_STATUS_E_DATA) return nonfinite_error(tp, bad);
     if (st != MQ_OK) return st;
-    uint64_t e0 = (uint64_t)c->first * tp->cols;
     uint64_t s0 = l->block ? (uint64_t)c->first / l->block * l->scale_cols : c->first;
     add_piece(s, j, j->buf, nq, tp->out_q + mq_qlayout_code_pos(l, e0));
     add_piece(s, j, scale, ns * es, tp->out_scale + s0 * es);

@@ -14,6 +14,7 @@ typedef struct {
     int64_t shape[2];
     int shard;
     uint64_t begin, end; /* offsets in the shard's data buffer */
+    int fp8;             /* 1: F8_E4M3 codes, 2: their F32 weight_scale_inv, 0: --dtype */
 } gen_tensor;
 
 typedef struct {
@@ -22,14 +23,18 @@ typedef struct {
     int shards;
     uint64_t seed;
     int tied; /* no lm_head */
+    int fp8;  /* the layers' Linear weights as FP8 E4M3 in 128 x 128 blocks */
 } gen_opts;
 
 static const char usage[] =
     "usage: mq-genmodel OUTDIR [--hidden N] [--ffn N] [--layers N] [--vocab N] [--heads N]\n"
     "                   [--kv-heads N] [--dtype F32|BF16|F16] [--shards N] [--seed N]\n"
-    "                   [--preset tiny|small|1b]\n"
+    "                   [--preset tiny|small|1b] [--fp8-blocks]\n"
     "Writes config.json, tokenizer files, and model.safetensors or N shards with\n"
-    "model.safetensors.index.json, in the llama layout, with random weights.\n";
+    "model.safetensors.index.json, in the llama layout, with random weights.\n"
+    "--fp8-blocks stores the layers' Linear weights as F8_E4M3 codes with F32\n"
+    "weight_scale_inv per 128 x 128 block (DeepSeek-V3's layout, its\n"
+    "quantization_config in config.json); the other tensors stay in --dtype.\n";
 
 static size_t dtype_size(const char *d)
 {
@@ -82,7 +87,7 @@ static int add(gen_tensor *t, int *n, const char *name, int rank, int64_t d0, in
 
 static int build(const gen_opts *o, gen_tensor **out)
 {
-    int cap = (int)(o->layers * 9 + 8), n = 0;
+    int cap = (int)(o->layers * 16 + 8), n = 0;
     gen_tensor *t = calloc((size_t)cap, sizeof *t);
     char nm[128];
     int64_t kv = o->hidden / o->heads * o->kv_heads;
@@ -90,7 +95,13 @@ static int build(const gen_opts *o, gen_tensor **out)
     for (int64_t l = 0; l < o->layers; l++) {
 #define L(suffix, r, a, b)                                                                         \
     snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);                            \
-    add(t, &n, nm, r, a, b)
+    add(t, &n, nm, r, a, b);                                                                       \
+    if (o->fp8 && r == 2) {                                                                        \
+        t[n - 1].fp8 = 1;                                                                          \
+        snprintf(nm, sizeof nm, "model.layers.%lld." suffix "_scale_inv", (long long)l);           \
+        add(t, &n, nm, 2, ((a) + 127) / 128, ((b) + 127) / 128);                                   \
+        t[n - 1].fp8 = 2;                                                                          \
+    }
         L("input_layernorm.weight", 1, o->hidden, 0);
         L("self_attn.q_proj.weight", 2, o->hidden, o->hidden);
         L("self_attn.k_proj.weight", 2, kv, o->hidden);
@@ -111,14 +122,14 @@ static int build(const gen_opts *o, gen_tensor **out)
 static uint64_t nbytes(const gen_tensor *g, const gen_opts *o)
 {
     uint64_t e = (uint64_t)g->shape[0] * (g->rank == 2 ? (uint64_t)g->shape[1] : 1);
-    return e * dtype_size(o->dtype);
+    return e * (g->fp8 == 1 ? 1 : g->fp8 == 2 ? 4 : dtype_size(o->dtype));
 }
 
 /* Streams random values of dtype into f: weights ~ U(-a, a), norms near 1. */
 static int write_values(FILE *f, const gen_tensor *g, const gen_opts *o, uint64_t *rng)
 {
     static unsigned char buf[1 << 20];
-    size_t es = dtype_size(o->dtype), per = sizeof buf / es;
+    size_t es = g->fp8 == 1 ? 1 : g->fp8 == 2 ? 4 : dtype_size(o->dtype), per = sizeof buf / es;
     uint64_t left = nbytes(g, o) / es;
     int norm = g->rank == 1;
     float a = norm ? 0.05f : 0.04f;
@@ -127,7 +138,13 @@ static int write_values(FILE *f, const gen_tensor *g, const gen_opts *o, uint64_
         for (size_t i = 0; i < k; i++) {
             float u = (float)((double)(rng_next(rng) >> 40) / 16777216.0 * 2.0 - 1.0) * a;
             if (norm) u += 1.0f;
-            if (es == 4)
+            if (g->fp8 == 1) { /* any e4m3fn code but NaN */
+                buf[i] = (unsigned char)(rng_next(rng) >> 56);
+                if ((buf[i] & 0x7f) == 0x7f) buf[i] ^= 1;
+            } else if (g->fp8 == 2) { /* codes up to 448 times this stay within +-a */
+                float sc = (a / 448.0f) * (1.0f + 0.25f * u / a);
+                memcpy(buf + 4 * i, &sc, 4);
+            } else if (es == 4)
                 memcpy(buf + 4 * i, &u, 4);
             else {
                 uint16_t h = strcmp(o->dtype, "BF16") == 0 ? f32_to_bf16(u) : f32_to_f16(u);
@@ -138,6 +155,11 @@ static int write_values(FILE *f, const gen_tensor *g, const gen_opts *o, uint64_
         left -= k;
     }
     return 0;
+}
+
+static const char *dtype_of(const gen_tensor *g, const gen_opts *o)
+{
+    return g->fp8 == 1 ? "F8_E4M3" : g->fp8 == 2 ? "F32" : o->dtype;
 }
 
 static int write_shard(const char *dir, const char *file, gen_tensor *t, int n, int shard,
@@ -156,7 +178,7 @@ static int write_shard(const char *dir, const char *file, gen_tensor *t, int n, 
             len += (size_t)snprintf(
                 hdr + len, cap - len,
                 ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],\"data_offsets\":[%llu,%llu]}",
-                t[i].name, o->dtype, (long long)t[i].shape[0], (long long)t[i].shape[1],
+                t[i].name, dtype_of(&t[i], o), (long long)t[i].shape[0], (long long)t[i].shape[1],
                 (unsigned long long)t[i].begin, (unsigned long long)t[i].end);
         else
             len += (size_t)snprintf(
@@ -210,9 +232,13 @@ static int write_config(const char *dir, const gen_opts *o)
              "  \"num_hidden_layers\": %lld,\n  \"num_attention_heads\": %lld,\n"
              "  \"num_key_value_heads\": %lld,\n  \"vocab_size\": %lld,\n"
              "  \"rms_norm_eps\": 1e-05,\n  \"tie_word_embeddings\": %s,\n"
-             "  \"torch_dtype\": \"%s\"\n}\n",
+             "  \"torch_dtype\": \"%s\"%s\n}\n",
              (long long)o->hidden, (long long)o->ffn, (long long)o->layers, (long long)o->heads,
-             (long long)o->kv_heads, (long long)o->vocab, o->tied ? "true" : "false", td);
+             (long long)o->kv_heads, (long long)o->vocab, o->tied ? "true" : "false", td,
+             o->fp8 ? ",\n  \"quantization_config\": {\"activation_scheme\": \"dynamic\", "
+                      "\"fmt\": \"e4m3\", \"quant_method\": \"fp8\", "
+                      "\"weight_block_size\": [128, 128]}"
+                    : "");
     int rc = write_text(dir, "config.json", text);
     rc |= write_text(dir, "generation_config.json",
                      "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
@@ -243,11 +269,11 @@ static int write_index(const char *dir, const gen_tensor *t, int n, const gen_op
 static int preset(gen_opts *o, const char *name)
 {
     if (!strcmp(name, "tiny")) {
-        *o = (gen_opts){64, 176, 2, 256, 4, 4, o->dtype, o->shards, o->seed, 0};
+        *o = (gen_opts){64, 176, 2, 256, 4, 4, o->dtype, o->shards, o->seed, 0, o->fp8};
     } else if (!strcmp(name, "small")) {
-        *o = (gen_opts){256, 704, 4, 1000, 8, 4, o->dtype, o->shards, o->seed, 0};
+        *o = (gen_opts){256, 704, 4, 1000, 8, 4, o->dtype, o->shards, o->seed, 0, o->fp8};
     } else if (!strcmp(name, "1b")) { /* about 0.84 B parameters */
-        *o = (gen_opts){2048, 5632, 16, 32000, 32, 32, o->dtype, o->shards, o->seed, 0};
+        *o = (gen_opts){2048, 5632, 16, 32000, 32, 32, o->dtype, o->shards, o->seed, 0, o->fp8};
     } else {
         return -1;
     }
@@ -256,7 +282,7 @@ static int preset(gen_opts *o, const char *name)
 
 int main(int argc, char **argv)
 {
-    gen_opts o = {64, 176, 2, 256, 4, 4, "F32", 1, 1, 0};
+    gen_opts o = {64, 176, 2, 256, 4, 4, "F32", 1, 1, 0, 0};
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -266,6 +292,10 @@ int main(int argc, char **argv)
         }
         if (a[0] != '-') {
             dir = a;
+            continue;
+        }
+        if (!strcmp(a, "--fp8-blocks")) {
+            o.fp8 = 1;
             continue;
         }
         if (!v) {
@@ -320,6 +350,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) { /* fill shards in order, about equal bytes each */
         t[i].shard = (int)(acc * (uint64_t)o.shards / (total ? total : 1));
         if (t[i].shard >= o.shards) t[i].shard = o.shards - 1;
+        if (t[i].fp8 == 2) t[i].shard = t[i - 1].shard; /* scales beside their weight */
         acc += nbytes(&t[i], &o);
     }
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ULL + 1;
