@@ -7,10 +7,13 @@
 #include "devset.h"
 #include "model.h"
 #include "reference.h"
+#include "srcref.h"
 
 #include <monoquant.h>
 
 #include <jansson.h>
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +148,14 @@ static const refusal refusals[] = {
      ", \"quantization_config\": {\"quant_method\": \"zq-7\"}",
      false,
      {"config.json", "not known", "\"zq-7\""}},
+    {"compressed-tensors format not written by us",
+     bnb8,
+     N(bnb8),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+     "\"nvfp4-pack-quantized\", \"quantization_status\": \"compressed\"}",
+     false,
+     {"config.json", "already quantized", NULL}},
     {"no quant_method",
      bnb8,
      N(bnb8),
@@ -727,6 +738,80 @@ static void test_fp8_blocks_opencl(void **state)
     }
 }
 
+/* gpt-oss MXFP4: code 2k of a group in the low nibble, 2k + 1 in the high
+ * one; e2m1 * 2^(scale - 127) in fp32 (255: +inf), rounded once to the dtype;
+ * the weight is the transpose of the stored [out, in]. */
+static void test_mxfp4_reference(void **state)
+{
+    (void)state;
+    enum { OUT = 2, IN = 64 };
+    uint8_t blocks[OUT * IN / 2] = {0}, scales[OUT * IN / 32];
+    blocks[0] = 0x2f;           /* row 0: h = 0 -> code 0xf (-6), h = 1 -> code 2 (1.0) */
+    blocks[16] = 0x07;          /* row 0, second group: h = 32 -> code 7 (6.0) */
+    blocks[IN / 2 + 1] = 0x30;  /* row 1: h = 2 -> 0, h = 3 -> code 3 (1.5) */
+    blocks[IN / 2 + 16] = 0x01; /* row 1, second group: h = 32 -> code 1 (0.5) */
+    scales[0] = 127;            /* row 0, group 0: 1 */
+    scales[1] = 255;            /* row 0, group 1: +inf */
+    scales[2] = 130;            /* row 1, group 0: 8 */
+    scales[3] = 0;              /* row 1, group 1: 2^-127 */
+    float f[IN * OUT];
+    mq_ref_mxfp4_expert(blocks, scales, OUT, IN, 0, IN * OUT, MQ_DTYPE_F32, f);
+    assert_true(f[0 * OUT + 0] == -6.0f);
+    assert_true(f[1 * OUT + 0] == 1.0f);
+    assert_true(f[32 * OUT + 0] == INFINITY);
+    assert_true(isnan(f[33 * OUT + 0])); /* 0 * inf */
+    assert_true(f[3 * OUT + 1] == 12.0f);
+    assert_true(f[2 * OUT + 1] == 0.0f);
+    assert_true(f[32 * OUT + 1] == ldexpf(1.0f, -128));
+    /* A range from the middle, in BF16: the same values rounded. */
+    uint16_t b[3];
+    mq_ref_mxfp4_expert(blocks, scales, OUT, IN, 2 * OUT + 1, 3, MQ_DTYPE_BF16, b);
+    assert_int_equal(b[0], mq_f32_to_bf16(f[2 * OUT + 1]));
+    assert_int_equal(b[1], mq_f32_to_bf16(f[3 * OUT + 0]));
+    assert_int_equal(b[2], mq_f32_to_bf16(12.0f));
+}
+
+/* An MXFP4 model's blocks without their scales, or of a shape that is not
+ * gpt-oss's, are refused before any output, naming the tensor. */
+static void test_mxfp4_refused(void **state)
+{
+    (void)state;
+    static const tspec lone[] = {
+        {"model.layers.0.mlp.experts.gate_up_proj_blocks", MQ_DTYPE_U8, 4, 16},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    static const tspec flat[] = {
+        {"model.layers.0.mlp.experts.down_proj_blocks", MQ_DTYPE_U8, 4, 16},
+        {"model.layers.0.mlp.experts.down_proj_scales", MQ_DTYPE_U8, 4, 1},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    const struct {
+        const tspec *t;
+        size_t n;
+        const char *needle;
+    } cases[] = {{lone, N(lone), "without their 'model.layers.0.mlp.experts.gate_up_proj_scales'"},
+                 {flat, N(flat), "must be U8 [experts, out, in / 32, 16]"}};
+    for (size_t i = 0; i < N(cases); i++) {
+        char *root = tu_mkdtemp(), *in = tu_join(root, "in"), *out = tu_join(root, "out");
+        char *st = tu_join(in, "model.safetensors"), *text = NULL, cfg[512];
+        assert_int_equal(mkdir(in, 0755), 0);
+        write_tensors(st, cases[i].t, cases[i].n);
+        snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+                 ", \"quantization_config\": {\"quant_method\": \"mxfp4\"}");
+        write_text(in, "config.json", cfg);
+        assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", in, out), 2);
+        if (!strstr(text, cases[i].needle)) fail_msg("'%s' not in: %s", cases[i].needle, text);
+        assert_non_null(strstr(text, cases[i].t[0].name));
+        assert_false(tu_exists(out));
+        free(text);
+        tu_rmtree(root);
+        free(st);
+        free(in);
+        free(out);
+        free(root);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -741,6 +826,8 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_refused),
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),
+        cmocka_unit_test(test_mxfp4_reference),
+        cmocka_unit_test(test_mxfp4_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
