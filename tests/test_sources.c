@@ -812,6 +812,37 @@ static void test_mxfp4_refused(void **state)
     }
 }
 
+/* A compressed-tensors source whose layer is broken (scales that are not
+ * finite and positive) is refused before any output, naming the layer. */
+static void test_ct_source_refused(void **state)
+{
+    (void)state;
+    static const tspec bad[] = {
+        {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_I8, 16, 8},
+        {"model.layers.0.mlp.up_proj.weight_scale", MQ_DTYPE_F32, 16, 1},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    char *root = tu_mkdtemp(), *in = tu_join(root, "in"), *out = tu_join(root, "out");
+    char *st = tu_join(in, "model.safetensors"), *text = NULL, cfg[512];
+    assert_int_equal(mkdir(in, 0755), 0);
+    write_tensors(st, bad, N(bad));
+    snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+             ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+             "\"format\": \"int-quantized\", \"quantization_status\": \"compressed\"}");
+    write_text(in, "config.json", cfg);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host --preset W4A16", in, out),
+                     2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.up_proj.weight"));
+    assert_non_null(strstr(text, "finite and positive"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(st);
+    free(in);
+    free(out);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_opencl),
         cmocka_unit_test(test_mxfp4_reference),
         cmocka_unit_test(test_mxfp4_refused),
+        cmocka_unit_test(test_ct_source_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,9 +20,11 @@
 #define BLOCKS_SUFFIX "_blocks"
 #define SCALES_SUFFIX "_scales"
 
-/* A compressed-tensors layer open while its weight runs, and the last row of
- * it dequantized in fp32. */
+/* A compressed-tensors layer open while its weight runs (its tensors read
+ * into a model of their own, not used in place from the mapping), and the
+ * last row of it dequantized in fp32. */
 struct mq_srcrows {
+    mq_model *m;
     mq_qlayer l;
     float *row;
     size_t cols;
@@ -145,6 +147,51 @@ static mq_status mxfp4_values(const mq_stream *s, const mq_tplan *tp, uint64_t e
 
 /* ---- compressed-tensors ---- */
 
+/* The tensors of the layer named by the first n bytes of `base` (its codes,
+ * and the scale, zero point and shape beside them) read with pread into a
+ * model of their own: a page of the mapping read in place after another
+ * program truncates the input would raise SIGBUS. */
+static mq_status read_layer(const mq_stream *s, const char *base, size_t n, mq_model **out)
+{
+    static const char *const suffixes[] = {"", MQ_PACKED_SUFFIX, MQ_SCALE_SUFFIX, MQ_ZP_SUFFIX,
+                                           MQ_SHAPE_SUFFIX};
+    char *name = malloc(n + 16);
+    mq_model *m = NULL;
+    mq_status st = name ? mq_model_new(&m) : no_memory(base);
+    for (size_t k = 0; st == MQ_OK && k < sizeof suffixes / sizeof *suffixes; k++) {
+        memcpy(name, base, n);
+        strcpy(name + n, suffixes[k]);
+        long i = mq_model_index(s->m, name);
+        if (i < 0) continue;
+        const mq_tensor *t = &s->m->tensors[i];
+        mq_blob *b = mq_blob_new_heap(t->nbytes);
+        if (!b) {
+            st = no_memory(t->name);
+            break;
+        }
+        st = read_at(s, mq_blob_data(b), t->nbytes, offset_of(s, (size_t)i));
+        if (st == MQ_OK)
+            st = mq_model_append(m, t->name, t->dtype, t->rank, t->shape, mq_blob_data(b),
+                                 t->nbytes, b);
+        mq_blob_unref(b);
+    }
+    free(name);
+    if (st != MQ_OK) {
+        mq_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MQ_OK;
+}
+
+/* The length of the layer's weight name in the codes' name t (W_packed: W). */
+static size_t layer_name_len(const mq_tensor *t)
+{
+    size_t n = strlen(t->name), k = strlen(MQ_PACKED_SUFFIX);
+    if (n > k && !strcmp(t->name + n - k, MQ_PACKED_SUFFIX)) return n - k;
+    return n;
+}
+
 static mq_status plan_ct(mq_stream *s, size_t i)
 {
     const mq_tensor *t = &s->m->tensors[i];
@@ -153,10 +200,16 @@ static mq_status plan_ct(mq_stream *s, size_t i)
         return MQ_OK;
     }
     if (!mq_qlayer_is_codes(s->m, t)) return MQ_OK;
-    /* Opened once here for its checks and shape; again while it runs. */
+    /* Read and opened once here for its checks and shape (before any
+     * output); again while it runs. */
     mq_qlayer l;
-    mq_status st = mq_qlayer_open(s->m, t, &l);
-    if (st != MQ_OK) return st;
+    mq_model *lm = NULL;
+    mq_status st = read_layer(s, t->name, layer_name_len(t), &lm);
+    if (st == MQ_OK) st = mq_qlayer_open(lm, mq_model_find(lm, t->name), &l);
+    if (st != MQ_OK) {
+        mq_model_free(lm);
+        return st;
+    }
     mq_fp8src *f = new_source(s, i, MQ_SRC_FORMAT_CT, l.w.name, strlen(l.w.name));
     if (f) {
         uint64_t numel;
@@ -167,6 +220,7 @@ static mq_status plan_ct(mq_stream *s, size_t i)
         s->tp[i].src = f;
     }
     mq_qlayer_free(&l);
+    mq_model_free(lm);
     return f ? MQ_OK : no_memory(t->name);
 }
 
@@ -216,7 +270,8 @@ mq_status mq_src_begin(const mq_stream *s, mq_tplan *tp)
     struct mq_srcrows *r = calloc(1, sizeof *r);
     if (!r) return no_memory(f->vt.name);
     f->rows = r;
-    mq_status st = mq_qlayer_open(s->m, f->codes, &r->l);
+    mq_status st = read_layer(s, f->name, strlen(f->name), &r->m);
+    if (st == MQ_OK) st = mq_qlayer_open(r->m, mq_model_find(r->m, f->codes->name), &r->l);
     if (st != MQ_OK) return st;
     uint64_t numel;
     mq_shape_numel(r->l.w.rank, r->l.w.shape, &numel);
@@ -241,6 +296,7 @@ void mq_src_end(mq_tplan *tp)
     f->vals = f->scales = NULL;
     if (f->rows) {
         mq_qlayer_free(&f->rows->l);
+        mq_model_free(f->rows->m);
         free(f->rows->row);
         free(f->rows);
         f->rows = NULL;
