@@ -77,6 +77,11 @@ static const tspec bnb8[] = {
     {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_I8, 16, 8},
     {"model.layers.0.mlp.up_proj.SCB", MQ_DTYPE_F32, 1, 16},
 };
+static const tspec mxfp4[] = {
+    {"model.layers.0.mlp.experts.down_proj_blocks", MQ_DTYPE_U8, 4, 16},
+    {"model.layers.0.mlp.experts.down_proj_scales", MQ_DTYPE_U8, 4, 1},
+    {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+};
 
 typedef struct {
     const char *label;
@@ -156,6 +161,20 @@ static const refusal refusals[] = {
      "\"nvfp4-pack-quantized\", \"quantization_status\": \"compressed\"}",
      false,
      {"config.json", "already quantized", NULL}},
+    {"MXFP4 tensors, no config",
+     mxfp4,
+     N(mxfp4),
+     true,
+     NULL,
+     false,
+     {"model.safetensors", "model.layers.0.mlp.experts.down_proj_blocks", "MXFP4"}},
+    {"MXFP4 tensors in a file",
+     mxfp4,
+     N(mxfp4),
+     false,
+     NULL,
+     false,
+     {"model.layers.0.mlp.experts.down_proj_blocks", "MXFP4", "\"mxfp4\""}},
     {"no quant_method",
      bnb8,
      N(bnb8),

@@ -387,7 +387,9 @@ static mq_status check_shard_names(hf_run *r)
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
         rc = mq_model_open(sp, &m);
-        if (rc == MQ_OK && (rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK)
+        if (rc == MQ_OK &&
+            ((rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK ||
+             (r->set->src_format != MQ_SRC_FORMAT_MXFP4 && (rc = mq_check_no_mxfp4(m)) != MQ_OK)))
             mq_error_prefix("%s: %s", r->in_dir, r->shards.names[i]);
         for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
             const mq_tensor *t = mq_model_tensor(m, k);

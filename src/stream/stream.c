@@ -500,6 +500,7 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
     /* A compressed-tensors source is quantized throughout: its layers are read. */
     st = set->src_format == MQ_SRC_FORMAT_CT ? mq_check_no_foreign(s.m, false)
                                              : mq_check_not_quantized(s.m, set->src_block[0] != 0);
+    if (st == MQ_OK && set->src_format != MQ_SRC_FORMAT_MXFP4) st = mq_check_no_mxfp4(s.m);
     if (st != MQ_OK) goto prefixed;
     s.n = s.m->count;
     if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
