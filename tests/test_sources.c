@@ -160,7 +160,7 @@ static const refusal refusals[] = {
      ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
      "\"nvfp4-pack-quantized\", \"quantization_status\": \"compressed\"}",
      false,
-     {"config.json", "already quantized", NULL}},
+     {"config.json", "already quantized", "\"nvfp4-pack-quantized\""}},
     {"MXFP4 tensors, no config",
      mxfp4,
      N(mxfp4),

@@ -156,11 +156,16 @@ static mq_status refuse_quantized(const char *path, json_t *qc)
     if (other_source(qc) != MQ_SRC_FORMAT_NONE) return MQ_OK; /* mq_hf_other_source */
     for (size_t i = 0; i < sizeof quant_methods / sizeof *quant_methods; i++) {
         if (strcmp(method, quant_methods[i][0]) != 0) continue;
-        if (!quant_methods[i][1])
+        if (!quant_methods[i][1]) {
+            /* compressed-tensors: read in the formats we write, compressed. */
+            const char *fmt = json_string_value(json_object_get(qc, "format"));
+            const char *status = json_string_value(json_object_get(qc, "quantization_status"));
             return mq_set_error(MQ_STATUS_E_FORMAT,
-                                "%s: the model is already quantized (it has a "
-                                "\"quantization_config\"); start from the float model",
-                                path);
+                                "%s: the model is already quantized (compressed-tensors, format "
+                                "\"%s\", status \"%s\": only the compressed formats that we "
+                                "write are read); start from the float model",
+                                path, fmt ? fmt : "none", status ? status : "none");
+        }
         return mq_set_error(MQ_STATUS_E_FORMAT,
                             "%s: the model is already quantized in the %s layout "
                             "(\"quant_method\": \"%s\"), which is not read; start from the "
