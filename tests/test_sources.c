@@ -757,6 +757,61 @@ static void test_fp8_blocks_opencl(void **state)
     }
 }
 
+/* A compressed-tensors source (ours, FP8 per channel) holding a NaN code:
+ * with --skip-nonfinite the scan finds it in the dequantized values and the
+ * weight is kept, dequantized in the model's dtype; without, the run stops
+ * naming it, with no output. */
+static void test_ct_source_nonfinite(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *bf = tu_join(root, "bf16"), *ct = tu_join(root, "ct"), *o1 = tu_join(root, "o1");
+    char *o2 = tu_join(root, "o2"), *st = tu_join(ct, "model.safetensors");
+    const char *w = "model.layers.0.mlp.up_proj.weight";
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset FP8_DYNAMIC", bf, ct);
+    if (rc != 0) fail_msg("source: exit %d: %s", rc, text);
+    free(text);
+    mq_model *m;
+    assert_int_equal(mq_model_open(st, &m), MQ_OK);
+    long i = mq_model_index(m, w);
+    assert_true(i >= 0);
+    assert_int_equal(m->tensors[i].dtype, MQ_DTYPE_F8_E4M3);
+    long off = (long)((const unsigned char *)m->tensors[i].data -
+                      (const unsigned char *)mq_blob_data(m->blobs[i]));
+    mq_model_free(m);
+    FILE *f = fopen(st, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, off + 5, SEEK_SET), 0);
+    assert_int_equal(fputc(0x7f, f), 0x7f);
+    assert_int_equal(fclose(f), 0);
+    rc =
+        tu_run_cli(&text, "quantize %s -o %s --device host --preset W8A8 --skip-nonfinite", ct, o1);
+    if (rc != 0) fail_msg("--skip-nonfinite: exit %d: %s", rc, text);
+    assert_non_null(strstr(text, "NaN or Inf"));
+    free(text);
+    char *out = tu_join(o1, "model.safetensors");
+    assert_int_equal(mq_model_open(out, &m), MQ_OK);
+    i = mq_model_index(m, w);
+    assert_true(i >= 0);
+    assert_int_equal(m->tensors[i].dtype, MQ_DTYPE_BF16);
+    assert_true(mq_model_index(m, "model.layers.0.mlp.gate_proj.weight_scale") >= 0);
+    mq_model_free(m);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", ct, o2),
+                     2);
+    assert_non_null(strstr(text, w));
+    assert_false(tu_exists(o2));
+    free(text);
+    tu_rmtree(root);
+    free(out);
+    free(bf);
+    free(ct);
+    free(o1);
+    free(o2);
+    free(st);
+    free(root);
+}
+
 /* gpt-oss MXFP4: code 2k of a group in the low nibble, 2k + 1 in the high
  * one; e2m1 * 2^(scale - 127) in fp32 (255: +inf), rounded once to the dtype;
  * the weight is the transpose of the stored [out, in]. */
@@ -879,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_mxfp4_reference),
         cmocka_unit_test(test_mxfp4_refused),
         cmocka_unit_test(test_ct_source_refused),
+        cmocka_unit_test(test_ct_source_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -471,14 +471,16 @@ mq_status mq_stream_scan(mq_stream *s)
         uint64_t n = chunk_count(tp, true);
         mq_ref_stats stats;
         mq_ref_stats_init(&stats);
+        /* The other sources' values, dequantized (an FP8 code's NaN, or a
+         * scale's), are what the scan looks at. */
+        if (n && self_read(tp)) st = mq_src_begin(s, tp);
         for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
             if (self_read(tp)) {
-                /* Not scanned: compressed-tensors' integer codes and
-                 * MXFP4's e2m1 hold no NaN; a non-finite value (an FP8 NaN
-                 * code) stops the run when it is quantized. */
+                if (!stats.nonfinite && (st = mq_src_values(s, tp, c->first, c->count)) == MQ_OK)
+                    st = s->be->ops->reduce(s->be, tp->src->vals, tp->t->dtype, c->count, &stats);
             } else if (tp->src) {
                 /* e4m3fn's NaN: S.1111.111; the codes hold no infinity. */
                 for (size_t e = 0; e < c->count && !stats.nonfinite; e++)
@@ -488,6 +490,7 @@ mq_status mq_stream_scan(mq_stream *s)
             }
             mq_ring_release(s->ring);
         }
+        if (self_read(tp)) mq_src_end(tp);
         if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
     }
     mq_ring_stop(s->ring);
