@@ -5,7 +5,8 @@ and 128x128 block, the MX formats), then re-quantized to another preset.
 The result must have the bytes of quantizing compressed-tensors' own
 decompression of the source (as transformers loads it, run_compressed
 False) in F32, config.json included, and load with a plain
-from_pretrained; `dequantize DIR` of the source gives that decompression."""
+from_pretrained; `dequantize DIR` of the source gives that decompression,
+and `--dtype fp16` that decompression cast to FP16."""
 import json
 import os
 import shutil
@@ -122,6 +123,16 @@ def main():
                 bad = [k for k in want if k not in td or not same_bytes(td[k], want[k])]
                 check(not bad, "%s: dequantize differs from the decompression: %s" %
                       (tag, bad[:4]))
+                # --dtype fp16: that decompression cast to FP16, as of a float model.
+                h = os.path.join(tmp, "f16-%d" % i)
+                run("quantize", src, "-o", h, "--dtype", "fp16", "--device", "host", "-q")
+                th = load_file(os.path.join(h, "model.safetensors"))
+                bad = [k for k in want if want[k].is_floating_point() and want[k].dim() == 2 and
+                       (k not in th or not torch.equal(th[k], want[k].to(torch.float16)))]
+                check(not bad, "%s: --dtype fp16 differs from the decompression: %s" %
+                      (tag, bad[:4]))
+                check("quantization_config" not in json.load(open(os.path.join(h, "config.json"))),
+                      "%s: --dtype fp16 kept a quantization_config" % tag)
             print("%s: identical" % tag if not diff else "%s: %d tensors differ" % (tag, len(diff)))
             for d in (src, flt, a, b):
                 shutil.rmtree(d, ignore_errors=True)

@@ -8,7 +8,7 @@ own dequantization bit for bit, and what its MXFP4 loader gives; re-quantized
 to W8A8, W4A16 and FP8_DYNAMIC the output has the same bytes as quantizing
 the float model the source stands for, loads with a plain from_pretrained and
 its logits are close to the source's; `dequantize DIR` gives the float model
-(the same logits)."""
+(the same logits) and `--dtype fp16` the experts cast to FP16."""
 import json
 import os
 import shutil
@@ -142,6 +142,15 @@ def main():
                   % (preset, cos, floor))
             check(cos >= min(want, floor) - 1e-9,
                   "%s: logits cosine %.5f < %.4f" % (preset, cos, min(want, floor)))
+        # --dtype fp16: the experts (and every float weight) cast to FP16.
+        h = os.path.join(tmp, "f16")
+        run("quantize", src, "-o", h, "--dtype", "fp16", "--device", "host", "-q")
+        th = load_file(os.path.join(h, "model.safetensors"))
+        for k, v in deq.items():
+            check(k in th and torch.equal(th[k], v.to(torch.float16)),
+                  "--dtype fp16: expert %s is not the dequantization cast to FP16" % k)
+        check("quantization_config" not in json.load(open(os.path.join(h, "config.json"))),
+              "--dtype fp16 kept a quantization_config")
         dq = os.path.join(tmp, "dequantized")
         run("dequantize", src, "-o", dq)
         cfg = json.load(open(os.path.join(dq, "config.json")))
