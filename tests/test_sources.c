@@ -812,6 +812,64 @@ static void test_ct_source_nonfinite(void **state)
     free(root);
 }
 
+/* A compressed-tensors source is read a file at a time: a layer whose codes
+ * are in one shard and its scale in the next is refused before any output,
+ * naming both shards; within one shard it is read. */
+static void test_ct_source_split(void **state)
+{
+    (void)state;
+    static const int8_t codes[8 * 8] = {1, -2, 3};
+    static const float scale[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    static const float norm[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int split = 0; split < 2; split++) {
+        char *root = tu_mkdtemp(), *d = tu_join(root, "in"), *out = tu_join(root, "out");
+        char *a = tu_join(d, "a.safetensors"), *b = tu_join(d, "b.safetensors"), *text = NULL;
+        char cfg[512], index[512];
+        assert_int_equal(mkdir(d, 0755), 0);
+        snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+                 ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+                 "\"format\": \"int-quantized\", \"quantization_status\": \"compressed\"}");
+        write_text(d, "config.json", cfg);
+        mq_model *ma, *mb;
+        assert_int_equal(mq_model_new(&ma), MQ_OK);
+        assert_int_equal(mq_model_new(&mb), MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(ma, "layers.1.weight", MQ_DTYPE_I8, 2, (int64_t[]){8, 8}, codes),
+            MQ_OK);
+        assert_int_equal(mq_model_add_tensor(split ? mb : ma, "layers.1.weight_scale", MQ_DTYPE_F32,
+                                             2, (int64_t[]){8, 1}, scale),
+                         MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(mb, "norm.weight", MQ_DTYPE_F32, 1, (int64_t[]){8}, norm), MQ_OK);
+        snprintf(index, sizeof index,
+                 "{\"metadata\": {}, \"weight_map\": {\"layers.1.weight\": "
+                 "\"a.safetensors\", \"layers.1.weight_scale\": \"%s\", \"norm.weight\": "
+                 "\"b.safetensors\"}}",
+                 split ? "b.safetensors" : "a.safetensors");
+        write_text(d, "model.safetensors.index.json", index);
+        assert_int_equal(mq_model_save(ma, a), MQ_OK);
+        assert_int_equal(mq_model_save(mb, b), MQ_OK);
+        mq_model_free(ma);
+        mq_model_free(mb);
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W4A16", d, out);
+        if (split) {
+            if (rc != 2) fail_msg("split: exit %d: %s", rc, text);
+            assert_non_null(strstr(text, "split over shards"));
+            assert_non_null(strstr(text, "'b.safetensors'"));
+            assert_false(tu_exists(out));
+        } else if (rc != 0) {
+            fail_msg("one shard: exit %d: %s", rc, text);
+        }
+        free(text);
+        tu_rmtree(root);
+        free(a);
+        free(b);
+        free(d);
+        free(out);
+        free(root);
+    }
+}
+
 /* gpt-oss MXFP4: code 2k of a group in the low nibble, 2k + 1 in the high
  * one; e2m1 * 2^(scale - 127) in fp32 (255: +inf), rounded once to the dtype;
  * the weight is the transpose of the stored [out, in]. */
@@ -935,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_mxfp4_refused),
         cmocka_unit_test(test_ct_source_refused),
         cmocka_unit_test(test_ct_source_nonfinite),
+        cmocka_unit_test(test_ct_source_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
