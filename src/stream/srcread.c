@@ -10,6 +10,7 @@
 #include "error.h"
 #include "layout.h"
 #include "model.h"
+#include "reference.h"
 #include "srcref.h"
 
 #include <errno.h>
@@ -224,6 +225,23 @@ static mq_status plan_ct(mq_stream *s, size_t i)
     return f ? MQ_OK : no_memory(t->name);
 }
 
+/* n fp32 values stored from element i of dst on in dt (F32, BF16 or F16, the
+ * two rounded to nearest even), the dtype chosen once. */
+static void store_values(unsigned char *dst, mq_dtype dt, size_t i, const float *v, size_t n)
+{
+    if (dt == MQ_DTYPE_F32) {
+        memcpy(dst + i * 4, v, n * 4);
+        return;
+    }
+    uint16_t *h = (uint16_t *)(void *)(dst + i * 2);
+    if (dt == MQ_DTYPE_BF16)
+        for (size_t k = 0; k < n; k++)
+            h[k] = mq_f32_to_bf16(v[k]);
+    else
+        for (size_t k = 0; k < n; k++)
+            h[k] = mq_f32_to_f16(v[k]);
+}
+
 static mq_status ct_values(const mq_tplan *tp, uint64_t e0, size_t n)
 {
     mq_fp8src *f = tp->src;
@@ -235,8 +253,7 @@ static mq_status ct_values(const mq_tplan *tp, uint64_t e0, size_t n)
             mq_qlayer_row_f32(&r->l, (size_t)row, r->row);
             r->row_at = row;
         }
-        for (size_t k = 0; k < len; k++)
-            mq_store_scale(f->vals, f->vt.dtype, i + k, r->row[c + k]);
+        store_values(f->vals, f->vt.dtype, i, r->row + c, len);
         i += len;
     }
     return MQ_OK;
