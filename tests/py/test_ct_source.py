@@ -6,7 +6,8 @@ The result must have the bytes of quantizing compressed-tensors' own
 decompression of the source (as transformers loads it, run_compressed
 False) in F32, config.json included, and load with a plain
 from_pretrained; `dequantize DIR` of the source gives that decompression,
-and `--dtype fp16` that decompression cast to FP16."""
+and `--dtype fp16` that decompression cast to FP16; a BF16 source with
+`--dequant-dtype f32` gives the bytes of quantizing its F32 decompression."""
 import json
 import os
 import shutil
@@ -87,6 +88,26 @@ def decompressed(src, orig, dst):
     return t
 
 
+def decompressed_f32(src, orig, dst, preset):
+    """The same in F32: compressed-tensors' decompressor of the format given
+    each layer's scale in F32 (transformers' loader decompresses in the
+    checkpoint's dtype, then casts)."""
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import preset_name_to_scheme
+    qc = loaders.quantization_config(src)
+    comp = BaseCompressor.get_value_from_registry(qc["format"])
+    qs = preset_name_to_scheme(preset, ["Linear"])
+    st = load_file(os.path.join(src, "model.safetensors"))
+    shutil.copytree(orig, dst)
+    t = load_file(os.path.join(orig, "model.safetensors"))
+    for k in [k for k in st if k.endswith(".weight_scale")]:
+        m = k[:-len(".weight_scale")]
+        local = {n[len(m) + 1:]: v for n, v in st.items() if n.rsplit(".", 1)[0] == m}
+        local["weight_scale"] = local["weight_scale"].float()
+        t[m + ".weight"] = comp.decompress(local, qs)["weight"].float().contiguous()
+    save_file(t, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="mq-ctsrc-")
     try:
@@ -136,6 +157,27 @@ def main():
             print("%s: identical" % tag if not diff else "%s: %d tensors differ" % (tag, len(diff)))
             for d in (src, flt, a, b):
                 shutil.rmtree(d, ignore_errors=True)
+        # A BF16 source with --dequant-dtype f32: quantized from the F32
+        # decompression (kept weights would still be BF16).
+        orig = os.path.join(tmp, "orig-bf16")
+        loaders.save_model("llama256-bf16", orig)
+        src, flt = os.path.join(tmp, "src-bf16"), os.path.join(tmp, "flt-bf16")
+        run("quantize", orig, "-o", src, "--preset", "W4A16_ASYM", "--device", "host", "-q")
+        decompressed_f32(src, orig, flt, "W4A16_ASYM")
+        a, b = os.path.join(tmp, "a-bf16"), os.path.join(tmp, "b-bf16")
+        run("quantize", src, "-o", a, "--preset", "W8A8", "--dequant-dtype", "f32", "--device",
+            "host", "-q")
+        run("quantize", flt, "-o", b, "--preset", "W8A8", "--device", "host", "-q")
+        ta = load_file(os.path.join(a, "model.safetensors"))
+        tb = load_file(os.path.join(b, "model.safetensors"))
+        diff = [k for k in set(ta) | set(tb) if k not in ta or k not in tb or
+                not same_bytes(ta[k], tb[k])]
+        check(not diff, "--dequant-dtype f32: differs from quantizing the F32 decompression: %s"
+              % sorted(diff)[:4])
+        check(any(v.dtype == torch.float32 for k, v in ta.items() if k.endswith("_scale")),
+              "--dequant-dtype f32: no F32 scales")
+        print("BF16 W4A16_ASYM --dequant-dtype f32 -> W8A8: %s" %
+              ("identical" if not diff else "%d tensors differ" % len(diff)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
