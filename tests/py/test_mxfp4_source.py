@@ -8,7 +8,7 @@ own dequantization bit for bit, and what its MXFP4 loader gives; re-quantized
 to W8A8, W4A16 and FP8_DYNAMIC the output has the same bytes as quantizing
 the float model the source stands for, loads with a plain from_pretrained and
 its logits are close to the source's; `dequantize DIR` gives the float model
-(the same logits) and `--dtype fp16` the experts cast to FP16."""
+(the same logits) and the very tensors of transformers' own dequantized save and `--dtype fp16` the experts cast to FP16."""
 import json
 import os
 import shutil
@@ -155,6 +155,18 @@ def main():
         run("dequantize", src, "-o", dq)
         cfg = json.load(open(os.path.join(dq, "config.json")))
         check("quantization_config" not in cfg, "dequantize kept a quantization_config")
+        # transformers' own dequantized save: the same tensors, byte for byte,
+        # and no quantization_config either.
+        saved = os.path.join(tmp, "saved")
+        tm.save_pretrained(saved)
+        ts, td = load_file(os.path.join(saved, "model.safetensors")), load_file(
+            os.path.join(dq, "model.safetensors"))
+        check(sorted(ts) == sorted(td), "dequantize: names differ from transformers' save: %s"
+              % sorted(set(ts) ^ set(td)))
+        bad = [k for k in ts if k in td and not same_bytes(ts[k], td[k])]
+        check(not bad, "dequantize: differs from transformers' dequantized save: %s" % bad[:4])
+        check("quantization_config" not in json.load(open(os.path.join(saved, "config.json"))),
+              "transformers' dequantized save has a quantization_config")
         model, info, _ = loaders.plain_load(NAME, dq)
         check(not info["missing_keys"] and not info["unexpected_keys"], "dequantize: keys %s" % info)
         fm, _, _ = loaders.plain_load(NAME, flt)
