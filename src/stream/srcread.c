@@ -100,7 +100,8 @@ static mq_status plan_mxfp4(mq_stream *s, size_t i)
     const mq_tensor *sc = si >= 0 ? &s->m->tensors[si] : NULL;
     if (!sc)
         return mq_set_error(MQ_STATUS_E_FORMAT,
-                            "tensor '%s': MXFP4 blocks without their '%.*s" SCALES_SUFFIX "'",
+                            "tensor '%s': MXFP4 blocks without their '%.*s" SCALES_SUFFIX
+                            "' in the same file (a pair is read from one shard)",
                             t->name, (int)(n - k), t->name);
     if (t->rank != 4 || t->shape[3] != 16 || sc->dtype != MQ_DTYPE_U8 || sc->rank != 3 ||
         sc->shape[0] != t->shape[0] || sc->shape[1] != t->shape[1] || sc->shape[2] != t->shape[2])
