@@ -293,7 +293,7 @@ mq_status mq_src_begin(const mq_stream *s, mq_tplan *tp)
     if (st != MQ_OK) return st;
     uint64_t numel;
     mq_shape_numel(r->l.w.rank, r->l.w.shape, &numel);
-    r->cols = (size_t)(numel / (uint64_t)r->l.w.shape[0]);
+    r->cols = r->l.w.shape[0] ? (size_t)(numel / (uint64_t)r->l.w.shape[0]) : 0;
     r->row_at = UINT64_MAX;
     if (!(r->row = malloc(r->cols ? r->cols * sizeof *r->row : 1))) return no_memory(f->vt.name);
     return MQ_OK;
