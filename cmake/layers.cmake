@@ -42,7 +42,8 @@ endfunction()
 set(MQ_LAYER_ORDER common numerics io format backend quant stream hf eval run)
 set(MQ_LAYER_SOURCES_common src/common/dtype.c src/common/error.c src/common/pool.c
                             src/common/timing.c src/common/version.c)
-set(MQ_LAYER_SOURCES_numerics src/numerics/reference.c src/numerics/observer.c)
+set(MQ_LAYER_SOURCES_numerics src/numerics/reference.c src/numerics/observer.c
+                              src/numerics/srcref.c)
 set(MQ_LAYER_SOURCES_io src/io/cleanup.c src/io/dircopy.c src/io/infile.c src/io/outfile.c
                         src/io/path.c)
 set(MQ_LAYER_SOURCES_format src/format/model.c src/format/safetensors.c)
@@ -54,7 +55,7 @@ set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpu_backend.c src
                              src/backend/cpusrc.c
                              src/backend/devset.c src/backend/twopass.c)
 set(MQ_LAYER_SOURCES_stream src/stream/quantrows.c src/stream/ring.c src/stream/stream.c
-                            src/stream/streamexec.c src/stream/writer.c)
+                            src/stream/streamexec.c src/stream/writer.c src/stream/srcread.c)
 set(MQ_LAYER_SOURCES_hf src/hf/hfconfig.c src/hf/hfindex.c src/hf/hfroot.c src/hf/hfrenames.c
                         src/hf/hfrenames_table.c)
 set(MQ_LAYER_SOURCES_eval src/eval/eval.c src/eval/evalfwd.c src/eval/evalresult.c)

@@ -212,7 +212,8 @@ typedef struct {
     double observer_grid;       /**< 0: 100 */
     double observer_norm;       /**< 0: 2.4 */
     unsigned observer_patience; /**< 0: 5 */
-    /** A quantized source (a model directory of FP8 blocks): its values are
+    /** A quantized source (a model directory of FP8 blocks, gpt-oss MXFP4
+     * experts or compressed-tensors layers): its values are
      * dequantized to F32 before they are quantized, instead of to the model's
      * torch_dtype (the default, as llm-compressor's converters do). Layers
      * kept in float are written in the model's dtype either way. */
@@ -445,11 +446,13 @@ MQ_API mq_status mq_quantize_file(const char *in_path, const char *out_path, con
  * points I8 of the scale's shape: else MQ_STATUS_E_FORMAT naming the tensor. */
 MQ_API mq_status mq_dequantize(const mq_model *in, mq_model **out);
 /**
- * A model directory of FP8 blocks (config.json quant_method "fp8" with a
- * weight_block_size) to a plain float one: every FP8 weight dequantized to
- * the model's torch_dtype, its weight_scale_inv left out, every other file
- * and tensor copied, config.json without its quantization_config. A float
- * model directory is copied as it is. cfg: the device, memory limit and
+ * A quantized model directory that is read as a source (config.json
+ * quant_method "fp8" with a weight_block_size; "mxfp4", gpt-oss's experts;
+ * "compressed-tensors" in a format this library writes) to a plain float
+ * one: every quantized weight dequantized to the model's torch_dtype, its
+ * scales (zero points, shapes) left out, every other file and tensor copied,
+ * config.json without its quantization_config. A float model directory is
+ * copied as it is. cfg: the device, memory limit and
  * links (NULL: the defaults).
  */
 MQ_API mq_status mq_dequantize_dir(const char *in_dir, const char *out_dir, const mq_config *cfg);

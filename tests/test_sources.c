@@ -7,10 +7,13 @@
 #include "devset.h"
 #include "model.h"
 #include "reference.h"
+#include "srcref.h"
 
 #include <monoquant.h>
 
 #include <jansson.h>
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +76,11 @@ static const tspec bnb8[] = {
     {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
     {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_I8, 16, 8},
     {"model.layers.0.mlp.up_proj.SCB", MQ_DTYPE_F32, 1, 16},
+};
+static const tspec mxfp4[] = {
+    {"model.layers.0.mlp.experts.down_proj_blocks", MQ_DTYPE_U8, 4, 16},
+    {"model.layers.0.mlp.experts.down_proj_scales", MQ_DTYPE_U8, 4, 1},
+    {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
 };
 
 typedef struct {
@@ -145,6 +153,28 @@ static const refusal refusals[] = {
      ", \"quantization_config\": {\"quant_method\": \"zq-7\"}",
      false,
      {"config.json", "not known", "\"zq-7\""}},
+    {"compressed-tensors format not written by us",
+     bnb8,
+     N(bnb8),
+     true,
+     ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+     "\"nvfp4-pack-quantized\", \"quantization_status\": \"compressed\"}",
+     false,
+     {"config.json", "already quantized", "\"nvfp4-pack-quantized\""}},
+    {"MXFP4 tensors, no config",
+     mxfp4,
+     N(mxfp4),
+     true,
+     NULL,
+     false,
+     {"model.safetensors", "model.layers.0.mlp.experts.down_proj_blocks", "MXFP4"}},
+    {"MXFP4 tensors in a file",
+     mxfp4,
+     N(mxfp4),
+     false,
+     NULL,
+     false,
+     {"model.layers.0.mlp.experts.down_proj_blocks", "MXFP4", "\"mxfp4\""}},
     {"no quant_method",
      bnb8,
      N(bnb8),
@@ -795,6 +825,224 @@ static void test_fp8_blocks_opencl_nonfinite(void **state)
     free(root);
 }
 
+/* A compressed-tensors source (ours, FP8 per channel) holding a NaN code:
+ * with --skip-nonfinite the scan finds it in the dequantized values and the
+ * weight is kept, dequantized in the model's dtype; without, the run stops
+ * naming it, with no output. */
+static void test_ct_source_nonfinite(void **state)
+{
+    (void)state;
+    char *root = tu_mkdtemp(), *text = NULL;
+    make_fp8_pair(root);
+    char *bf = tu_join(root, "bf16"), *ct = tu_join(root, "ct"), *o1 = tu_join(root, "o1");
+    char *o2 = tu_join(root, "o2"), *st = tu_join(ct, "model.safetensors");
+    const char *w = "model.layers.0.mlp.up_proj.weight";
+    int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset FP8_DYNAMIC", bf, ct);
+    if (rc != 0) fail_msg("source: exit %d: %s", rc, text);
+    free(text);
+    mq_model *m;
+    assert_int_equal(mq_model_open(st, &m), MQ_OK);
+    long i = mq_model_index(m, w);
+    assert_true(i >= 0);
+    assert_int_equal(m->tensors[i].dtype, MQ_DTYPE_F8_E4M3);
+    long off = (long)((const unsigned char *)m->tensors[i].data -
+                      (const unsigned char *)mq_blob_data(m->blobs[i]));
+    mq_model_free(m);
+    FILE *f = fopen(st, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, off + 5, SEEK_SET), 0);
+    assert_int_equal(fputc(0x7f, f), 0x7f);
+    assert_int_equal(fclose(f), 0);
+    rc =
+        tu_run_cli(&text, "quantize %s -o %s --device host --preset W8A8 --skip-nonfinite", ct, o1);
+    if (rc != 0) fail_msg("--skip-nonfinite: exit %d: %s", rc, text);
+    assert_non_null(strstr(text, "NaN or Inf"));
+    free(text);
+    char *out = tu_join(o1, "model.safetensors");
+    assert_int_equal(mq_model_open(out, &m), MQ_OK);
+    i = mq_model_index(m, w);
+    assert_true(i >= 0);
+    assert_int_equal(m->tensors[i].dtype, MQ_DTYPE_BF16);
+    assert_true(mq_model_index(m, "model.layers.0.mlp.gate_proj.weight_scale") >= 0);
+    mq_model_free(m);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W8A8", ct, o2),
+                     2);
+    assert_non_null(strstr(text, w));
+    assert_false(tu_exists(o2));
+    free(text);
+    tu_rmtree(root);
+    free(out);
+    free(bf);
+    free(ct);
+    free(o1);
+    free(o2);
+    free(st);
+    free(root);
+}
+
+/* A compressed-tensors source is read a file at a time: a layer whose codes
+ * are in one shard and its scale in the next is refused before any output,
+ * naming both shards; within one shard it is read. */
+static void test_ct_source_split(void **state)
+{
+    (void)state;
+    static const int8_t codes[8 * 8] = {1, -2, 3};
+    static const float scale[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    static const float norm[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    for (int split = 0; split < 2; split++) {
+        char *root = tu_mkdtemp(), *d = tu_join(root, "in"), *out = tu_join(root, "out");
+        char *a = tu_join(d, "a.safetensors"), *b = tu_join(d, "b.safetensors"), *text = NULL;
+        char cfg[512], index[512];
+        assert_int_equal(mkdir(d, 0755), 0);
+        snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+                 ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+                 "\"format\": \"int-quantized\", \"quantization_status\": \"compressed\"}");
+        write_text(d, "config.json", cfg);
+        mq_model *ma, *mb;
+        assert_int_equal(mq_model_new(&ma), MQ_OK);
+        assert_int_equal(mq_model_new(&mb), MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(ma, "layers.1.weight", MQ_DTYPE_I8, 2, (int64_t[]){8, 8}, codes),
+            MQ_OK);
+        assert_int_equal(mq_model_add_tensor(split ? mb : ma, "layers.1.weight_scale", MQ_DTYPE_F32,
+                                             2, (int64_t[]){8, 1}, scale),
+                         MQ_OK);
+        assert_int_equal(
+            mq_model_add_tensor(mb, "norm.weight", MQ_DTYPE_F32, 1, (int64_t[]){8}, norm), MQ_OK);
+        snprintf(index, sizeof index,
+                 "{\"metadata\": {}, \"weight_map\": {\"layers.1.weight\": "
+                 "\"a.safetensors\", \"layers.1.weight_scale\": \"%s\", \"norm.weight\": "
+                 "\"b.safetensors\"}}",
+                 split ? "b.safetensors" : "a.safetensors");
+        write_text(d, "model.safetensors.index.json", index);
+        assert_int_equal(mq_model_save(ma, a), MQ_OK);
+        assert_int_equal(mq_model_save(mb, b), MQ_OK);
+        mq_model_free(ma);
+        mq_model_free(mb);
+        int rc = tu_run_cli(&text, "quantize %s -o %s --device host -q --preset W4A16", d, out);
+        if (split) {
+            if (rc != 2) fail_msg("split: exit %d: %s", rc, text);
+            assert_non_null(strstr(text, "split over shards"));
+            assert_non_null(strstr(text, "'b.safetensors'"));
+            assert_false(tu_exists(out));
+        } else if (rc != 0) {
+            fail_msg("one shard: exit %d: %s", rc, text);
+        }
+        free(text);
+        tu_rmtree(root);
+        free(a);
+        free(b);
+        free(d);
+        free(out);
+        free(root);
+    }
+}
+
+/* gpt-oss MXFP4: code 2k of a group in the low nibble, 2k + 1 in the high
+ * one; e2m1 * 2^(scale - 127) in fp32 (255: +inf), rounded once to the dtype;
+ * the weight is the transpose of the stored [out, in]. */
+static void test_mxfp4_reference(void **state)
+{
+    (void)state;
+    enum { OUT = 2, IN = 64 };
+    uint8_t blocks[OUT * IN / 2] = {0}, scales[OUT * IN / 32];
+    blocks[0] = 0x2f;           /* row 0: h = 0 -> code 0xf (-6), h = 1 -> code 2 (1.0) */
+    blocks[16] = 0x07;          /* row 0, second group: h = 32 -> code 7 (6.0) */
+    blocks[IN / 2 + 1] = 0x30;  /* row 1: h = 2 -> 0, h = 3 -> code 3 (1.5) */
+    blocks[IN / 2 + 16] = 0x01; /* row 1, second group: h = 32 -> code 1 (0.5) */
+    scales[0] = 127;            /* row 0, group 0: 1 */
+    scales[1] = 255;            /* row 0, group 1: +inf */
+    scales[2] = 130;            /* row 1, group 0: 8 */
+    scales[3] = 0;              /* row 1, group 1: 2^-127 */
+    float f[IN * OUT];
+    mq_ref_mxfp4_expert(blocks, scales, OUT, IN, 0, IN * OUT, MQ_DTYPE_F32, f);
+    assert_true(f[0 * OUT + 0] == -6.0f);
+    assert_true(f[1 * OUT + 0] == 1.0f);
+    assert_true(f[32 * OUT + 0] == INFINITY);
+    assert_true(isnan(f[33 * OUT + 0])); /* 0 * inf */
+    assert_true(f[3 * OUT + 1] == 12.0f);
+    assert_true(f[2 * OUT + 1] == 0.0f);
+    assert_true(f[32 * OUT + 1] == ldexpf(1.0f, -128));
+    /* A range from the middle, in BF16: the same values rounded. */
+    uint16_t b[3];
+    mq_ref_mxfp4_expert(blocks, scales, OUT, IN, 2 * OUT + 1, 3, MQ_DTYPE_BF16, b);
+    assert_int_equal(b[0], mq_f32_to_bf16(f[2 * OUT + 1]));
+    assert_int_equal(b[1], mq_f32_to_bf16(f[3 * OUT + 0]));
+    assert_int_equal(b[2], mq_f32_to_bf16(12.0f));
+}
+
+/* An MXFP4 model's blocks without their scales, or of a shape that is not
+ * gpt-oss's, are refused before any output, naming the tensor. */
+static void test_mxfp4_refused(void **state)
+{
+    (void)state;
+    static const tspec lone[] = {
+        {"model.layers.0.mlp.experts.gate_up_proj_blocks", MQ_DTYPE_U8, 4, 16},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    static const tspec flat[] = {
+        {"model.layers.0.mlp.experts.down_proj_blocks", MQ_DTYPE_U8, 4, 16},
+        {"model.layers.0.mlp.experts.down_proj_scales", MQ_DTYPE_U8, 4, 1},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    const struct {
+        const tspec *t;
+        size_t n;
+        const char *needle;
+    } cases[] = {{lone, N(lone), "without their 'model.layers.0.mlp.experts.gate_up_proj_scales'"},
+                 {flat, N(flat), "must be U8 [experts, out, in / 32, 16]"}};
+    for (size_t i = 0; i < N(cases); i++) {
+        char *root = tu_mkdtemp(), *in = tu_join(root, "in"), *out = tu_join(root, "out");
+        char *st = tu_join(in, "model.safetensors"), *text = NULL, cfg[512];
+        assert_int_equal(mkdir(in, 0755), 0);
+        write_tensors(st, cases[i].t, cases[i].n);
+        snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+                 ", \"quantization_config\": {\"quant_method\": \"mxfp4\"}");
+        write_text(in, "config.json", cfg);
+        assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host", in, out), 2);
+        if (!strstr(text, cases[i].needle)) fail_msg("'%s' not in: %s", cases[i].needle, text);
+        assert_non_null(strstr(text, cases[i].t[0].name));
+        assert_false(tu_exists(out));
+        free(text);
+        tu_rmtree(root);
+        free(st);
+        free(in);
+        free(out);
+        free(root);
+    }
+}
+
+/* A compressed-tensors source whose layer is broken (scales that are not
+ * finite and positive) is refused before any output, naming the layer. */
+static void test_ct_source_refused(void **state)
+{
+    (void)state;
+    static const tspec bad[] = {
+        {"model.layers.0.mlp.up_proj.weight", MQ_DTYPE_I8, 16, 8},
+        {"model.layers.0.mlp.up_proj.weight_scale", MQ_DTYPE_F32, 16, 1},
+        {"lm_head.weight", MQ_DTYPE_F32, 24, 8},
+    };
+    char *root = tu_mkdtemp(), *in = tu_join(root, "in"), *out = tu_join(root, "out");
+    char *st = tu_join(in, "model.safetensors"), *text = NULL, cfg[512];
+    assert_int_equal(mkdir(in, 0755), 0);
+    write_tensors(st, bad, N(bad));
+    snprintf(cfg, sizeof cfg, FLOAT_CONFIG,
+             ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", "
+             "\"format\": \"int-quantized\", \"quantization_status\": \"compressed\"}");
+    write_text(in, "config.json", cfg);
+    assert_int_equal(tu_run_cli(&text, "quantize %s -o %s --device host --preset W4A16", in, out),
+                     2);
+    assert_non_null(strstr(text, "model.layers.0.mlp.up_proj.weight"));
+    assert_non_null(strstr(text, "finite and positive"));
+    assert_false(tu_exists(out));
+    free(text);
+    tu_rmtree(root);
+    free(st);
+    free(in);
+    free(out);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,6 +1058,11 @@ int main(void)
         cmocka_unit_test(test_fp8_blocks_sharded),
         cmocka_unit_test(test_fp8_blocks_opencl),
         cmocka_unit_test(test_fp8_blocks_opencl_nonfinite),
+        cmocka_unit_test(test_mxfp4_reference),
+        cmocka_unit_test(test_mxfp4_refused),
+        cmocka_unit_test(test_ct_source_refused),
+        cmocka_unit_test(test_ct_source_nonfinite),
+        cmocka_unit_test(test_ct_source_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,10 +22,11 @@ static const char dequantize_usage[] =
     "Replaces every INT8 weight that has a <name>_scale (and <name>_zero_point)\n"
     "by (q - zero_point) * scale in the scale's dtype, and drops the scale and\n"
     "zero-point tensors. Other tensors are copied byte for byte.\n"
-    "A model directory of FP8 blocks (config.json quant_method \"fp8\" with a\n"
-    "weight_block_size) becomes a plain float one: each FP8 weight as its\n"
-    "values in the model's dtype, without its weight_scale_inv or the\n"
-    "quantization_config.\n";
+    "A quantized model directory that is read as a source (config.json\n"
+    "quant_method \"fp8\" with a weight_block_size, \"mxfp4\", or\n"
+    "\"compressed-tensors\" in a format monoquant writes) becomes a plain float\n"
+    "one: each quantized weight as its values in the model's dtype, without its\n"
+    "scales or the quantization_config.\n";
 
 static bool wants_help(int argc, char **argv, const char *text)
 {

@@ -93,17 +93,51 @@ static bool fp8_blocks(json_t *qc, size_t block[2])
     return true;
 }
 
+/* The model's declared dtype (torch_dtype, or transformers 5's dtype); BF16
+ * when absent. */
+static mq_dtype model_dtype(json_t *config)
+{
+    const char *td = json_string_value(json_object_get(config, "torch_dtype"));
+    if (!td) td = json_string_value(json_object_get(config, "dtype"));
+    return td && !strcmp(td, "float16")   ? MQ_DTYPE_F16
+           : td && !strcmp(td, "float32") ? MQ_DTYPE_F32
+                                          : MQ_DTYPE_BF16;
+}
+
 bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt)
 {
     json_t *qc = json_object_get(config, "quantization_config");
     block[0] = block[1] = 0;
     if (!qc || !fp8_blocks(qc, block)) return false;
-    const char *td = json_string_value(json_object_get(config, "torch_dtype"));
-    if (!td) td = json_string_value(json_object_get(config, "dtype"));
-    *dt = td && !strcmp(td, "float16")   ? MQ_DTYPE_F16
-          : td && !strcmp(td, "float32") ? MQ_DTYPE_F32
-                                         : MQ_DTYPE_BF16;
+    *dt = model_dtype(config);
     return true;
+}
+
+/* The compressed-tensors formats we write, and so read back. */
+static const char *const ct_formats[] = {"int-quantized", "pack-quantized", "float-quantized",
+                                         "mxfp4-pack-quantized", "mxfp8-quantized"};
+
+static mq_src_format other_source(json_t *qc)
+{
+    const char *method = json_string_value(json_object_get(qc, "quant_method"));
+    if (!method) return MQ_SRC_FORMAT_NONE;
+    if (!strcmp(method, "mxfp4")) return MQ_SRC_FORMAT_MXFP4;
+    if (strcmp(method, "compressed-tensors") != 0) return MQ_SRC_FORMAT_NONE;
+    /* A checkpoint saved uncompressed (frozen) holds float weights already. */
+    const char *status = json_string_value(json_object_get(qc, "quantization_status"));
+    const char *fmt = json_string_value(json_object_get(qc, "format"));
+    if (!fmt || (status && strcmp(status, "compressed") != 0)) return MQ_SRC_FORMAT_NONE;
+    for (size_t i = 0; i < sizeof ct_formats / sizeof *ct_formats; i++)
+        if (!strcmp(fmt, ct_formats[i])) return MQ_SRC_FORMAT_CT;
+    return MQ_SRC_FORMAT_NONE;
+}
+
+mq_src_format mq_hf_other_source(json_t *config, mq_dtype *dt)
+{
+    json_t *qc = json_object_get(config, "quantization_config");
+    mq_src_format f = qc ? other_source(qc) : MQ_SRC_FORMAT_NONE;
+    if (f != MQ_SRC_FORMAT_NONE) *dt = model_dtype(config);
+    return f;
 }
 
 /* The refusal of a config.json that says its model is already quantized:
@@ -118,14 +152,20 @@ static mq_status refuse_quantized(const char *path, json_t *qc)
                             "model",
                             path);
     size_t block[2];
-    if (fp8_blocks(qc, block)) return MQ_OK; /* read: see mq_hf_fp8_source */
+    if (fp8_blocks(qc, block)) return MQ_OK;                  /* read: see mq_hf_fp8_source */
+    if (other_source(qc) != MQ_SRC_FORMAT_NONE) return MQ_OK; /* mq_hf_other_source */
     for (size_t i = 0; i < sizeof quant_methods / sizeof *quant_methods; i++) {
         if (strcmp(method, quant_methods[i][0]) != 0) continue;
-        if (!quant_methods[i][1])
+        if (!quant_methods[i][1]) {
+            /* compressed-tensors: read in the formats we write, compressed. */
+            const char *fmt = json_string_value(json_object_get(qc, "format"));
+            const char *status = json_string_value(json_object_get(qc, "quantization_status"));
             return mq_set_error(MQ_STATUS_E_FORMAT,
-                                "%s: the model is already quantized (it has a "
-                                "\"quantization_config\"); start from the float model",
-                                path);
+                                "%s: the model is already quantized (compressed-tensors, format "
+                                "\"%s\", status \"%s\": only the compressed formats that we "
+                                "write are read); start from the float model",
+                                path, fmt ? fmt : "none", status ? status : "none");
+        }
         return mq_set_error(MQ_STATUS_E_FORMAT,
                             "%s: the model is already quantized in the %s layout "
                             "(\"quant_method\": \"%s\"), which is not read; start from the "

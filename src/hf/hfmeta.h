@@ -54,13 +54,18 @@ mq_status mq_hf_index_render(const char *out_dir, const mq_hf_shards *shards, js
 /* config.json of root->dir, or *config = NULL when there is none (a dangling
  * link is an error, as is one that mq_hf_root_check refuses).
  * MQ_STATUS_E_FORMAT when it is not a JSON object or already holds a
- * quantization_config. */
+ * quantization_config of a layout that is not read (see mq_hf_fp8_source and
+ * mq_hf_other_source). */
 mq_status mq_hf_config_load(const mq_hf_root *root, json_t **config);
 /* Whether config.json describes FP8 E4M3 block weights (quant_method "fp8"
- * with a weight_block_size), the only quantized source read: the block's
+ * with a weight_block_size), a quantized source that is read: the block's
  * rows and columns, and the model's dtype (torch_dtype; BF16 when absent),
  * which the values are dequantized to. */
 bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt);
+/* Whether config.json describes another quantized source that is read: gpt-oss
+ * MXFP4 experts (quant_method "mxfp4") or a compressed-tensors checkpoint,
+ * compressed, in a format we write; and the model's dtype. */
+mq_src_format mq_hf_other_source(json_t *config, mq_dtype *dt);
 
 /* What config.json tells the planner (model directories quantize Linear
  * layers only; GPT-2-family Conv1D modules are recognised by model_type). */

@@ -61,7 +61,7 @@ mq_status mq_dequantize(const mq_model *in, mq_model **out)
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "dequantize: NULL argument");
     *out = NULL;
     /* A foreign layout's packed words would be copied as if they were weights. */
-    if ((st = mq_check_no_foreign(in, false)) != MQ_OK) {
+    if ((st = mq_check_no_foreign(in, false)) != MQ_OK || (st = mq_check_no_mxfp4(in)) != MQ_OK) {
         if (in->path) mq_error_prefix("%s", in->path);
         return st;
     }

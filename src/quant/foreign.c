@@ -96,3 +96,26 @@ mq_status mq_check_no_foreign(const mq_model *m, bool fp8_blocks)
     }
     return MQ_OK;
 }
+
+mq_status mq_check_no_mxfp4(const mq_model *m)
+{
+    static const char blocks[] = "_blocks", scales[] = "_scales";
+    for (size_t i = 0; i < m->count; i++) {
+        const mq_tensor *t = &m->tensors[i];
+        size_t n = strlen(t->name), k = sizeof blocks - 1;
+        if (t->dtype != MQ_DTYPE_U8 || n <= k || strcmp(t->name + n - k, blocks) != 0) continue;
+        char *s = malloc(n - k + sizeof scales);
+        if (!s) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
+        memcpy(s, t->name, n - k);
+        memcpy(s + n - k, scales, sizeof scales);
+        bool pair = mq_model_index(m, s) >= 0;
+        free(s);
+        if (pair)
+            return mq_set_error(MQ_STATUS_E_FORMAT,
+                                "tensor '%s' is stored in gpt-oss's MXFP4 layout (with its "
+                                "_scales), read only in a model directory whose config.json "
+                                "says quant_method \"mxfp4\"; start from the float model",
+                                t->name);
+    }
+    return MQ_OK;
+}

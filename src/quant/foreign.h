@@ -24,4 +24,9 @@ const mq_tensor *mq_fp8_block_scale(const mq_model *m, const mq_tensor *t);
  * foreign unless fp8_blocks (the run reads them: mq_settings.src_block). */
 mq_status mq_check_no_foreign(const mq_model *m, bool fp8_blocks);
 
+/* MQ_STATUS_E_FORMAT naming the first gpt-oss MXFP4 expert of `m` (a U8
+ * NAME_blocks beside NAME_scales), for a run that does not read them (no
+ * config.json saying quant_method "mxfp4"); the caller adds the file. */
+mq_status mq_check_no_mxfp4(const mq_model *m);
+
 #endif

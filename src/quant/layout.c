@@ -614,19 +614,26 @@ void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
         numel *= (uint64_t)l->w.shape[k];
     size_t out = (size_t)l->w.shape[0], cols = (size_t)(numel / out);
     const uint8_t *q = (const uint8_t *)l->w.data + r * cols;
-    for (size_t c = 0; c < cols; c++) {
+    /* The columns that share a scale (a group, a block, or the whole row)
+     * one run at a time: each scale and zero point is loaded once. */
+    size_t run = l->n_scale == 1 ? cols : l->block ? l->block : l->group ? l->group : cols;
+    for (size_t c0 = 0; c0 < cols; c0 += run) {
+        size_t c1 = cols - c0 < run ? cols : c0 + run;
         size_t k = l->n_scale == 1 ? 0
-                   : l->block      ? r / l->block * l->scale_cols + c / l->block
-                   : l->group      ? r * l->scale_cols + c / l->group
+                   : l->block      ? r / l->block * l->scale_cols + c0 / l->block
+                   : l->group      ? r * l->scale_cols + c0 / l->group
                                    : r;
         float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, k);
         if (l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8) {
-            dst[c] = mq_e4m3_to_f32(q[c]) * s;
+            for (size_t c = c0; c < c1; c++)
+                dst[c] = mq_e4m3_to_f32(q[c]) * s;
         } else if (l->kind == MQ_QK_MXFP4) {
-            dst[c] = mq_e2m1_to_f32(q[c]) * s;
+            for (size_t c = c0; c < c1; c++)
+                dst[c] = mq_e2m1_to_f32(q[c]) * s;
         } else {
             float z = l->zp ? (float)l->zp[k] : 0.0f;
-            dst[c] = ((float)(int8_t)q[c] - z) * s;
+            for (size_t c = c0; c < c1; c++)
+                dst[c] = ((float)(int8_t)q[c] - z) * s;
         }
     }
 }

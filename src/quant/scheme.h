@@ -87,6 +87,16 @@ typedef struct {
     mq_obs_mse mse;
 } mq_scheme;
 
+/* A quantized model directory read as the float model it stands for, other
+ * than FP8 blocks (mq_settings.src_block): gpt-oss's MXFP4 experts
+ * (quant_method "mxfp4"), or a compressed-tensors checkpoint in a format we
+ * write ourselves. */
+typedef enum {
+    MQ_SRC_FORMAT_NONE,
+    MQ_SRC_FORMAT_MXFP4,
+    MQ_SRC_FORMAT_CT,
+} mq_src_format;
+
 /* The settings of one run below the public API: the scheme and what else the
  * layers need of mq_config. Strings and lists are borrowed from the config,
  * which outlives the run. */
@@ -106,6 +116,8 @@ typedef struct {
      * and columns, 0 when the source is float; and the dtype the values are
      * dequantized to before the scheme quantizes them (the model's). */
     size_t src_block[2];
+    /* Other quantized sources, read the same way (stream/srcread.c). */
+    mq_src_format src_format;
     mq_dtype src_dtype;
     mq_dtype src_model_dtype; /* the model's: what a kept source weight is written in */
     bool dequant_f32;         /* src_dtype F32 rather than the model's */

@@ -327,6 +327,14 @@ static mq_status check_quantized_across(const hf_run *r, const mq_model *m, cons
             scale = holder(r, m, t->name, n, MQ_SCALE_SUFFIX, &rc);
     }
     if (rc != MQ_OK || !scale) return rc;
+    if (r->set->src_format == MQ_SRC_FORMAT_CT) {
+        /* Read as a source: each layer from the one file that holds it whole. */
+        if (!strcmp(scale, shard)) return MQ_OK;
+        return mq_set_error(MQ_STATUS_E_FORMAT,
+                            "%s: layer '%.*s' is split over shards (its codes '%s' in '%s', its "
+                            "scale in '%s'); a compressed-tensors source is read a file at a time",
+                            r->in_dir, (int)n, t->name, t->name, shard, scale);
+    }
     return mq_set_error(MQ_STATUS_E_FORMAT,
                         "%s: tensor '%s' in '%s' is already quantized (its scale '%.*s%s' is in "
                         "'%s'); start from the float model",
@@ -379,7 +387,9 @@ static mq_status check_shard_names(hf_run *r)
         mq_model *m = NULL;
         if (!sp) return no_memory(r->in_dir);
         rc = mq_model_open(sp, &m);
-        if (rc == MQ_OK && (rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK)
+        if (rc == MQ_OK &&
+            ((rc = mq_check_no_foreign(m, r->set->src_block[0] != 0)) != MQ_OK ||
+             (r->set->src_format != MQ_SRC_FORMAT_MXFP4 && (rc = mq_check_no_mxfp4(m)) != MQ_OK)))
             mq_error_prefix("%s: %s", r->in_dir, r->shards.names[i]);
         for (size_t k = 0; rc == MQ_OK && k < mq_model_count(m); k++) {
             const mq_tensor *t = mq_model_tensor(m, k);
@@ -547,7 +557,8 @@ static mq_status run(hf_run *r)
     if (r->config) {
         r->with_source = *r->set;
         mq_settings *w = &r->with_source;
-        if (mq_hf_fp8_source(r->config, w->src_block, &w->src_model_dtype)) {
+        if (mq_hf_fp8_source(r->config, w->src_block, &w->src_model_dtype) ||
+            (w->src_format = mq_hf_other_source(r->config, &w->src_model_dtype))) {
             w->src_dtype = w->dequant_f32 ? MQ_DTYPE_F32 : w->src_model_dtype;
             r->set = w;
         }

@@ -15,6 +15,7 @@
 #include "plan.h"
 #include "report.h"
 #include "safetensors.h"
+#include "srcread.h"
 #include "streamint.h"
 
 #include <errno.h>
@@ -60,7 +61,10 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     const mq_tensor *t = tp->t;
     mq_status st = mq_qlayout_init(&tp->lay, t, &s->set->scheme);
     if (st != MQ_OK) return st;
-    if ((st = mq_qlayout_check_names(&tp->lay, s->m, t->name)) != MQ_OK) return st;
+    /* A compressed-tensors source's own scales and shapes bear the names
+     * ours take; they are left out of the output. */
+    bool ct_source = tp->src && tp->src->other == MQ_SRC_FORMAT_CT;
+    if (!ct_source && (st = mq_qlayout_check_names(&tp->lay, s->m, t->name)) != MQ_OK) return st;
     const mq_qlayout *l = &tp->lay;
     size_t es = mq_dtype_size(t->dtype);
     tp->rows = l->rows;
@@ -405,7 +409,7 @@ static uint64_t widest_band(const mq_stream *s, mq_planner *pl)
     uint64_t widest = 0;
     char reason[256];
     for (size_t i = 0; b && i < s->n; i++) {
-        const mq_tensor *t = &s->m->tensors[i];
+        const mq_tensor *t = s->tp[i].src ? &s->tp[i].src->vt : &s->m->tensors[i];
         mq_dtype dt = t->dtype;
         if (s->set->src_block[0] && mq_fp8_block_scale(s->m, t)) dt = s->set->src_dtype;
         if (t->rank != 2 || !mq_dtype_is_quantizable(dt) ||
@@ -458,11 +462,7 @@ static void teardown(mq_stream *s)
     for (size_t i = 0; s->tp && i < s->n; i++) {
         free(s->tp[i].reason);
         mq_qlayout_free(&s->tp[i].lay);
-        if (s->tp[i].src) {
-            free(s->tp[i].src->vals);
-            free(s->tp[i].src->scales);
-            free(s->tp[i].src);
-        }
+        mq_src_free(s->tp[i].src);
     }
     free(s->tp);
     if (s->fd >= 0) close(s->fd);
@@ -497,13 +497,18 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
     if (!pl && (st = mq_planner_new(set, &pl)) != MQ_OK) goto done;
     if (!planner) own_pl = pl;
     if ((st = mq_model_open(in_path, &s.m)) != MQ_OK) goto done;
-    if ((st = mq_check_not_quantized(s.m, set->src_block[0] != 0)) != MQ_OK) goto prefixed;
+    /* A compressed-tensors source is quantized throughout: its layers are read. */
+    st = set->src_format == MQ_SRC_FORMAT_CT ? mq_check_no_foreign(s.m, false)
+                                             : mq_check_not_quantized(s.m, set->src_block[0] != 0);
+    if (st == MQ_OK && set->src_format != MQ_SRC_FORMAT_MXFP4) st = mq_check_no_mxfp4(s.m);
+    if (st != MQ_OK) goto prefixed;
     s.n = s.m->count;
     if (!(s.tp = calloc(s.n ? s.n : 1, sizeof *s.tp))) {
         st = mq_set_error(MQ_STATUS_E_NOMEM, "%s: out of memory", in_path);
         goto done;
     }
     if ((st = open_input(&s, out_path)) != MQ_OK) goto done;
+    if (set->src_format && (st = mq_src_plan(&s)) != MQ_OK) goto prefixed;
     if ((st = setup(&s, pl)) != MQ_OK) goto done;
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;

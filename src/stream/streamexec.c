@@ -10,6 +10,7 @@
 #include "model.h"
 #include "quantrows.h"
 #include "report.h"
+#include "srcread.h"
 #include "writer.h"
 
 #include <errno.h>
@@ -47,6 +48,12 @@ static uint64_t chunk_count(const mq_tplan *tp, bool scan)
     }
 }
 
+/* A source other than FP8 blocks reads its bytes itself (srcread.c). */
+static bool self_read(const mq_tplan *tp)
+{
+    return tp->src && tp->src->other != MQ_SRC_FORMAT_NONE;
+}
+
 static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_chunk *c)
 {
     size_t es = mq_dtype_size(tp->in_dtype);
@@ -62,7 +69,7 @@ static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_ch
         first = k * tp->rows_per_chunk;
         count = tp->rows - first < tp->rows_per_chunk ? tp->rows - first : tp->rows_per_chunk;
         c->off = tp->in_off + first * tp->cols * es;
-        c->bytes = (size_t)(count * tp->cols * es);
+        c->bytes = self_read(tp) ? 0 : (size_t)(count * tp->cols * es);
     } else {
         /* Element chunks over one group (split) or over the whole tensor. */
         uint64_t len = scan ? numel_of(tp) : tp->cols, k_in = k;
@@ -76,7 +83,7 @@ static void chunk_at(const mq_tplan *tp, bool scan, size_t ti, uint64_t k, mq_ch
         first = k_in * tp->per_chunk;
         count = len - first < tp->per_chunk ? len - first : tp->per_chunk;
         c->off = tp->in_off + (base + first) * es;
-        c->bytes = (size_t)(count * es);
+        c->bytes = self_read(tp) ? 0 : (size_t)(count * es);
     }
     c->first = (size_t)first;
     c->count = (size_t)count;
@@ -155,7 +162,9 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
     }
     if (st != MQ_OK) return st;
     /* Progress counts input bytes: a source's codes, not its float values. */
-    uint64_t in_bytes = tp->src ? t->nbytes / mq_dtype_size(t->dtype) : t->nbytes;
+    uint64_t in_bytes = self_read(tp) ? tp->src->in_bytes
+                        : tp->src     ? t->nbytes / mq_dtype_size(t->dtype)
+                                      : t->nbytes;
     s->tensors_done++;
     s->bytes_done += in_bytes;
     if (s->totals) {
@@ -208,6 +217,7 @@ static mq_status read_input(const mq_stream *s, unsigned char *p, size_t n, uint
 static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
 {
     mq_fp8src *f = tp->src;
+    if (f->other != MQ_SRC_FORMAT_NONE) return mq_src_begin(s, tp);
     size_t cols = (size_t)f->vt.shape[1];
     size_t rows = s->slot_bytes / (cols * mq_dtype_size(f->vt.dtype)) + 2;
     size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
@@ -236,10 +246,12 @@ static mq_status stage_scales(const mq_stream *s, const mq_tplan *tp, uint64_t e
 }
 
 /* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
- * by the back end into the tensor's staging in the model's dtype. */
+ * by the back end into the tensor's staging in the model's dtype. The other
+ * sources read their own bytes. */
 static mq_status dequant_values(const mq_stream *s, const mq_tplan *tp, const unsigned char *d,
                                 uint64_t e0, size_t n)
 {
+    if (self_read(tp)) return mq_src_values(s, tp, e0, n);
     const mq_fp8src *f = tp->src;
     mq_status st = stage_scales(s, tp, e0, n);
     if (st != MQ_OK) return st;
@@ -266,7 +278,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     const mq_obs_mse *o = &s->set->scheme.mse;
     mq_status st;
     uint64_t e0 = (uint64_t)c->first * tp->cols;
-    bool fused = tp->src && !tp->mse && s->be->ops->quantize_source;
+    bool fused = tp->src && !self_read(tp) && !tp->mse && s->be->ops->quantize_source;
     if (tp->src && !fused) {
         /* Groups (or rows, or bands) of tp->cols values: whole rows or not;
          * both of the mse observer's passes read them dequantized. */
@@ -446,11 +458,7 @@ static mq_status run_tensor(mq_stream *s, mq_writer *w, size_t ti)
     free(tp->obs_improved);
     tp->obs_mask = NULL;
     tp->obs_improved = NULL;
-    if (tp->src) {
-        free(tp->src->vals);
-        free(tp->src->scales);
-        tp->src->vals = tp->src->scales = NULL;
-    }
+    mq_src_end(tp);
     if (st != MQ_OK) {
         /* Data errors already name the tensor. */
         if (st != MQ_STATUS_E_DATA) mq_error_prefix("tensor '%s'", t->name);
@@ -486,11 +494,17 @@ mq_status mq_stream_scan(mq_stream *s)
         uint64_t n = chunk_count(tp, true);
         mq_ref_stats stats;
         mq_ref_stats_init(&stats);
+        /* The other sources' values, dequantized (an FP8 code's NaN, or a
+         * scale's), are what the scan looks at. */
+        if (n && self_read(tp)) st = mq_src_begin(s, tp);
         for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
-            if (tp->src) {
+            if (self_read(tp)) {
+                if (!stats.nonfinite && (st = mq_src_values(s, tp, c->first, c->count)) == MQ_OK)
+                    st = s->be->ops->reduce(s->be, tp->src->vals, tp->t->dtype, c->count, &stats);
+            } else if (tp->src) {
                 /* e4m3fn's NaN: S.1111.111; the codes hold no infinity. */
                 for (size_t e = 0; e < c->count && !stats.nonfinite; e++)
                     stats.nonfinite = (d[e] & 0x7f) == 0x7f;
@@ -499,6 +513,7 @@ mq_status mq_stream_scan(mq_stream *s)
             }
             mq_ring_release(s->ring);
         }
+        if (self_read(tp)) mq_src_end(tp);
         if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
     }
     mq_ring_stop(s->ring);

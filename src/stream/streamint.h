@@ -38,6 +38,16 @@ typedef struct {
     size_t br, bc;          /* the block */
     unsigned char *vals;    /* one chunk's rows dequantized */
     unsigned char *scales;  /* the scale rows of one chunk */
+    /* The other sources (srcread.c), which read their own bytes: the ring
+     * hands them empty chunks. */
+    mq_src_format other;     /* MQ_SRC_FORMAT_NONE: FP8 blocks */
+    char *name;              /* the weight's name, when it is not the codes' */
+    const mq_tensor *codes;  /* the stored codes (MXFP4: the blocks) */
+    uint64_t codes_off;      /* their offset in the input */
+    uint64_t in_bytes;       /* the source bytes it stands for, for progress */
+    size_t experts, out, in; /* MXFP4: blocks [experts, out, in / 32, 16] */
+    long staged;             /* MXFP4: the expert whose bytes are in scales, or -1 */
+    struct mq_srcrows *rows; /* compressed-tensors: the layer open while it runs */
 } mq_fp8src;
 
 /* What becomes of one input tensor, and where its output goes. */

@@ -164,6 +164,22 @@ def build_models():
                         rope_parameters={"rope_type": "default", "rope_theta": 150000.0},
                         **tiny)),
                     tf.AutoModelForCausalLM, torch.float32, None),
+        # DeepSeek-V3's shape: MLA projections (kv_a_proj_with_mqa of 160 rows:
+        # a partial 128x128 block), a dense first layer, routed and shared experts.
+        "deepseek-v3": (lambda: tf.DeepseekV3ForCausalLM(tf.DeepseekV3Config(
+                            hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                            num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4,
+                            num_experts_per_tok=2, n_shared_experts=1, n_group=1, topk_group=1,
+                            num_attention_heads=4, num_key_value_heads=4, q_lora_rank=128,
+                            kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=32,
+                            v_head_dim=32, vocab_size=128, max_position_embeddings=64,
+                            initializer_range=0.02)),
+                        tf.AutoModelForCausalLM, torch.bfloat16, None),
+        "qwen3": (lambda: tf.Qwen3ForCausalLM(tf.Qwen3Config(
+                      hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=128,
+                      max_position_embeddings=64, initializer_range=0.02)),
+                  tf.AutoModelForCausalLM, torch.bfloat16, None),
         "falcon": (lambda: tf.FalconForCausalLM(tf.FalconConfig(
                        hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                        vocab_size=128, initializer_range=0.1)),
