@@ -52,7 +52,7 @@ mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void 
 {
     size_t b = 0, g0, n;
     band_groups(l, first, rows, &g0, &n);
-    mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, src, dt, rows, l->cols,
+    mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, NULL, src, dt, rows, l->cols,
                                    mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
     *bad = g0 + b;
     return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
@@ -68,8 +68,8 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
     *code_bytes = *scales = 0;
     band_groups(l, first, rows, &g0, scales);
     int8_t *z = l->block ? NULL : zp;
-    mq_status st = mq_obs_mse_quantize(d, o, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src, dt,
-                                       rows, l->cols, codes, scale, z, &b);
+    mq_status st = mq_obs_mse_quantize(d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src,
+                                       dt, rows, l->cols, codes, scale, z, &b);
     *bad = g0 + b;
     if (st != MQ_OK) {
         *scales = 0;
