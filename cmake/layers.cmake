@@ -51,6 +51,7 @@ set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/l
                            src/quant/report.c src/quant/reportjson.c src/quant/scheme.c
                            src/quant/coverage.c src/quant/foreign.c)
 set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpu_backend.c src/backend/cpukern.c
+                             src/backend/cpumse.c
                              src/backend/devset.c src/backend/twopass.c)
 set(MQ_LAYER_SOURCES_stream src/stream/quantrows.c src/stream/ring.c src/stream/stream.c
                             src/stream/streamexec.c src/stream/writer.c)

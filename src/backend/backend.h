@@ -4,6 +4,7 @@
 #define MQ_BACKEND_H
 
 #include "monoquant.h"
+#include "observer.h"
 #include "reference.h"
 
 typedef struct mq_backend mq_backend;
@@ -49,6 +50,12 @@ typedef struct {
     mq_status (*gemm_new)(mq_backend *b, void (*note)(const char *note, void *user), void *user,
                           mq_gemm **out);
     void (*gemm_free)(mq_gemm *g);
+
+    /* (optional) The mse observer's first pass: as mq_obs_mse_scan
+     * (observer.h), the same records bit for bit; NULL runs that. */
+    mq_status (*mse_scan)(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                          const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                          bool *improved, size_t *bad);
     /* Uploads X [tokens, in] (row-major) for the calls that follow. */
     mq_status (*gemm_set_input)(mq_gemm *g, const float *x, size_t tokens, size_t in);
     /* y[t][o] = sum_i x[t][i] * w[o][i] for w [out, in]; y is [tokens, out]. */
@@ -117,6 +124,17 @@ static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const v
                                               void *q, struct mq_err_acc *err)
 {
     return b->ops->quantize_values(b, d, src, dt, n, scale, zp, q, err);
+}
+
+/* The mse observer's scan of a call through b, or the reference's where b
+ * has none. */
+static inline mq_status mq_be_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o,
+                                       const float *imp, const void *src, mq_dtype dt, size_t rows,
+                                       size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+{
+    if (!b->ops->mse_scan)
+        return mq_obs_mse_scan(d, o, imp, src, dt, rows, cols, mask, improved, bad);
+    return b->ops->mse_scan(b, d, o, imp, src, dt, rows, cols, mask, improved, bad);
 }
 
 /*

@@ -5,6 +5,8 @@
 #ifndef MQ_CPUKERN_H
 #define MQ_CPUKERN_H
 
+#include "observer.h"
+#include "pool.h"
 #include "reference.h"
 
 /* As mq_ref_stats_update (lo/hi may differ only in the sign of a zero, which
@@ -28,5 +30,18 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
  * (the zero point counts as given: a symmetric call passes 0). */
 void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float scale,
                            int8_t zp, void *q, mq_err_acc *err);
+
+/* As mq_obs_mse_scan (the same records, bit for bit), its groups spread over
+ * pool's threads (NULL: the calling thread); kinds other than INT8, INT4 and
+ * FP8 go to mq_obs_mse_scan itself. */
+mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad);
+/* out[i] = mq_obs_pow(x[i], norm) by the loop's vector code, for n a
+ * multiple of 8 (for its tests). */
+void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out);
+/* As mq_obs_mse_errors, from the loop above (for its tests). */
+bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                      mq_dtype dt, size_t rows, size_t cols, size_t g, float *err);
 
 #endif

@@ -132,6 +132,31 @@ static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats 
     }
 }
 
+bool mq_obs_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err)
+{
+    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols, .imp = imp};
+    size_t mg = max_group(d, cols);
+    float *buf = malloc(2 * mg * sizeof *buf + 1);
+    mq_ref_stats st;
+    bool ok = buf != NULL;
+    if (ok) {
+        v.vals = buf;
+        v.wts = buf + mg;
+        view_group(&v, g);
+        ok = group_stats(&v, &st);
+    }
+    for (size_t i = 0; ok && i < mq_obs_mse_steps(o); i++) {
+        mq_ref_stats c = shrink(&st, mq_obs_mse_factor(o, i));
+        float s;
+        int8_t z;
+        mq_ref_params(d, &c, dt, &s, &z);
+        err[i] = group_error(&v, s, z, (float)o->norm);
+    }
+    free(buf);
+    return ok;
+}
+
 /* One part of a scan: groups [g0, g1), with its own copy buffer and its
  * own record of the tensor's improving steps (ORed afterwards, so the result
  * does not depend on how the groups were split). */

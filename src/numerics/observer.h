@@ -63,6 +63,11 @@ size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o);
 mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
                           mq_dtype dt, size_t rows, size_t cols, uint8_t *mask, bool *improved,
                           size_t *bad);
+/* Group g's error at every step, err[i] for i < mq_obs_mse_steps(o), as the
+ * scan computes them (the kernels' tests compare them bit for bit); false
+ * when the group holds a NaN or an infinity, or on no memory. */
+bool mq_obs_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err);
 /* The number of steps the search runs, given the whole tensor's improved[]. */
 size_t mq_obs_mse_limit(const mq_obs_mse *o, const bool *improved);
 /* The step a group with record `mask` takes when the search ran `limit` steps. */

@@ -260,7 +260,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     }
     if (tp->mse && c->pass == 0) {
         /* The search's first pass writes nothing: there is no output buffer. */
-        st = mq_scan_band_mse(l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
+        st = mq_scan_band_mse(s->be, l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
                               tp->obs_improved, &bad);
         return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
     }

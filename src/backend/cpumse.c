@@ -1,0 +1,377 @@
+/* The mse observer's scan on the host (see cpukern.h): the same records as
+ * mq_obs_mse_scan, bit for bit, from the same fp32 and double operations in
+ * the same order per group and step.
+ *
+ * Lanes are candidate steps: eight steps of one group run side by side in
+ * GCC vector types (one AVX-512 register of doubles for obspow.h's power),
+ * each lane summing its own error in value order, which is exactly the
+ * reference's serial fp32 sum of that step. The group's statistics and
+ * values are gathered once for all its steps. A block of eight steps stops
+ * early once every lane's partial sum has reached the group's best error
+ * before the block: the terms are never negative, so such a sum can only
+ * stay at or above it, and only a strictly smaller error counts. */
+#include "cpukern.h"
+
+#include "obspow.h"
+#include "pool.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__clang__) && __clang_major__ < 15
+#define MS_CLONES static
+#else
+#define MS_CLONES static __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#define MS_INLINE static inline __attribute__((always_inline))
+
+/* The helpers taking and returning vector types are always inlined into the
+ * clones, so no call crosses the ABI the warning is about. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define MS_LANES 8  /* steps at once */
+#define MS_CHECK 32 /* values between checks for a block that can no longer improve */
+
+typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
+typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
+typedef double ms_d __attribute__((vector_size(MS_LANES * 8)));
+typedef int64_t ms_l __attribute__((vector_size(MS_LANES * 8)));
+typedef uint64_t ms_u __attribute__((vector_size(MS_LANES * 8)));
+
+MS_INLINE ms_f ms_splat(float x)
+{
+    return (ms_f){x, x, x, x, x, x, x, x};
+}
+
+MS_INLINE ms_d ms_dsplat(double x)
+{
+    return (ms_d){x, x, x, x, x, x, x, x};
+}
+
+MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
+{
+    return (ms_f)(((ms_i)a & m) | ((ms_i)b & ~m));
+}
+
+MS_INLINE ms_d ms_dsel(ms_l m, ms_d a, ms_d b)
+{
+    return (ms_d)(((ms_l)a & m) | ((ms_l)b & ~m));
+}
+
+/* mq_obs_pow, lane by lane: the same operations in the same order. */
+MS_INLINE ms_f ms_pow(ms_f xf, float n)
+{
+    ms_d x = __builtin_convertvector(xf, ms_d);
+    ms_u b = (ms_u)x;
+    ms_u frac = b & 0x000fffffffffffffu;
+    ms_u up = (ms_u)(frac > 0x6a09e667f3bccu);
+    ms_d m = (ms_d)(frac | (0x3ff0000000000000u & ~up) | (0x3fe0000000000000u & up));
+    ms_d e =
+        (ms_d)(((b >> 52) & 0x7ffu) + (up & 1u) + 0x4338000000000000u) - MQ_OBS_POW_BIAS - 1023.0;
+    ms_d t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    ms_d s = ms_dsplat(1.0 / 17.0);
+    s = s * t2 + 1.0 / 15.0;
+    s = s * t2 + 1.0 / 13.0;
+    s = s * t2 + 1.0 / 11.0;
+    s = s * t2 + 1.0 / 9.0;
+    s = s * t2 + 1.0 / 7.0;
+    s = s * t2 + 1.0 / 5.0;
+    s = s * t2 + 1.0 / 3.0;
+    s = s * t2 + 1.0;
+    ms_d lnm = 2.0 * t * s;
+    ms_d y = (double)n * (e * 0.6931471805599453 + lnm);
+    y = ms_dsel(y > -700.0, y, ms_dsplat(-700.0));
+    y = ms_dsel(y < 700.0, y, ms_dsplat(700.0));
+    ms_d kb = y * 1.4426950408889634 + MQ_OBS_POW_BIAS;
+    ms_d k = kb - MQ_OBS_POW_BIAS;
+    ms_d r = (y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    ms_d p = ms_dsplat(1.0 / 479001600.0);
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    ms_d two_k = (ms_d)((((ms_u)kb) + 1023u) << 52);
+    ms_f res = __builtin_convertvector(p * two_k, ms_f);
+    res = ms_fsel(xf == 0.0f, ms_splat(0.0f), res);
+    res = ms_fsel(xf == (float)INFINITY, xf, res);
+    return ms_fsel(xf == xf, res, xf);
+}
+
+MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
+{
+    for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
+        ms_f v;
+        memcpy(&v, x + i, sizeof v);
+        v = ms_pow(v, norm);
+        memcpy(out + i, &v, sizeof v);
+    }
+}
+
+void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out)
+{
+    ms_pow_run(x, n, norm, out);
+}
+
+/* rint of x for |x| < 2^22 under round-to-nearest-even: 1.5 * 2^23 added
+ * and taken away again. */
+#define MS_RINT_MAGIC 12582912.0f
+
+/* The e4m3fn value of v, |v| <= 448, as mq_e4m3_to_f32(mq_f32_to_e4m3(v))
+ * up to the sign of a zero (which the error, 0 * s - w, never sees): the
+ * magnitude rounded half to even to three fraction bits by adding and
+ * taking away 2^(E + 20) (E its exponent), or below 2^-6 to the subnormal
+ * step 2^-9 by adding 2^14. */
+MS_INLINE ms_f ms_e4m3(ms_f v)
+{
+    ms_i sign = (ms_i)v & (int32_t)0x80000000u;
+    ms_f a = (ms_f)((ms_i)v & 0x7fffffff);
+    ms_f c = (ms_f)(((ms_i)a & 0x7f800000) + (20 << 23));
+    ms_f normal = (a + c) - c;
+    ms_f sub = (a + 16384.0f) - 16384.0f;
+    ms_f r = ms_fsel(a < 0x1p-6f, sub, normal);
+    return (ms_f)((ms_i)r | sign);
+}
+
+typedef struct {
+    float s[MS_LANES], z[MS_LANES];
+} ms_params;
+
+/* The errors of up to MS_LANES steps of one group (values w, weights c, n of
+ * them) into err; returns false when it stopped early because every lane's
+ * sum reached `best` (then err holds sums >= best). */
+MS_INLINE bool ms_block(bool fp8, const float *w, const float *c, size_t n, const ms_params *pp,
+                        float qmin, float qmax, float norm, float best, float *err)
+{
+    ms_f s, z, sum = ms_splat(0.0f);
+    memcpy(&s, pp->s, sizeof s);
+    memcpy(&z, pp->z, sizeof z);
+    const ms_f lo = ms_splat(fp8 ? qmin : qmin - 1.0f), hi = ms_splat(fp8 ? qmax : qmax + 1.0f);
+    bool whole = true;
+    for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
+        size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK;
+        for (size_t i = i0; i < i1; i++) {
+            ms_f wv = ms_splat(w[i]), d;
+            if (fp8) {
+                ms_f v = wv / s;
+                v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
+                v = ms_fsel(v < hi, v, hi);
+                d = ms_e4m3(v) * s - wv;
+            } else {
+                /* clamp(rint(x), qmin, qmax) is that of x clamped to
+                 * [qmin - 1, qmax + 1] first, where the magic rint holds. */
+                ms_f x = wv / s + z;
+                x = ms_fsel(x > lo, x, lo);
+                x = ms_fsel(x < hi, x, hi);
+                ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
+                q = ms_fsel(q > qmin, q, ms_splat(qmin));
+                q = ms_fsel(q < qmax, q, ms_splat(qmax));
+                d = (q - z) * s - wv;
+            }
+            d = (ms_f)((ms_i)d & 0x7fffffff);
+            sum += ms_splat(c[i]) * ms_pow(d, norm);
+        }
+        if (i1 < n) {
+            ms_i open = sum < best;
+            bool any = false;
+            for (int l = 0; l < MS_LANES; l++)
+                any |= open[l] != 0;
+            if (!any) {
+                whole = false;
+                break;
+            }
+        }
+    }
+    memcpy(err, &sum, sizeof sum);
+    return whole;
+}
+
+MS_CLONES void ms_errors_int(const float *w, const float *c, size_t n, const ms_params *pp,
+                             float qmin, float qmax, float norm, float best, float *err)
+{
+    ms_block(false, w, c, n, pp, qmin, qmax, norm, best, err);
+}
+
+MS_CLONES void ms_errors_fp8(const float *w, const float *c, size_t n, const ms_params *pp,
+                             float norm, float best, float *err)
+{
+    ms_block(true, w, c, n, pp, -448.0f, 448.0f, norm, best, err);
+}
+
+typedef struct {
+    mq_qdesc d;
+    const mq_obs_mse *o;
+    const float *imp;
+    const unsigned char *in;
+    mq_dtype dt;
+    size_t rows, cols, groups, parts, mb, vals_per_part;
+    uint8_t *mask;
+    bool *improved; /* parts x steps */
+    size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
+    float *vals;    /* per part: the group's values, then their weights */
+} ms_job;
+
+/* Group g's values and weights gathered, and its statistics; false on NaN/Inf. */
+static bool gather(const ms_job *j, size_t g, float *w, float *c, size_t *n, mq_ref_stats *st)
+{
+    size_t r0, r1, c0, nc, es = mq_dtype_size(j->dt);
+    mq_qdesc_group(j->d, j->rows, j->cols, g, &r0, &r1, &c0, &nc);
+    mq_ref_stats_init(st);
+    *n = 0;
+    for (size_t r = r0; r < r1; r++) {
+        const unsigned char *row = j->in + (r * j->cols + c0) * es;
+        mq_hk_stats_update(st, row, j->dt, nc);
+        if (j->dt == MQ_DTYPE_F32)
+            memcpy(w + *n, row, nc * sizeof *w);
+        else
+            for (size_t i = 0; i < nc; i++)
+                w[*n + i] = mq_load_f32(row, j->dt, i);
+        for (size_t i = 0; i < nc; i++)
+            c[*n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
+        *n += nc;
+    }
+    return !st->nonfinite;
+}
+
+/* The scales and zero points of steps i0 .. i0 + nl - 1 in the lanes; lanes
+ * past the last step repeat it (their errors are not read). */
+static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size_t nl,
+                        ms_params *pp)
+{
+    for (size_t l = 0; l < MS_LANES; l++) {
+        float p = mq_obs_mse_factor(j->o, i0 + (l < nl ? l : nl - 1));
+        mq_ref_stats cand = *st;
+        cand.lo = st->lo * p;
+        cand.hi = st->hi * p;
+        cand.amax = st->amax * p;
+        int8_t z;
+        mq_ref_params(j->d, &cand, j->dt, &pp->s[l], &z);
+        pp->z[l] = (float)z;
+    }
+}
+
+static void search(const ms_job *j, const float *w, const float *c, size_t n,
+                   const mq_ref_stats *st, uint8_t *mask, bool *improved)
+{
+    size_t steps = mq_obs_mse_steps(j->o);
+    float best = FLT_MAX, norm = (float)j->o->norm;
+    const float qmin = mq_qkind_qmin(j->d.kind), qmax = mq_qkind_qmax(j->d.kind);
+    for (size_t i0 = 0; i0 < steps; i0 += MS_LANES) {
+        ms_params pp;
+        float err[MS_LANES];
+        size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
+        step_params(j, st, i0, nl, &pp);
+        if (j->d.kind == MQ_QK_FP8)
+            ms_errors_fp8(w, c, n, &pp, norm, best, err);
+        else
+            ms_errors_int(w, c, n, &pp, qmin, qmax, norm, best, err);
+        for (size_t l = 0; l < nl; l++) {
+            if (err[l] < best) {
+                size_t i = i0 + l;
+                best = err[l];
+                mask[i / 8] |= (uint8_t)(1u << (i % 8));
+                improved[i] = true;
+            }
+        }
+    }
+}
+
+static void scan_part(void *arg, unsigned part)
+{
+    ms_job *j = arg;
+    size_t steps = mq_obs_mse_steps(j->o), n;
+    size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
+    float *w = j->vals + part * 2 * j->vals_per_part, *c = w + j->vals_per_part;
+    j->bad[part] = SIZE_MAX;
+    for (size_t g = g0; g < g1; g++) {
+        mq_ref_stats st;
+        if (!gather(j, g, w, c, &n, &st)) {
+            j->bad[part] = g;
+            return;
+        }
+        search(j, w, c, n, &st, j->mask + g * j->mb, j->improved + part * steps);
+    }
+}
+
+bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                      mq_dtype dt, size_t rows, size_t cols, size_t g, float *err)
+{
+    ms_job j = {.d = d, .o = o, .imp = imp, .in = src, .dt = dt, .rows = rows, .cols = cols};
+    size_t mg = d.block ? d.block * d.block : cols, n, steps = mq_obs_mse_steps(o);
+    float *w = malloc(2 * mg * sizeof *w + 1);
+    mq_ref_stats st;
+    bool ok = w && gather(&j, g, w, w + mg, &n, &st);
+    for (size_t i0 = 0; ok && i0 < steps; i0 += MS_LANES) {
+        ms_params pp;
+        float e[MS_LANES];
+        size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
+        step_params(&j, &st, i0, nl, &pp);
+        if (d.kind == MQ_QK_FP8)
+            ms_errors_fp8(w, w + mg, n, &pp, (float)o->norm, FLT_MAX, e);
+        else
+            ms_errors_int(w, w + mg, n, &pp, mq_qkind_qmin(d.kind), mq_qkind_qmax(d.kind),
+                          (float)o->norm, FLT_MAX, e);
+        memcpy(err + i0, e, nl * sizeof *e);
+    }
+    free(w);
+    return ok;
+}
+
+/* Values times steps below which a scan runs on the calling thread alone. */
+#define MS_PARALLEL_MIN 327680
+
+mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad)
+{
+    if (d.kind != MQ_QK_INT8 && d.kind != MQ_QK_INT4 && d.kind != MQ_QK_FP8)
+        return mq_obs_mse_scan(d, o, imp, src, dt, rows, cols, mask, improved, bad);
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    ms_job j = {.d = d,
+                .o = o,
+                .imp = imp,
+                .in = src,
+                .dt = dt,
+                .rows = rows,
+                .cols = cols,
+                .groups = groups,
+                .mb = mq_obs_mse_mask_bytes(o),
+                .vals_per_part = d.block ? d.block * d.block : cols,
+                .mask = mask};
+    mq_status st = MQ_OK;
+    memset(mask, 0, groups * j.mb);
+    if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
+    j.parts = mq_pool_threads(pool);
+    if (j.parts > groups) j.parts = groups ? groups : 1;
+    j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
+    j.bad = calloc(j.parts, sizeof *j.bad);
+    j.vals = malloc(j.parts * 2 * j.vals_per_part * sizeof *j.vals + 1);
+    if (!j.improved || !j.bad || !j.vals) {
+        st = MQ_STATUS_E_NOMEM;
+        goto done;
+    }
+    mq_pool_run(pool, scan_part, &j, (unsigned)j.parts);
+    for (size_t p = 0; p < j.parts; p++) {
+        if (j.bad[p] != SIZE_MAX) {
+            if (bad) *bad = j.bad[p]; /* parts in group order: the first bad group */
+            st = MQ_STATUS_E_DATA;
+            goto done;
+        }
+        for (size_t i = 0; i < steps; i++)
+            if (j.improved[p * steps + i]) improved[i] = true;
+    }
+done:
+    free(j.improved);
+    free(j.bad);
+    free(j.vals);
+    return st;
+}
