@@ -3,7 +3,7 @@
  * the same order per group and step.
  *
  * Lanes are candidate steps: eight steps of one group run side by side in
- * GCC vector types (one AVX-512 register of doubles for obspow.h's power),
+ * GCC vector types (one AVX2 register for obspow.h's power),
  * each lane summing its own error in value order, which is exactly the
  * reference's serial fp32 sum of that step. The group's statistics and
  * values are gathered once for all its steps. A block of eight steps stops
@@ -36,18 +36,10 @@
 
 typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
 typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
-typedef double ms_d __attribute__((vector_size(MS_LANES * 8)));
-typedef int64_t ms_l __attribute__((vector_size(MS_LANES * 8)));
-typedef uint64_t ms_u __attribute__((vector_size(MS_LANES * 8)));
 
 MS_INLINE ms_f ms_splat(float x)
 {
     return (ms_f){x, x, x, x, x, x, x, x};
-}
-
-MS_INLINE ms_d ms_dsplat(double x)
-{
-    return (ms_d){x, x, x, x, x, x, x, x};
 }
 
 MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
@@ -55,56 +47,52 @@ MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
     return (ms_f)(((ms_i)a & m) | ((ms_i)b & ~m));
 }
 
-MS_INLINE ms_d ms_dsel(ms_l m, ms_d a, ms_d b)
+/* 2^k lane by lane for integer k in [-126, 127] (mq_obs_pow_two). */
+MS_INLINE ms_f ms_two(ms_f k)
 {
-    return (ms_d)(((ms_l)a & m) | ((ms_l)b & ~m));
+    return (ms_f)((__builtin_convertvector(k, ms_i) + 127) << 23);
 }
 
 /* mq_obs_pow, lane by lane: the same operations in the same order. */
-MS_INLINE ms_f ms_pow(ms_f xf, float n)
+MS_INLINE ms_f ms_pow(ms_f x, float n)
 {
-    ms_d x = __builtin_convertvector(xf, ms_d);
-    ms_u b = (ms_u)x;
-    ms_u frac = b & 0x000fffffffffffffu;
-    ms_u up = (ms_u)(frac > 0x6a09e667f3bccu);
-    ms_d m = (ms_d)(frac | (0x3ff0000000000000u & ~up) | (0x3fe0000000000000u & up));
-    ms_d e =
-        (ms_d)(((b >> 52) & 0x7ffu) + (up & 1u) + 0x4338000000000000u) - MQ_OBS_POW_BIAS - 1023.0;
-    ms_d t = (m - 1.0) / (m + 1.0), t2 = t * t;
-    ms_d s = ms_dsplat(1.0 / 17.0);
-    s = s * t2 + 1.0 / 15.0;
-    s = s * t2 + 1.0 / 13.0;
-    s = s * t2 + 1.0 / 11.0;
-    s = s * t2 + 1.0 / 9.0;
-    s = s * t2 + 1.0 / 7.0;
-    s = s * t2 + 1.0 / 5.0;
-    s = s * t2 + 1.0 / 3.0;
-    s = s * t2 + 1.0;
-    ms_d lnm = 2.0 * t * s;
-    ms_d y = (double)n * (e * 0.6931471805599453 + lnm);
-    y = ms_dsel(y > -700.0, y, ms_dsplat(-700.0));
-    y = ms_dsel(y < 700.0, y, ms_dsplat(700.0));
-    ms_d kb = y * 1.4426950408889634 + MQ_OBS_POW_BIAS;
-    ms_d k = kb - MQ_OBS_POW_BIAS;
-    ms_d r = (y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    ms_d p = ms_dsplat(1.0 / 479001600.0);
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    ms_d two_k = (ms_d)((((ms_u)kb) + 1023u) << 52);
-    ms_f res = __builtin_convertvector(p * two_k, ms_f);
-    res = ms_fsel(xf == 0.0f, ms_splat(0.0f), res);
-    res = ms_fsel(xf == (float)INFINITY, xf, res);
-    return ms_fsel(xf == xf, res, xf);
+    ms_i tiny = (ms_i)x < 0x00800000; /* x >= 0 or NaN: as unsigned bits */
+    ms_i b = ((ms_i)(x * 0x1p23f) & tiny) | ((ms_i)x & ~tiny);
+    ms_i frac = b & 0x007fffff;
+    ms_i up = frac > 0x003504f3;
+    ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
+    ms_f e = __builtin_convertvector(((b >> 23) & 0xff) - 127 + (up & 1) - (tiny & 23), ms_f);
+    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    ms_f s = ms_splat(1.0f / 11.0f);
+    s = s * t2 + 1.0f / 9.0f;
+    s = s * t2 + 1.0f / 7.0f;
+    s = s * t2 + 1.0f / 5.0f;
+    s = s * t2 + 1.0f / 3.0f;
+    s = s * t2 + 1.0f;
+    ms_f l = 2.0f * t * s * 1.44269504f;
+    float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
+    ms_f a = nh * e;
+    ms_f k1 = (a + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
+    ms_f f = (a - k1) + (nl * e + n * l);
+    ms_f k2 = (f + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
+    ms_f g = f - k2;
+    ms_f p = ms_splat(1.5252734e-5f);
+    p = p * g + 1.5403530e-4f;
+    p = p * g + 1.3333558e-3f;
+    p = p * g + 9.6181291e-3f;
+    p = p * g + 5.5504109e-2f;
+    p = p * g + 2.4022651e-1f;
+    p = p * g + 6.9314718e-1f;
+    p = p * g + 1.0f;
+    ms_f k = k1 + k2;
+    k = ms_fsel(k > -226.0f, k, ms_splat(-226.0f));
+    k = ms_fsel(k < 254.0f, k, ms_splat(254.0f));
+    ms_f ka = ms_fsel(k > -100.0f, k, ms_splat(-100.0f));
+    ka = ms_fsel(ka < 127.0f, ka, ms_splat(127.0f));
+    ms_f res = p * ms_two(ka) * ms_two(k - ka);
+    res = ms_fsel(x == 0.0f, ms_splat(0.0f), res);
+    res = ms_fsel(x == (float)INFINITY, x, res);
+    return ms_fsel(x == x, res, x);
 }
 
 MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
@@ -149,50 +137,65 @@ typedef struct {
 /* The errors of up to MS_LANES steps of one group (values w, weights c, n of
  * them) into err; returns false when it stopped early because every lane's
  * sum reached `best` (then err holds sums >= best). */
-MS_INLINE bool ms_block(bool fp8, const float *w, const float *c, size_t n, const ms_params *pp,
+/* One value's error term in each lane: c |fake_quantize(w) - w|^norm. */
+MS_INLINE ms_f ms_term(bool fp8, float w, float c, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
+                       float qmax, float norm)
+{
+    ms_f wv = ms_splat(w), d;
+    if (fp8) {
+        ms_f v = wv / s;
+        v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
+        v = ms_fsel(v < hi, v, hi);
+        d = ms_e4m3(v) * s - wv;
+    } else {
+        /* clamp(rint(x), qmin, qmax) is that of x clamped to
+         * [qmin - 1, qmax + 1] first, where the magic rint holds. */
+        ms_f x = wv / s + z;
+        x = ms_fsel(x > lo, x, lo);
+        x = ms_fsel(x < hi, x, hi);
+        ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
+        q = ms_fsel(q > qmin, q, ms_splat(qmin));
+        q = ms_fsel(q < qmax, q, ms_splat(qmax));
+        d = (q - z) * s - wv;
+    }
+    d = (ms_f)((ms_i)d & 0x7fffffff);
+    return c * ms_pow(d, norm);
+}
+
+/* The errors of up to MS_LANES steps of one group (values w, weights c, n of
+ * them) into err; stops early when every lane's sum reached `best` (then
+ * err holds sums >= best). Four values' terms are computed before they are
+ * added, in value order: their long chains of operations overlap. */
+MS_INLINE void ms_block(bool fp8, const float *w, const float *c, size_t n, const ms_params *pp,
                         float qmin, float qmax, float norm, float best, float *err)
 {
     ms_f s, z, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
     const ms_f lo = ms_splat(fp8 ? qmin : qmin - 1.0f), hi = ms_splat(fp8 ? qmax : qmax + 1.0f);
-    bool whole = true;
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
-        size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK;
-        for (size_t i = i0; i < i1; i++) {
-            ms_f wv = ms_splat(w[i]), d;
-            if (fp8) {
-                ms_f v = wv / s;
-                v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
-                v = ms_fsel(v < hi, v, hi);
-                d = ms_e4m3(v) * s - wv;
-            } else {
-                /* clamp(rint(x), qmin, qmax) is that of x clamped to
-                 * [qmin - 1, qmax + 1] first, where the magic rint holds. */
-                ms_f x = wv / s + z;
-                x = ms_fsel(x > lo, x, lo);
-                x = ms_fsel(x < hi, x, hi);
-                ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
-                q = ms_fsel(q > qmin, q, ms_splat(qmin));
-                q = ms_fsel(q < qmax, q, ms_splat(qmax));
-                d = (q - z) * s - wv;
-            }
-            d = (ms_f)((ms_i)d & 0x7fffffff);
-            sum += ms_splat(c[i]) * ms_pow(d, norm);
+        size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
+        for (; i + 4 <= i1; i += 4) {
+            ms_f t0 = ms_term(fp8, w[i], c[i], s, z, lo, hi, qmin, qmax, norm);
+            ms_f t1 = ms_term(fp8, w[i + 1], c[i + 1], s, z, lo, hi, qmin, qmax, norm);
+            ms_f t2 = ms_term(fp8, w[i + 2], c[i + 2], s, z, lo, hi, qmin, qmax, norm);
+            ms_f t3 = ms_term(fp8, w[i + 3], c[i + 3], s, z, lo, hi, qmin, qmax, norm);
+            sum += t0;
+            sum += t1;
+            sum += t2;
+            sum += t3;
         }
+        for (; i < i1; i++)
+            sum += ms_term(fp8, w[i], c[i], s, z, lo, hi, qmin, qmax, norm);
         if (i1 < n) {
             ms_i open = sum < best;
             bool any = false;
             for (int l = 0; l < MS_LANES; l++)
                 any |= open[l] != 0;
-            if (!any) {
-                whole = false;
-                break;
-            }
+            if (!any) break;
         }
     }
     memcpy(err, &sum, sizeof sum);
-    return whole;
 }
 
 MS_CLONES void ms_errors_int(const float *w, const float *c, size_t n, const ms_params *pp,
