@@ -75,6 +75,7 @@ typedef struct {
     cl_kernel blocks[3]; /* mq_quantize_blocks_<dt>: float8 2-D blocks */
     cl_kernel blocks_err[3];
     cl_kernel div_check;
+    cl_kernel mse;   /* mq_mse_errors (every dtype: its argument) */
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
     size_t per_item; /* values per work-item the fused kernel aims for */
@@ -243,6 +244,16 @@ mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, 
                          uint16_t *dst, uint64_t *overflow);
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
+
+/* backend.h: mse_scan (cl_mse.c); mq_cl_mse_errors is its device part, the
+ * error of every step of every group (groups x steps floats), also a test
+ * hook. */
+mq_status mq_cl_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad);
+mq_status mq_cl_mse_errors(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                           const void *src, mq_dtype dt, size_t rows, size_t cols, float *err,
+                           size_t *bad);
 
 /* The hooks of cl_api.h and cl_gemm.h (the registry entry in cl_backend.c
  * hands them out): cl_staging.c, cl_pipeline.c, cl_profile.c, cl_gemm.c. */

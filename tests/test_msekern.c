@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include "backend.h"
+#include "cl_api.h"
 #include "cpukern.h"
 #include "observer.h"
 #include "obspow.h"
@@ -102,13 +103,22 @@ static void check(mq_backend *be, mq_qdesc d, const mq_obs_mse *o, const float *
         /* The errors themselves, bit for bit: the records alone would hide
          * a last-bit difference that no step's choice depends on. */
         float *e_ref = malloc(steps * sizeof(float) + 1), *e = malloc(steps * sizeof(float) + 1);
+        float *all = NULL;
+        const mq_opencl_hooks *h = mq_opencl_hooks_get();
+        if (be != host_be && h) {
+            all = malloc(groups * steps * sizeof(float) + 1);
+            assert_int_equal(h->mse_errors(be, d, o, imp, w, dt, rows, cols, all, &bad), MQ_OK);
+        }
         for (size_t g = 0; g < groups; g++) {
             assert_true(mq_obs_mse_errors(d, o, imp, w, dt, rows, cols, g, e_ref));
             if (be == host_be) {
                 assert_true(mq_hk_mse_errors(d, o, imp, w, dt, rows, cols, g, e));
                 assert_memory_equal(e, e_ref, steps * sizeof(float));
+            } else if (all) {
+                assert_memory_equal(all + g * steps, e_ref, steps * sizeof(float));
             }
         }
+        free(all);
         free(e_ref);
         free(e);
     } else {

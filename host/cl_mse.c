@@ -1,0 +1,131 @@
+/* The mse observer's scan on an OpenCL device (backend.h: mse_scan): the
+ * host takes each group's statistics once (the vectorized host kernel) and
+ * every step's scale and zero point from them (mq_ref_params, the reference
+ * itself), the device sums every (group, step) error at once (mse.cl), and
+ * the host keeps each group's improving steps from those errors, as
+ * mq_obs_mse_scan does. A call whose values or errors do not fit one buffer,
+ * or a kind the kernel lacks, runs the host loop instead. */
+#include "cl_qparts.h"
+
+#include "cpukern.h"
+#include "error.h"
+#include "reference.h"
+
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every step's scale and zero point for every group, from the groups'
+ * statistics; MQ_STATUS_E_DATA with *bad the first group holding a NaN or an
+ * infinity. */
+static mq_status step_params(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
+                             size_t rows, size_t cols, float *sc, float *zp, size_t *bad)
+{
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    size_t es = mq_dtype_size(dt);
+    for (size_t g = 0; g < groups; g++) {
+        size_t r0, r1, c0, nc;
+        mq_ref_stats st;
+        mq_qdesc_group(d, rows, cols, g, &r0, &r1, &c0, &nc);
+        mq_ref_stats_init(&st);
+        for (size_t r = r0; r < r1; r++)
+            mq_hk_stats_update(&st, (const unsigned char *)src + (r * cols + c0) * es, dt, nc);
+        if (st.nonfinite) {
+            *bad = g;
+            return MQ_STATUS_E_DATA;
+        }
+        for (size_t i = 0; i < steps; i++) {
+            float p = mq_obs_mse_factor(o, i);
+            mq_ref_stats c = st;
+            c.lo = st.lo * p;
+            c.hi = st.hi * p;
+            c.amax = st.amax * p;
+            int8_t z;
+            mq_ref_params(d, &c, dt, &sc[g * steps + i], &z);
+            zp[g * steps + i] = (float)z;
+        }
+    }
+    return MQ_OK;
+}
+
+static mq_status nomem(void)
+{
+    return mq_set_error(MQ_STATUS_E_NOMEM, "OpenCL mse search: out of host memory");
+}
+
+mq_status mq_cl_mse_errors(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                           const void *src, mq_dtype dt, size_t rows, size_t cols, float *err,
+                           size_t *bad)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    size_t es = mq_dtype_size(dt), n = groups * steps;
+    float *sc = malloc(n * sizeof *sc + 1), *zp = malloc(n * sizeof *zp + 1);
+    cl_mem in, s_m, z_m, i_m, e_m;
+    mq_status st = MQ_OK;
+    if (!sc || !zp) {
+        st = nomem();
+        goto done;
+    }
+    if ((st = step_params(d, o, src, dt, rows, cols, sc, zp, bad)) != MQ_OK || n == 0) goto done;
+    if ((st = mq_cl_slot_get(cb, MQ_CL_SLOT_IN, rows * cols * es, &in)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_SCALE, n * sizeof(float), &s_m)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_LO, n * sizeof(float), &z_m)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_HI, (imp ? cols : 1) * sizeof(float), &i_m)) != MQ_OK ||
+        (st = mq_cl_slot_get(cb, MQ_CL_SLOT_ESUM, n * sizeof(float), &e_m)) != MQ_OK)
+        goto done;
+    cl_int dt_a = (cl_int)dt, kind_a = (cl_int)d.kind, imp_a = imp ? 1 : 0;
+    cl_ulong rows_a = rows, cols_a = cols, block_a = d.block, groups_a = groups;
+    cl_uint steps_a = (cl_uint)steps;
+    cl_float norm_a = (float)o->norm;
+    mq_cl_arg args[] = {MQ_CL_ARG(in),      MQ_CL_ARG(dt_a),     MQ_CL_ARG(rows_a),
+                        MQ_CL_ARG(cols_a),  MQ_CL_ARG(block_a),  MQ_CL_ARG(kind_a),
+                        MQ_CL_ARG(steps_a), MQ_CL_ARG(groups_a), MQ_CL_ARG(s_m),
+                        MQ_CL_ARG(z_m),     MQ_CL_ARG(i_m),      MQ_CL_ARG(imp_a),
+                        MQ_CL_ARG(norm_a),  MQ_CL_ARG(e_m)};
+    if ((st = mq_cl_write(cb, in, rows * cols * es, src)) != MQ_OK ||
+        (st = mq_cl_write(cb, s_m, n * sizeof(float), sc)) != MQ_OK ||
+        (st = mq_cl_write(cb, z_m, n * sizeof(float), zp)) != MQ_OK ||
+        (imp && (st = mq_cl_write(cb, i_m, cols * sizeof(float), imp)) != MQ_OK) ||
+        (st = mq_cl_launch(cb, cb->mse, args, sizeof args / sizeof args[0], n, NULL)) != MQ_OK ||
+        (st = mq_cl_read(cb, e_m, n * sizeof(float), err)) != MQ_OK ||
+        (st = mq_cl_finish(cb)) != MQ_OK)
+        goto done;
+done:
+    free(sc);
+    free(zp);
+    return st;
+}
+
+mq_status mq_cl_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad)
+{
+    mq_cl_backend *cb = (mq_cl_backend *)b;
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    size_t mb = mq_obs_mse_mask_bytes(o), es = mq_dtype_size(dt), ignored_bad;
+    if (!bad) bad = &ignored_bad;
+    bool kernel_kind = d.kind == MQ_QK_INT8 || d.kind == MQ_QK_INT4 || d.kind == MQ_QK_FP8;
+    if (!kernel_kind || dt > MQ_DTYPE_BF16 || !cb->mse || rows * cols > cb->limit / es ||
+        groups * steps > cb->limit / sizeof(float) || steps > UINT32_MAX)
+        return mq_hk_mse_scan(NULL, d, o, imp, src, dt, rows, cols, mask, improved, bad);
+    float *err = malloc(groups * steps * sizeof *err + 1);
+    if (!err) return nomem();
+    mq_status st = mq_cl_mse_errors(b, d, o, imp, src, dt, rows, cols, err, bad);
+    if (st == MQ_OK) {
+        memset(mask, 0, groups * mb);
+        for (size_t g = 0; g < groups; g++) {
+            float best = FLT_MAX;
+            for (size_t i = 0; i < steps; i++) {
+                float e = err[g * steps + i];
+                if (e < best) {
+                    best = e;
+                    mask[g * mb + i / 8] |= (uint8_t)(1u << (i % 8));
+                    improved[i] = true;
+                }
+            }
+        }
+    }
+    free(err);
+    return st;
+}
