@@ -234,13 +234,93 @@ static void test_host_large(void **state)
     free(w);
 }
 
+/* The stream's bytes: the CLI on the host path and on an OpenCL device write
+ * the same files for every layout, and per channel they are the reference's
+ * own codes and scales (mq_obs_mse_scan, _limit, _quantize). */
+static void test_stream_bytes(void **state)
+{
+    fixture *f = *state;
+    char *dir = tu_mkdtemp(), *in = tu_join(dir, "in.safetensors");
+    char *oh = tu_join(dir, "host.safetensors"), *oc = tu_join(dir, "cl.safetensors");
+    enum { R = 48, C = 256, R2 = 40, C2 = 200 };
+    float *w = malloc(sizeof(float) * R * C), *w2 = malloc(sizeof(float) * R2 * C2);
+    tu_rng r;
+    tu_rng_seed(&r, 31);
+    fill(w, R * C, DATA_RANDOM, &r);
+    fill(w2, R2 * C2, DATA_SPREAD, &r);
+    mq_model *m;
+    assert_int_equal(mq_model_new(&m), MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "a.weight", MQ_DTYPE_F32, 2, (int64_t[]){R, C}, w),
+                     MQ_OK);
+    assert_int_equal(mq_model_add_tensor(m, "b.weight", MQ_DTYPE_F32, 2, (int64_t[]){R2, C2}, w2),
+                     MQ_OK);
+    assert_int_equal(mq_model_save(m, in), MQ_OK);
+    mq_model_free(m);
+    const char *presets[] = {"W8A8", "FP8_DYNAMIC", "W4A16 --group-size 64",
+                             "W4A16_ASYM --group-size channel", "FP8_BLOCK"};
+    for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++) {
+        char *log = NULL;
+        assert_int_equal(tu_run_cli(&log,
+                                    "quantize %s -o %s --preset %s --observer mse -q "
+                                    "--device host",
+                                    in, oh, presets[p]),
+                         0);
+        free(log);
+        if (p < 2) { /* per channel, one byte a code: the reference's own */
+            mq_qdesc d = p == 0 ? mq_qd(MQ_QK_INT8, true) : mq_qd(MQ_QK_FP8, true);
+            mq_obs_mse o = mq_obs_mse_defaults();
+            size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0;
+            uint8_t *mask = malloc(R * mb), *q = malloc(R * C);
+            float sc[R];
+            int8_t zp[R];
+            bool im[20] = {0};
+            assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, R, C, mask, im, &bad),
+                             MQ_OK);
+            assert_int_equal(mq_obs_mse_quantize(d, &o, NULL, mq_obs_mse_limit(&o, im), mask, w,
+                                                 MQ_DTYPE_F32, R, C, q, sc, zp, &bad),
+                             MQ_OK);
+            assert_int_equal(mq_model_open(oh, &m), MQ_OK);
+            const mq_tensor *tq = mq_model_find(m, "a.weight");
+            const mq_tensor *ts = mq_model_find(m, "a.weight_scale");
+            assert_non_null(tq);
+            assert_non_null(ts);
+            assert_int_equal(tq->nbytes, R * C);
+            assert_memory_equal(tq->data, q, R * C);
+            assert_int_equal(ts->nbytes, sizeof sc);
+            assert_memory_equal(ts->data, sc, sizeof sc);
+            mq_model_free(m);
+            free(mask);
+            free(q);
+        }
+        if (!f->be[1]) continue;
+        assert_int_equal(tu_run_cli(&log,
+                                    "quantize %s -o %s --preset %s --observer mse -q "
+                                    "--device cpu",
+                                    in, oc, presets[p]),
+                         0);
+        free(log);
+        size_t nh, nc;
+        unsigned char *bh = tu_read_file(oh, &nh), *bc = tu_read_file(oc, &nc);
+        assert_int_equal(nh, nc);
+        assert_memory_equal(bh, bc, nh);
+        free(bh);
+        free(bc);
+    }
+    free(w);
+    free(w2);
+    tu_rmtree(dir);
+    free(in);
+    free(oh);
+    free(oc);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pow),
-        cmocka_unit_test(test_host),
-        cmocka_unit_test(test_host_large),
-        cmocka_unit_test(test_opencl),
+        cmocka_unit_test(test_pow),          cmocka_unit_test(test_host),
+        cmocka_unit_test(test_host_large),   cmocka_unit_test(test_opencl),
+        cmocka_unit_test(test_stream_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
