@@ -72,6 +72,7 @@ static const mq_backend_ops cl_ops = {
     .gemm_linear = mq_cl_gemm_linear,
     .gemm_linear_q8 = mq_cl_gemm_linear_q8,
     .mse_scan = mq_cl_mse_scan,
+    .mse_quantize = mq_cl_mse_quantize,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)

@@ -119,6 +119,41 @@ static void check(mq_backend *be, mq_qdesc d, const mq_obs_mse *o, const float *
             }
         }
         free(all);
+        /* The second pass: the same codes, scales and zero points, and the
+         * weight error as the reference counts it (to a relative 1e-5). */
+        size_t limit = mq_obs_mse_limit(o, i_ref), qb = mq_qkind_row_bytes(d.kind, cols);
+        size_t sb = groups * sizeof(float);
+        uint8_t *q_ref = calloc(rows * qb + 1, 1), *q = calloc(rows * qb + 1, 1);
+        float *sc_ref = calloc(groups + 1, sizeof(float)), *sc = calloc(groups + 1, sizeof(float));
+        int8_t *z_ref = calloc(groups + 1, 1), *zp = calloc(groups + 1, 1);
+        int8_t *zr = d.block ? NULL : z_ref, *zb = d.block ? NULL : zp;
+        assert_int_equal(mq_obs_mse_quantize(d, o, imp, limit, m_ref, w, dt, rows, cols, q_ref,
+                                             sc_ref, zr, &bad_ref),
+                         MQ_OK);
+        mq_err_acc a_ref, a;
+        mq_err_acc_init(&a_ref);
+        mq_err_acc_init(&a);
+        mq_ref_error_stats(d, w, dt, rows, cols, q_ref, sc_ref, dt, zr, &a_ref);
+        assert_int_equal(
+            mq_be_mse_quantize(be, d, o, imp, limit, m, w, dt, rows, cols, q, sc, zb, &bad, &a),
+            MQ_OK);
+        assert_memory_equal(q, q_ref, rows * qb);
+        assert_memory_equal(sc, sc_ref, dt == MQ_DTYPE_F32 ? sb : groups * 2);
+        assert_memory_equal(zp, z_ref, groups);
+        /* The host kernels sum squares in fp32 blocks first: exact enough
+         * except where those overflow or underflow (the +-max and
+         * subnormal data), as for min-max. */
+        if (a_ref.sig > 1e-20 && a_ref.sig < 1e30) {
+            assert_true(fabs(a.err2 - a_ref.err2) <= 1e-5 * a_ref.err2 + 1e-30);
+            assert_true(fabs(a.sig - a_ref.sig) <= 1e-5 * a_ref.sig);
+        }
+        assert_int_equal(a.clamped, a_ref.clamped);
+        free(q_ref);
+        free(q);
+        free(sc_ref);
+        free(sc);
+        free(z_ref);
+        free(zp);
         free(e_ref);
         free(e);
     } else {

@@ -37,6 +37,12 @@ void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, f
 mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const float *imp,
                          const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
                          bool *improved, size_t *bad);
+/* As mq_obs_mse_quantize (the same bytes), with the codes from the host
+ * kernels' quantize loop and err (NULL: none) as mq_hk_quantize adds it. */
+mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                             const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                             mq_err_acc *err);
 /* out[i] = mq_obs_pow(x[i], norm) by the loop's vector code, for n a
  * multiple of 8 (for its tests). */
 void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out);

@@ -378,3 +378,60 @@ done:
     free(j.vals);
     return st;
 }
+
+/* The codes of n values of one row of a group, one per byte (int4 unpacked),
+ * placed as mq_ref_put_codes places them. */
+static void put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
+                      unsigned char *row, size_t c0, size_t cols, uint8_t *tmp, mq_err_acc *err)
+{
+    if (d.kind != MQ_QK_INT4) {
+        mq_hk_quantize_values(d, src, dt, n, s, z, row + c0, err);
+        return;
+    }
+    mq_hk_quantize_values(d, src, dt, n, s, z, tmp, err);
+    if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(d.kind, cols));
+    for (size_t i = 0; i < n; i++)
+        row[(c0 + i) / 2] |=
+            (uint8_t)(((unsigned)((int8_t)tmp[i] + 8) & 15u) << (4 * ((c0 + i) & 1)));
+}
+
+mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                             const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                             mq_err_acc *err)
+{
+    if (d.kind != MQ_QK_INT8 && d.kind != MQ_QK_INT4 && d.kind != MQ_QK_FP8) {
+        mq_status st =
+            mq_obs_mse_quantize(d, o, imp, limit, mask, src, dt, rows, cols, q, scale, zp, bad);
+        if (st == MQ_OK && err) mq_ref_error_stats(d, src, dt, rows, cols, q, scale, dt, zp, err);
+        return st;
+    }
+    size_t groups = mq_qdesc_scales(d, rows, cols), es = mq_dtype_size(dt);
+    size_t qb = mq_qkind_row_bytes(d.kind, cols), mb = mq_obs_mse_mask_bytes(o);
+    uint8_t *tmp = d.kind == MQ_QK_INT4 ? malloc((d.block ? d.block : cols) + 1) : NULL;
+    const unsigned char *in = src;
+    mq_status st = MQ_OK;
+    if (d.kind == MQ_QK_INT4 && !tmp) return MQ_STATUS_E_NOMEM;
+    for (size_t g = 0; g < groups && st == MQ_OK; g++) {
+        size_t r0, r1, c0, nc;
+        mq_ref_stats stats;
+        mq_qdesc_group(d, rows, cols, g, &r0, &r1, &c0, &nc);
+        mq_ref_stats_init(&stats);
+        for (size_t r = r0; r < r1; r++)
+            mq_hk_stats_update(&stats, in + (r * cols + c0) * es, dt, nc);
+        /* The best step's range, as mq_obs_mse_quantize takes it. */
+        float p = mq_obs_mse_factor(o, mq_obs_mse_best(o, mask + g * mb, limit)), s;
+        mq_ref_stats c = stats;
+        c.lo = stats.lo * p;
+        c.hi = stats.hi * p;
+        c.amax = stats.amax * p;
+        c.nonfinite = stats.nonfinite;
+        int8_t z;
+        st = mq_ref_group_params(d, &c, dt, g, scale, zp, bad, &s, &z);
+        for (size_t r = r0; st == MQ_OK && r < r1; r++)
+            put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, (unsigned char *)q + r * qb, c0,
+                      cols, tmp, err);
+    }
+    free(tmp);
+    return st;
+}

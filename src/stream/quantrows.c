@@ -59,9 +59,9 @@ mq_status mq_scan_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse
     return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
 }
 
-mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t limit,
-                               const uint8_t *mask, const void *src, mq_dtype dt, size_t first,
-                               size_t rows, void *codes, void *scale, int8_t *zp,
+mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                               size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                               size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
                                size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
 {
     size_t b = 0, g0;
@@ -69,14 +69,13 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
     *code_bytes = *scales = 0;
     band_groups(l, first, rows, &g0, scales);
     int8_t *z = l->block ? NULL : zp;
-    mq_status st = mq_obs_mse_quantize(d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src,
-                                       dt, rows, l->cols, codes, scale, z, &b);
+    mq_status st = mq_be_mse_quantize(be, d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o),
+                                      src, dt, rows, l->cols, codes, scale, z, &b, err);
     *bad = g0 + b;
     if (st != MQ_OK) {
         *scales = 0;
         return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
     }
-    if (err) mq_ref_error_stats(d, src, dt, rows, l->cols, codes, scale, dt, z, err);
     *code_bytes = pack_band(l, codes, first, rows);
     return MQ_OK;
 }
@@ -101,8 +100,8 @@ mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme
     }
     st = mq_scan_band_mse(be, l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
     if (st == MQ_OK)
-        st = mq_quantize_band_mse(l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src, dt,
-                                  0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
+        st = mq_quantize_band_mse(be, l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src,
+                                  dt, 0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
 done:
     free(mask);
     free(improved);

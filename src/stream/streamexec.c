@@ -268,8 +268,8 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     if (tp->mse) {
         if (c->first == 0) tp->obs_limit = mq_obs_mse_limit(o, tp->obs_improved);
-        st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
-                                  c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
+        st = mq_quantize_band_mse(s->be, l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype,
+                                  c->first, c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
     } else {
         st = mq_quantize_band(s->be, l, d, tp->t->dtype, c->first, c->count, j->buf, scale, zp, &nq,
                               &ns, &bad, err);
