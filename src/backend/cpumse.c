@@ -138,10 +138,10 @@ typedef struct {
  * them) into err; returns false when it stopped early because every lane's
  * sum reached `best` (then err holds sums >= best). */
 /* One value's error term in each lane: c |fake_quantize(w) - w|^norm. */
-MS_INLINE ms_f ms_term(bool fp8, float w, float c, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
+MS_INLINE ms_f ms_term(bool fp8, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
                        float qmax, float norm)
 {
-    ms_f wv = ms_splat(w), d;
+    ms_f d;
     if (fp8) {
         ms_f v = wv / s;
         v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
@@ -162,31 +162,39 @@ MS_INLINE ms_f ms_term(bool fp8, float w, float c, ms_f s, ms_f z, ms_f lo, ms_f
     return c * ms_pow(d, norm);
 }
 
-/* The errors of up to MS_LANES steps of one group (values w, weights c, n of
- * them) into err; stops early when every lane's sum reached `best` (then
- * err holds sums >= best). Four values' terms are computed before they are
- * added, in value order: their long chains of operations overlap. */
-MS_INLINE void ms_block(bool fp8, const float *w, const float *c, size_t n, const ms_params *pp,
-                        float qmin, float qmax, float norm, float best, float *err)
+/* Value i of two groups: the first in lanes 0-3, the second in lanes 4-7. */
+MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
+{
+    return (ms_f){a[i], a[i], a[i], a[i], b[i], b[i], b[i], b[i]};
+}
+
+/* The errors of MS_LANES (group, step) lanes into err: lanes 0-3 sum group
+ * (w0, c0), lanes 4-7 group (w1, c1) (the same group but in a block shared
+ * by two groups' last steps), n values each. Stops early once every lane's
+ * sum reached its lane of `best` (then err holds sums >= best). Four
+ * values' terms are computed before they are added, in value order: their
+ * long chains of operations overlap. */
+MS_INLINE void ms_block(bool fp8, const float *w0, const float *c0, const float *w1,
+                        const float *c1, size_t n, const ms_params *pp, float qmin, float qmax,
+                        float norm, ms_f best, float *err)
 {
     ms_f s, z, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
     const ms_f lo = ms_splat(fp8 ? qmin : qmin - 1.0f), hi = ms_splat(fp8 ? qmax : qmax + 1.0f);
+#define MS_TERM(i)                                                                                 \
+    ms_term(fp8, ms_two_groups(w0, w1, i), ms_two_groups(c0, c1, i), s, z, lo, hi, qmin, qmax, norm)
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
         for (; i + 4 <= i1; i += 4) {
-            ms_f t0 = ms_term(fp8, w[i], c[i], s, z, lo, hi, qmin, qmax, norm);
-            ms_f t1 = ms_term(fp8, w[i + 1], c[i + 1], s, z, lo, hi, qmin, qmax, norm);
-            ms_f t2 = ms_term(fp8, w[i + 2], c[i + 2], s, z, lo, hi, qmin, qmax, norm);
-            ms_f t3 = ms_term(fp8, w[i + 3], c[i + 3], s, z, lo, hi, qmin, qmax, norm);
+            ms_f t0 = MS_TERM(i), t1 = MS_TERM(i + 1), t2 = MS_TERM(i + 2), t3 = MS_TERM(i + 3);
             sum += t0;
             sum += t1;
             sum += t2;
             sum += t3;
         }
         for (; i < i1; i++)
-            sum += ms_term(fp8, w[i], c[i], s, z, lo, hi, qmin, qmax, norm);
+            sum += MS_TERM(i);
         if (i1 < n) {
             ms_i open = sum < best;
             bool any = false;
@@ -195,19 +203,26 @@ MS_INLINE void ms_block(bool fp8, const float *w, const float *c, size_t n, cons
             if (!any) break;
         }
     }
+#undef MS_TERM
     memcpy(err, &sum, sizeof sum);
 }
 
-MS_CLONES void ms_errors_int(const float *w, const float *c, size_t n, const ms_params *pp,
-                             float qmin, float qmax, float norm, float best, float *err)
+MS_CLONES void ms_errors_int(const float *w0, const float *c0, const float *w1, const float *c1,
+                             size_t n, const ms_params *pp, float qmin, float qmax, float norm,
+                             const float *best, float *err)
 {
-    ms_block(false, w, c, n, pp, qmin, qmax, norm, best, err);
+    ms_f b;
+    memcpy(&b, best, sizeof b);
+    ms_block(false, w0, c0, w1, c1, n, pp, qmin, qmax, norm, b, err);
 }
 
-MS_CLONES void ms_errors_fp8(const float *w, const float *c, size_t n, const ms_params *pp,
-                             float norm, float best, float *err)
+MS_CLONES void ms_errors_fp8(const float *w0, const float *c0, const float *w1, const float *c1,
+                             size_t n, const ms_params *pp, float norm, const float *best,
+                             float *err)
 {
-    ms_block(true, w, c, n, pp, -448.0f, 448.0f, norm, best, err);
+    ms_f b;
+    memcpy(&b, best, sizeof b);
+    ms_block(true, w0, c0, w1, c1, n, pp, -448.0f, 448.0f, norm, b, err);
 }
 
 typedef struct {
@@ -220,38 +235,50 @@ typedef struct {
     uint8_t *mask;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
-    float *vals;    /* per part: the group's values, then their weights */
+    float *vals;    /* per part: two groups' values and their weights */
 } ms_job;
 
+/* One group as the search sees it. */
+typedef struct {
+    float *w, *c; /* values and their weights */
+    size_t n;
+    mq_ref_stats st;
+    float best;    /* the smallest error so far */
+    uint8_t *mask; /* its record */
+} ms_group;
+
 /* Group g's values and weights gathered, and its statistics; false on NaN/Inf. */
-static bool gather(const ms_job *j, size_t g, float *w, float *c, size_t *n, mq_ref_stats *st)
+static bool gather(const ms_job *j, size_t g, ms_group *gr)
 {
     size_t r0, r1, c0, nc, es = mq_dtype_size(j->dt);
     mq_qdesc_group(j->d, j->rows, j->cols, g, &r0, &r1, &c0, &nc);
-    mq_ref_stats_init(st);
-    *n = 0;
+    mq_ref_stats_init(&gr->st);
+    gr->n = 0;
+    gr->best = FLT_MAX;
+    gr->mask = j->mask + g * j->mb;
     for (size_t r = r0; r < r1; r++) {
         const unsigned char *row = j->in + (r * j->cols + c0) * es;
-        mq_hk_stats_update(st, row, j->dt, nc);
+        mq_hk_stats_update(&gr->st, row, j->dt, nc);
         if (j->dt == MQ_DTYPE_F32)
-            memcpy(w + *n, row, nc * sizeof *w);
+            memcpy(gr->w + gr->n, row, nc * sizeof *gr->w);
         else
             for (size_t i = 0; i < nc; i++)
-                w[*n + i] = mq_load_f32(row, j->dt, i);
+                gr->w[gr->n + i] = mq_load_f32(row, j->dt, i);
         for (size_t i = 0; i < nc; i++)
-            c[*n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
-        *n += nc;
+            gr->c[gr->n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
+        gr->n += nc;
     }
-    return !st->nonfinite;
+    return !gr->st.nonfinite;
 }
 
-/* The scales and zero points of steps i0 .. i0 + nl - 1 in the lanes; lanes
- * past the last step repeat it (their errors are not read). */
-static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size_t nl,
-                        ms_params *pp)
+/* Lanes [l0, l0 + 4 or 8) of pp: the scales and zero points of steps i0 ..
+ * i0 + nl - 1 of a group; lanes past its last step repeat it (their errors
+ * are not read). */
+static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size_t nl, size_t l0,
+                        size_t l1, ms_params *pp)
 {
-    for (size_t l = 0; l < MS_LANES; l++) {
-        float p = mq_obs_mse_factor(j->o, i0 + (l < nl ? l : nl - 1));
+    for (size_t l = l0; l < l1; l++) {
+        float p = mq_obs_mse_factor(j->o, i0 + (l - l0 < nl ? l - l0 : nl - 1));
         mq_ref_stats cand = *st;
         cand.lo = st->lo * p;
         cand.hi = st->hi * p;
@@ -262,46 +289,93 @@ static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size
     }
 }
 
-static void search(const ms_job *j, const float *w, const float *c, size_t n,
-                   const mq_ref_stats *st, uint8_t *mask, bool *improved)
+/* The errors of a block of lanes into err (a and b: the groups of lanes
+ * 0-3 and 4-7). */
+static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
+                         float *err)
 {
-    size_t steps = mq_obs_mse_steps(j->o);
-    float best = FLT_MAX, norm = (float)j->o->norm;
-    const float qmin = mq_qkind_qmin(j->d.kind), qmax = mq_qkind_qmax(j->d.kind);
-    for (size_t i0 = 0; i0 < steps; i0 += MS_LANES) {
-        ms_params pp;
-        float err[MS_LANES];
-        size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
-        step_params(j, st, i0, nl, &pp);
-        if (j->d.kind == MQ_QK_FP8)
-            ms_errors_fp8(w, c, n, &pp, norm, best, err);
-        else
-            ms_errors_int(w, c, n, &pp, qmin, qmax, norm, best, err);
-        for (size_t l = 0; l < nl; l++) {
-            if (err[l] < best) {
-                size_t i = i0 + l;
-                best = err[l];
-                mask[i / 8] |= (uint8_t)(1u << (i % 8));
-                improved[i] = true;
-            }
+    float best[MS_LANES], norm = (float)j->o->norm;
+    for (int l = 0; l < MS_LANES; l++)
+        best[l] = l < MS_LANES / 2 ? a->best : b->best;
+    if (j->d.kind == MQ_QK_FP8)
+        ms_errors_fp8(a->w, a->c, b->w, b->c, a->n, pp, norm, best, err);
+    else
+        ms_errors_int(a->w, a->c, b->w, b->c, a->n, pp, mq_qkind_qmin(j->d.kind),
+                      mq_qkind_qmax(j->d.kind), norm, best, err);
+}
+
+/* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
+static void keep(ms_group *gr, size_t i0, size_t nl, const float *err, bool *improved)
+{
+    for (size_t l = 0; l < nl; l++) {
+        if (err[l] < gr->best) {
+            size_t i = i0 + l;
+            gr->best = err[l];
+            gr->mask[i / 8] |= (uint8_t)(1u << (i % 8));
+            improved[i] = true;
         }
+    }
+}
+
+/* Searches one group, or two (b not NULL) of the same length: whole blocks
+ * of MS_LANES steps for each, then, when at most half a block of steps is
+ * left, the last steps of both in one block instead of two half-empty ones. */
+static void search(const ms_job *j, ms_group *a, ms_group *b, bool *improved)
+{
+    size_t steps = mq_obs_mse_steps(j->o), whole = steps / MS_LANES * MS_LANES;
+    size_t tail = steps - whole;
+    bool share = b && tail <= MS_LANES / 2;
+    ms_group *gs[2] = {a, b};
+    float err[MS_LANES];
+    ms_params pp;
+    for (int k = 0; k < (b ? 2 : 1); k++) {
+        ms_group *gr = gs[k];
+        for (size_t i0 = 0; i0 < steps; i0 += MS_LANES) {
+            size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
+            if (i0 == whole && share) break;
+            step_params(j, &gr->st, i0, nl, 0, MS_LANES, &pp);
+            block_errors(j, gr, gr, &pp, err);
+            keep(gr, i0, nl, err, improved);
+        }
+    }
+    if (share && tail) {
+        step_params(j, &a->st, whole, tail, 0, MS_LANES / 2, &pp);
+        step_params(j, &b->st, whole, tail, MS_LANES / 2, MS_LANES, &pp);
+        block_errors(j, a, b, &pp, err);
+        keep(a, whole, tail, err, improved);
+        keep(b, whole, tail, err + MS_LANES / 2, improved);
     }
 }
 
 static void scan_part(void *arg, unsigned part)
 {
     ms_job *j = arg;
-    size_t steps = mq_obs_mse_steps(j->o), n;
+    size_t steps = mq_obs_mse_steps(j->o), vp = j->vals_per_part;
     size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
-    float *w = j->vals + part * 2 * j->vals_per_part, *c = w + j->vals_per_part;
+    float *v = j->vals + part * 4 * vp;
+    ms_group a = {.w = v, .c = v + vp}, b = {.w = v + 2 * vp, .c = v + 3 * vp};
+    bool *improved = j->improved + part * steps;
     j->bad[part] = SIZE_MAX;
-    for (size_t g = g0; g < g1; g++) {
-        mq_ref_stats st;
-        if (!gather(j, g, w, c, &n, &st)) {
+    for (size_t g = g0; g < g1; g += 2) {
+        if (!gather(j, g, &a)) {
             j->bad[part] = g;
             return;
         }
-        search(j, w, c, n, &st, j->mask + g * j->mb, j->improved + part * steps);
+        if (g + 1 == g1) {
+            search(j, &a, NULL, improved);
+            break;
+        }
+        if (!gather(j, g + 1, &b)) {
+            search(j, &a, NULL, improved); /* as the reference, which stops at g + 1 */
+            j->bad[part] = g + 1;
+            return;
+        }
+        if (a.n == b.n) {
+            search(j, &a, &b, improved);
+        } else {
+            search(j, &a, NULL, improved);
+            search(j, &b, NULL, improved);
+        }
     }
 }
 
@@ -309,20 +383,18 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err)
 {
     ms_job j = {.d = d, .o = o, .imp = imp, .in = src, .dt = dt, .rows = rows, .cols = cols};
-    size_t mg = d.block ? d.block * d.block : cols, n, steps = mq_obs_mse_steps(o);
+    size_t mg = d.block ? d.block * d.block : cols, steps = mq_obs_mse_steps(o);
     float *w = malloc(2 * mg * sizeof *w + 1);
-    mq_ref_stats st;
-    bool ok = w && gather(&j, g, w, w + mg, &n, &st);
+    uint8_t mask[1];
+    ms_group gr = {.w = w, .c = w + mg};
+    j.mask = mask; /* with mb 0, gather points the group's record here; not used */
+    bool ok = w && gather(&j, g, &gr);
     for (size_t i0 = 0; ok && i0 < steps; i0 += MS_LANES) {
         ms_params pp;
         float e[MS_LANES];
         size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
-        step_params(&j, &st, i0, nl, &pp);
-        if (d.kind == MQ_QK_FP8)
-            ms_errors_fp8(w, w + mg, n, &pp, (float)o->norm, FLT_MAX, e);
-        else
-            ms_errors_int(w, w + mg, n, &pp, mq_qkind_qmin(d.kind), mq_qkind_qmax(d.kind),
-                          (float)o->norm, FLT_MAX, e);
+        step_params(&j, &gr.st, i0, nl, 0, MS_LANES, &pp);
+        block_errors(&j, &gr, &gr, &pp, e); /* gr.best is FLT_MAX: no early stop */
         memcpy(err + i0, e, nl * sizeof *e);
     }
     free(w);
@@ -357,7 +429,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
     if (j.parts > groups) j.parts = groups ? groups : 1;
     j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
     j.bad = calloc(j.parts, sizeof *j.bad);
-    j.vals = malloc(j.parts * 2 * j.vals_per_part * sizeof *j.vals + 1);
+    j.vals = malloc(j.parts * 4 * j.vals_per_part * sizeof *j.vals + 1);
     if (!j.improved || !j.bad || !j.vals) {
         st = MQ_STATUS_E_NOMEM;
         goto done;
