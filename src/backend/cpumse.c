@@ -138,8 +138,8 @@ typedef struct {
  * them) into err; returns false when it stopped early because every lane's
  * sum reached `best` (then err holds sums >= best). */
 /* One value's error term in each lane: c |fake_quantize(w) - w|^norm. */
-MS_INLINE ms_f ms_term(bool fp8, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
-                       float qmax, float norm)
+MS_INLINE ms_f ms_term(bool fp8, bool weighted, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f hi,
+                       float qmin, float qmax, float norm)
 {
     ms_f d;
     if (fp8) {
@@ -159,7 +159,7 @@ MS_INLINE ms_f ms_term(bool fp8, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f 
         d = (q - z) * s - wv;
     }
     d = (ms_f)((ms_i)d & 0x7fffffff);
-    return c * ms_pow(d, norm);
+    return weighted ? c * ms_pow(d, norm) : ms_pow(d, norm);
 }
 
 /* Value i of two groups: the first in lanes 0-3, the second in lanes 4-7. */
@@ -169,21 +169,24 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
 }
 
 /* The errors of MS_LANES (group, step) lanes into err: lanes 0-3 sum group
- * (w0, c0), lanes 4-7 group (w1, c1) (the same group but in a block shared
- * by two groups' last steps), n values each. Stops early once every lane's
- * sum reached its lane of `best` (then err holds sums >= best). Four
- * values' terms are computed before they are added, in value order: their
- * long chains of operations overlap. */
-MS_INLINE void ms_block(bool fp8, const float *w0, const float *c0, const float *w1,
-                        const float *c1, size_t n, const ms_params *pp, float qmin, float qmax,
-                        float norm, ms_f best, float *err)
+ * (w0, c0), lanes 4-7 group (w1, c1) when `pair` (two groups' last steps
+ * in one block), else every lane the first group, n values each; without
+ * `weighted` every weight is 1 and the product is left out (it is exact).
+ * Stops early once every lane's sum reached its lane of `best` (then err
+ * holds sums >= best). Four values' terms are computed before they are
+ * added, in value order: their long chains of operations overlap. */
+MS_INLINE void ms_block(bool fp8, bool pair, bool weighted, const float *w0, const float *c0,
+                        const float *w1, const float *c1, size_t n, const ms_params *pp, float qmin,
+                        float qmax, float norm, const float *best_l, float *err)
 {
-    ms_f s, z, sum = ms_splat(0.0f);
+    ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
+    memcpy(&best, best_l, sizeof best);
     const ms_f lo = ms_splat(fp8 ? qmin : qmin - 1.0f), hi = ms_splat(fp8 ? qmax : qmax + 1.0f);
 #define MS_TERM(i)                                                                                 \
-    ms_term(fp8, ms_two_groups(w0, w1, i), ms_two_groups(c0, c1, i), s, z, lo, hi, qmin, qmax, norm)
+    ms_term(fp8, weighted, pair ? ms_two_groups(w0, w1, i) : ms_splat(w0[i]),                      \
+            pair ? ms_two_groups(c0, c1, i) : ms_splat(c0[i]), s, z, lo, hi, qmin, qmax, norm)
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
         for (; i + 4 <= i1; i += 4) {
@@ -207,23 +210,27 @@ MS_INLINE void ms_block(bool fp8, const float *w0, const float *c0, const float 
     memcpy(err, &sum, sizeof sum);
 }
 
-MS_CLONES void ms_errors_int(const float *w0, const float *c0, const float *w1, const float *c1,
-                             size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             const float *best, float *err)
-{
-    ms_f b;
-    memcpy(&b, best, sizeof b);
-    ms_block(false, w0, c0, w1, c1, n, pp, qmin, qmax, norm, b, err);
-}
+/* One clone set per kind of term, pairing and weighting: each loop then has
+ * no test inside. */
+#define MS_ERRORS(NAME, FP8, PAIR, WEIGHTED)                                                       \
+    MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
+                        size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
+                        const float *best, float *err)                                             \
+    {                                                                                              \
+        ms_block(FP8, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, best, err);         \
+    }
+MS_ERRORS(ms_errors_int, false, false, false)
+MS_ERRORS(ms_errors_int_w, false, false, true)
+MS_ERRORS(ms_errors_int_pair, false, true, false)
+MS_ERRORS(ms_errors_int_pair_w, false, true, true)
+MS_ERRORS(ms_errors_fp8, true, false, false)
+MS_ERRORS(ms_errors_fp8_w, true, false, true)
+MS_ERRORS(ms_errors_fp8_pair, true, true, false)
+MS_ERRORS(ms_errors_fp8_pair_w, true, true, true)
 
-MS_CLONES void ms_errors_fp8(const float *w0, const float *c0, const float *w1, const float *c1,
-                             size_t n, const ms_params *pp, float norm, const float *best,
-                             float *err)
-{
-    ms_f b;
-    memcpy(&b, best, sizeof b);
-    ms_block(true, w0, c0, w1, c1, n, pp, -448.0f, 448.0f, norm, b, err);
-}
+typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
+                             size_t n, const ms_params *pp, float qmin, float qmax, float norm,
+                             const float *best, float *err);
 
 typedef struct {
     mq_qdesc d;
@@ -294,14 +301,16 @@ static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size
 static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
                          float *err)
 {
+    static const ms_errors_fn fns[8] = {
+        ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
+        ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
     float best[MS_LANES], norm = (float)j->o->norm;
     for (int l = 0; l < MS_LANES; l++)
         best[l] = l < MS_LANES / 2 ? a->best : b->best;
-    if (j->d.kind == MQ_QK_FP8)
-        ms_errors_fp8(a->w, a->c, b->w, b->c, a->n, pp, norm, best, err);
-    else
-        ms_errors_int(a->w, a->c, b->w, b->c, a->n, pp, mq_qkind_qmin(j->d.kind),
-                      mq_qkind_qmax(j->d.kind), norm, best, err);
+    bool fp8 = j->d.kind == MQ_QK_FP8;
+    ms_errors_fn f = fns[(fp8 ? 4 : 0) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
+    f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err);
 }
 
 /* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
