@@ -97,37 +97,68 @@ done:
     return st;
 }
 
+/* One scan call, as the out-of-memory retry's attempts take it. */
+typedef struct {
+    mq_qdesc d;
+    const mq_obs_mse *o;
+    const float *imp;
+    const void *src;
+    mq_dtype dt;
+    size_t rows, cols;
+    uint8_t *mask;
+    bool *improved;
+    size_t *bad;
+} scan_job;
+
+/* Writes every record from scratch: a retry may follow a failed attempt.
+ * The fit is checked again each time, as a retry halves the buffers. */
+static mq_status attempt_scan(mq_cl_backend *cb, const void *job, mq_err_acc *err)
+{
+    const scan_job *j = job;
+    size_t groups = mq_qdesc_scales(j->d, j->rows, j->cols), steps = mq_obs_mse_steps(j->o);
+    size_t mb = mq_obs_mse_mask_bytes(j->o), es = mq_dtype_size(j->dt);
+    (void)err;
+    if (j->rows * j->cols > cb->limit / es || groups * steps > cb->limit / sizeof(float))
+        return mq_hk_mse_scan(NULL, j->d, j->o, j->imp, j->src, j->dt, j->rows, j->cols, j->mask,
+                              j->improved, j->bad);
+    float *e = malloc(groups * steps * sizeof *e + 1);
+    if (!e) return nomem();
+    mq_status st =
+        mq_cl_mse_errors(&cb->base, j->d, j->o, j->imp, j->src, j->dt, j->rows, j->cols, e, j->bad);
+    if (st == MQ_OK) {
+        memset(j->mask, 0, groups * mb);
+        for (size_t g = 0; g < groups; g++) {
+            float best = FLT_MAX;
+            for (size_t i = 0; i < steps; i++) {
+                if (e[g * steps + i] < best) {
+                    best = e[g * steps + i];
+                    j->mask[g * mb + i / 8] |= (uint8_t)(1u << (i % 8));
+                    j->improved[i] = true;
+                }
+            }
+        }
+    }
+    free(e);
+    return st;
+}
+
 mq_status mq_cl_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
                          const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
                          bool *improved, size_t *bad)
 {
     mq_cl_backend *cb = (mq_cl_backend *)b;
-    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
-    size_t mb = mq_obs_mse_mask_bytes(o), es = mq_dtype_size(dt), ignored_bad;
+    size_t ignored_bad;
     if (!bad) bad = &ignored_bad;
     bool kernel_kind = d.kind == MQ_QK_INT8 || d.kind == MQ_QK_INT4 || d.kind == MQ_QK_FP8;
-    if (!kernel_kind || dt > MQ_DTYPE_BF16 || !cb->mse || rows * cols > cb->limit / es ||
-        groups * steps > cb->limit / sizeof(float) || steps > UINT32_MAX)
+    if (!kernel_kind || dt > MQ_DTYPE_BF16 || !cb->mse || mq_obs_mse_steps(o) > UINT32_MAX ||
+        mq_cl_check_rows("mse search", rows, cols, mq_dtype_size(dt)) != MQ_OK)
         return mq_hk_mse_scan(NULL, d, o, imp, src, dt, rows, cols, mask, improved, bad);
-    float *err = malloc(groups * steps * sizeof *err + 1);
-    if (!err) return nomem();
-    mq_status st = mq_cl_mse_errors(b, d, o, imp, src, dt, rows, cols, err, bad);
-    if (st == MQ_OK) {
-        memset(mask, 0, groups * mb);
-        for (size_t g = 0; g < groups; g++) {
-            float best = FLT_MAX;
-            for (size_t i = 0; i < steps; i++) {
-                float e = err[g * steps + i];
-                if (e < best) {
-                    best = e;
-                    mask[g * mb + i / 8] |= (uint8_t)(1u << (i % 8));
-                    improved[i] = true;
-                }
-            }
-        }
-    }
-    free(err);
-    return st;
+    /* Records of a failed attempt are only ever ORed into improved: a step
+     * some group improved at stays so; the retry sets the same ones again. */
+    scan_job j = {d, o, imp, src, dt, rows, cols, mask, improved, bad};
+    size_t es = mq_dtype_size(dt);
+    return mq_cl_retry(cb, attempt_scan, &j, rows * cols * es,
+                       d.block ? d.block * d.block * es : cols * es, NULL, NULL);
 }
 
 /* The codes of the second pass take one pass over the values with fixed

@@ -221,6 +221,20 @@ static void test_opencl(void **state)
     fixture *f = *state;
     if (!f->be[1]) skip();
     run_all(f->be[1]);
+    /* Buffers of 16 KiB: calls larger than one take the host loop, the
+     * others the kernel; the records are the reference's either way. */
+    mq_backend *small;
+    assert_int_equal(mq_backend_open_spec("cpu", 16384, &small), MQ_OK);
+    enum { ROWS = 64, COLS = 96 };
+    float *w = malloc(sizeof(float) * ROWS * COLS);
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    fill(w, ROWS * COLS, DATA_RANDOM, &r);
+    mq_obs_mse o = mq_obs_mse_defaults();
+    check(small, mq_qd(MQ_QK_INT4, false), &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS);
+    check(small, mq_qd(MQ_QK_INT4, false), &o, NULL, w, MQ_DTYPE_F32, 8, COLS);
+    mq_backend_free(small);
+    free(w);
 }
 
 /* The vector power against obspow.h's, bit for bit, over random fp32
