@@ -153,11 +153,11 @@ MS_INLINE ms_f ms_term(bool fp8, bool weighted, ms_f wv, ms_f c, ms_f s, ms_f z,
         v = ms_fsel(v < hi, v, hi);
         d = ms_e4m3(v) * s - wv;
     } else {
-        /* clamp(rint(x), qmin, qmax) is that of x clamped to
-         * [qmin - 1, qmax + 1] first, where the magic rint holds. */
+        /* The magic rint is exact for |x| < 2^22; beyond, rounding is
+         * monotone, so x >= qmax + 1 still gives at least qmax + 1 (x <=
+         * qmin - 1 at most qmin - 1) and the clamp gives the reference's
+         * code; a NaN falls to qmin, as fmaxf makes it there. */
         ms_f x = wv / s + z;
-        x = ms_fsel(x > lo, x, lo);
-        x = ms_fsel(x < hi, x, hi);
         ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
         q = ms_fsel(q > qmin, q, ms_splat(qmin));
         q = ms_fsel(q < qmax, q, ms_splat(qmax));
@@ -188,7 +188,7 @@ MS_INLINE void ms_block(bool fp8, bool pair, bool weighted, const float *w0, con
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
     memcpy(&best, best_l, sizeof best);
-    const ms_f lo = ms_splat(fp8 ? qmin : qmin - 1.0f), hi = ms_splat(fp8 ? qmax : qmax + 1.0f);
+    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax);
 #define MS_TERM(i)                                                                                 \
     ms_term(fp8, weighted, pair ? ms_two_groups(w0, w1, i) : ms_splat(w0[i]),                      \
             pair ? ms_two_groups(c0, c1, i) : ms_splat(c0[i]), s, z, lo, hi, qmin, qmax, norm)
