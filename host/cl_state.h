@@ -245,9 +245,9 @@ mq_status mq_cl_cast_f16(mq_backend *b, const void *src, mq_dtype dt, size_t n, 
 mq_status mq_cl_dequantize_rows(mq_backend *b, const int8_t *q, size_t rows, size_t cols,
                                 const void *scale, const int8_t *zp, mq_dtype dt, void *dst);
 
-/* backend.h: mse_scan and mse_quantize (cl_mse.c); mq_cl_mse_errors is its device part, the
- * error of every step of every group (groups x steps floats), also a test
- * hook. */
+/* backend.h: mse_scan and mse_quantize (cl_mse.c). mq_cl_mse_errors is the
+ * scan's device part, the error of every step of every group (groups x
+ * steps floats), also a test hook. */
 mq_status mq_cl_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
                          const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
                          bool *improved, size_t *bad);

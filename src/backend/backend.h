@@ -50,7 +50,6 @@ typedef struct {
     mq_status (*gemm_new)(mq_backend *b, void (*note)(const char *note, void *user), void *user,
                           mq_gemm **out);
     void (*gemm_free)(mq_gemm *g);
-
     /* Uploads X [tokens, in] (row-major) for the calls that follow. */
     mq_status (*gemm_set_input)(mq_gemm *g, const float *x, size_t tokens, size_t in);
     /* y[t][o] = sum_i x[t][i] * w[o][i] for w [out, in]; y is [tokens, out]. */
