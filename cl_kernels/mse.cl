@@ -58,10 +58,10 @@ inline float mq_obs_pow(float x, float n)
  * g (rows of the call, or block x block blocks), in value order, of
  * imp[column] * mq_obs_pow(|fake_quantize(w) - w|, norm), with the step's
  * scale s[id] and zero point z[id] (has_imp 0: a weight of 1, exactly). */
-kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulong cols,
-                          ulong block, const int kind, uint steps, ulong groups,
-                          global const float *sc, global const float *zp, global const float *imp,
-                          const int has_imp, float norm, global float *err)
+kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulong cols, ulong block,
+                          const int kind, uint steps, ulong groups, global const float *sc,
+                          global const float *zp, global const float *imp, const int has_imp,
+                          float norm, global float *err)
 {
     ulong id = get_global_id(0);
     if (id >= groups * steps) return;
