@@ -52,7 +52,7 @@ set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/l
                            src/quant/report.c src/quant/reportjson.c src/quant/scheme.c
                            src/quant/coverage.c src/quant/foreign.c)
 set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpu_backend.c src/backend/cpukern.c
-                             src/backend/cpusrc.c
+                             src/backend/cpusrc.c src/backend/cpumse.c
                              src/backend/devset.c src/backend/twopass.c)
 set(MQ_LAYER_SOURCES_stream src/stream/quantrows.c src/stream/ring.c src/stream/stream.c
                             src/stream/streamexec.c src/stream/writer.c src/stream/srcread.c)
@@ -76,8 +76,8 @@ set(MQ_SRC_LAYER_DIRS ${below})
 # registers; the tests and benchmarks reach host/'s hooks through the
 # registry, so they link either way.
 if(MQ_OPENCL)
-  set(MQ_CL_SOURCES cl_kernels/convert.cl cl_kernels/numerics.cl cl_kernels/quantize.cl
-                    cl_kernels/source.cl)
+  set(MQ_CL_SOURCES cl_kernels/convert.cl cl_kernels/mse.cl cl_kernels/numerics.cl
+                    cl_kernels/quantize.cl cl_kernels/source.cl)
   list(TRANSFORM MQ_CL_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)
   set(MQ_EMBED_C ${CMAKE_CURRENT_BINARY_DIR}/mq_kernels_embed.c)
   add_custom_command(
@@ -88,7 +88,7 @@ if(MQ_OPENCL)
     COMMENT "Embedding OpenCL kernel sources")
   mq_layer(host DIR host SOURCES
            host/cl_backend.c host/cl_buffers.c host/cl_convert.c host/cl_device.c
-           host/cl_error.c host/cl_gemm.c host/cl_inventory.c host/cl_pipeline.c
+           host/cl_error.c host/cl_gemm.c host/cl_inventory.c host/cl_mse.c host/cl_pipeline.c
            host/cl_profile.c host/cl_program.c host/cl_qblocks.c host/cl_qbufs.c
            host/cl_qrows.c host/cl_qsplit.c host/cl_quantize.c host/cl_qsource.c host/cl_retry.c
            host/cl_source.c

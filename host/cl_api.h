@@ -97,6 +97,11 @@ typedef struct {
                                   size_t rows, size_t cols, int iters, mq_cl_profile *out);
     mq_status (*profile_transfer)(mq_backend *b, const void *in, size_t in_bytes, void *out,
                                   size_t out_bytes, int iters, double *h2d_s, double *d2h_s);
+    /* The mse search's error of every step of every group (groups x steps
+     * floats), as the device computes them for mse_scan. */
+    mq_status (*mse_errors)(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                            const void *src, mq_dtype dt, size_t rows, size_t cols, float *err,
+                            size_t *bad);
 } mq_opencl_hooks;
 
 /* The hooks, or NULL in a build without OpenCL. */

@@ -35,8 +35,10 @@ static void release_program(mq_cl_backend *cb)
     }
     if (cb->div_check) clReleaseKernel(cb->div_check);
     if (cb->source_fp8) clReleaseKernel(cb->source_fp8);
+    if (cb->mse) clReleaseKernel(cb->mse);
     if (cb->prog) clReleaseProgram(cb->prog);
     cb->div_check = cb->source_fp8 = NULL;
+    cb->mse = NULL;
     cb->prog = NULL;
 }
 
@@ -72,6 +74,8 @@ static const mq_backend_ops cl_ops = {
     .gemm_set_input = mq_cl_gemm_set_input,
     .gemm_linear = mq_cl_gemm_linear,
     .gemm_linear_q8 = mq_cl_gemm_linear_q8,
+    .mse_scan = mq_cl_mse_scan,
+    .mse_quantize = mq_cl_mse_quantize,
 };
 
 static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out, size_t *min_wg)
@@ -131,6 +135,7 @@ static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra,
     }
     if (st == MQ_OK) st = make_kernel(cb, "mq_div_check", &cb->div_check, min_wg);
     if (st == MQ_OK) st = make_kernel(cb, "mq_src_fp8_block", &cb->source_fp8, min_wg);
+    if (st == MQ_OK) st = make_kernel(cb, "mq_mse_errors", &cb->mse, min_wg);
     return st;
 }
 
@@ -329,6 +334,7 @@ static const mq_opencl_hooks cl_hooks = {
     .divide = cl_divide,
     .profile_quantize = mq_cl_profile_quantize,
     .profile_transfer = mq_cl_profile_transfer,
+    .mse_errors = mq_cl_mse_errors,
 };
 
 static const mq_clgemm_hooks gemm_hooks = {

@@ -78,6 +78,7 @@ typedef struct {
     cl_kernel blocks_err[3];
     cl_kernel source_fp8; /* mq_src_fp8_block (source.cl) */
     cl_kernel div_check;
+    cl_kernel mse;   /* mq_mse_errors (every dtype: its argument) */
     size_t wg;       /* work-group size; MQ_WG in the kernels */
     size_t limit;    /* bytes of the largest buffer made */
     size_t per_item; /* values per work-item the fused kernel aims for */
@@ -261,6 +262,19 @@ mq_status mq_cl_quantize_source(mq_backend *b, mq_qdesc d, mq_srcdesc sd, const 
                                 uint64_t e0, size_t src_cols, const void *scale, size_t rows,
                                 size_t cols, void *q, void *qscale, int8_t *zp, size_t *bad,
                                 struct mq_err_acc *err, void *scratch);
+/* backend.h: mse_scan and mse_quantize (cl_mse.c). mq_cl_mse_errors is the
+ * scan's device part, the error of every step of every group (groups x
+ * steps floats), also a test hook. */
+mq_status mq_cl_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad);
+mq_status mq_cl_mse_quantize(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                             size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                             size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                             size_t *bad, struct mq_err_acc *err);
+mq_status mq_cl_mse_errors(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                           const void *src, mq_dtype dt, size_t rows, size_t cols, float *err,
+                           size_t *bad);
 
 /* The hooks of cl_api.h and cl_gemm.h (the registry entry in cl_backend.c
  * hands them out): cl_staging.c, cl_pipeline.c, cl_profile.c, cl_gemm.c. */

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "observer.h"
+#include "obspow.h"
 #include "reference.h"
 #include "scheme.h"
 
@@ -53,7 +54,8 @@ static void test_best(void **state)
 }
 
 /* The search of one group written out from the definition. */
-static size_t brute_step(mq_qdesc d, const float *w, size_t n, const mq_obs_mse *o)
+static size_t brute_step(mq_qdesc d, const float *w, const float *imp, size_t n,
+                         const mq_obs_mse *o)
 {
     mq_ref_stats st;
     mq_ref_stats_init(&st);
@@ -80,7 +82,8 @@ static size_t brute_step(mq_qdesc d, const float *w, size_t n, const mq_obs_mse 
                                 mq_qkind_qmax(d.kind));
                 wh = (q - (float)z) * s;
             }
-            e += powf(fabsf(wh - w[j]), (float)o->norm);
+            float t = mq_obs_pow(fabsf(wh - w[j]), (float)o->norm);
+            e += imp ? imp[j] * t : t;
         }
         if (e < best) best = e, best_i = i;
     }
@@ -108,14 +111,14 @@ static void test_search_all_kinds(void **state)
         float sc[ROWS], sc_ref[ROWS];
         int8_t zp[ROWS], zp_ref[ROWS];
         size_t bad = 0;
-        assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+        assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
                          MQ_OK);
         size_t limit = mq_obs_mse_limit(&o, imp);
-        assert_int_equal(
-            mq_obs_mse_quantize(d, &o, limit, mask, w, MQ_DTYPE_F32, ROWS, COLS, q, sc, zp, &bad),
-            MQ_OK);
+        assert_int_equal(mq_obs_mse_quantize(d, &o, NULL, limit, mask, w, MQ_DTYPE_F32, ROWS, COLS,
+                                             q, sc, zp, &bad),
+                         MQ_OK);
         for (size_t g = 0; g < ROWS; g++) {
-            size_t want = brute_step(d, w + g * COLS, COLS, &o);
+            size_t want = brute_step(d, w + g * COLS, NULL, COLS, &o);
             /* With every step run, the record's last improvement is the brute force's. */
             if (limit == mq_obs_mse_steps(&o))
                 assert_int_equal(mq_obs_mse_best(&o, mask + g * mb, limit), want);
@@ -140,6 +143,90 @@ static void test_search_all_kinds(void **state)
     free(w);
 }
 
+/* Importance weights: each group's step is the brute force's weighted one,
+ * with imp[j] the weight of the call's column j in every row and every
+ * layout; weights of 1 are the unweighted search, bit for bit. */
+static void test_search_weighted(void **state)
+{
+    (void)state;
+    enum { ROWS = 24, COLS = 96 };
+    float *w = malloc(sizeof(float) * ROWS * COLS), imp[COLS], ones[COLS];
+    tu_rng r;
+    tu_rng_seed(&r, 21);
+    for (size_t i = 0; i < ROWS * COLS; i++)
+        w[i] = tu_rng_normal(&r) * (i % 37 == 0 ? 6.0f : 1.0f);
+    for (size_t j = 0; j < COLS; j++) {
+        imp[j] = j % 7 == 0 ? 50.0f : 0.01f * (float)(j % 5); /* zeros too */
+        ones[j] = 1.0f;
+    }
+    mq_obs_mse o = mq_obs_mse_defaults();
+    o.patience = 100; /* every step runs, so the record's last bit is the brute force's */
+    size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0, moved = 0;
+    const mq_qdesc kinds[] = {mq_qd(MQ_QK_INT4, true), mq_qd(MQ_QK_INT4, false),
+                              mq_qd(MQ_QK_INT8, true), mq_qd(MQ_QK_FP8, true), mq_qd_blocks(8)};
+    float gw[COLS * 8], gi[COLS * 8];
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        mq_qdesc d = kinds[k];
+        size_t groups = mq_qdesc_scales(d, ROWS, COLS);
+        uint8_t *mask = calloc(groups, mb), *plain = calloc(groups, mb), *unit = calloc(groups, mb);
+        bool im[20] = {0};
+        assert_int_equal(mq_obs_mse_scan(d, &o, imp, w, MQ_DTYPE_F32, ROWS, COLS, mask, im, &bad),
+                         MQ_OK);
+        assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS, plain, im, &bad),
+                         MQ_OK);
+        assert_int_equal(mq_obs_mse_scan(d, &o, ones, w, MQ_DTYPE_F32, ROWS, COLS, unit, im, &bad),
+                         MQ_OK);
+        assert_memory_equal(plain, unit, groups * mb);
+        for (size_t g = 0; g < groups; g++) {
+            size_t r0, r1, c0, nc, n = 0;
+            mq_qdesc_group(d, ROWS, COLS, g, &r0, &r1, &c0, &nc);
+            for (size_t rr = r0; rr < r1; rr++)
+                for (size_t j = 0; j < nc; j++, n++) {
+                    gw[n] = w[rr * COLS + c0 + j];
+                    gi[n] = imp[c0 + j];
+                }
+            size_t want = brute_step(d, gw, gi, n, &o);
+            assert_int_equal(mq_obs_mse_best(&o, mask + g * mb, 20), want);
+            moved += want != mq_obs_mse_best(&o, plain + g * mb, 20);
+        }
+        free(mask);
+        free(plain);
+        free(unit);
+    }
+    assert_true(moved > 0); /* the weights changed some group's choice */
+    free(w);
+}
+
+/* The observer's own power: within a few ulps of libm's powf, exact at the
+ * ends (0, +inf, NaN, the smallest subnormal). */
+static void test_pow(void **state)
+{
+    (void)state;
+    const float ns[] = {2.4f, 2.0f, 1.0f, 0.5f, 3.7f};
+    tu_rng r;
+    tu_rng_seed(&r, 4);
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        for (int i = 0; i < 20000; i++) {
+            uint32_t u = (uint32_t)(tu_rng_u64(&r) % 0x7f800000u);
+            float x, a = 0, b;
+            memcpy(&x, &u, sizeof x);
+            a = powf(x, ns[k]);
+            b = mq_obs_pow(x, ns[k]);
+            uint32_t ua, ub;
+            memcpy(&ua, &a, sizeof ua);
+            memcpy(&ub, &b, sizeof ub);
+            assert_true(ua - ub + 6u <= 12u); /* at most 6 ulps (measured 5 at n = 3.7) */
+        }
+        assert_true(mq_obs_pow(0.0f, ns[k]) == 0.0f);
+        assert_true(isinf(mq_obs_pow(INFINITY, ns[k])));
+        assert_true(isnan(mq_obs_pow(NAN, ns[k])));
+        assert_true(mq_obs_pow(1.0f, ns[k]) == 1.0f);
+    }
+    assert_true(mq_obs_pow(2.0f, 2.0f) == 4.0f);
+    assert_true(mq_obs_pow(0x1p-149f, 2.4f) == 0.0f);
+    assert_true(mq_obs_pow(0x1p-20f, 2.0f) == 0x1p-40f);
+}
+
 /* One step (p = 1 only) is min-max: the bytes of mq_ref_quantize. */
 static void test_one_step_is_minmax(void **state)
 {
@@ -162,9 +249,9 @@ static void test_one_step_is_minmax(void **state)
         int8_t zp[ROWS * 8], zp_ref[ROWS * 8];
         bool imp[1] = {0};
         size_t bad;
-        assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+        assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
                          MQ_OK);
-        assert_int_equal(mq_obs_mse_quantize(d, &o, mq_obs_mse_limit(&o, imp), mask, w,
+        assert_int_equal(mq_obs_mse_quantize(d, &o, NULL, mq_obs_mse_limit(&o, imp), mask, w,
                                              MQ_DTYPE_F32, ROWS, COLS, q, sc, zp, &bad),
                          MQ_OK);
         assert_int_equal(
@@ -191,16 +278,17 @@ static void test_scan_threads(void **state)
     uint8_t *mask = malloc(ROWS * mb), *one = malloc(ROWS * mb);
     bool imp[20] = {0}, imp_one[20] = {0};
     mq_qdesc d = mq_qd(MQ_QK_INT4, false);
-    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad), MQ_OK);
+    assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+                     MQ_OK);
     for (size_t g = 0; g < ROWS; g++)
-        assert_int_equal(mq_obs_mse_scan(d, &o, w + g * COLS, MQ_DTYPE_F32, 1, COLS, one + g * mb,
-                                         imp_one, &bad),
+        assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w + g * COLS, MQ_DTYPE_F32, 1, COLS,
+                                         one + g * mb, imp_one, &bad),
                          MQ_OK);
     assert_memory_equal(mask, one, ROWS * mb);
     assert_memory_equal(imp, imp_one, sizeof imp);
     w[417 * COLS + 3] = INFINITY;
     w[590 * COLS + 3] = NAN;
-    assert_int_equal(mq_obs_mse_scan(d, &o, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
+    assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, ROWS, COLS, mask, imp, &bad),
                      MQ_STATUS_E_DATA);
     assert_int_equal(bad, 417);
     free(mask);
@@ -220,7 +308,7 @@ static void test_nonfinite(void **state)
     bool imp[20] = {0};
     size_t bad = 0;
     assert_int_equal(
-        mq_obs_mse_scan(mq_qd(MQ_QK_INT8, true), &o, w, MQ_DTYPE_F32, 4, 8, mask, imp, &bad),
+        mq_obs_mse_scan(mq_qd(MQ_QK_INT8, true), &o, NULL, w, MQ_DTYPE_F32, 4, 8, mask, imp, &bad),
         MQ_STATUS_E_DATA);
     assert_int_equal(bad, 2);
 }
@@ -317,6 +405,8 @@ int main(void)
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_best),
         cmocka_unit_test(test_search_all_kinds),
+        cmocka_unit_test(test_search_weighted),
+        cmocka_unit_test(test_pow),
         cmocka_unit_test(test_one_step_is_minmax),
         cmocka_unit_test(test_scan_threads),
         cmocka_unit_test(test_nonfinite),

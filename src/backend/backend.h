@@ -4,6 +4,7 @@
 #define MQ_BACKEND_H
 
 #include "monoquant.h"
+#include "observer.h"
 #include "reference.h"
 
 typedef struct mq_backend mq_backend;
@@ -74,6 +75,17 @@ typedef struct {
     mq_status (*gemm_linear_q8)(mq_gemm *g, const int8_t *q, const float *scale, const int8_t *zp,
                                 size_t out, float *y);
 
+    /* (optional) The mse observer's first pass: as mq_obs_mse_scan
+     * (observer.h), the same records bit for bit; NULL runs that. */
+    mq_status (*mse_scan)(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                          const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                          bool *improved, size_t *bad);
+    /* (optional) Its second pass: as mq_obs_mse_quantize, the same bytes,
+     * with err as for quantize; NULL runs that and mq_ref_error_stats. */
+    mq_status (*mse_quantize)(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                              size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                              size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                              size_t *bad, struct mq_err_acc *err);
 } mq_backend_ops;
 
 /* What a backend can do, so that callers ask instead of comparing names. */
@@ -141,6 +153,33 @@ static inline mq_status mq_be_quantize_values(mq_backend *b, mq_qdesc d, const v
                                               void *q, struct mq_err_acc *err)
 {
     return b->ops->quantize_values(b, d, src, dt, n, scale, zp, q, err);
+}
+
+/* The mse observer's scan of a call through b, or the reference's where b
+ * has none. */
+static inline mq_status mq_be_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o,
+                                       const float *imp, const void *src, mq_dtype dt, size_t rows,
+                                       size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+{
+    if (!b->ops->mse_scan)
+        return mq_obs_mse_scan(d, o, imp, src, dt, rows, cols, mask, improved, bad);
+    return b->ops->mse_scan(b, d, o, imp, src, dt, rows, cols, mask, improved, bad);
+}
+
+/* The mse observer's second pass of a call through b, or the reference's. */
+static inline mq_status mq_be_mse_quantize(mq_backend *b, mq_qdesc d, const mq_obs_mse *o,
+                                           const float *imp, size_t limit, const uint8_t *mask,
+                                           const void *src, mq_dtype dt, size_t rows, size_t cols,
+                                           void *q, void *scale, int8_t *zp, size_t *bad,
+                                           struct mq_err_acc *err)
+{
+    if (b->ops->mse_quantize)
+        return b->ops->mse_quantize(b, d, o, imp, limit, mask, src, dt, rows, cols, q, scale, zp,
+                                    bad, err);
+    mq_status st =
+        mq_obs_mse_quantize(d, o, imp, limit, mask, src, dt, rows, cols, q, scale, zp, bad);
+    if (st == MQ_OK && err) mq_ref_error_stats(d, src, dt, rows, cols, q, scale, dt, zp, err);
+    return st;
 }
 
 /*

@@ -250,6 +250,22 @@ static void *host_staging_alloc(mq_backend *b, size_t n)
     return p;
 }
 
+static mq_status host_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                               const void *src, mq_dtype dt, size_t rows, size_t cols,
+                               uint8_t *mask, bool *improved, size_t *bad)
+{
+    return mq_hk_mse_scan(host_pool(b), d, o, imp, src, dt, rows, cols, mask, improved, bad);
+}
+
+static mq_status host_mse_quantize(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                                   size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                                   size_t rows, size_t cols, void *q, void *scale, int8_t *zp,
+                                   size_t *bad, mq_err_acc *err)
+{
+    (void)b;
+    return mq_hk_mse_quantize(d, o, imp, limit, mask, src, dt, rows, cols, q, scale, zp, bad, err);
+}
+
 static void host_staging_free(mq_backend *b, void *p)
 {
     (void)b;
@@ -273,6 +289,8 @@ static const mq_backend_ops host_ops = {
     .reduce = host_reduce,
     .staging_alloc = host_staging_alloc,
     .staging_free = host_staging_free,
+    .mse_scan = host_mse_scan,
+    .mse_quantize = host_mse_quantize,
 };
 
 mq_status mq_backend_open_host(mq_backend **out)

@@ -5,6 +5,8 @@
 #ifndef MQ_CPUKERN_H
 #define MQ_CPUKERN_H
 
+#include "observer.h"
+#include "pool.h"
 #include "reference.h"
 
 /* As mq_ref_stats_update (lo/hi may differ only in the sign of a zero, which
@@ -32,5 +34,23 @@ void mq_hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, f
 /* As mq_ref_src_dequant, byte for byte (cpusrc.c). */
 void mq_hk_src_dequant(mq_srcdesc d, const void *codes, uint64_t e0, size_t n, size_t cols,
                        const void *scale, void *dst);
+/* As mq_obs_mse_scan (the same records, bit for bit), its groups spread over
+ * pool's threads (NULL: the calling thread); kinds other than INT8, INT4 and
+ * FP8 go to mq_obs_mse_scan itself. */
+mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad);
+/* As mq_obs_mse_quantize (the same bytes), with the codes from the host
+ * kernels' quantize loop and err (NULL: none) as mq_hk_quantize adds it. */
+mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                             const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                             mq_err_acc *err);
+/* out[i] = mq_obs_pow(x[i], norm) by the loop's vector code, for n a
+ * multiple of 8 (for its tests). */
+void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out);
+/* As mq_obs_mse_errors, from the loop above (for its tests). */
+bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                      mq_dtype dt, size_t rows, size_t cols, size_t g, float *err);
 
 #endif

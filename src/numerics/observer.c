@@ -1,6 +1,7 @@
 /* The MSE observer's search (see observer.h for the exact rule). */
 #include "observer.h"
 
+#include "obspow.h"
 #include "pool.h"
 #include "reference.h"
 
@@ -42,7 +43,9 @@ typedef struct {
     const unsigned char *in;
     mq_dtype dt;
     size_t rows, cols, r0, r1, c0, nc;
-    float *vals; /* the group's values in fp32, gathered once for every step */
+    const float *imp; /* the columns' importance weights, or NULL */
+    float *vals;      /* the group's values in fp32, gathered once for every step */
+    float *wts;       /* each value's weight (1 without imp): vals' twin */
     size_t n;
 } group_view;
 
@@ -70,31 +73,35 @@ static bool group_stats(group_view *v, mq_ref_stats *st)
     for (size_t r = v->r0; r < v->r1; r++) {
         const unsigned char *row = row_at(v, r);
         mq_ref_stats_update(st, row, v->dt, v->nc);
-        for (size_t i = 0; i < v->nc; i++)
+        for (size_t i = 0; i < v->nc; i++) {
+            v->wts[v->n] = v->imp ? v->imp[v->c0 + i] : 1.0f;
             v->vals[v->n++] = mq_load_f32(row, v->dt, i);
+        }
     }
     return !st->nonfinite;
 }
 
-/* Sum of |fake_quantize(w) - w|^norm over the group, in fp32, in value order:
+/* Sum of imp * |fake_quantize(w) - w|^norm over the group, in fp32, in value
+ * order (each product rounded to fp32; a weight of 1 is exact, so the sum
+ * without imp is the plain one):
  * compressed-tensors' fake_quantize with fixed parameters (int: the code
  * clamp(rint(w / s + zp)) back to (q - zp) * s; FP8: the e4m3 value of
  * clamp(w / s, +-448) times s). */
 static float group_error(const group_view *v, float s, int8_t zp, float norm)
 {
     const float qmin = mq_qkind_qmin(v->d.kind), qmax = mq_qkind_qmax(v->d.kind), z = (float)zp;
-    const float *w = v->vals;
+    const float *w = v->vals, *c = v->wts;
     float sum = 0.0f;
     if (v->d.kind == MQ_QK_FP8) {
         for (size_t i = 0; i < v->n; i++) {
             float q = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w[i] / s, qmin), qmax)));
-            sum += powf(fabsf(q * s - w[i]), norm);
+            sum += c[i] * mq_obs_pow(fabsf(q * s - w[i]), norm);
         }
         return sum;
     }
     for (size_t i = 0; i < v->n; i++) {
         float q = fminf(fmaxf(rintf(w[i] / s + z), qmin), qmax);
-        sum += powf(fabsf((q - z) * s - w[i]), norm);
+        sum += c[i] * mq_obs_pow(fabsf((q - z) * s - w[i]), norm);
     }
     return sum;
 }
@@ -125,6 +132,31 @@ static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats 
     }
 }
 
+bool mq_obs_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err)
+{
+    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols, .imp = imp};
+    size_t mg = max_group(d, cols);
+    float *buf = malloc(2 * mg * sizeof *buf + 1);
+    mq_ref_stats st;
+    bool ok = buf != NULL;
+    if (ok) {
+        v.vals = buf;
+        v.wts = buf + mg;
+        view_group(&v, g);
+        ok = group_stats(&v, &st);
+    }
+    for (size_t i = 0; ok && i < mq_obs_mse_steps(o); i++) {
+        mq_ref_stats c = shrink(&st, mq_obs_mse_factor(o, i));
+        float s;
+        int8_t z;
+        mq_ref_params(d, &c, dt, &s, &z);
+        err[i] = group_error(&v, s, z, (float)o->norm);
+    }
+    free(buf);
+    return ok;
+}
+
 /* One part of a scan: groups [g0, g1), with its own copy buffer and its
  * own record of the tensor's improving steps (ORed afterwards, so the result
  * does not depend on how the groups were split). */
@@ -135,7 +167,7 @@ typedef struct {
     size_t mb, groups, parts;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: the first bad group, or SIZE_MAX */
-    float *vals;    /* parts x the largest group */
+    float *vals;    /* parts x the largest group, then as many weights */
     size_t vals_per_part;
 } scan_job;
 
@@ -145,7 +177,8 @@ static void scan_part(void *arg, unsigned part)
     group_view v = j->v;
     size_t steps = mq_obs_mse_steps(j->o);
     size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
-    v.vals = j->vals + part * j->vals_per_part;
+    v.vals = j->vals + part * 2 * j->vals_per_part;
+    v.wts = v.vals + j->vals_per_part;
     j->bad[part] = SIZE_MAX;
     for (size_t g = g0; g < g1; g++) {
         mq_ref_stats gs;
@@ -161,11 +194,12 @@ static void scan_part(void *arg, unsigned part)
 /* Values below which a scan runs on the calling thread alone. */
 #define SCAN_PARALLEL_MIN 65536
 
-mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                          mq_dtype dt, size_t rows, size_t cols, uint8_t *mask, bool *improved,
+                          size_t *bad)
 {
     size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
-    scan_job j = {.v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols},
+    scan_job j = {.v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols, .imp = imp},
                   .o = o,
                   .mask = mask,
                   .mb = mq_obs_mse_mask_bytes(o),
@@ -179,7 +213,7 @@ mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_d
     if (j.parts > groups) j.parts = groups ? groups : 1;
     j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
     j.bad = calloc(j.parts, sizeof *j.bad);
-    j.vals = malloc(j.parts * j.vals_per_part * sizeof *j.vals + 1);
+    j.vals = malloc(j.parts * 2 * j.vals_per_part * sizeof *j.vals + 1);
     if (!j.improved || !j.bad || !j.vals) {
         st = MQ_STATUS_E_NOMEM;
         goto done;
@@ -226,16 +260,18 @@ size_t mq_obs_mse_best(const mq_obs_mse *o, const uint8_t *mask, size_t limit)
     return 0;
 }
 
-mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, const uint8_t *mask,
-                              const void *src, mq_dtype dt, size_t rows, size_t cols, void *q,
-                              void *scale, int8_t *zp, size_t *bad)
+mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                              const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                              size_t cols, void *q, void *scale, int8_t *zp, size_t *bad)
 {
-    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
+    /* The weights chose the step in the scan; the codes do not depend on them. */
+    group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols, .imp = imp};
     unsigned char *out = q;
     size_t groups = mq_qdesc_scales(d, rows, cols), qb = mq_qkind_row_bytes(d.kind, cols);
     size_t mb = mq_obs_mse_mask_bytes(o);
     mq_status ret = MQ_OK;
-    if (!(v.vals = malloc(max_group(d, cols) * sizeof *v.vals + 1))) return MQ_STATUS_E_NOMEM;
+    if (!(v.vals = malloc(2 * max_group(d, cols) * sizeof *v.vals + 1))) return MQ_STATUS_E_NOMEM;
+    v.wts = v.vals + max_group(d, cols);
     for (size_t g = 0; g < groups; g++) {
         mq_ref_stats st;
         view_group(&v, g);

@@ -11,7 +11,9 @@
  *   cand  = the statistics times p, each product rounded to fp32
  *   s, zp = mq_ref_params(cand)                    (calculate_qparams)
  *   w_hat = (code(w; s, zp) - zp) * s              (fake_quantize, fp32)
- *   err   = sum over the group of powf(|w_hat - w|, (float)norm), in fp32
+ *   err   = sum over the group, in value order, in fp32, of
+ *           imp[j] * mq_obs_pow(|w_hat - w|, (float)norm)  (obspow.h; each
+ *           product rounded to fp32; without imp the plain powers)
  * Only an error strictly smaller than the group's best (initially FLT_MAX)
  * replaces it. The patience counter is one per tensor: step i "improved" when
  * any group of the tensor improved at i, and the search stops after the first
@@ -23,9 +25,15 @@
  * keeping each group's steps of improvement (a few bits) and the steps at
  * which some group improved; mq_obs_mse_limit turns the latter into the
  * number of steps run, and mq_obs_mse_quantize over every piece takes each
- * group's last improvement before it and writes the codes. The fp32 sum runs in value order; torch
- * sums in another order and its pow may differ in the last bit, so the two can disagree only where
- * two candidates' errors agree to an ulp or so. */
+ * group's last improvement before it and writes the codes.
+ *
+ * The fp32 sum runs in value order; torch sums in another order, and its pow
+ * (Sleef's), glibc's powf and mq_obs_pow may each differ from the others by
+ * a few ulps, so the searches can disagree only where two candidates' errors
+ * agree to a few ulps. Against this search with glibc's powf (before
+ * mq_obs_pow), 35 of 36 runs on generated models gave the same bytes; one
+ * channel of one BF16 weight took a neighbouring step with norm 3.5 and
+ * grid 200 (bench/RESULTS.md). */
 #ifndef MQ_OBSERVER_H
 #define MQ_OBSERVER_H
 
@@ -51,21 +59,29 @@ float mq_obs_mse_factor(const mq_obs_mse *o, size_t i);
 /* Bytes of one group's record of the steps at which its error fell. */
 size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o);
 /* Searches every step for each group of a rows x cols call (groups as
- * mq_ref_quantize takes them from d): group g's record of improving steps
+ * mq_ref_quantize takes them from d), with imp (NULL: unweighted) the
+ * importance weight of each column, imp[j] for column j of the call, the same
+ * for every row: group g's record of improving steps
  * into mask + g * mq_obs_mse_mask_bytes(o) (bit i % 8 of byte i / 8), and
  * improved[i] set (never cleared) where some group improved at step i, for
  * the whole tensor's stop. NaN/Inf: MQ_STATUS_E_DATA with *bad the group;
  * MQ_STATUS_E_NOMEM (no message) when a group's copy cannot be allocated. */
-mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad);
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                          mq_dtype dt, size_t rows, size_t cols, uint8_t *mask, bool *improved,
+                          size_t *bad);
+/* Group g's error at every step, err[i] for i < mq_obs_mse_steps(o), as the
+ * scan computes them (the kernels' tests compare them bit for bit); false
+ * when the group holds a NaN or an infinity, or on no memory. */
+bool mq_obs_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err);
 /* The number of steps the search runs, given the whole tensor's improved[]. */
 size_t mq_obs_mse_limit(const mq_obs_mse *o, const bool *improved);
 /* The step a group with record `mask` takes when the search ran `limit` steps. */
 size_t mq_obs_mse_best(const mq_obs_mse *o, const uint8_t *mask, size_t limit);
 /* As mq_ref_quantize, with each group's range that of its best step among
  * the first `limit` (mask: the groups' records from mq_obs_mse_scan). */
-mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, const uint8_t *mask,
-                              const void *src, mq_dtype dt, size_t rows, size_t cols, void *q,
-                              void *scale, int8_t *zp, size_t *bad);
+mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                              const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                              size_t cols, void *q, void *scale, int8_t *zp, size_t *bad);
 
 #endif

@@ -69,20 +69,21 @@ static mq_status search_nomem(const mq_qlayout *l)
                         l->block ? l->block * l->block : l->cols);
 }
 
-mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                           size_t first, size_t rows, uint8_t *mask, bool *improved, size_t *bad)
+mq_status mq_scan_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                           const void *src, mq_dtype dt, size_t first, size_t rows, uint8_t *mask,
+                           bool *improved, size_t *bad)
 {
     size_t b = 0, g0, n;
     band_groups(l, first, rows, &g0, &n);
-    mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, src, dt, rows, l->cols,
-                                   mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
+    mq_status st = mq_be_mse_scan(be, mq_qlayout_desc(l), o, NULL, src, dt, rows, l->cols,
+                                  mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
     *bad = g0 + b;
     return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
 }
 
-mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t limit,
-                               const uint8_t *mask, const void *src, mq_dtype dt, size_t first,
-                               size_t rows, void *codes, void *scale, int8_t *zp,
+mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                               size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                               size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
                                size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err)
 {
     size_t b = 0, g0;
@@ -90,14 +91,13 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
     *code_bytes = *scales = 0;
     band_groups(l, first, rows, &g0, scales);
     int8_t *z = l->block ? NULL : zp;
-    mq_status st = mq_obs_mse_quantize(d, o, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src, dt,
-                                       rows, l->cols, codes, scale, z, &b);
+    mq_status st = mq_be_mse_quantize(be, d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o),
+                                      src, dt, rows, l->cols, codes, scale, z, &b, err);
     *bad = g0 + b;
     if (st != MQ_OK) {
         *scales = 0;
         return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
     }
-    if (err) mq_ref_error_stats(d, src, dt, rows, l->cols, codes, scale, dt, z, err);
     *code_bytes = pack_band(l, codes, first, rows);
     return MQ_OK;
 }
@@ -120,10 +120,10 @@ mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme
             mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
         goto done;
     }
-    st = mq_scan_band_mse(l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
+    st = mq_scan_band_mse(be, l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
     if (st == MQ_OK)
-        st = mq_quantize_band_mse(l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src, dt,
-                                  0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
+        st = mq_quantize_band_mse(be, l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src,
+                                  dt, 0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
 done:
     free(mask);
     free(improved);

@@ -43,14 +43,16 @@ mq_status mq_quantize_band_source(mq_backend *be, const mq_qlayout *l, mq_srcdes
  * tensor's improving steps into `improved`; once every band was scanned,
  * mq_quantize_band_mse writes the band as mq_quantize_band does, each group
  * with its best range among the first `limit` steps (mq_obs_mse_limit). The
- * search and the codes run on the host whatever the back end, in the
- * reference's arithmetic, so every back end writes the same bytes.
+ * search and the codes run through the back end's mse_scan and mse_quantize
+ * (bit-identical to the reference's), so every back end writes the same
+ * bytes.
  */
-mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                           size_t first, size_t rows, uint8_t *mask, bool *improved, size_t *bad);
-mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t limit,
-                               const uint8_t *mask, const void *src, mq_dtype dt, size_t first,
-                               size_t rows, void *codes, void *scale, int8_t *zp,
+mq_status mq_scan_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                           const void *src, mq_dtype dt, size_t first, size_t rows, uint8_t *mask,
+                           bool *improved, size_t *bad);
+mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                               size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
+                               size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
                                size_t *code_bytes, size_t *scales, size_t *bad, mq_err_acc *err);
 
 /* The whole weight at once (the in-memory path), with the scheme's observer:

@@ -288,7 +288,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     }
     if (tp->mse && c->pass == 0) {
         /* The search's first pass writes nothing: there is no output buffer. */
-        st = mq_scan_band_mse(l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
+        st = mq_scan_band_mse(s->be, l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
                               tp->obs_improved, &bad);
         return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
     }
@@ -296,8 +296,8 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     int8_t *zp = tp->zp_all ? tp->zp_all + c->first : NULL;
     if (tp->mse) {
         if (c->first == 0) tp->obs_limit = mq_obs_mse_limit(o, tp->obs_improved);
-        st = mq_quantize_band_mse(l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype, c->first,
-                                  c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
+        st = mq_quantize_band_mse(s->be, l, o, tp->obs_limit, tp->obs_mask, d, tp->t->dtype,
+                                  c->first, c->count, j->buf, scale, zp, &nq, &ns, &bad, err);
     } else if (fused) {
         /* The back end reads the codes and writes ours: the values stay on
          * its device. */

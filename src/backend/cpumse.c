@@ -1,0 +1,523 @@
+/* The mse observer's scan on the host (see cpukern.h): the same records as
+ * mq_obs_mse_scan, bit for bit, from the same fp32 and double operations in
+ * the same order per group and step.
+ *
+ * Lanes are candidate steps: eight steps of one group run side by side in
+ * GCC vector types (one AVX2 register for obspow.h's power),
+ * each lane summing its own error in value order, which is exactly the
+ * reference's serial fp32 sum of that step. The group's statistics and
+ * values are gathered once for all its steps. A block of eight steps stops
+ * early once every lane's partial sum has reached the group's best error
+ * before the block: the terms are never negative, so such a sum can only
+ * stay at or above it, and only a strictly smaller error counts. */
+#include "cpukern.h"
+
+#include "obspow.h"
+#include "pool.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* x86-64-v4 (AVX-512 with VL) rather than avx512f alone: the loop's 256-bit
+ * vectors then have 32 registers instead of 16, and spill less. clang gets
+ * the plain build: clang 15 refuses the vector arguments of the inlined
+ * helpers in the default clone (and clang 14 has no usable clones, see
+ * cpukern.c). */
+#if defined(__clang__)
+#define MS_CLONES static
+#else
+#define MS_CLONES static __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#endif
+#define MS_INLINE static inline __attribute__((always_inline))
+
+/* The helpers taking and returning vector types are always inlined into the
+ * clones, so no call crosses the ABI the warning is about. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define MS_LANES 8  /* steps at once */
+#define MS_CHECK 32 /* values between checks for a block that can no longer improve */
+
+typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
+typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
+
+MS_INLINE ms_f ms_splat(float x)
+{
+    return (ms_f){x, x, x, x, x, x, x, x};
+}
+
+MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
+{
+    return (ms_f)(((ms_i)a & m) | ((ms_i)b & ~m));
+}
+
+/* 2^k lane by lane for integer k in [-126, 127] (mq_obs_pow_two). */
+MS_INLINE ms_f ms_two(ms_f k)
+{
+    return (ms_f)((__builtin_convertvector(k, ms_i) + 127) << 23);
+}
+
+/* mq_obs_pow, lane by lane: the same operations in the same order. */
+MS_INLINE ms_f ms_pow(ms_f x, float n)
+{
+    ms_i tiny = (ms_i)x < 0x00800000; /* x >= 0 or NaN: as unsigned bits */
+    ms_i b = ((ms_i)(x * 0x1p23f) & tiny) | ((ms_i)x & ~tiny);
+    ms_i frac = b & 0x007fffff;
+    ms_i up = frac > 0x003504f3;
+    ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
+    ms_f e = __builtin_convertvector(((b >> 23) & 0xff) - 127 + (up & 1) - (tiny & 23), ms_f);
+    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    ms_f s = ms_splat(1.0f / 11.0f);
+    s = s * t2 + 1.0f / 9.0f;
+    s = s * t2 + 1.0f / 7.0f;
+    s = s * t2 + 1.0f / 5.0f;
+    s = s * t2 + 1.0f / 3.0f;
+    s = s * t2 + 1.0f;
+    ms_f l = 2.0f * t * s * 1.44269504f;
+    float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
+    ms_f a = nh * e;
+    ms_f k1 = (a + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
+    ms_f f = (a - k1) + (nl * e + n * l);
+    ms_f k2 = (f + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
+    ms_f g = f - k2;
+    ms_f p = ms_splat(1.5252734e-5f);
+    p = p * g + 1.5403530e-4f;
+    p = p * g + 1.3333558e-3f;
+    p = p * g + 9.6181291e-3f;
+    p = p * g + 5.5504109e-2f;
+    p = p * g + 2.4022651e-1f;
+    p = p * g + 6.9314718e-1f;
+    p = p * g + 1.0f;
+    ms_f k = k1 + k2;
+    k = ms_fsel(k > -226.0f, k, ms_splat(-226.0f));
+    k = ms_fsel(k < 254.0f, k, ms_splat(254.0f));
+    ms_f ka = ms_fsel(k > -100.0f, k, ms_splat(-100.0f));
+    ka = ms_fsel(ka < 127.0f, ka, ms_splat(127.0f));
+    ms_f res = p * ms_two(ka) * ms_two(k - ka);
+    res = ms_fsel(x == 0.0f, ms_splat(0.0f), res);
+    res = ms_fsel(x == (float)INFINITY, x, res);
+    return ms_fsel(x == x, res, x);
+}
+
+MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
+{
+    for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
+        ms_f v;
+        memcpy(&v, x + i, sizeof v);
+        v = ms_pow(v, norm);
+        memcpy(out + i, &v, sizeof v);
+    }
+}
+
+void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out)
+{
+    ms_pow_run(x, n, norm, out);
+}
+
+/* rint of x for |x| < 2^22 under round-to-nearest-even: 1.5 * 2^23 added
+ * and taken away again. */
+#define MS_RINT_MAGIC 12582912.0f
+
+/* The e4m3fn value of v, |v| <= 448, as mq_e4m3_to_f32(mq_f32_to_e4m3(v))
+ * up to the sign of a zero (which the error, 0 * s - w, never sees): the
+ * magnitude rounded half to even to three fraction bits by adding and
+ * taking away 2^(E + 20) (E its exponent), or below 2^-6 to the subnormal
+ * step 2^-9 by adding 2^14. */
+MS_INLINE ms_f ms_e4m3(ms_f v)
+{
+    ms_i sign = (ms_i)v & (int32_t)0x80000000u;
+    ms_f a = (ms_f)((ms_i)v & 0x7fffffff);
+    ms_f c = (ms_f)(((ms_i)a & 0x7f800000) + (20 << 23));
+    ms_f normal = (a + c) - c;
+    ms_f sub = (a + 16384.0f) - 16384.0f;
+    ms_f r = ms_fsel(a < 0x1p-6f, sub, normal);
+    return (ms_f)((ms_i)r | sign);
+}
+
+typedef struct {
+    float s[MS_LANES], z[MS_LANES];
+} ms_params;
+
+/* The errors of up to MS_LANES steps of one group (values w, weights c, n of
+ * them) into err; returns false when it stopped early because every lane's
+ * sum reached `best` (then err holds sums >= best). */
+/* One value's error term in each lane: c |fake_quantize(w) - w|^norm. */
+MS_INLINE ms_f ms_term(bool fp8, bool weighted, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f hi,
+                       float qmin, float qmax, float norm)
+{
+    ms_f d;
+    if (fp8) {
+        ms_f v = wv / s;
+        v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
+        v = ms_fsel(v < hi, v, hi);
+        d = ms_e4m3(v) * s - wv;
+    } else {
+        /* The magic rint is exact for |x| < 2^22; beyond, rounding is
+         * monotone, so x >= qmax + 1 still gives at least qmax + 1 (x <=
+         * qmin - 1 at most qmin - 1) and the clamp gives the reference's
+         * code; a NaN falls to qmin, as fmaxf makes it there. */
+        ms_f x = wv / s + z;
+        ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
+        q = ms_fsel(q > qmin, q, ms_splat(qmin));
+        q = ms_fsel(q < qmax, q, ms_splat(qmax));
+        d = (q - z) * s - wv;
+    }
+    d = (ms_f)((ms_i)d & 0x7fffffff);
+    return weighted ? c * ms_pow(d, norm) : ms_pow(d, norm);
+}
+
+/* Value i of two groups: the first in lanes 0-3, the second in lanes 4-7. */
+MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
+{
+    return (ms_f){a[i], a[i], a[i], a[i], b[i], b[i], b[i], b[i]};
+}
+
+/* The errors of MS_LANES (group, step) lanes into err: lanes 0-3 sum group
+ * (w0, c0), lanes 4-7 group (w1, c1) when `pair` (two groups' last steps
+ * in one block), else every lane the first group, n values each; without
+ * `weighted` every weight is 1 and the product is left out (it is exact).
+ * Stops early once every lane's sum reached its lane of `best` (then err
+ * holds sums >= best). Four values' terms are computed before they are
+ * added, in value order: their long chains of operations overlap. */
+MS_INLINE void ms_block(bool fp8, bool pair, bool weighted, const float *w0, const float *c0,
+                        const float *w1, const float *c1, size_t n, const ms_params *pp, float qmin,
+                        float qmax, float norm, const float *best_l, float *err)
+{
+    ms_f s, z, best, sum = ms_splat(0.0f);
+    memcpy(&s, pp->s, sizeof s);
+    memcpy(&z, pp->z, sizeof z);
+    memcpy(&best, best_l, sizeof best);
+    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax);
+#define MS_TERM(i)                                                                                 \
+    ms_term(fp8, weighted, pair ? ms_two_groups(w0, w1, i) : ms_splat(w0[i]),                      \
+            pair ? ms_two_groups(c0, c1, i) : ms_splat(c0[i]), s, z, lo, hi, qmin, qmax, norm)
+    for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
+        size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
+        for (; i + 4 <= i1; i += 4) {
+            ms_f t0 = MS_TERM(i), t1 = MS_TERM(i + 1), t2 = MS_TERM(i + 2), t3 = MS_TERM(i + 3);
+            sum += t0;
+            sum += t1;
+            sum += t2;
+            sum += t3;
+        }
+        for (; i < i1; i++)
+            sum += MS_TERM(i);
+        if (i1 < n) {
+            ms_i open = sum < best;
+            bool any = false;
+            for (int l = 0; l < MS_LANES; l++)
+                any |= open[l] != 0;
+            if (!any) break;
+        }
+    }
+#undef MS_TERM
+    memcpy(err, &sum, sizeof sum);
+}
+
+/* One clone set per kind of term, pairing and weighting: each loop then has
+ * no test inside. */
+#define MS_ERRORS(NAME, FP8, PAIR, WEIGHTED)                                                       \
+    MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
+                        size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
+                        const float *best, float *err)                                             \
+    {                                                                                              \
+        ms_block(FP8, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, best, err);         \
+    }
+MS_ERRORS(ms_errors_int, false, false, false)
+MS_ERRORS(ms_errors_int_w, false, false, true)
+MS_ERRORS(ms_errors_int_pair, false, true, false)
+MS_ERRORS(ms_errors_int_pair_w, false, true, true)
+MS_ERRORS(ms_errors_fp8, true, false, false)
+MS_ERRORS(ms_errors_fp8_w, true, false, true)
+MS_ERRORS(ms_errors_fp8_pair, true, true, false)
+MS_ERRORS(ms_errors_fp8_pair_w, true, true, true)
+
+typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
+                             size_t n, const ms_params *pp, float qmin, float qmax, float norm,
+                             const float *best, float *err);
+
+typedef struct {
+    mq_qdesc d;
+    const mq_obs_mse *o;
+    const float *imp;
+    const unsigned char *in;
+    mq_dtype dt;
+    size_t rows, cols, groups, parts, mb, vals_per_part;
+    uint8_t *mask;
+    bool *improved; /* parts x steps */
+    size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
+    float *vals;    /* per part: two groups' values and their weights */
+} ms_job;
+
+/* One group as the search sees it. */
+typedef struct {
+    float *w, *c; /* values and their weights */
+    size_t n;
+    mq_ref_stats st;
+    float best;    /* the smallest error so far */
+    uint8_t *mask; /* its record */
+} ms_group;
+
+/* Group g's values and weights gathered, and its statistics; false on NaN/Inf. */
+static bool gather(const ms_job *j, size_t g, ms_group *gr)
+{
+    size_t r0, r1, c0, nc, es = mq_dtype_size(j->dt);
+    mq_qdesc_group(j->d, j->rows, j->cols, g, &r0, &r1, &c0, &nc);
+    mq_ref_stats_init(&gr->st);
+    gr->n = 0;
+    gr->best = FLT_MAX;
+    gr->mask = j->mask + g * j->mb;
+    for (size_t r = r0; r < r1; r++) {
+        const unsigned char *row = j->in + (r * j->cols + c0) * es;
+        mq_hk_stats_update(&gr->st, row, j->dt, nc);
+        if (j->dt == MQ_DTYPE_F32)
+            memcpy(gr->w + gr->n, row, nc * sizeof *gr->w);
+        else
+            for (size_t i = 0; i < nc; i++)
+                gr->w[gr->n + i] = mq_load_f32(row, j->dt, i);
+        for (size_t i = 0; i < nc; i++)
+            gr->c[gr->n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
+        gr->n += nc;
+    }
+    return !gr->st.nonfinite;
+}
+
+/* Lanes [l0, l0 + 4 or 8) of pp: the scales and zero points of steps i0 ..
+ * i0 + nl - 1 of a group; lanes past its last step repeat it (their errors
+ * are not read). */
+static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size_t nl, size_t l0,
+                        size_t l1, ms_params *pp)
+{
+    for (size_t l = l0; l < l1; l++) {
+        float p = mq_obs_mse_factor(j->o, i0 + (l - l0 < nl ? l - l0 : nl - 1));
+        mq_ref_stats cand = *st;
+        cand.lo = st->lo * p;
+        cand.hi = st->hi * p;
+        cand.amax = st->amax * p;
+        int8_t z;
+        mq_ref_params(j->d, &cand, j->dt, &pp->s[l], &z);
+        pp->z[l] = (float)z;
+    }
+}
+
+/* The errors of a block of lanes into err (a and b: the groups of lanes
+ * 0-3 and 4-7). */
+static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
+                         float *err)
+{
+    static const ms_errors_fn fns[8] = {
+        ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
+        ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
+    float best[MS_LANES], norm = (float)j->o->norm;
+    for (int l = 0; l < MS_LANES; l++)
+        best[l] = l < MS_LANES / 2 ? a->best : b->best;
+    bool fp8 = j->d.kind == MQ_QK_FP8;
+    ms_errors_fn f = fns[(fp8 ? 4 : 0) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
+    f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err);
+}
+
+/* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
+static void keep(ms_group *gr, size_t i0, size_t nl, const float *err, bool *improved)
+{
+    for (size_t l = 0; l < nl; l++) {
+        if (err[l] < gr->best) {
+            size_t i = i0 + l;
+            gr->best = err[l];
+            gr->mask[i / 8] |= (uint8_t)(1u << (i % 8));
+            improved[i] = true;
+        }
+    }
+}
+
+/* Searches one group, or two (b not NULL) of the same length: whole blocks
+ * of MS_LANES steps for each, then, when at most half a block of steps is
+ * left, the last steps of both in one block instead of two half-empty ones. */
+static void search(const ms_job *j, ms_group *a, ms_group *b, bool *improved)
+{
+    size_t steps = mq_obs_mse_steps(j->o), whole = steps / MS_LANES * MS_LANES;
+    size_t tail = steps - whole;
+    bool share = b && tail <= MS_LANES / 2;
+    ms_group *gs[2] = {a, b};
+    float err[MS_LANES];
+    ms_params pp;
+    for (int k = 0; k < (b ? 2 : 1); k++) {
+        ms_group *gr = gs[k];
+        for (size_t i0 = 0; i0 < steps; i0 += MS_LANES) {
+            size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
+            if (i0 == whole && share) break;
+            step_params(j, &gr->st, i0, nl, 0, MS_LANES, &pp);
+            block_errors(j, gr, gr, &pp, err);
+            keep(gr, i0, nl, err, improved);
+        }
+    }
+    if (share && tail) {
+        step_params(j, &a->st, whole, tail, 0, MS_LANES / 2, &pp);
+        step_params(j, &b->st, whole, tail, MS_LANES / 2, MS_LANES, &pp);
+        block_errors(j, a, b, &pp, err);
+        keep(a, whole, tail, err, improved);
+        keep(b, whole, tail, err + MS_LANES / 2, improved);
+    }
+}
+
+static void scan_part(void *arg, unsigned part)
+{
+    ms_job *j = arg;
+    size_t steps = mq_obs_mse_steps(j->o), vp = j->vals_per_part;
+    size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
+    float *v = j->vals + part * 4 * vp;
+    ms_group a = {.w = v, .c = v + vp}, b = {.w = v + 2 * vp, .c = v + 3 * vp};
+    bool *improved = j->improved + part * steps;
+    j->bad[part] = SIZE_MAX;
+    for (size_t g = g0; g < g1; g += 2) {
+        if (!gather(j, g, &a)) {
+            j->bad[part] = g;
+            return;
+        }
+        if (g + 1 == g1) {
+            search(j, &a, NULL, improved);
+            break;
+        }
+        if (!gather(j, g + 1, &b)) {
+            search(j, &a, NULL, improved); /* as the reference, which stops at g + 1 */
+            j->bad[part] = g + 1;
+            return;
+        }
+        if (a.n == b.n) {
+            search(j, &a, &b, improved);
+        } else {
+            search(j, &a, NULL, improved);
+            search(j, &b, NULL, improved);
+        }
+    }
+}
+
+bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                      mq_dtype dt, size_t rows, size_t cols, size_t g, float *err)
+{
+    ms_job j = {.d = d, .o = o, .imp = imp, .in = src, .dt = dt, .rows = rows, .cols = cols};
+    size_t mg = d.block ? d.block * d.block : cols, steps = mq_obs_mse_steps(o);
+    float *w = malloc(2 * mg * sizeof *w + 1);
+    uint8_t mask[1];
+    ms_group gr = {.w = w, .c = w + mg};
+    j.mask = mask; /* with mb 0, gather points the group's record here; not used */
+    bool ok = w && gather(&j, g, &gr);
+    for (size_t i0 = 0; ok && i0 < steps; i0 += MS_LANES) {
+        ms_params pp;
+        float e[MS_LANES];
+        size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
+        step_params(&j, &gr.st, i0, nl, 0, MS_LANES, &pp);
+        block_errors(&j, &gr, &gr, &pp, e); /* gr.best is FLT_MAX: no early stop */
+        memcpy(err + i0, e, nl * sizeof *e);
+    }
+    free(w);
+    return ok;
+}
+
+/* Values times steps below which a scan runs on the calling thread alone. */
+#define MS_PARALLEL_MIN 327680
+
+mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const float *imp,
+                         const void *src, mq_dtype dt, size_t rows, size_t cols, uint8_t *mask,
+                         bool *improved, size_t *bad)
+{
+    if (d.kind != MQ_QK_INT8 && d.kind != MQ_QK_INT4 && d.kind != MQ_QK_FP8)
+        return mq_obs_mse_scan(d, o, imp, src, dt, rows, cols, mask, improved, bad);
+    size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
+    ms_job j = {.d = d,
+                .o = o,
+                .imp = imp,
+                .in = src,
+                .dt = dt,
+                .rows = rows,
+                .cols = cols,
+                .groups = groups,
+                .mb = mq_obs_mse_mask_bytes(o),
+                .vals_per_part = d.block ? d.block * d.block : cols,
+                .mask = mask};
+    mq_status st = MQ_OK;
+    memset(mask, 0, groups * j.mb);
+    if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
+    j.parts = mq_pool_threads(pool);
+    if (j.parts > groups) j.parts = groups ? groups : 1;
+    j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
+    j.bad = calloc(j.parts, sizeof *j.bad);
+    j.vals = malloc(j.parts * 4 * j.vals_per_part * sizeof *j.vals + 1);
+    if (!j.improved || !j.bad || !j.vals) {
+        st = MQ_STATUS_E_NOMEM;
+        goto done;
+    }
+    mq_pool_run(pool, scan_part, &j, (unsigned)j.parts);
+    for (size_t p = 0; p < j.parts; p++) {
+        if (j.bad[p] != SIZE_MAX) {
+            if (bad) *bad = j.bad[p]; /* parts in group order: the first bad group */
+            st = MQ_STATUS_E_DATA;
+            goto done;
+        }
+        for (size_t i = 0; i < steps; i++)
+            if (j.improved[p * steps + i]) improved[i] = true;
+    }
+done:
+    free(j.improved);
+    free(j.bad);
+    free(j.vals);
+    return st;
+}
+
+/* The codes of n values of one row of a group, one per byte (int4 unpacked),
+ * placed as mq_ref_put_codes places them. */
+static void put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
+                      unsigned char *row, size_t c0, size_t cols, uint8_t *tmp, mq_err_acc *err)
+{
+    if (d.kind != MQ_QK_INT4) {
+        mq_hk_quantize_values(d, src, dt, n, s, z, row + c0, err);
+        return;
+    }
+    mq_hk_quantize_values(d, src, dt, n, s, z, tmp, err);
+    if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(d.kind, cols));
+    for (size_t i = 0; i < n; i++)
+        row[(c0 + i) / 2] |=
+            (uint8_t)(((unsigned)((int8_t)tmp[i] + 8) & 15u) << (4 * ((c0 + i) & 1)));
+}
+
+mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                             const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                             size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
+                             mq_err_acc *err)
+{
+    if (d.kind != MQ_QK_INT8 && d.kind != MQ_QK_INT4 && d.kind != MQ_QK_FP8) {
+        mq_status st =
+            mq_obs_mse_quantize(d, o, imp, limit, mask, src, dt, rows, cols, q, scale, zp, bad);
+        if (st == MQ_OK && err) mq_ref_error_stats(d, src, dt, rows, cols, q, scale, dt, zp, err);
+        return st;
+    }
+    size_t groups = mq_qdesc_scales(d, rows, cols), es = mq_dtype_size(dt);
+    size_t qb = mq_qkind_row_bytes(d.kind, cols), mb = mq_obs_mse_mask_bytes(o);
+    uint8_t *tmp = d.kind == MQ_QK_INT4 ? malloc((d.block ? d.block : cols) + 1) : NULL;
+    const unsigned char *in = src;
+    mq_status st = MQ_OK;
+    if (d.kind == MQ_QK_INT4 && !tmp) return MQ_STATUS_E_NOMEM;
+    for (size_t g = 0; g < groups && st == MQ_OK; g++) {
+        size_t r0, r1, c0, nc;
+        mq_ref_stats stats;
+        mq_qdesc_group(d, rows, cols, g, &r0, &r1, &c0, &nc);
+        mq_ref_stats_init(&stats);
+        for (size_t r = r0; r < r1; r++)
+            mq_hk_stats_update(&stats, in + (r * cols + c0) * es, dt, nc);
+        /* The best step's range, as mq_obs_mse_quantize takes it. */
+        float p = mq_obs_mse_factor(o, mq_obs_mse_best(o, mask + g * mb, limit)), s;
+        mq_ref_stats c = stats;
+        c.lo = stats.lo * p;
+        c.hi = stats.hi * p;
+        c.amax = stats.amax * p;
+        c.nonfinite = stats.nonfinite;
+        int8_t z;
+        st = mq_ref_group_params(d, &c, dt, g, scale, zp, bad, &s, &z);
+        for (size_t r = r0; st == MQ_OK && r < r1; r++)
+            put_codes(d, in + (r * cols + c0) * es, dt, nc, s, z, (unsigned char *)q + r * qb, c0,
+                      cols, tmp, err);
+    }
+    free(tmp);
+    return st;
+}
