@@ -111,3 +111,11 @@ target_include_directories(monoquant_obj INTERFACE ${mq_all_dirs} ${CMAKE_CURREN
                                                    ${MQ_GENERATED_INCLUDE})
 target_compile_definitions(monoquant_obj INTERFACE $<$<BOOL:${MQ_OPENCL}>:MQ_HAVE_OPENCL>)
 target_link_libraries(monoquant_obj INTERFACE ${MQ_DEPS})
+
+# The AVX-512 clones of the host kernels (cpukern.c) use the full vector
+# width: GCC's generic tuning otherwise halves it, and the quantize loop's
+# correctly rounded division is its bottleneck.
+if(CMAKE_C_COMPILER_ID STREQUAL "GNU" AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  set_source_files_properties(src/backend/cpukern.c PROPERTIES COMPILE_OPTIONS
+                              -mprefer-vector-width=512)
+endif()

@@ -1,7 +1,8 @@
 /* Fast host kernels, bit-identical to reference.c. Values are widened to fp32
  * in fixed-size blocks (F16 with an exact multiply by 2^112, BF16 with a shift)
  * so every inner loop has a constant trip count and no branch, which GCC
- * vectorizes at -O2; target_clones picks AVX-512, AVX2 or SSE2 at load time.
+ * vectorizes at -O2; target_clones picks AVX-512 (with the byte and 512-bit
+ * forms of x86-64-v4, or AVX-512F alone), AVX2 or SSE2 at load time.
  * Why each trick is exact is said where it is used. */
 #include "cpukern.h"
 
@@ -27,7 +28,10 @@
 #if defined(__clang__) && __clang_major__ < 15
 #define HK_CLONES static
 #else
-#define HK_CLONES static __attribute__((target_clones("avx512f", "avx2", "default")))
+/* x86-64-v4 adds AVX-512BW and VL: without them the loops that store bytes
+ * fall back to 256-bit AVX2 forms even in the AVX-512F clone. */
+#define HK_CLONES                                                                                  \
+    static __attribute__((target_clones("arch=x86-64-v4", "avx512f", "avx2", "default")))
 #endif
 #define HK_INLINE static inline __attribute__((always_inline))
 
