@@ -550,6 +550,50 @@ static void test_rows_k(void **state)
     free(buf);
 }
 
+/* F16 and BF16 rows from 64 to 8192 values are widened once for both passes;
+ * longer ones block by block. Raw 16-bit words of every class (subnormal,
+ * largest, infinities, NaNs of both signs and payloads) in such rows, for
+ * int8 (both symmetries) and every other kind, against the reference: the
+ * same codes and scales, or the same refusal naming the same row. */
+static void test_rows_16bit_words(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 29);
+    static const uint16_t f16w[] = {0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x3c00, 0xb800};
+    static const uint16_t bf16w[] = {0x0001, 0x8001, 0x007f, 0x0080,
+                                     0x7f7f, 0xff7f, 0x3f80, 0xbf00};
+    static const uint16_t bad16[2][4] = {{0x7c00, 0xfc00, 0x7e00, 0xfc01},
+                                         {0x7f80, 0xff80, 0x7fc0, 0xff81}};
+    const size_t shapes[][2] = {{3, 64}, {2, 700}, {2, 2048}, {1, 8192}, {1, 8193}};
+    uint16_t *buf = malloc(3 * 8193 * 2);
+    assert_non_null(buf);
+    for (int d = 0; d < 2; d++) {
+        mq_dtype dt = d ? MQ_DTYPE_BF16 : MQ_DTYPE_F16;
+        const uint16_t *words = d ? bf16w : f16w;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+            for (int bad = -1; bad < 4; bad++) {
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t k = tu_rng_u64(&r);
+                    if (k % 4 == 0)
+                        buf[i] = words[(k >> 8) % 8];
+                    else
+                        put(buf, dt, i, tu_rng_normal(&r));
+                }
+                /* one non-finite word in the last row, away from the ends */
+                if (bad >= 0) buf[n - cols / 3 - 1] = bad16[d][bad];
+                for (int sym = 0; sym < 2; sym++)
+                    check_rows(buf, dt, rows, cols, sym);
+                for (int kk = 0; kk < N_KINDS; kk++)
+                    check_rows_k(buf, dt, rows, cols, kinds[kk], true);
+                check_rows_k(buf, dt, rows, cols, MQ_QK_INT4, false);
+            }
+        }
+    }
+    free(buf);
+}
+
 /* Fixed parameters: every FP8 code through a sweep of fp32 bit patterns with
  * scale 1 (every rounding case of the e4m3 conversion, saturation, NaN), and
  * int4 codes with zero points. */
@@ -815,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
         cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
         cmocka_unit_test(test_int8_code_xor),    cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_rows_16bit_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

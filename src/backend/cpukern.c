@@ -116,18 +116,25 @@ HK_INLINE const float *load_tail(const void *src, mq_dtype dt, size_t i, size_t 
     return b->f;
 }
 
-/* n (>= HK_SMALL) F16 values as fp32 into row. */
-HK_INLINE void widen_row_f16(const void *src, size_t n, hk_row *restrict row)
+/* n (>= HK_SMALL) F16 or BF16 values as fp32 into row. */
+HK_INLINE void widen_row(const void *src, mq_dtype dt, size_t n, hk_row *restrict row)
 {
     const unsigned char *p = src;
     hk_block b;
     size_t i = 0;
-    for (; i + HK_BIG <= n; i += HK_BIG)
-        widen_f16(p + 2 * i, HK_BIG, row->f + i);
-    for (; i + HK_SMALL <= n; i += HK_SMALL)
-        widen_f16(p + 2 * i, HK_SMALL, row->f + i);
-    if (i < n)
-        memcpy(row->f + i, load_tail(src, MQ_DTYPE_F16, i, n - i, HK_SMALL, &b), (n - i) * 4);
+    for (; i + HK_BIG <= n; i += HK_BIG) {
+        if (dt == MQ_DTYPE_F16)
+            widen_f16(p + 2 * i, HK_BIG, row->f + i);
+        else
+            widen_bf16(p + 2 * i, HK_BIG, row->f + i);
+    }
+    for (; i + HK_SMALL <= n; i += HK_SMALL) {
+        if (dt == MQ_DTYPE_F16)
+            widen_f16(p + 2 * i, HK_SMALL, row->f + i);
+        else
+            widen_bf16(p + 2 * i, HK_SMALL, row->f + i);
+    }
+    if (i < n) memcpy(row->f + i, load_tail(src, dt, i, n - i, HK_SMALL, &b), (n - i) * 4);
 }
 
 HK_INLINE void lanes_init(hk_lanes *a)
@@ -538,16 +545,15 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     size_t gr = d.block ? d.block : 1, gc = d.block ? d.block : cols;
     size_t nbr = (rows + gr - 1) / gr, nbc = d.block ? (cols + gc - 1) / gc : 1;
     bool pack = k == MQ_QK_INT4 || k == MQ_QK_MXFP4;
-    /* An F16 row short enough is widened once, not once per pass (BF16's
-     * widening is a shift, cheaper than the copy). */
+    /* An F16 or BF16 row short enough is widened once, not once per pass. */
     hk_row wide;
-    bool cache = !d.block && dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
+    bool cache = !d.block && dt != MQ_DTYPE_F32 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     for (size_t bi = 0; bi < nbr; bi++) {
         size_t r0 = bi * gr, nr = rows - r0 < gr ? rows - r0 : gr;
         const unsigned char *band = in + r0 * cols * es;
         mq_dtype bdt = dt;
         if (cache) {
-            widen_row_f16(band, cols, &wide);
+            widen_row(band, dt, cols, &wide);
             band = (const unsigned char *)wide.f;
             bdt = MQ_DTYPE_F32;
         }
