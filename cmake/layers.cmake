@@ -40,7 +40,7 @@ endfunction()
 # back end, built with MQ_OPENCL) sees the layers up
 # to backend/ and is seen by none: nothing in src/ knows a back end by name.
 set(MQ_LAYER_ORDER common numerics io format backend quant stream hf eval run)
-set(MQ_LAYER_SOURCES_common src/common/dtype.c src/common/error.c src/common/pool.c
+set(MQ_LAYER_SOURCES_common src/common/bigbuf.c src/common/dtype.c src/common/error.c src/common/pool.c
                             src/common/timing.c src/common/version.c)
 set(MQ_LAYER_SOURCES_numerics src/numerics/reference.c src/numerics/observer.c)
 set(MQ_LAYER_SOURCES_io src/io/cleanup.c src/io/dircopy.c src/io/infile.c src/io/outfile.c
