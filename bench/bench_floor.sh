@@ -18,11 +18,11 @@
 #              shards) or quick (the same shapes, 2 layers, 2 shards: about a
 #              tenth of the bytes, to try the script)
 #   -l DIR     llama.cpp binaries (llama-quantize); with -c, each dtype's model
-#              is converted to GGUF once and quantized to Q8_0 on 2 threads
-#   -c PATH    llama.cpp's convert_hf_to_gguf.py
-#   -P PATH    the Python that runs it (default python3; it needs torch, numpy,
-#              safetensors, transformers and llama.cpp's gguf-py, which is put
-#              on PYTHONPATH from beside the script)
+#              is written as GGUF once (bench/gguf_from_hf.py: the same tensors
+#              and dtype; the generated models have no tokenizer, which
+#              convert_hf_to_gguf.py needs) and quantized to Q8_0 on 2 threads
+#   -c DIR     llama.cpp's source tree (its gguf-py is put on PYTHONPATH)
+#   -P PATH    the Python that runs gguf_from_hf.py (default python3; needs numpy)
 #
 # What one pair is, input in the page cache (one untimed read first):
 #   floor:  cat every input file > /dev/null, then dd bs=16M of /dev/zero into
@@ -151,7 +151,7 @@ PY
 done
 
 # llama-quantize to Q8_0 on 2 threads, by CPU time, against monoquant W8A8 on
-# the same weights (F32 and F16; BF16 where the converter writes it).
+# the same weights, per dtype.
 if [ -n "$llama" ] && [ -n "$convert" ]; then
   echo "# llama-quantize Q8_0 (2 threads) against monoquant W8A8, medians of $pairs alternating runs"
   printf '%-5s %-16s %8s %8s %s\n' dtype run "wall s" "cpu s" "cpu ratio mq/llama (min-max)"
@@ -159,8 +159,8 @@ if [ -n "$llama" ] && [ -n "$convert" ]; then
     m=$(model "$dt")
     g="$work/model-$size-$dt.gguf"
     if [ ! -f "$g" ]; then
-      PYTHONPATH="$(dirname "$convert")/gguf-py${PYTHONPATH:+:$PYTHONPATH}" \
-        "$py" "$convert" "$m" --outfile "$g.part" --outtype "$(echo "$dt" | tr 'A-Z' 'a-z')" \
+      PYTHONPATH="$convert/gguf-py${PYTHONPATH:+:$PYTHONPATH}" \
+        "$py" "$(dirname "$0")/gguf_from_hf.py" "$m" "$g.part" \
         >"$tmp/convert.log" 2>&1 || { tail -20 "$tmp/convert.log" >&2; exit 1; }
       mv "$g.part" "$g"
     fi
