@@ -11,7 +11,9 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #define HK_HAVE_F16C 1
 #endif
 
@@ -102,12 +104,33 @@ __attribute__((target("avx,f16c"))) static void widen_f16_f16c(const unsigned ch
 }
 #endif
 
+#ifdef HK_HAVE_F16C
+/* F16C and AVX, with the YMM registers saved by the OS. By CPUID, as clang's
+ * __builtin_cpu_supports knows no "f16c"; asked once, as CPUID traps to the
+ * hypervisor in a virtual machine. */
+static bool has_f16c(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k) return k == 2;
+    unsigned a, b, c, d;
+    bool yes = false;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_AVX) && (c & bit_OSXSAVE)) {
+        unsigned lo, hi;
+        __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        yes = (lo & 6u) == 6u; /* XMM and YMM state */
+    }
+    atomic_store_explicit(&known, yes ? 2 : 1, memory_order_relaxed);
+    return yes;
+}
+#endif
+
 void mq_hk_widen_f16(const void *src, size_t n, float *dst)
 {
     const unsigned char *p = src;
     size_t j = 0;
 #ifdef HK_HAVE_F16C
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+    if (has_f16c()) {
         widen_f16_f16c(p, n, dst);
         return;
     }
