@@ -40,7 +40,7 @@ endfunction()
 # back end, built with MQ_OPENCL) sees the layers up
 # to backend/ and is seen by none: nothing in src/ knows a back end by name.
 set(MQ_LAYER_ORDER common numerics io format backend quant stream hf eval run)
-set(MQ_LAYER_SOURCES_common src/common/dtype.c src/common/error.c src/common/pool.c
+set(MQ_LAYER_SOURCES_common src/common/bigbuf.c src/common/dtype.c src/common/error.c src/common/pool.c
                             src/common/timing.c src/common/version.c)
 set(MQ_LAYER_SOURCES_numerics src/numerics/reference.c src/numerics/observer.c
                               src/numerics/srcref.c)
@@ -115,3 +115,11 @@ target_include_directories(monoquant_obj INTERFACE ${mq_all_dirs} ${CMAKE_CURREN
                                                    ${MQ_GENERATED_INCLUDE})
 target_compile_definitions(monoquant_obj INTERFACE $<$<BOOL:${MQ_OPENCL}>:MQ_HAVE_OPENCL>)
 target_link_libraries(monoquant_obj INTERFACE ${MQ_DEPS})
+
+# The AVX-512 clones of the host kernels (cpukern.c) use the full vector
+# width: GCC's generic tuning otherwise halves it, and the quantize loop's
+# correctly rounded division is its bottleneck.
+if(CMAKE_C_COMPILER_ID STREQUAL "GNU" AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  set_source_files_properties(src/backend/cpukern.c PROPERTIES COMPILE_OPTIONS
+                              -mprefer-vector-width=512)
+endif()

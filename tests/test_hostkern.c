@@ -2,6 +2,7 @@
  * the scalar reference, byte for byte: every half, wide samples of fp32 bit
  * patterns, random rows of every dtype, ties, zeros, subnormals, +-FLT_MAX,
  * NaN/Inf, odd lengths and unaligned inputs. */
+#define _GNU_SOURCE /* mincore */
 #include "testutil.h"
 
 #include "backend.h"
@@ -9,10 +10,13 @@
 #include "reference.h"
 #include "srccheck.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const mq_dtype qdtypes[3] = {MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16};
 
@@ -89,6 +93,30 @@ static void test_f16_widen_all(void **state)
         if (!a.nonfinite && mq_f32_bits(a.lo) != mq_f32_bits(mq_f16_to_f32((uint16_t)h)))
             fail_msg("half 0x%04x widened to %a", h, a.lo);
     }
+}
+
+/* mq_hk_widen_f16 (the conversion instruction where there is one): every
+ * half bit for bit as mq_f16_to_f32, from an address 2 bytes past alignment, and short runs
+ * that end in the scalar tail. */
+static void test_f16_widen_row(void **state)
+{
+    (void)state;
+    uint16_t *h = malloc((65536 + 1) * 2);
+    float *f = malloc(65536 * 4);
+    assert_true(h && f);
+    for (uint32_t i = 0; i < 65536; i++)
+        h[i + 1] = (uint16_t)(i * 40503u); /* every half once, in a scattered order */
+    for (size_t n = 0; n < 20; n++) {
+        mq_hk_widen_f16(h + 1 + 1000 * n, n, f);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(mq_f32_bits(f[i]), mq_f32_bits(mq_f16_to_f32(h[1 + 1000 * n + i])));
+    }
+    mq_hk_widen_f16(h + 1, 65536, f);
+    for (uint32_t i = 0; i < 65536; i++)
+        if (mq_f32_bits(f[i]) != mq_f32_bits(mq_f16_to_f32(h[i + 1])))
+            fail_msg("half 0x%04x widened to 0x%08x", h[i + 1], mq_f32_bits(f[i]));
+    free(h);
+    free(f);
 }
 
 static void check_stats(const void *src, mq_dtype dt, size_t n)
@@ -436,6 +464,20 @@ static void test_backend_threads(void **state)
     assert_non_null(p);
     assert_int_equal((uintptr_t)p % 64, 0);
     be->ops->staging_free(be, p);
+    /* A staging buffer leaves the process when freed (not kept in malloc's
+     * heap, where a sharded run's buffers added up): its pages are unmapped. */
+    size_t big = (size_t)4 << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    for (int k = 0; k < 3; k++) {
+        unsigned char *b = be->ops->staging_alloc(be, big), vec[1];
+        assert_non_null(b);
+        assert_int_equal((uintptr_t)b % 64, 0);
+        memset(b, 1, big);
+        unsigned char *mid = (unsigned char *)((uintptr_t)(b + big / 2) / page * page);
+        assert_int_equal(mincore(mid, page, vec), 0);
+        be->ops->staging_free(be, b);
+        assert_int_equal(mincore(mid, page, vec), -1);
+        assert_int_equal(errno, ENOMEM);
+    }
     mq_backend_free(be);
 }
 
@@ -547,6 +589,50 @@ static void test_rows_k(void **state)
         fill_k(buf, MQ_DTYPE_F16, 4 * 37, &r, 0);
         put(buf, MQ_DTYPE_F16, 2 * 37 + 36, INFINITY);
         check_rows_k(buf, MQ_DTYPE_F16, 4, 37, kinds[kk], true);
+    }
+    free(buf);
+}
+
+/* F16 and BF16 rows from 64 to 8192 values are widened once for both passes;
+ * longer ones block by block. Raw 16-bit words of every class (subnormal,
+ * largest, infinities, NaNs of both signs and payloads) in such rows, for
+ * int8 (both symmetries) and every other kind, against the reference: the
+ * same codes and scales, or the same refusal naming the same row. */
+static void test_rows_16bit_words(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 29);
+    static const uint16_t f16w[] = {0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x3c00, 0xb800};
+    static const uint16_t bf16w[] = {0x0001, 0x8001, 0x007f, 0x0080,
+                                     0x7f7f, 0xff7f, 0x3f80, 0xbf00};
+    static const uint16_t bad16[2][4] = {{0x7c00, 0xfc00, 0x7e00, 0xfc01},
+                                         {0x7f80, 0xff80, 0x7fc0, 0xff81}};
+    const size_t shapes[][2] = {{3, 64}, {2, 700}, {2, 2048}, {1, 8192}, {1, 8193}};
+    uint16_t *buf = malloc(3 * 8193 * 2);
+    assert_non_null(buf);
+    for (int d = 0; d < 2; d++) {
+        mq_dtype dt = d ? MQ_DTYPE_BF16 : MQ_DTYPE_F16;
+        const uint16_t *words = d ? bf16w : f16w;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+            for (int bad = -1; bad < 4; bad++) {
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t k = tu_rng_u64(&r);
+                    if (k % 4 == 0)
+                        buf[i] = words[(k >> 8) % 8];
+                    else
+                        put(buf, dt, i, tu_rng_normal(&r));
+                }
+                /* one non-finite word in the last row, away from the ends */
+                if (bad >= 0) buf[n - cols / 3 - 1] = bad16[d][bad];
+                for (int sym = 0; sym < 2; sym++)
+                    check_rows(buf, dt, rows, cols, sym);
+                for (int kk = 0; kk < N_KINDS; kk++)
+                    check_rows_k(buf, dt, rows, cols, kinds[kk], true);
+                check_rows_k(buf, dt, rows, cols, MQ_QK_INT4, false);
+            }
+        }
     }
     free(buf);
 }
@@ -824,14 +910,15 @@ static void test_registry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16_widen_all),    cmocka_unit_test(test_stats_random),
-        cmocka_unit_test(test_stats_nonfinite),  cmocka_unit_test(test_values_random),
-        cmocka_unit_test(test_values_nonfinite), cmocka_unit_test(test_values_all_halves),
-        cmocka_unit_test(test_rows_random),      cmocka_unit_test(test_cast_f32_patterns),
-        cmocka_unit_test(test_cast_dtypes),      cmocka_unit_test(test_backend_threads),
-        cmocka_unit_test(test_rows_k),           cmocka_unit_test(test_values_k),
-        cmocka_unit_test(test_blocks),           cmocka_unit_test(test_backend_kinds),
-        cmocka_unit_test(test_int8_code_xor),    cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_f16_widen_all),     cmocka_unit_test(test_f16_widen_row),
+        cmocka_unit_test(test_stats_random),      cmocka_unit_test(test_stats_nonfinite),
+        cmocka_unit_test(test_values_random),     cmocka_unit_test(test_values_nonfinite),
+        cmocka_unit_test(test_values_all_halves), cmocka_unit_test(test_rows_random),
+        cmocka_unit_test(test_cast_f32_patterns), cmocka_unit_test(test_cast_dtypes),
+        cmocka_unit_test(test_backend_threads),   cmocka_unit_test(test_rows_k),
+        cmocka_unit_test(test_values_k),          cmocka_unit_test(test_blocks),
+        cmocka_unit_test(test_backend_kinds),     cmocka_unit_test(test_int8_code_xor),
+        cmocka_unit_test(test_registry),          cmocka_unit_test(test_rows_16bit_words),
         cmocka_unit_test(test_source_fp8_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

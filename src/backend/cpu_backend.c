@@ -6,6 +6,7 @@
 
 #include "cpukern.h"
 #include "error.h"
+#include "bigbuf.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -16,7 +17,6 @@
  * hand-off costs tens of microseconds. */
 #define HOST_SPLIT_BYTES ((size_t)1 << 20)
 #define HOST_MAX_THREADS 8u
-#define HOST_ALIGN 64
 
 typedef struct {
     mq_backend base; /* first, so the table's mq_backend * is this */
@@ -240,14 +240,11 @@ static mq_status host_quantize_values(mq_backend *b, mq_qdesc d, const void *src
     return MQ_OK;
 }
 
+/* Mapped, not malloc'd, 64-byte aligned: see bigbuf.c. */
 static void *host_staging_alloc(mq_backend *b, size_t n)
 {
-    void *p = NULL;
     (void)b;
-    /* Rounded up: aligned_alloc wants a multiple of the alignment. */
-    size_t len = (n + HOST_ALIGN - 1) / HOST_ALIGN * HOST_ALIGN;
-    if (len >= n) p = aligned_alloc(HOST_ALIGN, len ? len : HOST_ALIGN);
-    return p;
+    return mq_bigbuf_alloc(n);
 }
 
 static mq_status host_mse_scan(mq_backend *b, mq_qdesc d, const mq_obs_mse *o, const float *imp,
@@ -269,7 +266,7 @@ static mq_status host_mse_quantize(mq_backend *b, mq_qdesc d, const mq_obs_mse *
 static void host_staging_free(mq_backend *b, void *p)
 {
     (void)b;
-    free(p);
+    mq_bigbuf_free(p);
 }
 
 static void host_free(mq_backend *b)

@@ -1,13 +1,21 @@
 /* Fast host kernels, bit-identical to reference.c. Values are widened to fp32
  * in fixed-size blocks (F16 with an exact multiply by 2^112, BF16 with a shift)
  * so every inner loop has a constant trip count and no branch, which GCC
- * vectorizes at -O2; target_clones picks AVX-512, AVX2 or SSE2 at load time.
+ * vectorizes at -O2; target_clones picks AVX-512 (with the byte and 512-bit
+ * forms of x86-64-v4, or AVX-512F alone), AVX2 or SSE2 at load time.
  * Why each trick is exact is said where it is used. */
 #include "cpukern.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdatomic.h>
+#define HK_HAVE_F16C 1
+#endif
 
 #define HK_BIG 512        /* values per block */
 #define HK_SMALL 64       /* block for the end of a row */
@@ -27,7 +35,10 @@
 #if defined(__clang__) && __clang_major__ < 15
 #define HK_CLONES static
 #else
-#define HK_CLONES static __attribute__((target_clones("avx512f", "avx2", "default")))
+/* x86-64-v4 adds AVX-512BW and VL: without them the loops that store bytes
+ * fall back to 256-bit AVX2 forms even in the AVX-512F clone. */
+#define HK_CLONES                                                                                  \
+    static __attribute__((target_clones("arch=x86-64-v4", "avx512f", "avx2", "default")))
 #endif
 #define HK_INLINE static inline __attribute__((always_inline))
 
@@ -76,6 +87,63 @@ HK_INLINE void widen_bf16(const unsigned char *restrict p, int nb, float *restri
     }
 }
 
+#ifdef HK_HAVE_F16C
+/* F16C's conversion is exact and makes a signalling NaN quiet, as
+ * mq_f16_to_f32 does: the same bits, eight halves an instruction. */
+__attribute__((target("avx,f16c"))) static void widen_f16_f16c(const unsigned char *p, size_t n,
+                                                               float *f)
+{
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(f + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * j))));
+    for (; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * j, sizeof h);
+        f[j] = mq_f16_to_f32(h);
+    }
+}
+#endif
+
+#ifdef HK_HAVE_F16C
+/* F16C and AVX, with the YMM registers saved by the OS. By CPUID, as clang's
+ * __builtin_cpu_supports knows no "f16c"; asked once, as CPUID traps to the
+ * hypervisor in a virtual machine. */
+static bool has_f16c(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: no, 2: yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k) return k == 2;
+    unsigned a, b, c, d;
+    bool yes = false;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_AVX) && (c & bit_OSXSAVE)) {
+        unsigned lo, hi;
+        __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        yes = (lo & 6u) == 6u; /* XMM and YMM state */
+    }
+    atomic_store_explicit(&known, yes ? 2 : 1, memory_order_relaxed);
+    return yes;
+}
+#endif
+
+void mq_hk_widen_f16(const void *src, size_t n, float *dst)
+{
+    const unsigned char *p = src;
+    size_t j = 0;
+#ifdef HK_HAVE_F16C
+    if (has_f16c()) {
+        widen_f16_f16c(p, n, dst);
+        return;
+    }
+#endif
+    for (; j + HK_SMALL <= n; j += HK_SMALL)
+        widen_f16(p + 2 * j, HK_SMALL, dst + j);
+    for (; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * j, sizeof h);
+        dst[j] = mq_f16_to_f32(h);
+    }
+}
+
 /* nb values of src starting at element i as fp32: src itself when it is
  * aligned fp32, else widened into b. */
 HK_INLINE const float *load_block(const void *src, mq_dtype dt, size_t i, int nb,
@@ -112,18 +180,22 @@ HK_INLINE const float *load_tail(const void *src, mq_dtype dt, size_t i, size_t 
     return b->f;
 }
 
-/* n (>= HK_SMALL) F16 values as fp32 into row. */
-HK_INLINE void widen_row_f16(const void *src, size_t n, hk_row *restrict row)
+/* n (>= HK_SMALL) F16 or BF16 values as fp32 into row; F16 through
+ * mq_hk_widen_f16, the conversion instruction where there is one. */
+HK_INLINE void widen_row(const void *src, mq_dtype dt, size_t n, hk_row *restrict row)
 {
     const unsigned char *p = src;
     hk_block b;
     size_t i = 0;
+    if (dt == MQ_DTYPE_F16) {
+        mq_hk_widen_f16(src, n, row->f);
+        return;
+    }
     for (; i + HK_BIG <= n; i += HK_BIG)
-        widen_f16(p + 2 * i, HK_BIG, row->f + i);
+        widen_bf16(p + 2 * i, HK_BIG, row->f + i);
     for (; i + HK_SMALL <= n; i += HK_SMALL)
-        widen_f16(p + 2 * i, HK_SMALL, row->f + i);
-    if (i < n)
-        memcpy(row->f + i, load_tail(src, MQ_DTYPE_F16, i, n - i, HK_SMALL, &b), (n - i) * 4);
+        widen_bf16(p + 2 * i, HK_SMALL, row->f + i);
+    if (i < n) memcpy(row->f + i, load_tail(src, dt, i, n - i, HK_SMALL, &b), (n - i) * 4);
 }
 
 HK_INLINE void lanes_init(hk_lanes *a)
@@ -534,16 +606,15 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     size_t gr = d.block ? d.block : 1, gc = d.block ? d.block : cols;
     size_t nbr = (rows + gr - 1) / gr, nbc = d.block ? (cols + gc - 1) / gc : 1;
     bool pack = k == MQ_QK_INT4 || k == MQ_QK_MXFP4;
-    /* An F16 row short enough is widened once, not once per pass (BF16's
-     * widening is a shift, cheaper than the copy). */
+    /* An F16 or BF16 row short enough is widened once, not once per pass. */
     hk_row wide;
-    bool cache = !d.block && dt == MQ_DTYPE_F16 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
+    bool cache = !d.block && dt != MQ_DTYPE_F32 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     for (size_t bi = 0; bi < nbr; bi++) {
         size_t r0 = bi * gr, nr = rows - r0 < gr ? rows - r0 : gr;
         const unsigned char *band = in + r0 * cols * es;
         mq_dtype bdt = dt;
         if (cache) {
-            widen_row_f16(band, cols, &wide);
+            widen_row(band, dt, cols, &wide);
             band = (const unsigned char *)wide.f;
             bdt = MQ_DTYPE_F32;
         }

@@ -12,6 +12,9 @@
 /* As mq_ref_stats_update (lo/hi may differ only in the sign of a zero, which
  * mq_ref_params never sees). */
 void mq_hk_stats_update(mq_ref_stats *s, const void *src, mq_dtype dt, size_t n);
+/* n halves as fp32 into dst, each as mq_f16_to_f32 gives it (a signalling
+ * NaN made quiet), by the CPU's conversion instruction where it has one. */
+void mq_hk_widen_f16(const void *src, size_t n, float *dst);
 /* As mq_ref_cast_f16. */
 uint64_t mq_hk_cast_f16(const void *src, mq_dtype dt, size_t n, bool saturate, uint16_t *dst);
 

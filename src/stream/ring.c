@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* madvise, MADV_POPULATE_READ */
 #include "ring.h"
 
+#include "bigbuf.h"
 #include "error.h"
 
 #include <errno.h>
@@ -20,8 +21,6 @@
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels answer EINVAL */
 #endif
-
-#define RING_ALIGN 64
 
 typedef struct {
     unsigned char *buf; /* NULL in map mode */
@@ -60,8 +59,7 @@ void *mq_staging_alloc(mq_backend *be, size_t n, bool *from_backend)
         *from_backend = true;
         return p;
     }
-    size_t len = (n + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
-    return len >= n ? aligned_alloc(RING_ALIGN, len ? len : RING_ALIGN) : NULL;
+    return mq_bigbuf_alloc(n); /* 64-byte aligned, and unmapped when freed */
 }
 
 void mq_staging_free(mq_backend *be, void *p, bool from_backend)
@@ -70,7 +68,7 @@ void mq_staging_free(mq_backend *be, void *p, bool from_backend)
     if (from_backend)
         be->ops->staging_free(be, p);
     else
-        free(p);
+        mq_bigbuf_free(p);
 }
 
 mq_status mq_ring_new(mq_backend *be, unsigned slots, size_t slot_bytes, const unsigned char *map,
