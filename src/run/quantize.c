@@ -62,6 +62,26 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
     return st;
 }
 
+/* NVFP4: the weight's global scale from its amax (or its fused set's),
+ * before any group is quantized, and its F32 tensor. */
+static mq_status set_global_scale(run_ctx *c, const mq_tensor *t, mq_qlayout *l,
+                                  void *data[MQ_QOUT_COUNT])
+{
+    uint64_t numel = 1;
+    for (int k = 0; k < t->rank; k++)
+        numel *= (uint64_t)t->shape[k];
+    mq_ref_stats st;
+    mq_ref_stats_init(&st);
+    mq_status s = c->be->ops->reduce(c->be, t->data, t->dtype, (size_t)numel, &st);
+    if (s != MQ_OK) return s;
+    float amax = st.amax;
+    if (c->set->fused_amax && (s = c->set->fused_amax(c->set->fused_user, t->name, &amax)) != MQ_OK)
+        return s;
+    l->gscale = mq_nvfp4_global_scale(amax, t->dtype);
+    mq_qlayout_gscale_bytes(l, data[MQ_QOUT_GSCALE]);
+    return MQ_OK;
+}
+
 static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)
 {
     const mq_tensor *t = &in->tensors[i];
@@ -84,6 +104,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         goto done;
     }
+    if (l.kind == MQ_QK_NVFP4 && (st = set_global_scale(c, t, &l, data)) != MQ_OK) goto done;
     /* The codes are computed into the codes tensor and packed there. */
     size_t bad = 0;
     mq_err_acc acc;

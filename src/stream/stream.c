@@ -225,7 +225,7 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
  * as they are, planned before the header is. */
 static mq_status keep_nonfinite(mq_stream *s)
 {
-    mq_status st = mq_stream_scan(s);
+    mq_status st = MQ_OK;
     for (size_t i = 0; st == MQ_OK && i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
         if (!tp->nonfinite) continue;
@@ -247,6 +247,24 @@ static mq_status keep_nonfinite(mq_stream *s)
             st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
     }
     return st;
+}
+
+/* NVFP4: each weight's global scale, from the amax of its fused set where
+ * the run has one for it (every member's, reduced before any is quantized),
+ * else from its own, as the scan found it. */
+static mq_status set_global_scales(mq_stream *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        mq_tplan *tp = &s->tp[i];
+        if (tp->action != MQ_ACTION_QUANTIZE) continue;
+        float amax = tp->amax;
+        if (s->set->fused_amax) {
+            mq_status st = s->set->fused_amax(s->set->fused_user, tp->t->name, &amax);
+            if (st != MQ_OK) return st;
+        }
+        tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
+    }
+    return MQ_OK;
 }
 
 /* The output's tensors in order, their offsets, and the header bytes. */
@@ -286,7 +304,7 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
         if (tp->kind == MQ_KIND_DROP) continue;
         if (tp->action == MQ_ACTION_QUANTIZE) {
             uint64_t *offs[MQ_QOUT_COUNT] = {&tp->out_q, &tp->out_scale, &tp->out_zp,
-                                             &tp->out_shape};
+                                             &tp->out_shape, &tp->out_gscale};
             for (int k = 0; k < MQ_QOUT_COUNT; k++) {
                 const mq_qout *o = &tp->lay.out[k];
                 if (!o->name) continue;
@@ -380,13 +398,19 @@ static mq_status write_header(mq_stream *s, const char *header, size_t len)
     return st;
 }
 
-/* The output bytes that depend on no weight: the shape tensor of a packed
- * weight. */
+/* The output bytes known before the codes: the shape tensor of a packed
+ * weight, NVFP4's global scale. */
 static mq_status write_constants(mq_stream *s)
 {
     mq_status st = MQ_OK;
     for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
         const mq_qlayout *l = &s->tp[i].lay;
+        if (s->tp[i].action == MQ_ACTION_QUANTIZE && l->out[MQ_QOUT_GSCALE].name) {
+            unsigned char g[4];
+            mq_qlayout_gscale_bytes(l, g);
+            st = mq_outfile_pwrite(s->f, g, sizeof g, s->data_start + s->tp[i].out_gscale);
+            if (st != MQ_OK) break;
+        }
         if (s->tp[i].action != MQ_ACTION_QUANTIZE || l->format != MQ_FORMAT_PACK_QUANTIZED)
             continue;
         unsigned char shape[8 * MQ_MAX_RANK];
@@ -507,10 +531,16 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
     if ((st = setup(&s, pl)) != MQ_OK) goto done;
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
-     * with --skip-nonfinite the tensors to quantize are checked first. */
+     * with --skip-nonfinite the tensors to quantize are checked first. NVFP4
+     * reads them first for their amax. */
+    bool gscales = set->scheme.qkind == MQ_QK_NVFP4 && mq_scheme_quantizes(&set->scheme);
+    if (((set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) || gscales) &&
+        (st = mq_stream_scan(&s)) != MQ_OK)
+        goto prefixed;
     if (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme) &&
         (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
+    if (gscales && (st = set_global_scales(&s)) != MQ_OK) goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;

@@ -464,11 +464,19 @@ mq_status mq_stream_scan(mq_stream *s)
         uint64_t n = chunk_count(tp, true);
         mq_ref_stats stats;
         mq_ref_stats_init(&stats);
+        /* NVFP4 needs a source's amax: its values dequantized as quantizing reads them. */
+        bool values =
+            tp->src && s->set->scheme.qkind == MQ_QK_NVFP4 && tp->action == MQ_ACTION_QUANTIZE;
+        if (values && n > 0 && (st = source_buffers(s, tp)) != MQ_OK) break;
         for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
-            if (tp->src) {
+            if (values) {
+                st = dequant_values(s, tp, d, c->first, c->count);
+                if (st == MQ_OK && !stats.nonfinite)
+                    st = s->be->ops->reduce(s->be, tp->src->vals, tp->t->dtype, c->count, &stats);
+            } else if (tp->src) {
                 /* e4m3fn's NaN: S.1111.111; the codes hold no infinity. */
                 for (size_t e = 0; e < c->count && !stats.nonfinite; e++)
                     stats.nonfinite = (d[e] & 0x7f) == 0x7f;
@@ -477,7 +485,15 @@ mq_status mq_stream_scan(mq_stream *s)
             }
             mq_ring_release(s->ring);
         }
-        if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
+        if (values) {
+            free(tp->src->vals);
+            free(tp->src->scales);
+            tp->src->vals = tp->src->scales = NULL;
+        }
+        if (st == MQ_OK) {
+            tp->nonfinite = stats.nonfinite;
+            tp->amax = stats.amax;
+        }
     }
     mq_ring_stop(s->ring);
     return st;
