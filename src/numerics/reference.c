@@ -185,7 +185,10 @@ float mq_nvfp4_global_scale(float amax, mq_dtype dt)
 {
     /* finfo(dt).tiny: F16's smallest normal is 2^-14, BF16's and F32's 2^-126. */
     float tiny = dt == MQ_DTYPE_F16 ? 0x1p-14f : FLT_MIN;
-    float g = round_to_dtype(2688.0f / (amax > tiny ? amax : tiny), dt);
+    /* torch divides a number by a tensor as the tensor's reciprocal times
+     * the number: two roundings, each to the weight's dtype. */
+    float r = round_to_dtype(1.0f / (amax > tiny ? amax : tiny), dt);
+    float g = round_to_dtype(r * 2688.0f, dt);
     return isfinite(g) ? g : 1.0f;
 }
 

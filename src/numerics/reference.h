@@ -185,7 +185,8 @@ uint8_t mq_f32_to_e2m1(float v);
 float mq_e2m1_to_f32(uint8_t c);
 /* NVFP4, as compressed-tensors 0.20.1's generate_gparam, calculate_qparams
  * and _quantize: the tensor's global scale g = 448 * 6 / max(amax, tiny) in
- * the weight's dtype (tiny its smallest normal; a result that is not
+ * the weight's dtype, computed as torch does (the reciprocal, rounded, times
+ * 2688, rounded; tiny the dtype's smallest normal; a result that is not
  * finite becomes 1), held as fp32; a group's scale s = e4m3(clamp(g *
  * (amax_group / 6), +-448)), amax_group / 6 rounded to the weight's dtype
  * and the product in fp32 (a zero s becomes 2^-3); codes e2m1(clamp(w / (s

@@ -8,6 +8,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "foreign.h"
+#include "fused.h"
 #include "infile.h"
 #include "layout.h"
 #include "model.h"
@@ -249,22 +250,33 @@ static mq_status keep_nonfinite(mq_stream *s)
     return st;
 }
 
-/* NVFP4: each weight's global scale, from the amax of its fused set where
- * the run has one for it (every member's, reduced before any is quantized),
- * else from its own, as the scan found it. */
+/* NVFP4: each weight's global scale, from the amax of its fused set
+ * (fused.h: every member's, reduced before any is quantized), else from its
+ * own, as the scan found them. The sets span the run's files where it gives
+ * their amax (a model directory), else this file's weights. */
 static mq_status set_global_scales(mq_stream *s)
 {
-    for (size_t i = 0; i < s->n; i++) {
+    mq_status (*hook)(void *, const char *, float *) = s->set->fused_amax;
+    void *user = s->set->fused_user;
+    mq_fused *own = NULL;
+    mq_status st = MQ_OK;
+    if (!hook) {
+        if (!(own = mq_fused_new())) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < s->n && st == MQ_OK; i++)
+            if (s->tp[i].action == MQ_ACTION_QUANTIZE && !s->tp[i].nonfinite)
+                st = mq_fused_add(own, s->tp[i].t->name, s->tp[i].amax);
+        hook = mq_fused_amax;
+        user = own;
+    }
+    for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
         mq_tplan *tp = &s->tp[i];
         if (tp->action != MQ_ACTION_QUANTIZE) continue;
         float amax = tp->amax;
-        if (s->set->fused_amax) {
-            mq_status st = s->set->fused_amax(s->set->fused_user, tp->t->name, &amax);
-            if (st != MQ_OK) return st;
-        }
-        tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
+        if ((st = hook(user, tp->t->name, &amax)) == MQ_OK)
+            tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
     }
-    return MQ_OK;
+    mq_fused_free(own);
+    return st;
 }
 
 /* The output's tensors in order, their offsets, and the header bytes. */
