@@ -164,14 +164,19 @@ def check_edges(tmp):
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         tag = "edges %s" % str(dtype)[6:]
         ts = edge_tensors(dtype)
+        # Rows of 40: groups of 16 do not divide them; kept in float.
+        ragged = torch.randn(8, 40).to(dtype)
         src = os.path.join(tmp, "edges-%s.safetensors" % str(dtype)[6:])
-        save_file(ts, src)
+        save_file(dict(ts, **{"ragged.weight": ragged}), src)
         theirs = {name: ct_compress(w) for name, w in ts.items()}
         for device in ("host", "cpu"):
             out = os.path.join(tmp, "edges-%s-%s.safetensors" % (str(dtype)[6:], device))
             if not run_cli(src, out, device):
                 continue
             ours = load_file(out)
+            check(same_bytes(ours.get("ragged.weight"), ragged)
+                  and "ragged.weight_packed" not in ours,
+                  "%s (%s): the ragged weight is not kept in float" % (tag, device))
             for name, t in theirs.items():
                 base = name[:-len(".weight")]
                 for k, v in t.items():
@@ -290,9 +295,30 @@ def check_model(tmp, name, device="host"):
     failures.extend(f for f in test_mx.failures if f not in failures)
 
 
+def check_vllm(tmp):
+    """vLLM's scheme selection (loaders.vllm_scheme, restated) for the
+    config.json of each FP4 and MX preset: NVFP4A16 CompressedTensorsW4A16Fp4,
+    MXFP4A16 and MXFP4 CompressedTensorsW4A16Mxfp4, the MXFP8 presets none."""
+    src = os.path.join(tmp, "llama-f32")
+    loaders.save_model("llama-f32", src)
+    for preset, s in loaders.MX_PRESETS.items():
+        out = os.path.join(tmp, "vllm-" + preset)
+        p = subprocess.run([os.environ["MQ_CLI"], "quantize", src, "-o", out, "-q", "--device",
+                            "host", "--preset", preset], capture_output=True, text=True)
+        check(p.returncode == 0, "quantize %s: %s" % (preset, p.stderr))
+        if p.returncode != 0:
+            continue
+        try:
+            got = set(loaders.vllm_scheme(loaders.quantization_config(out)).values())
+        except (AssertionError, NotImplementedError) as e:
+            got = {type(e).__name__}
+        want = {s["vllm"] or "NotImplementedError"}
+        check(got == want, "%s: vLLM picks %s, want %s" % (preset, got, want))
+
+
 def main():
-    test_mx.FORMATS["NVFP4A16"] = FORMAT
     with tempfile.TemporaryDirectory() as tmp:
+        check_vllm(tmp)
         check_edges(tmp)
         for name in ("llama256-f32", "llama256-bf16"):
             check_model(tmp, name)
