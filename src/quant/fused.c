@@ -93,14 +93,13 @@ static fused_set *find(const mq_fused *f, const char *name, char **key_out)
 
 mq_status mq_fused_add(mq_fused *f, const char *name, float amax)
 {
-    char *key = NULL;
-    fused_set *s = find(f, name, &key);
     char kind;
     if (!mq_fused_key(name, &kind)) return MQ_OK;
+    char *key = NULL;
+    fused_set *s = find(f, name, &key);
     if (!key) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
     if (s) {
         free(key);
-        /* fmaxf would drop a NaN; the quantizer reports it instead. */
         if (amax > s->amax) s->amax = amax;
         return MQ_OK;
     }
