@@ -28,8 +28,8 @@ class QuantizationConfig:
         preset: a compressed-tensors preset name, case-insensitive: ``"W8A8"``
             (= ``"INT8"``, the default), ``"W8A16"``, ``"W8A16_ASYM"``,
             ``"W4A16"``, ``"W4A16_ASYM"``, ``"FP8_DYNAMIC"``, ``"FP8_BLOCK"``,
-            ``"MXFP4A16"``, ``"MXFP4"``, ``"MXFP8A16"``, ``"MXFP8"`` (files and
-            state dicts), ``"NVFP4A16"`` (files), ``"FP16"`` (see
+            ``"MXFP4A16"``, ``"MXFP4"``, ``"MXFP8A16"``, ``"MXFP8"``,
+            ``"NVFP4A16"`` (files and state dicts), ``"FP16"`` (see
             :func:`monoquant.presets`).
         dtype: ``torch.qint8`` / ``"int8"``, ``torch.float16`` / ``"fp16"``,
             ``"int4"`` (weights only, packed), ``torch.float8_e4m3fn`` /
