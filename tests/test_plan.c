@@ -8,6 +8,7 @@
 #include "plan.h"
 #include "timing.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -500,17 +501,34 @@ static void test_fused_sets(void **state)
     assert_int_equal(mq_fused_add(f, "a.mlp.gate_proj.weight", 3.0f), MQ_OK);
     assert_int_equal(mq_fused_add(f, "a.self_attn.o_proj.weight", 9.0f), MQ_OK);
     float amax = 0.5f;
-    assert_int_equal(mq_fused_amax(f, "a.self_attn.v_proj.weight", &amax), MQ_OK);
+    bool known = true;
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.v_proj.weight", &amax, &known), MQ_OK);
     assert_true(amax == 5.0f); /* the set's, though v itself was not added */
+    assert_false(known);
     amax = 0.5f;
-    assert_int_equal(mq_fused_amax(f, "b.self_attn.k_proj.weight", &amax), MQ_OK);
+    assert_int_equal(mq_fused_amax(f, "b.self_attn.k_proj.weight", &amax, NULL), MQ_OK);
     assert_true(amax == 1.0f);
     amax = 0.5f;
-    assert_int_equal(mq_fused_amax(f, "a.mlp.up_proj.weight", &amax), MQ_OK);
+    assert_int_equal(mq_fused_amax(f, "a.mlp.up_proj.weight", &amax, NULL), MQ_OK);
     assert_true(amax == 3.0f);
     amax = 0.5f;
-    assert_int_equal(mq_fused_amax(f, "a.self_attn.o_proj.weight", &amax), MQ_OK);
-    assert_true(amax == 0.5f); /* in no set: its own */
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.q_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 5.0f && known); /* its own 2 raised to its set's */
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.o_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 9.0f && known); /* in no set: its own, as recorded */
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "c.mlp.down_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 0.5f && !known); /* never seen: as it was */
+    /* Many sets and weights (the table grows). */
+    for (int i = 0; i < 3000; i++) {
+        char n[64];
+        snprintf(n, sizeof n, "m.%d.self_attn.%c_proj.weight", i / 3, "qkv"[i % 3]);
+        assert_int_equal(mq_fused_add(f, n, (float)i), MQ_OK);
+    }
+    amax = 0.0f;
+    assert_int_equal(mq_fused_amax(f, "m.500.self_attn.q_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 1502.0f && known);
     mq_fused_free(f);
     mq_fused_free(NULL);
 }

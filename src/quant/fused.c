@@ -46,14 +46,85 @@ size_t mq_fused_key(const char *name, char *kind)
     return 0;
 }
 
+/* Names to amax: open addressing on an FNV-1a hash, grown at half full. */
 typedef struct {
-    char *key; /* the prefix, then the kind byte */
-    float amax;
-} fused_set;
+    char **key;
+    float *amax;
+    size_t cap, n;
+} amax_table;
 
+static size_t hash(const char *k, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* The slot of key[0..len) (its own, or the empty one it would take). */
+static size_t slot(const amax_table *t, const char *k, size_t len)
+{
+    size_t i = hash(k, len) & (t->cap - 1);
+    while (t->key[i] && (strncmp(t->key[i], k, len) != 0 || t->key[i][len] != '\0'))
+        i = (i + 1) & (t->cap - 1);
+    return i;
+}
+
+static const float *table_get(const amax_table *t, const char *k, size_t len)
+{
+    if (!t->cap) return NULL;
+    size_t i = slot(t, k, len);
+    return t->key[i] ? &t->amax[i] : NULL;
+}
+
+static bool table_grow(amax_table *t)
+{
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    amax_table g = {calloc(cap, sizeof *g.key), malloc(cap * sizeof *g.amax), cap, t->n};
+    if (!g.key || !g.amax) {
+        free(g.key);
+        free(g.amax);
+        return false;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->key[i]) continue;
+        size_t j = slot(&g, t->key[i], strlen(t->key[i]));
+        g.key[j] = t->key[i];
+        g.amax[j] = t->amax[i];
+    }
+    free(t->key);
+    free(t->amax);
+    *t = g;
+    return true;
+}
+
+/* Folds v into key[0..len)'s amax, adding the key at v. */
+static bool table_max(amax_table *t, const char *k, size_t len, float v)
+{
+    if (2 * (t->n + 1) > t->cap && !table_grow(t)) return false;
+    size_t i = slot(t, k, len);
+    if (t->key[i]) {
+        if (v > t->amax[i]) t->amax[i] = v;
+        return true;
+    }
+    if (!(t->key[i] = strndup(k, len))) return false;
+    t->amax[i] = v;
+    t->n++;
+    return true;
+}
+
+static void table_free(amax_table *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->key[i]);
+    free(t->key);
+    free(t->amax);
+}
+
+/* Sets are keyed by their prefix and a byte for the kind of set after a
+ * byte no tensor name holds; weights by their names. */
 struct mq_fused {
-    fused_set *set;
-    size_t n, cap;
+    amax_table sets, weights;
 };
 
 mq_fused *mq_fused_new(void)
@@ -64,65 +135,50 @@ mq_fused *mq_fused_new(void)
 void mq_fused_free(mq_fused *f)
 {
     if (!f) return;
-    for (size_t i = 0; i < f->n; i++)
-        free(f->set[i].key);
-    free(f->set);
+    table_free(&f->sets);
+    table_free(&f->weights);
     free(f);
 }
 
-/* The set of `name`, or NULL (*key_out, when not NULL, gets its key, owned). */
-static fused_set *find(const mq_fused *f, const char *name, char **key_out)
+/* The key of name's set (owned), its length in *n; NULL with *n = 0 when
+ * the weight is in no set, NULL with *n > 0 when out of memory. */
+static char *set_key(const char *name, size_t *n)
 {
     char kind;
     size_t p = mq_fused_key(name, &kind);
+    *n = p ? p + 2 : 0;
     if (!p) return NULL;
-    char *key = malloc(p + 2);
-    if (!key) return NULL;
-    memcpy(key, name, p);
-    key[p] = kind;
-    key[p + 1] = '\0';
-    fused_set *hit = NULL;
-    for (size_t i = 0; i < f->n && !hit; i++)
-        if (strcmp(f->set[i].key, key) == 0) hit = &f->set[i];
-    if (key_out)
-        *key_out = key;
-    else
-        free(key);
-    return hit;
+    char *k = malloc(p + 3);
+    if (!k) return NULL;
+    memcpy(k, name, p);
+    k[p] = '\x01';
+    k[p + 1] = kind;
+    k[p + 2] = '\0';
+    return k;
 }
 
 mq_status mq_fused_add(mq_fused *f, const char *name, float amax)
 {
-    char kind;
-    if (!mq_fused_key(name, &kind)) return MQ_OK;
-    char *key = NULL;
-    fused_set *s = find(f, name, &key);
-    if (!key) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
-    if (s) {
-        free(key);
-        if (amax > s->amax) s->amax = amax;
-        return MQ_OK;
-    }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? 2 * f->cap : 16;
-        fused_set *grown = realloc(f->set, cap * sizeof *grown);
-        if (!grown) {
-            free(key);
-            return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
-        }
-        f->set = grown;
-        f->cap = cap;
-    }
-    f->set[f->n++] = (fused_set){key, amax};
-    return MQ_OK;
+    size_t n;
+    char *key = set_key(name, &n);
+    bool ok = (!n || key) && table_max(&f->weights, name, strlen(name), amax) &&
+              (!key || table_max(&f->sets, key, n, amax));
+    free(key);
+    return ok ? MQ_OK : mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
 }
 
-mq_status mq_fused_amax(void *user, const char *weight, float *amax)
+mq_status mq_fused_amax(void *user, const char *weight, float *amax, bool *known)
 {
-    char kind;
-    if (!mq_fused_key(weight, &kind)) return MQ_OK;
-    fused_set *s = find(user, weight, NULL);
-    if (s && s->amax > *amax) *amax = s->amax;
+    const mq_fused *f = user;
+    const float *own = table_get(&f->weights, weight, strlen(weight));
+    if (own) *amax = *own;
+    if (known) *known = own != NULL;
+    size_t n;
+    char *key = set_key(weight, &n);
+    if (n && !key) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", weight);
+    const float *set = key ? table_get(&f->sets, key, n) : NULL;
+    if (set && *set > *amax) *amax = *set;
+    free(key);
     return MQ_OK;
 }
 
@@ -158,9 +214,8 @@ static mq_status scan_file(mq_fused *f, const char *path, mq_planner *pl, mq_bac
     if (st == MQ_OK) st = mq_infile_open(path, MQ_STATUS_E_IO, &fd, NULL);
     for (size_t i = 0; st == MQ_OK && i < m->count; i++) {
         const mq_tensor *t = &m->tensors[i];
-        char kind, reason[256];
-        if (!mq_fused_key(t->name, &kind) || !t->nbytes || !mq_dtype_is_quantizable(t->dtype))
-            continue;
+        char reason[256];
+        if (!t->nbytes || !mq_dtype_is_quantizable(t->dtype)) continue;
         mq_action a =
             mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
         if ((st = mq_planner_error(pl)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;

@@ -27,19 +27,22 @@ typedef struct mq_fused mq_fused;
 
 mq_fused *mq_fused_new(void);
 void mq_fused_free(mq_fused *f);
-/* Folds a member's own amax into its set (a weight in no set is ignored). */
+/* Records a weight's own amax and folds it into its set's, if it has one. */
 mq_status mq_fused_add(mq_fused *f, const char *name, float amax);
-/* The fused_amax hook of mq_settings (user: an mq_fused): the set's amax
- * into *amax for a member, else *amax as it is. */
-mq_status mq_fused_amax(void *user, const char *weight, float *amax);
+/* The fused_amax hook of mq_settings (user: an mq_fused): into *amax the
+ * weight's recorded amax (else *amax as it is), raised to its set's for a
+ * member; *known (may be NULL) whether the weight itself was recorded. */
+mq_status mq_fused_amax(void *user, const char *weight, float *amax, bool *known);
 
 /*
- * The reduction pass over a model's shards (paths[0..n)): every weight the
- * planner quantizes that belongs to a fused set is read from its file in
- * pieces of a bounded buffer (a sixteenth of memory_limit, at most 64 MiB)
- * and folded by be's reduce, so that memory stays within the limit whatever
- * the shards hold. NaN or Inf leaves the set's amax to the quantizer, which
- * refuses or keeps the weight. Errors name the file.
+ * The reduction pass over a model's shards (paths[0..n)): every float weight
+ * the planner quantizes is read from its file in pieces of a bounded buffer
+ * (a sixteenth of memory_limit, at most 64 MiB) and folded by be's reduce,
+ * so that memory stays within the limit whatever the shards hold; each
+ * weight's amax is recorded (the files then need no pass of their own) and
+ * folded into its set's. A weight holding NaN or Inf is not recorded: the
+ * file's own pass finds it, and the quantizer refuses or keeps it. Errors
+ * name the file.
  */
 mq_status mq_fused_scan(mq_fused *f, const char *const *paths, size_t n, mq_planner *pl,
                         mq_backend *be, uint64_t memory_limit);

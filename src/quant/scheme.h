@@ -113,10 +113,12 @@ typedef struct {
     /* dequantize of a model directory: every tensor kept (a source weight as
      * its float values) and config.json without a quantization_config. */
     bool plain_float;
-    /* NVFP4 (optional, NULL: each weight its own): for a weight of a fused
-     * set (q/k/v_proj, gate/up_proj, w1/w3), the amax of the whole set into
-     * *amax; a weight in no set leaves *amax as it is. Errors are the run's. */
-    mq_status (*fused_amax)(void *user, const char *weight, float *amax);
+    /* NVFP4 (optional, NULL: each file's weights among themselves): the
+     * weight's amax as the run read it before any file (*known, which may be
+     * NULL, says whether it did; else *amax as it is), raised to its fused
+     * set's (q/k/v_proj, gate/up_proj, w1/w3) for a member (fused.h).
+     * Errors are the run's. */
+    mq_status (*fused_amax)(void *user, const char *weight, float *amax, bool *known);
     void *fused_user;
 } mq_settings;
 

@@ -76,7 +76,8 @@ static mq_status set_global_scale(run_ctx *c, const mq_tensor *t, mq_qlayout *l,
     mq_status s = c->be->ops->reduce(c->be, t->data, t->dtype, (size_t)numel, &st);
     if (s != MQ_OK) return s;
     float amax = st.amax;
-    if (c->set->fused_amax && (s = c->set->fused_amax(c->set->fused_user, t->name, &amax)) != MQ_OK)
+    if (c->set->fused_amax &&
+        (s = c->set->fused_amax(c->set->fused_user, t->name, &amax, NULL)) != MQ_OK)
         return s;
     l->gscale = mq_nvfp4_global_scale(amax, t->dtype);
     mq_qlayout_gscale_bytes(l, data[MQ_QOUT_GSCALE]);

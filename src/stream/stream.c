@@ -256,7 +256,7 @@ static mq_status keep_nonfinite(mq_stream *s)
  * their amax (a model directory), else this file's weights. */
 static mq_status set_global_scales(mq_stream *s)
 {
-    mq_status (*hook)(void *, const char *, float *) = s->set->fused_amax;
+    mq_status (*hook)(void *, const char *, float *, bool *) = s->set->fused_amax;
     void *user = s->set->fused_user;
     mq_fused *own = NULL;
     mq_status st = MQ_OK;
@@ -272,11 +272,27 @@ static mq_status set_global_scales(mq_stream *s)
         mq_tplan *tp = &s->tp[i];
         if (tp->action != MQ_ACTION_QUANTIZE) continue;
         float amax = tp->amax;
-        if ((st = hook(user, tp->t->name, &amax)) == MQ_OK)
+        if ((st = hook(user, tp->t->name, &amax, NULL)) == MQ_OK)
             tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
     }
     mq_fused_free(own);
     return st;
+}
+
+/* Whether the run read every weight this file quantizes before it (a model
+ * directory's pass), so that NVFP4 needs no pass over the file for them. */
+static bool amax_known(const mq_stream *s)
+{
+    if (!s->set->fused_amax) return false;
+    for (size_t i = 0; i < s->n; i++) {
+        const mq_tplan *tp = &s->tp[i];
+        float a = 0.0f;
+        bool known = false;
+        if (tp->action != MQ_ACTION_QUANTIZE) continue;
+        if (s->set->fused_amax(s->set->fused_user, tp->t->name, &a, &known) != MQ_OK || !known)
+            return false;
+    }
+    return true;
 }
 
 /* The output's tensors in order, their offsets, and the header bytes. */
@@ -546,7 +562,8 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
      * with --skip-nonfinite the tensors to quantize are checked first. NVFP4
      * reads them first for their amax. */
     bool gscales = set->scheme.qkind == MQ_QK_NVFP4 && mq_scheme_quantizes(&set->scheme);
-    if (((set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) || gscales) &&
+    if (((set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) ||
+         (gscales && !amax_known(&s))) &&
         (st = mq_stream_scan(&s)) != MQ_OK)
         goto prefixed;
     if (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme) &&
