@@ -252,28 +252,29 @@ static mq_status keep_nonfinite(mq_stream *s)
 
 /* NVFP4: each weight's global scale, from the amax of its fused set
  * (fused.h: every member's, reduced before any is quantized), else from its
- * own, as the scan found them. The sets span the run's files where it gives
- * their amax (a model directory), else this file's weights. */
-static mq_status set_global_scales(mq_stream *s)
+ * own. The run's hook gives the weights it read before any file (a model
+ * directory's float weights, with sets that span files); the others (a
+ * single file's, an FP8 block source's) come from this file's pass
+ * (scanned), with the sets among this file's weights. */
+static mq_status set_global_scales(mq_stream *s, bool scanned)
 {
-    mq_status (*hook)(void *, const char *, float *, bool *) = s->set->fused_amax;
-    void *user = s->set->fused_user;
     mq_fused *own = NULL;
     mq_status st = MQ_OK;
-    if (!hook) {
+    if (scanned) {
         if (!(own = mq_fused_new())) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
         for (size_t i = 0; i < s->n && st == MQ_OK; i++)
             if (s->tp[i].action == MQ_ACTION_QUANTIZE && !s->tp[i].nonfinite)
                 st = mq_fused_add(own, s->tp[i].t->name, s->tp[i].amax);
-        hook = mq_fused_amax;
-        user = own;
     }
     for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
         mq_tplan *tp = &s->tp[i];
-        if (tp->action != MQ_ACTION_QUANTIZE) continue;
         float amax = tp->amax;
-        if ((st = hook(user, tp->t->name, &amax, NULL)) == MQ_OK)
-            tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
+        bool known = false;
+        if (tp->action != MQ_ACTION_QUANTIZE) continue;
+        if (s->set->fused_amax)
+            st = s->set->fused_amax(s->set->fused_user, tp->t->name, &amax, &known);
+        if (st == MQ_OK && !known && own) st = mq_fused_amax(own, tp->t->name, &amax, NULL);
+        if (st == MQ_OK) tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
     }
     mq_fused_free(own);
     return st;
@@ -562,14 +563,13 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
      * with --skip-nonfinite the tensors to quantize are checked first. NVFP4
      * reads them first for their amax. */
     bool gscales = set->scheme.qkind == MQ_QK_NVFP4 && mq_scheme_quantizes(&set->scheme);
-    if (((set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) ||
-         (gscales && !amax_known(&s))) &&
-        (st = mq_stream_scan(&s)) != MQ_OK)
-        goto prefixed;
+    bool scan =
+        (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) || (gscales && !amax_known(&s));
+    if (scan && (st = mq_stream_scan(&s)) != MQ_OK) goto prefixed;
     if (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme) &&
         (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
-    if (gscales && (st = set_global_scales(&s)) != MQ_OK) goto prefixed;
+    if (gscales && (st = set_global_scales(&s, scan)) != MQ_OK) goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;
