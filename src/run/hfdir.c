@@ -58,7 +58,7 @@ typedef struct {
     mq_planner *planner; /* one for every shard, with config.json's hints */
     mq_plan_hints hints;
     mq_settings with_source; /* *set, with an FP8 block source's description */
-    mq_fused *fused;         /* NVFP4: the amax of each fused set, over every shard */
+    mq_fused *fused;         /* NVFP4: each weight's and each fused set's amax */
 } hf_run;
 
 static mq_status no_memory(const char *what)
@@ -541,9 +541,10 @@ static mq_status publish(hf_run *r)
     return rc;
 }
 
-/* NVFP4: one reduction pass over the fused sets' members in every shard
- * (q_proj and k_proj may lie in different files) before any shard is
- * quantized, so each set's members share one global scale. */
+/* NVFP4: one reduction pass over the weights to quantize in every shard
+ * before any shard is quantized, so that each fused set's members share one
+ * global scale (q_proj and k_proj may lie in different files) and no shard
+ * needs a pass of its own for its weights' amax. */
 static mq_status fused_sets(hf_run *r)
 {
     if (r->set->scheme.qkind != MQ_QK_NVFP4 || !mq_scheme_quantizes(&r->set->scheme)) return MQ_OK;
