@@ -2,7 +2,7 @@
  * medians after an untimed warm-up) against a device buffer copy of the same
  * traffic and against the host reference, for LLM-sized weight shapes; with
  * --kinds, the int4 (groups), float8 (per channel and 128 x 128 blocks) and
- * MX (groups of 32) kernels the same way, against the host backend's CPU
+ * MX (groups of 32) and NVFP4 (groups of 16) kernels the same way, against the host backend's CPU
  * kernels. */
 #include "cl_api.h"
 #include "reference.h"
@@ -17,7 +17,8 @@ static const char usage[] =
     "usage: bench_kernels [--quick] [--shapes RxC[,RxC...]] [--dtypes f32,f16,bf16]\n"
     "                     [--schemes sym,asym] [--iters N] [--host-iters N] [--no-host]\n"
     "                     [--no-ref] [--asym] [--device SPEC] [--wg N]\n"
-    "                     [--kinds int8,int4,int4-asym,fp8,fp8-block,mxfp4,mxfp8] [--group N]\n"
+    "                     [--kinds int8,int4,int4-asym,fp8,fp8-block,mxfp4,mxfp8,nvfp4] [--group "
+    "N]\n"
     "Default shapes: 4096x4096,14336x4096,4096x14336,128256x4096; --quick: 1024x1024,4096x4096.\n"
     "Default scheme: sym (--asym: asym only). --no-host: neither end-to-end nor host reference;\n"
     "--no-ref: end-to-end but no host reference. --kinds: which code kinds (default int8);\n"
@@ -137,9 +138,9 @@ done:
     return med;
 }
 
-enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_MXFP4, K_MXFP8, K_COUNT };
+enum { K_INT8, K_INT4, K_INT4_ASYM, K_FP8, K_FP8_BLOCK, K_MXFP4, K_MXFP8, K_NVFP4, K_COUNT };
 static const char *const kind_names[K_COUNT] = {"int8",      "int4",  "int4-asym", "fp8",
-                                                "fp8-block", "mxfp4", "mxfp8"};
+                                                "fp8-block", "mxfp4", "mxfp8",     "nvfp4"};
 
 /* What the table's kind k quantizes (FP8 blocks: 128 x 128). */
 static mq_qdesc kind_desc(int k)
@@ -157,6 +158,12 @@ static mq_qdesc kind_desc(int k)
         return mq_qd(MQ_QK_MXFP4, true);
     case K_MXFP8:
         return mq_qd(MQ_QK_MXFP8, true);
+    case K_NVFP4: {
+        /* A global scale that is no power of two, as a real weight's. */
+        mq_qdesc d = mq_qd(MQ_QK_NVFP4, true);
+        d.gscale = mq_nvfp4_global_scale(3.7f, MQ_DTYPE_F32);
+        return d;
+    }
     default:
         return mq_qd_blocks(128);
     }
@@ -203,13 +210,14 @@ static int bench_kind(mq_backend *be, mq_backend *host, const void *src, mq_dtyp
         r = rows * (cols / group); /* a row of the call is a group */
         c = group;
     }
-    if (k == K_MXFP4 || k == K_MXFP8) { /* groups of 32, whatever --group says */
-        if (cols % 32) {
-            fprintf(stderr, "bench_kernels: %zu columns are not groups of 32\n", cols);
+    if (k == K_MXFP4 || k == K_MXFP8 || k == K_NVFP4) { /* 32 (16), whatever --group says */
+        size_t g = k == K_NVFP4 ? 16 : 32;
+        if (cols % g) {
+            fprintf(stderr, "bench_kernels: %zu columns are not groups of %zu\n", cols, g);
             return 1;
         }
-        r = rows * (cols / 32);
-        c = 32;
+        r = rows * (cols / g);
+        c = g;
     }
     mq_cl_profile p;
     if (mq_opencl_profile_quantize(be, d, src, dt, r, c, iters, &p) != MQ_OK) {
@@ -444,7 +452,8 @@ int main(int argc, char **argv)
     if (other) {
         mq_backend *hb = NULL;
         if (host && mq_backend_open_host(&hb) != MQ_OK) hb = NULL;
-        printf("\nint4 (groups of %zu), fp8 (per channel, 128x128 blocks) and MX (groups of 32); "
+        printf("\nint4 (groups of %zu), fp8 (per channel, 128x128 blocks) MX (groups of 32) and "
+               "NVFP4 (16); "
                "kernel and copy: "
                "median of %d profiled runs; host: the host backend's CPU kernels, median of %d "
                "wall-clock runs\n\n",

@@ -11,7 +11,8 @@ its own interpreter (--llmc-python, e.g. a venv with `pip install
 llmcompressor`); without it that column is left out, with a note.
 
 usage: bench/bench_presets.py [--build build] [--work DIR] [--runs 3]
-                              [--presets W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK]
+                              [--presets W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK,
+                                         MXFP4A16,NVFP4A16]
                               [--dtypes F32,BF16,FP8B] [--model 1b] [--devices host]
                               [--group-size N] [--llmc-python PY] [--llmc-workers 1]
                               [--llmc-ignore lm_head,re:.*embed_tokens$] [--no-ours]
@@ -37,7 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_pipeline import dir_bytes, sh, warm  # noqa: E402  (the same helpers)
 
-PRESETS = "W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK"
+PRESETS = "W8A8,W8A16,W4A16,W4A16_ASYM,FP8_DYNAMIC,FP8_BLOCK,MXFP4A16,NVFP4A16"
 
 # Runs in the llm-compressor interpreter: quantizes IN into OUT with a preset and
 # writes the seconds spent importing and quantizing to TIMES (JSON).

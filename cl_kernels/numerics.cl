@@ -324,6 +324,7 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
 #define MQ_QK_FP8 2
 #define MQ_QK_MXFP4 3
 #define MQ_QK_MXFP8 4
+#define MQ_QK_NVFP4 5
 
 /* The smallest and largest integer code (FP8 clamps w / s to +-448). */
 #define MQ_QMIN(kind) ((kind) == MQ_QK_INT4 ? -8.0f : -128.0f)
@@ -337,7 +338,7 @@ kernel void mq_div_check(global const float *a, global const float *b, global fl
  * from the zero scale first). */
 inline float mq_params(float lo, float hi, int kind, int symmetric, const int dt, float *zp)
 {
-    if (kind >= MQ_QK_MXFP4) {
+    if (kind == MQ_QK_MXFP4 || kind == MQ_QK_MXFP8) {
         /* reference.c's mx_exponent: the max rounded to a power of two on
          * the weight dtype's bits, the e8m0 exponent x, then 2^(x - 127) as
          * the weight's dtype holds it (an F16 zero becomes 1). */
@@ -432,6 +433,17 @@ inline float8 mq_e4m3_value8(uint8 c)
     uint8 sub = as_uint8(convert_float8(m) * 0x1p-9f);
     uint8 v = select(((e + 120u) << 23) | (m << 20), sub, e == 0u);
     return as_float8(v | ((c & 0x80u) << 24));
+}
+
+/* NVFP4's group scale as mq_ref_params makes it: amax / 6 in the weight's
+ * dtype, times the global scale g in fp32, clamped to +-448 and rounded to
+ * e4m3 (returned as its value; a zero becomes 2^-3). */
+inline float mq_params_nvfp4(float lo, float hi, float g, const int dt)
+{
+    float amax = fabs(fmax(hi, -lo));
+    float s = g * mq_round_to_dtype(mq_div(amax, 6.0f), dt);
+    s = mq_e4m3_value(mq_e4m3(fmin(fmax(s, -448.0f), 448.0f)));
+    return s == 0.0f ? 0.125f : s;
 }
 
 /* The e8m0 byte of an MX scale (a power of two, or +inf): its exponent

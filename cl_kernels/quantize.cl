@@ -306,7 +306,7 @@ inline void mq_tail_k(global const void *src, const int dt, ulong base, ulong i0
  * over blocks of MQ_ERR_BLOCK vectors per lane, blocks added with
  * compensation, then the lanes and the row's work-items added pairwise. */
 inline void mq_quantize_rows_body(global const void *src, const int dt, ulong rows, ulong cols,
-                                  uint tpr, const int kind, int symmetric, uchar cx,
+                                  uint tpr, int kind, int symmetric, uchar cx,
                                   global uchar *q, global void *scale, global char *zp,
                                   global uchar *bad, const int want_err, global float *esum,
                                   global uint *ecl, local float *lo_s, local float *hi_s,
@@ -320,7 +320,7 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     ulong base = row * cols;
     ulong nv = cols / 8;
     ulong rb = kind == MQ_QK_INT4    ? (cols + 7) / 8 * 4
-               : kind == MQ_QK_MXFP4 ? (cols + 1) / 2
+               : kind == MQ_QK_MXFP4 || kind == MQ_QK_NVFP4 ? (cols + 1) / 2
                                      : cols; /* bytes of a stored row */
     global uchar *qrow = q + row * rb;
 
@@ -348,11 +348,20 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active && t == 0u) {
-        float z;
-        float s = mq_params(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
-        if (kind >= MQ_QK_MXFP4) /* one e8m0 byte */
+        float z = 0.0f, s;
+        if (kind == MQ_QK_NVFP4) {
+            /* The e4m3 scale byte; the codes take it divided by the global
+             * scale (symmetric holds its fp32 bits), as MXFP4's codes. */
+            float g = as_float(symmetric);
+            s = mq_params_nvfp4(lo_s[lid], hi_s[lid], g, dt);
+            ((global uchar *)scale)[row] = (uchar)mq_e4m3(s);
+            s = mq_div(s, g);
+        } else {
+            s = mq_params(lo_s[lid], hi_s[lid], kind, symmetric, dt, &z);
+        }
+        if (kind == MQ_QK_MXFP4 || kind == MQ_QK_MXFP8) /* one e8m0 byte */
             ((global uchar *)scale)[row] = (uchar)mq_e8m0_byte(s);
-        else
+        else if (kind != MQ_QK_NVFP4)
             mq_store_scale(scale, row, s, dt);
         zp[row] = (char)z;
         bad[row] = bad_s[lid] >= MQ_NONFINITE_BITS ? 1 : 0;
@@ -360,6 +369,7 @@ inline void mq_quantize_rows_body(global const void *src, const int dt, ulong ro
         zp_s[slot] = z;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (kind == MQ_QK_NVFP4) kind = MQ_QK_MXFP4; /* the same codes from here */
     float s = active ? s_s[slot] : 1.0f, z = active ? zp_s[slot] : 0.0f;
     int k = active && want_err ? mq_err_exp(fmax(fabs(lo_s[slot * tpr]), fabs(hi_s[slot * tpr])))
                                : 0;

@@ -50,7 +50,7 @@ set(MQ_LAYER_SOURCES_format src/format/model.c src/format/safetensors.c)
 set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/layout.c
                            src/quant/pattern.c src/quant/plan.c src/quant/qparams.c
                            src/quant/report.c src/quant/reportjson.c src/quant/scheme.c
-                           src/quant/coverage.c src/quant/foreign.c)
+                           src/quant/coverage.c src/quant/foreign.c src/quant/fused.c)
 set(MQ_LAYER_SOURCES_backend src/backend/backend.c src/backend/cpu_backend.c src/backend/cpukern.c
                              src/backend/cpusrc.c src/backend/cpumse.c
                              src/backend/devset.c src/backend/twopass.c)

@@ -62,6 +62,7 @@ mq_status mq_cl_profile_quantize(mq_backend *b, mq_qdesc d, const void *src, mq_
     /* The fused kernel's two scheme arguments, as cl_qrows.c passes them
      * (codes as they are). */
     mq_qdesc kd = mq_qd(kind, symmetric);
+    kd.gscale = d.gscale;
     mq_cl_kind_args ka;
     mq_cl_kind_args_init(&ka, kd);
     cl_ulong cols_a = cols, nbc_a = nbc;

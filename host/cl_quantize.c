@@ -33,7 +33,7 @@ static mq_status attempt_quantize(mq_cl_backend *cb, const void *job, mq_err_acc
     if (bs ? bs > cb->limit / es / bs /* a block larger than a buffer */
            : j->cols * es > cb->limit || (long_rows && j->d.kind != MQ_QK_INT8)) {
         /* The two passes pack int4 only: MX rows that long run on the host. */
-        if (mq_qkind_is_mx(j->d.kind))
+        if (mq_qkind_byte_scale(j->d.kind))
             return mq_hk_quantize(j->d, j->src, j->dt, j->rows, j->cols, j->q, j->scale, j->zp,
                                   j->bad, err);
         return mq_be_quantize_two_pass(&cb->base, j->d, j->src, j->dt, j->rows, j->cols, j->q,
@@ -100,7 +100,7 @@ static mq_status attempt_reduce(mq_cl_backend *cb, const void *job, mq_err_acc *
 mq_status mq_cl_quantize_values(mq_backend *b, mq_qdesc d, const void *src, mq_dtype dt, size_t n,
                                 float scale, int8_t zp, void *q, mq_err_acc *err)
 {
-    if (mq_qkind_is_mx(d.kind)) { /* fixed MX parameters (long rows): on the host */
+    if (mq_qkind_byte_scale(d.kind)) { /* fixed MX/NVFP4 parameters (long rows): on the host */
         mq_hk_quantize_values(d, src, dt, n, scale, zp, q, err);
         return MQ_OK;
     }

@@ -8,6 +8,7 @@
 
 #include <CL/cl.h>
 #include <pthread.h>
+#include <string.h>
 
 /* Device buffers kept from call to call (each at most `limit` bytes), so that
  * repeated calls do not pay for allocation and, on CPU devices, first-touch page
@@ -126,12 +127,15 @@ typedef struct {
 /* numerics.cl numbers the kinds as qkind.h does: the descriptor's kind is
  * the kernel's kind argument as it is. */
 _Static_assert(MQ_QK_INT8 == 0 && MQ_QK_INT4 == 1 && MQ_QK_FP8 == 2 && MQ_QK_MXFP4 == 3 &&
-                   MQ_QK_MXFP8 == 4,
+                   MQ_QK_MXFP8 == 4 && MQ_QK_NVFP4 == 5,
                "qkind.h and numerics.cl number the kinds alike");
 
 static inline void mq_cl_kind_args_init(mq_cl_kind_args *k, mq_qdesc d)
 {
     k->sym = d.symmetric ? 1 : 0;
+    /* NVFP4 is symmetric only: the argument carries its global scale's fp32
+     * bits instead (quantize.cl's rows body reads them back). */
+    if (d.kind == MQ_QK_NVFP4) memcpy(&k->sym, &d.gscale, sizeof k->sym);
     k->kind = (cl_int)d.kind;
     k->code_xor = d.code_xor;
     if (d.kind == MQ_QK_INT8) {

@@ -104,9 +104,19 @@ typedef enum {
 
 /** Target of a quantization run: int8 codes, a cast to fp16, int4 codes
  * (weights only, packed 8 per int32), float8 e4m3 codes (with dynamic fp8
- * activations), or the microscaling formats: fp4 e2m1 (MXFP4) or float8
- * e4m3 (MXFP8) codes with a power-of-two (e8m0) scale per 32 values. */
-typedef enum { MQ_QINT8 = 0, MQ_FLOAT16, MQ_QINT4, MQ_QFP8, MQ_QMXFP4, MQ_QMXFP8 } mq_qdtype;
+ * activations), the microscaling formats: fp4 e2m1 (MXFP4) or float8
+ * e4m3 (MXFP8) codes with a power-of-two (e8m0) scale per 32 values, or
+ * NVFP4 (weights only): fp4 e2m1 codes with an e4m3 scale per 16 values
+ * under an fp32 global scale per tensor. */
+typedef enum {
+    MQ_QINT8 = 0,
+    MQ_FLOAT16,
+    MQ_QINT4,
+    MQ_QFP8,
+    MQ_QMXFP4,
+    MQ_QMXFP8,
+    MQ_QNVFP4
+} mq_qdtype;
 
 /** A named tensor. `data` points at `nbytes` bytes, row-major, little-endian. */
 typedef struct {

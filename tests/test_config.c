@@ -362,6 +362,7 @@ static void test_presets(void **state)
         {"mxfp4", "MXFP4", MQ_QMXFP4, true, false, 32, 0},
         {"MXFP8A16", "MXFP8A16", MQ_QMXFP8, true, true, 32, 0},
         {"MXFP8", "MXFP8", MQ_QMXFP8, true, false, 32, 0},
+        {"nvfp4a16", "NVFP4A16", MQ_QNVFP4, true, true, 16, 0},
         {"FP16", "FP16", MQ_FLOAT16, true, false, 0, 0},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
@@ -385,6 +386,12 @@ static void test_presets(void **state)
     assert_error_has("W4A4");
     assert_error_has(mq_preset_names());
     assert_int_equal(cfg.dtype, MQ_QINT8); /* unchanged */
+    /* NVFP4 (W4A4) needs calibration data for its activations' global
+     * scale: refused, naming the preset that needs none. */
+    assert_int_equal(mq_config_set_preset(&cfg, "NVFP4"), MQ_STATUS_E_CONFIG);
+    assert_error_has("calibration");
+    assert_error_has("NVFP4A16");
+    assert_int_equal(cfg.dtype, MQ_QINT8);
     /* The old flags are presets too. */
     cfg.weights_only = true;
     assert_string_equal(mq_config_preset(&cfg), "W8A16");
@@ -405,6 +412,10 @@ static void test_presets(void **state)
         {MQ_QFP8, true, true, true, 0, 0, "weights only"},
         {MQ_QFP8, true, true, false, 64, 0, "groups"},
         {MQ_QINT8, false, false, true, 128, 0, "per-tensor"},
+        {MQ_QNVFP4, true, true, false, 16, 0, "calibration"},
+        {MQ_QNVFP4, true, true, true, 32, 0, "groups of 16"},
+        {MQ_QNVFP4, false, true, true, 16, 0, "symmetric"},
+        {MQ_QNVFP4, true, false, true, 0, 0, "one scale per tensor"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         mq_config c;
@@ -598,6 +609,8 @@ static void test_scheme_fields(void **state)
          MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_NONE, "mxfp8-group32-weights-only"},
         {"MXFP8", false, 0, MQ_SCHEME_MXFP8, 8, 0, true, MQ_GRAN_GROUP, 32, 0, MQ_DTYPE_F8_E4M3,
          MQ_FORMAT_MXFP8_QUANTIZED, MQ_ACT_MXFP8_GROUP_32, "mxfp8-group32"},
+        {"NVFP4A16", false, 0, MQ_SCHEME_NVFP4, 4, 0, true, MQ_GRAN_GROUP, 16, 0, MQ_DTYPE_U8,
+         MQ_FORMAT_NVFP4_PACK_QUANTIZED, MQ_ACT_NONE, "nvfp4-group16-weights-only"},
         /* The cast has no groups, whatever group_size says. */
         {"FP16", false, 32, MQ_SCHEME_FP16, 16, 0, true, MQ_GRAN_CHANNEL, 0, 0, MQ_DTYPE_F16,
          MQ_FORMAT_NONE, MQ_ACT_NONE, "fp16"},
@@ -625,9 +638,13 @@ static void test_scheme_fields(void **state)
         assert_string_equal(s.label, want[i].label);
         assert_string_equal(s.preset, mq_config_preset(&cfg));
         bool mx = s.kind == MQ_SCHEME_MXFP4 || s.kind == MQ_SCHEME_MXFP8;
-        assert_int_equal(mq_scheme_scale_dtype(&s, MQ_DTYPE_BF16),
-                         mx ? MQ_DTYPE_U8 : MQ_DTYPE_BF16);
-        assert_int_equal(s.scale_enc, mx ? MQ_SCALE_E8M0 : MQ_SCALE_LINEAR);
+        bool nv = s.kind == MQ_SCHEME_NVFP4;
+        assert_int_equal(mq_scheme_scale_dtype(&s, MQ_DTYPE_BF16), mx   ? MQ_DTYPE_U8
+                                                                   : nv ? MQ_DTYPE_F8_E4M3
+                                                                        : MQ_DTYPE_BF16);
+        assert_int_equal(s.scale_enc, mx   ? MQ_SCALE_E8M0
+                                      : nv ? MQ_SCALE_E4M3_GLOBAL
+                                           : MQ_SCALE_LINEAR);
     }
     /* The MX formats are groups of 32, symmetric. */
     {
@@ -677,7 +694,8 @@ static void test_scheme_fields(void **state)
 static void test_qdtype_names(void **state)
 {
     (void)state;
-    const mq_qdtype all[] = {MQ_QINT8, MQ_FLOAT16, MQ_QINT4, MQ_QFP8, MQ_QMXFP4, MQ_QMXFP8};
+    const mq_qdtype all[] = {MQ_QINT8,  MQ_FLOAT16, MQ_QINT4, MQ_QFP8,
+                             MQ_QMXFP4, MQ_QMXFP8,  MQ_QNVFP4};
     char list[64] = "";
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         const char *name = mq_qdtype_name(all[i]);
@@ -691,7 +709,8 @@ static void test_qdtype_names(void **state)
     assert_string_equal(list, mq_qdtype_names());
     assert_string_equal(mq_qdtype_name(MQ_QFP8), "fp8");
     assert_string_equal(mq_qdtype_name(MQ_QMXFP4), "mxfp4");
-    assert_null(mq_qdtype_name((mq_qdtype)6));
+    assert_string_equal(mq_qdtype_name(MQ_QNVFP4), "nvfp4");
+    assert_null(mq_qdtype_name((mq_qdtype)7));
     assert_null(mq_qdtype_name((mq_qdtype)-1));
     mq_qdtype d = MQ_QFP8;
     assert_false(mq_qdtype_parse("INT8", &d));

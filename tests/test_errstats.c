@@ -408,6 +408,15 @@ static void test_opencl_edge_values(void **state)
 
 /* ---- int4 and float8: the statistics of the one quantize op against mq_ref_error_stats ---- */
 
+/* The descriptor of kind k; NVFP4's with a global scale that is no power of
+ * two. */
+static mq_qdesc qd_k(mq_qkind k, bool sym)
+{
+    mq_qdesc d = mq_qd(k, sym);
+    if (k == MQ_QK_NVFP4) d.gscale = 0x1.70f2p+8f;
+    return d;
+}
+
 /* data: 0 make_values, else make_edge's kind data - 1 (large, zeros, subnormals, ties). */
 static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, size_t rows,
                            size_t cols, int data)
@@ -417,7 +426,8 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
              k == MQ_QK_INT4    ? "int4"
              : k == MQ_QK_FP8   ? "fp8"
              : k == MQ_QK_MXFP4 ? "mxfp4"
-                                : "mxfp8",
+             : k == MQ_QK_MXFP8 ? "mxfp8"
+                                : "nvfp4",
              sym ? "sym" : "asym", rows, cols, data, be->backend);
     size_t n = rows * cols, es = mq_dtype_size(dt), bad = 0,
            qn = rows * mq_qkind_row_bytes(k, cols), ss = mq_qkind_scale_size(k, dt);
@@ -430,10 +440,10 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
     mq_err_acc want, got;
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
-    assert_int_equal(mq_ref_quantize(mq_qd(k, sym), src, dt, rows, cols, q0, s0, z0, &bad), MQ_OK);
-    mq_ref_error_stats(mq_qd(k, true), src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
+    assert_int_equal(mq_ref_quantize(qd_k(k, sym), src, dt, rows, cols, q0, s0, z0, &bad), MQ_OK);
+    mq_ref_error_stats(qd_k(k, true), src, dt, rows, cols, q0, s0, dt, sym ? NULL : z0, &want);
     assert_int_equal(
-        mq_be_quantize(be, mq_qd(k, sym), src, dt, rows, cols, q1, s1, sym ? NULL : z1, &bad, &got),
+        mq_be_quantize(be, qd_k(k, sym), src, dt, rows, cols, q1, s1, sym ? NULL : z1, &bad, &got),
         MQ_OK);
     assert_memory_equal(q0, q1, qn);
     assert_memory_equal(s0, s1, rows * ss);
@@ -449,20 +459,20 @@ static void check_kind_err(mq_backend *be, mq_dtype dt, mq_qkind k, bool sym, si
     int8_t zp;
     mq_ref_stats_init(&st);
     mq_ref_stats_update(&st, src, dt, n);
-    mq_ref_params(mq_qd(k, sym), &st, MQ_DTYPE_F32, &sc, &zp);
-    mq_ref_quantize_values(mq_qd(k, true), src, dt, n, sc, zp, v0);
+    mq_ref_params(qd_k(k, sym), &st, MQ_DTYPE_F32, &sc, &zp);
+    mq_ref_quantize_values(qd_k(k, true), src, dt, n, sc, zp, v0);
     mq_err_acc_init(&want);
     mq_err_acc_init(&got);
-    /* The scale as stored: an F32, or the MX kinds' e8m0 byte. */
+    /* The scale as stored: an F32, the MX kinds' e8m0 byte or NVFP4's e4m3. */
     unsigned char sst[4];
-    mq_store_group_scale(mq_qd(k, true), sst, MQ_DTYPE_F32, 0, sc);
+    mq_store_group_scale(qd_k(k, true), sst, MQ_DTYPE_F32, 0, sc);
     for (size_t i = 0; i < n; i++) { /* stored form: int4 packed one code a row */
         uint8_t c[4] = {v0[i], 0, 0, 0};
         if (k == MQ_QK_INT4) mq_ref_pack4((const int8_t *)&v0[i], 1, c);
-        mq_ref_error_stats(mq_qd(k, true), (const unsigned char *)src + i * es, dt, 1, 1, c, sst,
+        mq_ref_error_stats(qd_k(k, true), (const unsigned char *)src + i * es, dt, 1, 1, c, sst,
                            MQ_DTYPE_F32, sym ? NULL : &zp, &want);
     }
-    assert_int_equal(mq_be_quantize_values(be, mq_qd(k, sym), src, dt, n, sc, zp, v1, &got), MQ_OK);
+    assert_int_equal(mq_be_quantize_values(be, qd_k(k, sym), src, dt, n, sc, zp, v1, &got), MQ_OK);
     assert_memory_equal(v0, v1, n);
     if (data != 2) assert_acc_close(&got, &want, tag);
     free(src);
@@ -507,15 +517,15 @@ static void run_kind_err(mq_backend *be, bool small)
     for (int d = 0; d < 3; d++) {
         for (size_t sh = 0; sh < 4; sh++)
             for (int data = 0; data < 5; data++)
-                for (int kk = 0; kk < 5; kk++) {
-                    static const mq_qkind kinds[5] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8,
-                                                      MQ_QK_MXFP4, MQ_QK_MXFP8};
+                for (int kk = 0; kk < 6; kk++) {
+                    static const mq_qkind kinds[6] = {MQ_QK_INT4,  MQ_QK_INT4,  MQ_QK_FP8,
+                                                      MQ_QK_MXFP4, MQ_QK_MXFP8, MQ_QK_NVFP4};
                     mq_qkind k = kinds[kk];
                     bool sym = kk != 1;
                     /* Large asymmetric groups dequantize beyond FLT_MAX: symmetric only. */
                     if (data == 1 && !sym) continue;
                     /* F16 maxima from 57344 up give MX an infinite scale (README). */
-                    if (data == 1 && kk >= 3 && dts[d] == MQ_DTYPE_F16) continue;
+                    if (data == 1 && (kk == 3 || kk == 4) && dts[d] == MQ_DTYPE_F16) continue;
                     if (small && data > 0 && sh < 2) continue; /* time */
                     check_kind_err(be, dts[d], k, sym, shapes[sh][0], shapes[sh][1], data);
                 }

@@ -483,8 +483,17 @@ static void test_backend_threads(void **state)
 
 /* ---- int4 and float8 ---- */
 
-static const mq_qkind kinds[4] = {MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8};
-#define N_KINDS 4
+static const mq_qkind kinds[5] = {MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8, MQ_QK_NVFP4};
+#define N_KINDS 5
+
+/* The descriptor of kind k; NVFP4's with a global scale that is no power of
+ * two, so that the group scales and the codes' divisions round. */
+static mq_qdesc qd_k(mq_qkind k, bool sym)
+{
+    mq_qdesc d = mq_qd(k, sym);
+    if (k == MQ_QK_NVFP4) d.gscale = 0x1.70f2p+8f;
+    return d;
+}
 
 /* Edge values of the new kinds besides edge_value's: ties of the int4 grid
  * (scale 1 where a row's amax is 7.5) and e4m3 midpoints (scale 1 where amax
@@ -531,9 +540,9 @@ static void check_rows_k(const void *src, mq_dtype dt, size_t rows, size_t cols,
         mq_err_acc e;
         mq_err_acc_init(&e);
         memset(qa, 0x5a, qb);
-        mq_status a = mq_hk_quantize(mq_qd(k, sym), src, dt, rows, cols, qa, sa, za, &ba,
+        mq_status a = mq_hk_quantize(qd_k(k, sym), src, dt, rows, cols, qa, sa, za, &ba,
                                      with_err ? &e : NULL);
-        mq_status b = mq_ref_quantize(mq_qd(k, sym), src, dt, rows, cols, qr, sr, zr, &br);
+        mq_status b = mq_ref_quantize(qd_k(k, sym), src, dt, rows, cols, qr, sr, zr, &br);
         assert_int_equal(a, b);
         if (a != MQ_OK) {
             assert_int_equal(ba, br);
@@ -754,20 +763,20 @@ static void test_backend_kinds(void **state)
             for (int sym = 0; sym < 2; sym++) {
                 size_t bad = 0, qb = rows * mq_qkind_row_bytes(kinds[kk], cols);
                 if (kinds[kk] >= MQ_QK_FP8 && !sym) continue;
-                assert_int_equal(mq_be_quantize(be, mq_qd(kinds[kk], sym), src, dt, rows, cols, qa,
+                assert_int_equal(mq_be_quantize(be, qd_k(kinds[kk], sym), src, dt, rows, cols, qa,
                                                 sa, za, &bad, NULL),
                                  MQ_OK);
                 assert_int_equal(
-                    mq_ref_quantize(mq_qd(kinds[kk], sym), src, dt, rows, cols, qr, sr, zr, &bad),
+                    mq_ref_quantize(qd_k(kinds[kk], sym), src, dt, rows, cols, qr, sr, zr, &bad),
                     MQ_OK);
                 assert_bytes(qa, qr, qb, "threaded kind q");
                 assert_bytes(sa, sr, rows * mq_qkind_scale_size(kinds[kk], dt),
                              "threaded kind scale");
                 if (!sym && kinds[kk] == MQ_QK_INT4) assert_bytes(za, zr, rows, "threaded kind zp");
-                assert_int_equal(mq_be_quantize_values(be, mq_qd(kinds[kk], sym), src, dt, n, 0.02f,
+                assert_int_equal(mq_be_quantize_values(be, qd_k(kinds[kk], sym), src, dt, n, 0.02f,
                                                        sym ? 0 : -3, qa, NULL),
                                  MQ_OK);
-                mq_ref_quantize_values(mq_qd(kinds[kk], true), src, dt, n, 0.02f, sym ? 0 : -3, qr);
+                mq_ref_quantize_values(qd_k(kinds[kk], true), src, dt, n, 0.02f, sym ? 0 : -3, qr);
                 assert_bytes(qa, qr, n, "kind values");
             }
         size_t nbk = (rows / bs + 1) * (cols / bs), bad = 0;

@@ -536,11 +536,21 @@ static void test_reduce_and_quantize_values(void **state)
 
 /* ---- int4 and float8 e4m3 ---- */
 
-/* The first three in every kind test; the MX kinds (groups of the call's
- * rows, e8m0 scale bytes) in the row tests. */
-static const mq_qkind k_kinds[5] = {MQ_QK_INT4, MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8};
-static const bool k_kind_sym[5] = {true, false, true, true, true};
-#define K_ROW_KINDS 5
+/* The first three in every kind test; the MX kinds and NVFP4 (groups of the call's
+ * rows, one-byte scales) in the row tests. */
+static const mq_qkind k_kinds[6] = {MQ_QK_INT4,  MQ_QK_INT4,  MQ_QK_FP8,
+                                    MQ_QK_MXFP4, MQ_QK_MXFP8, MQ_QK_NVFP4};
+static const bool k_kind_sym[6] = {true, false, true, true, true, true};
+#define K_ROW_KINDS 6
+
+/* The descriptor of a kind; NVFP4's with a global scale that is no power of
+ * two, so that the group scales and the codes' divisions round. */
+static mq_qdesc qd_k(mq_qkind k, bool sym)
+{
+    mq_qdesc d = mq_qd(k, sym);
+    if (k == MQ_QK_NVFP4) d.gscale = 0x1.70f2p+8f;
+    return d;
+}
 
 /* Rows at the rounding boundaries of the kinds: int4 halves with a row
  * maximum of 7.5 (scale 1), e4m3 values and midpoints with a maximum of 448
@@ -577,14 +587,14 @@ static void check_rows_k(mq_backend *be, const void *src, mq_dtype dt, size_t ro
     int8_t *z1 = calloc(rows + 1, 1), *z2 = calloc(rows + 1, 1);
     assert_true(q1 && q2 && s1 && s2 && z1 && z2);
     size_t b2 = 0;
-    mq_status want = mq_ref_quantize(mq_qd(kind, sym), src, dt, rows, cols, q2, s2, z2, &b2);
+    mq_status want = mq_ref_quantize(qd_k(kind, sym), src, dt, rows, cols, q2, s2, z2, &b2);
     for (int with_err = 0; with_err < 2; with_err++) {
         size_t b1 = 0;
         mq_err_acc e;
         mq_err_acc_init(&e);
         memset(q1, 0xa5, qn);
-        mq_status got = be->ops->quantize(be, mq_qd(kind, sym), src, dt, rows, cols, q1, s1, z1,
-                                          &b1, with_err ? &e : NULL);
+        mq_status got = be->ops->quantize(be, qd_k(kind, sym), src, dt, rows, cols, q1, s1, z1, &b1,
+                                          with_err ? &e : NULL);
         if (got != want)
             fail_msg("kind %d dt %d %zux%zu: status %d, want %d (%s)", kk, dt, rows, cols, got,
                      want, mq_last_error());
@@ -720,7 +730,7 @@ static mq_status quantize_err(mq_backend *be, const void *src, mq_dtype dt, size
     if (kind == MQ_QK_INT8)
         return be->ops->quantize(be, mq_qd(MQ_QK_INT8, sym), src, dt, rows, cols, (int8_t *)q,
                                  scale, sym ? NULL : zp, &bad, e);
-    return be->ops->quantize(be, mq_qd(kind, sym), src, dt, rows, cols, q, scale, zp, &bad, e);
+    return be->ops->quantize(be, qd_k(kind, sym), src, dt, rows, cols, q, scale, zp, &bad, e);
 }
 
 /* The overlapped path against the chunk-by-chunk one (whose error sums the

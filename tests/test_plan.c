@@ -4,9 +4,11 @@
 #include "testutil.h"
 
 #include "error.h"
+#include "fused.h"
 #include "plan.h"
 #include "timing.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -461,6 +463,76 @@ static void test_reason_buffer(void **state)
     mq_planner_free(p);
 }
 
+/* NVFP4's fused sets by name: q/k/v under an attention prefix, gate/up under
+ * an MLP, w1/w3 anywhere; each set's amax is its members' largest, other
+ * weights keep their own. */
+static void test_fused_sets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t prefix; /* 0: in no set */
+    } names[] = {
+        {"model.layers.0.self_attn.q_proj.weight", 25},
+        {"model.layers.0.self_attn.v_proj.weight", 25},
+        {"model.layers.0.attention.k_proj.weight", 25},
+        {"model.layers.0.mlp.gate_proj.weight", 19},
+        {"model.layers.0.mlp.up_proj.weight", 19},
+        {"model.layers.0.block_sparse_moe.experts.3.w1.weight", 42},
+        {"model.layers.0.self_attn.wq_a.weight", 25},
+        {"model.layers.0.self_attn.o_proj.weight", 0},
+        {"model.layers.0.mlp.down_proj.weight", 0},
+        {"model.layers.0.experts.3.w2.weight", 0},
+        {"model.layers.0.q_proj.weight", 0}, /* no attention prefix */
+        {"model.layers.0.self_attn.q_proj.bias", 0},
+        {"w1.weight", 0},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char kind = 0;
+        size_t got = mq_fused_key(names[i].name, &kind);
+        if (got != names[i].prefix)
+            fail_msg("%s: prefix %zu, want %zu", names[i].name, got, names[i].prefix);
+    }
+    mq_fused *f = mq_fused_new();
+    assert_non_null(f);
+    assert_int_equal(mq_fused_add(f, "a.self_attn.q_proj.weight", 2.0f), MQ_OK);
+    assert_int_equal(mq_fused_add(f, "a.self_attn.k_proj.weight", 5.0f), MQ_OK);
+    assert_int_equal(mq_fused_add(f, "b.self_attn.q_proj.weight", 1.0f), MQ_OK);
+    assert_int_equal(mq_fused_add(f, "a.mlp.gate_proj.weight", 3.0f), MQ_OK);
+    assert_int_equal(mq_fused_add(f, "a.self_attn.o_proj.weight", 9.0f), MQ_OK);
+    float amax = 0.5f;
+    bool known = true;
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.v_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 5.0f); /* the set's, though v itself was not added */
+    assert_false(known);
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "b.self_attn.k_proj.weight", &amax, NULL), MQ_OK);
+    assert_true(amax == 1.0f);
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "a.mlp.up_proj.weight", &amax, NULL), MQ_OK);
+    assert_true(amax == 3.0f);
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.q_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 5.0f && known); /* its own 2 raised to its set's */
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "a.self_attn.o_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 9.0f && known); /* in no set: its own, as recorded */
+    amax = 0.5f;
+    assert_int_equal(mq_fused_amax(f, "c.mlp.down_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 0.5f && !known); /* never seen: as it was */
+    /* Many sets and weights (the table grows). */
+    for (int i = 0; i < 3000; i++) {
+        char n[64];
+        snprintf(n, sizeof n, "m.%d.self_attn.%c_proj.weight", i / 3, "qkv"[i % 3]);
+        assert_int_equal(mq_fused_add(f, n, (float)i), MQ_OK);
+    }
+    amax = 0.0f;
+    assert_int_equal(mq_fused_amax(f, "m.500.self_attn.q_proj.weight", &amax, &known), MQ_OK);
+    assert_true(amax == 1502.0f && known);
+    mq_fused_free(f);
+    mq_fused_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_pattern_valid),
         cmocka_unit_test(test_fp16_mode),
         cmocka_unit_test(test_reason_buffer),
+        cmocka_unit_test(test_fused_sets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

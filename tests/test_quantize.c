@@ -471,6 +471,82 @@ static void test_mx_presets(void **state)
     }
 }
 
+/* NVFP4A16 in memory: q/k/v share the global scale of their largest max
+ * |w| (computed before any of them is quantized), o_proj keeps its own;
+ * codes and e4m3 scales as the reference makes them under that scale; a
+ * ragged weight kept; dequantize gives code x (scale / global) in BF16. */
+static void test_nvfp4_preset(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"l.self_attn.q_proj.weight", "l.self_attn.k_proj.weight",
+                                        "l.self_attn.v_proj.weight", "l.self_attn.o_proj.weight"};
+    static const float mags[] = {1.0f, 7.0f, 0.5f, 3.0f};
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    float w[4][2 * 32], rag[2 * 40];
+    mq_model *in, *out = NULL, *d = NULL;
+    mq_skip_list *sk = NULL;
+    assert_int_equal(mq_model_new(&in), MQ_OK);
+    for (int t = 0; t < 4; t++) {
+        for (size_t i = 0; i < 64; i++)
+            w[t][i] = tu_rng_f32(&r) * mags[t];
+        w[t][5] = mags[t]; /* the weight's max |w| */
+        assert_int_equal(
+            mq_model_add_tensor(in, names[t], MQ_DTYPE_F32, 2, (int64_t[]){2, 32}, w[t]), MQ_OK);
+    }
+    for (size_t i = 0; i < 2 * 40; i++)
+        rag[i] = tu_rng_f32(&r);
+    assert_int_equal(mq_model_add_tensor(in, "r.weight", MQ_DTYPE_F32, 2, (int64_t[]){2, 40}, rag),
+                     MQ_OK);
+    mq_config cfg = host_config();
+    assert_int_equal(mq_config_set_preset(&cfg, "NVFP4A16"), MQ_OK);
+    assert_int_equal(mq_dynamic_quantize(in, &cfg, &out, &sk), MQ_OK);
+    assert_true(skipped_with(sk, "r.weight", "group size"));
+    for (int t = 0; t < 4; t++) {
+        char n[64];
+        float g = mq_nvfp4_global_scale(t < 3 ? 7.0f : 3.0f, MQ_DTYPE_F32), got;
+        snprintf(n, sizeof n, "%.*s_global_scale", (int)strlen(names[t]), names[t]);
+        const mq_tensor *gs = mq_model_find(out, n);
+        assert_non_null(gs);
+        assert_int_equal(gs->dtype, MQ_DTYPE_F32);
+        memcpy(&got, gs->data, 4);
+        assert_true(mq_f32_bits(got) == mq_f32_bits(g));
+        snprintf(n, sizeof n, "%s_packed", names[t]);
+        const mq_tensor *c = mq_model_find(out, n);
+        snprintf(n, sizeof n, "%s_scale", names[t]);
+        const mq_tensor *sc = mq_model_find(out, n);
+        assert_non_null(c);
+        assert_non_null(sc);
+        assert_int_equal(c->dtype, MQ_DTYPE_U8);
+        assert_int_equal(sc->dtype, MQ_DTYPE_F8_E4M3);
+        assert_int_equal(sc->shape[1], 2);
+        mq_qdesc qd = mq_qd(MQ_QK_NVFP4, true);
+        qd.gscale = g;
+        uint8_t q[4 * 8], s[4];
+        assert_int_equal(mq_ref_quantize(qd, w[t], MQ_DTYPE_F32, 4, 16, q, s, NULL, NULL), MQ_OK);
+        assert_memory_equal(c->data, q, 32);
+        assert_memory_equal(sc->data, s, 4);
+    }
+    assert_int_equal(mq_dequantize(out, &d), MQ_OK);
+    const mq_tensor *dw = mq_model_find(d, names[3]);
+    assert_non_null(dw);
+    assert_int_equal(dw->dtype, MQ_DTYPE_BF16);
+    assert_null(mq_model_find(d, "l.self_attn.o_proj.weight_global_scale"));
+    const mq_tensor *c = mq_model_find(out, "l.self_attn.o_proj.weight_packed");
+    const mq_tensor *sc = mq_model_find(out, "l.self_attn.o_proj.weight_scale");
+    float g = mq_nvfp4_global_scale(3.0f, MQ_DTYPE_F32);
+    for (size_t i = 0; i < 64; i++) {
+        uint8_t code = (uint8_t)((((const uint8_t *)c->data)[i / 2] >> (4 * (i & 1))) & 15u);
+        float v = mq_e2m1_to_f32(code) * (mq_e4m3_to_f32(((const uint8_t *)sc->data)[i / 16]) / g);
+        assert_int_equal(((const uint16_t *)dw->data)[i], mq_f32_to_bf16(v));
+    }
+    mq_model_free(d);
+    mq_skip_list_free(sk);
+    mq_model_free(out);
+    mq_model_free(in);
+    mq_config_free(&cfg);
+}
+
 static void test_report(void **state)
 {
     (void)state;
@@ -716,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_fp16),
         cmocka_unit_test(test_dequantize_round_trip),
         cmocka_unit_test(test_mx_presets),
+        cmocka_unit_test(test_nvfp4_preset),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_api_misuse),
     };

@@ -822,6 +822,53 @@ static void test_mx_scales(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* NVFP4's global scale as torch computes 2688 / amax (the reciprocal in the
+ * weight's dtype, times 2688, rounded again: 2688 / 7 in F32 is not 384),
+ * 1 where that overflows (zero, tiny, F16's narrow range); a group's e4m3
+ * scale amax / 6 times it (16 is byte 0x58), clamped at 448 (0x7e), zero
+ * becoming 2^-3 (0x20); the codes divide by the scale over the global scale. */
+static void test_nvfp4_scales(void **state)
+{
+    (void)state;
+    static const struct {
+        float amax;
+        mq_dtype dt;
+        float g;
+    } gs[] = {
+        {168.0f, MQ_DTYPE_F32, 16.0f},        {2688.0f, MQ_DTYPE_F32, 1.0f},
+        {0.0f, MQ_DTYPE_F32, 1.0f},           {1e-37f, MQ_DTYPE_F32, 1.0f},
+        {7.0f, MQ_DTYPE_F32, 0x1.800002p+8f}, {7.0f, MQ_DTYPE_BF16, 384.0f},
+        {1.0f, MQ_DTYPE_F16, 0x1.5p+11f},     {0x1.998p-5f, MQ_DTYPE_F16, 0x1.a4p+15f},
+        {0x1.eb8p-6f, MQ_DTYPE_F16, 1.0f},
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof *gs; i++)
+        if (mq_f32_bits(mq_nvfp4_global_scale(gs[i].amax, gs[i].dt)) != mq_f32_bits(gs[i].g))
+            fail_msg("amax %a dtype %d: global scale %a, want %a", (double)gs[i].amax,
+                     (int)gs[i].dt, (double)mq_nvfp4_global_scale(gs[i].amax, gs[i].dt),
+                     (double)gs[i].g);
+    mq_qdesc d = mq_qd(MQ_QK_NVFP4, true);
+    d.gscale = 16.0f;
+    float w[64] = {0};
+    for (int i = 0; i < 16; i++)
+        w[i] = (float)(i - 8) * 0.375f; /* amax 3: scale 8, codes of w / 0.5 */
+    w[16] = 6.0f;                       /* amax 6: scale 16 (0x58), codes of w itself */
+    for (int i = 17; i < 32; i++)
+        w[i] = (float)(i - 24) * 0.25f;
+    w[40] = -6000.0f; /* 16000 clamped to 448 */
+    uint8_t q[32], sc[4];
+    assert_int_equal(mq_ref_quantize(d, w, MQ_DTYPE_F32, 4, 16, q, sc, NULL, NULL), MQ_OK);
+    assert_int_equal(sc[0], 0x50);
+    assert_int_equal(sc[1], 0x58);
+    assert_int_equal(sc[2], 0x7e);
+    assert_int_equal(sc[3], 0x20);
+    for (int i = 0; i < 32; i++) {
+        uint8_t c = (uint8_t)((q[i / 2] >> (4 * (i & 1))) & 15u);
+        assert_int_equal(c, mq_f32_to_e2m1(i < 16 ? w[i] / 0.5f : w[i]));
+    }
+    assert_true(mq_load_group_scale(d, sc, MQ_DTYPE_F32, 2) == 448.0f / 16.0f);
+    assert_true(mq_load_group_scale(d, sc, MQ_DTYPE_F32, 3) == 0.125f / 16.0f);
+}
+
 /* ---- float8 e4m3fn and int4 ---- */
 
 /* Every code but NaN converts to a value that converts back to it. */
@@ -1212,6 +1259,7 @@ int main(void)
         cmocka_unit_test(test_property_random),
         cmocka_unit_test(test_e2m1_codes_and_midpoints),
         cmocka_unit_test(test_mx_scales),
+        cmocka_unit_test(test_nvfp4_scales),
         cmocka_unit_test(test_e4m3_round_trip),
         cmocka_unit_test(test_e4m3_midpoints),
         cmocka_unit_test(test_e4m3_edges),

@@ -28,12 +28,14 @@ class QuantizationConfig:
         preset: a compressed-tensors preset name, case-insensitive: ``"W8A8"``
             (= ``"INT8"``, the default), ``"W8A16"``, ``"W8A16_ASYM"``,
             ``"W4A16"``, ``"W4A16_ASYM"``, ``"FP8_DYNAMIC"``, ``"FP8_BLOCK"``,
-            ``"MXFP4A16"``, ``"MXFP4"``, ``"MXFP8A16"``, ``"MXFP8"`` (files and
-            state dicts), ``"FP16"`` (see :func:`monoquant.presets`).
+            ``"MXFP4A16"``, ``"MXFP4"``, ``"MXFP8A16"``, ``"MXFP8"``,
+            ``"NVFP4A16"`` (files and state dicts), ``"FP16"`` (see
+            :func:`monoquant.presets`).
         dtype: ``torch.qint8`` / ``"int8"``, ``torch.float16`` / ``"fp16"``,
             ``"int4"`` (weights only, packed), ``torch.float8_e4m3fn`` /
-            ``"fp8"`` (e4m3 weights, dynamic fp8 activations), or ``"mxfp4"`` /
-            ``"mxfp8"`` (e2m1 / e4m3 codes with e8m0 scales per 32 values).
+            ``"fp8"`` (e4m3 weights, dynamic fp8 activations), ``"mxfp4"`` /
+            ``"mxfp8"`` (e2m1 / e4m3 codes with e8m0 scales per 32 values), or
+            ``"nvfp4"`` (e2m1 codes, e4m3 scales per 16 under a global scale).
         symmetric: symmetric (no zero point) or asymmetric (zero points; int only).
         per_channel: one scale per output channel, or one per tensor.
         group_size: values per group along the input dimension, each group with

@@ -605,7 +605,10 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     size_t es = mq_dtype_size(dt), qb = mq_qkind_row_bytes(k, cols);
     size_t gr = d.block ? d.block : 1, gc = d.block ? d.block : cols;
     size_t nbr = (rows + gr - 1) / gr, nbc = d.block ? (cols + gc - 1) / gc : 1;
-    bool pack = k == MQ_QK_INT4 || k == MQ_QK_MXFP4;
+    bool pack = k == MQ_QK_INT4 || mq_qkind_is_fp4(k);
+    /* NVFP4's codes are MXFP4's under the scale divided by the global scale
+     * (the reference's two fp32 divisions: s / g, then w by that). */
+    const mq_qkind ck = k == MQ_QK_NVFP4 ? MQ_QK_MXFP4 : k;
     /* An F16 or BF16 row short enough is widened once, not once per pass. */
     hk_row wide;
     bool cache = !d.block && dt != MQ_DTYPE_F32 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
@@ -631,7 +634,8 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
                 uint8_t *out = q + (r0 + r) * qb;
                 /* the padding, and an odd last byte */
                 if (pack && c0 == 0) memset(out + cols / 2, 0, qb - cols / 2);
-                code_run(band + (r * cols + c0) * bes, bdt, nc, k, s, z, d.code_xor, pack,
+                code_run(band + (r * cols + c0) * bes, bdt, nc, ck,
+                         k == MQ_QK_NVFP4 ? s / d.gscale : s, z, d.code_xor, pack,
                          out + (pack ? c0 / 2 : c0), err);
             }
         }
@@ -659,6 +663,8 @@ HK_QUANTIZE(hk_quantize_mxfp4, MQ_QK_MXFP4, NULL)
 HK_QUANTIZE(hk_quantize_mxfp4_err, MQ_QK_MXFP4, err)
 HK_QUANTIZE(hk_quantize_mxfp8, MQ_QK_MXFP8, NULL)
 HK_QUANTIZE(hk_quantize_mxfp8_err, MQ_QK_MXFP8, err)
+HK_QUANTIZE(hk_quantize_nvfp4, MQ_QK_NVFP4, NULL)
+HK_QUANTIZE(hk_quantize_nvfp4_err, MQ_QK_NVFP4, err)
 
 /* Fixed MX parameters (quantize_values, for the two-pass paths): the
  * reference's scalar codes, one a byte, and the weight error as the
@@ -688,6 +694,13 @@ HK_CLONES void hk_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size
     case MQ_QK_MXFP8:
         mx_values(d, src, dt, n, scale, q, err);
         break;
+    case MQ_QK_NVFP4: {
+        /* MXFP4's codes under the scale the global scale divides. */
+        mq_qdesc m = d;
+        m.kind = MQ_QK_MXFP4;
+        mx_values(m, src, dt, n, scale / d.gscale, q, err);
+        break;
+    }
     case MQ_QK_INT8:
         if (err)
             code_run(src, dt, n, MQ_QK_INT8, scale, zp, d.code_xor, false, q, err);
@@ -719,6 +732,9 @@ mq_status mq_hk_quantize(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, 
                                                                  zp, bad, err);
     case MQ_QK_MXFP8:
         return (err ? hk_quantize_mxfp8_err : hk_quantize_mxfp8)(d, src, dt, rows, cols, q, scale,
+                                                                 zp, bad, err);
+    case MQ_QK_NVFP4:
+        return (err ? hk_quantize_nvfp4_err : hk_quantize_nvfp4)(d, src, dt, rows, cols, q, scale,
                                                                  zp, bad, err);
     case MQ_QK_INT8:
         return (err ? hk_quantize_int8_err : hk_quantize_int8)(d, src, dt, rows, cols, q, scale, zp,

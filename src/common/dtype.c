@@ -45,8 +45,8 @@ bool mq_dtype_from_name(const char *name, mq_dtype *out)
 /* The one table of target names: the config file, the monoquant program and
  * the Python package all parse and print these. */
 static const char *const qdtype_names[] = {
-    [MQ_QINT8] = "int8", [MQ_FLOAT16] = "fp16", [MQ_QINT4] = "int4",
-    [MQ_QFP8] = "fp8",   [MQ_QMXFP4] = "mxfp4", [MQ_QMXFP8] = "mxfp8",
+    [MQ_QINT8] = "int8",   [MQ_FLOAT16] = "fp16", [MQ_QINT4] = "int4",   [MQ_QFP8] = "fp8",
+    [MQ_QMXFP4] = "mxfp4", [MQ_QMXFP8] = "mxfp8", [MQ_QNVFP4] = "nvfp4",
 };
 #define N_QDTYPES (sizeof qdtype_names / sizeof *qdtype_names)
 
@@ -68,7 +68,7 @@ bool mq_qdtype_parse(const char *name, mq_qdtype *out)
 
 const char *mq_qdtype_names(void)
 {
-    return "int8, fp16, int4, fp8, mxfp4, mxfp8";
+    return "int8, fp16, int4, fp8, mxfp4, mxfp8, nvfp4";
 }
 
 bool mq_dtype_is_quantizable(mq_dtype d)

@@ -341,6 +341,18 @@ static json_t *with_e8m0(json_t *a)
     return a;
 }
 
+/* NVFP4's arguments: groups under a global scale ("tensor_group") with e4m3
+ * scales, as compressed-tensors dumps its NVFP4A16 preset. */
+static json_t *nvfp4_args(void)
+{
+    json_t *a = qargs(4, "float", true, "tensor_group", 16, 0, false);
+    if (a && json_object_set_new(a, "scale_dtype", json_string("torch.float8_e4m3fn")) != 0) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
 /* The weights' arguments of the scheme. */
 static json_t *weight_args(const mq_scheme *s)
 {
@@ -350,6 +362,7 @@ static json_t *weight_args(const mq_scheme *s)
         [MQ_GRAN_GROUP] = "group",
         [MQ_GRAN_BLOCK] = "block",
     };
+    if (s->scale_enc == MQ_SCALE_E4M3_GLOBAL) return nvfp4_args();
     json_t *a = qargs((int)s->bits, s->float_codes ? "float" : "int", s->symmetric,
                       strategies[s->gran], s->group, s->block, false);
     return s->scale_enc == MQ_SCALE_E8M0 ? with_e8m0(a) : a;

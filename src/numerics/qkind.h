@@ -19,14 +19,35 @@
  *   FP8   one float8 e4m3fn byte per value (symmetric only);
  *   MXFP4 fp4 e2m1 codes, two to a byte (the even one in the low nibble),
  *         one e8m0 scale byte (a power of two) per group;
- *   MXFP8 one e4m3fn byte per value, one e8m0 scale byte per group.
- * The MX kinds are symmetric and their groups are rows of the call. */
-typedef enum { MQ_QK_INT8 = 0, MQ_QK_INT4, MQ_QK_FP8, MQ_QK_MXFP4, MQ_QK_MXFP8 } mq_qkind;
+ *   MXFP8 one e4m3fn byte per value, one e8m0 scale byte per group;
+ *   NVFP4 e2m1 codes packed as MXFP4's, one e4m3fn scale byte per group,
+ *         under the tensor's fp32 global scale (mq_qdesc.gscale).
+ * The MX kinds and NVFP4 are symmetric and their groups are rows of the call. */
+typedef enum {
+    MQ_QK_INT8 = 0,
+    MQ_QK_INT4,
+    MQ_QK_FP8,
+    MQ_QK_MXFP4,
+    MQ_QK_MXFP8,
+    MQ_QK_NVFP4
+} mq_qkind;
 
 /* The kinds whose scales are e8m0 bytes rather than the weight's dtype. */
 static inline bool mq_qkind_is_mx(mq_qkind k)
 {
     return k == MQ_QK_MXFP4 || k == MQ_QK_MXFP8;
+}
+
+/* The kinds whose codes are e2m1, two to a byte. */
+static inline bool mq_qkind_is_fp4(mq_qkind k)
+{
+    return k == MQ_QK_MXFP4 || k == MQ_QK_NVFP4;
+}
+
+/* The kinds whose scales are one byte (e8m0, or NVFP4's e4m3). */
+static inline bool mq_qkind_byte_scale(mq_qkind k)
+{
+    return mq_qkind_is_mx(k) || k == MQ_QK_NVFP4;
 }
 
 typedef struct {
@@ -40,10 +61,15 @@ typedef struct {
     /* 0: one scale per row of the call (a channel, or a group the caller
      * made a row); b > 0: one per 2-D block of b x b values (FP8 only). */
     size_t block;
+    /* NVFP4: the tensor's global scale (compressed-tensors' generate_gparam,
+     * mq_nvfp4_global_scale), which every group scale is multiplied by
+     * before its e4m3 rounding and divided by again to make the codes;
+     * the other kinds ignore it. */
+    float gscale;
 } mq_qdesc;
 
-/* Whether kind k has zero points when asymmetric (FP8 and the MX kinds are
- * symmetric only). */
+/* Whether kind k has zero points when asymmetric (FP8, the MX kinds and
+ * NVFP4 are symmetric only). */
 static inline bool mq_qkind_has_zp(mq_qkind k)
 {
     return k == MQ_QK_INT8 || k == MQ_QK_INT4;
@@ -55,10 +81,11 @@ static inline bool mq_qdesc_has_zp(mq_qdesc d)
     return !d.symmetric && mq_qkind_has_zp(d.kind);
 }
 
-/* The plain descriptor of kind k: rows, no relabelling. */
+/* The plain descriptor of kind k: rows, no relabelling (NVFP4: a global
+ * scale of 1 until the caller sets the tensor's). */
 static inline mq_qdesc mq_qd(mq_qkind k, bool symmetric)
 {
-    return (mq_qdesc){.kind = k, .symmetric = symmetric || !mq_qkind_has_zp(k)};
+    return (mq_qdesc){.kind = k, .symmetric = symmetric || !mq_qkind_has_zp(k), .gscale = 1.0f};
 }
 
 /* FP8 in bs x bs blocks. */
@@ -106,7 +133,7 @@ size_t mq_qkind_row_bytes(mq_qkind k, size_t cols);
 /* Smallest and largest code (the FP8 bounds are +-448). */
 float mq_qkind_qmin(mq_qkind k);
 float mq_qkind_qmax(mq_qkind k);
-/* Bytes one stored scale takes: one for the MX kinds, else the dtype's. */
+/* Bytes one stored scale takes: one for the MX kinds and NVFP4, else the dtype's. */
 size_t mq_qkind_scale_size(mq_qkind k, mq_dtype dt);
 /* Scale values a call of rows x cols writes (one per row, or per block). */
 size_t mq_qdesc_scales(mq_qdesc d, size_t rows, size_t cols);

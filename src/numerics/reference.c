@@ -160,13 +160,13 @@ static float round_to_dtype(float v, mq_dtype dt)
 
 size_t mq_qkind_row_bytes(mq_qkind k, size_t cols)
 {
-    if (k == MQ_QK_MXFP4) return cols / 2 + (cols % 2);
+    if (mq_qkind_is_fp4(k)) return cols / 2 + (cols % 2);
     return k == MQ_QK_INT4 ? (cols / 8 + (cols % 8 != 0)) * 4 : cols;
 }
 
 size_t mq_qkind_scale_size(mq_qkind k, mq_dtype dt)
 {
-    return mq_qkind_is_mx(k) ? 1 : mq_dtype_size(dt);
+    return mq_qkind_byte_scale(k) ? 1 : mq_dtype_size(dt);
 }
 
 float mq_qkind_qmin(mq_qkind k)
@@ -178,7 +178,18 @@ float mq_qkind_qmax(mq_qkind k)
 {
     if (k == MQ_QK_INT8) return 127.0f;
     if (k == MQ_QK_INT4) return 7.0f;
-    return k == MQ_QK_MXFP4 ? 6.0f : 448.0f;
+    return mq_qkind_is_fp4(k) ? 6.0f : 448.0f;
+}
+
+float mq_nvfp4_global_scale(float amax, mq_dtype dt)
+{
+    /* finfo(dt).tiny: F16's smallest normal is 2^-14, BF16's and F32's 2^-126. */
+    float tiny = dt == MQ_DTYPE_F16 ? 0x1p-14f : FLT_MIN;
+    /* torch divides a number by a tensor as the tensor's reciprocal times
+     * the number: two roundings, each to the weight's dtype. */
+    float r = round_to_dtype(1.0f / (amax > tiny ? amax : tiny), dt);
+    float g = round_to_dtype(r * 2688.0f, dt);
+    return isfinite(g) ? g : 1.0f;
 }
 
 /* The e2m1 code of v (already clamped to +-6) as compressed-tensors'
@@ -306,6 +317,16 @@ void mq_ref_params(mq_qdesc d, const mq_ref_stats *s, mq_dtype scale_dt, float *
         *zp = 0;
         return;
     }
+    if (d.kind == MQ_QK_NVFP4) {
+        /* amax / 6 in the weight's dtype, times the global scale in fp32,
+         * clamped to e4m3's range and rounded to it; a zero becomes e4m3's
+         * epsilon, 2^-3. */
+        sc = d.gscale * round_to_dtype(s->amax / 6.0f, scale_dt);
+        sc = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(sc, -448.0f), 448.0f)));
+        *scale = sc == 0.0f ? 0.125f : sc;
+        *zp = 0;
+        return;
+    }
     if (d.symmetric || d.kind == MQ_QK_FP8) {
         sc = s->amax / (span / 2.0f); /* 127.5, 7.5 or 448 */
         if (eps_floor && !(sc >= FLT_EPSILON)) sc = FLT_EPSILON;
@@ -409,6 +430,8 @@ void mq_store_group_scale(mq_qdesc d, void *dst, mq_dtype dt, size_t i, float sc
 {
     if (mq_qkind_is_mx(d.kind))
         ((uint8_t *)dst)[i] = e8m0_byte(scale);
+    else if (d.kind == MQ_QK_NVFP4)
+        ((uint8_t *)dst)[i] = mq_f32_to_e4m3(scale);
     else
         mq_store_scale(dst, dt, i, scale);
 }
@@ -416,6 +439,7 @@ void mq_store_group_scale(mq_qdesc d, void *dst, mq_dtype dt, size_t i, float sc
 float mq_load_group_scale(mq_qdesc d, const void *src, mq_dtype dt, size_t i)
 {
     if (mq_qkind_is_mx(d.kind)) return e8m0_value(((const uint8_t *)src)[i]);
+    if (d.kind == MQ_QK_NVFP4) return mq_e4m3_to_f32(((const uint8_t *)src)[i]) / d.gscale;
     return mq_load_f32(src, dt, i);
 }
 
@@ -479,6 +503,12 @@ void mq_ref_quantize_values(mq_qdesc d, const void *src, mq_dtype dt, size_t n, 
             out[i] = mq_f32_to_e2m1(fminf(fmaxf(w / scale, qmin), qmax));
             continue;
         }
+        if (d.kind == MQ_QK_NVFP4) {
+            /* compressed-tensors divides the e4m3 scale by the global scale,
+             * then the weight by that (two fp32 divisions, not one product). */
+            out[i] = mq_f32_to_e2m1(fminf(fmaxf(w / (scale / d.gscale), qmin), qmax));
+            continue;
+        }
         if (d.kind == MQ_QK_MXFP8) {
             /* Its compressor adds the zero point (0) before the cast, which
              * makes -0 (a negative zero weight, or a BF16 one flushed) +0. */
@@ -509,12 +539,12 @@ void mq_ref_pack4(const int8_t *codes, size_t n, uint8_t *dst)
 void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float s, int8_t z,
                       unsigned char *row, size_t c0, size_t cols)
 {
-    if (d.kind != MQ_QK_INT4 && d.kind != MQ_QK_MXFP4) {
+    if (d.kind != MQ_QK_INT4 && !mq_qkind_is_fp4(d.kind)) {
         mq_ref_quantize_values(d, src, dt, n, s, z, row + c0);
         return;
     }
     if (c0 == 0) memset(row, 0, mq_qkind_row_bytes(d.kind, cols));
-    if (d.kind == MQ_QK_MXFP4) {
+    if (mq_qkind_is_fp4(d.kind)) {
         for (size_t i = 0; i < n; i++) {
             uint8_t c;
             mq_ref_quantize_values(d, (const unsigned char *)src + i * mq_dtype_size(dt), dt, 1, s,
@@ -597,7 +627,7 @@ void mq_ref_error_stats(mq_qdesc d, const void *src, mq_dtype dt, size_t rows, s
             float s = mq_load_group_scale(d, scale, scale_dt, g);
             float z = zp && d.kind < MQ_QK_FP8 ? (float)zp[g] : 0.0f;
             float w = mq_load_f32(src, dt, r * cols + i), w_hat;
-            if (d.kind == MQ_QK_MXFP4) {
+            if (mq_qkind_is_fp4(d.kind)) {
                 float v = w / s;
                 if (v < -6.0f || v > 6.0f) acc->clamped++;
                 w_hat = mq_e2m1_to_f32((uint8_t)(row[i / 2] >> (4 * (i & 1)))) * s;

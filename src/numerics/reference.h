@@ -79,9 +79,11 @@ void mq_ref_put_codes(mq_qdesc d, const void *src, mq_dtype dt, size_t n, float 
 /* Stores an fp32 scale (already representable) as one element of dtype dt at dst[i]. */
 void mq_store_scale(void *dst, mq_dtype dt, size_t i, float scale);
 /* The same for a group of kind d: the MX kinds store the e8m0 byte of their
- * power-of-two scale (127 + log2 s); the others mq_store_scale. */
+ * power-of-two scale (127 + log2 s), NVFP4 the e4m3 byte of its scale (the
+ * value before the global scale divides it); the others mq_store_scale. */
 void mq_store_group_scale(mq_qdesc d, void *dst, mq_dtype dt, size_t i, float scale);
-/* Scale i as a multiplier (e8m0 byte x: 2^(x - 127), 255 +inf). */
+/* Scale i as a multiplier (e8m0 byte x: 2^(x - 127), 255 +inf; NVFP4 the
+ * e4m3 value divided by d.gscale in fp32). */
 float mq_load_group_scale(mq_qdesc d, const void *src, mq_dtype dt, size_t i);
 
 /*
@@ -181,6 +183,15 @@ float mq_e4m3_to_f32(uint8_t b); /* exact */
  * e4m3(clamp(w / s, +-448)); the file holds the byte x. */
 uint8_t mq_f32_to_e2m1(float v);
 float mq_e2m1_to_f32(uint8_t c);
+/* NVFP4, as compressed-tensors 0.20.1's generate_gparam, calculate_qparams
+ * and _quantize: the tensor's global scale g = 448 * 6 / max(amax, tiny) in
+ * the weight's dtype, computed as torch does (the reciprocal, rounded, times
+ * 2688, rounded; tiny the dtype's smallest normal; a result that is not
+ * finite becomes 1), held as fp32; a group's scale s = e4m3(clamp(g *
+ * (amax_group / 6), +-448)), amax_group / 6 rounded to the weight's dtype
+ * and the product in fp32 (a zero s becomes 2^-3); codes e2m1(clamp(w / (s
+ * / g), +-6)), both divisions in fp32. The file holds s's e4m3 byte and g. */
+float mq_nvfp4_global_scale(float amax, mq_dtype dt);
 
 /* ---- FP8 block sources (DeepSeek-V3's layout: weight_scale_inv) ----
  *

@@ -148,6 +148,13 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device)
 
 /* ---- presets ---- */
 
+/* compressed-tensors' NVFP4 preset quantizes activations to e2m1 under a
+ * static global scale, which only calibration data gives. */
+#define NVFP4_W4A4                                                                                 \
+    "preset NVFP4 (W4A4) needs a global scale for the input activations, which only calibration "  \
+    "data gives (monoquant quantizes without data); NVFP4A16 writes the same weights with "        \
+    "activations left in float"
+
 typedef struct {
     const char *name;
     mq_qdtype dtype;
@@ -164,13 +171,13 @@ static const preset presets[] = {
     {"FP8_DYNAMIC", MQ_QFP8, true, false, 0, 0}, {"FP8_BLOCK", MQ_QFP8, true, false, 0, 128},
     {"MXFP4A16", MQ_QMXFP4, true, true, 32, 0},  {"MXFP4", MQ_QMXFP4, true, false, 32, 0},
     {"MXFP8A16", MQ_QMXFP8, true, true, 32, 0},  {"MXFP8", MQ_QMXFP8, true, false, 32, 0},
-    {"FP16", MQ_FLOAT16, true, false, 0, 0},
+    {"NVFP4A16", MQ_QNVFP4, true, true, 16, 0},  {"FP16", MQ_FLOAT16, true, false, 0, 0},
 };
 
 const char *mq_preset_names(void)
 {
     return "W8A8, INT8, W8A16, W8A16_ASYM, W4A16, W4A16_ASYM, FP8_DYNAMIC, FP8_BLOCK, MXFP4A16, "
-           "MXFP4, MXFP8A16, MXFP8, FP16";
+           "MXFP4, MXFP8A16, MXFP8, NVFP4A16, FP16";
 }
 
 mq_status mq_config_set_preset(mq_config *cfg, const char *name)
@@ -179,6 +186,7 @@ mq_status mq_config_set_preset(mq_config *cfg, const char *name)
     mq_status st = mq_config_usable(cfg);
     if (st != MQ_OK) return st;
     if (!name) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "config: NULL argument");
+    if (strcasecmp(name, "NVFP4") == 0) return mq_set_error(MQ_STATUS_E_CONFIG, "%s", NVFP4_W4A4);
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) {
         const preset *p = &presets[i];
         if (strcasecmp(name, p->name) != 0) continue;

@@ -68,6 +68,7 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
     memset(l, 0, sizeof *l);
     for (int k = 0; k < t->rank; k++)
         numel *= (uint64_t)t->shape[k];
+    l->gscale = 1.0f;
     l->format = s->format;
     l->kind = s->qkind;
     l->symmetric = s->symmetric;
@@ -90,8 +91,8 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
         l->scale_cols = 1;
     }
     bool packed = s->codes_per_word != 0;
-    /* MXFP4: two e2m1 codes a byte (uint8 weight_packed), no shape tensor. */
-    bool fp4 = l->kind == MQ_QK_MXFP4;
+    /* MXFP4, NVFP4: two e2m1 codes a byte (uint8 weight_packed), no shape tensor. */
+    bool fp4 = mq_qkind_is_fp4(l->kind);
     size_t pw = packed ? s->codes_per_word : per_word(l->kind);
     l->inner_bytes = packed ? ceil_div(l->inner, pw) * 4 : fp4 ? ceil_div(l->inner, 2) : l->inner;
 
@@ -120,6 +121,10 @@ mq_status mq_qlayout_init(mq_qlayout *l, const mq_tensor *t, const mq_scheme *s)
     }
     if (st == MQ_OK && packed)
         st = set_out(&l->out[MQ_QOUT_SHAPE], t->name, MQ_SHAPE_SUFFIX, MQ_DTYPE_I64, 1, rshape);
+    if (st == MQ_OK && l->kind == MQ_QK_NVFP4) {
+        int64_t one[1] = {1};
+        st = set_out(&l->out[MQ_QOUT_GSCALE], t->name, MQ_GSCALE_SUFFIX, MQ_DTYPE_F32, 1, one);
+    }
     if (st != MQ_OK) mq_qlayout_free(l);
     return st;
 }
@@ -183,13 +188,13 @@ mq_dtype mq_qlayout_code_dtype(const mq_qlayout *l)
 {
     return l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8 ? MQ_DTYPE_F8_E4M3
            : l->kind == MQ_QK_INT4                        ? MQ_DTYPE_I32
-           : l->kind == MQ_QK_MXFP4                       ? MQ_DTYPE_U8
+           : mq_qkind_is_fp4(l->kind)                     ? MQ_DTYPE_U8
                                                           : MQ_DTYPE_I8;
 }
 
 uint64_t mq_qlayout_code_pos(const mq_qlayout *l, uint64_t e)
 {
-    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4)
+    if (l->kind == MQ_QK_INT4 || mq_qkind_is_fp4(l->kind))
         return e / l->inner * l->inner_bytes + e % l->inner / 2;
     if (l->inner_bytes == l->inner) return e;
     return e / l->inner * l->inner_bytes + e % l->inner;
@@ -221,7 +226,8 @@ mq_qdesc mq_qlayout_desc(const mq_qlayout *l)
     return (mq_qdesc){.kind = l->kind,
                       .symmetric = l->symmetric || l->kind >= MQ_QK_FP8,
                       .code_xor = mq_qlayout_code_xor(l),
-                      .block = l->block};
+                      .block = l->block,
+                      .gscale = l->gscale};
 }
 
 /* int4 and e2m1: codes (one per byte) to nibbles in place, front to back
@@ -256,7 +262,7 @@ size_t mq_qlayout_pack_codes(const mq_qlayout *l, void *buf, uint64_t first, siz
 {
     unsigned char *b = buf;
     if (count == 0) return 0;
-    if (l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4) return pack_codes4(l, b, first, count);
+    if (l->kind == MQ_QK_INT4 || mq_qkind_is_fp4(l->kind)) return pack_codes4(l, b, first, count);
     if (l->inner_bytes == l->inner) return count;
     /* Back to front: a code moves only forward (by the padding before it), so
      * nothing is overwritten before it is read. */
@@ -288,6 +294,13 @@ void mq_qlayout_store_zp(const mq_qlayout *l, const int8_t *zp, unsigned char *d
         unsigned v = ((unsigned)(zp[i] + (1 << (bits - 1)))) & ((1u << bits) - 1u);
         dst[w * 4 + at / 8] |= (unsigned char)(v << (at % 8));
     }
+}
+
+void mq_qlayout_gscale_bytes(const mq_qlayout *l, unsigned char *dst)
+{
+    uint32_t b = mq_f32_bits(l->gscale);
+    for (int k = 0; k < 4; k++)
+        dst[k] = (unsigned char)(b >> (8 * k));
 }
 
 void mq_qlayout_shape_bytes(const mq_qlayout *l, unsigned char *dst)
@@ -349,7 +362,8 @@ static const mq_tensor *find_with(const mq_model *m, const char *base, size_t n,
 }
 
 /* For W_packed: the length of W, else 0. I32 words of int codes come with
- * W_shape; U8 bytes of two e2m1 codes (MXFP4) with a U8 (e8m0) scale. */
+ * W_shape; U8 bytes of two e2m1 codes with a U8 (e8m0) scale (MXFP4), or
+ * with an F8_E4M3 scale and W_global_scale (NVFP4). */
 static size_t packed_base(const mq_model *m, const mq_tensor *t)
 {
     if ((t->dtype != MQ_DTYPE_I32 && t->dtype != MQ_DTYPE_U8) ||
@@ -357,12 +371,17 @@ static size_t packed_base(const mq_model *m, const mq_tensor *t)
         return 0;
     size_t n = strlen(t->name) - strlen(MQ_PACKED_SUFFIX);
     const mq_tensor *s = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
-    if (t->dtype == MQ_DTYPE_U8) return s && s->dtype == MQ_DTYPE_U8 ? n : 0;
+    if (t->dtype == MQ_DTYPE_U8)
+        return s && (s->dtype == MQ_DTYPE_U8 ||
+                     (s->dtype == MQ_DTYPE_F8_E4M3 && find_with(m, t->name, n, MQ_GSCALE_SUFFIX)))
+                   ? n
+                   : 0;
     return find_with(m, t->name, n, MQ_SHAPE_SUFFIX) && s ? n : 0;
 }
 
-/* MXFP4's weight_packed: two e2m1 codes a byte (even in the low nibble), one
- * code a byte into own_codes; the weight's last dimension twice the bytes. */
+/* MXFP4's and NVFP4's weight_packed: two e2m1 codes a byte (even in the low
+ * nibble), one code a byte into own_codes; the weight's last dimension twice
+ * the bytes. */
 static mq_status unpack_fp4(const mq_tensor *c, mq_qlayer *l)
 {
     if (c->rank < 1) return bad(l->w.name, "the packed weight must have at least one dimension");
@@ -390,7 +409,8 @@ bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t)
 
 bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t)
 {
-    static const char *const suffixes[] = {MQ_SCALE_SUFFIX, MQ_ZP_SUFFIX, MQ_SHAPE_SUFFIX};
+    static const char *const suffixes[] = {MQ_SCALE_SUFFIX, MQ_ZP_SUFFIX, MQ_SHAPE_SUFFIX,
+                                           MQ_GSCALE_SUFFIX};
     for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
         if (!ends_with(t->name, suffixes[k])) continue;
         size_t n = strlen(t->name) - strlen(suffixes[k]);
@@ -500,10 +520,11 @@ static mq_status read_scale_layout(mq_qlayer *l)
     size_t out = (size_t)l->w.shape[0], inner = (size_t)l->w.shape[l->w.rank - 1];
     l->n_scale = (size_t)ns;
     l->scale_cols = 1;
-    if (mq_qkind_is_mx(l->kind) != (s->dtype == MQ_DTYPE_U8) ||
-        (!mq_qkind_is_mx(l->kind) && !mq_dtype_is_quantizable(s->dtype)))
+    bool byte_ok = l->kind == MQ_QK_NVFP4 ? s->dtype == MQ_DTYPE_F8_E4M3 : s->dtype == MQ_DTYPE_U8;
+    if (mq_qkind_byte_scale(l->kind) != byte_ok ||
+        (!mq_qkind_byte_scale(l->kind) && !mq_dtype_is_quantizable(s->dtype)))
         return bad(l->w.name, "the scale must be F32, F16 or BF16 (U8 e8m0 exponents for the MX "
-                              "formats: e4m3 weight or uint8 weight_packed)");
+                              "formats: e4m3 weight or uint8 weight_packed; F8_E4M3 for NVFP4)");
     if (ns == 0 || out == 0 || inner == 0)
         return bad(l->w.name, "a quantized weight and its scale must not be empty");
     if (ns == 1 || (ns == out && (s->rank == 1 || s->shape[s->rank - 1] == 1))) return MQ_OK;
@@ -532,6 +553,14 @@ static mq_status read_scale_layout(mq_qlayer *l)
                           "input dimension, per block, or one in all");
 }
 
+/* The descriptor whose group scales are the layer's. */
+static mq_qdesc layer_desc(const mq_qlayer *l)
+{
+    mq_qdesc d = mq_qd(l->kind, true);
+    d.gscale = l->gscale;
+    return d;
+}
+
 mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
 {
     size_t n = packed_base(m, t);
@@ -555,6 +584,23 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     l->scale = find_with(m, t->name, n, MQ_SCALE_SUFFIX);
     /* e4m3 codes under e8m0 (U8) scales: MXFP8. */
     if (l->kind == MQ_QK_FP8 && l->scale && l->scale->dtype == MQ_DTYPE_U8) l->kind = MQ_QK_MXFP8;
+    /* e2m1 codes under e4m3 scales: NVFP4, with its F32 global scale. */
+    l->gscale = 1.0f;
+    if (l->kind == MQ_QK_MXFP4 && l->scale && l->scale->dtype == MQ_DTYPE_F8_E4M3) {
+        const mq_tensor *g = find_with(m, t->name, n, MQ_GSCALE_SUFFIX);
+        l->kind = MQ_QK_NVFP4;
+        if (!g || g->dtype != MQ_DTYPE_F32 || g->nbytes != 4) {
+            st = bad(l->w.name, "an NVFP4 weight needs one F32 _global_scale");
+            goto fail;
+        }
+        memcpy(&l->gscale, g->data, 4);
+        if (!(l->gscale > 0.0f) || isinf(l->gscale)) {
+            st = mq_set_error(MQ_STATUS_E_FORMAT,
+                              "layer '%s': the global scale is %g; it must be finite and positive",
+                              l->w.name, (double)l->gscale);
+            goto fail;
+        }
+    }
     if (!packed && l->kind == MQ_QK_INT8) {
         /* int-quantized: the shared checks of a scale and I8 zero point. */
         if ((st = mq_qparams_check(NULL, t, l->scale, find_with(m, t->name, n, MQ_ZP_SUFFIX),
@@ -569,7 +615,7 @@ mq_status mq_qlayer_open(const mq_model *m, const mq_tensor *t, mq_qlayer *l)
     }
     if ((st = read_scale_layout(l)) != MQ_OK) goto fail;
     for (size_t i = 0; i < l->n_scale; i++) {
-        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, i);
+        float s = mq_load_group_scale(layer_desc(l), l->scale->data, l->scale->dtype, i);
         if (!(s > 0.0f) || isinf(s)) {
             st = mq_set_error(MQ_STATUS_E_FORMAT,
                               "layer '%s': scale %zu is %g; a scale must be finite and positive",
@@ -599,7 +645,7 @@ void mq_qlayer_free(mq_qlayer *l)
 
 mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l)
 {
-    return mq_qkind_is_mx(l->kind) ? MQ_DTYPE_BF16 : l->scale->dtype;
+    return mq_qkind_byte_scale(l->kind) ? MQ_DTYPE_BF16 : l->scale->dtype;
 }
 
 bool mq_qlayer_is_simple(const mq_qlayer *l)
@@ -623,11 +669,11 @@ void mq_qlayer_row_f32(const mq_qlayer *l, size_t r, float *dst)
                    : l->block      ? r / l->block * l->scale_cols + c0 / l->block
                    : l->group      ? r * l->scale_cols + c0 / l->group
                                    : r;
-        float s = mq_load_group_scale(mq_qd(l->kind, true), l->scale->data, l->scale->dtype, k);
+        float s = mq_load_group_scale(layer_desc(l), l->scale->data, l->scale->dtype, k);
         if (l->kind == MQ_QK_FP8 || l->kind == MQ_QK_MXFP8) {
             for (size_t c = c0; c < c1; c++)
                 dst[c] = mq_e4m3_to_f32(q[c]) * s;
-        } else if (l->kind == MQ_QK_MXFP4) {
+        } else if (mq_qkind_is_fp4(l->kind)) {
             for (size_t c = c0; c < c1; c++)
                 dst[c] = mq_e2m1_to_f32(q[c]) * s;
         } else {

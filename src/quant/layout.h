@@ -38,11 +38,12 @@
 #define MQ_ZP_SUFFIX "_zero_point"
 #define MQ_PACKED_SUFFIX "_packed"
 #define MQ_SHAPE_SUFFIX "_shape"
+#define MQ_GSCALE_SUFFIX "_global_scale"
 /* compressed-tensors release whose layout and config block we write. */
 #define MQ_CT_VERSION "0.20.1"
 
 /* The output tensors of one quantized weight, in file order. */
-enum { MQ_QOUT_CODES = 0, MQ_QOUT_SCALE, MQ_QOUT_ZP, MQ_QOUT_SHAPE, MQ_QOUT_COUNT };
+enum { MQ_QOUT_CODES = 0, MQ_QOUT_SCALE, MQ_QOUT_ZP, MQ_QOUT_SHAPE, MQ_QOUT_GSCALE, MQ_QOUT_COUNT };
 
 typedef struct {
     char *name; /* NULL: not written in this format */
@@ -65,6 +66,9 @@ typedef struct {
     size_t rows, cols;
     size_t inner;       /* values per row of the last dimension */
     size_t inner_bytes; /* bytes such a row takes in the output (packed: whole words) */
+    /* NVFP4: the tensor's global scale (1 until the caller sets it from the
+     * tensor's, or its fused set's, amax: mq_nvfp4_global_scale). */
+    float gscale;
     mq_qout out[MQ_QOUT_COUNT];
 } mq_qlayout;
 
@@ -123,6 +127,8 @@ size_t mq_qlayout_rows_bytes(const mq_qlayout *l, size_t groups);
 /* The zero-point tensor's bytes (nbytes of out[MQ_QOUT_ZP]) from the zero
  * points of every group (l->rows int8 values, in group order) into dst. */
 void mq_qlayout_store_zp(const mq_qlayout *l, const int8_t *zp, unsigned char *dst);
+/* The bytes of the weight_global_scale tensor (NVFP4): l->gscale as F32. */
+void mq_qlayout_gscale_bytes(const mq_qlayout *l, unsigned char *dst);
 /* The bytes of the weight_shape tensor (pack-quantized). */
 void mq_qlayout_shape_bytes(const mq_qlayout *l, unsigned char *dst);
 /* Bytes of every output tensor together. */
@@ -146,12 +152,14 @@ typedef struct {
     const mq_tensor *scale;
     size_t n_scale, scale_cols, group, block;
     const int8_t *zp; /* n_scale zero points (unpacked), or NULL when symmetric */
+    float gscale;     /* NVFP4: weight_global_scale, which divides each scale */
     void *own_codes, *own_zp;
     char *own_name;
 } mq_qlayer;
 
 /* Whether t holds the codes of a quantized layer: an I8 tensor NAME with a
- * NAME_scale, or an I32 W_packed with W_shape and W_scale. */
+ * NAME_scale, an I32 W_packed with W_shape and W_scale, or a U8 W_packed
+ * with a U8 (MX) or F8_E4M3 and W_global_scale (NVFP4) W_scale. */
 bool mq_qlayer_is_codes(const mq_model *m, const mq_tensor *t);
 /* Whether t is a scale, zero point or shape of such a layer. */
 bool mq_qlayer_is_param(const mq_model *m, const mq_tensor *t);
@@ -164,7 +172,8 @@ void mq_qlayer_free(mq_qlayer *l);
  * (what mq_ref_dequantize_rows and the int8 GEMM take directly). */
 bool mq_qlayer_is_simple(const mq_qlayer *l);
 /* The dtype a dequantized weight takes: its scale's, or BF16 under e8m0
- * scales (the MX formats; compressed-tensors decompresses them to BF16). */
+ * scales (the MX formats) and NVFP4's (compressed-tensors decompresses
+ * them to BF16). */
 mq_dtype mq_qlayer_value_dtype(const mq_qlayer *l);
 /* Row r of the weight (its first dimension) dequantized in fp32:
  * (q - zp) * s, or e4m3(q) * s for FP8, with the scale of each value's group. */

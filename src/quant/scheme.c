@@ -68,6 +68,19 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
             BAD("the MX formats take groups of 32 values, not %s",
                 cfg->per_channel ? "another group size" : "one scale per tensor");
         break;
+    case MQ_QNVFP4:
+        /* compressed-tensors' NVFP4A16: groups of 16 under one global scale. */
+        if (!cfg->symmetric) BAD("NVFP4 is symmetric (no zero points)");
+        if (cfg->block_size) BAD("NVFP4 takes groups of 16, not blocks");
+        if (cfg->group_size != 16 || !cfg->per_channel)
+            BAD("NVFP4 takes groups of 16 values, not %s",
+                cfg->per_channel ? "another group size" : "one scale per tensor");
+        if (!cfg->weights_only)
+            BAD("NVFP4 with quantized activations (W4A4) needs an activation global scale from "
+                "calibration data; NVFP4A16 (weights only) needs none");
+        if (has_observer(cfg) && cfg->observer == MQ_OBSERVER_MSE)
+            BAD("the mse observer does not search NVFP4's scales (min-max only)");
+        break;
     default:
         BAD("unknown dtype %d", (int)cfg->dtype);
     }
@@ -118,6 +131,13 @@ static void set_kind(mq_scheme *s, mq_qdtype d)
         s->float_codes = true;
         s->code_dtype = MQ_DTYPE_F8_E4M3;
         break;
+    case MQ_QNVFP4:
+        s->kind = MQ_SCHEME_NVFP4;
+        s->qkind = MQ_QK_NVFP4;
+        s->bits = 4;
+        s->float_codes = true;
+        s->code_dtype = MQ_DTYPE_U8;
+        break;
     case MQ_FLOAT16:
         s->kind = MQ_SCHEME_FP16;
         s->qkind = MQ_QK_INT8; /* unused: the cast runs no quantize kernel */
@@ -149,6 +169,8 @@ static const char *preset_of(const mq_scheme *s, bool weights_only)
         return weights_only ? "MXFP4A16" : "MXFP4";
     case MQ_SCHEME_MXFP8:
         return weights_only ? "MXFP8A16" : "MXFP8";
+    case MQ_SCHEME_NVFP4:
+        return "NVFP4A16";
     default:
         if (!s->symmetric) return "W8A16_ASYM";
         return weights_only ? "W8A16" : "W8A8";
@@ -170,6 +192,8 @@ static void set_label(mq_scheme *s, bool weights_only)
         snprintf(strat, sizeof strat, "%s", s->gran == MQ_GRAN_CHANNEL ? "channel" : "tensor");
     if (s->kind == MQ_SCHEME_FP8_E4M3)
         snprintf(s->label, sizeof s->label, "fp8-e4m3-%s", strat);
+    else if (s->kind == MQ_SCHEME_NVFP4)
+        snprintf(s->label, sizeof s->label, "nvfp4-%s-weights-only", strat);
     else if (s->kind == MQ_SCHEME_MXFP4 || s->kind == MQ_SCHEME_MXFP8)
         snprintf(s->label, sizeof s->label, "%s-%s%s",
                  s->kind == MQ_SCHEME_MXFP4 ? "mxfp4" : "mxfp8", strat,
@@ -202,8 +226,11 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
         s->gran = cfg->per_channel ? MQ_GRAN_CHANNEL : MQ_GRAN_TENSOR;
     }
     bool mx = s->kind == MQ_SCHEME_MXFP4 || s->kind == MQ_SCHEME_MXFP8;
+    bool nv = s->kind == MQ_SCHEME_NVFP4;
     if (cast)
         s->format = MQ_FORMAT_NONE;
+    else if (nv)
+        s->format = MQ_FORMAT_NVFP4_PACK_QUANTIZED;
     else if (mx)
         s->format =
             s->kind == MQ_SCHEME_MXFP4 ? MQ_FORMAT_MXFP4_PACK_QUANTIZED : MQ_FORMAT_MXFP8_QUANTIZED;
@@ -214,8 +241,8 @@ static const char *build(mq_scheme *s, const mq_config *cfg, char *why, size_t c
     else
         s->format = MQ_FORMAT_PACK_QUANTIZED;
     s->codes_per_word = s->format == MQ_FORMAT_PACK_QUANTIZED ? 32 / s->bits : 0;
-    s->scale_dtype = mx ? MQ_DTYPE_U8 : MQ_SCALE_LIKE_WEIGHT;
-    s->scale_enc = mx ? MQ_SCALE_E8M0 : MQ_SCALE_LINEAR;
+    s->scale_dtype = mx ? MQ_DTYPE_U8 : nv ? MQ_DTYPE_F8_E4M3 : MQ_SCALE_LIKE_WEIGHT;
+    s->scale_enc = mx ? MQ_SCALE_E8M0 : nv ? MQ_SCALE_E4M3_GLOBAL : MQ_SCALE_LINEAR;
     if (mx)
         s->acts = cfg->weights_only            ? MQ_ACT_NONE
                   : s->kind == MQ_SCHEME_MXFP4 ? MQ_ACT_MXFP4_GROUP_32
@@ -277,6 +304,8 @@ const char *mq_qformat_name(mq_qformat f)
         return "mxfp4-pack-quantized";
     case MQ_FORMAT_MXFP8_QUANTIZED:
         return "mxfp8-quantized";
+    case MQ_FORMAT_NVFP4_PACK_QUANTIZED:
+        return "nvfp4-pack-quantized";
     default:
         return "none";
     }

@@ -12,8 +12,7 @@
 #include "observer.h"
 #include "reference.h"
 
-/* What the codes are. The FP16 cast writes no codes and no scales. Room is
- * left for fp4 e2m1 under e4m3 scales (NVFP4). */
+/* What the codes are. The FP16 cast writes no codes and no scales. */
 typedef enum {
     MQ_SCHEME_INT8 = 0,
     MQ_SCHEME_INT4,
@@ -21,6 +20,7 @@ typedef enum {
     MQ_SCHEME_FP16,
     MQ_SCHEME_MXFP4, /* e2m1 codes, e8m0 scales per 32 */
     MQ_SCHEME_MXFP8, /* e4m3 codes, e8m0 scales per 32 */
+    MQ_SCHEME_NVFP4, /* e2m1 codes, e4m3 scales per 16 under an fp32 global scale */
 } mq_scheme_kind;
 
 /* How many values share one scale (and zero point). */
@@ -39,12 +39,13 @@ typedef enum {
     MQ_FORMAT_NONE,
     MQ_FORMAT_MXFP4_PACK_QUANTIZED, /* two e2m1 codes a byte in weight_packed */
     MQ_FORMAT_MXFP8_QUANTIZED,      /* e4m3 codes in weight */
+    MQ_FORMAT_NVFP4_PACK_QUANTIZED, /* as MXFP4's, with weight_global_scale */
 } mq_qformat;
 
-/* How a stored scale becomes a multiplier: a plain float of scale_dtype, or
- * (the MX kinds) a U8 power-of-two exponent x, 2^(x - 127) (e8m0). NVFP4
- * will add e4m3 scales under a global scale. */
-typedef enum { MQ_SCALE_LINEAR = 0, MQ_SCALE_E8M0 } mq_scale_encoding;
+/* How a stored scale becomes a multiplier: a plain float of scale_dtype,
+ * (the MX kinds) a U8 power-of-two exponent x, 2^(x - 127) (e8m0), or
+ * (NVFP4) an e4m3 value divided by the tensor's fp32 global scale. */
+typedef enum { MQ_SCALE_LINEAR = 0, MQ_SCALE_E8M0, MQ_SCALE_E4M3_GLOBAL } mq_scale_encoding;
 
 /* The input activations a loader quantizes at run time (config.json). */
 typedef enum {
@@ -124,6 +125,13 @@ typedef struct {
     /* dequantize of a model directory: every tensor kept (a source weight as
      * its float values) and config.json without a quantization_config. */
     bool plain_float;
+    /* NVFP4 (optional, NULL: each file's weights among themselves): the
+     * weight's amax as the run read it before any file (*known, which may be
+     * NULL, says whether it did; else *amax as it is), raised to its fused
+     * set's (q/k/v_proj, gate/up_proj, w1/w3) for a member (fused.h).
+     * Errors are the run's. */
+    mq_status (*fused_amax)(void *user, const char *weight, float *amax, bool *known);
+    void *fused_user;
 } mq_settings;
 
 /* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why

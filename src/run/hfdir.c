@@ -12,6 +12,7 @@
 #include "dircopy.h"
 #include "error.h"
 #include "foreign.h"
+#include "fused.h"
 #include "hfmeta.h"
 #include "infile.h"
 #include "layout.h"
@@ -57,6 +58,7 @@ typedef struct {
     mq_planner *planner; /* one for every shard, with config.json's hints */
     mq_plan_hints hints;
     mq_settings with_source; /* *set, with an FP8 block source's description */
+    mq_fused *fused;         /* NVFP4: each weight's and each fused set's amax */
 } hf_run;
 
 static mq_status no_memory(const char *what)
@@ -549,6 +551,34 @@ static mq_status publish(hf_run *r)
     return rc;
 }
 
+/* NVFP4: one reduction pass over the weights to quantize in every shard
+ * before any shard is quantized, so that each fused set's members share one
+ * global scale (q_proj and k_proj may lie in different files) and no shard
+ * needs a pass of its own for its weights' amax. */
+static mq_status fused_sets(hf_run *r)
+{
+    if (r->set->scheme.qkind != MQ_QK_NVFP4 || !mq_scheme_quantizes(&r->set->scheme)) return MQ_OK;
+    size_t n = r->shards.count;
+    char **sp = calloc(n ? n : 1, sizeof *sp);
+    mq_status rc = sp && (r->fused = mq_fused_new()) ? MQ_OK : no_memory(r->in_dir);
+    for (size_t i = 0; rc == MQ_OK && i < n; i++)
+        if (!(sp[i] = mq_path_join(r->in_dir, r->shards.names[i]))) rc = no_memory(r->in_dir);
+    if (rc == MQ_OK)
+        rc = mq_fused_scan(r->fused, (const char *const *)sp, n, r->planner, r->be,
+                           r->set->memory_limit);
+    for (size_t i = 0; sp && i < n; i++)
+        free(sp[i]);
+    free(sp);
+    if (rc != MQ_OK) return rc;
+    if (r->set != &r->with_source) {
+        r->with_source = *r->set;
+        r->set = &r->with_source;
+    }
+    r->with_source.fused_amax = mq_fused_amax;
+    r->with_source.fused_user = r->fused;
+    return MQ_OK;
+}
+
 static mq_status run(hf_run *r)
 {
     mq_status rc;
@@ -571,6 +601,7 @@ static mq_status run(hf_run *r)
     /* Only now: opening a device takes time and may print a notice. */
     if (!r->be && (rc = mq_backend_open(&r->set->device, &r->own_be)) != MQ_OK) return rc;
     if (!r->be) r->be = r->own_be;
+    if ((rc = fused_sets(r)) != MQ_OK) return rc;
     if ((rc = make_temp_dir(r)) != MQ_OK) return rc;
     if ((rc = copy_files(r)) != MQ_OK) return rc;
     if ((rc = quantize_shards(r)) != MQ_OK) return rc;
@@ -629,6 +660,7 @@ done:
     mq_hf_root_free(&r.root);
     mq_hf_shards_free(&r.shards);
     mq_backend_free(r.own_be);
+    mq_fused_free(r.fused);
     mq_planner_free(r.planner);
     mq_report_free(own_rep);
     return rc;

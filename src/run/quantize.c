@@ -6,6 +6,7 @@
 #include "devset.h"
 #include "dtype.h"
 #include "error.h"
+#include "fused.h"
 #include "hfdir.h"
 #include "layout.h"
 #include "model.h"
@@ -62,6 +63,53 @@ static mq_status skip_tensor(run_ctx *c, const mq_model *in, size_t i, const cha
     return st;
 }
 
+/* NVFP4: the weight's global scale from its amax (or its fused set's),
+ * before any group is quantized, and its F32 tensor. */
+static mq_status set_global_scale(run_ctx *c, const mq_tensor *t, mq_qlayout *l,
+                                  void *data[MQ_QOUT_COUNT])
+{
+    uint64_t numel = 1;
+    for (int k = 0; k < t->rank; k++)
+        numel *= (uint64_t)t->shape[k];
+    mq_ref_stats st;
+    mq_ref_stats_init(&st);
+    mq_status s = c->be->ops->reduce(c->be, t->data, t->dtype, (size_t)numel, &st);
+    if (s != MQ_OK) return s;
+    float amax = st.amax;
+    if (c->set->fused_amax &&
+        (s = c->set->fused_amax(c->set->fused_user, t->name, &amax, NULL)) != MQ_OK)
+        return s;
+    l->gscale = mq_nvfp4_global_scale(amax, t->dtype);
+    mq_qlayout_gscale_bytes(l, data[MQ_QOUT_GSCALE]);
+    return MQ_OK;
+}
+
+/* NVFP4: the amax of each fused set of the model's weights to quantize
+ * (fused.h), before any of them is. */
+static mq_status fused_sets(run_ctx *c, const mq_model *in, mq_planner *pl, mq_fused **out)
+{
+    mq_fused *f = mq_fused_new();
+    mq_status st = f ? MQ_OK : mq_set_error(MQ_STATUS_E_NOMEM, "quantize: out of memory");
+    for (size_t i = 0; st == MQ_OK && i < in->count; i++) {
+        const mq_tensor *t = &in->tensors[i];
+        char kind, reason[256];
+        if (!mq_fused_key(t->name, &kind) || !mq_dtype_is_quantizable(t->dtype)) continue;
+        mq_action a =
+            mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
+        if ((st = mq_planner_error(pl)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;
+        mq_ref_stats rs;
+        mq_ref_stats_init(&rs);
+        st = c->be->ops->reduce(c->be, t->data, t->dtype, t->nbytes / mq_dtype_size(t->dtype), &rs);
+        if (st == MQ_OK && !rs.nonfinite) st = mq_fused_add(f, t->name, rs.amax);
+    }
+    if (st != MQ_OK) {
+        mq_fused_free(f);
+        f = NULL;
+    }
+    *out = f;
+    return st;
+}
+
 static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool *nonfinite)
 {
     const mq_tensor *t = &in->tensors[i];
@@ -84,6 +132,7 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", t->name);
         goto done;
     }
+    if (l.kind == MQ_QK_NVFP4 && (st = set_global_scale(c, t, &l, data)) != MQ_OK) goto done;
     /* The codes are computed into the codes tensor and packed there. */
     size_t bad = 0;
     mq_err_acc acc;
@@ -152,6 +201,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     mq_settings set;
     mq_planner *planner = NULL;
     run_ctx c = {.set = &set};
+    mq_fused *fused = NULL;
     mq_status st;
 
     if (out) *out = NULL;
@@ -169,6 +219,11 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     }
     mq_report_set_device(c.rep, c.be->backend, c.be->platform, c.be->device);
     if ((st = set_output_metadata(c.out, in, &set.scheme)) != MQ_OK) goto done;
+    if (set.scheme.qkind == MQ_QK_NVFP4 && mq_scheme_quantizes(&set.scheme) && !set.fused_amax) {
+        if ((st = fused_sets(&c, in, planner, &fused)) != MQ_OK) goto done;
+        set.fused_amax = mq_fused_amax;
+        set.fused_user = fused;
+    }
     uint64_t total_bytes = 0, done_bytes = 0;
     for (size_t i = 0; i < in->count; i++)
         total_bytes += in->tensors[i].nbytes;
@@ -211,6 +266,7 @@ done:
         }
     }
     mq_model_free(c.out);
+    mq_fused_free(fused);
     mq_skip_list_free(c.skips);
     mq_report_free(c.rep);
     mq_backend_free(c.be);

@@ -17,7 +17,7 @@ static size_t pack_band(const mq_qlayout *l, void *codes, size_t first, size_t r
 {
     uint64_t e0 = (uint64_t)first * l->cols;
     /* int4 and e2m1 rows come back packed; the other codes are packed here, in place. */
-    return l->kind == MQ_QK_INT4 || l->kind == MQ_QK_MXFP4
+    return l->kind == MQ_QK_INT4 || mq_qkind_is_fp4(l->kind)
                ? mq_qlayout_rows_bytes(l, rows)
                : mq_qlayout_pack_codes(l, codes, e0, rows * l->cols);
 }

@@ -8,6 +8,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "foreign.h"
+#include "fused.h"
 #include "infile.h"
 #include "layout.h"
 #include "model.h"
@@ -229,7 +230,7 @@ static mq_status plan_tensors(mq_stream *s, mq_planner *pl)
  * as they are, planned before the header is. */
 static mq_status keep_nonfinite(mq_stream *s)
 {
-    mq_status st = mq_stream_scan(s);
+    mq_status st = MQ_OK;
     for (size_t i = 0; st == MQ_OK && i < s->n; i++) {
         mq_tplan *tp = &s->tp[i];
         if (!tp->nonfinite) continue;
@@ -251,6 +252,52 @@ static mq_status keep_nonfinite(mq_stream *s)
             st = mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", tp->t->name);
     }
     return st;
+}
+
+/* NVFP4: each weight's global scale, from the amax of its fused set
+ * (fused.h: every member's, reduced before any is quantized), else from its
+ * own. The run's hook gives the weights it read before any file (a model
+ * directory's float weights, with sets that span files); the others (a
+ * single file's, an FP8 block source's) come from this file's pass
+ * (scanned), with the sets among this file's weights. */
+static mq_status set_global_scales(mq_stream *s, bool scanned)
+{
+    mq_fused *own = NULL;
+    mq_status st = MQ_OK;
+    if (scanned) {
+        if (!(own = mq_fused_new())) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < s->n && st == MQ_OK; i++)
+            if (s->tp[i].action == MQ_ACTION_QUANTIZE && !s->tp[i].nonfinite)
+                st = mq_fused_add(own, s->tp[i].t->name, s->tp[i].amax);
+    }
+    for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
+        mq_tplan *tp = &s->tp[i];
+        float amax = tp->amax;
+        bool known = false;
+        if (tp->action != MQ_ACTION_QUANTIZE) continue;
+        if (s->set->fused_amax)
+            st = s->set->fused_amax(s->set->fused_user, tp->t->name, &amax, &known);
+        if (st == MQ_OK && !known && own) st = mq_fused_amax(own, tp->t->name, &amax, NULL);
+        if (st == MQ_OK) tp->lay.gscale = mq_nvfp4_global_scale(amax, tp->t->dtype);
+    }
+    mq_fused_free(own);
+    return st;
+}
+
+/* Whether the run read every weight this file quantizes before it (a model
+ * directory's pass), so that NVFP4 needs no pass over the file for them. */
+static bool amax_known(const mq_stream *s)
+{
+    if (!s->set->fused_amax) return false;
+    for (size_t i = 0; i < s->n; i++) {
+        const mq_tplan *tp = &s->tp[i];
+        float a = 0.0f;
+        bool known = false;
+        if (tp->action != MQ_ACTION_QUANTIZE) continue;
+        if (s->set->fused_amax(s->set->fused_user, tp->t->name, &a, &known) != MQ_OK || !known)
+            return false;
+    }
+    return true;
 }
 
 /* The output's tensors in order, their offsets, and the header bytes. */
@@ -290,7 +337,7 @@ static mq_status build_header(mq_stream *s, char **header, size_t *len)
         if (tp->kind == MQ_KIND_DROP) continue;
         if (tp->action == MQ_ACTION_QUANTIZE) {
             uint64_t *offs[MQ_QOUT_COUNT] = {&tp->out_q, &tp->out_scale, &tp->out_zp,
-                                             &tp->out_shape};
+                                             &tp->out_shape, &tp->out_gscale};
             for (int k = 0; k < MQ_QOUT_COUNT; k++) {
                 const mq_qout *o = &tp->lay.out[k];
                 if (!o->name) continue;
@@ -384,13 +431,19 @@ static mq_status write_header(mq_stream *s, const char *header, size_t len)
     return st;
 }
 
-/* The output bytes that depend on no weight: the shape tensor of a packed
- * weight. */
+/* The output bytes known before the codes: the shape tensor of a packed
+ * weight, NVFP4's global scale. */
 static mq_status write_constants(mq_stream *s)
 {
     mq_status st = MQ_OK;
     for (size_t i = 0; i < s->n && st == MQ_OK; i++) {
         const mq_qlayout *l = &s->tp[i].lay;
+        if (s->tp[i].action == MQ_ACTION_QUANTIZE && l->out[MQ_QOUT_GSCALE].name) {
+            unsigned char g[4];
+            mq_qlayout_gscale_bytes(l, g);
+            st = mq_outfile_pwrite(s->f, g, sizeof g, s->data_start + s->tp[i].out_gscale);
+            if (st != MQ_OK) break;
+        }
         if (s->tp[i].action != MQ_ACTION_QUANTIZE || l->format != MQ_FORMAT_PACK_QUANTIZED)
             continue;
         unsigned char shape[8 * MQ_MAX_RANK];
@@ -512,10 +565,16 @@ mq_status mq_stream_file(const char *in_path, const char *out_path, const mq_set
     if ((st = setup(&s, pl)) != MQ_OK) goto done;
     if ((st = plan_tensors(&s, pl)) != MQ_OK) goto prefixed;
     /* A NaN found after part of a tensor is written would change the header;
-     * with --skip-nonfinite the tensors to quantize are checked first. */
+     * with --skip-nonfinite the tensors to quantize are checked first. NVFP4
+     * reads them first for their amax. */
+    bool gscales = set->scheme.qkind == MQ_QK_NVFP4 && mq_scheme_quantizes(&set->scheme);
+    bool scan =
+        (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme)) || (gscales && !amax_known(&s));
+    if (scan && (st = mq_stream_scan(&s)) != MQ_OK) goto prefixed;
     if (set->skip_nonfinite && mq_scheme_quantizes(&set->scheme) &&
         (st = keep_nonfinite(&s)) != MQ_OK)
         goto prefixed;
+    if (gscales && (st = set_global_scales(&s, scan)) != MQ_OK) goto prefixed;
     if ((st = build_header(&s, &header, &hlen)) != MQ_OK) goto prefixed;
     if ((st = mq_outfile_open(out_path, &s.f)) != MQ_OK) goto done;
     if ((st = write_header(&s, header, hlen)) != MQ_OK) goto done;

@@ -495,14 +495,22 @@ mq_status mq_stream_scan(mq_stream *s)
         mq_ref_stats stats;
         mq_ref_stats_init(&stats);
         /* The other sources' values, dequantized (an FP8 code's NaN, or a
-         * scale's), are what the scan looks at. */
+         * scale's), are what the scan looks at; NVFP4 needs an FP8 source's
+         * amax too: its values dequantized as quantizing reads them. */
+        bool values = tp->src && !self_read(tp) && s->set->scheme.qkind == MQ_QK_NVFP4 &&
+                      tp->action == MQ_ACTION_QUANTIZE;
         if (n && self_read(tp)) st = mq_src_begin(s, tp);
+        if (values && n > 0 && (st = source_buffers(s, tp)) != MQ_OK) break;
         for (uint64_t k = 0; k < n && st == MQ_OK; k++) {
             const mq_chunk *c;
             const unsigned char *d;
             if ((st = next_chunk(s, i, &c, &d)) != MQ_OK) break;
             if (self_read(tp)) {
                 if (!stats.nonfinite && (st = mq_src_values(s, tp, c->first, c->count)) == MQ_OK)
+                    st = s->be->ops->reduce(s->be, tp->src->vals, tp->t->dtype, c->count, &stats);
+            } else if (values) {
+                st = dequant_values(s, tp, d, c->first, c->count);
+                if (st == MQ_OK && !stats.nonfinite)
                     st = s->be->ops->reduce(s->be, tp->src->vals, tp->t->dtype, c->count, &stats);
             } else if (tp->src) {
                 /* e4m3fn's NaN: S.1111.111; the codes hold no infinity. */
@@ -513,8 +521,11 @@ mq_status mq_stream_scan(mq_stream *s)
             }
             mq_ring_release(s->ring);
         }
-        if (self_read(tp)) mq_src_end(tp);
-        if (st == MQ_OK) tp->nonfinite = stats.nonfinite;
+        if (self_read(tp) || values) mq_src_end(tp);
+        if (st == MQ_OK) {
+            tp->nonfinite = stats.nonfinite;
+            tp->amax = stats.amax;
+        }
     }
     mq_ring_stop(s->ring);
     return st;

@@ -59,12 +59,13 @@ typedef struct {
     char *reason;          /* MQ_KIND_COPY: why it is kept (owned) */
     mq_qlayout lay;        /* quantize: the output tensors (owned) */
     bool nonfinite;        /* the scan found NaN or Inf in it */
+    float amax;            /* the scan's max |w| (NVFP4's global scale) */
     size_t rows, cols;     /* groups and values per group; a cast is 1 x numel */
     size_t rows_per_chunk; /* MQ_KIND_ROWS */
     size_t per_chunk;      /* elements per chunk (split, cast, scan) */
     /* Offsets in the output's data buffer: the codes (or the cast or copied
      * tensor), the scales, the zero points and the packed shape. */
-    uint64_t out_q, out_scale, out_zp, out_shape;
+    uint64_t out_q, out_scale, out_zp, out_shape, out_gscale;
     int8_t *zp_all; /* asymmetric: every group's zero point, stored at the end */
     /* The mse observer: MQ_KIND_ROWS reads the tensor twice, pass 0 searching
      * (each group's record of improving steps into obs_mask, the tensor's
@@ -103,8 +104,10 @@ typedef struct {
     struct timespec last_progress;
 } mq_stream;
 
-/* With skip_nonfinite: reads every tensor to quantize once and marks those
- * holding NaN/Inf (mq_tplan.nonfinite), for the plan to keep them as they are. */
+/* Reads every tensor to quantize once (FP8 block sources dequantized) and
+ * marks those holding NaN/Inf (mq_tplan.nonfinite), for the plan to keep them
+ * as they are with skip_nonfinite, and records each one's max |w|
+ * (mq_tplan.amax) for NVFP4's global scale. */
 mq_status mq_stream_scan(mq_stream *s);
 /* Moves every tensor's data to the output, appending report entries. */
 mq_status mq_stream_run(mq_stream *s);

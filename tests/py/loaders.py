@@ -56,12 +56,14 @@ PRESETS = {
 # The microscaling presets (e8m0 scales per 32 values), checked by
 # test_mx.py: byte identity, config.json and loading, not vLLM's selection.
 MX_PRESETS = {
-    p: {"args": ["--preset", p], "format": fmt, "symmetric": True, "strategy": "group",
-        "acts": acts, "vllm": None, "min_cos": None, "preset": p}
-    for p, fmt, acts in [("MXFP4A16", "mxfp4-pack-quantized", False),
-                         ("MXFP4", "mxfp4-pack-quantized", True),
-                         ("MXFP8A16", "mxfp8-quantized", False),
-                         ("MXFP8", "mxfp8-quantized", True)]
+    p: {"args": ["--preset", p], "format": fmt, "symmetric": True, "strategy": strategy,
+        "acts": acts, "vllm": vllm, "min_cos": None, "preset": p}
+    for p, fmt, strategy, acts, vllm in [
+        ("MXFP4A16", "mxfp4-pack-quantized", "group", False, "CompressedTensorsW4A16Mxfp4"),
+        ("MXFP4", "mxfp4-pack-quantized", "group", True, "CompressedTensorsW4A16Mxfp4"),
+        ("MXFP8A16", "mxfp8-quantized", "group", False, None),
+        ("MXFP8", "mxfp8-quantized", "group", True, None),
+        ("NVFP4A16", "nvfp4-pack-quantized", "tensor_group", False, "CompressedTensorsW4A16Fp4")]
 }
 
 
@@ -346,7 +348,13 @@ def vllm_scheme(qc):
     tensor or channel and 8-bit int activations that are static per tensor or
     dynamic per token; W8A8Fp8 = an activation-quantized format with
     symmetric static 8-bit float weights per tensor, channel or block and
-    8-bit float activations, dynamic (per token or group) or static per tensor."""
+    8-bit float activations, dynamic (per token or group) or static per tensor.
+    Checked first: W4A16Fp4 = NVFP4 weights (4-bit float, tensor_group,
+    groups of 16, symmetric) with no input activations; W4A16Mxfp4 = MXFP4
+    weights (4-bit float, group, groups of 32, symmetric) whatever the
+    activations (MXFP4's dynamic MX activations run unquantized). The
+    compressed_tensors.py read for these two rules has no MXFP8 scheme: an
+    8-bit float group weight finds none (NotImplementedError)."""
     picked = {}
     for gname, g in qc["config_groups"].items():
         fmt = g.get("format") or qc.get("format")
@@ -354,6 +362,13 @@ def vllm_scheme(qc):
         if fmt in ("int-quantized", "naive-quantized", "float-quantized") and a is None:
             if w["type"] != "float":
                 raise AssertionError("vLLM: %s needs input_activations for int weights" % fmt)
+        fp4 = w["type"] == "float" and w["num_bits"] == 4 and w["symmetric"]
+        if fp4 and w["strategy"] == "tensor_group" and w["group_size"] == 16 and a is None:
+            picked[gname] = "CompressedTensorsW4A16Fp4"
+            continue
+        if fp4 and w["strategy"] == "group" and w["group_size"] == 32:
+            picked[gname] = "CompressedTensorsW4A16Mxfp4"
+            continue
         if (fmt == "pack-quantized" and a is None and w["type"] == "int"
                 and w["strategy"] in ("channel", "group") and not w["dynamic"]
                 and 2 <= w["num_bits"] <= 8):

@@ -103,6 +103,17 @@ def main():
         check(not any(k.endswith("_scale_inv") for k in got), "scales written by --dtype fp16")
         cfg = json.load(open(os.path.join(f16, "config.json")))
         check("quantization_config" not in cfg, "--dtype fp16 kept a quantization_config")
+        # NVFP4A16 from the source: its first pass dequantizes for each weight's
+        # amax, q/k/v and gate/up share their file's global scale: the same
+        # bytes as from the float model the source stands for.
+        nv = {}
+        for d, o in ((src, "nv-src"), (flt, "nv-float")):
+            run("quantize", d, "-o", os.path.join(tmp, o), "--preset", "NVFP4A16", "--device",
+                "host", "-q")
+            nv[o] = load_file(os.path.join(tmp, o, "model.safetensors"))
+        check(sorted(nv["nv-src"]) == sorted(nv["nv-float"]) and all(
+            torch.equal(nv["nv-src"][k].view(torch.uint8), nv["nv-float"][k].view(torch.uint8))
+            for k in nv["nv-float"]), "NVFP4A16 from the FP8 source differs from the float model's")
         # Every weight kept: written as our BF16 dequantization, which must be
         # what transformers' own fine-grained FP8 loader gives (it needs accelerate).
         kept = os.path.join(tmp, "kept")

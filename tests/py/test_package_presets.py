@@ -20,7 +20,7 @@ import monoquant  # noqa: E402
 from monoquant import QuantizationConfig, dynamic_quantize  # noqa: E402
 
 PRESETS = ["W8A8", "INT8", "W8A16", "W8A16_ASYM", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC",
-           "FP8_BLOCK", "MXFP4A16", "MXFP4", "MXFP8A16", "MXFP8", "FP16"]
+           "FP8_BLOCK", "MXFP4A16", "MXFP4", "MXFP8A16", "MXFP8", "NVFP4A16", "FP16"]
 
 
 def fixture():
