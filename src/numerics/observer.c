@@ -76,15 +76,42 @@ static bool group_stats(group_view *v, mq_ref_stats *st)
     return !st->nonfinite;
 }
 
+/* One value's error as the group's sum takes it: |w_hat - w|^norm, with
+ * w_hat as group_error below describes. */
+static float value_error(const group_view *v, float w, float s, float z, float norm)
+{
+    const float qmin = mq_qkind_qmin(v->d.kind), qmax = mq_qkind_qmax(v->d.kind);
+    if (v->d.kind == MQ_QK_FP8) {
+        float q = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w / s, qmin), qmax)));
+        return powf(fabsf(q * s - w), norm);
+    }
+    float q = fminf(fmaxf(rintf(w / s + z), qmin), qmax);
+    return powf(fabsf((q - z) * s - w), norm);
+}
+
+/* The importance-weighted sum: imp[c] weighs the group's column c (imp
+ * starts at the group's first column), each product rounded to fp32 before
+ * the add (-ffp-contract=off keeps it from fusing), in value order. */
+static float weighted_error(const group_view *v, const float *imp, float s, float z, float norm)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < v->n; i++) {
+        float t = imp[i % v->nc] * value_error(v, v->vals[i], s, z, norm);
+        sum += t;
+    }
+    return sum;
+}
+
 /* Sum of |fake_quantize(w) - w|^norm over the group, in fp32, in value order:
  * compressed-tensors' fake_quantize with fixed parameters (int: the code
  * clamp(rint(w / s + zp)) back to (q - zp) * s; FP8: the e4m3 value of
  * clamp(w / s, +-448) times s). */
-static float group_error(const group_view *v, float s, int8_t zp, float norm)
+static float group_error(const group_view *v, const float *imp, float s, int8_t zp, float norm)
 {
     const float qmin = mq_qkind_qmin(v->d.kind), qmax = mq_qkind_qmax(v->d.kind), z = (float)zp;
     const float *w = v->vals;
     float sum = 0.0f;
+    if (imp) return weighted_error(v, imp + v->c0, s, z, norm);
     if (v->d.kind == MQ_QK_FP8) {
         for (size_t i = 0; i < v->n; i++) {
             float q = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w[i] / s, qmin), qmax)));
@@ -106,8 +133,8 @@ size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o)
 
 /* Searches every step of one group; sets bit i of mask (mask_bytes of them)
  * and improved[i] where its error fell below its best so far. */
-static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats *st, mq_dtype sdt,
-                   uint8_t *mask, bool *improved)
+static void search(const group_view *v, const mq_obs_mse *o, const float *imp,
+                   const mq_ref_stats *st, mq_dtype sdt, uint8_t *mask, bool *improved)
 {
     float best = FLT_MAX, norm = (float)o->norm;
     size_t steps = mq_obs_mse_steps(o);
@@ -116,7 +143,7 @@ static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats 
         float s;
         int8_t z;
         mq_ref_params(v->d, &c, sdt, &s, &z);
-        float e = group_error(v, s, z, norm);
+        float e = group_error(v, imp, s, z, norm);
         if (e < best) {
             best = e;
             mask[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -131,6 +158,7 @@ static void search(const group_view *v, const mq_obs_mse *o, const mq_ref_stats 
 typedef struct {
     group_view v;
     const mq_obs_mse *o;
+    const float *imp;
     uint8_t *mask;
     size_t mb, groups, parts;
     bool *improved; /* parts x steps */
@@ -154,19 +182,21 @@ static void scan_part(void *arg, unsigned part)
             j->bad[part] = g;
             return;
         }
-        search(&v, j->o, &gs, v.dt, j->mask + g * j->mb, j->improved + part * steps);
+        search(&v, j->o, j->imp, &gs, v.dt, j->mask + g * j->mb, j->improved + part * steps);
     }
 }
 
 /* Values below which a scan runs on the calling thread alone. */
 #define SCAN_PARALLEL_MIN 65536
 
-mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad)
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                          mq_dtype dt, size_t rows, size_t cols, uint8_t *mask, bool *improved,
+                          size_t *bad)
 {
     size_t groups = mq_qdesc_scales(d, rows, cols), steps = mq_obs_mse_steps(o);
     scan_job j = {.v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols},
                   .o = o,
+                  .imp = imp,
                   .mask = mask,
                   .mb = mq_obs_mse_mask_bytes(o),
                   .groups = groups,
@@ -226,10 +256,11 @@ size_t mq_obs_mse_best(const mq_obs_mse *o, const uint8_t *mask, size_t limit)
     return 0;
 }
 
-mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, const uint8_t *mask,
-                              const void *src, mq_dtype dt, size_t rows, size_t cols, void *q,
-                              void *scale, int8_t *zp, size_t *bad)
+mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                              const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                              size_t cols, void *q, void *scale, int8_t *zp, size_t *bad)
 {
+    (void)imp; /* the search chose the ranges; the codes of a range do not depend on it */
     group_view v = {.d = d, .in = src, .dt = dt, .rows = rows, .cols = cols};
     unsigned char *out = q;
     size_t groups = mq_qdesc_scales(d, rows, cols), qb = mq_qkind_row_bytes(d.kind, cols);

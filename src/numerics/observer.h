@@ -48,6 +48,12 @@ size_t mq_obs_mse_steps(const mq_obs_mse *o);
 /* The shrink factor of step i. */
 float mq_obs_mse_factor(const mq_obs_mse *o, size_t i);
 
+/* Importance weights (imp, NULL for none): imp[j] weighs column j, counted
+ * from the call's first column, the same for every row; the error of a
+ * candidate is then the sum over the group, in value order, in fp32, of
+ * imp[j] * powf(|w_hat - w|, (float)norm), each product rounded to fp32
+ * before the add. NULL gives exactly the unweighted search above. */
+
 /* Bytes of one group's record of the steps at which its error fell. */
 size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o);
 /* Searches every step for each group of a rows x cols call (groups as
@@ -56,16 +62,17 @@ size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o);
  * improved[i] set (never cleared) where some group improved at step i, for
  * the whole tensor's stop. NaN/Inf: MQ_STATUS_E_DATA with *bad the group;
  * MQ_STATUS_E_NOMEM (no message) when a group's copy cannot be allocated. */
-mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                          size_t rows, size_t cols, uint8_t *mask, bool *improved, size_t *bad);
+mq_status mq_obs_mse_scan(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
+                          mq_dtype dt, size_t rows, size_t cols, uint8_t *mask, bool *improved,
+                          size_t *bad);
 /* The number of steps the search runs, given the whole tensor's improved[]. */
 size_t mq_obs_mse_limit(const mq_obs_mse *o, const bool *improved);
 /* The step a group with record `mask` takes when the search ran `limit` steps. */
 size_t mq_obs_mse_best(const mq_obs_mse *o, const uint8_t *mask, size_t limit);
 /* As mq_ref_quantize, with each group's range that of its best step among
  * the first `limit` (mask: the groups' records from mq_obs_mse_scan). */
-mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, size_t limit, const uint8_t *mask,
-                              const void *src, mq_dtype dt, size_t rows, size_t cols, void *q,
-                              void *scale, int8_t *zp, size_t *bad);
+mq_status mq_obs_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, size_t limit,
+                              const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
+                              size_t cols, void *q, void *scale, int8_t *zp, size_t *bad);
 
 #endif

@@ -112,6 +112,10 @@ typedef struct {
     /* dequantize of a model directory: every tensor kept (a source weight as
      * its float values) and config.json without a quantization_config. */
     bool plain_float;
+    /* The mse observer's importance matrix: the config's path, and the
+     * matrix the run layer loaded from it (borrowed; NULL: none). */
+    const char *imatrix_path;
+    const struct mq_imatrix *imatrix;
 } mq_settings;
 
 /* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why

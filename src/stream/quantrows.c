@@ -47,13 +47,41 @@ static mq_status search_nomem(const mq_qlayout *l)
                         l->block ? l->block * l->block : l->cols);
 }
 
-mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const void *src, mq_dtype dt,
-                           size_t first, size_t rows, uint8_t *mask, bool *improved, size_t *bad)
+/* Groups of a row (l->group): each group is a row of the call, and its
+ * importances start at its place in the weight's row, so the weighted search
+ * runs one group at a time. */
+static mq_status scan_groups_weighted(const mq_qlayout *l, const mq_obs_mse *o, const float *imp,
+                                      const void *src, mq_dtype dt, size_t first, size_t rows,
+                                      uint8_t *mask, bool *improved, size_t *bad)
+{
+    mq_qdesc d = mq_qlayout_desc(l);
+    size_t mb = mq_obs_mse_mask_bytes(o), es = mq_dtype_size(dt), b = 0;
+    for (size_t r = 0; r < rows; r++) {
+        size_t g = first + r;
+        const unsigned char *row = (const unsigned char *)src + r * l->cols * es;
+        mq_status st = mq_obs_mse_scan(d, o, imp + g % l->scale_cols * l->group, row, dt, 1,
+                                       l->cols, mask + g * mb, improved, &b);
+        if (st != MQ_OK) {
+            *bad = g;
+            return st;
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const float *imp,
+                           const void *src, mq_dtype dt, size_t first, size_t rows, uint8_t *mask,
+                           bool *improved, size_t *bad)
 {
     size_t b = 0, g0, n;
+    mq_status st;
     band_groups(l, first, rows, &g0, &n);
-    mq_status st = mq_obs_mse_scan(mq_qlayout_desc(l), o, src, dt, rows, l->cols,
-                                   mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
+    if (imp && l->group) {
+        st = scan_groups_weighted(l, o, imp, src, dt, first, rows, mask, improved, bad);
+        return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
+    }
+    st = mq_obs_mse_scan(mq_qlayout_desc(l), o, imp, src, dt, rows, l->cols,
+                         mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
     *bad = g0 + b;
     return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
 }
@@ -68,8 +96,9 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
     *code_bytes = *scales = 0;
     band_groups(l, first, rows, &g0, scales);
     int8_t *z = l->block ? NULL : zp;
-    mq_status st = mq_obs_mse_quantize(d, o, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src, dt,
-                                       rows, l->cols, codes, scale, z, &b);
+    /* The codes of a range do not depend on the weights: no importances. */
+    mq_status st = mq_obs_mse_quantize(d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o), src,
+                                       dt, rows, l->cols, codes, scale, z, &b);
     *bad = g0 + b;
     if (st != MQ_OK) {
         *scales = 0;
@@ -81,8 +110,8 @@ mq_status mq_quantize_band_mse(const mq_qlayout *l, const mq_obs_mse *o, size_t 
 }
 
 mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme *sc,
-                            const void *src, mq_dtype dt, void *codes, void *scale, int8_t *zp,
-                            size_t *bad, mq_err_acc *err)
+                            const float *imp, const void *src, mq_dtype dt, void *codes,
+                            void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)
 {
     size_t code_bytes, scales;
     if (sc->observer != MQ_OBSERVER_MSE)
@@ -98,7 +127,7 @@ mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme
             mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
         goto done;
     }
-    st = mq_scan_band_mse(l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
+    st = mq_scan_band_mse(l, &sc->mse, imp, src, dt, 0, l->rows, mask, improved, bad);
     if (st == MQ_OK)
         st = mq_quantize_band_mse(l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src, dt,
                                   0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);
