@@ -2,8 +2,14 @@
 #include "quantrows.h"
 
 #include "error.h"
+#include "pool.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+
+/* Values below which the weighted search of groups runs on the calling
+ * thread alone (as the observer's own scan). */
+#define WEIGHTED_PARALLEL_MIN 65536
 
 /* The band's first group in the whole tensor, and its number of scales. */
 static void band_groups(const mq_qlayout *l, size_t first, size_t rows, size_t *g0, size_t *n)
@@ -49,24 +55,85 @@ static mq_status search_nomem(const mq_qlayout *l)
 
 /* Groups of a row (l->group): each group is a row of the call, and its
  * importances start at its place in the weight's row, so the weighted search
- * runs one group at a time. */
+ * runs one group at a time, the band's groups split over the CPU's threads,
+ * each part with its own record of the tensor's improving steps (ORed after,
+ * so the result does not depend on the split). */
+typedef struct {
+    const mq_qlayout *l;
+    const mq_obs_mse *o;
+    const float *imp;
+    const unsigned char *src;
+    mq_dtype dt;
+    size_t first, rows, parts, steps;
+    uint8_t *mask;
+    bool *improved; /* parts x steps */
+    size_t *bad;    /* per part: the first bad group, or SIZE_MAX */
+    mq_status *st;  /* per part */
+} weighted_job;
+
+static void weighted_part(void *arg, unsigned part)
+{
+    weighted_job *j = arg;
+    const mq_qlayout *l = j->l;
+    size_t mb = mq_obs_mse_mask_bytes(j->o), es = mq_dtype_size(j->dt), b = 0;
+    size_t r0 = j->rows * part / j->parts, r1 = j->rows * (part + 1) / j->parts;
+    j->bad[part] = SIZE_MAX;
+    j->st[part] = MQ_OK;
+    for (size_t r = r0; r < r1; r++) {
+        size_t g = j->first + r;
+        mq_status st =
+            mq_obs_mse_scan(mq_qlayout_desc(l), j->o, j->imp + g % l->scale_cols * l->group,
+                            j->src + r * l->cols * es, j->dt, 1, l->cols, j->mask + g * mb,
+                            j->improved + part * j->steps, &b);
+        if (st != MQ_OK) {
+            j->bad[part] = g;
+            j->st[part] = st;
+            return;
+        }
+    }
+}
+
 static mq_status scan_groups_weighted(const mq_qlayout *l, const mq_obs_mse *o, const float *imp,
                                       const void *src, mq_dtype dt, size_t first, size_t rows,
                                       uint8_t *mask, bool *improved, size_t *bad)
 {
-    mq_qdesc d = mq_qlayout_desc(l);
-    size_t mb = mq_obs_mse_mask_bytes(o), es = mq_dtype_size(dt), b = 0;
-    for (size_t r = 0; r < rows; r++) {
-        size_t g = first + r;
-        const unsigned char *row = (const unsigned char *)src + r * l->cols * es;
-        mq_status st = mq_obs_mse_scan(d, o, imp + g % l->scale_cols * l->group, row, dt, 1,
-                                       l->cols, mask + g * mb, improved, &b);
-        if (st != MQ_OK) {
-            *bad = g;
-            return st;
-        }
+    weighted_job j = {.l = l,
+                      .o = o,
+                      .imp = imp,
+                      .src = src,
+                      .dt = dt,
+                      .first = first,
+                      .rows = rows,
+                      .steps = mq_obs_mse_steps(o),
+                      .mask = mask};
+    mq_pool *pool = NULL;
+    mq_status st = MQ_OK;
+    if ((uint64_t)rows * l->cols >= WEIGHTED_PARALLEL_MIN) pool = mq_pool_new(mq_cpu_count(64));
+    j.parts = mq_pool_threads(pool);
+    if (j.parts > rows) j.parts = rows ? rows : 1;
+    j.improved = calloc(j.parts * j.steps + 1, sizeof *j.improved);
+    j.bad = calloc(j.parts, sizeof *j.bad);
+    j.st = calloc(j.parts, sizeof *j.st);
+    if (!j.improved || !j.bad || !j.st) {
+        st = MQ_STATUS_E_NOMEM;
+        goto done;
     }
-    return MQ_OK;
+    mq_pool_run(pool, weighted_part, &j, (unsigned)j.parts);
+    for (size_t p = 0; p < j.parts; p++) {
+        if (j.st[p] != MQ_OK) {
+            *bad = j.bad[p]; /* parts in group order: the first bad group */
+            st = j.st[p];
+            goto done;
+        }
+        for (size_t i = 0; i < j.steps; i++)
+            if (j.improved[p * j.steps + i]) improved[i] = true;
+    }
+done:
+    mq_pool_free(pool);
+    free(j.improved);
+    free(j.bad);
+    free(j.st);
+    return st;
 }
 
 mq_status mq_scan_band_mse(const mq_qlayout *l, const mq_obs_mse *o, const float *imp,

@@ -106,7 +106,7 @@ def test_group_place_and_experts():
     3-D entry takes that entry's row 1."""
     r = Run()
     try:
-        half = _rng_weights(8, 32, 4)
+        half = _rng_weights(1100, 32, 4)  # 70400 values in up_proj: its groups run in parallel
         gate = _rng_weights(8, 32, 5)
         src = r.path("in.safetensors")
         save_file({UP: np.concatenate([half, half], axis=1), Q: half, K: half.copy(),
