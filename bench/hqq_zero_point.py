@@ -6,7 +6,13 @@ C code: min-max (compressed-tensors' asymmetric int4 parameters) against
 the refined zero point, rounded to an integer as compressed-tensors stores
 it, and unrounded (not storable: the best the refinement could do).
 
-Usage: python bench/hqq_zero_point.py MODEL_DIR EVAL_TEXT [GROUP ...]
+Usage: python bench/hqq_zero_point.py MODEL_DIR EVAL_TEXT IMATRIX.gguf [--ppl] [GROUP ...]
+
+Each line gives the weight MSE, the importance-weighted weight error
+sum_j imp_j (w_j - w_hat_j)^2 / sum_j imp_j (imp from IMATRIX.gguf: a proxy
+of the layers' output error on that text) and, with --ppl, the perplexity
+(each costs a forward pass over the text, slow on a loaded CPU). Without
+--ppl only every sixth layer is quantized and measured.
 
 The refinement is HQQ's (Badri and Shaji, 2023) with its defaults: an l_p
 error with p = 0.7, beta 10 growing by 1.01 a step, 20 steps, stopping when
@@ -56,11 +62,27 @@ def hqq_zero(w, s, z, iters=20, beta=10.0, kappa=1.01):
     return z
 
 
-def quantize_model(m, group, mode):
-    err, n = 0.0, 0
+def read_imatrix(path):
+    """{llama.cpp name: imp} from the GGUF layout (gguf package)."""
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+    t = {x.name: x.data for x in r.tensors}
+    return {k[:-len(".in_sum2")]: torch.tensor(v.reshape(-1)) / float(t[k[:-8] + ".counts"].reshape(-1)[0])
+            for k, v in t.items() if k.endswith(".in_sum2")}
+
+
+CPP = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+       "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+       "mlp.down_proj": "ffn_down"}
+
+
+def quantize_model(m, group, mode, imx, ppl):
+    err, n, werr, wsum = 0.0, 0, 0.0, 0.0
     for name, mod in m.named_modules():
         if not isinstance(mod, torch.nn.Linear) or ".layers." not in name:
             continue
+        if not ppl and int(name.split(".layers.")[1].split(".")[0]) % 6:
+            continue  # the proxy alone: every sixth layer, to keep it short
         w = mod.weight.data
         if w.shape[1] % group:
             continue
@@ -73,19 +95,29 @@ def quantize_model(m, group, mode):
         wh = fake(g, s, z)
         err += float(((wh - g) ** 2).sum())
         n += g.numel()
+        layer = name.split(".layers.")[1].split(".", 1)
+        imp = imx["blk.%s.%s.weight" % (layer[0], CPP[layer[1]])]
+        d2 = ((wh - g) ** 2).reshape(w.shape)
+        werr += float((d2 * imp).sum() / imp.sum())
+        wsum += w.shape[0]
         mod.weight.data = wh.reshape(w.shape)
-    return err / n
+    return err / n, werr / wsum
 
 
-def main(model_dir, text, groups):
+def main(model_dir, text, imatrix, ppl, groups):
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     ids = tok.encode(open(text, encoding="utf-8").read()).ids[:TOKENS]
+    imx = read_imatrix(imatrix)
     for group in groups:
         for mode in ("minmax", "hqq-int", "hqq-float"):
             m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-            mse = quantize_model(m, group, mode)
+            mse, wmse = quantize_model(m, group, mode, imx, ppl)
+            if not ppl:
+                print("asym int4 g%d %-9s weight mse %.4e  weighted %.4e"
+                      % (group, mode, mse, wmse), flush=True)
+                continue
             nll, cnt = 0.0, 0
             with torch.no_grad():
                 for s in range(0, len(ids) - 1, WINDOW):
@@ -94,9 +126,12 @@ def main(model_dir, text, groups):
                     nll += torch.nn.functional.cross_entropy(logits[0], x[0, 1:],
                                                              reduction="sum").item()
                     cnt += x.shape[1] - 1
-            print("asym int4 g%d %-9s weight mse %.4e  ppl %.3f"
-                  % (group, mode, mse, torch.exp(torch.tensor(nll / cnt)).item()), flush=True)
+            print("asym int4 g%d %-9s weight mse %.4e  weighted %.4e  ppl %.3f"
+                  % (group, mode, mse, wmse, torch.exp(torch.tensor(nll / cnt)).item()),
+                  flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], [int(g) for g in sys.argv[3:]] or [64, 128])
+    ppl = "--ppl" in sys.argv
+    rest = [a for a in sys.argv[4:] if a != "--ppl"]
+    main(sys.argv[1], sys.argv[2], sys.argv[3], ppl, [int(g) for g in rest] or [64, 128])
