@@ -85,10 +85,9 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
     }
     /* The matrix weighs the search's error: without the search it would be
      * silently unused. */
-    if (MQ_CONFIG_HAS(cfg, imatrix) && cfg->imatrix &&
-        !(cfg->observer == MQ_OBSERVER_MSE && cfg->dtype != MQ_FLOAT16))
+    if (MQ_CONFIG_HAS(cfg, imatrix) && cfg->imatrix && cfg->observer != MQ_OBSERVER_MSE)
         BAD("an importance matrix (imatrix) weighs the mse observer's search: it takes "
-            "observer mse and a quantized dtype");
+            "observer mse");
 #undef BAD
     return NULL;
 }

@@ -156,7 +156,7 @@ static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq
 static mq_status load_imatrix(mq_settings *s, mq_imatrix **own)
 {
     *own = NULL;
-    if (!s->imatrix_path) return MQ_OK;
+    if (!s->imatrix_path || s->scheme.observer != MQ_OBSERVER_MSE) return MQ_OK; /* fp16 */
     mq_status st = mq_imatrix_load(s->imatrix_path, own);
     if (st != MQ_OK) mq_error_prefix("importance matrix");
     s->imatrix = *own;
