@@ -12,8 +12,9 @@ number or "channel"; key an observer option: maxshrink, grid, norm,
 patience); without rows, the issue's table. Each row quantizes the model
 with the CLI on the host path (its report's seconds and mean weight SQNR),
 loads the output with a plain from_pretrained and measures perplexity over
-non-overlapping windows of 512 tokens of the first 4096 tokens of the text.
+non-overlapping windows of 512 tokens of the first 2048 tokens of the text.
 Results go to OUT.json (appended, so an interrupted run resumes).
+`python bench/bench_imatrix.py --table OUT.json` prints them as RESULTS.md's table.
 """
 import json
 import math
@@ -22,11 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
-WINDOW, TOKENS = 512, 4096
+WINDOW, TOKENS = 512, 2048
 TABLE = [p + "/" + o for p in ("W4A16:channel", "W4A16:64", "W4A16:128", "W4A16_ASYM:128",
                                "W8A8", "FP8_DYNAMIC") for o in ("minmax", "mse", "mse+imatrix")]
 
@@ -63,14 +63,12 @@ def quantize(cli, model, out, row, imatrix):
         k, v = kv.split("=")
         args += ["--observer-" + k, v]
     report = out + ".json"
-    t0 = time.process_time()
     cpu0 = os.times()
     subprocess.run(args + ["--report", report], check=True)
     cpu1 = os.times()
     r = json.load(open(report))
     sq = [t["weight_sqnr_db"] for t in r["quantized"] if t["weight_sqnr_db"] is not None]
     weighted = sum(1 for t in r["quantized"] if t.get("imatrix"))
-    del t0
     return {"seconds": r["seconds"],
             "cpu_seconds": (cpu1.children_user - cpu0.children_user) +
                            (cpu1.children_system - cpu0.children_system),
@@ -78,7 +76,28 @@ def quantize(cli, model, out, row, imatrix):
             "imatrix_weighted": weighted}
 
 
+def table(path):
+    rows = {r["row"]: r for r in json.load(open(path))}
+    base = rows["float"]["ppl"]
+    print("| scheme | observer | perplexity | gap closed | weight SQNR dB | CPU s | wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        if name == "float":
+            continue
+        scheme, _, obs = name.partition("/")
+        mm = rows.get(scheme + "/minmax")
+        closed = ""
+        if mm and not obs.startswith("minmax") and mm["ppl"] > base:
+            closed = "%.0f%%" % (100.0 * (mm["ppl"] - r["ppl"]) / (mm["ppl"] - base))
+        print("| %s | %s | %.3f | %s | %.3f | %.1f | %.1f |" % (
+            scheme, obs.replace("/", " ").replace(",", ", "), r["ppl"], closed, r["sqnr_db"],
+            r["cpu_seconds"], r["seconds"]))
+    print("| float | | %.3f | | | | |" % base)
+
+
 def main():
+    if sys.argv[1] == "--table":
+        return table(sys.argv[2])
     cli, model, imatrix, text, out_json = sys.argv[1:6]
     rows = sys.argv[6:] or ["float"] + TABLE
     from tokenizers import Tokenizer
