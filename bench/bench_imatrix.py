@@ -15,7 +15,7 @@ loads the output with a plain from_pretrained (asymmetric rows with
 CompressedTensorsConfig(dequantize=True), see perplexity()) and measures perplexity over
 non-overlapping windows of 512 tokens of the first 2048 tokens of the text.
 Results go to OUT.json (appended, so an interrupted run resumes).
-`python bench/bench_imatrix.py --table OUT.json` prints them as RESULTS.md's table.
+`python bench/bench_imatrix.py --table OUT.json...` prints them as RESULTS.md's table.
 """
 import json
 import math
@@ -80,8 +80,11 @@ def quantize(cli, model, out, row, imatrix):
             "imatrix_weighted": weighted}
 
 
-def table(path):
-    rows = {r["row"]: r for r in json.load(open(path))}
+def table(*paths):
+    rows = {r["row"]: r for p in paths for r in json.load(open(p))}
+    order = ["float"] + TABLE
+    rows = {k: rows[k] for k in sorted(rows, key=lambda k: (k not in order, order.index(k)
+                                                           if k in order else 0, k))}
     base = rows["float"]["ppl"]
     print("| scheme | observer | perplexity | gap closed | weight SQNR dB | CPU s | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -101,7 +104,7 @@ def table(path):
 
 def main():
     if sys.argv[1] == "--table":
-        return table(sys.argv[2])
+        return table(*sys.argv[2:])
     cli, model, imatrix, text, out_json = sys.argv[1:6]
     rows = sys.argv[6:] or ["float"] + TABLE
     from tokenizers import Tokenizer
