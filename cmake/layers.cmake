@@ -44,9 +44,10 @@ set(MQ_LAYER_SOURCES_common src/common/bigbuf.c src/common/dtype.c src/common/er
                             src/common/timing.c src/common/version.c)
 set(MQ_LAYER_SOURCES_numerics src/numerics/reference.c src/numerics/observer.c
                               src/numerics/srcref.c)
-set(MQ_LAYER_SOURCES_io src/io/cleanup.c src/io/dircopy.c src/io/infile.c src/io/outfile.c
-                        src/io/path.c)
-set(MQ_LAYER_SOURCES_format src/format/model.c src/format/safetensors.c)
+set(MQ_LAYER_SOURCES_io src/io/cleanup.c src/io/dircopy.c src/io/gguf.c src/io/infile.c
+                        src/io/outfile.c src/io/path.c)
+set(MQ_LAYER_SOURCES_format src/format/imatrix.c src/format/imatrixnames.c src/format/model.c
+                            src/format/safetensors.c)
 set(MQ_LAYER_SOURCES_quant src/quant/config.c src/quant/dequantize.c src/quant/layout.c
                            src/quant/pattern.c src/quant/plan.c src/quant/qparams.c
                            src/quant/report.c src/quant/reportjson.c src/quant/scheme.c

@@ -228,6 +228,18 @@ typedef struct {
      * torch_dtype (the default, as llm-compressor's converters do). Layers
      * kept in float are written in the model's dtype either way. */
     bool dequant_f32;
+    /**
+     * The mse observer: llama.cpp's importance matrix (the path of its GGUF
+     * or legacy .dat file, owned; mq_config_set_imatrix; NULL: none). Each
+     * weight with an entry has its search minimize sum_j imp_j |q(w_j) -
+     * w_j|^norm over each group, imp_j = in_sum2_j / count the mean square of
+     * input column j on the calibration text (per expert for an expert's
+     * weight); weights without an entry take the plain search. llama.cpp's
+     * names are mapped to Hugging Face's for Llama, Mistral, Mixtral,
+     * Qwen2/3 (and MoE), Gemma and Phi-3; an entry that does not map is an
+     * error naming it. Ignored under min-max.
+     */
+    char *imatrix;
 } mq_config;
 
 /** Where a streaming run stands; handed to mq_config.progress. */
@@ -329,6 +341,8 @@ MQ_API void mq_config_free(mq_config *cfg);
 MQ_API mq_status mq_config_add_include(mq_config *cfg, const char *pattern);
 MQ_API mq_status mq_config_add_exclude(mq_config *cfg, const char *pattern);
 MQ_API mq_status mq_config_set_device(mq_config *cfg, const char *device);
+/** Sets mq_config.imatrix to a copy of `path` (NULL: none). */
+MQ_API mq_status mq_config_set_imatrix(mq_config *cfg, const char *path);
 /**
  * Applies a JSON config file over `cfg`. Keys: "preset" (a name as for
  * mq_config_set_preset, applied before the other keys whatever their order),
@@ -413,6 +427,10 @@ typedef struct mq_report_entry {
      * which often rounds to +-128 (depending on the scale's rounding), so a
      * positive maximum is often counted: expected, not an outlier. */
     uint64_t clamped;
+    /** The mse observer with an importance matrix (mq_config.imatrix): true
+     * when the search was weighted by the matrix's entry for this weight,
+     * false when the matrix had none and the plain search ran. */
+    bool imatrix;
 } mq_report_entry;
 
 MQ_API size_t mq_report_count(const mq_report *r);

@@ -460,10 +460,13 @@ static void test_earlier_sizes(void **state)
     const size_t align = _Alignof(mq_config);
     const size_t obs_end = offsetof(mq_config, observer_patience) + sizeof(unsigned);
     const size_t sizes[] = {offsetof(mq_config, observer), (obs_end + align - 1) / align * align,
-                            sizeof(mq_config)};
+                            offsetof(mq_config, imatrix), sizeof(mq_config)};
     char *plain = write_json("sized-plain.json", "{\"dtype\": \"fp16\"}");
     char *obs = write_json("sized-obs.json", "{\"observer\": \"minmax\"}");
     char *deq = write_json("sized-deq.json", "{\"dequant_dtype\": \"f32\"}");
+    char *imx = write_json("sized-imx.json", "{\"imatrix\": \"m.gguf\"}");
+    /* A file that fails after its imatrix key: the caller's path is kept. */
+    char *imx_bad = write_json("sized-imx-bad.json", "{\"imatrix\": \"n.gguf\", \"dtype\": 3}");
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         union {
             mq_config c;
@@ -485,6 +488,23 @@ static void test_earlier_sizes(void **state)
         assert_int_equal(mq_config_load_json(cfg, deq), has_deq ? MQ_OK : MQ_STATUS_E_CONFIG);
         if (!has_deq) assert_error_has("not known to this caller's mq_config");
         if (has_deq) assert_true(cfg->dequant_f32);
+        bool has_imx = sizes[i] >= offsetof(mq_config, imatrix) + sizeof(char *);
+        assert_int_equal(mq_config_load_json(cfg, imx), has_imx ? MQ_OK : MQ_STATUS_E_CONFIG);
+        assert_int_equal(mq_config_set_imatrix(cfg, "m.gguf"),
+                         has_imx ? MQ_OK : MQ_STATUS_E_INVALID_ARG);
+        if (has_imx) {
+            assert_string_equal(cfg->imatrix, "m.gguf");
+            assert_int_equal(mq_config_load_json(cfg, imx_bad), MQ_STATUS_E_CONFIG);
+            assert_string_equal(cfg->imatrix, "m.gguf");
+            /* The matrix weighs the mse search: min-max refuses it (fp16
+             * ignores the observer's settings, this one too). */
+            assert_int_equal(mq_config_check(cfg), MQ_OK);
+            cfg->dtype = MQ_QINT8;
+            assert_int_equal(mq_config_check(cfg), MQ_STATUS_E_CONFIG);
+            assert_error_has("imatrix");
+            cfg->observer = MQ_OBSERVER_MSE;
+            assert_int_equal(mq_config_check(cfg), MQ_OK);
+        }
         for (size_t k = sizes[i]; k < sizeof u; k++)
             assert_int_equal(raw[k], 0xa5);
         mq_config_free(cfg);
@@ -492,6 +512,8 @@ static void test_earlier_sizes(void **state)
     free(plain);
     free(obs);
     free(deq);
+    free(imx);
+    free(imx_bad);
 }
 
 /* Every call that takes a config refuses one whose struct_size this library

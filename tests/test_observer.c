@@ -53,6 +53,67 @@ static void test_best(void **state)
     assert_int_equal(mq_obs_mse_best(&o, none, 20), 0);
 }
 
+/* The importance-weighted search, worked by hand: int4 symmetric, norm 2,
+ * two steps (p = 1 and p = 0.5), rows {7.5, 0.3} and {0.3, 7.5}. At p = 1
+ * the scale is 7.5 / 7.5 = 1: 7.5 clamps to code 7 (error 0.5^2 = 0.25) and
+ * 0.3 rounds to 0 (0.09). At p = 0.5 the scale is 0.5: 7.5 clamps to 3.5
+ * (16) and 0.3 rounds to 0.5 (0.04). Unweighted, both rows take p = 1
+ * (0.34 < 16.04). With imp = {0.001, 1} row 0 sums 0.00025 + 0.09 against
+ * 0.016 + 0.04 and takes p = 0.5, while row 1, whose 7.5 now weighs 1,
+ * keeps p = 1: the same importances for every row, by column. */
+static void test_search_weighted_by_hand(void **state)
+{
+    (void)state;
+    const float w[4] = {7.5f, 0.3f, 0.3f, 7.5f}, imp[2] = {0.001f, 1.0f}, ones[2] = {1.0f, 1.0f};
+    mq_obs_mse o = {.maxshrink = 1.0, .grid = 2.0, .norm = 2.0, .patience = 5};
+    mq_qdesc d = mq_qd(MQ_QK_INT4, true);
+    size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0;
+    uint8_t mask[2 * 1], q[2];
+    bool improved[2];
+    float sc[2];
+    int8_t zp[2];
+    assert_int_equal(mq_obs_mse_steps(&o), 2);
+    assert_int_equal(mb, 1);
+
+    memset(improved, 0, sizeof improved);
+    assert_int_equal(mq_obs_mse_scan(d, &o, NULL, w, MQ_DTYPE_F32, 2, 2, mask, improved, &bad),
+                     MQ_OK);
+    assert_int_equal(mq_obs_mse_best(&o, mask, 2), 0);
+    assert_int_equal(mq_obs_mse_best(&o, mask + mb, 2), 0);
+
+    memset(improved, 0, sizeof improved);
+    assert_int_equal(mq_obs_mse_scan(d, &o, imp, w, MQ_DTYPE_F32, 2, 2, mask, improved, &bad),
+                     MQ_OK);
+    assert_int_equal(mq_obs_mse_best(&o, mask, 2), 1);
+    assert_int_equal(mq_obs_mse_best(&o, mask + mb, 2), 0);
+    assert_true(improved[0] && improved[1]);
+    assert_int_equal(mq_obs_mse_quantize(d, &o, imp, mq_obs_mse_limit(&o, improved), mask, w,
+                                         MQ_DTYPE_F32, 2, 2, q, sc, zp, &bad),
+                     MQ_OK);
+    assert_true(sc[0] == 0.5f);
+    assert_true(sc[1] == 1.0f);
+
+    /* Weights of one give the unweighted search's records exactly. */
+    bool imp_a[20] = {0}, imp_b[20] = {0};
+    float many[8 * 16];
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    for (size_t i = 0; i < 8 * 16; i++)
+        many[i] = tu_rng_normal(&r);
+    float ones16[16];
+    for (size_t i = 0; i < 16; i++)
+        ones16[i] = ones[0];
+    mq_obs_mse def = mq_obs_mse_defaults();
+    uint8_t mp[8 * 3], mw[8 * 3]; /* 20 steps: 3 bytes a group */
+    assert_int_equal(mq_obs_mse_mask_bytes(&def), 3);
+    assert_int_equal(mq_obs_mse_scan(d, &def, NULL, many, MQ_DTYPE_F32, 8, 16, mp, imp_a, &bad),
+                     MQ_OK);
+    assert_int_equal(mq_obs_mse_scan(d, &def, ones16, many, MQ_DTYPE_F32, 8, 16, mw, imp_b, &bad),
+                     MQ_OK);
+    assert_memory_equal(mp, mw, 8 * mq_obs_mse_mask_bytes(&def));
+    assert_memory_equal(imp_a, imp_b, sizeof imp_a);
+}
+
 /* The search of one group written out from the definition. */
 static size_t brute_step(mq_qdesc d, const float *w, const float *imp, size_t n,
                          const mq_obs_mse *o)
@@ -406,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_best),
         cmocka_unit_test(test_search_all_kinds),
         cmocka_unit_test(test_search_weighted),
+        cmocka_unit_test(test_search_weighted_by_hand),
         cmocka_unit_test(test_pow),
         cmocka_unit_test(test_one_step_is_minmax),
         cmocka_unit_test(test_scan_threads),

@@ -2,6 +2,7 @@
 and the library's defaults resolve into the dict that _core maps to mq_config."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -53,6 +54,11 @@ class QuantizationConfig:
         observer: how each group's range is chosen: ``"minmax"`` (the default)
             or ``"mse"``, llm-compressor's memoryless MSE search of the
             clipping range with its default options (the CLI's ``--observer``).
+        imatrix: with ``observer="mse"``, the path of llama.cpp's importance
+            matrix (its GGUF or legacy ``.dat`` file, from ``llama-imatrix``):
+            each weight's search then weighs column j's error by the mean
+            square of that input column on the calibration text (the CLI's
+            ``--imatrix``).
     """
 
     dtype: Any = None
@@ -68,6 +74,7 @@ class QuantizationConfig:
     preset: Optional[str] = None
     group_size: Union[int, str, None] = None
     observer: Optional[str] = None
+    imatrix: Union[str, "os.PathLike[str]", None] = None
 
     def __post_init__(self) -> None:
         # A bad value (dtype, preset, an impossible scheme) fails here, at
@@ -203,4 +210,11 @@ def resolve(config: Union[QuantizationConfig, Mapping[str, Any], None],
         raise QuantizationError("bad config: observer must be \"minmax\" or \"mse\", got %r"
                                 % (observer,))
     out["observer"] = observer
+    imatrix = settings.get("imatrix")
+    if imatrix is not None:
+        if not isinstance(imatrix, (str, os.PathLike)) or not os.fspath(imatrix):
+            raise QuantizationError("bad config: imatrix must be a file path, got %r"
+                                    % (imatrix,))
+        imatrix = os.fsdecode(os.fspath(imatrix))
+    out["imatrix"] = imatrix
     return out

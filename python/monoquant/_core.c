@@ -182,6 +182,20 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
             return -1;
         }
     }
+    PyObject *imx = PyDict_GetItemString(d, "imatrix");
+    if (imx && imx != Py_None) {
+        const char *s = PyUnicode_Check(imx) ? PyUnicode_AsUTF8(imx) : NULL;
+        if (!s) {
+            PyErr_Clear();
+            config_error("%s must be a string", "imatrix");
+            return -1;
+        }
+        mq_status st = mq_config_set_imatrix(cfg, s);
+        if (st != MQ_OK) {
+            raise_status(st, "imatrix");
+            return -1;
+        }
+    }
     PyObject *limit = PyDict_GetItemString(d, "memory_limit");
     if (limit && limit != Py_None) {
         unsigned long long v = PyLong_AsUnsignedLongLong(limit);

@@ -36,6 +36,8 @@ static const char quantize_usage[] =
     "                        mse (llm-compressor's MSE search of the clipping range)\n"
     "      --observer-maxshrink X, --observer-grid N, --observer-norm X,\n"
     "      --observer-patience N  the mse search's options (0.2, 100, 2.4, 5)\n"
+    "      --imatrix FILE    mse: weigh each column's error by llama.cpp's importance\n"
+    "                        matrix (GGUF or legacy .dat, from llama-imatrix)\n"
     "      --scheme S        sym (default) or asym (with zero points)\n"
     "      --per-tensor      one scale per tensor instead of per channel\n"
     "      --per-channel     one scale per output channel (default)\n"
@@ -90,12 +92,13 @@ enum {
     OPT_OBS_MAXSHRINK,
     OPT_OBS_GRID,
     OPT_OBS_NORM,
-    OPT_OBS_PATIENCE
+    OPT_OBS_PATIENCE,
+    OPT_IMATRIX
 };
 
 /* Flags as given; applied over the config file so that they win. */
 typedef struct {
-    const char *in, *out, *config, *report, *device, *preset;
+    const char *in, *out, *config, *report, *device, *preset, *imatrix;
     long long group_size; /* -2: not given; 0: per channel */
     int dtype, symmetric, per_channel, weights_only, skip_nonfinite, saturate, follow,
         dequant_f32; /* -1: not given */
@@ -186,6 +189,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
         {"observer-grid", required_argument, 0, OPT_OBS_GRID},
         {"observer-norm", required_argument, 0, OPT_OBS_NORM},
         {"observer-patience", required_argument, 0, OPT_OBS_PATIENCE},
+        {"imatrix", required_argument, 0, OPT_IMATRIX},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -315,6 +319,10 @@ static int parse_args(int argc, char **argv, quantize_args *a)
             a->obs_patience = (long long)p;
             break;
         }
+        case OPT_IMATRIX:
+            if (!*optarg) return usage_error("--imatrix wants a file, not", "''");
+            a->imatrix = optarg;
+            break;
         case ':':
             return usage_error("missing value for", argv[optind - 1]);
         default:
@@ -355,6 +363,7 @@ static mq_status resolve_config(const quantize_args *a, mq_config *cfg)
     for (size_t i = 0; i < a->n_exclude && st == MQ_OK; i++)
         st = mq_config_add_exclude(cfg, a->exclude[i]);
     if (st == MQ_OK && a->device) st = mq_config_set_device(cfg, a->device);
+    if (st == MQ_OK && a->imatrix) st = mq_config_set_imatrix(cfg, a->imatrix);
     /* MQ_DEVICE sets the device when neither a flag nor the config file does. */
     if (st == MQ_OK && !cfg->device && getenv("MQ_DEVICE") && *getenv("MQ_DEVICE"))
         st = mq_config_set_device(cfg, getenv("MQ_DEVICE"));
@@ -372,6 +381,7 @@ typedef struct {
     int bar_drawn;
     const char *preset;   /* named on each quantized tensor's line */
     const char *observer; /* likewise */
+    bool imatrix;         /* an importance matrix weighs the search */
     bool fp8;             /* clamped codes are saturated ones */
 } progress_state;
 
@@ -397,6 +407,7 @@ static void print_line(const mq_progress *p, const progress_state *ps)
             printf(" SQNR %.1f dB", e->weight_sqnr_db);
         if (e->clamped)
             printf(" %s %llu", ps->fp8 ? "saturated" : "clamped", (unsigned long long)e->clamped);
+        if (ps->imatrix) printf(" %s", e->imatrix ? "imatrix" : "no imatrix entry");
     }
     putchar('\n');
 }
@@ -459,15 +470,18 @@ static const char *scheme_label(const mq_scheme *s, char *buf, size_t cap)
     return buf;
 }
 
-static void print_summary(const mq_report *r, const mq_scheme *sc, bool saturate, double seconds)
+static void print_summary(const mq_report *r, const mq_scheme *sc, bool saturate, double seconds,
+                          const char *imatrix)
 {
-    size_t n = mq_report_count(r), done = 0, skipped = 0;
+    size_t n = mq_report_count(r), done = 0, skipped = 0, weighted = 0;
     char bin[32], bout[32], label[128];
     for (size_t i = 0; i < n; i++) {
-        if (mq_report_entry_at(r, i)->action == MQ_ACTION_SKIP)
+        const mq_report_entry *e = mq_report_entry_at(r, i);
+        if (e->action == MQ_ACTION_SKIP)
             skipped++;
         else
             done++;
+        weighted += e->action == MQ_ACTION_QUANTIZE && e->imatrix;
     }
     uint64_t in = mq_report_bytes_in(r), out = mq_report_bytes_out(r);
     size_t n_dev = mq_report_device_count(r);
@@ -485,6 +499,11 @@ static void print_summary(const mq_report *r, const mq_scheme *sc, bool saturate
            mq_scheme_quantizes(sc) ? "quantized" : "cast", done, n,
            scheme_label(sc, label, sizeof label), mq_cli_bytes(in, bin, sizeof bin),
            mq_cli_bytes(out, bout, sizeof bout), out ? (double)in / (double)out : 0.0, seconds);
+    /* Weights without an entry ran the plain search: say how many. */
+    if (imatrix)
+        printf("importance matrix %s: %zu of %zu quantized tensors weighted, %zu without an entry "
+               "(plain search)\n",
+               mq_cli_esc(imatrix), weighted, done, done - weighted);
     if (mq_report_fp16_overflow(r))
         printf("warning: %llu values beyond +-65504 became %s\n",
                (unsigned long long)mq_report_fp16_overflow(r), saturate ? "+-65504" : "+-inf");
@@ -555,6 +574,7 @@ int mq_cli_quantize(int argc, char **argv)
     progress_state ps = {.bar = !a.quiet && isatty(2), .lines = !a.quiet, .t0 = t0};
     ps.preset = mq_config_preset(&cfg);
     ps.observer = mq_observer_name(cfg.observer);
+    ps.imatrix = cfg.imatrix != NULL;
     ps.fp8 = cfg.dtype == MQ_QFP8;
     if (st == MQ_OK && cfg.dtype != MQ_FLOAT16 && !cfg.per_channel &&
         (!cfg.symmetric || cfg.weights_only))
@@ -578,7 +598,7 @@ int mq_cli_quantize(int argc, char **argv)
         /* The run checked the config: this cannot fail. */
         bool have_sc = mq_scheme_init(&sc, &cfg) == MQ_OK;
         if (!a.quiet && have_sc && mq_cli_log_check())
-            print_summary(rep, &sc, cfg.fp16_saturate, seconds);
+            print_summary(rep, &sc, cfg.fp16_saturate, seconds, cfg.imatrix);
         warn_left_out(rep);
         if (have_sc) warn_coverage(rep, &sc);
         if (!a.quiet && mq_cli_log_check()) printf("wrote %s\n", mq_cli_esc(a.out));

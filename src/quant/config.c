@@ -26,18 +26,28 @@
  *          it, so no tail padding);
  *   the observer: up to observer_patience, padded to the struct's alignment
  *          (the same as ours: dequant_f32 adds no stricter member);
- *   ours: with dequant_f32 last. On an ABI where dequant_f32 fits in the
- *          observer config's tail padding the two sizes are equal; that
- *          padding was zeroed by that caller's mq_config_init(), so it reads
- *          as dequant_f32 = false, the default. */
+ *   dequant_f32: with dequant_f32 last. On an ABI where dequant_f32 fits
+ *          in the observer config's tail padding the two sizes are equal;
+ *          that padding was zeroed by that caller's mq_config_init(), so it
+ *          reads as dequant_f32 = false, the default;
+ *   ours: with imatrix last. */
 #define CONFIG_SIZE_0_2 offsetof(mq_config, observer)
 #define CONFIG_END_OBSERVER (offsetof(mq_config, observer_patience) + sizeof(unsigned))
 #define CONFIG_SIZE_OBSERVER                                                                       \
     ((CONFIG_END_OBSERVER + _Alignof(mq_config) - 1) / _Alignof(mq_config) * _Alignof(mq_config))
 
+#define CONFIG_SIZE_DEQUANT offsetof(mq_config, imatrix)
+
 static bool known_size(size_t size)
 {
-    return size == CONFIG_SIZE_0_2 || size == CONFIG_SIZE_OBSERVER || size == sizeof(mq_config);
+    return size == CONFIG_SIZE_0_2 || size == CONFIG_SIZE_OBSERVER || size == CONFIG_SIZE_DEQUANT ||
+           size == sizeof(mq_config);
+}
+
+/* The owned imatrix path, NULL in a config too small to hold it. */
+static char **imatrix_field(mq_config *cfg)
+{
+    return MQ_CONFIG_HAS(cfg, imatrix) ? &cfg->imatrix : NULL;
 }
 
 bool mq_config_size_ok(const mq_config *cfg)
@@ -89,6 +99,7 @@ void mq_config_free(mq_config *cfg)
     free(cfg->include);
     free(cfg->exclude);
     free(cfg->device);
+    if (imatrix_field(cfg)) free(cfg->imatrix);
     mq_config_init_sized(cfg, cfg->struct_size);
 }
 
@@ -143,6 +154,23 @@ mq_status mq_config_set_device(mq_config *cfg, const char *device)
         return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
     free(cfg->device);
     cfg->device = copy;
+    return MQ_OK;
+}
+
+mq_status mq_config_set_imatrix(mq_config *cfg, const char *path)
+{
+    mq_clear_error();
+    char *copy = NULL;
+    mq_status st = mq_config_usable(cfg);
+
+    if (st != MQ_OK) return st;
+    if (!imatrix_field(cfg))
+        return mq_set_error(MQ_STATUS_E_INVALID_ARG,
+                            "config: this caller's mq_config has no imatrix field");
+    if (path && !(copy = strdup(path)))
+        return mq_set_error(MQ_STATUS_E_NOMEM, "config: out of memory");
+    free(cfg->imatrix);
+    cfg->imatrix = copy;
     return MQ_OK;
 }
 
@@ -360,6 +388,12 @@ static mq_status apply_key(const json_ctx *c, json_t *v, mq_config *cfg)
         if (json_string_length(v) == 0) return key_error(c, "empty device name");
         return mq_config_set_device(cfg, json_string_value(v));
     }
+    if (strcmp(c->key, "imatrix") == 0) {
+        if (!imatrix_field(cfg)) return key_error(c, "not known to this caller's mq_config");
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            return key_error(c, "expected the path of an importance matrix");
+        return mq_config_set_imatrix(cfg, json_string_value(v));
+    }
     return key_error(c, "unknown key");
 }
 
@@ -373,6 +407,7 @@ static void rollback(mq_config *cfg, const mq_config *saved)
     if (include) free_list(include, saved->n_include, cfg->n_include);
     if (exclude) free_list(exclude, saved->n_exclude, cfg->n_exclude);
     free(cfg->device);
+    if (imatrix_field(cfg)) free(cfg->imatrix);
     memcpy(cfg, saved, saved->struct_size);
     cfg->include = include;
     cfg->exclude = exclude;
@@ -407,6 +442,7 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
     memset(&saved, 0, sizeof saved);
     memcpy(&saved, cfg, cfg->struct_size);
     cfg->device = NULL;
+    if (imatrix_field(cfg)) cfg->imatrix = NULL;
     if ((v = json_object_get(root, "preset"))) {
         c.key = "preset";
         if (!json_is_string(v)) {
@@ -429,6 +465,13 @@ mq_status mq_config_load_json(mq_config *cfg, const char *path)
         free(saved.device);
     } else {
         cfg->device = saved.device;
+    }
+    if (st == MQ_OK && imatrix_field(cfg)) {
+        if (json_object_get(root, "imatrix")) {
+            free(saved.imatrix);
+        } else {
+            cfg->imatrix = saved.imatrix;
+        }
     }
 done:
     json_decref(root);

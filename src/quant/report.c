@@ -141,6 +141,11 @@ void mq_report_set_error_stats(mq_report *r, double sqnr_db, double max_abs_erro
     e->clamped = clamped;
 }
 
+void mq_report_set_imatrix(mq_report *r, bool weighted)
+{
+    if (r && r->count) r->entries[r->count - 1].imatrix = weighted;
+}
+
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,
                           const char *device)
 {
@@ -174,6 +179,7 @@ mq_status mq_report_append(mq_report *dst, const mq_report *src)
                                      e->fp16_overflow, e->reason);
         if (st != MQ_OK) return st;
         mq_report_set_error_stats(dst, e->weight_sqnr_db, e->max_abs_error, e->clamped);
+        mq_report_set_imatrix(dst, e->imatrix);
     }
     for (size_t i = 0; i < src->left_out.count; i++) {
         mq_status st =

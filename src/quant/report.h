@@ -14,6 +14,8 @@ mq_status mq_report_add(mq_report *r, const mq_tensor *t, mq_action action, mq_d
 /* Sets the weight error statistics of the entry added last (a quantized tensor). */
 void mq_report_set_error_stats(mq_report *r, double sqnr_db, double max_abs_error,
                                uint64_t clamped);
+/* Marks the entry added last as searched with importances (mq_report_entry.imatrix). */
+void mq_report_set_imatrix(mq_report *r, bool weighted);
 /* A file of a model directory that the output leaves out, and why. */
 mq_status mq_report_add_left_out(mq_report *r, const char *file, const char *reason);
 void mq_report_set_device(mq_report *r, const char *backend, const char *platform,

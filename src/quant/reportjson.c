@@ -59,6 +59,8 @@ static json_t *report_json(const mq_report *r, const mq_scheme *sc, const char *
                                                             : json_null());
             json_object_set_new(o, "max_abs_error", json_real(e->max_abs_error));
             json_object_set_new(o, "clamped", json_integer((json_int_t)e->clamped));
+            if (sc->observer == MQ_OBSERVER_MSE)
+                json_object_set_new(o, "imatrix", json_boolean(e->imatrix));
         }
         json_array_append_new(q, o);
     }

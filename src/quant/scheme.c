@@ -96,6 +96,11 @@ static const char *scheme_problem(const mq_config *cfg, char *buf, size_t cap)
                cfg->observer != MQ_OBSERVER_MSE) {
         BAD("unknown observer %d", (int)cfg->observer);
     }
+    /* The matrix weighs the search's error: without the search it would be
+     * silently unused. */
+    if (MQ_CONFIG_HAS(cfg, imatrix) && cfg->imatrix && cfg->observer != MQ_OBSERVER_MSE)
+        BAD("an importance matrix (imatrix) weighs the mse observer's search: it takes "
+            "observer mse");
 #undef BAD
     return NULL;
 }
@@ -335,6 +340,7 @@ mq_status mq_settings_init(mq_settings *s, const mq_config *cfg)
     s->device.spec = cfg->device;
     s->device.handle = cfg->device_handle;
     s->device.max_alloc_override = cfg->max_alloc_override;
+    s->imatrix_path = MQ_CONFIG_HAS(cfg, imatrix) ? cfg->imatrix : NULL;
     return MQ_OK;
 }
 

@@ -132,6 +132,10 @@ typedef struct {
      * Errors are the run's. */
     mq_status (*fused_amax)(void *user, const char *weight, float *amax, bool *known);
     void *fused_user;
+    /* The mse observer's importance matrix: the config's path, and the
+     * matrix the run layer loaded from it (borrowed; NULL: none). */
+    const char *imatrix_path;
+    const struct mq_imatrix *imatrix;
 } mq_settings;
 
 /* Builds the scheme of cfg's scheme fields; MQ_STATUS_E_CONFIG saying why

@@ -2,6 +2,7 @@
  * ones to quantize or cast, and assembles the output model (compressed-tensors
  * layout), the skipped list and the per-tensor report. mq_quantize_file: the
  * same on disk, streamed with bounded memory (stream.c, hfdir.c). */
+#include "imatrix.h"
 #include "backend.h"
 #include "devset.h"
 #include "dtype.h"
@@ -137,7 +138,11 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
     size_t bad = 0;
     mq_err_acc acc;
     mq_err_acc_init(&acc);
-    st = mq_quantize_whole(c->be, &l, &c->set->scheme, t->data, t->dtype, data[MQ_QOUT_CODES],
+    const float *imp = NULL;
+    if (c->set->scheme.observer == MQ_OBSERVER_MSE && c->set->imatrix && t->rank == 2 &&
+        (st = mq_imatrix_find(c->set->imatrix, t->name, l.inner, &imp)) != MQ_OK)
+        goto done;
+    st = mq_quantize_whole(c->be, &l, &c->set->scheme, imp, t->data, t->dtype, data[MQ_QOUT_CODES],
                            data[MQ_QOUT_SCALE], zp, &bad, &acc);
     if (st == MQ_STATUS_E_DATA) {
         if (c->set->skip_nonfinite) {
@@ -154,8 +159,10 @@ static mq_status quantize_tensor(run_ctx *c, const mq_model *in, size_t i, bool 
         if (data[MQ_QOUT_SHAPE]) mq_qlayout_shape_bytes(&l, data[MQ_QOUT_SHAPE]);
         st = mq_report_add(c->rep, t, MQ_ACTION_QUANTIZE, mq_qlayout_code_dtype(&l),
                            mq_qlayout_bytes(&l), 0, NULL);
-        if (st == MQ_OK)
+        if (st == MQ_OK) {
             mq_report_set_error_stats(c->rep, mq_err_acc_sqnr_db(&acc), acc.max_abs, acc.clamped);
+            mq_report_set_imatrix(c->rep, imp != NULL);
+        }
     }
 done:
     if (st != MQ_OK || *nonfinite) mq_model_truncate(c->out, mark);
@@ -194,12 +201,24 @@ static mq_status set_output_metadata(mq_model *out, const mq_model *in, const mq
     return st;
 }
 
+/* The config's importance matrix into s->imatrix (owned by *own). */
+static mq_status load_imatrix(mq_settings *s, mq_imatrix **own)
+{
+    *own = NULL;
+    if (!s->imatrix_path || s->scheme.observer != MQ_OBSERVER_MSE) return MQ_OK; /* fp16 */
+    mq_status st = mq_imatrix_load(s->imatrix_path, own);
+    if (st != MQ_OK) mq_error_prefix("importance matrix");
+    s->imatrix = *own;
+    return st;
+}
+
 mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in, mq_model **out,
                                      mq_skip_list **skipped, mq_report **report)
 {
     mq_clear_error();
     mq_settings set;
     mq_planner *planner = NULL;
+    mq_imatrix *imatrix = NULL;
     run_ctx c = {.set = &set};
     mq_fused *fused = NULL;
     mq_status st;
@@ -210,6 +229,7 @@ mq_status mq_dynamic_quantize_report(const mq_model *in, const mq_config *cfg_in
     if (!in || !out) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL model or out");
     if ((st = mq_settings_init(&set, cfg_in)) != MQ_OK) goto done;
     if ((st = mq_check_not_quantized(in, false)) != MQ_OK) goto done;
+    if ((st = load_imatrix(&set, &imatrix)) != MQ_OK) goto done;
     if ((st = mq_planner_new(&set, &planner)) != MQ_OK) goto done;
     if ((st = mq_backend_open(&set.device, &c.be)) != MQ_OK) goto done;
     if ((st = mq_model_new(&c.out)) != MQ_OK) goto done;
@@ -271,6 +291,7 @@ done:
     mq_report_free(c.rep);
     mq_backend_free(c.be);
     mq_planner_free(planner);
+    mq_imatrix_free(imatrix);
     return st;
 }
 
@@ -288,12 +309,14 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
     mq_settings settings;
     mq_backend_set set = {0};
     mq_report *rep = NULL;
+    mq_imatrix *imatrix = NULL;
     struct stat sb;
     mq_status st;
     if (report) *report = NULL;
     if (!in_path || !out_path) return mq_set_error(MQ_STATUS_E_INVALID_ARG, "quantize: NULL path");
     if ((st = mq_check_not_same_file(in_path, out_path)) != MQ_OK) return st;
     if ((st = mq_settings_init(&settings, cfg_in)) != MQ_OK) goto done;
+    if ((st = load_imatrix(&settings, &imatrix)) != MQ_OK) goto done;
     /* Every device of a list is opened first: a bad entry fails before any output. */
     if ((st = mq_backend_set_open(&settings.device, &set)) != MQ_OK) goto done;
     mq_backend *be = set.be[0];
@@ -316,5 +339,6 @@ mq_status mq_quantize_file(const char *in_path, const char *out_path, const mq_c
 done:
     mq_report_free(rep);
     mq_backend_set_free(&set);
+    mq_imatrix_free(imatrix);
     return st;
 }

@@ -3,7 +3,9 @@
 
 #include "error.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The band's first group in the whole tensor, and its number of scales. */
 static void band_groups(const mq_qlayout *l, size_t first, size_t rows, size_t *g0, size_t *n)
@@ -69,14 +71,76 @@ static mq_status search_nomem(const mq_qlayout *l)
                         l->block ? l->block * l->block : l->cols);
 }
 
+/* Groups of a row (l->group): each group is a row of the call, and its
+ * importances start at its place in the weight's row. The back end's scan
+ * weighs every row of a call alike, so the band's groups go to it in
+ * classes, one per place in the row (every scale_cols-th group), each class
+ * gathered into one contiguous call with its importances, its records
+ * scattered back to the groups' places. Records and improving steps are
+ * those of a call per group: the scan's records of a group do not depend on
+ * the others in its call, and improved[] is only ever ORed. */
+static mq_status scan_groups_weighted(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
+                                      const float *imp, const void *src, mq_dtype dt,
+                                      size_t first, size_t rows, uint8_t *mask, bool *improved,
+                                      size_t *bad)
+{
+    const size_t S = l->scale_cols, es = mq_dtype_size(dt), rb = l->cols * es;
+    const size_t mb = mq_obs_mse_mask_bytes(o), most = (rows + S - 1) / S;
+    const unsigned char *in = src;
+    unsigned char *buf = malloc(most * rb + 1);
+    uint8_t *m = malloc(most * mb + 1);
+    mq_status st = MQ_OK;
+    size_t first_bad = SIZE_MAX;
+    mq_status bad_st = MQ_OK;
+    if (!buf || !m) {
+        st = MQ_STATUS_E_NOMEM;
+        goto done;
+    }
+    for (size_t k = 0; k < S && k < rows; k++) {
+        /* the band's groups at place (first + r) % S == k */
+        size_t r0 = (k + S - first % S) % S, n = 0;
+        if (r0 >= rows) continue;
+        for (size_t r = r0; r < rows; r += S) memcpy(buf + n++ * rb, in + r * rb, rb);
+        size_t b = 0;
+        mq_status cs = mq_be_mse_scan(be, mq_qlayout_desc(l), o, imp + k * l->group, buf, dt, n,
+                                      l->cols, m, improved, &b);
+        if (cs != MQ_OK) {
+            size_t g = first + r0 + b * S;
+            if (cs == MQ_STATUS_E_NOMEM) {
+                st = cs;
+                goto done;
+            }
+            if (g < first_bad) {
+                first_bad = g;
+                bad_st = cs;
+            }
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) memcpy(mask + (first + r0 + i * S) * mb, m + i * mb, mb);
+    }
+    if (bad_st != MQ_OK) {
+        *bad = first_bad;
+        st = bad_st;
+    }
+done:
+    free(buf);
+    free(m);
+    return st;
+}
+
 mq_status mq_scan_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
-                           const void *src, mq_dtype dt, size_t first, size_t rows, uint8_t *mask,
-                           bool *improved, size_t *bad)
+                           const float *imp, const void *src, mq_dtype dt, size_t first,
+                           size_t rows, uint8_t *mask, bool *improved, size_t *bad)
 {
     size_t b = 0, g0, n;
+    mq_status st;
     band_groups(l, first, rows, &g0, &n);
-    mq_status st = mq_be_mse_scan(be, mq_qlayout_desc(l), o, NULL, src, dt, rows, l->cols,
-                                  mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
+    if (imp && l->group) {
+        st = scan_groups_weighted(be, l, o, imp, src, dt, first, rows, mask, improved, bad);
+        return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
+    }
+    st = mq_be_mse_scan(be, mq_qlayout_desc(l), o, imp, src, dt, rows, l->cols,
+                        mask + g0 * mq_obs_mse_mask_bytes(o), improved, &b);
     *bad = g0 + b;
     return st == MQ_STATUS_E_NOMEM ? search_nomem(l) : st;
 }
@@ -91,6 +155,7 @@ mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs
     *code_bytes = *scales = 0;
     band_groups(l, first, rows, &g0, scales);
     int8_t *z = l->block ? NULL : zp;
+    /* The codes of a range do not depend on the weights: no importances. */
     mq_status st = mq_be_mse_quantize(be, d, o, NULL, limit, mask + g0 * mq_obs_mse_mask_bytes(o),
                                       src, dt, rows, l->cols, codes, scale, z, &b, err);
     *bad = g0 + b;
@@ -103,8 +168,8 @@ mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs
 }
 
 mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme *sc,
-                            const void *src, mq_dtype dt, void *codes, void *scale, int8_t *zp,
-                            size_t *bad, mq_err_acc *err)
+                            const float *imp, const void *src, mq_dtype dt, void *codes,
+                            void *scale, int8_t *zp, size_t *bad, mq_err_acc *err)
 {
     size_t code_bytes, scales;
     if (sc->observer != MQ_OBSERVER_MSE)
@@ -120,7 +185,7 @@ mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme
             mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (the mse search of %zu groups)", groups);
         goto done;
     }
-    st = mq_scan_band_mse(be, l, &sc->mse, src, dt, 0, l->rows, mask, improved, bad);
+    st = mq_scan_band_mse(be, l, &sc->mse, imp, src, dt, 0, l->rows, mask, improved, bad);
     if (st == MQ_OK)
         st = mq_quantize_band_mse(be, l, &sc->mse, mq_obs_mse_limit(&sc->mse, improved), mask, src,
                                   dt, 0, l->rows, codes, scale, zp, &code_bytes, &scales, bad, err);

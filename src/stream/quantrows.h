@@ -45,11 +45,13 @@ mq_status mq_quantize_band_source(mq_backend *be, const mq_qlayout *l, mq_srcdes
  * with its best range among the first `limit` steps (mq_obs_mse_limit). The
  * search and the codes run through the back end's mse_scan and mse_quantize
  * (bit-identical to the reference's), so every back end writes the same
- * bytes.
+ * bytes. `imp` (NULL: none) holds the weight's importances, one per column
+ * of a weight row (l->inner of them), which weigh the search's error
+ * (observer.h).
  */
 mq_status mq_scan_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
-                           const void *src, mq_dtype dt, size_t first, size_t rows, uint8_t *mask,
-                           bool *improved, size_t *bad);
+                           const float *imp, const void *src, mq_dtype dt, size_t first,
+                           size_t rows, uint8_t *mask, bool *improved, size_t *bad);
 mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs_mse *o,
                                size_t limit, const uint8_t *mask, const void *src, mq_dtype dt,
                                size_t first, size_t rows, void *codes, void *scale, int8_t *zp,
@@ -57,9 +59,9 @@ mq_status mq_quantize_band_mse(mq_backend *be, const mq_qlayout *l, const mq_obs
 
 /* The whole weight at once (the in-memory path), with the scheme's observer:
  * mq_quantize_band over every row for min-max, the two mse steps above for
- * mse. Arguments as mq_quantize_band's. */
+ * mse (imp as there). Other arguments as mq_quantize_band's. */
 mq_status mq_quantize_whole(mq_backend *be, const mq_qlayout *l, const mq_scheme *sc,
-                            const void *src, mq_dtype dt, void *codes, void *scale, int8_t *zp,
-                            size_t *bad, mq_err_acc *err);
+                            const float *imp, const void *src, mq_dtype dt, void *codes,
+                            void *scale, int8_t *zp, size_t *bad, mq_err_acc *err);
 
 #endif

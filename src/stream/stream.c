@@ -3,6 +3,7 @@
  * first; then the data moves in chunks through the staging ring (ring.c) to
  * the compute (streamexec.c) and on to the writer thread (writer.c), which
  * puts each result at its final offset and copies the untouched tensors. */
+#include "imatrix.h"
 #include "stream.h"
 
 #include "dtype.h"
@@ -71,6 +72,10 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     tp->rows = l->rows;
     tp->cols = l->cols;
     tp->mse = s->set->scheme.observer == MQ_OBSERVER_MSE;
+    /* Importances weigh the columns of a 2-D weight's rows. */
+    if (tp->mse && s->set->imatrix && t->rank == 2 &&
+        (st = mq_imatrix_find(s->set->imatrix, t->name, l->inner, &tp->imp)) != MQ_OK)
+        return st;
     /* Element chunks of the scan (--skip-nonfinite) and of the split path. */
     tp->per_chunk = s->slot_bytes / es;
     if (l->block) {

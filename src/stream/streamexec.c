@@ -152,8 +152,10 @@ static mq_status finish_tensor(mq_stream *s, const mq_tplan *tp, uint64_t overfl
     if (tp->action == MQ_ACTION_QUANTIZE) {
         st = mq_report_add(s->rep, t, MQ_ACTION_QUANTIZE, mq_qlayout_code_dtype(&tp->lay),
                            mq_qlayout_bytes(&tp->lay), 0, NULL);
-        if (st == MQ_OK)
+        if (st == MQ_OK) {
             mq_report_set_error_stats(s->rep, mq_err_acc_sqnr_db(err), err->max_abs, err->clamped);
+            mq_report_set_imatrix(s->rep, tp->imp != NULL);
+        }
     } else if (tp->action == MQ_ACTION_CAST) {
         st = mq_report_add(s->rep, t, MQ_ACTION_CAST, MQ_DTYPE_F16, numel_of(tp) * 2, overflow,
                            NULL);
@@ -288,7 +290,7 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     }
     if (tp->mse && c->pass == 0) {
         /* The search's first pass writes nothing: there is no output buffer. */
-        st = mq_scan_band_mse(s->be, l, o, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
+        st = mq_scan_band_mse(s->be, l, o, tp->imp, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
                               tp->obs_improved, &bad);
         return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
     }

@@ -74,6 +74,7 @@ typedef struct {
     uint8_t *obs_mask;
     bool *obs_improved;
     size_t obs_limit;
+    const float *imp; /* the importance matrix's row for it (borrowed), or NULL */
     mq_dtype in_dtype; /* the stored elements' dtype (t's, but F8_E4M3 for a source) */
     mq_fp8src *src;    /* an FP8 block source (t is src->vt), else NULL */
 } mq_tplan;

@@ -51,6 +51,46 @@ def test_mse_matches_cli():
         shutil.rmtree(tmp)
 
 
+def test_imatrix_matches_cli():
+    import imatrixfile
+    tmp = tempfile.mkdtemp(prefix="mq_pyimx_")
+    try:
+        from safetensors.torch import save_file
+        g = torch.Generator().manual_seed(4)
+        src = os.path.join(tmp, "in.safetensors")
+        save_file({"model.layers.0.mlp.up_proj.weight": torch.randn(16, 64, generator=g)}, src)
+        imx = os.path.join(tmp, "m.gguf")
+        imp = (torch.rand(64, generator=g) ** 4 * 30 + 1e-3).tolist()
+        imatrixfile.write(imx, imatrixfile.gguf_bytes({"blk.0.ffn_up.weight": ([imp], [1.0])}))
+        py = os.path.join(tmp, "py.safetensors")
+        cli = os.path.join(tmp, "cli.safetensors")
+        plain = os.path.join(tmp, "plain.safetensors")
+        r = monoquant.quantize_file(src, py, preset="W4A16", group_size=32, observer="mse",
+                                    imatrix=imx, device="host", progress=False)
+        assert [t["imatrix"] for t in r["quantized"]] == [True]
+        monoquant.quantize_file(src, plain, preset="W4A16", group_size=32, observer="mse",
+                                device="host", progress=False)
+        rc, log = mqcheck.cli("quantize", src, "-o", cli, "--preset", "W4A16", "--group-size",
+                              "32", "--observer", "mse", "--imatrix", imx, "--device", "host",
+                              "-q")
+        assert rc == 0, log
+        with open(py, "rb") as a, open(cli, "rb") as b, open(plain, "rb") as c:
+            got = a.read()
+            assert got == b.read()
+            assert got != c.read()
+        assert QuantizationConfig(observer="mse", imatrix=imx).imatrix == imx
+        pkgtest.expect_error(lambda: monoquant.quantize_file(src, os.path.join(tmp, "x"),
+                                                             imatrix=3, observer="mse"),
+                             "imatrix")
+        pkgtest.expect_error(lambda: monoquant.quantize_file(src, os.path.join(tmp, "y"),
+                                                             preset="W4A16", group_size=32,
+                                                             observer="mse",
+                                                             imatrix=os.path.join(tmp, "no")),
+                             "no")
+    finally:
+        shutil.rmtree(tmp)
+
+
 def test_config_field():
     assert QuantizationConfig(observer="mse").observer == "mse"
     pkgtest.expect_error(lambda: QuantizationConfig(observer="gptq"), "observer", "mse")
