@@ -68,7 +68,7 @@ static void test_search_weighted_by_hand(void **state)
     mq_obs_mse o = {.maxshrink = 1.0, .grid = 2.0, .norm = 2.0, .patience = 5};
     mq_qdesc d = mq_qd(MQ_QK_INT4, true);
     size_t mb = mq_obs_mse_mask_bytes(&o), bad = 0;
-    uint8_t mask[2 * 1], q[2];
+    uint8_t mask[2 * 1], q[16]; /* int4 rows are padded: room for two */
     bool improved[2];
     float sc[2];
     int8_t zp[2];

@@ -168,9 +168,10 @@ static mq_status gguf_entry(const char *path, const mq_gguf *g, const mq_gguf_te
     for (size_t r = 0; r < rows; r++) {
         c[r] = f32_at(counts->data, r);
         if (!isfinite(c[r]) || c[r] < 0.0f) {
+            double bad = (double)c[r];
             free(c);
             return mq_set_error(MQ_STATUS_E_FORMAT, "%s: entry '%s': count %zu is %g", path,
-                                e->name, r, (double)c[r]);
+                                e->name, r, bad);
         }
     }
     mq_status st = fill(path, e, sums->data, c, rows);

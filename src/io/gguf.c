@@ -62,6 +62,7 @@ static bool take(cursor *c, size_t bytes, const unsigned char **p)
 static mq_status rd_u32(cursor *c, uint32_t *v, const char *what)
 {
     const unsigned char *p;
+    *v = 0; /* set on every path: the compiler cannot see that callers stop on an error */
     if (!take(c, 4, &p)) return truncated(c, what);
     *v = (uint32_t)le(p, 4);
     return MQ_OK;
@@ -70,6 +71,7 @@ static mq_status rd_u32(cursor *c, uint32_t *v, const char *what)
 static mq_status rd_u64(cursor *c, uint64_t *v, const char *what)
 {
     const unsigned char *p;
+    *v = 0;
     if (!take(c, 8, &p)) return truncated(c, what);
     *v = le(p, 8);
     return MQ_OK;
@@ -77,6 +79,7 @@ static mq_status rd_u64(cursor *c, uint64_t *v, const char *what)
 
 static mq_status rd_str(cursor *c, const unsigned char **s, uint64_t *len, const char *what)
 {
+    *s = NULL;
     mq_status st = rd_u64(c, len, what);
     if (st != MQ_OK) return st;
     if (*len > c->n - c->pos) return truncated(c, what);
@@ -154,8 +157,8 @@ static mq_status read_kv(cursor *c, uint64_t n_kv, uint32_t *align)
 
 static mq_status read_info(cursor *c, mq_gguf_tensor *t, uint64_t *off)
 {
-    const unsigned char *name;
-    uint64_t len;
+    const unsigned char *name = NULL;
+    uint64_t len = 0;
     mq_status st = rd_str(c, &name, &len, "a tensor name");
     if (st != MQ_OK) return st;
     if (len == 0 || len > GGUF_MAX_NAME || memchr(name, 0, (size_t)len))
@@ -223,7 +226,7 @@ static mq_status place(const cursor *c, mq_gguf *g, const uint64_t *offs, size_t
 mq_status mq_gguf_parse(const unsigned char *buf, size_t n, const char *path, mq_gguf *out)
 {
     cursor c = {buf, n, 0, path};
-    uint32_t version, align = GGUF_DEFAULT_ALIGNMENT;
+    uint32_t version = 0, align = GGUF_DEFAULT_ALIGNMENT;
     uint64_t n_tensors, n_kv, *offs = NULL;
     mq_status st;
     memset(out, 0, sizeof *out);
