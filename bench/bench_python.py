@@ -13,6 +13,7 @@ output row to the float model's (min over rows). Prints a Markdown report
 (CPU, flags, torch, engine) and writes it to --out when given.
 
     python bench/bench_python.py [--rounds 7] [--out report.md] [--quick]
+                                 [--suites mlp,llama] [--threads 1,2] [--batches 1,32]
 """
 from __future__ import annotations
 
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--suites", default="mlp,llama", help="which models: mlp, llama or both")
     ap.add_argument("--quick", action="store_true", help="MLP batch 1 only, 3 rounds")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -151,8 +153,13 @@ def main() -> None:
              % args.rounds, ""]
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    suites = [("4xLinear(4096)", mlp(), False)]
-    if not args.quick:
+    wanted = set(args.suites.split(","))
+    if wanted - {"mlp", "llama"}:
+        ap.error("--suites takes mlp, llama or both")
+    suites = []
+    if "mlp" in wanted or args.quick:
+        suites.append(("4xLinear(4096)", mlp(), False))
+    if "llama" in wanted and not args.quick:
         suites.append(("Llama h512 4 layers seq 32", llama(args.vocab), True))
     rows = []
     for label, model, hf in suites:
