@@ -2,8 +2,9 @@
  * on the host reference path: gpt-oss MXFP4 experts and compressed-tensors
  * layers. Each is planned as the float weight it stands for; its companion
  * tensors (MXFP4 scales; scales, zero points, shapes and NVFP4's global
- * scales) are left out of the output. A chunk of such a weight comes from the ring empty: its values are
- * read here with pread and dequantized into the tensor's staging. */
+ * scales) are left out of the output. A chunk of such a weight comes from
+ * the ring empty: its values are read here with pread and dequantized into
+ * the tensor's staging. */
 #ifndef MQ_SRCREAD_H
 #define MQ_SRCREAD_H
 
