@@ -200,6 +200,30 @@ static size_t layer_name_len(const mq_tensor *t)
     return n;
 }
 
+/* An FP8 layer with F32 or BF16 scales holds the values of an FP8 block
+ * source (e4m3(q) * s in fp32, stored in the values' dtype): the stream
+ * reads its codes and the back end dequantizes them on the device that
+ * quantizes, as FP8 blocks of rows x in (per tensor), 1 x in (per
+ * channel), 1 x group or its own block. F16 scales (which the device op
+ * does not take) stay on the reader below. */
+static bool fp8_blocks(const mq_qlayer *l)
+{
+    return l->kind == MQ_QK_FP8 && l->w.rank == 2 && l->w.dtype == MQ_DTYPE_F8_E4M3 && !l->zp &&
+           (l->scale->dtype == MQ_DTYPE_F32 || l->scale->dtype == MQ_DTYPE_BF16);
+}
+
+static void as_fp8_source(const mq_stream *s, mq_fp8src *f, const mq_qlayer *l)
+{
+    size_t rows = (size_t)l->w.shape[0], cols = (size_t)l->w.shape[1];
+    long k = mq_model_index(s->m, l->scale->name);
+    f->other = MQ_SRC_FORMAT_NONE;
+    f->ct = true;
+    f->br = l->block ? l->block : l->n_scale == 1 ? rows : 1;
+    f->bc = l->block ? l->block : l->group ? l->group : cols;
+    f->scale = &s->m->tensors[k];
+    f->scale_off = offset_of(s, (size_t)k);
+}
+
 static mq_status plan_ct(mq_stream *s, size_t i)
 {
     const mq_tensor *t = &s->m->tensors[i];
@@ -225,6 +249,7 @@ static mq_status plan_ct(mq_stream *s, size_t i)
         memcpy(f->vt.shape, l.w.shape, sizeof f->vt.shape);
         mq_shape_numel(l.w.rank, l.w.shape, &numel);
         f->vt.nbytes = (size_t)numel * mq_dtype_size(f->vt.dtype);
+        if (fp8_blocks(&l)) as_fp8_source(s, f, &l);
         s->tp[i].src = f;
     }
     mq_qlayer_free(&l);

@@ -4,7 +4,9 @@
  * tensors (MXFP4 scales; scales, zero points, shapes and NVFP4's global
  * scales) are left out of the output. A chunk of such a weight comes from
  * the ring empty: its values are read here with pread and dequantized into
- * the tensor's staging. */
+ * the tensor's staging. A compressed-tensors FP8 layer with F32 or BF16
+ * scales is planned here as an FP8 block source instead (streamint.h), which
+ * the ring reads and the back end dequantizes. */
 #ifndef MQ_SRCREAD_H
 #define MQ_SRCREAD_H
 

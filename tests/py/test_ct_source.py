@@ -10,7 +10,8 @@ from_pretrained; `dequantize DIR` of the source gives that decompression,
 and `--dtype fp16` that decompression cast to FP16; a BF16 source with
 `--dequant-dtype f32` gives the bytes of quantizing its F32 decompression
 (NVFP4's decompressor gives BF16 values whatever the scales' dtype, so there
-the BF16 decompression widened)."""
+the BF16 decompression widened). FP8 sources, dequantized by the back end,
+give the same bytes on OpenCL (where a device is found) as on the host."""
 import json
 import os
 import shutil
@@ -53,6 +54,10 @@ PAIRS = [
 ]
 # Pairs whose source is also dequantized (`dequantize DIR`, `--dtype fp16`).
 DEQUANTIZED = (0, 3, 6, 9, 11)
+# FP8 sources, which the back end dequantizes as FP8 blocks (per channel, per
+# tensor, 128x128): where an OpenCL device is found, its output must be the
+# host's, byte for byte.
+ON_DEVICE = (6, 7, 8)
 failures = []
 
 
@@ -117,6 +122,8 @@ def decompressed_f32(src, orig, dst, preset):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="mq-ctsrc-")
+    devices = mqcheck.cli("devices")[1]
+    has_cl = "CPU" in devices or "GPU" in devices
     try:
         orig = os.path.join(tmp, "orig")
         loaders.save_model(NAME, orig)
@@ -138,6 +145,13 @@ def main():
             same = (open(os.path.join(a, "config.json"), "rb").read() ==
                     open(os.path.join(b, "config.json"), "rb").read())
             check(same, "%s: config.json differs from the decompression's" % tag)
+            if has_cl and i in ON_DEVICE:
+                c = os.path.join(tmp, "cl%d" % i)
+                run("quantize", src, "-o", c, "--preset", target, "--device", "opencl", "-q")
+                tc = load_file(os.path.join(c, "model.safetensors"))
+                bad = [k for k in ta if k not in tc or not same_bytes(ta[k], tc[k])]
+                check(not bad, "%s: OpenCL differs from the host: %s" % (tag, bad[:4]))
+                shutil.rmtree(c, ignore_errors=True)
             model, info, _ = loaders.plain_load(NAME, a)
             check(not info["missing_keys"] and not info["unexpected_keys"],
                   "%s: keys %s" % (tag, info))
@@ -168,7 +182,7 @@ def main():
         # decompression (kept weights would still be BF16).
         orig = os.path.join(tmp, "orig-bf16")
         loaders.save_model("llama256-bf16", orig)
-        for preset in ("W4A16_ASYM", "NVFP4A16"):
+        for preset in ("W4A16_ASYM", "NVFP4A16", "FP8_DYNAMIC"):
             src, flt = os.path.join(tmp, "src-" + preset), os.path.join(tmp, "flt-" + preset)
             run("quantize", orig, "-o", src, "--preset", preset, "--device", "host", "-q")
             decompressed_f32(src, orig, flt, preset)
