@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Quantized sources against the float model they stand for: `monoquant
-quantize` of a compressed-tensors (W4A16) and a gpt-oss MXFP4 source beside
+quantize` of compressed-tensors (W4A16, FP8_DYNAMIC) and gpt-oss MXFP4 sources beside
 the same run on the float model, in paired alternating runs on the host path
 (medians of CPU time, wall time and peak RSS; the outputs must be the same
 bytes). The fixtures are generated seeded Llama and gpt-oss models in BF16
@@ -62,6 +62,13 @@ def make_fixtures(cli, work):
     ct_float = os.path.join(work, "llama-w4a16-float")
     subprocess.run([cli, "dequantize", ct, "-o", ct_float], check=True,
                    stdout=subprocess.DEVNULL)
+    # FP8 per channel (BF16 scales): read as FP8 blocks, dequantized by the back end.
+    fp8 = os.path.join(work, "llama-fp8")
+    subprocess.run([cli, "quantize", llama, "-o", fp8, "--preset", "FP8_DYNAMIC", "-q",
+                    "--device", "host"], check=True)
+    fp8_float = os.path.join(work, "llama-fp8-float")
+    subprocess.run([cli, "dequantize", fp8, "-o", fp8_float], check=True,
+                   stdout=subprocess.DEVNULL)
     # gpt-oss: 8 experts of 1024 x 2048 (and 1024 x 1024) per layer.
     gdir = os.path.join(work, "gptoss")
     os.makedirs(gdir)
@@ -82,6 +89,7 @@ def make_fixtures(cli, work):
     finally:
         loaders.build_models = real
     return [("compressed-tensors W4A16 -> W8A8", ct, ct_float, "W8A8"),
+            ("compressed-tensors FP8_DYNAMIC -> W4A16", fp8, fp8_float, "W4A16"),
             ("gpt-oss MXFP4 -> W4A16", src, flt, "W4A16")]
 
 

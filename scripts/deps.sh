@@ -48,12 +48,13 @@ if [ "$python" = 1 ]; then
       exit 1
     fi
   fi
-  # llm-compressor's MSE observer, the oracle of test_observer_llmc.py: its
-  # wheel only, unpacked by the test (installing it would move the pins above).
+  # llm-compressor's MSE observer and model_free_ptq, the oracles of
+  # test_observer_llmc.py and test_fp8_llmc.py: its wheel only, unpacked by
+  # the tests (installing it would move the pins above).
   if ! build/venv/bin/python -m pip download -q --disable-pip-version-check --no-deps \
        llmcompressor==0.14.0.1 -d build/llmc; then
     if [ "${MQ_OFFLINE:-0}" = 1 ]; then
-      echo "warning: MQ_OFFLINE=1 and the llmcompressor wheel could not be downloaded; the observer test will skip"
+      echo "warning: MQ_OFFLINE=1 and the llmcompressor wheel could not be downloaded; the llm-compressor tests will skip"
     else
       echo "error: could not download the llmcompressor wheel into build/llmc (set MQ_OFFLINE=1 to run without it)" >&2
       exit 1

@@ -225,8 +225,10 @@ typedef struct {
     /** A quantized source (a model directory of FP8 blocks, gpt-oss MXFP4
      * experts or compressed-tensors layers): its values are
      * dequantized to F32 before they are quantized, instead of to the model's
-     * torch_dtype (the default, as llm-compressor's converters do). Layers
-     * kept in float are written in the model's dtype either way. */
+     * torch_dtype (the default, as llm-compressor's converters do); an NVFP4
+     * layer's values are the BF16 ones compressed-tensors' decompressor
+     * gives, widened. Layers kept in float are written in the model's dtype
+     * either way. */
     bool dequant_f32;
     /**
      * The mse observer: llama.cpp's importance matrix (the path of its GGUF

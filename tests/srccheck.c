@@ -88,10 +88,12 @@ void sc_check_fp8_block(mq_backend *be, uint64_t seed, size_t rows, size_t cols,
 
 void sc_check_fp8_block_suite(mq_backend *be, uint64_t seed)
 {
-    /* rows, cols, block rows, block cols */
+    /* rows, cols, block rows, block cols; the last three as compressed-tensors'
+     * FP8 layers are read: per channel, per tensor, per group. */
     static const size_t shapes[][4] = {
-        {1, 1, 128, 128},     {5, 7, 2, 3},    {130, 257, 128, 128}, {17, 33, 4, 8},
-        {256, 384, 128, 128}, {3, 1000, 1, 7}, {40, 3, 1, 1},        {9, 300, 3, 256},
+        {1, 1, 128, 128},     {5, 7, 2, 3},     {130, 257, 128, 128}, {17, 33, 4, 8},
+        {256, 384, 128, 128}, {3, 1000, 1, 7},  {40, 3, 1, 1},        {9, 300, 3, 256},
+        {6, 1000, 1, 1000},   {7, 300, 7, 300}, {5, 64, 1, 16},
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         size_t rows = shapes[k][0], cols = shapes[k][1], br = shapes[k][2], bc = shapes[k][3];

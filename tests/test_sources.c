@@ -158,9 +158,9 @@ static const refusal refusals[] = {
      N(bnb8),
      true,
      ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
-     "\"nvfp4-pack-quantized\", \"quantization_status\": \"compressed\"}",
+     "\"naive-quantized\", \"quantization_status\": \"compressed\"}",
      false,
-     {"config.json", "already quantized", "\"nvfp4-pack-quantized\""}},
+     {"config.json", "already quantized", "\"naive-quantized\""}},
     {"MXFP4 tensors, no config",
      mxfp4,
      N(mxfp4),

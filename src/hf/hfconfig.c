@@ -114,8 +114,9 @@ bool mq_hf_fp8_source(json_t *config, size_t block[2], mq_dtype *dt)
 }
 
 /* The compressed-tensors formats we write, and so read back. */
-static const char *const ct_formats[] = {"int-quantized", "pack-quantized", "float-quantized",
-                                         "mxfp4-pack-quantized", "mxfp8-quantized"};
+static const char *const ct_formats[] = {"int-quantized",   "pack-quantized",
+                                         "float-quantized", "mxfp4-pack-quantized",
+                                         "mxfp8-quantized", "nvfp4-pack-quantized"};
 
 static mq_src_format other_source(json_t *qc)
 {

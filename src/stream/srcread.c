@@ -30,6 +30,12 @@ struct mq_srcrows {
     float *row;
     size_t cols;
     uint64_t row_at; /* the row in `row`, or UINT64_MAX */
+    /* NVFP4: compressed-tensors' decompressor rounds each value to BF16
+     * whatever the checkpoint's dtype (it unpacks the e2m1 codes to BF16 and
+     * casts the fp32 product to their dtype), so the float model the source
+     * stands for holds those BF16 values, widened for F32 (F16: rounded
+     * again). */
+    bool via_bf16;
 };
 
 static uint64_t offset_of(const mq_stream *s, size_t i)
@@ -150,13 +156,13 @@ static mq_status mxfp4_values(const mq_stream *s, const mq_tplan *tp, uint64_t e
 /* ---- compressed-tensors ---- */
 
 /* The tensors of the layer named by the first n bytes of `base` (its codes,
- * and the scale, zero point and shape beside them) read with pread into a
- * model of their own: a page of the mapping read in place after another
- * program truncates the input would raise SIGBUS. */
+ * and the scale, zero point, shape and global scale beside them) read with
+ * pread into a model of their own: a page of the mapping read in place
+ * after another program truncates the input would raise SIGBUS. */
 static mq_status read_layer(const mq_stream *s, const char *base, size_t n, mq_model **out)
 {
-    static const char *const suffixes[] = {"", MQ_PACKED_SUFFIX, MQ_SCALE_SUFFIX, MQ_ZP_SUFFIX,
-                                           MQ_SHAPE_SUFFIX};
+    static const char *const suffixes[] = {"",           MQ_PACKED_SUFFIX, MQ_SCALE_SUFFIX,
+                                           MQ_ZP_SUFFIX, MQ_SHAPE_SUFFIX,  MQ_GSCALE_SUFFIX};
     char *name = malloc(n + 16);
     mq_model *m = NULL;
     mq_status st = name ? mq_model_new(&m) : no_memory(base);
@@ -194,6 +200,30 @@ static size_t layer_name_len(const mq_tensor *t)
     return n;
 }
 
+/* An FP8 layer with F32 or BF16 scales holds the values of an FP8 block
+ * source (e4m3(q) * s in fp32, stored in the values' dtype): the stream
+ * reads its codes and the back end dequantizes them on the device that
+ * quantizes, as FP8 blocks of rows x in (per tensor), 1 x in (per
+ * channel), 1 x group or its own block. F16 scales (which the device op
+ * does not take) stay on the reader below. */
+static bool fp8_blocks(const mq_qlayer *l)
+{
+    return l->kind == MQ_QK_FP8 && l->w.rank == 2 && l->w.dtype == MQ_DTYPE_F8_E4M3 && !l->zp &&
+           (l->scale->dtype == MQ_DTYPE_F32 || l->scale->dtype == MQ_DTYPE_BF16);
+}
+
+static void as_fp8_source(const mq_stream *s, mq_fp8src *f, const mq_qlayer *l)
+{
+    size_t rows = (size_t)l->w.shape[0], cols = (size_t)l->w.shape[1];
+    long k = mq_model_index(s->m, l->scale->name);
+    f->other = MQ_SRC_FORMAT_NONE;
+    f->ct = true;
+    f->br = l->block ? l->block : l->n_scale == 1 ? rows : 1;
+    f->bc = l->block ? l->block : l->group ? l->group : cols;
+    f->scale = &s->m->tensors[k];
+    f->scale_off = offset_of(s, (size_t)k);
+}
+
 static mq_status plan_ct(mq_stream *s, size_t i)
 {
     const mq_tensor *t = &s->m->tensors[i];
@@ -219,6 +249,7 @@ static mq_status plan_ct(mq_stream *s, size_t i)
         memcpy(f->vt.shape, l.w.shape, sizeof f->vt.shape);
         mq_shape_numel(l.w.rank, l.w.shape, &numel);
         f->vt.nbytes = (size_t)numel * mq_dtype_size(f->vt.dtype);
+        if (fp8_blocks(&l)) as_fp8_source(s, f, &l);
         s->tp[i].src = f;
     }
     mq_qlayer_free(&l);
@@ -252,6 +283,9 @@ static mq_status ct_values(const mq_tplan *tp, uint64_t e0, size_t n)
         size_t c = (size_t)((e0 + i) % r->cols), len = r->cols - c < n - i ? r->cols - c : n - i;
         if (r->row_at != row) {
             mq_qlayer_row_f32(&r->l, (size_t)row, r->row);
+            if (r->via_bf16)
+                for (size_t k = 0; k < r->cols; k++)
+                    r->row[k] = mq_bf16_to_f32(mq_f32_to_bf16(r->row[k]));
             r->row_at = row;
         }
         store_values(f->vals, f->vt.dtype, i, r->row + c, len);
@@ -295,6 +329,7 @@ mq_status mq_src_begin(const mq_stream *s, mq_tplan *tp)
     mq_shape_numel(r->l.w.rank, r->l.w.shape, &numel);
     r->cols = r->l.w.shape[0] ? (size_t)(numel / (uint64_t)r->l.w.shape[0]) : 0;
     r->row_at = UINT64_MAX;
+    r->via_bf16 = r->l.kind == MQ_QK_NVFP4;
     if (!(r->row = malloc(r->cols ? r->cols * sizeof *r->row : 1))) return no_memory(f->vt.name);
     return MQ_OK;
 }

@@ -1,9 +1,12 @@
 /* The quantized sources other than FP8 blocks (mq_settings.src_format), read
  * on the host reference path: gpt-oss MXFP4 experts and compressed-tensors
  * layers. Each is planned as the float weight it stands for; its companion
- * tensors (MXFP4 scales; scales, zero points and shapes) are left out of the
- * output. A chunk of such a weight comes from the ring empty: its values are
- * read here with pread and dequantized into the tensor's staging. */
+ * tensors (MXFP4 scales; scales, zero points, shapes and NVFP4's global
+ * scales) are left out of the output. A chunk of such a weight comes from
+ * the ring empty: its values are read here with pread and dequantized into
+ * the tensor's staging. A compressed-tensors FP8 layer with F32 or BF16
+ * scales is planned here as an FP8 block source instead (streamint.h), which
+ * the ring reads and the back end dequantizes. */
 #ifndef MQ_SRCREAD_H
 #define MQ_SRCREAD_H
 

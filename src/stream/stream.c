@@ -65,7 +65,7 @@ static mq_status plan_quantize(mq_stream *s, mq_tplan *tp)
     if (st != MQ_OK) return st;
     /* A compressed-tensors source's own scales and shapes bear the names
      * ours take; they are left out of the output. */
-    bool ct_source = tp->src && tp->src->other == MQ_SRC_FORMAT_CT;
+    bool ct_source = tp->src && (tp->src->other == MQ_SRC_FORMAT_CT || tp->src->ct);
     if (!ct_source && (st = mq_qlayout_check_names(&tp->lay, s->m, t->name)) != MQ_OK) return st;
     const mq_qlayout *l = &tp->lay;
     size_t es = mq_dtype_size(t->dtype);

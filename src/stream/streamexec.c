@@ -214,6 +214,13 @@ static mq_status read_input(const mq_stream *s, unsigned char *p, size_t n, uint
     return MQ_OK;
 }
 
+/* Bytes of one row of the scale grid (a compressed-tensors scale per tensor
+ * is stored as [1], one value for its one block). */
+static size_t scale_row_bytes(const mq_fp8src *f)
+{
+    return ((size_t)f->vt.shape[1] + f->bc - 1) / f->bc * mq_dtype_size(f->scale->dtype);
+}
+
 /* The staging of one source tensor: a chunk's values in the model's dtype
  * (no larger than a slot, as planned) and the scale rows of its values. */
 static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
@@ -222,7 +229,7 @@ static mq_status source_buffers(const mq_stream *s, mq_tplan *tp)
     if (f->other != MQ_SRC_FORMAT_NONE) return mq_src_begin(s, tp);
     size_t cols = (size_t)f->vt.shape[1];
     size_t rows = s->slot_bytes / (cols * mq_dtype_size(f->vt.dtype)) + 2;
-    size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
+    size_t srow = scale_row_bytes(f);
     if (!(f->vals = malloc(s->slot_bytes)) || !(f->scales = malloc((rows / f->br + 2) * srow)))
         return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (staging of an FP8 block source)");
     return MQ_OK;
@@ -241,7 +248,7 @@ static mq_srcdesc source_desc(const mq_fp8src *f)
 static mq_status stage_scales(const mq_stream *s, const mq_tplan *tp, uint64_t e0, size_t n)
 {
     const mq_fp8src *f = tp->src;
-    size_t srow = (size_t)f->scale->shape[1] * mq_dtype_size(f->scale->dtype);
+    size_t srow = scale_row_bytes(f);
     uint64_t r0, r1;
     mq_srcdesc_scale_rows(source_desc(f), e0, n, (size_t)f->vt.shape[1], &r0, &r1);
     return read_input(s, f->scales, (size_t)(r1 - r0) * srow, f->scale_off + r0 * srow);

@@ -30,12 +30,16 @@ typedef enum {
 } mq_tensor_kind;
 
 /* An FP8 block weight read as the float weight it stands for: the tensor the
- * plan sees (its values' dtype), its scales, and the staging of one chunk. */
+ * plan sees (its values' dtype), its scales, and the staging of one chunk.
+ * A compressed-tensors FP8 layer with F32 or BF16 scales is one too (per
+ * tensor, channel, group or block: a block of rows x in, 1 x in, 1 x group
+ * or its block). */
 typedef struct {
     mq_tensor vt;           /* the weight as the model's dtype (src_dtype) */
-    const mq_tensor *scale; /* weight_scale_inv, [ceil(out / br), ceil(in / bc)] */
+    const mq_tensor *scale; /* weight_scale_inv, [ceil(out / br), ceil(in / bc)] values */
     uint64_t scale_off;     /* its offset in the input file */
     size_t br, bc;          /* the block */
+    bool ct;                /* a compressed-tensors layer: its companions bear our names */
     unsigned char *vals;    /* one chunk's rows dequantized */
     unsigned char *scales;  /* the scale rows of one chunk */
     /* The other sources (srcread.c), which read their own bytes: the ring
@@ -74,7 +78,7 @@ typedef struct {
     uint8_t *obs_mask;
     bool *obs_improved;
     size_t obs_limit;
-    const float *imp; /* the importance matrix's row for it (borrowed), or NULL */
+    const float *imp;  /* the importance matrix's row for it (borrowed), or NULL */
     mq_dtype in_dtype; /* the stored elements' dtype (t's, but F8_E4M3 for a source) */
     mq_fp8src *src;    /* an FP8 block source (t is src->vt), else NULL */
 } mq_tplan;

@@ -1,13 +1,17 @@
 """compressed-tensors checkpoints as sources: a tiny seeded Llama quantized by
 monoquant to each format we write (int-quantized, pack-quantized int8/int4
 sym and asym by group and channel, float-quantized FP8 by channel, tensor
-and 128x128 block, the MX formats), then re-quantized to another preset.
+and 128x128 block, the MX formats, NVFP4), then re-quantized to another
+preset.
 The result must have the bytes of quantizing compressed-tensors' own
 decompression of the source (as transformers loads it, run_compressed
 False) in F32, config.json included, and load with a plain
 from_pretrained; `dequantize DIR` of the source gives that decompression,
 and `--dtype fp16` that decompression cast to FP16; a BF16 source with
-`--dequant-dtype f32` gives the bytes of quantizing its F32 decompression."""
+`--dequant-dtype f32` gives the bytes of quantizing its F32 decompression
+(NVFP4's decompressor gives BF16 values whatever the scales' dtype, so there
+the BF16 decompression widened). FP8 sources, dequantized by the back end,
+give the same bytes on OpenCL (where a device is found) as on the host."""
 import json
 import os
 import shutil
@@ -45,7 +49,15 @@ PAIRS = [
     (["--preset", "FP8_BLOCK"], "W8A8"),
     (["--preset", "MXFP4A16"], "W8A8"),
     (["--preset", "MXFP8A16"], "W4A16"),
+    (["--preset", "NVFP4A16"], "W8A8"),
+    (["--preset", "NVFP4A16"], "NVFP4A16"),
 ]
+# Pairs whose source is also dequantized (`dequantize DIR`, `--dtype fp16`).
+DEQUANTIZED = (0, 3, 6, 9, 11)
+# FP8 sources, which the back end dequantizes as FP8 blocks (per channel, per
+# tensor, 128x128): where an OpenCL device is found, its output must be the
+# host's, byte for byte.
+ON_DEVICE = (6, 7, 8)
 failures = []
 
 
@@ -110,6 +122,8 @@ def decompressed_f32(src, orig, dst, preset):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="mq-ctsrc-")
+    devices = mqcheck.cli("devices")[1]
+    has_cl = "CPU" in devices or "GPU" in devices
     try:
         orig = os.path.join(tmp, "orig")
         loaders.save_model(NAME, orig)
@@ -131,10 +145,17 @@ def main():
             same = (open(os.path.join(a, "config.json"), "rb").read() ==
                     open(os.path.join(b, "config.json"), "rb").read())
             check(same, "%s: config.json differs from the decompression's" % tag)
+            if has_cl and i in ON_DEVICE:
+                c = os.path.join(tmp, "cl%d" % i)
+                run("quantize", src, "-o", c, "--preset", target, "--device", "opencl", "-q")
+                tc = load_file(os.path.join(c, "model.safetensors"))
+                bad = [k for k in ta if k not in tc or not same_bytes(ta[k], tc[k])]
+                check(not bad, "%s: OpenCL differs from the host: %s" % (tag, bad[:4]))
+                shutil.rmtree(c, ignore_errors=True)
             model, info, _ = loaders.plain_load(NAME, a)
             check(not info["missing_keys"] and not info["unexpected_keys"],
                   "%s: keys %s" % (tag, info))
-            if i in (0, 3, 6, 9):
+            if i in DEQUANTIZED:
                 # dequantize DIR: compressed-tensors' decompression, as a plain checkpoint.
                 dq = os.path.join(tmp, "dq%d" % i)
                 run("dequantize", src, "-o", dq)
@@ -161,23 +182,24 @@ def main():
         # decompression (kept weights would still be BF16).
         orig = os.path.join(tmp, "orig-bf16")
         loaders.save_model("llama256-bf16", orig)
-        src, flt = os.path.join(tmp, "src-bf16"), os.path.join(tmp, "flt-bf16")
-        run("quantize", orig, "-o", src, "--preset", "W4A16_ASYM", "--device", "host", "-q")
-        decompressed_f32(src, orig, flt, "W4A16_ASYM")
-        a, b = os.path.join(tmp, "a-bf16"), os.path.join(tmp, "b-bf16")
-        run("quantize", src, "-o", a, "--preset", "W8A8", "--dequant-dtype", "f32", "--device",
-            "host", "-q")
-        run("quantize", flt, "-o", b, "--preset", "W8A8", "--device", "host", "-q")
-        ta = load_file(os.path.join(a, "model.safetensors"))
-        tb = load_file(os.path.join(b, "model.safetensors"))
-        diff = [k for k in set(ta) | set(tb) if k not in ta or k not in tb or
-                not same_bytes(ta[k], tb[k])]
-        check(not diff, "--dequant-dtype f32: differs from quantizing the F32 decompression: %s"
-              % sorted(diff)[:4])
-        check(any(v.dtype == torch.float32 for k, v in ta.items() if k.endswith("_scale")),
-              "--dequant-dtype f32: no F32 scales")
-        print("BF16 W4A16_ASYM --dequant-dtype f32 -> W8A8: %s" %
-              ("identical" if not diff else "%d tensors differ" % len(diff)))
+        for preset in ("W4A16_ASYM", "NVFP4A16", "FP8_DYNAMIC"):
+            src, flt = os.path.join(tmp, "src-" + preset), os.path.join(tmp, "flt-" + preset)
+            run("quantize", orig, "-o", src, "--preset", preset, "--device", "host", "-q")
+            decompressed_f32(src, orig, flt, preset)
+            a, b = os.path.join(tmp, "a-" + preset), os.path.join(tmp, "b-" + preset)
+            run("quantize", src, "-o", a, "--preset", "W8A8", "--dequant-dtype", "f32",
+                "--device", "host", "-q")
+            run("quantize", flt, "-o", b, "--preset", "W8A8", "--device", "host", "-q")
+            ta = load_file(os.path.join(a, "model.safetensors"))
+            tb = load_file(os.path.join(b, "model.safetensors"))
+            diff = [k for k in set(ta) | set(tb) if k not in ta or k not in tb or
+                    not same_bytes(ta[k], tb[k])]
+            check(not diff, "BF16 %s --dequant-dtype f32: differs from quantizing the F32 "
+                  "decompression: %s" % (preset, sorted(diff)[:4]))
+            check(any(v.dtype == torch.float32 for k, v in ta.items() if k.endswith("_scale")),
+                  "BF16 %s --dequant-dtype f32: no F32 scales" % preset)
+            print("BF16 %s --dequant-dtype f32 -> W8A8: %s" %
+                  (preset, "identical" if not diff else "%d tensors differ" % len(diff)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
