@@ -51,8 +51,7 @@ static mq_status no_memory(const char *name)
     return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", name);
 }
 
-/* Exactly n bytes at off of the input. */
-static mq_status read_at(const mq_stream *s, unsigned char *p, size_t n, uint64_t off)
+mq_status mq_src_read(const mq_stream *s, unsigned char *p, size_t n, uint64_t off)
 {
     while (n > 0) {
         ssize_t got = pread(s->fd, p, n, (off_t)off);
@@ -141,8 +140,9 @@ static mq_status mxfp4_values(const mq_stream *s, const mq_tplan *tp, uint64_t e
         uint64_t x = (e0 + i) / per, in_x = (e0 + i) % per;
         size_t len = per - in_x < n - i ? (size_t)(per - in_x) : n - i;
         if (f->staged != (long)x) {
-            mq_status st = read_at(s, f->scales, bbytes, f->codes_off + x * bbytes);
-            if (st == MQ_OK) st = read_at(s, f->scales + bbytes, sbytes, f->scale_off + x * sbytes);
+            mq_status st = mq_src_read(s, f->scales, bbytes, f->codes_off + x * bbytes);
+            if (st == MQ_OK)
+                st = mq_src_read(s, f->scales + bbytes, sbytes, f->scale_off + x * sbytes);
             if (st != MQ_OK) return st;
             f->staged = (long)x;
         }
@@ -177,7 +177,7 @@ static mq_status read_layer(const mq_stream *s, const char *base, size_t n, mq_m
             st = no_memory(t->name);
             break;
         }
-        st = read_at(s, mq_blob_data(b), t->nbytes, offset_of(s, (size_t)i));
+        st = mq_src_read(s, mq_blob_data(b), t->nbytes, offset_of(s, (size_t)i));
         if (st == MQ_OK)
             st = mq_model_append(m, t->name, t->dtype, t->rank, t->shape, mq_blob_data(b),
                                  t->nbytes, b);

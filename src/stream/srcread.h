@@ -21,6 +21,9 @@ mq_status mq_src_begin(const mq_stream *s, mq_tplan *tp);
 /* Values [e0, e0 + n) of the weight (row-major, as tp->t has them)
  * dequantized into tp->src->vals in tp->t's dtype. */
 mq_status mq_src_values(const mq_stream *s, const mq_tplan *tp, uint64_t e0, size_t n);
+/* Exactly n bytes at offset off of the input, with pread (an error names
+ * the file). */
+mq_status mq_src_read(const mq_stream *s, unsigned char *p, size_t n, uint64_t off);
 /* Frees what mq_src_begin (or the FP8 path's staging) took. */
 void mq_src_end(mq_tplan *tp);
 /* Frees the source and all it holds. */

@@ -13,10 +13,8 @@
 #include "srcread.h"
 #include "writer.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PROGRESS_INTERVAL_NS 100000000LL /* at most ten calls a second between tensors */
 
@@ -198,22 +196,6 @@ static unsigned char *scale_area(const mq_stream *s, unsigned char *buf)
 
 /* ---- FP8 block sources ---- */
 
-/* Exactly n bytes at off of the input. */
-static mq_status read_input(const mq_stream *s, unsigned char *p, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t got = pread(s->fd, p, n, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0)
-            return mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", s->in_path,
-                                got < 0 ? strerror(errno) : "the file ends early");
-        p += got;
-        n -= (size_t)got;
-        off += (uint64_t)got;
-    }
-    return MQ_OK;
-}
-
 /* Bytes of one row of the scale grid (a compressed-tensors scale per tensor
  * is stored as [1], one value for its one block). */
 static size_t scale_row_bytes(const mq_fp8src *f)
@@ -251,7 +233,7 @@ static mq_status stage_scales(const mq_stream *s, const mq_tplan *tp, uint64_t e
     size_t srow = scale_row_bytes(f);
     uint64_t r0, r1;
     mq_srcdesc_scale_rows(source_desc(f), e0, n, (size_t)f->vt.shape[1], &r0, &r1);
-    return read_input(s, f->scales, (size_t)(r1 - r0) * srow, f->scale_off + r0 * srow);
+    return mq_src_read(s, f->scales, (size_t)(r1 - r0) * srow, f->scale_off + r0 * srow);
 }
 
 /* Values [e0, e0 + n) of the weight, whose FP8 codes are at d, dequantized
@@ -297,8 +279,8 @@ static mq_status chunk_rows(mq_stream *s, mq_tplan *tp, const mq_chunk *c, const
     }
     if (tp->mse && c->pass == 0) {
         /* The search's first pass writes nothing: there is no output buffer. */
-        st = mq_scan_band_mse(s->be, l, o, tp->imp, d, tp->t->dtype, c->first, c->count, tp->obs_mask,
-                              tp->obs_improved, &bad);
+        st = mq_scan_band_mse(s->be, l, o, tp->imp, d, tp->t->dtype, c->first, c->count,
+                              tp->obs_mask, tp->obs_improved, &bad);
         return st == MQ_STATUS_E_DATA ? nonfinite_error(tp, bad) : st;
     }
     unsigned char *scale = scale_area(s, j->buf);
