@@ -47,9 +47,10 @@ int main(int argc, char **argv)
         mq_qkind k;
         bool sym;
         size_t group; /* 0: per channel */
-    } kinds[] = {{"int4 channel", MQ_QK_INT4, true, 0},   {"int4 group 64", MQ_QK_INT4, true, 64},
-                 {"int4a group 64", MQ_QK_INT4, false, 64}, {"int4 group 128", MQ_QK_INT4, true, 128},
-                 {"int8 channel", MQ_QK_INT8, true, 0},   {"fp8 channel", MQ_QK_FP8, true, 0}};
+    } kinds[] = {
+        {"int4 channel", MQ_QK_INT4, true, 0},     {"int4 group 64", MQ_QK_INT4, true, 64},
+        {"int4a group 64", MQ_QK_INT4, false, 64}, {"int4 group 128", MQ_QK_INT4, true, 128},
+        {"int8 channel", MQ_QK_INT8, true, 0},     {"fp8 channel", MQ_QK_FP8, true, 0}};
     size_t n = rows * cols;
     mq_obs_mse o = mq_obs_mse_defaults();
     size_t steps = mq_obs_mse_steps(&o), mb = mq_obs_mse_mask_bytes(&o);
@@ -67,8 +68,8 @@ int main(int argc, char **argv)
         for (int it = 0; it < iters; it++) {
             size_t bad = 0;
             double t0 = thread_cpu_s();
-            if (mq_hk_mse_scan(NULL, d, &o, NULL, src, MQ_DTYPE_F32, r, c, mask, improved,
-                               &bad) != MQ_OK)
+            if (mq_hk_mse_scan(NULL, d, &o, NULL, src, MQ_DTYPE_F32, r, c, mask, improved, &bad) !=
+                MQ_OK)
                 return 1;
             double t = thread_cpu_s() - t0;
             if (t < best) best = t;
