@@ -341,6 +341,7 @@ typedef struct {
     const unsigned char *in;
     mq_dtype dt;
     size_t rows, cols, groups, parts, mb, vals_per_part;
+    float plo, phi; /* ms_pow_mid's range for the norm */
     uint8_t *mask;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
@@ -407,16 +408,15 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
         ms_errors_sym, ms_errors_sym_w, ms_errors_sym_pair, ms_errors_sym_pair_w,
         ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
-    float best[MS_LANES], norm = (float)j->o->norm, plo, phi;
+    float best[MS_LANES], norm = (float)j->o->norm;
     bool fp8 = j->d.kind == MQ_QK_FP8, zp = false;
     for (int l = 0; l < MS_LANES; l++) {
         best[l] = l < MS_LANES / 2 ? a->best : b->best;
         zp |= pp->z[l] != 0.0f;
     }
-    ms_mid_range(norm, &plo, &phi);
     ms_errors_fn f = fns[(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, plo, phi, best, err);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err);
 }
 
 /* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
@@ -502,6 +502,7 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
     float *w = malloc(2 * mg * sizeof *w + 1);
     uint8_t mask[1];
     ms_group gr = {.w = w, .c = w + mg};
+    ms_mid_range((float)o->norm, &j.plo, &j.phi);
     j.mask = mask; /* with mb 0, gather points the group's record here; not used */
     bool ok = w && gather(&j, g, &gr);
     for (size_t i0 = 0; ok && i0 < steps; i0 += MS_LANES) {
@@ -539,6 +540,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
                 .mask = mask};
     mq_status st = MQ_OK;
     memset(mask, 0, groups * j.mb);
+    ms_mid_range((float)o->norm, &j.plo, &j.phi);
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
     j.parts = mq_pool_threads(pool);
     if (j.parts > groups) j.parts = groups ? groups : 1;
