@@ -47,6 +47,7 @@
 
 typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
 typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
+typedef uint32_t ms_u __attribute__((vector_size(MS_LANES * 4)));
 
 MS_INLINE ms_f ms_splat(float x)
 {
@@ -106,13 +107,15 @@ MS_INLINE ms_f ms_pow(ms_f x, float n)
     return ms_fsel(x == x, res, x);
 }
 
-/* ms_pow for magnitudes x in [lo, hi) = [2^-L, 2^L) (ms_mid_range): every
- * lane normal and finite, and |n (e + l)| small enough that k is within
- * [-100, 127], where ms_pow's clamps leave it, its second power of two is
- * 1 and multiplying by it is exact, and its tests of 0, inf and NaN pass
- * the result through. What is left are the same operations in the same
- * order, so the same bits; k's integer comes from the rounding sums' bits
- * (a + 1.5 * 2^23 holds k1 in its low bits) rather than a conversion. */
+/* ms_pow for magnitudes x in [lo, hi) = [2^-L, 2^L) (ms_mid_range) or 0:
+ * every other lane normal and finite, and |n (e + l)| small enough that k
+ * is within [-100, 127], where ms_pow's clamps leave it, its second power
+ * of two is 1 and multiplying by it is exact, and its tests of inf and NaN
+ * pass the result through. What is left are the same operations in the
+ * same order, so the same bits; k's integer comes from the rounding sums'
+ * bits (a + 1.5 * 2^23 holds k1 in its low bits) rather than a conversion.
+ * 0 is kept (a BF16 weight often equals a code times its BF16 scale
+ * exactly), and its meaningless result replaced by 0 as ms_pow does. */
 MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
 {
     ms_i b = (ms_i)x;
@@ -144,8 +147,8 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
     p = p * g + 2.4022651e-1f;
     p = p * g + 6.9314718e-1f;
     p = p * g + 1.0f;
-    ms_i k = (ms_i)a1 + (ms_i)f1 - 2 * (int32_t)mq_obs_pow_bits(MQ_OBS_POW_RINT);
-    return p * (ms_f)((k + 127) << 23);
+    ms_u k = (ms_u)a1 + (ms_u)f1 - 2 * mq_obs_pow_bits(MQ_OBS_POW_RINT);
+    return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
 }
 
 /* The magnitudes ms_pow_mid takes for the power n: [2^-L, 2^L) with
@@ -163,10 +166,10 @@ static void ms_mid_range(float n, float *lo, float *hi)
     }
 }
 
-/* Whether every lane of x lies in [lo, hi) (false for a NaN lane). */
+/* Whether every lane of x is 0 or lies in [lo, hi) (false for a NaN lane). */
 MS_INLINE bool ms_all_in(ms_f x, ms_f lo, ms_f hi)
 {
-    ms_i in = (x >= lo) & (x < hi);
+    ms_i in = ((x >= lo) | (x == 0.0f)) & (x < hi);
     bool all = true;
     for (int l = 0; l < MS_LANES; l++)
         all &= in[l] != 0;
@@ -254,8 +257,8 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
  * Stops early once every lane's sum reached its lane of `best` (then err
  * holds sums >= best). Four values' terms are computed before they are
  * added, in value order: their long chains of operations overlap. Their
- * powers take ms_pow_mid when all four differences lie in [plo, phi), as
- * nearly all do. */
+ * powers take ms_pow_mid when all four differences are 0 or lie in
+ * [plo, phi), as nearly all are. */
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
                         const ms_params *pp, float qmin, float qmax, float norm, float plo,
