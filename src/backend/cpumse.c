@@ -166,13 +166,18 @@ static void ms_mid_range(float n, float *lo, float *hi)
     }
 }
 
-/* Whether every lane of x is 0 or lies in [lo, hi) (false for a NaN lane). */
-MS_INLINE bool ms_all_in(ms_f x, ms_f lo, ms_f hi)
+/* The lanes of x that are 0 or lie in [lo, hi) (not a NaN lane). */
+MS_INLINE ms_i ms_in(ms_f x, ms_f lo, ms_f hi)
 {
-    ms_i in = ((x >= lo) | (x == 0.0f)) & (x < hi);
+    return ((x >= lo) | (x == 0.0f)) & (x < hi);
+}
+
+/* Whether every lane of mask m is set. */
+MS_INLINE bool ms_all(ms_i m)
+{
     bool all = true;
     for (int l = 0; l < MS_LANES; l++)
-        all &= in[l] != 0;
+        all &= m[l] != 0;
     return all;
 }
 
@@ -183,7 +188,7 @@ MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
     for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
         ms_f v;
         memcpy(&v, x + i, sizeof v);
-        v = ms_all_in(v, ms_splat(lo), ms_splat(hi)) ? ms_pow_mid(v, norm) : ms_pow(v, norm);
+        v = ms_all(ms_in(v, ms_splat(lo), ms_splat(hi))) ? ms_pow_mid(v, norm) : ms_pow(v, norm);
         memcpy(out + i, &v, sizeof v);
     }
 }
@@ -277,8 +282,8 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
         for (; i + 4 <= i1; i += 4) {
             ms_f d0 = MS_DIFF(i), d1 = MS_DIFF(i + 1), d2 = MS_DIFF(i + 2), d3 = MS_DIFF(i + 3);
             ms_f t0, t1, t2, t3;
-            if (ms_all_in(d0, mlo, mhi) & ms_all_in(d1, mlo, mhi) & ms_all_in(d2, mlo, mhi) &
-                ms_all_in(d3, mlo, mhi)) {
+            if (ms_all(ms_in(d0, mlo, mhi) & ms_in(d1, mlo, mhi) & ms_in(d2, mlo, mhi) &
+                       ms_in(d3, mlo, mhi))) {
                 t0 = ms_pow_mid(d0, norm);
                 t1 = ms_pow_mid(d1, norm);
                 t2 = ms_pow_mid(d2, norm);
