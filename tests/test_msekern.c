@@ -181,6 +181,8 @@ static void run_all(mq_backend *be)
         imp[j] = j % 11 == 0 ? 0.0f : (float)(j % 9) * 0.37f + 0.01f;
     mq_obs_mse o = mq_obs_mse_defaults();
     mq_obs_mse wide = {.maxshrink = 0.55, .grid = 20, .norm = 3.0, .patience = 3};
+    /* A steep power: the host loop's shorter power covers only 2^-11 .. 2^11. */
+    mq_obs_mse steep = {.maxshrink = 0.2, .grid = 100, .norm = 7.5, .patience = 5};
     for (int data = 0; data < DATA_COUNT; data++) {
         for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
             size_t rows = shapes[sh][0], cols = shapes[sh][1];
@@ -190,6 +192,8 @@ static void run_all(mq_backend *be)
                 check(be, kinds[k], &o, imp, w, MQ_DTYPE_F32, rows, cols);
                 check(be, kinds[k], &wide, imp, w, MQ_DTYPE_F32, rows, cols);
             }
+            check(be, mq_qd(MQ_QK_INT4, true), &steep, NULL, w, MQ_DTYPE_F32, rows, cols);
+            check(be, mq_qd(MQ_QK_INT4, false), &steep, imp, w, MQ_DTYPE_F32, rows, cols);
             if (data == DATA_MAX) continue; /* beyond BF16/F16 */
             for (size_t i = 0; i < rows * cols; i++)
                 h[i] = mq_f32_to_bf16(w[i]);
@@ -257,6 +261,24 @@ static void test_pow(void **state)
         x[2] = NAN;
         x[3] = 0x1p-149f;
         x[4] = 1.0f;
+        mq_hk_obs_pow(x, N, ns[k], a);
+        for (size_t i = 0; i < N; i++) {
+            float b = mq_obs_pow(x[i], ns[k]);
+            assert_memory_equal(&a[i], &b, sizeof b);
+        }
+        /* Runs of eight magnitudes within a few binades of each other, the
+         * runs' centres over every exponent: whole vectors inside the
+         * loop's middle range (its shorter power) and vectors across its
+         * ends, for each power. */
+        for (size_t i = 0; i < N; i += 8) {
+            int c = (int)(tu_rng_u64(&r) % 261) - 130;
+            for (size_t l = 0; l < 8; l++) {
+                int ex = c + (int)(tu_rng_u64(&r) % 7) - 3;
+                float f = 1.0f + (float)(tu_rng_u64(&r) >> 41) * 0x1p-23f;
+                x[i + l] = ex > 127 ? INFINITY : ldexpf(f, ex);
+                if (tu_rng_u64(&r) % 64 == 0) x[i + l] = 0.0f;
+            }
+        }
         mq_hk_obs_pow(x, N, ns[k], a);
         for (size_t i = 0; i < N; i++) {
             float b = mq_obs_pow(x[i], ns[k]);

@@ -9,7 +9,13 @@
  * values are gathered once for all its steps. A block of eight steps stops
  * early once every lane's partial sum has reached the group's best error
  * before the block: the terms are never negative, so such a sum can only
- * stay at or above it, and only a strictly smaller error counts. */
+ * stay at or above it, and only a strictly smaller error counts.
+ *
+ * Nearly every difference |fake_quantize(w) - w| lies well inside the
+ * normal range, where obspow.h's handling of subnormals, huge results, 0,
+ * inf and NaN changes nothing: four values' powers take a form without it
+ * when all their lanes do, and symmetric kinds skip their zero points of
+ * 0. The operations left are the same, so the bits are too. */
 #include "cpukern.h"
 
 #include "obspow.h"
@@ -41,6 +47,7 @@
 
 typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
 typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
+typedef uint32_t ms_u __attribute__((vector_size(MS_LANES * 4)));
 
 MS_INLINE ms_f ms_splat(float x)
 {
@@ -100,12 +107,88 @@ MS_INLINE ms_f ms_pow(ms_f x, float n)
     return ms_fsel(x == x, res, x);
 }
 
+/* ms_pow for magnitudes x in [lo, hi) = [2^-L, 2^L) (ms_mid_range) or 0:
+ * every other lane normal and finite, and |n (e + l)| small enough that k
+ * is within [-100, 127], where ms_pow's clamps leave it, its second power
+ * of two is 1 and multiplying by it is exact, and its tests of inf and NaN
+ * pass the result through. What is left are the same operations in the
+ * same order, so the same bits; k's integer comes from the rounding sums'
+ * bits (a + 1.5 * 2^23 holds k1 in its low bits) rather than a conversion.
+ * 0 is kept (a BF16 weight often equals a code times its BF16 scale
+ * exactly), and its meaningless result replaced by 0 as ms_pow does. */
+MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
+{
+    ms_i b = (ms_i)x;
+    ms_i frac = b & 0x007fffff;
+    ms_i up = frac > 0x003504f3;
+    ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
+    ms_f e = __builtin_convertvector((b >> 23) - 127 + (up & 1), ms_f);
+    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    ms_f s = ms_splat(1.0f / 11.0f);
+    s = s * t2 + 1.0f / 9.0f;
+    s = s * t2 + 1.0f / 7.0f;
+    s = s * t2 + 1.0f / 5.0f;
+    s = s * t2 + 1.0f / 3.0f;
+    s = s * t2 + 1.0f;
+    ms_f l = 2.0f * t * s * 1.44269504f;
+    float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
+    ms_f a = nh * e;
+    ms_f a1 = a + MQ_OBS_POW_RINT;
+    ms_f k1 = a1 - MQ_OBS_POW_RINT;
+    ms_f f = (a - k1) + (nl * e + n * l);
+    ms_f f1 = f + MQ_OBS_POW_RINT;
+    ms_f k2 = f1 - MQ_OBS_POW_RINT;
+    ms_f g = f - k2;
+    ms_f p = ms_splat(1.5252734e-5f);
+    p = p * g + 1.5403530e-4f;
+    p = p * g + 1.3333558e-3f;
+    p = p * g + 9.6181291e-3f;
+    p = p * g + 5.5504109e-2f;
+    p = p * g + 2.4022651e-1f;
+    p = p * g + 6.9314718e-1f;
+    p = p * g + 1.0f;
+    ms_u k = (ms_u)a1 + (ms_u)f1 - 2 * mq_obs_pow_bits(MQ_OBS_POW_RINT);
+    return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
+}
+
+/* The magnitudes ms_pow_mid takes for the power n: [2^-L, 2^L) with
+ * n (L + 1) + 3 <= 99 (e within [-L, L] after the mantissa's shift, |k1|
+ * at most n L + 1/2, |k2| at most n / 2 + 2, nl e negligible); lo = hi = 1
+ * (an empty range) when n leaves no such L. */
+static void ms_mid_range(float n, float *lo, float *hi)
+{
+    double L = n > 0.0f ? floor(96.0 / (double)n) - 1.0 : 0.0;
+    if (L > 120.0) L = 120.0;
+    *lo = *hi = 1.0f;
+    if (L >= 1.0) {
+        *lo = ldexpf(1.0f, -(int)L);
+        *hi = ldexpf(1.0f, (int)L);
+    }
+}
+
+/* The lanes of x that are 0 or lie in [lo, hi) (not a NaN lane). */
+MS_INLINE ms_i ms_in(ms_f x, ms_f lo, ms_f hi)
+{
+    return ((x >= lo) | (x == 0.0f)) & (x < hi);
+}
+
+/* Whether every lane of mask m is set. */
+MS_INLINE bool ms_all(ms_i m)
+{
+    bool all = true;
+    for (int l = 0; l < MS_LANES; l++)
+        all &= m[l] != 0;
+    return all;
+}
+
 MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
 {
+    float lo, hi;
+    ms_mid_range(norm, &lo, &hi);
     for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
         ms_f v;
         memcpy(&v, x + i, sizeof v);
-        v = ms_pow(v, norm);
+        v = ms_all(ms_in(v, ms_splat(lo), ms_splat(hi))) ? ms_pow_mid(v, norm) : ms_pow(v, norm);
         memcpy(out + i, &v, sizeof v);
     }
 }
@@ -139,12 +222,12 @@ typedef struct {
     float s[MS_LANES], z[MS_LANES];
 } ms_params;
 
-/* The errors of up to MS_LANES steps of one group (values w, weights c, n of
- * them) into err; returns false when it stopped early because every lane's
- * sum reached `best` (then err holds sums >= best). */
-/* One value's error term in each lane: c |fake_quantize(w) - w|^norm. */
-MS_INLINE ms_f ms_term(bool fp8, bool weighted, ms_f wv, ms_f c, ms_f s, ms_f z, ms_f lo, ms_f hi,
-                       float qmin, float qmax, float norm)
+/* One value's |fake_quantize(w) - w| in each lane. Without `zp` every
+ * lane's zero point is 0 and is neither added nor taken away: w / s + 0
+ * differs from w / s only for -0, which the rounding below turns into +0
+ * either way, and q - 0 is q. */
+MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
+                       float qmax)
 {
     ms_f d;
     if (fp8) {
@@ -157,14 +240,13 @@ MS_INLINE ms_f ms_term(bool fp8, bool weighted, ms_f wv, ms_f c, ms_f s, ms_f z,
          * monotone, so x >= qmax + 1 still gives at least qmax + 1 (x <=
          * qmin - 1 at most qmin - 1) and the clamp gives the reference's
          * code; a NaN falls to qmin, as fmaxf makes it there. */
-        ms_f x = wv / s + z;
+        ms_f x = zp ? wv / s + z : wv / s;
         ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
         q = ms_fsel(q > qmin, q, ms_splat(qmin));
         q = ms_fsel(q < qmax, q, ms_splat(qmax));
-        d = (q - z) * s - wv;
+        d = (zp ? q - z : q) * s - wv;
     }
-    d = (ms_f)((ms_i)d & 0x7fffffff);
-    return weighted ? c * ms_pow(d, norm) : ms_pow(d, norm);
+    return (ms_f)((ms_i)d & 0x7fffffff);
 }
 
 /* Value i of two groups: the first in lanes 0-3, the second in lanes 4-7. */
@@ -179,30 +261,46 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
  * `weighted` every weight is 1 and the product is left out (it is exact).
  * Stops early once every lane's sum reached its lane of `best` (then err
  * holds sums >= best). Four values' terms are computed before they are
- * added, in value order: their long chains of operations overlap. */
-MS_INLINE void ms_block(bool fp8, bool pair, bool weighted, const float *w0, const float *c0,
-                        const float *w1, const float *c1, size_t n, const ms_params *pp, float qmin,
-                        float qmax, float norm, const float *best_l, float *err)
+ * added, in value order: their long chains of operations overlap. Their
+ * powers take ms_pow_mid when all four differences are 0 or lie in
+ * [plo, phi), as nearly all are. */
+MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
+                        const float *c0, const float *w1, const float *c1, size_t n,
+                        const ms_params *pp, float qmin, float qmax, float norm, float plo,
+                        float phi, const float *best_l, float *err)
 {
     ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
     memcpy(&best, best_l, sizeof best);
-    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax);
-#define MS_TERM(i)                                                                                 \
-    ms_term(fp8, weighted, pair ? ms_two_groups(w0, w1, i) : ms_splat(w0[i]),                      \
-            pair ? ms_two_groups(c0, c1, i) : ms_splat(c0[i]), s, z, lo, hi, qmin, qmax, norm)
+    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax), mlo = ms_splat(plo), mhi = ms_splat(phi);
+#define MS_W(v, i) (pair ? ms_two_groups(v##0, v##1, i) : ms_splat(v##0 [i]))
+#define MS_DIFF(i) ms_diff(fp8, zp, MS_W(w, i), s, z, lo, hi, qmin, qmax)
+#define MS_WEIGH(t, i) (weighted ? MS_W(c, i) * (t) : (t))
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
         for (; i + 4 <= i1; i += 4) {
-            ms_f t0 = MS_TERM(i), t1 = MS_TERM(i + 1), t2 = MS_TERM(i + 2), t3 = MS_TERM(i + 3);
-            sum += t0;
-            sum += t1;
-            sum += t2;
-            sum += t3;
+            ms_f d0 = MS_DIFF(i), d1 = MS_DIFF(i + 1), d2 = MS_DIFF(i + 2), d3 = MS_DIFF(i + 3);
+            ms_f t0, t1, t2, t3;
+            if (ms_all(ms_in(d0, mlo, mhi) & ms_in(d1, mlo, mhi) & ms_in(d2, mlo, mhi) &
+                       ms_in(d3, mlo, mhi))) {
+                t0 = ms_pow_mid(d0, norm);
+                t1 = ms_pow_mid(d1, norm);
+                t2 = ms_pow_mid(d2, norm);
+                t3 = ms_pow_mid(d3, norm);
+            } else {
+                t0 = ms_pow(d0, norm);
+                t1 = ms_pow(d1, norm);
+                t2 = ms_pow(d2, norm);
+                t3 = ms_pow(d3, norm);
+            }
+            sum += MS_WEIGH(t0, i);
+            sum += MS_WEIGH(t1, i + 1);
+            sum += MS_WEIGH(t2, i + 2);
+            sum += MS_WEIGH(t3, i + 3);
         }
         for (; i < i1; i++)
-            sum += MS_TERM(i);
+            sum += MS_WEIGH(ms_pow(MS_DIFF(i), norm), i);
         if (i1 < n) {
             ms_i open = sum < best;
             bool any = false;
@@ -211,31 +309,38 @@ MS_INLINE void ms_block(bool fp8, bool pair, bool weighted, const float *w0, con
             if (!any) break;
         }
     }
-#undef MS_TERM
+#undef MS_WEIGH
+#undef MS_DIFF
+#undef MS_W
     memcpy(err, &sum, sizeof sum);
 }
 
-/* One clone set per kind of term, pairing and weighting: each loop then has
- * no test inside. */
-#define MS_ERRORS(NAME, FP8, PAIR, WEIGHTED)                                                       \
+/* One clone set per kind of term, zero points, pairing and weighting: each
+ * loop then has no test inside but the power's. */
+#define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        const float *best, float *err)                                             \
+                        float plo, float phi, const float *best, float *err)                       \
     {                                                                                              \
-        ms_block(FP8, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, best, err);         \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, best, \
+                 err);                                                                             \
     }
-MS_ERRORS(ms_errors_int, false, false, false)
-MS_ERRORS(ms_errors_int_w, false, false, true)
-MS_ERRORS(ms_errors_int_pair, false, true, false)
-MS_ERRORS(ms_errors_int_pair_w, false, true, true)
-MS_ERRORS(ms_errors_fp8, true, false, false)
-MS_ERRORS(ms_errors_fp8_w, true, false, true)
-MS_ERRORS(ms_errors_fp8_pair, true, true, false)
-MS_ERRORS(ms_errors_fp8_pair_w, true, true, true)
+MS_ERRORS(ms_errors_int, false, true, false, false)
+MS_ERRORS(ms_errors_int_w, false, true, false, true)
+MS_ERRORS(ms_errors_int_pair, false, true, true, false)
+MS_ERRORS(ms_errors_int_pair_w, false, true, true, true)
+MS_ERRORS(ms_errors_sym, false, false, false, false)
+MS_ERRORS(ms_errors_sym_w, false, false, false, true)
+MS_ERRORS(ms_errors_sym_pair, false, false, true, false)
+MS_ERRORS(ms_errors_sym_pair_w, false, false, true, true)
+MS_ERRORS(ms_errors_fp8, true, false, false, false)
+MS_ERRORS(ms_errors_fp8_w, true, false, false, true)
+MS_ERRORS(ms_errors_fp8_pair, true, false, true, false)
+MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             const float *best, float *err);
+                             float plo, float phi, const float *best, float *err);
 
 typedef struct {
     mq_qdesc d;
@@ -244,6 +349,7 @@ typedef struct {
     const unsigned char *in;
     mq_dtype dt;
     size_t rows, cols, groups, parts, mb, vals_per_part;
+    float plo, phi; /* ms_pow_mid's range for the norm */
     uint8_t *mask;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
@@ -306,16 +412,19 @@ static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size
 static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
                          float *err)
 {
-    static const ms_errors_fn fns[8] = {
+    static const ms_errors_fn fns[12] = {
         ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
+        ms_errors_sym, ms_errors_sym_w, ms_errors_sym_pair, ms_errors_sym_pair_w,
         ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
     float best[MS_LANES], norm = (float)j->o->norm;
-    for (int l = 0; l < MS_LANES; l++)
+    bool fp8 = j->d.kind == MQ_QK_FP8, zp = false;
+    for (int l = 0; l < MS_LANES; l++) {
         best[l] = l < MS_LANES / 2 ? a->best : b->best;
-    bool fp8 = j->d.kind == MQ_QK_FP8;
-    ms_errors_fn f = fns[(fp8 ? 4 : 0) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
+        zp |= pp->z[l] != 0.0f;
+    }
+    ms_errors_fn f = fns[(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err);
 }
 
 /* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
@@ -401,6 +510,7 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
     float *w = malloc(2 * mg * sizeof *w + 1);
     uint8_t mask[1];
     ms_group gr = {.w = w, .c = w + mg};
+    ms_mid_range((float)o->norm, &j.plo, &j.phi);
     j.mask = mask; /* with mb 0, gather points the group's record here; not used */
     bool ok = w && gather(&j, g, &gr);
     for (size_t i0 = 0; ok && i0 < steps; i0 += MS_LANES) {
@@ -438,6 +548,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
                 .mask = mask};
     mq_status st = MQ_OK;
     memset(mask, 0, groups * j.mb);
+    ms_mid_range((float)o->norm, &j.plo, &j.phi);
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
     j.parts = mq_pool_threads(pool);
     if (j.parts > groups) j.parts = groups ? groups : 1;
