@@ -602,8 +602,10 @@ HK_INLINE void code_run(const void *src, mq_dtype dt, size_t n, mq_qkind k, floa
 
 /* Each lane holds one group: one AVX-512 vector of scales. */
 #define HK_GT 16
-/* The longest group taken in tiles (longer ones have little per-group cost). */
-#define HK_GT_COLS 256
+/* The longest group taken in tiles: groups of 32, 64 and 128 are (the sizes
+ * schemes use), each with its own copy of the loops; longer ones have little
+ * per-group cost. */
+#define HK_GT_COLS 128
 
 typedef struct {
     float lo[HK_GT], hi[HK_GT], amax[HK_GT];
@@ -717,11 +719,10 @@ typedef struct {
     uint8_t c[HK_GT * HK_GT_COLS];
 } hk_tile;
 
-/* HK_GT groups of n values (HK_LANES <= n <= HK_GT_COLS, a multiple of
- * HK_LANES), g0 the first one's index: false (nothing written) when one of
- * them holds a NaN or Inf, for the group-by-group loop to name it. With
- * pack, the groups' packed codes are whole bytes one after the other (n is
- * even, and a multiple of 8 has no int4 padding), as the byte codes are. */
+/* HK_GT groups of n values (32, 64 or 128), g0 the first one's index: false (nothing written) when
+ * one of them holds a NaN or Inf, for the group-by-group loop to name it. With pack, the groups'
+ * packed codes are whole bytes one after the other (n is even, and a multiple of 8 has no int4
+ * padding), as the byte codes are. */
 HK_INLINE bool tile_run(mq_qkind k, mq_qdesc d, const unsigned char *src, mq_dtype dt, size_t n,
                         size_t g0, uint8_t *q, void *scale, int8_t *zp, mq_err_acc *err,
                         hk_tile *restrict t)
@@ -827,13 +828,16 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     hk_row wide;
     bool cache = !d.block && dt != MQ_DTYPE_F32 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     size_t bi = 0;
-    if (!d.block && cols % HK_LANES == 0 && cols <= HK_GT_COLS && rows >= HK_GT) {
+    if (!d.block && (cols == 32 || cols == 64 || cols == 128) && rows >= HK_GT) {
         hk_tile t;
         for (; bi + HK_GT <= rows; bi += HK_GT) {
             const unsigned char *tsrc = in + bi * cols * es;
             uint8_t *tq = q + bi * qb;
-            bool ok = cols == 128 ? tile_run(k, d, tsrc, dt, 128, bi, tq, scale, zp, err, &t)
-                                  : tile_run(k, d, tsrc, dt, cols, bi, tq, scale, zp, err, &t);
+            /* n a constant in each: GCC left the loops over a variable n
+             * scalar, 3 to 4 times slower than the loop below */
+            bool ok = cols == 32   ? tile_run(k, d, tsrc, dt, 32, bi, tq, scale, zp, err, &t)
+                      : cols == 64 ? tile_run(k, d, tsrc, dt, 64, bi, tq, scale, zp, err, &t)
+                                   : tile_run(k, d, tsrc, dt, 128, bi, tq, scale, zp, err, &t);
             if (!ok) break; /* the loop below names the bad group */
         }
     }
