@@ -56,6 +56,8 @@ int main(int argc, char **argv)
         size_t group; /* 0: per channel */
     } kinds[] = {{"int8 channel", MQ_QK_INT8, 0},
                  {"int4 group 128", MQ_QK_INT4, 128},
+                 {"int4 group 32", MQ_QK_INT4, 32},
+                 {"mxfp4 group 32", MQ_QK_MXFP4, 32},
                  {"fp8 channel", MQ_QK_FP8, 0}};
     size_t n = rows * cols;
     unsigned char *src = malloc(n * 4), *q = malloc(n), *scale = malloc(n / 32 * 4 + 64);
@@ -64,7 +66,7 @@ int main(int argc, char **argv)
     printf("%-5s %-15s %-4s %9s\n", "dtype", "kind", "err", "ns/value");
     for (size_t di = 0; di < 3; di++) {
         fill(src, dts[di], n);
-        for (size_t ki = 0; ki < 3; ki++) {
+        for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
             size_t r = kinds[ki].group ? n / kinds[ki].group : rows;
             size_t c = kinds[ki].group ? kinds[ki].group : cols;
             mq_qdesc d = mq_qd(kinds[ki].k, true);

@@ -602,6 +602,102 @@ static void test_rows_k(void **state)
     free(buf);
 }
 
+/* The weight error of mq_hk_quantize against mq_ref_error_stats of the
+ * reference's outputs: the clamp count exactly, the sums to a relative 1e-5,
+ * the largest error to one fp32 rounding. */
+static void check_err_k(const void *src, mq_dtype dt, size_t rows, size_t cols, mq_qkind k,
+                        bool sym)
+{
+    size_t es = mq_qkind_scale_size(k, dt), qb = rows * mq_qkind_row_bytes(k, cols);
+    uint8_t *q = malloc(qb + 1), *qr = malloc(qb + 1);
+    int8_t *z = calloc(rows + 1, 1);
+    unsigned char *sc = malloc(rows * es + 1);
+    assert_true(q && qr && z && sc);
+    mq_err_acc a, b;
+    mq_err_acc_init(&a);
+    mq_err_acc_init(&b);
+    size_t bad = 0;
+    assert_int_equal(mq_hk_quantize(qd_k(k, sym), src, dt, rows, cols, q, sc, z, &bad, &a), MQ_OK);
+    assert_int_equal(mq_ref_quantize(qd_k(k, sym), src, dt, rows, cols, qr, sc, z, &bad), MQ_OK);
+    mq_ref_error_stats(qd_k(k, sym), src, dt, rows, cols, qr, sc, dt, sym ? NULL : z, &b);
+    assert_int_equal(a.clamped, b.clamped);
+    if (!(fabs(a.sig - b.sig) <= 1e-5 * b.sig && fabs(a.err2 - b.err2) <= 1e-5 * b.err2 &&
+          fabs(a.max_abs - b.max_abs) <= 0x1p-23 * b.max_abs))
+        fail_msg("kind %d dtype %d %zu x %zu: error sums %a %a %a, want %a %a %a", (int)k, (int)dt,
+                 rows, cols, a.sig, a.err2, a.max_abs, b.sig, b.err2, b.max_abs);
+    free(q);
+    free(qr);
+    free(z);
+    free(sc);
+}
+
+/* Groups of 32, 64 and 128 values are quantized 16 groups at a time, for
+ * every kind (INT8 with its code XOR): whole tiles and a ragged last one
+ * (rows not a multiple of 16); other lengths (16, 48, 80, 256) group by
+ * group beside them; each group of a tile scaled by its own power of two
+ * (subnormal and huge groups beside ordinary ones), zero groups among them,
+ * ties and extremes (edge data), all-positive and all-negative groups (the
+ * asymmetric zero point at both ends); NaN and Inf in the first, a middle
+ * and the last tile, the refusal naming that group. */
+static void test_rows_tiles(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 29);
+    const size_t shapes[][2] = {{16, 16}, {17, 32},  {35, 128}, {48, 64},
+                                {64, 32}, {32, 256}, {21, 48},  {40, 80}};
+    unsigned char *buf = malloc(64 * 256 * 4 + 1);
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int kk = 0; kk < N_KINDS; kk++)
+                for (int sym = 0; sym < 2; sym++) {
+                    if (kinds[kk] >= MQ_QK_FP8 && !sym) continue;
+                    mq_dtype dt = qdtypes[d];
+                    size_t rows = shapes[s][0], cols = shapes[s][1];
+                    for (int mode = 0; mode < 4; mode++) {
+                        fill_k(buf, dt, rows * cols, &r, mode == 3 ? 0 : mode);
+                        if (mode == 3) /* a power of two a group, some groups zero */
+                            for (size_t g = 0; g < rows; g++)
+                                for (size_t i = 0; i < cols; i++) {
+                                    int e = (int)(g * 37 % 61) - 30;
+                                    float v = mq_load_f32(buf, dt, g * cols + i);
+                                    v = g % 7 == 3 ? 0.0f
+                                                   : ldexpf(v, dt == MQ_DTYPE_F32 ? 4 * e : e);
+                                    put(buf, dt, g * cols + i, v);
+                                }
+                        check_rows_k(buf, dt, rows, cols, kinds[kk], sym);
+                        if (kk == 0) check_rows(buf, dt, rows, cols, sym); /* INT8 */
+                        if (mode == 0 && kinds[kk] <= MQ_QK_FP8)
+                            check_err_k(buf, dt, rows, cols, kinds[kk], sym);
+                        if (mode == 0 && kk == 0) check_err_k(buf, dt, rows, cols, MQ_QK_INT8, sym);
+                        if (mode == 2) continue;
+                        for (size_t i = 0; i < rows * cols; i++)
+                            put(buf, dt, i, fabsf(mq_load_f32(buf, dt, i)) + 1.0f);
+                        check_rows_k(buf, dt, rows, cols, kinds[kk], sym);
+                        if (kk == 0) check_rows(buf, dt, rows, cols, sym);
+                        for (size_t i = 0; i < rows * cols; i++)
+                            put(buf, dt, i, -mq_load_f32(buf, dt, i) * 3.0f);
+                        check_rows_k(buf, dt, rows, cols, kinds[kk], sym);
+                        if (kk == 0) check_rows(buf, dt, rows, cols, sym);
+                    }
+                }
+    /* A NaN or an Inf in group 0, 20 or 47 of 48 groups of 64. */
+    const size_t at[] = {0, 20, 47};
+    for (int kk = 0; kk < N_KINDS; kk++)
+        for (int d = 0; d < 3; d++)
+            for (size_t a = 0; a < 3; a++) {
+                fill_k(buf, qdtypes[d], 48 * 64, &r, 0);
+                put(buf, qdtypes[d], at[a] * 64 + (a * 29) % 64, a == 1 ? INFINITY : NAN);
+                check_rows_k(buf, qdtypes[d], 48, 64, kinds[kk], true);
+                if (kinds[kk] == MQ_QK_INT4) {
+                    check_rows_k(buf, qdtypes[d], 48, 64, kinds[kk], false);
+                    check_rows(buf, qdtypes[d], 48, 64, true);
+                    check_rows(buf, qdtypes[d], 48, 64, false);
+                }
+            }
+    free(buf);
+}
+
 /* F16 and BF16 rows from 64 to 8192 values are widened once for both passes;
  * longer ones block by block. Raw 16-bit words of every class (subnormal,
  * largest, infinities, NaNs of both signs and payloads) in such rows, for
@@ -928,7 +1024,7 @@ int main(void)
         cmocka_unit_test(test_values_k),          cmocka_unit_test(test_blocks),
         cmocka_unit_test(test_backend_kinds),     cmocka_unit_test(test_int8_code_xor),
         cmocka_unit_test(test_registry),          cmocka_unit_test(test_rows_16bit_words),
-        cmocka_unit_test(test_source_fp8_block),
+        cmocka_unit_test(test_source_fp8_block),  cmocka_unit_test(test_rows_tiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
