@@ -146,6 +146,12 @@ def test_options_match_cli():
         cfg = QuantizationConfig(**scheme, **OPTIONS)
         assert py("cfg.safetensors", config=cfg)[0] == got
         assert py("dict.safetensors", config=dict(scheme, **OPTIONS))[0] == got
+        # A state dict gives the file's tensors.
+        from safetensors.torch import load_file
+        sd, _ = monoquant.dynamic_quantize(load_file(src), config=cfg)
+        want = load_file(os.path.join(tmp, "kw.safetensors"))
+        assert sorted(sd) == sorted(want)
+        assert all(torch.equal(sd[k], want[k]) for k in want)
         # Each option on its own changes the bytes (so none is dropped on the
         # way); maxshrink alone narrower than the default, as a wider one would
         # stop on the default patience.
