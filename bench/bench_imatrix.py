@@ -16,14 +16,27 @@ CompressedTensorsConfig(dequantize=True), see perplexity()) and measures perplex
 non-overlapping windows of 512 tokens of the first 2048 tokens of the text.
 Results go to OUT.json (appended, so an interrupted run resumes).
 `python bench/bench_imatrix.py --table OUT.json...` prints them as RESULTS.md's table.
+
+The search's cost, without perplexity:
+  python bench/bench_imatrix.py --cost MONOQUANT MODEL_DIR IMATRIX DEVICE ROUNDS OUT.json [SCHEME ...]
+runs each SCHEME ("PRESET[:GROUP]"; by default the table's six) with min-max,
+mse and mse with the matrix, ROUNDS rounds of the three in turn (the order
+rotating each round, so that a change in the machine's load hits all three
+alike), on DEVICE (host, cpu, ...), and prints the medians of each run's wall
+time and CPU time (user + system of the CLI process) and the ratios of the
+medians to min-max's. Each run's output tensors are hashed (sha256, after
+the run), so that rounds and devices can be compared byte for byte.
 """
+import hashlib
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import statistics
 import tempfile
+import time
 
 import torch
 
@@ -52,11 +65,11 @@ def perplexity(model_dir, ids, dequantize=False):
     return math.exp(nll / n)
 
 
-def quantize(cli, model, out, row, imatrix):
+def quantize(cli, model, out, row, imatrix, device="host"):
     preset, _, rest = row.partition("/")
     obs, _, opts = rest.partition("/")
     preset, _, group = preset.partition(":")
-    args = [cli, "quantize", model, "-o", out, "--preset", preset, "--device", "host", "-q"]
+    args = [cli, "quantize", model, "-o", out, "--preset", preset, "--device", device, "-q"]
     if group:
         args += ["--group-size", group]
     if obs.startswith("mse"):
@@ -68,12 +81,14 @@ def quantize(cli, model, out, row, imatrix):
         args += ["--observer-" + k, v]
     report = out + ".json"
     cpu0 = os.times()
+    t0 = time.perf_counter()
     subprocess.run(args + ["--report", report], check=True)
+    wall = time.perf_counter() - t0
     cpu1 = os.times()
     r = json.load(open(report))
     sq = [t["weight_sqnr_db"] for t in r["quantized"] if t["weight_sqnr_db"] is not None]
     weighted = sum(1 for t in r["quantized"] if t.get("imatrix"))
-    return {"seconds": r["seconds"],
+    return {"seconds": r["seconds"], "wall_seconds": wall,
             "cpu_seconds": (cpu1.children_user - cpu0.children_user) +
                            (cpu1.children_system - cpu0.children_system),
             "sqnr_db": sum(sq) / len(sq), "tensors": len(r["quantized"]),
@@ -102,9 +117,57 @@ def table(*paths):
     print("| float | | %.3f | | | | |" % base)
 
 
+def cost(cli, model, imatrix, device, rounds, out_json, *schemes):
+    observers = ("minmax", "mse", "mse+imatrix")
+    results = []
+    tmp = tempfile.mkdtemp(prefix="mq_bench_imx_cost_")
+    try:
+        for scheme in schemes or sorted({r.partition("/")[0] for r in TABLE}, key=scheme_order):
+            runs = {o: [] for o in observers}
+            for k in range(int(rounds)):
+                for j in range(len(observers)):
+                    obs = observers[(j + k) % len(observers)]
+                    q = os.path.join(tmp, "q")
+                    shutil.rmtree(q, ignore_errors=True)
+                    r = quantize(cli, model, q, scheme + "/" + obs, imatrix, device)
+                    r["sha256"] = output_hash(q)
+                    runs[obs].append(r)
+            med = {o: {key: statistics.median(r[key] for r in runs[o])
+                       for key in ("wall_seconds", "cpu_seconds")} for o in observers}
+            res = {"scheme": scheme, "device": device, "rounds": int(rounds), "runs": runs,
+                   "median": med}
+            results.append(res)
+            mm = med["minmax"]
+            print("%-16s %-6s" % (scheme, device) + "".join(
+                " | %s wall %.2f cpu %.2f (x%.1f wall, x%.1f cpu)" % (
+                    o, med[o]["wall_seconds"], med[o]["cpu_seconds"],
+                    med[o]["wall_seconds"] / mm["wall_seconds"],
+                    med[o]["cpu_seconds"] / mm["cpu_seconds"]) for o in observers), flush=True)
+            json.dump(results, open(out_json, "w"), indent=1)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def output_hash(out):
+    """sha256 of the output's tensor files, in name order (outside the timing)."""
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(out)):
+        if f.endswith(".safetensors"):
+            with open(os.path.join(out, f), "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def scheme_order(scheme):
+    return [r.partition("/")[0] for r in TABLE].index(scheme)
+
+
 def main():
     if sys.argv[1] == "--table":
         return table(*sys.argv[2:])
+    if sys.argv[1] == "--cost":
+        return cost(*sys.argv[2:])
     cli, model, imatrix, text, out_json = sys.argv[1:6]
     rows = sys.argv[6:] or ["float"] + TABLE
     from tokenizers import Tokenizer
