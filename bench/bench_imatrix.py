@@ -24,7 +24,8 @@ mse and mse with the matrix, ROUNDS rounds of the three in turn (the order
 rotating each round, so that a change in the machine's load hits all three
 alike), on DEVICE (host, cpu, ...), and prints the medians of each run's wall
 time and CPU time (user + system of the CLI process) and the ratios of the
-medians to min-max's. Each run's output tensors are hashed (sha256, after
+medians to min-max's (`--cost-table OUT.json...` prints them as a table).
+Each run's output tensors are hashed (sha256, after
 the run), so that rounds and devices can be compared byte for byte.
 """
 import hashlib
@@ -96,13 +97,27 @@ def quantize(cli, model, out, row, imatrix, device="host"):
 
 
 def table(*paths):
+    """RESULTS.md's table from result files (a later file's row replaces an
+    earlier one's) and, after "--cost", --cost files: their medians fill the
+    time columns (host path and PoCL CPU seconds); without them the time
+    columns are the result files' own (the run's CPU and wall seconds)."""
+    paths = list(paths)
+    costs = paths[paths.index("--cost") + 1:] if "--cost" in paths else []
+    paths = paths[:len(paths) - len(costs) - (1 if costs else 0)]
     rows = {r["row"]: r for p in paths for r in json.load(open(p))}
+    med = {(c["scheme"], c["device"], o): m for p in costs for c in json.load(open(p))
+           for o, m in c["median"].items()}
     order = ["float"] + TABLE
     rows = {k: rows[k] for k in sorted(rows, key=lambda k: (k not in order, order.index(k)
                                                            if k in order else 0, k))}
     base = rows["float"]["ppl"]
-    print("| scheme | observer | perplexity | gap closed | weight SQNR dB | CPU s | wall s |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    if costs:
+        print("| scheme | observer | matrix | perplexity | gap closed | weight SQNR dB "
+              "| host CPU s | host wall s | PoCL CPU s |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("| scheme | observer | perplexity | gap closed | weight SQNR dB | CPU s | wall s |")
+        print("|---|---|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         if name == "float":
             continue
@@ -111,10 +126,20 @@ def table(*paths):
         closed = ""
         if mm and not obs.startswith("minmax") and mm["ppl"] > base:
             closed = "%.0f%%" % (100.0 * (mm["ppl"] - r["ppl"]) / (mm["ppl"] - base))
-        print("| %s | %s | %.3f | %s | %.3f | %.1f | %.1f |" % (
-            scheme, obs.replace("/", " ").replace(",", ", "), r["ppl"], closed, r["sqnr_db"],
-            r["cpu_seconds"], r["seconds"]))
-    print("| float | | %.3f | | | | |" % base)
+        label = obs.replace("/", " ").replace(",", ", ")
+        if not costs:
+            print("| %s | %s | %.3f | %s | %.3f | %.1f | %.1f |" % (
+                scheme, label, r["ppl"], closed, r["sqnr_db"], r["cpu_seconds"], r["seconds"]))
+            continue
+
+        def cell(device, key, fmt="%.2f"):
+            m = med.get((scheme, device, obs))
+            return fmt % m[key] if m else ""
+        print("| %s | %s | %s | %.3f | %s | %.3f | %s | %s | %s |" % (
+            scheme, label, r.get("imatrix", "imatrix.gguf") if "imatrix" in obs else "",
+            r["ppl"], closed, r["sqnr_db"], cell("host", "cpu_seconds"),
+            cell("host", "wall_seconds", "%.1f"), cell("cpu", "cpu_seconds")))
+    print("| float | |%s %.3f | | | | |%s" % (" |" if costs else "", base, " | |" if costs else ""))
 
 
 def cost(cli, model, imatrix, device, rounds, out_json, *schemes):
@@ -148,6 +173,22 @@ def cost(cli, model, imatrix, device, rounds, out_json, *schemes):
         shutil.rmtree(tmp)
 
 
+def cost_table(*paths):
+    """RESULTS.md's cost table of --cost files: medians and ratios."""
+    print("| scheme | device | rounds | min-max CPU s | mse CPU s | mse+imatrix CPU s "
+          "| mse / min-max CPU | mse+imatrix / min-max CPU | min-max wall s | mse wall s "
+          "| mse+imatrix wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in paths:
+        for c in json.load(open(p)):
+            m = c["median"]
+            cpu = [m[o]["cpu_seconds"] for o in ("minmax", "mse", "mse+imatrix")]
+            wall = [m[o]["wall_seconds"] for o in ("minmax", "mse", "mse+imatrix")]
+            print("| %s | %s | %d | %.2f | %.2f | %.2f | %.1fx | %.1fx | %.1f | %.1f | %.1f |" % (
+                c["scheme"], c["device"], c["rounds"], *cpu, cpu[1] / cpu[0], cpu[2] / cpu[0],
+                *wall))
+
+
 def output_hash(out):
     """sha256 of the output's tensor files, in name order (outside the timing)."""
     h = hashlib.sha256()
@@ -166,6 +207,8 @@ def scheme_order(scheme):
 def main():
     if sys.argv[1] == "--table":
         return table(*sys.argv[2:])
+    if sys.argv[1] == "--cost-table":
+        return cost_table(*sys.argv[2:])
     if sys.argv[1] == "--cost":
         return cost(*sys.argv[2:])
     cli, model, imatrix, text, out_json = sys.argv[1:6]
@@ -186,6 +229,8 @@ def main():
             else:
                 q = os.path.join(tmp, "q")
                 res = {"row": row, **quantize(cli, model, q, row, imatrix)}
+                if "+imatrix" in row:
+                    res["imatrix"] = os.path.basename(imatrix)
                 res["ppl"] = perplexity(q, ids, dequantize="ASYM" in row)
         finally:
             shutil.rmtree(tmp)
