@@ -139,7 +139,10 @@ def table(*paths):
             scheme, label, r.get("imatrix", "imatrix.gguf") if "imatrix" in obs else "",
             r["ppl"], closed, r["sqnr_db"], cell("host", "cpu_seconds"),
             cell("host", "wall_seconds", "%.1f"), cell("cpu", "cpu_seconds")))
-    print("| float | |%s %.3f | | | | |%s" % (" |" if costs else "", base, " | |" if costs else ""))
+    if costs:
+        print("| float | | | %.3f | | | | | |" % base)
+    else:
+        print("| float | | %.3f | | | | |" % base)
 
 
 def cost(cli, model, imatrix, device, rounds, out_json, *schemes):
