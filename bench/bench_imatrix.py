@@ -18,7 +18,8 @@ Results go to OUT.json (appended, so an interrupted run resumes).
 `python bench/bench_imatrix.py --table OUT.json...` prints them as RESULTS.md's table.
 
 The search's cost, without perplexity:
-  python bench/bench_imatrix.py --cost MONOQUANT MODEL_DIR IMATRIX DEVICE ROUNDS OUT.json [SCHEME ...]
+  python bench/bench_imatrix.py --cost MONOQUANT MODEL_DIR IMATRIX DEVICE ROUNDS OUT.json \
+      [SCHEME ...]
 runs each SCHEME ("PRESET[:GROUP]"; by default the table's six) with min-max,
 mse and mse with the matrix, ROUNDS rounds of the three in turn (the order
 rotating each round, so that a change in the machine's load hits all three
