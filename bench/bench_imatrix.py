@@ -99,19 +99,31 @@ def quantize(cli, model, out, row, imatrix, device="host"):
 
 def table(*paths):
     """RESULTS.md's table from result files (a later file's row replaces an
-    earlier one's) and, after "--cost", --cost files: their medians fill the
-    time columns (host path and PoCL CPU seconds); without them the time
-    columns are the result files' own (the run's CPU and wall seconds)."""
+    earlier one's with the same importance matrix; rows with different
+    matrices are all shown) and, after "--cost", --cost files: their medians
+    fill the time columns (host path and PoCL CPU seconds) of the rows whose
+    matrix is the cost runs' (`--cost-matrix NAME`, by default
+    imatrix_llama.gguf) or that have none; without them the time columns are
+    the result files' own (the run's CPU and wall seconds)."""
     paths = list(paths)
+    cost_matrix = "imatrix_llama.gguf"
+    if "--cost-matrix" in paths:
+        i = paths.index("--cost-matrix")
+        cost_matrix = paths[i + 1]
+        del paths[i:i + 2]
     costs = paths[paths.index("--cost") + 1:] if "--cost" in paths else []
     paths = paths[:len(paths) - len(costs) - (1 if costs else 0)]
-    rows = {r["row"]: r for p in paths for r in json.load(open(p))}
+
+    def matrix(r):
+        # The first runs did not record their matrix: the forward hooks' file.
+        return r.get("imatrix", "imatrix.gguf") if "+imatrix" in r["row"] else ""
+    rows = {(r["row"], matrix(r)): r for p in paths for r in json.load(open(p))}
     med = {(c["scheme"], c["device"], o): m for p in costs for c in json.load(open(p))
            for o, m in c["median"].items()}
     order = ["float"] + TABLE
-    rows = {k: rows[k] for k in sorted(rows, key=lambda k: (k not in order, order.index(k)
-                                                           if k in order else 0, k))}
-    base = rows["float"]["ppl"]
+    rows = {k: rows[k] for k in sorted(rows, key=lambda k: (
+        k[0] not in order, order.index(k[0]) if k[0] in order else 0, k))}
+    base = rows[("float", "")]["ppl"]
     if costs:
         print("| scheme | observer | matrix | perplexity | gap closed | weight SQNR dB "
               "| host CPU s | host wall s | PoCL CPU s |")
@@ -119,11 +131,11 @@ def table(*paths):
     else:
         print("| scheme | observer | perplexity | gap closed | weight SQNR dB | CPU s | wall s |")
         print("|---|---|---:|---:|---:|---:|---:|")
-    for name, r in rows.items():
+    for (name, mat), r in rows.items():
         if name == "float":
             continue
         scheme, _, obs = name.partition("/")
-        mm = rows.get(scheme + "/minmax")
+        mm = rows.get((scheme + "/minmax", ""))
         closed = ""
         if mm and not obs.startswith("minmax") and mm["ppl"] > base:
             closed = "%.0f%%" % (100.0 * (mm["ppl"] - r["ppl"]) / (mm["ppl"] - base))
@@ -134,11 +146,10 @@ def table(*paths):
             continue
 
         def cell(device, key, fmt="%.2f"):
-            m = med.get((scheme, device, obs))
+            m = med.get((scheme, device, obs)) if mat in ("", cost_matrix) else None
             return fmt % m[key] if m else ""
         print("| %s | %s | %s | %.3f | %s | %.3f | %s | %s | %s |" % (
-            scheme, label, r.get("imatrix", "imatrix.gguf") if "imatrix" in obs else "",
-            r["ppl"], closed, r["sqnr_db"], cell("host", "cpu_seconds"),
+            scheme, label, mat, r["ppl"], closed, r["sqnr_db"], cell("host", "cpu_seconds"),
             cell("host", "wall_seconds", "%.1f"), cell("cpu", "cpu_seconds")))
     if costs:
         print("| float | | | %.3f | | | | | |" % base)
