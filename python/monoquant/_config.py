@@ -2,6 +2,7 @@
 and the library's defaults resolve into the dict that _core maps to mq_config."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -59,6 +60,16 @@ class QuantizationConfig:
             each weight's search then weighs column j's error by the mean
             square of that input column on the calibration text (the CLI's
             ``--imatrix``).
+        observer_maxshrink, observer_grid, observer_norm, observer_patience:
+            the ``mse`` search's options (the CLI's ``--observer-maxshrink``
+            ... and the config file's keys of these names): the search tries
+            ``int(observer_maxshrink * observer_grid)`` steps, the range
+            shrunk by ``1 / observer_grid`` a step, each step's error the sum
+            of ``|error|^observer_norm``, and stops after
+            ``observer_patience`` steps in which no group improved. A number
+            in (0, 1] (default 0.2), a positive number (100), a positive
+            number (2.4) and a positive integer up to 1000000 (5); None keeps
+            the default. Without ``observer="mse"`` they are not used.
     """
 
     dtype: Any = None
@@ -75,6 +86,10 @@ class QuantizationConfig:
     group_size: Union[int, str, None] = None
     observer: Optional[str] = None
     imatrix: Union[str, "os.PathLike[str]", None] = None
+    observer_maxshrink: Optional[float] = None
+    observer_grid: Optional[float] = None
+    observer_norm: Optional[float] = None
+    observer_patience: Optional[int] = None
 
     def __post_init__(self) -> None:
         # A bad value (dtype, preset, an impossible scheme) fails here, at
@@ -139,6 +154,30 @@ def _group_size(value: Any) -> Optional[int]:
         raise QuantizationError("bad config: group_size must be a positive count, -1 or "
                                 "\"channel\" (per channel), got %r" % (value,))
     return 0 if value == -1 else value
+
+
+def _observer_options(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The mse search's options, checked as the config file checks its keys:
+    maxshrink in (0, 1], grid and norm positive, patience an integer in
+    [1, 1000000]; None keeps the library's default."""
+    out: Dict[str, Any] = {}
+    for key in ("observer_maxshrink", "observer_grid", "observer_norm"):
+        v = settings.get(key)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.inf:
+                raise QuantizationError("bad config: %s must be a positive number, got %r"
+                                        % (key, v))
+            if key == "observer_maxshrink" and v > 1.0:
+                raise QuantizationError("bad config: observer_maxshrink must be a number in "
+                                        "(0, 1], got %r" % (v,))
+            v = float(v)
+        out[key] = v
+    v = settings.get("observer_patience")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000000):
+        raise QuantizationError("bad config: observer_patience must be a positive integer "
+                                "(at most 1000000), got %r" % (v,))
+    out["observer_patience"] = v
+    return out
 
 
 def _check_patterns(key: str, value: Any) -> List[str]:
@@ -210,6 +249,7 @@ def resolve(config: Union[QuantizationConfig, Mapping[str, Any], None],
         raise QuantizationError("bad config: observer must be \"minmax\" or \"mse\", got %r"
                                 % (observer,))
     out["observer"] = observer
+    out.update(_observer_options(settings))
     imatrix = settings.get("imatrix")
     if imatrix is not None:
         if not isinstance(imatrix, (str, os.PathLike)) or not os.fspath(imatrix):

@@ -4,6 +4,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <time.h>
 
 #include "monoquant.h"
@@ -74,6 +75,23 @@ static int get_bool(PyObject *d, const char *key, bool *out)
     int t = PyObject_IsTrue(v);
     if (t < 0) return -1;
     *out = t != 0;
+    return 0;
+}
+
+/* A positive finite number, at most 1 when `fraction` (the config file's and
+ * the CLI's rule for the search's options); None leaves *out. */
+static int get_positive(PyObject *d, const char *key, bool fraction, double *out)
+{
+    PyObject *v = PyDict_GetItemString(d, key);
+    if (!v || v == Py_None) return 0;
+    double x = PyBool_Check(v) ? -1.0 : PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred()) PyErr_Clear();
+    if (!(x > 0.0) || !(x <= (fraction ? 1.0 : DBL_MAX))) {
+        config_error(fraction ? "%s must be a number in (0, 1]" : "%s must be a positive number",
+                     key);
+        return -1;
+    }
+    *out = x;
     return 0;
 }
 
@@ -167,6 +185,21 @@ static int config_from_dict(PyObject *d, mq_config *cfg, progress_ctx *progress)
             config_error("%s must be \"minmax\" or \"mse\"", "observer");
             return -1;
         }
+    }
+    /* The search's options; 0 in mq_config keeps each default. */
+    if (get_positive(d, "observer_maxshrink", true, &cfg->observer_maxshrink) ||
+        get_positive(d, "observer_grid", false, &cfg->observer_grid) ||
+        get_positive(d, "observer_norm", false, &cfg->observer_norm))
+        return -1;
+    PyObject *pat = PyDict_GetItemString(d, "observer_patience");
+    if (pat && pat != Py_None) {
+        long p = PyLong_Check(pat) && !PyBool_Check(pat) ? PyLong_AsLong(pat) : 0;
+        if (p == -1 && PyErr_Occurred()) PyErr_Clear();
+        if (p < 1 || p > 1000000) {
+            config_error("%s must be a positive integer (at most 1000000)", "observer_patience");
+            return -1;
+        }
+        cfg->observer_patience = (unsigned)p;
     }
     PyObject *dev = PyDict_GetItemString(d, "device");
     if (dev && dev != Py_None) {
