@@ -139,15 +139,18 @@ def main():
         # first, its k/v_proj and up_proj in the second: the directory's pass
         # dequantizes them too, so the sets still share one global scale and
         # the bytes are still the float model's.
+        # On PoCL too, where found (its dequantize_source in that pass).
         split = split_source(tmp, src)
-        run("quantize", split, "-o", os.path.join(tmp, "nv-split"), "--preset", "NVFP4A16",
-            "--device", "host", "-q")
-        got = loaders.load_tensors(os.path.join(tmp, "nv-split"))
-        bad = [k for k in nv["nv-float"] if k not in got or not torch.equal(
-            got[k].view(torch.uint8), nv["nv-float"][k].view(torch.uint8))]
-        check(sorted(got) == sorted(nv["nv-float"]) and not bad,
-              "NVFP4A16 from the FP8 source in two shards differs from the float model's: %s"
-              % bad[:4])
+        devices = ["host"] + ["cpu"] * ("Device #" in mqcheck.cli("devices")[1])
+        for device in devices:
+            o = os.path.join(tmp, "nv-split-" + device)
+            run("quantize", split, "-o", o, "--preset", "NVFP4A16", "--device", device, "-q")
+            got = loaders.load_tensors(o)
+            bad = [k for k in nv["nv-float"] if k not in got or not torch.equal(
+                got[k].view(torch.uint8), nv["nv-float"][k].view(torch.uint8))]
+            check(sorted(got) == sorted(nv["nv-float"]) and not bad,
+                  "NVFP4A16 from the FP8 source in two shards (%s) differs from the float "
+                  "model's: %s" % (device, bad[:4]))
         # Every weight kept: written as our BF16 dequantization, which must be
         # what transformers' own fine-grained FP8 loader gives (it needs accelerate).
         kept = os.path.join(tmp, "kept")
