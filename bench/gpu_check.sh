@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check in one unattended command: the kernel and CLI suites on the GPU
 # (MQ_DEVICE=gpu, bit for bit against the reference), bench_kernels (every dtype
-# x scheme, and the presets' int4/fp8 kinds, kernel against clEnqueueCopyBuffer
-# on the same device), bench_eval
+# x scheme, and the presets' int4/fp8/FP4/MX kinds, kernel against
+# clEnqueueCopyBuffer on the same device), the FP4 and MX presets end to end
+# on the device against the host path (presets_fp4), bench_eval
 # (eval and CLBlast SGEMM) and bench_pipeline.py (the generated 1b model, F32 and
 # BF16: --device gpu, --device host, cp -r + sync). Each step runs under a
 # timeout inside one time budget (450 s); a failed step is recorded and the
@@ -195,17 +196,41 @@ else
     --shapes 4096x4096,14336x4096,4096x14336,128256x4096 --dtypes f32,f16,bf16 \
     --schemes sym,asym --iters 20 --host-iters 3 --no-ref
 fi
-# The presets' code kinds: int4 groups (sym, asym), fp8 per channel and in blocks.
+# The presets' code kinds: int4 groups (sym, asym), fp8 per channel and in
+# blocks, MX fp4 and fp8 (groups of 32, e8m0 scales) and NVFP4 (groups of 16,
+# e4m3 scales under a global scale). Their bytes against the reference are
+# test_kernels' (above, on the same device) and presets_fp4's (below).
 if [ "$device" != host ]; then
   if [ $dry = 1 ]; then
     step bench_kinds 60 "$build/bench/bench_kernels" --device "$device" --shapes 256x256 \
-      --dtypes f32,bf16 --kinds int4,int4-asym,fp8,fp8-block --iters 2 --host-iters 1
+      --dtypes f32,bf16 --kinds int4,int4-asym,fp8,fp8-block,mxfp4,mxfp8,nvfp4 --iters 2 \
+      --host-iters 1
   else
     step bench_kinds 90 "$build/bench/bench_kernels" --device "$device" \
-      --shapes 4096x4096,14336x4096 --dtypes f32,bf16 --kinds int4,int4-asym,fp8,fp8-block \
-      --iters 10 --host-iters 2 --no-ref
+      --shapes 4096x4096,14336x4096 --dtypes f32,bf16 \
+      --kinds int4,int4-asym,fp8,fp8-block,mxfp4,mxfp8,nvfp4 --iters 10 --host-iters 2 --no-ref
   fi
 fi
+# The FP4 and MX presets end to end on the device against the host path, byte
+# for byte: a generated model directory in two shards (NVFP4A16's global
+# scales shared across the shards' fused sets) and one of its shards as a
+# single file. The tiny model's ffn of 176 leaves ragged groups of 32 (kept in
+# float), the small model's none.
+# shellcheck disable=SC2016 # expanded by the inner shell
+step presets_fp4 "$([ $dry = 1 ] && echo 60 || echo 90)" bash -c '
+  mq=$1 gen=$2 w=$3/presets dev=$4 size=$5
+  mkdir -p "$w" && "$gen" "$w/model" --preset "$size" --dtype BF16 --shards 2 >/dev/null || exit 1
+  f=$(cd "$w/model" && ls -- *.safetensors | head -1)
+  for p in MXFP4A16 MXFP4 MXFP8A16 MXFP8 NVFP4A16; do
+    "$mq" quantize "$w/model" -o "$w/$p-dev" -q --preset $p --device "$dev" &&
+      "$mq" quantize "$w/model" -o "$w/$p-host" -q --preset $p --device host &&
+      diff -r "$w/$p-dev" "$w/$p-host" &&
+      "$mq" quantize "$w/model/$f" -o "$w/$p-dev.safetensors" -q --preset $p --device "$dev" &&
+      "$mq" quantize "$w/model/$f" -o "$w/$p-host.safetensors" -q --preset $p --device host &&
+      cmp "$w/$p-dev.safetensors" "$w/$p-host.safetensors" || exit 1
+    echo "presets_fp4: $p: --device $dev and --device host wrote the same bytes (directory, $f)"
+  done' presets_fp4 "$mq" "$build/mq-genmodel" "$work/tmp" "$device" \
+  "$([ $dry = 1 ] && echo tiny || echo small)"
 
 # ---- (d) eval and CLBlast ----
 if [ $dry = 1 ]; then

@@ -3,6 +3,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "foreign.h"
 #include "infile.h"
 #include "model.h"
 
@@ -182,22 +183,30 @@ mq_status mq_fused_amax(void *user, const char *weight, float *amax, bool *known
     return MQ_OK;
 }
 
+/* n bytes at offset off of fd into buf. */
+static mq_status read_at(int fd, const char *path, uint64_t off, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (unsigned char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", path,
+                                r < 0 ? strerror(errno) : "the file ends early");
+        got += (size_t)r;
+    }
+    return MQ_OK;
+}
+
 /* The amax of n bytes of dtype dt at offset off of fd, read buf_len bytes at a time. */
 static mq_status reduce_file(mq_backend *be, int fd, const char *path, uint64_t off, uint64_t n,
                              mq_dtype dt, unsigned char *buf, size_t buf_len, mq_ref_stats *st)
 {
     size_t es = mq_dtype_size(dt), step = buf_len / es * es;
     while (n > 0) {
-        size_t want = n < step ? (size_t)n : step, got = 0;
-        while (got < want) {
-            ssize_t r = pread(fd, buf + got, want - got, (off_t)(off + got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0)
-                return mq_set_error(MQ_STATUS_E_IO, "reading '%s': %s", path,
-                                    r < 0 ? strerror(errno) : "the file ends early");
-            got += (size_t)r;
-        }
-        mq_status s = be->ops->reduce(be, buf, dt, want / es, st);
+        size_t want = n < step ? (size_t)n : step;
+        mq_status s = read_at(fd, path, off, buf, want);
+        if (s == MQ_OK) s = be->ops->reduce(be, buf, dt, want / es, st);
         if (s != MQ_OK) return s;
         off += want;
         n -= want;
@@ -205,8 +214,59 @@ static mq_status reduce_file(mq_backend *be, int fd, const char *path, uint64_t 
     return MQ_OK;
 }
 
+/* Offset of tensor i's data in its file. */
+static uint64_t data_off(const mq_model *m, size_t i)
+{
+    return (uint64_t)((const unsigned char *)m->tensors[i].data -
+                      (const unsigned char *)mq_blob_data(m->blobs[i]));
+}
+
+/* An FP8 block source weight t with its scales sc (one file holds both): the
+ * amax of its values as the quantizing pass dequantizes them (the back end's
+ * dequantize_source into src_dt, then reduce), a piece of the codes at a
+ * time. Scales not of the grid the pass wants are left to it (its error
+ * names them): *st stays empty, recorded as nothing. */
+static mq_status reduce_fp8_source(mq_backend *be, int fd, const char *path, const mq_model *m,
+                                   size_t ti, const mq_tensor *sc, const size_t block[2],
+                                   mq_dtype src_dt, unsigned char *buf, size_t buf_len,
+                                   mq_ref_stats *st)
+{
+    const mq_tensor *t = &m->tensors[ti];
+    if (t->rank != 2 || sc->rank != 2 || !t->shape[1] ||
+        (sc->dtype != MQ_DTYPE_F32 && sc->dtype != MQ_DTYPE_BF16) ||
+        (uint64_t)sc->shape[0] != ((uint64_t)t->shape[0] + block[0] - 1) / block[0] ||
+        (uint64_t)sc->shape[1] != ((uint64_t)t->shape[1] + block[1] - 1) / block[1]) {
+        st->nonfinite = 1;
+        return MQ_OK;
+    }
+    mq_srcdesc d = mq_sd_fp8_block(block[0], block[1], sc->dtype, src_dt);
+    size_t cols = (size_t)t->shape[1], ss = mq_dtype_size(sc->dtype);
+    /* Codes and their values share the buffer, a byte and one value each;
+     * the values start 64-byte aligned, as the back ends' vector loops like. */
+    size_t step = buf_len / (1 + mq_dtype_size(src_dt)) / 64 * 64;
+    unsigned char *vals = buf + step;
+    void *scale = malloc(sc->nbytes ? (size_t)sc->nbytes : 1);
+    if (!scale) return mq_set_error(MQ_STATUS_E_NOMEM, "tensor '%s': out of memory", sc->name);
+    long k = mq_model_index(m, sc->name);
+    mq_status s = read_at(fd, path, data_off(m, (size_t)k), scale, (size_t)sc->nbytes);
+    for (uint64_t e0 = 0; s == MQ_OK && e0 < t->nbytes;) {
+        size_t n = t->nbytes - e0 < step ? (size_t)(t->nbytes - e0) : step;
+        uint64_t r0, r1;
+        mq_srcdesc_scale_rows(d, e0, n, cols, &r0, &r1);
+        if ((s = read_at(fd, path, data_off(m, ti) + e0, buf, n)) == MQ_OK &&
+            (s = mq_be_dequantize_source(be, d, buf, e0, n, cols,
+                                         (const unsigned char *)scale + r0 * sc->shape[1] * ss,
+                                         vals)) == MQ_OK)
+            s = be->ops->reduce(be, vals, src_dt, n, st);
+        e0 += n;
+    }
+    free(scale);
+    return s;
+}
+
 static mq_status scan_file(mq_fused *f, const char *path, mq_planner *pl, mq_backend *be,
-                           unsigned char *buf, size_t buf_len)
+                           const size_t src_block[2], mq_dtype src_dt, unsigned char *buf,
+                           size_t buf_len)
 {
     mq_model *m = NULL;
     int fd = -1;
@@ -214,16 +274,18 @@ static mq_status scan_file(mq_fused *f, const char *path, mq_planner *pl, mq_bac
     if (st == MQ_OK) st = mq_infile_open(path, MQ_STATUS_E_IO, &fd, NULL);
     for (size_t i = 0; st == MQ_OK && i < m->count; i++) {
         const mq_tensor *t = &m->tensors[i];
+        /* An FP8 block source weight is planned as its dequantized values. */
+        const mq_tensor *sc = src_block[0] ? mq_fp8_block_scale(m, t) : NULL;
+        mq_dtype dt = sc ? src_dt : t->dtype;
         char reason[256];
-        if (!t->nbytes || !mq_dtype_is_quantizable(t->dtype)) continue;
-        mq_action a =
-            mq_planner_decide(pl, t->name, t->dtype, t->rank, t->shape, reason, sizeof reason);
+        if (!t->nbytes || !mq_dtype_is_quantizable(dt)) continue;
+        mq_action a = mq_planner_decide(pl, t->name, dt, t->rank, t->shape, reason, sizeof reason);
         if ((st = mq_planner_error(pl)) != MQ_OK || a != MQ_ACTION_QUANTIZE) continue;
-        uint64_t off = (uint64_t)((const unsigned char *)t->data -
-                                  (const unsigned char *)mq_blob_data(m->blobs[i]));
         mq_ref_stats stats;
         mq_ref_stats_init(&stats);
-        st = reduce_file(be, fd, path, off, t->nbytes, t->dtype, buf, buf_len, &stats);
+        st = sc ? reduce_fp8_source(be, fd, path, m, i, sc, src_block, src_dt, buf, buf_len, &stats)
+                : reduce_file(be, fd, path, data_off(m, i), t->nbytes, t->dtype, buf, buf_len,
+                              &stats);
         if (st == MQ_OK && !stats.nonfinite) st = mq_fused_add(f, t->name, stats.amax);
     }
     if (st != MQ_OK) mq_error_prefix("%s", path);
@@ -233,7 +295,8 @@ static mq_status scan_file(mq_fused *f, const char *path, mq_planner *pl, mq_bac
 }
 
 mq_status mq_fused_scan(mq_fused *f, const char *const *paths, size_t n, mq_planner *pl,
-                        mq_backend *be, uint64_t memory_limit)
+                        mq_backend *be, uint64_t memory_limit, const size_t src_block[2],
+                        mq_dtype src_dt)
 {
     uint64_t limit = memory_limit ? memory_limit : (1ULL << 30);
     size_t buf_len = limit / 16 < (64u << 20) ? (size_t)(limit / 16) : (64u << 20);
@@ -242,7 +305,7 @@ mq_status mq_fused_scan(mq_fused *f, const char *const *paths, size_t n, mq_plan
     if (!buf) return mq_set_error(MQ_STATUS_E_NOMEM, "out of memory (%zu bytes)", buf_len);
     mq_status st = MQ_OK;
     for (size_t i = 0; i < n && st == MQ_OK; i++)
-        st = scan_file(f, paths[i], pl, be, buf, buf_len);
+        st = scan_file(f, paths[i], pl, be, src_block, src_dt, buf, buf_len);
     free(buf);
     return st;
 }

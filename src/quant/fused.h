@@ -40,11 +40,16 @@ mq_status mq_fused_amax(void *user, const char *weight, float *amax, bool *known
  * (a sixteenth of memory_limit, at most 64 MiB) and folded by be's reduce,
  * so that memory stays within the limit whatever the shards hold; each
  * weight's amax is recorded (the files then need no pass of their own) and
- * folded into its set's. A weight holding NaN or Inf is not recorded: the
- * file's own pass finds it, and the quantizer refuses or keeps it. Errors
- * name the file.
+ * folded into its set's. With src_block[0] (an FP8 block source,
+ * mq_settings.src_block) an F8_E4M3 weight with its scales beside it is
+ * planned and reduced as its values dequantized to src_dt, as the
+ * quantizing pass reads it, so that sets split across shards share too. A
+ * weight holding NaN or Inf (or whose scales the pass will refuse) is not
+ * recorded: the file's own pass finds it, and the quantizer refuses or keeps
+ * it. Errors name the file.
  */
 mq_status mq_fused_scan(mq_fused *f, const char *const *paths, size_t n, mq_planner *pl,
-                        mq_backend *be, uint64_t memory_limit);
+                        mq_backend *be, uint64_t memory_limit, const size_t src_block[2],
+                        mq_dtype src_dt);
 
 #endif

@@ -565,7 +565,7 @@ static mq_status fused_sets(hf_run *r)
         if (!(sp[i] = mq_path_join(r->in_dir, r->shards.names[i]))) rc = no_memory(r->in_dir);
     if (rc == MQ_OK)
         rc = mq_fused_scan(r->fused, (const char *const *)sp, n, r->planner, r->be,
-                           r->set->memory_limit);
+                           r->set->memory_limit, r->set->src_block, r->set->src_dtype);
     for (size_t i = 0; sp && i < n; i++)
         free(sp[i]);
     free(sp);

@@ -88,6 +88,27 @@ def make_source(tmp):
     return flt, src, deq
 
 
+def split_source(tmp, src):
+    """The source in two shards (an index beside them), layer 0's k_proj,
+    v_proj and up_proj with their scales in the second."""
+    t = load_file(os.path.join(src, "model.safetensors"))
+    second = {k for k in t if any(k.startswith("model.layers.0.%s.weight" % m)
+                                  for m in ("self_attn.k_proj", "self_attn.v_proj",
+                                            "mlp.up_proj"))}
+    dst = os.path.join(tmp, "fp8-split")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.safetensors"))
+    names = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    parts = ({k: v for k, v in t.items() if k not in second},
+             {k: v for k, v in t.items() if k in second})
+    for name, part in zip(names, parts):
+        save_file(part, os.path.join(dst, name), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": sum(v.numel() * v.element_size() for v in t.values())},
+             "weight_map": {k: names[k in second] for k in sorted(t)}}
+    json.dump(index, open(os.path.join(dst, "model.safetensors.index.json"), "w"), indent=2)
+    check(len(second) == 6, "the split source's second shard holds %s" % sorted(second))
+    return dst
+
+
 def main():
     torch.manual_seed(0)
     tmp = tempfile.mkdtemp(prefix="mq-fp8src-")
@@ -114,6 +135,22 @@ def main():
         check(sorted(nv["nv-src"]) == sorted(nv["nv-float"]) and all(
             torch.equal(nv["nv-src"][k].view(torch.uint8), nv["nv-float"][k].view(torch.uint8))
             for k in nv["nv-float"]), "NVFP4A16 from the FP8 source differs from the float model's")
+        # The same source in two shards, layer 0's q_proj and gate_proj in the
+        # first, its k/v_proj and up_proj in the second: the directory's pass
+        # dequantizes them too, so the sets still share one global scale and
+        # the bytes are still the float model's.
+        # On PoCL too, where found (its dequantize_source in that pass).
+        split = split_source(tmp, src)
+        devices = ["host"] + ["cpu"] * ("Device #" in mqcheck.cli("devices")[1])
+        for device in devices:
+            o = os.path.join(tmp, "nv-split-" + device)
+            run("quantize", split, "-o", o, "--preset", "NVFP4A16", "--device", device, "-q")
+            got = loaders.load_tensors(o)
+            bad = [k for k in nv["nv-float"] if k not in got or not torch.equal(
+                got[k].view(torch.uint8), nv["nv-float"][k].view(torch.uint8))]
+            check(sorted(got) == sorted(nv["nv-float"]) and not bad,
+                  "NVFP4A16 from the FP8 source in two shards (%s) differs from the float "
+                  "model's: %s" % (device, bad[:4]))
         # Every weight kept: written as our BF16 dequantization, which must be
         # what transformers' own fine-grained FP8 loader gives (it needs accelerate).
         kept = os.path.join(tmp, "kept")

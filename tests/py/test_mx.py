@@ -4,7 +4,9 @@ edge (powers of two, the round-up threshold 1.75 * 2^k, zero, subnormals) in
 F32, BF16 and F16, byte for byte against its calculate_qparams and
 compressors; for a seeded Llama in F32 every tensor and the config.json
 block identical to its own quantize + compress, in BF16 the identical
-fraction and a weight error no larger; dequantize against its decompression;
+fraction and a weight error no larger; the same directory on PoCL and its
+model.safetensors as a single file (host and PoCL) byte for byte the host
+directory output; dequantize against its decompression;
 and a plain from_pretrained of our output, which must behave as its own
 output of the same weights does.
 
@@ -162,6 +164,7 @@ def check_model(tmp, name, preset):
         same += ok
         if f32:
             check(ok, "%s: %s differs from compressed-tensors' own output" % (tag, k))
+    check_inputs(tag, src, out, preset, ours)
     ref = loaders.load_tensors(src)
     if not f32:
         e_ours, e_theirs = deq_error(out, ref), deq_error(oracle, ref)
@@ -171,6 +174,38 @@ def check_model(tmp, name, preset):
     else:
         check_dequantize(tag, out, oracle, preset)
     check_load(tag, name, out, oracle)
+
+
+def have_pocl():
+    p = subprocess.run([os.environ["MQ_CLI"], "devices"], capture_output=True, text=True)
+    return p.returncode == 0 and "Device #" in p.stdout
+
+
+def check_inputs(tag, src, out, preset, ours):
+    """The directory on PoCL, and its model.safetensors as a single file on
+    the host path and on PoCL: every tensor the bytes of the host path's
+    directory output `ours` (which the callers hold against compressed-tensors')."""
+    from safetensors.torch import load_file
+    runs = [("directory", "cpu")] if have_pocl() else []
+    if os.path.exists(os.path.join(src, "model.safetensors")):
+        runs += [("file", "host")] + [("file", "cpu")] * bool(runs)
+    for kind, device in runs:
+        dst = "%s-%s-%s" % (out, kind, device)
+        if kind == "file":
+            dst += ".safetensors"
+            ok = run_cli(os.path.join(src, "model.safetensors"), dst, preset, device)
+        else:
+            ok = run_cli(src, dst, preset, device)
+        if not ok:
+            continue
+        t = load_file(dst) if kind == "file" else loaders.load_tensors(dst)
+        bad = sorted(k for k in set(t) | set(ours) if not (
+            k in t and k in ours and t[k].dtype == ours[k].dtype and t[k].shape == ours[k].shape
+            and torch.equal(t[k].view(torch.uint8), ours[k].view(torch.uint8))))
+        check(not bad, "%s: the %s on %s differs from the host directory output in %d "
+              "tensor(s), first %s" % (tag, kind, device, len(bad), bad[:3]))
+    print("%s: %s: the host directory output's bytes" % (
+        tag, ", ".join("%s on %s" % r for r in runs)))
 
 
 def deq_error(path, ref):

@@ -10,7 +10,8 @@ tiny amax, F16's narrow range). A seeded Llama (F32: every tensor identical
 to llm-compressor's own observers, fused as its fuse_weight_observers fuses
 q/k/v and gate/up, then compressed-tensors' compression; BF16: the identical
 fraction and a weight error no larger); a sharded copy whose q_proj and
-k_proj lie in different shards; host and OpenCL (where PoCL is found) alike;
+k_proj lie in different shards; host and OpenCL (where PoCL is found) alike,
+and a single model.safetensors the directory's bytes on both;
 dequantize against compressed-tensors' decompression; and a plain
 from_pretrained with a forward pass.
 
@@ -283,6 +284,7 @@ def check_model(tmp, name, device="host"):
               "%s: q_proj and k_proj should lie in different shards" % tag)
     if device != "host":
         return
+    test_mx.check_inputs(tag, src, out, "NVFP4A16", ours)
     ref = loaders.load_tensors(src)
     if not f32:
         e_ours, e_theirs = test_mx.deq_error(out, ref), test_mx.deq_error(oracle, ref)
