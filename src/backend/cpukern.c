@@ -96,10 +96,12 @@ __attribute__((target("avx,f16c"))) static void widen_f16_f16c(const unsigned ch
     size_t j = 0;
     for (; j + 8 <= n; j += 8)
         _mm256_storeu_ps(f + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * j))));
-    for (; j < n; j++) {
+    /* Fewer than 8 left; the mask says so to gcc, whose clones for a
+     * constant n otherwise warn of an overflow of j that cannot happen. */
+    for (size_t i = 0, rest = (n - j) & 7; i < rest; i++) {
         uint16_t h;
-        memcpy(&h, p + 2 * j, sizeof h);
-        f[j] = mq_f16_to_f32(h);
+        memcpy(&h, p + 2 * (j + i), sizeof h);
+        f[j + i] = mq_f16_to_f32(h);
     }
 }
 #endif
@@ -137,10 +139,11 @@ void mq_hk_widen_f16(const void *src, size_t n, float *dst)
 #endif
     for (; j + HK_SMALL <= n; j += HK_SMALL)
         widen_f16(p + 2 * j, HK_SMALL, dst + j);
-    for (; j < n; j++) {
+    /* fewer than HK_SMALL (a power of two) left: the mask as above */
+    for (size_t i = 0, rest = (n - j) & (HK_SMALL - 1); i < rest; i++) {
         uint16_t h;
-        memcpy(&h, p + 2 * j, sizeof h);
-        dst[j] = mq_f16_to_f32(h);
+        memcpy(&h, p + 2 * (j + i), sizeof h);
+        dst[j + i] = mq_f16_to_f32(h);
     }
 }
 
