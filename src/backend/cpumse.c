@@ -65,6 +65,35 @@ MS_INLINE ms_f ms_two(ms_f k)
     return (ms_f)((__builtin_convertvector(k, ms_i) + 127) << 23);
 }
 
+/* log2 of a mantissa m in [0.5, 2) (mq_obs_pow's series), lane by lane: the
+ * same operations in the same order, for ms_pow and ms_pow_mid alike. */
+MS_INLINE ms_f ms_log2_mant(ms_f m)
+{
+    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    ms_f s = ms_splat(1.0f / 11.0f);
+    s = s * t2 + 1.0f / 9.0f;
+    s = s * t2 + 1.0f / 7.0f;
+    s = s * t2 + 1.0f / 5.0f;
+    s = s * t2 + 1.0f / 3.0f;
+    s = s * t2 + 1.0f;
+    ms_f l = 2.0f * t * s * 1.44269504f;
+    return l;
+}
+
+/* 2^g for |g| <= 1/2 (mq_obs_pow's polynomial), lane by lane. */
+MS_INLINE ms_f ms_exp2_frac(ms_f g)
+{
+    ms_f p = ms_splat(1.5252734e-5f);
+    p = p * g + 1.5403530e-4f;
+    p = p * g + 1.3333558e-3f;
+    p = p * g + 9.6181291e-3f;
+    p = p * g + 5.5504109e-2f;
+    p = p * g + 2.4022651e-1f;
+    p = p * g + 6.9314718e-1f;
+    p = p * g + 1.0f;
+    return p;
+}
+
 /* mq_obs_pow, lane by lane: the same operations in the same order. */
 MS_INLINE ms_f ms_pow(ms_f x, float n)
 {
@@ -74,28 +103,14 @@ MS_INLINE ms_f ms_pow(ms_f x, float n)
     ms_i up = frac > 0x003504f3;
     ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
     ms_f e = __builtin_convertvector(((b >> 23) & 0xff) - 127 + (up & 1) - (tiny & 23), ms_f);
-    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-    ms_f s = ms_splat(1.0f / 11.0f);
-    s = s * t2 + 1.0f / 9.0f;
-    s = s * t2 + 1.0f / 7.0f;
-    s = s * t2 + 1.0f / 5.0f;
-    s = s * t2 + 1.0f / 3.0f;
-    s = s * t2 + 1.0f;
-    ms_f l = 2.0f * t * s * 1.44269504f;
+    ms_f l = ms_log2_mant(m);
     float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
     ms_f a = nh * e;
     ms_f k1 = (a + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
     ms_f f = (a - k1) + (nl * e + n * l);
     ms_f k2 = (f + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
     ms_f g = f - k2;
-    ms_f p = ms_splat(1.5252734e-5f);
-    p = p * g + 1.5403530e-4f;
-    p = p * g + 1.3333558e-3f;
-    p = p * g + 9.6181291e-3f;
-    p = p * g + 5.5504109e-2f;
-    p = p * g + 2.4022651e-1f;
-    p = p * g + 6.9314718e-1f;
-    p = p * g + 1.0f;
+    ms_f p = ms_exp2_frac(g);
     ms_f k = k1 + k2;
     k = ms_fsel(k > -226.0f, k, ms_splat(-226.0f));
     k = ms_fsel(k < 254.0f, k, ms_splat(254.0f));
@@ -123,14 +138,7 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
     ms_i up = frac > 0x003504f3;
     ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
     ms_f e = __builtin_convertvector((b >> 23) - 127 + (up & 1), ms_f);
-    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-    ms_f s = ms_splat(1.0f / 11.0f);
-    s = s * t2 + 1.0f / 9.0f;
-    s = s * t2 + 1.0f / 7.0f;
-    s = s * t2 + 1.0f / 5.0f;
-    s = s * t2 + 1.0f / 3.0f;
-    s = s * t2 + 1.0f;
-    ms_f l = 2.0f * t * s * 1.44269504f;
+    ms_f l = ms_log2_mant(m);
     float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
     ms_f a = nh * e;
     ms_f a1 = a + MQ_OBS_POW_RINT;
@@ -139,14 +147,7 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
     ms_f f1 = f + MQ_OBS_POW_RINT;
     ms_f k2 = f1 - MQ_OBS_POW_RINT;
     ms_f g = f - k2;
-    ms_f p = ms_splat(1.5252734e-5f);
-    p = p * g + 1.5403530e-4f;
-    p = p * g + 1.3333558e-3f;
-    p = p * g + 9.6181291e-3f;
-    p = p * g + 5.5504109e-2f;
-    p = p * g + 2.4022651e-1f;
-    p = p * g + 6.9314718e-1f;
-    p = p * g + 1.0f;
+    ms_f p = ms_exp2_frac(g);
     ms_u k = (ms_u)a1 + (ms_u)f1 - 2 * mq_obs_pow_bits(MQ_OBS_POW_RINT);
     return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
 }
