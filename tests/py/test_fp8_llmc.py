@@ -26,7 +26,7 @@ model_free_ptq is told to ignore lm_head, the embeddings and the layers
 monoquant keeps in float (a shape the preset does not divide: model_free_ptq
 stops with an error on those), so both quantize the same layers.
 llm-compressor is not installed: its unpacked wheel (scripts/deps.sh) is
-put on the path with empty parent packages, as test_observer_llmc.py does,
+put on the path with empty parent packages (llmcwheel.py),
 so that the package's heavy __init__ (datasets, the trainer) never runs.
 Without the wheel, or torch and compressed-tensors, this fails unless
 MQ_OFFLINE=1."""
@@ -35,21 +35,12 @@ import os
 import shutil
 import sys
 import tempfile
-import subprocess
-import types
-import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
 
-LLMC_VERSION = "0.14.0.1"
-
-
-def offline_or_fail(msg):
-    if os.environ.get("MQ_OFFLINE") == "1":
-        mqcheck.skip(msg + " and MQ_OFFLINE=1")
-    print("FAIL: " + msg)
-    sys.exit(1)
+from llmcwheel import offline_or_fail  # noqa: E402
+import llmcwheel  # noqa: E402
 
 
 try:
@@ -91,30 +82,9 @@ def run(*args):
         sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
-def llmc_root():
-    """The unpacked wheel (downloaded with pip when absent), where
-    test_observer_llmc.py keeps it."""
-    base = os.path.join(os.environ["MQ_BUILD_DIR"], "llmc")
-    wheel = os.path.join(base, "llmcompressor-%s-py3-none-any.whl" % LLMC_VERSION)
-    if not os.path.exists(wheel):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "llmcompressor==" + LLMC_VERSION, "-d", base], check=False)
-    if not os.path.exists(wheel):
-        offline_or_fail("llmcompressor %s could not be downloaded" % LLMC_VERSION)
-    root = os.path.join(base, "unpacked")
-    if not os.path.isdir(os.path.join(root, "llmcompressor")):
-        with zipfile.ZipFile(wheel) as z:
-            z.extractall(root)
-    return root
-
-
 def import_llmc():
     """model_free_ptq and the FP8 block converter, from the unpacked wheel."""
-    root = os.path.join(llmc_root(), "llmcompressor")
-    for sub in ("", ".entrypoints", ".modifiers", ".modifiers.quantization", ".utils"):
-        m = types.ModuleType("llmcompressor" + sub)
-        m.__path__ = [root + sub.replace(".", "/")]
-        sys.modules[m.__name__] = m
+    llmcwheel.stub_packages("entrypoints", "modifiers", "modifiers.quantization", "utils")
     from llmcompressor.entrypoints.model_free import model_free_ptq
     from compressed_tensors.entrypoints.convert.converters.fp8block_dequantizer import (
         FP8BlockDequantizer)

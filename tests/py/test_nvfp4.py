@@ -16,27 +16,19 @@ dequantize against compressed-tensors' decompression; and a plain
 from_pretrained with a forward pass.
 
 llm-compressor is not installed: only its observers are loaded from the
-unpacked wheel (as tests/py/test_observer_llmc.py does). Needs torch,
+unpacked wheel (tests/py/llmcwheel.py). Needs torch,
 transformers and compressed-tensors; without them it fails, unless
 MQ_OFFLINE=1."""
 import os
 import subprocess
 import sys
 import tempfile
-import types
-import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
 
-LLMC_VERSION = "0.14.0.1"
-
-
-def offline_or_fail(msg):
-    if os.environ.get("MQ_OFFLINE") == "1":
-        mqcheck.skip(msg + " and MQ_OFFLINE=1")
-    print("FAIL: " + msg)
-    sys.exit(1)
+from llmcwheel import offline_or_fail  # noqa: E402
+import llmcwheel  # noqa: E402
 
 
 try:
@@ -61,23 +53,7 @@ def check(cond, what):
 
 def llmc_observers():
     """llm-compressor's observer modules, without the package's heavy imports."""
-    base = os.path.join(os.environ["MQ_BUILD_DIR"], "llmc")
-    wheel = os.path.join(base, "llmcompressor-%s-py3-none-any.whl" % LLMC_VERSION)
-    if not os.path.exists(wheel):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "llmcompressor==" + LLMC_VERSION, "-d", base], check=False)
-    if not os.path.exists(wheel):
-        offline_or_fail("llmcompressor %s could not be downloaded" % LLMC_VERSION)
-    root = os.path.join(base, "unpacked")
-    if not os.path.isdir(os.path.join(root, "llmcompressor")):
-        with zipfile.ZipFile(wheel) as z:
-            z.extractall(root)
-    pkg = os.path.join(root, "llmcompressor")
-    for name, path in (("llmcompressor", pkg), ("llmcompressor.observers", pkg + "/observers"),
-                       ("llmcompressor.utils", pkg + "/utils")):
-        m = types.ModuleType(name)
-        m.__path__ = [path]
-        sys.modules[name] = m
+    llmcwheel.stub_packages("observers", "utils")
     from llmcompressor.observers.helpers import fuse_weight_observers
     from llmcompressor.observers.min_max import MemorylessMinMaxObserver
     return MemorylessMinMaxObserver, fuse_weight_observers

@@ -17,20 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import types
-import zipfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
 
-LLMC_VERSION = "0.14.0.1"
-
-
-def offline_or_fail(msg):
-    if os.environ.get("MQ_OFFLINE") == "1":
-        mqcheck.skip(msg + " and MQ_OFFLINE=1")
-    print("FAIL: " + msg)
-    sys.exit(1)
+from llmcwheel import offline_or_fail  # noqa: E402
+import llmcwheel  # noqa: E402
 
 
 try:
@@ -40,31 +32,10 @@ except ImportError as e:
     offline_or_fail("torch and compressed-tensors are missing (%s)" % e)
 
 
-def llmc_root():
-    """The unpacked wheel (downloaded with pip when absent)."""
-    base = os.path.join(os.environ["MQ_BUILD_DIR"], "llmc")
-    wheel = os.path.join(base, "llmcompressor-%s-py3-none-any.whl" % LLMC_VERSION)
-    if not os.path.exists(wheel):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "llmcompressor==" + LLMC_VERSION, "-d", base], check=False)
-    if not os.path.exists(wheel):
-        offline_or_fail("llmcompressor %s could not be downloaded" % LLMC_VERSION)
-    root = os.path.join(base, "unpacked")
-    if not os.path.isdir(os.path.join(root, "llmcompressor")):
-        with zipfile.ZipFile(wheel) as z:
-            z.extractall(root)
-    return root
-
-
 def load_grid_search():
     """observers/mse_quant.py with empty parent packages, so that the
     package's __init__ (datasets, transformers' trainer, ...) never runs."""
-    root = os.path.join(llmc_root(), "llmcompressor")
-    for name, path in (("llmcompressor", root), ("llmcompressor.observers", root + "/observers"),
-                       ("llmcompressor.utils", root + "/utils")):
-        m = types.ModuleType(name)
-        m.__path__ = [path]
-        sys.modules[name] = m
+    llmcwheel.stub_packages("observers", "utils")
     from llmcompressor.observers.mse_quant import _grid_search_mse
     return _grid_search_mse
 
