@@ -217,7 +217,60 @@ static void run_all(mq_backend *be)
 static void test_host(void **state)
 {
     fixture *f = *state;
+    /* The search screens steps with its cheaper power and decides near ties
+     * with the exact one: as derived (the data's exact ties and near ties
+     * take the exact power), then with bounds a thousand times wider, so
+     * that most steps of every kind go to it. */
+    size_t before = mq_hk_mse_rechecks;
     run_all(f->be[0]);
+    assert_true(mq_hk_mse_rechecks > before);
+    before = mq_hk_mse_rechecks;
+    mq_hk_mse_slack = 1000.0;
+    run_all(f->be[0]);
+    mq_hk_mse_slack = 1.0;
+    assert_true(mq_hk_mse_rechecks > before + 1000);
+}
+
+/* The screening power within its bound of x^n (computed in double) for
+ * magnitudes over the loop's middle range, and 0 for 0. */
+static void test_pow_fast(void **state)
+{
+    (void)state;
+    enum { N = 1 << 16 };
+    float *x = malloc(N * sizeof *x), *a = malloc(N * sizeof *a);
+    tu_rng r;
+    tu_rng_seed(&r, 13);
+    const float ns[] = {2.4f, 2.0f, 1.0f, 0.3f, 3.0f, 7.5f};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        int L = (int)floor(96.0 / ns[k]) - 1;
+        if (L > 120) L = 120;
+        for (size_t i = 0; i < N; i++) {
+            /* Every exponent of the range, uniform mantissas; and the ends. */
+            int ex = (int)(tu_rng_u64(&r) % (uint64_t)(2 * L)) - L;
+            float f = 1.0f + (float)(tu_rng_u64(&r) >> 41) * 0x1p-23f;
+            x[i] = ldexpf(f, ex);
+        }
+        x[0] = 0.0f;
+        x[1] = ldexpf(1.0f, -L);
+        x[2] = nextafterf(ldexpf(1.0f, L), 0.0f);
+        x[3] = 1.0f;
+        x[4] = nextafterf(1.0f, 0.0f);
+        x[5] = 0x1.6a09e6p0f; /* sqrt(2) */
+        double rel = 0.0, worst = 0.0;
+        mq_hk_obs_pow_fast(x, N, ns[k], a, &rel);
+        assert_true(rel > 0.0 && rel < 1e-3);
+        assert_true(a[0] == 0.0f);
+        for (size_t i = 1; i < N; i++) {
+            double t = pow((double)x[i], (double)ns[k]);
+            double d = fabs((double)a[i] - t) / t;
+            if (d > worst) worst = d;
+            assert_true(d <= rel);
+        }
+        /* The bound is not loose by orders of magnitude either. */
+        assert_true(worst > rel / 100.0);
+    }
+    free(x);
+    free(a);
 }
 
 static void test_opencl(void **state)
@@ -389,7 +442,8 @@ static void test_stream_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pow),          cmocka_unit_test(test_host),
+        cmocka_unit_test(test_pow),          cmocka_unit_test(test_pow_fast),
+        cmocka_unit_test(test_host),
         cmocka_unit_test(test_host_large),   cmocka_unit_test(test_opencl),
         cmocka_unit_test(test_stream_bytes),
     };

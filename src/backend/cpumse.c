@@ -152,6 +152,40 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
     return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
 }
 
+/* x^n within a relative ms_fast_rel(n) of its exact value, for the same x
+ * as ms_pow_mid: log2 x from the exponent and a degree-5 polynomial in the
+ * mantissa m - 1 (m in [1, 2); at most 1.28e-5 from log2 m, measured over
+ * every fp32 m), y = n log2 x split into an integer k and g in [-1/2, 1/2],
+ * 2^g from a degree-4 polynomial (relative error at most 2.71e-6), and 2^k
+ * added to the result's exponent. About half of ms_pow_mid's operations and
+ * no division. Only the search's screening uses it (see search_fast): a
+ * decision it cannot make within the bound goes to the exact power. */
+MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
+{
+    ms_i b = (ms_i)x;
+    ms_f e = __builtin_convertvector((b >> 23) - 127, ms_f);
+    ms_f r = (ms_f)((b & 0x007fffff) | 0x3f800000) - 1.0f;
+    ms_f r2 = r * r;
+    ms_f l = ((r * 1.4416845f + 1.2539386e-05f) + r2 * (r * 0.4136293f - 0.7079924f)) +
+             (r2 * r2) * (r * 0.044873215f - 0.19219467f);
+    ms_f y = n * (e + l);
+    ms_f y1 = y + MQ_OBS_POW_RINT;
+    ms_f g = y - (y1 - MQ_OBS_POW_RINT), g2 = g * g;
+    ms_f p = (g * 0.6931218f + 0.9999993f) + g2 * ((g * 0.05591786f + 0.24024744f) + g2 * 0.009570098f);
+    ms_u k = ((ms_u)y1 - mq_obs_pow_bits(MQ_OBS_POW_RINT)) << 23;
+    return ms_fsel(x == 0.0f, ms_splat(0.0f), (ms_f)((ms_u)p + k));
+}
+
+/* The largest relative difference between ms_pow_fast(x, n) and x^n for the
+ * x it takes: the polynomials' errors (log2's times n ln 2), the rounding of
+ * e + l and of y (|y| <= 96, so at most 96 ulps of 2^-24 each, times ln 2),
+ * that of the Horner steps, with half as much again to spare;
+ * tests/test_msekern.c checks it against the exact power. */
+static double ms_fast_rel(double n)
+{
+    return 1.5 * (n * 0.6931472 * 1.28e-5 + 2.0 * 96.0 * 0.6931472 * 0x1p-24 + 2.71e-6 + 1e-6);
+}
+
 /* The magnitudes ms_pow_mid takes for the power n: [2^-L, 2^L) with
  * n (L + 1) + 3 <= 99 (e within [-L, L] after the mantissa's shift, |k1|
  * at most n L + 1/2, |k2| at most n / 2 + 2, nl e negligible); lo = hi = 1
@@ -199,6 +233,25 @@ void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out)
     ms_pow_run(x, n, norm, out);
 }
 
+MS_CLONES void ms_pow_fast_run(const float *x, size_t n, float norm, float *out)
+{
+    for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
+        ms_f v;
+        memcpy(&v, x + i, sizeof v);
+        v = ms_pow_fast(v, norm);
+        memcpy(out + i, &v, sizeof v);
+    }
+}
+
+void mq_hk_obs_pow_fast(const float *x, size_t n, float norm, float *out, double *rel)
+{
+    ms_pow_fast_run(x, n, norm, out);
+    *rel = ms_fast_rel(norm);
+}
+
+double mq_hk_mse_slack = 1.0;
+size_t mq_hk_mse_rechecks;
+
 /* rint of x for |x| < 2^22 under round-to-nearest-even: 1.5 * 2^23 added
  * and taken away again. */
 #define MS_RINT_MAGIC 12582912.0f
@@ -227,8 +280,7 @@ typedef struct {
  * lane's zero point is 0 and is neither added nor taken away: w / s + 0
  * differs from w / s only for -0, which the rounding below turns into +0
  * either way, and q - 0 is q. */
-MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f hi, float qmin,
-                       float qmax)
+MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f hi)
 {
     ms_f d;
     if (fp8) {
@@ -243,8 +295,8 @@ MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f
          * code; a NaN falls to qmin, as fmaxf makes it there. */
         ms_f x = zp ? wv / s + z : wv / s;
         ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
-        q = ms_fsel(q > qmin, q, ms_splat(qmin));
-        q = ms_fsel(q < qmax, q, ms_splat(qmax));
+        q = ms_fsel(q > lo, q, lo);
+        q = ms_fsel(q < hi, q, hi);
         d = (zp ? q - z : q) * s - wv;
     }
     return (ms_f)((ms_i)d & 0x7fffffff);
@@ -268,7 +320,7 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
                         const ms_params *pp, float qmin, float qmax, float norm, float plo,
-                        float phi, const float *best_l, float *err)
+                        float phi, bool fast, const float *best_l, float *err)
 {
     ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
@@ -276,19 +328,47 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
     memcpy(&best, best_l, sizeof best);
     const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax), mlo = ms_splat(plo), mhi = ms_splat(phi);
 #define MS_W(v, i) (pair ? ms_two_groups(v##0, v##1, i) : ms_splat(v##0 [i]))
-#define MS_DIFF(i) ms_diff(fp8, zp, MS_W(w, i), s, z, lo, hi, qmin, qmax)
+#define MS_DIFF(i) ms_diff(fp8, zp, MS_W(w, i), s, z, lo, hi)
 #define MS_WEIGH(t, i) (weighted ? MS_W(c, i) * (t) : (t))
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
+        /* The screening power's chain of operations is shorter than its
+         * latency: eight values at once keep the units busy. */
+        for (; fast && i + 8 <= i1; i += 8) {
+            ms_f d[8], t[8];
+            ms_i in = ms_in(d[0] = MS_DIFF(i), mlo, mhi);
+#pragma GCC unroll 8
+            for (int k = 1; k < 8; k++)
+                in &= ms_in(d[k] = MS_DIFF(i + k), mlo, mhi);
+            if (ms_all(in)) {
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    t[k] = ms_pow_fast(d[k], norm);
+            } else {
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    t[k] = ms_pow(d[k], norm);
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                sum += MS_WEIGH(t[k], i + k);
+        }
         for (; i + 4 <= i1; i += 4) {
             ms_f d0 = MS_DIFF(i), d1 = MS_DIFF(i + 1), d2 = MS_DIFF(i + 2), d3 = MS_DIFF(i + 3);
             ms_f t0, t1, t2, t3;
             if (ms_all(ms_in(d0, mlo, mhi) & ms_in(d1, mlo, mhi) & ms_in(d2, mlo, mhi) &
                        ms_in(d3, mlo, mhi))) {
-                t0 = ms_pow_mid(d0, norm);
-                t1 = ms_pow_mid(d1, norm);
-                t2 = ms_pow_mid(d2, norm);
-                t3 = ms_pow_mid(d3, norm);
+                if (fast) {
+                    t0 = ms_pow_fast(d0, norm);
+                    t1 = ms_pow_fast(d1, norm);
+                    t2 = ms_pow_fast(d2, norm);
+                    t3 = ms_pow_fast(d3, norm);
+                } else {
+                    t0 = ms_pow_mid(d0, norm);
+                    t1 = ms_pow_mid(d1, norm);
+                    t2 = ms_pow_mid(d2, norm);
+                    t3 = ms_pow_mid(d3, norm);
+                }
             } else {
                 t0 = ms_pow(d0, norm);
                 t1 = ms_pow(d1, norm);
@@ -321,10 +401,10 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        float plo, float phi, const float *best, float *err)                       \
+                        float plo, float phi, bool fast, const float *best, float *err)           \
     {                                                                                              \
-        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, best, \
-                 err);                                                                             \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, fast, \
+                 best, err);                                                                       \
     }
 MS_ERRORS(ms_errors_int, false, true, false, false)
 MS_ERRORS(ms_errors_int_w, false, true, false, true)
@@ -341,7 +421,7 @@ MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             float plo, float phi, const float *best, float *err);
+                             float plo, float phi, bool fast, const float *best, float *err);
 
 typedef struct {
     mq_qdesc d;
@@ -351,6 +431,9 @@ typedef struct {
     mq_dtype dt;
     size_t rows, cols, groups, parts, mb, vals_per_part;
     float plo, phi; /* ms_pow_mid's range for the norm */
+    double rel;     /* the screening's bound without the sums' rounding (search_fast) */
+    bool fast;      /* screen the steps with ms_pow_fast */
+    float *factor;  /* mq_obs_mse_factor of each step (NULL: computed each time) */
     uint8_t *mask;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
@@ -362,8 +445,13 @@ typedef struct {
     float *w, *c; /* values and their weights */
     size_t n;
     mq_ref_stats st;
-    float best;    /* the smallest error so far */
+    float best;    /* the smallest error so far (with `known`, when screening) */
     uint8_t *mask; /* its record */
+    /* Screening (search_fast): */
+    double rho;    /* the relative bound between a screened sum and the exact one */
+    size_t best_i; /* the step of the smallest error so far */
+    float abest;   /* its screened sum */
+    bool known;    /* best is its exact error */
 } ms_group;
 
 /* Group g's values and weights gathered, and its statistics; false on NaN/Inf. */
@@ -374,6 +462,8 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
     mq_ref_stats_init(&gr->st);
     gr->n = 0;
     gr->best = FLT_MAX;
+    gr->known = true;
+    gr->best_i = SIZE_MAX;
     gr->mask = j->mask + g * j->mb;
     for (size_t r = r0; r < r1; r++) {
         const unsigned char *row = j->in + (r * j->cols + c0) * es;
@@ -387,7 +477,26 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
             gr->c[gr->n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
         gr->n += nc;
     }
+    /* The exact sum and the screened one each within (n - 1) u of their
+     * terms' exact sum (u = 2^-24, the terms never negative), the terms
+     * within j->rel of each other (with the weights' products, 2u more),
+     * a half again to spare. */
+    gr->rho = (1.5 * (2.0 * (double)(gr->n + 2) * 0x1p-24) + j->rel) * mq_hk_mse_slack;
+    if (gr->rho > 0.5) gr->rho = 0.5;
     return !gr->st.nonfinite;
+}
+
+/* Lane l of pp: the scale and zero point of step i of a group. */
+static void lane_params(const ms_job *j, const mq_ref_stats *st, size_t i, size_t l, ms_params *pp)
+{
+    float p = j->factor ? j->factor[i] : mq_obs_mse_factor(j->o, i);
+    mq_ref_stats cand = *st;
+    cand.lo = st->lo * p;
+    cand.hi = st->hi * p;
+    cand.amax = st->amax * p;
+    int8_t z;
+    mq_ref_params(j->d, &cand, j->dt, &pp->s[l], &z);
+    pp->z[l] = (float)z;
 }
 
 /* Lanes [l0, l0 + 4 or 8) of pp: the scales and zero points of steps i0 ..
@@ -396,22 +505,25 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
 static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size_t nl, size_t l0,
                         size_t l1, ms_params *pp)
 {
-    for (size_t l = l0; l < l1; l++) {
-        float p = mq_obs_mse_factor(j->o, i0 + (l - l0 < nl ? l - l0 : nl - 1));
-        mq_ref_stats cand = *st;
-        cand.lo = st->lo * p;
-        cand.hi = st->hi * p;
-        cand.amax = st->amax * p;
-        int8_t z;
-        mq_ref_params(j->d, &cand, j->dt, &pp->s[l], &z);
-        pp->z[l] = (float)z;
-    }
+    for (size_t l = l0; l < l1; l++)
+        lane_params(j, st, i0 + (l - l0 < nl ? l - l0 : nl - 1), l, pp);
+}
+
+/* The lane value at which a screened sum has certainly reached gr's best:
+ * its upper bound over 1 - rho, rounded up to an fp32. */
+static float screen_stop(const ms_group *gr)
+{
+    double ub = gr->known ? (double)gr->best : (double)gr->abest * (1.0 + gr->rho);
+    double t = ub / (1.0 - gr->rho);
+    if (!(t < (double)FLT_MAX)) return INFINITY;
+    float f = (float)t;
+    return (double)f < t ? nextafterf(f, INFINITY) : f;
 }
 
 /* The errors of a block of lanes into err (a and b: the groups of lanes
- * 0-3 and 4-7). */
+ * 0-3 and 4-7), screened with ms_pow_fast when `fast`. */
 static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
-                         float *err)
+                         bool fast, float *err)
 {
     static const ms_errors_fn fns[12] = {
         ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
@@ -419,13 +531,68 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
     float best[MS_LANES], norm = (float)j->o->norm;
     bool fp8 = j->d.kind == MQ_QK_FP8, zp = false;
+    float sa = fast ? screen_stop(a) : a->best, sb = fast ? screen_stop(b) : b->best;
     for (int l = 0; l < MS_LANES; l++) {
-        best[l] = l < MS_LANES / 2 ? a->best : b->best;
+        best[l] = l < MS_LANES / 2 ? sa : sb;
         zp |= pp->z[l] != 0.0f;
     }
     ms_errors_fn f = fns[(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, fast, best, err);
+}
+
+/* The exact errors of steps i (into e[0]) and, unless gr's best is known,
+ * gr->best_i (into gr->best), from the exact power in one block. */
+static void exact_steps(const ms_job *j, ms_group *gr, size_t i, float *e)
+{
+    ms_params pp;
+    float err[MS_LANES];
+    lane_params(j, &gr->st, i, 0, &pp);
+    if (!gr->known) lane_params(j, &gr->st, gr->best_i, 1, &pp);
+    for (int l = gr->known ? 1 : 2; l < MS_LANES; l++) {
+        pp.s[l] = pp.s[0];
+        pp.z[l] = pp.z[0];
+    }
+    __atomic_fetch_add(&mq_hk_mse_rechecks, 1, __ATOMIC_RELAXED);
+    float keep_best = gr->best;
+    gr->best = INFINITY; /* no early stop */
+    block_errors(j, gr, gr, &pp, false, err);
+    gr->best = gr->known ? keep_best : err[1];
+    gr->known = true;
+    *e = err[0];
+}
+
+/* keep() for screened sums: step i's exact error is below the best's when
+ * their bounds say so for certain; when the bounds overlap (a near tie, or a
+ * sum too large to bound), both exact errors decide. */
+static void keep_fast(const ms_job *j, ms_group *gr, size_t i0, size_t nl, const float *err,
+                      bool *improved)
+{
+    for (size_t l = 0; l < nl; l++) {
+        size_t i = i0 + l;
+        double a = err[l], rho = gr->rho, e = 0.0;
+        double blo = gr->known ? (double)gr->best : (double)gr->abest * (1.0 - rho);
+        double bhi = gr->known ? (double)gr->best : (double)gr->abest * (1.0 + rho);
+        bool better, exact = false;
+        if (a < 1e37 && a * (1.0 + rho) < blo) {
+            better = true;
+        } else if (a < 1e37 && a * (1.0 - rho) >= bhi) {
+            better = false;
+        } else {
+            float ei;
+            exact_steps(j, gr, i, &ei);
+            better = ei < gr->best;
+            exact = true;
+            e = ei;
+        }
+        if (!better) continue;
+        gr->best_i = i;
+        gr->abest = err[l];
+        gr->known = exact;
+        if (exact) gr->best = (float)e;
+        gr->mask[i / 8] |= (uint8_t)(1u << (i % 8));
+        improved[i] = true;
+    }
 }
 
 /* Steps i0 .. i0 + nl - 1 of a group, their errors in err[0 ..]: records. */
@@ -458,16 +625,24 @@ static void search(const ms_job *j, ms_group *a, ms_group *b, bool *improved)
             size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
             if (i0 == whole && share) break;
             step_params(j, &gr->st, i0, nl, 0, MS_LANES, &pp);
-            block_errors(j, gr, gr, &pp, err);
-            keep(gr, i0, nl, err, improved);
+            block_errors(j, gr, gr, &pp, j->fast, err);
+            if (j->fast)
+                keep_fast(j, gr, i0, nl, err, improved);
+            else
+                keep(gr, i0, nl, err, improved);
         }
     }
     if (share && tail) {
         step_params(j, &a->st, whole, tail, 0, MS_LANES / 2, &pp);
         step_params(j, &b->st, whole, tail, MS_LANES / 2, MS_LANES, &pp);
-        block_errors(j, a, b, &pp, err);
-        keep(a, whole, tail, err, improved);
-        keep(b, whole, tail, err + MS_LANES / 2, improved);
+        block_errors(j, a, b, &pp, j->fast, err);
+        if (j->fast) {
+            keep_fast(j, a, whole, tail, err, improved);
+            keep_fast(j, b, whole, tail, err + MS_LANES / 2, improved);
+        } else {
+            keep(a, whole, tail, err, improved);
+            keep(b, whole, tail, err + MS_LANES / 2, improved);
+        }
     }
 }
 
@@ -519,7 +694,7 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
         float e[MS_LANES];
         size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
         step_params(&j, &gr.st, i0, nl, 0, MS_LANES, &pp);
-        block_errors(&j, &gr, &gr, &pp, e); /* gr.best is FLT_MAX: no early stop */
+        block_errors(&j, &gr, &gr, &pp, false, e); /* gr.best is FLT_MAX: no early stop */
         memcpy(err + i0, e, nl * sizeof *e);
     }
     free(w);
@@ -550,16 +725,26 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
     mq_status st = MQ_OK;
     memset(mask, 0, groups * j.mb);
     ms_mid_range((float)o->norm, &j.plo, &j.phi);
+    /* ms_fast_rel, and the exact power's distance to x^n (tests/test_observer.c:
+     * at most 6 ulps of libm's powf, itself within one; 16 ulps, times n
+     * above 1, taken here). Screening is left out when a group is so large
+     * that the sums' rounding alone would leave most steps undecided. */
+    j.rel = ms_fast_rel(o->norm) + 16.0 * 0x1p-23 * (o->norm > 1.0 ? o->norm : 1.0) +
+            3.0 * 0x1p-24;
+    j.fast = j.plo < j.phi && 3.0 * (double)j.vals_per_part * 0x1p-24 + j.rel < 1e-2;
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
     j.parts = mq_pool_threads(pool);
     if (j.parts > groups) j.parts = groups ? groups : 1;
     j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
     j.bad = calloc(j.parts, sizeof *j.bad);
     j.vals = malloc(j.parts * 4 * j.vals_per_part * sizeof *j.vals + 1);
-    if (!j.improved || !j.bad || !j.vals) {
+    j.factor = malloc(steps * sizeof *j.factor + 1);
+    if (!j.improved || !j.bad || !j.vals || !j.factor) {
         st = MQ_STATUS_E_NOMEM;
         goto done;
     }
+    for (size_t i = 0; i < steps; i++)
+        j.factor[i] = mq_obs_mse_factor(o, i);
     mq_pool_run(pool, scan_part, &j, (unsigned)j.parts);
     for (size_t p = 0; p < j.parts; p++) {
         if (j.bad[p] != SIZE_MAX) {
@@ -574,6 +759,7 @@ done:
     free(j.improved);
     free(j.bad);
     free(j.vals);
+    free(j.factor);
     return st;
 }
 
