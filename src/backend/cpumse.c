@@ -207,13 +207,18 @@ MS_INLINE ms_i ms_in(ms_f x, ms_f lo, ms_f hi)
     return ((x >= lo) | (x == 0.0f)) & (x < hi);
 }
 
-/* Whether every lane of mask m is set. */
+typedef uint64_t ms_u64 __attribute__((vector_size(MS_LANES * 4)));
+
+/* Whether every lane of mask m (lanes 0 or all ones) is set: the lanes
+ * ANDed as 64-bit words (a lane-by-lane loop was a tenth of the screening
+ * loop once its power became cheaper). */
 MS_INLINE bool ms_all(ms_i m)
 {
-    bool all = true;
-    for (int l = 0; l < MS_LANES; l++)
-        all &= m[l] != 0;
-    return all;
+    ms_u64 w = (ms_u64)m;
+    uint64_t all = ~(uint64_t)0;
+    for (int l = 0; l < MS_LANES / 2; l++)
+        all &= w[l];
+    return all == ~(uint64_t)0;
 }
 
 MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
