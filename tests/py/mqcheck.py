@@ -27,6 +27,26 @@ def cli(*args):
     return p.returncode, p.stdout
 
 
+# The failed checks of the running check script (and of the scripts it
+# imports): each check goes on after a failure, and exits non-zero at its end
+# when this list is not empty.
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL: " + what)
+
+
+def run(*args):
+    """Runs monoquant; ends the check with its output when it fails."""
+    rc, out = cli(*args)
+    if rc != 0:
+        print(out)
+        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
+
+
 def expected_int8(w, symmetric):
     """Per-row INT8 quantization of a float32 matrix, as DESIGN.md defines it."""
     import numpy as np

@@ -20,6 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures, run  # noqa: E402
 
 try:
     import torch
@@ -58,20 +59,6 @@ DEQUANTIZED = (0, 3, 6, 9, 11)
 # tensor, 128x128): where an OpenCL device is found, its output must be the
 # host's, byte for byte.
 ON_DEVICE = (6, 7, 8)
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-
-
-def run(*args):
-    rc, out = mqcheck.cli(*args)
-    if rc != 0:
-        print(out)
-        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
 def same_bytes(a, b):

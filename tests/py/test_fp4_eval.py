@@ -16,6 +16,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures  # noqa: E402
 
 try:
     import torch
@@ -31,13 +32,6 @@ import loaders  # noqa: E402
 import test_mx  # noqa: E402
 
 PRESETS = ("MXFP4A16", "MXFP4", "MXFP8A16", "MXFP8", "NVFP4A16")
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
 
 
 def quantize(src, out, preset, device):

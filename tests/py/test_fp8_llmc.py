@@ -38,6 +38,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures, run  # noqa: E402
 
 from llmcwheel import offline_or_fail  # noqa: E402
 import llmcwheel  # noqa: E402
@@ -66,20 +67,6 @@ CASES = [
 # BF16 outputs byte-identical to model_free_ptq's (the others differ in part).
 BF16_IDENTICAL = {"FP8_BLOCK", "MXFP4A16", "MXFP4", "MXFP8A16", "MXFP8", "NVFP4A16"}
 ALWAYS_IGNORED = ["lm_head", "re:.*embed_tokens$"]
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-
-
-def run(*args):
-    rc, out = mqcheck.cli(*args)
-    if rc != 0:
-        print(out)
-        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
 def import_llmc():

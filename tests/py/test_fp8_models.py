@@ -17,6 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures, run  # noqa: E402
 
 try:
     import torch
@@ -38,7 +39,6 @@ PRESETS = ["W8A8", "W8A16", "W4A16", "W4A16_ASYM", "FP8_DYNAMIC", "FP8_BLOCK", "
 # Loaded and run (the loader tests' thresholds: W8A8 0.999; the others never
 # below the float model's own output of the same preset).
 LOADED = {"W8A8": 0.999, "W4A16": 1.0, "FP8_DYNAMIC": 1.0}
-failures = []
 
 
 def upstream_limit(name, preset):
@@ -46,19 +46,6 @@ def upstream_limit(name, preset):
     if name == "deepseek-v3" and preset == "W8A8":
         return "transformers 5 fuses MoE experts and accepts only FP8 or packed experts"
     return None
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-
-
-def run(*args):
-    rc, out = mqcheck.cli(*args)
-    if rc != 0:
-        print(out)
-        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
 def same_bytes(a, b):

@@ -18,6 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures, run  # noqa: E402
 
 try:
     import torch
@@ -37,20 +38,6 @@ NAME = "llama256-bf16"
 # The loader tests' thresholds: W8A8 0.999; the others never below the
 # float model's own output of the same preset.
 MIN_COS = {"W8A8": 0.999, "W4A16": 1.0, "FP8_DYNAMIC": 1.0}
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-
-
-def run(*args):
-    rc, out = mqcheck.cli(*args)
-    if rc != 0:
-        print(out)
-        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
 def make_source(tmp):

@@ -6,6 +6,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures  # noqa: E402
 
 mqcheck.need_numpy_safetensors()
 import numpy as np  # noqa: E402
@@ -14,14 +15,6 @@ from safetensors.numpy import load_file  # noqa: E402
 
 EXAMPLE = os.path.join(os.environ["MQ_SOURCE_DIR"], "examples", "tiny_mlp.safetensors")
 QUANTIZED = ["conv.weight", "fc1.weight", "fc2.weight"]
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL: " + what)
 
 
 def run_scheme(tmp, args, symmetric, per_channel):
@@ -95,7 +88,7 @@ def main():
         run_scheme(tmp, ["--scheme", "asym", "--per-tensor"], False, False)
         run_fp16(tmp)
     if failures:
-        print("%d checks failed" % failures)
+        print("%d checks failed" % len(failures))
         sys.exit(1)
     print("interop: all checks passed")
 

@@ -18,6 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures  # noqa: E402
 
 try:
     import torch  # noqa: F401
@@ -43,14 +44,6 @@ PRESET_MODELS = ["llama256-f32", "llama256-bf16", "llama256-sharded", "llama-rag
 # transformers builds them); a Mixtral whose experts span several blocks.
 FAMILY_PRESETS = {"vit-ragged": ["W8A16", "FP8_BLOCK"], "mixtral256": ["FP8_BLOCK"]}
 EXPERT = re.compile(r"\.experts\.\d+\.(w1|w2|w3|gate_proj|up_proj|down_proj)$")
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
 
 
 def upstream_limit(name, scheme):

@@ -19,6 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures  # noqa: E402
 
 try:
     import torch  # noqa: F401
@@ -34,13 +35,6 @@ import torch  # noqa: E402,F811
 import loaders  # noqa: E402
 
 FORMATS = {p: s["format"] for p, s in loaders.MX_PRESETS.items()}
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
 
 
 def run_cli(src, out, preset, device="host"):

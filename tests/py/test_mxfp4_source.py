@@ -17,6 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures, run  # noqa: E402
 
 try:
     import torch
@@ -36,20 +37,6 @@ import loaders  # noqa: E402
 NAME = "gpt-oss"
 EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 MIN_COS = {"W8A8": 0.999, "W4A16": 1.0, "FP8_DYNAMIC": 1.0}
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
-
-
-def run(*args):
-    rc, out = mqcheck.cli(*args)
-    if rc != 0:
-        print(out)
-        sys.exit("monoquant %s: exit %d" % (" ".join(args), rc))
 
 
 def encode(w):

@@ -26,6 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
+from mqcheck import check, failures  # noqa: E402
 
 from llmcwheel import offline_or_fail  # noqa: E402
 import llmcwheel  # noqa: E402
@@ -42,13 +43,6 @@ import loaders  # noqa: E402
 import test_mx  # noqa: E402
 
 FORMAT = "nvfp4-pack-quantized"
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL: " + what)
 
 
 def llmc_observers():
@@ -270,7 +264,6 @@ def check_model(tmp, name, device="host"):
     else:
         test_mx.check_dequantize(tag, out, oracle, "NVFP4A16")
     test_mx.check_load(tag, name, out, oracle)
-    failures.extend(f for f in test_mx.failures if f not in failures)
 
 
 def check_vllm(tmp):
