@@ -1,21 +1,26 @@
 /* The mse observer's scan on the host (see cpukern.h): the same records as
- * mq_obs_mse_scan, bit for bit, from the same fp32 and double operations in
- * the same order per group and step.
+ * mq_obs_mse_scan, bit for bit.
  *
  * Lanes are candidate steps: eight steps of one group run side by side in
- * GCC vector types (one AVX2 register for obspow.h's power),
- * each lane summing its own error in value order, which is exactly the
- * reference's serial fp32 sum of that step. The group's statistics and
- * values are gathered once for all its steps. A block of eight steps stops
- * early once every lane's partial sum has reached the group's best error
- * before the block: the terms are never negative, so such a sum can only
- * stay at or above it, and only a strictly smaller error counts.
+ * GCC vector types (one AVX2 register), each lane summing its own error in
+ * value order. The group's statistics and values are gathered once for all
+ * its steps. A block of eight steps stops early once every lane's partial
+ * sum has reached the group's best error before the block: the terms are
+ * never negative, so such a sum can only stay at or above it, and only a
+ * strictly smaller error counts.
+ *
+ * The steps are screened (keep_fast): the lanes sum a cheaper power
+ * (ms_pow_fast) whose distance to the exact error is bounded, and a step's
+ * record follows from those sums wherever the bounds decide it; where they
+ * do not (near ties), the exact errors of the step and of the group's best
+ * are computed as the reference does (the same fp32 and double operations
+ * in the same order, the exact power being obspow.h's) and decide.
  *
  * Nearly every difference |fake_quantize(w) - w| lies well inside the
  * normal range, where obspow.h's handling of subnormals, huge results, 0,
- * inf and NaN changes nothing: four values' powers take a form without it
- * when all their lanes do, and symmetric kinds skip their zero points of
- * 0. The operations left are the same, so the bits are too. */
+ * inf and NaN changes nothing: four values' exact powers take a form
+ * without it when all their lanes do, and symmetric kinds skip their zero
+ * points of 0. The operations left are the same, so the bits are too. */
 #include "cpukern.h"
 
 #include "obspow.h"
@@ -158,7 +163,7 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
  * every fp32 m), y = n log2 x split into an integer k and g in [-1/2, 1/2],
  * 2^g from a degree-4 polynomial (relative error at most 2.71e-6), and 2^k
  * added to the result's exponent. About half of ms_pow_mid's operations and
- * no division. Only the search's screening uses it (see search_fast): a
+ * no division. Only the search's screening uses it (see keep_fast): a
  * decision it cannot make within the bound goes to the exact power. */
 MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
 {
@@ -436,7 +441,7 @@ typedef struct {
     mq_dtype dt;
     size_t rows, cols, groups, parts, mb, vals_per_part;
     float plo, phi; /* ms_pow_mid's range for the norm */
-    double rel;     /* the screening's bound without the sums' rounding (search_fast) */
+    double rel;     /* the screening's bound without the sums' rounding (keep_fast) */
     bool fast;      /* screen the steps with ms_pow_fast */
     float *factor;  /* mq_obs_mse_factor of each step (NULL: computed each time) */
     uint8_t *mask;
@@ -452,7 +457,7 @@ typedef struct {
     mq_ref_stats st;
     float best;    /* the smallest error so far (with `known`, when screening) */
     uint8_t *mask; /* its record */
-    /* Screening (search_fast): */
+    /* Screening (keep_fast): */
     double rho;    /* the relative bound between a screened sum and the exact one */
     size_t best_i; /* the step of the smallest error so far */
     float abest;   /* its screened sum */
