@@ -442,10 +442,9 @@ static void test_stream_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pow),          cmocka_unit_test(test_pow_fast),
-        cmocka_unit_test(test_host),
-        cmocka_unit_test(test_host_large),   cmocka_unit_test(test_opencl),
-        cmocka_unit_test(test_stream_bytes),
+        cmocka_unit_test(test_pow),    cmocka_unit_test(test_pow_fast),
+        cmocka_unit_test(test_host),   cmocka_unit_test(test_host_large),
+        cmocka_unit_test(test_opencl), cmocka_unit_test(test_stream_bytes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -176,7 +176,8 @@ MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
     ms_f y = n * (e + l);
     ms_f y1 = y + MQ_OBS_POW_RINT;
     ms_f g = y - (y1 - MQ_OBS_POW_RINT), g2 = g * g;
-    ms_f p = (g * 0.6931218f + 0.9999993f) + g2 * ((g * 0.05591786f + 0.24024744f) + g2 * 0.009570098f);
+    ms_f p =
+        (g * 0.6931218f + 0.9999993f) + g2 * ((g * 0.05591786f + 0.24024744f) + g2 * 0.009570098f);
     ms_u k = ((ms_u)y1 - mq_obs_pow_bits(MQ_OBS_POW_RINT)) << 23;
     return ms_fsel(x == 0.0f, ms_splat(0.0f), (ms_f)((ms_u)p + k));
 }
@@ -411,7 +412,7 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        float plo, float phi, bool fast, const float *best, float *err)           \
+                        float plo, float phi, bool fast, const float *best, float *err)            \
     {                                                                                              \
         ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, fast, \
                  best, err);                                                                       \
@@ -739,8 +740,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
      * at most 6 ulps of libm's powf, itself within one; 16 ulps, times n
      * above 1, taken here). Screening is left out when a group is so large
      * that the sums' rounding alone would leave most steps undecided. */
-    j.rel = ms_fast_rel(o->norm) + 16.0 * 0x1p-23 * (o->norm > 1.0 ? o->norm : 1.0) +
-            3.0 * 0x1p-24;
+    j.rel = ms_fast_rel(o->norm) + 16.0 * 0x1p-23 * (o->norm > 1.0 ? o->norm : 1.0) + 3.0 * 0x1p-24;
     j.fast = j.plo < j.phi && 3.0 * (double)j.vals_per_part * 0x1p-24 + j.rel < 1e-2;
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
     j.parts = mq_pool_threads(pool);
