@@ -39,6 +39,13 @@ def check(cond, what):
         print("FAIL: " + what)
 
 
+def finish(ok="OK"):
+    """Ends a check script: exit 1 with the count of failed checks, else print ok."""
+    if failures:
+        sys.exit("%d failure(s)" % len(failures))
+    print(ok)
+
+
 def run(*args):
     """Runs monoquant; ends the check with its output when it fails."""
     rc, out = cli(*args)

@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures, run  # noqa: E402
+from mqcheck import check, finish, run  # noqa: E402
 
 try:
     import torch
@@ -189,9 +189,7 @@ def main():
                   (preset, "identical" if not diff else "%d tensors differ" % len(diff)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        sys.exit("%d failure(s)" % len(failures))
-    print("OK")
+    finish()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures  # noqa: E402
+from mqcheck import check, finish  # noqa: E402
 
 try:
     import torch
@@ -149,10 +149,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_eval(tmp, "llama256-f32", devices)
         check_ragged(tmp, devices)
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    finish("ok")
 
 
 if __name__ == "__main__":

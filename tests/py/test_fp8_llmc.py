@@ -38,7 +38,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures, run  # noqa: E402
+from mqcheck import check, finish, run  # noqa: E402
 
 from llmcwheel import offline_or_fail  # noqa: E402
 import llmcwheel  # noqa: E402
@@ -212,9 +212,7 @@ def main():
                     run_case(tools, name, src, refs, preset, dt, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        sys.exit("%d failure(s)" % len(failures))
-    print("OK")
+    finish()
 
 
 if __name__ == "__main__":

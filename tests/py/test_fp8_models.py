@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures, run  # noqa: E402
+from mqcheck import check, finish, run  # noqa: E402
 
 try:
     import torch
@@ -193,9 +193,7 @@ def main():
                 shutil.rmtree(b, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        sys.exit("%d failure(s)" % len(failures))
-    print("OK")
+    finish()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures, run  # noqa: E402
+from mqcheck import check, finish, run  # noqa: E402
 
 try:
     import torch
@@ -206,9 +206,7 @@ def main():
                   "%s: logits cosine %.5f < %.4f" % (preset, cos, min(want, floor)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        sys.exit("%d failure(s)" % len(failures))
-    print("OK")
+    finish()
 
 
 if __name__ == "__main__":

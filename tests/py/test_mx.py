@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures  # noqa: E402
+from mqcheck import check, finish  # noqa: E402
 
 try:
     import torch  # noqa: F401
@@ -309,10 +309,7 @@ def main():
                 check_model(tmp, name, preset)
         # A model directory in several shards (index rewritten).
         check_model(tmp, "llama256-sharded", "MXFP4A16")
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    finish("ok")
 
 
 if __name__ == "__main__":

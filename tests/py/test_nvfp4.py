@@ -26,7 +26,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mqcheck  # noqa: E402
-from mqcheck import check, failures  # noqa: E402
+from mqcheck import check, finish  # noqa: E402
 
 from llmcwheel import offline_or_fail  # noqa: E402
 import llmcwheel  # noqa: E402
@@ -295,10 +295,7 @@ def main():
             check_model(tmp, name)
         check_model(tmp, "llama256-sharded")
         check_model(tmp, "llama256-sharded", "cpu")
-    if failures:
-        print("%d failure(s)" % len(failures))
-        sys.exit(1)
-    print("ok")
+    finish("ok")
 
 
 if __name__ == "__main__":
