@@ -2,28 +2,13 @@
  * thread, by its CPU time: the least of N runs over one weight, so that
  * another program's load on the machine shows as little as it can. One line
  * per kind and group, in ns per weight value (all the candidate steps). */
+#include "benchcpu.h"
 #include "cpukern.h"
 #include "observer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double thread_cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static uint64_t rng(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ULL;
-}
 
 /* Normal-ish F32 weights of about 0.02, as a model's, with a few outliers
  * (which is what makes the search shrink the range). */
