@@ -27,43 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 
 import torch
 
-
-def load_grid_search(root):
-    """observers/mse_quant.py with empty parent packages, so that the
-    package's __init__ (datasets, transformers' trainer, ...) never runs."""
-    pkg = os.path.join(root, "llmcompressor")
-    for name, path in (("llmcompressor", pkg), ("llmcompressor.observers", pkg + "/observers"),
-                       ("llmcompressor.utils", pkg + "/utils")):
-        m = types.ModuleType(name)
-        m.__path__ = [path]
-        sys.modules[name] = m
-    from llmcompressor.observers.mse_quant import _grid_search_mse
-    return _grid_search_mse
-
-
-def flatten(w, args):
-    """helpers.flatten_for_calibration of a weight."""
-    if args.strategy == "channel":
-        return w.unsqueeze(-2).unsqueeze(0)
-    return w.unflatten(-1, (-1, args.group_size)).unsqueeze(0)
-
-
-def upstream(grid_search, w, args, scheme, fmt):
-    """llm-compressor's search (the MSE observer's defaults: maxshrink 0.2,
-    patience 5, grid 100, norm 2.4) and compressed-tensors' compressor."""
-    from compressed_tensors.compressors import BaseCompressor
-    from compressed_tensors.quantization import QuantizationStrategy
-    from compressed_tensors.quantization.utils import calculate_qparams
-    token_args = args.model_copy(update={"strategy": QuantizationStrategy.TOKEN})
-    lo, hi = grid_search(flatten(w, args), args, token_args, 0.2, 5, 100.0, 2.4, 0.3, 1.0)
-    sc, zp = calculate_qparams(lo, hi, args)
-    comp = BaseCompressor.get_value_from_registry(fmt)
-    return comp.compress({"weight": w, "weight_scale": sc.to(w.dtype), "weight_zero_point": zp},
-                         scheme)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
+import llmcwheel  # noqa: E402
 
 
 def run_row(cli, model, grid_search, row, tmp):
@@ -102,7 +70,7 @@ def run_row(cli, model, grid_search, row, tmp):
         with safe_open(sources[m + ".weight"], "pt") as h:
             w = h.get_tensor(m + ".weight")
         t0 = time.process_time()
-        want = upstream(grid_search, w, qargs, scheme, qc["format"])
+        want = llmcwheel.mse_oracle(grid_search, w, qargs, scheme, qc["format"])
         theirs_cpu += time.process_time() - t0
         bad = []
         for name, t in want.items():
@@ -129,7 +97,7 @@ def main():
     rest = sys.argv[4:]
     out_json = rest.pop(0) if rest and rest[0].endswith(".json") else None
     rows = rest or ["W4A16:64", "W4A16:channel", "W8A8"]
-    grid_search = load_grid_search(root)
+    grid_search = llmcwheel.load_grid_search(root)
     tmp = tempfile.mkdtemp(prefix="mq_bench_llmc_")
     results = []
     try:

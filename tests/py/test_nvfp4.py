@@ -25,7 +25,6 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-import mqcheck  # noqa: E402
 from mqcheck import check, finish  # noqa: E402
 
 from llmcwheel import offline_or_fail  # noqa: E402

@@ -32,38 +32,6 @@ except ImportError as e:
     offline_or_fail("torch and compressed-tensors are missing (%s)" % e)
 
 
-def load_grid_search():
-    """observers/mse_quant.py with empty parent packages, so that the
-    package's __init__ (datasets, transformers' trainer, ...) never runs."""
-    llmcwheel.stub_packages("observers", "utils")
-    from llmcompressor.observers.mse_quant import _grid_search_mse
-    return _grid_search_mse
-
-
-def flatten(w, args):
-    """helpers.flatten_for_calibration of a weight."""
-    if args.strategy == "channel":
-        return w.unsqueeze(-2).unsqueeze(0)
-    if args.strategy == "block":
-        bh, bw = args.block_structure
-        rows, cols = w.shape
-        return (w.reshape(rows // bh, bh, cols // bw, bw).transpose(1, 2).flatten(-2, -1)
-                .unsqueeze(0))
-    return w.unflatten(-1, (-1, args.group_size)).unsqueeze(0)
-
-
-def oracle(w, args, scheme, fmt):
-    from compressed_tensors.compressors import BaseCompressor
-    from compressed_tensors.quantization import QuantizationStrategy
-    from compressed_tensors.quantization.utils import calculate_qparams
-    token_args = args.model_copy(update={"strategy": QuantizationStrategy.TOKEN})
-    lo, hi = GRID(flatten(w, args), args, token_args, 0.2, 5, 100.0, 2.4, 0.3, 1.0)
-    sc, zp = calculate_qparams(lo, hi, args)
-    comp = BaseCompressor.get_value_from_registry(fmt)
-    return comp.compress({"weight": w, "weight_scale": sc.to(w.dtype), "weight_zero_point": zp},
-                         scheme)
-
-
 def tensors(path):
     from safetensors.torch import load_file
     out = {}
@@ -125,7 +93,7 @@ def main():
             if not k.endswith(".weight_scale"):
                 continue
             m = k[: -len(".weight_scale")]
-            want = oracle(src[m + ".weight"], args, scheme, qc["format"])
+            want = llmcwheel.mse_oracle(GRID, src[m + ".weight"], args, scheme, qc["format"])
             n += 1
             for name, t in want.items():
                 got = ours.get(m + "." + name)
@@ -161,7 +129,7 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-GRID = load_grid_search()
+GRID = llmcwheel.load_grid_search()
 
 if __name__ == "__main__":
     main()
