@@ -49,6 +49,8 @@ enum {
     DATA_MAX,
     DATA_SPREAD,
     DATA_SUB,
+    DATA_MIXED,
+    DATA_LOW,
     DATA_COUNT
 };
 
@@ -76,8 +78,14 @@ static void fill(float *w, size_t n, int kind, tu_rng *r)
         case DATA_SPREAD: /* magnitudes over 2^-24 .. 1: FP8's subnormal codes too */
             w[i] = g * ldexpf(1.0f, -(int)(tu_rng_u64(r) % 25));
             break;
-        default:
+        case DATA_SUB:
             w[i] = g * 0x1p-130f; /* subnormals */
+            break;
+        case DATA_MIXED: /* a third far below the screening power's range, and 0s */
+            w[i] = i % 3 == 0 ? g * 0x1p-60f : i % 7 == 0 ? 0.0f : g;
+            break;
+        default: /* differences on both sides of the power's range's start (2^-39) */
+            w[i] = g * 0x1p-36f;
             break;
         }
     }
@@ -231,8 +239,9 @@ static void test_host(void **state)
     assert_true(mq_hk_mse_rechecks > before + 1000);
 }
 
-/* The screening power within its bound of x^n (computed in double) for
- * magnitudes over the loop's middle range, and 0 for 0. */
+/* The screening power within its relative bound of x^n (computed in
+ * double) for magnitudes over the loop's middle range, and within its
+ * absolute bound below it (0, subnormals, tiny normals). */
 static void test_pow_fast(void **state)
 {
     (void)state;
@@ -256,10 +265,13 @@ static void test_pow_fast(void **state)
         x[3] = 1.0f;
         x[4] = nextafterf(1.0f, 0.0f);
         x[5] = 0x1.6a09e6p0f; /* sqrt(2) */
-        double rel = 0.0, worst = 0.0;
-        mq_hk_obs_pow_fast(x, N, ns[k], a, &rel);
+        double rel = 0.0, worst = 0.0, tiny = 0.0;
+        float lo = 0.0f;
+        mq_hk_obs_pow_fast(x, N, ns[k], a, &rel, &lo, &tiny);
         assert_true(rel > 0.0 && rel < 1e-3);
-        assert_true(a[0] == 0.0f);
+        assert_true(lo == ldexpf(1.0f, -L));
+        assert_true(tiny > 0.0 && tiny < 1e-9);
+        assert_true(a[0] >= 0.0f && (double)a[0] <= tiny);
         for (size_t i = 1; i < N; i++) {
             double t = pow((double)x[i], (double)ns[k]);
             double d = fabs((double)a[i] - t) / t;
@@ -268,6 +280,24 @@ static void test_pow_fast(void **state)
         }
         /* The bound is not loose by orders of magnitude either. */
         assert_true(worst > rel / 100.0);
+        /* Below lo: every exponent down to the subnormals' and 0. */
+        for (size_t i = 0; i < N; i++) {
+            int ex = -L - 1 - (int)(tu_rng_u64(&r) % (uint64_t)(150 - L));
+            float f = 1.0f + (float)(tu_rng_u64(&r) >> 41) * 0x1p-23f;
+            x[i] = ldexpf(f, ex);
+        }
+        x[0] = 0.0f;
+        x[1] = 0x1p-149f;
+        x[2] = nextafterf(0x1p-126f, 0.0f);
+        x[3] = 0x1p-126f;
+        x[4] = nextafterf(lo, 0.0f);
+        mq_hk_obs_pow_fast(x, N, ns[k], a, &rel, &lo, &tiny);
+        for (size_t i = 0; i < N; i++) {
+            double t = pow((double)x[i], (double)ns[k]);
+            assert_true(x[i] < lo);
+            assert_true(a[i] > 0.0f && isfinite(a[i]));
+            assert_true(fabs((double)a[i] - t) <= tiny);
+        }
     }
     free(x);
     free(a);

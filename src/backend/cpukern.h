@@ -53,15 +53,20 @@ mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, 
  * form for vectors within its middle range), for n a multiple of 8 (for
  * its tests). */
 void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out);
-/* The search's screening power, ms_pow_fast, by the same vector code, for x
- * of the loop's middle range (as above) and 0; *rel its bound relative to
- * x^n (for its tests). */
-void mq_hk_obs_pow_fast(const float *x, size_t n, float norm, float *out, double *rel);
+/* The search's screening power, ms_pow_fast, by the same vector code, for
+ * x below the loop's middle range's end (as above); *rel its bound
+ * relative to x^n within that range, *lo the range's start and *tiny its
+ * absolute bound below it (for its tests). */
+void mq_hk_obs_pow_fast(const float *x, size_t n, float norm, float *out, double *rel, float *lo,
+                        double *tiny);
 /* For the tests of the screening only: a factor on its bounds (1: as
  * derived; larger sends more steps to the exact power, up to all but those
  * 3x apart) and the count of its exact rechecks so far. */
 extern double mq_hk_mse_slack;
 extern size_t mq_hk_mse_rechecks;
+/* Always 0: the screening's fence against contraction (cpumse.c), a
+ * variable so that the compiler cannot fold it away. */
+extern int32_t mq_hk_mse_fence;
 /* As mq_obs_mse_errors, from the loop above (for its tests). */
 bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const void *src,
                       mq_dtype dt, size_t rows, size_t cols, size_t g, float *err);

@@ -10,11 +10,13 @@
  * strictly smaller error counts.
  *
  * The steps are screened (keep_fast): the lanes sum a cheaper power
- * (ms_pow_fast) whose distance to the exact error is bounded, and a step's
- * record follows from those sums wherever the bounds decide it; where they
- * do not (near ties), the exact errors of the step and of the group's best
- * are computed as the reference does (the same fp32 and double operations
- * in the same order, the exact power being obspow.h's) and decide.
+ * (ms_pow_fast, with fused multiply-adds where the CPU has them) whose
+ * distance to the exact error is bounded, relatively and, for the terms of
+ * tiny differences, absolutely; a step's record follows from those sums
+ * wherever the bounds decide it; where they do not (near ties), the exact
+ * errors of the step and of the group's best are computed as the reference
+ * does (the same fp32 and double operations in the same order, the exact
+ * power being obspow.h's) and decide.
  *
  * Nearly every difference |fake_quantize(w) - w| lies well inside the
  * normal range, where obspow.h's handling of subnormals, huge results, 0,
@@ -39,7 +41,24 @@
 #if defined(__clang__)
 #define MS_CLONES static
 #else
-#define MS_CLONES static __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#define MS_CLONES                                                                                  \
+    static __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+
+/* The screening's functions are compiled with contraction (a * b + c as one
+ * fused multiply-add where the clone has FMA): ms_pow_fast's polynomials and
+ * the weighted sums then take fewer operations and round less, which its
+ * bound allows (the bound is of the unfused steps; each fusion drops a
+ * rounding). The differences |fake_quantize(w) - w| must stay the
+ * reference's bits there too: their products are fenced off (MS_EXACT, in
+ * the functions with `fc`) so that no subtraction fuses with them. clang
+ * compiles the screening as the exact functions. */
+#if defined(__clang__)
+#define MS_SCREEN
+#define MS_CONTRACTS false
+#else
+#define MS_SCREEN __attribute__((optimize("fp-contract=fast")))
+#define MS_CONTRACTS true
 #endif
 #define MS_INLINE static inline __attribute__((always_inline))
 
@@ -53,6 +72,17 @@
 typedef float ms_f __attribute__((vector_size(MS_LANES * 4)));
 typedef int32_t ms_i __attribute__((vector_size(MS_LANES * 4)));
 typedef uint32_t ms_u __attribute__((vector_size(MS_LANES * 4)));
+
+/* x unchanged, but when `on`, ORed with a zero the compiler cannot see
+ * (mq_hk_mse_fence): a product passed through it is rounded to fp32 before
+ * anything adds to it, in a function compiled with contraction. GCC's own
+ * fence (__builtin_assoc_barrier) took vectors apart lane by lane. */
+MS_INLINE ms_f ms_fence(bool on, ms_f x)
+{
+    return on && MS_CONTRACTS ? (ms_f)((ms_i)x | mq_hk_mse_fence) : x;
+}
+
+#define MS_EXACT(x) ms_fence(fc, x)
 
 MS_INLINE ms_f ms_splat(float x)
 {
@@ -157,14 +187,18 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
     return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
 }
 
-/* x^n within a relative ms_fast_rel(n) of its exact value, for the same x
- * as ms_pow_mid: log2 x from the exponent and a degree-5 polynomial in the
- * mantissa m - 1 (m in [1, 2); at most 1.28e-5 from log2 m, measured over
- * every fp32 m), y = n log2 x split into an integer k and g in [-1/2, 1/2],
- * 2^g from a degree-4 polynomial (relative error at most 2.71e-6), and 2^k
- * added to the result's exponent. About half of ms_pow_mid's operations and
- * no division. Only the search's screening uses it (see keep_fast): a
- * decision it cannot make within the bound goes to the exact power. */
+/* x^n within a relative ms_fast_rel(n) of its exact value for x in
+ * ms_pow_mid's range [lo, hi): log2 x from the exponent and a degree-5
+ * polynomial in the mantissa m - 1 (m in [1, 2); at most 1.28e-5 from
+ * log2 m, measured over every fp32 m), y = n log2 x split into an integer k
+ * and g in [-1/2, 1/2], 2^g from a degree-4 polynomial (relative error at
+ * most 2.71e-6), and 2^k added to the result's exponent. Below lo (0,
+ * subnormals and tiny normals, whose powers are below lo^n) k is held at
+ * -100 or above, so the result is a positive normal fp32 below 2^-99, and
+ * within ms_fast_tiny(n) of x^n, as x^n is of 0: an absolute bound. About
+ * half of ms_pow_mid's operations, no division and no test of the range.
+ * Only the search's screening uses it (see keep_fast): a decision it cannot
+ * make within the bounds goes to the exact power. */
 MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
 {
     ms_i b = (ms_i)x;
@@ -178,8 +212,10 @@ MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
     ms_f g = y - (y1 - MQ_OBS_POW_RINT), g2 = g * g;
     ms_f p =
         (g * 0.6931218f + 0.9999993f) + g2 * ((g * 0.05591786f + 0.24024744f) + g2 * 0.009570098f);
-    ms_u k = ((ms_u)y1 - mq_obs_pow_bits(MQ_OBS_POW_RINT)) << 23;
-    return ms_fsel(x == 0.0f, ms_splat(0.0f), (ms_f)((ms_u)p + k));
+    ms_i k = (ms_i)y1 - (int32_t)mq_obs_pow_bits(MQ_OBS_POW_RINT);
+    ms_i low = k < -100;
+    k = (k & ~low) | (-100 & low);
+    return (ms_f)((ms_i)p + (k << 23));
 }
 
 /* The largest relative difference between ms_pow_fast(x, n) and x^n for the
@@ -205,6 +241,14 @@ static void ms_mid_range(float n, float *lo, float *hi)
         *lo = ldexpf(1.0f, -(int)L);
         *hi = ldexpf(1.0f, (int)L);
     }
+}
+
+/* The largest distance between ms_pow_fast(x, n) and x^n for x in [0, lo)
+ * (lo from ms_mid_range): both lie in [0, max(lo^n (1 + rel), 2^-99)]. */
+static double ms_fast_tiny(double n, float lo)
+{
+    double t = pow((double)lo, n) * (1.0 + 2.0 * ms_fast_rel(n));
+    return t > 0x1p-99 ? t : 0x1p-99;
 }
 
 /* The lanes of x that are 0 or lie in [lo, hi) (not a NaN lane). */
@@ -244,7 +288,7 @@ void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out)
     ms_pow_run(x, n, norm, out);
 }
 
-MS_CLONES void ms_pow_fast_run(const float *x, size_t n, float norm, float *out)
+MS_CLONES MS_SCREEN void ms_pow_fast_run(const float *x, size_t n, float norm, float *out)
 {
     for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
         ms_f v;
@@ -254,13 +298,18 @@ MS_CLONES void ms_pow_fast_run(const float *x, size_t n, float norm, float *out)
     }
 }
 
-void mq_hk_obs_pow_fast(const float *x, size_t n, float norm, float *out, double *rel)
+void mq_hk_obs_pow_fast(const float *x, size_t n, float norm, float *out, double *rel, float *lo,
+                        double *tiny)
 {
+    float hi;
     ms_pow_fast_run(x, n, norm, out);
     *rel = ms_fast_rel(norm);
+    ms_mid_range(norm, lo, &hi);
+    *tiny = ms_fast_tiny(norm, *lo);
 }
 
 double mq_hk_mse_slack = 1.0;
+int32_t mq_hk_mse_fence;
 size_t mq_hk_mse_rechecks;
 
 /* rint of x for |x| < 2^22 under round-to-nearest-even: 1.5 * 2^23 added
@@ -291,14 +340,14 @@ typedef struct {
  * lane's zero point is 0 and is neither added nor taken away: w / s + 0
  * differs from w / s only for -0, which the rounding below turns into +0
  * either way, and q - 0 is q. */
-MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f hi)
+MS_INLINE ms_f ms_diff(bool fc, bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f hi)
 {
     ms_f d;
     if (fp8) {
         ms_f v = wv / s;
         v = ms_fsel(v > lo, v, lo); /* fmaxf then fminf: v is never NaN here */
         v = ms_fsel(v < hi, v, hi);
-        d = ms_e4m3(v) * s - wv;
+        d = MS_EXACT(ms_e4m3(v) * s) - wv;
     } else {
         /* The magic rint is exact for |x| < 2^22; beyond, rounding is
          * monotone, so x >= qmax + 1 still gives at least qmax + 1 (x <=
@@ -308,7 +357,7 @@ MS_INLINE ms_f ms_diff(bool fp8, bool zp, ms_f wv, ms_f s, ms_f z, ms_f lo, ms_f
         ms_f q = (x + MS_RINT_MAGIC) - MS_RINT_MAGIC;
         q = ms_fsel(q > lo, q, lo);
         q = ms_fsel(q < hi, q, hi);
-        d = (zp ? q - z : q) * s - wv;
+        d = MS_EXACT((zp ? q - z : q) * s) - wv;
     }
     return (ms_f)((ms_i)d & 0x7fffffff);
 }
@@ -324,10 +373,11 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
  * in one block), else every lane the first group, n values each; without
  * `weighted` every weight is 1 and the product is left out (it is exact).
  * Stops early once every lane's sum reached its lane of `best` (then err
- * holds sums >= best). Four values' terms are computed before they are
- * added, in value order: their long chains of operations overlap. Their
- * powers take ms_pow_mid when all four differences are 0 or lie in
- * [plo, phi), as nearly all are. */
+ * holds sums >= best). With `fast`, the screened sums of ms_pow_fast,
+ * eight values at a time. Otherwise the exact ones: four values' terms are
+ * computed before they are added, in value order, so that their long chains
+ * of operations overlap; their powers take ms_pow_mid when all four
+ * differences are 0 or lie in [plo, phi), as nearly all are. */
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
                         const ms_params *pp, float qmin, float qmax, float norm, float plo,
@@ -339,47 +389,38 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
     memcpy(&best, best_l, sizeof best);
     const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax), mlo = ms_splat(plo), mhi = ms_splat(phi);
 #define MS_W(v, i) (pair ? ms_two_groups(v##0, v##1, i) : ms_splat(v##0 [i]))
-#define MS_DIFF(i) ms_diff(fp8, zp, MS_W(w, i), s, z, lo, hi)
+#define MS_DIFF(i) ms_diff(fast, fp8, zp, MS_W(w, i), s, z, lo, hi)
 #define MS_WEIGH(t, i) (weighted ? MS_W(c, i) * (t) : (t))
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
-        /* The screening power's chain of operations is shorter than its
-         * latency: eight values at once keep the units busy. */
-        for (; fast && i + 8 <= i1; i += 8) {
-            ms_f d[8], t[8];
-            ms_i in = ms_in(d[0] = MS_DIFF(i), mlo, mhi);
+        if (fast) {
+            /* The screening power's chain of operations is longer than
+             * one value's worth of the units: eight values at once keep
+             * them busy. Every difference is below hi (block_errors). */
+            for (; i + 8 <= i1; i += 8) {
+                ms_f d[8], t[8];
 #pragma GCC unroll 8
-            for (int k = 1; k < 8; k++)
-                in &= ms_in(d[k] = MS_DIFF(i + k), mlo, mhi);
-            if (ms_all(in)) {
+                for (int k = 0; k < 8; k++)
+                    d[k] = MS_DIFF(i + k);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
                     t[k] = ms_pow_fast(d[k], norm);
-            } else {
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
-                    t[k] = ms_pow(d[k], norm);
+                    sum += MS_WEIGH(t[k], i + k);
             }
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++)
-                sum += MS_WEIGH(t[k], i + k);
+            for (; i < i1; i++)
+                sum += MS_WEIGH(ms_pow_fast(MS_DIFF(i), norm), i);
         }
         for (; i + 4 <= i1; i += 4) {
             ms_f d0 = MS_DIFF(i), d1 = MS_DIFF(i + 1), d2 = MS_DIFF(i + 2), d3 = MS_DIFF(i + 3);
             ms_f t0, t1, t2, t3;
             if (ms_all(ms_in(d0, mlo, mhi) & ms_in(d1, mlo, mhi) & ms_in(d2, mlo, mhi) &
                        ms_in(d3, mlo, mhi))) {
-                if (fast) {
-                    t0 = ms_pow_fast(d0, norm);
-                    t1 = ms_pow_fast(d1, norm);
-                    t2 = ms_pow_fast(d2, norm);
-                    t3 = ms_pow_fast(d3, norm);
-                } else {
-                    t0 = ms_pow_mid(d0, norm);
-                    t1 = ms_pow_mid(d1, norm);
-                    t2 = ms_pow_mid(d2, norm);
-                    t3 = ms_pow_mid(d3, norm);
-                }
+                t0 = ms_pow_mid(d0, norm);
+                t1 = ms_pow_mid(d1, norm);
+                t2 = ms_pow_mid(d2, norm);
+                t3 = ms_pow_mid(d3, norm);
             } else {
                 t0 = ms_pow(d0, norm);
                 t1 = ms_pow(d1, norm);
@@ -407,14 +448,23 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
     memcpy(err, &sum, sizeof sum);
 }
 
-/* One clone set per kind of term, zero points, pairing and weighting: each
- * loop then has no test inside but the power's. */
+/* One clone set per kind of term, zero points, pairing and weighting, exact
+ * (NAME) and screened (NAME_fast, with MS_SCREEN): each loop then has no
+ * test inside but the power's. */
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        float plo, float phi, bool fast, const float *best, float *err)            \
+                        float plo, float phi, const float *best, float *err)                       \
     {                                                                                              \
-        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, fast, \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi,       \
+                 false, best, err);                                                                \
+    }                                                                                              \
+    MS_CLONES MS_SCREEN void NAME##_fast(const float *w0, const float *c0, const float *w1,        \
+                                         const float *c1, size_t n, const ms_params *pp,           \
+                                         float qmin, float qmax, float norm, float plo, float phi, \
+                                         const float *best, float *err)                            \
+    {                                                                                              \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, true, \
                  best, err);                                                                       \
     }
 MS_ERRORS(ms_errors_int, false, true, false, false)
@@ -432,7 +482,7 @@ MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             float plo, float phi, bool fast, const float *best, float *err);
+                             float plo, float phi, const float *best, float *err);
 
 typedef struct {
     mq_qdesc d;
@@ -443,6 +493,7 @@ typedef struct {
     size_t rows, cols, groups, parts, mb, vals_per_part;
     float plo, phi; /* ms_pow_mid's range for the norm */
     double rel;     /* the screening's bound without the sums' rounding (keep_fast) */
+    double tiny;    /* ms_fast_tiny for the norm: a term's bound below plo */
     bool fast;      /* screen the steps with ms_pow_fast */
     float *factor;  /* mq_obs_mse_factor of each step (NULL: computed each time) */
     uint8_t *mask;
@@ -460,6 +511,7 @@ typedef struct {
     uint8_t *mask; /* its record */
     /* Screening (keep_fast): */
     double rho;    /* the relative bound between a screened sum and the exact one */
+    double abs;    /* and the absolute one (the terms below plo) */
     size_t best_i; /* the step of the smallest error so far */
     float abest;   /* its screened sum */
     bool known;    /* best is its exact error */
@@ -494,6 +546,12 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
      * a half again to spare. */
     gr->rho = (1.5 * (2.0 * (double)(gr->n + 2) * 0x1p-24) + j->rel) * mq_hk_mse_slack;
     if (gr->rho > 0.5) gr->rho = 0.5;
+    /* Each term below plo within j->tiny of its exact value, times its
+     * weight (and the product's rounding). */
+    double wsum = 0.0;
+    for (size_t i = 0; i < gr->n; i++)
+        wsum += (double)gr->c[i];
+    gr->abs = 2.0 * j->tiny * wsum * mq_hk_mse_slack;
     return !gr->st.nonfinite;
 }
 
@@ -520,12 +578,25 @@ static void step_params(const ms_job *j, const mq_ref_stats *st, size_t i0, size
         lane_params(j, st, i0 + (l - l0 < nl ? l - l0 : nl - 1), l, pp);
 }
 
-/* The lane value at which a screened sum has certainly reached gr's best:
- * its upper bound over 1 - rho, rounded up to an fp32. */
+/* The bounds of the exact error of a step whose screened sum is a: it lies
+ * within [a (1 - rho) - abs, a (1 + rho) + abs]. */
+static double exact_lo(const ms_group *gr, double a)
+{
+    return a * (1.0 - gr->rho) - gr->abs;
+}
+
+static double exact_hi(const ms_group *gr, double a)
+{
+    return a * (1.0 + gr->rho) + gr->abs;
+}
+
+/* The lane value at which a screened sum has certainly reached gr's best
+ * (exact_lo of it is at least the best's upper bound), rounded up to an
+ * fp32. */
 static float screen_stop(const ms_group *gr)
 {
-    double ub = gr->known ? (double)gr->best : (double)gr->abest * (1.0 + gr->rho);
-    double t = ub / (1.0 - gr->rho);
+    double ub = gr->known ? (double)gr->best : exact_hi(gr, gr->abest);
+    double t = (ub + gr->abs) / (1.0 - gr->rho);
     if (!(t < (double)FLT_MAX)) return INFINITY;
     float f = (float)t;
     return (double)f < t ? nextafterf(f, INFINITY) : f;
@@ -536,10 +607,14 @@ static float screen_stop(const ms_group *gr)
 static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
                          bool fast, float *err)
 {
-    static const ms_errors_fn fns[12] = {
-        ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w,
-        ms_errors_sym, ms_errors_sym_w, ms_errors_sym_pair, ms_errors_sym_pair_w,
-        ms_errors_fp8, ms_errors_fp8_w, ms_errors_fp8_pair, ms_errors_fp8_pair_w};
+    static const ms_errors_fn fns[2][12] = {
+        {ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w, ms_errors_sym,
+         ms_errors_sym_w, ms_errors_sym_pair, ms_errors_sym_pair_w, ms_errors_fp8, ms_errors_fp8_w,
+         ms_errors_fp8_pair, ms_errors_fp8_pair_w},
+        {ms_errors_int_fast, ms_errors_int_w_fast, ms_errors_int_pair_fast,
+         ms_errors_int_pair_w_fast, ms_errors_sym_fast, ms_errors_sym_w_fast,
+         ms_errors_sym_pair_fast, ms_errors_sym_pair_w_fast, ms_errors_fp8_fast,
+         ms_errors_fp8_w_fast, ms_errors_fp8_pair_fast, ms_errors_fp8_pair_w_fast}};
     float best[MS_LANES], norm = (float)j->o->norm;
     bool fp8 = j->d.kind == MQ_QK_FP8, zp = false;
     float sa = fast ? screen_stop(a) : a->best, sb = fast ? screen_stop(b) : b->best;
@@ -547,9 +622,15 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         best[l] = l < MS_LANES / 2 ? sa : sb;
         zp |= pp->z[l] != 0.0f;
     }
-    ms_errors_fn f = fns[(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
+    /* ms_pow_fast needs every difference below phi: |w| <= amax, and
+     * |q - zp| at most 512, so each below amax + 512 s. Otherwise the
+     * lanes take the exact power, whose sums are within any bound. */
+    double dmax = (double)(a->st.amax > b->st.amax ? a->st.amax : b->st.amax);
+    for (int l = 0; fast && l < MS_LANES; l++)
+        fast = dmax + 512.0 * (double)pp->s[l] < (double)j->phi;
+    ms_errors_fn f = fns[fast][(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, fast, best, err);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err);
 }
 
 /* The exact errors of steps i (into e[0]) and, unless gr's best is known,
@@ -581,13 +662,13 @@ static void keep_fast(const ms_job *j, ms_group *gr, size_t i0, size_t nl, const
 {
     for (size_t l = 0; l < nl; l++) {
         size_t i = i0 + l;
-        double a = err[l], rho = gr->rho, e = 0.0;
-        double blo = gr->known ? (double)gr->best : (double)gr->abest * (1.0 - rho);
-        double bhi = gr->known ? (double)gr->best : (double)gr->abest * (1.0 + rho);
+        double a = err[l], e = 0.0;
+        double blo = gr->known ? (double)gr->best : exact_lo(gr, gr->abest);
+        double bhi = gr->known ? (double)gr->best : exact_hi(gr, gr->abest);
         bool better, exact = false;
-        if (a < 1e37 && a * (1.0 + rho) < blo) {
+        if (a < 1e37 && exact_hi(gr, a) < blo) {
             better = true;
-        } else if (a < 1e37 && a * (1.0 - rho) >= bhi) {
+        } else if (a < 1e37 && exact_lo(gr, a) >= bhi) {
             better = false;
         } else {
             float ei;
@@ -742,6 +823,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
      * that the sums' rounding alone would leave most steps undecided. */
     j.rel = ms_fast_rel(o->norm) + 16.0 * 0x1p-23 * (o->norm > 1.0 ? o->norm : 1.0) + 3.0 * 0x1p-24;
     j.fast = j.plo < j.phi && 3.0 * (double)j.vals_per_part * 0x1p-24 + j.rel < 1e-2;
+    j.tiny = ms_fast_tiny(o->norm, j.plo);
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
     j.parts = mq_pool_threads(pool);
     if (j.parts > groups) j.parts = groups ? groups : 1;
