@@ -67,6 +67,13 @@ static void test_names(void **state)
                none);
     expect_key("model.layers.4.mlp.shared_expert_gate.weight", "blk.4.ffn_gate_inp_shexp.weight",
                none);
+    /* BERT encoders, bare (BertModel) and under "bert." */
+    expect_key("encoder.layer.0.attention.self.query.weight", "blk.0.attn_q.weight", none);
+    expect_key("encoder.layer.5.attention.self.key.weight", "blk.5.attn_k.weight", none);
+    expect_key("encoder.layer.5.attention.self.value.weight", "blk.5.attn_v.weight", none);
+    expect_key("encoder.layer.11.attention.output.dense.weight", "blk.11.attn_output.weight", none);
+    expect_key("encoder.layer.2.intermediate.dense.weight", "blk.2.ffn_up.weight", none);
+    expect_key("bert.encoder.layer.2.output.dense.weight", "blk.2.ffn_down.weight", none);
 
     /* Not weights of a mapped module: no name. */
     static const char *const unmapped[] = {
@@ -79,6 +86,10 @@ static void test_names(void **state)
         "model.layers.0..weight",
         "model.layers.0.weight",
         "layers.0.self_attn.q_proj.weight",
+        "encoder.layer.0.self_attn.q_proj.weight", /* one family's module, another's prefix */
+        "model.layers.0.attention.self.query.weight",
+        "encoder.layer.0.attention.output.LayerNorm.weight",
+        "pooler.dense.weight",
         "model.layers.99999999999999999999999.mlp.up_proj.weight",
         ".weight",
         ""};

@@ -14,7 +14,14 @@
  * (ffn_gate_exps, ...) with one importance row per expert; checkpoints keep
  * one 2-D weight per expert ("mlp.experts.E.gate_proj" in Qwen2/3-MoE,
  * "block_sparse_moe.experts.E.w1" in Mixtral and Phi-3.5-MoE, w1 the gate,
- * w3 the up and w2 the down projection), which takes row E. */
+ * w3 the up and w2 the down projection), which takes row E.
+ *
+ * BERT-family encoders (BertModel checkpoints such as all-MiniLM-L6-v2, and
+ * BertFor* ones under "bert."): PREFIX "encoder.layer." N "." MODULE, with
+ * their own module names, the same llama.cpp names (convert_hf_to_gguf.py
+ * maps BERT's query/key/value to attn_q/k/v, attention.output.dense to
+ * attn_output, intermediate.dense to ffn_up and output.dense to
+ * ffn_down). */
 #include "imatrix.h"
 
 #include <stdint.h>
@@ -57,6 +64,28 @@ static const name_rule rules[] = {
 
 static const char *const prefixes[] = {"model.language_model.layers.", "model.layers."};
 
+static const name_rule bert_rules[] = {
+    {"attention.self.query", "attn_q"}, {"attention.self.key", "attn_k"},
+    {"attention.self.value", "attn_v"}, {"attention.output.dense", "attn_output"},
+    {"intermediate.dense", "ffn_up"},   {"output.dense", "ffn_down"},
+};
+
+static const char *const bert_prefixes[] = {"bert.encoder.layer.", "encoder.layer."};
+
+/* A family of checkpoints: its layers' prefixes and modules. */
+typedef struct {
+    const char *const *prefixes;
+    size_t np;
+    const name_rule *rules;
+    size_t nr;
+} name_family;
+
+static const name_family families[] = {
+    {prefixes, sizeof prefixes / sizeof *prefixes, rules, sizeof rules / sizeof *rules},
+    {bert_prefixes, sizeof bert_prefixes / sizeof *bert_prefixes, bert_rules,
+     sizeof bert_rules / sizeof *bert_rules},
+};
+
 /* A decimal number without a leading zero (other than "0" itself) at *s,
  * moving *s past it; false when there is none or it does not fit. */
 static bool number(const char **s, size_t *v)
@@ -94,17 +123,22 @@ bool mq_imatrix_hf_key(const char *hf, char *key, size_t cap, size_t *expert)
     if (strcmp(hf, "model.embed_tokens.weight") == 0)
         return (size_t)snprintf(key, cap, "token_embd.weight") < cap;
     if (n < sizeof weight || strcmp(hf + n - (sizeof weight - 1), weight) != 0) return false;
-    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
-        size_t pl = strlen(prefixes[i]);
-        const char *p = hf + pl;
-        if (strncmp(hf, prefixes[i], pl) != 0 || !number(&p, &layer) || *p != '.') continue;
-        p++;
-        if (hf + n - (sizeof weight - 1) < p) return false;
-        size_t mlen = (size_t)(hf + n - (sizeof weight - 1) - p);
-        for (size_t r = 0; r < sizeof rules / sizeof *rules; r++)
-            if (match_module(rules[r].hf, p, mlen, expert))
-                return (size_t)snprintf(key, cap, "blk.%zu.%s.weight", layer, rules[r].cpp) < cap;
-        return false;
+    for (size_t f = 0; f < sizeof families / sizeof *families; f++) {
+        const name_family *fam = &families[f];
+        for (size_t i = 0; i < fam->np; i++) {
+            size_t pl = strlen(fam->prefixes[i]);
+            const char *p = hf + pl;
+            if (strncmp(hf, fam->prefixes[i], pl) != 0 || !number(&p, &layer) || *p != '.')
+                continue;
+            p++;
+            if (hf + n - (sizeof weight - 1) < p) return false;
+            size_t mlen = (size_t)(hf + n - (sizeof weight - 1) - p);
+            for (size_t r = 0; r < fam->nr; r++)
+                if (match_module(fam->rules[r].hf, p, mlen, expert))
+                    return (size_t)snprintf(key, cap, "blk.%zu.%s.weight", layer,
+                                            fam->rules[r].cpp) < cap;
+            return false;
+        }
     }
     return false;
 }
