@@ -531,13 +531,21 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
     for (size_t r = r0; r < r1; r++) {
         const unsigned char *row = j->in + (r * j->cols + c0) * es;
         mq_hk_stats_update(&gr->st, row, j->dt, nc);
-        if (j->dt == MQ_DTYPE_F32)
-            memcpy(gr->w + gr->n, row, nc * sizeof *gr->w);
-        else
-            for (size_t i = 0; i < nc; i++)
-                gr->w[gr->n + i] = mq_load_f32(row, j->dt, i);
-        for (size_t i = 0; i < nc; i++)
-            gr->c[gr->n + i] = j->imp ? j->imp[c0 + i] : 1.0f;
+        float *w = gr->w + gr->n;
+        if (j->dt == MQ_DTYPE_F32) {
+            memcpy(w, row, nc * sizeof *w);
+        } else if (j->dt == MQ_DTYPE_F16) {
+            mq_hk_widen_f16(row, nc, w);
+        } else { /* BF16: the upper half of an fp32 (mq_bf16_to_f32), vectorized */
+            for (size_t i = 0; i < nc; i++) {
+                uint16_t h;
+                memcpy(&h, row + 2 * i, sizeof h);
+                uint32_t b = (uint32_t)h << 16;
+                memcpy(w + i, &b, sizeof b);
+            }
+        }
+        if (j->imp) /* only the weighted functions read the weights */
+            memcpy(gr->c + gr->n, j->imp + c0, nc * sizeof *gr->c);
         gr->n += nc;
     }
     /* The exact sum and the screened one each within (n - 1) u of their
@@ -548,8 +556,8 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
     if (gr->rho > 0.5) gr->rho = 0.5;
     /* Each term below plo within j->tiny of its exact value, times its
      * weight (and the product's rounding). */
-    double wsum = 0.0;
-    for (size_t i = 0; i < gr->n; i++)
+    double wsum = j->imp ? 0.0 : (double)gr->n;
+    for (size_t i = 0; j->imp && i < gr->n; i++)
         wsum += (double)gr->c[i];
     gr->abs = 2.0 * j->tiny * wsum * mq_hk_mse_slack;
     return !gr->st.nonfinite;
