@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "py"))
 import bench_imatrix  # noqa: E402
-import imatrixfile  # noqa: E402
+import imatrix_hooks  # noqa: E402
 
 CHUNK = 128
 CPP = {"attention.self.query": "attn_q", "attention.self.key": "attn_k",
@@ -62,30 +62,11 @@ def chunks(tok, text):
             for s in range(0, len(ids) - body + 1, body)]
 
 
-def imatrix(model, ids, out):
-    sums, counts, hooks = {}, {}, []
-    for name, mod in model.named_modules():
-        if not isinstance(mod, torch.nn.Linear) or not name.startswith("encoder.layer."):
-            continue
-        layer, module = name[len("encoder.layer."):].split(".", 1)
-        key = "blk.%s.%s.weight" % (layer, CPP[module])
-        sums[key] = torch.zeros(mod.in_features, dtype=torch.float64)
-        counts[key] = 0
-
-        def hook(_m, args, key=key):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            sums[key] += (x * x).sum(0)
-            counts[key] += x.shape[0]
-        hooks.append(mod.register_forward_pre_hook(hook))
-    with torch.no_grad():
-        for c in ids:
-            model(torch.tensor([c]))
-    for h in hooks:
-        h.remove()
-    entries = {k: ([sums[k].float().tolist()], [float(counts[k])]) for k in sums}
-    imatrixfile.write(out, imatrixfile.gguf_bytes(entries, chunk_count=len(ids),
-                                                  chunk_size=CHUNK, datasets=("calib",)))
-    return len(entries)
+def bert_key(name):
+    if not name.startswith("encoder.layer."):
+        return None
+    layer, module = name[len("encoder.layer."):].split(".", 1)
+    return "blk.%s.%s.weight" % (layer, CPP[module])
 
 
 def hidden(model, ids):
@@ -111,7 +92,7 @@ def main(cli, calib, evaltext, out_json, *rows):
     results = []
     try:
         imx = os.path.join(tmp, "imatrix.gguf")
-        n = imatrix(base, chunks(tok, calib), imx)
+        n = imatrix_hooks.run(base, bert_key, chunks(tok, calib), imx, CHUNK, "calib")
         ev = chunks(tok, evaltext)
         ref = hidden(base, ev)
         print("%d matrix entries; %d evaluation chunks of %d tokens" % (n, len(ev), CHUNK),

@@ -21,18 +21,16 @@ CPP = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_
        "mlp.down_proj": "ffn_down"}
 
 
-def main(model_dir, text, out, tokens=8192):
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForCausalLM
-    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    ids = tok.encode(open(text, encoding="utf-8").read()).ids[:tokens]
-    m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+def run(model, key_of, inputs, out, chunk_size, dataset):
+    """Runs `model` on each of `inputs` (token id lists) with a forward
+    pre-hook on every Linear that key_of(name) names (its llama.cpp key, or
+    None to leave it out), and writes the matrix to `out`; the number of
+    entries."""
     sums, counts, hooks = {}, {}, []
-    for name, mod in m.named_modules():
-        if not isinstance(mod, torch.nn.Linear) or ".layers." not in name:
+    for name, mod in model.named_modules():
+        key = key_of(name) if isinstance(mod, torch.nn.Linear) else None
+        if key is None:
             continue
-        layer = name.split(".layers.")[1].split(".", 1)
-        key = "blk.%s.%s.weight" % (layer[0], CPP[layer[1]])
         sums[key] = torch.zeros(mod.in_features, dtype=torch.float64)
         counts[key] = 0
 
@@ -41,15 +39,33 @@ def main(model_dir, text, out, tokens=8192):
             sums[key] += (x * x).sum(0)
             counts[key] += x.shape[0]
         hooks.append(mod.register_forward_pre_hook(hook))
-    chunks = 0
     with torch.no_grad():
-        for s in range(0, len(ids) - CHUNK + 1, CHUNK):
-            m(torch.tensor([ids[s:s + CHUNK]]))
-            chunks += 1
+        for c in inputs:
+            model(torch.tensor([c]))
+    for h in hooks:
+        h.remove()
     entries = {k: ([sums[k].float().tolist()], [float(counts[k])]) for k in sums}
-    imatrixfile.write(out, imatrixfile.gguf_bytes(entries, chunk_count=chunks, chunk_size=CHUNK,
-                                                  datasets=(os.path.basename(text),)))
-    print("%d entries, %d chunks of %d tokens" % (len(entries), chunks, CHUNK))
+    imatrixfile.write(out, imatrixfile.gguf_bytes(entries, chunk_count=len(inputs),
+                                                  chunk_size=chunk_size, datasets=(dataset,)))
+    return len(entries)
+
+
+def llama_key(name):
+    if ".layers." not in name:
+        return None
+    layer = name.split(".layers.")[1].split(".", 1)
+    return "blk.%s.%s.weight" % (layer[0], CPP[layer[1]])
+
+
+def main(model_dir, text, out, tokens=8192):
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    ids = tok.encode(open(text, encoding="utf-8").read()).ids[:tokens]
+    m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    chunks = [ids[s:s + CHUNK] for s in range(0, len(ids) - CHUNK + 1, CHUNK)]
+    n = run(m, llama_key, chunks, out, CHUNK, os.path.basename(text))
+    print("%d entries, %d chunks of %d tokens" % (n, len(chunks), CHUNK))
 
 
 if __name__ == "__main__":

@@ -60,9 +60,10 @@ def child(model, root, preset, group, out, names):
     torch.save({"capability": torch.backends.cpu.get_cpu_capability(), "scales": scales}, out)
 
 
-def ours(cli, model, preset, group, tmp, names):
+def quantize_some(cli, model, preset, group, out, names):
+    """Our CLI's mse search (host path, default options) on the weights
+    `names` only, into the directory `out`; its tensors."""
     from safetensors.torch import load_file
-    out = os.path.join(tmp, "ours")
     args = [cli, "quantize", model, "-o", out, "--preset", preset, "--group-size", group,
             "--observer", "mse", "--device", "host", "-q"]
     for n in names:
@@ -72,6 +73,11 @@ def ours(cli, model, preset, group, tmp, names):
     for f in os.listdir(out):
         if f.endswith(".safetensors"):
             t.update(load_file(os.path.join(out, f)))
+    return t
+
+
+def ours(cli, model, preset, group, tmp, names):
+    t = quantize_some(cli, model, preset, group, os.path.join(tmp, "ours"), names)
     return {n: t[n + ".weight_scale"].reshape(t[n + ".weight_scale"].shape[0], -1) for n in names}
 
 

@@ -13,14 +13,15 @@ GROUP: a group size or "channel"; WEIGHT: a Linear's name without
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_observer_llmc as llmc  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
+import llmc_capability as cap  # noqa: E402
+import llmcwheel  # noqa: E402
 
 STEPS, GRID, NORM = 20, 100.0, 2.4
 
@@ -28,24 +29,15 @@ STEPS, GRID, NORM = 20, 100.0, 2.4
 def main():
     cli, model, root, preset, group = sys.argv[1:6]
     names = sys.argv[6:]
-    grid_search = llmc.load_grid_search(root)
+    grid_search = llmcwheel.load_grid_search(root)
     from llmcompressor.observers.mse_quant import _calculate_error
     from compressed_tensors.quantization import QuantizationArgs, QuantizationStrategy
     from compressed_tensors.quantization.utils import calculate_qparams
     from safetensors import safe_open
-    from safetensors.torch import load_file
     tmp = tempfile.mkdtemp(prefix="mq_llmc_ties_")
     try:
         out = os.path.join(tmp, "out")
-        args = [cli, "quantize", model, "-o", out, "--preset", preset, "--group-size", group,
-                "--observer", "mse", "--device", "host", "-q"]
-        for n in names:
-            args += ["--include", n + ".weight"]
-        subprocess.run(args, check=True)
-        ours = {}
-        for f in os.listdir(out):
-            if f.endswith(".safetensors"):
-                ours.update(load_file(os.path.join(out, f)))
+        ours = cap.quantize_some(cli, model, preset, group, out, names)
         with open(os.path.join(out, "config.json")) as f:
             qc = json.load(f)["quantization_config"]
         qargs = QuantizationArgs(**qc["config_groups"]["group_0"]["weights"])
@@ -57,7 +49,7 @@ def main():
                 with safe_open(path, "pt") as h:
                     if m + ".weight" in h.keys():
                         w = h.get_tensor(m + ".weight")
-            obs = llmc.flatten(w, qargs)
+            obs = llmcwheel.flatten(w, qargs)
             lo, hi = grid_search(obs, qargs, token, 0.2, 5, GRID, NORM, 0.3, 1.0)
             theirs = calculate_qparams(lo, hi, qargs)[0].to(w.dtype)
             mine = ours[m + ".weight_scale"]
