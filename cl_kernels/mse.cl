@@ -54,8 +54,92 @@ inline float mq_obs_pow(float x, float n)
     return x == x ? res : x;
 }
 
+/* mq_obs_sum of src/numerics/observer.c (torch's order of an fp32 sum of n
+ * terms, added in value order): the same steps. */
+typedef struct {
+    float acc[4][32];
+    float tail;
+    ulong n, i, rows, vecs, step;
+    uint lp, stage;
+} mq_tsum;
+
+inline void mq_tsum_init(private mq_tsum *s, ulong n)
+{
+    for (int j = 0; j < 4; j++)
+        for (int m = 0; m < 32; m++)
+            s->acc[j][m] = 0.0f;
+    s->tail = 0.0f;
+    s->n = n;
+    s->i = 0;
+    s->vecs = n / 8;
+    s->rows = s->vecs / 4;
+    s->stage = 0;
+    uint cl = 0;
+    for (ulong r = s->rows > 1 ? s->rows - 1 : 0; r; r >>= 1)
+        cl++;
+    s->lp = cl / 4 > 4 ? cl / 4 : 4;
+    s->step = (ulong)1 << s->lp;
+}
+
+inline void mq_tsum_rows_done(private mq_tsum *s)
+{
+    for (int j = 1; j < 4; j++)
+        for (int m = 0; m < 32; m++)
+            s->acc[0][m] += s->acc[j][m];
+    s->stage = 1;
+}
+
+inline void mq_tsum_vecs_done(private mq_tsum *s)
+{
+    for (int k = 1; k < 4; k++)
+        for (int l = 0; l < 8; l++)
+            s->acc[0][l] += s->acc[0][8 * k + l];
+    s->stage = 2;
+}
+
+inline void mq_tsum_add(private mq_tsum *s, float x)
+{
+    ulong i = s->i++;
+    if (s->n < 8) {
+        s->acc[0][i < s->n / 4 * 4 ? i % 4 : 0] += x;
+        return;
+    }
+    if (i < s->rows * 32) {
+        s->acc[0][i % 32] += x;
+        ulong r = i / 32 + 1;
+        if (i % 32 == 31 && r % s->step == 0) {
+            for (uint j = 1; j < 4; j++) {
+                for (int m = 0; m < 32; m++) {
+                    s->acc[j][m] += s->acc[j - 1][m];
+                    s->acc[j - 1][m] = 0.0f;
+                }
+                if ((r & ((s->step - 1) << (j * s->lp))) != 0) break;
+            }
+        }
+        return;
+    }
+    if (s->stage == 0) mq_tsum_rows_done(s);
+    if (i < s->vecs * 8) {
+        s->acc[0][i % 8] += x;
+        return;
+    }
+    if (s->stage == 1) mq_tsum_vecs_done(s);
+    s->tail += x;
+}
+
+inline float mq_tsum_end(private mq_tsum *s)
+{
+    if (s->n < 8) return ((s->acc[0][0] + s->acc[0][1]) + s->acc[0][2]) + s->acc[0][3];
+    if (s->stage == 0) mq_tsum_rows_done(s);
+    if (s->stage == 1) mq_tsum_vecs_done(s);
+    float f = s->tail;
+    for (int l = 0; l < 8; l++)
+        f += s->acc[0][l];
+    return f;
+}
+
 /* For item (g, i) = (id / steps, id % steps): err[id] = the sum over group
- * g (rows of the call, or block x block blocks), in value order, of
+ * g (rows of the call, or block x block blocks), in torch's order (mq_tsum), of
  * imp[column] * mq_obs_pow(|fake_quantize(w) - w|, norm), with the step's
  * scale s[id] and zero point z[id] (has_imp 0: a weight of 1, exactly). */
 kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulong cols, ulong block,
@@ -75,7 +159,9 @@ kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulon
         c0 = g % nbc * block;
         nc = cols - c0 < block ? cols - c0 : block;
     }
-    float s = sc[id], z = zp[id], sum = 0.0f;
+    float s = sc[id], z = zp[id];
+    mq_tsum sum;
+    mq_tsum_init(&sum, (r1 - r0) * nc);
     float qmin = kind == MQ_QK_FP8 ? -448.0f : MQ_QMIN(kind);
     float qmax = kind == MQ_QK_FP8 ? 448.0f : MQ_QMAX(kind);
     for (ulong r = r0; r < r1; r++) {
@@ -89,8 +175,8 @@ kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulon
                 d = fabs((q - z) * s - w);
             }
             float c = has_imp ? imp[c0 + j] : 1.0f;
-            sum += c * mq_obs_pow(d, norm);
+            mq_tsum_add(&sum, c * mq_obs_pow(d, norm));
         }
     }
-    err[id] = sum;
+    err[id] = mq_tsum_end(&sum);
 }

@@ -460,6 +460,102 @@ static void test_cli(void **state)
     free(dir);
 }
 
+/* torch's CPU sum of a contiguous row of n fp32 values with its 8-lane
+ * vectors (SumKernel.cpp: vectorized_inner_sum over row_sum over
+ * multi_row_sum; below 8 values the scalar row_sum), written out over the
+ * whole array as torch runs it: the oracle for the streaming mq_obs_sum.
+ * The same steps in Python matched torch.sum bit for bit under
+ * ATEN_CPU_CAPABILITY=default and avx2 for every size tried (8 to 70000). */
+static float torch_sum(const float *x, size_t n)
+{
+    if (n < 8) {
+        float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        size_t rows = n / 4;
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < 4; k++)
+                p[k] += x[4 * r + (size_t)k];
+        for (size_t i = rows * 4; i < n; i++)
+            p[0] += x[i];
+        return ((p[0] + p[1]) + p[2]) + p[3];
+    }
+    size_t vecs = n / 8, rows = vecs / 4;
+    int cl = 0;
+    while (rows >= 2 && ((size_t)1 << cl) < rows)
+        cl++;
+    int lp = cl / 4 > 4 ? cl / 4 : 4;
+    size_t step = (size_t)1 << lp, mask = step - 1, r = 0;
+    static float acc[4][4][8];
+    memset(acc, 0, sizeof acc);
+    while (r + step <= rows) {
+        for (size_t j = 0; j < step; j++, r++)
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 8; l++)
+                    acc[0][k][l] += x[(4 * r + (size_t)k) * 8 + (size_t)l];
+        for (int j = 1; j < 4; j++) {
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 8; l++) {
+                    acc[j][k][l] += acc[j - 1][k][l];
+                    acc[j - 1][k][l] = 0.0f;
+                }
+            if ((r & (mask << (j * lp))) != 0) break;
+        }
+    }
+    for (; r < rows; r++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 8; l++)
+                acc[0][k][l] += x[(4 * r + (size_t)k) * 8 + (size_t)l];
+    for (int j = 1; j < 4; j++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 8; l++)
+                acc[0][k][l] += acc[j][k][l];
+    for (size_t v = rows * 4; v < vecs; v++)
+        for (int l = 0; l < 8; l++)
+            acc[0][0][l] += x[v * 8 + (size_t)l];
+    for (int k = 1; k < 4; k++)
+        for (int l = 0; l < 8; l++)
+            acc[0][0][l] += acc[0][k][l];
+    float f = 0.0f;
+    for (size_t i = vecs * 8; i < n; i++)
+        f += x[i];
+    for (int l = 0; l < 8; l++)
+        f += acc[0][0][l];
+    return f;
+}
+
+/* The streaming sum against the oracle, bit for bit, for sizes around
+ * every boundary of torch's order (the scalar path, whole and partial
+ * vectors and rows, the cascade's blocks of 16 rows and their levels). */
+static void test_torch_sum_order(void **state)
+{
+    (void)state;
+    enum { N = 65600 };
+    float *x = malloc(N * sizeof *x);
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    for (size_t i = 0; i < N; i++) {
+        float u = (float)(tu_rng_u64(&r) >> 40) * 0x1p-24f;
+        x[i] = u * u * u * (i % 7 == 0 ? 1000.0f : 1.0f); /* terms of many magnitudes */
+    }
+    const size_t sizes[] = {1,     2,     3,     4,     5,     7,        8,    9,    15,
+                            31,    32,    33,    63,    64,    100,      128,  511,  512,
+                            513,   544,   576,   1023,  1536,  2048,     4095, 4096, 8192,
+                            16384, 16385, 32768, 65536, 65577, (size_t)N};
+    bool serial_differs = false;
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        float want = torch_sum(x, n), got = mq_obs_sum_of(x, n);
+        if (memcmp(&want, &got, sizeof want) != 0)
+            fail_msg("n %zu: streaming sum %a, torch's order %a", n, (double)got, (double)want);
+        float serial = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            serial += x[i];
+        serial_differs |= serial != want;
+    }
+    /* The order matters: a serial sum gives other bits somewhere. */
+    assert_true(serial_differs);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_search_weighted),
         cmocka_unit_test(test_search_weighted_by_hand),
         cmocka_unit_test(test_pow),
+        cmocka_unit_test(test_torch_sum_order),
         cmocka_unit_test(test_one_step_is_minmax),
         cmocka_unit_test(test_scan_threads),
         cmocka_unit_test(test_nonfinite),

@@ -2,8 +2,9 @@
  * mq_obs_mse_scan, bit for bit.
  *
  * Lanes are candidate steps: eight steps of one group run side by side in
- * GCC vector types (one AVX2 register), each lane summing its own error in
- * value order. The group's statistics and values are gathered once for all
+ * GCC vector types (one AVX2 register), each lane computing its own error
+ * (exactly: its terms summed in torch's order, mq_obs_sum; screened: summed
+ * in value order). The group's statistics and values are gathered once for all
  * its steps. A block of eight steps stops early once every lane's partial
  * sum has reached the group's best error before the block: the terms are
  * never negative, so such a sum can only stay at or above it, and only a
@@ -372,16 +373,17 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
  * (w0, c0), lanes 4-7 group (w1, c1) when `pair` (two groups' last steps
  * in one block), else every lane the first group, n values each; without
  * `weighted` every weight is 1 and the product is left out (it is exact).
- * Stops early once every lane's sum reached its lane of `best` (then err
- * holds sums >= best). With `fast`, the screened sums of ms_pow_fast,
- * eight values at a time. Otherwise the exact ones: four values' terms are
- * computed before they are added, in value order, so that their long chains
- * of operations overlap; their powers take ms_pow_mid when all four
- * differences are 0 or lie in [plo, phi), as nearly all are. */
+ * With `fast`, the screened sums of ms_pow_fast, eight values at a time in
+ * value order, stopping early once every lane's sum reached its lane of
+ * `best` (then err holds sums >= best). Otherwise the exact errors: four
+ * values' terms computed together (their long chains of operations
+ * overlap), their powers ms_pow_mid when all four differences are 0 or lie
+ * in [plo, phi), as nearly all are; the terms kept in `terms` (n x 8) and
+ * each lane's summed in torch's order (mq_obs_sum). */
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
                         const ms_params *pp, float qmin, float qmax, float norm, float plo,
-                        float phi, bool fast, const float *best_l, float *err)
+                        float phi, bool fast, const float *best_l, float *err, float *terms)
 {
     ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
@@ -391,6 +393,12 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_W(v, i) (pair ? ms_two_groups(v##0, v##1, i) : ms_splat(v##0 [i]))
 #define MS_DIFF(i) ms_diff(fast, fp8, zp, MS_W(w, i), s, z, lo, hi)
 #define MS_WEIGH(t, i) (weighted ? MS_W(c, i) * (t) : (t))
+/* The exact terms are kept, lane by lane, for torch's order of the sum. */
+#define MS_KEEP(t, i)                                                                              \
+    do {                                                                                           \
+        ms_f k_ = MS_WEIGH(t, i);                                                                  \
+        memcpy(terms + (i)*MS_LANES, &k_, sizeof k_);                                              \
+    } while (0)
     for (size_t i0 = 0; i0 < n; i0 += MS_CHECK) {
         size_t i1 = n - i0 < MS_CHECK ? n : i0 + MS_CHECK, i = i0;
         if (fast) {
@@ -427,14 +435,14 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
                 t2 = ms_pow(d2, norm);
                 t3 = ms_pow(d3, norm);
             }
-            sum += MS_WEIGH(t0, i);
-            sum += MS_WEIGH(t1, i + 1);
-            sum += MS_WEIGH(t2, i + 2);
-            sum += MS_WEIGH(t3, i + 3);
+            MS_KEEP(t0, i);
+            MS_KEEP(t1, i + 1);
+            MS_KEEP(t2, i + 2);
+            MS_KEEP(t3, i + 3);
         }
         for (; i < i1; i++)
-            sum += MS_WEIGH(ms_pow(MS_DIFF(i), norm), i);
-        if (i1 < n) {
+            MS_KEEP(ms_pow(MS_DIFF(i), norm), i);
+        if (fast && i1 < n) {
             ms_i open = sum < best;
             bool any = false;
             for (int l = 0; l < MS_LANES; l++)
@@ -442,10 +450,22 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
             if (!any) break;
         }
     }
+#undef MS_KEEP
 #undef MS_WEIGH
 #undef MS_DIFF
 #undef MS_W
-    memcpy(err, &sum, sizeof sum);
+    if (fast) {
+        memcpy(err, &sum, sizeof sum);
+        return;
+    }
+    /* Each lane's terms in value order, summed as torch sums them. */
+    for (int l = 0; l < MS_LANES; l++) {
+        mq_obs_sum ts;
+        mq_obs_sum_init(&ts, n);
+        for (size_t i = 0; i < n; i++)
+            mq_obs_sum_add(&ts, terms[i * MS_LANES + (size_t)l]);
+        err[l] = mq_obs_sum_end(&ts);
+    }
 }
 
 /* One clone set per kind of term, zero points, pairing and weighting, exact
@@ -454,18 +474,18 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        float plo, float phi, const float *best, float *err)                       \
+                        float plo, float phi, const float *best, float *err, float *terms)         \
     {                                                                                              \
         ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi,       \
-                 false, best, err);                                                                \
+                 false, best, err, terms);                                                         \
     }                                                                                              \
     MS_CLONES MS_SCREEN void NAME##_fast(const float *w0, const float *c0, const float *w1,        \
                                          const float *c1, size_t n, const ms_params *pp,           \
                                          float qmin, float qmax, float norm, float plo, float phi, \
-                                         const float *best, float *err)                            \
+                                         const float *best, float *err, float *terms)              \
     {                                                                                              \
         ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, true, \
-                 best, err);                                                                       \
+                 best, err, terms);                                                                \
     }
 MS_ERRORS(ms_errors_int, false, true, false, false)
 MS_ERRORS(ms_errors_int_w, false, true, false, true)
@@ -482,7 +502,7 @@ MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             float plo, float phi, const float *best, float *err);
+                             float plo, float phi, const float *best, float *err, float *terms);
 
 typedef struct {
     mq_qdesc d;
@@ -499,12 +519,13 @@ typedef struct {
     uint8_t *mask;
     bool *improved; /* parts x steps */
     size_t *bad;    /* per part: its first bad group, or SIZE_MAX */
-    float *vals;    /* per part: two groups' values and their weights */
+    float *vals;    /* per part: two groups' values and their weights, then terms */
 } ms_job;
 
 /* One group as the search sees it. */
 typedef struct {
     float *w, *c; /* values and their weights */
+    float *t;     /* the exact terms of a block, MS_LANES a value (ms_block) */
     size_t n;
     mq_ref_stats st;
     float best;    /* the smallest error so far (with `known`, when screening) */
@@ -638,7 +659,7 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         fast = dmax + 512.0 * (double)pp->s[l] < (double)j->phi;
     ms_errors_fn f = fns[fast][(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err, a->t);
 }
 
 /* The exact errors of steps i (into e[0]) and, unless gr's best is known,
@@ -654,10 +675,8 @@ static void exact_steps(const ms_job *j, ms_group *gr, size_t i, float *e)
         pp.z[l] = pp.z[0];
     }
     __atomic_fetch_add(&mq_hk_mse_rechecks, 1, __ATOMIC_RELAXED);
-    float keep_best = gr->best;
-    gr->best = INFINITY; /* no early stop */
-    block_errors(j, gr, gr, &pp, false, err);
-    gr->best = gr->known ? keep_best : err[1];
+    block_errors(j, gr, gr, &pp, false, err); /* exact sums never stop early */
+    if (!gr->known) gr->best = err[1];
     gr->known = true;
     *e = err[0];
 }
@@ -751,8 +770,9 @@ static void scan_part(void *arg, unsigned part)
     ms_job *j = arg;
     size_t steps = mq_obs_mse_steps(j->o), vp = j->vals_per_part;
     size_t g0 = j->groups * part / j->parts, g1 = j->groups * (part + 1) / j->parts;
-    float *v = j->vals + part * 4 * vp;
-    ms_group a = {.w = v, .c = v + vp}, b = {.w = v + 2 * vp, .c = v + 3 * vp};
+    float *v = j->vals + part * (4 + MS_LANES) * vp;
+    ms_group a = {.w = v, .c = v + vp, .t = v + 4 * vp};
+    ms_group b = {.w = v + 2 * vp, .c = v + 3 * vp, .t = v + 4 * vp};
     bool *improved = j->improved + part * steps;
     j->bad[part] = SIZE_MAX;
     for (size_t g = g0; g < g1; g += 2) {
@@ -783,9 +803,9 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
 {
     ms_job j = {.d = d, .o = o, .imp = imp, .in = src, .dt = dt, .rows = rows, .cols = cols};
     size_t mg = d.block ? d.block * d.block : cols, steps = mq_obs_mse_steps(o);
-    float *w = malloc(2 * mg * sizeof *w + 1);
+    float *w = malloc((2 + MS_LANES) * mg * sizeof *w + 1);
     uint8_t mask[1];
-    ms_group gr = {.w = w, .c = w + mg};
+    ms_group gr = {.w = w, .c = w + mg, .t = w + 2 * mg};
     ms_mid_range((float)o->norm, &j.plo, &j.phi);
     j.mask = mask; /* with mb 0, gather points the group's record here; not used */
     bool ok = w && gather(&j, g, &gr);
@@ -837,7 +857,7 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
     if (j.parts > groups) j.parts = groups ? groups : 1;
     j.improved = calloc(j.parts * steps + 1, sizeof *j.improved);
     j.bad = calloc(j.parts, sizeof *j.bad);
-    j.vals = malloc(j.parts * 4 * j.vals_per_part * sizeof *j.vals + 1);
+    j.vals = malloc(j.parts * (4 + MS_LANES) * j.vals_per_part * sizeof *j.vals + 1);
     j.factor = malloc(steps * sizeof *j.factor + 1);
     if (!j.improved || !j.bad || !j.vals || !j.factor) {
         st = MQ_STATUS_E_NOMEM;

@@ -27,6 +27,87 @@ float mq_obs_mse_factor(const mq_obs_mse *o, size_t i)
     return (float)(1.0 - (double)i / o->grid);
 }
 
+void mq_obs_sum_init(mq_obs_sum *s, size_t n)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->vecs = n / 8;
+    s->rows = s->vecs / 4;
+    unsigned cl = 0;
+    for (size_t r = s->rows > 1 ? s->rows - 1 : 0; r; r >>= 1)
+        cl++; /* ceil(log2 rows) for rows >= 2, else 0 */
+    s->lp = cl / 4 > 4 ? cl / 4 : 4;
+    s->step = (size_t)1 << s->lp;
+}
+
+/* The cascade's levels added into the first (after the last whole row). */
+static void sum_rows_done(mq_obs_sum *s)
+{
+    for (int j = 1; j < 4; j++)
+        for (int m = 0; m < 32; m++)
+            s->acc[0][m] += s->acc[j][m];
+    s->stage = 1;
+}
+
+/* The four accumulators added into the first (after the last whole vector). */
+static void sum_vecs_done(mq_obs_sum *s)
+{
+    for (int k = 1; k < 4; k++)
+        for (int l = 0; l < 8; l++)
+            s->acc[0][l] += s->acc[0][8 * k + l];
+    s->stage = 2;
+}
+
+void mq_obs_sum_add(mq_obs_sum *s, float x)
+{
+    size_t i = s->i++;
+    if (s->n < 8) { /* four scalar accumulators */
+        s->acc[0][i < s->n / 4 * 4 ? i % 4 : 0] += x;
+        return;
+    }
+    if (i < s->rows * 32) {
+        s->acc[0][i % 32] += x;
+        size_t r = i / 32 + 1; /* rows done */
+        if (i % 32 == 31 && r % s->step == 0) {
+            for (unsigned j = 1; j < 4; j++) {
+                for (int m = 0; m < 32; m++) {
+                    s->acc[j][m] += s->acc[j - 1][m];
+                    s->acc[j - 1][m] = 0.0f;
+                }
+                if ((r & ((s->step - 1) << (j * s->lp))) != 0) break;
+            }
+        }
+        return;
+    }
+    if (s->stage == 0) sum_rows_done(s);
+    if (i < s->vecs * 8) {
+        s->acc[0][i % 8] += x;
+        return;
+    }
+    if (s->stage == 1) sum_vecs_done(s);
+    s->tail += x;
+}
+
+float mq_obs_sum_end(mq_obs_sum *s)
+{
+    if (s->n < 8) return ((s->acc[0][0] + s->acc[0][1]) + s->acc[0][2]) + s->acc[0][3];
+    if (s->stage == 0) sum_rows_done(s);
+    if (s->stage == 1) sum_vecs_done(s);
+    float f = s->tail;
+    for (int l = 0; l < 8; l++)
+        f += s->acc[0][l];
+    return f;
+}
+
+float mq_obs_sum_of(const float *t, size_t n)
+{
+    mq_obs_sum s;
+    mq_obs_sum_init(&s, n);
+    for (size_t i = 0; i < n; i++)
+        mq_obs_sum_add(&s, t[i]);
+    return mq_obs_sum_end(&s);
+}
+
 /* The statistics of a group shrunk by p, as torch multiplies an fp32 tensor
  * by a scalar: one fp32 product each. */
 static mq_ref_stats shrink(const mq_ref_stats *st, float p)
@@ -81,9 +162,9 @@ static bool group_stats(group_view *v, mq_ref_stats *st)
     return !st->nonfinite;
 }
 
-/* Sum of imp * |fake_quantize(w) - w|^norm over the group, in fp32, in value
- * order (each product rounded to fp32; a weight of 1 is exact, so the sum
- * without imp is the plain one):
+/* Sum of imp * |fake_quantize(w) - w|^norm over the group, in fp32, in
+ * torch's order (mq_obs_sum; each product rounded to fp32; a weight of 1 is
+ * exact, so the sum without imp is the plain one):
  * compressed-tensors' fake_quantize with fixed parameters (int: the code
  * clamp(rint(w / s + zp)) back to (q - zp) * s; FP8: the e4m3 value of
  * clamp(w / s, +-448) times s). */
@@ -91,19 +172,20 @@ static float group_error(const group_view *v, float s, int8_t zp, float norm)
 {
     const float qmin = mq_qkind_qmin(v->d.kind), qmax = mq_qkind_qmax(v->d.kind), z = (float)zp;
     const float *w = v->vals, *c = v->wts;
-    float sum = 0.0f;
+    mq_obs_sum sum;
+    mq_obs_sum_init(&sum, v->n);
     if (v->d.kind == MQ_QK_FP8) {
         for (size_t i = 0; i < v->n; i++) {
             float q = mq_e4m3_to_f32(mq_f32_to_e4m3(fminf(fmaxf(w[i] / s, qmin), qmax)));
-            sum += c[i] * mq_obs_pow(fabsf(q * s - w[i]), norm);
+            mq_obs_sum_add(&sum, c[i] * mq_obs_pow(fabsf(q * s - w[i]), norm));
         }
-        return sum;
+        return mq_obs_sum_end(&sum);
     }
     for (size_t i = 0; i < v->n; i++) {
         float q = fminf(fmaxf(rintf(w[i] / s + z), qmin), qmax);
-        sum += c[i] * mq_obs_pow(fabsf((q - z) * s - w[i]), norm);
+        mq_obs_sum_add(&sum, c[i] * mq_obs_pow(fabsf((q - z) * s - w[i]), norm));
     }
-    return sum;
+    return mq_obs_sum_end(&sum);
 }
 
 size_t mq_obs_mse_mask_bytes(const mq_obs_mse *o)

@@ -11,7 +11,7 @@
  *   cand  = the statistics times p, each product rounded to fp32
  *   s, zp = mq_ref_params(cand)                    (calculate_qparams)
  *   w_hat = (code(w; s, zp) - zp) * s              (fake_quantize, fp32)
- *   err   = sum over the group, in value order, in fp32, of
+ *   err   = sum over the group, in fp32 in torch's order (mq_obs_sum), of
  *           imp[j] * mq_obs_pow(|w_hat - w|, (float)norm)  (obspow.h; each
  *           product rounded to fp32; without imp the plain powers)
  * Only an error strictly smaller than the group's best (initially FLT_MAX)
@@ -27,13 +27,11 @@
  * number of steps run, and mq_obs_mse_quantize over every piece takes each
  * group's last improvement before it and writes the codes.
  *
- * The fp32 sum runs in value order; torch sums in another order, and its pow
- * (Sleef's), glibc's powf and mq_obs_pow may each differ from the others by
- * a few ulps, so the searches can disagree only where two candidates' errors
- * agree to a few ulps. Against this search with glibc's powf (before
- * mq_obs_pow), 35 of 36 runs on generated models gave the same bytes; one
- * channel of one BF16 weight took a neighbouring step with norm 3.5 and
- * grid 200 (bench/RESULTS.md). */
+ * The fp32 sum runs in the order of torch's CPU sum (its 8-lane kernels):
+ * a serial sum in value order, as this search had before, decided near ties
+ * otherwise than llm-compressor, whose three kernel sets all agree there
+ * (bench/RESULTS.md). Torch's pow (Sleef's, or the C library's) and
+ * mq_obs_pow may still differ by an ulp or so per term. */
 #ifndef MQ_OBSERVER_H
 #define MQ_OBSERVER_H
 
@@ -41,6 +39,29 @@
 #include "qkind.h"
 
 #include <stdbool.h>
+
+/* A sum of n fp32 terms, added in value order, in the order of torch's CPU
+ * sum of a contiguous dimension (SumKernel.cpp's cascade sum with 8-lane
+ * vectors, its default and AVX2 kernels): n >= 8 values as vectors of 8
+ * lanes, four vector accumulators (vector v into v % 4) over rows of four
+ * vectors, those folded up a 4-level cascade every 2^lp rows (lp = max(4,
+ * ceil(log2 rows) / 4)), the levels then added into the first, the vectors
+ * past the last whole row into accumulator 0, the accumulators added in
+ * order, and finally 0 + the values past the last whole vector + the
+ * lanes in order; n < 8 values as four scalar accumulators the same way.
+ * cl_kernels/mse.cl holds the same steps. */
+typedef struct {
+    float acc[4][32]; /* [level][accumulator * 8 + lane] */
+    float tail;       /* 0 + the values past the last whole vector */
+    size_t n, i, rows, vecs, step;
+    unsigned lp, stage; /* stage 0: rows, 1: vectors past them, 2: tail */
+} mq_obs_sum;
+
+void mq_obs_sum_init(mq_obs_sum *s, size_t n);
+void mq_obs_sum_add(mq_obs_sum *s, float x);
+float mq_obs_sum_end(mq_obs_sum *s);
+/* mq_obs_sum of t[0 .. n). */
+float mq_obs_sum_of(const float *t, size_t n);
 
 typedef struct {
     double maxshrink;  /* 0.2: the search reaches p > 1 - maxshrink */
