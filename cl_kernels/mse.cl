@@ -6,52 +6,63 @@
  * group's improving steps. Work-items of one group are neighbours and read
  * the same values, which the caches serve once. */
 
-/* mq_obs_pow of src/numerics/obspow.h: the same fp32 operations in the same
- * order (FP_CONTRACT is off for the whole program, see numerics.cl). */
-inline float mq_obs_pow_two(float k)
-{
-    return as_float((uint)((int)k + 127) << 23);
-}
+/* The exact power needs double precision: without cl_khr_fp64 the kernel
+ * is left out and the host loop searches (host/cl_backend.c). */
+#ifdef cl_khr_fp64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
 
+/* mq_obs_pow of src/numerics/obspow.h: the same double operations in the
+ * same order (FP_CONTRACT is off for the whole program, see numerics.cl),
+ * rounded to fp32 once. */
 inline float mq_obs_pow(float x, float n)
 {
-    uint tiny = as_uint(x) < 0x00800000u ? 0xffffffffu : 0u;
-    uint b = (as_uint(x * 0x1p23f) & tiny) | (as_uint(x) & ~tiny);
-    uint frac = b & 0x007fffffu;
-    uint up = frac > 0x003504f3u ? 0xffffffffu : 0u;
-    float m = as_float(frac | (0x3f000000u & up) | (0x3f800000u & ~up));
-    float e = (float)((int)((b >> 23) & 0xffu) - 127 + (int)(up & 1u) - (int)(tiny & 23u));
-    float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-    float s = 1.0f / 11.0f;
-    s = s * t2 + 1.0f / 9.0f;
-    s = s * t2 + 1.0f / 7.0f;
-    s = s * t2 + 1.0f / 5.0f;
-    s = s * t2 + 1.0f / 3.0f;
-    s = s * t2 + 1.0f;
-    float l = 2.0f * t * s * 1.44269504f;
-    float nh = as_float(as_uint(n) & 0xfffff000u), nl = n - nh;
-    float a = nh * e;
-    float k1 = (a + 12582912.0f) - 12582912.0f;
-    float f = (a - k1) + (nl * e + n * l);
-    float k2 = (f + 12582912.0f) - 12582912.0f;
-    float g = f - k2;
-    float p = 1.5252734e-5f;
-    p = p * g + 1.5403530e-4f;
-    p = p * g + 1.3333558e-3f;
-    p = p * g + 9.6181291e-3f;
-    p = p * g + 5.5504109e-2f;
-    p = p * g + 2.4022651e-1f;
-    p = p * g + 6.9314718e-1f;
-    p = p * g + 1.0f;
-    float k = k1 + k2;
-    k = k > -226.0f ? k : -226.0f;
-    k = k < 254.0f ? k : 254.0f;
-    float ka = k > -100.0f ? k : -100.0f;
-    ka = ka < 127.0f ? ka : 127.0f;
-    float res = p * mq_obs_pow_two(ka) * mq_obs_pow_two(k - ka);
-    res = x == 0.0f ? 0.0f : res;
-    res = x == INFINITY ? x : res;
-    return x == x ? res : x;
+    if (!(x > 0.0f)) return x == 0.0f ? 0.0f : x;
+    if (x > 3.4028234664e38f) return x;
+    double xd = (double)x;
+    ulong b = as_ulong(xd);
+    ulong frac = b & 0x000fffffffffffffUL;
+    int up = frac > 0x6a09e667f3bcdUL;
+    double m = as_double(frac | (up ? 0x3fe0000000000000UL : 0x3ff0000000000000UL));
+    double e = (double)((int)((b >> 52) & 0x7ff) - 1023 + up);
+    double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    double s = 1.0 / 25.0;
+    s = s * t2 + 1.0 / 23.0;
+    s = s * t2 + 1.0 / 21.0;
+    s = s * t2 + 1.0 / 19.0;
+    s = s * t2 + 1.0 / 17.0;
+    s = s * t2 + 1.0 / 15.0;
+    s = s * t2 + 1.0 / 13.0;
+    s = s * t2 + 1.0 / 11.0;
+    s = s * t2 + 1.0 / 9.0;
+    s = s * t2 + 1.0 / 7.0;
+    s = s * t2 + 1.0 / 5.0;
+    s = s * t2 + 1.0 / 3.0;
+    s = s * t2 + 1.0;
+    double l = 2.0 * t * s * 1.4426950408889634;
+    double nd = (double)n, ne = nd * e;
+    double k1 = (ne + 6755399441055744.0) - 6755399441055744.0;
+    double f = (ne - k1) + nd * l;
+    double k2 = (f + 6755399441055744.0) - 6755399441055744.0;
+    double g = f - k2;
+    double p = 6.778726354822545e-14;
+    p = p * g + 1.3691488853904128e-12;
+    p = p * g + 2.5678435993488206e-11;
+    p = p * g + 4.4455382718708116e-10;
+    p = p * g + 7.054911620801123e-09;
+    p = p * g + 1.01780860092397e-07;
+    p = p * g + 1.321548679014431e-06;
+    p = p * g + 1.5252733804059841e-05;
+    p = p * g + 0.0001540353039338161;
+    p = p * g + 0.0013333558146428443;
+    p = p * g + 0.009618129107628477;
+    p = p * g + 0.05550410866482158;
+    p = p * g + 0.24022650695910072;
+    p = p * g + 0.6931471805599453;
+    p = p * g + 1.0;
+    double k = k1 + k2;
+    k = k > -200.0 ? k : -200.0;
+    k = k < 200.0 ? k : 200.0;
+    return (float)(p * as_double((ulong)((long)k + 1023) << 52));
 }
 
 /* mq_obs_sum of src/numerics/observer.c (torch's order of an fp32 sum of n
@@ -180,3 +191,5 @@ kernel void mq_mse_errors(global const void *src, const int dt, ulong rows, ulon
     }
     err[id] = mq_tsum_end(&sum);
 }
+
+#endif /* cl_khr_fp64 */

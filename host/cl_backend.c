@@ -97,7 +97,8 @@ static mq_status make_kernel(mq_cl_backend *cb, const char *name, cl_kernel *out
 
 /* Builds the program with MQ_WG = cb->wg and creates every kernel; *min_wg is the
  * smallest work-group size the kernels allow. */
-static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra, size_t *min_wg)
+static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, bool fp64, const char *extra,
+                               size_t *min_wg)
 {
     char opts[512];
     snprintf(opts, sizeof opts, "-DMQ_WG=%zu -DMQ_DIV_MODE=%d%s %s", cb->wg, cb->div_mode,
@@ -135,7 +136,9 @@ static mq_status build_kernels(mq_cl_backend *cb, bool crdiv, const char *extra,
     }
     if (st == MQ_OK) st = make_kernel(cb, "mq_div_check", &cb->div_check, min_wg);
     if (st == MQ_OK) st = make_kernel(cb, "mq_src_fp8_block", &cb->source_fp8, min_wg);
-    if (st == MQ_OK) st = make_kernel(cb, "mq_mse_errors", &cb->mse, min_wg);
+    /* The mse search's exact power is double precision: without cl_khr_fp64
+     * the kernel is not built and the search runs the host loop. */
+    if (st == MQ_OK && fp64) st = make_kernel(cb, "mq_mse_errors", &cb->mse, min_wg);
     return st;
 }
 
@@ -205,7 +208,7 @@ static mq_status open_device(mq_cl_backend *cb, const mq_cl_devlist *list, const
     for (;;) {
         size_t min_wg;
         mq_status st =
-            build_kernels(cb, cb->div_mode == MQ_CL_DIV_NATIVE, o->build_options, &min_wg);
+            build_kernels(cb, cb->div_mode == MQ_CL_DIV_NATIVE, d->fp64, o->build_options, &min_wg);
         if (st != MQ_OK) return st;
         if (min_wg >= cb->wg) return MQ_OK;
         release_program(cb);

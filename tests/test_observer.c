@@ -258,8 +258,9 @@ static void test_search_weighted(void **state)
     free(w);
 }
 
-/* The observer's own power: within a few ulps of libm's powf, exact at the
- * ends (0, +inf, NaN, the smallest subnormal). */
+/* The observer's own power: the correctly rounded x^n (libm's double pow
+ * rounded to fp32) for all but a handful of x, never more than an ulp from
+ * it, and exact at the ends (0, +inf, NaN, the smallest subnormal). */
 static void test_pow(void **state)
 {
     (void)state;
@@ -267,17 +268,20 @@ static void test_pow(void **state)
     tu_rng r;
     tu_rng_seed(&r, 4);
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
-        for (int i = 0; i < 20000; i++) {
+        int off = 0;
+        for (int i = 0; i < 200000; i++) {
             uint32_t u = (uint32_t)(tu_rng_u64(&r) % 0x7f800000u);
-            float x, a = 0, b;
+            float x, a, b;
             memcpy(&x, &u, sizeof x);
-            a = powf(x, ns[k]);
+            a = (float)pow((double)x, (double)ns[k]);
             b = mq_obs_pow(x, ns[k]);
             uint32_t ua, ub;
             memcpy(&ua, &a, sizeof ua);
             memcpy(&ub, &b, sizeof ub);
-            assert_true(ua - ub + 6u <= 12u); /* at most 6 ulps (measured 5 at n = 3.7) */
+            assert_true(ua - ub + 1u <= 2u);
+            off += ua != ub;
         }
+        assert_true(off <= 2); /* of 200,000 */
         assert_true(mq_obs_pow(0.0f, ns[k]) == 0.0f);
         assert_true(isinf(mq_obs_pow(INFINITY, ns[k])));
         assert_true(isnan(mq_obs_pow(NAN, ns[k])));

@@ -17,13 +17,8 @@
  * wherever the bounds decide it; where they do not (near ties), the exact
  * errors of the step and of the group's best are computed as the reference
  * does (the same fp32 and double operations in the same order, the exact
- * power being obspow.h's) and decide.
- *
- * Nearly every difference |fake_quantize(w) - w| lies well inside the
- * normal range, where obspow.h's handling of subnormals, huge results, 0,
- * inf and NaN changes nothing: four values' exact powers take a form
- * without it when all their lanes do, and symmetric kinds skip their zero
- * points of 0. The operations left are the same, so the bits are too. */
+ * power being obspow.h's, the sum in torch's order) and decide. Symmetric
+ * kinds skip their zero points of 0 (the same bits). */
 #include "cpukern.h"
 
 #include "obspow.h"
@@ -95,101 +90,18 @@ MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
     return (ms_f)(((ms_i)a & m) | ((ms_i)b & ~m));
 }
 
-/* 2^k lane by lane for integer k in [-126, 127] (mq_obs_pow_two). */
-MS_INLINE ms_f ms_two(ms_f k)
-{
-    return (ms_f)((__builtin_convertvector(k, ms_i) + 127) << 23);
-}
-
-/* log2 of a mantissa m in [0.5, 2) (mq_obs_pow's series), lane by lane: the
- * same operations in the same order, for ms_pow and ms_pow_mid alike. */
-MS_INLINE ms_f ms_log2_mant(ms_f m)
-{
-    ms_f t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-    ms_f s = ms_splat(1.0f / 11.0f);
-    s = s * t2 + 1.0f / 9.0f;
-    s = s * t2 + 1.0f / 7.0f;
-    s = s * t2 + 1.0f / 5.0f;
-    s = s * t2 + 1.0f / 3.0f;
-    s = s * t2 + 1.0f;
-    ms_f l = 2.0f * t * s * 1.44269504f;
-    return l;
-}
-
-/* 2^g for |g| <= 1/2 (mq_obs_pow's polynomial), lane by lane. */
-MS_INLINE ms_f ms_exp2_frac(ms_f g)
-{
-    ms_f p = ms_splat(1.5252734e-5f);
-    p = p * g + 1.5403530e-4f;
-    p = p * g + 1.3333558e-3f;
-    p = p * g + 9.6181291e-3f;
-    p = p * g + 5.5504109e-2f;
-    p = p * g + 2.4022651e-1f;
-    p = p * g + 6.9314718e-1f;
-    p = p * g + 1.0f;
-    return p;
-}
-
-/* mq_obs_pow, lane by lane: the same operations in the same order. */
+/* mq_obs_pow lane by lane (a double-precision power, scalar: the exact
+ * terms are needed only for near ties and small or unscreened searches). */
 MS_INLINE ms_f ms_pow(ms_f x, float n)
 {
-    ms_i tiny = (ms_i)x < 0x00800000; /* x >= 0 or NaN: as unsigned bits */
-    ms_i b = ((ms_i)(x * 0x1p23f) & tiny) | ((ms_i)x & ~tiny);
-    ms_i frac = b & 0x007fffff;
-    ms_i up = frac > 0x003504f3;
-    ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
-    ms_f e = __builtin_convertvector(((b >> 23) & 0xff) - 127 + (up & 1) - (tiny & 23), ms_f);
-    ms_f l = ms_log2_mant(m);
-    float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
-    ms_f a = nh * e;
-    ms_f k1 = (a + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
-    ms_f f = (a - k1) + (nl * e + n * l);
-    ms_f k2 = (f + MQ_OBS_POW_RINT) - MQ_OBS_POW_RINT;
-    ms_f g = f - k2;
-    ms_f p = ms_exp2_frac(g);
-    ms_f k = k1 + k2;
-    k = ms_fsel(k > -226.0f, k, ms_splat(-226.0f));
-    k = ms_fsel(k < 254.0f, k, ms_splat(254.0f));
-    ms_f ka = ms_fsel(k > -100.0f, k, ms_splat(-100.0f));
-    ka = ms_fsel(ka < 127.0f, ka, ms_splat(127.0f));
-    ms_f res = p * ms_two(ka) * ms_two(k - ka);
-    res = ms_fsel(x == 0.0f, ms_splat(0.0f), res);
-    res = ms_fsel(x == (float)INFINITY, x, res);
-    return ms_fsel(x == x, res, x);
-}
-
-/* ms_pow for magnitudes x in [lo, hi) = [2^-L, 2^L) (ms_mid_range) or 0:
- * every other lane normal and finite, and |n (e + l)| small enough that k
- * is within [-100, 127], where ms_pow's clamps leave it, its second power
- * of two is 1 and multiplying by it is exact, and its tests of inf and NaN
- * pass the result through. What is left are the same operations in the
- * same order, so the same bits; k's integer comes from the rounding sums'
- * bits (a + 1.5 * 2^23 holds k1 in its low bits) rather than a conversion.
- * 0 is kept (a BF16 weight often equals a code times its BF16 scale
- * exactly), and its meaningless result replaced by 0 as ms_pow does. */
-MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
-{
-    ms_i b = (ms_i)x;
-    ms_i frac = b & 0x007fffff;
-    ms_i up = frac > 0x003504f3;
-    ms_f m = (ms_f)(frac | (0x3f000000 & up) | (0x3f800000 & ~up));
-    ms_f e = __builtin_convertvector((b >> 23) - 127 + (up & 1), ms_f);
-    ms_f l = ms_log2_mant(m);
-    float nh = mq_obs_pow_float(mq_obs_pow_bits(n) & 0xfffff000u), nl = n - nh;
-    ms_f a = nh * e;
-    ms_f a1 = a + MQ_OBS_POW_RINT;
-    ms_f k1 = a1 - MQ_OBS_POW_RINT;
-    ms_f f = (a - k1) + (nl * e + n * l);
-    ms_f f1 = f + MQ_OBS_POW_RINT;
-    ms_f k2 = f1 - MQ_OBS_POW_RINT;
-    ms_f g = f - k2;
-    ms_f p = ms_exp2_frac(g);
-    ms_u k = (ms_u)a1 + (ms_u)f1 - 2 * mq_obs_pow_bits(MQ_OBS_POW_RINT);
-    return ms_fsel(x == 0.0f, ms_splat(0.0f), p * (ms_f)((k + 127) << 23));
+    ms_f r;
+    for (int l = 0; l < MS_LANES; l++)
+        r[l] = mq_obs_pow(x[l], n);
+    return r;
 }
 
 /* x^n within a relative ms_fast_rel(n) of its exact value for x in
- * ms_pow_mid's range [lo, hi): log2 x from the exponent and a degree-5
+ * ms_mid_range's [lo, hi): log2 x from the exponent and a degree-5
  * polynomial in the mantissa m - 1 (m in [1, 2); at most 1.28e-5 from
  * log2 m, measured over every fp32 m), y = n log2 x split into an integer k
  * and g in [-1/2, 1/2], 2^g from a degree-4 polynomial (relative error at
@@ -197,7 +109,7 @@ MS_INLINE ms_f ms_pow_mid(ms_f x, float n)
  * subnormals and tiny normals, whose powers are below lo^n) k is held at
  * -100 or above, so the result is a positive normal fp32 below 2^-99, and
  * within ms_fast_tiny(n) of x^n, as x^n is of 0: an absolute bound. About
- * half of ms_pow_mid's operations, no division and no test of the range.
+ * a third of the exact power's operations in fp32, no division and no test of the range.
  * Only the search's screening uses it (see keep_fast): a decision it cannot
  * make within the bounds goes to the exact power. */
 MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
@@ -209,11 +121,11 @@ MS_INLINE ms_f ms_pow_fast(ms_f x, float n)
     ms_f l = ((r * 1.4416845f + 1.2539386e-05f) + r2 * (r * 0.4136293f - 0.7079924f)) +
              (r2 * r2) * (r * 0.044873215f - 0.19219467f);
     ms_f y = n * (e + l);
-    ms_f y1 = y + MQ_OBS_POW_RINT;
-    ms_f g = y - (y1 - MQ_OBS_POW_RINT), g2 = g * g;
+    ms_f y1 = y + 12582912.0f; /* 1.5 * 2^23: y rounded to an integer in the low bits */
+    ms_f g = y - (y1 - 12582912.0f), g2 = g * g;
     ms_f p =
         (g * 0.6931218f + 0.9999993f) + g2 * ((g * 0.05591786f + 0.24024744f) + g2 * 0.009570098f);
-    ms_i k = (ms_i)y1 - (int32_t)mq_obs_pow_bits(MQ_OBS_POW_RINT);
+    ms_i k = (ms_i)y1 - 0x4b400000; /* the bits of 1.5 * 2^23 */
     ms_i low = k < -100;
     k = (k & ~low) | (-100 & low);
     return (ms_f)((ms_i)p + (k << 23));
@@ -229,10 +141,9 @@ static double ms_fast_rel(double n)
     return 1.5 * (n * 0.6931472 * 1.28e-5 + 2.0 * 96.0 * 0.6931472 * 0x1p-24 + 2.71e-6 + 1e-6);
 }
 
-/* The magnitudes ms_pow_mid takes for the power n: [2^-L, 2^L) with
- * n (L + 1) + 3 <= 99 (e within [-L, L] after the mantissa's shift, |k1|
- * at most n L + 1/2, |k2| at most n / 2 + 2, nl e negligible); lo = hi = 1
- * (an empty range) when n leaves no such L. */
+/* The magnitudes within which ms_pow_fast keeps its relative bound for the
+ * power n: [2^-L, 2^L) with n (L + 1) <= 96, so |y| <= 96; lo = hi = 1
+ * (an empty range, no screening) when n leaves no such L. */
 static void ms_mid_range(float n, float *lo, float *hi)
 {
     double L = n > 0.0f ? floor(96.0 / (double)n) - 1.0 : 0.0;
@@ -252,34 +163,12 @@ static double ms_fast_tiny(double n, float lo)
     return t > 0x1p-99 ? t : 0x1p-99;
 }
 
-/* The lanes of x that are 0 or lie in [lo, hi) (not a NaN lane). */
-MS_INLINE ms_i ms_in(ms_f x, ms_f lo, ms_f hi)
-{
-    return ((x >= lo) | (x == 0.0f)) & (x < hi);
-}
-
-typedef uint64_t ms_u64 __attribute__((vector_size(MS_LANES * 4)));
-
-/* Whether every lane of mask m (lanes 0 or all ones) is set: the lanes
- * ANDed as 64-bit words (a lane-by-lane loop was a tenth of the screening
- * loop once its power became cheaper). */
-MS_INLINE bool ms_all(ms_i m)
-{
-    ms_u64 w = (ms_u64)m;
-    uint64_t all = ~(uint64_t)0;
-    for (int l = 0; l < MS_LANES / 2; l++)
-        all &= w[l];
-    return all == ~(uint64_t)0;
-}
-
 MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
 {
-    float lo, hi;
-    ms_mid_range(norm, &lo, &hi);
     for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
         ms_f v;
         memcpy(&v, x + i, sizeof v);
-        v = ms_all(ms_in(v, ms_splat(lo), ms_splat(hi))) ? ms_pow_mid(v, norm) : ms_pow(v, norm);
+        v = ms_pow(v, norm);
         memcpy(out + i, &v, sizeof v);
     }
 }
@@ -375,21 +264,19 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
  * `weighted` every weight is 1 and the product is left out (it is exact).
  * With `fast`, the screened sums of ms_pow_fast, eight values at a time in
  * value order, stopping early once every lane's sum reached its lane of
- * `best` (then err holds sums >= best). Otherwise the exact errors: four
- * values' terms computed together (their long chains of operations
- * overlap), their powers ms_pow_mid when all four differences are 0 or lie
- * in [plo, phi), as nearly all are; the terms kept in `terms` (n x 8) and
- * each lane's summed in torch's order (mq_obs_sum). */
+ * `best` (then err holds sums >= best). Otherwise the exact errors: the
+ * exact power's terms kept in `terms` (n x 8) and each lane's summed in
+ * torch's order (mq_obs_sum). */
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
-                        const ms_params *pp, float qmin, float qmax, float norm, float plo,
-                        float phi, bool fast, const float *best_l, float *err, float *terms)
+                        const ms_params *pp, float qmin, float qmax, float norm, bool fast,
+                        const float *best_l, float *err, float *terms)
 {
     ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
     memcpy(&z, pp->z, sizeof z);
     memcpy(&best, best_l, sizeof best);
-    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax), mlo = ms_splat(plo), mhi = ms_splat(phi);
+    const ms_f lo = ms_splat(qmin), hi = ms_splat(qmax);
 #define MS_W(v, i) (pair ? ms_two_groups(v##0, v##1, i) : ms_splat(v##0 [i]))
 #define MS_DIFF(i) ms_diff(fast, fp8, zp, MS_W(w, i), s, z, lo, hi)
 #define MS_WEIGH(t, i) (weighted ? MS_W(c, i) * (t) : (t))
@@ -419,26 +306,6 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
             }
             for (; i < i1; i++)
                 sum += MS_WEIGH(ms_pow_fast(MS_DIFF(i), norm), i);
-        }
-        for (; i + 4 <= i1; i += 4) {
-            ms_f d0 = MS_DIFF(i), d1 = MS_DIFF(i + 1), d2 = MS_DIFF(i + 2), d3 = MS_DIFF(i + 3);
-            ms_f t0, t1, t2, t3;
-            if (ms_all(ms_in(d0, mlo, mhi) & ms_in(d1, mlo, mhi) & ms_in(d2, mlo, mhi) &
-                       ms_in(d3, mlo, mhi))) {
-                t0 = ms_pow_mid(d0, norm);
-                t1 = ms_pow_mid(d1, norm);
-                t2 = ms_pow_mid(d2, norm);
-                t3 = ms_pow_mid(d3, norm);
-            } else {
-                t0 = ms_pow(d0, norm);
-                t1 = ms_pow(d1, norm);
-                t2 = ms_pow(d2, norm);
-                t3 = ms_pow(d3, norm);
-            }
-            MS_KEEP(t0, i);
-            MS_KEEP(t1, i + 1);
-            MS_KEEP(t2, i + 2);
-            MS_KEEP(t3, i + 3);
         }
         for (; i < i1; i++)
             MS_KEEP(ms_pow(MS_DIFF(i), norm), i);
@@ -474,18 +341,18 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        float plo, float phi, const float *best, float *err, float *terms)         \
+                        const float *best, float *err, float *terms)                               \
     {                                                                                              \
-        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi,       \
-                 false, best, err, terms);                                                         \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, false, best,    \
+                 err, terms);                                                                      \
     }                                                                                              \
     MS_CLONES MS_SCREEN void NAME##_fast(const float *w0, const float *c0, const float *w1,        \
                                          const float *c1, size_t n, const ms_params *pp,           \
-                                         float qmin, float qmax, float norm, float plo, float phi, \
-                                         const float *best, float *err, float *terms)              \
+                                         float qmin, float qmax, float norm, const float *best,    \
+                                         float *err, float *terms)                                 \
     {                                                                                              \
-        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, plo, phi, true, \
-                 best, err, terms);                                                                \
+        ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, true, best,     \
+                 err, terms);                                                                      \
     }
 MS_ERRORS(ms_errors_int, false, true, false, false)
 MS_ERRORS(ms_errors_int_w, false, true, false, true)
@@ -502,7 +369,7 @@ MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             float plo, float phi, const float *best, float *err, float *terms);
+                             const float *best, float *err, float *terms);
 
 typedef struct {
     mq_qdesc d;
@@ -511,7 +378,7 @@ typedef struct {
     const unsigned char *in;
     mq_dtype dt;
     size_t rows, cols, groups, parts, mb, vals_per_part;
-    float plo, phi; /* ms_pow_mid's range for the norm */
+    float plo, phi; /* ms_pow_fast's range for the norm (ms_mid_range) */
     double rel;     /* the screening's bound without the sums' rounding (keep_fast) */
     double tiny;    /* ms_fast_tiny for the norm: a term's bound below plo */
     bool fast;      /* screen the steps with ms_pow_fast */
@@ -659,7 +526,7 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         fast = dmax + 512.0 * (double)pp->s[l] < (double)j->phi;
     ms_errors_fn f = fns[fast][(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, j->plo, j->phi, best, err, a->t);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err, a->t);
 }
 
 /* The exact errors of steps i (into e[0]) and, unless gr's best is known,
