@@ -100,6 +100,15 @@ MS_INLINE ms_f ms_pow(ms_f x, float n)
     return r;
 }
 
+/* ms_pow of lanes [0, need) only, the others 0. */
+MS_INLINE ms_f ms_pow_lanes(ms_f x, float n, int need)
+{
+    ms_f r = ms_splat(0.0f);
+    for (int l = 0; l < need; l++)
+        r[l] = mq_obs_pow(x[l], n);
+    return r;
+}
+
 /* x^n within a relative ms_fast_rel(n) of its exact value for x in
  * ms_mid_range's [lo, hi): log2 x from the exponent and a degree-5
  * polynomial in the mantissa m - 1 (m in [1, 2); at most 1.28e-5 from
@@ -270,7 +279,7 @@ MS_INLINE ms_f ms_two_groups(const float *a, const float *b, size_t i)
 MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float *w0,
                         const float *c0, const float *w1, const float *c1, size_t n,
                         const ms_params *pp, float qmin, float qmax, float norm, bool fast,
-                        const float *best_l, float *err, float *terms)
+                        const float *best_l, float *err, float *terms, int need)
 {
     ms_f s, z, best, sum = ms_splat(0.0f);
     memcpy(&s, pp->s, sizeof s);
@@ -308,7 +317,7 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
                 sum += MS_WEIGH(ms_pow_fast(MS_DIFF(i), norm), i);
         }
         for (; i < i1; i++)
-            MS_KEEP(ms_pow(MS_DIFF(i), norm), i);
+            MS_KEEP(ms_pow_lanes(MS_DIFF(i), norm, need), i);
         if (fast && i1 < n) {
             ms_i open = sum < best;
             bool any = false;
@@ -326,7 +335,9 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
         return;
     }
     /* Each lane's terms in value order, summed as torch sums them. */
-    for (int l = 0; l < MS_LANES; l++) {
+    for (int l = 0; l < MS_LANES; l++)
+        err[l] = 0.0f;
+    for (int l = 0; l < need; l++) {
         mq_obs_sum ts;
         mq_obs_sum_init(&ts, n);
         for (size_t i = 0; i < n; i++)
@@ -341,18 +352,18 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
 #define MS_ERRORS(NAME, FP8, ZP, PAIR, WEIGHTED)                                                   \
     MS_CLONES void NAME(const float *w0, const float *c0, const float *w1, const float *c1,        \
                         size_t n, const ms_params *pp, float qmin, float qmax, float norm,         \
-                        const float *best, float *err, float *terms)                               \
+                        const float *best, float *err, float *terms, int need)                     \
     {                                                                                              \
         ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, false, best,    \
-                 err, terms);                                                                      \
+                 err, terms, need);                                                                \
     }                                                                                              \
     MS_CLONES MS_SCREEN void NAME##_fast(const float *w0, const float *c0, const float *w1,        \
                                          const float *c1, size_t n, const ms_params *pp,           \
                                          float qmin, float qmax, float norm, const float *best,    \
-                                         float *err, float *terms)                                 \
+                                         float *err, float *terms, int need)                       \
     {                                                                                              \
         ms_block(FP8, ZP, PAIR, WEIGHTED, w0, c0, w1, c1, n, pp, qmin, qmax, norm, true, best,     \
-                 err, terms);                                                                      \
+                 err, terms, need);                                                                \
     }
 MS_ERRORS(ms_errors_int, false, true, false, false)
 MS_ERRORS(ms_errors_int_w, false, true, false, true)
@@ -369,7 +380,7 @@ MS_ERRORS(ms_errors_fp8_pair_w, true, false, true, true)
 
 typedef void (*ms_errors_fn)(const float *w0, const float *c0, const float *w1, const float *c1,
                              size_t n, const ms_params *pp, float qmin, float qmax, float norm,
-                             const float *best, float *err, float *terms);
+                             const float *best, float *err, float *terms, int need);
 
 typedef struct {
     mq_qdesc d;
@@ -499,9 +510,10 @@ static float screen_stop(const ms_group *gr)
 }
 
 /* The errors of a block of lanes into err (a and b: the groups of lanes
- * 0-3 and 4-7), screened with ms_pow_fast when `fast`. */
+ * 0-3 and 4-7), screened with ms_pow_fast when `fast`; exact ones of lanes
+ * [0, need) only otherwise (the others 0). */
 static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, const ms_params *pp,
-                         bool fast, float *err)
+                         bool fast, int need, float *err)
 {
     static const ms_errors_fn fns[2][12] = {
         {ms_errors_int, ms_errors_int_w, ms_errors_int_pair, ms_errors_int_pair_w, ms_errors_sym,
@@ -526,7 +538,7 @@ static void block_errors(const ms_job *j, const ms_group *a, const ms_group *b, 
         fast = dmax + 512.0 * (double)pp->s[l] < (double)j->phi;
     ms_errors_fn f = fns[fast][(fp8 ? 8 : zp ? 0 : 4) + (a != b ? 2 : 0) + (j->imp ? 1 : 0)];
     f(a->w, a->c, b->w, b->c, a->n, pp, fp8 ? -448.0f : mq_qkind_qmin(j->d.kind),
-      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err, a->t);
+      fp8 ? 448.0f : mq_qkind_qmax(j->d.kind), norm, best, err, a->t, need);
 }
 
 /* The exact errors of steps i (into e[0]) and, unless gr's best is known,
@@ -542,7 +554,7 @@ static void exact_steps(const ms_job *j, ms_group *gr, size_t i, float *e)
         pp.z[l] = pp.z[0];
     }
     __atomic_fetch_add(&mq_hk_mse_rechecks, 1, __ATOMIC_RELAXED);
-    block_errors(j, gr, gr, &pp, false, err); /* exact sums never stop early */
+    block_errors(j, gr, gr, &pp, false, gr->known ? 1 : 2, err);
     if (!gr->known) gr->best = err[1];
     gr->known = true;
     *e = err[0];
@@ -611,7 +623,7 @@ static void search(const ms_job *j, ms_group *a, ms_group *b, bool *improved)
             size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
             if (i0 == whole && share) break;
             step_params(j, &gr->st, i0, nl, 0, MS_LANES, &pp);
-            block_errors(j, gr, gr, &pp, j->fast, err);
+            block_errors(j, gr, gr, &pp, j->fast, MS_LANES, err);
             if (j->fast)
                 keep_fast(j, gr, i0, nl, err, improved);
             else
@@ -621,7 +633,7 @@ static void search(const ms_job *j, ms_group *a, ms_group *b, bool *improved)
     if (share && tail) {
         step_params(j, &a->st, whole, tail, 0, MS_LANES / 2, &pp);
         step_params(j, &b->st, whole, tail, MS_LANES / 2, MS_LANES, &pp);
-        block_errors(j, a, b, &pp, j->fast, err);
+        block_errors(j, a, b, &pp, j->fast, MS_LANES, err);
         if (j->fast) {
             keep_fast(j, a, whole, tail, err, improved);
             keep_fast(j, b, whole, tail, err + MS_LANES / 2, improved);
@@ -681,7 +693,7 @@ bool mq_hk_mse_errors(mq_qdesc d, const mq_obs_mse *o, const float *imp, const v
         float e[MS_LANES];
         size_t nl = steps - i0 < MS_LANES ? steps - i0 : MS_LANES;
         step_params(&j, &gr.st, i0, nl, 0, MS_LANES, &pp);
-        block_errors(&j, &gr, &gr, &pp, false, e); /* gr.best is FLT_MAX: no early stop */
+        block_errors(&j, &gr, &gr, &pp, false, MS_LANES, e);
         memcpy(err + i0, e, nl * sizeof *e);
     }
     free(w);
