@@ -49,9 +49,8 @@ mq_status mq_hk_mse_quantize(mq_qdesc d, const mq_obs_mse *o, const float *imp, 
                              const uint8_t *mask, const void *src, mq_dtype dt, size_t rows,
                              size_t cols, void *q, void *scale, int8_t *zp, size_t *bad,
                              mq_err_acc *err);
-/* out[i] = mq_obs_pow(x[i], norm) by the loop's vector code (its shorter
- * form for vectors within its middle range), for n a multiple of 8 (for
- * its tests). */
+/* out[i] = mq_obs_pow(x[i], norm) by the loop's exact lanes, for n a
+ * multiple of 8 (for its tests). */
 void mq_hk_obs_pow(const float *x, size_t n, float norm, float *out);
 /* The search's screening power, ms_pow_fast, by the same vector code, for
  * x below the loop's middle range's end (as above); *rel its bound

@@ -30,8 +30,8 @@
  * The fp32 sum runs in the order of torch's CPU sum (its 8-lane kernels):
  * a serial sum in value order, as this search had before, decided near ties
  * otherwise than llm-compressor, whose three kernel sets all agree there
- * (bench/RESULTS.md). Torch's pow (Sleef's, or the C library's) and
- * mq_obs_pow may still differ by an ulp or so per term. */
+ * (bench/RESULTS.md). mq_obs_pow is the correctly rounded power nearly
+ * always, as torch's (the C library's powf, or Sleef's) is. */
 #ifndef MQ_OBSERVER_H
 #define MQ_OBSERVER_H
 
