@@ -308,10 +308,9 @@ MS_INLINE void ms_block(bool fp8, bool zp, bool pair, bool weighted, const float
                     d[k] = MS_DIFF(i + k);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
-                    t[k] = ms_pow_fast(d[k], norm);
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++)
-                    sum += MS_WEIGH(t[k], i + k);
+                    t[k] = MS_WEIGH(ms_pow_fast(d[k], norm), i + k);
+                /* Pairwise: 3 additions on each value's way (rho, gather). */
+                sum += ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
             }
             for (; i < i1; i++)
                 sum += MS_WEIGH(ms_pow_fast(MS_DIFF(i), norm), i);
@@ -447,11 +446,19 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
             memcpy(gr->c + gr->n, j->imp + c0, nc * sizeof *gr->c);
         gr->n += nc;
     }
-    /* The exact sum and the screened one each within (n - 1) u of their
-     * terms' exact sum (u = 2^-24, the terms never negative), the terms
-     * within j->rel of each other (with the weights' products, 2u more),
-     * a half again to spare. */
-    gr->rho = (1.5 * (2.0 * (double)(gr->n + 2) * 0x1p-24) + j->rel) * mq_hk_mse_slack;
+    /* Each sum within d u of its terms' exact sum (u = 2^-24, the terms
+     * never negative), d the most additions on any term's way to the
+     * result: the screened sum adds eight values pairwise and then in turn
+     * (3 + n / 8, and fewer than 8 single ones at the end); torch's order
+     * (mq_obs_sum) at most 16 rows in each of the cascade's first three
+     * levels and one step up from each, the fourth level's rows / 4096
+     * blocks, 3 to fold the levels, 3 for the vectors past the rows, 3 for
+     * the accumulators, 8 lanes and fewer than 8 tail values (n itself when
+     * fewer). The terms within j->rel of each other (with the weights'
+     * products, 2u more), a half again to spare. */
+    double n = (double)gr->n, d_torch = 3.0 * 17.0 + n / 131072.0 + 3.0 + 3.0 + 3.0 + 8.0 + 8.0;
+    double d = (3.0 + n / 8.0 + 8.0) + (d_torch < n ? d_torch : n) + 2.0;
+    gr->rho = (1.5 * d * 0x1p-24 + j->rel) * mq_hk_mse_slack;
     if (gr->rho > 0.5) gr->rho = 0.5;
     /* Each term below plo within j->tiny of its exact value, times its
      * weight (and the product's rounding). */
@@ -725,10 +732,10 @@ mq_status mq_hk_mse_scan(mq_pool *pool, mq_qdesc d, const mq_obs_mse *o, const f
     memset(mask, 0, groups * j.mb);
     ms_mid_range((float)o->norm, &j.plo, &j.phi);
     /* ms_fast_rel, and the exact power's distance to x^n (tests/test_observer.c:
-     * at most 6 ulps of libm's powf, itself within one; 16 ulps, times n
-     * above 1, taken here). Screening is left out when a group is so large
+     * at most an ulp from the correctly rounded one; 2 ulps taken here).
+     * Screening is left out when a group is so large
      * that the sums' rounding alone would leave most steps undecided. */
-    j.rel = ms_fast_rel(o->norm) + 16.0 * 0x1p-23 * (o->norm > 1.0 ? o->norm : 1.0) + 3.0 * 0x1p-24;
+    j.rel = ms_fast_rel(o->norm) + 2.0 * 0x1p-23 + 3.0 * 0x1p-24;
     j.fast = j.plo < j.phi && 3.0 * (double)j.vals_per_part * 0x1p-24 + j.rel < 1e-2;
     j.tiny = ms_fast_tiny(o->norm, j.plo);
     if ((uint64_t)rows * cols * steps < MS_PARALLEL_MIN) pool = NULL;
