@@ -551,8 +551,13 @@ static void test_torch_sum_order(void **state)
         if (memcmp(&want, &got, sizeof want) != 0)
             fail_msg("n %zu: streaming sum %a, torch's order %a", n, (double)got, (double)want);
         float serial = 0.0f;
-        for (size_t i = 0; i < n; i++)
+        double exact = 0.0;
+        for (size_t i = 0; i < n; i++) {
             serial += x[i];
+            exact += (double)x[i];
+        }
+        /* Within its stated depth of rounding (the screening's bound). */
+        assert_true(fabs((double)got - exact) <= 1.01 * mq_obs_sum_depth(n) * 0x1p-24 * exact);
         serial_differs |= serial != want;
     }
     /* The order matters: a serial sum gives other bits somewhere. */

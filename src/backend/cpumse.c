@@ -3,12 +3,12 @@
  *
  * Lanes are candidate steps: eight steps of one group run side by side in
  * GCC vector types (one AVX2 register), each lane computing its own error
- * (exactly: its terms summed in torch's order, mq_obs_sum; screened: summed
- * in value order). The group's statistics and values are gathered once for all
- * its steps. A block of eight steps stops early once every lane's partial
- * sum has reached the group's best error before the block: the terms are
- * never negative, so such a sum can only stay at or above it, and only a
- * strictly smaller error counts.
+ * (exactly: its terms summed in torch's order, mq_obs_sum; screened: eight
+ * values added pairwise, then in turn). The group's statistics and values
+ * are gathered once for all its steps. A screened block stops early once
+ * every lane's partial sum has certainly reached the group's best error
+ * before the block: the terms are never negative, so such a sum can only
+ * stay at or above it, and only a strictly smaller error counts.
  *
  * The steps are screened (keep_fast): the lanes sum a cheaper power
  * (ms_pow_fast, with fused multiply-adds where the CPU has them) whose
@@ -90,17 +90,9 @@ MS_INLINE ms_f ms_fsel(ms_i m, ms_f a, ms_f b)
     return (ms_f)(((ms_i)a & m) | ((ms_i)b & ~m));
 }
 
-/* mq_obs_pow lane by lane (a double-precision power, scalar: the exact
- * terms are needed only for near ties and small or unscreened searches). */
-MS_INLINE ms_f ms_pow(ms_f x, float n)
-{
-    ms_f r;
-    for (int l = 0; l < MS_LANES; l++)
-        r[l] = mq_obs_pow(x[l], n);
-    return r;
-}
-
-/* ms_pow of lanes [0, need) only, the others 0. */
+/* mq_obs_pow of lanes [0, need), the others 0 (a double-precision power,
+ * scalar: the exact terms are needed only for near ties and small or
+ * unscreened searches). */
 MS_INLINE ms_f ms_pow_lanes(ms_f x, float n, int need)
 {
     ms_f r = ms_splat(0.0f);
@@ -177,7 +169,7 @@ MS_CLONES void ms_pow_run(const float *x, size_t n, float norm, float *out)
     for (size_t i = 0; i + MS_LANES <= n; i += MS_LANES) {
         ms_f v;
         memcpy(&v, x + i, sizeof v);
-        v = ms_pow(v, norm);
+        v = ms_pow_lanes(v, norm, MS_LANES);
         memcpy(out + i, &v, sizeof v);
     }
 }
@@ -449,15 +441,11 @@ static bool gather(const ms_job *j, size_t g, ms_group *gr)
     /* Each sum within d u of its terms' exact sum (u = 2^-24, the terms
      * never negative), d the most additions on any term's way to the
      * result: the screened sum adds eight values pairwise and then in turn
-     * (3 + n / 8, and fewer than 8 single ones at the end); torch's order
-     * (mq_obs_sum) at most 16 rows in each of the cascade's first three
-     * levels and one step up from each, the fourth level's rows / 4096
-     * blocks, 3 to fold the levels, 3 for the vectors past the rows, 3 for
-     * the accumulators, 8 lanes and fewer than 8 tail values (n itself when
-     * fewer). The terms within j->rel of each other (with the weights'
-     * products, 2u more), a half again to spare. */
-    double n = (double)gr->n, d_torch = 3.0 * 17.0 + n / 131072.0 + 3.0 + 3.0 + 3.0 + 8.0 + 8.0;
-    double d = (3.0 + n / 8.0 + 8.0) + (d_torch < n ? d_torch : n) + 2.0;
+     * (3 + n / 8, and fewer than 8 single ones at the end); the exact one
+     * in torch's order mq_obs_sum_depth(n). The terms within j->rel of
+     * each other (with the weights' products, 2u more), a half again to
+     * spare. */
+    double d = (3.0 + (double)gr->n / 8.0 + 8.0) + mq_obs_sum_depth(gr->n) + 2.0;
     gr->rho = (1.5 * d * 0x1p-24 + j->rel) * mq_hk_mse_slack;
     if (gr->rho > 0.5) gr->rho = 0.5;
     /* Each term below plo within j->tiny of its exact value, times its

@@ -99,6 +99,12 @@ float mq_obs_sum_end(mq_obs_sum *s)
     return f;
 }
 
+double mq_obs_sum_depth(size_t n)
+{
+    double d = 3.0 * 17.0 + (double)n / 131072.0 + 3.0 + 3.0 + 3.0 + 8.0 + 8.0;
+    return d < (double)n ? d : (double)n;
+}
+
 float mq_obs_sum_of(const float *t, size_t n)
 {
     mq_obs_sum s;

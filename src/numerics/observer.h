@@ -60,6 +60,14 @@ typedef struct {
 void mq_obs_sum_init(mq_obs_sum *s, size_t n);
 void mq_obs_sum_add(mq_obs_sum *s, float x);
 float mq_obs_sum_end(mq_obs_sum *s);
+/* The most additions on any term's way to mq_obs_sum's result for n terms,
+ * so that the sum of non-negative terms is within depth * 2^-24 (to first
+ * order) of their exact sum: at most 16 rows in each of the cascade's first
+ * three levels and one step up from each, the fourth level's rows / 4096
+ * blocks, 3 to fold the levels, 3 for the vectors past the rows, 3 for the
+ * accumulators, 8 lanes and fewer than 8 tail values; n itself when
+ * smaller. */
+double mq_obs_sum_depth(size_t n);
 /* mq_obs_sum of t[0 .. n). */
 float mq_obs_sum_of(const float *t, size_t n);
 
