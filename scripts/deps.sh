@@ -31,6 +31,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip "$@" in build/venv, tried three times: a dropped connection or a full
+# pip cache should not fail a run. The later tries bypass the cache, which
+# halves the disk they need; each failure shows the free space.
+pip_tries() {
+  local try cache=()
+  for try in 1 2 3; do
+    if build/venv/bin/python -m pip "$1" -q --disable-pip-version-check "${cache[@]}" "${@:2}"; then
+      return 0
+    fi
+    echo "warning: pip $* failed (try $try of 3); free space:" >&2
+    df -h build "$(build/venv/bin/python -m pip cache dir 2>/dev/null || echo build)" >&2 || true
+    cache=(--no-cache-dir)
+    if [ "$try" -lt 3 ]; then sleep $((try * 20)); fi
+  done
+  return 1
+}
+
 if [ "$python" = 1 ]; then
   # The official readers our output must satisfy (safetensors, transformers with
   # compressed-tensors, torch), pinned in tests/py/requirements.txt. The loader
@@ -39,8 +56,7 @@ if [ "$python" = 1 ]; then
     mkdir -p build
     python3 -m venv build/venv
   fi
-  if ! build/venv/bin/python -m pip install -q --disable-pip-version-check \
-       -r tests/py/requirements.txt; then
+  if ! pip_tries install -r tests/py/requirements.txt; then
     if [ "${MQ_OFFLINE:-0}" = 1 ]; then
       echo "warning: MQ_OFFLINE=1 and the loader packages could not be installed; their tests will skip"
     else
@@ -51,8 +67,7 @@ if [ "$python" = 1 ]; then
   # llm-compressor's MSE observer and model_free_ptq, the oracles of
   # test_observer_llmc.py and test_fp8_llmc.py: its wheel only, unpacked by
   # the tests (installing it would move the pins above).
-  if ! build/venv/bin/python -m pip download -q --disable-pip-version-check --no-deps \
-       llmcompressor==0.14.0.1 -d build/llmc; then
+  if ! pip_tries download --no-deps llmcompressor==0.14.0.1 -d build/llmc; then
     if [ "${MQ_OFFLINE:-0}" = 1 ]; then
       echo "warning: MQ_OFFLINE=1 and the llmcompressor wheel could not be downloaded; the llm-compressor tests will skip"
     else
