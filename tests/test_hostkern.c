@@ -631,9 +631,9 @@ static void check_err_k(const void *src, mq_dtype dt, size_t rows, size_t cols, 
     free(sc);
 }
 
-/* Groups of 32, 64 and 128 values are quantized 16 groups at a time, for
+/* Groups of 16, 32, 64 and 128 values are quantized 16 groups at a time, for
  * every kind (INT8 with its code XOR): whole tiles and a ragged last one
- * (rows not a multiple of 16); other lengths (16, 48, 80, 256) group by
+ * (rows not a multiple of 16); other lengths (8, 48, 80, 256) group by
  * group beside them; each group of a tile scaled by its own power of two
  * (subnormal and huge groups beside ordinary ones), zero groups among them,
  * ties and extremes (edge data), all-positive and all-negative groups (the
@@ -644,8 +644,8 @@ static void test_rows_tiles(void **state)
     (void)state;
     tu_rng r;
     tu_rng_seed(&r, 29);
-    const size_t shapes[][2] = {{16, 16}, {17, 32},  {35, 128}, {48, 64},
-                                {64, 32}, {32, 256}, {21, 48},  {40, 80}};
+    const size_t shapes[][2] = {{16, 16}, {33, 16},  {17, 32}, {35, 128}, {48, 64},
+                                {64, 32}, {32, 256}, {21, 48}, {40, 80},  {18, 8}};
     unsigned char *buf = malloc(64 * 256 * 4 + 1);
     for (int d = 0; d < 3; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -695,6 +695,48 @@ static void test_rows_tiles(void **state)
                     check_rows(buf, qdtypes[d], 48, 64, false);
                 }
             }
+    free(buf);
+}
+
+/* Every e2m1 value and midpoint, and the fp32 values beside each, of both
+ * signs, in groups whose largest magnitude is 6 (an MX scale of 1) or 6
+ * times a power of two, for MXFP4 and NVFP4 (its global scale no power of
+ * two): codes, scales and the weight error against the reference, through
+ * tiles (groups of 16, 32 and 64) and group by group (33 and 96). */
+static void test_rows_e2m1_grid(void **state)
+{
+    (void)state;
+    static const float grid[] = {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f,
+                                 2.0f, 2.5f,  3.0f, 3.5f,  4.0f, 5.0f,  6.0f};
+    float vals[15 * 3 * 2 + 2];
+    size_t nv = 0;
+    for (size_t i = 0; i < 15; i++)
+        for (int sg = 0; sg < 2; sg++) {
+            float v = sg ? -grid[i] : grid[i];
+            vals[nv++] = v;
+            vals[nv++] = nextafterf(v, 0.0f);
+            vals[nv++] = nextafterf(v, sg ? -6.0f : 6.0f);
+        }
+    vals[nv++] = -0.0f;
+    vals[nv++] = 0x1p-140f;
+    const size_t shapes[][2] = {{40, 16}, {48, 32}, {20, 64}, {7, 33}, {5, 96}};
+    const mq_qkind fp4[] = {MQ_QK_MXFP4, MQ_QK_NVFP4};
+    const int pow2[] = {0, -10, 5, -3};
+    unsigned char *buf = malloc(48 * 96 * 4);
+    assert_non_null(buf);
+    for (int d = 0; d < 3; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            size_t rows = shapes[s][0], cols = shapes[s][1];
+            for (size_t g = 0; g < rows; g++)
+                for (size_t i = 0; i < cols; i++) {
+                    float v = i == 0 ? (g & 1 ? -6.0f : 6.0f) : vals[(g * 7 + i) % nv];
+                    put(buf, qdtypes[d], g * cols + i, ldexpf(v, pow2[g % 4]));
+                }
+            for (size_t k = 0; k < 2; k++) {
+                check_rows_k(buf, qdtypes[d], rows, cols, fp4[k], true);
+                check_err_k(buf, qdtypes[d], rows, cols, fp4[k], true);
+            }
+        }
     free(buf);
 }
 
@@ -1025,6 +1067,7 @@ int main(void)
         cmocka_unit_test(test_backend_kinds),     cmocka_unit_test(test_int8_code_xor),
         cmocka_unit_test(test_registry),          cmocka_unit_test(test_rows_16bit_words),
         cmocka_unit_test(test_source_fp8_block),  cmocka_unit_test(test_rows_tiles),
+        cmocka_unit_test(test_rows_e2m1_grid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

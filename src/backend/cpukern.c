@@ -371,24 +371,30 @@ HK_INLINE float e4m3_value(uint32_t c)
 }
 
 /* The e2m1 code of v as mq_f32_to_e2m1 after the reference's clamp to +-6
- * (a NaN clamps to -6): the magnitude code counts the thresholds passed. */
+ * (a NaN clamps to -6): the magnitude code counts the thresholds passed, and
+ * a -0 stays +0. The thresholds are compared as bits (|v| is finite, and its
+ * bits are ordered as its value): GCC keeps float compares that are summed
+ * as branches, and the loop scalar. */
 HK_INLINE uint32_t e2m1_code(float v)
 {
     v = v > -6.0f ? v : -6.0f;
     v = v < 6.0f ? v : 6.0f;
-    float a = fabsf(v);
-    uint32_t m = (uint32_t)(a > 0.25f) + (uint32_t)(a >= 0.75f) + (uint32_t)(a > 1.25f) +
-                 (uint32_t)(a >= 1.75f) + (uint32_t)(a > 2.5f) + (uint32_t)(a >= 3.5f) +
-                 (uint32_t)(a > 5.0f);
-    return m | ((uint32_t)(v < 0.0f) << 3);
+    uint32_t u = mq_f32_bits(v), a = u & 0x7fffffffu;
+    uint32_t m = (uint32_t)(a > 0x3e800000u) + (uint32_t)(a >= 0x3f400000u) + /* 0.25, 0.75 */
+                 (uint32_t)(a > 0x3fa00000u) + (uint32_t)(a >= 0x3fe00000u) + /* 1.25, 1.75 */
+                 (uint32_t)(a > 0x40200000u) + (uint32_t)(a >= 0x40600000u) + /* 2.5, 3.5 */
+                 (uint32_t)(a > 0x40a00000u);                                 /* 5 */
+    return m | ((u >> 28) & 8u & -(uint32_t)(a != 0u));
 }
 
-/* The value of an e2m1 code (0, 0.5, 1, 1.5 are i / 2; 2, 3, 4 are i - 2; 7 is 6). */
+/* The value of an e2m1 code: exponent e = bits 2..1 and mantissa bit m give
+ * 2^(e-1) (1 + m/2), and m/2 for e = 0; built from its bits, without
+ * branches (a -0 for code 8, as -(0.0f)). */
 HK_INLINE float e2m1_value(uint32_t c)
 {
-    float i = (float)(int32_t)(c & 7u);
-    float m = i < 4.0f ? i * 0.5f : i == 7.0f ? 6.0f : i - 2.0f;
-    return (c & 8u) ? -m : m;
+    uint32_t e = (c >> 1) & 3u, m = c & 1u;
+    uint32_t normal = ((e + 126u) << 23) | (m << 22), sub = m * 0x3f000000u;
+    return mq_f32_from_bits((e ? normal : sub) | ((c & 8u) << 28));
 }
 
 /* Codes of kind k (a constant after inlining) for nb values, one byte each.
@@ -614,9 +620,9 @@ HK_INLINE void code_run(const void *src, mq_dtype dt, size_t n, mq_qkind k, floa
 
 /* Each lane holds one group: one AVX-512 vector of scales. */
 #define HK_GT 16
-/* The longest group taken in tiles: groups of 32, 64 and 128 are (the sizes
- * schemes use), each with its own copy of the loops; longer ones have little
- * per-group cost. */
+/* The longest group taken in tiles: groups of 16 (NVFP4's), 32, 64 and 128
+ * are (the sizes schemes use), each with its own copy of the loops; longer
+ * ones have little per-group cost. */
 #define HK_GT_COLS 128
 
 typedef struct {
@@ -724,6 +730,22 @@ HK_INLINE void tile_params_int(mq_qkind k, bool sym, const hk_gstats *restrict t
     }
 }
 
+/* NVFP4's scales of a tile's groups, one group a lane, as mq_ref_params
+ * computes them and mq_store_group_scale stores them: the e4m3 byte of
+ * gscale times amax / 6 as dt holds it (e4m3_code clamps to +-448, as the
+ * reference's fminf and fmaxf do), a zero's byte that of 2^-3; into s the
+ * byte's value over gscale, the scale the codes divide by. */
+HK_INLINE void tile_params_nvfp4(float gscale, const hk_gstats *restrict t, mq_dtype dt,
+                                 float *restrict s, uint8_t *restrict scale)
+{
+    for (int g = 0; g < HK_GT; g++) {
+        uint32_t c = e4m3_code(gscale * round_dt(t->amax[g] / 6.0f, dt));
+        c = (c & 0x7fu) == 0u ? 0x20u : c; /* 2^-3 */
+        scale[g] = (uint8_t)c;
+        s[g] = e4m3_value(c) / gscale;
+    }
+}
+
 /* The scratch of one tile. */
 typedef struct {
     float x[HK_GT * HK_GT_COLS];
@@ -766,12 +788,15 @@ HK_INLINE bool tile_run(mq_qkind k, mq_qdesc d, const unsigned char *src, mq_dty
         if (zp && mq_qdesc_has_zp(d))
             for (int g = 0; g < HK_GT; g++)
                 zp[g0 + g] = (int8_t)(int32_t)z[g];
+    } else if (k == MQ_QK_NVFP4) {
+        tile_params_nvfp4(d.gscale, &st, dt, s, (uint8_t *)scale + g0);
+        for (int g = 0; g < HK_GT; g++)
+            z[g] = 0.0f;
     } else {
         for (int g = 0; g < HK_GT; g++) {
             mq_ref_stats rs = {.lo = st.lo[g], .hi = st.hi[g], .amax = st.amax[g]};
             int8_t zz;
             (void)mq_ref_group_params(d, &rs, dt, g0 + g, scale, zp, NULL, &s[g], &zz);
-            s[g] = k == MQ_QK_NVFP4 ? s[g] / d.gscale : s[g];
             z[g] = (float)zz;
         }
     }
@@ -840,14 +865,15 @@ HK_INLINE mq_status quantize_groups(mq_qkind k, mq_qdesc d, const void *src, mq_
     hk_row wide;
     bool cache = !d.block && dt != MQ_DTYPE_F32 && cols >= HK_SMALL && cols <= HK_ROW_CACHE;
     size_t bi = 0;
-    if (!d.block && (cols == 32 || cols == 64 || cols == 128) && rows >= HK_GT) {
+    if (!d.block && (cols == 16 || cols == 32 || cols == 64 || cols == 128) && rows >= HK_GT) {
         hk_tile t;
         for (; bi + HK_GT <= rows; bi += HK_GT) {
             const unsigned char *tsrc = in + bi * cols * es;
             uint8_t *tq = q + bi * qb;
             /* n a constant in each: with n a variable, GCC left the loops
              * scalar (3.5 to 4.6 times slower, measured) */
-            bool ok = cols == 32   ? tile_run(k, d, tsrc, dt, 32, bi, tq, scale, zp, err, &t)
+            bool ok = cols == 16   ? tile_run(k, d, tsrc, dt, 16, bi, tq, scale, zp, err, &t)
+                      : cols == 32 ? tile_run(k, d, tsrc, dt, 32, bi, tq, scale, zp, err, &t)
                       : cols == 64 ? tile_run(k, d, tsrc, dt, 64, bi, tq, scale, zp, err, &t)
                                    : tile_run(k, d, tsrc, dt, 128, bi, tq, scale, zp, err, &t);
             if (!ok) break; /* the loop below names the bad group */
