@@ -708,9 +708,10 @@ static void test_rows_e2m1_grid(void **state)
     (void)state;
     static const float grid[] = {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f,
                                  2.0f, 2.5f,  3.0f, 3.5f,  4.0f, 5.0f,  6.0f};
-    float vals[15 * 3 * 2 + 2];
+    enum { NG = sizeof grid / sizeof grid[0] };
+    float vals[NG * 3 * 2 + 2];
     size_t nv = 0;
-    for (size_t i = 0; i < 15; i++)
+    for (size_t i = 0; i < NG; i++)
         for (int sg = 0; sg < 2; sg++) {
             float v = sg ? -grid[i] : grid[i];
             vals[nv++] = v;
